@@ -1,1 +1,66 @@
+//! # shmsock: socket-like IPC at shared-memory speed
+//!
+//! The same [`Listener`]/[`Conn`] API over `shm://name` (lock-free rings in sealed memfd
+//! shared memory, handed over a Unix socket), and soon `unix://path` and `tcp://host:port`.
+//!
+//! ```
+//! use shmsock::{Conn, Listener};
+//! # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+//! let listener = Listener::bind("shm://quotes")?;
+//! let writer = std::thread::spawn(|| -> shmsock::Result<()> {
+//!     let mut conn = Conn::connect("shm://quotes")?;
+//!     for price in [101u32, 102, 103] {
+//!         conn.send(&price.to_le_bytes())?;
+//!     }
+//!     Ok(()) // dropping the Conn closes it cleanly
+//! });
+//! let mut conn = listener.accept()?;
+//! let mut buf = [0u8; 4];
+//! let mut got = Vec::new();
+//! while let Ok(n) = conn.recv(&mut buf) {
+//!     got.push(u32::from_le_bytes(buf[..n].try_into().unwrap()));
+//! }
+//! assert_eq!(got, [101, 102, 103]);
+//! writer.join().unwrap()?;
+//! # Ok::<(), shmsock::Error>(())
+//! ```
+//!
+//! ## How `shm://` works
+//! Each process owns one segment per connection (an anonymous memfd, sealed against
+//! shrinking, growing and new writable mappings) holding its outbound ring; the peer maps it
+//! read-only. Every shared word has exactly one writer, so a buggy or hostile peer can lie
+//! in its own memory (we validate every value, see [`Error::Corrupt`]) but never corrupt
+//! ours. No lock lives in shared memory. A Unix socket carries the rendezvous, checks the
+//! peer's uid (`SO_PEERCRED`) before any fd is passed, and stays open so that a dead peer is
+//! noticed within milliseconds ([`Error::PeerGone`]). Waiting spins briefly, then sleeps on a
+//! futex that the sender only wakes when the receiver announced it sleeps
+//! ([`WaitStrategy`]).
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
+#[cfg(not(loom))]
+mod conn;
+mod endpoint;
+mod error;
+#[cfg(all(test, not(loom)))]
+mod hostile_tests;
+#[cfg(not(loom))]
+mod options;
+mod shm;
+mod sync;
+#[cfg(not(loom))]
+mod sys;
+
+#[cfg(not(loom))]
+pub use conn::{Conn, Listener};
+pub use endpoint::{Endpoint, SHM_NAME_MAX_BYTES};
+pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use options::{Options, RING_CAPACITY_DEFAULT_BYTES};
+#[cfg(not(loom))]
+pub use shm::handshake::{runtime_dir, HANDSHAKE_TIMEOUT};
+pub use shm::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};
+#[cfg(not(loom))]
+pub use shm::segment::PROTOCOL_VERSION;
+pub use shm::wait::{WaitStrategy, FUTEX_SLEEP_MAX, PEER_CHECK_INTERVAL, SPIN_BUDGET_DEFAULT};

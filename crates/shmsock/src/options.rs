@@ -1,0 +1,80 @@
+//! Connection options (a small builder).
+
+use std::time::Duration;
+
+use crate::shm::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};
+use crate::shm::wait::{WaitStrategy, SPIN_BUDGET_DEFAULT};
+
+/// Default ring capacity of each direction, in bytes.
+pub const RING_CAPACITY_DEFAULT_BYTES: usize = 1 << 20;
+
+/// Options for [`Listener::bind_with`](crate::Listener::bind_with) and
+/// [`Conn::connect_with`](crate::Conn::connect_with).
+///
+/// # Examples
+/// ```
+/// use shmsock::{Options, WaitStrategy};
+/// let opts = Options::new()
+///     .ring_capacity(256 * 1024)
+///     .wait_strategy(WaitStrategy::BusyPoll);
+/// assert_eq!(opts.get_ring_capacity(), 256 * 1024);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) ring_capacity: usize,
+    pub(crate) wait: WaitStrategy,
+    pub(crate) spin_budget: Duration,
+    pub(crate) allowed_uids: Vec<u32>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ring_capacity: RING_CAPACITY_DEFAULT_BYTES,
+            wait: WaitStrategy::default(),
+            spin_budget: SPIN_BUDGET_DEFAULT,
+            allowed_uids: Vec::new(),
+        }
+    }
+}
+
+impl Options {
+    /// Defaults: 1 MiB ring, [`WaitStrategy::Adaptive`], same-uid peers only.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Capacity in bytes of the ring this side sends into (rounded up to a power of two,
+    /// at least 4 KiB, at most 1 GiB). The largest message is the capacity minus 16 bytes.
+    pub fn ring_capacity(mut self, bytes: usize) -> Self {
+        self.ring_capacity = bytes
+            .clamp(RING_CAPACITY_MIN_BYTES, RING_CAPACITY_MAX_BYTES)
+            .next_power_of_two();
+        self
+    }
+
+    /// The ring capacity that will be used.
+    pub fn get_ring_capacity(&self) -> usize {
+        self.ring_capacity
+    }
+
+    /// How blocking calls wait (default [`WaitStrategy::Adaptive`]).
+    pub fn wait_strategy(mut self, wait: WaitStrategy) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// How long an [`WaitStrategy::Adaptive`] waiter spins before sleeping
+    /// (default [`SPIN_BUDGET_DEFAULT`]).
+    pub fn spin_budget(mut self, budget: Duration) -> Self {
+        self.spin_budget = budget;
+        self
+    }
+
+    /// Admits peers running as `uid`. By default only our own effective uid is admitted;
+    /// once any uid is added, exactly the listed uids are (add your own too if needed).
+    pub fn allow_uid(mut self, uid: u32) -> Self {
+        self.allowed_uids.push(uid);
+        self
+    }
+}

@@ -1,0 +1,503 @@
+//! One `shm://` connection: our segment (outbound ring), the peer's segment (inbound ring,
+//! read-only), and the Unix socket that tells us when the peer is gone.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::net::{RecvFlags, SendFlags};
+
+use super::handshake::{self, Hello, Received, ACK, BYE, HANDSHAKE_TIMEOUT};
+use super::listener::allowed_text;
+use super::ring::{Consumer, Corruption, Frame, Producer, Push};
+use super::segment::{self, OwnedSegment, PeerSegment, PROTOCOL_VERSION};
+use super::wait::{self, Schedule, SharedFutex, Step, WaitStrategy};
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::sync::Ordering;
+
+/// How a call waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Do not wait (`try_*`).
+    Try,
+    /// Wait until done.
+    Block,
+    /// Wait until this instant.
+    Until(Instant),
+}
+
+impl Mode {
+    pub(crate) fn timeout(t: Duration) -> Self {
+        Instant::now()
+            .checked_add(t)
+            .map_or(Mode::Block, Mode::Until)
+    }
+}
+
+/// How the peer ended the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerEnd {
+    /// It sent BYE: clean close.
+    Closed,
+    /// Hang-up without BYE: it died.
+    Gone,
+}
+
+pub(crate) struct ShmConn {
+    endpoint: String,
+    peer_pid: i32,
+    sock: UnixStream,
+    mine: OwnedSegment,
+    peer: PeerSegment,
+    tx: Producer,
+    rx: Consumer,
+    wait: WaitStrategy,
+    spin_budget: Duration,
+    ended: Option<PeerEnd>,
+    corrupt: Option<String>,
+    closed: bool,
+    sent: (u64, u64),
+    received: (u64, u64),
+}
+
+/// Validates a received hello and maps the peer's segment.
+pub(super) fn accept_peer_hello(
+    endpoint: &str,
+    received: Received,
+) -> Result<(Hello, PeerSegment)> {
+    let fail = |reason: String| Error::Handshake {
+        endpoint: endpoint.to_owned(),
+        reason,
+    };
+    if received.truncated {
+        return Err(fail("peer sent more than one fd".into()));
+    }
+    let hello = Hello::decode(&received.bytes).map_err(fail)?;
+    if hello.version != PROTOCOL_VERSION {
+        return Err(Error::VersionMismatch {
+            endpoint: endpoint.to_owned(),
+            ours: PROTOCOL_VERSION,
+            peer: hello.version,
+        });
+    }
+    if hello.is_refuse() {
+        return Err(Error::Refused {
+            endpoint: endpoint.to_owned(),
+            reason: match hello.reason {
+                1 => "our uid is not in its allow-list".into(),
+                2 => "it could not create its shared-memory segment (out of memory or fds?)".into(),
+                r => format!("reason code {r}"),
+            },
+        });
+    }
+    let mut fds = received.fds;
+    if fds.len() != 1 {
+        return Err(fail(format!(
+            "expected exactly one fd with the hello, got {}",
+            fds.len()
+        )));
+    }
+    let fd = fds.pop().expect("one fd");
+    let peer = PeerSegment::open(fd, hello.ring_capacity).map_err(|r| fail(r.to_string()))?;
+    Ok((hello, peer))
+}
+
+/// Connects to a bound `shm://` name and runs the connector side of the handshake.
+pub(crate) fn connect(endpoint: String, name: &str, opts: &Options) -> Result<ShmConn> {
+    let (sock_path, _) = handshake::paths(name)
+        .map_err(|e| Error::io(format!("{endpoint}: rendezvous directory"), e))?;
+    let sock = match UnixStream::connect(&sock_path) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(Error::ConnectionRefused {
+                path: sock_path.display().to_string(),
+                endpoint,
+            })
+        }
+        Err(e) => {
+            return Err(Error::io(
+                format!("{endpoint}: connecting to {}", sock_path.display()),
+                e,
+            ))
+        }
+    };
+    let ep = &endpoint;
+    let io_err = |what: &str, e: io::Error| Error::io(format!("{ep}: handshake: {what}"), e);
+    handshake::set_handshake_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))
+        .map_err(|e| io_err("timeouts", e))?;
+    let cred = rustix::net::sockopt::socket_peercred(&sock)
+        .map_err(|e| io_err("SO_PEERCRED", e.into()))?;
+    let (pid, uid) = (cred.pid.as_raw_nonzero().get(), cred.uid.as_raw());
+    if !handshake::uid_allowed(uid, &opts.allowed_uids) {
+        return Err(Error::PermissionDenied {
+            endpoint: endpoint.clone(),
+            pid,
+            uid,
+            allowed: allowed_text(&opts.allowed_uids),
+        });
+    }
+    let received = handshake::recv_hello(&sock).map_err(|e| io_err("receiving hello", e))?;
+    let (_, peer) = accept_peer_hello(ep, received)?;
+    let mine = OwnedSegment::create(opts.ring_capacity).map_err(|e| {
+        io_err(
+            "creating our segment (memfd_create/ftruncate/mmap)",
+            e.into(),
+        )
+    })?;
+    let fd = mine
+        .fd()
+        .try_clone_to_owned()
+        .map_err(|e| io_err("dup", e))?;
+    handshake::send_hello(&sock, &Hello::greeting(mine.capacity()), Some(&fd))
+        .map_err(|e| io_err("sending hello", e))?;
+    drop(fd);
+    let mut ack = [0u8; 1];
+    match rustix::io::read(sock.as_fd(), &mut ack) {
+        Ok(1) if ack[0] == ACK => {}
+        Ok(_) => {
+            return Err(Error::Refused {
+                endpoint: endpoint.clone(),
+                reason: "it rejected our segment or hung up during the handshake".into(),
+            })
+        }
+        Err(e) => return Err(io_err("waiting for ack", e.into())),
+    }
+    handshake::set_handshake_timeouts(&sock, None).map_err(|e| io_err("timeouts", e))?;
+    ShmConn::new(endpoint, pid, sock, mine, peer, opts)
+}
+
+impl ShmConn {
+    pub(super) fn new(
+        endpoint: String,
+        peer_pid: i32,
+        sock: UnixStream,
+        mine: OwnedSegment,
+        peer: PeerSegment,
+        opts: &Options,
+    ) -> Result<Self> {
+        let (tx_cap, rx_cap) = (mine.capacity(), peer.capacity_bytes());
+        Ok(ShmConn {
+            endpoint,
+            peer_pid,
+            sock,
+            tx: Producer::new(tx_cap),
+            rx: Consumer::new(rx_cap),
+            mine,
+            peer,
+            wait: opts.wait,
+            spin_budget: opts.spin_budget,
+            ended: None,
+            corrupt: None,
+            closed: false,
+            sent: (0, 0),
+            received: (0, 0),
+        })
+    }
+
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub(crate) fn peer_pid(&self) -> i32 {
+        self.peer_pid
+    }
+
+    pub(crate) fn max_message_len(&self) -> usize {
+        self.tx.max_payload() as usize
+    }
+
+    fn end_error(&self, end: PeerEnd) -> Error {
+        let (endpoint, pid) = (self.endpoint.clone(), self.peer_pid);
+        match end {
+            PeerEnd::Closed => Error::PeerClosed { endpoint, pid },
+            PeerEnd::Gone => Error::PeerGone { endpoint, pid },
+        }
+    }
+
+    /// Records corruption: the connection is unusable from now on.
+    fn poison(&mut self, c: Corruption) -> Error {
+        self.corrupt = Some(c.0);
+        self.usable().expect_err("just poisoned")
+    }
+
+    fn usable(&self) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        match &self.corrupt {
+            Some(what) => Err(Error::Corrupt {
+                endpoint: self.endpoint.clone(),
+                pid: self.peer_pid,
+                what: what.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks the socket for the peer's goodbye or hang-up, without blocking.
+    fn poll_peer(&mut self) -> Result<()> {
+        if self.ended.is_some() {
+            return Ok(());
+        }
+        let mut fds = [PollFd::new(&self.sock, PollFlags::IN | PollFlags::RDHUP)];
+        let ready = rustix::event::poll(
+            &mut fds,
+            Some(&rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            }),
+        )
+        .map_err(|e| Error::io(format!("{}: polling the control socket", self.endpoint), e))?;
+        if ready == 0 {
+            return Ok(());
+        }
+        let mut buf = [0u8; 16];
+        loop {
+            match rustix::net::recv(&self.sock, &mut buf, RecvFlags::DONTWAIT) {
+                Ok((0, _)) => {
+                    self.ended.get_or_insert(PeerEnd::Gone);
+                    return Ok(());
+                }
+                Ok((n, _)) => {
+                    if buf[..n].iter().any(|&b| b != BYE) {
+                        return Err(self
+                            .poison(Corruption("unexpected bytes on the control socket".into())));
+                    }
+                    self.ended = Some(PeerEnd::Closed);
+                }
+                Err(rustix::io::Errno::AGAIN) => return Ok(()),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => {
+                    self.ended.get_or_insert(PeerEnd::Gone);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Sends one message, waiting for room as `mode` allows.
+    pub(crate) fn send(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
+        self.usable()?;
+        if let Some(end) = self.ended {
+            return Err(self.end_error(end));
+        }
+        let max = self.max_message_len();
+        if msg.len() > max {
+            return Err(Error::TooLarge {
+                len: msg.len(),
+                max,
+            });
+        }
+        let mut schedule = None;
+        loop {
+            if self.try_push(msg)? {
+                return Ok(());
+            }
+            if mode == Mode::Try {
+                self.poll_peer()?;
+                return Err(self
+                    .ended
+                    .map_or(Error::WouldBlock, |end| self.end_error(end)));
+            }
+            let deadline = match mode {
+                Mode::Until(d) => Some(d),
+                _ => None,
+            };
+            match schedule
+                .get_or_insert_with(|| Schedule::new(self.wait, self.spin_budget, deadline))
+                .next()
+            {
+                Step::Spin => std::hint::spin_loop(),
+                Step::CheckPeer => {
+                    self.poll_peer()?;
+                    if let Some(end) = self.ended {
+                        return Err(self.end_error(end));
+                    }
+                }
+                Step::Sleep(t) => {
+                    let (flag, seq) = (
+                        self.mine.word32(segment::OFF_TX_SLEEPING),
+                        self.peer.word32(segment::OFF_SPACE_SEQ),
+                    );
+                    let key = wait::prepare_wait(flag, seq);
+                    let pushed = self.try_push(msg);
+                    if !matches!(pushed, Ok(false)) {
+                        wait::cancel_wait(self.mine.word32(segment::OFF_TX_SLEEPING));
+                        pushed?;
+                        return Ok(());
+                    }
+                    let (flag, seq) = (
+                        self.mine.word32(segment::OFF_TX_SLEEPING),
+                        self.peer.word32(segment::OFF_SPACE_SEQ),
+                    );
+                    wait::sleep(flag, seq, key, t, &SharedFutex);
+                }
+                Step::TimedOut => return Err(Error::TimedOut),
+            }
+        }
+    }
+
+    /// One attempt to publish `msg`; wakes the peer if it sleeps.
+    #[inline]
+    fn try_push(&mut self, msg: &[u8]) -> Result<bool> {
+        let peer = &self.peer;
+        match self
+            .tx
+            .try_push(&self.mine, || peer.load64(segment::OFF_CONSUMED), msg)
+        {
+            Ok(Push::Done) => {
+                wait::notify(
+                    self.peer.word32(segment::OFF_RX_SLEEPING),
+                    self.mine.word32(segment::OFF_DATA_SEQ),
+                    &SharedFutex,
+                );
+                self.sent.0 += 1;
+                self.sent.1 += msg.len() as u64;
+                self.mine
+                    .word64(segment::OFF_MSGS_SENT)
+                    .store(self.sent.0, Ordering::Relaxed);
+                self.mine
+                    .word64(segment::OFF_BYTES_SENT)
+                    .store(self.sent.1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Ok(Push::Full) => Ok(false),
+            Err(c) => Err(self.poison(c)),
+        }
+    }
+
+    #[inline]
+    fn peek(&mut self) -> Result<Option<Frame>> {
+        match self.rx.peek(&self.peer) {
+            Ok(f) => Ok(f),
+            Err(c) => Err(self.poison(c)),
+        }
+    }
+
+    /// Publishes our consumed position and wakes a producer sleeping for space.
+    fn publish_consumed(&self, pos: u64) {
+        // Release: pairs with the Acquire load in the peer's `Producer::refresh`; our reads
+        // of the consumed frames happen before the producer may overwrite them.
+        self.mine
+            .word64(segment::OFF_CONSUMED)
+            .store(pos, Ordering::Release);
+        wait::notify(
+            self.peer.word32(segment::OFF_TX_SLEEPING),
+            self.mine.word32(segment::OFF_SPACE_SEQ),
+            &SharedFutex,
+        );
+    }
+
+    /// Waits for the next frame as `mode` allows. After the peer ended, frames it had
+    /// published are still returned; then the end is reported.
+    pub(crate) fn next_frame(&mut self, mode: Mode) -> Result<Frame> {
+        self.usable()?;
+        let mut schedule = None;
+        loop {
+            if let Some(frame) = self.peek()? {
+                return Ok(frame);
+            }
+            if let Some(pos) = self.rx.unpublished() {
+                self.publish_consumed(pos);
+            }
+            if let Some(end) = self.ended {
+                return Err(self.end_error(end));
+            }
+            let deadline = match mode {
+                Mode::Try => {
+                    self.poll_peer()?;
+                    if self.ended.is_some() {
+                        continue; // drain what it published before it left
+                    }
+                    return Err(Error::WouldBlock);
+                }
+                Mode::Until(d) => Some(d),
+                Mode::Block => None,
+            };
+            match schedule
+                .get_or_insert_with(|| Schedule::new(self.wait, self.spin_budget, deadline))
+                .next()
+            {
+                Step::Spin => std::hint::spin_loop(),
+                Step::CheckPeer => self.poll_peer()?,
+                Step::Sleep(t) => {
+                    let (flag, seq) = (
+                        self.mine.word32(segment::OFF_RX_SLEEPING),
+                        self.peer.word32(segment::OFF_DATA_SEQ),
+                    );
+                    let key = wait::prepare_wait(flag, seq);
+                    let next = self.peek();
+                    if !matches!(next, Ok(None)) {
+                        wait::cancel_wait(self.mine.word32(segment::OFF_RX_SLEEPING));
+                        if let Some(frame) = next? {
+                            return Ok(frame);
+                        }
+                    }
+                    let (flag, seq) = (
+                        self.mine.word32(segment::OFF_RX_SLEEPING),
+                        self.peer.word32(segment::OFF_DATA_SEQ),
+                    );
+                    wait::sleep(flag, seq, key, t, &SharedFutex);
+                }
+                Step::TimedOut => return Err(Error::TimedOut),
+            }
+        }
+    }
+
+    /// Copies the payload of `frame` into `out[..frame.len]`.
+    pub(crate) fn read_frame(&mut self, frame: Frame, out: &mut [u8]) -> Result<()> {
+        match self.rx.read(&self.peer, frame, out) {
+            Ok(()) => Ok(()),
+            Err(c) => Err(self.poison(c)),
+        }
+    }
+
+    /// Consumes `frame` (after `read_frame`).
+    pub(crate) fn finish_frame(&mut self, frame: Frame) {
+        if let Some(pos) = self.rx.advance(frame) {
+            self.publish_consumed(pos);
+        }
+        self.received.0 += 1;
+        self.received.1 += frame.len as u64;
+        self.mine
+            .word64(segment::OFF_MSGS_RECV)
+            .store(self.received.0, Ordering::Relaxed);
+        self.mine
+            .word64(segment::OFF_BYTES_RECV)
+            .store(self.received.1, Ordering::Relaxed);
+    }
+
+    /// Closes our side: the peer drains what we sent, then sees `PeerClosed`.
+    pub(crate) fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            if self.ended.is_none() {
+                let _ = rustix::net::send(
+                    &self.sock,
+                    &[BYE],
+                    SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+                );
+            }
+        }
+    }
+
+    /// Test hook: our own segment, to play a hostile peer.
+    #[cfg(test)]
+    pub(crate) fn own_segment(&self) -> &OwnedSegment {
+        &self.mine
+    }
+}
+
+impl Drop for ShmConn {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,285 @@
+//! Rendezvous: the Unix socket, the lock file, peer credentials, the hello and fd passing.
+//!
+//! ```text
+//!  $XDG_RUNTIME_DIR/shmsock/ (or /tmp/shmsock-$UID/; mode 0700, owned by us, checked)
+//!     NAME.lock   flock'd by the live listener: a stale socket is one whose lock is free
+//!     NAME.sock   the listening Unix stream socket (0600)
+//!
+//!  connector                                  listener
+//!  connect(NAME.sock) ───────────────────────▶ accept; SO_PEERCRED checked *before any fd*
+//!       ◀──────────────────── HELLO + memfd (or REFUSE + reason, and no fd)
+//!  SO_PEERCRED of the listener checked;
+//!  its segment verified (seals, size, header) and mapped read-only
+//!  HELLO + memfd ────────────────────────────▶ verified and mapped read-only
+//!       ◀──────────────────── ACK (one byte)
+//! ```
+//!
+//! The socket stays open for the life of the connection: a clean close sends [`BYE`]; a
+//! hang-up without it means the peer died. Every hello is exactly [`HELLO_BYTES`] long,
+//! carries exactly one fd (or none for REFUSE), and is read with a timeout.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+
+use super::segment::PROTOCOL_VERSION;
+
+/// Size of every hello/refuse message.
+pub(crate) const HELLO_BYTES: usize = 64;
+/// How long one handshake may take before the peer is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Byte sent on the socket by a clean close.
+pub(crate) const BYE: u8 = b'B';
+/// Byte sent by the listener once it accepted the connector's segment.
+pub(crate) const ACK: u8 = b'A';
+
+const HELLO_MAGIC: [u8; 8] = *b"SHMSOCKH";
+const KIND_HELLO: u32 = 1;
+const KIND_REFUSE: u32 = 2;
+
+/// Reasons a listener gives for refusing a connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum RefuseReason {
+    /// The connector's uid is not allowed.
+    Uid = 1,
+    /// The listener could not create its segment.
+    Resources = 2,
+}
+
+/// The fixed-size hello: magic, version, kind, pid, ring capacity, refuse reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hello {
+    pub(crate) version: u32,
+    pub(crate) kind: u32,
+    pub(crate) pid: u32,
+    pub(crate) ring_capacity: u64,
+    pub(crate) reason: u32,
+}
+
+impl Hello {
+    pub(crate) fn greeting(ring_capacity: u64) -> Self {
+        Hello {
+            version: PROTOCOL_VERSION,
+            kind: KIND_HELLO,
+            pid: std::process::id(),
+            ring_capacity,
+            reason: 0,
+        }
+    }
+
+    pub(crate) fn refuse(reason: RefuseReason) -> Self {
+        Hello {
+            kind: KIND_REFUSE,
+            reason: reason as u32,
+            ..Hello::greeting(0)
+        }
+    }
+
+    pub(crate) fn is_refuse(&self) -> bool {
+        self.kind == KIND_REFUSE
+    }
+
+    pub(crate) fn encode(&self) -> [u8; HELLO_BYTES] {
+        let mut b = [0u8; HELLO_BYTES];
+        b[0..8].copy_from_slice(&HELLO_MAGIC);
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
+        b[12..16].copy_from_slice(&self.kind.to_le_bytes());
+        b[16..20].copy_from_slice(&self.pid.to_le_bytes());
+        b[20..24].copy_from_slice(&self.reason.to_le_bytes());
+        b[24..32].copy_from_slice(&self.ring_capacity.to_le_bytes());
+        b
+    }
+
+    /// Decodes a hello. A version mismatch is reported separately (the caller names both
+    /// versions); anything else malformed is a string for `Error::Handshake`.
+    pub(crate) fn decode(b: &[u8]) -> Result<Self, String> {
+        if b.len() != HELLO_BYTES {
+            return Err(format!(
+                "hello of {} bytes, expected {HELLO_BYTES}",
+                b.len()
+            ));
+        }
+        if b[0..8] != HELLO_MAGIC {
+            return Err("hello has a bad magic (not a shmsock peer?)".into());
+        }
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        let hello = Hello {
+            version: u32_at(8),
+            kind: u32_at(12),
+            pid: u32_at(16),
+            reason: u32_at(20),
+            ring_capacity: u64::from_le_bytes(b[24..32].try_into().expect("8 bytes")),
+        };
+        if hello.kind != KIND_HELLO && hello.kind != KIND_REFUSE {
+            return Err(format!("hello has unknown kind {}", hello.kind));
+        }
+        Ok(hello)
+    }
+}
+
+/// Sends a hello with at most one fd.
+pub(crate) fn send_hello(sock: &UnixStream, hello: &Hello, fd: Option<&OwnedFd>) -> io::Result<()> {
+    let bytes = hello.encode();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds;
+    if let Some(fd) = fd {
+        fds = [fd.as_fd()];
+        if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+            return Err(io::Error::other("control buffer too small for one fd"));
+        }
+    }
+    let sent = rustix::net::sendmsg(
+        sock,
+        &[IoSlice::new(&bytes)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )?;
+    if sent != bytes.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "short hello write",
+        ));
+    }
+    Ok(())
+}
+
+/// A received hello and the fds that came with it.
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
+    /// Control data was truncated (more fds than we accept): the kernel closed the rest.
+    pub(crate) truncated: bool,
+}
+
+/// Receives one hello (up to `HELLO_BYTES + 1` bytes, to detect oversized ones) and up to
+/// 2 fds (to detect "too many"). Every received fd is owned, so none can leak.
+pub(crate) fn recv_hello(sock: &UnixStream) -> io::Result<Received> {
+    let mut buf = [0u8; HELLO_BYTES + 1];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut got = 0;
+    let mut fds = Vec::new();
+    let mut truncated = false;
+    // A stream socket may split the hello; fds arrive with its first byte.
+    while got < HELLO_BYTES {
+        let msg = rustix::net::recvmsg(
+            sock,
+            &mut [IoSliceMut::new(&mut buf[got..])],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        )?;
+        truncated |= msg.flags.contains(ReturnFlags::CTRUNC);
+        for m in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = m {
+                fds.extend(rights);
+            }
+        }
+        if msg.bytes == 0 {
+            break;
+        }
+        got += msg.bytes;
+    }
+    Ok(Received {
+        bytes: buf[..got].to_vec(),
+        fds,
+        truncated,
+    })
+}
+
+/// The directory holding rendezvous sockets: `$SHMSOCK_RUNTIME_DIR`, else
+/// `$XDG_RUNTIME_DIR/shmsock`, else `/tmp/shmsock-$UID`. Created 0700 if missing; refused
+/// if it is not a directory owned by us with no group/other access.
+pub fn runtime_dir() -> io::Result<PathBuf> {
+    let dir = if let Some(d) = std::env::var_os("SHMSOCK_RUNTIME_DIR") {
+        PathBuf::from(d)
+    } else if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_dir()) {
+        Path::new(&d).join("shmsock")
+    } else {
+        PathBuf::from(format!(
+            "/tmp/shmsock-{}",
+            rustix::process::geteuid().as_raw()
+        ))
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("creating {}: {e}", dir.display()),
+            ))
+        }
+    }
+    let meta = std::fs::symlink_metadata(&dir)?;
+    let uid = rustix::process::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "rendezvous directory {} is not a private directory of uid {uid} (mode {:o}, owner {}); remove it or set SHMSOCK_RUNTIME_DIR",
+                dir.display(),
+                meta.permissions().mode() & 0o7777,
+                meta.uid()
+            ),
+        ));
+    }
+    Ok(dir)
+}
+
+/// Socket and lock paths for a shm:// name.
+pub(crate) fn paths(name: &str) -> io::Result<(PathBuf, PathBuf)> {
+    let dir = runtime_dir()?;
+    Ok((
+        dir.join(format!("{name}.sock")),
+        dir.join(format!("{name}.lock")),
+    ))
+}
+
+/// Checks a uid against an allow-list (empty = only our own effective uid).
+pub(crate) fn uid_allowed(uid: u32, allowed: &[u32]) -> bool {
+    if allowed.is_empty() {
+        uid == rustix::process::geteuid().as_raw()
+    } else {
+        allowed.contains(&uid)
+    }
+}
+
+/// Applies the handshake timeout to both directions of `sock`.
+pub(crate) fn set_handshake_timeouts(sock: &UnixStream, t: Option<Duration>) -> io::Result<()> {
+    sock.set_read_timeout(t)?;
+    sock.set_write_timeout(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_round_trips_and_rejects_garbage() {
+        let h = Hello::greeting(1 << 20);
+        assert_eq!(Hello::decode(&h.encode()).unwrap(), h);
+        let r = Hello::refuse(RefuseReason::Uid);
+        assert!(Hello::decode(&r.encode()).unwrap().is_refuse());
+        assert!(Hello::decode(&h.encode()[..63])
+            .unwrap_err()
+            .contains("63 bytes"));
+        let mut bad = h.encode();
+        bad[0] = b'X';
+        assert!(Hello::decode(&bad).unwrap_err().contains("magic"));
+        let mut bad = h.encode();
+        bad[12] = 9;
+        assert!(Hello::decode(&bad).unwrap_err().contains("kind"));
+    }
+}

@@ -1,0 +1,21 @@
+//! The `shm://` transport: per-process sealed memfd segments, SPSC frame rings, a futex
+//! eventcount, and a Unix socket for the rendezvous and for peer-death detection.
+
+pub(crate) mod ring;
+pub(crate) mod wait;
+
+#[cfg(not(loom))]
+mod conn;
+#[cfg(not(loom))]
+pub(crate) mod handshake;
+#[cfg(not(loom))]
+mod listener;
+#[cfg(not(loom))]
+pub(crate) mod segment;
+
+#[cfg(not(loom))]
+pub(crate) use conn::connect as conn_connect;
+#[cfg(not(loom))]
+pub(crate) use conn::{Mode, ShmConn};
+#[cfg(not(loom))]
+pub(crate) use listener::ShmListener;

@@ -1,0 +1,371 @@
+//! SPSC ring of variable-length frames.
+//!
+//! ```text
+//!  ring (capacity C bytes, a power of two; positions are monotonic u64, index = pos & (C-1))
+//!  ┌────────┬───────────────┬────────┬──────────┬────────┬────────────────────┐
+//!  │ header │ payload (pad  │ header │ payload  │ header │ padding to the end │
+//!  │ 16 B   │ to 16 B)      │        │          │ PAD    │ (no payload)       │
+//!  └────────┴───────────────┴────────┴──────────┴────────┴────────────────────┘
+//!  header = [ tag: u64 = pos + 1 ][ len: u32 | kind: u32 ]
+//! ```
+//!
+//! The producer owns the ring memory (it lives in the producer's segment) and is its only
+//! writer. To publish a frame at position `pos` it writes the payload, then the `len|kind`
+//! word, then stores `tag = pos + 1` with `Release`. The consumer polls the tag of the *next*
+//! frame with `Acquire`: a small message costs one cache-line transfer. Tags are odd (frame
+//! positions are multiples of 16), so zeroed memory never looks published, and a tag names
+//! its exact position, so a frame from an earlier lap never matches.
+//!
+//! A frame never wraps: if it does not fit before the end of the ring, the producer first
+//! publishes a `PAD` frame covering the rest of the ring.
+//!
+//! Back-pressure: the consumer publishes how far it has read (its *consumed position*, in
+//! its own segment) in batches of a quarter ring, and whenever it finds the ring empty. The
+//! producer caches that value and re-reads it only when the cache says the ring is full.
+//!
+//! Every value the consumer reads from the producer's memory (the `len|kind` word) and every
+//! consumed position the producer reads from the consumer are validated; an impossible value
+//! is a [`Corruption`], never an out-of-bounds access.
+
+use std::fmt;
+
+/// Size of a frame header in bytes; also the frame alignment.
+pub(crate) const FRAME_HEADER_BYTES: u64 = 16;
+/// Smallest ring capacity in bytes.
+pub const RING_CAPACITY_MIN_BYTES: usize = 4096;
+/// Largest ring capacity in bytes.
+pub const RING_CAPACITY_MAX_BYTES: usize = 1 << 30;
+
+const KIND_DATA: u32 = 0;
+const KIND_PAD: u32 = 1;
+
+/// Bytes a frame with a payload of `len` bytes occupies in the ring.
+#[inline]
+pub(crate) fn frame_bytes(len: u64) -> u64 {
+    FRAME_HEADER_BYTES + len.next_multiple_of(FRAME_HEADER_BYTES)
+}
+
+/// Largest payload a ring of `capacity` bytes accepts.
+#[inline]
+pub(crate) fn max_payload(capacity: u64) -> u64 {
+    (capacity - FRAME_HEADER_BYTES).min(u32::MAX as u64)
+}
+
+/// The tag that marks the frame at `pos` as published.
+#[inline]
+pub(crate) fn tag_for(pos: u64) -> u64 {
+    pos.wrapping_add(1)
+}
+
+/// A value read from a peer's memory that no correct peer could have written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Corruption(pub String);
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Read access to ring memory. Implementations bounds-check every access against the
+/// mapping and report an out-of-bounds request as `Err`, whatever the ring computed.
+pub(crate) trait RingRead {
+    /// `Acquire` load of the tag word of the frame at `index`.
+    fn load_tag(&self, index: u64) -> Result<u64, Corruption>;
+    /// `Relaxed` load of the `len | kind << 32` word of the frame at `index`.
+    fn load_meta(&self, index: u64) -> Result<u64, Corruption>;
+    /// Copies `out.len()` payload bytes of the frame at `index`.
+    fn read_payload(&self, index: u64, out: &mut [u8]) -> Result<(), Corruption>;
+}
+
+/// Write access to ring memory, used only by the ring's owner.
+pub(crate) trait RingWrite: RingRead {
+    /// `Relaxed` store of the meta word of the frame at `index`.
+    fn store_meta(&self, index: u64, meta: u64);
+    /// `Release` store of the tag word of the frame at `index`.
+    fn store_tag(&self, index: u64, tag: u64);
+    /// Copies `data` into the payload of the frame at `index`.
+    fn write_payload(&self, index: u64, data: &[u8]);
+}
+
+/// The producer's private state.
+#[derive(Debug)]
+pub(crate) struct Producer {
+    capacity: u64,
+    /// Next position to write.
+    pos: u64,
+    /// Last consumed position read from the consumer (validated).
+    consumed: u64,
+}
+
+/// Outcome of [`Producer::try_push`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Push {
+    /// The frame is published.
+    Done,
+    /// Not enough free space; wait for the consumer.
+    Full,
+}
+
+impl Producer {
+    pub(crate) fn new(capacity: u64) -> Self {
+        debug_assert!(capacity.is_power_of_two() && capacity >= FRAME_HEADER_BYTES * 2);
+        Producer {
+            capacity,
+            pos: 0,
+            consumed: 0,
+        }
+    }
+
+    /// Largest payload this ring accepts.
+    pub(crate) fn max_payload(&self) -> u64 {
+        max_payload(self.capacity)
+    }
+
+    /// Position of the next frame.
+    #[cfg(test)]
+    pub(crate) fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Validates a consumed position read from the consumer's memory: it may only move
+    /// forward and never past what we wrote.
+    fn refresh(&mut self, read: impl FnOnce() -> u64) -> Result<(), Corruption> {
+        let seen = read();
+        if seen < self.consumed || seen > self.pos {
+            return Err(Corruption(format!(
+                "consumed position {seen} is outside [{}, {}]",
+                self.consumed, self.pos
+            )));
+        }
+        self.consumed = seen;
+        Ok(())
+    }
+
+    fn free(&self) -> u64 {
+        self.capacity - (self.pos - self.consumed)
+    }
+
+    /// Ensures `need` free bytes, re-reading the consumer's position only if the cache says full.
+    fn reserve(&mut self, need: u64, read: &mut impl FnMut() -> u64) -> Result<bool, Corruption> {
+        if self.free() >= need {
+            return Ok(true);
+        }
+        self.refresh(&mut *read)?;
+        Ok(self.free() >= need)
+    }
+
+    /// Publishes `msg` as one frame if there is room. `read_consumed` loads the consumer's
+    /// published consumed position (`Acquire`, pairs with its `Release` store).
+    ///
+    /// The caller has checked `msg.len() <= self.max_payload()`.
+    pub(crate) fn try_push<M: RingWrite>(
+        &mut self,
+        mem: &M,
+        mut read_consumed: impl FnMut() -> u64,
+        msg: &[u8],
+    ) -> Result<Push, Corruption> {
+        let len = msg.len() as u64;
+        debug_assert!(len <= self.max_payload());
+        let need = frame_bytes(len);
+        let index = self.pos & (self.capacity - 1);
+        let to_end = self.capacity - index;
+        if need > to_end {
+            // Pad to the end of the ring first; it is published on its own.
+            if !self.reserve(to_end, &mut read_consumed)? {
+                return Ok(Push::Full);
+            }
+            mem.store_meta(
+                index,
+                (to_end - FRAME_HEADER_BYTES) | (u64::from(KIND_PAD) << 32),
+            );
+            // Pairs with the Acquire load in `Consumer::peek`.
+            mem.store_tag(index, tag_for(self.pos));
+            self.pos += to_end;
+            return self.try_push(mem, read_consumed, msg);
+        }
+        if !self.reserve(need, &mut read_consumed)? {
+            return Ok(Push::Full);
+        }
+        mem.write_payload(index, msg);
+        mem.store_meta(index, len | (u64::from(KIND_DATA) << 32));
+        // Pairs with the Acquire load in `Consumer::peek`: payload and meta are visible
+        // to a consumer that sees this tag.
+        mem.store_tag(index, tag_for(self.pos));
+        self.pos += need;
+        Ok(Push::Done)
+    }
+}
+
+/// A published data frame found by [`Consumer::peek`]; its length is validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Frame {
+    index: u64,
+    /// Payload length in bytes.
+    pub(crate) len: usize,
+}
+
+/// The consumer's private state.
+#[derive(Debug)]
+pub(crate) struct Consumer {
+    capacity: u64,
+    /// Next position to read.
+    pos: u64,
+    /// Last position published to the producer.
+    published: u64,
+}
+
+impl Consumer {
+    pub(crate) fn new(capacity: u64) -> Self {
+        Consumer {
+            capacity,
+            pos: 0,
+            published: 0,
+        }
+    }
+
+    /// Position of the next frame.
+    #[cfg(test)]
+    pub(crate) fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Returns the next published data frame, skipping padding, or `None` if the producer
+    /// has not published one yet. Each header word is read once and validated.
+    pub(crate) fn peek<M: RingRead>(&mut self, mem: &M) -> Result<Option<Frame>, Corruption> {
+        loop {
+            let index = self.pos & (self.capacity - 1);
+            // Acquire: pairs with the Release tag store in `Producer::try_push`.
+            if mem.load_tag(index)? != tag_for(self.pos) {
+                return Ok(None);
+            }
+            let meta = mem.load_meta(index)?;
+            let (len, kind) = (meta & 0xffff_ffff, (meta >> 32) as u32);
+            let room = self.capacity - index - FRAME_HEADER_BYTES;
+            match kind {
+                KIND_PAD if len == room => self.pos += self.capacity - index,
+                KIND_PAD => {
+                    return Err(Corruption(format!(
+                        "padding frame at position {} claims {len} bytes, expected {room}",
+                        self.pos
+                    )))
+                }
+                KIND_DATA if len <= room => {
+                    return Ok(Some(Frame {
+                        index,
+                        len: len as usize,
+                    }))
+                }
+                KIND_DATA => {
+                    return Err(Corruption(format!(
+                        "frame at position {} claims {len} bytes but only {room} remain before the ring end",
+                        self.pos
+                    )))
+                }
+                other => {
+                    return Err(Corruption(format!(
+                        "frame at position {} has unknown kind {other}",
+                        self.pos
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Copies the payload of `frame` (from `peek`) into `out[..frame.len]`.
+    pub(crate) fn read<M: RingRead>(
+        &self,
+        mem: &M,
+        frame: Frame,
+        out: &mut [u8],
+    ) -> Result<(), Corruption> {
+        mem.read_payload(frame.index, &mut out[..frame.len])
+    }
+
+    /// Moves past `frame`. Returns `Some(pos)` when the consumed position should be
+    /// published now (a quarter ring was consumed since the last publication).
+    pub(crate) fn advance(&mut self, frame: Frame) -> Option<u64> {
+        self.pos += frame_bytes(frame.len as u64);
+        (self.pos - self.published >= self.capacity / 4).then(|| self.mark_published())
+    }
+
+    /// Returns `Some(pos)` if consumed bytes have not been published yet (call when the
+    /// ring looks empty, before waiting, so a producer waiting for space is not starved).
+    pub(crate) fn unpublished(&mut self) -> Option<u64> {
+        (self.pos != self.published).then(|| self.mark_published())
+    }
+
+    fn mark_published(&mut self) -> u64 {
+        self.published = self.pos;
+        self.pos
+    }
+}
+
+/// Ring memory on the heap, for unit tests, proptests and loom models.
+#[cfg(any(test, loom))]
+pub(crate) mod heap {
+    use super::*;
+    use crate::sync::{AtomicU64, Ordering};
+
+    /// A ring stored in atomic words (payload bytes are packed 8 per word and copied with
+    /// `Relaxed` accesses, so loom sees any reordering of payload and tag).
+    pub(crate) struct HeapRing {
+        words: Vec<AtomicU64>,
+    }
+
+    impl HeapRing {
+        pub(crate) fn new(capacity: u64) -> Self {
+            HeapRing {
+                words: (0..capacity / 8).map(|_| AtomicU64::new(0)).collect(),
+            }
+        }
+
+        fn word(&self, byte: u64) -> Result<&AtomicU64, Corruption> {
+            self.words
+                .get((byte / 8) as usize)
+                .ok_or_else(|| Corruption(format!("offset {byte} out of bounds")))
+        }
+
+        /// Raw access for tests that play a hostile producer.
+        pub(crate) fn poke(&self, byte: u64, value: u64) {
+            self.words[(byte / 8) as usize].store(value, Ordering::Release);
+        }
+    }
+
+    impl RingRead for HeapRing {
+        fn load_tag(&self, index: u64) -> Result<u64, Corruption> {
+            Ok(self.word(index)?.load(Ordering::Acquire))
+        }
+        fn load_meta(&self, index: u64) -> Result<u64, Corruption> {
+            Ok(self.word(index + 8)?.load(Ordering::Relaxed))
+        }
+        fn read_payload(&self, index: u64, out: &mut [u8]) -> Result<(), Corruption> {
+            let start = index + FRAME_HEADER_BYTES;
+            for (i, chunk) in out.chunks_mut(8).enumerate() {
+                let w = self.word(start + i as u64 * 8)?.load(Ordering::Relaxed);
+                chunk.copy_from_slice(&w.to_le_bytes()[..chunk.len()]);
+            }
+            Ok(())
+        }
+    }
+
+    impl RingWrite for HeapRing {
+        fn store_meta(&self, index: u64, meta: u64) {
+            self.words[(index / 8 + 1) as usize].store(meta, Ordering::Relaxed);
+        }
+        fn store_tag(&self, index: u64, tag: u64) {
+            self.words[(index / 8) as usize].store(tag, Ordering::Release);
+        }
+        fn write_payload(&self, index: u64, data: &[u8]) {
+            let start = (index + FRAME_HEADER_BYTES) / 8;
+            for (i, chunk) in data.chunks(8).enumerate() {
+                let mut w = [0u8; 8];
+                w[..chunk.len()].copy_from_slice(chunk);
+                self.words[start as usize + i].store(u64::from_le_bytes(w), Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

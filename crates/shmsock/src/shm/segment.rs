@@ -1,0 +1,410 @@
+//! Per-process shared-memory segments, and the one validating accessor for peer memory.
+//!
+//! Each side of a connection owns one segment: an anonymous memfd, mapped read-write by
+//! its owner and **read-only** by the peer, then sealed so that it can never shrink, grow,
+//! be mapped writable by anyone else, or be unsealed. Its layout (offsets, never pointers):
+//!
+//! ```text
+//!  0     header      magic, version, segment length, ring offset, ring capacity, pid
+//!  64    DATA_SEQ    u32 futex word: bumped by the owner after publishing data, if the
+//!                    peer announced it sleeps (the peer waits on it)
+//!  128   CONSUMED    u64 how far the owner has read the *peer's* ring
+//!  192   SPACE_SEQ   u32 futex word: bumped after CONSUMED moved, if the peer sleeps for space
+//!  256   RX_SLEEPING u32 the owner sleeps waiting for data from the peer
+//!  320   TX_SLEEPING u32 the owner sleeps waiting for space in its own ring
+//!  384   counters    messages/bytes sent and received (for `shmsock ls`)
+//!  4096  ring        the owner's outbound frame ring (see `ring`)
+//! ```
+//!
+//! Every hot word sits on its own cache line. The peer's memory is reached only through
+//! [`PeerSegment`], whose accessors check every offset against the mapping and read each
+//! value once; callers validate what they read (see `ring` and `Producer::refresh`).
+//!
+//! # Safety
+//! This module holds the raw mappings. The invariants: a mapping lives as long as its
+//! struct (unmapped in `Drop`); every pointer handed out is `base + offset` with
+//! `offset + size <= len` checked first; memory the peer can write is never turned into a
+//! Rust reference other than an atomic, and payload bytes are copied out with `memcpy`
+//! into our own buffers before anyone looks at them.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::mm::{MapFlags, ProtFlags};
+
+use super::ring::{Corruption, RingRead, RingWrite, FRAME_HEADER_BYTES};
+use super::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// Magic at offset 0 of every segment.
+pub(crate) const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"SHMSOCK1");
+/// Layout/protocol version; bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+pub(crate) const OFF_MAGIC: usize = 0;
+pub(crate) const OFF_VERSION: usize = 8;
+pub(crate) const OFF_SEGMENT_LEN: usize = 16;
+pub(crate) const OFF_RING_OFFSET: usize = 24;
+pub(crate) const OFF_RING_CAPACITY: usize = 32;
+pub(crate) const OFF_PID: usize = 40;
+pub(crate) const OFF_DATA_SEQ: usize = 64;
+pub(crate) const OFF_CONSUMED: usize = 128;
+pub(crate) const OFF_SPACE_SEQ: usize = 192;
+pub(crate) const OFF_RX_SLEEPING: usize = 256;
+pub(crate) const OFF_TX_SLEEPING: usize = 320;
+pub(crate) const OFF_MSGS_SENT: usize = 384;
+pub(crate) const OFF_BYTES_SENT: usize = 392;
+pub(crate) const OFF_MSGS_RECV: usize = 400;
+pub(crate) const OFF_BYTES_RECV: usize = 408;
+/// The ring starts one page in.
+pub(crate) const RING_OFFSET: usize = 4096;
+
+/// Seals a peer segment must carry before we map it.
+pub(crate) const REQUIRED_SEALS: SealFlags = SealFlags::SHRINK
+    .union(SealFlags::GROW)
+    .union(SealFlags::FUTURE_WRITE)
+    .union(SealFlags::SEAL);
+
+/// Segment length for a ring of `capacity` bytes.
+pub(crate) fn segment_len(capacity: usize) -> usize {
+    RING_OFFSET + capacity
+}
+
+/// Checks a ring capacity requested by a user or announced by a peer.
+pub(crate) fn valid_capacity(capacity: u64) -> bool {
+    capacity.is_power_of_two()
+        && capacity >= RING_CAPACITY_MIN_BYTES as u64
+        && capacity <= RING_CAPACITY_MAX_BYTES as u64
+}
+
+/// A mapping of `len` bytes; unmapped on drop.
+struct Mapping {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this struct; moving it to another thread
+// moves the only handle. Shared access goes through atomics or copies.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    fn map(fd: BorrowedFd<'_>, len: usize, prot: ProtFlags) -> rustix::io::Result<Self> {
+        // SAFETY: a fresh MAP_SHARED mapping chosen by the kernel (null hint) overlaps no
+        // Rust object; the fd's size was checked (and sealed) by the caller, so the whole
+        // range is backed.
+        let ptr =
+            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or(rustix::io::Errno::NOMEM)?;
+        Ok(Mapping { base, len })
+    }
+
+    /// Pointer to `size` bytes at `offset`, or `None` if the range leaves the mapping.
+    #[inline]
+    fn at(&self, offset: usize, size: usize) -> Option<*mut u8> {
+        let end = offset.checked_add(size)?;
+        // SAFETY: offset + size <= len, so the pointer stays inside the mapping.
+        (end <= self.len).then(|| unsafe { self.base.as_ptr().add(offset) })
+    }
+
+    #[inline]
+    fn u64_at(&self, offset: usize) -> Option<&AtomicU64> {
+        if offset % 8 != 0 {
+            return None;
+        }
+        let p = self.at(offset, 8)?;
+        // SAFETY: in bounds and 8-aligned (the mapping is page aligned); the memory lives
+        // as long as `self`; all accesses to shared words are atomic.
+        Some(unsafe { AtomicU64::from_ptr(p.cast()) })
+    }
+
+    #[inline]
+    fn u32_at(&self, offset: usize) -> Option<&AtomicU32> {
+        if offset % 4 != 0 {
+            return None;
+        }
+        let p = self.at(offset, 4)?;
+        // SAFETY: as in `u64_at`, with 4-byte alignment.
+        Some(unsafe { AtomicU32::from_ptr(p.cast()) })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: base/len are exactly what mmap returned, and no reference into the
+        // mapping outlives `self` (accessors borrow `self`).
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Our own segment: read-write for us, sealed so the peer can only read it.
+pub(crate) struct OwnedSegment {
+    fd: OwnedFd,
+    map: Mapping,
+    capacity: u64,
+}
+
+impl OwnedSegment {
+    /// Creates, sizes, maps, initialises and seals a segment holding a ring of `capacity`
+    /// bytes (already validated).
+    pub(crate) fn create(capacity: usize) -> rustix::io::Result<Self> {
+        debug_assert!(valid_capacity(capacity as u64));
+        let fd =
+            rustix::fs::memfd_create("shmsock", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+        let len = segment_len(capacity);
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        let map = Mapping::map(fd.as_fd(), len, ProtFlags::READ | ProtFlags::WRITE)?;
+        let seg = OwnedSegment {
+            fd,
+            map,
+            capacity: capacity as u64,
+        };
+        seg.word64(OFF_MAGIC)
+            .store(SEGMENT_MAGIC, Ordering::Relaxed);
+        seg.word64(OFF_VERSION)
+            .store(u64::from(PROTOCOL_VERSION), Ordering::Relaxed);
+        seg.word64(OFF_SEGMENT_LEN)
+            .store(len as u64, Ordering::Relaxed);
+        seg.word64(OFF_RING_OFFSET)
+            .store(RING_OFFSET as u64, Ordering::Relaxed);
+        seg.word64(OFF_RING_CAPACITY)
+            .store(capacity as u64, Ordering::Relaxed);
+        seg.word64(OFF_PID).store(
+            u64::from(rustix::process::getpid().as_raw_nonzero().get() as u32),
+            Ordering::Relaxed,
+        );
+        // Our RW mapping stays writable; nobody can create a new writable one.
+        rustix::fs::fcntl_add_seals(&seg.fd, REQUIRED_SEALS)?;
+        Ok(seg)
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// A 64-bit word of our own segment at a layout constant.
+    #[inline]
+    pub(crate) fn word64(&self, offset: usize) -> &AtomicU64 {
+        self.map
+            .u64_at(offset)
+            .expect("layout offsets are in bounds and aligned")
+    }
+
+    /// A 32-bit word of our own segment at a layout constant.
+    #[inline]
+    pub(crate) fn word32(&self, offset: usize) -> &AtomicU32 {
+        self.map
+            .u32_at(offset)
+            .expect("layout offsets are in bounds and aligned")
+    }
+
+    /// Test hook: the writable bytes of our own segment, to play a hostile peer.
+    #[cfg(test)]
+    pub(crate) fn scribble(&self, offset: usize, value: u64) {
+        if let Some(w) = self.map.u64_at(offset) {
+            w.store(value, Ordering::Release);
+        }
+    }
+
+    fn ring_byte(&self, index: u64, size: usize) -> *mut u8 {
+        debug_assert!(index + size as u64 <= self.capacity);
+        self.map
+            .at(RING_OFFSET + index as usize, size)
+            .expect("the producer only writes inside its ring")
+    }
+}
+
+impl RingRead for OwnedSegment {
+    fn load_tag(&self, index: u64) -> Result<u64, Corruption> {
+        Ok(self
+            .word64(RING_OFFSET + index as usize)
+            .load(Ordering::Acquire))
+    }
+    fn load_meta(&self, index: u64) -> Result<u64, Corruption> {
+        Ok(self
+            .word64(RING_OFFSET + index as usize + 8)
+            .load(Ordering::Relaxed))
+    }
+    fn read_payload(&self, index: u64, out: &mut [u8]) -> Result<(), Corruption> {
+        let p = self.ring_byte(index + FRAME_HEADER_BYTES, out.len());
+        // SAFETY: `ring_byte` checked the range; `out` is our own buffer.
+        unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+}
+
+impl RingWrite for OwnedSegment {
+    #[inline]
+    fn store_meta(&self, index: u64, meta: u64) {
+        self.word64(RING_OFFSET + index as usize + 8)
+            .store(meta, Ordering::Relaxed);
+    }
+    #[inline]
+    fn store_tag(&self, index: u64, tag: u64) {
+        self.word64(RING_OFFSET + index as usize)
+            .store(tag, Ordering::Release);
+    }
+    #[inline]
+    fn write_payload(&self, index: u64, data: &[u8]) {
+        let p = self.ring_byte(index + FRAME_HEADER_BYTES, data.len());
+        // SAFETY: `ring_byte` checked the range; only we write our ring, and the consumer
+        // does not read these bytes before the Release tag store that follows.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+    }
+}
+
+/// Why a peer's segment was refused.
+#[derive(Debug)]
+pub(crate) enum SegmentRefusal {
+    /// `F_GET_SEALS` failed: the fd is not a memfd.
+    NotMemfd,
+    /// A required seal is missing.
+    MissingSeals(SealFlags),
+    /// fstat size differs from what the layout needs.
+    WrongSize { actual: u64, expected: u64 },
+    /// The header inside the segment disagrees with the hello.
+    BadHeader(String),
+    /// mmap or fstat failed.
+    Os(rustix::io::Errno),
+}
+
+impl std::fmt::Display for SegmentRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SegmentRefusal::NotMemfd => write!(f, "the passed fd is not a sealable memfd"),
+            SegmentRefusal::MissingSeals(s) => write!(f, "segment lacks required seals {s:?}"),
+            SegmentRefusal::WrongSize { actual, expected } => {
+                write!(
+                    f,
+                    "segment is {actual} bytes, the announced layout needs {expected}"
+                )
+            }
+            SegmentRefusal::BadHeader(what) => write!(f, "segment header: {what}"),
+            SegmentRefusal::Os(e) => write!(f, "mapping the segment failed: {e}"),
+        }
+    }
+}
+
+/// The peer's segment, mapped read-only: the one validating accessor for peer memory.
+pub(crate) struct PeerSegment {
+    map: Mapping,
+    capacity: u64,
+}
+
+impl PeerSegment {
+    /// Verifies `fd` (a sealed memfd of exactly the size a ring of `capacity` needs), maps
+    /// it read-only, and checks the header it carries, reading each field once.
+    pub(crate) fn open(fd: OwnedFd, capacity: u64) -> Result<Self, SegmentRefusal> {
+        if !valid_capacity(capacity) {
+            return Err(SegmentRefusal::BadHeader(format!(
+                "ring capacity {capacity} is not a power of two in range"
+            )));
+        }
+        let seals = rustix::fs::fcntl_get_seals(&fd).map_err(|_| SegmentRefusal::NotMemfd)?;
+        if !seals.contains(REQUIRED_SEALS) {
+            return Err(SegmentRefusal::MissingSeals(REQUIRED_SEALS - seals));
+        }
+        let expected = segment_len(capacity as usize) as u64;
+        let actual = rustix::fs::fstat(&fd).map_err(SegmentRefusal::Os)?.st_size as u64;
+        if actual != expected {
+            return Err(SegmentRefusal::WrongSize { actual, expected });
+        }
+        let map = Mapping::map(fd.as_fd(), expected as usize, ProtFlags::READ)
+            .map_err(SegmentRefusal::Os)?;
+        // The fd is no longer needed: the mapping keeps the memory alive.
+        drop(fd);
+        let read = |off| {
+            map.u64_at(off)
+                .expect("header offsets are in bounds")
+                .load(Ordering::Acquire)
+        };
+        let bad = |what: String| Err(SegmentRefusal::BadHeader(what));
+        let (magic, version, len, ring_off, cap, pid) = (
+            read(OFF_MAGIC),
+            read(OFF_VERSION),
+            read(OFF_SEGMENT_LEN),
+            read(OFF_RING_OFFSET),
+            read(OFF_RING_CAPACITY),
+            read(OFF_PID),
+        );
+        if magic != SEGMENT_MAGIC {
+            return bad(format!("bad magic {magic:#x}"));
+        }
+        if version != u64::from(PROTOCOL_VERSION) {
+            return bad(format!("version {version}, expected {PROTOCOL_VERSION}"));
+        }
+        if len != expected || ring_off != RING_OFFSET as u64 || cap != capacity {
+            return bad(format!(
+                "layout (len {len}, ring at {ring_off}, capacity {cap}) disagrees with the hello"
+            ));
+        }
+        if pid == 0 || pid > u64::from(u32::MAX) {
+            return bad(format!("implausible pid {pid}"));
+        }
+        Ok(PeerSegment { map, capacity })
+    }
+
+    /// Capacity of the peer's ring in bytes (validated at open).
+    pub(crate) fn capacity_bytes(&self) -> u64 {
+        self.capacity
+    }
+
+    /// `Acquire` load of a 64-bit word at a layout constant.
+    #[inline]
+    pub(crate) fn load64(&self, offset: usize) -> u64 {
+        self.map
+            .u64_at(offset)
+            .expect("layout offsets are in bounds")
+            .load(Ordering::Acquire)
+    }
+
+    /// A 32-bit futex word at a layout constant (we only ever load or futex-wait on it).
+    #[inline]
+    pub(crate) fn word32(&self, offset: usize) -> &AtomicU32 {
+        self.map
+            .u32_at(offset)
+            .expect("layout offsets are in bounds")
+    }
+
+    fn ring_word(&self, index: u64) -> Result<&AtomicU64, Corruption> {
+        (index < self.capacity)
+            .then(|| self.map.u64_at(RING_OFFSET + index as usize))
+            .flatten()
+            .ok_or_else(|| Corruption(format!("ring index {index} outside the segment")))
+    }
+}
+
+impl RingRead for PeerSegment {
+    #[inline]
+    fn load_tag(&self, index: u64) -> Result<u64, Corruption> {
+        Ok(self.ring_word(index)?.load(Ordering::Acquire))
+    }
+    #[inline]
+    fn load_meta(&self, index: u64) -> Result<u64, Corruption> {
+        Ok(self.ring_word(index + 8)?.load(Ordering::Relaxed))
+    }
+    #[inline]
+    fn read_payload(&self, index: u64, out: &mut [u8]) -> Result<(), Corruption> {
+        let start = RING_OFFSET as u64 + index + FRAME_HEADER_BYTES;
+        let in_ring = index + FRAME_HEADER_BYTES + out.len() as u64 <= self.capacity;
+        let p = in_ring
+            .then(|| self.map.at(start as usize, out.len()))
+            .flatten()
+            .ok_or_else(|| {
+                Corruption(format!(
+                    "payload of {} bytes at ring index {index} leaves the ring",
+                    out.len()
+                ))
+            })?;
+        // SAFETY: the range is inside our read-only mapping (checked above) and `out` is our
+        // own buffer. The peer may be writing these bytes concurrently (a buggy peer); we copy
+        // raw bytes, attach no meaning to them, and never form a reference into peer memory.
+        unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+}

@@ -1,0 +1,253 @@
+//! Waiting: spin, then sleep on a futex eventcount; and the schedule of peer-death checks.
+//!
+//! # The eventcount
+//! Each side owns, in its own segment, a `*_SLEEPING` flag ("I am about to sleep") and a
+//! `*_SEQ` futex word ("I made progress"). A waiter never writes the peer's memory: it
+//! announces sleep in its own flag and sleeps on the *peer's* sequence word (through a
+//! read-only mapping; `futex_wait` only reads).
+//!
+//! ```text
+//!  waiter (consumer)                         notifier (producer)
+//!  my.sleeping = 1                           publish frame (Release)
+//!  fence(SeqCst) ─────────── pairs ───────── fence(SeqCst)
+//!  key = peer.seq (Acquire)                  if peer.sleeping == 1:
+//!  re-check condition; if met: cancel            my.seq += 1 (Release)
+//!  futex_wait(peer.seq, key, timeout)            futex_wake(my.seq)
+//!  my.sleeping = 0
+//! ```
+//!
+//! The two SeqCst fences forbid the store-buffering outcome: either the notifier sees
+//! `sleeping == 1` and bumps the sequence (then the waiter's `futex_wait` either finds the
+//! key changed or is woken), or the waiter's re-check sees the frame. The notifier pays the
+//! `futex_wake` syscall only when the waiter announced that it sleeps. `loom_eventcount`
+//! (run with `RUSTFLAGS="--cfg loom"`) checks that no wake-up is lost.
+//!
+//! Every sleep has a timeout ([`FUTEX_SLEEP_MAX`]): a wake-up that never comes because the
+//! notifier died cannot hang us, and the peer-death check runs after each timeout.
+
+use std::time::{Duration, Instant};
+
+use crate::sync::{fence, AtomicU32, Ordering};
+
+/// How long an `Adaptive` waiter spins before it sleeps, by default. Cross-CPU kernel
+/// wake-ups cost ~25 µs on small VMs, so spinning a little longer than that catches most
+/// back-to-back messages without paying for a sleep.
+pub const SPIN_BUDGET_DEFAULT: Duration = Duration::from_micros(50);
+/// Longest single futex sleep; bounds the time to notice a dead peer.
+pub const FUTEX_SLEEP_MAX: Duration = Duration::from_millis(10);
+/// Interval of peer-death checks (a `poll` on the rendezvous socket) while waiting.
+pub const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(5);
+/// Spin iterations between two clock reads.
+const SPINS_PER_CLOCK_READ: u32 = 64;
+
+/// How a blocking `send` or `recv` waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WaitStrategy {
+    /// Spin without ever sleeping: lowest latency, burns one core while waiting. Peer death
+    /// is still checked every few milliseconds.
+    BusyPoll,
+    /// Spin for the spin budget ([`SPIN_BUDGET_DEFAULT`]), then sleep on a futex. Idle
+    /// waiters use almost no CPU.
+    #[default]
+    Adaptive,
+    /// Sleep on a futex at once: least CPU, each wake-up costs a kernel round trip.
+    Blocking,
+}
+
+/// Sleeping and waking on a 32-bit word (a shared futex in production, a model in loom).
+pub(crate) trait Futex {
+    /// Sleeps while `*word == expected`, at most `timeout`; may return spuriously.
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Duration);
+    /// Wakes all sleepers on `word`.
+    fn wake(&self, word: &AtomicU32);
+}
+
+/// The kernel futex on shared memory.
+#[cfg(not(loom))]
+pub(crate) struct SharedFutex;
+
+#[cfg(not(loom))]
+impl Futex for SharedFutex {
+    #[inline]
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Duration) {
+        crate::sys::futex_wait(word, expected, timeout);
+    }
+    #[inline]
+    fn wake(&self, word: &AtomicU32) {
+        crate::sys::futex_wake(word);
+    }
+}
+
+/// Notifier half: call after publishing progress (a frame, a consumed position).
+#[inline]
+pub(crate) fn notify(peer_sleeping: &AtomicU32, my_seq: &AtomicU32, futex: &impl Futex) {
+    // Pairs with the fence in `prepare_wait`: orders our publication before the flag read.
+    fence(Ordering::SeqCst);
+    if peer_sleeping.load(Ordering::Relaxed) != 0 {
+        // Release: pairs with the Acquire key load in `prepare_wait`.
+        my_seq.fetch_add(1, Ordering::Release);
+        futex.wake(my_seq);
+    }
+}
+
+/// Waiter half, step 1: announce the sleep and take the key. Re-check the condition after
+/// this, then call [`sleep`] (or [`cancel_wait`] if the condition is met).
+#[inline]
+pub(crate) fn prepare_wait(my_sleeping: &AtomicU32, peer_seq: &AtomicU32) -> u32 {
+    my_sleeping.store(1, Ordering::Relaxed);
+    // Pairs with the fence in `notify`.
+    fence(Ordering::SeqCst);
+    // Acquire: pairs with the Release increment in `notify`.
+    peer_seq.load(Ordering::Acquire)
+}
+
+/// Waiter half, step 2: sleep until the key changes, a wake-up, or `timeout`.
+#[inline]
+pub(crate) fn sleep(
+    my_sleeping: &AtomicU32,
+    peer_seq: &AtomicU32,
+    key: u32,
+    timeout: Duration,
+    futex: &impl Futex,
+) {
+    futex.wait(peer_seq, key, timeout);
+    cancel_wait(my_sleeping);
+}
+
+/// Withdraws the sleep announcement.
+#[inline]
+pub(crate) fn cancel_wait(my_sleeping: &AtomicU32) {
+    my_sleeping.store(0, Ordering::Relaxed);
+}
+
+/// What a waiting loop should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Spin once more (`spin_loop` hint) and re-check.
+    Spin,
+    /// Check whether the peer is still there.
+    CheckPeer,
+    /// Announce sleep, re-check, and sleep for at most this long.
+    Sleep(Duration),
+    /// The deadline has passed.
+    TimedOut,
+}
+
+/// The schedule of one wait: when to spin, sleep, check the peer, and give up.
+#[derive(Debug)]
+pub(crate) struct Schedule {
+    strategy: WaitStrategy,
+    spin_budget: Duration,
+    deadline: Option<Instant>,
+    start: Option<Instant>,
+    last_peer_check: Option<Instant>,
+    spins: u32,
+}
+
+impl Schedule {
+    pub(crate) fn new(
+        strategy: WaitStrategy,
+        spin_budget: Duration,
+        deadline: Option<Instant>,
+    ) -> Self {
+        Schedule {
+            strategy,
+            spin_budget,
+            deadline,
+            start: None,
+            last_peer_check: None,
+            spins: 0,
+        }
+    }
+
+    /// The next step. Reads the clock once every [`SPINS_PER_CLOCK_READ`] spins, and at
+    /// every step once sleeping.
+    pub(crate) fn next(&mut self) -> Step {
+        let sleeping = self.strategy == WaitStrategy::Blocking;
+        if !sleeping && self.start.is_some() {
+            self.spins += 1;
+            if self.spins % SPINS_PER_CLOCK_READ != 0 {
+                return Step::Spin;
+            }
+        }
+        let now = Instant::now();
+        let start = *self.start.get_or_insert(now);
+        let last = *self.last_peer_check.get_or_insert(now);
+        if self.deadline.is_some_and(|d| now >= d) {
+            return Step::TimedOut;
+        }
+        if now.duration_since(last) >= PEER_CHECK_INTERVAL {
+            self.last_peer_check = Some(now);
+            return Step::CheckPeer;
+        }
+        let spin = match self.strategy {
+            WaitStrategy::BusyPoll => true,
+            WaitStrategy::Adaptive => now.duration_since(start) < self.spin_budget,
+            WaitStrategy::Blocking => false,
+        };
+        if spin {
+            return Step::Spin;
+        }
+        let left = self
+            .deadline
+            .map_or(FUTEX_SLEEP_MAX, |d| d.duration_since(now));
+        Step::Sleep(left.min(FUTEX_SLEEP_MAX))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adaptive_spins_then_sleeps_and_checks_the_peer() {
+        let mut s = Schedule::new(WaitStrategy::Adaptive, Duration::from_micros(200), None);
+        assert_eq!(s.next(), Step::Spin);
+        let t = Instant::now();
+        let mut saw_sleep = false;
+        let mut saw_check = false;
+        while t.elapsed() < Duration::from_millis(30) {
+            match s.next() {
+                Step::Sleep(d) => {
+                    assert!(d <= FUTEX_SLEEP_MAX);
+                    assert!(t.elapsed() >= Duration::from_micros(150));
+                    saw_sleep = true;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Step::CheckPeer => saw_check = true,
+                Step::TimedOut => panic!("no deadline was set"),
+                Step::Spin => {}
+            }
+        }
+        assert!(saw_sleep && saw_check);
+    }
+
+    #[test]
+    fn deadline_ends_every_strategy() {
+        for strategy in [
+            WaitStrategy::BusyPoll,
+            WaitStrategy::Adaptive,
+            WaitStrategy::Blocking,
+        ] {
+            let deadline = Instant::now() + Duration::from_millis(3);
+            let mut s = Schedule::new(strategy, SPIN_BUDGET_DEFAULT, Some(deadline));
+            loop {
+                match s.next() {
+                    Step::TimedOut => break,
+                    Step::Sleep(d) => std::thread::sleep(d),
+                    _ => {}
+                }
+            }
+            assert!(Instant::now() >= deadline, "{strategy:?}");
+        }
+    }
+
+    #[test]
+    fn blocking_never_spins() {
+        let mut s = Schedule::new(WaitStrategy::Blocking, SPIN_BUDGET_DEFAULT, None);
+        for _ in 0..10 {
+            assert!(matches!(s.next(), Step::Sleep(_) | Step::CheckPeer));
+        }
+    }
+}
