@@ -4,6 +4,9 @@
 pub(crate) mod ring;
 pub(crate) mod wait;
 
+#[cfg(all(test, loom))]
+mod loom_tests;
+
 #[cfg(not(loom))]
 mod conn;
 #[cfg(not(loom))]
