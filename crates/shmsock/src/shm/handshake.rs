@@ -174,12 +174,22 @@ pub(crate) fn recv_hello(sock: &UnixStream) -> io::Result<Received> {
     let mut truncated = false;
     // A stream socket may split the hello; fds arrive with its first byte.
     while got < HELLO_BYTES {
-        let msg = rustix::net::recvmsg(
+        let msg = match rustix::net::recvmsg(
             sock,
             &mut [IoSliceMut::new(&mut buf[got..])],
             &mut control,
             RecvFlags::CMSG_CLOEXEC,
-        )?;
+        ) {
+            Ok(msg) => msg,
+            Err(rustix::io::Errno::AGAIN) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the peer sent no complete hello within {HANDSHAKE_TIMEOUT:?}"),
+                ))
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
         truncated |= msg.flags.contains(ReturnFlags::CTRUNC);
         for m in control.drain() {
             if let RecvAncillaryMessage::ScmRights(rights) = m {

@@ -1,7 +1,7 @@
 //! `shm://` listener: binds the rendezvous socket and runs the listener side of the handshake.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -143,7 +143,8 @@ impl ShmListener {
         drop(fd);
         let received = handshake::recv_hello(&sock).map_err(|e| io_err("receiving hello", e))?;
         let (_, peer) = accept_peer_hello(ep, received)?;
-        rustix::io::write(sock.as_fd(), &[ACK]).map_err(|e| io_err("sending ack", e.into()))?;
+        rustix::net::send(&sock, &[ACK], rustix::net::SendFlags::NOSIGNAL)
+            .map_err(|e| io_err("sending ack", e.into()))?;
         handshake::set_handshake_timeouts(&sock, None).map_err(|e| io_err("timeouts", e))?;
         ShmConn::new(ep.clone(), pid, sock, mine, peer, &self.opts)
     }
