@@ -1,0 +1,137 @@
+//! The experiments: what each side of a pair does, and how long.
+//!
+//! - [`latency`]: ping-pong round trips, one timed per sample into an HDR histogram.
+//! - [`throughput`]: the child streams sequence-numbered messages, the parent receives and
+//!   checks them and times first to last.
+//! - [`integrity`]: a short, untimed pass that proves a mechanism delivers every byte intact
+//!   at several sizes, before any number of it is believed.
+//!
+//! Every message carries its sequence number in its first 8 bytes (little endian), and both
+//! sides touch the payload, so no mechanism is timed moving bytes nobody looks at.
+
+pub(crate) mod integrity;
+pub(crate) mod latency;
+pub(crate) mod pair;
+pub(crate) mod throughput;
+
+use std::time::{Duration, Instant};
+
+use rustix::time::{clock_gettime, ClockId};
+
+/// Sequence number that tells the peer the experiment is over (it is echoed, then both stop).
+pub(crate) const SEQ_STOP: u64 = u64::MAX;
+
+/// Extra life the child's watchdog allows beyond an experiment's time budget.
+const WATCHDOG_MARGIN: Duration = Duration::from_secs(30);
+
+/// How many iterations an experiment runs: up to `iters`, or until `max_time` has passed,
+/// whichever comes first (kernel mechanisms are ~500x slower than shared memory, so a time
+/// cap keeps them from dominating the run while the fast ones still get many samples).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Untimed iterations before measuring (caches, page faults, CPU frequency).
+    pub warmup_iters: u64,
+    /// Cap on warm-up time.
+    pub warmup_time: Duration,
+    /// Most measured iterations.
+    pub iters: u64,
+    /// Cap on measured time.
+    pub max_time: Duration,
+}
+
+impl Budget {
+    /// Life allowed to the child of an experiment run with this budget.
+    pub(crate) fn watchdog(&self) -> Duration {
+        self.warmup_time + self.max_time + WATCHDOG_MARGIN
+    }
+}
+
+/// The budgets of one lab run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budgets {
+    /// Ping-pong latency.
+    pub latency: Budget,
+    /// Streaming throughput (iterations are messages).
+    pub throughput: Budget,
+}
+
+impl Budgets {
+    /// Stable numbers in about two minutes for the whole lab.
+    pub const DEFAULT: Budgets = Budgets {
+        latency: Budget {
+            warmup_iters: 20_000,
+            warmup_time: Duration::from_millis(500),
+            iters: 2_000_000,
+            max_time: Duration::from_secs(4),
+        },
+        throughput: Budget {
+            warmup_iters: 50_000,
+            warmup_time: Duration::from_millis(500),
+            iters: 100_000_000,
+            max_time: Duration::from_secs(3),
+        },
+    };
+
+    /// The whole lab in well under a minute: indicative numbers, not stable ones.
+    pub const QUICK: Budgets = Budgets {
+        latency: Budget {
+            warmup_iters: 2_000,
+            warmup_time: Duration::from_millis(50),
+            iters: 100_000,
+            max_time: Duration::from_millis(400),
+        },
+        throughput: Budget {
+            warmup_iters: 5_000,
+            warmup_time: Duration::from_millis(50),
+            iters: 10_000_000,
+            max_time: Duration::from_millis(300),
+        },
+    };
+}
+
+/// Writes `seq` into the first 8 bytes of `msg` (which the experiments size to at least 8).
+#[inline]
+pub(crate) fn put_seq(msg: &mut [u8], seq: u64) {
+    if let Some(head) = msg.first_chunk_mut::<8>() {
+        *head = seq.to_le_bytes();
+    }
+}
+
+/// The sequence number in the first 8 bytes of `msg`, if it has 8 bytes.
+#[inline]
+pub(crate) fn get_seq(msg: &[u8]) -> Option<u64> {
+    msg.first_chunk::<8>().map(|b| u64::from_le_bytes(*b))
+}
+
+/// CPU time consumed so far by the calling thread.
+pub(crate) fn thread_cpu_time() -> Duration {
+    let ts = clock_gettime(ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Wall and CPU time of a window, started with [`Window::start`].
+pub(crate) struct Window {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Window {
+    pub(crate) fn start() -> Self {
+        Self {
+            wall: Instant::now(),
+            cpu: thread_cpu_time(),
+        }
+    }
+
+    /// (wall, cpu) elapsed since `start`, in ns.
+    pub(crate) fn stop(&self) -> (u64, u64) {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        (
+            ns(self.wall.elapsed()),
+            ns(thread_cpu_time().saturating_sub(self.cpu)),
+        )
+    }
+}

@@ -1,0 +1,147 @@
+//! What machine the numbers come from, and which CPUs the two sides run on.
+//!
+//! The parent side runs on the first CPU this process may use and the child on the second, so
+//! every message crosses between two cores (the case shared memory is for). With a single
+//! usable CPU both sides share it; the report says so, because every number then includes
+//! context switches.
+
+use serde::{Deserialize, Serialize};
+
+use crate::process::allowed_cpus;
+use crate::LabError;
+
+/// The CPUs the two sides of every pair are pinned to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pinning {
+    /// CPU of the parent process (the ping side, the receiving side).
+    pub parent_cpu: usize,
+    /// CPU of the child process (the pong side, the sending side).
+    pub child_cpu: usize,
+}
+
+impl Pinning {
+    /// Picks the first two CPUs this thread may run on (or the only one, twice).
+    pub fn choose() -> Result<Self, LabError> {
+        let cpus = allowed_cpus()?;
+        let parent_cpu = *cpus.first().ok_or(LabError::Os {
+            what: "choosing CPUs",
+            source: std::io::Error::other("the CPU affinity mask is empty"),
+        })?;
+        let child_cpu = cpus.get(1).copied().unwrap_or(parent_cpu);
+        Ok(Self {
+            parent_cpu,
+            child_cpu,
+        })
+    }
+
+    /// Whether both sides share one CPU (only one was usable).
+    pub fn same_cpu(&self) -> bool {
+        self.parent_cpu == self.child_cpu
+    }
+
+    /// One line for the report header.
+    pub fn describe(&self) -> String {
+        if self.same_cpu() {
+            format!(
+                "both sides on CPU {} (only one CPU usable: numbers include context switches)",
+                self.parent_cpu
+            )
+        } else {
+            format!(
+                "parent on CPU {}, child on CPU {}",
+                self.parent_cpu, self.child_cpu
+            )
+        }
+    }
+}
+
+/// The machine the report was measured on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// `model name` from `/proc/cpuinfo` ("unknown" if absent).
+    pub cpu_model: String,
+    /// CPUs listed in `/proc/cpuinfo` (0 if it could not be read).
+    pub cpus_online: usize,
+    /// CPUs this process may run on.
+    pub cpus_allowed: usize,
+    /// Kernel: `uname -s -r -v`.
+    pub kernel: String,
+    /// CPU architecture (`uname -m`).
+    pub machine: String,
+    /// Where the two sides ran.
+    pub pinning: Pinning,
+    /// `pinning` in words.
+    pub pinning_text: String,
+}
+
+impl HostInfo {
+    /// Collects the host description.
+    pub fn collect(pinning: Pinning) -> Result<Self, LabError> {
+        let uname = rustix::system::uname();
+        let text = |s: &std::ffi::CStr| s.to_string_lossy().into_owned();
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        Ok(Self {
+            cpu_model: parse_cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".into()),
+            cpus_online: count_processors(&cpuinfo),
+            cpus_allowed: allowed_cpus()?.len(),
+            kernel: format!(
+                "{} {} {}",
+                text(uname.sysname()),
+                text(uname.release()),
+                text(uname.version())
+            ),
+            machine: text(uname.machine()),
+            pinning,
+            pinning_text: pinning.describe(),
+        })
+    }
+}
+
+/// Number of `processor` entries in `/proc/cpuinfo`.
+fn count_processors(cpuinfo: &str) -> usize {
+    cpuinfo
+        .lines()
+        .filter(|line| {
+            line.split_once(':')
+                .is_some_and(|(k, _)| k.trim() == "processor")
+        })
+        .count()
+}
+
+/// The first `model name` (x86) or `Model`/`CPU part` (arm) line of `/proc/cpuinfo`.
+fn parse_cpu_model(cpuinfo: &str) -> Option<String> {
+    ["model name", "Model", "Hardware", "CPU part"]
+        .iter()
+        .find_map(|key| {
+            cpuinfo.lines().find_map(|line| {
+                let (k, v) = line.split_once(':')?;
+                (k.trim() == *key && !v.trim().is_empty()).then(|| v.trim().to_string())
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_model_is_read_from_the_model_name_line() {
+        let info = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n";
+        assert_eq!(parse_cpu_model(info).as_deref(), Some("AMD EPYC 7B13"));
+        assert_eq!(parse_cpu_model("processor : 0\n"), None);
+        assert_eq!(
+            count_processors("processor : 0\nprocessor : 1\nmodel : x\n"),
+            2
+        );
+    }
+
+    #[test]
+    fn one_usable_cpu_is_said_out_loud() {
+        let p = Pinning {
+            parent_cpu: 0,
+            child_cpu: 0,
+        };
+        assert!(p.same_cpu());
+        assert!(p.describe().contains("only one CPU"));
+    }
+}

@@ -1,0 +1,165 @@
+//! The IPC mechanisms the lab measures, all behind one small trait.
+//!
+//! A [`Mechanism`] prepares a [`Pair`] of [`Side`]s in the parent, *before* the fork: shared
+//! mappings, pipes, sockets, a bound listener. After the fork the parent keeps `pair.parent`, the
+//! child keeps `pair.child`; each calls [`Side::start`] (where a connection-oriented mechanism
+//! connects or accepts) and then only [`Side::send`] and [`Side::recv`].
+//!
+//! Two traffic patterns cover the experiments:
+//!
+//! ```text
+//! Pattern::PingPong   parent --msg--> child --echo--> parent      (latency)
+//! Pattern::Stream     child  --msg--> parent, one way, back to back  (throughput)
+//! ```
+//!
+//! Messages have the fixed size given to [`Mechanism::setup`]; byte-stream mechanisms (pipe,
+//! Unix stream, TCP) rely on it for framing, reading exactly that many bytes per message.
+
+mod fd_stream;
+pub mod floor;
+pub mod pipe;
+pub mod raw_ring;
+pub mod shmsock;
+pub mod tcp;
+pub mod uds_stream;
+
+use std::time::{Duration, Instant};
+
+use crate::LabError;
+
+/// Capacity of the shared-memory rings (the textbook ring and shmsock's), in bytes; the same for
+/// both so their throughput rows compare like with like.
+pub const RING_BYTES: usize = 1 << 20;
+
+/// How long a side spins on shared memory without seeing progress before it gives up.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which way messages flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pattern {
+    /// The parent sends, the child echoes every message back.
+    PingPong,
+    /// The child sends, the parent receives; nothing flows back.
+    Stream,
+}
+
+/// One IPC mechanism.
+pub trait Mechanism {
+    /// The name used in reports and filters (`floor`, `raw-ring`, `pipe`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Whether the mechanism can run `pattern` (`floor` is latency only).
+    fn supports(&self, pattern: Pattern) -> bool {
+        let _ = pattern;
+        true
+    }
+
+    /// How many bytes of a `size`-byte message actually travel: `size`, except for `floor`,
+    /// which moves one 8-byte counter however large the message.
+    fn payload_len(&self, size: usize) -> usize {
+        size
+    }
+
+    /// Creates both sides for messages of exactly `size` bytes, before the fork.
+    fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError>;
+}
+
+/// Both sides of a mechanism, created before the fork.
+pub struct Pair {
+    /// Kept by the parent (ping side; receiving side of a stream).
+    pub parent: Box<dyn Side>,
+    /// Kept by the child (pong side; sending side of a stream).
+    pub child: Box<dyn Side>,
+}
+
+/// One side of a pair, used by one process after the fork.
+pub trait Side {
+    /// Finishes setup after the fork (connect, accept); the default does nothing.
+    fn start(&mut self) -> Result<(), LabError> {
+        Ok(())
+    }
+
+    /// Gives up this side in the process that does not use it (right after the fork); the
+    /// default drops it. A side whose `Drop` would undo something the other process still
+    /// needs (a listener unlinking its name) overrides this to close less.
+    fn abandon(self: Box<Self>) {
+        drop(self);
+    }
+
+    /// Sends one message (blocks or spins while the channel is full).
+    fn send(&mut self, msg: &[u8]) -> Result<(), LabError>;
+
+    /// Receives one message into `buf` and returns its length (blocks or spins until one
+    /// arrives).
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError>;
+}
+
+/// Every mechanism, in report order.
+pub fn all() -> Vec<Box<dyn Mechanism>> {
+    vec![
+        Box::new(floor::Floor),
+        Box::new(raw_ring::RawRing),
+        Box::new(shmsock::Shmsock::busy_poll()),
+        Box::new(shmsock::Shmsock::adaptive()),
+        Box::new(pipe::Pipe),
+        Box::new(uds_stream::UdsStream),
+        Box::new(tcp::Tcp),
+    ]
+}
+
+/// The names of [`all`], in report order.
+pub fn names() -> Vec<&'static str> {
+    all().iter().map(|m| m.name()).collect()
+}
+
+/// The mechanism called `name`.
+pub fn by_name(name: &str) -> Result<Box<dyn Mechanism>, LabError> {
+    all()
+        .into_iter()
+        .find(|m| m.name() == name)
+        .ok_or_else(|| LabError::UnknownMechanism {
+            name: name.to_string(),
+            known: names().join(", "),
+        })
+}
+
+/// Spins until `poll` yields a value; yields the CPU now and then (so a peer sharing this CPU
+/// gets to run) and fails with [`LabError::Stalled`] after [`STALL_TIMEOUT`] without progress.
+///
+/// The fast path is one call of `poll`; the clock is read only every few thousand spins.
+#[inline]
+pub(crate) fn spin_until<T>(
+    what: &'static str,
+    mut poll: impl FnMut() -> Option<T>,
+) -> Result<T, LabError> {
+    const SPINS_PER_CHECK: u32 = 1 << 12;
+    if let Some(value) = poll() {
+        return Ok(value);
+    }
+    let mut spins = 0u32;
+    let mut since: Option<Instant> = None;
+    loop {
+        std::hint::spin_loop();
+        if let Some(value) = poll() {
+            return Ok(value);
+        }
+        spins = spins.wrapping_add(1);
+        if spins % SPINS_PER_CHECK == 0 {
+            rustix::thread::sched_yield();
+            let now = Instant::now();
+            let waited = now - *since.get_or_insert(now);
+            if waited > STALL_TIMEOUT {
+                return Err(LabError::Stalled { what, waited });
+            }
+        }
+    }
+}
+
+/// Fails with [`LabError::WrongSize`] unless `len == size`.
+pub(crate) fn check_len(len: usize, size: usize) -> Result<(), LabError> {
+    if len == size {
+        Ok(())
+    } else {
+        Err(LabError::WrongSize { len, size })
+    }
+}

@@ -1,0 +1,224 @@
+//! `raw-ring`: a minimal textbook single-producer single-consumer ring in shared memory.
+//!
+//! It is the memcpy limit: fixed slots of exactly the message size, copy in, copy out, no
+//! framing, no validation, no sleeping. A transport that copies messages cannot move them
+//! faster than this, so the throughput table reports every mechanism as a fraction of it.
+//!
+//! ```text
+//! line 0: head  consumer's position (written only by the consumer)
+//! line 1: tail  producer's position (written only by the producer)
+//! 128.. : slot[0] slot[1] ... slot[n-1]     n = a power of two, n * size ≈ RING_BYTES
+//! ```
+//!
+//! Positions count messages and never wrap in practice (`u64`); a position's slot is
+//! `pos & (n - 1)`. The producer writes slot `tail`, then publishes `tail + 1` with a Release
+//! store; the consumer sees it with an Acquire load, copies the slot out, then publishes
+//! `head + 1` with a Release store, which hands the slot back. Each side caches the other's
+//! position and rereads it only when the ring looks full (producer) or empty (consumer), the
+//! usual trick that keeps the two cache lines from bouncing on every message.
+//!
+//! # Safety
+//!
+//! The slot copies are `unsafe` ([`SharedRegion::write_bytes`]/[`SharedRegion::read_bytes`]):
+//! the protocol above guarantees that a slot is written only while it is outside
+//! `head..tail` and read only while inside it, so the two processes never touch it at once.
+#![allow(unsafe_code)]
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use super::{check_len, spin_until, Mechanism, Pair, Pattern, Side, RING_BYTES};
+use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
+use crate::LabError;
+
+const HEAD_OFFSET: usize = 0;
+const TAIL_OFFSET: usize = CACHE_LINE_BYTES;
+const SLOTS_OFFSET: usize = 2 * CACHE_LINE_BYTES;
+/// Fewest slots a ring gets, however large the message.
+const MIN_SLOTS: usize = 8;
+
+/// The textbook SPSC ring.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawRing;
+
+impl Mechanism for RawRing {
+    fn name(&self) -> &'static str {
+        "raw-ring"
+    }
+
+    fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError> {
+        // child -> parent always; parent -> child only for ping-pong.
+        let (up_tx, up_rx) = ring(size)?;
+        let (parent, child) = match pattern {
+            Pattern::Stream => (
+                RawRingSide {
+                    tx: None,
+                    rx: Some(up_rx),
+                },
+                RawRingSide {
+                    tx: Some(up_tx),
+                    rx: None,
+                },
+            ),
+            Pattern::PingPong => {
+                let (down_tx, down_rx) = ring(size)?;
+                (
+                    RawRingSide {
+                        tx: Some(down_tx),
+                        rx: Some(up_rx),
+                    },
+                    RawRingSide {
+                        tx: Some(up_tx),
+                        rx: Some(down_rx),
+                    },
+                )
+            }
+        };
+        Ok(Pair {
+            parent: Box::new(parent),
+            child: Box::new(child),
+        })
+    }
+}
+
+/// Creates one ring for `size`-byte messages and returns its two ends.
+fn ring(size: usize) -> Result<(Producer, Consumer), LabError> {
+    let size = size.max(1);
+    let slots = (RING_BYTES / size).max(MIN_SLOTS).next_power_of_two();
+    let region = Rc::new(SharedRegion::new(SLOTS_OFFSET + slots * size)?);
+    let layout = Layout { slots, size };
+    Ok((
+        Producer {
+            region: Rc::clone(&region),
+            layout,
+            tail: 0,
+            cached_head: 0,
+        },
+        Consumer {
+            region,
+            layout,
+            head: 0,
+            cached_tail: 0,
+        },
+    ))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    slots: usize,
+    size: usize,
+}
+
+impl Layout {
+    fn slot_offset(&self, pos: u64) -> usize {
+        // `slots` is a power of two, so the mask keeps the index below it (truncating the u64
+        // position first is fine: the mask only keeps its low bits anyway).
+        SLOTS_OFFSET + (pos as usize & (self.slots - 1)) * self.size
+    }
+}
+
+struct Producer {
+    region: Rc<SharedRegion>,
+    layout: Layout,
+    tail: u64,
+    cached_head: u64,
+}
+
+impl Producer {
+    fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {
+        check_len(msg.len(), self.layout.size)?;
+        let slots = self.layout.slots as u64;
+        if self.tail - self.cached_head == slots {
+            let head = self.region.atomic_u64(HEAD_OFFSET);
+            let tail = self.tail;
+            // Acquire pairs with the consumer's Release store of `head` in `pop`: the slot
+            // it frees has been fully read before we overwrite it.
+            self.cached_head = spin_until("waiting for a free raw-ring slot", || {
+                let h = head.load(Ordering::Acquire);
+                (tail - h < slots).then_some(h)
+            })?;
+        }
+        // SAFETY: slot `tail` is outside `head..tail`, so the consumer does not read it until
+        // the Release store below publishes it.
+        unsafe {
+            self.region
+                .write_bytes(self.layout.slot_offset(self.tail), msg)
+        };
+        self.tail += 1;
+        // Release pairs with the consumer's Acquire load of `tail` in `pop`.
+        self.region
+            .atomic_u64(TAIL_OFFSET)
+            .store(self.tail, Ordering::Release);
+        Ok(())
+    }
+}
+
+struct Consumer {
+    region: Rc<SharedRegion>,
+    layout: Layout,
+    head: u64,
+    cached_tail: u64,
+}
+
+impl Consumer {
+    fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
+        let size = self.layout.size;
+        let len = buf.len();
+        let out = buf
+            .get_mut(..size)
+            .ok_or(LabError::WrongSize { len, size })?;
+        if self.head == self.cached_tail {
+            let tail = self.region.atomic_u64(TAIL_OFFSET);
+            let head = self.head;
+            // Acquire pairs with the producer's Release store of `tail` in `push`: the slot's
+            // bytes are visible before we copy them out.
+            self.cached_tail = spin_until("waiting for a raw-ring message", || {
+                let t = tail.load(Ordering::Acquire);
+                (t != head).then_some(t)
+            })?;
+        }
+        // SAFETY: slot `head` is inside `head..tail`, so the producer does not write it until
+        // the Release store below hands it back.
+        unsafe {
+            self.region
+                .read_bytes(self.layout.slot_offset(self.head), out)
+        };
+        self.head += 1;
+        // Release pairs with the producer's Acquire load of `head` in `push`.
+        self.region
+            .atomic_u64(HEAD_OFFSET)
+            .store(self.head, Ordering::Release);
+        Ok(size)
+    }
+}
+
+struct RawRingSide {
+    tx: Option<Producer>,
+    rx: Option<Consumer>,
+}
+
+impl Side for RawRingSide {
+    fn start(&mut self) -> Result<(), LabError> {
+        // Take this process's page faults on the slots now rather than in the timed loop.
+        let producer = self.tx.as_ref().map(|p| &p.region);
+        let consumer = self.rx.as_ref().map(|c| &c.region);
+        producer
+            .into_iter()
+            .chain(consumer)
+            .for_each(|r| r.prefault());
+        Ok(())
+    }
+
+    fn send(&mut self, msg: &[u8]) -> Result<(), LabError> {
+        self.tx.as_mut().ok_or(NOT_THIS_WAY)?.push(msg)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
+        self.rx.as_mut().ok_or(NOT_THIS_WAY)?.pop(buf)
+    }
+}
+
+const NOT_THIS_WAY: LabError = LabError::Unsupported {
+    mechanism: "raw-ring",
+    what: "this direction in the pattern it was set up for",
+};

@@ -1,0 +1,159 @@
+//! `shmsock` and `shmsock-busy`: the shmsock library's `shm://` transport.
+//!
+//! The same code with two wait strategies, on both sides: `shmsock-busy` spins
+//! (`WaitStrategy::BusyPoll`), `shmsock` uses the default options (`WaitStrategy::Adaptive`:
+//! spin for a budget, then sleep on a futex). The parent binds a [`Listener`] under a name
+//! unique to this run (`shm://lab-<pid>-<n>`) *before* the fork; after the fork the child
+//! connects and the parent accepts. Every message is one `Conn::send` / `Conn::recv`, so the
+//! rows show the library's full cost: framing, validation of the peer's ring, wake-ups.
+//!
+//! The child must not drop its copy of the parent's listener (its `Drop` removes the name the
+//! parent is accepting on), so [`Side::abandon`] forgets it instead. The accept has no timeout;
+//! a child that cannot connect knocks on the rendezvous socket with a plain Unix connection
+//! and hangs up, which fails the parent's handshake instead of leaving it waiting.
+
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use shmsock::{Conn, Listener, Options, WaitStrategy};
+
+use super::{Mechanism, Pair, Pattern, Side, RING_BYTES};
+use crate::LabError;
+
+/// Distinguishes the names bound by one process.
+static NEXT_NAME: AtomicU64 = AtomicU64::new(0);
+
+/// The shmsock library, with one wait strategy on both sides.
+#[derive(Debug, Clone, Copy)]
+pub struct Shmsock {
+    name: &'static str,
+    wait: WaitStrategy,
+}
+
+impl Shmsock {
+    /// Both sides spin (`WaitStrategy::BusyPoll`): the `shmsock-busy` row.
+    pub fn busy_poll() -> Self {
+        Self {
+            name: "shmsock-busy",
+            wait: WaitStrategy::BusyPoll,
+        }
+    }
+
+    /// Default options (`WaitStrategy::Adaptive`): the `shmsock` row.
+    pub fn adaptive() -> Self {
+        Self {
+            name: "shmsock",
+            wait: WaitStrategy::default(),
+        }
+    }
+
+    fn options(&self) -> Options {
+        Options::new()
+            .ring_capacity(RING_BYTES)
+            .wait_strategy(self.wait)
+    }
+}
+
+impl Mechanism for Shmsock {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn setup(&self, _pattern: Pattern, _size: usize) -> Result<Pair, LabError> {
+        let endpoint = format!(
+            "shm://lab-{}-{}",
+            std::process::id(),
+            NEXT_NAME.fetch_add(1, Ordering::Relaxed)
+        );
+        let listener = Listener::bind_with(&endpoint, self.options()).map_err(lib("bind"))?;
+        let socket_path = listener.socket_path().to_path_buf();
+        Ok(Pair {
+            parent: Box::new(ShmsockSide {
+                state: State::Listening(listener),
+            }),
+            child: Box::new(ShmsockSide {
+                state: State::ToConnect {
+                    endpoint,
+                    options: self.options(),
+                    socket_path,
+                },
+            }),
+        })
+    }
+}
+
+enum State {
+    /// Parent, before `start`.
+    Listening(Listener),
+    /// Child, before `start`.
+    ToConnect {
+        endpoint: String,
+        options: Options,
+        socket_path: PathBuf,
+    },
+    /// Either, after `start`.
+    Connected(Conn),
+    /// After a failed `start`.
+    Failed,
+}
+
+struct ShmsockSide {
+    state: State,
+}
+
+impl ShmsockSide {
+    fn conn(&mut self) -> Result<&mut Conn, LabError> {
+        match &mut self.state {
+            State::Connected(conn) => Ok(conn),
+            _ => Err(LabError::Shmsock {
+                what: "send/recv",
+                detail: "the side was not started".into(),
+            }),
+        }
+    }
+}
+
+impl Side for ShmsockSide {
+    fn start(&mut self) -> Result<(), LabError> {
+        self.state = match std::mem::replace(&mut self.state, State::Failed) {
+            State::Listening(listener) => {
+                State::Connected(listener.accept().map_err(lib("accept"))?)
+            }
+            State::ToConnect {
+                endpoint,
+                options,
+                socket_path,
+            } => match Conn::connect_with(&endpoint, options) {
+                Ok(conn) => State::Connected(conn),
+                Err(err) => {
+                    // Wake the parent's accept so it fails instead of waiting forever.
+                    drop(UnixStream::connect(&socket_path));
+                    return Err(lib("connect")(err));
+                }
+            },
+            other => other,
+        };
+        Ok(())
+    }
+
+    fn abandon(self: Box<Self>) {
+        // Dropping a Listener removes its name, which the other process still accepts on.
+        std::mem::forget(self);
+    }
+
+    fn send(&mut self, msg: &[u8]) -> Result<(), LabError> {
+        self.conn()?.send(msg).map_err(lib("send"))
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
+        self.conn()?.recv(buf).map_err(lib("recv"))
+    }
+}
+
+fn lib(what: &'static str) -> impl FnOnce(shmsock::Error) -> LabError {
+    move |err| LabError::Shmsock {
+        what,
+        detail: err.to_string(),
+    }
+}

@@ -1,0 +1,177 @@
+//! Anonymous shared memory for the lab's own processes.
+//!
+//! A [`SharedRegion`] is a `MAP_SHARED | MAP_ANONYMOUS` mapping created *before* `fork`, so the
+//! parent and the child see the same physical pages at the same address. Unlike the shmsock
+//! library, whose peers are untrusted, both users of a region are the lab itself: the region is
+//! a measuring instrument (the cache-line floor, the textbook ring, the child's report), not an
+//! API boundary.
+//!
+//! ```text
+//! offset 0            64           128 ...
+//!        | line 0      | line 1      | ... bytes, zero-filled by the kernel
+//! ```
+//!
+//! Words are reached through [`SharedRegion::atomic_u64`] (bounds- and alignment-checked);
+//! bytes through [`SharedRegion::write_bytes`] / [`SharedRegion::read_bytes`], which are
+//! `unsafe` because only the caller's protocol (a Release/Acquire hand-off) can rule out the
+//! other process touching the same bytes at the same time.
+//!
+//! # Safety
+//!
+//! This module owns the mapping's lifetime: the pointer stays valid until `Drop` unmaps it, and
+//! every reference handed out borrows `&self`, so none outlives the mapping.
+#![allow(unsafe_code)]
+
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
+
+use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+
+use crate::LabError;
+
+/// Size of a cache line on the machines we measure (x86-64 and most aarch64).
+pub(crate) const CACHE_LINE_BYTES: usize = 64;
+
+/// A zero-filled `MAP_SHARED | MAP_ANONYMOUS` mapping, inherited by a forked child.
+#[derive(Debug)]
+pub(crate) struct SharedRegion {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl SharedRegion {
+    /// Maps `len` bytes (rounded up by the kernel to whole pages) of shared, zeroed memory.
+    pub(crate) fn new(len: usize) -> Result<Self, LabError> {
+        let len = len.max(1);
+        // SAFETY: a null hint lets the kernel choose the address, so no existing mapping or
+        // Rust object is replaced; the result is checked before use.
+        let raw = unsafe {
+            mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+            )
+        }
+        .map_err(LabError::os("mapping shared anonymous memory"))?;
+        let ptr = NonNull::new(raw.cast::<u8>()).ok_or(LabError::Os {
+            what: "mapping shared anonymous memory",
+            source: std::io::Error::other("mmap returned a null pointer"),
+        })?;
+        Ok(Self { ptr, len })
+    }
+
+    /// Maps every page of the region into this process now, so page faults are not timed.
+    ///
+    /// A forked child does not inherit the parent's page-table entries for shared mappings;
+    /// each process takes its own minor fault on the first touch of each page. An atomic
+    /// `fetch_add(0)` touches a page for writing without changing it, so it is harmless even
+    /// if the other process is already using the word.
+    pub(crate) fn prefault(&self) {
+        const PAGE_BYTES: usize = 4096;
+        for offset in (0..self.len.saturating_sub(8)).step_by(PAGE_BYTES) {
+            self.atomic_u64(offset)
+                .fetch_add(0, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The 8-byte word at `offset` as an atomic.
+    ///
+    /// # Panics
+    /// If `offset` is not 8-byte aligned or the word does not lie inside the region: both are
+    /// layout bugs in the caller, fixed at setup time, never data-dependent.
+    pub(crate) fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
+        assert!(
+            offset % 8 == 0 && offset.checked_add(8).is_some_and(|end| end <= self.len),
+            "atomic at offset {offset} is misaligned or outside a region of {} bytes",
+            self.len
+        );
+        // SAFETY: the word is inside the mapping (checked above), 8-byte aligned (the mapping is
+        // page aligned and `offset % 8 == 0`), initialised (the kernel zero-fills it), and lives
+        // as long as `&self`. Other processes touch it only through atomics too.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
+    }
+
+    /// Copies `src` into the region at `offset`.
+    ///
+    /// # Panics
+    /// If the range is outside the region.
+    ///
+    /// # Safety
+    /// No other process or thread may read or write `offset..offset + src.len()` during the
+    /// copy; the caller's protocol (publishing with a Release store afterwards) ensures this.
+    pub(crate) unsafe fn write_bytes(&self, offset: usize, src: &[u8]) {
+        self.check_range(offset, src.len());
+        // SAFETY: the range is inside the mapping (checked), `src` is a distinct local buffer so
+        // the ranges cannot overlap, and the caller guarantees exclusive access to the range.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len())
+        };
+    }
+
+    /// Copies bytes at `offset` out of the region into `dst`.
+    ///
+    /// # Panics
+    /// If the range is outside the region.
+    ///
+    /// # Safety
+    /// No other process or thread may write `offset..offset + dst.len()` during the copy; the
+    /// caller's protocol (an Acquire load of the producer's position before, a Release store
+    /// of the consumer's position after) ensures this.
+    pub(crate) unsafe fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
+        self.check_range(offset, dst.len());
+        // SAFETY: the range is inside the mapping (checked), `dst` is a distinct local buffer,
+        // and the caller guarantees nobody writes the range meanwhile.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                dst.as_mut_ptr(),
+                dst.len(),
+            )
+        };
+    }
+
+    fn check_range(&self, offset: usize, len: usize) {
+        assert!(
+            offset.checked_add(len).is_some_and(|end| end <= self.len),
+            "range {offset}+{len} is outside a region of {} bytes",
+            self.len
+        );
+    }
+}
+
+impl Drop for SharedRegion {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe exactly the mapping made in `new`; every reference into it
+        // borrowed `&self`, so none is alive now. Failure would only leak address space.
+        let _ = unsafe { munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn region_is_zeroed_and_round_trips_bytes() {
+        let region = SharedRegion::new(4096).expect("mmap");
+        assert_eq!(region.atomic_u64(64).load(Ordering::Relaxed), 0);
+        region.atomic_u64(64).store(7, Ordering::Relaxed);
+        assert_eq!(region.atomic_u64(64).load(Ordering::Relaxed), 7);
+        let mut out = [0u8; 5];
+        // SAFETY: this test is the only user of the region.
+        unsafe {
+            region.write_bytes(100, b"hello");
+            region.read_bytes(100, &mut out);
+        }
+        assert_eq!(&out, b"hello");
+    }
+
+    #[test]
+    #[should_panic(expected = "outside")]
+    fn out_of_range_word_is_refused() {
+        let region = SharedRegion::new(64).expect("mmap");
+        let _ = region.atomic_u64(64);
+    }
+}

@@ -1,0 +1,133 @@
+//! The JSON report has the shape other tools read: `latency` rows with round-trip ns and
+//! `throughput` rows with rates, under the exact mechanism names.
+
+use std::time::Duration;
+
+use shmsock_lab::{Budget, Budgets, LabOptions};
+
+const TINY: Budget = Budget {
+    warmup_iters: 100,
+    warmup_time: Duration::from_millis(20),
+    iters: 2_000,
+    max_time: Duration::from_millis(50),
+};
+
+#[test]
+fn json_report_has_the_required_keys() {
+    let path = std::env::temp_dir().join(format!("shmsock-lab-{}.json", std::process::id()));
+    shmsock_lab::run(&LabOptions {
+        quick: true,
+        json: Some(path.clone()),
+        mechanisms: Some(vec!["raw-ring".into(), "pipe".into()]),
+    })
+    .expect("lab runs");
+    let text = std::fs::read_to_string(&path).expect("json written");
+    let _ = std::fs::remove_file(&path);
+    let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+
+    let latency = json["latency"].as_array().expect("latency array");
+    let names: Vec<&str> = latency
+        .iter()
+        .filter_map(|r| r["mechanism"].as_str())
+        .collect();
+    assert_eq!(names, ["floor", "raw-ring", "pipe"], "{text}");
+    for row in latency {
+        for key in [
+            "size",
+            "min_ns",
+            "p50_ns",
+            "p99_ns",
+            "p999_ns",
+            "oneway_p50_ns",
+        ] {
+            assert!(row[key].is_u64(), "latency row lacks {key}: {row}");
+        }
+        assert_eq!(row["size"], 64);
+        let (min, p50, p99) = (
+            row["min_ns"].as_u64(),
+            row["p50_ns"].as_u64(),
+            row["p99_ns"].as_u64(),
+        );
+        assert!(min <= p50 && p50 <= p99 && min > Some(0), "{row}");
+        assert_eq!(row["oneway_p50_ns"].as_u64(), p50.map(|p| p / 2));
+    }
+
+    let throughput = json["throughput"].as_array().expect("throughput array");
+    let rows: Vec<(&str, u64)> = throughput
+        .iter()
+        .filter_map(|r| Some((r["mechanism"].as_str()?, r["size"].as_u64()?)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("raw-ring", 64),
+            ("raw-ring", 4096),
+            ("pipe", 64),
+            ("pipe", 4096)
+        ],
+        "{text}"
+    );
+    for row in throughput {
+        for key in ["msgs_per_s", "bytes_per_s"] {
+            assert!(
+                row[key].as_u64().is_some_and(|v| v > 0),
+                "throughput row lacks {key}: {row}"
+            );
+        }
+        let size = row["size"].as_u64().expect("size");
+        let (msgs, bytes) = (
+            row["msgs_per_s"].as_u64().unwrap_or(0),
+            row["bytes_per_s"].as_u64().unwrap_or(0),
+        );
+        assert!(bytes.abs_diff(msgs * size) <= size, "{row}");
+    }
+    assert!(json["floor_check"]["before_p50_ns"].is_u64(), "{text}");
+    assert!(json["host"]["cpu_model"].is_string(), "{text}");
+}
+
+#[test]
+fn every_requested_experiment_is_a_row_or_an_unavailable_row() {
+    let budgets = Budgets {
+        latency: TINY,
+        throughput: TINY,
+    };
+    let names: Vec<String> = shmsock_lab::mechanisms::names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let report = shmsock_lab::run_with(Some(&names), true, budgets).expect("lab runs");
+    assert_eq!(report.mechanisms, names);
+    for name in &names {
+        let count = |experiment: &str, size: usize| {
+            let measured = match experiment {
+                "latency" => report
+                    .latency
+                    .iter()
+                    .filter(|r| &r.mechanism == name && r.size == size)
+                    .count(),
+                _ => report
+                    .throughput
+                    .iter()
+                    .filter(|r| &r.mechanism == name && r.size == size)
+                    .count(),
+            };
+            let missing = report
+                .unavailable
+                .iter()
+                .filter(|u| &u.mechanism == name && u.experiment == experiment && u.size == size)
+                .count();
+            measured + missing
+        };
+        assert_eq!(count("latency", 64), 1, "{name} latency:\n{report}");
+        let streams = usize::from(name != "floor");
+        assert_eq!(count("throughput", 64), streams, "{name} 64 B:\n{report}");
+        assert_eq!(
+            count("throughput", 4096),
+            streams,
+            "{name} 4 KiB:\n{report}"
+        );
+    }
+    for u in &report.unavailable {
+        assert!(!u.reason.is_empty(), "{u:?}");
+    }
+}
