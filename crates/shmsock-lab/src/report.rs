@@ -382,3 +382,105 @@ fn fmt_count(n: u64) -> String {
 fn fmt_ratio(ratio: Option<f64>) -> String {
     ratio.map_or_else(|| "-".to_string(), |r| format!("{r:.2}x"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{HostInfo, Pinning};
+
+    fn report() -> Report {
+        let pinning = Pinning {
+            parent_cpu: 0,
+            child_cpu: 1,
+        };
+        let latency = |mechanism: &str, p50_ns| LatencyRow {
+            mechanism: mechanism.into(),
+            size: 64,
+            min_ns: p50_ns,
+            p50_ns,
+            p99_ns: p50_ns,
+            p999_ns: p50_ns,
+            max_ns: p50_ns,
+            mean_ns: p50_ns as f64,
+            oneway_p50_ns: p50_ns / 2,
+            samples: 1,
+            p50_vs_floor: None,
+        };
+        let throughput = |mechanism: &str, msgs: u64| {
+            ThroughputRow::new(mechanism, 64, msgs, 1_000_000_000, 1, 1, 1)
+        };
+        Report {
+            host: HostInfo {
+                cpu_model: "test".into(),
+                cpus_online: 2,
+                cpus_allowed: 2,
+                kernel: "Linux".into(),
+                machine: "x86_64".into(),
+                pinning,
+                pinning_text: pinning.describe(),
+            },
+            quick: true,
+            mechanisms: vec![
+                "floor".into(),
+                "raw-ring".into(),
+                "uds-stream".into(),
+                "pipe".into(),
+            ],
+            latency: vec![latency("floor", 100), latency("pipe", 5_000)],
+            throughput: vec![
+                throughput("raw-ring", 20_000_000),
+                throughput("uds-stream", 500_000),
+                throughput("pipe", 1_000_000),
+            ],
+            unavailable: vec![UnavailableRow {
+                mechanism: "raw-ring".into(),
+                experiment: "latency".into(),
+                size: 64,
+                reason: "no memory today".into(),
+            }],
+            floor_check: Some(FloorCheck::new(100, 320)),
+        }
+    }
+
+    #[test]
+    fn ratios_compare_with_floor_raw_ring_and_uds_at_the_same_size() {
+        let mut r = report();
+        r.compute_ratios();
+        assert_eq!(r.latency[1].p50_vs_floor, Some(50.0));
+        let pipe = &r.throughput[2];
+        assert_eq!(pipe.vs_raw_ring, Some(0.05));
+        assert_eq!(pipe.vs_uds_stream, Some(2.0));
+        assert_eq!(pipe.bytes_per_s, 64_000_000);
+    }
+
+    #[test]
+    fn a_floor_that_moves_more_than_half_is_flagged() {
+        assert!(FloorCheck::new(100, 320).noisy);
+        assert!(FloorCheck::new(320, 100).noisy);
+        assert!(!FloorCheck::new(100, 140).noisy);
+        let text = report().render();
+        assert!(text.contains("WARNING: the floor moved"), "{text}");
+    }
+
+    #[test]
+    fn table_says_round_trip_and_shows_unavailable_rows() {
+        let text = report().render();
+        assert!(
+            text.contains("RTT = round trip; one-way = RTT / 2"),
+            "{text}"
+        );
+        assert!(text.contains("unavailable: no memory today"), "{text}");
+        assert!(
+            text.contains("pinning: parent on CPU 0, child on CPU 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn durations_and_counts_read_naturally() {
+        assert_eq!(fmt_ns(850), "850 ns");
+        assert_eq!(fmt_ns(45_200), "45.2 µs");
+        assert_eq!(fmt_count(1_500_000), "1.50 M");
+        assert_eq!(fmt_count(547_100), "547.1 k");
+    }
+}

@@ -158,6 +158,66 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mechanisms::pipe::Pipe;
+    use crate::mechanisms::Pair;
+
+    /// Pipes whose child side flips one bit of every message it sends at one size.
+    struct BitFlippingPipe {
+        bad_size: usize,
+    }
+
+    struct BitFlipper {
+        inner: Box<dyn Side>,
+        scratch: Vec<u8>,
+    }
+
+    impl Side for BitFlipper {
+        fn send(&mut self, msg: &[u8]) -> Result<(), LabError> {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(msg);
+            let last = self.scratch.len() - 1;
+            self.scratch[last / 2] ^= 0x10;
+            self.inner.send(&self.scratch)
+        }
+
+        fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
+            self.inner.recv(buf)
+        }
+    }
+
+    impl Mechanism for BitFlippingPipe {
+        fn name(&self) -> &'static str {
+            "bit-flipping-pipe"
+        }
+
+        fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError> {
+            let pair = Pipe.setup(pattern, size)?;
+            if size != self.bad_size {
+                return Ok(pair);
+            }
+            Ok(Pair {
+                parent: pair.parent,
+                child: Box::new(BitFlipper {
+                    inner: pair.child,
+                    scratch: Vec::with_capacity(size),
+                }),
+            })
+        }
+    }
+
+    #[test]
+    fn a_mechanism_that_corrupts_one_size_fails_the_check() {
+        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let pinning = Pinning::choose().expect("affinity");
+        check(&Pipe, pinning).expect("plain pipes are intact");
+        let err = check(&BitFlippingPipe { bad_size: 1000 }, pinning).expect_err("corrupt");
+        let text = err.to_string();
+        assert!(text.contains("at 1000 B"), "{text}");
+        assert!(
+            text.contains("corrupt") || text.contains("checksum"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn filled_messages_verify_and_corruption_is_caught() {

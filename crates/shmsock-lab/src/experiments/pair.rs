@@ -86,11 +86,23 @@ pub(crate) fn run_pair<T>(
             CHILD_EXIT_AFTER_FAILURE
         },
     );
-    let value = result?;
-    match end? {
-        ChildEnd::Exited(0) => Ok((value, report.stats())),
-        other => Err(LabError::Child {
-            detail: report.failure(other),
+    // When both sides failed, the child's error is usually the cause and the parent's the
+    // symptom ("peer closed"), so report the child's first and keep both.
+    match (result, end) {
+        (Ok(value), Ok(ChildEnd::Exited(0))) => Ok((value, report.stats())),
+        (Err(parent), Ok(ChildEnd::Exited(0))) => Err(parent),
+        (Ok(_), Ok(end)) => Err(LabError::Child {
+            detail: report.failure(end),
+        }),
+        (Err(parent), Ok(end)) => Err(LabError::Child {
+            detail: format!(
+                "{}; the parent side then failed: {parent}",
+                report.failure(end)
+            ),
+        }),
+        (Ok(_), Err(wait)) => Err(wait),
+        (Err(parent), Err(wait)) => Err(LabError::Child {
+            detail: format!("{wait}; the parent side failed first: {parent}"),
         }),
     }
 }
@@ -215,6 +227,88 @@ impl std::fmt::Write for FixedText {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mechanisms::pipe::Pipe;
+    use std::time::Instant;
+
+    fn pinning() -> Pinning {
+        Pinning::choose().expect("affinity")
+    }
+
+    #[test]
+    fn a_failing_child_is_reported_with_its_reason() {
+        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = [0u8; 64];
+        let err = run_pair(
+            &Pipe,
+            Pattern::PingPong,
+            64,
+            pinning(),
+            Duration::from_secs(10),
+            |_| {
+                Err(LabError::Integrity {
+                    detail: "deliberate child failure".into(),
+                })
+            },
+            |side| side.recv(&mut buf),
+        )
+        .expect_err("the child failed");
+        let text = err.to_string();
+        assert!(text.contains("deliberate child failure"), "{text}");
+        assert!(text.contains("peer closed"), "{text}");
+    }
+
+    #[test]
+    fn a_hung_child_is_ended_by_its_watchdog_and_the_parent_returns() {
+        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = [0u8; 64];
+        let started = Instant::now();
+        let err = run_pair(
+            &Pipe,
+            Pattern::PingPong,
+            64,
+            pinning(),
+            Duration::from_secs(1),
+            |_| loop {
+                std::thread::sleep(Duration::from_millis(10));
+            },
+            |side| side.recv(&mut buf),
+        )
+        .expect_err("the child hung");
+        assert!(err.to_string().contains("watchdog"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn the_childs_stats_reach_the_parent() {
+        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let ((), stats) = run_pair(
+            &Pipe,
+            Pattern::Stream,
+            8,
+            pinning(),
+            Duration::from_secs(10),
+            |side| {
+                side.send(&[1; 8])?;
+                Ok(ChildStats {
+                    cpu_ns: 11,
+                    wall_ns: 22,
+                })
+            },
+            |side| side.recv(&mut [0; 8]).map(|_| ()),
+        )
+        .expect("both sides succeed");
+        assert_eq!(
+            stats,
+            ChildStats {
+                cpu_ns: 11,
+                wall_ns: 22
+            }
+        );
+    }
 
     #[test]
     fn child_error_text_reaches_the_parent() {
