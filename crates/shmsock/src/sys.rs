@@ -30,3 +30,28 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
 pub(crate) fn futex_wake(word: &AtomicU32) {
     let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
 }
+
+/// Whether this process uses *light* barriers on its notify path: it registered for
+/// `MEMBARRIER_CMD_GLOBAL_EXPEDITED`, so a waiting peer can force a full barrier on our CPU
+/// with [`heavy_barrier`] instead of us paying an `mfence` on every send. Decided once.
+///
+/// # References
+///  - [membarrier(2)](https://man7.org/linux/man-pages/man2/membarrier.2.html)
+pub(crate) fn light_barriers() -> bool {
+    static LIGHT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LIGHT.get_or_init(|| {
+        // Opt-out for environments where the waiter's IPIs are unwelcome (and for A/B runs).
+        if std::env::var_os("SHMSOCK_NO_MEMBARRIER").is_some() {
+            return false;
+        }
+        use rustix::thread::{membarrier, MembarrierCommand};
+        membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
+            && membarrier(MembarrierCommand::GlobalExpedited).is_ok()
+    })
+}
+
+/// Runs a full memory barrier on every running thread of every process registered by
+/// [`light_barriers`]. Returns false if the kernel refused.
+pub(crate) fn heavy_barrier() -> bool {
+    rustix::thread::membarrier(rustix::thread::MembarrierCommand::GlobalExpedited).is_ok()
+}

@@ -59,6 +59,9 @@ pub(crate) struct ShmConn {
     ended: Option<PeerEnd>,
     corrupt: Option<String>,
     closed: bool,
+    /// Longest sleep: `FUTEX_SLEEP_MAX`, or 1 ms if the peer uses light barriers and the
+    /// kernel refuses us the heavy one (a wake-up may then be missed; the cap bounds it).
+    sleep_cap: Duration,
     sent: (u64, u64),
     received: (u64, u64),
 }
@@ -184,6 +187,11 @@ impl ShmConn {
         opts: &Options,
     ) -> Result<Self> {
         let (tx_cap, rx_cap) = (mine.capacity(), peer.capacity_bytes());
+        let sleep_cap = if peer.light_notify() && !crate::sys::heavy_barrier() {
+            Duration::from_millis(1)
+        } else {
+            wait::FUTEX_SLEEP_MAX
+        };
         Ok(ShmConn {
             endpoint,
             peer_pid,
@@ -194,6 +202,7 @@ impl ShmConn {
             peer,
             wait: opts.wait,
             spin_budget: opts.spin_budget,
+            sleep_cap,
             ended: None,
             corrupt: None,
             closed: false,
@@ -327,7 +336,7 @@ impl ShmConn {
                         self.mine.word32(segment::OFF_TX_SLEEPING),
                         self.peer.word32(segment::OFF_SPACE_SEQ),
                     );
-                    let key = wait::prepare_wait(flag, seq);
+                    let key = wait::prepare_wait(flag, seq, self.peer.light_notify());
                     let pushed = self.try_push(msg);
                     if !matches!(pushed, Ok(false)) {
                         wait::cancel_wait(self.mine.word32(segment::OFF_TX_SLEEPING));
@@ -338,7 +347,7 @@ impl ShmConn {
                         self.mine.word32(segment::OFF_TX_SLEEPING),
                         self.peer.word32(segment::OFF_SPACE_SEQ),
                     );
-                    wait::sleep(flag, seq, key, t, &SharedFutex);
+                    wait::sleep(flag, seq, key, t.min(self.sleep_cap), &SharedFutex);
                 }
                 Step::TimedOut => return Err(Error::TimedOut),
             }
@@ -357,6 +366,7 @@ impl ShmConn {
                 wait::notify(
                     self.peer.word32(segment::OFF_RX_SLEEPING),
                     self.mine.word32(segment::OFF_DATA_SEQ),
+                    self.mine.light_notify(),
                     &SharedFutex,
                 );
                 self.sent.0 += 1;
@@ -392,6 +402,7 @@ impl ShmConn {
         wait::notify(
             self.peer.word32(segment::OFF_TX_SLEEPING),
             self.mine.word32(segment::OFF_SPACE_SEQ),
+            self.mine.light_notify(),
             &SharedFutex,
         );
     }
@@ -433,7 +444,7 @@ impl ShmConn {
                         self.mine.word32(segment::OFF_RX_SLEEPING),
                         self.peer.word32(segment::OFF_DATA_SEQ),
                     );
-                    let key = wait::prepare_wait(flag, seq);
+                    let key = wait::prepare_wait(flag, seq, self.peer.light_notify());
                     let next = self.peek();
                     if !matches!(next, Ok(None)) {
                         wait::cancel_wait(self.mine.word32(segment::OFF_RX_SLEEPING));
@@ -445,7 +456,7 @@ impl ShmConn {
                         self.mine.word32(segment::OFF_RX_SLEEPING),
                         self.peer.word32(segment::OFF_DATA_SEQ),
                     );
-                    wait::sleep(flag, seq, key, t, &SharedFutex);
+                    wait::sleep(flag, seq, key, t.min(self.sleep_cap), &SharedFutex);
                 }
                 Step::TimedOut => return Err(Error::TimedOut),
             }

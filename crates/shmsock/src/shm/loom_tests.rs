@@ -111,7 +111,7 @@ fn loom_eventcount_loses_no_wake_up() {
             thread::spawn(move || {
                 for v in 1..=2 {
                     data.store(v, Ordering::Release);
-                    wait::notify(&sleeping, &seq, &*futex);
+                    wait::notify(&sleeping, &seq, false, &*futex);
                 }
             })
         };
@@ -123,7 +123,7 @@ fn loom_eventcount_loses_no_wake_up() {
                 seen = v;
                 continue;
             }
-            let key = wait::prepare_wait(&consumer_sleeping, &producer_seq);
+            let key = wait::prepare_wait(&consumer_sleeping, &producer_seq, false);
             if data.load(Ordering::Acquire) > seen {
                 wait::cancel_wait(&consumer_sleeping);
                 continue;

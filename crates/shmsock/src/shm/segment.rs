@@ -5,7 +5,7 @@
 //! be mapped writable by anyone else, or be unsealed. Its layout (offsets, never pointers):
 //!
 //! ```text
-//!  0     header      magic, version, segment length, ring offset, ring capacity, pid
+//!  0     header      magic, version, segment length, ring offset, ring capacity, pid, flags
 //!  64    DATA_SEQ    u32 futex word: bumped by the owner after publishing data, if the
 //!                    peer announced it sleeps (the peer waits on it)
 //!  128   CONSUMED    u64 how far the owner has read the *peer's* ring
@@ -49,6 +49,9 @@ pub(crate) const OFF_SEGMENT_LEN: usize = 16;
 pub(crate) const OFF_RING_OFFSET: usize = 24;
 pub(crate) const OFF_RING_CAPACITY: usize = 32;
 pub(crate) const OFF_PID: usize = 40;
+pub(crate) const OFF_FLAGS: usize = 48;
+/// Header flag: the owner notifies with light barriers (see `wait`).
+pub(crate) const FLAG_LIGHT_NOTIFY: u64 = 1;
 pub(crate) const OFF_DATA_SEQ: usize = 64;
 pub(crate) const OFF_CONSUMED: usize = 128;
 pub(crate) const OFF_SPACE_SEQ: usize = 192;
@@ -143,6 +146,7 @@ pub(crate) struct OwnedSegment {
     fd: OwnedFd,
     map: Mapping,
     capacity: u64,
+    light_notify: bool,
 }
 
 impl OwnedSegment {
@@ -159,6 +163,7 @@ impl OwnedSegment {
             fd,
             map,
             capacity: capacity as u64,
+            light_notify: crate::sys::light_barriers(),
         };
         seg.word64(OFF_MAGIC)
             .store(SEGMENT_MAGIC, Ordering::Relaxed);
@@ -174,6 +179,12 @@ impl OwnedSegment {
             u64::from(rustix::process::getpid().as_raw_nonzero().get() as u32),
             Ordering::Relaxed,
         );
+        let flags = if crate::sys::light_barriers() {
+            FLAG_LIGHT_NOTIFY
+        } else {
+            0
+        };
+        seg.word64(OFF_FLAGS).store(flags, Ordering::Relaxed);
         // Our RW mapping stays writable; nobody can create a new writable one.
         rustix::fs::fcntl_add_seals(&seg.fd, REQUIRED_SEALS)?;
         Ok(seg)
@@ -185,6 +196,11 @@ impl OwnedSegment {
 
     pub(crate) fn capacity(&self) -> u64 {
         self.capacity
+    }
+
+    /// We notify with light barriers (our peers run the heavy one).
+    pub(crate) fn light_notify(&self) -> bool {
+        self.light_notify
     }
 
     /// A 64-bit word of our own segment at a layout constant.
@@ -294,6 +310,7 @@ impl std::fmt::Display for SegmentRefusal {
 pub(crate) struct PeerSegment {
     map: Mapping,
     capacity: u64,
+    light_notify: bool,
 }
 
 impl PeerSegment {
@@ -324,13 +341,14 @@ impl PeerSegment {
                 .load(Ordering::Acquire)
         };
         let bad = |what: String| Err(SegmentRefusal::BadHeader(what));
-        let (magic, version, len, ring_off, cap, pid) = (
+        let (magic, version, len, ring_off, cap, pid, flags) = (
             read(OFF_MAGIC),
             read(OFF_VERSION),
             read(OFF_SEGMENT_LEN),
             read(OFF_RING_OFFSET),
             read(OFF_RING_CAPACITY),
             read(OFF_PID),
+            read(OFF_FLAGS),
         );
         if magic != SEGMENT_MAGIC {
             return bad(format!("bad magic {magic:#x}"));
@@ -346,7 +364,19 @@ impl PeerSegment {
         if pid == 0 || pid > u64::from(u32::MAX) {
             return bad(format!("implausible pid {pid}"));
         }
-        Ok(PeerSegment { map, capacity })
+        if flags & !FLAG_LIGHT_NOTIFY != 0 {
+            return bad(format!("unknown flags {flags:#x}"));
+        }
+        Ok(PeerSegment {
+            map,
+            capacity,
+            light_notify: flags & FLAG_LIGHT_NOTIFY != 0,
+        })
+    }
+
+    /// The peer notifies with light barriers: before sleeping we must run the heavy one.
+    pub(crate) fn light_notify(&self) -> bool {
+        self.light_notify
     }
 
     /// Capacity of the peer's ring in bytes (validated at open).

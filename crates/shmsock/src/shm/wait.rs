@@ -16,11 +16,22 @@
 //!  my.sleeping = 0
 //! ```
 //!
-//! The two SeqCst fences forbid the store-buffering outcome: either the notifier sees
+//! The two fences forbid the store-buffering outcome: either the notifier sees
 //! `sleeping == 1` and bumps the sequence (then the waiter's `futex_wait` either finds the
 //! key changed or is woken), or the waiter's re-check sees the frame. The notifier pays the
 //! `futex_wake` syscall only when the waiter announced that it sleeps. `loom_eventcount`
 //! (run with `RUSTFLAGS="--cfg loom"`) checks that no wake-up is lost.
+//!
+//! **Asymmetric fences.** A full fence on every send costs a cross-core round trip when the
+//! stores ahead of it miss in cache (they usually do: the consumer just read that line). So
+//! a process that could register for `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (it says
+//! so in its segment header) notifies with a compiler-only fence, and its waiting peer pays
+//! instead: after setting its flag it calls `membarrier`, which runs a full barrier on every
+//! CPU running a registered process. That is the heavy half of the classic asymmetric
+//! Dekker pair: either the notifier's publication precedes the barrier (the waiter's
+//! re-check sees it) or its flag load follows it (it sees `sleeping == 1`). The waiter pays
+//! a few µs, but only when it is about to sleep anyway. The loom model checks the protocol
+//! with symmetric fences (loom has no membarrier).
 //!
 //! Every sleep has a timeout ([`FUTEX_SLEEP_MAX`]): a wake-up that never comes because the
 //! notifier died cannot hang us, and the peer-death check runs after each timeout.
@@ -79,11 +90,22 @@ impl Futex for SharedFutex {
     }
 }
 
-/// Notifier half: call after publishing progress (a frame, a consumed position).
+/// Notifier half: call after publishing progress (a frame, a consumed position). `light`:
+/// this process registered for membarrier (see module docs) and its peers know it.
 #[inline]
-pub(crate) fn notify(peer_sleeping: &AtomicU32, my_seq: &AtomicU32, futex: &impl Futex) {
-    // Pairs with the fence in `prepare_wait`: orders our publication before the flag read.
-    fence(Ordering::SeqCst);
+pub(crate) fn notify(
+    peer_sleeping: &AtomicU32,
+    my_seq: &AtomicU32,
+    light: bool,
+    futex: &impl Futex,
+) {
+    // Pairs with the fence (and, if `light`, the membarrier) in `prepare_wait`: orders our
+    // publication before the flag read.
+    if light && cfg!(not(loom)) {
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    } else {
+        fence(Ordering::SeqCst);
+    }
     if peer_sleeping.load(Ordering::Relaxed) != 0 {
         // Release: pairs with the Acquire key load in `prepare_wait`.
         my_seq.fetch_add(1, Ordering::Release);
@@ -92,12 +114,21 @@ pub(crate) fn notify(peer_sleeping: &AtomicU32, my_seq: &AtomicU32, futex: &impl
 }
 
 /// Waiter half, step 1: announce the sleep and take the key. Re-check the condition after
-/// this, then call [`sleep`] (or [`cancel_wait`] if the condition is met).
+/// this, then call [`sleep`] (or [`cancel_wait`] if the condition is met). `peer_light`: the
+/// notifier uses light barriers, so we must run the heavy one.
 #[inline]
-pub(crate) fn prepare_wait(my_sleeping: &AtomicU32, peer_seq: &AtomicU32) -> u32 {
+pub(crate) fn prepare_wait(my_sleeping: &AtomicU32, peer_seq: &AtomicU32, peer_light: bool) -> u32 {
     my_sleeping.store(1, Ordering::Relaxed);
     // Pairs with the fence in `notify`.
     fence(Ordering::SeqCst);
+    #[cfg(not(loom))]
+    if peer_light {
+        // Forces a full barrier on the notifier's CPU; if the kernel refuses, the caller
+        // caps its sleeps (see `ShmConn::sleep_cap`).
+        crate::sys::heavy_barrier();
+    }
+    #[cfg(loom)]
+    let _ = peer_light;
     // Acquire: pairs with the Release increment in `notify`.
     peer_seq.load(Ordering::Acquire)
 }
