@@ -123,6 +123,7 @@ pub fn run_with(
         throughput: Vec::new(),
         unavailable: Vec::new(),
         floor_check: None,
+        warnings: Vec::new(),
     };
     let floor = mechanisms::floor::Floor;
     let floor_before =
@@ -141,14 +142,13 @@ pub fn run_with(
         if let Ok(after) =
             experiments::latency::measure(&floor, LATENCY_SIZE, budgets.latency, pinning)
         {
-            let check = FloorCheck::new(before.p50_ns, after.p50_ns);
-            if let Some(warning) = check.warning() {
-                eprintln!("lab: {warning}");
-            }
-            report.floor_check = Some(check);
+            report.floor_check = Some(FloorCheck::new(before.p50_ns, after.p50_ns));
         }
     }
-    report.compute_ratios();
+    report.finish();
+    for warning in &report.warnings {
+        eprintln!("lab: {warning}");
+    }
     Ok(report)
 }
 

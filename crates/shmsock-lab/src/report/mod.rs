@@ -6,12 +6,16 @@
 //! message. A mechanism that could not be set up or failed its run is not a row of numbers but
 //! an [`UnavailableRow`] with the reason.
 
-use std::fmt::Write as _;
-
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::host::HostInfo;
+
+mod render;
+
+#[cfg(test)]
+use render::fmt_count;
+use render::{fmt_ns, fmt_size};
 
 /// Everything one lab run measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +34,8 @@ pub struct Report {
     pub unavailable: Vec<UnavailableRow>,
     /// The floor measured before and after everything else.
     pub floor_check: Option<FloorCheck>,
+    /// Signs that the host was noisy (see [`Report::finish`]).
+    pub warnings: Vec<String>,
 }
 
 /// Ping-pong latency of one mechanism at one message size. Times are round trips, in ns.
@@ -199,9 +205,33 @@ impl FloorCheck {
 }
 
 impl Report {
-    /// Fills the ratio columns: latency p50 vs `floor`, throughput vs `raw-ring` and
-    /// `uds-stream` at the same size.
-    pub(crate) fn compute_ratios(&mut self) {
+    /// Mechanisms whose sides never sleep: each should use a whole CPU while streaming.
+    pub const SPINNING: [&'static str; 2] = ["raw-ring", "shmsock-busy"];
+    /// A spinning side that got less than this share of its CPU (in %) was preempted.
+    pub const SPINNING_CPU_MIN_PCT: f64 = 90.0;
+
+    /// Fills the ratio columns and the warnings: a floor that moved (see [`FloorCheck`]),
+    /// and spinning sides (of [`Report::SPINNING`]) that got less than
+    /// [`Report::SPINNING_CPU_MIN_PCT`] of their CPU, meaning other work ran on the lab's CPUs.
+    pub(crate) fn finish(&mut self) {
+        self.compute_ratios();
+        self.warnings
+            .extend(self.floor_check.as_ref().and_then(FloorCheck::warning));
+        for row in &self.throughput {
+            let cpu = row.sender_cpu_pct.min(row.receiver_cpu_pct);
+            if Self::SPINNING.contains(&row.mechanism.as_str()) && cpu < Self::SPINNING_CPU_MIN_PCT
+            {
+                self.warnings.push(format!(
+                    "WARNING: {} at {} spins on both sides but got only {cpu:.0}% of a CPU: \
+                     other work ran on the lab's CPUs; throughput numbers are unreliable",
+                    row.mechanism,
+                    fmt_size(row.size)
+                ));
+            }
+        }
+    }
+
+    fn compute_ratios(&mut self) {
         let floor = self
             .latency
             .iter()
@@ -236,157 +266,14 @@ impl Report {
     pub fn to_json(&self) -> serde_json::Result<String> {
         serde_json::to_string_pretty(self)
     }
-
-    /// The terminal table.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let h = &self.host;
-        let _ = writeln!(
-            out,
-            "shmsock lab{}",
-            if self.quick {
-                " (quick: indicative numbers)"
-            } else {
-                ""
-            }
-        );
-        let _ = writeln!(
-            out,
-            "  CPU:     {} ({} CPUs online, {} usable)",
-            h.cpu_model, h.cpus_online, h.cpus_allowed
-        );
-        let _ = writeln!(out, "  kernel:  {} ({})", h.kernel, h.machine);
-        let _ = writeln!(out, "  pinning: {}", h.pinning_text);
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "Latency, ping-pong: RTT = round trip; one-way = RTT / 2"
-        );
-        let _ = writeln!(
-            out,
-            "{:<13} {:>6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
-            "mechanism",
-            "size",
-            "RTT min",
-            "RTT p50",
-            "RTT p99",
-            "RTT p99.9",
-            "one-way p50",
-            "p50/floor"
-        );
-        for name in &self.mechanisms {
-            for r in self.latency.iter().filter(|r| &r.mechanism == name) {
-                let _ = writeln!(
-                    out,
-                    "{:<13} {:>6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
-                    r.mechanism,
-                    fmt_size(r.size),
-                    fmt_ns(r.min_ns),
-                    fmt_ns(r.p50_ns),
-                    fmt_ns(r.p99_ns),
-                    fmt_ns(r.p999_ns),
-                    fmt_ns(r.oneway_p50_ns),
-                    fmt_ratio(r.p50_vs_floor)
-                );
-            }
-            self.render_unavailable(&mut out, name, "latency");
-        }
-        let _ = writeln!(out);
-        let _ = writeln!(out, "Throughput, one way, measured by the receiver");
-        let _ = writeln!(
-            out,
-            "{:<13} {:>6} {:>10} {:>10} {:>10} {:>10} {:>15}",
-            "mechanism", "size", "msgs/s", "MB/s", "/raw-ring", "/uds", "CPU% send/recv"
-        );
-        for name in &self.mechanisms {
-            for r in self.throughput.iter().filter(|r| &r.mechanism == name) {
-                let _ = writeln!(
-                    out,
-                    "{:<13} {:>6} {:>10} {:>10.0} {:>10} {:>10} {:>15}",
-                    r.mechanism,
-                    fmt_size(r.size),
-                    fmt_count(r.msgs_per_s),
-                    r.bytes_per_s as f64 / 1e6,
-                    fmt_ratio(r.vs_raw_ring),
-                    fmt_ratio(r.vs_uds_stream),
-                    format!("{:.0}/{:.0}", r.sender_cpu_pct, r.receiver_cpu_pct)
-                );
-            }
-            self.render_unavailable(&mut out, name, "throughput");
-        }
-        if let Some(check) = &self.floor_check {
-            let _ = writeln!(out);
-            let _ = writeln!(
-                out,
-                "floor p50 before {} / after {} ({:.0}% apart)",
-                fmt_ns(check.before_p50_ns),
-                fmt_ns(check.after_p50_ns),
-                check.moved_pct
-            );
-            if let Some(warning) = check.warning() {
-                let _ = writeln!(out, "{warning}");
-            }
-        }
-        out
-    }
-
-    fn render_unavailable(&self, out: &mut String, name: &str, experiment: &str) {
-        for u in self
-            .unavailable
-            .iter()
-            .filter(|u| u.mechanism == name && u.experiment == experiment)
-        {
-            let _ = writeln!(
-                out,
-                "{:<13} {:>6}  unavailable: {}",
-                u.mechanism,
-                fmt_size(u.size),
-                u.reason
-            );
-        }
-    }
-}
-
-impl std::fmt::Display for Report {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.render())
-    }
-}
-
-/// `850 ns`, `45.2 µs`, `1.20 ms`, `2.00 s`.
-pub(crate) fn fmt_ns(ns: u64) -> String {
-    match ns {
-        0..10_000 => format!("{ns} ns"),
-        10_000..10_000_000 => format!("{:.1} µs", ns as f64 / 1e3),
-        10_000_000..10_000_000_000 => format!("{:.2} ms", ns as f64 / 1e6),
-        _ => format!("{:.2} s", ns as f64 / 1e9),
-    }
-}
-
-fn fmt_size(size: usize) -> String {
-    if size >= 1024 && size % 1024 == 0 {
-        format!("{} KiB", size / 1024)
-    } else {
-        format!("{size} B")
-    }
-}
-
-fn fmt_count(n: u64) -> String {
-    match n {
-        0..10_000 => n.to_string(),
-        10_000..1_000_000 => format!("{:.1} k", n as f64 / 1e3),
-        _ => format!("{:.2} M", n as f64 / 1e6),
-    }
-}
-
-fn fmt_ratio(ratio: Option<f64>) -> String {
-    ratio.map_or_else(|| "-".to_string(), |r| format!("{r:.2}x"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::host::{HostInfo, Pinning};
+
+    const SECOND_NS: u64 = 1_000_000_000;
 
     fn report() -> Report {
         let pinning = Pinning {
@@ -407,7 +294,9 @@ mod tests {
             p50_vs_floor: None,
         };
         let throughput = |mechanism: &str, msgs: u64| {
-            ThroughputRow::new(mechanism, 64, msgs, 1_000_000_000, 1, 1, 1)
+            ThroughputRow::new(
+                mechanism, 64, msgs, SECOND_NS, SECOND_NS, SECOND_NS, SECOND_NS,
+            )
         };
         Report {
             host: HostInfo {
@@ -439,13 +328,14 @@ mod tests {
                 reason: "no memory today".into(),
             }],
             floor_check: Some(FloorCheck::new(100, 320)),
+            warnings: Vec::new(),
         }
     }
 
     #[test]
     fn ratios_compare_with_floor_raw_ring_and_uds_at_the_same_size() {
         let mut r = report();
-        r.compute_ratios();
+        r.finish();
         assert_eq!(r.latency[1].p50_vs_floor, Some(50.0));
         let pipe = &r.throughput[2];
         assert_eq!(pipe.vs_raw_ring, Some(0.05));
@@ -458,8 +348,34 @@ mod tests {
         assert!(FloorCheck::new(100, 320).noisy);
         assert!(FloorCheck::new(320, 100).noisy);
         assert!(!FloorCheck::new(100, 140).noisy);
-        let text = report().render();
+        let mut r = report();
+        r.finish();
+        let text = r.render();
         assert!(text.contains("WARNING: the floor moved"), "{text}");
+    }
+
+    #[test]
+    fn a_preempted_spinning_side_is_flagged() {
+        let mut r = report();
+        r.throughput[0].sender_cpu_pct = 55.0;
+        r.finish();
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("raw-ring") && w.contains("55%")),
+            "{:?}",
+            r.warnings
+        );
+        let mut calm = report();
+        calm.floor_check = None;
+        calm.throughput
+            .iter_mut()
+            .for_each(|t| t.sender_cpu_pct = 99.0);
+        calm.throughput
+            .iter_mut()
+            .for_each(|t| t.receiver_cpu_pct = 99.0);
+        calm.finish();
+        assert!(calm.warnings.is_empty(), "{:?}", calm.warnings);
     }
 
     #[test]

@@ -1,0 +1,153 @@
+//! The terminal table: latency rows, throughput rows, unavailable rows in place, then the
+//! noise warnings. Pure formatting of [`Report`]; nothing here measures.
+
+use std::fmt::Write as _;
+
+use super::Report;
+
+impl Report {
+    /// The terminal table.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let h = &self.host;
+        let _ = writeln!(
+            out,
+            "shmsock lab{}",
+            if self.quick {
+                " (quick: indicative numbers)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            out,
+            "  CPU:     {} ({} CPUs online, {} usable)",
+            h.cpu_model, h.cpus_online, h.cpus_allowed
+        );
+        let _ = writeln!(out, "  kernel:  {} ({})", h.kernel, h.machine);
+        let _ = writeln!(out, "  pinning: {}", h.pinning_text);
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Latency, ping-pong: RTT = round trip; one-way = RTT / 2"
+        );
+        let _ = writeln!(
+            out,
+            "{:<13} {:>6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
+            "mechanism",
+            "size",
+            "RTT min",
+            "RTT p50",
+            "RTT p99",
+            "RTT p99.9",
+            "one-way p50",
+            "p50/floor"
+        );
+        for name in &self.mechanisms {
+            for r in self.latency.iter().filter(|r| &r.mechanism == name) {
+                let _ = writeln!(
+                    out,
+                    "{:<13} {:>6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
+                    r.mechanism,
+                    fmt_size(r.size),
+                    fmt_ns(r.min_ns),
+                    fmt_ns(r.p50_ns),
+                    fmt_ns(r.p99_ns),
+                    fmt_ns(r.p999_ns),
+                    fmt_ns(r.oneway_p50_ns),
+                    fmt_ratio(r.p50_vs_floor)
+                );
+            }
+            self.render_unavailable(&mut out, name, "latency");
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Throughput, one way, measured by the receiver");
+        let _ = writeln!(
+            out,
+            "{:<13} {:>6} {:>10} {:>10} {:>10} {:>10} {:>15}",
+            "mechanism", "size", "msgs/s", "MB/s", "/raw-ring", "/uds", "CPU% send/recv"
+        );
+        for name in &self.mechanisms {
+            for r in self.throughput.iter().filter(|r| &r.mechanism == name) {
+                let _ = writeln!(
+                    out,
+                    "{:<13} {:>6} {:>10} {:>10.0} {:>10} {:>10} {:>15}",
+                    r.mechanism,
+                    fmt_size(r.size),
+                    fmt_count(r.msgs_per_s),
+                    r.bytes_per_s as f64 / 1e6,
+                    fmt_ratio(r.vs_raw_ring),
+                    fmt_ratio(r.vs_uds_stream),
+                    format!("{:.0}/{:.0}", r.sender_cpu_pct, r.receiver_cpu_pct)
+                );
+            }
+            self.render_unavailable(&mut out, name, "throughput");
+        }
+        if let Some(check) = &self.floor_check {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "floor p50 before {} / after {} ({:.0}% apart)",
+                fmt_ns(check.before_p50_ns),
+                fmt_ns(check.after_p50_ns),
+                check.moved_pct
+            );
+        }
+        for warning in &self.warnings {
+            let _ = writeln!(out, "{warning}");
+        }
+        out
+    }
+
+    fn render_unavailable(&self, out: &mut String, name: &str, experiment: &str) {
+        for u in self
+            .unavailable
+            .iter()
+            .filter(|u| u.mechanism == name && u.experiment == experiment)
+        {
+            let _ = writeln!(
+                out,
+                "{:<13} {:>6}  unavailable: {}",
+                u.mechanism,
+                fmt_size(u.size),
+                u.reason
+            );
+        }
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render())
+    }
+}
+
+/// `850 ns`, `45.2 µs`, `1.20 ms`, `2.00 s`.
+pub(super) fn fmt_ns(ns: u64) -> String {
+    match ns {
+        0..10_000 => format!("{ns} ns"),
+        10_000..10_000_000 => format!("{:.1} µs", ns as f64 / 1e3),
+        10_000_000..10_000_000_000 => format!("{:.2} ms", ns as f64 / 1e6),
+        _ => format!("{:.2} s", ns as f64 / 1e9),
+    }
+}
+
+pub(super) fn fmt_size(size: usize) -> String {
+    if size >= 1024 && size % 1024 == 0 {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+pub(super) fn fmt_count(n: u64) -> String {
+    match n {
+        0..10_000 => n.to_string(),
+        10_000..1_000_000 => format!("{:.1} k", n as f64 / 1e3),
+        _ => format!("{:.2} M", n as f64 / 1e6),
+    }
+}
+
+fn fmt_ratio(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "-".to_string(), |r| format!("{r:.2}x"))
+}
