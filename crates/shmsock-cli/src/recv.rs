@@ -1,0 +1,100 @@
+//! `shmsock recv`: bind an endpoint, accept one peer, print its messages.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Args;
+use shmsock::{Conn, Error, Listener};
+
+use crate::ConnArgs;
+
+/// Options of `shmsock recv`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Exit status: 0 when the sender closed cleanly (or --count was reached), \
+    1 when it died or on any error.\n\nExample:\n  shmsock recv shm://demo --count 10"
+)]
+pub(crate) struct RecvArgs {
+    /// Endpoint to bind, e.g. shm://demo.
+    endpoint: String,
+    /// Stop after this many messages.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Do not print messages; print a throughput summary on stderr at the end.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+/// Accepts until a peer completes the handshake (refused peers are reported and skipped).
+fn accept(listener: &Listener) -> Result<Conn, Error> {
+    loop {
+        match listener.accept() {
+            Ok(c) => return Ok(c),
+            Err(
+                e @ (Error::PermissionDenied { .. }
+                | Error::Handshake { .. }
+                | Error::VersionMismatch { .. }),
+            ) => {
+                eprintln!("shmsock recv: refused a peer: {e}")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn receive(args: &RecvArgs) -> Result<(u64, u64, Instant), Error> {
+    let listener = Listener::bind_with(&args.endpoint, args.conn.options())?;
+    let mut conn = accept(&listener)?;
+    let start = Instant::now();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut msgs, mut bytes) = (0u64, 0u64);
+    let stdout_err = |e: std::io::Error| Error::Io {
+        context: "writing to stdout".into(),
+        source: e,
+    };
+    while args.count.is_none_or(|c| msgs < c) {
+        let n = match conn.recv(&mut buf) {
+            Ok(n) => n,
+            Err(Error::BufferTooSmall { len, .. }) => {
+                buf.resize(len, 0);
+                continue;
+            }
+            Err(Error::PeerClosed { .. }) => break,
+            Err(e) => {
+                let _ = out.flush();
+                return Err(e);
+            }
+        };
+        msgs += 1;
+        bytes += n as u64;
+        if !args.quiet {
+            out.write_all(&buf[..n]).map_err(stdout_err)?;
+            out.write_all(b"\n").map_err(stdout_err)?;
+        }
+    }
+    out.flush().map_err(stdout_err)?;
+    Ok((msgs, bytes, start))
+}
+
+pub(crate) fn run(args: RecvArgs) -> ExitCode {
+    match receive(&args) {
+        Ok((msgs, bytes, start)) => {
+            if args.quiet {
+                let secs = start.elapsed().as_secs_f64();
+                eprintln!(
+                    "received {msgs} messages, {bytes} bytes in {secs:.3} s ({:.0} msgs/s)",
+                    msgs as f64 / secs
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("shmsock recv: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! `shmsock send`: stdin lines (or synthetic messages) to an endpoint.
+
+use std::io::{BufRead, BufReader};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use shmsock::{Conn, Error};
+
+use crate::ConnArgs;
+
+/// Options of `shmsock send`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    echo hello | shmsock send shm://demo\n  \
+    shmsock send shm://demo --size 4096 --count 100000")]
+pub(crate) struct SendArgs {
+    /// Where to connect, e.g. shm://demo (a listener must be bound: `shmsock recv shm://demo`).
+    endpoint: String,
+    /// Send COUNT synthetic messages of SIZE bytes instead of reading stdin.
+    #[arg(long, value_name = "BYTES", requires = "count")]
+    size: Option<usize>,
+    /// Number of synthetic messages (with --size).
+    #[arg(long, value_name = "N", requires = "size")]
+    count: Option<u64>,
+    /// Keep retrying the connection this many seconds while no listener is bound.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    connect_timeout: f64,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+fn connect(args: &SendArgs) -> Result<Conn, Error> {
+    let deadline = Instant::now() + Duration::from_secs_f64(args.connect_timeout.max(0.0));
+    loop {
+        match Conn::connect_with(&args.endpoint, args.conn.options()) {
+            Err(Error::ConnectionRefused { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            other => return other,
+        }
+    }
+}
+
+fn send_all(args: &SendArgs, conn: &mut Conn) -> Result<(u64, u64), Error> {
+    let (mut msgs, mut bytes) = (0u64, 0u64);
+    if let (Some(size), Some(count)) = (args.size, args.count) {
+        let mut buf = vec![0u8; size];
+        for seq in 0..count {
+            let n = size.min(8);
+            buf[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
+            conn.send(&buf)?;
+        }
+        return Ok((count, count * size as u64));
+    }
+    let stdin = BufReader::new(std::io::stdin().lock());
+    for line in stdin.split(b'\n') {
+        let line = line.map_err(|e| Error::Io {
+            context: "reading stdin".into(),
+            source: e,
+        })?;
+        conn.send(&line)?;
+        msgs += 1;
+        bytes += line.len() as u64;
+    }
+    Ok((msgs, bytes))
+}
+
+pub(crate) fn run(args: SendArgs) -> ExitCode {
+    let mut conn = match connect(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shmsock send: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let start = Instant::now();
+    match send_all(&args, &mut conn) {
+        Ok((msgs, bytes)) => {
+            conn.close();
+            let secs = start.elapsed().as_secs_f64();
+            if args.size.is_some() {
+                eprintln!(
+                    "sent {msgs} messages, {bytes} bytes in {secs:.3} s ({:.0} msgs/s)",
+                    msgs as f64 / secs
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("shmsock send: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
