@@ -71,6 +71,14 @@ impl Listener {
         })
     }
 
+    /// Like [`Listener::accept`], but returns [`Error::TimedOut`] if no peer connects within
+    /// `timeout`. (A peer that connects in time gets the full handshake timeout.)
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<Conn> {
+        Ok(Conn {
+            inner: self.inner.accept_timeout(timeout)?,
+        })
+    }
+
     /// The endpoint this listener is bound to.
     pub fn endpoint(&self) -> &str {
         self.inner.endpoint()

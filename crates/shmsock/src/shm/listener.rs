@@ -106,6 +106,26 @@ impl ShmListener {
         self.handshake(sock)
     }
 
+    /// Like `accept`, but gives up with `TimedOut` if no peer connects within `timeout`.
+    pub(crate) fn accept_timeout(&self, timeout: std::time::Duration) -> Result<ShmConn> {
+        use rustix::event::{PollFd, PollFlags};
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let ts = rustix::time::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            let mut fds = [PollFd::new(&self.listener, PollFlags::IN)];
+            match rustix::event::poll(&mut fds, Some(&ts)) {
+                Ok(0) => return Err(Error::TimedOut),
+                Ok(_) => return self.accept(),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(Error::io(format!("{}: poll", self.endpoint), e)),
+            }
+        }
+    }
+
     fn handshake(&self, sock: UnixStream) -> Result<ShmConn> {
         let ep = &self.endpoint;
         let io_err = |what: &str, e: io::Error| Error::io(format!("{ep}: handshake: {what}"), e);
