@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::sync::Ordering;
 
+/// Sends between two updates of the counters in our segment.
+const COUNTER_FLUSH_MESSAGES: u64 = 64;
+
 /// How a call waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -371,12 +374,9 @@ impl ShmConn {
                 );
                 self.sent.0 += 1;
                 self.sent.1 += msg.len() as u64;
-                self.mine
-                    .word64(segment::OFF_MSGS_SENT)
-                    .store(self.sent.0, Ordering::Relaxed);
-                self.mine
-                    .word64(segment::OFF_BYTES_SENT)
-                    .store(self.sent.1, Ordering::Relaxed);
+                if self.sent.0 % COUNTER_FLUSH_MESSAGES == 0 {
+                    self.flush_counters();
+                }
                 Ok(true)
             }
             Ok(Push::Full) => Ok(false),
@@ -394,6 +394,7 @@ impl ShmConn {
 
     /// Publishes our consumed position and wakes a producer sleeping for space.
     fn publish_consumed(&self, pos: u64) {
+        self.flush_counters();
         // Release: pairs with the Acquire load in the peer's `Producer::refresh`; our reads
         // of the consumed frames happen before the producer may overwrite them.
         self.mine
@@ -478,17 +479,26 @@ impl ShmConn {
         }
         self.received.0 += 1;
         self.received.1 += frame.len as u64;
-        self.mine
-            .word64(segment::OFF_MSGS_RECV)
-            .store(self.received.0, Ordering::Relaxed);
-        self.mine
-            .word64(segment::OFF_BYTES_RECV)
-            .store(self.received.1, Ordering::Relaxed);
+    }
+
+    /// Copies our message counters into our segment (for `shmsock ls`): every
+    /// [`COUNTER_FLUSH_MESSAGES`] sends and whenever we publish our consumed position.
+    fn flush_counters(&self) {
+        let words = [
+            (segment::OFF_MSGS_SENT, self.sent.0),
+            (segment::OFF_BYTES_SENT, self.sent.1),
+            (segment::OFF_MSGS_RECV, self.received.0),
+            (segment::OFF_BYTES_RECV, self.received.1),
+        ];
+        for (offset, value) in words {
+            self.mine.word64(offset).store(value, Ordering::Relaxed);
+        }
     }
 
     /// Closes our side: the peer drains what we sent, then sees `PeerClosed`.
     pub(crate) fn close(&mut self) {
         if !self.closed {
+            self.flush_counters();
             self.closed = true;
             if self.ended.is_none() {
                 let _ = rustix::net::send(

@@ -9,6 +9,10 @@
 //!  header = [ tag: u64 = pos + 1 ][ len: u32 | kind: u32 ]
 //! ```
 //!
+//! A payload shorter than [`ALIGNED_PAYLOAD_MIN_BYTES`] follows its header directly; a
+//! longer one starts at the next cache-line boundary, so large copies are line-aligned
+//! (`rep movsb` and wide vector copies are markedly slower on misaligned destinations).
+//!
 //! The producer owns the ring memory (it lives in the producer's segment) and is its only
 //! writer. To publish a frame at position `pos` it writes the payload, then the `len|kind`
 //! word, then stores `tag = pos + 1` with `Release`. The consumer polls the tag of the *next*
@@ -39,16 +43,31 @@ pub const RING_CAPACITY_MAX_BYTES: usize = 1 << 30;
 const KIND_DATA: u32 = 0;
 const KIND_PAD: u32 = 1;
 
-/// Bytes a frame with a payload of `len` bytes occupies in the ring.
+/// Payloads of at least this many bytes start on a cache-line boundary.
+pub(crate) const ALIGNED_PAYLOAD_MIN_BYTES: u64 = 256;
+const CACHE_LINE_BYTES: u64 = 64;
+
+/// Distance from the start of a frame at ring index `index` to its payload.
 #[inline]
-pub(crate) fn frame_bytes(len: u64) -> u64 {
-    FRAME_HEADER_BYTES + len.next_multiple_of(FRAME_HEADER_BYTES)
+pub(crate) fn payload_offset(index: u64, len: u64) -> u64 {
+    if len < ALIGNED_PAYLOAD_MIN_BYTES {
+        FRAME_HEADER_BYTES
+    } else {
+        (index + FRAME_HEADER_BYTES).next_multiple_of(CACHE_LINE_BYTES) - index
+    }
 }
 
-/// Largest payload a ring of `capacity` bytes accepts.
+/// Bytes a frame with a payload of `len` bytes occupies in the ring at `index`.
+#[inline]
+pub(crate) fn frame_bytes(index: u64, len: u64) -> u64 {
+    payload_offset(index, len) + len.next_multiple_of(FRAME_HEADER_BYTES)
+}
+
+/// Largest payload a ring of `capacity` bytes accepts (a frame at index 0 may need a
+/// whole cache line before its payload).
 #[inline]
 pub(crate) fn max_payload(capacity: u64) -> u64 {
-    (capacity - FRAME_HEADER_BYTES).min(u32::MAX as u64)
+    (capacity - CACHE_LINE_BYTES).min(u32::MAX as u64)
 }
 
 /// The tag that marks the frame at `pos` as published.
@@ -74,8 +93,8 @@ pub(crate) trait RingRead {
     fn load_tag(&self, index: u64) -> Result<u64, Corruption>;
     /// `Relaxed` load of the `len | kind << 32` word of the frame at `index`.
     fn load_meta(&self, index: u64) -> Result<u64, Corruption>;
-    /// Copies `out.len()` payload bytes of the frame at `index`.
-    fn read_payload(&self, index: u64, out: &mut [u8]) -> Result<(), Corruption>;
+    /// Copies `out.len()` bytes starting at ring index `at`.
+    fn read_payload(&self, at: u64, out: &mut [u8]) -> Result<(), Corruption>;
 }
 
 /// Write access to ring memory, used only by the ring's owner.
@@ -84,8 +103,8 @@ pub(crate) trait RingWrite: RingRead {
     fn store_meta(&self, index: u64, meta: u64);
     /// `Release` store of the tag word of the frame at `index`.
     fn store_tag(&self, index: u64, tag: u64);
-    /// Copies `data` into the payload of the frame at `index`.
-    fn write_payload(&self, index: u64, data: &[u8]);
+    /// Copies `data` to ring index `at`.
+    fn write_payload(&self, at: u64, data: &[u8]);
 }
 
 /// The producer's private state.
@@ -167,8 +186,8 @@ impl Producer {
     ) -> Result<Push, Corruption> {
         let len = msg.len() as u64;
         debug_assert!(len <= self.max_payload());
-        let need = frame_bytes(len);
         let index = self.pos & (self.capacity - 1);
+        let need = frame_bytes(index, len);
         let to_end = self.capacity - index;
         if need > to_end {
             // Pad to the end of the ring first; it is published on its own.
@@ -187,7 +206,7 @@ impl Producer {
         if !self.reserve(need, &mut read_consumed)? {
             return Ok(Push::Full);
         }
-        mem.write_payload(index, msg);
+        mem.write_payload(index + payload_offset(index, len), msg);
         mem.store_meta(index, len | (u64::from(KIND_DATA) << 32));
         // Pairs with the Acquire load in `Consumer::peek`: payload and meta are visible
         // to a consumer that sees this tag.
@@ -201,6 +220,7 @@ impl Producer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Frame {
     index: u64,
+    payload_at: u64,
     /// Payload length in bytes.
     pub(crate) len: usize,
 }
@@ -250,9 +270,10 @@ impl Consumer {
                         self.pos
                     )))
                 }
-                KIND_DATA if len <= room => {
+                KIND_DATA if payload_offset(index, len) + len <= room + FRAME_HEADER_BYTES => {
                     return Ok(Some(Frame {
                         index,
+                        payload_at: index + payload_offset(index, len),
                         len: len as usize,
                     }))
                 }
@@ -279,13 +300,13 @@ impl Consumer {
         frame: Frame,
         out: &mut [u8],
     ) -> Result<(), Corruption> {
-        mem.read_payload(frame.index, &mut out[..frame.len])
+        mem.read_payload(frame.payload_at, &mut out[..frame.len])
     }
 
     /// Moves past `frame`. Returns `Some(pos)` when the consumed position should be
     /// published now (a quarter ring was consumed since the last publication).
     pub(crate) fn advance(&mut self, frame: Frame) -> Option<u64> {
-        self.pos += frame_bytes(frame.len as u64);
+        self.pos += frame_bytes(frame.index, frame.len as u64);
         (self.pos - self.published >= self.capacity / 4).then(|| self.mark_published())
     }
 
@@ -339,8 +360,7 @@ pub(crate) mod heap {
         fn load_meta(&self, index: u64) -> Result<u64, Corruption> {
             Ok(self.word(index + 8)?.load(Ordering::Relaxed))
         }
-        fn read_payload(&self, index: u64, out: &mut [u8]) -> Result<(), Corruption> {
-            let start = index + FRAME_HEADER_BYTES;
+        fn read_payload(&self, start: u64, out: &mut [u8]) -> Result<(), Corruption> {
             for (i, chunk) in out.chunks_mut(8).enumerate() {
                 let w = self.word(start + i as u64 * 8)?.load(Ordering::Relaxed);
                 chunk.copy_from_slice(&w.to_le_bytes()[..chunk.len()]);
@@ -356,8 +376,8 @@ pub(crate) mod heap {
         fn store_tag(&self, index: u64, tag: u64) {
             self.words[(index / 8) as usize].store(tag, Ordering::Release);
         }
-        fn write_payload(&self, index: u64, data: &[u8]) {
-            let start = (index + FRAME_HEADER_BYTES) / 8;
+        fn write_payload(&self, at: u64, data: &[u8]) {
+            let start = at / 8;
             for (i, chunk) in data.chunks(8).enumerate() {
                 let mut w = [0u8; 8];
                 w[..chunk.len()].copy_from_slice(chunk);

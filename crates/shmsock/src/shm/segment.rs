@@ -34,7 +34,7 @@ use std::ptr::NonNull;
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
-use super::ring::{Corruption, RingRead, RingWrite, FRAME_HEADER_BYTES};
+use super::ring::{Corruption, RingRead, RingWrite};
 use super::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -246,8 +246,8 @@ impl RingRead for OwnedSegment {
             .word64(RING_OFFSET + index as usize + 8)
             .load(Ordering::Relaxed))
     }
-    fn read_payload(&self, index: u64, out: &mut [u8]) -> Result<(), Corruption> {
-        let p = self.ring_byte(index + FRAME_HEADER_BYTES, out.len());
+    fn read_payload(&self, at: u64, out: &mut [u8]) -> Result<(), Corruption> {
+        let p = self.ring_byte(at, out.len());
         // SAFETY: `ring_byte` checked the range; `out` is our own buffer.
         unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
         Ok(())
@@ -266,8 +266,8 @@ impl RingWrite for OwnedSegment {
             .store(tag, Ordering::Release);
     }
     #[inline]
-    fn write_payload(&self, index: u64, data: &[u8]) {
-        let p = self.ring_byte(index + FRAME_HEADER_BYTES, data.len());
+    fn write_payload(&self, at: u64, data: &[u8]) {
+        let p = self.ring_byte(at, data.len());
         // SAFETY: `ring_byte` checked the range; only we write our ring, and the consumer
         // does not read these bytes before the Release tag store that follows.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
@@ -419,15 +419,15 @@ impl RingRead for PeerSegment {
         Ok(self.ring_word(index + 8)?.load(Ordering::Relaxed))
     }
     #[inline]
-    fn read_payload(&self, index: u64, out: &mut [u8]) -> Result<(), Corruption> {
-        let start = RING_OFFSET as u64 + index + FRAME_HEADER_BYTES;
-        let in_ring = index + FRAME_HEADER_BYTES + out.len() as u64 <= self.capacity;
+    fn read_payload(&self, at: u64, out: &mut [u8]) -> Result<(), Corruption> {
+        let start = RING_OFFSET as u64 + at;
+        let in_ring = at + out.len() as u64 <= self.capacity;
         let p = in_ring
             .then(|| self.map.at(start as usize, out.len()))
             .flatten()
             .ok_or_else(|| {
                 Corruption(format!(
-                    "payload of {} bytes at ring index {index} leaves the ring",
+                    "payload of {} bytes at ring index {at} leaves the ring",
                     out.len()
                 ))
             })?;

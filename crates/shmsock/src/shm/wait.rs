@@ -195,8 +195,9 @@ impl Schedule {
     /// The next step. Reads the clock once every [`SPINS_PER_CLOCK_READ`] spins, and at
     /// every step once sleeping.
     pub(crate) fn next(&mut self) -> Step {
-        let sleeping = self.strategy == WaitStrategy::Blocking;
-        if !sleeping && self.start.is_some() {
+        // Spinners read the clock only every few spins, starting after the first batch:
+        // most waits end within it, and a clock read costs as much as a message.
+        if self.strategy != WaitStrategy::Blocking {
             self.spins += 1;
             if self.spins % SPINS_PER_CLOCK_READ != 0 {
                 return Step::Spin;

@@ -51,16 +51,20 @@ fn empty_ring_has_no_frame() {
 }
 
 #[test]
-fn full_ring_refuses_then_accepts_after_consumption() {
+fn full_ring_refuses_then_accepts_after_a_published_batch() {
     let mut p = Pair::new(4096);
-    let msg = [7u8; 1000];
+    let msg = [7u8; 240]; // 16 + 240 = 256 bytes a frame
     let mut pushed = 0;
     while p.push(&msg) == Push::Done {
         pushed += 1;
     }
-    assert_eq!(pushed, 4, "4 frames of 1008+16 bytes fill 4096");
+    assert_eq!(pushed, 16, "16 frames of 256 bytes fill 4096");
+    // Consumption is published a quarter ring (4 frames) at a time.
+    for _ in 0..3 {
+        assert_eq!(p.pop().unwrap(), msg);
+        assert_eq!(p.push(&msg), Push::Full);
+    }
     assert_eq!(p.pop().unwrap(), msg);
-    // The consumer has not published yet (less than a quarter? no: 1024 = quarter).
     assert_eq!(p.push(&msg), Push::Done);
 }
 
@@ -102,11 +106,19 @@ fn hostile_lengths_are_corruption_not_out_of_bounds() {
 
 proptest! {
     #[test]
-    fn frame_bytes_is_aligned_and_covers_payload(len in 0u64..(1 << 31)) {
-        let f = frame_bytes(len);
+    fn frame_bytes_is_aligned_and_covers_payload(len in 0u64..(1 << 31), slot in 0u64..(1 << 20)) {
+        let index = slot * FRAME_HEADER_BYTES;
+        let f = frame_bytes(index, len);
+        let p = payload_offset(index, len);
         prop_assert_eq!(f % FRAME_HEADER_BYTES, 0);
-        prop_assert!(f >= len + FRAME_HEADER_BYTES);
-        prop_assert!(f < len + 2 * FRAME_HEADER_BYTES);
+        prop_assert!(p >= FRAME_HEADER_BYTES);
+        prop_assert!(f >= len + p);
+        prop_assert!(f < len + p + FRAME_HEADER_BYTES);
+        if len >= ALIGNED_PAYLOAD_MIN_BYTES {
+            prop_assert_eq!((index + p) % 64, 0, "large payloads are line-aligned");
+        } else {
+            prop_assert_eq!(p, FRAME_HEADER_BYTES);
+        }
     }
 
     /// Random message sizes and random interleavings of push and pop, across many laps
