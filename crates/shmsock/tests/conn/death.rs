@@ -1,0 +1,141 @@
+//! A peer killed with SIGKILL is reported as `PeerGone`: after everything it had
+//! published, and within `PEER_DEATH_BOUND` even when we are blocked waiting for it.
+
+use std::time::{Duration, Instant};
+
+use shmsock::{Error, Options, WaitStrategy};
+
+use crate::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
+use crate::message;
+use crate::roles::{COUNT_ENV, MAX_LEN_ENV, SEED_ENV};
+
+const STRATEGIES: [WaitStrategy; 3] = [
+    WaitStrategy::BusyPoll,
+    WaitStrategy::Adaptive,
+    WaitStrategy::Blocking,
+];
+
+/// How long the parent is left blocked before the kill, so that Adaptive and Blocking
+/// waiters are asleep on the futex when the peer dies.
+const BLOCKED_BEFORE_KILL: Duration = Duration::from_millis(60);
+
+#[test]
+fn dead_writer_is_reported_after_its_messages() {
+    let _timing = harness::timing_test();
+    let ep = harness::endpoint("deadwriter");
+    let listener = harness::bind(&ep, Options::new());
+    // 1000 messages of at most 700 bytes fit in the default 1 MiB ring: the writer never
+    // waits for us, so all of them are published before it dies.
+    let (count, seed, max_len) = (1000u64, 3u64, 700usize);
+    let mut peer = Peer::spawn(
+        "send_then_hang",
+        &ep,
+        &[
+            (COUNT_ENV, &count.to_string()),
+            (SEED_ENV, &seed.to_string()),
+            (MAX_LEN_ENV, &max_len.to_string()),
+        ],
+    );
+    let mut conn = harness::accept(&listener).expect("accepting the writer");
+    assert_eq!(peer.expect("sent"), count.to_string());
+    peer.kill();
+    // Reap it: the hang-up is certainly visible before we read a single message.
+    let status = peer.wait();
+    assert!(!status.success(), "the writer was killed: {status}");
+
+    message::receive_stream(&mut conn, count, seed, max_len);
+    let mut buf = [0u8; 16];
+    let t = Instant::now();
+    let end = conn.recv_timeout(&mut buf, STEP_TIMEOUT);
+    let took = t.elapsed();
+    match end {
+        Err(Error::PeerGone { pid, endpoint }) => {
+            assert_eq!(pid, peer.pid().as_raw_nonzero().get());
+            assert_eq!(endpoint, ep);
+        }
+        other => panic!("after {count} messages: {other:?}, expected PeerGone"),
+    }
+    assert!(
+        took < PEER_DEATH_BOUND,
+        "PeerGone took {took:?} after the ring was found empty"
+    );
+    // The end is sticky, for every operation.
+    assert!(matches!(
+        conn.try_recv(&mut buf),
+        Err(Error::PeerGone { .. })
+    ));
+    assert!(matches!(conn.send(b"x"), Err(Error::PeerGone { .. })));
+    assert!(matches!(conn.try_send(b"x"), Err(Error::PeerGone { .. })));
+}
+
+#[test]
+fn peer_death_unblocks_a_receiver_waiting_on_an_empty_ring() {
+    let _timing = harness::timing_test();
+    for strategy in STRATEGIES {
+        let ep = harness::endpoint("deadrx");
+        let listener = harness::bind(&ep, Options::new().wait_strategy(strategy));
+        let mut peer = Peer::spawn("idle", &ep, &[]);
+        let mut conn = harness::accept(&listener).expect("accepting the peer");
+        peer.expect("ready");
+
+        let killer = harness::kill_after(peer.pid(), BLOCKED_BEFORE_KILL);
+        let mut buf = [0u8; 16];
+        let end = conn.recv_timeout(&mut buf, STEP_TIMEOUT);
+        let returned = Instant::now();
+        let killed = killer.join().expect("the killer thread");
+        assert!(
+            matches!(end, Err(Error::PeerGone { .. })),
+            "{strategy:?}: blocked recv returned {end:?}, expected PeerGone"
+        );
+        let took = returned.duration_since(killed);
+        eprintln!("{strategy:?}: PeerGone {took:.1?} after the kill");
+        assert!(
+            took < PEER_DEATH_BOUND,
+            "{strategy:?}: PeerGone came {took:?} after the kill"
+        );
+    }
+}
+
+#[test]
+fn peer_death_unblocks_a_sender_on_a_full_ring() {
+    let _timing = harness::timing_test();
+    for strategy in STRATEGIES {
+        let ep = harness::endpoint("deadtx");
+        let capacity = shmsock::RING_CAPACITY_MIN_BYTES;
+        let options = Options::new()
+            .wait_strategy(strategy)
+            .ring_capacity(capacity);
+        let listener = harness::bind(&ep, options);
+        let mut peer = Peer::spawn("idle", &ep, &[]);
+        let mut conn = harness::accept(&listener).expect("accepting the peer");
+        peer.expect("ready");
+
+        // The peer never reads: fill its inbound ring (our segment).
+        let msg = [0x5au8; 1000];
+        let mut queued = 0;
+        loop {
+            match conn.try_send(&msg) {
+                Ok(()) => queued += 1,
+                Err(Error::WouldBlock) => break,
+                Err(e) => panic!("{strategy:?}: filling the ring: {e}"),
+            }
+            assert!(queued <= capacity / msg.len(), "the ring never fills");
+        }
+        assert!(queued > 0);
+
+        let killer = harness::kill_after(peer.pid(), BLOCKED_BEFORE_KILL);
+        let end = conn.send_timeout(&msg, STEP_TIMEOUT);
+        let returned = Instant::now();
+        let killed = killer.join().expect("the killer thread");
+        assert!(
+            matches!(end, Err(Error::PeerGone { .. })),
+            "{strategy:?}: blocked send returned {end:?}, expected PeerGone"
+        );
+        let took = returned.duration_since(killed);
+        eprintln!("{strategy:?}: PeerGone {took:.1?} after the kill");
+        assert!(
+            took < PEER_DEATH_BOUND,
+            "{strategy:?}: PeerGone came {took:?} after the kill"
+        );
+    }
+}

@@ -1,0 +1,410 @@
+//! Hostile handshakes spoken by hand: a peer's hello and segment are verified (version,
+//! length, exactly one fd, a memfd, all four seals, the exact size, the header) before
+//! anything is mapped, and a refused peer never gets the ACK.
+//!
+//! The wire format is the library's (`shm/handshake.rs`, `shm/segment.rs`):
+//! ```text
+//!  hello (64 B): "SHMSOCKH" | version u32 | kind u32 (1 hello, 2 refuse) | pid u32
+//!                | reason u32 | ring capacity u64 | zeros      + one memfd (SCM_RIGHTS)
+//!  segment:      magic "SHMSOCK1" u64 @0 | version u64 @8 | length u64 @16
+//!                | ring offset u64 @24 (4096) | ring capacity u64 @32 | pid u64 @40
+//!                ... ring at 4096, length 4096 + capacity
+//! ```
+
+use std::io::{IoSlice, Read};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::JoinHandle;
+
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use shmsock::{Conn, Error, Listener, Options, PROTOCOL_VERSION};
+
+use crate::harness::{self, STEP_TIMEOUT};
+use crate::roles::raw_first_message;
+
+const KIND_HELLO: u32 = 1;
+const RING_OFFSET: u64 = 4096;
+const CAPACITY: u64 = shmsock::RING_CAPACITY_MIN_BYTES as u64;
+const ALL_SEALS: SealFlags = SealFlags::SHRINK
+    .union(SealFlags::GROW)
+    .union(SealFlags::FUTURE_WRITE)
+    .union(SealFlags::SEAL);
+const ACK: u8 = b'A';
+
+/// Numbers the fake segments, so each has a unique name in `/proc/self/fd`.
+static NEXT_SEGMENT: AtomicU32 = AtomicU32::new(0);
+
+fn hello(version: u32, kind: u32, capacity: u64) -> Vec<u8> {
+    let mut b = vec![0u8; 64];
+    b[0..8].copy_from_slice(b"SHMSOCKH");
+    b[8..12].copy_from_slice(&version.to_le_bytes());
+    b[12..16].copy_from_slice(&kind.to_le_bytes());
+    b[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+    b[24..32].copy_from_slice(&capacity.to_le_bytes());
+    b
+}
+
+fn good_hello() -> Vec<u8> {
+    hello(PROTOCOL_VERSION, KIND_HELLO, CAPACITY)
+}
+
+/// A memfd of `size` bytes with a correct header for a ring of `capacity`, then `seals`.
+fn segment(capacity: u64, size: u64, seals: SealFlags) -> OwnedFd {
+    let name = format!(
+        "shmsock-fake-peer-{}",
+        NEXT_SEGMENT.fetch_add(1, Ordering::Relaxed)
+    );
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .expect("memfd_create");
+    rustix::fs::ftruncate(&fd, size).expect("ftruncate");
+    let header = [
+        u64::from_le_bytes(*b"SHMSOCK1"),
+        u64::from(PROTOCOL_VERSION),
+        RING_OFFSET + capacity,
+        RING_OFFSET,
+        capacity,
+        u64::from(std::process::id()),
+    ];
+    // (A segment too small for the header gets none: writing it would grow the file.)
+    for (i, word) in header.iter().enumerate().filter(|_| size >= 48) {
+        rustix::io::pwrite(&fd, &word.to_le_bytes(), 8 * i as u64).expect("pwrite header");
+    }
+    if !seals.is_empty() {
+        rustix::fs::fcntl_add_seals(&fd, seals).expect("sealing");
+    }
+    fd
+}
+
+fn good_segment() -> OwnedFd {
+    segment(CAPACITY, RING_OFFSET + CAPACITY, ALL_SEALS)
+}
+
+fn send_with_fds(sock: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(16))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+    if !borrowed.is_empty() {
+        assert!(control.push(SendAncillaryMessage::ScmRights(&borrowed)));
+    }
+    let sent = rustix::net::sendmsg(
+        sock,
+        &[IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )
+    .expect("sendmsg");
+    assert_eq!(sent, bytes.len());
+}
+
+/// What the fake peer saw of the listener.
+struct Seen {
+    hello: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    /// The byte after our hello: `Some(ACK)` if accepted, `None` if the listener hung up.
+    reply: Option<u8>,
+}
+
+/// A connector that speaks the handshake by hand: reads the listener's hello, sends
+/// `bytes` with `fds` (then half-closes if `half_close`), and reads the verdict.
+fn fake_connector(
+    path: PathBuf,
+    bytes: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    half_close: bool,
+) -> JoinHandle<Seen> {
+    std::thread::spawn(move || {
+        let mut sock = UnixStream::connect(&path).expect("connecting by hand");
+        let (hello, listener_fds) = raw_first_message(&sock);
+        send_with_fds(&sock, &bytes, &fds);
+        drop(fds);
+        if half_close {
+            sock.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        }
+        let mut reply = [0u8; 1];
+        let reply = match sock.read(&mut reply) {
+            Ok(1) => Some(reply[0]),
+            Ok(_) => None,
+            // A listener that hangs up with our bytes unread resets the connection.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(e) => panic!("reading the verdict: {e}"),
+        };
+        Seen {
+            hello,
+            fds: listener_fds,
+            reply,
+        }
+    })
+}
+
+/// What `/proc/self/fd/N` links to.
+fn fd_link(fd: BorrowedFd<'_>) -> String {
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    std::fs::read_link(path).map_or(String::new(), |l| l.display().to_string())
+}
+
+/// Runs one fake connector against `listener`; returns what `accept` said and what the
+/// fake peer saw. Afterwards no fd of the fake segments may be open in this process (the
+/// listener runs here too): accepted or refused, the listener keeps only a mapping.
+fn handshake_by_hand(
+    listener: &Listener,
+    bytes: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    half_close: bool,
+) -> (shmsock::Result<Conn>, Seen) {
+    let sent: Vec<String> = fds
+        .iter()
+        .map(|fd| fd_link(fd.as_fd()))
+        .filter(|l| l.contains("shmsock-fake-peer-"))
+        .collect();
+    let fake = fake_connector(listener.socket_path().to_owned(), bytes, fds, half_close);
+    let accepted = harness::accept(listener);
+    let seen = fake.join().expect("the fake peer");
+    let open: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("listing /proc/self/fd")
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|l| l.display().to_string())
+        .collect();
+    for link in &sent {
+        assert!(
+            !open.contains(link),
+            "the listener kept an fd of the peer's segment open: {link}"
+        );
+    }
+    (accepted, seen)
+}
+
+/// Expects `accept` to fail with `Error::Handshake` whose reason contains every word of
+/// `words`, and the fake peer to get no ACK.
+fn expect_handshake_error(outcome: (shmsock::Result<Conn>, Seen), words: &[&str], case: &str) {
+    let (accepted, seen) = outcome;
+    match accepted {
+        Err(Error::Handshake { reason, .. }) => {
+            for w in words {
+                assert!(reason.contains(w), "{case}: reason {reason:?} lacks {w:?}");
+            }
+        }
+        other => panic!("{case}: {other:?}, expected a Handshake error"),
+    }
+    assert_eq!(
+        seen.reply, None,
+        "{case}: a refused peer must not get the ACK"
+    );
+}
+
+/// The listener refused bad peers but still serves good ones.
+fn assert_still_serves(listener: &Listener) {
+    let ep = listener.endpoint().to_owned();
+    let client = std::thread::spawn(move || -> shmsock::Result<()> {
+        let mut c = Conn::connect(&ep)?;
+        c.send(b"still listening")
+    });
+    let mut conn = harness::accept(listener).expect("accepting a good peer after bad ones");
+    let mut buf = [0u8; 32];
+    let n = conn.recv_timeout(&mut buf, STEP_TIMEOUT).expect("message");
+    assert_eq!(&buf[..n], b"still listening");
+    client.join().expect("client thread").expect("client");
+}
+
+fn listener(tag: &str) -> Listener {
+    harness::bind(&harness::endpoint(tag), Options::new())
+}
+
+/// The control experiment: the harness speaks the protocol correctly, so every refusal
+/// below is caused by the one defect it introduces.
+#[test]
+fn handshake_by_hand_with_a_valid_segment_is_accepted() {
+    let listener = listener("byhand");
+    let (accepted, seen) = handshake_by_hand(&listener, good_hello(), vec![good_segment()], false);
+    let mut conn = accepted.expect("a correct handshake by hand");
+    assert_eq!(seen.reply, Some(ACK));
+
+    // What the listener sent: a hello of our version and one sealed memfd of the right size.
+    let h = &seen.hello;
+    assert_eq!(h.len(), 64);
+    assert_eq!(&h[..8], b"SHMSOCKH");
+    let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
+    assert_eq!((u32_at(8), u32_at(12)), (PROTOCOL_VERSION, KIND_HELLO));
+    assert_eq!(u32_at(16), std::process::id());
+    let capacity = u64::from_le_bytes(h[24..32].try_into().expect("8 bytes"));
+    assert_eq!(seen.fds.len(), 1, "exactly one fd with the hello");
+    let seals = rustix::fs::fcntl_get_seals(&seen.fds[0]).expect("F_GET_SEALS");
+    assert!(
+        seals.contains(ALL_SEALS),
+        "the listener's own seals: {seals:?}"
+    );
+    let size = rustix::fs::fstat(&seen.fds[0]).expect("fstat").st_size as u64;
+    assert_eq!(size, RING_OFFSET + capacity);
+
+    // The fake peer has hung up without a goodbye.
+    let mut buf = [0u8; 8];
+    assert!(matches!(
+        conn.recv_timeout(&mut buf, STEP_TIMEOUT),
+        Err(Error::PeerGone { .. })
+    ));
+}
+
+#[test]
+fn segment_without_seals_is_refused() {
+    let listener = listener("noseals");
+    let size = RING_OFFSET + CAPACITY;
+    let missing_one = [
+        SealFlags::SHRINK,
+        SealFlags::GROW,
+        SealFlags::FUTURE_WRITE,
+        SealFlags::SEAL,
+    ]
+    .map(|s| ALL_SEALS - s);
+    for seals in std::iter::once(SealFlags::empty()).chain(missing_one) {
+        let fd = segment(CAPACITY, size, seals);
+        let outcome = handshake_by_hand(&listener, good_hello(), vec![fd], false);
+        expect_handshake_error(outcome, &["seals"], &format!("seals {seals:?}"));
+    }
+    assert_still_serves(&listener);
+}
+
+#[test]
+fn segment_of_wrong_size_is_refused() {
+    let listener = listener("wrongsize");
+    let expected = RING_OFFSET + CAPACITY;
+    for size in [expected + 4096, expected - 4096, expected + 1, 0] {
+        let fd = segment(CAPACITY, size, ALL_SEALS);
+        let outcome = handshake_by_hand(&listener, good_hello(), vec![fd], false);
+        let (actual, needs) = (format!("{size} bytes"), format!("needs {expected}"));
+        expect_handshake_error(outcome, &[&actual, &needs], &format!("size {size}"));
+    }
+    // A correct segment for the announced capacity, but the hello announces another one.
+    let outcome = handshake_by_hand(
+        &listener,
+        hello(PROTOCOL_VERSION, KIND_HELLO, 2 * CAPACITY),
+        vec![good_segment()],
+        false,
+    );
+    expect_handshake_error(
+        outcome,
+        &["needs"],
+        "announced capacity twice the segment's",
+    );
+    assert_still_serves(&listener);
+}
+
+#[test]
+fn fd_that_is_not_a_sealed_memfd_or_has_a_bad_header_is_refused() {
+    let listener = listener("notmemfd");
+    let (pipe_r, _pipe_w) = rustix::pipe::pipe().expect("pipe");
+    let outcome = handshake_by_hand(&listener, good_hello(), vec![pipe_r], false);
+    expect_handshake_error(outcome, &["memfd"], "a pipe");
+
+    let fd = segment(CAPACITY, RING_OFFSET + CAPACITY, ALL_SEALS);
+    let bad = segment(CAPACITY, RING_OFFSET + CAPACITY, SealFlags::empty());
+    rustix::io::pwrite(&bad, b"NOTSHMSK", 0).expect("pwrite");
+    rustix::fs::fcntl_add_seals(&bad, ALL_SEALS).expect("seal");
+    drop(fd);
+    let outcome = handshake_by_hand(&listener, good_hello(), vec![bad], false);
+    expect_handshake_error(outcome, &["header", "magic"], "a segment with a bad magic");
+    assert_still_serves(&listener);
+}
+
+#[test]
+fn hello_of_another_version_is_version_mismatch() {
+    let listener = listener("version");
+    for peer_version in [PROTOCOL_VERSION + 1, 0, u32::MAX] {
+        let (accepted, seen) = handshake_by_hand(
+            &listener,
+            hello(peer_version, KIND_HELLO, CAPACITY),
+            vec![good_segment()],
+            false,
+        );
+        match accepted {
+            Err(e @ Error::VersionMismatch { ours, peer, .. }) => {
+                assert_eq!((ours, peer), (PROTOCOL_VERSION, peer_version));
+                let text = e.to_string();
+                assert!(
+                    text.contains(&format!("v{peer_version}"))
+                        && text.contains(&format!("v{PROTOCOL_VERSION}")),
+                    "the message names both versions: {text}"
+                );
+            }
+            other => panic!("peer version {peer_version}: {other:?}, expected VersionMismatch"),
+        }
+        assert_eq!(seen.reply, None);
+    }
+    assert_still_serves(&listener);
+}
+
+#[test]
+fn truncated_or_garbled_hello_is_a_handshake_error() {
+    let listener = listener("badhello");
+    let truncated = good_hello()[..40].to_vec();
+    let outcome = handshake_by_hand(&listener, truncated, vec![good_segment()], true);
+    expect_handshake_error(outcome, &["40 bytes"], "a 40-byte hello");
+
+    let outcome = handshake_by_hand(&listener, Vec::new(), Vec::new(), true);
+    expect_handshake_error(outcome, &["0 bytes"], "no hello at all");
+
+    let mut magic = good_hello();
+    magic[..8].copy_from_slice(b"ZMTP3.1\0");
+    let outcome = handshake_by_hand(&listener, magic, vec![good_segment()], false);
+    expect_handshake_error(outcome, &["magic"], "a bad magic");
+
+    let outcome = handshake_by_hand(
+        &listener,
+        hello(PROTOCOL_VERSION, 7, CAPACITY),
+        vec![good_segment()],
+        false,
+    );
+    expect_handshake_error(outcome, &["kind 7"], "an unknown kind");
+    assert_still_serves(&listener);
+}
+
+#[test]
+fn hello_without_exactly_one_fd_is_refused() {
+    let listener = listener("fdcount");
+    let outcome = handshake_by_hand(&listener, good_hello(), Vec::new(), false);
+    expect_handshake_error(outcome, &["exactly one fd", "got 0"], "no fd");
+    let two = vec![good_segment(), good_segment()];
+    let outcome = handshake_by_hand(&listener, good_hello(), two, false);
+    expect_handshake_error(outcome, &["exactly one fd", "got 2"], "two fds");
+    // More fds than the listener makes room for: the kernel truncates the control data
+    // (closing the rest) and the listener must still refuse.
+    for count in [3, 16] {
+        let many = (0..count).map(|_| good_segment()).collect();
+        let outcome = handshake_by_hand(&listener, good_hello(), many, false);
+        expect_handshake_error(outcome, &["one fd"], &format!("{count} fds"));
+    }
+    assert_still_serves(&listener);
+}
+
+/// The connector verifies the listener's segment just as strictly.
+#[test]
+fn connector_refuses_a_listener_segment_without_seals() {
+    let ep = harness::endpoint("fakelistener");
+    let dir = harness::setup();
+    let path = dir.join(format!("{}.sock", ep.trim_start_matches("shm://")));
+    let fake = UnixListener::bind(&path).expect("binding a fake listener");
+    let server = std::thread::spawn(move || {
+        let (mut sock, _) = fake.accept().expect("accepting");
+        sock.set_read_timeout(Some(STEP_TIMEOUT)).expect("timeout");
+        let fd = segment(CAPACITY, RING_OFFSET + CAPACITY, SealFlags::empty());
+        send_with_fds(&sock, &good_hello(), &[fd]);
+        // The connector must hang up instead of answering with its own hello.
+        let mut rest = Vec::new();
+        sock.read_to_end(&mut rest)
+            .expect("reading until the hang-up");
+        rest
+    });
+    match Conn::connect(&ep) {
+        Err(Error::Handshake { reason, endpoint }) => {
+            assert_eq!(endpoint, ep);
+            assert!(reason.contains("seals"), "{reason}");
+        }
+        other => panic!("connecting to a listener with an unsealed segment: {other:?}"),
+    }
+    let rest = server.join().expect("the fake listener");
+    assert!(rest.is_empty(), "the connector sent {} bytes", rest.len());
+    let _ = std::fs::remove_file(path);
+}

@@ -1,0 +1,253 @@
+//! The parent side of the harness: a private rendezvous directory, unique names, child
+//! processes with a kill-and-reap guard, and bounded versions of the blocking calls.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+use shmsock::{Conn, Listener, Options};
+
+/// Environment variable naming the role a child runs.
+pub const ROLE_ENV: &str = "SHMSOCK_TEST_ROLE";
+/// Environment variable carrying the endpoint a child uses.
+pub const ENDPOINT_ENV: &str = "SHMSOCK_TEST_ENDPOINT";
+/// The library's rendezvous-directory override.
+pub const RUNTIME_DIR_ENV: &str = "SHMSOCK_RUNTIME_DIR";
+/// Prefix of the protocol lines children print on stdout (libtest prints there too).
+pub const REPORT_MARK: &str = "@@peer ";
+
+/// Longest any single step of a test may take (a child starting, a connection, a message)
+/// before the test fails instead of hanging.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How soon a peer's death must be reported (the design says "within ~100 ms"; the library
+/// checks every `PEER_CHECK_INTERVAL`).
+pub const PEER_DEATH_BOUND: Duration = Duration::from_millis(100);
+
+static RUNTIME_DIR: OnceLock<PathBuf> = OnceLock::new();
+static NEXT_NAME: AtomicU32 = AtomicU32::new(0);
+/// Tests that assert a latency bound take it shared; CPU-heavy tests take it exclusively,
+/// so a million-message stream on a 2-core machine never starves a timing assertion.
+static TIMING: RwLock<()> = RwLock::new(());
+
+/// Creates this process's private rendezvous directory and points the library at it.
+/// Also removes directories left by earlier runs whose process is gone.
+pub fn setup() -> &'static Path {
+    RUNTIME_DIR.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        remove_dirs_of_dead_runs(&tmp);
+        let dir = tmp.join(format!("shmsock-it-{}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&dir)
+            .expect("creating the private rendezvous directory");
+        // Tests share this process; the variable is set once, before any test reads it
+        // through the library (std serialises its environment accesses).
+        std::env::set_var(RUNTIME_DIR_ENV, &dir);
+        dir
+    })
+}
+
+fn remove_dirs_of_dead_runs(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    let me = rustix::process::geteuid();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("shmsock-it-")) else {
+            continue;
+        };
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let Some(pid) = digits.parse().ok().and_then(Pid::from_raw) else {
+            continue;
+        };
+        let ours = entry.metadata().is_ok_and(|m| m.uid() == me.as_raw());
+        let dead = rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH);
+        if (ours || me.is_root()) && dead {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// A unique `shm://` endpoint for one test.
+pub fn endpoint(tag: &str) -> String {
+    setup();
+    format!(
+        "shm://{tag}-{}-{}",
+        std::process::id(),
+        NEXT_NAME.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Shared hold on the timing lock (see [`TIMING`]).
+pub fn timing_test() -> RwLockReadGuard<'static, ()> {
+    TIMING.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Exclusive hold on the timing lock (see [`TIMING`]).
+pub fn cpu_heavy_test() -> RwLockWriteGuard<'static, ()> {
+    TIMING.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Binds `endpoint` with `options`.
+pub fn bind(endpoint: &str, options: Options) -> Listener {
+    setup();
+    Listener::bind_with(endpoint, options).unwrap_or_else(|e| panic!("binding {endpoint}: {e}"))
+}
+
+/// `listener.accept()`, failing the test if no peer arrives within [`STEP_TIMEOUT`].
+pub fn accept(listener: &Listener) -> shmsock::Result<Conn> {
+    match listener.accept_timeout(STEP_TIMEOUT) {
+        Err(shmsock::Error::TimedOut) => panic!(
+            "no peer came to {} within {STEP_TIMEOUT:?}",
+            listener.endpoint()
+        ),
+        accepted => accepted,
+    }
+}
+
+/// A child process running one role; killed and reaped when dropped.
+pub struct Peer {
+    child: Child,
+    role: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Peer {
+    /// Spawns this test binary as a child running `role` against `endpoint`.
+    pub fn spawn(role: &str, endpoint: &str, env: &[(&str, &str)]) -> Peer {
+        let dir = setup();
+        let exe = std::env::current_exe().expect("path of the test binary");
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            "--exact",
+            "peer_main",
+            "--nocapture",
+            "--include-ignored",
+            "--test-threads=1",
+        ])
+        .env(ROLE_ENV, role)
+        .env(ENDPOINT_ENV, endpoint)
+        .env(RUNTIME_DIR_ENV, dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning peer {role}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find(REPORT_MARK) {
+                    if tx.send(line[i + REPORT_MARK.len()..].to_owned()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Peer {
+            child,
+            role: role.to_owned(),
+            lines,
+        }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32).expect("child pids are positive")
+    }
+
+    /// Waits for the child's next report, which must start with `prefix`; returns the rest.
+    pub fn expect(&mut self, prefix: &str) -> String {
+        match self.lines.recv_timeout(STEP_TIMEOUT) {
+            Ok(line) => match line.strip_prefix(prefix) {
+                Some(rest) => rest.trim().to_owned(),
+                None => panic!(
+                    "peer {} reported {line:?} while we waited for {prefix:?}",
+                    self.role
+                ),
+            },
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "peer {} did not report {prefix:?} within {STEP_TIMEOUT:?}",
+                self.role
+            ),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.wait();
+                panic!(
+                    "peer {} exited ({status}) before reporting {prefix:?}",
+                    self.role
+                )
+            }
+        }
+    }
+
+    /// Sends SIGKILL; returns the instant just before the signal was sent.
+    pub fn kill(&self) -> Instant {
+        kill_pid(self.pid())
+    }
+
+    /// Waits (at most [`STEP_TIMEOUT`]) for the child to exit and reaps it.
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            match self.child.try_wait().expect("waitpid") {
+                Some(status) => return status,
+                None if Instant::now() >= deadline => {
+                    panic!("peer {} did not exit within {STEP_TIMEOUT:?}", self.role)
+                }
+                None => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    }
+
+    /// Waits for the child to exit and checks that it succeeded.
+    pub fn wait_success(&mut self) {
+        let status = self.wait();
+        assert!(status.success(), "peer {} failed: {status}", self.role);
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // std does not signal a child it has already reaped, so this is safe after `wait`.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends SIGKILL to `pid` (a child that has not been reaped yet); returns the instant just
+/// before the signal was sent.
+pub fn kill_pid(pid: Pid) -> Instant {
+    let t = Instant::now();
+    rustix::process::kill_process(pid, Signal::KILL).expect("kill(SIGKILL)");
+    t
+}
+
+/// Kills `pid` after `delay` on another thread; the handle yields the kill instant.
+pub fn kill_after(pid: Pid, delay: Duration) -> std::thread::JoinHandle<Instant> {
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        kill_pid(pid)
+    })
+}
+
+/// Removes a directory tree when dropped.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

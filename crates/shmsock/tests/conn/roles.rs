@@ -1,0 +1,250 @@
+//! The child side: what a peer process does, chosen by `SHMSOCK_TEST_ROLE`.
+//!
+//! A role reports progress with [`report`] (a `@@peer` line on stdout) when the parent has
+//! to synchronise with it. Roles that wait for the parent to kill them sleep for at most
+//! [`IDLE_MAX`], and every child dies with the thread that spawned it (`PR_SET_PDEATHSIG`),
+//! so no role can outlive a failed test.
+
+use std::io::{IoSliceMut, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+use rustix::process::Signal;
+use shmsock::{Conn, Error, Listener, Options};
+
+use crate::harness::{ENDPOINT_ENV, REPORT_MARK, STEP_TIMEOUT};
+use crate::message;
+
+/// Number of messages a sending role sends.
+pub const COUNT_ENV: &str = "SHMSOCK_TEST_COUNT";
+/// Seed of a sending role's message stream.
+pub const SEED_ENV: &str = "SHMSOCK_TEST_SEED";
+/// Largest message a sending role sends.
+pub const MAX_LEN_ENV: &str = "SHMSOCK_TEST_MAX_LEN";
+/// Rendezvous socket path for a raw connect.
+pub const SOCKET_ENV: &str = "SHMSOCK_TEST_SOCKET";
+/// Uid of the listener, which the connector admits.
+pub const LISTENER_UID_ENV: &str = "SHMSOCK_TEST_LISTENER_UID";
+/// If set, the child switches to this uid (and gid) before anything else.
+pub const SETUID_ENV: &str = "SHMSOCK_TEST_SETUID";
+/// A second endpoint (a listener that admits the child's uid).
+pub const ENDPOINT_B_ENV: &str = "SHMSOCK_TEST_ENDPOINT_B";
+
+/// Longest a role waits to be killed.
+const IDLE_MAX: Duration = Duration::from_secs(60);
+
+/// Prints one protocol line for the parent.
+pub fn report(line: impl std::fmt::Display) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{REPORT_MARK}{line}").expect("writing to the parent");
+    out.flush().expect("flushing to the parent");
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("the parent did not set {name}"))
+}
+
+fn var_u64(name: &str) -> u64 {
+    var(name)
+        .parse()
+        .unwrap_or_else(|e| panic!("{name} is not a number: {e}"))
+}
+
+/// Runs `role`; returns when the role is done (the caller exits the process).
+pub fn run(role: &str) {
+    die_with_parent();
+    let ep = var(ENDPOINT_ENV);
+    match role {
+        "echo" => echo(&mut connect(&ep)),
+        "stream" => {
+            let mut conn = connect(&ep);
+            message::send_stream(
+                &mut conn,
+                var_u64(COUNT_ENV),
+                var_u64(SEED_ENV),
+                var_u64(MAX_LEN_ENV) as usize,
+            );
+            report("done");
+        }
+        "send_then_hang" => {
+            let mut conn = connect(&ep);
+            let count = var_u64(COUNT_ENV);
+            message::send_stream(
+                &mut conn,
+                count,
+                var_u64(SEED_ENV),
+                var_u64(MAX_LEN_ENV) as usize,
+            );
+            report(format!("sent {count}"));
+            std::thread::sleep(IDLE_MAX);
+        }
+        "send_then_close" => {
+            let mut conn = connect(&ep);
+            let count = var_u64(COUNT_ENV);
+            message::send_stream(
+                &mut conn,
+                count,
+                var_u64(SEED_ENV),
+                var_u64(MAX_LEN_ENV) as usize,
+            );
+            drop(conn);
+            report(format!("closed after {count}"));
+        }
+        "idle" => {
+            let _conn = connect(&ep);
+            report("ready");
+            std::thread::sleep(IDLE_MAX);
+        }
+        "listen" => {
+            let listener = Listener::bind(&ep).unwrap_or_else(|e| panic!("binding {ep}: {e}"));
+            report("ready");
+            let mut conn = listener.accept().expect("accepting the parent");
+            echo(&mut conn);
+            report("served");
+            std::thread::sleep(IDLE_MAX);
+        }
+        "refused_peer" => refused_peer(&ep),
+        other => panic!("unknown role {other:?}"),
+    }
+}
+
+/// Dies by SIGKILL when the parent thread that spawned us ends.
+fn die_with_parent() {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+        .expect("prctl(PR_SET_PDEATHSIG)");
+}
+
+fn connect(ep: &str) -> Conn {
+    Conn::connect(ep).unwrap_or_else(|e| panic!("connecting to {ep}: {e}"))
+}
+
+/// Sends every message back until the parent closes.
+fn echo(conn: &mut Conn) {
+    let mut buf = vec![0u8; shmsock::RING_CAPACITY_DEFAULT_BYTES];
+    loop {
+        match conn.recv_timeout(&mut buf, STEP_TIMEOUT) {
+            Ok(n) => conn
+                .send_timeout(&buf[..n], STEP_TIMEOUT)
+                .expect("echoing a message"),
+            Err(Error::PeerClosed { .. }) => return,
+            Err(e) => panic!("echo: {e}"),
+        }
+    }
+}
+
+/// Switches the whole process (every thread: glibc's setuid is process-wide) to `uid`.
+fn drop_privileges(uid: u32) {
+    // SAFETY: plain libc calls with valid arguments (a null list of length 0); glibc applies
+    // them to every thread of the process.
+    let failed = unsafe {
+        libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setgid(uid as libc::gid_t) != 0
+            || libc::setuid(uid as libc::uid_t) != 0
+    };
+    assert!(
+        !failed,
+        "switching to uid {uid}: {}",
+        std::io::Error::last_os_error()
+    );
+    assert_eq!(rustix::process::geteuid().as_raw(), uid);
+    // A credential change clears the parent-death signal and makes /proc/self root-owned.
+    die_with_parent();
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::Dumpable)
+        .expect("prctl(PR_SET_DUMPABLE)");
+}
+
+/// Number of open fds of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("listing /proc/self/fd")
+        .count()
+}
+
+/// Reads the listener's first message (up to 64 bytes) from a rendezvous socket by hand:
+/// returns its bytes and the fds that came with it.
+pub fn raw_first_message(sock: &UnixStream) -> (Vec<u8>, Vec<OwnedFd>) {
+    sock.set_read_timeout(Some(STEP_TIMEOUT))
+        .expect("read timeout");
+    let mut buf = [0u8; 128];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut got = 0;
+    let mut fds = Vec::new();
+    while got < 64 {
+        let msg = rustix::net::recvmsg(
+            sock,
+            &mut [IoSliceMut::new(&mut buf[got..])],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        )
+        .expect("recvmsg from the peer");
+        for m in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = m {
+                fds.extend(rights);
+            }
+        }
+        if msg.bytes == 0 {
+            break;
+        }
+        got += msg.bytes;
+    }
+    (buf[..got].to_vec(), fds)
+}
+
+/// A peer the listener must refuse: first by hand (to see that no fd arrives), then through
+/// the library. With `SHMSOCK_TEST_SETUID` it first becomes another user; with
+/// `SHMSOCK_TEST_ENDPOINT_B` it then talks to a listener that admits it.
+fn refused_peer(ep: &str) {
+    if let Ok(uid) = std::env::var(SETUID_ENV) {
+        drop_privileges(uid.parse().expect("SHMSOCK_TEST_SETUID is a uid"));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    let listener_uid = var_u64(LISTENER_UID_ENV) as u32;
+    let opts = Options::new().allow_uid(listener_uid);
+
+    let path = var(SOCKET_ENV);
+    let sock = UnixStream::connect(&path).unwrap_or_else(|e| panic!("connecting {path}: {e}"));
+    let (bytes, fds) = raw_first_message(&sock);
+    let u32_at = |i: usize| {
+        bytes
+            .get(i..i + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    };
+    report(format!(
+        "raw bytes={} kind={:?} reason={:?} fds={}",
+        bytes.len(),
+        u32_at(12),
+        u32_at(20),
+        fds.len()
+    ));
+    drop(sock);
+
+    let before = open_fds();
+    match Conn::connect_with(ep, opts.clone()) {
+        Err(Error::Refused { .. }) => {
+            report(format!("lib refused leaked_fds={}", open_fds() - before))
+        }
+        other => report(format!("lib unexpected {other:?}")),
+    }
+
+    if let Ok(ep_b) = std::env::var(ENDPOINT_B_ENV) {
+        match Conn::connect(&ep_b) {
+            Err(Error::PermissionDenied { uid, .. }) => {
+                report(format!("denied listener_uid={uid}"))
+            }
+            other => report(format!("unexpected {other:?}")),
+        }
+        let mut conn = Conn::connect_with(&ep_b, opts)
+            .unwrap_or_else(|e| panic!("uid {me} connecting to {ep_b}: {e}"));
+        conn.send_timeout(format!("hello from uid {me}").as_bytes(), STEP_TIMEOUT)
+            .expect("sending as another uid");
+        let mut buf = [0u8; 256];
+        let n = conn
+            .recv_timeout(&mut buf, STEP_TIMEOUT)
+            .expect("receiving as another uid");
+        report(format!("reply {}", String::from_utf8_lossy(&buf[..n])));
+    }
+}
