@@ -139,3 +139,99 @@ fn peer_death_unblocks_a_sender_on_a_full_ring() {
         );
     }
 }
+
+/// A writer killed while it streams leaves only whole messages: everything it published
+/// arrives verified, in order, then `PeerGone`. Killed once while we keep up with it (it is
+/// mostly mid-message) and once after we stopped reading (it is blocked on a full ring).
+#[test]
+fn writer_killed_mid_stream_leaves_only_whole_messages() {
+    for pause_before_kill in [Duration::ZERO, Duration::from_millis(50)] {
+        let ep = harness::endpoint("midstream");
+        let listener = harness::bind(&ep, Options::new());
+        let (seed, max_len) = (99u64, 4096usize);
+        let mut peer = Peer::spawn(
+            "stream",
+            &ep,
+            &[
+                (COUNT_ENV, &u64::MAX.to_string()),
+                (SEED_ENV, &seed.to_string()),
+                (MAX_LEN_ENV, &max_len.to_string()),
+            ],
+        );
+        let mut conn = harness::accept(&listener).expect("accepting the writer");
+        let kill_at = 20_000;
+        let mut lens = message::lengths(seed);
+        let mut buf = vec![0u8; max_len];
+        let mut seq = 0u64;
+        let end = loop {
+            if seq == kill_at {
+                std::thread::sleep(pause_before_kill);
+                peer.kill();
+                peer.wait();
+            }
+            match conn.recv_timeout(&mut buf, STEP_TIMEOUT) {
+                Ok(n) => {
+                    if let Err(what) = message::verify(seq, lens.below_or_eq(max_len), &buf[..n]) {
+                        panic!("{what}");
+                    }
+                    seq += 1;
+                }
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            matches!(end, Error::PeerGone { .. }),
+            "after {seq} messages: {end:?}"
+        );
+        assert!(seq >= kill_at, "only {seq} messages arrived");
+        eprintln!(
+            "pause {pause_before_kill:?}: {} messages were in flight at the kill",
+            seq - kill_at
+        );
+    }
+}
+
+/// The survivor is the connector: a killed listener process is reported the same way.
+#[test]
+fn connector_sees_a_killed_listener_as_peer_gone() {
+    let _timing = harness::timing_test();
+    let ep = harness::endpoint("deadlistener");
+    let mut peer = Peer::spawn("listen", &ep, &[]);
+    peer.expect("ready");
+    let mut conn = shmsock::Conn::connect(&ep).expect("connecting to the child's listener");
+    let mut buf = [0u8; 16];
+    conn.send(b"ping").expect("send");
+    let n = conn.recv_timeout(&mut buf, STEP_TIMEOUT).expect("echo");
+    assert_eq!(&buf[..n], b"ping");
+
+    let killer = harness::kill_after(peer.pid(), BLOCKED_BEFORE_KILL);
+    let end = conn.recv_timeout(&mut buf, STEP_TIMEOUT);
+    let returned = Instant::now();
+    let took = returned.duration_since(killer.join().expect("the killer thread"));
+    assert!(matches!(end, Err(Error::PeerGone { .. })), "{end:?}");
+    assert!(
+        took < PEER_DEATH_BOUND,
+        "PeerGone came {took:?} after the kill"
+    );
+}
+
+/// The other side of the bound: a live peer that merely stays silent is never reported
+/// gone, whatever the wait strategy.
+#[test]
+fn silent_live_peer_is_not_reported_gone() {
+    for strategy in STRATEGIES {
+        let ep = harness::endpoint("silent");
+        let listener = harness::bind(&ep, Options::new().wait_strategy(strategy));
+        let mut peer = Peer::spawn("idle", &ep, &[]);
+        let mut conn = harness::accept(&listener).expect("accepting the peer");
+        peer.expect("ready");
+        let mut buf = [0u8; 16];
+        let wait = Duration::from_millis(250);
+        let t = Instant::now();
+        let r = conn.recv_timeout(&mut buf, wait);
+        assert!(matches!(r, Err(Error::TimedOut)), "{strategy:?}: {r:?}");
+        assert!(t.elapsed() >= wait, "{strategy:?}: returned early");
+        assert!(matches!(conn.try_recv(&mut buf), Err(Error::WouldBlock)));
+        conn.send(b"still there").expect("sending to a silent peer");
+    }
+}

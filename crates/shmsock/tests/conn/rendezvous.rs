@@ -3,7 +3,10 @@
 
 use shmsock::{Conn, Error, Listener, Options};
 
+use std::time::Duration;
+
 use crate::harness::{self, Peer, STEP_TIMEOUT};
+use crate::roles::START_AT_ENV;
 
 fn echo_once(conn: &mut Conn, msg: &[u8]) {
     conn.send_timeout(msg, STEP_TIMEOUT).expect("sending");
@@ -64,4 +67,36 @@ fn stale_socket_of_a_killed_listener_is_replaced() {
     client.wait_success();
     drop(listener);
     assert!(!sock.exists(), "dropping the listener removes its socket");
+}
+
+/// Several processes bind one name at the same instant, over the stale socket of a killed
+/// listener: exactly one wins, and it is the one a connector reaches.
+#[test]
+fn concurrent_binds_of_one_name_have_one_winner() {
+    let ep = harness::endpoint("race");
+    let mut dead = Peer::spawn("listen", &ep, &[]);
+    dead.expect("ready");
+    dead.kill();
+    dead.wait();
+
+    let start = std::time::UNIX_EPOCH.elapsed().expect("clock") + Duration::from_millis(300);
+    let start = start.as_nanos().to_string();
+    let mut racers: Vec<Peer> = (0..4)
+        .map(|_| Peer::spawn("bind_race", &ep, &[(START_AT_ENV, &start)]))
+        .collect();
+    let outcomes: Vec<String> = racers.iter_mut().map(|p| p.expect("")).collect();
+    let winners: Vec<usize> = (0..outcomes.len())
+        .filter(|&i| outcomes[i] == "won")
+        .collect();
+    assert_eq!(winners.len(), 1, "outcomes: {outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| o == "won" || o == "in-use"),
+        "outcomes: {outcomes:?}"
+    );
+    let winner = &mut racers[winners[0]];
+    let mut conn = Conn::connect(&ep).expect("connecting to the winner");
+    assert_eq!(conn.peer_pid(), winner.pid().as_raw_nonzero().get());
+    echo_once(&mut conn, b"you won");
+    drop(conn);
+    winner.expect("served");
 }

@@ -33,6 +33,9 @@ pub const SETUID_ENV: &str = "SHMSOCK_TEST_SETUID";
 /// A second endpoint (a listener that admits the child's uid).
 pub const ENDPOINT_B_ENV: &str = "SHMSOCK_TEST_ENDPOINT_B";
 
+/// Wall-clock start time (ns since the Unix epoch) of a race between several children.
+pub const START_AT_ENV: &str = "SHMSOCK_TEST_START_AT";
+
 /// Longest a role waits to be killed.
 const IDLE_MAX: Duration = Duration::from_secs(60);
 
@@ -105,6 +108,25 @@ pub fn run(role: &str) {
             echo(&mut conn);
             report("served");
             std::thread::sleep(IDLE_MAX);
+        }
+        "bind_race" => {
+            let start = Duration::from_nanos(var_u64(START_AT_ENV));
+            while std::time::UNIX_EPOCH.elapsed().expect("clock after 1970") < start {
+                std::hint::spin_loop();
+            }
+            match Listener::bind(&ep) {
+                Ok(listener) => {
+                    report("won");
+                    let mut conn = listener
+                        .accept_timeout(STEP_TIMEOUT)
+                        .expect("accepting the parent");
+                    echo(&mut conn);
+                    report("served");
+                    std::thread::sleep(IDLE_MAX);
+                }
+                Err(Error::AddrInUse { .. }) => report("in-use"),
+                Err(e) => report(format!("error {e}")),
+            }
         }
         "refused_peer" => refused_peer(&ep),
         other => panic!("unknown role {other:?}"),
