@@ -179,3 +179,52 @@ fn conn_moves_to_another_thread() {
     drop(conn);
     peer.wait_success();
 }
+
+/// One listener, three writer processes at once: each connection is its own ordered,
+/// intact stream, whatever the interleaving.
+#[test]
+fn listener_serves_several_peer_processes_at_once() {
+    let ep = harness::endpoint("several");
+    let listener = harness::bind(&ep, Options::new());
+    let (count, max_len) = (20_000u64, 1024usize);
+    let seeds = [101u64, 202, 303];
+    let peers: Vec<Peer> = seeds
+        .iter()
+        .map(|seed| {
+            Peer::spawn(
+                "stream",
+                &ep,
+                &[
+                    (COUNT_ENV, &count.to_string()),
+                    (SEED_ENV, &seed.to_string()),
+                    (MAX_LEN_ENV, &max_len.to_string()),
+                ],
+            )
+        })
+        .collect();
+    let mut streams: Vec<(Conn, message::SplitMix64)> = (0..peers.len())
+        .map(|_| {
+            let conn = harness::accept(&listener).expect("accepting a writer");
+            let i = peers
+                .iter()
+                .position(|p| p.pid().as_raw_nonzero().get() == conn.peer_pid())
+                .expect("the peer pid is one of our children");
+            (conn, message::lengths(seeds[i]))
+        })
+        .collect();
+    let mut buf = vec![0u8; max_len];
+    for seq in 0..count {
+        for (conn, lens) in &mut streams {
+            let n = conn
+                .recv_timeout(&mut buf, STEP_TIMEOUT)
+                .unwrap_or_else(|e| panic!("message #{seq} from pid {}: {e}", conn.peer_pid()));
+            if let Err(what) = message::verify(seq, lens.below_or_eq(max_len), &buf[..n]) {
+                panic!("pid {}: {what}", conn.peer_pid());
+            }
+        }
+    }
+    for mut peer in peers {
+        peer.expect("done");
+        peer.wait_success();
+    }
+}

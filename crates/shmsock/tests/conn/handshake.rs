@@ -408,3 +408,29 @@ fn connector_refuses_a_listener_segment_without_seals() {
     assert!(rest.is_empty(), "the connector sent {} bytes", rest.len());
     let _ = std::fs::remove_file(path);
 }
+
+/// A connector that connects and then says nothing holds the listener for at most
+/// `HANDSHAKE_TIMEOUT`; then it is dropped with an error and the listener serves again.
+#[test]
+fn stalled_connector_is_dropped_after_the_handshake_timeout() {
+    let listener = listener("stalled");
+    let stalled = UnixStream::connect(listener.socket_path()).expect("connecting by hand");
+    let t = std::time::Instant::now();
+    match harness::accept(&listener) {
+        Err(Error::Io { source, .. }) => assert!(
+            matches!(
+                source.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{source}"
+        ),
+        other => panic!("a silent connector: {other:?}, expected a timed-out handshake"),
+    }
+    let took = t.elapsed();
+    assert!(
+        took >= shmsock::HANDSHAKE_TIMEOUT && took < shmsock::HANDSHAKE_TIMEOUT * 2,
+        "dropped after {took:?}"
+    );
+    drop(stalled);
+    assert_still_serves(&listener);
+}
