@@ -199,6 +199,14 @@ fn run_mechanism(
         return;
     }
     for (experiment, size) in planned {
+        if size > mechanism.max_message() {
+            let reason = format!(
+                "messages of {size} B exceed this mechanism's limit of {} B here",
+                mechanism.max_message()
+            );
+            report.push_unavailable(name, experiment, size, reason);
+            continue;
+        }
         eprintln!("lab: {name}: {}, {size} B", experiment.as_str());
         let outcome = match experiment {
             Experiment::Latency if name == "floor" => match floor_before {

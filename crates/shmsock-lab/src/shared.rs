@@ -22,10 +22,12 @@
 //! every reference handed out borrows `&self`, so none outlives the mapping.
 #![allow(unsafe_code)]
 
+use std::path::PathBuf;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
-use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+use rustix::fs::{ftruncate, open, unlink, Mode, OFlags};
+use rustix::mm::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags};
 
 use crate::LabError;
 
@@ -37,6 +39,9 @@ pub(crate) const CACHE_LINE_BYTES: usize = 64;
 pub(crate) struct SharedRegion {
     ptr: NonNull<u8>,
     len: usize,
+    /// For a file-backed region: the file, and the process that created it (the only one that
+    /// removes it).
+    file: Option<(PathBuf, u32)>,
 }
 
 impl SharedRegion {
@@ -58,7 +63,92 @@ impl SharedRegion {
             what: "mapping shared anonymous memory",
             source: std::io::Error::other("mmap returned a null pointer"),
         })?;
-        Ok(Self { ptr, len })
+        Ok(Self {
+            ptr,
+            len,
+            file: None,
+        })
+    }
+
+    /// Maps `len` bytes of a new file in the temporary directory, `MAP_SHARED`: the
+    /// memory-mapped-file flavour of [`SharedRegion::new`]. The file is removed when the
+    /// process that created it drops the region.
+    pub(crate) fn new_file(len: usize) -> Result<Self, LabError> {
+        use std::sync::atomic::Ordering;
+        static NEXT_FILE: AtomicU64 = AtomicU64::new(0);
+        let len = len.max(1);
+        let path = std::env::temp_dir().join(format!(
+            "shmsock-lab-mmap-{}-{}",
+            std::process::id(),
+            NEXT_FILE.fetch_add(1, Ordering::Relaxed)
+        ));
+        let fd = open(
+            &path,
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::RUSR | Mode::WUSR,
+        )
+        .map_err(LabError::os("creating the memory-mapped file"))?;
+        let mapped = ftruncate(&fd, len as u64)
+            .map_err(LabError::os("sizing the memory-mapped file"))
+            .and_then(|()| {
+                // SAFETY: a null hint lets the kernel choose the address, so no existing
+                // mapping or Rust object is replaced; the file is `len` bytes long (just
+                // truncated to that), so every mapped page is backed.
+                unsafe {
+                    mmap(
+                        std::ptr::null_mut(),
+                        len,
+                        ProtFlags::READ | ProtFlags::WRITE,
+                        MapFlags::SHARED,
+                        &fd,
+                        0,
+                    )
+                }
+                .map_err(LabError::os("mapping the memory-mapped file"))
+            });
+        let raw = match mapped {
+            Ok(raw) => raw,
+            Err(err) => {
+                let _ = unlink(&path);
+                return Err(err);
+            }
+        };
+        let ptr = NonNull::new(raw.cast::<u8>()).ok_or(LabError::Os {
+            what: "mapping the memory-mapped file",
+            source: std::io::Error::other("mmap returned a null pointer"),
+        })?;
+        Ok(Self {
+            ptr,
+            len,
+            file: Some((path, std::process::id())),
+        })
+    }
+
+    /// Evicts `offset..offset + len` from every CPU cache (written back to memory first), so
+    /// the next access to it misses. x86-64 only (`clflush`); elsewhere a no-op that returns
+    /// `false`.
+    ///
+    /// # Panics
+    /// If the range is outside the region.
+    pub(crate) fn evict(&self, offset: usize, len: usize) -> bool {
+        self.check_range(offset, len);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let start = offset - offset % CACHE_LINE_BYTES;
+            for line in (start..offset + len).step_by(CACHE_LINE_BYTES) {
+                // SAFETY: `line` is inside the mapping (the range was checked and `start` only
+                // rounds down to a line inside it); `clflush` reads no data, it only evicts the
+                // line from the caches, and SSE2 is part of the x86-64 baseline.
+                unsafe { std::arch::x86_64::_mm_clflush(self.ptr.as_ptr().add(line)) };
+            }
+            // SAFETY: `mfence` has no preconditions; it orders the flushes before later loads.
+            unsafe { std::arch::x86_64::_mm_mfence() };
+            true
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
     }
 
     /// Maps every page of the region into this process now, so page faults are not timed.
@@ -90,6 +180,21 @@ impl SharedRegion {
         // page aligned and `offset % 8 == 0`), initialised (the kernel zero-fills it), and lives
         // as long as `&self`. Other processes touch it only through atomics too.
         unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
+    }
+
+    /// The 4-byte word at `offset` as an atomic (a futex word).
+    ///
+    /// # Panics
+    /// If `offset` is not 4-byte aligned or the word does not lie inside the region.
+    pub(crate) fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
+        assert!(
+            offset % 4 == 0 && offset.checked_add(4).is_some_and(|end| end <= self.len),
+            "atomic at offset {offset} is misaligned or outside a region of {} bytes",
+            self.len
+        );
+        // SAFETY: as for `atomic_u64`: inside the mapping, aligned, zero-initialised, and
+        // borrowed from `&self`; the other process touches it only through atomics too.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() }
     }
 
     /// Copies `src` into the region at `offset`.
@@ -145,6 +250,11 @@ impl Drop for SharedRegion {
         // SAFETY: `ptr`/`len` describe exactly the mapping made in `new`; every reference into it
         // borrowed `&self`, so none is alive now. Failure would only leak address space.
         let _ = unsafe { munmap(self.ptr.as_ptr().cast(), self.len) };
+        if let Some((path, owner)) = &self.file {
+            if *owner == std::process::id() {
+                let _ = unlink(path);
+            }
+        }
     }
 }
 

@@ -44,6 +44,66 @@ fn tcp_delivers_every_byte() {
 }
 
 #[test]
+fn shm_cold_delivers_every_byte() {
+    check("shm-cold");
+}
+
+#[test]
+fn mmap_file_delivers_every_byte() {
+    check("mmap-file");
+}
+
+#[test]
+fn shmsock_blocking_delivers_every_byte() {
+    check("shmsock-blocking");
+}
+
+#[test]
+fn futex_delivers_every_byte() {
+    check("futex");
+}
+
+#[test]
+fn eventfd_delivers_every_byte() {
+    check("eventfd");
+}
+
+#[test]
+fn signal_delivers_every_byte() {
+    check("signal");
+}
+
+#[test]
+fn fifo_delivers_every_byte() {
+    check("fifo");
+}
+
+#[test]
+fn uds_dgram_delivers_every_byte() {
+    check("uds-dgram");
+}
+
+#[test]
+fn uds_seqpacket_delivers_every_byte() {
+    check("uds-seqpacket");
+}
+
+#[test]
+fn udp_delivers_every_byte() {
+    check("udp");
+}
+
+#[test]
+fn posix_mq_delivers_every_byte() {
+    check("posix-mq");
+}
+
+#[test]
+fn sysv_mq_delivers_every_byte() {
+    check("sysv-mq");
+}
+
+#[test]
 fn unknown_mechanism_is_an_error_naming_the_known_ones() {
     let err = shmsock_lab::check_integrity("carrier-pigeon").expect_err("unknown");
     let text = err.to_string();

@@ -66,6 +66,9 @@ pub(crate) fn run_pair<T>(
         }
         let mut side = child_side;
         let result = side.start().and_then(|()| child_fn(&mut *side));
+        if result.is_err() {
+            side.break_channel();
+        }
         drop(side);
         report.finish(&result);
         if result.is_ok() {

@@ -15,12 +15,21 @@
 //! Messages have the fixed size given to [`Mechanism::setup`]; byte-stream mechanisms (pipe,
 //! Unix stream, TCP) rely on it for framing, reading exactly that many bytes per message.
 
+pub mod eventfd;
+mod fd_msg;
 mod fd_stream;
+pub mod fifo;
 pub mod floor;
+pub mod futex;
 pub mod pipe;
+pub mod posix_mq;
 pub mod raw_ring;
 pub mod shmsock;
+pub mod signal;
+pub mod sysv_mq;
 pub mod tcp;
+pub mod udp;
+pub mod uds_msg;
 pub mod uds_stream;
 
 use std::time::{Duration, Instant};
@@ -60,6 +69,12 @@ pub trait Mechanism {
         size
     }
 
+    /// Largest message the mechanism carries here; the experiments report larger sizes as
+    /// unavailable instead of trying them.
+    fn max_message(&self) -> usize {
+        usize::MAX
+    }
+
     /// Creates both sides for messages of exactly `size` bytes, before the fork.
     fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError>;
 }
@@ -86,6 +101,15 @@ pub trait Side {
         drop(self);
     }
 
+    /// Called by the latency experiment before every round trip, outside the timed interval;
+    /// the default does nothing (`shm-cold` evicts the next payload from the caches here).
+    fn prepare_round_trip(&mut self) {}
+
+    /// Called in a process whose side failed, before the side is dropped: a mechanism whose
+    /// peer would otherwise wait forever (no end of file, no timeout) wakes it with an error
+    /// here. The default does nothing.
+    fn break_channel(&mut self) {}
+
     /// Sends one message (blocks or spins while the channel is full).
     fn send(&mut self, msg: &[u8]) -> Result<(), LabError>;
 
@@ -98,12 +122,24 @@ pub trait Side {
 pub fn all() -> Vec<Box<dyn Mechanism>> {
     vec![
         Box::new(floor::Floor),
-        Box::new(raw_ring::RawRing),
+        Box::new(raw_ring::RawRing::anonymous()),
+        Box::new(raw_ring::RawRing::cold()),
+        Box::new(raw_ring::RawRing::mapped_file()),
         Box::new(shmsock::Shmsock::busy_poll()),
         Box::new(shmsock::Shmsock::adaptive()),
+        Box::new(shmsock::Shmsock::blocking()),
+        Box::new(futex::Futex),
+        Box::new(eventfd::EventFd),
+        Box::new(signal::RtSignal),
         Box::new(pipe::Pipe),
+        Box::new(fifo::Fifo),
         Box::new(uds_stream::UdsStream),
+        Box::new(uds_msg::UdsMsg::dgram()),
+        Box::new(uds_msg::UdsMsg::seqpacket()),
         Box::new(tcp::Tcp),
+        Box::new(udp::Udp),
+        Box::new(posix_mq::PosixMq),
+        Box::new(sysv_mq::SysvMq),
     ]
 }
 

@@ -37,16 +37,83 @@ const SLOTS_OFFSET: usize = 2 * CACHE_LINE_BYTES;
 /// Fewest slots a ring gets, however large the message.
 const MIN_SLOTS: usize = 8;
 
-/// The textbook SPSC ring.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawRing;
+/// What the ring's memory is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backing {
+    /// `MAP_SHARED | MAP_ANONYMOUS`, inherited across `fork`.
+    Anonymous,
+    /// A `MAP_SHARED` mapping of a file in the temporary directory.
+    File,
+}
+
+/// The textbook SPSC ring, over anonymous shared memory or a memory-mapped file.
+///
+/// Three rows use it: `raw-ring` (anonymous memory), `mmap-file` (the same ring in a
+/// `MAP_SHARED` file mapping: the "memory-mapped file" of the reference menu) and `shm-cold`
+/// (anonymous memory, but before every timed round trip the parent evicts the next two
+/// payload slots from every cache with `clflush`, so each message's payload is a cache miss:
+/// the reference documents' "shared memory (cache miss)" row).
+#[derive(Debug, Clone, Copy)]
+pub struct RawRing {
+    name: &'static str,
+    backing: Backing,
+    cold: bool,
+}
+
+impl Default for RawRing {
+    fn default() -> Self {
+        Self::anonymous()
+    }
+}
+
+impl RawRing {
+    /// `raw-ring`: anonymous shared memory, payload hot in the caches.
+    pub fn anonymous() -> Self {
+        Self {
+            name: "raw-ring",
+            backing: Backing::Anonymous,
+            cold: false,
+        }
+    }
+
+    /// `mmap-file`: the ring in a `MAP_SHARED` mapping of a temporary file.
+    pub fn mapped_file() -> Self {
+        Self {
+            name: "mmap-file",
+            backing: Backing::File,
+            cold: false,
+        }
+    }
+
+    /// `shm-cold`: anonymous shared memory, payload evicted before every round trip
+    /// (latency only).
+    pub fn cold() -> Self {
+        Self {
+            name: "shm-cold",
+            backing: Backing::Anonymous,
+            cold: true,
+        }
+    }
+}
 
 impl Mechanism for RawRing {
     fn name(&self) -> &'static str {
-        "raw-ring"
+        self.name
+    }
+
+    fn supports(&self, pattern: Pattern) -> bool {
+        !self.cold || pattern == Pattern::PingPong
     }
 
     fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError> {
+        if self.cold && (pattern != Pattern::PingPong || !cfg!(target_arch = "x86_64")) {
+            return Err(LabError::Unsupported {
+                mechanism: "shm-cold",
+                what: "anything but ping-pong on x86-64 (it evicts lines with clflush)",
+            });
+        }
+        let ring = |size| ring(size, self.backing);
+        let cold = self.cold;
         // child -> parent always; parent -> child only for ping-pong.
         let (up_tx, up_rx) = ring(size)?;
         let (parent, child) = match pattern {
@@ -54,10 +121,12 @@ impl Mechanism for RawRing {
                 RawRingSide {
                     tx: None,
                     rx: Some(up_rx),
+                    cold,
                 },
                 RawRingSide {
                     tx: Some(up_tx),
                     rx: None,
+                    cold,
                 },
             ),
             Pattern::PingPong => {
@@ -66,10 +135,12 @@ impl Mechanism for RawRing {
                     RawRingSide {
                         tx: Some(down_tx),
                         rx: Some(up_rx),
+                        cold,
                     },
                     RawRingSide {
                         tx: Some(up_tx),
                         rx: Some(down_rx),
+                        cold,
                     },
                 )
             }
@@ -82,10 +153,14 @@ impl Mechanism for RawRing {
 }
 
 /// Creates one ring for `size`-byte messages and returns its two ends.
-fn ring(size: usize) -> Result<(Producer, Consumer), LabError> {
+fn ring(size: usize, backing: Backing) -> Result<(Producer, Consumer), LabError> {
     let size = size.max(1);
     let slots = (RING_BYTES / size).max(MIN_SLOTS).next_power_of_two();
-    let region = Rc::new(SharedRegion::new(SLOTS_OFFSET + slots * size)?);
+    let len = SLOTS_OFFSET + slots * size;
+    let region = Rc::new(match backing {
+        Backing::Anonymous => SharedRegion::new(len)?,
+        Backing::File => SharedRegion::new_file(len)?,
+    });
     let layout = Layout { slots, size };
     Ok((
         Producer {
@@ -195,6 +270,8 @@ impl Consumer {
 struct RawRingSide {
     tx: Option<Producer>,
     rx: Option<Consumer>,
+    /// Evict the next payload slots before each round trip (`shm-cold`).
+    cold: bool,
 }
 
 impl Side for RawRingSide {
@@ -207,6 +284,20 @@ impl Side for RawRingSide {
             .chain(consumer)
             .for_each(|r| r.prefault());
         Ok(())
+    }
+
+    fn prepare_round_trip(&mut self) {
+        if !self.cold {
+            return;
+        }
+        // The slot this side will write next and the one the peer will answer into: in
+        // ping-pong both rings advance in lockstep, so neither is in use right now.
+        if let Some(p) = &self.tx {
+            p.region.evict(p.layout.slot_offset(p.tail), p.layout.size);
+        }
+        if let Some(c) = &self.rx {
+            c.region.evict(c.layout.slot_offset(c.head), c.layout.size);
+        }
     }
 
     fn send(&mut self, msg: &[u8]) -> Result<(), LabError> {

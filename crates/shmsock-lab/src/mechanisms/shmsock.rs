@@ -1,8 +1,9 @@
 //! `shmsock` and `shmsock-busy`: the shmsock library's `shm://` transport.
 //!
-//! The same code with two wait strategies, on both sides: `shmsock-busy` spins
+//! The same code with three wait strategies, on both sides: `shmsock-busy` spins
 //! (`WaitStrategy::BusyPoll`), `shmsock` uses the default options (`WaitStrategy::Adaptive`:
-//! spin for a budget, then sleep on a futex). The parent binds a [`Listener`] under a name
+//! spin for a budget, then sleep on a futex), `shmsock-blocking` sleeps on the futex at once
+//! (`WaitStrategy::Blocking`), so it pays a kernel wake-up per message like a pipe does. The parent binds a [`Listener`] under a name
 //! unique to this run (`shm://lab-<pid>-<n>`) *before* the fork; after the fork the child
 //! connects and the parent accepts. Every message is one `Conn::send` / `Conn::recv`, so the
 //! rows show the library's full cost: framing, validation of the peer's ring, wake-ups.
@@ -48,9 +49,20 @@ impl Shmsock {
         }
     }
 
-    fn options(&self) -> Options {
+    /// Both sides sleep at once (`WaitStrategy::Blocking`): the `shmsock-blocking` row.
+    pub fn blocking() -> Self {
+        Self {
+            name: "shmsock-blocking",
+            wait: WaitStrategy::Blocking,
+        }
+    }
+
+    /// The ring is [`RING_BYTES`] like `raw-ring`'s, or four messages' worth when that is more
+    /// (a message must fit in the ring with its frame header: 1 MiB messages get 4 MiB).
+    fn options(&self, size: usize) -> Options {
+        let capacity = RING_BYTES.max(size.saturating_mul(4).next_power_of_two());
         Options::new()
-            .ring_capacity(RING_BYTES)
+            .ring_capacity(capacity)
             .wait_strategy(self.wait)
     }
 }
@@ -60,13 +72,13 @@ impl Mechanism for Shmsock {
         self.name
     }
 
-    fn setup(&self, _pattern: Pattern, _size: usize) -> Result<Pair, LabError> {
+    fn setup(&self, _pattern: Pattern, size: usize) -> Result<Pair, LabError> {
         let endpoint = format!(
             "shm://lab-{}-{}",
             std::process::id(),
             NEXT_NAME.fetch_add(1, Ordering::Relaxed)
         );
-        let listener = Listener::bind_with(&endpoint, self.options()).map_err(lib("bind"))?;
+        let listener = Listener::bind_with(&endpoint, self.options(size)).map_err(lib("bind"))?;
         let socket_path = listener.socket_path().to_path_buf();
         Ok(Pair {
             parent: Box::new(ShmsockSide {
@@ -75,7 +87,7 @@ impl Mechanism for Shmsock {
             child: Box::new(ShmsockSide {
                 state: State::ToConnect {
                     endpoint,
-                    options: self.options(),
+                    options: self.options(size),
                     socket_path,
                 },
             }),

@@ -1,0 +1,312 @@
+//! `signal`: real-time signals carrying their payload in `sigval` (latency only, 8 bytes).
+//!
+//! The oldest notification on Unix, with the smallest payload: a queued real-time signal
+//! (`SIGRTMIN + 5`) carries one pointer-sized `sigval`, here the message's first 8 bytes. The
+//! signal is blocked in the receiving thread and taken synchronously with `sigtimedwait`, so no
+//! handler runs and the wait has a timeout (a dead peer is a stall, not a hang).
+//!
+//! The parent is sometimes one thread of many (the test harness), and a process-directed
+//! signal (`sigqueue`) may be delivered to any thread that does not block it, where its default
+//! action ends the process. So both directions use `rt_tgsigqueueinfo`, the thread-directed
+//! `sigqueue`: the child queues to the parent's measuring thread, the parent to the child
+//! (single-threaded; it publishes its pid in a shared word when it starts).
+//!
+//! # Safety
+//!
+//! `pthread_sigmask`, `sigtimedwait` and the raw `rt_tgsigqueueinfo` syscall are not in rustix,
+//! so this module calls libc. The `siginfo_t` sent is built in [`RtSigInfo`], a `#[repr(C)]`
+//! copy of the kernel's generic layout (checked to be 128 bytes), on the architectures where
+//! that layout is the one in use; elsewhere the mechanism reports itself unavailable.
+#![allow(unsafe_code)]
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::{spin_until, Mechanism, Pair, Pattern, Side, STALL_TIMEOUT};
+use crate::shared::SharedRegion;
+use crate::LabError;
+
+/// Bytes a signal "message" carries: the `sigval`.
+pub const SIGNAL_PAYLOAD_BYTES: usize = 8;
+
+/// Which real-time signal above `SIGRTMIN` the lab uses.
+const SIGRT_OFFSET: libc::c_int = 5;
+/// `SI_QUEUE`: what `sigqueue` puts in `si_code`.
+const SI_QUEUE: libc::c_int = -1;
+/// Offset of the child's pid in the shared region.
+const CHILD_PID_OFFSET: usize = 0;
+
+/// The architectures whose `siginfo_t` has the generic layout [`RtSigInfo`] copies.
+const LAYOUT_KNOWN: bool = cfg!(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+));
+
+/// The kernel's `siginfo_t` for a queued signal (`_sifields._rt`), generic 64-bit layout.
+#[repr(C)]
+struct RtSigInfo {
+    signo: libc::c_int,
+    errno: libc::c_int,
+    code: libc::c_int,
+    _pad: libc::c_int,
+    pid: libc::pid_t,
+    uid: libc::uid_t,
+    value: u64,
+    _rest: [u8; 96],
+}
+
+const _: () = assert!(std::mem::size_of::<RtSigInfo>() == 128);
+const _: () = assert!(std::mem::size_of::<libc::siginfo_t>() == 128);
+
+/// Real-time signals with a `sigval` payload.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RtSignal;
+
+impl Mechanism for RtSignal {
+    fn name(&self) -> &'static str {
+        "signal"
+    }
+
+    fn supports(&self, pattern: Pattern) -> bool {
+        pattern == Pattern::PingPong
+    }
+
+    fn payload_len(&self, _size: usize) -> usize {
+        SIGNAL_PAYLOAD_BYTES
+    }
+
+    fn setup(&self, pattern: Pattern, _size: usize) -> Result<Pair, LabError> {
+        if pattern != Pattern::PingPong {
+            return Err(LabError::Unsupported {
+                mechanism: "signal",
+                what: "streaming (a signal carries 8 bytes)",
+            });
+        }
+        if !LAYOUT_KNOWN {
+            return Err(LabError::Unsupported {
+                mechanism: "signal",
+                what: "this architecture (its siginfo_t layout is not the generic one)",
+            });
+        }
+        let signo = libc::SIGRTMIN() + SIGRT_OFFSET;
+        if signo > libc::SIGRTMAX() {
+            return Err(LabError::Unsupported {
+                mechanism: "signal",
+                what: "a libc with so few real-time signals",
+            });
+        }
+        let region = Rc::new(SharedRegion::new(64)?);
+        let set = sigset_of(signo);
+        // SAFETY: `sigset_t` is a plain C struct; all-zero is a valid value (overwritten below).
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` and `old` are valid sigsets owned by this frame; this changes only the
+        // calling thread's mask (restored when the parent side is dropped).
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+        if rc != 0 {
+            return Err(LabError::Os {
+                what: "blocking the real-time signal",
+                source: std::io::Error::from_raw_os_error(rc),
+            });
+        }
+        // SAFETY: `old` was filled by pthread_sigmask; sigismember only reads it.
+        let was_blocked = unsafe { libc::sigismember(&old, signo) } == 1;
+        // The parent side sends to the child (whose pid it learns in `start`); the child side
+        // sends to the parent's measuring thread.
+        let parent = SignalSide {
+            signo,
+            set,
+            region: Rc::clone(&region),
+            target: None,
+            restore: (!was_blocked).then(std::process::id),
+        };
+        let child = SignalSide {
+            signo,
+            set,
+            region,
+            target: Some((rustix::process::getpid(), rustix::thread::gettid())),
+            restore: None,
+        };
+        Ok(Pair {
+            parent: Box::new(parent),
+            child: Box::new(child),
+        })
+    }
+}
+
+fn sigset_of(signo: libc::c_int) -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set it is given; sigaddset adds a valid signal.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signo);
+        set
+    }
+}
+
+struct SignalSide {
+    signo: libc::c_int,
+    set: libc::sigset_t,
+    region: Rc<SharedRegion>,
+    /// (process, thread) to queue signals to.
+    target: Option<(rustix::process::Pid, rustix::thread::Pid)>,
+    /// On the parent's side, if the signal was not blocked before setup: the parent's pid
+    /// (the process whose thread mask `Drop` restores).
+    restore: Option<u32>,
+}
+
+impl Side for SignalSide {
+    fn start(&mut self) -> Result<(), LabError> {
+        let word = self.region.atomic_u64(CHILD_PID_OFFSET);
+        if self.target.is_some() {
+            // The child: tell the parent where to send.
+            let pid = u64::from(
+                rustix::process::getpid()
+                    .as_raw_nonzero()
+                    .get()
+                    .unsigned_abs(),
+            );
+            // Release pairs with the Acquire load in the parent's `start`.
+            word.store(pid, Ordering::Release);
+            return Ok(());
+        }
+        let pid = spin_until("waiting for the child's pid", || {
+            // Acquire pairs with the Release store in the child's `start`.
+            let v = word.load(Ordering::Acquire);
+            (v != 0).then_some(v)
+        })?;
+        let pid = rustix::process::Pid::from_raw(pid as i32).ok_or(LabError::Child {
+            detail: format!("published an impossible pid {pid}"),
+        })?;
+        self.target = Some((pid, pid));
+        Ok(())
+    }
+
+    fn send(&mut self, msg: &[u8]) -> Result<(), LabError> {
+        let value = msg
+            .first_chunk::<SIGNAL_PAYLOAD_BYTES>()
+            .map(|b| u64::from_le_bytes(*b))
+            .ok_or(LabError::WrongSize {
+                len: msg.len(),
+                size: SIGNAL_PAYLOAD_BYTES,
+            })?;
+        let (pid, tid) = self.target.ok_or(LabError::Unsupported {
+            mechanism: "signal",
+            what: "sending before start",
+        })?;
+        let info = RtSigInfo {
+            signo: self.signo,
+            errno: 0,
+            code: SI_QUEUE,
+            _pad: 0,
+            pid: rustix::process::getpid().as_raw_nonzero().get(),
+            uid: rustix::process::getuid().as_raw(),
+            value,
+            _rest: [0; 96],
+        };
+        // SAFETY: rt_tgsigqueueinfo(tgid, tid, sig, info) reads 128 bytes at `info`, a live
+        // `RtSigInfo` of exactly that size in the kernel's layout (checked at compile time and
+        // by `LAYOUT_KNOWN` in setup).
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_rt_tgsigqueueinfo,
+                pid.as_raw_nonzero().get(),
+                tid.as_raw_nonzero().get(),
+                self.signo,
+                &info as *const RtSigInfo,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ESRCH) {
+            return Err(LabError::PeerClosed {
+                what: "queueing a signal",
+            });
+        }
+        Err(LabError::Os {
+            what: "rt_tgsigqueueinfo",
+            source: err,
+        })
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
+        let len = buf.len();
+        let out = buf
+            .first_chunk_mut::<SIGNAL_PAYLOAD_BYTES>()
+            .ok_or(LabError::WrongSize {
+                len,
+                size: SIGNAL_PAYLOAD_BYTES,
+            })?;
+        let started = Instant::now();
+        let slice = libc::timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
+        loop {
+            let mut info = RtSigInfo {
+                signo: 0,
+                errno: 0,
+                code: 0,
+                _pad: 0,
+                pid: 0,
+                uid: 0,
+                value: 0,
+                _rest: [0; 96],
+            };
+            // SAFETY: `set` is an initialised sigset; `info` is a writable 128-byte buffer with
+            // the layout of `siginfo_t` (sizes checked at compile time); `slice` is valid.
+            let got = unsafe {
+                libc::sigtimedwait(
+                    &self.set,
+                    (&mut info as *mut RtSigInfo).cast::<libc::siginfo_t>(),
+                    &slice,
+                )
+            };
+            if got == self.signo {
+                *out = info.value.to_le_bytes();
+                return Ok(SIGNAL_PAYLOAD_BYTES);
+            }
+            let err = std::io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EAGAIN | libc::EINTR) => {}
+                _ => {
+                    return Err(LabError::Os {
+                        what: "sigtimedwait",
+                        source: err,
+                    })
+                }
+            }
+            if started.elapsed() > STALL_TIMEOUT {
+                return Err(LabError::Stalled {
+                    what: "waiting for a real-time signal",
+                    waited: started.elapsed(),
+                });
+            }
+        }
+    }
+}
+
+impl Drop for SignalSide {
+    fn drop(&mut self) {
+        if self.restore != Some(std::process::id()) {
+            return;
+        }
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // Take any signal still queued before unblocking: its default action ends the process.
+        // SAFETY: `set` is an initialised sigset; a null info pointer is allowed; `zero` is a
+        // valid timespec. The mask change affects this thread only and undoes setup's.
+        unsafe {
+            while libc::sigtimedwait(&self.set, std::ptr::null_mut(), &zero) == self.signo {}
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &self.set, std::ptr::null_mut());
+        }
+    }
+}
