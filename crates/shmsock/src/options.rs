@@ -45,7 +45,7 @@ impl Options {
     }
 
     /// Capacity in bytes of the ring this side sends into (rounded up to a power of two,
-    /// at least 4 KiB, at most 1 GiB). The largest message is the capacity minus 16 bytes.
+    /// at least 4 KiB, at most 1 GiB). The largest message is the capacity minus 128 bytes.
     pub fn ring_capacity(mut self, bytes: usize) -> Self {
         self.ring_capacity = bytes
             .clamp(RING_CAPACITY_MIN_BYTES, RING_CAPACITY_MAX_BYTES)

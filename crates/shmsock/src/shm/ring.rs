@@ -20,6 +20,9 @@
 //! positions are multiples of 16), so zeroed memory never looks published, and a tag names
 //! its exact position, so a frame from an earlier lap never matches.
 //!
+//! Before publishing a frame, the producer clears the tag word where the *next* frame will
+//! start: old payload bytes there could equal the tag the consumer will wait for.
+//!
 //! A frame never wraps: if it does not fit before the end of the ring, the producer first
 //! publishes a `PAD` frame covering the rest of the ring.
 //!
@@ -63,11 +66,14 @@ pub(crate) fn frame_bytes(index: u64, len: u64) -> u64 {
     payload_offset(index, len) + len.next_multiple_of(FRAME_HEADER_BYTES)
 }
 
-/// Largest payload a ring of `capacity` bytes accepts (a frame at index 0 may need a
-/// whole cache line before its payload).
+/// Bytes of the next frame's tag word, which the producer clears with each frame.
+const TAG_BYTES: u64 = 8;
+
+/// Largest payload a ring of `capacity` bytes accepts: a frame at index 0 may need a whole
+/// cache line before its payload, plus the next tag word (rounded to two cache lines).
 #[inline]
 pub(crate) fn max_payload(capacity: u64) -> u64 {
-    (capacity - CACHE_LINE_BYTES).min(u32::MAX as u64)
+    (capacity - 2 * CACHE_LINE_BYTES).min(u32::MAX as u64)
 }
 
 /// The tag that marks the frame at `pos` as published.
@@ -105,6 +111,8 @@ pub(crate) trait RingWrite: RingRead {
     fn store_tag(&self, index: u64, tag: u64);
     /// Copies `data` to ring index `at`.
     fn write_payload(&self, at: u64, data: &[u8]);
+    /// `Relaxed` store of 0 to the tag word at `index` (ordered by the next `store_tag`).
+    fn clear_tag(&self, index: u64);
 }
 
 /// The producer's private state.
@@ -191,25 +199,30 @@ impl Producer {
         let to_end = self.capacity - index;
         if need > to_end {
             // Pad to the end of the ring first; it is published on its own.
-            if !self.reserve(to_end, &mut read_consumed)? {
+            if !self.reserve(to_end + TAG_BYTES, &mut read_consumed)? {
                 return Ok(Push::Full);
             }
             mem.store_meta(
                 index,
                 (to_end - FRAME_HEADER_BYTES) | (u64::from(KIND_PAD) << 32),
             );
+            mem.clear_tag(0);
             // Pairs with the Acquire load in `Consumer::peek`.
             mem.store_tag(index, tag_for(self.pos));
             self.pos += to_end;
             return self.try_push(mem, read_consumed, msg);
         }
-        if !self.reserve(need, &mut read_consumed)? {
+        if !self.reserve(need + TAG_BYTES, &mut read_consumed)? {
             return Ok(Push::Full);
         }
         mem.write_payload(index + payload_offset(index, len), msg);
         mem.store_meta(index, len | (u64::from(KIND_DATA) << 32));
-        // Pairs with the Acquire load in `Consumer::peek`: payload and meta are visible
-        // to a consumer that sees this tag.
+        // The next frame's tag word may hold stale bytes of an old payload that happen to
+        // equal the tag the consumer will wait for there; clear it (the space is ours:
+        // `reserve` covered it).
+        mem.clear_tag((index + need) & (self.capacity - 1));
+        // Pairs with the Acquire load in `Consumer::peek`: payload, meta and the cleared
+        // next tag are visible to a consumer that sees this tag.
         mem.store_tag(index, tag_for(self.pos));
         self.pos += need;
         Ok(Push::Done)
@@ -375,6 +388,9 @@ pub(crate) mod heap {
         }
         fn store_tag(&self, index: u64, tag: u64) {
             self.words[(index / 8) as usize].store(tag, Ordering::Release);
+        }
+        fn clear_tag(&self, index: u64) {
+            self.words[(index / 8) as usize].store(0, Ordering::Relaxed);
         }
         fn write_payload(&self, at: u64, data: &[u8]) {
             let start = at / 8;

@@ -266,6 +266,11 @@ impl RingWrite for OwnedSegment {
             .store(tag, Ordering::Release);
     }
     #[inline]
+    fn clear_tag(&self, index: u64) {
+        self.word64(RING_OFFSET + index as usize)
+            .store(0, Ordering::Relaxed);
+    }
+    #[inline]
     fn write_payload(&self, at: u64, data: &[u8]) {
         let p = self.ring_byte(at, data.len());
         // SAFETY: `ring_byte` checked the range; only we write our ring, and the consumer

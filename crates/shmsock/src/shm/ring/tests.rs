@@ -58,7 +58,8 @@ fn full_ring_refuses_then_accepts_after_a_published_batch() {
     while p.push(&msg) == Push::Done {
         pushed += 1;
     }
-    assert_eq!(pushed, 16, "16 frames of 256 bytes fill 4096");
+    // 16 frames of 256 bytes would fill 4096, but each frame also needs the next tag word.
+    assert_eq!(pushed, 15);
     // Consumption is published a quarter ring (4 frames) at a time.
     for _ in 0..3 {
         assert_eq!(p.pop().unwrap(), msg);
@@ -76,7 +77,9 @@ fn message_of_max_payload_fits_after_padding() {
     let max = p.tx.max_payload() as usize;
     let big = vec![9u8; max];
     // Needs the whole ring: padding goes first, the frame waits for the pad to be consumed.
-    assert_eq!(p.push(&big), Push::Full);
+    assert_eq!(p.push(&big), Push::Full); // the first frame is consumed but not yet published
+    assert_eq!(p.pop(), None); // publishes it
+    assert_eq!(p.push(&big), Push::Full); // padding written, the frame waits for its consumption
     assert_eq!(p.pop(), None); // consumes the padding and publishes
     assert_eq!(p.push(&big), Push::Done);
     assert_eq!(p.pop().unwrap(), big);
@@ -177,4 +180,29 @@ proptest! {
             Err(Corruption(_)) => {}
         }
     }
+}
+
+/// Payload bytes left from an earlier lap may contain exactly the tag the consumer waits
+/// for next (user data is arbitrary). The producer clears the next tag word before it
+/// publishes a frame, so such bytes are never taken for a frame.
+#[test]
+fn stale_payload_that_looks_like_a_future_tag_is_not_a_frame() {
+    const CAP: u64 = 4096;
+    let mut p = Pair::new(CAP);
+    // Lap 0: 240-byte payloads (256-byte frames) whose every word holds the tag that lap 1
+    // expects at that ring index.
+    let mut index = 0;
+    while index < CAP {
+        let msg: Vec<u8> = (0..30u64)
+            .flat_map(|w| tag_for(CAP + index + 16 + w * 8).to_le_bytes())
+            .collect();
+        assert_eq!(p.push(&msg), Push::Done);
+        assert_eq!(p.pop().unwrap(), msg);
+        index += 256;
+    }
+    assert_eq!(p.pop(), None);
+    // Lap 1 with another frame size: its next header lands inside an old payload.
+    assert_eq!(p.push(&[5; 8]), Push::Done);
+    assert_eq!(p.pop().unwrap(), vec![5; 8]);
+    assert_eq!(p.pop(), None, "a stale payload word was taken for a frame");
 }
