@@ -23,6 +23,7 @@ struct Cli {
 const EXAMPLES: &str = "\
 Examples:
   shmsock lab --quick                      measure IPC mechanisms on this machine (< 60 s)
+  shmsock advise --size 1MiB --rate 30000  which mechanism to use, from this machine's numbers
   shmsock recv shm://demo                  bind shm://demo, print each message on a line
   printf 'a\\nb\\n' | shmsock send shm://demo  send two messages
   shmsock send shm://demo --size 64 --count 1000000   synthetic load";
@@ -39,17 +40,66 @@ enum Command {
 
 /// Options of `shmsock lab`.
 #[derive(Args, Debug, Default)]
-#[command(after_help = "Example:\n  shmsock lab --quick --json lab.json")]
+#[command(after_help = "Examples:
+  shmsock lab --quick                          < 60 s, indicative numbers
+  shmsock lab                                  the default report (a few minutes), into ./lab-report/
+  shmsock lab --only latency --mechanisms pipe,futex,shmsock
+  shmsock lab --only throughput --sizes 4KiB,1MiB --out /tmp/lab")]
 struct LabArgs {
     /// Short run (< 60 s): fewer iterations, noisier numbers.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "full")]
     quick: bool,
+    /// Long run: more iterations, stabler tails.
+    #[arg(long)]
+    full: bool,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
-    /// Only these mechanisms (comma-separated: floor,raw-ring,shmsock-busy,shmsock,pipe,uds-stream,tcp).
-    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    /// Directory for report.md, report.json and the SVG plots [default: ./lab-report].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Only these experiments (comma-separated; see the list below).
+    #[arg(long, value_delimiter = ',', value_name = "LIST", help = only_help())]
+    only: Option<Vec<String>>,
+    /// Only these mechanisms (comma-separated; see `shmsock lab --help`).
+    #[arg(long, value_delimiter = ',', value_name = "LIST", help = mechanisms_help())]
     mechanisms: Option<Vec<String>>,
+    /// Throughput message sizes (comma-separated; 64, 4096, 4KiB, 1MiB ...).
+    #[arg(long, value_delimiter = ',', value_name = "LIST", value_parser = parse_size)]
+    sizes: Option<Vec<usize>>,
+}
+
+fn only_help() -> String {
+    format!(
+        "Only these experiments (comma-separated: {})",
+        shmsock_lab::EXPERIMENTS.join(",")
+    )
+}
+
+fn mechanisms_help() -> String {
+    format!(
+        "Only these mechanisms (comma-separated: {})",
+        shmsock_lab::mechanisms::names().join(",")
+    )
+}
+
+/// `4096`, `4K`, `4KiB`, `1M`, `1MiB`.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (try 64, 4KiB, 1MiB)"))?;
+    let scale = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1 << 10,
+        "m" | "mib" | "mb" => 1 << 20,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (B, KiB, MiB)")),
+    };
+    n.checked_mul(scale)
+        .filter(|&n| n >= 8)
+        .ok_or_else(|| format!("{text:?}: sizes go from 8 B up"))
 }
 
 /// How a blocking call waits (see `shmsock::WaitStrategy`).
@@ -87,11 +137,22 @@ impl ConnArgs {
     }
 }
 
+/// Where the report goes when `--out` is not given.
+const LAB_OUT_DEFAULT: &str = "lab-report";
+
 fn run_lab(args: LabArgs) -> ExitCode {
+    let mode = match (args.quick, args.full) {
+        (true, _) => shmsock_lab::Mode::Quick,
+        (_, true) => shmsock_lab::Mode::Full,
+        _ => shmsock_lab::Mode::Default,
+    };
     let opts = shmsock_lab::LabOptions {
-        quick: args.quick,
+        mode,
         json: args.json,
+        out: Some(args.out.unwrap_or_else(|| PathBuf::from(LAB_OUT_DEFAULT))),
         mechanisms: args.mechanisms,
+        only: args.only,
+        sizes: args.sizes,
     };
     match shmsock_lab::run(&opts) {
         Ok(_) => ExitCode::SUCCESS,

@@ -3,14 +3,14 @@
 
 fn main() -> Result<(), shmsock_lab::LabError> {
     let mut opts = shmsock_lab::LabOptions {
-        quick: true,
+        mode: shmsock_lab::Mode::Quick,
         ..Default::default()
     };
     let mut names = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--full" => opts.quick = false,
+            "--full" => opts.mode = shmsock_lab::Mode::Full,
             "--json" => opts.json = args.next().map(Into::into),
             _ => names.push(arg),
         }

@@ -80,6 +80,23 @@ pub enum LabError {
         /// The known names, comma separated.
         known: String,
     },
+    /// An experiment name given in [`crate::LabOptions::only`] is not known.
+    #[error("unknown experiment {name:?}; known experiments: {known}")]
+    UnknownExperiment {
+        /// The name that was asked for.
+        name: String,
+        /// The known names, comma separated.
+        known: String,
+    },
+    /// A report file could not be written.
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
     /// An error, with the step of the lab it happened in.
     #[error("{context}: {source}")]
     Context {

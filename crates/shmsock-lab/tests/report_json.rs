@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shmsock_lab::{Budget, Budgets, LabOptions};
+use shmsock_lab::{Budget, Budgets, LabOptions, Mode};
 
 const TINY: Budget = Budget {
     warmup_iters: 100,
@@ -16,9 +16,11 @@ const TINY: Budget = Budget {
 fn json_report_has_the_required_keys() {
     let path = std::env::temp_dir().join(format!("shmsock-lab-{}.json", std::process::id()));
     shmsock_lab::run(&LabOptions {
-        quick: true,
+        mode: Mode::Quick,
         json: Some(path.clone()),
         mechanisms: Some(vec!["raw-ring".into(), "pipe".into()]),
+        sizes: Some(vec![64, 4096]),
+        ..Default::default()
     })
     .expect("lab runs");
     let text = std::fs::read_to_string(&path).expect("json written");
@@ -90,18 +92,32 @@ fn every_requested_experiment_is_a_row_or_an_unavailable_row() {
     let budgets = Budgets {
         latency: TINY,
         throughput: TINY,
+        bulk_bytes: 4 << 20,
+        bulk_max_time: Duration::from_millis(200),
+        divisor: 1000,
     };
     let names: Vec<String> = shmsock_lab::mechanisms::names()
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let report = shmsock_lab::run_with(Some(&names), true, budgets).expect("lab runs");
+    let opts = LabOptions {
+        mode: Mode::Quick,
+        mechanisms: Some(names.clone()),
+        only: Some(vec!["latency".into(), "throughput".into()]),
+        ..Default::default()
+    };
+    let report = shmsock_lab::run_with(&opts, budgets).expect("lab runs");
     assert_eq!(report.mechanisms, names);
     for name in &names {
         let count = |experiment: &str, size: usize| {
             let measured = match experiment {
                 "latency" => report
                     .latency
+                    .iter()
+                    .filter(|r| &r.mechanism == name && r.size == size)
+                    .count(),
+                "latency-same-cpu" => report
+                    .latency_same_cpu
                     .iter()
                     .filter(|r| &r.mechanism == name && r.size == size)
                     .count(),
@@ -119,10 +135,21 @@ fn every_requested_experiment_is_a_row_or_an_unavailable_row() {
             measured + missing
         };
         assert_eq!(count("latency", 64), 1, "{name} latency:\n{report}");
+        let two_cpus = usize::from(!report.host.pinning.same_cpu());
+        assert_eq!(
+            count("latency-same-cpu", 64),
+            two_cpus,
+            "{name} same CPU:\n{report}"
+        );
         let streams = usize::from(
             shmsock_lab::mechanisms::by_name(name)
                 .expect("known")
                 .supports(shmsock_lab::mechanisms::Pattern::Stream),
+        );
+        assert_eq!(
+            count("throughput", 1 << 20),
+            streams,
+            "{name} 1 MiB:\n{report}"
         );
         assert_eq!(count("throughput", 64), streams, "{name} 64 B:\n{report}");
         assert_eq!(

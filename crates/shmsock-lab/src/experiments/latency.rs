@@ -64,6 +64,7 @@ pub(crate) fn measure(
             let mut measured = 0u64;
             while measured < budget.iters {
                 seq += 1;
+                side.prepare_round_trip();
                 let t0 = Instant::now();
                 round_trip(side, seq)?;
                 let t1 = Instant::now();

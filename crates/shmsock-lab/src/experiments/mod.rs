@@ -49,44 +49,96 @@ impl Budget {
 /// The budgets of one lab run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budgets {
-    /// Ping-pong latency.
+    /// Ping-pong latency (each placement: different CPUs, same CPU).
     pub latency: Budget,
-    /// Streaming throughput (iterations are messages).
+    /// Streaming throughput of small messages (below [`Budgets::BULK_FROM_BYTES`]):
+    /// iterations are messages.
     pub throughput: Budget,
+    /// Bytes moved per bulk throughput row (messages of [`Budgets::BULK_FROM_BYTES`] or more):
+    /// the reference documents move 1 GiB (262,144 × 4 KiB, 1,024 × 1 MiB).
+    pub bulk_bytes: u64,
+    /// Time cap of one bulk throughput row.
+    pub bulk_max_time: Duration,
+    /// Scale of the other experiments (sync tax, contention, serialization, 1M messages):
+    /// messages per run are their reference counts divided by this.
+    pub divisor: u64,
 }
 
 impl Budgets {
-    /// Stable numbers in about two minutes for the whole lab.
+    /// Messages this large or larger are measured by volume ([`Budgets::bulk_bytes`]).
+    pub const BULK_FROM_BYTES: usize = 4096;
+
+    /// The default run: the reference documents' volumes, a few minutes in all on 2 CPUs.
     pub const DEFAULT: Budgets = Budgets {
         latency: Budget {
             warmup_iters: 20_000,
-            warmup_time: Duration::from_millis(500),
+            warmup_time: Duration::from_millis(300),
             iters: 2_000_000,
-            max_time: Duration::from_secs(4),
+            max_time: Duration::from_millis(1500),
         },
         throughput: Budget {
             warmup_iters: 50_000,
-            warmup_time: Duration::from_millis(500),
+            warmup_time: Duration::from_millis(300),
             iters: 100_000_000,
-            max_time: Duration::from_secs(3),
+            max_time: Duration::from_millis(1500),
         },
+        bulk_bytes: 1 << 30,
+        bulk_max_time: Duration::from_secs(15),
+        divisor: 1,
     };
 
-    /// The whole lab in well under a minute: indicative numbers, not stable ones.
+    /// Longer latency and small-message runs, for stable tails.
+    pub const FULL: Budgets = Budgets {
+        latency: Budget {
+            warmup_iters: 50_000,
+            warmup_time: Duration::from_secs(1),
+            iters: 10_000_000,
+            max_time: Duration::from_secs(5),
+        },
+        throughput: Budget {
+            warmup_iters: 100_000,
+            warmup_time: Duration::from_secs(1),
+            iters: 1_000_000_000,
+            max_time: Duration::from_secs(5),
+        },
+        bulk_bytes: 1 << 30,
+        bulk_max_time: Duration::from_secs(60),
+        divisor: 1,
+    };
+
+    /// The whole lab in under a minute: indicative numbers, not stable ones.
     pub const QUICK: Budgets = Budgets {
         latency: Budget {
             warmup_iters: 2_000,
-            warmup_time: Duration::from_millis(50),
+            warmup_time: Duration::from_millis(30),
             iters: 100_000,
-            max_time: Duration::from_millis(400),
+            max_time: Duration::from_millis(150),
         },
         throughput: Budget {
             warmup_iters: 5_000,
-            warmup_time: Duration::from_millis(50),
+            warmup_time: Duration::from_millis(30),
             iters: 10_000_000,
-            max_time: Duration::from_millis(300),
+            max_time: Duration::from_millis(150),
         },
+        bulk_bytes: 32 << 20,
+        bulk_max_time: Duration::from_secs(2),
+        divisor: 50,
     };
+
+    /// The budget of a throughput row of `size`-byte messages: time-capped for small
+    /// messages, [`Budgets::bulk_bytes`] worth of messages (plus 1/16 as warm-up) for bulk.
+    pub fn throughput_for(&self, size: usize) -> Budget {
+        if size < Self::BULK_FROM_BYTES {
+            return self.throughput;
+        }
+        let iters = (self.bulk_bytes / size.max(1) as u64).max(8);
+        Budget {
+            warmup_iters: (iters / 16).max(4),
+            warmup_time: Duration::from_secs(1),
+            iters,
+            max_time: self.bulk_max_time,
+        }
+    }
 }
 
 /// Writes `seq` into the first 8 bytes of `msg` (which the experiments size to at least 8).

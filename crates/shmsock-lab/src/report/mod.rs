@@ -10,7 +10,10 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::host::HostInfo;
+use crate::{LabError, Mode};
 
+mod markdown;
+mod plot;
 mod render;
 
 #[cfg(test)]
@@ -24,10 +27,16 @@ pub struct Report {
     pub host: HostInfo,
     /// Whether the short `quick` budgets were used.
     pub quick: bool,
+    /// `quick`, `default` or `full`.
+    #[serde(default)]
+    pub mode: Mode,
     /// The mechanisms run, in order.
     pub mechanisms: Vec<String>,
-    /// Ping-pong latency rows.
+    /// Ping-pong latency rows, the two sides on different CPUs.
     pub latency: Vec<LatencyRow>,
+    /// Ping-pong latency rows, both sides pinned to the same CPU.
+    #[serde(default)]
+    pub latency_same_cpu: Vec<LatencyRow>,
     /// Streaming throughput rows.
     pub throughput: Vec<ThroughputRow>,
     /// Experiments that produced no numbers, and why.
@@ -205,6 +214,87 @@ impl FloorCheck {
 }
 
 impl Report {
+    /// An empty report of a run about to start.
+    pub fn new(host: HostInfo, mode: Mode, mechanisms: Vec<String>) -> Self {
+        Self {
+            host,
+            quick: mode == Mode::Quick,
+            mode,
+            mechanisms,
+            latency: Vec::new(),
+            latency_same_cpu: Vec::new(),
+            throughput: Vec::new(),
+            unavailable: Vec::new(),
+            floor_check: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Writes the report as JSON to `path`.
+    pub fn write_json(&self, path: &std::path::Path) -> Result<(), LabError> {
+        let json_err = |source| LabError::Json {
+            path: path.to_path_buf(),
+            source,
+        };
+        let json = self
+            .to_json()
+            .map_err(|e| json_err(std::io::Error::other(e)))?;
+        std::fs::write(path, json + "\n").map_err(json_err)
+    }
+
+    /// Writes `report.md`, `report.json` and the SVG plots into `dir` (created if needed) and
+    /// returns the paths written.
+    pub fn write_dir(&self, dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, LabError> {
+        let write_err = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| LabError::Write { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(write_err(dir))?;
+        let mut written = Vec::new();
+        let json = dir.join("report.json");
+        self.write_json(&json)?;
+        written.push(json);
+        let md = dir.join("report.md");
+        std::fs::write(&md, self.render_markdown()).map_err(write_err(&md))?;
+        written.push(md);
+        for (name, svg) in self.plots() {
+            let path = dir.join(name);
+            std::fs::write(&path, svg).map_err(write_err(&path))?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+
+    /// Why a kernel wake-up costs more across CPUs than on one, with this run's numbers (the
+    /// mechanism among `pipe`, `uds-stream`, `futex` whose two placements were both measured).
+    pub fn wakeup_note(&self) -> Option<String> {
+        let (cross, same) = ["futex", "pipe", "uds-stream", "eventfd"]
+            .iter()
+            .find_map(|name| {
+                let find = |rows: &[LatencyRow]| {
+                    rows.iter()
+                        .find(|r| r.mechanism == *name && r.size == crate::LATENCY_SIZE)
+                        .cloned()
+                };
+                Some((find(&self.latency)?, find(&self.latency_same_cpu)?))
+            })?;
+        Some(format!(
+            "Why kernel mechanisms are slower across CPUs ({m}: {c} RTT p50 across CPUs, {s} on \
+             one CPU):\n\
+             a blocked reader sleeps; waking it on ANOTHER CPU means an inter-processor interrupt\n\
+             to a CPU that is idle. On a small VM an idle vCPU halts (its host thread sleeps), so\n\
+             the wake-up waits for the hypervisor to reschedule that vCPU: tens of µs per\n\
+             direction. On the SAME CPU the writer just marks the reader runnable and the\n\
+             scheduler switches to it when the writer blocks: a context switch, a few µs, no\n\
+             interrupt, no halted CPU. Spinning mechanisms (floor, raw-ring, shmsock-busy) show\n\
+             the opposite: across CPUs they never sleep, on one CPU each must yield to let the\n\
+             other run.",
+            m = cross.mechanism,
+            c = fmt_ns(cross.p50_ns),
+            s = fmt_ns(same.p50_ns),
+        ))
+    }
+
     /// Mechanisms whose sides never sleep: each should use a whole CPU while streaming.
     pub const SPINNING: [&'static str; 2] = ["raw-ring", "shmsock-busy"];
     /// A spinning side that got less than this share of its CPU (in %) was preempted.
@@ -232,13 +322,14 @@ impl Report {
     }
 
     fn compute_ratios(&mut self) {
-        let floor = self
-            .latency
-            .iter()
-            .find(|r| r.mechanism == "floor")
-            .map(|r| r.p50_ns);
-        for row in &mut self.latency {
-            row.p50_vs_floor = floor.map(|f| row.p50_ns as f64 / f.max(1) as f64);
+        for rows in [&mut self.latency, &mut self.latency_same_cpu] {
+            let floor = rows
+                .iter()
+                .find(|r| r.mechanism == "floor")
+                .map(|r| r.p50_ns);
+            for row in rows.iter_mut() {
+                row.p50_vs_floor = floor.map(|f| row.p50_ns as f64 / f.max(1) as f64);
+            }
         }
         let rate = |rows: &[ThroughputRow], name: &str, size: usize| {
             rows.iter()
@@ -309,6 +400,7 @@ mod tests {
                 pinning_text: pinning.describe(),
             },
             quick: true,
+            mode: Mode::Quick,
             mechanisms: vec![
                 "floor".into(),
                 "raw-ring".into(),
@@ -316,6 +408,7 @@ mod tests {
                 "pipe".into(),
             ],
             latency: vec![latency("floor", 100), latency("pipe", 5_000)],
+            latency_same_cpu: vec![latency("floor", 2_000), latency("pipe", 6_000)],
             throughput: vec![
                 throughput("raw-ring", 20_000_000),
                 throughput("uds-stream", 500_000),

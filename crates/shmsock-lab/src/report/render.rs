@@ -33,7 +33,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<13} {:>6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
+            "{:<16} {:>6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>13}",
             "mechanism",
             "size",
             "RTT min",
@@ -41,13 +41,19 @@ impl Report {
             "RTT p99",
             "RTT p99.9",
             "one-way p50",
-            "p50/floor"
+            "p50/floor",
+            "same-CPU p50"
         );
         for name in &self.mechanisms {
             for r in self.latency.iter().filter(|r| &r.mechanism == name) {
+                let same = self
+                    .latency_same_cpu
+                    .iter()
+                    .find(|s| s.mechanism == r.mechanism && s.size == r.size)
+                    .map_or_else(|| "-".to_string(), |s| fmt_ns(s.p50_ns));
                 let _ = writeln!(
                     out,
-                    "{:<13} {:>6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
+                    "{:<16} {:>6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>13}",
                     r.mechanism,
                     fmt_size(r.size),
                     fmt_ns(r.min_ns),
@@ -55,23 +61,31 @@ impl Report {
                     fmt_ns(r.p99_ns),
                     fmt_ns(r.p999_ns),
                     fmt_ns(r.oneway_p50_ns),
-                    fmt_ratio(r.p50_vs_floor)
+                    fmt_ratio(r.p50_vs_floor),
+                    same
                 );
             }
             self.render_unavailable(&mut out, name, "latency");
+            self.render_unavailable(&mut out, name, "latency-same-cpu");
+        }
+        if let Some(note) = self.wakeup_note() {
+            let _ = writeln!(out);
+            for line in note.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
         }
         let _ = writeln!(out);
         let _ = writeln!(out, "Throughput, one way, measured by the receiver");
         let _ = writeln!(
             out,
-            "{:<13} {:>6} {:>10} {:>10} {:>10} {:>10} {:>15}",
+            "{:<16} {:>6} {:>10} {:>10} {:>10} {:>10} {:>15}",
             "mechanism", "size", "msgs/s", "MB/s", "/raw-ring", "/uds", "CPU% send/recv"
         );
         for name in &self.mechanisms {
             for r in self.throughput.iter().filter(|r| &r.mechanism == name) {
                 let _ = writeln!(
                     out,
-                    "{:<13} {:>6} {:>10} {:>10.0} {:>10} {:>10} {:>15}",
+                    "{:<16} {:>6} {:>10} {:>10.0} {:>10} {:>10} {:>15}",
                     r.mechanism,
                     fmt_size(r.size),
                     fmt_count(r.msgs_per_s),
@@ -107,9 +121,14 @@ impl Report {
         {
             let _ = writeln!(
                 out,
-                "{:<13} {:>6}  unavailable: {}",
+                "{:<16} {:>6}  unavailable{}: {}",
                 u.mechanism,
                 fmt_size(u.size),
+                if u.experiment == "latency-same-cpu" {
+                    " (same CPU)"
+                } else {
+                    ""
+                },
                 u.reason
             );
         }

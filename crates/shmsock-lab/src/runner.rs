@@ -1,0 +1,245 @@
+//! The driver: which experiment runs when, and where each result goes in the report.
+//!
+//! Order: the floor (reference and noise check), then per mechanism an integrity check, the
+//! latency on different CPUs and on one CPU, and the throughput rows; then the floor again.
+//! Every failure becomes an `unavailable` row and the run goes on.
+
+use crate::experiments::{self, Budgets};
+use crate::host::{HostInfo, Pinning};
+use crate::mechanisms::{self, Mechanism, Pattern};
+use crate::progress::Progress;
+use crate::report::{FloorCheck, LatencyRow, Report, UnavailableRow};
+use crate::{LabError, LabOptions, LATENCY_SIZE};
+
+/// The experiments of one mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Experiment {
+    /// Ping-pong, the two sides on different CPUs.
+    Latency,
+    /// Ping-pong, both sides on the same CPU.
+    LatencySameCpu,
+    /// One-way streaming.
+    Throughput,
+}
+
+impl Experiment {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Experiment::Latency => "latency",
+            Experiment::LatencySameCpu => "latency-same-cpu",
+            Experiment::Throughput => "throughput",
+        }
+    }
+}
+
+/// One lab run in progress.
+pub(crate) struct Lab<'a> {
+    opts: &'a LabOptions,
+    budgets: Budgets,
+    pinning: Pinning,
+    /// Both sides on the parent's CPU; `None` when `pinning` already is that.
+    same_cpu: Option<Pinning>,
+    selected: Vec<Box<dyn Mechanism>>,
+    progress: Progress,
+    report: Report,
+}
+
+impl<'a> Lab<'a> {
+    pub(crate) fn new(
+        opts: &'a LabOptions,
+        budgets: Budgets,
+        host: HostInfo,
+    ) -> Result<Self, LabError> {
+        let selected = select(opts.mechanisms.as_deref())?;
+        let pinning = host.pinning;
+        let same_cpu = (!pinning.same_cpu()).then_some(Pinning {
+            parent_cpu: pinning.parent_cpu,
+            child_cpu: pinning.parent_cpu,
+        });
+        let report = Report::new(
+            host,
+            opts.mode,
+            selected.iter().map(|m| m.name().to_string()).collect(),
+        );
+        let mut lab = Self {
+            opts,
+            budgets,
+            pinning,
+            same_cpu,
+            selected,
+            progress: Progress::new(0),
+            report,
+        };
+        lab.progress = Progress::new(lab.planned_steps());
+        Ok(lab)
+    }
+
+    fn planned_steps(&self) -> u64 {
+        let per_mechanism = |m: &dyn Mechanism| {
+            let mut steps = 1;
+            if self.opts.runs("latency") {
+                steps += 1 + u64::from(self.same_cpu.is_some());
+            }
+            if self.opts.runs("throughput") && m.supports(Pattern::Stream) {
+                steps += self.opts.throughput_sizes().len() as u64;
+            }
+            steps
+        };
+        2 + self
+            .selected
+            .iter()
+            .map(|m| per_mechanism(m.as_ref()))
+            .sum::<u64>()
+    }
+
+    pub(crate) fn run(mut self) -> Result<Report, LabError> {
+        let floor = mechanisms::floor::Floor;
+        self.progress.step("floor (reference)");
+        // A first, discarded pass: the idle CPU the child lands on is slow to wake up at first,
+        // which would make the "before" floor look worse than the "after" one.
+        let _ = experiments::latency::measure(
+            &floor,
+            LATENCY_SIZE,
+            crate::Budgets::QUICK.latency,
+            self.pinning,
+        );
+        let floor_before =
+            experiments::latency::measure(&floor, LATENCY_SIZE, self.budgets.latency, self.pinning);
+        let selected = std::mem::take(&mut self.selected);
+        for mechanism in &selected {
+            self.run_mechanism(mechanism.as_ref(), &floor_before);
+        }
+        self.progress.step("floor again (noise check)");
+        if let Ok(before) = &floor_before {
+            if let Ok(after) = experiments::latency::measure(
+                &floor,
+                LATENCY_SIZE,
+                self.budgets.latency,
+                self.pinning,
+            ) {
+                self.report.floor_check = Some(FloorCheck::new(before.p50_ns, after.p50_ns));
+            }
+        }
+        self.progress.finish();
+        self.report.finish();
+        for warning in &self.report.warnings {
+            eprintln!("lab: {warning}");
+        }
+        Ok(self.report)
+    }
+
+    fn run_mechanism(
+        &mut self,
+        mechanism: &dyn Mechanism,
+        floor_before: &Result<LatencyRow, LabError>,
+    ) {
+        let name = mechanism.name();
+        let mut planned = Vec::new();
+        if self.opts.runs("latency") {
+            planned.push((Experiment::Latency, LATENCY_SIZE));
+            if self.same_cpu.is_some() {
+                planned.push((Experiment::LatencySameCpu, LATENCY_SIZE));
+            }
+        }
+        if self.opts.runs("throughput") && mechanism.supports(Pattern::Stream) {
+            for size in self.opts.throughput_sizes() {
+                planned.push((Experiment::Throughput, size));
+            }
+        }
+        self.progress.step(&format!("{name}: integrity check"));
+        if let Err(err) = experiments::integrity::check(mechanism, self.pinning) {
+            let reason = format!("integrity check failed: {err}");
+            for (experiment, size) in planned {
+                self.unavailable(name, experiment, size, reason.clone());
+            }
+            return;
+        }
+        for (experiment, size) in planned {
+            self.progress
+                .step(&format!("{name}: {}, {size} B", experiment.as_str()));
+            if size > mechanism.max_message() {
+                let reason = format!(
+                    "messages of {size} B exceed this mechanism's limit of {} B here",
+                    mechanism.max_message()
+                );
+                self.unavailable(name, experiment, size, reason);
+                continue;
+            }
+            let outcome = self.measure(mechanism, experiment, size, floor_before);
+            if let Err(reason) = outcome {
+                self.unavailable(name, experiment, size, reason);
+            }
+        }
+    }
+
+    fn measure(
+        &mut self,
+        mechanism: &dyn Mechanism,
+        experiment: Experiment,
+        size: usize,
+        floor_before: &Result<LatencyRow, LabError>,
+    ) -> Result<(), String> {
+        let latency = self.budgets.latency;
+        match experiment {
+            Experiment::Latency if mechanism.name() == "floor" => match floor_before {
+                Ok(row) => {
+                    self.report.latency.push(row.clone());
+                    Ok(())
+                }
+                Err(err) => Err(err.to_string()),
+            },
+            Experiment::Latency => {
+                experiments::latency::measure(mechanism, size, latency, self.pinning)
+                    .map(|row| self.report.latency.push(row))
+                    .map_err(|e| e.to_string())
+            }
+            Experiment::LatencySameCpu => {
+                let pinning = self.same_cpu.unwrap_or(self.pinning);
+                experiments::latency::measure(mechanism, size, latency, pinning)
+                    .map(|row| self.report.latency_same_cpu.push(row))
+                    .map_err(|e| e.to_string())
+            }
+            Experiment::Throughput => experiments::throughput::measure(
+                mechanism,
+                size,
+                self.budgets.throughput_for(size),
+                self.pinning,
+            )
+            .map(|row| self.report.throughput.push(row))
+            .map_err(|e| e.to_string()),
+        }
+    }
+
+    fn unavailable(
+        &mut self,
+        mechanism: &str,
+        experiment: Experiment,
+        size: usize,
+        reason: String,
+    ) {
+        self.progress.note(&format!(
+            "{mechanism}: {} at {size} B unavailable: {reason}",
+            experiment.as_str()
+        ));
+        self.report.unavailable.push(UnavailableRow {
+            mechanism: mechanism.to_string(),
+            experiment: experiment.as_str().to_string(),
+            size,
+            reason,
+        });
+    }
+}
+
+/// The mechanisms to run, in report order; `floor` always included.
+fn select(filter: Option<&[String]>) -> Result<Vec<Box<dyn Mechanism>>, LabError> {
+    let Some(names) = filter else {
+        return Ok(mechanisms::all());
+    };
+    for name in names {
+        mechanisms::by_name(name)?;
+    }
+    Ok(mechanisms::all()
+        .into_iter()
+        .filter(|m| m.name() == "floor" || names.iter().any(|n| n == m.name()))
+        .collect())
+}
