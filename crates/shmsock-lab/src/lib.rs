@@ -31,6 +31,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod claims;
 mod error;
 pub mod experiments;
 pub mod host;

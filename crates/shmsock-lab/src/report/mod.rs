@@ -15,6 +15,11 @@ use crate::{LabError, Mode};
 mod markdown;
 mod plot;
 mod render;
+mod rows;
+
+pub use rows::{ContentionRow, MillionRow, SerializationRow, SyncTaxRow};
+
+use crate::claims::ClaimCheck;
 
 #[cfg(test)]
 use render::fmt_count;
@@ -39,6 +44,21 @@ pub struct Report {
     pub latency_same_cpu: Vec<LatencyRow>,
     /// Streaming throughput rows.
     pub throughput: Vec<ThroughputRow>,
+    /// The synchronisation tax (seed 002).
+    #[serde(default)]
+    pub sync_tax: Vec<SyncTaxRow>,
+    /// Producers 1/2/4/8 into one consumer (seed 002).
+    #[serde(default)]
+    pub contention: Vec<ContentionRow>,
+    /// Serializing a 1 KiB struct (seed 003).
+    #[serde(default)]
+    pub serialization: Vec<SerializationRow>,
+    /// One million messages (seed 003).
+    #[serde(default)]
+    pub million: Vec<MillionRow>,
+    /// Every reference claim checked against this run.
+    #[serde(default)]
+    pub claims: Vec<ClaimCheck>,
     /// Experiments that produced no numbers, and why.
     pub unavailable: Vec<UnavailableRow>,
     /// The floor measured before and after everything else.
@@ -224,6 +244,11 @@ impl Report {
             latency: Vec::new(),
             latency_same_cpu: Vec::new(),
             throughput: Vec::new(),
+            sync_tax: Vec::new(),
+            contention: Vec::new(),
+            serialization: Vec::new(),
+            million: Vec::new(),
+            claims: Vec::new(),
             unavailable: Vec::new(),
             floor_check: None,
             warnings: Vec::new(),
@@ -305,6 +330,7 @@ impl Report {
     /// [`Report::SPINNING_CPU_MIN_PCT`] of their CPU, meaning other work ran on the lab's CPUs.
     pub(crate) fn finish(&mut self) {
         self.compute_ratios();
+        self.claims = crate::claims::check(self);
         self.warnings
             .extend(self.floor_check.as_ref().and_then(FloorCheck::warning));
         for row in &self.throughput {
@@ -414,6 +440,11 @@ mod tests {
                 throughput("uds-stream", 500_000),
                 throughput("pipe", 1_000_000),
             ],
+            sync_tax: Vec::new(),
+            contention: Vec::new(),
+            serialization: Vec::new(),
+            million: Vec::new(),
+            claims: Vec::new(),
             unavailable: vec![UnavailableRow {
                 mechanism: "raw-ring".into(),
                 experiment: "latency".into(),
@@ -483,6 +514,24 @@ mod tests {
             text.contains("pinning: parent on CPU 0, child on CPU 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn claims_are_printed_with_source_ratio_and_verdict() {
+        let mut r = report();
+        r.finish();
+        // pipe: 5 µs RTT = 2.5 µs one-way, inside seed 002's 2–5 µs typical.
+        let check = r
+            .claims
+            .iter()
+            .find(|c| c.measured_by == "pipe" && c.subject.starts_with("Pipe (small"))
+            .filter(|c| c.metric == crate::claims::Metric::LatencyTypical)
+            .expect("pipe latency claim checked");
+        assert_eq!(check.verdict, crate::claims::Verdict::Agrees);
+        assert_eq!(check.same_cpu, Some(3000.0));
+        let text = r.render();
+        assert!(text.contains("seed 002 Pipe (small message)"), "{text}");
+        assert!(text.contains("agrees"), "{text}");
     }
 
     #[test]

@@ -97,6 +97,7 @@ impl Report {
             }
             self.render_unavailable(&mut out, name, "throughput");
         }
+        self.render_claims(&mut out);
         if let Some(check) = &self.floor_check {
             let _ = writeln!(out);
             let _ = writeln!(
@@ -111,6 +112,62 @@ impl Report {
             let _ = writeln!(out, "{warning}");
         }
         out
+    }
+
+    fn render_claims(&self, out: &mut String) {
+        if self.claims.is_empty() {
+            return;
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Reference claims vs this machine (agrees = within the claimed range ×/÷ {}; latency is one-way = RTT / 2)",
+            crate::claims::TOLERANCE
+        );
+        let _ = writeln!(
+            out,
+            "{:<8} {:<34} {:<20} {:>18} {:<16} {:>14} {:>8}  {:<20} {:>12}",
+            "source",
+            "claim",
+            "metric",
+            "claimed",
+            "measured by",
+            "measured",
+            "ratio",
+            "verdict",
+            "same CPU"
+        );
+        for c in &self.claims {
+            let same = match (c.same_cpu, c.same_cpu_verdict) {
+                (Some(v), Some(verdict)) => format!(
+                    "{} {}",
+                    crate::claims::fmt_value(v, c.metric.unit()),
+                    match verdict {
+                        crate::claims::Verdict::Agrees => "=",
+                        crate::claims::Verdict::Faster => "+",
+                        crate::claims::Verdict::Slower => "-",
+                    }
+                ),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "{:<8} {:<34} {:<20} {:>18} {:<16} {:>14} {:>7.2}x  {:<20} {:>12}",
+                c.source,
+                truncate(&c.subject, 34),
+                c.metric.label(),
+                c.claimed,
+                c.measured_by,
+                c.measured_text,
+                c.ratio,
+                c.verdict.as_str(),
+                same
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  (same CPU: the latency with both sides on one CPU; = agrees, + faster, - slower than claimed)"
+        );
     }
 
     fn render_unavailable(&self, out: &mut String, name: &str, experiment: &str) {
@@ -152,7 +209,9 @@ pub(super) fn fmt_ns(ns: u64) -> String {
 }
 
 pub(super) fn fmt_size(size: usize) -> String {
-    if size >= 1024 && size % 1024 == 0 {
+    if size >= 1 << 20 && size % (1 << 20) == 0 {
+        format!("{} MiB", size >> 20)
+    } else if size >= 1024 && size % 1024 == 0 {
         format!("{} KiB", size / 1024)
     } else {
         format!("{size} B")
@@ -169,4 +228,13 @@ pub(super) fn fmt_count(n: u64) -> String {
 
 fn fmt_ratio(ratio: Option<f64>) -> String {
     ratio.map_or_else(|| "-".to_string(), |r| format!("{r:.2}x"))
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
 }

@@ -1,0 +1,837 @@
+//! The reference documents' numbers, as data, and the verdict of this machine on each.
+//!
+//! Every number of the tables in `../shared/seeds/` that the lab can measure is one
+//! [`Claim`]: what it is about, the claimed range (`low..=high`; a single value has
+//! `low == high`), its unit, the document it comes from, and which lab rows measure it. A
+//! claim is checked against every applicable row of a [`Report`]:
+//!
+//! - **agrees**: the measurement is inside the claimed range widened by [`TOLERANCE`] (×/÷ 1.5)
+//!   on each side;
+//! - **faster** / **slower** than claimed: outside it, in the direction that matters (a lower
+//!   latency is faster; a lower rate is slower).
+//!
+//! The ratio printed is measurement / claim, against the claim's middle (the geometric mean of
+//! its range). Latency claims are one-way ("how long it takes for data to travel from sender to
+//! receiver"): the lab compares them with RTT / 2.
+
+use serde::{Deserialize, Serialize};
+
+use crate::report::Report;
+
+/// How far outside the claimed range a measurement may be and still agree (a factor).
+pub const TOLERANCE: f64 = 1.5;
+
+/// What a claim is a number of.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Metric {
+    /// Minimum one-way latency at 64 B, ns (RTT min / 2).
+    LatencyMin,
+    /// Typical one-way latency at 64 B, ns (RTT p50 / 2).
+    LatencyTypical,
+    /// Messages per second streaming `size`-byte messages.
+    Rate {
+        /// Message size in bytes.
+        size: usize,
+    },
+    /// Bytes per second streaming `size`-byte messages.
+    Bandwidth {
+        /// Message size in bytes.
+        size: usize,
+    },
+    /// CPU use streaming `size`-byte messages, % of one CPU (mean of the two sides).
+    Cpu {
+        /// Message size in bytes.
+        size: usize,
+    },
+    /// Messages per second of a synchronisation method (4 KiB SPSC).
+    SyncTax,
+    /// Messages per second with `producers` producers.
+    Contention {
+        /// Producer processes.
+        producers: u32,
+    },
+    /// Encode + decode of a 1 KiB struct, ns.
+    Serialize,
+    /// Seconds to move one million messages.
+    Million,
+}
+
+impl Metric {
+    /// Whether a larger measurement is better (rates) or worse (times).
+    pub fn higher_is_better(self) -> bool {
+        matches!(
+            self,
+            Metric::Rate { .. }
+                | Metric::Bandwidth { .. }
+                | Metric::SyncTax
+                | Metric::Contention { .. }
+        )
+    }
+
+    /// What was compared, in a few words: `one-way p50`, `msgs/s @ 4 KiB`.
+    pub fn label(self) -> String {
+        let size = |s: usize| {
+            if s >= 1 << 20 {
+                format!("{} MiB", s >> 20)
+            } else {
+                format!("{} KiB", s >> 10)
+            }
+        };
+        match self {
+            Metric::LatencyMin => "one-way min".into(),
+            Metric::LatencyTypical => "one-way p50".into(),
+            Metric::Rate { size: s } => format!("msgs/s @ {}", size(s)),
+            Metric::Bandwidth { size: s } => format!("GB/s @ {}", size(s)),
+            Metric::Cpu { size: s } => format!("CPU% @ {}", size(s)),
+            Metric::SyncTax => "msgs/s, 4 KiB SPSC".into(),
+            Metric::Contention { producers } => format!("msgs/s, {producers} producers"),
+            Metric::Serialize => "encode+decode".into(),
+            Metric::Million => "wall time".into(),
+        }
+    }
+
+    /// The unit values of this metric are in.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Metric::LatencyMin | Metric::LatencyTypical | Metric::Serialize => "ns",
+            Metric::Rate { .. } | Metric::SyncTax | Metric::Contention { .. } => "msgs/s",
+            Metric::Bandwidth { .. } => "B/s",
+            Metric::Cpu { .. } => "%",
+            Metric::Million => "s",
+        }
+    }
+}
+
+/// One number of a reference document.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Claim {
+    /// The row of the reference table, in its words.
+    pub subject: &'static str,
+    /// What the number is.
+    pub metric: Metric,
+    /// Lower end of the claimed range (or the value).
+    pub low: f64,
+    /// Upper end of the claimed range (or the value).
+    pub high: f64,
+    /// The document: `seed 002`, `seed 003`.
+    pub source: &'static str,
+    /// The lab rows that measure it (mechanism, sync-tax method, contention queue, ...).
+    pub measured_by: &'static [&'static str],
+}
+
+impl Claim {
+    const fn new(
+        subject: &'static str,
+        metric: Metric,
+        low: f64,
+        high: f64,
+        source: &'static str,
+        measured_by: &'static [&'static str],
+    ) -> Self {
+        Self {
+            subject,
+            metric,
+            low,
+            high,
+            source,
+            measured_by,
+        }
+    }
+
+    /// The middle of the claimed range (geometric mean), what ratios are taken against.
+    pub fn middle(&self) -> f64 {
+        (self.low * self.high).sqrt()
+    }
+
+    /// The verdict on `measured`.
+    pub fn verdict(&self, measured: f64) -> Verdict {
+        if measured < self.low / TOLERANCE {
+            if self.metric.higher_is_better() {
+                Verdict::Slower
+            } else {
+                Verdict::Faster
+            }
+        } else if measured > self.high * TOLERANCE {
+            if self.metric.higher_is_better() {
+                Verdict::Faster
+            } else {
+                Verdict::Slower
+            }
+        } else {
+            Verdict::Agrees
+        }
+    }
+
+    /// The claim as the document states it: `2–5 µs`, `450,000 msgs/s`.
+    pub fn claimed_text(&self) -> String {
+        let unit = self.metric.unit();
+        if self.low == self.high {
+            fmt_value(self.low, unit)
+        } else {
+            format!(
+                "{}–{}",
+                fmt_value(self.low, unit),
+                fmt_value(self.high, unit)
+            )
+        }
+    }
+}
+
+/// How a measurement compares with a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Within the claimed range, widened by [`TOLERANCE`].
+    Agrees,
+    /// Better than claimed (lower latency, higher rate).
+    Faster,
+    /// Worse than claimed.
+    Slower,
+}
+
+impl Verdict {
+    /// `agrees`, `faster than claimed`, `slower than claimed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Agrees => "agrees",
+            Verdict::Faster => "faster than claimed",
+            Verdict::Slower => "slower than claimed",
+        }
+    }
+}
+
+/// A claim checked against one row of a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimCheck {
+    /// The reference table's row.
+    pub subject: String,
+    /// The document.
+    pub source: String,
+    /// What was compared.
+    pub metric: Metric,
+    /// The claim, as text.
+    pub claimed: String,
+    /// Claimed range, in the metric's unit.
+    pub claimed_low: f64,
+    /// Claimed range, in the metric's unit.
+    pub claimed_high: f64,
+    /// The lab row that measured it.
+    pub measured_by: String,
+    /// The measurement, in the metric's unit.
+    pub measured: f64,
+    /// The measurement, as text.
+    pub measured_text: String,
+    /// measured / the claim's middle.
+    pub ratio: f64,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// For latency claims: the same measurement with both sides on one CPU.
+    pub same_cpu: Option<f64>,
+    /// Verdict on `same_cpu`.
+    pub same_cpu_verdict: Option<Verdict>,
+}
+
+const SHM_HOT: &[&str] = &["raw-ring", "mmap-file", "shmsock-busy", "shmsock"];
+const SHM_STREAM: &[&str] = &["raw-ring", "shmsock-busy", "shmsock", "shmsock-blocking"];
+const PIPES: &[&str] = &["pipe", "fifo"];
+const UDS: &[&str] = &["uds-stream", "uds-dgram", "uds-seqpacket"];
+const MIB: usize = 1 << 20;
+const KIB4: usize = 4096;
+const S002: &str = "seed 002";
+const S003: &str = "seed 003";
+
+/// Every claim the lab checks, in the documents' order.
+pub const CLAIMS: &[Claim] = &[
+    // seed 002, "Latency Analysis" (one-way).
+    Claim::new(
+        "Shared memory (cache hit)",
+        Metric::LatencyMin,
+        50.0,
+        100.0,
+        S002,
+        SHM_HOT,
+    ),
+    Claim::new(
+        "Shared memory (cache hit)",
+        Metric::LatencyTypical,
+        100.0,
+        500.0,
+        S002,
+        SHM_HOT,
+    ),
+    Claim::new(
+        "Shared memory (cache miss)",
+        Metric::LatencyMin,
+        100.0,
+        300.0,
+        S002,
+        &["shm-cold"],
+    ),
+    Claim::new(
+        "Shared memory (cache miss)",
+        Metric::LatencyTypical,
+        300.0,
+        1000.0,
+        S002,
+        &["shm-cold"],
+    ),
+    Claim::new(
+        "Pipe (small message)",
+        Metric::LatencyMin,
+        1500.0,
+        3000.0,
+        S002,
+        PIPES,
+    ),
+    Claim::new(
+        "Pipe (small message)",
+        Metric::LatencyTypical,
+        2000.0,
+        5000.0,
+        S002,
+        PIPES,
+    ),
+    Claim::new(
+        "Unix domain socket",
+        Metric::LatencyMin,
+        2000.0,
+        4000.0,
+        S002,
+        UDS,
+    ),
+    Claim::new(
+        "Unix domain socket",
+        Metric::LatencyTypical,
+        3000.0,
+        8000.0,
+        S002,
+        UDS,
+    ),
+    Claim::new(
+        "POSIX message queue",
+        Metric::LatencyMin,
+        3000.0,
+        6000.0,
+        S002,
+        &["posix-mq"],
+    ),
+    Claim::new(
+        "POSIX message queue",
+        Metric::LatencyTypical,
+        5000.0,
+        15000.0,
+        S002,
+        &["posix-mq"],
+    ),
+    Claim::new(
+        "TCP socket (loopback)",
+        Metric::LatencyMin,
+        8000.0,
+        15000.0,
+        S002,
+        &["tcp"],
+    ),
+    Claim::new(
+        "TCP socket (loopback)",
+        Metric::LatencyTypical,
+        15000.0,
+        30000.0,
+        S002,
+        &["tcp"],
+    ),
+    // seed 002, throughput, 4 KB × 262,144.
+    Claim::new(
+        "Shared memory (SPSC), 4 KB",
+        Metric::Rate { size: KIB4 },
+        4.5e6,
+        4.5e6,
+        S002,
+        SHM_STREAM,
+    ),
+    Claim::new(
+        "Shared memory (SPSC), 4 KB",
+        Metric::Bandwidth { size: KIB4 },
+        17.6e9,
+        17.6e9,
+        S002,
+        SHM_STREAM,
+    ),
+    Claim::new(
+        "Shared memory (SPSC), 4 KB",
+        Metric::Cpu { size: KIB4 },
+        18.0,
+        18.0,
+        S002,
+        SHM_STREAM,
+    ),
+    Claim::new(
+        "Pipe, 4 KB",
+        Metric::Rate { size: KIB4 },
+        450e3,
+        450e3,
+        S002,
+        PIPES,
+    ),
+    Claim::new(
+        "Pipe, 4 KB",
+        Metric::Bandwidth { size: KIB4 },
+        1.7e9,
+        1.7e9,
+        S002,
+        PIPES,
+    ),
+    Claim::new(
+        "Pipe, 4 KB",
+        Metric::Cpu { size: KIB4 },
+        45.0,
+        45.0,
+        S002,
+        PIPES,
+    ),
+    Claim::new(
+        "Unix domain socket, 4 KB",
+        Metric::Rate { size: KIB4 },
+        380e3,
+        380e3,
+        S002,
+        UDS,
+    ),
+    Claim::new(
+        "Unix domain socket, 4 KB",
+        Metric::Bandwidth { size: KIB4 },
+        1.5e9,
+        1.5e9,
+        S002,
+        UDS,
+    ),
+    Claim::new(
+        "Unix domain socket, 4 KB",
+        Metric::Cpu { size: KIB4 },
+        52.0,
+        52.0,
+        S002,
+        UDS,
+    ),
+    Claim::new(
+        "POSIX message queue, 4 KB",
+        Metric::Rate { size: KIB4 },
+        180e3,
+        180e3,
+        S002,
+        &["posix-mq"],
+    ),
+    Claim::new(
+        "POSIX message queue, 4 KB",
+        Metric::Bandwidth { size: KIB4 },
+        0.7e9,
+        0.7e9,
+        S002,
+        &["posix-mq"],
+    ),
+    Claim::new(
+        "POSIX message queue, 4 KB",
+        Metric::Cpu { size: KIB4 },
+        68.0,
+        68.0,
+        S002,
+        &["posix-mq"],
+    ),
+    // seed 002, throughput, 1 MB × 1,024.
+    Claim::new(
+        "Shared memory (mmap, pointer exchange), 1 MB",
+        Metric::Rate { size: MIB },
+        50e3,
+        50e3,
+        S002,
+        &["raw-offset", "shmsock-offset"],
+    ),
+    Claim::new(
+        "Shared memory (mmap, pointer exchange), 1 MB",
+        Metric::Bandwidth { size: MIB },
+        50e9,
+        50e9,
+        S002,
+        &["raw-offset", "shmsock-offset"],
+    ),
+    Claim::new(
+        "Shared memory (mmap, pointer exchange), 1 MB",
+        Metric::Cpu { size: MIB },
+        8.0,
+        8.0,
+        S002,
+        &["raw-offset", "shmsock-offset"],
+    ),
+    Claim::new(
+        "Pipe, 1 MB",
+        Metric::Rate { size: MIB },
+        2800.0,
+        2800.0,
+        S002,
+        PIPES,
+    ),
+    Claim::new(
+        "Pipe, 1 MB",
+        Metric::Bandwidth { size: MIB },
+        2.8e9,
+        2.8e9,
+        S002,
+        PIPES,
+    ),
+    Claim::new(
+        "Pipe, 1 MB",
+        Metric::Cpu { size: MIB },
+        72.0,
+        72.0,
+        S002,
+        PIPES,
+    ),
+    Claim::new(
+        "Unix domain socket, 1 MB",
+        Metric::Rate { size: MIB },
+        2400.0,
+        2400.0,
+        S002,
+        &["uds-stream"],
+    ),
+    Claim::new(
+        "Unix domain socket, 1 MB",
+        Metric::Bandwidth { size: MIB },
+        2.4e9,
+        2.4e9,
+        S002,
+        &["uds-stream"],
+    ),
+    Claim::new(
+        "Unix domain socket, 1 MB",
+        Metric::Cpu { size: MIB },
+        75.0,
+        75.0,
+        S002,
+        &["uds-stream"],
+    ),
+    // seed 002, "The Synchronization Tax" (4 KB, SPSC).
+    Claim::new(
+        "Lock-free (atomic flag)",
+        Metric::SyncTax,
+        4.5e6,
+        4.5e6,
+        S002,
+        &["lock-free"],
+    ),
+    Claim::new(
+        "Spinlock (low contention)",
+        Metric::SyncTax,
+        3.8e6,
+        3.8e6,
+        S002,
+        &["spinlock"],
+    ),
+    Claim::new(
+        "Mutex (low contention)",
+        Metric::SyncTax,
+        2.2e6,
+        2.2e6,
+        S002,
+        &["mutex-low"],
+    ),
+    Claim::new(
+        "Mutex (high contention)",
+        Metric::SyncTax,
+        450e3,
+        450e3,
+        S002,
+        &["mutex-high"],
+    ),
+    // seed 002, contention.
+    Claim::new(
+        "Lock-free queue, 1 producer",
+        Metric::Contention { producers: 1 },
+        4.5e6,
+        4.5e6,
+        S002,
+        &["lock-free"],
+    ),
+    Claim::new(
+        "Lock-free queue, 2 producers",
+        Metric::Contention { producers: 2 },
+        3.8e6,
+        3.8e6,
+        S002,
+        &["lock-free"],
+    ),
+    Claim::new(
+        "Lock-free queue, 4 producers",
+        Metric::Contention { producers: 4 },
+        2.2e6,
+        2.2e6,
+        S002,
+        &["lock-free"],
+    ),
+    Claim::new(
+        "Lock-free queue, 8 producers",
+        Metric::Contention { producers: 8 },
+        1.4e6,
+        1.4e6,
+        S002,
+        &["lock-free"],
+    ),
+    Claim::new(
+        "Mutex queue, 1 producer",
+        Metric::Contention { producers: 1 },
+        2.2e6,
+        2.2e6,
+        S002,
+        &["mutex"],
+    ),
+    Claim::new(
+        "Mutex queue, 2 producers",
+        Metric::Contention { producers: 2 },
+        1.1e6,
+        1.1e6,
+        S002,
+        &["mutex"],
+    ),
+    Claim::new(
+        "Mutex queue, 4 producers",
+        Metric::Contention { producers: 4 },
+        380e3,
+        380e3,
+        S002,
+        &["mutex"],
+    ),
+    Claim::new(
+        "Mutex queue, 8 producers",
+        Metric::Contention { producers: 8 },
+        120e3,
+        120e3,
+        S002,
+        &["mutex"],
+    ),
+    Claim::new(
+        "Message queue, 1 producer",
+        Metric::Contention { producers: 1 },
+        450e3,
+        450e3,
+        S002,
+        &["posix-mq"],
+    ),
+    Claim::new(
+        "Message queue, 2 producers",
+        Metric::Contention { producers: 2 },
+        420e3,
+        420e3,
+        S002,
+        &["posix-mq"],
+    ),
+    Claim::new(
+        "Message queue, 4 producers",
+        Metric::Contention { producers: 4 },
+        400e3,
+        400e3,
+        S002,
+        &["posix-mq"],
+    ),
+    Claim::new(
+        "Message queue, 8 producers",
+        Metric::Contention { producers: 8 },
+        380e3,
+        380e3,
+        S002,
+        &["posix-mq"],
+    ),
+    // seed 003.
+    Claim::new(
+        "Shared memory access (~100 ns)",
+        Metric::LatencyTypical,
+        100.0,
+        100.0,
+        S003,
+        &["floor"],
+    ),
+    Claim::new(
+        "Socket-based IPC (2–10 µs)",
+        Metric::LatencyTypical,
+        2000.0,
+        10000.0,
+        S003,
+        &["uds-stream", "tcp"],
+    ),
+    Claim::new(
+        "Serializing 1 KB, binary",
+        Metric::Serialize,
+        1000.0,
+        5000.0,
+        S003,
+        &["postcard"],
+    ),
+    Claim::new(
+        "Serializing 1 KB, JSON",
+        Metric::Serialize,
+        10000.0,
+        50000.0,
+        S003,
+        &["serde_json"],
+    ),
+    Claim::new(
+        "1,000,000 messages, threads + lock-free queue",
+        Metric::Million,
+        0.1,
+        0.1,
+        S003,
+        &["threads"],
+    ),
+    Claim::new(
+        "1,000,000 messages, processes + sockets",
+        Metric::Million,
+        10.0,
+        10.0,
+        S003,
+        &["uds-stream"],
+    ),
+];
+
+/// Checks every claim against every applicable row of `report`.
+pub fn check(report: &Report) -> Vec<ClaimCheck> {
+    let mut out = Vec::new();
+    for claim in CLAIMS {
+        for &row in claim.measured_by {
+            let Some(measured) = measure(report, claim.metric, row, false) else {
+                continue;
+            };
+            let same_cpu = measure(report, claim.metric, row, true);
+            out.push(ClaimCheck {
+                subject: claim.subject.to_string(),
+                source: claim.source.to_string(),
+                metric: claim.metric,
+                claimed: claim.claimed_text(),
+                claimed_low: claim.low,
+                claimed_high: claim.high,
+                measured_by: row.to_string(),
+                measured,
+                measured_text: fmt_value(measured, claim.metric.unit()),
+                ratio: measured / claim.middle(),
+                verdict: claim.verdict(measured),
+                same_cpu,
+                same_cpu_verdict: same_cpu.map(|v| claim.verdict(v)),
+            });
+        }
+    }
+    out
+}
+
+/// The measurement of `metric` in `row` of `report`, if it was measured.
+fn measure(report: &Report, metric: Metric, row: &str, same_cpu: bool) -> Option<f64> {
+    let latency = |pick: fn(&crate::LatencyRow) -> u64| {
+        let rows = if same_cpu {
+            &report.latency_same_cpu
+        } else {
+            &report.latency
+        };
+        rows.iter()
+            .find(|r| r.mechanism == row && r.size == crate::LATENCY_SIZE)
+            .map(|r| pick(r) as f64 / 2.0)
+    };
+    let stream = |size: usize| {
+        report
+            .throughput
+            .iter()
+            .find(|r| r.mechanism == row && r.size == size)
+    };
+    match metric {
+        Metric::LatencyMin => latency(|r| r.min_ns),
+        Metric::LatencyTypical => latency(|r| r.p50_ns),
+        _ if same_cpu => None,
+        Metric::Rate { size } => stream(size).map(|r| r.msgs_per_s as f64),
+        Metric::Bandwidth { size } => stream(size).map(|r| r.bytes_per_s as f64),
+        Metric::Cpu { size } => stream(size).map(|r| (r.sender_cpu_pct + r.receiver_cpu_pct) / 2.0),
+        Metric::SyncTax => report
+            .sync_tax
+            .iter()
+            .find(|r| r.method == row)
+            .map(|r| r.msgs_per_s as f64),
+        Metric::Contention { producers } => report
+            .contention
+            .iter()
+            .find(|r| r.queue == row && r.producers == producers)
+            .map(|r| r.msgs_per_s as f64),
+        Metric::Serialize => report
+            .serialization
+            .iter()
+            .find(|r| r.format == row)
+            .map(|r| r.encode_ns + r.decode_ns),
+        Metric::Million => report
+            .million
+            .iter()
+            .find(|r| r.path == row)
+            .map(|r| r.seconds),
+    }
+}
+
+/// `850 ns`, `4.5 µs`, `4.50 M msgs/s`, `17.6 GB/s`, `45%`, `0.10 s`.
+pub fn fmt_value(value: f64, unit: &str) -> String {
+    match unit {
+        "ns" if value < 1000.0 => format!("{value:.0} ns"),
+        "ns" if value < 1e6 => format!("{:.1} µs", value / 1e3),
+        "ns" => format!("{:.2} ms", value / 1e6),
+        "msgs/s" if value >= 1e6 => format!("{:.2} M msgs/s", value / 1e6),
+        "msgs/s" if value >= 1e4 => format!("{:.0} k msgs/s", value / 1e3),
+        "msgs/s" => format!("{value:.0} msgs/s"),
+        "B/s" => format!("{:.2} GB/s", value / 1e9),
+        "%" => format!("{value:.0}%"),
+        "s" if value < 1.0 => format!("{:.0} ms", value * 1e3),
+        "s" => format!("{value:.2} s"),
+        _ => format!("{value} {unit}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_respect_the_direction_of_better() {
+        let latency = Claim::new("pipe", Metric::LatencyTypical, 2000.0, 5000.0, S002, PIPES);
+        assert_eq!(latency.verdict(3000.0), Verdict::Agrees);
+        assert_eq!(latency.verdict(7000.0), Verdict::Agrees, "within ×1.5");
+        assert_eq!(latency.verdict(8000.0), Verdict::Slower);
+        assert_eq!(latency.verdict(1000.0), Verdict::Faster);
+        let rate = Claim::new(
+            "pipe",
+            Metric::Rate { size: KIB4 },
+            450e3,
+            450e3,
+            S002,
+            PIPES,
+        );
+        assert_eq!(rate.verdict(100e3), Verdict::Slower);
+        assert_eq!(rate.verdict(1e6), Verdict::Faster);
+        assert_eq!(rate.verdict(400e3), Verdict::Agrees);
+    }
+
+    #[test]
+    fn every_seed_table_has_claims_with_sources() {
+        for metric in [
+            Metric::LatencyMin,
+            Metric::Rate { size: KIB4 },
+            Metric::Rate { size: MIB },
+            Metric::SyncTax,
+            Metric::Contention { producers: 8 },
+            Metric::Serialize,
+            Metric::Million,
+        ] {
+            assert!(CLAIMS.iter().any(|c| c.metric == metric), "{metric:?}");
+        }
+        assert!(CLAIMS
+            .iter()
+            .all(|c| c.source.starts_with("seed ") && c.low <= c.high && c.low > 0.0));
+    }
+
+    #[test]
+    fn claims_read_like_the_documents() {
+        let c = Claim::new("pipe", Metric::LatencyTypical, 2000.0, 5000.0, S002, PIPES);
+        assert_eq!(c.claimed_text(), "2.0 µs–5.0 µs");
+        assert_eq!(fmt_value(4.5e6, "msgs/s"), "4.50 M msgs/s");
+        assert_eq!(fmt_value(17.6e9, "B/s"), "17.60 GB/s");
+    }
+}
