@@ -524,8 +524,11 @@ mod tests {
         let check = r
             .claims
             .iter()
-            .find(|c| c.measured_by == "pipe" && c.subject.starts_with("Pipe (small"))
-            .filter(|c| c.metric == crate::claims::Metric::LatencyTypical)
+            .find(|c| {
+                c.measured_by == "pipe"
+                    && c.subject.starts_with("Pipe (small")
+                    && c.metric == crate::claims::Metric::LatencyTypical
+            })
             .expect("pipe latency claim checked");
         assert_eq!(check.verdict, crate::claims::Verdict::Agrees);
         assert_eq!(check.same_cpu, Some(3000.0));
