@@ -6,7 +6,12 @@
 
 use crate::experiments::{self, Budgets};
 use crate::host::{HostInfo, Pinning};
+use crate::mechanisms::offset::OffsetExchange;
 use crate::mechanisms::{self, Mechanism, Pattern};
+
+/// Offset-exchange rows run at throughput sizes of this many bytes or more (seed 002 measures
+/// pointer exchange at 1 MB).
+const OFFSET_FROM_BYTES: usize = 1 << 20;
 use crate::progress::Progress;
 use crate::report::{FloorCheck, LatencyRow, Report, UnavailableRow};
 use crate::{LabError, LabOptions, LATENCY_SIZE};
@@ -85,11 +90,13 @@ impl<'a> Lab<'a> {
             }
             steps
         };
-        2 + self
-            .selected
-            .iter()
-            .map(|m| per_mechanism(m.as_ref()))
-            .sum::<u64>()
+        let offset = self.offset_rows().len() * self.offset_sizes().len();
+        2 + offset as u64
+            + self
+                .selected
+                .iter()
+                .map(|m| per_mechanism(m.as_ref()))
+                .sum::<u64>()
     }
 
     pub(crate) fn run(mut self) -> Result<Report, LabError> {
@@ -108,6 +115,9 @@ impl<'a> Lab<'a> {
         let selected = std::mem::take(&mut self.selected);
         for mechanism in &selected {
             self.run_mechanism(mechanism.as_ref(), &floor_before);
+        }
+        for exchange in self.offset_rows() {
+            self.run_offset(&exchange);
         }
         self.progress.step("floor again (noise check)");
         if let Ok(before) = &floor_before {
@@ -207,6 +217,49 @@ impl<'a> Lab<'a> {
             )
             .map(|row| self.report.throughput.push(row))
             .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The offset-exchange rows to run: the counterparts of the selected copying rows, when
+    /// throughput runs at a size of [`OFFSET_FROM_BYTES`] or more.
+    fn offset_rows(&self) -> Vec<OffsetExchange> {
+        if !self.opts.runs("throughput") || self.offset_sizes().is_empty() {
+            return Vec::new();
+        }
+        [OffsetExchange::raw(), OffsetExchange::shmsock()]
+            .into_iter()
+            .filter(|x| {
+                self.report
+                    .mechanisms
+                    .iter()
+                    .any(|m| m == x.copying_counterpart())
+            })
+            .collect()
+    }
+
+    fn offset_sizes(&self) -> Vec<usize> {
+        self.opts
+            .throughput_sizes()
+            .into_iter()
+            .filter(|&s| s >= OFFSET_FROM_BYTES)
+            .collect()
+    }
+
+    fn run_offset(&mut self, exchange: &OffsetExchange) {
+        let name = exchange.name();
+        self.report.mechanisms.push(name.to_string());
+        for size in self.offset_sizes() {
+            self.progress.step(&format!("{name}: throughput, {size} B"));
+            let outcome = experiments::throughput::measure(
+                exchange,
+                size,
+                self.budgets.throughput_for(size),
+                self.pinning,
+            );
+            match outcome {
+                Ok(row) => self.report.throughput.push(row),
+                Err(e) => self.unavailable(name, Experiment::Throughput, size, e.to_string()),
+            }
         }
     }
 

@@ -21,6 +21,7 @@ mod fd_stream;
 pub mod fifo;
 pub mod floor;
 pub mod futex;
+pub mod offset;
 pub mod pipe;
 pub mod posix_mq;
 pub mod raw_ring;
