@@ -73,7 +73,9 @@ const TAG_BYTES: u64 = 8;
 /// cache line before its payload, plus the next tag word (rounded to two cache lines).
 #[inline]
 pub(crate) fn max_payload(capacity: u64) -> u64 {
-    capacity.saturating_sub(2 * CACHE_LINE_BYTES).min(u32::MAX as u64)
+    capacity
+        .saturating_sub(2 * CACHE_LINE_BYTES)
+        .min(u32::MAX as u64)
 }
 
 /// The tag that marks the frame at `pos` as published.
