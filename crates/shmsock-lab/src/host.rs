@@ -68,6 +68,10 @@ pub struct HostInfo {
     pub kernel: String,
     /// CPU architecture (`uname -m`).
     pub machine: String,
+    /// CPU frequency governor of CPU 0 (`None` when the kernel does not expose it, as on
+    /// most VMs).
+    #[serde(default)]
+    pub governor: Option<String>,
     /// Where the two sides ran.
     pub pinning: Pinning,
     /// `pinning` in words.
@@ -91,6 +95,12 @@ impl HostInfo {
                 text(uname.version())
             ),
             machine: text(uname.machine()),
+            governor: std::fs::read_to_string(
+                "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor",
+            )
+            .ok()
+            .map(|g| g.trim().to_string())
+            .filter(|g| !g.is_empty()),
             pinning,
             pinning_text: pinning.describe(),
         })

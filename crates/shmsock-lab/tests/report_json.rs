@@ -107,7 +107,12 @@ fn every_requested_experiment_is_a_row_or_an_unavailable_row() {
         ..Default::default()
     };
     let report = shmsock_lab::run_with(&opts, budgets).expect("lab runs");
-    assert_eq!(report.mechanisms, names);
+    // The selected mechanisms in order, then the 1 MiB offset-exchange rows.
+    assert_eq!(report.mechanisms[..names.len()], names[..]);
+    assert_eq!(
+        report.mechanisms[names.len()..],
+        ["raw-offset".to_string(), "shmsock-offset".to_string()]
+    );
     for name in &names {
         let count = |experiment: &str, size: usize| {
             let measured = match experiment {

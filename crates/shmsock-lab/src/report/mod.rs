@@ -422,6 +422,7 @@ mod tests {
                 cpus_allowed: 2,
                 kernel: "Linux".into(),
                 machine: "x86_64".into(),
+                governor: None,
                 pinning,
                 pinning_text: pinning.describe(),
             },
@@ -535,6 +536,23 @@ mod tests {
         let text = r.render();
         assert!(text.contains("seed 002 Pipe (small message)"), "{text}");
         assert!(text.contains("agrees"), "{text}");
+    }
+
+    #[test]
+    fn markdown_and_plots_are_written_for_a_report() {
+        let mut r = report();
+        r.finish();
+        let md = r.render_markdown();
+        assert!(md.contains("| pipe |"), "{md}");
+        assert!(md.contains("## Reference claims vs this machine"), "{md}");
+        let plots = r.plots();
+        let names: Vec<_> = plots.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["latency.svg", "throughput.svg"]);
+        assert!(plots.iter().all(|(_, svg)| svg.starts_with("<svg")));
+        let dir = std::env::temp_dir().join(format!("shmsock-lab-md-{}", std::process::id()));
+        let files = r.write_dir(&dir).expect("written");
+        assert_eq!(files.len(), 4, "{files:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

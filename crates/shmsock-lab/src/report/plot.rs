@@ -1,10 +1,224 @@
-//! SVG plots of the report (plotters, SVG backend only: no fonts or system libraries).
+//! SVG plots of the report (plotters, SVG backend only: no fonts or system libraries needed).
+//!
+//! - `latency.svg`: RTT min / p50 / p99 / p99.9 per mechanism (sides on different CPUs), on a
+//!   log axis, with the same-CPU p50 beside them;
+//! - `throughput.svg`: messages per second per mechanism, one series per message size, log axis.
+
+use plotters::prelude::*;
 
 use super::Report;
 
+const WIDTH_PX: u32 = 1100;
+const HEIGHT_PX: u32 = 560;
+
 impl Report {
-    /// The plots: (file name, SVG text).
+    /// The plots: (file name, SVG text). A plot with no data is left out.
     pub fn plots(&self) -> Vec<(&'static str, String)> {
-        Vec::new()
+        let mut out = Vec::new();
+        if let Some(svg) = self.latency_plot() {
+            out.push(("latency.svg", svg));
+        }
+        if let Some(svg) = self.throughput_plot() {
+            out.push(("throughput.svg", svg));
+        }
+        out
     }
+
+    fn latency_plot(&self) -> Option<String> {
+        let rows = &self.latency;
+        if rows.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = rows.iter().map(|r| r.mechanism.clone()).collect();
+        let same = |name: &str| {
+            self.latency_same_cpu
+                .iter()
+                .find(|r| r.mechanism == name)
+                .map(|r| r.p50_ns)
+        };
+        let series: Vec<(&str, RGBColor, Vec<Option<u64>>)> = vec![
+            (
+                "RTT min",
+                GREEN,
+                rows.iter().map(|r| Some(r.min_ns)).collect(),
+            ),
+            (
+                "RTT p50",
+                BLUE,
+                rows.iter().map(|r| Some(r.p50_ns)).collect(),
+            ),
+            (
+                "RTT p99",
+                MAGENTA,
+                rows.iter().map(|r| Some(r.p99_ns)).collect(),
+            ),
+            (
+                "RTT p99.9",
+                RED,
+                rows.iter().map(|r| Some(r.p999_ns)).collect(),
+            ),
+            (
+                "RTT p50, same CPU",
+                BLACK,
+                names.iter().map(|n| same(n)).collect(),
+            ),
+        ];
+        let max = series
+            .iter()
+            .flat_map(|(_, _, v)| v.iter().flatten())
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .max(10);
+        let min = series
+            .iter()
+            .flat_map(|(_, _, v)| v.iter().flatten())
+            .copied()
+            .min()
+            .unwrap_or(1)
+            .max(1);
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (WIDTH_PX, HEIGHT_PX)).into_drawing_area();
+            root.fill(&WHITE).ok()?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(
+                    "Ping-pong round trip, 64 B (ns, log scale)",
+                    ("sans-serif", 20),
+                )
+                .margin(10)
+                .x_label_area_size(90)
+                .y_label_area_size(70)
+                .build_cartesian_2d(
+                    -0.5f64..(names.len() as f64 - 0.5),
+                    ((min as f64) / 2.0..(max as f64) * 2.0).log_scale(),
+                )
+                .ok()?;
+            chart
+                .configure_mesh()
+                .x_labels(names.len())
+                .x_label_formatter(&|x| label_at(&names, *x))
+                .x_label_style(
+                    ("sans-serif", 11)
+                        .into_font()
+                        .transform(FontTransform::Rotate90),
+                )
+                .y_desc("round trip (ns)")
+                .draw()
+                .ok()?;
+            for (label, color, values) in &series {
+                let points: Vec<(f64, f64)> = values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.map(|v| (i as f64, v.max(1) as f64)))
+                    .collect();
+                let color = *color;
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                    .ok()?
+                    .label(*label)
+                    .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()
+                .ok()?;
+            root.present().ok()?;
+        }
+        Some(svg)
+    }
+
+    fn throughput_plot(&self) -> Option<String> {
+        if self.throughput.is_empty() {
+            return None;
+        }
+        let mut names: Vec<String> = Vec::new();
+        for r in &self.throughput {
+            if !names.contains(&r.mechanism) {
+                names.push(r.mechanism.clone());
+            }
+        }
+        let mut sizes: Vec<usize> = self.throughput.iter().map(|r| r.size).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        let max = self.throughput.iter().map(|r| r.msgs_per_s).max()?.max(10);
+        let min = self.throughput.iter().map(|r| r.msgs_per_s).min()?.max(1);
+        let colors = [BLUE, RED, GREEN, MAGENTA, BLACK, CYAN];
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (WIDTH_PX, HEIGHT_PX)).into_drawing_area();
+            root.fill(&WHITE).ok()?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(
+                    "Streaming throughput (messages/s, log scale)",
+                    ("sans-serif", 20),
+                )
+                .margin(10)
+                .x_label_area_size(90)
+                .y_label_area_size(70)
+                .build_cartesian_2d(
+                    -0.5f64..(names.len() as f64 - 0.5),
+                    ((min as f64) / 2.0..(max as f64) * 2.0).log_scale(),
+                )
+                .ok()?;
+            chart
+                .configure_mesh()
+                .x_labels(names.len())
+                .x_label_formatter(&|x| label_at(&names, *x))
+                .x_label_style(
+                    ("sans-serif", 11)
+                        .into_font()
+                        .transform(FontTransform::Rotate90),
+                )
+                .y_desc("messages per second")
+                .draw()
+                .ok()?;
+            for (k, size) in sizes.iter().enumerate() {
+                let color = colors[k % colors.len()];
+                let offset = (k as f64 - (sizes.len() as f64 - 1.0) / 2.0) * 0.15;
+                let points: Vec<(f64, f64)> = self
+                    .throughput
+                    .iter()
+                    .filter(|r| r.size == *size)
+                    .filter_map(|r| {
+                        let i = names.iter().position(|n| *n == r.mechanism)?;
+                        Some((i as f64 + offset, r.msgs_per_s.max(1) as f64))
+                    })
+                    .collect();
+                chart
+                    .draw_series(points.iter().map(|&p| {
+                        Rectangle::new(
+                            [(p.0 - 0.06, min as f64 / 2.0), (p.0 + 0.06, p.1)],
+                            color.filled(),
+                        )
+                    }))
+                    .ok()?
+                    .label(super::render::fmt_size(*size))
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 4), (x + 10, y + 4)], color.filled())
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .ok()?;
+            root.present().ok()?;
+        }
+        Some(svg)
+    }
+}
+
+/// The category name at axis position `x` (an index), or nothing between categories.
+fn label_at(names: &[String], x: f64) -> String {
+    let i = x.round();
+    if (x - i).abs() > 0.01 || i < 0.0 {
+        return String::new();
+    }
+    names.get(i as usize).cloned().unwrap_or_default()
 }

@@ -25,6 +25,11 @@ impl Report {
             h.cpu_model, h.cpus_online, h.cpus_allowed
         );
         let _ = writeln!(out, "  kernel:  {} ({})", h.kernel, h.machine);
+        let _ = writeln!(
+            out,
+            "  governor: {}",
+            h.governor.as_deref().unwrap_or("not readable")
+        );
         let _ = writeln!(out, "  pinning: {}", h.pinning_text);
         let _ = writeln!(out);
         let _ = writeln!(
@@ -199,7 +204,7 @@ impl std::fmt::Display for Report {
 }
 
 /// `850 ns`, `45.2 µs`, `1.20 ms`, `2.00 s`.
-pub(super) fn fmt_ns(ns: u64) -> String {
+pub(crate) fn fmt_ns(ns: u64) -> String {
     match ns {
         0..10_000 => format!("{ns} ns"),
         10_000..10_000_000 => format!("{:.1} µs", ns as f64 / 1e3),
@@ -208,7 +213,7 @@ pub(super) fn fmt_ns(ns: u64) -> String {
     }
 }
 
-pub(super) fn fmt_size(size: usize) -> String {
+pub(crate) fn fmt_size(size: usize) -> String {
     if size >= 1 << 20 && size % (1 << 20) == 0 {
         format!("{} MiB", size >> 20)
     } else if size >= 1024 && size % 1024 == 0 {
@@ -218,7 +223,7 @@ pub(super) fn fmt_size(size: usize) -> String {
     }
 }
 
-pub(super) fn fmt_count(n: u64) -> String {
+pub(crate) fn fmt_count(n: u64) -> String {
     match n {
         0..10_000 => n.to_string(),
         10_000..1_000_000 => format!("{:.1} k", n as f64 / 1e3),
