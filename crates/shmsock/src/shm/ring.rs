@@ -117,6 +117,74 @@ pub(crate) trait RingWrite: RingRead {
     fn clear_tag(&self, index: u64);
 }
 
+/// Publishes a padding frame from `pos` to the end of the ring (the caller reserved it and
+/// the next tag word).
+pub(crate) fn write_pad<M: RingWrite>(mem: &M, pos: u64, capacity: u64) {
+    let index = pos & (capacity - 1);
+    let to_end = capacity - index;
+    mem.store_meta(
+        index,
+        (to_end - FRAME_HEADER_BYTES) | (u64::from(KIND_PAD) << 32),
+    );
+    mem.clear_tag(0);
+    // Pairs with the Acquire load in `Consumer::peek`.
+    mem.store_tag(index, tag_for(pos));
+}
+
+/// Publishes `msg` as a data frame at `pos` (the caller reserved the frame and the next
+/// tag word, and checked it fits before the ring end). Returns the frame's size.
+pub(crate) fn write_frame<M: RingWrite>(mem: &M, pos: u64, capacity: u64, msg: &[u8]) -> u64 {
+    let index = pos & (capacity - 1);
+    let len = msg.len() as u64;
+    let need = frame_bytes(index, len);
+    mem.write_payload(index + payload_offset(index, len), msg);
+    mem.store_meta(index, len | (u64::from(KIND_DATA) << 32));
+    // The next frame's tag word may hold stale bytes of an old payload that happen to equal
+    // the tag the consumer will wait for there; clear it (the space is reserved).
+    mem.clear_tag((index + need) & (capacity - 1));
+    // Pairs with the Acquire load in `Consumer::peek`: payload, meta and the cleared next
+    // tag are visible to a consumer that sees this tag.
+    mem.store_tag(index, tag_for(pos));
+    need
+}
+
+/// A decoded, validated frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Header {
+    /// Padding: skip this many bytes (to the ring end).
+    Pad { skip: u64 },
+    /// A data frame.
+    Data(Frame),
+}
+
+/// Validates the `len | kind` word of the published frame at `pos`: the frame must lie
+/// inside the ring, before its end.
+#[inline]
+pub(crate) fn decode(pos: u64, capacity: u64, meta: u64) -> Result<Header, Corruption> {
+    let index = pos & (capacity - 1);
+    let (len, kind) = (meta & 0xffff_ffff, (meta >> 32) as u32);
+    let room = capacity - index;
+    match kind {
+        KIND_PAD if len == room - FRAME_HEADER_BYTES => Ok(Header::Pad { skip: room }),
+        KIND_PAD => Err(Corruption(format!(
+            "padding frame at position {pos} claims {len} bytes, expected {}",
+            room - FRAME_HEADER_BYTES
+        ))),
+        KIND_DATA if payload_offset(index, len) + len <= room => Ok(Header::Data(Frame {
+            index,
+            payload_at: index + payload_offset(index, len),
+            len: len as usize,
+        })),
+        KIND_DATA => Err(Corruption(format!(
+            "frame at position {pos} claims {len} bytes but only {} remain before the ring end",
+            room - FRAME_HEADER_BYTES
+        ))),
+        other => Err(Corruption(format!(
+            "frame at position {pos} has unknown kind {other}"
+        ))),
+    }
+}
+
 /// The producer's private state.
 #[derive(Debug)]
 pub(crate) struct Producer {
@@ -204,29 +272,14 @@ impl Producer {
             if !self.reserve(to_end + TAG_BYTES, &mut read_consumed)? {
                 return Ok(Push::Full);
             }
-            mem.store_meta(
-                index,
-                (to_end - FRAME_HEADER_BYTES) | (u64::from(KIND_PAD) << 32),
-            );
-            mem.clear_tag(0);
-            // Pairs with the Acquire load in `Consumer::peek`.
-            mem.store_tag(index, tag_for(self.pos));
+            write_pad(mem, self.pos, self.capacity);
             self.pos += to_end;
             return self.try_push(mem, read_consumed, msg);
         }
         if !self.reserve(need + TAG_BYTES, &mut read_consumed)? {
             return Ok(Push::Full);
         }
-        mem.write_payload(index + payload_offset(index, len), msg);
-        mem.store_meta(index, len | (u64::from(KIND_DATA) << 32));
-        // The next frame's tag word may hold stale bytes of an old payload that happen to
-        // equal the tag the consumer will wait for there; clear it (the space is ours:
-        // `reserve` covered it).
-        mem.clear_tag((index + need) & (self.capacity - 1));
-        // Pairs with the Acquire load in `Consumer::peek`: payload, meta and the cleared
-        // next tag are visible to a consumer that sees this tag.
-        mem.store_tag(index, tag_for(self.pos));
-        self.pos += need;
+        self.pos += write_frame(mem, self.pos, self.capacity, msg);
         Ok(Push::Done)
     }
 }
@@ -234,8 +287,8 @@ impl Producer {
 /// A published data frame found by [`Consumer::peek`]; its length is validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Frame {
-    index: u64,
-    payload_at: u64,
+    pub(crate) index: u64,
+    pub(crate) payload_at: u64,
     /// Payload length in bytes.
     pub(crate) len: usize,
 }
@@ -270,40 +323,13 @@ impl Consumer {
     pub(crate) fn peek<M: RingRead>(&mut self, mem: &M) -> Result<Option<Frame>, Corruption> {
         loop {
             let index = self.pos & (self.capacity - 1);
-            // Acquire: pairs with the Release tag store in `Producer::try_push`.
+            // Acquire: pairs with the Release tag store in `write_frame`.
             if mem.load_tag(index)? != tag_for(self.pos) {
                 return Ok(None);
             }
-            let meta = mem.load_meta(index)?;
-            let (len, kind) = (meta & 0xffff_ffff, (meta >> 32) as u32);
-            let room = self.capacity - index - FRAME_HEADER_BYTES;
-            match kind {
-                KIND_PAD if len == room => self.pos += self.capacity - index,
-                KIND_PAD => {
-                    return Err(Corruption(format!(
-                        "padding frame at position {} claims {len} bytes, expected {room}",
-                        self.pos
-                    )))
-                }
-                KIND_DATA if payload_offset(index, len) + len <= room + FRAME_HEADER_BYTES => {
-                    return Ok(Some(Frame {
-                        index,
-                        payload_at: index + payload_offset(index, len),
-                        len: len as usize,
-                    }))
-                }
-                KIND_DATA => {
-                    return Err(Corruption(format!(
-                        "frame at position {} claims {len} bytes but only {room} remain before the ring end",
-                        self.pos
-                    )))
-                }
-                other => {
-                    return Err(Corruption(format!(
-                        "frame at position {} has unknown kind {other}",
-                        self.pos
-                    )))
-                }
+            match decode(self.pos, self.capacity, mem.load_meta(index)?)? {
+                Header::Pad { skip } => self.pos += skip,
+                Header::Data(frame) => return Ok(Some(frame)),
             }
         }
     }

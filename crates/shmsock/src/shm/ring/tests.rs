@@ -136,14 +136,18 @@ proptest! {
         let mut got = Vec::new();
         let mut step = 0;
         while got.len() < sizes.len() {
+            let mut stalled = sent == sizes.len();
             if sent < sizes.len() {
                 let n = sizes[sent];
                 let msg: Vec<u8> = (0..n).map(|i| (i + sent) as u8).collect();
                 if p.push(&msg) == Push::Done {
                     sent += 1;
+                } else {
+                    stalled = true;
                 }
             }
-            for _ in 0..pops[step % pops.len()] {
+            // Pop as the schedule says, but at least once when the producer cannot go on.
+            for _ in 0..pops[step % pops.len()].max(u8::from(stalled)) {
                 if let Some(m) = p.pop() {
                     got.push(m);
                 }
