@@ -67,7 +67,7 @@ impl Listener {
     /// usable, so servers typically log the error and call `accept` again.
     pub fn accept(&self) -> Result<Conn> {
         Ok(Conn {
-            inner: self.inner.accept()?,
+            inner: self.inner.accept(None)?,
         })
     }
 
@@ -75,7 +75,7 @@ impl Listener {
     /// `timeout`. (A peer that connects in time gets the full handshake timeout.)
     pub fn accept_timeout(&self, timeout: Duration) -> Result<Conn> {
         Ok(Conn {
-            inner: self.inner.accept_timeout(timeout)?,
+            inner: self.inner.accept(Some(timeout))?,
         })
     }
 

@@ -1,18 +1,16 @@
 //! One `shm://` connection: our segment (outbound ring), the peer's segment (inbound ring,
 //! read-only), and the Unix socket that tells us when the peer is gone.
 
-use std::io;
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::{RecvFlags, SendFlags};
 
-use super::handshake::{self, Hello, Received, ACK, BYE, HANDSHAKE_TIMEOUT};
-use super::listener::allowed_text;
+use super::handshake::{Role, BYE};
+use super::rendezvous::{connect_side, Peer};
 use super::ring::{Consumer, Corruption, Frame, Producer, Push};
-use super::segment::{self, OwnedSegment, PeerSegment, PROTOCOL_VERSION};
+use super::segment::{self, OwnedSegment, PeerSegment};
 use super::wait::{self, Schedule, SharedFutex, Step, WaitStrategy};
 use crate::error::{Error, Result};
 use crate::options::Options;
@@ -69,126 +67,31 @@ pub(crate) struct ShmConn {
     received: (u64, u64),
 }
 
-/// Validates a received hello and maps the peer's segment.
-pub(super) fn accept_peer_hello(
-    endpoint: &str,
-    received: Received,
-) -> Result<(Hello, PeerSegment)> {
-    let fail = |reason: String| Error::Handshake {
-        endpoint: endpoint.to_owned(),
-        reason,
-    };
-    if received.truncated {
-        return Err(fail("peer sent more than one fd".into()));
-    }
-    let hello = Hello::decode(&received.bytes).map_err(fail)?;
-    if hello.version != PROTOCOL_VERSION {
-        return Err(Error::VersionMismatch {
-            endpoint: endpoint.to_owned(),
-            ours: PROTOCOL_VERSION,
-            peer: hello.version,
-        });
-    }
-    if hello.is_refuse() {
-        return Err(Error::Refused {
-            endpoint: endpoint.to_owned(),
-            reason: match hello.reason {
-                1 => "our uid is not in its allow-list".into(),
-                2 => "it could not create its shared-memory segment (out of memory or fds?)".into(),
-                r => format!("reason code {r}"),
-            },
-        });
-    }
-    let mut fds = received.fds;
-    if fds.len() != 1 {
-        return Err(fail(format!(
-            "expected exactly one fd with the hello, got {}",
-            fds.len()
-        )));
-    }
-    let fd = fds.pop().expect("one fd");
-    let peer = PeerSegment::open(fd, hello.ring_capacity).map_err(|r| fail(r.to_string()))?;
-    Ok((hello, peer))
-}
-
 /// Connects to a bound `shm://` name and runs the connector side of the handshake.
 pub(crate) fn connect(endpoint: String, name: &str, opts: &Options) -> Result<ShmConn> {
-    let (sock_path, _) = handshake::paths(name)
-        .map_err(|e| Error::io(format!("{endpoint}: rendezvous directory"), e))?;
-    let sock = match UnixStream::connect(&sock_path) {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Err(Error::ConnectionRefused {
-                path: sock_path.display().to_string(),
-                endpoint,
-            })
-        }
-        Err(e) => {
-            return Err(Error::io(
-                format!("{endpoint}: connecting to {}", sock_path.display()),
-                e,
-            ))
-        }
-    };
-    let ep = &endpoint;
-    let io_err = |what: &str, e: io::Error| Error::io(format!("{ep}: handshake: {what}"), e);
-    handshake::set_handshake_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))
-        .map_err(|e| io_err("timeouts", e))?;
-    let cred = rustix::net::sockopt::socket_peercred(&sock)
-        .map_err(|e| io_err("SO_PEERCRED", e.into()))?;
-    let (pid, uid) = (cred.pid.as_raw_nonzero().get(), cred.uid.as_raw());
-    if !handshake::uid_allowed(uid, &opts.allowed_uids) {
-        return Err(Error::PermissionDenied {
-            endpoint: endpoint.clone(),
-            pid,
-            uid,
-            allowed: allowed_text(&opts.allowed_uids),
-        });
-    }
-    let received = handshake::recv_hello(&sock).map_err(|e| io_err("receiving hello", e))?;
-    let (_, peer) = accept_peer_hello(ep, received)?;
-    let mine = OwnedSegment::create(opts.ring_capacity).map_err(|e| {
-        io_err(
-            "creating our segment (memfd_create/ftruncate/mmap)",
-            e.into(),
-        )
-    })?;
-    let fd = mine
-        .fd()
-        .try_clone_to_owned()
-        .map_err(|e| io_err("dup", e))?;
-    handshake::send_hello(&sock, &Hello::greeting(mine.capacity()), Some(&fd))
-        .map_err(|e| io_err("sending hello", e))?;
-    drop(fd);
-    let mut ack = [0u8; 1];
-    match rustix::io::read(sock.as_fd(), &mut ack) {
-        Ok(1) if ack[0] == ACK => {}
-        Ok(_) => {
-            return Err(Error::Refused {
-                endpoint: endpoint.clone(),
-                reason: "it rejected our segment or hung up during the handshake".into(),
-            })
-        }
-        Err(e) => return Err(io_err("waiting for ack", e.into())),
-    }
-    handshake::set_handshake_timeouts(&sock, None).map_err(|e| io_err("timeouts", e))?;
-    ShmConn::new(endpoint, pid, sock, mine, peer, opts)
+    let capacity = opts.ring_capacity;
+    let (peer, mine) = connect_side(
+        &endpoint,
+        name,
+        &opts.allowed_uids,
+        (Role::Conn, Role::Conn),
+        |_| OwnedSegment::create(capacity).map_err(Into::into),
+    )?;
+    ShmConn::new(endpoint, peer, mine, opts)
 }
 
 impl ShmConn {
     pub(super) fn new(
         endpoint: String,
-        peer_pid: i32,
-        sock: UnixStream,
+        peer: Peer,
         mine: OwnedSegment,
-        peer: PeerSegment,
         opts: &Options,
     ) -> Result<Self> {
+        let Peer {
+            pid: peer_pid,
+            sock,
+            segment: peer,
+        } = peer;
         let (tx_cap, rx_cap) = (mine.capacity(), peer.capacity_bytes());
         let sleep_cap = if peer.light_notify() && !crate::sys::heavy_barrier() {
             Duration::from_millis(1)

@@ -56,7 +56,36 @@ pub(crate) enum RefuseReason {
     Resources = 2,
 }
 
-/// The fixed-size hello: magic, version, kind, pid, ring capacity, refuse reason.
+/// What a side of a handshake is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Role {
+    /// Either side of a `Conn` (listener or connector).
+    Conn = 0,
+    /// A `Publisher` (listening side).
+    Publisher = 1,
+    /// A `Subscriber` (connecting side).
+    Subscriber = 2,
+}
+
+impl Role {
+    fn from_u32(v: u32) -> Option<Self> {
+        [Role::Conn, Role::Publisher, Role::Subscriber]
+            .into_iter()
+            .find(|r| *r as u32 == v)
+    }
+
+    /// How a user reaches this role, for error messages.
+    pub(crate) fn api(self) -> &'static str {
+        match self {
+            Role::Conn => "a Conn (Listener::bind / Conn::connect)",
+            Role::Publisher => "a Publisher (Publisher::bind / Subscriber::connect)",
+            Role::Subscriber => "a Subscriber",
+        }
+    }
+}
+
+/// The fixed-size hello: magic, version, kind, pid, refuse reason, ring capacity, role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hello {
     pub(crate) version: u32,
@@ -64,16 +93,18 @@ pub(crate) struct Hello {
     pub(crate) pid: u32,
     pub(crate) ring_capacity: u64,
     pub(crate) reason: u32,
+    pub(crate) role: Role,
 }
 
 impl Hello {
-    pub(crate) fn greeting(ring_capacity: u64) -> Self {
+    pub(crate) fn greeting(ring_capacity: u64, role: Role) -> Self {
         Hello {
             version: PROTOCOL_VERSION,
             kind: KIND_HELLO,
             pid: std::process::id(),
             ring_capacity,
             reason: 0,
+            role,
         }
     }
 
@@ -81,7 +112,7 @@ impl Hello {
         Hello {
             kind: KIND_REFUSE,
             reason: reason as u32,
-            ..Hello::greeting(0)
+            ..Hello::greeting(0, Role::Conn)
         }
     }
 
@@ -97,6 +128,7 @@ impl Hello {
         b[16..20].copy_from_slice(&self.pid.to_le_bytes());
         b[20..24].copy_from_slice(&self.reason.to_le_bytes());
         b[24..32].copy_from_slice(&self.ring_capacity.to_le_bytes());
+        b[32..36].copy_from_slice(&(self.role as u32).to_le_bytes());
         b
     }
 
@@ -119,6 +151,8 @@ impl Hello {
             pid: u32_at(16),
             reason: u32_at(20),
             ring_capacity: u64::from_le_bytes(b[24..32].try_into().expect("8 bytes")),
+            role: Role::from_u32(u32_at(32))
+                .ok_or_else(|| format!("hello has unknown role {}", u32_at(32)))?,
         };
         if hello.kind != KIND_HELLO && hello.kind != KIND_REFUSE {
             return Err(format!("hello has unknown kind {}", hello.kind));
@@ -278,7 +312,7 @@ mod tests {
 
     #[test]
     fn hello_round_trips_and_rejects_garbage() {
-        let h = Hello::greeting(1 << 20);
+        let h = Hello::greeting(1 << 20, Role::Publisher);
         assert_eq!(Hello::decode(&h.encode()).unwrap(), h);
         let r = Hello::refuse(RefuseReason::Uid);
         assert!(Hello::decode(&r.encode()).unwrap().is_refuse());

@@ -1,6 +1,8 @@
 //! The `shm://` transport: per-process sealed memfd segments, SPSC frame rings, a futex
 //! eventcount, and a Unix socket for the rendezvous and for peer-death detection.
 
+#[allow(dead_code)] // wired into Publisher/Subscriber next
+pub(crate) mod broadcast;
 pub(crate) mod ring;
 pub(crate) mod wait;
 
@@ -13,6 +15,8 @@ mod conn;
 pub(crate) mod handshake;
 #[cfg(not(loom))]
 mod listener;
+#[cfg(not(loom))]
+pub(crate) mod rendezvous;
 #[cfg(not(loom))]
 pub(crate) mod segment;
 

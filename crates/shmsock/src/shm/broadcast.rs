@@ -1,0 +1,364 @@
+//! One writer, many readers: the broadcast ring of publish/subscribe.
+//!
+//! The publisher's ring uses the frame format of [`ring`](super::ring) (tags, padding,
+//! cleared next tag). Every subscriber maps it read-only and keeps its own read position;
+//! the publisher never learns what a subscriber read except through the consumed position
+//! the subscriber publishes in *its own* segment.
+//!
+//! ```text
+//!              oldest intact frame            write position
+//!                    │                               │
+//!  ring  ... evicted │ F(seq=s) │ F(s+1) │ ... │ F(n-1) │ cleared tag │ free ...
+//!                    └── (oldest_pos, oldest_seq) ───┴── (write_pos, write_seq = n)
+//!                       published together under a seqlock in the publisher's segment
+//! ```
+//!
+//! **Eviction.** Before writing a frame the writer evicts every frame that overlaps the
+//! bytes it is about to reuse (one lap back): it zeroes their tags, advances
+//! `(oldest_pos, oldest_seq)`, issues a Release fence, and only then writes. Policies:
+//! - [`Overflow::Block`]: eviction waits until every subscriber's consumed position is past
+//!   the evicted bytes (the slowest subscriber holds the publisher back).
+//! - [`Overflow::DropOldest`]: eviction never waits. A subscriber that falls a lap behind
+//!   finds `oldest_pos` beyond its position, jumps to `oldest_pos` and reports
+//!   `Lagged(oldest_seq - its_seq)`: the exact number of messages it lost.
+//!
+//! **Torn reads.** Under `DropOldest` the writer may overwrite a frame while a reader copies
+//! it. The reader re-checks the frame's tag after the copy (seqlock style: copy, `Acquire`
+//! fence, re-load); the writer zeroed that tag and fenced *before* writing new bytes, so a
+//! copy that saw any new byte sees the changed tag and is discarded (counted as lost).
+
+use super::ring::{
+    decode, frame_bytes, tag_for, write_frame, write_pad, Corruption, Header, RingRead, RingWrite,
+};
+use crate::sync::{fence, AtomicU64, Ordering};
+
+/// Bytes of the next tag word a frame also reserves (see `ring::write_frame`).
+const TAG_BYTES: u64 = 8;
+/// A reader gives up on a seqlock after this many torn reads (a hostile writer could keep
+/// the version odd forever).
+const SEQLOCK_RETRIES: u32 = 10_000;
+
+/// What a publisher does when a subscriber is a full ring behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Wait for the slowest subscriber (with a timeout in `send_timeout`).
+    #[default]
+    Block,
+    /// Overwrite the oldest messages; a lagging subscriber receives
+    /// [`Error::Lagged`](crate::Error::Lagged) with the number it lost.
+    DropOldest,
+}
+
+/// The seqlock-protected positions in the publisher's segment.
+pub(crate) struct Cursor<'a> {
+    pub(crate) version: &'a AtomicU64,
+    pub(crate) oldest_pos: &'a AtomicU64,
+    pub(crate) oldest_seq: &'a AtomicU64,
+    pub(crate) write_pos: &'a AtomicU64,
+    pub(crate) write_seq: &'a AtomicU64,
+}
+
+/// A consistent snapshot of the cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub(crate) oldest_pos: u64,
+    pub(crate) oldest_seq: u64,
+    pub(crate) write_pos: u64,
+    pub(crate) write_seq: u64,
+}
+
+impl Cursor<'_> {
+    fn publish(&self, s: Snapshot) {
+        let v = self.version.load(Ordering::Relaxed);
+        self.version.store(v.wrapping_add(1), Ordering::Relaxed);
+        // Orders the odd version before the new values (pairs with `snapshot`'s fence).
+        fence(Ordering::Release);
+        self.oldest_pos.store(s.oldest_pos, Ordering::Relaxed);
+        self.oldest_seq.store(s.oldest_seq, Ordering::Relaxed);
+        self.write_pos.store(s.write_pos, Ordering::Relaxed);
+        self.write_seq.store(s.write_seq, Ordering::Relaxed);
+        // Pairs with the Acquire version load in `snapshot`.
+        self.version.store(v.wrapping_add(2), Ordering::Release);
+    }
+
+    /// Reads a consistent snapshot and validates it (positions ordered, at most a ring
+    /// apart, sequences ordered).
+    pub(crate) fn snapshot(&self, capacity: u64) -> Result<Snapshot, Corruption> {
+        for _ in 0..SEQLOCK_RETRIES {
+            let v1 = self.version.load(Ordering::Acquire);
+            if v1 % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let s = Snapshot {
+                oldest_pos: self.oldest_pos.load(Ordering::Relaxed),
+                oldest_seq: self.oldest_seq.load(Ordering::Relaxed),
+                write_pos: self.write_pos.load(Ordering::Relaxed),
+                write_seq: self.write_seq.load(Ordering::Relaxed),
+            };
+            // Pairs with the Release fence in `publish`.
+            fence(Ordering::Acquire);
+            if self.version.load(Ordering::Relaxed) != v1 {
+                continue;
+            }
+            if s.oldest_pos > s.write_pos
+                || s.write_pos - s.oldest_pos > capacity
+                || s.oldest_seq > s.write_seq
+                || s.write_seq - s.oldest_seq > s.write_pos - s.oldest_pos
+            {
+                return Err(Corruption(format!(
+                    "publisher cursor {s:?} is inconsistent"
+                )));
+            }
+            return Ok(s);
+        }
+        Err(Corruption(
+            "publisher cursor never became consistent".into(),
+        ))
+    }
+}
+
+/// The publisher's private state.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    capacity: u64,
+    at: Snapshot,
+}
+
+/// Outcome of [`Writer::try_push`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Push {
+    /// Published.
+    Done,
+    /// `Block` policy: a subscriber still needs the bytes we would reuse; it is at this
+    /// consumed position.
+    Blocked,
+}
+
+impl Writer {
+    pub(crate) fn new(capacity: u64) -> Self {
+        Writer {
+            capacity,
+            at: Snapshot {
+                oldest_pos: 0,
+                oldest_seq: 0,
+                write_pos: 0,
+                write_seq: 0,
+            },
+        }
+    }
+
+    /// Publishes `msg`. `min_consumed` returns the lowest consumed position of the
+    /// subscribers that must not lose data (`Block`), or `None` if there are none; it is
+    /// called only when eviction is needed. The caller checked `msg.len()` against
+    /// `ring::max_payload`.
+    pub(crate) fn try_push<M: RingWrite>(
+        &mut self,
+        mem: &M,
+        cursor: &Cursor<'_>,
+        policy: Overflow,
+        mut min_consumed: impl FnMut() -> Option<u64>,
+        msg: &[u8],
+    ) -> Push {
+        let len = msg.len() as u64;
+        let index = self.at.write_pos & (self.capacity - 1);
+        let to_end = self.capacity - index;
+        let pad = frame_bytes(index, len) > to_end;
+        let frame = if pad {
+            frame_bytes(0, len)
+        } else {
+            frame_bytes(index, len)
+        };
+        let end = self.at.write_pos + if pad { to_end } else { 0 } + frame + TAG_BYTES;
+        // Bytes below `end - capacity` are reused by this frame.
+        let reuse_below = end.saturating_sub(self.capacity);
+        if reuse_below > self.at.oldest_pos && policy == Overflow::Block {
+            if let Some(min) = min_consumed() {
+                if min < reuse_below {
+                    return Push::Blocked;
+                }
+            }
+        }
+        self.evict_below(mem, reuse_below);
+        if pad {
+            write_pad(mem, self.at.write_pos, self.capacity);
+            self.at.write_pos += to_end;
+        }
+        let size = write_frame(mem, self.at.write_pos, self.capacity, msg);
+        self.at.write_pos += size;
+        self.at.write_seq += 1;
+        cursor.publish(self.at);
+        Push::Done
+    }
+
+    /// Zeroes the tags of every frame starting below `limit`, advances the oldest frame, and
+    /// fences so that readers who see new bytes there also see the zeroed tags. Reads only
+    /// our own ring.
+    fn evict_below<M: RingWrite>(&mut self, mem: &M, limit: u64) {
+        let mut evicted = false;
+        while self.at.oldest_pos < limit {
+            let index = self.at.oldest_pos & (self.capacity - 1);
+            let meta = mem.load_meta(index).expect("our own ring is in bounds");
+            let header =
+                decode(self.at.oldest_pos, self.capacity, meta).expect("we wrote this header");
+            mem.clear_tag(index);
+            match header {
+                Header::Pad { skip } => self.at.oldest_pos += skip,
+                Header::Data(frame) => {
+                    self.at.oldest_pos += frame_bytes(frame.index, frame.len as u64);
+                    self.at.oldest_seq += 1;
+                }
+            }
+            evicted = true;
+        }
+        if evicted {
+            // Zeroed tags before the bytes that replace them (pairs with the reader's
+            // Acquire fence before its tag re-check).
+            fence(Ordering::Release);
+        }
+    }
+}
+
+/// What [`Reader::read`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// A message of this length was copied into the buffer.
+    Message(usize),
+    /// Nothing new yet.
+    Empty,
+    /// This many messages were overwritten before we could read them; we skipped them.
+    Lagged(u64),
+    /// The next message has this length and does not fit the buffer (nothing consumed).
+    TooSmall(usize),
+}
+
+/// A subscriber's private state.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    capacity: u64,
+    pos: u64,
+    seq: u64,
+    published: u64,
+}
+
+impl Reader {
+    /// A reader starting at the publisher's current write position.
+    pub(crate) fn new(capacity: u64, start: Snapshot) -> Self {
+        Reader {
+            capacity,
+            pos: start.write_pos,
+            seq: start.write_seq,
+            published: start.write_pos,
+        }
+    }
+
+    /// Position of the next frame (what we publish as consumed).
+    pub(crate) fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Reads the next message into `out`. `check_lag` asks to consult the publisher's
+    /// cursor even if the tag looks unpublished (call it now and then while waiting, and
+    /// before sleeping: an evicted frame's tag reads as zero).
+    pub(crate) fn read<M: RingRead>(
+        &mut self,
+        mem: &M,
+        cursor: &Cursor<'_>,
+        out: &mut [u8],
+        check_lag: bool,
+    ) -> Result<Read, Corruption> {
+        loop {
+            let index = self.pos & (self.capacity - 1);
+            // Acquire: pairs with the Release tag store in `write_frame`.
+            let tag = mem.load_tag(index)?;
+            if tag != tag_for(self.pos) {
+                if check_lag || tag != 0 {
+                    if let Some(lost) = self.resync(cursor)? {
+                        return Ok(Read::Lagged(lost));
+                    }
+                }
+                return Ok(Read::Empty);
+            }
+            let meta = mem.load_meta(index)?;
+            let header = match decode(self.pos, self.capacity, meta) {
+                Ok(h) => h,
+                // A header overwritten under us decodes as garbage; the re-check decides.
+                Err(e) => {
+                    if self.still_valid(mem, index, tag)? {
+                        return Err(e);
+                    }
+                    continue;
+                }
+            };
+            match header {
+                Header::Pad { skip } => {
+                    if self.still_valid(mem, index, tag)? {
+                        self.pos += skip;
+                    }
+                }
+                Header::Data(frame) if frame.len > out.len() => {
+                    if self.still_valid(mem, index, tag)? {
+                        return Ok(Read::TooSmall(frame.len));
+                    }
+                }
+                Header::Data(frame) => {
+                    mem.read_payload(frame.payload_at, &mut out[..frame.len])?;
+                    if self.still_valid(mem, index, tag)? {
+                        self.pos += frame_bytes(frame.index, frame.len as u64);
+                        self.seq += 1;
+                        return Ok(Read::Message(frame.len));
+                    }
+                }
+            }
+            // The frame was overwritten while we read it: the next loop finds the lap.
+        }
+    }
+
+    /// True if the frame's tag still holds after what we read of it.
+    fn still_valid<M: RingRead>(&self, mem: &M, index: u64, tag: u64) -> Result<bool, Corruption> {
+        // Pairs with the Release fence in `Writer::evict_below`.
+        fence(Ordering::Acquire);
+        Ok(mem.load_tag(index)? == tag)
+    }
+
+    /// If the publisher evicted our position, jumps to its oldest frame and returns how
+    /// many messages we lost.
+    fn resync(&mut self, cursor: &Cursor<'_>) -> Result<Option<u64>, Corruption> {
+        let s = cursor.snapshot(self.capacity)?;
+        if s.oldest_pos <= self.pos {
+            if self.pos > s.write_pos {
+                return Err(Corruption(format!(
+                    "our position {} is beyond the publisher's write position {}",
+                    self.pos, s.write_pos
+                )));
+            }
+            return Ok(None);
+        }
+        if s.oldest_seq < self.seq {
+            return Err(Corruption(format!(
+                "publisher's oldest sequence {} went back below ours {}",
+                s.oldest_seq, self.seq
+            )));
+        }
+        let lost = s.oldest_seq - self.seq;
+        self.pos = s.oldest_pos;
+        self.seq = s.oldest_seq;
+        self.published = self.published.min(self.pos);
+        Ok(Some(lost))
+    }
+
+    /// `Some(pos)` when our consumed position should be published (a quarter ring since the
+    /// last time, or always when `idle`).
+    pub(crate) fn publication_due(&mut self, idle: bool) -> Option<u64> {
+        let due =
+            self.pos - self.published >= self.capacity / 4 || (idle && self.pos != self.published);
+        due.then(|| {
+            self.published = self.pos;
+            self.pos
+        })
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -1,0 +1,332 @@
+//! The rendezvous procedure shared by `Conn` and publish/subscribe: binding a name, and the
+//! two sides of the handshake (wire format in [`handshake`](super::handshake)).
+
+use std::borrow::Borrow;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{FlockOperation, Mode as FileMode, OFlags};
+
+use super::handshake::{self, Hello, Received, RefuseReason, Role, ACK, HANDSHAKE_TIMEOUT};
+use super::segment::{OwnedSegment, PeerSegment, PROTOCOL_VERSION};
+use crate::error::{Error, Result};
+
+/// A bound `shm://` name: the flock'd lock file and the listening socket. Dropping it
+/// removes both names.
+pub(crate) struct BoundName {
+    endpoint: String,
+    listener: UnixListener,
+    sock_path: PathBuf,
+    lock_path: PathBuf,
+    /// Held (flock) for the life of the binding; released by the kernel if we die.
+    _lock: OwnedFd,
+}
+
+/// Takes the exclusive lock on `path`, making sure the locked file is still the one at `path`
+/// (a previous owner may have unlinked it between our open and our flock).
+fn lock_name(endpoint: &str, path: &Path) -> Result<OwnedFd> {
+    let ctx = |what: &str| format!("{endpoint}: {what} lock file {}", path.display());
+    for _ in 0..8 {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            FileMode::from_raw_mode(0o600),
+        )
+        .map_err(|e| Error::io(ctx("opening"), e))?;
+        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(Error::AddrInUse {
+                    endpoint: endpoint.to_owned(),
+                    lock: path.display().to_string(),
+                })
+            }
+            Err(e) => return Err(Error::io(ctx("locking"), e)),
+        }
+        let ours = rustix::fs::fstat(&fd).map_err(|e| Error::io(ctx("checking"), e))?;
+        match std::fs::metadata(path) {
+            Ok(m) if m.ino() == ours.st_ino && m.dev() == ours.st_dev => return Ok(fd),
+            _ => continue, // unlinked or replaced under us: retry on the new file
+        }
+    }
+    Err(Error::io(
+        ctx("locking"),
+        io::Error::other("lock file keeps changing"),
+    ))
+}
+
+impl BoundName {
+    /// Binds `name`: takes its lock (a live holder → `AddrInUse`), replaces a stale socket.
+    pub(crate) fn bind(endpoint: &str, name: &str) -> Result<Self> {
+        let (sock_path, lock_path) = handshake::paths(name)
+            .map_err(|e| Error::io(format!("{endpoint}: rendezvous directory"), e))?;
+        let lock = lock_name(endpoint, &lock_path)?;
+        // We hold the lock, so any socket file left here belongs to a dead listener.
+        match std::fs::remove_file(&sock_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::io(
+                    format!("{endpoint}: removing stale socket {}", sock_path.display()),
+                    e,
+                ))
+            }
+        }
+        let listener = UnixListener::bind(&sock_path)
+            .map_err(|e| Error::io(format!("{endpoint}: binding {}", sock_path.display()), e))?;
+        std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(format!("{endpoint}: chmod {}", sock_path.display()), e))?;
+        Ok(BoundName {
+            endpoint: endpoint.to_owned(),
+            listener,
+            sock_path,
+            lock_path,
+            _lock: lock,
+        })
+    }
+
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub(crate) fn socket_path(&self) -> &Path {
+        &self.sock_path
+    }
+
+    /// Waits for the next connection, at most `timeout` (`None`: forever).
+    pub(crate) fn accept(&self, timeout: Option<Duration>) -> Result<UnixStream> {
+        if let Some(timeout) = timeout {
+            let deadline = Instant::now() + timeout;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let ts = rustix::time::Timespec {
+                    tv_sec: left.as_secs() as i64,
+                    tv_nsec: i64::from(left.subsec_nanos()),
+                };
+                let mut fds = [rustix::event::PollFd::new(
+                    &self.listener,
+                    rustix::event::PollFlags::IN,
+                )];
+                match rustix::event::poll(&mut fds, Some(&ts)) {
+                    Ok(0) => return Err(Error::TimedOut),
+                    Ok(_) => break,
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => return Err(Error::io(format!("{}: poll", self.endpoint), e)),
+                }
+            }
+        }
+        let (sock, _) = self
+            .listener
+            .accept()
+            .map_err(|e| Error::io(format!("{}: accept", self.endpoint), e))?;
+        Ok(sock)
+    }
+}
+
+impl Drop for BoundName {
+    fn drop(&mut self) {
+        // Remove the names while we still hold the lock, so a new binder never sees our
+        // socket as live after we are gone.
+        let _ = std::fs::remove_file(&self.sock_path);
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+/// The allow-list as text for error messages.
+pub(crate) fn allowed_text(allowed: &[u32]) -> String {
+    if allowed.is_empty() {
+        format!("only our own uid {}", rustix::process::geteuid().as_raw())
+    } else {
+        format!("{allowed:?}")
+    }
+}
+
+/// A completed handshake: the peer's pid (from SO_PEERCRED), the socket (kept open to
+/// detect its death) and its mapped segment.
+pub(crate) struct Peer {
+    pub(crate) pid: i32,
+    pub(crate) sock: UnixStream,
+    pub(crate) segment: PeerSegment,
+}
+
+fn io_err(endpoint: &str, what: &str, e: impl Into<io::Error>) -> Error {
+    Error::io(format!("{endpoint}: handshake: {what}"), e)
+}
+
+/// Reads SO_PEERCRED and checks the uid against `allowed`.
+fn checked_peer(endpoint: &str, sock: &UnixStream, allowed: &[u32]) -> Result<i32> {
+    let cred = rustix::net::sockopt::socket_peercred(sock)
+        .map_err(|e| io_err(endpoint, "SO_PEERCRED", e))?;
+    let (pid, uid) = (cred.pid.as_raw_nonzero().get(), cred.uid.as_raw());
+    if !handshake::uid_allowed(uid, allowed) {
+        return Err(Error::PermissionDenied {
+            endpoint: endpoint.to_owned(),
+            pid,
+            uid,
+            allowed: allowed_text(allowed),
+        });
+    }
+    Ok(pid)
+}
+
+fn send_segment(endpoint: &str, sock: &UnixStream, seg: &OwnedSegment, role: Role) -> Result<()> {
+    let fd = seg
+        .fd()
+        .try_clone_to_owned()
+        .map_err(|e| io_err(endpoint, "dup", e))?;
+    handshake::send_hello(sock, &Hello::greeting(seg.capacity(), role), Some(&fd))
+        .map_err(|e| io_err(endpoint, "sending hello", e))
+}
+
+/// Validates a received hello (from a peer expected to play `role`) and maps its segment.
+pub(crate) fn accept_peer_hello(
+    endpoint: &str,
+    received: Received,
+    role: Role,
+) -> Result<(Hello, PeerSegment)> {
+    let fail = |reason: String| Error::Handshake {
+        endpoint: endpoint.to_owned(),
+        reason,
+    };
+    if received.truncated {
+        return Err(fail("peer sent more than one fd".into()));
+    }
+    let hello = Hello::decode(&received.bytes).map_err(fail)?;
+    if hello.version != PROTOCOL_VERSION {
+        return Err(Error::VersionMismatch {
+            endpoint: endpoint.to_owned(),
+            ours: PROTOCOL_VERSION,
+            peer: hello.version,
+        });
+    }
+    if hello.is_refuse() {
+        return Err(Error::Refused {
+            endpoint: endpoint.to_owned(),
+            reason: match hello.reason {
+                1 => "our uid is not in its allow-list".into(),
+                2 => "it could not create its shared-memory segment (out of memory or fds?)".into(),
+                r => format!("reason code {r}"),
+            },
+        });
+    }
+    if hello.role != role {
+        return Err(fail(format!(
+            "the peer is {}, but {} was expected",
+            hello.role.api(),
+            role.api()
+        )));
+    }
+    let mut fds = received.fds;
+    if fds.len() != 1 {
+        return Err(fail(format!(
+            "expected exactly one fd with the hello, got {}",
+            fds.len()
+        )));
+    }
+    let fd = fds.pop().expect("one fd");
+    let peer = PeerSegment::open(fd, hello.ring_capacity).map_err(|r| fail(r.to_string()))?;
+    Ok((hello, peer))
+}
+
+/// The listening side of a handshake on an accepted socket. Credentials are checked before
+/// `mine` is even created, and long before any fd leaves this process.
+pub(crate) fn listen_side<S: Borrow<OwnedSegment>>(
+    endpoint: &str,
+    sock: UnixStream,
+    allowed: &[u32],
+    (my_role, peer_role): (Role, Role),
+    mine: impl FnOnce() -> io::Result<S>,
+) -> Result<(Peer, S)> {
+    handshake::set_handshake_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))
+        .map_err(|e| io_err(endpoint, "timeouts", e))?;
+    let pid = match checked_peer(endpoint, &sock, allowed) {
+        Ok(pid) => pid,
+        Err(e) => {
+            let _ = handshake::send_hello(&sock, &Hello::refuse(RefuseReason::Uid), None);
+            return Err(e);
+        }
+    };
+    let mine = match mine() {
+        Ok(seg) => seg,
+        Err(e) => {
+            let _ = handshake::send_hello(&sock, &Hello::refuse(RefuseReason::Resources), None);
+            return Err(io_err(
+                endpoint,
+                "creating our segment (memfd_create/ftruncate/mmap)",
+                e,
+            ));
+        }
+    };
+    send_segment(endpoint, &sock, mine.borrow(), my_role)?;
+    let received =
+        handshake::recv_hello(&sock).map_err(|e| io_err(endpoint, "receiving hello", e))?;
+    let (_, segment) = accept_peer_hello(endpoint, received, peer_role)?;
+    rustix::net::send(&sock, &[ACK], rustix::net::SendFlags::NOSIGNAL)
+        .map_err(|e| io_err(endpoint, "sending ack", e))?;
+    handshake::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
+    Ok((Peer { pid, sock, segment }, mine))
+}
+
+/// The connecting side of a handshake. `mine` creates our segment once the listener's is
+/// mapped (a subscriber reads the publisher's cursor first).
+pub(crate) fn connect_side(
+    endpoint: &str,
+    name: &str,
+    allowed: &[u32],
+    (my_role, peer_role): (Role, Role),
+    mine: impl FnOnce(&PeerSegment) -> io::Result<OwnedSegment>,
+) -> Result<(Peer, OwnedSegment)> {
+    let (sock_path, _) = handshake::paths(name)
+        .map_err(|e| Error::io(format!("{endpoint}: rendezvous directory"), e))?;
+    let sock = match UnixStream::connect(&sock_path) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(Error::ConnectionRefused {
+                path: sock_path.display().to_string(),
+                endpoint: endpoint.to_owned(),
+            })
+        }
+        Err(e) => {
+            return Err(Error::io(
+                format!("{endpoint}: connecting to {}", sock_path.display()),
+                e,
+            ))
+        }
+    };
+    handshake::set_handshake_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))
+        .map_err(|e| io_err(endpoint, "timeouts", e))?;
+    let pid = checked_peer(endpoint, &sock, allowed)?;
+    let received =
+        handshake::recv_hello(&sock).map_err(|e| io_err(endpoint, "receiving hello", e))?;
+    let (_, segment) = accept_peer_hello(endpoint, received, peer_role)?;
+    let mine = mine(&segment).map_err(|e| {
+        io_err(
+            endpoint,
+            "creating our segment (memfd_create/ftruncate/mmap)",
+            e,
+        )
+    })?;
+    send_segment(endpoint, &sock, &mine, my_role)?;
+    let mut ack = [0u8; 1];
+    match rustix::io::read(sock.as_fd(), &mut ack) {
+        Ok(1) if ack[0] == ACK => {}
+        Ok(_) => {
+            return Err(Error::Refused {
+                endpoint: endpoint.to_owned(),
+                reason: "it rejected our segment or hung up during the handshake".into(),
+            })
+        }
+        Err(e) => return Err(io_err(endpoint, "waiting for ack", e)),
+    }
+    handshake::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
+    Ok((Peer { pid, sock, segment }, mine))
+}
