@@ -4,10 +4,8 @@
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags};
-use rustix::net::{RecvFlags, SendFlags};
-
-use super::handshake::{Role, BYE};
+use super::control::{self, Control, PeerEnd};
+use super::handshake::Role;
 use super::rendezvous::{connect_side, Peer};
 use super::ring::{Consumer, Corruption, Frame, Producer, Push};
 use super::segment::{self, OwnedSegment, PeerSegment};
@@ -36,15 +34,6 @@ impl Mode {
             .checked_add(t)
             .map_or(Mode::Block, Mode::Until)
     }
-}
-
-/// How the peer ended the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PeerEnd {
-    /// It sent BYE: clean close.
-    Closed,
-    /// Hang-up without BYE: it died.
-    Gone,
 }
 
 pub(crate) struct ShmConn {
@@ -162,38 +151,16 @@ impl ShmConn {
         if self.ended.is_some() {
             return Ok(());
         }
-        let mut fds = [PollFd::new(&self.sock, PollFlags::IN | PollFlags::RDHUP)];
-        let ready = rustix::event::poll(
-            &mut fds,
-            Some(&rustix::time::Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            }),
-        )
-        .map_err(|e| Error::io(format!("{}: polling the control socket", self.endpoint), e))?;
-        if ready == 0 {
-            return Ok(());
-        }
-        let mut buf = [0u8; 16];
-        loop {
-            match rustix::net::recv(&self.sock, &mut buf, RecvFlags::DONTWAIT) {
-                Ok((0, _)) => {
-                    self.ended.get_or_insert(PeerEnd::Gone);
-                    return Ok(());
-                }
-                Ok((n, _)) => {
-                    if buf[..n].iter().any(|&b| b != BYE) {
-                        return Err(self
-                            .poison(Corruption("unexpected bytes on the control socket".into())));
-                    }
-                    self.ended = Some(PeerEnd::Closed);
-                }
-                Err(rustix::io::Errno::AGAIN) => return Ok(()),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(_) => {
-                    self.ended.get_or_insert(PeerEnd::Gone);
-                    return Ok(());
-                }
+        match control::check(&self.sock)
+            .map_err(|e| Error::io(format!("{}: polling the control socket", self.endpoint), e))?
+        {
+            Control::Alive => Ok(()),
+            Control::Ended(end) => {
+                self.ended = Some(end);
+                Ok(())
+            }
+            Control::Garbage => {
+                Err(self.poison(Corruption("unexpected bytes on the control socket".into())))
             }
         }
     }
@@ -404,11 +371,7 @@ impl ShmConn {
             self.flush_counters();
             self.closed = true;
             if self.ended.is_none() {
-                let _ = rustix::net::send(
-                    &self.sock,
-                    &[BYE],
-                    SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
-                );
+                control::say_bye(&self.sock);
             }
         }
     }

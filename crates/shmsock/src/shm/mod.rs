@@ -12,6 +12,8 @@ mod loom_tests;
 #[cfg(not(loom))]
 mod conn;
 #[cfg(not(loom))]
+mod control;
+#[cfg(not(loom))]
 pub(crate) mod handshake;
 #[cfg(not(loom))]
 mod listener;
