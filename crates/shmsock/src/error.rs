@@ -149,6 +149,28 @@ pub enum Error {
         what: String,
     },
 
+    /// A subscriber fell a full ring behind a `DropOldest` publisher: `missed` messages were
+    /// overwritten before it could read them. The next `recv` continues with the oldest
+    /// message still available.
+    #[error("{endpoint}: this subscriber lagged and lost {missed} messages; read faster, raise the publisher's ring_capacity, or use Overflow::Block")]
+    Lagged {
+        /// The endpoint.
+        endpoint: String,
+        /// How many messages were lost.
+        missed: u64,
+    },
+
+    /// A `Block` publisher timed out waiting for its slowest subscriber.
+    #[error("{endpoint}: subscriber pid {pid} is too slow: it has not freed room for {waited:?}; it may be stopped or overloaded (Overflow::DropOldest never waits)")]
+    SlowSubscriber {
+        /// The endpoint.
+        endpoint: String,
+        /// The slowest subscriber's process id.
+        pid: i32,
+        /// How long the publisher waited.
+        waited: std::time::Duration,
+    },
+
     /// The connection was already closed by this side.
     #[error("connection already closed")]
     Closed,

@@ -48,6 +48,8 @@ mod error;
 mod hostile_tests;
 #[cfg(not(loom))]
 mod options;
+#[cfg(not(loom))]
+mod pubsub;
 mod shm;
 mod sync;
 #[cfg(not(loom))]
@@ -59,6 +61,9 @@ pub use endpoint::{Endpoint, SHM_NAME_MAX_BYTES};
 pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use options::{Options, RING_CAPACITY_DEFAULT_BYTES};
+#[cfg(not(loom))]
+pub use pubsub::{Publisher, Subscriber};
+pub use shm::broadcast::Overflow;
 #[cfg(not(loom))]
 pub use shm::handshake::{runtime_dir, HANDSHAKE_TIMEOUT};
 pub use shm::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};

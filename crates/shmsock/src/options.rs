@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::shm::broadcast::Overflow;
 use crate::shm::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};
 use crate::shm::wait::{WaitStrategy, SPIN_BUDGET_DEFAULT};
 
@@ -25,6 +26,7 @@ pub struct Options {
     pub(crate) wait: WaitStrategy,
     pub(crate) spin_budget: Duration,
     pub(crate) allowed_uids: Vec<u32>,
+    pub(crate) overflow: Overflow,
 }
 
 impl Default for Options {
@@ -34,6 +36,7 @@ impl Default for Options {
             wait: WaitStrategy::default(),
             spin_budget: SPIN_BUDGET_DEFAULT,
             allowed_uids: Vec::new(),
+            overflow: Overflow::default(),
         }
     }
 }
@@ -68,6 +71,13 @@ impl Options {
     /// (default [`SPIN_BUDGET_DEFAULT`]).
     pub fn spin_budget(mut self, budget: Duration) -> Self {
         self.spin_budget = budget;
+        self
+    }
+
+    /// What a [`Publisher`](crate::Publisher) does when a subscriber is a full ring behind
+    /// (default [`Overflow::Block`]). Ignored by `Conn`.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
         self
     }
 

@@ -254,6 +254,7 @@ impl Reader {
     }
 
     /// Position of the next frame (what we publish as consumed).
+    #[cfg(test)]
     pub(crate) fn position(&self) -> u64 {
         self.pos
     }

@@ -1,7 +1,6 @@
 //! The `shm://` transport: per-process sealed memfd segments, SPSC frame rings, a futex
 //! eventcount, and a Unix socket for the rendezvous and for peer-death detection.
 
-#[allow(dead_code)] // wired into Publisher/Subscriber next
 pub(crate) mod broadcast;
 pub(crate) mod ring;
 pub(crate) mod wait;
@@ -18,6 +17,8 @@ pub(crate) mod handshake;
 #[cfg(not(loom))]
 mod listener;
 #[cfg(not(loom))]
+mod pubsub;
+#[cfg(not(loom))]
 pub(crate) mod rendezvous;
 #[cfg(not(loom))]
 pub(crate) mod segment;
@@ -28,3 +29,5 @@ pub(crate) use conn::connect as conn_connect;
 pub(crate) use conn::{Mode, ShmConn};
 #[cfg(not(loom))]
 pub(crate) use listener::ShmListener;
+#[cfg(not(loom))]
+pub(crate) use pubsub::{ShmPublisher, ShmSubscriber};

@@ -1,9 +1,8 @@
 //! The rendezvous procedure shared by `Conn` and publish/subscribe: binding a name, and the
 //! two sides of the handshake (wire format in [`handshake`](super::handshake)).
 
-use std::borrow::Borrow;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -173,13 +172,50 @@ fn checked_peer(endpoint: &str, sock: &UnixStream, allowed: &[u32]) -> Result<i3
     Ok(pid)
 }
 
-fn send_segment(endpoint: &str, sock: &UnixStream, seg: &OwnedSegment, role: Role) -> Result<()> {
+/// A segment we can offer in a hello: its fd and its ring capacity.
+pub(crate) trait Offer {
+    /// The memfd to pass.
+    fn offer_fd(&self) -> BorrowedFd<'_>;
+    /// The ring capacity to announce.
+    fn offer_capacity(&self) -> u64;
+}
+
+impl Offer for OwnedSegment {
+    fn offer_fd(&self) -> BorrowedFd<'_> {
+        self.fd()
+    }
+    fn offer_capacity(&self) -> u64 {
+        self.capacity()
+    }
+}
+
+/// Another handle on a segment that stays with its owner (a publisher's, offered to every
+/// subscriber by its accept thread).
+pub(crate) struct SharedOffer {
+    pub(crate) fd: OwnedFd,
+    pub(crate) capacity: u64,
+}
+
+impl Offer for SharedOffer {
+    fn offer_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+    fn offer_capacity(&self) -> u64 {
+        self.capacity
+    }
+}
+
+fn send_segment(endpoint: &str, sock: &UnixStream, seg: &impl Offer, role: Role) -> Result<()> {
     let fd = seg
-        .fd()
+        .offer_fd()
         .try_clone_to_owned()
         .map_err(|e| io_err(endpoint, "dup", e))?;
-    handshake::send_hello(sock, &Hello::greeting(seg.capacity(), role), Some(&fd))
-        .map_err(|e| io_err(endpoint, "sending hello", e))
+    handshake::send_hello(
+        sock,
+        &Hello::greeting(seg.offer_capacity(), role),
+        Some(&fd),
+    )
+    .map_err(|e| io_err(endpoint, "sending hello", e))
 }
 
 /// Validates a received hello (from a peer expected to play `role`) and maps its segment.
@@ -234,7 +270,7 @@ pub(crate) fn accept_peer_hello(
 
 /// The listening side of a handshake on an accepted socket. Credentials are checked before
 /// `mine` is even created, and long before any fd leaves this process.
-pub(crate) fn listen_side<S: Borrow<OwnedSegment>>(
+pub(crate) fn listen_side<S: Offer>(
     endpoint: &str,
     sock: UnixStream,
     allowed: &[u32],
@@ -261,7 +297,7 @@ pub(crate) fn listen_side<S: Borrow<OwnedSegment>>(
             ));
         }
     };
-    send_segment(endpoint, &sock, mine.borrow(), my_role)?;
+    send_segment(endpoint, &sock, &mine, my_role)?;
     let received =
         handshake::recv_hello(&sock).map_err(|e| io_err(endpoint, "receiving hello", e))?;
     let (_, segment) = accept_peer_hello(endpoint, received, peer_role)?;

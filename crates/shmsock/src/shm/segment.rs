@@ -13,6 +13,7 @@
 //!  256   RX_SLEEPING u32 the owner sleeps waiting for data from the peer
 //!  320   TX_SLEEPING u32 the owner sleeps waiting for space in its own ring
 //!  384   counters    messages/bytes sent and received (for `shmsock ls`)
+//!  448   cursor      publishers only: seqlock'd (oldest, write) positions and sequences
 //!  4096  ring        the owner's outbound frame ring (see `ring`)
 //! ```
 //!
@@ -34,6 +35,7 @@ use std::ptr::NonNull;
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
+use super::broadcast::Cursor;
 use super::ring::{Corruption, RingRead, RingWrite};
 use super::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -61,6 +63,11 @@ pub(crate) const OFF_MSGS_SENT: usize = 384;
 pub(crate) const OFF_BYTES_SENT: usize = 392;
 pub(crate) const OFF_MSGS_RECV: usize = 400;
 pub(crate) const OFF_BYTES_RECV: usize = 408;
+pub(crate) const OFF_CURSOR_VERSION: usize = 448;
+pub(crate) const OFF_OLDEST_POS: usize = 456;
+pub(crate) const OFF_OLDEST_SEQ: usize = 464;
+pub(crate) const OFF_WRITE_POS: usize = 472;
+pub(crate) const OFF_WRITE_SEQ: usize = 480;
 /// The ring starts one page in.
 pub(crate) const RING_OFFSET: usize = 4096;
 
@@ -217,6 +224,17 @@ impl OwnedSegment {
         self.map
             .u32_at(offset)
             .expect("layout offsets are in bounds and aligned")
+    }
+
+    /// The broadcast cursor words (publishers).
+    pub(crate) fn cursor(&self) -> Cursor<'_> {
+        Cursor {
+            version: self.word64(OFF_CURSOR_VERSION),
+            oldest_pos: self.word64(OFF_OLDEST_POS),
+            oldest_seq: self.word64(OFF_OLDEST_SEQ),
+            write_pos: self.word64(OFF_WRITE_POS),
+            write_seq: self.word64(OFF_WRITE_SEQ),
+        }
     }
 
     /// Test hook: the writable bytes of our own segment, to play a hostile peer.
@@ -392,10 +410,26 @@ impl PeerSegment {
     /// `Acquire` load of a 64-bit word at a layout constant.
     #[inline]
     pub(crate) fn load64(&self, offset: usize) -> u64 {
+        self.word64(offset).load(Ordering::Acquire)
+    }
+
+    /// A 64-bit word at a layout constant (we only ever load it).
+    #[inline]
+    fn word64(&self, offset: usize) -> &AtomicU64 {
         self.map
             .u64_at(offset)
             .expect("layout offsets are in bounds")
-            .load(Ordering::Acquire)
+    }
+
+    /// The publisher's broadcast cursor (loads only; `Cursor::snapshot` validates it).
+    pub(crate) fn cursor(&self) -> Cursor<'_> {
+        Cursor {
+            version: self.word64(OFF_CURSOR_VERSION),
+            oldest_pos: self.word64(OFF_OLDEST_POS),
+            oldest_seq: self.word64(OFF_OLDEST_SEQ),
+            write_pos: self.word64(OFF_WRITE_POS),
+            write_seq: self.word64(OFF_WRITE_SEQ),
+        }
     }
 
     /// A 32-bit futex word at a layout constant (we only ever load or futex-wait on it).

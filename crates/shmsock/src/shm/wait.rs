@@ -99,14 +99,29 @@ pub(crate) fn notify(
     light: bool,
     futex: &impl Futex,
 ) {
+    notify_any([peer_sleeping], my_seq, light, futex);
+}
+
+/// [`notify`] for several waiters sleeping on our one sequence word (a publisher's
+/// subscribers): one fence, one look at each flag, at most one wake-up call.
+#[inline]
+pub(crate) fn notify_any<'a>(
+    peers_sleeping: impl IntoIterator<Item = &'a AtomicU32>,
+    my_seq: &AtomicU32,
+    light: bool,
+    futex: &impl Futex,
+) {
     // Pairs with the fence (and, if `light`, the membarrier) in `prepare_wait`: orders our
-    // publication before the flag read.
+    // publication before the flag reads.
     if light && cfg!(not(loom)) {
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
     } else {
         fence(Ordering::SeqCst);
     }
-    if peer_sleeping.load(Ordering::Relaxed) != 0 {
+    if peers_sleeping
+        .into_iter()
+        .any(|f| f.load(Ordering::Relaxed) != 0)
+    {
         // Release: pairs with the Acquire key load in `prepare_wait`.
         my_seq.fetch_add(1, Ordering::Release);
         futex.wake(my_seq);

@@ -1,0 +1,537 @@
+//! `shm://` publish/subscribe: one broadcast ring in the publisher's segment, mapped
+//! read-only by every subscriber; each subscriber publishes its read position in its own
+//! segment. A background thread accepts subscribers (the send path never makes a syscall
+//! for that); the publisher merges them at its next send.
+
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::broadcast::{self, Overflow, Read, Reader, Snapshot, Writer};
+use super::conn::Mode;
+use super::control::{self, Control, PeerEnd};
+use super::handshake::Role;
+use super::rendezvous::{connect_side, listen_side, BoundName, SharedOffer};
+use super::ring::{max_payload, Corruption, RING_CAPACITY_MIN_BYTES};
+use super::segment::{self, OwnedSegment, PeerSegment};
+use super::wait::{self, Schedule, SharedFutex, Step, FUTEX_SLEEP_MAX};
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::sync::{AtomicBool, Ordering};
+
+/// How long the accept thread waits in `poll` before it looks at its stop flag.
+const ACCEPT_POLL: Duration = Duration::from_millis(50);
+/// Empty polls between two looks at the publisher's cursor (to notice eviction).
+const POLLS_PER_LAG_CHECK: u32 = 64;
+
+/// A subscriber as the publisher sees it.
+struct Sub {
+    pid: i32,
+    sock: UnixStream,
+    seg: PeerSegment,
+    /// Set when it died or published an impossible position: removed at the next chance.
+    dropped: bool,
+}
+
+/// Subscribers accepted by the background thread, waiting to be merged.
+struct Incoming {
+    queue: Mutex<Vec<Sub>>,
+    pending: AtomicBool,
+    stop: AtomicBool,
+}
+
+pub(crate) struct ShmPublisher {
+    endpoint: String,
+    socket_path: PathBuf,
+    seg: OwnedSegment,
+    writer: Writer,
+    policy: Overflow,
+    subs: Vec<Sub>,
+    incoming: Arc<Incoming>,
+    acceptor: Option<JoinHandle<()>>,
+    wait: crate::WaitStrategy,
+    spin_budget: Duration,
+    max_len: usize,
+}
+
+/// The lowest consumed position among live subscribers, validated against what we wrote;
+/// a subscriber that claims more is dropped.
+fn min_consumed(subs: &mut [Sub], write_pos: u64) -> Option<u64> {
+    let mut min = None::<(u64, usize)>;
+    for (i, sub) in subs.iter_mut().enumerate().filter(|(_, s)| !s.dropped) {
+        let c = sub.seg.load64(segment::OFF_CONSUMED);
+        if c > write_pos {
+            sub.dropped = true;
+            continue;
+        }
+        if min.is_none_or(|(m, _)| c < m) {
+            min = Some((c, i));
+        }
+    }
+    min.map(|(c, _)| c)
+}
+
+impl ShmPublisher {
+    pub(crate) fn bind(endpoint: String, name: &str, opts: &Options) -> Result<Self> {
+        let bound = BoundName::bind(&endpoint, name)?;
+        let seg = OwnedSegment::create(opts.ring_capacity)
+            .map_err(|e| Error::io(format!("{endpoint}: creating the publisher segment"), e))?;
+        let offer = SharedOffer {
+            fd: seg
+                .fd()
+                .try_clone_to_owned()
+                .map_err(|e| Error::io(format!("{endpoint}: dup"), e))?,
+            capacity: seg.capacity(),
+        };
+        let incoming = Arc::new(Incoming {
+            queue: Mutex::new(Vec::new()),
+            pending: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let socket_path = bound.socket_path().to_owned();
+        let acceptor = {
+            let (incoming, allowed) = (incoming.clone(), opts.allowed_uids.clone());
+            std::thread::Builder::new()
+                .name(format!("shmsock-accept {endpoint}"))
+                .spawn(move || accept_loop(bound, offer, &allowed, &incoming))
+                .map_err(|e| Error::io(format!("{endpoint}: spawning the accept thread"), e))?
+        };
+        Ok(ShmPublisher {
+            writer: Writer::new(seg.capacity()),
+            max_len: max_payload(seg.capacity()) as usize,
+            endpoint,
+            socket_path,
+            seg,
+            policy: opts.overflow,
+            subs: Vec::new(),
+            incoming,
+            acceptor: Some(acceptor),
+            wait: opts.wait,
+            spin_budget: opts.spin_budget,
+        })
+    }
+
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub(crate) fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    pub(crate) fn max_message_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Takes in newly accepted subscribers and drops dead ones.
+    fn refresh_subscribers(&mut self, check_sockets: bool) {
+        if self.incoming.pending.swap(false, Ordering::Acquire) {
+            let mut queue = self
+                .incoming
+                .queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            self.subs.append(&mut queue);
+        }
+        if check_sockets {
+            for sub in &mut self.subs {
+                if !matches!(control::check(&sub.sock), Ok(Control::Alive)) {
+                    sub.dropped = true;
+                }
+            }
+        }
+        self.subs.retain(|s| !s.dropped);
+    }
+
+    /// Live subscribers (checks their sockets).
+    pub(crate) fn subscriber_count(&mut self) -> usize {
+        self.refresh_subscribers(true);
+        self.subs.len()
+    }
+
+    fn try_push(&mut self, msg: &[u8]) -> bool {
+        let cursor = self.seg.cursor();
+        let write_pos = cursor.write_pos.load(Ordering::Relaxed);
+        let subs = &mut self.subs;
+        let pushed = self.writer.try_push(
+            &self.seg,
+            &cursor,
+            self.policy,
+            || min_consumed(subs, write_pos),
+            msg,
+        );
+        if pushed == broadcast::Push::Done {
+            wait::notify_any(
+                self.subs
+                    .iter()
+                    .map(|s| s.seg.word32(segment::OFF_RX_SLEEPING)),
+                self.seg.word32(segment::OFF_DATA_SEQ),
+                self.seg.light_notify(),
+                &SharedFutex,
+            );
+            return true;
+        }
+        false
+    }
+
+    /// The subscriber holding us back (lowest consumed position).
+    fn slowest(&mut self) -> Option<usize> {
+        let write_pos = self.seg.cursor().write_pos.load(Ordering::Relaxed);
+        let min = min_consumed(&mut self.subs, write_pos)?;
+        self.subs
+            .iter()
+            .position(|s| !s.dropped && s.seg.load64(segment::OFF_CONSUMED) == min)
+    }
+
+    pub(crate) fn send(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
+        if msg.len() > self.max_len {
+            return Err(Error::TooLarge {
+                len: msg.len(),
+                max: self.max_len,
+            });
+        }
+        self.refresh_subscribers(false);
+        let started = Instant::now();
+        let mut schedule = None;
+        loop {
+            if self.try_push(msg) {
+                return Ok(());
+            }
+            let deadline = match mode {
+                Mode::Try => {
+                    self.refresh_subscribers(true);
+                    if self.try_push(msg) {
+                        return Ok(());
+                    }
+                    return Err(Error::WouldBlock);
+                }
+                Mode::Until(d) => Some(d),
+                Mode::Block => None,
+            };
+            match schedule
+                .get_or_insert_with(|| Schedule::new(self.wait, self.spin_budget, deadline))
+                .next()
+            {
+                Step::Spin => std::hint::spin_loop(),
+                // Subscriber death never blocks us: a dead one is dropped here.
+                Step::CheckPeer => self.refresh_subscribers(true),
+                Step::Sleep(t) => {
+                    let Some(i) = self.slowest() else { continue };
+                    let (flag, seq) = (
+                        self.seg.word32(segment::OFF_TX_SLEEPING),
+                        self.subs[i].seg.word32(segment::OFF_SPACE_SEQ),
+                    );
+                    let key = wait::prepare_wait(flag, seq, self.subs[i].seg.light_notify());
+                    if self.try_push(msg) {
+                        wait::cancel_wait(self.seg.word32(segment::OFF_TX_SLEEPING));
+                        return Ok(());
+                    }
+                    let (flag, seq) = (
+                        self.seg.word32(segment::OFF_TX_SLEEPING),
+                        self.subs[i].seg.word32(segment::OFF_SPACE_SEQ),
+                    );
+                    wait::sleep(flag, seq, key, t, &SharedFutex);
+                }
+                Step::TimedOut => {
+                    let pid = self.slowest().map_or(0, |i| self.subs[i].pid);
+                    return Err(Error::SlowSubscriber {
+                        endpoint: self.endpoint.clone(),
+                        pid,
+                        waited: started.elapsed(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ShmPublisher {
+    fn drop(&mut self) {
+        self.incoming.stop.store(true, Ordering::Relaxed);
+        for sub in &self.subs {
+            control::say_bye(&sub.sock);
+        }
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The accept thread: handshakes with subscribers and queues them for the publisher.
+fn accept_loop(bound: BoundName, offer: SharedOffer, allowed: &[u32], incoming: &Incoming) {
+    let endpoint = bound.endpoint().to_owned();
+    while !incoming.stop.load(Ordering::Relaxed) {
+        let sock = match bound.accept(Some(ACCEPT_POLL)) {
+            Ok(sock) => sock,
+            Err(Error::TimedOut) => continue,
+            Err(_) => {
+                std::thread::sleep(ACCEPT_POLL);
+                continue;
+            }
+        };
+        let handshake = listen_side(
+            &endpoint,
+            sock,
+            allowed,
+            (Role::Publisher, Role::Subscriber),
+            || {
+                Ok(SharedOffer {
+                    fd: offer.fd.as_fd().try_clone_to_owned()?,
+                    capacity: offer.capacity,
+                })
+            },
+        );
+        // A refused or broken subscriber is simply not added; it got its error.
+        if let Ok((peer, _)) = handshake {
+            let sub = Sub {
+                pid: peer.pid,
+                sock: peer.sock,
+                seg: peer.segment,
+                dropped: false,
+            };
+            incoming
+                .queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(sub);
+            incoming.pending.store(true, Ordering::Release);
+        }
+    }
+}
+
+pub(crate) struct ShmSubscriber {
+    endpoint: String,
+    pub_pid: i32,
+    sock: UnixStream,
+    mine: OwnedSegment,
+    publisher: PeerSegment,
+    reader: Reader,
+    wait: crate::WaitStrategy,
+    spin_budget: Duration,
+    sleep_cap: Duration,
+    ended: Option<PeerEnd>,
+    corrupt: Option<String>,
+    closed: bool,
+}
+
+/// What one attempt at receiving gave.
+enum Got {
+    Message(usize),
+    Nothing,
+}
+
+impl ShmSubscriber {
+    pub(crate) fn connect(endpoint: String, name: &str, opts: &Options) -> Result<Self> {
+        let mut start: Option<std::result::Result<Snapshot, Corruption>> = None;
+        let (peer, mine) = connect_side(
+            &endpoint,
+            name,
+            &opts.allowed_uids,
+            (Role::Subscriber, Role::Publisher),
+            |publisher| {
+                // Start at the next message: the publisher's current write position, which we
+                // publish as consumed before it even knows us (so `Block` waits for us).
+                let snapshot = publisher.cursor().snapshot(publisher.capacity_bytes());
+                let pos = snapshot.as_ref().map_or(0, |s| s.write_pos);
+                start = Some(snapshot);
+                let mine = OwnedSegment::create(RING_CAPACITY_MIN_BYTES)?;
+                mine.word64(segment::OFF_CONSUMED)
+                    .store(pos, Ordering::Release);
+                Ok(mine)
+            },
+        )?;
+        let start = match start.expect("set by the handshake") {
+            Ok(s) => s,
+            Err(c) => {
+                return Err(Error::Corrupt {
+                    endpoint,
+                    pid: peer.pid,
+                    what: c.0,
+                })
+            }
+        };
+        let sleep_cap = if peer.segment.light_notify() && !crate::sys::heavy_barrier() {
+            Duration::from_millis(1)
+        } else {
+            FUTEX_SLEEP_MAX
+        };
+        Ok(ShmSubscriber {
+            reader: Reader::new(peer.segment.capacity_bytes(), start),
+            endpoint,
+            pub_pid: peer.pid,
+            sock: peer.sock,
+            mine,
+            publisher: peer.segment,
+            wait: opts.wait,
+            spin_budget: opts.spin_budget,
+            sleep_cap,
+            ended: None,
+            corrupt: None,
+            closed: false,
+        })
+    }
+
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub(crate) fn publisher_pid(&self) -> i32 {
+        self.pub_pid
+    }
+
+    fn usable(&self) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        match &self.corrupt {
+            Some(what) => Err(Error::Corrupt {
+                endpoint: self.endpoint.clone(),
+                pid: self.pub_pid,
+                what: what.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&mut self, c: Corruption) -> Error {
+        self.corrupt = Some(c.0);
+        self.usable().expect_err("just poisoned")
+    }
+
+    fn poll_peer(&mut self) -> Result<()> {
+        if self.ended.is_some() {
+            return Ok(());
+        }
+        match control::check(&self.sock)
+            .map_err(|e| Error::io(format!("{}: polling the control socket", self.endpoint), e))?
+        {
+            Control::Alive => Ok(()),
+            Control::Ended(end) => {
+                self.ended = Some(end);
+                Ok(())
+            }
+            Control::Garbage => {
+                Err(self.poison(Corruption("unexpected bytes on the control socket".into())))
+            }
+        }
+    }
+
+    fn publish_consumed(&mut self, idle: bool) {
+        if let Some(pos) = self.reader.publication_due(idle) {
+            // Release: pairs with the publisher's Acquire load in `min_consumed`.
+            self.mine
+                .word64(segment::OFF_CONSUMED)
+                .store(pos, Ordering::Release);
+            wait::notify(
+                self.publisher.word32(segment::OFF_TX_SLEEPING),
+                self.mine.word32(segment::OFF_SPACE_SEQ),
+                self.mine.light_notify(),
+                &SharedFutex,
+            );
+        }
+    }
+
+    /// One look at the ring.
+    fn attempt(&mut self, buf: &mut [u8], check_lag: bool) -> Result<Got> {
+        let cursor = self.publisher.cursor();
+        match self.reader.read(&self.publisher, &cursor, buf, check_lag) {
+            Ok(Read::Message(n)) => {
+                self.publish_consumed(false);
+                Ok(Got::Message(n))
+            }
+            Ok(Read::Empty) => Ok(Got::Nothing),
+            Ok(Read::Lagged(missed)) => {
+                self.publish_consumed(true);
+                Err(Error::Lagged {
+                    endpoint: self.endpoint.clone(),
+                    missed,
+                })
+            }
+            Ok(Read::TooSmall(len)) => Err(Error::BufferTooSmall {
+                len,
+                buf: buf.len(),
+            }),
+            Err(c) => Err(self.poison(c)),
+        }
+    }
+
+    /// Receives the next message into `buf` as `mode` allows. After the publisher ended,
+    /// what it had published is still delivered; then the end is reported.
+    pub(crate) fn recv(&mut self, buf: &mut [u8], mode: Mode) -> Result<usize> {
+        self.usable()?;
+        let mut schedule = None;
+        let mut polls = 0u32;
+        // Set between announcing sleep and sleeping: the key and the sleep length.
+        let mut sleeping: Option<(u32, Duration)> = None;
+        loop {
+            polls = polls.wrapping_add(1);
+            let check_lag = sleeping.is_some() || polls % POLLS_PER_LAG_CHECK == 0;
+            let got = self.attempt(buf, check_lag);
+            if let Some((key, t)) = sleeping.take() {
+                if matches!(got, Ok(Got::Nothing)) {
+                    let (flag, seq) = (
+                        self.mine.word32(segment::OFF_RX_SLEEPING),
+                        self.publisher.word32(segment::OFF_DATA_SEQ),
+                    );
+                    wait::sleep(flag, seq, key, t.min(self.sleep_cap), &SharedFutex);
+                    continue;
+                }
+                wait::cancel_wait(self.mine.word32(segment::OFF_RX_SLEEPING));
+            }
+            if let Got::Message(n) = got? {
+                return Ok(n);
+            }
+            self.publish_consumed(true);
+            if let Some(end) = self.ended {
+                let (endpoint, pid) = (self.endpoint.clone(), self.pub_pid);
+                return Err(match end {
+                    PeerEnd::Closed => Error::PeerClosed { endpoint, pid },
+                    PeerEnd::Gone => Error::PeerGone { endpoint, pid },
+                });
+            }
+            let deadline = match mode {
+                Mode::Try => {
+                    self.poll_peer()?;
+                    if self.ended.is_some() {
+                        continue; // drain what it published before it left
+                    }
+                    return Err(Error::WouldBlock);
+                }
+                Mode::Until(d) => Some(d),
+                Mode::Block => None,
+            };
+            match schedule
+                .get_or_insert_with(|| Schedule::new(self.wait, self.spin_budget, deadline))
+                .next()
+            {
+                Step::Spin => std::hint::spin_loop(),
+                Step::CheckPeer => self.poll_peer()?,
+                Step::Sleep(t) => {
+                    let key = wait::prepare_wait(
+                        self.mine.word32(segment::OFF_RX_SLEEPING),
+                        self.publisher.word32(segment::OFF_DATA_SEQ),
+                        self.publisher.light_notify(),
+                    );
+                    sleeping = Some((key, t));
+                }
+                Step::TimedOut => return Err(Error::TimedOut),
+            }
+        }
+    }
+
+    pub(crate) fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            control::say_bye(&self.sock);
+        }
+    }
+}
+
+impl Drop for ShmSubscriber {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
