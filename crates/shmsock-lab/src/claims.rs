@@ -85,6 +85,7 @@ impl Metric {
             Metric::Bandwidth { size: s } => format!("GB/s @ {}", size(s)),
             Metric::Cpu { size: s } => format!("CPU% @ {}", size(s)),
             Metric::SyncTax => "msgs/s, 4 KiB SPSC".into(),
+            Metric::Contention { producers: 1 } => "msgs/s, 1 producer".into(),
             Metric::Contention { producers } => format!("msgs/s, {producers} producers"),
             Metric::Serialize => "encode+decode".into(),
             Metric::Million => "wall time".into(),
@@ -673,13 +674,15 @@ pub const CLAIMS: &[Claim] = &[
         S003,
         &["serde_json"],
     ),
+    // shmsock is held to the threads' number: moving messages between processes at the speed
+    // of threads is what it is for.
     Claim::new(
         "1,000,000 messages, threads + lock-free queue",
         Metric::Million,
         0.1,
         0.1,
         S003,
-        &["threads"],
+        &["threads", "shmsock"],
     ),
     Claim::new(
         "1,000,000 messages, processes + sockets",
@@ -764,7 +767,7 @@ fn measure(report: &Report, metric: Metric, row: &str, same_cpu: bool) -> Option
             .million
             .iter()
             .find(|r| r.path == row)
-            .map(|r| r.seconds),
+            .map(|r| r.seconds_per_million),
     }
 }
 

@@ -10,7 +10,11 @@
 //!   HDR histogram; the report gives min/p50/p99/p99.9 of the *round trip* and one-way = RTT/2;
 //! - **throughput**: the child streams 64-byte and 4-KiB messages, the parent receives, checks
 //!   every sequence number, and times first to last message;
-//! - **integrity**: before any of that, a short pass checks every byte at several sizes.
+//! - **integrity**: before any of that, a short pass checks every byte at several sizes;
+//! - **sync-tax**, **contention**, **serialization**, **scale**: the tables of seed 002 (what a
+//!   lock costs a shared-memory queue; 1/2/4/8 producers) and seed 003 (a 1 KiB struct in
+//!   postcard and JSON; a million messages between threads and between processes). See
+//!   [`experiments`].
 //!
 //! `floor` (a bare cache-line ping-pong) is measured before and after everything else: it is
 //! the reference for latency ratios, and if it moved by more than 50% the host was noisy and
@@ -58,7 +62,14 @@ pub const LATENCY_SIZE: usize = 64;
 /// reference documents' 4 KiB and 1 MiB.
 pub const THROUGHPUT_SIZES: [usize; 3] = [64, 4096, 1 << 20];
 /// The experiments, by the names `--only` takes.
-pub const EXPERIMENTS: [&str; 2] = ["latency", "throughput"];
+pub const EXPERIMENTS: [&str; 6] = [
+    "latency",
+    "throughput",
+    "sync-tax",
+    "contention",
+    "serialization",
+    "scale",
+];
 
 /// Serialises every fork in this process: the lab pins the calling thread and forks, and two
 /// labs (or tests) doing so at once would measure each other.
@@ -106,8 +117,9 @@ pub struct LabOptions {
     pub json: Option<PathBuf>,
     /// Write `report.md`, `report.json` and the SVG plots into this directory.
     pub out: Option<PathBuf>,
-    /// Run only these mechanisms (by name); `None` runs all. `floor` always runs: it is the
-    /// reference for the latency ratios and the noise check.
+    /// Run only these mechanisms (by name) in the latency and throughput experiments; `None`
+    /// runs all. `floor` always runs: it is the reference for the latency ratios and the noise
+    /// check. The other experiments have fixed subjects (their reference tables' rows).
     pub mechanisms: Option<Vec<String>>,
     /// Run only these experiments (names of [`EXPERIMENTS`]); `None` runs all.
     pub only: Option<Vec<String>>,
@@ -187,8 +199,16 @@ pub fn run_with(opts: &LabOptions, budgets: Budgets) -> Result<Report, LabError>
 
 /// Checks that `mechanism` delivers every byte intact, in order, at several sizes, in both
 /// patterns it supports (see [`experiments`]); forks a child per size and pattern.
+///
+/// `mechanism` is a name of [`mechanisms::all`] or of [`mechanisms::queues`].
 pub fn check_integrity(mechanism: &str) -> Result<(), LabError> {
-    let mechanism = mechanisms::by_name(mechanism)?;
+    let mechanism = match mechanisms::queues()
+        .into_iter()
+        .find(|m| m.name() == mechanism)
+    {
+        Some(queue) => queue,
+        None => mechanisms::by_name(mechanism)?,
+    };
     let _lock = FORK_LOCK
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());

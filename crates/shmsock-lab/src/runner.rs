@@ -25,6 +25,14 @@ pub(crate) enum Experiment {
     LatencySameCpu,
     /// One-way streaming.
     Throughput,
+    /// A synchronisation method guarding a 4 KiB SPSC queue.
+    SyncTax,
+    /// Several producers into one consumer.
+    Contention,
+    /// Encoding and decoding a 1 KiB struct.
+    Serialization,
+    /// One million messages.
+    Scale,
 }
 
 impl Experiment {
@@ -33,6 +41,10 @@ impl Experiment {
             Experiment::Latency => "latency",
             Experiment::LatencySameCpu => "latency-same-cpu",
             Experiment::Throughput => "throughput",
+            Experiment::SyncTax => "sync-tax",
+            Experiment::Contention => "contention",
+            Experiment::Serialization => "serialization",
+            Experiment::Scale => "scale",
         }
     }
 }
@@ -91,12 +103,33 @@ impl<'a> Lab<'a> {
             steps
         };
         let offset = self.offset_rows().len() * self.offset_sizes().len();
-        2 + offset as u64
-            + self
-                .selected
+        let mechanisms = if self.runs_mechanisms() {
+            self.selected
                 .iter()
                 .map(|m| per_mechanism(m.as_ref()))
                 .sum::<u64>()
+        } else {
+            0
+        };
+        let others = [
+            ("sync-tax", experiments::sync_tax::methods().len()),
+            (
+                "contention",
+                experiments::contention::queues().len() * experiments::contention::PRODUCERS.len(),
+            ),
+            ("serialization", 1),
+            ("scale", experiments::scale::PATHS.len()),
+        ]
+        .iter()
+        .filter(|(name, _)| self.opts.runs(name))
+        .map(|(_, steps)| *steps as u64)
+        .sum::<u64>();
+        2 + offset as u64 + mechanisms + others
+    }
+
+    /// Whether the per-mechanism experiments (latency, throughput) run at all.
+    fn runs_mechanisms(&self) -> bool {
+        self.opts.runs("latency") || self.opts.runs("throughput")
     }
 
     pub(crate) fn run(mut self) -> Result<Report, LabError> {
@@ -113,11 +146,25 @@ impl<'a> Lab<'a> {
         let floor_before =
             experiments::latency::measure(&floor, LATENCY_SIZE, self.budgets.latency, self.pinning);
         let selected = std::mem::take(&mut self.selected);
-        for mechanism in &selected {
-            self.run_mechanism(mechanism.as_ref(), &floor_before);
+        if self.runs_mechanisms() {
+            for mechanism in &selected {
+                self.run_mechanism(mechanism.as_ref(), &floor_before);
+            }
         }
         for exchange in self.offset_rows() {
             self.run_offset(&exchange);
+        }
+        if self.opts.runs("sync-tax") {
+            self.run_sync_tax();
+        }
+        if self.opts.runs("contention") {
+            self.run_contention();
+        }
+        if self.opts.runs("serialization") {
+            self.run_serialization();
+        }
+        if self.opts.runs("scale") {
+            self.run_scale();
         }
         self.progress.step("floor again (noise check)");
         if let Ok(before) = &floor_before {
@@ -217,6 +264,13 @@ impl<'a> Lab<'a> {
             )
             .map(|row| self.report.throughput.push(row))
             .map_err(|e| e.to_string()),
+            Experiment::SyncTax
+            | Experiment::Contention
+            | Experiment::Serialization
+            | Experiment::Scale => Err(format!(
+                "{} is not a per-mechanism experiment",
+                experiment.as_str()
+            )),
         }
     }
 
@@ -259,6 +313,88 @@ impl<'a> Lab<'a> {
             match outcome {
                 Ok(row) => self.report.throughput.push(row),
                 Err(e) => self.unavailable(name, Experiment::Throughput, size, e.to_string()),
+            }
+        }
+    }
+
+    fn run_sync_tax(&mut self) {
+        let budget = experiments::sync_tax::budget(&self.budgets);
+        let size = experiments::sync_tax::SIZE;
+        for method in experiments::sync_tax::methods() {
+            let name = method.method;
+            self.progress.step(&format!(
+                "sync tax: {name} ({}), {size} B",
+                method.mechanism.name()
+            ));
+            let outcome = experiments::integrity::check(method.mechanism.as_ref(), self.pinning)
+                .map_err(|e| format!("integrity check failed: {e}"))
+                .and_then(|()| {
+                    experiments::sync_tax::measure(&method, budget, self.pinning)
+                        .map_err(|e| e.to_string())
+                });
+            match outcome {
+                Ok(row) => self.report.sync_tax.push(row),
+                Err(reason) => self.unavailable(name, Experiment::SyncTax, size, reason),
+            }
+        }
+    }
+
+    fn run_contention(&mut self) {
+        use experiments::contention;
+        let (messages, max_time) = contention::plan(&self.budgets);
+        for queue in contention::queues() {
+            for producers in contention::PRODUCERS {
+                self.progress.step(&format!(
+                    "contention: {} ({}), {producers} producer(s)",
+                    queue.name,
+                    queue.fan_in.name()
+                ));
+                match contention::measure(&queue, producers, messages, max_time, self.pinning) {
+                    Ok(row) => self.report.contention.push(row),
+                    Err(e) => self.unavailable(
+                        &format!("{} x{producers}", queue.name),
+                        Experiment::Contention,
+                        contention::SIZE,
+                        e.to_string(),
+                    ),
+                }
+            }
+        }
+        // The clearly named place for shmsock's own many-writers pattern (see
+        // `contention::SHMSOCK_MANY_WRITERS`).
+        self.report.unavailable.push(UnavailableRow {
+            mechanism: contention::SHMSOCK_MANY_WRITERS.to_string(),
+            experiment: Experiment::Contention.as_str().to_string(),
+            size: contention::SIZE,
+            reason: "planned: shmsock's many-writers pattern (one SPSC ring per writer, a \
+                     doorbell for the reader) is not implemented yet"
+                .to_string(),
+        });
+    }
+
+    fn run_serialization(&mut self) {
+        self.progress
+            .step("serialization: 1 KiB struct, postcard and serde_json");
+        match experiments::serialization::measure(self.budgets.experiment_max_time / 10) {
+            Ok(rows) => self.report.serialization = rows,
+            Err(e) => self.unavailable(
+                "postcard/serde_json",
+                Experiment::Serialization,
+                1024,
+                e.to_string(),
+            ),
+        }
+    }
+
+    fn run_scale(&mut self) {
+        use experiments::scale;
+        let (messages, max_time) = scale::plan(&self.budgets);
+        for path in scale::PATHS {
+            self.progress
+                .step(&format!("scale: {messages} messages, {path}"));
+            match scale::measure(path, messages, max_time, self.pinning) {
+                Ok(row) => self.report.million.push(row),
+                Err(e) => self.unavailable(path, Experiment::Scale, scale::SIZE, e.to_string()),
             }
         }
     }

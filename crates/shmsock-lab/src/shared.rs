@@ -236,6 +236,19 @@ impl SharedRegion {
         };
     }
 
+    /// A raw pointer to `offset..offset + len`, for an object that lives in the region and is
+    /// used only through its own C API (a `pthread_mutex_t`). Getting the pointer is safe;
+    /// using it is the caller's `unsafe`, valid while `self` is alive.
+    ///
+    /// # Panics
+    /// If the range is outside the region.
+    pub(crate) fn ptr_at(&self, offset: usize, len: usize) -> NonNull<u8> {
+        self.check_range(offset, len);
+        // SAFETY: `offset` is inside the mapping (checked above), so the pointer stays in the
+        // same allocation and is not null.
+        unsafe { NonNull::new_unchecked(self.ptr.as_ptr().add(offset)) }
+    }
+
     fn check_range(&self, offset: usize, len: usize) {
         assert!(
             offset.checked_add(len).is_some_and(|end| end <= self.len),

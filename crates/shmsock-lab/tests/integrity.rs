@@ -112,3 +112,23 @@ fn unknown_mechanism_is_an_error_naming_the_known_ones() {
         "{text}"
     );
 }
+
+#[test]
+fn spinlock_ring_delivers_every_byte() {
+    check("spinlock-ring");
+}
+
+#[test]
+fn mutex_ring_delivers_every_byte() {
+    check("mutex-ring");
+}
+
+#[test]
+fn mutex_ring_polling_delivers_every_byte() {
+    check("mutex-ring-polling");
+}
+
+#[test]
+fn cas_ring_delivers_every_byte() {
+    check("cas-ring");
+}

@@ -20,6 +20,7 @@ fn json_report_has_the_required_keys() {
         json: Some(path.clone()),
         mechanisms: Some(vec!["raw-ring".into(), "pipe".into()]),
         sizes: Some(vec![64, 4096]),
+        only: Some(vec!["latency".into(), "throughput".into()]),
         ..Default::default()
     })
     .expect("lab runs");
@@ -95,6 +96,7 @@ fn every_requested_experiment_is_a_row_or_an_unavailable_row() {
         bulk_bytes: 4 << 20,
         bulk_max_time: Duration::from_millis(200),
         divisor: 1000,
+        experiment_max_time: Duration::from_millis(300),
     };
     let names: Vec<String> = shmsock_lab::mechanisms::names()
         .iter()
@@ -166,4 +168,83 @@ fn every_requested_experiment_is_a_row_or_an_unavailable_row() {
     for u in &report.unavailable {
         assert!(!u.reason.is_empty(), "{u:?}");
     }
+}
+
+#[test]
+fn seed_002_and_003_tables_have_rows_with_verdicts() {
+    let budgets = Budgets {
+        latency: TINY,
+        throughput: TINY,
+        bulk_bytes: 4 << 20,
+        bulk_max_time: Duration::from_millis(200),
+        divisor: 1000,
+        experiment_max_time: Duration::from_millis(300),
+    };
+    let opts = LabOptions {
+        mode: Mode::Quick,
+        only: Some(vec![
+            "sync-tax".into(),
+            "contention".into(),
+            "serialization".into(),
+            "scale".into(),
+        ]),
+        ..Default::default()
+    };
+    let report = shmsock_lab::run_with(&opts, budgets).expect("lab runs");
+    let unavailable = |experiment: &str| {
+        report
+            .unavailable
+            .iter()
+            .filter(|u| u.experiment == experiment)
+            .count()
+    };
+    assert_eq!(
+        report.sync_tax.len() + unavailable("sync-tax"),
+        4,
+        "{report}"
+    );
+    // 3 queues × 4 producer counts, plus the planned shmsock many-writers row.
+    assert_eq!(
+        report.contention.len() + unavailable("contention"),
+        13,
+        "{report}"
+    );
+    assert!(report
+        .unavailable
+        .iter()
+        .any(|u| u.mechanism == "shmsock-many-writers"));
+    assert_eq!(report.serialization.len(), 2, "{report}");
+    assert_eq!(report.million.len() + unavailable("scale"), 3, "{report}");
+    for row in &report.contention {
+        assert!(
+            row.msgs_per_s > 0 && row.vs_one_producer.is_some(),
+            "{row:?}"
+        );
+    }
+    let sources: Vec<_> = report
+        .claims
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.metric,
+                shmsock_lab::claims::Metric::SyncTax
+                    | shmsock_lab::claims::Metric::Contention { .. }
+                    | shmsock_lab::claims::Metric::Serialize
+                    | shmsock_lab::claims::Metric::Million
+            )
+        })
+        .map(|c| c.source.as_str())
+        .collect();
+    assert!(sources.contains(&"seed 002") && sources.contains(&"seed 003"));
+    let text = report.render();
+    for heading in [
+        "Synchronisation tax",
+        "Contention",
+        "Serialization",
+        "One million",
+    ] {
+        assert!(text.contains(heading), "{heading}:\n{text}");
+    }
+    let plots: Vec<_> = report.plots().into_iter().map(|(name, _)| name).collect();
+    assert!(plots.contains(&"sync_tax.svg") && plots.contains(&"contention.svg"));
 }

@@ -5,13 +5,22 @@
 //!   checks them and times first to last.
 //! - [`integrity`]: a short, untimed pass that proves a mechanism delivers every byte intact
 //!   at several sizes, before any number of it is believed.
+//! - [`sync_tax`]: seed 002's synchronisation tax: one 4 KiB SPSC stream through queues
+//!   guarded by nothing (lock-free), a spinlock, and a process-shared mutex.
+//! - [`contention`]: seed 002's producers 1/2/4/8 into one consumer.
+//! - [`serialization`]: seed 003's 1 KiB struct, postcard vs JSON.
+//! - [`scale`]: seed 003's one million messages: threads vs processes.
 //!
 //! Every message carries its sequence number in its first 8 bytes (little endian), and both
 //! sides touch the payload, so no mechanism is timed moving bytes nobody looks at.
 
+pub(crate) mod contention;
 pub(crate) mod integrity;
 pub(crate) mod latency;
 pub(crate) mod pair;
+pub(crate) mod scale;
+pub(crate) mod serialization;
+pub(crate) mod sync_tax;
 pub(crate) mod throughput;
 
 use std::time::{Duration, Instant};
@@ -62,6 +71,9 @@ pub struct Budgets {
     /// Scale of the other experiments (sync tax, contention, serialization, 1M messages):
     /// messages per run are their reference counts divided by this.
     pub divisor: u64,
+    /// Time cap of one run of the sync-tax and contention experiments (the 1M-message runs
+    /// get four times this; serialization a tenth per format and direction).
+    pub experiment_max_time: Duration,
 }
 
 impl Budgets {
@@ -85,6 +97,7 @@ impl Budgets {
         bulk_bytes: 1 << 30,
         bulk_max_time: Duration::from_secs(15),
         divisor: 1,
+        experiment_max_time: Duration::from_secs(4),
     };
 
     /// Longer latency and small-message runs, for stable tails.
@@ -104,6 +117,7 @@ impl Budgets {
         bulk_bytes: 1 << 30,
         bulk_max_time: Duration::from_secs(60),
         divisor: 1,
+        experiment_max_time: Duration::from_secs(15),
     };
 
     /// The whole lab in under a minute: indicative numbers, not stable ones.
@@ -123,6 +137,7 @@ impl Budgets {
         bulk_bytes: 32 << 20,
         bulk_max_time: Duration::from_secs(2),
         divisor: 50,
+        experiment_max_time: Duration::from_millis(600),
     };
 
     /// The budget of a throughput row of `size`-byte messages: time-capped for small

@@ -111,7 +111,7 @@ pub(crate) fn run_pair<T>(
 }
 
 /// The child's result, in a page of memory shared with the parent.
-struct ChildReport {
+pub(super) struct ChildReport {
     region: SharedRegion,
 }
 
@@ -124,14 +124,14 @@ const STATUS_OK: u64 = 1;
 const STATUS_FAILED: u64 = 2;
 
 impl ChildReport {
-    fn new() -> Result<Self, LabError> {
+    pub(super) fn new() -> Result<Self, LabError> {
         Ok(Self {
             region: SharedRegion::new(TEXT_OFFSET + MESSAGE_BYTES)?,
         })
     }
 
     /// Called by the child: records its stats or its error, without allocating.
-    fn finish(&self, result: &Result<ChildStats, LabError>) {
+    pub(super) fn finish(&self, result: &Result<ChildStats, LabError>) {
         // Relaxed everywhere: the parent reads only after reaping the child, and waitpid
         // orders the child's whole life before that.
         let word = |offset| self.region.atomic_u64(offset);
@@ -164,7 +164,7 @@ impl ChildReport {
     }
 
     /// Called by the parent after reaping a failed child: what went wrong, in words.
-    fn failure(&self, end: ChildEnd) -> String {
+    pub(super) fn failure(&self, end: ChildEnd) -> String {
         let status = self
             .region
             .atomic_u64(STATUS_OFFSET)

@@ -15,18 +15,22 @@
 //! Messages have the fixed size given to [`Mechanism::setup`]; byte-stream mechanisms (pipe,
 //! Unix stream, TCP) rely on it for framing, reading exactly that many bytes per message.
 
+pub mod cas_ring;
 pub mod eventfd;
 mod fd_msg;
 mod fd_stream;
 pub mod fifo;
 pub mod floor;
 pub mod futex;
+pub mod locked_ring;
 pub mod offset;
 pub mod pipe;
 pub mod posix_mq;
+mod pshared_mutex;
 pub mod raw_ring;
 pub mod shmsock;
 pub mod signal;
+mod spinlock;
 pub mod sysv_mq;
 pub mod tcp;
 pub mod udp;
@@ -119,6 +123,31 @@ pub trait Side {
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError>;
 }
 
+/// A queue that several producer processes feed and one consumer process drains (the
+/// contention experiment). The sides are [`Side`]s: producers only send, the consumer only
+/// receives.
+pub trait FanIn {
+    /// The name used in reports (`cas-ring`, `mutex-ring`, `posix-mq`).
+    fn name(&self) -> &'static str;
+
+    /// Largest message the queue carries here.
+    fn max_message(&self) -> usize {
+        usize::MAX
+    }
+
+    /// Creates the consumer and `producers` producer sides for `size`-byte messages, before
+    /// the forks.
+    fn setup_fan_in(&self, producers: usize, size: usize) -> Result<FanInSides, LabError>;
+}
+
+/// The sides of a [`FanIn`] queue, created before the forks.
+pub struct FanInSides {
+    /// Kept by the parent: receives from every producer.
+    pub consumer: Box<dyn Side>,
+    /// One per producer child.
+    pub producers: Vec<Box<dyn Side>>,
+}
+
 /// Every mechanism, in report order.
 pub fn all() -> Vec<Box<dyn Mechanism>> {
     vec![
@@ -141,6 +170,17 @@ pub fn all() -> Vec<Box<dyn Mechanism>> {
         Box::new(udp::Udp),
         Box::new(posix_mq::PosixMq),
         Box::new(sysv_mq::SysvMq),
+    ]
+}
+
+/// The queues the sync-tax and contention experiments measure beyond [`all`]: the
+/// lock-guarded rings and the multi-producer CAS ring (not latency/throughput rows).
+pub fn queues() -> Vec<Box<dyn Mechanism>> {
+    vec![
+        Box::new(locked_ring::LockedRing::spinlock()),
+        Box::new(locked_ring::LockedRing::mutex()),
+        Box::new(locked_ring::LockedRing::mutex_polling()),
+        Box::new(cas_ring::CasRing),
     ]
 }
 

@@ -18,7 +18,7 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Mechanism, Pair, Pattern, Side, STALL_TIMEOUT};
+use super::{FanIn, FanInSides, Mechanism, Pair, Pattern, Side, STALL_TIMEOUT};
 use crate::LabError;
 
 /// Distinguishes the queues made by one process.
@@ -82,6 +82,36 @@ impl Mechanism for PosixMq {
         Ok(Pair {
             parent: Box::new(parent),
             child: Box::new(child),
+        })
+    }
+}
+
+impl FanIn for PosixMq {
+    fn name(&self) -> &'static str {
+        "posix-mq"
+    }
+
+    fn max_message(&self) -> usize {
+        Mechanism::max_message(self)
+    }
+
+    /// One queue, as deep as the kernel allows; every producer holds its own descriptor.
+    fn setup_fan_in(&self, producers: usize, size: usize) -> Result<FanInSides, LabError> {
+        let queue = MessageQueue::create(size, proc_limit("msg_max").unwrap_or(MSG_MAX_DEFAULT))?;
+        let producers = (0..producers)
+            .map(|_| {
+                Ok(Box::new(MqSide {
+                    tx: Some(queue.try_clone()?),
+                    rx: None,
+                }) as Box<dyn Side>)
+            })
+            .collect::<Result<_, LabError>>()?;
+        Ok(FanInSides {
+            consumer: Box::new(MqSide {
+                tx: None,
+                rx: Some(queue),
+            }),
+            producers,
         })
     }
 }
@@ -232,7 +262,7 @@ impl Drop for MessageQueue {
 }
 
 /// `CLOCK_REALTIME` now + `after`, as `mq_timedreceive` wants it.
-fn realtime_after(after: Duration) -> libc::timespec {
+pub(crate) fn realtime_after(after: Duration) -> libc::timespec {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
     let mut sec = now.tv_sec + after.as_secs() as i64;
     let mut nsec = now.tv_nsec + i64::from(after.subsec_nanos());

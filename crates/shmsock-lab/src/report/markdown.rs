@@ -31,6 +31,9 @@ impl Report {
         }
         self.markdown_latency(&mut out);
         self.markdown_throughput(&mut out);
+        for table in self.experiment_tables() {
+            out.push_str(&table.to_markdown());
+        }
         self.markdown_claims(&mut out);
         if !self.unavailable.is_empty() {
             let _ = writeln!(out, "## Unavailable\n");

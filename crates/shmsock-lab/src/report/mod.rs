@@ -16,6 +16,7 @@ mod markdown;
 mod plot;
 mod render;
 mod rows;
+mod tables;
 
 pub use rows::{ContentionRow, MillionRow, SerializationRow, SyncTaxRow};
 
@@ -345,7 +346,22 @@ impl Report {
                 ));
             }
         }
+        for row in &self.sync_tax {
+            let cpu = row.sender_cpu_pct.min(row.receiver_cpu_pct);
+            if Self::SPINNING_SYNC_TAX.contains(&row.method.as_str())
+                && cpu < Self::SPINNING_CPU_MIN_PCT
+            {
+                self.warnings.push(format!(
+                    "WARNING: sync tax {} spins on both sides but got only {cpu:.0}% of a CPU: \
+                     other work ran on the lab's CPUs; the sync-tax table is unreliable",
+                    row.method
+                ));
+            }
+        }
     }
+
+    /// Sync-tax methods whose two sides both spin (no sleeping anywhere).
+    pub const SPINNING_SYNC_TAX: [&'static str; 2] = ["lock-free", "spinlock"];
 
     fn compute_ratios(&mut self) {
         for rows in [&mut self.latency, &mut self.latency_same_cpu] {
@@ -376,6 +392,27 @@ impl Report {
             let ratio = |base: u64| row.msgs_per_s as f64 / base.max(1) as f64;
             row.vs_raw_ring = raw.map(ratio);
             row.vs_uds_stream = uds.map(ratio);
+        }
+        let lock_free = self
+            .sync_tax
+            .iter()
+            .find(|r| r.method == "lock-free")
+            .map(|r| r.msgs_per_s);
+        for row in &mut self.sync_tax {
+            row.vs_lock_free_pct =
+                lock_free.map(|base| 100.0 * (row.msgs_per_s as f64 / base.max(1) as f64 - 1.0));
+        }
+        let singles: Vec<(String, u64)> = self
+            .contention
+            .iter()
+            .filter(|r| r.producers == 1)
+            .map(|r| (r.queue.clone(), r.msgs_per_s))
+            .collect();
+        for row in &mut self.contention {
+            row.vs_one_producer = singles
+                .iter()
+                .find(|(q, _)| *q == row.queue)
+                .map(|(_, base)| row.msgs_per_s as f64 / (*base).max(1) as f64);
         }
     }
 

@@ -2,11 +2,15 @@
 //!
 //! - `latency.svg`: RTT min / p50 / p99 / p99.9 per mechanism (sides on different CPUs), on a
 //!   log axis, with the same-CPU p50 beside them;
-//! - `throughput.svg`: messages per second per mechanism, one series per message size, log axis.
+//! - `throughput.svg`: messages per second per mechanism, one series per message size, log axis;
+//! - `sync_tax.svg`: messages per second per synchronisation method, measured beside seed 002;
+//! - `contention.svg`: messages per second against producers (1, 2, 4, 8), one curve per queue,
+//!   measured (solid) and seed 002 (faint), log axis.
 
 use plotters::prelude::*;
 
 use super::Report;
+use crate::claims::Metric;
 
 const WIDTH_PX: u32 = 1100;
 const HEIGHT_PX: u32 = 560;
@@ -21,7 +25,188 @@ impl Report {
         if let Some(svg) = self.throughput_plot() {
             out.push(("throughput.svg", svg));
         }
+        if let Some(svg) = self.sync_tax_plot() {
+            out.push(("sync_tax.svg", svg));
+        }
+        if let Some(svg) = self.contention_plot() {
+            out.push(("contention.svg", svg));
+        }
         out
+    }
+
+    /// The seed's value of `metric` for lab row `row`, if a claim covers it.
+    fn claimed(metric: Metric, row: &str) -> Option<f64> {
+        crate::claims::CLAIMS
+            .iter()
+            .find(|c| c.metric == metric && c.measured_by.contains(&row))
+            .map(|c| c.middle())
+    }
+
+    fn sync_tax_plot(&self) -> Option<String> {
+        if self.sync_tax.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = self.sync_tax.iter().map(|r| r.method.clone()).collect();
+        let measured: Vec<f64> = self.sync_tax.iter().map(|r| r.msgs_per_s as f64).collect();
+        let claimed: Vec<Option<f64>> = names
+            .iter()
+            .map(|n| Self::claimed(Metric::SyncTax, n))
+            .collect();
+        let max = measured
+            .iter()
+            .copied()
+            .chain(claimed.iter().flatten().copied())
+            .fold(1.0, f64::max);
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (WIDTH_PX, HEIGHT_PX)).into_drawing_area();
+            root.fill(&WHITE).ok()?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(
+                    "Synchronisation tax: 4 KiB SPSC between two processes (messages/s)",
+                    ("sans-serif", 20),
+                )
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(80)
+                .build_cartesian_2d(-0.5f64..(names.len() as f64 - 0.5), 0f64..max * 1.15)
+                .ok()?;
+            chart
+                .configure_mesh()
+                .x_labels(names.len())
+                .x_label_formatter(&|x| label_at(&names, *x))
+                .y_label_formatter(&|y| super::render::fmt_count(*y as u64))
+                .y_desc("messages per second")
+                .draw()
+                .ok()?;
+            let bars: [(&str, RGBColor, Vec<Option<f64>>, f64); 2] = [
+                (
+                    "this machine",
+                    BLUE,
+                    measured.iter().map(|&v| Some(v)).collect(),
+                    -0.15,
+                ),
+                ("seed 002", RGBColor(170, 170, 170), claimed.clone(), 0.15),
+            ];
+            for (label, color, values, offset) in bars {
+                chart
+                    .draw_series(values.iter().enumerate().filter_map(|(i, v)| {
+                        let x = i as f64 + offset;
+                        v.map(|v| Rectangle::new([(x - 0.13, 0.0), (x + 0.13, v)], color.filled()))
+                    }))
+                    .ok()?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 4), (x + 10, y + 4)], color.filled())
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .ok()?;
+            root.present().ok()?;
+        }
+        Some(svg)
+    }
+
+    fn contention_plot(&self) -> Option<String> {
+        if self.contention.is_empty() {
+            return None;
+        }
+        let mut queues: Vec<String> = Vec::new();
+        for r in &self.contention {
+            if !queues.contains(&r.queue) {
+                queues.push(r.queue.clone());
+            }
+        }
+        let producers = crate::experiments::contention::PRODUCERS;
+        let x_of = |p: u32| f64::from(p).log2();
+        let mut values: Vec<f64> = self
+            .contention
+            .iter()
+            .map(|r| r.msgs_per_s as f64)
+            .collect();
+        for q in &queues {
+            for &p in &producers {
+                values.extend(Self::claimed(Metric::Contention { producers: p }, q));
+            }
+        }
+        let max = values.iter().copied().fold(10.0, f64::max);
+        let min = values.iter().copied().fold(max, f64::min).max(1.0);
+        let colors = [BLUE, RED, GREEN, MAGENTA, BLACK];
+        let names: Vec<String> = producers.iter().map(|p| p.to_string()).collect();
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (WIDTH_PX, HEIGHT_PX)).into_drawing_area();
+            root.fill(&WHITE).ok()?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(
+                    "Contention: producers -> one consumer, 4 KiB (messages/s, log scale)",
+                    ("sans-serif", 20),
+                )
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(80)
+                .build_cartesian_2d(-0.3f64..3.3, (min / 2.0..max * 2.0).log_scale())
+                .ok()?;
+            chart
+                .configure_mesh()
+                .x_labels(names.len())
+                .x_label_formatter(&|x| label_at(&names, *x))
+                .y_label_formatter(&|y| super::render::fmt_count(*y as u64))
+                .x_desc("producer processes")
+                .y_desc("messages per second, all producers")
+                .draw()
+                .ok()?;
+            for (k, q) in queues.iter().enumerate() {
+                let color = colors[k % colors.len()];
+                let points: Vec<(f64, f64)> = self
+                    .contention
+                    .iter()
+                    .filter(|r| &r.queue == q)
+                    .map(|r| (x_of(r.producers), r.msgs_per_s.max(1) as f64))
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                    .ok()?
+                    .label(q.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                    });
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                    .ok()?;
+                let claimed: Vec<(f64, f64)> = producers
+                    .iter()
+                    .filter_map(|&p| {
+                        Self::claimed(Metric::Contention { producers: p }, q).map(|v| (x_of(p), v))
+                    })
+                    .collect();
+                let faint = color.mix(0.35);
+                chart
+                    .draw_series(LineSeries::new(claimed.clone(), faint.stroke_width(1)))
+                    .ok()?
+                    .label(format!("{q}, seed 002"))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], faint.stroke_width(1))
+                    });
+                chart
+                    .draw_series(claimed.iter().map(|&p| Circle::new(p, 3, faint)))
+                    .ok()?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::LowerLeft)
+                .draw()
+                .ok()?;
+            root.present().ok()?;
+        }
+        Some(svg)
     }
 
     fn latency_plot(&self) -> Option<String> {

@@ -32,6 +32,39 @@ impl Report {
         );
         let _ = writeln!(out, "  pinning: {}", h.pinning_text);
         let _ = writeln!(out);
+        self.render_latency(&mut out);
+        self.render_throughput(&mut out);
+        for table in self.experiment_tables() {
+            let _ = writeln!(out);
+            out.push_str(&table.to_text());
+        }
+        self.render_other_unavailable(&mut out);
+        self.render_claims(&mut out);
+        if let Some(check) = &self.floor_check {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "floor p50 before {} / after {} ({:.0}% apart)",
+                fmt_ns(check.before_p50_ns),
+                fmt_ns(check.after_p50_ns),
+                check.moved_pct
+            );
+        }
+        for warning in &self.warnings {
+            let _ = writeln!(out, "{warning}");
+        }
+        out
+    }
+
+    fn render_latency(&self, out: &mut String) {
+        if self.latency.is_empty()
+            && self
+                .unavailable
+                .iter()
+                .all(|u| !u.experiment.starts_with("latency"))
+        {
+            return;
+        }
         let _ = writeln!(
             out,
             "Latency, ping-pong: RTT = round trip; one-way = RTT / 2"
@@ -70,14 +103,25 @@ impl Report {
                     same
                 );
             }
-            self.render_unavailable(&mut out, name, "latency");
-            self.render_unavailable(&mut out, name, "latency-same-cpu");
+            self.render_unavailable(out, name, "latency");
+            self.render_unavailable(out, name, "latency-same-cpu");
         }
         if let Some(note) = self.wakeup_note() {
             let _ = writeln!(out);
             for line in note.lines() {
                 let _ = writeln!(out, "  {line}");
             }
+        }
+    }
+
+    fn render_throughput(&self, out: &mut String) {
+        if self.throughput.is_empty()
+            && self
+                .unavailable
+                .iter()
+                .all(|u| u.experiment != "throughput")
+        {
+            return;
         }
         let _ = writeln!(out);
         let _ = writeln!(out, "Throughput, one way, measured by the receiver");
@@ -100,23 +144,8 @@ impl Report {
                     format!("{:.0}/{:.0}", r.sender_cpu_pct, r.receiver_cpu_pct)
                 );
             }
-            self.render_unavailable(&mut out, name, "throughput");
+            self.render_unavailable(out, name, "throughput");
         }
-        self.render_claims(&mut out);
-        if let Some(check) = &self.floor_check {
-            let _ = writeln!(out);
-            let _ = writeln!(
-                out,
-                "floor p50 before {} / after {} ({:.0}% apart)",
-                fmt_ns(check.before_p50_ns),
-                fmt_ns(check.after_p50_ns),
-                check.moved_pct
-            );
-        }
-        for warning in &self.warnings {
-            let _ = writeln!(out, "{warning}");
-        }
-        out
     }
 
     fn render_claims(&self, out: &mut String) {
@@ -173,6 +202,27 @@ impl Report {
             out,
             "  (same CPU: the latency with both sides on one CPU; = agrees, + faster, - slower than claimed)"
         );
+    }
+
+    fn render_other_unavailable(&self, out: &mut String) {
+        let per_mechanism = ["latency", "latency-same-cpu", "throughput"];
+        let others: Vec<_> = self
+            .unavailable
+            .iter()
+            .filter(|u| !per_mechanism.contains(&u.experiment.as_str()))
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Unavailable rows of the other experiments");
+        for u in others {
+            let _ = writeln!(
+                out,
+                "{:<22} {:<14} unavailable: {}",
+                u.mechanism, u.experiment, u.reason
+            );
+        }
     }
 
     fn render_unavailable(&self, out: &mut String, name: &str, experiment: &str) {
