@@ -1,0 +1,280 @@
+//! Handshake cases `tests/conn/handshake.rs` does not cover: oversized hellos, the kernel's
+//! SCM_MAX_FD worth of fds (MSG_CTRUNC), fds of every other kind (regular file, device,
+//! eventfd, socket, directory, a memfd that cannot be sealed); and what a live connection
+//! holds: every fd CLOEXEC, the peer's segment mapped read-only and its fd closed.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::thread::JoinHandle;
+
+use rustix::fs::{MemfdFlags, Mode, OFlags};
+use shmsock::{Conn, Error, Listener, Options};
+
+use crate::harness::{self, Peer, STEP_TIMEOUT};
+use crate::leaks::{self, O_CLOEXEC_FDINFO};
+use crate::rawpeer::{self, RING_OFFSET};
+
+const CAP: u64 = 4096;
+
+/// A fake connector: reads the listener's hello, sends `bytes` with `fds`, then `extra`
+/// raw bytes, and waits for the verdict. Returns whether it got the ACK.
+fn fake_connector(
+    path: &Path,
+    bytes: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    extra: Vec<u8>,
+) -> JoinHandle<bool> {
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        let mut sock = UnixStream::connect(&path).expect("connecting by hand");
+        let _ = rawpeer::read_hello(&sock).expect("the listener's hello");
+        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+        if rawpeer::send_with_fds(&sock, &bytes, &borrowed).is_err() {
+            return false;
+        }
+        drop(borrowed);
+        drop(fds);
+        // The listener may hang up while we still write: that is a refusal.
+        let _ = sock.write_all(&extra);
+        sock.set_read_timeout(Some(STEP_TIMEOUT)).expect("timeout");
+        let mut reply = [0u8; 1];
+        matches!(sock.read(&mut reply), Ok(1) if reply[0] == rawpeer::ACK)
+    })
+}
+
+/// Runs one fake connector; `accept` must fail with a `Handshake` error containing every
+/// word of `words`, the connector gets no ACK, and our fd count is back to the baseline.
+fn expect_refused(
+    listener: &Listener,
+    bytes: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    extra: Vec<u8>,
+    words: &[&str],
+    case: &str,
+) {
+    let baseline = leaks::open_fds();
+    let fake = fake_connector(listener.socket_path(), bytes, fds, extra);
+    let accepted = harness::accept(listener);
+    let acked = fake.join().expect("the fake connector");
+    match accepted {
+        Err(Error::Handshake { reason, .. }) => {
+            for w in words {
+                assert!(reason.contains(w), "{case}: reason {reason:?} lacks {w:?}");
+            }
+            eprintln!("{case}: refused: {reason}");
+        }
+        other => panic!("{case}: {other:?}, expected a Handshake error"),
+    }
+    assert!(!acked, "{case}: a refused peer got the ACK");
+    leaks::assert_fds_return_to(&baseline, case);
+}
+
+fn still_serves(listener: &Listener) {
+    let ep = listener.endpoint().to_owned();
+    let client = std::thread::spawn(move || Conn::connect(&ep)?.send(b"still here"));
+    let mut conn = harness::accept(listener).expect("a good peer after bad ones");
+    assert_eq!(conn.recv_vec().expect("message"), b"still here");
+    client.join().expect("client").expect("client side");
+}
+
+#[test]
+fn oversized_hello_is_refused() {
+    let _serial = crate::serial();
+    let listener = harness::bind(&harness::endpoint("oversized"), Options::new());
+    // A correct hello with 36 more bytes in the same message (and the right fd).
+    let mut long = rawpeer::good_hello(CAP);
+    long.extend_from_slice(&[0xee; 36]);
+    expect_refused(
+        &listener,
+        long,
+        vec![rawpeer::sealed_segment(CAP)],
+        Vec::new(),
+        &["65 bytes"],
+        "a 100-byte hello",
+    );
+    // A megabyte: the listener reads one byte past a hello, refuses, and hangs up on the rest.
+    let mut huge = rawpeer::good_hello(CAP);
+    huge.extend_from_slice(&[0xee; 100]);
+    expect_refused(
+        &listener,
+        huge,
+        vec![rawpeer::sealed_segment(CAP)],
+        vec![0xdd; 1 << 20],
+        &["65 bytes"],
+        "a 1 MiB hello",
+    );
+    still_serves(&listener);
+}
+
+#[test]
+fn hello_with_scm_max_fd_fds_is_refused_and_every_fd_closed() {
+    let _serial = crate::serial();
+    let listener = harness::bind(&harness::endpoint("manyfds"), Options::new());
+    let seg = rawpeer::sealed_segment(CAP);
+    // 253 is SCM_MAX_FD: the most one message can carry.
+    for count in [3usize, 64, 253] {
+        let fds: Vec<OwnedFd> = (0..count).map(|_| seg.try_clone().expect("dup")).collect();
+        expect_refused(
+            &listener,
+            rawpeer::good_hello(CAP),
+            fds,
+            Vec::new(),
+            &["one fd"],
+            &format!("{count} fds"),
+        );
+    }
+    still_serves(&listener);
+}
+
+/// A regular file holding a perfect segment image, of exactly the right size.
+fn regular_file(dir: &Path) -> OwnedFd {
+    let path = dir.join(format!("fake-segment-{}", std::process::id()));
+    let fd = rustix::fs::open(
+        &path,
+        OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC | OFlags::TRUNC,
+        Mode::from_raw_mode(0o600),
+    )
+    .expect("creating a regular file");
+    let _ = std::fs::remove_file(&path);
+    let image = rawpeer::sealed_segment(CAP);
+    let mut bytes = vec![0u8; RING_OFFSET + CAP as usize];
+    rustix::io::pread(&image, &mut bytes, 0).expect("reading the image");
+    rustix::io::pwrite(&fd, &bytes, 0).expect("writing the image");
+    fd
+}
+
+#[test]
+fn fd_of_any_other_kind_is_refused() {
+    let _serial = crate::serial();
+    let listener = harness::bind(&harness::endpoint("fdkinds"), Options::new());
+    let dir = harness::setup();
+    let unsealable =
+        rustix::fs::memfd_create("shmsock-unsealable", MemfdFlags::CLOEXEC).expect("memfd");
+    rustix::fs::ftruncate(&unsealable, RING_OFFSET as u64 + CAP).expect("ftruncate");
+    let (sock_a, _sock_b) = UnixStream::pair().expect("socketpair");
+    let cases: Vec<(&str, OwnedFd)> = vec![
+        ("a regular file with a segment image", regular_file(dir)),
+        (
+            "/dev/zero",
+            rustix::fs::open("/dev/zero", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .expect("/dev/zero"),
+        ),
+        (
+            "an eventfd",
+            rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).expect("eventfd"),
+        ),
+        ("a Unix socket", OwnedFd::from(sock_a)),
+        (
+            "a directory",
+            rustix::fs::open(
+                dir,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .expect("directory"),
+        ),
+        ("a memfd created without MFD_ALLOW_SEALING", unsealable),
+    ];
+    for (case, fd) in cases {
+        let baseline = leaks::open_fds();
+        let fake = fake_connector(
+            listener.socket_path(),
+            rawpeer::good_hello(CAP),
+            vec![fd],
+            Vec::new(),
+        );
+        let accepted = harness::accept(&listener);
+        assert!(!fake.join().expect("fake connector"), "{case}: got the ACK");
+        match accepted {
+            Err(Error::Handshake { reason, .. }) => {
+                assert!(
+                    reason.contains("memfd") || reason.contains("seals"),
+                    "{case}: {reason}"
+                );
+                eprintln!("{case}: refused: {reason}");
+            }
+            other => panic!("{case}: {other:?}, expected a Handshake error"),
+        }
+        leaks::assert_fds_return_to(&baseline, case);
+    }
+    still_serves(&listener);
+}
+
+/// The fds of `pid` that a shmsock connection owns: its memfds, sockets and lock files.
+fn library_fds(pid: &str) -> Vec<(u32, String)> {
+    leaks::fds_of(pid)
+        .into_iter()
+        .filter(|(_, t)| {
+            t.starts_with("/memfd:shmsock") || t.starts_with("socket:") || t.ends_with(".lock")
+        })
+        .collect()
+}
+
+fn inode_of_fd(pid: &str, fd: u32) -> u64 {
+    std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+        .expect("stat of an fd")
+        .ino()
+}
+
+/// Every fd a live connection holds, on both sides, is CLOEXEC (no fd leaks into programs
+/// the user starts); each side maps its own segment read-write and the peer's read-only,
+/// and keeps no fd of the peer's segment.
+#[test]
+fn live_connection_fds_are_cloexec_and_peer_segments_read_only() {
+    let _serial = crate::serial();
+    let ep = harness::endpoint("cloexec");
+    let listener = harness::bind(&ep, Options::new());
+    let mut peer = Peer::spawn("hold_conn", &ep, &[]);
+    let conn = harness::accept(&listener).expect("accepting");
+    peer.expect("ready");
+    let child = peer.pid().as_raw_nonzero().get().to_string();
+
+    for pid in ["self", child.as_str()] {
+        let fds = library_fds(pid);
+        assert!(
+            fds.iter().any(|(_, t)| t.starts_with("/memfd:shmsock")),
+            "{pid}: no segment fd in {fds:?}"
+        );
+        for (fd, target) in &fds {
+            let flags = leaks::fd_flags(pid, *fd);
+            assert!(
+                flags & O_CLOEXEC_FDINFO != 0,
+                "pid {pid}: fd {fd} ({target}) is not CLOEXEC (flags {flags:o})"
+            );
+        }
+        eprintln!("pid {pid}: {} library fds, all CLOEXEC: {fds:?}", fds.len());
+    }
+
+    let segments = |pid: &str| -> Vec<u64> {
+        library_fds(pid)
+            .iter()
+            .filter(|(_, t)| t.starts_with("/memfd:shmsock"))
+            .map(|(fd, _)| inode_of_fd(pid, *fd))
+            .collect()
+    };
+    let (ours, theirs) = (segments("self"), segments(&child));
+    assert_eq!((ours.len(), theirs.len()), (1, 1), "one segment per side");
+    for (owner, other, ino) in [
+        ("self", child.as_str(), ours[0]),
+        (child.as_str(), "self", theirs[0]),
+    ] {
+        assert_eq!(
+            leaks::mapping_perms(owner, ino),
+            ["rw-s"],
+            "{owner} maps its own segment"
+        );
+        assert_eq!(
+            leaks::mapping_perms(other, ino),
+            ["r--s"],
+            "{other} maps the peer's segment read-only"
+        );
+        assert!(
+            !segments(other).contains(&ino),
+            "{other} kept an fd of the peer's segment"
+        );
+    }
+    drop(conn);
+}

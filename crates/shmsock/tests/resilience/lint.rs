@@ -1,0 +1,140 @@
+//! Peer memory is reached only through `shm/segment.rs` (the validating accessor) and
+//! syscalls only through `sys.rs`: no other source file of the library may contain `unsafe`
+//! or a raw-pointer operation. Since safe Rust cannot reach a mapping except through a
+//! raw pointer, this shows that no other code dereferences peer memory.
+
+use std::path::{Path, PathBuf};
+
+/// The only files allowed to hold `unsafe` code or raw-pointer operations.
+const ALLOWED: [&str; 2] = ["shm/segment.rs", "sys.rs"];
+
+/// Tokens of unsafe code and raw-pointer reads or writes.
+const FORBIDDEN: [&str; 16] = [
+    "unsafe",
+    "*const ",
+    "*mut ",
+    "as_ptr(",
+    "as_mut_ptr(",
+    "from_ptr(",
+    "ptr::read",
+    "ptr::write",
+    "read_volatile",
+    "write_volatile",
+    "read_unaligned",
+    "copy_nonoverlapping",
+    "from_raw_parts",
+    "transmute",
+    "addr_of!",
+    ".offset(",
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir)
+        .expect("listing the library sources")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The code part of a line: string literals and comments removed (good enough for this
+/// codebase's style: no multi-line strings hold these tokens).
+fn code_of(line: &str) -> String {
+    let mut out = String::new();
+    let mut in_str = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => in_str = !in_str,
+            '\\' if in_str => {
+                chars.next();
+            }
+            '/' if !in_str && chars.peek() == Some(&'/') => break,
+            _ if !in_str => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn offending_lines(src: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    files.sort();
+    assert!(
+        files.len() > 5,
+        "found the library sources in {}",
+        src.display()
+    );
+    let mut bad = Vec::new();
+    for file in files {
+        let rel = file
+            .strip_prefix(src)
+            .expect("under src")
+            .to_string_lossy()
+            .replace('\\', "/");
+        if ALLOWED.contains(&rel.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("reading a source file");
+        for (i, line) in text.lines().enumerate() {
+            let code = code_of(line);
+            // `#![deny(unsafe_code)]` and friends name unsafe code without writing any.
+            if code.trim_start().starts_with("#![deny(unsafe")
+                || code.contains("deny(unsafe_op_in_unsafe_fn)")
+            {
+                continue;
+            }
+            for token in FORBIDDEN {
+                if code.contains(token) {
+                    bad.push(format!("src/{rel}:{}: `{token}`: {}", i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn only_segment_rs_and_sys_rs_touch_raw_memory() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let bad = offending_lines(&src);
+    assert!(
+        bad.is_empty(),
+        "unsafe code or raw-pointer operations outside {ALLOWED:?}:\n{}",
+        bad.join("\n")
+    );
+}
+
+/// The lint catches what it claims to catch.
+#[test]
+fn the_memory_lint_finds_a_planted_raw_read() {
+    let dir = std::env::temp_dir().join(format!("shmsock-lint-{}", std::process::id()));
+    let _cleanup = crate::harness::RemoveOnDrop(dir.clone());
+    std::fs::create_dir_all(dir.join("shm")).expect("temp src");
+    for f in [
+        "lib.rs",
+        "a.rs",
+        "b.rs",
+        "c.rs",
+        "d.rs",
+        "sys.rs",
+        "shm/segment.rs",
+    ] {
+        std::fs::write(dir.join(f), "// unsafe in a comment is fine\nfn f() {}\n").expect("write");
+    }
+    std::fs::write(dir.join("shm/segment.rs"), "unsafe { p.read_volatile() }\n").expect("write");
+    std::fs::write(
+        dir.join("shm/ring.rs"),
+        "let s = \"unsafe\";\nlet v = unsafe { std::ptr::read(p) };\n",
+    )
+    .expect("write");
+    let bad = offending_lines(&dir);
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert!(bad[0].starts_with("src/shm/ring.rs:2: `unsafe`"), "{bad:?}");
+}

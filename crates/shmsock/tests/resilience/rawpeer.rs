@@ -1,0 +1,233 @@
+//! A peer built by hand from the wire format, for peers the library would never be: a
+//! hostile one that keeps a writable mapping of its own segment and scribbles over it, and
+//! fake connectors/listeners that stop (or die) in the middle of the handshake.
+//!
+//! The wire format is the library's (`shm/handshake.rs`, `shm/segment.rs`):
+//! ```text
+//!  hello (64 B): "SHMSOCKH" | version u32 | kind u32 (1 hello, 2 refuse) | pid u32
+//!                | reason u32 | ring capacity u64 | zeros      + one memfd (SCM_RIGHTS)
+//!  segment:      magic "SHMSOCK1" u64 @0 | version u64 @8 | length u64 @16
+//!                | ring offset u64 @24 (4096) | ring capacity u64 @32 | pid u64 @40
+//!                | flags u64 @48 | DATA_SEQ u32 @64 | CONSUMED u64 @128 | SPACE_SEQ u32 @192
+//!                | RX_SLEEPING u32 @256 | TX_SLEEPING u32 @320 | counters @384..416
+//!                ... ring at 4096, length 4096 + capacity
+//!  frame:        tag u64 = position + 1 | len u32 | kind u32 (0 data, 1 pad) | payload
+//! ```
+
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+use shmsock::PROTOCOL_VERSION;
+
+use crate::harness::STEP_TIMEOUT;
+
+pub const KIND_HELLO: u32 = 1;
+pub const HELLO_BYTES: usize = 64;
+pub const RING_OFFSET: usize = 4096;
+pub const ACK: u8 = b'A';
+pub const ALL_SEALS: SealFlags = SealFlags::SHRINK
+    .union(SealFlags::GROW)
+    .union(SealFlags::FUTURE_WRITE)
+    .union(SealFlags::SEAL);
+
+pub const OFF_FLAGS: usize = 48;
+pub const OFF_DATA_SEQ: usize = 64;
+pub const OFF_CONSUMED: usize = 128;
+pub const OFF_SPACE_SEQ: usize = 192;
+pub const OFF_RX_SLEEPING: usize = 256;
+pub const OFF_TX_SLEEPING: usize = 320;
+pub const OFF_COUNTERS: usize = 384;
+/// Every 8-byte word of the header page the library gives a meaning to.
+pub const HEADER_WORDS: [usize; 16] = [
+    0,
+    8,
+    16,
+    24,
+    32,
+    40,
+    OFF_FLAGS,
+    OFF_DATA_SEQ,
+    OFF_CONSUMED,
+    OFF_SPACE_SEQ,
+    OFF_RX_SLEEPING,
+    OFF_TX_SLEEPING,
+    OFF_COUNTERS,
+    OFF_COUNTERS + 8,
+    OFF_COUNTERS + 16,
+    OFF_COUNTERS + 24,
+];
+
+/// A hello of `version` and `kind` announcing a ring of `capacity` bytes.
+pub fn hello(version: u32, kind: u32, capacity: u64) -> Vec<u8> {
+    let mut b = vec![0u8; HELLO_BYTES];
+    b[0..8].copy_from_slice(b"SHMSOCKH");
+    b[8..12].copy_from_slice(&version.to_le_bytes());
+    b[12..16].copy_from_slice(&kind.to_le_bytes());
+    b[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+    b[24..32].copy_from_slice(&capacity.to_le_bytes());
+    b
+}
+
+pub fn good_hello(capacity: u64) -> Vec<u8> {
+    hello(PROTOCOL_VERSION, KIND_HELLO, capacity)
+}
+
+/// The ring capacity a hello announces (0 if it is too short).
+pub fn hello_capacity(h: &[u8]) -> u64 {
+    h.get(24..32)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+}
+
+/// The rendezvous socket of a `shm://NAME` endpoint.
+pub fn socket_path(endpoint: &str) -> PathBuf {
+    let name = endpoint.trim_start_matches("shm://");
+    shmsock::runtime_dir()
+        .expect("the rendezvous directory")
+        .join(format!("{name}.sock"))
+}
+
+/// A memfd sized for a ring of `capacity`, with a correct header, unsealed.
+fn raw_segment(capacity: u64, size: u64) -> OwnedFd {
+    let fd = rustix::fs::memfd_create(
+        "shmsock-raw-peer",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )
+    .expect("memfd_create");
+    rustix::fs::ftruncate(&fd, size).expect("ftruncate");
+    let header = [
+        u64::from_le_bytes(*b"SHMSOCK1"),
+        u64::from(PROTOCOL_VERSION),
+        RING_OFFSET as u64 + capacity,
+        RING_OFFSET as u64,
+        capacity,
+        u64::from(std::process::id()),
+    ];
+    for (i, word) in header.iter().enumerate().filter(|_| size >= 48) {
+        rustix::io::pwrite(&fd, &word.to_le_bytes(), 8 * i as u64).expect("pwrite header");
+    }
+    fd
+}
+
+/// A correct, sealed segment for a ring of `capacity` (the fd only; nobody keeps a mapping).
+pub fn sealed_segment(capacity: u64) -> OwnedFd {
+    let fd = raw_segment(capacity, RING_OFFSET as u64 + capacity);
+    rustix::fs::fcntl_add_seals(&fd, ALL_SEALS).expect("sealing");
+    fd
+}
+
+/// Our own segment with a writable mapping kept *before* sealing (F_SEAL_FUTURE_WRITE only
+/// forbids new writable mappings): what a hostile peer uses to lie in its own memory.
+pub struct WritableSegment {
+    pub fd: OwnedFd,
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl WritableSegment {
+    pub fn create(capacity: u64) -> Self {
+        let len = RING_OFFSET + capacity as usize;
+        let fd = raw_segment(capacity, len as u64);
+        // SAFETY: a fresh shared mapping chosen by the kernel (null hint) overlaps nothing;
+        // the memfd is `len` bytes long and cannot shrink once sealed below.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &fd,
+                0,
+            )
+        }
+        .expect("mmap of our own segment");
+        rustix::fs::fcntl_add_seals(&fd, ALL_SEALS).expect("sealing");
+        WritableSegment {
+            fd,
+            base: NonNull::new(ptr.cast()).expect("mmap returns non-null"),
+            len,
+        }
+    }
+
+    /// Stores `value` at byte `offset` (rounded down to 8, clamped into the mapping).
+    pub fn poke(&self, offset: usize, value: u64) {
+        let offset = (offset & !7).min(self.len - 8);
+        // SAFETY: `offset + 8 <= len` and 8-aligned (the mapping is page aligned); the
+        // mapping lives as long as `self`; the reader only accesses it atomically or copies.
+        let word = unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(offset).cast()) };
+        word.store(value, Ordering::Release);
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for WritableSegment {
+    fn drop(&mut self) {
+        // SAFETY: base/len are what mmap returned; no reference into the mapping outlives
+        // `self` (poke/peek create temporaries).
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Sends `bytes` with `fds` attached in one `sendmsg`.
+pub fn send_with_fds(
+    sock: &UnixStream,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> std::io::Result<usize> {
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
+    }
+    Ok(rustix::net::sendmsg(
+        sock,
+        &[IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )?)
+}
+
+pub fn send_hello_with(sock: &UnixStream, bytes: &[u8], fd: &OwnedFd) -> std::io::Result<usize> {
+    send_with_fds(sock, bytes, &[fd.as_fd()])
+}
+
+/// Reads the peer's 64-byte hello by hand: its bytes and the fds that came with it.
+pub fn read_hello(sock: &UnixStream) -> std::io::Result<(Vec<u8>, Vec<OwnedFd>)> {
+    sock.set_read_timeout(Some(STEP_TIMEOUT))?;
+    let mut buf = [0u8; HELLO_BYTES];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut got = 0;
+    let mut fds = Vec::new();
+    while got < HELLO_BYTES {
+        let msg = rustix::net::recvmsg(
+            sock,
+            &mut [IoSliceMut::new(&mut buf[got..])],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        )?;
+        for m in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = m {
+                fds.extend(rights);
+            }
+        }
+        if msg.bytes == 0 {
+            break;
+        }
+        got += msg.bytes;
+    }
+    Ok((buf[..got].to_vec(), fds))
+}
