@@ -3,6 +3,7 @@
 //! Run with no arguments to run the lab (`cargo run --release`).
 #![deny(unsafe_code)]
 
+mod pubsub;
 mod recv;
 mod send;
 
@@ -26,7 +27,9 @@ Examples:
   shmsock advise --size 1MiB --rate 30000  which mechanism to use, from this machine's numbers
   shmsock recv shm://demo                  bind shm://demo, print each message on a line
   printf 'a\\nb\\n' | shmsock send shm://demo  send two messages
-  shmsock send shm://demo --size 64 --count 1000000   synthetic load";
+  shmsock send shm://demo --size 64 --count 1000000   synthetic load
+  shmsock sub shm://ticks --connect-timeout 10 &    a subscriber (start several)
+  printf 'a\\nb\\n' | shmsock pub shm://ticks --wait-subscribers 1   publish to all of them";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -36,6 +39,10 @@ enum Command {
     Send(send::SendArgs),
     /// Bind ENDPOINT, accept one peer and print each message on its own line.
     Recv(recv::RecvArgs),
+    /// Bind ENDPOINT and publish stdin lines (or synthetic messages) to every subscriber.
+    Pub(pubsub::PubArgs),
+    /// Subscribe to the publisher at ENDPOINT and print each message on its own line.
+    Sub(pubsub::SubArgs),
 }
 
 /// Options of `shmsock lab`.
@@ -125,15 +132,21 @@ pub(crate) struct ConnArgs {
     ring: usize,
 }
 
+impl Wait {
+    pub(crate) fn strategy(self) -> WaitStrategy {
+        match self {
+            Wait::Busy => WaitStrategy::BusyPoll,
+            Wait::Adaptive => WaitStrategy::Adaptive,
+            Wait::Blocking => WaitStrategy::Blocking,
+        }
+    }
+}
+
 impl ConnArgs {
     pub(crate) fn options(&self) -> Options {
         Options::new()
             .ring_capacity(self.ring)
-            .wait_strategy(match self.wait {
-                Wait::Busy => WaitStrategy::BusyPoll,
-                Wait::Adaptive => WaitStrategy::Adaptive,
-                Wait::Blocking => WaitStrategy::Blocking,
-            })
+            .wait_strategy(self.wait.strategy())
     }
 }
 
@@ -170,5 +183,7 @@ fn main() -> ExitCode {
         Some(Command::Lab(args)) => run_lab(args),
         Some(Command::Send(args)) => send::run(args),
         Some(Command::Recv(args)) => recv::run(args),
+        Some(Command::Pub(args)) => pubsub::run_pub(args),
+        Some(Command::Sub(args)) => pubsub::run_sub(args),
     }
 }

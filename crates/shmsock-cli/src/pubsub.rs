@@ -1,0 +1,224 @@
+//! `shmsock pub` and `shmsock sub`: publish stdin lines (or synthetic messages) to every
+//! subscriber of an endpoint, and print what a subscriber receives.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use shmsock::{Error, Options, Overflow, Publisher, Subscriber};
+
+use crate::{ConnArgs, Wait};
+
+/// Options of `shmsock pub`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Every subscriber receives every message published after it joined; \
+    lines published before anyone subscribed are not kept (use --wait-subscribers).\n\n\
+    Examples:\n  \
+    shmsock sub shm://ticks &                 a subscriber (start as many as you like)\n  \
+    printf 'a\\nb\\n' | shmsock pub shm://ticks --wait-subscribers 1\n  \
+    shmsock pub shm://ticks --size 64 --count 1000000 --wait-subscribers 2 --drop-oldest"
+)]
+pub(crate) struct PubArgs {
+    /// Endpoint to bind, e.g. shm://ticks.
+    endpoint: String,
+    /// Publish COUNT synthetic messages of SIZE bytes instead of reading stdin.
+    #[arg(long, value_name = "BYTES", requires = "count")]
+    size: Option<usize>,
+    /// Number of synthetic messages (with --size).
+    #[arg(long, value_name = "N", requires = "size")]
+    count: Option<u64>,
+    /// Wait until this many subscribers joined before publishing anything.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    wait_subscribers: usize,
+    /// Never wait for a slow subscriber: overwrite the oldest messages (it is told how many
+    /// it lost). By default the slowest subscriber holds the publisher back.
+    #[arg(long)]
+    drop_oldest: bool,
+    /// Give up when a subscriber has not made room for this many seconds (0: wait forever).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    send_timeout: f64,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+/// Options of `shmsock sub`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Exit status: 0 when the publisher closed cleanly (or --count was reached), \
+    1 when it died or on any error. A lagging subscriber of a --drop-oldest publisher prints \
+    \"lagged: lost N messages\" on stderr and goes on.\n\n\
+    Examples:\n  \
+    shmsock sub shm://ticks --connect-timeout 10\n  \
+    shmsock sub shm://ticks --quiet --count 1000000"
+)]
+pub(crate) struct SubArgs {
+    /// Publisher to subscribe to, e.g. shm://ticks (start it with `shmsock pub shm://ticks`).
+    endpoint: String,
+    /// Stop after this many messages.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Do not print messages; print a summary on stderr at the end.
+    #[arg(long)]
+    quiet: bool,
+    /// Keep retrying this many seconds while no publisher is bound.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    connect_timeout: f64,
+    /// Wait strategy for blocking receives.
+    #[arg(long, value_enum, default_value_t = Wait::Adaptive)]
+    wait: Wait,
+}
+
+fn stdin_error(e: std::io::Error) -> Error {
+    Error::Io {
+        context: "reading stdin".into(),
+        source: e,
+    }
+}
+
+fn send(args: &PubArgs, publisher: &mut Publisher, msg: &[u8]) -> Result<(), Error> {
+    if args.send_timeout > 0.0 {
+        publisher.send_timeout(msg, Duration::from_secs_f64(args.send_timeout))
+    } else {
+        publisher.send(msg)
+    }
+}
+
+fn publish(args: &PubArgs) -> Result<(u64, u64, usize, Instant), Error> {
+    let mut options = args.conn.options();
+    if args.drop_oldest {
+        options = options.overflow(Overflow::DropOldest);
+    }
+    let mut publisher = Publisher::bind_with(&args.endpoint, options)?;
+    while publisher.subscriber_count() < args.wait_subscribers {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let start = Instant::now();
+    let (mut msgs, mut bytes) = (0u64, 0u64);
+    if let (Some(size), Some(count)) = (args.size, args.count) {
+        let mut buf = vec![0u8; size];
+        for seq in 0..count {
+            let n = size.min(8);
+            buf[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
+            send(args, &mut publisher, &buf)?;
+        }
+        (msgs, bytes) = (count, count * size as u64);
+    } else {
+        for line in BufReader::new(std::io::stdin().lock()).split(b'\n') {
+            let line = line.map_err(stdin_error)?;
+            send(args, &mut publisher, &line)?;
+            msgs += 1;
+            bytes += line.len() as u64;
+        }
+    }
+    let subscribers = publisher.subscriber_count();
+    Ok((msgs, bytes, subscribers, start))
+}
+
+pub(crate) fn run_pub(args: PubArgs) -> ExitCode {
+    match publish(&args) {
+        Ok((msgs, bytes, subscribers, start)) => {
+            if args.size.is_some() {
+                let secs = start.elapsed().as_secs_f64();
+                eprintln!(
+                    "published {msgs} messages, {bytes} bytes in {secs:.3} s ({:.0} msgs/s) \
+                     to {subscribers} subscribers",
+                    msgs as f64 / secs
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("shmsock pub: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn connect(args: &SubArgs) -> Result<Subscriber, Error> {
+    let options = Options::new().wait_strategy(args.wait.strategy());
+    let deadline = Instant::now() + Duration::from_secs_f64(args.connect_timeout.max(0.0));
+    loop {
+        match Subscriber::connect_with(&args.endpoint, options.clone()) {
+            Err(Error::ConnectionRefused { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            other => return other,
+        }
+    }
+}
+
+/// What a subscriber received.
+struct Received {
+    msgs: u64,
+    bytes: u64,
+    lost: u64,
+    start: Instant,
+}
+
+fn subscribe(args: &SubArgs) -> Result<Received, Error> {
+    let mut sub = connect(args)?;
+    let mut got = Received {
+        msgs: 0,
+        bytes: 0,
+        lost: 0,
+        start: Instant::now(),
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let stdout_err = |e: std::io::Error| Error::Io {
+        context: "writing to stdout".into(),
+        source: e,
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    while args.count.is_none_or(|c| got.msgs < c) {
+        let n = match sub.recv(&mut buf) {
+            Ok(n) => n,
+            Err(Error::BufferTooSmall { len, .. }) => {
+                buf.resize(len, 0);
+                continue;
+            }
+            Err(Error::Lagged { missed, .. }) => {
+                out.flush().map_err(stdout_err)?;
+                eprintln!("shmsock sub: lagged: lost {missed} messages");
+                got.lost += missed;
+                continue;
+            }
+            Err(Error::PeerClosed { .. }) => break,
+            Err(e) => {
+                let _ = out.flush();
+                return Err(e);
+            }
+        };
+        got.msgs += 1;
+        got.bytes += n as u64;
+        if !args.quiet {
+            out.write_all(&buf[..n]).map_err(stdout_err)?;
+            out.write_all(b"\n").map_err(stdout_err)?;
+        }
+    }
+    out.flush().map_err(stdout_err)?;
+    Ok(got)
+}
+
+pub(crate) fn run_sub(args: SubArgs) -> ExitCode {
+    match subscribe(&args) {
+        Ok(got) => {
+            if args.quiet {
+                let secs = got.start.elapsed().as_secs_f64();
+                eprintln!(
+                    "received {} messages, {} bytes in {secs:.3} s ({:.0} msgs/s), lost {}",
+                    got.msgs,
+                    got.bytes,
+                    got.msgs as f64 / secs,
+                    got.lost
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("shmsock sub: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The parent side: a publisher, subscriber children, and their reports.
+
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+use shmsock::{Options, Publisher};
+
+use crate::harness::{self, Peer, STEP_TIMEOUT};
+use crate::roles::{LATE_ENV, MAX_LEN_ENV, SEED_ENV};
+use crate::stream::Summary;
+
+/// Binds a publisher on `endpoint`.
+pub fn bind(endpoint: &str, options: Options) -> Publisher {
+    harness::setup();
+    Publisher::bind_with(endpoint, options).unwrap_or_else(|e| panic!("binding {endpoint}: {e}"))
+}
+
+/// Spawns `n` subscriber children of the stream `(seed, max_len)` and waits until the
+/// publisher has taken all of them in.
+pub fn subscribers(publisher: &mut Publisher, n: usize, seed: u64, max_len: usize) -> Vec<Peer> {
+    spawn(publisher, n, seed, max_len, &[], 0)
+}
+
+/// Like [`subscribers`] for late joiners (they learn their start from the first message):
+/// `already` subscribers are there before them.
+pub fn subscribers_late(
+    publisher: &mut Publisher,
+    n: usize,
+    seed: u64,
+    max_len: usize,
+    already: usize,
+) -> Vec<Peer> {
+    spawn(publisher, n, seed, max_len, &[(LATE_ENV, "1")], already)
+}
+
+fn spawn(
+    publisher: &mut Publisher,
+    n: usize,
+    seed: u64,
+    max_len: usize,
+    extra: &[(&str, &str)],
+    already: usize,
+) -> Vec<Peer> {
+    let (seed, max_len) = (seed.to_string(), max_len.to_string());
+    let mut env = vec![(SEED_ENV, seed.as_str()), (MAX_LEN_ENV, max_len.as_str())];
+    env.extend_from_slice(extra);
+    let mut peers: Vec<Peer> = (0..n)
+        .map(|_| Peer::spawn("subscribe", publisher.endpoint(), &env))
+        .collect();
+    for peer in &mut peers {
+        peer.expect("ready");
+    }
+    wait_for_subscribers(publisher, already + n);
+    peers
+}
+
+/// Waits until the publisher counts `n` subscribers.
+pub fn wait_for_subscribers(publisher: &mut Publisher, n: usize) {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let count = publisher.subscriber_count();
+        if count == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} subscribers after {STEP_TIMEOUT:?}, expected {n}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits for a subscriber child's final report.
+pub fn summary(peer: &mut Peer) -> Summary {
+    Summary::parse(&peer.expect("done"))
+}
+
+/// Sends `signal` to a child.
+pub fn signal(pid: Pid, signal: Signal) {
+    rustix::process::kill_process(pid, signal)
+        .unwrap_or_else(|e| panic!("kill({pid:?}, {signal:?}): {e}"));
+}
+
+/// Raw pid of a child, as the library reports pids.
+pub fn raw_pid(peer: &Peer) -> i32 {
+    peer.pid().as_raw_nonzero().get()
+}
+
+/// Waits until the child `pid` is stopped (state `T` in `/proc/PID/stat`): `kill` returns
+/// before the stop takes effect.
+pub fn wait_until_stopped(pid: Pid) {
+    let path = format!("/proc/{}/stat", pid.as_raw_nonzero());
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let stat = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // The state follows the parenthesised command name.
+        let state = stat.rsplit_once(") ").map(|(_, rest)| rest.as_bytes()[0]);
+        if state == Some(b'T') {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{pid:?} never stopped: {stat}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
