@@ -3,6 +3,7 @@
 //! Run with no arguments to run the lab (`cargo run --release`).
 #![deny(unsafe_code)]
 
+mod advise;
 mod pubsub;
 mod recv;
 mod send;
@@ -35,6 +36,9 @@ Examples:
 enum Command {
     /// Measure IPC mechanisms on this machine (the default command).
     Lab(LabArgs),
+    /// Which IPC mechanism and shmsock endpoint to use: seed 002's flowchart, with this
+    /// machine's numbers.
+    Advise(advise::AdviseArgs),
     /// Connect to ENDPOINT and send stdin, one message per line (or synthetic messages).
     Send(send::SendArgs),
     /// Bind ENDPOINT, accept one peer and print each message on its own line.
@@ -181,6 +185,7 @@ fn main() -> ExitCode {
     match cli.command {
         None => run_lab(LabArgs::default()),
         Some(Command::Lab(args)) => run_lab(args),
+        Some(Command::Advise(args)) => advise::run(args),
         Some(Command::Send(args)) => send::run(args),
         Some(Command::Recv(args)) => recv::run(args),
         Some(Command::Pub(args)) => pubsub::run_pub(args),

@@ -35,6 +35,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod advise;
 pub mod claims;
 mod error;
 pub mod experiments;

@@ -1,0 +1,112 @@
+//! Drives the real `shmsock advise`: flags in, the flowchart's answer, its path and this
+//! machine's numbers out (from the committed sample report, so no measurement runs).
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn sample_report() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/lab-sample/report.json")
+}
+
+fn advise(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_shmsock"))
+        .arg("advise")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run shmsock advise");
+    out
+}
+
+fn advise_with_sample(args: &[&str]) -> String {
+    let report = sample_report();
+    let mut all = args.to_vec();
+    all.extend(["--report", report.to_str().expect("utf-8 path")]);
+    let out = advise(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[test]
+fn large_frequent_transfers_get_shm_with_loans_marked_planned() {
+    let text = advise_with_sample(&["--size", "1MiB", "--rate", "30000"]);
+    assert!(text.contains("shm://NAME + loans"), "{text}");
+    assert!(text.contains("loans are planned"), "{text}");
+    assert!(
+        text.contains("More than 10,000 transfers per second? yes (30000/s)"),
+        "{text}"
+    );
+    assert!(text.contains("uds-stream"), "{text}");
+    assert!(text.contains("numbers from"), "{text}");
+}
+
+#[test]
+fn remote_peers_get_tcp() {
+    let text = advise_with_sample(&["--remote"]);
+    assert!(text.contains("tcp://HOST:PORT"), "{text}");
+    assert!(
+        text.contains("Different machines, now or later? yes"),
+        "{text}"
+    );
+    assert!(text.contains("loopback TCP (tcp)"), "{text}");
+}
+
+#[test]
+fn a_sub_microsecond_budget_gets_busy_polling_with_the_budget_checked() {
+    let text = advise_with_sample(&["--size", "64", "--latency-budget", "500ns"]);
+    assert!(text.contains("WaitStrategy::BusyPoll"), "{text}");
+    assert!(text.contains("your budget 500 ns"), "{text}");
+}
+
+#[test]
+fn an_untrusted_peer_gets_copies_and_no_loans() {
+    let text = advise_with_sample(&["--size", "1MiB", "--rate", "50k", "--untrusted"]);
+    assert!(text.contains("without loans"), "{text}");
+    assert!(text.contains("Untrusted peer? yes"), "{text}");
+}
+
+#[test]
+fn json_output_names_the_leaf_and_the_path() {
+    let text = advise_with_sample(&["--size", "1MiB", "--rate", "100", "--json"]);
+    assert!(text.contains("\"leaf\": \"hybrid\""), "{text}");
+    assert!(text.contains("\"path\""), "{text}");
+}
+
+#[test]
+fn without_flags_or_report_it_answers_the_default_and_says_why_no_numbers() {
+    let dir = std::env::temp_dir().join(format!("shmsock-advise-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_shmsock"))
+        .args(["advise", "--no-measure"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(text.contains("message passing (the default)"), "{text}");
+    assert!(text.contains("no report at"), "{text}");
+}
+
+#[test]
+fn bad_values_and_missing_reports_fail_with_a_message() {
+    let out = advise(&["--latency-budget", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("soon"));
+    let out = advise(&["--size", "64", "--report", "/nonexistent/report.json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/report.json"));
+}
+
+#[test]
+fn help_has_examples() {
+    let out = advise(&["--help"]);
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(text.contains("Examples:"), "{text}");
+    assert!(text.contains("--latency-budget"), "{text}");
+}

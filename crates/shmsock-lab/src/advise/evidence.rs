@@ -1,0 +1,183 @@
+//! The numbers of a lab report that back each answer of the advisor.
+
+use super::{Leaf, Needs};
+use crate::claims::fmt_value;
+use crate::report::{LatencyRow, Report, ThroughputRow};
+
+/// Lines of evidence for `leaf` from `report`; a number the report lacks is a line saying how
+/// to measure it.
+pub(super) fn for_leaf(leaf: Leaf, needs: &Needs, report: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(floor) = latency(report, "floor") {
+        out.push(format!(
+            "hardware floor (cache-line ping-pong): {} one-way p50",
+            ns(floor.p50_ns as f64 / 2.0)
+        ));
+    }
+    match leaf {
+        Leaf::Network => {
+            one_way(&mut out, report, "tcp", "loopback TCP");
+            one_way(&mut out, report, "uds-stream", "Unix stream socket");
+            one_way(
+                &mut out,
+                report,
+                "shmsock",
+                "shm:// (for peers that end up on one machine)",
+            );
+        }
+        Leaf::SharedMemoryBulk | Leaf::Hybrid => bulk(&mut out, leaf, needs, report),
+        Leaf::SharedMemoryLowLatency => low_latency(&mut out, needs, report),
+        Leaf::MessagePassing | Leaf::UntrustedCopying => {
+            one_way(&mut out, report, "uds-stream", "Unix stream socket");
+            one_way(&mut out, report, "shmsock", "shm:// Conn (Adaptive)");
+            rate_fit(&mut out, needs, report, "uds-stream");
+            rate_fit(&mut out, needs, report, "shmsock");
+        }
+    }
+    if out.len() <= 1 {
+        out.push(
+            "the report has none of the rows this answer rests on: run `shmsock lab --only \
+             latency,throughput`"
+                .into(),
+        );
+    }
+    out
+}
+
+fn latency<'a>(report: &'a Report, name: &str) -> Option<&'a LatencyRow> {
+    report.latency.iter().find(|r| r.mechanism == name)
+}
+
+/// The throughput row of `name` at the measured size closest to `size` (log distance).
+fn throughput<'a>(report: &'a Report, name: &str, size: u64) -> Option<&'a ThroughputRow> {
+    let distance = |r: &ThroughputRow| ((r.size.max(1) as f64) / (size.max(1) as f64)).ln().abs();
+    report
+        .throughput
+        .iter()
+        .filter(|r| r.mechanism == name)
+        .min_by(|a, b| distance(a).total_cmp(&distance(b)))
+}
+
+/// `600%`, `3%`, `0.4%`, `<0.1%`.
+fn percent(pct: f64) -> String {
+    match pct {
+        p if p >= 10.0 => format!("{p:.0}%"),
+        p if p >= 0.1 => format!("{p:.1}%"),
+        _ => "<0.1%".into(),
+    }
+}
+
+fn ns(value: f64) -> String {
+    fmt_value(value, "ns")
+}
+
+fn one_way(out: &mut Vec<String>, report: &Report, name: &str, what: &str) {
+    match latency(report, name) {
+        Some(r) => out.push(format!(
+            "{what} ({name}): {} one-way p50, {} p99 (RTT / 2)",
+            ns(r.p50_ns as f64 / 2.0),
+            ns(r.p99_ns as f64 / 2.0)
+        )),
+        None => out.push(format!(
+            "{what} ({name}): not in the report (`shmsock lab --only latency --mechanisms {name}`)"
+        )),
+    }
+}
+
+/// Whether `name` sustains the asked rate at the closest measured size.
+fn rate_fit(out: &mut Vec<String>, needs: &Needs, report: &Report, name: &str) {
+    let (Some(rate), size) = (needs.rate_per_s, needs.size_bytes.unwrap_or(64)) else {
+        return;
+    };
+    if let Some(r) = throughput(report, name, size) {
+        out.push(format!(
+            "{name} streams {} at {} B here: your {rate:.0}/s is {} of that",
+            fmt_value(r.msgs_per_s as f64, "msgs/s"),
+            r.size,
+            percent(100.0 * rate / r.msgs_per_s.max(1) as f64)
+        ));
+    }
+}
+
+fn bulk(out: &mut Vec<String>, leaf: Leaf, needs: &Needs, report: &Report) {
+    let size = needs.size_bytes.unwrap_or(1 << 20);
+    let rate = needs.rate_per_s;
+    if let Some(rate) = rate {
+        out.push(format!(
+            "you need {} ({size} B x {rate:.0}/s)",
+            fmt_value(size as f64 * rate, "B/s")
+        ));
+    }
+    for (name, what) in [
+        (
+            "shmsock-offset",
+            "shm:// passing an offset (what loans will do)",
+        ),
+        ("raw-offset", "textbook ring passing an offset"),
+        ("shmsock", "shm:// Conn, copying"),
+        ("uds-stream", "Unix stream socket, copying"),
+        ("pipe", "pipe, copying"),
+    ] {
+        let Some(r) = throughput(report, name, size) else {
+            continue;
+        };
+        let share = rate
+            .map(|rate| {
+                format!(
+                    "; your rate is {} of it",
+                    percent(100.0 * rate / r.msgs_per_s.max(1) as f64)
+                )
+            })
+            .unwrap_or_default();
+        out.push(format!(
+            "{what} ({name}) at {} B: {} = {} ({:.0}% CPU send, {:.0}% recv){share}",
+            r.size,
+            fmt_value(r.msgs_per_s as f64, "msgs/s"),
+            fmt_value(r.bytes_per_s as f64, "B/s"),
+            r.sender_cpu_pct,
+            r.receiver_cpu_pct
+        ));
+    }
+    if leaf == Leaf::Hybrid {
+        out.push(
+            "below 10,000 transfers/s a copy is affordable: the copying rows above say how much \
+             of the machine it takes"
+                .into(),
+        );
+    }
+}
+
+fn low_latency(out: &mut Vec<String>, needs: &Needs, report: &Report) {
+    one_way(out, report, "shmsock-busy", "shm:// Conn, BusyPoll");
+    one_way(out, report, "uds-stream", "Unix stream socket");
+    let Some(budget) = needs.latency_budget_ns else {
+        return;
+    };
+    if let Some(r) = latency(report, "shmsock-busy") {
+        let p50 = r.p50_ns as f64 / 2.0;
+        let p99 = r.p99_ns as f64 / 2.0;
+        out.push(format!(
+            "your budget {}: shmsock-busy {} it at p50 and {} it at p99",
+            ns(budget as f64),
+            if p50 <= budget as f64 {
+                "meets"
+            } else {
+                "misses"
+            },
+            if p99 <= budget as f64 {
+                "meets"
+            } else {
+                "misses"
+            },
+        ));
+    }
+    if let Some(floor) = latency(report, "floor") {
+        if (floor.p50_ns as f64 / 2.0) > budget as f64 {
+            out.push(
+                "your budget is below this machine's hardware floor: no IPC between two CPUs \
+                 meets it; keep both ends in one thread, or relax the budget"
+                    .into(),
+            );
+        }
+    }
+}

@@ -1,0 +1,266 @@
+use super::*;
+use crate::host::{HostInfo, Pinning};
+use crate::report::{LatencyRow, ThroughputRow};
+use crate::Mode;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+
+fn needs(
+    remote: bool,
+    size: Option<u64>,
+    rate: Option<f64>,
+    budget_ns: Option<u64>,
+    untrusted: bool,
+) -> Needs {
+    Needs {
+        remote,
+        size_bytes: size,
+        rate_per_s: rate,
+        latency_budget_ns: budget_ns,
+        untrusted,
+    }
+}
+
+/// (case, needs, leaf, questions asked in order).
+fn table() -> Vec<(&'static str, Needs, Leaf, Vec<&'static str>)> {
+    const REMOTE: &str = "Different machines, now or later?";
+    const SIZE: &str = "More than 100 KiB per transfer?";
+    const RATE: &str = "More than 10,000 transfers per second?";
+    const LATENCY: &str = "Latency budget under 1 µs?";
+    const TRUST: &str = "Untrusted peer?";
+    vec![
+        (
+            "remote wins over everything",
+            needs(true, Some(MIB), Some(1e6), Some(100), true),
+            Leaf::Network,
+            vec![REMOTE],
+        ),
+        (
+            "large and frequent",
+            needs(false, Some(MIB), Some(30_000.0), None, false),
+            Leaf::SharedMemoryBulk,
+            vec![REMOTE, SIZE, RATE, TRUST],
+        ),
+        (
+            "large, exactly 10,000/s is not more than 10,000/s",
+            needs(false, Some(200 * KIB), Some(10_000.0), None, false),
+            Leaf::Hybrid,
+            vec![REMOTE, SIZE, RATE, TRUST],
+        ),
+        (
+            "large, rate not given",
+            needs(false, Some(MIB), None, None, false),
+            Leaf::Hybrid,
+            vec![REMOTE, SIZE, RATE, TRUST],
+        ),
+        (
+            "small with a sub-microsecond budget",
+            needs(false, Some(64), None, Some(500), false),
+            Leaf::SharedMemoryLowLatency,
+            vec![REMOTE, SIZE, LATENCY, TRUST],
+        ),
+        (
+            "exactly 100 KiB is not more than 100 KiB; 1 µs is not under 1 µs",
+            needs(false, Some(100 * KIB), Some(1e6), Some(1_000), false),
+            Leaf::MessagePassing,
+            vec![REMOTE, SIZE, LATENCY],
+        ),
+        (
+            "nothing given: the default",
+            Needs::default(),
+            Leaf::MessagePassing,
+            vec![REMOTE, SIZE, LATENCY],
+        ),
+        (
+            "untrusted on the message-passing leaf changes nothing",
+            needs(false, Some(4 * KIB), None, Some(50_000), true),
+            Leaf::MessagePassing,
+            vec![REMOTE, SIZE, LATENCY, TRUST],
+        ),
+        (
+            "untrusted, large and frequent",
+            needs(false, Some(MIB), Some(50_000.0), None, true),
+            Leaf::UntrustedCopying,
+            vec![REMOTE, SIZE, RATE, TRUST],
+        ),
+        (
+            "untrusted, large and infrequent",
+            needs(false, Some(MIB), Some(10.0), None, true),
+            Leaf::UntrustedCopying,
+            vec![REMOTE, SIZE, RATE, TRUST],
+        ),
+        (
+            "untrusted, sub-microsecond",
+            needs(false, Some(64), None, Some(200), true),
+            Leaf::UntrustedCopying,
+            vec![REMOTE, SIZE, LATENCY, TRUST],
+        ),
+    ]
+}
+
+#[test]
+fn every_case_reaches_its_leaf_by_its_path() {
+    for (case, needs, leaf, questions) in table() {
+        let (got, path) = decide(&needs);
+        assert_eq!(got, leaf, "{case}");
+        let asked: Vec<_> = path.iter().map(|s| s.question).collect();
+        assert_eq!(asked, questions, "{case}");
+    }
+}
+
+#[test]
+fn the_table_covers_every_leaf() {
+    let reached: Vec<Leaf> = table().iter().map(|(_, _, leaf, _)| *leaf).collect();
+    for leaf in Leaf::ALL {
+        assert!(reached.contains(&leaf), "{leaf:?} not covered");
+    }
+}
+
+#[test]
+fn every_leaf_names_a_shmsock_endpoint_and_is_honest_about_plans() {
+    for leaf in Leaf::ALL {
+        let endpoint = leaf.endpoint();
+        assert!(
+            ["shm://", "tcp://", "unix://"]
+                .iter()
+                .any(|s| endpoint.contains(s)),
+            "{leaf:?}: {endpoint}"
+        );
+        if endpoint.contains("loans") && !endpoint.contains("without loans") {
+            assert!(endpoint.contains("planned"), "{leaf:?}: {endpoint}");
+        }
+        if endpoint.contains("tcp://") || endpoint.contains("unix://") {
+            assert!(endpoint.contains("planned"), "{leaf:?}: {endpoint}");
+        }
+        assert!(!leaf.reason().is_empty() && !leaf.mechanism().is_empty());
+    }
+}
+
+#[test]
+fn answers_are_parsed_with_units() {
+    assert_eq!(parse_bytes("64"), Ok(64));
+    assert_eq!(parse_bytes("4KiB"), Ok(4096));
+    assert_eq!(parse_bytes("1.5 MiB"), Ok(1_572_864));
+    assert_eq!(parse_bytes("2G"), Ok(2 << 30));
+    assert!(parse_bytes("lots").is_err());
+    assert!(parse_bytes("3 parsecs").is_err());
+    assert_eq!(parse_rate("30k"), Ok(30_000.0));
+    assert_eq!(parse_rate("30000/s"), Ok(30_000.0));
+    assert_eq!(parse_rate("1.5M"), Ok(1_500_000.0));
+    assert_eq!(parse_duration_ns("500ns"), Ok(500));
+    assert_eq!(parse_duration_ns("2us"), Ok(2_000));
+    assert_eq!(parse_duration_ns("2µs"), Ok(2_000));
+    assert_eq!(parse_duration_ns("1.5ms"), Ok(1_500_000));
+    assert_eq!(parse_duration_ns("750"), Ok(750));
+    assert!(parse_duration_ns("soon").is_err());
+}
+
+#[test]
+fn the_interview_asks_only_the_questions_on_the_path() {
+    let mut output = Vec::new();
+    let answers = "n\n1MiB\n30k\nn\n";
+    let got = interview(&mut answers.as_bytes(), &mut output).expect("interview");
+    assert_eq!(got, needs(false, Some(MIB), Some(30_000.0), None, false));
+    let text = String::from_utf8(output).expect("utf-8");
+    assert!(text.contains("transfers per second"), "{text}");
+    assert!(!text.contains("Latency budget"), "{text}");
+
+    let mut output = Vec::new();
+    let got = interview(&mut "maybe\ny\n".as_bytes(), &mut output).expect("interview");
+    assert!(got.remote);
+    let text = String::from_utf8(output).expect("utf-8");
+    assert!(text.contains("answer y or n"), "{text}");
+    assert!(!text.contains("bytes per transfer"), "{text}");
+
+    // End of input: whatever was answered, the rest unanswered.
+    let got = interview(&mut "n\n64\n".as_bytes(), &mut Vec::new()).expect("interview");
+    assert_eq!(got, needs(false, Some(64), None, None, false));
+}
+
+fn report() -> Report {
+    let pinning = Pinning {
+        parent_cpu: 0,
+        child_cpu: 1,
+    };
+    let host = HostInfo {
+        cpu_model: "test CPU".into(),
+        cpus_online: 2,
+        cpus_allowed: 2,
+        kernel: "Linux".into(),
+        machine: "x86_64".into(),
+        governor: None,
+        pinning,
+        pinning_text: pinning.describe(),
+    };
+    let mut r = Report::new(host, Mode::Default, Vec::new());
+    let lat = |name: &str, p50_ns: u64| LatencyRow {
+        mechanism: name.into(),
+        size: 64,
+        min_ns: p50_ns,
+        p50_ns,
+        p99_ns: 2 * p50_ns,
+        p999_ns: 3 * p50_ns,
+        max_ns: 4 * p50_ns,
+        mean_ns: p50_ns as f64,
+        oneway_p50_ns: p50_ns / 2,
+        samples: 1000,
+        p50_vs_floor: None,
+    };
+    r.latency = vec![
+        lat("floor", 140),
+        lat("shmsock-busy", 400),
+        lat("shmsock", 800),
+        lat("uds-stream", 20_000),
+        lat("tcp", 30_000),
+    ];
+    let second = 1_000_000_000;
+    r.throughput = vec![
+        ThroughputRow::new("uds-stream", 1 << 20, 5_000, second, second, second, second),
+        ThroughputRow::new(
+            "shmsock-offset",
+            1 << 20,
+            900_000,
+            second,
+            second,
+            second,
+            second,
+        ),
+        ThroughputRow::new("uds-stream", 4096, 300_000, second, second, second, second),
+    ];
+    r
+}
+
+#[test]
+fn advice_quotes_the_reports_numbers() {
+    let r = report();
+    let advice = advise(
+        &needs(false, Some(MIB), Some(30_000.0), None, false),
+        Some(&r),
+    );
+    assert_eq!(advice.leaf, Leaf::SharedMemoryBulk);
+    let text = advice.to_string();
+    assert!(text.contains("shmsock-offset"), "{text}");
+    assert!(text.contains("uds-stream"), "{text}");
+    assert!(
+        text.contains("600%"),
+        "30k/s is 600% of uds-stream's 5k/s: {text}"
+    );
+    assert!(text.contains("loans are planned"), "{text}");
+    assert!(
+        text.contains("More than 10,000 transfers per second? yes"),
+        "{text}"
+    );
+
+    let advice = advise(&needs(false, Some(64), None, Some(50), false), Some(&r));
+    let text = advice.to_string();
+    assert!(
+        text.contains("below this machine's hardware floor"),
+        "{text}"
+    );
+    assert!(text.contains("misses"), "{text}");
+
+    let advice = advise(&Needs::default(), None);
+    assert!(advice.evidence.is_empty());
+    assert!(advice.notes.iter().any(|n| n.contains("no lab report")));
+}
