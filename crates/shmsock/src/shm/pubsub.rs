@@ -251,11 +251,14 @@ impl ShmPublisher {
 impl Drop for ShmPublisher {
     fn drop(&mut self) {
         self.incoming.stop.store(true, Ordering::Relaxed);
-        for sub in &self.subs {
-            control::say_bye(&sub.sock);
-        }
         if let Some(t) = self.acceptor.take() {
             let _ = t.join();
+        }
+        // Subscribers accepted since our last send are still queued: they get the goodbye
+        // too, or they would see a bare hang-up and report PeerGone.
+        self.refresh_subscribers(false);
+        for sub in &self.subs {
+            control::say_bye(&sub.sock);
         }
     }
 }

@@ -140,3 +140,18 @@ fn sigkilled_subscriber_never_blocks_a_block_publisher() {
         }
     }
 }
+
+/// A publisher dropped before it ever sent (or counted its subscribers) still says goodbye
+/// to every subscriber that had joined: `PeerClosed`, not `PeerGone`.
+#[test]
+fn publisher_dropped_before_any_send_is_peer_closed() {
+    let ep = harness::endpoint("dropearly");
+    let publisher = fanout::bind(&ep, Options::new());
+    let mut sub = Subscriber::connect(&ep).expect("subscribing");
+    drop(publisher);
+    let mut buf = [0u8; 16];
+    match sub.recv_timeout(&mut buf, STEP_TIMEOUT) {
+        Err(Error::PeerClosed { .. }) => {}
+        other => panic!("after a clean drop: {other:?}, expected PeerClosed"),
+    }
+}
