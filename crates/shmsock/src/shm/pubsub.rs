@@ -26,6 +26,10 @@ use crate::sync::{AtomicBool, Ordering};
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
 /// Empty polls between two looks at the publisher's cursor (to notice eviction).
 const POLLS_PER_LAG_CHECK: u32 = 64;
+/// Sends between two looks at the subscribers' control sockets. A publisher that never
+/// waits (`DropOldest`, or `Block` with fast subscribers) finds dead subscribers, and
+/// releases their sockets and mappings, only this way.
+const SENDS_PER_PEER_CHECK: u32 = 1024;
 
 /// A subscriber as the publisher sees it.
 struct Sub {
@@ -55,6 +59,7 @@ pub(crate) struct ShmPublisher {
     wait: crate::WaitStrategy,
     spin_budget: Duration,
     max_len: usize,
+    sends_since_peer_check: u32,
 }
 
 /// The lowest consumed position among live subscribers, validated against what we wrote;
@@ -111,6 +116,7 @@ impl ShmPublisher {
             acceptor: Some(acceptor),
             wait: opts.wait,
             spin_budget: opts.spin_budget,
+            sends_since_peer_check: 0,
         })
     }
 
@@ -193,7 +199,12 @@ impl ShmPublisher {
                 max: self.max_len,
             });
         }
-        self.refresh_subscribers(false);
+        self.sends_since_peer_check += 1;
+        let check = self.sends_since_peer_check >= SENDS_PER_PEER_CHECK;
+        if check {
+            self.sends_since_peer_check = 0;
+        }
+        self.refresh_subscribers(check);
         let started = Instant::now();
         let mut schedule = None;
         loop {

@@ -155,3 +155,22 @@ fn publisher_dropped_before_any_send_is_peer_closed() {
         other => panic!("after a clean drop: {other:?}, expected PeerClosed"),
     }
 }
+
+/// Subscribers of a `DropOldest` publisher (which never waits for them, so never looks at
+/// them while blocked) that die are still released: the publisher does not accumulate
+/// their sockets and mappings.
+#[test]
+fn dead_subscribers_of_a_drop_oldest_publisher_are_released() {
+    let rounds = 20;
+    let ep = harness::endpoint("churn");
+    let mut publisher = Peer::spawn("churn_publisher", &ep, &[(COUNT_ENV, &rounds.to_string())]);
+    let extra: i64 = publisher
+        .expect("extra_fds")
+        .parse()
+        .expect("a number of fds");
+    assert!(
+        extra < 3,
+        "after {rounds} subscribers died, the publisher holds {extra} more fds"
+    );
+    publisher.wait_success();
+}

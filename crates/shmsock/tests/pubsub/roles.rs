@@ -7,9 +7,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
-use shmsock::{Conn, Error, Publisher, Subscriber};
+use shmsock::{Conn, Error, Options, Overflow, Publisher, Subscriber};
 
-use crate::harness::{ENDPOINT_ENV, REPORT_MARK, STEP_TIMEOUT};
+use crate::harness::{Peer, ENDPOINT_ENV, REPORT_MARK, STEP_TIMEOUT};
 use crate::stream::{End, Stream, Tally};
 
 /// Number of messages a publishing role sends.
@@ -61,6 +61,7 @@ pub fn run(role: &str) {
             drop(publish(&ep));
             report("closed");
         }
+        "churn_publisher" => churn_publisher(&ep),
         "subscribe_to_anything" => match Subscriber::connect(&ep) {
             Ok(_) => report("connected"),
             Err(e) => report(format!("error {e:?} | {e}")),
@@ -117,4 +118,38 @@ fn publish(ep: &str) -> Publisher {
     stream.send_many(&mut publisher, count, STEP_TIMEOUT);
     report(format!("sent {count}"));
     publisher
+}
+
+/// Number of open fds of this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("listing /proc/self/fd")
+        .count()
+}
+
+/// A `DropOldest` publisher whose subscribers come and die (SIGKILL) one after another
+/// while it publishes; it never asks for its subscriber count. Reports how many fds it
+/// holds more than before the first subscriber.
+fn churn_publisher(ep: &str) {
+    // Our own rendezvous directory, the one our own children will be pointed at.
+    crate::harness::setup();
+    let options = Options::new().overflow(Overflow::DropOldest);
+    let mut publisher =
+        Publisher::bind_with(ep, options).unwrap_or_else(|e| panic!("binding {ep}: {e}"));
+    let msg = [7u8; 100];
+    // Warm up (the first send allocates, the accept thread has started).
+    publisher.send(&msg).expect("send");
+    let before = open_fds();
+    let rounds = var_u64(COUNT_ENV);
+    for _ in 0..rounds {
+        let mut sub = Peer::spawn("idle_subscriber", ep, &[]);
+        sub.expect("ready");
+        sub.kill();
+        sub.wait();
+        for _ in 0..1000 {
+            publisher.send(&msg).expect("a DropOldest send");
+        }
+    }
+    report(format!("extra_fds {}", open_fds() as i64 - before as i64));
+    drop(publisher);
 }
