@@ -34,9 +34,13 @@ use crate::sync::{fence, AtomicU64, Ordering};
 
 /// Bytes of the next tag word a frame also reserves (see `ring::write_frame`).
 const TAG_BYTES: u64 = 8;
-/// A reader gives up on a seqlock after this many torn reads (a hostile writer could keep
-/// the version odd forever).
-const SEQLOCK_RETRIES: u32 = 10_000;
+/// A reader spins this many times on a torn seqlock read, then yields: the writer may have
+/// been preempted in the middle of `Cursor::publish` and needs a CPU to finish.
+const SEQLOCK_SPINS: u32 = 64;
+/// A reader gives up on a seqlock that stays torn this long: an honest writer is done
+/// within a scheduler latency or two (~24 ms), a hostile one could keep the version odd
+/// forever (it then delays one call by this much, and the subscriber is `Corrupt`).
+const SEQLOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What a publisher does when a subscriber is a full ring behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,7 +89,19 @@ impl Cursor<'_> {
     /// Reads a consistent snapshot and validates it (positions ordered, at most a ring
     /// apart, sequences ordered).
     pub(crate) fn snapshot(&self, capacity: u64) -> Result<Snapshot, Corruption> {
-        for _ in 0..SEQLOCK_RETRIES {
+        let (mut torn, mut torn_since) = (0u32, None::<std::time::Instant>);
+        loop {
+            if torn == SEQLOCK_SPINS {
+                torn = 0;
+                let since = *torn_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > SEQLOCK_PATIENCE {
+                    return Err(Corruption(format!(
+                        "publisher cursor never became consistent (torn for {SEQLOCK_PATIENCE:?})"
+                    )));
+                }
+                std::thread::yield_now();
+            }
+            torn += 1;
             let v1 = self.version.load(Ordering::Acquire);
             if v1 % 2 == 1 {
                 std::hint::spin_loop();
@@ -113,9 +129,6 @@ impl Cursor<'_> {
             }
             return Ok(s);
         }
-        Err(Corruption(
-            "publisher cursor never became consistent".into(),
-        ))
     }
 }
 

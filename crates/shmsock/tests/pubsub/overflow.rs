@@ -12,16 +12,31 @@ use crate::stream::{End, Stream};
 
 /// Small enough that a stopped subscriber is lapped many times.
 const SMALL_RING_BYTES: usize = 64 * 1024;
-/// Messages published while one subscriber is stopped (~1.4 MB, ~20 laps), then as many
-/// again after it was resumed.
+/// Messages published while one subscriber is stopped (~1.4 MB, ~20 laps, 0.5 s), then as
+/// many again after it was resumed.
 const WHILE_STOPPED: u64 = 10_000;
 /// No single send of a `DropOldest` publisher may take this long (it never waits).
 const SEND_STALL: Duration = Duration::from_secs(1);
+/// The publisher sends bursts of this many messages (~15 KB, a quarter of the ring)...
+const BURST: u64 = 100;
+/// ...every this long (~20,000 messages/s), a rate two running subscribers sustain on a
+/// busy 2-core machine even in a debug build, so only the stopped one should lag.
+const BURST_EVERY: Duration = Duration::from_millis(5);
+
+/// Publishes `count` messages at the paced rate; returns the longest single send.
+fn publish_paced(stream: &mut Stream, publisher: &mut shmsock::Publisher, count: u64) -> Duration {
+    let mut longest = Duration::ZERO;
+    let mut left = count;
+    while left > 0 {
+        let burst = left.min(BURST);
+        longest = longest.max(stream.send_many(publisher, burst, STEP_TIMEOUT));
+        left -= burst;
+        std::thread::sleep(BURST_EVERY);
+    }
+    longest
+}
 
 #[test]
-#[ignore = "bug: a subscriber gives up with Corrupt (\"publisher cursor never became \
-            consistent\") when the publisher is preempted inside Cursor::publish \
-            (shm/broadcast.rs, Cursor::snapshot retries 10,000 times, ~100 us)"]
 fn drop_oldest_stopped_subscriber_gets_the_exact_lag_and_others_keep_up() {
     let _heavy = harness::cpu_heavy_test();
     let ep = harness::endpoint("dropoldest");
@@ -37,13 +52,13 @@ fn drop_oldest_stopped_subscriber_gets_the_exact_lag_and_others_keep_up() {
     signal(subs[0].pid(), Signal::STOP);
     fanout::wait_until_stopped(subs[0].pid());
     let t = Instant::now();
-    let longest_stopped = stream.send_many(&mut publisher, WHILE_STOPPED, STEP_TIMEOUT);
+    let longest_stopped = publish_paced(&mut stream, &mut publisher, WHILE_STOPPED);
     let rate_stopped = WHILE_STOPPED as f64 / t.elapsed().as_secs_f64();
 
     // Resumed while the publisher keeps going: it reads (and lags) under a live writer.
     signal(subs[0].pid(), Signal::CONT);
     let t = Instant::now();
-    let longest_after = stream.send_many(&mut publisher, WHILE_STOPPED, STEP_TIMEOUT);
+    let longest_after = publish_paced(&mut stream, &mut publisher, WHILE_STOPPED);
     let rate_after = WHILE_STOPPED as f64 / t.elapsed().as_secs_f64();
     let sent = stream.sent();
     drop(publisher);
@@ -77,9 +92,13 @@ fn drop_oldest_stopped_subscriber_gets_the_exact_lag_and_others_keep_up() {
     for sub in &mut subs[1..] {
         let s = summary(sub);
         eprintln!("running subscriber: {s}");
-        // On 2 busy cores they may lag too (a 64 KiB ring is ~1 ms of this publisher);
-        // what they lost is exactly accounted for.
+        // They keep up (at worst a scheduler hiccup on a shared machine costs them a few
+        // messages, exactly accounted for), far from what the stopped one lost.
         s.assert_accounts_for(sent, End::Closed);
+        assert!(
+            s.num("missed") < stopped.num("missed") / 4,
+            "a running subscriber lost almost as much as the stopped one: {s}"
+        );
     }
     for sub in &mut subs {
         sub.wait_success();
