@@ -218,6 +218,13 @@ pub(crate) fn run_sub(args: SubArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("shmsock sub: {e}");
+            if matches!(e, Error::ConnectionRefused { .. }) {
+                eprintln!(
+                    "shmsock sub: start the publisher first (`shmsock pub {}`), or give it \
+                     time with --connect-timeout SECS",
+                    args.endpoint
+                );
+            }
             ExitCode::FAILURE
         }
     }

@@ -218,6 +218,20 @@ fn sub_and_recv_refuse_each_others_endpoints() {
 }
 
 #[test]
+fn sub_without_a_publisher_says_what_to_do() {
+    let out = shmsock()
+        .args(["sub", "shm://cli-ps-nobody"])
+        .output()
+        .expect("sub");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("connection refused") && err.contains("`shmsock pub shm://cli-ps-nobody`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn pub_and_sub_have_help_with_examples() {
     for sub in ["pub", "sub"] {
         let out = shmsock().args([sub, "--help"]).output().expect("help");
