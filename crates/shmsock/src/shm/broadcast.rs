@@ -288,8 +288,10 @@ impl Reader {
             let tag = mem.load_tag(index)?;
             if tag != tag_for(self.pos) {
                 if check_lag || tag != 0 {
-                    if let Some(lost) = self.resync(cursor)? {
-                        return Ok(Read::Lagged(lost));
+                    match self.resync(cursor)? {
+                        Some(0) => continue, // only padding was evicted: nothing lost
+                        Some(lost) => return Ok(Read::Lagged(lost)),
+                        None => {}
                     }
                 }
                 return Ok(Read::Empty);
@@ -337,7 +339,7 @@ impl Reader {
     }
 
     /// If the publisher evicted our position, jumps to its oldest frame and returns how
-    /// many messages we lost.
+    /// many messages we lost (0 if what it evicted under us was only padding).
     fn resync(&mut self, cursor: &Cursor<'_>) -> Result<Option<u64>, Corruption> {
         let s = cursor.snapshot(self.capacity)?;
         if s.oldest_pos <= self.pos {

@@ -20,6 +20,8 @@ pub const SEED_ENV: &str = "SHMSOCK_TEST_SEED";
 pub const MAX_LEN_ENV: &str = "SHMSOCK_TEST_MAX_LEN";
 /// If set, a subscriber learns where it starts from its first message.
 pub const LATE_ENV: &str = "SHMSOCK_TEST_LATE";
+/// If set to N, a subscriber sleeps 1 ms after every N messages (it falls behind).
+pub const SLOW_EVERY_ENV: &str = "SHMSOCK_TEST_SLOW_EVERY";
 
 /// Longest a role waits to be killed.
 const IDLE_MAX: Duration = Duration::from_secs(60);
@@ -84,11 +86,17 @@ fn subscribe(ep: &str) {
     let mut tally = Tally::new(seed, max_len, std::env::var_os(LATE_ENV).is_some());
     let mut sub = connect(ep);
     report("ready");
+    let slow_every = std::env::var(SLOW_EVERY_ENV).map_or(0, |v| v.parse().expect("a number"));
     let mut buf = vec![0u8; max_len];
     let mut start = None;
     let end = loop {
         let checked = match sub.recv_timeout(&mut buf, STEP_TIMEOUT) {
-            Ok(n) => tally.message(&buf[..n]),
+            Ok(n) => {
+                if slow_every > 0 && tally.delivered % slow_every == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                tally.message(&buf[..n])
+            }
             Err(Error::Lagged { missed, .. }) => tally.lagged(missed),
             Err(Error::PeerClosed { .. }) => break End::Closed,
             Err(Error::PeerGone { .. }) => break End::Gone,
