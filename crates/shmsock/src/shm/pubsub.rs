@@ -20,7 +20,7 @@ use super::segment::{self, OwnedSegment, PeerSegment};
 use super::wait::{self, Schedule, SharedFutex, Step, FUTEX_SLEEP_MAX};
 use crate::error::{Error, Result};
 use crate::options::Options;
-use crate::sync::{AtomicBool, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
 /// How long the accept thread waits in `poll` before it looks at its stop flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
@@ -40,11 +40,19 @@ struct Sub {
     dropped: bool,
 }
 
+/// No subscriber is joining (see [`Incoming::join_floor`]).
+const NO_FLOOR: u64 = u64::MAX;
+
 /// Subscribers accepted by the background thread, waiting to be merged.
 struct Incoming {
     queue: Mutex<Vec<Sub>>,
     pending: AtomicBool,
     stop: AtomicBool,
+    /// While a subscriber is joining: the write position the accept thread read before the
+    /// handshake began, a lower bound of where the subscriber starts (it reads the cursor
+    /// later). A `Block` publisher evicts nothing at or above it until the subscriber is
+    /// merged, so it is never lapped before the publisher knows it. [`NO_FLOOR`] otherwise.
+    join_floor: AtomicU64,
 }
 
 pub(crate) struct ShmPublisher {
@@ -95,13 +103,25 @@ impl ShmPublisher {
             queue: Mutex::new(Vec::new()),
             pending: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            join_floor: AtomicU64::new(NO_FLOOR),
         });
+        // The accept thread's own read-only view of our cursor (for `join_floor`).
+        let own = seg
+            .fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::io(format!("{endpoint}: dup"), e))
+            .and_then(|fd| {
+                PeerSegment::open(fd, seg.capacity()).map_err(|r| Error::Handshake {
+                    endpoint: endpoint.clone(),
+                    reason: format!("mapping our own segment: {r}"),
+                })
+            })?;
         let socket_path = bound.socket_path().to_owned();
         let acceptor = {
             let (incoming, allowed) = (incoming.clone(), opts.allowed_uids.clone());
             std::thread::Builder::new()
                 .name(format!("shmsock-accept {endpoint}"))
-                .spawn(move || accept_loop(bound, offer, &allowed, &incoming))
+                .spawn(move || accept_loop(bound, offer, &own, &allowed, &incoming))
                 .map_err(|e| Error::io(format!("{endpoint}: spawning the accept thread"), e))?
         };
         Ok(ShmPublisher {
@@ -159,6 +179,15 @@ impl ShmPublisher {
     }
 
     fn try_push(&mut self, msg: &[u8]) -> bool {
+        let floor = if self.policy == Overflow::Block {
+            // Acquire: pairs with the Release stores in `accept_loop`. A cleared floor means
+            // its subscriber is queued: merge it now, so one of the two protects it.
+            let floor = self.incoming.join_floor.load(Ordering::Acquire);
+            self.refresh_subscribers(false);
+            floor
+        } else {
+            NO_FLOOR
+        };
         let cursor = self.seg.cursor();
         let write_pos = cursor.write_pos.load(Ordering::Relaxed);
         let subs = &mut self.subs;
@@ -166,7 +195,10 @@ impl ShmPublisher {
             &self.seg,
             &cursor,
             self.policy,
-            || min_consumed(subs, write_pos),
+            || match (min_consumed(subs, write_pos), floor) {
+                (min, NO_FLOOR) => min,
+                (min, floor) => Some(min.map_or(floor, |m| m.min(floor))),
+            },
             msg,
         );
         if pushed == broadcast::Push::Done {
@@ -275,7 +307,13 @@ impl Drop for ShmPublisher {
 }
 
 /// The accept thread: handshakes with subscribers and queues them for the publisher.
-fn accept_loop(bound: BoundName, offer: SharedOffer, allowed: &[u32], incoming: &Incoming) {
+fn accept_loop(
+    bound: BoundName,
+    offer: SharedOffer,
+    own: &PeerSegment,
+    allowed: &[u32],
+    incoming: &Incoming,
+) {
     let endpoint = bound.endpoint().to_owned();
     while !incoming.stop.load(Ordering::Relaxed) {
         let sock = match bound.accept(Some(ACCEPT_POLL)) {
@@ -286,6 +324,13 @@ fn accept_loop(bound: BoundName, offer: SharedOffer, allowed: &[u32], incoming: 
                 continue;
             }
         };
+        // Before the subscriber can read the cursor (it does after our hello), pin where it
+        // will start at the latest. Our own cursor is consistent; 0 would only be stricter.
+        let floor = own
+            .cursor()
+            .snapshot(own.capacity_bytes())
+            .map_or(0, |s| s.write_pos);
+        incoming.join_floor.store(floor, Ordering::SeqCst);
         let handshake = listen_side(
             &endpoint,
             sock,
@@ -313,6 +358,8 @@ fn accept_loop(bound: BoundName, offer: SharedOffer, allowed: &[u32], incoming: 
                 .push(sub);
             incoming.pending.store(true, Ordering::Release);
         }
+        // Release: the publisher that sees the floor cleared also sees the queued subscriber.
+        incoming.join_floor.store(NO_FLOOR, Ordering::Release);
     }
 }
 

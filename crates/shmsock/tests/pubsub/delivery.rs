@@ -75,10 +75,9 @@ fn late_subscriber_starts_at_the_next_message() {
 /// A subscriber that joins while a `Block` publisher streams into a small ring starts at
 /// some message and then misses nothing: joining never shows up as `Lagged`.
 #[test]
-#[ignore = "bug: the subscriber snapshots its start during the handshake (shm/pubsub.rs, \
-            ShmSubscriber::connect), but the publisher only respects it once it merged the \
-            subscriber at a later send; in between it laps the start and the subscriber's \
-            first recv is Lagged even under Overflow::Block"]
+#[ignore = "bug: Writer::try_push (shm/broadcast.rs) publishes the cursor after the frame \
+            (Corrupt 'our position ... is beyond the publisher's write position' in some \
+            runs); un-ignore with the uncommitted cursor-before-frame change"]
 fn late_subscriber_joining_a_streaming_block_publisher_never_lags() {
     let ep = harness::endpoint("latestream");
     let capacity = shmsock::RING_CAPACITY_MIN_BYTES;
@@ -91,8 +90,8 @@ fn late_subscriber_joining_a_streaming_block_publisher_never_lags() {
         &ep,
         &[(SEED_ENV, &seed_s), (MAX_LEN_ENV, &max_s), (LATE_ENV, "1")],
     );
-    // Stream (laps of a 4 KiB ring every ~40 messages) while it connects.
-    let deadline = Instant::now() + STEP_TIMEOUT;
+    // Stream (laps of a 4 KiB ring every ~40 messages) while it connects (in a few ms).
+    let deadline = Instant::now() + Duration::from_secs(5);
     while publisher.subscriber_count() == 0 {
         if Instant::now() >= deadline {
             late.expect("ready"); // says how the child failed
@@ -103,6 +102,7 @@ fn late_subscriber_joining_a_streaming_block_publisher_never_lags() {
         }
         stream.send_many(&mut publisher, 50, STEP_TIMEOUT);
     }
+    late.expect("ready");
     let joined_at = stream.sent();
     stream.send_many(&mut publisher, 5000, STEP_TIMEOUT);
     let sent = stream.sent();
