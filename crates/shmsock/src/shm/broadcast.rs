@@ -13,6 +13,9 @@
 //!                       published together under a seqlock in the publisher's segment
 //! ```
 //!
+//! The cursor is published *before* the frame it accounts for: a reader following tags is
+//! never ahead of the write position it can see.
+//!
 //! **Eviction.** Before writing a frame the writer evicts every frame that overlaps the
 //! bytes it is about to reuse (one lap back): it zeroes their tags, advances
 //! `(oldest_pos, oldest_seq)`, issues a Release fence, and only then writes. Policies:
@@ -104,7 +107,7 @@ impl Cursor<'_> {
             torn += 1;
             let v1 = self.version.load(Ordering::Acquire);
             if v1 % 2 == 1 {
-                std::hint::spin_loop();
+                crate::sync::spin_hint();
                 continue;
             }
             let s = Snapshot {
@@ -194,14 +197,22 @@ impl Writer {
             }
         }
         self.evict_below(mem, reuse_below);
+        // The cursor moves before the frame is written, so no reader is ever ahead of it
+        // (a reader that follows tags could otherwise pass a stale cursor). A subscriber that
+        // starts at the new write position polls the tag there: clear it first.
+        let frame_pos = self.at.write_pos + if pad { to_end } else { 0 };
+        let next = Snapshot {
+            write_pos: frame_pos + frame,
+            write_seq: self.at.write_seq + 1,
+            ..self.at
+        };
+        mem.clear_tag(next.write_pos & (self.capacity - 1));
+        cursor.publish(next);
         if pad {
             write_pad(mem, self.at.write_pos, self.capacity);
-            self.at.write_pos += to_end;
         }
-        let size = write_frame(mem, self.at.write_pos, self.capacity, msg);
-        self.at.write_pos += size;
-        self.at.write_seq += 1;
-        cursor.publish(self.at);
+        write_frame(mem, frame_pos, self.capacity, msg);
+        self.at = next;
         Push::Done
     }
 

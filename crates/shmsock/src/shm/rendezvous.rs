@@ -228,6 +228,13 @@ pub(crate) fn accept_peer_hello(
         endpoint: endpoint.to_owned(),
         reason,
     };
+    if received.truncated && received.fds.is_empty() {
+        // The kernel could not install the fd in our table: we are out of descriptors.
+        return Err(Error::io(
+            format!("{endpoint}: handshake: receiving the peer's segment (raise RLIMIT_NOFILE or close files)"),
+            rustix::io::Errno::MFILE,
+        ));
+    }
     if received.truncated {
         return Err(fail("peer sent more than one fd".into()));
     }

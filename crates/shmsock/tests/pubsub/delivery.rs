@@ -13,10 +13,6 @@ use crate::stream::{End, Stream};
 const FANOUT_COUNT: u64 = 100_000;
 
 #[test]
-#[ignore = "bug: Writer::try_push (shm/broadcast.rs) publishes the cursor after the frame, so \
-            a subscriber following tags can be ahead of the cursor it resyncs with: Corrupt \
-            'our position ... is beyond the publisher's write position' (in most runs); the \
-            uncommitted cursor-before-frame change in broadcast.rs fixes it, un-ignore then"]
 fn every_subscriber_of_three_receives_every_message_in_order() {
     let _heavy = harness::cpu_heavy_test();
     let ep = harness::endpoint("fanout");
@@ -75,9 +71,6 @@ fn late_subscriber_starts_at_the_next_message() {
 /// A subscriber that joins while a `Block` publisher streams into a small ring starts at
 /// some message and then misses nothing: joining never shows up as `Lagged`.
 #[test]
-#[ignore = "bug: Writer::try_push (shm/broadcast.rs) publishes the cursor after the frame \
-            (Corrupt 'our position ... is beyond the publisher's write position' in some \
-            runs); un-ignore with the uncommitted cursor-before-frame change"]
 fn late_subscriber_joining_a_streaming_block_publisher_never_lags() {
     let ep = harness::endpoint("latestream");
     let capacity = shmsock::RING_CAPACITY_MIN_BYTES;

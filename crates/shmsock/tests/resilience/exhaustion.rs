@@ -140,29 +140,11 @@ fn nofile_sweep() -> Vec<String> {
     lines
 }
 
-/// What the library reports when the fd it receives with the peer's hello cannot be
-/// installed (the kernel drops it and sets MSG_CTRUNC): today a misleading
-/// `Handshake { reason: "peer sent more than one fd" }`. See the bug test below.
-const CTRUNC_MISREPORT: &str = "reason: \"peer sent more than one fd\"";
-
 /// Under fd exhaustion connect and bind never panic and leak nothing; every failure is a
-/// typed error (`Io` with EMFILE and a context naming the endpoint and the step), except
-/// the known misreport of the fd the kernel could not install (see below).
+/// typed error (`Io` with EMFILE and a context naming the endpoint and the step), including
+/// the fd the kernel could not install with the peer's hello (MSG_CTRUNC with no fd).
 #[test]
 fn connect_and_bind_under_rlimit_nofile_return_typed_errors_and_leak_nothing() {
-    let _serial = crate::serial();
-    for line in nofile_sweep() {
-        assert!(
-            !line.contains("other ") || line.contains(CTRUNC_MISREPORT),
-            "an untyped failure: {line}"
-        );
-    }
-}
-
-#[test]
-#[ignore = "bug: out of fds while receiving the peer's segment fd, connect reports \
-            Handshake(\"peer sent more than one fd\") instead of Io(EMFILE)"]
-fn out_of_fds_while_receiving_the_segment_is_reported_as_emfile() {
     let _serial = crate::serial();
     for line in nofile_sweep() {
         assert!(!line.contains("other "), "not an Io(EMFILE) error: {line}");
