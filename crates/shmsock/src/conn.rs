@@ -5,14 +5,20 @@ use std::time::Duration;
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::net::{NetConn, NetListener};
 use crate::options::Options;
 use crate::shm::{Mode, ShmConn, ShmListener};
 
-fn unsupported(ep: &Endpoint) -> Error {
-    Error::Unsupported {
-        endpoint: ep.to_string(),
-        scheme: ep.scheme(),
-    }
+/// The transport behind a [`Listener`].
+enum ListenerInner {
+    Shm(ShmListener),
+    Net(NetListener),
+}
+
+/// The transport behind a [`Conn`]: one match per call keeps the shm path as it was.
+enum ConnInner {
+    Shm(ShmConn),
+    Net(NetConn),
 }
 
 /// A bound endpoint that accepts connections, like a listening socket.
@@ -35,15 +41,18 @@ fn unsupported(ep: &Endpoint) -> Error {
 /// # Ok::<(), shmsock::Error>(())
 /// ```
 pub struct Listener {
-    inner: ShmListener,
+    inner: ListenerInner,
 }
 
 impl Listener {
     /// Binds `endpoint` with default [`Options`].
     ///
     /// Errors: [`Error::InvalidEndpoint`], [`Error::AddrInUse`] if a live listener holds the
-    /// name (a stale one left by a dead process is replaced), [`Error::Unsupported`] for
-    /// `unix://` and `tcp://` (not implemented yet).
+    /// name, path or port (a stale `shm://` name or `unix://` socket file left by a dead
+    /// process is replaced).
+    ///
+    /// `tcp://HOST:0` binds a port the OS chooses: [`Listener::endpoint`] tells which.
+    /// A `unix://` socket file is made 0600 and removed when the listener is dropped.
     pub fn bind(endpoint: &str) -> Result<Listener> {
         Self::bind_with(endpoint, Options::default())
     }
@@ -52,41 +61,56 @@ impl Listener {
     /// outbound ring, wait strategy, allowed uids).
     pub fn bind_with(endpoint: &str, options: Options) -> Result<Listener> {
         let ep: Endpoint = endpoint.parse()?;
-        match &ep {
-            Endpoint::Shm(name) => Ok(Listener {
-                inner: ShmListener::bind(ep.to_string(), name, options)?,
-            }),
-            _ => Err(unsupported(&ep)),
-        }
+        let inner = match &ep {
+            Endpoint::Shm(name) => {
+                ListenerInner::Shm(ShmListener::bind(ep.to_string(), name, options)?)
+            }
+            _ => ListenerInner::Net(NetListener::bind(&ep, options)?),
+        };
+        Ok(Listener { inner })
+    }
+
+    fn accept_inner(&self, timeout: Option<Duration>) -> Result<Conn> {
+        let inner = match &self.inner {
+            ListenerInner::Shm(l) => ConnInner::Shm(l.accept(timeout)?),
+            ListenerInner::Net(l) => ConnInner::Net(l.accept(timeout)?),
+        };
+        Ok(Conn { inner })
     }
 
     /// Waits for a peer and completes the handshake with it.
     ///
     /// A peer that fails the handshake (wrong uid: [`Error::PermissionDenied`]; bad hello or
-    /// segment: [`Error::Handshake`]) is dropped and its error returned; the listener stays
-    /// usable, so servers typically log the error and call `accept` again.
+    /// segment, or a `tcp://`/`unix://` peer that is not a ZeroMQ PAIR socket:
+    /// [`Error::Handshake`]) is dropped and its error returned; the listener stays usable,
+    /// so servers typically log the error and call `accept` again.
     pub fn accept(&self) -> Result<Conn> {
-        Ok(Conn {
-            inner: self.inner.accept(None)?,
-        })
+        self.accept_inner(None)
     }
 
     /// Like [`Listener::accept`], but returns [`Error::TimedOut`] if no peer connects within
     /// `timeout`. (A peer that connects in time gets the full handshake timeout.)
     pub fn accept_timeout(&self, timeout: Duration) -> Result<Conn> {
-        Ok(Conn {
-            inner: self.inner.accept(Some(timeout))?,
-        })
+        self.accept_inner(Some(timeout))
     }
 
-    /// The endpoint this listener is bound to.
+    /// The endpoint this listener is bound to. For `tcp://` it is the bound address, so
+    /// after binding `tcp://127.0.0.1:0` it names the port the OS chose
+    /// (e.g. `tcp://127.0.0.1:40123`), ready to pass to [`Conn::connect`].
     pub fn endpoint(&self) -> &str {
-        self.inner.endpoint()
+        match &self.inner {
+            ListenerInner::Shm(l) => l.endpoint(),
+            ListenerInner::Net(l) => l.endpoint(),
+        }
     }
 
-    /// Path of the rendezvous socket (for diagnostics).
+    /// Path of the rendezvous socket (for diagnostics): the socket file for `unix://`,
+    /// empty for `tcp://`.
     pub fn socket_path(&self) -> &Path {
-        self.inner.socket_path()
+        match &self.inner {
+            ListenerInner::Shm(l) => l.socket_path(),
+            ListenerInner::Net(l) => l.socket_path(),
+        }
     }
 }
 
@@ -119,7 +143,7 @@ impl Listener {
 /// # Ok::<(), shmsock::Error>(())
 /// ```
 pub struct Conn {
-    inner: ShmConn,
+    inner: ConnInner,
 }
 
 impl Conn {
@@ -127,7 +151,8 @@ impl Conn {
     ///
     /// Errors: [`Error::ConnectionRefused`] if nobody listens, [`Error::PermissionDenied`]
     /// if the listener runs as a uid we do not allow, [`Error::Refused`] if it refused us,
-    /// [`Error::Handshake`]/[`Error::VersionMismatch`] for a bad peer.
+    /// [`Error::Handshake`]/[`Error::VersionMismatch`] for a bad peer (for `tcp://` and
+    /// `unix://`: one that is not a ZeroMQ PAIR socket).
     pub fn connect(endpoint: &str) -> Result<Conn> {
         Self::connect_with(endpoint, Options::default())
     }
@@ -135,12 +160,13 @@ impl Conn {
     /// Connects to `endpoint` with `options`.
     pub fn connect_with(endpoint: &str, options: Options) -> Result<Conn> {
         let ep: Endpoint = endpoint.parse()?;
-        match &ep {
-            Endpoint::Shm(name) => Ok(Conn {
-                inner: crate::shm::conn_connect(ep.to_string(), name, &options)?,
-            }),
-            _ => Err(unsupported(&ep)),
-        }
+        let inner = match &ep {
+            Endpoint::Shm(name) => {
+                ConnInner::Shm(crate::shm::conn_connect(ep.to_string(), name, &options)?)
+            }
+            _ => ConnInner::Net(crate::net::connect(&ep, &options)?),
+        };
+        Ok(Conn { inner })
     }
 
     /// Sends one message, waiting while the peer's ring is full.
@@ -148,17 +174,29 @@ impl Conn {
     /// Errors: [`Error::TooLarge`] (nothing is sent), [`Error::PeerGone`] /
     /// [`Error::PeerClosed`] once the peer is known to have ended.
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.inner.send(msg, Mode::Block)
+        self.send_mode(msg, Mode::Block)
+    }
+
+    #[inline]
+    fn send_mode(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
+        match &mut self.inner {
+            ConnInner::Shm(c) => c.send(msg, mode),
+            ConnInner::Net(c) => c.send(msg, mode),
+        }
     }
 
     /// Sends one message if there is room now, else [`Error::WouldBlock`].
+    ///
+    /// Over `tcp://` and `unix://`, "room" is the kernel's socket buffer: if it takes part
+    /// of the message, the rest is kept and written before anything else (by later calls,
+    /// or by `close`/`Drop` for up to a second), and the message counts as sent.
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
-        self.inner.send(msg, Mode::Try)
+        self.send_mode(msg, Mode::Try)
     }
 
     /// Sends one message, waiting at most `timeout` for room ([`Error::TimedOut`]).
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.inner.send(msg, Mode::timeout(timeout))
+        self.send_mode(msg, Mode::timeout(timeout))
     }
 
     /// Receives the next message into `buf` and returns its length.
@@ -181,50 +219,75 @@ impl Conn {
 
     /// Receives the next message into a new `Vec`.
     pub fn recv_vec(&mut self) -> Result<Vec<u8>> {
-        let frame = self.inner.next_frame(Mode::Block)?;
+        let shm = match &mut self.inner {
+            ConnInner::Shm(c) => c,
+            ConnInner::Net(c) => return c.recv_vec(Mode::Block),
+        };
+        let frame = shm.next_frame(Mode::Block)?;
         let mut out = vec![0; frame.len];
-        self.inner.read_frame(frame, &mut out)?;
-        self.inner.finish_frame(frame);
+        shm.read_frame(frame, &mut out)?;
+        shm.finish_frame(frame);
         Ok(out)
     }
 
+    #[inline]
     fn recv_into(&mut self, buf: &mut [u8], mode: Mode) -> Result<usize> {
-        let frame = self.inner.next_frame(mode)?;
+        let shm = match &mut self.inner {
+            ConnInner::Shm(c) => c,
+            ConnInner::Net(c) => return c.recv_into(buf, mode),
+        };
+        let frame = shm.next_frame(mode)?;
         if frame.len > buf.len() {
             return Err(Error::BufferTooSmall {
                 len: frame.len,
                 buf: buf.len(),
             });
         }
-        self.inner.read_frame(frame, buf)?;
-        self.inner.finish_frame(frame);
+        shm.read_frame(frame, buf)?;
+        shm.finish_frame(frame);
         Ok(frame.len)
     }
 
     /// Closes the connection cleanly: the peer receives everything sent so far, then
     /// [`Error::PeerClosed`]. Dropping the `Conn` does the same.
     pub fn close(mut self) {
-        self.inner.close();
+        match &mut self.inner {
+            ConnInner::Shm(c) => c.close(),
+            ConnInner::Net(c) => c.close(),
+        }
     }
 
     /// The endpoint of this connection.
     pub fn endpoint(&self) -> &str {
-        self.inner.endpoint()
+        match &self.inner {
+            ConnInner::Shm(c) => c.endpoint(),
+            ConnInner::Net(c) => c.endpoint(),
+        }
     }
 
-    /// The peer's process id (from `SO_PEERCRED`).
+    /// The peer's process id (from `SO_PEERCRED`), or 0 when unknown (`tcp://` peers).
     pub fn peer_pid(&self) -> i32 {
-        self.inner.peer_pid()
+        match &self.inner {
+            ConnInner::Shm(c) => c.peer_pid(),
+            ConnInner::Net(c) => c.peer_pid(),
+        }
     }
 
-    /// Largest message `send` accepts on this connection.
+    /// Largest message `send` accepts on this connection: the ring capacity minus its
+    /// header for `shm://`, [`Options::max_message_len`] for `tcp://` and `unix://`.
     pub fn max_message_len(&self) -> usize {
-        self.inner.max_message_len()
+        match &self.inner {
+            ConnInner::Shm(c) => c.max_message_len(),
+            ConnInner::Net(c) => c.max_message_len(),
+        }
     }
 
     #[cfg(test)]
     pub(crate) fn shm(&self) -> &ShmConn {
-        &self.inner
+        match &self.inner {
+            ConnInner::Shm(c) => c,
+            ConnInner::Net(_) => panic!("shm() called on a tcp:// or unix:// connection"),
+        }
     }
 }
 

@@ -149,6 +149,19 @@ pub enum Error {
         what: String,
     },
 
+    /// A `tcp://` or `unix://` peer sent bytes that are not valid ZMTP (a bad frame, a frame
+    /// longer than [`Options::max_message_len`](crate::Options::max_message_len)). The
+    /// connection was closed; this process is unharmed.
+    #[error(
+        "{endpoint}: the peer broke the ZeroMQ protocol (ZMTP): {what}; the connection was closed"
+    )]
+    Protocol {
+        /// The endpoint.
+        endpoint: String,
+        /// What was wrong.
+        what: String,
+    },
+
     /// A subscriber fell a full ring behind a `DropOldest` publisher: `missed` messages were
     /// overwritten before it could read them. The next `recv` continues with the oldest
     /// message still available.

@@ -1,7 +1,9 @@
 //! # shmsock: socket-like IPC at shared-memory speed
 //!
 //! The same [`Listener`]/[`Conn`] API over `shm://name` (lock-free rings in sealed memfd
-//! shared memory, handed over a Unix socket), and soon `unix://path` and `tcp://host:port`.
+//! shared memory, handed over a Unix socket), `unix:///path` and `tcp://host:port` (ZeroMQ's
+//! wire protocol, ZMTP 3.x with socket type PAIR, so pyzmq and libzmq PAIR sockets are valid
+//! peers; see "How `tcp://` and `unix://` work" below).
 //!
 //! ```
 //! use shmsock::{Conn, Listener};
@@ -35,6 +37,14 @@
 //! noticed within milliseconds ([`Error::PeerGone`]). Waiting spins briefly, then sleeps on a
 //! futex that the sender only wakes when the receiver announced it sleeps
 //! ([`WaitStrategy`]).
+//!
+//! ## How `tcp://` and `unix://` work
+//! They speak ZMTP 3.1 (NULL security mechanism, socket type PAIR) over a TCP or Unix stream
+//! socket: a `unix:///path` endpoint is ZeroMQ's `ipc:///path`. Errors are the same as for
+//! `shm://`; a peer sending invalid ZMTP gives [`Error::Protocol`] (or [`Error::Handshake`]
+//! during the handshake) and only that connection is closed. A multipart ZeroMQ message
+//! arrives as one message, its parts concatenated. Over `tcp://`, [`Conn::peer_pid`] is 0
+//! (unknown) and any peer that reaches the port is admitted.
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -46,6 +56,8 @@ mod endpoint;
 mod error;
 #[cfg(all(test, not(loom)))]
 mod hostile_tests;
+#[cfg(not(loom))]
+mod net;
 #[cfg(not(loom))]
 mod options;
 #[cfg(not(loom))]
@@ -59,6 +71,8 @@ mod sys;
 pub use conn::{Conn, Listener};
 pub use endpoint::{Endpoint, SHM_NAME_MAX_BYTES};
 pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use net::NET_MESSAGE_MAX_DEFAULT_BYTES;
 #[cfg(not(loom))]
 pub use options::{Options, RING_CAPACITY_DEFAULT_BYTES};
 #[cfg(not(loom))]

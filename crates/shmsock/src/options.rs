@@ -27,6 +27,7 @@ pub struct Options {
     pub(crate) spin_budget: Duration,
     pub(crate) allowed_uids: Vec<u32>,
     pub(crate) overflow: Overflow,
+    pub(crate) max_message_len: usize,
 }
 
 impl Default for Options {
@@ -37,6 +38,7 @@ impl Default for Options {
             spin_budget: SPIN_BUDGET_DEFAULT,
             allowed_uids: Vec::new(),
             overflow: Overflow::default(),
+            max_message_len: crate::net::NET_MESSAGE_MAX_DEFAULT_BYTES,
         }
     }
 }
@@ -78,6 +80,16 @@ impl Options {
     /// (default [`Overflow::Block`]). Ignored by `Conn`.
     pub fn overflow(mut self, overflow: Overflow) -> Self {
         self.overflow = overflow;
+        self
+    }
+
+    /// Largest message a `tcp://` or `unix://` connection sends or accepts (default
+    /// [`NET_MESSAGE_MAX_DEFAULT_BYTES`](crate::NET_MESSAGE_MAX_DEFAULT_BYTES), 64 MiB). A
+    /// peer announcing a longer message is cut off with [`Error::Protocol`](crate::Error::Protocol)
+    /// before anything is allocated for it. Ignored by `shm://`, where the ring capacity
+    /// decides.
+    pub fn max_message_len(mut self, bytes: usize) -> Self {
+        self.max_message_len = bytes;
         self
     }
 

@@ -1,0 +1,303 @@
+//! `tcp://host:port` and `unix:///path`: ZeroMQ's wire protocol (ZMTP 3.x, NULL security
+//! mechanism, socket type PAIR) over stream sockets, so pyzmq/libzmq PAIR sockets are valid
+//! peers of [`Conn`](crate::Conn) and [`Listener`](crate::Listener).
+//!
+//! Layers: [`zmtp`] is the wire format (pure functions), [`conn`] one connection's I/O with
+//! deadlines, this module binding, accepting and connecting. A `unix:///path` endpoint is
+//! what ZeroMQ calls `ipc:///path`.
+//!
+//! Differences from `shm://`, all inherent to sockets:
+//! - A peer that exits is seen as end of stream, like a clean close: both give
+//!   [`Error::PeerClosed`] at a message boundary; end of stream inside a message or a
+//!   connection reset gives [`Error::PeerGone`].
+//! - `peer_pid` is the peer's pid for `unix://` (from `SO_PEERCRED`, which also enforces
+//!   [`Options::allow_uid`](crate::Options::allow_uid)) and 0 (unknown) for `tcp://`, which
+//!   admits any peer that can reach the port: bind to loopback unless you mean otherwise.
+//! - A multipart ZeroMQ message is delivered as one message: its parts concatenated.
+
+pub(crate) mod conn;
+pub(crate) mod zmtp;
+
+use std::io;
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::endpoint::Endpoint;
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::shm::handshake::{uid_allowed, HANDSHAKE_TIMEOUT};
+use crate::shm::rendezvous::allowed_text;
+pub(crate) use conn::NetConn;
+
+/// Default largest message on `tcp://` and `unix://` connections, in bytes (64 MiB); a
+/// peer announcing a larger one is cut off before anything is allocated for it.
+pub const NET_MESSAGE_MAX_DEFAULT_BYTES: usize = 64 << 20;
+
+enum Bound {
+    Tcp(TcpListener),
+    Unix {
+        listener: UnixListener,
+        /// Device and inode of our socket file, so Drop removes only our own.
+        id: (u64, u64),
+    },
+}
+
+/// A bound `tcp://` or `unix://` endpoint.
+pub(crate) struct NetListener {
+    /// The endpoint as bound (for `tcp://…:0`, with the port the OS chose).
+    endpoint: String,
+    path: PathBuf,
+    bound: Bound,
+    options: Options,
+}
+
+fn io_err(endpoint: &str, what: &str, e: impl Into<io::Error>) -> Error {
+    Error::io(format!("{endpoint}: {what}"), e)
+}
+
+fn resolve(endpoint: &str, host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>> {
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| io_err(endpoint, &format!("resolving host {host:?}"), e))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(io_err(
+            endpoint,
+            "resolving host",
+            io::Error::other(format!("{host:?} has no address")),
+        ));
+    }
+    Ok(addrs)
+}
+
+fn addr_in_use(endpoint: &str, what: String) -> Error {
+    Error::AddrInUse {
+        endpoint: endpoint.to_owned(),
+        lock: what,
+    }
+}
+
+/// Binds a Unix socket at `path`, replacing a stale socket file (nobody accepts on it) but
+/// never a live one or a file that is not a socket. The socket is made 0600.
+fn bind_unix(endpoint: &str, path: &Path) -> Result<(UnixListener, (u64, u64))> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => match UnixStream::connect(path) {
+            Ok(_) => return Err(addr_in_use(endpoint, path.display().to_string())),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path).map_err(|e| {
+                    io_err(
+                        endpoint,
+                        &format!("removing stale socket {}", path.display()),
+                        e,
+                    )
+                })?;
+            }
+            Err(e) => return Err(io_err(endpoint, &format!("probing {}", path.display()), e)),
+        },
+        Ok(_) => {
+            return Err(io_err(
+                endpoint,
+                &format!("binding {}", path.display()),
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "a file that is not a socket is in the way; remove it or pick another path",
+                ),
+            ))
+        }
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(path).map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => addr_in_use(endpoint, path.display().to_string()),
+        _ => io_err(endpoint, &format!("binding {}", path.display()), e),
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io_err(endpoint, &format!("chmod {}", path.display()), e))?;
+    let m = std::fs::symlink_metadata(path)
+        .map_err(|e| io_err(endpoint, &format!("stat {}", path.display()), e))?;
+    Ok((listener, (m.dev(), m.ino())))
+}
+
+impl NetListener {
+    pub(crate) fn bind(ep: &Endpoint, options: Options) -> Result<NetListener> {
+        let endpoint = ep.to_string();
+        match ep {
+            Endpoint::Tcp { host, port } => {
+                let addrs = resolve(&endpoint, host, *port)?;
+                let listener = TcpListener::bind(&addrs[..]).map_err(|e| match e.kind() {
+                    io::ErrorKind::AddrInUse => addr_in_use(&endpoint, format!("tcp port {port}")),
+                    _ => io_err(&endpoint, "binding", e),
+                })?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|e| io_err(&endpoint, "getsockname", e))?;
+                Ok(NetListener {
+                    endpoint: format!("tcp://{local}"),
+                    path: PathBuf::new(),
+                    bound: Bound::Tcp(listener),
+                    options,
+                })
+            }
+            Endpoint::Unix(path) => {
+                let (listener, id) = bind_unix(&endpoint, path)?;
+                Ok(NetListener {
+                    endpoint,
+                    path: path.clone(),
+                    bound: Bound::Unix { listener, id },
+                    options,
+                })
+            }
+            Endpoint::Shm(_) => unreachable!("shm:// endpoints are bound by the shm transport"),
+        }
+    }
+
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub(crate) fn socket_path(&self) -> &Path {
+        &self.path
+    }
+
+    fn listening_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match &self.bound {
+            Bound::Tcp(l) => l.as_fd(),
+            Bound::Unix { listener, .. } => listener.as_fd(),
+        }
+    }
+
+    /// Accepts one peer and runs the ZMTP handshake with it.
+    pub(crate) fn accept(&self, timeout: Option<Duration>) -> Result<NetConn> {
+        if let Some(timeout) = timeout {
+            wait_readable(&self.endpoint, self.listening_fd(), timeout)?;
+        }
+        let accept_err = |e| io_err(&self.endpoint, "accept", e);
+        let (sock, pid) = match &self.bound {
+            Bound::Tcp(l) => {
+                let (s, _) = l.accept().map_err(accept_err)?;
+                let _ = s.set_nodelay(true);
+                (OwnedFd::from(s), 0)
+            }
+            Bound::Unix { listener, .. } => {
+                let (s, _) = listener.accept().map_err(accept_err)?;
+                let pid = checked_peer(&self.endpoint, &s, &self.options.allowed_uids)?;
+                (OwnedFd::from(s), pid)
+            }
+        };
+        NetConn::handshake(
+            self.endpoint.clone(),
+            sock,
+            pid,
+            self.options.max_message_len,
+            HANDSHAKE_TIMEOUT,
+        )
+    }
+}
+
+impl Drop for NetListener {
+    fn drop(&mut self) {
+        if let Bound::Unix { id, .. } = &self.bound {
+            match std::fs::symlink_metadata(&self.path) {
+                Ok(m) if (m.dev(), m.ino()) == *id => {
+                    let _ = std::fs::remove_file(&self.path);
+                }
+                _ => {} // replaced by someone else: not ours to remove
+            }
+        }
+    }
+}
+
+fn wait_readable(endpoint: &str, fd: std::os::fd::BorrowedFd<'_>, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ts = rustix::time::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(0) => return Err(Error::TimedOut),
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(io_err(endpoint, "poll", e)),
+        }
+    }
+}
+
+/// Reads SO_PEERCRED of a Unix socket peer and checks its uid against `allowed`.
+fn checked_peer(endpoint: &str, sock: &UnixStream, allowed: &[u32]) -> Result<i32> {
+    let cred = rustix::net::sockopt::socket_peercred(sock)
+        .map_err(|e| io_err(endpoint, "SO_PEERCRED", e))?;
+    let (pid, uid) = (cred.pid.as_raw_nonzero().get(), cred.uid.as_raw());
+    if !uid_allowed(uid, allowed) {
+        return Err(Error::PermissionDenied {
+            endpoint: endpoint.to_owned(),
+            pid,
+            uid,
+            allowed: allowed_text(allowed),
+        });
+    }
+    Ok(pid)
+}
+
+/// Connects to a `tcp://` or `unix://` endpoint and runs the ZMTP handshake.
+pub(crate) fn connect(ep: &Endpoint, options: &Options) -> Result<NetConn> {
+    let endpoint = ep.to_string();
+    let refused = |path: String| Error::ConnectionRefused {
+        endpoint: endpoint.clone(),
+        path,
+    };
+    let (sock, pid) = match ep {
+        Endpoint::Tcp { host, port } => {
+            let mut last = None;
+            let mut stream = None;
+            for addr in resolve(&endpoint, host, *port)? {
+                match TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT) {
+                    Ok(s) => {
+                        stream = Some(s);
+                        break;
+                    }
+                    Err(e) => last = Some((addr, e)),
+                }
+            }
+            match (stream, last) {
+                (Some(s), _) => {
+                    let _ = s.set_nodelay(true);
+                    (OwnedFd::from(s), 0)
+                }
+                (None, Some((addr, e))) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    return Err(refused(addr.to_string()))
+                }
+                (None, Some((addr, e))) => {
+                    return Err(io_err(&endpoint, &format!("connecting to {addr}"), e))
+                }
+                (None, None) => unreachable!("resolve returns at least one address"),
+            }
+        }
+        Endpoint::Unix(path) => {
+            let s = UnixStream::connect(path).map_err(|e| match e.kind() {
+                io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
+                    refused(path.display().to_string())
+                }
+                _ => io_err(&endpoint, &format!("connecting to {}", path.display()), e),
+            })?;
+            let pid = checked_peer(&endpoint, &s, &options.allowed_uids)?;
+            (OwnedFd::from(s), pid)
+        }
+        Endpoint::Shm(_) => unreachable!("shm:// endpoints are connected by the shm transport"),
+    };
+    NetConn::handshake(
+        endpoint,
+        sock,
+        pid,
+        options.max_message_len,
+        HANDSHAKE_TIMEOUT,
+    )
+}

@@ -1,0 +1,402 @@
+//! ZMTP 3.x wire format ([RFC 23](https://rfc.zeromq.org/spec/23/), 3.0, and
+//! [RFC 37](https://rfc.zeromq.org/spec/37/), 3.1): the greeting, frames and commands.
+//! Pure functions over byte slices; the socket I/O lives in [`super::conn`].
+//!
+//! ```text
+//! greeting (64 bytes, each side sends one, then reads the peer's):
+//!   0xFF  8 x 0x00  0x7F | major=3 minor=1 | "NULL" + 16 x 0x00 | as-server=0 | 31 x 0x00
+//! frame:
+//!   flags (1 byte: bit0 MORE, bit1 LONG, bit2 COMMAND, others 0)
+//!   size  (1 byte, or 8 bytes big-endian when LONG)
+//!   body  (size bytes)
+//! command body:  name-len (1 byte) name  data
+//! READY data:    { name-len (1) name  value-len (4, big-endian) value }*
+//! ```
+//!
+//! After the greetings the NULL mechanism exchanges one READY command each way, carrying the
+//! `Socket-Type` property (`PAIR` for `Conn`). Then both sides send messages: a message is one
+//! or more frames, all but the last with MORE set.
+
+use std::ops::Range;
+
+/// Length of the greeting, in bytes.
+pub(crate) const GREETING_LEN: usize = 64;
+/// The ZMTP major version we speak.
+pub(crate) const VERSION_MAJOR: u8 = 3;
+/// The ZMTP minor version we announce (3.1; we accept 3.0 peers too).
+pub(crate) const VERSION_MINOR: u8 = 1;
+/// Frame flag: more frames of this message follow.
+pub(crate) const FLAG_MORE: u8 = 0x01;
+/// Frame flag: the size field is 8 bytes.
+pub(crate) const FLAG_LONG: u8 = 0x02;
+/// Frame flag: this frame is a command, not message data.
+pub(crate) const FLAG_COMMAND: u8 = 0x04;
+/// Longest frame header (flags + 8-byte size).
+pub(crate) const HEADER_MAX_LEN: usize = 9;
+
+/// Our greeting: ZMTP 3.1, NULL mechanism, as-server = 0.
+pub(crate) fn greeting() -> [u8; GREETING_LEN] {
+    let mut g = [0u8; GREETING_LEN];
+    g[0] = 0xFF;
+    g[9] = 0x7F;
+    g[10] = VERSION_MAJOR;
+    g[11] = VERSION_MINOR;
+    g[12..16].copy_from_slice(b"NULL");
+    g
+}
+
+/// Checks the peer's greeting; returns its (major, minor) version.
+pub(crate) fn check_greeting(g: &[u8]) -> Result<(u8, u8), String> {
+    if g.len() < GREETING_LEN {
+        return Err(format!("greeting is {} bytes, expected 64", g.len()));
+    }
+    if g[0] != 0xFF || g[9] & 0x01 == 0 {
+        return Err(format!(
+            "peer does not speak ZMTP (greeting starts {:02x?}); is this a ZeroMQ socket?",
+            &g[..10]
+        ));
+    }
+    let (major, minor) = (g[10], g[11]);
+    if major < VERSION_MAJOR {
+        return Err(format!(
+            "peer speaks ZMTP {major}.{minor}; shmsock needs ZMTP 3.x (libzmq 4 or later)"
+        ));
+    }
+    let mechanism = &g[12..32];
+    let end = mechanism.iter().position(|&b| b == 0).unwrap_or(20);
+    if &mechanism[..end] != b"NULL" || mechanism[end..].iter().any(|&b| b != 0) {
+        return Err(format!(
+            "peer asks for security mechanism {:?}; shmsock supports only NULL",
+            String::from_utf8_lossy(&mechanism[..end])
+        ));
+    }
+    Ok((major, minor))
+}
+
+/// A decoded frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// More frames of this message follow.
+    pub(crate) more: bool,
+    /// The frame is a command.
+    pub(crate) command: bool,
+    /// Body length in bytes.
+    pub(crate) body_len: u64,
+    /// Length of the header itself (2 or 9).
+    pub(crate) header_len: usize,
+}
+
+/// Decodes the header at the start of `buf`: `Ok(None)` if `buf` is too short to tell.
+pub(crate) fn decode_header(buf: &[u8]) -> Result<Option<Header>, String> {
+    let Some(&flags) = buf.first() else {
+        return Ok(None);
+    };
+    if flags & !(FLAG_MORE | FLAG_LONG | FLAG_COMMAND) != 0 {
+        return Err(format!("frame flags {flags:#04x} have reserved bits set"));
+    }
+    let (more, command) = (flags & FLAG_MORE != 0, flags & FLAG_COMMAND != 0);
+    if more && command {
+        return Err("a command frame has the MORE flag set".into());
+    }
+    let (body_len, header_len) = if flags & FLAG_LONG != 0 {
+        let Some(size) = buf.get(1..9) else {
+            return Ok(None);
+        };
+        let size = u64::from_be_bytes(size.try_into().expect("slice of 8 bytes"));
+        (size, 9)
+    } else {
+        let Some(&size) = buf.get(1) else {
+            return Ok(None);
+        };
+        (u64::from(size), 2)
+    };
+    Ok(Some(Header {
+        more,
+        command,
+        body_len,
+        header_len,
+    }))
+}
+
+/// Encodes a frame header for a body of `len` bytes into `out`; returns its length.
+pub(crate) fn encode_header(
+    len: usize,
+    more: bool,
+    command: bool,
+    out: &mut [u8; HEADER_MAX_LEN],
+) -> usize {
+    let mut flags = 0;
+    if more {
+        flags |= FLAG_MORE;
+    }
+    if command {
+        flags |= FLAG_COMMAND;
+    }
+    if len <= 255 {
+        out[0] = flags;
+        out[1] = len as u8;
+        2
+    } else {
+        out[0] = flags | FLAG_LONG;
+        out[1..9].copy_from_slice(&(len as u64).to_be_bytes());
+        9
+    }
+}
+
+/// What the start of a receive buffer holds.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Scan {
+    /// Not a whole message yet: at least `need` bytes (from the start) are required.
+    Incomplete {
+        /// Bytes needed from the start of the buffer before scanning again can progress.
+        need: usize,
+    },
+    /// A whole message of `len` payload bytes in `frames` frames, `consumed` bytes in all.
+    Message {
+        /// Total payload length (all frames concatenated).
+        len: usize,
+        /// Number of frames.
+        frames: usize,
+        /// Bytes of the buffer the message occupies, headers included.
+        consumed: usize,
+    },
+    /// A whole command frame whose body is `body`.
+    Command {
+        /// The body's range in the buffer.
+        body: Range<usize>,
+        /// Bytes of the buffer the frame occupies.
+        consumed: usize,
+    },
+}
+
+/// Scans the start of `buf` for one whole message or command. A message (the sum of its
+/// frames) or command longer than `max_len` is an error, reported from its header alone,
+/// before any of it needs to be buffered.
+pub(crate) fn scan(buf: &[u8], max_len: usize) -> Result<Scan, String> {
+    let (mut pos, mut len, mut frames) = (0usize, 0usize, 0usize);
+    loop {
+        let Some(h) = decode_header(&buf[pos..])? else {
+            return Ok(Scan::Incomplete {
+                need: pos
+                    + if buf.get(pos).is_some_and(|f| f & FLAG_LONG != 0) {
+                        9
+                    } else {
+                        2
+                    },
+            });
+        };
+        if h.command && frames > 0 {
+            return Err("a command frame arrived inside a multipart message".into());
+        }
+        let body_len = usize::try_from(h.body_len)
+            .ok()
+            .filter(|&n| n <= max_len.saturating_sub(len))
+            .ok_or_else(|| {
+                format!(
+                    "message of {} bytes or more is larger than max_message_len ({max_len} bytes)",
+                    u128::from(h.body_len) + len as u128
+                )
+            })?;
+        let start = pos + h.header_len;
+        let end = start + body_len;
+        if buf.len() < end {
+            return Ok(Scan::Incomplete { need: end });
+        }
+        if h.command {
+            return Ok(Scan::Command {
+                body: start..end,
+                consumed: end,
+            });
+        }
+        len += body_len;
+        frames += 1;
+        pos = end;
+        if !h.more {
+            return Ok(Scan::Message {
+                len,
+                frames,
+                consumed: end,
+            });
+        }
+    }
+}
+
+/// Copies the payload of the message of `frames` frames at the start of `buf` (as found by
+/// [`scan`]) into `out`, which is exactly the message's length.
+pub(crate) fn copy_payload(buf: &[u8], frames: usize, out: &mut [u8]) {
+    let (mut pos, mut at) = (0, 0);
+    for _ in 0..frames {
+        let h = decode_header(&buf[pos..])
+            .ok()
+            .flatten()
+            .expect("scan validated this header");
+        let start = pos + h.header_len;
+        let n = h.body_len as usize;
+        out[at..at + n].copy_from_slice(&buf[start..start + n]);
+        at += n;
+        pos = start + n;
+    }
+}
+
+/// A parsed command body: its name and data.
+pub(crate) fn split_command(body: &[u8]) -> Result<(&[u8], &[u8]), String> {
+    let (&n, rest) = body
+        .split_first()
+        .ok_or_else(|| "empty command frame".to_string())?;
+    let n = usize::from(n);
+    if rest.len() < n || n == 0 {
+        return Err("command name is empty or longer than the frame".into());
+    }
+    Ok(rest.split_at(n))
+}
+
+/// The body of a READY command with the given `Socket-Type`.
+pub(crate) fn ready_body(socket_type: &str) -> Vec<u8> {
+    let mut b = Vec::with_capacity(32);
+    b.push(5);
+    b.extend_from_slice(b"READY");
+    b.push(11);
+    b.extend_from_slice(b"Socket-Type");
+    b.extend_from_slice(&(socket_type.len() as u32).to_be_bytes());
+    b.extend_from_slice(socket_type.as_bytes());
+    b
+}
+
+/// Looks `name` up (case-insensitively) in the metadata of a READY command.
+pub(crate) fn property<'a>(mut data: &'a [u8], name: &str) -> Result<Option<&'a [u8]>, String> {
+    let mut found = None;
+    while !data.is_empty() {
+        let n = usize::from(data[0]);
+        let key = data
+            .get(1..1 + n)
+            .ok_or("READY property name overruns the command")?;
+        let vlen = data
+            .get(1 + n..5 + n)
+            .ok_or("READY property length overruns the command")?;
+        let vlen = u32::from_be_bytes(vlen.try_into().expect("slice of 4 bytes")) as usize;
+        let value = data
+            .get(5 + n..5 + n + vlen)
+            .ok_or("READY property value overruns the command")?;
+        if key.eq_ignore_ascii_case(name.as_bytes()) {
+            found = Some(value);
+        }
+        data = &data[5 + n + vlen..];
+    }
+    Ok(found)
+}
+
+/// The PONG body answering the PING command data `ping` (TTL, then up to 16 context bytes).
+pub(crate) fn pong_body(ping: &[u8]) -> Vec<u8> {
+    let context = ping.get(2..).unwrap_or_default();
+    let context = &context[..context.len().min(16)];
+    let mut b = Vec::with_capacity(5 + context.len());
+    b.push(4);
+    b.extend_from_slice(b"PONG");
+    b.extend_from_slice(context);
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encode(parts: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            let mut h = [0; HEADER_MAX_LEN];
+            let n = encode_header(p.len(), i + 1 < parts.len(), false, &mut h);
+            out.extend_from_slice(&h[..n]);
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn messages_round_trip_through_scan_and_copy(
+            parts in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..600), 1..4),
+            tail in prop::collection::vec(any::<u8>(), 0..20),
+        ) {
+            let mut wire = encode(&parts);
+            let whole = wire.len();
+            wire.extend_from_slice(&tail);
+            let Scan::Message { len, frames, consumed } = scan(&wire, 1 << 20).unwrap() else {
+                panic!("expected a message");
+            };
+            prop_assert_eq!(consumed, whole);
+            prop_assert_eq!(frames, parts.len());
+            let mut out = vec![0; len];
+            copy_payload(&wire, frames, &mut out);
+            prop_assert_eq!(out, parts.concat());
+            // Every strict prefix is incomplete and asks for more than it has.
+            for cut in 0..whole {
+                match scan(&wire[..cut], 1 << 20).unwrap() {
+                    Scan::Incomplete { need } => prop_assert!(need > cut),
+                    other => prop_assert!(false, "prefix {} gave {:?}", cut, other),
+                }
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = scan(&bytes, 1000);
+            let _ = check_greeting(&bytes);
+            let _ = split_command(&bytes).map(|(_, d)| property(d, "Socket-Type"));
+        }
+    }
+
+    #[test]
+    fn short_and_long_headers_are_chosen_by_length() {
+        let mut h = [0; HEADER_MAX_LEN];
+        assert_eq!(encode_header(255, false, false, &mut h), 2);
+        assert_eq!(&h[..2], &[0, 255]);
+        assert_eq!(encode_header(256, true, false, &mut h), 9);
+        assert_eq!(h[0], FLAG_LONG | FLAG_MORE);
+        assert_eq!(&h[1..9], &256u64.to_be_bytes());
+    }
+
+    #[test]
+    fn oversized_frames_are_rejected_from_the_header_alone() {
+        let mut wire = vec![FLAG_LONG];
+        wire.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        let err = scan(&wire, 64 << 20).unwrap_err();
+        assert!(err.contains("max_message_len"), "{err}");
+        // The sum of a multipart message counts too.
+        let parts = vec![vec![1u8; 600], vec![2u8; 600]];
+        assert!(scan(&encode(&parts), 1000).is_err());
+        assert!(scan(&encode(&parts), 1200).is_ok());
+    }
+
+    #[test]
+    fn reserved_flags_and_bad_greetings_are_rejected() {
+        assert!(scan(&[0x08, 0], 10).is_err());
+        assert!(scan(&[FLAG_COMMAND | FLAG_MORE, 0], 10).is_err());
+        assert!(check_greeting(&greeting()).is_ok());
+        let mut g = greeting();
+        g[0] = b'G'; // an HTTP client
+        assert!(check_greeting(&g).unwrap_err().contains("ZMTP"));
+        let mut g = greeting();
+        g[10] = 2;
+        assert!(check_greeting(&g).unwrap_err().contains("ZMTP 2."));
+        let mut g = greeting();
+        g[12..17].copy_from_slice(b"CURVE");
+        assert!(check_greeting(&g).unwrap_err().contains("CURVE"));
+    }
+
+    #[test]
+    fn ready_carries_the_socket_type() {
+        let body = ready_body("PAIR");
+        let (name, data) = split_command(&body).unwrap();
+        assert_eq!(name, b"READY");
+        assert_eq!(property(data, "socket-type").unwrap(), Some(&b"PAIR"[..]));
+        assert_eq!(property(data, "Identity").unwrap(), None);
+        assert!(property(&data[..data.len() - 1], "Socket-Type").is_err());
+    }
+
+    #[test]
+    fn pong_echoes_the_ping_context() {
+        assert_eq!(pong_body(&[0, 10, b'x', b'y']), b"\x04PONGxy");
+        assert_eq!(pong_body(&[]), b"\x04PONG");
+    }
+}

@@ -1,0 +1,57 @@
+//! Helpers shared by the tests: unique endpoints, deterministic payloads, a peer thread.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use shmsock::{Conn, Listener};
+
+/// Longest any single blocking step of a test may take.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Message sizes every exchange covers: empty, short/long frame boundary, 64 KiB, 1 MiB.
+pub const SIZES: [usize; 7] = [0, 1, 255, 256, 65_536, 1 << 20, 3 << 20];
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The schemes under test.
+#[derive(Debug, Clone, Copy)]
+pub enum Scheme {
+    Tcp,
+    Unix,
+}
+
+pub const SCHEMES: [Scheme; 2] = [Scheme::Tcp, Scheme::Unix];
+
+/// A fresh endpoint to bind: an ephemeral loopback port, or a unique socket path.
+pub fn bind_endpoint(scheme: Scheme) -> String {
+    match scheme {
+        Scheme::Tcp => "tcp://127.0.0.1:0".into(),
+        Scheme::Unix => format!("unix://{}", unique_path().display()),
+    }
+}
+
+/// A unique socket path in the temp directory (removed if it exists).
+pub fn unique_path() -> std::path::PathBuf {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let p = std::env::temp_dir().join(format!("shmsock-net-{}-{n}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// Message `k` of `n` bytes: byte `j` is `(k + j) % 251` (the pyzmq peer builds the same).
+pub fn payload(k: usize, n: usize) -> Vec<u8> {
+    (0..n).map(|j| ((k + j) % 251) as u8).collect()
+}
+
+/// Binds `scheme` and connects a client thread running `client` on its `Conn`.
+pub fn pair<T: Send + 'static>(
+    scheme: Scheme,
+    client: impl FnOnce(Conn) -> T + Send + 'static,
+) -> (Listener, Conn, JoinHandle<T>) {
+    let listener = Listener::bind(&bind_endpoint(scheme)).expect("binding");
+    let ep = listener.endpoint().to_owned();
+    let t = std::thread::spawn(move || client(Conn::connect(&ep).expect("connecting")));
+    let conn = listener.accept_timeout(STEP_TIMEOUT).expect("accepting");
+    (listener, conn, t)
+}

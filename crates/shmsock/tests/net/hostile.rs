@@ -1,0 +1,155 @@
+//! Peers that break the protocol: raw sockets writing bytes by hand. Each must give a clear
+//! error, close that connection only, and leave the listener usable.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Instant;
+
+use shmsock::{Conn, Error, Listener};
+
+use crate::common::STEP_TIMEOUT;
+
+/// A ZMTP 3.1 NULL greeting.
+fn greeting() -> [u8; 64] {
+    let mut g = [0u8; 64];
+    g[0] = 0xFF;
+    g[9] = 0x7F;
+    g[10] = 3;
+    g[11] = 1;
+    g[12..16].copy_from_slice(b"NULL");
+    g
+}
+
+/// READY with Socket-Type `ty`, as a short command frame.
+fn ready(ty: &str) -> Vec<u8> {
+    let mut body = vec![5];
+    body.extend_from_slice(b"READY");
+    body.push(11);
+    body.extend_from_slice(b"Socket-Type");
+    body.extend_from_slice(&(ty.len() as u32).to_be_bytes());
+    body.extend_from_slice(ty.as_bytes());
+    let mut f = vec![0x04, body.len() as u8];
+    f.extend_from_slice(&body);
+    f
+}
+
+/// Connects a raw socket to `l` and completes the handshake as socket type `ty`; returns
+/// the raw socket and the accepted result.
+fn raw_peer(l: &Listener, ty: &str) -> (TcpStream, shmsock::Result<Conn>) {
+    let addr = l.endpoint().trim_start_matches("tcp://").to_owned();
+    let mut raw = TcpStream::connect(addr).unwrap();
+    raw.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+    raw.write_all(&greeting()).unwrap();
+    raw.write_all(&ready(ty)).unwrap();
+    let accepted = l.accept_timeout(STEP_TIMEOUT);
+    (raw, accepted)
+}
+
+/// The listener still serves a well-behaved peer.
+fn assert_listener_usable(l: &Listener) {
+    let ep = l.endpoint().to_owned();
+    let t = std::thread::spawn(move || Conn::connect(&ep).unwrap().send(b"still fine").unwrap());
+    let mut c = l.accept_timeout(STEP_TIMEOUT).unwrap();
+    assert_eq!(c.recv_vec().unwrap(), b"still fine");
+    t.join().unwrap();
+}
+
+#[test]
+fn a_non_zmtp_client_fails_the_handshake_and_the_listener_survives() {
+    let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
+    let addr = l.endpoint().trim_start_matches("tcp://").to_owned();
+    let mut raw = TcpStream::connect(&addr).unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    raw.write_all(&[0u8; 64]).unwrap();
+    let err = l.accept_timeout(STEP_TIMEOUT).unwrap_err();
+    assert!(matches!(err, Error::Handshake { .. }), "{err}");
+    assert!(err.to_string().contains("ZMTP"), "{err}");
+    assert_listener_usable(&l);
+}
+
+#[test]
+fn a_silent_client_times_out_the_handshake() {
+    let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
+    let addr = l.endpoint().trim_start_matches("tcp://").to_owned();
+    let _raw = TcpStream::connect(&addr).unwrap();
+    let start = Instant::now();
+    let err = l.accept_timeout(STEP_TIMEOUT).unwrap_err();
+    assert!(matches!(err, Error::Handshake { .. }), "{err}");
+    assert!(start.elapsed() < STEP_TIMEOUT);
+    assert_listener_usable(&l);
+}
+
+#[test]
+fn a_peer_of_another_socket_type_is_refused() {
+    let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
+    let (_raw, accepted) = raw_peer(&l, "DEALER");
+    let err = accepted.unwrap_err();
+    assert!(err.to_string().contains("DEALER"), "{err}");
+    assert_listener_usable(&l);
+}
+
+#[test]
+fn an_oversized_frame_is_refused_without_allocating_it() {
+    let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
+    let (mut raw, accepted) = raw_peer(&l, "PAIR");
+    let mut c = accepted.unwrap();
+    // A long frame claiming 2^50 bytes: allocating it would abort the process.
+    let mut frame = vec![0x02];
+    frame.extend_from_slice(&(1u64 << 50).to_be_bytes());
+    raw.write_all(&frame).unwrap();
+    let err = c.recv_vec().unwrap_err();
+    assert!(matches!(err, Error::Protocol { .. }), "{err}");
+    assert!(err.to_string().contains("max_message_len"), "{err}");
+    // The connection is closed: the raw peer sees end of stream after our greeting/READY.
+    let mut rest = Vec::new();
+    let _ = raw.read_to_end(&mut rest);
+    assert!(matches!(c.recv_vec(), Err(Error::Protocol { .. })));
+}
+
+#[test]
+fn reserved_frame_flags_are_a_protocol_error() {
+    let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
+    let (mut raw, accepted) = raw_peer(&l, "PAIR");
+    let mut c = accepted.unwrap();
+    raw.write_all(&[0x00, 2, b'o', b'k', 0xF0, 1, 0]).unwrap();
+    assert_eq!(
+        c.recv_vec().unwrap(),
+        b"ok",
+        "messages before the garbage arrive"
+    );
+    let err = c.recv_vec().unwrap_err();
+    assert!(matches!(err, Error::Protocol { .. }), "{err}");
+}
+
+#[test]
+fn end_of_stream_inside_a_frame_is_peer_gone() {
+    let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
+    let (mut raw, accepted) = raw_peer(&l, "PAIR");
+    let mut c = accepted.unwrap();
+    raw.write_all(&[0x00, 10, b'h', b'a', b'l', b'f']).unwrap();
+    drop(raw);
+    let err = c.recv_vec().unwrap_err();
+    assert!(matches!(err, Error::PeerGone { .. }), "{err}");
+}
+
+#[test]
+fn pings_are_answered_and_multipart_messages_are_concatenated() {
+    let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
+    let (mut raw, accepted) = raw_peer(&l, "PAIR");
+    let mut c = accepted.unwrap();
+    // PING (TTL 0, context "ab"), then a two-part message.
+    let mut bytes = vec![0x04, 9, 4, b'P', b'I', b'N', b'G', 0, 0, b'a', b'b'];
+    bytes.extend_from_slice(&[0x01, 3, b'o', b'n', b'e', 0x00, 3, b't', b'w', b'o']);
+    raw.write_all(&bytes).unwrap();
+    assert_eq!(c.recv_vec().unwrap(), b"onetwo");
+    // Our greeting and READY, then the PONG.
+    let mut head = [0u8; 64];
+    raw.read_exact(&mut head).unwrap();
+    let mut hdr = [0u8; 2];
+    raw.read_exact(&mut hdr).unwrap();
+    let mut skip = vec![0u8; hdr[1] as usize];
+    raw.read_exact(&mut skip).unwrap();
+    let mut pong = [0u8; 9];
+    raw.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, &[0x04, 7, 4, b'P', b'O', b'N', b'G', b'a', b'b']);
+}
