@@ -102,7 +102,7 @@ impl Cursor<'_> {
                         "publisher cursor never became consistent (torn for {SEQLOCK_PATIENCE:?})"
                     )));
                 }
-                std::thread::yield_now();
+                crate::sync::yield_now();
             }
             torn += 1;
             let v1 = self.version.load(Ordering::Acquire);

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p shmsock --release --lib loom
+//! RUSTFLAGS="--cfg loom" cargo test -p shmsock --release --lib loom_broadcast -- --ignored
 //! ```
 
 use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -155,6 +156,7 @@ fn cursor(w: &[AtomicU64; 5]) -> Cursor<'_> {
 /// The broadcast ring under DropOldest: the writer laps a concurrent reader; every message
 /// the reader delivers is intact and in order, and delivered + lost = sent.
 #[test]
+#[ignore = "long model (more than 10 minutes on 2 cores); run it with --ignored, see the README"]
 fn loom_broadcast_never_delivers_a_torn_message() {
     // Each payload word is a scheduling point; bound preemptions so the model stays in CI's
     // budget (the ring and eventcount models take LOOM_MAX_PREEMPTIONS).
@@ -189,22 +191,31 @@ fn loom_broadcast_never_delivers_a_torn_message() {
         let mut r = Reader::new(CAP, start);
         let (mut delivered, mut lost) = (0u64, 0u64);
         let mut buf = [0u8; 16];
-        while delivered + lost < SENT {
-            match r.read(&*ring, &cursor(&words), &mut buf, true).unwrap() {
-                Read::Message(n) => {
-                    assert_eq!(
-                        &buf[..n],
-                        &message(delivered + lost)[..],
-                        "torn or out of order"
-                    );
-                    delivered += 1;
-                }
-                Read::Lagged(n) => lost += n,
-                Read::Empty => thread::yield_now(),
-                Read::TooSmall(_) => unreachable!(),
+        let mut step = |r: &mut Reader, delivered: &mut u64, lost: &mut u64| match r
+            .read(&*ring, &cursor(&words), &mut buf, true)
+            .unwrap()
+        {
+            Read::Message(n) => {
+                assert_eq!(
+                    &buf[..n],
+                    &message(*delivered + *lost)[..],
+                    "torn or out of order"
+                );
+                *delivered += 1;
             }
+            Read::Lagged(n) => *lost += n,
+            Read::Empty => {}
+            Read::TooSmall(_) => unreachable!(),
+        };
+        // A bounded number of reads race the writer (unbounded polling would make the model
+        // explode); the rest is drained once it is done.
+        for _ in 0..3 {
+            step(&mut r, &mut delivered, &mut lost);
+        }
+        writer.join().unwrap();
+        while delivered + lost < SENT {
+            step(&mut r, &mut delivered, &mut lost);
         }
         assert_eq!(delivered + lost, SENT);
-        writer.join().unwrap();
     });
 }
