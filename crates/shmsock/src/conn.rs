@@ -248,6 +248,34 @@ impl Conn {
         Ok(frame.len)
     }
 
+    /// Sends a serde value, encoded with postcard (compact binary). See [`Conn::recv_value`].
+    pub fn send_value<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let bytes = crate::typed::encode(value)?;
+        self.send(&bytes)
+    }
+
+    /// Receives a message and decodes it as a `T` sent by [`Conn::send_value`]
+    /// ([`Error::Decode`] if it is not one; the message is consumed either way).
+    pub fn recv_value<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+        crate::typed::decode(&self.recv_vec()?)
+    }
+
+    /// Sends a plain fixed-layout value as its bytes (no encoding step).
+    pub fn send_pod<T: bytemuck::NoUninit>(&mut self, value: &T) -> Result<()> {
+        self.send(bytemuck::bytes_of(value))
+    }
+
+    /// Receives a message of exactly `size_of::<T>()` bytes as a `T` (copied out of the
+    /// ring, so the ring's alignment does not matter; [`Error::Decode`] on a size mismatch).
+    pub fn recv_pod<T: bytemuck::AnyBitPattern>(&mut self) -> Result<T> {
+        let mut buf = vec![0u8; std::mem::size_of::<T>().max(1)];
+        match self.recv(&mut buf) {
+            Ok(n) => crate::typed::from_pod_bytes(&buf[..n]),
+            Err(Error::BufferTooSmall { .. }) => crate::typed::from_pod_bytes(&self.recv_vec()?),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Closes the connection cleanly: the peer receives everything sent so far, then
     /// [`Error::PeerClosed`]. Dropping the `Conn` does the same.
     pub fn close(mut self) {

@@ -184,6 +184,27 @@ pub enum Error {
         waited: std::time::Duration,
     },
 
+    /// A value could not be serialized for `send_value`.
+    #[error("cannot encode a {type_name} with postcard: {reason}")]
+    Encode {
+        /// The Rust type.
+        type_name: &'static str,
+        /// What postcard said.
+        reason: String,
+    },
+
+    /// A received message is not a valid encoding of the requested type (the message is
+    /// consumed).
+    #[error(
+        "received message is not a valid {type_name}: {reason}; do both sides use the same type?"
+    )]
+    Decode {
+        /// The Rust type.
+        type_name: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+
     /// The connection was already closed by this side.
     #[error("connection already closed")]
     Closed,

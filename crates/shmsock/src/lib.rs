@@ -66,6 +66,8 @@ mod shm;
 mod sync;
 #[cfg(not(loom))]
 mod sys;
+#[cfg(not(loom))]
+mod typed;
 
 #[cfg(not(loom))]
 pub use conn::{Conn, Listener};

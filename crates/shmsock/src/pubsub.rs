@@ -83,6 +83,17 @@ impl Publisher {
         self.inner.send(msg, Mode::timeout(timeout))
     }
 
+    /// Broadcasts a serde value, encoded with postcard.
+    pub fn send_value<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let bytes = crate::typed::encode(value)?;
+        self.send(&bytes)
+    }
+
+    /// Broadcasts a plain fixed-layout value as its bytes.
+    pub fn send_pod<T: bytemuck::NoUninit>(&mut self, value: &T) -> Result<()> {
+        self.send(bytemuck::bytes_of(value))
+    }
+
     /// Number of live subscribers (including those accepted since the last send).
     pub fn subscriber_count(&mut self) -> usize {
         self.inner.subscriber_count()
@@ -157,6 +168,16 @@ impl Subscriber {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Receives a message sent by [`Publisher::send_value`] and decodes it.
+    pub fn recv_value<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+        crate::typed::decode(&self.recv_vec()?)
+    }
+
+    /// Receives a message sent by [`Publisher::send_pod`] as a `T`.
+    pub fn recv_pod<T: bytemuck::AnyBitPattern>(&mut self) -> Result<T> {
+        crate::typed::from_pod_bytes(&self.recv_vec()?)
     }
 
     /// Leaves cleanly (dropping the subscriber does the same).
