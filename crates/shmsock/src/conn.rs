@@ -267,7 +267,7 @@ impl Conn {
 
     /// Receives a message of exactly `size_of::<T>()` bytes as a `T` (copied out of the
     /// ring, so the ring's alignment does not matter; [`Error::Decode`] on a size mismatch).
-    pub fn recv_pod<T: bytemuck::AnyBitPattern>(&mut self) -> Result<T> {
+    pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T> {
         let mut buf = vec![0u8; std::mem::size_of::<T>().max(1)];
         match self.recv(&mut buf) {
             Ok(n) => crate::typed::from_pod_bytes(&buf[..n]),

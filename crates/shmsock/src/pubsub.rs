@@ -176,7 +176,7 @@ impl Subscriber {
     }
 
     /// Receives a message sent by [`Publisher::send_pod`] as a `T`.
-    pub fn recv_pod<T: bytemuck::AnyBitPattern>(&mut self) -> Result<T> {
+    pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T> {
         crate::typed::from_pod_bytes(&self.recv_vec()?)
     }
 

@@ -49,7 +49,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 
 /// Reads a `T` out of a message, which must be exactly `size_of::<T>()` bytes. The copy
 /// makes the alignment of the message bytes irrelevant.
-pub(crate) fn from_pod_bytes<T: bytemuck::AnyBitPattern>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn from_pod_bytes<T: bytemuck::Pod>(bytes: &[u8]) -> Result<T> {
     if bytes.len() != std::mem::size_of::<T>() {
         return Err(Error::Decode {
             type_name: std::any::type_name::<T>(),
@@ -60,7 +60,9 @@ pub(crate) fn from_pod_bytes<T: bytemuck::AnyBitPattern>(bytes: &[u8]) -> Result
             ),
         });
     }
-    Ok(bytemuck::pod_read_unaligned(bytes))
+    let mut value = T::zeroed();
+    bytemuck::bytes_of_mut(&mut value).copy_from_slice(bytes);
+    Ok(value)
 }
 
 #[cfg(test)]

@@ -1,13 +1,12 @@
 //! One `shm://` connection: our segment (outbound ring), the peer's segment (inbound ring,
 //! read-only), and the Unix socket that tells us when the peer is gone.
 
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use super::control::{self, Control, PeerEnd};
+use super::control::Link;
 use super::handshake::Role;
 use super::rendezvous::{connect_side, Peer};
-use super::ring::{Consumer, Corruption, Frame, Producer, Push};
+use super::ring::{Consumer, Frame, Producer, Push};
 use super::segment::{self, OwnedSegment, PeerSegment};
 use super::wait::{self, Schedule, SharedFutex, Step, WaitStrategy};
 use crate::error::{Error, Result};
@@ -37,18 +36,13 @@ impl Mode {
 }
 
 pub(crate) struct ShmConn {
-    endpoint: String,
-    peer_pid: i32,
-    sock: UnixStream,
+    link: Link,
     mine: OwnedSegment,
     peer: PeerSegment,
     tx: Producer,
     rx: Consumer,
     wait: WaitStrategy,
     spin_budget: Duration,
-    ended: Option<PeerEnd>,
-    corrupt: Option<String>,
-    closed: bool,
     /// Longest sleep: `FUTEX_SLEEP_MAX`, or 1 ms if the peer uses light barriers and the
     /// kernel refuses us the heavy one (a wake-up may then be missed; the cap bounds it).
     sleep_cap: Duration,
@@ -88,9 +82,7 @@ impl ShmConn {
             wait::FUTEX_SLEEP_MAX
         };
         Ok(ShmConn {
-            endpoint,
-            peer_pid,
-            sock,
+            link: Link::new(endpoint, peer_pid, sock),
             tx: Producer::new(tx_cap),
             rx: Consumer::new(rx_cap),
             mine,
@@ -98,78 +90,28 @@ impl ShmConn {
             wait: opts.wait,
             spin_budget: opts.spin_budget,
             sleep_cap,
-            ended: None,
-            corrupt: None,
-            closed: false,
             sent: (0, 0),
             received: (0, 0),
         })
     }
 
     pub(crate) fn endpoint(&self) -> &str {
-        &self.endpoint
+        &self.link.endpoint
     }
 
     pub(crate) fn peer_pid(&self) -> i32 {
-        self.peer_pid
+        self.link.peer_pid
     }
 
     pub(crate) fn max_message_len(&self) -> usize {
         self.tx.max_payload() as usize
     }
 
-    fn end_error(&self, end: PeerEnd) -> Error {
-        let (endpoint, pid) = (self.endpoint.clone(), self.peer_pid);
-        match end {
-            PeerEnd::Closed => Error::PeerClosed { endpoint, pid },
-            PeerEnd::Gone => Error::PeerGone { endpoint, pid },
-        }
-    }
-
-    /// Records corruption: the connection is unusable from now on.
-    fn poison(&mut self, c: Corruption) -> Error {
-        self.corrupt = Some(c.0);
-        self.usable().expect_err("just poisoned")
-    }
-
-    fn usable(&self) -> Result<()> {
-        if self.closed {
-            return Err(Error::Closed);
-        }
-        match &self.corrupt {
-            Some(what) => Err(Error::Corrupt {
-                endpoint: self.endpoint.clone(),
-                pid: self.peer_pid,
-                what: what.clone(),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Checks the socket for the peer's goodbye or hang-up, without blocking.
-    fn poll_peer(&mut self) -> Result<()> {
-        if self.ended.is_some() {
-            return Ok(());
-        }
-        match control::check(&self.sock)
-            .map_err(|e| Error::io(format!("{}: polling the control socket", self.endpoint), e))?
-        {
-            Control::Alive => Ok(()),
-            Control::Ended(end) => {
-                self.ended = Some(end);
-                Ok(())
-            }
-            Control::Garbage => {
-                Err(self.poison(Corruption("unexpected bytes on the control socket".into())))
-            }
-        }
-    }
-
     /// Sends one message, waiting for room as `mode` allows.
     pub(crate) fn send(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
-        self.usable()?;
-        if let Some(end) = self.ended {
-            return Err(self.end_error(end));
+        self.link.usable()?;
+        if let Some(end) = self.link.ended {
+            return Err(self.link.end_error(end));
         }
         let max = self.max_message_len();
         if msg.len() > max {
@@ -184,10 +126,11 @@ impl ShmConn {
                 return Ok(());
             }
             if mode == Mode::Try {
-                self.poll_peer()?;
+                self.link.poll_peer()?;
                 return Err(self
+                    .link
                     .ended
-                    .map_or(Error::WouldBlock, |end| self.end_error(end)));
+                    .map_or(Error::WouldBlock, |end| self.link.end_error(end)));
             }
             let deadline = match mode {
                 Mode::Until(d) => Some(d),
@@ -199,9 +142,9 @@ impl ShmConn {
             {
                 Step::Spin => std::hint::spin_loop(),
                 Step::CheckPeer => {
-                    self.poll_peer()?;
-                    if let Some(end) = self.ended {
-                        return Err(self.end_error(end));
+                    self.link.poll_peer()?;
+                    if let Some(end) = self.link.ended {
+                        return Err(self.link.end_error(end));
                     }
                 }
                 Step::Sleep(t) => {
@@ -250,7 +193,7 @@ impl ShmConn {
                 Ok(true)
             }
             Ok(Push::Full) => Ok(false),
-            Err(c) => Err(self.poison(c)),
+            Err(c) => Err(self.link.poison(c)),
         }
     }
 
@@ -258,7 +201,7 @@ impl ShmConn {
     fn peek(&mut self) -> Result<Option<Frame>> {
         match self.rx.peek(&self.peer) {
             Ok(f) => Ok(f),
-            Err(c) => Err(self.poison(c)),
+            Err(c) => Err(self.link.poison(c)),
         }
     }
 
@@ -281,7 +224,7 @@ impl ShmConn {
     /// Waits for the next frame as `mode` allows. After the peer ended, frames it had
     /// published are still returned; then the end is reported.
     pub(crate) fn next_frame(&mut self, mode: Mode) -> Result<Frame> {
-        self.usable()?;
+        self.link.usable()?;
         let mut schedule = None;
         loop {
             if let Some(frame) = self.peek()? {
@@ -290,13 +233,13 @@ impl ShmConn {
             if let Some(pos) = self.rx.unpublished() {
                 self.publish_consumed(pos);
             }
-            if let Some(end) = self.ended {
-                return Err(self.end_error(end));
+            if let Some(end) = self.link.ended {
+                return Err(self.link.end_error(end));
             }
             let deadline = match mode {
                 Mode::Try => {
-                    self.poll_peer()?;
-                    if self.ended.is_some() {
+                    self.link.poll_peer()?;
+                    if self.link.ended.is_some() {
                         continue; // drain what it published before it left
                     }
                     return Err(Error::WouldBlock);
@@ -309,7 +252,7 @@ impl ShmConn {
                 .next()
             {
                 Step::Spin => std::hint::spin_loop(),
-                Step::CheckPeer => self.poll_peer()?,
+                Step::CheckPeer => self.link.poll_peer()?,
                 Step::Sleep(t) => {
                     let (flag, seq) = (
                         self.mine.word32(segment::OFF_RX_SLEEPING),
@@ -338,7 +281,7 @@ impl ShmConn {
     pub(crate) fn read_frame(&mut self, frame: Frame, out: &mut [u8]) -> Result<()> {
         match self.rx.read(&self.peer, frame, out) {
             Ok(()) => Ok(()),
-            Err(c) => Err(self.poison(c)),
+            Err(c) => Err(self.link.poison(c)),
         }
     }
 
@@ -367,13 +310,8 @@ impl ShmConn {
 
     /// Closes our side: the peer drains what we sent, then sees `PeerClosed`.
     pub(crate) fn close(&mut self) {
-        if !self.closed {
-            self.flush_counters();
-            self.closed = true;
-            if self.ended.is_none() {
-                control::say_bye(&self.sock);
-            }
-        }
+        self.flush_counters();
+        self.link.close();
     }
 
     /// Test hook: our own segment, to play a hostile peer.

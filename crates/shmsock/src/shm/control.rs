@@ -7,6 +7,8 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::net::{RecvFlags, SendFlags};
 
 use super::handshake::BYE;
+use super::ring::Corruption;
+use crate::error::{Error, Result};
 
 /// How the peer ended the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,4 +61,90 @@ pub(crate) fn check(sock: &UnixStream) -> rustix::io::Result<Control> {
 /// Says goodbye (best effort, never blocks, never raises SIGPIPE).
 pub(crate) fn say_bye(sock: &UnixStream) {
     let _ = rustix::net::send(sock, &[BYE], SendFlags::DONTWAIT | SendFlags::NOSIGNAL);
+}
+
+/// One side's view of a connection's life: the control socket, how the peer ended, whether
+/// its memory turned out corrupt, whether we closed. Shared by `Conn` and `Subscriber`.
+pub(crate) struct Link {
+    pub(crate) endpoint: String,
+    pub(crate) peer_pid: i32,
+    sock: UnixStream,
+    /// How the peer ended, once known (what it published before is still delivered).
+    pub(crate) ended: Option<PeerEnd>,
+    corrupt: Option<String>,
+    closed: bool,
+}
+
+impl Link {
+    pub(crate) fn new(endpoint: String, peer_pid: i32, sock: UnixStream) -> Self {
+        Link {
+            endpoint,
+            peer_pid,
+            sock,
+            ended: None,
+            corrupt: None,
+            closed: false,
+        }
+    }
+
+    /// The error that reports how the peer ended.
+    pub(crate) fn end_error(&self, end: PeerEnd) -> Error {
+        let (endpoint, pid) = (self.endpoint.clone(), self.peer_pid);
+        match end {
+            PeerEnd::Closed => Error::PeerClosed { endpoint, pid },
+            PeerEnd::Gone => Error::PeerGone { endpoint, pid },
+        }
+    }
+
+    /// Records corruption: the connection is unusable from now on.
+    pub(crate) fn poison(&mut self, c: Corruption) -> Error {
+        self.corrupt = Some(c.0);
+        self.usable().expect_err("just poisoned")
+    }
+
+    /// `Err` once we closed or found the peer's memory corrupt.
+    pub(crate) fn usable(&self) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        match &self.corrupt {
+            Some(what) => Err(Error::Corrupt {
+                endpoint: self.endpoint.clone(),
+                pid: self.peer_pid,
+                what: what.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks the socket for the peer's goodbye or hang-up, without blocking.
+    pub(crate) fn poll_peer(&mut self) -> Result<()> {
+        if self.ended.is_some() {
+            return Ok(());
+        }
+        match check(&self.sock)
+            .map_err(|e| Error::io(format!("{}: polling the control socket", self.endpoint), e))?
+        {
+            Control::Alive => Ok(()),
+            Control::Ended(end) => {
+                self.ended = Some(end);
+                Ok(())
+            }
+            Control::Garbage => {
+                Err(self.poison(Corruption("unexpected bytes on the control socket".into())))
+            }
+        }
+    }
+
+    /// Marks us closed and says goodbye (unless the peer is gone). False if already closed.
+    pub(crate) fn close(&mut self) -> bool {
+        if self.closed {
+            return false;
+        }
+        self.closed = true;
+        if self.ended.is_none() {
+            say_bye(&self.sock);
+        }
+        true
+    }
 }

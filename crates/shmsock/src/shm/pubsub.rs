@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::broadcast::{self, Overflow, Read, Reader, Snapshot, Writer};
 use super::conn::Mode;
-use super::control::{self, Control, PeerEnd};
+use super::control::{self, Control, Link};
 use super::handshake::Role;
 use super::rendezvous::{connect_side, listen_side, BoundName, SharedOffer};
 use super::ring::{max_payload, Corruption, RING_CAPACITY_MIN_BYTES};
@@ -364,18 +364,13 @@ fn accept_loop(
 }
 
 pub(crate) struct ShmSubscriber {
-    endpoint: String,
-    pub_pid: i32,
-    sock: UnixStream,
+    link: Link,
     mine: OwnedSegment,
     publisher: PeerSegment,
     reader: Reader,
     wait: crate::WaitStrategy,
     spin_budget: Duration,
     sleep_cap: Duration,
-    ended: Option<PeerEnd>,
-    corrupt: Option<String>,
-    closed: bool,
 }
 
 /// What one attempt at receiving gave.
@@ -421,63 +416,21 @@ impl ShmSubscriber {
         };
         Ok(ShmSubscriber {
             reader: Reader::new(peer.segment.capacity_bytes(), start),
-            endpoint,
-            pub_pid: peer.pid,
-            sock: peer.sock,
+            link: Link::new(endpoint, peer.pid, peer.sock),
             mine,
             publisher: peer.segment,
             wait: opts.wait,
             spin_budget: opts.spin_budget,
             sleep_cap,
-            ended: None,
-            corrupt: None,
-            closed: false,
         })
     }
 
     pub(crate) fn endpoint(&self) -> &str {
-        &self.endpoint
+        &self.link.endpoint
     }
 
     pub(crate) fn publisher_pid(&self) -> i32 {
-        self.pub_pid
-    }
-
-    fn usable(&self) -> Result<()> {
-        if self.closed {
-            return Err(Error::Closed);
-        }
-        match &self.corrupt {
-            Some(what) => Err(Error::Corrupt {
-                endpoint: self.endpoint.clone(),
-                pid: self.pub_pid,
-                what: what.clone(),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    fn poison(&mut self, c: Corruption) -> Error {
-        self.corrupt = Some(c.0);
-        self.usable().expect_err("just poisoned")
-    }
-
-    fn poll_peer(&mut self) -> Result<()> {
-        if self.ended.is_some() {
-            return Ok(());
-        }
-        match control::check(&self.sock)
-            .map_err(|e| Error::io(format!("{}: polling the control socket", self.endpoint), e))?
-        {
-            Control::Alive => Ok(()),
-            Control::Ended(end) => {
-                self.ended = Some(end);
-                Ok(())
-            }
-            Control::Garbage => {
-                Err(self.poison(Corruption("unexpected bytes on the control socket".into())))
-            }
-        }
+        self.link.peer_pid
     }
 
     fn publish_consumed(&mut self, idle: bool) {
@@ -507,7 +460,7 @@ impl ShmSubscriber {
             Ok(Read::Lagged(missed)) => {
                 self.publish_consumed(true);
                 Err(Error::Lagged {
-                    endpoint: self.endpoint.clone(),
+                    endpoint: self.link.endpoint.clone(),
                     missed,
                 })
             }
@@ -515,14 +468,14 @@ impl ShmSubscriber {
                 len,
                 buf: buf.len(),
             }),
-            Err(c) => Err(self.poison(c)),
+            Err(c) => Err(self.link.poison(c)),
         }
     }
 
     /// Receives the next message into `buf` as `mode` allows. After the publisher ended,
     /// what it had published is still delivered; then the end is reported.
     pub(crate) fn recv(&mut self, buf: &mut [u8], mode: Mode) -> Result<usize> {
-        self.usable()?;
+        self.link.usable()?;
         let mut schedule = None;
         let mut polls = 0u32;
         // Set between announcing sleep and sleeping: the key and the sleep length.
@@ -546,17 +499,13 @@ impl ShmSubscriber {
                 return Ok(n);
             }
             self.publish_consumed(true);
-            if let Some(end) = self.ended {
-                let (endpoint, pid) = (self.endpoint.clone(), self.pub_pid);
-                return Err(match end {
-                    PeerEnd::Closed => Error::PeerClosed { endpoint, pid },
-                    PeerEnd::Gone => Error::PeerGone { endpoint, pid },
-                });
+            if let Some(end) = self.link.ended {
+                return Err(self.link.end_error(end));
             }
             let deadline = match mode {
                 Mode::Try => {
-                    self.poll_peer()?;
-                    if self.ended.is_some() {
+                    self.link.poll_peer()?;
+                    if self.link.ended.is_some() {
                         continue; // drain what it published before it left
                     }
                     return Err(Error::WouldBlock);
@@ -569,7 +518,7 @@ impl ShmSubscriber {
                 .next()
             {
                 Step::Spin => std::hint::spin_loop(),
-                Step::CheckPeer => self.poll_peer()?,
+                Step::CheckPeer => self.link.poll_peer()?,
                 Step::Sleep(t) => {
                     let key = wait::prepare_wait(
                         self.mine.word32(segment::OFF_RX_SLEEPING),
@@ -584,10 +533,7 @@ impl ShmSubscriber {
     }
 
     pub(crate) fn close(&mut self) {
-        if !self.closed {
-            self.closed = true;
-            control::say_bye(&self.sock);
-        }
+        self.link.close();
     }
 }
 
