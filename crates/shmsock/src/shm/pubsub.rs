@@ -154,7 +154,10 @@ impl ShmPublisher {
 
     /// Takes in newly accepted subscribers and drops dead ones.
     fn refresh_subscribers(&mut self, check_sockets: bool) {
-        if self.incoming.pending.swap(false, Ordering::Acquire) {
+        // A plain load first: this runs on every Block send, and a swap is a locked RMW.
+        if self.incoming.pending.load(Ordering::Relaxed)
+            && self.incoming.pending.swap(false, Ordering::Acquire)
+        {
             let mut queue = self
                 .incoming
                 .queue
