@@ -92,7 +92,7 @@ pub enum Error {
     },
 
     /// The message does not fit in the ring.
-    #[error("message of {len} bytes is larger than the ring allows ({max} bytes); raise Options::ring_capacity or send it in parts")]
+    #[error("message of {len} bytes is larger than this connection allows ({max} bytes); raise Options::ring_capacity (shm://: the limit is the capacity minus 128) or Options::max_message_len (tcp://, unix://), or send it in parts")]
     TooLarge {
         /// Length of the message.
         len: usize,
