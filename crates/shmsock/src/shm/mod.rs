@@ -17,11 +17,13 @@ pub(crate) mod handshake;
 #[cfg(not(loom))]
 mod listener;
 #[cfg(not(loom))]
-mod pubsub;
+mod publisher;
 #[cfg(not(loom))]
 pub(crate) mod rendezvous;
 #[cfg(not(loom))]
 pub(crate) mod segment;
+#[cfg(not(loom))]
+mod subscriber;
 
 #[cfg(not(loom))]
 pub(crate) use conn::connect as conn_connect;
@@ -30,4 +32,6 @@ pub(crate) use conn::{Mode, ShmConn};
 #[cfg(not(loom))]
 pub(crate) use listener::ShmListener;
 #[cfg(not(loom))]
-pub(crate) use pubsub::{ShmPublisher, ShmSubscriber};
+pub(crate) use publisher::ShmPublisher;
+#[cfg(not(loom))]
+pub(crate) use subscriber::ShmSubscriber;

@@ -1,7 +1,7 @@
-//! `shm://` publish/subscribe: one broadcast ring in the publisher's segment, mapped
-//! read-only by every subscriber; each subscriber publishes its read position in its own
-//! segment. A background thread accepts subscribers (the send path never makes a syscall
-//! for that); the publisher merges them at its next send.
+//! `shm://` publisher: one broadcast ring in our segment, mapped read-only by every
+//! subscriber; each subscriber publishes its read position in its own segment. A background
+//! thread accepts subscribers (the send path never makes a syscall for that); the publisher
+//! merges them at its next send.
 
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
@@ -10,22 +10,20 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::broadcast::{self, Overflow, Read, Reader, Snapshot, Writer};
+use super::broadcast::{self, Overflow, Writer};
 use super::conn::Mode;
-use super::control::{self, Control, Link};
+use super::control::{self, Control};
 use super::handshake::Role;
-use super::rendezvous::{connect_side, listen_side, BoundName, SharedOffer};
-use super::ring::{max_payload, Corruption, RING_CAPACITY_MIN_BYTES};
+use super::rendezvous::{listen_side, BoundName, SharedOffer};
+use super::ring::max_payload;
 use super::segment::{self, OwnedSegment, PeerSegment};
-use super::wait::{self, Schedule, SharedFutex, Step, FUTEX_SLEEP_MAX};
+use super::wait::{self, Schedule, SharedFutex, Step};
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
 /// How long the accept thread waits in `poll` before it looks at its stop flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
-/// Empty polls between two looks at the publisher's cursor (to notice eviction).
-const POLLS_PER_LAG_CHECK: u32 = 64;
 /// Sends between two looks at the subscribers' control sockets. A publisher that never
 /// waits (`DropOldest`, or `Block` with fast subscribers) finds dead subscribers, and
 /// releases their sockets and mappings, only this way.
@@ -363,185 +361,5 @@ fn accept_loop(
         }
         // Release: the publisher that sees the floor cleared also sees the queued subscriber.
         incoming.join_floor.store(NO_FLOOR, Ordering::Release);
-    }
-}
-
-pub(crate) struct ShmSubscriber {
-    link: Link,
-    mine: OwnedSegment,
-    publisher: PeerSegment,
-    reader: Reader,
-    wait: crate::WaitStrategy,
-    spin_budget: Duration,
-    sleep_cap: Duration,
-}
-
-/// What one attempt at receiving gave.
-enum Got {
-    Message(usize),
-    Nothing,
-}
-
-impl ShmSubscriber {
-    pub(crate) fn connect(endpoint: String, name: &str, opts: &Options) -> Result<Self> {
-        let mut start: Option<std::result::Result<Snapshot, Corruption>> = None;
-        let (peer, mine) = connect_side(
-            &endpoint,
-            name,
-            &opts.allowed_uids,
-            (Role::Subscriber, Role::Publisher),
-            |publisher| {
-                // Start at the next message: the publisher's current write position, which we
-                // publish as consumed before it even knows us (so `Block` waits for us).
-                let snapshot = publisher.cursor().snapshot(publisher.capacity_bytes());
-                let pos = snapshot.as_ref().map_or(0, |s| s.write_pos);
-                start = Some(snapshot);
-                let mine = OwnedSegment::create(RING_CAPACITY_MIN_BYTES)?;
-                mine.word64(segment::OFF_CONSUMED)
-                    .store(pos, Ordering::Release);
-                Ok(mine)
-            },
-        )?;
-        let start = match start.expect("set by the handshake") {
-            Ok(s) => s,
-            Err(c) => {
-                return Err(Error::Corrupt {
-                    endpoint,
-                    pid: peer.pid,
-                    what: c.0,
-                })
-            }
-        };
-        let sleep_cap = if peer.segment.light_notify() && !crate::sys::heavy_barrier() {
-            Duration::from_millis(1)
-        } else {
-            FUTEX_SLEEP_MAX
-        };
-        Ok(ShmSubscriber {
-            reader: Reader::new(peer.segment.capacity_bytes(), start),
-            link: Link::new(endpoint, peer.pid, peer.sock),
-            mine,
-            publisher: peer.segment,
-            wait: opts.wait,
-            spin_budget: opts.spin_budget,
-            sleep_cap,
-        })
-    }
-
-    pub(crate) fn endpoint(&self) -> &str {
-        &self.link.endpoint
-    }
-
-    pub(crate) fn publisher_pid(&self) -> i32 {
-        self.link.peer_pid
-    }
-
-    fn publish_consumed(&mut self, idle: bool) {
-        if let Some(pos) = self.reader.publication_due(idle) {
-            // Release: pairs with the publisher's Acquire load in `min_consumed`.
-            self.mine
-                .word64(segment::OFF_CONSUMED)
-                .store(pos, Ordering::Release);
-            wait::notify(
-                self.publisher.word32(segment::OFF_TX_SLEEPING),
-                self.mine.word32(segment::OFF_SPACE_SEQ),
-                self.mine.light_notify(),
-                &SharedFutex,
-            );
-        }
-    }
-
-    /// One look at the ring.
-    fn attempt(&mut self, buf: &mut [u8], check_lag: bool) -> Result<Got> {
-        let cursor = self.publisher.cursor();
-        match self.reader.read(&self.publisher, &cursor, buf, check_lag) {
-            Ok(Read::Message(n)) => {
-                self.publish_consumed(false);
-                Ok(Got::Message(n))
-            }
-            Ok(Read::Empty) => Ok(Got::Nothing),
-            Ok(Read::Lagged(missed)) => {
-                self.publish_consumed(true);
-                Err(Error::Lagged {
-                    endpoint: self.link.endpoint.clone(),
-                    missed,
-                })
-            }
-            Ok(Read::TooSmall(len)) => Err(Error::BufferTooSmall {
-                len,
-                buf: buf.len(),
-            }),
-            Err(c) => Err(self.link.poison(c)),
-        }
-    }
-
-    /// Receives the next message into `buf` as `mode` allows. After the publisher ended,
-    /// what it had published is still delivered; then the end is reported.
-    pub(crate) fn recv(&mut self, buf: &mut [u8], mode: Mode) -> Result<usize> {
-        self.link.usable()?;
-        let mut schedule = None;
-        let mut polls = 0u32;
-        // Set between announcing sleep and sleeping: the key and the sleep length.
-        let mut sleeping: Option<(u32, Duration)> = None;
-        loop {
-            polls = polls.wrapping_add(1);
-            let check_lag = sleeping.is_some() || polls % POLLS_PER_LAG_CHECK == 0;
-            let got = self.attempt(buf, check_lag);
-            if let Some((key, t)) = sleeping.take() {
-                if matches!(got, Ok(Got::Nothing)) {
-                    let (flag, seq) = (
-                        self.mine.word32(segment::OFF_RX_SLEEPING),
-                        self.publisher.word32(segment::OFF_DATA_SEQ),
-                    );
-                    wait::sleep(flag, seq, key, t.min(self.sleep_cap), &SharedFutex);
-                    continue;
-                }
-                wait::cancel_wait(self.mine.word32(segment::OFF_RX_SLEEPING));
-            }
-            if let Got::Message(n) = got? {
-                return Ok(n);
-            }
-            self.publish_consumed(true);
-            if let Some(end) = self.link.ended {
-                return Err(self.link.end_error(end));
-            }
-            let deadline = match mode {
-                Mode::Try => {
-                    self.link.poll_peer()?;
-                    if self.link.ended.is_some() {
-                        continue; // drain what it published before it left
-                    }
-                    return Err(Error::WouldBlock);
-                }
-                Mode::Until(d) => Some(d),
-                Mode::Block => None,
-            };
-            match schedule
-                .get_or_insert_with(|| Schedule::new(self.wait, self.spin_budget, deadline))
-                .next()
-            {
-                Step::Spin => std::hint::spin_loop(),
-                Step::CheckPeer => self.link.poll_peer()?,
-                Step::Sleep(t) => {
-                    let key = wait::prepare_wait(
-                        self.mine.word32(segment::OFF_RX_SLEEPING),
-                        self.publisher.word32(segment::OFF_DATA_SEQ),
-                        self.publisher.light_notify(),
-                    );
-                    sleeping = Some((key, t));
-                }
-                Step::TimedOut => return Err(Error::TimedOut),
-            }
-        }
-    }
-
-    pub(crate) fn close(&mut self) {
-        self.link.close();
-    }
-}
-
-impl Drop for ShmSubscriber {
-    fn drop(&mut self) {
-        self.close();
     }
 }
