@@ -41,7 +41,7 @@ pub enum Error {
     },
 
     /// Nobody listens on this endpoint.
-    #[error("{endpoint}: connection refused, no listener is bound (socket {path}); start one first, e.g. `shmsock recv {endpoint}`")]
+    #[error("{endpoint}: connection refused, no listener is bound (socket {path}); start one first, e.g. `shmsock recv {endpoint}` (or `shmsock pub {endpoint}` for a subscriber)")]
     ConnectionRefused {
         /// The endpoint.
         endpoint: String,
