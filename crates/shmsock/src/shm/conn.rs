@@ -1,9 +1,9 @@
 //! One `shm://` connection: our segment (outbound ring), the peer's segment (inbound ring,
 //! read-only), and the Unix socket that tells us when the peer is gone.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::control::Link;
+use super::control::{Idle, Link, Mode};
 use super::handshake::Role;
 use super::rendezvous::{connect_side, Peer};
 use super::ring::{Consumer, Frame, Producer, Push};
@@ -15,25 +15,6 @@ use crate::sync::Ordering;
 
 /// Sends between two updates of the counters in our segment.
 const COUNTER_FLUSH_MESSAGES: u64 = 64;
-
-/// How a call waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// Do not wait (`try_*`).
-    Try,
-    /// Wait until done.
-    Block,
-    /// Wait until this instant.
-    Until(Instant),
-}
-
-impl Mode {
-    pub(crate) fn timeout(t: Duration) -> Self {
-        Instant::now()
-            .checked_add(t)
-            .map_or(Mode::Block, Mode::Until)
-    }
-}
 
 pub(crate) struct ShmConn {
     link: Link,
@@ -233,19 +214,9 @@ impl ShmConn {
             if let Some(pos) = self.rx.unpublished() {
                 self.publish_consumed(pos);
             }
-            if let Some(end) = self.link.ended {
-                return Err(self.link.end_error(end));
-            }
-            let deadline = match mode {
-                Mode::Try => {
-                    self.link.poll_peer()?;
-                    if self.link.ended.is_some() {
-                        continue; // drain what it published before it left
-                    }
-                    return Err(Error::WouldBlock);
-                }
-                Mode::Until(d) => Some(d),
-                Mode::Block => None,
+            let deadline = match self.link.nothing_to_read(mode)? {
+                Idle::Retry => continue,
+                Idle::Wait(deadline) => deadline,
             };
             match schedule
                 .get_or_insert_with(|| Schedule::new(self.wait, self.spin_budget, deadline))

@@ -2,6 +2,7 @@
 //! closed (a goodbye byte) or died (hang-up without one).
 
 use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::{RecvFlags, SendFlags};
@@ -9,6 +10,34 @@ use rustix::net::{RecvFlags, SendFlags};
 use super::handshake::BYE;
 use super::ring::Corruption;
 use crate::error::{Error, Result};
+
+/// How a call waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Do not wait (`try_*`).
+    Try,
+    /// Wait until done.
+    Block,
+    /// Wait until this instant.
+    Until(Instant),
+}
+
+impl Mode {
+    pub(crate) fn timeout(t: Duration) -> Self {
+        Instant::now()
+            .checked_add(t)
+            .map_or(Mode::Block, Mode::Until)
+    }
+}
+
+/// What a receiver does after finding nothing to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Idle {
+    /// Look again now (the peer just ended: drain what it published).
+    Retry,
+    /// Wait, until this deadline if any.
+    Wait(Option<Instant>),
+}
 
 /// How the peer ended the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +162,26 @@ impl Link {
             Control::Garbage => {
                 Err(self.poison(Corruption("unexpected bytes on the control socket".into())))
             }
+        }
+    }
+
+    /// The shared step of every receive loop after an empty look at the ring: report the
+    /// end once the peer's messages are drained, answer `try_*` without waiting, or say how
+    /// long to wait.
+    pub(crate) fn nothing_to_read(&mut self, mode: Mode) -> Result<Idle> {
+        if let Some(end) = self.ended {
+            return Err(self.end_error(end));
+        }
+        match mode {
+            Mode::Try => {
+                self.poll_peer()?;
+                if self.ended.is_some() {
+                    return Ok(Idle::Retry);
+                }
+                Err(Error::WouldBlock)
+            }
+            Mode::Until(deadline) => Ok(Idle::Wait(Some(deadline))),
+            Mode::Block => Ok(Idle::Wait(None)),
         }
     }
 

@@ -28,7 +28,9 @@ mod subscriber;
 #[cfg(not(loom))]
 pub(crate) use conn::connect as conn_connect;
 #[cfg(not(loom))]
-pub(crate) use conn::{Mode, ShmConn};
+pub(crate) use conn::ShmConn;
+#[cfg(not(loom))]
+pub(crate) use control::Mode;
 #[cfg(not(loom))]
 pub(crate) use listener::ShmListener;
 #[cfg(not(loom))]

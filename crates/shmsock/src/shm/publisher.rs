@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::broadcast::{self, Overflow, Writer};
-use super::conn::Mode;
+use super::control::Mode;
 use super::control::{self, Control};
 use super::handshake::Role;
 use super::rendezvous::{listen_side, BoundName, SharedOffer};

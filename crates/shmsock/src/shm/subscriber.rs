@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use super::broadcast::{Read, Reader, Snapshot};
-use super::conn::Mode;
-use super::control::Link;
+use super::control::{Idle, Link, Mode};
 use super::handshake::Role;
 use super::rendezvous::connect_side;
 use super::ring::{Corruption, RING_CAPACITY_MIN_BYTES};
@@ -154,19 +153,9 @@ impl ShmSubscriber {
                 return Ok(n);
             }
             self.publish_consumed(true);
-            if let Some(end) = self.link.ended {
-                return Err(self.link.end_error(end));
-            }
-            let deadline = match mode {
-                Mode::Try => {
-                    self.link.poll_peer()?;
-                    if self.link.ended.is_some() {
-                        continue; // drain what it published before it left
-                    }
-                    return Err(Error::WouldBlock);
-                }
-                Mode::Until(d) => Some(d),
-                Mode::Block => None,
+            let deadline = match self.link.nothing_to_read(mode)? {
+                Idle::Retry => continue,
+                Idle::Wait(deadline) => deadline,
             };
             match schedule
                 .get_or_insert_with(|| Schedule::new(self.wait, self.spin_budget, deadline))
