@@ -127,6 +127,7 @@ impl Link {
 
     /// Records corruption: the connection is unusable from now on.
     pub(crate) fn poison(&mut self, c: Corruption) -> Error {
+        tracing::warn!(endpoint = %self.endpoint, peer_pid = self.peer_pid, what = %c, "peer shared memory is corrupt; connection closed");
         self.corrupt = Some(c.0);
         self.usable().expect_err("just poisoned")
     }
@@ -156,6 +157,7 @@ impl Link {
         {
             Control::Alive => Ok(()),
             Control::Ended(end) => {
+                tracing::info!(endpoint = %self.endpoint, peer_pid = self.peer_pid, ?end, "peer ended");
                 self.ended = Some(end);
                 Ok(())
             }

@@ -79,6 +79,7 @@ impl BoundName {
             .map_err(|e| Error::io(format!("{endpoint}: binding {}", sock_path.display()), e))?;
         std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::io(format!("{endpoint}: chmod {}", sock_path.display()), e))?;
+        tracing::info!(endpoint, socket = %sock_path.display(), "bound");
         Ok(BoundName {
             endpoint: endpoint.to_owned(),
             listener,
@@ -311,6 +312,7 @@ pub(crate) fn listen_side<S: Offer>(
     rustix::net::send(&sock, &[ACK], rustix::net::SendFlags::NOSIGNAL)
         .map_err(|e| io_err(endpoint, "sending ack", e))?;
     handshake::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
+    tracing::debug!(endpoint, peer_pid = pid, role = ?my_role, "accepted");
     Ok((Peer { pid, sock, segment }, mine))
 }
 
@@ -371,5 +373,6 @@ pub(crate) fn connect_side(
         Err(e) => return Err(io_err(endpoint, "waiting for ack", e)),
     }
     handshake::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
+    tracing::debug!(endpoint, peer_pid = pid, role = ?my_role, "connected");
     Ok((Peer { pid, sock, segment }, mine))
 }

@@ -112,6 +112,7 @@ impl ShmSubscriber {
             }
             Ok(Read::Empty) => Ok(Got::Nothing),
             Ok(Read::Lagged(missed)) => {
+                tracing::warn!(endpoint = %self.link.endpoint, missed, "subscriber lagged");
                 self.publish_consumed(true);
                 Err(Error::Lagged {
                     endpoint: self.link.endpoint.clone(),
