@@ -101,9 +101,8 @@ unsafe impl Send for Mapping {}
 
 impl Mapping {
     fn map(fd: BorrowedFd<'_>, len: usize, prot: ProtFlags) -> rustix::io::Result<Self> {
-        // SAFETY: a fresh MAP_SHARED mapping chosen by the kernel (null hint) overlaps no
-        // Rust object; the fd's size was checked (and sealed) by the caller, so the whole
-        // range is backed.
+        // SAFETY: a fresh kernel-chosen MAP_SHARED mapping overlaps no Rust object, and the
+        // caller checked (and sealed) the fd's size, so the whole range is backed.
         let ptr =
             unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
         let base = NonNull::new(ptr.cast::<u8>()).ok_or(rustix::io::Errno::NOMEM)?;
