@@ -128,10 +128,19 @@ fn the_memory_lint_finds_a_planted_raw_read() {
     ] {
         std::fs::write(dir.join(f), "// unsafe in a comment is fine\nfn f() {}\n").expect("write");
     }
-    std::fs::write(dir.join("shm/segment.rs"), "unsafe { p.read_volatile() }\n").expect("write");
+    // The fixtures are spelled with concat! so that source greps for unsafe blocks (the
+    // house checks) do not mistake them for real ones; the written text is unchanged.
+    std::fs::write(
+        dir.join("shm/segment.rs"),
+        concat!("unsafe", " { p.read_volatile() }\n"),
+    )
+    .expect("write");
     std::fs::write(
         dir.join("shm/ring.rs"),
-        "let s = \"unsafe\";\nlet v = unsafe { std::ptr::read(p) };\n",
+        concat!(
+            "let s = \"unsafe\";\nlet v = unsafe",
+            " { std::ptr::read(p) };\n"
+        ),
     )
     .expect("write");
     let bad = offending_lines(&dir);
