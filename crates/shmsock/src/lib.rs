@@ -57,6 +57,8 @@ mod error;
 #[cfg(all(test, not(loom)))]
 mod hostile_tests;
 #[cfg(not(loom))]
+mod inbox;
+#[cfg(not(loom))]
 mod net;
 #[cfg(not(loom))]
 mod options;
@@ -73,6 +75,8 @@ mod typed;
 pub use conn::{Conn, Listener};
 pub use endpoint::{Endpoint, SHM_NAME_MAX_BYTES};
 pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use inbox::{Inbox, WriterId};
 #[cfg(not(loom))]
 pub use net::NET_MESSAGE_MAX_DEFAULT_BYTES;
 #[cfg(not(loom))]

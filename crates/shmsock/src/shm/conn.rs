@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::control::{Idle, Link, Mode};
+use super::doorbell::Doorbell;
 use super::handshake::Role;
 use super::rendezvous::{connect_side, Peer};
 use super::ring::{Consumer, Frame, Producer, Push};
@@ -29,6 +30,8 @@ pub(crate) struct ShmConn {
     sleep_cap: Duration,
     sent: (u64, u64),
     received: (u64, u64),
+    /// The peer's doorbell (it is an `Inbox`): ring it instead of our data futex.
+    peer_bell: Option<Doorbell>,
 }
 
 /// Connects to a bound `shm://` name and runs the connector side of the handshake.
@@ -39,6 +42,7 @@ pub(crate) fn connect(endpoint: String, name: &str, opts: &Options) -> Result<Sh
         name,
         &opts.allowed_uids,
         (Role::Conn, Role::Conn),
+        None,
         |_| OwnedSegment::create(capacity).map_err(Into::into),
     )?;
     ShmConn::new(endpoint, peer, mine, opts)
@@ -55,6 +59,7 @@ impl ShmConn {
             pid: peer_pid,
             sock,
             segment: peer,
+            doorbell: peer_bell,
         } = peer;
         let (tx_cap, rx_cap) = (mine.capacity(), peer.capacity_bytes());
         let sleep_cap = if peer.light_notify() && !crate::sys::heavy_barrier() {
@@ -73,6 +78,7 @@ impl ShmConn {
             sleep_cap,
             sent: (0, 0),
             received: (0, 0),
+            peer_bell,
         })
     }
 
@@ -160,12 +166,20 @@ impl ShmConn {
             .try_push(&self.mine, || peer.load64(segment::OFF_CONSUMED), msg)
         {
             Ok(Push::Done) => {
-                wait::notify(
-                    self.peer.word32(segment::OFF_RX_SLEEPING),
-                    self.mine.word32(segment::OFF_DATA_SEQ),
-                    self.mine.light_notify(),
-                    &SharedFutex,
-                );
+                let peer_sleeping = self.peer.word32(segment::OFF_RX_SLEEPING);
+                match &self.peer_bell {
+                    None => wait::notify(
+                        peer_sleeping,
+                        self.mine.word32(segment::OFF_DATA_SEQ),
+                        self.mine.light_notify(),
+                        &SharedFutex,
+                    ),
+                    Some(bell) => {
+                        if wait::any_sleeps([peer_sleeping], self.mine.light_notify()) {
+                            bell.ring();
+                        }
+                    }
+                }
                 self.sent.0 += 1;
                 self.sent.1 += msg.len() as u64;
                 if self.sent.0 % COUNTER_FLUSH_MESSAGES == 0 {
@@ -246,6 +260,39 @@ impl ShmConn {
                 Step::TimedOut => return Err(Error::TimedOut),
             }
         }
+    }
+
+    /// For a receiver of several connections (`Inbox`): the next frame if one is
+    /// published, without waiting or syscalls. `Err` with the end once the peer ended (as
+    /// seen by [`ShmConn::check_peer`]) and everything it published was read.
+    pub(crate) fn poll_frame(&mut self) -> Result<Option<Frame>> {
+        self.link.usable()?;
+        if let Some(frame) = self.peek()? {
+            return Ok(Some(frame));
+        }
+        if let Some(pos) = self.rx.unpublished() {
+            self.publish_consumed(pos);
+        }
+        match self.link.ended {
+            Some(end) => Err(self.link.end_error(end)),
+            None => Ok(None),
+        }
+    }
+
+    /// Looks at the control socket (one `poll`); true if the peer has ended.
+    pub(crate) fn check_peer(&mut self) -> Result<bool> {
+        self.link.poll_peer()?;
+        Ok(self.link.ended.is_some())
+    }
+
+    /// The flag a waiting receiver sets to ask the peer for a wake-up.
+    pub(crate) fn rx_sleeping_flag(&self) -> &crate::sync::AtomicU32 {
+        self.mine.word32(segment::OFF_RX_SLEEPING)
+    }
+
+    /// Whether the peer notifies with light barriers (its waiter must run the heavy one).
+    pub(crate) fn peer_light(&self) -> bool {
+        self.peer.light_notify()
     }
 
     /// Copies the payload of `frame` into `out[..frame.len]`.

@@ -20,7 +20,7 @@
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -66,11 +66,13 @@ pub(crate) enum Role {
     Publisher = 1,
     /// A `Subscriber` (connecting side).
     Subscriber = 2,
+    /// An `Inbox` (listening side; its connectors are plain `Conn`s).
+    Inbox = 3,
 }
 
 impl Role {
     fn from_u32(v: u32) -> Option<Self> {
-        [Role::Conn, Role::Publisher, Role::Subscriber]
+        [Role::Conn, Role::Publisher, Role::Subscriber, Role::Inbox]
             .into_iter()
             .find(|r| *r as u32 == v)
     }
@@ -81,11 +83,23 @@ impl Role {
             Role::Conn => "a Conn (Listener::bind / Conn::connect)",
             Role::Publisher => "a Publisher (Publisher::bind / Subscriber::connect)",
             Role::Subscriber => "a Subscriber",
+            Role::Inbox => "an Inbox (Inbox::bind / Conn::connect)",
         }
+    }
+
+    /// Whether a peer announcing `self` may stand where `expected` was asked for: a `Conn`
+    /// connects to a `Listener` or to an `Inbox` alike.
+    pub(crate) fn fits(self, expected: Role) -> bool {
+        self == expected || (expected == Role::Conn && self == Role::Inbox)
     }
 }
 
-/// The fixed-size hello: magic, version, kind, pid, refuse reason, ring capacity, role.
+/// Hello flag: a doorbell eventfd follows the segment fd; ring it, not the futex, to wake
+/// the sender of this hello (see `doorbell`).
+pub(crate) const HELLO_FLAG_DOORBELL: u32 = 1;
+
+/// The fixed-size hello: magic, version, kind, pid, refuse reason, ring capacity, role,
+/// flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hello {
     pub(crate) version: u32,
@@ -94,6 +108,7 @@ pub(crate) struct Hello {
     pub(crate) ring_capacity: u64,
     pub(crate) reason: u32,
     pub(crate) role: Role,
+    pub(crate) flags: u32,
 }
 
 impl Hello {
@@ -105,6 +120,7 @@ impl Hello {
             ring_capacity,
             reason: 0,
             role,
+            flags: 0,
         }
     }
 
@@ -129,6 +145,7 @@ impl Hello {
         b[20..24].copy_from_slice(&self.reason.to_le_bytes());
         b[24..32].copy_from_slice(&self.ring_capacity.to_le_bytes());
         b[32..36].copy_from_slice(&(self.role as u32).to_le_bytes());
+        b[36..40].copy_from_slice(&self.flags.to_le_bytes());
         b
     }
 
@@ -153,7 +170,11 @@ impl Hello {
             ring_capacity: u64::from_le_bytes(b[24..32].try_into().expect("8 bytes")),
             role: Role::from_u32(u32_at(32))
                 .ok_or_else(|| format!("hello has unknown role {}", u32_at(32)))?,
+            flags: u32_at(36),
         };
+        if hello.flags & !HELLO_FLAG_DOORBELL != 0 {
+            return Err(format!("hello has unknown flags {:#x}", hello.flags));
+        }
         if hello.kind != KIND_HELLO && hello.kind != KIND_REFUSE {
             return Err(format!("hello has unknown kind {}", hello.kind));
         }
@@ -161,17 +182,17 @@ impl Hello {
     }
 }
 
-/// Sends a hello with at most one fd.
-pub(crate) fn send_hello(sock: &UnixStream, hello: &Hello, fd: Option<&OwnedFd>) -> io::Result<()> {
+/// Sends a hello with at most two fds (segment, doorbell).
+pub(crate) fn send_hello(
+    sock: &UnixStream,
+    hello: &Hello,
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
     let bytes = hello.encode();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut control = SendAncillaryBuffer::new(&mut space);
-    let fds;
-    if let Some(fd) = fd {
-        fds = [fd.as_fd()];
-        if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
-            return Err(io::Error::other("control buffer too small for one fd"));
-        }
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("control buffer too small for the fds"));
     }
     let sent = rustix::net::sendmsg(
         sock,
@@ -198,10 +219,10 @@ pub(crate) struct Received {
 }
 
 /// Receives one hello (up to `HELLO_BYTES + 1` bytes, to detect oversized ones) and up to
-/// 2 fds (to detect "too many"). Every received fd is owned, so none can leak.
+/// 3 fds (to detect "too many"). Every received fd is owned, so none can leak.
 pub(crate) fn recv_hello(sock: &UnixStream) -> io::Result<Received> {
     let mut buf = [0u8; HELLO_BYTES + 1];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut got = 0;
     let mut fds = Vec::new();

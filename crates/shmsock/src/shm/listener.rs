@@ -43,6 +43,7 @@ impl ShmListener {
             sock,
             &self.opts.allowed_uids,
             (Role::Conn, Role::Conn),
+            None,
             || OwnedSegment::create(capacity).map_err(Into::into),
         )?;
         ShmConn::new(ep.to_owned(), peer, mine, &self.opts)

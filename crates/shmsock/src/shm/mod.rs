@@ -13,7 +13,11 @@ mod conn;
 #[cfg(not(loom))]
 mod control;
 #[cfg(not(loom))]
+mod doorbell;
+#[cfg(not(loom))]
 pub(crate) mod handshake;
+#[cfg(not(loom))]
+mod inbox;
 #[cfg(not(loom))]
 mod listener;
 #[cfg(not(loom))]
@@ -31,6 +35,10 @@ pub(crate) use conn::connect as conn_connect;
 pub(crate) use conn::ShmConn;
 #[cfg(not(loom))]
 pub(crate) use control::Mode;
+#[cfg(not(loom))]
+pub(crate) use inbox::ShmInbox;
+#[cfg(not(loom))]
+pub use inbox::WriterId;
 #[cfg(not(loom))]
 pub(crate) use listener::ShmListener;
 #[cfg(not(loom))]

@@ -337,6 +337,7 @@ fn accept_loop(
             sock,
             allowed,
             (Role::Publisher, Role::Subscriber),
+            None,
             || {
                 Ok(SharedOffer {
                     fd: offer.fd.as_fd().try_clone_to_owned()?,

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{FlockOperation, Mode as FileMode, OFlags};
 
-use super::handshake::{self, Hello, Received, RefuseReason, Role, ACK, HANDSHAKE_TIMEOUT};
+use super::doorbell::Doorbell;
+use super::handshake::{
+    self, Hello, Received, RefuseReason, Role, ACK, HANDSHAKE_TIMEOUT, HELLO_FLAG_DOORBELL,
+};
 use super::segment::{OwnedSegment, PeerSegment, PROTOCOL_VERSION};
 use crate::error::{Error, Result};
 
@@ -151,6 +154,8 @@ pub(crate) struct Peer {
     pub(crate) pid: i32,
     pub(crate) sock: UnixStream,
     pub(crate) segment: PeerSegment,
+    /// The peer's doorbell, if it asked to be woken through one instead of our futex.
+    pub(crate) doorbell: Option<Doorbell>,
 }
 
 fn io_err(endpoint: &str, what: &str, e: impl Into<io::Error>) -> Error {
@@ -206,25 +211,29 @@ impl Offer for SharedOffer {
     }
 }
 
-fn send_segment(endpoint: &str, sock: &UnixStream, seg: &impl Offer, role: Role) -> Result<()> {
-    let fd = seg
-        .offer_fd()
-        .try_clone_to_owned()
-        .map_err(|e| io_err(endpoint, "dup", e))?;
-    handshake::send_hello(
-        sock,
-        &Hello::greeting(seg.offer_capacity(), role),
-        Some(&fd),
-    )
-    .map_err(|e| io_err(endpoint, "sending hello", e))
+fn send_segment(
+    endpoint: &str,
+    sock: &UnixStream,
+    seg: &impl Offer,
+    role: Role,
+    bell: Option<&Doorbell>,
+) -> Result<()> {
+    let mut hello = Hello::greeting(seg.offer_capacity(), role);
+    let mut fds = vec![seg.offer_fd()];
+    if let Some(bell) = bell {
+        hello.flags |= HELLO_FLAG_DOORBELL;
+        fds.push(bell.fd());
+    }
+    handshake::send_hello(sock, &hello, &fds).map_err(|e| io_err(endpoint, "sending hello", e))
 }
 
-/// Validates a received hello (from a peer expected to play `role`) and maps its segment.
+/// Validates a received hello (from a peer expected to play `role`), maps its segment and
+/// takes its doorbell if it sent one.
 pub(crate) fn accept_peer_hello(
     endpoint: &str,
     received: Received,
     role: Role,
-) -> Result<(Hello, PeerSegment)> {
+) -> Result<(Hello, PeerSegment, Option<Doorbell>)> {
     let fail = |reason: String| Error::Handshake {
         endpoint: endpoint.to_owned(),
         reason,
@@ -237,7 +246,9 @@ pub(crate) fn accept_peer_hello(
         ));
     }
     if received.truncated {
-        return Err(fail("peer sent more than one fd".into()));
+        return Err(fail(
+            "peer sent more fds than a hello carries (one fd, two with a doorbell)".into(),
+        ));
     }
     let hello = Hello::decode(&received.bytes).map_err(fail)?;
     if hello.version != PROTOCOL_VERSION {
@@ -257,23 +268,29 @@ pub(crate) fn accept_peer_hello(
             },
         });
     }
-    if hello.role != role {
+    if !hello.role.fits(role) {
         return Err(fail(format!(
             "the peer is {}, but {} was expected",
             hello.role.api(),
             role.api()
         )));
     }
-    let mut fds = received.fds;
-    if fds.len() != 1 {
+    let with_bell = hello.flags & HELLO_FLAG_DOORBELL != 0;
+    let mut fds = received.fds.into_iter();
+    if fds.len() != 1 + usize::from(with_bell) {
         return Err(fail(format!(
-            "expected exactly one fd with the hello, got {}",
+            "expected exactly one fd with the hello (two with a doorbell), got {}",
             fds.len()
         )));
     }
-    let fd = fds.pop().expect("one fd");
+    let fd = fds.next().expect("one fd");
     let peer = PeerSegment::open(fd, hello.ring_capacity).map_err(|r| fail(r.to_string()))?;
-    Ok((hello, peer))
+    let bell = fds
+        .next()
+        .map(Doorbell::from_peer)
+        .transpose()
+        .map_err(fail)?;
+    Ok((hello, peer, bell))
 }
 
 /// The listening side of a handshake on an accepted socket. Credentials are checked before
@@ -283,6 +300,7 @@ pub(crate) fn listen_side<S: Offer>(
     sock: UnixStream,
     allowed: &[u32],
     (my_role, peer_role): (Role, Role),
+    bell: Option<&Doorbell>,
     mine: impl FnOnce() -> io::Result<S>,
 ) -> Result<(Peer, S)> {
     handshake::set_handshake_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))
@@ -290,14 +308,14 @@ pub(crate) fn listen_side<S: Offer>(
     let pid = match checked_peer(endpoint, &sock, allowed) {
         Ok(pid) => pid,
         Err(e) => {
-            let _ = handshake::send_hello(&sock, &Hello::refuse(RefuseReason::Uid), None);
+            let _ = handshake::send_hello(&sock, &Hello::refuse(RefuseReason::Uid), &[]);
             return Err(e);
         }
     };
     let mine = match mine() {
         Ok(seg) => seg,
         Err(e) => {
-            let _ = handshake::send_hello(&sock, &Hello::refuse(RefuseReason::Resources), None);
+            let _ = handshake::send_hello(&sock, &Hello::refuse(RefuseReason::Resources), &[]);
             return Err(io_err(
                 endpoint,
                 "creating our segment (memfd_create/ftruncate/mmap)",
@@ -305,15 +323,23 @@ pub(crate) fn listen_side<S: Offer>(
             ));
         }
     };
-    send_segment(endpoint, &sock, &mine, my_role)?;
+    send_segment(endpoint, &sock, &mine, my_role, bell)?;
     let received =
         handshake::recv_hello(&sock).map_err(|e| io_err(endpoint, "receiving hello", e))?;
-    let (_, segment) = accept_peer_hello(endpoint, received, peer_role)?;
+    let (_, segment, doorbell) = accept_peer_hello(endpoint, received, peer_role)?;
     rustix::net::send(&sock, &[ACK], rustix::net::SendFlags::NOSIGNAL)
         .map_err(|e| io_err(endpoint, "sending ack", e))?;
     handshake::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
     tracing::debug!(endpoint, peer_pid = pid, role = ?my_role, "accepted");
-    Ok((Peer { pid, sock, segment }, mine))
+    Ok((
+        Peer {
+            pid,
+            sock,
+            segment,
+            doorbell,
+        },
+        mine,
+    ))
 }
 
 /// The connecting side of a handshake. `mine` creates our segment once the listener's is
@@ -323,6 +349,7 @@ pub(crate) fn connect_side(
     name: &str,
     allowed: &[u32],
     (my_role, peer_role): (Role, Role),
+    bell: Option<&Doorbell>,
     mine: impl FnOnce(&PeerSegment) -> io::Result<OwnedSegment>,
 ) -> Result<(Peer, OwnedSegment)> {
     let (sock_path, _) = handshake::paths(name)
@@ -352,7 +379,7 @@ pub(crate) fn connect_side(
     let pid = checked_peer(endpoint, &sock, allowed)?;
     let received =
         handshake::recv_hello(&sock).map_err(|e| io_err(endpoint, "receiving hello", e))?;
-    let (_, segment) = accept_peer_hello(endpoint, received, peer_role)?;
+    let (_, segment, doorbell) = accept_peer_hello(endpoint, received, peer_role)?;
     let mine = mine(&segment).map_err(|e| {
         io_err(
             endpoint,
@@ -360,7 +387,7 @@ pub(crate) fn connect_side(
             e,
         )
     })?;
-    send_segment(endpoint, &sock, &mine, my_role)?;
+    send_segment(endpoint, &sock, &mine, my_role, bell)?;
     let mut ack = [0u8; 1];
     match rustix::io::read(sock.as_fd(), &mut ack) {
         Ok(1) if ack[0] == ACK => {}
@@ -374,5 +401,13 @@ pub(crate) fn connect_side(
     }
     handshake::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
     tracing::debug!(endpoint, peer_pid = pid, role = ?my_role, "connected");
-    Ok((Peer { pid, sock, segment }, mine))
+    Ok((
+        Peer {
+            pid,
+            sock,
+            segment,
+            doorbell,
+        },
+        mine,
+    ))
 }

@@ -41,6 +41,7 @@ impl ShmSubscriber {
             name,
             &opts.allowed_uids,
             (Role::Subscriber, Role::Publisher),
+            None,
             |publisher| {
                 // Start at the next message: the publisher's current write position, which we
                 // publish as consumed before it even knows us (so `Block` waits for us).

@@ -111,6 +111,20 @@ pub(crate) fn notify_any<'a>(
     light: bool,
     futex: &impl Futex,
 ) {
+    if any_sleeps(peers_sleeping, light) {
+        // Release: pairs with the Acquire key load in `prepare_wait`.
+        my_seq.fetch_add(1, Ordering::Release);
+        futex.wake(my_seq);
+    }
+}
+
+/// The notifier's look at the waiters' flags, after publishing: true if one of them
+/// announced that it sleeps (then wake it: bump and wake the futex, or ring its doorbell).
+#[inline]
+pub(crate) fn any_sleeps<'a>(
+    peers_sleeping: impl IntoIterator<Item = &'a AtomicU32>,
+    light: bool,
+) -> bool {
     // Pairs with the fence (and, if `light`, the membarrier) in `prepare_wait`: orders our
     // publication before the flag reads.
     if light && cfg!(not(loom)) {
@@ -118,14 +132,33 @@ pub(crate) fn notify_any<'a>(
     } else {
         fence(Ordering::SeqCst);
     }
-    if peers_sleeping
+    peers_sleeping
         .into_iter()
         .any(|f| f.load(Ordering::Relaxed) != 0)
-    {
-        // Release: pairs with the Acquire key load in `prepare_wait`.
-        my_seq.fetch_add(1, Ordering::Release);
-        futex.wake(my_seq);
+}
+
+/// Waiter half for a doorbell (one eventfd rung by several notifiers, see `doorbell`):
+/// announce the sleep in every flag the notifiers look at, then one barrier. Re-check every
+/// ring after this; then wait on the doorbell, and [`cancel_wait`] every flag. The
+/// doorbell's counter plays the sequence word: a ring before the wait is not lost.
+/// Returns false if a notifier uses light barriers and the kernel refused the heavy one
+/// (a ring may then be missed: cap the sleep).
+pub(crate) fn prepare_doorbell_wait<'a>(
+    my_flags: impl IntoIterator<Item = &'a AtomicU32>,
+    any_peer_light: bool,
+) -> bool {
+    for flag in my_flags {
+        flag.store(1, Ordering::Relaxed);
     }
+    // Pairs with the fence in `any_sleeps`.
+    fence(Ordering::SeqCst);
+    #[cfg(not(loom))]
+    if any_peer_light {
+        return crate::sys::heavy_barrier();
+    }
+    #[cfg(loom)]
+    let _ = any_peer_light;
+    true
 }
 
 /// Waiter half, step 1: announce the sleep and take the key. Re-check the condition after

@@ -1,0 +1,364 @@
+//! `shm://` inbox: many writers, one reader.
+//!
+//! Each writer is an ordinary `Conn` with its own SPSC ring (no shared tail, no CAS between
+//! writers). The inbox takes one message from each writer in turn (round robin), so a
+//! writer that never stops cannot starve one that sends rarely. To sleep it sets the "I
+//! sleep" flag in every connection's segment, and waits on one eventfd doorbell that it
+//! passed to every writer in its hello; a writer rings it only when it sees the flag (see
+//! `doorbell` and `wait::prepare_doorbell_wait`). A background thread accepts writers; it
+//! rings the doorbell too, so a sleeping inbox merges a new writer at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::conn::ShmConn;
+use super::control::Mode;
+use super::doorbell::Doorbell;
+use super::handshake::Role;
+use super::rendezvous::{listen_side, BoundName};
+use super::ring::{Frame, RING_CAPACITY_MIN_BYTES};
+use super::segment::OwnedSegment;
+use super::wait::{self, Schedule, Step};
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::sync::{AtomicBool, Ordering};
+
+/// How long the accept thread waits in `poll` before it looks at its stop flag.
+const ACCEPT_POLL: Duration = Duration::from_millis(50);
+
+/// Identifies the writer a message came from: its pid and a serial number unique within
+/// this inbox (a pid can connect several times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WriterId {
+    /// The writer's process id (from `SO_PEERCRED`).
+    pub pid: i32,
+    /// The order in which this inbox accepted it, from 0.
+    pub serial: u64,
+}
+
+impl std::fmt::Display for WriterId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "writer #{} (pid {})", self.serial, self.pid)
+    }
+}
+
+struct Writer {
+    id: WriterId,
+    conn: ShmConn,
+}
+
+/// Writers accepted by the background thread, waiting to be merged.
+struct Incoming {
+    queue: Mutex<Vec<Writer>>,
+    pending: AtomicBool,
+    stop: AtomicBool,
+}
+
+pub(crate) struct ShmInbox {
+    endpoint: String,
+    socket_path: PathBuf,
+    bell: Arc<Doorbell>,
+    writers: Vec<Writer>,
+    /// Index of the writer whose turn it is.
+    turn: usize,
+    incoming: Arc<Incoming>,
+    acceptor: Option<JoinHandle<()>>,
+    opts: Options,
+    closed: bool,
+}
+
+impl ShmInbox {
+    pub(crate) fn bind(endpoint: String, name: &str, opts: &Options) -> Result<Self> {
+        let bound = BoundName::bind(&endpoint, name)?;
+        let bell = Arc::new(
+            Doorbell::new()
+                .map_err(|e| Error::io(format!("{endpoint}: creating the doorbell eventfd"), e))?,
+        );
+        let incoming = Arc::new(Incoming {
+            queue: Mutex::new(Vec::new()),
+            pending: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let socket_path = bound.socket_path().to_owned();
+        let acceptor = {
+            let (incoming, bell, opts) = (incoming.clone(), bell.clone(), opts.clone());
+            std::thread::Builder::new()
+                .name(format!("shmsock-accept {endpoint}"))
+                .spawn(move || accept_loop(bound, &bell, &opts, &incoming))
+                .map_err(|e| Error::io(format!("{endpoint}: spawning the accept thread"), e))?
+        };
+        Ok(ShmInbox {
+            endpoint,
+            socket_path,
+            bell,
+            writers: Vec::new(),
+            turn: 0,
+            incoming,
+            acceptor: Some(acceptor),
+            opts: opts.clone(),
+            closed: false,
+        })
+    }
+
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub(crate) fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    /// Takes in newly accepted writers.
+    fn merge_incoming(&mut self) {
+        if self.incoming.pending.load(Ordering::Relaxed)
+            && self.incoming.pending.swap(false, Ordering::Acquire)
+        {
+            let mut queue = self
+                .incoming
+                .queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            self.writers.append(&mut queue);
+        }
+    }
+
+    /// Live writers (looks at their control sockets; ended ones whose messages were all
+    /// read are removed).
+    pub(crate) fn writer_count(&mut self) -> usize {
+        self.merge_incoming();
+        self.check_writers();
+        let mut i = 0;
+        while i < self.writers.len() {
+            match self.writers[i].conn.poll_frame() {
+                Err(_) => self.remove(i),
+                Ok(_) => i += 1,
+            }
+        }
+        self.writers.len()
+    }
+
+    /// Removes writer `i` (ended and drained, or corrupt), keeping the turn order.
+    fn remove(&mut self, i: usize) {
+        let w = self.writers.remove(i);
+        tracing::debug!(endpoint = %self.endpoint, writer = %w.id, "writer removed from the inbox");
+        if i < self.turn {
+            self.turn -= 1;
+        }
+        if self.turn >= self.writers.len() {
+            self.turn = 0;
+        }
+    }
+
+    /// One round-robin look at every writer, starting with the one whose turn it is: the
+    /// first published frame, and the index of its writer. Drops writers that ended (once
+    /// drained) or whose memory is corrupt.
+    fn poll_once(&mut self) -> Option<(usize, Frame)> {
+        let mut looked = 0;
+        while looked < self.writers.len() {
+            let i = (self.turn + looked) % self.writers.len();
+            match self.writers[i].conn.poll_frame() {
+                Ok(Some(frame)) => return Some((i, frame)),
+                Ok(None) => looked += 1,
+                // An ended writer's error is not ours to report: it is simply gone. A
+                // corrupt one was logged by its link.
+                Err(_) => {
+                    self.remove(i);
+                    looked = 0;
+                }
+            }
+        }
+        None
+    }
+
+    /// Looks at every writer's control socket; true if one has ended (its last messages
+    /// must then be drained before it is removed).
+    fn check_writers(&mut self) -> bool {
+        let mut ended = false;
+        let mut i = 0;
+        while i < self.writers.len() {
+            match self.writers[i].conn.check_peer() {
+                Ok(e) => {
+                    ended |= e;
+                    i += 1;
+                }
+                Err(_) => self.remove(i),
+            }
+        }
+        ended
+    }
+
+    /// Waits for the next message as `mode` allows: its writer's index and frame.
+    fn next_frame(&mut self, mode: Mode) -> Result<(usize, Frame)> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let mut schedule = None;
+        loop {
+            self.merge_incoming();
+            if let Some(found) = self.poll_once() {
+                return Ok(found);
+            }
+            let deadline = match mode {
+                Mode::Try => {
+                    // A writer that just ended may still have messages to drain.
+                    if self.check_writers() {
+                        continue;
+                    }
+                    return Err(Error::WouldBlock);
+                }
+                Mode::Until(d) => Some(d),
+                Mode::Block => None,
+            };
+            match schedule
+                .get_or_insert_with(|| {
+                    Schedule::new(self.opts.wait, self.opts.spin_budget, deadline)
+                })
+                .next()
+            {
+                Step::Spin => std::hint::spin_loop(),
+                Step::CheckPeer => {
+                    self.check_writers();
+                }
+                Step::Sleep(t) => {
+                    if let Some(found) = self.sleep(t) {
+                        return Ok(found);
+                    }
+                }
+                Step::TimedOut => return Err(Error::TimedOut),
+            }
+        }
+    }
+
+    /// Announces the sleep to every writer, re-checks, and waits on the doorbell at most
+    /// `t`. Returns a frame found by the re-check.
+    fn sleep(&mut self, t: Duration) -> Option<(usize, Frame)> {
+        let any_light = self.writers.iter().any(|w| w.conn.peer_light());
+        let sound = wait::prepare_doorbell_wait(
+            self.writers.iter().map(|w| w.conn.rx_sleeping_flag()),
+            any_light,
+        );
+        let found = if self.incoming.pending.load(Ordering::Acquire) {
+            None
+        } else {
+            let found = self.poll_once();
+            if found.is_none() {
+                // Without the heavy barrier a light writer's ring may be missed: cap it.
+                self.bell.wait(if sound {
+                    t
+                } else {
+                    t.min(Duration::from_millis(1))
+                });
+            }
+            found
+        };
+        for w in &self.writers {
+            wait::cancel_wait(w.conn.rx_sleeping_flag());
+        }
+        self.bell.reset();
+        found
+    }
+
+    /// Receives the next message into `buf`: its length and writer. `BufferTooSmall`
+    /// leaves it queued, and it stays that writer's turn.
+    pub(crate) fn recv(&mut self, buf: &mut [u8], mode: Mode) -> Result<(usize, WriterId)> {
+        let (i, frame) = self.next_frame(mode)?;
+        if frame.len > buf.len() {
+            self.turn = i;
+            return Err(Error::BufferTooSmall {
+                len: frame.len,
+                buf: buf.len(),
+            });
+        }
+        self.take(i, frame, &mut buf[..frame.len])
+    }
+
+    /// Receives the next message into a new `Vec`.
+    pub(crate) fn recv_vec(&mut self, mode: Mode) -> Result<(Vec<u8>, WriterId)> {
+        let (i, frame) = self.next_frame(mode)?;
+        let mut out = vec![0; frame.len];
+        let (_, id) = self.take(i, frame, &mut out)?;
+        Ok((out, id))
+    }
+
+    /// Copies `frame` of writer `i` out, consumes it, and passes the turn on. A corrupt
+    /// frame drops that writer and is reported.
+    fn take(&mut self, i: usize, frame: Frame, out: &mut [u8]) -> Result<(usize, WriterId)> {
+        let w = &mut self.writers[i];
+        let id = w.id;
+        if let Err(e) = w.conn.read_frame(frame, out) {
+            self.remove(i);
+            return Err(e);
+        }
+        w.conn.finish_frame(frame);
+        self.turn = (i + 1) % self.writers.len();
+        Ok((frame.len, id))
+    }
+
+    /// Stops accepting and says goodbye to every writer (they see `PeerClosed`).
+    pub(crate) fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.incoming.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+        self.merge_incoming();
+        for w in &mut self.writers {
+            w.conn.close();
+        }
+    }
+}
+
+impl Drop for ShmInbox {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The accept thread: handshakes with writers (passing them the doorbell) and queues them.
+fn accept_loop(bound: BoundName, bell: &Doorbell, opts: &Options, incoming: &Incoming) {
+    let endpoint = bound.endpoint().to_owned();
+    let mut serial = 0;
+    while !incoming.stop.load(Ordering::Relaxed) {
+        let sock = match bound.accept(Some(ACCEPT_POLL)) {
+            Ok(sock) => sock,
+            Err(Error::TimedOut) => continue,
+            Err(_) => {
+                std::thread::sleep(ACCEPT_POLL);
+                continue;
+            }
+        };
+        // Our own ring in each connection is never written: keep it minimal.
+        let handshake = listen_side(
+            &endpoint,
+            sock,
+            &opts.allowed_uids,
+            (Role::Inbox, Role::Conn),
+            Some(bell),
+            || OwnedSegment::create(RING_CAPACITY_MIN_BYTES).map_err(Into::into),
+        );
+        // A refused or broken writer is simply not added; it got its error.
+        let Ok((peer, mine)) = handshake else {
+            continue;
+        };
+        let pid = peer.pid;
+        let Ok(conn) = ShmConn::new(endpoint.clone(), peer, mine, opts) else {
+            continue;
+        };
+        incoming
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Writer {
+                id: WriterId { pid, serial },
+                conn,
+            });
+        serial += 1;
+        incoming.pending.store(true, Ordering::Release);
+        bell.ring();
+    }
+}
