@@ -1,30 +1,36 @@
 //! Publish/subscribe: one [`Publisher`], any number of [`Subscriber`]s, every subscriber
-//! receives every message (or learns exactly how many it lost).
+//! receives every message it subscribed to (or learns exactly how many it lost).
+//!
+//! `shm://` is the broadcast ring of [`crate::shm`]; `tcp://` and `unix://` are ZeroMQ PUB
+//! and SUB sockets ([`crate::net`]). Topic filtering: over sockets the publisher filters
+//! (as ZeroMQ does) and the subscriber filters again (so an `unsubscribe` takes effect at
+//! once); over `shm://` every subscriber reads the one ring and skips what it did not
+//! subscribe to, here.
 
 use std::path::Path;
 use std::time::Duration;
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::net::topics::Topics;
+use crate::net::{NetPublisher, NetSubscriber};
 use crate::options::Options;
 use crate::shm::{Mode, ShmPublisher, ShmSubscriber};
 
-fn shm_name(endpoint: &str) -> Result<(Endpoint, String)> {
-    let ep: Endpoint = endpoint.parse()?;
-    match &ep {
-        Endpoint::Shm(name) => {
-            let name = name.clone();
-            Ok((ep, name))
-        }
-        _ => Err(Error::Unsupported {
-            endpoint: ep.to_string(),
-            scheme: ep.scheme(),
-        }),
-    }
+/// The transport behind a [`Publisher`].
+enum PublisherInner {
+    Shm(ShmPublisher),
+    Net(NetPublisher),
+}
+
+/// The transport behind a [`Subscriber`].
+enum SubscriberInner {
+    Shm(ShmSubscriber),
+    Net(NetSubscriber),
 }
 
 /// The sending side of publish/subscribe: binds an endpoint and broadcasts each message to
-/// every subscriber connected at the time.
+/// every subscriber connected at the time whose topics match it.
 ///
 /// Subscribers are accepted by a background thread and join at the next `send` ("late
 /// subscribers start at the next message"). What happens when a subscriber falls a whole
@@ -32,6 +38,15 @@ fn shm_name(endpoint: &str) -> Result<(Endpoint, String)> {
 /// `Block` (default) waits for it, `DropOldest` overwrites and the subscriber receives
 /// [`Error::Lagged`] with the exact number it lost. A subscriber that dies never blocks
 /// the publisher.
+///
+/// Over `tcp://HOST:PORT` and `unix:///path` the publisher is a ZeroMQ PUB socket (ZMTP
+/// 3.1): pyzmq/libzmq SUB sockets subscribe to it. It filters by topic prefix before
+/// sending, and keeps a queue per subscriber of [`Options::ring_capacity`] bytes (always
+/// room for one message; ZeroMQ's high-water mark): `DropOldest` drops that subscriber's
+/// oldest queued messages when it is full, silently for the subscriber (ZMTP cannot tell
+/// it; a `tracing` warning says so here), and `Block` waits for room ([`Error::SlowSubscriber`]
+/// from `send_timeout`, with the subscriber's pid over `unix://`, 0 over `tcp://`).
+/// Dropping the publisher delivers what is queued (for up to 5 s), then closes.
 ///
 /// # Examples
 /// ```
@@ -47,7 +62,7 @@ fn shm_name(endpoint: &str) -> Result<(Endpoint, String)> {
 /// # Ok::<(), shmsock::Error>(())
 /// ```
 pub struct Publisher {
-    inner: ShmPublisher,
+    inner: PublisherInner,
 }
 
 impl Publisher {
@@ -57,30 +72,44 @@ impl Publisher {
     }
 
     /// Binds `endpoint` with `options` (ring capacity, overflow policy, wait strategy,
-    /// allowed uids).
+    /// allowed uids; `max_message_len` for `tcp://` and `unix://`).
+    ///
+    /// `tcp://HOST:0` binds a port the OS chooses: [`Publisher::endpoint`] tells which.
     pub fn bind_with(endpoint: &str, options: Options) -> Result<Publisher> {
-        let (ep, name) = shm_name(endpoint)?;
-        Ok(Publisher {
-            inner: ShmPublisher::bind(ep.to_string(), &name, &options)?,
-        })
+        let ep: Endpoint = endpoint.parse()?;
+        let inner = match &ep {
+            Endpoint::Shm(name) => {
+                PublisherInner::Shm(ShmPublisher::bind(ep.to_string(), name, &options)?)
+            }
+            _ => PublisherInner::Net(NetPublisher::bind(&ep, &options)?),
+        };
+        Ok(Publisher { inner })
+    }
+
+    #[inline]
+    fn send_mode(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
+        match &mut self.inner {
+            PublisherInner::Shm(p) => p.send(msg, mode),
+            PublisherInner::Net(p) => p.send(msg, mode),
+        }
     }
 
     /// Broadcasts one message. With `Overflow::Block` it waits while the slowest
     /// subscriber is a ring behind.
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.inner.send(msg, Mode::Block)
+        self.send_mode(msg, Mode::Block)
     }
 
     /// Broadcasts one message if it can be done without waiting, else
     /// [`Error::WouldBlock`].
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
-        self.inner.send(msg, Mode::Try)
+        self.send_mode(msg, Mode::Try)
     }
 
     /// Broadcasts one message, waiting at most `timeout` for the slowest subscriber
     /// ([`Error::SlowSubscriber`] names it).
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.inner.send(msg, Mode::timeout(timeout))
+        self.send_mode(msg, Mode::timeout(timeout))
     }
 
     /// Broadcasts a serde value, encoded with postcard.
@@ -95,31 +124,86 @@ impl Publisher {
     }
 
     /// Number of live subscribers (including those accepted since the last send).
+    ///
+    /// Over `tcp://` and `unix://`: subscribers whose first subscription has arrived (a
+    /// ZeroMQ SUB that subscribed to nothing is not counted, it would receive nothing), so
+    /// once a subscriber is counted, the next `send` reaches it if its topics match.
     pub fn subscriber_count(&mut self) -> usize {
-        self.inner.subscriber_count()
+        match &mut self.inner {
+            PublisherInner::Shm(p) => p.subscriber_count(),
+            PublisherInner::Net(p) => p.subscriber_count(),
+        }
     }
 
-    /// The endpoint this publisher is bound to.
+    /// The endpoint this publisher is bound to (for `tcp://…:0`, with the chosen port).
     pub fn endpoint(&self) -> &str {
-        self.inner.endpoint()
+        match &self.inner {
+            PublisherInner::Shm(p) => p.endpoint(),
+            PublisherInner::Net(p) => p.endpoint(),
+        }
     }
 
-    /// Path of the rendezvous socket (for diagnostics).
+    /// Path of the rendezvous socket (for diagnostics): the `unix://` socket file; empty for
+    /// `tcp://`.
     pub fn socket_path(&self) -> &Path {
-        self.inner.socket_path()
+        match &self.inner {
+            PublisherInner::Shm(p) => p.socket_path(),
+            PublisherInner::Net(p) => p.socket_path(),
+        }
     }
 
     /// Largest message `send` accepts.
     pub fn max_message_len(&self) -> usize {
-        self.inner.max_message_len()
+        match &self.inner {
+            PublisherInner::Shm(p) => p.max_message_len(),
+            PublisherInner::Net(p) => p.max_message_len(),
+        }
     }
 }
 
 /// The receiving side of publish/subscribe. Receives every message the publisher sends
-/// after this subscriber joined, in order; after the publisher ended, first everything it
-/// had published, then [`Error::PeerClosed`] or [`Error::PeerGone`].
+/// after this subscriber joined that matches its topics, in order; after a `shm://`
+/// publisher ended, first everything it had published, then [`Error::PeerClosed`] or
+/// [`Error::PeerGone`].
+///
+/// **Topics.** A message is received if one of the subscribed prefixes starts it (ZeroMQ's
+/// rule; the empty prefix matches everything). A new subscriber is subscribed to
+/// everything, unlike a raw ZeroMQ SUB socket, which receives nothing until it subscribes:
+/// call [`unsubscribe(b"")`](Subscriber::unsubscribe) for ZeroMQ's behaviour, then
+/// [`subscribe`](Subscriber::subscribe) to the topics you want. Subscriptions are
+/// counted: subscribing twice to a prefix needs two unsubscribes.
+///
+/// **`tcp://` and `unix://`** (a ZeroMQ SUB socket, ZMTP 3.1): `connect` fails at once with
+/// [`Error::ConnectionRefused`] if nobody listens. Afterwards, when the publisher goes away
+/// (it closed, died or restarted), the subscriber reconnects by itself as ZeroMQ does, so
+/// [`Error::PeerClosed`]/[`Error::PeerGone`] are never returned: `recv` waits for a
+/// publisher to come back (trying every 100 ms), `recv_timeout` gives [`Error::TimedOut`]
+/// and `try_recv` [`Error::WouldBlock`] meanwhile. Messages published while no connection
+/// was up are lost. A publisher that sends garbage gives [`Error::Protocol`] (that
+/// connection is closed; the next call reconnects). A multipart ZeroMQ message arrives as
+/// one message, its parts concatenated.
+///
+/// # Examples
+/// ```
+/// use shmsock::{Publisher, Subscriber};
+/// let mut publisher = Publisher::bind("tcp://127.0.0.1:0")?;
+/// let mut subscriber = Subscriber::connect(publisher.endpoint())?;
+/// subscriber.unsubscribe(b"")?; // ZeroMQ's default: nothing
+/// subscriber.subscribe(b"temp.")?;
+/// while publisher.subscriber_count() < 1 {
+///     std::thread::sleep(std::time::Duration::from_millis(1));
+/// }
+/// publisher.send(b"wind.north 12")?;
+/// publisher.send(b"temp.paris 21")?;
+/// assert_eq!(subscriber.recv_vec()?, b"temp.paris 21");
+/// # Ok::<(), shmsock::Error>(())
+/// ```
 pub struct Subscriber {
-    inner: ShmSubscriber,
+    inner: SubscriberInner,
+    topics: Topics,
+    /// A message read only to look at its topic (the caller's buffer was too small):
+    /// delivered by the next receive.
+    stash: Option<Vec<u8>>,
 }
 
 impl Subscriber {
@@ -128,38 +212,134 @@ impl Subscriber {
         Self::connect_with(endpoint, Options::default())
     }
 
-    /// Connects to a publisher with `options` (wait strategy, allowed uids).
+    /// Connects to a publisher with `options` (wait strategy, allowed uids;
+    /// `max_message_len` for `tcp://` and `unix://`).
     pub fn connect_with(endpoint: &str, options: Options) -> Result<Subscriber> {
-        let (ep, name) = shm_name(endpoint)?;
+        let ep: Endpoint = endpoint.parse()?;
+        let topics = Topics::everything();
+        let inner = match &ep {
+            Endpoint::Shm(name) => {
+                SubscriberInner::Shm(ShmSubscriber::connect(ep.to_string(), name, &options)?)
+            }
+            _ => SubscriberInner::Net(NetSubscriber::connect(ep, options, &topics)?),
+        };
         Ok(Subscriber {
-            inner: ShmSubscriber::connect(ep.to_string(), &name, &options)?,
+            inner,
+            topics,
+            stash: None,
         })
+    }
+
+    /// Subscribes to messages starting with `prefix` (`b""`: every message).
+    ///
+    /// Over `tcp://` and `unix://` the publisher is told without waiting; messages it
+    /// publishes after it read the subscription are sent to us.
+    pub fn subscribe(&mut self, prefix: &[u8]) -> Result<()> {
+        self.check_prefix(prefix)?;
+        if self.topics.subscribe(prefix) {
+            if let SubscriberInner::Net(s) = &mut self.inner {
+                return s.update(true, prefix);
+            }
+        }
+        Ok(())
+    }
+
+    /// Cancels one subscription to `prefix` (subscriptions are counted). Messages that
+    /// no longer match are not delivered from now on, even those already on their way.
+    /// Unsubscribing from what was not subscribed does nothing.
+    pub fn unsubscribe(&mut self, prefix: &[u8]) -> Result<()> {
+        self.check_prefix(prefix)?;
+        if self.topics.unsubscribe(prefix) {
+            if let SubscriberInner::Net(s) = &mut self.inner {
+                return s.update(false, prefix);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_prefix(&self, prefix: &[u8]) -> Result<()> {
+        match &self.inner {
+            // The SUBSCRIBE command carries it; the publisher refuses longer ones.
+            SubscriberInner::Net(s) if prefix.len() > s.max_message_len() => Err(Error::TooLarge {
+                len: prefix.len(),
+                max: s.max_message_len(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    #[inline]
+    fn recv_any(&mut self, buf: &mut [u8], mode: Mode) -> Result<usize> {
+        match &mut self.inner {
+            SubscriberInner::Shm(s) => s.recv(buf, mode),
+            SubscriberInner::Net(s) => s.recv(buf, mode, &self.topics),
+        }
+    }
+
+    /// Receives the next message that matches the topics, skipping the others.
+    fn recv_mode(&mut self, buf: &mut [u8], mode: Mode) -> Result<usize> {
+        if let Some(msg) = self.stash.take() {
+            if msg.len() > buf.len() {
+                let len = msg.len();
+                self.stash = Some(msg);
+                return Err(Error::BufferTooSmall {
+                    len,
+                    buf: buf.len(),
+                });
+            }
+            buf[..msg.len()].copy_from_slice(&msg);
+            return Ok(msg.len());
+        }
+        if self.topics.matches_everything() {
+            return self.recv_any(buf, mode);
+        }
+        loop {
+            match self.recv_any(buf, mode) {
+                Ok(n) if self.topics.matches(&buf[..n]) => return Ok(n),
+                Ok(_) => {} // not subscribed: skip it
+                Err(Error::BufferTooSmall { len, buf: have }) => {
+                    // Read it to see its topic; keep it if it is wanted.
+                    let mut msg = vec![0; len];
+                    match self.recv_any(&mut msg, Mode::Try) {
+                        Ok(n) => msg.truncate(n),
+                        Err(Error::BufferTooSmall { .. } | Error::WouldBlock) => continue,
+                        Err(e) => return Err(e),
+                    }
+                    if self.topics.matches(&msg) {
+                        let len = msg.len();
+                        self.stash = Some(msg);
+                        return Err(Error::BufferTooSmall { len, buf: have });
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Receives the next message into `buf`; returns its length.
     ///
-    /// [`Error::Lagged`] means messages were lost (`DropOldest`); call `recv` again to go
-    /// on with the oldest one still available. [`Error::BufferTooSmall`] leaves the message
-    /// queued.
+    /// [`Error::Lagged`] means messages were lost (`DropOldest`, `shm://`); call `recv`
+    /// again to go on with the oldest one still available. [`Error::BufferTooSmall`] leaves
+    /// the message queued.
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.inner.recv(buf, Mode::Block)
+        self.recv_mode(buf, Mode::Block)
     }
 
     /// Receives a message if one is there, else [`Error::WouldBlock`].
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.inner.recv(buf, Mode::Try)
+        self.recv_mode(buf, Mode::Try)
     }
 
     /// Receives the next message, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-        self.inner.recv(buf, Mode::timeout(timeout))
+        self.recv_mode(buf, Mode::timeout(timeout))
     }
 
     /// Receives the next message into a new `Vec`.
     pub fn recv_vec(&mut self) -> Result<Vec<u8>> {
         let mut buf = vec![0; 4096];
         loop {
-            match self.inner.recv(&mut buf, Mode::Block) {
+            match self.recv_mode(&mut buf, Mode::Block) {
                 Ok(n) => {
                     buf.truncate(n);
                     return Ok(buf);
@@ -182,17 +362,26 @@ impl Subscriber {
 
     /// Leaves cleanly (dropping the subscriber does the same).
     pub fn close(mut self) {
-        self.inner.close();
+        match &mut self.inner {
+            SubscriberInner::Shm(s) => s.close(),
+            SubscriberInner::Net(s) => s.close(),
+        }
     }
 
     /// The endpoint.
     pub fn endpoint(&self) -> &str {
-        self.inner.endpoint()
+        match &self.inner {
+            SubscriberInner::Shm(s) => s.endpoint(),
+            SubscriberInner::Net(s) => s.endpoint(),
+        }
     }
 
-    /// The publisher's process id (from `SO_PEERCRED`).
+    /// The publisher's process id (from `SO_PEERCRED`); 0 (unknown) over `tcp://`.
     pub fn publisher_pid(&self) -> i32 {
-        self.inner.publisher_pid()
+        match &self.inner {
+            SubscriberInner::Shm(s) => s.publisher_pid(),
+            SubscriberInner::Net(s) => s.publisher_pid(),
+        }
     }
 }
 

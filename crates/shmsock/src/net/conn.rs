@@ -1,4 +1,5 @@
-//! [`NetConn`]: one ZMTP PAIR connection over a stream socket (TCP or Unix).
+//! [`NetConn`]: one ZMTP connection over a stream socket (TCP or Unix), as a PAIR, PUB or
+//! SUB socket.
 //!
 //! The socket stays in blocking mode, but every read and write passes `MSG_DONTWAIT` and
 //! waits in `poll(2)` when the kernel has nothing to give, so the same code serves `try_*`
@@ -9,16 +10,20 @@
 //! `tx_pending` and goes out before anything else (the message counts as sent, as with
 //! libzmq); blocking calls, `recv`s included, keep flushing it, so two peers never wait on
 //! each other's unsent bytes.
+//!
+//! As a PUB, the connection keeps the SUBSCRIBE/CANCEL commands it receives in a log that
+//! the publisher drains ([`NetConn::take_subscriptions`]); as a SUB it sends them with
+//! [`NetConn::queue_subscription`], which never waits (they join `tx_pending`).
 
 use std::io::IoSlice;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 
-use super::zmtp::{self, Scan};
+use super::zmtp::{self, Scan, SocketType, Subscription};
 use crate::error::{Error, Result};
 use crate::shm::Mode;
 
@@ -42,16 +47,23 @@ enum Ended {
     Closed,
 }
 
-/// A ZMTP PAIR connection.
+/// A ZMTP connection (PAIR, PUB or SUB).
 pub(crate) struct NetConn {
     endpoint: String,
     sock: OwnedFd,
     peer_pid: i32,
+    /// The ZMTP minor version the peer announced (0 or 1).
+    peer_minor: u8,
+    socket_type: SocketType,
     max_len: usize,
     rx: Vec<u8>,
     rx_head: usize,
     rx_tail: usize,
+    /// Bytes that must go out before anything else: `tx_pending[tx_head..]`.
     tx_pending: Vec<u8>,
+    tx_head: usize,
+    /// SUBSCRIBE/CANCEL commands received (PUB only), oldest first.
+    subscriptions: Vec<Subscription>,
     ended: Option<Ended>,
 }
 
@@ -63,24 +75,29 @@ fn deadline_error(mode: Mode) -> Error {
 }
 
 impl NetConn {
-    /// Runs the ZMTP handshake (greeting, READY with `Socket-Type: PAIR`) on a connected
-    /// socket, within `timeout`.
+    /// Runs the ZMTP handshake (greeting, READY with our `Socket-Type`) on a connected
+    /// socket, within `timeout`; the peer must announce a type that pairs with ours.
     pub(crate) fn handshake(
         endpoint: String,
         sock: OwnedFd,
         peer_pid: i32,
         max_len: usize,
         timeout: Duration,
+        socket_type: SocketType,
     ) -> Result<NetConn> {
         let mut c = NetConn {
             endpoint,
             sock,
             peer_pid,
+            peer_minor: 0,
+            socket_type,
             max_len,
             rx: vec![0; RX_CHUNK_BYTES],
             rx_head: 0,
             rx_tail: 0,
             tx_pending: Vec::new(),
+            tx_head: 0,
+            subscriptions: Vec::new(),
             ended: None,
         };
         let mode = Mode::timeout(timeout);
@@ -98,10 +115,16 @@ impl NetConn {
             .map_err(|e| handshake_err(&c, e))?;
         c.fill(zmtp::GREETING_LEN, mode)
             .map_err(|e| handshake_err(&c, e))?;
-        zmtp::check_greeting(&c.rx[c.rx_head..c.rx_tail]).map_err(|r| c.handshake_error(&r))?;
+        let (_, minor) =
+            zmtp::check_greeting(&c.rx[c.rx_head..c.rx_tail]).map_err(|r| c.handshake_error(&r))?;
+        c.peer_minor = minor;
         c.rx_head += zmtp::GREETING_LEN;
-        c.write_frame(&zmtp::ready_body("PAIR"), Some((false, true)), mode)
-            .map_err(|e| handshake_err(&c, e))?;
+        c.write_frame(
+            &zmtp::ready_body(socket_type.name()),
+            Some((false, true)),
+            mode,
+        )
+        .map_err(|e| handshake_err(&c, e))?;
         let body = loop {
             match zmtp::scan(&c.rx[c.rx_head..c.rx_tail], c.max_len.max(4096))
                 .map_err(|r| c.handshake_error(&r))?
@@ -129,11 +152,20 @@ impl NetConn {
             return Err(c.handshake_error(&format!("expected READY, got command {name:?}")));
         }
         match zmtp::property(data, "Socket-Type").map_err(|r| c.handshake_error(&r))? {
-            Some(t) if t.eq_ignore_ascii_case(b"PAIR") => Ok(c),
-            Some(t) => Err(c.handshake_error(&format!(
-                "the peer is a ZeroMQ {} socket; Conn speaks PAIR and only pairs with PAIR",
-                String::from_utf8_lossy(t)
-            ))),
+            Some(t) if socket_type.accepts(t) => Ok(c),
+            Some(t) => {
+                let ours = match socket_type {
+                    SocketType::Pair => "Conn",
+                    SocketType::Pub => "Publisher",
+                    SocketType::Sub => "Subscriber",
+                };
+                Err(c.handshake_error(&format!(
+                    "the peer is a ZeroMQ {} socket; {ours} speaks {} and only pairs with {}",
+                    String::from_utf8_lossy(t),
+                    socket_type.name(),
+                    socket_type.peers().join(" or ")
+                )))
+            }
             None => Err(c.handshake_error("the peer's READY has no Socket-Type")),
         }
     }
@@ -155,6 +187,54 @@ impl NetConn {
 
     pub(crate) fn max_message_len(&self) -> usize {
         self.max_len
+    }
+
+    /// The socket, for `poll(2)` by a thread serving many connections.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    /// The connection has ended (peer closed or gone, garbage, or closed by us).
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    fn tx_pending(&self) -> &[u8] {
+        &self.tx_pending[self.tx_head..]
+    }
+
+    /// Bytes are waiting for room in the socket buffer.
+    pub(crate) fn has_pending_tx(&self) -> bool {
+        self.tx_head < self.tx_pending.len()
+    }
+
+    /// Writes as much of what is pending as the kernel takes now, without waiting.
+    pub(crate) fn flush_pending(&mut self) -> Result<()> {
+        self.flush_some()
+    }
+
+    /// The SUBSCRIBE/CANCEL commands received since the last call, oldest first (as a PUB).
+    pub(crate) fn take_subscriptions(&mut self) -> std::vec::Drain<'_, Subscription> {
+        self.subscriptions.drain(..)
+    }
+
+    /// Queues a subscription change for the peer (as a SUB): a ZMTP 3.1 command, or for a
+    /// ZMTP 3.0 peer a message starting with 1 or 0. Never waits: it is written now if the
+    /// socket has room, else by the next call that writes or receives.
+    pub(crate) fn queue_subscription(&mut self, subscribe: bool, prefix: &[u8]) -> Result<()> {
+        if let Some(ended) = &self.ended {
+            return Err(self.ended_error(ended));
+        }
+        let (body, command) = if self.peer_minor >= 1 {
+            (zmtp::subscription_command(subscribe, prefix), true)
+        } else {
+            (zmtp::subscription_message(subscribe, prefix), false)
+        };
+        let mut h = [0u8; zmtp::HEADER_MAX_LEN];
+        let n = zmtp::encode_header(body.len(), false, command, &mut h);
+        self.tx_pending.extend_from_slice(&h[..n]);
+        self.tx_pending.extend_from_slice(&body);
+        self.flush_some()
     }
 
     fn ended_error(&self, ended: &Ended) -> Error {
@@ -187,7 +267,7 @@ impl NetConn {
         if read {
             flags |= PollFlags::IN;
         }
-        if write || !self.tx_pending.is_empty() {
+        if write || self.has_pending_tx() {
             flags |= PollFlags::OUT;
         }
         loop {
@@ -216,14 +296,21 @@ impl NetConn {
 
     /// Writes as much of `tx_pending` as the kernel takes now.
     fn flush_some(&mut self) -> Result<()> {
-        while !self.tx_pending.is_empty() {
+        while self.has_pending_tx() {
             match rustix::net::send(
                 &self.sock,
-                &self.tx_pending,
+                self.tx_pending(),
                 SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
             ) {
                 Ok(n) => {
-                    self.tx_pending.drain(..n);
+                    self.tx_head += n;
+                    if self.tx_head == self.tx_pending.len() {
+                        self.tx_pending.clear();
+                        self.tx_head = 0;
+                        if self.tx_pending.capacity() > RX_KEEP_MAX_BYTES {
+                            self.tx_pending = Vec::new();
+                        }
+                    }
                 }
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => return Ok(()),
@@ -237,7 +324,7 @@ impl NetConn {
     fn flush(&mut self, mode: Mode) -> Result<()> {
         loop {
             self.flush_some()?;
-            if self.tx_pending.is_empty() {
+            if !self.has_pending_tx() {
                 return Ok(());
             }
             self.wait(false, true, mode)?;
@@ -388,21 +475,27 @@ impl NetConn {
         }
     }
 
-    /// Handles a command received after the handshake.
+    /// Handles a command received after the handshake: PING is answered, SUBSCRIBE and
+    /// CANCEL are logged by a PUB, others (PONG, future commands) are ignored.
     fn command(&mut self, body: std::ops::Range<usize>) -> Result<()> {
-        let parsed = zmtp::split_command(&self.rx[body.clone()]).map(|(n, d)| (n == b"PING", d));
-        match parsed {
-            Ok((true, data)) => {
-                let pong = zmtp::pong_body(data);
-                let mut h = [0u8; zmtp::HEADER_MAX_LEN];
-                let n = zmtp::encode_header(pong.len(), false, true, &mut h);
-                self.tx_pending.extend_from_slice(&h[..n]);
-                self.tx_pending.extend_from_slice(&pong);
-                self.flush_some()
-            }
-            Ok((false, _)) => Ok(()), // PONG, SUBSCRIBE and future commands mean nothing to PAIR
-            Err(what) => Err(self.end(Ended::Protocol(what))),
+        let (name, data) = match zmtp::split_command(&self.rx[body]) {
+            Ok(parsed) => parsed,
+            Err(what) => return Err(self.end(Ended::Protocol(what))),
+        };
+        if name == b"PING" {
+            let pong = zmtp::pong_body(data);
+            let mut h = [0u8; zmtp::HEADER_MAX_LEN];
+            let n = zmtp::encode_header(pong.len(), false, true, &mut h);
+            self.tx_pending.extend_from_slice(&h[..n]);
+            self.tx_pending.extend_from_slice(&pong);
+            return self.flush_some();
         }
+        if self.socket_type == SocketType::Pub {
+            if let Some(sub) = Subscription::from_command(name, data) {
+                self.subscriptions.push(sub);
+            }
+        }
+        Ok(())
     }
 
     fn consumed(&mut self, consumed: usize) {
@@ -442,8 +535,13 @@ impl NetConn {
     /// Flushes what is pending (for at most [`CLOSE_LINGER`]) and shuts the connection down:
     /// the peer reads everything we sent, then end of stream.
     pub(crate) fn close(&mut self) {
+        self.close_within(CLOSE_LINGER);
+    }
+
+    /// [`close`](Self::close), flushing for at most `linger`.
+    pub(crate) fn close_within(&mut self, linger: Duration) {
         if self.ended.is_none() {
-            let _ = self.flush(Mode::timeout(CLOSE_LINGER));
+            let _ = self.flush(Mode::timeout(linger));
             let _ = rustix::net::shutdown(self.sock.as_fd(), rustix::net::Shutdown::Write);
             // Unread bytes at close make the kernel send a reset, which can destroy what the
             // peer has not read yet: discard what already arrived (a bounded amount).

@@ -1,10 +1,13 @@
 //! `tcp://host:port` and `unix:///path`: ZeroMQ's wire protocol (ZMTP 3.x, NULL security
-//! mechanism, socket type PAIR) over stream sockets, so pyzmq/libzmq PAIR sockets are valid
-//! peers of [`Conn`](crate::Conn) and [`Listener`](crate::Listener).
+//! mechanism) over stream sockets, so pyzmq/libzmq sockets are valid peers: PAIR for
+//! [`Conn`](crate::Conn) and [`Listener`](crate::Listener), SUB for
+//! [`Publisher`](crate::Publisher), PUB for [`Subscriber`](crate::Subscriber).
 //!
 //! Layers: [`zmtp`] is the wire format (pure functions), [`conn`] one connection's I/O with
-//! deadlines, this module binding, accepting and connecting. A `unix:///path` endpoint is
-//! what ZeroMQ calls `ipc:///path`.
+//! deadlines, this module binding, accepting and connecting; [`publisher`] (with its I/O
+//! thread, [`pump`]) and [`subscriber`] build publish/subscribe on them, [`topics`] is the
+//! prefix matching both sides share. A `unix:///path` endpoint is what ZeroMQ calls
+//! `ipc:///path`.
 //!
 //! Differences from `shm://`, all inherent to sockets:
 //! - A peer that exits is seen as end of stream, like a clean close: both give
@@ -16,6 +19,10 @@
 //! - A multipart ZeroMQ message is delivered as one message: its parts concatenated.
 
 pub(crate) mod conn;
+pub(crate) mod publisher;
+mod pump;
+pub(crate) mod subscriber;
+pub(crate) mod topics;
 pub(crate) mod zmtp;
 
 use std::io;
@@ -32,6 +39,9 @@ use crate::options::Options;
 use crate::shm::handshake::{uid_allowed, HANDSHAKE_TIMEOUT};
 use crate::shm::rendezvous::allowed_text;
 pub(crate) use conn::NetConn;
+pub(crate) use publisher::NetPublisher;
+pub(crate) use subscriber::NetSubscriber;
+use zmtp::SocketType;
 
 /// Default largest message on `tcp://` and `unix://` connections, in bytes (64 MiB); a
 /// peer announcing a larger one is cut off before anything is allocated for it.
@@ -169,8 +179,17 @@ impl NetListener {
         }
     }
 
-    /// Accepts one peer and runs the ZMTP handshake with it.
+    /// Accepts one PAIR peer and runs the ZMTP handshake with it.
     pub(crate) fn accept(&self, timeout: Option<Duration>) -> Result<NetConn> {
+        self.accept_as(timeout, SocketType::Pair)
+    }
+
+    /// Accepts one peer and runs the ZMTP handshake with it as a `socket_type` socket.
+    pub(crate) fn accept_as(
+        &self,
+        timeout: Option<Duration>,
+        socket_type: SocketType,
+    ) -> Result<NetConn> {
         if let Some(timeout) = timeout {
             wait_readable(&self.endpoint, self.listening_fd(), timeout)?;
         }
@@ -193,6 +212,7 @@ impl NetListener {
             pid,
             self.options.max_message_len,
             HANDSHAKE_TIMEOUT,
+            socket_type,
         )
     }
 }
@@ -247,8 +267,18 @@ fn checked_peer(endpoint: &str, sock: &UnixStream, allowed: &[u32]) -> Result<i3
     Ok(pid)
 }
 
-/// Connects to a `tcp://` or `unix://` endpoint and runs the ZMTP handshake.
+/// Connects to a `tcp://` or `unix://` endpoint and runs the ZMTP handshake as a PAIR.
 pub(crate) fn connect(ep: &Endpoint, options: &Options) -> Result<NetConn> {
+    connect_as(ep, options, SocketType::Pair)
+}
+
+/// Connects to a `tcp://` or `unix://` endpoint and runs the ZMTP handshake as a
+/// `socket_type` socket.
+pub(crate) fn connect_as(
+    ep: &Endpoint,
+    options: &Options,
+    socket_type: SocketType,
+) -> Result<NetConn> {
     let endpoint = ep.to_string();
     let refused = |path: String| Error::ConnectionRefused {
         endpoint: endpoint.clone(),
@@ -299,5 +329,6 @@ pub(crate) fn connect(ep: &Endpoint, options: &Options) -> Result<NetConn> {
         pid,
         options.max_message_len,
         HANDSHAKE_TIMEOUT,
+        socket_type,
     )
 }

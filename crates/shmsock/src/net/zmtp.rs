@@ -14,8 +14,13 @@
 //! ```
 //!
 //! After the greetings the NULL mechanism exchanges one READY command each way, carrying the
-//! `Socket-Type` property (`PAIR` for `Conn`). Then both sides send messages: a message is one
-//! or more frames, all but the last with MORE set.
+//! `Socket-Type` property (`PAIR` for `Conn`, `PUB`/`SUB` for pub/sub). Then both sides send
+//! messages: a message is one or more frames, all but the last with MORE set.
+//!
+//! ```text
+//! SUB -> PUB, ZMTP 3.1:  command SUBSCRIBE: 9 "SUBSCRIBE" prefix | command CANCEL: 6 "CANCEL" prefix
+//! SUB -> PUB, ZMTP 3.0:  message: 0x01 prefix (subscribe) | 0x00 prefix (cancel)
+//! ```
 
 use std::ops::Range;
 
@@ -262,6 +267,93 @@ pub(crate) fn ready_body(socket_type: &str) -> Vec<u8> {
     b
 }
 
+/// The ZeroMQ socket type one side of a connection announces in its READY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SocketType {
+    /// `Conn`: pairs with PAIR only.
+    Pair,
+    /// `Publisher`: pairs with SUB and XSUB.
+    Pub,
+    /// `Subscriber`: pairs with PUB and XPUB.
+    Sub,
+}
+
+impl SocketType {
+    /// The name in the `Socket-Type` property.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            SocketType::Pair => "PAIR",
+            SocketType::Pub => "PUB",
+            SocketType::Sub => "SUB",
+        }
+    }
+
+    /// The peer socket types this one may talk to (RFC 23's compatibility table).
+    pub(crate) fn peers(self) -> &'static [&'static str] {
+        match self {
+            SocketType::Pair => &["PAIR"],
+            SocketType::Pub => &["SUB", "XSUB"],
+            SocketType::Sub => &["PUB", "XPUB"],
+        }
+    }
+
+    /// Whether a peer announcing `peer` is valid for us.
+    pub(crate) fn accepts(self, peer: &[u8]) -> bool {
+        self.peers()
+            .iter()
+            .any(|p| peer.eq_ignore_ascii_case(p.as_bytes()))
+    }
+}
+
+/// A subscription change a SUB/XSUB peer sent: as a ZMTP 3.1 command (`SUBSCRIBE`/`CANCEL`)
+/// or, from ZMTP 3.0 peers, as a message whose first byte is 1 (subscribe) or 0 (cancel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Subscription {
+    /// Subscribe to this prefix.
+    Subscribe(Vec<u8>),
+    /// Cancel the subscription to this prefix.
+    Cancel(Vec<u8>),
+}
+
+impl Subscription {
+    /// Parses a command (`name`, `data`): `None` if it is not SUBSCRIBE or CANCEL.
+    pub(crate) fn from_command(name: &[u8], data: &[u8]) -> Option<Subscription> {
+        match name {
+            b"SUBSCRIBE" => Some(Subscription::Subscribe(data.to_vec())),
+            b"CANCEL" => Some(Subscription::Cancel(data.to_vec())),
+            _ => None,
+        }
+    }
+
+    /// Parses a ZMTP 3.0 subscription message: `None` for any other message (which a PUB
+    /// ignores).
+    pub(crate) fn from_message(msg: &[u8]) -> Option<Subscription> {
+        match msg.split_first() {
+            Some((1, topic)) => Some(Subscription::Subscribe(topic.to_vec())),
+            Some((0, topic)) => Some(Subscription::Cancel(topic.to_vec())),
+            _ => None,
+        }
+    }
+}
+
+/// The body of a ZMTP 3.1 SUBSCRIBE (`subscribe`) or CANCEL command for `prefix`.
+pub(crate) fn subscription_command(subscribe: bool, prefix: &[u8]) -> Vec<u8> {
+    let name: &[u8] = if subscribe { b"SUBSCRIBE" } else { b"CANCEL" };
+    let mut b = Vec::with_capacity(1 + name.len() + prefix.len());
+    b.push(name.len() as u8);
+    b.extend_from_slice(name);
+    b.extend_from_slice(prefix);
+    b
+}
+
+/// The ZMTP 3.0 subscription message for `prefix`: 1 (subscribe) or 0 (cancel), then it.
+pub(crate) fn subscription_message(subscribe: bool, prefix: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(1 + prefix.len());
+    b.push(u8::from(subscribe));
+    b.extend_from_slice(prefix);
+    b
+}
+
 /// Looks `name` up (case-insensitively) in the metadata of a READY command.
 pub(crate) fn property<'a>(mut data: &'a [u8], name: &str) -> Result<Option<&'a [u8]>, String> {
     let mut found = None;
@@ -392,6 +484,43 @@ mod tests {
         assert_eq!(property(data, "socket-type").unwrap(), Some(&b"PAIR"[..]));
         assert_eq!(property(data, "Identity").unwrap(), None);
         assert!(property(&data[..data.len() - 1], "Socket-Type").is_err());
+    }
+
+    #[test]
+    fn subscriptions_parse_from_commands_and_legacy_messages() {
+        let body = subscription_command(true, b"topic");
+        let (name, data) = split_command(&body).unwrap();
+        assert_eq!(
+            Subscription::from_command(name, data),
+            Some(Subscription::Subscribe(b"topic".to_vec()))
+        );
+        let body = subscription_command(false, b"");
+        let (name, data) = split_command(&body).unwrap();
+        assert_eq!(
+            Subscription::from_command(name, data),
+            Some(Subscription::Cancel(Vec::new()))
+        );
+        assert_eq!(Subscription::from_command(b"PING", b""), None);
+        assert_eq!(
+            Subscription::from_message(&subscription_message(true, b"ab")),
+            Some(Subscription::Subscribe(b"ab".to_vec()))
+        );
+        assert_eq!(
+            Subscription::from_message(&subscription_message(false, b"ab")),
+            Some(Subscription::Cancel(b"ab".to_vec()))
+        );
+        assert_eq!(Subscription::from_message(b""), None);
+        assert_eq!(Subscription::from_message(b"\x02x"), None);
+    }
+
+    #[test]
+    fn socket_types_pair_as_rfc_23_says() {
+        assert!(SocketType::Pair.accepts(b"pair"));
+        assert!(!SocketType::Pair.accepts(b"SUB"));
+        assert!(SocketType::Pub.accepts(b"SUB") && SocketType::Pub.accepts(b"XSUB"));
+        assert!(!SocketType::Pub.accepts(b"PUB"));
+        assert!(SocketType::Sub.accepts(b"PUB") && SocketType::Sub.accepts(b"XPUB"));
+        assert!(!SocketType::Sub.accepts(b"PAIR"));
     }
 
     #[test]

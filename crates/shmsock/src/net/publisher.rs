@@ -1,0 +1,361 @@
+//! `tcp://` and `unix://` publisher: a ZeroMQ PUB socket.
+//!
+//! ```text
+//!  accept thread ──handshake (PUB↔SUB)──▶ State.incoming ─┐
+//!                                                          ▼
+//!  Publisher::send ──filter by topics──▶ Outbox (one per subscriber) ──▶ I/O thread (pump)
+//!        ▲                               queue ≤ ring_capacity bytes        │ writes frames,
+//!        └───────── room (Condvar, Overflow::Block only) ◀──────────────────┘ reads SUBSCRIBE
+//! ```
+//!
+//! Filtering happens here, on the publisher's side, as in ZeroMQ: a message is queued for
+//! a subscriber only if one of its prefixes ([`Topics`]) starts the message. Each
+//! subscriber's queue is bounded by [`Options::ring_capacity`] bytes (always room for one
+//! message): the high-water mark. When it is reached, [`Overflow::DropOldest`] drops that
+//! subscriber's oldest queued messages (no one else is affected, nothing waits) and
+//! [`Overflow::Block`] makes `send` wait for room ([`Error::SlowSubscriber`] on timeout).
+//! A message is copied once, into an `Arc<[u8]>` shared by every queue that takes it. The
+//! I/O thread ([`super::pump`]) owns the sockets: a stalled subscriber fills its own socket
+//! buffer and queue, never anyone else's; a dead one is removed as soon as the kernel says
+//! so, waking a waiting `send`.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rustix::event::{eventfd, EventfdFlags};
+
+use super::topics::Topics;
+use super::zmtp::SocketType;
+use super::{NetConn, NetListener};
+use crate::endpoint::Endpoint;
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::shm::Mode;
+use crate::sync::{AtomicBool, Ordering};
+use crate::Overflow;
+
+/// How long dropping a publisher keeps delivering what it queued before it closes the
+/// subscribers' connections (ZeroMQ's `ZMQ_LINGER`); a stalled subscriber delays the drop
+/// by at most this much.
+pub const PUB_CLOSE_LINGER: Duration = Duration::from_secs(5);
+/// How long the accept thread waits in `poll` before it looks at its stop flag.
+const ACCEPT_POLL: Duration = Duration::from_millis(50);
+
+/// One subscriber's side of the publisher, shared by `send` and the I/O thread.
+pub(super) struct Outbox {
+    /// Its process id (`unix://`), 0 for `tcp://`.
+    pub(super) pid: i32,
+    /// What it subscribed to (a set, as libzmq's PUB keeps it).
+    pub(super) topics: Topics,
+    /// It has sent at least one subscription: from then on it counts as a subscriber.
+    pub(super) subscribed: bool,
+    /// Messages waiting for the I/O thread, oldest first.
+    queue: VecDeque<Arc<[u8]>>,
+    queued_bytes: usize,
+    /// Messages dropped for it (`DropOldest`) in all.
+    pub(super) dropped: u64,
+    /// It is dropping now (one warning per episode; cleared when its queue drains).
+    dropping: bool,
+}
+
+impl Outbox {
+    pub(super) fn new(pid: i32) -> Outbox {
+        Outbox {
+            pid,
+            topics: Topics::default(),
+            subscribed: false,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            dropped: 0,
+            dropping: false,
+        }
+    }
+
+    fn has_room(&self, len: usize, max_bytes: usize) -> bool {
+        self.queue.is_empty() || self.queued_bytes + len <= max_bytes
+    }
+
+    /// Takes messages from the front, at least one and up to about `bytes`, into `out`.
+    pub(super) fn take(&mut self, bytes: usize, out: &mut VecDeque<Arc<[u8]>>) {
+        let mut taken = 0;
+        while let Some(m) = self.queue.front() {
+            if taken > 0 && taken + m.len() > bytes {
+                break;
+            }
+            taken += m.len();
+            self.queued_bytes -= m.len();
+            out.extend(self.queue.pop_front());
+        }
+        if self.queue.is_empty() {
+            self.dropping = false;
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+/// What the publisher, the accept thread and the I/O thread share, under one lock.
+pub(super) struct State {
+    /// One per connection of the I/O thread, index for index.
+    pub(super) outboxes: Vec<Outbox>,
+    /// Subscribers accepted and not yet taken in by the I/O thread.
+    pub(super) incoming: Vec<NetConn>,
+    /// The publisher is being dropped: deliver what is queued, then close.
+    pub(super) stop: bool,
+    /// A `Block` send waits on [`Shared::room`].
+    pub(super) sender_waits: bool,
+}
+
+pub(super) struct Shared {
+    pub(super) endpoint: String,
+    pub(super) state: Mutex<State>,
+    /// Notified when a queue shrinks or a subscriber leaves while `sender_waits`.
+    pub(super) room: Condvar,
+    /// An eventfd that wakes the I/O thread from `poll`.
+    wake: OwnedFd,
+    stop_accepting: AtomicBool,
+}
+
+impl Shared {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere leaves the queues consistent (every update is one step).
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake(&self) {
+        // Fails only when the counter would overflow, i.e. the thread is already woken.
+        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+    }
+
+    pub(super) fn wake_fd(&self) -> BorrowedFd<'_> {
+        self.wake.as_fd()
+    }
+
+    pub(super) fn clear_wake(&self) {
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&self.wake, &mut buf);
+    }
+
+    /// Lets a waiting `Block` send look again.
+    pub(super) fn notify_room(&self, st: &mut State) {
+        if st.sender_waits {
+            st.sender_waits = false;
+            self.room.notify_all();
+        }
+    }
+}
+
+/// A bound `tcp://` or `unix://` publisher.
+pub(crate) struct NetPublisher {
+    endpoint: String,
+    socket_path: PathBuf,
+    shared: Arc<Shared>,
+    policy: Overflow,
+    queue_max_bytes: usize,
+    max_len: usize,
+    acceptor: Option<JoinHandle<()>>,
+    pump: Option<JoinHandle<()>>,
+}
+
+impl NetPublisher {
+    pub(crate) fn bind(ep: &Endpoint, options: &Options) -> Result<NetPublisher> {
+        let listener = NetListener::bind(ep, options.clone())?;
+        let endpoint = listener.endpoint().to_owned();
+        let socket_path = listener.socket_path().to_owned();
+        let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+            .map_err(|e| Error::io(format!("{endpoint}: eventfd"), e))?;
+        let shared = Arc::new(Shared {
+            endpoint: endpoint.clone(),
+            state: Mutex::new(State {
+                outboxes: Vec::new(),
+                incoming: Vec::new(),
+                stop: false,
+                sender_waits: false,
+            }),
+            room: Condvar::new(),
+            wake,
+            stop_accepting: AtomicBool::new(false),
+        });
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(f)
+                .map_err(|e| Error::io(format!("{endpoint}: spawning a thread"), e))
+        };
+        let pump = {
+            let shared = shared.clone();
+            spawn(
+                format!("shmsock-pub-io {endpoint}"),
+                Box::new(move || super::pump::run(&shared)),
+            )?
+        };
+        let mut publisher = NetPublisher {
+            endpoint: endpoint.clone(),
+            socket_path,
+            shared: shared.clone(),
+            policy: options.overflow,
+            queue_max_bytes: options.ring_capacity,
+            max_len: options.max_message_len,
+            acceptor: None,
+            pump: Some(pump),
+        };
+        // On failure `publisher` is dropped, which stops the I/O thread.
+        publisher.acceptor = Some(spawn(
+            format!("shmsock-accept {endpoint}"),
+            Box::new(move || accept_loop(&listener, &shared)),
+        )?);
+        tracing::info!(endpoint = %endpoint, role = "publisher", "bound");
+        Ok(publisher)
+    }
+
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub(crate) fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    pub(crate) fn max_message_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Subscribers connected that have subscribed to something (a ZeroMQ SUB that
+    /// subscribed to nothing receives nothing and is not counted).
+    pub(crate) fn subscriber_count(&mut self) -> usize {
+        self.shared
+            .lock()
+            .outboxes
+            .iter()
+            .filter(|o| o.subscribed)
+            .count()
+    }
+
+    /// Queues `msg` for every subscriber whose topics match it.
+    pub(crate) fn send(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
+        if msg.len() > self.max_len {
+            return Err(Error::TooLarge {
+                len: msg.len(),
+                max: self.max_len,
+            });
+        }
+        let started = Instant::now();
+        // Copied before taking the lock, so the I/O thread never waits for a memcpy.
+        let shared_msg: Arc<[u8]> = Arc::from(msg);
+        let mut st = self.shared.lock();
+        if self.policy == Overflow::Block {
+            st = self.wait_for_room(st, msg, mode, started)?;
+        }
+        let mut wake = false;
+        for o in st.outboxes.iter_mut().filter(|o| o.topics.matches(msg)) {
+            if self.policy == Overflow::DropOldest {
+                while !o.has_room(msg.len(), self.queue_max_bytes) {
+                    if let Some(old) = o.queue.pop_front() {
+                        o.queued_bytes -= old.len();
+                        o.dropped += 1;
+                    }
+                    if !o.dropping {
+                        o.dropping = true;
+                        tracing::warn!(endpoint = %self.endpoint, peer_pid = o.pid, dropped = o.dropped,
+                            "subscriber is slow: dropping its oldest messages");
+                    }
+                }
+            }
+            wake |= o.queue.is_empty();
+            o.queued_bytes += msg.len();
+            o.queue.push_back(shared_msg.clone());
+        }
+        drop(st);
+        if wake {
+            self.shared.wake();
+        }
+        Ok(())
+    }
+
+    /// Waits (`Overflow::Block`) until every subscriber that wants `msg` has room for it.
+    fn wait_for_room<'a>(
+        &self,
+        mut st: MutexGuard<'a, State>,
+        msg: &[u8],
+        mode: Mode,
+        started: Instant,
+    ) -> Result<MutexGuard<'a, State>> {
+        loop {
+            let full = st
+                .outboxes
+                .iter()
+                .find(|o| o.topics.matches(msg) && !o.has_room(msg.len(), self.queue_max_bytes));
+            let Some(slow) = full else {
+                return Ok(st);
+            };
+            let pid = slow.pid;
+            st.sender_waits = true;
+            st = match mode {
+                Mode::Try => return Err(Error::WouldBlock),
+                Mode::Block => self.shared.room.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Mode::Until(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::SlowSubscriber {
+                            endpoint: self.endpoint.clone(),
+                            pid,
+                            waited: started.elapsed(),
+                        });
+                    }
+                    self.shared
+                        .room
+                        .wait_timeout(st, left)
+                        .map_or_else(|p| p.into_inner().0, |(g, _)| g)
+                }
+            };
+        }
+    }
+}
+
+impl Drop for NetPublisher {
+    fn drop(&mut self) {
+        self.shared.stop_accepting.store(true, Ordering::Relaxed);
+        self.shared.lock().stop = true;
+        self.shared.wake();
+        // The I/O thread delivers what is queued (for at most PUB_CLOSE_LINGER), then closes.
+        if let Some(t) = self.pump.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The accept thread: handshakes with subscribers and hands them to the I/O thread.
+fn accept_loop(listener: &NetListener, shared: &Shared) {
+    let endpoint = listener.endpoint();
+    while !shared.stop_accepting.load(Ordering::Relaxed) {
+        match listener.accept_as(Some(ACCEPT_POLL), SocketType::Pub) {
+            Ok(conn) => {
+                tracing::debug!(
+                    endpoint,
+                    peer_pid = conn.peer_pid(),
+                    role = "publisher",
+                    "accepted"
+                );
+                shared.lock().incoming.push(conn);
+                shared.wake();
+            }
+            Err(Error::TimedOut) => {}
+            Err(e @ (Error::Handshake { .. } | Error::PermissionDenied { .. })) => {
+                tracing::warn!(endpoint, error = %e, "subscriber refused");
+            }
+            Err(e) => {
+                tracing::debug!(endpoint, error = %e, "accept failed");
+                std::thread::sleep(ACCEPT_POLL);
+            }
+        }
+    }
+}

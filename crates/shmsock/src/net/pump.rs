@@ -1,0 +1,263 @@
+//! The publisher's I/O thread: one `poll(2)` loop over every subscriber's socket.
+//!
+//! Each turn it takes in newly accepted subscribers, reads what subscribers sent
+//! (SUBSCRIBE/CANCEL commands, ZMTP 3.0 subscription messages, PINGs), writes queued
+//! messages until a socket's buffer is full, drops the connections that ended, and sleeps
+//! in `poll` until a socket is ready or the publisher wakes it (eventfd). Every read and
+//! write is non-blocking ([`Mode::Try`]), so a subscriber that stopped reading costs the
+//! others nothing: its frame stays half-written in its connection's pending bytes.
+//!
+//! Connections live here, in `peers`; their queues and topics live in the shared
+//! [`State::outboxes`](super::publisher::State), index for index.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+
+use super::conn::NetConn;
+use super::publisher::{Outbox, Shared, PUB_CLOSE_LINGER};
+use super::zmtp::Subscription;
+use crate::error::{Error, Result};
+use crate::shm::Mode;
+
+/// Bytes of queued messages taken from an outbox at a time (at least one message).
+const TAKE_BATCH_BYTES: usize = 64 * 1024;
+/// Messages read from one subscriber per turn, so a flooding peer cannot starve the others.
+const READS_PER_TURN: usize = 256;
+/// Most distinct prefixes one subscriber may hold; more is treated as an attack.
+pub(super) const TOPICS_MAX_PER_SUBSCRIBER: usize = 100_000;
+
+/// A subscriber's connection and the messages taken from its outbox, not yet written.
+struct Peer {
+    conn: NetConn,
+    batch: VecDeque<Arc<[u8]>>,
+    /// Read it this turn: `poll` said so, it is new (its first subscriptions may already be
+    /// buffered), or it had more than [`READS_PER_TURN`] messages last turn.
+    readable: bool,
+}
+
+impl Peer {
+    fn has_output(&self) -> bool {
+        !self.batch.is_empty() || self.conn.has_pending_tx()
+    }
+}
+
+/// Runs the I/O thread until the publisher is dropped and what it queued is delivered (or
+/// [`PUB_CLOSE_LINGER`] passed).
+pub(super) fn run(shared: &Shared) {
+    let mut peers: Vec<Peer> = Vec::new();
+    let mut linger_until = None::<Instant>;
+    let mut revents: Vec<PollFlags> = Vec::new();
+    loop {
+        let stopping = take_in(shared, &mut peers);
+        for (i, peer) in peers.iter_mut().enumerate() {
+            if peer.readable {
+                peer.readable = false;
+                if let Err(e) = read(shared, i, peer) {
+                    end(shared, peer, &e);
+                    continue;
+                }
+            }
+            if let Err(e) = write(shared, i, peer) {
+                end(shared, peer, &e);
+            }
+        }
+        remove_ended(shared, &mut peers);
+        let timeout = if stopping {
+            let until = *linger_until.get_or_insert_with(|| Instant::now() + PUB_CLOSE_LINGER);
+            let st = shared.lock();
+            let idle = st.outboxes.iter().all(Outbox::is_empty);
+            drop(st);
+            if (idle && !peers.iter().any(Peer::has_output)) || Instant::now() >= until {
+                break;
+            }
+            Some(until.saturating_duration_since(Instant::now()))
+        } else if peers.iter().any(|p| p.readable) {
+            Some(Duration::ZERO)
+        } else {
+            None
+        };
+        if !wait(shared, &peers, timeout, &mut revents) {
+            continue;
+        }
+        for (peer, r) in peers.iter_mut().zip(&revents) {
+            peer.readable |= r.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR);
+        }
+    }
+    let left = linger_until.map_or(Duration::ZERO, |t| {
+        t.saturating_duration_since(Instant::now())
+    });
+    for mut peer in peers {
+        peer.conn.close_within(left);
+    }
+    // Connections accepted after the last turn never subscribed: they only see the close.
+    let incoming = std::mem::take(&mut shared.lock().incoming);
+    drop(incoming);
+}
+
+/// Takes in newly accepted subscribers; returns whether the publisher is stopping.
+fn take_in(shared: &Shared, peers: &mut Vec<Peer>) -> bool {
+    let mut st = shared.lock();
+    let st = &mut *st;
+    for conn in st.incoming.drain(..) {
+        st.outboxes.push(Outbox::new(conn.peer_pid()));
+        peers.push(Peer {
+            conn,
+            batch: VecDeque::new(),
+            readable: true,
+        });
+    }
+    st.stop
+}
+
+/// Polls the wake eventfd and every connection (for writing too if it has output), for at
+/// most `timeout`. Fills `revents` (one per peer); false if nothing is ready.
+fn wait(
+    shared: &Shared,
+    peers: &[Peer],
+    timeout: Option<Duration>,
+    revents: &mut Vec<PollFlags>,
+) -> bool {
+    let mut fds = Vec::with_capacity(peers.len() + 1);
+    fds.push(PollFd::from_borrowed_fd(shared.wake_fd(), PollFlags::IN));
+    for p in peers {
+        let mut flags = PollFlags::IN;
+        if p.has_output() {
+            flags |= PollFlags::OUT;
+        }
+        fds.push(PollFd::from_borrowed_fd(p.conn.fd(), flags));
+    }
+    let ts = timeout.map(|t| rustix::time::Timespec {
+        tv_sec: t.as_secs() as i64,
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    match rustix::event::poll(&mut fds, ts.as_ref()) {
+        Ok(0) | Err(Errno::INTR) => false,
+        Ok(_) => {
+            if !fds[0].revents().is_empty() {
+                shared.clear_wake();
+            }
+            revents.clear();
+            revents.extend(fds[1..].iter().map(|f| f.revents()));
+            true
+        }
+        Err(e) => {
+            // Not expected (EINVAL, ENOMEM): do not spin; the next turn tries again.
+            tracing::warn!(endpoint = %shared.endpoint, error = %e, "poll failed");
+            std::thread::sleep(Duration::from_millis(10));
+            false
+        }
+    }
+}
+
+/// Reads what subscriber `i` sent and applies its subscription changes.
+fn read(shared: &Shared, i: usize, peer: &mut Peer) -> Result<()> {
+    let mut changes = Vec::new();
+    let mut result = Ok(());
+    for n in 0..=READS_PER_TURN {
+        if n == READS_PER_TURN {
+            peer.readable = true; // more next turn
+            break;
+        }
+        match peer.conn.recv_vec(Mode::Try) {
+            Ok(msg) => {
+                changes.extend(peer.conn.take_subscriptions());
+                changes.extend(Subscription::from_message(&msg));
+            }
+            Err(Error::WouldBlock) => break,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    changes.extend(peer.conn.take_subscriptions());
+    if !changes.is_empty() {
+        let mut st = shared.lock();
+        let o = &mut st.outboxes[i];
+        for change in changes {
+            match change {
+                Subscription::Subscribe(p) => {
+                    if o.topics.len() >= TOPICS_MAX_PER_SUBSCRIBER && !o.topics.matches(&p) {
+                        return Err(Error::Protocol {
+                            endpoint: shared.endpoint.clone(),
+                            what: format!(
+                                "more than {TOPICS_MAX_PER_SUBSCRIBER} subscribed prefixes"
+                            ),
+                        });
+                    }
+                    o.topics.insert(&p);
+                    o.subscribed = true;
+                }
+                Subscription::Cancel(p) => {
+                    o.topics.remove(&p);
+                }
+            }
+        }
+        // A cancelled prefix may be what a waiting `Block` send waited for.
+        shared.notify_room(&mut st);
+    }
+    result
+}
+
+/// Writes subscriber `i`'s queued messages until its socket buffer is full or nothing is
+/// left.
+fn write(shared: &Shared, i: usize, peer: &mut Peer) -> Result<()> {
+    loop {
+        if peer.conn.has_pending_tx() {
+            peer.conn.flush_pending()?;
+            if peer.conn.has_pending_tx() {
+                return Ok(());
+            }
+        }
+        if peer.batch.is_empty() {
+            let mut st = shared.lock();
+            st.outboxes[i].take(TAKE_BATCH_BYTES, &mut peer.batch);
+            if peer.batch.is_empty() {
+                return Ok(());
+            }
+            shared.notify_room(&mut st);
+        }
+        let msg = peer.batch.front().expect("the batch is not empty");
+        match peer.conn.send(msg, Mode::Try) {
+            Ok(()) => {
+                peer.batch.pop_front();
+            }
+            Err(Error::WouldBlock) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reports why a subscriber's connection ended and closes it without lingering.
+fn end(shared: &Shared, peer: &mut Peer, e: &Error) {
+    let (endpoint, pid) = (&shared.endpoint, peer.conn.peer_pid());
+    match e {
+        Error::PeerClosed { .. } => {
+            tracing::info!(%endpoint, peer_pid = pid, end = "closed", "subscriber ended")
+        }
+        Error::PeerGone { .. } => {
+            tracing::info!(%endpoint, peer_pid = pid, end = "gone", "subscriber ended")
+        }
+        e => tracing::warn!(%endpoint, peer_pid = pid, error = %e, "subscriber connection closed"),
+    }
+    peer.conn.close_within(Duration::ZERO);
+}
+
+/// Drops the connections that ended, with their outboxes; wakes a waiting `send`.
+fn remove_ended(shared: &Shared, peers: &mut Vec<Peer>) {
+    if !peers.iter().any(|p| p.conn.is_ended()) {
+        return;
+    }
+    let mut st = shared.lock();
+    for i in (0..peers.len()).rev() {
+        if peers[i].conn.is_ended() {
+            peers.remove(i);
+            st.outboxes.remove(i);
+        }
+    }
+    shared.notify_room(&mut st);
+}

@@ -1,0 +1,168 @@
+//! `tcp://` and `unix://` subscriber: a ZeroMQ SUB socket that reconnects.
+//!
+//! The first connection is made by `connect` (no publisher: [`Error::ConnectionRefused`],
+//! at once). After that, when the publisher's connection ends (it closed, died or
+//! restarted), `recv` reconnects by itself, as a ZeroMQ SUB does: immediately, then every
+//! [`RECONNECT_INTERVAL`] while nobody listens, within the call's own deadline
+//! (`try_recv`: [`Error::WouldBlock`], `recv_timeout`: [`Error::TimedOut`], `recv`: waits).
+//! Every subscribed prefix is sent again on the new connection. What the publisher sent
+//! while we were away is lost, as in ZeroMQ. A publisher that sends garbage gives
+//! [`Error::Protocol`] once; the next call reconnects.
+//!
+//! Subscription changes are queued on the connection without waiting
+//! ([`NetConn::queue_subscription`]): the next `recv` (or the drop) writes them.
+
+use std::time::Instant;
+
+use super::topics::Topics;
+use super::zmtp::SocketType;
+use super::NetConn;
+use crate::endpoint::Endpoint;
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::shm::Mode;
+
+/// How long a subscriber waits between two attempts to reach a publisher that is gone
+/// (ZeroMQ's default `ZMQ_RECONNECT_IVL`).
+pub const RECONNECT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A connected (or reconnecting) `tcp://`/`unix://` subscriber.
+pub(crate) struct NetSubscriber {
+    ep: Endpoint,
+    endpoint: String,
+    options: Options,
+    /// `None` while the publisher is gone.
+    conn: Option<NetConn>,
+    publisher_pid: i32,
+    /// No reconnection attempt before this instant.
+    next_attempt: Instant,
+    closed: bool,
+}
+
+/// Sends every prefix of `topics` on a new connection.
+fn send_topics(conn: &mut NetConn, topics: &Topics) -> Result<()> {
+    for prefix in topics.prefixes() {
+        conn.queue_subscription(true, prefix)?;
+    }
+    Ok(())
+}
+
+impl NetSubscriber {
+    /// Connects to the publisher at `ep` and subscribes to `topics`.
+    pub(crate) fn connect(ep: Endpoint, options: Options, topics: &Topics) -> Result<Self> {
+        let mut conn = super::connect_as(&ep, &options, SocketType::Sub)?;
+        send_topics(&mut conn, topics)?;
+        let endpoint = ep.to_string();
+        tracing::debug!(endpoint = %endpoint, peer_pid = conn.peer_pid(), role = "subscriber", "connected");
+        Ok(NetSubscriber {
+            ep,
+            endpoint,
+            options,
+            publisher_pid: conn.peer_pid(),
+            conn: Some(conn),
+            next_attempt: Instant::now(),
+            closed: false,
+        })
+    }
+
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The publisher's pid (`unix://`, the last one connected to), 0 for `tcp://`.
+    pub(crate) fn publisher_pid(&self) -> i32 {
+        self.publisher_pid
+    }
+
+    pub(crate) fn max_message_len(&self) -> usize {
+        self.options.max_message_len
+    }
+
+    /// Tells the publisher that `prefix` was subscribed (`subscribe`) or cancelled. While
+    /// disconnected there is nothing to tell: the reconnection sends the whole set.
+    pub(crate) fn update(&mut self, subscribe: bool, prefix: &[u8]) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        match conn.queue_subscription(subscribe, prefix) {
+            Err(e) if e.is_disconnect() => {
+                self.lost(&e);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// The connection ended: reconnect at the next receive.
+    fn lost(&mut self, e: &Error) {
+        tracing::info!(endpoint = %self.endpoint, peer_pid = self.publisher_pid,
+            end = if matches!(e, Error::PeerGone { .. }) { "gone" } else { "closed" },
+            "publisher ended; reconnecting");
+        self.conn = None;
+    }
+
+    /// Receives the next message into `buf`, reconnecting (with `topics`) if needed.
+    pub(crate) fn recv(&mut self, buf: &mut [u8], mode: Mode, topics: &Topics) -> Result<usize> {
+        loop {
+            if self.closed {
+                return Err(Error::Closed);
+            }
+            let Some(conn) = self.conn.as_mut() else {
+                self.reconnect(mode, topics)?;
+                continue;
+            };
+            match conn.recv_into(buf, mode) {
+                Err(e) if e.is_disconnect() => self.lost(&e),
+                Err(e @ Error::Protocol { .. }) => {
+                    tracing::warn!(endpoint = %self.endpoint, peer_pid = self.publisher_pid,
+                        error = %e, "publisher broke the protocol; connection closed");
+                    self.conn = None;
+                    self.next_attempt = Instant::now() + RECONNECT_INTERVAL;
+                    return Err(e);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Connects again, waiting between attempts as `mode` allows.
+    fn reconnect(&mut self, mode: Mode, topics: &Topics) -> Result<()> {
+        loop {
+            let now = Instant::now();
+            if now < self.next_attempt {
+                match mode {
+                    Mode::Try => return Err(Error::WouldBlock),
+                    Mode::Until(deadline) if deadline < self.next_attempt => {
+                        std::thread::sleep(deadline.saturating_duration_since(now));
+                        return Err(Error::TimedOut);
+                    }
+                    _ => std::thread::sleep(self.next_attempt - now),
+                }
+            }
+            self.next_attempt = Instant::now() + RECONNECT_INTERVAL;
+            match super::connect_as(&self.ep, &self.options, SocketType::Sub) {
+                Ok(mut conn) => {
+                    send_topics(&mut conn, topics)?;
+                    self.publisher_pid = conn.peer_pid();
+                    tracing::info!(endpoint = %self.endpoint, peer_pid = self.publisher_pid, "reconnected");
+                    self.conn = Some(conn);
+                    return Ok(());
+                }
+                Err(Error::ConnectionRefused { .. }) if !matches!(mode, Mode::Try) => {}
+                Err(Error::ConnectionRefused { .. }) => return Err(Error::WouldBlock),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Closes the connection (queued subscription changes are flushed first, briefly).
+    pub(crate) fn close(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close();
+        }
+        self.closed = true;
+    }
+}
