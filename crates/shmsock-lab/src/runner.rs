@@ -360,16 +360,6 @@ impl<'a> Lab<'a> {
                 }
             }
         }
-        // The clearly named place for shmsock's own many-writers pattern (see
-        // `contention::SHMSOCK_MANY_WRITERS`).
-        self.report.unavailable.push(UnavailableRow {
-            mechanism: contention::SHMSOCK_MANY_WRITERS.to_string(),
-            experiment: Experiment::Contention.as_str().to_string(),
-            size: contention::SIZE,
-            reason: "planned: shmsock's many-writers pattern (one SPSC ring per writer, a \
-                     doorbell for the reader) is not implemented yet"
-                .to_string(),
-        });
     }
 
     fn run_serialization(&mut self) {

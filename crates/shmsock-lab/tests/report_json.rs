@@ -203,16 +203,16 @@ fn seed_002_and_003_tables_have_rows_with_verdicts() {
         4,
         "{report}"
     );
-    // 3 queues × 4 producer counts, plus the planned shmsock many-writers row.
+    // 4 queues (lock-free, mutex, posix-mq, shmsock's inbox) × 4 producer counts.
     assert_eq!(
         report.contention.len() + unavailable("contention"),
-        13,
+        16,
         "{report}"
     );
     assert!(report
-        .unavailable
+        .contention
         .iter()
-        .any(|u| u.mechanism == "shmsock-many-writers"));
+        .any(|r| r.queue == "shmsock-many-writers" && r.producers == 8));
     assert_eq!(report.serialization.len(), 2, "{report}");
     assert_eq!(report.million.len() + unavailable("scale"), 3, "{report}");
     for row in &report.contention {

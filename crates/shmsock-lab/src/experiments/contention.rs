@@ -28,6 +28,7 @@ use crate::host::Pinning;
 use crate::mechanisms::cas_ring::CasRing;
 use crate::mechanisms::locked_ring::LockedRing;
 use crate::mechanisms::posix_mq::PosixMq;
+use crate::mechanisms::shmsock::ShmsockInbox;
 use crate::mechanisms::{FanIn, Side};
 use crate::process::{fork_child, kill_child, wait_child, ChildEnd, CHILD_EXIT_FAILED};
 use crate::report::ContentionRow;
@@ -42,9 +43,8 @@ pub(crate) const PRODUCERS: [u32; 4] = [1, 2, 4, 8];
 pub(crate) const MESSAGES: u64 = 262_144;
 /// Fewest messages per run, whatever the mode (fewer would time the start-up).
 const MESSAGES_MIN: u64 = 16_384;
-/// The row reserved for shmsock's own many-writers pattern (one SPSC ring per writer and a
-/// doorbell, DESIGN.md "Patterns on top"). It does not exist yet: the lab reports it as
-/// unavailable under this name; once the library has it, add it to [`queues`].
+/// The row of shmsock's own many-writers pattern (an `Inbox`: one SPSC ring per writer and a
+/// doorbell, DESIGN.md "Patterns on top").
 pub(crate) const SHMSOCK_MANY_WRITERS: &str = "shmsock-many-writers";
 
 /// The producers look at the clock once per this many messages.
@@ -76,6 +76,10 @@ pub(crate) fn queues() -> Vec<Queue> {
         Queue {
             name: "posix-mq",
             fan_in: Box::new(PosixMq),
+        },
+        Queue {
+            name: SHMSOCK_MANY_WRITERS,
+            fan_in: Box::new(ShmsockInbox),
         },
     ]
 }

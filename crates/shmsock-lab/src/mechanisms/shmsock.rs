@@ -17,9 +17,11 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use shmsock::{Conn, Listener, Options, WaitStrategy};
+use std::time::{Duration, Instant};
 
-use super::{Mechanism, Pair, Pattern, Side, RING_BYTES};
+use shmsock::{Conn, Error, Inbox, Listener, Options, WaitStrategy};
+
+use super::{FanIn, FanInSides, Mechanism, Pair, Pattern, Side, RING_BYTES};
 use crate::LabError;
 
 /// Distinguishes the names bound by one process.
@@ -132,6 +134,14 @@ impl Side for ShmsockSide {
             State::Listening(listener) => {
                 State::Connected(listener.accept().map_err(lib("accept"))?)
             }
+            // An empty socket path: the peer is an inbox, bound after the fork.
+            State::ToConnect {
+                endpoint,
+                options,
+                socket_path,
+            } if socket_path.as_os_str().is_empty() => {
+                State::Connected(connect_retrying(&endpoint, &options).map_err(lib("connect"))?)
+            }
             State::ToConnect {
                 endpoint,
                 options,
@@ -167,5 +177,95 @@ fn lib(what: &'static str) -> impl FnOnce(shmsock::Error) -> LabError {
     move |err| LabError::Shmsock {
         what,
         detail: err.to_string(),
+    }
+}
+
+/// How long a writer keeps knocking on an inbox that is not bound yet.
+const INBOX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// shmsock's many-writers pattern for the contention experiment: the consumer is an
+/// [`Inbox`] (one SPSC ring per writer, round-robin turns, one doorbell), every producer a
+/// plain [`Conn`] connected to it. The inbox runs an accept thread, so it is bound *after*
+/// the forks (in the consumer's `start`), and producers retry their connect until it is.
+#[derive(Debug, Clone, Copy)]
+pub struct ShmsockInbox;
+
+impl FanIn for ShmsockInbox {
+    fn name(&self) -> &'static str {
+        "shmsock-inbox"
+    }
+
+    fn setup_fan_in(&self, producers: usize, size: usize) -> Result<FanInSides, LabError> {
+        let endpoint = format!(
+            "shm://lab-{}-{}",
+            std::process::id(),
+            NEXT_NAME.fetch_add(1, Ordering::Relaxed)
+        );
+        let options = Shmsock::adaptive().options(size);
+        Ok(FanInSides {
+            consumer: Box::new(InboxSide::ToBind {
+                endpoint: endpoint.clone(),
+                options: options.clone(),
+            }),
+            producers: (0..producers)
+                .map(|_| -> Box<dyn Side> {
+                    Box::new(ShmsockSide {
+                        state: State::ToConnect {
+                            endpoint: endpoint.clone(),
+                            options: options.clone(),
+                            socket_path: PathBuf::new(),
+                        },
+                    })
+                })
+                .collect(),
+        })
+    }
+}
+
+enum InboxSide {
+    ToBind { endpoint: String, options: Options },
+    Bound(Inbox),
+    Failed,
+}
+
+impl Side for InboxSide {
+    fn start(&mut self) -> Result<(), LabError> {
+        *self = match std::mem::replace(self, InboxSide::Failed) {
+            InboxSide::ToBind { endpoint, options } => {
+                InboxSide::Bound(Inbox::bind_with(&endpoint, options).map_err(lib("bind"))?)
+            }
+            other => other,
+        };
+        Ok(())
+    }
+
+    fn send(&mut self, _msg: &[u8]) -> Result<(), LabError> {
+        Err(LabError::Shmsock {
+            what: "send",
+            detail: "an inbox only receives".into(),
+        })
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
+        match self {
+            InboxSide::Bound(inbox) => inbox.recv(buf).map_err(lib("inbox recv")),
+            _ => Err(LabError::Shmsock {
+                what: "recv",
+                detail: "the inbox was not bound".into(),
+            }),
+        }
+    }
+}
+
+/// Connects a producer to an inbox that the consumer binds after the fork.
+fn connect_retrying(endpoint: &str, options: &Options) -> Result<Conn, Error> {
+    let deadline = Instant::now() + INBOX_CONNECT_TIMEOUT;
+    loop {
+        match Conn::connect_with(endpoint, options.clone()) {
+            Err(Error::ConnectionRefused { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => return other,
+        }
     }
 }
