@@ -320,14 +320,16 @@ impl NetPublisher {
 
 impl Drop for NetPublisher {
     fn drop(&mut self) {
+        // Stop accepting first (the listener closes: newcomers are refused, not accepted
+        // and dropped), then let the I/O thread deliver what is queued (for at most
+        // PUB_CLOSE_LINGER) and close every connection.
         self.shared.stop_accepting.store(true, Ordering::Relaxed);
-        self.shared.lock().stop = true;
-        self.shared.wake();
-        // The I/O thread delivers what is queued (for at most PUB_CLOSE_LINGER), then closes.
-        if let Some(t) = self.pump.take() {
+        if let Some(t) = self.acceptor.take() {
             let _ = t.join();
         }
-        if let Some(t) = self.acceptor.take() {
+        self.shared.lock().stop = true;
+        self.shared.wake();
+        if let Some(t) = self.pump.take() {
             let _ = t.join();
         }
     }

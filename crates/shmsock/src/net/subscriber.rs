@@ -143,9 +143,13 @@ impl NetSubscriber {
                 }
             }
             self.next_attempt = Instant::now() + RECONNECT_INTERVAL;
-            match super::connect_as(&self.ep, &self.options, SocketType::Sub) {
-                Ok(mut conn) => {
-                    send_topics(&mut conn, topics)?;
+            let attempt = super::connect_as(&self.ep, &self.options, SocketType::Sub)
+                .and_then(|mut conn| send_topics(&mut conn, topics).map(|()| conn));
+            match attempt {
+                // Accepted by a publisher that was closing: try again later.
+                Err(e) if e.is_disconnect() && !matches!(mode, Mode::Try) => {}
+                Err(e) if e.is_disconnect() => return Err(Error::WouldBlock),
+                Ok(conn) => {
                     self.publisher_pid = conn.peer_pid();
                     tracing::info!(endpoint = %self.endpoint, peer_pid = self.publisher_pid, "reconnected");
                     self.conn = Some(conn);

@@ -9,4 +9,6 @@ mod common;
 mod conformance;
 mod hostile;
 mod pubsub;
+mod pubsub_pyzmq;
+mod pubsub_raw;
 mod pyzmq;

@@ -11,7 +11,7 @@ use shmsock::{Conn, Error, Listener};
 use crate::common::{bind_endpoint, payload, unique_path, Scheme, SCHEMES, SIZES, STEP_TIMEOUT};
 
 /// Whether `python3 -c "import zmq"` works; prints the skip reason if not.
-fn pyzmq_available() -> bool {
+pub fn pyzmq_available() -> bool {
     let ok = Command::new("python3")
         .args(["-c", "import zmq"])
         .stdout(Stdio::null())
