@@ -295,10 +295,14 @@ impl NetPublisher {
                 return Ok(st);
             };
             let pid = slow.pid;
+            if matches!(mode, Mode::Try) {
+                return Err(Error::WouldBlock);
+            }
             st.sender_waits = true;
             st = match mode {
-                Mode::Try => return Err(Error::WouldBlock),
-                Mode::Block => self.shared.room.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Mode::Try | Mode::Block => {
+                    self.shared.room.wait(st).unwrap_or_else(|p| p.into_inner())
+                }
                 Mode::Until(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {

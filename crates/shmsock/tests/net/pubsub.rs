@@ -148,6 +148,38 @@ fn a_message_too_big_for_the_buffer_is_kept_for_a_filtering_subscriber() {
 }
 
 #[test]
+fn shm_filtering_skips_unwanted_messages_and_lets_lagged_through() {
+    let ep = format!("shm://net-lag-{}", std::process::id());
+    let options = Options::new()
+        .ring_capacity(4096)
+        .overflow(Overflow::DropOldest);
+    let mut publisher = Publisher::bind_with(&ep, options).unwrap();
+    let mut sub = Subscriber::connect(&ep).unwrap();
+    sub.unsubscribe(b"").unwrap();
+    sub.subscribe(b"want").unwrap();
+    wait_for_subscribers(&mut publisher, 1);
+    publisher.send(b"skip me").unwrap();
+    let mut buf = [0u8; 256];
+    assert!(
+        matches!(sub.try_recv(&mut buf), Err(Error::WouldBlock)),
+        "an unwanted message is skipped, not delivered"
+    );
+    // Far more than the 4 KiB ring: the subscriber is lapped.
+    for k in 0..200u32 {
+        publisher
+            .send(&[&b"want "[..], &k.to_be_bytes(), &[0; 64]].concat())
+            .unwrap();
+    }
+    let err = sub.recv_timeout(&mut buf, STEP_TIMEOUT).unwrap_err();
+    assert!(
+        matches!(err, Error::Lagged { missed, .. } if missed > 0),
+        "{err}"
+    );
+    let n = sub.recv_timeout(&mut buf, STEP_TIMEOUT).unwrap();
+    assert!(buf[..n].starts_with(b"want "));
+}
+
+#[test]
 fn a_subscriber_that_disconnects_never_blocks_the_publisher() {
     const COUNT: usize = 5_000;
     for scheme in SCHEMES {
