@@ -6,8 +6,10 @@
 //! [`RECONNECT_INTERVAL`] while nobody listens, within the call's own deadline
 //! (`try_recv`: [`Error::WouldBlock`], `recv_timeout`: [`Error::TimedOut`], `recv`: waits).
 //! Every subscribed prefix is sent again on the new connection. What the publisher sent
-//! while we were away is lost, as in ZeroMQ. A publisher that sends garbage gives
-//! [`Error::Protocol`] once; the next call reconnects.
+//! while we were away is lost, as in ZeroMQ. A failed handshake while reconnecting is
+//! retried too (with a `tracing` warning); other errors (e.g. `PermissionDenied`, I/O) are
+//! returned, and the next call tries again. A publisher that sends garbage on an
+//! established connection gives [`Error::Protocol`] once; the next call reconnects.
 //!
 //! Subscription changes are queued on the connection without waiting
 //! ([`NetConn::queue_subscription`]): the next `recv` (or the drop) writes them.
@@ -154,6 +156,15 @@ impl NetSubscriber {
                     tracing::info!(endpoint = %self.endpoint, peer_pid = self.publisher_pid, "reconnected");
                     self.conn = Some(conn);
                     return Ok(());
+                }
+                // A handshake that fails (a publisher closing with us in its backlog, or
+                // something else now bound there) is retried like a refusal, as ZeroMQ does;
+                // the warning says why nothing arrives.
+                Err(e @ Error::Handshake { .. }) => {
+                    tracing::warn!(endpoint = %self.endpoint, error = %e, "reconnection failed; retrying");
+                    if matches!(mode, Mode::Try) {
+                        return Err(Error::WouldBlock);
+                    }
                 }
                 Err(Error::ConnectionRefused { .. }) if !matches!(mode, Mode::Try) => {}
                 Err(Error::ConnectionRefused { .. }) => return Err(Error::WouldBlock),

@@ -293,3 +293,45 @@ fn subscribers_refuse_non_publishers_and_conns_refuse_publishers() {
     wait_for_subscribers(&mut publisher, 1);
     drop(sub);
 }
+
+#[test]
+fn failed_handshakes_while_reconnecting_are_retried_not_reported() {
+    let mut first = Publisher::bind("tcp://127.0.0.1:0").unwrap();
+    let ep = first.endpoint().to_owned();
+    let addr = ep.trim_start_matches("tcp://").to_owned();
+    let mut sub = Subscriber::connect(&ep).unwrap();
+    wait_for_subscribers(&mut first, 1);
+    drop(first);
+    // Meanwhile something accepts on the port and hangs up at once, as a publisher that is
+    // closing does to the connections still in its backlog.
+    let hangup = TcpListener::bind(&addr).unwrap();
+    hangup.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut hung_up = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match hangup.accept() {
+                    Ok((s, _)) => {
+                        drop(s);
+                        hung_up += 1;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+            hung_up
+        })
+    };
+    let err = sub
+        .recv_timeout(&mut [0u8; 64], Duration::from_millis(500))
+        .unwrap_err();
+    assert!(matches!(err, Error::TimedOut), "{err}");
+    stop.store(true, Ordering::Relaxed);
+    assert!(t.join().unwrap() > 0, "the subscriber tried to reconnect");
+    let receiver = std::thread::spawn(move || sub.recv_vec());
+    let mut second = Publisher::bind(&ep).unwrap();
+    wait_for_subscribers(&mut second, 1);
+    second.send(b"back").unwrap();
+    assert_eq!(receiver.join().unwrap().unwrap(), b"back");
+}
