@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::loan::{Loan, LoanInner, Sample};
 use crate::net::{NetConn, NetListener};
 use crate::options::Options;
 use crate::shm::{Mode, ShmConn, ShmListener};
@@ -16,6 +17,8 @@ enum ListenerInner {
 }
 
 /// The transport behind a [`Conn`]: one match per call keeps the shm path as it was.
+/// Not boxed: a pointer chase on every shm send/recv costs more than the bytes.
+#[allow(clippy::large_enum_variant)]
 enum ConnInner {
     Shm(ShmConn),
     Net(NetConn),
@@ -224,9 +227,9 @@ impl Conn {
             ConnInner::Net(c) => return c.recv_vec(Mode::Block),
         };
         let frame = shm.next_frame(Mode::Block)?;
-        let mut out = vec![0; frame.len];
-        shm.read_frame(frame, &mut out)?;
-        shm.finish_frame(frame);
+        let (len, loan) = shm.message_len(frame)?;
+        let mut out = vec![0; len];
+        shm.take_message(frame, loan, &mut out)?;
         Ok(out)
     }
 
@@ -237,15 +240,156 @@ impl Conn {
             ConnInner::Net(c) => return c.recv_into(buf, mode),
         };
         let frame = shm.next_frame(mode)?;
-        if frame.len > buf.len() {
+        if !frame.loan {
+            if frame.len > buf.len() {
+                return Err(Error::BufferTooSmall {
+                    len: frame.len,
+                    buf: buf.len(),
+                });
+            }
+            shm.read_frame(frame, buf)?;
+            shm.finish_frame(frame);
+            return Ok(frame.len);
+        }
+        // A loan received by a plain `recv`: copied out and handed back at once.
+        let (len, loan) = shm.message_len(frame)?;
+        if len > buf.len() {
             return Err(Error::BufferTooSmall {
-                len: frame.len,
+                len,
                 buf: buf.len(),
             });
         }
-        shm.read_frame(frame, buf)?;
-        shm.finish_frame(frame);
-        Ok(frame.len)
+        shm.take_message(frame, loan, &mut buf[..len])?;
+        Ok(len)
+    }
+
+    /// Takes a slot of this side's loan pool for a message of `len` bytes, to fill in place
+    /// and [`Loan::send`] without a copy through the ring (zero-copy: the receiver reads
+    /// the slot where you wrote it). Waits while every slot is lent and not yet released.
+    ///
+    /// Needs [`Options::loan_pool`] on this side over `shm://` ([`Error::NoLoanPool`]
+    /// otherwise); `len` above the slot size is [`Error::TooLarge`]. Over `tcp://` and
+    /// `unix://` the loan is an ordinary buffer.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmsock::{Conn, Listener, Options};
+    /// # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+    /// let listener = Listener::bind("shm://doc-loans")?;
+    /// let sender = std::thread::spawn(|| -> shmsock::Result<()> {
+    ///     let opts = Options::new().loan_pool(4, 1 << 20); // 4 slots of 1 MiB
+    ///     let mut conn = Conn::connect_with("shm://doc-loans", opts)?;
+    ///     let mut loan = conn.loan(1 << 20)?;
+    ///     loan.fill(7); // write the payload in place
+    ///     loan.send()   // only {slot, generation, length} crosses the ring
+    /// });
+    /// let mut conn = listener.accept()?;
+    /// let sample = conn.recv_sample()?;
+    /// assert!(sample.is_loan());
+    /// let mut head = [0u8; 4];
+    /// sample.read_at(0, &mut head);
+    /// assert_eq!((sample.len(), head), (1 << 20, [7; 4]));
+    /// drop(sample); // the slot goes back to the sender
+    /// sender.join().unwrap()?;
+    /// # Ok::<(), shmsock::Error>(())
+    /// ```
+    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
+        self.loan_mode(len, Mode::Block)
+    }
+
+    /// [`Conn::loan`] if a slot is free now, else [`Error::WouldBlock`].
+    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>> {
+        self.loan_mode(len, Mode::Try)
+    }
+
+    /// [`Conn::loan`], waiting at most `timeout` for a free slot ([`Error::TimedOut`]).
+    pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
+        self.loan_mode(len, Mode::timeout(timeout))
+    }
+
+    fn loan_mode(&mut self, len: usize, mode: Mode) -> Result<Loan<'_>> {
+        let inner = match &mut self.inner {
+            ConnInner::Shm(c) => LoanInner::Shm(c.loan(len, mode)?),
+            ConnInner::Net(c) => {
+                let max = c.max_message_len();
+                if len > max {
+                    return Err(Error::TooLarge { len, max });
+                }
+                LoanInner::Buffer(vec![0; len])
+            }
+        };
+        Ok(Loan { conn: self, inner })
+    }
+
+    pub(crate) fn send_loan(&mut self, loan: LoanInner, mode: Mode) -> Result<()> {
+        match (&mut self.inner, loan) {
+            (ConnInner::Shm(c), LoanInner::Shm(l)) => c.send_loan(&l, mode),
+            (_, LoanInner::Buffer(b)) => self.send_mode(&b, mode),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn abandon_loan(&mut self, loan: &crate::shm::loan::LoanRef) {
+        if let ConnInner::Shm(c) = &mut self.inner {
+            c.abandon_loan(loan);
+        }
+    }
+
+    pub(crate) fn loan_bytes(&self, loan: &crate::shm::loan::LoanRef) -> &[u8] {
+        match &self.inner {
+            ConnInner::Shm(c) => c.loan_bytes(loan),
+            ConnInner::Net(_) => &[],
+        }
+    }
+
+    pub(crate) fn loan_bytes_mut(&mut self, loan: &crate::shm::loan::LoanRef) -> &mut [u8] {
+        match &mut self.inner {
+            ConnInner::Shm(c) => c.loan_bytes_mut(loan),
+            ConnInner::Net(_) => &mut [],
+        }
+    }
+
+    /// Slots of this side's loan pool that are lent (not yet released by the peer) or
+    /// being filled. [`Error::Corrupt`] if the peer released a slot it was never lent.
+    pub fn loans_outstanding(&mut self) -> Result<usize> {
+        match &mut self.inner {
+            ConnInner::Shm(c) => c.loans_outstanding(),
+            ConnInner::Net(_) => Ok(0),
+        }
+    }
+
+    /// Receives the next message as a [`Sample`]: a zero-copy view of the sender's slot
+    /// when it was sent as a loan over `shm://`, a copy otherwise. Dropping the sample
+    /// hands the slot back.
+    pub fn recv_sample(&mut self) -> Result<Sample> {
+        self.recv_sample_mode(Mode::Block)
+    }
+
+    /// [`Conn::recv_sample`] if a message is queued, else [`Error::WouldBlock`].
+    pub fn try_recv_sample(&mut self) -> Result<Sample> {
+        self.recv_sample_mode(Mode::Try)
+    }
+
+    /// [`Conn::recv_sample`], waiting at most `timeout` ([`Error::TimedOut`]).
+    pub fn recv_sample_timeout(&mut self, timeout: Duration) -> Result<Sample> {
+        self.recv_sample_mode(Mode::timeout(timeout))
+    }
+
+    fn recv_sample_mode(&mut self, mode: Mode) -> Result<Sample> {
+        let shm = match &mut self.inner {
+            ConnInner::Shm(c) => c,
+            ConnInner::Net(c) => return c.recv_vec(mode).map(Sample::owned),
+        };
+        let frame = shm.next_frame(mode)?;
+        if !frame.loan {
+            let mut out = vec![0; frame.len];
+            shm.read_frame(frame, &mut out)?;
+            shm.finish_frame(frame);
+            return Ok(Sample::owned(out));
+        }
+        let loan = shm.check_loan(frame)?;
+        let (pool, board) = shm.take_loan(frame, &loan);
+        Ok(Sample::lent(pool, board, loan))
     }
 
     /// Sends a serde value, encoded with postcard (compact binary). See [`Conn::recv_value`].

@@ -209,6 +209,13 @@ pub enum Error {
     #[error("connection already closed")]
     Closed,
 
+    /// `loan` on a connection without a loan pool.
+    #[error("{endpoint}: this connection has no loan pool; connect or bind with Options::loan_pool(slots, slot_bytes) to lend zero-copy")]
+    NoLoanPool {
+        /// The endpoint.
+        endpoint: String,
+    },
+
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {

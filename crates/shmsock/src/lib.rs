@@ -59,6 +59,8 @@ mod hostile_tests;
 #[cfg(not(loom))]
 mod inbox;
 #[cfg(not(loom))]
+mod loan;
+#[cfg(not(loom))]
 mod net;
 #[cfg(not(loom))]
 mod options;
@@ -78,6 +80,8 @@ pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use inbox::{Inbox, WriterId};
 #[cfg(not(loom))]
+pub use loan::{Loan, Sample};
+#[cfg(not(loom))]
 pub use net::NET_MESSAGE_MAX_DEFAULT_BYTES;
 #[cfg(not(loom))]
 pub use options::{Options, RING_CAPACITY_DEFAULT_BYTES};
@@ -88,5 +92,5 @@ pub use shm::broadcast::Overflow;
 pub use shm::handshake::{runtime_dir, HANDSHAKE_TIMEOUT};
 pub use shm::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};
 #[cfg(not(loom))]
-pub use shm::segment::PROTOCOL_VERSION;
+pub use shm::segment::{LOAN_POOL_MAX_BYTES, LOAN_SLOTS_MAX, PROTOCOL_VERSION};
 pub use shm::wait::{WaitStrategy, FUTEX_SLEEP_MAX, PEER_CHECK_INTERVAL, SPIN_BUDGET_DEFAULT};

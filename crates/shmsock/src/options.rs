@@ -28,6 +28,7 @@ pub struct Options {
     pub(crate) allowed_uids: Vec<u32>,
     pub(crate) overflow: Overflow,
     pub(crate) max_message_len: usize,
+    pub(crate) loan_pool: Option<(usize, usize)>,
 }
 
 impl Default for Options {
@@ -39,6 +40,7 @@ impl Default for Options {
             allowed_uids: Vec::new(),
             overflow: Overflow::default(),
             max_message_len: crate::net::NET_MESSAGE_MAX_DEFAULT_BYTES,
+            loan_pool: None,
         }
     }
 }
@@ -47,6 +49,24 @@ impl Options {
     /// Defaults: 1 MiB ring, [`WaitStrategy::Adaptive`], same-uid peers only.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Gives this side a pool of `slots` slots of `slot_bytes` bytes each, so that
+    /// [`Conn::loan`](crate::Conn::loan) can lend them zero-copy (over `shm://`; other
+    /// transports copy). `slots` is clamped to 1..=[`LOAN_SLOTS_MAX`](crate::LOAN_SLOTS_MAX),
+    /// `slot_bytes` rounded up to a multiple of 64; the pool is one sealed memfd of
+    /// `slots * slot_bytes` bytes (plus a 4 KiB header), created per connection. No pool by
+    /// default.
+    pub fn loan_pool(mut self, slots: usize, slot_bytes: usize) -> Self {
+        let slots = slots.clamp(1, crate::shm::segment::LOAN_SLOTS_MAX);
+        let slot_bytes = slot_bytes.max(1).next_multiple_of(64);
+        self.loan_pool = Some((slots, slot_bytes));
+        self
+    }
+
+    /// The loan pool shape (slots, bytes per slot), if any.
+    pub fn get_loan_pool(&self) -> Option<(usize, usize)> {
+        self.loan_pool
     }
 
     /// Capacity in bytes of the ring this side sends into (rounded up to a power of two,

@@ -211,7 +211,7 @@ impl Writer {
         if pad {
             write_pad(mem, self.at.write_pos, self.capacity);
         }
-        write_frame(mem, frame_pos, self.capacity, msg);
+        write_frame(mem, frame_pos, self.capacity, msg, super::ring::KIND_DATA);
         self.at = next;
         Push::Done
     }
@@ -229,7 +229,7 @@ impl Writer {
             mem.clear_tag(index);
             match header {
                 Header::Pad { skip } => self.at.oldest_pos += skip,
-                Header::Data(frame) => {
+                Header::Data(frame) | Header::Loan(frame) => {
                     self.at.oldest_pos += frame_bytes(frame.index, frame.len as u64);
                     self.at.oldest_seq += 1;
                 }
@@ -319,6 +319,15 @@ impl Reader {
                 }
             };
             match header {
+                // Publishers never lend through the broadcast ring.
+                Header::Loan(_) => {
+                    if self.still_valid(mem, index, tag)? {
+                        return Err(Corruption(format!(
+                            "loan frame at position {} of a broadcast ring",
+                            self.pos
+                        )));
+                    }
+                }
                 Header::Pad { skip } => {
                     if self.still_valid(mem, index, tag)? {
                         self.pos += skip;

@@ -1,18 +1,25 @@
 //! One `shm://` connection: our segment (outbound ring), the peer's segment (inbound ring,
 //! read-only), and the Unix socket that tells us when the peer is gone.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::control::{Idle, Link, Mode};
 use super::doorbell::Doorbell;
 use super::handshake::Role;
-use super::rendezvous::{connect_side, Peer};
-use super::ring::{Consumer, Frame, Producer, Push};
-use super::segment::{self, OwnedSegment, PeerSegment};
+use super::loan::{Borrower, Lender, LoanRef};
+use super::rendezvous::{connect_side, Extras, Peer};
+use super::ring::{
+    Consumer, Corruption, Frame, Producer, Push, KIND_DATA, KIND_LOAN, LOAN_FRAME_BYTES,
+};
+use super::segment::{self, OwnedPool, OwnedSegment, PeerPool, PeerSegment, ReleaseBoard};
 use super::wait::{self, Schedule, SharedFutex, Step, WaitStrategy};
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::sync::Ordering;
+
+/// Longest nap of a lender waiting for the peer to release a slot (releases wake nobody).
+const LOAN_RECLAIM_NAP: Duration = Duration::from_micros(200);
 
 /// Sends between two updates of the counters in our segment.
 const COUNTER_FLUSH_MESSAGES: u64 = 64;
@@ -32,20 +39,42 @@ pub(crate) struct ShmConn {
     received: (u64, u64),
     /// The peer's doorbell (it is an `Inbox`): ring it instead of our data futex.
     peer_bell: Option<Doorbell>,
+    /// Our loan pool, if we lend.
+    lender: Option<Lender>,
+    /// The peer's loan pool, if it lends.
+    borrower: Option<Borrower>,
 }
 
 /// Connects to a bound `shm://` name and runs the connector side of the handshake.
 pub(crate) fn connect(endpoint: String, name: &str, opts: &Options) -> Result<ShmConn> {
     let capacity = opts.ring_capacity;
+    let pool = create_pool(&endpoint, opts)?;
     let (peer, mine) = connect_side(
         &endpoint,
         name,
         &opts.allowed_uids,
         (Role::Conn, Role::Conn),
-        None,
+        Extras {
+            bell: None,
+            pool: pool.as_ref(),
+        },
         |_| OwnedSegment::create(capacity).map_err(Into::into),
     )?;
-    ShmConn::new(endpoint, peer, mine, opts)
+    ShmConn::new(endpoint, peer, mine, opts, pool)
+}
+
+/// Our loan pool, if `opts` asks for one.
+pub(crate) fn create_pool(endpoint: &str, opts: &Options) -> Result<Option<OwnedPool>> {
+    opts.loan_pool
+        .map(|(slots, bytes)| {
+            OwnedPool::create(slots, bytes).map_err(|e| {
+                Error::io(
+                    format!("{endpoint}: creating a loan pool of {slots} x {bytes} bytes"),
+                    e,
+                )
+            })
+        })
+        .transpose()
 }
 
 impl ShmConn {
@@ -54,13 +83,16 @@ impl ShmConn {
         peer: Peer,
         mine: OwnedSegment,
         opts: &Options,
+        pool: Option<OwnedPool>,
     ) -> Result<Self> {
         let Peer {
             pid: peer_pid,
             sock,
             segment: peer,
             doorbell: peer_bell,
+            pool: peer_pool,
         } = peer;
+        let borrower = peer_pool.map(|p| Borrower::new(p, ReleaseBoard::of(&mine)));
         let (tx_cap, rx_cap) = (mine.capacity(), peer.capacity_bytes());
         let sleep_cap = if peer.light_notify() && !crate::sys::heavy_barrier() {
             Duration::from_millis(1)
@@ -79,6 +111,8 @@ impl ShmConn {
             sent: (0, 0),
             received: (0, 0),
             peer_bell,
+            lender: pool.map(Lender::new),
+            borrower,
         })
     }
 
@@ -96,20 +130,26 @@ impl ShmConn {
 
     /// Sends one message, waiting for room as `mode` allows.
     pub(crate) fn send(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
-        self.link.usable()?;
-        if let Some(end) = self.link.ended {
-            return Err(self.link.end_error(end));
-        }
         let max = self.max_message_len();
         if msg.len() > max {
+            self.link.usable()?;
             return Err(Error::TooLarge {
                 len: msg.len(),
                 max,
             });
         }
+        self.send_frame(msg, mode, KIND_DATA)
+    }
+
+    /// Publishes one frame of `kind`, waiting for room as `mode` allows.
+    fn send_frame(&mut self, msg: &[u8], mode: Mode, kind: u32) -> Result<()> {
+        self.link.usable()?;
+        if let Some(end) = self.link.ended {
+            return Err(self.link.end_error(end));
+        }
         let mut schedule = None;
         loop {
-            if self.try_push(msg)? {
+            if self.try_push(msg, kind)? {
                 return Ok(());
             }
             if mode == Mode::Try {
@@ -140,7 +180,7 @@ impl ShmConn {
                         self.peer.word32(segment::OFF_SPACE_SEQ),
                     );
                     let key = wait::prepare_wait(flag, seq, self.peer.light_notify());
-                    let pushed = self.try_push(msg);
+                    let pushed = self.try_push(msg, kind);
                     if !matches!(pushed, Ok(false)) {
                         wait::cancel_wait(self.mine.word32(segment::OFF_TX_SLEEPING));
                         pushed?;
@@ -159,11 +199,11 @@ impl ShmConn {
 
     /// One attempt to publish `msg`; wakes the peer if it sleeps.
     #[inline]
-    fn try_push(&mut self, msg: &[u8]) -> Result<bool> {
+    fn try_push(&mut self, msg: &[u8], kind: u32) -> Result<bool> {
         let peer = &self.peer;
         match self
             .tx
-            .try_push(&self.mine, || peer.load64(segment::OFF_CONSUMED), msg)
+            .try_push_kind(&self.mine, || peer.load64(segment::OFF_CONSUMED), msg, kind)
         {
             Ok(Push::Done) => {
                 let peer_sleeping = self.peer.word32(segment::OFF_RX_SLEEPING);
@@ -293,6 +333,165 @@ impl ShmConn {
     /// Whether the peer notifies with light barriers (its waiter must run the heavy one).
     pub(crate) fn peer_light(&self) -> bool {
         self.peer.light_notify()
+    }
+
+    /// Size of our loan slots, if we lend.
+    pub(crate) fn loan_slot_bytes(&self) -> Option<usize> {
+        self.lender.as_ref().map(Lender::slot_bytes)
+    }
+
+    /// Takes a free slot of our pool for `len` bytes, waiting for the peer to release one
+    /// as `mode` allows.
+    pub(crate) fn loan(&mut self, len: usize, mode: Mode) -> Result<LoanRef> {
+        self.link.usable()?;
+        let Some(slot_bytes) = self.loan_slot_bytes() else {
+            return Err(Error::NoLoanPool {
+                endpoint: self.link.endpoint.clone(),
+            });
+        };
+        if len > slot_bytes {
+            return Err(Error::TooLarge {
+                len,
+                max: slot_bytes,
+            });
+        }
+        let mut schedule = None;
+        loop {
+            if let Some(end) = self.link.ended {
+                return Err(self.link.end_error(end));
+            }
+            let lender = self.lender.as_mut().expect("checked above");
+            match lender.take(len, &self.peer) {
+                Ok(Some(loan)) => return Ok(loan),
+                Ok(None) => {}
+                Err(c) => return Err(self.link.poison(c)),
+            }
+            let deadline = match mode {
+                Mode::Try => {
+                    self.link.poll_peer()?;
+                    if self.link.ended.is_none() {
+                        return Err(Error::WouldBlock);
+                    }
+                    continue;
+                }
+                Mode::Until(d) => Some(d),
+                Mode::Block => None,
+            };
+            match schedule
+                .get_or_insert_with(|| Schedule::new(self.wait, self.spin_budget, deadline))
+                .next()
+            {
+                Step::Spin => std::hint::spin_loop(),
+                Step::CheckPeer => self.link.poll_peer()?,
+                // Releases are words in the peer's segment, with no wake-up: nap briefly.
+                Step::Sleep(t) => std::thread::sleep(t.min(LOAN_RECLAIM_NAP)),
+                Step::TimedOut => return Err(Error::TimedOut),
+            }
+        }
+    }
+
+    /// The bytes of a slot taken by [`ShmConn::loan`], to read back.
+    pub(crate) fn loan_bytes(&self, loan: &LoanRef) -> &[u8] {
+        self.lender
+            .as_ref()
+            .expect("a loan comes from our pool")
+            .pool()
+            .slot(loan.slot, loan.len)
+    }
+
+    /// The bytes of a slot taken by [`ShmConn::loan`], to fill in place.
+    pub(crate) fn loan_bytes_mut(&mut self, loan: &LoanRef) -> &mut [u8] {
+        self.lender
+            .as_mut()
+            .expect("a loan comes from our pool")
+            .bytes_mut(loan)
+    }
+
+    /// Sends a filled loan as a loan frame. On error the slot is ours again.
+    pub(crate) fn send_loan(&mut self, loan: &LoanRef, mode: Mode) -> Result<()> {
+        match self.send_frame(&loan.encode(), mode, KIND_LOAN) {
+            Ok(()) => {
+                self.lender.as_mut().expect("our pool").lent(loan);
+                Ok(())
+            }
+            Err(e) => {
+                self.abandon_loan(loan);
+                Err(e)
+            }
+        }
+    }
+
+    /// A loan dropped unsent: its slot is free again.
+    pub(crate) fn abandon_loan(&mut self, loan: &LoanRef) {
+        if let Some(lender) = self.lender.as_mut() {
+            lender.abandon(loan);
+        }
+    }
+
+    /// Slots of our pool lent to the peer (or being filled).
+    pub(crate) fn loans_outstanding(&mut self) -> Result<usize> {
+        let Some(lender) = self.lender.as_mut() else {
+            return Ok(0);
+        };
+        lender
+            .outstanding(&self.peer)
+            .map_err(|c| self.link.poison(c))
+    }
+
+    /// Reads and validates the loan frame `frame` (not consumed yet).
+    pub(crate) fn check_loan(&mut self, frame: Frame) -> Result<LoanRef> {
+        let mut payload = [0u8; LOAN_FRAME_BYTES];
+        self.read_frame(frame, &mut payload)?;
+        let checked = match &self.borrower {
+            Some(b) => b.check(&payload),
+            None => Err(Corruption(
+                "loan frame from a peer that announced no loan pool".into(),
+            )),
+        };
+        checked.map_err(|c| self.link.poison(c))
+    }
+
+    /// Accepts a checked loan and consumes its frame: the pool and release board to build
+    /// a view with.
+    pub(crate) fn take_loan(
+        &mut self,
+        frame: Frame,
+        loan: &LoanRef,
+    ) -> (Arc<PeerPool>, Arc<ReleaseBoard>) {
+        let b = self.borrower.as_mut().expect("checked by check_loan");
+        b.accept(loan);
+        let parts = (b.pool.clone(), b.board.clone());
+        self.finish_frame(frame);
+        parts
+    }
+
+    /// The length of the message `frame` carries (a loan's length for a loan frame, which
+    /// is checked here), and the loan.
+    pub(crate) fn message_len(&mut self, frame: Frame) -> Result<(usize, Option<LoanRef>)> {
+        if !frame.loan {
+            return Ok((frame.len, None));
+        }
+        let loan = self.check_loan(frame)?;
+        Ok((loan.len, Some(loan)))
+    }
+
+    /// Copies the message of `frame` into `out` (exactly its length, from
+    /// [`ShmConn::message_len`]) and consumes it; a loan is released at once.
+    pub(crate) fn take_message(
+        &mut self,
+        frame: Frame,
+        loan: Option<LoanRef>,
+        out: &mut [u8],
+    ) -> Result<()> {
+        let Some(loan) = loan else {
+            self.read_frame(frame, out)?;
+            self.finish_frame(frame);
+            return Ok(());
+        };
+        let (pool, board) = self.take_loan(frame, &loan);
+        let copied = pool.read(loan.slot, 0, out);
+        board.release(loan.slot, loan.generation);
+        copied.map_err(|c| self.link.poison(c))
     }
 
     /// Copies the payload of `frame` into `out[..frame.len]`.

@@ -97,6 +97,9 @@ impl Role {
 /// Hello flag: a doorbell eventfd follows the segment fd; ring it, not the futex, to wake
 /// the sender of this hello (see `doorbell`).
 pub(crate) const HELLO_FLAG_DOORBELL: u32 = 1;
+/// Hello flag: a loan pool fd follows (after the doorbell, if any); its shape is in
+/// `pool_slots` and `pool_slot_bytes`.
+pub(crate) const HELLO_FLAG_POOL: u32 = 2;
 
 /// The fixed-size hello: magic, version, kind, pid, refuse reason, ring capacity, role,
 /// flags.
@@ -109,6 +112,8 @@ pub(crate) struct Hello {
     pub(crate) reason: u32,
     pub(crate) role: Role,
     pub(crate) flags: u32,
+    pub(crate) pool_slots: u32,
+    pub(crate) pool_slot_bytes: u64,
 }
 
 impl Hello {
@@ -121,6 +126,8 @@ impl Hello {
             reason: 0,
             role,
             flags: 0,
+            pool_slots: 0,
+            pool_slot_bytes: 0,
         }
     }
 
@@ -146,6 +153,8 @@ impl Hello {
         b[24..32].copy_from_slice(&self.ring_capacity.to_le_bytes());
         b[32..36].copy_from_slice(&(self.role as u32).to_le_bytes());
         b[36..40].copy_from_slice(&self.flags.to_le_bytes());
+        b[40..44].copy_from_slice(&self.pool_slots.to_le_bytes());
+        b[48..56].copy_from_slice(&self.pool_slot_bytes.to_le_bytes());
         b
     }
 
@@ -171,8 +180,10 @@ impl Hello {
             role: Role::from_u32(u32_at(32))
                 .ok_or_else(|| format!("hello has unknown role {}", u32_at(32)))?,
             flags: u32_at(36),
+            pool_slots: u32_at(40),
+            pool_slot_bytes: u64::from_le_bytes(b[48..56].try_into().expect("8 bytes")),
         };
-        if hello.flags & !HELLO_FLAG_DOORBELL != 0 {
+        if hello.flags & !(HELLO_FLAG_DOORBELL | HELLO_FLAG_POOL) != 0 {
             return Err(format!("hello has unknown flags {:#x}", hello.flags));
         }
         if hello.kind != KIND_HELLO && hello.kind != KIND_REFUSE {
@@ -182,14 +193,14 @@ impl Hello {
     }
 }
 
-/// Sends a hello with at most two fds (segment, doorbell).
+/// Sends a hello with at most three fds (segment, doorbell, pool).
 pub(crate) fn send_hello(
     sock: &UnixStream,
     hello: &Hello,
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<()> {
     let bytes = hello.encode();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::other("control buffer too small for the fds"));
@@ -219,10 +230,10 @@ pub(crate) struct Received {
 }
 
 /// Receives one hello (up to `HELLO_BYTES + 1` bytes, to detect oversized ones) and up to
-/// 3 fds (to detect "too many"). Every received fd is owned, so none can leak.
+/// 4 fds (to detect "too many"). Every received fd is owned, so none can leak.
 pub(crate) fn recv_hello(sock: &UnixStream) -> io::Result<Received> {
     let mut buf = [0u8; HELLO_BYTES + 1];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut got = 0;
     let mut fds = Vec::new();

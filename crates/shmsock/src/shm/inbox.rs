@@ -17,7 +17,8 @@ use super::conn::ShmConn;
 use super::control::Mode;
 use super::doorbell::Doorbell;
 use super::handshake::Role;
-use super::rendezvous::{listen_side, BoundName};
+use super::loan::LoanRef;
+use super::rendezvous::{listen_side, BoundName, Extras};
 use super::ring::{Frame, RING_CAPACITY_MIN_BYTES};
 use super::segment::OwnedSegment;
 use super::wait::{self, Schedule, Step};
@@ -264,36 +265,52 @@ impl ShmInbox {
     /// leaves it queued, and it stays that writer's turn.
     pub(crate) fn recv(&mut self, buf: &mut [u8], mode: Mode) -> Result<(usize, WriterId)> {
         let (i, frame) = self.next_frame(mode)?;
-        if frame.len > buf.len() {
+        let (len, loan) = self.message_len(i, frame)?;
+        if len > buf.len() {
             self.turn = i;
             return Err(Error::BufferTooSmall {
-                len: frame.len,
+                len,
                 buf: buf.len(),
             });
         }
-        self.take(i, frame, &mut buf[..frame.len])
+        self.take(i, frame, loan, &mut buf[..len])
+    }
+
+    /// The length of writer `i`'s message in `frame`; a corrupt loan drops the writer.
+    fn message_len(&mut self, i: usize, frame: Frame) -> Result<(usize, Option<LoanRef>)> {
+        let found = self.writers[i].conn.message_len(frame);
+        if found.is_err() {
+            self.remove(i);
+        }
+        found
     }
 
     /// Receives the next message into a new `Vec`.
     pub(crate) fn recv_vec(&mut self, mode: Mode) -> Result<(Vec<u8>, WriterId)> {
         let (i, frame) = self.next_frame(mode)?;
-        let mut out = vec![0; frame.len];
-        let (_, id) = self.take(i, frame, &mut out)?;
+        let (len, loan) = self.message_len(i, frame)?;
+        let mut out = vec![0; len];
+        let (_, id) = self.take(i, frame, loan, &mut out)?;
         Ok((out, id))
     }
 
     /// Copies `frame` of writer `i` out, consumes it, and passes the turn on. A corrupt
     /// frame drops that writer and is reported.
-    fn take(&mut self, i: usize, frame: Frame, out: &mut [u8]) -> Result<(usize, WriterId)> {
+    fn take(
+        &mut self,
+        i: usize,
+        frame: Frame,
+        loan: Option<LoanRef>,
+        out: &mut [u8],
+    ) -> Result<(usize, WriterId)> {
         let w = &mut self.writers[i];
         let id = w.id;
-        if let Err(e) = w.conn.read_frame(frame, out) {
+        if let Err(e) = w.conn.take_message(frame, loan, out) {
             self.remove(i);
             return Err(e);
         }
-        w.conn.finish_frame(frame);
         self.turn = (i + 1) % self.writers.len();
-        Ok((frame.len, id))
+        Ok((out.len(), id))
     }
 
     /// Stops accepting and says goodbye to every writer (they see `PeerClosed`).
@@ -338,7 +355,10 @@ fn accept_loop(bound: BoundName, bell: &Doorbell, opts: &Options, incoming: &Inc
             sock,
             &opts.allowed_uids,
             (Role::Inbox, Role::Conn),
-            Some(bell),
+            Extras {
+                bell: Some(bell),
+                pool: None,
+            },
             || OwnedSegment::create(RING_CAPACITY_MIN_BYTES).map_err(Into::into),
         );
         // A refused or broken writer is simply not added; it got its error.
@@ -346,7 +366,7 @@ fn accept_loop(bound: BoundName, bell: &Doorbell, opts: &Options, incoming: &Inc
             continue;
         };
         let pid = peer.pid;
-        let Ok(conn) = ShmConn::new(endpoint.clone(), peer, mine, opts) else {
+        let Ok(conn) = ShmConn::new(endpoint.clone(), peer, mine, opts, None) else {
             continue;
         };
         incoming

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use super::conn::ShmConn;
+use super::conn::{create_pool, ShmConn};
 use super::handshake::Role;
-use super::rendezvous::{listen_side, BoundName};
+use super::rendezvous::{listen_side, BoundName, Extras};
 use super::segment::OwnedSegment;
 use crate::error::Result;
 use crate::options::Options;
@@ -38,14 +38,18 @@ impl ShmListener {
         let sock = self.name.accept(timeout)?;
         let ep = self.endpoint();
         let capacity = self.opts.ring_capacity;
+        let pool = create_pool(ep, &self.opts)?;
         let (peer, mine) = listen_side(
             ep,
             sock,
             &self.opts.allowed_uids,
             (Role::Conn, Role::Conn),
-            None,
+            Extras {
+                bell: None,
+                pool: pool.as_ref(),
+            },
             || OwnedSegment::create(capacity).map_err(Into::into),
         )?;
-        ShmConn::new(ep.to_owned(), peer, mine, &self.opts)
+        ShmConn::new(ep.to_owned(), peer, mine, &self.opts, pool)
     }
 }

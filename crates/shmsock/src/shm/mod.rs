@@ -21,6 +21,8 @@ mod inbox;
 #[cfg(not(loom))]
 mod listener;
 #[cfg(not(loom))]
+pub(crate) mod loan;
+#[cfg(not(loom))]
 mod publisher;
 #[cfg(not(loom))]
 pub(crate) mod rendezvous;

@@ -14,7 +14,7 @@ use super::broadcast::{self, Overflow, Writer};
 use super::control::Mode;
 use super::control::{self, Control};
 use super::handshake::Role;
-use super::rendezvous::{listen_side, BoundName, SharedOffer};
+use super::rendezvous::{listen_side, BoundName, Extras, SharedOffer};
 use super::ring::max_payload;
 use super::segment::{self, OwnedSegment, PeerSegment};
 use super::wait::{self, Schedule, SharedFutex, Step};
@@ -337,7 +337,7 @@ fn accept_loop(
             sock,
             allowed,
             (Role::Publisher, Role::Subscriber),
-            None,
+            Extras::default(),
             || {
                 Ok(SharedOffer {
                     fd: offer.fd.as_fd().try_clone_to_owned()?,

@@ -13,8 +13,9 @@ use rustix::fs::{FlockOperation, Mode as FileMode, OFlags};
 use super::doorbell::Doorbell;
 use super::handshake::{
     self, Hello, Received, RefuseReason, Role, ACK, HANDSHAKE_TIMEOUT, HELLO_FLAG_DOORBELL,
+    HELLO_FLAG_POOL,
 };
-use super::segment::{OwnedSegment, PeerSegment, PROTOCOL_VERSION};
+use super::segment::{OwnedPool, OwnedSegment, PeerPool, PeerSegment, PROTOCOL_VERSION};
 use crate::error::{Error, Result};
 
 /// A bound `shm://` name: the flock'd lock file and the listening socket. Dropping it
@@ -156,6 +157,17 @@ pub(crate) struct Peer {
     pub(crate) segment: PeerSegment,
     /// The peer's doorbell, if it asked to be woken through one instead of our futex.
     pub(crate) doorbell: Option<Doorbell>,
+    /// The peer's loan pool, if it lends.
+    pub(crate) pool: Option<PeerPool>,
+}
+
+/// What a side offers in its hello besides its segment.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Extras<'a> {
+    /// Wake us through this eventfd instead of our futex.
+    pub(crate) bell: Option<&'a Doorbell>,
+    /// Our loan pool.
+    pub(crate) pool: Option<&'a OwnedPool>,
 }
 
 fn io_err(endpoint: &str, what: &str, e: impl Into<io::Error>) -> Error {
@@ -216,24 +228,37 @@ fn send_segment(
     sock: &UnixStream,
     seg: &impl Offer,
     role: Role,
-    bell: Option<&Doorbell>,
+    extras: Extras<'_>,
 ) -> Result<()> {
     let mut hello = Hello::greeting(seg.offer_capacity(), role);
     let mut fds = vec![seg.offer_fd()];
-    if let Some(bell) = bell {
+    if let Some(bell) = extras.bell {
         hello.flags |= HELLO_FLAG_DOORBELL;
         fds.push(bell.fd());
+    }
+    if let Some(pool) = extras.pool {
+        hello.flags |= HELLO_FLAG_POOL;
+        hello.pool_slots = pool.slots() as u32;
+        hello.pool_slot_bytes = pool.slot_bytes() as u64;
+        fds.push(pool.fd());
     }
     handshake::send_hello(sock, &hello, &fds).map_err(|e| io_err(endpoint, "sending hello", e))
 }
 
+/// What a validated hello brought: the peer's segment, doorbell and pool.
+pub(crate) struct Accepted {
+    pub(crate) segment: PeerSegment,
+    pub(crate) doorbell: Option<Doorbell>,
+    pub(crate) pool: Option<PeerPool>,
+}
+
 /// Validates a received hello (from a peer expected to play `role`), maps its segment and
-/// takes its doorbell if it sent one.
+/// pool and takes its doorbell, if it sent them.
 pub(crate) fn accept_peer_hello(
     endpoint: &str,
     received: Received,
     role: Role,
-) -> Result<(Hello, PeerSegment, Option<Doorbell>)> {
+) -> Result<Accepted> {
     let fail = |reason: String| Error::Handshake {
         endpoint: endpoint.to_owned(),
         reason,
@@ -247,7 +272,7 @@ pub(crate) fn accept_peer_hello(
     }
     if received.truncated {
         return Err(fail(
-            "peer sent more fds than a hello carries (one fd, two with a doorbell)".into(),
+            "peer sent more fds than a hello carries (one fd, plus a doorbell and a pool)".into(),
         ));
     }
     let hello = Hello::decode(&received.bytes).map_err(fail)?;
@@ -276,21 +301,35 @@ pub(crate) fn accept_peer_hello(
         )));
     }
     let with_bell = hello.flags & HELLO_FLAG_DOORBELL != 0;
+    let with_pool = hello.flags & HELLO_FLAG_POOL != 0;
     let mut fds = received.fds.into_iter();
-    if fds.len() != 1 + usize::from(with_bell) {
+    if fds.len() != 1 + usize::from(with_bell) + usize::from(with_pool) {
         return Err(fail(format!(
-            "expected exactly one fd with the hello (two with a doorbell), got {}",
+            "expected exactly one fd with the hello (plus one per doorbell or pool flag), got {}",
             fds.len()
         )));
     }
     let fd = fds.next().expect("one fd");
-    let peer = PeerSegment::open(fd, hello.ring_capacity).map_err(|r| fail(r.to_string()))?;
-    let bell = fds
-        .next()
-        .map(Doorbell::from_peer)
-        .transpose()
-        .map_err(fail)?;
-    Ok((hello, peer, bell))
+    let segment = PeerSegment::open(fd, hello.ring_capacity).map_err(|r| fail(r.to_string()))?;
+    let doorbell = if with_bell {
+        Some(Doorbell::from_peer(fds.next().expect("counted")).map_err(fail)?)
+    } else {
+        None
+    };
+    let pool = if with_pool {
+        let fd = fds.next().expect("counted");
+        Some(
+            PeerPool::open(fd, u64::from(hello.pool_slots), hello.pool_slot_bytes)
+                .map_err(|r| fail(format!("loan pool: {r}")))?,
+        )
+    } else {
+        None
+    };
+    Ok(Accepted {
+        segment,
+        doorbell,
+        pool,
+    })
 }
 
 /// The listening side of a handshake on an accepted socket. Credentials are checked before
@@ -300,7 +339,7 @@ pub(crate) fn listen_side<S: Offer>(
     sock: UnixStream,
     allowed: &[u32],
     (my_role, peer_role): (Role, Role),
-    bell: Option<&Doorbell>,
+    extras: Extras<'_>,
     mine: impl FnOnce() -> io::Result<S>,
 ) -> Result<(Peer, S)> {
     handshake::set_handshake_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))
@@ -323,10 +362,14 @@ pub(crate) fn listen_side<S: Offer>(
             ));
         }
     };
-    send_segment(endpoint, &sock, &mine, my_role, bell)?;
+    send_segment(endpoint, &sock, &mine, my_role, extras)?;
     let received =
         handshake::recv_hello(&sock).map_err(|e| io_err(endpoint, "receiving hello", e))?;
-    let (_, segment, doorbell) = accept_peer_hello(endpoint, received, peer_role)?;
+    let Accepted {
+        segment,
+        doorbell,
+        pool,
+    } = accept_peer_hello(endpoint, received, peer_role)?;
     rustix::net::send(&sock, &[ACK], rustix::net::SendFlags::NOSIGNAL)
         .map_err(|e| io_err(endpoint, "sending ack", e))?;
     handshake::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
@@ -337,6 +380,7 @@ pub(crate) fn listen_side<S: Offer>(
             sock,
             segment,
             doorbell,
+            pool,
         },
         mine,
     ))
@@ -349,7 +393,7 @@ pub(crate) fn connect_side(
     name: &str,
     allowed: &[u32],
     (my_role, peer_role): (Role, Role),
-    bell: Option<&Doorbell>,
+    extras: Extras<'_>,
     mine: impl FnOnce(&PeerSegment) -> io::Result<OwnedSegment>,
 ) -> Result<(Peer, OwnedSegment)> {
     let (sock_path, _) = handshake::paths(name)
@@ -379,7 +423,11 @@ pub(crate) fn connect_side(
     let pid = checked_peer(endpoint, &sock, allowed)?;
     let received =
         handshake::recv_hello(&sock).map_err(|e| io_err(endpoint, "receiving hello", e))?;
-    let (_, segment, doorbell) = accept_peer_hello(endpoint, received, peer_role)?;
+    let Accepted {
+        segment,
+        doorbell,
+        pool,
+    } = accept_peer_hello(endpoint, received, peer_role)?;
     let mine = mine(&segment).map_err(|e| {
         io_err(
             endpoint,
@@ -387,7 +435,7 @@ pub(crate) fn connect_side(
             e,
         )
     })?;
-    send_segment(endpoint, &sock, &mine, my_role, bell)?;
+    send_segment(endpoint, &sock, &mine, my_role, extras)?;
     let mut ack = [0u8; 1];
     match rustix::io::read(sock.as_fd(), &mut ack) {
         Ok(1) if ack[0] == ACK => {}
@@ -407,6 +455,7 @@ pub(crate) fn connect_side(
             sock,
             segment,
             doorbell,
+            pool,
         },
         mine,
     ))

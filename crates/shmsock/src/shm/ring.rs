@@ -6,7 +6,7 @@
 //!  │ header │ payload (pad  │ header │ payload  │ header │ padding to the end │
 //!  │ 16 B   │ to 16 B)      │        │          │ PAD    │ (no payload)       │
 //!  └────────┴───────────────┴────────┴──────────┴────────┴────────────────────┘
-//!  header = [ tag: u64 = pos + 1 ][ len: u32 | kind: u32 ]
+//!  header = [ tag: u64 = pos + 1 ][ len: u32 | kind: u32 ]   kind: DATA, PAD or LOAN
 //! ```
 //!
 //! A payload shorter than [`ALIGNED_PAYLOAD_MIN_BYTES`] follows its header directly; a
@@ -43,8 +43,12 @@ pub const RING_CAPACITY_MIN_BYTES: usize = 4096;
 /// Largest ring capacity in bytes.
 pub const RING_CAPACITY_MAX_BYTES: usize = 1 << 30;
 
-const KIND_DATA: u32 = 0;
+pub(crate) const KIND_DATA: u32 = 0;
 const KIND_PAD: u32 = 1;
+/// A loan: the payload names a slot of the producer's pool (see `loan`).
+pub(crate) const KIND_LOAN: u32 = 2;
+/// Payload bytes of a loan frame: slot (u32), reserved (u32), generation (u64), length (u64).
+pub(crate) const LOAN_FRAME_BYTES: usize = 24;
 
 /// Payloads of at least this many bytes start on a cache-line boundary.
 pub(crate) const ALIGNED_PAYLOAD_MIN_BYTES: u64 = 256;
@@ -131,14 +135,21 @@ pub(crate) fn write_pad<M: RingWrite>(mem: &M, pos: u64, capacity: u64) {
     mem.store_tag(index, tag_for(pos));
 }
 
-/// Publishes `msg` as a data frame at `pos` (the caller reserved the frame and the next
-/// tag word, and checked it fits before the ring end). Returns the frame's size.
-pub(crate) fn write_frame<M: RingWrite>(mem: &M, pos: u64, capacity: u64, msg: &[u8]) -> u64 {
+/// Publishes `msg` as a frame of `kind` (DATA or LOAN) at `pos` (the caller reserved the
+/// frame and the next tag word, and checked it fits before the ring end). Returns the
+/// frame's size.
+pub(crate) fn write_frame<M: RingWrite>(
+    mem: &M,
+    pos: u64,
+    capacity: u64,
+    msg: &[u8],
+    kind: u32,
+) -> u64 {
     let index = pos & (capacity - 1);
     let len = msg.len() as u64;
     let need = frame_bytes(index, len);
     mem.write_payload(index + payload_offset(index, len), msg);
-    mem.store_meta(index, len | (u64::from(KIND_DATA) << 32));
+    mem.store_meta(index, len | (u64::from(kind) << 32));
     // The next frame's tag word may hold stale bytes of an old payload that happen to equal
     // the tag the consumer will wait for there; clear it (the space is reserved).
     mem.clear_tag((index + need) & (capacity - 1));
@@ -155,6 +166,8 @@ pub(crate) enum Header {
     Pad { skip: u64 },
     /// A data frame.
     Data(Frame),
+    /// A loan frame (its payload, [`LOAN_FRAME_BYTES`] long, names a pool slot).
+    Loan(Frame),
 }
 
 /// Validates the `len | kind` word of the published frame at `pos`: the frame must lie
@@ -174,10 +187,22 @@ pub(crate) fn decode(pos: u64, capacity: u64, meta: u64) -> Result<Header, Corru
             index,
             payload_at: index + payload_offset(index, len),
             len: len as usize,
+            loan: false,
         })),
         KIND_DATA => Err(Corruption(format!(
             "frame at position {pos} claims {len} bytes but only {} remain before the ring end",
             room - FRAME_HEADER_BYTES
+        ))),
+        KIND_LOAN if len == LOAN_FRAME_BYTES as u64 && FRAME_HEADER_BYTES + len <= room => {
+            Ok(Header::Loan(Frame {
+                index,
+                payload_at: index + FRAME_HEADER_BYTES,
+                len: LOAN_FRAME_BYTES,
+                loan: true,
+            }))
+        }
+        KIND_LOAN => Err(Corruption(format!(
+            "loan frame at position {pos} claims {len} bytes, expected {LOAN_FRAME_BYTES}"
         ))),
         other => Err(Corruption(format!(
             "frame at position {pos} has unknown kind {other}"
@@ -256,11 +281,23 @@ impl Producer {
     /// published consumed position (`Acquire`, pairs with its `Release` store).
     ///
     /// The caller has checked `msg.len() <= self.max_payload()`.
+    #[cfg(any(test, loom))]
     pub(crate) fn try_push<M: RingWrite>(
+        &mut self,
+        mem: &M,
+        read_consumed: impl FnMut() -> u64,
+        msg: &[u8],
+    ) -> Result<Push, Corruption> {
+        self.try_push_kind(mem, read_consumed, msg, KIND_DATA)
+    }
+
+    /// [`Producer::try_push`] of a frame of `kind` (DATA or LOAN).
+    pub(crate) fn try_push_kind<M: RingWrite>(
         &mut self,
         mem: &M,
         mut read_consumed: impl FnMut() -> u64,
         msg: &[u8],
+        kind: u32,
     ) -> Result<Push, Corruption> {
         let len = msg.len() as u64;
         debug_assert!(len <= self.max_payload());
@@ -274,12 +311,12 @@ impl Producer {
             }
             write_pad(mem, self.pos, self.capacity);
             self.pos += to_end;
-            return self.try_push(mem, read_consumed, msg);
+            return self.try_push_kind(mem, read_consumed, msg, kind);
         }
         if !self.reserve(need + TAG_BYTES, &mut read_consumed)? {
             return Ok(Push::Full);
         }
-        self.pos += write_frame(mem, self.pos, self.capacity, msg);
+        self.pos += write_frame(mem, self.pos, self.capacity, msg, kind);
         Ok(Push::Done)
     }
 }
@@ -291,6 +328,8 @@ pub(crate) struct Frame {
     pub(crate) payload_at: u64,
     /// Payload length in bytes.
     pub(crate) len: usize,
+    /// A loan frame: the payload names a slot of the producer's pool.
+    pub(crate) loan: bool,
 }
 
 /// The consumer's private state.
@@ -329,7 +368,7 @@ impl Consumer {
             }
             match decode(self.pos, self.capacity, mem.load_meta(index)?)? {
                 Header::Pad { skip } => self.pos += skip,
-                Header::Data(frame) => return Ok(Some(frame)),
+                Header::Data(frame) | Header::Loan(frame) => return Ok(Some(frame)),
             }
         }
     }

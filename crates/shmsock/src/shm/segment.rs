@@ -14,8 +14,16 @@
 //!  320   TX_SLEEPING u32 the owner sleeps waiting for space in its own ring
 //!  384   counters    messages/bytes sent and received (for `shmsock ls`)
 //!  448   cursor      publishers only: seqlock'd (oldest, write) positions and sequences
+//!  1024  RELEASED    u64 per slot of the *peer's* loan pool: the last generation we
+//!                    released (up to [`LOAN_SLOTS_MAX`] words)
 //!  4096  ring        the owner's outbound frame ring (see `ring`)
 //! ```
+//!
+//! A side that lends (zero-copy loans) also owns a **pool**, a second sealed memfd mapped
+//! read-only by the peer: a header page (magic, version, slot count, slot size) and then
+//! the slots, each `slot_bytes` long (a multiple of 64). Loan frames in the ring name a slot
+//! by index and generation; the peer hands it back by storing that generation in its own
+//! `RELEASED` word for the slot (see `loan`).
 //!
 //! Every hot word sits on its own cache line. The peer's memory is reached only through
 //! [`PeerSegment`], whose accessors check every offset against the mapping and read each
@@ -68,8 +76,33 @@ pub(crate) const OFF_OLDEST_POS: usize = 456;
 pub(crate) const OFF_OLDEST_SEQ: usize = 464;
 pub(crate) const OFF_WRITE_POS: usize = 472;
 pub(crate) const OFF_WRITE_SEQ: usize = 480;
+/// The per-slot release words (see the layout above).
+pub(crate) const OFF_RELEASED: usize = 1024;
+/// Most slots a loan pool may have (the release words fit in the header page).
+pub const LOAN_SLOTS_MAX: usize = 256;
 /// The ring starts one page in.
 pub(crate) const RING_OFFSET: usize = 4096;
+
+/// Magic at offset 0 of every loan pool.
+pub(crate) const POOL_MAGIC: u64 = u64::from_le_bytes(*b"SHMPOOL1");
+const OFF_POOL_MAGIC: usize = 0;
+const OFF_POOL_VERSION: usize = 8;
+const OFF_POOL_SLOTS: usize = 16;
+const OFF_POOL_SLOT_BYTES: usize = 24;
+/// Slots start one page into the pool.
+pub(crate) const POOL_SLOTS_OFFSET: usize = 4096;
+/// Largest loan pool, in bytes of slots.
+pub const LOAN_POOL_MAX_BYTES: usize = 1 << 34;
+
+/// Checks a pool shape requested by a user or announced by a peer.
+pub(crate) fn valid_pool(slots: u64, slot_bytes: u64) -> bool {
+    (1..=LOAN_SLOTS_MAX as u64).contains(&slots)
+        && slot_bytes > 0
+        && slot_bytes % 64 == 0
+        && slots
+            .checked_mul(slot_bytes)
+            .is_some_and(|b| b <= LOAN_POOL_MAX_BYTES as u64)
+}
 
 /// Seals a peer segment must carry before we map it.
 pub(crate) const REQUIRED_SEALS: SealFlags = SealFlags::SHRINK
@@ -96,8 +129,13 @@ struct Mapping {
 }
 
 // SAFETY: the mapping is plain memory owned by this struct; moving it to another thread
-// moves the only handle. Shared access goes through atomics or copies.
+// moves the handle. Shared access goes through atomics or copies.
 unsafe impl Send for Mapping {}
+// SAFETY: `Mapping`'s own methods only compute bounds-checked raw pointers and atomic
+// references; every user in this module accesses shared bytes through atomics or raw
+// copies, and non-atomic writes (our ring payloads, our pool slots) come only from the
+// single owner of that region (`OwnedSegment`, which is `!Sync`, or `&mut OwnedPool`).
+unsafe impl Sync for Mapping {}
 
 impl Mapping {
     fn map(fd: BorrowedFd<'_>, len: usize, prot: ProtFlags) -> rustix::io::Result<Self> {
@@ -139,6 +177,31 @@ impl Mapping {
     }
 }
 
+/// A sealed memfd, sized and mapped read-write: the start of an owned segment or pool.
+fn create_sealable(name: &str, len: usize) -> rustix::io::Result<(OwnedFd, Mapping)> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    rustix::fs::ftruncate(&fd, len as u64)?;
+    let map = Mapping::map(fd.as_fd(), len, ProtFlags::READ | ProtFlags::WRITE)?;
+    Ok((fd, map))
+}
+
+/// Checks that a peer's fd is a memfd with the required seals and exactly `expected` bytes,
+/// then maps it read-only.
+fn open_sealed(fd: OwnedFd, expected: u64) -> Result<Mapping, SegmentRefusal> {
+    let seals = rustix::fs::fcntl_get_seals(&fd).map_err(|_| SegmentRefusal::NotMemfd)?;
+    if !seals.contains(REQUIRED_SEALS) {
+        return Err(SegmentRefusal::MissingSeals(REQUIRED_SEALS - seals));
+    }
+    let actual = rustix::fs::fstat(&fd).map_err(SegmentRefusal::Os)?.st_size as u64;
+    if actual != expected {
+        return Err(SegmentRefusal::WrongSize { actual, expected });
+    }
+    let len =
+        usize::try_from(expected).map_err(|_| SegmentRefusal::WrongSize { actual, expected })?;
+    // The fd is dropped after this: the mapping keeps the memory alive.
+    Mapping::map(fd.as_fd(), len, ProtFlags::READ).map_err(SegmentRefusal::Os)
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: base/len are exactly what mmap returned, and no reference into the
@@ -150,9 +213,12 @@ impl Drop for Mapping {
 /// Our own segment: read-write for us, sealed so the peer can only read it.
 pub(crate) struct OwnedSegment {
     fd: OwnedFd,
-    map: Mapping,
+    /// Shared with our [`ReleaseBoard`]s, which only touch the release words.
+    map: std::sync::Arc<Mapping>,
     capacity: u64,
     light_notify: bool,
+    /// Ring payloads are written through `&self`: never share a segment between threads.
+    _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
 impl OwnedSegment {
@@ -160,16 +226,14 @@ impl OwnedSegment {
     /// bytes (already validated).
     pub(crate) fn create(capacity: usize) -> rustix::io::Result<Self> {
         debug_assert!(valid_capacity(capacity as u64));
-        let fd =
-            rustix::fs::memfd_create("shmsock", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
         let len = segment_len(capacity);
-        rustix::fs::ftruncate(&fd, len as u64)?;
-        let map = Mapping::map(fd.as_fd(), len, ProtFlags::READ | ProtFlags::WRITE)?;
+        let (fd, map) = create_sealable("shmsock", len)?;
         let seg = OwnedSegment {
             fd,
-            map,
+            map: std::sync::Arc::new(map),
             capacity: capacity as u64,
             light_notify: crate::sys::light_barriers(),
+            _not_sync: std::marker::PhantomData,
         };
         seg.word64(OFF_MAGIC)
             .store(SEGMENT_MAGIC, Ordering::Relaxed);
@@ -344,19 +408,8 @@ impl PeerSegment {
                 "ring capacity {capacity} is not a power of two in range"
             )));
         }
-        let seals = rustix::fs::fcntl_get_seals(&fd).map_err(|_| SegmentRefusal::NotMemfd)?;
-        if !seals.contains(REQUIRED_SEALS) {
-            return Err(SegmentRefusal::MissingSeals(REQUIRED_SEALS - seals));
-        }
         let expected = segment_len(capacity as usize) as u64;
-        let actual = rustix::fs::fstat(&fd).map_err(SegmentRefusal::Os)?.st_size as u64;
-        if actual != expected {
-            return Err(SegmentRefusal::WrongSize { actual, expected });
-        }
-        let map = Mapping::map(fd.as_fd(), expected as usize, ProtFlags::READ)
-            .map_err(SegmentRefusal::Os)?;
-        // The fd is no longer needed: the mapping keeps the memory alive.
-        drop(fd);
+        let map = open_sealed(fd, expected)?;
         let read = |off| {
             map.u64_at(off)
                 .expect("header offsets are in bounds")
@@ -420,6 +473,13 @@ impl PeerSegment {
             .expect("layout offsets are in bounds")
     }
 
+    /// `Acquire` load of the peer's release word for slot `slot` of *our* pool.
+    #[inline]
+    pub(crate) fn released(&self, slot: usize) -> u64 {
+        debug_assert!(slot < LOAN_SLOTS_MAX);
+        self.load64(OFF_RELEASED + 8 * slot)
+    }
+
     /// The publisher's broadcast cursor (loads only; `Cursor::snapshot` validates it).
     pub(crate) fn cursor(&self) -> Cursor<'_> {
         Cursor {
@@ -474,5 +534,231 @@ impl RingRead for PeerSegment {
         // raw bytes, attach no meaning to them, and never form a reference into peer memory.
         unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
         Ok(())
+    }
+}
+
+/// Our loan pool: read-write for us, sealed so the peer can only read it.
+pub(crate) struct OwnedPool {
+    fd: OwnedFd,
+    map: Mapping,
+    slots: usize,
+    slot_bytes: usize,
+}
+
+impl OwnedPool {
+    /// Creates, maps, initialises and seals a pool of `slots` slots of `slot_bytes` bytes
+    /// (already validated with [`valid_pool`]).
+    pub(crate) fn create(slots: usize, slot_bytes: usize) -> rustix::io::Result<Self> {
+        debug_assert!(valid_pool(slots as u64, slot_bytes as u64));
+        let len = POOL_SLOTS_OFFSET + slots * slot_bytes;
+        let (fd, map) = create_sealable("shmsock-pool", len)?;
+        let words = [
+            (OFF_POOL_MAGIC, POOL_MAGIC),
+            (OFF_POOL_VERSION, u64::from(PROTOCOL_VERSION)),
+            (OFF_POOL_SLOTS, slots as u64),
+            (OFF_POOL_SLOT_BYTES, slot_bytes as u64),
+        ];
+        for (off, v) in words {
+            map.u64_at(off)
+                .expect("header offsets are in bounds")
+                .store(v, Ordering::Relaxed);
+        }
+        rustix::fs::fcntl_add_seals(&fd, REQUIRED_SEALS)?;
+        Ok(OwnedPool {
+            fd,
+            map,
+            slots,
+            slot_bytes,
+        })
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
+    }
+
+    pub(crate) fn slot_bytes(&self) -> usize {
+        self.slot_bytes
+    }
+
+    /// The first `len` bytes of slot `slot`, to read back what we are filling. A shared
+    /// borrow of the pool excludes [`OwnedPool::slot_mut`], and the peer cannot write.
+    pub(crate) fn slot(&self, slot: usize, len: usize) -> &[u8] {
+        assert!(
+            slot < self.slots && len <= self.slot_bytes,
+            "slot out of range"
+        );
+        let p = self
+            .map
+            .at(POOL_SLOTS_OFFSET + slot * self.slot_bytes, len)
+            .expect("slots lie inside the pool");
+        // SAFETY: in bounds of our mapping; no `&mut` into the pool can exist while `self`
+        // is borrowed shared; the peer's mapping is read-only (sealed).
+        unsafe { std::slice::from_raw_parts(p, len) }
+    }
+
+    /// The first `len` bytes of slot `slot`, to fill in place. `&mut self` makes this the
+    /// only reference into the pool in this process; the caller hands out only slots that
+    /// are not lent, so a correct peer is not reading them.
+    pub(crate) fn slot_mut(&mut self, slot: usize, len: usize) -> &mut [u8] {
+        assert!(
+            slot < self.slots && len <= self.slot_bytes,
+            "slot out of range"
+        );
+        let p = self
+            .map
+            .at(POOL_SLOTS_OFFSET + slot * self.slot_bytes, len)
+            .expect("slots lie inside the pool");
+        // SAFETY: the range is inside our read-write mapping; `&mut self` guarantees no
+        // other reference into it exists in this process for the returned lifetime. The
+        // peer's read-only mapping can read these bytes but never write them (sealed).
+        unsafe { std::slice::from_raw_parts_mut(p, len) }
+    }
+}
+
+/// The peer's loan pool, mapped read-only. Shared by the `Sample`s that view it.
+pub(crate) struct PeerPool {
+    map: Mapping,
+    slots: usize,
+    slot_bytes: usize,
+}
+
+impl PeerPool {
+    /// Verifies `fd` (a sealed memfd of exactly the announced shape), maps it read-only and
+    /// checks its header, reading each field once.
+    pub(crate) fn open(fd: OwnedFd, slots: u64, slot_bytes: u64) -> Result<Self, SegmentRefusal> {
+        if !valid_pool(slots, slot_bytes) {
+            return Err(SegmentRefusal::BadHeader(format!(
+                "loan pool of {slots} slots of {slot_bytes} bytes is out of range"
+            )));
+        }
+        let expected = POOL_SLOTS_OFFSET as u64 + slots * slot_bytes;
+        let map = open_sealed(fd, expected)?;
+        let read = |off| {
+            map.u64_at(off)
+                .expect("header offsets are in bounds")
+                .load(Ordering::Acquire)
+        };
+        let (magic, version, n, size) = (
+            read(OFF_POOL_MAGIC),
+            read(OFF_POOL_VERSION),
+            read(OFF_POOL_SLOTS),
+            read(OFF_POOL_SLOT_BYTES),
+        );
+        if magic != POOL_MAGIC || version != u64::from(PROTOCOL_VERSION) {
+            return Err(SegmentRefusal::BadHeader(format!(
+                "loan pool magic {magic:#x} / version {version}"
+            )));
+        }
+        if n != slots || size != slot_bytes {
+            return Err(SegmentRefusal::BadHeader(format!(
+                "loan pool header ({n} x {size} B) disagrees with the hello"
+            )));
+        }
+        Ok(PeerPool {
+            map,
+            slots: slots as usize,
+            slot_bytes: slot_bytes as usize,
+        })
+    }
+
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
+    }
+
+    pub(crate) fn slot_bytes(&self) -> usize {
+        self.slot_bytes
+    }
+
+    /// Pointer to `len` bytes of slot `slot`, or `None` if out of range.
+    pub(crate) fn slot_ptr(&self, slot: usize, len: usize) -> Option<*const u8> {
+        if slot >= self.slots || len > self.slot_bytes {
+            return None;
+        }
+        self.map
+            .at(POOL_SLOTS_OFFSET + slot * self.slot_bytes, len)
+            .map(|p| p.cast_const())
+    }
+
+    /// Copies `out.len()` bytes at `offset` of slot `slot`; `Err` if that leaves the slot.
+    pub(crate) fn read(
+        &self,
+        slot: usize,
+        offset: usize,
+        out: &mut [u8],
+    ) -> Result<(), Corruption> {
+        let end = offset.checked_add(out.len());
+        let p = end
+            .filter(|&e| e <= self.slot_bytes)
+            .and_then(|e| self.slot_ptr(slot, e))
+            .ok_or_else(|| {
+                Corruption(format!(
+                    "{} bytes at offset {offset} of slot {slot} leave the pool",
+                    out.len()
+                ))
+            })?;
+        // SAFETY: `slot_ptr` checked that `offset + out.len()` bytes of the slot lie in our
+        // read-only mapping; `out` is our own buffer. The peer may write these bytes
+        // concurrently (a buggy peer); we copy raw bytes and form no reference into them.
+        unsafe { std::ptr::copy_nonoverlapping(p.add(offset), out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+}
+
+/// A handle on one of our own segments that only touches its release words (atomics):
+/// what a `Sample` stores into when dropped, from any thread.
+pub(crate) struct ReleaseBoard {
+    map: std::sync::Arc<Mapping>,
+}
+
+impl ReleaseBoard {
+    /// The release words of `seg`.
+    pub(crate) fn of(seg: &OwnedSegment) -> Self {
+        ReleaseBoard {
+            map: seg.map.clone(),
+        }
+    }
+
+    /// Hands slot `slot` of the peer's pool back: stores its generation (`Release`: our
+    /// reads of the slot happen before the peer may reuse it).
+    pub(crate) fn release(&self, slot: usize, generation: u64) {
+        if slot < LOAN_SLOTS_MAX {
+            if let Some(w) = self.map.u64_at(OFF_RELEASED + 8 * slot) {
+                w.store(generation, Ordering::Release);
+            }
+        }
+    }
+
+    /// The last generation we released for `slot`.
+    pub(crate) fn last_released(&self, slot: usize) -> u64 {
+        self.map
+            .u64_at(OFF_RELEASED + 8 * slot.min(LOAN_SLOTS_MAX - 1))
+            .map_or(0, |w| w.load(Ordering::Acquire))
+    }
+}
+
+impl crate::loan::Sample {
+    /// The bytes in place, without a copy.
+    ///
+    /// # Safety
+    /// For a loan, the bytes are in the sender's memory. The caller must trust the sender
+    /// not to write to a slot it lent until the sample is dropped (a correct shmsock sender
+    /// never does; a buggy or hostile one could, which would make this a data race).
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        match &self.inner {
+            crate::loan::SampleInner::Shm { pool, loan, .. } => {
+                let p = pool
+                    .slot_ptr(loan.slot, loan.len)
+                    .expect("the loan was checked against the pool");
+                // SAFETY: `slot_ptr` bounds-checked `len` bytes inside the read-only mapping,
+                // which lives as long as `pool` (held by `self`); the caller promised that
+                // nobody writes them while the slice lives.
+                unsafe { std::slice::from_raw_parts(p, loan.len) }
+            }
+            crate::loan::SampleInner::Owned(b) => b,
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::broadcast::{Read, Reader, Snapshot};
 use super::control::{Idle, Link, Mode};
 use super::handshake::Role;
-use super::rendezvous::connect_side;
+use super::rendezvous::{connect_side, Extras};
 use super::ring::{Corruption, RING_CAPACITY_MIN_BYTES};
 use super::segment::{self, OwnedSegment, PeerSegment};
 use super::wait::{self, Schedule, SharedFutex, Step, FUTEX_SLEEP_MAX};
@@ -41,7 +41,7 @@ impl ShmSubscriber {
             name,
             &opts.allowed_uids,
             (Role::Subscriber, Role::Publisher),
-            None,
+            Extras::default(),
             |publisher| {
                 // Start at the next message: the publisher's current write position, which we
                 // publish as consumed before it even knows us (so `Block` waits for us).

@@ -19,6 +19,7 @@ mod roles;
 mod death;
 mod delivery;
 mod handshake;
+mod loans;
 mod permissions;
 mod rendezvous;
 

@@ -62,6 +62,8 @@ pub fn run(role: &str) {
     let ep = var(ENDPOINT_ENV);
     match role {
         "echo" => echo(&mut connect(&ep)),
+        "loan_stream" => crate::loans::lend_stream(&ep),
+        "hold_samples" => crate::loans::hold_samples(&ep),
         "stream" => {
             let mut conn = connect(&ep);
             message::send_stream(

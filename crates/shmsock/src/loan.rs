@@ -1,0 +1,194 @@
+//! Zero-copy loans: [`Loan`] (a slot of the sender's pool, filled in place) and [`Sample`]
+//! (the receiver's read-only view of it, handed back when dropped).
+
+use std::sync::Arc;
+
+use crate::conn::Conn;
+use crate::error::Result;
+use crate::shm::loan::LoanRef;
+use crate::shm::segment::{PeerPool, ReleaseBoard};
+use crate::shm::Mode;
+
+/// A slot of this side's loan pool, lent by [`Conn::loan`]: fill it in place (it derefs to
+/// `&mut [u8]` of the requested length), then [`Loan::send`] it. Over `shm://` only a
+/// 24-byte frame `{slot, generation, length}` crosses the ring; the receiver reads the
+/// bytes where they were written. Dropping a loan without sending it returns the slot.
+/// Over `tcp://` and `unix://` a loan is a plain buffer, sent as an ordinary message.
+pub struct Loan<'a> {
+    pub(crate) conn: &'a mut Conn,
+    pub(crate) inner: LoanInner,
+}
+
+pub(crate) enum LoanInner {
+    Shm(LoanRef),
+    Buffer(Vec<u8>),
+    Sent,
+}
+
+impl Loan<'_> {
+    /// Sends the loan (waits for ring space like [`Conn::send`]). On error the slot is
+    /// returned to the pool.
+    pub fn send(mut self) -> Result<()> {
+        let inner = std::mem::replace(&mut self.inner, LoanInner::Sent);
+        self.conn.send_loan(inner, Mode::Block)
+    }
+
+    /// Length of the loan in bytes.
+    pub fn len(&self) -> usize {
+        match &self.inner {
+            LoanInner::Shm(l) => l.len,
+            LoanInner::Buffer(b) => b.len(),
+            LoanInner::Sent => 0,
+        }
+    }
+
+    /// True for a zero-length loan.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::ops::Deref for Loan<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.inner {
+            LoanInner::Shm(l) => self.conn.loan_bytes(l),
+            LoanInner::Buffer(b) => b,
+            LoanInner::Sent => &[],
+        }
+    }
+}
+
+impl std::ops::DerefMut for Loan<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match &mut self.inner {
+            LoanInner::Shm(l) => self.conn.loan_bytes_mut(l),
+            LoanInner::Buffer(b) => b,
+            LoanInner::Sent => &mut [],
+        }
+    }
+}
+
+impl std::fmt::Debug for Loan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loan")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Loan<'_> {
+    fn drop(&mut self) {
+        if let LoanInner::Shm(l) = &self.inner {
+            self.conn.abandon_loan(l);
+        }
+    }
+}
+
+/// A received message, viewed where the sender wrote it when it came as a loan over
+/// `shm://` (a copy otherwise). Dropping it hands the slot back to the sender.
+///
+/// The bytes live in the *sender's* memory, which a buggy or hostile sender could still
+/// change while you read them; so the safe accessors copy ([`Sample::read_at`],
+/// [`Sample::to_vec`], [`Sample::copy_to`]) and [`Sample::as_slice`] is `unsafe`. A sample
+/// is `Send`: it may be dropped on another thread.
+pub struct Sample {
+    pub(crate) inner: SampleInner,
+}
+
+pub(crate) enum SampleInner {
+    Shm {
+        pool: Arc<PeerPool>,
+        board: Arc<ReleaseBoard>,
+        loan: LoanRef,
+    },
+    Owned(Vec<u8>),
+}
+
+impl Sample {
+    pub(crate) fn lent(pool: Arc<PeerPool>, board: Arc<ReleaseBoard>, loan: LoanRef) -> Self {
+        Sample {
+            inner: SampleInner::Shm { pool, board, loan },
+        }
+    }
+
+    pub(crate) fn owned(bytes: Vec<u8>) -> Self {
+        Sample {
+            inner: SampleInner::Owned(bytes),
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        match &self.inner {
+            SampleInner::Shm { loan, .. } => loan.len,
+            SampleInner::Owned(b) => b.len(),
+        }
+    }
+
+    /// True for an empty message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True if the bytes are viewed in the sender's pool (zero-copy), false for a copy.
+    pub fn is_loan(&self) -> bool {
+        matches!(self.inner, SampleInner::Shm { .. })
+    }
+
+    /// Copies `out.len()` bytes starting at `offset` into `out`. Panics if that range
+    /// leaves the sample (like slice indexing).
+    pub fn read_at(&self, offset: usize, out: &mut [u8]) {
+        let end = offset
+            .checked_add(out.len())
+            .filter(|&e| e <= self.len())
+            .unwrap_or_else(|| {
+                panic!(
+                    "read of {} bytes at offset {offset} of a {}-byte sample",
+                    out.len(),
+                    self.len()
+                )
+            });
+        match &self.inner {
+            SampleInner::Shm { pool, loan, .. } => pool
+                .read(loan.slot, offset, out)
+                .expect("the loan was checked against the pool"),
+            SampleInner::Owned(b) => out.copy_from_slice(&b[offset..end]),
+        }
+    }
+
+    /// Copies the whole message into `out[..len]` and returns `len`; panics if `out` is
+    /// shorter.
+    pub fn copy_to(&self, out: &mut [u8]) -> usize {
+        let n = self.len();
+        self.read_at(0, &mut out[..n]);
+        n
+    }
+
+    /// The message as a new `Vec`.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0; self.len()];
+        self.read_at(0, &mut v);
+        v
+    }
+
+    // `as_slice` (the unsafe in-place view) lives in `shm/segment.rs`, the one module
+    // that forms references into mapped memory.
+}
+
+impl Drop for Sample {
+    fn drop(&mut self) {
+        if let SampleInner::Shm { board, loan, .. } = &self.inner {
+            board.release(loan.slot, loan.generation);
+        }
+    }
+}
+
+impl std::fmt::Debug for Sample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sample")
+            .field("len", &self.len())
+            .field("loan", &self.is_loan())
+            .finish()
+    }
+}

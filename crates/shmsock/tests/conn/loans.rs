@@ -1,0 +1,175 @@
+//! Zero-copy loans over `shm://`: `Conn::loan` / `Loan::send` and `Conn::recv_sample`.
+
+use std::time::{Duration, Instant};
+
+use shmsock::{Conn, Error, Options};
+
+use crate::harness::{self, Peer, STEP_TIMEOUT};
+use crate::message::{self, SplitMix64};
+use crate::roles::report;
+
+const SLOT: usize = 1 << 20;
+const LOANS: u64 = 120;
+
+/// Child: lends `LOANS` self-checking messages of up to 1 MiB (every third one a plain
+/// `send` instead), then closes.
+pub fn lend_stream(ep: &str) {
+    let opts = Options::new().loan_pool(4, SLOT);
+    let mut conn = Conn::connect_with(ep, opts).expect("connect");
+    report("connected");
+    let (mut lens, mut body) = (message::lengths(9), message::bodies(9));
+    let mut plain = vec![0u8; SLOT];
+    for seq in 0..LOANS {
+        let len = lens.below_or_eq(SLOT);
+        if seq % 3 == 2 {
+            message::encode(seq, &mut body, &mut plain[..len]);
+            conn.send_timeout(&plain[..len], STEP_TIMEOUT)
+                .expect("plain send");
+            continue;
+        }
+        let mut loan = conn.loan_timeout(len, STEP_TIMEOUT).expect("loan");
+        message::encode(seq, &mut body, &mut loan);
+        loan.send().expect("send loan");
+    }
+    report(format!(
+        "outstanding {}",
+        conn.loans_outstanding().expect("outstanding")
+    ));
+    // Wait for the receiver to drop its samples before closing (not required: the pool
+    // outlives the close while the receiver maps it).
+    let t = Instant::now();
+    while conn.loans_outstanding().expect("outstanding") > 0 && t.elapsed() < STEP_TIMEOUT {
+        match conn.try_loan(1) {
+            Ok(loan) => drop(loan),
+            Err(Error::WouldBlock) => {}
+            Err(e) => panic!("{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    report(format!(
+        "released {}",
+        conn.loans_outstanding().expect("outstanding")
+    ));
+}
+
+/// Child: receives three samples and holds them until killed.
+pub fn hold_samples(ep: &str) {
+    let mut conn = Conn::connect(ep).expect("connect");
+    report("connected");
+    let held: Vec<_> = (0..3)
+        .map(|_| conn.recv_sample_timeout(STEP_TIMEOUT).expect("sample"))
+        .collect();
+    assert!(held.iter().all(|s| s.is_loan()));
+    report("holding");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn loans_of_up_to_a_mebibyte_arrive_intact_and_slots_come_back() {
+    let _timing = harness::timing_test();
+    let listener = harness::bind(&harness::endpoint("loans"), Options::new());
+    let mut peer = Peer::spawn("loan_stream", listener.endpoint(), &[]);
+    let mut conn = harness::accept(&listener).expect("accept");
+    peer.expect("connected");
+    let mut lens: SplitMix64 = message::lengths(9);
+    let mut buf = vec![0u8; SLOT];
+    let mut lent = 0;
+    for seq in 0..LOANS {
+        let len = lens.below_or_eq(SLOT);
+        if seq % 2 == 0 {
+            // Zero-copy view (or a copy for the plain sends).
+            let sample = conn.recv_sample_timeout(STEP_TIMEOUT).expect("sample");
+            lent += usize::from(sample.is_loan());
+            assert_eq!(sample.is_loan(), seq % 3 != 2, "message #{seq}");
+            if let Err(e) = message::verify(seq, len, &sample.to_vec()) {
+                panic!("{e}");
+            }
+        } else {
+            // A loan received by a plain recv is copied out and released at once.
+            let n = conn.recv_timeout(&mut buf, STEP_TIMEOUT).expect("recv");
+            if let Err(e) = message::verify(seq, len, &buf[..n]) {
+                panic!("{e}");
+            }
+        }
+    }
+    assert!(lent >= 30, "only {lent} loans seen as loans");
+    peer.expect("outstanding");
+    assert_eq!(peer.expect("released"), "0", "every slot came back");
+    peer.wait_success();
+    assert!(matches!(
+        conn.recv_timeout(&mut buf, STEP_TIMEOUT),
+        Err(Error::PeerClosed { .. })
+    ));
+}
+
+#[test]
+fn an_exhausted_pool_waits_would_block_or_times_out_until_a_sample_is_dropped() {
+    let listener = harness::bind(&harness::endpoint("loan-exhaust"), Options::new());
+    let ep = listener.endpoint().to_owned();
+    let opts = Options::new().loan_pool(2, 4096);
+    let connector = std::thread::spawn(move || Conn::connect_with(&ep, opts));
+    let mut rx = harness::accept(&listener).expect("accept");
+    let mut tx = connector.join().unwrap().expect("connect");
+
+    for i in 0..2u8 {
+        let mut loan = tx.loan(100).expect("loan");
+        loan.fill(i);
+        loan.send().expect("send");
+    }
+    let first = rx.recv_sample().expect("first");
+    let second = rx.recv_sample().expect("second");
+    assert_eq!((first.len(), first.to_vec()[0]), (100, 0));
+    assert_eq!(tx.loans_outstanding().unwrap(), 2);
+    assert!(matches!(tx.try_loan(10), Err(Error::WouldBlock)));
+    let t = Instant::now();
+    assert!(matches!(
+        tx.loan_timeout(10, Duration::from_millis(30)),
+        Err(Error::TimedOut)
+    ));
+    assert!(t.elapsed() >= Duration::from_millis(30));
+    assert!(matches!(
+        tx.try_loan(5000),
+        Err(Error::TooLarge { max: 4096, .. })
+    ));
+
+    // A blocked loan goes on once the receiver drops a sample, from another thread.
+    let dropper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        drop(second);
+    });
+    let mut loan = tx.loan_timeout(10, STEP_TIMEOUT).expect("a slot came back");
+    loan.copy_from_slice(b"0123456789");
+    assert_eq!(&loan[..], b"0123456789");
+    drop(loan); // unsent: the slot is free again at once
+    assert_eq!(tx.loans_outstanding().unwrap(), 1);
+    dropper.join().unwrap();
+    drop(first);
+
+    // Without a pool, loan says how to get one.
+    assert!(matches!(rx.loan(10), Err(Error::NoLoanPool { .. })));
+}
+
+#[test]
+fn a_receiver_killed_while_holding_loans_frees_the_sender() {
+    let _timing = harness::timing_test();
+    let opts = Options::new().loan_pool(3, 64 * 1024);
+    let listener = harness::bind(&harness::endpoint("loan-kill"), opts);
+    let mut peer = Peer::spawn("hold_samples", listener.endpoint(), &[]);
+    let mut conn = harness::accept(&listener).expect("accept");
+    peer.expect("connected");
+    for _ in 0..3 {
+        let mut loan = conn.loan_timeout(64 * 1024, STEP_TIMEOUT).expect("loan");
+        loan.fill(0xab);
+        loan.send().expect("send");
+    }
+    peer.expect("holding");
+    assert!(matches!(conn.try_loan(1), Err(Error::WouldBlock)));
+    let killed = peer.kill();
+    match conn.loan_timeout(1, STEP_TIMEOUT) {
+        Err(Error::PeerGone { .. }) => {}
+        other => panic!("a loan after the holder died: {other:?}"),
+    }
+    let took = killed.elapsed();
+    eprintln!("the sender learned of the holder's death after {took:?}");
+    assert!(took < harness::PEER_DEATH_BOUND * 5, "{took:?}");
+}
