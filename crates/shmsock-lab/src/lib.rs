@@ -15,6 +15,9 @@
 //!   lock costs a shared-memory queue; 1/2/4/8 producers) and seed 003 (a 1 KiB struct in
 //!   postcard and JSON; a million messages between threads and between processes). See
 //!   [`experiments`].
+//! - **fanout**: one shmsock `Publisher` process broadcasting over `shm://` to 1, 2 and 4
+//!   `Subscriber` processes (64 B and 4 KiB, nothing lost): the publisher's rate and its
+//!   ratio to one subscriber.
 //!
 //! `floor` (a bare cache-line ping-pong) is measured before and after everything else: it is
 //! the reference for latency ratios, and if it moved by more than 50% the host was noisy and
@@ -63,11 +66,12 @@ pub const LATENCY_SIZE: usize = 64;
 /// reference documents' 4 KiB and 1 MiB.
 pub const THROUGHPUT_SIZES: [usize; 3] = [64, 4096, 1 << 20];
 /// The experiments, by the names `--only` takes.
-pub const EXPERIMENTS: [&str; 6] = [
+pub const EXPERIMENTS: [&str; 7] = [
     "latency",
     "throughput",
     "sync-tax",
     "contention",
+    "fanout",
     "serialization",
     "scale",
 ];

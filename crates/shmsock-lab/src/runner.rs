@@ -29,6 +29,8 @@ pub(crate) enum Experiment {
     SyncTax,
     /// Several producers into one consumer.
     Contention,
+    /// One publisher to several subscribers.
+    Fanout,
     /// Encoding and decoding a 1 KiB struct.
     Serialization,
     /// One million messages.
@@ -43,6 +45,7 @@ impl Experiment {
             Experiment::Throughput => "throughput",
             Experiment::SyncTax => "sync-tax",
             Experiment::Contention => "contention",
+            Experiment::Fanout => "fanout",
             Experiment::Serialization => "serialization",
             Experiment::Scale => "scale",
         }
@@ -117,6 +120,10 @@ impl<'a> Lab<'a> {
                 "contention",
                 experiments::contention::queues().len() * experiments::contention::PRODUCERS.len(),
             ),
+            (
+                "fanout",
+                experiments::fanout::SIZES.len() * experiments::fanout::SUBSCRIBERS.len(),
+            ),
             ("serialization", 1),
             ("scale", experiments::scale::PATHS.len()),
         ]
@@ -159,6 +166,9 @@ impl<'a> Lab<'a> {
         }
         if self.opts.runs("contention") {
             self.run_contention();
+        }
+        if self.opts.runs("fanout") {
+            self.run_fanout();
         }
         if self.opts.runs("serialization") {
             self.run_serialization();
@@ -266,6 +276,7 @@ impl<'a> Lab<'a> {
             .map_err(|e| e.to_string()),
             Experiment::SyncTax
             | Experiment::Contention
+            | Experiment::Fanout
             | Experiment::Serialization
             | Experiment::Scale => Err(format!(
                 "{} is not a per-mechanism experiment",
@@ -355,6 +366,28 @@ impl<'a> Lab<'a> {
                         &format!("{} x{producers}", queue.name),
                         Experiment::Contention,
                         contention::SIZE,
+                        e.to_string(),
+                    ),
+                }
+            }
+        }
+    }
+
+    fn run_fanout(&mut self) {
+        use experiments::fanout;
+        for size in fanout::SIZES {
+            let (messages, max_time) = fanout::plan(&self.budgets, size);
+            for subscribers in fanout::SUBSCRIBERS {
+                self.progress.step(&format!(
+                    "fan-out: {} publisher -> {subscribers} subscriber(s), {size} B",
+                    fanout::NAME
+                ));
+                match fanout::measure(subscribers, size, messages, max_time, self.pinning) {
+                    Ok(row) => self.report.fanout.push(row),
+                    Err(e) => self.unavailable(
+                        &format!("{} x{subscribers}", fanout::NAME),
+                        Experiment::Fanout,
+                        size,
                         e.to_string(),
                     ),
                 }

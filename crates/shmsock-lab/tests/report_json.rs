@@ -248,3 +248,52 @@ fn seed_002_and_003_tables_have_rows_with_verdicts() {
     let plots: Vec<_> = report.plots().into_iter().map(|(name, _)| name).collect();
     assert!(plots.contains(&"sync_tax.svg") && plots.contains(&"contention.svg"));
 }
+
+#[test]
+fn fanout_has_a_row_per_size_and_subscriber_count() {
+    let budgets = Budgets {
+        latency: TINY,
+        throughput: TINY,
+        bulk_bytes: 4 << 20,
+        bulk_max_time: Duration::from_millis(200),
+        divisor: 1000,
+        experiment_max_time: Duration::from_millis(300),
+    };
+    let opts = LabOptions {
+        mode: Mode::Quick,
+        only: Some(vec!["fanout".into()]),
+        ..Default::default()
+    };
+    let report = shmsock_lab::run_with(&opts, budgets).expect("lab runs");
+    let rows: Vec<(usize, u32)> = report
+        .fanout
+        .iter()
+        .map(|r| (r.size, r.subscribers))
+        .collect();
+    assert_eq!(
+        rows,
+        [(64, 1), (64, 2), (64, 4), (4096, 1), (4096, 2), (4096, 4)],
+        "{report}"
+    );
+    for row in &report.fanout {
+        assert!(row.msgs_per_s > 0 && row.messages > 0, "{row:?}");
+        let all = row.msgs_per_s * u64::from(row.subscribers);
+        assert!(
+            row.delivered_per_s.abs_diff(all) <= u64::from(row.subscribers),
+            "{row:?}"
+        );
+        assert!(row.vs_one_subscriber.is_some(), "{row:?}");
+    }
+    assert!(report.unavailable.is_empty(), "{report}");
+    let text = report.render();
+    assert!(text.contains("Fan-out"), "{text}");
+    assert!(text.contains("4 subscribers reach"), "{text}");
+    let plots: Vec<_> = report.plots().into_iter().map(|(name, _)| name).collect();
+    assert!(plots.contains(&"fanout.svg"), "{plots:?}");
+    // An old report.json without the field still reads.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&report.to_json().expect("json")).expect("valid JSON");
+    json.as_object_mut().expect("object").remove("fanout");
+    let old: shmsock_lab::Report = serde_json::from_value(json).expect("old report reads");
+    assert!(old.fanout.is_empty());
+}

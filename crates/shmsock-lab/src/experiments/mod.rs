@@ -8,6 +8,7 @@
 //! - [`sync_tax`]: seed 002's synchronisation tax: one 4 KiB SPSC stream through queues
 //!   guarded by nothing (lock-free), a spinlock, and a process-shared mutex.
 //! - [`contention`]: seed 002's producers 1/2/4/8 into one consumer.
+//! - [`fanout`]: one shmsock publisher process to 1/2/4 subscriber processes (issue 5).
 //! - [`serialization`]: seed 003's 1 KiB struct, postcard vs JSON.
 //! - [`scale`]: seed 003's one million messages: threads vs processes.
 //!
@@ -15,6 +16,7 @@
 //! sides touch the payload, so no mechanism is timed moving bytes nobody looks at.
 
 pub(crate) mod contention;
+pub(crate) mod fanout;
 pub(crate) mod integrity;
 pub(crate) mod latency;
 pub(crate) mod pair;

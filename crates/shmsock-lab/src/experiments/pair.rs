@@ -156,7 +156,7 @@ impl ChildReport {
     }
 
     /// Called by the parent after reaping a successful child.
-    fn stats(&self) -> ChildStats {
+    pub(super) fn stats(&self) -> ChildStats {
         ChildStats {
             cpu_ns: self.region.atomic_u64(CPU_OFFSET).load(Ordering::Relaxed),
             wall_ns: self.region.atomic_u64(WALL_OFFSET).load(Ordering::Relaxed),

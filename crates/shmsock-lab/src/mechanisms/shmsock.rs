@@ -75,11 +75,7 @@ impl Mechanism for Shmsock {
     }
 
     fn setup(&self, _pattern: Pattern, size: usize) -> Result<Pair, LabError> {
-        let endpoint = format!(
-            "shm://lab-{}-{}",
-            std::process::id(),
-            NEXT_NAME.fetch_add(1, Ordering::Relaxed)
-        );
+        let endpoint = unique_endpoint();
         let listener = Listener::bind_with(&endpoint, self.options(size)).map_err(lib("bind"))?;
         let socket_path = listener.socket_path().to_path_buf();
         Ok(Pair {
@@ -173,7 +169,7 @@ impl Side for ShmsockSide {
     }
 }
 
-fn lib(what: &'static str) -> impl FnOnce(shmsock::Error) -> LabError {
+pub(crate) fn lib(what: &'static str) -> impl FnOnce(shmsock::Error) -> LabError {
     move |err| LabError::Shmsock {
         what,
         detail: err.to_string(),
@@ -196,11 +192,7 @@ impl FanIn for ShmsockInbox {
     }
 
     fn setup_fan_in(&self, producers: usize, size: usize) -> Result<FanInSides, LabError> {
-        let endpoint = format!(
-            "shm://lab-{}-{}",
-            std::process::id(),
-            NEXT_NAME.fetch_add(1, Ordering::Relaxed)
-        );
+        let endpoint = unique_endpoint();
         let options = Shmsock::adaptive().options(size);
         Ok(FanInSides {
             consumer: Box::new(InboxSide::ToBind {
@@ -259,13 +251,29 @@ impl Side for InboxSide {
 
 /// Connects a producer to an inbox that the consumer binds after the fork.
 fn connect_retrying(endpoint: &str, options: &Options) -> Result<Conn, Error> {
+    retry_refused(|| Conn::connect_with(endpoint, options.clone()))
+}
+
+/// Calls `connect` until it does not fail with [`Error::ConnectionRefused`] (the other
+/// process has not bound the name yet), for up to 10 s: the trick for servers that run a
+/// background accept thread ([`Inbox`], `Publisher`) and are therefore bound after the fork.
+pub(crate) fn retry_refused<T>(mut connect: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
     let deadline = Instant::now() + INBOX_CONNECT_TIMEOUT;
     loop {
-        match Conn::connect_with(endpoint, options.clone()) {
+        match connect() {
             Err(Error::ConnectionRefused { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(1));
             }
             other => return other,
         }
     }
+}
+
+/// A `shm://` name unique to this process and call: `shm://lab-<pid>-<n>`.
+pub(crate) fn unique_endpoint() -> String {
+    format!(
+        "shm://lab-{}-{}",
+        std::process::id(),
+        NEXT_NAME.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -18,7 +18,7 @@ mod render;
 mod rows;
 mod tables;
 
-pub use rows::{ContentionRow, MillionRow, SerializationRow, SyncTaxRow};
+pub use rows::{ContentionRow, FanoutRow, MillionRow, SerializationRow, SyncTaxRow};
 
 use crate::claims::ClaimCheck;
 
@@ -51,6 +51,9 @@ pub struct Report {
     /// Producers 1/2/4/8 into one consumer (seed 002).
     #[serde(default)]
     pub contention: Vec<ContentionRow>,
+    /// One shmsock publisher process to 1/2/4 subscriber processes (issue 5).
+    #[serde(default)]
+    pub fanout: Vec<FanoutRow>,
     /// Serializing a 1 KiB struct (seed 003).
     #[serde(default)]
     pub serialization: Vec<SerializationRow>,
@@ -247,6 +250,7 @@ impl Report {
             throughput: Vec::new(),
             sync_tax: Vec::new(),
             contention: Vec::new(),
+            fanout: Vec::new(),
             serialization: Vec::new(),
             million: Vec::new(),
             claims: Vec::new(),
@@ -414,6 +418,18 @@ impl Report {
                 .find(|(q, _)| *q == row.queue)
                 .map(|(_, base)| row.msgs_per_s as f64 / (*base).max(1) as f64);
         }
+        let singles: Vec<(usize, u64)> = self
+            .fanout
+            .iter()
+            .filter(|r| r.subscribers == 1)
+            .map(|r| (r.size, r.msgs_per_s))
+            .collect();
+        for row in &mut self.fanout {
+            row.vs_one_subscriber = singles
+                .iter()
+                .find(|(size, _)| *size == row.size)
+                .map(|(_, base)| row.msgs_per_s as f64 / (*base).max(1) as f64);
+        }
     }
 
     /// The report as pretty-printed JSON.
@@ -480,6 +496,7 @@ mod tests {
             ],
             sync_tax: Vec::new(),
             contention: Vec::new(),
+            fanout: Vec::new(),
             serialization: Vec::new(),
             million: Vec::new(),
             claims: Vec::new(),
@@ -590,6 +607,46 @@ mod tests {
         let files = r.write_dir(&dir).expect("written");
         assert_eq!(files.len(), 4, "{files:?}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn fanout_table_states_the_4_vs_1_bar_per_size() {
+        let row = |subscribers: u32, size: usize, msgs_per_s: u64| FanoutRow {
+            subscribers,
+            size,
+            msgs_per_s,
+            delivered_per_s: msgs_per_s * u64::from(subscribers),
+            messages: msgs_per_s,
+            seconds: 1.0,
+            publisher_cpu_pct: 100.0,
+            subscriber_cpu_pct: 100.0 / f64::from(subscribers),
+            capped: subscribers == 4,
+            vs_one_subscriber: None,
+        };
+        let mut r = report();
+        r.fanout = vec![
+            row(1, 64, 1000),
+            row(4, 64, 600),
+            row(1, 4096, 1000),
+            row(4, 4096, 300),
+        ];
+        r.finish();
+        assert_eq!(r.fanout[1].vs_one_subscriber, Some(0.6));
+        assert_eq!(r.fanout[3].vs_one_subscriber, Some(0.3));
+        let text = r.render();
+        assert!(
+            text.contains(
+                "64 B: 4 subscribers reach 0.60x the publisher rate with one (bar: >= 0.50x; met)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("4 KiB: 4 subscribers reach 0.30x the publisher rate with one (bar: >= 0.50x; NOT met in this run)"),
+            "{text}"
+        );
+        assert!(text.contains("time-share one CPU"), "{text}");
+        assert!(text.contains("time cap"), "{text}");
+        assert!(r.plots().iter().any(|(name, _)| *name == "fanout.svg"));
     }
 
     #[test]

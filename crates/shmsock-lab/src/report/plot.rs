@@ -5,7 +5,9 @@
 //! - `throughput.svg`: messages per second per mechanism, one series per message size, log axis;
 //! - `sync_tax.svg`: messages per second per synchronisation method, measured beside seed 002;
 //! - `contention.svg`: messages per second against producers (1, 2, 4, 8), one curve per queue,
-//!   measured (solid) and seed 002 (faint), log axis.
+//!   measured (solid) and seed 002 (faint), log axis;
+//! - `fanout.svg`: the publisher's messages per second against subscribers (1, 2, 4), one
+//!   curve per message size, log axis.
 
 use plotters::prelude::*;
 
@@ -30,6 +32,9 @@ impl Report {
         }
         if let Some(svg) = self.contention_plot() {
             out.push(("contention.svg", svg));
+        }
+        if let Some(svg) = self.fanout_plot() {
+            out.push(("fanout.svg", svg));
         }
         out
     }
@@ -195,6 +200,74 @@ impl Report {
                     });
                 chart
                     .draw_series(claimed.iter().map(|&p| Circle::new(p, 3, faint)))
+                    .ok()?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::LowerLeft)
+                .draw()
+                .ok()?;
+            root.present().ok()?;
+        }
+        Some(svg)
+    }
+
+    fn fanout_plot(&self) -> Option<String> {
+        if self.fanout.is_empty() {
+            return None;
+        }
+        let mut sizes: Vec<usize> = self.fanout.iter().map(|r| r.size).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        let subscribers = crate::experiments::fanout::SUBSCRIBERS;
+        let x_of = |n: u32| f64::from(n).log2();
+        let max = self.fanout.iter().map(|r| r.msgs_per_s).max()?.max(10) as f64;
+        let min = self.fanout.iter().map(|r| r.msgs_per_s).min()?.max(1) as f64;
+        let colors = [BLUE, RED, GREEN, MAGENTA];
+        let names: Vec<String> = subscribers.iter().map(|n| n.to_string()).collect();
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (WIDTH_PX, HEIGHT_PX)).into_drawing_area();
+            root.fill(&WHITE).ok()?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(
+                    "Fan-out: one publisher -> N subscribers over shm:// (messages/s sent, log \
+                     scale)",
+                    ("sans-serif", 20),
+                )
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(80)
+                .build_cartesian_2d(-0.3f64..2.3, (min / 2.0..max * 2.0).log_scale())
+                .ok()?;
+            chart
+                .configure_mesh()
+                .x_labels(names.len())
+                .x_label_formatter(&|x| label_at(&names, *x))
+                .y_label_formatter(&|y| super::render::fmt_count(*y as u64))
+                .x_desc("subscriber processes")
+                .y_desc("messages per second, sent to all")
+                .draw()
+                .ok()?;
+            for (k, size) in sizes.iter().enumerate() {
+                let color = colors[k % colors.len()];
+                let points: Vec<(f64, f64)> = self
+                    .fanout
+                    .iter()
+                    .filter(|r| r.size == *size)
+                    .map(|r| (x_of(r.subscribers), r.msgs_per_s.max(1) as f64))
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                    .ok()?
+                    .label(super::render::fmt_size(*size))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                    });
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
                     .ok()?;
             }
             chart

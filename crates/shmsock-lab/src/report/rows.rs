@@ -1,5 +1,5 @@
 //! Rows of the experiments beyond latency and throughput: the synchronisation tax, contention,
-//! serialization, and one million messages.
+//! pub/sub fan-out, serialization, and one million messages.
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +56,66 @@ pub struct ContentionRow {
     /// `msgs_per_s` / the same queue's with one producer.
     #[serde(default)]
     pub vs_one_producer: Option<f64>,
+}
+
+/// One `shm://` publisher process broadcasting to `subscribers` subscriber processes
+/// (issue 5's fan-out), `Overflow::Block`: every message reaches every subscriber.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanoutRow {
+    /// Subscriber processes.
+    pub subscribers: u32,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Messages the publisher sent per second; each was delivered to every subscriber (the
+    /// window ends when the last subscriber has everything).
+    pub msgs_per_s: u64,
+    /// Messages delivered per second, all subscribers together (`msgs_per_s` × subscribers).
+    pub delivered_per_s: u64,
+    /// Messages sent in the window (every subscriber received exactly these, in order).
+    pub messages: u64,
+    /// The publisher's window, seconds.
+    pub seconds: f64,
+    /// CPU use of the publishing thread in its window, % of one CPU.
+    pub publisher_cpu_pct: f64,
+    /// Mean CPU use of the subscribers' threads from their first message to the last, % of
+    /// one CPU.
+    pub subscriber_cpu_pct: f64,
+    /// Whether the time cap stopped the run before all its messages were sent.
+    pub capped: bool,
+    /// `msgs_per_s` / the rate with one subscriber at the same size.
+    #[serde(default)]
+    pub vs_one_subscriber: Option<f64>,
+}
+
+impl FanoutRow {
+    /// A row from what the publisher measured and its subscribers' own windows.
+    pub(crate) fn new(
+        subscribers: u32,
+        size: usize,
+        published: &crate::experiments::fanout::Published,
+        subscriber_stats: &[crate::experiments::pair::ChildStats],
+    ) -> Self {
+        let seconds = published.wall_ns.max(1) as f64 / 1e9;
+        let msgs_per_s = published.sent as f64 / seconds;
+        let pct = |cpu: u64, wall: u64| 100.0 * cpu as f64 / wall.max(1) as f64;
+        let subscriber_cpu_pct = subscriber_stats
+            .iter()
+            .map(|s| pct(s.cpu_ns, s.wall_ns))
+            .sum::<f64>()
+            / subscriber_stats.len().max(1) as f64;
+        Self {
+            subscribers,
+            size,
+            msgs_per_s: msgs_per_s.round() as u64,
+            delivered_per_s: (msgs_per_s * f64::from(subscribers)).round() as u64,
+            messages: published.sent,
+            seconds,
+            publisher_cpu_pct: pct(published.cpu_ns, published.wall_ns),
+            subscriber_cpu_pct,
+            capped: published.capped,
+            vs_one_subscriber: None,
+        }
+    }
 }
 
 /// Serializing one ~1 KiB struct (seed 003).
