@@ -22,6 +22,7 @@ mod fd_stream;
 pub mod fifo;
 pub mod floor;
 pub mod futex;
+pub mod loan;
 pub mod locked_ring;
 pub mod offset;
 pub mod pipe;

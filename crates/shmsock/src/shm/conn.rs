@@ -19,7 +19,7 @@ use crate::options::Options;
 use crate::sync::Ordering;
 
 /// Longest nap of a lender waiting for the peer to release a slot (releases wake nobody).
-const LOAN_RECLAIM_NAP: Duration = Duration::from_micros(200);
+const LOAN_RECLAIM_NAP: Duration = Duration::from_micros(50);
 
 /// Sends between two updates of the counters in our segment.
 const COUNTER_FLUSH_MESSAGES: u64 = 64;
