@@ -159,7 +159,7 @@ impl<'a> Lab<'a> {
             }
         }
         for exchange in self.offset_rows() {
-            self.run_offset(&exchange);
+            self.run_offset(exchange.as_ref());
         }
         if self.opts.runs("sync-tax") {
             self.run_sync_tax();
@@ -285,21 +285,24 @@ impl<'a> Lab<'a> {
         }
     }
 
-    /// The offset-exchange rows to run: the counterparts of the selected copying rows, when
-    /// throughput runs at a size of [`OFFSET_FROM_BYTES`] or more.
-    fn offset_rows(&self) -> Vec<OffsetExchange> {
+    /// The zero-copy rows to run: the offset exchanges that are the counterparts of the
+    /// selected copying rows, and shmsock's loans (with `shmsock`), when throughput runs
+    /// at a size of [`OFFSET_FROM_BYTES`] or more.
+    fn offset_rows(&self) -> Vec<Box<dyn Mechanism>> {
         if !self.opts.runs("throughput") || self.offset_sizes().is_empty() {
             return Vec::new();
         }
-        [OffsetExchange::raw(), OffsetExchange::shmsock()]
+        let selected = |name: &str| self.report.mechanisms.iter().any(|m| m == name);
+        let mut rows: Vec<Box<dyn Mechanism>> = [OffsetExchange::raw(), OffsetExchange::shmsock()]
             .into_iter()
-            .filter(|x| {
-                self.report
-                    .mechanisms
-                    .iter()
-                    .any(|m| m == x.copying_counterpart())
-            })
-            .collect()
+            .filter(|x| selected(x.copying_counterpart()))
+            .map(|x| Box::new(x) as Box<dyn Mechanism>)
+            .collect();
+        if selected("shmsock") {
+            rows.push(Box::new(mechanisms::loan::Loans::pointer_exchange()));
+            rows.push(Box::new(mechanisms::loan::Loans::read_all()));
+        }
+        rows
     }
 
     fn offset_sizes(&self) -> Vec<usize> {
@@ -310,7 +313,7 @@ impl<'a> Lab<'a> {
             .collect()
     }
 
-    fn run_offset(&mut self, exchange: &OffsetExchange) {
+    fn run_offset(&mut self, exchange: &dyn Mechanism) {
         let name = exchange.name();
         self.report.mechanisms.push(name.to_string());
         for size in self.offset_sizes() {

@@ -109,11 +109,18 @@ fn every_requested_experiment_is_a_row_or_an_unavailable_row() {
         ..Default::default()
     };
     let report = shmsock_lab::run_with(&opts, budgets).expect("lab runs");
-    // The selected mechanisms in order, then the 1 MiB offset-exchange rows.
+    // The selected mechanisms in order, then the 1 MiB zero-copy rows (offset exchanges
+    // and shmsock's loans).
     assert_eq!(report.mechanisms[..names.len()], names[..]);
     assert_eq!(
         report.mechanisms[names.len()..],
-        ["raw-offset".to_string(), "shmsock-offset".to_string()]
+        [
+            "raw-offset",
+            "shmsock-offset",
+            "shmsock-loan",
+            "shmsock-loan-read"
+        ]
+        .map(String::from)
     );
     for name in &names {
         let count = |experiment: &str, size: usize| {
