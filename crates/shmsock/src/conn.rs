@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::loan::{Loan, LoanInner, Sample};
+use crate::loan::{Lends, Loan, LoanInner, Sample};
 use crate::net::{NetConn, NetListener};
 use crate::options::Options;
 use crate::shm::{Mode, ShmConn, ShmListener};
@@ -318,35 +318,7 @@ impl Conn {
                 LoanInner::Buffer(vec![0; len])
             }
         };
-        Ok(Loan { conn: self, inner })
-    }
-
-    pub(crate) fn send_loan(&mut self, loan: LoanInner, mode: Mode) -> Result<()> {
-        match (&mut self.inner, loan) {
-            (ConnInner::Shm(c), LoanInner::Shm(l)) => c.send_loan(&l, mode),
-            (_, LoanInner::Buffer(b)) => self.send_mode(&b, mode),
-            _ => Ok(()),
-        }
-    }
-
-    pub(crate) fn abandon_loan(&mut self, loan: &crate::shm::loan::LoanRef) {
-        if let ConnInner::Shm(c) = &mut self.inner {
-            c.abandon_loan(loan);
-        }
-    }
-
-    pub(crate) fn loan_bytes(&self, loan: &crate::shm::loan::LoanRef) -> &[u8] {
-        match &self.inner {
-            ConnInner::Shm(c) => c.loan_bytes(loan),
-            ConnInner::Net(_) => &[],
-        }
-    }
-
-    pub(crate) fn loan_bytes_mut(&mut self, loan: &crate::shm::loan::LoanRef) -> &mut [u8] {
-        match &mut self.inner {
-            ConnInner::Shm(c) => c.loan_bytes_mut(loan),
-            ConnInner::Net(_) => &mut [],
-        }
+        Ok(Loan { owner: self, inner })
     }
 
     /// Slots of this side's loan pool that are lent (not yet released by the peer) or
@@ -459,6 +431,36 @@ impl Conn {
         match &self.inner {
             ConnInner::Shm(c) => c,
             ConnInner::Net(_) => panic!("shm() called on a tcp:// or unix:// connection"),
+        }
+    }
+}
+
+impl Lends for Conn {
+    fn send_loan(&mut self, loan: LoanInner, mode: Mode) -> Result<()> {
+        match (&mut self.inner, loan) {
+            (ConnInner::Shm(c), LoanInner::Shm(l)) => c.send_loan(&l, mode),
+            (_, LoanInner::Buffer(b)) => self.send_mode(&b, mode),
+            _ => Ok(()),
+        }
+    }
+
+    fn abandon_loan(&mut self, loan: &crate::shm::loan::LoanRef) {
+        if let ConnInner::Shm(c) = &mut self.inner {
+            c.abandon_loan(loan);
+        }
+    }
+
+    fn loan_bytes(&self, loan: &crate::shm::loan::LoanRef) -> &[u8] {
+        match &self.inner {
+            ConnInner::Shm(c) => c.loan_bytes(loan),
+            ConnInner::Net(_) => &[],
+        }
+    }
+
+    fn loan_bytes_mut(&mut self, loan: &crate::shm::loan::LoanRef) -> &mut [u8] {
+        match &mut self.inner {
+            ConnInner::Shm(c) => c.loan_bytes_mut(loan),
+            ConnInner::Net(_) => &mut [],
         }
     }
 }

@@ -3,20 +3,32 @@
 
 use std::sync::Arc;
 
-use crate::conn::Conn;
 use crate::error::Result;
 use crate::shm::loan::LoanRef;
 use crate::shm::segment::{PeerPool, ReleaseBoard};
 use crate::shm::Mode;
 
-/// A slot of this side's loan pool, lent by [`Conn::loan`]: fill it in place (it derefs to
-/// `&mut [u8]` of the requested length), then [`Loan::send`] it. Over `shm://` only a
-/// 24-byte frame `{slot, generation, length}` crosses the ring; the receiver reads the
-/// bytes where they were written. Dropping a loan without sending it returns the slot.
-/// Over `tcp://` and `unix://` a loan is a plain buffer, sent as an ordinary message.
+/// A slot of this side's loan pool, lent by [`Conn::loan`](crate::Conn::loan) or
+/// [`Publisher::loan`](crate::Publisher::loan): fill it in place (it derefs to `&mut [u8]`
+/// of the requested length), then [`Loan::send`] it. Over `shm://` only a 24-byte frame
+/// `{slot, generation, length}` crosses the ring; the receivers read the bytes where they
+/// were written. Dropping a loan without sending it returns the slot. Over `tcp://` and
+/// `unix://` a loan is a plain buffer, sent as an ordinary message.
 pub struct Loan<'a> {
-    pub(crate) conn: &'a mut Conn,
+    pub(crate) owner: &'a mut dyn Lends,
     pub(crate) inner: LoanInner,
+}
+
+/// What lends: a [`Conn`](crate::Conn) or a [`Publisher`](crate::Publisher).
+pub(crate) trait Lends {
+    /// Sends a filled loan; on error its slot is free again.
+    fn send_loan(&mut self, loan: LoanInner, mode: Mode) -> Result<()>;
+    /// A loan dropped unsent: its slot is free again.
+    fn abandon_loan(&mut self, loan: &LoanRef);
+    /// The bytes of a slot being filled.
+    fn loan_bytes(&self, loan: &LoanRef) -> &[u8];
+    /// The bytes of a slot being filled, writable.
+    fn loan_bytes_mut(&mut self, loan: &LoanRef) -> &mut [u8];
 }
 
 pub(crate) enum LoanInner {
@@ -26,11 +38,11 @@ pub(crate) enum LoanInner {
 }
 
 impl Loan<'_> {
-    /// Sends the loan (waits for ring space like [`Conn::send`]). On error the slot is
+    /// Sends the loan (waits for ring space like a `send`). On error the slot is
     /// returned to the pool.
     pub fn send(mut self) -> Result<()> {
         let inner = std::mem::replace(&mut self.inner, LoanInner::Sent);
-        self.conn.send_loan(inner, Mode::Block)
+        self.owner.send_loan(inner, Mode::Block)
     }
 
     /// Length of the loan in bytes.
@@ -52,7 +64,7 @@ impl std::ops::Deref for Loan<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match &self.inner {
-            LoanInner::Shm(l) => self.conn.loan_bytes(l),
+            LoanInner::Shm(l) => self.owner.loan_bytes(l),
             LoanInner::Buffer(b) => b,
             LoanInner::Sent => &[],
         }
@@ -62,7 +74,7 @@ impl std::ops::Deref for Loan<'_> {
 impl std::ops::DerefMut for Loan<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         match &mut self.inner {
-            LoanInner::Shm(l) => self.conn.loan_bytes_mut(l),
+            LoanInner::Shm(l) => self.owner.loan_bytes_mut(l),
             LoanInner::Buffer(b) => b,
             LoanInner::Sent => &mut [],
         }
@@ -80,7 +92,7 @@ impl std::fmt::Debug for Loan<'_> {
 impl Drop for Loan<'_> {
     fn drop(&mut self) {
         if let LoanInner::Shm(l) = &self.inner {
-            self.conn.abandon_loan(l);
+            self.owner.abandon_loan(l);
         }
     }
 }

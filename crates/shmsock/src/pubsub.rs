@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::loan::{Lends, Loan, LoanInner, Sample};
 use crate::net::topics::Topics;
 use crate::net::{NetPublisher, NetSubscriber};
 use crate::options::Options;
+use crate::shm::loan::LoanRef;
 use crate::shm::{Mode, ShmPublisher, ShmSubscriber};
 
 /// The transport behind a [`Publisher`].
@@ -121,6 +123,79 @@ impl Publisher {
     /// Broadcasts a plain fixed-layout value as its bytes.
     pub fn send_pod<T: bytemuck::NoUninit>(&mut self, value: &T) -> Result<()> {
         self.send(bytemuck::bytes_of(value))
+    }
+
+    /// Takes a slot of the publisher's loan pool for a message of `len` bytes, to fill in
+    /// place and [`Loan::send`] to every subscriber without a copy through the ring: only a
+    /// 24-byte frame crosses it, and each subscriber reads the slot where it was written
+    /// ([`Subscriber::recv_sample`]).
+    ///
+    /// A slot comes back once every subscriber dropped its [`Sample`], skipped the message
+    /// (topics) or can no longer read it (it lagged past it, joined after it, or died).
+    /// While every slot is out, `loan` waits (`Overflow::Block`: for the slowest
+    /// subscriber, as `send` does); under `Overflow::DropOldest` it first evicts the oldest
+    /// loan message that no subscriber holds, so subscribers that had not read it get
+    /// [`Error::Lagged`] (the pool, like the ring, bounds how far behind one may fall).
+    /// Samples a subscriber keeps hold of keep their slots: drop them.
+    ///
+    /// Needs [`Options::loan_pool`] over `shm://` ([`Error::NoLoanPool`] otherwise). Over
+    /// `tcp://` and `unix://` the loan is an ordinary buffer.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmsock::{Options, Publisher, Subscriber};
+    /// # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+    /// let opts = Options::new().loan_pool(8, 1 << 20); // 8 slots of 1 MiB
+    /// let mut publisher = Publisher::bind_with("shm://doc-frames", opts)?;
+    /// let mut subscriber = Subscriber::connect("shm://doc-frames")?;
+    /// while publisher.subscriber_count() < 1 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(1));
+    /// }
+    /// let mut loan = publisher.loan(1 << 20)?;
+    /// loan.fill(42); // write the frame in place
+    /// loan.send()?;
+    /// let sample = subscriber.recv_sample()?;
+    /// assert!(sample.is_loan() && sample.len() == 1 << 20);
+    /// drop(sample); // the slot goes back to the publisher
+    /// # Ok::<(), shmsock::Error>(())
+    /// ```
+    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
+        self.loan_mode(len, Mode::Block)
+    }
+
+    /// [`Publisher::loan`] if a slot is free now, else [`Error::WouldBlock`].
+    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>> {
+        self.loan_mode(len, Mode::Try)
+    }
+
+    /// [`Publisher::loan`], waiting at most `timeout` for a slot ([`Error::TimedOut`]).
+    pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
+        self.loan_mode(len, Mode::timeout(timeout))
+    }
+
+    fn loan_mode(&mut self, len: usize, mode: Mode) -> Result<Loan<'_>> {
+        let inner = match &mut self.inner {
+            PublisherInner::Shm(p) => LoanInner::Shm(p.loan(len, mode)?),
+            PublisherInner::Net(p) => {
+                if len > p.max_message_len() {
+                    return Err(Error::TooLarge {
+                        len,
+                        max: p.max_message_len(),
+                    });
+                }
+                LoanInner::Buffer(vec![0; len])
+            }
+        };
+        Ok(Loan { owner: self, inner })
+    }
+
+    /// Slots of the loan pool not back yet: lent to subscribers that may still read them,
+    /// or being filled. 0 without a pool.
+    pub fn loans_outstanding(&mut self) -> usize {
+        match &mut self.inner {
+            PublisherInner::Shm(p) => p.loans_outstanding(),
+            PublisherInner::Net(_) => 0,
+        }
     }
 
     /// Number of live subscribers (including those accepted since the last send).
@@ -350,6 +425,57 @@ impl Subscriber {
         }
     }
 
+    /// Receives the next message that matches the topics as a [`Sample`]: a zero-copy view
+    /// of the publisher's slot when it was sent as a loan over `shm://`
+    /// ([`Publisher::loan`]), a copy otherwise. Dropping the sample hands the slot back;
+    /// while you hold it, the publisher cannot reuse it.
+    pub fn recv_sample(&mut self) -> Result<Sample> {
+        self.recv_sample_mode(Mode::Block)
+    }
+
+    /// [`Subscriber::recv_sample`] if a message is there, else [`Error::WouldBlock`].
+    pub fn try_recv_sample(&mut self) -> Result<Sample> {
+        self.recv_sample_mode(Mode::Try)
+    }
+
+    /// [`Subscriber::recv_sample`], waiting at most `timeout` ([`Error::TimedOut`]).
+    pub fn recv_sample_timeout(&mut self, timeout: Duration) -> Result<Sample> {
+        self.recv_sample_mode(Mode::timeout(timeout))
+    }
+
+    fn recv_sample_mode(&mut self, mode: Mode) -> Result<Sample> {
+        if let Some(msg) = self.stash.take() {
+            return Ok(Sample::owned(msg));
+        }
+        let SubscriberInner::Shm(s) = &mut self.inner else {
+            let mut buf = vec![0; 4096];
+            loop {
+                match self.recv_mode(&mut buf, mode) {
+                    Ok(n) => {
+                        buf.truncate(n);
+                        return Ok(Sample::owned(buf));
+                    }
+                    Err(Error::BufferTooSmall { len, .. }) => buf.resize(len, 0),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let head_len = self.topics.prefixes().map(<[u8]>::len).max().unwrap_or(0);
+        let mut head = vec![0; head_len];
+        loop {
+            let sample = s.recv_sample(mode)?;
+            if self.topics.matches_everything() {
+                return Ok(sample);
+            }
+            let n = head_len.min(sample.len());
+            sample.read_at(0, &mut head[..n]);
+            if self.topics.matches(&head[..n]) {
+                return Ok(sample);
+            }
+            // Not subscribed: dropped here, which hands a loan back at once.
+        }
+    }
+
     /// Receives a message sent by [`Publisher::send_value`] and decodes it.
     pub fn recv_value<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
         crate::typed::decode(&self.recv_vec()?)
@@ -381,6 +507,36 @@ impl Subscriber {
         match &self.inner {
             SubscriberInner::Shm(s) => s.publisher_pid(),
             SubscriberInner::Net(s) => s.publisher_pid(),
+        }
+    }
+}
+
+impl Lends for Publisher {
+    fn send_loan(&mut self, loan: LoanInner, mode: Mode) -> Result<()> {
+        match (&mut self.inner, loan) {
+            (PublisherInner::Shm(p), LoanInner::Shm(l)) => p.send_loan(&l, mode),
+            (_, LoanInner::Buffer(b)) => self.send_mode(&b, mode),
+            (_, _) => unreachable!("a loan is sent by the publisher that made it"),
+        }
+    }
+
+    fn abandon_loan(&mut self, loan: &LoanRef) {
+        if let PublisherInner::Shm(p) = &mut self.inner {
+            p.abandon_loan(loan);
+        }
+    }
+
+    fn loan_bytes(&self, loan: &LoanRef) -> &[u8] {
+        match &self.inner {
+            PublisherInner::Shm(p) => p.loan_bytes(loan),
+            PublisherInner::Net(_) => unreachable!("net loans are buffers"),
+        }
+    }
+
+    fn loan_bytes_mut(&mut self, loan: &LoanRef) -> &mut [u8] {
+        match &mut self.inner {
+            PublisherInner::Shm(p) => p.loan_bytes_mut(loan),
+            PublisherInner::Net(_) => unreachable!("net loans are buffers"),
         }
     }
 }

@@ -29,9 +29,20 @@
 //! it. The reader re-checks the frame's tag after the copy (seqlock style: copy, `Acquire`
 //! fence, re-load); the writer zeroed that tag and fenced *before* writing new bytes, so a
 //! copy that saw any new byte sees the changed tag and is discarded (counted as lost).
+//!
+//! **Loans.** A loan frame names a slot of the publisher's pool. The slot is the
+//! publisher's again once every subscriber either released it or can no longer read the
+//! frame. "Can no longer" is decided without the subscriber's help (it may be stopped),
+//! with a Dekker pair: the reader copies the frame, *claims* the slot (stores the
+//! generation in its own segment's TAKEN word, then a full fence) and only then re-checks
+//! the tag; the publisher evicts (zeroes the tag), then a full fence, then reads TAKEN.
+//! Either the publisher sees the claim (and waits for the release), or the reader's
+//! re-check sees the eviction (and withdraws the claim: it releases the slot at once).
+//! `loom_broadcast_loan_is_never_reused_under_a_reader` checks it.
 
 use super::ring::{
     decode, frame_bytes, tag_for, write_frame, write_pad, Corruption, Header, RingRead, RingWrite,
+    LOAN_FRAME_BYTES,
 };
 use crate::sync::{fence, AtomicU64, Ordering};
 
@@ -140,6 +151,8 @@ impl Cursor<'_> {
 pub(crate) struct Writer {
     capacity: u64,
     at: Snapshot,
+    /// Ring position of the last frame written.
+    last_frame_pos: u64,
 }
 
 /// Outcome of [`Writer::try_push`].
@@ -162,6 +175,28 @@ impl Writer {
                 write_pos: 0,
                 write_seq: 0,
             },
+            last_frame_pos: 0,
+        }
+    }
+
+    /// Ring position of the last frame written.
+    pub(crate) fn last_frame_pos(&self) -> u64 {
+        self.last_frame_pos
+    }
+
+    /// Position of the oldest frame still in the ring: frames below it were evicted.
+    pub(crate) fn oldest_pos(&self) -> u64 {
+        self.at.oldest_pos
+    }
+
+    /// Evicts every frame up to and including the one at `pos` (a `DropOldest` publisher
+    /// whose loan pool ran dry takes back slots nobody holds this way; subscribers that
+    /// had not read those frames get `Lagged`), and publishes the cursor.
+    pub(crate) fn evict_through<M: RingWrite>(&mut self, mem: &M, cursor: &Cursor<'_>, pos: u64) {
+        let limit = pos.saturating_add(1).min(self.at.write_pos);
+        if self.at.oldest_pos < limit {
+            self.evict_below(mem, limit);
+            cursor.publish(self.at);
         }
     }
 
@@ -169,13 +204,34 @@ impl Writer {
     /// subscribers that must not lose data (`Block`), or `None` if there are none; it is
     /// called only when eviction is needed. The caller checked `msg.len()` against
     /// `ring::max_payload`.
+    #[cfg(any(test, loom))]
     pub(crate) fn try_push<M: RingWrite>(
+        &mut self,
+        mem: &M,
+        cursor: &Cursor<'_>,
+        policy: Overflow,
+        min_consumed: impl FnMut() -> Option<u64>,
+        msg: &[u8],
+    ) -> Push {
+        self.try_push_kind(
+            mem,
+            cursor,
+            policy,
+            min_consumed,
+            msg,
+            super::ring::KIND_DATA,
+        )
+    }
+
+    /// [`Writer::try_push`] of a frame of `kind` (data or loan).
+    pub(crate) fn try_push_kind<M: RingWrite>(
         &mut self,
         mem: &M,
         cursor: &Cursor<'_>,
         policy: Overflow,
         mut min_consumed: impl FnMut() -> Option<u64>,
         msg: &[u8],
+        kind: u32,
     ) -> Push {
         let len = msg.len() as u64;
         let index = self.at.write_pos & (self.capacity - 1);
@@ -211,8 +267,9 @@ impl Writer {
         if pad {
             write_pad(mem, self.at.write_pos, self.capacity);
         }
-        write_frame(mem, frame_pos, self.capacity, msg, super::ring::KIND_DATA);
+        write_frame(mem, frame_pos, self.capacity, msg, kind);
         self.at = next;
+        self.last_frame_pos = frame_pos;
         Push::Done
     }
 
@@ -244,11 +301,39 @@ impl Writer {
     }
 }
 
+/// The subscriber's side of loans in a broadcast ring (see the module docs).
+pub(crate) trait Claims {
+    /// What a successful claim gives the caller.
+    type Claim;
+    /// Validates the payload of a loan frame and claims its slot (stores the TAKEN word
+    /// and fences), before the reader's final check that the frame is still there.
+    fn claim(&mut self, payload: &[u8; LOAN_FRAME_BYTES]) -> Result<Self::Claim, Corruption>;
+    /// The frame was evicted after [`Claims::claim`]: hand the slot back at once.
+    fn withdraw(&mut self, claim: Self::Claim);
+}
+
+/// A subscriber without the publisher's pool: a loan frame is corruption.
+pub(crate) struct NoLoans;
+
+impl Claims for NoLoans {
+    type Claim = std::convert::Infallible;
+    fn claim(&mut self, _: &[u8; LOAN_FRAME_BYTES]) -> Result<Self::Claim, Corruption> {
+        Err(Corruption(
+            "loan frame from a publisher that announced no loan pool".into(),
+        ))
+    }
+    fn withdraw(&mut self, claim: Self::Claim) {
+        match claim {}
+    }
+}
+
 /// What [`Reader::read`] found.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Read {
+pub(crate) enum Read<C = std::convert::Infallible> {
     /// A message of this length was copied into the buffer.
     Message(usize),
+    /// A loan, claimed and consumed: the subscriber holds it until it releases it.
+    Loan(C),
     /// Nothing new yet.
     Empty,
     /// This many messages were overwritten before we could read them; we skipped them.
@@ -286,6 +371,7 @@ impl Reader {
     /// Reads the next message into `out`. `check_lag` asks to consult the publisher's
     /// cursor even if the tag looks unpublished (call it now and then while waiting, and
     /// before sleeping: an evicted frame's tag reads as zero).
+    #[cfg(any(test, loom))]
     pub(crate) fn read<M: RingRead>(
         &mut self,
         mem: &M,
@@ -293,6 +379,18 @@ impl Reader {
         out: &mut [u8],
         check_lag: bool,
     ) -> Result<Read, Corruption> {
+        self.read_with(mem, cursor, out, check_lag, &mut NoLoans)
+    }
+
+    /// [`Reader::read`] that also takes loan frames, through `claims`.
+    pub(crate) fn read_with<M: RingRead, C: Claims>(
+        &mut self,
+        mem: &M,
+        cursor: &Cursor<'_>,
+        out: &mut [u8],
+        check_lag: bool,
+        claims: &mut C,
+    ) -> Result<Read<C::Claim>, Corruption> {
         loop {
             let index = self.pos & (self.capacity - 1);
             // Acquire: pairs with the Release tag store in `write_frame`.
@@ -319,14 +417,29 @@ impl Reader {
                 }
             };
             match header {
-                // Publishers never lend through the broadcast ring.
-                Header::Loan(_) => {
-                    if self.still_valid(mem, index, tag)? {
-                        return Err(Corruption(format!(
-                            "loan frame at position {} of a broadcast ring",
-                            self.pos
-                        )));
+                Header::Loan(frame) => {
+                    if frame.len != LOAN_FRAME_BYTES {
+                        if self.still_valid(mem, index, tag)? {
+                            return Err(Corruption(format!(
+                                "loan frame of {} bytes at position {}",
+                                frame.len, self.pos
+                            )));
+                        }
+                        continue;
                     }
+                    let mut payload = [0u8; LOAN_FRAME_BYTES];
+                    mem.read_payload(frame.payload_at, &mut payload)?;
+                    if !self.still_valid(mem, index, tag)? {
+                        continue; // torn copy: the next loop finds the lap
+                    }
+                    // A whole copy: claim, then look again (the claim's fence orders them).
+                    let claim = claims.claim(&payload)?;
+                    if mem.load_tag(index)? == tag {
+                        self.pos += frame_bytes(frame.index, frame.len as u64);
+                        self.seq += 1;
+                        return Ok(Read::Loan(claim));
+                    }
+                    claims.withdraw(claim);
                 }
                 Header::Pad { skip } => {
                     if self.still_valid(mem, index, tag)? {

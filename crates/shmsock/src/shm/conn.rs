@@ -56,7 +56,7 @@ pub(crate) fn connect(endpoint: String, name: &str, opts: &Options) -> Result<Sh
         (Role::Conn, Role::Conn),
         Extras {
             bell: None,
-            pool: pool.as_ref(),
+            pool: pool.as_ref().map(OwnedPool::shape),
         },
         |_| OwnedSegment::create(capacity).map_err(Into::into),
     )?;
@@ -411,7 +411,7 @@ impl ShmConn {
     pub(crate) fn send_loan(&mut self, loan: &LoanRef, mode: Mode) -> Result<()> {
         match self.send_frame(&loan.encode(), mode, KIND_LOAN) {
             Ok(()) => {
-                self.lender.as_mut().expect("our pool").lent(loan);
+                self.lender.as_mut().expect("our pool").lent(loan, 0);
                 Ok(())
             }
             Err(e) => {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::conn::{create_pool, ShmConn};
 use super::handshake::Role;
 use super::rendezvous::{listen_side, BoundName, Extras};
-use super::segment::OwnedSegment;
+use super::segment::{OwnedPool, OwnedSegment};
 use crate::error::Result;
 use crate::options::Options;
 
@@ -46,7 +46,7 @@ impl ShmListener {
             (Role::Conn, Role::Conn),
             Extras {
                 bell: None,
-                pool: pool.as_ref(),
+                pool: pool.as_ref().map(OwnedPool::shape),
             },
             || OwnedSegment::create(capacity).map_err(Into::into),
         )?;

@@ -21,6 +21,7 @@
 
 use std::sync::Arc;
 
+use super::broadcast::Claims;
 use super::ring::{Corruption, LOAN_FRAME_BYTES};
 use super::segment::{OwnedPool, PeerPool, PeerSegment, ReleaseBoard};
 
@@ -57,8 +58,18 @@ enum Slot {
     Free,
     /// Handed to the caller to fill (a `Loan` not yet sent).
     Filling,
-    /// Sent to the peer as this generation; free once it releases it.
-    Lent(u64),
+    /// Sent as `generation` in the frame at ring position `pos`; free once every borrower
+    /// released it or can no longer read it.
+    Lent { generation: u64, pos: u64 },
+}
+
+/// A slot lent out, as the reclaim test sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Lent {
+    pub(crate) slot: usize,
+    pub(crate) generation: u64,
+    /// Ring position of the loan frame (broadcast rings; 0 for a connection's ring).
+    pub(crate) pos: u64,
 }
 
 /// The lending side: our pool and the state of each slot (private memory).
@@ -89,24 +100,56 @@ impl Lender {
         self.pool.slot_bytes()
     }
 
-    /// Takes back every slot the peer released (read from its segment, each word once).
-    fn reclaim(&mut self, peer: &PeerSegment) -> Result<(), Corruption> {
+    /// Takes back every lent slot that `is_back` says is ours again (it reads the
+    /// borrowers' words, each once).
+    pub(crate) fn reclaim_with(
+        &mut self,
+        mut is_back: impl FnMut(Lent) -> Result<bool, Corruption>,
+    ) -> Result<(), Corruption> {
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            let Slot::Lent(generation) = *slot else {
+            let Slot::Lent { generation, pos } = *slot else {
                 continue;
             };
-            let released = peer.released(i);
-            if released == generation {
+            if is_back(Lent {
+                slot: i,
+                generation,
+                pos,
+            })? {
                 *slot = Slot::Free;
                 self.free.push(i);
-            } else if released > generation {
-                return Err(Corruption(format!(
-                    "the peer released generation {released} of slot {i}, which was lent as \
-                     generation {generation}"
-                )));
             }
         }
         Ok(())
+    }
+
+    /// Takes back every slot the one peer of a connection released (read from its
+    /// segment, each word once).
+    fn reclaim(&mut self, peer: &PeerSegment) -> Result<(), Corruption> {
+        self.reclaim_with(|lent| released_by(peer, lent))
+    }
+
+    /// The slots lent out, oldest loan frame first.
+    pub(crate) fn lent_slots(&self) -> Vec<Lent> {
+        let mut lent: Vec<Lent> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, s)| match *s {
+                Slot::Lent { generation, pos } => Some(Lent {
+                    slot,
+                    generation,
+                    pos,
+                }),
+                _ => None,
+            })
+            .collect();
+        lent.sort_by_key(|l| l.pos);
+        lent
+    }
+
+    /// True if a slot is free without reclaiming.
+    pub(crate) fn has_free(&self) -> bool {
+        !self.free.is_empty()
     }
 
     /// A free slot to fill with up to `len` bytes, if any (looks at the peer's releases
@@ -116,21 +159,24 @@ impl Lender {
         len: usize,
         peer: &PeerSegment,
     ) -> Result<Option<LoanRef>, Corruption> {
-        debug_assert!(len <= self.pool.slot_bytes());
         if self.free.is_empty() {
             self.reclaim(peer)?;
         }
-        let Some(slot) = self.free.pop() else {
-            return Ok(None);
-        };
+        Ok(self.take_free(len))
+    }
+
+    /// A slot already known free (see [`Lender::reclaim_with`]), if any.
+    pub(crate) fn take_free(&mut self, len: usize) -> Option<LoanRef> {
+        debug_assert!(len <= self.pool.slot_bytes());
+        let slot = self.free.pop()?;
         self.slots[slot] = Slot::Filling;
         let generation = self.next_generation;
         self.next_generation += 1;
-        Ok(Some(LoanRef {
+        Some(LoanRef {
             slot,
             generation,
             len,
-        }))
+        })
     }
 
     /// The bytes of a slot being filled.
@@ -139,9 +185,12 @@ impl Lender {
         self.pool.slot_mut(loan.slot, loan.len)
     }
 
-    /// The loan frame for `loan` was published.
-    pub(crate) fn lent(&mut self, loan: &LoanRef) {
-        self.slots[loan.slot] = Slot::Lent(loan.generation);
+    /// The loan frame for `loan` was published at ring position `pos`.
+    pub(crate) fn lent(&mut self, loan: &LoanRef, pos: u64) {
+        self.slots[loan.slot] = Slot::Lent {
+            generation: loan.generation,
+            pos,
+        };
     }
 
     /// A loan dropped without being sent: its slot is free again.
@@ -156,8 +205,26 @@ impl Lender {
     /// filled.
     pub(crate) fn outstanding(&mut self, peer: &PeerSegment) -> Result<usize, Corruption> {
         self.reclaim(peer)?;
-        Ok(self.slots.iter().filter(|s| **s != Slot::Free).count())
+        Ok(self.outstanding_count())
     }
+
+    /// Slots lent or being filled, as last reclaimed.
+    pub(crate) fn outstanding_count(&self) -> usize {
+        self.slots.iter().filter(|s| **s != Slot::Free).count()
+    }
+}
+
+/// Whether the one borrower of a connection released `lent`: its release word names that
+/// generation (an older one: still lent; a newer one was never lent: corruption).
+pub(crate) fn released_by(peer: &PeerSegment, lent: Lent) -> Result<bool, Corruption> {
+    let released = peer.released(lent.slot);
+    if released > lent.generation {
+        return Err(Corruption(format!(
+            "the peer released generation {released} of slot {}, which was lent as generation {}",
+            lent.slot, lent.generation
+        )));
+    }
+    Ok(released == lent.generation)
 }
 
 /// The borrowing side: the peer's pool (shared with our `Sample`s) and, per slot, the last
@@ -221,6 +288,58 @@ impl Borrower {
     }
 }
 
+/// A subscriber's borrower: claims loan frames of the publisher's broadcast ring (see
+/// `broadcast`'s module docs) in the TAKEN words of the subscriber's own segment.
+pub(crate) struct BroadcastBorrower(pub(crate) Borrower);
+
+impl Claims for BroadcastBorrower {
+    type Claim = LoanRef;
+
+    fn claim(&mut self, payload: &[u8; LOAN_FRAME_BYTES]) -> Result<LoanRef, Corruption> {
+        let loan = self.0.check(payload)?;
+        self.0.accept(&loan);
+        self.0.board.claim(loan.slot, loan.generation);
+        Ok(loan)
+    }
+
+    fn withdraw(&mut self, loan: LoanRef) {
+        self.0.board.release(loan.slot, loan.generation);
+    }
+}
+
+/// What a subscriber's words say about one of our lent slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holding {
+    /// It released this generation.
+    Released,
+    /// It claimed this generation and still holds it.
+    Holds,
+    /// It never claimed this generation.
+    NotTaken,
+}
+
+/// Reads a subscriber's release and taken words for `lent` (each once). `Err` if it names a
+/// generation never lent (the publisher drops that subscriber).
+pub(crate) fn holding(sub: &PeerSegment, lent: Lent) -> Result<Holding, Corruption> {
+    let released = sub.released(lent.slot);
+    if released == lent.generation {
+        return Ok(Holding::Released);
+    }
+    let taken = sub.taken(lent.slot);
+    if released > lent.generation || taken > lent.generation {
+        return Err(Corruption(format!(
+            "subscriber words for slot {} (released {released}, taken {taken}) are beyond \
+             the generation lent, {}",
+            lent.slot, lent.generation
+        )));
+    }
+    Ok(if taken == lent.generation {
+        Holding::Holds
+    } else {
+        Holding::NotTaken
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,7 +348,7 @@ mod tests {
     fn borrower(slots: usize, slot_bytes: usize) -> (OwnedPool, OwnedSegment, Borrower) {
         let pool = OwnedPool::create(slots, slot_bytes).unwrap();
         let peer = PeerPool::open(
-            pool.fd().try_clone_to_owned().unwrap(),
+            pool.shape().fd.try_clone_to_owned().unwrap(),
             slots as u64,
             slot_bytes as u64,
         )
@@ -289,9 +408,9 @@ mod tests {
         let mut lender = Lender::new(pool);
         let a = lender.take(10, &peer).unwrap().unwrap();
         lender.bytes_mut(&a).fill(1);
-        lender.lent(&a);
+        lender.lent(&a, 0);
         let b = lender.take(10, &peer).unwrap().unwrap();
-        lender.lent(&b);
+        lender.lent(&b, 0);
         assert_eq!(lender.take(10, &peer).unwrap(), None, "pool exhausted");
         // A stale release (older generation) means "still lent".
         board.release(a.slot, a.generation - 1);

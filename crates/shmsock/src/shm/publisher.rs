@@ -11,16 +11,18 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::broadcast::{self, Overflow, Writer};
+use super::conn::create_pool;
 use super::control::Mode;
 use super::control::{self, Control};
 use super::handshake::Role;
+use super::loan::{holding, Holding, Lender, Lent, LoanRef};
 use super::rendezvous::{listen_side, BoundName, Extras, SharedOffer};
-use super::ring::max_payload;
-use super::segment::{self, OwnedSegment, PeerSegment};
+use super::ring::{max_payload, KIND_DATA, KIND_LOAN};
+use super::segment::{self, OwnedSegment, PeerSegment, PoolShape};
 use super::wait::{self, Schedule, SharedFutex, Step};
 use crate::error::{Error, Result};
 use crate::options::Options;
-use crate::sync::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::{fence, AtomicBool, AtomicU64, Ordering};
 
 /// How long the accept thread waits in `poll` before it looks at its stop flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
@@ -28,6 +30,8 @@ const ACCEPT_POLL: Duration = Duration::from_millis(50);
 /// waits (`DropOldest`, or `Block` with fast subscribers) finds dead subscribers, and
 /// releases their sockets and mappings, only this way.
 const SENDS_PER_PEER_CHECK: u32 = 1024;
+/// Longest nap of a publisher waiting for a loan slot to come back (releases wake nobody).
+const LOAN_RECLAIM_NAP: Duration = Duration::from_micros(50);
 
 /// A subscriber as the publisher sees it.
 struct Sub {
@@ -66,6 +70,8 @@ pub(crate) struct ShmPublisher {
     spin_budget: Duration,
     max_len: usize,
     sends_since_peer_check: u32,
+    /// Our loan pool, if [`Options::loan_pool`] asked for one.
+    lender: Option<Lender>,
 }
 
 /// The lowest consumed position among live subscribers, validated against what we wrote;
@@ -115,11 +121,27 @@ impl ShmPublisher {
                 })
             })?;
         let socket_path = bound.socket_path().to_owned();
+        let pool = create_pool(&endpoint, opts)?;
+        // The accept thread's handle on the pool, to pass to every subscriber.
+        let pool_offer = match &pool {
+            Some(p) => Some(PoolOffer {
+                fd: p
+                    .shape()
+                    .fd
+                    .try_clone_to_owned()
+                    .map_err(|e| Error::io(format!("{endpoint}: dup"), e))?,
+                slots: p.slots(),
+                slot_bytes: p.slot_bytes(),
+            }),
+            None => None,
+        };
         let acceptor = {
             let (incoming, allowed) = (incoming.clone(), opts.allowed_uids.clone());
             std::thread::Builder::new()
                 .name(format!("shmsock-accept {endpoint}"))
-                .spawn(move || accept_loop(bound, offer, &own, &allowed, &incoming))
+                .spawn(move || {
+                    accept_loop(bound, offer, pool_offer.as_ref(), &own, &allowed, &incoming)
+                })
                 .map_err(|e| Error::io(format!("{endpoint}: spawning the accept thread"), e))?
         };
         Ok(ShmPublisher {
@@ -135,6 +157,7 @@ impl ShmPublisher {
             wait: opts.wait,
             spin_budget: opts.spin_budget,
             sends_since_peer_check: 0,
+            lender: pool.map(Lender::new),
         })
     }
 
@@ -179,7 +202,7 @@ impl ShmPublisher {
         self.subs.len()
     }
 
-    fn try_push(&mut self, msg: &[u8]) -> bool {
+    fn try_push(&mut self, msg: &[u8], kind: u32) -> bool {
         let floor = if self.policy == Overflow::Block {
             // Acquire: pairs with the Release stores in `accept_loop`. A cleared floor means
             // its subscriber is queued: merge it now, so one of the two protects it.
@@ -192,7 +215,7 @@ impl ShmPublisher {
         let cursor = self.seg.cursor();
         let write_pos = cursor.write_pos.load(Ordering::Relaxed);
         let subs = &mut self.subs;
-        let pushed = self.writer.try_push(
+        let pushed = self.writer.try_push_kind(
             &self.seg,
             &cursor,
             self.policy,
@@ -201,6 +224,7 @@ impl ShmPublisher {
                 (min, floor) => Some(min.map_or(floor, |m| m.min(floor))),
             },
             msg,
+            kind,
         );
         if pushed == broadcast::Push::Done {
             wait::notify_any(
@@ -232,6 +256,10 @@ impl ShmPublisher {
                 max: self.max_len,
             });
         }
+        self.send_frame(msg, mode, KIND_DATA)
+    }
+
+    fn send_frame(&mut self, msg: &[u8], mode: Mode, kind: u32) -> Result<()> {
         self.sends_since_peer_check += 1;
         let check = self.sends_since_peer_check >= SENDS_PER_PEER_CHECK;
         if check {
@@ -241,13 +269,13 @@ impl ShmPublisher {
         let started = Instant::now();
         let mut schedule = None;
         loop {
-            if self.try_push(msg) {
+            if self.try_push(msg, kind) {
                 return Ok(());
             }
             let deadline = match mode {
                 Mode::Try => {
                     self.refresh_subscribers(true);
-                    if self.try_push(msg) {
+                    if self.try_push(msg, kind) {
                         return Ok(());
                     }
                     return Err(Error::WouldBlock);
@@ -269,7 +297,7 @@ impl ShmPublisher {
                         self.subs[i].seg.word32(segment::OFF_SPACE_SEQ),
                     );
                     let key = wait::prepare_wait(flag, seq, self.subs[i].seg.light_notify());
-                    if self.try_push(msg) {
+                    if self.try_push(msg, kind) {
                         wait::cancel_wait(self.seg.word32(segment::OFF_TX_SLEEPING));
                         return Ok(());
                     }
@@ -290,6 +318,182 @@ impl ShmPublisher {
             }
         }
     }
+    /// Size of our loan slots, if we lend.
+    pub(crate) fn loan_slot_bytes(&self) -> Option<usize> {
+        self.lender.as_ref().map(Lender::slot_bytes)
+    }
+
+    /// Takes a free slot of our pool for `len` bytes, waiting as `mode` allows for the
+    /// subscribers to release one (under `DropOldest`, evicting loan frames nobody holds).
+    pub(crate) fn loan(&mut self, len: usize, mode: Mode) -> Result<LoanRef> {
+        let Some(slot_bytes) = self.loan_slot_bytes() else {
+            return Err(Error::NoLoanPool {
+                endpoint: self.endpoint.clone(),
+            });
+        };
+        if len > slot_bytes {
+            return Err(Error::TooLarge {
+                len,
+                max: slot_bytes,
+            });
+        }
+        let mut schedule = None;
+        loop {
+            if let Some(loan) = self.try_take_loan(len) {
+                return Ok(loan);
+            }
+            if self.policy == Overflow::DropOldest && self.evict_for_loan() {
+                continue;
+            }
+            let deadline = match mode {
+                Mode::Try => {
+                    self.refresh_subscribers(true);
+                    return self.try_take_loan(len).ok_or(Error::WouldBlock);
+                }
+                Mode::Until(d) => Some(d),
+                Mode::Block => None,
+            };
+            match schedule
+                .get_or_insert_with(|| Schedule::new(self.wait, self.spin_budget, deadline))
+                .next()
+            {
+                Step::Spin => std::hint::spin_loop(),
+                // A dead subscriber's slots come back here.
+                Step::CheckPeer => self.refresh_subscribers(true),
+                Step::Sleep(t) => std::thread::sleep(t.min(LOAN_RECLAIM_NAP)),
+                Step::TimedOut => return Err(Error::TimedOut),
+            }
+        }
+    }
+
+    /// A free slot, after taking back what the subscribers are done with, if any.
+    fn try_take_loan(&mut self, len: usize) -> Option<LoanRef> {
+        let lender = self.lender.as_mut()?;
+        if !lender.has_free() {
+            // Acquire: pairs with the Release stores in `accept_loop` (see `try_push`).
+            let floor = self.incoming.join_floor.load(Ordering::Acquire);
+            self.refresh_subscribers(false);
+            let lender = self.lender.as_mut()?;
+            // Pairs with the fence in `ReleaseBoard::claim`: our evictions (tag stores)
+            // before the TAKEN loads below.
+            fence(Ordering::SeqCst);
+            let oldest = self.writer.oldest_pos();
+            let subs = &mut self.subs;
+            let _ = lender.reclaim_with(|lent| Ok(loan_is_back(subs, floor, oldest, lent)));
+        }
+        self.lender.as_mut()?.take_free(len)
+    }
+
+    /// `DropOldest` with no free slot: evicts the oldest loan frame that no subscriber
+    /// holds (and everything before it; subscribers that had not read it get `Lagged`).
+    /// False if there is none.
+    fn evict_for_loan(&mut self) -> bool {
+        let Some(lender) = self.lender.as_ref() else {
+            return false;
+        };
+        let oldest = self.writer.oldest_pos();
+        let target = lender.lent_slots().into_iter().find(|lent| {
+            lent.pos >= oldest
+                && self
+                    .subs
+                    .iter()
+                    .filter(|s| !s.dropped)
+                    .all(|s| !matches!(holding(&s.seg, *lent), Ok(Holding::Holds)))
+        });
+        let Some(target) = target else {
+            return false;
+        };
+        let cursor = self.seg.cursor();
+        self.writer.evict_through(&self.seg, &cursor, target.pos);
+        true
+    }
+
+    /// The bytes of a slot taken by [`ShmPublisher::loan`], to read back.
+    pub(crate) fn loan_bytes(&self, loan: &LoanRef) -> &[u8] {
+        self.lender
+            .as_ref()
+            .expect("a loan comes from our pool")
+            .pool()
+            .slot(loan.slot, loan.len)
+    }
+
+    /// The bytes of a slot taken by [`ShmPublisher::loan`], to fill in place.
+    pub(crate) fn loan_bytes_mut(&mut self, loan: &LoanRef) -> &mut [u8] {
+        self.lender
+            .as_mut()
+            .expect("a loan comes from our pool")
+            .bytes_mut(loan)
+    }
+
+    /// Publishes a filled loan as a loan frame. On error the slot is ours again.
+    pub(crate) fn send_loan(&mut self, loan: &LoanRef, mode: Mode) -> Result<()> {
+        match self.send_frame(&loan.encode(), mode, KIND_LOAN) {
+            Ok(()) => {
+                let pos = self.writer.last_frame_pos();
+                self.lender.as_mut().expect("our pool").lent(loan, pos);
+                Ok(())
+            }
+            Err(e) => {
+                self.abandon_loan(loan);
+                Err(e)
+            }
+        }
+    }
+
+    /// A loan dropped unsent: its slot is free again.
+    pub(crate) fn abandon_loan(&mut self, loan: &LoanRef) {
+        if let Some(lender) = self.lender.as_mut() {
+            lender.abandon(loan);
+        }
+    }
+
+    /// Slots of our pool lent (not yet back) or being filled.
+    pub(crate) fn loans_outstanding(&mut self) -> usize {
+        let floor = self.incoming.join_floor.load(Ordering::Acquire);
+        self.refresh_subscribers(true);
+        let Some(lender) = self.lender.as_mut() else {
+            return 0;
+        };
+        fence(Ordering::SeqCst);
+        let oldest = self.writer.oldest_pos();
+        let subs = &mut self.subs;
+        let _ = lender.reclaim_with(|lent| Ok(loan_is_back(subs, floor, oldest, lent)));
+        lender.outstanding_count()
+    }
+}
+
+/// Whether every subscriber is done with the loan `lent`: it released it, or never claimed
+/// it and can no longer read its frame (evicted: below `oldest`; or it read past it). A
+/// subscriber still joining (`floor`) may read any frame at or above the floor. A
+/// subscriber whose words name a generation never lent is dropped.
+fn loan_is_back(subs: &mut [Sub], floor: u64, oldest: u64, lent: Lent) -> bool {
+    if floor != NO_FLOOR && lent.pos >= floor {
+        return false;
+    }
+    for sub in subs.iter_mut().filter(|s| !s.dropped) {
+        match holding(&sub.seg, lent) {
+            Ok(Holding::Released) => {}
+            Ok(Holding::Holds) => return false,
+            Ok(Holding::NotTaken) => {
+                // The claim is stored before the consumed position moves past the frame
+                // (Release/Acquire), so a reader past it that claimed it was seen above.
+                let readable =
+                    lent.pos >= oldest && sub.seg.load64(segment::OFF_CONSUMED) <= lent.pos;
+                if readable {
+                    return false;
+                }
+            }
+            Err(_) => sub.dropped = true,
+        }
+    }
+    true
+}
+
+/// The accept thread's handle on the publisher's loan pool.
+struct PoolOffer {
+    fd: std::os::fd::OwnedFd,
+    slots: usize,
+    slot_bytes: usize,
 }
 
 impl Drop for ShmPublisher {
@@ -311,6 +515,7 @@ impl Drop for ShmPublisher {
 fn accept_loop(
     bound: BoundName,
     offer: SharedOffer,
+    pool: Option<&PoolOffer>,
     own: &PeerSegment,
     allowed: &[u32],
     incoming: &Incoming,
@@ -337,7 +542,14 @@ fn accept_loop(
             sock,
             allowed,
             (Role::Publisher, Role::Subscriber),
-            Extras::default(),
+            Extras {
+                bell: None,
+                pool: pool.map(|p| PoolShape {
+                    fd: p.fd.as_fd(),
+                    slots: p.slots,
+                    slot_bytes: p.slot_bytes,
+                }),
+            },
             || {
                 Ok(SharedOffer {
                     fd: offer.fd.as_fd().try_clone_to_owned()?,

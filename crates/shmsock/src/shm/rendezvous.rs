@@ -15,7 +15,7 @@ use super::handshake::{
     self, Hello, Received, RefuseReason, Role, ACK, HANDSHAKE_TIMEOUT, HELLO_FLAG_DOORBELL,
     HELLO_FLAG_POOL,
 };
-use super::segment::{OwnedPool, OwnedSegment, PeerPool, PeerSegment, PROTOCOL_VERSION};
+use super::segment::{OwnedSegment, PeerPool, PeerSegment, PoolShape, PROTOCOL_VERSION};
 use crate::error::{Error, Result};
 
 /// A bound `shm://` name: the flock'd lock file and the listening socket. Dropping it
@@ -167,7 +167,7 @@ pub(crate) struct Extras<'a> {
     /// Wake us through this eventfd instead of our futex.
     pub(crate) bell: Option<&'a Doorbell>,
     /// Our loan pool.
-    pub(crate) pool: Option<&'a OwnedPool>,
+    pub(crate) pool: Option<PoolShape<'a>>,
 }
 
 fn io_err(endpoint: &str, what: &str, e: impl Into<io::Error>) -> Error {
@@ -238,9 +238,9 @@ fn send_segment(
     }
     if let Some(pool) = extras.pool {
         hello.flags |= HELLO_FLAG_POOL;
-        hello.pool_slots = pool.slots() as u32;
-        hello.pool_slot_bytes = pool.slot_bytes() as u64;
-        fds.push(pool.fd());
+        hello.pool_slots = pool.slots as u32;
+        hello.pool_slot_bytes = pool.slot_bytes as u64;
+        fds.push(pool.fd);
     }
     handshake::send_hello(sock, &hello, &fds).map_err(|e| io_err(endpoint, "sending hello", e))
 }

@@ -16,7 +16,10 @@
 //!  448   cursor      publishers only: seqlock'd (oldest, write) positions and sequences
 //!  1024  RELEASED    u64 per slot of the *peer's* loan pool: the last generation we
 //!                    released (up to [`LOAN_SLOTS_MAX`] words)
-//!  4096  ring        the owner's outbound frame ring (see `ring`)
+//!  4096  ring        the owner's outbound frame ring (see `ring`); a subscriber has none
+//!                    and keeps there instead, per slot of the publisher's loan pool, the
+//!                    last generation it TOOK (see `loan`: what it holds is taken but not
+//!                    released)
 //! ```
 //!
 //! A side that lends (zero-copy loans) also owns a **pool**, a second sealed memfd mapped
@@ -82,6 +85,10 @@ pub(crate) const OFF_RELEASED: usize = 1024;
 pub const LOAN_SLOTS_MAX: usize = 256;
 /// The ring starts one page in.
 pub(crate) const RING_OFFSET: usize = 4096;
+/// Subscribers only (their ring area is unused): one `u64` per slot of the publisher's
+/// loan pool, the last generation claimed. `LOAN_SLOTS_MAX` words fit the smallest ring.
+pub(crate) const OFF_TAKEN: usize = RING_OFFSET;
+const _: () = assert!(8 * LOAN_SLOTS_MAX <= RING_CAPACITY_MIN_BYTES);
 
 /// Magic at offset 0 of every loan pool.
 pub(crate) const POOL_MAGIC: u64 = u64::from_le_bytes(*b"SHMPOOL1");
@@ -480,6 +487,15 @@ impl PeerSegment {
         self.load64(OFF_RELEASED + 8 * slot)
     }
 
+    /// `Acquire` load of a subscriber's "taken" word for slot `slot` of *our* pool (see
+    /// [`OFF_TAKEN`]); `u64::MAX` ("held") if the segment is too small to have one.
+    #[inline]
+    pub(crate) fn taken(&self, slot: usize) -> u64 {
+        self.map
+            .u64_at(OFF_TAKEN + 8 * slot.min(LOAN_SLOTS_MAX - 1))
+            .map_or(u64::MAX, |w| w.load(Ordering::Acquire))
+    }
+
     /// The publisher's broadcast cursor (loads only; `Cursor::snapshot` validates it).
     pub(crate) fn cursor(&self) -> Cursor<'_> {
         Cursor {
@@ -537,6 +553,14 @@ impl RingRead for PeerSegment {
     }
 }
 
+/// What a hello announces of a pool: the fd to pass and its shape.
+#[derive(Clone, Copy)]
+pub(crate) struct PoolShape<'a> {
+    pub(crate) fd: BorrowedFd<'a>,
+    pub(crate) slots: usize,
+    pub(crate) slot_bytes: usize,
+}
+
 /// Our loan pool: read-write for us, sealed so the peer can only read it.
 pub(crate) struct OwnedPool {
     fd: OwnedFd,
@@ -572,8 +596,13 @@ impl OwnedPool {
         })
     }
 
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// The fd and shape to announce in a hello.
+    pub(crate) fn shape(&self) -> PoolShape<'_> {
+        PoolShape {
+            fd: self.fd.as_fd(),
+            slots: self.slots,
+            slot_bytes: self.slot_bytes,
+        }
     }
 
     pub(crate) fn slots(&self) -> usize {
@@ -730,6 +759,19 @@ impl ReleaseBoard {
                 w.store(generation, Ordering::Release);
             }
         }
+    }
+
+    /// A subscriber claims slot `slot` of the publisher's pool as `generation` before its
+    /// final check that the loan frame was not evicted: stores the word, then a full fence
+    /// (pairs with the publisher's fence between evicting and reading the taken words:
+    /// either it sees our claim, or our check sees the eviction).
+    pub(crate) fn claim(&self, slot: usize, generation: u64) {
+        if slot < LOAN_SLOTS_MAX {
+            if let Some(w) = self.map.u64_at(OFF_TAKEN + 8 * slot) {
+                w.store(generation, Ordering::Relaxed);
+            }
+        }
+        crate::sync::fence(Ordering::SeqCst);
     }
 
     /// The last generation we released for `slot`.

@@ -3,14 +3,16 @@
 
 use std::time::Duration;
 
-use super::broadcast::{Read, Reader, Snapshot};
+use super::broadcast::{NoLoans, Read, Reader, Snapshot};
 use super::control::{Idle, Link, Mode};
 use super::handshake::Role;
+use super::loan::{Borrower, BroadcastBorrower, LoanRef};
 use super::rendezvous::{connect_side, Extras};
 use super::ring::{Corruption, RING_CAPACITY_MIN_BYTES};
-use super::segment::{self, OwnedSegment, PeerSegment};
+use super::segment::{self, OwnedSegment, PeerSegment, ReleaseBoard};
 use super::wait::{self, Schedule, SharedFutex, Step, FUTEX_SLEEP_MAX};
 use crate::error::{Error, Result};
+use crate::loan::Sample;
 use crate::options::Options;
 use crate::sync::Ordering;
 
@@ -25,11 +27,18 @@ pub(crate) struct ShmSubscriber {
     wait: crate::WaitStrategy,
     spin_budget: Duration,
     sleep_cap: Duration,
+    /// Claims loan frames, if the publisher lends.
+    borrower: Option<BroadcastBorrower>,
+    /// A loan received by `recv` into a buffer too small for it, delivered next.
+    stash: Option<Sample>,
+    /// Buffer of `recv_sample` for messages that came as copies.
+    scratch: Vec<u8>,
 }
 
 /// What one attempt at receiving gave.
-enum Got {
+pub(crate) enum Got {
     Message(usize),
+    Loan(Sample),
     Nothing,
 }
 
@@ -69,7 +78,13 @@ impl ShmSubscriber {
         } else {
             FUTEX_SLEEP_MAX
         };
+        let borrower = peer
+            .pool
+            .map(|pool| BroadcastBorrower(Borrower::new(pool, ReleaseBoard::of(&mine))));
         Ok(ShmSubscriber {
+            borrower,
+            stash: None,
+            scratch: Vec::new(),
             reader: Reader::new(peer.segment.capacity_bytes(), start),
             link: Link::new(endpoint, peer.pid, peer.sock),
             mine,
@@ -106,10 +121,29 @@ impl ShmSubscriber {
     /// One look at the ring.
     fn attempt(&mut self, buf: &mut [u8], check_lag: bool) -> Result<Got> {
         let cursor = self.publisher.cursor();
-        match self.reader.read(&self.publisher, &cursor, buf, check_lag) {
+        let read = match &mut self.borrower {
+            Some(b) => self
+                .reader
+                .read_with(&self.publisher, &cursor, buf, check_lag, b),
+            None => self
+                .reader
+                .read_with(&self.publisher, &cursor, buf, check_lag, &mut NoLoans)
+                .map(|r| match r {
+                    Read::Message(n) => Read::Message(n),
+                    Read::Empty => Read::Empty,
+                    Read::Lagged(n) => Read::Lagged(n),
+                    Read::TooSmall(n) => Read::TooSmall(n),
+                    Read::Loan(never) => match never {},
+                }),
+        };
+        match read {
             Ok(Read::Message(n)) => {
                 self.publish_consumed(false);
                 Ok(Got::Message(n))
+            }
+            Ok(Read::Loan(loan)) => {
+                self.publish_consumed(false);
+                Ok(Got::Loan(self.sample(loan)))
             }
             Ok(Read::Empty) => Ok(Got::Nothing),
             Ok(Read::Lagged(missed)) => {
@@ -128,9 +162,60 @@ impl ShmSubscriber {
         }
     }
 
-    /// Receives the next message into `buf` as `mode` allows. After the publisher ended,
-    /// what it had published is still delivered; then the end is reported.
+    /// A view of a claimed loan, released when dropped.
+    fn sample(&self, loan: LoanRef) -> Sample {
+        let b = &self.borrower.as_ref().expect("a loan was claimed").0;
+        Sample::lent(b.pool.clone(), b.board.clone(), loan)
+    }
+
+    /// Receives the next message into `buf` as `mode` allows (a loan is copied, then
+    /// released). After the publisher ended, what it had published is still delivered;
+    /// then the end is reported.
     pub(crate) fn recv(&mut self, buf: &mut [u8], mode: Mode) -> Result<usize> {
+        let sample = match self.stash.take() {
+            Some(sample) => sample,
+            None => match self.next(buf, mode)? {
+                Got::Loan(sample) => sample,
+                Got::Message(n) => return Ok(n),
+                Got::Nothing => unreachable!("`next` waits for a message"),
+            },
+        };
+        if sample.len() > buf.len() {
+            let len = sample.len();
+            self.stash = Some(sample);
+            return Err(Error::BufferTooSmall {
+                len,
+                buf: buf.len(),
+            });
+        }
+        Ok(sample.copy_to(buf))
+    }
+
+    /// Receives the next message as a [`Sample`]: the publisher's slot in place for a
+    /// loan, a copy otherwise.
+    pub(crate) fn recv_sample(&mut self, mode: Mode) -> Result<Sample> {
+        if let Some(sample) = self.stash.take() {
+            return Ok(sample);
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let got = loop {
+            match self.next(&mut scratch, mode) {
+                Err(Error::BufferTooSmall { len, .. }) => scratch.resize(len, 0),
+                other => break other,
+            }
+        };
+        let sample = match got {
+            Ok(Got::Loan(sample)) => Ok(sample),
+            Ok(Got::Message(n)) => Ok(Sample::owned(scratch[..n].to_vec())),
+            Ok(Got::Nothing) => unreachable!("`next` waits for a message"),
+            Err(e) => Err(e),
+        };
+        self.scratch = scratch;
+        sample
+    }
+
+    /// Waits for the next message or loan as `mode` allows.
+    fn next(&mut self, buf: &mut [u8], mode: Mode) -> Result<Got> {
         self.link.usable()?;
         let mut schedule = None;
         let mut polls = 0u32;
@@ -151,8 +236,9 @@ impl ShmSubscriber {
                 }
                 wait::cancel_wait(self.mine.word32(segment::OFF_RX_SLEEPING));
             }
-            if let Got::Message(n) = got? {
-                return Ok(n);
+            match got? {
+                Got::Nothing => {}
+                got => return Ok(got),
             }
             self.publish_consumed(true);
             let deadline = match self.link.nothing_to_read(mode)? {

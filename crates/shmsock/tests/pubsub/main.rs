@@ -23,6 +23,7 @@ mod stream;
 
 mod death;
 mod delivery;
+mod loans;
 mod overflow;
 
 /// The child-process side of every multi-process test. Does nothing unless a test spawned

@@ -64,6 +64,8 @@ pub fn run(role: &str) {
             report("closed");
         }
         "churn_publisher" => churn_publisher(&ep),
+        "sample_subscribe" => crate::loans::sample_subscribe(&ep),
+        "hold_samples" => crate::loans::hold_samples(&ep),
         "subscribe_to_anything" => match Subscriber::connect(&ep) {
             Ok(_) => report("connected"),
             Err(e) => report(format!("error {e:?} | {e}")),

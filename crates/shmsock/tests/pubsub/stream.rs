@@ -50,7 +50,28 @@ impl Stream {
     /// Sends the next message with `send_timeout(timeout)`. On error the same message is
     /// sent by the next call.
     pub fn send(&mut self, publisher: &mut Publisher, timeout: Duration) -> Result<(), Error> {
-        let len = match self.pending {
+        let len = self.prepare();
+        publisher.send_timeout(&self.buf[..len], timeout)?;
+        self.pending = None;
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Sends the next message as a loan (`loan_timeout(timeout)`, filled in place). On
+    /// error the same message is sent by the next call.
+    pub fn send_loan(&mut self, publisher: &mut Publisher, timeout: Duration) -> Result<(), Error> {
+        let len = self.prepare();
+        let mut loan = publisher.loan_timeout(len, timeout)?;
+        loan.copy_from_slice(&self.buf[..len]);
+        loan.send()?;
+        self.pending = None;
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Generates message `next` if it is not pending yet; returns its length.
+    fn prepare(&mut self) -> usize {
+        match self.pending {
             Some(len) => len,
             None => {
                 let len = next_len(&mut self.lens, self.max_len);
@@ -58,11 +79,7 @@ impl Stream {
                 self.pending = Some(len);
                 len
             }
-        };
-        publisher.send_timeout(&self.buf[..len], timeout)?;
-        self.pending = None;
-        self.next += 1;
-        Ok(())
+        }
     }
 
     /// Sends `count` messages, each within `timeout`; returns the longest single send.

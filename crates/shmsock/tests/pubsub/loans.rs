@@ -1,0 +1,214 @@
+//! Zero-copy loans through publish/subscribe: `Publisher::loan` / `Loan::send` and
+//! `Subscriber::recv_sample`, with subscriber children that check every message (sequence
+//! number and checksum) and hold, release, stall or die.
+
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+use shmsock::{Error, Options, Overflow, Publisher};
+
+use crate::fanout::{self, signal, summary, wait_for_subscribers};
+use crate::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
+use crate::roles::{report, MAX_LEN_ENV, SEED_ENV};
+use crate::stream::{End, Stream, Tally};
+
+/// Slot size of the tests' pools.
+const SLOT: usize = 64 * 1024;
+
+/// Child: like the `subscribe` role, but receives every message with `recv_sample` and
+/// checks the bytes in place (copied out with `to_vec`, as a careful reader of a possibly
+/// hostile publisher does).
+pub fn sample_subscribe(ep: &str) {
+    let var = |name: &str| -> u64 {
+        std::env::var(name)
+            .unwrap_or_else(|_| panic!("the parent did not set {name}"))
+            .parse()
+            .expect("a number")
+    };
+    let (seed, max_len) = (var(SEED_ENV), var(MAX_LEN_ENV) as usize);
+    let mut tally = Tally::new(seed, max_len, false);
+    let mut sub = shmsock::Subscriber::connect(ep).expect("subscribe");
+    report("ready");
+    let (mut loans, mut start) = (0u64, None);
+    let end = loop {
+        let checked = match sub.recv_sample_timeout(STEP_TIMEOUT) {
+            Ok(sample) => {
+                loans += u64::from(sample.is_loan());
+                tally.message(&sample.to_vec())
+            }
+            Err(Error::Lagged { missed, .. }) => tally.lagged(missed),
+            Err(Error::PeerClosed { .. }) => break End::Closed,
+            Err(Error::PeerGone { .. }) => break End::Gone,
+            Err(e) => Err(format!("after {} messages: {e}", tally.delivered)),
+        };
+        start.get_or_insert_with(Instant::now);
+        if let Err(what) = checked {
+            report(format!("error {what}"));
+            return;
+        }
+    };
+    let secs = start.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    report(format!("{} loans={loans}", tally.report(end, secs)));
+}
+
+/// Child: receives three samples and holds them until killed.
+pub fn hold_samples(ep: &str) {
+    let mut sub = shmsock::Subscriber::connect(ep).expect("subscribe");
+    report("ready");
+    let held: Vec<_> = (0..3)
+        .map(|_| sub.recv_sample_timeout(STEP_TIMEOUT).expect("sample"))
+        .collect();
+    assert!(held.iter().all(|s| s.is_loan()), "{held:?}");
+    report("holding");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn spawn_sample_subscribers(publisher: &mut Publisher, n: usize, seed: u64) -> Vec<Peer> {
+    let (seed, max_len) = (seed.to_string(), SLOT.to_string());
+    let env = [(SEED_ENV, seed.as_str()), (MAX_LEN_ENV, max_len.as_str())];
+    let mut peers: Vec<Peer> = (0..n)
+        .map(|_| Peer::spawn("sample_subscribe", publisher.endpoint(), &env))
+        .collect();
+    for peer in &mut peers {
+        peer.expect("ready");
+    }
+    wait_for_subscribers(publisher, n);
+    peers
+}
+
+/// Waits until every slot of the publisher's pool is back.
+fn wait_for_slots(publisher: &mut Publisher) {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while publisher.loans_outstanding() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} slots still out after {STEP_TIMEOUT:?}",
+            publisher.loans_outstanding()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn every_subscriber_of_three_reads_every_loan_and_the_slots_come_back() {
+    let _timing = harness::timing_test();
+    let ep = harness::endpoint("publoans");
+    let mut publisher = fanout::bind(&ep, Options::new().loan_pool(8, SLOT));
+    let seed = 0x10a_0001;
+    let mut subs = spawn_sample_subscribers(&mut publisher, 3, seed);
+    let mut stream = Stream::new(seed, SLOT);
+    // Every fourth message a plain send: loans and copies interleave in one ring.
+    for i in 0..2_000u64 {
+        if i % 4 == 3 {
+            stream.send(&mut publisher, STEP_TIMEOUT).expect("send");
+        } else {
+            stream
+                .send_loan(&mut publisher, STEP_TIMEOUT)
+                .expect("send a loan");
+        }
+    }
+    wait_for_slots(&mut publisher);
+    let sent = stream.sent();
+    drop(publisher);
+    for sub in &mut subs {
+        let s = summary(sub);
+        eprintln!("subscriber: {s}");
+        s.assert_accounts_for(sent, End::Closed);
+        assert_eq!(s.num("missed"), 0, "Block loses nothing: {s}");
+        assert_eq!(s.num("loans"), 1_500, "{s}");
+        sub.wait_success();
+    }
+}
+
+#[test]
+fn slots_held_by_a_sigkilled_subscriber_come_back() {
+    let _timing = harness::timing_test();
+    let ep = harness::endpoint("publoankill");
+    let mut publisher = fanout::bind(&ep, Options::new().loan_pool(4, SLOT));
+    let mut holder = Peer::spawn("hold_samples", publisher.endpoint(), &[]);
+    holder.expect("ready");
+    wait_for_subscribers(&mut publisher, 1);
+    for i in 0..4u8 {
+        let mut loan = publisher.loan_timeout(SLOT, STEP_TIMEOUT).expect("loan");
+        loan.fill(i);
+        loan.send().expect("send");
+    }
+    holder.expect("holding");
+    // Three held, the fourth published but never read: the pool is dry.
+    assert!(matches!(publisher.try_loan(1), Err(Error::WouldBlock)));
+    assert!(matches!(
+        publisher.loan_timeout(1, Duration::from_millis(20)),
+        Err(Error::TimedOut)
+    ));
+    assert_eq!(publisher.loans_outstanding(), 4);
+    let killed = holder.kill();
+    let loan = publisher
+        .loan_timeout(SLOT, STEP_TIMEOUT)
+        .expect("a slot comes back after the holder died");
+    let took = killed.elapsed();
+    drop(loan);
+    eprintln!("a slot came back {took:.1?} after SIGKILL of its holder");
+    assert!(
+        took < PEER_DEATH_BOUND + Duration::from_millis(50),
+        "slots of a dead subscriber came back only after {took:?}"
+    );
+    assert_eq!(publisher.loans_outstanding(), 0);
+    assert_eq!(publisher.subscriber_count(), 0);
+}
+
+#[test]
+fn drop_oldest_publisher_never_waits_for_a_stopped_subscriber_that_holds_nothing() {
+    let _heavy = harness::cpu_heavy_test();
+    let ep = harness::endpoint("publoanstop");
+    let options = Options::new()
+        .loan_pool(32, SLOT)
+        .overflow(Overflow::DropOldest);
+    let mut publisher = fanout::bind(&ep, options);
+    let seed = 0x10a_0002;
+    let mut subs = spawn_sample_subscribers(&mut publisher, 3, seed);
+    let mut stream = Stream::new(seed, SLOT);
+    signal(subs[0].pid(), Signal::STOP);
+    fanout::wait_until_stopped(subs[0].pid());
+    // Bursts of 8 loans (a quarter of the pool) every 2 ms: the running subscribers keep
+    // up, the stopped one is lapped by the pool many times.
+    let mut longest = Duration::ZERO;
+    let mut publish = |stream: &mut Stream, publisher: &mut Publisher, n: u64| {
+        for i in 0..n {
+            let t = Instant::now();
+            stream
+                .send_loan(publisher, STEP_TIMEOUT)
+                .expect("a DropOldest loan never fails");
+            longest = longest.max(t.elapsed());
+            if i % 8 == 7 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    };
+    publish(&mut stream, &mut publisher, 1_000);
+    signal(subs[0].pid(), Signal::CONT);
+    publish(&mut stream, &mut publisher, 1_000);
+    let sent = stream.sent();
+    drop(publisher);
+    eprintln!("longest loan+send with one subscriber stopped: {longest:.1?}");
+    assert!(
+        longest < Duration::from_secs(1),
+        "a DropOldest publisher waited {longest:?} for a slot"
+    );
+    let stopped = summary(&mut subs[0]);
+    eprintln!("stopped subscriber: {stopped}");
+    stopped.assert_accounts_for(sent, End::Closed);
+    assert_eq!(stopped.str("lag_came_first"), "true", "{stopped}");
+    assert!(stopped.num("missed") > 500, "{stopped}");
+    for sub in &mut subs[1..] {
+        let s = summary(sub);
+        eprintln!("running subscriber: {s}");
+        s.assert_accounts_for(sent, End::Closed);
+        assert!(
+            s.num("missed") < stopped.num("missed") / 4,
+            "a running subscriber lost almost as much as the stopped one: {s}"
+        );
+    }
+    for sub in &mut subs {
+        sub.wait_success();
+    }
+}
