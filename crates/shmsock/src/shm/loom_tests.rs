@@ -1,5 +1,5 @@
-//! loom models of the frame ring, the eventcount, the inbox doorbell and the broadcast ring,
-//! run against the real code:
+//! loom models of the frame ring, the eventcount, the inbox doorbell, the broadcast ring and
+//! its loans (the pool reuse rule), run against the real code:
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p shmsock --release --lib loom
@@ -304,5 +304,103 @@ fn broadcast_model(check_lag_while_racing: bool) {
             step(&mut r, &mut delivered, &mut lost, true);
         }
         assert_eq!(delivered + lost, SENT);
+    });
+}
+
+/// A subscriber's loan words in the model: TAKEN and RELEASED for the one slot, claimed
+/// exactly as `ReleaseBoard::claim` does (store, then a full fence).
+struct ModelClaims {
+    words: Arc<[AtomicU64; 2]>,
+}
+
+const TAKEN: usize = 0;
+const RELEASED: usize = 1;
+
+impl super::broadcast::Claims for ModelClaims {
+    type Claim = u64;
+    fn claim(
+        &mut self,
+        payload: &[u8; super::ring::LOAN_FRAME_BYTES],
+    ) -> Result<u64, super::ring::Corruption> {
+        let generation = u64::from_le_bytes(payload[8..16].try_into().unwrap());
+        self.words[TAKEN].store(generation, Ordering::Relaxed);
+        loom::sync::atomic::fence(Ordering::SeqCst);
+        Ok(generation)
+    }
+    fn withdraw(&mut self, generation: u64) {
+        self.words[RELEASED].store(generation, Ordering::Release);
+    }
+}
+
+/// Pub/sub loans: the publisher lends its one slot through the broadcast ring, then evicts
+/// the loan frame (as a `DropOldest` publisher whose pool ran dry does) and reuses the slot
+/// if the subscriber's words say it may (`loan::holding`'s rule, after the same fence as
+/// `ShmPublisher::try_take_loan`), while the subscriber reads the frame, claims it and reads
+/// the slot. The slot is a `Relaxed` word, so loom lets the subscriber see any write not
+/// ordered before its read: it must always see the bytes that were lent. Checked to fail
+/// when the fence in the claim is removed.
+#[test]
+fn loom_broadcast_loan_is_never_reused_under_a_reader() {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(2);
+    model.check(|| {
+        const CAP: u64 = 256;
+        let ring = Arc::new(HeapRing::new(CAP));
+        let words: Arc<[AtomicU64; 5]> = Arc::new(std::array::from_fn(|_| AtomicU64::new(0)));
+        let sub_words: Arc<[AtomicU64; 2]> = Arc::new(std::array::from_fn(|_| AtomicU64::new(0)));
+        let slot = Arc::new(AtomicU64::new(0));
+        let start = cursor(&words).snapshot(CAP).unwrap();
+
+        let publisher = {
+            let (ring, words, sub_words, slot) =
+                (ring.clone(), words.clone(), sub_words.clone(), slot.clone());
+            thread::spawn(move || {
+                let mut w = Writer::new(CAP);
+                slot.store(1, Ordering::Relaxed);
+                // `LoanRef::encode` of {slot 0, generation 1, 8 bytes}.
+                let mut frame = [0u8; super::ring::LOAN_FRAME_BYTES];
+                frame[8..16].copy_from_slice(&1u64.to_le_bytes());
+                frame[16..24].copy_from_slice(&8u64.to_le_bytes());
+                w.try_push_kind(
+                    &*ring,
+                    &cursor(&words),
+                    Overflow::DropOldest,
+                    || None,
+                    &frame,
+                    super::ring::KIND_LOAN,
+                );
+                let pos = w.last_frame_pos();
+                w.evict_through(&*ring, &cursor(&words), pos);
+                loom::sync::atomic::fence(Ordering::SeqCst);
+                let back = sub_words[RELEASED].load(Ordering::Acquire) == 1
+                    || (sub_words[TAKEN].load(Ordering::Acquire) < 1 && w.oldest_pos() > pos);
+                if back {
+                    slot.store(2, Ordering::Relaxed);
+                }
+            })
+        };
+
+        let mut r = Reader::new(CAP, start);
+        let mut claims = ModelClaims {
+            words: sub_words.clone(),
+        };
+        let mut buf = [0u8; 16];
+        for _ in 0..2 {
+            match r
+                .read_with(&*ring, &cursor(&words), &mut buf, true, &mut claims)
+                .unwrap()
+            {
+                Read::Loan(generation) => {
+                    assert_eq!(generation, 1);
+                    let seen = slot.load(Ordering::Relaxed);
+                    assert_eq!(seen, 1, "the slot was reused under the reader");
+                    sub_words[RELEASED].store(generation, Ordering::Release);
+                }
+                Read::Lagged(n) => assert_eq!(n, 1),
+                Read::Empty => {}
+                Read::Message(_) | Read::TooSmall(_) => unreachable!(),
+            }
+        }
+        publisher.join().unwrap();
     });
 }
