@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::shm::loan::LoanRef;
 use crate::shm::segment::{PeerPool, ReleaseBoard};
 use crate::shm::Mode;
@@ -57,6 +57,42 @@ impl Loan<'_> {
     /// True for a zero-length loan.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The loan as a `&mut T` to fill in place (zero-copy typed send): the loan must be
+    /// exactly `size_of::<T>()` bytes and aligned for `T` (loan slots are 64-byte aligned
+    /// over `shm://`), else [`Error::Encode`].
+    ///
+    /// ```
+    /// use shmsock::{Conn, Listener, Options};
+    /// # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+    /// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, PartialEq, Debug)]
+    /// #[repr(C)]
+    /// struct Frame { seq: u64, pixels: [u8; 4096] }
+    ///
+    /// let listener = Listener::bind("shm://doc-pod-loans")?;
+    /// let sender = std::thread::spawn(|| -> shmsock::Result<()> {
+    ///     let mut conn = Conn::connect_with("shm://doc-pod-loans", Options::new().loan_pool(2, 8192))?;
+    ///     let mut loan = conn.loan(std::mem::size_of::<Frame>())?;
+    ///     let frame: &mut Frame = loan.as_pod_mut()?;
+    ///     frame.seq = 1;
+    ///     frame.pixels.fill(255);
+    ///     loan.send()
+    /// });
+    /// let mut conn = listener.accept()?;
+    /// let sample = conn.recv_sample()?;
+    /// let frame: Frame = sample.read_pod()?; // one copy, straight out of the sender's slot
+    /// assert_eq!((frame.seq, frame.pixels[4095]), (1, 255));
+    /// sender.join().unwrap()?;
+    /// # Ok::<(), shmsock::Error>(())
+    /// ```
+    pub fn as_pod_mut<T: bytemuck::Pod>(&mut self) -> Result<&mut T> {
+        let bytes: &mut [u8] = self;
+        let len = bytes.len();
+        bytemuck::try_from_bytes_mut(bytes).map_err(|e| Error::Encode {
+            type_name: std::any::type_name::<T>(),
+            reason: format!("a loan of {len} bytes as {e:?}"),
+        })
     }
 }
 
@@ -175,6 +211,25 @@ impl Sample {
         let n = self.len();
         self.read_at(0, &mut out[..n]);
         n
+    }
+
+    /// The message as a `T`, copied straight out of the sender's slot (no intermediate
+    /// buffer); it must be exactly `size_of::<T>()` bytes ([`Error::Decode`] otherwise).
+    /// Alignment does not matter. For a reference in place see [`Sample::as_pod`].
+    pub fn read_pod<T: bytemuck::Pod>(&self) -> Result<T> {
+        if self.len() != std::mem::size_of::<T>() {
+            return Err(Error::Decode {
+                type_name: std::any::type_name::<T>(),
+                reason: format!(
+                    "message of {} bytes, the type has {}",
+                    self.len(),
+                    std::mem::size_of::<T>()
+                ),
+            });
+        }
+        let mut value = T::zeroed();
+        self.read_at(0, bytemuck::bytes_of_mut(&mut value));
+        Ok(value)
     }
 
     /// The message as a new `Vec`.

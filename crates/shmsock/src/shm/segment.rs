@@ -803,4 +803,22 @@ impl crate::loan::Sample {
             crate::loan::SampleInner::Owned(b) => b,
         }
     }
+
+    /// The message as a `&T` in place, without a copy (zero-copy for plain fixed-layout
+    /// types). Loan slots are 64-byte aligned, so any `T` with alignment up to 64 fits a
+    /// loan; a copied sample may not be aligned. `Err` ([`Error::Decode`](crate::Error))
+    /// if the size differs or the bytes are misaligned for `T`; use
+    /// [`Sample::read_pod`](crate::Sample::read_pod) for a checked copy.
+    ///
+    /// # Safety
+    /// As for [`Sample::as_slice`]: the sender must not write the slot while the reference
+    /// lives.
+    pub unsafe fn as_pod<T: bytemuck::Pod>(&self) -> crate::Result<&T> {
+        // SAFETY: forwarded to our caller.
+        let bytes = unsafe { self.as_slice() };
+        bytemuck::try_from_bytes(bytes).map_err(|e| crate::Error::Decode {
+            type_name: std::any::type_name::<T>(),
+            reason: format!("a sample of {} bytes as {e:?}", bytes.len()),
+        })
+    }
 }

@@ -173,3 +173,40 @@ fn a_receiver_killed_while_holding_loans_frees_the_sender() {
     eprintln!("the sender learned of the holder's death after {took:?}");
     assert!(took < harness::PEER_DEATH_BOUND * 5, "{took:?}");
 }
+
+#[test]
+fn plain_values_are_filled_in_place_and_viewed_with_size_and_alignment_checked() {
+    let listener = harness::bind(&harness::endpoint("podloans"), Options::new());
+    let ep = listener.endpoint().to_owned();
+    let sender = std::thread::spawn(move || {
+        let mut conn = Conn::connect_with(&ep, Options::new().loan_pool(2, 4096)).unwrap();
+        let mut loan = conn.loan(16).unwrap();
+        *loan.as_pod_mut::<[u64; 2]>().unwrap() = [1, 2];
+        loan.send().unwrap();
+        // Wrong size for the type: a typed error, and the loan is still usable.
+        let mut loan = conn.loan(12).unwrap();
+        let err = loan.as_pod_mut::<[u64; 2]>().unwrap_err();
+        assert!(matches!(err, Error::Encode { .. }), "{err}");
+        drop(loan);
+        conn.send_pod(&7u64).unwrap();
+    });
+    let mut conn = harness::accept(&listener).unwrap();
+    let sample = conn.recv_sample_timeout(STEP_TIMEOUT).unwrap();
+    assert!(sample.is_loan());
+    // SAFETY: our own well-behaved sender does not touch the slot until we drop it.
+    let view = unsafe { sample.as_pod::<[u64; 2]>() }.unwrap();
+    assert_eq!(*view, [1, 2]);
+    // SAFETY: as above.
+    let err = unsafe { sample.as_pod::<u32>() }.unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err}");
+    assert_eq!(sample.read_pod::<[u32; 4]>().unwrap(), [1, 0, 2, 0]);
+    assert!(matches!(
+        sample.read_pod::<u64>(),
+        Err(Error::Decode { .. })
+    ));
+    drop(sample);
+    let copied = conn.recv_sample_timeout(STEP_TIMEOUT).unwrap();
+    assert!(!copied.is_loan());
+    assert_eq!(copied.read_pod::<u64>().unwrap(), 7);
+    sender.join().unwrap();
+}
