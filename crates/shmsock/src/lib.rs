@@ -45,11 +45,34 @@
 //! during the handshake) and only that connection is closed. A multipart ZeroMQ message
 //! arrives as one message, its parts concatenated. Over `tcp://`, [`Conn::peer_pid`] is 0
 //! (unknown) and any peer that reaches the port is admitted.
+//!
+//! ## tokio (the `tokio` cargo feature)
+//! `shmsock = { version = "…", features = ["tokio"] }` adds [`AsyncListener`],
+//! [`AsyncConn`] (`send().await`, `recv().await`, `recv_vec().await`) and
+//! [`AsyncSubscriber`] over all three schemes. An async `shm://` side hands its peer an
+//! eventfd doorbell in the handshake; the peer rings it only when this side announced that
+//! it sleeps, and tokio's reactor watches the doorbell and the control socket (so a dead
+//! peer wakes the task at once). Nothing polls and nothing spins: an idle async receiver
+//! uses no CPU. `tcp://`/`unix://` wait on the socket's readiness. Receives are
+//! cancel-safe (a `recv` dropped by `tokio::time::timeout` loses no message); each method
+//! documents its cancel safety. Peers may be blocking or async, in any mix.
+//!
+//! ```ignore
+//! // with features = ["tokio"], inside a tokio runtime:
+//! let mut listener = shmsock::AsyncListener::bind("shm://echo")?;
+//! let mut conn = listener.accept().await?;          // peer: Conn or AsyncConn
+//! let mut buf = vec![0u8; 64 * 1024];
+//! while let Ok(n) = conn.recv(&mut buf).await {     // PeerClosed/PeerGone end the loop
+//!     conn.send(&buf[..n]).await?;
+//! }
+//! ```
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+#[cfg(all(feature = "tokio", not(loom)))]
+mod async_io;
 #[cfg(not(loom))]
 mod conn;
 mod endpoint;
@@ -73,6 +96,8 @@ mod sys;
 #[cfg(not(loom))]
 mod typed;
 
+#[cfg(all(feature = "tokio", not(loom)))]
+pub use async_io::{AsyncConn, AsyncListener, AsyncSubscriber};
 #[cfg(not(loom))]
 pub use conn::{Conn, Listener};
 pub use endpoint::{Endpoint, SHM_NAME_MAX_BYTES};

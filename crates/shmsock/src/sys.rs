@@ -6,6 +6,11 @@
 //!
 //! # References
 //!  - [futex(2)](https://man7.org/linux/man-pages/man2/futex.2.html)
+//!
+//! # Safety
+//! One `unsafe` call lives here: registering an fd with tokio's reactor
+//! ([`register_with_reactor`]), whose contract (the fd stays open and the same while
+//! registered) an `OwnedFd` moved into the registration meets by construction.
 
 use std::time::Duration;
 
@@ -54,4 +59,23 @@ pub(crate) fn light_barriers() -> bool {
 /// [`light_barriers`]. Returns false if the kernel refused.
 pub(crate) fn heavy_barrier() -> bool {
     rustix::thread::membarrier(rustix::thread::MembarrierCommand::GlobalExpedited).is_ok()
+}
+
+/// Registers `fd` with the current tokio reactor for `interest`: the safe form of
+/// `AsyncFd::register_with_interest` for an owned fd. Must run within a tokio runtime with
+/// I/O enabled.
+///
+/// # References
+///  - [epoll(7)](https://man7.org/linux/man-pages/man7/epoll.7.html)
+#[cfg(feature = "tokio")]
+#[allow(unsafe_code)]
+pub(crate) fn register_with_reactor(
+    fd: std::os::fd::OwnedFd,
+    interest: tokio::io::Interest,
+) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: the `AsyncFd` owns `fd` from here on: nothing else can close it, and
+    // `OwnedFd::as_raw_fd` returns the same number, until the `AsyncFd` is dropped or gives
+    // the fd back (`into_inner`), which is what `register_with_interest` requires.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }
+        .map_err(|e| e.into_parts().1)
 }

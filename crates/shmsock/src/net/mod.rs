@@ -172,7 +172,8 @@ impl NetListener {
         &self.path
     }
 
-    fn listening_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+    /// The listening socket (an async listener watches it and accepts on it).
+    pub(crate) fn listening_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         match &self.bound {
             Bound::Tcp(l) => l.as_fd(),
             Bound::Unix { listener, .. } => listener.as_fd(),
@@ -251,8 +252,21 @@ fn wait_readable(endpoint: &str, fd: std::os::fd::BorrowedFd<'_>, timeout: Durat
     }
 }
 
+#[cfg(feature = "tokio")]
+impl NetListener {
+    /// Whether this listener is `tcp://` (else `unix://`).
+    pub(crate) fn is_tcp(&self) -> bool {
+        matches!(self.bound, Bound::Tcp(_))
+    }
+
+    /// The options it was bound with.
+    pub(crate) fn options(&self) -> &Options {
+        &self.options
+    }
+}
+
 /// Reads SO_PEERCRED of a Unix socket peer and checks its uid against `allowed`.
-fn checked_peer(endpoint: &str, sock: &UnixStream, allowed: &[u32]) -> Result<i32> {
+pub(crate) fn checked_peer(endpoint: &str, sock: &UnixStream, allowed: &[u32]) -> Result<i32> {
     let cred = rustix::net::sockopt::socket_peercred(sock)
         .map_err(|e| io_err(endpoint, "SO_PEERCRED", e))?;
     let (pid, uid) = (cred.pid.as_raw_nonzero().get(), cred.uid.as_raw());

@@ -109,24 +109,88 @@ impl NetSubscriber {
     /// Receives the next message into `buf`, reconnecting (with `topics`) if needed.
     pub(crate) fn recv(&mut self, buf: &mut [u8], mode: Mode, topics: &Topics) -> Result<usize> {
         loop {
-            if self.closed {
-                return Err(Error::Closed);
-            }
-            let Some(conn) = self.conn.as_mut() else {
-                self.reconnect(mode, topics)?;
-                continue;
-            };
-            match conn.recv_into(buf, mode) {
-                Err(e) if e.is_disconnect() => self.lost(&e),
-                Err(e @ Error::Protocol { .. }) => {
-                    tracing::warn!(endpoint = %self.endpoint, peer_pid = self.publisher_pid,
-                        error = %e, "publisher broke the protocol; connection closed");
-                    self.conn = None;
-                    self.next_attempt = Instant::now() + RECONNECT_INTERVAL;
-                    return Err(e);
+            match self.recv_connected(buf, mode) {
+                Err(Error::WouldBlock) if self.conn.is_none() && !self.closed => {
+                    self.reconnect(mode, topics)?
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Receives the next message on the current connection, as `mode` allows;
+    /// [`Error::WouldBlock`] without a connection (it was lost, or is lost now): reconnect
+    /// then.
+    pub(crate) fn recv_connected(&mut self, buf: &mut [u8], mode: Mode) -> Result<usize> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Error::WouldBlock);
+        };
+        match conn.recv_into(buf, mode) {
+            Err(e) if e.is_disconnect() => {
+                self.lost(&e);
+                Err(Error::WouldBlock)
+            }
+            Err(e @ Error::Protocol { .. }) => {
+                tracing::warn!(endpoint = %self.endpoint, peer_pid = self.publisher_pid,
+                    error = %e, "publisher broke the protocol; connection closed");
+                self.conn = None;
+                self.next_attempt = Instant::now() + RECONNECT_INTERVAL;
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// The current connection, if any (for a reactor to watch its socket).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn conn(&self) -> Option<&NetConn> {
+        self.conn.as_ref()
+    }
+
+    /// The earliest instant of the next reconnection attempt.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn next_attempt(&self) -> Instant {
+        self.next_attempt
+    }
+
+    /// What [`NetSubscriber::dial`] needs: the endpoint and the options.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn dial_args(&self) -> (Endpoint, Options) {
+        (self.ep.clone(), self.options.clone())
+    }
+
+    /// One connection attempt (blocking: connect and ZMTP handshake), subscribing to
+    /// `topics`. Pass the result to [`NetSubscriber::install`].
+    pub(crate) fn dial(ep: &Endpoint, options: &Options, topics: &Topics) -> Result<NetConn> {
+        super::connect_as(ep, options, SocketType::Sub)
+            .and_then(|mut conn| send_topics(&mut conn, topics).map(|()| conn))
+    }
+
+    /// Takes the outcome of a [`NetSubscriber::dial`]: `Ok(true)` connected, `Ok(false)`
+    /// nobody (or a closing publisher) answered: try again at [`NetSubscriber::next_attempt`].
+    pub(crate) fn install(&mut self, attempt: Result<NetConn>) -> Result<bool> {
+        self.next_attempt = Instant::now() + RECONNECT_INTERVAL;
+        match attempt {
+            Ok(conn) => {
+                self.publisher_pid = conn.peer_pid();
+                tracing::info!(endpoint = %self.endpoint, peer_pid = self.publisher_pid, "reconnected");
+                self.conn = Some(conn);
+                Ok(true)
+            }
+            // Accepted by a publisher that was closing: try again later.
+            Err(e) if e.is_disconnect() => Ok(false),
+            // A handshake that fails (a publisher closing with us in its backlog, or
+            // something else now bound there) is retried like a refusal, as ZeroMQ does;
+            // the warning says why nothing arrives.
+            Err(e @ Error::Handshake { .. }) => {
+                tracing::warn!(endpoint = %self.endpoint, error = %e, "reconnection failed; retrying");
+                Ok(false)
+            }
+            Err(Error::ConnectionRefused { .. }) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -144,31 +208,12 @@ impl NetSubscriber {
                     _ => std::thread::sleep(self.next_attempt - now),
                 }
             }
-            self.next_attempt = Instant::now() + RECONNECT_INTERVAL;
-            let attempt = super::connect_as(&self.ep, &self.options, SocketType::Sub)
-                .and_then(|mut conn| send_topics(&mut conn, topics).map(|()| conn));
-            match attempt {
-                // Accepted by a publisher that was closing: try again later.
-                Err(e) if e.is_disconnect() && !matches!(mode, Mode::Try) => {}
-                Err(e) if e.is_disconnect() => return Err(Error::WouldBlock),
-                Ok(conn) => {
-                    self.publisher_pid = conn.peer_pid();
-                    tracing::info!(endpoint = %self.endpoint, peer_pid = self.publisher_pid, "reconnected");
-                    self.conn = Some(conn);
-                    return Ok(());
-                }
-                // A handshake that fails (a publisher closing with us in its backlog, or
-                // something else now bound there) is retried like a refusal, as ZeroMQ does;
-                // the warning says why nothing arrives.
-                Err(e @ Error::Handshake { .. }) => {
-                    tracing::warn!(endpoint = %self.endpoint, error = %e, "reconnection failed; retrying");
-                    if matches!(mode, Mode::Try) {
-                        return Err(Error::WouldBlock);
-                    }
-                }
-                Err(Error::ConnectionRefused { .. }) if !matches!(mode, Mode::Try) => {}
-                Err(Error::ConnectionRefused { .. }) => return Err(Error::WouldBlock),
-                Err(e) => return Err(e),
+            let attempt = Self::dial(&self.ep, &self.options, topics);
+            if self.install(attempt)? {
+                return Ok(());
+            }
+            if matches!(mode, Mode::Try) {
+                return Err(Error::WouldBlock);
             }
         }
     }

@@ -37,7 +37,8 @@ pub(crate) struct ShmConn {
     sleep_cap: Duration,
     sent: (u64, u64),
     received: (u64, u64),
-    /// The peer's doorbell (it is an `Inbox`): ring it instead of our data futex.
+    /// The peer's doorbell (it is an `Inbox` or an async receiver): ring it instead of our
+    /// futex words, for data and for space alike.
     peer_bell: Option<Doorbell>,
     /// Our loan pool, if we lend.
     lender: Option<Lender>,
@@ -47,6 +48,17 @@ pub(crate) struct ShmConn {
 
 /// Connects to a bound `shm://` name and runs the connector side of the handshake.
 pub(crate) fn connect(endpoint: String, name: &str, opts: &Options) -> Result<ShmConn> {
+    connect_with_bell(endpoint, name, opts, None)
+}
+
+/// [`connect`], asking the peer to wake us by ringing `bell` (an async receiver's eventfd)
+/// instead of our futex words.
+pub(crate) fn connect_with_bell(
+    endpoint: String,
+    name: &str,
+    opts: &Options,
+    bell: Option<&Doorbell>,
+) -> Result<ShmConn> {
     let capacity = opts.ring_capacity;
     let pool = create_pool(&endpoint, opts)?;
     let (peer, mine) = connect_side(
@@ -55,7 +67,7 @@ pub(crate) fn connect(endpoint: String, name: &str, opts: &Options) -> Result<Sh
         &opts.allowed_uids,
         (Role::Conn, Role::Conn),
         Extras {
-            bell: None,
+            bell,
             pool: pool.as_ref().map(OwnedPool::shape),
         },
         |_| OwnedSegment::create(capacity).map_err(Into::into),
@@ -206,20 +218,7 @@ impl ShmConn {
             .try_push_kind(&self.mine, || peer.load64(segment::OFF_CONSUMED), msg, kind)
         {
             Ok(Push::Done) => {
-                let peer_sleeping = self.peer.word32(segment::OFF_RX_SLEEPING);
-                match &self.peer_bell {
-                    None => wait::notify(
-                        peer_sleeping,
-                        self.mine.word32(segment::OFF_DATA_SEQ),
-                        self.mine.light_notify(),
-                        &SharedFutex,
-                    ),
-                    Some(bell) => {
-                        if wait::any_sleeps([peer_sleeping], self.mine.light_notify()) {
-                            bell.ring();
-                        }
-                    }
-                }
+                self.wake_peer(segment::OFF_RX_SLEEPING, segment::OFF_DATA_SEQ);
                 self.sent.0 += 1;
                 self.sent.1 += msg.len() as u64;
                 if self.sent.0 % COUNTER_FLUSH_MESSAGES == 0 {
@@ -240,6 +239,27 @@ impl ShmConn {
         }
     }
 
+    /// Notifier half of the eventcount after we published progress: if the peer announced
+    /// a sleep in its flag at `peer_flag`, bump and wake our futex word at `my_seq`, or ring
+    /// its doorbell if it gave us one.
+    #[inline]
+    fn wake_peer(&self, peer_flag: usize, my_seq: usize) {
+        let peer_sleeping = self.peer.word32(peer_flag);
+        match &self.peer_bell {
+            None => wait::notify(
+                peer_sleeping,
+                self.mine.word32(my_seq),
+                self.mine.light_notify(),
+                &SharedFutex,
+            ),
+            Some(bell) => {
+                if wait::any_sleeps([peer_sleeping], self.mine.light_notify()) {
+                    bell.ring();
+                }
+            }
+        }
+    }
+
     /// Publishes our consumed position and wakes a producer sleeping for space.
     fn publish_consumed(&self, pos: u64) {
         self.flush_counters();
@@ -248,12 +268,7 @@ impl ShmConn {
         self.mine
             .word64(segment::OFF_CONSUMED)
             .store(pos, Ordering::Release);
-        wait::notify(
-            self.peer.word32(segment::OFF_TX_SLEEPING),
-            self.mine.word32(segment::OFF_SPACE_SEQ),
-            self.mine.light_notify(),
-            &SharedFutex,
-        );
+        self.wake_peer(segment::OFF_TX_SLEEPING, segment::OFF_SPACE_SEQ);
     }
 
     /// Waits for the next frame as `mode` allows. After the peer ended, frames it had
@@ -328,6 +343,18 @@ impl ShmConn {
     /// The flag a waiting receiver sets to ask the peer for a wake-up.
     pub(crate) fn rx_sleeping_flag(&self) -> &crate::sync::AtomicU32 {
         self.mine.word32(segment::OFF_RX_SLEEPING)
+    }
+
+    /// The flag a sender waiting for room sets to ask the peer for a wake-up.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn tx_sleeping_flag(&self) -> &crate::sync::AtomicU32 {
+        self.mine.word32(segment::OFF_TX_SLEEPING)
+    }
+
+    /// The control socket, for a reactor to watch (see [`Link::control_fd`]).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn control_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.link.control_fd()
     }
 
     /// Whether the peer notifies with light barriers (its waiter must run the heavy one).

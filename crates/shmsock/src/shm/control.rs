@@ -147,6 +147,13 @@ impl Link {
         }
     }
 
+    /// The control socket, for a reactor to watch (readable: the peer said goodbye or hung
+    /// up; then call [`Link::poll_peer`]).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn control_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.sock)
+    }
+
     /// Checks the socket for the peer's goodbye or hang-up, without blocking.
     pub(crate) fn poll_peer(&mut self) -> Result<()> {
         if self.ended.is_some() {

@@ -79,6 +79,14 @@ impl Doorbell {
     }
 }
 
+/// An async receiver registers its doorbell with the reactor (`tokio::io::unix::AsyncFd`).
+#[cfg(feature = "tokio")]
+impl From<Doorbell> for OwnedFd {
+    fn from(bell: Doorbell) -> OwnedFd {
+        bell.fd
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,10 @@
 //! `shm://` listener: a bound name whose accepted peers become [`ShmConn`]s.
 
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use super::conn::{create_pool, ShmConn};
+use super::doorbell::Doorbell;
 use super::handshake::Role;
 use super::rendezvous::{listen_side, BoundName, Extras};
 use super::segment::{OwnedPool, OwnedSegment};
@@ -31,25 +33,41 @@ impl ShmListener {
         self.name.socket_path()
     }
 
+    /// The listening socket, for a reactor to watch (see `async_io`).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn listening_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.name.listening_fd()
+    }
+
     /// Accepts one connection (waiting at most `timeout`) and runs the handshake. A peer
     /// that fails the handshake is dropped and reported as an error; the listener stays
     /// usable.
     pub(crate) fn accept(&self, timeout: Option<Duration>) -> Result<ShmConn> {
         let sock = self.name.accept(timeout)?;
-        let ep = self.endpoint();
-        let capacity = self.opts.ring_capacity;
-        let pool = create_pool(ep, &self.opts)?;
-        let (peer, mine) = listen_side(
-            ep,
-            sock,
-            &self.opts.allowed_uids,
-            (Role::Conn, Role::Conn),
-            Extras {
-                bell: None,
-                pool: pool.as_ref().map(OwnedPool::shape),
-            },
-            || OwnedSegment::create(capacity).map_err(Into::into),
-        )?;
-        ShmConn::new(ep.to_owned(), peer, mine, &self.opts, pool)
+        accept_handshake(self.endpoint(), sock, &self.opts, None)
     }
+}
+
+/// The listening side of a `Conn` handshake on an accepted socket. `bell`: ask the peer to
+/// wake us by ringing this eventfd (an async receiver) instead of our futex words.
+pub(crate) fn accept_handshake(
+    endpoint: &str,
+    sock: UnixStream,
+    opts: &Options,
+    bell: Option<&Doorbell>,
+) -> Result<ShmConn> {
+    let capacity = opts.ring_capacity;
+    let pool = create_pool(endpoint, opts)?;
+    let (peer, mine) = listen_side(
+        endpoint,
+        sock,
+        &opts.allowed_uids,
+        (Role::Conn, Role::Conn),
+        Extras {
+            bell,
+            pool: pool.as_ref().map(OwnedPool::shape),
+        },
+        || OwnedSegment::create(capacity).map_err(Into::into),
+    )?;
+    ShmConn::new(endpoint.to_owned(), peer, mine, opts, pool)
 }

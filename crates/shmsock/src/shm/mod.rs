@@ -33,14 +33,20 @@ mod subscriber;
 
 #[cfg(not(loom))]
 pub(crate) use conn::connect as conn_connect;
+#[cfg(all(not(loom), feature = "tokio"))]
+pub(crate) use conn::connect_with_bell as conn_connect_with_bell;
 #[cfg(not(loom))]
 pub(crate) use conn::ShmConn;
 #[cfg(not(loom))]
 pub(crate) use control::Mode;
+#[cfg(all(not(loom), feature = "tokio"))]
+pub(crate) use doorbell::Doorbell;
 #[cfg(not(loom))]
 pub(crate) use inbox::ShmInbox;
 #[cfg(not(loom))]
 pub use inbox::WriterId;
+#[cfg(all(not(loom), feature = "tokio"))]
+pub(crate) use listener::accept_handshake;
 #[cfg(not(loom))]
 pub(crate) use listener::ShmListener;
 #[cfg(not(loom))]

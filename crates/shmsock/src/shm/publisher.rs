@@ -14,6 +14,7 @@ use super::broadcast::{self, Overflow, Writer};
 use super::conn::create_pool;
 use super::control::Mode;
 use super::control::{self, Control};
+use super::doorbell::Doorbell;
 use super::handshake::Role;
 use super::loan::{holding, Holding, Lender, Lent, LoanRef};
 use super::rendezvous::{listen_side, BoundName, Extras, SharedOffer};
@@ -38,6 +39,8 @@ struct Sub {
     pid: i32,
     sock: UnixStream,
     seg: PeerSegment,
+    /// Its doorbell, if it is an async subscriber: ring it instead of our futex word.
+    bell: Option<Doorbell>,
     /// Set when it died or published an impossible position: removed at the next chance.
     dropped: bool,
 }
@@ -227,10 +230,11 @@ impl ShmPublisher {
             kind,
         );
         if pushed == broadcast::Push::Done {
-            wait::notify_any(
+            wait::notify_each(
                 self.subs
                     .iter()
-                    .map(|s| s.seg.word32(segment::OFF_RX_SLEEPING)),
+                    .map(|s| (s.seg.word32(segment::OFF_RX_SLEEPING), s.bell.as_ref())),
+                Doorbell::ring,
                 self.seg.word32(segment::OFF_DATA_SEQ),
                 self.seg.light_notify(),
                 &SharedFutex,
@@ -563,6 +567,7 @@ fn accept_loop(
                 pid: peer.pid,
                 sock: peer.sock,
                 seg: peer.segment,
+                bell: peer.doorbell,
                 dropped: false,
             };
             incoming

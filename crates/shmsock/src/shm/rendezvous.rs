@@ -101,6 +101,12 @@ impl BoundName {
         &self.sock_path
     }
 
+    /// The listening socket, for a reactor to watch (an async listener accepts on it).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn listening_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
     /// Waits for the next connection, at most `timeout` (`None`: forever).
     pub(crate) fn accept(&self, timeout: Option<Duration>) -> Result<UnixStream> {
         if let Some(timeout) = timeout {

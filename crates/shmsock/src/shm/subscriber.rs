@@ -44,13 +44,24 @@ pub(crate) enum Got {
 
 impl ShmSubscriber {
     pub(crate) fn connect(endpoint: String, name: &str, opts: &Options) -> Result<Self> {
+        Self::connect_with_bell(endpoint, name, opts, None)
+    }
+
+    /// [`ShmSubscriber::connect`], asking the publisher to wake us by ringing `bell` (an
+    /// async subscriber's eventfd) instead of its futex word.
+    pub(crate) fn connect_with_bell(
+        endpoint: String,
+        name: &str,
+        opts: &Options,
+        bell: Option<&super::doorbell::Doorbell>,
+    ) -> Result<Self> {
         let mut start: Option<std::result::Result<Snapshot, Corruption>> = None;
         let (peer, mine) = connect_side(
             &endpoint,
             name,
             &opts.allowed_uids,
             (Role::Subscriber, Role::Publisher),
-            Extras::default(),
+            Extras { bell, pool: None },
             |publisher| {
                 // Start at the next message: the publisher's current write position, which we
                 // publish as consumed before it even knows us (so `Block` waits for us).
@@ -262,6 +273,46 @@ impl ShmSubscriber {
                 Step::TimedOut => return Err(Error::TimedOut),
             }
         }
+    }
+
+    /// One look at the ring without waiting or syscalls (an async subscriber's step):
+    /// `Some(len)` for a message, `None` if there is none yet; after the publisher ended
+    /// (as seen by [`ShmSubscriber::check_peer`]) and everything it published was read,
+    /// the end.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
+        self.link.usable()?;
+        if let Got::Message(n) = self.attempt(buf, true)? {
+            return Ok(Some(n));
+        }
+        self.publish_consumed(true);
+        match self.link.ended {
+            Some(end) => Err(self.link.end_error(end)),
+            None => Ok(None),
+        }
+    }
+
+    /// Looks at the control socket (one `poll`); true if the publisher has ended.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn check_peer(&mut self) -> Result<bool> {
+        self.link.poll_peer()?;
+        Ok(self.link.ended.is_some())
+    }
+
+    /// The flag a waiting subscriber sets to ask the publisher for a wake-up, and whether
+    /// the publisher notifies with light barriers (the waiter must run the heavy one).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn rx_sleeping_flag(&self) -> (&crate::sync::AtomicU32, bool) {
+        (
+            self.mine.word32(segment::OFF_RX_SLEEPING),
+            self.publisher.light_notify(),
+        )
+    }
+
+    /// The control socket, for a reactor to watch.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn control_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.link.control_fd()
     }
 
     pub(crate) fn close(&mut self) {

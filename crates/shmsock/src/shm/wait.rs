@@ -118,6 +118,46 @@ pub(crate) fn notify_any<'a>(
     }
 }
 
+/// [`notify_any`] for waiters of which some sleep on a doorbell of their own (async
+/// subscribers) and the others on our sequence word: one fence, one look at each flag;
+/// `ring` each sleeping waiter's doorbell, and at most one futex wake-up for the others.
+#[inline]
+pub(crate) fn notify_each<'a, B: 'a>(
+    waiters: impl IntoIterator<Item = (&'a AtomicU32, Option<&'a B>)>,
+    ring: impl Fn(&B),
+    my_seq: &AtomicU32,
+    light: bool,
+    futex: &impl Futex,
+) {
+    publication_fence(light);
+    let mut futex_sleeper = false;
+    for (flag, bell) in waiters {
+        if flag.load(Ordering::Relaxed) != 0 {
+            match bell {
+                Some(bell) => ring(bell),
+                None => futex_sleeper = true,
+            }
+        }
+    }
+    if futex_sleeper {
+        // Release: pairs with the Acquire key load in `prepare_wait`.
+        my_seq.fetch_add(1, Ordering::Release);
+        futex.wake(my_seq);
+    }
+}
+
+/// The notifier's fence between its publication and its look at the waiters' flags.
+#[inline]
+fn publication_fence(light: bool) {
+    // Pairs with the fence (and, if `light`, the membarrier) in `prepare_wait` and
+    // `prepare_doorbell_wait`: orders our publication before the flag reads.
+    if light && cfg!(not(loom)) {
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    } else {
+        fence(Ordering::SeqCst);
+    }
+}
+
 /// The notifier's look at the waiters' flags, after publishing: true if one of them
 /// announced that it sleeps (then wake it: bump and wake the futex, or ring its doorbell).
 #[inline]
@@ -125,13 +165,7 @@ pub(crate) fn any_sleeps<'a>(
     peers_sleeping: impl IntoIterator<Item = &'a AtomicU32>,
     light: bool,
 ) -> bool {
-    // Pairs with the fence (and, if `light`, the membarrier) in `prepare_wait`: orders our
-    // publication before the flag reads.
-    if light && cfg!(not(loom)) {
-        std::sync::atomic::compiler_fence(Ordering::SeqCst);
-    } else {
-        fence(Ordering::SeqCst);
-    }
+    publication_fence(light);
     peers_sleeping
         .into_iter()
         .any(|f| f.load(Ordering::Relaxed) != 0)

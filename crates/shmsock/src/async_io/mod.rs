@@ -1,0 +1,102 @@
+//! tokio integration (the `tokio` cargo feature): [`AsyncListener`], [`AsyncConn`] and
+//! [`AsyncSubscriber`] over `shm://`, `unix://` and `tcp://`.
+//!
+//! # How an async `shm://` receiver sleeps
+//! A blocking receiver sleeps on the sender's futex word; a tokio task cannot. So an async
+//! side creates an **eventfd doorbell** and passes it in its hello (the handshake's
+//! `HELLO_FLAG_DOORBELL`, as an [`Inbox`](crate::Inbox) does). Its peer then wakes it by
+//! ringing the doorbell (one 8-byte `write`) instead of waking a futex, for data *and* for
+//! room: a sender rings it after publishing a frame, a receiver after publishing its consumed
+//! position, each only when the async side announced in its own segment that it sleeps
+//! (`RX_SLEEPING`, `TX_SLEEPING`). The waiting step follows the eventcount of `shm::wait`
+//! exactly:
+//!
+//! ```text
+//!  async side                                     peer (sync or async)
+//!  try: frame? room?  ── yes ──▶ done             publish frame / consumed position
+//!  flag = 1; fence (or membarrier)  ◀── pairs ──▶ fence
+//!  re-check            ── yes ──▶ flag = 0; done  if flag == 1: ring the doorbell
+//!  await readable(doorbell | control socket)
+//!  drain the doorbell; flag = 0; loop
+//! ```
+//!
+//! The doorbell and the connection's Unix control socket are registered with tokio's
+//! reactor ([`AsyncFd`](tokio::io::unix::AsyncFd)): a ring, or the peer's goodbye or death
+//! (the socket becomes readable on hang-up), wakes the task. Nothing polls: an idle async
+//! receiver costs no CPU at all, and a dead peer is noticed at once rather than at the next
+//! periodic check. There is no spinning either: a task that spun would hold its executor
+//! thread, so an async receiver pays the eventfd wake-up (tens of µs across CPUs) that a
+//! blocking [`Conn`](crate::Conn) avoids by spinning first. Use a blocking `Conn` on a
+//! dedicated thread for the lowest latency.
+//!
+//! # `tcp://` and `unix://`
+//! The existing ZMTP connection code already does every read and write with `MSG_DONTWAIT`
+//! and keeps partial frames in its own buffers, so its non-waiting mode (`try_*`) is exactly
+//! the step an async loop needs. The async types register (a duplicate of) the socket with
+//! tokio's reactor and run that step whenever it is readable (or writable, while bytes are
+//! pending): native readiness, no I/O thread and no extra copy. Only the handshakes (connect
+//! and ZMTP greeting, or the shm hello with fd passing, bounded by
+//! [`HANDSHAKE_TIMEOUT`](crate::HANDSHAKE_TIMEOUT)) run on tokio's blocking pool
+//! (`spawn_blocking`), so a slow or hostile peer never stalls an executor thread.
+//!
+//! # Runtime requirements
+//! A tokio runtime with I/O and time enabled (`#[tokio::main]`, or a builder with
+//! `enable_all()`); current-thread and multi-thread runtimes both work.
+
+mod conn;
+mod net;
+mod shm;
+mod subscriber;
+
+pub use conn::{AsyncConn, AsyncListener};
+pub use subscriber::AsyncSubscriber;
+
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use crate::error::{Error, Result};
+
+/// Registers a duplicate of `fd` with the current tokio reactor (the original stays with
+/// its owner; the registration ends when the duplicate is dropped).
+fn register(endpoint: &str, fd: BorrowedFd<'_>, interest: Interest) -> Result<AsyncFd<OwnedFd>> {
+    let dup = fd
+        .try_clone_to_owned()
+        .map_err(|e| Error::io(format!("{endpoint}: duplicating a socket for tokio"), e))?;
+    register_owned(endpoint, dup, interest)
+}
+
+/// Registers `fd` itself with the current tokio reactor.
+fn register_owned(endpoint: &str, fd: OwnedFd, interest: Interest) -> Result<AsyncFd<OwnedFd>> {
+    crate::sys::register_with_reactor(fd, interest).map_err(|e| reactor_error(endpoint, e))
+}
+
+/// The error of a failed registration or readiness wait.
+fn reactor_error(endpoint: &str, e: std::io::Error) -> Error {
+    Error::io(format!("{endpoint}: tokio reactor"), e)
+}
+
+/// Runs a blocking step (a handshake) on tokio's blocking pool and waits for it.
+async fn blocking<T: Send + 'static>(
+    endpoint: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    joined(endpoint, tokio::task::spawn_blocking(f).await)
+}
+
+/// The result of a blocking task: its panic goes on in the caller; a task cancelled by a
+/// runtime shutting down is an I/O error.
+fn joined<T>(
+    endpoint: &str,
+    r: std::result::Result<Result<T>, tokio::task::JoinError>,
+) -> Result<T> {
+    match r {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(Error::io(
+            format!("{endpoint}: handshake task"),
+            std::io::Error::other(e.to_string()),
+        )),
+    }
+}

@@ -1,0 +1,250 @@
+//! The async `shm://` sides: a connection or a subscriber plus its doorbell and control
+//! socket, registered with tokio's reactor, and the one waiting step they share (see the
+//! module docs of `async_io`).
+
+use std::future::{poll_fn, Future};
+use std::os::fd::OwnedFd;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use super::{reactor_error, register, register_owned};
+use crate::error::{Error, Result};
+use crate::shm::ring::Frame;
+use crate::shm::wait;
+use crate::shm::{Doorbell, Mode, ShmConn, ShmSubscriber};
+use crate::sync::AtomicU32;
+
+/// Longest sleep when a peer uses light barriers and the kernel refused us the heavy one
+/// (a ring may then be missed; the sync waiters cap their sleeps the same way).
+const UNSOUND_SLEEP_MAX: Duration = Duration::from_millis(1);
+
+/// Which of our sleep flags a wait announces.
+#[derive(Clone, Copy)]
+enum Dir {
+    /// Waiting for a frame: `RX_SLEEPING`.
+    Rx,
+    /// Waiting for room: `TX_SLEEPING`.
+    Tx,
+}
+
+/// A side that can announce a sleep to its peer.
+trait Sleeper {
+    /// Our flag for `dir`, in our own segment.
+    fn flag(&self, dir: Dir) -> &AtomicU32;
+    /// Whether the peer notifies with light barriers (then we run the heavy one).
+    fn peer_light(&self) -> bool;
+}
+
+impl Sleeper for ShmConn {
+    fn flag(&self, dir: Dir) -> &AtomicU32 {
+        match dir {
+            Dir::Rx => self.rx_sleeping_flag(),
+            Dir::Tx => self.tx_sleeping_flag(),
+        }
+    }
+    fn peer_light(&self) -> bool {
+        ShmConn::peer_light(self)
+    }
+}
+
+impl Sleeper for ShmSubscriber {
+    fn flag(&self, _: Dir) -> &AtomicU32 {
+        self.rx_sleeping_flag().0
+    }
+    fn peer_light(&self) -> bool {
+        self.rx_sleeping_flag().1
+    }
+}
+
+/// An announced sleep: the flag is set (and fenced) while this lives, and withdrawn when it
+/// is dropped, also when the future waiting in it is cancelled (a flag left set would only
+/// cost the peer a doorbell write per message, but would cost it forever).
+struct Announced<'a, S: Sleeper> {
+    side: &'a mut S,
+    dir: Dir,
+    /// False if a ring may be missed (see [`UNSOUND_SLEEP_MAX`]).
+    sound: bool,
+}
+
+impl<'a, S: Sleeper> Announced<'a, S> {
+    fn new(side: &'a mut S, dir: Dir) -> Self {
+        let sound = wait::prepare_doorbell_wait([side.flag(dir)], side.peer_light());
+        Announced { side, dir, sound }
+    }
+}
+
+impl<S: Sleeper> Drop for Announced<'_, S> {
+    fn drop(&mut self) {
+        wait::cancel_wait(self.side.flag(self.dir));
+    }
+}
+
+/// A doorbell (our eventfd) and a control socket registered with the reactor.
+struct Wakers {
+    bell: AsyncFd<OwnedFd>,
+    control: AsyncFd<OwnedFd>,
+}
+
+impl Wakers {
+    fn new(endpoint: &str, bell: Doorbell, control: std::os::fd::BorrowedFd<'_>) -> Result<Self> {
+        Ok(Wakers {
+            bell: register_owned(endpoint, bell.into(), Interest::READABLE)?,
+            control: register(endpoint, control, Interest::READABLE)?,
+        })
+    }
+
+    /// Waits until the doorbell is rung or the control socket is readable (or, if not
+    /// `sound`, [`UNSOUND_SLEEP_MAX`] passed); drains the doorbell. Returns whether the
+    /// control socket is readable (look at it with `check_peer`).
+    async fn wait(&self, endpoint: &str, sound: bool) -> Result<bool> {
+        let mut cap = (!sound).then(|| Box::pin(tokio::time::sleep(UNSOUND_SLEEP_MAX)));
+        poll_fn(|cx| {
+            let mut woken = false;
+            let mut control = false;
+            if let Poll::Ready(guard) = self.bell.poll_read_ready(cx) {
+                let mut guard = guard.map_err(|e| reactor_error(endpoint, e))?;
+                // Drain before clearing: a ring after the read makes a new edge, which
+                // `clear_ready` does not discard.
+                // Reset the eventfd counter (EAGAIN: already zero).
+                let _ = rustix::io::read(guard.get_inner(), &mut [0u8; 8]);
+                guard.clear_ready();
+                woken = true;
+            }
+            if let Poll::Ready(guard) = self.control.poll_read_ready(cx) {
+                // The caller reads the socket right after: a later event re-arms it.
+                guard.map_err(|e| reactor_error(endpoint, e))?.clear_ready();
+                woken = true;
+                control = true;
+            }
+            if let Some(cap) = cap.as_mut() {
+                woken |= cap.as_mut().poll(cx).is_ready();
+            }
+            if woken {
+                Poll::Ready(Ok(control))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// An async `shm://` connection: the blocking connection's non-waiting steps, and the
+/// doorbell wait in between.
+pub(super) struct AsyncShmConn {
+    conn: ShmConn,
+    wakers: Wakers,
+}
+
+impl AsyncShmConn {
+    /// Wraps a connection whose peer was given `bell` in our hello.
+    pub(super) fn new(conn: ShmConn, bell: Doorbell) -> Result<Self> {
+        let wakers = Wakers::new(conn.endpoint(), bell, conn.control_fd())?;
+        Ok(AsyncShmConn { conn, wakers })
+    }
+
+    pub(super) fn conn(&self) -> &ShmConn {
+        &self.conn
+    }
+
+    pub(super) fn conn_mut(&mut self) -> &mut ShmConn {
+        &mut self.conn
+    }
+
+    /// Sends `msg`, waiting for room. Cancel-safe: nothing is sent unless it completes.
+    pub(super) async fn send(&mut self, msg: &[u8]) -> Result<()> {
+        let AsyncShmConn { conn, wakers } = self;
+        loop {
+            // `Try` on a full ring also looks at the control socket: a dead peer is an error.
+            match conn.send(msg, Mode::Try) {
+                Err(Error::WouldBlock) => {}
+                done => return done,
+            }
+            let sleeping = Announced::new(conn, Dir::Tx);
+            match sleeping.side.send(msg, Mode::Try) {
+                Err(Error::WouldBlock) => {}
+                done => return done,
+            }
+            let control = wakers
+                .wait(sleeping.side.endpoint(), sleeping.sound)
+                .await?;
+            drop(sleeping);
+            if control {
+                conn.check_peer()?;
+            }
+        }
+    }
+
+    /// Waits for the next frame (not consumed). Cancel-safe: nothing is consumed here.
+    pub(super) async fn next_frame(&mut self) -> Result<Frame> {
+        let AsyncShmConn { conn, wakers } = self;
+        loop {
+            if let Some(frame) = conn.poll_frame()? {
+                return Ok(frame);
+            }
+            let sleeping = Announced::new(conn, Dir::Rx);
+            if let Some(frame) = sleeping.side.poll_frame()? {
+                return Ok(frame);
+            }
+            let control = wakers
+                .wait(sleeping.side.endpoint(), sleeping.sound)
+                .await?;
+            drop(sleeping);
+            if control {
+                conn.check_peer()?;
+            }
+        }
+    }
+}
+
+/// An async `shm://` subscriber.
+pub(super) struct AsyncShmSub {
+    sub: ShmSubscriber,
+    wakers: Wakers,
+}
+
+impl AsyncShmSub {
+    /// Wraps a subscriber whose publisher was given `bell` in our hello.
+    pub(super) fn new(sub: ShmSubscriber, bell: Doorbell) -> Result<Self> {
+        let wakers = Wakers::new(sub.endpoint(), bell, sub.control_fd())?;
+        Ok(AsyncShmSub { sub, wakers })
+    }
+
+    pub(super) fn sub(&self) -> &ShmSubscriber {
+        &self.sub
+    }
+
+    pub(super) fn sub_mut(&mut self) -> &mut ShmSubscriber {
+        &mut self.sub
+    }
+
+    /// A message if one is published now, else [`Error::WouldBlock`].
+    pub(super) fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.sub.poll(buf)?.ok_or(Error::WouldBlock)
+    }
+
+    /// Receives the next message into `buf`. Cancel-safe: a message is taken only by the
+    /// poll that returns it.
+    pub(super) async fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let AsyncShmSub { sub, wakers } = self;
+        loop {
+            if let Some(n) = sub.poll(buf)? {
+                return Ok(n);
+            }
+            let sleeping = Announced::new(sub, Dir::Rx);
+            if let Some(n) = sleeping.side.poll(buf)? {
+                return Ok(n);
+            }
+            let control = wakers
+                .wait(sleeping.side.endpoint(), sleeping.sound)
+                .await?;
+            drop(sleeping);
+            if control {
+                sub.check_peer()?;
+            }
+        }
+    }
+}

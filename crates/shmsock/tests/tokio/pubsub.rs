@@ -1,0 +1,117 @@
+//! [`AsyncSubscriber`](shmsock::AsyncSubscriber) receiving from a blocking
+//! [`Publisher`](shmsock::Publisher) in another process.
+
+use std::time::Instant;
+
+use shmsock::{AsyncSubscriber, Error};
+
+use crate::harness::{self, Peer, PEER_DEATH_BOUND};
+use crate::roles::{COUNT_ENV, MAX_LEN_ENV, SEED_ENV};
+use crate::{bounded, endpoint, message};
+
+/// Starts a publisher role, connects an async subscriber to it, and checks that messages
+/// `0..count` of its stream arrive intact and in order. Returns both.
+async fn subscribe_to(role: &str, scheme: &str, count: u64) -> (Peer, AsyncSubscriber) {
+    let (seed, max_len) = (13u64, 2000usize);
+    let env = [
+        (COUNT_ENV, count.to_string()),
+        (SEED_ENV, seed.to_string()),
+        (MAX_LEN_ENV, max_len.to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut peer = Peer::spawn(role, &endpoint(scheme, "pub"), &env);
+    let ep = peer.expect("bound");
+    let mut sub = bounded("connect", AsyncSubscriber::connect(&ep))
+        .await
+        .unwrap_or_else(|e| panic!("subscribing to {ep}: {e}"));
+    let mut lens = message::lengths(seed);
+    let mut buf = vec![0u8; max_len];
+    for seq in 0..count {
+        let len = lens.below_or_eq(max_len);
+        let n = bounded("recv", sub.recv(&mut buf))
+            .await
+            .unwrap_or_else(|e| panic!("{scheme}: receiving message #{seq}: {e}"));
+        message::verify(seq, len, &buf[..n]).unwrap_or_else(|e| panic!("{scheme}: {e}"));
+    }
+    peer.expect("sent");
+    (peer, sub)
+}
+
+#[tokio::test]
+async fn async_subscriber_receives_from_a_sync_publisher_in_another_process() {
+    for scheme in ["shm", "tcp", "unix"] {
+        let (mut peer, mut sub) = subscribe_to("publisher", scheme, 2000).await;
+        peer.wait_success();
+        if scheme == "shm" {
+            // Over shm:// the publisher's goodbye ends the stream.
+            let end = bounded("recv after the end", sub.recv_vec()).await;
+            assert!(matches!(end, Err(Error::PeerClosed { .. })), "{end:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn publisher_death_wakes_a_pending_async_subscriber() {
+    let _timing = harness::timing_test();
+    let (peer, mut sub) = subscribe_to("publisher_then_hang", "shm", 300).await;
+    let pending = tokio::spawn(async move {
+        let got = sub.recv_vec().await;
+        (got, Instant::now())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let killed = peer.kill();
+    let (got, woke) = bounded("the pending recv", pending)
+        .await
+        .expect("recv task");
+    assert!(
+        matches!(got, Err(Error::PeerGone { .. })),
+        "expected PeerGone, got {got:?}"
+    );
+    let after = woke.duration_since(killed);
+    assert!(
+        after < PEER_DEATH_BOUND,
+        "PeerGone came {after:?} after the kill"
+    );
+}
+
+#[tokio::test]
+async fn async_subscriber_topics_filter_and_keep_a_too_large_message() {
+    let endpoint = endpoint("tcp", "topics");
+    let mut publisher = shmsock::Publisher::bind(&endpoint).expect("bind");
+    let mut sub = bounded("connect", AsyncSubscriber::connect(publisher.endpoint()))
+        .await
+        .expect("connect");
+    sub.unsubscribe(b"").expect("unsubscribe");
+    sub.subscribe(b"temp.").expect("subscribe");
+    // Wait until the publisher applied the subscription: a probe message goes through.
+    let deadline = Instant::now() + harness::STEP_TIMEOUT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the subscription never took effect"
+        );
+        publisher.send(b"temp.probe").expect("send");
+        let probe =
+            tokio::time::timeout(std::time::Duration::from_millis(20), sub.recv_vec()).await;
+        if let Ok(got) = probe {
+            assert_eq!(got.expect("recv"), b"temp.probe");
+            break;
+        }
+    }
+    // Drain the probes still on their way.
+    while let Ok(got) =
+        tokio::time::timeout(std::time::Duration::from_millis(50), sub.recv_vec()).await
+    {
+        assert_eq!(got.expect("recv"), b"temp.probe");
+    }
+    publisher.send(b"wind.north 12").expect("send");
+    let big = [b"temp.".as_slice(), &[b'x'; 100]].concat();
+    publisher.send(&big).expect("send");
+    let mut small = [0u8; 16];
+    let e = bounded("recv", sub.recv(&mut small)).await;
+    assert!(
+        matches!(e, Err(Error::BufferTooSmall { len: 105, .. })),
+        "{e:?}"
+    );
+    assert_eq!(bounded("recv", sub.recv_vec()).await.expect("recv"), big);
+}
