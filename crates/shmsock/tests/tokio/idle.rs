@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use shmsock::{AsyncConn, AsyncListener, Error};
 
 use crate::harness::Peer;
-use crate::roles::IDLE;
+use crate::roles::{report, IDLE};
 use crate::{endpoint, SCHEMES};
 
 /// Bound on the CPU an idle process may use while its echo server and client both wait in
@@ -25,9 +25,10 @@ fn cpu_time() -> Duration {
 }
 
 /// Runs an async echo server and client on `endpoint`, checks a few round trips, then
-/// leaves both waiting in `recv` for [`IDLE`] and returns the CPU this process used
-/// meanwhile, in percent of the wall time. (The child role of the test below.)
-pub async fn echo_then_idle(endpoint: &str) -> f64 {
+/// leaves both waiting in `recv` for [`IDLE`] and reports (`cpu <percent>`) the CPU this
+/// process used meanwhile, in percent of the wall time; then checks that the connection
+/// still works and closes it. (The child role of the test below.)
+pub async fn echo_then_idle(endpoint: &str) {
     let mut listener = AsyncListener::bind(endpoint).expect("bind");
     let endpoint = listener.endpoint().to_owned();
     let server = tokio::spawn(async move {
@@ -50,11 +51,14 @@ pub async fn echo_then_idle(endpoint: &str) -> f64 {
     let idle = tokio::time::timeout(IDLE, client.recv_vec()).await;
     let (cpu, wall) = (cpu_time() - cpu, wall.elapsed());
     assert!(idle.is_err(), "received {idle:?}, though nothing was sent");
+    report(format_args!(
+        "cpu {}",
+        cpu.as_secs_f64() / wall.as_secs_f64() * 100.0
+    ));
     client.send(b"still there").await.expect("send");
     assert_eq!(client.recv_vec().await.expect("recv"), b"still there");
     drop(client);
     server.await.expect("server task").expect("server");
-    cpu.as_secs_f64() / wall.as_secs_f64() * 100.0
 }
 
 #[test]

@@ -115,8 +115,7 @@ pub fn run(role: &str) {
             }
         }
         "async_echo_idle" => {
-            let percent = crate::runtime().block_on(crate::idle::echo_then_idle(&ep));
-            report(format_args!("cpu {percent}"));
+            crate::runtime().block_on(crate::idle::echo_then_idle(&ep));
         }
         other => panic!("unknown role {other}"),
     }
