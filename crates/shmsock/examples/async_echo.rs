@@ -46,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut client = AsyncConn::connect(&endpoint).await?;
     let started = Instant::now();
     for i in 0..1000u32 {
-        let msg: Vec<u8> = (0..(i % 512 + 4)).map(|b| (b as u32 ^ i) as u8).collect();
+        let msg: Vec<u8> = (0..(i % 512 + 4)).map(|b| (b ^ i) as u8).collect();
         client.send(&msg).await?;
         let echo = client.recv_vec().await?;
         if echo != msg {

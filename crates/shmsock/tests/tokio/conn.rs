@@ -1,6 +1,10 @@
 //! [`AsyncConn`](shmsock::AsyncConn) against blocking peers in other processes and async
 //! peers in this one.
 
+// Timing tests hold the harness's std lock across awaits on purpose: each `#[tokio::test]`
+// has a runtime of its own, where no other task ever takes that lock.
+#![allow(clippy::await_holding_lock)]
+
 use std::time::{Duration, Instant};
 
 use shmsock::{AsyncConn, Conn, Error, Options};

@@ -1,6 +1,10 @@
 //! [`AsyncSubscriber`](shmsock::AsyncSubscriber) receiving from a blocking
 //! [`Publisher`](shmsock::Publisher) in another process.
 
+// Timing tests hold the harness's std lock across awaits on purpose: each `#[tokio::test]`
+// has a runtime of its own, where no other task ever takes that lock.
+#![allow(clippy::await_holding_lock)]
+
 use std::time::Instant;
 
 use shmsock::{AsyncSubscriber, Error};
