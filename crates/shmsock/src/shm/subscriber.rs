@@ -282,14 +282,30 @@ impl ShmSubscriber {
     #[cfg(feature = "tokio")]
     pub(crate) fn poll(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
         self.link.usable()?;
-        if let Got::Message(n) = self.attempt(buf, true)? {
-            return Ok(Some(n));
+        let sample = match self.stash.take() {
+            Some(sample) => sample,
+            None => match self.attempt(buf, true)? {
+                Got::Message(n) => return Ok(Some(n)),
+                Got::Loan(sample) => sample,
+                Got::Nothing => {
+                    self.publish_consumed(true);
+                    return match self.link.ended {
+                        Some(end) => Err(self.link.end_error(end)),
+                        None => Ok(None),
+                    };
+                }
+            },
+        };
+        // A loan is copied, then released, as by `recv`.
+        if sample.len() > buf.len() {
+            let len = sample.len();
+            self.stash = Some(sample);
+            return Err(Error::BufferTooSmall {
+                len,
+                buf: buf.len(),
+            });
         }
-        self.publish_consumed(true);
-        match self.link.ended {
-            Some(end) => Err(self.link.end_error(end)),
-            None => Ok(None),
-        }
+        Ok(Some(sample.copy_to(buf)))
     }
 
     /// Looks at the control socket (one `poll`); true if the publisher has ended.

@@ -119,3 +119,34 @@ async fn async_subscriber_topics_filter_and_keep_a_too_large_message() {
     );
     assert_eq!(bounded("recv", sub.recv_vec()).await.expect("recv"), big);
 }
+
+#[tokio::test]
+async fn async_subscriber_receives_loans_as_copies_and_releases_them() {
+    let ep = endpoint("shm", "loans");
+    let opts = shmsock::Options::new().loan_pool(2, 4096);
+    let mut publisher = shmsock::Publisher::bind_with(&ep, opts).expect("bind");
+    let mut sub = bounded("connect", AsyncSubscriber::connect(&ep))
+        .await
+        .expect("connect");
+    let deadline = Instant::now() + harness::STEP_TIMEOUT;
+    while publisher.subscriber_count() < 1 {
+        assert!(Instant::now() < deadline, "the subscriber never joined");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    // More loans than slots: each must be released by the subscriber for the next one.
+    for i in 0..6u8 {
+        let mut loan = publisher.loan(3000).expect("loan");
+        loan.fill(i);
+        loan.send().expect("send the loan");
+        let mut small = [0u8; 100];
+        let e = bounded("recv", sub.recv(&mut small)).await;
+        assert!(
+            matches!(e, Err(Error::BufferTooSmall { len: 3000, .. })),
+            "{e:?}"
+        );
+        assert_eq!(
+            bounded("recv", sub.recv_vec()).await.expect("recv"),
+            [i; 3000]
+        );
+    }
+}
