@@ -12,6 +12,7 @@ use super::rendezvous::{connect_side, Extras, Peer};
 use super::ring::{
     Consumer, Corruption, Frame, Producer, Push, KIND_DATA, KIND_LOAN, LOAN_FRAME_BYTES,
 };
+use super::segment::SegmentRole::Connector;
 use super::segment::{self, OwnedPool, OwnedSegment, PeerPool, PeerSegment, ReleaseBoard};
 use super::wait::{self, Schedule, SharedFutex, Step, WaitStrategy};
 use crate::error::{Error, Result};
@@ -58,7 +59,7 @@ pub(crate) fn connect(endpoint: String, name: &str, opts: &Options) -> Result<Sh
             bell: None,
             pool: pool.as_ref().map(OwnedPool::shape),
         },
-        |_| OwnedSegment::create(capacity).map_err(Into::into),
+        |_| OwnedSegment::create_for(capacity, Connector, &endpoint).map_err(Into::into),
     )?;
     ShmConn::new(endpoint, peer, mine, opts, pool)
 }

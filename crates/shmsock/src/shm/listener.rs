@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::conn::{create_pool, ShmConn};
 use super::handshake::Role;
 use super::rendezvous::{listen_side, BoundName, Extras};
-use super::segment::{OwnedPool, OwnedSegment};
+use super::segment::{OwnedPool, OwnedSegment, SegmentRole};
 use crate::error::Result;
 use crate::options::Options;
 
@@ -18,7 +18,7 @@ pub(crate) struct ShmListener {
 impl ShmListener {
     pub(crate) fn bind(endpoint: String, name: &str, opts: Options) -> Result<Self> {
         Ok(ShmListener {
-            name: BoundName::bind(&endpoint, name)?,
+            name: BoundName::bind(&endpoint, name, SegmentRole::Listener)?,
             opts,
         })
     }
@@ -48,7 +48,7 @@ impl ShmListener {
                 bell: None,
                 pool: pool.as_ref().map(OwnedPool::shape),
             },
-            || OwnedSegment::create(capacity).map_err(Into::into),
+            || OwnedSegment::create_for(capacity, SegmentRole::Listener, ep).map_err(Into::into),
         )?;
         ShmConn::new(ep.to_owned(), peer, mine, &self.opts, pool)
     }
