@@ -24,13 +24,14 @@
 //!    without removing them. [`clean`] removes them.
 //!
 //! # What the numbers mean, and what is unknown
-//! - A `Conn` copies its counters into its segment every 64 sends, whenever it publishes its
-//!   read position (every quarter ring read, and whenever it finds its ring empty) and on
-//!   close: a sender in the middle of a burst may show up to 63 messages fewer than it sent.
-//!   Publishers and subscribers count every message.
-//! - A consumer publishes its read position every quarter ring and whenever it waits, so a
-//!   backlog is exact for an idle consumer and may be up to a quarter ring too high for a
-//!   busy one. Every value is a snapshot of memory that other processes keep changing.
+//! - A `Conn` copies its counters into its segment after every send, and its received
+//!   counts whenever it publishes its read position (every quarter ring read, whenever it
+//!   finds its ring empty, and on close): a receiver busy draining a full ring may show up
+//!   to a quarter ring fewer messages than it has read; an idle one is exact. Publishers
+//!   and subscribers count every message.
+//! - A consumer publishes its read position at the same moments, so a backlog is exact for
+//!   an idle consumer and may be up to a quarter ring too high for a busy one. Every value
+//!   is a snapshot of memory that other processes keep changing.
 //! - A publisher serves many subscribers and records no single peer; its backlog is that of
 //!   its slowest subscriber visible to the scan.
 //! - Only this uid's processes are scanned: a peer of another uid (admitted with

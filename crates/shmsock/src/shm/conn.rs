@@ -22,9 +22,6 @@ use crate::sync::Ordering;
 /// Longest nap of a lender waiting for the peer to release a slot (releases wake nobody).
 const LOAN_RECLAIM_NAP: Duration = Duration::from_micros(50);
 
-/// Sends between two updates of the counters in our segment.
-const COUNTER_FLUSH_MESSAGES: u64 = 64;
-
 pub(crate) struct ShmConn {
     link: Link,
     mine: OwnedSegment,
@@ -223,9 +220,7 @@ impl ShmConn {
                 }
                 self.sent.0 += 1;
                 self.sent.1 += msg.len() as u64;
-                if self.sent.0 % COUNTER_FLUSH_MESSAGES == 0 {
-                    self.flush_counters();
-                }
+                self.flush_counters();
                 Ok(true)
             }
             Ok(Push::Full) => Ok(false),
@@ -512,8 +507,9 @@ impl ShmConn {
         self.received.1 += frame.len as u64;
     }
 
-    /// Copies our message counters into our segment (for `shmsock ls`): every
-    /// [`COUNTER_FLUSH_MESSAGES`] sends and whenever we publish our consumed position.
+    /// Copies our message counters into our segment (for `shmsock ls`): after every send
+    /// (four stores to a line only we write; no cost measurable at 64 B) and whenever we
+    /// publish our consumed position.
     fn flush_counters(&self) {
         let words = [
             (segment::OFF_MSGS_SENT, self.sent.0),
