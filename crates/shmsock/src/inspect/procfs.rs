@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 
 use super::ProcessInfo;
-use crate::shm::segment::{SegmentRole, MEMFD_PREFIX};
+use crate::shm::label::{SegmentRole, MEMFD_PREFIX};
 
 /// Longest command line kept for display, in bytes.
 const CMDLINE_MAX_BYTES: usize = 256;

@@ -8,12 +8,12 @@ use rustix::fs::MemfdFlags;
 use super::procfs::{cmdline_text, memfd_label, parse_label, parse_locks, HeldLock};
 use super::reading::{self, Walk};
 use super::Role;
+use crate::shm::label::{memfd_name, MEMFD_NAME_MAX_BYTES};
 use crate::shm::rendezvous::parse_lock_label;
 use crate::shm::ring::heap::HeapRing;
 use crate::shm::ring::{Producer, Push};
 use crate::shm::segment::{
-    self, memfd_name, Counter, OwnedSegment, PeerSegment, SegmentRefusal, MEMFD_NAME_MAX_BYTES,
-    REQUIRED_SEALS,
+    self, Counter, OwnedSegment, PeerSegment, SegmentRefusal, REQUIRED_SEALS,
 };
 
 #[test]
