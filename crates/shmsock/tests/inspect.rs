@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use shmsock::inspect::{self, EndpointInfo, EndpointState, Pattern, Role, Scan};
-use shmsock::{Conn, Inbox, Listener};
+use shmsock::{Conn, Inbox, Listener, Options, Publisher, Subscriber};
 
 fn find<'a>(scan: &'a Scan, endpoint: &str) -> &'a EndpointInfo {
     let dir = shmsock::runtime_dir().expect("runtime dir");
@@ -17,7 +17,7 @@ fn find<'a>(scan: &'a Scan, endpoint: &str) -> &'a EndpointInfo {
 
 /// One test function: the runtime directory is process-wide state.
 #[test]
-fn scan_sees_an_inbox_with_its_writers_and_a_conn_without_its_listener() {
+fn scan_sees_an_inbox_a_conn_without_its_listener_and_pubsub_loans() {
     std::env::set_var(
         "SHMSOCK_RUNTIME_DIR",
         std::env::temp_dir().join(format!("shmsock-inspect-{}", std::process::id())),
@@ -103,4 +103,37 @@ fn scan_sees_an_inbox_with_its_writers_and_a_conn_without_its_listener() {
     assert_eq!(connector.msgs_sent, Some(5));
     assert_eq!(connector.bytes_sent, Some(500));
     drop((client, server));
+
+    // Pub/sub with a copy and a zero-copy loan: both counted, the loan as its descriptor.
+    let opts = Options::new().loan_pool(4, 4096);
+    let mut publisher = Publisher::bind_with("shm://inspect-loans", opts).expect("bind");
+    let mut subscriber = Subscriber::connect("shm://inspect-loans").expect("subscribe");
+    while publisher.subscriber_count() < 1 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    publisher.send(b"copied").expect("send");
+    let mut loan = publisher.loan(4000).expect("loan");
+    loan.fill(9);
+    loan.send().expect("send loan");
+    let copied = subscriber.recv_sample().expect("copy");
+    let lent = subscriber.recv_sample().expect("loan");
+    assert!(!copied.is_loan() && lent.is_loan());
+    let scan = inspect::scan().expect("scan");
+    let ep = find(&scan, "shm://inspect-loans");
+    assert_eq!(ep.pattern, Pattern::PubSub);
+    let p = ep
+        .sides
+        .iter()
+        .find(|s| s.role == Role::Publisher)
+        .expect("publisher");
+    let s = ep
+        .sides
+        .iter()
+        .find(|s| s.role == Role::Subscriber)
+        .expect("subscriber");
+    assert_eq!((p.msgs_sent, p.bytes_sent), (Some(2), Some(6 + 24)));
+    assert_eq!((s.msgs_received, s.bytes_received), (Some(2), Some(6 + 24)));
+    assert_eq!(s.msgs_lost, Some(0));
+    assert_eq!(s.peer_segment_inode, Some(p.segment_inode));
+    drop((lent, copied));
 }

@@ -28,7 +28,8 @@
 //!   counts whenever it publishes its read position (every quarter ring read, whenever it
 //!   finds its ring empty, and on close): a receiver busy draining a full ring may show up
 //!   to a quarter ring fewer messages than it has read; an idle one is exact. Publishers
-//!   and subscribers count every message.
+//!   and subscribers count every message. Bytes count what crossed the ring: a zero-copy
+//!   loan counts as its 24-byte descriptor, not the slot it lends.
 //! - A consumer publishes its read position at the same moments, so a backlog is exact for
 //!   an idle consumer and may be up to a quarter ring too high for a busy one. Every value
 //!   is a snapshot of memory that other processes keep changing.
