@@ -1,8 +1,9 @@
 //! What a segment is for, written into its memfd's name so `shmsock ls` can find it
 //! among a process's fds (see `crate::inspect`).
 
-/// What an owned segment is for; part of its memfd name, which is how `shmsock ls` tells
-/// the roles apart (see [`memfd_name`]).
+/// What an owned segment is for. Each segment's memfd is named
+/// `shmsock:<role>:<rendezvous socket path>`, which is how `shmsock ls` finds segments and
+/// tells the roles apart (see [`crate::inspect`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
