@@ -18,10 +18,8 @@ fn find<'a>(scan: &'a Scan, endpoint: &str) -> &'a EndpointInfo {
 /// One test function: the runtime directory is process-wide state.
 #[test]
 fn scan_sees_an_inbox_a_conn_without_its_listener_and_pubsub_loans() {
-    std::env::set_var(
-        "SHMSOCK_RUNTIME_DIR",
-        std::env::temp_dir().join(format!("shmsock-inspect-{}", std::process::id())),
-    );
+    let dir = std::env::temp_dir().join(format!("shmsock-inspect-{}", std::process::id()));
+    std::env::set_var("SHMSOCK_RUNTIME_DIR", &dir);
     let me = std::process::id();
 
     // An inbox and two writers, all in this process.
@@ -135,5 +133,6 @@ fn scan_sees_an_inbox_a_conn_without_its_listener_and_pubsub_loans() {
     assert_eq!((s.msgs_received, s.bytes_received), (Some(2), Some(6 + 24)));
     assert_eq!(s.msgs_lost, Some(0));
     assert_eq!(s.peer_segment_inode, Some(p.segment_inode));
-    drop((lent, copied));
+    drop((lent, copied, subscriber, publisher));
+    let _ = std::fs::remove_dir_all(&dir);
 }
