@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 mod advise;
+mod inspect;
 mod pubsub;
 mod recv;
 mod send;
@@ -30,7 +31,10 @@ Examples:
   printf 'a\\nb\\n' | shmsock send shm://demo  send two messages
   shmsock send shm://demo --size 64 --count 1000000   synthetic load
   shmsock sub shm://ticks --connect-timeout 10 &    a subscriber (start several)
-  printf 'a\\nb\\n' | shmsock pub shm://ticks --wait-subscribers 1   publish to all of them";
+  printf 'a\\nb\\n' | shmsock pub shm://ticks --wait-subscribers 1   publish to all of them
+  shmsock ls                               every live shm:// endpoint, its peers and counters
+  shmsock top                              the same, refreshed every second, with rates
+  shmsock clean --dry-run                  rendezvous files of dead listeners";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -47,6 +51,12 @@ enum Command {
     Pub(pubsub::PubArgs),
     /// Subscribe to the publisher at ENDPOINT and print each message on its own line.
     Sub(pubsub::SubArgs),
+    /// List every live shm:// endpoint of this user: peers, rings, counters, stale names.
+    Ls(inspect::LsArgs),
+    /// Show `ls` refreshed every interval, with message and byte rates.
+    Top(inspect::TopArgs),
+    /// Remove rendezvous files left by dead listeners (never a live endpoint's).
+    Clean(inspect::CleanArgs),
 }
 
 /// Options of `shmsock lab`.
@@ -190,5 +200,8 @@ fn main() -> ExitCode {
         Some(Command::Recv(args)) => recv::run(args),
         Some(Command::Pub(args)) => pubsub::run_pub(args),
         Some(Command::Sub(args)) => pubsub::run_sub(args),
+        Some(Command::Ls(args)) => inspect::run_ls(args),
+        Some(Command::Top(args)) => inspect::run_top(args),
+        Some(Command::Clean(args)) => inspect::run_clean(args),
     }
 }

@@ -82,6 +82,8 @@ mod hostile_tests;
 #[cfg(not(loom))]
 mod inbox;
 #[cfg(not(loom))]
+pub mod inspect;
+#[cfg(not(loom))]
 mod loan;
 #[cfg(not(loom))]
 mod net;

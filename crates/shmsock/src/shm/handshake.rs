@@ -278,16 +278,7 @@ pub(crate) fn recv_hello(sock: &UnixStream) -> io::Result<Received> {
 /// `$XDG_RUNTIME_DIR/shmsock`, else `/tmp/shmsock-$UID`. Created 0700 if missing; refused
 /// if it is not a directory owned by us with no group/other access.
 pub fn runtime_dir() -> io::Result<PathBuf> {
-    let dir = if let Some(d) = std::env::var_os("SHMSOCK_RUNTIME_DIR") {
-        PathBuf::from(d)
-    } else if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_dir()) {
-        Path::new(&d).join("shmsock")
-    } else {
-        PathBuf::from(format!(
-            "/tmp/shmsock-{}",
-            rustix::process::geteuid().as_raw()
-        ))
-    };
+    let dir = runtime_dir_path();
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -312,6 +303,27 @@ pub fn runtime_dir() -> io::Result<PathBuf> {
         ));
     }
     Ok(dir)
+}
+
+/// Where [`runtime_dir`] is, without creating or checking it.
+pub(crate) fn runtime_dir_path() -> PathBuf {
+    if let Some(d) = std::env::var_os("SHMSOCK_RUNTIME_DIR") {
+        PathBuf::from(d)
+    } else if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_dir()) {
+        Path::new(&d).join("shmsock")
+    } else {
+        PathBuf::from(format!(
+            "/tmp/shmsock-{}",
+            rustix::process::geteuid().as_raw()
+        ))
+    }
+}
+
+/// The rendezvous socket path of a shm:// name, without creating the directory (names a
+/// segment's memfd). `None` if the name would leave the directory.
+pub(crate) fn socket_path_of(name: &str) -> Option<PathBuf> {
+    (!name.is_empty() && !name.contains('/') && !name.starts_with('.'))
+        .then(|| runtime_dir_path().join(format!("{name}.sock")))
 }
 
 /// Socket and lock paths for a shm:// name.

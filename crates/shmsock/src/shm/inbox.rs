@@ -20,7 +20,7 @@ use super::handshake::Role;
 use super::loan::LoanRef;
 use super::rendezvous::{listen_side, BoundName, Extras};
 use super::ring::{Frame, RING_CAPACITY_MIN_BYTES};
-use super::segment::OwnedSegment;
+use super::segment::{OwnedSegment, SegmentRole};
 use super::wait::{self, Schedule, Step};
 use crate::error::{Error, Result};
 use crate::options::Options;
@@ -72,7 +72,7 @@ pub(crate) struct ShmInbox {
 
 impl ShmInbox {
     pub(crate) fn bind(endpoint: String, name: &str, opts: &Options) -> Result<Self> {
-        let bound = BoundName::bind(&endpoint, name)?;
+        let bound = BoundName::bind(&endpoint, name, SegmentRole::Inbox)?;
         let bell = Arc::new(
             Doorbell::new()
                 .map_err(|e| Error::io(format!("{endpoint}: creating the doorbell eventfd"), e))?,
@@ -359,7 +359,10 @@ fn accept_loop(bound: BoundName, bell: &Doorbell, opts: &Options, incoming: &Inc
                 bell: Some(bell),
                 pool: None,
             },
-            || OwnedSegment::create(RING_CAPACITY_MIN_BYTES).map_err(Into::into),
+            || {
+                OwnedSegment::create_for(RING_CAPACITY_MIN_BYTES, SegmentRole::Inbox, &endpoint)
+                    .map_err(Into::into)
+            },
         );
         // A refused or broken writer is simply not added; it got its error.
         let Ok((peer, mine)) = handshake else {

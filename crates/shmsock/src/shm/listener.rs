@@ -7,7 +7,7 @@ use super::conn::{create_pool, ShmConn};
 use super::doorbell::Doorbell;
 use super::handshake::Role;
 use super::rendezvous::{listen_side, BoundName, Extras};
-use super::segment::{OwnedPool, OwnedSegment};
+use super::segment::{OwnedPool, OwnedSegment, SegmentRole};
 use crate::error::Result;
 use crate::options::Options;
 
@@ -20,7 +20,7 @@ pub(crate) struct ShmListener {
 impl ShmListener {
     pub(crate) fn bind(endpoint: String, name: &str, opts: Options) -> Result<Self> {
         Ok(ShmListener {
-            name: BoundName::bind(&endpoint, name)?,
+            name: BoundName::bind(&endpoint, name, SegmentRole::Listener)?,
             opts,
         })
     }
@@ -67,7 +67,7 @@ pub(crate) fn accept_handshake(
             bell,
             pool: pool.as_ref().map(OwnedPool::shape),
         },
-        || OwnedSegment::create(capacity).map_err(Into::into),
+        || OwnedSegment::create_for(capacity, SegmentRole::Listener, endpoint).map_err(Into::into),
     )?;
     ShmConn::new(endpoint.to_owned(), peer, mine, opts, pool)
 }

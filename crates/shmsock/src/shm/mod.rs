@@ -19,6 +19,8 @@ pub(crate) mod handshake;
 #[cfg(not(loom))]
 mod inbox;
 #[cfg(not(loom))]
+pub(crate) mod label;
+#[cfg(not(loom))]
 mod listener;
 #[cfg(not(loom))]
 pub(crate) mod loan;

@@ -19,7 +19,7 @@ use super::handshake::Role;
 use super::loan::{holding, Holding, Lender, Lent, LoanRef};
 use super::rendezvous::{listen_side, BoundName, Extras, SharedOffer};
 use super::ring::{max_payload, KIND_DATA, KIND_LOAN};
-use super::segment::{self, OwnedSegment, PeerSegment, PoolShape};
+use super::segment::{self, Counter, OwnedSegment, PeerSegment, PoolShape, SegmentRole};
 use super::wait::{self, Schedule, SharedFutex, Step};
 use crate::error::{Error, Result};
 use crate::options::Options;
@@ -96,9 +96,10 @@ fn min_consumed(subs: &mut [Sub], write_pos: u64) -> Option<u64> {
 
 impl ShmPublisher {
     pub(crate) fn bind(endpoint: String, name: &str, opts: &Options) -> Result<Self> {
-        let bound = BoundName::bind(&endpoint, name)?;
-        let seg = OwnedSegment::create(opts.ring_capacity)
-            .map_err(|e| Error::io(format!("{endpoint}: creating the publisher segment"), e))?;
+        let bound = BoundName::bind(&endpoint, name, SegmentRole::Publisher)?;
+        let seg =
+            OwnedSegment::create_for(opts.ring_capacity, SegmentRole::Publisher, &endpoint)
+                .map_err(|e| Error::io(format!("{endpoint}: creating the publisher segment"), e))?;
         let offer = SharedOffer {
             fd: seg
                 .fd()
@@ -230,6 +231,7 @@ impl ShmPublisher {
             kind,
         );
         if pushed == broadcast::Push::Done {
+            self.seg.count(Counter::Sent, msg.len());
             wait::notify_each(
                 self.subs
                     .iter()

@@ -15,7 +15,9 @@ use super::handshake::{
     self, Hello, Received, RefuseReason, Role, ACK, HANDSHAKE_TIMEOUT, HELLO_FLAG_DOORBELL,
     HELLO_FLAG_POOL,
 };
-use super::segment::{OwnedSegment, PeerPool, PeerSegment, PoolShape, PROTOCOL_VERSION};
+use super::segment::{
+    OwnedSegment, PeerPool, PeerSegment, PoolShape, SegmentRole, PROTOCOL_VERSION,
+};
 use crate::error::{Error, Result};
 
 /// A bound `shm://` name: the flock'd lock file and the listening socket. Dropping it
@@ -62,12 +64,96 @@ fn lock_name(endpoint: &str, path: &Path) -> Result<OwnedFd> {
     ))
 }
 
+/// What a live lock file says (see [`label_lock`]): the role its holder binds for and its
+/// pid. At most this many bytes are read of a lock file.
+pub(crate) const LOCK_LABEL_MAX_BYTES: usize = 64;
+
+/// Writes `shmsock <role> <pid>` into the lock file we hold, for `shmsock ls`. Only its
+/// holder writes it; a failure only costs `ls` the pattern of an idle endpoint.
+fn label_lock(lock: &OwnedFd, role: SegmentRole) {
+    let text = format!(
+        "shmsock {role} {}\n",
+        rustix::process::getpid().as_raw_nonzero()
+    );
+    let written =
+        rustix::fs::ftruncate(lock, 0).and_then(|()| rustix::io::pwrite(lock, text.as_bytes(), 0));
+    if let Err(e) = written {
+        tracing::debug!(error = %e, "could not label the lock file");
+    }
+}
+
+/// Parses a lock file's label: the role and pid its holder wrote (hostile input: anything
+/// malformed is `None`).
+pub(crate) fn parse_lock_label(bytes: &[u8]) -> Option<(SegmentRole, u32)> {
+    let text = std::str::from_utf8(bytes.get(..LOCK_LABEL_MAX_BYTES.min(bytes.len()))?).ok()?;
+    let mut words = text.trim_end_matches('\n').split(' ');
+    let (magic, role, pid) = (words.next()?, words.next()?, words.next()?);
+    if magic != "shmsock" || words.next().is_some() {
+        return None;
+    }
+    let pid: u32 = pid.parse().ok().filter(|&p| p > 0)?;
+    Some((SegmentRole::from_word(role)?, pid))
+}
+
+/// What [`remove_if_stale`] found at a name.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Cleanup {
+    /// A live listener holds the lock: nothing was touched.
+    Live,
+    /// The name was stale; these files were removed (or, for a dry run, would be).
+    Removed(Vec<PathBuf>),
+}
+
+/// Removes the rendezvous files of `name` in `dir` if no live listener holds its lock,
+/// following the same protocol as a bind (take the lock, remove the socket, remove the lock
+/// file while still holding it), so it can never remove a live listener's socket. A
+/// `dry_run` takes and releases the lock but removes nothing.
+pub(crate) fn remove_if_stale(dir: &Path, name: &str, dry_run: bool) -> Result<Cleanup> {
+    let sock_path = dir.join(format!("{name}.sock"));
+    let lock_path = dir.join(format!("{name}.lock"));
+    let what = format!("shm://{name}");
+    let lock_existed = std::fs::symlink_metadata(&lock_path).is_ok();
+    let lock = match lock_name(&what, &lock_path) {
+        Ok(fd) => fd,
+        Err(Error::AddrInUse { .. }) => return Ok(Cleanup::Live),
+        Err(e) => return Err(e),
+    };
+    let remove = |path: &Path| match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(
+            format!("removing stale {} (check its permissions)", path.display()),
+            e,
+        )),
+    };
+    let mut removed = Vec::new();
+    if std::fs::symlink_metadata(&sock_path).is_ok() {
+        if !dry_run {
+            remove(&sock_path)?;
+        }
+        removed.push(sock_path);
+    }
+    if lock_existed {
+        removed.push(lock_path.clone());
+    }
+    // Still holding the lock, as `BoundName`'s drop does; a dry run only takes back the
+    // lock file that `lock_name` created.
+    if !dry_run || !lock_existed {
+        remove(&lock_path)?;
+    }
+    drop(lock);
+    Ok(Cleanup::Removed(removed))
+}
+
 impl BoundName {
-    /// Binds `name`: takes its lock (a live holder → `AddrInUse`), replaces a stale socket.
-    pub(crate) fn bind(endpoint: &str, name: &str) -> Result<Self> {
+    /// Binds `name` for a `role` (listener, publisher or inbox, written into the lock file
+    /// for `shmsock ls`): takes its lock (a live holder → `AddrInUse`), replaces a stale
+    /// socket.
+    pub(crate) fn bind(endpoint: &str, name: &str, role: SegmentRole) -> Result<Self> {
         let (sock_path, lock_path) = handshake::paths(name)
             .map_err(|e| Error::io(format!("{endpoint}: rendezvous directory"), e))?;
         let lock = lock_name(endpoint, &lock_path)?;
+        label_lock(&lock, role);
         // We hold the lock, so any socket file left here belongs to a dead listener.
         match std::fs::remove_file(&sock_path) {
             Ok(()) => {}
@@ -202,6 +288,9 @@ pub(crate) trait Offer {
     fn offer_fd(&self) -> BorrowedFd<'_>;
     /// The ring capacity to announce.
     fn offer_capacity(&self) -> u64;
+    /// Records the peer we completed the handshake with (for `shmsock ls`); a segment
+    /// shared by many peers records none.
+    fn note_peer(&self, _pid: i32, _peer: &PeerSegment) {}
 }
 
 impl Offer for OwnedSegment {
@@ -210,6 +299,9 @@ impl Offer for OwnedSegment {
     }
     fn offer_capacity(&self) -> u64 {
         self.capacity()
+    }
+    fn note_peer(&self, pid: i32, peer: &PeerSegment) {
+        OwnedSegment::note_peer(self, pid, peer);
     }
 }
 
@@ -376,6 +468,7 @@ pub(crate) fn listen_side<S: Offer>(
         doorbell,
         pool,
     } = accept_peer_hello(endpoint, received, peer_role)?;
+    mine.note_peer(pid, &segment);
     rustix::net::send(&sock, &[ACK], rustix::net::SendFlags::NOSIGNAL)
         .map_err(|e| io_err(endpoint, "sending ack", e))?;
     handshake::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
@@ -441,6 +534,7 @@ pub(crate) fn connect_side(
             e,
         )
     })?;
+    mine.note_peer(pid, &segment);
     send_segment(endpoint, &sock, &mine, my_role, extras)?;
     let mut ack = [0u8; 1];
     match rustix::io::read(sock.as_fd(), &mut ack) {

@@ -12,7 +12,8 @@
 //!  192   SPACE_SEQ   u32 futex word: bumped after CONSUMED moved, if the peer sleeps for space
 //!  256   RX_SLEEPING u32 the owner sleeps waiting for data from the peer
 //!  320   TX_SLEEPING u32 the owner sleeps waiting for space in its own ring
-//!  384   counters    messages/bytes sent and received (for `shmsock ls`)
+//!  384   counters    messages/bytes sent and received, messages lost (subscribers), the
+//!                    peer's pid and segment inode, creation time (for `shmsock ls`)
 //!  448   cursor      publishers only: seqlock'd (oldest, write) positions and sequences
 //!  1024  RELEASED    u64 per slot of the *peer's* loan pool: the last generation we
 //!                    released (up to [`LOAN_SLOTS_MAX`] words)
@@ -27,6 +28,9 @@
 //! the slots, each `slot_bytes` long (a multiple of 64). Loan frames in the ring name a slot
 //! by index and generation; the peer hands it back by storing that generation in its own
 //! `RELEASED` word for the slot (see `loan`).
+//!
+//! Each segment's memfd is named `shmsock:<role>:<rendezvous socket path>` (see
+//! [`label`](super::label)), so `shmsock ls` can find it among a process's fds (`crate::inspect`).
 //!
 //! Every hot word sits on its own cache line. The peer's memory is reached only through
 //! [`PeerSegment`], whose accessors check every offset against the mapping and read each
@@ -47,6 +51,8 @@ use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
 use super::broadcast::Cursor;
+use super::label::memfd_name;
+pub use super::label::SegmentRole;
 use super::ring::{Corruption, RingRead, RingWrite};
 use super::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -74,6 +80,14 @@ pub(crate) const OFF_MSGS_SENT: usize = 384;
 pub(crate) const OFF_BYTES_SENT: usize = 392;
 pub(crate) const OFF_MSGS_RECV: usize = 400;
 pub(crate) const OFF_BYTES_RECV: usize = 408;
+/// Messages a subscriber lost to `Overflow::DropOldest` (its `Lagged` reports, summed).
+pub(crate) const OFF_MSGS_LOST: usize = 416;
+/// The peer's pid (0: not connected yet, or one segment serves many peers).
+pub(crate) const OFF_PEER_PID: usize = 424;
+/// The inode of the peer's segment memfd: pairs the two sides of a connection exactly.
+pub(crate) const OFF_PEER_SEGMENT: usize = 432;
+/// When the owner created the segment, in nanoseconds since the Unix epoch.
+pub(crate) const OFF_CREATED_UNIX_NS: usize = 440;
 pub(crate) const OFF_CURSOR_VERSION: usize = 448;
 pub(crate) const OFF_OLDEST_POS: usize = 456;
 pub(crate) const OFF_OLDEST_SEQ: usize = 464;
@@ -184,6 +198,13 @@ impl Mapping {
     }
 }
 
+/// Nanoseconds since the Unix epoch (0 if the clock is before it).
+fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// A sealed memfd, sized and mapped read-write: the start of an owned segment or pool.
 fn create_sealable(name: &str, len: usize) -> rustix::io::Result<(OwnedFd, Mapping)> {
     let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
@@ -194,19 +215,22 @@ fn create_sealable(name: &str, len: usize) -> rustix::io::Result<(OwnedFd, Mappi
 
 /// Checks that a peer's fd is a memfd with the required seals and exactly `expected` bytes,
 /// then maps it read-only.
-fn open_sealed(fd: OwnedFd, expected: u64) -> Result<Mapping, SegmentRefusal> {
+/// Returns the mapping and the memfd's inode number.
+fn open_sealed(fd: OwnedFd, expected: u64) -> Result<(Mapping, u64), SegmentRefusal> {
     let seals = rustix::fs::fcntl_get_seals(&fd).map_err(|_| SegmentRefusal::NotMemfd)?;
     if !seals.contains(REQUIRED_SEALS) {
         return Err(SegmentRefusal::MissingSeals(REQUIRED_SEALS - seals));
     }
-    let actual = rustix::fs::fstat(&fd).map_err(SegmentRefusal::Os)?.st_size as u64;
+    let stat = rustix::fs::fstat(&fd).map_err(SegmentRefusal::Os)?;
+    let actual = stat.st_size as u64;
     if actual != expected {
         return Err(SegmentRefusal::WrongSize { actual, expected });
     }
     let len =
         usize::try_from(expected).map_err(|_| SegmentRefusal::WrongSize { actual, expected })?;
     // The fd is dropped after this: the mapping keeps the memory alive.
-    Mapping::map(fd.as_fd(), len, ProtFlags::READ).map_err(SegmentRefusal::Os)
+    let map = Mapping::map(fd.as_fd(), len, ProtFlags::READ).map_err(SegmentRefusal::Os)?;
+    Ok((map, stat.st_ino as u64))
 }
 
 impl Drop for Mapping {
@@ -229,12 +253,27 @@ pub(crate) struct OwnedSegment {
 }
 
 impl OwnedSegment {
-    /// Creates, sizes, maps, initialises and seals a segment holding a ring of `capacity`
-    /// bytes (already validated).
+    /// An unlabelled segment (invisible to `shmsock ls`), for unit tests.
+    #[cfg(test)]
     pub(crate) fn create(capacity: usize) -> rustix::io::Result<Self> {
+        Self::create_named("shmsock", capacity)
+    }
+
+    /// Creates, sizes, maps, initialises and seals a segment holding a ring of `capacity`
+    /// bytes (already validated), playing `role` on `endpoint` (named after both, see
+    /// [`memfd_name`]).
+    pub(crate) fn create_for(
+        capacity: usize,
+        role: SegmentRole,
+        endpoint: &str,
+    ) -> rustix::io::Result<Self> {
+        Self::create_named(&memfd_name(role, endpoint), capacity)
+    }
+
+    fn create_named(name: &str, capacity: usize) -> rustix::io::Result<Self> {
         debug_assert!(valid_capacity(capacity as u64));
         let len = segment_len(capacity);
-        let (fd, map) = create_sealable("shmsock", len)?;
+        let (fd, map) = create_sealable(name, len)?;
         let seg = OwnedSegment {
             fd,
             map: std::sync::Arc::new(map),
@@ -262,6 +301,8 @@ impl OwnedSegment {
             0
         };
         seg.word64(OFF_FLAGS).store(flags, Ordering::Relaxed);
+        seg.word64(OFF_CREATED_UNIX_NS)
+            .store(unix_now_ns(), Ordering::Relaxed);
         // Our RW mapping stays writable; nobody can create a new writable one.
         rustix::fs::fcntl_add_seals(&seg.fd, REQUIRED_SEALS)?;
         Ok(seg)
@@ -294,6 +335,41 @@ impl OwnedSegment {
         self.map
             .u32_at(offset)
             .expect("layout offsets are in bounds and aligned")
+    }
+
+    /// Records who we are connected to (for `shmsock ls`): the peer's pid and the inode of
+    /// its segment.
+    pub(crate) fn note_peer(&self, pid: i32, peer: &PeerSegment) {
+        self.word64(OFF_PEER_PID)
+            .store(u64::from(pid.unsigned_abs()), Ordering::Relaxed);
+        self.word64(OFF_PEER_SEGMENT)
+            .store(peer.inode, Ordering::Relaxed);
+    }
+
+    /// Adds one message of `bytes` bytes to a counter pair of our segment (for `shmsock
+    /// ls`). We are the only writer, so a load and a store suffice (no locked RMW).
+    #[inline]
+    pub(crate) fn count(&self, counter: Counter, bytes: usize) {
+        let (msgs, total) = match counter {
+            Counter::Sent => (OFF_MSGS_SENT, OFF_BYTES_SENT),
+            Counter::Received => (OFF_MSGS_RECV, OFF_BYTES_RECV),
+        };
+        self.bump(msgs, 1);
+        self.bump(total, bytes as u64);
+    }
+
+    /// Adds `missed` to the messages this subscriber lost to overflow.
+    pub(crate) fn count_lost(&self, missed: u64) {
+        self.bump(OFF_MSGS_LOST, missed);
+    }
+
+    #[inline]
+    fn bump(&self, offset: usize, by: u64) {
+        let w = self.word64(offset);
+        w.store(
+            w.load(Ordering::Relaxed).wrapping_add(by),
+            Ordering::Relaxed,
+        );
     }
 
     /// The broadcast cursor words (publishers).
@@ -367,6 +443,15 @@ impl RingWrite for OwnedSegment {
     }
 }
 
+/// Which counter pair of [`OwnedSegment::count`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Counter {
+    /// Messages and bytes we sent.
+    Sent,
+    /// Messages and bytes we received.
+    Received,
+}
+
 /// Why a peer's segment was refused.
 #[derive(Debug)]
 pub(crate) enum SegmentRefusal {
@@ -404,6 +489,8 @@ pub(crate) struct PeerSegment {
     map: Mapping,
     capacity: u64,
     light_notify: bool,
+    /// Inode number of the memfd (identifies the segment across processes).
+    inode: u64,
 }
 
 impl PeerSegment {
@@ -416,7 +503,7 @@ impl PeerSegment {
             )));
         }
         let expected = segment_len(capacity as usize) as u64;
-        let map = open_sealed(fd, expected)?;
+        let (map, inode) = open_sealed(fd, expected)?;
         let read = |off| {
             map.u64_at(off)
                 .expect("header offsets are in bounds")
@@ -453,7 +540,24 @@ impl PeerSegment {
             map,
             capacity,
             light_notify: flags & FLAG_LIGHT_NOTIFY != 0,
+            inode,
         })
+    }
+
+    /// Opens a segment found by `shmsock ls` (an fd of another process, reopened read-only
+    /// through `/proc`): the ring capacity comes from the memfd's size, then everything is
+    /// checked as in [`PeerSegment::open`] (seals, size, header).
+    pub(crate) fn inspect(fd: OwnedFd) -> Result<Self, SegmentRefusal> {
+        let size = rustix::fs::fstat(&fd).map_err(SegmentRefusal::Os)?.st_size as u64;
+        let capacity = size.checked_sub(RING_OFFSET as u64).ok_or_else(|| {
+            SegmentRefusal::BadHeader(format!("{size} bytes is smaller than a segment header"))
+        })?;
+        Self::open(fd, capacity)
+    }
+
+    /// Inode number of the segment's memfd.
+    pub(crate) fn inode(&self) -> u64 {
+        self.inode
     }
 
     /// The peer notifies with light barriers: before sleeping we must run the heavy one.
@@ -665,7 +769,7 @@ impl PeerPool {
             )));
         }
         let expected = POOL_SLOTS_OFFSET as u64 + slots * slot_bytes;
-        let map = open_sealed(fd, expected)?;
+        let (map, _) = open_sealed(fd, expected)?;
         let read = |off| {
             map.u64_at(off)
                 .expect("header offsets are in bounds")

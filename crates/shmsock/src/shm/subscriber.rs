@@ -9,7 +9,7 @@ use super::handshake::Role;
 use super::loan::{Borrower, BroadcastBorrower, LoanRef};
 use super::rendezvous::{connect_side, Extras};
 use super::ring::{Corruption, RING_CAPACITY_MIN_BYTES};
-use super::segment::{self, OwnedSegment, PeerSegment, ReleaseBoard};
+use super::segment::{self, Counter, OwnedSegment, PeerSegment, ReleaseBoard, SegmentRole};
 use super::wait::{self, Schedule, SharedFutex, Step, FUTEX_SLEEP_MAX};
 use crate::error::{Error, Result};
 use crate::loan::Sample;
@@ -68,7 +68,11 @@ impl ShmSubscriber {
                 let snapshot = publisher.cursor().snapshot(publisher.capacity_bytes());
                 let pos = snapshot.as_ref().map_or(0, |s| s.write_pos);
                 start = Some(snapshot);
-                let mine = OwnedSegment::create(RING_CAPACITY_MIN_BYTES)?;
+                let mine = OwnedSegment::create_for(
+                    RING_CAPACITY_MIN_BYTES,
+                    SegmentRole::Subscriber,
+                    &endpoint,
+                )?;
                 mine.word64(segment::OFF_CONSUMED)
                     .store(pos, Ordering::Release);
                 Ok(mine)
@@ -149,15 +153,20 @@ impl ShmSubscriber {
         };
         match read {
             Ok(Read::Message(n)) => {
+                self.mine.count(Counter::Received, n);
                 self.publish_consumed(false);
                 Ok(Got::Message(n))
             }
             Ok(Read::Loan(loan)) => {
+                // Bytes count what crossed the ring: a loan's descriptor, as a Conn counts it.
+                self.mine
+                    .count(Counter::Received, super::ring::LOAN_FRAME_BYTES);
                 self.publish_consumed(false);
                 Ok(Got::Loan(self.sample(loan)))
             }
             Ok(Read::Empty) => Ok(Got::Nothing),
             Ok(Read::Lagged(missed)) => {
+                self.mine.count_lost(missed);
                 tracing::warn!(endpoint = %self.link.endpoint, missed, "subscriber lagged");
                 self.publish_consumed(true);
                 Err(Error::Lagged {
