@@ -19,6 +19,7 @@ mod harness;
 mod message;
 
 mod leaks;
+mod rawloan;
 mod rawpeer;
 mod roles;
 
@@ -27,6 +28,7 @@ mod exhaustion;
 mod handshake;
 mod hostile;
 mod lint;
+mod pool_doorbell;
 mod soak;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
