@@ -18,6 +18,7 @@ mod harness;
 #[path = "../conn/message.rs"]
 mod message;
 
+mod hostile_lender;
 mod leaks;
 mod rawloan;
 mod rawpeer;
@@ -25,9 +26,11 @@ mod roles;
 
 mod crash;
 mod exhaustion;
+mod forged_loans;
 mod handshake;
 mod hostile;
 mod lint;
+mod lying_borrowers;
 mod pool_doorbell;
 mod soak;
 
