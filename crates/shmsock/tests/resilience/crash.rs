@@ -469,7 +469,7 @@ fn handshake_outcome(
 }
 
 /// The child must have died of our SIGKILL, not of its own failure.
-fn expect_killed(peer: &mut Peer) {
+pub fn expect_killed(peer: &mut Peer) {
     let status = peer.wait();
     if status.code() == Some(EXIT_BAD_MESSAGE) {
         panic!("the reader child received a torn, lost or duplicated message (see its stderr)");

@@ -25,6 +25,7 @@ mod rawpeer;
 mod roles;
 
 mod crash;
+mod crash_patterns;
 mod exhaustion;
 mod forged_loans;
 mod handshake;

@@ -101,6 +101,7 @@ pub fn run(role: &str) {
             std::thread::sleep(IDLE_MAX);
         }
         "hostile" => crate::hostile::child(&ep),
+        "crash_publisher" => crate::crash_patterns::publisher_child(&ep),
         "nofile_connect" => crate::exhaustion::nofile_connect_child(&ep),
         "nofile_accept" => crate::exhaustion::nofile_accept_child(&ep),
         "fsize" => crate::exhaustion::fsize_child(&ep),
