@@ -30,6 +30,7 @@ mod exhaustion;
 mod forged_loans;
 mod handshake;
 mod hostile;
+mod hostile_publisher;
 mod lint;
 mod lying_borrowers;
 mod pool_doorbell;
