@@ -25,6 +25,7 @@ mod death;
 mod delivery;
 mod loans;
 mod overflow;
+mod reclaim;
 
 /// The child-process side of every multi-process test. Does nothing unless a test spawned
 /// this binary with `SHMSOCK_TEST_ROLE` set; then it runs that role and exits.
