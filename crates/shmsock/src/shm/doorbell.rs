@@ -9,9 +9,11 @@
 //!
 //! A doorbell fd received from a peer is checked to be an eventfd (`/proc/self/fd` link)
 //! and made non-blocking before we ever write to it, so a pipe or socket passed in its
-//! place is refused and a full counter cannot block the writer. (A same-uid peer could
-//! clear `O_NONBLOCK` on the shared file description later and saturate the counter; the
-//! threat model in the README lists what a same-uid peer can do.)
+//! place is refused and a full counter cannot block the writer. A same-uid peer can clear
+//! `O_NONBLOCK` on the shared file description again and saturate the counter: a ring
+//! therefore skips a counter that `poll` says is full. (A peer that refills it between that
+//! `poll` and the `write` can still block the ring; the threat model in the README lists
+//! what a same-uid peer can do.)
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -55,11 +57,30 @@ impl Doorbell {
         self.fd.as_fd()
     }
 
-    /// Rings: adds one to the counter. Never blocks; a saturated counter (only a hostile
-    /// peer can fill 2^64 − 2 rings) already means "wake up", so EAGAIN is fine.
+    /// Rings: adds one to the counter. A saturated counter (only a hostile peer fills it)
+    /// already means "wake up", so it is left alone: EAGAIN is fine, and the write is
+    /// skipped when `poll` says it would block. The skip matters because `O_NONBLOCK` lives
+    /// in the file description, which the peer shares and may clear again: a blocking write
+    /// on a full counter would then wait until the peer reads it, i.e. forever. (A peer
+    /// that refills the counter between our `poll` and our `write` can still block us
+    /// there; see the threat model in the README.)
     #[inline]
     pub(crate) fn ring(&self) {
-        let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
+        let mut fds = [PollFd::new(&self.fd, PollFlags::OUT)];
+        let now = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let writable = loop {
+            match rustix::event::poll(&mut fds, Some(&now)) {
+                Ok(_) => break fds[0].revents().contains(PollFlags::OUT),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => break true,
+            }
+        };
+        if writable {
+            let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
+        }
     }
 
     /// Sleeps until rung or `timeout`; returns whether it was rung. Does not reset it.
