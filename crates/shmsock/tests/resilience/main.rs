@@ -26,6 +26,7 @@ mod roles;
 
 mod crash;
 mod crash_patterns;
+mod doorbell_abuse;
 mod exhaustion;
 mod forged_loans;
 mod handshake;
