@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 mod advise;
+mod bridge;
 mod inspect;
 mod pubsub;
 mod recv;
@@ -21,6 +22,11 @@ use shmsock::{Options, WaitStrategy};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Log more of the library's events on stderr (-v: connections and peers ending, -vv:
+    /// debug); warnings (lag, corruption, dropped messages) are shown without it. Not for
+    /// `lab`, whose forked children must not log.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
 }
 
 const EXAMPLES: &str = "\
@@ -32,6 +38,8 @@ Examples:
   shmsock send shm://demo --size 64 --count 1000000   synthetic load
   shmsock sub shm://ticks --connect-timeout 10 &    a subscriber (start several)
   printf 'a\\nb\\n' | shmsock pub shm://ticks --wait-subscribers 1   publish to all of them
+  shmsock recv tcp://127.0.0.1:5555        over ZeroMQ instead (tcp://, unix:///path; pyzmq is a peer)
+  shmsock bridge shm://ticks tcp://0.0.0.0:5556    republish a shm:// topic over tcp://
   shmsock ls                               every live shm:// endpoint, its peers and counters
   shmsock top                              the same, refreshed every second, with rates
   shmsock clean --dry-run                  rendezvous files of dead listeners";
@@ -57,6 +65,9 @@ enum Command {
     Top(inspect::TopArgs),
     /// Remove rendezvous files left by dead listeners (never a live endpoint's).
     Clean(inspect::CleanArgs),
+    /// Subscribe to the publisher at SRC and republish every message at DST (e.g. a shm://
+    /// topic over tcp://, or back).
+    Bridge(bridge::BridgeArgs),
 }
 
 /// Options of `shmsock lab`.
@@ -190,8 +201,31 @@ fn run_lab(args: LabArgs) -> ExitCode {
     }
 }
 
+/// Shows the library's `tracing` events on stderr: warnings, and more with each `-v`.
+fn init_logging(verbose: u8) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::filter::LevelFilter;
+    let level = match verbose {
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The lab forks while other threads may run: its children must not take a logger's
+    // locks, so it logs nothing.
+    if !matches!(cli.command, None | Some(Command::Lab(_))) {
+        init_logging(cli.verbose);
+    }
     match cli.command {
         None => run_lab(LabArgs::default()),
         Some(Command::Lab(args)) => run_lab(args),
@@ -203,5 +237,6 @@ fn main() -> ExitCode {
         Some(Command::Ls(args)) => inspect::run_ls(args),
         Some(Command::Top(args)) => inspect::run_top(args),
         Some(Command::Clean(args)) => inspect::run_clean(args),
+        Some(Command::Bridge(args)) => bridge::run(args),
     }
 }

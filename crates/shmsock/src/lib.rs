@@ -74,6 +74,8 @@
 #[cfg(all(feature = "tokio", not(loom)))]
 mod async_io;
 #[cfg(not(loom))]
+mod bridge;
+#[cfg(not(loom))]
 mod conn;
 mod endpoint;
 mod error;
@@ -100,6 +102,11 @@ mod typed;
 
 #[cfg(all(feature = "tokio", not(loom)))]
 pub use async_io::{AsyncConn, AsyncListener, AsyncSubscriber};
+#[cfg(not(loom))]
+pub use bridge::{
+    Bridge, BridgeBuilder, BridgeEnd, BridgeStats, BRIDGE_RECONNECT_MAX, BRIDGE_RECONNECT_MIN,
+    BRIDGE_STOP_POLL,
+};
 #[cfg(not(loom))]
 pub use conn::{Conn, Listener};
 pub use endpoint::{Endpoint, SHM_NAME_MAX_BYTES};

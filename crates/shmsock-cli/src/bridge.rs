@@ -1,0 +1,181 @@
+//! `shmsock bridge SRC DST`: subscribe to the publisher at SRC and republish every message
+//! at DST, until SIGINT/SIGTERM. The loop is the library's [`shmsock::Bridge`] (the lab
+//! measures the same code); this file parses flags, handles signals and prints the summary.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use shmsock::{Bridge, BridgeEnd, BridgeStats, Error, Overflow};
+
+use crate::ConnArgs;
+
+/// Options of `shmsock bridge`.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+SRC is a publisher (`shmsock pub`, a Publisher, a ZeroMQ PUB socket); DST is bound as a new
+publisher with the same semantics as `shmsock pub DST`: subscribers of DST receive every
+message of SRC published after the bridge subscribed, in order, byte for byte.
+
+Back-pressure: by default the slowest subscriber of DST holds the bridge back, and the bridge
+holds back a shm:// SRC (nothing is lost end to end); --drop-oldest never waits.
+
+When SRC goes away: a tcp:// or unix:// SRC is reconnected by itself (ZeroMQ SUB), the bridge
+waits. A shm:// SRC that closes ends the bridge (exit 0), one that dies is an error (exit 1),
+after everything it had published was forwarded; with --reconnect the bridge instead connects
+again, retrying with backoff (10 ms doubling to 1 s) until SRC is back or it is stopped.
+
+SIGINT or SIGTERM stops it cleanly: DST's subscribers get what was forwarded (tcp:// and
+unix:// queues are flushed for up to 5 s), and a summary goes to stderr. A second signal
+exits at once. Exit status: 0 when stopped, --count reached or a shm:// SRC closed; 1 on any
+error. Only publish/subscribe endpoints are bridged (a Conn is a 1:1 PAIR socket).
+
+Examples:
+  shmsock bridge shm://prices tcp://0.0.0.0:5556     local shm:// topic to remote subscribers
+  shmsock bridge tcp://host:5556 shm://prices        and back: remote publisher, local readers
+  shmsock bridge shm://prices tcp://0.0.0.0:5556 --topic AAPL --topic MSFT --drop-oldest
+  shmsock bridge shm://prices unix:///tmp/prices.sock --reconnect -v
+  shmsock sub tcp://127.0.0.1:5556 --connect-timeout 10    a remote subscriber
+  python3 examples/python/pubsub.py sub tcp://127.0.0.1:5556 AAPL   or a pyzmq one")]
+pub(crate) struct BridgeArgs {
+    /// Publisher to subscribe to, e.g. shm://prices or tcp://host:5556.
+    source: String,
+    /// Endpoint to bind and republish on, e.g. tcp://0.0.0.0:5556 (tcp://HOST:0: any port,
+    /// printed at the start).
+    destination: String,
+    /// Forward only messages starting with PREFIX (repeat for several; default: all).
+    #[arg(long = "topic", value_name = "PREFIX")]
+    topics: Vec<String>,
+    /// Never wait for a slow subscriber of DST: drop its oldest messages instead.
+    #[arg(long)]
+    drop_oldest: bool,
+    /// Connect to SRC again whenever it is missing (refused, or a shm:// SRC closed, died
+    /// or broke its shared memory), with backoff from 10 ms to 1 s.
+    #[arg(long)]
+    reconnect: bool,
+    /// Without --reconnect: keep retrying the first connection this many seconds while no
+    /// publisher is bound at SRC.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    connect_timeout: f64,
+    /// Subscribe to SRC only once DST has this many subscribers.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    wait_subscribers: usize,
+    /// Stop after forwarding this many messages.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+/// Sets the returned flag on SIGINT, SIGTERM or SIGQUIT; a second one exits at once.
+fn stop_on_signals() -> Result<Arc<AtomicBool>, Error> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for &signal in signal_hook::consts::TERM_SIGNALS {
+        // Registered first, so it sees the flag as it was before this signal.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone())
+            .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
+            .map_err(|e| Error::Io {
+                context: format!("installing the handler of signal {signal}"),
+                source: e,
+            })?;
+    }
+    Ok(stop)
+}
+
+fn topics_text(topics: &[String]) -> String {
+    if topics.is_empty() {
+        "all topics".into()
+    } else {
+        format!("topics {topics:?}")
+    }
+}
+
+fn summary(stats: &BridgeStats, secs: f64) -> String {
+    format!(
+        "forwarded {} messages, {} bytes in {secs:.3} s; received {}, lost upstream {}, \
+         skipped as too large {}, reconnections {}",
+        stats.forwarded,
+        stats.forwarded_bytes,
+        stats.received,
+        stats.lost_upstream,
+        stats.too_large,
+        stats.reconnects
+    )
+}
+
+pub(crate) fn run(args: BridgeArgs) -> ExitCode {
+    let stop = match stop_on_signals() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("shmsock bridge: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = args.conn.options();
+    let mut destination_options = options.clone();
+    if args.drop_oldest {
+        destination_options = destination_options.overflow(Overflow::DropOldest);
+    }
+    let mut builder = Bridge::builder(&args.source, &args.destination)
+        .source_options(options)
+        .destination_options(destination_options)
+        .reconnect(args.reconnect)
+        .connect_timeout(Duration::from_secs_f64(args.connect_timeout.max(0.0)))
+        .wait_subscribers(args.wait_subscribers);
+    for topic in &args.topics {
+        builder = builder.topic(topic.as_bytes());
+    }
+    if let Some(count) = args.count {
+        builder = builder.max_messages(count);
+    }
+    let mut bridge = match builder.build() {
+        Ok(bridge) => bridge,
+        Err(e) => {
+            eprintln!("shmsock bridge: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "shmsock bridge: forwarding {} -> {} ({}); Ctrl-C to stop",
+        bridge.source(),
+        bridge.destination(),
+        topics_text(&args.topics)
+    );
+    let start = Instant::now();
+    let end = bridge.run(&stop);
+    let secs = start.elapsed().as_secs_f64();
+    let stats = bridge.stats();
+    // Dropping the bridge closes DST: a tcp:// or unix:// publisher first delivers what it
+    // queued (up to 5 s); shm:// subscribers read what is left, then see the close.
+    drop(bridge);
+    match end {
+        Ok(end) => {
+            let why = match end {
+                BridgeEnd::Stopped => "stopped",
+                BridgeEnd::SourceClosed => "the source closed",
+                BridgeEnd::Limit => "--count reached",
+                _ => "ended",
+            };
+            eprintln!("shmsock bridge: {why}: {}", summary(&stats, secs));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("shmsock bridge: {e}");
+            if matches!(e, Error::ConnectionRefused { .. }) {
+                eprintln!(
+                    "shmsock bridge: start the publisher first (`shmsock pub {}`), or give it \
+                     time with --connect-timeout SECS, or keep trying with --reconnect",
+                    args.source
+                );
+            } else if matches!(e, Error::PeerGone { .. }) {
+                eprintln!(
+                    "shmsock bridge: --reconnect keeps the bridge up while the source restarts"
+                );
+            }
+            eprintln!("shmsock bridge: {}", summary(&stats, secs));
+            ExitCode::FAILURE
+        }
+    }
+}
