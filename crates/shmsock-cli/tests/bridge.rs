@@ -1,0 +1,450 @@
+//! Drives the real `shmsock bridge` between real processes (`shmsock pub`, `shmsock sub`,
+//! pyzmq) and library publishers and subscribers in this process: every message arrives
+//! byte for byte, in order (sequence numbers), topics filter, both directions, a dying
+//! shm:// source is reported (or survived with --reconnect), signals stop it with a
+//! summary.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use shmsock::{Publisher, Subscriber};
+
+/// Longest any step may take before the test fails instead of hanging.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn shmsock() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmsock"));
+    cmd.env("SHMSOCK_RUNTIME_DIR", runtime_dir());
+    cmd
+}
+
+/// The children's rendezvous directory (this process's library calls use tcp:// only).
+fn runtime_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("shmsock-cli-bridge-{}", std::process::id()))
+}
+
+/// A child process: stderr arrives line by line (and is kept), stdout is collected; killed
+/// and reaped on drop.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    stderr: String,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning a process");
+        let err = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut out = child.stdout.take().expect("piped stdout");
+        let stdout = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = out.read_to_end(&mut bytes);
+            bytes
+        });
+        Proc {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            stderr: String::new(),
+            stdout: Some(stdout),
+        }
+    }
+
+    /// Waits for a stderr line containing `needle` and returns it.
+    fn wait_for_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr.push_str(&line);
+                    self.stderr.push('\n');
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?}; stderr so far:\n{}", self.stderr),
+            }
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(bytes).expect("writing to the child");
+        stdin.flush().expect("flushing to the child");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Closes stdin, waits for the exit; returns the status, stdout and all of stderr.
+    fn finish(mut self) -> (ExitStatus, Vec<u8>, String) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the process did not exit; stderr:\n{}",
+                self.stderr
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let stdout = self
+            .stdout
+            .take()
+            .map(|t| t.join().expect("stdout"))
+            .unwrap_or_default();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.stderr.push_str(&line);
+            self.stderr.push('\n');
+        }
+        (status, stdout, std::mem::take(&mut self.stderr))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Starts `shmsock bridge SRC DST EXTRA...` and returns it with its destination endpoint
+/// (the bridge prints it: `tcp://127.0.0.1:0` becomes the port chosen).
+fn bridge(source: &str, destination: &str, extra: &[&str]) -> (Proc, String) {
+    let mut cmd = shmsock();
+    cmd.args(["bridge", source, destination]).args(extra);
+    let mut proc = Proc::spawn(cmd);
+    let line = proc.wait_for_line("shmsock bridge: forwarding");
+    let bound = line
+        .split(" -> ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no endpoint in {line:?}"))
+        .to_owned();
+    (proc, bound)
+}
+
+fn shmsock_pub(endpoint: &str, extra: &[&str]) -> Proc {
+    let mut cmd = shmsock();
+    cmd.args(["pub", endpoint]).args(extra);
+    Proc::spawn(cmd)
+}
+
+fn recv(sub: &mut Subscriber) -> Vec<u8> {
+    let mut buf = vec![0; 4096];
+    let n = sub
+        .recv_timeout(&mut buf, STEP_TIMEOUT)
+        .expect("a forwarded message");
+    buf.truncate(n);
+    buf
+}
+
+fn wait_subscribers(publisher: &mut Publisher, n: usize) {
+    let started = Instant::now();
+    while publisher.subscriber_count() < n {
+        assert!(
+            started.elapsed() < STEP_TIMEOUT,
+            "the bridge never subscribed"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `shmsock pub shm://… --size 64 --count N` → bridge → a tcp:// Subscriber: every
+/// synthetic message (sequence number, then zeros), in order; the source's clean close
+/// ends the bridge with exit 0 and a summary.
+#[test]
+fn shm_to_tcp_delivers_every_message_in_order_and_ends_with_its_source() {
+    let (count, size) = (20_000u64, 64usize);
+    let mut publisher = shmsock_pub(
+        "shm://cli-br-seq",
+        &[
+            "--size",
+            "64",
+            "--count",
+            "20000",
+            "--wait-subscribers",
+            "1",
+        ],
+    );
+    let (bridge, remote) = bridge(
+        "shm://cli-br-seq",
+        "tcp://127.0.0.1:0",
+        &["--wait-subscribers", "1", "--connect-timeout", "20"],
+    );
+    assert!(
+        remote.starts_with("tcp://127.0.0.1:") && !remote.ends_with(":0"),
+        "{remote}"
+    );
+    let mut sub = Subscriber::connect(&remote).expect("connect to the bridge");
+    for seq in 0..count {
+        let msg = recv(&mut sub);
+        assert_eq!(msg.len(), size, "message {seq}");
+        assert_eq!(msg[..8], seq.to_le_bytes(), "message {seq} out of order");
+        assert!(msg[8..].iter().all(|&b| b == 0), "message {seq} corrupted");
+    }
+    publisher.wait_for_line("published 20000 messages");
+    let (status, _, err) = publisher.finish();
+    assert!(status.success(), "{err}");
+    let (status, _, err) = bridge.finish();
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("the source closed: forwarded 20000 messages, 1280000 bytes")
+            && err.contains("received 20000, lost upstream 0"),
+        "{err}"
+    );
+}
+
+/// `--topic` subscribes upstream: only the matching lines cross, byte for byte.
+#[test]
+fn topic_filters_choose_what_crosses() {
+    let mut publisher = shmsock_pub("shm://cli-br-topics", &["--wait-subscribers", "1"]);
+    let (bridge, remote) = bridge(
+        "shm://cli-br-topics",
+        "tcp://127.0.0.1:0",
+        &["--topic", "a.", "--topic", "c.", "--wait-subscribers", "1"],
+    );
+    assert!(remote.starts_with("tcp://127.0.0.1:"), "{remote}");
+    let mut sub = Subscriber::connect(&remote).expect("connect to the bridge");
+    let mut input = Vec::new();
+    let mut wanted = Vec::new();
+    for seq in 0..100u32 {
+        let topic = ["a.", "b.", "c.", "ab"][seq as usize % 4];
+        let line = format!("{topic}{seq:05} \u{e9}\t{}", "x".repeat(seq as usize));
+        input.extend_from_slice(line.as_bytes());
+        input.push(b'\n');
+        if topic == "a." || topic == "c." {
+            wanted.push(line.into_bytes());
+        }
+    }
+    publisher.write(&input);
+    for line in &wanted {
+        assert_eq!(&recv(&mut sub), line);
+    }
+    let (status, _, err) = publisher.finish();
+    assert!(status.success(), "{err}");
+    let (status, _, err) = bridge.finish();
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("forwarded 50 messages") && err.contains("received 50,"),
+        "{err}"
+    );
+}
+
+/// The other way: a tcp:// publisher (this process) → bridge → `shmsock sub shm://…`;
+/// SIGTERM stops the bridge with exit 0 and its summary.
+#[test]
+fn tcp_to_shm_reaches_a_shm_subscriber_and_sigterm_stops_the_bridge() {
+    let count = 5_000;
+    let mut publisher = Publisher::bind("tcp://127.0.0.1:0").expect("bind tcp");
+    let (bridge, local) = bridge(
+        publisher.endpoint(),
+        "shm://cli-br-back",
+        &["--wait-subscribers", "1"],
+    );
+    assert_eq!(local, "shm://cli-br-back");
+    let mut cmd = shmsock();
+    cmd.args(["sub", "shm://cli-br-back", "--connect-timeout", "20"])
+        .args(["--count", &count.to_string()]);
+    let sub = Proc::spawn(cmd);
+    wait_subscribers(&mut publisher, 1);
+    let mut expected = Vec::new();
+    for seq in 0..count {
+        let msg = format!("tick {seq:06} {}", "#".repeat(seq % 300));
+        publisher.send(msg.as_bytes()).expect("publish");
+        expected.extend_from_slice(msg.as_bytes());
+        expected.push(b'\n');
+    }
+    let (status, stdout, err) = sub.finish();
+    assert!(status.success(), "{err}");
+    assert!(
+        stdout == expected,
+        "the shm:// subscriber printed other bytes: {err}"
+    );
+    bridge.signal("TERM");
+    let (status, _, err) = bridge.finish();
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains(&format!("stopped: forwarded {count} messages")),
+        "{err}"
+    );
+}
+
+/// Without --reconnect, a shm:// source killed with SIGKILL ends the bridge with exit 1,
+/// after what it had published was forwarded, and the message says what to do.
+#[test]
+fn a_killed_shm_source_is_reported_after_its_messages() {
+    let mut publisher = shmsock_pub("shm://cli-br-dies", &["--wait-subscribers", "1"]);
+    let (bridge, remote) = bridge(
+        "shm://cli-br-dies",
+        "tcp://127.0.0.1:0",
+        &["--wait-subscribers", "1"],
+    );
+    let mut sub = Subscriber::connect(&remote).expect("connect to the bridge");
+    publisher.write(b"one\ntwo\n");
+    assert_eq!(recv(&mut sub), b"one");
+    assert_eq!(recv(&mut sub), b"two");
+    publisher.signal("KILL");
+    let (status, _, err) = bridge.finish();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is gone")
+            && err.contains("--reconnect")
+            && err.contains("forwarded 2 messages"),
+        "{err}"
+    );
+}
+
+/// With --reconnect the bridge outlives a killed shm:// source and forwards from its
+/// successor; SIGINT then stops it with exit 0, one reconnection counted.
+#[test]
+fn reconnect_outlives_a_killed_source_and_sigint_stops_it() {
+    let mut first = shmsock_pub("shm://cli-br-again", &["--wait-subscribers", "1"]);
+    let (mut bridge, remote) = bridge(
+        "shm://cli-br-again",
+        "tcp://127.0.0.1:0",
+        &["--wait-subscribers", "1", "--reconnect", "-v"],
+    );
+    let mut sub = Subscriber::connect(&remote).expect("connect to the bridge");
+    first.write(b"before\n");
+    assert_eq!(recv(&mut sub), b"before");
+    first.signal("KILL");
+    bridge.wait_for_line("bridge source ended");
+    let mut second = shmsock_pub("shm://cli-br-again", &["--wait-subscribers", "1"]);
+    bridge.wait_for_line("bridge reconnected");
+    second.write(b"after\n");
+    assert_eq!(recv(&mut sub), b"after");
+    bridge.signal("INT");
+    let (status, _, err) = bridge.finish();
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("stopped: forwarded 2 messages") && err.contains("reconnections 1"),
+        "{err}"
+    );
+    let (status, _, err) = second.finish();
+    assert!(status.success(), "{err}");
+}
+
+#[test]
+fn a_missing_source_is_a_clear_error() {
+    let out = shmsock()
+        .args(["bridge", "shm://cli-br-nobody", "tcp://127.0.0.1:0"])
+        .output()
+        .expect("bridge");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("connection refused")
+            && err.contains("`shmsock pub shm://cli-br-nobody`")
+            && err.contains("--reconnect"),
+        "{err}"
+    );
+}
+
+/// A pyzmq SUB (libzmq) subscribed to one topic receives, through the bridge, exactly the
+/// matching messages of a shm:// publisher, byte for byte (binary bytes included).
+#[test]
+fn pyzmq_subscriber_receives_from_the_bridge() {
+    let python_ok = Command::new("python3")
+        .args(["-c", "import zmq"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !python_ok {
+        println!("skipped: pyzmq not installed (pip install pyzmq)");
+        eprintln!("skipped: pyzmq not installed (pip install pyzmq)");
+        return;
+    }
+    const SUB_PY: &str = r#"
+import sys, zmq
+ctx = zmq.Context()
+s = ctx.socket(zmq.SUB)
+s.setsockopt(zmq.RCVTIMEO, 20000)
+s.connect(sys.argv[1])
+s.setsockopt(zmq.SUBSCRIBE, sys.argv[3].encode())
+for _ in range(int(sys.argv[2])):
+    print(b"".join(s.recv_multipart()).hex(), flush=True)
+"#;
+    let mut publisher = shmsock_pub("shm://cli-br-py", &["--wait-subscribers", "1"]);
+    let (bridge, remote) = bridge(
+        "shm://cli-br-py",
+        "tcp://127.0.0.1:0",
+        &["--wait-subscribers", "1"],
+    );
+    let mut input = Vec::new();
+    let mut wanted = Vec::new();
+    for seq in 0..60u8 {
+        let topic: &[u8] = if seq % 3 == 0 { b"AB" } else { b"B" };
+        let msg = [topic, b".", &[seq, 0, 0xff, 0x80, seq.wrapping_mul(7)]].concat();
+        input.extend_from_slice(&msg);
+        input.push(b'\n');
+        if topic == b"AB" {
+            wanted.push(msg);
+        }
+    }
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", SUB_PY, &remote, &wanted.len().to_string(), "AB"]);
+    let python = Proc::spawn(cmd);
+    // The bridge subscribes upstream once pyzmq's subscription arrived; then publish.
+    publisher.write(&input);
+    let (status, stdout, err) = python.finish();
+    assert!(status.success(), "python: {err}");
+    let got: Vec<String> = String::from_utf8_lossy(&stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let hex = |m: &[u8]| m.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let wanted: Vec<String> = wanted.iter().map(|m| hex(m)).collect();
+    assert_eq!(got, wanted);
+    let (status, _, err) = publisher.finish();
+    assert!(status.success(), "{err}");
+    let (status, _, err) = bridge.finish();
+    assert!(status.success(), "{err}");
+}
+
+#[test]
+fn bridge_has_help_with_examples() {
+    let out = shmsock().args(["bridge", "--help"]).output().expect("help");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "Usage:",
+        "Examples:",
+        "shmsock bridge shm://prices tcp://0.0.0.0:5556",
+        "--topic",
+        "--reconnect",
+        "--drop-oldest",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+}
