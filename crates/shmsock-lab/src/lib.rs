@@ -18,6 +18,10 @@
 //! - **fanout**: one shmsock `Publisher` process broadcasting over `shm://` to 1, 2 and 4
 //!   `Subscriber` processes (64 B and 4 KiB, nothing lost): the publisher's rate and its
 //!   ratio to one subscriber.
+//! - **bridge**: one-way latency of a 64 B message from a `Publisher` process to a
+//!   `Subscriber` process over `shm://`, over `tcp://`, and through a `shmsock bridge`
+//!   process both ways (shm -> tcp, tcp -> shm): what the bridge adds, against tcp in the
+//!   same run.
 //!
 //! `floor` (a bare cache-line ping-pong) is measured before and after everything else: it is
 //! the reference for latency ratios, and if it moved by more than 50% the host was noisy and
@@ -66,12 +70,13 @@ pub const LATENCY_SIZE: usize = 64;
 /// reference documents' 4 KiB and 1 MiB.
 pub const THROUGHPUT_SIZES: [usize; 3] = [64, 4096, 1 << 20];
 /// The experiments, by the names `--only` takes.
-pub const EXPERIMENTS: [&str; 7] = [
+pub const EXPERIMENTS: [&str; 8] = [
     "latency",
     "throughput",
     "sync-tax",
     "contention",
     "fanout",
+    "bridge",
     "serialization",
     "scale",
 ];

@@ -31,6 +31,8 @@ pub(crate) enum Experiment {
     Contention,
     /// One publisher to several subscribers.
     Fanout,
+    /// Publisher to subscriber, direct and through a bridge.
+    Bridge,
     /// Encoding and decoding a 1 KiB struct.
     Serialization,
     /// One million messages.
@@ -46,6 +48,7 @@ impl Experiment {
             Experiment::SyncTax => "sync-tax",
             Experiment::Contention => "contention",
             Experiment::Fanout => "fanout",
+            Experiment::Bridge => "bridge",
             Experiment::Serialization => "serialization",
             Experiment::Scale => "scale",
         }
@@ -124,6 +127,7 @@ impl<'a> Lab<'a> {
                 "fanout",
                 experiments::fanout::SIZES.len() * experiments::fanout::SUBSCRIBERS.len(),
             ),
+            ("bridge", experiments::bridge::PATHS.len()),
             ("serialization", 1),
             ("scale", experiments::scale::PATHS.len()),
         ]
@@ -169,6 +173,9 @@ impl<'a> Lab<'a> {
         }
         if self.opts.runs("fanout") {
             self.run_fanout();
+        }
+        if self.opts.runs("bridge") {
+            self.run_bridge();
         }
         if self.opts.runs("serialization") {
             self.run_serialization();
@@ -277,6 +284,7 @@ impl<'a> Lab<'a> {
             Experiment::SyncTax
             | Experiment::Contention
             | Experiment::Fanout
+            | Experiment::Bridge
             | Experiment::Serialization
             | Experiment::Scale => Err(format!(
                 "{} is not a per-mechanism experiment",
@@ -393,6 +401,23 @@ impl<'a> Lab<'a> {
                         size,
                         e.to_string(),
                     ),
+                }
+            }
+        }
+    }
+
+    fn run_bridge(&mut self) {
+        use experiments::bridge;
+        for path in bridge::PATHS {
+            self.progress.step(&format!(
+                "bridge: publisher -> {} -> subscriber, {} B",
+                path.name(),
+                bridge::SIZE
+            ));
+            match bridge::measure(path, self.budgets.latency, self.pinning) {
+                Ok(row) => self.report.bridge.push(row),
+                Err(e) => {
+                    self.unavailable(path.name(), Experiment::Bridge, bridge::SIZE, e.to_string())
                 }
             }
         }

@@ -24,7 +24,7 @@
 
 use std::path::PathBuf;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
 use rustix::fs::{ftruncate, open, unlink, Mode, OFlags};
 use rustix::mm::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags};
@@ -195,6 +195,22 @@ impl SharedRegion {
         // SAFETY: as for `atomic_u64`: inside the mapping, aligned, zero-initialised, and
         // borrowed from `&self`; the other process touches it only through atomics too.
         unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() }
+    }
+
+    /// The byte at `offset` as an atomic flag (e.g. a stop flag that a library call polls).
+    ///
+    /// # Panics
+    /// If the byte does not lie inside the region.
+    pub(crate) fn atomic_bool(&self, offset: usize) -> &AtomicBool {
+        assert!(
+            offset < self.len,
+            "flag at offset {offset} is outside a region of {} bytes",
+            self.len
+        );
+        // SAFETY: the byte is inside the mapping (checked above), `AtomicBool` has the size
+        // and alignment of `u8`, the kernel zero-fills it (`false`), and every process using
+        // the region writes it only through `AtomicBool` (0 or 1): it is always a valid bool.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicBool>() }
     }
 
     /// Copies `src` into the region at `offset`.

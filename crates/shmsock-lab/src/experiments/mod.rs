@@ -9,12 +9,15 @@
 //!   guarded by nothing (lock-free), a spinlock, and a process-shared mutex.
 //! - [`contention`]: seed 002's producers 1/2/4/8 into one consumer.
 //! - [`fanout`]: one shmsock publisher process to 1/2/4 subscriber processes (issue 5).
+//! - [`bridge`]: one-way latency publisher → subscriber over shm://, tcp:// and through a
+//!   `shmsock bridge` process (issue 7).
 //! - [`serialization`]: seed 003's 1 KiB struct, postcard vs JSON.
 //! - [`scale`]: seed 003's one million messages: threads vs processes.
 //!
 //! Every message carries its sequence number in its first 8 bytes (little endian), and both
 //! sides touch the payload, so no mechanism is timed moving bytes nobody looks at.
 
+pub(crate) mod bridge;
 pub(crate) mod contention;
 pub(crate) mod fanout;
 pub(crate) mod integrity;

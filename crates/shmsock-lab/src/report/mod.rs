@@ -12,13 +12,14 @@ use serde::{Deserialize, Serialize};
 use crate::host::HostInfo;
 use crate::{LabError, Mode};
 
+mod bridge;
 mod markdown;
 mod plot;
 mod render;
 mod rows;
 mod tables;
 
-pub use rows::{ContentionRow, FanoutRow, MillionRow, SerializationRow, SyncTaxRow};
+pub use rows::{BridgeRow, ContentionRow, FanoutRow, MillionRow, SerializationRow, SyncTaxRow};
 
 use crate::claims::ClaimCheck;
 
@@ -54,6 +55,9 @@ pub struct Report {
     /// One shmsock publisher process to 1/2/4 subscriber processes (issue 5).
     #[serde(default)]
     pub fanout: Vec<FanoutRow>,
+    /// One-way latency direct and through `shmsock bridge` (issue 7).
+    #[serde(default)]
+    pub bridge: Vec<BridgeRow>,
     /// Serializing a 1 KiB struct (seed 003).
     #[serde(default)]
     pub serialization: Vec<SerializationRow>,
@@ -251,6 +255,7 @@ impl Report {
             sync_tax: Vec::new(),
             contention: Vec::new(),
             fanout: Vec::new(),
+            bridge: Vec::new(),
             serialization: Vec::new(),
             million: Vec::new(),
             claims: Vec::new(),
@@ -430,6 +435,22 @@ impl Report {
                 .find(|(size, _)| *size == row.size)
                 .map(|(_, base)| row.msgs_per_s as f64 / (*base).max(1) as f64);
         }
+        let baseline = self
+            .bridge
+            .iter()
+            .find(|r| r.path == crate::experiments::bridge::BASELINE)
+            .map(|r| (r.p50_ns, r.p99_ns));
+        for row in &mut self.bridge {
+            if row.bridge_cpu.is_none() {
+                continue;
+            }
+            let diff = |a: u64, b: u64| {
+                i64::try_from(a).unwrap_or(i64::MAX) - i64::try_from(b).unwrap_or(i64::MAX)
+            };
+            row.vs_tcp_p50 = baseline.map(|(p50, _)| row.p50_ns as f64 / p50.max(1) as f64);
+            row.added_p50_ns = baseline.map(|(p50, _)| diff(row.p50_ns, p50));
+            row.added_p99_ns = baseline.map(|(_, p99)| diff(row.p99_ns, p99));
+        }
     }
 
     /// The report as pretty-printed JSON.
@@ -497,6 +518,7 @@ mod tests {
             sync_tax: Vec::new(),
             contention: Vec::new(),
             fanout: Vec::new(),
+            bridge: Vec::new(),
             serialization: Vec::new(),
             million: Vec::new(),
             claims: Vec::new(),

@@ -7,7 +7,9 @@
 //! - `contention.svg`: messages per second against producers (1, 2, 4, 8), one curve per queue,
 //!   measured (solid) and seed 002 (faint), log axis;
 //! - `fanout.svg`: the publisher's messages per second against subscribers (1, 2, 4), one
-//!   curve per message size, log axis.
+//!   curve per message size, log axis;
+//! - `bridge.svg`: one-way min/p50/p99/p99.9 per path, direct and through a bridge, log
+//!   axis (drawn in `report/bridge.rs`).
 
 use plotters::prelude::*;
 
@@ -35,6 +37,9 @@ impl Report {
         }
         if let Some(svg) = self.fanout_plot() {
             out.push(("fanout.svg", svg));
+        }
+        if let Some(svg) = self.bridge_plot() {
+            out.push(("bridge.svg", svg));
         }
         out
     }
@@ -473,7 +478,7 @@ impl Report {
 }
 
 /// The category name at axis position `x` (an index), or nothing between categories.
-fn label_at(names: &[String], x: f64) -> String {
+pub(super) fn label_at(names: &[String], x: f64) -> String {
     let i = x.round();
     if (x - i).abs() > 0.01 || i < 0.0 {
         return String::new();

@@ -164,3 +164,66 @@ impl MillionRow {
         }
     }
 }
+
+/// One-way latency of one path from a publisher process to a subscriber process, direct or
+/// through a `shmsock bridge` process (issue 7). Times in ns, one message in flight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BridgeRow {
+    /// `shm`, `tcp`, `shm->bridge->tcp`, `tcp->bridge->shm`.
+    pub path: String,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Fastest one-way time.
+    pub min_ns: u64,
+    /// Median one-way time.
+    pub p50_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+    /// 99.9th percentile.
+    pub p999_ns: u64,
+    /// Slowest.
+    pub max_ns: u64,
+    /// Mean.
+    pub mean_ns: f64,
+    /// Messages timed.
+    pub samples: u64,
+    /// The CPU the bridge process ran on (bridged paths only).
+    pub bridge_cpu: Option<usize>,
+    /// Bridged paths: `p50_ns` / the p50 of `tcp` in the same run.
+    #[serde(default)]
+    pub vs_tcp_p50: Option<f64>,
+    /// Bridged paths: `p50_ns` minus the p50 of `tcp` in the same run (the bridge's added
+    /// latency at the median; negative if noise made it faster).
+    #[serde(default)]
+    pub added_p50_ns: Option<i64>,
+    /// Bridged paths: `p99_ns` minus the p99 of `tcp` in the same run.
+    #[serde(default)]
+    pub added_p99_ns: Option<i64>,
+}
+
+impl BridgeRow {
+    /// Summarises a histogram of one-way times in ns.
+    pub(crate) fn from_histogram(
+        path: &str,
+        size: usize,
+        hist: &hdrhistogram::Histogram<u64>,
+        samples: u64,
+        bridge_cpu: Option<usize>,
+    ) -> Self {
+        Self {
+            path: path.to_string(),
+            size,
+            min_ns: hist.min(),
+            p50_ns: hist.value_at_quantile(0.5),
+            p99_ns: hist.value_at_quantile(0.99),
+            p999_ns: hist.value_at_quantile(0.999),
+            max_ns: hist.max(),
+            mean_ns: hist.mean(),
+            samples,
+            bridge_cpu,
+            vs_tcp_p50: None,
+            added_p50_ns: None,
+            added_p99_ns: None,
+        }
+    }
+}

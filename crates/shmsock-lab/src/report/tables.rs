@@ -86,6 +86,7 @@ impl Report {
             self.sync_tax_table(),
             self.contention_table(),
             self.fanout_table(),
+            self.bridge_table(),
             self.serialization_table(),
             self.million_table(),
         ]

@@ -1,0 +1,481 @@
+//! Bridge latency (issue 7): what `shmsock bridge` adds to a message's trip. One-way latency
+//! of a 64 B message from a `Publisher` process to a `Subscriber` process, over four paths:
+//!
+//! ```text
+//! shm               parent Publisher shm://  ─────────────────────────────▶ Subscriber (child)
+//! tcp               parent Publisher tcp://  ─────────────────────────────▶ Subscriber (child)
+//! shm->bridge->tcp  parent Publisher shm://  ──▶ Bridge (child) ──tcp://──▶ Subscriber (child)
+//! tcp->bridge->shm  parent Publisher tcp://  ──▶ Bridge (child) ──shm://──▶ Subscriber (child)
+//! ```
+//!
+//! The bridge is the library's [`shmsock::Bridge`], the loop `shmsock bridge` runs, with its
+//! default options; every endpoint uses the library's defaults (`Adaptive` waits,
+//! `Overflow::Block`), tcp over loopback.
+//!
+//! **One-way, with one clock.** All processes run on this machine and read the same
+//! `CLOCK_MONOTONIC`. The parent writes a sequence number and the time into the message just
+//! before `send`; the subscriber reads the clock as soon as `recv` returns and publishes that
+//! time and the sequence number in a shared cache line (Release); the parent waits for it
+//! (Acquire), records `received − sent` and only then sends the next message. One message is
+//! in flight at a time, so no sample includes queueing behind another. The subscriber checks
+//! every sequence number and size (nothing may be lost or reordered), and a bridge's count of
+//! forwarded messages must equal what the parent sent.
+//!
+//! **CPUs.** The publisher runs on the parent's CPU and the subscriber on the child's. The
+//! bridge process runs on a third CPU when there is one; with two it shares the
+//! subscriber's CPU (see [`bridge_cpu`]): the table says which, because on two CPUs a
+//! bridged message waits for the scheduler once more than a direct one.
+//!
+//! The table reports each bridged path against `tcp` measured in the same run: the bridge's
+//! added latency is the difference of the percentiles (the extra shm:// hop and the bridge's
+//! own receive and send), and the ratio of the medians.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rustix::time::{clock_gettime, ClockId};
+use shmsock::{Bridge, Publisher, Subscriber};
+
+use super::pair::{ChildReport, ChildStats};
+use super::{get_seq, put_seq, Budget, Window, SEQ_STOP, WATCHDOG_MARGIN};
+use crate::host::Pinning;
+use crate::mechanisms::shmsock::{lib, retry_refused, unique_endpoint};
+use crate::process::{
+    allowed_cpus, fork_child, kill_child, wait_child, ChildEnd, CHILD_EXIT_FAILED,
+};
+use crate::report::BridgeRow;
+use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
+use crate::LabError;
+
+/// Message size: the lab's small message.
+pub(crate) const SIZE: usize = 64;
+/// Longest one-way time the histogram holds (longer ones are clamped to it): 100 s.
+const MAX_NS: u64 = 100_000_000_000;
+/// How long the parent waits for the processes to connect, and for each message.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The subscriber's last sequence number (Release, after [`RECV_NS_OFFSET`]).
+const ACK_OFFSET: usize = 0;
+/// When the subscriber's `recv` returned that message, ns of `CLOCK_MONOTONIC`.
+const RECV_NS_OFFSET: usize = 8;
+/// The port of the parent's tcp:// publisher (0 until bound).
+const SOURCE_PORT_OFFSET: usize = CACHE_LINE_BYTES;
+/// The port of the bridge's tcp:// destination (0 until bound).
+const BRIDGE_PORT_OFFSET: usize = 2 * CACHE_LINE_BYTES;
+/// Children that failed (so the parent stops waiting for them).
+const FAILED_OFFSET: usize = 3 * CACHE_LINE_BYTES;
+/// The bridge's stop flag (an `AtomicBool`), set by the parent at the end.
+const STOP_OFFSET: usize = 4 * CACHE_LINE_BYTES;
+/// Messages the bridge forwarded, written when it stopped.
+const FORWARDED_OFFSET: usize = 5 * CACHE_LINE_BYTES;
+const REGION_BYTES: usize = 6 * CACHE_LINE_BYTES;
+
+/// One way from a publisher to a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// `shm://` publisher → subscriber.
+    Shm,
+    /// `tcp://` publisher → subscriber over loopback.
+    Tcp,
+    /// `shm://` publisher → bridge → `tcp://` subscriber.
+    ShmBridgeTcp,
+    /// `tcp://` publisher → bridge → `shm://` subscriber.
+    TcpBridgeShm,
+}
+
+/// The paths, in table order.
+pub(crate) const PATHS: [Path; 4] = [Path::Shm, Path::Tcp, Path::ShmBridgeTcp, Path::TcpBridgeShm];
+/// The direct path the bridged ones are compared with.
+pub(crate) const BASELINE: &str = "tcp";
+
+impl Path {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Path::Shm => "shm",
+            Path::Tcp => "tcp",
+            Path::ShmBridgeTcp => "shm->bridge->tcp",
+            Path::TcpBridgeShm => "tcp->bridge->shm",
+        }
+    }
+
+    fn bridged(self) -> bool {
+        matches!(self, Path::ShmBridgeTcp | Path::TcpBridgeShm)
+    }
+
+    /// Whether the parent's publisher is tcp:// (else shm://).
+    fn source_is_tcp(self) -> bool {
+        matches!(self, Path::Tcp | Path::TcpBridgeShm)
+    }
+}
+
+/// The CPU of the bridge process: a third CPU if this process may use one, else the
+/// subscriber's. On two CPUs we measured both: on the publisher's CPU, where the publisher
+/// spins (yielding) while it waits for each receipt, the bridged paths' p99 reached
+/// milliseconds; on the subscriber's CPU, which idles between messages, it stayed near
+/// 150 µs.
+pub(crate) fn bridge_cpu(pinning: Pinning) -> usize {
+    allowed_cpus()
+        .ok()
+        .and_then(|cpus| {
+            cpus.into_iter()
+                .find(|&c| c != pinning.parent_cpu && c != pinning.child_cpu)
+        })
+        .unwrap_or(pinning.child_cpu)
+}
+
+/// The time now, ns of `CLOCK_MONOTONIC` (the clock every process here shares).
+#[inline]
+fn now_ns() -> u64 {
+    let ts = clock_gettime(ClockId::Monotonic);
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// The endpoints of one run (`shm://` names are fixed before the forks; `tcp://` ports are
+/// published in the control region once bound).
+struct Endpoints {
+    /// The parent's shm:// publisher.
+    source_shm: String,
+    /// The bridge's shm:// destination.
+    bridge_shm: String,
+}
+
+/// Measures the one-way latency of `path` with `budget` (warm-up, then samples until
+/// `iters` or `max_time`).
+pub(crate) fn measure(path: Path, budget: Budget, pinning: Pinning) -> Result<BridgeRow, LabError> {
+    let ends = Endpoints {
+        source_shm: unique_endpoint(),
+        bridge_shm: unique_endpoint(),
+    };
+    let control = SharedRegion::new(REGION_BYTES)?;
+    let reports = [ChildReport::new()?, ChildReport::new()?];
+    let watchdog = budget.watchdog() + 2 * READY_TIMEOUT + WATCHDOG_MARGIN;
+    let watchdog_secs = u32::try_from(watchdog.as_secs()).unwrap_or(u32::MAX);
+    let mut buf = vec![0u8; SIZE];
+    let bridge_on = path.bridged().then(|| bridge_cpu(pinning));
+    // Children first (the publisher runs threads, and the lab forks only while it has
+    // none); they connect by retrying until the parent has bound.
+    let mut pids = Vec::new();
+    let forked = fork_side(
+        pinning.child_cpu,
+        watchdog_secs,
+        &control,
+        &reports[0],
+        || subscribe(path, &ends, &control, &mut buf),
+    )
+    .and_then(|pid| {
+        pids.push(pid);
+        match bridge_on {
+            Some(cpu) => fork_side(cpu, watchdog_secs, &control, &reports[1], || {
+                run_bridge(path, &ends, &control)
+            })
+            .map(|pid| pids.push(pid)),
+            None => Ok(()),
+        }
+    });
+    if let Err(err) = forked {
+        pids.iter().for_each(|&pid| kill_child(pid));
+        for pid in pids {
+            let _ = wait_child(pid, Duration::from_secs(1));
+        }
+        return Err(err);
+    }
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, MAX_NS, 3).map_err(|e| LabError::Integrity {
+            detail: format!("creating the latency histogram: {e}"),
+        })?;
+    let result = publish(path, &ends, budget, &control, &mut hist);
+    // Relaxed: the flag carries no data (the bridge's results are read after reaping it).
+    control
+        .atomic_bool(STOP_OFFSET)
+        .store(true, Ordering::Relaxed);
+    if result.is_err() {
+        pids.iter().for_each(|&pid| kill_child(pid));
+    }
+    let mut failures = Vec::new();
+    for (k, pid) in pids.into_iter().enumerate() {
+        let who = ["subscriber", "bridge"][k];
+        match wait_child(pid, READY_TIMEOUT) {
+            Ok(ChildEnd::Exited(0)) => {}
+            Ok(end) => failures.push(format!("{who}: {}", reports[k].failure(end))),
+            Err(err) => failures.push(format!("{who}: {err}")),
+        }
+    }
+    let (samples, sent) = match result {
+        Ok(done) if failures.is_empty() => done,
+        Ok(_) => {
+            return Err(LabError::Child {
+                detail: failures.join("; "),
+            })
+        }
+        Err(err) if failures.is_empty() => return Err(err),
+        Err(err) => {
+            return Err(LabError::Child {
+                detail: format!("{}; the publisher then failed: {err}", failures.join("; ")),
+            })
+        }
+    };
+    if path.bridged() {
+        // Relaxed: the bridge has been reaped, which orders its whole life before this.
+        let forwarded = control.atomic_u64(FORWARDED_OFFSET).load(Ordering::Relaxed);
+        if forwarded != sent {
+            return Err(LabError::Integrity {
+                detail: format!(
+                    "the bridge forwarded {forwarded} messages, the publisher sent {sent}"
+                ),
+            });
+        }
+    }
+    Ok(BridgeRow::from_histogram(
+        path.name(),
+        SIZE,
+        &hist,
+        samples,
+        bridge_on,
+    ))
+}
+
+/// Forks a child on `cpu` that runs `side`, reports its result and counts its failure.
+fn fork_side(
+    cpu: usize,
+    watchdog_secs: u32,
+    control: &SharedRegion,
+    report: &ChildReport,
+    side: impl FnOnce() -> Result<ChildStats, LabError>,
+) -> Result<rustix::process::Pid, LabError> {
+    fork_child(cpu, watchdog_secs, || {
+        let result = side();
+        if result.is_err() {
+            control
+                .atomic_u64(FAILED_OFFSET)
+                .fetch_add(1, Ordering::Release);
+        }
+        report.finish(&result);
+        if result.is_ok() {
+            0
+        } else {
+            CHILD_EXIT_FAILED
+        }
+    })
+}
+
+/// Waits for a child to publish the tcp port at `offset`.
+fn wait_port(control: &SharedRegion, offset: usize) -> Result<u16, LabError> {
+    let started = Instant::now();
+    loop {
+        // Acquire: pairs with the Release store of the process that bound the port.
+        let port = control.atomic_u64(offset).load(Ordering::Acquire);
+        if port != 0 {
+            return u16::try_from(port).map_err(|_| LabError::Integrity {
+                detail: format!("impossible port {port}"),
+            });
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            return Err(LabError::Stalled {
+                what: "waiting for a tcp:// endpoint to be bound",
+                waited: started.elapsed(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Publishes the port of `endpoint` (`tcp://HOST:PORT`) at `offset`.
+fn publish_port(control: &SharedRegion, offset: usize, endpoint: &str) -> Result<(), LabError> {
+    let port: u64 = endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| LabError::Integrity {
+            detail: format!("no port in {endpoint}"),
+        })?;
+    // Release: pairs with the Acquire load in `wait_port`.
+    control.atomic_u64(offset).store(port, Ordering::Release);
+    Ok(())
+}
+
+fn tcp(port: u16) -> String {
+    format!("tcp://127.0.0.1:{port}")
+}
+
+/// The parent: bind, wait for the subscriber (or the bridge) to join, then send one message
+/// at a time and time each one's arrival. Returns (samples, messages sent in all).
+fn publish(
+    path: Path,
+    ends: &Endpoints,
+    budget: Budget,
+    control: &SharedRegion,
+    hist: &mut Histogram<u64>,
+) -> Result<(u64, u64), LabError> {
+    let mut publisher = if path.source_is_tcp() {
+        let p = Publisher::bind("tcp://127.0.0.1:0").map_err(lib("publisher bind"))?;
+        publish_port(control, SOURCE_PORT_OFFSET, p.endpoint())?;
+        p
+    } else {
+        Publisher::bind(&ends.source_shm).map_err(lib("publisher bind"))?
+    };
+    let failed = || control.atomic_u64(FAILED_OFFSET).load(Ordering::Acquire) > 0;
+    let started = Instant::now();
+    while publisher.subscriber_count() < 1 {
+        if failed() {
+            return Err(LabError::Child {
+                detail: "a child failed before the start".into(),
+            });
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            return Err(LabError::Stalled {
+                what: "waiting for the subscriber to join",
+                waited: started.elapsed(),
+            });
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let mut msg = [0u8; SIZE];
+    let mut seq = 0u64;
+    let mut one = |seq: u64| -> Result<u64, LabError> {
+        put_seq(&mut msg, seq);
+        let sent_ns = now_ns();
+        msg[8..16].copy_from_slice(&sent_ns.to_le_bytes());
+        publisher.send(&msg).map_err(lib("publisher send"))?;
+        let received_ns = wait_receipt(control, seq, &failed)?;
+        Ok(received_ns.saturating_sub(sent_ns))
+    };
+    let warmup_end = Instant::now() + budget.warmup_time;
+    while seq < budget.warmup_iters && Instant::now() < warmup_end {
+        seq += 1;
+        one(seq)?;
+    }
+    let end = Instant::now() + budget.max_time;
+    let mut samples = 0;
+    while samples < budget.iters {
+        seq += 1;
+        hist.saturating_record(one(seq)?.clamp(1, MAX_NS));
+        samples += 1;
+        if samples % 64 == 0 && Instant::now() >= end {
+            break;
+        }
+    }
+    one(SEQ_STOP)?;
+    Ok((samples, seq + 1))
+}
+
+/// Waits until the subscriber has received message `seq`; returns when it did.
+fn wait_receipt(
+    control: &SharedRegion,
+    seq: u64,
+    failed: &impl Fn() -> bool,
+) -> Result<u64, LabError> {
+    let ack = control.atomic_u64(ACK_OFFSET);
+    let mut polls = 0u32;
+    let mut since: Option<Instant> = None;
+    // Acquire: pairs with the subscriber's Release store of the sequence number, after its
+    // receive time.
+    while ack.load(Ordering::Acquire) != seq {
+        polls = polls.wrapping_add(1);
+        if polls % 16 != 0 {
+            std::hint::spin_loop();
+            continue;
+        }
+        // Yield, so that a bridge sharing this CPU runs at once.
+        rustix::thread::sched_yield();
+        if polls % 4096 == 0 {
+            let since = *since.get_or_insert_with(Instant::now);
+            if failed() {
+                return Err(LabError::Child {
+                    detail: format!("a child failed while message {seq} was on its way"),
+                });
+            }
+            if since.elapsed() > READY_TIMEOUT {
+                return Err(LabError::Stalled {
+                    what: "waiting for a message to arrive",
+                    waited: since.elapsed(),
+                });
+            }
+        }
+    }
+    Ok(control.atomic_u64(RECV_NS_OFFSET).load(Ordering::Relaxed))
+}
+
+/// The subscriber: receive, stamp, check, acknowledge; until the stop message.
+fn subscribe(
+    path: Path,
+    ends: &Endpoints,
+    control: &SharedRegion,
+    buf: &mut [u8],
+) -> Result<ChildStats, LabError> {
+    let endpoint = match path {
+        Path::Shm => ends.source_shm.clone(),
+        Path::Tcp => tcp(wait_port(control, SOURCE_PORT_OFFSET)?),
+        Path::ShmBridgeTcp => tcp(wait_port(control, BRIDGE_PORT_OFFSET)?),
+        Path::TcpBridgeShm => ends.bridge_shm.clone(),
+    };
+    let mut sub = retry_refused(|| Subscriber::connect(&endpoint)).map_err(lib("connect"))?;
+    let window = Window::start();
+    let mut expected = 1u64;
+    loop {
+        let len = sub.recv(buf).map_err(lib("subscriber recv"))?;
+        let received_ns = now_ns();
+        let seq = get_seq(&buf[..len]);
+        let stop = seq == Some(SEQ_STOP);
+        if len != SIZE || !(stop || seq == Some(expected)) {
+            return Err(LabError::Integrity {
+                detail: format!(
+                    "subscriber: expected message {expected} of {SIZE} B, got {seq:?} of {len} B"
+                ),
+            });
+        }
+        // Relaxed for the time: the Release store of the sequence number publishes it.
+        control
+            .atomic_u64(RECV_NS_OFFSET)
+            .store(received_ns, Ordering::Relaxed);
+        control
+            .atomic_u64(ACK_OFFSET)
+            .store(seq.unwrap_or(0), Ordering::Release);
+        if stop {
+            let (wall_ns, cpu_ns) = window.stop();
+            return Ok(ChildStats { cpu_ns, wall_ns });
+        }
+        expected += 1;
+    }
+}
+
+/// The bridge: `shmsock bridge SOURCE DESTINATION --wait-subscribers 1`, until stopped.
+fn run_bridge(
+    path: Path,
+    ends: &Endpoints,
+    control: &SharedRegion,
+) -> Result<ChildStats, LabError> {
+    let (source, destination) = match path {
+        Path::ShmBridgeTcp => (ends.source_shm.clone(), "tcp://127.0.0.1:0".to_owned()),
+        Path::TcpBridgeShm => (
+            tcp(wait_port(control, SOURCE_PORT_OFFSET)?),
+            ends.bridge_shm.clone(),
+        ),
+        Path::Shm | Path::Tcp => {
+            return Err(LabError::Integrity {
+                detail: format!("{} has no bridge", path.name()),
+            })
+        }
+    };
+    let mut bridge = Bridge::builder(&source, &destination)
+        .wait_subscribers(1)
+        .connect_timeout(READY_TIMEOUT)
+        .build()
+        .map_err(lib("bridge bind"))?;
+    if destination.starts_with("tcp://") {
+        publish_port(control, BRIDGE_PORT_OFFSET, bridge.destination())?;
+    }
+    let window = Window::start();
+    bridge
+        .run(control.atomic_bool(STOP_OFFSET))
+        .map_err(lib("bridge run"))?;
+    let (wall_ns, cpu_ns) = window.stop();
+    // Relaxed: the parent reads it after reaping us.
+    control
+        .atomic_u64(FORWARDED_OFFSET)
+        .store(bridge.stats().forwarded, Ordering::Relaxed);
+    Ok(ChildStats { cpu_ns, wall_ns })
+}
+
+#[cfg(test)]
+mod tests;
