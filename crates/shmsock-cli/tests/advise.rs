@@ -32,10 +32,14 @@ fn advise_with_sample(args: &[&str]) -> String {
 }
 
 #[test]
-fn large_frequent_transfers_get_shm_with_loans_marked_planned() {
+fn large_frequent_transfers_get_shm_with_loans() {
     let text = advise_with_sample(&["--size", "1MiB", "--rate", "30000"]);
-    assert!(text.contains("shm://NAME + loans"), "{text}");
-    assert!(text.contains("loans are planned"), "{text}");
+    assert!(text.contains("shm://NAME Conn + loans"), "{text}");
+    assert!(
+        text.contains("Options::loan_pool") && text.contains("recv_sample()"),
+        "{text}"
+    );
+    assert!(!text.contains("planned"), "{text}");
     assert!(
         text.contains("More than 10,000 transfers per second? yes (30000/s)"),
         "{text}"
@@ -45,9 +49,20 @@ fn large_frequent_transfers_get_shm_with_loans_marked_planned() {
 }
 
 #[test]
-fn remote_peers_get_tcp() {
+fn remote_peers_get_zeromq_tcp_and_the_bridge() {
     let text = advise_with_sample(&["--remote"]);
-    assert!(text.contains("tcp://HOST:PORT"), "{text}");
+    assert!(
+        text.contains("tcp://HOST:PORT, ZeroMQ's wire protocol"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`shmsock bridge shm://NAME tcp://0.0.0.0:PORT`"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("planned") && !text.contains("Unsupported"),
+        "{text}"
+    );
     assert!(
         text.contains("Different machines, now or later? yes"),
         "{text}"
@@ -90,6 +105,8 @@ fn without_flags_or_report_it_answers_the_default_and_says_why_no_numbers() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).expect("utf-8");
     assert!(text.contains("message passing (the default)"), "{text}");
+    assert!(text.contains("unix:///path (ZMTP"), "{text}");
+    assert!(!text.contains("planned"), "{text}");
     assert!(text.contains("no report at"), "{text}");
 }
 

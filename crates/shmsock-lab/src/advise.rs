@@ -1,13 +1,13 @@
 //! `shmsock advise`: seed 002's decision flowchart, answered with this machine's numbers.
 //!
 //! ```text
-//! different machines (now or later)? --yes--> message passing over the network   tcp://
+//! different machines (now or later)? --yes--> message passing over the network   tcp:// (+ bridge)
 //!   | no
 //! more than 100 KiB per transfer? --yes--> more than 10,000 transfers/s?
 //!   | no                                      | yes: shared memory, zero-copy      shm:// + loans
 //!   |                                         | no:  hybrid (control + bulk)       shm:// + loans
 //! latency budget under 1 µs? --yes--> shared memory, busy-polling                   shm:// BusyPoll
-//!   | no: message passing (the default)                                             unix:// or shm://
+//!   | no: message passing (the default)                                             unix:/// or shm://
 //! (any shared-memory answer) untrusted peer? --yes--> copy every message            shm:// Conn, no loans
 //! ```
 //!
@@ -97,31 +97,38 @@ impl Leaf {
     pub fn endpoint(self) -> &'static str {
         match self {
             Leaf::Network => {
-                "tcp://HOST:PORT — ZeroMQ's wire protocol (ZMTP 3.x): planned, today \
-                 Error::Unsupported; until then a ZeroMQ library (libzmq, pyzmq) speaks it"
+                "tcp://HOST:PORT, ZeroMQ's wire protocol (ZMTP 3.1, NULL security): a Conn \
+                 (PAIR) for one peer, Publisher/Subscriber (PUB/SUB with topic prefixes) for \
+                 many; pyzmq and libzmq sockets are peers. Processes that share a machine keep \
+                 shm://NAME, and `shmsock bridge shm://NAME tcp://0.0.0.0:PORT` republishes a \
+                 topic to the remote ones (`shmsock bridge tcp://HOST:PORT shm://NAME` back)"
             }
             Leaf::SharedMemoryBulk => {
-                "shm://NAME + loans (zero-copy slots from the sender's pool): loans are planned, \
-                 not built yet; today a shm:// Conn with Options::ring_capacity >= 4 x the \
-                 transfer (one copy in, one copy out)"
+                "shm://NAME Conn + loans: the sender connects with Options::loan_pool(slots, \
+                 slot_bytes), fills a slot in place with conn.loan(len) and sends 24 bytes; \
+                 the receiver's recv_sample() reads the slot where it lies (zero-copy; for a \
+                 Conn, not yet for pub/sub)"
             }
             Leaf::Hybrid => {
-                "shm://NAME Conn for the control messages + loans for the bulk (loans: planned); \
-                 today the same Conn carries both, copying"
+                "shm://NAME Conn: send/recv for the control messages and loans for the bulk \
+                 on the same connection (Options::loan_pool, conn.loan, recv_sample), or \
+                 plain copies while the rate stays low"
             }
             Leaf::SharedMemoryLowLatency => {
                 "shm://NAME Conn with Options::new().wait_strategy(WaitStrategy::BusyPoll) on \
                  both sides (each receiver keeps one CPU busy)"
             }
             Leaf::MessagePassing => {
-                "unix://PATH (ZeroMQ wire protocol: planned; today a plain Unix stream socket), \
-                 or shm://NAME with the default Adaptive wait: the same Conn send/recv API"
+                "unix:///path (ZMTP over a Unix stream socket, ZeroMQ's ipc://, so pyzmq is \
+                 a peer) or shm://NAME with the default Adaptive wait: the same Conn send/recv \
+                 API, and Publisher/Subscriber for one-to-many"
             }
             Leaf::UntrustedCopying => {
                 "shm://NAME Conn without loans (the peer's segment is sealed and mapped read-only, \
                  every value read from it is validated, SO_PEERCRED is checked; \
-                 Options::allow_uid for another user), or unix://PATH when the peer is in \
-                 another trust domain (planned; today a plain Unix socket)"
+                 Options::allow_uid for another user), or unix:///path (ZMTP over a Unix \
+                 socket, the peer's uid checked the same way) when the peer is in another \
+                 trust domain"
             }
         }
     }
@@ -131,7 +138,8 @@ impl Leaf {
         match self {
             Leaf::Network => {
                 "shared memory stops at the machine; sockets scale out, and shmsock keeps the \
-                 API the same when some peers later share a machine (shm://)"
+                 API the same when some peers later share a machine (shm://), with a bridge \
+                 between the two"
             }
             Leaf::SharedMemoryBulk => {
                 "at this size and rate copying costs whole CPUs and memory bandwidth; passing an \

@@ -24,6 +24,7 @@ pub(super) fn for_leaf(leaf: Leaf, needs: &Needs, report: &Report) -> Vec<String
                 "shmsock",
                 "shm:// (for peers that end up on one machine)",
             );
+            bridged(&mut out, report);
         }
         Leaf::SharedMemoryBulk | Leaf::Hybrid => bulk(&mut out, leaf, needs, report),
         Leaf::SharedMemoryLowLatency => low_latency(&mut out, needs, report),
@@ -84,6 +85,33 @@ fn one_way(out: &mut Vec<String>, report: &Report, name: &str, what: &str) {
     }
 }
 
+/// shmsock's own tcp:// and the bridge, from the bridge experiment (one-way, one clock).
+fn bridged(out: &mut Vec<String>, report: &Report) {
+    let row = |path: &str| report.bridge.iter().find(|r| r.path == path);
+    let (Some(tcp), Some(bridge)) = (row("tcp"), row("shm->bridge->tcp")) else {
+        out.push(
+            "shmsock's tcp:// and `shmsock bridge`: not in the report (`shmsock lab --only \
+             bridge`)"
+                .into(),
+        );
+        return;
+    };
+    out.push(format!(
+        "shmsock tcp:// publisher -> subscriber: {} one-way p50, {} p99 (measured one way)",
+        ns(tcp.p50_ns as f64),
+        ns(tcp.p99_ns as f64)
+    ));
+    let added = i128::from(bridge.p50_ns) - i128::from(tcp.p50_ns);
+    out.push(format!(
+        "shm:// publisher -> `shmsock bridge` -> tcp:// subscriber: {} one-way p50, {} p99; \
+         the bridge adds {}{} at p50",
+        ns(bridge.p50_ns as f64),
+        ns(bridge.p99_ns as f64),
+        if added < 0 { "-" } else { "+" },
+        ns(added.unsigned_abs() as f64)
+    ));
+}
+
 /// Whether `name` sustains the asked rate at the closest measured size.
 fn rate_fit(out: &mut Vec<String>, needs: &Needs, report: &Report, name: &str) {
     let (Some(rate), size) = (needs.rate_per_s, needs.size_bytes.unwrap_or(64)) else {
@@ -109,9 +137,14 @@ fn bulk(out: &mut Vec<String>, leaf: Leaf, needs: &Needs, report: &Report) {
         ));
     }
     for (name, what) in [
+        ("shmsock-loan", "shm:// Conn loans, zero-copy"),
+        (
+            "shmsock-loan-read",
+            "shm:// Conn loans, the receiver reading every byte",
+        ),
         (
             "shmsock-offset",
-            "shm:// passing an offset (what loans will do)",
+            "shm:// passing an offset into a shared pool",
         ),
         ("raw-offset", "textbook ring passing an offset"),
         ("shmsock", "shm:// Conn, copying"),

@@ -118,23 +118,36 @@ fn the_table_covers_every_leaf() {
 }
 
 #[test]
-fn every_leaf_names_a_shmsock_endpoint_and_is_honest_about_plans() {
+fn every_leaf_names_a_shmsock_endpoint_that_exists() {
     for leaf in Leaf::ALL {
         let endpoint = leaf.endpoint();
         assert!(
-            ["shm://", "tcp://", "unix://"]
+            ["shm://", "tcp://", "unix:///"]
                 .iter()
                 .any(|s| endpoint.contains(s)),
             "{leaf:?}: {endpoint}"
         );
+        // tcp://, unix://, loans and the bridge exist: nothing is "planned" any more, and
+        // whoever is sent to a transport is told what it speaks and how to use it.
+        assert!(!endpoint.contains("planned"), "{leaf:?}: {endpoint}");
+        assert!(!endpoint.contains("Unsupported"), "{leaf:?}: {endpoint}");
         if endpoint.contains("loans") && !endpoint.contains("without loans") {
-            assert!(endpoint.contains("planned"), "{leaf:?}: {endpoint}");
+            assert!(
+                endpoint.contains("Options::loan_pool") && endpoint.contains("recv_sample"),
+                "{leaf:?}: {endpoint}"
+            );
         }
-        if endpoint.contains("tcp://") || endpoint.contains("unix://") {
-            assert!(endpoint.contains("planned"), "{leaf:?}: {endpoint}");
+        if endpoint.contains("tcp://") || endpoint.contains("unix:///") {
+            assert!(endpoint.contains("ZMTP"), "{leaf:?}: {endpoint}");
         }
         assert!(!leaf.reason().is_empty() && !leaf.mechanism().is_empty());
     }
+    let network = Leaf::Network.endpoint();
+    assert!(
+        network.contains("Publisher/Subscriber")
+            && network.contains("shmsock bridge shm://NAME tcp://"),
+        "{network}"
+    );
 }
 
 #[test]
@@ -246,7 +259,7 @@ fn advice_quotes_the_reports_numbers() {
         text.contains("600%"),
         "30k/s is 600% of uds-stream's 5k/s: {text}"
     );
-    assert!(text.contains("loans are planned"), "{text}");
+    assert!(text.contains("Options::loan_pool"), "{text}");
     assert!(
         text.contains("More than 10,000 transfers per second? yes"),
         "{text}"
@@ -263,4 +276,40 @@ fn advice_quotes_the_reports_numbers() {
     let advice = advise(&Needs::default(), None);
     assert!(advice.evidence.is_empty());
     assert!(advice.notes.iter().any(|n| n.contains("no lab report")));
+}
+
+#[test]
+fn remote_advice_quotes_the_bridge_experiment_or_says_how_to_run_it() {
+    use crate::report::BridgeRow;
+    let mut r = report();
+    let text = advise(&needs(true, None, None, None, false), Some(&r)).to_string();
+    assert!(text.contains("loopback TCP (tcp)"), "{text}");
+    assert!(text.contains("`shmsock lab --only bridge`"), "{text}");
+
+    let row = |path: &str, p50_ns: u64, bridge_cpu| BridgeRow {
+        path: path.into(),
+        size: 64,
+        min_ns: p50_ns,
+        p50_ns,
+        p99_ns: 3 * p50_ns,
+        p999_ns: 4 * p50_ns,
+        max_ns: 5 * p50_ns,
+        mean_ns: p50_ns as f64,
+        samples: 1000,
+        bridge_cpu,
+        vs_tcp_p50: None,
+        added_p50_ns: None,
+        added_p99_ns: None,
+    };
+    r.bridge = vec![
+        row("shm", 300, None),
+        row("tcp", 20_000, None),
+        row("shm->bridge->tcp", 27_500, Some(1)),
+    ];
+    let text = advise(&needs(true, None, None, None, false), Some(&r)).to_string();
+    assert!(
+        text.contains("shmsock tcp:// publisher -> subscriber: 20.0 µs one-way p50"),
+        "{text}"
+    );
+    assert!(text.contains("the bridge adds +7.5 µs at p50"), "{text}");
 }
