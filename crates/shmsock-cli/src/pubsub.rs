@@ -15,13 +15,17 @@ use crate::{ConnArgs, Wait};
 #[command(
     after_help = "Every subscriber receives every message published after it joined; \
     lines published before anyone subscribed are not kept (use --wait-subscribers).\n\n\
+    Over tcp:// and unix:// this is a ZeroMQ PUB socket (pyzmq SUB sockets subscribe to \
+    it) that filters by topic prefix and queues up to --ring bytes per subscriber.\n\n\
     Examples:\n  \
     shmsock sub shm://ticks &                 a subscriber (start as many as you like)\n  \
     printf 'a\\nb\\n' | shmsock pub shm://ticks --wait-subscribers 1\n  \
-    shmsock pub shm://ticks --size 64 --count 1000000 --wait-subscribers 2 --drop-oldest"
+    shmsock pub shm://ticks --size 64 --count 1000000 --wait-subscribers 2 --drop-oldest\n  \
+    printf 'tick 1\\ntick 2\\n' | shmsock pub tcp://0.0.0.0:5557 --wait-subscribers 1\n  \
+    shmsock pub unix:///tmp/ticks.sock --size 64 --count 1000 --wait-subscribers 1"
 )]
 pub(crate) struct PubArgs {
-    /// Endpoint to bind, e.g. shm://ticks.
+    /// Endpoint to bind: shm://ticks, unix:///tmp/ticks.sock or tcp://0.0.0.0:5557.
     endpoint: String,
     /// Publish COUNT synthetic messages of SIZE bytes instead of reading stdin.
     #[arg(long, value_name = "BYTES", requires = "count")]
@@ -49,12 +53,18 @@ pub(crate) struct PubArgs {
     after_help = "Exit status: 0 when the publisher closed cleanly (or --count was reached), \
     1 when it died or on any error. A lagging subscriber of a --drop-oldest publisher prints \
     \"lagged: lost N messages\" on stderr and goes on.\n\n\
+    Over tcp:// and unix:// (a ZeroMQ SUB socket: a pyzmq PUB is a publisher) the subscriber \
+    reconnects by itself when the publisher goes away, so it does not exit with it: use \
+    --count, or stop it.\n\n\
     Examples:\n  \
     shmsock sub shm://ticks --connect-timeout 10\n  \
-    shmsock sub shm://ticks --quiet --count 1000000"
+    shmsock sub shm://ticks --quiet --count 1000000\n  \
+    shmsock sub tcp://127.0.0.1:5557 --connect-timeout 10 --count 2\n  \
+    shmsock sub unix:///tmp/ticks.sock --quiet --count 1000"
 )]
 pub(crate) struct SubArgs {
-    /// Publisher to subscribe to, e.g. shm://ticks (start it with `shmsock pub shm://ticks`).
+    /// Publisher to subscribe to: shm://ticks, unix:///tmp/ticks.sock or tcp://HOST:5557
+    /// (start it with `shmsock pub shm://ticks`).
     endpoint: String,
     /// Stop after this many messages.
     #[arg(long, value_name = "N")]

@@ -13,10 +13,15 @@ use crate::ConnArgs;
 #[derive(Args, Debug)]
 #[command(
     after_help = "Exit status: 0 when the sender closed cleanly (or --count was reached), \
-    1 when it died or on any error.\n\nExample:\n  shmsock recv shm://demo --count 10"
+    1 when it died or on any error. Over tcp:// and unix:// (ZeroMQ PAIR: a pyzmq PAIR socket \
+    is a peer) a sender's exit looks like a clean close unless it stops mid-message.\n\n\
+    Examples:\n  \
+    shmsock recv shm://demo --count 10\n  \
+    shmsock recv tcp://0.0.0.0:5555              any machine may connect (tcp://HOST:0: any port)\n  \
+    shmsock recv unix:///tmp/demo.sock --quiet   throughput summary on stderr"
 )]
 pub(crate) struct RecvArgs {
-    /// Endpoint to bind, e.g. shm://demo.
+    /// Endpoint to bind: shm://demo, unix:///tmp/demo.sock or tcp://0.0.0.0:5555.
     endpoint: String,
     /// Stop after this many messages.
     #[arg(long, value_name = "N")]

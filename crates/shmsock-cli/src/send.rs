@@ -11,11 +11,18 @@ use crate::ConnArgs;
 
 /// Options of `shmsock send`.
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  \
+#[command(after_help = "Endpoints: shm://NAME (shared memory, this machine), \
+    unix:///path and tcp://HOST:PORT (ZeroMQ PAIR over a Unix or TCP socket: a pyzmq PAIR \
+    socket is a peer).\n\n\
+    Examples:\n  \
     echo hello | shmsock send shm://demo\n  \
-    shmsock send shm://demo --size 4096 --count 100000")]
+    shmsock send shm://demo --size 4096 --count 100000\n  \
+    echo hello | shmsock send tcp://127.0.0.1:5555 --connect-timeout 5   to `shmsock recv \
+    tcp://127.0.0.1:5555` or a pyzmq PAIR\n  \
+    printf 'a\\nb\\n' | shmsock send unix:///tmp/demo.sock")]
 pub(crate) struct SendArgs {
-    /// Where to connect, e.g. shm://demo (a listener must be bound: `shmsock recv shm://demo`).
+    /// Where to connect: shm://demo, unix:///tmp/demo.sock or tcp://HOST:PORT (a listener must
+    /// be bound: `shmsock recv shm://demo`).
     endpoint: String,
     /// Send COUNT synthetic messages of SIZE bytes instead of reading stdin.
     #[arg(long, value_name = "BYTES", requires = "count")]

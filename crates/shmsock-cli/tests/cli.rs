@@ -177,3 +177,26 @@ fn every_subcommand_has_help_with_examples() {
         );
     }
 }
+
+#[test]
+fn endpoint_commands_show_tcp_and_unix_examples() {
+    for sub in ["send", "recv", "pub", "sub"] {
+        let out = shmsock().args([sub, "--help"]).output().expect("help");
+        assert!(out.status.success(), "{sub}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let examples = text.split("Examples:").nth(1).unwrap_or_default();
+        for scheme in ["shm://", "tcp://", "unix:///"] {
+            assert!(
+                examples.contains(&format!("shmsock {sub} {scheme}")),
+                "{sub}: no {scheme} example in {text}"
+            );
+        }
+        assert!(text.contains("ZeroMQ"), "{sub}: {text}");
+    }
+    let out = shmsock().arg("--help").output().expect("help");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("shmsock recv tcp://") && text.contains("shmsock bridge shm://"),
+        "{text}"
+    );
+}

@@ -12,28 +12,7 @@
 //! subscribers of an `shm://` publisher keep shared-memory speed; remote ones reach the
 //! bridge over ZeroMQ (`tcp://`), and pyzmq/libzmq SUB sockets are valid subscribers.
 //!
-//! **What arrives.** Every message the source publishes while the bridge is subscribed and
-//! whose topic matches [`BridgeBuilder::topic`] (all by default) is sent to the destination
-//! once, in order, byte for byte; the destination then filters per subscriber as usual.
-//! What is not forwarded, each counted in [`BridgeStats`]: what a `shm://` source overwrote
-//! before the bridge read it (`Overflow::DropOldest` upstream: [`Error::Lagged`]); messages
-//! larger than the destination accepts ([`Error::TooLarge`]; skipped with a warning);
-//! what the source publishes while the bridge is not connected; and, when the bridge is
-//! stopped while it waits for room downstream, the one message it holds.
-//!
-//! **Back-pressure.** With the destination's default `Overflow::Block`, its slowest
-//! subscriber holds the bridge back, and the bridge, like any subscriber of a `Block`
-//! `shm://` publisher, holds the source back: nothing is lost end to end. With
-//! `Overflow::DropOldest` on the destination ([`BridgeBuilder::destination_options`]) the
-//! bridge never waits for its subscribers.
-//!
-//! **When the source goes away.** A `tcp://`/`unix://` source is a ZeroMQ SUB socket that
-//! reconnects by itself (see [`Subscriber`]): the bridge waits for the publisher to come
-//! back. A `shm://` source that closes ends the run with [`BridgeEnd::SourceClosed`], one
-//! that dies with [`Error::PeerGone`], after everything it had published was forwarded;
-//! with [`BridgeBuilder::reconnect`] the bridge instead connects again, retrying with
-//! exponential backoff ([`BRIDGE_RECONNECT_MIN`] doubling to [`BRIDGE_RECONNECT_MAX`]) for
-//! as long as it runs. `Conn` (PAIR) endpoints are not bridged: see the CLI's docs.
+//! What is forwarded, back-pressure and reconnection: see [`Bridge`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -174,7 +153,31 @@ impl BridgeBuilder {
 }
 
 /// Subscribes to a source publisher and republishes every message through a destination
-/// publisher (see the [module docs](self) for what is forwarded and when the run ends).
+/// publisher: a [`Subscriber`] of the source and a [`Publisher`] of the destination with one
+/// loop between them (one thread, one copy per message).
+///
+/// **What arrives.** Every message the source publishes while the bridge is subscribed and
+/// whose topic matches [`BridgeBuilder::topic`] (all by default) is sent to the destination
+/// once, in order, byte for byte; the destination then filters per subscriber as usual.
+/// What is not forwarded, each counted in [`BridgeStats`]: what a `shm://` source overwrote
+/// before the bridge read it (`Overflow::DropOldest` upstream: [`Error::Lagged`]); messages
+/// larger than the destination accepts ([`Error::TooLarge`]; skipped with a warning);
+/// what the source publishes while the bridge is not connected; and, when the bridge is
+/// stopped while it waits for room downstream, the one message it holds.
+///
+/// **Back-pressure.** With the destination's default `Overflow::Block`, its slowest
+/// subscriber holds the bridge back, and the bridge, like any subscriber of a `Block`
+/// `shm://` publisher, holds the source back: nothing is lost end to end. With
+/// `Overflow::DropOldest` on the destination ([`BridgeBuilder::destination_options`]) the
+/// bridge never waits for its subscribers.
+///
+/// **When the source goes away.** A `tcp://`/`unix://` source is a ZeroMQ SUB socket that
+/// reconnects by itself (see [`Subscriber`]): the bridge waits for the publisher to come
+/// back. A `shm://` source that closes ends the run with [`BridgeEnd::SourceClosed`], one
+/// that dies with [`Error::PeerGone`], after everything it had published was forwarded;
+/// with [`BridgeBuilder::reconnect`] the bridge instead connects again, retrying with
+/// exponential backoff ([`BRIDGE_RECONNECT_MIN`] doubling to [`BRIDGE_RECONNECT_MAX`]) for
+/// as long as it runs. `Conn` (PAIR) endpoints are not bridged.
 ///
 /// # Examples
 /// A local `shm://` topic republished on `tcp://` (a thread stands in for the bridge
