@@ -148,8 +148,8 @@ pub(super) fn endpoint_info(
         last_bound_by_pid: bound.and_then(|b| b.label.map(|l| l.1)),
         age_secs: bound
             .and_then(|b| b.since)
-            .and_then(|t| now.duration_since(t).ok())
-            .map(|d| d.as_secs_f64()),
+            // A file time a little ahead of ours (coarse file clocks) is age 0, not unknown.
+            .map(|t| now.duration_since(t).unwrap_or_default().as_secs_f64()),
         sides,
     }
 }
