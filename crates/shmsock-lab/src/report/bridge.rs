@@ -65,14 +65,26 @@ impl Report {
             if let (Some(x), Some(p50), Some(p99)) = (r.vs_tcp_p50, r.added_p50_ns, r.added_p99_ns)
             {
                 notes.push(format!(
-                    "{}: the bridge adds {} at p50 ({x:.2}x {BASELINE} direct) and {} at \
-                     p99, against {BASELINE} direct: one more hop (shm://) and the bridge's \
-                     receive and send.",
+                    "{}: the bridge adds {} at p50 ({x:.2}x {BASELINE} direct); p99 {} \
+                     against {BASELINE} direct (one more hop, shm://, and the bridge's receive \
+                     and send).",
                     r.path,
                     fmt_signed_ns(p50),
                     fmt_signed_ns(p99)
                 ));
             }
+        }
+        if self
+            .bridge
+            .iter()
+            .any(|r| r.added_p99_ns.is_some_and(|d| d < 0))
+        {
+            notes.push(format!(
+                "A negative p99 difference means {BASELINE} direct had the longer tail in this \
+                 run: its subscriber sleeps in poll between messages on a CPU with nothing else \
+                 to do, and waking an idle CPU can take milliseconds on a VM, while a bridge \
+                 that shares the subscriber's CPU keeps it awake. Compare the medians."
+            ));
         }
         Some(Table {
             title: format!(
@@ -237,10 +249,11 @@ mod tests {
             "{table}"
         );
         assert!(
-            table.contains("the bridge adds +10.0 µs at p50 (1.50x tcp direct)"),
+            table.contains("the bridge adds +10.0 µs at p50 (1.50x tcp direct); p99 -10.0 µs"),
             "{table}"
         );
         assert!(table.contains("shared with the subscriber"), "{table}");
+        assert!(table.contains("negative p99 difference"), "{table}");
         assert!(r.plots().iter().any(|(name, _)| *name == "bridge.svg"));
         assert!(r.render().contains("shm->bridge->tcp"));
         assert!(r.render_markdown().contains("![bridge](bridge.svg)"));
@@ -253,6 +266,9 @@ mod tests {
         let table = r.bridge_table().expect("a table").to_text();
         assert!(table.contains("Bridge process on CPU 2."), "{table}");
         assert!(!table.contains("shared with the subscriber"), "{table}");
+        r.bridge[2].added_p99_ns = Some(5_000);
+        let table = r.bridge_table().expect("a table").to_text();
+        assert!(!table.contains("negative p99 difference"), "{table}");
         // A report written before the bridge experiment existed has no `bridge` field.
         let mut json: serde_json::Value = serde_json::from_str(&r.to_json().unwrap()).unwrap();
         json.as_object_mut().unwrap().remove("bridge");
