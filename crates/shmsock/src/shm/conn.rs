@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::control::{Idle, Link, Mode};
 use super::doorbell::Doorbell;
 use super::handshake::Role;
-use super::loan::{Borrower, Lender, LoanRef};
+use super::loan::{check_loan_len, Borrower, Lender, LoanRef, LOAN_RECLAIM_NAP};
 use super::rendezvous::{connect_side, Extras, Peer};
 use super::ring::{
     Consumer, Corruption, Frame, Producer, Push, KIND_DATA, KIND_LOAN, LOAN_FRAME_BYTES,
@@ -18,9 +18,6 @@ use super::wait::{self, Schedule, SharedFutex, Step, WaitStrategy};
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::sync::Ordering;
-
-/// Longest nap of a lender waiting for the peer to release a slot (releases wake nobody).
-const LOAN_RECLAIM_NAP: Duration = Duration::from_micros(50);
 
 pub(crate) struct ShmConn {
     link: Link,
@@ -358,26 +355,11 @@ impl ShmConn {
         self.peer.light_notify()
     }
 
-    /// Size of our loan slots, if we lend.
-    pub(crate) fn loan_slot_bytes(&self) -> Option<usize> {
-        self.lender.as_ref().map(Lender::slot_bytes)
-    }
-
     /// Takes a free slot of our pool for `len` bytes, waiting for the peer to release one
     /// as `mode` allows.
     pub(crate) fn loan(&mut self, len: usize, mode: Mode) -> Result<LoanRef> {
         self.link.usable()?;
-        let Some(slot_bytes) = self.loan_slot_bytes() else {
-            return Err(Error::NoLoanPool {
-                endpoint: self.link.endpoint.clone(),
-            });
-        };
-        if len > slot_bytes {
-            return Err(Error::TooLarge {
-                len,
-                max: slot_bytes,
-            });
-        }
+        check_loan_len(self.lender.as_ref(), len, &self.link.endpoint)?;
         let mut schedule = None;
         loop {
             if let Some(end) = self.link.ended {
@@ -418,8 +400,7 @@ impl ShmConn {
         self.lender
             .as_ref()
             .expect("a loan comes from our pool")
-            .pool()
-            .slot(loan.slot, loan.len)
+            .bytes(loan)
     }
 
     /// The bytes of a slot taken by [`ShmConn::loan`], to fill in place.

@@ -25,6 +25,28 @@ use super::broadcast::Claims;
 use super::ring::{Corruption, LOAN_FRAME_BYTES};
 use super::segment::{OwnedPool, PeerPool, PeerSegment, ReleaseBoard};
 
+/// Longest nap of a lender waiting for a slot to come back (releases wake nobody).
+pub(crate) const LOAN_RECLAIM_NAP: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Checks that `lender` exists and that a loan of `len` bytes fits one of its slots:
+/// [`Error::NoLoanPool`](crate::Error) or [`Error::TooLarge`](crate::Error) otherwise.
+pub(crate) fn check_loan_len(
+    lender: Option<&Lender>,
+    len: usize,
+    endpoint: &str,
+) -> crate::Result<()> {
+    let Some(lender) = lender else {
+        return Err(crate::Error::NoLoanPool {
+            endpoint: endpoint.to_owned(),
+        });
+    };
+    let max = lender.slot_bytes();
+    if len > max {
+        return Err(crate::Error::TooLarge { len, max });
+    }
+    Ok(())
+}
+
 /// What a loan frame says: which slot, which lending of it, how many bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LoanRef {
@@ -90,10 +112,6 @@ impl Lender {
             free: (0..n).rev().collect(),
             next_generation: 1,
         }
-    }
-
-    pub(crate) fn pool(&self) -> &OwnedPool {
-        &self.pool
     }
 
     pub(crate) fn slot_bytes(&self) -> usize {
@@ -177,6 +195,11 @@ impl Lender {
             generation,
             len,
         })
+    }
+
+    /// The bytes of a slot being filled, to read back.
+    pub(crate) fn bytes(&self, loan: &LoanRef) -> &[u8] {
+        self.pool.slot(loan.slot, loan.len)
     }
 
     /// The bytes of a slot being filled.

@@ -16,7 +16,7 @@ use super::control::Mode;
 use super::control::{self, Control};
 use super::doorbell::Doorbell;
 use super::handshake::Role;
-use super::loan::{holding, Holding, Lender, Lent, LoanRef};
+use super::loan::{check_loan_len, holding, Holding, Lender, Lent, LoanRef, LOAN_RECLAIM_NAP};
 use super::rendezvous::{listen_side, BoundName, Extras, SharedOffer};
 use super::ring::{max_payload, KIND_DATA, KIND_LOAN};
 use super::segment::{self, Counter, OwnedSegment, PeerSegment, PoolShape, SegmentRole};
@@ -31,8 +31,6 @@ const ACCEPT_POLL: Duration = Duration::from_millis(50);
 /// waits (`DropOldest`, or `Block` with fast subscribers) finds dead subscribers, and
 /// releases their sockets and mappings, only this way.
 const SENDS_PER_PEER_CHECK: u32 = 1024;
-/// Longest nap of a publisher waiting for a loan slot to come back (releases wake nobody).
-const LOAN_RECLAIM_NAP: Duration = Duration::from_micros(50);
 
 /// A subscriber as the publisher sees it.
 struct Sub {
@@ -324,25 +322,10 @@ impl ShmPublisher {
             }
         }
     }
-    /// Size of our loan slots, if we lend.
-    pub(crate) fn loan_slot_bytes(&self) -> Option<usize> {
-        self.lender.as_ref().map(Lender::slot_bytes)
-    }
-
     /// Takes a free slot of our pool for `len` bytes, waiting as `mode` allows for the
     /// subscribers to release one (under `DropOldest`, evicting loan frames nobody holds).
     pub(crate) fn loan(&mut self, len: usize, mode: Mode) -> Result<LoanRef> {
-        let Some(slot_bytes) = self.loan_slot_bytes() else {
-            return Err(Error::NoLoanPool {
-                endpoint: self.endpoint.clone(),
-            });
-        };
-        if len > slot_bytes {
-            return Err(Error::TooLarge {
-                len,
-                max: slot_bytes,
-            });
-        }
+        check_loan_len(self.lender.as_ref(), len, &self.endpoint)?;
         let mut schedule = None;
         loop {
             if let Some(loan) = self.try_take_loan(len) {
@@ -419,8 +402,7 @@ impl ShmPublisher {
         self.lender
             .as_ref()
             .expect("a loan comes from our pool")
-            .pool()
-            .slot(loan.slot, loan.len)
+            .bytes(loan)
     }
 
     /// The bytes of a slot taken by [`ShmPublisher::loan`], to fill in place.
