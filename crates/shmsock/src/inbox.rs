@@ -17,8 +17,9 @@ use crate::shm::{Mode, ShmInbox};
 /// Each writer has its own ring, so writers never contend with each other (no shared tail,
 /// no compare-and-swap). The inbox takes **one message from each writer in turn**, so a
 /// writer that floods it cannot starve one that sends rarely; the messages of one writer
-/// arrive in order. Waiting spins briefly, then sleeps on one doorbell (an eventfd) that a
-/// writer rings only when the inbox announced that it sleeps.
+/// arrive in order. Waiting spins briefly, then sleeps on the writers' doorbells (a Unix
+/// datagram socket pair each) that a writer rings only when the inbox announced that it
+/// sleeps.
 ///
 /// A writer that closes or dies is removed once its messages were read; a writer whose
 /// memory turns out corrupt is dropped (and the message being read, if any, reported as

@@ -214,7 +214,7 @@
 //! `shmsock = { version = "…", features = ["tokio"] }` adds [`AsyncListener`],
 //! [`AsyncConn`] (`send().await`, `recv().await`, `recv_vec().await`) and
 //! [`AsyncSubscriber`] over all three schemes. An async `shm://` side hands its peer an
-//! eventfd doorbell in the handshake; the peer rings it only when this side announced that
+//! doorbell (a Unix datagram socket) in the handshake; the peer rings it only when this side announced that
 //! it sleeps, and tokio's reactor watches the doorbell and the control socket (so a dead
 //! peer wakes the task at once). Nothing polls and nothing spins: an idle async receiver
 //! uses no CPU. `tcp://`/`unix://` wait on the socket's readiness. Receives are

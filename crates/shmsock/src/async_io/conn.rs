@@ -47,7 +47,8 @@ impl Handshaken {
 
 /// A new doorbell for an async `shm://` side.
 fn doorbell(endpoint: &str) -> Result<Doorbell> {
-    Doorbell::new().map_err(|e| Error::io(format!("{endpoint}: creating the doorbell eventfd"), e))
+    Doorbell::new()
+        .map_err(|e| Error::io(format!("{endpoint}: creating the doorbell socket pair"), e))
 }
 
 /// The transport behind an [`AsyncListener`].
@@ -232,8 +233,9 @@ impl AsyncListener {
 /// had sent, then [`Error::PeerClosed`] or [`Error::PeerGone`] — at once, not at the next
 /// periodic check: the peer's hang-up wakes the task.
 ///
-/// Over `shm://` it waits on an eventfd doorbell that the peer rings only when this side
-/// announced that it sleeps (see the crate's "tokio" section); over `tcp://` and `unix://`
+/// Over `shm://` it waits on a doorbell (a Unix datagram socket pair) that the peer rings
+/// only when this side announced that it sleeps (see the crate's "tokio" section); over
+/// `tcp://` and `unix://`
 /// on the socket's readiness. It never spins and uses no thread of its own. Methods take
 /// `&mut self`: one task uses a connection at a time. Dropping it closes it cleanly (over
 /// `tcp://`/`unix://` the drop may wait up to a second for unsent bytes, as `Conn`'s does).

@@ -3,9 +3,10 @@
 //!
 //! # How an async `shm://` receiver sleeps
 //! A blocking receiver sleeps on the sender's futex word; a tokio task cannot. So an async
-//! side creates an **eventfd doorbell** and passes it in its hello (the handshake's
-//! `HELLO_FLAG_DOORBELL`, as an [`Inbox`](crate::Inbox) does). Its peer then wakes it by
-//! ringing the doorbell (one 8-byte `write`) instead of waking a futex, for data *and* for
+//! side creates a **doorbell** (a Unix datagram socket pair) and passes its ringing end in
+//! its hello (the handshake's `HELLO_FLAG_DOORBELL`, as an [`Inbox`](crate::Inbox) does). Its
+//! peer then wakes it by ringing the doorbell (a one-byte `send` with `MSG_DONTWAIT`, which
+//! can never block the peer) instead of waking a futex, for data *and* for
 //! room: a sender rings it after publishing a frame, a receiver after publishing its consumed
 //! position, each only when the async side announced in its own segment that it sleeps
 //! (`RX_SLEEPING`, `TX_SLEEPING`). The waiting step follows the eventcount of `shm::wait`
@@ -25,7 +26,7 @@
 //! (the socket becomes readable on hang-up), wakes the task. Nothing polls: an idle async
 //! receiver costs no CPU at all, and a dead peer is noticed at once rather than at the next
 //! periodic check. There is no spinning either: a task that spun would hold its executor
-//! thread, so an async receiver pays the eventfd wake-up (tens of µs across CPUs) that a
+//! thread, so an async receiver pays the kernel wake-up (tens of µs across CPUs) that a
 //! blocking [`Conn`](crate::Conn) avoids by spinning first. Use a blocking `Conn` on a
 //! dedicated thread for the lowest latency.
 //!

@@ -3,7 +3,7 @@
 //! module docs of `async_io`).
 
 use std::future::{poll_fn, Future};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use tokio::io::Interest;
 use super::{reactor_error, register, register_owned};
 use crate::error::{Error, Result};
 use crate::shm::ring::Frame;
-use crate::shm::wait;
+use crate::shm::{doorbell, wait};
 use crate::shm::{Doorbell, Mode, ShmConn, ShmSubscriber};
 use crate::sync::AtomicU32;
 
@@ -82,7 +82,7 @@ impl<S: Sleeper> Drop for Announced<'_, S> {
     }
 }
 
-/// A doorbell (our eventfd) and a control socket registered with the reactor.
+/// A doorbell (the end we sleep on) and a control socket registered with the reactor.
 struct Wakers {
     bell: AsyncFd<OwnedFd>,
     control: AsyncFd<OwnedFd>,
@@ -106,10 +106,9 @@ impl Wakers {
             let mut control = false;
             if let Poll::Ready(guard) = self.bell.poll_read_ready(cx) {
                 let mut guard = guard.map_err(|e| reactor_error(endpoint, e))?;
-                // Drain before clearing: a ring after the read makes a new edge, which
+                // Drain before clearing: a ring after the drain makes a new edge, which
                 // `clear_ready` does not discard.
-                // Reset the eventfd counter (EAGAIN: already zero).
-                let _ = rustix::io::read(guard.get_inner(), &mut [0u8; 8]);
+                doorbell::drain(guard.get_inner().as_fd());
                 guard.clear_ready();
                 woken = true;
             }

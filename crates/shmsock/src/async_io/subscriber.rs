@@ -36,8 +36,8 @@ impl SubscriberInner {
 /// publisher is an ordinary [`Publisher`](crate::Publisher) (or, over `tcp://` and
 /// `unix://`, any ZeroMQ PUB socket).
 ///
-/// Over `shm://` it waits on an eventfd doorbell that the publisher rings only when this
-/// subscriber announced that it sleeps, and on its control socket (a dead publisher wakes it
+/// Over `shm://` it waits on a doorbell (a Unix datagram socket pair) that the publisher
+/// rings only when this subscriber announced that it sleeps, and on its control socket (a dead publisher wakes it
 /// at once: [`Error::PeerGone`] after everything it published). Over `tcp://` and `unix://`
 /// it waits on the socket's readiness and reconnects by itself like `Subscriber` (each
 /// attempt's connect and handshake on tokio's blocking pool, every 100 ms while nobody
@@ -84,8 +84,9 @@ impl AsyncSubscriber {
         let topics = Topics::everything();
         let inner = match ep {
             Endpoint::Shm(name) => {
-                let bell = Doorbell::new()
-                    .map_err(|e| Error::io(format!("{shown}: creating the doorbell eventfd"), e))?;
+                let bell = Doorbell::new().map_err(|e| {
+                    Error::io(format!("{shown}: creating the doorbell socket pair"), e)
+                })?;
                 let ep = shown.clone();
                 let (sub, bell) = blocking(&shown, move || {
                     let sub = ShmSubscriber::connect_with_bell(ep, &name, &options, Some(&bell))?;

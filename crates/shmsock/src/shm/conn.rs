@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::control::{Idle, Link, Mode};
-use super::doorbell::Doorbell;
+use super::doorbell::{Doorbell, Ringer};
 use super::handshake::Role;
 use super::loan::{check_loan_len, Borrower, Lender, LoanRef, LOAN_RECLAIM_NAP};
 use super::rendezvous::{connect_side, Extras, Peer};
@@ -34,7 +34,7 @@ pub(crate) struct ShmConn {
     received: (u64, u64),
     /// The peer's doorbell (it is an `Inbox` or an async receiver): ring it instead of our
     /// futex words, for data and for space alike.
-    peer_bell: Option<Doorbell>,
+    peer_bell: Option<Ringer>,
     /// Our loan pool, if we lend.
     lender: Option<Lender>,
     /// The peer's loan pool, if it lends.
@@ -46,7 +46,7 @@ pub(crate) fn connect(endpoint: String, name: &str, opts: &Options) -> Result<Sh
     connect_with_bell(endpoint, name, opts, None)
 }
 
-/// [`connect`], asking the peer to wake us by ringing `bell` (an async receiver's eventfd)
+/// [`connect`], asking the peer to wake us by ringing `bell` (an async receiver's doorbell)
 /// instead of our futex words.
 pub(crate) fn connect_with_bell(
     endpoint: String,

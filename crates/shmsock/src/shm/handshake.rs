@@ -94,8 +94,8 @@ impl Role {
     }
 }
 
-/// Hello flag: a doorbell eventfd follows the segment fd; ring it, not the futex, to wake
-/// the sender of this hello (see `doorbell`).
+/// Hello flag: a doorbell's ringing end (a Unix datagram socket) follows the segment fd;
+/// ring it, not the futex, to wake the sender of this hello (see `doorbell`).
 pub(crate) const HELLO_FLAG_DOORBELL: u32 = 1;
 /// Hello flag: a loan pool fd follows (after the doorbell, if any); its shape is in
 /// `pool_slots` and `pool_slot_bytes`.

@@ -3,10 +3,11 @@
 //! Each writer is an ordinary `Conn` with its own SPSC ring (no shared tail, no CAS between
 //! writers). The inbox takes one message from each writer in turn (round robin), so a
 //! writer that never stops cannot starve one that sends rarely. To sleep it sets the "I
-//! sleep" flag in every connection's segment, and waits on one eventfd doorbell that it
-//! passed to every writer in its hello; a writer rings it only when it sees the flag (see
-//! `doorbell` and `wait::prepare_doorbell_wait`). A background thread accepts writers; it
-//! rings the doorbell too, so a sleeping inbox merges a new writer at once.
+//! sleep" flag in every connection's segment, and waits on the doorbells it passed to the
+//! writers in their hellos, one per writer (so that no writer can touch another's); a
+//! writer rings its doorbell only when it sees the flag (see `doorbell` and
+//! `wait::prepare_doorbell_wait`). A background thread accepts writers; it rings a doorbell
+//! of its own, so a sleeping inbox merges a new writer at once.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use super::conn::ShmConn;
 use super::control::Mode;
-use super::doorbell::Doorbell;
+use super::doorbell::{Doorbell, Ringer};
 use super::handshake::Role;
 use super::loan::LoanRef;
 use super::rendezvous::{listen_side, BoundName, Extras};
@@ -48,6 +49,8 @@ impl std::fmt::Display for WriterId {
 struct Writer {
     id: WriterId,
     conn: ShmConn,
+    /// The doorbell this writer rings when we sleep.
+    bell: Doorbell,
 }
 
 /// Writers accepted by the background thread, waiting to be merged.
@@ -60,7 +63,8 @@ struct Incoming {
 pub(crate) struct ShmInbox {
     endpoint: String,
     socket_path: PathBuf,
-    bell: Arc<Doorbell>,
+    /// The doorbell the accept thread rings when it queued a writer.
+    bell: Doorbell,
     writers: Vec<Writer>,
     /// Index of the writer whose turn it is.
     turn: usize,
@@ -73,10 +77,13 @@ pub(crate) struct ShmInbox {
 impl ShmInbox {
     pub(crate) fn bind(endpoint: String, name: &str, opts: &Options) -> Result<Self> {
         let bound = BoundName::bind(&endpoint, name, SegmentRole::Inbox)?;
-        let bell = Arc::new(
-            Doorbell::new()
-                .map_err(|e| Error::io(format!("{endpoint}: creating the doorbell eventfd"), e))?,
-        );
+        let bell = new_doorbell(&endpoint)?;
+        let ringer = bell.ringer().map_err(|e| {
+            Error::io(
+                format!("{endpoint}: duplicating the accept thread's doorbell"),
+                e,
+            )
+        })?;
         let incoming = Arc::new(Incoming {
             queue: Mutex::new(Vec::new()),
             pending: AtomicBool::new(false),
@@ -84,10 +91,10 @@ impl ShmInbox {
         });
         let socket_path = bound.socket_path().to_owned();
         let acceptor = {
-            let (incoming, bell, opts) = (incoming.clone(), bell.clone(), opts.clone());
+            let (incoming, opts) = (incoming.clone(), opts.clone());
             std::thread::Builder::new()
                 .name(format!("shmsock-accept {endpoint}"))
-                .spawn(move || accept_loop(bound, &bell, &opts, &incoming))
+                .spawn(move || accept_loop(bound, &ringer, &opts, &incoming))
                 .map_err(|e| Error::io(format!("{endpoint}: spawning the accept thread"), e))?
         };
         Ok(ShmInbox {
@@ -246,18 +253,21 @@ impl ShmInbox {
             let found = self.poll_once();
             if found.is_none() {
                 // Without the heavy barrier a light writer's ring may be missed: cap it.
-                self.bell.wait(if sound {
-                    t
-                } else {
-                    t.min(Duration::from_millis(1))
-                });
+                // The wait resets the bells that rang; we look at every ring after it.
+                Doorbell::wait_any(
+                    std::iter::once(&self.bell).chain(self.writers.iter().map(|w| &w.bell)),
+                    if sound {
+                        t
+                    } else {
+                        t.min(Duration::from_millis(1))
+                    },
+                );
             }
             found
         };
         for w in &self.writers {
             wait::cancel_wait(w.conn.rx_sleeping_flag());
         }
-        self.bell.reset();
         found
     }
 
@@ -336,8 +346,15 @@ impl Drop for ShmInbox {
     }
 }
 
-/// The accept thread: handshakes with writers (passing them the doorbell) and queues them.
-fn accept_loop(bound: BoundName, bell: &Doorbell, opts: &Options, incoming: &Incoming) {
+/// A new doorbell for `endpoint`.
+fn new_doorbell(endpoint: &str) -> Result<Doorbell> {
+    Doorbell::new()
+        .map_err(|e| Error::io(format!("{endpoint}: creating a doorbell socket pair"), e))
+}
+
+/// The accept thread: handshakes with writers (passing each a doorbell of its own), queues
+/// them, and rings `wake` (the inbox's own doorbell).
+fn accept_loop(bound: BoundName, wake: &Ringer, opts: &Options, incoming: &Incoming) {
     let endpoint = bound.endpoint().to_owned();
     let mut serial = 0;
     while !incoming.stop.load(Ordering::Relaxed) {
@@ -349,6 +366,10 @@ fn accept_loop(bound: BoundName, bell: &Doorbell, opts: &Options, incoming: &Inc
                 continue;
             }
         };
+        let Ok(bell) = new_doorbell(&endpoint) else {
+            // Out of fds: this writer is refused (its connect fails as the socket closes).
+            continue;
+        };
         // Our own ring in each connection is never written: keep it minimal.
         let handshake = listen_side(
             &endpoint,
@@ -356,7 +377,7 @@ fn accept_loop(bound: BoundName, bell: &Doorbell, opts: &Options, incoming: &Inc
             &opts.allowed_uids,
             (Role::Inbox, Role::Conn),
             Extras {
-                bell: Some(bell),
+                bell: Some(&bell),
                 pool: None,
             },
             || {
@@ -379,9 +400,10 @@ fn accept_loop(bound: BoundName, bell: &Doorbell, opts: &Options, incoming: &Inc
             .push(Writer {
                 id: WriterId { pid, serial },
                 conn,
+                bell,
             });
         serial += 1;
         incoming.pending.store(true, Ordering::Release);
-        bell.ring();
+        wake.ring();
     }
 }

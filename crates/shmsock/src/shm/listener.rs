@@ -49,7 +49,7 @@ impl ShmListener {
 }
 
 /// The listening side of a `Conn` handshake on an accepted socket. `bell`: ask the peer to
-/// wake us by ringing this eventfd (an async receiver) instead of our futex words.
+/// wake us by ringing this doorbell (an async receiver) instead of our futex words.
 pub(crate) fn accept_handshake(
     endpoint: &str,
     sock: UnixStream,

@@ -143,8 +143,8 @@ fn loom_eventcount_loses_no_wake_up() {
     });
 }
 
-/// A doorbell model (the eventfd of an `Inbox`): ringing adds to a counter and wakes;
-/// waiting blocks while the counter is zero; resetting takes the counter back to zero.
+/// A doorbell model (an `Inbox`'s socket pairs): ringing queues a datagram (adds to a
+/// counter) and wakes; waiting blocks while none is queued; resetting drains them.
 struct ModelBell {
     count: AtomicU32,
     futex: ModelFutex,

@@ -13,7 +13,7 @@ mod conn;
 #[cfg(not(loom))]
 mod control;
 #[cfg(not(loom))]
-mod doorbell;
+pub(crate) mod doorbell;
 #[cfg(not(loom))]
 pub(crate) mod handshake;
 #[cfg(not(loom))]

@@ -14,7 +14,7 @@ use super::broadcast::{self, Overflow, Writer};
 use super::conn::create_pool;
 use super::control::Mode;
 use super::control::{self, Control};
-use super::doorbell::Doorbell;
+use super::doorbell::Ringer;
 use super::handshake::Role;
 use super::loan::{check_loan_len, holding, Holding, Lender, Lent, LoanRef, LOAN_RECLAIM_NAP};
 use super::rendezvous::{listen_side, BoundName, Extras, SharedOffer};
@@ -38,7 +38,7 @@ struct Sub {
     sock: UnixStream,
     seg: PeerSegment,
     /// Its doorbell, if it is an async subscriber: ring it instead of our futex word.
-    bell: Option<Doorbell>,
+    bell: Option<Ringer>,
     /// Set when it died or published an impossible position: removed at the next chance.
     dropped: bool,
 }
@@ -234,7 +234,7 @@ impl ShmPublisher {
                 self.subs
                     .iter()
                     .map(|s| (s.seg.word32(segment::OFF_RX_SLEEPING), s.bell.as_ref())),
-                Doorbell::ring,
+                Ringer::ring,
                 self.seg.word32(segment::OFF_DATA_SEQ),
                 self.seg.light_notify(),
                 &SharedFutex,

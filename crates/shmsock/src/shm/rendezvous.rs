@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{FlockOperation, Mode as FileMode, OFlags};
 
-use super::doorbell::Doorbell;
+use super::doorbell::{Doorbell, Ringer};
 use super::handshake::{
     self, Hello, Received, RefuseReason, Role, ACK, HANDSHAKE_TIMEOUT, HELLO_FLAG_DOORBELL,
     HELLO_FLAG_POOL,
@@ -248,7 +248,7 @@ pub(crate) struct Peer {
     pub(crate) sock: UnixStream,
     pub(crate) segment: PeerSegment,
     /// The peer's doorbell, if it asked to be woken through one instead of our futex.
-    pub(crate) doorbell: Option<Doorbell>,
+    pub(crate) doorbell: Option<Ringer>,
     /// The peer's loan pool, if it lends.
     pub(crate) pool: Option<PeerPool>,
 }
@@ -256,7 +256,7 @@ pub(crate) struct Peer {
 /// What a side offers in its hello besides its segment.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Extras<'a> {
-    /// Wake us through this eventfd instead of our futex.
+    /// Wake us through this doorbell instead of our futex (its ringing end is passed).
     pub(crate) bell: Option<&'a Doorbell>,
     /// Our loan pool.
     pub(crate) pool: Option<PoolShape<'a>>,
@@ -332,7 +332,7 @@ fn send_segment(
     let mut fds = vec![seg.offer_fd()];
     if let Some(bell) = extras.bell {
         hello.flags |= HELLO_FLAG_DOORBELL;
-        fds.push(bell.fd());
+        fds.push(bell.ring_end());
     }
     if let Some(pool) = extras.pool {
         hello.flags |= HELLO_FLAG_POOL;
@@ -346,7 +346,7 @@ fn send_segment(
 /// What a validated hello brought: the peer's segment, doorbell and pool.
 pub(crate) struct Accepted {
     pub(crate) segment: PeerSegment,
-    pub(crate) doorbell: Option<Doorbell>,
+    pub(crate) doorbell: Option<Ringer>,
     pub(crate) pool: Option<PeerPool>,
 }
 
@@ -410,7 +410,7 @@ pub(crate) fn accept_peer_hello(
     let fd = fds.next().expect("one fd");
     let segment = PeerSegment::open(fd, hello.ring_capacity).map_err(|r| fail(r.to_string()))?;
     let doorbell = if with_bell {
-        Some(Doorbell::from_peer(fds.next().expect("counted")).map_err(fail)?)
+        Some(Ringer::from_peer(fds.next().expect("counted")).map_err(fail)?)
     } else {
         None
     };

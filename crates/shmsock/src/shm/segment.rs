@@ -59,8 +59,9 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Magic at offset 0 of every segment.
 pub(crate) const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"SHMSOCK1");
-/// Layout/protocol version; bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Layout/protocol version; bumped on any incompatible change (2: the doorbell became a
+/// Unix datagram socket, was an eventfd).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 pub(crate) const OFF_MAGIC: usize = 0;
 pub(crate) const OFF_VERSION: usize = 8;

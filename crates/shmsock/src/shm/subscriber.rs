@@ -48,7 +48,7 @@ impl ShmSubscriber {
     }
 
     /// [`ShmSubscriber::connect`], asking the publisher to wake us by ringing `bell` (an
-    /// async subscriber's eventfd) instead of its futex word.
+    /// async subscriber's doorbell) instead of its futex word.
     pub(crate) fn connect_with_bell(
         endpoint: String,
         name: &str,

@@ -171,10 +171,10 @@ pub(crate) fn any_sleeps<'a>(
         .any(|f| f.load(Ordering::Relaxed) != 0)
 }
 
-/// Waiter half for a doorbell (one eventfd rung by several notifiers, see `doorbell`):
+/// Waiter half for a doorbell (rung by one or several notifiers, see `doorbell`):
 /// announce the sleep in every flag the notifiers look at, then one barrier. Re-check every
 /// ring after this; then wait on the doorbell, and [`cancel_wait`] every flag. The
-/// doorbell's counter plays the sequence word: a ring before the wait is not lost.
+/// doorbell's queue plays the sequence word: a ring before the wait is not lost.
 /// Returns false if a notifier uses light barriers and the kernel refused the heavy one
 /// (a ring may then be missed: cap the sleep).
 pub(crate) fn prepare_doorbell_wait<'a>(

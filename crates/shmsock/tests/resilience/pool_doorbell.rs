@@ -10,7 +10,7 @@
 //! (the control experiment), so each refusal is caused by the one defect its case introduces.
 
 use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::time::{Duration, Instant};
 
 use rustix::event::EventfdFlags;
@@ -65,6 +65,11 @@ fn eventfd() -> OwnedFd {
     rustix::event::eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd")
 }
 
+/// A correct doorbell: the ringing end of a Unix datagram socket pair.
+fn bell_end() -> OwnedFd {
+    UnixDatagram::pair().expect("socketpair").0.into()
+}
+
 fn plain_memfd() -> OwnedFd {
     let fd = rustix::fs::memfd_create("shmsock-fake-bell", MemfdFlags::CLOEXEC).expect("memfd");
     rustix::fs::ftruncate(&fd, 8).expect("ftruncate");
@@ -104,12 +109,12 @@ fn good_cases() -> Vec<Case> {
     let shape = (SLOTS, SLOT_BYTES);
     vec![
         case("a correct pool", P, shape, good_pool, &[]),
-        case("a correct doorbell", D, (0, 0), || vec![eventfd()], &[]),
+        case("a correct doorbell", D, (0, 0), || vec![bell_end()], &[]),
         case(
             "a correct doorbell and pool",
             P | D,
             shape,
-            || vec![eventfd(), PoolSpec::good(SLOTS, SLOT_BYTES).build()],
+            || vec![bell_end(), PoolSpec::good(SLOTS, SLOT_BYTES).build()],
             &[],
         ),
     ]
@@ -126,7 +131,7 @@ fn bad_cases() -> Vec<Case> {
     let seals: &[&str] = &["loan pool", "seals"];
     let wrong_size: &[&str] = &["loan pool", "bytes", "needs"];
     let range: &[&str] = &["loan pool", "out of range"];
-    let not_eventfd: &[&str] = &["doorbell", "not an eventfd"];
+    let not_dgram: &[&str] = &["doorbell", "not a Unix datagram socket"];
     let mut cases = vec![
         // The pool fd is not a sealed memfd of the announced size.
         case("a pipe as the pool", P, shape, || vec![pipe()], not_memfd),
@@ -261,7 +266,7 @@ fn bad_cases() -> Vec<Case> {
             got[0],
         ),
         case(
-            "the doorbell flag without an eventfd",
+            "the doorbell flag without a doorbell fd",
             D,
             (0, 0),
             Vec::new,
@@ -280,7 +285,13 @@ fn bad_cases() -> Vec<Case> {
             "both flags and an extra fd",
             P | D,
             shape,
-            || vec![eventfd(), PoolSpec::good(SLOTS, SLOT_BYTES).build(), pipe()],
+            || {
+                vec![
+                    bell_end(),
+                    PoolSpec::good(SLOTS, SLOT_BYTES).build(),
+                    pipe(),
+                ]
+            },
             got[3],
         ),
         case(
@@ -289,7 +300,7 @@ fn bad_cases() -> Vec<Case> {
             shape,
             || {
                 let pool = PoolSpec::good(SLOTS, SLOT_BYTES).build();
-                vec![eventfd(), pool, pipe(), pipe()]
+                vec![bell_end(), pool, pipe(), pipe()]
             },
             &["exactly one fd", "got 5"],
         ),
@@ -298,7 +309,7 @@ fn bad_cases() -> Vec<Case> {
             P | D,
             shape,
             || {
-                let mut fds = vec![eventfd(), PoolSpec::good(SLOTS, SLOT_BYTES).build()];
+                let mut fds = vec![bell_end(), PoolSpec::good(SLOTS, SLOT_BYTES).build()];
                 fds.extend((0..14).map(|_| pipe()));
                 fds
             },
@@ -312,12 +323,16 @@ fn bad_cases() -> Vec<Case> {
             &["unknown flags"],
         ),
     ]);
-    // The doorbell is not an eventfd.
+    // The doorbell is not a Unix datagram socket.
     for (name, make) in [
         ("a pipe", pipe as fn() -> OwnedFd),
         ("a memfd", plain_memfd),
-        ("a Unix socket", || {
+        ("an eventfd", eventfd),
+        ("a Unix stream socket", || {
             OwnedFd::from(UnixStream::pair().expect("socketpair").0)
+        }),
+        ("a UDP socket", || {
+            OwnedFd::from(std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket"))
         }),
         ("/dev/null", || {
             rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
@@ -329,7 +344,7 @@ fn bad_cases() -> Vec<Case> {
             D,
             (0, 0),
             move || vec![make()],
-            not_eventfd,
+            not_dgram,
         ));
     }
     cases
