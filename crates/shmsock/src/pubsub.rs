@@ -276,9 +276,84 @@ impl Publisher {
 pub struct Subscriber {
     inner: SubscriberInner,
     topics: Topics,
-    /// A message read only to look at its topic (the caller's buffer was too small):
-    /// delivered by the next receive.
-    stash: Option<Vec<u8>>,
+    stash: Stash,
+}
+
+/// A message read only to look at its topic, because the caller's buffer was too small:
+/// the next receive delivers it. With [`Stash::judge`], the topic filter that `Subscriber`
+/// and `AsyncSubscriber` share.
+#[derive(Default)]
+pub(crate) struct Stash(Option<Vec<u8>>);
+
+impl Stash {
+    /// Delivers the kept message into `buf` (`BufferTooSmall` keeps it), if there is one.
+    pub(crate) fn deliver(&mut self, buf: &mut [u8]) -> Option<Result<usize>> {
+        let msg = self.0.take()?;
+        if msg.len() > buf.len() {
+            let len = msg.len();
+            self.0 = Some(msg);
+            return Some(Err(Error::BufferTooSmall {
+                len,
+                buf: buf.len(),
+            }));
+        }
+        buf[..msg.len()].copy_from_slice(&msg);
+        Some(Ok(msg.len()))
+    }
+
+    /// Takes the kept message, if there is one.
+    fn take(&mut self) -> Option<Vec<u8>> {
+        self.0.take()
+    }
+
+    /// Judges what a receive into `buf` returned, under `topics`: `Some` is the answer to
+    /// give the caller, `None` means "not subscribed, skipped: receive again". A message too
+    /// large for `buf` is read whole with `peek` (a receive that does not wait) to see its
+    /// topic; a wanted one is kept here and reported as `BufferTooSmall`.
+    pub(crate) fn judge(
+        &mut self,
+        topics: &Topics,
+        got: Result<usize>,
+        buf: &[u8],
+        peek: impl FnOnce(&mut [u8]) -> Result<usize>,
+    ) -> Option<Result<usize>> {
+        match got {
+            Ok(n) if topics.matches(&buf[..n]) => Some(Ok(n)),
+            Ok(_) => None,
+            Err(Error::BufferTooSmall { len, buf: have }) if !topics.matches_everything() => {
+                let mut msg = vec![0; len];
+                match peek(&mut msg) {
+                    Ok(n) => msg.truncate(n),
+                    // Gone meanwhile (lagged past), or grew: look again.
+                    Err(Error::BufferTooSmall { .. } | Error::WouldBlock) => return None,
+                    Err(e) => return Some(Err(e)),
+                }
+                if !topics.matches(&msg) {
+                    return None;
+                }
+                let len = msg.len();
+                self.0 = Some(msg);
+                Some(Err(Error::BufferTooSmall { len, buf: have }))
+            }
+            other => Some(other),
+        }
+    }
+}
+
+/// Receives one whole message with `recv` into a new `Vec`, growing it as
+/// `BufferTooSmall` asks (the message stays queued meanwhile).
+fn recv_whole(mut recv: impl FnMut(&mut [u8]) -> Result<usize>) -> Result<Vec<u8>> {
+    let mut buf = vec![0; 4096];
+    loop {
+        match recv(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(Error::BufferTooSmall { len, .. }) => buf.resize(len, 0),
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 impl Subscriber {
@@ -301,7 +376,7 @@ impl Subscriber {
         Ok(Subscriber {
             inner,
             topics,
-            stash: None,
+            stash: Stash::default(),
         })
     }
 
@@ -344,49 +419,36 @@ impl Subscriber {
     }
 
     #[inline]
-    fn recv_any(&mut self, buf: &mut [u8], mode: Mode) -> Result<usize> {
-        match &mut self.inner {
+    fn recv_any(
+        inner: &mut SubscriberInner,
+        topics: &Topics,
+        buf: &mut [u8],
+        mode: Mode,
+    ) -> Result<usize> {
+        match inner {
             SubscriberInner::Shm(s) => s.recv(buf, mode),
-            SubscriberInner::Net(s) => s.recv(buf, mode, &self.topics),
+            SubscriberInner::Net(s) => s.recv(buf, mode, topics),
         }
     }
 
     /// Receives the next message that matches the topics, skipping the others.
     fn recv_mode(&mut self, buf: &mut [u8], mode: Mode) -> Result<usize> {
-        if let Some(msg) = self.stash.take() {
-            if msg.len() > buf.len() {
-                let len = msg.len();
-                self.stash = Some(msg);
-                return Err(Error::BufferTooSmall {
-                    len,
-                    buf: buf.len(),
-                });
-            }
-            buf[..msg.len()].copy_from_slice(&msg);
-            return Ok(msg.len());
+        if let Some(done) = self.stash.deliver(buf) {
+            return done;
         }
-        if self.topics.matches_everything() {
-            return self.recv_any(buf, mode);
+        let Subscriber {
+            inner,
+            topics,
+            stash,
+        } = self;
+        if topics.matches_everything() {
+            return Self::recv_any(inner, topics, buf, mode);
         }
         loop {
-            match self.recv_any(buf, mode) {
-                Ok(n) if self.topics.matches(&buf[..n]) => return Ok(n),
-                Ok(_) => {} // not subscribed: skip it
-                Err(Error::BufferTooSmall { len, buf: have }) => {
-                    // Read it to see its topic; keep it if it is wanted.
-                    let mut msg = vec![0; len];
-                    match self.recv_any(&mut msg, Mode::Try) {
-                        Ok(n) => msg.truncate(n),
-                        Err(Error::BufferTooSmall { .. } | Error::WouldBlock) => continue,
-                        Err(e) => return Err(e),
-                    }
-                    if self.topics.matches(&msg) {
-                        let len = msg.len();
-                        self.stash = Some(msg);
-                        return Err(Error::BufferTooSmall { len, buf: have });
-                    }
-                }
-                Err(e) => return Err(e),
+            let got = Self::recv_any(inner, topics, buf, mode);
+            let peek = |msg: &mut [u8]| Self::recv_any(inner, topics, msg, Mode::Try);
+            if let Some(done) = stash.judge(topics, got, buf, peek) {
+                return done;
             }
         }
     }
@@ -412,17 +474,7 @@ impl Subscriber {
 
     /// Receives the next message into a new `Vec`.
     pub fn recv_vec(&mut self) -> Result<Vec<u8>> {
-        let mut buf = vec![0; 4096];
-        loop {
-            match self.recv_mode(&mut buf, Mode::Block) {
-                Ok(n) => {
-                    buf.truncate(n);
-                    return Ok(buf);
-                }
-                Err(Error::BufferTooSmall { len, .. }) => buf.resize(len, 0),
-                Err(e) => return Err(e),
-            }
-        }
+        recv_whole(|buf| self.recv_mode(buf, Mode::Block))
     }
 
     /// Receives the next message that matches the topics as a [`Sample`]: a zero-copy view
@@ -448,17 +500,7 @@ impl Subscriber {
             return Ok(Sample::owned(msg));
         }
         let SubscriberInner::Shm(s) = &mut self.inner else {
-            let mut buf = vec![0; 4096];
-            loop {
-                match self.recv_mode(&mut buf, mode) {
-                    Ok(n) => {
-                        buf.truncate(n);
-                        return Ok(Sample::owned(buf));
-                    }
-                    Err(Error::BufferTooSmall { len, .. }) => buf.resize(len, 0),
-                    Err(e) => return Err(e),
-                }
-            }
+            return recv_whole(|buf| self.recv_mode(buf, mode)).map(Sample::owned);
         };
         let head_len = self.topics.prefixes().map(<[u8]>::len).max().unwrap_or(0);
         let mut head = vec![0; head_len];
@@ -555,5 +597,82 @@ impl std::fmt::Debug for Subscriber {
             .field("endpoint", &self.endpoint())
             .field("publisher_pid", &self.publisher_pid())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temperature_only() -> Topics {
+        let mut topics = Topics::default();
+        topics.subscribe(b"temp.");
+        topics
+    }
+
+    /// A receive that must not be called.
+    fn no_peek(_: &mut [u8]) -> Result<usize> {
+        panic!("peeked at a message that fit")
+    }
+
+    #[test]
+    fn judge_passes_wanted_messages_and_skips_the_others() {
+        let (topics, mut stash) = (temperature_only(), Stash::default());
+        let buf = *b"temp.21 C";
+        assert!(matches!(
+            stash.judge(&topics, Ok(9), &buf, no_peek),
+            Some(Ok(9))
+        ));
+        let buf = *b"wind.5 kn";
+        assert!(stash.judge(&topics, Ok(9), &buf, no_peek).is_none());
+        assert!(matches!(
+            stash.judge(&topics, Err(Error::Closed), &buf, no_peek),
+            Some(Err(Error::Closed))
+        ));
+        let mut out = [0u8; 64];
+        assert!(stash.deliver(&mut out).is_none(), "nothing was kept");
+    }
+
+    #[test]
+    fn judge_keeps_a_wanted_message_too_large_for_the_buffer_and_drops_an_unwanted_one() {
+        let (topics, mut stash) = (temperature_only(), Stash::default());
+        let too_small = || Err(Error::BufferTooSmall { len: 12, buf: 4 });
+        // Unwanted: read whole, skipped, nothing kept.
+        let peek = |msg: &mut [u8]| {
+            msg.copy_from_slice(b"wind.5 knots");
+            Ok(12)
+        };
+        assert!(stash.judge(&topics, too_small(), &[0; 4], peek).is_none());
+        assert!(stash.deliver(&mut [0u8; 64]).is_none());
+        // Gone meanwhile: look again.
+        let gone = |_: &mut [u8]| Err(Error::WouldBlock);
+        assert!(stash.judge(&topics, too_small(), &[0; 4], gone).is_none());
+        // Wanted: kept, reported as too large until a large enough buffer comes.
+        let peek = |msg: &mut [u8]| {
+            msg.copy_from_slice(b"temp.21.5 C!");
+            Ok(12)
+        };
+        assert!(matches!(
+            stash.judge(&topics, too_small(), &[0; 4], peek),
+            Some(Err(Error::BufferTooSmall { len: 12, buf: 4 }))
+        ));
+        assert!(matches!(
+            stash.deliver(&mut [0u8; 8]),
+            Some(Err(Error::BufferTooSmall { len: 12, buf: 8 }))
+        ));
+        let mut out = [0u8; 64];
+        assert!(matches!(stash.deliver(&mut out), Some(Ok(12))));
+        assert_eq!(&out[..12], b"temp.21.5 C!");
+        assert!(stash.deliver(&mut out).is_none(), "delivered once");
+    }
+
+    #[test]
+    fn a_subscriber_to_everything_passes_a_too_small_buffer_through() {
+        let (topics, mut stash) = (Topics::everything(), Stash::default());
+        let got = Err(Error::BufferTooSmall { len: 12, buf: 4 });
+        assert!(matches!(
+            stash.judge(&topics, got, &[0; 4], no_peek),
+            Some(Err(Error::BufferTooSmall { len: 12, buf: 4 }))
+        ));
     }
 }

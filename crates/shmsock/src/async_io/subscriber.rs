@@ -7,6 +7,7 @@ use crate::endpoint::Endpoint;
 use crate::net::topics::Topics;
 use crate::net::NetSubscriber;
 use crate::options::Options;
+use crate::pubsub::Stash;
 use crate::shm::{Doorbell, ShmSubscriber};
 
 /// The transport behind an [`AsyncSubscriber`].
@@ -61,9 +62,7 @@ impl SubscriberInner {
 pub struct AsyncSubscriber {
     inner: SubscriberInner,
     topics: Topics,
-    /// A message read only to look at its topic (the caller's buffer was too small):
-    /// delivered by the next receive.
-    stash: Option<Vec<u8>>,
+    stash: Stash,
 }
 
 impl AsyncSubscriber {
@@ -104,7 +103,7 @@ impl AsyncSubscriber {
         Ok(AsyncSubscriber {
             inner,
             topics,
-            stash: None,
+            stash: Stash::default(),
         })
     }
 
@@ -152,39 +151,14 @@ impl AsyncSubscriber {
     /// # Cancel safety
     /// Cancel-safe: if the future is dropped, no message is lost; the next `recv` returns it.
     pub async fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
-        if let Some(msg) = self.stash.take() {
-            if msg.len() > buf.len() {
-                let len = msg.len();
-                self.stash = Some(msg);
-                return Err(Error::BufferTooSmall {
-                    len,
-                    buf: buf.len(),
-                });
-            }
-            buf[..msg.len()].copy_from_slice(&msg);
-            return Ok(msg.len());
+        if let Some(done) = self.stash.deliver(buf) {
+            return done;
         }
         loop {
-            match self.inner.recv(buf, &self.topics).await {
-                Ok(n) if self.topics.matches(&buf[..n]) => return Ok(n),
-                Ok(_) => {} // not subscribed: skip it
-                Err(Error::BufferTooSmall { len, buf: have })
-                    if !self.topics.matches_everything() =>
-                {
-                    // Read it to see its topic; keep it if it is wanted.
-                    let mut msg = vec![0; len];
-                    match self.inner.try_recv(&mut msg) {
-                        Ok(n) => msg.truncate(n),
-                        Err(Error::BufferTooSmall { .. } | Error::WouldBlock) => continue,
-                        Err(e) => return Err(e),
-                    }
-                    if self.topics.matches(&msg) {
-                        let len = msg.len();
-                        self.stash = Some(msg);
-                        return Err(Error::BufferTooSmall { len, buf: have });
-                    }
-                }
-                Err(e) => return Err(e),
+            let got = self.inner.recv(buf, &self.topics).await;
+            let peek = |msg: &mut [u8]| self.inner.try_recv(msg);
+            if let Some(done) = self.stash.judge(&self.topics, got, buf, peek) {
+                return done;
             }
         }
     }
