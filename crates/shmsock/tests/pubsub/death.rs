@@ -164,6 +164,9 @@ fn dead_subscribers_of_a_drop_oldest_publisher_are_released() {
     let rounds = 20;
     let ep = harness::endpoint("churn");
     let mut publisher = Peer::spawn("churn_publisher", &ep, &[(COUNT_ENV, &rounds.to_string())]);
+    for _ in 0..rounds {
+        publisher.expect("round");
+    }
     let extra: i64 = publisher
         .expect("extra_fds")
         .parse()
