@@ -18,8 +18,10 @@
 //! writer), so no peer can steal, redirect or shut down another's rings, and the pair has
 //! no name: nothing outside the two processes can reach it.
 //!
-//! A ringing end received from a peer is checked to be a Unix datagram socket, so a pipe,
-//! an eventfd or a stream socket passed in its place is refused at the handshake.
+//! A ringing end received from a peer is checked to be a Unix datagram socket made by that
+//! peer itself (`SO_PEERCRED` of a socket pair names the process that created it), so a
+//! pipe, an eventfd, a stream socket, or a datagram socket connected to some other service
+//! (say `/dev/log`, which our rings would then write to) is refused at the handshake.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -30,7 +32,9 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 /// Most datagrams one drain reads: rings are one byte each and a peer rings only while we
 /// announce a sleep, so a few are queued at most; a peer that floods its end cannot keep
-/// us draining (what is left keeps the bell readable: the next wait returns at once).
+/// us draining (what is left keeps the bell readable, so the next `poll` returns at once;
+/// an async waiter, which is edge-triggered, gets a new edge from the next ring, for which
+/// the drain made room).
 const DRAIN_MAX: usize = 256;
 
 /// Our doorbell: the end we sleep on, and the ringing end we pass to the one peer that
@@ -80,6 +84,11 @@ impl Doorbell {
         self.tx.ring();
     }
 
+    /// The end we sleep on (see [`wait_any`](Doorbell::wait_any)).
+    pub(crate) fn sleep_end(&self) -> BorrowedFd<'_> {
+        self.rx.as_fd()
+    }
+
     /// Sleeps until rung or `timeout`; returns whether it was rung. Does not reset it.
     #[cfg(test)]
     pub(crate) fn wait(&self, timeout: Duration) -> bool {
@@ -87,16 +96,16 @@ impl Doorbell {
         poll(&mut fds, timeout) > 0
     }
 
-    /// Sleeps until one of `bells` is rung or `timeout` passed, then resets the ones that
-    /// were rung. Returns whether one was. A ring after the reset is not lost: it leaves
-    /// its bell readable for the next wait.
+    /// Sleeps until one of the doorbells whose sleeping ends are `ends` is rung or
+    /// `timeout` passed, then resets the ones that were rung. Returns whether one was. A
+    /// ring after the reset is not lost: it leaves its bell readable for the next wait.
     pub(crate) fn wait_any<'a>(
-        bells: impl IntoIterator<Item = &'a Doorbell>,
+        ends: impl IntoIterator<Item = BorrowedFd<'a>>,
         timeout: Duration,
     ) -> bool {
-        let mut fds: Vec<PollFd<'_>> = bells
+        let mut fds: Vec<PollFd<'_>> = ends
             .into_iter()
-            .map(|b| PollFd::new(&b.rx, PollFlags::IN))
+            .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN))
             .collect();
         if poll(&mut fds, timeout) == 0 {
             return false;
@@ -116,18 +125,21 @@ impl Doorbell {
     }
 }
 
-/// `poll(2)` on `fds` for at most `timeout`, retried on `EINTR`; the number of ready fds (0
-/// on a timeout or an error).
+/// `poll(2)` on `fds` for at most `timeout`: the number of ready fds. A signal ends the wait
+/// early (0: the callers look at their rings and wait again, so a stream of signals cannot
+/// stretch a wait past its deadline). Any other error (out of memory) sleeps out the
+/// timeout, capped at 1 ms, rather than letting the caller spin.
 fn poll(fds: &mut [PollFd<'_>], timeout: Duration) -> usize {
     let ts = rustix::time::Timespec {
         tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
         tv_nsec: i64::from(timeout.subsec_nanos()),
     };
-    loop {
-        match rustix::event::poll(fds, Some(&ts)) {
-            Ok(n) => return n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return 0,
+    match rustix::event::poll(fds, Some(&ts)) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::INTR) => 0,
+        Err(_) => {
+            std::thread::sleep(timeout.min(Duration::from_millis(1)));
+            0
         }
     }
 }
@@ -144,8 +156,10 @@ pub(crate) fn drain(rx: BorrowedFd<'_>) {
 }
 
 impl Ringer {
-    /// Accepts a peer's ringing end: it must be a Unix datagram socket.
-    pub(crate) fn from_peer(fd: OwnedFd) -> Result<Self, String> {
+    /// Accepts the ringing end of the peer whose process id is `peer_pid` (from the
+    /// rendezvous socket's `SO_PEERCRED`): it must be a Unix datagram socket of a pair that
+    /// process created.
+    pub(crate) fn from_peer(fd: OwnedFd, peer_pid: i32) -> Result<Self, String> {
         let stat =
             rustix::fs::fstat(&fd).map_err(|e| format!("cannot inspect the doorbell: {e}"))?;
         let what = match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
@@ -155,7 +169,20 @@ impl Ringer {
                 let kind = rustix::net::sockopt::socket_type(&fd)
                     .map_err(|e| format!("cannot read the doorbell's socket type: {e}"))?;
                 if domain == AddressFamily::UNIX && kind == SocketType::DGRAM {
-                    return Ok(Ringer { fd });
+                    return match rustix::net::sockopt::socket_peercred(&fd) {
+                        Ok(cred) if cred.pid.as_raw_nonzero().get() == peer_pid => {
+                            Ok(Ringer { fd })
+                        }
+                        Ok(cred) => Err(format!(
+                            "the doorbell is a Unix datagram socket made by process {}, \
+                             not by the peer (process {peer_pid})",
+                            cred.pid.as_raw_nonzero()
+                        )),
+                        // A datagram socket `connect`ed elsewhere carries no credentials.
+                        Err(_) => Err("the doorbell is a Unix datagram socket that is not \
+                                       one end of a socket pair made by the peer"
+                            .to_owned()),
+                    };
                 }
                 let domain = match domain {
                     AddressFamily::UNIX => "Unix".to_owned(),
@@ -189,10 +216,9 @@ impl Ringer {
     }
 }
 
-/// An async receiver registers the end it sleeps on with the reactor
-/// (`tokio::io::unix::AsyncFd`) and empties it with [`drain`]. Our copy of the ringing end
-/// is closed: the peer holds its own.
-#[cfg(feature = "tokio")]
+/// The end we sleep on, once the ringing end was passed to the peer (our copy of it is
+/// closed): an `Inbox` keeps one per writer, an async receiver registers it with the
+/// reactor (`tokio::io::unix::AsyncFd`) and empties it with [`drain`].
 impl From<Doorbell> for OwnedFd {
     fn from(bell: Doorbell) -> OwnedFd {
         bell.rx
@@ -205,8 +231,12 @@ mod tests {
     use rustix::fs::OFlags;
     use std::time::Instant;
 
+    fn my_pid() -> i32 {
+        rustix::process::getpid().as_raw_nonzero().get()
+    }
+
     fn peer_end(bell: &Doorbell) -> Ringer {
-        Ringer::from_peer(bell.ring_end().try_clone_to_owned().unwrap()).unwrap()
+        Ringer::from_peer(bell.ring_end().try_clone_to_owned().unwrap(), my_pid()).unwrap()
     }
 
     #[test]
@@ -225,17 +255,18 @@ mod tests {
     #[test]
     fn wait_any_wakes_on_any_bell_and_resets_only_what_it_read() {
         let bells: Vec<Doorbell> = (0..3).map(|_| Doorbell::new().unwrap()).collect();
-        assert!(!Doorbell::wait_any(&bells, Duration::from_millis(1)));
+        let ends = || bells.iter().map(Doorbell::sleep_end);
+        assert!(!Doorbell::wait_any(ends(), Duration::from_millis(1)));
         peer_end(&bells[2]).ring();
-        assert!(Doorbell::wait_any(&bells, Duration::from_secs(5)));
-        assert!(!Doorbell::wait_any(&bells, Duration::ZERO), "reset");
+        assert!(Doorbell::wait_any(ends(), Duration::from_secs(5)));
+        assert!(!Doorbell::wait_any(ends(), Duration::ZERO), "reset");
         // Rings while nobody waits stay pending, however many.
         for _ in 0..1000 {
             bells[0].ring();
         }
-        assert!(Doorbell::wait_any(&bells, Duration::ZERO));
+        assert!(Doorbell::wait_any(ends(), Duration::ZERO));
         let mut rounds = 1;
-        while Doorbell::wait_any(&bells, Duration::ZERO) {
+        while Doorbell::wait_any(ends(), Duration::ZERO) {
             rounds += 1;
             assert!(rounds < 100, "a drain never ends");
         }
@@ -244,12 +275,12 @@ mod tests {
     #[test]
     fn a_peer_doorbell_must_be_a_unix_datagram_socket() {
         let (r, _w) = rustix::pipe::pipe().unwrap();
-        let err = Ringer::from_peer(r).unwrap_err();
+        let err = Ringer::from_peer(r, my_pid()).unwrap_err();
         assert!(err.contains("not a Unix datagram socket"), "{err}");
         let memfd = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
-        assert!(Ringer::from_peer(memfd).is_err());
+        assert!(Ringer::from_peer(memfd, my_pid()).is_err());
         let efd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
-        assert!(Ringer::from_peer(efd).is_err());
+        assert!(Ringer::from_peer(efd, my_pid()).is_err());
         let (s, _t) = rustix::net::socketpair(
             AddressFamily::UNIX,
             SocketType::STREAM,
@@ -257,8 +288,23 @@ mod tests {
             None,
         )
         .unwrap();
-        let err = Ringer::from_peer(s).unwrap_err();
+        let err = Ringer::from_peer(s, my_pid()).unwrap_err();
         assert!(err.contains("a Unix stream socket"), "{err}");
+        // A pair made by another process than the peer.
+        let bell = Doorbell::new().unwrap();
+        let theirs = bell.ring_end().try_clone_to_owned().unwrap();
+        let err = Ringer::from_peer(theirs, my_pid() + 1).unwrap_err();
+        assert!(err.contains("not by the peer"), "{err}");
+        // A datagram socket connected to some other service.
+        let dir = std::env::temp_dir().join(format!("shmsock-bell-{}", my_pid()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let service = std::os::unix::net::UnixDatagram::bind(dir.join("log")).unwrap();
+        let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        client.connect(dir.join("log")).unwrap();
+        let err = Ringer::from_peer(client.into(), my_pid()).unwrap_err();
+        drop(service);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(err.contains("not one end of a socket pair"), "{err}");
     }
 
     #[test]
@@ -272,7 +318,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let ringer = Ringer::from_peer(tx).unwrap();
+        let ringer = Ringer::from_peer(tx, my_pid()).unwrap();
         assert!(!rustix::fs::fcntl_getfl(&ringer.fd)
             .unwrap()
             .contains(OFlags::NONBLOCK));

@@ -9,6 +9,7 @@
 //! `wait::prepare_doorbell_wait`). A background thread accepts writers; it rings a doorbell
 //! of its own, so a sleeping inbox merges a new writer at once.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -49,8 +50,9 @@ impl std::fmt::Display for WriterId {
 struct Writer {
     id: WriterId,
     conn: ShmConn,
-    /// The doorbell this writer rings when we sleep.
-    bell: Doorbell,
+    /// The end of the doorbell this writer rings when we sleep (the other end is the
+    /// writer's alone).
+    bell: OwnedFd,
 }
 
 /// Writers accepted by the background thread, waiting to be merged.
@@ -255,7 +257,8 @@ impl ShmInbox {
                 // Without the heavy barrier a light writer's ring may be missed: cap it.
                 // The wait resets the bells that rang; we look at every ring after it.
                 Doorbell::wait_any(
-                    std::iter::once(&self.bell).chain(self.writers.iter().map(|w| &w.bell)),
+                    std::iter::once(self.bell.sleep_end())
+                        .chain(self.writers.iter().map(|w| w.bell.as_fd())),
                     if sound {
                         t
                     } else {
@@ -366,9 +369,13 @@ fn accept_loop(bound: BoundName, wake: &Ringer, opts: &Options, incoming: &Incom
                 continue;
             }
         };
-        let Ok(bell) = new_doorbell(&endpoint) else {
-            // Out of fds: this writer is refused (its connect fails as the socket closes).
-            continue;
+        let bell = match new_doorbell(&endpoint) {
+            Ok(bell) => bell,
+            Err(e) => {
+                // Out of fds: this writer is refused (its connect fails as the socket closes).
+                tracing::warn!(endpoint = %endpoint, error = %e, "writer refused");
+                continue;
+            }
         };
         // Our own ring in each connection is never written: keep it minimal.
         let handshake = listen_side(
@@ -400,7 +407,7 @@ fn accept_loop(bound: BoundName, wake: &Ringer, opts: &Options, incoming: &Incom
             .push(Writer {
                 id: WriterId { pid, serial },
                 conn,
-                bell,
+                bell: bell.into(),
             });
         serial += 1;
         incoming.pending.store(true, Ordering::Release);

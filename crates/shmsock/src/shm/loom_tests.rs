@@ -165,7 +165,8 @@ impl ModelBell {
 
 /// The inbox's doorbell protocol: two writers each publish one message and ring the bell
 /// only if they see the reader's flag; the reader announces its sleep in both flags,
-/// re-checks both rings, and waits on the bell. A lost wake-up deadlocks the model.
+/// re-checks both rings, and waits on the bell (one bell stands for the writers' pairs:
+/// the inbox polls them all at once). A lost wake-up deadlocks the model.
 #[test]
 fn loom_doorbell_loses_no_wake_up() {
     loom::model(|| {
@@ -203,13 +204,15 @@ fn loom_doorbell_loses_no_wake_up() {
                 continue;
             }
             assert!(wait::prepare_doorbell_wait(flags.iter(), false));
+            // As `ShmInbox::sleep`: a wake-up drains the bell before the flags are
+            // withdrawn, and the loop looks at every ring again afterwards.
             if !look(&mut seen) {
                 bell.wait();
+                bell.reset();
             }
             for f in flags.iter() {
                 wait::cancel_wait(f);
             }
-            bell.reset();
         }
         for w in writers {
             w.join().unwrap();

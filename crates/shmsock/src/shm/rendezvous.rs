@@ -356,6 +356,7 @@ pub(crate) fn accept_peer_hello(
     endpoint: &str,
     received: Received,
     role: Role,
+    peer_pid: i32,
 ) -> Result<Accepted> {
     let fail = |reason: String| Error::Handshake {
         endpoint: endpoint.to_owned(),
@@ -410,7 +411,7 @@ pub(crate) fn accept_peer_hello(
     let fd = fds.next().expect("one fd");
     let segment = PeerSegment::open(fd, hello.ring_capacity).map_err(|r| fail(r.to_string()))?;
     let doorbell = if with_bell {
-        Some(Ringer::from_peer(fds.next().expect("counted")).map_err(fail)?)
+        Some(Ringer::from_peer(fds.next().expect("counted"), peer_pid).map_err(fail)?)
     } else {
         None
     };
@@ -467,7 +468,7 @@ pub(crate) fn listen_side<S: Offer>(
         segment,
         doorbell,
         pool,
-    } = accept_peer_hello(endpoint, received, peer_role)?;
+    } = accept_peer_hello(endpoint, received, peer_role, pid)?;
     mine.note_peer(pid, &segment);
     rustix::net::send(&sock, &[ACK], rustix::net::SendFlags::NOSIGNAL)
         .map_err(|e| io_err(endpoint, "sending ack", e))?;
@@ -526,7 +527,7 @@ pub(crate) fn connect_side(
         segment,
         doorbell,
         pool,
-    } = accept_peer_hello(endpoint, received, peer_role)?;
+    } = accept_peer_hello(endpoint, received, peer_role, pid)?;
     let mine = mine(&segment).map_err(|e| {
         io_err(
             endpoint,

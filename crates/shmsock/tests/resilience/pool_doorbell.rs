@@ -65,6 +65,21 @@ fn eventfd() -> OwnedFd {
     rustix::event::eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd")
 }
 
+/// A Unix datagram socket `connect`ed to some other bound socket (as if to `/dev/log`).
+fn dgram_connected_elsewhere() -> OwnedFd {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = harness::setup();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("fake-service-{}-{n}", std::process::id()));
+    let service = UnixDatagram::bind(&path).expect("binding a datagram socket");
+    let client = UnixDatagram::unbound().expect("datagram socket");
+    client.connect(&path).expect("connecting it");
+    drop(service);
+    let _ = std::fs::remove_file(&path);
+    client.into()
+}
+
 /// A correct doorbell: the ringing end of a Unix datagram socket pair.
 fn bell_end() -> OwnedFd {
     UnixDatagram::pair().expect("socketpair").0.into()
@@ -347,6 +362,13 @@ fn bad_cases() -> Vec<Case> {
             not_dgram,
         ));
     }
+    cases.push(case(
+        "a Unix datagram socket connected to another service as the doorbell",
+        D,
+        (0, 0),
+        || vec![dgram_connected_elsewhere()],
+        &["doorbell", "not one end of a socket pair made by the peer"],
+    ));
     cases
 }
 
