@@ -39,6 +39,33 @@ pub fn unique_path() -> std::path::PathBuf {
     p
 }
 
+/// An endpoint for another process (a pyzmq peer) to bind: an ephemeral loopback port, or a
+/// unique socket path, which the returned guard removes (libzmq leaves its socket file
+/// behind when its process ends).
+pub fn foreign_bind_endpoint(scheme: Scheme) -> (String, RemoveOnDrop) {
+    match scheme {
+        Scheme::Tcp => ("tcp://127.0.0.1:*".to_owned(), RemoveOnDrop(None)),
+        Scheme::Unix => {
+            let path = unique_path();
+            (
+                format!("unix://{}", path.display()),
+                RemoveOnDrop(Some(path)),
+            )
+        }
+    }
+}
+
+/// Removes a file, if any, when dropped.
+pub struct RemoveOnDrop(Option<std::path::PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// Message `k` of `n` bytes: byte `j` is `(k + j) % 251` (the pyzmq peer builds the same).
 pub fn payload(k: usize, n: usize) -> Vec<u8> {
     (0..n).map(|j| ((k + j) % 251) as u8).collect()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Options, Publisher, Subscriber};
 
-use crate::common::{bind_endpoint, payload, unique_path, Scheme, SCHEMES, SIZES, STEP_TIMEOUT};
+use crate::common::{bind_endpoint, foreign_bind_endpoint, payload, SCHEMES, SIZES, STEP_TIMEOUT};
 use crate::pyzmq::pyzmq_available;
 
 const TOPICS: [&[u8]; 4] = [b"AB", b"B", b"C", b"D"];
@@ -100,14 +100,6 @@ impl Drop for PyPeer {
     }
 }
 
-/// An endpoint for pyzmq to bind.
-fn py_bind_endpoint(scheme: Scheme) -> String {
-    match scheme {
-        Scheme::Tcp => "tcp://127.0.0.1:*".to_owned(),
-        Scheme::Unix => format!("unix://{}", unique_path().display()),
-    }
-}
-
 /// Subscribes to the wanted topics and `S` (sync) and cancels "everything" last, so at
 /// every moment the pyzmq publisher sends us either everything or what we want.
 fn subscribe_wanted(sub: &mut Subscriber) {
@@ -147,7 +139,8 @@ fn pyzmq_pub_to_our_subscriber_with_topics() {
         return;
     }
     for scheme in SCHEMES {
-        let mut py = PyPeer::spawn("pub", &py_bind_endpoint(scheme));
+        let (ep, _socket_file) = foreign_bind_endpoint(scheme);
+        let mut py = PyPeer::spawn("pub", &ep);
         let mut sub = Subscriber::connect(&py.bound()).expect("connecting to pyzmq");
         subscribe_wanted(&mut sub);
         // The warm-ups reach us once the connection is up (S or "" is always subscribed).
@@ -167,7 +160,8 @@ fn pyzmq_xpub_sees_our_subscriptions_and_filters_for_us() {
         return;
     }
     for scheme in SCHEMES {
-        let mut py = PyPeer::spawn("xpub", &py_bind_endpoint(scheme));
+        let (ep, _socket_file) = foreign_bind_endpoint(scheme);
+        let mut py = PyPeer::spawn("xpub", &ep);
         let mut sub = Subscriber::connect(&py.bound()).expect("connecting to pyzmq");
         subscribe_wanted(&mut sub);
         // The XPUB starts once it has read our SUBSCRIBE commands for every wanted topic.

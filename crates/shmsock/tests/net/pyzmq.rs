@@ -8,7 +8,7 @@ use std::sync::mpsc;
 
 use shmsock::{Conn, Error, Listener};
 
-use crate::common::{bind_endpoint, payload, unique_path, Scheme, SCHEMES, SIZES, STEP_TIMEOUT};
+use crate::common::{bind_endpoint, foreign_bind_endpoint, payload, SCHEMES, SIZES, STEP_TIMEOUT};
 
 /// Whether `python3 -c "import zmq"` works; prints the skip reason if not.
 pub fn pyzmq_available() -> bool {
@@ -113,10 +113,7 @@ fn our_conn_connects_to_a_pyzmq_bind() {
         return;
     }
     for scheme in SCHEMES {
-        let ep = match scheme {
-            Scheme::Tcp => "tcp://127.0.0.1:*".to_owned(),
-            Scheme::Unix => format!("unix://{}", unique_path().display()),
-        };
+        let (ep, _socket_file) = foreign_bind_endpoint(scheme);
         let py = PyPeer::spawn("bind", &ep);
         let bound = py.line();
         let ep = bound.strip_prefix("BOUND ").expect("BOUND line").to_owned();
