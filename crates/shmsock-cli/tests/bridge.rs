@@ -23,7 +23,7 @@ fn shmsock() -> Command {
 
 /// The children's rendezvous directory (this process's library calls use tcp:// only).
 fn runtime_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("shmsock-cli-bridge-{}", std::process::id()))
+    shmsock::test_support::runtime_dir("shmsock-cli-bridge-")
 }
 
 /// A child process: stderr arrives line by line (and is kept), stdout is collected; killed

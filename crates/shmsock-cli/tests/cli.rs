@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 fn shmsock() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmsock"));
-    let dir = std::env::temp_dir().join(format!("shmsock-cli-{}", std::process::id()));
+    let dir = shmsock::test_support::runtime_dir("shmsock-cli-");
     cmd.env("SHMSOCK_RUNTIME_DIR", dir);
     cmd
 }

@@ -11,7 +11,7 @@ const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn shmsock() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmsock"));
-    let dir = std::env::temp_dir().join(format!("shmsock-cli-pubsub-{}", std::process::id()));
+    let dir = shmsock::test_support::runtime_dir("shmsock-cli-pubsub-");
     cmd.env("SHMSOCK_RUNTIME_DIR", dir);
     cmd
 }

@@ -186,7 +186,7 @@ impl BridgeBuilder {
 /// use std::sync::atomic::AtomicBool;
 /// use std::sync::Arc;
 /// use shmsock::{Bridge, BridgeEnd, Publisher, Subscriber};
-/// # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+/// # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
 /// let mut prices = Publisher::bind("shm://doc-bridge-prices")?;
 /// let mut bridge = Bridge::builder("shm://doc-bridge-prices", "tcp://127.0.0.1:0")
 ///     .topic("AAPL")

@@ -31,7 +31,7 @@ enum ConnInner {
 /// # Examples
 /// ```
 /// use shmsock::{Conn, Listener};
-/// # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+/// # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
 /// let listener = Listener::bind("shm://doc-listener")?;
 /// let client = std::thread::spawn(|| -> shmsock::Result<()> {
 ///     let mut conn = Conn::connect("shm://doc-listener")?;
@@ -128,7 +128,7 @@ impl Listener {
 /// # Examples
 /// ```
 /// use shmsock::{Conn, Listener, Error};
-/// # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+/// # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
 /// let listener = Listener::bind("shm://doc-conn")?;
 /// let t = std::thread::spawn(|| -> shmsock::Result<()> {
 ///     let mut c = Conn::connect("shm://doc-conn")?;
@@ -274,7 +274,7 @@ impl Conn {
     /// # Examples
     /// ```
     /// use shmsock::{Conn, Listener, Options};
-    /// # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+    /// # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
     /// let listener = Listener::bind("shm://doc-loans")?;
     /// let sender = std::thread::spawn(|| -> shmsock::Result<()> {
     ///     let opts = Options::new().loan_pool(4, 1 << 20); // 4 slots of 1 MiB

@@ -9,7 +9,7 @@ use crate::shm::segment::{self, RING_OFFSET};
 use crate::{Conn, Error, Listener, Options};
 
 fn pair(name: &str, cap: usize) -> (Conn, Conn) {
-    let dir = std::env::temp_dir().join(format!("shmsock-unit-{}", std::process::id()));
+    let dir = crate::test_support::runtime_dir("shmsock-unit-");
     std::env::set_var("SHMSOCK_RUNTIME_DIR", &dir);
     let ep = format!("shm://{name}");
     let opts = Options::new().ring_capacity(cap);

@@ -29,7 +29,7 @@ use crate::shm::{Mode, ShmInbox};
 /// # Examples
 /// ```
 /// use shmsock::{Conn, Inbox};
-/// # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+/// # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
 /// let mut inbox = Inbox::bind("shm://doc-orders")?;
 /// let writers: Vec<_> = (0..3u8)
 ///     .map(|w| {

@@ -22,7 +22,7 @@
 //! ## One peer: `Listener` and `Conn`
 //! ```
 //! use shmsock::{Conn, Listener};
-//! # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+//! # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
 //! let listener = Listener::bind("shm://quotes")?;
 //! let writer = std::thread::spawn(|| -> shmsock::Result<()> {
 //!     let mut conn = Conn::connect("shm://quotes")?;
@@ -51,7 +51,7 @@
 //! waits and tells the subscriber how many it lost ([`Error::Lagged`]).
 //! ```
 //! use shmsock::{Publisher, Subscriber};
-//! # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+//! # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
 //! let mut publisher = Publisher::bind("shm://doc-weather")?;
 //! let mut everything = Subscriber::connect("shm://doc-weather")?;
 //! let mut paris = Subscriber::connect("shm://doc-weather")?;
@@ -73,7 +73,7 @@
 //! takes one message from each writer in turn and says who sent it.
 //! ```
 //! use shmsock::{Conn, Inbox};
-//! # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+//! # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
 //! let mut inbox = Inbox::bind("shm://doc-orders-many")?;
 //! let writers: Vec<_> = ["buy 100", "sell 50", "buy 7"]
 //!     .into_iter()
@@ -104,7 +104,7 @@
 //! back. Over `tcp://`/`unix://` a loan is an ordinary buffer (copied).
 //! ```
 //! use shmsock::{Conn, Listener, Options};
-//! # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+//! # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
 //! let listener = Listener::bind("shm://doc-frames")?;
 //! let camera = std::thread::spawn(|| -> shmsock::Result<()> {
 //!     let pool = Options::new().loan_pool(4, 1 << 20); // 4 slots of 1 MiB
@@ -135,7 +135,7 @@
 //! ```
 //! use serde::{Deserialize, Serialize};
 //! use shmsock::{Conn, Listener};
-//! # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+//! # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
 //! #[derive(Serialize, Deserialize, Debug, PartialEq)]
 //! struct Order {
 //!     symbol: String,
@@ -265,6 +265,8 @@ mod shm;
 mod sync;
 #[cfg(not(loom))]
 mod sys;
+#[doc(hidden)]
+pub mod test_support;
 #[cfg(not(loom))]
 mod typed;
 

@@ -65,7 +65,7 @@ impl Loan<'_> {
     ///
     /// ```
     /// use shmsock::{Conn, Listener, Options};
-    /// # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+    /// # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
     /// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, PartialEq, Debug)]
     /// #[repr(C)]
     /// struct Frame { seq: u64, pixels: [u8; 4096] }

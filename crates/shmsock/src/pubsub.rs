@@ -53,7 +53,7 @@ enum SubscriberInner {
 /// # Examples
 /// ```
 /// use shmsock::{Publisher, Subscriber};
-/// # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+/// # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
 /// let mut publisher = Publisher::bind("shm://doc-ticks")?;
 /// let mut subscriber = Subscriber::connect("shm://doc-ticks")?;
 /// while publisher.subscriber_count() < 1 {
@@ -144,7 +144,7 @@ impl Publisher {
     /// # Examples
     /// ```
     /// use shmsock::{Options, Publisher, Subscriber};
-    /// # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+    /// # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
     /// let opts = Options::new().loan_pool(8, 1 << 20); // 8 slots of 1 MiB
     /// let mut publisher = Publisher::bind_with("shm://doc-frames", opts)?;
     /// let mut subscriber = Subscriber::connect("shm://doc-frames")?;

@@ -4,7 +4,7 @@
 //! # Examples
 //! ```
 //! use shmsock::{Conn, Listener};
-//! # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+//! # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
 //! #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
 //! struct Quote { symbol: String, price: f64 }
 //!

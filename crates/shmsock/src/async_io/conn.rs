@@ -67,7 +67,7 @@ enum ListenerInner {
 /// # Examples
 /// ```
 /// use shmsock::{AsyncConn, AsyncListener};
-/// # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+/// # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let mut listener = AsyncListener::bind("shm://doc-async-listener")?;
 /// let client = tokio::spawn(async {

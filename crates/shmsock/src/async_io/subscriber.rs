@@ -47,7 +47,7 @@ impl SubscriberInner {
 /// # Examples
 /// ```
 /// use shmsock::{AsyncSubscriber, Publisher};
-/// # std::env::set_var("SHMSOCK_RUNTIME_DIR", std::env::temp_dir().join(format!("shmsock-doc-{}", std::process::id())));
+/// # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let mut publisher = Publisher::bind("shm://doc-async-ticks")?;
 /// let mut subscriber = AsyncSubscriber::connect("shm://doc-async-ticks").await?;

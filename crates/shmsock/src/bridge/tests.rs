@@ -12,7 +12,7 @@ use crate::{Bridge, BridgeBuilder, BridgeEnd, BridgeStats, Error, Options, Publi
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn endpoint(name: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("shmsock-unit-{}", std::process::id()));
+    let dir = crate::test_support::runtime_dir("shmsock-unit-");
     std::env::set_var("SHMSOCK_RUNTIME_DIR", &dir);
     format!("shm://bridge-{name}")
 }

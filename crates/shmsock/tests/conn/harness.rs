@@ -2,7 +2,7 @@
 //! processes with a kill-and-reap guard, and bounded versions of the blocking calls.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -40,7 +40,7 @@ static TIMING: RwLock<()> = RwLock::new(());
 pub fn setup() -> &'static Path {
     RUNTIME_DIR.get_or_init(|| {
         let tmp = std::env::temp_dir();
-        remove_dirs_of_dead_runs(&tmp);
+        shmsock::test_support::remove_dirs_of_dead_runs(&tmp, "shmsock-it-");
         let dir = tmp.join(format!("shmsock-it-{}", std::process::id()));
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -52,28 +52,6 @@ pub fn setup() -> &'static Path {
         std::env::set_var(RUNTIME_DIR_ENV, &dir);
         dir
     })
-}
-
-fn remove_dirs_of_dead_runs(tmp: &Path) {
-    let Ok(entries) = std::fs::read_dir(tmp) else {
-        return;
-    };
-    let me = rustix::process::geteuid();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("shmsock-it-")) else {
-            continue;
-        };
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        let Some(pid) = digits.parse().ok().and_then(Pid::from_raw) else {
-            continue;
-        };
-        let ours = entry.metadata().is_ok_and(|m| m.uid() == me.as_raw());
-        let dead = rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH);
-        if (ours || me.is_root()) && dead {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 /// A unique `shm://` endpoint for one test.

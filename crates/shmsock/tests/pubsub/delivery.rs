@@ -83,8 +83,9 @@ fn late_subscriber_joining_a_streaming_block_publisher_never_lags() {
         &ep,
         &[(SEED_ENV, &seed_s), (MAX_LEN_ENV, &max_s), (LATE_ENV, "1")],
     );
-    // Stream (laps of a 4 KiB ring every ~40 messages) while it connects (in a few ms).
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // Stream (laps of a 4 KiB ring every ~40 messages) while it connects (in a few ms;
+    // seconds under valgrind).
+    let deadline = Instant::now() + STEP_TIMEOUT;
     while publisher.subscriber_count() == 0 {
         if Instant::now() >= deadline {
             late.expect("ready"); // says how the child failed
