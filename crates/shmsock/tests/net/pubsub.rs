@@ -88,15 +88,17 @@ fn topic_prefixes_select_messages_byte_for_byte() {
         let ep = publisher.endpoint().to_owned();
         let all = Subscriber::connect(&ep).unwrap();
         let mut a = Subscriber::connect(&ep).unwrap();
-        a.unsubscribe(b"").unwrap();
+        // Wanted topics first, "everything" cancelled last: the publisher applies them in
+        // order, so at no moment does it filter out what we want (ZeroMQ semantics).
         a.subscribe(b"A").unwrap();
+        a.unsubscribe(b"").unwrap();
         let mut b_cc = Subscriber::connect(&ep).unwrap();
-        b_cc.unsubscribe(b"").unwrap();
         b_cc.subscribe(b"B").unwrap();
         b_cc.subscribe(b"CC").unwrap();
         b_cc.subscribe(b"CC").unwrap(); // counted: one unsubscribe leaves it
         b_cc.unsubscribe(b"CC").unwrap();
         b_cc.unsubscribe(b"never subscribed").unwrap();
+        b_cc.unsubscribe(b"").unwrap();
         let mut nothing = Subscriber::connect(&ep).unwrap();
         nothing.unsubscribe(b"").unwrap();
         wait_for_subscribers(&mut publisher, 4);
@@ -122,8 +124,8 @@ fn a_message_too_big_for_the_buffer_is_kept_for_a_filtering_subscriber() {
     for (scheme, ep) in every_scheme() {
         let mut publisher = Publisher::bind(&ep).unwrap();
         let mut sub = Subscriber::connect(publisher.endpoint()).unwrap();
-        sub.unsubscribe(b"").unwrap();
         sub.subscribe(b"big").unwrap();
+        sub.unsubscribe(b"").unwrap();
         wait_for_subscribers(&mut publisher, 1);
         let big = [&b"big"[..], &payload(1, 5000)].concat();
         publisher.send(&[b"other", &big[..]].concat()).unwrap();
@@ -155,8 +157,8 @@ fn shm_filtering_skips_unwanted_messages_and_lets_lagged_through() {
         .overflow(Overflow::DropOldest);
     let mut publisher = Publisher::bind_with(&ep, options).unwrap();
     let mut sub = Subscriber::connect(&ep).unwrap();
-    sub.unsubscribe(b"").unwrap();
     sub.subscribe(b"want").unwrap();
+    sub.unsubscribe(b"").unwrap();
     wait_for_subscribers(&mut publisher, 1);
     publisher.send(b"skip me").unwrap();
     let mut buf = [0u8; 256];
