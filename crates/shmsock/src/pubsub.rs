@@ -340,6 +340,35 @@ impl Stash {
     }
 }
 
+/// One subscription change, shared by `Subscriber` and `AsyncSubscriber`: checks that
+/// `prefix` fits a SUBSCRIBE command (`max`: the socket's largest message, `None` over
+/// `shm://`; the publisher refuses longer ones), counts it in `topics`, and calls `tell`
+/// (tell a `tcp://`/`unix://` publisher) when the set of prefixes changed.
+pub(crate) fn change_subscription(
+    topics: &mut Topics,
+    prefix: &[u8],
+    subscribe: bool,
+    max: Option<usize>,
+    tell: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    if let Some(max) = max.filter(|&max| prefix.len() > max) {
+        return Err(Error::TooLarge {
+            len: prefix.len(),
+            max,
+        });
+    }
+    let changed = if subscribe {
+        topics.subscribe(prefix)
+    } else {
+        topics.unsubscribe(prefix)
+    };
+    if changed {
+        tell()
+    } else {
+        Ok(())
+    }
+}
+
 /// Receives one whole message with `recv` into a new `Vec`, growing it as
 /// `BufferTooSmall` asks (the message stays queued meanwhile).
 fn recv_whole(mut recv: impl FnMut(&mut [u8]) -> Result<usize>) -> Result<Vec<u8>> {
@@ -385,37 +414,25 @@ impl Subscriber {
     /// Over `tcp://` and `unix://` the publisher is told without waiting; messages it
     /// publishes after it read the subscription are sent to us.
     pub fn subscribe(&mut self, prefix: &[u8]) -> Result<()> {
-        self.check_prefix(prefix)?;
-        if self.topics.subscribe(prefix) {
-            if let SubscriberInner::Net(s) = &mut self.inner {
-                return s.update(true, prefix);
-            }
-        }
-        Ok(())
+        self.change_subscription(prefix, true)
     }
 
     /// Cancels one subscription to `prefix` (subscriptions are counted). Messages that
     /// no longer match are not delivered from now on, even those already on their way.
     /// Unsubscribing from what was not subscribed does nothing.
     pub fn unsubscribe(&mut self, prefix: &[u8]) -> Result<()> {
-        self.check_prefix(prefix)?;
-        if self.topics.unsubscribe(prefix) {
-            if let SubscriberInner::Net(s) = &mut self.inner {
-                return s.update(false, prefix);
-            }
-        }
-        Ok(())
+        self.change_subscription(prefix, false)
     }
 
-    fn check_prefix(&self, prefix: &[u8]) -> Result<()> {
-        match &self.inner {
-            // The SUBSCRIBE command carries it; the publisher refuses longer ones.
-            SubscriberInner::Net(s) if prefix.len() > s.max_message_len() => Err(Error::TooLarge {
-                len: prefix.len(),
-                max: s.max_message_len(),
-            }),
-            _ => Ok(()),
-        }
+    fn change_subscription(&mut self, prefix: &[u8], subscribe: bool) -> Result<()> {
+        let net = match &mut self.inner {
+            SubscriberInner::Net(s) => Some(s),
+            SubscriberInner::Shm(_) => None,
+        };
+        let max = net.as_ref().map(|s| s.max_message_len());
+        change_subscription(&mut self.topics, prefix, subscribe, max, || {
+            net.map_or(Ok(()), |s| s.update(subscribe, prefix))
+        })
     }
 
     #[inline]

@@ -7,7 +7,7 @@ use crate::endpoint::Endpoint;
 use crate::net::topics::Topics;
 use crate::net::NetSubscriber;
 use crate::options::Options;
-use crate::pubsub::Stash;
+use crate::pubsub::{change_subscription, Stash};
 use crate::shm::{Doorbell, ShmSubscriber};
 
 /// The transport behind an [`AsyncSubscriber`].
@@ -110,37 +110,24 @@ impl AsyncSubscriber {
     /// Subscribes to messages starting with `prefix` (`b""`: every message). Never waits;
     /// see [`Subscriber::subscribe`](crate::Subscriber::subscribe).
     pub fn subscribe(&mut self, prefix: &[u8]) -> Result<()> {
-        self.check_prefix(prefix)?;
-        if self.topics.subscribe(prefix) {
-            if let SubscriberInner::Net(s) = &mut self.inner {
-                return s.update(true, prefix);
-            }
-        }
-        Ok(())
+        self.change_subscription(prefix, true)
     }
 
     /// Cancels one subscription to `prefix` (subscriptions are counted); see
     /// [`Subscriber::unsubscribe`](crate::Subscriber::unsubscribe).
     pub fn unsubscribe(&mut self, prefix: &[u8]) -> Result<()> {
-        self.check_prefix(prefix)?;
-        if self.topics.unsubscribe(prefix) {
-            if let SubscriberInner::Net(s) = &mut self.inner {
-                return s.update(false, prefix);
-            }
-        }
-        Ok(())
+        self.change_subscription(prefix, false)
     }
 
-    fn check_prefix(&self, prefix: &[u8]) -> Result<()> {
-        match &self.inner {
-            SubscriberInner::Net(s) if prefix.len() > s.sub().max_message_len() => {
-                Err(Error::TooLarge {
-                    len: prefix.len(),
-                    max: s.sub().max_message_len(),
-                })
-            }
-            _ => Ok(()),
-        }
+    fn change_subscription(&mut self, prefix: &[u8], subscribe: bool) -> Result<()> {
+        let net = match &mut self.inner {
+            SubscriberInner::Net(s) => Some(s),
+            SubscriberInner::Shm(_) => None,
+        };
+        let max = net.as_ref().map(|s| s.sub().max_message_len());
+        change_subscription(&mut self.topics, prefix, subscribe, max, || {
+            net.map_or(Ok(()), |s| s.update(subscribe, prefix))
+        })
     }
 
     /// Receives the next message that matches the topics into `buf`; returns its length.
