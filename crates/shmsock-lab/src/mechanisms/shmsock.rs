@@ -183,7 +183,7 @@ pub(crate) fn lib(what: &'static str) -> impl FnOnce(shmsock::Error) -> LabError
 const INBOX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// shmsock's many-writers pattern for the contention experiment: the consumer is an
-/// [`Inbox`] (one SPSC ring per writer, round-robin turns, one doorbell), every producer a
+/// [`Inbox`] (one SPSC ring per writer, round-robin turns, a doorbell per writer), every producer a
 /// plain [`Conn`] connected to it. The inbox runs an accept thread, so it is bound *after*
 /// the forks (in the consumer's `start`), and producers retry their connect until it is.
 #[derive(Debug, Clone, Copy)]

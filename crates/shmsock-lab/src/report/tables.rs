@@ -208,7 +208,7 @@ impl Report {
                 let x = eight as f64 / one as f64;
                 format!(
                     "`{many}` is shmsock's Inbox: one SPSC ring per producer (no shared tail, no \
-                     CAS), one doorbell. 8 producers reach {x:.2}x the rate of one (bar: >= \
+                     CAS), a doorbell per writer. 8 producers reach {x:.2}x the rate of one (bar: >= \
                      0.80x; {}).",
                     if x >= 0.8 {
                         "met"
@@ -219,7 +219,7 @@ impl Report {
             }
             _ => format!(
                 "`{many}` is shmsock's Inbox: one SPSC ring per producer (no shared tail, no \
-                 CAS), one doorbell."
+                 CAS), a doorbell per writer."
             ),
         });
         Some(Table {
