@@ -131,7 +131,7 @@ impl BridgeBuilder {
     /// Binds the destination publisher. The source is connected by [`Bridge::run`].
     pub fn build(self) -> Result<Bridge> {
         // Fail on a malformed source now rather than in `run`.
-        let _: crate::Endpoint = self.source.parse()?;
+        let _: crate::endpoint::Endpoint = self.source.parse()?;
         let destination = Publisher::bind_with(&self.destination, self.destination_options)?;
         tracing::info!(source = %self.source, destination = %destination.endpoint(),
             "bridge bound");

@@ -6,9 +6,13 @@ use std::time::Duration;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::loan::{Lends, Loan, LoanInner, Sample};
-use crate::net::{NetConn, NetListener};
+use crate::net::conn::NetConn;
+use crate::net::socket::{self as net_socket, NetListener};
 use crate::options::Options;
-use crate::shm::{Mode, ShmConn, ShmListener};
+use crate::shm::conn::{self as shm_conn, ShmConn};
+use crate::shm::listener::ShmListener;
+use crate::shm::loan::ShmSample;
+use crate::vocabulary::Mode;
 
 /// The transport behind a [`Listener`].
 enum ListenerInner {
@@ -65,10 +69,12 @@ impl Listener {
     pub fn bind_with(endpoint: &str, options: Options) -> Result<Listener> {
         let ep: Endpoint = endpoint.parse()?;
         let inner = match &ep {
-            Endpoint::Shm(name) => {
-                ListenerInner::Shm(ShmListener::bind(ep.to_string(), name, options)?)
-            }
-            _ => ListenerInner::Net(NetListener::bind(&ep, options)?),
+            Endpoint::Shm(name) => ListenerInner::Shm(ShmListener::bind(
+                ep.to_string(),
+                name,
+                options.shm_config(),
+            )?),
+            _ => ListenerInner::Net(NetListener::bind(&ep, options.net_config())?),
         };
         Ok(Listener { inner })
     }
@@ -164,10 +170,12 @@ impl Conn {
     pub fn connect_with(endpoint: &str, options: Options) -> Result<Conn> {
         let ep: Endpoint = endpoint.parse()?;
         let inner = match &ep {
-            Endpoint::Shm(name) => {
-                ConnInner::Shm(crate::shm::conn_connect(ep.to_string(), name, &options)?)
-            }
-            _ => ConnInner::Net(crate::net::connect(&ep, &options)?),
+            Endpoint::Shm(name) => ConnInner::Shm(shm_conn::connect(
+                ep.to_string(),
+                name,
+                &options.shm_config(),
+            )?),
+            _ => ConnInner::Net(net_socket::connect(&ep, &options.net_config())?),
         };
         Ok(Conn { inner })
     }
@@ -360,8 +368,7 @@ impl Conn {
             return Ok(Sample::owned(out));
         }
         let loan = shm.check_loan(frame)?;
-        let (pool, board) = shm.take_loan(frame, &loan);
-        Ok(Sample::lent(pool, board, loan))
+        Ok(ShmSample::Lent(shm.take_loan(frame, loan)).into())
     }
 
     /// Sends a serde value, encoded with postcard (compact binary). See [`Conn::recv_value`].

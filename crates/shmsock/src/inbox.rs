@@ -7,8 +7,9 @@ use std::time::Duration;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::options::Options;
-pub use crate::shm::WriterId;
-use crate::shm::{Mode, ShmInbox};
+use crate::shm::inbox::ShmInbox;
+pub use crate::shm::inbox::WriterId;
+use crate::vocabulary::Mode;
 
 /// The receiving end of many writers (ZeroMQ's PULL, iceoryx2's many publishers): binds an
 /// `shm://` name; every process that connects to it with [`Conn::connect`](crate::Conn)
@@ -73,7 +74,7 @@ impl Inbox {
             });
         };
         Ok(Inbox {
-            inner: ShmInbox::bind(ep.to_string(), name, &options)?,
+            inner: ShmInbox::bind(ep.to_string(), name, &options.shm_config())?,
         })
     }
 

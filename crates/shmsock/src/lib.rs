@@ -269,6 +269,7 @@ mod sys;
 pub mod test_support;
 #[cfg(not(loom))]
 mod typed;
+mod vocabulary;
 
 #[cfg(all(feature = "tokio", not(loom)))]
 pub use async_io::{AsyncConn, AsyncListener, AsyncSubscriber};
@@ -286,15 +287,15 @@ pub use inbox::{Inbox, WriterId};
 #[cfg(not(loom))]
 pub use loan::{Loan, Sample};
 #[cfg(not(loom))]
-pub use net::NET_MESSAGE_MAX_DEFAULT_BYTES;
+pub use net::config::NET_MESSAGE_MAX_DEFAULT_BYTES;
 #[cfg(not(loom))]
 pub use options::{Options, RING_CAPACITY_DEFAULT_BYTES};
 #[cfg(not(loom))]
 pub use pubsub::{Publisher, Subscriber};
-pub use shm::broadcast::Overflow;
-#[cfg(not(loom))]
-pub use shm::handshake::{runtime_dir, HANDSHAKE_TIMEOUT};
 pub use shm::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};
 #[cfg(not(loom))]
+pub use shm::runtime_dir::runtime_dir;
+#[cfg(not(loom))]
 pub use shm::segment::{LOAN_POOL_MAX_BYTES, LOAN_SLOTS_MAX, PROTOCOL_VERSION};
-pub use shm::wait::{WaitStrategy, FUTEX_SLEEP_MAX, PEER_CHECK_INTERVAL, SPIN_BUDGET_DEFAULT};
+pub use shm::wait::{FUTEX_SLEEP_MAX, PEER_CHECK_INTERVAL};
+pub use vocabulary::{Overflow, WaitStrategy, HANDSHAKE_TIMEOUT, SPIN_BUDGET_DEFAULT};

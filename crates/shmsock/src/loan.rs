@@ -1,12 +1,9 @@
 //! Zero-copy loans: [`Loan`] (a slot of the sender's pool, filled in place) and [`Sample`]
 //! (the receiver's read-only view of it, handed back when dropped).
 
-use std::sync::Arc;
-
 use crate::error::{Error, Result};
-use crate::shm::loan::LoanRef;
-use crate::shm::segment::{PeerPool, ReleaseBoard};
-use crate::shm::Mode;
+use crate::shm::loan::{LoanRef, ShmSample};
+use crate::vocabulary::Mode;
 
 /// A slot of this side's loan pool, lent by [`Conn::loan`](crate::Conn::loan) or
 /// [`Publisher::loan`](crate::Publisher::loan): fill it in place (it derefs to `&mut [u8]`
@@ -141,37 +138,24 @@ impl Drop for Loan<'_> {
 /// [`Sample::to_vec`], [`Sample::copy_to`]) and [`Sample::as_slice`] is `unsafe`. A sample
 /// is `Send`: it may be dropped on another thread.
 pub struct Sample {
-    pub(crate) inner: SampleInner,
+    inner: ShmSample,
 }
 
-pub(crate) enum SampleInner {
-    Shm {
-        pool: Arc<PeerPool>,
-        board: Arc<ReleaseBoard>,
-        loan: LoanRef,
-    },
-    Owned(Vec<u8>),
+impl From<ShmSample> for Sample {
+    fn from(inner: ShmSample) -> Self {
+        Sample { inner }
+    }
 }
 
 impl Sample {
-    pub(crate) fn lent(pool: Arc<PeerPool>, board: Arc<ReleaseBoard>, loan: LoanRef) -> Self {
-        Sample {
-            inner: SampleInner::Shm { pool, board, loan },
-        }
-    }
-
+    /// A sample of a message that was copied (every transport but a loan over `shm://`).
     pub(crate) fn owned(bytes: Vec<u8>) -> Self {
-        Sample {
-            inner: SampleInner::Owned(bytes),
-        }
+        ShmSample::Copied(bytes).into()
     }
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        match &self.inner {
-            SampleInner::Shm { loan, .. } => loan.len,
-            SampleInner::Owned(b) => b.len(),
-        }
+        self.inner.len()
     }
 
     /// True for an empty message.
@@ -181,28 +165,23 @@ impl Sample {
 
     /// True if the bytes are viewed in the sender's pool (zero-copy), false for a copy.
     pub fn is_loan(&self) -> bool {
-        matches!(self.inner, SampleInner::Shm { .. })
+        matches!(self.inner, ShmSample::Lent(_))
     }
 
     /// Copies `out.len()` bytes starting at `offset` into `out`. Panics if that range
     /// leaves the sample (like slice indexing).
     pub fn read_at(&self, offset: usize, out: &mut [u8]) {
-        let end = offset
+        if offset
             .checked_add(out.len())
-            .filter(|&e| e <= self.len())
-            .unwrap_or_else(|| {
-                panic!(
-                    "read of {} bytes at offset {offset} of a {}-byte sample",
-                    out.len(),
-                    self.len()
-                )
-            });
-        match &self.inner {
-            SampleInner::Shm { pool, loan, .. } => pool
-                .read(loan.slot, offset, out)
-                .expect("the loan was checked against the pool"),
-            SampleInner::Owned(b) => out.copy_from_slice(&b[offset..end]),
+            .is_none_or(|end| end > self.len())
+        {
+            panic!(
+                "read of {} bytes at offset {offset} of a {}-byte sample",
+                out.len(),
+                self.len()
+            );
         }
+        self.inner.read_at(offset, out);
     }
 
     /// Copies the whole message into `out[..len]` and returns `len`; panics if `out` is
@@ -239,15 +218,43 @@ impl Sample {
         v
     }
 
-    // `as_slice` (the unsafe in-place view) lives in `shm/segment.rs`, the one module
-    // that forms references into mapped memory.
-}
-
-impl Drop for Sample {
-    fn drop(&mut self) {
-        if let SampleInner::Shm { board, loan, .. } = &self.inner {
-            board.release(loan.slot, loan.generation);
+    /// The bytes in place, without a copy.
+    ///
+    /// # Safety
+    /// For a loan, the bytes are in the sender's memory. The caller must trust the sender
+    /// not to write to a slot it lent until the sample is dropped (a correct shmsock sender
+    /// never does; a buggy or hostile one could, which would make this a data race).
+    #[allow(unsafe_code)]
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        match &self.inner {
+            ShmSample::Lent(lent) => {
+                let (pool, slot) = lent.place();
+                // SAFETY: forwarded to our caller; the pool (held by `lent`) outlives the
+                // slice, and the loan was checked against it when it was received.
+                unsafe { pool.slot_slice(slot, lent.len()) }
+                    .expect("the loan was checked against the pool")
+            }
+            ShmSample::Copied(b) => b,
         }
+    }
+
+    /// The message as a `&T` in place, without a copy (zero-copy for plain fixed-layout
+    /// types). Loan slots are 64-byte aligned, so any `T` with alignment up to 64 fits a
+    /// loan; a copied sample may not be aligned. `Err` ([`Error::Decode`]) if the size
+    /// differs or the bytes are misaligned for `T`; use [`Sample::read_pod`] for a checked
+    /// copy.
+    ///
+    /// # Safety
+    /// As for [`Sample::as_slice`]: the sender must not write the slot while the reference
+    /// lives.
+    #[allow(unsafe_code)]
+    pub unsafe fn as_pod<T: bytemuck::Pod>(&self) -> Result<&T> {
+        // SAFETY: forwarded to our caller.
+        let bytes = unsafe { self.as_slice() };
+        bytemuck::try_from_bytes(bytes).map_err(|e| Error::Decode {
+            type_name: std::any::type_name::<T>(),
+            reason: format!("a sample of {} bytes as {e:?}", bytes.len()),
+        })
     }
 }
 

@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
-use crate::shm::broadcast::Overflow;
+use crate::net::config::NetConfig;
+use crate::net::config::NET_MESSAGE_MAX_DEFAULT_BYTES;
+use crate::shm::config::ShmConfig;
 use crate::shm::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};
-use crate::shm::wait::{WaitStrategy, SPIN_BUDGET_DEFAULT};
+use crate::shm::segment::LOAN_SLOTS_MAX;
+use crate::vocabulary::{Overflow, PeerPolicy, WaitStrategy, SPIN_BUDGET_DEFAULT};
 
 /// Default ring capacity of each direction, in bytes.
 pub const RING_CAPACITY_DEFAULT_BYTES: usize = 1 << 20;
@@ -25,7 +28,7 @@ pub struct Options {
     pub(crate) ring_capacity: usize,
     pub(crate) wait: WaitStrategy,
     pub(crate) spin_budget: Duration,
-    pub(crate) allowed_uids: Vec<u32>,
+    pub(crate) peers: PeerPolicy,
     pub(crate) overflow: Overflow,
     pub(crate) max_message_len: usize,
     pub(crate) loan_pool: Option<(usize, usize)>,
@@ -37,9 +40,9 @@ impl Default for Options {
             ring_capacity: RING_CAPACITY_DEFAULT_BYTES,
             wait: WaitStrategy::default(),
             spin_budget: SPIN_BUDGET_DEFAULT,
-            allowed_uids: Vec::new(),
+            peers: PeerPolicy::default(),
             overflow: Overflow::default(),
-            max_message_len: crate::net::NET_MESSAGE_MAX_DEFAULT_BYTES,
+            max_message_len: NET_MESSAGE_MAX_DEFAULT_BYTES,
             loan_pool: None,
         }
     }
@@ -58,7 +61,7 @@ impl Options {
     /// `slots * slot_bytes` bytes (plus a 4 KiB header), created per connection. No pool by
     /// default.
     pub fn loan_pool(mut self, slots: usize, slot_bytes: usize) -> Self {
-        let slots = slots.clamp(1, crate::shm::segment::LOAN_SLOTS_MAX);
+        let slots = slots.clamp(1, LOAN_SLOTS_MAX);
         let slot_bytes = slot_bytes.max(1).next_multiple_of(64);
         self.loan_pool = Some((slots, slot_bytes));
         self
@@ -116,7 +119,29 @@ impl Options {
     /// Admits peers running as `uid`. By default only our own effective uid is admitted;
     /// once any uid is added, exactly the listed uids are (add your own too if needed).
     pub fn allow_uid(mut self, uid: u32) -> Self {
-        self.allowed_uids.push(uid);
+        self.peers.allow(uid);
         self
+    }
+
+    /// The settings the `shm://` transport takes.
+    pub(crate) fn shm_config(&self) -> ShmConfig {
+        ShmConfig {
+            ring_capacity: self.ring_capacity,
+            wait: self.wait,
+            spin_budget: self.spin_budget,
+            peers: self.peers.clone(),
+            overflow: self.overflow,
+            loan_pool: self.loan_pool,
+        }
+    }
+
+    /// The settings the `tcp://` and `unix://` transport takes.
+    pub(crate) fn net_config(&self) -> NetConfig {
+        NetConfig {
+            peers: self.peers.clone(),
+            max_message_len: self.max_message_len,
+            overflow: self.overflow,
+            queue_max_bytes: self.ring_capacity,
+        }
     }
 }

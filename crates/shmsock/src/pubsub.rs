@@ -13,11 +13,14 @@ use std::time::Duration;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::loan::{Lends, Loan, LoanInner, Sample};
+use crate::net::publisher::NetPublisher;
+use crate::net::subscriber::NetSubscriber;
 use crate::net::topics::Topics;
-use crate::net::{NetPublisher, NetSubscriber};
 use crate::options::Options;
 use crate::shm::loan::LoanRef;
-use crate::shm::{Mode, ShmPublisher, ShmSubscriber};
+use crate::shm::publisher::ShmPublisher;
+use crate::shm::subscriber::ShmSubscriber;
+use crate::vocabulary::Mode;
 
 /// The transport behind a [`Publisher`].
 enum PublisherInner {
@@ -80,10 +83,12 @@ impl Publisher {
     pub fn bind_with(endpoint: &str, options: Options) -> Result<Publisher> {
         let ep: Endpoint = endpoint.parse()?;
         let inner = match &ep {
-            Endpoint::Shm(name) => {
-                PublisherInner::Shm(ShmPublisher::bind(ep.to_string(), name, &options)?)
-            }
-            _ => PublisherInner::Net(NetPublisher::bind(&ep, &options)?),
+            Endpoint::Shm(name) => PublisherInner::Shm(ShmPublisher::bind(
+                ep.to_string(),
+                name,
+                &options.shm_config(),
+            )?),
+            _ => PublisherInner::Net(NetPublisher::bind(&ep, &options.net_config())?),
         };
         Ok(Publisher { inner })
     }
@@ -397,10 +402,12 @@ impl Subscriber {
         let ep: Endpoint = endpoint.parse()?;
         let topics = Topics::everything();
         let inner = match &ep {
-            Endpoint::Shm(name) => {
-                SubscriberInner::Shm(ShmSubscriber::connect(ep.to_string(), name, &options)?)
-            }
-            _ => SubscriberInner::Net(NetSubscriber::connect(ep, options, &topics)?),
+            Endpoint::Shm(name) => SubscriberInner::Shm(ShmSubscriber::connect(
+                ep.to_string(),
+                name,
+                &options.shm_config(),
+            )?),
+            _ => SubscriberInner::Net(NetSubscriber::connect(ep, options.net_config(), &topics)?),
         };
         Ok(Subscriber {
             inner,
@@ -522,7 +529,7 @@ impl Subscriber {
         let head_len = self.topics.prefixes().map(<[u8]>::len).max().unwrap_or(0);
         let mut head = vec![0; head_len];
         loop {
-            let sample = s.recv_sample(mode)?;
+            let sample = Sample::from(s.recv_sample(mode)?);
             if self.topics.matches_everything() {
                 return Ok(sample);
             }

@@ -12,8 +12,10 @@
 //! ([`register_with_reactor`]), whose contract (the fd stays open and the same while
 //! registered) an `OwnedFd` moved into the registration meets by construction.
 
-use std::time::Duration;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags};
 use rustix::thread::futex;
 
 use crate::sync::AtomicU32;
@@ -22,12 +24,34 @@ use crate::sync::AtomicU32;
 /// change, a signal or the timeout; callers re-check their condition in every case.
 #[inline]
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
-    let ts = rustix::time::Timespec {
-        tv_sec: timeout.as_secs() as i64,
-        tv_nsec: i64::from(timeout.subsec_nanos()),
-    };
+    let ts = timespec(timeout);
     // EAGAIN (value changed), ETIMEDOUT and EINTR all mean "re-check".
     let _ = futex::wait(word, futex::Flags::empty(), expected, Some(&ts));
+}
+
+/// `d` as a kernel timeout (saturating at `i64::MAX` seconds).
+#[inline]
+pub(crate) fn timespec(d: Duration) -> rustix::time::Timespec {
+    rustix::time::Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
+}
+
+/// Waits until `fd` is readable (or hung up), at most `timeout`: `Ok(true)` if it is,
+/// `Ok(false)` once the timeout passed. A signal restarts the wait with the time left.
+pub(crate) fn wait_readable(fd: impl AsFd, timeout: Duration) -> rustix::io::Result<bool> {
+    let deadline = Instant::now().checked_add(timeout);
+    loop {
+        let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&timespec(left))) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Wakes every process sleeping on `word`.

@@ -10,15 +10,19 @@ use tokio::io::Interest;
 use tokio::task::JoinHandle;
 
 use super::net::AsyncNetConn;
+use super::reactor::{blocking, joined, reactor_error, register};
 use super::shm::AsyncShmConn;
-use super::{blocking, joined, reactor_error, register};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::net::conn::NetConn;
+use crate::net::socket::{self as net_socket, NetListener};
 use crate::net::zmtp::SocketType;
-use crate::net::{NetConn, NetListener};
 use crate::options::Options;
-use crate::shm::handshake::HANDSHAKE_TIMEOUT;
-use crate::shm::{Doorbell, ShmConn, ShmListener};
+use crate::shm::config::ShmConfig;
+use crate::shm::conn::{self as shm_conn, ShmConn};
+use crate::shm::doorbell::Doorbell;
+use crate::shm::listener::{self as shm_listener, ShmListener};
+use crate::vocabulary::HANDSHAKE_TIMEOUT;
 
 /// The transport behind an [`AsyncConn`]. Not boxed, as in `Conn`: a pointer chase on
 /// every shm send/recv costs more than the bytes.
@@ -53,7 +57,7 @@ fn doorbell(endpoint: &str) -> Result<Doorbell> {
 
 /// The transport behind an [`AsyncListener`].
 enum ListenerInner {
-    Shm(ShmListener, Options),
+    Shm(ShmListener, ShmConfig),
     Net(NetListener),
 }
 
@@ -101,10 +105,10 @@ impl AsyncListener {
         let ep: Endpoint = endpoint.parse()?;
         let inner = match &ep {
             Endpoint::Shm(name) => ListenerInner::Shm(
-                ShmListener::bind(ep.to_string(), name, options.clone())?,
-                options,
+                ShmListener::bind(ep.to_string(), name, options.shm_config())?,
+                options.shm_config(),
             ),
-            _ => ListenerInner::Net(NetListener::bind(&ep, options)?),
+            _ => ListenerInner::Net(NetListener::bind(&ep, options.net_config())?),
         };
         let (endpoint, fd) = match &inner {
             ListenerInner::Shm(l, _) => (l.endpoint(), l.listening_fd()),
@@ -176,7 +180,7 @@ impl AsyncListener {
             ListenerInner::Shm(_, opts) => {
                 let (bell, opts) = (doorbell(&endpoint)?, opts.clone());
                 Ok(Box::new(move || {
-                    let conn = crate::shm::accept_handshake(
+                    let conn = shm_listener::accept_handshake(
                         &endpoint,
                         UnixStream::from(sock),
                         &opts,
@@ -186,14 +190,14 @@ impl AsyncListener {
                 }))
             }
             ListenerInner::Net(l) => {
-                let (tcp, opts) = (l.is_tcp(), l.options().clone());
+                let (tcp, opts) = (l.is_tcp(), l.config().clone());
                 Ok(Box::new(move || {
                     let (sock, pid) = if tcp {
                         let _ = rustix::net::sockopt::set_tcp_nodelay(&sock, true);
                         (sock, 0)
                     } else {
                         let s = UnixStream::from(sock);
-                        let pid = crate::net::checked_peer(&endpoint, &s, &opts.allowed_uids)?;
+                        let pid = opts.peers.check_peer(&endpoint, &s)?;
                         (OwnedFd::from(s), pid)
                     };
                     NetConn::handshake(
@@ -294,14 +298,14 @@ impl AsyncConn {
                 let ep = shown.clone();
                 blocking(&shown, move || {
                     let conn =
-                        crate::shm::conn_connect_with_bell(ep, &name, &options, Some(&bell))?;
+                        shm_conn::connect_with_bell(ep, &name, &options.shm_config(), Some(&bell))?;
                     Ok(Handshaken::Shm(conn, bell))
                 })
                 .await?
             }
             ep => {
                 blocking(&shown, move || {
-                    crate::net::connect(&ep, &options).map(Handshaken::Net)
+                    net_socket::connect(&ep, &options.net_config()).map(Handshaken::Net)
                 })
                 .await?
             }

@@ -7,11 +7,12 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::task::JoinHandle;
 
-use super::{joined, reactor_error, register};
+use super::reactor::{joined, reactor_error, register};
 use crate::error::{Error, Result};
+use crate::net::conn::NetConn;
+use crate::net::subscriber::NetSubscriber;
 use crate::net::topics::Topics;
-use crate::net::{NetConn, NetSubscriber};
-use crate::shm::Mode;
+use crate::vocabulary::Mode;
 
 /// What to wait for on a connection's socket: readable (`read`) and, while bytes of an
 /// earlier frame wait for room, writable.

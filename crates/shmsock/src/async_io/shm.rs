@@ -10,12 +10,15 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::{reactor_error, register, register_owned};
+use super::reactor::{reactor_error, register, register_owned};
 use crate::error::{Error, Result};
+use crate::shm::conn::ShmConn;
+use crate::shm::doorbell::Doorbell;
 use crate::shm::ring::Frame;
+use crate::shm::subscriber::ShmSubscriber;
 use crate::shm::{doorbell, wait};
-use crate::shm::{Doorbell, Mode, ShmConn, ShmSubscriber};
 use crate::sync::AtomicU32;
+use crate::vocabulary::Mode;
 
 /// Longest sleep when a peer uses light barriers and the kernel refused us the heavy one
 /// (a ring may then be missed; the sync waiters cap their sleeps the same way).

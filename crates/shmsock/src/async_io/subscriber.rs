@@ -1,14 +1,16 @@
 //! [`AsyncSubscriber`]: the receiving side of publish/subscribe for tokio.
 
 use super::net::AsyncNetSub;
+use super::reactor::blocking;
 use super::shm::AsyncShmSub;
-use super::{blocking, Error, Result};
 use crate::endpoint::Endpoint;
+use crate::error::{Error, Result};
+use crate::net::subscriber::NetSubscriber;
 use crate::net::topics::Topics;
-use crate::net::NetSubscriber;
 use crate::options::Options;
 use crate::pubsub::{change_subscription, Stash};
-use crate::shm::{Doorbell, ShmSubscriber};
+use crate::shm::doorbell::Doorbell;
+use crate::shm::subscriber::ShmSubscriber;
 
 /// The transport behind an [`AsyncSubscriber`].
 enum SubscriberInner {
@@ -88,7 +90,12 @@ impl AsyncSubscriber {
                 })?;
                 let ep = shown.clone();
                 let (sub, bell) = blocking(&shown, move || {
-                    let sub = ShmSubscriber::connect_with_bell(ep, &name, &options, Some(&bell))?;
+                    let sub = ShmSubscriber::connect_with_bell(
+                        ep,
+                        &name,
+                        &options.shm_config(),
+                        Some(&bell),
+                    )?;
                     Ok((sub, bell))
                 })
                 .await?;
@@ -96,7 +103,10 @@ impl AsyncSubscriber {
             }
             ep => {
                 let t = topics.clone();
-                let sub = blocking(&shown, move || NetSubscriber::connect(ep, options, &t)).await?;
+                let sub = blocking(&shown, move || {
+                    NetSubscriber::connect(ep, options.net_config(), &t)
+                })
+                .await?;
                 SubscriberInner::Net(AsyncNetSub::new(sub)?)
             }
         };

@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{procfs, Role};
+use super::procfs;
+use crate::shm::label::SegmentRole as Role;
 use crate::shm::rendezvous::{self, LOCK_LABEL_MAX_BYTES};
 
 /// A name in a rendezvous directory.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 
-use super::ProcessInfo;
+use super::report::ProcessInfo;
 use crate::shm::label::{SegmentRole, MEMFD_PREFIX};
 
 /// Longest command line kept for display, in bytes.

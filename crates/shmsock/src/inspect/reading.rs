@@ -6,8 +6,9 @@
 //! ring walk reads only tag and length words, bounded by the ring's capacity.
 
 use crate::shm::broadcast::Snapshot;
+use crate::shm::label::SegmentRole;
 use crate::shm::ring::{decode, frame_bytes, tag_for, Corruption, Header, RingRead};
-use crate::shm::segment::{self, PeerSegment, SegmentRole};
+use crate::shm::segment::{self, PeerSegment};
 
 /// A created-at time further than this in the future is not believed.
 const CLOCK_SLACK_NS: u64 = 60_000_000_000;

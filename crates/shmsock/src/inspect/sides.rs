@@ -8,8 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::names::Bound;
 use super::procfs::{self, SegmentFd};
 use super::reading::{self, Reading};
-use super::{Backlog, EndpointInfo, EndpointState, Pattern, ProcessInfo, Role, SideInfo};
+use super::report::{Backlog, EndpointInfo, EndpointState, Pattern, ProcessInfo, SideInfo};
 use crate::error::{Error, Result};
+use crate::shm::label::SegmentRole as Role;
 use crate::shm::segment::{self, PeerSegment};
 
 /// A segment the scan opened, with what it read.

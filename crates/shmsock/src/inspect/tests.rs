@@ -55,7 +55,7 @@ fn a_segment_is_named_after_its_role_and_socket_and_the_name_fits_the_kernel_lim
     assert_eq!(path.file_name().unwrap(), "ticks.sock");
     assert_eq!(
         path.parent().unwrap(),
-        crate::shm::handshake::runtime_dir_path()
+        crate::shm::runtime_dir::runtime_dir_path()
     );
     let long = format!("shm://{}", "é".repeat(200));
     let cut = memfd_name(Role::Subscriber, &long);

@@ -25,7 +25,8 @@ use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 
 use super::zmtp::{self, Scan, SocketType, Subscription};
 use crate::error::{Error, Result};
-use crate::shm::Mode;
+use crate::sys::timespec;
+use crate::vocabulary::Mode;
 
 mod handshake;
 
@@ -200,10 +201,7 @@ impl NetConn {
                 Mode::Block => None,
                 Mode::Until(t) => Some(t.saturating_duration_since(Instant::now())),
             };
-            let ts = timeout.map(|t| rustix::time::Timespec {
-                tv_sec: t.as_secs() as i64,
-                tv_nsec: i64::from(t.subsec_nanos()),
-            });
+            let ts = timeout.map(timespec);
             let mut fds = [PollFd::new(&self.sock, flags)];
             match rustix::event::poll(&mut fds, ts.as_ref()) {
                 Ok(0) => return Err(deadline_error(mode)),

@@ -10,7 +10,7 @@
 //!
 //! Filtering happens here, on the publisher's side, as in ZeroMQ: a message is queued for
 //! a subscriber only if one of its prefixes ([`Topics`]) starts the message. Each
-//! subscriber's queue is bounded by [`Options::ring_capacity`] bytes (always room for one
+//! subscriber's queue is bounded by [`Options::ring_capacity`](crate::Options::ring_capacity) bytes (always room for one
 //! message): the high-water mark. When it is reached, [`Overflow::DropOldest`] drops that
 //! subscriber's oldest queued messages (no one else is affected, nothing waits) and
 //! [`Overflow::Block`] makes `send` wait for room ([`Error::SlowSubscriber`] on timeout).
@@ -19,8 +19,6 @@
 //! buffer and queue, never anyone else's; a dead one is removed as soon as the kernel says
 //! so, waking a waiting `send`.
 
-use std::collections::VecDeque;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -28,128 +26,17 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{eventfd, EventfdFlags};
 
-use super::topics::Topics;
+use super::config::NetConfig;
+use super::outbox::{Shared, State};
+use super::socket::NetListener;
 use super::zmtp::SocketType;
-use super::{NetConn, NetListener};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::options::Options;
-use crate::shm::Mode;
 use crate::sync::{AtomicBool, Ordering};
-use crate::Overflow;
+use crate::vocabulary::{Mode, Overflow};
 
-/// How long dropping a publisher keeps delivering what it queued before it closes the
-/// subscribers' connections (ZeroMQ's `ZMQ_LINGER`); a stalled subscriber delays the drop
-/// by at most this much.
-pub const PUB_CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// How long the accept thread waits in `poll` before it looks at its stop flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
-
-/// One subscriber's side of the publisher, shared by `send` and the I/O thread.
-pub(super) struct Outbox {
-    /// Its process id (`unix://`), 0 for `tcp://`.
-    pub(super) pid: i32,
-    /// What it subscribed to (a set, as libzmq's PUB keeps it).
-    pub(super) topics: Topics,
-    /// It has sent at least one subscription: from then on it counts as a subscriber.
-    pub(super) subscribed: bool,
-    /// Messages waiting for the I/O thread, oldest first.
-    queue: VecDeque<Arc<[u8]>>,
-    queued_bytes: usize,
-    /// Messages dropped for it (`DropOldest`) in all.
-    pub(super) dropped: u64,
-    /// It is dropping now (one warning per episode; cleared when its queue drains).
-    dropping: bool,
-}
-
-impl Outbox {
-    pub(super) fn new(pid: i32) -> Outbox {
-        Outbox {
-            pid,
-            topics: Topics::default(),
-            subscribed: false,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
-            dropped: 0,
-            dropping: false,
-        }
-    }
-
-    fn has_room(&self, len: usize, max_bytes: usize) -> bool {
-        self.queue.is_empty() || self.queued_bytes + len <= max_bytes
-    }
-
-    /// Takes messages from the front, at least one and up to about `bytes`, into `out`.
-    pub(super) fn take(&mut self, bytes: usize, out: &mut VecDeque<Arc<[u8]>>) {
-        let mut taken = 0;
-        while let Some(m) = self.queue.front() {
-            if taken > 0 && taken + m.len() > bytes {
-                break;
-            }
-            taken += m.len();
-            self.queued_bytes -= m.len();
-            out.extend(self.queue.pop_front());
-        }
-        if self.queue.is_empty() {
-            self.dropping = false;
-        }
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-}
-
-/// What the publisher, the accept thread and the I/O thread share, under one lock.
-pub(super) struct State {
-    /// One per connection of the I/O thread, index for index.
-    pub(super) outboxes: Vec<Outbox>,
-    /// Subscribers accepted and not yet taken in by the I/O thread.
-    pub(super) incoming: Vec<NetConn>,
-    /// The publisher is being dropped: deliver what is queued, then close.
-    pub(super) stop: bool,
-    /// A `Block` send waits on [`Shared::room`].
-    pub(super) sender_waits: bool,
-}
-
-pub(super) struct Shared {
-    pub(super) endpoint: String,
-    pub(super) state: Mutex<State>,
-    /// Notified when a queue shrinks or a subscriber leaves while `sender_waits`.
-    pub(super) room: Condvar,
-    /// An eventfd that wakes the I/O thread from `poll`.
-    wake: OwnedFd,
-    stop_accepting: AtomicBool,
-}
-
-impl Shared {
-    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic elsewhere leaves the queues consistent (every update is one step).
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn wake(&self) {
-        // Fails only when the counter would overflow, i.e. the thread is already woken.
-        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
-    }
-
-    pub(super) fn wake_fd(&self) -> BorrowedFd<'_> {
-        self.wake.as_fd()
-    }
-
-    pub(super) fn clear_wake(&self) {
-        let mut buf = [0u8; 8];
-        let _ = rustix::io::read(&self.wake, &mut buf);
-    }
-
-    /// Lets a waiting `Block` send look again.
-    pub(super) fn notify_room(&self, st: &mut State) {
-        if st.sender_waits {
-            st.sender_waits = false;
-            self.room.notify_all();
-        }
-    }
-}
 
 /// A bound `tcp://` or `unix://` publisher.
 pub(crate) struct NetPublisher {
@@ -164,7 +51,7 @@ pub(crate) struct NetPublisher {
 }
 
 impl NetPublisher {
-    pub(crate) fn bind(ep: &Endpoint, options: &Options) -> Result<NetPublisher> {
+    pub(crate) fn bind(ep: &Endpoint, options: &NetConfig) -> Result<NetPublisher> {
         let listener = NetListener::bind(ep, options.clone())?;
         let endpoint = listener.endpoint().to_owned();
         let socket_path = listener.socket_path().to_owned();
@@ -200,7 +87,7 @@ impl NetPublisher {
             socket_path,
             shared: shared.clone(),
             policy: options.overflow,
-            queue_max_bytes: options.ring_capacity,
+            queue_max_bytes: options.queue_max_bytes,
             max_len: options.max_message_len,
             acceptor: None,
             pump: Some(pump),

@@ -18,10 +18,11 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
 use super::conn::NetConn;
-use super::publisher::{Outbox, Shared, PUB_CLOSE_LINGER};
+use super::outbox::{Outbox, Shared, PUB_CLOSE_LINGER};
 use super::zmtp::Subscription;
 use crate::error::{Error, Result};
-use crate::shm::Mode;
+use crate::sys::timespec;
+use crate::vocabulary::Mode;
 
 /// Bytes of queued messages taken from an outbox at a time (at least one message).
 const TAKE_BATCH_BYTES: usize = 64 * 1024;
@@ -130,10 +131,7 @@ fn wait(
         }
         fds.push(PollFd::from_borrowed_fd(p.conn.fd(), flags));
     }
-    let ts = timeout.map(|t| rustix::time::Timespec {
-        tv_sec: t.as_secs() as i64,
-        tv_nsec: i64::from(t.subsec_nanos()),
-    });
+    let ts = timeout.map(timespec);
     match rustix::event::poll(&mut fds, ts.as_ref()) {
         Ok(0) | Err(Errno::INTR) => false,
         Ok(_) => {

@@ -16,13 +16,13 @@
 
 use std::time::Instant;
 
+use super::config::NetConfig;
+use super::conn::NetConn;
 use super::topics::Topics;
 use super::zmtp::SocketType;
-use super::NetConn;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::options::Options;
-use crate::shm::Mode;
+use crate::vocabulary::Mode;
 
 /// How long a subscriber waits between two attempts to reach a publisher that is gone
 /// (ZeroMQ's default `ZMQ_RECONNECT_IVL`).
@@ -32,7 +32,7 @@ pub const RECONNECT_INTERVAL: std::time::Duration = std::time::Duration::from_mi
 pub(crate) struct NetSubscriber {
     ep: Endpoint,
     endpoint: String,
-    options: Options,
+    options: NetConfig,
     /// `None` while the publisher is gone.
     conn: Option<NetConn>,
     publisher_pid: i32,
@@ -51,8 +51,8 @@ fn send_topics(conn: &mut NetConn, topics: &Topics) -> Result<()> {
 
 impl NetSubscriber {
     /// Connects to the publisher at `ep` and subscribes to `topics`.
-    pub(crate) fn connect(ep: Endpoint, options: Options, topics: &Topics) -> Result<Self> {
-        let mut conn = super::connect_as(&ep, &options, SocketType::Sub)?;
+    pub(crate) fn connect(ep: Endpoint, options: NetConfig, topics: &Topics) -> Result<Self> {
+        let mut conn = super::socket::connect_as(&ep, &options, SocketType::Sub)?;
         send_topics(&mut conn, topics)?;
         let endpoint = ep.to_string();
         tracing::debug!(endpoint = %endpoint, peer_pid = conn.peer_pid(), role = "subscriber", "connected");
@@ -158,14 +158,14 @@ impl NetSubscriber {
 
     /// What [`NetSubscriber::dial`] needs: the endpoint and the options.
     #[cfg(feature = "tokio")]
-    pub(crate) fn dial_args(&self) -> (Endpoint, Options) {
+    pub(crate) fn dial_args(&self) -> (Endpoint, NetConfig) {
         (self.ep.clone(), self.options.clone())
     }
 
     /// One connection attempt (blocking: connect and ZMTP handshake), subscribing to
     /// `topics`. Pass the result to [`NetSubscriber::install`].
-    pub(crate) fn dial(ep: &Endpoint, options: &Options, topics: &Topics) -> Result<NetConn> {
-        super::connect_as(ep, options, SocketType::Sub)
+    pub(crate) fn dial(ep: &Endpoint, options: &NetConfig, topics: &Topics) -> Result<NetConn> {
+        super::socket::connect_as(ep, options, SocketType::Sub)
             .and_then(|mut conn| send_topics(&mut conn, topics).map(|()| conn))
     }
 

@@ -45,6 +45,7 @@ use super::ring::{
     LOAN_FRAME_BYTES,
 };
 use crate::sync::{fence, AtomicU64, Ordering};
+use crate::vocabulary::Overflow;
 
 /// Bytes of the next tag word a frame also reserves (see `ring::write_frame`).
 const TAG_BYTES: u64 = 8;
@@ -55,18 +56,6 @@ const SEQLOCK_SPINS: u32 = 64;
 /// within a scheduler latency or two (~24 ms), a hostile one could keep the version odd
 /// forever (it then delays one call by this much, and the subscriber is `Corrupt`).
 const SEQLOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// What a publisher does when a subscriber is a full ring behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Overflow {
-    /// Wait for the slowest subscriber (with a timeout in `send_timeout`).
-    #[default]
-    Block,
-    /// Overwrite the oldest messages; a lagging subscriber receives
-    /// [`Error::Lagged`](crate::Error::Lagged) with the number it lost.
-    DropOldest,
-}
 
 /// The seqlock-protected positions in the publisher's segment.
 pub(crate) struct Cursor<'a> {

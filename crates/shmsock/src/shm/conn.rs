@@ -1,23 +1,23 @@
 //! One `shm://` connection: our segment (outbound ring), the peer's segment (inbound ring,
 //! read-only), and the Unix socket that tells us when the peer is gone.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::control::{Idle, Link, Mode};
+use super::config::ShmConfig;
+use super::control::{Idle, Link};
 use super::doorbell::{Doorbell, Ringer};
-use super::handshake::Role;
-use super::loan::{check_loan_len, Borrower, Lender, LoanRef, LOAN_RECLAIM_NAP};
+use super::hello::Role;
+use super::label::SegmentRole::Connector;
+use super::loan::{check_loan_len, Borrower, Lender, LentSlot, LoanRef, LOAN_RECLAIM_NAP};
 use super::rendezvous::{connect_side, Extras, Peer};
 use super::ring::{
     Consumer, Corruption, Frame, Producer, Push, KIND_DATA, KIND_LOAN, LOAN_FRAME_BYTES,
 };
-use super::segment::SegmentRole::Connector;
-use super::segment::{self, OwnedPool, OwnedSegment, PeerPool, PeerSegment, ReleaseBoard};
-use super::wait::{self, Schedule, SharedFutex, Step, WaitStrategy};
+use super::segment::{self, OwnedPool, OwnedSegment, PeerSegment, ReleaseBoard};
+use super::wait::{self, Schedule, SharedFutex, Step};
 use crate::error::{Error, Result};
-use crate::options::Options;
 use crate::sync::Ordering;
+use crate::vocabulary::{Mode, WaitStrategy};
 
 pub(crate) struct ShmConn {
     link: Link,
@@ -42,7 +42,7 @@ pub(crate) struct ShmConn {
 }
 
 /// Connects to a bound `shm://` name and runs the connector side of the handshake.
-pub(crate) fn connect(endpoint: String, name: &str, opts: &Options) -> Result<ShmConn> {
+pub(crate) fn connect(endpoint: String, name: &str, opts: &ShmConfig) -> Result<ShmConn> {
     connect_with_bell(endpoint, name, opts, None)
 }
 
@@ -51,7 +51,7 @@ pub(crate) fn connect(endpoint: String, name: &str, opts: &Options) -> Result<Sh
 pub(crate) fn connect_with_bell(
     endpoint: String,
     name: &str,
-    opts: &Options,
+    opts: &ShmConfig,
     bell: Option<&Doorbell>,
 ) -> Result<ShmConn> {
     let capacity = opts.ring_capacity;
@@ -59,7 +59,7 @@ pub(crate) fn connect_with_bell(
     let (peer, mine) = connect_side(
         &endpoint,
         name,
-        &opts.allowed_uids,
+        &opts.peers,
         (Role::Conn, Role::Conn),
         Extras {
             bell,
@@ -71,7 +71,7 @@ pub(crate) fn connect_with_bell(
 }
 
 /// Our loan pool, if `opts` asks for one.
-pub(crate) fn create_pool(endpoint: &str, opts: &Options) -> Result<Option<OwnedPool>> {
+pub(crate) fn create_pool(endpoint: &str, opts: &ShmConfig) -> Result<Option<OwnedPool>> {
     opts.loan_pool
         .map(|(slots, bytes)| {
             OwnedPool::create(slots, bytes).map_err(|e| {
@@ -89,7 +89,7 @@ impl ShmConn {
         endpoint: String,
         peer: Peer,
         mine: OwnedSegment,
-        opts: &Options,
+        opts: &ShmConfig,
         pool: Option<OwnedPool>,
     ) -> Result<Self> {
         let Peer {
@@ -455,18 +455,14 @@ impl ShmConn {
         checked.map_err(|c| self.link.poison(c))
     }
 
-    /// Accepts a checked loan and consumes its frame: the pool and release board to build
-    /// a view with.
-    pub(crate) fn take_loan(
-        &mut self,
-        frame: Frame,
-        loan: &LoanRef,
-    ) -> (Arc<PeerPool>, Arc<ReleaseBoard>) {
+    /// Accepts a checked loan and consumes its frame: a view of the slot, handed back
+    /// when dropped.
+    pub(crate) fn take_loan(&mut self, frame: Frame, loan: LoanRef) -> LentSlot {
         let b = self.borrower.as_mut().expect("checked by check_loan");
-        b.accept(loan);
-        let parts = (b.pool.clone(), b.board.clone());
+        b.accept(&loan);
+        let lent = LentSlot::new(b.pool.clone(), b.board.clone(), loan);
         self.finish_frame(frame);
-        parts
+        lent
     }
 
     /// The length of the message `frame` carries (a loan's length for a loan frame, which
@@ -492,9 +488,9 @@ impl ShmConn {
             self.finish_frame(frame);
             return Ok(());
         };
-        let (pool, board) = self.take_loan(frame, &loan);
-        let copied = pool.read(loan.slot, 0, out);
-        board.release(loan.slot, loan.generation);
+        let lent = self.take_loan(frame, loan);
+        let copied = lent.read(0, out);
+        drop(lent); // released before a poisoning error is built
         copied.map_err(|c| self.link.poison(c))
     }
 

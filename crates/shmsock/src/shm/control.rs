@@ -7,28 +7,11 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::{RecvFlags, SendFlags};
 
-use super::handshake::BYE;
+use super::hello::BYE;
 use super::ring::Corruption;
 use crate::error::{Error, Result};
-
-/// How a call waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// Do not wait (`try_*`).
-    Try,
-    /// Wait until done.
-    Block,
-    /// Wait until this instant.
-    Until(Instant),
-}
-
-impl Mode {
-    pub(crate) fn timeout(t: Duration) -> Self {
-        Instant::now()
-            .checked_add(t)
-            .map_or(Mode::Block, Mode::Until)
-    }
-}
+use crate::sys::timespec;
+use crate::vocabulary::Mode;
 
 /// What a receiver does after finding nothing to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,11 +45,7 @@ pub(crate) enum Control {
 /// Looks at the control socket without blocking (one `poll`, and a `recv` if readable).
 pub(crate) fn check(sock: &UnixStream) -> rustix::io::Result<Control> {
     let mut fds = [PollFd::new(sock, PollFlags::IN | PollFlags::RDHUP)];
-    let zero = rustix::time::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    if rustix::event::poll(&mut fds, Some(&zero))? == 0 {
+    if rustix::event::poll(&mut fds, Some(&timespec(Duration::ZERO)))? == 0 {
         return Ok(Control::Alive);
     }
     let mut buf = [0u8; 16];

@@ -130,11 +130,7 @@ impl Doorbell {
 /// stretch a wait past its deadline). Any other error (out of memory) sleeps out the
 /// timeout, capped at 1 ms, rather than letting the caller spin.
 fn poll(fds: &mut [PollFd<'_>], timeout: Duration) -> usize {
-    let ts = rustix::time::Timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: i64::from(timeout.subsec_nanos()),
-    };
-    match rustix::event::poll(fds, Some(&ts)) {
+    match rustix::event::poll(fds, Some(&crate::sys::timespec(timeout))) {
         Ok(n) => n,
         Err(rustix::io::Errno::INTR) => 0,
         Err(_) => {

@@ -15,18 +15,19 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::config::ShmConfig;
 use super::conn::ShmConn;
-use super::control::Mode;
 use super::doorbell::{Doorbell, Ringer};
-use super::handshake::Role;
+use super::hello::Role;
+use super::label::SegmentRole;
 use super::loan::LoanRef;
 use super::rendezvous::{listen_side, BoundName, Extras};
 use super::ring::{Frame, RING_CAPACITY_MIN_BYTES};
-use super::segment::{OwnedSegment, SegmentRole};
+use super::segment::OwnedSegment;
 use super::wait::{self, Schedule, Step};
 use crate::error::{Error, Result};
-use crate::options::Options;
 use crate::sync::{AtomicBool, Ordering};
+use crate::vocabulary::Mode;
 
 /// How long the accept thread waits in `poll` before it looks at its stop flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
@@ -72,12 +73,12 @@ pub(crate) struct ShmInbox {
     turn: usize,
     incoming: Arc<Incoming>,
     acceptor: Option<JoinHandle<()>>,
-    opts: Options,
+    opts: ShmConfig,
     closed: bool,
 }
 
 impl ShmInbox {
-    pub(crate) fn bind(endpoint: String, name: &str, opts: &Options) -> Result<Self> {
+    pub(crate) fn bind(endpoint: String, name: &str, opts: &ShmConfig) -> Result<Self> {
         let bound = BoundName::bind(&endpoint, name, SegmentRole::Inbox)?;
         let bell = new_doorbell(&endpoint)?;
         let ringer = bell.ringer().map_err(|e| {
@@ -357,7 +358,7 @@ fn new_doorbell(endpoint: &str) -> Result<Doorbell> {
 
 /// The accept thread: handshakes with writers (passing each a doorbell of its own), queues
 /// them, and rings `wake` (the inbox's own doorbell).
-fn accept_loop(bound: BoundName, wake: &Ringer, opts: &Options, incoming: &Incoming) {
+fn accept_loop(bound: BoundName, wake: &Ringer, opts: &ShmConfig, incoming: &Incoming) {
     let endpoint = bound.endpoint().to_owned();
     let mut serial = 0;
     while !incoming.stop.load(Ordering::Relaxed) {
@@ -381,7 +382,7 @@ fn accept_loop(bound: BoundName, wake: &Ringer, opts: &Options, incoming: &Incom
         let handshake = listen_side(
             &endpoint,
             sock,
-            &opts.allowed_uids,
+            &opts.peers,
             (Role::Inbox, Role::Conn),
             Extras {
                 bell: Some(&bell),

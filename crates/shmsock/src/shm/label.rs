@@ -63,7 +63,7 @@ pub(crate) const MEMFD_NAME_MAX_BYTES: usize = 249;
 /// limit. Falls back to the endpoint if the rendezvous directory cannot be named.
 pub(crate) fn memfd_name(role: SegmentRole, endpoint: &str) -> String {
     let name = endpoint.strip_prefix("shm://").unwrap_or(endpoint);
-    let place = super::handshake::socket_path_of(name)
+    let place = super::runtime_dir::socket_path_of(name)
         .map_or_else(|| endpoint.to_owned(), |p| p.display().to_string());
     let mut label = format!("{MEMFD_PREFIX}{role}:{place}");
     if label.len() > MEMFD_NAME_MAX_BYTES {

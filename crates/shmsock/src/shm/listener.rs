@@ -3,22 +3,23 @@
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use super::config::ShmConfig;
 use super::conn::{create_pool, ShmConn};
 use super::doorbell::Doorbell;
-use super::handshake::Role;
+use super::hello::Role;
+use super::label::SegmentRole;
 use super::rendezvous::{listen_side, BoundName, Extras};
-use super::segment::{OwnedPool, OwnedSegment, SegmentRole};
+use super::segment::{OwnedPool, OwnedSegment};
 use crate::error::Result;
-use crate::options::Options;
 
 /// A bound `shm://` name.
 pub(crate) struct ShmListener {
     name: BoundName,
-    opts: Options,
+    opts: ShmConfig,
 }
 
 impl ShmListener {
-    pub(crate) fn bind(endpoint: String, name: &str, opts: Options) -> Result<Self> {
+    pub(crate) fn bind(endpoint: String, name: &str, opts: ShmConfig) -> Result<Self> {
         Ok(ShmListener {
             name: BoundName::bind(&endpoint, name, SegmentRole::Listener)?,
             opts,
@@ -53,7 +54,7 @@ impl ShmListener {
 pub(crate) fn accept_handshake(
     endpoint: &str,
     sock: UnixStream,
-    opts: &Options,
+    opts: &ShmConfig,
     bell: Option<&Doorbell>,
 ) -> Result<ShmConn> {
     let capacity = opts.ring_capacity;
@@ -61,7 +62,7 @@ pub(crate) fn accept_handshake(
     let (peer, mine) = listen_side(
         endpoint,
         sock,
-        &opts.allowed_uids,
+        &opts.peers,
         (Role::Conn, Role::Conn),
         Extras {
             bell,

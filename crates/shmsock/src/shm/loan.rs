@@ -34,17 +34,87 @@ pub(crate) fn check_loan_len(
     lender: Option<&Lender>,
     len: usize,
     endpoint: &str,
-) -> crate::Result<()> {
+) -> crate::error::Result<()> {
     let Some(lender) = lender else {
-        return Err(crate::Error::NoLoanPool {
+        return Err(crate::error::Error::NoLoanPool {
             endpoint: endpoint.to_owned(),
         });
     };
     let max = lender.slot_bytes();
     if len > max {
-        return Err(crate::Error::TooLarge { len, max });
+        return Err(crate::error::Error::TooLarge { len, max });
     }
     Ok(())
+}
+
+/// A message received over `shm://` for a `recv_sample`: a loan viewed in the sender's slot
+/// (handed back when dropped), or a copy of a message that came through the ring.
+pub(crate) enum ShmSample {
+    /// A loan, in place.
+    Lent(LentSlot),
+    /// A copy.
+    Copied(Vec<u8>),
+}
+
+impl ShmSample {
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            ShmSample::Lent(l) => l.len(),
+            ShmSample::Copied(b) => b.len(),
+        }
+    }
+
+    /// Copies `out.len()` bytes at `offset` (inside the message: the caller checked).
+    pub(crate) fn read_at(&self, offset: usize, out: &mut [u8]) {
+        match self {
+            ShmSample::Lent(l) => l.read_at(offset, out),
+            ShmSample::Copied(b) => out.copy_from_slice(&b[offset..offset + out.len()]),
+        }
+    }
+}
+
+/// A claimed loan of the peer's pool: its slot is read in place until this is dropped,
+/// which hands the slot back (its generation in our release board). `Send`: it may be
+/// dropped on another thread.
+pub(crate) struct LentSlot {
+    pool: Arc<PeerPool>,
+    board: Arc<ReleaseBoard>,
+    loan: LoanRef,
+}
+
+impl LentSlot {
+    /// A view of `loan`, checked against `pool`, to be released on `board`.
+    pub(crate) fn new(pool: Arc<PeerPool>, board: Arc<ReleaseBoard>, loan: LoanRef) -> Self {
+        LentSlot { pool, board, loan }
+    }
+
+    /// Length of the loan in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.loan.len
+    }
+
+    /// Copies `out.len()` bytes at `offset` of the loan's slot; `Err` if that leaves it.
+    pub(crate) fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), Corruption> {
+        self.pool.read(self.loan.slot, offset, out)
+    }
+
+    /// Copies `out.len()` bytes at `offset` of the loan (inside it: the caller checked).
+    pub(crate) fn read_at(&self, offset: usize, out: &mut [u8]) {
+        self.read(offset, out)
+            .expect("the loan was checked against the pool");
+    }
+
+    /// The pool and the slot, for an in-place view ([`PeerPool::slot_slice`]).
+    pub(crate) fn place(&self) -> (&PeerPool, usize) {
+        (&self.pool, self.loan.slot)
+    }
+}
+
+impl Drop for LentSlot {
+    fn drop(&mut self) {
+        self.board.release(self.loan.slot, self.loan.generation);
+    }
 }
 
 /// What a loan frame says: which slot, which lending of it, how many bytes.

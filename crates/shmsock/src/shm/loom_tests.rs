@@ -11,10 +11,11 @@ use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 use std::time::Duration;
 
-use super::broadcast::{Cursor, Overflow, Read, Reader, Writer};
+use super::broadcast::{Cursor, Read, Reader, Writer};
 use super::ring::heap::HeapRing;
 use super::ring::{Consumer, Producer, Push};
 use super::wait::{self, Futex};
+use crate::vocabulary::Overflow;
 
 /// A futex model: `wait` blocks (without timeout) until woken while the word still holds
 /// `expected`, so a lost wake-up shows up as a deadlock that loom reports.

@@ -9,49 +9,30 @@ pub(crate) mod wait;
 mod loom_tests;
 
 #[cfg(not(loom))]
-mod conn;
+pub(crate) mod config;
 #[cfg(not(loom))]
-mod control;
+pub(crate) mod conn;
+#[cfg(not(loom))]
+pub(crate) mod control;
 #[cfg(not(loom))]
 pub(crate) mod doorbell;
 #[cfg(not(loom))]
-pub(crate) mod handshake;
+pub(crate) mod hello;
 #[cfg(not(loom))]
-mod inbox;
+pub(crate) mod inbox;
 #[cfg(not(loom))]
 pub(crate) mod label;
 #[cfg(not(loom))]
-mod listener;
+pub(crate) mod listener;
 #[cfg(not(loom))]
 pub(crate) mod loan;
 #[cfg(not(loom))]
-mod publisher;
+pub(crate) mod publisher;
 #[cfg(not(loom))]
 pub(crate) mod rendezvous;
 #[cfg(not(loom))]
+pub(crate) mod runtime_dir;
+#[cfg(not(loom))]
 pub(crate) mod segment;
 #[cfg(not(loom))]
-mod subscriber;
-
-#[cfg(not(loom))]
-pub(crate) use conn::connect as conn_connect;
-#[cfg(all(not(loom), feature = "tokio"))]
-pub(crate) use conn::connect_with_bell as conn_connect_with_bell;
-#[cfg(not(loom))]
-pub(crate) use conn::ShmConn;
-#[cfg(not(loom))]
-pub(crate) use control::Mode;
-#[cfg(all(not(loom), feature = "tokio"))]
-pub(crate) use doorbell::Doorbell;
-#[cfg(not(loom))]
-pub(crate) use inbox::ShmInbox;
-#[cfg(not(loom))]
-pub use inbox::WriterId;
-#[cfg(all(not(loom), feature = "tokio"))]
-pub(crate) use listener::accept_handshake;
-#[cfg(not(loom))]
-pub(crate) use listener::ShmListener;
-#[cfg(not(loom))]
-pub(crate) use publisher::ShmPublisher;
-#[cfg(not(loom))]
-pub(crate) use subscriber::ShmSubscriber;
+pub(crate) mod subscriber;

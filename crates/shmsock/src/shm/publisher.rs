@@ -10,20 +10,21 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::broadcast::{self, Overflow, Writer};
+use super::broadcast::{self, Writer};
+use super::config::ShmConfig;
 use super::conn::create_pool;
-use super::control::Mode;
 use super::control::{self, Control};
 use super::doorbell::Ringer;
-use super::handshake::Role;
+use super::hello::Role;
+use super::label::SegmentRole;
 use super::loan::{check_loan_len, holding, Holding, Lender, Lent, LoanRef, LOAN_RECLAIM_NAP};
 use super::rendezvous::{listen_side, BoundName, Extras, SharedOffer};
 use super::ring::{max_payload, KIND_DATA, KIND_LOAN};
-use super::segment::{self, Counter, OwnedSegment, PeerSegment, PoolShape, SegmentRole};
+use super::segment::{self, Counter, OwnedSegment, PeerSegment, PoolShape};
 use super::wait::{self, Schedule, SharedFutex, Step};
 use crate::error::{Error, Result};
-use crate::options::Options;
 use crate::sync::{fence, AtomicBool, AtomicU64, Ordering};
+use crate::vocabulary::{Mode, Overflow, PeerPolicy, WaitStrategy};
 
 /// How long the accept thread waits in `poll` before it looks at its stop flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
@@ -67,11 +68,11 @@ pub(crate) struct ShmPublisher {
     subs: Vec<Sub>,
     incoming: Arc<Incoming>,
     acceptor: Option<JoinHandle<()>>,
-    wait: crate::WaitStrategy,
+    wait: WaitStrategy,
     spin_budget: Duration,
     max_len: usize,
     sends_since_peer_check: u32,
-    /// Our loan pool, if [`Options::loan_pool`] asked for one.
+    /// Our loan pool, if [`ShmConfig::loan_pool`] asked for one.
     lender: Option<Lender>,
 }
 
@@ -93,7 +94,7 @@ fn min_consumed(subs: &mut [Sub], write_pos: u64) -> Option<u64> {
 }
 
 impl ShmPublisher {
-    pub(crate) fn bind(endpoint: String, name: &str, opts: &Options) -> Result<Self> {
+    pub(crate) fn bind(endpoint: String, name: &str, opts: &ShmConfig) -> Result<Self> {
         let bound = BoundName::bind(&endpoint, name, SegmentRole::Publisher)?;
         let seg =
             OwnedSegment::create_for(opts.ring_capacity, SegmentRole::Publisher, &endpoint)
@@ -138,11 +139,11 @@ impl ShmPublisher {
             None => None,
         };
         let acceptor = {
-            let (incoming, allowed) = (incoming.clone(), opts.allowed_uids.clone());
+            let (incoming, peers) = (incoming.clone(), opts.peers.clone());
             std::thread::Builder::new()
                 .name(format!("shmsock-accept {endpoint}"))
                 .spawn(move || {
-                    accept_loop(bound, offer, pool_offer.as_ref(), &own, &allowed, &incoming)
+                    accept_loop(bound, offer, pool_offer.as_ref(), &own, &peers, &incoming)
                 })
                 .map_err(|e| Error::io(format!("{endpoint}: spawning the accept thread"), e))?
         };
@@ -505,7 +506,7 @@ fn accept_loop(
     offer: SharedOffer,
     pool: Option<&PoolOffer>,
     own: &PeerSegment,
-    allowed: &[u32],
+    peers: &PeerPolicy,
     incoming: &Incoming,
 ) {
     let endpoint = bound.endpoint().to_owned();
@@ -528,7 +529,7 @@ fn accept_loop(
         let handshake = listen_side(
             &endpoint,
             sock,
-            allowed,
+            peers,
             (Role::Publisher, Role::Subscriber),
             Extras {
                 bell: None,

@@ -1,24 +1,43 @@
-//! The rendezvous procedure shared by `Conn` and publish/subscribe: binding a name, and the
-//! two sides of the handshake (wire format in [`handshake`](super::handshake)).
+//! The rendezvous of `shm://`: binding a name (the Unix socket and its lock file) and the
+//! two sides of the handshake, shared by `Conn`, publish/subscribe and the inbox: peer
+//! credentials, the hello exchange (wire format in [`hello`](super::hello)) and fd passing.
+//!
+//! ```text
+//!  $XDG_RUNTIME_DIR/shmsock/ (or /tmp/shmsock-$UID/; mode 0700, owned by us, checked)
+//!     NAME.lock   flock'd by the live listener: a stale socket is one whose lock is free
+//!     NAME.sock   the listening Unix stream socket (0600)
+//!
+//!  connector                                  listener
+//!  connect(NAME.sock) ───────────────────────▶ accept; SO_PEERCRED checked *before any fd*
+//!       ◀──────────────────── HELLO + memfd (or REFUSE + reason, and no fd)
+//!  SO_PEERCRED of the listener checked;
+//!  its segment verified (seals, size, header) and mapped read-only
+//!  HELLO + memfd ────────────────────────────▶ verified and mapped read-only
+//!       ◀──────────────────── ACK (one byte)
+//! ```
+//!
+//! The socket stays open for the life of the connection: a clean close sends
+//! [`BYE`](super::hello::BYE); a hang-up without it means the peer died.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::fs::{FlockOperation, Mode as FileMode, OFlags};
 
 use super::doorbell::{Doorbell, Ringer};
-use super::handshake::{
-    self, Hello, Received, RefuseReason, Role, ACK, HANDSHAKE_TIMEOUT, HELLO_FLAG_DOORBELL,
-    HELLO_FLAG_POOL,
+use super::hello::{
+    self, Hello, Received, RefuseReason, Role, ACK, HELLO_FLAG_DOORBELL, HELLO_FLAG_POOL,
 };
-use super::segment::{
-    OwnedSegment, PeerPool, PeerSegment, PoolShape, SegmentRole, PROTOCOL_VERSION,
-};
+use super::label::SegmentRole;
+use super::runtime_dir;
+use super::segment::{OwnedSegment, PeerPool, PeerSegment, PoolShape, PROTOCOL_VERSION};
 use crate::error::{Error, Result};
+use crate::sys::wait_readable;
+use crate::vocabulary::{PeerPolicy, HANDSHAKE_TIMEOUT};
 
 /// A bound `shm://` name: the flock'd lock file and the listening socket. Dropping it
 /// removes both names.
@@ -150,7 +169,7 @@ impl BoundName {
     /// for `shmsock ls`): takes its lock (a live holder → `AddrInUse`), replaces a stale
     /// socket.
     pub(crate) fn bind(endpoint: &str, name: &str, role: SegmentRole) -> Result<Self> {
-        let (sock_path, lock_path) = handshake::paths(name)
+        let (sock_path, lock_path) = runtime_dir::paths(name)
             .map_err(|e| Error::io(format!("{endpoint}: rendezvous directory"), e))?;
         let lock = lock_name(endpoint, &lock_path)?;
         label_lock(&lock, role);
@@ -196,23 +215,10 @@ impl BoundName {
     /// Waits for the next connection, at most `timeout` (`None`: forever).
     pub(crate) fn accept(&self, timeout: Option<Duration>) -> Result<UnixStream> {
         if let Some(timeout) = timeout {
-            let deadline = Instant::now() + timeout;
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let ts = rustix::time::Timespec {
-                    tv_sec: left.as_secs() as i64,
-                    tv_nsec: i64::from(left.subsec_nanos()),
-                };
-                let mut fds = [rustix::event::PollFd::new(
-                    &self.listener,
-                    rustix::event::PollFlags::IN,
-                )];
-                match rustix::event::poll(&mut fds, Some(&ts)) {
-                    Ok(0) => return Err(Error::TimedOut),
-                    Ok(_) => break,
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(e) => return Err(Error::io(format!("{}: poll", self.endpoint), e)),
-                }
+            match wait_readable(&self.listener, timeout) {
+                Ok(true) => {}
+                Ok(false) => return Err(Error::TimedOut),
+                Err(e) => return Err(Error::io(format!("{}: poll", self.endpoint), e)),
             }
         }
         let (sock, _) = self
@@ -229,15 +235,6 @@ impl Drop for BoundName {
         // socket as live after we are gone.
         let _ = std::fs::remove_file(&self.sock_path);
         let _ = std::fs::remove_file(&self.lock_path);
-    }
-}
-
-/// The allow-list as text for error messages.
-pub(crate) fn allowed_text(allowed: &[u32]) -> String {
-    if allowed.is_empty() {
-        format!("only our own uid {}", rustix::process::geteuid().as_raw())
-    } else {
-        format!("{allowed:?}")
     }
 }
 
@@ -264,22 +261,6 @@ pub(crate) struct Extras<'a> {
 
 fn io_err(endpoint: &str, what: &str, e: impl Into<io::Error>) -> Error {
     Error::io(format!("{endpoint}: handshake: {what}"), e)
-}
-
-/// Reads SO_PEERCRED and checks the uid against `allowed`.
-fn checked_peer(endpoint: &str, sock: &UnixStream, allowed: &[u32]) -> Result<i32> {
-    let cred = rustix::net::sockopt::socket_peercred(sock)
-        .map_err(|e| io_err(endpoint, "SO_PEERCRED", e))?;
-    let (pid, uid) = (cred.pid.as_raw_nonzero().get(), cred.uid.as_raw());
-    if !handshake::uid_allowed(uid, allowed) {
-        return Err(Error::PermissionDenied {
-            endpoint: endpoint.to_owned(),
-            pid,
-            uid,
-            allowed: allowed_text(allowed),
-        });
-    }
-    Ok(pid)
 }
 
 /// A segment we can offer in a hello: its fd and its ring capacity.
@@ -340,7 +321,7 @@ fn send_segment(
         hello.pool_slot_bytes = pool.slot_bytes as u64;
         fds.push(pool.fd);
     }
-    handshake::send_hello(sock, &hello, &fds).map_err(|e| io_err(endpoint, "sending hello", e))
+    hello::send_hello(sock, &hello, &fds).map_err(|e| io_err(endpoint, "sending hello", e))
 }
 
 /// What a validated hello brought: the peer's segment, doorbell and pool.
@@ -436,24 +417,24 @@ pub(crate) fn accept_peer_hello(
 pub(crate) fn listen_side<S: Offer>(
     endpoint: &str,
     sock: UnixStream,
-    allowed: &[u32],
+    peers: &PeerPolicy,
     (my_role, peer_role): (Role, Role),
     extras: Extras<'_>,
     mine: impl FnOnce() -> io::Result<S>,
 ) -> Result<(Peer, S)> {
-    handshake::set_handshake_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))
+    hello::set_handshake_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))
         .map_err(|e| io_err(endpoint, "timeouts", e))?;
-    let pid = match checked_peer(endpoint, &sock, allowed) {
+    let pid = match peers.check_peer(endpoint, &sock) {
         Ok(pid) => pid,
         Err(e) => {
-            let _ = handshake::send_hello(&sock, &Hello::refuse(RefuseReason::Uid), &[]);
+            let _ = hello::send_hello(&sock, &Hello::refuse(RefuseReason::Uid), &[]);
             return Err(e);
         }
     };
     let mine = match mine() {
         Ok(seg) => seg,
         Err(e) => {
-            let _ = handshake::send_hello(&sock, &Hello::refuse(RefuseReason::Resources), &[]);
+            let _ = hello::send_hello(&sock, &Hello::refuse(RefuseReason::Resources), &[]);
             return Err(io_err(
                 endpoint,
                 "creating our segment (memfd_create/ftruncate/mmap)",
@@ -462,8 +443,7 @@ pub(crate) fn listen_side<S: Offer>(
         }
     };
     send_segment(endpoint, &sock, &mine, my_role, extras)?;
-    let received =
-        handshake::recv_hello(&sock).map_err(|e| io_err(endpoint, "receiving hello", e))?;
+    let received = hello::recv_hello(&sock).map_err(|e| io_err(endpoint, "receiving hello", e))?;
     let Accepted {
         segment,
         doorbell,
@@ -472,7 +452,7 @@ pub(crate) fn listen_side<S: Offer>(
     mine.note_peer(pid, &segment);
     rustix::net::send(&sock, &[ACK], rustix::net::SendFlags::NOSIGNAL)
         .map_err(|e| io_err(endpoint, "sending ack", e))?;
-    handshake::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
+    hello::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
     tracing::debug!(endpoint, peer_pid = pid, role = ?my_role, "accepted");
     Ok((
         Peer {
@@ -491,12 +471,12 @@ pub(crate) fn listen_side<S: Offer>(
 pub(crate) fn connect_side(
     endpoint: &str,
     name: &str,
-    allowed: &[u32],
+    peers: &PeerPolicy,
     (my_role, peer_role): (Role, Role),
     extras: Extras<'_>,
     mine: impl FnOnce(&PeerSegment) -> io::Result<OwnedSegment>,
 ) -> Result<(Peer, OwnedSegment)> {
-    let (sock_path, _) = handshake::paths(name)
+    let (sock_path, _) = runtime_dir::paths(name)
         .map_err(|e| Error::io(format!("{endpoint}: rendezvous directory"), e))?;
     let sock = match UnixStream::connect(&sock_path) {
         Ok(s) => s,
@@ -518,11 +498,10 @@ pub(crate) fn connect_side(
             ))
         }
     };
-    handshake::set_handshake_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))
+    hello::set_handshake_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))
         .map_err(|e| io_err(endpoint, "timeouts", e))?;
-    let pid = checked_peer(endpoint, &sock, allowed)?;
-    let received =
-        handshake::recv_hello(&sock).map_err(|e| io_err(endpoint, "receiving hello", e))?;
+    let pid = peers.check_peer(endpoint, &sock)?;
+    let received = hello::recv_hello(&sock).map_err(|e| io_err(endpoint, "receiving hello", e))?;
     let Accepted {
         segment,
         doorbell,
@@ -548,7 +527,7 @@ pub(crate) fn connect_side(
         }
         Err(e) => return Err(io_err(endpoint, "waiting for ack", e)),
     }
-    handshake::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
+    hello::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
     tracing::debug!(endpoint, peer_pid = pid, role = ?my_role, "connected");
     Ok((
         Peer {

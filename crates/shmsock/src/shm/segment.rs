@@ -52,7 +52,7 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 use super::broadcast::Cursor;
 use super::label::memfd_name;
-pub use super::label::SegmentRole;
+use super::label::SegmentRole;
 use super::ring::{Corruption, RingRead, RingWrite};
 use super::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -887,43 +887,19 @@ impl ReleaseBoard {
     }
 }
 
-impl crate::loan::Sample {
-    /// The bytes in place, without a copy.
+impl PeerPool {
+    /// `len` bytes of slot `slot` in place (no copy), or `None` if they leave the pool.
     ///
     /// # Safety
-    /// For a loan, the bytes are in the sender's memory. The caller must trust the sender
-    /// not to write to a slot it lent until the sample is dropped (a correct shmsock sender
-    /// never does; a buggy or hostile one could, which would make this a data race).
-    pub unsafe fn as_slice(&self) -> &[u8] {
-        match &self.inner {
-            crate::loan::SampleInner::Shm { pool, loan, .. } => {
-                let p = pool
-                    .slot_ptr(loan.slot, loan.len)
-                    .expect("the loan was checked against the pool");
-                // SAFETY: `slot_ptr` bounds-checked `len` bytes inside the read-only mapping,
-                // which lives as long as `pool` (held by `self`); the caller promised that
-                // nobody writes them while the slice lives.
-                unsafe { std::slice::from_raw_parts(p, loan.len) }
-            }
-            crate::loan::SampleInner::Owned(b) => b,
-        }
-    }
-
-    /// The message as a `&T` in place, without a copy (zero-copy for plain fixed-layout
-    /// types). Loan slots are 64-byte aligned, so any `T` with alignment up to 64 fits a
-    /// loan; a copied sample may not be aligned. `Err` ([`Error::Decode`](crate::Error))
-    /// if the size differs or the bytes are misaligned for `T`; use
-    /// [`Sample::read_pod`](crate::Sample::read_pod) for a checked copy.
-    ///
-    /// # Safety
-    /// As for [`Sample::as_slice`]: the sender must not write the slot while the reference
-    /// lives.
-    pub unsafe fn as_pod<T: bytemuck::Pod>(&self) -> crate::Result<&T> {
-        // SAFETY: forwarded to our caller.
-        let bytes = unsafe { self.as_slice() };
-        bytemuck::try_from_bytes(bytes).map_err(|e| crate::Error::Decode {
-            type_name: std::any::type_name::<T>(),
-            reason: format!("a sample of {} bytes as {e:?}", bytes.len()),
-        })
+    /// The bytes are in the sender's memory. The caller must trust the sender not to write
+    /// to the slot while the slice lives (a correct shmsock sender never writes a slot it
+    /// lent until it is released; a buggy or hostile one could, which would make this a
+    /// data race).
+    pub(crate) unsafe fn slot_slice(&self, slot: usize, len: usize) -> Option<&[u8]> {
+        let p = self.slot_ptr(slot, len)?;
+        // SAFETY: `slot_ptr` bounds-checked `len` bytes inside the read-only mapping, which
+        // lives as long as `self`; the caller promised that nobody writes them while the
+        // slice lives.
+        Some(unsafe { std::slice::from_raw_parts(p, len) })
     }
 }

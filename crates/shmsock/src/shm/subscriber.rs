@@ -4,17 +4,18 @@
 use std::time::Duration;
 
 use super::broadcast::{NoLoans, Read, Reader, Snapshot};
-use super::control::{Idle, Link, Mode};
-use super::handshake::Role;
-use super::loan::{Borrower, BroadcastBorrower, LoanRef};
+use super::config::ShmConfig;
+use super::control::{Idle, Link};
+use super::hello::Role;
+use super::label::SegmentRole;
+use super::loan::{Borrower, BroadcastBorrower, LentSlot, LoanRef, ShmSample};
 use super::rendezvous::{connect_side, Extras};
 use super::ring::{Corruption, RING_CAPACITY_MIN_BYTES};
-use super::segment::{self, Counter, OwnedSegment, PeerSegment, ReleaseBoard, SegmentRole};
+use super::segment::{self, Counter, OwnedSegment, PeerSegment, ReleaseBoard};
 use super::wait::{self, Schedule, SharedFutex, Step, FUTEX_SLEEP_MAX};
 use crate::error::{Error, Result};
-use crate::loan::Sample;
-use crate::options::Options;
 use crate::sync::Ordering;
+use crate::vocabulary::{Mode, WaitStrategy};
 
 /// Empty polls between two looks at the publisher's cursor (to notice eviction).
 const POLLS_PER_LAG_CHECK: u32 = 64;
@@ -24,13 +25,13 @@ pub(crate) struct ShmSubscriber {
     mine: OwnedSegment,
     publisher: PeerSegment,
     reader: Reader,
-    wait: crate::WaitStrategy,
+    wait: WaitStrategy,
     spin_budget: Duration,
     sleep_cap: Duration,
     /// Claims loan frames, if the publisher lends.
     borrower: Option<BroadcastBorrower>,
     /// A loan received by `recv` into a buffer too small for it, delivered next.
-    stash: Option<Sample>,
+    stash: Option<LentSlot>,
     /// Buffer of `recv_sample` for messages that came as copies.
     scratch: Vec<u8>,
 }
@@ -38,12 +39,12 @@ pub(crate) struct ShmSubscriber {
 /// What one attempt at receiving gave.
 pub(crate) enum Got {
     Message(usize),
-    Loan(Sample),
+    Loan(LentSlot),
     Nothing,
 }
 
 impl ShmSubscriber {
-    pub(crate) fn connect(endpoint: String, name: &str, opts: &Options) -> Result<Self> {
+    pub(crate) fn connect(endpoint: String, name: &str, opts: &ShmConfig) -> Result<Self> {
         Self::connect_with_bell(endpoint, name, opts, None)
     }
 
@@ -52,14 +53,14 @@ impl ShmSubscriber {
     pub(crate) fn connect_with_bell(
         endpoint: String,
         name: &str,
-        opts: &Options,
+        opts: &ShmConfig,
         bell: Option<&super::doorbell::Doorbell>,
     ) -> Result<Self> {
         let mut start: Option<std::result::Result<Snapshot, Corruption>> = None;
         let (peer, mine) = connect_side(
             &endpoint,
             name,
-            &opts.allowed_uids,
+            &opts.peers,
             (Role::Subscriber, Role::Publisher),
             Extras { bell, pool: None },
             |publisher| {
@@ -183,9 +184,9 @@ impl ShmSubscriber {
     }
 
     /// A view of a claimed loan, released when dropped.
-    fn sample(&self, loan: LoanRef) -> Sample {
+    fn sample(&self, loan: LoanRef) -> LentSlot {
         let b = &self.borrower.as_ref().expect("a loan was claimed").0;
-        Sample::lent(b.pool.clone(), b.board.clone(), loan)
+        LentSlot::new(b.pool.clone(), b.board.clone(), loan)
     }
 
     /// Receives the next message into `buf` as `mode` allows (a loan is copied, then
@@ -200,6 +201,12 @@ impl ShmSubscriber {
                 Got::Nothing => unreachable!("`next` waits for a message"),
             },
         };
+        self.deliver(sample, buf)
+    }
+
+    /// Copies a loan into `buf` and releases it; keeps it for the next call if `buf` is too
+    /// small for it.
+    fn deliver(&mut self, sample: LentSlot, buf: &mut [u8]) -> Result<usize> {
         if sample.len() > buf.len() {
             let len = sample.len();
             self.stash = Some(sample);
@@ -208,14 +215,16 @@ impl ShmSubscriber {
                 buf: buf.len(),
             });
         }
-        Ok(sample.copy_to(buf))
+        let n = sample.len();
+        sample.read_at(0, &mut buf[..n]);
+        Ok(n)
     }
 
-    /// Receives the next message as a [`Sample`]: the publisher's slot in place for a
-    /// loan, a copy otherwise.
-    pub(crate) fn recv_sample(&mut self, mode: Mode) -> Result<Sample> {
+    /// Receives the next message: the publisher's slot in place for a loan, a copy
+    /// otherwise.
+    pub(crate) fn recv_sample(&mut self, mode: Mode) -> Result<ShmSample> {
         if let Some(sample) = self.stash.take() {
-            return Ok(sample);
+            return Ok(ShmSample::Lent(sample));
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let got = loop {
@@ -225,8 +234,8 @@ impl ShmSubscriber {
             }
         };
         let sample = match got {
-            Ok(Got::Loan(sample)) => Ok(sample),
-            Ok(Got::Message(n)) => Ok(Sample::owned(scratch[..n].to_vec())),
+            Ok(Got::Loan(sample)) => Ok(ShmSample::Lent(sample)),
+            Ok(Got::Message(n)) => Ok(ShmSample::Copied(scratch[..n].to_vec())),
             Ok(Got::Nothing) => unreachable!("`next` waits for a message"),
             Err(e) => Err(e),
         };
@@ -306,15 +315,7 @@ impl ShmSubscriber {
             },
         };
         // A loan is copied, then released, as by `recv`.
-        if sample.len() > buf.len() {
-            let len = sample.len();
-            self.stash = Some(sample);
-            return Err(Error::BufferTooSmall {
-                len,
-                buf: buf.len(),
-            });
-        }
-        Ok(Some(sample.copy_to(buf)))
+        self.deliver(sample, buf).map(Some)
     }
 
     /// Looks at the control socket (one `poll`); true if the publisher has ended.

@@ -39,32 +39,14 @@
 use std::time::{Duration, Instant};
 
 use crate::sync::{fence, AtomicU32, Ordering};
+use crate::vocabulary::WaitStrategy;
 
-/// How long an `Adaptive` waiter spins before it sleeps, by default. Cross-CPU kernel
-/// wake-ups cost ~25 µs on small VMs, so spinning a little longer than that catches most
-/// back-to-back messages without paying for a sleep.
-pub const SPIN_BUDGET_DEFAULT: Duration = Duration::from_micros(50);
 /// Longest single futex sleep; bounds the time to notice a dead peer.
 pub const FUTEX_SLEEP_MAX: Duration = Duration::from_millis(10);
 /// Interval of peer-death checks (a `poll` on the rendezvous socket) while waiting.
 pub const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(5);
 /// Spin iterations between two clock reads.
 const SPINS_PER_CLOCK_READ: u32 = 64;
-
-/// How a blocking `send` or `recv` waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum WaitStrategy {
-    /// Spin without ever sleeping: lowest latency, burns one core while waiting. Peer death
-    /// is still checked every few milliseconds.
-    BusyPoll,
-    /// Spin for the spin budget ([`SPIN_BUDGET_DEFAULT`]), then sleep on a futex. Idle
-    /// waiters use almost no CPU.
-    #[default]
-    Adaptive,
-    /// Sleep on a futex at once: least CPU, each wake-up costs a kernel round trip.
-    Blocking,
-}
 
 /// Sleeping and waking on a 32-bit word (a shared futex in production, a model in loom).
 pub(crate) trait Futex {
@@ -313,6 +295,7 @@ impl Schedule {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::vocabulary::SPIN_BUDGET_DEFAULT;
 
     #[test]
     fn adaptive_spins_then_sleeps_and_checks_the_peer() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::super::zmtp::{self, Scan, SocketType};
 use super::NetConn;
 use crate::error::{Error, Result};
-use crate::shm::Mode;
+use crate::vocabulary::Mode;
 
 impl NetConn {
     /// Runs the ZMTP handshake (greeting, READY with our `Socket-Type`) on a connected

@@ -1,29 +1,13 @@
-//! Rendezvous: the Unix socket, the lock file, peer credentials, the hello and fd passing.
-//!
-//! ```text
-//!  $XDG_RUNTIME_DIR/shmsock/ (or /tmp/shmsock-$UID/; mode 0700, owned by us, checked)
-//!     NAME.lock   flock'd by the live listener: a stale socket is one whose lock is free
-//!     NAME.sock   the listening Unix stream socket (0600)
-//!
-//!  connector                                  listener
-//!  connect(NAME.sock) ───────────────────────▶ accept; SO_PEERCRED checked *before any fd*
-//!       ◀──────────────────── HELLO + memfd (or REFUSE + reason, and no fd)
-//!  SO_PEERCRED of the listener checked;
-//!  its segment verified (seals, size, header) and mapped read-only
-//!  HELLO + memfd ────────────────────────────▶ verified and mapped read-only
-//!       ◀──────────────────── ACK (one byte)
-//! ```
-//!
-//! The socket stays open for the life of the connection: a clean close sends [`BYE`]; a
-//! hang-up without it means the peer died. Every hello is exactly [`HELLO_BYTES`] long,
-//! carries exactly one fd (or none for REFUSE), and is read with a timeout.
+//! The hello: the one message each side of an `shm://` handshake sends (its wire format, the
+//! fd it carries, the refusal reasons) and the bytes sent on the socket afterwards ([`BYE`],
+//! [`ACK`]). Every hello is exactly [`HELLO_BYTES`] long, carries exactly one fd (or none for
+//! REFUSE), and is read with a timeout. The procedure that exchanges them is in
+//! [`rendezvous`](super::rendezvous).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::net::{
@@ -32,11 +16,10 @@ use rustix::net::{
 };
 
 use super::segment::PROTOCOL_VERSION;
+use crate::vocabulary::HANDSHAKE_TIMEOUT;
 
 /// Size of every hello/refuse message.
 pub(crate) const HELLO_BYTES: usize = 64;
-/// How long one handshake may take before the peer is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Byte sent on the socket by a clean close.
 pub(crate) const BYE: u8 = b'B';
 /// Byte sent by the listener once it accepted the connector's segment.
@@ -272,76 +255,6 @@ pub(crate) fn recv_hello(sock: &UnixStream) -> io::Result<Received> {
         fds,
         truncated,
     })
-}
-
-/// The directory holding rendezvous sockets: `$SHMSOCK_RUNTIME_DIR`, else
-/// `$XDG_RUNTIME_DIR/shmsock`, else `/tmp/shmsock-$UID`. Created 0700 if missing; refused
-/// if it is not a directory owned by us with no group/other access.
-pub fn runtime_dir() -> io::Result<PathBuf> {
-    let dir = runtime_dir_path();
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => {
-            return Err(io::Error::new(
-                e.kind(),
-                format!("creating {}: {e}", dir.display()),
-            ))
-        }
-    }
-    let meta = std::fs::symlink_metadata(&dir)?;
-    let uid = rustix::process::geteuid().as_raw();
-    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "rendezvous directory {} is not a private directory of uid {uid} (mode {:o}, owner {}); remove it or set SHMSOCK_RUNTIME_DIR",
-                dir.display(),
-                meta.permissions().mode() & 0o7777,
-                meta.uid()
-            ),
-        ));
-    }
-    Ok(dir)
-}
-
-/// Where [`runtime_dir`] is, without creating or checking it.
-pub(crate) fn runtime_dir_path() -> PathBuf {
-    if let Some(d) = std::env::var_os("SHMSOCK_RUNTIME_DIR") {
-        PathBuf::from(d)
-    } else if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_dir()) {
-        Path::new(&d).join("shmsock")
-    } else {
-        PathBuf::from(format!(
-            "/tmp/shmsock-{}",
-            rustix::process::geteuid().as_raw()
-        ))
-    }
-}
-
-/// The rendezvous socket path of a shm:// name, without creating the directory (names a
-/// segment's memfd). `None` if the name would leave the directory.
-pub(crate) fn socket_path_of(name: &str) -> Option<PathBuf> {
-    (!name.is_empty() && !name.contains('/') && !name.starts_with('.'))
-        .then(|| runtime_dir_path().join(format!("{name}.sock")))
-}
-
-/// Socket and lock paths for a shm:// name.
-pub(crate) fn paths(name: &str) -> io::Result<(PathBuf, PathBuf)> {
-    let dir = runtime_dir()?;
-    Ok((
-        dir.join(format!("{name}.sock")),
-        dir.join(format!("{name}.lock")),
-    ))
-}
-
-/// Checks a uid against an allow-list (empty = only our own effective uid).
-pub(crate) fn uid_allowed(uid: u32, allowed: &[u32]) -> bool {
-    if allowed.is_empty() {
-        uid == rustix::process::geteuid().as_raw()
-    } else {
-        allowed.contains(&uid)
-    }
 }
 
 /// Applies the handshake timeout to both directions of `sock`.

@@ -1,0 +1,22 @@
+//! What the `tcp://` and `unix://` transport takes from the user's options (the API's
+//! `Options` builds it).
+
+use crate::vocabulary::{Overflow, PeerPolicy};
+
+/// Default largest message on `tcp://` and `unix://` connections, in bytes (64 MiB); a
+/// peer announcing a larger one is cut off before anything is allocated for it.
+pub const NET_MESSAGE_MAX_DEFAULT_BYTES: usize = 64 << 20;
+
+/// The settings of one `tcp://` or `unix://` socket.
+#[derive(Debug, Clone)]
+pub(crate) struct NetConfig {
+    /// Which `unix://` peers are admitted (`SO_PEERCRED`; `tcp://` admits whoever connects).
+    pub(crate) peers: PeerPolicy,
+    /// Largest message sent or accepted; a longer announced frame is refused before any
+    /// allocation.
+    pub(crate) max_message_len: usize,
+    /// What a publisher does with a subscriber whose queue is full.
+    pub(crate) overflow: Overflow,
+    /// Bytes a publisher queues for one subscriber before `overflow` applies.
+    pub(crate) queue_max_bytes: usize,
+}

@@ -1,0 +1,122 @@
+//! The state a publisher shares with its I/O thread ([`super::pump`]): one [`Outbox`] (a
+//! bounded queue of messages) per subscriber, the subscribers accepted but not yet taken
+//! in, and the wake-ups between the two threads.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::conn::NetConn;
+use super::topics::Topics;
+use crate::sync::AtomicBool;
+
+/// How long dropping a publisher keeps delivering what it queued before it closes the
+/// subscribers' connections (ZeroMQ's `ZMQ_LINGER`); a stalled subscriber delays the drop
+/// by at most this much.
+pub const PUB_CLOSE_LINGER: Duration = Duration::from_secs(5);
+/// One subscriber's side of the publisher, shared by `send` and the I/O thread.
+pub(super) struct Outbox {
+    /// Its process id (`unix://`), 0 for `tcp://`.
+    pub(super) pid: i32,
+    /// What it subscribed to (a set, as libzmq's PUB keeps it).
+    pub(super) topics: Topics,
+    /// It has sent at least one subscription: from then on it counts as a subscriber.
+    pub(super) subscribed: bool,
+    /// Messages waiting for the I/O thread, oldest first.
+    pub(super) queue: VecDeque<Arc<[u8]>>,
+    pub(super) queued_bytes: usize,
+    /// Messages dropped for it (`DropOldest`) in all.
+    pub(super) dropped: u64,
+    /// It is dropping now (one warning per episode; cleared when its queue drains).
+    pub(super) dropping: bool,
+}
+
+impl Outbox {
+    pub(super) fn new(pid: i32) -> Outbox {
+        Outbox {
+            pid,
+            topics: Topics::default(),
+            subscribed: false,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            dropped: 0,
+            dropping: false,
+        }
+    }
+
+    pub(super) fn has_room(&self, len: usize, max_bytes: usize) -> bool {
+        self.queue.is_empty() || self.queued_bytes + len <= max_bytes
+    }
+
+    /// Takes messages from the front, at least one and up to about `bytes`, into `out`.
+    pub(super) fn take(&mut self, bytes: usize, out: &mut VecDeque<Arc<[u8]>>) {
+        let mut taken = 0;
+        while let Some(m) = self.queue.front() {
+            if taken > 0 && taken + m.len() > bytes {
+                break;
+            }
+            taken += m.len();
+            self.queued_bytes -= m.len();
+            out.extend(self.queue.pop_front());
+        }
+        if self.queue.is_empty() {
+            self.dropping = false;
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+/// What the publisher, the accept thread and the I/O thread share, under one lock.
+pub(super) struct State {
+    /// One per connection of the I/O thread, index for index.
+    pub(super) outboxes: Vec<Outbox>,
+    /// Subscribers accepted and not yet taken in by the I/O thread.
+    pub(super) incoming: Vec<NetConn>,
+    /// The publisher is being dropped: deliver what is queued, then close.
+    pub(super) stop: bool,
+    /// A `Block` send waits on [`Shared::room`].
+    pub(super) sender_waits: bool,
+}
+
+pub(super) struct Shared {
+    pub(super) endpoint: String,
+    pub(super) state: Mutex<State>,
+    /// Notified when a queue shrinks or a subscriber leaves while `sender_waits`.
+    pub(super) room: Condvar,
+    /// An eventfd that wakes the I/O thread from `poll`.
+    pub(super) wake: OwnedFd,
+    pub(super) stop_accepting: AtomicBool,
+}
+
+impl Shared {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere leaves the queues consistent (every update is one step).
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn wake(&self) {
+        // Fails only when the counter would overflow, i.e. the thread is already woken.
+        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+    }
+
+    pub(super) fn wake_fd(&self) -> BorrowedFd<'_> {
+        self.wake.as_fd()
+    }
+
+    pub(super) fn clear_wake(&self) {
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&self.wake, &mut buf);
+    }
+
+    /// Lets a waiting `Block` send look again.
+    pub(super) fn notify_room(&self, st: &mut State) {
+        if st.sender_waits {
+            st.sender_waits = false;
+            self.room.notify_all();
+        }
+    }
+}
