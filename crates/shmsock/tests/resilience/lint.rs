@@ -1,12 +1,18 @@
 //! Peer memory is reached only through `shm/segment.rs` (the validating accessor) and
 //! syscalls only through `sys.rs`: no other source file of the library may contain `unsafe`
-//! or a raw-pointer operation. Since safe Rust cannot reach a mapping except through a
+//! or a raw-pointer operation, except that `loan.rs` may write `unsafe` (never a raw-pointer
+//! operation) for the public `unsafe fn`s of `Sample`, which only forward the caller's
+//! promise to `segment.rs`. Since safe Rust cannot reach a mapping except through a
 //! raw pointer, this shows that no other code dereferences peer memory.
 
 use std::path::{Path, PathBuf};
 
 /// The only files allowed to hold `unsafe` code or raw-pointer operations.
 const ALLOWED: [&str; 2] = ["shm/segment.rs", "sys.rs"];
+
+/// Files that may write `unsafe` to declare or call an `unsafe fn` of `segment.rs`, but no
+/// raw-pointer operation.
+const FORWARD_ONLY: [&str; 1] = ["loan.rs"];
 
 /// Tokens of unsafe code and raw-pointer reads or writes.
 const FORBIDDEN: [&str; 16] = [
@@ -91,6 +97,9 @@ fn offending_lines(src: &Path) -> Vec<String> {
                 continue;
             }
             for token in FORBIDDEN {
+                if token == "unsafe" && FORWARD_ONLY.contains(&rel.as_str()) {
+                    continue;
+                }
                 if code.contains(token) {
                     bad.push(format!("src/{rel}:{}: `{token}`: {}", i + 1, line.trim()));
                 }
@@ -106,7 +115,7 @@ fn only_segment_rs_and_sys_rs_touch_raw_memory() {
     let bad = offending_lines(&src);
     assert!(
         bad.is_empty(),
-        "unsafe code or raw-pointer operations outside {ALLOWED:?}:\n{}",
+        "unsafe code or raw-pointer operations outside {ALLOWED:?} (and {FORWARD_ONLY:?}):\n{}",
         bad.join("\n")
     );
 }
@@ -143,7 +152,20 @@ fn the_memory_lint_finds_a_planted_raw_read() {
         ),
     )
     .expect("write");
+    // loan.rs may forward an unsafe contract, but not touch a raw pointer.
+    std::fs::write(
+        dir.join("loan.rs"),
+        concat!(
+            "pub unsafe",
+            " fn f() {}
+let p = v.as_ptr",
+            "();
+"
+        ),
+    )
+    .expect("write");
     let bad = offending_lines(&dir);
-    assert_eq!(bad.len(), 2, "{bad:?}");
-    assert!(bad[0].starts_with("src/shm/ring.rs:2: `unsafe`"), "{bad:?}");
+    assert_eq!(bad.len(), 3, "{bad:?}");
+    assert!(bad[0].starts_with("src/loan.rs:2: `as_ptr(`"), "{bad:?}");
+    assert!(bad[1].starts_with("src/shm/ring.rs:2: `unsafe`"), "{bad:?}");
 }
