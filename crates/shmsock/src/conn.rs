@@ -11,7 +11,7 @@ use crate::net::socket::{self as net_socket, NetListener};
 use crate::options::Options;
 use crate::shm::conn::{self as shm_conn, ShmConn};
 use crate::shm::listener::ShmListener;
-use crate::shm::loan::ShmSample;
+use crate::shm::loan::{Lender, ShmSample};
 use crate::vocabulary::Mode;
 
 /// The transport behind a [`Listener`].
@@ -451,23 +451,17 @@ impl Lends for Conn {
         }
     }
 
-    fn abandon_loan(&mut self, loan: &crate::shm::loan::LoanRef) {
-        if let ConnInner::Shm(c) = &mut self.inner {
-            c.abandon_loan(loan);
-        }
-    }
-
-    fn loan_bytes(&self, loan: &crate::shm::loan::LoanRef) -> &[u8] {
+    fn lender(&self) -> Option<&Lender> {
         match &self.inner {
-            ConnInner::Shm(c) => c.loan_bytes(loan),
-            ConnInner::Net(_) => &[],
+            ConnInner::Shm(c) => c.lender(),
+            ConnInner::Net(_) => None,
         }
     }
 
-    fn loan_bytes_mut(&mut self, loan: &crate::shm::loan::LoanRef) -> &mut [u8] {
+    fn lender_mut(&mut self) -> Option<&mut Lender> {
         match &mut self.inner {
-            ConnInner::Shm(c) => c.loan_bytes_mut(loan),
-            ConnInner::Net(_) => &mut [],
+            ConnInner::Shm(c) => c.lender_mut(),
+            ConnInner::Net(_) => None,
         }
     }
 }

@@ -2,7 +2,10 @@
 //! (the receiver's read-only view of it, handed back when dropped).
 
 use crate::error::{Error, Result};
-use crate::shm::loan::{LoanRef, ShmSample};
+use crate::shm::loan::{Lender, LoanRef, ShmSample};
+
+/// Why a loan's pool is there: only a side with a pool makes `LoanInner::Shm` loans.
+const FROM_OUR_POOL: &str = "a loan comes from our pool";
 use crate::vocabulary::Mode;
 
 /// A slot of this side's loan pool, lent by [`Conn::loan`](crate::Conn::loan) or
@@ -20,12 +23,10 @@ pub struct Loan<'a> {
 pub(crate) trait Lends {
     /// Sends a filled loan; on error its slot is free again.
     fn send_loan(&mut self, loan: LoanInner, mode: Mode) -> Result<()>;
-    /// A loan dropped unsent: its slot is free again.
-    fn abandon_loan(&mut self, loan: &LoanRef);
-    /// The bytes of a slot being filled.
-    fn loan_bytes(&self, loan: &LoanRef) -> &[u8];
-    /// The bytes of a slot being filled, writable.
-    fn loan_bytes_mut(&mut self, loan: &LoanRef) -> &mut [u8];
+    /// The pool `LoanInner::Shm` loans come from (none over `tcp://` and `unix://`).
+    fn lender(&self) -> Option<&Lender>;
+    /// The pool, writable.
+    fn lender_mut(&mut self) -> Option<&mut Lender>;
 }
 
 pub(crate) enum LoanInner {
@@ -97,7 +98,7 @@ impl std::ops::Deref for Loan<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match &self.inner {
-            LoanInner::Shm(l) => self.owner.loan_bytes(l),
+            LoanInner::Shm(l) => self.owner.lender().expect(FROM_OUR_POOL).bytes(l),
             LoanInner::Buffer(b) => b,
             LoanInner::Sent => &[],
         }
@@ -107,7 +108,7 @@ impl std::ops::Deref for Loan<'_> {
 impl std::ops::DerefMut for Loan<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         match &mut self.inner {
-            LoanInner::Shm(l) => self.owner.loan_bytes_mut(l),
+            LoanInner::Shm(l) => self.owner.lender_mut().expect(FROM_OUR_POOL).bytes_mut(l),
             LoanInner::Buffer(b) => b,
             LoanInner::Sent => &mut [],
         }
@@ -125,7 +126,9 @@ impl std::fmt::Debug for Loan<'_> {
 impl Drop for Loan<'_> {
     fn drop(&mut self) {
         if let LoanInner::Shm(l) = &self.inner {
-            self.owner.abandon_loan(l);
+            if let Some(lender) = self.owner.lender_mut() {
+                lender.abandon(l);
+            }
         }
     }
 }

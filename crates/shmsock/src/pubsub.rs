@@ -17,7 +17,7 @@ use crate::net::publisher::NetPublisher;
 use crate::net::subscriber::NetSubscriber;
 use crate::net::topics::Topics;
 use crate::options::Options;
-use crate::shm::loan::LoanRef;
+use crate::shm::loan::Lender;
 use crate::shm::publisher::ShmPublisher;
 use crate::shm::subscriber::ShmSubscriber;
 use crate::vocabulary::Mode;
@@ -586,23 +586,17 @@ impl Lends for Publisher {
         }
     }
 
-    fn abandon_loan(&mut self, loan: &LoanRef) {
-        if let PublisherInner::Shm(p) = &mut self.inner {
-            p.abandon_loan(loan);
-        }
-    }
-
-    fn loan_bytes(&self, loan: &LoanRef) -> &[u8] {
+    fn lender(&self) -> Option<&Lender> {
         match &self.inner {
-            PublisherInner::Shm(p) => p.loan_bytes(loan),
-            PublisherInner::Net(_) => unreachable!("net loans are buffers"),
+            PublisherInner::Shm(p) => p.lender(),
+            PublisherInner::Net(_) => None,
         }
     }
 
-    fn loan_bytes_mut(&mut self, loan: &LoanRef) -> &mut [u8] {
+    fn lender_mut(&mut self) -> Option<&mut Lender> {
         match &mut self.inner {
-            PublisherInner::Shm(p) => p.loan_bytes_mut(loan),
-            PublisherInner::Net(_) => unreachable!("net loans are buffers"),
+            PublisherInner::Shm(p) => p.lender_mut(),
+            PublisherInner::Net(_) => None,
         }
     }
 }

@@ -35,6 +35,14 @@ impl Mode {
             .checked_add(t)
             .map_or(Mode::Block, Mode::Until)
     }
+
+    /// The deadline of a waiting call (`Until`), if any.
+    pub(crate) fn deadline(self) -> Option<Instant> {
+        match self {
+            Mode::Until(d) => Some(d),
+            Mode::Try | Mode::Block => None,
+        }
+    }
 }
 
 /// How a blocking `send` or `recv` waits.

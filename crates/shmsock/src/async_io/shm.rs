@@ -39,6 +39,11 @@ trait Sleeper {
     fn flag(&self, dir: Dir) -> &AtomicU32;
     /// Whether the peer notifies with light barriers (then we run the heavy one).
     fn peer_light(&self) -> bool;
+    /// The endpoint, for errors.
+    fn endpoint(&self) -> &str;
+    /// Looks at the control socket: an error once the peer ended and everything it sent
+    /// was taken.
+    fn check_peer(&mut self) -> Result<bool>;
 }
 
 impl Sleeper for ShmConn {
@@ -51,6 +56,12 @@ impl Sleeper for ShmConn {
     fn peer_light(&self) -> bool {
         ShmConn::peer_light(self)
     }
+    fn endpoint(&self) -> &str {
+        ShmConn::endpoint(self)
+    }
+    fn check_peer(&mut self) -> Result<bool> {
+        ShmConn::check_peer(self)
+    }
 }
 
 impl Sleeper for ShmSubscriber {
@@ -59,6 +70,49 @@ impl Sleeper for ShmSubscriber {
     }
     fn peer_light(&self) -> bool {
         self.rx_sleeping_flag().1
+    }
+    fn endpoint(&self) -> &str {
+        ShmSubscriber::endpoint(self)
+    }
+    fn check_peer(&mut self) -> Result<bool> {
+        ShmSubscriber::check_peer(self)
+    }
+}
+
+/// The waiting loop of every async `shm://` call: `attempt` (which never waits) until it
+/// gives a value; in between, announce the sleep in our `dir` flag, attempt once more, and
+/// wait for the doorbell or the control socket. Cancel-safe if `attempt` is: the flag is
+/// withdrawn when the future is dropped.
+async fn drive<S: Sleeper, T>(
+    side: &mut S,
+    wakers: &Wakers,
+    dir: Dir,
+    mut attempt: impl FnMut(&mut S) -> Result<Option<T>>,
+) -> Result<T> {
+    loop {
+        if let Some(v) = attempt(side)? {
+            return Ok(v);
+        }
+        let sleeping = Announced::new(side, dir);
+        if let Some(v) = attempt(sleeping.side)? {
+            return Ok(v);
+        }
+        let control = wakers
+            .wait(sleeping.side.endpoint(), sleeping.sound)
+            .await?;
+        drop(sleeping);
+        if control {
+            side.check_peer()?;
+        }
+    }
+}
+
+/// `Try` sends: `None` while the ring is full (`Try` on a full ring also looks at the
+/// control socket: a dead peer is an error).
+fn try_send(conn: &mut ShmConn, msg: &[u8]) -> Result<Option<()>> {
+    match conn.send(msg, Mode::Try) {
+        Err(Error::WouldBlock) => Ok(None),
+        done => done.map(Some),
     }
 }
 
@@ -159,46 +213,13 @@ impl AsyncShmConn {
     /// Sends `msg`, waiting for room. Cancel-safe: nothing is sent unless it completes.
     pub(super) async fn send(&mut self, msg: &[u8]) -> Result<()> {
         let AsyncShmConn { conn, wakers } = self;
-        loop {
-            // `Try` on a full ring also looks at the control socket: a dead peer is an error.
-            match conn.send(msg, Mode::Try) {
-                Err(Error::WouldBlock) => {}
-                done => return done,
-            }
-            let sleeping = Announced::new(conn, Dir::Tx);
-            match sleeping.side.send(msg, Mode::Try) {
-                Err(Error::WouldBlock) => {}
-                done => return done,
-            }
-            let control = wakers
-                .wait(sleeping.side.endpoint(), sleeping.sound)
-                .await?;
-            drop(sleeping);
-            if control {
-                conn.check_peer()?;
-            }
-        }
+        drive(conn, wakers, Dir::Tx, |conn| try_send(conn, msg)).await
     }
 
     /// Waits for the next frame (not consumed). Cancel-safe: nothing is consumed here.
     pub(super) async fn next_frame(&mut self) -> Result<Frame> {
         let AsyncShmConn { conn, wakers } = self;
-        loop {
-            if let Some(frame) = conn.poll_frame()? {
-                return Ok(frame);
-            }
-            let sleeping = Announced::new(conn, Dir::Rx);
-            if let Some(frame) = sleeping.side.poll_frame()? {
-                return Ok(frame);
-            }
-            let control = wakers
-                .wait(sleeping.side.endpoint(), sleeping.sound)
-                .await?;
-            drop(sleeping);
-            if control {
-                conn.check_peer()?;
-            }
-        }
+        drive(conn, wakers, Dir::Rx, ShmConn::poll_frame).await
     }
 }
 
@@ -232,21 +253,6 @@ impl AsyncShmSub {
     /// poll that returns it.
     pub(super) async fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
         let AsyncShmSub { sub, wakers } = self;
-        loop {
-            if let Some(n) = sub.poll(buf)? {
-                return Ok(n);
-            }
-            let sleeping = Announced::new(sub, Dir::Rx);
-            if let Some(n) = sleeping.side.poll(buf)? {
-                return Ok(n);
-            }
-            let control = wakers
-                .wait(sleeping.side.endpoint(), sleeping.sound)
-                .await?;
-            drop(sleeping);
-            if control {
-                sub.check_peer()?;
-            }
-        }
+        drive(sub, wakers, Dir::Rx, |sub| sub.poll(buf)).await
     }
 }

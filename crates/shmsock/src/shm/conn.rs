@@ -14,7 +14,7 @@ use super::ring::{
     Consumer, Corruption, Frame, Producer, Push, KIND_DATA, KIND_LOAN, LOAN_FRAME_BYTES,
 };
 use super::segment::{self, OwnedPool, OwnedSegment, PeerSegment, ReleaseBoard};
-use super::wait::{self, Schedule, SharedFutex, Step};
+use super::wait::{self, Outcome, SharedFutex, Turn};
 use crate::error::{Error, Result};
 use crate::sync::Ordering;
 use crate::vocabulary::{Mode, WaitStrategy};
@@ -154,34 +154,28 @@ impl ShmConn {
         if let Some(end) = self.link.ended {
             return Err(self.link.end_error(end));
         }
-        let mut schedule = None;
-        loop {
-            if self.try_push(msg, kind)? {
-                return Ok(());
-            }
-            if mode == Mode::Try {
-                self.link.poll_peer()?;
-                return Err(self
-                    .link
-                    .ended
-                    .map_or(Error::WouldBlock, |end| self.link.end_error(end)));
-            }
-            let deadline = match mode {
-                Mode::Until(d) => Some(d),
-                _ => None,
-            };
-            match schedule
-                .get_or_insert_with(|| Schedule::new(self.wait, self.spin_budget, deadline))
-                .next()
-            {
-                Step::Spin => std::hint::spin_loop(),
-                Step::CheckPeer => {
+        let (strategy, spin_budget) = (self.wait, self.spin_budget);
+        wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
+            match turn {
+                Turn::Attempt => {
+                    if self.try_push(msg, kind)? {
+                        return Ok(Outcome::Done(()));
+                    }
+                    if mode == Mode::Try {
+                        self.link.poll_peer()?;
+                        return Err(self
+                            .link
+                            .ended
+                            .map_or(Error::WouldBlock, |end| self.link.end_error(end)));
+                    }
+                }
+                Turn::CheckPeer => {
                     self.link.poll_peer()?;
                     if let Some(end) = self.link.ended {
                         return Err(self.link.end_error(end));
                     }
                 }
-                Step::Sleep(t) => {
+                Turn::Sleep(t) => {
                     let (flag, seq) = (
                         self.mine.word32(segment::OFF_TX_SLEEPING),
                         self.peer.word32(segment::OFF_SPACE_SEQ),
@@ -191,7 +185,7 @@ impl ShmConn {
                     if !matches!(pushed, Ok(false)) {
                         wait::cancel_wait(self.mine.word32(segment::OFF_TX_SLEEPING));
                         pushed?;
-                        return Ok(());
+                        return Ok(Outcome::Done(()));
                     }
                     let (flag, seq) = (
                         self.mine.word32(segment::OFF_TX_SLEEPING),
@@ -199,9 +193,9 @@ impl ShmConn {
                     );
                     wait::sleep(flag, seq, key, t.min(self.sleep_cap), &SharedFutex);
                 }
-                Step::TimedOut => return Err(Error::TimedOut),
             }
-        }
+            Ok(Outcome::Pending)
+        })
     }
 
     /// One attempt to publish `msg`; wakes the peer if it sleeps.
@@ -268,25 +262,22 @@ impl ShmConn {
     /// published are still returned; then the end is reported.
     pub(crate) fn next_frame(&mut self, mode: Mode) -> Result<Frame> {
         self.link.usable()?;
-        let mut schedule = None;
-        loop {
-            if let Some(frame) = self.peek()? {
-                return Ok(frame);
-            }
-            if let Some(pos) = self.rx.unpublished() {
-                self.publish_consumed(pos);
-            }
-            let deadline = match self.link.nothing_to_read(mode)? {
-                Idle::Retry => continue,
-                Idle::Wait(deadline) => deadline,
-            };
-            match schedule
-                .get_or_insert_with(|| Schedule::new(self.wait, self.spin_budget, deadline))
-                .next()
-            {
-                Step::Spin => std::hint::spin_loop(),
-                Step::CheckPeer => self.link.poll_peer()?,
-                Step::Sleep(t) => {
+        let (strategy, spin_budget) = (self.wait, self.spin_budget);
+        wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
+            match turn {
+                Turn::Attempt => {
+                    if let Some(frame) = self.peek()? {
+                        return Ok(Outcome::Done(frame));
+                    }
+                    if let Some(pos) = self.rx.unpublished() {
+                        self.publish_consumed(pos);
+                    }
+                    if self.link.nothing_to_read(mode)? == Idle::Retry {
+                        return Ok(Outcome::Again);
+                    }
+                }
+                Turn::CheckPeer => self.link.poll_peer()?,
+                Turn::Sleep(t) => {
                     let (flag, seq) = (
                         self.mine.word32(segment::OFF_RX_SLEEPING),
                         self.peer.word32(segment::OFF_DATA_SEQ),
@@ -296,7 +287,7 @@ impl ShmConn {
                     if !matches!(next, Ok(None)) {
                         wait::cancel_wait(self.mine.word32(segment::OFF_RX_SLEEPING));
                         if let Some(frame) = next? {
-                            return Ok(frame);
+                            return Ok(Outcome::Done(frame));
                         }
                     }
                     let (flag, seq) = (
@@ -305,9 +296,9 @@ impl ShmConn {
                     );
                     wait::sleep(flag, seq, key, t.min(self.sleep_cap), &SharedFutex);
                 }
-                Step::TimedOut => return Err(Error::TimedOut),
             }
-        }
+            Ok(Outcome::Pending)
+        })
     }
 
     /// For a receiver of several connections (`Inbox`): the next frame if one is
@@ -360,55 +351,43 @@ impl ShmConn {
     pub(crate) fn loan(&mut self, len: usize, mode: Mode) -> Result<LoanRef> {
         self.link.usable()?;
         check_loan_len(self.lender.as_ref(), len, &self.link.endpoint)?;
-        let mut schedule = None;
-        loop {
-            if let Some(end) = self.link.ended {
-                return Err(self.link.end_error(end));
-            }
-            let lender = self.lender.as_mut().expect("checked above");
-            match lender.take(len, &self.peer) {
-                Ok(Some(loan)) => return Ok(loan),
-                Ok(None) => {}
-                Err(c) => return Err(self.link.poison(c)),
-            }
-            let deadline = match mode {
-                Mode::Try => {
-                    self.link.poll_peer()?;
-                    if self.link.ended.is_none() {
-                        return Err(Error::WouldBlock);
+        let (strategy, spin_budget) = (self.wait, self.spin_budget);
+        wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
+            match turn {
+                Turn::Attempt => {
+                    if let Some(end) = self.link.ended {
+                        return Err(self.link.end_error(end));
                     }
-                    continue;
+                    let lender = self.lender.as_mut().expect("checked above");
+                    match lender.take(len, &self.peer) {
+                        Ok(Some(loan)) => return Ok(Outcome::Done(loan)),
+                        Ok(None) => {}
+                        Err(c) => return Err(self.link.poison(c)),
+                    }
+                    if mode == Mode::Try {
+                        self.link.poll_peer()?;
+                        if self.link.ended.is_none() {
+                            return Err(Error::WouldBlock);
+                        }
+                        return Ok(Outcome::Again);
+                    }
                 }
-                Mode::Until(d) => Some(d),
-                Mode::Block => None,
-            };
-            match schedule
-                .get_or_insert_with(|| Schedule::new(self.wait, self.spin_budget, deadline))
-                .next()
-            {
-                Step::Spin => std::hint::spin_loop(),
-                Step::CheckPeer => self.link.poll_peer()?,
+                Turn::CheckPeer => self.link.poll_peer()?,
                 // Releases are words in the peer's segment, with no wake-up: nap briefly.
-                Step::Sleep(t) => std::thread::sleep(t.min(LOAN_RECLAIM_NAP)),
-                Step::TimedOut => return Err(Error::TimedOut),
+                Turn::Sleep(t) => std::thread::sleep(t.min(LOAN_RECLAIM_NAP)),
             }
-        }
+            Ok(Outcome::Pending)
+        })
     }
 
-    /// The bytes of a slot taken by [`ShmConn::loan`], to read back.
-    pub(crate) fn loan_bytes(&self, loan: &LoanRef) -> &[u8] {
-        self.lender
-            .as_ref()
-            .expect("a loan comes from our pool")
-            .bytes(loan)
+    /// Our loan pool, if we have one (the slots a loan is filled in).
+    pub(crate) fn lender(&self) -> Option<&Lender> {
+        self.lender.as_ref()
     }
 
-    /// The bytes of a slot taken by [`ShmConn::loan`], to fill in place.
-    pub(crate) fn loan_bytes_mut(&mut self, loan: &LoanRef) -> &mut [u8] {
-        self.lender
-            .as_mut()
-            .expect("a loan comes from our pool")
-            .bytes_mut(loan)
+    /// Our loan pool, writable (to fill a slot, or to take back one dropped unsent).
+    pub(crate) fn lender_mut(&mut self) -> Option<&mut Lender> {
+        self.lender.as_mut()
     }
 
     /// Sends a filled loan as a loan frame. On error the slot is ours again.
@@ -419,16 +398,11 @@ impl ShmConn {
                 Ok(())
             }
             Err(e) => {
-                self.abandon_loan(loan);
+                if let Some(lender) = self.lender.as_mut() {
+                    lender.abandon(loan);
+                }
                 Err(e)
             }
-        }
-    }
-
-    /// A loan dropped unsent: its slot is free again.
-    pub(crate) fn abandon_loan(&mut self, loan: &LoanRef) {
-        if let Some(lender) = self.lender.as_mut() {
-            lender.abandon(loan);
         }
     }
 

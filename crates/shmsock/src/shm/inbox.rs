@@ -10,27 +10,23 @@
 //! of its own, so a sleeping inbox merges a new writer at once.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::acceptor::{Acceptor, Queue};
 use super::config::ShmConfig;
 use super::conn::ShmConn;
-use super::doorbell::{Doorbell, Ringer};
+use super::doorbell::Doorbell;
 use super::hello::Role;
 use super::label::SegmentRole;
 use super::loan::LoanRef;
 use super::rendezvous::{listen_side, BoundName, Extras};
 use super::ring::{Frame, RING_CAPACITY_MIN_BYTES};
 use super::segment::OwnedSegment;
-use super::wait::{self, Schedule, Step};
+use super::wait::{self, Outcome, Turn};
 use crate::error::{Error, Result};
-use crate::sync::{AtomicBool, Ordering};
 use crate::vocabulary::Mode;
-
-/// How long the accept thread waits in `poll` before it looks at its stop flag.
-const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
 /// Identifies the writer a message came from: its pid and a serial number unique within
 /// this inbox (a pid can connect several times).
@@ -56,13 +52,6 @@ struct Writer {
     bell: OwnedFd,
 }
 
-/// Writers accepted by the background thread, waiting to be merged.
-struct Incoming {
-    queue: Mutex<Vec<Writer>>,
-    pending: AtomicBool,
-    stop: AtomicBool,
-}
-
 pub(crate) struct ShmInbox {
     endpoint: String,
     socket_path: PathBuf,
@@ -71,8 +60,7 @@ pub(crate) struct ShmInbox {
     writers: Vec<Writer>,
     /// Index of the writer whose turn it is.
     turn: usize,
-    incoming: Arc<Incoming>,
-    acceptor: Option<JoinHandle<()>>,
+    acceptor: Acceptor<Writer>,
     opts: ShmConfig,
     closed: bool,
 }
@@ -87,18 +75,14 @@ impl ShmInbox {
                 e,
             )
         })?;
-        let incoming = Arc::new(Incoming {
-            queue: Mutex::new(Vec::new()),
-            pending: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-        });
         let socket_path = bound.socket_path().to_owned();
         let acceptor = {
-            let (incoming, opts) = (incoming.clone(), opts.clone());
-            std::thread::Builder::new()
-                .name(format!("shmsock-accept {endpoint}"))
-                .spawn(move || accept_loop(bound, &ringer, &opts, &incoming))
-                .map_err(|e| Error::io(format!("{endpoint}: spawning the accept thread"), e))?
+            let (opts, mut serial) = (opts.clone(), 0);
+            Acceptor::spawn(bound, move |endpoint, sock, queue| {
+                if accept_writer(endpoint, sock, &opts, &mut serial, queue) {
+                    ringer.ring();
+                }
+            })?
         };
         Ok(ShmInbox {
             endpoint,
@@ -106,8 +90,7 @@ impl ShmInbox {
             bell,
             writers: Vec::new(),
             turn: 0,
-            incoming,
-            acceptor: Some(acceptor),
+            acceptor,
             opts: opts.clone(),
             closed: false,
         })
@@ -123,16 +106,7 @@ impl ShmInbox {
 
     /// Takes in newly accepted writers.
     fn merge_incoming(&mut self) {
-        if self.incoming.pending.load(Ordering::Relaxed)
-            && self.incoming.pending.swap(false, Ordering::Acquire)
-        {
-            let mut queue = self
-                .incoming
-                .queue
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            self.writers.append(&mut queue);
-        }
+        self.acceptor.take_into(&mut self.writers);
     }
 
     /// Live writers (looks at their control sockets; ended ones whose messages were all
@@ -205,41 +179,33 @@ impl ShmInbox {
         if self.closed {
             return Err(Error::Closed);
         }
-        let mut schedule = None;
-        loop {
-            self.merge_incoming();
-            if let Some(found) = self.poll_once() {
-                return Ok(found);
-            }
-            let deadline = match mode {
-                Mode::Try => {
-                    // A writer that just ended may still have messages to drain.
-                    if self.check_writers() {
-                        continue;
+        let (strategy, spin_budget) = (self.opts.wait, self.opts.spin_budget);
+        wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
+            match turn {
+                Turn::Attempt => {
+                    self.merge_incoming();
+                    if let Some(found) = self.poll_once() {
+                        return Ok(Outcome::Done(found));
                     }
-                    return Err(Error::WouldBlock);
+                    if mode == Mode::Try {
+                        // A writer that just ended may still have messages to drain.
+                        if self.check_writers() {
+                            return Ok(Outcome::Again);
+                        }
+                        return Err(Error::WouldBlock);
+                    }
                 }
-                Mode::Until(d) => Some(d),
-                Mode::Block => None,
-            };
-            match schedule
-                .get_or_insert_with(|| {
-                    Schedule::new(self.opts.wait, self.opts.spin_budget, deadline)
-                })
-                .next()
-            {
-                Step::Spin => std::hint::spin_loop(),
-                Step::CheckPeer => {
+                Turn::CheckPeer => {
                     self.check_writers();
                 }
-                Step::Sleep(t) => {
+                Turn::Sleep(t) => {
                     if let Some(found) = self.sleep(t) {
-                        return Ok(found);
+                        return Ok(Outcome::Done(found));
                     }
                 }
-                Step::TimedOut => return Err(Error::TimedOut),
             }
-        }
+            Ok(Outcome::Pending)
+        })
     }
 
     /// Announces the sleep to every writer, re-checks, and waits on the doorbell at most
@@ -250,7 +216,7 @@ impl ShmInbox {
             self.writers.iter().map(|w| w.conn.rx_sleeping_flag()),
             any_light,
         );
-        let found = if self.incoming.pending.load(Ordering::Acquire) {
+        let found = if self.acceptor.is_pending() {
             None
         } else {
             let found = self.poll_once();
@@ -333,10 +299,7 @@ impl ShmInbox {
             return;
         }
         self.closed = true;
-        self.incoming.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
+        self.acceptor.stop();
         self.merge_incoming();
         for w in &mut self.writers {
             w.conn.close();
@@ -356,62 +319,54 @@ fn new_doorbell(endpoint: &str) -> Result<Doorbell> {
         .map_err(|e| Error::io(format!("{endpoint}: creating a doorbell socket pair"), e))
 }
 
-/// The accept thread: handshakes with writers (passing each a doorbell of its own), queues
-/// them, and rings `wake` (the inbox's own doorbell).
-fn accept_loop(bound: BoundName, wake: &Ringer, opts: &ShmConfig, incoming: &Incoming) {
-    let endpoint = bound.endpoint().to_owned();
-    let mut serial = 0;
-    while !incoming.stop.load(Ordering::Relaxed) {
-        let sock = match bound.accept(Some(ACCEPT_POLL)) {
-            Ok(sock) => sock,
-            Err(Error::TimedOut) => continue,
-            Err(_) => {
-                std::thread::sleep(ACCEPT_POLL);
-                continue;
-            }
-        };
-        let bell = match new_doorbell(&endpoint) {
-            Ok(bell) => bell,
-            Err(e) => {
-                // Out of fds: this writer is refused (its connect fails as the socket closes).
-                tracing::warn!(endpoint = %endpoint, error = %e, "writer refused");
-                continue;
-            }
-        };
-        // Our own ring in each connection is never written: keep it minimal.
-        let handshake = listen_side(
-            &endpoint,
-            sock,
-            &opts.peers,
-            (Role::Inbox, Role::Conn),
-            Extras {
-                bell: Some(&bell),
-                pool: None,
-            },
-            || {
-                OwnedSegment::create_for(RING_CAPACITY_MIN_BYTES, SegmentRole::Inbox, &endpoint)
-                    .map_err(Into::into)
-            },
-        );
-        // A refused or broken writer is simply not added; it got its error.
-        let Ok((peer, mine)) = handshake else {
-            continue;
-        };
-        let pid = peer.pid;
-        let Ok(conn) = ShmConn::new(endpoint.clone(), peer, mine, opts, None) else {
-            continue;
-        };
-        incoming
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Writer {
-                id: WriterId { pid, serial },
-                conn,
-                bell: bell.into(),
-            });
-        serial += 1;
-        incoming.pending.store(true, Ordering::Release);
-        wake.ring();
-    }
+/// One connection to the inbox's name: the handshake with a writer (passing it a doorbell
+/// of its own). True if the writer was queued.
+fn accept_writer(
+    endpoint: &str,
+    sock: UnixStream,
+    opts: &ShmConfig,
+    serial: &mut u64,
+    queue: &Queue<Writer>,
+) -> bool {
+    let bell = match new_doorbell(endpoint) {
+        Ok(bell) => bell,
+        Err(e) => {
+            // Out of fds: this writer is refused (its connect fails as the socket closes).
+            tracing::warn!(endpoint = %endpoint, error = %e, "writer refused");
+            return false;
+        }
+    };
+    // Our own ring in each connection is never written: keep it minimal.
+    let handshake = listen_side(
+        endpoint,
+        sock,
+        &opts.peers,
+        (Role::Inbox, Role::Conn),
+        Extras {
+            bell: Some(&bell),
+            pool: None,
+        },
+        || {
+            OwnedSegment::create_for(RING_CAPACITY_MIN_BYTES, SegmentRole::Inbox, endpoint)
+                .map_err(Into::into)
+        },
+    );
+    // A refused or broken writer is simply not added; it got its error.
+    let Ok((peer, mine)) = handshake else {
+        return false;
+    };
+    let pid = peer.pid;
+    let Ok(conn) = ShmConn::new(endpoint.to_owned(), peer, mine, opts, None) else {
+        return false;
+    };
+    queue.push(Writer {
+        id: WriterId {
+            pid,
+            serial: *serial,
+        },
+        conn,
+        bell: bell.into(),
+    });
+    *serial += 1;
+    true
 }

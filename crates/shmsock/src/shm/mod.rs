@@ -9,6 +9,8 @@ pub(crate) mod wait;
 mod loom_tests;
 
 #[cfg(not(loom))]
+mod acceptor;
+#[cfg(not(loom))]
 pub(crate) mod config;
 #[cfg(not(loom))]
 pub(crate) mod conn;

@@ -6,10 +6,10 @@
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::acceptor::{Acceptor, Queue};
 use super::broadcast::{self, Writer};
 use super::config::ShmConfig;
 use super::conn::create_pool;
@@ -21,13 +21,11 @@ use super::loan::{check_loan_len, holding, Holding, Lender, Lent, LoanRef, LOAN_
 use super::rendezvous::{listen_side, BoundName, Extras, SharedOffer};
 use super::ring::{max_payload, KIND_DATA, KIND_LOAN};
 use super::segment::{self, Counter, OwnedSegment, PeerSegment, PoolShape};
-use super::wait::{self, Schedule, SharedFutex, Step};
+use super::wait::{self, Outcome, SharedFutex, Turn};
 use crate::error::{Error, Result};
-use crate::sync::{fence, AtomicBool, AtomicU64, Ordering};
+use crate::sync::{fence, AtomicU64, Ordering};
 use crate::vocabulary::{Mode, Overflow, PeerPolicy, WaitStrategy};
 
-/// How long the accept thread waits in `poll` before it looks at its stop flag.
-const ACCEPT_POLL: Duration = Duration::from_millis(50);
 /// Sends between two looks at the subscribers' control sockets. A publisher that never
 /// waits (`DropOldest`, or `Block` with fast subscribers) finds dead subscribers, and
 /// releases their sockets and mappings, only this way.
@@ -47,18 +45,6 @@ struct Sub {
 /// No subscriber is joining (see [`Incoming::join_floor`]).
 const NO_FLOOR: u64 = u64::MAX;
 
-/// Subscribers accepted by the background thread, waiting to be merged.
-struct Incoming {
-    queue: Mutex<Vec<Sub>>,
-    pending: AtomicBool,
-    stop: AtomicBool,
-    /// While a subscriber is joining: the write position the accept thread read before the
-    /// handshake began, a lower bound of where the subscriber starts (it reads the cursor
-    /// later). A `Block` publisher evicts nothing at or above it until the subscriber is
-    /// merged, so it is never lapped before the publisher knows it. [`NO_FLOOR`] otherwise.
-    join_floor: AtomicU64,
-}
-
 pub(crate) struct ShmPublisher {
     endpoint: String,
     socket_path: PathBuf,
@@ -66,8 +52,12 @@ pub(crate) struct ShmPublisher {
     writer: Writer,
     policy: Overflow,
     subs: Vec<Sub>,
-    incoming: Arc<Incoming>,
-    acceptor: Option<JoinHandle<()>>,
+    acceptor: Acceptor<Sub>,
+    /// While a subscriber is joining: the write position the accept thread read before the
+    /// handshake began, a lower bound of where the subscriber starts (it reads the cursor
+    /// later). A `Block` publisher evicts nothing at or above it until the subscriber is
+    /// merged, so it is never lapped before the publisher knows it. [`NO_FLOOR`] otherwise.
+    join_floor: Arc<AtomicU64>,
     wait: WaitStrategy,
     spin_budget: Duration,
     max_len: usize,
@@ -106,12 +96,7 @@ impl ShmPublisher {
                 .map_err(|e| Error::io(format!("{endpoint}: dup"), e))?,
             capacity: seg.capacity(),
         };
-        let incoming = Arc::new(Incoming {
-            queue: Mutex::new(Vec::new()),
-            pending: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            join_floor: AtomicU64::new(NO_FLOOR),
-        });
+        let join_floor = Arc::new(AtomicU64::new(NO_FLOOR));
         // The accept thread's own read-only view of our cursor (for `join_floor`).
         let own = seg
             .fd()
@@ -139,13 +124,17 @@ impl ShmPublisher {
             None => None,
         };
         let acceptor = {
-            let (incoming, peers) = (incoming.clone(), opts.peers.clone());
-            std::thread::Builder::new()
-                .name(format!("shmsock-accept {endpoint}"))
-                .spawn(move || {
-                    accept_loop(bound, offer, pool_offer.as_ref(), &own, &peers, &incoming)
-                })
-                .map_err(|e| Error::io(format!("{endpoint}: spawning the accept thread"), e))?
+            let (floor, peers) = (join_floor.clone(), opts.peers.clone());
+            Acceptor::spawn(bound, move |endpoint, sock, queue| {
+                let joining = Joining {
+                    offer: &offer,
+                    pool: pool_offer.as_ref(),
+                    own: &own,
+                    peers: &peers,
+                    floor: &floor,
+                };
+                joining.accept(endpoint, sock, queue);
+            })?
         };
         Ok(ShmPublisher {
             writer: Writer::new(seg.capacity()),
@@ -155,8 +144,8 @@ impl ShmPublisher {
             seg,
             policy: opts.overflow,
             subs: Vec::new(),
-            incoming,
-            acceptor: Some(acceptor),
+            acceptor,
+            join_floor,
             wait: opts.wait,
             spin_budget: opts.spin_budget,
             sends_since_peer_check: 0,
@@ -179,16 +168,7 @@ impl ShmPublisher {
     /// Takes in newly accepted subscribers and drops dead ones.
     fn refresh_subscribers(&mut self, check_sockets: bool) {
         // A plain load first: this runs on every Block send, and a swap is a locked RMW.
-        if self.incoming.pending.load(Ordering::Relaxed)
-            && self.incoming.pending.swap(false, Ordering::Acquire)
-        {
-            let mut queue = self
-                .incoming
-                .queue
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            self.subs.append(&mut queue);
-        }
+        self.acceptor.take_into(&mut self.subs);
         if check_sockets {
             for sub in &mut self.subs {
                 if !matches!(control::check(&sub.sock), Ok(Control::Alive)) {
@@ -209,7 +189,7 @@ impl ShmPublisher {
         let floor = if self.policy == Overflow::Block {
             // Acquire: pairs with the Release stores in `accept_loop`. A cleared floor means
             // its subscriber is queued: merge it now, so one of the two protects it.
-            let floor = self.incoming.join_floor.load(Ordering::Acquire);
+            let floor = self.join_floor.load(Ordering::Acquire);
             self.refresh_subscribers(false);
             floor
         } else {
@@ -272,31 +252,27 @@ impl ShmPublisher {
         }
         self.refresh_subscribers(check);
         let started = Instant::now();
-        let mut schedule = None;
-        loop {
-            if self.try_push(msg, kind) {
-                return Ok(());
-            }
-            let deadline = match mode {
-                Mode::Try => {
-                    self.refresh_subscribers(true);
+        let (strategy, spin_budget) = (self.wait, self.spin_budget);
+        let sent = wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
+            match turn {
+                Turn::Attempt => {
                     if self.try_push(msg, kind) {
-                        return Ok(());
+                        return Ok(Outcome::Done(()));
                     }
-                    return Err(Error::WouldBlock);
+                    if mode == Mode::Try {
+                        self.refresh_subscribers(true);
+                        if self.try_push(msg, kind) {
+                            return Ok(Outcome::Done(()));
+                        }
+                        return Err(Error::WouldBlock);
+                    }
                 }
-                Mode::Until(d) => Some(d),
-                Mode::Block => None,
-            };
-            match schedule
-                .get_or_insert_with(|| Schedule::new(self.wait, self.spin_budget, deadline))
-                .next()
-            {
-                Step::Spin => std::hint::spin_loop(),
                 // Subscriber death never blocks us: a dead one is dropped here.
-                Step::CheckPeer => self.refresh_subscribers(true),
-                Step::Sleep(t) => {
-                    let Some(i) = self.slowest() else { continue };
+                Turn::CheckPeer => self.refresh_subscribers(true),
+                Turn::Sleep(t) => {
+                    let Some(i) = self.slowest() else {
+                        return Ok(Outcome::Pending);
+                    };
                     let (flag, seq) = (
                         self.seg.word32(segment::OFF_TX_SLEEPING),
                         self.subs[i].seg.word32(segment::OFF_SPACE_SEQ),
@@ -304,7 +280,7 @@ impl ShmPublisher {
                     let key = wait::prepare_wait(flag, seq, self.subs[i].seg.light_notify());
                     if self.try_push(msg, kind) {
                         wait::cancel_wait(self.seg.word32(segment::OFF_TX_SLEEPING));
-                        return Ok(());
+                        return Ok(Outcome::Done(()));
                     }
                     let (flag, seq) = (
                         self.seg.word32(segment::OFF_TX_SLEEPING),
@@ -312,48 +288,49 @@ impl ShmPublisher {
                     );
                     wait::sleep(flag, seq, key, t, &SharedFutex);
                 }
-                Step::TimedOut => {
-                    let pid = self.slowest().map_or(0, |i| self.subs[i].pid);
-                    return Err(Error::SlowSubscriber {
-                        endpoint: self.endpoint.clone(),
-                        pid,
-                        waited: started.elapsed(),
-                    });
-                }
             }
+            Ok(Outcome::Pending)
+        });
+        match sent {
+            Err(Error::TimedOut) => {
+                let pid = self.slowest().map_or(0, |i| self.subs[i].pid);
+                Err(Error::SlowSubscriber {
+                    endpoint: self.endpoint.clone(),
+                    pid,
+                    waited: started.elapsed(),
+                })
+            }
+            other => other,
         }
     }
     /// Takes a free slot of our pool for `len` bytes, waiting as `mode` allows for the
     /// subscribers to release one (under `DropOldest`, evicting loan frames nobody holds).
     pub(crate) fn loan(&mut self, len: usize, mode: Mode) -> Result<LoanRef> {
         check_loan_len(self.lender.as_ref(), len, &self.endpoint)?;
-        let mut schedule = None;
-        loop {
-            if let Some(loan) = self.try_take_loan(len) {
-                return Ok(loan);
-            }
-            if self.policy == Overflow::DropOldest && self.evict_for_loan() {
-                continue;
-            }
-            let deadline = match mode {
-                Mode::Try => {
-                    self.refresh_subscribers(true);
-                    return self.try_take_loan(len).ok_or(Error::WouldBlock);
+        let (strategy, spin_budget) = (self.wait, self.spin_budget);
+        wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
+            match turn {
+                Turn::Attempt => {
+                    if let Some(loan) = self.try_take_loan(len) {
+                        return Ok(Outcome::Done(loan));
+                    }
+                    if self.policy == Overflow::DropOldest && self.evict_for_loan() {
+                        return Ok(Outcome::Again);
+                    }
+                    if mode == Mode::Try {
+                        self.refresh_subscribers(true);
+                        return self
+                            .try_take_loan(len)
+                            .map(Outcome::Done)
+                            .ok_or(Error::WouldBlock);
+                    }
                 }
-                Mode::Until(d) => Some(d),
-                Mode::Block => None,
-            };
-            match schedule
-                .get_or_insert_with(|| Schedule::new(self.wait, self.spin_budget, deadline))
-                .next()
-            {
-                Step::Spin => std::hint::spin_loop(),
                 // A dead subscriber's slots come back here.
-                Step::CheckPeer => self.refresh_subscribers(true),
-                Step::Sleep(t) => std::thread::sleep(t.min(LOAN_RECLAIM_NAP)),
-                Step::TimedOut => return Err(Error::TimedOut),
+                Turn::CheckPeer => self.refresh_subscribers(true),
+                Turn::Sleep(t) => std::thread::sleep(t.min(LOAN_RECLAIM_NAP)),
             }
-        }
+            Ok(Outcome::Pending)
+        })
     }
 
     /// A free slot, after taking back what the subscribers are done with, if any.
@@ -361,7 +338,7 @@ impl ShmPublisher {
         let lender = self.lender.as_mut()?;
         if !lender.has_free() {
             // Acquire: pairs with the Release stores in `accept_loop` (see `try_push`).
-            let floor = self.incoming.join_floor.load(Ordering::Acquire);
+            let floor = self.join_floor.load(Ordering::Acquire);
             self.refresh_subscribers(false);
             let lender = self.lender.as_mut()?;
             // Pairs with the fence in `ReleaseBoard::claim`: our evictions (tag stores)
@@ -398,20 +375,14 @@ impl ShmPublisher {
         true
     }
 
-    /// The bytes of a slot taken by [`ShmPublisher::loan`], to read back.
-    pub(crate) fn loan_bytes(&self, loan: &LoanRef) -> &[u8] {
-        self.lender
-            .as_ref()
-            .expect("a loan comes from our pool")
-            .bytes(loan)
+    /// Our loan pool, if we have one (the slots a loan is filled in).
+    pub(crate) fn lender(&self) -> Option<&Lender> {
+        self.lender.as_ref()
     }
 
-    /// The bytes of a slot taken by [`ShmPublisher::loan`], to fill in place.
-    pub(crate) fn loan_bytes_mut(&mut self, loan: &LoanRef) -> &mut [u8] {
-        self.lender
-            .as_mut()
-            .expect("a loan comes from our pool")
-            .bytes_mut(loan)
+    /// Our loan pool, writable (to fill a slot, or to take back one dropped unsent).
+    pub(crate) fn lender_mut(&mut self) -> Option<&mut Lender> {
+        self.lender.as_mut()
     }
 
     /// Publishes a filled loan as a loan frame. On error the slot is ours again.
@@ -423,22 +394,17 @@ impl ShmPublisher {
                 Ok(())
             }
             Err(e) => {
-                self.abandon_loan(loan);
+                if let Some(lender) = self.lender.as_mut() {
+                    lender.abandon(loan);
+                }
                 Err(e)
             }
         }
     }
 
-    /// A loan dropped unsent: its slot is free again.
-    pub(crate) fn abandon_loan(&mut self, loan: &LoanRef) {
-        if let Some(lender) = self.lender.as_mut() {
-            lender.abandon(loan);
-        }
-    }
-
     /// Slots of our pool lent (not yet back) or being filled.
     pub(crate) fn loans_outstanding(&mut self) -> usize {
-        let floor = self.incoming.join_floor.load(Ordering::Acquire);
+        let floor = self.join_floor.load(Ordering::Acquire);
         self.refresh_subscribers(true);
         let Some(lender) = self.lender.as_mut() else {
             return 0;
@@ -487,10 +453,7 @@ struct PoolOffer {
 
 impl Drop for ShmPublisher {
     fn drop(&mut self) {
-        self.incoming.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
+        self.acceptor.stop();
         // Subscribers accepted since our last send are still queued: they get the goodbye
         // too, or they would see a bare hang-up and report PeerGone.
         self.refresh_subscribers(false);
@@ -500,40 +463,35 @@ impl Drop for ShmPublisher {
     }
 }
 
-/// The accept thread: handshakes with subscribers and queues them for the publisher.
-fn accept_loop(
-    bound: BoundName,
-    offer: SharedOffer,
-    pool: Option<&PoolOffer>,
-    own: &PeerSegment,
-    peers: &PeerPolicy,
-    incoming: &Incoming,
-) {
-    let endpoint = bound.endpoint().to_owned();
-    while !incoming.stop.load(Ordering::Relaxed) {
-        let sock = match bound.accept(Some(ACCEPT_POLL)) {
-            Ok(sock) => sock,
-            Err(Error::TimedOut) => continue,
-            Err(_) => {
-                std::thread::sleep(ACCEPT_POLL);
-                continue;
-            }
-        };
+/// What the accept thread needs to take in one subscriber.
+struct Joining<'a> {
+    offer: &'a SharedOffer,
+    pool: Option<&'a PoolOffer>,
+    /// Our own segment, read-only, for the join floor.
+    own: &'a PeerSegment,
+    peers: &'a PeerPolicy,
+    floor: &'a AtomicU64,
+}
+
+impl Joining<'_> {
+    /// The handshake with one subscriber, which is queued if it succeeds.
+    fn accept(&self, endpoint: &str, sock: UnixStream, queue: &Queue<Sub>) {
         // Before the subscriber can read the cursor (it does after our hello), pin where it
         // will start at the latest. Our own cursor is consistent; 0 would only be stricter.
-        let floor = own
+        let floor = self
+            .own
             .cursor()
-            .snapshot(own.capacity_bytes())
+            .snapshot(self.own.capacity_bytes())
             .map_or(0, |s| s.write_pos);
-        incoming.join_floor.store(floor, Ordering::SeqCst);
+        self.floor.store(floor, Ordering::SeqCst);
         let handshake = listen_side(
-            &endpoint,
+            endpoint,
             sock,
-            peers,
+            self.peers,
             (Role::Publisher, Role::Subscriber),
             Extras {
                 bell: None,
-                pool: pool.map(|p| PoolShape {
+                pool: self.pool.map(|p| PoolShape {
                     fd: p.fd.as_fd(),
                     slots: p.slots,
                     slot_bytes: p.slot_bytes,
@@ -541,28 +499,22 @@ fn accept_loop(
             },
             || {
                 Ok(SharedOffer {
-                    fd: offer.fd.as_fd().try_clone_to_owned()?,
-                    capacity: offer.capacity,
+                    fd: self.offer.fd.as_fd().try_clone_to_owned()?,
+                    capacity: self.offer.capacity,
                 })
             },
         );
         // A refused or broken subscriber is simply not added; it got its error.
         if let Ok((peer, _)) = handshake {
-            let sub = Sub {
+            queue.push(Sub {
                 pid: peer.pid,
                 sock: peer.sock,
                 seg: peer.segment,
                 bell: peer.doorbell,
                 dropped: false,
-            };
-            incoming
-                .queue
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(sub);
-            incoming.pending.store(true, Ordering::Release);
+            });
         }
         // Release: the publisher that sees the floor cleared also sees the queued subscriber.
-        incoming.join_floor.store(NO_FLOOR, Ordering::Release);
+        self.floor.store(NO_FLOOR, Ordering::Release);
     }
 }

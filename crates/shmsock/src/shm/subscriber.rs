@@ -12,7 +12,7 @@ use super::loan::{Borrower, BroadcastBorrower, LentSlot, LoanRef, ShmSample};
 use super::rendezvous::{connect_side, Extras};
 use super::ring::{Corruption, RING_CAPACITY_MIN_BYTES};
 use super::segment::{self, Counter, OwnedSegment, PeerSegment, ReleaseBoard};
-use super::wait::{self, Schedule, SharedFutex, Step, FUTEX_SLEEP_MAX};
+use super::wait::{self, Outcome, SharedFutex, Turn, FUTEX_SLEEP_MAX};
 use crate::error::{Error, Result};
 use crate::sync::Ordering;
 use crate::vocabulary::{Mode, WaitStrategy};
@@ -246,51 +246,43 @@ impl ShmSubscriber {
     /// Waits for the next message or loan as `mode` allows.
     fn next(&mut self, buf: &mut [u8], mode: Mode) -> Result<Got> {
         self.link.usable()?;
-        let mut schedule = None;
         let mut polls = 0u32;
-        // Set between announcing sleep and sleeping: the key and the sleep length.
-        let mut sleeping: Option<(u32, Duration)> = None;
-        loop {
-            polls = polls.wrapping_add(1);
-            let check_lag = sleeping.is_some() || polls % POLLS_PER_LAG_CHECK == 0;
-            let got = self.attempt(buf, check_lag);
-            if let Some((key, t)) = sleeping.take() {
-                if matches!(got, Ok(Got::Nothing)) {
-                    let (flag, seq) = (
-                        self.mine.word32(segment::OFF_RX_SLEEPING),
-                        self.publisher.word32(segment::OFF_DATA_SEQ),
-                    );
-                    wait::sleep(flag, seq, key, t.min(self.sleep_cap), &SharedFutex);
-                    continue;
+        let (strategy, spin_budget) = (self.wait, self.spin_budget);
+        wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
+            match turn {
+                Turn::Attempt => {
+                    polls = polls.wrapping_add(1);
+                    match self.attempt(buf, polls % POLLS_PER_LAG_CHECK == 0)? {
+                        Got::Nothing => {}
+                        got => return Ok(Outcome::Done(got)),
+                    }
+                    self.publish_consumed(true);
+                    if self.link.nothing_to_read(mode)? == Idle::Retry {
+                        return Ok(Outcome::Again);
+                    }
                 }
-                wait::cancel_wait(self.mine.word32(segment::OFF_RX_SLEEPING));
-            }
-            match got? {
-                Got::Nothing => {}
-                got => return Ok(got),
-            }
-            self.publish_consumed(true);
-            let deadline = match self.link.nothing_to_read(mode)? {
-                Idle::Retry => continue,
-                Idle::Wait(deadline) => deadline,
-            };
-            match schedule
-                .get_or_insert_with(|| Schedule::new(self.wait, self.spin_budget, deadline))
-                .next()
-            {
-                Step::Spin => std::hint::spin_loop(),
-                Step::CheckPeer => self.link.poll_peer()?,
-                Step::Sleep(t) => {
+                Turn::CheckPeer => self.link.poll_peer()?,
+                Turn::Sleep(t) => {
                     let key = wait::prepare_wait(
                         self.mine.word32(segment::OFF_RX_SLEEPING),
                         self.publisher.word32(segment::OFF_DATA_SEQ),
                         self.publisher.light_notify(),
                     );
-                    sleeping = Some((key, t));
+                    // The re-check after announcing the sleep also looks at the lag.
+                    let got = self.attempt(buf, true);
+                    if !matches!(got, Ok(Got::Nothing)) {
+                        wait::cancel_wait(self.mine.word32(segment::OFF_RX_SLEEPING));
+                        return got.map(Outcome::Done);
+                    }
+                    let (flag, seq) = (
+                        self.mine.word32(segment::OFF_RX_SLEEPING),
+                        self.publisher.word32(segment::OFF_DATA_SEQ),
+                    );
+                    wait::sleep(flag, seq, key, t.min(self.sleep_cap), &SharedFutex);
                 }
-                Step::TimedOut => return Err(Error::TimedOut),
             }
-        }
+            Ok(Outcome::Pending)
+        })
     }
 
     /// One look at the ring without waiting or syscalls (an async subscriber's step):

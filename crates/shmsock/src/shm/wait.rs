@@ -38,6 +38,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::error::{Error, Result};
 use crate::sync::{fence, AtomicU32, Ordering};
 use crate::vocabulary::WaitStrategy;
 
@@ -289,6 +290,59 @@ impl Schedule {
             .deadline
             .map_or(FUTEX_SLEEP_MAX, |d| d.duration_since(now));
         Step::Sleep(left.min(FUTEX_SLEEP_MAX))
+    }
+}
+
+/// What [`drive`] asks of a waiting call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// Try the operation once (a `try_*` call fails here with `WouldBlock`).
+    Attempt,
+    /// Look at the peer (a `poll` on the control socket).
+    CheckPeer,
+    /// Announce the sleep, try once more, and sleep at most this long.
+    Sleep(Duration),
+}
+
+/// What a turn gave.
+pub(crate) enum Outcome<T> {
+    /// The operation is done.
+    Done(T),
+    /// Not yet, but attempt again at once (without a schedule step: a peer that just ended
+    /// may still have messages to drain).
+    Again,
+    /// Not yet: wait as the schedule says.
+    Pending,
+}
+
+/// The waiting loop of every blocking `shm://` call: attempts the operation, and between
+/// attempts spins, checks the peer and sleeps as the [`Schedule`] for `strategy` says, until
+/// a turn is done or fails, or `deadline` passes ([`Error::TimedOut`]).
+pub(crate) fn drive<T>(
+    strategy: WaitStrategy,
+    spin_budget: Duration,
+    deadline: Option<Instant>,
+    mut turn: impl FnMut(Turn) -> Result<Outcome<T>>,
+) -> Result<T> {
+    let mut schedule = Schedule::new(strategy, spin_budget, deadline);
+    loop {
+        match turn(Turn::Attempt)? {
+            Outcome::Done(v) => return Ok(v),
+            Outcome::Again => continue,
+            Outcome::Pending => {}
+        }
+        let next = match schedule.next() {
+            Step::Spin => {
+                std::hint::spin_loop();
+                continue;
+            }
+            Step::CheckPeer => Turn::CheckPeer,
+            Step::Sleep(t) => Turn::Sleep(t),
+            Step::TimedOut => return Err(Error::TimedOut),
+        };
+        if let Outcome::Done(v) = turn(next)? {
+            return Ok(v);
+        }
     }
 }
 
