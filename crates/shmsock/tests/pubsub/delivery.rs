@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use shmsock::{Error, Options};
 
 use crate::fanout::{self, summary};
-use crate::harness::{self, Peer, STEP_TIMEOUT};
 use crate::roles::{LATE_ENV, MAX_LEN_ENV, SEED_ENV};
 use crate::stream::{End, Stream};
+use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
 
 const FANOUT_COUNT: u64 = 100_000;
 

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal};
 use shmsock::{Options, Publisher};
 
-use crate::harness::{self, Peer, STEP_TIMEOUT};
 use crate::roles::{LATE_ENV, MAX_LEN_ENV, SEED_ENV};
 use crate::stream::Summary;
+use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
 
 /// Binds a publisher on `endpoint`.
 pub fn bind(endpoint: &str, options: Options) -> Publisher {

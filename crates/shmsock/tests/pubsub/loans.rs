@@ -8,9 +8,10 @@ use rustix::process::Signal;
 use shmsock::{Error, Options, Overflow, Publisher};
 
 use crate::fanout::{self, signal, summary, wait_for_subscribers};
-use crate::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
-use crate::roles::{report, MAX_LEN_ENV, SEED_ENV};
+use crate::roles::{MAX_LEN_ENV, SEED_ENV};
 use crate::stream::{End, Stream, Tally};
+use shmsock_testkit::child::report;
+use shmsock_testkit::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
 
 /// Slot size of the tests' pools.
 const SLOT: usize = 64 * 1024;

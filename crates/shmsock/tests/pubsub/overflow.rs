@@ -7,9 +7,9 @@ use rustix::process::Signal;
 use shmsock::{Error, Options, Overflow};
 
 use crate::fanout::{self, raw_pid, signal, summary};
-use crate::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
 use crate::roles::{MAX_LEN_ENV, SEED_ENV, SLOW_EVERY_ENV};
 use crate::stream::{End, Stream};
+use shmsock_testkit::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
 
 /// Small enough that a stopped subscriber is lapped many times.
 const SMALL_RING_BYTES: usize = 64 * 1024;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use shmsock::{Options, Publisher, Subscriber};
 
 use crate::fanout::{self, wait_for_subscribers};
-use crate::harness::{self, STEP_TIMEOUT};
+use shmsock_testkit::harness::{self, STEP_TIMEOUT};
 
 const SLOTS: usize = 4;
 

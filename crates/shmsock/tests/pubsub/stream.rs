@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Error, Publisher};
 
-use crate::message::{self, SplitMix64, HEADER_BYTES};
+use shmsock_testkit::message::{self, SplitMix64, HEADER_BYTES};
 
 /// Length of the next message of a stream whose messages are at most `max_len` bytes.
 fn next_len(lens: &mut SplitMix64, max_len: usize) -> usize {

@@ -26,13 +26,13 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Listener, Options, WaitStrategy};
 
-use crate::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
 use crate::leaks;
-use crate::message::{self, SplitMix64};
 use crate::roles::{
     is_handshake_casualty, strategy_name, EXIT_BAD_MESSAGE, MAX_LEN_ENV, PACE_ENV, RING_ENV,
     SEED_ENV, START_AT_ENV, STEP_ENV, STRATEGY_ENV,
 };
+use shmsock_testkit::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
+use shmsock_testkit::message::{self, SplitMix64};
 
 /// Kill points per cell in CI (8 cells: 320 points).
 const CI_POINTS_PER_CELL: usize = 40;

@@ -15,9 +15,9 @@ use rustix::fs::OFlags;
 use rustix::net::{RecvFlags, SendFlags};
 use shmsock::{Conn, Options, Publisher};
 
-use crate::harness;
 use crate::rawloan::{self, HELLO_FLAG_DOORBELL, ROLE_CONN, ROLE_INBOX, ROLE_SUBSCRIBER};
 use crate::rawpeer::{self, WritableSegment};
+use shmsock_testkit::harness;
 
 const CAP: u64 = 4096;
 /// How long a send may take here: its timeout plus a loaded machine's slack.

@@ -13,9 +13,9 @@ use std::thread::JoinHandle;
 use rustix::fs::{MemfdFlags, Mode, OFlags};
 use shmsock::{Conn, Error, Listener, Options};
 
-use crate::harness::{self, Peer, STEP_TIMEOUT};
 use crate::leaks::{self, O_CLOEXEC_FDINFO};
 use crate::rawpeer::{self, RING_OFFSET};
+use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
 
 const CAP: u64 = 4096;
 

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Listener, Options, Publisher, Subscriber};
 
-use crate::harness::{self, STEP_TIMEOUT};
 use crate::leaks;
 use crate::rawloan::{
     self, PeerWords, OFF_CONSUMED, OFF_RELEASED, OFF_TAKEN, ROLE_CONN, ROLE_SUBSCRIBER,
 };
 use crate::rawpeer::{self, WritableSegment};
+use shmsock_testkit::harness::{self, STEP_TIMEOUT};
 
 const CAP: u64 = 4096;
 const SLOTS: usize = 4;

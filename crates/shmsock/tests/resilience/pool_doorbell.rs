@@ -17,12 +17,12 @@ use rustix::event::EventfdFlags;
 use rustix::fs::{MemfdFlags, Mode, OFlags, SealFlags};
 use shmsock::{Conn, Error, Inbox, Listener, Options, Subscriber, LOAN_SLOTS_MAX};
 
-use crate::harness::{self, STEP_TIMEOUT};
 use crate::leaks;
 use crate::rawloan::{
     self, PoolSpec, HELLO_FLAG_DOORBELL, HELLO_FLAG_POOL, ROLE_CONN, ROLE_INBOX, ROLE_PUBLISHER,
 };
 use crate::rawpeer::{self, ALL_SEALS};
+use shmsock_testkit::harness::{self, STEP_TIMEOUT};
 
 const CAP: u64 = 4096;
 const SLOTS: u64 = 4;

@@ -221,6 +221,13 @@ pub fn kill_after(pid: Pid, delay: Duration) -> std::thread::JoinHandle<Instant>
     })
 }
 
+/// Number of open fds of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("listing /proc/self/fd")
+        .count()
+}
+
 /// Removes a directory tree when dropped.
 pub struct RemoveOnDrop(pub PathBuf);
 
