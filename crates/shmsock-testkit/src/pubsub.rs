@@ -10,22 +10,25 @@ use crate::harness::STEP_TIMEOUT;
 /// Waits (at most [`STEP_TIMEOUT`]) until `publisher` counts exactly `n` subscribers
 /// (they are merged, or found gone, at its next call).
 pub fn wait_for_subscribers(publisher: &mut Publisher, n: usize) {
-    wait_for_subscriber_count(publisher, &format!("exactly {n}"), |count| count == n);
+    wait_for_subscriber_count(publisher, STEP_TIMEOUT, &format!("exactly {n}"), |c| c == n);
 }
 
 /// Waits (at most [`STEP_TIMEOUT`]) until `publisher` counts `n` subscribers or more.
 pub fn wait_for_at_least(publisher: &mut Publisher, n: usize) {
-    wait_for_subscriber_count(publisher, &format!("at least {n}"), |count| count >= n);
+    wait_for_subscriber_count(publisher, STEP_TIMEOUT, &format!("at least {n}"), |c| {
+        c >= n
+    });
 }
 
-/// Waits (at most [`STEP_TIMEOUT`]) until `publisher`'s subscriber count satisfies `enough`,
-/// which `expected` describes in the failure message (e.g. `"exactly 2"`).
+/// Waits (at most `timeout`) until `publisher`'s subscriber count satisfies `enough`, which
+/// `expected` describes in the failure message (e.g. `"exactly 2"`).
 pub fn wait_for_subscriber_count(
     publisher: &mut Publisher,
+    timeout: Duration,
     expected: &str,
     enough: impl Fn(usize) -> bool,
 ) {
-    let deadline = Instant::now() + STEP_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     loop {
         let count = publisher.subscriber_count();
         if enough(count) {
@@ -33,7 +36,7 @@ pub fn wait_for_subscriber_count(
         }
         assert!(
             Instant::now() < deadline,
-            "{count} subscribers after {STEP_TIMEOUT:?}, expected {expected}"
+            "{count} subscribers after {timeout:?}, expected {expected}"
         );
         std::thread::sleep(Duration::from_millis(1));
     }

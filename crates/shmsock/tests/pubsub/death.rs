@@ -99,7 +99,7 @@ fn sigkilled_subscriber_never_blocks_a_block_publisher() {
         let mut publisher = fanout::bind(&ep, options);
         let mut peer = Peer::spawn("idle_subscriber", &ep, &[]);
         peer.expect("ready");
-        fanout::wait_for_subscribers(&mut publisher, 1);
+        shmsock_testkit::pubsub::wait_for_subscribers(&mut publisher, 1);
 
         let msg = [0x5au8; 500];
         let mut queued = 0;

@@ -145,7 +145,7 @@ fn subscriber_cannot_connect_to_a_conn_listener_and_vice_versa() {
     assert_eq!(publisher.subscriber_count(), 0);
     // The publisher still serves real subscribers.
     let mut sub = shmsock::Subscriber::connect(&ep).expect("subscribing after the refusal");
-    fanout::wait_for_subscribers(&mut publisher, 1);
+    shmsock_testkit::pubsub::wait_for_subscribers(&mut publisher, 1);
     publisher.send(b"still here").expect("send");
     let mut buf = [0u8; 32];
     let n = sub.recv_timeout(&mut buf, STEP_TIMEOUT).expect("recv");

@@ -3,10 +3,10 @@
 //! Every child dies with the thread that spawned it (`PR_SET_PDEATHSIG`) and a role that
 //! waits to be killed sleeps at most [`IDLE_MAX`], so no role outlives a failed test.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::stream::{End, Stream, Tally};
-use shmsock::{Conn, Error, Options, Overflow, Publisher, Subscriber};
+use crate::stream::{receive_until_end, Stream, Tally};
+use shmsock::{Conn, Options, Overflow, Publisher, Subscriber};
 use shmsock_testkit::child::{report, seed_and_max_len, var_u64, IDLE_MAX};
 use shmsock_testkit::harness::{open_fds, Peer, STEP_TIMEOUT};
 use shmsock_testkit::pubsub::wait_for_at_least;
@@ -63,28 +63,17 @@ fn subscribe(ep: &str) {
     report("ready");
     let slow_every = std::env::var(SLOW_EVERY_ENV).map_or(0, |v| v.parse().expect("a number"));
     let mut buf = vec![0u8; max_len];
-    let mut start = None;
-    let end = loop {
-        let checked = match sub.recv_timeout(&mut buf, STEP_TIMEOUT) {
-            Ok(n) => {
-                if slow_every > 0 && tally.delivered % slow_every == 0 {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                tally.message(&buf[..n])
-            }
-            Err(Error::Lagged { missed, .. }) => tally.lagged(missed),
-            Err(Error::PeerClosed { .. }) => break End::Closed,
-            Err(Error::PeerGone { .. }) => break End::Gone,
-            Err(e) => Err(format!("after {} messages: {e}", tally.delivered)),
-        };
-        start.get_or_insert_with(Instant::now);
-        if let Err(what) = checked {
-            report(format!("error {what}"));
-            return;
+    let received = receive_until_end(&mut tally, |tally| {
+        let n = sub.recv_timeout(&mut buf, STEP_TIMEOUT)?;
+        if slow_every > 0 && tally.delivered % slow_every == 0 {
+            std::thread::sleep(Duration::from_millis(1));
         }
-    };
-    let secs = start.map_or(0.0, |t| t.elapsed().as_secs_f64());
-    report(tally.report(end, secs));
+        Ok(tally.message(&buf[..n]))
+    });
+    match received {
+        Ok((end, secs)) => report(tally.report(end, secs)),
+        Err(what) => report(format!("error {what}")),
+    }
 }
 
 /// Binds a publisher, waits for one subscriber, sends `COUNT` messages.

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Listener, Options, WaitStrategy};
@@ -206,6 +207,28 @@ impl Matrix {
         );
     }
 
+    /// The end of a stream cut by `killer` after `seq` messages: `end` must be `PeerGone`
+    /// and the child must have died by the kill. Counts the messages; returns the instant
+    /// just before the kill.
+    fn stream_cut_by_kill(
+        &mut self,
+        cell: Cell,
+        peer: &mut Peer,
+        killer: JoinHandle<Instant>,
+        seq: u64,
+        end: &Error,
+    ) -> Instant {
+        let killed = killer.join().expect("the killer thread");
+        assert!(
+            matches!(end, Error::PeerGone { .. }),
+            "{}: after {seq} messages: {end:?}, expected PeerGone",
+            cell.name()
+        );
+        expect_killed(peer);
+        self.messages += seq;
+        killed
+    }
+
     /// The child streams to us and dies; we check every message, then expect `PeerGone`.
     fn writer_dies(&mut self, listener: &Listener, ep: &str, cell: Cell) -> Outcome {
         let rng = &mut self.rng;
@@ -254,14 +277,7 @@ impl Matrix {
             }
         };
         let ended = Instant::now();
-        let killed = killer.join().expect("the killer thread");
-        assert!(
-            matches!(end, Error::PeerGone { .. }),
-            "{}: after {seq} messages: {end:?}, expected PeerGone",
-            cell.name()
-        );
-        expect_killed(&mut peer);
-        self.messages += seq;
+        let killed = self.stream_cut_by_kill(cell, &mut peer, killer, seq, &end);
         let from = last_message.map_or(killed, |t| t.max(killed));
         Outcome {
             latency: Some(ended.saturating_duration_since(from)),
@@ -322,14 +338,7 @@ impl Matrix {
             }
         };
         let ended = Instant::now();
-        let killed = killer.join().expect("the killer thread");
-        assert!(
-            matches!(end, Error::PeerGone { .. }),
-            "{}: after {seq} messages: {end:?}, expected PeerGone",
-            cell.name()
-        );
-        expect_killed(&mut peer);
-        self.messages += seq;
+        let killed = self.stream_cut_by_kill(cell, &mut peer, killer, seq, &end);
         Outcome {
             latency: Some(ended.saturating_duration_since(killed)),
             class: "stream",

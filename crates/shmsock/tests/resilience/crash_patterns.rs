@@ -209,9 +209,7 @@ fn publisher_cell(points: usize, rng: &mut SplitMix64) -> Tally {
         // The dead publisher's name is reusable, and serves.
         let mut again = Publisher::bind(&ep).unwrap_or_else(|e| panic!("{what}: rebinding: {e}"));
         let mut sub = Subscriber::connect(&ep).expect("subscribing again");
-        while again.subscriber_count() < 1 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        shmsock_testkit::pubsub::wait_for_at_least(&mut again, 1);
         again.send(b"again").expect("sending again");
         let mut buf = [0u8; 8];
         let n = sub.recv_timeout(&mut buf, STEP_TIMEOUT).expect("again");

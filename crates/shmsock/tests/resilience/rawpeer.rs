@@ -16,10 +16,11 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::SealFlags;
+use rustix::fs::{Mode, OFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 use shmsock_testkit::wire;
 
@@ -131,6 +132,24 @@ impl Drop for WritableSegment {
     }
 }
 
+/// A regular file in `dir` (unlinked at once) holding the first `len` bytes of `image`: a
+/// perfect image in an fd of the wrong kind.
+pub fn regular_file_copy(dir: &Path, name: &str, image: &OwnedFd, len: usize) -> OwnedFd {
+    let path = dir.join(format!("{name}-{}", std::process::id()));
+    let fd = rustix::fs::open(
+        &path,
+        OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC | OFlags::TRUNC,
+        Mode::from_raw_mode(0o600),
+    )
+    .expect("creating a regular file");
+    let _ = std::fs::remove_file(&path);
+    let mut bytes = vec![0u8; len];
+    rustix::io::pread(image, &mut bytes, 0).expect("reading the image");
+    rustix::io::pwrite(&fd, &bytes, 0).expect("writing the image");
+    fd
+}
+
+/// Sends `bytes` with the one fd `fd` attached.
 pub fn send_hello_with(sock: &UnixStream, bytes: &[u8], fd: &OwnedFd) -> std::io::Result<usize> {
     send_with_fds(sock, bytes, &[fd.as_fd()])
 }
