@@ -16,7 +16,8 @@
 //!   message.
 //! - [`wire`], the `shm://` handshake spoken by hand (hellos, fake segments, fds over the
 //!   rendezvous socket), for hostile or half-finished peers the library would never be.
-//! - [`pubsub`], waits on a publisher's subscriber count.
+//! - [`pubsub`], waits on a publisher's subscriber count, and [`assert_mentions`], for the
+//!   messages a test expects.
 //!
 //! Each test binary keeps what is specific to it (its roles, its checks); what several
 //! binaries need lives here once. The kit holds no `unsafe` code: a test that needs it
@@ -29,6 +30,15 @@ pub mod harness;
 pub mod message;
 pub mod pubsub;
 pub mod wire;
+
+/// Checks that `text` (a child's output, an error message) mentions every one of `words`;
+/// the failure names the first missing one and shows the whole text.
+#[track_caller]
+pub fn assert_mentions(text: &str, words: &[&str]) {
+    if let Some(missing) = words.iter().find(|w| !text.contains(*w)) {
+        panic!("{missing:?} is missing from:\n{text}");
+    }
+}
 
 /// Writes the `peer_main` test of a multi-process test binary: the child-process side of
 /// every test, which runs the role named by `SHMSOCK_TEST_ROLE` with `$run` and exits.
@@ -52,4 +62,12 @@ macro_rules! peer_main {
             $crate::child::run_role($run);
         }
     };
+}
+
+#[test]
+fn assert_mentions_fails_on_a_missing_word() {
+    assert_mentions("forwarded 2 messages, is gone", &["is gone", "forwarded 2"]);
+    let missing =
+        std::panic::catch_unwind(|| assert_mentions("is gone", &["is gone", "--reconnect"]));
+    assert!(missing.is_err());
 }
