@@ -11,6 +11,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use shmsock::{Publisher, Subscriber};
+use shmsock_testkit::assert_mentions;
+use shmsock_testkit::pubsub::wait_for_subscriber_count;
 
 /// Longest any step may take before the test fails instead of hanging.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -168,15 +170,10 @@ fn recv(sub: &mut Subscriber) -> Vec<u8> {
     buf
 }
 
+/// Waits until the bridge (and any other subscriber) has subscribed: `n` in all.
 fn wait_subscribers(publisher: &mut Publisher, n: usize) {
-    let started = Instant::now();
-    while publisher.subscriber_count() < n {
-        assert!(
-            started.elapsed() < STEP_TIMEOUT,
-            "the bridge never subscribed"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let expected = format!("at least {n} (the bridge's included)");
+    wait_for_subscriber_count(publisher, STEP_TIMEOUT, &expected, |c| c >= n);
 }
 
 /// `shmsock pub shm://… --size 64 --count N` → bridge → a tcp:// Subscriber: every
@@ -217,10 +214,12 @@ fn shm_to_tcp_delivers_every_message_in_order_and_ends_with_its_source() {
     assert!(status.success(), "{err}");
     let (status, _, err) = bridge.finish();
     assert!(status.success(), "{err}");
-    assert!(
-        err.contains("the source closed: forwarded 20000 messages, 1280000 bytes")
-            && err.contains("received 20000, lost upstream 0"),
-        "{err}"
+    assert_mentions(
+        &err,
+        &[
+            "the source closed: forwarded 20000 messages, 1280000 bytes",
+            "received 20000, lost upstream 0",
+        ],
     );
 }
 
@@ -254,10 +253,7 @@ fn topic_filters_choose_what_crosses() {
     assert!(status.success(), "{err}");
     let (status, _, err) = bridge.finish();
     assert!(status.success(), "{err}");
-    assert!(
-        err.contains("forwarded 50 messages") && err.contains("received 50,"),
-        "{err}"
-    );
+    assert_mentions(&err, &["forwarded 50 messages", "received 50,"]);
 }
 
 /// The other way: a tcp:// publisher (this process) → bridge → `shmsock sub shm://…`;
@@ -293,10 +289,7 @@ fn tcp_to_shm_reaches_a_shm_subscriber_and_sigterm_stops_the_bridge() {
     bridge.signal("TERM");
     let (status, _, err) = bridge.finish();
     assert!(status.success(), "{err}");
-    assert!(
-        err.contains(&format!("stopped: forwarded {count} messages")),
-        "{err}"
-    );
+    assert_mentions(&err, &[&format!("stopped: forwarded {count} messages")]);
 }
 
 /// Without --reconnect, a shm:// source killed with SIGKILL ends the bridge with exit 1,
@@ -316,12 +309,7 @@ fn a_killed_shm_source_is_reported_after_its_messages() {
     publisher.signal("KILL");
     let (status, _, err) = bridge.finish();
     assert_eq!(status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("is gone")
-            && err.contains("--reconnect")
-            && err.contains("forwarded 2 messages"),
-        "{err}"
-    );
+    assert_mentions(&err, &["is gone", "--reconnect", "forwarded 2 messages"]);
 }
 
 /// With --reconnect the bridge outlives a killed shm:// source and forwards from its
@@ -346,10 +334,7 @@ fn reconnect_outlives_a_killed_source_and_sigint_stops_it() {
     bridge.signal("INT");
     let (status, _, err) = bridge.finish();
     assert!(status.success(), "{err}");
-    assert!(
-        err.contains("stopped: forwarded 2 messages") && err.contains("reconnections 1"),
-        "{err}"
-    );
+    assert_mentions(&err, &["stopped: forwarded 2 messages", "reconnections 1"]);
     let (status, _, err) = second.finish();
     assert!(status.success(), "{err}");
 }
@@ -362,11 +347,13 @@ fn a_missing_source_is_a_clear_error() {
         .expect("bridge");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("connection refused")
-            && err.contains("`shmsock pub shm://cli-br-nobody`")
-            && err.contains("--reconnect"),
-        "{err}"
+    assert_mentions(
+        &err,
+        &[
+            "connection refused",
+            "`shmsock pub shm://cli-br-nobody`",
+            "--reconnect",
+        ],
     );
 }
 

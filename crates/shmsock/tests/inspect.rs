@@ -106,9 +106,7 @@ fn scan_sees_an_inbox_a_conn_without_its_listener_and_pubsub_loans() {
     let opts = Options::new().loan_pool(4, 4096);
     let mut publisher = Publisher::bind_with("shm://inspect-loans", opts).expect("bind");
     let mut subscriber = Subscriber::connect("shm://inspect-loans").expect("subscribe");
-    while publisher.subscriber_count() < 1 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    shmsock_testkit::pubsub::wait_for_at_least(&mut publisher, 1);
     publisher.send(b"copied").expect("send");
     let mut loan = publisher.loan(4000).expect("loan");
     loan.fill(9);

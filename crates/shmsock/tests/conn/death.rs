@@ -5,9 +5,8 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Error, Options, WaitStrategy};
 
-use crate::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
-use crate::message;
-use crate::roles::{COUNT_ENV, MAX_LEN_ENV, SEED_ENV};
+use shmsock_testkit::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
+use shmsock_testkit::message::{self, stream_env};
 
 const STRATEGIES: [WaitStrategy; 3] = [
     WaitStrategy::BusyPoll,
@@ -30,11 +29,7 @@ fn dead_writer_is_reported_after_its_messages() {
     let mut peer = Peer::spawn(
         "send_then_hang",
         &ep,
-        &[
-            (COUNT_ENV, &count.to_string()),
-            (SEED_ENV, &seed.to_string()),
-            (MAX_LEN_ENV, &max_len.to_string()),
-        ],
+        &stream_env(count, seed, max_len).vars(),
     );
     let mut conn = harness::accept(&listener).expect("accepting the writer");
     assert_eq!(peer.expect("sent"), count.to_string());
@@ -68,6 +63,30 @@ fn dead_writer_is_reported_after_its_messages() {
     assert!(matches!(conn.try_send(b"x"), Err(Error::PeerGone { .. })));
 }
 
+/// Kills `peer` after [`BLOCKED_BEFORE_KILL`] while `blocked` (`what`, a call that blocks
+/// until the peer goes) runs on this thread; checks that it returned `PeerGone` within
+/// [`PEER_DEATH_BOUND`] of the kill.
+fn kill_while_blocked<T: std::fmt::Debug>(
+    peer: &Peer,
+    what: &str,
+    blocked: impl FnOnce() -> shmsock::Result<T>,
+) {
+    let killer = harness::kill_after(peer.pid(), BLOCKED_BEFORE_KILL);
+    let end = blocked();
+    let returned = Instant::now();
+    let killed = killer.join().expect("the killer thread");
+    assert!(
+        matches!(end, Err(Error::PeerGone { .. })),
+        "{what} returned {end:?}, expected PeerGone"
+    );
+    let took = returned.duration_since(killed);
+    eprintln!("{what}: PeerGone {took:.1?} after the kill");
+    assert!(
+        took < PEER_DEATH_BOUND,
+        "{what}: PeerGone came {took:?} after the kill"
+    );
+}
+
 #[test]
 fn peer_death_unblocks_a_receiver_waiting_on_an_empty_ring() {
     let _timing = harness::timing_test();
@@ -78,21 +97,9 @@ fn peer_death_unblocks_a_receiver_waiting_on_an_empty_ring() {
         let mut conn = harness::accept(&listener).expect("accepting the peer");
         peer.expect("ready");
 
-        let killer = harness::kill_after(peer.pid(), BLOCKED_BEFORE_KILL);
-        let mut buf = [0u8; 16];
-        let end = conn.recv_timeout(&mut buf, STEP_TIMEOUT);
-        let returned = Instant::now();
-        let killed = killer.join().expect("the killer thread");
-        assert!(
-            matches!(end, Err(Error::PeerGone { .. })),
-            "{strategy:?}: blocked recv returned {end:?}, expected PeerGone"
-        );
-        let took = returned.duration_since(killed);
-        eprintln!("{strategy:?}: PeerGone {took:.1?} after the kill");
-        assert!(
-            took < PEER_DEATH_BOUND,
-            "{strategy:?}: PeerGone came {took:?} after the kill"
-        );
+        kill_while_blocked(&peer, &format!("{strategy:?}: blocked recv"), || {
+            conn.recv_timeout(&mut [0u8; 16], STEP_TIMEOUT)
+        });
     }
 }
 
@@ -123,20 +130,9 @@ fn peer_death_unblocks_a_sender_on_a_full_ring() {
         }
         assert!(queued > 0);
 
-        let killer = harness::kill_after(peer.pid(), BLOCKED_BEFORE_KILL);
-        let end = conn.send_timeout(&msg, STEP_TIMEOUT);
-        let returned = Instant::now();
-        let killed = killer.join().expect("the killer thread");
-        assert!(
-            matches!(end, Err(Error::PeerGone { .. })),
-            "{strategy:?}: blocked send returned {end:?}, expected PeerGone"
-        );
-        let took = returned.duration_since(killed);
-        eprintln!("{strategy:?}: PeerGone {took:.1?} after the kill");
-        assert!(
-            took < PEER_DEATH_BOUND,
-            "{strategy:?}: PeerGone came {took:?} after the kill"
-        );
+        kill_while_blocked(&peer, &format!("{strategy:?}: blocked send"), || {
+            conn.send_timeout(&msg, STEP_TIMEOUT)
+        });
     }
 }
 
@@ -149,15 +145,7 @@ fn writer_killed_mid_stream_leaves_only_whole_messages() {
         let ep = harness::endpoint("midstream");
         let listener = harness::bind(&ep, Options::new());
         let (seed, max_len) = (99u64, 4096usize);
-        let mut peer = Peer::spawn(
-            "stream",
-            &ep,
-            &[
-                (COUNT_ENV, &u64::MAX.to_string()),
-                (SEED_ENV, &seed.to_string()),
-                (MAX_LEN_ENV, &max_len.to_string()),
-            ],
-        );
+        let mut peer = Peer::spawn("stream", &ep, &stream_env(u64::MAX, seed, max_len).vars());
         let mut conn = harness::accept(&listener).expect("accepting the writer");
         let kill_at = 20_000;
         let mut lens = message::lengths(seed);

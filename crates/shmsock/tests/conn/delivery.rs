@@ -2,9 +2,8 @@
 
 use shmsock::{Conn, Error, Listener, Options};
 
-use crate::harness::{self, Peer, STEP_TIMEOUT};
-use crate::message::{self, SplitMix64};
-use crate::roles::{COUNT_ENV, MAX_LEN_ENV, SEED_ENV};
+use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
+use shmsock_testkit::message::{self, stream_env, SplitMix64};
 
 /// Sends `msg`, waits for the echo and checks it.
 fn round_trip(conn: &mut Conn, msg: &[u8], buf: &mut [u8]) {
@@ -59,11 +58,7 @@ fn million_messages_of_random_sizes_arrive_once_in_order_intact() {
     let mut peer = Peer::spawn(
         "stream",
         &ep,
-        &[
-            (COUNT_ENV, &STREAM_COUNT.to_string()),
-            (SEED_ENV, &seed.to_string()),
-            (MAX_LEN_ENV, &STREAM_MAX_LEN.to_string()),
-        ],
+        &stream_env(STREAM_COUNT, seed, STREAM_MAX_LEN).vars(),
     );
     let mut conn = harness::accept(&listener).expect("accepting the streaming peer");
     let took = message::receive_stream(&mut conn, STREAM_COUNT, seed, STREAM_MAX_LEN);
@@ -88,11 +83,7 @@ fn clean_close_is_peer_closed_not_peer_gone() {
     let mut peer = Peer::spawn(
         "send_then_close",
         &ep,
-        &[
-            (COUNT_ENV, &count.to_string()),
-            (SEED_ENV, &seed.to_string()),
-            (MAX_LEN_ENV, &max_len.to_string()),
-        ],
+        &stream_env(count, seed, max_len).vars(),
     );
     let mut conn = harness::accept(&listener).expect("accepting the peer");
     peer.expect("closed after");
@@ -190,17 +181,7 @@ fn listener_serves_several_peer_processes_at_once() {
     let seeds = [101u64, 202, 303];
     let peers: Vec<Peer> = seeds
         .iter()
-        .map(|seed| {
-            Peer::spawn(
-                "stream",
-                &ep,
-                &[
-                    (COUNT_ENV, &count.to_string()),
-                    (SEED_ENV, &seed.to_string()),
-                    (MAX_LEN_ENV, &max_len.to_string()),
-                ],
-            )
-        })
+        .map(|seed| Peer::spawn("stream", &ep, &stream_env(count, *seed, max_len).vars()))
         .collect();
     let mut streams: Vec<(Conn, message::SplitMix64)> = (0..peers.len())
         .map(|_| {

@@ -2,81 +2,40 @@
 //! length, exactly one fd, a memfd, all four seals, the exact size, the header) before
 //! anything is mapped, and a refused peer never gets the ACK.
 //!
-//! The wire format is the library's (`shm/handshake.rs`, `shm/segment.rs`):
-//! ```text
-//!  hello (64 B): "SHMSOCKH" | version u32 | kind u32 (1 hello, 2 refuse) | pid u32
-//!                | reason u32 | ring capacity u64 | zeros      + one memfd (SCM_RIGHTS)
-//!  segment:      magic "SHMSOCK1" u64 @0 | version u64 @8 | length u64 @16
-//!                | ring offset u64 @24 (4096) | ring capacity u64 @32 | pid u64 @40
-//!                ... ring at 4096, length 4096 + capacity
-//! ```
+//! The wire format and the pieces of a hand-made peer are the kit's
+//! ([`shmsock_testkit::wire`]).
 
-use std::io::{IoSlice, Read};
-use std::mem::MaybeUninit;
+use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 
-use rustix::fs::{MemfdFlags, SealFlags};
-use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use rustix::fs::SealFlags;
 use shmsock::{Conn, Error, Listener, Options, PROTOCOL_VERSION};
+use shmsock_testkit::harness::{self, STEP_TIMEOUT};
+use shmsock_testkit::wire::{self, hello, ACK, ALL_SEALS, KIND_HELLO, RING_OFFSET};
 
-use crate::harness::{self, STEP_TIMEOUT};
 use crate::roles::raw_first_message;
 
-const KIND_HELLO: u32 = 1;
-const RING_OFFSET: u64 = 4096;
 const CAPACITY: u64 = shmsock::RING_CAPACITY_MIN_BYTES as u64;
-const ALL_SEALS: SealFlags = SealFlags::SHRINK
-    .union(SealFlags::GROW)
-    .union(SealFlags::FUTURE_WRITE)
-    .union(SealFlags::SEAL);
-const ACK: u8 = b'A';
 
 /// Numbers the fake segments, so each has a unique name in `/proc/self/fd`.
 static NEXT_SEGMENT: AtomicU32 = AtomicU32::new(0);
 
-fn hello(version: u32, kind: u32, capacity: u64) -> Vec<u8> {
-    let mut b = vec![0u8; 64];
-    b[0..8].copy_from_slice(b"SHMSOCKH");
-    b[8..12].copy_from_slice(&version.to_le_bytes());
-    b[12..16].copy_from_slice(&kind.to_le_bytes());
-    b[16..20].copy_from_slice(&std::process::id().to_le_bytes());
-    b[24..32].copy_from_slice(&capacity.to_le_bytes());
-    b
-}
-
 fn good_hello() -> Vec<u8> {
-    hello(PROTOCOL_VERSION, KIND_HELLO, CAPACITY)
+    wire::good_hello(CAPACITY)
 }
 
-/// A memfd of `size` bytes with a correct header for a ring of `capacity`, then `seals`.
+/// A memfd of `size` bytes with a correct header for a ring of `capacity`, then `seals`;
+/// each has a unique name in `/proc/self/fd`.
 fn segment(capacity: u64, size: u64, seals: SealFlags) -> OwnedFd {
     let name = format!(
         "shmsock-fake-peer-{}",
         NEXT_SEGMENT.fetch_add(1, Ordering::Relaxed)
     );
-    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
-        .expect("memfd_create");
-    rustix::fs::ftruncate(&fd, size).expect("ftruncate");
-    let header = [
-        u64::from_le_bytes(*b"SHMSOCK1"),
-        u64::from(PROTOCOL_VERSION),
-        RING_OFFSET + capacity,
-        RING_OFFSET,
-        capacity,
-        u64::from(std::process::id()),
-    ];
-    // (A segment too small for the header gets none: writing it would grow the file.)
-    for (i, word) in header.iter().enumerate().filter(|_| size >= 48) {
-        rustix::io::pwrite(&fd, &word.to_le_bytes(), 8 * i as u64).expect("pwrite header");
-    }
-    if !seals.is_empty() {
-        rustix::fs::fcntl_add_seals(&fd, seals).expect("sealing");
-    }
-    fd
+    wire::segment(&name, capacity, size, seals)
 }
 
 fn good_segment() -> OwnedFd {
@@ -84,19 +43,8 @@ fn good_segment() -> OwnedFd {
 }
 
 fn send_with_fds(sock: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(16))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-    if !borrowed.is_empty() {
-        assert!(control.push(SendAncillaryMessage::ScmRights(&borrowed)));
-    }
-    let sent = rustix::net::sendmsg(
-        sock,
-        &[IoSlice::new(bytes)],
-        &mut control,
-        SendFlags::NOSIGNAL,
-    )
-    .expect("sendmsg");
+    let sent = wire::send_with_fds(sock, bytes, &borrowed).expect("sendmsg");
     assert_eq!(sent, bytes.len());
 }
 

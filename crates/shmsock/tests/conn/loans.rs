@@ -4,9 +4,9 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Options};
 
-use crate::harness::{self, Peer, STEP_TIMEOUT};
-use crate::message::{self, SplitMix64};
-use crate::roles::report;
+use shmsock_testkit::child::report;
+use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
+use shmsock_testkit::message::{self, SplitMix64};
 
 const SLOT: usize = 1 << 20;
 const LOANS: u64 = 120;

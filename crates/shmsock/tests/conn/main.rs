@@ -1,9 +1,9 @@
 //! Multi-process integration tests of the `shm://` [`Conn`](shmsock::Conn) and
 //! [`Listener`](shmsock::Listener).
 //!
-//! Peers are real processes: a test re-executes this test binary with
-//! `--exact peer_main --include-ignored` and `SHMSOCK_TEST_ROLE=<role>`, and [`peer_main`]
-//! runs that role (see `roles.rs`) instead of a test. Children report progress on stdout
+//! Peers are real processes (the harness is `shmsock-testkit`): a test re-executes this test
+//! binary with `--exact peer_main --include-ignored` and `SHMSOCK_TEST_ROLE=<role>`, and
+//! `peer_main` runs that role (see `roles.rs`) instead of a test. Children report progress on stdout
 //! (`@@peer <line>`) when the parent must synchronise with them, e.g. before a SIGKILL.
 //! Every child is killed and reaped by a drop guard, and every blocking step has a timeout,
 //! so a bug fails a test instead of hanging CI.
@@ -12,8 +12,6 @@
 //! `SHMSOCK_RUNTIME_DIR`) and every test a unique name, so runs never collide with each
 //! other or with a user's names.
 
-mod harness;
-mod message;
 mod roles;
 
 mod death;
@@ -23,14 +21,10 @@ mod loans;
 mod permissions;
 mod rendezvous;
 
-/// The child-process side of every multi-process test. Does nothing unless a test spawned
-/// this binary with `SHMSOCK_TEST_ROLE` set; then it runs that role and exits.
+shmsock_testkit::peer_main!(roles::run);
+
+/// The message format the tests of this binary rely on checks what it claims to check.
 #[test]
-#[ignore = "the child-process side of the multi-process tests; runs only when they spawn it"]
-fn peer_main() {
-    let Ok(role) = std::env::var(harness::ROLE_ENV) else {
-        return;
-    };
-    roles::run(&role);
-    std::process::exit(0);
+fn messages_verify_and_damage_is_named() {
+    shmsock_testkit::message::self_check();
 }

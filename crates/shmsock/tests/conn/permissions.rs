@@ -6,8 +6,8 @@ use std::path::Path;
 
 use shmsock::{Error, Listener, Options};
 
-use crate::harness::{self, Peer, RemoveOnDrop, RUNTIME_DIR_ENV, STEP_TIMEOUT};
 use crate::roles::{ENDPOINT_B_ENV, LISTENER_UID_ENV, SETUID_ENV, SOCKET_ENV};
+use shmsock_testkit::harness::{self, Peer, RemoveOnDrop, RUNTIME_DIR_ENV, STEP_TIMEOUT};
 
 /// The uid (and gid) of `nobody` on Linux.
 const NOBODY: u32 = 65534;

@@ -5,8 +5,8 @@ use shmsock::{Conn, Error, Listener, Options};
 
 use std::time::Duration;
 
-use crate::harness::{self, Peer, STEP_TIMEOUT};
-use crate::roles::START_AT_ENV;
+use shmsock_testkit::child::START_AT_ENV;
+use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
 
 fn echo_once(conn: &mut Conn, msg: &[u8]) {
     conn.send_timeout(msg, STEP_TIMEOUT).expect("sending");

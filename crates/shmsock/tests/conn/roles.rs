@@ -1,29 +1,16 @@
-//! The child side: what a peer process does, chosen by `SHMSOCK_TEST_ROLE`.
-//!
-//! A role reports progress with [`report`] (a `@@peer` line on stdout) when the parent has
-//! to synchronise with it. Roles that wait for the parent to kill them sleep for at most
-//! [`IDLE_MAX`], and every child dies with the thread that spawned it (`PR_SET_PDEATHSIG`),
-//! so no role can outlive a failed test.
+//! The child side: what a peer process does, chosen by `SHMSOCK_TEST_ROLE` (reporting,
+//! parameters and the parent-death signal are the kit's, [`shmsock_testkit::child`]).
 
-use std::io::{IoSliceMut, Write};
-use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
 
-use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-use rustix::process::Signal;
 use shmsock::{Conn, Error, Listener, Options};
+use shmsock_testkit::child::{
+    die_with_parent, report, seed_and_max_len, var, var_u64, wait_for_start, COUNT_ENV, IDLE_MAX,
+};
+use shmsock_testkit::harness::{open_fds, STEP_TIMEOUT};
+use shmsock_testkit::{message, wire};
 
-use crate::harness::{ENDPOINT_ENV, REPORT_MARK, STEP_TIMEOUT};
-use crate::message;
-
-/// Number of messages a sending role sends.
-pub const COUNT_ENV: &str = "SHMSOCK_TEST_COUNT";
-/// Seed of a sending role's message stream.
-pub const SEED_ENV: &str = "SHMSOCK_TEST_SEED";
-/// Largest message a sending role sends.
-pub const MAX_LEN_ENV: &str = "SHMSOCK_TEST_MAX_LEN";
 /// Rendezvous socket path for a raw connect.
 pub const SOCKET_ENV: &str = "SHMSOCK_TEST_SOCKET";
 /// Uid of the listener, which the connector admits.
@@ -33,78 +20,45 @@ pub const SETUID_ENV: &str = "SHMSOCK_TEST_SETUID";
 /// A second endpoint (a listener that admits the child's uid).
 pub const ENDPOINT_B_ENV: &str = "SHMSOCK_TEST_ENDPOINT_B";
 
-/// Wall-clock start time (ns since the Unix epoch) of a race between several children.
-pub const START_AT_ENV: &str = "SHMSOCK_TEST_START_AT";
-
-/// Longest a role waits to be killed.
-const IDLE_MAX: Duration = Duration::from_secs(60);
-
-/// Prints one protocol line for the parent.
-pub fn report(line: impl std::fmt::Display) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{REPORT_MARK}{line}").expect("writing to the parent");
-    out.flush().expect("flushing to the parent");
+/// Sends messages `0..COUNT` of the stream the parent asked for; returns `COUNT`.
+fn send_env_stream(conn: &mut Conn) -> u64 {
+    let count = var_u64(COUNT_ENV);
+    let (seed, max_len) = seed_and_max_len();
+    message::send_stream(conn, count, seed, max_len);
+    count
 }
 
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("the parent did not set {name}"))
-}
-
-fn var_u64(name: &str) -> u64 {
-    var(name)
-        .parse()
-        .unwrap_or_else(|e| panic!("{name} is not a number: {e}"))
-}
-
-/// Runs `role`; returns when the role is done (the caller exits the process).
-pub fn run(role: &str) {
-    die_with_parent();
-    let ep = var(ENDPOINT_ENV);
+/// Runs `role` against `ep`; returns when the role is done (the caller exits the process).
+pub fn run(role: &str, ep: &str) {
     match role {
-        "echo" => echo(&mut connect(&ep)),
-        "loan_stream" => crate::loans::lend_stream(&ep),
-        "hold_samples" => crate::loans::hold_samples(&ep),
+        "echo" => echo(&mut connect(ep)),
+        "loan_stream" => crate::loans::lend_stream(ep),
+        "hold_samples" => crate::loans::hold_samples(ep),
         "stream" => {
-            let mut conn = connect(&ep);
-            message::send_stream(
-                &mut conn,
-                var_u64(COUNT_ENV),
-                var_u64(SEED_ENV),
-                var_u64(MAX_LEN_ENV) as usize,
-            );
+            let mut conn = connect(ep);
+            send_env_stream(&mut conn);
             report("done");
         }
         "send_then_hang" => {
-            let mut conn = connect(&ep);
-            let count = var_u64(COUNT_ENV);
-            message::send_stream(
-                &mut conn,
-                count,
-                var_u64(SEED_ENV),
-                var_u64(MAX_LEN_ENV) as usize,
-            );
+            // The connection stays open while the role hangs.
+            let mut conn = connect(ep);
+            let count = send_env_stream(&mut conn);
             report(format!("sent {count}"));
             std::thread::sleep(IDLE_MAX);
         }
         "send_then_close" => {
-            let mut conn = connect(&ep);
-            let count = var_u64(COUNT_ENV);
-            message::send_stream(
-                &mut conn,
-                count,
-                var_u64(SEED_ENV),
-                var_u64(MAX_LEN_ENV) as usize,
-            );
+            let mut conn = connect(ep);
+            let count = send_env_stream(&mut conn);
             drop(conn);
             report(format!("closed after {count}"));
         }
         "idle" => {
-            let _conn = connect(&ep);
+            let _conn = connect(ep);
             report("ready");
             std::thread::sleep(IDLE_MAX);
         }
         "listen" => {
-            let listener = Listener::bind(&ep).unwrap_or_else(|e| panic!("binding {ep}: {e}"));
+            let listener = Listener::bind(ep).unwrap_or_else(|e| panic!("binding {ep}: {e}"));
             report("ready");
             let mut conn = listener.accept().expect("accepting the parent");
             echo(&mut conn);
@@ -112,11 +66,8 @@ pub fn run(role: &str) {
             std::thread::sleep(IDLE_MAX);
         }
         "bind_race" => {
-            let start = Duration::from_nanos(var_u64(START_AT_ENV));
-            while std::time::UNIX_EPOCH.elapsed().expect("clock after 1970") < start {
-                std::hint::spin_loop();
-            }
-            match Listener::bind(&ep) {
+            wait_for_start();
+            match Listener::bind(ep) {
                 Ok(listener) => {
                     report("won");
                     let mut conn = listener
@@ -130,15 +81,9 @@ pub fn run(role: &str) {
                 Err(e) => report(format!("error {e}")),
             }
         }
-        "refused_peer" => refused_peer(&ep),
+        "refused_peer" => refused_peer(ep),
         other => panic!("unknown role {other:?}"),
     }
-}
-
-/// Dies by SIGKILL when the parent thread that spawned us ends.
-fn die_with_parent() {
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
-        .expect("prctl(PR_SET_PDEATHSIG)");
 }
 
 fn connect(ep: &str) -> Conn {
@@ -180,41 +125,11 @@ fn drop_privileges(uid: u32) {
         .expect("prctl(PR_SET_DUMPABLE)");
 }
 
-/// Number of open fds of this process.
-pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("listing /proc/self/fd")
-        .count()
-}
-
 /// Reads the listener's first message (up to 64 bytes) from a rendezvous socket by hand:
 /// returns its bytes and the fds that came with it.
 pub fn raw_first_message(sock: &UnixStream) -> (Vec<u8>, Vec<OwnedFd>) {
-    sock.set_read_timeout(Some(STEP_TIMEOUT))
-        .expect("read timeout");
     let mut buf = [0u8; 128];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut got = 0;
-    let mut fds = Vec::new();
-    while got < 64 {
-        let msg = rustix::net::recvmsg(
-            sock,
-            &mut [IoSliceMut::new(&mut buf[got..])],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        )
-        .expect("recvmsg from the peer");
-        for m in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(rights) = m {
-                fds.extend(rights);
-            }
-        }
-        if msg.bytes == 0 {
-            break;
-        }
-        got += msg.bytes;
-    }
+    let (got, fds) = wire::recv_with_fds(sock, &mut buf, 64).expect("recvmsg from the peer");
     (buf[..got].to_vec(), fds)
 }
 

@@ -1,36 +1,17 @@
 //! The writer side: what a child process does, chosen by `SHMSOCK_TEST_ROLE`.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
-use rustix::process::Signal;
 use shmsock::{Conn, Error, Options, WaitStrategy};
+use shmsock_testkit::child::{report, var_u64};
+use shmsock_testkit::harness::STEP_TIMEOUT;
+use shmsock_testkit::message;
 
-use crate::harness::{ENDPOINT_ENV, REPORT_MARK, STEP_TIMEOUT};
-use crate::message;
-
-/// Messages a streaming writer sends.
-pub const COUNT_ENV: &str = "SHMSOCK_TEST_COUNT";
-/// Seed of a writer's stream (its index).
-pub const SEED_ENV: &str = "SHMSOCK_TEST_SEED";
-/// Largest message of a stream.
-pub const MAX_LEN_ENV: &str = "SHMSOCK_TEST_MAX_LEN";
+/// Messages a streaming writer sends, the seed of its stream (its index) and its largest
+/// message.
+pub use shmsock_testkit::child::{COUNT_ENV, MAX_LEN_ENV, SEED_ENV};
 /// Pause between two messages of a paced writer, in microseconds.
 pub const GAP_US_ENV: &str = "SHMSOCK_TEST_GAP_US";
-
-/// Prints one protocol line for the parent.
-pub fn report(line: impl std::fmt::Display) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{REPORT_MARK}{line}").expect("writing to the parent");
-    out.flush().expect("flushing to the parent");
-}
-
-fn var_u64(name: &str) -> u64 {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("the parent did not set {name}"))
-        .parse()
-        .unwrap_or_else(|e| panic!("{name} is not a number: {e}"))
-}
 
 /// CLOCK_MONOTONIC in nanoseconds: the same clock in every process of the machine.
 pub fn monotonic_ns() -> u64 {
@@ -45,15 +26,12 @@ fn connect(ep: &str) -> Conn {
     conn
 }
 
-/// Runs `role`; returns when the role is done (the caller exits the process).
-pub fn run(role: &str) {
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
-        .expect("prctl(PR_SET_PDEATHSIG)");
-    let ep = std::env::var(ENDPOINT_ENV).expect("endpoint");
+/// Runs `role` against `ep`; returns when the role is done (the caller exits the process).
+pub fn run(role: &str, ep: &str) {
     match role {
         // A self-checking stream, then a clean close.
         "stream" => {
-            let mut conn = connect(&ep);
+            let mut conn = connect(ep);
             let count = var_u64(COUNT_ENV);
             let seed = var_u64(SEED_ENV);
             let max = var_u64(MAX_LEN_ENV) as usize;
@@ -62,7 +40,7 @@ pub fn run(role: &str) {
         }
         // Sends its seed as an 8-byte message as fast as it can, until the inbox closes.
         "flood" => {
-            let mut conn = connect(&ep);
+            let mut conn = connect(ep);
             let seed = var_u64(SEED_ENV);
             let mut n = 0u64;
             loop {
@@ -80,7 +58,7 @@ pub fn run(role: &str) {
         // `COUNT` messages carrying their send time, `GAP_US` apart (the inbox sleeps in
         // between).
         "paced" => {
-            let mut conn = connect(&ep);
+            let mut conn = connect(ep);
             let count = var_u64(COUNT_ENV);
             let gap = Duration::from_micros(var_u64(GAP_US_ENV));
             let seed = var_u64(SEED_ENV);
@@ -102,14 +80,14 @@ pub fn run(role: &str) {
         // A blocking writer whose inbox must wake from its futex-free sleep.
         "blocking_stream" => {
             let opts = Options::new().wait_strategy(WaitStrategy::Blocking);
-            let mut conn = Conn::connect_with(&ep, opts).expect("connect");
+            let mut conn = Conn::connect_with(ep, opts).expect("connect");
             report("connected");
             message::send_stream(&mut conn, var_u64(COUNT_ENV), var_u64(SEED_ENV), 512);
             report("sent");
         }
         // Connects, then waits until the inbox closes: reports what it saw.
         "wait_for_close" => {
-            let mut conn = connect(&ep);
+            let mut conn = connect(ep);
             let mut buf = [0u8; 8];
             match conn.recv_timeout(&mut buf, STEP_TIMEOUT) {
                 Err(Error::PeerClosed { .. }) => report("peer closed"),

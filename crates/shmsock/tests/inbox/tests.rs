@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Inbox, Options, Subscriber, WaitStrategy, WriterId};
 
-use crate::harness::{self, Peer, STEP_TIMEOUT};
-use crate::message;
 use crate::roles::{monotonic_ns, COUNT_ENV, GAP_US_ENV, MAX_LEN_ENV, SEED_ENV};
+use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
+use shmsock_testkit::message;
 
 fn bind(tag: &str, opts: Options) -> Inbox {
     harness::setup();

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use shmsock::{Conn, Listener};
+use shmsock::{Conn, Error, Listener};
 
 /// Longest any single blocking step of a test may take.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -69,6 +69,14 @@ impl Drop for RemoveOnDrop {
 /// Message `k` of `n` bytes: byte `j` is `(k + j) % 251` (the pyzmq peer builds the same).
 pub fn payload(k: usize, n: usize) -> Vec<u8> {
     (0..n).map(|j| ((k + j) % 251) as u8).collect()
+}
+
+/// Checks that a send was refused as too large: `len` bytes over a limit of `max`.
+pub fn assert_too_large(sent: shmsock::Result<()>, len: usize, max: usize) {
+    match sent {
+        Err(Error::TooLarge { len: l, max: m }) if (l, m) == (len, max) => {}
+        other => panic!("expected TooLarge {{ len: {len}, max: {max} }}, got {other:?}"),
+    }
 }
 
 /// Binds `scheme` and connects a client thread running `client` on its `Conn`.

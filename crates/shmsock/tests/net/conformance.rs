@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Listener, Options};
 
-use crate::common::{pair, payload, Scheme, SCHEMES, SIZES, STEP_TIMEOUT};
+use crate::common::{assert_too_large, pair, payload, Scheme, SCHEMES, SIZES, STEP_TIMEOUT};
 
 #[test]
 fn messages_of_every_size_cross_both_ways_byte_for_byte() {
@@ -198,17 +198,7 @@ fn messages_over_max_message_len_are_too_large_for_the_sender() {
     let t = std::thread::spawn(move || {
         let mut c = Conn::connect_with(&ep, Options::new().max_message_len(1000)).unwrap();
         assert_eq!(c.max_message_len(), 1000);
-        let err = c.send(&[0; 1001]).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::TooLarge {
-                    len: 1001,
-                    max: 1000
-                }
-            ),
-            "{err}"
-        );
+        assert_too_large(c.send(&[0; 1001]), 1001, 1000);
         c.send(&[7; 1000]).unwrap();
     });
     let mut s = l.accept_timeout(STEP_TIMEOUT).unwrap();

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use shmsock::{Error, Options, Subscriber, WaitStrategy};
 
 use crate::fanout::{self, raw_pid};
-use crate::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
-use crate::roles::{COUNT_ENV, MAX_LEN_ENV, SEED_ENV};
 use crate::stream::Tally;
+use shmsock_testkit::child::COUNT_ENV;
+use shmsock_testkit::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
+use shmsock_testkit::message::stream_env;
 
 const STRATEGIES: [WaitStrategy; 3] = [
     WaitStrategy::BusyPoll,
@@ -35,12 +36,7 @@ fn dead_publisher_is_reported_after_its_messages() {
     // 1000 messages of at most 700 bytes fit in the default 1 MiB ring: the publisher never
     // waits for us, so all of them are published before it ends.
     let (count, seed, max_len) = (1000u64, 0xdead, 700usize);
-    let env = [
-        (COUNT_ENV, count.to_string()),
-        (SEED_ENV, seed.to_string()),
-        (MAX_LEN_ENV, max_len.to_string()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = stream_env(count, seed, max_len);
     for killed in [true, false] {
         let ep = harness::endpoint("deadpub");
         let role = if killed {
@@ -48,7 +44,7 @@ fn dead_publisher_is_reported_after_its_messages() {
         } else {
             "publish_then_close"
         };
-        let mut peer = Peer::spawn(role, &ep, &env);
+        let mut peer = Peer::spawn(role, &ep, &env.vars());
         peer.expect("bound");
         let mut sub = Subscriber::connect(&ep).expect("subscribing");
         assert_eq!(sub.publisher_pid(), raw_pid(&peer));
@@ -103,7 +99,7 @@ fn sigkilled_subscriber_never_blocks_a_block_publisher() {
         let mut publisher = fanout::bind(&ep, options);
         let mut peer = Peer::spawn("idle_subscriber", &ep, &[]);
         peer.expect("ready");
-        fanout::wait_for_subscribers(&mut publisher, 1);
+        shmsock_testkit::pubsub::wait_for_subscribers(&mut publisher, 1);
 
         let msg = [0x5au8; 500];
         let mut queued = 0;

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use shmsock::{Error, Options};
 
 use crate::fanout::{self, summary};
-use crate::harness::{self, Peer, STEP_TIMEOUT};
 use crate::roles::{LATE_ENV, MAX_LEN_ENV, SEED_ENV};
 use crate::stream::{End, Stream};
+use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
 
 const FANOUT_COUNT: u64 = 100_000;
 
@@ -145,7 +145,7 @@ fn subscriber_cannot_connect_to_a_conn_listener_and_vice_versa() {
     assert_eq!(publisher.subscriber_count(), 0);
     // The publisher still serves real subscribers.
     let mut sub = shmsock::Subscriber::connect(&ep).expect("subscribing after the refusal");
-    fanout::wait_for_subscribers(&mut publisher, 1);
+    shmsock_testkit::pubsub::wait_for_subscribers(&mut publisher, 1);
     publisher.send(b"still here").expect("send");
     let mut buf = [0u8; 32];
     let n = sub.recv_timeout(&mut buf, STEP_TIMEOUT).expect("recv");

@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 use rustix::process::Signal;
 use shmsock::{Error, Options, Overflow, Publisher};
 
-use crate::fanout::{self, signal, summary, wait_for_subscribers};
-use crate::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
-use crate::roles::{report, MAX_LEN_ENV, SEED_ENV};
-use crate::stream::{End, Stream, Tally};
+use crate::fanout::{self, signal, summary};
+use crate::roles::{MAX_LEN_ENV, SEED_ENV};
+use crate::stream::{receive_until_end, End, Stream, Tally};
+use shmsock_testkit::child::{report, seed_and_max_len};
+use shmsock_testkit::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
+use shmsock_testkit::pubsub::wait_for_subscribers;
 
 /// Slot size of the tests' pools.
 const SLOT: usize = 64 * 1024;
@@ -19,36 +21,20 @@ const SLOT: usize = 64 * 1024;
 /// checks the bytes in place (copied out with `to_vec`, as a careful reader of a possibly
 /// hostile publisher does).
 pub fn sample_subscribe(ep: &str) {
-    let var = |name: &str| -> u64 {
-        std::env::var(name)
-            .unwrap_or_else(|_| panic!("the parent did not set {name}"))
-            .parse()
-            .expect("a number")
-    };
-    let (seed, max_len) = (var(SEED_ENV), var(MAX_LEN_ENV) as usize);
+    let (seed, max_len) = seed_and_max_len();
     let mut tally = Tally::new(seed, max_len, false);
     let mut sub = shmsock::Subscriber::connect(ep).expect("subscribe");
     report("ready");
-    let (mut loans, mut start) = (0u64, None);
-    let end = loop {
-        let checked = match sub.recv_sample_timeout(STEP_TIMEOUT) {
-            Ok(sample) => {
-                loans += u64::from(sample.is_loan());
-                tally.message(&sample.to_vec())
-            }
-            Err(Error::Lagged { missed, .. }) => tally.lagged(missed),
-            Err(Error::PeerClosed { .. }) => break End::Closed,
-            Err(Error::PeerGone { .. }) => break End::Gone,
-            Err(e) => Err(format!("after {} messages: {e}", tally.delivered)),
-        };
-        start.get_or_insert_with(Instant::now);
-        if let Err(what) = checked {
-            report(format!("error {what}"));
-            return;
-        }
-    };
-    let secs = start.map_or(0.0, |t| t.elapsed().as_secs_f64());
-    report(format!("{} loans={loans}", tally.report(end, secs)));
+    let mut loans = 0u64;
+    let received = receive_until_end(&mut tally, |tally| {
+        let sample = sub.recv_sample_timeout(STEP_TIMEOUT)?;
+        loans += u64::from(sample.is_loan());
+        Ok(tally.message(&sample.to_vec()))
+    });
+    match received {
+        Ok((end, secs)) => report(format!("{} loans={loans}", tally.report(end, secs))),
+        Err(what) => report(format!("error {what}")),
+    }
 }
 
 /// Child: receives three samples and holds them until killed.
@@ -199,16 +185,5 @@ fn drop_oldest_publisher_never_waits_for_a_stopped_subscriber_that_holds_nothing
     stopped.assert_accounts_for(sent, End::Closed);
     assert_eq!(stopped.str("lag_came_first"), "true", "{stopped}");
     assert!(stopped.num("missed") > 500, "{stopped}");
-    for sub in &mut subs[1..] {
-        let s = summary(sub);
-        eprintln!("running subscriber: {s}");
-        s.assert_accounts_for(sent, End::Closed);
-        assert!(
-            s.num("missed") < stopped.num("missed") / 4,
-            "a running subscriber lost almost as much as the stopped one: {s}"
-        );
-    }
-    for sub in &mut subs {
-        sub.wait_success();
-    }
+    fanout::check_running_subscribers(&mut subs, &stopped, sent);
 }

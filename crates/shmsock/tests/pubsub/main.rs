@@ -1,23 +1,17 @@
 //! Multi-process integration tests of `shm://` publish/subscribe
 //! ([`Publisher`](shmsock::Publisher) and [`Subscriber`](shmsock::Subscriber)).
 //!
-//! The harness is the one of `tests/conn` (shared with `#[path]`): a test re-executes this
+//! The harness is `shmsock-testkit`'s, as for `tests/conn`: a test re-executes this
 //! binary with `--exact peer_main` and `SHMSOCK_TEST_ROLE=<role>`, children print
 //! `@@peer <line>` reports, a drop guard kills and reaps every child, and every blocking
 //! step has a timeout. Subscribers are usually children (so they can be stopped with
 //! SIGSTOP and killed with SIGKILL) and the publisher the test itself.
 //!
 //! Every message carries its sequence number and a checksum of its body
-//! ([`message`]), so a subscriber checks order, integrity and, after `Lagged(n)`, that
+//! ([`shmsock_testkit::message`]), so a subscriber checks order, integrity and, after `Lagged(n)`, that
 //! exactly `n` messages were skipped: `delivered + sum(lagged) == sent`.
 
 mod fanout;
-#[allow(dead_code)] // the Conn helpers of the shared harness are not all used here
-#[path = "../conn/harness.rs"]
-mod harness;
-#[allow(dead_code)]
-#[path = "../conn/message.rs"]
-mod message;
 mod roles;
 mod stream;
 
@@ -27,14 +21,10 @@ mod loans;
 mod overflow;
 mod reclaim;
 
-/// The child-process side of every multi-process test. Does nothing unless a test spawned
-/// this binary with `SHMSOCK_TEST_ROLE` set; then it runs that role and exits.
+shmsock_testkit::peer_main!(roles::run);
+
+/// The message format the tests of this binary rely on checks what it claims to check.
 #[test]
-#[ignore = "the child-process side of the multi-process tests; runs only when they spawn it"]
-fn peer_main() {
-    let Ok(role) = std::env::var(harness::ROLE_ENV) else {
-        return;
-    };
-    roles::run(&role);
-    std::process::exit(0);
+fn messages_verify_and_damage_is_named() {
+    shmsock_testkit::message::self_check();
 }

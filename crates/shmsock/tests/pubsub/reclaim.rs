@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Options, Publisher, Subscriber};
 
-use crate::fanout::{self, wait_for_subscribers};
-use crate::harness::{self, STEP_TIMEOUT};
+use crate::fanout;
+use shmsock_testkit::harness::{self, STEP_TIMEOUT};
+use shmsock_testkit::pubsub::wait_for_subscribers;
 
 const SLOTS: usize = 4;
 

@@ -3,74 +3,47 @@
 //! Every child dies with the thread that spawned it (`PR_SET_PDEATHSIG`) and a role that
 //! waits to be killed sleeps at most [`IDLE_MAX`], so no role outlives a failed test.
 
-use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rustix::process::Signal;
-use shmsock::{Conn, Error, Options, Overflow, Publisher, Subscriber};
+use crate::stream::{receive_until_end, Stream, Tally};
+use shmsock::{Conn, Options, Overflow, Publisher, Subscriber};
+use shmsock_testkit::child::{report, seed_and_max_len, var_u64, IDLE_MAX};
+use shmsock_testkit::harness::{open_fds, Peer, STEP_TIMEOUT};
+use shmsock_testkit::pubsub::wait_for_at_least;
 
-use crate::harness::{Peer, ENDPOINT_ENV, REPORT_MARK, STEP_TIMEOUT};
-use crate::stream::{End, Stream, Tally};
-
-/// Number of messages a publishing role sends.
-pub const COUNT_ENV: &str = "SHMSOCK_TEST_COUNT";
-/// Seed of the message stream.
-pub const SEED_ENV: &str = "SHMSOCK_TEST_SEED";
-/// Largest message of the stream.
-pub const MAX_LEN_ENV: &str = "SHMSOCK_TEST_MAX_LEN";
+/// Number of messages a publishing role sends, the seed and the largest message of the
+/// stream.
+pub use shmsock_testkit::child::{COUNT_ENV, MAX_LEN_ENV, SEED_ENV};
 /// If set, a subscriber learns where it starts from its first message.
 pub const LATE_ENV: &str = "SHMSOCK_TEST_LATE";
 /// If set to N, a subscriber sleeps 1 ms after every N messages (it falls behind).
 pub const SLOW_EVERY_ENV: &str = "SHMSOCK_TEST_SLOW_EVERY";
 
-/// Longest a role waits to be killed.
-const IDLE_MAX: Duration = Duration::from_secs(60);
-
-/// Prints one protocol line for the parent.
-pub fn report(line: impl std::fmt::Display) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{REPORT_MARK}{line}").expect("writing to the parent");
-    out.flush().expect("flushing to the parent");
-}
-
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("the parent did not set {name}"))
-}
-
-fn var_u64(name: &str) -> u64 {
-    var(name)
-        .parse()
-        .unwrap_or_else(|e| panic!("{name} is not a number: {e}"))
-}
-
-/// Runs `role`; returns when the role is done (the caller exits the process).
-pub fn run(role: &str) {
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
-        .expect("prctl(PR_SET_PDEATHSIG)");
-    let ep = var(ENDPOINT_ENV);
+/// Runs `role` against `ep`; returns when the role is done (the caller exits the process).
+pub fn run(role: &str, ep: &str) {
     match role {
-        "subscribe" => subscribe(&ep),
+        "subscribe" => subscribe(ep),
         "idle_subscriber" => {
-            let _sub = connect(&ep);
+            let _sub = connect(ep);
             report("ready");
             std::thread::sleep(IDLE_MAX);
         }
         "publish_then_hang" => {
-            let _publisher = publish(&ep);
+            let _publisher = publish(ep);
             std::thread::sleep(IDLE_MAX);
         }
         "publish_then_close" => {
-            drop(publish(&ep));
+            drop(publish(ep));
             report("closed");
         }
-        "churn_publisher" => churn_publisher(&ep),
-        "sample_subscribe" => crate::loans::sample_subscribe(&ep),
-        "hold_samples" => crate::loans::hold_samples(&ep),
-        "subscribe_to_anything" => match Subscriber::connect(&ep) {
+        "churn_publisher" => churn_publisher(ep),
+        "sample_subscribe" => crate::loans::sample_subscribe(ep),
+        "hold_samples" => crate::loans::hold_samples(ep),
+        "subscribe_to_anything" => match Subscriber::connect(ep) {
             Ok(_) => report("connected"),
             Err(e) => report(format!("error {e:?} | {e}")),
         },
-        "connect_to_anything" => match Conn::connect(&ep) {
+        "connect_to_anything" => match Conn::connect(ep) {
             Ok(_) => report("connected"),
             Err(e) => report(format!("error {e:?} | {e}")),
         },
@@ -84,57 +57,36 @@ fn connect(ep: &str) -> Subscriber {
 
 /// Receives until the publisher ends, checking every message; reports the tally.
 fn subscribe(ep: &str) {
-    let (seed, max_len) = (var_u64(SEED_ENV), var_u64(MAX_LEN_ENV) as usize);
+    let (seed, max_len) = seed_and_max_len();
     let mut tally = Tally::new(seed, max_len, std::env::var_os(LATE_ENV).is_some());
     let mut sub = connect(ep);
     report("ready");
     let slow_every = std::env::var(SLOW_EVERY_ENV).map_or(0, |v| v.parse().expect("a number"));
     let mut buf = vec![0u8; max_len];
-    let mut start = None;
-    let end = loop {
-        let checked = match sub.recv_timeout(&mut buf, STEP_TIMEOUT) {
-            Ok(n) => {
-                if slow_every > 0 && tally.delivered % slow_every == 0 {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                tally.message(&buf[..n])
-            }
-            Err(Error::Lagged { missed, .. }) => tally.lagged(missed),
-            Err(Error::PeerClosed { .. }) => break End::Closed,
-            Err(Error::PeerGone { .. }) => break End::Gone,
-            Err(e) => Err(format!("after {} messages: {e}", tally.delivered)),
-        };
-        start.get_or_insert_with(Instant::now);
-        if let Err(what) = checked {
-            report(format!("error {what}"));
-            return;
+    let received = receive_until_end(&mut tally, |tally| {
+        let n = sub.recv_timeout(&mut buf, STEP_TIMEOUT)?;
+        if slow_every > 0 && tally.delivered % slow_every == 0 {
+            std::thread::sleep(Duration::from_millis(1));
         }
-    };
-    let secs = start.map_or(0.0, |t| t.elapsed().as_secs_f64());
-    report(tally.report(end, secs));
+        Ok(tally.message(&buf[..n]))
+    });
+    match received {
+        Ok((end, secs)) => report(tally.report(end, secs)),
+        Err(what) => report(format!("error {what}")),
+    }
 }
 
 /// Binds a publisher, waits for one subscriber, sends `COUNT` messages.
 fn publish(ep: &str) -> Publisher {
     let mut publisher = Publisher::bind(ep).unwrap_or_else(|e| panic!("binding {ep}: {e}"));
     report("bound");
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while publisher.subscriber_count() == 0 {
-        assert!(Instant::now() < deadline, "no subscriber came");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_at_least(&mut publisher, 1);
     let count = var_u64(COUNT_ENV);
-    let mut stream = Stream::new(var_u64(SEED_ENV), var_u64(MAX_LEN_ENV) as usize);
+    let (seed, max_len) = seed_and_max_len();
+    let mut stream = Stream::new(seed, max_len);
     stream.send_many(&mut publisher, count, STEP_TIMEOUT);
     report(format!("sent {count}"));
     publisher
-}
-
-/// Number of open fds of this process.
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("listing /proc/self/fd")
-        .count()
 }
 
 /// A `DropOldest` publisher whose subscribers come and die (SIGKILL) one after another
@@ -142,7 +94,7 @@ fn open_fds() -> usize {
 /// holds more than before the first subscriber.
 fn churn_publisher(ep: &str) {
     // Our own rendezvous directory, the one our own children will be pointed at.
-    crate::harness::setup();
+    shmsock_testkit::harness::setup();
     let options = Options::new().overflow(Overflow::DropOldest);
     let mut publisher =
         Publisher::bind_with(ep, options).unwrap_or_else(|e| panic!("binding {ep}: {e}"));

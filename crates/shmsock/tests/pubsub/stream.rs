@@ -2,7 +2,7 @@
 //! subscriber's bookkeeping ([`Tally`]), which accounts for every message as delivered
 //! or reported lost.
 //!
-//! Messages are those of `message.rs` (`seq | checksum | body`), at least
+//! Messages are those of [`shmsock_testkit::message`] (`seq | checksum | body`), at least
 //! [`message::HEADER_BYTES`] long so that a late subscriber can read where it starts.
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Error, Publisher};
 
-use crate::message::{self, SplitMix64, HEADER_BYTES};
+use shmsock_testkit::message::{self, SplitMix64, HEADER_BYTES};
 
 /// Length of the next message of a stream whose messages are at most `max_len` bytes.
 fn next_len(lens: &mut SplitMix64, max_len: usize) -> usize {
@@ -105,6 +105,29 @@ impl Stream {
 pub enum End {
     Closed,
     Gone,
+}
+
+/// The child side of a checking subscriber: calls `recv_one` (which receives one message
+/// and checks it with the tally) until the publisher ends, accounting for every `Lagged`.
+/// Returns how the stream ended and the seconds since the first receive, or the first
+/// error (a bad message, a wrong count of lost ones, a failed receive).
+pub fn receive_until_end(
+    tally: &mut Tally,
+    mut recv_one: impl FnMut(&mut Tally) -> Result<Result<(), String>, Error>,
+) -> Result<(End, f64), String> {
+    let mut start = None;
+    let end = loop {
+        let checked = match recv_one(tally) {
+            Ok(checked) => checked,
+            Err(Error::Lagged { missed, .. }) => tally.lagged(missed),
+            Err(Error::PeerClosed { .. }) => break End::Closed,
+            Err(Error::PeerGone { .. }) => break End::Gone,
+            Err(e) => Err(format!("after {} messages: {e}", tally.delivered)),
+        };
+        start.get_or_insert_with(Instant::now);
+        checked?;
+    };
+    Ok((end, start.map_or(0.0, |t| t.elapsed().as_secs_f64())))
 }
 
 /// The subscriber's bookkeeping: the next expected sequence number, and what was

@@ -22,17 +22,18 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Listener, Options, WaitStrategy};
 
-use crate::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
 use crate::leaks;
-use crate::message::{self, SplitMix64};
 use crate::roles::{
     is_handshake_casualty, strategy_name, EXIT_BAD_MESSAGE, MAX_LEN_ENV, PACE_ENV, RING_ENV,
     SEED_ENV, START_AT_ENV, STEP_ENV, STRATEGY_ENV,
 };
+use shmsock_testkit::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
+use shmsock_testkit::message::{self, SplitMix64};
 
 /// Kill points per cell in CI (8 cells: 320 points).
 const CI_POINTS_PER_CELL: usize = 40;
@@ -206,6 +207,28 @@ impl Matrix {
         );
     }
 
+    /// The end of a stream cut by `killer` after `seq` messages: `end` must be `PeerGone`
+    /// and the child must have died by the kill. Counts the messages; returns the instant
+    /// just before the kill.
+    fn stream_cut_by_kill(
+        &mut self,
+        cell: Cell,
+        peer: &mut Peer,
+        killer: JoinHandle<Instant>,
+        seq: u64,
+        end: &Error,
+    ) -> Instant {
+        let killed = killer.join().expect("the killer thread");
+        assert!(
+            matches!(end, Error::PeerGone { .. }),
+            "{}: after {seq} messages: {end:?}, expected PeerGone",
+            cell.name()
+        );
+        expect_killed(peer);
+        self.messages += seq;
+        killed
+    }
+
     /// The child streams to us and dies; we check every message, then expect `PeerGone`.
     fn writer_dies(&mut self, listener: &Listener, ep: &str, cell: Cell) -> Outcome {
         let rng = &mut self.rng;
@@ -254,14 +277,7 @@ impl Matrix {
             }
         };
         let ended = Instant::now();
-        let killed = killer.join().expect("the killer thread");
-        assert!(
-            matches!(end, Error::PeerGone { .. }),
-            "{}: after {seq} messages: {end:?}, expected PeerGone",
-            cell.name()
-        );
-        expect_killed(&mut peer);
-        self.messages += seq;
+        let killed = self.stream_cut_by_kill(cell, &mut peer, killer, seq, &end);
         let from = last_message.map_or(killed, |t| t.max(killed));
         Outcome {
             latency: Some(ended.saturating_duration_since(from)),
@@ -322,14 +338,7 @@ impl Matrix {
             }
         };
         let ended = Instant::now();
-        let killed = killer.join().expect("the killer thread");
-        assert!(
-            matches!(end, Error::PeerGone { .. }),
-            "{}: after {seq} messages: {end:?}, expected PeerGone",
-            cell.name()
-        );
-        expect_killed(&mut peer);
-        self.messages += seq;
+        let killed = self.stream_cut_by_kill(cell, &mut peer, killer, seq, &end);
         Outcome {
             latency: Some(ended.saturating_duration_since(killed)),
             class: "stream",

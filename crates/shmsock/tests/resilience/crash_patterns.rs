@@ -22,12 +22,11 @@ use std::time::{Duration, Instant};
 use shmsock::{Conn, Error, Inbox, Options, Overflow, Publisher, Sample, Subscriber, WaitStrategy};
 
 use crate::crash::expect_killed;
-use crate::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
 use crate::leaks;
-use crate::message::{self, SplitMix64};
-use crate::roles::{
-    report, strategy_name, var_u64, MAX_LEN_ENV, PACE_ENV, RING_ENV, SEED_ENV, STRATEGY_ENV,
-};
+use crate::roles::{strategy_name, MAX_LEN_ENV, PACE_ENV, RING_ENV, SEED_ENV, STRATEGY_ENV};
+use shmsock_testkit::child::{report, var_u64};
+use shmsock_testkit::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
+use shmsock_testkit::message::{self, SplitMix64};
 
 /// Kill points per cell in CI.
 const CI_POINTS_PER_CELL: usize = 16;
@@ -210,9 +209,7 @@ fn publisher_cell(points: usize, rng: &mut SplitMix64) -> Tally {
         // The dead publisher's name is reusable, and serves.
         let mut again = Publisher::bind(&ep).unwrap_or_else(|e| panic!("{what}: rebinding: {e}"));
         let mut sub = Subscriber::connect(&ep).expect("subscribing again");
-        while again.subscriber_count() < 1 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        shmsock_testkit::pubsub::wait_for_at_least(&mut again, 1);
         again.send(b"again").expect("sending again");
         let mut buf = [0u8; 8];
         let n = sub.recv_timeout(&mut buf, STEP_TIMEOUT).expect("again");

@@ -15,9 +15,9 @@ use rustix::fs::OFlags;
 use rustix::net::{RecvFlags, SendFlags};
 use shmsock::{Conn, Options, Publisher};
 
-use crate::harness;
 use crate::rawloan::{self, HELLO_FLAG_DOORBELL, ROLE_CONN, ROLE_INBOX, ROLE_SUBSCRIBER};
 use crate::rawpeer::{self, WritableSegment};
+use shmsock_testkit::harness;
 
 const CAP: u64 = 4096;
 /// How long a send may take here: its timeout plus a loaded machine's slack.
@@ -163,11 +163,7 @@ fn a_hostile_subscriber_cannot_block_a_publisher_in_its_doorbell() {
     let hello = rawloan::hello(CAP, ROLE_SUBSCRIBER, HELLO_FLAG_DOORBELL, 0, 0);
     let peer = rawloan::connect_now(publisher.socket_path(), &hello, fds);
     assert!(peer.accepted);
-    let t = Instant::now();
-    while publisher.subscriber_count() < 1 {
-        assert!(t.elapsed() < harness::STEP_TIMEOUT, "never merged");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    shmsock_testkit::pubsub::wait_for_at_least(&mut publisher, 1);
     saturate(&bell, &seg);
     sends_return_in_time(
         publisher,

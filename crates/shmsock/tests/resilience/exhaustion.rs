@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use rustix::process::{Resource, Rlimit};
 use shmsock::{Conn, Error, Listener, Options};
 
-use crate::harness::{self, Peer, STEP_TIMEOUT};
 use crate::leaks;
-use crate::roles::{report, RING_ENV};
+use crate::roles::RING_ENV;
+use shmsock_testkit::child::report;
+use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
 
 fn set_soft_limit(resource: Resource, soft: Option<u64>) -> Rlimit {
     let old = rustix::process::getrlimit(resource);

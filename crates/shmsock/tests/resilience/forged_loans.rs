@@ -19,16 +19,16 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Inbox, Options, Sample};
 
-use crate::harness::{self, STEP_TIMEOUT};
 use crate::hostile_lender::{
     assert_corrupt, conn_lender, pool_fds, publisher_lender, slot_bytes, Api, Got, Lender,
     Receiver, CAP, SLOTS, SLOT_BYTES,
 };
-use crate::message::SplitMix64;
 use crate::rawloan::{
     self, PeerWords, RawRing, HELLO_FLAG_POOL, KIND_LOAN, LOAN_FRAME_BYTES, ROLE_CONN,
 };
 use crate::rawpeer::WritableSegment;
+use shmsock_testkit::harness::{self, STEP_TIMEOUT};
+use shmsock_testkit::message::SplitMix64;
 /// Connections of the random-frame test (each ends with its first forged frame).
 const RANDOM_CONNECTIONS: u64 = 300;
 

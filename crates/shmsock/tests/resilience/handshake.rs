@@ -13,9 +13,9 @@ use std::thread::JoinHandle;
 use rustix::fs::{MemfdFlags, Mode, OFlags};
 use shmsock::{Conn, Error, Listener, Options};
 
-use crate::harness::{self, Peer, STEP_TIMEOUT};
 use crate::leaks::{self, O_CLOEXEC_FDINFO};
 use crate::rawpeer::{self, RING_OFFSET};
+use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
 
 const CAP: u64 = 4096;
 
@@ -131,19 +131,8 @@ fn hello_with_scm_max_fd_fds_is_refused_and_every_fd_closed() {
 
 /// A regular file holding a perfect segment image, of exactly the right size.
 fn regular_file(dir: &Path) -> OwnedFd {
-    let path = dir.join(format!("fake-segment-{}", std::process::id()));
-    let fd = rustix::fs::open(
-        &path,
-        OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC | OFlags::TRUNC,
-        Mode::from_raw_mode(0o600),
-    )
-    .expect("creating a regular file");
-    let _ = std::fs::remove_file(&path);
     let image = rawpeer::sealed_segment(CAP);
-    let mut bytes = vec![0u8; RING_OFFSET + CAP as usize];
-    rustix::io::pread(&image, &mut bytes, 0).expect("reading the image");
-    rustix::io::pwrite(&fd, &bytes, 0).expect("writing the image");
-    fd
+    rawpeer::regular_file_copy(dir, "fake-segment", &image, RING_OFFSET + CAP as usize)
 }
 
 #[test]

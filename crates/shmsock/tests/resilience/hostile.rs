@@ -16,10 +16,10 @@ use proptest::prelude::*;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use shmsock::{Error, Listener, Options, WaitStrategy};
 
-use crate::harness::{self, Peer, STEP_TIMEOUT};
-use crate::message::SplitMix64;
 use crate::rawpeer::{self, WritableSegment, HEADER_WORDS, RING_OFFSET};
-use crate::roles::{report, var_u64, SEED_ENV};
+use shmsock_testkit::child::{report, var_u64, SEED_ENV};
+use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
+use shmsock_testkit::message::SplitMix64;
 
 /// Rounds (connections) a random-mutation child plays.
 const ROUNDS_ENV: &str = "SHMSOCK_TEST_ROUNDS";

@@ -8,11 +8,11 @@ use std::os::unix::net::UnixStream;
 
 use shmsock::{Conn, Error, Listener, Sample, Subscriber};
 
-use crate::harness::{self, STEP_TIMEOUT};
 use crate::rawloan::{
     self, PeerWords, PoolSpec, RawRing, HELLO_FLAG_POOL, ROLE_CONN, ROLE_PUBLISHER,
 };
 use crate::rawpeer::WritableSegment;
+use shmsock_testkit::harness::{self, STEP_TIMEOUT};
 
 pub const CAP: u64 = 4096;
 pub const SLOTS: u64 = 4;

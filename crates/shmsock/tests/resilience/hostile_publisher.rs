@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Error, Sample, Subscriber};
 
-use crate::harness;
 use crate::hostile_lender::{pool_fds, CAP, SLOTS, SLOT_BYTES};
-use crate::message::SplitMix64;
 use crate::rawloan::{
     self, RawRing, HELLO_FLAG_POOL, KIND_LOAN, OFF_CURSOR_VERSION, ROLE_PUBLISHER,
 };
 use crate::rawpeer::{WritableSegment, HEADER_WORDS, RING_OFFSET};
+use shmsock_testkit::harness;
+use shmsock_testkit::message::SplitMix64;
 
 /// How long the publisher scribbles on one connection.
 const ROUND: Duration = Duration::from_millis(40);

@@ -124,7 +124,7 @@ fn only_segment_rs_and_sys_rs_touch_raw_memory() {
 #[test]
 fn the_memory_lint_finds_a_planted_raw_read() {
     let dir = std::env::temp_dir().join(format!("shmsock-lint-{}", std::process::id()));
-    let _cleanup = crate::harness::RemoveOnDrop(dir.clone());
+    let _cleanup = shmsock_testkit::harness::RemoveOnDrop(dir.clone());
     std::fs::create_dir_all(dir.join("shm")).expect("temp src");
     for f in [
         "lib.rs",

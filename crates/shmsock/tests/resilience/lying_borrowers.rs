@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Listener, Options, Publisher, Subscriber};
 
-use crate::harness::{self, STEP_TIMEOUT};
 use crate::leaks;
 use crate::rawloan::{
     self, PeerWords, OFF_CONSUMED, OFF_RELEASED, OFF_TAKEN, ROLE_CONN, ROLE_SUBSCRIBER,
 };
 use crate::rawpeer::{self, WritableSegment};
+use shmsock_testkit::harness::{self, STEP_TIMEOUT};
+use shmsock_testkit::pubsub::wait_for_subscriber_count;
 
 const CAP: u64 = 4096;
 const SLOTS: usize = 4;
@@ -185,16 +186,11 @@ fn a_borrower_releasing_a_generation_never_lent_makes_our_lender_corrupt() {
     );
 }
 
-/// Waits until the publisher counts `n` subscribers (they are merged at its next call).
+/// Waits until the publisher counts `n` subscribers (they are merged at its next call); a
+/// failure names `what`.
 fn wait_for_subscribers(publisher: &mut Publisher, n: usize, what: &str) {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while publisher.subscriber_count() != n {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {n} subscribers never counted"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let expected = format!("{n} ({what})");
+    wait_for_subscriber_count(publisher, STEP_TIMEOUT, &expected, |c| c == n);
 }
 
 /// A loan of `len` bytes filled with `byte`, sent; returns its (slot, generation) as the

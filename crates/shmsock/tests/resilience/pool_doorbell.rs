@@ -17,12 +17,12 @@ use rustix::event::EventfdFlags;
 use rustix::fs::{MemfdFlags, Mode, OFlags, SealFlags};
 use shmsock::{Conn, Error, Inbox, Listener, Options, Subscriber, LOAN_SLOTS_MAX};
 
-use crate::harness::{self, STEP_TIMEOUT};
 use crate::leaks;
 use crate::rawloan::{
     self, PoolSpec, HELLO_FLAG_DOORBELL, HELLO_FLAG_POOL, ROLE_CONN, ROLE_INBOX, ROLE_PUBLISHER,
 };
 use crate::rawpeer::{self, ALL_SEALS};
+use shmsock_testkit::harness::{self, STEP_TIMEOUT};
 
 const CAP: u64 = 4096;
 const SLOTS: u64 = 4;
@@ -93,20 +93,9 @@ fn plain_memfd() -> OwnedFd {
 
 /// A regular file holding a perfect pool image (unlinked at once).
 fn regular_file_pool() -> OwnedFd {
-    let dir = harness::setup();
-    let path = dir.join(format!("fake-pool-{}", std::process::id()));
-    let fd = rustix::fs::open(
-        &path,
-        OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC | OFlags::TRUNC,
-        Mode::from_raw_mode(0o600),
-    )
-    .expect("creating a regular file");
-    let _ = std::fs::remove_file(&path);
     let image = PoolSpec::good(SLOTS, SLOT_BYTES).build();
-    let mut bytes = vec![0u8; (rawloan::POOL_SLOTS_OFFSET + SLOTS * SLOT_BYTES) as usize];
-    rustix::io::pread(&image, &mut bytes, 0).expect("reading the image");
-    rustix::io::pwrite(&fd, &bytes, 0).expect("writing the image");
-    fd
+    let len = (rawloan::POOL_SLOTS_OFFSET + SLOTS * SLOT_BYTES) as usize;
+    rawpeer::regular_file_copy(harness::setup(), "fake-pool", &image, len)
 }
 
 fn pool(spec: PoolSpec) -> impl Fn() -> Vec<OwnedFd> {

@@ -25,8 +25,8 @@ use std::thread::JoinHandle;
 use rustix::fs::{MemfdFlags, SealFlags};
 use shmsock::PROTOCOL_VERSION;
 
-use crate::harness::STEP_TIMEOUT;
 use crate::rawpeer::{self, WritableSegment, ACK, ALL_SEALS, KIND_HELLO, RING_OFFSET};
+use shmsock_testkit::harness::STEP_TIMEOUT;
 
 pub const HELLO_FLAG_DOORBELL: u32 = 1;
 pub const HELLO_FLAG_POOL: u32 = 2;

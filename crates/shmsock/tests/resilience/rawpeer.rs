@@ -14,32 +14,23 @@
 //!  frame:        tag u64 = position + 1 | len u32 | kind u32 (0 data, 1 pad) | payload
 //! ```
 
-use std::io::{IoSlice, IoSliceMut};
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::fs::{Mode, OFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
-use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags,
+use shmsock_testkit::wire;
+
+pub use shmsock_testkit::wire::{
+    good_hello, hello, read_hello, send_with_fds, socket_path, ACK, ALL_SEALS, HELLO_BYTES,
+    KIND_HELLO,
 };
-use shmsock::PROTOCOL_VERSION;
 
-use crate::harness::STEP_TIMEOUT;
-
-pub const KIND_HELLO: u32 = 1;
-pub const HELLO_BYTES: usize = 64;
-pub const RING_OFFSET: usize = 4096;
-pub const ACK: u8 = b'A';
-pub const ALL_SEALS: SealFlags = SealFlags::SHRINK
-    .union(SealFlags::GROW)
-    .union(SealFlags::FUTURE_WRITE)
-    .union(SealFlags::SEAL);
+/// Offset of the ring in a segment, as an index into a mapping.
+pub const RING_OFFSET: usize = wire::RING_OFFSET as usize;
 
 pub const OFF_FLAGS: usize = 48;
 pub const OFF_DATA_SEQ: usize = 64;
@@ -68,55 +59,15 @@ pub const HEADER_WORDS: [usize; 16] = [
     OFF_COUNTERS + 24,
 ];
 
-/// A hello of `version` and `kind` announcing a ring of `capacity` bytes.
-pub fn hello(version: u32, kind: u32, capacity: u64) -> Vec<u8> {
-    let mut b = vec![0u8; HELLO_BYTES];
-    b[0..8].copy_from_slice(b"SHMSOCKH");
-    b[8..12].copy_from_slice(&version.to_le_bytes());
-    b[12..16].copy_from_slice(&kind.to_le_bytes());
-    b[16..20].copy_from_slice(&std::process::id().to_le_bytes());
-    b[24..32].copy_from_slice(&capacity.to_le_bytes());
-    b
-}
-
-pub fn good_hello(capacity: u64) -> Vec<u8> {
-    hello(PROTOCOL_VERSION, KIND_HELLO, capacity)
-}
-
 /// The ring capacity a hello announces (0 if it is too short).
 pub fn hello_capacity(h: &[u8]) -> u64 {
     h.get(24..32)
         .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
 }
 
-/// The rendezvous socket of a `shm://NAME` endpoint.
-pub fn socket_path(endpoint: &str) -> PathBuf {
-    let name = endpoint.trim_start_matches("shm://");
-    shmsock::runtime_dir()
-        .expect("the rendezvous directory")
-        .join(format!("{name}.sock"))
-}
-
 /// A memfd sized for a ring of `capacity`, with a correct header, unsealed.
 fn raw_segment(capacity: u64, size: u64) -> OwnedFd {
-    let fd = rustix::fs::memfd_create(
-        "shmsock-raw-peer",
-        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-    )
-    .expect("memfd_create");
-    rustix::fs::ftruncate(&fd, size).expect("ftruncate");
-    let header = [
-        u64::from_le_bytes(*b"SHMSOCK1"),
-        u64::from(PROTOCOL_VERSION),
-        RING_OFFSET as u64 + capacity,
-        RING_OFFSET as u64,
-        capacity,
-        u64::from(std::process::id()),
-    ];
-    for (i, word) in header.iter().enumerate().filter(|_| size >= 48) {
-        rustix::io::pwrite(&fd, &word.to_le_bytes(), 8 * i as u64).expect("pwrite header");
-    }
-    fd
+    wire::segment("shmsock-raw-peer", capacity, size, SealFlags::empty())
 }
 
 /// A correct, sealed segment for a ring of `capacity` (the fd only; nobody keeps a mapping).
@@ -181,53 +132,24 @@ impl Drop for WritableSegment {
     }
 }
 
-/// Sends `bytes` with `fds` attached in one `sendmsg`.
-pub fn send_with_fds(
-    sock: &UnixStream,
-    bytes: &[u8],
-    fds: &[BorrowedFd<'_>],
-) -> std::io::Result<usize> {
-    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
-    }
-    Ok(rustix::net::sendmsg(
-        sock,
-        &[IoSlice::new(bytes)],
-        &mut control,
-        SendFlags::NOSIGNAL,
-    )?)
+/// A regular file in `dir` (unlinked at once) holding the first `len` bytes of `image`: a
+/// perfect image in an fd of the wrong kind.
+pub fn regular_file_copy(dir: &Path, name: &str, image: &OwnedFd, len: usize) -> OwnedFd {
+    let path = dir.join(format!("{name}-{}", std::process::id()));
+    let fd = rustix::fs::open(
+        &path,
+        OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC | OFlags::TRUNC,
+        Mode::from_raw_mode(0o600),
+    )
+    .expect("creating a regular file");
+    let _ = std::fs::remove_file(&path);
+    let mut bytes = vec![0u8; len];
+    rustix::io::pread(image, &mut bytes, 0).expect("reading the image");
+    rustix::io::pwrite(&fd, &bytes, 0).expect("writing the image");
+    fd
 }
 
+/// Sends `bytes` with the one fd `fd` attached.
 pub fn send_hello_with(sock: &UnixStream, bytes: &[u8], fd: &OwnedFd) -> std::io::Result<usize> {
     send_with_fds(sock, bytes, &[fd.as_fd()])
-}
-
-/// Reads the peer's 64-byte hello by hand: its bytes and the fds that came with it.
-pub fn read_hello(sock: &UnixStream) -> std::io::Result<(Vec<u8>, Vec<OwnedFd>)> {
-    sock.set_read_timeout(Some(STEP_TIMEOUT))?;
-    let mut buf = [0u8; HELLO_BYTES];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut got = 0;
-    let mut fds = Vec::new();
-    while got < HELLO_BYTES {
-        let msg = rustix::net::recvmsg(
-            sock,
-            &mut [IoSliceMut::new(&mut buf[got..])],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        )?;
-        for m in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(rights) = m {
-                fds.extend(rights);
-            }
-        }
-        if msg.bytes == 0 {
-            break;
-        }
-        got += msg.bytes;
-    }
-    Ok((buf[..got].to_vec(), fds))
 }

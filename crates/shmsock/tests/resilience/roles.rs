@@ -4,16 +4,14 @@
 //! synchronise with them, e.g. before a SIGKILL. Every child dies with the parent thread
 //! that spawned it (`PR_SET_PDEATHSIG`) and never idles longer than [`IDLE_MAX`].
 
-use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
-use rustix::process::Signal;
 use shmsock::{Conn, Error, Listener, Options, WaitStrategy};
+use shmsock_testkit::child::{report, seed_and_max_len, var, var_u64, wait_for_start, IDLE_MAX};
+use shmsock_testkit::message::{self, SplitMix64};
 
-use crate::harness::{ENDPOINT_ENV, REPORT_MARK};
-use crate::message::{self, SplitMix64};
 use crate::rawpeer;
 
 /// Wait strategy of the child's connection: `busy`, `adaptive` or `blocking`.
@@ -22,36 +20,14 @@ pub const STRATEGY_ENV: &str = "SHMSOCK_TEST_STRATEGY";
 pub const RING_ENV: &str = "SHMSOCK_TEST_RING";
 /// How a streaming child paces itself: `none`, `burst` (bursts and pauses), `slow`.
 pub const PACE_ENV: &str = "SHMSOCK_TEST_PACE";
-/// Seed of a message stream (lengths and bodies).
-pub const SEED_ENV: &str = "SHMSOCK_TEST_SEED";
-/// Largest message of a stream.
-pub const MAX_LEN_ENV: &str = "SHMSOCK_TEST_MAX_LEN";
+/// Seed of a message stream (lengths and bodies), its largest message, and the wall-clock
+/// instant (ns since the epoch) at which a child starts its connect.
+pub use shmsock_testkit::child::{MAX_LEN_ENV, SEED_ENV, START_AT_ENV};
 /// Handshake step after which a raw peer stops and reports.
 pub const STEP_ENV: &str = "SHMSOCK_TEST_STEP";
-/// Wall-clock instant (ns since the epoch) at which a child starts its connect.
-pub const START_AT_ENV: &str = "SHMSOCK_TEST_START_AT";
 
 /// Exit code of a reader child that received a torn, lost or duplicated message.
 pub const EXIT_BAD_MESSAGE: i32 = 3;
-/// Longest a role waits to be killed.
-pub const IDLE_MAX: Duration = Duration::from_secs(60);
-
-/// Prints one protocol line for the parent.
-pub fn report(line: impl std::fmt::Display) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{REPORT_MARK}{line}").expect("writing to the parent");
-    out.flush().expect("flushing to the parent");
-}
-
-pub fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("the parent did not set {name}"))
-}
-
-pub fn var_u64(name: &str) -> u64 {
-    var(name)
-        .parse()
-        .unwrap_or_else(|e| panic!("{name} is not a number: {e}"))
-}
 
 pub fn strategy_name(s: WaitStrategy) -> &'static str {
     match s {
@@ -77,44 +53,36 @@ pub fn env_options() -> Options {
     o
 }
 
-/// Runs `role`; returns when the role is done (the caller exits the process).
-pub fn run(role: &str) {
-    die_with_parent();
-    let ep = var(ENDPOINT_ENV);
+/// Runs `role` against `ep`; returns when the role is done (the caller exits the process).
+pub fn run(role: &str, ep: &str) {
     match role {
-        "crash_writer" => crash_writer(&ep),
-        "crash_reader" => crash_reader(&ep),
-        "connect_at" => connect_at(&ep),
+        "crash_writer" => crash_writer(ep),
+        "crash_reader" => crash_reader(ep),
+        "connect_at" => connect_at(ep),
         "listen" => {
-            let listener = Listener::bind(&ep).unwrap_or_else(|e| panic!("binding {ep}: {e}"));
+            let listener = Listener::bind(ep).unwrap_or_else(|e| panic!("binding {ep}: {e}"));
             report("ready");
             let _conn = listener.accept();
             report("accepted");
             std::thread::sleep(IDLE_MAX);
         }
-        "raw_connector" => raw_connector(&ep, var_u64(STEP_ENV)),
-        "raw_listener" => raw_listener(&ep, var_u64(STEP_ENV)),
+        "raw_connector" => raw_connector(ep, var_u64(STEP_ENV)),
+        "raw_listener" => raw_listener(ep, var_u64(STEP_ENV)),
         "hold_conn" => {
-            let _conn = Conn::connect_with(&ep, env_options())
+            let _conn = Conn::connect_with(ep, env_options())
                 .unwrap_or_else(|e| panic!("connecting to {ep}: {e}"));
             report("ready");
             std::thread::sleep(IDLE_MAX);
         }
-        "hostile" => crate::hostile::child(&ep),
-        "crash_publisher" => crate::crash_patterns::publisher_child(&ep),
-        "nofile_connect" => crate::exhaustion::nofile_connect_child(&ep),
-        "nofile_accept" => crate::exhaustion::nofile_accept_child(&ep),
-        "fsize" => crate::exhaustion::fsize_child(&ep),
-        "address_space" => crate::exhaustion::address_space_child(&ep),
-        "soak_writer" => crate::soak::writer_child(&ep),
+        "hostile" => crate::hostile::child(ep),
+        "crash_publisher" => crate::crash_patterns::publisher_child(ep),
+        "nofile_connect" => crate::exhaustion::nofile_connect_child(ep),
+        "nofile_accept" => crate::exhaustion::nofile_accept_child(ep),
+        "fsize" => crate::exhaustion::fsize_child(ep),
+        "address_space" => crate::exhaustion::address_space_child(ep),
+        "soak_writer" => crate::soak::writer_child(ep),
         other => panic!("unknown role {other:?}"),
     }
-}
-
-/// Dies by SIGKILL when the parent thread that spawned us ends.
-fn die_with_parent() {
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
-        .expect("prctl(PR_SET_PDEATHSIG)");
 }
 
 fn connect(ep: &str) -> Conn {
@@ -126,7 +94,7 @@ fn connect(ep: &str) -> Conn {
 fn crash_writer(ep: &str) {
     let mut conn = connect(ep);
     report("ready");
-    let (seed, max_len) = (var_u64(SEED_ENV), var_u64(MAX_LEN_ENV) as usize);
+    let (seed, max_len) = seed_and_max_len();
     let burst = var(PACE_ENV) == "burst";
     let (mut lens, mut body, mut pace) = (
         message::lengths(seed),
@@ -151,7 +119,7 @@ fn crash_writer(ep: &str) {
 fn crash_reader(ep: &str) {
     let mut conn = connect(ep);
     report("ready");
-    let (seed, max_len) = (var_u64(SEED_ENV), var_u64(MAX_LEN_ENV) as usize);
+    let (seed, max_len) = seed_and_max_len();
     let slow = var(PACE_ENV) == "slow";
     let mut lens = message::lengths(seed);
     let mut pace = SplitMix64::new(seed ^ 0xdcba);
@@ -174,10 +142,7 @@ fn crash_reader(ep: &str) {
 /// Connects through the library at `START_AT` (so the parent can aim a kill at the
 /// handshake), then idles.
 fn connect_at(ep: &str) {
-    let start = Duration::from_nanos(var_u64(START_AT_ENV));
-    while std::time::UNIX_EPOCH.elapsed().expect("clock after 1970") < start {
-        std::hint::spin_loop();
-    }
+    wait_for_start();
     match Conn::connect_with(ep, env_options()) {
         Ok(_conn) => {
             report("connected");

@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use shmsock::{Error, Options};
 
-use crate::harness::{self, Peer, STEP_TIMEOUT};
 use crate::leaks;
-use crate::message::checksum;
-use crate::roles::{report, var_u64};
+use shmsock_testkit::child::{report, var_u64, COUNT_ENV};
+use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
+use shmsock_testkit::message::checksum;
 
-const COUNT_ENV: &str = "SHMSOCK_TEST_COUNT";
 const MSG_BYTES: usize = 32;
 const RING_BYTES: usize = 64 * 1024;
 /// The CI soak: 10 million messages (debug build; see the README for the measured time).

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use shmsock::{AsyncConn, Conn, Error, Options};
 
-use crate::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
-use crate::roles::{COUNT_ENV, MAX_LEN_ENV, READER_DELAY, SEED_ENV};
-use crate::{accept, bind, bounded, message, SCHEMES};
+use crate::roles::READER_DELAY;
+use crate::{accept, bind, bounded, expect_peer_gone_after_kill, SCHEMES};
+use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
+use shmsock_testkit::message::{self, stream_env};
 
 /// Receives messages `0..count` of the stream seeded with `seed` and checks each one.
 async fn receive_stream(conn: &mut AsyncConn, count: u64, seed: u64, max_len: usize) {
@@ -39,28 +40,15 @@ async fn send_stream(conn: &mut AsyncConn, count: u64, seed: u64, max_len: usize
     }
 }
 
-fn stream_env(count: u64, seed: u64, max_len: usize) -> [(&'static str, String); 3] {
-    [
-        (COUNT_ENV, count.to_string()),
-        (SEED_ENV, seed.to_string()),
-        (MAX_LEN_ENV, max_len.to_string()),
-    ]
-}
-
-fn spawn(role: &str, endpoint: &str, env: &[(&'static str, String)]) -> Peer {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Peer::spawn(role, endpoint, &env)
-}
-
 #[tokio::test]
 async fn async_recv_is_woken_by_a_sync_sender_in_another_process() {
     for scheme in SCHEMES {
         let mut listener = bind(scheme, "async-recv", Options::new());
         let (count, seed, max_len) = (2000, 7, 3000);
-        let mut peer = spawn(
+        let mut peer = Peer::spawn(
             "sync_sender",
             listener.endpoint(),
-            &stream_env(count, seed, max_len),
+            &stream_env(count, seed, max_len).vars(),
         );
         let mut conn = accept(&mut listener).await;
         // The sender waits before its first message and between bursts: each time this
@@ -82,10 +70,10 @@ async fn async_send_blocked_on_a_full_ring_is_woken_when_the_peer_reads() {
     // asleep for READER_DELAY, starts reading; its consumed position must wake us.
     let mut listener = bind("shm", "async-send", Options::new().ring_capacity(4096));
     let (count, seed, max_len) = (500, 11, 1024);
-    let mut peer = spawn(
+    let mut peer = Peer::spawn(
         "slow_reader",
         listener.endpoint(),
-        &stream_env(count, seed, max_len),
+        &stream_env(count, seed, max_len).vars(),
     );
     let mut conn = accept(&mut listener).await;
     peer.expect("connected");
@@ -187,20 +175,7 @@ async fn peer_death_wakes_a_pending_recv_with_peer_gone() {
         let got = conn.recv_vec().await;
         (got, Instant::now())
     });
-    tokio::time::sleep(Duration::from_millis(100)).await; // it is asleep by now
-    let killed = peer.kill();
-    let (got, woke) = bounded("the pending recv", pending)
-        .await
-        .expect("recv task");
-    assert!(
-        matches!(got, Err(Error::PeerGone { .. })),
-        "expected PeerGone, got {got:?}"
-    );
-    let after = woke.duration_since(killed);
-    assert!(
-        after < PEER_DEATH_BOUND,
-        "PeerGone came {after:?} after the kill"
-    );
+    expect_peer_gone_after_kill("the pending recv", &peer, pending).await;
 }
 
 #[tokio::test]
@@ -214,24 +189,12 @@ async fn peer_death_wakes_a_send_blocked_on_a_full_ring() {
         let msg = [7u8; 1024];
         loop {
             if let Err(e) = conn.send(&msg).await {
-                return (e, Instant::now());
+                return (Err::<(), _>(e), Instant::now());
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await; // the ring is full by now
-    let killed = peer.kill();
-    let (err, woke) = bounded("the blocked send", pending)
-        .await
-        .expect("send task");
-    assert!(
-        matches!(err, Error::PeerGone { .. }),
-        "expected PeerGone, got {err:?}"
-    );
-    let after = woke.duration_since(killed);
-    assert!(
-        after < PEER_DEATH_BOUND,
-        "PeerGone came {after:?} after the kill"
-    );
+    // (The ring is full by the time the peer is killed.)
+    expect_peer_gone_after_kill("the blocked send", &peer, pending).await;
 }
 
 #[tokio::test]

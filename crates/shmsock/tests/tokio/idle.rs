@@ -4,9 +4,10 @@ use std::time::{Duration, Instant};
 
 use shmsock::{AsyncConn, AsyncListener, Error};
 
-use crate::harness::Peer;
-use crate::roles::{report, IDLE};
+use crate::roles::IDLE;
 use crate::{endpoint, SCHEMES};
+use shmsock_testkit::child::report;
+use shmsock_testkit::harness::Peer;
 
 /// Bound on the CPU an idle process may use while its echo server and client both wait in
 /// `recv`, in percent of one core. The example `async_echo` holds itself to 1 %; this is

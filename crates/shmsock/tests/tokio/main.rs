@@ -2,7 +2,7 @@
 //! [`AsyncListener`] and [`AsyncSubscriber`] against blocking peers in other processes and
 //! async peers in this one, over `shm://`, `unix://` and `tcp://`.
 //!
-//! The harness is the one of `tests/conn` (shared with `#[path]`): peers are child
+//! The harness is `shmsock-testkit`'s, as for `tests/conn`: peers are child
 //! processes (re-executions of this binary with `SHMSOCK_TEST_ROLE`, see `roles.rs`), every
 //! child is killed and reaped by a drop guard, and every wait is bounded.
 //!
@@ -10,21 +10,16 @@
 //! [`AsyncListener`]: shmsock::AsyncListener
 //! [`AsyncSubscriber`]: shmsock::AsyncSubscriber
 
-#[allow(dead_code)] // the Conn helpers of the shared harness are not all used here
-#[path = "../conn/harness.rs"]
-mod harness;
-#[allow(dead_code)]
-#[path = "../conn/message.rs"]
-mod message;
 mod roles;
 
 mod conn;
 mod idle;
 mod pubsub;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use shmsock::{AsyncConn, AsyncListener, Options};
+use shmsock::{AsyncConn, AsyncListener, Error, Options};
+use shmsock_testkit::harness::{self, Peer, PEER_DEATH_BOUND};
 
 /// The schemes every async test runs over.
 pub const SCHEMES: [&str; 3] = ["shm", "unix", "tcp"];
@@ -64,6 +59,30 @@ pub async fn accept(listener: &mut AsyncListener) -> AsyncConn {
         .unwrap_or_else(|e| panic!("accepting on {}: {e}", listener.endpoint()))
 }
 
+/// Waits until `pending` (a task ending with what a blocking call returned, and when) is
+/// blocked, SIGKILLs `peer`, and checks that the call (`what`) ended with `PeerGone` within
+/// [`PEER_DEATH_BOUND`] of the kill.
+pub async fn expect_peer_gone_after_kill<T: std::fmt::Debug>(
+    what: &str,
+    peer: &Peer,
+    pending: tokio::task::JoinHandle<(shmsock::Result<T>, Instant)>,
+) {
+    tokio::time::sleep(Duration::from_millis(100)).await; // it is blocked by now
+    let killed = peer.kill();
+    let (got, woke) = bounded(what, pending)
+        .await
+        .unwrap_or_else(|e| panic!("the task of {what}: {e}"));
+    assert!(
+        matches!(got, Err(Error::PeerGone { .. })),
+        "expected PeerGone, got {got:?}"
+    );
+    let after = woke.duration_since(killed);
+    assert!(
+        after < PEER_DEATH_BOUND,
+        "PeerGone came {after:?} after the kill"
+    );
+}
+
 /// A current-thread runtime with I/O and timers, for child roles.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -75,14 +94,10 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// How long a child sleeps before sending, so that the async side is asleep by then.
 pub const LET_IT_SLEEP: Duration = Duration::from_millis(200);
 
-/// The child-process side of every multi-process test. Does nothing unless a test spawned
-/// this binary with `SHMSOCK_TEST_ROLE` set; then it runs that role and exits.
+shmsock_testkit::peer_main!(roles::run);
+
+/// The message format the tests of this binary rely on checks what it claims to check.
 #[test]
-#[ignore = "the child-process side of the multi-process tests; runs only when they spawn it"]
-fn peer_main() {
-    let Ok(role) = std::env::var(harness::ROLE_ENV) else {
-        return;
-    };
-    roles::run(&role);
-    std::process::exit(0);
+fn messages_verify_and_damage_is_named() {
+    shmsock_testkit::message::self_check();
 }

@@ -9,21 +9,16 @@ use std::time::Instant;
 
 use shmsock::{AsyncSubscriber, Error};
 
-use crate::harness::{self, Peer, PEER_DEATH_BOUND};
-use crate::roles::{COUNT_ENV, MAX_LEN_ENV, SEED_ENV};
-use crate::{bounded, endpoint, message};
+use crate::{bounded, endpoint, expect_peer_gone_after_kill};
+use shmsock_testkit::harness::{self, Peer};
+use shmsock_testkit::message::{self, stream_env};
 
 /// Starts a publisher role, connects an async subscriber to it, and checks that messages
 /// `0..count` of its stream arrive intact and in order. Returns both.
 async fn subscribe_to(role: &str, scheme: &str, count: u64) -> (Peer, AsyncSubscriber) {
     let (seed, max_len) = (13u64, 2000usize);
-    let env = [
-        (COUNT_ENV, count.to_string()),
-        (SEED_ENV, seed.to_string()),
-        (MAX_LEN_ENV, max_len.to_string()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut peer = Peer::spawn(role, &endpoint(scheme, "pub"), &env);
+    let env = stream_env(count, seed, max_len);
+    let mut peer = Peer::spawn(role, &endpoint(scheme, "pub"), &env.vars());
     let ep = peer.expect("bound");
     let mut sub = bounded("connect", AsyncSubscriber::connect(&ep))
         .await
@@ -62,20 +57,7 @@ async fn publisher_death_wakes_a_pending_async_subscriber() {
         let got = sub.recv_vec().await;
         (got, Instant::now())
     });
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let killed = peer.kill();
-    let (got, woke) = bounded("the pending recv", pending)
-        .await
-        .expect("recv task");
-    assert!(
-        matches!(got, Err(Error::PeerGone { .. })),
-        "expected PeerGone, got {got:?}"
-    );
-    let after = woke.duration_since(killed);
-    assert!(
-        after < PEER_DEATH_BOUND,
-        "PeerGone came {after:?} after the kill"
-    );
+    expect_peer_gone_after_kill("the pending recv", &peer, pending).await;
 }
 
 #[tokio::test]

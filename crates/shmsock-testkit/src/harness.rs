@@ -64,12 +64,14 @@ pub fn endpoint(tag: &str) -> String {
     )
 }
 
-/// Shared hold on the timing lock (see [`TIMING`]).
+/// Shared hold on the timing lock, for a test that asserts a latency bound (CPU-heavy tests
+/// wait for it to end).
 pub fn timing_test() -> RwLockReadGuard<'static, ()> {
     TIMING.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Exclusive hold on the timing lock (see [`TIMING`]).
+/// Exclusive hold on the timing lock, for a CPU-heavy test (no timing assertion runs
+/// meanwhile).
 pub fn cpu_heavy_test() -> RwLockWriteGuard<'static, ()> {
     TIMING.write().unwrap_or_else(PoisonError::into_inner)
 }
@@ -219,6 +221,13 @@ pub fn kill_after(pid: Pid, delay: Duration) -> std::thread::JoinHandle<Instant>
         std::thread::sleep(delay);
         kill_pid(pid)
     })
+}
+
+/// Number of open fds of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("listing /proc/self/fd")
+        .count()
 }
 
 /// Removes a directory tree when dropped.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use shmsock::Conn;
 
+use crate::child::{COUNT_ENV, MAX_LEN_ENV, SEED_ENV};
 use crate::harness::STEP_TIMEOUT;
 
 /// Bytes of the `seq | checksum` header.
@@ -22,10 +23,12 @@ pub const HEADER_BYTES: usize = 16;
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
+    /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         SplitMix64(seed)
     }
 
+    /// The next number of the sequence.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -114,16 +117,54 @@ pub fn verify(seq: u64, len: usize, got: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Sends messages `0..count` of the stream seeded with `seed` (lengths in `0..=max_len`).
-pub fn send_stream(conn: &mut Conn, count: u64, seed: u64, max_len: usize) {
+/// The environment that asks a child's role for messages `0..count` of the stream seeded
+/// with `seed` (lengths in `0..=max_len`), made by [`stream_env`].
+#[derive(Debug, Clone)]
+pub struct StreamEnv {
+    count: String,
+    seed: String,
+    max_len: String,
+}
+
+impl StreamEnv {
+    /// The variables, for [`crate::harness::Peer::spawn`].
+    pub fn vars(&self) -> [(&'static str, &str); 3] {
+        [
+            (COUNT_ENV, &self.count),
+            (SEED_ENV, &self.seed),
+            (MAX_LEN_ENV, &self.max_len),
+        ]
+    }
+}
+
+/// The environment ([`COUNT_ENV`], [`SEED_ENV`], [`MAX_LEN_ENV`]) that asks a child's role
+/// for messages `0..count` of the stream seeded with `seed` (lengths in `0..=max_len`).
+pub fn stream_env(count: u64, seed: u64, max_len: usize) -> StreamEnv {
+    StreamEnv {
+        count: count.to_string(),
+        seed: seed.to_string(),
+        max_len: max_len.to_string(),
+    }
+}
+
+/// Builds messages `0..count` of the stream seeded with `seed` (lengths in `0..=max_len`)
+/// and hands each to `send` with its sequence number.
+pub fn for_each_message(count: u64, seed: u64, max_len: usize, mut send: impl FnMut(u64, &[u8])) {
     let (mut lens, mut body) = (lengths(seed), bodies(seed));
     let mut buf = vec![0u8; max_len];
     for seq in 0..count {
         let msg = &mut buf[..lens.below_or_eq(max_len)];
         encode(seq, &mut body, msg);
+        send(seq, msg);
+    }
+}
+
+/// Sends messages `0..count` of the stream seeded with `seed` (lengths in `0..=max_len`).
+pub fn send_stream(conn: &mut Conn, count: u64, seed: u64, max_len: usize) {
+    for_each_message(count, seed, max_len, |seq, msg| {
         conn.send_timeout(msg, STEP_TIMEOUT)
             .unwrap_or_else(|e| panic!("sending message #{seq}: {e}"));
-    }
+    });
 }
 
 /// Receives messages `0..count` of the stream seeded with `seed` and checks each one;
@@ -143,8 +184,10 @@ pub fn receive_stream(conn: &mut Conn, count: u64, seed: u64, max_len: usize) ->
     t.elapsed()
 }
 
-#[test]
-fn messages_verify_and_damage_is_named() {
+/// Checks the format itself: intact messages of every header-relative length verify, and a
+/// wrong sequence number, a flipped body byte or a wrong length is reported as such. Every
+/// binary whose tests rely on the format runs it as a test.
+pub fn self_check() {
     let mut rng = bodies(1);
     for len in [0, 1, 7, 8, 15, 16, 17, 100, 2048] {
         let mut m = vec![0u8; len];
@@ -160,4 +203,9 @@ fn messages_verify_and_damage_is_named() {
     encode(7, &mut rng, &mut m);
     assert!(verify(6, 64, &m).unwrap_err().contains("sequence number 7"));
     assert!(verify(7, 65, &m).unwrap_err().contains("64 bytes"));
+}
+
+#[test]
+fn messages_verify_and_damage_is_named() {
+    self_check();
 }
