@@ -6,6 +6,7 @@
 mod advise;
 mod bridge;
 mod inspect;
+mod outgoing;
 mod pubsub;
 mod recv;
 mod send;

@@ -1,13 +1,14 @@
 //! `shmsock pub` and `shmsock sub`: publish stdin lines (or synthetic messages) to every
 //! subscriber of an endpoint, and print what a subscriber receives.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use shmsock::{Error, Options, Overflow, Publisher, Subscriber};
 
+use crate::outgoing::send_each;
 use crate::{ConnArgs, Wait};
 
 /// Options of `shmsock pub`.
@@ -80,13 +81,6 @@ pub(crate) struct SubArgs {
     wait: Wait,
 }
 
-fn stdin_error(e: std::io::Error) -> Error {
-    Error::Io {
-        context: "reading stdin".into(),
-        source: e,
-    }
-}
-
 fn send(args: &PubArgs, publisher: &mut Publisher, msg: &[u8]) -> Result<(), Error> {
     if args.send_timeout > 0.0 {
         publisher.send_timeout(msg, Duration::from_secs_f64(args.send_timeout))
@@ -105,23 +99,7 @@ fn publish(args: &PubArgs) -> Result<(u64, u64, usize, Instant), Error> {
         std::thread::sleep(Duration::from_millis(5));
     }
     let start = Instant::now();
-    let (mut msgs, mut bytes) = (0u64, 0u64);
-    if let (Some(size), Some(count)) = (args.size, args.count) {
-        let mut buf = vec![0u8; size];
-        for seq in 0..count {
-            let n = size.min(8);
-            buf[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
-            send(args, &mut publisher, &buf)?;
-        }
-        (msgs, bytes) = (count, count * size as u64);
-    } else {
-        for line in BufReader::new(std::io::stdin().lock()).split(b'\n') {
-            let line = line.map_err(stdin_error)?;
-            send(args, &mut publisher, &line)?;
-            msgs += 1;
-            bytes += line.len() as u64;
-        }
-    }
+    let (msgs, bytes) = send_each(args.size, args.count, |msg| send(args, &mut publisher, msg))?;
     let subscribers = publisher.subscriber_count();
     Ok((msgs, bytes, subscribers, start))
 }

@@ -1,12 +1,12 @@
 //! `shmsock send`: stdin lines (or synthetic messages) to an endpoint.
 
-use std::io::{BufRead, BufReader};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use shmsock::{Conn, Error};
 
+use crate::outgoing::send_each;
 use crate::ConnArgs;
 
 /// Options of `shmsock send`.
@@ -50,27 +50,7 @@ fn connect(args: &SendArgs) -> Result<Conn, Error> {
 }
 
 fn send_all(args: &SendArgs, conn: &mut Conn) -> Result<(u64, u64), Error> {
-    let (mut msgs, mut bytes) = (0u64, 0u64);
-    if let (Some(size), Some(count)) = (args.size, args.count) {
-        let mut buf = vec![0u8; size];
-        for seq in 0..count {
-            let n = size.min(8);
-            buf[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
-            conn.send(&buf)?;
-        }
-        return Ok((count, count * size as u64));
-    }
-    let stdin = BufReader::new(std::io::stdin().lock());
-    for line in stdin.split(b'\n') {
-        let line = line.map_err(|e| Error::Io {
-            context: "reading stdin".into(),
-            source: e,
-        })?;
-        conn.send(&line)?;
-        msgs += 1;
-        bytes += line.len() as u64;
-    }
-    Ok((msgs, bytes))
+    send_each(args.size, args.count, |msg| conn.send(msg))
 }
 
 pub(crate) fn run(args: SendArgs) -> ExitCode {

@@ -268,8 +268,10 @@ impl Publisher {
 /// use shmsock::{Publisher, Subscriber};
 /// let mut publisher = Publisher::bind("tcp://127.0.0.1:0")?;
 /// let mut subscriber = Subscriber::connect(publisher.endpoint())?;
-/// subscriber.unsubscribe(b"")?; // ZeroMQ's default: nothing
+/// // Subscribe first, then cancel the default "everything": the publisher applies them in
+/// // order, so no message can fall between the two and be filtered out.
 /// subscriber.subscribe(b"temp.")?;
+/// subscriber.unsubscribe(b"")?; // ZeroMQ's default: nothing
 /// while publisher.subscriber_count() < 1 {
 ///     std::thread::sleep(std::time::Duration::from_millis(1));
 /// }

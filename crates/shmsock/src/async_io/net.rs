@@ -86,59 +86,38 @@ impl AsyncNetConn {
     /// after its first byte left, the rest stays queued and goes out before anything else
     /// (by the next call, or the drop): a message is never cut.
     pub(super) async fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.until(false, |c| c.send(msg, Mode::Try)).await?;
+        self.until(false, |c| {
+            c.flush_pending()?;
+            if c.has_pending_tx() {
+                Err(Error::WouldBlock)
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    /// [`drive`] on this connection: `step` until it does not answer `WouldBlock`, waiting
+    /// for the socket to be readable (`reading`) or writable in between.
+    async fn until<T>(
+        &mut self,
+        reading: bool,
+        step: impl FnMut(&mut NetConn) -> Result<T>,
+    ) -> Result<T> {
         let AsyncNetConn { conn, fd } = self;
         let endpoint = conn.endpoint().to_owned();
-        drive(
-            &endpoint,
-            fd,
-            conn,
-            |c| Some(interest(c, false)),
-            |c| c.send(msg, Mode::Try),
-        )
-        .await?;
-        drive(
-            &endpoint,
-            fd,
-            conn,
-            |c| Some(interest(c, false)),
-            |c| {
-                c.flush_pending()?;
-                if c.has_pending_tx() {
-                    Err(Error::WouldBlock)
-                } else {
-                    Ok(())
-                }
-            },
-        )
-        .await
+        drive(&endpoint, fd, conn, |c| Some(interest(c, reading)), step).await
     }
 
     /// Receives the next message into `buf`. Cancel-safe: bytes read so far stay buffered.
     pub(super) async fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let AsyncNetConn { conn, fd } = self;
-        let endpoint = conn.endpoint().to_owned();
-        drive(
-            &endpoint,
-            fd,
-            conn,
-            |c| Some(interest(c, true)),
-            |c| c.recv_into(buf, Mode::Try),
-        )
-        .await
+        self.until(true, |c| c.recv_into(buf, Mode::Try)).await
     }
 
     /// Receives the next message into a new `Vec`. Cancel-safe.
     pub(super) async fn recv_vec(&mut self) -> Result<Vec<u8>> {
-        let AsyncNetConn { conn, fd } = self;
-        let endpoint = conn.endpoint().to_owned();
-        drive(
-            &endpoint,
-            fd,
-            conn,
-            |c| Some(interest(c, true)),
-            |c| c.recv_vec(Mode::Try),
-        )
-        .await
+        self.until(true, |c| c.recv_vec(Mode::Try)).await
     }
 }
 

@@ -452,18 +452,27 @@ pub(crate) fn listen_side<S: Offer>(
     mine.note_peer(pid, &segment);
     rustix::net::send(&sock, &[ACK], rustix::net::SendFlags::NOSIGNAL)
         .map_err(|e| io_err(endpoint, "sending ack", e))?;
-    hello::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
+    let peer = established(endpoint, sock, pid, (segment, doorbell, pool))?;
     tracing::debug!(endpoint, peer_pid = pid, role = ?my_role, "accepted");
-    Ok((
-        Peer {
-            pid,
-            sock,
-            segment,
-            doorbell,
-            pool,
-        },
-        mine,
-    ))
+    Ok((peer, mine))
+}
+
+/// The end of a handshake on either side: the socket without timeouts (it is only watched
+/// from now on), and the peer.
+fn established(
+    endpoint: &str,
+    sock: UnixStream,
+    pid: i32,
+    (segment, doorbell, pool): (PeerSegment, Option<Ringer>, Option<PeerPool>),
+) -> Result<Peer> {
+    hello::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
+    Ok(Peer {
+        pid,
+        sock,
+        segment,
+        doorbell,
+        pool,
+    })
 }
 
 /// The connecting side of a handshake. `mine` creates our segment once the listener's is
@@ -527,16 +536,7 @@ pub(crate) fn connect_side(
         }
         Err(e) => return Err(io_err(endpoint, "waiting for ack", e)),
     }
-    hello::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
+    let peer = established(endpoint, sock, pid, (segment, doorbell, pool))?;
     tracing::debug!(endpoint, peer_pid = pid, role = ?my_role, "connected");
-    Ok((
-        Peer {
-            pid,
-            sock,
-            segment,
-            doorbell,
-            pool,
-        },
-        mine,
-    ))
+    Ok((peer, mine))
 }

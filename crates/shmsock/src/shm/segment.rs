@@ -718,17 +718,21 @@ impl OwnedPool {
         self.slot_bytes
     }
 
-    /// The first `len` bytes of slot `slot`, to read back what we are filling. A shared
-    /// borrow of the pool excludes [`OwnedPool::slot_mut`], and the peer cannot write.
-    pub(crate) fn slot(&self, slot: usize, len: usize) -> &[u8] {
+    /// Where the first `len` bytes of slot `slot` start; panics if they leave the slot.
+    fn slot_start(&self, slot: usize, len: usize) -> *mut u8 {
         assert!(
             slot < self.slots && len <= self.slot_bytes,
             "slot out of range"
         );
-        let p = self
-            .map
+        self.map
             .at(POOL_SLOTS_OFFSET + slot * self.slot_bytes, len)
-            .expect("slots lie inside the pool");
+            .expect("slots lie inside the pool")
+    }
+
+    /// The first `len` bytes of slot `slot`, to read back what we are filling. A shared
+    /// borrow of the pool excludes [`OwnedPool::slot_mut`], and the peer cannot write.
+    pub(crate) fn slot(&self, slot: usize, len: usize) -> &[u8] {
+        let p = self.slot_start(slot, len);
         // SAFETY: in bounds of our mapping; no `&mut` into the pool can exist while `self`
         // is borrowed shared; the peer's mapping is read-only (sealed).
         unsafe { std::slice::from_raw_parts(p, len) }
@@ -738,14 +742,7 @@ impl OwnedPool {
     /// only reference into the pool in this process; the caller hands out only slots that
     /// are not lent, so a correct peer is not reading them.
     pub(crate) fn slot_mut(&mut self, slot: usize, len: usize) -> &mut [u8] {
-        assert!(
-            slot < self.slots && len <= self.slot_bytes,
-            "slot out of range"
-        );
-        let p = self
-            .map
-            .at(POOL_SLOTS_OFFSET + slot * self.slot_bytes, len)
-            .expect("slots lie inside the pool");
+        let p = self.slot_start(slot, len);
         // SAFETY: the range is inside our read-write mapping; `&mut self` guarantees no
         // other reference into it exists in this process for the returned lifetime. The
         // peer's read-only mapping can read these bytes but never write them (sealed).
