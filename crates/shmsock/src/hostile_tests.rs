@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering as StdOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::shm::segment::{self, RING_OFFSET};
+use crate::shm::segment::word;
+use crate::shm::segment::RING_OFFSET;
 use crate::{Conn, Error, Listener, Options};
 
 fn pair(name: &str, cap: usize) -> (Conn, Conn) {
@@ -58,7 +59,7 @@ fn consumed_position_beyond_what_we_wrote_is_corrupt() {
     hostile
         .shm()
         .own_segment()
-        .scribble(segment::OFF_CONSUMED, u64::MAX - 7);
+        .scribble(word::CONSUMED.offset(), u64::MAX - 7);
     let err = ours.try_send(&[0; 1000]).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("consumed position"), "{err}");
@@ -80,10 +81,10 @@ fn hostile_round(name: &str, seed: u64, until: Instant) -> (u64, u64, bool) {
                 0 => RING_OFFSET + ((next() % 4096) & !15) as usize,
                 1 => RING_OFFSET + ((next() % 4096) & !15) as usize + 8,
                 2 => [
-                    segment::OFF_CONSUMED,
-                    segment::OFF_DATA_SEQ,
-                    segment::OFF_SPACE_SEQ,
-                    segment::OFF_TX_SLEEPING,
+                    word::CONSUMED.offset(),
+                    word::DATA_SEQ.offset(),
+                    word::SPACE_SEQ.offset(),
+                    word::TX_SLEEPING.offset(),
                 ][(next() % 4) as usize],
                 _ => ((next() % (4096 + 4096)) & !7) as usize,
             };

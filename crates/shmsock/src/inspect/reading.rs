@@ -8,7 +8,8 @@
 use crate::shm::broadcast::Snapshot;
 use crate::shm::label::SegmentRole;
 use crate::shm::ring::{decode, frame_bytes, tag_for, Corruption, Header, RingRead};
-use crate::shm::segment::{self, PeerSegment};
+use crate::shm::segment::word;
+use crate::shm::segment::PeerSegment;
 
 /// A created-at time further than this in the future is not believed.
 const CLOCK_SLACK_NS: u64 = 60_000_000_000;
@@ -37,21 +38,21 @@ pub(super) struct Reading {
 
 /// Reads the header of `seg`, which plays `role`. `now_ns` bounds the creation time.
 pub(super) fn read(seg: &PeerSegment, role: SegmentRole, now_ns: u64) -> Reading {
-    let peer_pid = seg.load64(segment::OFF_PEER_PID);
-    let peer_inode = seg.load64(segment::OFF_PEER_SEGMENT);
-    let created = seg.load64(segment::OFF_CREATED_UNIX_NS);
+    let peer_pid = seg.load64(word::PEER_PID);
+    let peer_inode = seg.load64(word::PEER_SEGMENT);
+    let created = seg.load64(word::CREATED_UNIX_NS);
     Reading {
         role,
         inode: seg.inode(),
         // `PeerSegment::open` refused a pid of 0 or above u32::MAX.
-        pid: u32::try_from(seg.load64(segment::OFF_PID)).unwrap_or(0),
+        pid: u32::try_from(seg.load64(word::PID)).unwrap_or(0),
         capacity: seg.capacity_bytes(),
-        consumed: seg.load64(segment::OFF_CONSUMED),
-        msgs_sent: seg.load64(segment::OFF_MSGS_SENT),
-        bytes_sent: seg.load64(segment::OFF_BYTES_SENT),
-        msgs_received: seg.load64(segment::OFF_MSGS_RECV),
-        bytes_received: seg.load64(segment::OFF_BYTES_RECV),
-        msgs_lost: seg.load64(segment::OFF_MSGS_LOST),
+        consumed: seg.load64(word::CONSUMED),
+        msgs_sent: seg.load64(word::MSGS_SENT),
+        bytes_sent: seg.load64(word::BYTES_SENT),
+        msgs_received: seg.load64(word::MSGS_RECV),
+        bytes_received: seg.load64(word::BYTES_RECV),
+        msgs_lost: seg.load64(word::MSGS_LOST),
         peer_pid: u32::try_from(peer_pid)
             .ok()
             .filter(|&p| p != 0 && p <= i32::MAX as u32),

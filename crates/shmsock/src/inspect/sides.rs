@@ -11,7 +11,8 @@ use super::reading::{self, Reading};
 use super::report::{Backlog, EndpointInfo, EndpointState, Pattern, ProcessInfo, SideInfo};
 use crate::error::{Error, Result};
 use crate::shm::label::SegmentRole as Role;
-use crate::shm::segment::{self, PeerSegment};
+use crate::shm::segment::word;
+use crate::shm::segment::PeerSegment;
 
 /// A segment the scan opened, with what it read.
 pub(super) struct Found {
@@ -256,7 +257,7 @@ fn conn_backlog(side: &Found, peer: &Found, notes: &mut Vec<String>) -> Option<B
     let mut last = None;
     for _ in 0..WALK_ATTEMPTS {
         // Fresh each time: the consumer may have moved since the header was read.
-        let consumed = peer.seg.load64(segment::OFF_CONSUMED);
+        let consumed = peer.seg.load64(word::CONSUMED);
         match reading::walk(&side.seg, ring, consumed, None) {
             Ok(w) => return Some(backlog(Some(w.messages), w.bytes, ring, false)),
             Err(c) => last = Some(c),

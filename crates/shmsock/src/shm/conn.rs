@@ -13,7 +13,8 @@ use super::rendezvous::{connect_side, Extras, Peer};
 use super::ring::{
     Consumer, Corruption, Frame, Producer, Push, KIND_DATA, KIND_LOAN, LOAN_FRAME_BYTES,
 };
-use super::segment::{self, OwnedPool, OwnedSegment, PeerSegment, ReleaseBoard};
+use super::segment::word;
+use super::segment::{OwnedPool, OwnedSegment, PeerSegment, ReleaseBoard};
 use super::wait::{self, Outcome, SharedFutex, Turn};
 use crate::error::{Error, Result};
 use crate::sync::Ordering;
@@ -177,19 +178,19 @@ impl ShmConn {
                 }
                 Turn::Sleep(t) => {
                     let (flag, seq) = (
-                        self.mine.word32(segment::OFF_TX_SLEEPING),
-                        self.peer.word32(segment::OFF_SPACE_SEQ),
+                        self.mine.word32(word::TX_SLEEPING),
+                        self.peer.word32(word::SPACE_SEQ),
                     );
                     let key = wait::prepare_wait(flag, seq, self.peer.light_notify());
                     let pushed = self.try_push(msg, kind);
                     if !matches!(pushed, Ok(false)) {
-                        wait::cancel_wait(self.mine.word32(segment::OFF_TX_SLEEPING));
+                        wait::cancel_wait(self.mine.word32(word::TX_SLEEPING));
                         pushed?;
                         return Ok(Outcome::Done(()));
                     }
                     let (flag, seq) = (
-                        self.mine.word32(segment::OFF_TX_SLEEPING),
-                        self.peer.word32(segment::OFF_SPACE_SEQ),
+                        self.mine.word32(word::TX_SLEEPING),
+                        self.peer.word32(word::SPACE_SEQ),
                     );
                     wait::sleep(flag, seq, key, t.min(self.sleep_cap), &SharedFutex);
                 }
@@ -204,10 +205,10 @@ impl ShmConn {
         let peer = &self.peer;
         match self
             .tx
-            .try_push_kind(&self.mine, || peer.load64(segment::OFF_CONSUMED), msg, kind)
+            .try_push_kind(&self.mine, || peer.load64(word::CONSUMED), msg, kind)
         {
             Ok(Push::Done) => {
-                self.wake_peer(segment::OFF_RX_SLEEPING, segment::OFF_DATA_SEQ);
+                self.wake_peer(word::RX_SLEEPING, word::DATA_SEQ);
                 self.sent.0 += 1;
                 self.sent.1 += msg.len() as u64;
                 self.flush_counters();
@@ -230,7 +231,7 @@ impl ShmConn {
     /// a sleep in its flag at `peer_flag`, bump and wake our futex word at `my_seq`, or ring
     /// its doorbell if it gave us one.
     #[inline]
-    fn wake_peer(&self, peer_flag: usize, my_seq: usize) {
+    fn wake_peer(&self, peer_flag: word::Word32, my_seq: word::Word32) {
         let peer_sleeping = self.peer.word32(peer_flag);
         match &self.peer_bell {
             None => wait::notify(
@@ -253,9 +254,9 @@ impl ShmConn {
         // Release: pairs with the Acquire load in the peer's `Producer::refresh`; our reads
         // of the consumed frames happen before the producer may overwrite them.
         self.mine
-            .word64(segment::OFF_CONSUMED)
+            .word64(word::CONSUMED)
             .store(pos, Ordering::Release);
-        self.wake_peer(segment::OFF_TX_SLEEPING, segment::OFF_SPACE_SEQ);
+        self.wake_peer(word::TX_SLEEPING, word::SPACE_SEQ);
     }
 
     /// Waits for the next frame as `mode` allows. After the peer ended, frames it had
@@ -279,20 +280,20 @@ impl ShmConn {
                 Turn::CheckPeer => self.link.poll_peer()?,
                 Turn::Sleep(t) => {
                     let (flag, seq) = (
-                        self.mine.word32(segment::OFF_RX_SLEEPING),
-                        self.peer.word32(segment::OFF_DATA_SEQ),
+                        self.mine.word32(word::RX_SLEEPING),
+                        self.peer.word32(word::DATA_SEQ),
                     );
                     let key = wait::prepare_wait(flag, seq, self.peer.light_notify());
                     let next = self.peek();
                     if !matches!(next, Ok(None)) {
-                        wait::cancel_wait(self.mine.word32(segment::OFF_RX_SLEEPING));
+                        wait::cancel_wait(self.mine.word32(word::RX_SLEEPING));
                         if let Some(frame) = next? {
                             return Ok(Outcome::Done(frame));
                         }
                     }
                     let (flag, seq) = (
-                        self.mine.word32(segment::OFF_RX_SLEEPING),
-                        self.peer.word32(segment::OFF_DATA_SEQ),
+                        self.mine.word32(word::RX_SLEEPING),
+                        self.peer.word32(word::DATA_SEQ),
                     );
                     wait::sleep(flag, seq, key, t.min(self.sleep_cap), &SharedFutex);
                 }
@@ -326,13 +327,13 @@ impl ShmConn {
 
     /// The flag a waiting receiver sets to ask the peer for a wake-up.
     pub(crate) fn rx_sleeping_flag(&self) -> &crate::sync::AtomicU32 {
-        self.mine.word32(segment::OFF_RX_SLEEPING)
+        self.mine.word32(word::RX_SLEEPING)
     }
 
     /// The flag a sender waiting for room sets to ask the peer for a wake-up.
     #[cfg(feature = "tokio")]
     pub(crate) fn tx_sleeping_flag(&self) -> &crate::sync::AtomicU32 {
-        self.mine.word32(segment::OFF_TX_SLEEPING)
+        self.mine.word32(word::TX_SLEEPING)
     }
 
     /// The control socket, for a reactor to watch (see [`Link::control_fd`]).
@@ -490,10 +491,10 @@ impl ShmConn {
     /// publish our consumed position.
     fn flush_counters(&self) {
         let words = [
-            (segment::OFF_MSGS_SENT, self.sent.0),
-            (segment::OFF_BYTES_SENT, self.sent.1),
-            (segment::OFF_MSGS_RECV, self.received.0),
-            (segment::OFF_BYTES_RECV, self.received.1),
+            (word::MSGS_SENT, self.sent.0),
+            (word::BYTES_SENT, self.sent.1),
+            (word::MSGS_RECV, self.received.0),
+            (word::BYTES_RECV, self.received.1),
         ];
         for (offset, value) in words {
             self.mine.word64(offset).store(value, Ordering::Relaxed);

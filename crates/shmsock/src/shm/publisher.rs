@@ -20,7 +20,8 @@ use super::label::SegmentRole;
 use super::loan::{check_loan_len, holding, Holding, Lender, Lent, LoanRef, LOAN_RECLAIM_NAP};
 use super::rendezvous::{listen_side, BoundName, Extras, SharedOffer};
 use super::ring::{max_payload, KIND_DATA, KIND_LOAN};
-use super::segment::{self, Counter, OwnedSegment, PeerSegment, PoolShape};
+use super::segment::word;
+use super::segment::{Counter, OwnedSegment, PeerSegment, PoolShape};
 use super::wait::{self, Outcome, SharedFutex, Turn};
 use crate::error::{Error, Result};
 use crate::sync::{fence, AtomicU64, Ordering};
@@ -71,7 +72,7 @@ pub(crate) struct ShmPublisher {
 fn min_consumed(subs: &mut [Sub], write_pos: u64) -> Option<u64> {
     let mut min = None::<(u64, usize)>;
     for (i, sub) in subs.iter_mut().enumerate().filter(|(_, s)| !s.dropped) {
-        let c = sub.seg.load64(segment::OFF_CONSUMED);
+        let c = sub.seg.load64(word::CONSUMED);
         if c > write_pos {
             sub.dropped = true;
             continue;
@@ -214,9 +215,9 @@ impl ShmPublisher {
             wait::notify_each(
                 self.subs
                     .iter()
-                    .map(|s| (s.seg.word32(segment::OFF_RX_SLEEPING), s.bell.as_ref())),
+                    .map(|s| (s.seg.word32(word::RX_SLEEPING), s.bell.as_ref())),
                 Ringer::ring,
-                self.seg.word32(segment::OFF_DATA_SEQ),
+                self.seg.word32(word::DATA_SEQ),
                 self.seg.light_notify(),
                 &SharedFutex,
             );
@@ -231,7 +232,7 @@ impl ShmPublisher {
         let min = min_consumed(&mut self.subs, write_pos)?;
         self.subs
             .iter()
-            .position(|s| !s.dropped && s.seg.load64(segment::OFF_CONSUMED) == min)
+            .position(|s| !s.dropped && s.seg.load64(word::CONSUMED) == min)
     }
 
     pub(crate) fn send(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
@@ -274,17 +275,17 @@ impl ShmPublisher {
                         return Ok(Outcome::Pending);
                     };
                     let (flag, seq) = (
-                        self.seg.word32(segment::OFF_TX_SLEEPING),
-                        self.subs[i].seg.word32(segment::OFF_SPACE_SEQ),
+                        self.seg.word32(word::TX_SLEEPING),
+                        self.subs[i].seg.word32(word::SPACE_SEQ),
                     );
                     let key = wait::prepare_wait(flag, seq, self.subs[i].seg.light_notify());
                     if self.try_push(msg, kind) {
-                        wait::cancel_wait(self.seg.word32(segment::OFF_TX_SLEEPING));
+                        wait::cancel_wait(self.seg.word32(word::TX_SLEEPING));
                         return Ok(Outcome::Done(()));
                     }
                     let (flag, seq) = (
-                        self.seg.word32(segment::OFF_TX_SLEEPING),
-                        self.subs[i].seg.word32(segment::OFF_SPACE_SEQ),
+                        self.seg.word32(word::TX_SLEEPING),
+                        self.subs[i].seg.word32(word::SPACE_SEQ),
                     );
                     wait::sleep(flag, seq, key, t, &SharedFutex);
                 }
@@ -432,8 +433,7 @@ fn loan_is_back(subs: &mut [Sub], floor: u64, oldest: u64, lent: Lent) -> bool {
             Ok(Holding::NotTaken) => {
                 // The claim is stored before the consumed position moves past the frame
                 // (Release/Acquire), so a reader past it that claimed it was seen above.
-                let readable =
-                    lent.pos >= oldest && sub.seg.load64(segment::OFF_CONSUMED) <= lent.pos;
+                let readable = lent.pos >= oldest && sub.seg.load64(word::CONSUMED) <= lent.pos;
                 if readable {
                     return false;
                 }

@@ -63,37 +63,66 @@ pub(crate) const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"SHMSOCK1");
 /// Unix datagram socket, was an eventfd).
 pub const PROTOCOL_VERSION: u32 = 2;
 
-pub(crate) const OFF_MAGIC: usize = 0;
-pub(crate) const OFF_VERSION: usize = 8;
-pub(crate) const OFF_SEGMENT_LEN: usize = 16;
-pub(crate) const OFF_RING_OFFSET: usize = 24;
-pub(crate) const OFF_RING_CAPACITY: usize = 32;
-pub(crate) const OFF_PID: usize = 40;
-pub(crate) const OFF_FLAGS: usize = 48;
+/// The words of a segment's header, by name: code outside this file names a place in a
+/// segment only as one of these (`seg.word32(word::DATA_SEQ)`), never as a raw offset.
+pub(crate) mod word {
+    /// A 64-bit word of the header (its offset).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) struct Word64(pub(super) usize);
+
+    /// A 32-bit word of the header: a futex word or a sleep flag (its offset).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) struct Word32(pub(super) usize);
+
+    impl Word64 {
+        /// The offset, for tests that scribble over a segment as a hostile peer would.
+        #[cfg(test)]
+        pub(crate) fn offset(self) -> usize {
+            self.0
+        }
+    }
+
+    impl Word32 {
+        /// The offset, for tests that scribble over a segment as a hostile peer would.
+        #[cfg(test)]
+        pub(crate) fn offset(self) -> usize {
+            self.0
+        }
+    }
+
+    pub(crate) const MAGIC: Word64 = Word64(0);
+    pub(crate) const VERSION: Word64 = Word64(8);
+    pub(crate) const SEGMENT_LEN: Word64 = Word64(16);
+    pub(crate) const RING_OFFSET: Word64 = Word64(24);
+    pub(crate) const RING_CAPACITY: Word64 = Word64(32);
+    pub(crate) const PID: Word64 = Word64(40);
+    pub(crate) const FLAGS: Word64 = Word64(48);
+    pub(crate) const DATA_SEQ: Word32 = Word32(64);
+    pub(crate) const CONSUMED: Word64 = Word64(128);
+    pub(crate) const SPACE_SEQ: Word32 = Word32(192);
+    pub(crate) const RX_SLEEPING: Word32 = Word32(256);
+    pub(crate) const TX_SLEEPING: Word32 = Word32(320);
+    pub(crate) const MSGS_SENT: Word64 = Word64(384);
+    pub(crate) const BYTES_SENT: Word64 = Word64(392);
+    pub(crate) const MSGS_RECV: Word64 = Word64(400);
+    pub(crate) const BYTES_RECV: Word64 = Word64(408);
+    /// Messages a subscriber lost to `Overflow::DropOldest` (its `Lagged` reports, summed).
+    pub(crate) const MSGS_LOST: Word64 = Word64(416);
+    /// The peer's pid (0: not connected yet, or one segment serves many peers).
+    pub(crate) const PEER_PID: Word64 = Word64(424);
+    /// The inode of the peer's segment memfd: pairs the two sides of a connection exactly.
+    pub(crate) const PEER_SEGMENT: Word64 = Word64(432);
+    /// When the owner created the segment, in nanoseconds since the Unix epoch.
+    pub(crate) const CREATED_UNIX_NS: Word64 = Word64(440);
+    pub(crate) const CURSOR_VERSION: Word64 = Word64(448);
+    pub(crate) const OLDEST_POS: Word64 = Word64(456);
+    pub(crate) const OLDEST_SEQ: Word64 = Word64(464);
+    pub(crate) const WRITE_POS: Word64 = Word64(472);
+    pub(crate) const WRITE_SEQ: Word64 = Word64(480);
+}
+
 /// Header flag: the owner notifies with light barriers (see `wait`).
 pub(crate) const FLAG_LIGHT_NOTIFY: u64 = 1;
-pub(crate) const OFF_DATA_SEQ: usize = 64;
-pub(crate) const OFF_CONSUMED: usize = 128;
-pub(crate) const OFF_SPACE_SEQ: usize = 192;
-pub(crate) const OFF_RX_SLEEPING: usize = 256;
-pub(crate) const OFF_TX_SLEEPING: usize = 320;
-pub(crate) const OFF_MSGS_SENT: usize = 384;
-pub(crate) const OFF_BYTES_SENT: usize = 392;
-pub(crate) const OFF_MSGS_RECV: usize = 400;
-pub(crate) const OFF_BYTES_RECV: usize = 408;
-/// Messages a subscriber lost to `Overflow::DropOldest` (its `Lagged` reports, summed).
-pub(crate) const OFF_MSGS_LOST: usize = 416;
-/// The peer's pid (0: not connected yet, or one segment serves many peers).
-pub(crate) const OFF_PEER_PID: usize = 424;
-/// The inode of the peer's segment memfd: pairs the two sides of a connection exactly.
-pub(crate) const OFF_PEER_SEGMENT: usize = 432;
-/// When the owner created the segment, in nanoseconds since the Unix epoch.
-pub(crate) const OFF_CREATED_UNIX_NS: usize = 440;
-pub(crate) const OFF_CURSOR_VERSION: usize = 448;
-pub(crate) const OFF_OLDEST_POS: usize = 456;
-pub(crate) const OFF_OLDEST_SEQ: usize = 464;
-pub(crate) const OFF_WRITE_POS: usize = 472;
-pub(crate) const OFF_WRITE_SEQ: usize = 480;
 /// The per-slot release words (see the layout above).
 pub(crate) const OFF_RELEASED: usize = 1024;
 /// Most slots a loan pool may have (the release words fit in the header page).
@@ -282,17 +311,17 @@ impl OwnedSegment {
             light_notify: crate::sys::light_barriers(),
             _not_sync: std::marker::PhantomData,
         };
-        seg.word64(OFF_MAGIC)
+        seg.word64(word::MAGIC)
             .store(SEGMENT_MAGIC, Ordering::Relaxed);
-        seg.word64(OFF_VERSION)
+        seg.word64(word::VERSION)
             .store(u64::from(PROTOCOL_VERSION), Ordering::Relaxed);
-        seg.word64(OFF_SEGMENT_LEN)
+        seg.word64(word::SEGMENT_LEN)
             .store(len as u64, Ordering::Relaxed);
-        seg.word64(OFF_RING_OFFSET)
+        seg.word64(word::RING_OFFSET)
             .store(RING_OFFSET as u64, Ordering::Relaxed);
-        seg.word64(OFF_RING_CAPACITY)
+        seg.word64(word::RING_CAPACITY)
             .store(capacity as u64, Ordering::Relaxed);
-        seg.word64(OFF_PID).store(
+        seg.word64(word::PID).store(
             u64::from(rustix::process::getpid().as_raw_nonzero().get() as u32),
             Ordering::Relaxed,
         );
@@ -301,8 +330,8 @@ impl OwnedSegment {
         } else {
             0
         };
-        seg.word64(OFF_FLAGS).store(flags, Ordering::Relaxed);
-        seg.word64(OFF_CREATED_UNIX_NS)
+        seg.word64(word::FLAGS).store(flags, Ordering::Relaxed);
+        seg.word64(word::CREATED_UNIX_NS)
             .store(unix_now_ns(), Ordering::Relaxed);
         // Our RW mapping stays writable; nobody can create a new writable one.
         rustix::fs::fcntl_add_seals(&seg.fd, REQUIRED_SEALS)?;
@@ -324,7 +353,13 @@ impl OwnedSegment {
 
     /// A 64-bit word of our own segment at a layout constant.
     #[inline]
-    pub(crate) fn word64(&self, offset: usize) -> &AtomicU64 {
+    pub(crate) fn word64(&self, word: word::Word64) -> &AtomicU64 {
+        self.raw64(word.0)
+    }
+
+    /// The 64-bit word at `offset` (a layout constant or a ring word).
+    #[inline]
+    fn raw64(&self, offset: usize) -> &AtomicU64 {
         self.map
             .u64_at(offset)
             .expect("layout offsets are in bounds and aligned")
@@ -332,18 +367,18 @@ impl OwnedSegment {
 
     /// A 32-bit word of our own segment at a layout constant.
     #[inline]
-    pub(crate) fn word32(&self, offset: usize) -> &AtomicU32 {
+    pub(crate) fn word32(&self, word: word::Word32) -> &AtomicU32 {
         self.map
-            .u32_at(offset)
+            .u32_at(word.0)
             .expect("layout offsets are in bounds and aligned")
     }
 
     /// Records who we are connected to (for `shmsock ls`): the peer's pid and the inode of
     /// its segment.
     pub(crate) fn note_peer(&self, pid: i32, peer: &PeerSegment) {
-        self.word64(OFF_PEER_PID)
+        self.word64(word::PEER_PID)
             .store(u64::from(pid.unsigned_abs()), Ordering::Relaxed);
-        self.word64(OFF_PEER_SEGMENT)
+        self.word64(word::PEER_SEGMENT)
             .store(peer.inode, Ordering::Relaxed);
     }
 
@@ -352,8 +387,8 @@ impl OwnedSegment {
     #[inline]
     pub(crate) fn count(&self, counter: Counter, bytes: usize) {
         let (msgs, total) = match counter {
-            Counter::Sent => (OFF_MSGS_SENT, OFF_BYTES_SENT),
-            Counter::Received => (OFF_MSGS_RECV, OFF_BYTES_RECV),
+            Counter::Sent => (word::MSGS_SENT, word::BYTES_SENT),
+            Counter::Received => (word::MSGS_RECV, word::BYTES_RECV),
         };
         self.bump(msgs, 1);
         self.bump(total, bytes as u64);
@@ -361,12 +396,12 @@ impl OwnedSegment {
 
     /// Adds `missed` to the messages this subscriber lost to overflow.
     pub(crate) fn count_lost(&self, missed: u64) {
-        self.bump(OFF_MSGS_LOST, missed);
+        self.bump(word::MSGS_LOST, missed);
     }
 
     #[inline]
-    fn bump(&self, offset: usize, by: u64) {
-        let w = self.word64(offset);
+    fn bump(&self, word: word::Word64, by: u64) {
+        let w = self.word64(word);
         w.store(
             w.load(Ordering::Relaxed).wrapping_add(by),
             Ordering::Relaxed,
@@ -376,11 +411,11 @@ impl OwnedSegment {
     /// The broadcast cursor words (publishers).
     pub(crate) fn cursor(&self) -> Cursor<'_> {
         Cursor {
-            version: self.word64(OFF_CURSOR_VERSION),
-            oldest_pos: self.word64(OFF_OLDEST_POS),
-            oldest_seq: self.word64(OFF_OLDEST_SEQ),
-            write_pos: self.word64(OFF_WRITE_POS),
-            write_seq: self.word64(OFF_WRITE_SEQ),
+            version: self.word64(word::CURSOR_VERSION),
+            oldest_pos: self.word64(word::OLDEST_POS),
+            oldest_seq: self.word64(word::OLDEST_SEQ),
+            write_pos: self.word64(word::WRITE_POS),
+            write_seq: self.word64(word::WRITE_SEQ),
         }
     }
 
@@ -403,12 +438,12 @@ impl OwnedSegment {
 impl RingRead for OwnedSegment {
     fn load_tag(&self, index: u64) -> Result<u64, Corruption> {
         Ok(self
-            .word64(RING_OFFSET + index as usize)
+            .raw64(RING_OFFSET + index as usize)
             .load(Ordering::Acquire))
     }
     fn load_meta(&self, index: u64) -> Result<u64, Corruption> {
         Ok(self
-            .word64(RING_OFFSET + index as usize + 8)
+            .raw64(RING_OFFSET + index as usize + 8)
             .load(Ordering::Relaxed))
     }
     fn read_payload(&self, at: u64, out: &mut [u8]) -> Result<(), Corruption> {
@@ -422,17 +457,17 @@ impl RingRead for OwnedSegment {
 impl RingWrite for OwnedSegment {
     #[inline]
     fn store_meta(&self, index: u64, meta: u64) {
-        self.word64(RING_OFFSET + index as usize + 8)
+        self.raw64(RING_OFFSET + index as usize + 8)
             .store(meta, Ordering::Relaxed);
     }
     #[inline]
     fn store_tag(&self, index: u64, tag: u64) {
-        self.word64(RING_OFFSET + index as usize)
+        self.raw64(RING_OFFSET + index as usize)
             .store(tag, Ordering::Release);
     }
     #[inline]
     fn clear_tag(&self, index: u64) {
-        self.word64(RING_OFFSET + index as usize)
+        self.raw64(RING_OFFSET + index as usize)
             .store(0, Ordering::Relaxed);
     }
     #[inline]
@@ -505,20 +540,20 @@ impl PeerSegment {
         }
         let expected = segment_len(capacity as usize) as u64;
         let (map, inode) = open_sealed(fd, expected)?;
-        let read = |off| {
-            map.u64_at(off)
+        let read = |w: word::Word64| {
+            map.u64_at(w.0)
                 .expect("header offsets are in bounds")
                 .load(Ordering::Acquire)
         };
         let bad = |what: String| Err(SegmentRefusal::BadHeader(what));
         let (magic, version, len, ring_off, cap, pid, flags) = (
-            read(OFF_MAGIC),
-            read(OFF_VERSION),
-            read(OFF_SEGMENT_LEN),
-            read(OFF_RING_OFFSET),
-            read(OFF_RING_CAPACITY),
-            read(OFF_PID),
-            read(OFF_FLAGS),
+            read(word::MAGIC),
+            read(word::VERSION),
+            read(word::SEGMENT_LEN),
+            read(word::RING_OFFSET),
+            read(word::RING_CAPACITY),
+            read(word::PID),
+            read(word::FLAGS),
         );
         if magic != SEGMENT_MAGIC {
             return bad(format!("bad magic {magic:#x}"));
@@ -573,13 +608,19 @@ impl PeerSegment {
 
     /// `Acquire` load of a 64-bit word at a layout constant.
     #[inline]
-    pub(crate) fn load64(&self, offset: usize) -> u64 {
-        self.word64(offset).load(Ordering::Acquire)
+    pub(crate) fn load64(&self, word: word::Word64) -> u64 {
+        self.word64(word).load(Ordering::Acquire)
     }
 
     /// A 64-bit word at a layout constant (we only ever load it).
     #[inline]
-    fn word64(&self, offset: usize) -> &AtomicU64 {
+    fn word64(&self, word: word::Word64) -> &AtomicU64 {
+        self.raw64(word.0)
+    }
+
+    /// The 64-bit word at `offset` (a layout constant or a release word).
+    #[inline]
+    fn raw64(&self, offset: usize) -> &AtomicU64 {
         self.map
             .u64_at(offset)
             .expect("layout offsets are in bounds")
@@ -589,7 +630,7 @@ impl PeerSegment {
     #[inline]
     pub(crate) fn released(&self, slot: usize) -> u64 {
         debug_assert!(slot < LOAN_SLOTS_MAX);
-        self.load64(OFF_RELEASED + 8 * slot)
+        self.raw64(OFF_RELEASED + 8 * slot).load(Ordering::Acquire)
     }
 
     /// `Acquire` load of a subscriber's "taken" word for slot `slot` of *our* pool (see
@@ -604,19 +645,19 @@ impl PeerSegment {
     /// The publisher's broadcast cursor (loads only; `Cursor::snapshot` validates it).
     pub(crate) fn cursor(&self) -> Cursor<'_> {
         Cursor {
-            version: self.word64(OFF_CURSOR_VERSION),
-            oldest_pos: self.word64(OFF_OLDEST_POS),
-            oldest_seq: self.word64(OFF_OLDEST_SEQ),
-            write_pos: self.word64(OFF_WRITE_POS),
-            write_seq: self.word64(OFF_WRITE_SEQ),
+            version: self.word64(word::CURSOR_VERSION),
+            oldest_pos: self.word64(word::OLDEST_POS),
+            oldest_seq: self.word64(word::OLDEST_SEQ),
+            write_pos: self.word64(word::WRITE_POS),
+            write_seq: self.word64(word::WRITE_SEQ),
         }
     }
 
     /// A 32-bit futex word at a layout constant (we only ever load or futex-wait on it).
     #[inline]
-    pub(crate) fn word32(&self, offset: usize) -> &AtomicU32 {
+    pub(crate) fn word32(&self, word: word::Word32) -> &AtomicU32 {
         self.map
-            .u32_at(offset)
+            .u32_at(word.0)
             .expect("layout offsets are in bounds")
     }
 

@@ -11,7 +11,8 @@ use super::label::SegmentRole;
 use super::loan::{Borrower, BroadcastBorrower, LentSlot, LoanRef, ShmSample};
 use super::rendezvous::{connect_side, Extras};
 use super::ring::{Corruption, RING_CAPACITY_MIN_BYTES};
-use super::segment::{self, Counter, OwnedSegment, PeerSegment, ReleaseBoard};
+use super::segment::word;
+use super::segment::{Counter, OwnedSegment, PeerSegment, ReleaseBoard};
 use super::wait::{self, Outcome, SharedFutex, Turn, FUTEX_SLEEP_MAX};
 use crate::error::{Error, Result};
 use crate::sync::Ordering;
@@ -74,8 +75,7 @@ impl ShmSubscriber {
                     SegmentRole::Subscriber,
                     &endpoint,
                 )?;
-                mine.word64(segment::OFF_CONSUMED)
-                    .store(pos, Ordering::Release);
+                mine.word64(word::CONSUMED).store(pos, Ordering::Release);
                 Ok(mine)
             },
         )?;
@@ -123,11 +123,11 @@ impl ShmSubscriber {
         if let Some(pos) = self.reader.publication_due(idle) {
             // Release: pairs with the publisher's Acquire load in `min_consumed`.
             self.mine
-                .word64(segment::OFF_CONSUMED)
+                .word64(word::CONSUMED)
                 .store(pos, Ordering::Release);
             wait::notify(
-                self.publisher.word32(segment::OFF_TX_SLEEPING),
-                self.mine.word32(segment::OFF_SPACE_SEQ),
+                self.publisher.word32(word::TX_SLEEPING),
+                self.mine.word32(word::SPACE_SEQ),
                 self.mine.light_notify(),
                 &SharedFutex,
             );
@@ -264,19 +264,19 @@ impl ShmSubscriber {
                 Turn::CheckPeer => self.link.poll_peer()?,
                 Turn::Sleep(t) => {
                     let key = wait::prepare_wait(
-                        self.mine.word32(segment::OFF_RX_SLEEPING),
-                        self.publisher.word32(segment::OFF_DATA_SEQ),
+                        self.mine.word32(word::RX_SLEEPING),
+                        self.publisher.word32(word::DATA_SEQ),
                         self.publisher.light_notify(),
                     );
                     // The re-check after announcing the sleep also looks at the lag.
                     let got = self.attempt(buf, true);
                     if !matches!(got, Ok(Got::Nothing)) {
-                        wait::cancel_wait(self.mine.word32(segment::OFF_RX_SLEEPING));
+                        wait::cancel_wait(self.mine.word32(word::RX_SLEEPING));
                         return got.map(Outcome::Done);
                     }
                     let (flag, seq) = (
-                        self.mine.word32(segment::OFF_RX_SLEEPING),
-                        self.publisher.word32(segment::OFF_DATA_SEQ),
+                        self.mine.word32(word::RX_SLEEPING),
+                        self.publisher.word32(word::DATA_SEQ),
                     );
                     wait::sleep(flag, seq, key, t.min(self.sleep_cap), &SharedFutex);
                 }
@@ -322,7 +322,7 @@ impl ShmSubscriber {
     #[cfg(feature = "tokio")]
     pub(crate) fn rx_sleeping_flag(&self) -> (&crate::sync::AtomicU32, bool) {
         (
-            self.mine.word32(segment::OFF_RX_SLEEPING),
+            self.mine.word32(word::RX_SLEEPING),
             self.publisher.light_notify(),
         )
     }
