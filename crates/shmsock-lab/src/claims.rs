@@ -1,6 +1,6 @@
 //! The reference documents' numbers, as data, and the verdict of this machine on each.
 //!
-//! Every number of the tables in `../shared/seeds/` that the lab can measure is one
+//! Every number of the reference documents' tables (see docs/references.md) that the lab can measure is one
 //! [`Claim`]: what it is about, the claimed range (`low..=high`; a single value has
 //! `low == high`), its unit, the document it comes from, and which lab rows measure it. A
 //! claim is checked against every applicable row of a [`Report`]:
@@ -115,7 +115,7 @@ pub struct Claim {
     pub low: f64,
     /// Upper end of the claimed range (or the value).
     pub high: f64,
-    /// The document: `seed 002`, `seed 003`.
+    /// The document, by its short name in docs/references.md: `Comparison`, `Communication Costs`.
     pub source: &'static str,
     /// The lab rows that measure it (mechanism, sync-tax method, contention queue, ...).
     pub measured_by: &'static [&'static str],
@@ -239,18 +239,18 @@ const PIPES: &[&str] = &["pipe", "fifo"];
 const UDS: &[&str] = &["uds-stream", "uds-dgram", "uds-seqpacket"];
 const MIB: usize = 1 << 20;
 const KIB4: usize = 4096;
-const S002: &str = "seed 002";
-const S003: &str = "seed 003";
+const COMPARISON: &str = "Comparison";
+const COMMUNICATION_COSTS: &str = "Communication Costs";
 
 /// Every claim the lab checks, in the documents' order.
 pub const CLAIMS: &[Claim] = &[
-    // seed 002, "Latency Analysis" (one-way).
+    // Comparison, "Latency Analysis" (one-way).
     Claim::new(
         "Shared memory (cache hit)",
         Metric::LatencyMin,
         50.0,
         100.0,
-        S002,
+        COMPARISON,
         SHM_HOT,
     ),
     Claim::new(
@@ -258,7 +258,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyTypical,
         100.0,
         500.0,
-        S002,
+        COMPARISON,
         SHM_HOT,
     ),
     Claim::new(
@@ -266,7 +266,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyMin,
         100.0,
         300.0,
-        S002,
+        COMPARISON,
         &["shm-cold"],
     ),
     Claim::new(
@@ -274,7 +274,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyTypical,
         300.0,
         1000.0,
-        S002,
+        COMPARISON,
         &["shm-cold"],
     ),
     Claim::new(
@@ -282,7 +282,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyMin,
         1500.0,
         3000.0,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -290,7 +290,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyTypical,
         2000.0,
         5000.0,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -298,7 +298,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyMin,
         2000.0,
         4000.0,
-        S002,
+        COMPARISON,
         UDS,
     ),
     Claim::new(
@@ -306,7 +306,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyTypical,
         3000.0,
         8000.0,
-        S002,
+        COMPARISON,
         UDS,
     ),
     Claim::new(
@@ -314,7 +314,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyMin,
         3000.0,
         6000.0,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
     Claim::new(
@@ -322,7 +322,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyTypical,
         5000.0,
         15000.0,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
     Claim::new(
@@ -330,7 +330,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyMin,
         8000.0,
         15000.0,
-        S002,
+        COMPARISON,
         &["tcp"],
     ),
     Claim::new(
@@ -338,16 +338,16 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyTypical,
         15000.0,
         30000.0,
-        S002,
+        COMPARISON,
         &["tcp"],
     ),
-    // seed 002, throughput, 4 KB × 262,144.
+    // Comparison, throughput, 4 KB × 262,144.
     Claim::new(
         "Shared memory (SPSC), 4 KB",
         Metric::Rate { size: KIB4 },
         4.5e6,
         4.5e6,
-        S002,
+        COMPARISON,
         SHM_STREAM,
     ),
     Claim::new(
@@ -355,7 +355,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Bandwidth { size: KIB4 },
         17.6e9,
         17.6e9,
-        S002,
+        COMPARISON,
         SHM_STREAM,
     ),
     Claim::new(
@@ -363,7 +363,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Cpu { size: KIB4 },
         18.0,
         18.0,
-        S002,
+        COMPARISON,
         SHM_STREAM,
     ),
     Claim::new(
@@ -371,7 +371,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Rate { size: KIB4 },
         450e3,
         450e3,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -379,7 +379,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Bandwidth { size: KIB4 },
         1.7e9,
         1.7e9,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -387,7 +387,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Cpu { size: KIB4 },
         45.0,
         45.0,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -395,7 +395,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Rate { size: KIB4 },
         380e3,
         380e3,
-        S002,
+        COMPARISON,
         UDS,
     ),
     Claim::new(
@@ -403,7 +403,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Bandwidth { size: KIB4 },
         1.5e9,
         1.5e9,
-        S002,
+        COMPARISON,
         UDS,
     ),
     Claim::new(
@@ -411,7 +411,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Cpu { size: KIB4 },
         52.0,
         52.0,
-        S002,
+        COMPARISON,
         UDS,
     ),
     Claim::new(
@@ -419,7 +419,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Rate { size: KIB4 },
         180e3,
         180e3,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
     Claim::new(
@@ -427,7 +427,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Bandwidth { size: KIB4 },
         0.7e9,
         0.7e9,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
     Claim::new(
@@ -435,16 +435,16 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Cpu { size: KIB4 },
         68.0,
         68.0,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
-    // seed 002, throughput, 1 MB × 1,024.
+    // Comparison, throughput, 1 MB × 1,024.
     Claim::new(
         "Shared memory (mmap, pointer exchange), 1 MB",
         Metric::Rate { size: MIB },
         50e3,
         50e3,
-        S002,
+        COMPARISON,
         &["raw-offset", "shmsock-offset"],
     ),
     Claim::new(
@@ -452,7 +452,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Bandwidth { size: MIB },
         50e9,
         50e9,
-        S002,
+        COMPARISON,
         &["raw-offset", "shmsock-offset"],
     ),
     Claim::new(
@@ -460,7 +460,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Cpu { size: MIB },
         8.0,
         8.0,
-        S002,
+        COMPARISON,
         &["raw-offset", "shmsock-offset"],
     ),
     Claim::new(
@@ -468,7 +468,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Rate { size: MIB },
         2800.0,
         2800.0,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -476,7 +476,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Bandwidth { size: MIB },
         2.8e9,
         2.8e9,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -484,7 +484,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Cpu { size: MIB },
         72.0,
         72.0,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -492,7 +492,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Rate { size: MIB },
         2400.0,
         2400.0,
-        S002,
+        COMPARISON,
         &["uds-stream"],
     ),
     Claim::new(
@@ -500,7 +500,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Bandwidth { size: MIB },
         2.4e9,
         2.4e9,
-        S002,
+        COMPARISON,
         &["uds-stream"],
     ),
     Claim::new(
@@ -508,16 +508,16 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Cpu { size: MIB },
         75.0,
         75.0,
-        S002,
+        COMPARISON,
         &["uds-stream"],
     ),
-    // seed 002, "The Synchronization Tax" (4 KB, SPSC).
+    // Comparison, "The Synchronization Tax" (4 KB, SPSC).
     Claim::new(
         "Lock-free (atomic flag)",
         Metric::SyncTax,
         4.5e6,
         4.5e6,
-        S002,
+        COMPARISON,
         &["lock-free"],
     ),
     Claim::new(
@@ -525,7 +525,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::SyncTax,
         3.8e6,
         3.8e6,
-        S002,
+        COMPARISON,
         &["spinlock"],
     ),
     Claim::new(
@@ -533,7 +533,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::SyncTax,
         2.2e6,
         2.2e6,
-        S002,
+        COMPARISON,
         &["mutex-low"],
     ),
     Claim::new(
@@ -541,16 +541,16 @@ pub const CLAIMS: &[Claim] = &[
         Metric::SyncTax,
         450e3,
         450e3,
-        S002,
+        COMPARISON,
         &["mutex-high"],
     ),
-    // seed 002, contention.
+    // Comparison, contention.
     Claim::new(
         "Lock-free queue, 1 producer",
         Metric::Contention { producers: 1 },
         4.5e6,
         4.5e6,
-        S002,
+        COMPARISON,
         &["lock-free"],
     ),
     Claim::new(
@@ -558,7 +558,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 2 },
         3.8e6,
         3.8e6,
-        S002,
+        COMPARISON,
         &["lock-free"],
     ),
     Claim::new(
@@ -566,7 +566,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 4 },
         2.2e6,
         2.2e6,
-        S002,
+        COMPARISON,
         &["lock-free"],
     ),
     Claim::new(
@@ -574,7 +574,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 8 },
         1.4e6,
         1.4e6,
-        S002,
+        COMPARISON,
         &["lock-free"],
     ),
     Claim::new(
@@ -582,7 +582,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 1 },
         2.2e6,
         2.2e6,
-        S002,
+        COMPARISON,
         &["mutex"],
     ),
     Claim::new(
@@ -590,7 +590,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 2 },
         1.1e6,
         1.1e6,
-        S002,
+        COMPARISON,
         &["mutex"],
     ),
     Claim::new(
@@ -598,7 +598,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 4 },
         380e3,
         380e3,
-        S002,
+        COMPARISON,
         &["mutex"],
     ),
     Claim::new(
@@ -606,7 +606,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 8 },
         120e3,
         120e3,
-        S002,
+        COMPARISON,
         &["mutex"],
     ),
     Claim::new(
@@ -614,7 +614,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 1 },
         450e3,
         450e3,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
     Claim::new(
@@ -622,7 +622,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 2 },
         420e3,
         420e3,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
     Claim::new(
@@ -630,7 +630,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 4 },
         400e3,
         400e3,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
     Claim::new(
@@ -638,16 +638,16 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 8 },
         380e3,
         380e3,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
-    // seed 003.
+    // Communication Costs.
     Claim::new(
         "Shared memory access (~100 ns)",
         Metric::LatencyTypical,
         100.0,
         100.0,
-        S003,
+        COMMUNICATION_COSTS,
         &["floor"],
     ),
     Claim::new(
@@ -655,7 +655,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyTypical,
         2000.0,
         10000.0,
-        S003,
+        COMMUNICATION_COSTS,
         &["uds-stream", "tcp"],
     ),
     Claim::new(
@@ -663,7 +663,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Serialize,
         1000.0,
         5000.0,
-        S003,
+        COMMUNICATION_COSTS,
         &["postcard"],
     ),
     Claim::new(
@@ -671,7 +671,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Serialize,
         10000.0,
         50000.0,
-        S003,
+        COMMUNICATION_COSTS,
         &["serde_json"],
     ),
     // shmsock is held to the threads' number: moving messages between processes at the speed
@@ -681,7 +681,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Million,
         0.1,
         0.1,
-        S003,
+        COMMUNICATION_COSTS,
         &["threads", "shmsock"],
     ),
     Claim::new(
@@ -689,7 +689,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Million,
         10.0,
         10.0,
-        S003,
+        COMMUNICATION_COSTS,
         &["uds-stream"],
     ),
 ];
@@ -794,7 +794,14 @@ mod tests {
 
     #[test]
     fn verdicts_respect_the_direction_of_better() {
-        let latency = Claim::new("pipe", Metric::LatencyTypical, 2000.0, 5000.0, S002, PIPES);
+        let latency = Claim::new(
+            "pipe",
+            Metric::LatencyTypical,
+            2000.0,
+            5000.0,
+            COMPARISON,
+            PIPES,
+        );
         assert_eq!(latency.verdict(3000.0), Verdict::Agrees);
         assert_eq!(latency.verdict(7000.0), Verdict::Agrees, "within ×1.5");
         assert_eq!(latency.verdict(8000.0), Verdict::Slower);
@@ -804,7 +811,7 @@ mod tests {
             Metric::Rate { size: KIB4 },
             450e3,
             450e3,
-            S002,
+            COMPARISON,
             PIPES,
         );
         assert_eq!(rate.verdict(100e3), Verdict::Slower);
@@ -813,7 +820,7 @@ mod tests {
     }
 
     #[test]
-    fn every_seed_table_has_claims_with_sources() {
+    fn every_reference_table_has_claims_with_sources() {
         for metric in [
             Metric::LatencyMin,
             Metric::Rate { size: KIB4 },
@@ -827,12 +834,21 @@ mod tests {
         }
         assert!(CLAIMS
             .iter()
-            .all(|c| c.source.starts_with("seed ") && c.low <= c.high && c.low > 0.0));
+            .all(|c| [COMPARISON, COMMUNICATION_COSTS].contains(&c.source)
+                && c.low <= c.high
+                && c.low > 0.0));
     }
 
     #[test]
     fn claims_read_like_the_documents() {
-        let c = Claim::new("pipe", Metric::LatencyTypical, 2000.0, 5000.0, S002, PIPES);
+        let c = Claim::new(
+            "pipe",
+            Metric::LatencyTypical,
+            2000.0,
+            5000.0,
+            COMPARISON,
+            PIPES,
+        );
         assert_eq!(c.claimed_text(), "2.0 µs–5.0 µs");
         assert_eq!(fmt_value(4.5e6, "msgs/s"), "4.50 M msgs/s");
         assert_eq!(fmt_value(17.6e9, "B/s"), "17.60 GB/s");

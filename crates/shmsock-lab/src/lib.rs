@@ -11,8 +11,8 @@
 //! - **throughput**: the child streams 64-byte and 4-KiB messages, the parent receives, checks
 //!   every sequence number, and times first to last message;
 //! - **integrity**: before any of that, a short pass checks every byte at several sizes;
-//! - **sync-tax**, **contention**, **serialization**, **scale**: the tables of seed 002 (what a
-//!   lock costs a shared-memory queue; 1/2/4/8 producers) and seed 003 (a 1 KiB struct in
+//! - **sync-tax**, **contention**, **serialization**, **scale**: the tables of the Comparison (what a
+//!   lock costs a shared-memory queue; 1/2/4/8 producers) and Communication Costs (a 1 KiB struct in
 //!   postcard and JSON; a million messages between threads and between processes). See
 //!   [`experiments`].
 //! - **fanout**: one shmsock `Publisher` process broadcasting over `shm://` to 1, 2 and 4

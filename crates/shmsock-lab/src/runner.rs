@@ -9,7 +9,7 @@ use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::offset::OffsetExchange;
 use crate::mechanisms::{self, Mechanism, Pattern};
 
-/// Offset-exchange rows run at throughput sizes of this many bytes or more (seed 002 measures
+/// Offset-exchange rows run at throughput sizes of this many bytes or more (the Comparison measures
 /// pointer exchange at 1 MB).
 const OFFSET_FROM_BYTES: usize = 1 << 20;
 use crate::progress::Progress;

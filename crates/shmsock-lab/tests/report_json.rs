@@ -178,7 +178,7 @@ fn every_requested_experiment_is_a_row_or_an_unavailable_row() {
 }
 
 #[test]
-fn seed_002_and_003_tables_have_rows_with_verdicts() {
+fn comparison_and_communication_costs_tables_have_rows_with_verdicts() {
     let budgets = Budgets {
         latency: TINY,
         throughput: TINY,
@@ -242,7 +242,7 @@ fn seed_002_and_003_tables_have_rows_with_verdicts() {
         })
         .map(|c| c.source.as_str())
         .collect();
-    assert!(sources.contains(&"seed 002") && sources.contains(&"seed 003"));
+    assert!(sources.contains(&"Comparison") && sources.contains(&"Communication Costs"));
     let text = report.render();
     for heading in [
         "Synchronisation tax",

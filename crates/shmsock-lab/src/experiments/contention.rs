@@ -1,4 +1,4 @@
-//! Contention (seed 002): 1, 2, 4 and 8 producer processes feeding one consumer process.
+//! Contention (Comparison): 1, 2, 4 and 8 producer processes feeding one consumer process.
 //!
 //! ```text
 //! parent (consumer, CPU A)                 producer k = 0..n (forked, all pinned to CPU B)
@@ -35,9 +35,9 @@ use crate::report::ContentionRow;
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::LabError;
 
-/// Message size, as in seed 002's synchronisation-tax table that the contention table extends.
+/// Message size, as in the Comparison's synchronisation-tax table that the contention table extends.
 pub(crate) const SIZE: usize = 4096;
-/// Producer counts of seed 002's table.
+/// Producer counts of the Comparison's table.
 pub(crate) const PRODUCERS: [u32; 4] = [1, 2, 4, 8];
 /// Messages per run (all producers together) in the default mode.
 pub(crate) const MESSAGES: u64 = 262_144;
@@ -62,7 +62,7 @@ pub(crate) struct Queue {
     pub(crate) fan_in: Box<dyn FanIn>,
 }
 
-/// The queues of seed 002's table, in its order.
+/// The queues of the Comparison's table, in its order.
 pub(crate) fn queues() -> Vec<Queue> {
     vec![
         Queue {

@@ -37,7 +37,7 @@ use crate::report::FanoutRow;
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::LabError;
 
-/// Message sizes: the lab's small message and seed 002's 4 KiB.
+/// Message sizes: the lab's small message and the Comparison's 4 KiB.
 pub(crate) const SIZES: [usize; 2] = [64, 4096];
 /// Subscriber counts.
 pub(crate) const SUBSCRIBERS: [u32; 3] = [1, 2, 4];
@@ -47,7 +47,7 @@ pub(crate) const BAR_4_VS_1: f64 = 0.5;
 pub(crate) const NAME: &str = "shmsock-pubsub";
 /// Messages per run of 64 B in the default mode.
 const MESSAGES_SMALL: u64 = 16_777_216;
-/// Messages per run of 4 KiB in the default mode: 1 GiB to every subscriber, as seed 002's
+/// Messages per run of 4 KiB in the default mode: 1 GiB to every subscriber, as the Comparison's
 /// 4 KiB rows move.
 const MESSAGES_BULK: u64 = 262_144;
 /// Fewest messages per run, whatever the mode (fewer would time the start-up).

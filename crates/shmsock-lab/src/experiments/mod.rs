@@ -5,14 +5,14 @@
 //!   checks them and times first to last.
 //! - [`integrity`]: a short, untimed pass that proves a mechanism delivers every byte intact
 //!   at several sizes, before any number of it is believed.
-//! - [`sync_tax`]: seed 002's synchronisation tax: one 4 KiB SPSC stream through queues
+//! - [`sync_tax`]: the Comparison's synchronisation tax: one 4 KiB SPSC stream through queues
 //!   guarded by nothing (lock-free), a spinlock, and a process-shared mutex.
-//! - [`contention`]: seed 002's producers 1/2/4/8 into one consumer.
+//! - [`contention`]: the Comparison's producers 1/2/4/8 into one consumer.
 //! - [`fanout`]: one shmsock publisher process to 1/2/4 subscriber processes (issue 5).
 //! - [`bridge`]: one-way latency publisher → subscriber over shm://, tcp:// and through a
 //!   `shmsock bridge` process (issue 7).
-//! - [`serialization`]: seed 003's 1 KiB struct, postcard vs JSON.
-//! - [`scale`]: seed 003's one million messages: threads vs processes.
+//! - [`serialization`]: the Communication Costs' 1 KiB struct, postcard vs JSON.
+//! - [`scale`]: the Communication Costs' one million messages: threads vs processes.
 //!
 //! Every message carries its sequence number in its first 8 bytes (little endian), and both
 //! sides touch the payload, so no mechanism is timed moving bytes nobody looks at.

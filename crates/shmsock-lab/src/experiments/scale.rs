@@ -1,4 +1,4 @@
-//! One million messages (seed 003): between two threads of one process, and between two
+//! One million messages (Communication Costs): between two threads of one process, and between two
 //! processes over a Unix socket and over shmsock.
 //!
 //! Seed 003 claims ~100 ms for threads with a lock-free queue and ~10 s for processes with
@@ -24,7 +24,7 @@ use crate::process::pin_current_thread;
 use crate::report::MillionRow;
 use crate::LabError;
 
-/// Messages of seed 003's claim.
+/// Messages of the Communication Costs' claim.
 pub(crate) const MESSAGES: u64 = 1_000_000;
 /// Message size.
 pub(crate) const SIZE: usize = 64;

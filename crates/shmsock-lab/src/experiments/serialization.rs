@@ -1,4 +1,4 @@
-//! Serialization (seed 003): encoding and decoding a ~1 KiB struct, binary vs JSON.
+//! Serialization (Communication Costs): encoding and decoding a ~1 KiB struct, binary vs JSON.
 //!
 //! The struct is an order-book snapshot ([`Snapshot`]): ids, a symbol, 2 × 32 price levels and
 //! a note, about 1 KiB in postcard's encoding (JSON's text is about three times that). Binary

@@ -1,4 +1,4 @@
-//! The synchronisation tax (seed 002): what guarding a shared-memory queue with a lock costs.
+//! The synchronisation tax (Comparison): what guarding a shared-memory queue with a lock costs.
 //!
 //! One producer process streams 4 KiB messages to one consumer process on another CPU through
 //! the same fixed-slot ring, guarded four ways:
@@ -24,9 +24,9 @@ use crate::mechanisms::Mechanism;
 use crate::report::SyncTaxRow;
 use crate::LabError;
 
-/// Message size of the table, as in seed 002.
+/// Message size of the table, as in the Comparison.
 pub(crate) const SIZE: usize = 4096;
-/// Messages per row in the default mode: 1 GiB of 4 KiB messages, as seed 002's throughput.
+/// Messages per row in the default mode: 1 GiB of 4 KiB messages, as the Comparison's throughput.
 pub(crate) const MESSAGES: u64 = 262_144;
 /// Fewest messages per row, whatever the mode (64 MiB: fewer would time the start-up).
 const MESSAGES_MIN: u64 = 16_384;
@@ -41,7 +41,7 @@ pub(crate) struct Method {
     pub(crate) detail: &'static str,
 }
 
-/// The four methods, in seed 002's order.
+/// The four methods, in the Comparison's order.
 pub(crate) fn methods() -> Vec<Method> {
     vec![
         Method {

@@ -145,7 +145,7 @@ impl Report {
             let _ = writeln!(
                 out,
                 "`*-offset` rows exchange offsets into a shared pool: the payload is never \
-                 copied, so their GB/s is offsets/s × size, the way seed 002 counts its 1 MB \
+                 copied, so their GB/s is offsets/s × size, the way the Comparison counts its 1 MB \
                  shared-memory row.\n"
             );
         }

@@ -46,10 +46,10 @@ pub struct Report {
     pub latency_same_cpu: Vec<LatencyRow>,
     /// Streaming throughput rows.
     pub throughput: Vec<ThroughputRow>,
-    /// The synchronisation tax (seed 002).
+    /// The synchronisation tax (Comparison).
     #[serde(default)]
     pub sync_tax: Vec<SyncTaxRow>,
-    /// Producers 1/2/4/8 into one consumer (seed 002).
+    /// Producers 1/2/4/8 into one consumer (Comparison).
     #[serde(default)]
     pub contention: Vec<ContentionRow>,
     /// One shmsock publisher process to 1/2/4 subscriber processes (issue 5).
@@ -58,10 +58,10 @@ pub struct Report {
     /// One-way latency direct and through `shmsock bridge` (issue 7).
     #[serde(default)]
     pub bridge: Vec<BridgeRow>,
-    /// Serializing a 1 KiB struct (seed 003).
+    /// Serializing a 1 KiB struct (Communication Costs).
     #[serde(default)]
     pub serialization: Vec<SerializationRow>,
-    /// One million messages (seed 003).
+    /// One million messages (Communication Costs).
     #[serde(default)]
     pub million: Vec<MillionRow>,
     /// Every reference claim checked against this run.
@@ -597,7 +597,7 @@ mod tests {
     fn claims_are_printed_with_source_ratio_and_verdict() {
         let mut r = report();
         r.finish();
-        // pipe: 5 µs RTT = 2.5 µs one-way, inside seed 002's 2–5 µs typical.
+        // pipe: 5 µs RTT = 2.5 µs one-way, inside the Comparison's 2–5 µs typical.
         let check = r
             .claims
             .iter()
@@ -610,7 +610,7 @@ mod tests {
         assert_eq!(check.verdict, crate::claims::Verdict::Agrees);
         assert_eq!(check.same_cpu, Some(3000.0));
         let text = r.render();
-        assert!(text.contains("seed 002 Pipe (small message)"), "{text}");
+        assert!(text.contains("Comparison Pipe (small message)"), "{text}");
         assert!(text.contains("agrees"), "{text}");
     }
 

@@ -3,9 +3,9 @@
 //! - `latency.svg`: RTT min / p50 / p99 / p99.9 per mechanism (sides on different CPUs), on a
 //!   log axis, with the same-CPU p50 beside them;
 //! - `throughput.svg`: messages per second per mechanism, one series per message size, log axis;
-//! - `sync_tax.svg`: messages per second per synchronisation method, measured beside seed 002;
+//! - `sync_tax.svg`: messages per second per synchronisation method, measured beside the Comparison's claims;
 //! - `contention.svg`: messages per second against producers (1, 2, 4, 8), one curve per queue,
-//!   measured (solid) and seed 002 (faint), log axis;
+//!   measured (solid) and the Comparison (faint), log axis;
 //! - `fanout.svg`: the publisher's messages per second against subscribers (1, 2, 4), one
 //!   curve per message size, log axis;
 //! - `bridge.svg`: one-way min/p50/p99/p99.9 per path, direct and through a bridge, log
@@ -44,7 +44,7 @@ impl Report {
         out
     }
 
-    /// The seed's value of `metric` for lab row `row`, if a claim covers it.
+    /// The claimed value of `metric` for lab row `row`, if a claim covers it.
     fn claimed(metric: Metric, row: &str) -> Option<f64> {
         crate::claims::CLAIMS
             .iter()
@@ -96,7 +96,12 @@ impl Report {
                     measured.iter().map(|&v| Some(v)).collect(),
                     -0.15,
                 ),
-                ("seed 002", RGBColor(170, 170, 170), claimed.clone(), 0.15),
+                (
+                    "Comparison (claimed)",
+                    RGBColor(170, 170, 170),
+                    claimed.clone(),
+                    0.15,
+                ),
             ];
             for (label, color, values, offset) in bars {
                 chart
@@ -199,7 +204,7 @@ impl Report {
                 chart
                     .draw_series(LineSeries::new(claimed.clone(), faint.stroke_width(1)))
                     .ok()?
-                    .label(format!("{q}, seed 002"))
+                    .label(format!("{q}, Comparison (claimed)"))
                     .legend(move |(x, y)| {
                         PathElement::new(vec![(x, y), (x + 16, y)], faint.stroke_width(1))
                     });

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One synchronisation method guarding a single-producer single-consumer queue of 4 KiB
-/// messages (seed 002's "synchronization tax" table).
+/// messages (the Comparison's "synchronization tax" table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncTaxRow {
     /// `lock-free`, `spinlock`, `mutex-low`, `mutex-high`.
@@ -31,7 +31,7 @@ pub struct SyncTaxRow {
     pub receiver_cpu_pct: f64,
 }
 
-/// One multi-producer queue with `producers` producer processes and one consumer (seed 002's
+/// One multi-producer queue with `producers` producer processes and one consumer (the Comparison's
 /// contention table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContentionRow {
@@ -118,7 +118,7 @@ impl FanoutRow {
     }
 }
 
-/// Serializing one ~1 KiB struct (seed 003).
+/// Serializing one ~1 KiB struct (Communication Costs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SerializationRow {
     /// `postcard` or `serde_json`.
@@ -131,7 +131,7 @@ pub struct SerializationRow {
     pub decode_ns: f64,
 }
 
-/// Moving one million messages one way (seed 003).
+/// Moving one million messages one way (Communication Costs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MillionRow {
     /// `threads` (crossbeam channel), `uds-stream` (processes), `shmsock` (processes).

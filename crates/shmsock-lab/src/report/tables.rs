@@ -137,7 +137,7 @@ impl Report {
                 "msgs/s",
                 "vs lock-free",
                 "CPU% send/recv",
-                "seed 002",
+                "Comparison",
                 "ratio",
                 "verdict",
             ],
@@ -192,7 +192,7 @@ impl Report {
                 "This machine has {} usable CPU(s): 2, 4 and 8 producers time-share one CPU, so \
                  they contend through preemption (a producer descheduled while holding the \
                  mutex, or between claiming a ring slot and publishing it), not in parallel as \
-                 on the many-core machine seed 002 implies.",
+                 on the many-core machine the Comparison implies.",
                 self.host.cpus_allowed
             ));
         }
@@ -232,7 +232,7 @@ impl Report {
                 "producers",
                 "msgs/s",
                 "vs 1 producer",
-                "seed 002",
+                "Comparison",
                 "ratio",
                 "verdict",
             ],
@@ -369,7 +369,7 @@ impl Report {
                 "decode",
                 "enc+dec",
                 "vs postcard",
-                "seed 003",
+                "Communication Costs",
                 "ratio",
                 "verdict",
             ],
@@ -444,7 +444,7 @@ impl Report {
                 "time",
                 "time for 1M",
                 "per message",
-                "seed 003",
+                "Communication Costs",
                 "ratio",
                 "verdict",
             ],
