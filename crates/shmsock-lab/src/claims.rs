@@ -3,7 +3,7 @@
 //! Every number of the reference documents' tables (see docs/references.md) that the lab can measure is one
 //! [`Claim`]: what it is about, the claimed range (`low..=high`; a single value has
 //! `low == high`), its unit, the document it comes from, and which lab rows measure it. A
-//! claim is checked against every applicable row of a [`Report`]:
+//! claim is checked against every lab row that measures it ([`check`]):
 //!
 //! - **agrees**: the measurement is inside the claimed range widened by [`TOLERANCE`] (×/÷ 1.5)
 //!   on each side;
@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::Report;
+use crate::table::Table;
 
 /// How far outside the claimed range a measurement may be and still agree (a factor).
 pub const TOLERANCE: f64 = 1.5;
@@ -694,15 +694,20 @@ pub const CLAIMS: &[Claim] = &[
     ),
 ];
 
-/// Checks every claim against every applicable row of `report`.
-pub fn check(report: &Report) -> Vec<ClaimCheck> {
+/// Checks every claim against every lab row that measures it: `measured(metric, row,
+/// same_cpu)` is the row's measurement of `metric` in the metric's unit, if it was measured
+/// (`same_cpu`: with both sides on one CPU, latency claims only).
+pub fn check(measured: impl Fn(Metric, &str, bool) -> Option<f64>) -> Vec<ClaimCheck> {
     let mut out = Vec::new();
     for claim in CLAIMS {
         for &row in claim.measured_by {
-            let Some(measured) = measure(report, claim.metric, row, false) else {
+            let Some(value) = measured(claim.metric, row, false) else {
                 continue;
             };
-            let same_cpu = measure(report, claim.metric, row, true);
+            let same_cpu = match claim.metric {
+                Metric::LatencyMin | Metric::LatencyTypical => measured(claim.metric, row, true),
+                _ => None,
+            };
             out.push(ClaimCheck {
                 subject: claim.subject.to_string(),
                 source: claim.source.to_string(),
@@ -711,10 +716,10 @@ pub fn check(report: &Report) -> Vec<ClaimCheck> {
                 claimed_low: claim.low,
                 claimed_high: claim.high,
                 measured_by: row.to_string(),
-                measured,
-                measured_text: fmt_value(measured, claim.metric.unit()),
-                ratio: measured / claim.middle(),
-                verdict: claim.verdict(measured),
+                measured: value,
+                measured_text: fmt_value(value, claim.metric.unit()),
+                ratio: value / claim.middle(),
+                verdict: claim.verdict(value),
                 same_cpu,
                 same_cpu_verdict: same_cpu.map(|v| claim.verdict(v)),
             });
@@ -723,52 +728,84 @@ pub fn check(report: &Report) -> Vec<ClaimCheck> {
     out
 }
 
-/// The measurement of `metric` in `row` of `report`, if it was measured.
-fn measure(report: &Report, metric: Metric, row: &str, same_cpu: bool) -> Option<f64> {
-    let latency = |pick: fn(&crate::LatencyRow) -> u64| {
-        let rows = if same_cpu {
-            &report.latency_same_cpu
-        } else {
-            &report.latency
-        };
-        rows.iter()
-            .find(|r| r.mechanism == row && r.size == crate::LATENCY_SIZE)
-            .map(|r| pick(r) as f64 / 2.0)
-    };
-    let stream = |size: usize| {
-        report
-            .throughput
-            .iter()
-            .find(|r| r.mechanism == row && r.size == size)
-    };
-    match metric {
-        Metric::LatencyMin => latency(|r| r.min_ns),
-        Metric::LatencyTypical => latency(|r| r.p50_ns),
-        _ if same_cpu => None,
-        Metric::Rate { size } => stream(size).map(|r| r.msgs_per_s as f64),
-        Metric::Bandwidth { size } => stream(size).map(|r| r.bytes_per_s as f64),
-        Metric::Cpu { size } => stream(size).map(|r| (r.sender_cpu_pct + r.receiver_cpu_pct) / 2.0),
-        Metric::SyncTax => report
-            .sync_tax
-            .iter()
-            .find(|r| r.method == row)
-            .map(|r| r.msgs_per_s as f64),
-        Metric::Contention { producers } => report
-            .contention
-            .iter()
-            .find(|r| r.queue == row && r.producers == producers)
-            .map(|r| r.msgs_per_s as f64),
-        Metric::Serialize => report
-            .serialization
-            .iter()
-            .find(|r| r.format == row)
-            .map(|r| r.encode_ns + r.decode_ns),
-        Metric::Million => report
-            .million
-            .iter()
-            .find(|r| r.path == row)
-            .map(|r| r.seconds_per_million),
+/// The middle of the claim on `metric` that lab row `row` measures, if one does (what plots
+/// draw beside the measurement).
+pub fn claimed(metric: Metric, row: &str) -> Option<f64> {
+    CLAIMS
+        .iter()
+        .find(|c| c.metric == metric && c.measured_by.contains(&row))
+        .map(Claim::middle)
+}
+
+/// The check of the claim on `metric` measured by lab row `row`, if any.
+pub fn check_of<'a>(checks: &'a [ClaimCheck], metric: Metric, row: &str) -> Option<&'a ClaimCheck> {
+    checks
+        .iter()
+        .find(|c| c.metric == metric && c.measured_by == row)
+}
+
+/// The claim, ratio and verdict cells of a table row (dashes when no claim covers it).
+pub(crate) fn cells(check: Option<&ClaimCheck>) -> [String; 3] {
+    match check {
+        Some(c) => [
+            c.claimed.clone(),
+            format!("{:.2}x", c.ratio),
+            c.verdict.as_str().to_string(),
+        ],
+        None => ["-".into(), "-".into(), "-".into()],
     }
+}
+
+/// Every check as one table: source, claim, what was compared, claimed and measured values,
+/// ratio, verdict, and the latency with both sides on one CPU.
+pub(crate) fn table(checks: &[ClaimCheck]) -> Option<Table> {
+    if checks.is_empty() {
+        return None;
+    }
+    let rows = checks
+        .iter()
+        .map(|c| {
+            let same = match (c.same_cpu, c.same_cpu_verdict) {
+                (Some(v), Some(verdict)) => {
+                    format!("{} ({})", fmt_value(v, c.metric.unit()), verdict.as_str())
+                }
+                _ => String::new(),
+            };
+            vec![
+                c.source.clone(),
+                c.subject.clone(),
+                c.metric.label(),
+                c.claimed.clone(),
+                c.measured_by.clone(),
+                c.measured_text.clone(),
+                format!("{:.2}x", c.ratio),
+                c.verdict.as_str().to_string(),
+                same,
+            ]
+        })
+        .collect();
+    let mut table = Table::new(
+        "Reference claims vs this machine",
+        vec![
+            "source",
+            "claim",
+            "metric",
+            "claimed",
+            "measured by",
+            "measured",
+            "ratio",
+            "verdict",
+            "same CPU",
+        ],
+        rows,
+    );
+    table.text_columns = vec![1, 2, 4, 7];
+    table.intro = vec![format!(
+        "Agrees = inside the claimed range widened ×/÷ {TOLERANCE}; latency claims are one-way \
+         (RTT / 2). Sources: the short names of docs/references.md."
+    )];
+    table.notes = vec!["Same CPU: the latency with both sides on one CPU, and its verdict.".into()];
+    Some(table)
 }
 
 /// `850 ns`, `4.5 µs`, `4.50 M msgs/s`, `17.6 GB/s`, `45%`, `0.10 s`.

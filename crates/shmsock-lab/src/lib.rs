@@ -43,9 +43,11 @@
 #![warn(missing_docs)]
 
 pub mod advise;
+mod chart;
 pub mod claims;
 mod error;
 pub mod experiments;
+mod format;
 pub mod host;
 pub mod mechanisms;
 mod process;
@@ -53,14 +55,18 @@ mod progress;
 pub mod report;
 mod runner;
 mod shared;
+pub mod stats;
+mod table;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 pub use error::LabError;
+pub use experiments::latency::LatencyRow;
+pub use experiments::throughput::ThroughputRow;
 pub use experiments::{Budget, Budgets};
 pub use host::{HostInfo, Pinning};
-pub use report::{FloorCheck, LatencyRow, Report, ThroughputRow, UnavailableRow};
+pub use report::{FloorCheck, Report, UnavailableRow};
 
 use process::AffinityGuard;
 

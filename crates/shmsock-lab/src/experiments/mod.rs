@@ -17,16 +17,16 @@
 //! Every message carries its sequence number in its first 8 bytes (little endian), and both
 //! sides touch the payload, so no mechanism is timed moving bytes nobody looks at.
 
-pub(crate) mod bridge;
-pub(crate) mod contention;
-pub(crate) mod fanout;
+pub mod bridge;
+pub mod contention;
+pub mod fanout;
 pub(crate) mod integrity;
-pub(crate) mod latency;
+pub mod latency;
 pub(crate) mod pair;
-pub(crate) mod scale;
-pub(crate) mod serialization;
-pub(crate) mod sync_tax;
-pub(crate) mod throughput;
+pub mod scale;
+pub mod serialization;
+pub mod sync_tax;
+pub mod throughput;
 
 use std::time::{Duration, Instant};
 
