@@ -126,6 +126,28 @@ impl Chart {
         }
     }
 
+    /// A chart of a rate against 1, 2, 4, ... processes (`counts`, on a log2 x axis): log y of
+    /// counts, legend lower left.
+    pub(crate) fn over_counts(
+        caption: &str,
+        counts: &[u32],
+        x_desc: &'static str,
+        y_desc: &'static str,
+    ) -> Self {
+        let mut chart = Self::new(caption, counts.iter().map(u32::to_string).collect(), y_desc);
+        chart.x_range = Some(-0.3..Self::x_of(counts.last().copied().unwrap_or(1)) + 0.3);
+        chart.x_desc = Some(x_desc);
+        chart.scale = Scale::Log;
+        chart.count_labels = true;
+        chart.legend = SeriesLabelPosition::LowerLeft;
+        chart
+    }
+
+    /// The x position of `count` processes on an [`Chart::over_counts`] chart.
+    pub(crate) fn x_of(count: u32) -> f64 {
+        f64::from(count).log2()
+    }
+
     /// The plot as SVG text; `None` if there is nothing to draw or plotters failed.
     pub(crate) fn to_svg(&self) -> Option<String> {
         let values = || {
@@ -262,6 +284,14 @@ fn label_at(names: &[String], x: f64) -> String {
     names.get(i as usize).cloned().unwrap_or_default()
 }
 
+/// The distinct values of `items`, ascending.
+pub(crate) fn sorted<T: Ord>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = items.into_iter().collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The distinct values of `items`, in the order they first appear.
 pub(crate) fn distinct<T: PartialEq + Clone>(items: impl IntoIterator<Item = T>) -> Vec<T> {
     let mut out = Vec::new();
@@ -311,5 +341,10 @@ mod tests {
         assert_eq!(label_at(&names, 1.0), "b");
         assert_eq!(label_at(&names, 0.5), "");
         assert_eq!(distinct([3, 1, 3, 2]), [3, 1, 2]);
+        assert_eq!(sorted([3, 1, 3, 2]), [1, 2, 3]);
+        assert_eq!(
+            Chart::over_counts("c", &[1, 2, 4, 8], "x", "y").x_range,
+            Some(-0.3..3.3)
+        );
     }
 }

@@ -737,16 +737,13 @@ pub fn claimed(metric: Metric, row: &str) -> Option<f64> {
         .map(Claim::middle)
 }
 
-/// The check of the claim on `metric` measured by lab row `row`, if any.
-pub fn check_of<'a>(checks: &'a [ClaimCheck], metric: Metric, row: &str) -> Option<&'a ClaimCheck> {
-    checks
+/// The claim, ratio and verdict cells of the table row of lab row `row` on `metric` (dashes
+/// when no claim covers it).
+pub(crate) fn cells(checks: &[ClaimCheck], metric: Metric, row: &str) -> [String; 3] {
+    match checks
         .iter()
         .find(|c| c.metric == metric && c.measured_by == row)
-}
-
-/// The claim, ratio and verdict cells of a table row (dashes when no claim covers it).
-pub(crate) fn cells(check: Option<&ClaimCheck>) -> [String; 3] {
-    match check {
+    {
         Some(c) => [
             c.claimed.clone(),
             format!("{:.2}x", c.ratio),
@@ -829,16 +826,13 @@ pub fn fmt_value(value: f64, unit: &str) -> String {
 mod tests {
     use super::*;
 
+    fn pipe_latency() -> Claim {
+        Claim::new("pipe", Metric::LatencyTypical, 2e3, 5e3, COMPARISON, PIPES)
+    }
+
     #[test]
     fn verdicts_respect_the_direction_of_better() {
-        let latency = Claim::new(
-            "pipe",
-            Metric::LatencyTypical,
-            2000.0,
-            5000.0,
-            COMPARISON,
-            PIPES,
-        );
+        let latency = pipe_latency();
         assert_eq!(latency.verdict(3000.0), Verdict::Agrees);
         assert_eq!(latency.verdict(7000.0), Verdict::Agrees, "within ×1.5");
         assert_eq!(latency.verdict(8000.0), Verdict::Slower);
@@ -878,14 +872,7 @@ mod tests {
 
     #[test]
     fn claims_read_like_the_documents() {
-        let c = Claim::new(
-            "pipe",
-            Metric::LatencyTypical,
-            2000.0,
-            5000.0,
-            COMPARISON,
-            PIPES,
-        );
+        let c = pipe_latency();
         assert_eq!(c.claimed_text(), "2.0 µs–5.0 µs");
         assert_eq!(fmt_value(4.5e6, "msgs/s"), "4.50 M msgs/s");
         assert_eq!(fmt_value(17.6e9, "B/s"), "17.60 GB/s");

@@ -312,7 +312,7 @@ impl Children {
             }
             Err(err) => {
                 self.kill_all();
-                let _ = std::mem::take(self).reap(Self::AFTER_FORK_FAILURE);
+                let _ = std::mem::replace(self, Self::new()).reap(Self::AFTER_FORK_FAILURE);
                 Err(err)
             }
         }
@@ -349,12 +349,6 @@ impl Children {
         } else {
             Err(failures)
         }
-    }
-}
-
-impl Default for Children {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -1,7 +1,7 @@
 use super::*;
 use crate::experiments::latency::LatencyRow;
 use crate::experiments::throughput::ThroughputRow;
-use crate::host::{HostInfo, Pinning};
+use crate::host::HostInfo;
 use crate::stats::Percentiles;
 use crate::Mode;
 
@@ -194,21 +194,7 @@ fn the_interview_asks_only_the_questions_on_the_path() {
 }
 
 fn report() -> Report {
-    let pinning = Pinning {
-        parent_cpu: 0,
-        child_cpu: 1,
-    };
-    let host = HostInfo {
-        cpu_model: "test CPU".into(),
-        cpus_online: 2,
-        cpus_allowed: 2,
-        kernel: "Linux".into(),
-        machine: "x86_64".into(),
-        governor: None,
-        pinning,
-        pinning_text: pinning.describe(),
-    };
-    let mut r = Report::new(host, Mode::Default, Vec::new());
+    let mut r = Report::new(HostInfo::for_tests(2), Mode::Default, Vec::new());
     let lat = |name: &str, p50_ns: u64| {
         LatencyRow::new(name, 64, Percentiles::at(p50_ns, [2, 3, 4]), 1000)
     };

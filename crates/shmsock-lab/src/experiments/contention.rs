@@ -22,12 +22,11 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use plotters::chart::SeriesLabelPosition;
 use plotters::style::Color;
 use serde::{Deserialize, Serialize};
 
 use super::{get_seq, put_seq, Budgets, Window, SEQ_STOP, WATCHDOG_MARGIN};
-use crate::chart::{distinct, Chart, Mark, Scale, Series, COLOURS};
+use crate::chart::{distinct, Chart, Mark, Series, COLOURS};
 use crate::claims::{self, ClaimCheck, Metric};
 use crate::format::{fmt_count, fmt_ratio};
 use crate::host::{HostInfo, Pinning};
@@ -333,7 +332,7 @@ pub(crate) fn table(
             let metric = Metric::Contention {
                 producers: r.producers,
             };
-            cells.extend(claims::cells(claims::check_of(checks, metric, &r.queue)));
+            cells.extend(claims::cells(checks, metric, &r.queue));
             cells
         })
         .collect();
@@ -399,17 +398,13 @@ pub(crate) fn table(
 /// `contention.svg`: messages per second against producers (1, 2, 4, 8), one curve per
 /// queue, measured (solid) and the Comparison's claims (faint), log axis.
 pub(crate) fn plot(rows: &[ContentionRow]) -> Option<String> {
-    let x_of = |p: u32| f64::from(p).log2();
-    let mut chart = Chart::new(
+    let x_of = Chart::x_of;
+    let mut chart = Chart::over_counts(
         "Contention: producers -> one consumer, 4 KiB (messages/s, log scale)",
-        PRODUCERS.iter().map(|p| p.to_string()).collect(),
+        &PRODUCERS,
+        "producer processes",
         "messages per second, all producers",
     );
-    chart.x_range = Some(-0.3..3.3);
-    chart.x_desc = Some("producer processes");
-    chart.scale = Scale::Log;
-    chart.count_labels = true;
-    chart.legend = SeriesLabelPosition::LowerLeft;
     for (k, queue) in distinct(rows.iter().map(|r| r.queue.clone()))
         .into_iter()
         .enumerate()

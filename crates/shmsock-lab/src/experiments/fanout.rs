@@ -28,12 +28,11 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Options, Overflow, Publisher, Subscriber};
 
-use plotters::chart::SeriesLabelPosition;
 use serde::{Deserialize, Serialize};
 
 use super::throughput::cpu_pct;
 use super::{get_seq, put_seq, Budgets, Window, SEQ_STOP, WATCHDOG_MARGIN};
-use crate::chart::{Chart, Mark, Scale, Series, COLOURS};
+use crate::chart::{sorted, Chart, Mark, Series, COLOURS};
 use crate::format::{fmt_count, fmt_ratio, fmt_size};
 use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::shmsock::{lib, retry_refused, unique_endpoint};
@@ -341,14 +340,6 @@ pub(crate) fn compare_with_one_subscriber(rows: &mut [FanoutRow]) {
     }
 }
 
-/// The message sizes of `rows`, ascending.
-fn sizes(rows: &[FanoutRow]) -> Vec<usize> {
-    let mut sizes: Vec<usize> = rows.iter().map(|r| r.size).collect();
-    sizes.sort_unstable();
-    sizes.dedup();
-    sizes
-}
-
 /// The fan-out table, with the 4-vs-1 bar judged per size.
 pub(crate) fn table(rows: &[FanoutRow], host: &HostInfo) -> Option<Table> {
     if rows.is_empty() {
@@ -395,7 +386,7 @@ pub(crate) fn table(rows: &[FanoutRow], host: &HostInfo) -> Option<Table> {
     if rows.iter().any(|r| r.capped) {
         notes.push("* the run's time cap ended it before all its messages were sent.".into());
     }
-    for size in sizes(rows) {
+    for size in sorted(rows.iter().map(|r| r.size)) {
         let rate = |n: u32| {
             rows.iter()
                 .find(|r| r.size == size && r.subscribers == n)
@@ -436,22 +427,17 @@ pub(crate) fn table(rows: &[FanoutRow], host: &HostInfo) -> Option<Table> {
 /// `fanout.svg`: the publisher's messages per second against subscribers (1, 2, 4), one
 /// curve per message size, log axis.
 pub(crate) fn plot(rows: &[FanoutRow]) -> Option<String> {
-    let x_of = |n: u32| f64::from(n).log2();
-    let mut chart = Chart::new(
+    let mut chart = Chart::over_counts(
         "Fan-out: one publisher -> N subscribers over shm:// (messages/s sent, log scale)",
-        SUBSCRIBERS.iter().map(|n| n.to_string()).collect(),
+        &SUBSCRIBERS,
+        "subscriber processes",
         "messages per second, sent to all",
     );
-    chart.x_range = Some(-0.3..2.3);
-    chart.x_desc = Some("subscriber processes");
-    chart.scale = Scale::Log;
-    chart.count_labels = true;
-    chart.legend = SeriesLabelPosition::LowerLeft;
-    for (k, size) in sizes(rows).into_iter().enumerate() {
+    for (k, size) in sorted(rows.iter().map(|r| r.size)).into_iter().enumerate() {
         let points = rows
             .iter()
             .filter(|r| r.size == size)
-            .map(|r| (x_of(r.subscribers), r.msgs_per_s.max(1) as f64))
+            .map(|r| (Chart::x_of(r.subscribers), r.msgs_per_s.max(1) as f64))
             .collect();
         let line = Mark::Line {
             width: 2,

@@ -189,11 +189,7 @@ pub(crate) fn table(rows: &[SerializationRow], checks: &[ClaimCheck]) -> Option<
                 claims::fmt_value(total, "ns"),
                 base.map_or_else(|| "-".into(), |b| format!("{:.1}x", total / b.max(1.0))),
             ];
-            cells.extend(claims::cells(claims::check_of(
-                checks,
-                Metric::Serialize,
-                &r.format,
-            )));
+            cells.extend(claims::cells(checks, Metric::Serialize, &r.format));
             cells
         })
         .collect();

@@ -162,11 +162,7 @@ pub(crate) fn table(rows: &[SyncTaxRow], checks: &[ClaimCheck]) -> Option<Table>
                     .map_or_else(|| "baseline".into(), |p| format!("{p:+.0}%")),
                 format!("{:.0}/{:.0}", r.sender_cpu_pct, r.receiver_cpu_pct),
             ];
-            cells.extend(claims::cells(claims::check_of(
-                checks,
-                Metric::SyncTax,
-                &r.method,
-            )));
+            cells.extend(claims::cells(checks, Metric::SyncTax, &r.method));
             cells
         })
         .collect();

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pair::run_pair;
 use super::{get_seq, put_seq, Budget, Window, SEQ_STOP};
-use crate::chart::{distinct, Chart, Mark, Scale, Series, COLOURS};
+use crate::chart::{distinct, sorted, Chart, Mark, Scale, Series, COLOURS};
 use crate::format::{fmt_count, fmt_ratio, fmt_size};
 use crate::host::Pinning;
 use crate::mechanisms::{Mechanism, Pattern, Side};
@@ -108,10 +108,7 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
     if rows.is_empty() {
         return None;
     }
-    let mut sizes: Vec<usize> = rows.iter().map(|r| r.size).collect();
-    sizes.sort_unstable();
-    sizes.dedup();
-    let groups = sizes
+    let groups = sorted(rows.iter().map(|r| r.size))
         .into_iter()
         .map(|size| {
             let of_size: Vec<_> = rows.iter().filter(|r| r.size == size).collect();
@@ -168,9 +165,7 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
 /// axis.
 pub(crate) fn plot(rows: &[ThroughputRow]) -> Option<String> {
     let names = distinct(rows.iter().map(|r| r.mechanism.clone()));
-    let mut sizes: Vec<usize> = rows.iter().map(|r| r.size).collect();
-    sizes.sort_unstable();
-    sizes.dedup();
+    let sizes = sorted(rows.iter().map(|r| r.size));
     let mut chart = Chart::new(
         "Streaming throughput (messages/s, log scale)",
         names.clone(),

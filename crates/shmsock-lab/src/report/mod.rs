@@ -299,16 +299,12 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::{HostInfo, Pinning};
+    use crate::host::HostInfo;
     use crate::stats::Percentiles;
 
     const SECOND_NS: u64 = 1_000_000_000;
 
     fn report() -> Report {
-        let pinning = Pinning {
-            parent_cpu: 0,
-            child_cpu: 1,
-        };
         let latency = |mechanism: &str, p50_ns| {
             LatencyRow::new(mechanism, 64, Percentiles::at(p50_ns, [1, 1, 1]), 1)
         };
@@ -317,48 +313,27 @@ mod tests {
                 mechanism, 64, msgs, SECOND_NS, SECOND_NS, SECOND_NS, SECOND_NS,
             )
         };
-        Report {
-            host: HostInfo {
-                cpu_model: "test".into(),
-                cpus_online: 2,
-                cpus_allowed: 2,
-                kernel: "Linux".into(),
-                machine: "x86_64".into(),
-                governor: None,
-                pinning,
-                pinning_text: pinning.describe(),
-            },
-            quick: true,
-            mode: Mode::Quick,
-            mechanisms: vec![
-                "floor".into(),
-                "raw-ring".into(),
-                "uds-stream".into(),
-                "pipe".into(),
-            ],
-            latency: vec![latency("floor", 100), latency("pipe", 5_000)],
-            latency_same_cpu: vec![latency("floor", 2_000), latency("pipe", 6_000)],
-            throughput: vec![
-                throughput("raw-ring", 20_000_000),
-                throughput("uds-stream", 500_000),
-                throughput("pipe", 1_000_000),
-            ],
-            sync_tax: Vec::new(),
-            contention: Vec::new(),
-            fanout: Vec::new(),
-            bridge: Vec::new(),
-            serialization: Vec::new(),
-            million: Vec::new(),
-            claims: Vec::new(),
-            unavailable: vec![UnavailableRow {
-                mechanism: "raw-ring".into(),
-                experiment: "latency".into(),
-                size: 64,
-                reason: "no memory today".into(),
-            }],
-            floor_check: Some(FloorCheck::new(100, 320)),
-            warnings: Vec::new(),
-        }
+        let mechanisms = ["floor", "raw-ring", "uds-stream", "pipe"];
+        let mut r = Report::new(
+            HostInfo::for_tests(2),
+            Mode::Quick,
+            mechanisms.map(String::from).to_vec(),
+        );
+        r.latency = vec![latency("floor", 100), latency("pipe", 5_000)];
+        r.latency_same_cpu = vec![latency("floor", 2_000), latency("pipe", 6_000)];
+        r.throughput = vec![
+            throughput("raw-ring", 20_000_000),
+            throughput("uds-stream", 500_000),
+            throughput("pipe", 1_000_000),
+        ];
+        r.unavailable = vec![UnavailableRow {
+            mechanism: "raw-ring".into(),
+            experiment: "latency".into(),
+            size: 64,
+            reason: "no memory today".into(),
+        }];
+        r.floor_check = Some(FloorCheck::new(100, 320));
+        r
     }
 
     #[test]

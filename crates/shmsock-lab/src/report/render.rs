@@ -79,9 +79,26 @@ impl Report {
         .collect()
     }
 
+    /// The machine, as (what, description) pairs.
+    fn machine(&self) -> [(&'static str, String); 5] {
+        let h = &self.host;
+        [
+            ("CPU", h.cpu_model.clone()),
+            (
+                "cores",
+                format!("{} online, {} usable", h.cpus_online, h.cpus_allowed),
+            ),
+            ("kernel", format!("{} ({})", h.kernel, h.machine)),
+            (
+                "governor",
+                h.governor.as_deref().unwrap_or("not readable").to_string(),
+            ),
+            ("pinning", h.pinning_text.clone()),
+        ]
+    }
+
     /// The terminal text: the machine, every table, the floor check and the warnings.
     pub fn render(&self) -> String {
-        let h = &self.host;
         let mut out = format!(
             "shmsock lab{}\n",
             if self.quick {
@@ -90,18 +107,9 @@ impl Report {
                 ""
             }
         );
-        let _ = writeln!(
-            out,
-            "  CPU:     {} ({} CPUs online, {} usable)",
-            h.cpu_model, h.cpus_online, h.cpus_allowed
-        );
-        let _ = writeln!(out, "  kernel:  {} ({})", h.kernel, h.machine);
-        let _ = writeln!(
-            out,
-            "  governor: {}",
-            h.governor.as_deref().unwrap_or("not readable")
-        );
-        let _ = writeln!(out, "  pinning: {}", h.pinning_text);
+        for (what, value) in self.machine() {
+            let _ = writeln!(out, "  {what}: {value}");
+        }
         for table in self.tables() {
             let _ = writeln!(out);
             out.push_str(&table.to_text());
@@ -124,22 +132,12 @@ impl Report {
     /// The report as Markdown (`report.md`): the machine, the warnings, every table with its
     /// plot, and the method.
     pub fn render_markdown(&self) -> String {
-        let h = &self.host;
         let mut out = format!("# shmsock lab report ({} mode)\n\n", self.mode.as_str());
         let _ = writeln!(out, "| machine | |\n|---|---|");
-        let _ = writeln!(out, "| CPU | {} |", h.cpu_model);
-        let _ = writeln!(
-            out,
-            "| cores | {} online, {} usable |",
-            h.cpus_online, h.cpus_allowed
-        );
-        let _ = writeln!(out, "| kernel | {} ({}) |", h.kernel, h.machine);
-        let _ = writeln!(
-            out,
-            "| governor | {} |",
-            h.governor.as_deref().unwrap_or("not readable")
-        );
-        let _ = writeln!(out, "| pinning | {} |\n", h.pinning_text);
+        for (what, value) in self.machine() {
+            let _ = writeln!(out, "| {what} | {value} |");
+        }
+        let _ = writeln!(out);
         for w in &self.warnings {
             let _ = writeln!(out, "> {w}\n");
         }

@@ -42,23 +42,6 @@ fn row(path: &str, p50_ns: u64, p99_ns: u64, bridge_cpu: Option<usize>) -> Bridg
     BridgeRow::new(path, 64, one_way, 1000, bridge_cpu)
 }
 
-fn host(cpus: usize) -> HostInfo {
-    let pinning = Pinning {
-        parent_cpu: 0,
-        child_cpu: 1,
-    };
-    HostInfo {
-        cpu_model: "test".into(),
-        cpus_online: cpus,
-        cpus_allowed: cpus,
-        kernel: "Linux".into(),
-        machine: "x86_64".into(),
-        governor: None,
-        pinning,
-        pinning_text: pinning.describe(),
-    }
-}
-
 fn rows() -> Vec<BridgeRow> {
     let mut rows = vec![
         row("shm", 200, 400, None),
@@ -78,7 +61,7 @@ fn bridged_rows_are_compared_with_tcp_of_the_same_run() {
     assert_eq!(bridged.vs_tcp_p50, Some(1.5));
     assert_eq!(bridged.added_p50_ns, Some(10_000));
     assert_eq!(bridged.added_p99_ns, Some(-10_000));
-    let table = table(&rows, &host(2)).expect("a table");
+    let table = table(&rows, &HostInfo::for_tests(2)).expect("a table");
     let text = table.to_text();
     assert!(
         text.contains("+10.0 µs") && text.contains("-10.0 µs"),
@@ -99,11 +82,15 @@ fn bridged_rows_are_compared_with_tcp_of_the_same_run() {
 fn a_bridge_on_its_own_cpu_is_not_called_shared() {
     let mut rows = rows();
     rows[2].bridge_cpu = Some(2);
-    let text = table(&rows, &host(4)).expect("a table").to_text();
+    let text = table(&rows, &HostInfo::for_tests(4))
+        .expect("a table")
+        .to_text();
     assert!(text.contains("Bridge process on CPU 2."), "{text}");
     assert!(!text.contains("shared with the subscriber"), "{text}");
     rows[2].added_p99_ns = Some(5_000);
-    let text = table(&rows, &host(4)).expect("a table").to_text();
+    let text = table(&rows, &HostInfo::for_tests(4))
+        .expect("a table")
+        .to_text();
     assert!(!text.contains("negative p99 difference"), "{text}");
-    assert!(table(&[], &host(4)).is_none() && plot(&[]).is_none());
+    assert!(table(&[], &HostInfo::for_tests(4)).is_none() && plot(&[]).is_none());
 }
