@@ -372,6 +372,46 @@ pub(crate) fn outcome<T>(
     }
 }
 
+/// How a process waiting for another lets it run between two looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pause {
+    /// `sched_yield`: the other process is likely on this CPU.
+    Yield,
+    /// Sleep this long.
+    Sleep(Duration),
+}
+
+/// Waits up to `timeout` until `ready()`, pausing between looks. Fails with
+/// [`LabError::Stalled`] naming `what` when the time is up, or with [`LabError::Child`] as soon
+/// as `failed()` says why a child failed.
+pub(crate) fn wait_until(
+    what: &'static str,
+    timeout: Duration,
+    pause: Pause,
+    mut ready: impl FnMut() -> bool,
+    failed: impl Fn() -> Option<&'static str>,
+) -> Result<(), LabError> {
+    let started = Instant::now();
+    while !ready() {
+        if let Some(detail) = failed() {
+            return Err(LabError::Child {
+                detail: detail.into(),
+            });
+        }
+        if started.elapsed() > timeout {
+            return Err(LabError::Stalled {
+                what,
+                waited: started.elapsed(),
+            });
+        }
+        match pause {
+            Pause::Yield => rustix::thread::sched_yield(),
+            Pause::Sleep(d) => std::thread::sleep(d),
+        }
+    }
+    Ok(())
+}
+
 /// Pins the calling thread to one CPU.
 pub(crate) fn pin_current_thread(cpu: usize) -> Result<(), LabError> {
     let mut set = CpuSet::new();

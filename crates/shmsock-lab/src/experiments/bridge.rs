@@ -46,7 +46,7 @@ use crate::chart::{Chart, Mark, Scale, Series};
 use crate::format::{fmt_ns, fmt_ratio, fmt_signed_ns, fmt_size};
 use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::shmsock::{lib, retry_refused, unique_endpoint};
-use crate::process::{allowed_cpus, outcome, ChildStats, Children};
+use crate::process::{allowed_cpus, outcome, wait_until, ChildStats, Children, Pause};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::stats::Percentiles;
 use crate::table::Table;
@@ -258,23 +258,21 @@ pub(crate) fn measure(path: Path, budget: Budget, pinning: Pinning) -> Result<Br
 
 /// Waits for a child to publish the tcp port at `offset`.
 fn wait_port(control: &SharedRegion, offset: usize) -> Result<u16, LabError> {
-    let started = Instant::now();
-    loop {
+    let mut port = 0;
+    wait_until(
+        "waiting for a tcp:// endpoint to be bound",
+        READY_TIMEOUT,
+        Pause::Sleep(Duration::from_millis(1)),
         // Acquire: pairs with the Release store of the process that bound the port.
-        let port = control.atomic_u64(offset).load(Ordering::Acquire);
-        if port != 0 {
-            return u16::try_from(port).map_err(|_| LabError::Integrity {
-                detail: format!("impossible port {port}"),
-            });
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            return Err(LabError::Stalled {
-                what: "waiting for a tcp:// endpoint to be bound",
-                waited: started.elapsed(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+        || {
+            port = control.atomic_u64(offset).load(Ordering::Acquire);
+            port != 0
+        },
+        || None,
+    )?;
+    u16::try_from(port).map_err(|_| LabError::Integrity {
+        detail: format!("impossible port {port}"),
+    })
 }
 
 /// Publishes the port of `endpoint` (`tcp://HOST:PORT`) at `offset`.
@@ -312,21 +310,13 @@ fn publish(
         Publisher::bind(&ends.source_shm).map_err(lib("publisher bind"))?
     };
     let failed = || control.atomic_u64(FAILED_OFFSET).load(Ordering::Acquire) > 0;
-    let started = Instant::now();
-    while publisher.subscriber_count() < 1 {
-        if failed() {
-            return Err(LabError::Child {
-                detail: "a child failed before the start".into(),
-            });
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            return Err(LabError::Stalled {
-                what: "waiting for the subscriber to join",
-                waited: started.elapsed(),
-            });
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    wait_until(
+        "waiting for the subscriber to join",
+        READY_TIMEOUT,
+        Pause::Sleep(Duration::from_micros(200)),
+        || publisher.subscriber_count() >= 1,
+        || failed().then_some("a child failed before the start"),
+    )?;
     let mut msg = [0u8; SIZE];
     let mut seq = 0u64;
     let mut one = |seq: u64| -> Result<u64, LabError> {

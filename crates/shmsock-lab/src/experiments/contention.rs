@@ -35,7 +35,7 @@ use crate::mechanisms::locked_ring::LockedRing;
 use crate::mechanisms::posix_mq::PosixMq;
 use crate::mechanisms::shmsock::ShmsockInbox;
 use crate::mechanisms::{FanIn, Side};
-use crate::process::{outcome, ChildStats, Children};
+use crate::process::{outcome, wait_until, ChildStats, Children, Pause};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::table::Table;
 use crate::LabError;
@@ -215,16 +215,13 @@ fn produce(
     control
         .atomic_u64(READY_OFFSET)
         .fetch_add(1, Ordering::Release);
-    let deadline = Instant::now() + READY_TIMEOUT;
-    while control.atomic_u64(GO_OFFSET).load(Ordering::Acquire) == 0 {
-        if Instant::now() > deadline {
-            return Err(LabError::Stalled {
-                what: "waiting for the consumer's start signal",
-                waited: READY_TIMEOUT,
-            });
-        }
-        rustix::thread::sched_yield();
-    }
+    wait_until(
+        "waiting for the consumer's start signal",
+        READY_TIMEOUT,
+        Pause::Yield,
+        || control.atomic_u64(GO_OFFSET).load(Ordering::Acquire) != 0,
+        || None,
+    )?;
     buf[8..16].copy_from_slice(&id.to_le_bytes());
     let window = Window::start();
     let end = Instant::now() + max_time;
@@ -249,16 +246,13 @@ fn consume(
     control: &SharedRegion,
     buf: &mut [u8],
 ) -> Result<(u64, u64), LabError> {
-    let started = Instant::now();
-    while control.atomic_u64(READY_OFFSET).load(Ordering::Acquire) < producers as u64 {
-        if started.elapsed() > READY_TIMEOUT {
-            return Err(LabError::Stalled {
-                what: "waiting for the producers to be ready",
-                waited: started.elapsed(),
-            });
-        }
-        std::thread::sleep(Duration::from_micros(100));
-    }
+    wait_until(
+        "waiting for the producers to be ready",
+        READY_TIMEOUT,
+        Pause::Sleep(Duration::from_micros(100)),
+        || control.atomic_u64(READY_OFFSET).load(Ordering::Acquire) >= producers as u64,
+        || None,
+    )?;
     let mut next = vec![1u64; producers];
     let mut stopped = 0usize;
     let mut messages = 0u64;

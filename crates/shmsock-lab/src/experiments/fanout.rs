@@ -36,7 +36,7 @@ use crate::chart::{sorted, Chart, Mark, Series, COLOURS};
 use crate::format::{fmt_count, fmt_ratio, fmt_size};
 use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::shmsock::{lib, retry_refused, unique_endpoint};
-use crate::process::{outcome, ChildStats, Children};
+use crate::process::{outcome, wait_until, ChildStats, Children, Pause};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::table::Table;
 use crate::LabError;
@@ -227,21 +227,13 @@ fn publish(
 ) -> Result<Published, LabError> {
     let mut publisher = Publisher::bind_with(endpoint, options()).map_err(lib("publisher bind"))?;
     let failed = || control.atomic_u64(FAILED_OFFSET).load(Ordering::Acquire) > 0;
-    let started = Instant::now();
-    while publisher.subscriber_count() < n {
-        if failed() {
-            return Err(LabError::Child {
-                detail: "a subscriber failed before the start".into(),
-            });
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            return Err(LabError::Stalled {
-                what: "waiting for the subscribers to connect",
-                waited: started.elapsed(),
-            });
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    wait_until(
+        "waiting for the subscribers to connect",
+        READY_TIMEOUT,
+        Pause::Sleep(Duration::from_micros(200)),
+        || publisher.subscriber_count() >= n,
+        || failed().then_some("a subscriber failed before the start"),
+    )?;
     let window = Window::start();
     let end = Instant::now() + max_time;
     let mut sent = 0;
@@ -257,22 +249,14 @@ fn publish(
     }
     put_seq(buf, SEQ_STOP);
     publisher.send(buf).map_err(lib("publisher send"))?;
-    let stopped = Instant::now();
-    // Acquire: pairs with each subscriber's Release increment after its last message.
-    while control.atomic_u64(DONE_OFFSET).load(Ordering::Acquire) < n as u64 {
-        if failed() {
-            return Err(LabError::Child {
-                detail: "a subscriber failed during the run".into(),
-            });
-        }
-        if stopped.elapsed() > READY_TIMEOUT {
-            return Err(LabError::Stalled {
-                what: "waiting for the subscribers to receive the stop message",
-                waited: stopped.elapsed(),
-            });
-        }
-        rustix::thread::sched_yield();
-    }
+    wait_until(
+        "waiting for the subscribers to receive the stop message",
+        READY_TIMEOUT,
+        Pause::Yield,
+        // Acquire: pairs with each subscriber's Release increment after its last message.
+        || control.atomic_u64(DONE_OFFSET).load(Ordering::Acquire) >= n as u64,
+        || failed().then_some("a subscriber failed during the run"),
+    )?;
     let (wall_ns, cpu_ns) = window.stop();
     Ok(Published {
         sent,
