@@ -16,6 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::format::fmt_size;
 use crate::table::Table;
 
 /// How far outside the claimed range a measurement may be and still agree (a factor).
@@ -71,19 +72,12 @@ impl Metric {
 
     /// What was compared, in a few words: `one-way p50`, `msgs/s @ 4 KiB`.
     pub fn label(self) -> String {
-        let size = |s: usize| {
-            if s >= 1 << 20 {
-                format!("{} MiB", s >> 20)
-            } else {
-                format!("{} KiB", s >> 10)
-            }
-        };
         match self {
             Metric::LatencyMin => "one-way min".into(),
             Metric::LatencyTypical => "one-way p50".into(),
-            Metric::Rate { size: s } => format!("msgs/s @ {}", size(s)),
-            Metric::Bandwidth { size: s } => format!("GB/s @ {}", size(s)),
-            Metric::Cpu { size: s } => format!("CPU% @ {}", size(s)),
+            Metric::Rate { size: s } => format!("msgs/s @ {}", fmt_size(s)),
+            Metric::Bandwidth { size: s } => format!("GB/s @ {}", fmt_size(s)),
+            Metric::Cpu { size: s } => format!("CPU% @ {}", fmt_size(s)),
             Metric::SyncTax => "msgs/s, 4 KiB SPSC".into(),
             Metric::Contention { producers: 1 } => "msgs/s, 1 producer".into(),
             Metric::Contention { producers } => format!("msgs/s, {producers} producers"),

@@ -203,27 +203,28 @@ impl Report {
         self.claims = claims::check(|metric, row, same_cpu| self.measured(metric, row, same_cpu));
         self.warnings
             .extend(self.floor_check.as_ref().and_then(FloorCheck::warning));
-        for row in &self.throughput {
-            let cpu = row.sender_cpu_pct.min(row.receiver_cpu_pct);
-            if Self::SPINNING.contains(&row.mechanism.as_str()) && cpu < Self::SPINNING_CPU_MIN_PCT
-            {
+        let preempted = |spinning: &[&str], name: &str, send: f64, recv: f64| {
+            let cpu = send.min(recv);
+            (spinning.contains(&name) && cpu < Self::SPINNING_CPU_MIN_PCT).then(|| {
+                format!("spins on both sides but got only {cpu:.0}% of a CPU: other work ran on the lab's CPUs")
+            })
+        };
+        for r in &self.throughput {
+            let cpu = (r.sender_cpu_pct, r.receiver_cpu_pct);
+            if let Some(why) = preempted(&Self::SPINNING, &r.mechanism, cpu.0, cpu.1) {
+                let at = fmt_size(r.size);
                 self.warnings.push(format!(
-                    "WARNING: {} at {} spins on both sides but got only {cpu:.0}% of a CPU: \
-                     other work ran on the lab's CPUs; throughput numbers are unreliable",
-                    row.mechanism,
-                    fmt_size(row.size)
+                    "WARNING: {} at {at} {why}; throughput numbers are unreliable",
+                    r.mechanism
                 ));
             }
         }
-        for row in &self.sync_tax {
-            let cpu = row.sender_cpu_pct.min(row.receiver_cpu_pct);
-            if Self::SPINNING_SYNC_TAX.contains(&row.method.as_str())
-                && cpu < Self::SPINNING_CPU_MIN_PCT
-            {
+        for r in &self.sync_tax {
+            let cpu = (r.sender_cpu_pct, r.receiver_cpu_pct);
+            if let Some(why) = preempted(&Self::SPINNING_SYNC_TAX, &r.method, cpu.0, cpu.1) {
                 self.warnings.push(format!(
-                    "WARNING: sync tax {} spins on both sides but got only {cpu:.0}% of a CPU: \
-                     other work ran on the lab's CPUs; the sync-tax table is unreliable",
-                    row.method
+                    "WARNING: sync tax {} {why}; the sync-tax table is unreliable",
+                    r.method
                 ));
             }
         }
