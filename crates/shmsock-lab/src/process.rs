@@ -1,4 +1,5 @@
-//! Forking the second side of an experiment, pinning, and reaping it without hanging.
+//! Forking the other sides of an experiment, pinning, waiting for them and reaping them
+//! without hanging.
 //!
 //! The method: everything a pair needs (mappings, pipes, sockets, a bound listener, buffers) is
 //! created in the parent; then [`fork_child`] makes a copy of the process in which the child
@@ -7,6 +8,11 @@
 //! `waitpid` against a deadline and kills a child that overstays, so a stuck child costs a
 //! timeout, never a hang. The child also arms `alarm(2)`, so a parent that stops answering
 //! cannot leave it spinning forever either.
+//!
+//! Experiments fork through [`Children`]: N children, each reporting its stats or its error
+//! through a [`ChildReport`], all killed if a later fork or the parent's side fails, all
+//! reaped with a deadline; [`outcome`] combines their results with the parent's, and
+//! [`wait_until`] is the parent's (or a child's) bounded wait for the others.
 //!
 //! # Safety
 //!
@@ -137,7 +143,9 @@ pub(crate) struct ChildStats {
     pub wall_ns: u64,
 }
 
-/// The child's result, in a page of memory shared with the parent.
+/// The child's result, in a page of memory shared with the parent: written with atomics only
+/// (status, CPU time, up to [`MESSAGE_BYTES`] of error text formatted without allocating),
+/// read by the parent after the child has been reaped.
 pub(crate) struct ChildReport {
     region: SharedRegion,
 }

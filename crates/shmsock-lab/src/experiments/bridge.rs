@@ -23,7 +23,7 @@
 //!
 //! **CPUs.** The publisher runs on the parent's CPU and the subscriber on the child's. The
 //! bridge process runs on a third CPU when there is one; with two it shares the
-//! subscriber's CPU (see [`bridge_cpu`]): the table says which, because on two CPUs a
+//! subscriber's CPU (see `bridge_cpu`): the table says which, because on two CPUs a
 //! bridged message waits for the scheduler once more than a direct one.
 //!
 //! The table reports each bridged path against `tcp` measured in the same run: the bridge's

@@ -5,7 +5,7 @@
 //! receives the echo and checks that it carries `n`. One round trip is timed per sample
 //! (`Instant::now` before the send and after the receive, ~20 ns of clock reads included) and
 //! recorded in an HDR histogram in ns. After the warm-up and the measured loop the parent sends
-//! [`SEQ_STOP`], which the child echoes and then stops.
+//! `SEQ_STOP`, which the child echoes and then stops.
 //!
 //! One-way latency is reported as RTT / 2: with the two processes on different CPUs there is no
 //! shared clock precise enough to time one direction alone.

@@ -3,7 +3,7 @@
 //! - [`latency`]: ping-pong round trips, one timed per sample into an HDR histogram.
 //! - [`throughput`]: the child streams sequence-numbered messages, the parent receives and
 //!   checks them and times first to last.
-//! - [`integrity`]: a short, untimed pass that proves a mechanism delivers every byte intact
+//! - `integrity`: a short, untimed pass that proves a mechanism delivers every byte intact
 //!   at several sizes, before any number of it is believed.
 //! - [`sync_tax`]: the Comparison's synchronisation tax: one 4 KiB SPSC stream through queues
 //!   guarded by nothing (lock-free), a spinlock, and a process-shared mutex.
@@ -13,6 +13,11 @@
 //!   `shmsock bridge` process (issue 7).
 //! - [`serialization`]: the Communication Costs' 1 KiB struct, postcard vs JSON.
 //! - [`scale`]: the Communication Costs' one million messages: threads vs processes.
+//!
+//! Each experiment module owns its measurement, its row type (serialised into `report.json`),
+//! its table (a `table::Table`) and its plot (a `chart::Chart`); [`crate::report`] only
+//! collects them. The experiments build on the kit below them: `process`, [`crate::stats`],
+//! `table`, `chart`, `format` and [`crate::claims`].
 //!
 //! Every message carries its sequence number in its first 8 bytes (little endian), and both
 //! sides touch the payload, so no mechanism is timed moving bytes nobody looks at.

@@ -5,7 +5,7 @@
 //! is [postcard](https://docs.rs/postcard) (bincode is unmaintained, RUSTSEC-2025-0141, and its
 //! 3.x release is a deliberate compile error); JSON is serde_json. Encoding writes into a
 //! reused buffer; decoding builds the whole struct again (its `String`s and `Vec`s included),
-//! as a receiver would. Each direction runs in batches of [`BATCH`] for a time budget; the
+//! as a receiver would. Each direction runs in batches of `BATCH` for a time budget; the
 //! result is the median batch's time per operation. In-process, on the parent's CPU.
 
 use std::hint::black_box;

@@ -1,8 +1,8 @@
 //! One-way streaming throughput.
 //!
 //! The child (sender) sends `warmup_iters` messages, then up to `iters` more or until
-//! `max_time` has passed (it checks the clock every [`CLOCK_CHECK_EVERY`] messages, so the
-//! check costs nothing per message), then one [`SEQ_STOP`] message. Each message carries its
+//! `max_time` has passed (it checks the clock every `CLOCK_CHECK_EVERY` messages, so the
+//! check costs nothing per message), then one `SEQ_STOP` message. Each message carries its
 //! sequence number in its first 8 bytes. The parent (receiver) checks every sequence number,
 //! starts its clock when the first message after the warm-up arrives and stops it when the stop
 //! message arrives, so the rate is `messages received in between / elapsed`, measured by the

@@ -1,5 +1,7 @@
 //! The report: data first (serde structs, written as JSON), rendering second (the terminal
-//! table).
+//! text, `report.md` and the SVG plots, assembled in `report/render.rs` from the tables and plots each
+//! experiment owns). The report imports the experiments and [`crate::claims`]; none of them
+//! imports the report.
 //!
 //! Latency numbers are **round trip** times in ns (`min_ns`, `p50_ns`, `p99_ns`, `p999_ns`);
 //! `oneway_p50_ns` is `p50_ns / 2`. Throughput is measured by the receiver, first to last
@@ -67,7 +69,7 @@ pub struct Report {
     pub unavailable: Vec<UnavailableRow>,
     /// The floor measured before and after everything else.
     pub floor_check: Option<FloorCheck>,
-    /// Signs that the host was noisy (see [`Report::finish`]).
+    /// Signs that the host was noisy (see `Report::finish`).
     pub warnings: Vec<String>,
 }
 
