@@ -3,8 +3,8 @@
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-/// The spread of a set of times, in ns: what [`crate::experiments::latency::LatencyRow`] and
-/// [`crate::experiments::bridge::BridgeRow`] report. Rows embed it with `#[serde(flatten)]`,
+/// The spread of a set of times, in ns: what `LatencyRow` and
+/// `BridgeRow` report. Rows embed it with `#[serde(flatten)]`,
 /// so its fields sit in the row's JSON object (`min_ns`, `p50_ns`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {

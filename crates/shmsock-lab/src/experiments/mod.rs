@@ -15,7 +15,7 @@
 //! - [`scale`]: the Communication Costs' one million messages: threads vs processes.
 //!
 //! Each experiment module owns its measurement, its row type (serialised into `report.json`),
-//! its table (a `table::Table`) and its plot (a `chart::Chart`); [`crate::report`] only
+//! its table (a `table::Table`) and its plot (a `chart::Chart`); the `report` only
 //! collects them. The experiments build on the kit below them: `process`, [`crate::stats`],
 //! `table`, `chart`, `format` and [`crate::claims`].
 //!
