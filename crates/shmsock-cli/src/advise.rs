@@ -1,4 +1,4 @@
-//! `shmsock advise`: seed 002's decision flowchart as flags or, on a terminal, as questions;
+//! `shmsock advise`: the Comparison's decision flowchart as flags or, on a terminal, as questions;
 //! the answer comes with this machine's numbers (see `shmsock_lab::advise`).
 
 use std::io::IsTerminal;

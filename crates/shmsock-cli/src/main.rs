@@ -49,7 +49,7 @@ Examples:
 enum Command {
     /// Measure IPC mechanisms on this machine (the default command).
     Lab(LabArgs),
-    /// Which IPC mechanism and shmsock endpoint to use: seed 002's flowchart, with this
+    /// Which IPC mechanism and shmsock endpoint to use: the Comparison's flowchart, with this
     /// machine's numbers.
     Advise(advise::AdviseArgs),
     /// Connect to ENDPOINT and send stdin, one message per line (or synthetic messages).

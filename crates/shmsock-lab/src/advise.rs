@@ -1,4 +1,4 @@
-//! `shmsock advise`: seed 002's decision flowchart, answered with this machine's numbers.
+//! `shmsock advise`: the Comparison's decision flowchart, answered with this machine's numbers.
 //!
 //! ```text
 //! different machines (now or later)? --yes--> message passing over the network   tcp:// (+ bridge)
@@ -30,11 +30,11 @@ use crate::{LabError, LabOptions, Mode};
 pub use interview::interview;
 pub use parse::{parse_bytes, parse_duration_ns, parse_rate};
 
-/// "Is data size > 100 KB per transfer?" (seed 002), in bytes.
+/// "Is data size > 100 KB per transfer?" (Comparison), in bytes.
 pub const LARGE_TRANSFER_BYTES: u64 = 100 * 1024;
-/// "Is transfer frequency > 10,000/sec?" (seed 002).
+/// "Is transfer frequency > 10,000/sec?" (Comparison).
 pub const FREQUENT_PER_S: f64 = 10_000.0;
-/// "Is latency critical (< 1 microsecond)?" (seed 002), in ns.
+/// "Is latency critical (< 1 microsecond)?" (Comparison), in ns.
 pub const LATENCY_CRITICAL_NS: u64 = 1_000;
 
 /// What the user needs: the flowchart's questions, answered.
@@ -387,7 +387,7 @@ impl std::fmt::Display for Advice {
         writeln!(f, "  endpoint: {}", self.endpoint)?;
         writeln!(f, "  why: {}", self.reason)?;
         writeln!(f)?;
-        writeln!(f, "Path through seed 002's flowchart:")?;
+        writeln!(f, "Path through the Comparison's flowchart:")?;
         for step in &self.path {
             writeln!(f, "  {} {}", step.question, step.answer)?;
         }

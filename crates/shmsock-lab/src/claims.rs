@@ -1,9 +1,9 @@
 //! The reference documents' numbers, as data, and the verdict of this machine on each.
 //!
-//! Every number of the tables in `../shared/seeds/` that the lab can measure is one
+//! Every number of the reference documents' tables (see docs/references.md) that the lab can measure is one
 //! [`Claim`]: what it is about, the claimed range (`low..=high`; a single value has
 //! `low == high`), its unit, the document it comes from, and which lab rows measure it. A
-//! claim is checked against every applicable row of a [`Report`]:
+//! claim is checked against every lab row that measures it ([`check`]):
 //!
 //! - **agrees**: the measurement is inside the claimed range widened by [`TOLERANCE`] (×/÷ 1.5)
 //!   on each side;
@@ -16,7 +16,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::Report;
+use crate::format::fmt_size;
+use crate::table::Table;
 
 /// How far outside the claimed range a measurement may be and still agree (a factor).
 pub const TOLERANCE: f64 = 1.5;
@@ -71,19 +72,12 @@ impl Metric {
 
     /// What was compared, in a few words: `one-way p50`, `msgs/s @ 4 KiB`.
     pub fn label(self) -> String {
-        let size = |s: usize| {
-            if s >= 1 << 20 {
-                format!("{} MiB", s >> 20)
-            } else {
-                format!("{} KiB", s >> 10)
-            }
-        };
         match self {
             Metric::LatencyMin => "one-way min".into(),
             Metric::LatencyTypical => "one-way p50".into(),
-            Metric::Rate { size: s } => format!("msgs/s @ {}", size(s)),
-            Metric::Bandwidth { size: s } => format!("GB/s @ {}", size(s)),
-            Metric::Cpu { size: s } => format!("CPU% @ {}", size(s)),
+            Metric::Rate { size: s } => format!("msgs/s @ {}", fmt_size(s)),
+            Metric::Bandwidth { size: s } => format!("GB/s @ {}", fmt_size(s)),
+            Metric::Cpu { size: s } => format!("CPU% @ {}", fmt_size(s)),
             Metric::SyncTax => "msgs/s, 4 KiB SPSC".into(),
             Metric::Contention { producers: 1 } => "msgs/s, 1 producer".into(),
             Metric::Contention { producers } => format!("msgs/s, {producers} producers"),
@@ -115,7 +109,7 @@ pub struct Claim {
     pub low: f64,
     /// Upper end of the claimed range (or the value).
     pub high: f64,
-    /// The document: `seed 002`, `seed 003`.
+    /// The document, by its short name in docs/references.md: `Comparison`, `Communication Costs`.
     pub source: &'static str,
     /// The lab rows that measure it (mechanism, sync-tax method, contention queue, ...).
     pub measured_by: &'static [&'static str],
@@ -239,18 +233,18 @@ const PIPES: &[&str] = &["pipe", "fifo"];
 const UDS: &[&str] = &["uds-stream", "uds-dgram", "uds-seqpacket"];
 const MIB: usize = 1 << 20;
 const KIB4: usize = 4096;
-const S002: &str = "seed 002";
-const S003: &str = "seed 003";
+const COMPARISON: &str = "Comparison";
+const COMMUNICATION_COSTS: &str = "Communication Costs";
 
 /// Every claim the lab checks, in the documents' order.
 pub const CLAIMS: &[Claim] = &[
-    // seed 002, "Latency Analysis" (one-way).
+    // Comparison, "Latency Analysis" (one-way).
     Claim::new(
         "Shared memory (cache hit)",
         Metric::LatencyMin,
         50.0,
         100.0,
-        S002,
+        COMPARISON,
         SHM_HOT,
     ),
     Claim::new(
@@ -258,7 +252,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyTypical,
         100.0,
         500.0,
-        S002,
+        COMPARISON,
         SHM_HOT,
     ),
     Claim::new(
@@ -266,7 +260,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyMin,
         100.0,
         300.0,
-        S002,
+        COMPARISON,
         &["shm-cold"],
     ),
     Claim::new(
@@ -274,7 +268,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyTypical,
         300.0,
         1000.0,
-        S002,
+        COMPARISON,
         &["shm-cold"],
     ),
     Claim::new(
@@ -282,7 +276,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyMin,
         1500.0,
         3000.0,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -290,7 +284,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyTypical,
         2000.0,
         5000.0,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -298,7 +292,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyMin,
         2000.0,
         4000.0,
-        S002,
+        COMPARISON,
         UDS,
     ),
     Claim::new(
@@ -306,7 +300,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyTypical,
         3000.0,
         8000.0,
-        S002,
+        COMPARISON,
         UDS,
     ),
     Claim::new(
@@ -314,7 +308,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyMin,
         3000.0,
         6000.0,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
     Claim::new(
@@ -322,7 +316,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyTypical,
         5000.0,
         15000.0,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
     Claim::new(
@@ -330,7 +324,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyMin,
         8000.0,
         15000.0,
-        S002,
+        COMPARISON,
         &["tcp"],
     ),
     Claim::new(
@@ -338,16 +332,16 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyTypical,
         15000.0,
         30000.0,
-        S002,
+        COMPARISON,
         &["tcp"],
     ),
-    // seed 002, throughput, 4 KB × 262,144.
+    // Comparison, throughput, 4 KB × 262,144.
     Claim::new(
         "Shared memory (SPSC), 4 KB",
         Metric::Rate { size: KIB4 },
         4.5e6,
         4.5e6,
-        S002,
+        COMPARISON,
         SHM_STREAM,
     ),
     Claim::new(
@@ -355,7 +349,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Bandwidth { size: KIB4 },
         17.6e9,
         17.6e9,
-        S002,
+        COMPARISON,
         SHM_STREAM,
     ),
     Claim::new(
@@ -363,7 +357,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Cpu { size: KIB4 },
         18.0,
         18.0,
-        S002,
+        COMPARISON,
         SHM_STREAM,
     ),
     Claim::new(
@@ -371,7 +365,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Rate { size: KIB4 },
         450e3,
         450e3,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -379,7 +373,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Bandwidth { size: KIB4 },
         1.7e9,
         1.7e9,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -387,7 +381,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Cpu { size: KIB4 },
         45.0,
         45.0,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -395,7 +389,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Rate { size: KIB4 },
         380e3,
         380e3,
-        S002,
+        COMPARISON,
         UDS,
     ),
     Claim::new(
@@ -403,7 +397,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Bandwidth { size: KIB4 },
         1.5e9,
         1.5e9,
-        S002,
+        COMPARISON,
         UDS,
     ),
     Claim::new(
@@ -411,7 +405,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Cpu { size: KIB4 },
         52.0,
         52.0,
-        S002,
+        COMPARISON,
         UDS,
     ),
     Claim::new(
@@ -419,7 +413,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Rate { size: KIB4 },
         180e3,
         180e3,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
     Claim::new(
@@ -427,7 +421,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Bandwidth { size: KIB4 },
         0.7e9,
         0.7e9,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
     Claim::new(
@@ -435,16 +429,16 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Cpu { size: KIB4 },
         68.0,
         68.0,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
-    // seed 002, throughput, 1 MB × 1,024.
+    // Comparison, throughput, 1 MB × 1,024.
     Claim::new(
         "Shared memory (mmap, pointer exchange), 1 MB",
         Metric::Rate { size: MIB },
         50e3,
         50e3,
-        S002,
+        COMPARISON,
         &["raw-offset", "shmsock-offset"],
     ),
     Claim::new(
@@ -452,7 +446,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Bandwidth { size: MIB },
         50e9,
         50e9,
-        S002,
+        COMPARISON,
         &["raw-offset", "shmsock-offset"],
     ),
     Claim::new(
@@ -460,7 +454,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Cpu { size: MIB },
         8.0,
         8.0,
-        S002,
+        COMPARISON,
         &["raw-offset", "shmsock-offset"],
     ),
     Claim::new(
@@ -468,7 +462,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Rate { size: MIB },
         2800.0,
         2800.0,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -476,7 +470,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Bandwidth { size: MIB },
         2.8e9,
         2.8e9,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -484,7 +478,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Cpu { size: MIB },
         72.0,
         72.0,
-        S002,
+        COMPARISON,
         PIPES,
     ),
     Claim::new(
@@ -492,7 +486,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Rate { size: MIB },
         2400.0,
         2400.0,
-        S002,
+        COMPARISON,
         &["uds-stream"],
     ),
     Claim::new(
@@ -500,7 +494,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Bandwidth { size: MIB },
         2.4e9,
         2.4e9,
-        S002,
+        COMPARISON,
         &["uds-stream"],
     ),
     Claim::new(
@@ -508,16 +502,16 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Cpu { size: MIB },
         75.0,
         75.0,
-        S002,
+        COMPARISON,
         &["uds-stream"],
     ),
-    // seed 002, "The Synchronization Tax" (4 KB, SPSC).
+    // Comparison, "The Synchronization Tax" (4 KB, SPSC).
     Claim::new(
         "Lock-free (atomic flag)",
         Metric::SyncTax,
         4.5e6,
         4.5e6,
-        S002,
+        COMPARISON,
         &["lock-free"],
     ),
     Claim::new(
@@ -525,7 +519,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::SyncTax,
         3.8e6,
         3.8e6,
-        S002,
+        COMPARISON,
         &["spinlock"],
     ),
     Claim::new(
@@ -533,7 +527,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::SyncTax,
         2.2e6,
         2.2e6,
-        S002,
+        COMPARISON,
         &["mutex-low"],
     ),
     Claim::new(
@@ -541,16 +535,16 @@ pub const CLAIMS: &[Claim] = &[
         Metric::SyncTax,
         450e3,
         450e3,
-        S002,
+        COMPARISON,
         &["mutex-high"],
     ),
-    // seed 002, contention.
+    // Comparison, contention.
     Claim::new(
         "Lock-free queue, 1 producer",
         Metric::Contention { producers: 1 },
         4.5e6,
         4.5e6,
-        S002,
+        COMPARISON,
         &["lock-free"],
     ),
     Claim::new(
@@ -558,7 +552,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 2 },
         3.8e6,
         3.8e6,
-        S002,
+        COMPARISON,
         &["lock-free"],
     ),
     Claim::new(
@@ -566,7 +560,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 4 },
         2.2e6,
         2.2e6,
-        S002,
+        COMPARISON,
         &["lock-free"],
     ),
     Claim::new(
@@ -574,7 +568,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 8 },
         1.4e6,
         1.4e6,
-        S002,
+        COMPARISON,
         &["lock-free"],
     ),
     Claim::new(
@@ -582,7 +576,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 1 },
         2.2e6,
         2.2e6,
-        S002,
+        COMPARISON,
         &["mutex"],
     ),
     Claim::new(
@@ -590,7 +584,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 2 },
         1.1e6,
         1.1e6,
-        S002,
+        COMPARISON,
         &["mutex"],
     ),
     Claim::new(
@@ -598,7 +592,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 4 },
         380e3,
         380e3,
-        S002,
+        COMPARISON,
         &["mutex"],
     ),
     Claim::new(
@@ -606,7 +600,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 8 },
         120e3,
         120e3,
-        S002,
+        COMPARISON,
         &["mutex"],
     ),
     Claim::new(
@@ -614,7 +608,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 1 },
         450e3,
         450e3,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
     Claim::new(
@@ -622,7 +616,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 2 },
         420e3,
         420e3,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
     Claim::new(
@@ -630,7 +624,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 4 },
         400e3,
         400e3,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
     Claim::new(
@@ -638,16 +632,16 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Contention { producers: 8 },
         380e3,
         380e3,
-        S002,
+        COMPARISON,
         &["posix-mq"],
     ),
-    // seed 003.
+    // Communication Costs.
     Claim::new(
         "Shared memory access (~100 ns)",
         Metric::LatencyTypical,
         100.0,
         100.0,
-        S003,
+        COMMUNICATION_COSTS,
         &["floor"],
     ),
     Claim::new(
@@ -655,7 +649,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::LatencyTypical,
         2000.0,
         10000.0,
-        S003,
+        COMMUNICATION_COSTS,
         &["uds-stream", "tcp"],
     ),
     Claim::new(
@@ -663,7 +657,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Serialize,
         1000.0,
         5000.0,
-        S003,
+        COMMUNICATION_COSTS,
         &["postcard"],
     ),
     Claim::new(
@@ -671,7 +665,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Serialize,
         10000.0,
         50000.0,
-        S003,
+        COMMUNICATION_COSTS,
         &["serde_json"],
     ),
     // shmsock is held to the threads' number: moving messages between processes at the speed
@@ -681,7 +675,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Million,
         0.1,
         0.1,
-        S003,
+        COMMUNICATION_COSTS,
         &["threads", "shmsock"],
     ),
     Claim::new(
@@ -689,20 +683,25 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Million,
         10.0,
         10.0,
-        S003,
+        COMMUNICATION_COSTS,
         &["uds-stream"],
     ),
 ];
 
-/// Checks every claim against every applicable row of `report`.
-pub fn check(report: &Report) -> Vec<ClaimCheck> {
+/// Checks every claim against every lab row that measures it: `measured(metric, row,
+/// same_cpu)` is the row's measurement of `metric` in the metric's unit, if it was measured
+/// (`same_cpu`: with both sides on one CPU, latency claims only).
+pub fn check(measured: impl Fn(Metric, &str, bool) -> Option<f64>) -> Vec<ClaimCheck> {
     let mut out = Vec::new();
     for claim in CLAIMS {
         for &row in claim.measured_by {
-            let Some(measured) = measure(report, claim.metric, row, false) else {
+            let Some(value) = measured(claim.metric, row, false) else {
                 continue;
             };
-            let same_cpu = measure(report, claim.metric, row, true);
+            let same_cpu = match claim.metric {
+                Metric::LatencyMin | Metric::LatencyTypical => measured(claim.metric, row, true),
+                _ => None,
+            };
             out.push(ClaimCheck {
                 subject: claim.subject.to_string(),
                 source: claim.source.to_string(),
@@ -711,10 +710,10 @@ pub fn check(report: &Report) -> Vec<ClaimCheck> {
                 claimed_low: claim.low,
                 claimed_high: claim.high,
                 measured_by: row.to_string(),
-                measured,
-                measured_text: fmt_value(measured, claim.metric.unit()),
-                ratio: measured / claim.middle(),
-                verdict: claim.verdict(measured),
+                measured: value,
+                measured_text: fmt_value(value, claim.metric.unit()),
+                ratio: value / claim.middle(),
+                verdict: claim.verdict(value),
                 same_cpu,
                 same_cpu_verdict: same_cpu.map(|v| claim.verdict(v)),
             });
@@ -723,52 +722,81 @@ pub fn check(report: &Report) -> Vec<ClaimCheck> {
     out
 }
 
-/// The measurement of `metric` in `row` of `report`, if it was measured.
-fn measure(report: &Report, metric: Metric, row: &str, same_cpu: bool) -> Option<f64> {
-    let latency = |pick: fn(&crate::LatencyRow) -> u64| {
-        let rows = if same_cpu {
-            &report.latency_same_cpu
-        } else {
-            &report.latency
-        };
-        rows.iter()
-            .find(|r| r.mechanism == row && r.size == crate::LATENCY_SIZE)
-            .map(|r| pick(r) as f64 / 2.0)
-    };
-    let stream = |size: usize| {
-        report
-            .throughput
-            .iter()
-            .find(|r| r.mechanism == row && r.size == size)
-    };
-    match metric {
-        Metric::LatencyMin => latency(|r| r.min_ns),
-        Metric::LatencyTypical => latency(|r| r.p50_ns),
-        _ if same_cpu => None,
-        Metric::Rate { size } => stream(size).map(|r| r.msgs_per_s as f64),
-        Metric::Bandwidth { size } => stream(size).map(|r| r.bytes_per_s as f64),
-        Metric::Cpu { size } => stream(size).map(|r| (r.sender_cpu_pct + r.receiver_cpu_pct) / 2.0),
-        Metric::SyncTax => report
-            .sync_tax
-            .iter()
-            .find(|r| r.method == row)
-            .map(|r| r.msgs_per_s as f64),
-        Metric::Contention { producers } => report
-            .contention
-            .iter()
-            .find(|r| r.queue == row && r.producers == producers)
-            .map(|r| r.msgs_per_s as f64),
-        Metric::Serialize => report
-            .serialization
-            .iter()
-            .find(|r| r.format == row)
-            .map(|r| r.encode_ns + r.decode_ns),
-        Metric::Million => report
-            .million
-            .iter()
-            .find(|r| r.path == row)
-            .map(|r| r.seconds_per_million),
+/// The middle of the claim on `metric` that lab row `row` measures, if one does (what plots
+/// draw beside the measurement).
+pub fn claimed(metric: Metric, row: &str) -> Option<f64> {
+    CLAIMS
+        .iter()
+        .find(|c| c.metric == metric && c.measured_by.contains(&row))
+        .map(Claim::middle)
+}
+
+/// The claim, ratio and verdict cells of the table row of lab row `row` on `metric` (dashes
+/// when no claim covers it).
+pub(crate) fn cells(checks: &[ClaimCheck], metric: Metric, row: &str) -> [String; 3] {
+    match checks
+        .iter()
+        .find(|c| c.metric == metric && c.measured_by == row)
+    {
+        Some(c) => [
+            c.claimed.clone(),
+            format!("{:.2}x", c.ratio),
+            c.verdict.as_str().to_string(),
+        ],
+        None => ["-".into(), "-".into(), "-".into()],
     }
+}
+
+/// Every check as one table: source, claim, what was compared, claimed and measured values,
+/// ratio, verdict, and the latency with both sides on one CPU.
+pub(crate) fn table(checks: &[ClaimCheck]) -> Option<Table> {
+    if checks.is_empty() {
+        return None;
+    }
+    let rows = checks
+        .iter()
+        .map(|c| {
+            let same = match (c.same_cpu, c.same_cpu_verdict) {
+                (Some(v), Some(verdict)) => {
+                    format!("{} ({})", fmt_value(v, c.metric.unit()), verdict.as_str())
+                }
+                _ => String::new(),
+            };
+            vec![
+                c.source.clone(),
+                c.subject.clone(),
+                c.metric.label(),
+                c.claimed.clone(),
+                c.measured_by.clone(),
+                c.measured_text.clone(),
+                format!("{:.2}x", c.ratio),
+                c.verdict.as_str().to_string(),
+                same,
+            ]
+        })
+        .collect();
+    let mut table = Table::new(
+        "Reference claims vs this machine",
+        vec![
+            "source",
+            "claim",
+            "metric",
+            "claimed",
+            "measured by",
+            "measured",
+            "ratio",
+            "verdict",
+            "same CPU",
+        ],
+        rows,
+    );
+    table.text_columns = vec![1, 2, 4, 7];
+    table.intro = vec![format!(
+        "Agrees = inside the claimed range widened ×/÷ {TOLERANCE}; latency claims are one-way \
+         (RTT / 2). Sources: the short names of docs/references.md."
+    )];
+    table.notes = vec!["Same CPU: the latency with both sides on one CPU, and its verdict.".into()];
+    Some(table)
 }
 
 /// `850 ns`, `4.5 µs`, `4.50 M msgs/s`, `17.6 GB/s`, `45%`, `0.10 s`.
@@ -792,9 +820,13 @@ pub fn fmt_value(value: f64, unit: &str) -> String {
 mod tests {
     use super::*;
 
+    fn pipe_latency() -> Claim {
+        Claim::new("pipe", Metric::LatencyTypical, 2e3, 5e3, COMPARISON, PIPES)
+    }
+
     #[test]
     fn verdicts_respect_the_direction_of_better() {
-        let latency = Claim::new("pipe", Metric::LatencyTypical, 2000.0, 5000.0, S002, PIPES);
+        let latency = pipe_latency();
         assert_eq!(latency.verdict(3000.0), Verdict::Agrees);
         assert_eq!(latency.verdict(7000.0), Verdict::Agrees, "within ×1.5");
         assert_eq!(latency.verdict(8000.0), Verdict::Slower);
@@ -804,7 +836,7 @@ mod tests {
             Metric::Rate { size: KIB4 },
             450e3,
             450e3,
-            S002,
+            COMPARISON,
             PIPES,
         );
         assert_eq!(rate.verdict(100e3), Verdict::Slower);
@@ -813,7 +845,7 @@ mod tests {
     }
 
     #[test]
-    fn every_seed_table_has_claims_with_sources() {
+    fn every_reference_table_has_claims_with_sources() {
         for metric in [
             Metric::LatencyMin,
             Metric::Rate { size: KIB4 },
@@ -827,12 +859,14 @@ mod tests {
         }
         assert!(CLAIMS
             .iter()
-            .all(|c| c.source.starts_with("seed ") && c.low <= c.high && c.low > 0.0));
+            .all(|c| [COMPARISON, COMMUNICATION_COSTS].contains(&c.source)
+                && c.low <= c.high
+                && c.low > 0.0));
     }
 
     #[test]
     fn claims_read_like_the_documents() {
-        let c = Claim::new("pipe", Metric::LatencyTypical, 2000.0, 5000.0, S002, PIPES);
+        let c = pipe_latency();
         assert_eq!(c.claimed_text(), "2.0 µs–5.0 µs");
         assert_eq!(fmt_value(4.5e6, "msgs/s"), "4.50 M msgs/s");
         assert_eq!(fmt_value(17.6e9, "B/s"), "17.60 GB/s");

@@ -79,6 +79,25 @@ pub struct HostInfo {
 }
 
 impl HostInfo {
+    /// A made-up host for tests: `cpus` CPUs, the parent on CPU 0 and the child on CPU 1.
+    #[cfg(test)]
+    pub(crate) fn for_tests(cpus: usize) -> Self {
+        let pinning = Pinning {
+            parent_cpu: 0,
+            child_cpu: 1,
+        };
+        Self {
+            cpu_model: "test CPU".into(),
+            cpus_online: cpus,
+            cpus_allowed: cpus,
+            kernel: "Linux".into(),
+            machine: "x86_64".into(),
+            governor: None,
+            pinning,
+            pinning_text: pinning.describe(),
+        }
+    }
+
     /// Collects the host description.
     pub fn collect(pinning: Pinning) -> Result<Self, LabError> {
         let uname = rustix::system::uname();

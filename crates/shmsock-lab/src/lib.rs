@@ -11,8 +11,8 @@
 //! - **throughput**: the child streams 64-byte and 4-KiB messages, the parent receives, checks
 //!   every sequence number, and times first to last message;
 //! - **integrity**: before any of that, a short pass checks every byte at several sizes;
-//! - **sync-tax**, **contention**, **serialization**, **scale**: the tables of seed 002 (what a
-//!   lock costs a shared-memory queue; 1/2/4/8 producers) and seed 003 (a 1 KiB struct in
+//! - **sync-tax**, **contention**, **serialization**, **scale**: the tables of the Comparison (what a
+//!   lock costs a shared-memory queue; 1/2/4/8 producers) and Communication Costs (a 1 KiB struct in
 //!   postcard and JSON; a million messages between threads and between processes). See
 //!   [`experiments`].
 //! - **fanout**: one shmsock `Publisher` process broadcasting over `shm://` to 1, 2 and 4
@@ -43,9 +43,11 @@
 #![warn(missing_docs)]
 
 pub mod advise;
+mod chart;
 pub mod claims;
 mod error;
 pub mod experiments;
+mod format;
 pub mod host;
 pub mod mechanisms;
 mod process;
@@ -53,14 +55,18 @@ mod progress;
 pub mod report;
 mod runner;
 mod shared;
+pub mod stats;
+mod table;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 pub use error::LabError;
+pub use experiments::latency::LatencyRow;
+pub use experiments::throughput::ThroughputRow;
 pub use experiments::{Budget, Budgets};
 pub use host::{HostInfo, Pinning};
-pub use report::{FloorCheck, LatencyRow, Report, ThroughputRow, UnavailableRow};
+pub use report::{FloorCheck, Report, UnavailableRow};
 
 use process::AffinityGuard;
 

@@ -1,4 +1,5 @@
-//! Forking the second side of an experiment, pinning, and reaping it without hanging.
+//! Forking the other sides of an experiment, pinning, waiting for them and reaping them
+//! without hanging.
 //!
 //! The method: everything a pair needs (mappings, pipes, sockets, a bound listener, buffers) is
 //! created in the parent; then [`fork_child`] makes a copy of the process in which the child
@@ -7,6 +8,11 @@
 //! `waitpid` against a deadline and kills a child that overstays, so a stuck child costs a
 //! timeout, never a hang. The child also arms `alarm(2)`, so a parent that stops answering
 //! cannot leave it spinning forever either.
+//!
+//! Experiments fork through [`Children`]: N children, each reporting its stats or its error
+//! through a [`ChildReport`], all killed if a later fork or the parent's side fails, all
+//! reaped with a deadline; [`outcome`] combines their results with the parent's, and
+//! [`wait_until`] is the parent's (or a child's) bounded wait for the others.
 //!
 //! # Safety
 //!
@@ -18,13 +24,19 @@
 //! that calls `fork`, `_exit` and `alarm`.
 #![allow(unsafe_code)]
 
+use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, waitpid, Pid, Signal, WaitOptions, WaitStatus};
 use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
 
+use crate::shared::SharedRegion;
 use crate::LabError;
+
+/// Longest error text a child can report.
+const MESSAGE_BYTES: usize = 1024;
 
 /// Exit code of a child whose side returned an error (the error text is in its report).
 pub(crate) const CHILD_EXIT_FAILED: i32 = 1;
@@ -122,6 +134,292 @@ fn child_end(status: WaitStatus) -> ChildEnd {
     }
 }
 
+/// What the child side measured about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ChildStats {
+    /// CPU time the child's thread used in its measured window, in ns.
+    pub cpu_ns: u64,
+    /// Wall time of that window, in ns.
+    pub wall_ns: u64,
+}
+
+/// The child's result, in a page of memory shared with the parent: written with atomics only
+/// (status, CPU time, up to [`MESSAGE_BYTES`] of error text formatted without allocating),
+/// read by the parent after the child has been reaped.
+pub(crate) struct ChildReport {
+    region: SharedRegion,
+}
+
+const STATUS_OFFSET: usize = 0;
+const CPU_OFFSET: usize = 8;
+const WALL_OFFSET: usize = 16;
+const LEN_OFFSET: usize = 24;
+const TEXT_OFFSET: usize = 64;
+const STATUS_OK: u64 = 1;
+const STATUS_FAILED: u64 = 2;
+
+impl ChildReport {
+    pub(crate) fn new() -> Result<Self, LabError> {
+        Ok(Self {
+            region: SharedRegion::new(TEXT_OFFSET + MESSAGE_BYTES)?,
+        })
+    }
+
+    /// Called by the child: records its stats or its error, without allocating.
+    pub(crate) fn finish(&self, result: &Result<ChildStats, LabError>) {
+        // Relaxed everywhere: the parent reads only after reaping the child, and waitpid
+        // orders the child's whole life before that.
+        let word = |offset| self.region.atomic_u64(offset);
+        match result {
+            Ok(stats) => {
+                word(CPU_OFFSET).store(stats.cpu_ns, Ordering::Relaxed);
+                word(WALL_OFFSET).store(stats.wall_ns, Ordering::Relaxed);
+                word(STATUS_OFFSET).store(STATUS_OK, Ordering::Relaxed);
+            }
+            Err(err) => {
+                let mut text = FixedText::default();
+                let _ = write!(text, "{err}");
+                for (i, chunk) in text.bytes().chunks(8).enumerate() {
+                    let mut le = [0u8; 8];
+                    le[..chunk.len()].copy_from_slice(chunk);
+                    word(TEXT_OFFSET + 8 * i).store(u64::from_le_bytes(le), Ordering::Relaxed);
+                }
+                word(LEN_OFFSET).store(text.len as u64, Ordering::Relaxed);
+                word(STATUS_OFFSET).store(STATUS_FAILED, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Called by the parent after reaping a successful child.
+    pub(crate) fn stats(&self) -> ChildStats {
+        ChildStats {
+            cpu_ns: self.region.atomic_u64(CPU_OFFSET).load(Ordering::Relaxed),
+            wall_ns: self.region.atomic_u64(WALL_OFFSET).load(Ordering::Relaxed),
+        }
+    }
+
+    /// Called by the parent after reaping a failed child: what went wrong, in words.
+    pub(crate) fn failure(&self, end: ChildEnd) -> String {
+        let status = self
+            .region
+            .atomic_u64(STATUS_OFFSET)
+            .load(Ordering::Relaxed);
+        let how = match end {
+            ChildEnd::Exited(CHILD_EXIT_PANICKED) => "panicked".to_string(),
+            ChildEnd::Exited(code) => format!("exited with code {code}"),
+            ChildEnd::Signaled(sig) if sig == libc::SIGALRM => {
+                "killed by its watchdog (SIGALRM): it ran too long".to_string()
+            }
+            ChildEnd::Signaled(sig) => format!("killed by signal {sig}"),
+        };
+        if status != STATUS_FAILED {
+            return how;
+        }
+        let len = usize::try_from(self.region.atomic_u64(LEN_OFFSET).load(Ordering::Relaxed))
+            .map_or(MESSAGE_BYTES, |l| l.min(MESSAGE_BYTES));
+        let mut bytes = Vec::with_capacity(len.next_multiple_of(8));
+        for i in 0..len.div_ceil(8) {
+            let word = self.region.atomic_u64(TEXT_OFFSET + 8 * i);
+            bytes.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        bytes.truncate(len);
+        format!("{} ({how})", String::from_utf8_lossy(&bytes))
+    }
+}
+
+/// A `fmt::Write` sink of fixed capacity that truncates instead of allocating.
+struct FixedText {
+    buf: [u8; MESSAGE_BYTES],
+    len: usize,
+}
+
+impl Default for FixedText {
+    fn default() -> Self {
+        Self {
+            buf: [0; MESSAGE_BYTES],
+            len: 0,
+        }
+    }
+}
+
+impl FixedText {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::fmt::Write for FixedText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = MESSAGE_BYTES - self.len;
+        // Cut at a char boundary so the parent always reads valid UTF-8.
+        let mut take = s.len().min(room);
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.buf[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
+        self.len += take;
+        Ok(())
+    }
+}
+
+/// The children one experiment forked: each runs its side, reports its result through its own
+/// [`ChildReport`], and is reaped with a deadline. Whatever fails, no child outlives the
+/// experiment: a failed fork kills and reaps the ones already forked, and [`Children::reap`]
+/// kills a child that overstays.
+pub(crate) struct Children {
+    forked: Vec<Forked>,
+}
+
+struct Forked {
+    who: String,
+    pid: Pid,
+    report: ChildReport,
+}
+
+impl Children {
+    /// How long the children already forked get to exit after a later fork failed.
+    const AFTER_FORK_FAILURE: Duration = Duration::from_secs(1);
+
+    /// No children yet.
+    pub(crate) fn new() -> Self {
+        Self { forked: Vec::new() }
+    }
+
+    /// Forks a child that pins itself to `cpu`, runs `side` (its whole life bounded by
+    /// `watchdog`), reports the result and exits. `who` names it in failures (`producer 3`;
+    /// empty for the only child of a pair). If the fork fails, the children forked before are
+    /// killed and reaped and the error returned.
+    pub(crate) fn fork(
+        &mut self,
+        who: impl Into<String>,
+        cpu: usize,
+        watchdog: Duration,
+        side: impl FnOnce() -> Result<ChildStats, LabError>,
+    ) -> Result<(), LabError> {
+        let watchdog_secs = u32::try_from(watchdog.as_secs().max(1)).unwrap_or(u32::MAX);
+        let forked = ChildReport::new().and_then(|report| {
+            let pid = fork_child(cpu, watchdog_secs, || {
+                let result = side();
+                report.finish(&result);
+                if result.is_ok() {
+                    0
+                } else {
+                    CHILD_EXIT_FAILED
+                }
+            })?;
+            Ok((pid, report))
+        });
+        match forked {
+            Ok((pid, report)) => {
+                self.forked.push(Forked {
+                    who: who.into(),
+                    pid,
+                    report,
+                });
+                Ok(())
+            }
+            Err(err) => {
+                self.kill_all();
+                let _ = std::mem::replace(self, Self::new()).reap(Self::AFTER_FORK_FAILURE);
+                Err(err)
+            }
+        }
+    }
+
+    /// Sends `SIGKILL` to every child (they are reaped by [`Children::reap`]).
+    pub(crate) fn kill_all(&self) {
+        self.forked.iter().for_each(|c| kill_child(c.pid));
+    }
+
+    /// Waits up to `timeout` for each child to exit (killing one that overstays) and returns
+    /// every child's stats, or what went wrong with each one that failed (`who: what`).
+    pub(crate) fn reap(self, timeout: Duration) -> Result<Vec<ChildStats>, Vec<String>> {
+        let mut stats = Vec::with_capacity(self.forked.len());
+        let mut failures = Vec::new();
+        for child in self.forked {
+            let failure = match wait_child(child.pid, timeout) {
+                Ok(ChildEnd::Exited(0)) => {
+                    stats.push(child.report.stats());
+                    continue;
+                }
+                Ok(end) => child.report.failure(end),
+                Err(LabError::Child { detail }) => detail,
+                Err(err) => err.to_string(),
+            };
+            failures.push(if child.who.is_empty() {
+                failure
+            } else {
+                format!("{}: {failure}", child.who)
+            });
+        }
+        if failures.is_empty() {
+            Ok(stats)
+        } else {
+            Err(failures)
+        }
+    }
+}
+
+/// The result of an experiment from the parent's `result` and its children's (from
+/// [`Children::reap`]): the value and the children's stats, or the children's failures first
+/// (usually the cause; the parent's error, named `parent`, is then the symptom).
+pub(crate) fn outcome<T>(
+    parent: &str,
+    result: Result<T, LabError>,
+    children: Result<Vec<ChildStats>, Vec<String>>,
+) -> Result<(T, Vec<ChildStats>), LabError> {
+    match (result, children) {
+        (Ok(value), Ok(stats)) => Ok((value, stats)),
+        (Err(err), Ok(_)) => Err(err),
+        (Ok(_), Err(failures)) => Err(LabError::Child {
+            detail: failures.join("; "),
+        }),
+        (Err(err), Err(failures)) => Err(LabError::Child {
+            detail: format!("{}; the {parent} then failed: {err}", failures.join("; ")),
+        }),
+    }
+}
+
+/// How a process waiting for another lets it run between two looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pause {
+    /// `sched_yield`: the other process is likely on this CPU.
+    Yield,
+    /// Sleep this long.
+    Sleep(Duration),
+}
+
+/// Waits up to `timeout` until `ready()`, pausing between looks. Fails with
+/// [`LabError::Stalled`] naming `what` when the time is up, or with [`LabError::Child`] as soon
+/// as `failed()` says why a child failed.
+pub(crate) fn wait_until(
+    what: &'static str,
+    timeout: Duration,
+    pause: Pause,
+    mut ready: impl FnMut() -> bool,
+    failed: impl Fn() -> Option<&'static str>,
+) -> Result<(), LabError> {
+    let started = Instant::now();
+    while !ready() {
+        if let Some(detail) = failed() {
+            return Err(LabError::Child {
+                detail: detail.into(),
+            });
+        }
+        if started.elapsed() > timeout {
+            return Err(LabError::Stalled {
+                what,
+                waited: started.elapsed(),
+            });
+        }
+        match pause {
+            Pause::Yield => rustix::thread::sched_yield(),
+            Pause::Sleep(d) => std::thread::sleep(d),
+        }
+    }
+    Ok(())
+}
+
 /// Pins the calling thread to one CPU.
 pub(crate) fn pin_current_thread(cpu: usize) -> Result<(), LabError> {
     let mut set = CpuSet::new();
@@ -185,5 +483,90 @@ mod tests {
         let err = wait_child(pid, Duration::from_millis(200)).expect_err("must time out");
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(err.to_string().contains("killed"), "{err}");
+    }
+
+    #[test]
+    fn child_error_text_reaches_the_parent() {
+        let report = ChildReport::new().expect("mmap");
+        report.finish(&Err(LabError::Integrity {
+            detail: "seq 3 arrived as 4".into(),
+        }));
+        let text = report.failure(ChildEnd::Exited(CHILD_EXIT_FAILED));
+        assert!(text.contains("seq 3 arrived as 4"), "{text}");
+        assert!(text.contains("exited with code 1"), "{text}");
+    }
+
+    #[test]
+    fn long_error_text_is_truncated_not_lost() {
+        let mut text = FixedText::default();
+        let long = "é".repeat(MESSAGE_BYTES);
+        let _ = write!(text, "{long}");
+        assert!(text.len <= MESSAGE_BYTES);
+        assert!(std::str::from_utf8(text.bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_failed_child_is_named_and_its_siblings_still_reaped() {
+        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let cpu = allowed_cpus().expect("affinity")[0];
+        let mut children = Children::new();
+        let watchdog = Duration::from_secs(10);
+        children
+            .fork("first", cpu, watchdog, || {
+                Ok(ChildStats {
+                    cpu_ns: 1,
+                    wall_ns: 2,
+                })
+            })
+            .expect("fork");
+        children
+            .fork("second", cpu, watchdog, || {
+                Err(LabError::Integrity {
+                    detail: "deliberate".into(),
+                })
+            })
+            .expect("fork");
+        let failures = children
+            .reap(Duration::from_secs(10))
+            .expect_err("the second failed");
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(failures[0].starts_with("second: ") && failures[0].contains("deliberate"));
+        let err = outcome("parent", Ok(()), Err(failures)).expect_err("a child failed");
+        assert!(err.to_string().contains("second: "), "{err}");
+    }
+
+    #[test]
+    fn killed_children_are_reaped_and_reported() {
+        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let cpu = allowed_cpus().expect("affinity")[0];
+        let mut children = Children::new();
+        for k in 0..2 {
+            children
+                .fork(format!("sleeper {k}"), cpu, Duration::from_secs(30), || {
+                    loop {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                })
+                .expect("fork");
+        }
+        children.kill_all();
+        let failures = children.reap(Duration::from_secs(10)).expect_err("killed");
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert!(
+            failures.iter().all(|f| f.contains("killed by signal")),
+            "{failures:?}"
+        );
+        let err = outcome::<()>(
+            "parent",
+            Err(LabError::Integrity {
+                detail: "parent broke".into(),
+            }),
+            Err(failures),
+        )
+        .expect_err("both failed");
+        assert!(
+            err.to_string().contains("the parent then failed: "),
+            "{err}"
+        );
     }
 }

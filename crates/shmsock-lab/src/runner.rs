@@ -9,11 +9,12 @@ use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::offset::OffsetExchange;
 use crate::mechanisms::{self, Mechanism, Pattern};
 
-/// Offset-exchange rows run at throughput sizes of this many bytes or more (seed 002 measures
+/// Offset-exchange rows run at throughput sizes of this many bytes or more (the Comparison measures
 /// pointer exchange at 1 MB).
 const OFFSET_FROM_BYTES: usize = 1 << 20;
+use crate::experiments::latency::LatencyRow;
 use crate::progress::Progress;
-use crate::report::{FloorCheck, LatencyRow, Report, UnavailableRow};
+use crate::report::{FloorCheck, Report, UnavailableRow};
 use crate::{LabError, LabOptions, LATENCY_SIZE};
 
 /// The experiments of one mechanism.
@@ -191,7 +192,8 @@ impl<'a> Lab<'a> {
                 self.budgets.latency,
                 self.pinning,
             ) {
-                self.report.floor_check = Some(FloorCheck::new(before.p50_ns, after.p50_ns));
+                self.report.floor_check =
+                    Some(FloorCheck::new(before.rtt.p50_ns, after.rtt.p50_ns));
             }
         }
         self.progress.finish();

@@ -12,6 +12,16 @@ const TINY: Budget = Budget {
     max_time: Duration::from_millis(50),
 };
 
+/// Every experiment at [`TINY`], the others a thousandth of their volume.
+const SMALL: Budgets = Budgets {
+    latency: TINY,
+    throughput: TINY,
+    bulk_bytes: 4 << 20,
+    bulk_max_time: Duration::from_millis(200),
+    divisor: 1000,
+    experiment_max_time: Duration::from_millis(300),
+};
+
 #[test]
 fn json_report_has_the_required_keys() {
     let path = std::env::temp_dir().join(format!("shmsock-lab-{}.json", std::process::id()));
@@ -90,14 +100,7 @@ fn json_report_has_the_required_keys() {
 
 #[test]
 fn every_requested_experiment_is_a_row_or_an_unavailable_row() {
-    let budgets = Budgets {
-        latency: TINY,
-        throughput: TINY,
-        bulk_bytes: 4 << 20,
-        bulk_max_time: Duration::from_millis(200),
-        divisor: 1000,
-        experiment_max_time: Duration::from_millis(300),
-    };
+    let budgets = SMALL;
     let names: Vec<String> = shmsock_lab::mechanisms::names()
         .iter()
         .map(|s| s.to_string())
@@ -178,15 +181,8 @@ fn every_requested_experiment_is_a_row_or_an_unavailable_row() {
 }
 
 #[test]
-fn seed_002_and_003_tables_have_rows_with_verdicts() {
-    let budgets = Budgets {
-        latency: TINY,
-        throughput: TINY,
-        bulk_bytes: 4 << 20,
-        bulk_max_time: Duration::from_millis(200),
-        divisor: 1000,
-        experiment_max_time: Duration::from_millis(300),
-    };
+fn comparison_and_communication_costs_tables_have_rows_with_verdicts() {
+    let budgets = SMALL;
     let opts = LabOptions {
         mode: Mode::Quick,
         only: Some(vec![
@@ -242,7 +238,7 @@ fn seed_002_and_003_tables_have_rows_with_verdicts() {
         })
         .map(|c| c.source.as_str())
         .collect();
-    assert!(sources.contains(&"seed 002") && sources.contains(&"seed 003"));
+    assert!(sources.contains(&"Comparison") && sources.contains(&"Communication Costs"));
     let text = report.render();
     for heading in [
         "Synchronisation tax",
@@ -258,14 +254,7 @@ fn seed_002_and_003_tables_have_rows_with_verdicts() {
 
 #[test]
 fn fanout_has_a_row_per_size_and_subscriber_count() {
-    let budgets = Budgets {
-        latency: TINY,
-        throughput: TINY,
-        bulk_bytes: 4 << 20,
-        bulk_max_time: Duration::from_millis(200),
-        divisor: 1000,
-        experiment_max_time: Duration::from_millis(300),
-    };
+    let budgets = SMALL;
     let opts = LabOptions {
         mode: Mode::Quick,
         only: Some(vec!["fanout".into()]),

@@ -2,7 +2,9 @@
 
 use super::{Leaf, Needs};
 use crate::claims::fmt_value;
-use crate::report::{LatencyRow, Report, ThroughputRow};
+use crate::experiments::latency::LatencyRow;
+use crate::experiments::throughput::ThroughputRow;
+use crate::report::Report;
 
 /// Lines of evidence for `leaf` from `report`; a number the report lacks is a line saying how
 /// to measure it.
@@ -11,7 +13,7 @@ pub(super) fn for_leaf(leaf: Leaf, needs: &Needs, report: &Report) -> Vec<String
     if let Some(floor) = latency(report, "floor") {
         out.push(format!(
             "hardware floor (cache-line ping-pong): {} one-way p50",
-            ns(floor.p50_ns as f64 / 2.0)
+            ns(floor.rtt.p50_ns as f64 / 2.0)
         ));
     }
     match leaf {
@@ -76,8 +78,8 @@ fn one_way(out: &mut Vec<String>, report: &Report, name: &str, what: &str) {
     match latency(report, name) {
         Some(r) => out.push(format!(
             "{what} ({name}): {} one-way p50, {} p99 (RTT / 2)",
-            ns(r.p50_ns as f64 / 2.0),
-            ns(r.p99_ns as f64 / 2.0)
+            ns(r.rtt.p50_ns as f64 / 2.0),
+            ns(r.rtt.p99_ns as f64 / 2.0)
         )),
         None => out.push(format!(
             "{what} ({name}): not in the report (`shmsock lab --only latency --mechanisms {name}`)"
@@ -98,15 +100,15 @@ fn bridged(out: &mut Vec<String>, report: &Report) {
     };
     out.push(format!(
         "shmsock tcp:// publisher -> subscriber: {} one-way p50, {} p99 (measured one way)",
-        ns(tcp.p50_ns as f64),
-        ns(tcp.p99_ns as f64)
+        ns(tcp.one_way.p50_ns as f64),
+        ns(tcp.one_way.p99_ns as f64)
     ));
-    let added = i128::from(bridge.p50_ns) - i128::from(tcp.p50_ns);
+    let added = i128::from(bridge.one_way.p50_ns) - i128::from(tcp.one_way.p50_ns);
     out.push(format!(
         "shm:// publisher -> `shmsock bridge` -> tcp:// subscriber: {} one-way p50, {} p99; \
          the bridge adds {}{} at p50",
-        ns(bridge.p50_ns as f64),
-        ns(bridge.p99_ns as f64),
+        ns(bridge.one_way.p50_ns as f64),
+        ns(bridge.one_way.p99_ns as f64),
         if added < 0 { "-" } else { "+" },
         ns(added.unsigned_abs() as f64)
     ));
@@ -187,8 +189,8 @@ fn low_latency(out: &mut Vec<String>, needs: &Needs, report: &Report) {
         return;
     };
     if let Some(r) = latency(report, "shmsock-busy") {
-        let p50 = r.p50_ns as f64 / 2.0;
-        let p99 = r.p99_ns as f64 / 2.0;
+        let p50 = r.rtt.p50_ns as f64 / 2.0;
+        let p99 = r.rtt.p99_ns as f64 / 2.0;
         out.push(format!(
             "your budget {}: shmsock-busy {} it at p50 and {} it at p99",
             ns(budget as f64),
@@ -205,7 +207,7 @@ fn low_latency(out: &mut Vec<String>, needs: &Needs, report: &Report) {
         ));
     }
     if let Some(floor) = latency(report, "floor") {
-        if (floor.p50_ns as f64 / 2.0) > budget as f64 {
+        if (floor.rtt.p50_ns as f64 / 2.0) > budget as f64 {
             out.push(
                 "your budget is below this machine's hardware floor: no IPC between two CPUs \
                  meets it; keep both ends in one thread, or relax the budget"

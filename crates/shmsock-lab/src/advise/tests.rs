@@ -1,6 +1,8 @@
 use super::*;
-use crate::host::{HostInfo, Pinning};
-use crate::report::{LatencyRow, ThroughputRow};
+use crate::experiments::latency::LatencyRow;
+use crate::experiments::throughput::ThroughputRow;
+use crate::host::HostInfo;
+use crate::stats::Percentiles;
 use crate::Mode;
 
 const KIB: u64 = 1024;
@@ -192,33 +194,9 @@ fn the_interview_asks_only_the_questions_on_the_path() {
 }
 
 fn report() -> Report {
-    let pinning = Pinning {
-        parent_cpu: 0,
-        child_cpu: 1,
-    };
-    let host = HostInfo {
-        cpu_model: "test CPU".into(),
-        cpus_online: 2,
-        cpus_allowed: 2,
-        kernel: "Linux".into(),
-        machine: "x86_64".into(),
-        governor: None,
-        pinning,
-        pinning_text: pinning.describe(),
-    };
-    let mut r = Report::new(host, Mode::Default, Vec::new());
-    let lat = |name: &str, p50_ns: u64| LatencyRow {
-        mechanism: name.into(),
-        size: 64,
-        min_ns: p50_ns,
-        p50_ns,
-        p99_ns: 2 * p50_ns,
-        p999_ns: 3 * p50_ns,
-        max_ns: 4 * p50_ns,
-        mean_ns: p50_ns as f64,
-        oneway_p50_ns: p50_ns / 2,
-        samples: 1000,
-        p50_vs_floor: None,
+    let mut r = Report::new(HostInfo::for_tests(2), Mode::Default, Vec::new());
+    let lat = |name: &str, p50_ns: u64| {
+        LatencyRow::new(name, 64, Percentiles::at(p50_ns, [2, 3, 4]), 1000)
     };
     r.latency = vec![
         lat("floor", 140),
@@ -280,26 +258,20 @@ fn advice_quotes_the_reports_numbers() {
 
 #[test]
 fn remote_advice_quotes_the_bridge_experiment_or_says_how_to_run_it() {
-    use crate::report::BridgeRow;
+    use crate::experiments::bridge::BridgeRow;
     let mut r = report();
     let text = advise(&needs(true, None, None, None, false), Some(&r)).to_string();
     assert!(text.contains("loopback TCP (tcp)"), "{text}");
     assert!(text.contains("`shmsock lab --only bridge`"), "{text}");
 
-    let row = |path: &str, p50_ns: u64, bridge_cpu| BridgeRow {
-        path: path.into(),
-        size: 64,
-        min_ns: p50_ns,
-        p50_ns,
-        p99_ns: 3 * p50_ns,
-        p999_ns: 4 * p50_ns,
-        max_ns: 5 * p50_ns,
-        mean_ns: p50_ns as f64,
-        samples: 1000,
-        bridge_cpu,
-        vs_tcp_p50: None,
-        added_p50_ns: None,
-        added_p99_ns: None,
+    let row = |path: &str, p50_ns: u64, bridge_cpu| {
+        BridgeRow::new(
+            path,
+            64,
+            Percentiles::at(p50_ns, [3, 4, 5]),
+            1000,
+            bridge_cpu,
+        )
     };
     r.bridge = vec![
         row("shm", 300, None),

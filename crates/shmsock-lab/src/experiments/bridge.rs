@@ -23,7 +23,7 @@
 //!
 //! **CPUs.** The publisher runs on the parent's CPU and the subscriber on the child's. The
 //! bridge process runs on a third CPU when there is one; with two it shares the
-//! subscriber's CPU (see [`bridge_cpu`]): the table says which, because on two CPUs a
+//! subscriber's CPU (see `bridge_cpu`): the table says which, because on two CPUs a
 //! bridged message waits for the scheduler once more than a direct one.
 //!
 //! The table reports each bridged path against `tcp` measured in the same run: the bridge's
@@ -37,16 +37,69 @@ use hdrhistogram::Histogram;
 use rustix::time::{clock_gettime, ClockId};
 use shmsock::{Bridge, Publisher, Subscriber};
 
-use super::pair::{ChildReport, ChildStats};
+use plotters::chart::SeriesLabelPosition;
+use plotters::style::{BLUE, GREEN, MAGENTA, RED};
+use serde::{Deserialize, Serialize};
+
 use super::{get_seq, put_seq, Budget, Window, SEQ_STOP, WATCHDOG_MARGIN};
-use crate::host::Pinning;
+use crate::chart::{Chart, Mark, Scale, Series};
+use crate::format::{fmt_ns, fmt_ratio, fmt_signed_ns, fmt_size};
+use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::shmsock::{lib, retry_refused, unique_endpoint};
-use crate::process::{
-    allowed_cpus, fork_child, kill_child, wait_child, ChildEnd, CHILD_EXIT_FAILED,
-};
-use crate::report::BridgeRow;
+use crate::process::{allowed_cpus, outcome, wait_until, ChildStats, Children, Pause};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
+use crate::stats::Percentiles;
+use crate::table::Table;
 use crate::LabError;
+
+/// One-way latency of one path from a publisher process to a subscriber process, direct or
+/// through a `shmsock bridge` process (issue 7). Times in ns, one message in flight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BridgeRow {
+    /// `shm`, `tcp`, `shm->bridge->tcp`, `tcp->bridge->shm`.
+    pub path: String,
+    /// Message size in bytes.
+    pub size: usize,
+    /// The one-way times (`min_ns`, `p50_ns`, ... in the JSON).
+    #[serde(flatten)]
+    pub one_way: Percentiles,
+    /// Messages timed.
+    pub samples: u64,
+    /// The CPU the bridge process ran on (bridged paths only).
+    pub bridge_cpu: Option<usize>,
+    /// Bridged paths: `p50_ns` / the p50 of `tcp` in the same run.
+    #[serde(default)]
+    pub vs_tcp_p50: Option<f64>,
+    /// Bridged paths: `p50_ns` minus the p50 of `tcp` in the same run (the bridge's added
+    /// latency at the median; negative if noise made it faster).
+    #[serde(default)]
+    pub added_p50_ns: Option<i64>,
+    /// Bridged paths: `p99_ns` minus the p99 of `tcp` in the same run.
+    #[serde(default)]
+    pub added_p99_ns: Option<i64>,
+}
+
+impl BridgeRow {
+    /// A row of one-way times summarised as `one_way`.
+    pub(crate) fn new(
+        path: &str,
+        size: usize,
+        one_way: Percentiles,
+        samples: u64,
+        bridge_cpu: Option<usize>,
+    ) -> Self {
+        Self {
+            path: path.to_string(),
+            size,
+            one_way,
+            samples,
+            bridge_cpu,
+            vs_tcp_p50: None,
+            added_p50_ns: None,
+            added_p99_ns: None,
+        }
+    }
+}
 
 /// Message size: the lab's small message.
 pub(crate) const SIZE: usize = 64;
@@ -148,37 +201,27 @@ pub(crate) fn measure(path: Path, budget: Budget, pinning: Pinning) -> Result<Br
         bridge_shm: unique_endpoint(),
     };
     let control = SharedRegion::new(REGION_BYTES)?;
-    let reports = [ChildReport::new()?, ChildReport::new()?];
     let watchdog = budget.watchdog() + 2 * READY_TIMEOUT + WATCHDOG_MARGIN;
-    let watchdog_secs = u32::try_from(watchdog.as_secs()).unwrap_or(u32::MAX);
     let mut buf = vec![0u8; SIZE];
     let bridge_on = path.bridged().then(|| bridge_cpu(pinning));
     // Children first (the publisher runs threads, and the lab forks only while it has
     // none); they connect by retrying until the parent has bound.
-    let mut pids = Vec::new();
-    let forked = fork_side(
-        pinning.child_cpu,
-        watchdog_secs,
-        &control,
-        &reports[0],
-        || subscribe(path, &ends, &control, &mut buf),
-    )
-    .and_then(|pid| {
-        pids.push(pid);
-        match bridge_on {
-            Some(cpu) => fork_side(cpu, watchdog_secs, &control, &reports[1], || {
-                run_bridge(path, &ends, &control)
-            })
-            .map(|pid| pids.push(pid)),
-            None => Ok(()),
+    let mut children = Children::new();
+    let failed = |result: Result<ChildStats, LabError>| {
+        if result.is_err() {
+            control
+                .atomic_u64(FAILED_OFFSET)
+                .fetch_add(1, Ordering::Release);
         }
-    });
-    if let Err(err) = forked {
-        pids.iter().for_each(|&pid| kill_child(pid));
-        for pid in pids {
-            let _ = wait_child(pid, Duration::from_secs(1));
-        }
-        return Err(err);
+        result
+    };
+    children.fork("subscriber", pinning.child_cpu, watchdog, || {
+        failed(subscribe(path, &ends, &control, &mut buf))
+    })?;
+    if let Some(cpu) = bridge_on {
+        children.fork("bridge", cpu, watchdog, || {
+            failed(run_bridge(path, &ends, &control))
+        })?;
     }
     let mut hist =
         Histogram::<u64>::new_with_bounds(1, MAX_NS, 3).map_err(|e| LabError::Integrity {
@@ -190,31 +233,9 @@ pub(crate) fn measure(path: Path, budget: Budget, pinning: Pinning) -> Result<Br
         .atomic_bool(STOP_OFFSET)
         .store(true, Ordering::Relaxed);
     if result.is_err() {
-        pids.iter().for_each(|&pid| kill_child(pid));
+        children.kill_all();
     }
-    let mut failures = Vec::new();
-    for (k, pid) in pids.into_iter().enumerate() {
-        let who = ["subscriber", "bridge"][k];
-        match wait_child(pid, READY_TIMEOUT) {
-            Ok(ChildEnd::Exited(0)) => {}
-            Ok(end) => failures.push(format!("{who}: {}", reports[k].failure(end))),
-            Err(err) => failures.push(format!("{who}: {err}")),
-        }
-    }
-    let (samples, sent) = match result {
-        Ok(done) if failures.is_empty() => done,
-        Ok(_) => {
-            return Err(LabError::Child {
-                detail: failures.join("; "),
-            })
-        }
-        Err(err) if failures.is_empty() => return Err(err),
-        Err(err) => {
-            return Err(LabError::Child {
-                detail: format!("{}; the publisher then failed: {err}", failures.join("; ")),
-            })
-        }
-    };
+    let ((samples, sent), _) = outcome("publisher", result, children.reap(READY_TIMEOUT))?;
     if path.bridged() {
         // Relaxed: the bridge has been reaped, which orders its whole life before this.
         let forwarded = control.atomic_u64(FORWARDED_OFFSET).load(Ordering::Relaxed);
@@ -226,58 +247,32 @@ pub(crate) fn measure(path: Path, budget: Budget, pinning: Pinning) -> Result<Br
             });
         }
     }
-    Ok(BridgeRow::from_histogram(
+    Ok(BridgeRow::new(
         path.name(),
         SIZE,
-        &hist,
+        Percentiles::from_histogram(&hist),
         samples,
         bridge_on,
     ))
 }
 
-/// Forks a child on `cpu` that runs `side`, reports its result and counts its failure.
-fn fork_side(
-    cpu: usize,
-    watchdog_secs: u32,
-    control: &SharedRegion,
-    report: &ChildReport,
-    side: impl FnOnce() -> Result<ChildStats, LabError>,
-) -> Result<rustix::process::Pid, LabError> {
-    fork_child(cpu, watchdog_secs, || {
-        let result = side();
-        if result.is_err() {
-            control
-                .atomic_u64(FAILED_OFFSET)
-                .fetch_add(1, Ordering::Release);
-        }
-        report.finish(&result);
-        if result.is_ok() {
-            0
-        } else {
-            CHILD_EXIT_FAILED
-        }
-    })
-}
-
 /// Waits for a child to publish the tcp port at `offset`.
 fn wait_port(control: &SharedRegion, offset: usize) -> Result<u16, LabError> {
-    let started = Instant::now();
-    loop {
+    let mut port = 0;
+    wait_until(
+        "waiting for a tcp:// endpoint to be bound",
+        READY_TIMEOUT,
+        Pause::Sleep(Duration::from_millis(1)),
         // Acquire: pairs with the Release store of the process that bound the port.
-        let port = control.atomic_u64(offset).load(Ordering::Acquire);
-        if port != 0 {
-            return u16::try_from(port).map_err(|_| LabError::Integrity {
-                detail: format!("impossible port {port}"),
-            });
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            return Err(LabError::Stalled {
-                what: "waiting for a tcp:// endpoint to be bound",
-                waited: started.elapsed(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+        || {
+            port = control.atomic_u64(offset).load(Ordering::Acquire);
+            port != 0
+        },
+        || None,
+    )?;
+    u16::try_from(port).map_err(|_| LabError::Integrity {
+        detail: format!("impossible port {port}"),
+    })
 }
 
 /// Publishes the port of `endpoint` (`tcp://HOST:PORT`) at `offset`.
@@ -315,21 +310,13 @@ fn publish(
         Publisher::bind(&ends.source_shm).map_err(lib("publisher bind"))?
     };
     let failed = || control.atomic_u64(FAILED_OFFSET).load(Ordering::Acquire) > 0;
-    let started = Instant::now();
-    while publisher.subscriber_count() < 1 {
-        if failed() {
-            return Err(LabError::Child {
-                detail: "a child failed before the start".into(),
-            });
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            return Err(LabError::Stalled {
-                what: "waiting for the subscriber to join",
-                waited: started.elapsed(),
-            });
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    wait_until(
+        "waiting for the subscriber to join",
+        READY_TIMEOUT,
+        Pause::Sleep(Duration::from_micros(200)),
+        || publisher.subscriber_count() >= 1,
+        || failed().then_some("a child failed before the start"),
+    )?;
     let mut msg = [0u8; SIZE];
     let mut seq = 0u64;
     let mut one = |seq: u64| -> Result<u64, LabError> {
@@ -475,6 +462,134 @@ fn run_bridge(
         .atomic_u64(FORWARDED_OFFSET)
         .store(bridge.stats().forwarded, Ordering::Relaxed);
     Ok(ChildStats { cpu_ns, wall_ns })
+}
+
+/// Fills the comparison of each bridged row with [`BASELINE`] in the same rows: the ratio of
+/// the medians and the differences at p50 and p99.
+pub(crate) fn compare_with_baseline(rows: &mut [BridgeRow]) {
+    let baseline = rows
+        .iter()
+        .find(|r| r.path == BASELINE)
+        .map(|r| (r.one_way.p50_ns, r.one_way.p99_ns));
+    let diff = |a: u64, b: u64| {
+        i64::try_from(a).unwrap_or(i64::MAX) - i64::try_from(b).unwrap_or(i64::MAX)
+    };
+    for row in rows.iter_mut().filter(|r| r.bridge_cpu.is_some()) {
+        let (p50, p99) = (row.one_way.p50_ns, row.one_way.p99_ns);
+        row.vs_tcp_p50 = baseline.map(|(base, _)| p50 as f64 / base.max(1) as f64);
+        row.added_p50_ns = baseline.map(|(base, _)| diff(p50, base));
+        row.added_p99_ns = baseline.map(|(_, base)| diff(p99, base));
+    }
+}
+
+/// The bridge table: one-way latency per path, and what the bridge adds against
+/// [`BASELINE`] in the same run.
+pub(crate) fn table(rows: &[BridgeRow], host: &HostInfo) -> Option<Table> {
+    let first = rows.first()?;
+    let cells = rows
+        .iter()
+        .map(|r| {
+            let mut cells = vec![r.path.clone()];
+            cells.extend([r.one_way.min_ns, r.one_way.p50_ns, r.one_way.p99_ns].map(fmt_ns));
+            cells.extend([r.one_way.p999_ns, r.one_way.max_ns].map(fmt_ns));
+            cells.extend([
+                r.samples.to_string(),
+                fmt_ratio(r.vs_tcp_p50, 2),
+                r.added_p50_ns.map_or_else(|| "-".into(), fmt_signed_ns),
+                r.added_p99_ns.map_or_else(|| "-".into(), fmt_signed_ns),
+            ]);
+            cells
+        })
+        .collect();
+    let p = host.pinning;
+    let mut notes = vec![format!(
+        "One-way times on one clock: the publisher stamps each message with \
+         CLOCK_MONOTONIC before send, the subscriber reads it when recv returns; one \
+         message in flight, every sequence number checked, and each bridge forwarded \
+         exactly what was sent. Library defaults everywhere (Adaptive waits, \
+         Overflow::Block), tcp over loopback; the bridge is shmsock::Bridge, the loop \
+         of `shmsock bridge`. Publisher on CPU {}, subscriber on CPU {}.",
+        p.parent_cpu, p.child_cpu
+    )];
+    if let Some(cpu) = rows.iter().find_map(|r| r.bridge_cpu) {
+        let shared = if cpu == p.child_cpu {
+            format!(
+                " (shared with the subscriber: this machine lets the lab use {} CPU(s), \
+                 so a bridged message waits for one more scheduling on a busy CPU)",
+                host.cpus_allowed
+            )
+        } else {
+            String::new()
+        };
+        notes.push(format!("Bridge process on CPU {cpu}{shared}."));
+    }
+    for r in rows.iter().filter(|r| r.bridge_cpu.is_some()) {
+        if let (Some(x), Some(p50), Some(p99)) = (r.vs_tcp_p50, r.added_p50_ns, r.added_p99_ns) {
+            notes.push(format!(
+                "{}: the bridge adds {} at p50 ({x:.2}x {BASELINE} direct); p99 {} \
+                 against {BASELINE} direct (one more hop, shm://, and the bridge's receive \
+                 and send).",
+                r.path,
+                fmt_signed_ns(p50),
+                fmt_signed_ns(p99)
+            ));
+        }
+    }
+    if rows.iter().any(|r| r.added_p99_ns.is_some_and(|d| d < 0)) {
+        notes.push(format!(
+            "A negative p99 difference means {BASELINE} direct had the longer tail in this \
+             run: its subscriber sleeps in poll between messages on a CPU with nothing else \
+             to do, and waking an idle CPU can take milliseconds on a VM, while a bridge \
+             that shares the subscriber's CPU keeps it awake. Compare the medians."
+        ));
+    }
+    let mut table = Table::new(
+        format!(
+            "Bridge: one-way latency publisher -> subscriber, direct and through \
+             `shmsock bridge` ({})",
+            fmt_size(first.size)
+        ),
+        vec![
+            "path",
+            "min",
+            "p50",
+            "p99",
+            "p99.9",
+            "max",
+            "samples",
+            "vs tcp p50",
+            "added p50",
+            "added p99",
+        ],
+        cells,
+    );
+    table.plot = Some("bridge.svg");
+    table.notes = notes;
+    Some(table)
+}
+
+/// `bridge.svg`: one-way min/p50/p99/p99.9 per path, direct and through a bridge, log axis.
+pub(crate) fn plot(rows: &[BridgeRow]) -> Option<String> {
+    let mut chart = Chart::new(
+        "One-way latency, direct and through shmsock bridge (ns, log scale)",
+        rows.iter().map(|r| r.path.clone()).collect(),
+        "one way (ns)",
+    );
+    chart.size = (900, 520);
+    chart.scale = Scale::Log;
+    chart.legend = SeriesLabelPosition::UpperLeft;
+    for (k, colour) in [GREEN, BLUE, MAGENTA, RED].into_iter().enumerate() {
+        let points = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as f64, r.one_way.labelled()[k].1.max(1) as f64))
+            .collect();
+        let label = rows.first()?.one_way.labelled()[k].0;
+        chart
+            .series
+            .push(Series::new(label, colour, Mark::Dots(5), points));
+    }
+    chart.to_svg()
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Contention (seed 002): 1, 2, 4 and 8 producer processes feeding one consumer process.
+//! Contention (Comparison): 1, 2, 4 and 8 producer processes feeding one consumer process.
 //!
 //! ```text
 //! parent (consumer, CPU A)                 producer k = 0..n (forked, all pinned to CPU B)
@@ -22,22 +22,54 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::pair::{ChildReport, ChildStats};
+use plotters::style::Color;
+use serde::{Deserialize, Serialize};
+
 use super::{get_seq, put_seq, Budgets, Window, SEQ_STOP, WATCHDOG_MARGIN};
-use crate::host::Pinning;
+use crate::chart::{distinct, Chart, Mark, Series, COLOURS};
+use crate::claims::{self, ClaimCheck, Metric};
+use crate::format::{fmt_count, fmt_ratio};
+use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::cas_ring::CasRing;
 use crate::mechanisms::locked_ring::LockedRing;
 use crate::mechanisms::posix_mq::PosixMq;
 use crate::mechanisms::shmsock::ShmsockInbox;
 use crate::mechanisms::{FanIn, Side};
-use crate::process::{fork_child, kill_child, wait_child, ChildEnd, CHILD_EXIT_FAILED};
-use crate::report::ContentionRow;
+use crate::process::{outcome, wait_until, ChildStats, Children, Pause};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
+use crate::table::Table;
 use crate::LabError;
 
-/// Message size, as in seed 002's synchronisation-tax table that the contention table extends.
+/// One multi-producer queue with `producers` producer processes and one consumer (the Comparison's
+/// contention table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentionRow {
+    /// `lock-free` (CAS multi-producer ring), `mutex` (process-shared mutex queue),
+    /// `posix-mq`.
+    pub queue: String,
+    /// Producer processes.
+    pub producers: u32,
+    /// Messages per second, all producers together, measured by the consumer.
+    pub msgs_per_s: u64,
+    /// Message size in bytes.
+    pub size: usize,
+    /// The implementation (`cas-ring`, `mutex-ring`, `posix-mq`).
+    #[serde(default)]
+    pub implementation: String,
+    /// Messages received in the window.
+    #[serde(default)]
+    pub messages: u64,
+    /// The consumer's window, seconds.
+    #[serde(default)]
+    pub seconds: f64,
+    /// `msgs_per_s` / the same queue's with one producer.
+    #[serde(default)]
+    pub vs_one_producer: Option<f64>,
+}
+
+/// Message size, as in the Comparison's synchronisation-tax table that the contention table extends.
 pub(crate) const SIZE: usize = 4096;
-/// Producer counts of seed 002's table.
+/// Producer counts of the Comparison's table.
 pub(crate) const PRODUCERS: [u32; 4] = [1, 2, 4, 8];
 /// Messages per run (all producers together) in the default mode.
 pub(crate) const MESSAGES: u64 = 262_144;
@@ -62,7 +94,7 @@ pub(crate) struct Queue {
     pub(crate) fan_in: Box<dyn FanIn>,
 }
 
-/// The queues of seed 002's table, in its order.
+/// The queues of the Comparison's table, in its order.
 pub(crate) fn queues() -> Vec<Queue> {
     vec![
         Queue {
@@ -109,22 +141,18 @@ pub(crate) fn measure(
     }
     let sides = queue.fan_in.setup_fan_in(n, SIZE)?;
     let control = SharedRegion::new(2 * CACHE_LINE_BYTES)?;
-    let reports = (0..n)
-        .map(|_| ChildReport::new())
-        .collect::<Result<Vec<_>, _>>()?;
     let per_producer = (messages / n as u64).max(1);
     let watchdog = max_time + READY_TIMEOUT + WATCHDOG_MARGIN;
-    let watchdog_secs = u32::try_from(watchdog.as_secs()).unwrap_or(u32::MAX);
     let mut send_buf = vec![0x5Au8; SIZE];
     let mut recv_buf = vec![0u8; SIZE];
     let mut consumer = Some(sides.consumer);
     let mut pending: Vec<Option<Box<dyn Side>>> = sides.producers.into_iter().map(Some).collect();
-    let mut pids = Vec::with_capacity(n);
-    for (k, report) in reports.iter().enumerate() {
+    let mut children = Children::new();
+    for k in 0..n {
         let mine = pending[k]
             .take()
             .expect("each producer side is forked once");
-        let forked = fork_child(pinning.child_cpu, watchdog_secs, || {
+        children.fork(format!("producer {k}"), pinning.child_cpu, watchdog, || {
             // Child k: keep only its own side.
             if let Some(other) = consumer.take() {
                 other.abandon();
@@ -146,24 +174,8 @@ pub(crate) fn measure(
             if result.is_err() {
                 side.break_channel();
             }
-            drop(side);
-            report.finish(&result);
-            if result.is_ok() {
-                0
-            } else {
-                CHILD_EXIT_FAILED
-            }
-        });
-        match forked {
-            Ok(pid) => pids.push(pid),
-            Err(err) => {
-                for pid in pids {
-                    kill_child(pid);
-                    let _ = wait_child(pid, Duration::from_secs(1));
-                }
-                return Err(err);
-            }
-        }
+            result
+        })?;
     }
     let mut consumer = consumer.expect("the consumer side stays in the parent");
     let result = consumer
@@ -171,31 +183,11 @@ pub(crate) fn measure(
         .and_then(|()| consume(&mut *consumer, n, &control, &mut recv_buf));
     if result.is_err() {
         consumer.break_channel();
-        pids.iter().for_each(|&pid| kill_child(pid));
+        children.kill_all();
     }
     drop(consumer);
-    let mut failures = Vec::new();
-    for (k, pid) in pids.into_iter().enumerate() {
-        match wait_child(pid, Duration::from_secs(10)) {
-            Ok(ChildEnd::Exited(0)) => {}
-            Ok(end) => failures.push(format!("producer {k}: {}", reports[k].failure(end))),
-            Err(err) => failures.push(format!("producer {k}: {err}")),
-        }
-    }
-    let (received, wall_ns) = match result {
-        Ok(done) if failures.is_empty() => done,
-        Ok(_) => {
-            return Err(LabError::Child {
-                detail: failures.join("; "),
-            })
-        }
-        Err(err) if failures.is_empty() => return Err(err),
-        Err(err) => {
-            return Err(LabError::Child {
-                detail: format!("{}; the consumer then failed: {err}", failures.join("; ")),
-            })
-        }
-    };
+    let ((received, wall_ns), _) =
+        outcome("consumer", result, children.reap(Duration::from_secs(10)))?;
     let seconds = wall_ns.max(1) as f64 / 1e9;
     Ok(ContentionRow {
         queue: queue.name.to_string(),
@@ -223,16 +215,13 @@ fn produce(
     control
         .atomic_u64(READY_OFFSET)
         .fetch_add(1, Ordering::Release);
-    let deadline = Instant::now() + READY_TIMEOUT;
-    while control.atomic_u64(GO_OFFSET).load(Ordering::Acquire) == 0 {
-        if Instant::now() > deadline {
-            return Err(LabError::Stalled {
-                what: "waiting for the consumer's start signal",
-                waited: READY_TIMEOUT,
-            });
-        }
-        rustix::thread::sched_yield();
-    }
+    wait_until(
+        "waiting for the consumer's start signal",
+        READY_TIMEOUT,
+        Pause::Yield,
+        || control.atomic_u64(GO_OFFSET).load(Ordering::Acquire) != 0,
+        || None,
+    )?;
     buf[8..16].copy_from_slice(&id.to_le_bytes());
     let window = Window::start();
     let end = Instant::now() + max_time;
@@ -257,16 +246,13 @@ fn consume(
     control: &SharedRegion,
     buf: &mut [u8],
 ) -> Result<(u64, u64), LabError> {
-    let started = Instant::now();
-    while control.atomic_u64(READY_OFFSET).load(Ordering::Acquire) < producers as u64 {
-        if started.elapsed() > READY_TIMEOUT {
-            return Err(LabError::Stalled {
-                what: "waiting for the producers to be ready",
-                waited: started.elapsed(),
-            });
-        }
-        std::thread::sleep(Duration::from_micros(100));
-    }
+    wait_until(
+        "waiting for the producers to be ready",
+        READY_TIMEOUT,
+        Pause::Sleep(Duration::from_micros(100)),
+        || control.atomic_u64(READY_OFFSET).load(Ordering::Acquire) >= producers as u64,
+        || None,
+    )?;
     let mut next = vec![1u64; producers];
     let mut stopped = 0usize;
     let mut messages = 0u64;
@@ -300,4 +286,153 @@ fn consume(
         }
     }
     Ok((messages, window.stop().0))
+}
+
+/// Fills `vs_one_producer`: each row's rate over the same queue's with one producer.
+pub(crate) fn compare_with_one_producer(rows: &mut [ContentionRow]) {
+    let singles: Vec<(String, u64)> = rows
+        .iter()
+        .filter(|r| r.producers == 1)
+        .map(|r| (r.queue.clone(), r.msgs_per_s))
+        .collect();
+    for row in rows {
+        row.vs_one_producer = singles
+            .iter()
+            .find(|(q, _)| *q == row.queue)
+            .map(|(_, base)| row.msgs_per_s as f64 / (*base).max(1) as f64);
+    }
+}
+
+/// The contention table, each row beside the Comparison's claim, with what the machine's
+/// CPUs and shmsock's Inbox mean for it.
+pub(crate) fn table(
+    rows: &[ContentionRow],
+    host: &HostInfo,
+    checks: &[ClaimCheck],
+) -> Option<Table> {
+    if rows.is_empty() {
+        return None;
+    }
+    let cells = rows
+        .iter()
+        .map(|r| {
+            let mut cells = vec![
+                r.queue.clone(),
+                r.implementation.clone(),
+                r.producers.to_string(),
+                fmt_count(r.msgs_per_s),
+                fmt_ratio(r.vs_one_producer, 2),
+            ];
+            let metric = Metric::Contention {
+                producers: r.producers,
+            };
+            cells.extend(claims::cells(checks, metric, &r.queue));
+            cells
+        })
+        .collect();
+    let p = host.pinning;
+    let mut notes = vec![format!(
+        "The consumer runs on CPU {}, every producer on CPU {}; messages are 4 KiB, \
+         sequence-checked per producer.",
+        p.parent_cpu, p.child_cpu
+    )];
+    if host.cpus_allowed <= 2 {
+        notes.push(format!(
+            "This machine has {} usable CPU(s): 2, 4 and 8 producers time-share one CPU, so \
+             they contend through preemption (a producer descheduled while holding the \
+             mutex, or between claiming a ring slot and publishing it), not in parallel as \
+             on the many-core machine the Comparison implies.",
+            host.cpus_allowed
+        ));
+    }
+    let many = SHMSOCK_MANY_WRITERS;
+    let rate = |n: u32| {
+        rows.iter()
+            .find(|r| r.queue == many && r.producers == n)
+            .map(|r| r.msgs_per_s)
+    };
+    notes.push(match (rate(1), rate(8)) {
+        (Some(one), Some(eight)) if one > 0 => {
+            let x = eight as f64 / one as f64;
+            format!(
+                "`{many}` is shmsock's Inbox: one SPSC ring per producer (no shared tail, no \
+                 CAS), a doorbell per writer. 8 producers reach {x:.2}x the rate of one (bar: >= \
+                 0.80x; {}).",
+                if x >= 0.8 {
+                    "met"
+                } else {
+                    "NOT met in this run"
+                }
+            )
+        }
+        _ => format!(
+            "`{many}` is shmsock's Inbox: one SPSC ring per producer (no shared tail, no \
+             CAS), a doorbell per writer."
+        ),
+    });
+    let mut table = Table::new(
+        "Contention: N producer processes -> one consumer (msgs/s, all producers)",
+        vec![
+            "queue",
+            "implementation",
+            "producers",
+            "msgs/s",
+            "vs 1 producer",
+            "Comparison",
+            "ratio",
+            "verdict",
+        ],
+        cells,
+    );
+    table.plot = Some("contention.svg");
+    table.notes = notes;
+    Some(table)
+}
+
+/// `contention.svg`: messages per second against producers (1, 2, 4, 8), one curve per
+/// queue, measured (solid) and the Comparison's claims (faint), log axis.
+pub(crate) fn plot(rows: &[ContentionRow]) -> Option<String> {
+    let x_of = Chart::x_of;
+    let mut chart = Chart::over_counts(
+        "Contention: producers -> one consumer, 4 KiB (messages/s, log scale)",
+        &PRODUCERS,
+        "producer processes",
+        "messages per second, all producers",
+    );
+    for (k, queue) in distinct(rows.iter().map(|r| r.queue.clone()))
+        .into_iter()
+        .enumerate()
+    {
+        let colour = COLOURS[k % 5];
+        let measured = rows
+            .iter()
+            .filter(|r| r.queue == queue)
+            .map(|r| (x_of(r.producers), r.msgs_per_s.max(1) as f64))
+            .collect();
+        let claimed = PRODUCERS
+            .iter()
+            .filter_map(|&p| {
+                let claim = claims::claimed(Metric::Contention { producers: p }, &queue)?;
+                Some((x_of(p), claim))
+            })
+            .collect();
+        let line = |width, radius, filled| Mark::Line {
+            width,
+            radius,
+            filled,
+        };
+        chart.series.push(Series::new(
+            queue.as_str(),
+            colour,
+            line(2, 4, true),
+            measured,
+        ));
+        chart.series.push(Series::new(
+            format!("{queue}, Comparison (claimed)"),
+            colour.mix(0.35),
+            line(1, 3, false),
+            claimed,
+        ));
+    }
+    chart.to_svg()
 }

@@ -28,16 +28,79 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Options, Overflow, Publisher, Subscriber};
 
-use super::pair::{ChildReport, ChildStats};
+use serde::{Deserialize, Serialize};
+
+use super::throughput::cpu_pct;
 use super::{get_seq, put_seq, Budgets, Window, SEQ_STOP, WATCHDOG_MARGIN};
-use crate::host::Pinning;
+use crate::chart::{sorted, Chart, Mark, Series, COLOURS};
+use crate::format::{fmt_count, fmt_ratio, fmt_size};
+use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::shmsock::{lib, retry_refused, unique_endpoint};
-use crate::process::{fork_child, kill_child, wait_child, ChildEnd, CHILD_EXIT_FAILED};
-use crate::report::FanoutRow;
+use crate::process::{outcome, wait_until, ChildStats, Children, Pause};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
+use crate::table::Table;
 use crate::LabError;
 
-/// Message sizes: the lab's small message and seed 002's 4 KiB.
+/// One `shm://` publisher process broadcasting to `subscribers` subscriber processes
+/// (issue 5's fan-out), `Overflow::Block`: every message reaches every subscriber.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanoutRow {
+    /// Subscriber processes.
+    pub subscribers: u32,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Messages the publisher sent per second; each was delivered to every subscriber (the
+    /// window ends when the last subscriber has everything).
+    pub msgs_per_s: u64,
+    /// Messages delivered per second, all subscribers together (`msgs_per_s` × subscribers).
+    pub delivered_per_s: u64,
+    /// Messages sent in the window (every subscriber received exactly these, in order).
+    pub messages: u64,
+    /// The publisher's window, seconds.
+    pub seconds: f64,
+    /// CPU use of the publishing thread in its window, % of one CPU.
+    pub publisher_cpu_pct: f64,
+    /// Mean CPU use of the subscribers' threads from their first message to the last, % of
+    /// one CPU.
+    pub subscriber_cpu_pct: f64,
+    /// Whether the time cap stopped the run before all its messages were sent.
+    pub capped: bool,
+    /// `msgs_per_s` / the rate with one subscriber at the same size.
+    #[serde(default)]
+    pub vs_one_subscriber: Option<f64>,
+}
+
+impl FanoutRow {
+    /// A row from what the publisher measured and its subscribers' own windows.
+    pub(crate) fn new(
+        subscribers: u32,
+        size: usize,
+        published: &Published,
+        subscriber_stats: &[ChildStats],
+    ) -> Self {
+        let seconds = published.wall_ns.max(1) as f64 / 1e9;
+        let msgs_per_s = published.sent as f64 / seconds;
+        let subscriber_cpu_pct = subscriber_stats
+            .iter()
+            .map(|s| cpu_pct(s.cpu_ns, s.wall_ns))
+            .sum::<f64>()
+            / subscriber_stats.len().max(1) as f64;
+        Self {
+            subscribers,
+            size,
+            msgs_per_s: msgs_per_s.round() as u64,
+            delivered_per_s: (msgs_per_s * f64::from(subscribers)).round() as u64,
+            messages: published.sent,
+            seconds,
+            publisher_cpu_pct: cpu_pct(published.cpu_ns, published.wall_ns),
+            subscriber_cpu_pct,
+            capped: published.capped,
+            vs_one_subscriber: None,
+        }
+    }
+}
+
+/// Message sizes: the lab's small message and the Comparison's 4 KiB.
 pub(crate) const SIZES: [usize; 2] = [64, 4096];
 /// Subscriber counts.
 pub(crate) const SUBSCRIBERS: [u32; 3] = [1, 2, 4];
@@ -47,7 +110,7 @@ pub(crate) const BAR_4_VS_1: f64 = 0.5;
 pub(crate) const NAME: &str = "shmsock-pubsub";
 /// Messages per run of 64 B in the default mode.
 const MESSAGES_SMALL: u64 = 16_777_216;
-/// Messages per run of 4 KiB in the default mode: 1 GiB to every subscriber, as seed 002's
+/// Messages per run of 4 KiB in the default mode: 1 GiB to every subscriber, as the Comparison's
 /// 4 KiB rows move.
 const MESSAGES_BULK: u64 = 262_144;
 /// Fewest messages per run, whatever the mode (fewer would time the start-up).
@@ -98,66 +161,31 @@ pub(crate) fn measure(
     }
     let endpoint = unique_endpoint();
     let control = SharedRegion::new(RECEIVED_OFFSET + n * CACHE_LINE_BYTES)?;
-    let reports = (0..n)
-        .map(|_| ChildReport::new())
-        .collect::<Result<Vec<_>, _>>()?;
     let watchdog = max_time + 2 * READY_TIMEOUT + WATCHDOG_MARGIN;
-    let watchdog_secs = u32::try_from(watchdog.as_secs()).unwrap_or(u32::MAX);
     let mut buf = vec![0x5Au8; size];
-    let mut pids = Vec::with_capacity(n);
-    for (k, report) in reports.iter().enumerate() {
-        let forked = fork_child(pinning.child_cpu, watchdog_secs, || {
-            let result = subscribe(&endpoint, k, size, &control, &mut buf);
-            if result.is_err() {
-                control
-                    .atomic_u64(FAILED_OFFSET)
-                    .fetch_add(1, Ordering::Release);
-            }
-            report.finish(&result);
-            if result.is_ok() {
-                0
-            } else {
-                CHILD_EXIT_FAILED
-            }
-        });
-        match forked {
-            Ok(pid) => pids.push(pid),
-            Err(err) => {
-                for pid in pids {
-                    kill_child(pid);
-                    let _ = wait_child(pid, Duration::from_secs(1));
+    let mut children = Children::new();
+    for k in 0..n {
+        children.fork(
+            format!("subscriber {k}"),
+            pinning.child_cpu,
+            watchdog,
+            || {
+                let result = subscribe(&endpoint, k, size, &control, &mut buf);
+                if result.is_err() {
+                    control
+                        .atomic_u64(FAILED_OFFSET)
+                        .fetch_add(1, Ordering::Release);
                 }
-                return Err(err);
-            }
-        }
+                result
+            },
+        )?;
     }
     let result = publish(&endpoint, n, messages, max_time, &control, &mut buf);
     if result.is_err() {
-        pids.iter().for_each(|&pid| kill_child(pid));
+        children.kill_all();
     }
-    let mut failures = Vec::new();
-    let mut child_stats = Vec::with_capacity(n);
-    for (k, pid) in pids.into_iter().enumerate() {
-        match wait_child(pid, Duration::from_secs(10)) {
-            Ok(ChildEnd::Exited(0)) => child_stats.push(reports[k].stats()),
-            Ok(end) => failures.push(format!("subscriber {k}: {}", reports[k].failure(end))),
-            Err(err) => failures.push(format!("subscriber {k}: {err}")),
-        }
-    }
-    let published = match result {
-        Ok(done) if failures.is_empty() => done,
-        Ok(_) => {
-            return Err(LabError::Child {
-                detail: failures.join("; "),
-            })
-        }
-        Err(err) if failures.is_empty() => return Err(err),
-        Err(err) => {
-            return Err(LabError::Child {
-                detail: format!("{}; the publisher then failed: {err}", failures.join("; ")),
-            })
-        }
-    };
+    let (published, child_stats) =
+        outcome("publisher", result, children.reap(Duration::from_secs(10)))?;
     for k in 0..n {
         // Relaxed: the children have been reaped, which orders their whole lives before this.
         let received = control
@@ -199,21 +227,13 @@ fn publish(
 ) -> Result<Published, LabError> {
     let mut publisher = Publisher::bind_with(endpoint, options()).map_err(lib("publisher bind"))?;
     let failed = || control.atomic_u64(FAILED_OFFSET).load(Ordering::Acquire) > 0;
-    let started = Instant::now();
-    while publisher.subscriber_count() < n {
-        if failed() {
-            return Err(LabError::Child {
-                detail: "a subscriber failed before the start".into(),
-            });
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            return Err(LabError::Stalled {
-                what: "waiting for the subscribers to connect",
-                waited: started.elapsed(),
-            });
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    wait_until(
+        "waiting for the subscribers to connect",
+        READY_TIMEOUT,
+        Pause::Sleep(Duration::from_micros(200)),
+        || publisher.subscriber_count() >= n,
+        || failed().then_some("a subscriber failed before the start"),
+    )?;
     let window = Window::start();
     let end = Instant::now() + max_time;
     let mut sent = 0;
@@ -229,22 +249,14 @@ fn publish(
     }
     put_seq(buf, SEQ_STOP);
     publisher.send(buf).map_err(lib("publisher send"))?;
-    let stopped = Instant::now();
-    // Acquire: pairs with each subscriber's Release increment after its last message.
-    while control.atomic_u64(DONE_OFFSET).load(Ordering::Acquire) < n as u64 {
-        if failed() {
-            return Err(LabError::Child {
-                detail: "a subscriber failed during the run".into(),
-            });
-        }
-        if stopped.elapsed() > READY_TIMEOUT {
-            return Err(LabError::Stalled {
-                what: "waiting for the subscribers to receive the stop message",
-                waited: stopped.elapsed(),
-            });
-        }
-        rustix::thread::sched_yield();
-    }
+    wait_until(
+        "waiting for the subscribers to receive the stop message",
+        READY_TIMEOUT,
+        Pause::Yield,
+        // Acquire: pairs with each subscriber's Release increment after its last message.
+        || control.atomic_u64(DONE_OFFSET).load(Ordering::Acquire) >= n as u64,
+        || failed().then_some("a subscriber failed during the run"),
+    )?;
     let (wall_ns, cpu_ns) = window.stop();
     Ok(Published {
         sent,
@@ -295,6 +307,132 @@ fn subscribe(
             }
         }
     }
+}
+
+/// Fills `vs_one_subscriber`: each row's rate over the rate with one subscriber at its size.
+pub(crate) fn compare_with_one_subscriber(rows: &mut [FanoutRow]) {
+    let singles: Vec<(usize, u64)> = rows
+        .iter()
+        .filter(|r| r.subscribers == 1)
+        .map(|r| (r.size, r.msgs_per_s))
+        .collect();
+    for row in rows {
+        row.vs_one_subscriber = singles
+            .iter()
+            .find(|(size, _)| *size == row.size)
+            .map(|(_, base)| row.msgs_per_s as f64 / (*base).max(1) as f64);
+    }
+}
+
+/// The fan-out table, with the 4-vs-1 bar judged per size.
+pub(crate) fn table(rows: &[FanoutRow], host: &HostInfo) -> Option<Table> {
+    if rows.is_empty() {
+        return None;
+    }
+    let cells = rows
+        .iter()
+        .map(|r| {
+            vec![
+                fmt_size(r.size),
+                r.subscribers.to_string(),
+                format!(
+                    "{}{}",
+                    fmt_count(r.msgs_per_s),
+                    if r.capped { "*" } else { "" }
+                ),
+                fmt_count(r.delivered_per_s),
+                fmt_ratio(r.vs_one_subscriber, 2),
+                format!("{:.0}/{:.0}", r.publisher_cpu_pct, r.subscriber_cpu_pct),
+            ]
+        })
+        .collect();
+    let p = host.pinning;
+    let mut notes = vec![format!(
+        "shmsock::Publisher -> Subscriber over shm:// (default options: one broadcast \
+         ring, Overflow::Block, so the publisher waits for the slowest subscriber and \
+         nothing is lost; every subscriber checked every sequence number). The publisher \
+         runs on CPU {}, every subscriber on CPU {}; msgs/s is the publisher's rate, its \
+         window ending when the last subscriber has the last message.",
+        p.parent_cpu, p.child_cpu
+    )];
+    if host.cpus_allowed <= 2 {
+        notes.push(format!(
+            "This machine has {} usable CPU(s): 2 and 4 subscribers time-share one CPU, so \
+             the publisher waits while the scheduler rotates them (each gets 1/N of the \
+             CPU), not while they read in parallel as on a machine with a CPU per \
+             subscriber. Their CPU does all the reading (delivered/s (all) is its total), \
+             so N subscribers can reach at most ~1/N of the rate of one: 0.25x for 4, \
+             under the bar by construction; the bar needs a CPU per subscriber to be \
+             judged.",
+            host.cpus_allowed
+        ));
+    }
+    if rows.iter().any(|r| r.capped) {
+        notes.push("* the run's time cap ended it before all its messages were sent.".into());
+    }
+    for size in sorted(rows.iter().map(|r| r.size)) {
+        let rate = |n: u32| {
+            rows.iter()
+                .find(|r| r.size == size && r.subscribers == n)
+                .map(|r| r.msgs_per_s)
+        };
+        if let (Some(one), Some(four)) = (rate(1), rate(4)) {
+            let x = four as f64 / one.max(1) as f64;
+            notes.push(format!(
+                "{}: 4 subscribers reach {x:.2}x the publisher rate with one (bar: >= \
+                 {BAR_4_VS_1:.2}x; {}).",
+                fmt_size(size),
+                if x >= BAR_4_VS_1 {
+                    "met"
+                } else {
+                    "NOT met in this run"
+                }
+            ));
+        }
+    }
+    let mut table = Table::new(
+        "Fan-out: one publisher process -> N subscriber processes over shm:// \
+         (msgs/s sent, each delivered to every subscriber)",
+        vec![
+            "size",
+            "subscribers",
+            "msgs/s",
+            "delivered/s (all)",
+            "vs 1 subscriber",
+            "CPU% pub/sub",
+        ],
+        cells,
+    );
+    table.plot = Some("fanout.svg");
+    table.notes = notes;
+    Some(table)
+}
+
+/// `fanout.svg`: the publisher's messages per second against subscribers (1, 2, 4), one
+/// curve per message size, log axis.
+pub(crate) fn plot(rows: &[FanoutRow]) -> Option<String> {
+    let mut chart = Chart::over_counts(
+        "Fan-out: one publisher -> N subscribers over shm:// (messages/s sent, log scale)",
+        &SUBSCRIBERS,
+        "subscriber processes",
+        "messages per second, sent to all",
+    );
+    for (k, size) in sorted(rows.iter().map(|r| r.size)).into_iter().enumerate() {
+        let points = rows
+            .iter()
+            .filter(|r| r.size == size)
+            .map(|r| (Chart::x_of(r.subscribers), r.msgs_per_s.max(1) as f64))
+            .collect();
+        let line = Mark::Line {
+            width: 2,
+            radius: 4,
+            filled: true,
+        };
+        chart
+            .series
+            .push(Series::new(fmt_size(size), COLOURS[k % 4], line, points));
+    }
+    chart.to_svg()
 }
 
 #[cfg(test)]

@@ -11,10 +11,11 @@
 //! bytes before it: u64 LE]` (the checksum only when `len >= 16`). Generating and checking
 //! allocate nothing, so the child side is safe to run after a fork from a test harness.
 
-use super::pair::{run_pair, ChildStats};
+use super::pair::run_pair;
 use super::{get_seq, Budgets};
 use crate::host::Pinning;
 use crate::mechanisms::{Mechanism, Pattern, Side};
+use crate::process::ChildStats;
 use crate::LabError;
 
 /// Message sizes checked: the smallest, odd ones, the two measured ones, and a large one.

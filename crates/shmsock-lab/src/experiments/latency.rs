@@ -5,7 +5,7 @@
 //! receives the echo and checks that it carries `n`. One round trip is timed per sample
 //! (`Instant::now` before the send and after the receive, ~20 ns of clock reads included) and
 //! recorded in an HDR histogram in ns. After the warm-up and the measured loop the parent sends
-//! [`SEQ_STOP`], which the child echoes and then stops.
+//! `SEQ_STOP`, which the child echoes and then stops.
 //!
 //! One-way latency is reported as RTT / 2: with the two processes on different CPUs there is no
 //! shared clock precise enough to time one direction alone.
@@ -13,13 +13,51 @@
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
+use plotters::style::{BLACK, BLUE, GREEN, MAGENTA, RED};
+use serde::{Deserialize, Serialize};
 
-use super::pair::{run_pair, ChildStats};
+use super::pair::run_pair;
 use super::{get_seq, put_seq, Budget, Window, SEQ_STOP};
+use crate::chart::{Chart, Mark, Scale, Series};
+use crate::format::{fmt_ns, fmt_ratio};
 use crate::host::Pinning;
 use crate::mechanisms::{Mechanism, Pattern, Side};
-use crate::report::LatencyRow;
-use crate::LabError;
+use crate::process::ChildStats;
+use crate::stats::Percentiles;
+use crate::table::Table;
+use crate::{LabError, LATENCY_SIZE};
+
+/// Ping-pong latency of one mechanism at one message size. Times are round trips, in ns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyRow {
+    /// Mechanism name.
+    pub mechanism: String,
+    /// Message size in bytes.
+    pub size: usize,
+    /// The round trips (`min_ns`, `p50_ns`, ... in the JSON).
+    #[serde(flatten)]
+    pub rtt: Percentiles,
+    /// One-way latency estimate: `p50_ns / 2`.
+    pub oneway_p50_ns: u64,
+    /// Round trips measured.
+    pub samples: u64,
+    /// `p50_ns` divided by the floor's `p50_ns` (`None` if the floor is unavailable).
+    pub p50_vs_floor: Option<f64>,
+}
+
+impl LatencyRow {
+    /// A row of round trips summarised as `rtt`.
+    pub(crate) fn new(mechanism: &str, size: usize, rtt: Percentiles, samples: u64) -> Self {
+        Self {
+            mechanism: mechanism.to_string(),
+            size,
+            rtt,
+            oneway_p50_ns: rtt.p50_ns / 2,
+            samples,
+            p50_vs_floor: None,
+        }
+    }
+}
 
 /// Longest round trip the histogram holds (longer ones are clamped to it): 100 s.
 const MAX_RTT_NS: u64 = 100_000_000_000;
@@ -79,10 +117,10 @@ pub(crate) fn measure(
             Ok(measured)
         },
     )?;
-    Ok(LatencyRow::from_histogram(
+    Ok(LatencyRow::new(
         mechanism.name(),
         size,
-        &hist,
+        Percentiles::from_histogram(&hist),
         samples,
     ))
 }
@@ -115,4 +153,126 @@ fn check_echo(echo: &[u8], payload: usize, seq: u64) -> Result<(), LabError> {
             detail: format!("echo of message {seq} carries sequence number {got:?}"),
         }),
     }
+}
+
+/// Fills `p50_vs_floor` of every row: its p50 over the p50 of the `floor` row among them.
+pub(crate) fn compare_with_floor(rows: &mut [LatencyRow]) {
+    let floor = rows
+        .iter()
+        .find(|r| r.mechanism == "floor")
+        .map(|r| r.rtt.p50_ns);
+    for row in rows.iter_mut() {
+        row.p50_vs_floor = floor.map(|f| row.rtt.p50_ns as f64 / f.max(1) as f64);
+    }
+}
+
+/// The row of `mechanism` at the lab's latency size, if measured.
+pub(crate) fn find<'a>(rows: &'a [LatencyRow], mechanism: &str) -> Option<&'a LatencyRow> {
+    rows.iter()
+        .find(|r| r.mechanism == mechanism && r.size == LATENCY_SIZE)
+}
+
+/// Why a kernel wake-up costs more across CPUs than on one, with this run's numbers (the
+/// first mechanism among `futex`, `pipe`, `uds-stream`, `eventfd` whose two placements were
+/// both measured).
+pub(crate) fn wakeup_note(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<String> {
+    let (cross, same) = ["futex", "pipe", "uds-stream", "eventfd"]
+        .iter()
+        .find_map(|name| Some((find(rows, name)?, find(same_cpu, name)?)))?;
+    Some(format!(
+        "Why kernel mechanisms are slower across CPUs ({m}: {c} RTT p50 across CPUs, {s} on \
+         one CPU):\n\
+         a blocked reader sleeps; waking it on ANOTHER CPU means an inter-processor interrupt\n\
+         to a CPU that is idle. On a small VM an idle vCPU halts (its host thread sleeps), so\n\
+         the wake-up waits for the hypervisor to reschedule that vCPU: tens of µs per\n\
+         direction. On the SAME CPU the writer just marks the reader runnable and the\n\
+         scheduler switches to it when the writer blocks: a context switch, a few µs, no\n\
+         interrupt, no halted CPU. Spinning mechanisms (floor, raw-ring, shmsock-busy) show\n\
+         the opposite: across CPUs they never sleep, on one CPU each must yield to let the\n\
+         other run.",
+        m = cross.mechanism,
+        c = fmt_ns(cross.rtt.p50_ns),
+        s = fmt_ns(same.rtt.p50_ns),
+    ))
+}
+
+/// The latency table: round trips across CPUs, one-way, against the floor and on one CPU.
+pub(crate) fn table(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Table> {
+    if rows.is_empty() {
+        return None;
+    }
+    let cells = rows
+        .iter()
+        .map(|r| {
+            let same = same_cpu
+                .iter()
+                .find(|s| s.mechanism == r.mechanism)
+                .map_or_else(|| "-".into(), |s| fmt_ns(s.rtt.p50_ns));
+            vec![
+                r.mechanism.clone(),
+                fmt_ns(r.rtt.min_ns),
+                fmt_ns(r.rtt.p50_ns),
+                fmt_ns(r.rtt.p99_ns),
+                fmt_ns(r.rtt.p999_ns),
+                fmt_ns(r.oneway_p50_ns),
+                fmt_ratio(r.p50_vs_floor, 1),
+                same,
+            ]
+        })
+        .collect();
+    let mut table = Table::new(
+        format!("Latency: {LATENCY_SIZE} B ping-pong"),
+        vec![
+            "mechanism",
+            "RTT min",
+            "RTT p50",
+            "RTT p99",
+            "RTT p99.9",
+            "one-way p50",
+            "p50/floor",
+            "same-CPU RTT p50",
+        ],
+        cells,
+    );
+    table.plot = Some("latency.svg");
+    table.intro = vec!["RTT = round trip; one-way = RTT / 2.".into()];
+    table.notes.extend(wakeup_note(rows, same_cpu));
+    Some(table)
+}
+
+/// `latency.svg`: RTT min / p50 / p99 / p99.9 per mechanism (sides on different CPUs), on a
+/// log axis, with the same-CPU p50 beside them.
+pub(crate) fn plot(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<String> {
+    let mut chart = Chart::new(
+        format!("Ping-pong round trip, {LATENCY_SIZE} B (ns, log scale)"),
+        rows.iter().map(|r| r.mechanism.clone()).collect(),
+        "round trip (ns)",
+    );
+    chart.vertical_labels = true;
+    chart.scale = Scale::Log;
+    chart.legend = plotters::chart::SeriesLabelPosition::UpperLeft;
+    let colours = [GREEN, BLUE, MAGENTA, RED];
+    for (k, colour) in colours.into_iter().enumerate() {
+        let points = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as f64, r.rtt.labelled()[k].1.max(1) as f64))
+            .collect();
+        let label = format!("RTT {}", rows.first()?.rtt.labelled()[k].0);
+        chart
+            .series
+            .push(Series::new(label, colour, Mark::Dots(4), points));
+    }
+    let same = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let s = same_cpu.iter().find(|s| s.mechanism == r.mechanism)?;
+            Some((i as f64, s.rtt.p50_ns.max(1) as f64))
+        })
+        .collect();
+    chart
+        .series
+        .push(Series::new("RTT p50, same CPU", BLACK, Mark::Dots(4), same));
+    chart.to_svg()
 }

@@ -3,30 +3,35 @@
 //! - [`latency`]: ping-pong round trips, one timed per sample into an HDR histogram.
 //! - [`throughput`]: the child streams sequence-numbered messages, the parent receives and
 //!   checks them and times first to last.
-//! - [`integrity`]: a short, untimed pass that proves a mechanism delivers every byte intact
+//! - `integrity`: a short, untimed pass that proves a mechanism delivers every byte intact
 //!   at several sizes, before any number of it is believed.
-//! - [`sync_tax`]: seed 002's synchronisation tax: one 4 KiB SPSC stream through queues
+//! - [`sync_tax`]: the Comparison's synchronisation tax: one 4 KiB SPSC stream through queues
 //!   guarded by nothing (lock-free), a spinlock, and a process-shared mutex.
-//! - [`contention`]: seed 002's producers 1/2/4/8 into one consumer.
+//! - [`contention`]: the Comparison's producers 1/2/4/8 into one consumer.
 //! - [`fanout`]: one shmsock publisher process to 1/2/4 subscriber processes (issue 5).
 //! - [`bridge`]: one-way latency publisher → subscriber over shm://, tcp:// and through a
 //!   `shmsock bridge` process (issue 7).
-//! - [`serialization`]: seed 003's 1 KiB struct, postcard vs JSON.
-//! - [`scale`]: seed 003's one million messages: threads vs processes.
+//! - [`serialization`]: the Communication Costs' 1 KiB struct, postcard vs JSON.
+//! - [`scale`]: the Communication Costs' one million messages: threads vs processes.
+//!
+//! Each experiment module owns its measurement, its row type (serialised into `report.json`),
+//! its table (a `table::Table`) and its plot (a `chart::Chart`); the `report` only
+//! collects them. The experiments build on the kit below them: `process`, [`crate::stats`],
+//! `table`, `chart`, `format` and [`crate::claims`].
 //!
 //! Every message carries its sequence number in its first 8 bytes (little endian), and both
 //! sides touch the payload, so no mechanism is timed moving bytes nobody looks at.
 
-pub(crate) mod bridge;
-pub(crate) mod contention;
-pub(crate) mod fanout;
+pub mod bridge;
+pub mod contention;
+pub mod fanout;
 pub(crate) mod integrity;
-pub(crate) mod latency;
+pub mod latency;
 pub(crate) mod pair;
-pub(crate) mod scale;
-pub(crate) mod serialization;
-pub(crate) mod sync_tax;
-pub(crate) mod throughput;
+pub mod scale;
+pub mod serialization;
+pub mod sync_tax;
+pub mod throughput;
 
 use std::time::{Duration, Instant};
 

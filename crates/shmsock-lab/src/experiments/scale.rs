@@ -1,8 +1,8 @@
-//! One million messages (seed 003): between two threads of one process, and between two
+//! One million messages (Communication Costs): between two threads of one process, and between two
 //! processes over a Unix socket and over shmsock.
 //!
 //! Seed 003 claims ~100 ms for threads with a lock-free queue and ~10 s for processes with
-//! sockets. Each path moves [`MESSAGES`] sequence-numbered 64-byte messages one way, back to
+//! sockets. Each path moves `MESSAGES` sequence-numbered 64-byte messages one way, back to
 //! back, and the receiver times first to last message (connection setup is not timed):
 //!
 //! - `threads`: a `crossbeam-channel` bounded (array, lock-free) channel of `[u8; 64]`, the
@@ -15,16 +15,55 @@
 
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::{throughput, Budget, Budgets};
+use crate::claims::{self, fmt_value, ClaimCheck, Metric};
+use crate::experiments::latency::{self, LatencyRow};
+use crate::format::{fmt_count, fmt_ns};
 use crate::host::Pinning;
 use crate::mechanisms::shmsock::Shmsock;
 use crate::mechanisms::uds_stream::UdsStream;
 use crate::mechanisms::Mechanism;
 use crate::process::pin_current_thread;
-use crate::report::MillionRow;
+use crate::table::Table;
 use crate::LabError;
 
-/// Messages of seed 003's claim.
+/// Moving one million messages one way (Communication Costs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MillionRow {
+    /// `threads` (crossbeam channel), `uds-stream` (processes), `shmsock` (processes).
+    pub path: String,
+    /// Messages moved.
+    pub messages: u64,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Wall time of `messages`, seconds.
+    pub seconds: f64,
+    /// Time for one million at the measured rate, seconds (= `seconds` when `messages` is a
+    /// million).
+    #[serde(default)]
+    pub seconds_per_million: f64,
+    /// Whether the run stopped at its time cap before moving all its messages.
+    #[serde(default)]
+    pub capped: bool,
+}
+
+impl MillionRow {
+    /// A row of `messages` moved in `seconds`; `capped` if the time cap stopped it early.
+    pub fn new(path: &str, messages: u64, size: usize, seconds: f64, capped: bool) -> Self {
+        Self {
+            path: path.to_string(),
+            messages,
+            size,
+            seconds,
+            seconds_per_million: seconds * 1e6 / messages.max(1) as f64,
+            capped,
+        }
+    }
+}
+
+/// Messages of the Communication Costs' claim.
 pub(crate) const MESSAGES: u64 = 1_000_000;
 /// Message size.
 pub(crate) const SIZE: usize = 64;
@@ -125,4 +164,74 @@ fn threads(messages: u64, max_time: Duration, pinning: Pinning) -> Result<(u64, 
     let moved = expected - 1;
     let seconds = started.map_or(0.0, |s| (last - s).as_secs_f64());
     Ok((moved, seconds))
+}
+/// The one-million-messages table, each path beside Communication Costs' claim, and what
+/// request/response would cost at the latency rows' round trips.
+pub(crate) fn table(
+    rows: &[MillionRow],
+    latency: &[LatencyRow],
+    checks: &[ClaimCheck],
+) -> Option<Table> {
+    if rows.is_empty() {
+        return None;
+    }
+    let cells = rows
+        .iter()
+        .map(|r| {
+            let mut cells = vec![
+                r.path.clone(),
+                fmt_count(r.messages),
+                fmt_value(r.seconds, "s"),
+                format!(
+                    "{}{}",
+                    fmt_value(r.seconds_per_million, "s"),
+                    if r.messages < 1_000_000 {
+                        " (extrapolated)"
+                    } else {
+                        ""
+                    }
+                ),
+                fmt_ns((r.seconds_per_million * 1e3).round() as u64),
+            ];
+            cells.extend(claims::cells(checks, Metric::Million, &r.path));
+            cells
+        })
+        .collect();
+    let mut notes = vec![
+        "One way, back to back, 64 B messages; the receiver times first to last message \
+         (connection setup not included). threads: crossbeam-channel (bounded, lock-free) \
+         between two threads pinned to two CPUs; uds-stream and shmsock: two processes. \
+         shmsock is held to the threads' claim: moving messages between processes at the \
+         speed of threads is what it is for."
+            .into(),
+    ];
+    let rtt = |name: &str| latency::find(latency, name).map(|r| r.rtt.p50_ns);
+    if let Some(uds) = rtt("uds-stream") {
+        notes.push(format!(
+            "If every message waited for its reply (request/response), a million would take \
+             a million round trips: uds-stream {} (RTT p50 {}){}.",
+            fmt_value(uds as f64 * 1e6 / 1e9, "s"),
+            fmt_ns(uds),
+            rtt("shmsock").map_or_else(String::new, |s| format!(
+                ", shmsock {}",
+                fmt_value(s as f64 * 1e6 / 1e9, "s")
+            ))
+        ));
+    }
+    let mut table = Table::new(
+        "One million messages: threads vs processes",
+        vec![
+            "path",
+            "messages",
+            "time",
+            "time for 1M",
+            "per message",
+            "Communication Costs",
+            "ratio",
+            "verdict",
+        ],
+        cells,
+    );
+    table.notes = notes;
+    Some(table)
 }

@@ -1,11 +1,11 @@
-//! Serialization (seed 003): encoding and decoding a ~1 KiB struct, binary vs JSON.
+//! Serialization (Communication Costs): encoding and decoding a ~1 KiB struct, binary vs JSON.
 //!
 //! The struct is an order-book snapshot ([`Snapshot`]): ids, a symbol, 2 × 32 price levels and
 //! a note, about 1 KiB in postcard's encoding (JSON's text is about three times that). Binary
 //! is [postcard](https://docs.rs/postcard) (bincode is unmaintained, RUSTSEC-2025-0141, and its
 //! 3.x release is a deliberate compile error); JSON is serde_json. Encoding writes into a
 //! reused buffer; decoding builds the whole struct again (its `String`s and `Vec`s included),
-//! as a receiver would. Each direction runs in batches of [`BATCH`] for a time budget; the
+//! as a receiver would. Each direction runs in batches of `BATCH` for a time budget; the
 //! result is the median batch's time per operation. In-process, on the parent's CPU.
 
 use std::hint::black_box;
@@ -13,8 +13,22 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::SerializationRow;
+use crate::claims::{self, ClaimCheck, Metric};
+use crate::table::Table;
 use crate::LabError;
+
+/// Serializing one ~1 KiB struct (Communication Costs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SerializationRow {
+    /// `postcard` or `serde_json`.
+    pub format: String,
+    /// Encoded size in bytes.
+    pub encoded_bytes: usize,
+    /// Median time to encode, ns.
+    pub encode_ns: f64,
+    /// Median time to decode, ns.
+    pub decode_ns: f64,
+}
 
 /// Operations timed together (one clock read per batch).
 const BATCH: u32 = 64;
@@ -152,6 +166,54 @@ fn per_op(budget: Duration, mut op: impl FnMut()) -> f64 {
     }
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
+}
+
+/// The serialization table, each format beside Communication Costs' claim.
+pub(crate) fn table(rows: &[SerializationRow], checks: &[ClaimCheck]) -> Option<Table> {
+    if rows.is_empty() {
+        return None;
+    }
+    let base = rows
+        .iter()
+        .find(|r| r.format == "postcard")
+        .map(|r| r.encode_ns + r.decode_ns);
+    let cells = rows
+        .iter()
+        .map(|r| {
+            let total = r.encode_ns + r.decode_ns;
+            let mut cells = vec![
+                r.format.clone(),
+                format!("{} B", r.encoded_bytes),
+                claims::fmt_value(r.encode_ns, "ns"),
+                claims::fmt_value(r.decode_ns, "ns"),
+                claims::fmt_value(total, "ns"),
+                base.map_or_else(|| "-".into(), |b| format!("{:.1}x", total / b.max(1.0))),
+            ];
+            cells.extend(claims::cells(checks, Metric::Serialize, &r.format));
+            cells
+        })
+        .collect();
+    let mut table = Table::new(
+        "Serialization: a ~1 KiB struct (order-book snapshot), encode + decode, one process",
+        vec![
+            "format",
+            "encoded",
+            "encode",
+            "decode",
+            "enc+dec",
+            "vs postcard",
+            "Communication Costs",
+            "ratio",
+            "verdict",
+        ],
+        cells,
+    );
+    table.notes = vec![
+        "Binary is postcard (bincode is unmaintained, RUSTSEC-2025-0141); JSON is \
+         serde_json. Median of batches of 64; decoding rebuilds every String and Vec."
+            .into(),
+    ];
+    Some(table)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The synchronisation tax (seed 002): what guarding a shared-memory queue with a lock costs.
+//! The synchronisation tax (Comparison): what guarding a shared-memory queue with a lock costs.
 //!
 //! One producer process streams 4 KiB messages to one consumer process on another CPU through
 //! the same fixed-slot ring, guarded four ways:
@@ -16,17 +16,50 @@
 //! shared memory is what the shmsock library forbids (a holder that dies deadlocks everyone);
 //! here it is only the thing being measured.
 
+use serde::{Deserialize, Serialize};
+
 use super::{throughput, Budget, Budgets};
+use crate::chart::{Chart, Mark, Series, CLAIMED};
+use crate::claims::{self, ClaimCheck, Metric};
+use crate::format::fmt_count;
 use crate::host::Pinning;
 use crate::mechanisms::locked_ring::LockedRing;
 use crate::mechanisms::raw_ring::RawRing;
 use crate::mechanisms::Mechanism;
-use crate::report::SyncTaxRow;
+use crate::table::Table;
 use crate::LabError;
 
-/// Message size of the table, as in seed 002.
+/// One synchronisation method guarding a single-producer single-consumer queue of 4 KiB
+/// messages (the Comparison's "synchronization tax" table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncTaxRow {
+    /// `lock-free`, `spinlock`, `mutex-low`, `mutex-high`.
+    pub method: String,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Messages per second, measured by the consumer.
+    pub msgs_per_s: u64,
+    /// Change against `lock-free`, in % (negative: slower).
+    pub vs_lock_free_pct: Option<f64>,
+    /// What the method does, in a few words.
+    pub detail: String,
+    /// The queue that implements it (`raw-ring`, `spinlock-ring`, `mutex-ring`, ...).
+    #[serde(default)]
+    pub queue: String,
+    /// Messages counted in the measured window.
+    #[serde(default)]
+    pub messages: u64,
+    /// CPU use of the producer's thread, % of one CPU.
+    #[serde(default)]
+    pub sender_cpu_pct: f64,
+    /// CPU use of the consumer's thread, % of one CPU.
+    #[serde(default)]
+    pub receiver_cpu_pct: f64,
+}
+
+/// Message size of the table, as in the Comparison.
 pub(crate) const SIZE: usize = 4096;
-/// Messages per row in the default mode: 1 GiB of 4 KiB messages, as seed 002's throughput.
+/// Messages per row in the default mode: 1 GiB of 4 KiB messages, as the Comparison's throughput.
 pub(crate) const MESSAGES: u64 = 262_144;
 /// Fewest messages per row, whatever the mode (64 MiB: fewer would time the start-up).
 const MESSAGES_MIN: u64 = 16_384;
@@ -41,7 +74,7 @@ pub(crate) struct Method {
     pub(crate) detail: &'static str,
 }
 
-/// The four methods, in seed 002's order.
+/// The four methods, in the Comparison's order.
 pub(crate) fn methods() -> Vec<Method> {
     vec![
         Method {
@@ -97,4 +130,107 @@ pub(crate) fn measure(
         sender_cpu_pct: row.sender_cpu_pct,
         receiver_cpu_pct: row.receiver_cpu_pct,
     })
+}
+
+/// Fills `vs_lock_free_pct`: each row's rate against the `lock-free` row's, in %.
+pub(crate) fn compare_with_lock_free(rows: &mut [SyncTaxRow]) {
+    let lock_free = rows
+        .iter()
+        .find(|r| r.method == "lock-free")
+        .map(|r| r.msgs_per_s);
+    for row in rows {
+        row.vs_lock_free_pct =
+            lock_free.map(|base| 100.0 * (row.msgs_per_s as f64 / base.max(1) as f64 - 1.0));
+    }
+}
+
+/// The synchronisation-tax table, each row beside the Comparison's claim.
+pub(crate) fn table(rows: &[SyncTaxRow], checks: &[ClaimCheck]) -> Option<Table> {
+    if rows.is_empty() {
+        return None;
+    }
+    let messages = rows.iter().map(|r| r.messages).max().unwrap_or(0);
+    let cells = rows
+        .iter()
+        .map(|r| {
+            let mut cells = vec![
+                r.method.clone(),
+                r.queue.clone(),
+                fmt_count(r.msgs_per_s),
+                r.vs_lock_free_pct
+                    .filter(|_| r.method != "lock-free")
+                    .map_or_else(|| "baseline".into(), |p| format!("{p:+.0}%")),
+                format!("{:.0}/{:.0}", r.sender_cpu_pct, r.receiver_cpu_pct),
+            ];
+            cells.extend(claims::cells(checks, Metric::SyncTax, &r.method));
+            cells
+        })
+        .collect();
+    let mut table = Table::new(
+        format!(
+            "Synchronisation tax: 4 KiB messages, one producer process -> one consumer \
+             process on another CPU (up to {} per row)",
+            fmt_count(messages)
+        ),
+        vec![
+            "method",
+            "queue",
+            "msgs/s",
+            "vs lock-free",
+            "CPU% send/recv",
+            "Comparison",
+            "ratio",
+            "verdict",
+        ],
+        cells,
+    );
+    table.plot = Some("sync_tax.svg");
+    table.notes = vec![
+        "Every locked queue copies the payload while holding its lock; mutex-low peeks \
+         at the other side's position without the lock and locks once per message, \
+         mutex-high locks on every poll."
+            .into(),
+        "The mutex rows put a PTHREAD_PROCESS_SHARED mutex in shared memory: a measured \
+         subject only. The shmsock library never does this (a process that dies holding \
+         the mutex deadlocks every other one); its rings are lock-free with one writer \
+         per shared word."
+            .into(),
+    ];
+    Some(table)
+}
+
+/// `sync_tax.svg`: messages per second per synchronisation method, measured beside the
+/// Comparison's claims.
+pub(crate) fn plot(rows: &[SyncTaxRow]) -> Option<String> {
+    let mut chart = Chart::new(
+        "Synchronisation tax: 4 KiB SPSC between two processes (messages/s)",
+        rows.iter().map(|r| r.method.clone()).collect(),
+        "messages per second",
+    );
+    chart.count_labels = true;
+    let measured = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i as f64 - 0.15, r.msgs_per_s as f64))
+        .collect();
+    let claimed = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            Some((
+                i as f64 + 0.15,
+                claims::claimed(Metric::SyncTax, &r.method)?,
+            ))
+        })
+        .collect();
+    chart.series = vec![
+        Series::new(
+            "this machine",
+            plotters::style::BLUE,
+            Mark::Bars(0.13),
+            measured,
+        ),
+        Series::new("Comparison (claimed)", CLAIMED, Mark::Bars(0.13), claimed),
+    ];
+    chart.to_svg()
 }

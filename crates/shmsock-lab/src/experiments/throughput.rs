@@ -1,8 +1,8 @@
 //! One-way streaming throughput.
 //!
 //! The child (sender) sends `warmup_iters` messages, then up to `iters` more or until
-//! `max_time` has passed (it checks the clock every [`CLOCK_CHECK_EVERY`] messages, so the
-//! check costs nothing per message), then one [`SEQ_STOP`] message. Each message carries its
+//! `max_time` has passed (it checks the clock every `CLOCK_CHECK_EVERY` messages, so the
+//! check costs nothing per message), then one `SEQ_STOP` message. Each message carries its
 //! sequence number in its first 8 bytes. The parent (receiver) checks every sequence number,
 //! starts its clock when the first message after the warm-up arrives and stops it when the stop
 //! message arrives, so the rate is `messages received in between / elapsed`, measured by the
@@ -10,12 +10,188 @@
 
 use std::time::Instant;
 
-use super::pair::{run_pair, ChildStats};
+use serde::{Deserialize, Serialize};
+
+use super::pair::run_pair;
 use super::{get_seq, put_seq, Budget, Window, SEQ_STOP};
+use crate::chart::{distinct, sorted, Chart, Mark, Scale, Series, COLOURS};
+use crate::format::{fmt_count, fmt_ratio, fmt_size};
 use crate::host::Pinning;
 use crate::mechanisms::{Mechanism, Pattern, Side};
-use crate::report::ThroughputRow;
+use crate::process::ChildStats;
+use crate::table::{Group, Table};
 use crate::LabError;
+
+/// Streaming throughput of one mechanism at one message size, measured by the receiver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThroughputRow {
+    /// Mechanism name.
+    pub mechanism: String,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Messages per second.
+    pub msgs_per_s: u64,
+    /// Payload bytes per second.
+    pub bytes_per_s: u64,
+    /// Messages counted in the measured window.
+    pub messages: u64,
+    /// Length of the measured window, in seconds.
+    pub seconds: f64,
+    /// CPU use of the sending process's thread while it sent, in % of one CPU.
+    pub sender_cpu_pct: f64,
+    /// CPU use of the receiving process's thread while it received, in % of one CPU.
+    pub receiver_cpu_pct: f64,
+    /// `msgs_per_s` divided by `raw-ring`'s at the same size.
+    pub vs_raw_ring: Option<f64>,
+    /// `msgs_per_s` divided by `uds-stream`'s at the same size.
+    pub vs_uds_stream: Option<f64>,
+}
+
+impl ThroughputRow {
+    /// Computes the rates from the receiver's count and window and both sides' CPU times.
+    pub(crate) fn new(
+        mechanism: &str,
+        size: usize,
+        messages: u64,
+        wall_ns: u64,
+        sender_cpu_ns: u64,
+        sender_wall_ns: u64,
+        receiver_cpu_ns: u64,
+    ) -> Self {
+        let seconds = wall_ns.max(1) as f64 / 1e9;
+        let msgs_per_s = messages as f64 / seconds;
+        Self {
+            mechanism: mechanism.to_string(),
+            size,
+            msgs_per_s: msgs_per_s.round() as u64,
+            bytes_per_s: (msgs_per_s * size as f64).round() as u64,
+            messages,
+            seconds,
+            sender_cpu_pct: cpu_pct(sender_cpu_ns, sender_wall_ns),
+            receiver_cpu_pct: cpu_pct(receiver_cpu_ns, wall_ns),
+            vs_raw_ring: None,
+            vs_uds_stream: None,
+        }
+    }
+}
+
+/// CPU time over wall time, in % of one CPU.
+pub(crate) fn cpu_pct(cpu_ns: u64, wall_ns: u64) -> f64 {
+    100.0 * cpu_ns as f64 / wall_ns.max(1) as f64
+}
+
+/// Fills `vs_raw_ring` and `vs_uds_stream`: each row's rate over theirs at the same size.
+pub(crate) fn compare_with_references(rows: &mut [ThroughputRow]) {
+    let rate = |rows: &[ThroughputRow], name: &str, size: usize| {
+        rows.iter()
+            .find(|r| r.mechanism == name && r.size == size)
+            .map(|r| r.msgs_per_s)
+    };
+    let rates: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                rate(rows, "raw-ring", r.size),
+                rate(rows, "uds-stream", r.size),
+            )
+        })
+        .collect();
+    for (row, (raw, uds)) in rows.iter_mut().zip(rates) {
+        let ratio = |base: u64| row.msgs_per_s as f64 / base.max(1) as f64;
+        row.vs_raw_ring = raw.map(ratio);
+        row.vs_uds_stream = uds.map(ratio);
+    }
+}
+
+/// The throughput table, one group of rows per message size.
+pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
+    if rows.is_empty() {
+        return None;
+    }
+    let groups = sorted(rows.iter().map(|r| r.size))
+        .into_iter()
+        .map(|size| {
+            let of_size: Vec<_> = rows.iter().filter(|r| r.size == size).collect();
+            let messages = of_size.iter().map(|r| r.messages).max().unwrap_or(0);
+            Group {
+                heading: Some(format!(
+                    "{} messages (up to {} per row)",
+                    fmt_size(size),
+                    fmt_count(messages)
+                )),
+                rows: of_size
+                    .into_iter()
+                    .map(|r| {
+                        vec![
+                            r.mechanism.clone(),
+                            fmt_count(r.msgs_per_s),
+                            format!("{:.2}", r.bytes_per_s as f64 / 1e9),
+                            fmt_ratio(r.vs_raw_ring, 2),
+                            format!("{:.0}", r.sender_cpu_pct),
+                            format!("{:.0}", r.receiver_cpu_pct),
+                        ]
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let mut notes = Vec::new();
+    if rows.iter().any(|r| r.mechanism.ends_with("-offset")) {
+        notes.push(
+            "`*-offset` rows exchange offsets into a shared pool: the payload is never copied, \
+             so their GB/s is offsets/s × size, the way the Comparison counts its 1 MB \
+             shared-memory row."
+                .into(),
+        );
+    }
+    Some(Table {
+        title: "Throughput: one way, measured by the receiver".into(),
+        plot: Some("throughput.svg"),
+        headers: vec![
+            "mechanism",
+            "msgs/s",
+            "GB/s",
+            "vs raw-ring",
+            "CPU% send",
+            "CPU% recv",
+        ],
+        groups,
+        notes,
+        ..Table::default()
+    })
+}
+
+/// `throughput.svg`: messages per second per mechanism, one series per message size, log
+/// axis.
+pub(crate) fn plot(rows: &[ThroughputRow]) -> Option<String> {
+    let names = distinct(rows.iter().map(|r| r.mechanism.clone()));
+    let sizes = sorted(rows.iter().map(|r| r.size));
+    let mut chart = Chart::new(
+        "Streaming throughput (messages/s, log scale)",
+        names.clone(),
+        "messages per second",
+    );
+    chart.vertical_labels = true;
+    chart.scale = Scale::Log;
+    for (k, size) in sizes.iter().enumerate() {
+        let offset = (k as f64 - (sizes.len() as f64 - 1.0) / 2.0) * 0.15;
+        let points = rows
+            .iter()
+            .filter(|r| r.size == *size)
+            .filter_map(|r| {
+                let i = names.iter().position(|n| *n == r.mechanism)?;
+                Some((i as f64 + offset, r.msgs_per_s.max(1) as f64))
+            })
+            .collect();
+        chart.series.push(Series::new(
+            fmt_size(*size),
+            COLOURS[k % COLOURS.len()],
+            Mark::Bars(0.06),
+            points,
+        ));
+    }
+    chart.to_svg()
+}
 
 /// The sender looks at the clock once per this many messages.
 const CLOCK_CHECK_EVERY: u64 = 1024;

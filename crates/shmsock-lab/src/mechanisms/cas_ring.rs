@@ -1,5 +1,5 @@
 //! `cas-ring`: a textbook lock-free multi-producer ring in shared memory (the "lock-free queue"
-//! of seed 002's contention table).
+//! of the Comparison's contention table).
 //!
 //! Dmitry Vyukov's bounded queue, with one consumer: every slot carries a *stamp* saying whose
 //! turn it is. Producers share one `tail` counter and claim a position with a compare-and-swap;

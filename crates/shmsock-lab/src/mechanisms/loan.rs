@@ -5,7 +5,7 @@
 //! a slot per message, writes the sequence number into its first and last 8 bytes (standing
 //! for producing the payload in place) and sends it: a 24-byte loan frame crosses the ring.
 //! The receiver checks both words through the sample and drops it, which hands the slot back.
-//! `shmsock-loan` reads only those 16 bytes (pointer exchange, as seed 002 measures it);
+//! `shmsock-loan` reads only those 16 bytes (pointer exchange, as the Comparison measures it);
 //! `shmsock-loan-read` also copies every byte out of the slot (the rate when the receiver
 //! reads the whole message). Stream pattern only, like the offset rows.
 

@@ -1,6 +1,6 @@
 //! `spinlock-ring`, `mutex-ring`, `mutex-ring-polling`: a shared-memory queue guarded by a lock.
 //!
-//! The queue of seed 002's synchronisation-tax and contention tables: fixed slots of the
+//! The queue of the Comparison's synchronisation-tax and contention tables: fixed slots of the
 //! message size, and every push and pop — index update *and* copy — done while holding one
 //! lock in the shared memory, the way a textbook lock-protected queue works. It measures what
 //! the lock costs next to the lock-free `raw-ring`, which has the same slots without the lock.

@@ -1,5 +1,5 @@
 //! `raw-offset` and `shmsock-offset`: pointer (offset) exchange, the zero-copy hybrid of the
-//! reference documents (seed 002 measures 1 MB "pointer exchange only; no data copying").
+//! reference documents (the Comparison measures 1 MB "pointer exchange only; no data copying").
 //!
 //! The payload stays in a shared pool of [`POOL_SLOTS`] slots; only a 16-byte message
 //! `[sequence number][offset of the slot]` crosses a carrier channel (the textbook ring for

@@ -3,7 +3,7 @@
 //! This is exactly what the shmsock library forbids itself (DESIGN.md, principle 4: "no mutex
 //! or lock ever lives in shared memory"): if a process dies while it holds the mutex, every
 //! other process that needs it waits forever, and a peer that can write the mutex's memory can
-//! wedge or corrupt it at will. The reference documents (seed 002) measure it as the usual way
+//! wedge or corrupt it at will. The reference documents (Comparison) measure it as the usual way
 //! to guard a shared-memory queue, so the lab measures it too, for the synchronisation-tax and
 //! contention tables, and nowhere else.
 //!
@@ -11,7 +11,7 @@
 //! `pthread_mutex_trylock` first (the same atomic fast path `pthread_mutex_lock` takes) and then
 //! waits with `pthread_mutex_timedlock` in slices, giving up with [`LabError::Stalled`] after
 //! [`STALL_TIMEOUT`]; and the forked children have a watchdog. The mutex is the default kind
-//! (not robust, not error-checking), as in seed 002's code.
+//! (not robust, not error-checking), as in the Comparison's code.
 //!
 //! # Safety
 //!
