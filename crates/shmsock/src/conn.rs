@@ -453,14 +453,14 @@ impl Lends for Conn {
 
     fn lender(&self) -> Option<&Lender> {
         match &self.inner {
-            ConnInner::Shm(c) => c.lender(),
+            ConnInner::Shm(c) => c.lender.as_ref(),
             ConnInner::Net(_) => None,
         }
     }
 
     fn lender_mut(&mut self) -> Option<&mut Lender> {
         match &mut self.inner {
-            ConnInner::Shm(c) => c.lender_mut(),
+            ConnInner::Shm(c) => c.lender.as_mut(),
             ConnInner::Net(_) => None,
         }
     }

@@ -59,7 +59,7 @@ fn consumed_position_beyond_what_we_wrote_is_corrupt() {
     hostile
         .shm()
         .own_segment()
-        .scribble(word::CONSUMED.offset(), u64::MAX - 7);
+        .scribble(word::CONSUMED.raw(), u64::MAX - 7);
     let err = ours.try_send(&[0; 1000]).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("consumed position"), "{err}");
@@ -81,10 +81,10 @@ fn hostile_round(name: &str, seed: u64, until: Instant) -> (u64, u64, bool) {
                 0 => RING_OFFSET + ((next() % 4096) & !15) as usize,
                 1 => RING_OFFSET + ((next() % 4096) & !15) as usize + 8,
                 2 => [
-                    word::CONSUMED.offset(),
-                    word::DATA_SEQ.offset(),
-                    word::SPACE_SEQ.offset(),
-                    word::TX_SLEEPING.offset(),
+                    word::CONSUMED.raw(),
+                    word::DATA_SEQ.raw(),
+                    word::SPACE_SEQ.raw(),
+                    word::TX_SLEEPING.raw(),
                 ][(next() % 4) as usize],
                 _ => ((next() % (4096 + 4096)) & !7) as usize,
             };

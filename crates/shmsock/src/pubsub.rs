@@ -590,14 +590,14 @@ impl Lends for Publisher {
 
     fn lender(&self) -> Option<&Lender> {
         match &self.inner {
-            PublisherInner::Shm(p) => p.lender(),
+            PublisherInner::Shm(p) => p.lender.as_ref(),
             PublisherInner::Net(_) => None,
         }
     }
 
     fn lender_mut(&mut self) -> Option<&mut Lender> {
         match &mut self.inner {
-            PublisherInner::Shm(p) => p.lender_mut(),
+            PublisherInner::Shm(p) => p.lender.as_mut(),
             PublisherInner::Net(_) => None,
         }
     }

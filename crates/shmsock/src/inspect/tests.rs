@@ -262,9 +262,9 @@ fn a_labelled_segment_reads_back_its_counters_and_identity() {
 #[test]
 fn implausible_identity_words_read_as_unknown() {
     let seg = OwnedSegment::create_for(4096, Role::Connector, "shm://inspect-garbage").unwrap();
-    seg.scribble(word::PEER_PID.offset(), u64::MAX);
-    seg.scribble(word::CREATED_UNIX_NS.offset(), u64::MAX);
-    seg.scribble(word::MSGS_SENT.offset(), u64::MAX);
+    seg.scribble(word::PEER_PID.raw(), u64::MAX);
+    seg.scribble(word::CREATED_UNIX_NS.raw(), u64::MAX);
+    seg.scribble(word::MSGS_SENT.raw(), u64::MAX);
     let r = reading::read(
         &PeerSegment::inspect(dup(&seg)).unwrap(),
         Role::Connector,
@@ -273,7 +273,7 @@ fn implausible_identity_words_read_as_unknown() {
     assert_eq!(r.peer_pid, None);
     assert_eq!(r.created_unix_ns, None);
     assert_eq!(r.msgs_sent, u64::MAX, "a count is a count");
-    seg.scribble(word::PEER_PID.offset(), u64::from(u32::MAX));
+    seg.scribble(word::PEER_PID.raw(), u64::from(u32::MAX));
     let r = reading::read(
         &PeerSegment::inspect(dup(&seg)).unwrap(),
         Role::Connector,
@@ -286,7 +286,7 @@ fn implausible_identity_words_read_as_unknown() {
 fn a_publisher_with_a_torn_cursor_reads_as_an_error_not_a_hang() {
     let seg = OwnedSegment::create_for(4096, Role::Publisher, "shm://inspect-cursor").unwrap();
     // write_pos below oldest_pos: inconsistent.
-    seg.scribble(word::OLDEST_POS.offset(), 64);
+    seg.scribble(word::OLDEST_POS.raw(), 64);
     let r = reading::read(
         &PeerSegment::inspect(dup(&seg)).unwrap(),
         Role::Publisher,
@@ -298,13 +298,13 @@ fn a_publisher_with_a_torn_cursor_reads_as_an_error_not_a_hang() {
 #[test]
 fn a_segment_with_a_bad_header_is_refused() {
     for (offset, value) in [
-        (word::MAGIC.offset(), 0xdead_beef),
-        (word::VERSION.offset(), 99),
-        (word::SEGMENT_LEN.offset(), 1 << 40),
-        (word::RING_CAPACITY.offset(), 8192),
-        (word::RING_OFFSET.offset(), 0),
-        (word::PID.offset(), 0),
-        (word::FLAGS.offset(), 0x80),
+        (word::MAGIC.raw(), 0xdead_beef),
+        (word::VERSION.raw(), 99),
+        (word::SEGMENT_LEN.raw(), 1 << 40),
+        (word::RING_CAPACITY.raw(), 8192),
+        (word::RING_OFFSET.raw(), 0),
+        (word::PID.raw(), 0),
+        (word::FLAGS.raw(), 0x80),
     ] {
         let seg = OwnedSegment::create_for(4096, Role::Inbox, "shm://inspect-bad").unwrap();
         seg.scribble(offset, value);

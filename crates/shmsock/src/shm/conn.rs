@@ -37,7 +37,7 @@ pub(crate) struct ShmConn {
     /// futex words, for data and for space alike.
     peer_bell: Option<Ringer>,
     /// Our loan pool, if we lend.
-    lender: Option<Lender>,
+    pub(crate) lender: Option<Lender>,
     /// The peer's loan pool, if it lends.
     borrower: Option<Borrower>,
 }
@@ -379,16 +379,6 @@ impl ShmConn {
             }
             Ok(Outcome::Pending)
         })
-    }
-
-    /// Our loan pool, if we have one (the slots a loan is filled in).
-    pub(crate) fn lender(&self) -> Option<&Lender> {
-        self.lender.as_ref()
-    }
-
-    /// Our loan pool, writable (to fill a slot, or to take back one dropped unsent).
-    pub(crate) fn lender_mut(&mut self) -> Option<&mut Lender> {
-        self.lender.as_mut()
     }
 
     /// Sends a filled loan as a loan frame. On error the slot is ours again.

@@ -64,7 +64,7 @@ pub(crate) struct ShmPublisher {
     max_len: usize,
     sends_since_peer_check: u32,
     /// Our loan pool, if [`ShmConfig::loan_pool`] asked for one.
-    lender: Option<Lender>,
+    pub(crate) lender: Option<Lender>,
 }
 
 /// The lowest consumed position among live subscribers, validated against what we wrote;
@@ -374,16 +374,6 @@ impl ShmPublisher {
         let cursor = self.seg.cursor();
         self.writer.evict_through(&self.seg, &cursor, target.pos);
         true
-    }
-
-    /// Our loan pool, if we have one (the slots a loan is filled in).
-    pub(crate) fn lender(&self) -> Option<&Lender> {
-        self.lender.as_ref()
-    }
-
-    /// Our loan pool, writable (to fill a slot, or to take back one dropped unsent).
-    pub(crate) fn lender_mut(&mut self) -> Option<&mut Lender> {
-        self.lender.as_mut()
     }
 
     /// Publishes a filled loan as a loan frame. On error the slot is ours again.

@@ -75,17 +75,17 @@ pub(crate) mod word {
     pub(crate) struct Word32(pub(super) usize);
 
     impl Word64 {
-        /// The offset, for tests that scribble over a segment as a hostile peer would.
+        /// The raw offset, for tests that scribble over a segment as a hostile peer would.
         #[cfg(test)]
-        pub(crate) fn offset(self) -> usize {
+        pub(crate) fn raw(self) -> usize {
             self.0
         }
     }
 
     impl Word32 {
-        /// The offset, for tests that scribble over a segment as a hostile peer would.
+        /// The raw offset, for tests that scribble over a segment as a hostile peer would.
         #[cfg(test)]
-        pub(crate) fn offset(self) -> usize {
+        pub(crate) fn raw(self) -> usize {
             self.0
         }
     }
