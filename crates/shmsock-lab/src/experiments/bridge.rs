@@ -1,4 +1,4 @@
-//! Bridge latency (issue 7): what `shmsock bridge` adds to a message's trip. One-way latency
+//! Bridge latency: what `shmsock bridge` adds to a message's trip. One-way latency
 //! of a 64 B message from a `Publisher` process to a `Subscriber` process, over four paths:
 //!
 //! ```text
@@ -53,7 +53,7 @@ use crate::table::Table;
 use crate::LabError;
 
 /// One-way latency of one path from a publisher process to a subscriber process, direct or
-/// through a `shmsock bridge` process (issue 7). Times in ns, one message in flight.
+/// through a `shmsock bridge` process. Times in ns, one message in flight.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BridgeRow {
     /// `shm`, `tcp`, `shm->bridge->tcp`, `tcp->bridge->shm`.

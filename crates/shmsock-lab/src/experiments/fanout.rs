@@ -1,4 +1,4 @@
-//! Fan-out (issue 5): one `shmsock::Publisher` process broadcasting to 1, 2 and 4
+//! Fan-out: one `shmsock::Publisher` process broadcasting to 1, 2 and 4
 //! `shmsock::Subscriber` processes over `shm://`.
 //!
 //! ```text
@@ -42,7 +42,7 @@ use crate::table::Table;
 use crate::LabError;
 
 /// One `shm://` publisher process broadcasting to `subscribers` subscriber processes
-/// (issue 5's fan-out), `Overflow::Block`: every message reaches every subscriber.
+/// (the fan-out experiment), `Overflow::Block`: every message reaches every subscriber.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FanoutRow {
     /// Subscriber processes.

@@ -8,9 +8,9 @@
 //! - [`sync_tax`]: the Comparison's synchronisation tax: one 4 KiB SPSC stream through queues
 //!   guarded by nothing (lock-free), a spinlock, and a process-shared mutex.
 //! - [`contention`]: the Comparison's producers 1/2/4/8 into one consumer.
-//! - [`fanout`]: one shmsock publisher process to 1/2/4 subscriber processes (issue 5).
+//! - [`fanout`]: one shmsock publisher process to 1/2/4 subscriber processes.
 //! - [`bridge`]: one-way latency publisher → subscriber over shm://, tcp:// and through a
-//!   `shmsock bridge` process (issue 7).
+//!   `shmsock bridge` process.
 //! - [`serialization`]: the Communication Costs' 1 KiB struct, postcard vs JSON.
 //! - [`scale`]: the Communication Costs' one million messages: threads vs processes.
 //!

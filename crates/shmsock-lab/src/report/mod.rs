@@ -50,10 +50,10 @@ pub struct Report {
     /// Producers 1/2/4/8 into one consumer (Comparison).
     #[serde(default)]
     pub contention: Vec<ContentionRow>,
-    /// One shmsock publisher process to 1/2/4 subscriber processes (issue 5).
+    /// One shmsock publisher process to 1/2/4 subscriber processes.
     #[serde(default)]
     pub fanout: Vec<FanoutRow>,
-    /// One-way latency direct and through `shmsock bridge` (issue 7).
+    /// One-way latency direct and through `shmsock bridge`.
     #[serde(default)]
     pub bridge: Vec<BridgeRow>,
     /// Serializing a 1 KiB struct (Communication Costs).
