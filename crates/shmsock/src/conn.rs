@@ -3,7 +3,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::loan::{Lends, Loan, LoanInner, Sample};
 use crate::net::conn::NetConn;
@@ -67,15 +66,11 @@ impl Listener {
     /// Binds `endpoint` with `options` (ring capacity of each accepted connection's
     /// outbound ring, wait strategy, allowed uids).
     pub fn bind_with(endpoint: &str, options: Options) -> Result<Listener> {
-        let ep: Endpoint = endpoint.parse()?;
-        let inner = match &ep {
-            Endpoint::Shm(name) => ListenerInner::Shm(ShmListener::bind(
-                ep.to_string(),
-                name,
-                options.shm_config(),
-            )?),
-            _ => ListenerInner::Net(NetListener::bind(&ep, options.net_config())?),
-        };
+        let inner = options.open(
+            endpoint,
+            |ep, name, cfg| ShmListener::bind(ep, name, cfg).map(ListenerInner::Shm),
+            |ep, cfg| NetListener::bind(&ep, cfg).map(ListenerInner::Net),
+        )?;
         Ok(Listener { inner })
     }
 
@@ -168,15 +163,11 @@ impl Conn {
 
     /// Connects to `endpoint` with `options`.
     pub fn connect_with(endpoint: &str, options: Options) -> Result<Conn> {
-        let ep: Endpoint = endpoint.parse()?;
-        let inner = match &ep {
-            Endpoint::Shm(name) => ConnInner::Shm(shm_conn::connect(
-                ep.to_string(),
-                name,
-                &options.shm_config(),
-            )?),
-            _ => ConnInner::Net(net_socket::connect(&ep, &options.net_config())?),
-        };
+        let inner = options.open(
+            endpoint,
+            |ep, name, cfg| shm_conn::connect(ep, name, &cfg).map(ConnInner::Shm),
+            |ep, cfg| net_socket::connect(&ep, &cfg).map(ConnInner::Net),
+        )?;
         Ok(Conn { inner })
     }
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::endpoint::Endpoint;
+use crate::error::Result;
 use crate::net::config::NetConfig;
 use crate::net::config::NET_MESSAGE_MAX_DEFAULT_BYTES;
 use crate::shm::config::ShmConfig;
@@ -121,6 +123,22 @@ impl Options {
     pub fn allow_uid(mut self, uid: u32) -> Self {
         self.peers.allow(uid);
         self
+    }
+
+    /// Opens `endpoint` on its transport: `shm` with the `shm://` name (and the endpoint as
+    /// text) and the settings of [`Options::shm_config`], or `net` with the parsed `tcp://`
+    /// or `unix://` endpoint and the settings of [`Options::net_config`].
+    pub(crate) fn open<T>(
+        &self,
+        endpoint: &str,
+        shm: impl FnOnce(String, &str, ShmConfig) -> Result<T>,
+        net: impl FnOnce(Endpoint, NetConfig) -> Result<T>,
+    ) -> Result<T> {
+        let ep: Endpoint = endpoint.parse()?;
+        match ep {
+            Endpoint::Shm(ref name) => shm(ep.to_string(), name, self.shm_config()),
+            ep => net(ep, self.net_config()),
+        }
     }
 
     /// The settings the `shm://` transport takes.

@@ -10,7 +10,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::loan::{Lends, Loan, LoanInner, Sample};
 use crate::net::publisher::NetPublisher;
@@ -81,15 +80,11 @@ impl Publisher {
     ///
     /// `tcp://HOST:0` binds a port the OS chooses: [`Publisher::endpoint`] tells which.
     pub fn bind_with(endpoint: &str, options: Options) -> Result<Publisher> {
-        let ep: Endpoint = endpoint.parse()?;
-        let inner = match &ep {
-            Endpoint::Shm(name) => PublisherInner::Shm(ShmPublisher::bind(
-                ep.to_string(),
-                name,
-                &options.shm_config(),
-            )?),
-            _ => PublisherInner::Net(NetPublisher::bind(&ep, &options.net_config())?),
-        };
+        let inner = options.open(
+            endpoint,
+            |ep, name, cfg| ShmPublisher::bind(ep, name, &cfg).map(PublisherInner::Shm),
+            |ep, cfg| NetPublisher::bind(&ep, &cfg).map(PublisherInner::Net),
+        )?;
         Ok(Publisher { inner })
     }
 
@@ -401,16 +396,12 @@ impl Subscriber {
     /// Connects to a publisher with `options` (wait strategy, allowed uids;
     /// `max_message_len` for `tcp://` and `unix://`).
     pub fn connect_with(endpoint: &str, options: Options) -> Result<Subscriber> {
-        let ep: Endpoint = endpoint.parse()?;
         let topics = Topics::everything();
-        let inner = match &ep {
-            Endpoint::Shm(name) => SubscriberInner::Shm(ShmSubscriber::connect(
-                ep.to_string(),
-                name,
-                &options.shm_config(),
-            )?),
-            _ => SubscriberInner::Net(NetSubscriber::connect(ep, options.net_config(), &topics)?),
-        };
+        let inner = options.open(
+            endpoint,
+            |ep, name, cfg| ShmSubscriber::connect(ep, name, &cfg).map(SubscriberInner::Shm),
+            |ep, cfg| NetSubscriber::connect(ep, cfg, &topics).map(SubscriberInner::Net),
+        )?;
         Ok(Subscriber {
             inner,
             topics,

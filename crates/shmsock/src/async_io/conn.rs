@@ -102,14 +102,14 @@ impl AsyncListener {
     /// Binds `endpoint` with `options` (ring capacity, allowed uids, loan pool; the wait
     /// strategy does not apply: async sides never spin).
     pub fn bind_with(endpoint: &str, options: Options) -> Result<AsyncListener> {
-        let ep: Endpoint = endpoint.parse()?;
-        let inner = match &ep {
-            Endpoint::Shm(name) => ListenerInner::Shm(
-                ShmListener::bind(ep.to_string(), name, options.shm_config())?,
-                options.shm_config(),
-            ),
-            _ => ListenerInner::Net(NetListener::bind(&ep, options.net_config())?),
-        };
+        let inner = options.open(
+            endpoint,
+            |ep, name, cfg| {
+                let l = ShmListener::bind(ep, name, cfg.clone())?;
+                Ok(ListenerInner::Shm(l, cfg))
+            },
+            |ep, cfg| NetListener::bind(&ep, cfg).map(ListenerInner::Net),
+        )?;
         let (endpoint, fd) = match &inner {
             ListenerInner::Shm(l, _) => (l.endpoint(), l.listening_fd()),
             ListenerInner::Net(l) => (l.endpoint(), l.listening_fd()),
@@ -344,7 +344,7 @@ impl AsyncConn {
             ConnInner::Net(c) => return c.recv(buf).await,
         };
         let frame = shm.next_frame().await?;
-        let conn = shm.conn_mut();
+        let conn = shm.side_mut();
         let (len, loan) = conn.message_len(frame)?;
         if len > buf.len() {
             return Err(Error::BufferTooSmall {
@@ -366,7 +366,7 @@ impl AsyncConn {
             ConnInner::Net(c) => return c.recv_vec().await,
         };
         let frame = shm.next_frame().await?;
-        let conn = shm.conn_mut();
+        let conn = shm.side_mut();
         let (len, loan) = conn.message_len(frame)?;
         let mut out = vec![0; len];
         conn.take_message(frame, loan, &mut out)?;
@@ -377,7 +377,7 @@ impl AsyncConn {
     /// [`Error::PeerClosed`]. Dropping the connection does the same.
     pub fn close(mut self) {
         match &mut self.inner {
-            ConnInner::Shm(c) => c.conn_mut().close(),
+            ConnInner::Shm(c) => c.side_mut().close(),
             ConnInner::Net(c) => c.conn_mut().close(),
         }
     }
@@ -385,7 +385,7 @@ impl AsyncConn {
     /// The endpoint of this connection.
     pub fn endpoint(&self) -> &str {
         match &self.inner {
-            ConnInner::Shm(c) => c.conn().endpoint(),
+            ConnInner::Shm(c) => c.side().endpoint(),
             ConnInner::Net(c) => c.conn().endpoint(),
         }
     }
@@ -393,7 +393,7 @@ impl AsyncConn {
     /// The peer's process id (from `SO_PEERCRED`), or 0 when unknown (`tcp://` peers).
     pub fn peer_pid(&self) -> i32 {
         match &self.inner {
-            ConnInner::Shm(c) => c.conn().peer_pid(),
+            ConnInner::Shm(c) => c.side().peer_pid(),
             ConnInner::Net(c) => c.conn().peer_pid(),
         }
     }
@@ -402,7 +402,7 @@ impl AsyncConn {
     /// [`Conn::max_message_len`](crate::Conn::max_message_len)).
     pub fn max_message_len(&self) -> usize {
         match &self.inner {
-            ConnInner::Shm(c) => c.conn().max_message_len(),
+            ConnInner::Shm(c) => c.side().max_message_len(),
             ConnInner::Net(c) => c.conn().max_message_len(),
         }
     }

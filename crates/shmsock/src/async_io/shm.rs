@@ -26,7 +26,7 @@ const UNSOUND_SLEEP_MAX: Duration = Duration::from_millis(1);
 
 /// Which of our sleep flags a wait announces.
 #[derive(Clone, Copy)]
-enum Dir {
+pub(super) enum Dir {
     /// Waiting for a frame: `RX_SLEEPING`.
     Rx,
     /// Waiting for room: `TX_SLEEPING`.
@@ -34,13 +34,15 @@ enum Dir {
 }
 
 /// A side that can announce a sleep to its peer.
-trait Sleeper {
+pub(super) trait Sleeper {
     /// Our flag for `dir`, in our own segment.
     fn flag(&self, dir: Dir) -> &AtomicU32;
     /// Whether the peer notifies with light barriers (then we run the heavy one).
     fn peer_light(&self) -> bool;
     /// The endpoint, for errors.
     fn endpoint(&self) -> &str;
+    /// The control socket (its hang-up is the peer's end).
+    fn control_fd(&self) -> std::os::fd::BorrowedFd<'_>;
     /// Looks at the control socket: an error once the peer ended and everything it sent
     /// was taken.
     fn check_peer(&mut self) -> Result<bool>;
@@ -59,6 +61,9 @@ impl Sleeper for ShmConn {
     fn endpoint(&self) -> &str {
         ShmConn::endpoint(self)
     }
+    fn control_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        ShmConn::control_fd(self)
+    }
     fn check_peer(&mut self) -> Result<bool> {
         ShmConn::check_peer(self)
     }
@@ -73,6 +78,9 @@ impl Sleeper for ShmSubscriber {
     }
     fn endpoint(&self) -> &str {
         ShmSubscriber::endpoint(self)
+    }
+    fn control_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        ShmSubscriber::control_fd(self)
     }
     fn check_peer(&mut self) -> Result<bool> {
         ShmSubscriber::check_peer(self)
@@ -188,71 +196,60 @@ impl Wakers {
     }
 }
 
-/// An async `shm://` connection: the blocking connection's non-waiting steps, and the
-/// doorbell wait in between.
-pub(super) struct AsyncShmConn {
-    conn: ShmConn,
+/// An async `shm://` side (a connection or a subscriber): the blocking side's non-waiting
+/// steps, and the doorbell wait in between.
+pub(super) struct AsyncShm<S> {
+    side: S,
     wakers: Wakers,
 }
 
+/// An async `shm://` connection.
+pub(super) type AsyncShmConn = AsyncShm<ShmConn>;
+/// An async `shm://` subscriber.
+pub(super) type AsyncShmSub = AsyncShm<ShmSubscriber>;
+
+impl<S: Sleeper> AsyncShm<S> {
+    /// Wraps a side whose peer was given `bell` in our hello.
+    pub(super) fn new(side: S, bell: Doorbell) -> Result<Self> {
+        let wakers = Wakers::new(side.endpoint(), bell, side.control_fd())?;
+        Ok(AsyncShm { side, wakers })
+    }
+
+    /// The blocking side.
+    pub(super) fn side(&self) -> &S {
+        &self.side
+    }
+
+    /// The blocking side, mutable.
+    pub(super) fn side_mut(&mut self) -> &mut S {
+        &mut self.side
+    }
+}
+
 impl AsyncShmConn {
-    /// Wraps a connection whose peer was given `bell` in our hello.
-    pub(super) fn new(conn: ShmConn, bell: Doorbell) -> Result<Self> {
-        let wakers = Wakers::new(conn.endpoint(), bell, conn.control_fd())?;
-        Ok(AsyncShmConn { conn, wakers })
-    }
-
-    pub(super) fn conn(&self) -> &ShmConn {
-        &self.conn
-    }
-
-    pub(super) fn conn_mut(&mut self) -> &mut ShmConn {
-        &mut self.conn
-    }
-
     /// Sends `msg`, waiting for room. Cancel-safe: nothing is sent unless it completes.
     pub(super) async fn send(&mut self, msg: &[u8]) -> Result<()> {
-        let AsyncShmConn { conn, wakers } = self;
-        drive(conn, wakers, Dir::Tx, |conn| try_send(conn, msg)).await
+        let AsyncShm { side, wakers } = self;
+        drive(side, wakers, Dir::Tx, |conn| try_send(conn, msg)).await
     }
 
     /// Waits for the next frame (not consumed). Cancel-safe: nothing is consumed here.
     pub(super) async fn next_frame(&mut self) -> Result<Frame> {
-        let AsyncShmConn { conn, wakers } = self;
-        drive(conn, wakers, Dir::Rx, ShmConn::poll_frame).await
+        let AsyncShm { side, wakers } = self;
+        drive(side, wakers, Dir::Rx, ShmConn::poll_frame).await
     }
-}
-
-/// An async `shm://` subscriber.
-pub(super) struct AsyncShmSub {
-    sub: ShmSubscriber,
-    wakers: Wakers,
 }
 
 impl AsyncShmSub {
-    /// Wraps a subscriber whose publisher was given `bell` in our hello.
-    pub(super) fn new(sub: ShmSubscriber, bell: Doorbell) -> Result<Self> {
-        let wakers = Wakers::new(sub.endpoint(), bell, sub.control_fd())?;
-        Ok(AsyncShmSub { sub, wakers })
-    }
-
-    pub(super) fn sub(&self) -> &ShmSubscriber {
-        &self.sub
-    }
-
-    pub(super) fn sub_mut(&mut self) -> &mut ShmSubscriber {
-        &mut self.sub
-    }
-
     /// A message if one is published now, else [`Error::WouldBlock`].
     pub(super) fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.sub.poll(buf)?.ok_or(Error::WouldBlock)
+        self.side.poll(buf)?.ok_or(Error::WouldBlock)
     }
 
     /// Receives the next message into `buf`. Cancel-safe: a message is taken only by the
     /// poll that returns it.
     pub(super) async fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let AsyncShmSub { sub, wakers } = self;
-        drive(sub, wakers, Dir::Rx, |sub| sub.poll(buf)).await
+        let AsyncShm { side, wakers } = self;
+        drive(side, wakers, Dir::Rx, |sub| sub.poll(buf)).await
     }
 }

@@ -181,7 +181,7 @@ impl AsyncSubscriber {
     /// The endpoint.
     pub fn endpoint(&self) -> &str {
         match &self.inner {
-            SubscriberInner::Shm(s) => s.sub().endpoint(),
+            SubscriberInner::Shm(s) => s.side().endpoint(),
             SubscriberInner::Net(s) => s.sub().endpoint(),
         }
     }
@@ -189,7 +189,7 @@ impl AsyncSubscriber {
     /// The publisher's process id (from `SO_PEERCRED`); 0 (unknown) over `tcp://`.
     pub fn publisher_pid(&self) -> i32 {
         match &self.inner {
-            SubscriberInner::Shm(s) => s.sub().publisher_pid(),
+            SubscriberInner::Shm(s) => s.side().publisher_pid(),
             SubscriberInner::Net(s) => s.sub().publisher_pid(),
         }
     }
@@ -197,7 +197,7 @@ impl AsyncSubscriber {
     /// Leaves cleanly (dropping the subscriber does the same).
     pub fn close(mut self) {
         match &mut self.inner {
-            SubscriberInner::Shm(s) => s.sub_mut().close(),
+            SubscriberInner::Shm(s) => s.side_mut().close(),
             SubscriberInner::Net(s) => s.close(),
         }
     }

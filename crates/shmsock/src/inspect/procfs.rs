@@ -17,18 +17,19 @@ use crate::shm::label::{SegmentRole, MEMFD_PREFIX};
 /// Longest command line kept for display, in bytes.
 const CMDLINE_MAX_BYTES: usize = 256;
 
+/// The entries of `dir` named by a number (pids in `/proc`, fds in `/proc/PID/fd`), with
+/// their number; unreadable entries are skipped.
+fn numbered_entries(dir: &Path) -> io::Result<impl Iterator<Item = (u32, std::fs::DirEntry)>> {
+    Ok(std::fs::read_dir(dir)?.flatten().filter_map(|entry| {
+        let n = entry.file_name().to_str()?.parse::<u32>().ok()?;
+        Some((n, entry))
+    }))
+}
+
 /// The processes whose `/proc/PID` directory is owned by `uid` (what `ps -u` would show).
 pub(super) fn pids_of(uid: u32) -> io::Result<Vec<u32>> {
     let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc")? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for (pid, entry) in numbered_entries(Path::new("/proc"))? {
         if entry.metadata().is_ok_and(|m| m.uid() == uid) {
             pids.push(pid);
         }
@@ -84,15 +85,7 @@ pub(super) struct FdScan {
 pub(super) fn segment_fds(pid: u32) -> io::Result<FdScan> {
     let dir = PathBuf::from(format!("/proc/{pid}/fd"));
     let mut found = FdScan::default();
-    for entry in std::fs::read_dir(&dir)? {
-        let Ok(entry) = entry else { continue };
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for (fd, entry) in numbered_entries(&dir)? {
         let Ok(link) = std::fs::read_link(entry.path()) else {
             continue;
         };

@@ -331,6 +331,12 @@ pub(crate) struct Accepted {
     pub(crate) pool: Option<PeerPool>,
 }
 
+/// Receives the peer's hello on `sock` and accepts it ([`accept_peer_hello`]).
+fn receive_peer_hello(endpoint: &str, sock: &UnixStream, role: Role, pid: i32) -> Result<Accepted> {
+    let received = hello::recv_hello(sock).map_err(|e| io_err(endpoint, "receiving hello", e))?;
+    accept_peer_hello(endpoint, received, role, pid)
+}
+
 /// Validates a received hello (from a peer expected to play `role`), maps its segment and
 /// pool and takes its doorbell, if it sent them.
 pub(crate) fn accept_peer_hello(
@@ -443,12 +449,11 @@ pub(crate) fn listen_side<S: Offer>(
         }
     };
     send_segment(endpoint, &sock, &mine, my_role, extras)?;
-    let received = hello::recv_hello(&sock).map_err(|e| io_err(endpoint, "receiving hello", e))?;
     let Accepted {
         segment,
         doorbell,
         pool,
-    } = accept_peer_hello(endpoint, received, peer_role, pid)?;
+    } = receive_peer_hello(endpoint, &sock, peer_role, pid)?;
     mine.note_peer(pid, &segment);
     rustix::net::send(&sock, &[ACK], rustix::net::SendFlags::NOSIGNAL)
         .map_err(|e| io_err(endpoint, "sending ack", e))?;
@@ -510,12 +515,11 @@ pub(crate) fn connect_side(
     hello::set_handshake_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))
         .map_err(|e| io_err(endpoint, "timeouts", e))?;
     let pid = peers.check_peer(endpoint, &sock)?;
-    let received = hello::recv_hello(&sock).map_err(|e| io_err(endpoint, "receiving hello", e))?;
     let Accepted {
         segment,
         doorbell,
         pool,
-    } = accept_peer_hello(endpoint, received, peer_role, pid)?;
+    } = receive_peer_hello(endpoint, &sock, peer_role, pid)?;
     let mine = mine(&segment).map_err(|e| {
         io_err(
             endpoint,

@@ -206,12 +206,17 @@ impl Mapping {
         (end <= self.len).then(|| unsafe { self.base.as_ptr().add(offset) })
     }
 
+    /// [`Mapping::at`] for a `size`-byte word, which must be aligned to its size.
+    #[inline]
+    fn word_at(&self, offset: usize, size: usize) -> Option<*mut u8> {
+        (offset % size == 0)
+            .then(|| self.at(offset, size))
+            .flatten()
+    }
+
     #[inline]
     fn u64_at(&self, offset: usize) -> Option<&AtomicU64> {
-        if offset % 8 != 0 {
-            return None;
-        }
-        let p = self.at(offset, 8)?;
+        let p = self.word_at(offset, 8)?;
         // SAFETY: in bounds and 8-aligned (the mapping is page aligned); the memory lives
         // as long as `self`; all accesses to shared words are atomic.
         Some(unsafe { AtomicU64::from_ptr(p.cast()) })
@@ -219,10 +224,7 @@ impl Mapping {
 
     #[inline]
     fn u32_at(&self, offset: usize) -> Option<&AtomicU32> {
-        if offset % 4 != 0 {
-            return None;
-        }
-        let p = self.at(offset, 4)?;
+        let p = self.word_at(offset, 4)?;
         // SAFETY: as in `u64_at`, with 4-byte alignment.
         Some(unsafe { AtomicU32::from_ptr(p.cast()) })
     }
