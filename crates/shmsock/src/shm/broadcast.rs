@@ -66,6 +66,22 @@ pub(crate) struct Cursor<'a> {
     pub(crate) write_seq: &'a AtomicU64,
 }
 
+#[cfg(test)]
+impl<'a> Cursor<'a> {
+    /// A cursor over five plain words (version, oldest position and sequence, write
+    /// position and sequence), for the unit tests and the loom models.
+    pub(crate) fn from_words(w: &'a [AtomicU64; 5]) -> Self {
+        let [version, oldest_pos, oldest_seq, write_pos, write_seq] = w;
+        Cursor {
+            version,
+            oldest_pos,
+            oldest_seq,
+            write_pos,
+            write_seq,
+        }
+    }
+}
+
 /// A consistent snapshot of the cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Snapshot {

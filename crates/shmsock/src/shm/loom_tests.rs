@@ -222,14 +222,7 @@ fn loom_doorbell_loses_no_wake_up() {
 }
 
 fn cursor(w: &[AtomicU64; 5]) -> Cursor<'_> {
-    let [version, oldest_pos, oldest_seq, write_pos, write_seq] = w;
-    Cursor {
-        version,
-        oldest_pos,
-        oldest_seq,
-        write_pos,
-        write_seq,
-    }
+    Cursor::from_words(w)
 }
 
 /// The broadcast ring under DropOldest: the writer laps a concurrent reader; every message

@@ -228,6 +228,31 @@ impl Mapping {
         // SAFETY: as in `u64_at`, with 4-byte alignment.
         Some(unsafe { AtomicU32::from_ptr(p.cast()) })
     }
+
+    /// The 64-bit word at `offset`, a layout constant (a header, ring or release word).
+    #[inline]
+    fn word64(&self, offset: usize) -> &AtomicU64 {
+        self.u64_at(offset)
+            .expect("layout offsets are in bounds and aligned")
+    }
+
+    /// The 32-bit word at `offset`, a layout constant (a futex word or a sleep flag).
+    #[inline]
+    fn word32(&self, offset: usize) -> &AtomicU32 {
+        self.u32_at(offset)
+            .expect("layout offsets are in bounds and aligned")
+    }
+
+    /// The broadcast cursor of a publisher's segment.
+    fn cursor(&self) -> Cursor<'_> {
+        Cursor {
+            version: self.word64(word::CURSOR_VERSION.0),
+            oldest_pos: self.word64(word::OLDEST_POS.0),
+            oldest_seq: self.word64(word::OLDEST_SEQ.0),
+            write_pos: self.word64(word::WRITE_POS.0),
+            write_seq: self.word64(word::WRITE_SEQ.0),
+        }
+    }
 }
 
 /// Nanoseconds since the Unix epoch (0 if the clock is before it).
@@ -356,23 +381,13 @@ impl OwnedSegment {
     /// A 64-bit word of our own segment at a layout constant.
     #[inline]
     pub(crate) fn word64(&self, word: word::Word64) -> &AtomicU64 {
-        self.raw64(word.0)
-    }
-
-    /// The 64-bit word at `offset` (a layout constant or a ring word).
-    #[inline]
-    fn raw64(&self, offset: usize) -> &AtomicU64 {
-        self.map
-            .u64_at(offset)
-            .expect("layout offsets are in bounds and aligned")
+        self.map.word64(word.0)
     }
 
     /// A 32-bit word of our own segment at a layout constant.
     #[inline]
     pub(crate) fn word32(&self, word: word::Word32) -> &AtomicU32 {
-        self.map
-            .u32_at(word.0)
-            .expect("layout offsets are in bounds and aligned")
+        self.map.word32(word.0)
     }
 
     /// Records who we are connected to (for `shmsock ls`): the peer's pid and the inode of
@@ -412,13 +427,7 @@ impl OwnedSegment {
 
     /// The broadcast cursor words (publishers).
     pub(crate) fn cursor(&self) -> Cursor<'_> {
-        Cursor {
-            version: self.word64(word::CURSOR_VERSION),
-            oldest_pos: self.word64(word::OLDEST_POS),
-            oldest_seq: self.word64(word::OLDEST_SEQ),
-            write_pos: self.word64(word::WRITE_POS),
-            write_seq: self.word64(word::WRITE_SEQ),
-        }
+        self.map.cursor()
     }
 
     /// Test hook: the writable bytes of our own segment, to play a hostile peer.
@@ -440,12 +449,14 @@ impl OwnedSegment {
 impl RingRead for OwnedSegment {
     fn load_tag(&self, index: u64) -> Result<u64, Corruption> {
         Ok(self
-            .raw64(RING_OFFSET + index as usize)
+            .map
+            .word64(RING_OFFSET + index as usize)
             .load(Ordering::Acquire))
     }
     fn load_meta(&self, index: u64) -> Result<u64, Corruption> {
         Ok(self
-            .raw64(RING_OFFSET + index as usize + 8)
+            .map
+            .word64(RING_OFFSET + index as usize + 8)
             .load(Ordering::Relaxed))
     }
     fn read_payload(&self, at: u64, out: &mut [u8]) -> Result<(), Corruption> {
@@ -459,17 +470,20 @@ impl RingRead for OwnedSegment {
 impl RingWrite for OwnedSegment {
     #[inline]
     fn store_meta(&self, index: u64, meta: u64) {
-        self.raw64(RING_OFFSET + index as usize + 8)
+        self.map
+            .word64(RING_OFFSET + index as usize + 8)
             .store(meta, Ordering::Relaxed);
     }
     #[inline]
     fn store_tag(&self, index: u64, tag: u64) {
-        self.raw64(RING_OFFSET + index as usize)
+        self.map
+            .word64(RING_OFFSET + index as usize)
             .store(tag, Ordering::Release);
     }
     #[inline]
     fn clear_tag(&self, index: u64) {
-        self.raw64(RING_OFFSET + index as usize)
+        self.map
+            .word64(RING_OFFSET + index as usize)
             .store(0, Ordering::Relaxed);
     }
     #[inline]
@@ -617,22 +631,16 @@ impl PeerSegment {
     /// A 64-bit word at a layout constant (we only ever load it).
     #[inline]
     fn word64(&self, word: word::Word64) -> &AtomicU64 {
-        self.raw64(word.0)
-    }
-
-    /// The 64-bit word at `offset` (a layout constant or a release word).
-    #[inline]
-    fn raw64(&self, offset: usize) -> &AtomicU64 {
-        self.map
-            .u64_at(offset)
-            .expect("layout offsets are in bounds")
+        self.map.word64(word.0)
     }
 
     /// `Acquire` load of the peer's release word for slot `slot` of *our* pool.
     #[inline]
     pub(crate) fn released(&self, slot: usize) -> u64 {
         debug_assert!(slot < LOAN_SLOTS_MAX);
-        self.raw64(OFF_RELEASED + 8 * slot).load(Ordering::Acquire)
+        self.map
+            .word64(OFF_RELEASED + 8 * slot)
+            .load(Ordering::Acquire)
     }
 
     /// `Acquire` load of a subscriber's "taken" word for slot `slot` of *our* pool (see
@@ -646,21 +654,13 @@ impl PeerSegment {
 
     /// The publisher's broadcast cursor (loads only; `Cursor::snapshot` validates it).
     pub(crate) fn cursor(&self) -> Cursor<'_> {
-        Cursor {
-            version: self.word64(word::CURSOR_VERSION),
-            oldest_pos: self.word64(word::OLDEST_POS),
-            oldest_seq: self.word64(word::OLDEST_SEQ),
-            write_pos: self.word64(word::WRITE_POS),
-            write_seq: self.word64(word::WRITE_SEQ),
-        }
+        self.map.cursor()
     }
 
     /// A 32-bit futex word at a layout constant (we only ever load or futex-wait on it).
     #[inline]
     pub(crate) fn word32(&self, word: word::Word32) -> &AtomicU32 {
-        self.map
-            .u32_at(word.0)
-            .expect("layout offsets are in bounds")
+        self.map.word32(word.0)
     }
 
     fn ring_word(&self, index: u64) -> Result<&AtomicU64, Corruption> {

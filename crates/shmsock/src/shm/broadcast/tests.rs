@@ -16,14 +16,20 @@ impl Words {
         Words(std::array::from_fn(|_| AtomicU64::new(0)))
     }
     fn cursor(&self) -> Cursor<'_> {
-        let [version, oldest_pos, oldest_seq, write_pos, write_seq] = &self.0;
-        Cursor {
-            version,
-            oldest_pos,
-            oldest_seq,
-            write_pos,
-            write_seq,
-        }
+        Cursor::from_words(&self.0)
+    }
+}
+
+/// Publishes messages `seqs` (100 bytes each) under `DropOldest`.
+fn push_dropping(writer: &mut Writer, ring: &HeapRing, words: &Words, seqs: std::ops::Range<u64>) {
+    for seq in seqs {
+        writer.try_push(
+            ring,
+            &words.cursor(),
+            Overflow::DropOldest,
+            || None,
+            &message(seq, 100),
+        );
     }
 }
 
@@ -215,28 +221,12 @@ fn a_frame_overwritten_during_the_copy_is_discarded_and_counted() {
     let (ring, words) = (HeapRing::new(CAP), Words::new());
     let writer = RefCell::new(Writer::new(CAP));
     let mut r = Reader::new(CAP, words.cursor().snapshot(CAP).unwrap());
-    for seq in 0..20 {
-        writer.borrow_mut().try_push(
-            &ring,
-            &words.cursor(),
-            Overflow::DropOldest,
-            || None,
-            &message(seq, 100),
-        );
-    }
+    push_dropping(&mut writer.borrow_mut(), &ring, &words, 0..20);
     // While we copy message 0, the publisher laps us.
     let mem = Interleave {
         ring: &ring,
         during_copy: RefCell::new(Some(Box::new(|| {
-            for seq in 20..60 {
-                writer.borrow_mut().try_push(
-                    &ring,
-                    &words.cursor(),
-                    Overflow::DropOldest,
-                    || None,
-                    &message(seq, 100),
-                );
-            }
+            push_dropping(&mut writer.borrow_mut(), &ring, &words, 20..60);
         }))),
     };
     let mut buf = [0u8; 128];
