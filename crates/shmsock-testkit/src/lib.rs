@@ -16,6 +16,8 @@
 //!   message.
 //! - [`wire`], the `shm://` handshake spoken by hand (hellos, fake segments, fds over the
 //!   rendezvous socket), for hostile or half-finished peers the library would never be.
+//! - [`process`], other programs the tests run (the `shmsock` binary, python3 with pyzmq):
+//!   killed and reaped by drop guards, their output read on other threads, bounded waits.
 //! - [`pubsub`], waits on a publisher's subscriber count, and [`assert_mentions`], for the
 //!   messages a test expects.
 //!
@@ -28,6 +30,7 @@
 pub mod child;
 pub mod harness;
 pub mod message;
+pub mod process;
 pub mod pubsub;
 pub mod wire;
 
