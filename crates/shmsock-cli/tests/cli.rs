@@ -1,7 +1,7 @@
 //! Drives the real `shmsock` binary: send/recv through shm://, exit codes, help, lab JSON.
 
 use std::io::Write;
-use std::process::{Command, Output};
+use std::process::{ChildStdin, Command, Output};
 use std::time::Duration;
 
 use shmsock_testkit::assert_mentions;
@@ -16,6 +16,11 @@ fn run(args: &[&str]) -> Output {
     shmsock().args(args).output().expect("running shmsock")
 }
 
+/// `shmsock send ENDPOINT`, with its stdin.
+fn spawn_send(endpoint: &str) -> (Running, ChildStdin) {
+    Running::spawn_with_stdin(shmsock().args(["send", endpoint, "--connect-timeout", "10"]))
+}
+
 fn spawn_recv(endpoint: &str, extra: &[&str]) -> Running {
     Running::new(process::spawn_piped(
         shmsock().args(["recv", endpoint]).args(extra),
@@ -25,12 +30,7 @@ fn spawn_recv(endpoint: &str, extra: &[&str]) -> Running {
 #[test]
 fn lines_sent_on_stdin_arrive_on_stdout_and_recv_exits_zero() {
     let recv = spawn_recv("shm://cli-lines", &[]);
-    let (send, mut stdin) = Running::spawn_with_stdin(shmsock().args([
-        "send",
-        "shm://cli-lines",
-        "--connect-timeout",
-        "10",
-    ]));
+    let (send, mut stdin) = spawn_send("shm://cli-lines");
     stdin
         .write_all(b"hello\n\nworld with spaces\n")
         .expect("write");
@@ -45,16 +45,8 @@ fn lines_sent_on_stdin_arrive_on_stdout_and_recv_exits_zero() {
 fn synthetic_messages_are_counted() {
     let recv = spawn_recv("shm://cli-count", &["--quiet", "--count", "1000"]);
     let sent = shmsock()
-        .args([
-            "send",
-            "shm://cli-count",
-            "--size",
-            "100",
-            "--count",
-            "1000",
-            "--connect-timeout",
-            "10",
-        ])
+        .args(["send", "shm://cli-count", "--connect-timeout", "10"])
+        .args(["--size", "100", "--count", "1000"])
         .output()
         .expect("send");
     assert_success(&sent);
@@ -69,12 +61,7 @@ fn synthetic_messages_are_counted() {
 #[test]
 fn recv_fails_with_a_clear_message_when_the_sender_dies() {
     let recv = spawn_recv("shm://cli-dies", &[]);
-    let (send, mut stdin) = Running::spawn_with_stdin(shmsock().args([
-        "send",
-        "shm://cli-dies",
-        "--connect-timeout",
-        "10",
-    ]));
+    let (send, mut stdin) = spawn_send("shm://cli-dies");
     stdin.write_all(b"one\n").expect("write");
     stdin.flush().expect("flush");
     // Give the line time to arrive, then kill the sender without a clean close.
