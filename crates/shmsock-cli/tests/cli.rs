@@ -5,7 +5,9 @@ use std::process::{ChildStdin, Command, Output};
 use std::time::Duration;
 
 use shmsock_testkit::assert_mentions;
-use shmsock_testkit::process::{self, assert_fails_saying, assert_success, Running};
+use shmsock_testkit::process::{
+    self, assert_fails_saying, assert_printed, assert_success, Running,
+};
 
 fn shmsock() -> Command {
     let dir = shmsock::test_support::runtime_dir("shmsock-cli-");
@@ -36,9 +38,7 @@ fn lines_sent_on_stdin_arrive_on_stdout_and_recv_exits_zero() {
         .expect("write");
     drop(stdin);
     assert_success(&send.output());
-    let out = recv.output();
-    assert_success(&out);
-    assert_eq!(out.stdout, b"hello\n\nworld with spaces\n");
+    assert_printed(&recv.output(), b"hello\n\nworld with spaces\n");
 }
 
 #[test]

@@ -6,7 +6,9 @@ use std::process::{ChildStdin, Command, Output, Stdio};
 use std::time::Duration;
 
 use shmsock_testkit::assert_mentions;
-use shmsock_testkit::process::{self, assert_fails_saying, assert_success, stderr, Running};
+use shmsock_testkit::process::{
+    self, assert_fails_saying, assert_printed, assert_success, stderr, Running,
+};
 
 fn shmsock() -> Command {
     let dir = shmsock::test_support::runtime_dir("shmsock-cli-pubsub-");
@@ -41,9 +43,7 @@ fn lines_published_on_stdin_reach_every_subscriber() {
     drop(stdin);
     assert_success(&publisher.output());
     for sub in subs {
-        let out = sub.output();
-        assert_success(&out);
-        assert_eq!(out.stdout, b"hello\n\nworld with spaces\n");
+        assert_printed(&sub.output(), b"hello\n\nworld with spaces\n");
     }
 }
 

@@ -33,6 +33,18 @@ pub fn assert_success(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Checks that a finished command succeeded and printed exactly `expected` on stdout.
+#[track_caller]
+pub fn assert_printed(out: &Output, expected: &[u8]) {
+    assert_success(out);
+    assert!(
+        out.stdout == expected,
+        "printed {:?}, expected {:?}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(expected)
+    );
+}
+
 /// Checks that a finished command failed with exit code 1 and that its stderr mentions
 /// every one of `words` ([`crate::assert_mentions`]).
 #[track_caller]

@@ -407,17 +407,17 @@ impl Side<'_> {
                 (ours, accepted)
             }
             Side::Connector(ep) => {
-                let (path, peer) = rawloan::listen_by_hand(ep, hello(ROLE_INBOX), fds, true);
-                let ours = Conn::connect(ep).map(drop);
-                let peer = peer.join().expect("the hand-made listener");
-                let _ = std::fs::remove_file(path);
+                let (ours, peer) =
+                    rawloan::against_by_hand(ep, hello(ROLE_INBOX), fds, "listener", || {
+                        Conn::connect(ep).map(drop)
+                    });
                 (ours, peer.accepted)
             }
             Side::Subscriber(ep) => {
-                let (path, peer) = rawloan::listen_by_hand(ep, hello(ROLE_PUBLISHER), fds, true);
-                let ours = Subscriber::connect(ep).map(drop);
-                let peer = peer.join().expect("the hand-made publisher");
-                let _ = std::fs::remove_file(path);
+                let (ours, peer) =
+                    rawloan::against_by_hand(ep, hello(ROLE_PUBLISHER), fds, "publisher", || {
+                        Subscriber::connect(ep).map(drop)
+                    });
                 (ours, peer.accepted)
             }
         }

@@ -59,14 +59,18 @@ pub async fn accept(listener: &mut AsyncListener) -> AsyncConn {
         .unwrap_or_else(|e| panic!("accepting on {}: {e}", listener.endpoint()))
 }
 
-/// Waits until `pending` (a task ending with what a blocking call returned, and when) is
-/// blocked, SIGKILLs `peer`, and checks that the call (`what`) ended with `PeerGone` within
+/// Runs `call` (an async call that blocks on `peer`) in a task, waits until it is blocked,
+/// SIGKILLs `peer`, and checks that the call (`what`) ended with `PeerGone` within
 /// [`PEER_DEATH_BOUND`] of the kill.
-pub async fn expect_peer_gone_after_kill<T: std::fmt::Debug>(
+pub async fn expect_peer_gone_after_kill<T: std::fmt::Debug + Send + 'static>(
     what: &str,
     peer: &Peer,
-    pending: tokio::task::JoinHandle<(shmsock::Result<T>, Instant)>,
+    call: impl std::future::Future<Output = shmsock::Result<T>> + Send + 'static,
 ) {
+    let pending = tokio::spawn(async move {
+        let got = call.await;
+        (got, Instant::now())
+    });
     tokio::time::sleep(Duration::from_millis(100)).await; // it is blocked by now
     let killed = peer.kill();
     let (got, woke) = bounded(what, pending)
