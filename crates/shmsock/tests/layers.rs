@@ -167,15 +167,8 @@ fn edges_of(module: &Module, known: &BTreeSet<Vec<String>>) -> Vec<Edge> {
         .is_some_and(|m| m == "tests" || m.ends_with("_tests"));
 
     // Inline `mod name {` blocks: (open brace position, close brace position, name, test?).
-    let bytes = code.as_bytes();
     let mut inline: Vec<(usize, usize, String, bool)> = Vec::new();
-    let mut search = 0;
-    while let Some(k) = code[search..].find("mod ") {
-        let at = search + k;
-        search = at + 4;
-        if at > 0 && is_ident(bytes[at - 1] as char) {
-            continue;
-        }
+    for at in word_starts(&code, "mod ") {
         let rest = &code[at + 4..];
         let name: String = rest.chars().take_while(|&c| is_ident(c)).collect();
         let after = rest[name.len()..].trim_start();
@@ -254,13 +247,7 @@ fn edges_of(module: &Module, known: &BTreeSet<Vec<String>>) -> Vec<Edge> {
     let mut edges = Vec::new();
     let mut use_spans = Vec::new();
     // `use` statements.
-    let mut search = 0;
-    while let Some(k) = code[search..].find("use ") {
-        let at = search + k;
-        search = at + 4;
-        if at > 0 && is_ident(bytes[at - 1] as char) {
-            continue;
-        }
+    for at in word_starts(&code, "use ") {
         let Some(end) = code[at..].find(';').map(|e| at + e) else {
             continue;
         };
@@ -280,13 +267,7 @@ fn edges_of(module: &Module, known: &BTreeSet<Vec<String>>) -> Vec<Edge> {
     }
     // Inline paths: `crate::a::b` and `super::a` outside `use` statements.
     for anchor in ["crate::", "super::"] {
-        let mut search = 0;
-        while let Some(k) = code[search..].find(anchor) {
-            let at = search + k;
-            search = at + anchor.len();
-            if at > 0 && (is_ident(bytes[at - 1] as char) || bytes[at - 1] == b'$') {
-                continue;
-            }
+        for at in word_starts(&code, anchor) {
             if anchor == "super::" && at >= 2 && &code[at - 2..at] == "::" {
                 continue; // the tail of super::super::…, counted from its head
             }
@@ -367,6 +348,15 @@ fn target_module<'a>(path: &[String], known: &'a BTreeSet<Vec<String>>) -> Optio
 
 fn top(path: &[String]) -> &str {
     path.first().map_or("lib", String::as_str)
+}
+
+/// Where `word` stands in `code` as a word of its own: not the tail of an identifier or
+/// of a macro variable (`$crate::`).
+fn word_starts<'a>(code: &'a str, word: &'a str) -> impl Iterator<Item = usize> + 'a {
+    code.match_indices(word).map(|(at, _)| at).filter(|&at| {
+        let before = code[..at].chars().next_back();
+        !before.is_some_and(|c| is_ident(c) || c == '$')
+    })
 }
 
 /// Everything that runs against the layering, as `src/FILE:LINE: what`.

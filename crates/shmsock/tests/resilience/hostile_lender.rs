@@ -14,6 +14,7 @@ use crate::rawloan::{
 use crate::rawpeer::WritableSegment;
 use shmsock_testkit::harness::{self, STEP_TIMEOUT};
 
+/// The ring capacity and the loan pool (slots of `SLOT_BYTES`) of the hand-made peers.
 pub const CAP: u64 = 4096;
 pub const SLOTS: u64 = 4;
 pub const SLOT_BYTES: u64 = 256;

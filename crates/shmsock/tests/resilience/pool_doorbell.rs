@@ -24,9 +24,8 @@ use crate::rawloan::{
 use crate::rawpeer::{self, ALL_SEALS};
 use shmsock_testkit::harness::{self, STEP_TIMEOUT};
 
-const CAP: u64 = 4096;
-const SLOTS: u64 = 4;
-const SLOT_BYTES: u64 = 256;
+// The ring and pool shape of the hand-made lenders, which these hellos announce too.
+use crate::hostile_lender::{CAP, SLOTS, SLOT_BYTES};
 
 /// One hand-made hello: its flags, the pool shape it announces, the fds after the segment
 /// (made only when the case runs, after the fd baseline), and the words the refusal must
