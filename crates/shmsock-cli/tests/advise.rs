@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+use shmsock_testkit::assert_mentions;
+use shmsock_testkit::process::assert_success;
+
 fn sample_report() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/lab-sample/report.json")
 }
@@ -22,73 +25,60 @@ fn advise_with_sample(args: &[&str]) -> String {
     let report = sample_report();
     let mut all = args.to_vec();
     all.extend(["--report", report.to_str().expect("utf-8 path")]);
-    let out = advise(&all);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    assert_success(&advise(&all))
 }
 
 #[test]
 fn large_frequent_transfers_get_shm_with_loans() {
     let text = advise_with_sample(&["--size", "1MiB", "--rate", "30000"]);
-    assert!(text.contains("shm://NAME Conn + loans"), "{text}");
-    assert!(
-        text.contains("Options::loan_pool") && text.contains("recv_sample()"),
-        "{text}"
+    assert_mentions(
+        &text,
+        &[
+            "shm://NAME Conn + loans",
+            "Options::loan_pool",
+            "recv_sample()",
+            "More than 10,000 transfers per second? yes (30000/s)",
+            "uds-stream",
+            "numbers from",
+        ],
     );
     assert!(!text.contains("planned"), "{text}");
-    assert!(
-        text.contains("More than 10,000 transfers per second? yes (30000/s)"),
-        "{text}"
-    );
-    assert!(text.contains("uds-stream"), "{text}");
-    assert!(text.contains("numbers from"), "{text}");
 }
 
 #[test]
 fn remote_peers_get_zeromq_tcp_and_the_bridge() {
     let text = advise_with_sample(&["--remote"]);
-    assert!(
-        text.contains("tcp://HOST:PORT, ZeroMQ's wire protocol"),
-        "{text}"
-    );
-    assert!(
-        text.contains("`shmsock bridge shm://NAME tcp://0.0.0.0:PORT`"),
-        "{text}"
+    assert_mentions(
+        &text,
+        &[
+            "tcp://HOST:PORT, ZeroMQ's wire protocol",
+            "`shmsock bridge shm://NAME tcp://0.0.0.0:PORT`",
+            "Different machines, now or later? yes",
+            "loopback TCP (tcp)",
+        ],
     );
     assert!(
         !text.contains("planned") && !text.contains("Unsupported"),
         "{text}"
     );
-    assert!(
-        text.contains("Different machines, now or later? yes"),
-        "{text}"
-    );
-    assert!(text.contains("loopback TCP (tcp)"), "{text}");
 }
 
 #[test]
 fn a_sub_microsecond_budget_gets_busy_polling_with_the_budget_checked() {
     let text = advise_with_sample(&["--size", "64", "--latency-budget", "500ns"]);
-    assert!(text.contains("WaitStrategy::BusyPoll"), "{text}");
-    assert!(text.contains("your budget 500 ns"), "{text}");
+    assert_mentions(&text, &["WaitStrategy::BusyPoll", "your budget 500 ns"]);
 }
 
 #[test]
 fn an_untrusted_peer_gets_copies_and_no_loans() {
     let text = advise_with_sample(&["--size", "1MiB", "--rate", "50k", "--untrusted"]);
-    assert!(text.contains("without loans"), "{text}");
-    assert!(text.contains("Untrusted peer? yes"), "{text}");
+    assert_mentions(&text, &["without loans", "Untrusted peer? yes"]);
 }
 
 #[test]
 fn json_output_names_the_leaf_and_the_path() {
     let text = advise_with_sample(&["--size", "1MiB", "--rate", "100", "--json"]);
-    assert!(text.contains("\"leaf\": \"hybrid\""), "{text}");
-    assert!(text.contains("\"path\""), "{text}");
+    assert_mentions(&text, &["\"leaf\": \"hybrid\"", "\"path\""]);
 }
 
 #[test]
@@ -102,12 +92,16 @@ fn without_flags_or_report_it_answers_the_default_and_says_why_no_numbers() {
         .output()
         .expect("run");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    assert!(text.contains("message passing (the default)"), "{text}");
-    assert!(text.contains("unix:///path (ZMTP"), "{text}");
+    let text = assert_success(&out);
+    assert_mentions(
+        &text,
+        &[
+            "message passing (the default)",
+            "unix:///path (ZMTP",
+            "no report at",
+        ],
+    );
     assert!(!text.contains("planned"), "{text}");
-    assert!(text.contains("no report at"), "{text}");
 }
 
 #[test]
@@ -123,7 +117,5 @@ fn bad_values_and_missing_reports_fail_with_a_message() {
 #[test]
 fn help_has_examples() {
     let out = advise(&["--help"]);
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    assert!(text.contains("Examples:"), "{text}");
-    assert!(text.contains("--latency-budget"), "{text}");
+    assert_mentions(&assert_success(&out), &["Examples:", "--latency-budget"]);
 }

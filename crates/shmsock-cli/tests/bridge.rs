@@ -4,147 +4,41 @@
 //! shm:// source is reported (or survived with --reconnect), signals stop it with a
 //! summary.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use shmsock::{Publisher, Subscriber};
 use shmsock_testkit::assert_mentions;
+use shmsock_testkit::process::{self, assert_fails_saying, assert_success, LinePeer, LinesOf};
 use shmsock_testkit::pubsub::wait_for_subscriber_count;
 
 /// Longest any step may take before the test fails instead of hanging.
-const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+const STEP_TIMEOUT: Duration = process::CHILD_TIMEOUT;
+
+/// A `shmsock` child: its stderr arrives line by line, its stdout is collected.
+type Proc = LinePeer;
 
 fn shmsock() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmsock"));
-    cmd.env("SHMSOCK_RUNTIME_DIR", runtime_dir());
-    cmd
+    // The children's rendezvous directory (this process's library calls use tcp:// only).
+    let dir = shmsock::test_support::runtime_dir("shmsock-cli-bridge-");
+    process::command(env!("CARGO_BIN_EXE_shmsock"), &dir)
 }
 
-/// The children's rendezvous directory (this process's library calls use tcp:// only).
-fn runtime_dir() -> std::path::PathBuf {
-    shmsock::test_support::runtime_dir("shmsock-cli-bridge-")
+fn spawn(cmd: &mut Command) -> Proc {
+    LinePeer::spawn(cmd, LinesOf::Stderr)
 }
 
-/// A child process: stderr arrives line by line (and is kept), stdout is collected; killed
-/// and reaped on drop.
-struct Proc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    stderr: String,
-    stdout: Option<JoinHandle<Vec<u8>>>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning a process");
-        let err = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut out = child.stdout.take().expect("piped stdout");
-        let stdout = std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = out.read_to_end(&mut bytes);
-            bytes
-        });
-        Proc {
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            stderr: String::new(),
-            stdout: Some(stdout),
-        }
-    }
-
-    /// Waits for a stderr line containing `needle` and returns it.
-    fn wait_for_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + STEP_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.stderr.push_str(&line);
-                    self.stderr.push('\n');
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line with {needle:?}; stderr so far:\n{}", self.stderr),
-            }
-        }
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        stdin.write_all(bytes).expect("writing to the child");
-        stdin.flush().expect("flushing to the child");
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{signal}");
-    }
-
-    /// Closes stdin, waits for the exit; returns the status, stdout and all of stderr.
-    fn finish(mut self) -> (ExitStatus, Vec<u8>, String) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + STEP_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the process did not exit; stderr:\n{}",
-                self.stderr
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let stdout = self
-            .stdout
-            .take()
-            .map(|t| t.join().expect("stdout"))
-            .unwrap_or_default();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.stderr.push_str(&line);
-            self.stderr.push('\n');
-        }
-        (status, stdout, std::mem::take(&mut self.stderr))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Closes the child's stdin and waits for a successful exit; returns its stderr.
+fn finish_ok(proc: Proc) -> String {
+    let (status, _, err) = proc.finish();
+    assert!(status.success(), "{status:?}: {err}");
+    err
 }
 
 /// Starts `shmsock bridge SRC DST EXTRA...` and returns it with its destination endpoint
 /// (the bridge prints it: `tcp://127.0.0.1:0` becomes the port chosen).
 fn bridge(source: &str, destination: &str, extra: &[&str]) -> (Proc, String) {
-    let mut cmd = shmsock();
-    cmd.args(["bridge", source, destination]).args(extra);
-    let mut proc = Proc::spawn(cmd);
+    let mut proc = spawn(shmsock().args(["bridge", source, destination]).args(extra));
     let line = proc.wait_for_line("shmsock bridge: forwarding");
     let bound = line
         .split(" -> ")
@@ -156,9 +50,17 @@ fn bridge(source: &str, destination: &str, extra: &[&str]) -> (Proc, String) {
 }
 
 fn shmsock_pub(endpoint: &str, extra: &[&str]) -> Proc {
-    let mut cmd = shmsock();
-    cmd.args(["pub", endpoint]).args(extra);
-    Proc::spawn(cmd)
+    spawn(shmsock().args(["pub", endpoint]).args(extra))
+}
+
+/// `shmsock pub SOURCE PUB_EXTRA...` bridged to tcp:// (`shmsock bridge SOURCE
+/// tcp://127.0.0.1:0 BRIDGE_EXTRA...`), both waiting for one subscriber: the publisher,
+/// the bridge and the bridge's tcp:// endpoint.
+fn bridged_pub(source: &str, pub_extra: &[&str], bridge_extra: &[&str]) -> (Proc, Proc, String) {
+    let one = ["--wait-subscribers", "1"];
+    let publisher = shmsock_pub(source, &[pub_extra, &one].concat());
+    let (bridge, remote) = bridge(source, "tcp://127.0.0.1:0", &[bridge_extra, &one].concat());
+    (publisher, bridge, remote)
 }
 
 fn recv(sub: &mut Subscriber) -> Vec<u8> {
@@ -182,21 +84,10 @@ fn wait_subscribers(publisher: &mut Publisher, n: usize) {
 #[test]
 fn shm_to_tcp_delivers_every_message_in_order_and_ends_with_its_source() {
     let (count, size) = (20_000u64, 64usize);
-    let mut publisher = shmsock_pub(
+    let (mut publisher, bridge, remote) = bridged_pub(
         "shm://cli-br-seq",
-        &[
-            "--size",
-            "64",
-            "--count",
-            "20000",
-            "--wait-subscribers",
-            "1",
-        ],
-    );
-    let (bridge, remote) = bridge(
-        "shm://cli-br-seq",
-        "tcp://127.0.0.1:0",
-        &["--wait-subscribers", "1", "--connect-timeout", "20"],
+        &["--size", "64", "--count", "20000"],
+        &["--connect-timeout", "20"],
     );
     assert!(
         remote.starts_with("tcp://127.0.0.1:") && !remote.ends_with(":0"),
@@ -210,12 +101,9 @@ fn shm_to_tcp_delivers_every_message_in_order_and_ends_with_its_source() {
         assert!(msg[8..].iter().all(|&b| b == 0), "message {seq} corrupted");
     }
     publisher.wait_for_line("published 20000 messages");
-    let (status, _, err) = publisher.finish();
-    assert!(status.success(), "{err}");
-    let (status, _, err) = bridge.finish();
-    assert!(status.success(), "{err}");
+    finish_ok(publisher);
     assert_mentions(
-        &err,
+        &finish_ok(bridge),
         &[
             "the source closed: forwarded 20000 messages, 1280000 bytes",
             "received 20000, lost upstream 0",
@@ -226,12 +114,8 @@ fn shm_to_tcp_delivers_every_message_in_order_and_ends_with_its_source() {
 /// `--topic` subscribes upstream: only the matching lines cross, byte for byte.
 #[test]
 fn topic_filters_choose_what_crosses() {
-    let mut publisher = shmsock_pub("shm://cli-br-topics", &["--wait-subscribers", "1"]);
-    let (bridge, remote) = bridge(
-        "shm://cli-br-topics",
-        "tcp://127.0.0.1:0",
-        &["--topic", "a.", "--topic", "c.", "--wait-subscribers", "1"],
-    );
+    let topics = ["--topic", "a.", "--topic", "c."];
+    let (mut publisher, bridge, remote) = bridged_pub("shm://cli-br-topics", &[], &topics);
     assert!(remote.starts_with("tcp://127.0.0.1:"), "{remote}");
     let mut sub = Subscriber::connect(&remote).expect("connect to the bridge");
     let mut input = Vec::new();
@@ -249,10 +133,8 @@ fn topic_filters_choose_what_crosses() {
     for line in &wanted {
         assert_eq!(&recv(&mut sub), line);
     }
-    let (status, _, err) = publisher.finish();
-    assert!(status.success(), "{err}");
-    let (status, _, err) = bridge.finish();
-    assert!(status.success(), "{err}");
+    finish_ok(publisher);
+    let err = finish_ok(bridge);
     assert_mentions(&err, &["forwarded 50 messages", "received 50,"]);
 }
 
@@ -268,10 +150,11 @@ fn tcp_to_shm_reaches_a_shm_subscriber_and_sigterm_stops_the_bridge() {
         &["--wait-subscribers", "1"],
     );
     assert_eq!(local, "shm://cli-br-back");
-    let mut cmd = shmsock();
-    cmd.args(["sub", "shm://cli-br-back", "--connect-timeout", "20"])
-        .args(["--count", &count.to_string()]);
-    let sub = Proc::spawn(cmd);
+    let sub = spawn(
+        shmsock()
+            .args(["sub", "shm://cli-br-back", "--connect-timeout", "20"])
+            .args(["--count", &count.to_string()]),
+    );
     wait_subscribers(&mut publisher, 1);
     let mut expected = Vec::new();
     for seq in 0..count {
@@ -287,8 +170,7 @@ fn tcp_to_shm_reaches_a_shm_subscriber_and_sigterm_stops_the_bridge() {
         "the shm:// subscriber printed other bytes: {err}"
     );
     bridge.signal("TERM");
-    let (status, _, err) = bridge.finish();
-    assert!(status.success(), "{err}");
+    let err = finish_ok(bridge);
     assert_mentions(&err, &[&format!("stopped: forwarded {count} messages")]);
 }
 
@@ -296,12 +178,7 @@ fn tcp_to_shm_reaches_a_shm_subscriber_and_sigterm_stops_the_bridge() {
 /// after what it had published was forwarded, and the message says what to do.
 #[test]
 fn a_killed_shm_source_is_reported_after_its_messages() {
-    let mut publisher = shmsock_pub("shm://cli-br-dies", &["--wait-subscribers", "1"]);
-    let (bridge, remote) = bridge(
-        "shm://cli-br-dies",
-        "tcp://127.0.0.1:0",
-        &["--wait-subscribers", "1"],
-    );
+    let (mut publisher, bridge, remote) = bridged_pub("shm://cli-br-dies", &[], &[]);
     let mut sub = Subscriber::connect(&remote).expect("connect to the bridge");
     publisher.write(b"one\ntwo\n");
     assert_eq!(recv(&mut sub), b"one");
@@ -316,12 +193,8 @@ fn a_killed_shm_source_is_reported_after_its_messages() {
 /// successor; SIGINT then stops it with exit 0, one reconnection counted.
 #[test]
 fn reconnect_outlives_a_killed_source_and_sigint_stops_it() {
-    let mut first = shmsock_pub("shm://cli-br-again", &["--wait-subscribers", "1"]);
-    let (mut bridge, remote) = bridge(
-        "shm://cli-br-again",
-        "tcp://127.0.0.1:0",
-        &["--wait-subscribers", "1", "--reconnect", "-v"],
-    );
+    let (mut first, mut bridge, remote) =
+        bridged_pub("shm://cli-br-again", &[], &["--reconnect", "-v"]);
     let mut sub = Subscriber::connect(&remote).expect("connect to the bridge");
     first.write(b"before\n");
     assert_eq!(recv(&mut sub), b"before");
@@ -332,11 +205,9 @@ fn reconnect_outlives_a_killed_source_and_sigint_stops_it() {
     second.write(b"after\n");
     assert_eq!(recv(&mut sub), b"after");
     bridge.signal("INT");
-    let (status, _, err) = bridge.finish();
-    assert!(status.success(), "{err}");
+    let err = finish_ok(bridge);
     assert_mentions(&err, &["stopped: forwarded 2 messages", "reconnections 1"]);
-    let (status, _, err) = second.finish();
-    assert!(status.success(), "{err}");
+    finish_ok(second);
 }
 
 #[test]
@@ -345,10 +216,8 @@ fn a_missing_source_is_a_clear_error() {
         .args(["bridge", "shm://cli-br-nobody", "tcp://127.0.0.1:0"])
         .output()
         .expect("bridge");
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_mentions(
-        &err,
+    assert_fails_saying(
+        &out,
         &[
             "connection refused",
             "`shmsock pub shm://cli-br-nobody`",
@@ -361,15 +230,7 @@ fn a_missing_source_is_a_clear_error() {
 /// matching messages of a shm:// publisher, byte for byte (binary bytes included).
 #[test]
 fn pyzmq_subscriber_receives_from_the_bridge() {
-    let python_ok = Command::new("python3")
-        .args(["-c", "import zmq"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !python_ok {
-        println!("skipped: pyzmq not installed (pip install pyzmq)");
-        eprintln!("skipped: pyzmq not installed (pip install pyzmq)");
+    if !process::pyzmq_available() {
         return;
     }
     const SUB_PY: &str = r#"
@@ -382,12 +243,7 @@ s.setsockopt(zmq.SUBSCRIBE, sys.argv[3].encode())
 for _ in range(int(sys.argv[2])):
     print(b"".join(s.recv_multipart()).hex(), flush=True)
 "#;
-    let mut publisher = shmsock_pub("shm://cli-br-py", &["--wait-subscribers", "1"]);
-    let (bridge, remote) = bridge(
-        "shm://cli-br-py",
-        "tcp://127.0.0.1:0",
-        &["--wait-subscribers", "1"],
-    );
+    let (mut publisher, bridge, remote) = bridged_pub("shm://cli-br-py", &[], &[]);
     let mut input = Vec::new();
     let mut wanted = Vec::new();
     for seq in 0..60u8 {
@@ -399,9 +255,13 @@ for _ in range(int(sys.argv[2])):
             wanted.push(msg);
         }
     }
-    let mut cmd = Command::new("python3");
-    cmd.args(["-c", SUB_PY, &remote, &wanted.len().to_string(), "AB"]);
-    let python = Proc::spawn(cmd);
+    let python = spawn(Command::new("python3").args([
+        "-c",
+        SUB_PY,
+        &remote,
+        &wanted.len().to_string(),
+        "AB",
+    ]));
     // The bridge subscribes upstream once pyzmq's subscription arrived; then publish.
     publisher.write(&input);
     let (status, stdout, err) = python.finish();
@@ -413,25 +273,22 @@ for _ in range(int(sys.argv[2])):
     let hex = |m: &[u8]| m.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let wanted: Vec<String> = wanted.iter().map(|m| hex(m)).collect();
     assert_eq!(got, wanted);
-    let (status, _, err) = publisher.finish();
-    assert!(status.success(), "{err}");
-    let (status, _, err) = bridge.finish();
-    assert!(status.success(), "{err}");
+    finish_ok(publisher);
+    finish_ok(bridge);
 }
 
 #[test]
 fn bridge_has_help_with_examples() {
     let out = shmsock().args(["bridge", "--help"]).output().expect("help");
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    for needle in [
-        "Usage:",
-        "Examples:",
-        "shmsock bridge shm://prices tcp://0.0.0.0:5556",
-        "--topic",
-        "--reconnect",
-        "--drop-oldest",
-    ] {
-        assert!(text.contains(needle), "{needle}: {text}");
-    }
+    assert_mentions(
+        &assert_success(&out),
+        &[
+            "Usage:",
+            "Examples:",
+            "shmsock bridge shm://prices tcp://0.0.0.0:5556",
+            "--topic",
+            "--reconnect",
+            "--drop-oldest",
+        ],
+    );
 }

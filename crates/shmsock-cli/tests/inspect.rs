@@ -7,6 +7,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shmsock_testkit::assert_mentions;
+use shmsock_testkit::process::{self, assert_success};
 
 /// How long a test waits for the state it expects to show up in `ls`.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -33,9 +35,12 @@ fn runtime_dir(test: &str) -> TestDir {
 }
 
 fn shmsock(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmsock"));
-    cmd.env("SHMSOCK_RUNTIME_DIR", dir);
-    cmd
+    process::command(env!("CARGO_BIN_EXE_shmsock"), dir)
+}
+
+/// Runs `shmsock ARGS` to the end: it must succeed; returns its stdout.
+fn run_ok(dir: &Path, args: &[&str]) -> String {
+    assert_success(&shmsock(dir).args(args).output().expect("running shmsock"))
 }
 
 /// A child killed (SIGKILL) and reaped when dropped.
@@ -83,13 +88,7 @@ impl Drop for Proc {
 }
 
 fn ls_json(dir: &Path) -> Value {
-    let out = shmsock(dir).args(["ls", "--json"]).output().expect("ls");
-    assert!(
-        out.status.success(),
-        "ls failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("ls --json prints one JSON object")
+    serde_json::from_str(&run_ok(dir, &["ls", "--json"])).expect("ls --json prints one JSON object")
 }
 
 /// The endpoint `endpoint` in a scan, if listed.
@@ -175,13 +174,11 @@ fn ls_lists_a_pair_with_pids_commands_and_exact_counters() {
     assert_eq!(c["ring_capacity_bytes"], c["backlog"]["ring_bytes"]);
     assert!(l["msgs_lost"].is_null(), "a Conn loses nothing");
 
-    let out = shmsock(&dir).arg("ls").output().expect("ls");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("shm://pair  pair  live, bound by pid")
-            && text.contains(&format!("connector  {}", send.pid()))
-            && text.contains(&format!("7 / {payload} B")),
-        "{text}"
+    let connector = format!("connector  {}", send.pid());
+    let backlog = format!("7 / {payload} B");
+    assert_mentions(
+        &run_ok(&dir, &["ls"]),
+        &["shm://pair  pair  live, bound by pid", &connector, &backlog],
     );
 }
 
@@ -267,34 +264,14 @@ fn a_killed_listener_is_stale_and_clean_removes_only_its_files() {
     assert_eq!(c[0]["peer"]["alive"], false);
     assert!(c[0]["backlog"].is_null(), "the consumer's side is gone");
 
-    let dry = shmsock(&dir)
-        .args(["clean", "--dry-run"])
-        .output()
-        .expect("clean");
-    let text = String::from_utf8_lossy(&dry.stdout);
-    assert!(
-        dry.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dry.stderr)
-    );
-    assert!(
-        text.contains("would remove") && text.contains("dead.sock") && text.contains("dead.lock"),
-        "{text}"
-    );
+    let text = run_ok(&dir, &["clean", "--dry-run"]);
+    assert_mentions(&text, &["would remove", "dead.sock", "dead.lock"]);
     assert!(!text.contains("alive"), "{text}");
     assert!(dir.join("dead.sock").exists() && dir.join("dead.lock").exists());
 
-    let out = shmsock(&dir).arg("clean").output().expect("clean");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains(&format!("removed {}", dir.join("dead.sock").display())),
-        "{text}"
-    );
+    let text = run_ok(&dir, &["clean"]);
+    let removed = format!("removed {}", dir.join("dead.sock").display());
+    assert_mentions(&text, &[&removed]);
     assert!(!dir.join("dead.sock").exists() && !dir.join("dead.lock").exists());
     assert!(dir.join("alive.sock").exists() && dir.join("alive.lock").exists());
     let scan = ls_json(&dir);
@@ -308,8 +285,7 @@ fn a_killed_listener_is_stale_and_clean_removes_only_its_files() {
         "unbound"
     );
     orphan.kill();
-    let again = shmsock(&dir).arg("clean").output().expect("clean");
-    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing stale"));
+    assert_mentions(&run_ok(&dir, &["clean"]), &["nothing stale"]);
     drop(alive);
 }
 
@@ -334,12 +310,7 @@ fn top_shows_rates_between_frames() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let out = top.wait_with_output().expect("top output");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let frames: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+    let frames: Vec<Value> = assert_success(&out)
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect();
@@ -366,12 +337,7 @@ fn top_shows_rates_between_frames() {
 fn ls_top_and_clean_have_help_with_examples() {
     let dir = runtime_dir("help");
     for sub in ["ls", "top", "clean"] {
-        let out = shmsock(&dir).args([sub, "--help"]).output().expect("help");
-        assert!(out.status.success(), "{sub}");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            text.contains("Examples:") && text.contains(&format!("shmsock {sub}")),
-            "{sub}: {text}"
-        );
+        let text = run_ok(&dir, &[sub, "--help"]);
+        assert_mentions(&text, &["Examples:", &format!("shmsock {sub}")]);
     }
 }

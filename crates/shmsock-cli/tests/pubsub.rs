@@ -2,97 +2,32 @@
 //! codes, help.
 
 use std::io::Write;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{ChildStdin, Command, Output, Stdio};
 use std::time::Duration;
 
-/// Longest any child may run.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
+use shmsock_testkit::assert_mentions;
+use shmsock_testkit::process::{
+    self, assert_fails_saying, assert_printed, assert_success, stderr, Running,
+};
 
 fn shmsock() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmsock"));
     let dir = shmsock::test_support::runtime_dir("shmsock-cli-pubsub-");
-    cmd.env("SHMSOCK_RUNTIME_DIR", dir);
-    cmd
+    process::command(env!("CARGO_BIN_EXE_shmsock"), &dir)
 }
 
-/// Collects a child's output on another thread (so a full pipe never blocks it), killing
-/// it if it runs longer than [`CHILD_TIMEOUT`].
-struct Running {
-    pid: u32,
-    output: mpsc::Receiver<std::io::Result<Output>>,
-    done: bool,
-}
-
-impl Running {
-    fn new(child: Child) -> Running {
-        let pid = child.id();
-        let (tx, output) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        Running {
-            pid,
-            output,
-            done: false,
-        }
-    }
-
-    fn output(mut self) -> Output {
-        match self.output.recv_timeout(CHILD_TIMEOUT) {
-            Ok(out) => {
-                self.done = true;
-                out.expect("child output")
-            }
-            Err(_) => {
-                self.kill("KILL");
-                panic!("shmsock did not exit within {CHILD_TIMEOUT:?}");
-            }
-        }
-    }
-
-    fn kill(&self, signal: &str) {
-        let _ = Command::new("kill")
-            .args([&format!("-{signal}"), &self.pid.to_string()])
-            .status();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // Not reaped yet (its output thread is still waiting for it): kill it.
-        if !self.done && self.output.try_recv().is_err() {
-            self.kill("KILL");
-        }
-    }
+fn run(args: &[&str]) -> Output {
+    shmsock().args(args).output().expect("running shmsock")
 }
 
 fn spawn_sub(endpoint: &str, extra: &[&str]) -> Running {
-    let child = shmsock()
-        .args(["sub", endpoint, "--connect-timeout", "10"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sub");
-    Running::new(child)
+    let mut cmd = shmsock();
+    cmd.args(["sub", endpoint, "--connect-timeout", "10"])
+        .args(extra);
+    Running::new(process::spawn_piped(&mut cmd))
 }
 
-fn spawn_pub(endpoint: &str, extra: &[&str]) -> (Running, std::process::ChildStdin) {
-    let mut child = shmsock()
-        .args(["pub", endpoint])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pub");
-    let stdin = child.stdin.take().expect("stdin");
-    (Running::new(child), stdin)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+fn spawn_pub(endpoint: &str, extra: &[&str]) -> (Running, ChildStdin) {
+    Running::spawn_with_stdin(shmsock().args(["pub", endpoint]).args(extra))
 }
 
 #[test]
@@ -106,12 +41,9 @@ fn lines_published_on_stdin_reach_every_subscriber() {
         .write_all(b"hello\n\nworld with spaces\n")
         .expect("write");
     drop(stdin);
-    let out = publisher.output();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&publisher.output());
     for sub in subs {
-        let out = sub.output();
-        assert!(out.status.success(), "{}", stderr(&out));
-        assert_eq!(out.stdout, b"hello\n\nworld with spaces\n");
+        assert_printed(&sub.output(), b"hello\n\nworld with spaces\n");
     }
 }
 
@@ -130,20 +62,14 @@ fn synthetic_messages_are_counted_by_a_quiet_subscriber() {
         .args(["--wait-subscribers", "1"])
         .output()
         .expect("pub");
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("published 1000 messages, 100000 bytes"),
-        "{}",
-        stderr(&out)
-    );
+    assert_success(&out);
+    assert_mentions(&stderr(&out), &["published 1000 messages, 100000 bytes"]);
     let out = sub.output();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains("received 1000 messages, 100000 bytes"),
-        "{err}"
+    assert_success(&out);
+    assert_mentions(
+        &stderr(&out),
+        &["received 1000 messages, 100000 bytes", "lost 0"],
     );
-    assert!(err.contains("lost 0"), "{err}");
 }
 
 /// A subscriber whose stdout nobody reads falls behind a --drop-oldest publisher: it says
@@ -192,13 +118,8 @@ fn sub_fails_with_a_clear_message_when_the_publisher_dies() {
     std::thread::sleep(Duration::from_millis(500));
     publisher.kill("KILL");
     let out = sub.output();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_fails_saying(&out, &["shmsock sub:", "is gone"]);
     assert_eq!(out.stdout, b"one\n");
-    let err = stderr(&out);
-    assert!(
-        err.contains("shmsock sub:") && err.contains("is gone"),
-        "{err}"
-    );
     drop(stdin);
 }
 
@@ -210,39 +131,24 @@ fn sub_and_recv_refuse_each_others_endpoints() {
         .stdin(Stdio::null())
         .output()
         .expect("send");
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(err.contains("Publisher") && err.contains("Conn"), "{err}");
+    assert_fails_saying(&out, &["Publisher", "Conn"]);
     drop(stdin);
     assert!(publisher.output().status.success());
 }
 
 #[test]
 fn sub_without_a_publisher_says_what_to_do() {
-    let out = shmsock()
-        .args(["sub", "shm://cli-ps-nobody"])
-        .output()
-        .expect("sub");
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(
-        err.contains("connection refused") && err.contains("`shmsock pub shm://cli-ps-nobody`"),
-        "{err}"
+    assert_fails_saying(
+        &run(&["sub", "shm://cli-ps-nobody"]),
+        &["connection refused", "`shmsock pub shm://cli-ps-nobody`"],
     );
 }
 
 #[test]
 fn pub_and_sub_have_help_with_examples() {
     for sub in ["pub", "sub"] {
-        let out = shmsock().args([sub, "--help"]).output().expect("help");
-        assert!(out.status.success(), "{sub}");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            text.contains("Usage:") && text.contains("Examples:") && text.contains("shmsock pub"),
-            "{sub}: {text}"
-        );
+        let text = assert_success(&run(&[sub, "--help"]));
+        assert_mentions(&text, &["Usage:", "Examples:", "shmsock pub"]);
     }
-    let out = shmsock().arg("--help").output().expect("help");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("shmsock sub shm://"), "{text}");
+    assert_mentions(&assert_success(&run(&["--help"])), &["shmsock sub shm://"]);
 }

@@ -16,6 +16,10 @@
 //!   message.
 //! - [`wire`], the `shm://` handshake spoken by hand (hellos, fake segments, fds over the
 //!   rendezvous socket), for hostile or half-finished peers the library would never be.
+//! - [`process`], other programs the tests run (the `shmsock` binary, python3 with pyzmq):
+//!   killed and reaped by drop guards, their output read on other threads, bounded waits.
+//! - [`source`], the library's source files for the source-scanning lints: one walker,
+//!   one comment and literal stripper.
 //! - [`pubsub`], waits on a publisher's subscriber count, and [`assert_mentions`], for the
 //!   messages a test expects.
 //!
@@ -28,7 +32,9 @@
 pub mod child;
 pub mod harness;
 pub mod message;
+pub mod process;
 pub mod pubsub;
+pub mod source;
 pub mod wire;
 
 /// Checks that `text` (a child's output, an error message) mentions every one of `words`;

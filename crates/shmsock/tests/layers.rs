@@ -17,7 +17,9 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use shmsock_testkit::source::{assert_no_findings, code_only, is_ident, rust_files};
 
 /// The bottom layer: what every layer above may use.
 const BOTTOM: [&str; 6] = [
@@ -81,149 +83,22 @@ struct Module {
     text: String,
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("listing sources").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 fn modules(src: &Path) -> Vec<Module> {
-    let mut files = Vec::new();
-    rust_files(src, &mut files);
-    files.sort();
-    files
+    rust_files(src, 2)
         .into_iter()
         .map(|f| {
-            let file = f
-                .strip_prefix(src)
-                .expect("under src")
-                .to_string_lossy()
-                .replace('\\', "/");
-            let stem = file.trim_end_matches(".rs");
+            let stem = f.rel.trim_end_matches(".rs");
             let mut path: Vec<String> = stem.split('/').map(str::to_owned).collect();
             if matches!(path.last().map(String::as_str), Some("mod" | "lib")) {
                 path.pop();
             }
-            let text = std::fs::read_to_string(&f).expect("reading a source file");
-            Module { file, path, text }
+            Module {
+                file: f.rel,
+                path,
+                text: f.text,
+            }
         })
         .collect()
-}
-
-/// The text with comments, string and char literals blanked out (newlines kept, so line
-/// numbers stay right).
-fn code_only(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    let blank = |c: char| if c == '\n' { '\n' } else { ' ' };
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        if c == '/' && next == Some('/') {
-            while i < chars.len() && chars[i] != '\n' {
-                out.push(' ');
-                i += 1;
-            }
-        } else if c == '/' && next == Some('*') {
-            let mut depth = 0;
-            while i < chars.len() {
-                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
-                    depth += 1;
-                    out.push_str("  ");
-                    i += 2;
-                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
-                    depth -= 1;
-                    out.push_str("  ");
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    out.push(blank(chars[i]));
-                    i += 1;
-                }
-            }
-        } else if c == 'r' && matches!(next, Some('"' | '#')) && (i == 0 || !is_ident(chars[i - 1]))
-        {
-            // A raw string: r"…" or r#"…"#.
-            let mut j = i + 1;
-            let mut hashes = 0;
-            while chars.get(j) == Some(&'#') {
-                hashes += 1;
-                j += 1;
-            }
-            if chars.get(j) != Some(&'"') {
-                out.push(c);
-                i += 1;
-                continue;
-            }
-            let close: String = std::iter::once('"')
-                .chain(std::iter::repeat_n('#', hashes))
-                .collect();
-            let body_start = j + 1;
-            let rest: String = chars[body_start..].iter().collect();
-            let end = rest.find(&close).map_or(chars.len(), |k| {
-                body_start + rest[..k].chars().count() + close.len()
-            });
-            for &ch in &chars[i..end] {
-                out.push(blank(ch));
-            }
-            i = end;
-        } else if c == '"' {
-            out.push(' ');
-            i += 1;
-            while i < chars.len() && chars[i] != '"' {
-                if chars[i] == '\\' {
-                    out.push(' ');
-                    i += 1;
-                }
-                if i < chars.len() {
-                    out.push(blank(chars[i]));
-                    i += 1;
-                }
-            }
-            out.push(' ');
-            i += 1;
-        } else if c == '\'' {
-            // A char literal ('x', '\n', '\u{..}') or a lifetime ('a): blank only the former.
-            let lit_end = if next == Some('\\') {
-                chars[i + 2..]
-                    .iter()
-                    .position(|&ch| ch == '\'')
-                    .map(|k| i + 2 + k)
-            } else if chars.get(i + 2) == Some(&'\'') {
-                Some(i + 2)
-            } else {
-                None
-            };
-            match lit_end {
-                Some(end) => {
-                    for _ in i..=end {
-                        out.push(' ');
-                    }
-                    i = end + 1;
-                }
-                None => {
-                    out.push(c);
-                    i += 1;
-                }
-            }
-        } else {
-            out.push(c);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn is_ident(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
 }
 
 /// Expands one `use` tree (`a::{b, c::{d, e}}`) into its paths.
@@ -292,15 +167,8 @@ fn edges_of(module: &Module, known: &BTreeSet<Vec<String>>) -> Vec<Edge> {
         .is_some_and(|m| m == "tests" || m.ends_with("_tests"));
 
     // Inline `mod name {` blocks: (open brace position, close brace position, name, test?).
-    let bytes = code.as_bytes();
     let mut inline: Vec<(usize, usize, String, bool)> = Vec::new();
-    let mut search = 0;
-    while let Some(k) = code[search..].find("mod ") {
-        let at = search + k;
-        search = at + 4;
-        if at > 0 && is_ident(bytes[at - 1] as char) {
-            continue;
-        }
+    for at in word_starts(&code, "mod ") {
         let rest = &code[at + 4..];
         let name: String = rest.chars().take_while(|&c| is_ident(c)).collect();
         let after = rest[name.len()..].trim_start();
@@ -379,13 +247,7 @@ fn edges_of(module: &Module, known: &BTreeSet<Vec<String>>) -> Vec<Edge> {
     let mut edges = Vec::new();
     let mut use_spans = Vec::new();
     // `use` statements.
-    let mut search = 0;
-    while let Some(k) = code[search..].find("use ") {
-        let at = search + k;
-        search = at + 4;
-        if at > 0 && is_ident(bytes[at - 1] as char) {
-            continue;
-        }
+    for at in word_starts(&code, "use ") {
         let Some(end) = code[at..].find(';').map(|e| at + e) else {
             continue;
         };
@@ -405,13 +267,7 @@ fn edges_of(module: &Module, known: &BTreeSet<Vec<String>>) -> Vec<Edge> {
     }
     // Inline paths: `crate::a::b` and `super::a` outside `use` statements.
     for anchor in ["crate::", "super::"] {
-        let mut search = 0;
-        while let Some(k) = code[search..].find(anchor) {
-            let at = search + k;
-            search = at + anchor.len();
-            if at > 0 && (is_ident(bytes[at - 1] as char) || bytes[at - 1] == b'$') {
-                continue;
-            }
+        for at in word_starts(&code, anchor) {
             if anchor == "super::" && at >= 2 && &code[at - 2..at] == "::" {
                 continue; // the tail of super::super::…, counted from its head
             }
@@ -494,14 +350,18 @@ fn top(path: &[String]) -> &str {
     path.first().map_or("lib", String::as_str)
 }
 
+/// Where `word` stands in `code` as a word of its own: not the tail of an identifier or
+/// of a macro variable (`$crate::`).
+fn word_starts<'a>(code: &'a str, word: &'a str) -> impl Iterator<Item = usize> + 'a {
+    code.match_indices(word).map(|(at, _)| at).filter(|&at| {
+        let before = code[..at].chars().next_back();
+        !before.is_some_and(|c| is_ident(c) || c == '$')
+    })
+}
+
 /// Everything that runs against the layering, as `src/FILE:LINE: what`.
 fn violations(src: &Path) -> Vec<String> {
     let mods = modules(src);
-    assert!(
-        mods.len() > 1,
-        "found the library sources in {}",
-        src.display()
-    );
     let known: BTreeSet<Vec<String>> = mods.iter().map(|m| m.path.clone()).collect();
     let by_path: BTreeMap<&Vec<String>, &Module> = mods.iter().map(|m| (&m.path, m)).collect();
     let table: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
@@ -634,12 +494,9 @@ fn circles(graph: &BTreeMap<String, BTreeSet<(String, usize)>>) -> Vec<Vec<Strin
 #[test]
 fn imports_follow_the_layers() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let bad = violations(&src);
-    assert!(
-        bad.is_empty(),
-        "{} import(s) against the layering (table in tests/layers.rs):\n{}",
-        bad.len(),
-        bad.join("\n")
+    assert_no_findings(
+        &violations(&src),
+        "imports against the layering (table in tests/layers.rs)",
     );
 }
 

@@ -18,6 +18,15 @@ const STRATEGIES: [WaitStrategy; 3] = [
 /// waiters are asleep on the futex when the peer dies.
 const BLOCKED_BEFORE_KILL: Duration = Duration::from_millis(60);
 
+/// A listener on `ep` and an `idle` peer it accepted (ready, never sending).
+fn idle_peer(ep: &str, options: Options) -> (shmsock::Listener, Peer, shmsock::Conn) {
+    let listener = harness::bind(ep, options);
+    let mut peer = Peer::spawn("idle", ep, &[]);
+    let conn = harness::accept(&listener).expect("accepting the peer");
+    peer.expect("ready");
+    (listener, peer, conn)
+}
+
 #[test]
 fn dead_writer_is_reported_after_its_messages() {
     let _timing = harness::timing_test();
@@ -92,10 +101,7 @@ fn peer_death_unblocks_a_receiver_waiting_on_an_empty_ring() {
     let _timing = harness::timing_test();
     for strategy in STRATEGIES {
         let ep = harness::endpoint("deadrx");
-        let listener = harness::bind(&ep, Options::new().wait_strategy(strategy));
-        let mut peer = Peer::spawn("idle", &ep, &[]);
-        let mut conn = harness::accept(&listener).expect("accepting the peer");
-        peer.expect("ready");
+        let (_listener, peer, mut conn) = idle_peer(&ep, Options::new().wait_strategy(strategy));
 
         kill_while_blocked(&peer, &format!("{strategy:?}: blocked recv"), || {
             conn.recv_timeout(&mut [0u8; 16], STEP_TIMEOUT)
@@ -112,10 +118,7 @@ fn peer_death_unblocks_a_sender_on_a_full_ring() {
         let options = Options::new()
             .wait_strategy(strategy)
             .ring_capacity(capacity);
-        let listener = harness::bind(&ep, options);
-        let mut peer = Peer::spawn("idle", &ep, &[]);
-        let mut conn = harness::accept(&listener).expect("accepting the peer");
-        peer.expect("ready");
+        let (_listener, peer, mut conn) = idle_peer(&ep, options);
 
         // The peer never reads: fill its inbound ring (our segment).
         let msg = [0x5au8; 1000];
@@ -209,10 +212,7 @@ fn connector_sees_a_killed_listener_as_peer_gone() {
 fn silent_live_peer_is_not_reported_gone() {
     for strategy in STRATEGIES {
         let ep = harness::endpoint("silent");
-        let listener = harness::bind(&ep, Options::new().wait_strategy(strategy));
-        let mut peer = Peer::spawn("idle", &ep, &[]);
-        let mut conn = harness::accept(&listener).expect("accepting the peer");
-        peer.expect("ready");
+        let (_listener, _peer, mut conn) = idle_peer(&ep, Options::new().wait_strategy(strategy));
         let mut buf = [0u8; 16];
         let wait = Duration::from_millis(250);
         let t = Instant::now();

@@ -37,13 +37,18 @@ fn bind_on_a_live_name_is_addr_in_use() {
     peer.expect("served");
 }
 
-#[test]
-fn stale_socket_of_a_killed_listener_is_replaced() {
-    let ep = harness::endpoint("stale");
-    let mut peer = Peer::spawn("listen", &ep, &[]);
+/// A listener child bound on `ep`, then SIGKILLed (and reaped): its files stay behind.
+fn killed_listener(ep: &str) {
+    let mut peer = Peer::spawn("listen", ep, &[]);
     peer.expect("ready");
     peer.kill();
     peer.wait();
+}
+
+#[test]
+fn stale_socket_of_a_killed_listener_is_replaced() {
+    let ep = harness::endpoint("stale");
+    killed_listener(&ep);
     let sock = harness::setup().join(format!("{}.sock", ep.trim_start_matches("shm://")));
     assert!(
         sock.exists(),
@@ -74,10 +79,7 @@ fn stale_socket_of_a_killed_listener_is_replaced() {
 #[test]
 fn concurrent_binds_of_one_name_have_one_winner() {
     let ep = harness::endpoint("race");
-    let mut dead = Peer::spawn("listen", &ep, &[]);
-    dead.expect("ready");
-    dead.kill();
-    dead.wait();
+    killed_listener(&ep);
 
     let start = std::time::UNIX_EPOCH.elapsed().expect("clock") + Duration::from_millis(300);
     let start = start.as_nanos().to_string();

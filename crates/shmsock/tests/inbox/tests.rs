@@ -16,6 +16,14 @@ fn bind(tag: &str, opts: Options) -> Inbox {
 }
 
 /// Spawns one writer child per seed, running `role`, and waits until each connected.
+/// Waits for each writer's report that it sent all, then for its clean exit.
+fn finish_writers<'a>(peers: impl IntoIterator<Item = &'a mut Peer>) {
+    for p in peers {
+        p.expect("sent");
+        p.wait_success();
+    }
+}
+
 fn writers(inbox: &Inbox, role: &str, seeds: &[u64], env: &[(&str, &str)]) -> Vec<Peer> {
     let mut peers: Vec<Peer> = seeds
         .iter()
@@ -82,10 +90,7 @@ fn four_writers_deliver_every_message_intact_and_in_order() {
     let env = [(COUNT_ENV, "20000"), (MAX_LEN_ENV, "700")];
     let mut peers = writers(&inbox, "stream", &seeds, &env);
     receive_streams(&mut inbox, &peers, &seeds, count, 700);
-    for p in &mut peers {
-        p.expect("sent");
-        p.wait_success();
-    }
+    finish_writers(&mut peers);
     // Every writer closed cleanly and was drained: the inbox forgets them.
     let t = Instant::now();
     while inbox.writer_count() > 0 {
@@ -126,10 +131,7 @@ fn full_rings_are_served_in_strict_turns() {
         last = Some(from.serial);
     }
     drop(inbox);
-    for p in &mut peers {
-        p.expect("sent");
-        p.wait_success();
-    }
+    finish_writers(&mut peers);
 }
 
 /// A writer that floods without pause cannot starve one that sends a message every 2 ms:
@@ -219,10 +221,7 @@ fn a_sleeping_inbox_is_woken_by_any_writer() {
             delays[delays.len() / 2],
             delays[delays.len() * 99 / 100]
         );
-        for p in peers.iter_mut().chain(&mut blocking) {
-            p.expect("sent");
-            p.wait_success();
-        }
+        finish_writers(peers.iter_mut().chain(&mut blocking));
     }
 }
 

@@ -45,6 +45,13 @@ fn raw_peer(l: &Listener, ty: &str) -> (TcpStream, shmsock::Result<Conn>) {
     (raw, accepted)
 }
 
+/// A listener and a raw PAIR peer it accepted: the peer's socket and our connection.
+fn raw_pair() -> (TcpStream, Conn) {
+    let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
+    let (raw, accepted) = raw_peer(&l, "PAIR");
+    (raw, accepted.expect("accepting the raw PAIR peer"))
+}
+
 /// The listener still serves a well-behaved peer.
 fn assert_listener_usable(l: &Listener) {
     let ep = l.endpoint().to_owned();
@@ -90,9 +97,7 @@ fn a_peer_of_another_socket_type_is_refused() {
 
 #[test]
 fn an_oversized_frame_is_refused_without_allocating_it() {
-    let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
-    let (mut raw, accepted) = raw_peer(&l, "PAIR");
-    let mut c = accepted.unwrap();
+    let (mut raw, mut c) = raw_pair();
     // A long frame claiming 2^50 bytes: allocating it would abort the process.
     let mut frame = vec![0x02];
     frame.extend_from_slice(&(1u64 << 50).to_be_bytes());
@@ -108,9 +113,7 @@ fn an_oversized_frame_is_refused_without_allocating_it() {
 
 #[test]
 fn reserved_frame_flags_are_a_protocol_error() {
-    let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
-    let (mut raw, accepted) = raw_peer(&l, "PAIR");
-    let mut c = accepted.unwrap();
+    let (mut raw, mut c) = raw_pair();
     raw.write_all(&[0x00, 2, b'o', b'k', 0xF0, 1, 0]).unwrap();
     assert_eq!(
         c.recv_vec().unwrap(),
@@ -123,9 +126,7 @@ fn reserved_frame_flags_are_a_protocol_error() {
 
 #[test]
 fn end_of_stream_inside_a_frame_is_peer_gone() {
-    let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
-    let (mut raw, accepted) = raw_peer(&l, "PAIR");
-    let mut c = accepted.unwrap();
+    let (mut raw, mut c) = raw_pair();
     raw.write_all(&[0x00, 10, b'h', b'a', b'l', b'f']).unwrap();
     drop(raw);
     let err = c.recv_vec().unwrap_err();
@@ -134,9 +135,7 @@ fn end_of_stream_inside_a_frame_is_peer_gone() {
 
 #[test]
 fn pings_are_answered_and_multipart_messages_are_concatenated() {
-    let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
-    let (mut raw, accepted) = raw_peer(&l, "PAIR");
-    let mut c = accepted.unwrap();
+    let (mut raw, mut c) = raw_pair();
     // PING (TTL 0, context "ab"), then a two-part message.
     let mut bytes = vec![0x04, 9, 4, b'P', b'I', b'N', b'G', 0, 0, b'a', b'b'];
     bytes.extend_from_slice(&[0x01, 3, b'o', b'n', b'e', 0x00, 3, b't', b'w', b'o']);

@@ -2,18 +2,16 @@
 //! Publisher → pyzmq SUB, over tcp:// and unix:// (ZeroMQ's ipc://), with topic filters and
 //! payloads checked byte for byte. The Python side is `pubsub_peer.py`, whose schedule of
 //! messages this file mirrors. Without python3 or pyzmq the tests print why they are
-//! skipped and pass.
+//! skipped and pass, except under `CI=true`, where they fail.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use shmsock::{Options, Publisher, Subscriber};
 
-use crate::common::{bind_endpoint, foreign_bind_endpoint, payload, SCHEMES, SIZES, STEP_TIMEOUT};
-use crate::pyzmq::pyzmq_available;
+use crate::common::{bind_endpoint, payload, RemoveOnDrop, Scheme, SIZES, STEP_TIMEOUT};
+use crate::pyzmq::{pyzmq_schemes, PyPeer};
 
+const SCRIPT: &str = "pubsub_peer.py";
 const TOPICS: [&[u8]; 4] = [b"AB", b"B", b"C", b"D"];
 const WANTED: [&[u8]; 2] = [b"AB", b"C"];
 const COUNT: usize = 28;
@@ -39,65 +37,13 @@ fn wanted() -> Vec<Vec<u8>> {
     out
 }
 
-/// The Python peer: killed and reaped on drop; its stdout lines arrive on `lines`.
-struct PyPeer {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-}
-
-impl PyPeer {
-    fn spawn(role: &str, endpoint: &str) -> PyPeer {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/net/pubsub_peer.py");
-        let mut child = Command::new("python3")
-            .args([script, role, endpoint])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting python3");
-        let out = child.stdout.take().expect("piped stdout");
-        let stdin = child.stdin.take();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        PyPeer {
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    fn line(&self) -> String {
-        self.lines
-            .recv_timeout(STEP_TIMEOUT)
-            .expect("a line from the python peer")
-    }
-
-    fn say(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "{line}").expect("writing to the python peer");
-        stdin.flush().unwrap();
-    }
-
-    /// pyzmq binds: its endpoint, with the port it chose.
-    fn bound(&self) -> String {
-        let line = self.line();
-        line.strip_prefix("BOUND ")
-            .unwrap_or_else(|| panic!("expected BOUND, got {line:?}"))
-            .to_owned()
-    }
-}
-
-impl Drop for PyPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A pyzmq publisher (`role`) bound on `scheme`, and our subscriber to it, subscribed to
+/// the wanted topics ([`subscribe_wanted`]).
+fn subscribed_to(role: &str, scheme: Scheme) -> (PyPeer, Subscriber, RemoveOnDrop) {
+    let (py, ep, socket_file) = PyPeer::bound(SCRIPT, role, scheme);
+    let mut sub = Subscriber::connect(&ep).expect("connecting to pyzmq");
+    subscribe_wanted(&mut sub);
+    (py, sub, socket_file)
 }
 
 /// Subscribes to the wanted topics and `S` (sync) and cancels "everything" last, so at
@@ -135,14 +81,8 @@ fn receive_wanted(sub: &mut Subscriber) {
 
 #[test]
 fn pyzmq_pub_to_our_subscriber_with_topics() {
-    if !pyzmq_available() {
-        return;
-    }
-    for scheme in SCHEMES {
-        let (ep, _socket_file) = foreign_bind_endpoint(scheme);
-        let mut py = PyPeer::spawn("pub", &ep);
-        let mut sub = Subscriber::connect(&py.bound()).expect("connecting to pyzmq");
-        subscribe_wanted(&mut sub);
+    for &scheme in pyzmq_schemes() {
+        let (mut py, mut sub, _socket_file) = subscribed_to("pub", scheme);
         // The warm-ups reach us once the connection is up (S or "" is always subscribed).
         let mut buf = [0u8; 64];
         let n = sub.recv_timeout(&mut buf, STEP_TIMEOUT).expect("a warm-up");
@@ -156,14 +96,8 @@ fn pyzmq_pub_to_our_subscriber_with_topics() {
 
 #[test]
 fn pyzmq_xpub_sees_our_subscriptions_and_filters_for_us() {
-    if !pyzmq_available() {
-        return;
-    }
-    for scheme in SCHEMES {
-        let (ep, _socket_file) = foreign_bind_endpoint(scheme);
-        let mut py = PyPeer::spawn("xpub", &ep);
-        let mut sub = Subscriber::connect(&py.bound()).expect("connecting to pyzmq");
-        subscribe_wanted(&mut sub);
+    for &scheme in pyzmq_schemes() {
+        let (mut py, mut sub, _socket_file) = subscribed_to("xpub", scheme);
         // The XPUB starts once it has read our SUBSCRIBE commands for every wanted topic.
         receive_wanted(&mut sub);
         py.say("BYE");
@@ -173,22 +107,19 @@ fn pyzmq_xpub_sees_our_subscriptions_and_filters_for_us() {
 
 #[test]
 fn our_publisher_to_a_pyzmq_sub_with_topics() {
-    if !pyzmq_available() {
-        return;
-    }
-    for scheme in SCHEMES {
+    for &scheme in pyzmq_schemes() {
         // Room for the whole schedule, so a slow Python reader never makes us wait.
         let options = Options::new().ring_capacity(32 << 20);
         let mut publisher = Publisher::bind_with(&bind_endpoint(scheme), options).unwrap();
-        let py = PyPeer::spawn("sub", publisher.endpoint());
+        let mut py = PyPeer::spawn(SCRIPT, "sub", publisher.endpoint());
         // pyzmq subscribes to AB, C, then S: once it sees an S message, all three are in.
         let deadline = Instant::now() + STEP_TIMEOUT;
         loop {
             publisher.send(b"Swarm").unwrap();
-            match py.lines.recv_timeout(Duration::from_millis(10)) {
-                Ok(line) if line == "SYNC" => break,
-                Ok(line) => panic!("python: {line}"),
-                Err(_) => assert!(Instant::now() < deadline, "pyzmq never synced"),
+            match py.next_line(Duration::from_millis(10)) {
+                Some(line) if line == "SYNC" => break,
+                Some(line) => panic!("python: {line}"),
+                None => assert!(Instant::now() < deadline, "pyzmq never synced"),
             }
         }
         for m in schedule() {

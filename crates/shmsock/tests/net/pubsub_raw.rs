@@ -62,6 +62,25 @@ impl Raw {
         raw
     }
 
+    /// A hand-made ZMTP 3.`minor` publisher: `serve` runs on another thread once a
+    /// subscriber connected and the handshake is done. Returns the endpoint to connect to
+    /// and the thread, which hands the raw peer back.
+    fn publisher(
+        minor: u8,
+        serve: impl FnOnce(&mut Raw) + Send + 'static,
+    ) -> (String, std::thread::JoinHandle<Raw>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ep = format!("tcp://{}", l.local_addr().unwrap());
+        let t = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut raw = Raw(s);
+            raw.handshake("PUB", minor);
+            serve(&mut raw);
+            raw
+        });
+        (ep, t)
+    }
+
     fn handshake(&mut self, ty: &str, minor: u8) {
         self.0.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
         self.0.write_all(&greeting(minor)).unwrap();
@@ -154,18 +173,12 @@ fn the_publisher_accepts_zmtp_3_0_subscription_messages() {
 
 #[test]
 fn our_subscriber_sends_zmtp_3_0_subscriptions_to_a_zmtp_3_0_publisher() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let ep = format!("tcp://{}", l.local_addr().unwrap());
-    let t = std::thread::spawn(move || {
-        let (s, _) = l.accept().unwrap();
-        let mut raw = Raw(s);
-        raw.handshake("PUB", 0);
+    let (ep, t) = Raw::publisher(0, |raw| {
         // Subscribed to everything at connect, then A only.
         assert_eq!(raw.frame(), (0, b"\x01".to_vec()));
         assert_eq!(raw.frame(), (0, b"\x00".to_vec()));
         assert_eq!(raw.frame(), (0, b"\x01A".to_vec()));
         raw.send(&[frame(0, b"B no"), frame(0, b"A yes")].concat());
-        raw
     });
     let mut sub = Subscriber::connect(&ep).unwrap();
     sub.unsubscribe(b"").unwrap();
@@ -248,14 +261,8 @@ fn a_garbage_sending_publisher_is_a_protocol_error_for_the_subscriber() {
             "max_message_len",
         ),
     ] {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let ep = format!("tcp://{}", l.local_addr().unwrap());
-        let t = std::thread::spawn(move || {
-            let (s, _) = l.accept().unwrap();
-            let mut raw = Raw(s);
-            raw.handshake("PUB", 1);
+        let (ep, t) = Raw::publisher(1, move |raw| {
             raw.send(&[frame(0, b"first"), garbage].concat());
-            raw
         });
         let mut sub = Subscriber::connect(&ep).unwrap();
         assert_eq!(sub.recv_vec().unwrap(), b"first");

@@ -1,72 +1,68 @@
 //! Interop with pyzmq (libzmq) PAIR sockets, both directions, over tcp:// and unix://
 //! (ZeroMQ's ipc://). The Python side is `pair_peer.py`. Without python3 or pyzmq the tests
-//! print why they are skipped and pass; CI installs pyzmq so they run there.
-
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+//! print why they are skipped and pass, except under `CI=true`, where they fail.
 
 use shmsock::{Conn, Error, Listener};
+use shmsock_testkit::process::{self, LinePeer, LinesOf};
 
-use crate::common::{bind_endpoint, foreign_bind_endpoint, payload, SCHEMES, SIZES, STEP_TIMEOUT};
+use crate::common::{
+    bind_endpoint, foreign_bind_endpoint, payload, RemoveOnDrop, Scheme, SCHEMES, SIZES,
+    STEP_TIMEOUT,
+};
 
-/// Whether `python3 -c "import zmq"` works; prints the skip reason if not.
-pub fn pyzmq_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import zmq"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        println!("skipped: pyzmq not installed (pip install pyzmq)");
-        eprintln!("skipped: pyzmq not installed (pip install pyzmq)");
+/// The schemes to run a pyzmq interop test over: all of them, or none (the test is
+/// skipped, saying why) without python3 and pyzmq; under `CI=true` that fails instead.
+pub fn pyzmq_schemes() -> &'static [Scheme] {
+    if process::pyzmq_available() {
+        &SCHEMES
+    } else {
+        &[]
     }
-    ok
 }
 
-/// The Python peer: killed and reaped on drop; its stdout lines arrive on `lines`.
-struct PyPeer {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
+/// A Python peer (`script` in this directory, playing `role`): killed and reaped on drop;
+/// its stdout arrives in lines, its stdin takes lines.
+pub struct PyPeer(LinePeer);
 
 impl PyPeer {
-    fn spawn(role: &str, endpoint: &str) -> PyPeer {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/net/pair_peer.py");
-        let mut child = Command::new("python3")
-            .args([script, role, endpoint])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting python3");
-        let out = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        PyPeer { child, lines }
+    pub fn spawn(script: &str, role: &str, endpoint: &str) -> PyPeer {
+        let script = format!("{}/tests/net/{script}", env!("CARGO_MANIFEST_DIR"));
+        let mut cmd = std::process::Command::new("python3");
+        PyPeer(LinePeer::spawn(
+            cmd.args([&script, role, endpoint]),
+            LinesOf::Stdout,
+        ))
     }
 
-    fn line(&self) -> String {
-        self.lines
-            .recv_timeout(STEP_TIMEOUT)
-            .expect("a line from the python peer")
+    /// Spawns a peer that binds a fresh endpoint of `scheme` and says where (`BOUND
+    /// <endpoint>`): the peer, that endpoint, and the guard removing its socket file.
+    pub fn bound(script: &str, role: &str, scheme: Scheme) -> (PyPeer, String, RemoveOnDrop) {
+        let (ep, socket_file) = foreign_bind_endpoint(scheme);
+        let mut py = PyPeer::spawn(script, role, &ep);
+        let line = py.line();
+        let bound = line
+            .strip_prefix("BOUND ")
+            .unwrap_or_else(|| panic!("expected BOUND, got {line:?}"))
+            .to_owned();
+        (py, bound, socket_file)
     }
-}
 
-impl Drop for PyPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn line(&mut self) -> String {
+        self.0.line()
+    }
+
+    /// The next line if one comes within `limit`.
+    pub fn next_line(&mut self, limit: std::time::Duration) -> Option<String> {
+        self.0.next_line(limit)
+    }
+
+    pub fn say(&mut self, line: &str) {
+        self.0.say(line);
     }
 }
 
 /// Our side of the protocol in `pair_peer.py`.
-fn exchange(conn: &mut Conn, py: &PyPeer) {
+fn exchange(conn: &mut Conn, py: &mut PyPeer) {
     for (k, &n) in SIZES.iter().enumerate() {
         conn.send_timeout(&payload(k, n), STEP_TIMEOUT)
             .expect("sending to pyzmq");
@@ -93,32 +89,23 @@ fn exchange(conn: &mut Conn, py: &PyPeer) {
 
 #[test]
 fn pyzmq_pair_connects_to_our_listener() {
-    if !pyzmq_available() {
-        return;
-    }
-    for scheme in SCHEMES {
+    for &scheme in pyzmq_schemes() {
         let listener = Listener::bind(&bind_endpoint(scheme)).unwrap();
-        let py = PyPeer::spawn("connect", listener.endpoint());
+        let mut py = PyPeer::spawn("pair_peer.py", "connect", listener.endpoint());
         let mut conn = listener
             .accept_timeout(STEP_TIMEOUT)
             .expect("pyzmq connects");
-        exchange(&mut conn, &py);
+        exchange(&mut conn, &mut py);
         eprintln!("{scheme:?}: pyzmq connect -> our listener: ok");
     }
 }
 
 #[test]
 fn our_conn_connects_to_a_pyzmq_bind() {
-    if !pyzmq_available() {
-        return;
-    }
-    for scheme in SCHEMES {
-        let (ep, _socket_file) = foreign_bind_endpoint(scheme);
-        let py = PyPeer::spawn("bind", &ep);
-        let bound = py.line();
-        let ep = bound.strip_prefix("BOUND ").expect("BOUND line").to_owned();
+    for &scheme in pyzmq_schemes() {
+        let (mut py, ep, _socket_file) = PyPeer::bound("pair_peer.py", "bind", scheme);
         let mut conn = Conn::connect(&ep).expect("connecting to pyzmq");
-        exchange(&mut conn, &py);
+        exchange(&mut conn, &mut py);
         eprintln!("{scheme:?}: our conn -> pyzmq bind: ok");
     }
 }

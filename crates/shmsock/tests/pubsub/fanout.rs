@@ -106,3 +106,37 @@ pub fn wait_until_stopped(pid: Pid) {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// Waits until `n` slots of the publisher's pool are out (lent and not back yet).
+pub fn wait_for_loans_outstanding(publisher: &mut Publisher, n: usize, what: &str) {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while publisher.loans_outstanding() != n {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} slots out after {STEP_TIMEOUT:?}, expected {n}",
+            publisher.loans_outstanding()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Checks that each subscriber (the publisher closed) received the whole stream of `sent`
+/// messages and missed none (`why`: the reason none may be missed), with `more` checks of
+/// its summary; then that it exited cleanly.
+pub fn assert_none_missed(subs: &mut [Peer], sent: u64, why: &str, more: impl Fn(&Summary)) {
+    for sub in subs {
+        let s = summary(sub);
+        s.assert_accounts_for(sent, End::Closed);
+        assert_eq!(s.num("missed"), 0, "{why}: {s}");
+        more(&s);
+        sub.wait_success();
+    }
+}
+
+/// A publisher with rings of `ring_bytes` whose overflow policy is `DropOldest`.
+pub fn bind_drop_oldest(endpoint: &str, ring_bytes: usize) -> Publisher {
+    let options = Options::new()
+        .ring_capacity(ring_bytes)
+        .overflow(shmsock::Overflow::DropOldest);
+    bind(endpoint, options)
+}

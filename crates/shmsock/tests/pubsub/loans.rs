@@ -62,19 +62,6 @@ fn spawn_sample_subscribers(publisher: &mut Publisher, n: usize, seed: u64) -> V
     peers
 }
 
-/// Waits until every slot of the publisher's pool is back.
-fn wait_for_slots(publisher: &mut Publisher) {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while publisher.loans_outstanding() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "{} slots still out after {STEP_TIMEOUT:?}",
-            publisher.loans_outstanding()
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 #[test]
 fn every_subscriber_of_three_reads_every_loan_and_the_slots_come_back() {
     let _timing = harness::timing_test();
@@ -93,17 +80,13 @@ fn every_subscriber_of_three_reads_every_loan_and_the_slots_come_back() {
                 .expect("send a loan");
         }
     }
-    wait_for_slots(&mut publisher);
+    fanout::wait_for_loans_outstanding(&mut publisher, 0, "every slot back");
     let sent = stream.sent();
     drop(publisher);
-    for sub in &mut subs {
-        let s = summary(sub);
+    fanout::assert_none_missed(&mut subs, sent, "Block loses nothing", |s| {
         eprintln!("subscriber: {s}");
-        s.assert_accounts_for(sent, End::Closed);
-        assert_eq!(s.num("missed"), 0, "Block loses nothing: {s}");
         assert_eq!(s.num("loans"), 1_500, "{s}");
-        sub.wait_success();
-    }
+    });
 }
 
 #[test]

@@ -2,8 +2,6 @@
 //! can no longer read it: it skipped the message (topic filter), or it joined after it.
 //! (Release, lag and death: `loans.rs`.) One process: the subscribers are in this test.
 
-use std::time::{Duration, Instant};
-
 use shmsock::{Options, Publisher, Subscriber};
 
 use crate::fanout;
@@ -20,18 +18,6 @@ fn lend(publisher: &mut Publisher, head: &[u8], len: usize, fill: u8) {
     loan.fill(fill);
     loan[..head.len()].copy_from_slice(head);
     loan.send().expect("sending a loan");
-}
-
-fn wait_for_outstanding(publisher: &mut Publisher, n: usize, what: &str) {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while publisher.loans_outstanding() != n {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {} slots out, expected {n}",
-            publisher.loans_outstanding()
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// A subscriber that filters by topic drops the loans it skips: their slots come back,
@@ -64,9 +50,9 @@ fn slots_of_loans_a_subscriber_skips_by_topic_come_back() {
             (&bytes[..4], bytes.len(), bytes[999]),
             (&b"keep"[..], 1000, round)
         );
-        wait_for_outstanding(&mut publisher, 1, "the kept sample is held");
+        fanout::wait_for_loans_outstanding(&mut publisher, 1, "the kept sample is held");
         drop(kept);
-        wait_for_outstanding(&mut publisher, 0, "every slot is back");
+        fanout::wait_for_loans_outstanding(&mut publisher, 0, "every slot is back");
     }
 }
 
@@ -93,7 +79,7 @@ fn slots_of_loans_published_before_a_subscriber_joined_come_back() {
         "the early one holds them"
     );
     drop(held);
-    wait_for_outstanding(&mut publisher, 0, "the late subscriber cannot read them");
+    fanout::wait_for_loans_outstanding(&mut publisher, 0, "the late subscriber cannot read them");
     // Both receive the next ones, and only those.
     for i in 0..2 * SLOTS as u8 {
         lend(&mut publisher, b"", 100, 100 + i);
@@ -102,5 +88,5 @@ fn slots_of_loans_published_before_a_subscriber_joined_come_back() {
             assert_eq!(s.to_vec(), vec![100 + i; 100]);
         }
     }
-    wait_for_outstanding(&mut publisher, 0, "after the new loans");
+    fanout::wait_for_loans_outstanding(&mut publisher, 0, "after the new loans");
 }

@@ -547,11 +547,16 @@ fn points(default: usize) -> usize {
         .map_or(default, |total| total.div_ceil(CELLS.len()))
 }
 
-fn seed() -> u64 {
+/// The seed of a crash matrix's random kill moments: `SHMSOCK_CRASH_SEED`, or `default`.
+pub fn seed_or(default: u64) -> u64 {
     std::env::var("SHMSOCK_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0xc0ff_ee00_dead_beef)
+        .unwrap_or(default)
+}
+
+fn seed() -> u64 {
+    seed_or(0xc0ff_ee00_dead_beef)
 }
 
 /// 320 kill points (40 per cell), the CI version. `SHMSOCK_CRASH_POINTS` and

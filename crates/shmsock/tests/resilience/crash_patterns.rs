@@ -377,10 +377,7 @@ fn run(points: usize, seed: u64) {
 }
 
 fn seed() -> u64 {
-    std::env::var("SHMSOCK_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x10a0_dead_0f1b_0c0c)
+    crate::crash::seed_or(0x10a0_dead_0f1b_0c0c)
 }
 
 /// 48 kill points (16 per cell), the CI version.

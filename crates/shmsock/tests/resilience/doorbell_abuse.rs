@@ -115,6 +115,21 @@ fn hostile_bell() -> (WritableSegment, HostileBell, Vec<OwnedFd>) {
     (seg, bell, fds)
 }
 
+/// A writer (our `Conn`, rings of `ring_bytes`) connected to a hand-made inbox with a
+/// hostile doorbell at a fresh endpoint (`tag`): the inbox's segment, its doorbell and
+/// the writer.
+fn writer_to_hostile_inbox(tag: &str, ring_bytes: usize) -> (WritableSegment, HostileBell, Conn) {
+    let ep = harness::endpoint(tag);
+    let (seg, bell, fds) = hostile_bell();
+    let hello = rawloan::hello(CAP, ROLE_INBOX, HELLO_FLAG_DOORBELL, 0, 0);
+    let (conn, peer) = rawloan::against_by_hand(&ep, hello, fds, "inbox", || {
+        Conn::connect_with(&ep, Options::new().ring_capacity(ring_bytes))
+            .expect("connecting to the hand-made inbox")
+    });
+    assert!(peer.accepted, "the writer answered the hand-made hello");
+    (seg, bell, conn)
+}
+
 fn send_timeout(conn: &mut Conn) -> shmsock::Result<()> {
     conn.send_timeout(b"ring", Duration::from_millis(100))
 }
@@ -123,15 +138,7 @@ fn send_timeout(conn: &mut Conn) -> shmsock::Result<()> {
 #[test]
 fn a_hostile_inbox_cannot_block_a_writer_in_its_doorbell() {
     let _serial = crate::serial();
-    let ep = harness::endpoint("bell-abuse");
-    let (seg, bell, fds) = hostile_bell();
-    let hello = rawloan::hello(CAP, ROLE_INBOX, HELLO_FLAG_DOORBELL, 0, 0);
-    let (path, peer) = rawloan::listen_by_hand(&ep, hello, fds, true);
-    let conn = Conn::connect_with(&ep, Options::new().ring_capacity(4096))
-        .expect("connecting to the hand-made inbox");
-    let peer = peer.join().expect("the hand-made inbox");
-    let _ = std::fs::remove_file(path);
-    assert!(peer.accepted);
+    let (seg, bell, conn) = writer_to_hostile_inbox("bell-abuse", 4096);
     saturate(&bell, &seg);
     sends_return_in_time(conn, send_timeout, &bell, "a writer to a hostile inbox");
 }
@@ -190,15 +197,7 @@ fn a_hostile_inbox_racing_the_doorbell_cannot_block_a_writer() {
     use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::Relaxed};
     use std::sync::Arc;
     let _serial = crate::serial();
-    let ep = harness::endpoint("bell-race");
-    let (seg, bell, fds) = hostile_bell();
-    let hello = rawloan::hello(CAP, ROLE_INBOX, HELLO_FLAG_DOORBELL, 0, 0);
-    let (path, peer) = rawloan::listen_by_hand(&ep, hello, fds, true);
-    let mut conn = Conn::connect_with(&ep, Options::new().ring_capacity(1 << 30))
-        .expect("connecting to the hand-made inbox");
-    let peer = peer.join().expect("the hand-made inbox");
-    let _ = std::fs::remove_file(path);
-    assert!(peer.accepted);
+    let (seg, bell, mut conn) = writer_to_hostile_inbox("bell-race", 1 << 30);
     seg.poke(rawpeer::OFF_RX_SLEEPING, 1);
     let (stop, progress) = (
         Arc::new(AtomicBool::new(false)),

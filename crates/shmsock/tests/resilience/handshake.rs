@@ -85,28 +85,19 @@ fn oversized_hello_is_refused() {
     let _serial = crate::serial();
     let listener = harness::bind(&harness::endpoint("oversized"), Options::new());
     // A correct hello with 36 more bytes in the same message (and the right fd).
-    let mut long = rawpeer::good_hello(CAP);
-    long.extend_from_slice(&[0xee; 36]);
-    expect_refused(
-        &listener,
-        long,
-        vec![rawpeer::sealed_segment(CAP)],
-        Vec::new(),
-        &["65 bytes"],
-        "a 100-byte hello",
-    );
+    expect_long_hello_refused(&listener, 36, Vec::new(), "a 100-byte hello");
     // A megabyte: the listener reads one byte past a hello, refuses, and hangs up on the rest.
-    let mut huge = rawpeer::good_hello(CAP);
-    huge.extend_from_slice(&[0xee; 100]);
-    expect_refused(
-        &listener,
-        huge,
-        vec![rawpeer::sealed_segment(CAP)],
-        vec![0xdd; 1 << 20],
-        &["65 bytes"],
-        "a 1 MiB hello",
-    );
+    expect_long_hello_refused(&listener, 100, vec![0xdd; 1 << 20], "a 1 MiB hello");
     still_serves(&listener);
+}
+
+/// A correct hello (with the right fd) and `extra` more bytes in the same message, then
+/// `trailing` bytes: refused for its length (the listener reads 65 bytes at most).
+fn expect_long_hello_refused(listener: &Listener, extra: usize, trailing: Vec<u8>, what: &str) {
+    let mut long = rawpeer::good_hello(CAP);
+    long.extend(std::iter::repeat_n(0xee, extra));
+    let fds = vec![rawpeer::sealed_segment(CAP)];
+    expect_refused(listener, long, fds, trailing, &["65 bytes"], what);
 }
 
 #[test]

@@ -14,6 +14,7 @@ use crate::rawloan::{
 use crate::rawpeer::WritableSegment;
 use shmsock_testkit::harness::{self, STEP_TIMEOUT};
 
+/// The ring capacity and the loan pool (slots of `SLOT_BYTES`) of the hand-made peers.
 pub const CAP: u64 = 4096;
 pub const SLOTS: u64 = 4;
 pub const SLOT_BYTES: u64 = 256;
@@ -122,10 +123,9 @@ pub fn publisher_lender(ep: &str, with_pool: bool) -> Lender {
     let (seg, fds) = pool_fds(WritableSegment::create(CAP), with_pool);
     let (flags, slots, bytes) = shape(with_pool);
     let hello = rawloan::hello(CAP, ROLE_PUBLISHER, flags, slots, bytes);
-    let (path, peer) = rawloan::listen_by_hand(ep, hello, fds, true);
-    let sub = Subscriber::connect(ep).expect("subscribing to the hand-made publisher");
-    let peer = peer.join().expect("the hand-made publisher");
-    let _ = std::fs::remove_file(path);
+    let (sub, peer) = rawloan::against_by_hand(ep, hello, fds, "publisher", || {
+        Subscriber::connect(ep).expect("subscribing to the hand-made publisher")
+    });
     assert!(peer.accepted, "the subscriber answered the hand-made hello");
     Lender {
         ring: RawRing::broadcast(seg),

@@ -209,10 +209,9 @@ fn round(seed: u64) -> (Seen, u64) {
         SLOTS as u32,
         SLOT_BYTES,
     );
-    let (path, peer) = rawloan::listen_by_hand(&ep, hello, fds, true);
-    let sub = Subscriber::connect(&ep).expect("subscribing to the hand-made publisher");
-    let peer = peer.join().expect("the hand-made publisher");
-    let _ = std::fs::remove_file(path);
+    let (sub, peer) = rawloan::against_by_hand(&ep, hello, fds, "publisher", || {
+        Subscriber::connect(&ep).expect("subscribing to the hand-made publisher")
+    });
     assert!(peer.accepted);
     let mut ring = RawRing::broadcast(seg);
     let stop = AtomicBool::new(false);
@@ -258,19 +257,13 @@ fn run(rounds: u64) {
     for (reason, n) in &total.reasons {
         eprintln!("  {n:>5} x {reason}");
     }
-    assert!(total.corrupt > 0, "no corruption was ever detected");
-    assert!(total.samples > 0, "no valid loan got through");
+    crate::assert_saw_both(total.corrupt, total.samples, "valid loan");
 }
 
-/// CI: 300 connections to a hand-made publisher scribbling on its segment.
-#[test]
-fn hostile_publisher_gets_corrupt_or_valid_samples_never_a_crash_or_hang() {
-    run(300);
-}
-
-/// The long run: 20,000 connections.
-#[test]
-#[ignore = "long run; see the README"]
-fn hostile_publisher_long() {
-    run(20_000);
+ci_and_long! {
+    run,
+    /// CI: 300 connections to a hand-made publisher scribbling on its segment.
+    fn hostile_publisher_gets_corrupt_or_valid_samples_never_a_crash_or_hang(300);
+    /// The long run: 20,000 connections.
+    fn hostile_publisher_long(20_000);
 }

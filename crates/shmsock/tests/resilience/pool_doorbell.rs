@@ -24,9 +24,8 @@ use crate::rawloan::{
 use crate::rawpeer::{self, ALL_SEALS};
 use shmsock_testkit::harness::{self, STEP_TIMEOUT};
 
-const CAP: u64 = 4096;
-const SLOTS: u64 = 4;
-const SLOT_BYTES: u64 = 256;
+// The ring and pool shape of the hand-made lenders, which these hellos announce too.
+use crate::hostile_lender::{CAP, SLOTS, SLOT_BYTES};
 
 /// One hand-made hello: its flags, the pool shape it announces, the fds after the segment
 /// (made only when the case runs, after the fd baseline), and the words the refusal must
@@ -407,17 +406,17 @@ impl Side<'_> {
                 (ours, accepted)
             }
             Side::Connector(ep) => {
-                let (path, peer) = rawloan::listen_by_hand(ep, hello(ROLE_INBOX), fds, true);
-                let ours = Conn::connect(ep).map(drop);
-                let peer = peer.join().expect("the hand-made listener");
-                let _ = std::fs::remove_file(path);
+                let (ours, peer) =
+                    rawloan::against_by_hand(ep, hello(ROLE_INBOX), fds, "listener", || {
+                        Conn::connect(ep).map(drop)
+                    });
                 (ours, peer.accepted)
             }
             Side::Subscriber(ep) => {
-                let (path, peer) = rawloan::listen_by_hand(ep, hello(ROLE_PUBLISHER), fds, true);
-                let ours = Subscriber::connect(ep).map(drop);
-                let peer = peer.join().expect("the hand-made publisher");
-                let _ = std::fs::remove_file(path);
+                let (ours, peer) =
+                    rawloan::against_by_hand(ep, hello(ROLE_PUBLISHER), fds, "publisher", || {
+                        Subscriber::connect(ep).map(drop)
+                    });
                 (ours, peer.accepted)
             }
         }

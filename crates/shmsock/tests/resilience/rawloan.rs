@@ -278,10 +278,29 @@ pub fn connect_now(path: &Path, bytes: &[u8], fds: Vec<OwnedFd>) -> ByHand {
     }
 }
 
+/// [`listen_by_hand`] at `endpoint` while our side (`connect`) connects to it; returns what
+/// `connect` returned and the hand-made peer (`what`, for the failure message), once its
+/// thread ended and its socket file is removed.
+pub fn against_by_hand<T>(
+    endpoint: &str,
+    bytes: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    what: &str,
+    connect: impl FnOnce() -> T,
+) -> (T, ByHand) {
+    let (path, peer) = listen_by_hand(endpoint, bytes, fds, true);
+    let ours = connect();
+    let peer = peer
+        .join()
+        .unwrap_or_else(|_| panic!("the hand-made {what} panicked"));
+    let _ = std::fs::remove_file(path);
+    (ours, peer)
+}
+
 /// A fake listener (or publisher) at `endpoint`'s socket, on another thread: accepts one
 /// connector, sends `bytes` with `fds`, reads the connector's hello and answers with the
 /// ACK if `ack`. `accepted` says whether the connector sent its hello.
-pub fn listen_by_hand(
+fn listen_by_hand(
     endpoint: &str,
     bytes: Vec<u8>,
     fds: Vec<OwnedFd>,

@@ -10,22 +10,9 @@ use std::time::{Duration, Instant};
 use shmsock::{AsyncConn, Conn, Error, Options};
 
 use crate::roles::READER_DELAY;
-use crate::{accept, bind, bounded, expect_peer_gone_after_kill, SCHEMES};
+use crate::{accept, bind, bounded, expect_peer_gone_after_kill, receive_stream, SCHEMES};
 use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
 use shmsock_testkit::message::{self, stream_env};
-
-/// Receives messages `0..count` of the stream seeded with `seed` and checks each one.
-async fn receive_stream(conn: &mut AsyncConn, count: u64, seed: u64, max_len: usize) {
-    let mut lens = message::lengths(seed);
-    let mut buf = vec![0u8; max_len];
-    for seq in 0..count {
-        let len = lens.below_or_eq(max_len);
-        let n = bounded("recv", conn.recv(&mut buf))
-            .await
-            .unwrap_or_else(|e| panic!("receiving message #{seq}: {e}"));
-        message::verify(seq, len, &buf[..n]).unwrap_or_else(|e| panic!("{e}"));
-    }
-}
 
 /// Sends messages `0..count` of the stream seeded with `seed`.
 async fn send_stream(conn: &mut AsyncConn, count: u64, seed: u64, max_len: usize) {
@@ -53,7 +40,7 @@ async fn async_recv_is_woken_by_a_sync_sender_in_another_process() {
         let mut conn = accept(&mut listener).await;
         // The sender waits before its first message and between bursts: each time this
         // side has gone to sleep, and only the sender's wake-up brings the next message.
-        receive_stream(&mut conn, count, seed, max_len).await;
+        receive_stream(&mut conn, "the async conn", count, seed, max_len).await;
         peer.expect("sent");
         let end = bounded("recv after the end", conn.recv_vec()).await;
         assert!(
@@ -171,11 +158,8 @@ async fn peer_death_wakes_a_pending_recv_with_peer_gone() {
     let mut peer = Peer::spawn("connect_then_idle", listener.endpoint(), &[]);
     let mut conn = accept(&mut listener).await;
     peer.expect("connected");
-    let pending = tokio::spawn(async move {
-        let got = conn.recv_vec().await;
-        (got, Instant::now())
-    });
-    expect_peer_gone_after_kill("the pending recv", &peer, pending).await;
+    let recv = async move { conn.recv_vec().await };
+    expect_peer_gone_after_kill("the pending recv", &peer, recv).await;
 }
 
 #[tokio::test]
@@ -185,16 +169,14 @@ async fn peer_death_wakes_a_send_blocked_on_a_full_ring() {
     let mut peer = Peer::spawn("connect_then_idle", listener.endpoint(), &[]);
     let mut conn = accept(&mut listener).await;
     peer.expect("connected");
-    let pending = tokio::spawn(async move {
+    let send = async move {
         let msg = [7u8; 1024];
         loop {
-            if let Err(e) = conn.send(&msg).await {
-                return (Err::<(), _>(e), Instant::now());
-            }
+            conn.send(&msg).await?;
         }
-    });
+    };
     // (The ring is full by the time the peer is killed.)
-    expect_peer_gone_after_kill("the blocked send", &peer, pending).await;
+    expect_peer_gone_after_kill::<()>("the blocked send", &peer, send).await;
 }
 
 #[tokio::test]

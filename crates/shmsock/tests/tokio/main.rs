@@ -52,6 +52,45 @@ pub async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -
         .unwrap_or_else(|_| panic!("{what} did not finish within {:?}", harness::STEP_TIMEOUT))
 }
 
+/// An async receiver of the tests' message streams: an `AsyncConn` or an `AsyncSubscriber`.
+#[allow(async_fn_in_trait)]
+pub trait AsyncRecv {
+    async fn recv_into(&mut self, buf: &mut [u8]) -> shmsock::Result<usize>;
+}
+
+impl AsyncRecv for shmsock::AsyncConn {
+    async fn recv_into(&mut self, buf: &mut [u8]) -> shmsock::Result<usize> {
+        self.recv(buf).await
+    }
+}
+
+impl AsyncRecv for shmsock::AsyncSubscriber {
+    async fn recv_into(&mut self, buf: &mut [u8]) -> shmsock::Result<usize> {
+        self.recv(buf).await
+    }
+}
+
+/// Receives messages `0..count` of the stream `(seed, max_len)` and checks each one
+/// (`what` names the receiver in a failure).
+pub async fn receive_stream(
+    rx: &mut impl AsyncRecv,
+    what: &str,
+    count: u64,
+    seed: u64,
+    max_len: usize,
+) {
+    let mut lens = shmsock_testkit::message::lengths(seed);
+    let mut buf = vec![0u8; max_len];
+    for seq in 0..count {
+        let len = lens.below_or_eq(max_len);
+        let n = bounded("recv", rx.recv_into(&mut buf))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: receiving message #{seq}: {e}"));
+        shmsock_testkit::message::verify(seq, len, &buf[..n])
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+}
+
 /// Accepts one connection within [`harness::STEP_TIMEOUT`].
 pub async fn accept(listener: &mut AsyncListener) -> AsyncConn {
     bounded("accept", listener.accept())
@@ -59,14 +98,18 @@ pub async fn accept(listener: &mut AsyncListener) -> AsyncConn {
         .unwrap_or_else(|e| panic!("accepting on {}: {e}", listener.endpoint()))
 }
 
-/// Waits until `pending` (a task ending with what a blocking call returned, and when) is
-/// blocked, SIGKILLs `peer`, and checks that the call (`what`) ended with `PeerGone` within
+/// Runs `call` (an async call that blocks on `peer`) in a task, waits until it is blocked,
+/// SIGKILLs `peer`, and checks that the call (`what`) ended with `PeerGone` within
 /// [`PEER_DEATH_BOUND`] of the kill.
-pub async fn expect_peer_gone_after_kill<T: std::fmt::Debug>(
+pub async fn expect_peer_gone_after_kill<T: std::fmt::Debug + Send + 'static>(
     what: &str,
     peer: &Peer,
-    pending: tokio::task::JoinHandle<(shmsock::Result<T>, Instant)>,
+    call: impl std::future::Future<Output = shmsock::Result<T>> + Send + 'static,
 ) {
+    let pending = tokio::spawn(async move {
+        let got = call.await;
+        (got, Instant::now())
+    });
     tokio::time::sleep(Duration::from_millis(100)).await; // it is blocked by now
     let killed = peer.kill();
     let (got, woke) = bounded(what, pending)

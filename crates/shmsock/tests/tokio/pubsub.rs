@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use shmsock::{AsyncSubscriber, Error};
 
-use crate::{bounded, endpoint, expect_peer_gone_after_kill};
+use crate::{bounded, endpoint, expect_peer_gone_after_kill, receive_stream};
 use shmsock_testkit::harness::{self, Peer};
-use shmsock_testkit::message::{self, stream_env};
+use shmsock_testkit::message::stream_env;
 
 /// Starts a publisher role, connects an async subscriber to it, and checks that messages
 /// `0..count` of its stream arrive intact and in order. Returns both.
@@ -23,15 +23,7 @@ async fn subscribe_to(role: &str, scheme: &str, count: u64) -> (Peer, AsyncSubsc
     let mut sub = bounded("connect", AsyncSubscriber::connect(&ep))
         .await
         .unwrap_or_else(|e| panic!("subscribing to {ep}: {e}"));
-    let mut lens = message::lengths(seed);
-    let mut buf = vec![0u8; max_len];
-    for seq in 0..count {
-        let len = lens.below_or_eq(max_len);
-        let n = bounded("recv", sub.recv(&mut buf))
-            .await
-            .unwrap_or_else(|e| panic!("{scheme}: receiving message #{seq}: {e}"));
-        message::verify(seq, len, &buf[..n]).unwrap_or_else(|e| panic!("{scheme}: {e}"));
-    }
+    receive_stream(&mut sub, scheme, count, seed, max_len).await;
     peer.expect("sent");
     (peer, sub)
 }
@@ -53,11 +45,8 @@ async fn async_subscriber_receives_from_a_sync_publisher_in_another_process() {
 async fn publisher_death_wakes_a_pending_async_subscriber() {
     let _timing = harness::timing_test();
     let (peer, mut sub) = subscribe_to("publisher_then_hang", "shm", 300).await;
-    let pending = tokio::spawn(async move {
-        let got = sub.recv_vec().await;
-        (got, Instant::now())
-    });
-    expect_peer_gone_after_kill("the pending recv", &peer, pending).await;
+    let recv = async move { sub.recv_vec().await };
+    expect_peer_gone_after_kill("the pending recv", &peer, recv).await;
 }
 
 #[tokio::test]
