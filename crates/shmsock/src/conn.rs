@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::loan::{Lends, Loan, LoanInner, Sample};
-use crate::net::conn::NetConn;
 use crate::net::socket::{self as net_socket, NetListener};
+use crate::net::stream::NetConn;
 use crate::options::Options;
-use crate::shm::conn::{self as shm_conn, ShmConn};
 use crate::shm::listener::ShmListener;
 use crate::shm::loan::{Lender, ShmSample};
+use crate::shm::pair::{self as shm_pair, ShmConn};
 use crate::vocabulary::Mode;
 
 /// The transport behind a [`Listener`].
@@ -165,7 +165,7 @@ impl Conn {
     pub fn connect_with(endpoint: &str, options: Options) -> Result<Conn> {
         let inner = options.open(
             endpoint,
-            |ep, name, cfg| shm_conn::connect(ep, name, &cfg).map(ConnInner::Shm),
+            |ep, name, cfg| shm_pair::connect(ep, name, &cfg).map(ConnInner::Shm),
             |ep, cfg| net_socket::connect(&ep, &cfg).map(ConnInner::Net),
         )?;
         Ok(Conn { inner })

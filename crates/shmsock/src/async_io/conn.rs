@@ -14,14 +14,14 @@ use super::reactor::{blocking, joined, reactor_error, register};
 use super::shm::AsyncShmConn;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::net::conn::NetConn;
 use crate::net::socket::{self as net_socket, NetListener};
+use crate::net::stream::NetConn;
 use crate::net::zmtp::SocketType;
 use crate::options::Options;
 use crate::shm::config::ShmConfig;
-use crate::shm::conn::{self as shm_conn, ShmConn};
 use crate::shm::doorbell::Doorbell;
 use crate::shm::listener::{self as shm_listener, ShmListener};
+use crate::shm::pair::{self as shm_pair, ShmConn};
 use crate::vocabulary::HANDSHAKE_TIMEOUT;
 
 /// The transport behind an [`AsyncConn`]. Not boxed, as in `Conn`: a pointer chase on
@@ -298,7 +298,7 @@ impl AsyncConn {
                 let ep = shown.clone();
                 blocking(&shown, move || {
                     let conn =
-                        shm_conn::connect_with_bell(ep, &name, &options.shm_config(), Some(&bell))?;
+                        shm_pair::connect_with_bell(ep, &name, &options.shm_config(), Some(&bell))?;
                     Ok(Handshaken::Shm(conn, bell))
                 })
                 .await?

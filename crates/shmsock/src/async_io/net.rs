@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 
 use super::reactor::{joined, reactor_error, register};
 use crate::error::{Error, Result};
-use crate::net::conn::NetConn;
+use crate::net::stream::NetConn;
 use crate::net::subscriber::NetSubscriber;
 use crate::net::topics::Topics;
 use crate::vocabulary::Mode;

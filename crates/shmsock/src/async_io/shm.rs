@@ -12,8 +12,8 @@ use tokio::io::Interest;
 
 use super::reactor::{reactor_error, register, register_owned};
 use crate::error::{Error, Result};
-use crate::shm::conn::ShmConn;
 use crate::shm::doorbell::Doorbell;
+use crate::shm::pair::ShmConn;
 use crate::shm::ring::Frame;
 use crate::shm::subscriber::ShmSubscriber;
 use crate::shm::{doorbell, wait};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::shm::label::SegmentRole as Role;
 
-/// Everything one [`scan`] found.
+/// Everything one [`scan`](super::scan) found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Scan {
     /// When the scan was taken, in milliseconds since the Unix epoch.

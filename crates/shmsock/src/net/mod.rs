@@ -3,27 +3,27 @@
 //! [`Conn`](crate::Conn) and [`Listener`](crate::Listener), SUB for
 //! [`Publisher`](crate::Publisher), PUB for [`Subscriber`](crate::Subscriber).
 //!
-//! Layers: [`zmtp`] is the wire format (pure functions), [`conn`] one connection's I/O with
-//! deadlines, this module binding, accepting and connecting; [`publisher`] (with its I/O
+//! Layers: [`zmtp`] is the wire format (pure functions), [`stream`] one connection's I/O with
+//! deadlines, [`socket`] binding, accepting and connecting; [`publisher`] (with its I/O
 //! thread, [`pump`]) and [`subscriber`] build publish/subscribe on them, [`topics`] is the
 //! prefix matching both sides share. A `unix:///path` endpoint is what ZeroMQ calls
 //! `ipc:///path`.
 //!
 //! Differences from `shm://`, all inherent to sockets:
 //! - A peer that exits is seen as end of stream, like a clean close: both give
-//!   [`Error::PeerClosed`] at a message boundary; end of stream inside a message or a
-//!   connection reset gives [`Error::PeerGone`].
+//!   [`Error::PeerClosed`](crate::error::Error::PeerClosed) at a message boundary; end of stream inside a message or a
+//!   connection reset gives [`Error::PeerGone`](crate::error::Error::PeerGone).
 //! - `peer_pid` is the peer's pid for `unix://` (from `SO_PEERCRED`, which also enforces
 //!   [`Options::allow_uid`](crate::Options::allow_uid)) and 0 (unknown) for `tcp://`, which
 //!   admits any peer that can reach the port: bind to loopback unless you mean otherwise.
 //! - A multipart ZeroMQ message is delivered as one message: its parts concatenated.
 
 pub(crate) mod config;
-pub(crate) mod conn;
 mod outbox;
 pub(crate) mod publisher;
 mod pump;
 pub(crate) mod socket;
+pub(crate) mod stream;
 pub(crate) mod subscriber;
 pub(crate) mod topics;
 pub(crate) mod zmtp;

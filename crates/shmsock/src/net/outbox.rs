@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::conn::NetConn;
+use super::stream::NetConn;
 use super::topics::Topics;
 use crate::sync::AtomicBool;
 

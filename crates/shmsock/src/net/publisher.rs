@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Filtering happens here, on the publisher's side, as in ZeroMQ: a message is queued for
-//! a subscriber only if one of its prefixes ([`Topics`]) starts the message. Each
+//! a subscriber only if one of its prefixes ([`Topics`](super::topics::Topics)) starts the message. Each
 //! subscriber's queue is bounded by [`Options::ring_capacity`](crate::Options::ring_capacity) bytes (always room for one
 //! message): the high-water mark. When it is reached, [`Overflow::DropOldest`] drops that
 //! subscriber's oldest queued messages (no one else is affected, nothing waits) and

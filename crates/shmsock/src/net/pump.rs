@@ -8,7 +8,7 @@
 //! others nothing: its frame stays half-written in its connection's pending bytes.
 //!
 //! Connections live here, in `peers`; their queues and topics live in the shared
-//! [`State::outboxes`](super::publisher::State), index for index.
+//! [`State::outboxes`](super::outbox::State), index for index.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
-use super::conn::NetConn;
 use super::outbox::{Outbox, Shared, PUB_CLOSE_LINGER};
+use super::stream::NetConn;
 use super::zmtp::Subscription;
 use crate::error::{Error, Result};
 use crate::sys::timespec;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::config::NetConfig;
-use super::conn::NetConn;
+use super::stream::NetConn;
 use super::zmtp::SocketType;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};

@@ -17,7 +17,7 @@
 use std::time::Instant;
 
 use super::config::NetConfig;
-use super::conn::NetConn;
+use super::stream::NetConn;
 use super::topics::Topics;
 use super::zmtp::SocketType;
 use crate::endpoint::Endpoint;

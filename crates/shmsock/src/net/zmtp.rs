@@ -1,6 +1,6 @@
 //! ZMTP 3.x wire format ([RFC 23](https://rfc.zeromq.org/spec/23/), 3.0, and
 //! [RFC 37](https://rfc.zeromq.org/spec/37/), 3.1): the greeting, frames and commands.
-//! Pure functions over byte slices; the socket I/O lives in [`super::conn`].
+//! Pure functions over byte slices; the socket I/O lives in [`super::stream`].
 //!
 //! ```text
 //! greeting (64 bytes, each side sends one, then reads the peer's):

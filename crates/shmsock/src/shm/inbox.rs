@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use super::acceptor::{Acceptor, Queue};
 use super::config::ShmConfig;
-use super::conn::ShmConn;
 use super::doorbell::Doorbell;
 use super::hello::Role;
 use super::label::SegmentRole;
 use super::loan::LoanRef;
+use super::pair::ShmConn;
 use super::rendezvous::{listen_side, BoundName, Extras};
 use super::ring::{Frame, RING_CAPACITY_MIN_BYTES};
 use super::segment::OwnedSegment;

@@ -4,10 +4,10 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use super::config::ShmConfig;
-use super::conn::{create_pool, ShmConn};
 use super::doorbell::Doorbell;
 use super::hello::Role;
 use super::label::SegmentRole;
+use super::pair::{create_pool, ShmConn};
 use super::rendezvous::{listen_side, BoundName, Extras};
 use super::segment::{OwnedPool, OwnedSegment};
 use crate::error::Result;

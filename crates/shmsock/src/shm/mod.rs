@@ -13,8 +13,6 @@ mod acceptor;
 #[cfg(not(loom))]
 pub(crate) mod config;
 #[cfg(not(loom))]
-pub(crate) mod conn;
-#[cfg(not(loom))]
 pub(crate) mod control;
 #[cfg(not(loom))]
 pub(crate) mod doorbell;
@@ -28,6 +26,8 @@ pub(crate) mod label;
 pub(crate) mod listener;
 #[cfg(not(loom))]
 pub(crate) mod loan;
+#[cfg(not(loom))]
+pub(crate) mod pair;
 #[cfg(not(loom))]
 pub(crate) mod publisher;
 #[cfg(not(loom))]

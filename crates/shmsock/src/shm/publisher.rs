@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use super::acceptor::{Acceptor, Queue};
 use super::broadcast::{self, Writer};
 use super::config::ShmConfig;
-use super::conn::create_pool;
 use super::control::{self, Control};
 use super::doorbell::Ringer;
 use super::hello::Role;
 use super::label::SegmentRole;
 use super::loan::{check_loan_len, holding, Holding, Lender, Lent, LoanRef, LOAN_RECLAIM_NAP};
+use super::pair::create_pool;
 use super::rendezvous::{listen_side, BoundName, Extras, SharedOffer};
 use super::ring::{max_payload, KIND_DATA, KIND_LOAN};
 use super::segment::word;
@@ -43,7 +43,7 @@ struct Sub {
     dropped: bool,
 }
 
-/// No subscriber is joining (see [`Incoming::join_floor`]).
+/// No subscriber is joining (see [`ShmPublisher::join_floor`]).
 const NO_FLOOR: u64 = u64::MAX;
 
 pub(crate) struct ShmPublisher {
