@@ -145,7 +145,7 @@ impl<'a> Lab<'a> {
     }
 
     pub(crate) fn run(mut self) -> Result<Report, LabError> {
-        let floor = mechanisms::floor::Floor;
+        let floor = mechanisms::floor::FLOOR;
         self.progress.step("floor (reference)");
         // A first, discarded pass: the idle CPU the child lands on is slow to wake up at first,
         // which would make the "before" floor look worse than the "after" one.

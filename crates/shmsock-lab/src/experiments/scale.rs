@@ -23,7 +23,7 @@ use crate::experiments::latency::{self, LatencyRow};
 use crate::format::{fmt_count, fmt_ns};
 use crate::host::Pinning;
 use crate::mechanisms::shmsock::Shmsock;
-use crate::mechanisms::uds_stream::UdsStream;
+use crate::mechanisms::uds_stream::UDS_STREAM;
 use crate::mechanisms::Mechanism;
 use crate::process::pin_current_thread;
 use crate::table::Table;
@@ -90,7 +90,7 @@ pub(crate) fn measure(
 ) -> Result<MillionRow, LabError> {
     let (moved, seconds) = match path {
         "threads" => threads(messages, max_time, pinning)?,
-        "uds-stream" => processes(&UdsStream, messages, max_time, pinning)?,
+        "uds-stream" => processes(&UDS_STREAM, messages, max_time, pinning)?,
         _ => processes(&Shmsock::adaptive(), messages, max_time, pinning)?,
     };
     Ok(MillionRow::new(

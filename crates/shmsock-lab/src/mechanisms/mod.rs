@@ -18,10 +18,11 @@
 pub mod cas_ring;
 pub mod eventfd;
 mod fd_msg;
-mod fd_stream;
+pub mod fd_stream;
 pub mod fifo;
 pub mod floor;
 pub mod futex;
+pub mod latency_only;
 pub mod loan;
 pub mod locked_ring;
 pub mod offset;
@@ -152,23 +153,23 @@ pub struct FanInSides {
 /// Every mechanism, in report order.
 pub fn all() -> Vec<Box<dyn Mechanism>> {
     vec![
-        Box::new(floor::Floor),
+        Box::new(floor::FLOOR),
         Box::new(raw_ring::RawRing::anonymous()),
         Box::new(raw_ring::RawRing::cold()),
         Box::new(raw_ring::RawRing::mapped_file()),
         Box::new(shmsock::Shmsock::busy_poll()),
         Box::new(shmsock::Shmsock::adaptive()),
         Box::new(shmsock::Shmsock::blocking()),
-        Box::new(futex::Futex),
-        Box::new(eventfd::EventFd),
-        Box::new(signal::RtSignal),
-        Box::new(pipe::Pipe),
-        Box::new(fifo::Fifo),
-        Box::new(uds_stream::UdsStream),
+        Box::new(futex::FUTEX),
+        Box::new(eventfd::EVENTFD),
+        Box::new(signal::SIGNAL),
+        Box::new(pipe::PIPE),
+        Box::new(fifo::FIFO),
+        Box::new(uds_stream::UDS_STREAM),
         Box::new(uds_msg::UdsMsg::dgram()),
         Box::new(uds_msg::UdsMsg::seqpacket()),
-        Box::new(tcp::Tcp),
-        Box::new(udp::Udp),
+        Box::new(tcp::TCP),
+        Box::new(udp::UDP),
         Box::new(posix_mq::PosixMq),
         Box::new(sysv_mq::SysvMq),
     ]
@@ -231,6 +232,37 @@ pub(crate) fn spin_until<T>(
             }
         }
     }
+}
+
+/// Sleeps until `attempt` yields a value: each `attempt` is one bounded wait in the kernel (a
+/// slice of a second or less) that returns `None` if it ended empty-handed; fails with
+/// [`LabError::Stalled`] once [`STALL_TIMEOUT`] has passed since the first.
+#[inline]
+pub(crate) fn sleep_until<T>(
+    what: &'static str,
+    mut attempt: impl FnMut() -> Result<Option<T>, LabError>,
+) -> Result<T, LabError> {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = attempt()? {
+            return Ok(value);
+        }
+        if started.elapsed() > STALL_TIMEOUT {
+            return Err(LabError::Stalled {
+                what,
+                waited: started.elapsed(),
+            });
+        }
+    }
+}
+
+/// The number in `/proc/sys/{name}` (`kernel/msgmax`, `fs/mqueue/msg_max`), or `default` when
+/// it cannot be read.
+pub(crate) fn sysctl(name: &str, default: usize) -> usize {
+    std::fs::read_to_string(format!("/proc/sys/{name}"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(default)
 }
 
 /// Fails with [`LabError::WrongSize`] unless `len == size`.

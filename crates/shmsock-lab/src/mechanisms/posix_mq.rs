@@ -16,9 +16,9 @@
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{FanIn, FanInSides, Mechanism, Pair, Pattern, Side, STALL_TIMEOUT};
+use super::{sleep_until, sysctl, FanIn, FanInSides, Mechanism, Pair, Pattern, Side};
 use crate::LabError;
 
 /// Distinguishes the queues made by one process.
@@ -41,13 +41,13 @@ impl Mechanism for PosixMq {
     }
 
     fn max_message(&self) -> usize {
-        proc_limit("msgsize_max").unwrap_or(MSGSIZE_MAX_DEFAULT_BYTES)
+        sysctl("fs/mqueue/msgsize_max", MSGSIZE_MAX_DEFAULT_BYTES)
     }
 
     fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError> {
         let depth = match pattern {
             Pattern::PingPong => 1,
-            Pattern::Stream => proc_limit("msg_max").unwrap_or(MSG_MAX_DEFAULT),
+            Pattern::Stream => sysctl("fs/mqueue/msg_max", MSG_MAX_DEFAULT),
         };
         let up = MessageQueue::create(size, depth)?;
         let (parent, child) = match pattern {
@@ -97,7 +97,7 @@ impl FanIn for PosixMq {
 
     /// One queue, as deep as the kernel allows; every producer holds its own descriptor.
     fn setup_fan_in(&self, producers: usize, size: usize) -> Result<FanInSides, LabError> {
-        let queue = MessageQueue::create(size, proc_limit("msg_max").unwrap_or(MSG_MAX_DEFAULT))?;
+        let queue = MessageQueue::create(size, sysctl("fs/mqueue/msg_max", MSG_MAX_DEFAULT))?;
         let producers = (0..producers)
             .map(|_| {
                 Ok(Box::new(MqSide {
@@ -114,15 +114,6 @@ impl FanIn for PosixMq {
             producers,
         })
     }
-}
-
-/// A limit from `/proc/sys/fs/mqueue/`.
-fn proc_limit(name: &str) -> Option<usize> {
-    std::fs::read_to_string(format!("/proc/sys/fs/mqueue/{name}"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// An open, already unlinked POSIX message queue; closed on drop.
@@ -217,8 +208,7 @@ impl MessageQueue {
                 size: self.msgsize,
             });
         }
-        let started = Instant::now();
-        loop {
+        sleep_until("waiting on a POSIX message queue", || {
             let deadline = realtime_after(RECEIVE_SLICE);
             // SAFETY: `buf` is a live buffer of `buf.len()` bytes, at least the queue's message
             // size (checked above); `deadline` is a valid timespec; `mqd` is open.
@@ -232,25 +222,17 @@ impl MessageQueue {
                 )
             };
             if let Ok(n) = usize::try_from(n) {
-                return Ok(n);
+                return Ok(Some(n));
             }
             let err = std::io::Error::last_os_error();
             match err.raw_os_error() {
-                Some(libc::EINTR | libc::ETIMEDOUT) => {}
-                _ => {
-                    return Err(LabError::Os {
-                        what: "mq_timedreceive",
-                        source: err,
-                    })
-                }
+                Some(libc::EINTR | libc::ETIMEDOUT) => Ok(None),
+                _ => Err(LabError::Os {
+                    what: "mq_timedreceive",
+                    source: err,
+                }),
             }
-            if started.elapsed() > STALL_TIMEOUT {
-                return Err(LabError::Stalled {
-                    what: "waiting on a POSIX message queue",
-                    waited: started.elapsed(),
-                });
-            }
-        }
+        })
     }
 }
 
