@@ -310,13 +310,20 @@ pub(crate) fn table(
     host: &HostInfo,
     checks: &[ClaimCheck],
 ) -> Option<Table> {
-    if rows.is_empty() {
-        return None;
-    }
-    let cells = rows
-        .iter()
-        .map(|r| {
-            let mut cells = vec![
+    let mut table = claims::checked_table(
+        "Contention: N producer processes -> one consumer (msgs/s, all producers)",
+        &[
+            "queue",
+            "implementation",
+            "producers",
+            "msgs/s",
+            "vs 1 producer",
+        ],
+        "Comparison",
+        rows,
+        checks,
+        |r| {
+            let cells = vec![
                 r.queue.clone(),
                 r.implementation.clone(),
                 r.producers.to_string(),
@@ -326,10 +333,9 @@ pub(crate) fn table(
             let metric = Metric::Contention {
                 producers: r.producers,
             };
-            cells.extend(claims::cells(checks, metric, &r.queue));
-            cells
-        })
-        .collect();
+            (cells, metric, &r.queue)
+        },
+    )?;
     let p = host.pinning;
     let mut notes = vec![format!(
         "The consumer runs on CPU {}, every producer on CPU {}; messages are 4 KiB, \
@@ -370,20 +376,6 @@ pub(crate) fn table(
              CAS), a doorbell per writer."
         ),
     });
-    let mut table = Table::new(
-        "Contention: N producer processes -> one consumer (msgs/s, all producers)",
-        vec![
-            "queue",
-            "implementation",
-            "producers",
-            "msgs/s",
-            "vs 1 producer",
-            "Comparison",
-            "ratio",
-            "verdict",
-        ],
-        cells,
-    );
     table.plot = Some("contention.svg");
     table.notes = notes;
     Some(table)

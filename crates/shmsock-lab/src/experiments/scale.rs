@@ -172,31 +172,6 @@ pub(crate) fn table(
     latency: &[LatencyRow],
     checks: &[ClaimCheck],
 ) -> Option<Table> {
-    if rows.is_empty() {
-        return None;
-    }
-    let cells = rows
-        .iter()
-        .map(|r| {
-            let mut cells = vec![
-                r.path.clone(),
-                fmt_count(r.messages),
-                fmt_value(r.seconds, "s"),
-                format!(
-                    "{}{}",
-                    fmt_value(r.seconds_per_million, "s"),
-                    if r.messages < 1_000_000 {
-                        " (extrapolated)"
-                    } else {
-                        ""
-                    }
-                ),
-                fmt_ns((r.seconds_per_million * 1e3).round() as u64),
-            ];
-            cells.extend(claims::cells(checks, Metric::Million, &r.path));
-            cells
-        })
-        .collect();
     let mut notes = vec![
         "One way, back to back, 64 B messages; the receiver times first to last message \
          (connection setup not included). threads: crossbeam-channel (bounded, lock-free) \
@@ -218,20 +193,31 @@ pub(crate) fn table(
             ))
         ));
     }
-    let mut table = Table::new(
+    let mut table = claims::checked_table(
         "One million messages: threads vs processes",
-        vec![
-            "path",
-            "messages",
-            "time",
-            "time for 1M",
-            "per message",
-            "Communication Costs",
-            "ratio",
-            "verdict",
-        ],
-        cells,
-    );
+        &["path", "messages", "time", "time for 1M", "per message"],
+        "Communication Costs",
+        rows,
+        checks,
+        |r| {
+            let cells = vec![
+                r.path.clone(),
+                fmt_count(r.messages),
+                fmt_value(r.seconds, "s"),
+                format!(
+                    "{}{}",
+                    fmt_value(r.seconds_per_million, "s"),
+                    if r.messages < 1_000_000 {
+                        " (extrapolated)"
+                    } else {
+                        ""
+                    }
+                ),
+                fmt_ns((r.seconds_per_million * 1e3).round() as u64),
+            ];
+            (cells, Metric::Million, &r.path)
+        },
+    )?;
     table.notes = notes;
     Some(table)
 }

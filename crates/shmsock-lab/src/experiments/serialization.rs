@@ -170,18 +170,26 @@ fn per_op(budget: Duration, mut op: impl FnMut()) -> f64 {
 
 /// The serialization table, each format beside Communication Costs' claim.
 pub(crate) fn table(rows: &[SerializationRow], checks: &[ClaimCheck]) -> Option<Table> {
-    if rows.is_empty() {
-        return None;
-    }
     let base = rows
         .iter()
         .find(|r| r.format == "postcard")
         .map(|r| r.encode_ns + r.decode_ns);
-    let cells = rows
-        .iter()
-        .map(|r| {
+    let mut table = claims::checked_table(
+        "Serialization: a ~1 KiB struct (order-book snapshot), encode + decode, one process",
+        &[
+            "format",
+            "encoded",
+            "encode",
+            "decode",
+            "enc+dec",
+            "vs postcard",
+        ],
+        "Communication Costs",
+        rows,
+        checks,
+        |r| {
             let total = r.encode_ns + r.decode_ns;
-            let mut cells = vec![
+            let cells = vec![
                 r.format.clone(),
                 format!("{} B", r.encoded_bytes),
                 claims::fmt_value(r.encode_ns, "ns"),
@@ -189,25 +197,9 @@ pub(crate) fn table(rows: &[SerializationRow], checks: &[ClaimCheck]) -> Option<
                 claims::fmt_value(total, "ns"),
                 base.map_or_else(|| "-".into(), |b| format!("{:.1}x", total / b.max(1.0))),
             ];
-            cells.extend(claims::cells(checks, Metric::Serialize, &r.format));
-            cells
-        })
-        .collect();
-    let mut table = Table::new(
-        "Serialization: a ~1 KiB struct (order-book snapshot), encode + decode, one process",
-        vec![
-            "format",
-            "encoded",
-            "encode",
-            "decode",
-            "enc+dec",
-            "vs postcard",
-            "Communication Costs",
-            "ratio",
-            "verdict",
-        ],
-        cells,
-    );
+            (cells, Metric::Serialize, &r.format)
+        },
+    )?;
     table.notes = vec![
         "Binary is postcard (bincode is unmaintained, RUSTSEC-2025-0141); JSON is \
          serde_json. Median of batches of 64; decoding rebuilds every String and Vec."

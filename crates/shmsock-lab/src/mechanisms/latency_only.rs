@@ -1,8 +1,8 @@
 //! What the latency-only mechanisms share: refusing to stream, and (for those that carry one
 //! word) the word "message".
 //!
-//! [`LatencyOnly`] is the one [`Mechanism`] for "this mechanism only ping-pongs": it supports [`Pattern::PingPong`] only and refuses [`Pattern::Stream`] with
-//! the mechanism's own reason. `floor`, `futex`, `eventfd`, `signal` and `udp` are such.
+//! [`LatencyOnly`] is the one [`Mechanism`] for "this mechanism only ping-pongs": it supports
+//! [`Pattern::PingPong`] only and refuses [`Pattern::Stream`] with the mechanism's own reason. `floor`, `futex`, `eventfd`, `signal` and `udp` are such.
 //!
 //! The first four move no payload, only a word: a "message" is its first [`WORD_BYTES`] bytes
 //! (the sequence number, little-endian). They differ only in how one process hands a word to
