@@ -20,44 +20,16 @@ use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 use rustix::io::{read, write, Errno};
 use rustix::time::Timespec;
 
-use super::latency_only::{word_pair, Carries, Doorbell, LatencyOnly};
-use super::{sleep_until, Pair};
+use super::latency_only::{Doorbell, LatencyOnly};
+use super::sleep_until;
 use crate::LabError;
 
 /// Largest value an eventfd counter can take; the stop value travels as this.
 const COUNTER_MAX: u64 = u64::MAX - 1;
 
 /// eventfd doorbells.
-pub const EVENTFD: LatencyOnly = LatencyOnly::new(
-    "eventfd",
-    "streaming (it carries a counter, not data)",
-    Carries::Word,
-    eventfd_pair,
-);
-
-/// Both sides of the ping-pong, before the fork.
-fn eventfd_pair(_size: usize) -> Result<Pair, LabError> {
-    let new = || eventfd(0, EventfdFlags::CLOEXEC).map_err(LabError::os("creating an eventfd"));
-    let down = new()?;
-    let up = new()?;
-    let dup = |fd: &OwnedFd| {
-        fd.try_clone().map_err(|source| LabError::Os {
-            what: "duplicating an eventfd",
-            source,
-        })
-    };
-    let (down_tx, up_tx) = (dup(&down)?, dup(&up)?);
-    Ok(word_pair(
-        EventFdBell {
-            tx: down_tx,
-            rx: up,
-        },
-        EventFdBell {
-            tx: up_tx,
-            rx: down,
-        },
-    ))
-}
+pub const EVENTFD: LatencyOnly =
+    LatencyOnly::word::<EventFdBell>("eventfd", "streaming (it carries a counter, not data)");
 
 struct EventFdBell {
     tx: OwnedFd,
@@ -65,6 +37,28 @@ struct EventFdBell {
 }
 
 impl Doorbell for EventFdBell {
+    fn pair() -> Result<(Self, Self), LabError> {
+        let new = || eventfd(0, EventfdFlags::CLOEXEC).map_err(LabError::os("creating an eventfd"));
+        let down = new()?;
+        let up = new()?;
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone().map_err(|source| LabError::Os {
+                what: "duplicating an eventfd",
+                source,
+            })
+        };
+        let (down_tx, up_tx) = (dup(&down)?, dup(&up)?);
+        let parent = EventFdBell {
+            tx: down_tx,
+            rx: up,
+        };
+        let child = EventFdBell {
+            tx: up_tx,
+            rx: down,
+        };
+        Ok((parent, child))
+    }
+
     #[inline]
     fn ring(&mut self, value: u64) -> Result<(), LabError> {
         let value = match value {

@@ -13,52 +13,42 @@
 //! (the sequence number, [`WORD_BYTES`](super::latency_only::WORD_BYTES)), which is why it has
 //! a latency row and no throughput row.
 
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use super::latency_only::{line_pair, Carries, Doorbell, LatencyOnly};
-use super::{spin_until, Pair};
-use crate::shared::SharedRegion;
+use super::latency_only::{line_pair, Doorbell, LatencyOnly, Lines};
+use super::spin_until;
 use crate::LabError;
 
 /// The cache-line ping-pong.
-pub const FLOOR: LatencyOnly = LatencyOnly::new(
-    "floor",
-    "streaming (it measures latency only)",
-    Carries::Word,
-    floor_pair,
-);
-
-/// Both sides of the ping-pong, before the fork.
-fn floor_pair(_size: usize) -> Result<Pair, LabError> {
-    line_pair(|region, tx, rx| FloorBell {
-        region,
-        tx,
-        rx,
-        last_seen: 0,
-    })
-}
+pub const FLOOR: LatencyOnly =
+    LatencyOnly::word::<FloorBell>("floor", "streaming (it measures latency only)");
 
 struct FloorBell {
-    region: Rc<SharedRegion>,
-    tx: usize,
-    rx: usize,
+    lines: Lines,
     last_seen: u64,
 }
 
 impl Doorbell for FloorBell {
+    fn pair() -> Result<(Self, Self), LabError> {
+        line_pair(|lines| FloorBell {
+            lines,
+            last_seen: 0,
+        })
+    }
+
     #[inline]
     fn ring(&mut self, counter: u64) -> Result<(), LabError> {
         // Release pairs with the Acquire load in the peer's `wait`.
-        self.region
-            .atomic_u64(self.tx)
+        self.lines
+            .region
+            .atomic_u64(self.lines.tx)
             .store(counter, Ordering::Release);
         Ok(())
     }
 
     #[inline]
     fn wait(&mut self) -> Result<u64, LabError> {
-        let line = self.region.atomic_u64(self.rx);
+        let line = self.lines.region.atomic_u64(self.lines.rx);
         let last = self.last_seen;
         // Acquire pairs with the Release store in the peer's `ring`.
         let seen = spin_until("waiting for the floor counter", || {

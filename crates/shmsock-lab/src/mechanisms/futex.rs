@@ -14,16 +14,14 @@
 //! processes). Every wait has a timeout, so a dead peer is a stall error, never a hang. A
 //! "message" is its first 8 bytes ([`WORD_BYTES`](super::latency_only::WORD_BYTES)), like `floor`'s.
 
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rustix::io::Errno;
 use rustix::thread::futex;
 
-use super::latency_only::{line_pair, Carries, Doorbell, LatencyOnly};
-use super::{sleep_until, Pair};
-use crate::shared::SharedRegion;
+use super::latency_only::{line_pair, Doorbell, LatencyOnly, Lines};
+use super::sleep_until;
 use crate::LabError;
 
 /// Offset of the payload word inside a line.
@@ -32,40 +30,32 @@ const PAYLOAD_OFFSET: usize = 8;
 const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 /// Ping-pong through two futex words.
-pub const FUTEX: LatencyOnly = LatencyOnly::new(
-    "futex",
-    "streaming (it measures the wake-up only)",
-    Carries::Word,
-    futex_pair,
-);
-
-/// Both sides of the ping-pong, before the fork.
-fn futex_pair(_size: usize) -> Result<Pair, LabError> {
-    line_pair(|region, tx, rx| FutexBell {
-        region,
-        tx,
-        rx,
-        tx_gen: 0,
-        rx_gen: 0,
-    })
-}
+pub const FUTEX: LatencyOnly =
+    LatencyOnly::word::<FutexBell>("futex", "streaming (it measures the wake-up only)");
 
 struct FutexBell {
-    region: Rc<SharedRegion>,
-    tx: usize,
-    rx: usize,
+    lines: Lines,
     tx_gen: u32,
     rx_gen: u32,
 }
 
 impl Doorbell for FutexBell {
+    fn pair() -> Result<(Self, Self), LabError> {
+        line_pair(|lines| FutexBell {
+            lines,
+            tx_gen: 0,
+            rx_gen: 0,
+        })
+    }
+
     #[inline]
     fn ring(&mut self, payload: u64) -> Result<(), LabError> {
-        self.region
-            .atomic_u64(self.tx + PAYLOAD_OFFSET)
+        self.lines
+            .region
+            .atomic_u64(self.lines.tx + PAYLOAD_OFFSET)
             .store(payload, Ordering::Relaxed);
         self.tx_gen = self.tx_gen.wrapping_add(1);
-        let word = self.region.atomic_u32(self.tx);
+        let word = self.lines.region.atomic_u32(self.lines.tx);
         // Release pairs with the Acquire load of the generation in the peer's `wait`: the
         // payload stored above is visible once the new generation is.
         word.store(self.tx_gen, Ordering::Release);
@@ -75,7 +65,7 @@ impl Doorbell for FutexBell {
 
     #[inline]
     fn wait(&mut self) -> Result<u64, LabError> {
-        let word = self.region.atomic_u32(self.rx);
+        let word = self.lines.region.atomic_u32(self.lines.rx);
         let slice = rustix::time::Timespec {
             tv_sec: 0,
             tv_nsec: WAIT_SLICE.subsec_nanos().into(),
@@ -93,8 +83,9 @@ impl Doorbell for FutexBell {
             }
         })?;
         Ok(self
+            .lines
             .region
-            .atomic_u64(self.rx + PAYLOAD_OFFSET)
+            .atomic_u64(self.lines.rx + PAYLOAD_OFFSET)
             .load(Ordering::Relaxed))
     }
 }

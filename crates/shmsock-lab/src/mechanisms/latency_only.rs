@@ -92,8 +92,21 @@ impl Mechanism for LatencyOnly {
     }
 }
 
+impl LatencyOnly {
+    /// A word mechanism ([`Carries::Word`]) whose sides are [`WordSide`]s over doorbells `B`.
+    pub(crate) const fn word<B: Doorbell + 'static>(
+        name: &'static str,
+        no_stream: &'static str,
+    ) -> Self {
+        Self::new(name, no_stream, Carries::Word, word_pair::<B>)
+    }
+}
+
 /// How one side of a word mechanism hands a word to its peer and waits for the peer's.
-pub(crate) trait Doorbell {
+pub(crate) trait Doorbell: Sized {
+    /// Both doorbells, the parent's and the child's, before the fork.
+    fn pair() -> Result<(Self, Self), LabError>;
+
     /// Finishes setup after the fork; the default does nothing.
     fn start(&mut self) -> Result<(), LabError> {
         Ok(())
@@ -108,33 +121,40 @@ pub(crate) trait Doorbell {
 
 /// The [`Side`] of a word mechanism: checks the sizes, encodes the word, and leaves the rest to
 /// its [`Doorbell`].
-pub(crate) struct WordSide<D>(D);
+struct WordSide<B>(B);
 
-/// Both sides of a word mechanism, from the parent's doorbell and the child's.
-pub(crate) fn word_pair<P, C>(parent: P, child: C) -> Pair
-where
-    P: Doorbell + 'static,
-    C: Doorbell + 'static,
-{
-    Pair {
+/// Both sides of a word mechanism over doorbells `B` (the message size does not matter).
+fn word_pair<B: Doorbell + 'static>(_size: usize) -> Result<Pair, LabError> {
+    let (parent, child) = B::pair()?;
+    Ok(Pair {
         parent: Box::new(WordSide(parent)),
         child: Box::new(WordSide(child)),
-    }
+    })
 }
 
-/// Both sides of a word mechanism over two cache lines of one shared mapping: line 0 written
-/// only by the parent (ping), line 1 only by the child (pong). `bell(region, tx, rx)` makes a
-/// side's doorbell from the offsets of the line it writes and the line it reads.
-pub(crate) fn line_pair<B: Doorbell + 'static>(
-    bell: impl Fn(Rc<SharedRegion>, usize, usize) -> B,
-) -> Result<Pair, LabError> {
+/// The two cache lines a side of a [`line_pair`] uses, in their shared mapping.
+pub(crate) struct Lines {
+    /// The mapping.
+    pub(crate) region: Rc<SharedRegion>,
+    /// Offset of the line this side writes.
+    pub(crate) tx: usize,
+    /// Offset of the line this side reads.
+    pub(crate) rx: usize,
+}
+
+/// Both doorbells of a word mechanism over two cache lines of one shared mapping: line 0
+/// written only by the parent (ping), line 1 only by the child (pong). `bell` makes a side's
+/// doorbell from its [`Lines`].
+pub(crate) fn line_pair<B>(bell: impl Fn(Lines) -> B) -> Result<(B, B), LabError> {
     const PING: usize = 0;
     const PONG: usize = CACHE_LINE_BYTES;
     let region = Rc::new(SharedRegion::new(2 * CACHE_LINE_BYTES)?);
-    Ok(word_pair(
-        bell(Rc::clone(&region), PING, PONG),
-        bell(region, PONG, PING),
-    ))
+    let lines = |tx, rx| Lines {
+        region: Rc::clone(&region),
+        tx,
+        rx,
+    };
+    Ok((bell(lines(PING, PONG)), bell(lines(PONG, PING))))
 }
 
 impl<D: Doorbell> Side for WordSide<D> {

@@ -22,8 +22,8 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use super::latency_only::{word_pair, Carries, Doorbell, LatencyOnly};
-use super::{sleep_until, spin_until, Pair};
+use super::latency_only::{Doorbell, LatencyOnly};
+use super::{sleep_until, spin_until};
 use crate::shared::SharedRegion;
 use crate::LabError;
 
@@ -61,15 +61,11 @@ const _: () = assert!(std::mem::size_of::<RtSigInfo>() == 128);
 const _: () = assert!(std::mem::size_of::<libc::siginfo_t>() == 128);
 
 /// Real-time signals with a `sigval` payload.
-pub const SIGNAL: LatencyOnly = LatencyOnly::new(
-    "signal",
-    "streaming (a signal carries 8 bytes)",
-    Carries::Word,
-    signal_pair,
-);
+pub const SIGNAL: LatencyOnly =
+    LatencyOnly::word::<SignalBell>("signal", "streaming (a signal carries 8 bytes)");
 
-/// Both sides of the ping-pong, before the fork.
-fn signal_pair(_size: usize) -> Result<Pair, LabError> {
+/// The parent's and the child's doorbells, before the fork.
+fn signal_pair() -> Result<(SignalBell, SignalBell), LabError> {
     if !LAYOUT_KNOWN {
         return Err(LabError::Unsupported {
             mechanism: "signal",
@@ -114,7 +110,7 @@ fn signal_pair(_size: usize) -> Result<Pair, LabError> {
         target: Some((rustix::process::getpid(), rustix::thread::gettid())),
         restore: None,
     };
-    Ok(word_pair(parent, child))
+    Ok((parent, child))
 }
 
 fn sigset_of(signo: libc::c_int) -> libc::sigset_t {
@@ -139,6 +135,10 @@ struct SignalBell {
 }
 
 impl Doorbell for SignalBell {
+    fn pair() -> Result<(Self, Self), LabError> {
+        signal_pair()
+    }
+
     fn start(&mut self) -> Result<(), LabError> {
         let word = self.region.atomic_u64(CHILD_PID_OFFSET);
         if self.target.is_some() {
