@@ -31,7 +31,8 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use super::{check_len, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, Side, RING_BYTES};
+use super::lanes::{self, Lane};
+use super::{check_len, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, RING_BYTES};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::LabError;
 
@@ -72,36 +73,7 @@ impl Mechanism for CasRing {
     }
 
     fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError> {
-        let up = Self::ring(size)?;
-        let (parent, child) = match pattern {
-            Pattern::Stream => (
-                RingSide {
-                    tx: None,
-                    rx: Some(up.handle()),
-                },
-                RingSide {
-                    tx: Some(up),
-                    rx: None,
-                },
-            ),
-            Pattern::PingPong => {
-                let down = Self::ring(size)?;
-                (
-                    RingSide {
-                        tx: Some(down.handle()),
-                        rx: Some(up.handle()),
-                    },
-                    RingSide {
-                        tx: Some(up),
-                        rx: Some(down),
-                    },
-                )
-            }
-        };
-        Ok(Pair {
-            parent: Box::new(parent),
-            child: Box::new(child),
-        })
+        lanes::pair("cas-ring", pattern, || Self::ring(size))
     }
 }
 
@@ -111,22 +83,7 @@ impl FanIn for CasRing {
     }
 
     fn setup_fan_in(&self, producers: usize, size: usize) -> Result<FanInSides, LabError> {
-        let ring = Self::ring(size)?;
-        let producers = (0..producers)
-            .map(|_| {
-                Box::new(RingSide {
-                    tx: Some(ring.handle()),
-                    rx: None,
-                }) as Box<dyn Side>
-            })
-            .collect();
-        Ok(FanInSides {
-            consumer: Box::new(RingSide {
-                tx: None,
-                rx: Some(ring),
-            }),
-            producers,
-        })
+        lanes::fan_in("cas-ring", producers, Self::ring(size)?)
     }
 }
 
@@ -210,29 +167,22 @@ impl Ring {
     }
 }
 
-struct RingSide {
-    tx: Option<Ring>,
-    rx: Option<Ring>,
-}
-
-const NOT_THIS_WAY: LabError = LabError::Unsupported {
-    mechanism: "cas-ring",
-    what: "this direction in the pattern it was set up for",
-};
-
-impl Side for RingSide {
-    fn start(&mut self) -> Result<(), LabError> {
-        for r in self.tx.iter().chain(self.rx.iter()) {
-            r.region.prefault();
-        }
-        Ok(())
+impl Lane for Ring {
+    fn handle(&self) -> Result<Self, LabError> {
+        Ok(Ring::handle(self))
     }
 
-    fn send(&mut self, msg: &[u8]) -> Result<(), LabError> {
-        self.tx.as_ref().ok_or(NOT_THIS_WAY)?.push(msg)
+    fn prefault(&self) {
+        self.region.prefault();
     }
 
-    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
-        self.rx.as_mut().ok_or(NOT_THIS_WAY)?.pop(buf)
+    #[inline]
+    fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {
+        Ring::push(self, msg)
+    }
+
+    #[inline]
+    fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
+        Ring::pop(self, buf)
     }
 }

@@ -35,9 +35,10 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
+use super::lanes::{self, Lane};
 use super::pshared_mutex::ProcessSharedMutex;
 use super::spinlock::SpinLock;
-use super::{check_len, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, Side, RING_BYTES};
+use super::{check_len, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, RING_BYTES};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::LabError;
 
@@ -138,36 +139,7 @@ impl Mechanism for LockedRing {
     }
 
     fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError> {
-        let up = self.queue(size)?;
-        let (parent, child) = match pattern {
-            Pattern::Stream => (
-                QueueSide {
-                    tx: None,
-                    rx: Some(up.handle()),
-                },
-                QueueSide {
-                    tx: Some(up),
-                    rx: None,
-                },
-            ),
-            Pattern::PingPong => {
-                let down = self.queue(size)?;
-                (
-                    QueueSide {
-                        tx: Some(down.handle()),
-                        rx: Some(up.handle()),
-                    },
-                    QueueSide {
-                        tx: Some(up),
-                        rx: Some(down),
-                    },
-                )
-            }
-        };
-        Ok(Pair {
-            parent: Box::new(parent),
-            child: Box::new(child),
-        })
+        lanes::pair(self.name, pattern, || self.queue(size))
     }
 }
 
@@ -177,22 +149,7 @@ impl FanIn for LockedRing {
     }
 
     fn setup_fan_in(&self, producers: usize, size: usize) -> Result<FanInSides, LabError> {
-        let queue = self.queue(size)?;
-        let producers = (0..producers)
-            .map(|_| {
-                Box::new(QueueSide {
-                    tx: Some(queue.handle()),
-                    rx: None,
-                }) as Box<dyn Side>
-            })
-            .collect();
-        Ok(FanInSides {
-            consumer: Box::new(QueueSide {
-                tx: None,
-                rx: Some(queue),
-            }),
-            producers,
-        })
+        lanes::fan_in(self.name, producers, self.queue(size)?)
     }
 }
 
@@ -322,30 +279,23 @@ impl Queue {
     }
 }
 
-struct QueueSide {
-    tx: Option<Queue>,
-    rx: Option<Queue>,
-}
-
-const NOT_THIS_WAY: LabError = LabError::Unsupported {
-    mechanism: "locked queue",
-    what: "this direction in the pattern it was set up for",
-};
-
-impl Side for QueueSide {
-    fn start(&mut self) -> Result<(), LabError> {
-        // This process's page faults on the slots, now rather than in the timed loop.
-        for q in self.tx.iter().chain(self.rx.iter()) {
-            q.region.prefault();
-        }
-        Ok(())
+impl Lane for Queue {
+    fn handle(&self) -> Result<Self, LabError> {
+        Ok(Queue::handle(self))
     }
 
-    fn send(&mut self, msg: &[u8]) -> Result<(), LabError> {
-        self.tx.as_ref().ok_or(NOT_THIS_WAY)?.push(msg)
+    /// This process's page faults on the slots, now rather than in the timed loop.
+    fn prefault(&self) {
+        self.region.prefault();
     }
 
-    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
-        self.rx.as_ref().ok_or(NOT_THIS_WAY)?.pop(buf)
+    #[inline]
+    fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {
+        Queue::push(self, msg)
+    }
+
+    #[inline]
+    fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
+        Queue::pop(self, buf)
     }
 }

@@ -22,6 +22,7 @@ pub mod fd_stream;
 pub mod fifo;
 pub mod floor;
 pub mod futex;
+mod lanes;
 pub mod latency_only;
 pub mod loan;
 pub mod locked_ring;

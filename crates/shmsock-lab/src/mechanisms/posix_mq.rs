@@ -18,7 +18,8 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{sleep_until, sysctl, FanIn, FanInSides, Mechanism, Pair, Pattern, Side};
+use super::lanes::{self, Lane};
+use super::{sleep_until, sysctl, FanIn, FanInSides, Mechanism, Pair, Pattern};
 use crate::LabError;
 
 /// Distinguishes the queues made by one process.
@@ -49,40 +50,7 @@ impl Mechanism for PosixMq {
             Pattern::PingPong => 1,
             Pattern::Stream => sysctl("fs/mqueue/msg_max", MSG_MAX_DEFAULT),
         };
-        let up = MessageQueue::create(size, depth)?;
-        let (parent, child) = match pattern {
-            Pattern::Stream => {
-                let up_tx = up.try_clone()?;
-                (
-                    MqSide {
-                        tx: None,
-                        rx: Some(up),
-                    },
-                    MqSide {
-                        tx: Some(up_tx),
-                        rx: None,
-                    },
-                )
-            }
-            Pattern::PingPong => {
-                let down = MessageQueue::create(size, depth)?;
-                let (up_tx, down_tx) = (up.try_clone()?, down.try_clone()?);
-                (
-                    MqSide {
-                        tx: Some(down_tx),
-                        rx: Some(up),
-                    },
-                    MqSide {
-                        tx: Some(up_tx),
-                        rx: Some(down),
-                    },
-                )
-            }
-        };
-        Ok(Pair {
-            parent: Box::new(parent),
-            child: Box::new(child),
-        })
+        lanes::pair("posix-mq", pattern, || MessageQueue::create(size, depth))
     }
 }
 
@@ -98,21 +66,7 @@ impl FanIn for PosixMq {
     /// One queue, as deep as the kernel allows; every producer holds its own descriptor.
     fn setup_fan_in(&self, producers: usize, size: usize) -> Result<FanInSides, LabError> {
         let queue = MessageQueue::create(size, sysctl("fs/mqueue/msg_max", MSG_MAX_DEFAULT))?;
-        let producers = (0..producers)
-            .map(|_| {
-                Ok(Box::new(MqSide {
-                    tx: Some(queue.try_clone()?),
-                    rx: None,
-                }) as Box<dyn Side>)
-            })
-            .collect::<Result<_, LabError>>()?;
-        Ok(FanInSides {
-            consumer: Box::new(MqSide {
-                tx: None,
-                rx: Some(queue),
-            }),
-            producers,
-        })
+        lanes::fan_in("posix-mq", producers, queue)
     }
 }
 
@@ -259,22 +213,18 @@ pub(crate) fn realtime_after(after: Duration) -> libc::timespec {
     ts
 }
 
-struct MqSide {
-    tx: Option<MessageQueue>,
-    rx: Option<MessageQueue>,
-}
-
-const NOT_THIS_WAY: LabError = LabError::Unsupported {
-    mechanism: "posix-mq",
-    what: "this direction in the pattern it was set up for",
-};
-
-impl Side for MqSide {
-    fn send(&mut self, msg: &[u8]) -> Result<(), LabError> {
-        self.tx.as_ref().ok_or(NOT_THIS_WAY)?.send(msg)
+impl Lane for MessageQueue {
+    fn handle(&self) -> Result<Self, LabError> {
+        self.try_clone()
     }
 
-    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
-        self.rx.as_ref().ok_or(NOT_THIS_WAY)?.recv(buf)
+    #[inline]
+    fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {
+        self.send(msg)
+    }
+
+    #[inline]
+    fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
+        self.recv(buf)
     }
 }
