@@ -98,23 +98,29 @@ struct Ring {
 }
 
 impl Ring {
-    fn handle(&self) -> Self {
-        Self {
-            region: Rc::clone(&self.region),
-            slots: self.slots,
-            size: self.size,
-            stride: self.stride,
-            head: 0,
-        }
-    }
-
     /// Offset of the stamp of position `pos`'s slot; its payload follows one line later.
     fn slot_offset(&self, pos: u64) -> usize {
         // `slots` is a power of two: the mask keeps the index in range.
         SLOTS_OFFSET + (pos as usize & (self.slots - 1)) * self.stride
     }
+}
 
-    fn push(&self, msg: &[u8]) -> Result<(), LabError> {
+impl Lane for Ring {
+    fn handle(&self) -> Result<Self, LabError> {
+        Ok(Self {
+            region: Rc::clone(&self.region),
+            slots: self.slots,
+            size: self.size,
+            stride: self.stride,
+            head: 0,
+        })
+    }
+
+    fn prefault(&self) {
+        self.region.prefault();
+    }
+
+    fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {
         check_len(msg.len(), self.size)?;
         let tail = self.region.atomic_u64(TAIL_OFFSET);
         let pos = spin_until("waiting for a free cas-ring slot", || {
@@ -164,25 +170,5 @@ impl Ring {
         stamp.store(self.head + self.slots as u64, Ordering::Release);
         self.head += 1;
         Ok(size)
-    }
-}
-
-impl Lane for Ring {
-    fn handle(&self) -> Result<Self, LabError> {
-        Ok(Ring::handle(self))
-    }
-
-    fn prefault(&self) {
-        self.region.prefault();
-    }
-
-    #[inline]
-    fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {
-        Ring::push(self, msg)
-    }
-
-    #[inline]
-    fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
-        Ring::pop(self, buf)
     }
 }

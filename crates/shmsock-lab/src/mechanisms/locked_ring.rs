@@ -193,16 +193,6 @@ struct Queue {
 }
 
 impl Queue {
-    fn handle(&self) -> Self {
-        Self {
-            region: Rc::clone(&self.region),
-            lock: self.lock.handle(),
-            slots: self.slots,
-            size: self.size,
-            polling: self.polling,
-        }
-    }
-
     fn slot_offset(&self, pos: u64) -> usize {
         // `slots` is a power of two: the mask keeps the index in range.
         SLOTS_OFFSET + (pos as usize & (self.slots - 1)) * self.size
@@ -215,7 +205,33 @@ impl Queue {
         self.region.atomic_u64(offset).load(Ordering::Relaxed)
     }
 
-    fn push(&self, msg: &[u8]) -> Result<(), LabError> {
+    /// Runs `f` under the lock.
+    #[inline]
+    fn locked<T>(&self, f: impl FnOnce(&Self) -> T) -> Result<T, LabError> {
+        self.lock.lock()?;
+        let value = f(self);
+        self.lock.unlock();
+        Ok(value)
+    }
+}
+
+impl Lane for Queue {
+    fn handle(&self) -> Result<Self, LabError> {
+        Ok(Self {
+            region: Rc::clone(&self.region),
+            lock: self.lock.handle(),
+            slots: self.slots,
+            size: self.size,
+            polling: self.polling,
+        })
+    }
+
+    /// This process's page faults on the slots, now rather than in the timed loop.
+    fn prefault(&self) {
+        self.region.prefault();
+    }
+
+    fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {
         check_len(msg.len(), self.size)?;
         let slots = self.slots as u64;
         spin_until("waiting for room in a locked queue", || {
@@ -241,7 +257,7 @@ impl Queue {
         })?
     }
 
-    fn pop(&self, buf: &mut [u8]) -> Result<usize, LabError> {
+    fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
         let size = self.size;
         let len = buf.len();
         let out = buf
@@ -267,35 +283,5 @@ impl Queue {
             }))
             .and_then(|r| r.map(|done| done.then_some(size)).transpose())
         })?
-    }
-
-    /// Runs `f` under the lock.
-    #[inline]
-    fn locked<T>(&self, f: impl FnOnce(&Self) -> T) -> Result<T, LabError> {
-        self.lock.lock()?;
-        let value = f(self);
-        self.lock.unlock();
-        Ok(value)
-    }
-}
-
-impl Lane for Queue {
-    fn handle(&self) -> Result<Self, LabError> {
-        Ok(Queue::handle(self))
-    }
-
-    /// This process's page faults on the slots, now rather than in the timed loop.
-    fn prefault(&self) {
-        self.region.prefault();
-    }
-
-    #[inline]
-    fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {
-        Queue::push(self, msg)
-    }
-
-    #[inline]
-    fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
-        Queue::pop(self, buf)
     }
 }
