@@ -39,7 +39,7 @@ pub(crate) struct Lanes<L> {
 }
 
 impl<L: Lane> Lanes<L> {
-    fn new(mechanism: &'static str, tx: Option<L>, rx: Option<L>) -> Box<dyn Side> {
+    fn boxed(mechanism: &'static str, tx: Option<L>, rx: Option<L>) -> Box<dyn Side> {
         Box::new(Self { mechanism, tx, rx })
     }
 
@@ -84,14 +84,14 @@ pub(crate) fn pair<L: Lane>(
     let up = make()?;
     let (parent, child) = match pattern {
         Pattern::Stream => (
-            Lanes::new(mechanism, None, Some(up.handle()?)),
-            Lanes::new(mechanism, Some(up), None),
+            Lanes::boxed(mechanism, None, Some(up.handle()?)),
+            Lanes::boxed(mechanism, Some(up), None),
         ),
         Pattern::PingPong => {
             let down = make()?;
             (
-                Lanes::new(mechanism, Some(down.handle()?), Some(up.handle()?)),
-                Lanes::new(mechanism, Some(up), Some(down)),
+                Lanes::boxed(mechanism, Some(down.handle()?), Some(up.handle()?)),
+                Lanes::boxed(mechanism, Some(up), Some(down)),
             )
         }
     };
@@ -105,10 +105,10 @@ pub(crate) fn fan_in<L: Lane>(
     queue: L,
 ) -> Result<FanInSides, LabError> {
     let producers = (0..producers)
-        .map(|_| Ok(Lanes::new(mechanism, Some(queue.handle()?), None)))
+        .map(|_| Ok(Lanes::boxed(mechanism, Some(queue.handle()?), None)))
         .collect::<Result<_, LabError>>()?;
     Ok(FanInSides {
-        consumer: Lanes::new(mechanism, None, Some(queue)),
+        consumer: Lanes::boxed(mechanism, None, Some(queue)),
         producers,
     })
 }
