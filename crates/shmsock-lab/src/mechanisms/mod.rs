@@ -257,6 +257,19 @@ pub(crate) fn sleep_until<T>(
     }
 }
 
+/// For a libc call that just failed: `Ok(None)` (try again) if `errno` is one of `again`, else
+/// the error, as [`LabError::Os`] of `what`.
+pub(crate) fn again_or_fail<T>(
+    what: &'static str,
+    again: &[libc::c_int],
+) -> Result<Option<T>, LabError> {
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(code) if again.contains(&code) => Ok(None),
+        _ => Err(LabError::Os { what, source: err }),
+    }
+}
+
 /// The number in `/proc/sys/{name}` (`kernel/msgmax`, `fs/mqueue/msg_max`), or `default` when
 /// it cannot be read.
 pub(crate) fn sysctl(name: &str, default: usize) -> usize {

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::lanes::{self, Lane};
-use super::{sleep_until, sysctl, FanIn, FanInSides, Mechanism, Pair, Pattern};
+use super::{again_or_fail, sleep_until, sysctl, FanIn, FanInSides, Mechanism, Pair, Pattern};
 use crate::LabError;
 
 /// Distinguishes the queues made by one process.
@@ -143,13 +143,7 @@ impl MessageQueue {
             if rc == 0 {
                 return Ok(());
             }
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EINTR) {
-                return Err(LabError::Os {
-                    what: "mq_send",
-                    source: err,
-                });
-            }
+            again_or_fail::<()>("mq_send", &[libc::EINTR])?;
         }
     }
 
@@ -178,14 +172,7 @@ impl MessageQueue {
             if let Ok(n) = usize::try_from(n) {
                 return Ok(Some(n));
             }
-            let err = std::io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR | libc::ETIMEDOUT) => Ok(None),
-                _ => Err(LabError::Os {
-                    what: "mq_timedreceive",
-                    source: err,
-                }),
-            }
+            again_or_fail("mq_timedreceive", &[libc::EINTR, libc::ETIMEDOUT])
         })
     }
 }

@@ -23,7 +23,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use super::latency_only::{Doorbell, LatencyOnly};
-use super::{sleep_until, spin_until};
+use super::{again_or_fail, sleep_until, spin_until};
 use crate::shared::SharedRegion;
 use crate::LabError;
 
@@ -237,14 +237,7 @@ impl Doorbell for SignalBell {
             if got == self.signo {
                 return Ok(Some(info.value));
             }
-            let err = std::io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EAGAIN | libc::EINTR) => Ok(None),
-                _ => Err(LabError::Os {
-                    what: "sigtimedwait",
-                    source: err,
-                }),
-            }
+            again_or_fail("sigtimedwait", &[libc::EAGAIN, libc::EINTR])
         })
     }
 }
