@@ -166,8 +166,8 @@ impl<'a> Lab<'a> {
         for exchange in self.offset_rows() {
             self.run_offset(exchange.as_ref());
         }
-        let experiments: [(&str, fn(&mut Self)); 6] = [
-            ("sync-tax", Self::run_sync_tax),
+        let experiments = [
+            ("sync-tax", Self::run_sync_tax as fn(&mut Self)),
             ("contention", Self::run_contention),
             ("fanout", Self::run_fanout),
             ("bridge", Self::run_bridge),
