@@ -32,7 +32,9 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use super::lanes::{self, Lane};
-use super::{check_len, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, RING_BYTES};
+use super::{
+    check_len, ring_slot, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, RING_BYTES,
+};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::LabError;
 
@@ -100,8 +102,7 @@ struct Ring {
 impl Ring {
     /// Offset of the stamp of position `pos`'s slot; its payload follows one line later.
     fn slot_offset(&self, pos: u64) -> usize {
-        // `slots` is a power of two: the mask keeps the index in range.
-        SLOTS_OFFSET + (pos as usize & (self.slots - 1)) * self.stride
+        ring_slot(SLOTS_OFFSET, self.slots, self.stride, pos)
     }
 }
 

@@ -38,7 +38,9 @@ use std::sync::atomic::Ordering;
 use super::lanes::{self, Lane};
 use super::pshared_mutex::ProcessSharedMutex;
 use super::spinlock::SpinLock;
-use super::{check_len, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, RING_BYTES};
+use super::{
+    check_len, ring_slot, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, RING_BYTES,
+};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::LabError;
 
@@ -194,8 +196,7 @@ struct Queue {
 
 impl Queue {
     fn slot_offset(&self, pos: u64) -> usize {
-        // `slots` is a power of two: the mask keeps the index in range.
-        SLOTS_OFFSET + (pos as usize & (self.slots - 1)) * self.size
+        ring_slot(SLOTS_OFFSET, self.slots, self.size, pos)
     }
 
     /// Relaxed loads and stores of the positions are enough: they change only under the lock,

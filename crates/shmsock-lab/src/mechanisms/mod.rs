@@ -257,6 +257,14 @@ pub(crate) fn sleep_until<T>(
     }
 }
 
+/// Offset of the slot of position `pos` in a ring of `slots` slots of `stride` bytes that starts
+/// at `first`. `slots` is a power of two, so the mask keeps the index below it (truncating the
+/// `u64` position first is fine: the mask only keeps its low bits anyway).
+#[inline]
+pub(crate) fn ring_slot(first: usize, slots: usize, stride: usize, pos: u64) -> usize {
+    first + (pos as usize & (slots - 1)) * stride
+}
+
 /// For a libc call that just failed: `Ok(None)` (try again) if `errno` is one of `again`, else
 /// the error, as [`LabError::Os`] of `what`.
 pub(crate) fn again_or_fail<T>(

@@ -27,7 +27,7 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use super::{check_len, spin_until, Mechanism, Pair, Pattern, Side, RING_BYTES};
+use super::{check_len, ring_slot, spin_until, Mechanism, Pair, Pattern, Side, RING_BYTES};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::LabError;
 
@@ -186,9 +186,7 @@ struct Layout {
 
 impl Layout {
     fn slot_offset(&self, pos: u64) -> usize {
-        // `slots` is a power of two, so the mask keeps the index below it (truncating the u64
-        // position first is fine: the mask only keeps its low bits anyway).
-        SLOTS_OFFSET + (pos as usize & (self.slots - 1)) * self.size
+        ring_slot(SLOTS_OFFSET, self.slots, self.size, pos)
     }
 }
 
