@@ -32,16 +32,12 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use super::lanes::{self, Lane};
-use super::{
-    check_len, ring_slot, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, RING_BYTES,
-};
+use super::{check_len, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, Slots};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::LabError;
 
 const TAIL_OFFSET: usize = 0;
 const SLOTS_OFFSET: usize = CACHE_LINE_BYTES;
-/// Fewest slots a ring gets, however large the message.
-const MIN_SLOTS: usize = 8;
 
 /// The textbook multi-producer CAS ring.
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,20 +46,17 @@ pub struct CasRing;
 impl CasRing {
     fn ring(size: usize) -> Result<Ring, LabError> {
         let size = size.max(1);
-        let slots = (RING_BYTES / size).max(MIN_SLOTS).next_power_of_two();
         let stride = CACHE_LINE_BYTES + size.next_multiple_of(CACHE_LINE_BYTES);
-        let region = Rc::new(SharedRegion::new(SLOTS_OFFSET + slots * stride)?);
-        for i in 0..slots {
+        let slots = Slots::for_messages(size, stride);
+        let region = Rc::new(SharedRegion::new(slots.end())?);
+        for i in 0..slots.count as u64 {
             // Relaxed: nobody else maps the region yet (we have not forked).
-            region
-                .atomic_u64(SLOTS_OFFSET + i * stride)
-                .store(i as u64, Ordering::Relaxed);
+            region.atomic_u64(slots.at(i)).store(i, Ordering::Relaxed);
         }
         Ok(Ring {
             region,
             slots,
             size,
-            stride,
             head: 0,
         })
     }
@@ -92,18 +85,11 @@ impl FanIn for CasRing {
 /// One process's handle on a ring.
 struct Ring {
     region: Rc<SharedRegion>,
-    slots: usize,
+    /// Each slot: the stamp, then (one line later) the payload.
+    slots: Slots<SLOTS_OFFSET>,
     size: usize,
-    stride: usize,
     /// The consumer's position (only the one consumer uses it).
     head: u64,
-}
-
-impl Ring {
-    /// Offset of the stamp of position `pos`'s slot; its payload follows one line later.
-    fn slot_offset(&self, pos: u64) -> usize {
-        ring_slot(SLOTS_OFFSET, self.slots, self.stride, pos)
-    }
 }
 
 impl Lane for Ring {
@@ -112,7 +98,6 @@ impl Lane for Ring {
             region: Rc::clone(&self.region),
             slots: self.slots,
             size: self.size,
-            stride: self.stride,
             head: 0,
         })
     }
@@ -130,7 +115,7 @@ impl Lane for Ring {
             // previous payload has been read before we overwrite it.
             let stamp = self
                 .region
-                .atomic_u64(self.slot_offset(pos))
+                .atomic_u64(self.slots.at(pos))
                 .load(Ordering::Acquire);
             // stamp == pos: free for us; stamp < pos: full (a lap behind); stamp > pos: another
             // producer claimed it and `tail` has moved on. Only the first is worth a CAS.
@@ -140,7 +125,7 @@ impl Lane for Ring {
                     .is_ok())
             .then_some(pos)
         })?;
-        let slot = self.slot_offset(pos);
+        let slot = self.slots.at(pos);
         // SAFETY: we won position `pos` while its stamp said free, so nobody else touches the
         // slot until our Release store of the stamp below.
         unsafe { self.region.write_bytes(slot + CACHE_LINE_BYTES, msg) };
@@ -157,7 +142,7 @@ impl Lane for Ring {
         let out = buf
             .get_mut(..size)
             .ok_or(LabError::WrongSize { len, size })?;
-        let slot = self.slot_offset(self.head);
+        let slot = self.slots.at(self.head);
         let stamp = self.region.atomic_u64(slot);
         let ready = self.head + 1;
         // Acquire pairs with the producer's Release store of the stamp in `push`.
@@ -168,7 +153,7 @@ impl Lane for Ring {
         // it until our Release store below gives it back.
         unsafe { self.region.read_bytes(slot + CACHE_LINE_BYTES, out) };
         // Release pairs with the producers' Acquire load of the stamp in `push`.
-        stamp.store(self.head + self.slots as u64, Ordering::Release);
+        stamp.store(self.head + self.slots.count as u64, Ordering::Release);
         self.head += 1;
         Ok(size)
     }

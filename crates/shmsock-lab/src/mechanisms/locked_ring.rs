@@ -38,9 +38,7 @@ use std::sync::atomic::Ordering;
 use super::lanes::{self, Lane};
 use super::pshared_mutex::ProcessSharedMutex;
 use super::spinlock::SpinLock;
-use super::{
-    check_len, ring_slot, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, RING_BYTES,
-};
+use super::{check_len, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, Slots};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::LabError;
 
@@ -48,8 +46,6 @@ const LOCK_OFFSET: usize = 0;
 const HEAD_OFFSET: usize = ProcessSharedMutex::BYTES;
 const TAIL_OFFSET: usize = HEAD_OFFSET + CACHE_LINE_BYTES;
 const SLOTS_OFFSET: usize = TAIL_OFFSET + CACHE_LINE_BYTES;
-/// Fewest slots a queue gets, however large the message.
-const MIN_SLOTS: usize = 8;
 
 /// Which lock guards the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,8 +113,8 @@ impl LockedRing {
 
     fn queue(&self, size: usize) -> Result<Queue, LabError> {
         let size = size.max(1);
-        let slots = (RING_BYTES / size).max(MIN_SLOTS).next_power_of_two();
-        let region = Rc::new(SharedRegion::new(SLOTS_OFFSET + slots * size)?);
+        let slots = Slots::for_messages(size, size);
+        let region = Rc::new(SharedRegion::new(slots.end())?);
         let lock = match self.lock {
             LockKind::Spin => Lock::Spin(SpinLock::new(Rc::clone(&region), LOCK_OFFSET)),
             LockKind::Mutex => {
@@ -189,16 +185,12 @@ impl Lock {
 struct Queue {
     region: Rc<SharedRegion>,
     lock: Lock,
-    slots: usize,
+    slots: Slots<SLOTS_OFFSET>,
     size: usize,
     polling: Polling,
 }
 
 impl Queue {
-    fn slot_offset(&self, pos: u64) -> usize {
-        ring_slot(SLOTS_OFFSET, self.slots, self.size, pos)
-    }
-
     /// Relaxed loads and stores of the positions are enough: they change only under the lock,
     /// whose Acquire/Release orders them; a load outside the lock is a hint, checked again
     /// under it.
@@ -234,7 +226,7 @@ impl Lane for Queue {
 
     fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {
         check_len(msg.len(), self.size)?;
-        let slots = self.slots as u64;
+        let slots = self.slots.count as u64;
         spin_until("waiting for room in a locked queue", || {
             if self.polling == Polling::Peek
                 && self.position(TAIL_OFFSET) - self.position(HEAD_OFFSET) >= slots
@@ -248,7 +240,7 @@ impl Lane for Queue {
                 }
                 // SAFETY: we hold the lock (see the module's Safety section), and slot `tail`
                 // is free (`tail - head < slots`).
-                unsafe { q.region.write_bytes(q.slot_offset(tail), msg) };
+                unsafe { q.region.write_bytes(q.slots.at(tail), msg) };
                 q.region
                     .atomic_u64(TAIL_OFFSET)
                     .store(tail + 1, Ordering::Relaxed);
@@ -276,7 +268,7 @@ impl Lane for Queue {
                     return false;
                 }
                 // SAFETY: we hold the lock, and slot `head` holds a message (`head != tail`).
-                unsafe { q.region.read_bytes(q.slot_offset(head), out) };
+                unsafe { q.region.read_bytes(q.slots.at(head), out) };
                 q.region
                     .atomic_u64(HEAD_OFFSET)
                     .store(head + 1, Ordering::Relaxed);

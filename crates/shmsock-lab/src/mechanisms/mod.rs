@@ -257,12 +257,42 @@ pub(crate) fn sleep_until<T>(
     }
 }
 
-/// Offset of the slot of position `pos` in a ring of `slots` slots of `stride` bytes that starts
-/// at `first`. `slots` is a power of two, so the mask keeps the index below it (truncating the
-/// `u64` position first is fine: the mask only keeps its low bits anyway).
-#[inline]
-pub(crate) fn ring_slot(first: usize, slots: usize, stride: usize, pos: u64) -> usize {
-    first + (pos as usize & (slots - 1)) * stride
+/// Fewest slots a shared-memory ring has, however large its messages.
+const MIN_RING_SLOTS: usize = 8;
+
+/// Where the slots of a shared-memory ring (`raw-ring`, `cas-ring`, the locked rings) lie in its
+/// region: `count` slots of `stride` bytes from offset `FIRST` (a constant, so the offset
+/// arithmetic in the timed loops is what it would be written out by hand).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slots<const FIRST: usize> {
+    /// How many: a power of two.
+    pub(crate) count: usize,
+    /// Bytes from one slot to the next.
+    pub(crate) stride: usize,
+}
+
+impl<const FIRST: usize> Slots<FIRST> {
+    /// The slots of a ring of `size`-byte messages, `stride` bytes each: enough for
+    /// [`RING_BYTES`] of messages (at least [`MIN_RING_SLOTS`]), rounded up to a power of two.
+    pub(crate) fn for_messages(size: usize, stride: usize) -> Self {
+        let count = (RING_BYTES / size.max(1))
+            .max(MIN_RING_SLOTS)
+            .next_power_of_two();
+        Self { count, stride }
+    }
+
+    /// Bytes the region needs: up to the end of the last slot.
+    pub(crate) fn end(&self) -> usize {
+        FIRST + self.count * self.stride
+    }
+
+    /// Offset of the slot of position `pos`. `count` is a power of two, so the mask keeps the
+    /// index below it (truncating the `u64` position first is fine: the mask only keeps its
+    /// low bits anyway).
+    #[inline]
+    pub(crate) fn at(&self, pos: u64) -> usize {
+        FIRST + (pos as usize & (self.count - 1)) * self.stride
+    }
 }
 
 /// For a libc call that just failed: `Ok(None)` (try again) if `errno` is one of `again`, else
