@@ -6,7 +6,7 @@
 //!
 //! The first four move no payload, only a word: a "message" is its first [`WORD_BYTES`] bytes
 //! (the sequence number, little-endian). They differ only in how one process hands a word to
-//! the other and how the other waits for it, which is all a [`Doorbell`] says; [`WordSide`]
+//! the other and how the other waits for it, which is all a `Doorbell` says; `WordSide`
 //! turns a doorbell into a [`Side`] (the size checks and the encoding, written once). It is
 //! generic, so each mechanism's `ring` and `wait` are compiled into its own `send` and `recv`:
 //! the timed loop pays no more dispatch than before (the one `dyn Side` call every mechanism

@@ -115,9 +115,11 @@ impl MessageQueue {
         unsafe { libc::mq_unlink(name.as_ptr()) };
         Ok(Self { mqd, msgsize })
     }
+}
 
+impl Lane for MessageQueue {
     /// Another descriptor of the same queue.
-    pub(crate) fn try_clone(&self) -> Result<Self, LabError> {
+    fn handle(&self) -> Result<Self, LabError> {
         // SAFETY: `dup` on a descriptor this value owns; a message queue descriptor is a file
         // descriptor on Linux.
         let mqd = unsafe { libc::dup(self.mqd) };
@@ -136,7 +138,7 @@ impl MessageQueue {
     }
 
     /// Sends one message; blocks while the queue is full.
-    pub(crate) fn send(&self, msg: &[u8]) -> Result<(), LabError> {
+    fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {
         loop {
             // SAFETY: `msg` is a live buffer of `msg.len()` bytes; `mqd` is open.
             let rc = unsafe { libc::mq_send(self.mqd, msg.as_ptr().cast(), msg.len(), 0) };
@@ -148,8 +150,8 @@ impl MessageQueue {
     }
 
     /// Receives one message into `buf` (at least the queue's message size); fails after
-    /// [`STALL_TIMEOUT`] without one.
-    pub(crate) fn recv(&self, buf: &mut [u8]) -> Result<usize, LabError> {
+    /// [`super::STALL_TIMEOUT`] without one.
+    fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
         if buf.len() < self.msgsize {
             return Err(LabError::WrongSize {
                 len: buf.len(),
@@ -198,20 +200,4 @@ pub(crate) fn realtime_after(after: Duration) -> libc::timespec {
     ts.tv_sec = sec as libc::time_t;
     ts.tv_nsec = nsec as libc::c_long;
     ts
-}
-
-impl Lane for MessageQueue {
-    fn handle(&self) -> Result<Self, LabError> {
-        self.try_clone()
-    }
-
-    #[inline]
-    fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {
-        self.send(msg)
-    }
-
-    #[inline]
-    fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
-        self.recv(buf)
-    }
 }
