@@ -32,7 +32,9 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use super::lanes::{self, Lane};
-use super::{check_len, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, Slots};
+use super::{
+    check_len, message_buf, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, Slots,
+};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::LabError;
 
@@ -138,10 +140,7 @@ impl Lane for Ring {
 
     fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
         let size = self.size;
-        let len = buf.len();
-        let out = buf
-            .get_mut(..size)
-            .ok_or(LabError::WrongSize { len, size })?;
+        let out = message_buf(buf, size)?;
         let slot = self.slots.at(self.head);
         let stamp = self.region.atomic_u64(slot);
         let ready = self.head + 1;

@@ -15,7 +15,7 @@ use std::os::fd::OwnedFd;
 
 use rustix::io::{read, write, Errno};
 
-use super::{check_len, Mechanism, Pair, Pattern, Side};
+use super::{check_len, message_buf, Mechanism, Pair, Pattern, Side};
 use crate::LabError;
 
 /// Makes one channel: a pair of connected descriptors.
@@ -145,10 +145,7 @@ impl Side for FdStreamSide {
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
         let size = self.size;
         let fd = self.rx.as_ref().ok_or_else(|| self.unsupported())?;
-        let len = buf.len();
-        let out = buf
-            .get_mut(..size)
-            .ok_or(LabError::WrongSize { len, size })?;
+        let out = message_buf(buf, size)?;
         let mut filled = 0;
         while filled < size {
             match read(fd, &mut out[filled..]) {

@@ -38,7 +38,9 @@ use std::sync::atomic::Ordering;
 use super::lanes::{self, Lane};
 use super::pshared_mutex::ProcessSharedMutex;
 use super::spinlock::SpinLock;
-use super::{check_len, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, Slots};
+use super::{
+    check_len, message_buf, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, Slots,
+};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::LabError;
 
@@ -252,10 +254,7 @@ impl Lane for Queue {
 
     fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
         let size = self.size;
-        let len = buf.len();
-        let out = buf
-            .get_mut(..size)
-            .ok_or(LabError::WrongSize { len, size })?;
+        let out = message_buf(buf, size)?;
         spin_until("waiting for a message in a locked queue", || {
             if self.polling == Polling::Peek
                 && self.position(TAIL_OFFSET) == self.position(HEAD_OFFSET)

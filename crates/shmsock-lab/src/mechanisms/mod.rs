@@ -317,6 +317,14 @@ pub(crate) fn sysctl(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The first `size` bytes of `buf`, where a `size`-byte message is received; fails with
+/// [`LabError::WrongSize`] if `buf` is shorter.
+#[inline]
+pub(crate) fn message_buf(buf: &mut [u8], size: usize) -> Result<&mut [u8], LabError> {
+    let len = buf.len();
+    buf.get_mut(..size).ok_or(LabError::WrongSize { len, size })
+}
+
 /// Fails with [`LabError::WrongSize`] unless `len == size`.
 pub(crate) fn check_len(len: usize, size: usize) -> Result<(), LabError> {
     if len == size {

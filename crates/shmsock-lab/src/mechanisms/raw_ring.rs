@@ -27,7 +27,7 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use super::{check_len, spin_until, Mechanism, Pair, Pattern, Side, Slots};
+use super::{check_len, message_buf, spin_until, Mechanism, Pair, Pattern, Side, Slots};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::LabError;
 
@@ -228,10 +228,7 @@ struct Consumer {
 impl Consumer {
     fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
         let size = self.layout.size;
-        let len = buf.len();
-        let out = buf
-            .get_mut(..size)
-            .ok_or(LabError::WrongSize { len, size })?;
+        let out = message_buf(buf, size)?;
         if self.head == self.cached_tail {
             let tail = self.region.atomic_u64(TAIL_OFFSET);
             let head = self.head;
