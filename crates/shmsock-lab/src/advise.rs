@@ -203,9 +203,34 @@ pub struct Advice {
     pub notes: Vec<String>,
 }
 
+/// Records the step `question` about a number the needs may not give: `given` is whether it
+/// passes the threshold and how it reads; without it the answer is "no (`missing`)". Returns
+/// the answer.
+fn threshold(
+    path: &mut Vec<Step>,
+    question: &'static str,
+    given: Option<(bool, String)>,
+    missing: &str,
+) -> bool {
+    let (yes, answer) = match given {
+        Some((yes, value)) => (yes, format!("{} ({value})", yes_no(yes))),
+        None => (false, format!("no ({missing})")),
+    };
+    path.push(Step { question, answer });
+    yes
+}
+
+/// `yes` or `no`.
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
 /// Walks the flowchart.
 pub fn decide(needs: &Needs) -> (Leaf, Vec<Step>) {
-    let yes_no = |b: bool| if b { "yes" } else { "no" };
     let mut path = vec![Step {
         question: "Different machines, now or later?",
         answer: yes_no(needs.remote).to_string(),
@@ -213,39 +238,37 @@ pub fn decide(needs: &Needs) -> (Leaf, Vec<Step>) {
     if needs.remote {
         return (Leaf::Network, path);
     }
-    let large = needs.size_bytes.is_some_and(|s| s > LARGE_TRANSFER_BYTES);
-    path.push(Step {
-        question: "More than 100 KiB per transfer?",
-        answer: match needs.size_bytes {
-            Some(s) => format!("{} ({s} bytes)", yes_no(large)),
-            None => "no (size not given)".into(),
-        },
-    });
+    let large = threshold(
+        &mut path,
+        "More than 100 KiB per transfer?",
+        needs
+            .size_bytes
+            .map(|s| (s > LARGE_TRANSFER_BYTES, format!("{s} bytes"))),
+        "size not given",
+    );
     let leaf = if large {
-        let frequent = needs.rate_per_s.is_some_and(|r| r > FREQUENT_PER_S);
-        path.push(Step {
-            question: "More than 10,000 transfers per second?",
-            answer: match needs.rate_per_s {
-                Some(r) => format!("{} ({r:.0}/s)", yes_no(frequent)),
-                None => "no (rate not given)".into(),
-            },
-        });
+        let frequent = threshold(
+            &mut path,
+            "More than 10,000 transfers per second?",
+            needs
+                .rate_per_s
+                .map(|r| (r > FREQUENT_PER_S, format!("{r:.0}/s"))),
+            "rate not given",
+        );
         if frequent {
             Leaf::SharedMemoryBulk
         } else {
             Leaf::Hybrid
         }
     } else {
-        let critical = needs
-            .latency_budget_ns
-            .is_some_and(|ns| ns < LATENCY_CRITICAL_NS);
-        path.push(Step {
-            question: "Latency budget under 1 µs?",
-            answer: match needs.latency_budget_ns {
-                Some(ns) => format!("{} ({ns} ns)", yes_no(critical)),
-                None => "no (no budget given)".into(),
-            },
-        });
+        let critical = threshold(
+            &mut path,
+            "Latency budget under 1 µs?",
+            needs
+                .latency_budget_ns
+                .map(|ns| (ns < LATENCY_CRITICAL_NS, format!("{ns} ns"))),
+            "no budget given",
+        );
         if critical {
             Leaf::SharedMemoryLowLatency
         } else {

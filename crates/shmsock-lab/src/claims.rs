@@ -747,6 +747,33 @@ pub(crate) fn cells(checks: &[ClaimCheck], metric: Metric, row: &str) -> [String
     }
 }
 
+/// A table of `rows` each beside its claim: the experiment's own `headers` and cells, then the
+/// claim's three ([`cells`]) under `source` (the document: `Comparison`, `Communication
+/// Costs`), `ratio` and `verdict`. `row` gives a row's own cells and the metric and name its
+/// check is filed under. `None` without rows.
+pub(crate) fn checked_table<R>(
+    title: impl Into<String>,
+    headers: &[&'static str],
+    source: &'static str,
+    rows: &[R],
+    checks: &[ClaimCheck],
+    row: impl Fn(&R) -> (Vec<String>, Metric, &str),
+) -> Option<Table> {
+    if rows.is_empty() {
+        return None;
+    }
+    let cells = rows
+        .iter()
+        .map(|r| {
+            let (mut own, metric, name) = row(r);
+            own.extend(cells(checks, metric, name));
+            own
+        })
+        .collect();
+    let headers = [headers, &[source, "ratio", "verdict"]].concat();
+    Some(Table::new(title, headers, cells))
+}
+
 /// Every check as one table: source, claim, what was compared, claimed and measured values,
 /// ratio, verdict, and the latency with both sides on one CPU.
 pub(crate) fn table(checks: &[ClaimCheck]) -> Option<Table> {

@@ -134,7 +134,8 @@ fn child_end(status: WaitStatus) -> ChildEnd {
     }
 }
 
-/// What the child side measured about itself.
+/// One measured window of one thread ([`crate::experiments`]' `Window`): its wall time and the
+/// thread's CPU time. What a child reports about itself, and what a parent keeps of its own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct ChildStats {
     /// CPU time the child's thread used in its measured window, in ns.

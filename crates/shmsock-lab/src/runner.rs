@@ -145,7 +145,7 @@ impl<'a> Lab<'a> {
     }
 
     pub(crate) fn run(mut self) -> Result<Report, LabError> {
-        let floor = mechanisms::floor::Floor;
+        let floor = mechanisms::floor::FLOOR;
         self.progress.step("floor (reference)");
         // A first, discarded pass: the idle CPU the child lands on is slow to wake up at first,
         // which would make the "before" floor look worse than the "after" one.
@@ -166,23 +166,18 @@ impl<'a> Lab<'a> {
         for exchange in self.offset_rows() {
             self.run_offset(exchange.as_ref());
         }
-        if self.opts.runs("sync-tax") {
-            self.run_sync_tax();
-        }
-        if self.opts.runs("contention") {
-            self.run_contention();
-        }
-        if self.opts.runs("fanout") {
-            self.run_fanout();
-        }
-        if self.opts.runs("bridge") {
-            self.run_bridge();
-        }
-        if self.opts.runs("serialization") {
-            self.run_serialization();
-        }
-        if self.opts.runs("scale") {
-            self.run_scale();
+        let experiments = [
+            ("sync-tax", Self::run_sync_tax as fn(&mut Self)),
+            ("contention", Self::run_contention),
+            ("fanout", Self::run_fanout),
+            ("bridge", Self::run_bridge),
+            ("serialization", Self::run_serialization),
+            ("scale", Self::run_scale),
+        ];
+        for (name, run) in experiments {
+            if self.opts.runs(name) {
+                run(&mut self);
+            }
         }
         self.progress.step("floor again (noise check)");
         if let Ok(before) = &floor_before {

@@ -171,15 +171,8 @@ impl SharedRegion {
     /// If `offset` is not 8-byte aligned or the word does not lie inside the region: both are
     /// layout bugs in the caller, fixed at setup time, never data-dependent.
     pub(crate) fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
-        assert!(
-            offset % 8 == 0 && offset.checked_add(8).is_some_and(|end| end <= self.len),
-            "atomic at offset {offset} is misaligned or outside a region of {} bytes",
-            self.len
-        );
-        // SAFETY: the word is inside the mapping (checked above), 8-byte aligned (the mapping is
-        // page aligned and `offset % 8 == 0`), initialised (the kernel zero-fills it), and lives
-        // as long as `&self`. Other processes touch it only through atomics too.
-        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
+        // SAFETY: `AtomicU64` is an atomic integer: every bit pattern (zero too) is valid.
+        unsafe { self.atomic_int(offset) }
     }
 
     /// The 4-byte word at `offset` as an atomic (a futex word).
@@ -187,14 +180,31 @@ impl SharedRegion {
     /// # Panics
     /// If `offset` is not 4-byte aligned or the word does not lie inside the region.
     pub(crate) fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: `AtomicU32` is an atomic integer: every bit pattern (zero too) is valid.
+        unsafe { self.atomic_int(offset) }
+    }
+
+    /// The atomic integer `A` at `offset`, which must be aligned to its size.
+    ///
+    /// # Safety
+    /// `A` must be an atomic integer type (its size is its alignment, and every bit pattern,
+    /// zero included, is a valid value).
+    ///
+    /// # Panics
+    /// If `offset` is misaligned or the word does not lie inside the region.
+    unsafe fn atomic_int<A>(&self, offset: usize) -> &A {
+        let size = std::mem::size_of::<A>();
         assert!(
-            offset % 4 == 0 && offset.checked_add(4).is_some_and(|end| end <= self.len),
+            offset % size == 0 && offset.checked_add(size).is_some_and(|end| end <= self.len),
             "atomic at offset {offset} is misaligned or outside a region of {} bytes",
             self.len
         );
-        // SAFETY: as for `atomic_u64`: inside the mapping, aligned, zero-initialised, and
-        // borrowed from `&self`; the other process touches it only through atomics too.
-        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() }
+        // SAFETY: the word is inside the mapping (checked above), aligned (the mapping is page
+        // aligned and `offset` a multiple of the size, which is the alignment of an atomic
+        // integer, as the caller promises), initialised (the kernel zero-fills it, and zero is
+        // a valid value), and lives as long as `&self`. Other processes touch it only through
+        // atomics too.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<A>() }
     }
 
     /// The byte at `offset` as an atomic flag (e.g. a stop flag that a library call polls).

@@ -419,8 +419,7 @@ fn subscribe(
             .atomic_u64(ACK_OFFSET)
             .store(seq.unwrap_or(0), Ordering::Release);
         if stop {
-            let (wall_ns, cpu_ns) = window.stop();
-            return Ok(ChildStats { cpu_ns, wall_ns });
+            return Ok(window.stop());
         }
         expected += 1;
     }
@@ -456,12 +455,12 @@ fn run_bridge(
     bridge
         .run(control.atomic_bool(STOP_OFFSET))
         .map_err(lib("bridge run"))?;
-    let (wall_ns, cpu_ns) = window.stop();
+    let time = window.stop();
     // Relaxed: the parent reads it after reaping us.
     control
         .atomic_u64(FORWARDED_OFFSET)
         .store(bridge.stats().forwarded, Ordering::Relaxed);
-    Ok(ChildStats { cpu_ns, wall_ns })
+    Ok(time)
 }
 
 /// Fills the comparison of each bridged row with [`BASELINE`] in the same rows: the ratio of

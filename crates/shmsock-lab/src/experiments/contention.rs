@@ -20,12 +20,12 @@
 //! between claiming a ring slot and publishing it) rather than in parallel. The report says so.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use plotters::style::Color;
 use serde::{Deserialize, Serialize};
 
-use super::{get_seq, put_seq, Budgets, Window, SEQ_STOP, WATCHDOG_MARGIN};
+use super::{get_seq, put_seq, send_numbered, Budgets, Window, SEQ_STOP, WATCHDOG_MARGIN};
 use crate::chart::{distinct, Chart, Mark, Series, COLOURS};
 use crate::claims::{self, ClaimCheck, Metric};
 use crate::format::{fmt_count, fmt_ratio};
@@ -224,18 +224,10 @@ fn produce(
     )?;
     buf[8..16].copy_from_slice(&id.to_le_bytes());
     let window = Window::start();
-    let end = Instant::now() + max_time;
-    for seq in 1..=count {
-        put_seq(buf, seq);
-        side.send(buf)?;
-        if seq % CLOCK_CHECK_EVERY == 0 && Instant::now() >= end {
-            break;
-        }
-    }
+    send_numbered::<CLOCK_CHECK_EVERY>(buf, 0, count, max_time, |m| side.send(m))?;
     put_seq(buf, SEQ_STOP);
     side.send(buf)?;
-    let (wall_ns, cpu_ns) = window.stop();
-    Ok(ChildStats { cpu_ns, wall_ns })
+    Ok(window.stop())
 }
 
 /// The consumer: start the producers, receive until every one of them stopped; returns the
@@ -285,7 +277,7 @@ fn consume(
             });
         }
     }
-    Ok((messages, window.stop().0))
+    Ok((messages, window.stop().wall_ns))
 }
 
 /// Fills `vs_one_producer`: each row's rate over the same queue's with one producer.
@@ -310,13 +302,20 @@ pub(crate) fn table(
     host: &HostInfo,
     checks: &[ClaimCheck],
 ) -> Option<Table> {
-    if rows.is_empty() {
-        return None;
-    }
-    let cells = rows
-        .iter()
-        .map(|r| {
-            let mut cells = vec![
+    let mut table = claims::checked_table(
+        "Contention: N producer processes -> one consumer (msgs/s, all producers)",
+        &[
+            "queue",
+            "implementation",
+            "producers",
+            "msgs/s",
+            "vs 1 producer",
+        ],
+        "Comparison",
+        rows,
+        checks,
+        |r| {
+            let cells = vec![
                 r.queue.clone(),
                 r.implementation.clone(),
                 r.producers.to_string(),
@@ -326,10 +325,9 @@ pub(crate) fn table(
             let metric = Metric::Contention {
                 producers: r.producers,
             };
-            cells.extend(claims::cells(checks, metric, &r.queue));
-            cells
-        })
-        .collect();
+            (cells, metric, &r.queue)
+        },
+    )?;
     let p = host.pinning;
     let mut notes = vec![format!(
         "The consumer runs on CPU {}, every producer on CPU {}; messages are 4 KiB, \
@@ -370,20 +368,6 @@ pub(crate) fn table(
              CAS), a doorbell per writer."
         ),
     });
-    let mut table = Table::new(
-        "Contention: N producer processes -> one consumer (msgs/s, all producers)",
-        vec![
-            "queue",
-            "implementation",
-            "producers",
-            "msgs/s",
-            "vs 1 producer",
-            "Comparison",
-            "ratio",
-            "verdict",
-        ],
-        cells,
-    );
     table.plot = Some("contention.svg");
     table.notes = notes;
     Some(table)

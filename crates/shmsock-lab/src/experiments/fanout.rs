@@ -24,14 +24,14 @@
 //! The bar: with 4 subscribers the publisher keeps at least half of its rate with one.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shmsock::{Options, Overflow, Publisher, Subscriber};
 
 use serde::{Deserialize, Serialize};
 
 use super::throughput::cpu_pct;
-use super::{get_seq, put_seq, Budgets, Window, SEQ_STOP, WATCHDOG_MARGIN};
+use super::{get_seq, put_seq, send_numbered, Budgets, Window, SEQ_STOP, WATCHDOG_MARGIN};
 use crate::chart::{sorted, Chart, Mark, Series, COLOURS};
 use crate::format::{fmt_count, fmt_ratio, fmt_size};
 use crate::host::{HostInfo, Pinning};
@@ -78,7 +78,7 @@ impl FanoutRow {
         published: &Published,
         subscriber_stats: &[ChildStats],
     ) -> Self {
-        let seconds = published.wall_ns.max(1) as f64 / 1e9;
+        let seconds = published.time.wall_ns.max(1) as f64 / 1e9;
         let msgs_per_s = published.sent as f64 / seconds;
         let subscriber_cpu_pct = subscriber_stats
             .iter()
@@ -92,7 +92,7 @@ impl FanoutRow {
             delivered_per_s: (msgs_per_s * f64::from(subscribers)).round() as u64,
             messages: published.sent,
             seconds,
-            publisher_cpu_pct: cpu_pct(published.cpu_ns, published.wall_ns),
+            publisher_cpu_pct: cpu_pct(published.time.cpu_ns, published.time.wall_ns),
             subscriber_cpu_pct,
             capped: published.capped,
             vs_one_subscriber: None,
@@ -208,10 +208,9 @@ pub(crate) fn measure(
 pub(crate) struct Published {
     /// Messages sent (the stop message not counted).
     pub(crate) sent: u64,
-    /// From the first send to the last subscriber's receipt of the stop message, ns.
-    pub(crate) wall_ns: u64,
-    /// CPU time of the publishing thread in that window, ns.
-    pub(crate) cpu_ns: u64,
+    /// From the first send to the last subscriber's receipt of the stop message: the wall
+    /// time, and the CPU time of the publishing thread.
+    pub(crate) time: ChildStats,
     /// Whether the time cap ended the run before all its messages were sent.
     pub(crate) capped: bool,
 }
@@ -235,18 +234,9 @@ fn publish(
         || failed().then_some("a subscriber failed before the start"),
     )?;
     let window = Window::start();
-    let end = Instant::now() + max_time;
-    let mut sent = 0;
-    let mut capped = false;
-    for seq in 1..=count {
-        put_seq(buf, seq);
-        publisher.send(buf).map_err(lib("publisher send"))?;
-        sent = seq;
-        if seq % CLOCK_CHECK_EVERY == 0 && seq < count && Instant::now() >= end {
-            capped = true;
-            break;
-        }
-    }
+    let (sent, capped) = send_numbered::<CLOCK_CHECK_EVERY>(buf, 0, count, max_time, |m| {
+        publisher.send(m).map_err(lib("publisher send"))
+    })?;
     put_seq(buf, SEQ_STOP);
     publisher.send(buf).map_err(lib("publisher send"))?;
     wait_until(
@@ -257,11 +247,9 @@ fn publish(
         || control.atomic_u64(DONE_OFFSET).load(Ordering::Acquire) >= n as u64,
         || failed().then_some("a subscriber failed during the run"),
     )?;
-    let (wall_ns, cpu_ns) = window.stop();
     Ok(Published {
         sent,
-        wall_ns,
-        cpu_ns,
+        time: window.stop(),
         capped,
     })
 }
@@ -284,7 +272,7 @@ fn subscribe(
         let window = window.get_or_insert_with(Window::start);
         match get_seq(&buf[..len]) {
             Some(SEQ_STOP) => {
-                let (wall_ns, cpu_ns) = window.stop();
+                let time = window.stop();
                 let received = expected - 1;
                 // Relaxed for the count: the parent reads it after reaping us. Release on
                 // `done`: the publisher stops its clock on it.
@@ -294,7 +282,7 @@ fn subscribe(
                 control
                     .atomic_u64(DONE_OFFSET)
                     .fetch_add(1, Ordering::Release);
-                return Ok(ChildStats { cpu_ns, wall_ns });
+                return Ok(time);
             }
             Some(seq) if seq == expected && len == size => expected += 1,
             seq => {

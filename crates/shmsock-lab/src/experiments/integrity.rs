@@ -159,7 +159,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mechanisms::pipe::Pipe;
+    use crate::mechanisms::pipe::PIPE;
     use crate::mechanisms::Pair;
 
     /// Pipes whose child side flips one bit of every message it sends at one size.
@@ -192,7 +192,7 @@ mod tests {
         }
 
         fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError> {
-            let pair = Pipe.setup(pattern, size)?;
+            let pair = PIPE.setup(pattern, size)?;
             if size != self.bad_size {
                 return Ok(pair);
             }
@@ -210,7 +210,7 @@ mod tests {
     fn a_mechanism_that_corrupts_one_size_fails_the_check() {
         let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let pinning = Pinning::choose().expect("affinity");
-        check(&Pipe, pinning).expect("plain pipes are intact");
+        check(&PIPE, pinning).expect("plain pipes are intact");
         let err = check(&BitFlippingPipe { bad_size: 1000 }, pinning).expect_err("corrupt");
         let text = err.to_string();
         assert!(text.contains("at 1000 B"), "{text}");

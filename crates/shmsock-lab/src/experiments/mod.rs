@@ -37,6 +37,9 @@ use std::time::{Duration, Instant};
 
 use rustix::time::{clock_gettime, ClockId};
 
+use crate::process::ChildStats;
+use crate::LabError;
+
 /// Sequence number that tells the peer the experiment is over (it is echoed, then both stop).
 pub(crate) const SEQ_STOP: u64 = u64::MAX;
 
@@ -203,12 +206,35 @@ impl Window {
         }
     }
 
-    /// (wall, cpu) elapsed since `start`, in ns.
-    pub(crate) fn stop(&self) -> (u64, u64) {
+    /// The wall and CPU time elapsed since `start`.
+    pub(crate) fn stop(&self) -> ChildStats {
         let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        (
-            ns(self.wall.elapsed()),
-            ns(thread_cpu_time().saturating_sub(self.cpu)),
-        )
+        ChildStats {
+            wall_ns: ns(self.wall.elapsed()),
+            cpu_ns: ns(thread_cpu_time().saturating_sub(self.cpu)),
+        }
     }
+}
+
+/// Sends the messages numbered `first + 1 ..= first + count` back to back through `send`,
+/// stopping early once `max_time` has passed; returns how many it sent and whether the time
+/// cap cut the run short. The clock is read only every `CHECK_EVERY` messages (a power of two,
+/// a constant: the loop stays a counter, a store of the number and the send).
+#[inline]
+pub(crate) fn send_numbered<const CHECK_EVERY: u64>(
+    buf: &mut [u8],
+    first: u64,
+    count: u64,
+    max_time: Duration,
+    mut send: impl FnMut(&[u8]) -> Result<(), LabError>,
+) -> Result<(u64, bool), LabError> {
+    let end = Instant::now() + max_time;
+    for i in 1..=count {
+        put_seq(buf, first + i);
+        send(buf)?;
+        if i % CHECK_EVERY == 0 && i < count && Instant::now() >= end {
+            return Ok((i, true));
+        }
+    }
+    Ok((count, false))
 }

@@ -73,7 +73,7 @@ pub(crate) fn run_pair<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mechanisms::pipe::Pipe;
+    use crate::mechanisms::pipe::PIPE;
     use std::time::Instant;
 
     fn pinning() -> Pinning {
@@ -85,7 +85,7 @@ mod tests {
         let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let mut buf = [0u8; 64];
         let err = run_pair(
-            &Pipe,
+            &PIPE,
             Pattern::PingPong,
             64,
             pinning(),
@@ -109,7 +109,7 @@ mod tests {
         let mut buf = [0u8; 64];
         let started = Instant::now();
         let err = run_pair(
-            &Pipe,
+            &PIPE,
             Pattern::PingPong,
             64,
             pinning(),
@@ -132,7 +132,7 @@ mod tests {
     fn the_childs_stats_reach_the_parent() {
         let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let ((), stats) = run_pair(
-            &Pipe,
+            &PIPE,
             Pattern::Stream,
             8,
             pinning(),

@@ -23,7 +23,7 @@ use crate::experiments::latency::{self, LatencyRow};
 use crate::format::{fmt_count, fmt_ns};
 use crate::host::Pinning;
 use crate::mechanisms::shmsock::Shmsock;
-use crate::mechanisms::uds_stream::UdsStream;
+use crate::mechanisms::uds_stream::UDS_STREAM;
 use crate::mechanisms::Mechanism;
 use crate::process::pin_current_thread;
 use crate::table::Table;
@@ -90,7 +90,7 @@ pub(crate) fn measure(
 ) -> Result<MillionRow, LabError> {
     let (moved, seconds) = match path {
         "threads" => threads(messages, max_time, pinning)?,
-        "uds-stream" => processes(&UdsStream, messages, max_time, pinning)?,
+        "uds-stream" => processes(&UDS_STREAM, messages, max_time, pinning)?,
         _ => processes(&Shmsock::adaptive(), messages, max_time, pinning)?,
     };
     Ok(MillionRow::new(
@@ -172,31 +172,6 @@ pub(crate) fn table(
     latency: &[LatencyRow],
     checks: &[ClaimCheck],
 ) -> Option<Table> {
-    if rows.is_empty() {
-        return None;
-    }
-    let cells = rows
-        .iter()
-        .map(|r| {
-            let mut cells = vec![
-                r.path.clone(),
-                fmt_count(r.messages),
-                fmt_value(r.seconds, "s"),
-                format!(
-                    "{}{}",
-                    fmt_value(r.seconds_per_million, "s"),
-                    if r.messages < 1_000_000 {
-                        " (extrapolated)"
-                    } else {
-                        ""
-                    }
-                ),
-                fmt_ns((r.seconds_per_million * 1e3).round() as u64),
-            ];
-            cells.extend(claims::cells(checks, Metric::Million, &r.path));
-            cells
-        })
-        .collect();
     let mut notes = vec![
         "One way, back to back, 64 B messages; the receiver times first to last message \
          (connection setup not included). threads: crossbeam-channel (bounded, lock-free) \
@@ -218,20 +193,31 @@ pub(crate) fn table(
             ))
         ));
     }
-    let mut table = Table::new(
+    let mut table = claims::checked_table(
         "One million messages: threads vs processes",
-        vec![
-            "path",
-            "messages",
-            "time",
-            "time for 1M",
-            "per message",
-            "Communication Costs",
-            "ratio",
-            "verdict",
-        ],
-        cells,
-    );
+        &["path", "messages", "time", "time for 1M", "per message"],
+        "Communication Costs",
+        rows,
+        checks,
+        |r| {
+            let cells = vec![
+                r.path.clone(),
+                fmt_count(r.messages),
+                fmt_value(r.seconds, "s"),
+                format!(
+                    "{}{}",
+                    fmt_value(r.seconds_per_million, "s"),
+                    if r.messages < 1_000_000 {
+                        " (extrapolated)"
+                    } else {
+                        ""
+                    }
+                ),
+                fmt_ns((r.seconds_per_million * 1e3).round() as u64),
+            ];
+            (cells, Metric::Million, &r.path)
+        },
+    )?;
     table.notes = notes;
     Some(table)
 }

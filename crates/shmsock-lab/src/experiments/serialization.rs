@@ -93,55 +93,93 @@ impl Snapshot {
 /// Measures both formats, each direction for `budget`.
 pub(crate) fn measure(budget: Duration) -> Result<Vec<SerializationRow>, LabError> {
     let value = Snapshot::sample();
-    let fail = |what: &str, e: &dyn std::fmt::Display| LabError::Integrity {
-        detail: format!("{what}: {e}"),
-    };
-    let mut rows = Vec::new();
-
     let mut buf = Vec::with_capacity(4096);
-    let bytes = postcard::to_stdvec(&value).map_err(|e| fail("postcard encode", &e))?;
-    let back: Snapshot = postcard::from_bytes(&bytes).map_err(|e| fail("postcard decode", &e))?;
-    if back != value {
-        return Err(fail("postcard round trip", &"the decoded struct differs"));
+    Ok(vec![
+        measure_format::<Postcard>(&value, &mut buf, budget)?,
+        measure_format::<Json>(&value, &mut buf, budget)?,
+    ])
+}
+
+/// One format the experiment measures: encoding into a reused buffer, and decoding the whole
+/// struct again.
+trait Format {
+    /// The row's name.
+    const NAME: &'static str;
+    /// What encoding or decoding fails with.
+    type Error: std::fmt::Display;
+    /// Encodes `value` into `buf`, replacing what it held.
+    fn encode(value: &Snapshot, buf: &mut Vec<u8>) -> Result<(), Self::Error>;
+    /// Decodes a whole `Snapshot` from `bytes`.
+    fn decode(bytes: &[u8]) -> Result<Snapshot, Self::Error>;
+}
+
+/// postcard: binary.
+struct Postcard;
+
+impl Format for Postcard {
+    const NAME: &'static str = "postcard";
+    type Error = postcard::Error;
+
+    #[inline]
+    fn encode(value: &Snapshot, buf: &mut Vec<u8>) -> Result<(), Self::Error> {
+        buf.clear();
+        *buf = postcard::to_extend(value, std::mem::take(buf))?;
+        Ok(())
+    }
+
+    #[inline]
+    fn decode(bytes: &[u8]) -> Result<Snapshot, Self::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+/// serde_json: text.
+struct Json;
+
+impl Format for Json {
+    const NAME: &'static str = "serde_json";
+    type Error = serde_json::Error;
+
+    #[inline]
+    fn encode(value: &Snapshot, buf: &mut Vec<u8>) -> Result<(), Self::Error> {
+        buf.clear();
+        serde_json::to_writer(buf, value)
+    }
+
+    #[inline]
+    fn decode(bytes: &[u8]) -> Result<Snapshot, Self::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// Checks that `F` gives `value` back, then times encoding (into `buf`) and decoding.
+fn measure_format<F: Format>(
+    value: &Snapshot,
+    buf: &mut Vec<u8>,
+    budget: Duration,
+) -> Result<SerializationRow, LabError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| LabError::Integrity {
+        detail: format!("{} {what}: {e}", F::NAME),
+    };
+    let mut bytes = Vec::new();
+    F::encode(value, &mut bytes).map_err(|e| fail("encode", &e))?;
+    let back = F::decode(&bytes).map_err(|e| fail("decode", &e))?;
+    if back != *value {
+        return Err(fail("round trip", &"the decoded struct differs"));
     }
     let encode_ns = per_op(budget, || {
-        buf.clear();
-        buf = postcard::to_extend(black_box(&value), std::mem::take(&mut buf)).unwrap_or_default();
+        let _ = F::encode(black_box(value), buf);
         black_box(buf.len());
     });
     let decode_ns = per_op(budget, || {
-        let v: Result<Snapshot, _> = postcard::from_bytes(black_box(&bytes));
-        black_box(v.ok());
+        black_box(F::decode(black_box(&bytes)).ok());
     });
-    rows.push(SerializationRow {
-        format: "postcard".into(),
+    Ok(SerializationRow {
+        format: F::NAME.into(),
         encoded_bytes: bytes.len(),
         encode_ns,
         decode_ns,
-    });
-
-    let text = serde_json::to_vec(&value).map_err(|e| fail("serde_json encode", &e))?;
-    let back: Snapshot =
-        serde_json::from_slice(&text).map_err(|e| fail("serde_json decode", &e))?;
-    if back != value {
-        return Err(fail("serde_json round trip", &"the decoded struct differs"));
-    }
-    let encode_ns = per_op(budget, || {
-        buf.clear();
-        let _ = serde_json::to_writer(&mut buf, black_box(&value));
-        black_box(buf.len());
-    });
-    let decode_ns = per_op(budget, || {
-        let v: Result<Snapshot, _> = serde_json::from_slice(black_box(&text));
-        black_box(v.ok());
-    });
-    rows.push(SerializationRow {
-        format: "serde_json".into(),
-        encoded_bytes: text.len(),
-        encode_ns,
-        decode_ns,
-    });
-    Ok(rows)
+    })
 }
 
 /// Runs `op` in batches for `budget` (after a warm-up of a tenth of it) and returns the median
@@ -170,18 +208,26 @@ fn per_op(budget: Duration, mut op: impl FnMut()) -> f64 {
 
 /// The serialization table, each format beside Communication Costs' claim.
 pub(crate) fn table(rows: &[SerializationRow], checks: &[ClaimCheck]) -> Option<Table> {
-    if rows.is_empty() {
-        return None;
-    }
     let base = rows
         .iter()
         .find(|r| r.format == "postcard")
         .map(|r| r.encode_ns + r.decode_ns);
-    let cells = rows
-        .iter()
-        .map(|r| {
+    let mut table = claims::checked_table(
+        "Serialization: a ~1 KiB struct (order-book snapshot), encode + decode, one process",
+        &[
+            "format",
+            "encoded",
+            "encode",
+            "decode",
+            "enc+dec",
+            "vs postcard",
+        ],
+        "Communication Costs",
+        rows,
+        checks,
+        |r| {
             let total = r.encode_ns + r.decode_ns;
-            let mut cells = vec![
+            let cells = vec![
                 r.format.clone(),
                 format!("{} B", r.encoded_bytes),
                 claims::fmt_value(r.encode_ns, "ns"),
@@ -189,25 +235,9 @@ pub(crate) fn table(rows: &[SerializationRow], checks: &[ClaimCheck]) -> Option<
                 claims::fmt_value(total, "ns"),
                 base.map_or_else(|| "-".into(), |b| format!("{:.1}x", total / b.max(1.0))),
             ];
-            cells.extend(claims::cells(checks, Metric::Serialize, &r.format));
-            cells
-        })
-        .collect();
-    let mut table = Table::new(
-        "Serialization: a ~1 KiB struct (order-book snapshot), encode + decode, one process",
-        vec![
-            "format",
-            "encoded",
-            "encode",
-            "decode",
-            "enc+dec",
-            "vs postcard",
-            "Communication Costs",
-            "ratio",
-            "verdict",
-        ],
-        cells,
-    );
+            (cells, Metric::Serialize, &r.format)
+        },
+    )?;
     table.notes = vec![
         "Binary is postcard (bincode is unmaintained, RUSTSEC-2025-0141); JSON is \
          serde_json. Median of batches of 64; decoding rebuilds every String and Vec."

@@ -146,14 +146,25 @@ pub(crate) fn compare_with_lock_free(rows: &mut [SyncTaxRow]) {
 
 /// The synchronisation-tax table, each row beside the Comparison's claim.
 pub(crate) fn table(rows: &[SyncTaxRow], checks: &[ClaimCheck]) -> Option<Table> {
-    if rows.is_empty() {
-        return None;
-    }
     let messages = rows.iter().map(|r| r.messages).max().unwrap_or(0);
-    let cells = rows
-        .iter()
-        .map(|r| {
-            let mut cells = vec![
+    let mut table = claims::checked_table(
+        format!(
+            "Synchronisation tax: 4 KiB messages, one producer process -> one consumer \
+             process on another CPU (up to {} per row)",
+            fmt_count(messages)
+        ),
+        &[
+            "method",
+            "queue",
+            "msgs/s",
+            "vs lock-free",
+            "CPU% send/recv",
+        ],
+        "Comparison",
+        rows,
+        checks,
+        |r| {
+            let cells = vec![
                 r.method.clone(),
                 r.queue.clone(),
                 fmt_count(r.msgs_per_s),
@@ -162,28 +173,9 @@ pub(crate) fn table(rows: &[SyncTaxRow], checks: &[ClaimCheck]) -> Option<Table>
                     .map_or_else(|| "baseline".into(), |p| format!("{p:+.0}%")),
                 format!("{:.0}/{:.0}", r.sender_cpu_pct, r.receiver_cpu_pct),
             ];
-            cells.extend(claims::cells(checks, Metric::SyncTax, &r.method));
-            cells
-        })
-        .collect();
-    let mut table = Table::new(
-        format!(
-            "Synchronisation tax: 4 KiB messages, one producer process -> one consumer \
-             process on another CPU (up to {} per row)",
-            fmt_count(messages)
-        ),
-        vec![
-            "method",
-            "queue",
-            "msgs/s",
-            "vs lock-free",
-            "CPU% send/recv",
-            "Comparison",
-            "ratio",
-            "verdict",
-        ],
-        cells,
-    );
+            (cells, Metric::SyncTax, &r.method)
+        },
+    )?;
     table.plot = Some("sync_tax.svg");
     table.notes = vec![
         "Every locked queue copies the payload while holding its lock; mutex-low peeks \

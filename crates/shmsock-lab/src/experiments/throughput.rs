@@ -8,12 +8,10 @@
 //! message arrives, so the rate is `messages received in between / elapsed`, measured by the
 //! receiver. Both sides also time their own thread's CPU use over their window, for CPU%.
 
-use std::time::Instant;
-
 use serde::{Deserialize, Serialize};
 
 use super::pair::run_pair;
-use super::{get_seq, put_seq, Budget, Window, SEQ_STOP};
+use super::{get_seq, put_seq, send_numbered, Budget, Window, SEQ_STOP};
 use crate::chart::{distinct, sorted, Chart, Mark, Scale, Series, COLOURS};
 use crate::format::{fmt_count, fmt_ratio, fmt_size};
 use crate::host::Pinning;
@@ -199,8 +197,7 @@ const CLOCK_CHECK_EVERY: u64 = 1024;
 /// What the receiver measured.
 struct Received {
     messages: u64,
-    wall_ns: u64,
-    cpu_ns: u64,
+    time: ChildStats,
 }
 
 /// Measures `mechanism` streaming `size`-byte messages from the child to the parent.
@@ -228,42 +225,26 @@ pub(crate) fn measure(
         mechanism.name(),
         size,
         received.messages,
-        received.wall_ns,
+        received.time.wall_ns,
         sender.cpu_ns,
         sender.wall_ns,
-        received.cpu_ns,
+        received.time.cpu_ns,
     ))
 }
 
 /// The child's side: send the warm-up, the measured messages, then the stop message.
 fn stream(side: &mut dyn Side, buf: &mut [u8], budget: Budget) -> Result<ChildStats, LabError> {
-    let mut seq = 0u64;
-    let warmup_end = Instant::now() + budget.warmup_time;
-    while seq < budget.warmup_iters {
-        seq += 1;
-        put_seq(buf, seq);
-        side.send(buf)?;
-        if seq % CLOCK_CHECK_EVERY == 0 && Instant::now() >= warmup_end {
-            break;
-        }
-    }
+    let warmup = budget.warmup_iters;
+    send_numbered::<CLOCK_CHECK_EVERY>(buf, 0, warmup, budget.warmup_time, |m| side.send(m))?;
     // The receiver starts timing at the first message with `seq > warmup_iters`; skip the
     // numbers of an early-ended warm-up so the two sides agree on where measuring starts.
-    seq = budget.warmup_iters;
     let window = Window::start();
-    let end = Instant::now() + budget.max_time;
-    for i in 1..=budget.iters {
-        seq += 1;
-        put_seq(buf, seq);
-        side.send(buf)?;
-        if i % CLOCK_CHECK_EVERY == 0 && Instant::now() >= end {
-            break;
-        }
-    }
+    send_numbered::<CLOCK_CHECK_EVERY>(buf, warmup, budget.iters, budget.max_time, |m| {
+        side.send(m)
+    })?;
     put_seq(buf, SEQ_STOP);
     side.send(buf)?;
-    let (wall_ns, cpu_ns) = window.stop();
-    Ok(ChildStats { cpu_ns, wall_ns })
+    Ok(window.stop())
 }
 
 /// The parent's side: check every sequence number, time from the first measured message to
@@ -307,10 +288,8 @@ fn receive(side: &mut dyn Side, buf: &mut [u8], warmup: u64) -> Result<Received,
     })?;
     // The stop message ends the last interval: count it as the message that closes it.
     messages += 1;
-    let (wall_ns, cpu_ns) = window.stop();
     Ok(Received {
         messages,
-        wall_ns,
-        cpu_ns,
+        time: window.stop(),
     })
 }

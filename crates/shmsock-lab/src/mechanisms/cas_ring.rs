@@ -31,14 +31,15 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use super::{check_len, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, Side, RING_BYTES};
+use super::lanes::{self, Lane};
+use super::{
+    check_len, message_buf, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, Slots,
+};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::LabError;
 
 const TAIL_OFFSET: usize = 0;
 const SLOTS_OFFSET: usize = CACHE_LINE_BYTES;
-/// Fewest slots a ring gets, however large the message.
-const MIN_SLOTS: usize = 8;
 
 /// The textbook multi-producer CAS ring.
 #[derive(Debug, Clone, Copy, Default)]
@@ -47,20 +48,17 @@ pub struct CasRing;
 impl CasRing {
     fn ring(size: usize) -> Result<Ring, LabError> {
         let size = size.max(1);
-        let slots = (RING_BYTES / size).max(MIN_SLOTS).next_power_of_two();
         let stride = CACHE_LINE_BYTES + size.next_multiple_of(CACHE_LINE_BYTES);
-        let region = Rc::new(SharedRegion::new(SLOTS_OFFSET + slots * stride)?);
-        for i in 0..slots {
+        let slots = Slots::for_messages(size, stride);
+        let region = Rc::new(SharedRegion::new(slots.end())?);
+        for i in 0..slots.count as u64 {
             // Relaxed: nobody else maps the region yet (we have not forked).
-            region
-                .atomic_u64(SLOTS_OFFSET + i * stride)
-                .store(i as u64, Ordering::Relaxed);
+            region.atomic_u64(slots.at(i)).store(i, Ordering::Relaxed);
         }
         Ok(Ring {
             region,
             slots,
             size,
-            stride,
             head: 0,
         })
     }
@@ -72,36 +70,7 @@ impl Mechanism for CasRing {
     }
 
     fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError> {
-        let up = Self::ring(size)?;
-        let (parent, child) = match pattern {
-            Pattern::Stream => (
-                RingSide {
-                    tx: None,
-                    rx: Some(up.handle()),
-                },
-                RingSide {
-                    tx: Some(up),
-                    rx: None,
-                },
-            ),
-            Pattern::PingPong => {
-                let down = Self::ring(size)?;
-                (
-                    RingSide {
-                        tx: Some(down.handle()),
-                        rx: Some(up.handle()),
-                    },
-                    RingSide {
-                        tx: Some(up),
-                        rx: Some(down),
-                    },
-                )
-            }
-        };
-        Ok(Pair {
-            parent: Box::new(parent),
-            child: Box::new(child),
-        })
+        lanes::pair("cas-ring", pattern, || Self::ring(size))
     }
 }
 
@@ -111,53 +80,35 @@ impl FanIn for CasRing {
     }
 
     fn setup_fan_in(&self, producers: usize, size: usize) -> Result<FanInSides, LabError> {
-        let ring = Self::ring(size)?;
-        let producers = (0..producers)
-            .map(|_| {
-                Box::new(RingSide {
-                    tx: Some(ring.handle()),
-                    rx: None,
-                }) as Box<dyn Side>
-            })
-            .collect();
-        Ok(FanInSides {
-            consumer: Box::new(RingSide {
-                tx: None,
-                rx: Some(ring),
-            }),
-            producers,
-        })
+        lanes::fan_in("cas-ring", producers, Self::ring(size)?)
     }
 }
 
 /// One process's handle on a ring.
 struct Ring {
     region: Rc<SharedRegion>,
-    slots: usize,
+    /// Each slot: the stamp, then (one line later) the payload.
+    slots: Slots<SLOTS_OFFSET>,
     size: usize,
-    stride: usize,
     /// The consumer's position (only the one consumer uses it).
     head: u64,
 }
 
-impl Ring {
-    fn handle(&self) -> Self {
-        Self {
+impl Lane for Ring {
+    fn handle(&self) -> Result<Self, LabError> {
+        Ok(Self {
             region: Rc::clone(&self.region),
             slots: self.slots,
             size: self.size,
-            stride: self.stride,
             head: 0,
-        }
+        })
     }
 
-    /// Offset of the stamp of position `pos`'s slot; its payload follows one line later.
-    fn slot_offset(&self, pos: u64) -> usize {
-        // `slots` is a power of two: the mask keeps the index in range.
-        SLOTS_OFFSET + (pos as usize & (self.slots - 1)) * self.stride
+    fn prefault(&self) {
+        self.region.prefault();
     }
 
-    fn push(&self, msg: &[u8]) -> Result<(), LabError> {
+    fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {
         check_len(msg.len(), self.size)?;
         let tail = self.region.atomic_u64(TAIL_OFFSET);
         let pos = spin_until("waiting for a free cas-ring slot", || {
@@ -166,7 +117,7 @@ impl Ring {
             // previous payload has been read before we overwrite it.
             let stamp = self
                 .region
-                .atomic_u64(self.slot_offset(pos))
+                .atomic_u64(self.slots.at(pos))
                 .load(Ordering::Acquire);
             // stamp == pos: free for us; stamp < pos: full (a lap behind); stamp > pos: another
             // producer claimed it and `tail` has moved on. Only the first is worth a CAS.
@@ -176,7 +127,7 @@ impl Ring {
                     .is_ok())
             .then_some(pos)
         })?;
-        let slot = self.slot_offset(pos);
+        let slot = self.slots.at(pos);
         // SAFETY: we won position `pos` while its stamp said free, so nobody else touches the
         // slot until our Release store of the stamp below.
         unsafe { self.region.write_bytes(slot + CACHE_LINE_BYTES, msg) };
@@ -189,11 +140,8 @@ impl Ring {
 
     fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
         let size = self.size;
-        let len = buf.len();
-        let out = buf
-            .get_mut(..size)
-            .ok_or(LabError::WrongSize { len, size })?;
-        let slot = self.slot_offset(self.head);
+        let out = message_buf(buf, size)?;
+        let slot = self.slots.at(self.head);
         let stamp = self.region.atomic_u64(slot);
         let ready = self.head + 1;
         // Acquire pairs with the producer's Release store of the stamp in `push`.
@@ -204,35 +152,8 @@ impl Ring {
         // it until our Release store below gives it back.
         unsafe { self.region.read_bytes(slot + CACHE_LINE_BYTES, out) };
         // Release pairs with the producers' Acquire load of the stamp in `push`.
-        stamp.store(self.head + self.slots as u64, Ordering::Release);
+        stamp.store(self.head + self.slots.count as u64, Ordering::Release);
         self.head += 1;
         Ok(size)
-    }
-}
-
-struct RingSide {
-    tx: Option<Ring>,
-    rx: Option<Ring>,
-}
-
-const NOT_THIS_WAY: LabError = LabError::Unsupported {
-    mechanism: "cas-ring",
-    what: "this direction in the pattern it was set up for",
-};
-
-impl Side for RingSide {
-    fn start(&mut self) -> Result<(), LabError> {
-        for r in self.tx.iter().chain(self.rx.iter()) {
-            r.region.prefault();
-        }
-        Ok(())
-    }
-
-    fn send(&mut self, msg: &[u8]) -> Result<(), LabError> {
-        self.tx.as_ref().ok_or(NOT_THIS_WAY)?.push(msg)
-    }
-
-    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
-        self.rx.as_mut().ok_or(NOT_THIS_WAY)?.pop(buf)
     }
 }

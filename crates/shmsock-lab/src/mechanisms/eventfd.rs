@@ -16,83 +16,51 @@
 
 use std::os::fd::OwnedFd;
 
-use std::time::Instant;
-
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 use rustix::io::{read, write, Errno};
 use rustix::time::Timespec;
 
-use super::{Mechanism, Pair, Pattern, Side, STALL_TIMEOUT};
+use super::latency_only::{Doorbell, LatencyOnly};
+use super::sleep_until;
 use crate::LabError;
-
-/// Bytes an eventfd "message" carries: the counter.
-pub const EVENTFD_PAYLOAD_BYTES: usize = 8;
 
 /// Largest value an eventfd counter can take; the stop value travels as this.
 const COUNTER_MAX: u64 = u64::MAX - 1;
 
 /// eventfd doorbells.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EventFd;
+pub const EVENTFD: LatencyOnly =
+    LatencyOnly::word::<EventFdBell>("eventfd", "streaming (it carries a counter, not data)");
 
-impl Mechanism for EventFd {
-    fn name(&self) -> &'static str {
-        "eventfd"
-    }
-
-    fn supports(&self, pattern: Pattern) -> bool {
-        pattern == Pattern::PingPong
-    }
-
-    fn payload_len(&self, _size: usize) -> usize {
-        EVENTFD_PAYLOAD_BYTES
-    }
-
-    fn setup(&self, pattern: Pattern, _size: usize) -> Result<Pair, LabError> {
-        if pattern != Pattern::PingPong {
-            return Err(LabError::Unsupported {
-                mechanism: "eventfd",
-                what: "streaming (it carries a counter, not data)",
-            });
-        }
-        let new = || eventfd(0, EventfdFlags::CLOEXEC).map_err(LabError::os("creating an eventfd"));
-        let down = new()?;
-        let up = new()?;
-        let down_tx = down.try_clone().map_err(|source| LabError::Os {
-            what: "duplicating an eventfd",
-            source,
-        })?;
-        let up_tx = up.try_clone().map_err(|source| LabError::Os {
-            what: "duplicating an eventfd",
-            source,
-        })?;
-        Ok(Pair {
-            parent: Box::new(EventFdSide {
-                tx: down_tx,
-                rx: up,
-            }),
-            child: Box::new(EventFdSide {
-                tx: up_tx,
-                rx: down,
-            }),
-        })
-    }
-}
-
-struct EventFdSide {
+struct EventFdBell {
     tx: OwnedFd,
     rx: OwnedFd,
 }
 
-impl Side for EventFdSide {
-    fn send(&mut self, msg: &[u8]) -> Result<(), LabError> {
-        let value = msg
-            .first_chunk::<EVENTFD_PAYLOAD_BYTES>()
-            .map(|b| u64::from_le_bytes(*b))
-            .ok_or(LabError::WrongSize {
-                len: msg.len(),
-                size: EVENTFD_PAYLOAD_BYTES,
-            })?;
+impl Doorbell for EventFdBell {
+    fn pair() -> Result<(Self, Self), LabError> {
+        let new = || eventfd(0, EventfdFlags::CLOEXEC).map_err(LabError::os("creating an eventfd"));
+        let down = new()?;
+        let up = new()?;
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone().map_err(|source| LabError::Os {
+                what: "duplicating an eventfd",
+                source,
+            })
+        };
+        let (down_tx, up_tx) = (dup(&down)?, dup(&up)?);
+        let parent = EventFdBell {
+            tx: down_tx,
+            rx: up,
+        };
+        let child = EventFdBell {
+            tx: up_tx,
+            rx: down,
+        };
+        Ok((parent, child))
+    }
+
+    #[inline]
+    fn ring(&mut self, value: u64) -> Result<(), LabError> {
         let value = match value {
             0 => {
                 return Err(LabError::Integrity {
@@ -111,14 +79,8 @@ impl Side for EventFdSide {
         }
     }
 
-    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
-        let len = buf.len();
-        let out = buf
-            .first_chunk_mut::<EVENTFD_PAYLOAD_BYTES>()
-            .ok_or(LabError::WrongSize {
-                len,
-                size: EVENTFD_PAYLOAD_BYTES,
-            })?;
+    #[inline]
+    fn wait(&mut self) -> Result<u64, LabError> {
         let mut raw = [0u8; 8];
         wait_readable(&self.rx)?;
         loop {
@@ -133,34 +95,25 @@ impl Side for EventFdSide {
                 Err(e) => return Err(LabError::os("reading an eventfd")(e)),
             }
         }
-        let value = match u64::from_ne_bytes(raw) {
+        Ok(match u64::from_ne_bytes(raw) {
             COUNTER_MAX => u64::MAX,
             v => v,
-        };
-        *out = value.to_le_bytes();
-        Ok(EVENTFD_PAYLOAD_BYTES)
+        })
     }
 }
 
-/// Sleeps in `poll` until `fd` is readable; fails after [`STALL_TIMEOUT`].
+/// Sleeps in `poll` until `fd` is readable; fails after [`super::STALL_TIMEOUT`].
 fn wait_readable(fd: &OwnedFd) -> Result<(), LabError> {
-    let started = Instant::now();
     let slice = Timespec {
         tv_sec: 1,
         tv_nsec: 0,
     };
-    loop {
+    sleep_until("waiting on the eventfd", || {
         let mut fds = [PollFd::new(fd, PollFlags::IN)];
         match poll(&mut fds, Some(&slice)) {
-            Ok(n) if n > 0 => return Ok(()),
-            Ok(_) | Err(Errno::INTR) => {}
-            Err(e) => return Err(LabError::os("polling an eventfd")(e)),
+            Ok(n) if n > 0 => Ok(Some(())),
+            Ok(_) | Err(Errno::INTR) => Ok(None),
+            Err(e) => Err(LabError::os("polling an eventfd")(e)),
         }
-        if started.elapsed() > STALL_TIMEOUT {
-            return Err(LabError::Stalled {
-                what: "waiting on the eventfd",
-                waited: started.elapsed(),
-            });
-        }
-    }
+    })
 }

@@ -1,4 +1,9 @@
-//! The side shared by the byte-stream mechanisms (`pipe`, `uds-stream`, `tcp`).
+//! The byte-stream mechanisms (`pipe`, `fifo`, `uds-stream`, `tcp`): one [`FdStream`] each,
+//! which differ only in how they make a channel, and the side they share.
+//!
+//! A pipe (anonymous or named) carries one way, so ping-pong takes two and streaming one; a
+//! socket connection carries both ways, so each side keeps one socket (and a duplicate of it to
+//! write to) whatever the pattern.
 //!
 //! A byte stream has no message boundaries, so a message is exactly the `size` bytes the pair
 //! was set up for: `send` writes them all (looping on short writes), `recv` reads exactly that
@@ -10,8 +15,69 @@ use std::os::fd::OwnedFd;
 
 use rustix::io::{read, write, Errno};
 
-use super::{check_len, Side};
+use super::{check_len, message_buf, Mechanism, Pair, Pattern, Side};
 use crate::LabError;
+
+/// Makes one channel: a pair of connected descriptors.
+pub type MakeChannel = fn() -> Result<(OwnedFd, OwnedFd), LabError>;
+
+/// What one channel of a byte-stream mechanism carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ends {
+    /// One way: the channel is (read end, write end); ping-pong makes a second one.
+    OneWay,
+    /// Both ways: the channel is (parent's end, child's end) of one connection.
+    Duplex,
+}
+
+/// A byte-stream mechanism: its name, how it makes a channel and what a channel carries.
+#[derive(Debug, Clone, Copy)]
+pub struct FdStream {
+    name: &'static str,
+    channel: MakeChannel,
+    ends: Ends,
+}
+
+impl FdStream {
+    /// The mechanism `name`, whose channels `channel` makes and carry what `ends` says.
+    pub const fn new(name: &'static str, channel: MakeChannel, ends: Ends) -> Self {
+        Self {
+            name,
+            channel,
+            ends,
+        }
+    }
+}
+
+impl Mechanism for FdStream {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError> {
+        let name = self.name;
+        let side = |rx, tx| FdStreamSide::new(name, rx, tx, size);
+        let (up_read, up_write) = (self.channel)()?;
+        let (parent, child) = match (pattern, self.ends) {
+            (Pattern::Stream, _) => (side(Some(up_read), None), side(None, Some(up_write))),
+            (Pattern::PingPong, Ends::OneWay) => {
+                let (down_read, down_write) = (self.channel)()?;
+                (
+                    side(Some(up_read), Some(down_write)),
+                    side(Some(down_read), Some(up_write)),
+                )
+            }
+            (Pattern::PingPong, Ends::Duplex) => (
+                FdStreamSide::duplex(name, up_read, size)?,
+                FdStreamSide::duplex(name, up_write, size)?,
+            ),
+        };
+        Ok(Pair {
+            parent: Box::new(parent),
+            child: Box::new(child),
+        })
+    }
+}
 
 /// One end of a byte-stream mechanism: an fd to read from, one to write to, or both.
 pub(crate) struct FdStreamSide {
@@ -79,10 +145,7 @@ impl Side for FdStreamSide {
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
         let size = self.size;
         let fd = self.rx.as_ref().ok_or_else(|| self.unsupported())?;
-        let len = buf.len();
-        let out = buf
-            .get_mut(..size)
-            .ok_or(LabError::WrongSize { len, size })?;
+        let out = message_buf(buf, size)?;
         let mut filled = 0;
         while filled < size {
             match read(fd, &mut out[filled..]) {

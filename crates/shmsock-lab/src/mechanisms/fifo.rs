@@ -13,43 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{fcntl_getfl, fcntl_setfl, mkfifoat, open, unlink, Mode, OFlags, CWD};
 
-use super::fd_stream::FdStreamSide;
-use super::{Mechanism, Pair, Pattern};
+use super::fd_stream::{Ends, FdStream};
 use crate::LabError;
 
 /// Distinguishes the FIFOs made by one process.
 static NEXT_FIFO: AtomicU64 = AtomicU64::new(0);
 
 /// Named pipes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Fifo;
-
-impl Mechanism for Fifo {
-    fn name(&self) -> &'static str {
-        "fifo"
-    }
-
-    fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError> {
-        let (up_read, up_write) = fifo()?;
-        let (parent, child) = match pattern {
-            Pattern::Stream => (
-                FdStreamSide::new("fifo", Some(up_read), None, size),
-                FdStreamSide::new("fifo", None, Some(up_write), size),
-            ),
-            Pattern::PingPong => {
-                let (down_read, down_write) = fifo()?;
-                (
-                    FdStreamSide::new("fifo", Some(up_read), Some(down_write), size),
-                    FdStreamSide::new("fifo", Some(down_read), Some(up_write), size),
-                )
-            }
-        };
-        Ok(Pair {
-            parent: Box::new(parent),
-            child: Box::new(child),
-        })
-    }
-}
+pub const FIFO: FdStream = FdStream::new("fifo", fifo, Ends::OneWay);
 
 /// Makes a FIFO, opens both ends, unlinks its name; returns (read end, write end).
 fn fifo() -> Result<(OwnedFd, OwnedFd), LabError> {

@@ -9,17 +9,14 @@
 //! `shmsock-loan-read` also copies every byte out of the slot (the rate when the receiver
 //! reads the whole message). Stream pattern only, like the offset rows.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use shmsock::{Options, Sample};
 
-use shmsock::{Conn, Error, Listener, Options, Sample};
-
+use super::shmsock::{lib, Connection};
 use super::{Mechanism, Pair, Pattern, Side};
 use crate::LabError;
 
 /// Slots in the sender's pool: how many messages may be in flight.
 pub const LOAN_SLOTS: usize = 8;
-static NEXT_NAME: AtomicU64 = AtomicU64::new(0);
 
 /// Loans, with or without reading every byte.
 pub struct Loans {
@@ -61,81 +58,29 @@ impl Mechanism for Loans {
                 what: "anything but streaming messages of 16 bytes or more",
             });
         }
-        let endpoint = format!(
-            "shm://lab-loan-{}-{}",
-            std::process::id(),
-            NEXT_NAME.fetch_add(1, Ordering::Relaxed)
-        );
-        let listener = Listener::bind(&endpoint).map_err(lib("bind"))?;
-        let socket_path = listener.socket_path().to_path_buf();
+        let connect = Options::new().loan_pool(LOAN_SLOTS, size);
+        let (parent, child) = Connection::pair(Options::default(), connect)?;
+        let side = |conn| LoanSide {
+            conn,
+            size,
+            read_all: self.read_all,
+        };
         Ok(Pair {
-            parent: Box::new(LoanSide {
-                state: State::Listening(listener),
-                size,
-                read_all: self.read_all,
-            }),
-            child: Box::new(LoanSide {
-                state: State::ToConnect {
-                    endpoint,
-                    socket_path,
-                },
-                size,
-                read_all: self.read_all,
-            }),
+            parent: Box::new(side(parent)),
+            child: Box::new(side(child)),
         })
     }
 }
 
-// Not boxed: a pointer chase on every measured send and receive.
-#[allow(clippy::large_enum_variant)]
-enum State {
-    Listening(Listener),
-    ToConnect {
-        endpoint: String,
-        socket_path: PathBuf,
-    },
-    Connected(Conn),
-    Failed,
-}
-
 struct LoanSide {
-    state: State,
+    conn: Connection,
     size: usize,
     read_all: bool,
 }
 
-impl LoanSide {
-    fn conn(&mut self) -> Result<&mut Conn, LabError> {
-        match &mut self.state {
-            State::Connected(c) => Ok(c),
-            _ => Err(LabError::Shmsock {
-                what: "loan",
-                detail: "the side was not started".into(),
-            }),
-        }
-    }
-}
-
 impl Side for LoanSide {
     fn start(&mut self) -> Result<(), LabError> {
-        self.state = match std::mem::replace(&mut self.state, State::Failed) {
-            State::Listening(l) => State::Connected(l.accept().map_err(lib("accept"))?),
-            State::ToConnect {
-                endpoint,
-                socket_path,
-            } => {
-                let opts = Options::new().loan_pool(LOAN_SLOTS, self.size);
-                match Conn::connect_with(&endpoint, opts) {
-                    Ok(c) => State::Connected(c),
-                    Err(e) => {
-                        drop(std::os::unix::net::UnixStream::connect(&socket_path));
-                        return Err(lib("connect")(e));
-                    }
-                }
-            }
-            other => other,
-        };
-        Ok(())
+        self.conn.start()
     }
 
     fn abandon(self: Box<Self>) {
@@ -149,7 +94,7 @@ impl Side for LoanSide {
             size: self.size,
         })?;
         let size = self.size;
-        let mut loan = self.conn()?.loan(size).map_err(lib("loan"))?;
+        let mut loan = self.conn.conn()?.loan(size).map_err(lib("loan"))?;
         loan[..8].copy_from_slice(&seq);
         loan[size - 8..].copy_from_slice(&seq);
         loan.send().map_err(lib("send loan"))
@@ -157,7 +102,11 @@ impl Side for LoanSide {
 
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
         let (size, read_all) = (self.size, self.read_all);
-        let sample: Sample = self.conn()?.recv_sample().map_err(lib("recv_sample"))?;
+        let sample: Sample = self
+            .conn
+            .conn()?
+            .recv_sample()
+            .map_err(lib("recv_sample"))?;
         if sample.len() != size || !sample.is_loan() {
             return Err(LabError::Integrity {
                 detail: format!(
@@ -187,13 +136,6 @@ impl Side for LoanSide {
         }
         buf[..8].copy_from_slice(&head);
         Ok(size)
-    }
-}
-
-fn lib(what: &'static str) -> impl FnOnce(Error) -> LabError {
-    move |err| LabError::Shmsock {
-        what,
-        detail: err.to_string(),
     }
 }
 

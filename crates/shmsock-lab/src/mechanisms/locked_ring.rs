@@ -35,9 +35,12 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
+use super::lanes::{self, Lane};
 use super::pshared_mutex::ProcessSharedMutex;
 use super::spinlock::SpinLock;
-use super::{check_len, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, Side, RING_BYTES};
+use super::{
+    check_len, message_buf, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, Slots,
+};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::LabError;
 
@@ -45,8 +48,6 @@ const LOCK_OFFSET: usize = 0;
 const HEAD_OFFSET: usize = ProcessSharedMutex::BYTES;
 const TAIL_OFFSET: usize = HEAD_OFFSET + CACHE_LINE_BYTES;
 const SLOTS_OFFSET: usize = TAIL_OFFSET + CACHE_LINE_BYTES;
-/// Fewest slots a queue gets, however large the message.
-const MIN_SLOTS: usize = 8;
 
 /// Which lock guards the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +115,8 @@ impl LockedRing {
 
     fn queue(&self, size: usize) -> Result<Queue, LabError> {
         let size = size.max(1);
-        let slots = (RING_BYTES / size).max(MIN_SLOTS).next_power_of_two();
-        let region = Rc::new(SharedRegion::new(SLOTS_OFFSET + slots * size)?);
+        let slots = Slots::for_messages(size, size);
+        let region = Rc::new(SharedRegion::new(slots.end())?);
         let lock = match self.lock {
             LockKind::Spin => Lock::Spin(SpinLock::new(Rc::clone(&region), LOCK_OFFSET)),
             LockKind::Mutex => {
@@ -138,36 +139,7 @@ impl Mechanism for LockedRing {
     }
 
     fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError> {
-        let up = self.queue(size)?;
-        let (parent, child) = match pattern {
-            Pattern::Stream => (
-                QueueSide {
-                    tx: None,
-                    rx: Some(up.handle()),
-                },
-                QueueSide {
-                    tx: Some(up),
-                    rx: None,
-                },
-            ),
-            Pattern::PingPong => {
-                let down = self.queue(size)?;
-                (
-                    QueueSide {
-                        tx: Some(down.handle()),
-                        rx: Some(up.handle()),
-                    },
-                    QueueSide {
-                        tx: Some(up),
-                        rx: Some(down),
-                    },
-                )
-            }
-        };
-        Ok(Pair {
-            parent: Box::new(parent),
-            child: Box::new(child),
-        })
+        lanes::pair(self.name, pattern, || self.queue(size))
     }
 }
 
@@ -177,22 +149,7 @@ impl FanIn for LockedRing {
     }
 
     fn setup_fan_in(&self, producers: usize, size: usize) -> Result<FanInSides, LabError> {
-        let queue = self.queue(size)?;
-        let producers = (0..producers)
-            .map(|_| {
-                Box::new(QueueSide {
-                    tx: Some(queue.handle()),
-                    rx: None,
-                }) as Box<dyn Side>
-            })
-            .collect();
-        Ok(FanInSides {
-            consumer: Box::new(QueueSide {
-                tx: None,
-                rx: Some(queue),
-            }),
-            producers,
-        })
+        lanes::fan_in(self.name, producers, self.queue(size)?)
     }
 }
 
@@ -230,27 +187,12 @@ impl Lock {
 struct Queue {
     region: Rc<SharedRegion>,
     lock: Lock,
-    slots: usize,
+    slots: Slots<SLOTS_OFFSET>,
     size: usize,
     polling: Polling,
 }
 
 impl Queue {
-    fn handle(&self) -> Self {
-        Self {
-            region: Rc::clone(&self.region),
-            lock: self.lock.handle(),
-            slots: self.slots,
-            size: self.size,
-            polling: self.polling,
-        }
-    }
-
-    fn slot_offset(&self, pos: u64) -> usize {
-        // `slots` is a power of two: the mask keeps the index in range.
-        SLOTS_OFFSET + (pos as usize & (self.slots - 1)) * self.size
-    }
-
     /// Relaxed loads and stores of the positions are enough: they change only under the lock,
     /// whose Acquire/Release orders them; a load outside the lock is a hint, checked again
     /// under it.
@@ -258,9 +200,35 @@ impl Queue {
         self.region.atomic_u64(offset).load(Ordering::Relaxed)
     }
 
-    fn push(&self, msg: &[u8]) -> Result<(), LabError> {
+    /// Runs `f` under the lock.
+    #[inline]
+    fn locked<T>(&self, f: impl FnOnce(&Self) -> T) -> Result<T, LabError> {
+        self.lock.lock()?;
+        let value = f(self);
+        self.lock.unlock();
+        Ok(value)
+    }
+}
+
+impl Lane for Queue {
+    fn handle(&self) -> Result<Self, LabError> {
+        Ok(Self {
+            region: Rc::clone(&self.region),
+            lock: self.lock.handle(),
+            slots: self.slots,
+            size: self.size,
+            polling: self.polling,
+        })
+    }
+
+    /// This process's page faults on the slots, now rather than in the timed loop.
+    fn prefault(&self) {
+        self.region.prefault();
+    }
+
+    fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {
         check_len(msg.len(), self.size)?;
-        let slots = self.slots as u64;
+        let slots = self.slots.count as u64;
         spin_until("waiting for room in a locked queue", || {
             if self.polling == Polling::Peek
                 && self.position(TAIL_OFFSET) - self.position(HEAD_OFFSET) >= slots
@@ -274,7 +242,7 @@ impl Queue {
                 }
                 // SAFETY: we hold the lock (see the module's Safety section), and slot `tail`
                 // is free (`tail - head < slots`).
-                unsafe { q.region.write_bytes(q.slot_offset(tail), msg) };
+                unsafe { q.region.write_bytes(q.slots.at(tail), msg) };
                 q.region
                     .atomic_u64(TAIL_OFFSET)
                     .store(tail + 1, Ordering::Relaxed);
@@ -284,12 +252,9 @@ impl Queue {
         })?
     }
 
-    fn pop(&self, buf: &mut [u8]) -> Result<usize, LabError> {
+    fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
         let size = self.size;
-        let len = buf.len();
-        let out = buf
-            .get_mut(..size)
-            .ok_or(LabError::WrongSize { len, size })?;
+        let out = message_buf(buf, size)?;
         spin_until("waiting for a message in a locked queue", || {
             if self.polling == Polling::Peek
                 && self.position(TAIL_OFFSET) == self.position(HEAD_OFFSET)
@@ -302,7 +267,7 @@ impl Queue {
                     return false;
                 }
                 // SAFETY: we hold the lock, and slot `head` holds a message (`head != tail`).
-                unsafe { q.region.read_bytes(q.slot_offset(head), out) };
+                unsafe { q.region.read_bytes(q.slots.at(head), out) };
                 q.region
                     .atomic_u64(HEAD_OFFSET)
                     .store(head + 1, Ordering::Relaxed);
@@ -310,42 +275,5 @@ impl Queue {
             }))
             .and_then(|r| r.map(|done| done.then_some(size)).transpose())
         })?
-    }
-
-    /// Runs `f` under the lock.
-    #[inline]
-    fn locked<T>(&self, f: impl FnOnce(&Self) -> T) -> Result<T, LabError> {
-        self.lock.lock()?;
-        let value = f(self);
-        self.lock.unlock();
-        Ok(value)
-    }
-}
-
-struct QueueSide {
-    tx: Option<Queue>,
-    rx: Option<Queue>,
-}
-
-const NOT_THIS_WAY: LabError = LabError::Unsupported {
-    mechanism: "locked queue",
-    what: "this direction in the pattern it was set up for",
-};
-
-impl Side for QueueSide {
-    fn start(&mut self) -> Result<(), LabError> {
-        // This process's page faults on the slots, now rather than in the timed loop.
-        for q in self.tx.iter().chain(self.rx.iter()) {
-            q.region.prefault();
-        }
-        Ok(())
-    }
-
-    fn send(&mut self, msg: &[u8]) -> Result<(), LabError> {
-        self.tx.as_ref().ok_or(NOT_THIS_WAY)?.push(msg)
-    }
-
-    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
-        self.rx.as_ref().ok_or(NOT_THIS_WAY)?.pop(buf)
     }
 }

@@ -18,10 +18,12 @@
 pub mod cas_ring;
 pub mod eventfd;
 mod fd_msg;
-mod fd_stream;
+pub mod fd_stream;
 pub mod fifo;
 pub mod floor;
 pub mod futex;
+mod lanes;
+pub mod latency_only;
 pub mod loan;
 pub mod locked_ring;
 pub mod offset;
@@ -152,23 +154,23 @@ pub struct FanInSides {
 /// Every mechanism, in report order.
 pub fn all() -> Vec<Box<dyn Mechanism>> {
     vec![
-        Box::new(floor::Floor),
+        Box::new(floor::FLOOR),
         Box::new(raw_ring::RawRing::anonymous()),
         Box::new(raw_ring::RawRing::cold()),
         Box::new(raw_ring::RawRing::mapped_file()),
         Box::new(shmsock::Shmsock::busy_poll()),
         Box::new(shmsock::Shmsock::adaptive()),
         Box::new(shmsock::Shmsock::blocking()),
-        Box::new(futex::Futex),
-        Box::new(eventfd::EventFd),
-        Box::new(signal::RtSignal),
-        Box::new(pipe::Pipe),
-        Box::new(fifo::Fifo),
-        Box::new(uds_stream::UdsStream),
+        Box::new(futex::FUTEX),
+        Box::new(eventfd::EVENTFD),
+        Box::new(signal::SIGNAL),
+        Box::new(pipe::PIPE),
+        Box::new(fifo::FIFO),
+        Box::new(uds_stream::UDS_STREAM),
         Box::new(uds_msg::UdsMsg::dgram()),
         Box::new(uds_msg::UdsMsg::seqpacket()),
-        Box::new(tcp::Tcp),
-        Box::new(udp::Udp),
+        Box::new(tcp::TCP),
+        Box::new(udp::UDP),
         Box::new(posix_mq::PosixMq),
         Box::new(sysv_mq::SysvMq),
     ]
@@ -231,6 +233,96 @@ pub(crate) fn spin_until<T>(
             }
         }
     }
+}
+
+/// Sleeps until `attempt` yields a value: each `attempt` is one bounded wait in the kernel (a
+/// slice of a second or less) that returns `None` if it ended empty-handed; fails with
+/// [`LabError::Stalled`] once [`STALL_TIMEOUT`] has passed since the first.
+#[inline]
+pub(crate) fn sleep_until<T>(
+    what: &'static str,
+    mut attempt: impl FnMut() -> Result<Option<T>, LabError>,
+) -> Result<T, LabError> {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = attempt()? {
+            return Ok(value);
+        }
+        if started.elapsed() > STALL_TIMEOUT {
+            return Err(LabError::Stalled {
+                what,
+                waited: started.elapsed(),
+            });
+        }
+    }
+}
+
+/// Fewest slots a shared-memory ring has, however large its messages.
+const MIN_RING_SLOTS: usize = 8;
+
+/// Where the slots of a shared-memory ring (`raw-ring`, `cas-ring`, the locked rings) lie in its
+/// region: `count` slots of `stride` bytes from offset `FIRST` (a constant, so the offset
+/// arithmetic in the timed loops is what it would be written out by hand).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slots<const FIRST: usize> {
+    /// How many: a power of two.
+    pub(crate) count: usize,
+    /// Bytes from one slot to the next.
+    pub(crate) stride: usize,
+}
+
+impl<const FIRST: usize> Slots<FIRST> {
+    /// The slots of a ring of `size`-byte messages, `stride` bytes each: enough for
+    /// [`RING_BYTES`] of messages (at least [`MIN_RING_SLOTS`]), rounded up to a power of two.
+    pub(crate) fn for_messages(size: usize, stride: usize) -> Self {
+        let count = (RING_BYTES / size.max(1))
+            .max(MIN_RING_SLOTS)
+            .next_power_of_two();
+        Self { count, stride }
+    }
+
+    /// Bytes the region needs: up to the end of the last slot.
+    pub(crate) fn end(&self) -> usize {
+        FIRST + self.count * self.stride
+    }
+
+    /// Offset of the slot of position `pos`. `count` is a power of two, so the mask keeps the
+    /// index below it (truncating the `u64` position first is fine: the mask only keeps its
+    /// low bits anyway).
+    #[inline]
+    pub(crate) fn at(&self, pos: u64) -> usize {
+        FIRST + (pos as usize & (self.count - 1)) * self.stride
+    }
+}
+
+/// For a libc call that just failed: `Ok(None)` (try again) if `errno` is one of `again`, else
+/// the error, as [`LabError::Os`] of `what`.
+pub(crate) fn again_or_fail<T>(
+    what: &'static str,
+    again: &[libc::c_int],
+) -> Result<Option<T>, LabError> {
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(code) if again.contains(&code) => Ok(None),
+        _ => Err(LabError::Os { what, source: err }),
+    }
+}
+
+/// The number in `/proc/sys/{name}` (`kernel/msgmax`, `fs/mqueue/msg_max`), or `default` when
+/// it cannot be read.
+pub(crate) fn sysctl(name: &str, default: usize) -> usize {
+    std::fs::read_to_string(format!("/proc/sys/{name}"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// The first `size` bytes of `buf`, where a `size`-byte message is received; fails with
+/// [`LabError::WrongSize`] if `buf` is shorter.
+#[inline]
+pub(crate) fn message_buf(buf: &mut [u8], size: usize) -> Result<&mut [u8], LabError> {
+    let len = buf.len();
+    buf.get_mut(..size).ok_or(LabError::WrongSize { len, size })
 }
 
 /// Fails with [`LabError::WrongSize`] unless `len == size`.

@@ -16,9 +16,10 @@
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{FanIn, FanInSides, Mechanism, Pair, Pattern, Side, STALL_TIMEOUT};
+use super::lanes::{self, Lane};
+use super::{again_or_fail, sleep_until, sysctl, FanIn, FanInSides, Mechanism, Pair, Pattern};
 use crate::LabError;
 
 /// Distinguishes the queues made by one process.
@@ -41,48 +42,15 @@ impl Mechanism for PosixMq {
     }
 
     fn max_message(&self) -> usize {
-        proc_limit("msgsize_max").unwrap_or(MSGSIZE_MAX_DEFAULT_BYTES)
+        sysctl("fs/mqueue/msgsize_max", MSGSIZE_MAX_DEFAULT_BYTES)
     }
 
     fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError> {
         let depth = match pattern {
             Pattern::PingPong => 1,
-            Pattern::Stream => proc_limit("msg_max").unwrap_or(MSG_MAX_DEFAULT),
+            Pattern::Stream => sysctl("fs/mqueue/msg_max", MSG_MAX_DEFAULT),
         };
-        let up = MessageQueue::create(size, depth)?;
-        let (parent, child) = match pattern {
-            Pattern::Stream => {
-                let up_tx = up.try_clone()?;
-                (
-                    MqSide {
-                        tx: None,
-                        rx: Some(up),
-                    },
-                    MqSide {
-                        tx: Some(up_tx),
-                        rx: None,
-                    },
-                )
-            }
-            Pattern::PingPong => {
-                let down = MessageQueue::create(size, depth)?;
-                let (up_tx, down_tx) = (up.try_clone()?, down.try_clone()?);
-                (
-                    MqSide {
-                        tx: Some(down_tx),
-                        rx: Some(up),
-                    },
-                    MqSide {
-                        tx: Some(up_tx),
-                        rx: Some(down),
-                    },
-                )
-            }
-        };
-        Ok(Pair {
-            parent: Box::new(parent),
-            child: Box::new(child),
-        })
+        lanes::pair("posix-mq", pattern, || MessageQueue::create(size, depth))
     }
 }
 
@@ -97,32 +65,9 @@ impl FanIn for PosixMq {
 
     /// One queue, as deep as the kernel allows; every producer holds its own descriptor.
     fn setup_fan_in(&self, producers: usize, size: usize) -> Result<FanInSides, LabError> {
-        let queue = MessageQueue::create(size, proc_limit("msg_max").unwrap_or(MSG_MAX_DEFAULT))?;
-        let producers = (0..producers)
-            .map(|_| {
-                Ok(Box::new(MqSide {
-                    tx: Some(queue.try_clone()?),
-                    rx: None,
-                }) as Box<dyn Side>)
-            })
-            .collect::<Result<_, LabError>>()?;
-        Ok(FanInSides {
-            consumer: Box::new(MqSide {
-                tx: None,
-                rx: Some(queue),
-            }),
-            producers,
-        })
+        let queue = MessageQueue::create(size, sysctl("fs/mqueue/msg_max", MSG_MAX_DEFAULT))?;
+        lanes::fan_in("posix-mq", producers, queue)
     }
-}
-
-/// A limit from `/proc/sys/fs/mqueue/`.
-fn proc_limit(name: &str) -> Option<usize> {
-    std::fs::read_to_string(format!("/proc/sys/fs/mqueue/{name}"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// An open, already unlinked POSIX message queue; closed on drop.
@@ -170,9 +115,11 @@ impl MessageQueue {
         unsafe { libc::mq_unlink(name.as_ptr()) };
         Ok(Self { mqd, msgsize })
     }
+}
 
+impl Lane for MessageQueue {
     /// Another descriptor of the same queue.
-    pub(crate) fn try_clone(&self) -> Result<Self, LabError> {
+    fn handle(&self) -> Result<Self, LabError> {
         // SAFETY: `dup` on a descriptor this value owns; a message queue descriptor is a file
         // descriptor on Linux.
         let mqd = unsafe { libc::dup(self.mqd) };
@@ -191,34 +138,27 @@ impl MessageQueue {
     }
 
     /// Sends one message; blocks while the queue is full.
-    pub(crate) fn send(&self, msg: &[u8]) -> Result<(), LabError> {
+    fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {
         loop {
             // SAFETY: `msg` is a live buffer of `msg.len()` bytes; `mqd` is open.
             let rc = unsafe { libc::mq_send(self.mqd, msg.as_ptr().cast(), msg.len(), 0) };
             if rc == 0 {
                 return Ok(());
             }
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EINTR) {
-                return Err(LabError::Os {
-                    what: "mq_send",
-                    source: err,
-                });
-            }
+            again_or_fail::<()>("mq_send", &[libc::EINTR])?;
         }
     }
 
     /// Receives one message into `buf` (at least the queue's message size); fails after
-    /// [`STALL_TIMEOUT`] without one.
-    pub(crate) fn recv(&self, buf: &mut [u8]) -> Result<usize, LabError> {
+    /// [`super::STALL_TIMEOUT`] without one.
+    fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
         if buf.len() < self.msgsize {
             return Err(LabError::WrongSize {
                 len: buf.len(),
                 size: self.msgsize,
             });
         }
-        let started = Instant::now();
-        loop {
+        sleep_until("waiting on a POSIX message queue", || {
             let deadline = realtime_after(RECEIVE_SLICE);
             // SAFETY: `buf` is a live buffer of `buf.len()` bytes, at least the queue's message
             // size (checked above); `deadline` is a valid timespec; `mqd` is open.
@@ -232,25 +172,10 @@ impl MessageQueue {
                 )
             };
             if let Ok(n) = usize::try_from(n) {
-                return Ok(n);
+                return Ok(Some(n));
             }
-            let err = std::io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR | libc::ETIMEDOUT) => {}
-                _ => {
-                    return Err(LabError::Os {
-                        what: "mq_timedreceive",
-                        source: err,
-                    })
-                }
-            }
-            if started.elapsed() > STALL_TIMEOUT {
-                return Err(LabError::Stalled {
-                    what: "waiting on a POSIX message queue",
-                    waited: started.elapsed(),
-                });
-            }
-        }
+            again_or_fail("mq_timedreceive", &[libc::EINTR, libc::ETIMEDOUT])
+        })
     }
 }
 
@@ -275,24 +200,4 @@ pub(crate) fn realtime_after(after: Duration) -> libc::timespec {
     ts.tv_sec = sec as libc::time_t;
     ts.tv_nsec = nsec as libc::c_long;
     ts
-}
-
-struct MqSide {
-    tx: Option<MessageQueue>,
-    rx: Option<MessageQueue>,
-}
-
-const NOT_THIS_WAY: LabError = LabError::Unsupported {
-    mechanism: "posix-mq",
-    what: "this direction in the pattern it was set up for",
-};
-
-impl Side for MqSide {
-    fn send(&mut self, msg: &[u8]) -> Result<(), LabError> {
-        self.tx.as_ref().ok_or(NOT_THIS_WAY)?.send(msg)
-    }
-
-    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
-        self.rx.as_ref().ok_or(NOT_THIS_WAY)?.recv(buf)
-    }
 }

@@ -27,15 +27,13 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use super::{check_len, spin_until, Mechanism, Pair, Pattern, Side, RING_BYTES};
+use super::{check_len, message_buf, spin_until, Mechanism, Pair, Pattern, Side, Slots};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::LabError;
 
 const HEAD_OFFSET: usize = 0;
 const TAIL_OFFSET: usize = CACHE_LINE_BYTES;
 const SLOTS_OFFSET: usize = 2 * CACHE_LINE_BYTES;
-/// Fewest slots a ring gets, however large the message.
-const MIN_SLOTS: usize = 8;
 
 /// What the ring's memory is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,8 +153,8 @@ impl Mechanism for RawRing {
 /// Creates one ring for `size`-byte messages and returns its two ends.
 fn ring(size: usize, backing: Backing) -> Result<(Producer, Consumer), LabError> {
     let size = size.max(1);
-    let slots = (RING_BYTES / size).max(MIN_SLOTS).next_power_of_two();
-    let len = SLOTS_OFFSET + slots * size;
+    let slots = Slots::for_messages(size, size);
+    let len = slots.end();
     let region = Rc::new(match backing {
         Backing::Anonymous => SharedRegion::new(len)?,
         Backing::File => SharedRegion::new_file(len)?,
@@ -180,16 +178,8 @@ fn ring(size: usize, backing: Backing) -> Result<(Producer, Consumer), LabError>
 
 #[derive(Debug, Clone, Copy)]
 struct Layout {
-    slots: usize,
+    slots: Slots<SLOTS_OFFSET>,
     size: usize,
-}
-
-impl Layout {
-    fn slot_offset(&self, pos: u64) -> usize {
-        // `slots` is a power of two, so the mask keeps the index below it (truncating the u64
-        // position first is fine: the mask only keeps its low bits anyway).
-        SLOTS_OFFSET + (pos as usize & (self.slots - 1)) * self.size
-    }
 }
 
 struct Producer {
@@ -202,7 +192,7 @@ struct Producer {
 impl Producer {
     fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {
         check_len(msg.len(), self.layout.size)?;
-        let slots = self.layout.slots as u64;
+        let slots = self.layout.slots.count as u64;
         if self.tail - self.cached_head == slots {
             let head = self.region.atomic_u64(HEAD_OFFSET);
             let tail = self.tail;
@@ -217,7 +207,7 @@ impl Producer {
         // the Release store below publishes it.
         unsafe {
             self.region
-                .write_bytes(self.layout.slot_offset(self.tail), msg)
+                .write_bytes(self.layout.slots.at(self.tail), msg)
         };
         self.tail += 1;
         // Release pairs with the consumer's Acquire load of `tail` in `pop`.
@@ -238,10 +228,7 @@ struct Consumer {
 impl Consumer {
     fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
         let size = self.layout.size;
-        let len = buf.len();
-        let out = buf
-            .get_mut(..size)
-            .ok_or(LabError::WrongSize { len, size })?;
+        let out = message_buf(buf, size)?;
         if self.head == self.cached_tail {
             let tail = self.region.atomic_u64(TAIL_OFFSET);
             let head = self.head;
@@ -254,10 +241,7 @@ impl Consumer {
         }
         // SAFETY: slot `head` is inside `head..tail`, so the producer does not write it until
         // the Release store below hands it back.
-        unsafe {
-            self.region
-                .read_bytes(self.layout.slot_offset(self.head), out)
-        };
+        unsafe { self.region.read_bytes(self.layout.slots.at(self.head), out) };
         self.head += 1;
         // Release pairs with the producer's Acquire load of `head` in `push`.
         self.region
@@ -293,10 +277,10 @@ impl Side for RawRingSide {
         // The slot this side will write next and the one the peer will answer into: in
         // ping-pong both rings advance in lockstep, so neither is in use right now.
         if let Some(p) = &self.tx {
-            p.region.evict(p.layout.slot_offset(p.tail), p.layout.size);
+            p.region.evict(p.layout.slots.at(p.tail), p.layout.size);
         }
         if let Some(c) = &self.rx {
-            c.region.evict(c.layout.slot_offset(c.head), c.layout.size);
+            c.region.evict(c.layout.slots.at(c.head), c.layout.size);
         }
     }
 

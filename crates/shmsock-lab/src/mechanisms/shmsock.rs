@@ -75,28 +75,20 @@ impl Mechanism for Shmsock {
     }
 
     fn setup(&self, _pattern: Pattern, size: usize) -> Result<Pair, LabError> {
-        let endpoint = unique_endpoint();
-        let listener = Listener::bind_with(&endpoint, self.options(size)).map_err(lib("bind"))?;
-        let socket_path = listener.socket_path().to_path_buf();
+        let (parent, child) = Connection::pair(self.options(size), self.options(size))?;
         Ok(Pair {
-            parent: Box::new(ShmsockSide {
-                state: State::Listening(listener),
-            }),
-            child: Box::new(ShmsockSide {
-                state: State::ToConnect {
-                    endpoint,
-                    options: self.options(size),
-                    socket_path,
-                },
-            }),
+            parent: Box::new(parent),
+            child: Box::new(child),
         })
     }
 }
 
+/// One end of a shmsock connection made across the fork: the parent binds a listener before
+/// it and accepts in `start`, the child connects in `start`.
 // The side is built once per run; boxing the connection would put a pointer chase in every
 // measured send and receive instead.
 #[allow(clippy::large_enum_variant)]
-enum State {
+pub(crate) enum Connection {
     /// Parent, before `start`.
     Listening(Listener),
     /// Child, before `start`.
@@ -111,42 +103,41 @@ enum State {
     Failed,
 }
 
-struct ShmsockSide {
-    state: State,
-}
-
-impl ShmsockSide {
-    fn conn(&mut self) -> Result<&mut Conn, LabError> {
-        match &mut self.state {
-            State::Connected(conn) => Ok(conn),
-            _ => Err(LabError::Shmsock {
-                what: "send/recv",
-                detail: "the side was not started".into(),
-            }),
-        }
+impl Connection {
+    /// Both ends, before the fork: the parent's, listening on a fresh endpoint with `listen`,
+    /// and the child's, which connects with `connect`.
+    pub(crate) fn pair(listen: Options, connect: Options) -> Result<(Self, Self), LabError> {
+        let endpoint = unique_endpoint();
+        let listener = Listener::bind_with(&endpoint, listen).map_err(lib("bind"))?;
+        let socket_path = listener.socket_path().to_path_buf();
+        let child = Connection::ToConnect {
+            endpoint,
+            options: connect,
+            socket_path,
+        };
+        Ok((Connection::Listening(listener), child))
     }
-}
 
-impl Side for ShmsockSide {
-    fn start(&mut self) -> Result<(), LabError> {
-        self.state = match std::mem::replace(&mut self.state, State::Failed) {
-            State::Listening(listener) => {
-                State::Connected(listener.accept().map_err(lib("accept"))?)
+    /// Accepts or connects (once; later calls do nothing).
+    pub(crate) fn start(&mut self) -> Result<(), LabError> {
+        *self = match std::mem::replace(self, Connection::Failed) {
+            Connection::Listening(listener) => {
+                Connection::Connected(listener.accept().map_err(lib("accept"))?)
             }
             // An empty socket path: the peer is an inbox, bound after the fork.
-            State::ToConnect {
+            Connection::ToConnect {
                 endpoint,
                 options,
                 socket_path,
-            } if socket_path.as_os_str().is_empty() => {
-                State::Connected(connect_retrying(&endpoint, &options).map_err(lib("connect"))?)
-            }
-            State::ToConnect {
+            } if socket_path.as_os_str().is_empty() => Connection::Connected(
+                connect_retrying(&endpoint, &options).map_err(lib("connect"))?,
+            ),
+            Connection::ToConnect {
                 endpoint,
                 options,
                 socket_path,
             } => match Conn::connect_with(&endpoint, options) {
-                Ok(conn) => State::Connected(conn),
+                Ok(conn) => Connection::Connected(conn),
                 Err(err) => {
                     // Wake the parent's accept so it fails instead of waiting forever.
                     drop(UnixStream::connect(&socket_path));
@@ -156,6 +147,24 @@ impl Side for ShmsockSide {
             other => other,
         };
         Ok(())
+    }
+
+    /// The connection, once started.
+    #[inline]
+    pub(crate) fn conn(&mut self) -> Result<&mut Conn, LabError> {
+        match self {
+            Connection::Connected(conn) => Ok(conn),
+            _ => Err(LabError::Shmsock {
+                what: "send/recv",
+                detail: "the side was not started".into(),
+            }),
+        }
+    }
+}
+
+impl Side for Connection {
+    fn start(&mut self) -> Result<(), LabError> {
+        Connection::start(self)
     }
 
     fn abandon(self: Box<Self>) {
@@ -204,12 +213,10 @@ impl FanIn for ShmsockInbox {
             }),
             producers: (0..producers)
                 .map(|_| -> Box<dyn Side> {
-                    Box::new(ShmsockSide {
-                        state: State::ToConnect {
-                            endpoint: endpoint.clone(),
-                            options: options.clone(),
-                            socket_path: PathBuf::new(),
-                        },
+                    Box::new(Connection::ToConnect {
+                        endpoint: endpoint.clone(),
+                        options: options.clone(),
+                        socket_path: PathBuf::new(),
                     })
                 })
                 .collect(),

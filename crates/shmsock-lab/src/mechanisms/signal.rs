@@ -21,14 +21,11 @@
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
-use super::{spin_until, Mechanism, Pair, Pattern, Side, STALL_TIMEOUT};
+use super::latency_only::{Doorbell, LatencyOnly};
+use super::{again_or_fail, sleep_until, spin_until};
 use crate::shared::SharedRegion;
 use crate::LabError;
-
-/// Bytes a signal "message" carries: the `sigval`.
-pub const SIGNAL_PAYLOAD_BYTES: usize = 8;
 
 /// Which real-time signal above `SIGRTMIN` the lab uses.
 const SIGRT_OFFSET: libc::c_int = 5;
@@ -64,78 +61,56 @@ const _: () = assert!(std::mem::size_of::<RtSigInfo>() == 128);
 const _: () = assert!(std::mem::size_of::<libc::siginfo_t>() == 128);
 
 /// Real-time signals with a `sigval` payload.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RtSignal;
+pub const SIGNAL: LatencyOnly =
+    LatencyOnly::word::<SignalBell>("signal", "streaming (a signal carries 8 bytes)");
 
-impl Mechanism for RtSignal {
-    fn name(&self) -> &'static str {
-        "signal"
+/// The parent's and the child's doorbells, before the fork.
+fn signal_pair() -> Result<(SignalBell, SignalBell), LabError> {
+    if !LAYOUT_KNOWN {
+        return Err(LabError::Unsupported {
+            mechanism: "signal",
+            what: "this architecture (its siginfo_t layout is not the generic one)",
+        });
     }
-
-    fn supports(&self, pattern: Pattern) -> bool {
-        pattern == Pattern::PingPong
+    let signo = libc::SIGRTMIN() + SIGRT_OFFSET;
+    if signo > libc::SIGRTMAX() {
+        return Err(LabError::Unsupported {
+            mechanism: "signal",
+            what: "a libc with so few real-time signals",
+        });
     }
-
-    fn payload_len(&self, _size: usize) -> usize {
-        SIGNAL_PAYLOAD_BYTES
+    let region = Rc::new(SharedRegion::new(64)?);
+    let set = sigset_of(signo);
+    // SAFETY: `sigset_t` is a plain C struct; all-zero is a valid value (overwritten below).
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` and `old` are valid sigsets owned by this frame; this changes only the
+    // calling thread's mask (restored when the parent side is dropped).
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+    if rc != 0 {
+        return Err(LabError::Os {
+            what: "blocking the real-time signal",
+            source: std::io::Error::from_raw_os_error(rc),
+        });
     }
-
-    fn setup(&self, pattern: Pattern, _size: usize) -> Result<Pair, LabError> {
-        if pattern != Pattern::PingPong {
-            return Err(LabError::Unsupported {
-                mechanism: "signal",
-                what: "streaming (a signal carries 8 bytes)",
-            });
-        }
-        if !LAYOUT_KNOWN {
-            return Err(LabError::Unsupported {
-                mechanism: "signal",
-                what: "this architecture (its siginfo_t layout is not the generic one)",
-            });
-        }
-        let signo = libc::SIGRTMIN() + SIGRT_OFFSET;
-        if signo > libc::SIGRTMAX() {
-            return Err(LabError::Unsupported {
-                mechanism: "signal",
-                what: "a libc with so few real-time signals",
-            });
-        }
-        let region = Rc::new(SharedRegion::new(64)?);
-        let set = sigset_of(signo);
-        // SAFETY: `sigset_t` is a plain C struct; all-zero is a valid value (overwritten below).
-        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `set` and `old` are valid sigsets owned by this frame; this changes only the
-        // calling thread's mask (restored when the parent side is dropped).
-        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
-        if rc != 0 {
-            return Err(LabError::Os {
-                what: "blocking the real-time signal",
-                source: std::io::Error::from_raw_os_error(rc),
-            });
-        }
-        // SAFETY: `old` was filled by pthread_sigmask; sigismember only reads it.
-        let was_blocked = unsafe { libc::sigismember(&old, signo) } == 1;
-        // The parent side sends to the child (whose pid it learns in `start`); the child side
-        // sends to the parent's measuring thread.
-        let parent = SignalSide {
-            signo,
-            set,
-            region: Rc::clone(&region),
-            target: None,
-            restore: (!was_blocked).then(std::process::id),
-        };
-        let child = SignalSide {
-            signo,
-            set,
-            region,
-            target: Some((rustix::process::getpid(), rustix::thread::gettid())),
-            restore: None,
-        };
-        Ok(Pair {
-            parent: Box::new(parent),
-            child: Box::new(child),
-        })
-    }
+    // SAFETY: `old` was filled by pthread_sigmask; sigismember only reads it.
+    let was_blocked = unsafe { libc::sigismember(&old, signo) } == 1;
+    // The parent side sends to the child (whose pid it learns in `start`); the child side
+    // sends to the parent's measuring thread.
+    let parent = SignalBell {
+        signo,
+        set,
+        region: Rc::clone(&region),
+        target: None,
+        restore: (!was_blocked).then(std::process::id),
+    };
+    let child = SignalBell {
+        signo,
+        set,
+        region,
+        target: Some((rustix::process::getpid(), rustix::thread::gettid())),
+        restore: None,
+    };
+    Ok((parent, child))
 }
 
 fn sigset_of(signo: libc::c_int) -> libc::sigset_t {
@@ -148,7 +123,7 @@ fn sigset_of(signo: libc::c_int) -> libc::sigset_t {
     }
 }
 
-struct SignalSide {
+struct SignalBell {
     signo: libc::c_int,
     set: libc::sigset_t,
     region: Rc<SharedRegion>,
@@ -159,7 +134,11 @@ struct SignalSide {
     restore: Option<u32>,
 }
 
-impl Side for SignalSide {
+impl Doorbell for SignalBell {
+    fn pair() -> Result<(Self, Self), LabError> {
+        signal_pair()
+    }
+
     fn start(&mut self) -> Result<(), LabError> {
         let word = self.region.atomic_u64(CHILD_PID_OFFSET);
         if self.target.is_some() {
@@ -186,14 +165,8 @@ impl Side for SignalSide {
         Ok(())
     }
 
-    fn send(&mut self, msg: &[u8]) -> Result<(), LabError> {
-        let value = msg
-            .first_chunk::<SIGNAL_PAYLOAD_BYTES>()
-            .map(|b| u64::from_le_bytes(*b))
-            .ok_or(LabError::WrongSize {
-                len: msg.len(),
-                size: SIGNAL_PAYLOAD_BYTES,
-            })?;
+    #[inline]
+    fn ring(&mut self, value: u64) -> Result<(), LabError> {
         let (pid, tid) = self.target.ok_or(LabError::Unsupported {
             mechanism: "signal",
             what: "sending before start",
@@ -235,20 +208,13 @@ impl Side for SignalSide {
         })
     }
 
-    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
-        let len = buf.len();
-        let out = buf
-            .first_chunk_mut::<SIGNAL_PAYLOAD_BYTES>()
-            .ok_or(LabError::WrongSize {
-                len,
-                size: SIGNAL_PAYLOAD_BYTES,
-            })?;
-        let started = Instant::now();
+    #[inline]
+    fn wait(&mut self) -> Result<u64, LabError> {
         let slice = libc::timespec {
             tv_sec: 1,
             tv_nsec: 0,
         };
-        loop {
+        sleep_until("waiting for a real-time signal", || {
             let mut info = RtSigInfo {
                 signo: 0,
                 errno: 0,
@@ -269,30 +235,14 @@ impl Side for SignalSide {
                 )
             };
             if got == self.signo {
-                *out = info.value.to_le_bytes();
-                return Ok(SIGNAL_PAYLOAD_BYTES);
+                return Ok(Some(info.value));
             }
-            let err = std::io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EAGAIN | libc::EINTR) => {}
-                _ => {
-                    return Err(LabError::Os {
-                        what: "sigtimedwait",
-                        source: err,
-                    })
-                }
-            }
-            if started.elapsed() > STALL_TIMEOUT {
-                return Err(LabError::Stalled {
-                    what: "waiting for a real-time signal",
-                    waited: started.elapsed(),
-                });
-            }
-        }
+            again_or_fail("sigtimedwait", &[libc::EAGAIN, libc::EINTR])
+        })
     }
 }
 
-impl Drop for SignalSide {
+impl Drop for SignalBell {
     fn drop(&mut self) {
         if self.restore != Some(std::process::id()) {
             return;

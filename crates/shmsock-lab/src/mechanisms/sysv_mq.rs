@@ -19,7 +19,7 @@
 //! queue this module created and pointers/lengths of its own live staging buffers.
 #![allow(unsafe_code)]
 
-use super::{Mechanism, Pair, Pattern, Side};
+use super::{sysctl, Mechanism, Pair, Pattern, Side};
 use crate::LabError;
 
 /// Linux's default `msgmax`, used when `/proc` does not say.
@@ -43,13 +43,8 @@ impl Mechanism for SysvMq {
     }
 
     fn max_message(&self) -> usize {
-        let limit = |name, default| {
-            std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(default)
-        };
-        limit("msgmax", MSGMAX_DEFAULT_BYTES).min(limit("msgmnb", MSGMNB_DEFAULT_BYTES))
+        sysctl("kernel/msgmax", MSGMAX_DEFAULT_BYTES)
+            .min(sysctl("kernel/msgmnb", MSGMNB_DEFAULT_BYTES))
     }
 
     fn setup(&self, _pattern: Pattern, size: usize) -> Result<Pair, LabError> {
@@ -106,6 +101,20 @@ impl SysvSide {
     }
 }
 
+/// What the failure of `call` (`msgsnd`, `msgrcv`) just now means: `None` to try again (a
+/// signal interrupted it), else the error; a removed queue is the peer gone (`peer_gone`).
+fn failure(call: &'static str, peer_gone: &'static str) -> Option<LabError> {
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINTR) => None,
+        Some(libc::EIDRM | libc::EINVAL) => Some(LabError::PeerClosed { what: peer_gone }),
+        _ => Some(LabError::Os {
+            what: call,
+            source: err,
+        }),
+    }
+}
+
 impl Side for SysvSide {
     fn send(&mut self, msg: &[u8]) -> Result<(), LabError> {
         let tx_type = self.tx_type;
@@ -125,20 +134,8 @@ impl Side for SysvSide {
             if rc == 0 {
                 return Ok(());
             }
-            let err = std::io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => {}
-                Some(libc::EIDRM | libc::EINVAL) => {
-                    return Err(LabError::PeerClosed {
-                        what: "sending (the queue was removed)",
-                    })
-                }
-                _ => {
-                    return Err(LabError::Os {
-                        what: "msgsnd",
-                        source: err,
-                    })
-                }
+            if let Some(e) = failure("msgsnd", "sending (the queue was removed)") {
+                return Err(e);
             }
         }
     }
@@ -161,20 +158,8 @@ impl Side for SysvSide {
             if let Ok(n) = usize::try_from(n) {
                 break n;
             }
-            let err = std::io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => {}
-                Some(libc::EIDRM | libc::EINVAL) => {
-                    return Err(LabError::PeerClosed {
-                        what: "receiving (the queue was removed)",
-                    })
-                }
-                _ => {
-                    return Err(LabError::Os {
-                        what: "msgrcv",
-                        source: err,
-                    })
-                }
+            if let Some(e) = failure("msgrcv", "receiving (the queue was removed)") {
+                return Err(e);
             }
         };
         let len = buf.len();

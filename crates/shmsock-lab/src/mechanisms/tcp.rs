@@ -13,37 +13,11 @@ use rustix::net::{
     SocketFlags, SocketType,
 };
 
-use super::fd_stream::FdStreamSide;
-use super::{Mechanism, Pair, Pattern};
+use super::fd_stream::{Ends, FdStream};
 use crate::LabError;
 
 /// TCP over loopback.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Tcp;
-
-impl Mechanism for Tcp {
-    fn name(&self) -> &'static str {
-        "tcp"
-    }
-
-    fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError> {
-        let (parent_fd, child_fd) = loopback_connection()?;
-        let (parent, child) = match pattern {
-            Pattern::Stream => (
-                FdStreamSide::new("tcp", Some(parent_fd), None, size),
-                FdStreamSide::new("tcp", None, Some(child_fd), size),
-            ),
-            Pattern::PingPong => (
-                FdStreamSide::duplex("tcp", parent_fd, size)?,
-                FdStreamSide::duplex("tcp", child_fd, size)?,
-            ),
-        };
-        Ok(Pair {
-            parent: Box::new(parent),
-            child: Box::new(child),
-        })
-    }
-}
+pub const TCP: FdStream = FdStream::new("tcp", loopback_connection, Ends::Duplex);
 
 /// Returns (accepted, connected): both ends of a fresh loopback connection, Nagle off.
 fn loopback_connection() -> Result<(OwnedFd, OwnedFd), LabError> {

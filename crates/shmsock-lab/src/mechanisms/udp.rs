@@ -13,45 +13,31 @@ use rustix::net::{
 };
 
 use super::fd_msg::FdMsgSide;
-use super::{Mechanism, Pair, Pattern};
+use super::latency_only::{Carries, LatencyOnly};
+use super::Pair;
 use crate::LabError;
 
 /// Largest UDP payload over IPv4 (65,535 − 8-byte UDP header − 20-byte IP header).
 const UDP_MSG_MAX_BYTES: usize = 65_507;
 
 /// UDP over loopback.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Udp;
+pub const UDP: LatencyOnly = LatencyOnly::new(
+    "udp",
+    "streaming (no flow control: a fast sender loses datagrams)",
+    Carries::UpTo(UDP_MSG_MAX_BYTES),
+    udp_pair,
+);
 
-impl Mechanism for Udp {
-    fn name(&self) -> &'static str {
-        "udp"
-    }
-
-    fn supports(&self, pattern: Pattern) -> bool {
-        pattern == Pattern::PingPong
-    }
-
-    fn max_message(&self) -> usize {
-        UDP_MSG_MAX_BYTES
-    }
-
-    fn setup(&self, pattern: Pattern, _size: usize) -> Result<Pair, LabError> {
-        if pattern != Pattern::PingPong {
-            return Err(LabError::Unsupported {
-                mechanism: "udp",
-                what: "streaming (no flow control: a fast sender loses datagrams)",
-            });
-        }
-        let a = bound_socket()?;
-        let b = bound_socket()?;
-        connect(&a, &local_addr(&b)?).map_err(LabError::os("connecting a UDP socket"))?;
-        connect(&b, &local_addr(&a)?).map_err(LabError::os("connecting a UDP socket"))?;
-        Ok(Pair {
-            parent: Box::new(FdMsgSide::new(a)),
-            child: Box::new(FdMsgSide::new(b)),
-        })
-    }
+/// Both sides of the ping-pong, before the fork.
+fn udp_pair(_size: usize) -> Result<Pair, LabError> {
+    let a = bound_socket()?;
+    let b = bound_socket()?;
+    connect(&a, &local_addr(&b)?).map_err(LabError::os("connecting a UDP socket"))?;
+    connect(&b, &local_addr(&a)?).map_err(LabError::os("connecting a UDP socket"))?;
+    Ok(Pair {
+        parent: Box::new(FdMsgSide::new(a)),
+        child: Box::new(FdMsgSide::new(b)),
+    })
 }
 
 fn bound_socket() -> Result<OwnedFd, LabError> {
