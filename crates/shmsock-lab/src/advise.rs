@@ -24,8 +24,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::error::LabError;
+use crate::options::{LabOptions, Mode};
 use crate::report::Report;
-use crate::{LabError, LabOptions, Mode};
 
 pub use interview::interview;
 pub use parse::{parse_bytes, parse_duration_ns, parse_rate};

@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::LabError;
 use crate::process::allowed_cpus;
-use crate::LabError;
 
 /// The CPUs the two sides of every pair are pinned to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

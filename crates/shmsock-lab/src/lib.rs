@@ -50,6 +50,7 @@ pub mod experiments;
 mod format;
 pub mod host;
 pub mod mechanisms;
+mod options;
 mod process;
 mod progress;
 pub mod report;
@@ -58,121 +59,15 @@ mod shared;
 pub mod stats;
 mod table;
 
-use std::path::PathBuf;
-use std::sync::Mutex;
-
 pub use error::LabError;
 pub use experiments::latency::LatencyRow;
 pub use experiments::throughput::ThroughputRow;
 pub use experiments::{Budget, Budgets};
 pub use host::{HostInfo, Pinning};
+pub use options::{LabOptions, Mode, EXPERIMENTS, LATENCY_SIZE, THROUGHPUT_SIZES};
 pub use report::{FloorCheck, Report, UnavailableRow};
 
-use process::AffinityGuard;
-
-/// Size of the latency experiment's messages, in bytes.
-pub const LATENCY_SIZE: usize = 64;
-/// Sizes of the throughput experiment's messages, in bytes: the foundation's 64 B, and the
-/// reference documents' 4 KiB and 1 MiB.
-pub const THROUGHPUT_SIZES: [usize; 3] = [64, 4096, 1 << 20];
-/// The experiments, by the names `--only` takes.
-pub const EXPERIMENTS: [&str; 8] = [
-    "latency",
-    "throughput",
-    "sync-tax",
-    "contention",
-    "fanout",
-    "bridge",
-    "serialization",
-    "scale",
-];
-
-/// Serialises every fork in this process: the lab pins the calling thread and forks, and two
-/// labs (or tests) doing so at once would measure each other.
-static FORK_LOCK: Mutex<()> = Mutex::new(());
-
-/// How long and how thoroughly to measure.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Under a minute: indicative numbers ([`Budgets::QUICK`]).
-    Quick,
-    /// A few minutes: the reference documents' volumes ([`Budgets::DEFAULT`]).
-    #[default]
-    Default,
-    /// Longer runs for stable tails ([`Budgets::FULL`]).
-    Full,
-}
-
-impl Mode {
-    /// The budgets of this mode.
-    pub fn budgets(self) -> Budgets {
-        match self {
-            Mode::Quick => Budgets::QUICK,
-            Mode::Default => Budgets::DEFAULT,
-            Mode::Full => Budgets::FULL,
-        }
-    }
-
-    /// `quick`, `default` or `full`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Quick => "quick",
-            Mode::Default => "default",
-            Mode::Full => "full",
-        }
-    }
-}
-
-/// What to run and where to write it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LabOptions {
-    /// How long to measure.
-    pub mode: Mode,
-    /// Also write the report as JSON to this path.
-    pub json: Option<PathBuf>,
-    /// Write `report.md`, `report.json` and the SVG plots into this directory.
-    pub out: Option<PathBuf>,
-    /// Run only these mechanisms (by name) in the latency and throughput experiments; `None`
-    /// runs all. `floor` always runs: it is the reference for the latency ratios and the noise
-    /// check. The other experiments have fixed subjects (their reference tables' rows).
-    pub mechanisms: Option<Vec<String>>,
-    /// Run only these experiments (names of [`EXPERIMENTS`]); `None` runs all.
-    pub only: Option<Vec<String>>,
-    /// Throughput message sizes in bytes; `None` means [`THROUGHPUT_SIZES`].
-    pub sizes: Option<Vec<usize>>,
-}
-
-impl LabOptions {
-    /// Whether `experiment` is selected.
-    pub fn runs(&self, experiment: &str) -> bool {
-        self.only
-            .as_ref()
-            .is_none_or(|only| only.iter().any(|e| e == experiment))
-    }
-
-    /// The throughput sizes to measure.
-    pub fn throughput_sizes(&self) -> Vec<usize> {
-        self.sizes
-            .clone()
-            .unwrap_or_else(|| THROUGHPUT_SIZES.to_vec())
-    }
-
-    fn validate(&self) -> Result<(), LabError> {
-        for name in self.only.iter().flatten() {
-            if !EXPERIMENTS.contains(&name.as_str()) {
-                return Err(LabError::UnknownExperiment {
-                    name: name.clone(),
-                    known: EXPERIMENTS.join(", "),
-                });
-            }
-        }
-        for name in self.mechanisms.iter().flatten() {
-            mechanisms::by_name(name)?;
-        }
-        Ok(())
-    }
-}
+use process::{AffinityGuard, FORK_LOCK};
 
 /// Runs the lab: prints progress to stderr and the table to stdout, writes the JSON and the
 /// report directory if asked, and returns the report.

@@ -27,13 +27,18 @@
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, waitpid, Pid, Signal, WaitOptions, WaitStatus};
 use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
 
+use crate::error::LabError;
 use crate::shared::SharedRegion;
-use crate::LabError;
+
+/// Serialises every fork in this process: the lab pins the calling thread and forks, and two
+/// labs (or tests) doing so at once would measure each other.
+pub(crate) static FORK_LOCK: Mutex<()> = Mutex::new(());
 
 /// Longest error text a child can report.
 const MESSAGE_BYTES: usize = 1024;
@@ -463,7 +468,9 @@ mod tests {
 
     #[test]
     fn child_exit_code_is_reported() {
-        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let _lock = crate::process::FORK_LOCK
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let cpu = allowed_cpus().expect("affinity")[0];
         let pid = fork_child(cpu, 10, || 7).expect("fork");
         assert_eq!(
@@ -474,7 +481,9 @@ mod tests {
 
     #[test]
     fn stuck_child_is_killed_after_the_timeout() {
-        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let _lock = crate::process::FORK_LOCK
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let cpu = allowed_cpus().expect("affinity")[0];
         let pid = fork_child(cpu, 30, || loop {
             std::thread::sleep(Duration::from_millis(10));
@@ -508,7 +517,9 @@ mod tests {
 
     #[test]
     fn a_failed_child_is_named_and_its_siblings_still_reaped() {
-        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let _lock = crate::process::FORK_LOCK
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let cpu = allowed_cpus().expect("affinity")[0];
         let mut children = Children::new();
         let watchdog = Duration::from_secs(10);
@@ -538,7 +549,9 @@ mod tests {
 
     #[test]
     fn killed_children_are_reaped_and_reported() {
-        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let _lock = crate::process::FORK_LOCK
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let cpu = allowed_cpus().expect("affinity")[0];
         let mut children = Children::new();
         for k in 0..2 {

@@ -12,10 +12,11 @@ use crate::mechanisms::{self, Mechanism, Pattern};
 /// Offset-exchange rows run at throughput sizes of this many bytes or more (the Comparison measures
 /// pointer exchange at 1 MB).
 const OFFSET_FROM_BYTES: usize = 1 << 20;
+use crate::error::LabError;
 use crate::experiments::latency::LatencyRow;
+use crate::options::{LabOptions, LATENCY_SIZE};
 use crate::progress::Progress;
 use crate::report::{FloorCheck, Report, UnavailableRow};
-use crate::{LabError, LabOptions, LATENCY_SIZE};
 
 /// The experiments of one mechanism.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +153,7 @@ impl<'a> Lab<'a> {
         let _ = experiments::latency::measure(
             &floor,
             LATENCY_SIZE,
-            crate::Budgets::QUICK.latency,
+            crate::experiments::Budgets::QUICK.latency,
             self.pinning,
         );
         let floor_before =

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use rustix::fs::{ftruncate, open, unlink, Mode, OFlags};
 use rustix::mm::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags};
 
-use crate::LabError;
+use crate::error::LabError;
 
 /// Size of a cache line on the machines we measure (x86-64 and most aarch64).
 pub(crate) const CACHE_LINE_BYTES: usize = 64;

@@ -2,8 +2,8 @@ use super::*;
 use crate::experiments::latency::LatencyRow;
 use crate::experiments::throughput::ThroughputRow;
 use crate::host::HostInfo;
+use crate::options::Mode;
 use crate::stats::Percentiles;
-use crate::Mode;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;

@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{get_seq, put_seq, Budget, Window, SEQ_STOP, WATCHDOG_MARGIN};
 use crate::chart::{Chart, Mark, Scale, Series};
+use crate::error::LabError;
 use crate::format::{fmt_ns, fmt_ratio, fmt_signed_ns, fmt_size};
 use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::shmsock::{lib, retry_refused, unique_endpoint};
@@ -50,7 +51,6 @@ use crate::process::{allowed_cpus, outcome, wait_until, ChildStats, Children, Pa
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::stats::Percentiles;
 use crate::table::Table;
-use crate::LabError;
 
 /// One-way latency of one path from a publisher process to a subscriber process, direct or
 /// through a `shmsock bridge` process. Times in ns, one message in flight.

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::{get_seq, put_seq, send_numbered, Budgets, Window, SEQ_STOP, WATCHDOG_MARGIN};
 use crate::chart::{distinct, Chart, Mark, Series, COLOURS};
 use crate::claims::{self, ClaimCheck, Metric};
+use crate::error::LabError;
 use crate::format::{fmt_count, fmt_ratio};
 use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::cas_ring::CasRing;
@@ -38,7 +39,6 @@ use crate::mechanisms::{FanIn, Side};
 use crate::process::{outcome, wait_until, ChildStats, Children, Pause};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::table::Table;
-use crate::LabError;
 
 /// One multi-producer queue with `producers` producer processes and one consumer (the Comparison's
 /// contention table).

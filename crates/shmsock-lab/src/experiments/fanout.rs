@@ -33,13 +33,13 @@ use serde::{Deserialize, Serialize};
 use super::throughput::cpu_pct;
 use super::{get_seq, put_seq, send_numbered, Budgets, Window, SEQ_STOP, WATCHDOG_MARGIN};
 use crate::chart::{sorted, Chart, Mark, Series, COLOURS};
+use crate::error::LabError;
 use crate::format::{fmt_count, fmt_ratio, fmt_size};
 use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::shmsock::{lib, retry_refused, unique_endpoint};
 use crate::process::{outcome, wait_until, ChildStats, Children, Pause};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::table::Table;
-use crate::LabError;
 
 /// One `shm://` publisher process broadcasting to `subscribers` subscriber processes
 /// (the fan-out experiment), `Overflow::Block`: every message reaches every subscriber.
@@ -439,7 +439,9 @@ mod tests {
 
     #[test]
     fn one_and_two_subscribers_receive_everything() {
-        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let _lock = crate::process::FORK_LOCK
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let pinning = Pinning::choose().expect("pinning");
         let _pinned = crate::process::AffinityGuard::pin(pinning.parent_cpu).expect("pin");
         for subscribers in [1, 2] {

@@ -13,10 +13,10 @@
 
 use super::pair::run_pair;
 use super::{get_seq, Budgets};
+use crate::error::LabError;
 use crate::host::Pinning;
 use crate::mechanisms::{Mechanism, Pattern, Side};
 use crate::process::ChildStats;
-use crate::LabError;
 
 /// Message sizes checked: the smallest, odd ones, the two measured ones, and a large one.
 pub const SIZES: [usize; 6] = [8, 13, 64, 1000, 4096, 65536];
@@ -208,7 +208,9 @@ mod tests {
 
     #[test]
     fn a_mechanism_that_corrupts_one_size_fails_the_check() {
-        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let _lock = crate::process::FORK_LOCK
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let pinning = Pinning::choose().expect("affinity");
         check(&PIPE, pinning).expect("plain pipes are intact");
         let err = check(&BitFlippingPipe { bad_size: 1000 }, pinning).expect_err("corrupt");

@@ -19,13 +19,14 @@ use serde::{Deserialize, Serialize};
 use super::pair::run_pair;
 use super::{get_seq, put_seq, Budget, Window, SEQ_STOP};
 use crate::chart::{Chart, Mark, Scale, Series};
+use crate::error::LabError;
 use crate::format::{fmt_ns, fmt_ratio};
 use crate::host::Pinning;
 use crate::mechanisms::{Mechanism, Pattern, Side};
+use crate::options::LATENCY_SIZE;
 use crate::process::ChildStats;
 use crate::stats::Percentiles;
 use crate::table::Table;
-use crate::{LabError, LATENCY_SIZE};
 
 /// Ping-pong latency of one mechanism at one message size. Times are round trips, in ns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

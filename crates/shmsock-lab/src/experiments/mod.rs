@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 
 use rustix::time::{clock_gettime, ClockId};
 
+use crate::error::LabError;
 use crate::process::ChildStats;
-use crate::LabError;
 
 /// Sequence number that tells the peer the experiment is over (it is echoed, then both stop).
 pub(crate) const SEQ_STOP: u64 = u64::MAX;

@@ -18,10 +18,10 @@
 
 use std::time::Duration;
 
+use crate::error::LabError;
 use crate::host::Pinning;
 use crate::mechanisms::{Mechanism, Pattern, Side};
 use crate::process::{outcome, ChildStats, Children};
-use crate::LabError;
 
 /// How long the parent waits for the child to exit once its own side is done.
 const CHILD_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,7 +82,9 @@ mod tests {
 
     #[test]
     fn a_failing_child_is_reported_with_its_reason() {
-        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let _lock = crate::process::FORK_LOCK
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let mut buf = [0u8; 64];
         let err = run_pair(
             &PIPE,
@@ -105,7 +107,9 @@ mod tests {
 
     #[test]
     fn a_hung_child_is_ended_by_its_watchdog_and_the_parent_returns() {
-        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let _lock = crate::process::FORK_LOCK
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let mut buf = [0u8; 64];
         let started = Instant::now();
         let err = run_pair(
@@ -130,7 +134,9 @@ mod tests {
 
     #[test]
     fn the_childs_stats_reach_the_parent() {
-        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let _lock = crate::process::FORK_LOCK
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let ((), stats) = run_pair(
             &PIPE,
             Pattern::Stream,

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{throughput, Budget, Budgets};
 use crate::claims::{self, fmt_value, ClaimCheck, Metric};
+use crate::error::LabError;
 use crate::experiments::latency::{self, LatencyRow};
 use crate::format::{fmt_count, fmt_ns};
 use crate::host::Pinning;
@@ -27,7 +28,6 @@ use crate::mechanisms::uds_stream::UDS_STREAM;
 use crate::mechanisms::Mechanism;
 use crate::process::pin_current_thread;
 use crate::table::Table;
-use crate::LabError;
 
 /// Moving one million messages one way (Communication Costs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

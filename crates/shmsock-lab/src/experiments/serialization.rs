@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::claims::{self, ClaimCheck, Metric};
+use crate::error::LabError;
 use crate::table::Table;
-use crate::LabError;
 
 /// Serializing one ~1 KiB struct (Communication Costs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

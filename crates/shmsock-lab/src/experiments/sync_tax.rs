@@ -21,13 +21,13 @@ use serde::{Deserialize, Serialize};
 use super::{throughput, Budget, Budgets};
 use crate::chart::{Chart, Mark, Series, CLAIMED};
 use crate::claims::{self, ClaimCheck, Metric};
+use crate::error::LabError;
 use crate::format::fmt_count;
 use crate::host::Pinning;
 use crate::mechanisms::locked_ring::LockedRing;
 use crate::mechanisms::raw_ring::RawRing;
 use crate::mechanisms::Mechanism;
 use crate::table::Table;
-use crate::LabError;
 
 /// One synchronisation method guarding a single-producer single-consumer queue of 4 KiB
 /// messages (the Comparison's "synchronization tax" table).

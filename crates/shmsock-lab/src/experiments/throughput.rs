@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 use super::pair::run_pair;
 use super::{get_seq, put_seq, send_numbered, Budget, Window, SEQ_STOP};
 use crate::chart::{distinct, sorted, Chart, Mark, Scale, Series, COLOURS};
+use crate::error::LabError;
 use crate::format::{fmt_count, fmt_ratio, fmt_size};
 use crate::host::Pinning;
 use crate::mechanisms::{Mechanism, Pattern, Side};
 use crate::process::ChildStats;
 use crate::table::{Group, Table};
-use crate::LabError;
 
 /// Streaming throughput of one mechanism at one message size, measured by the receiver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -35,8 +35,8 @@ use super::lanes::{self, Lane};
 use super::{
     check_len, message_buf, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, Slots,
 };
+use crate::error::LabError;
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
-use crate::LabError;
 
 const TAIL_OFFSET: usize = 0;
 const SLOTS_OFFSET: usize = CACHE_LINE_BYTES;

@@ -22,7 +22,7 @@ use rustix::time::Timespec;
 
 use super::latency_only::{Doorbell, LatencyOnly};
 use super::sleep_until;
-use crate::LabError;
+use crate::error::LabError;
 
 /// Largest value an eventfd counter can take; the stop value travels as this.
 const COUNTER_MAX: u64 = u64::MAX - 1;

@@ -12,7 +12,7 @@ use rustix::io::Errno;
 use rustix::net::{recv, send, RecvFlags, SendFlags};
 
 use super::Side;
-use crate::LabError;
+use crate::error::LabError;
 
 /// One end of a message socket: one connected socket used in both directions.
 pub(crate) struct FdMsgSide {

@@ -16,7 +16,7 @@ use std::os::fd::OwnedFd;
 use rustix::io::{read, write, Errno};
 
 use super::{check_len, message_buf, Mechanism, Pair, Pattern, Side};
-use crate::LabError;
+use crate::error::LabError;
 
 /// Makes one channel: a pair of connected descriptors.
 pub type MakeChannel = fn() -> Result<(OwnedFd, OwnedFd), LabError>;

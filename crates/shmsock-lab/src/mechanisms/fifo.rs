@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rustix::fs::{fcntl_getfl, fcntl_setfl, mkfifoat, open, unlink, Mode, OFlags, CWD};
 
 use super::fd_stream::{Ends, FdStream};
-use crate::LabError;
+use crate::error::LabError;
 
 /// Distinguishes the FIFOs made by one process.
 static NEXT_FIFO: AtomicU64 = AtomicU64::new(0);

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 
 use super::latency_only::{line_pair, Doorbell, LatencyOnly, Lines};
 use super::spin_until;
-use crate::LabError;
+use crate::error::LabError;
 
 /// The cache-line ping-pong.
 pub const FLOOR: LatencyOnly =

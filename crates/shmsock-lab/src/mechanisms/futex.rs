@@ -22,7 +22,7 @@ use rustix::thread::futex;
 
 use super::latency_only::{line_pair, Doorbell, LatencyOnly, Lines};
 use super::sleep_until;
-use crate::LabError;
+use crate::error::LabError;
 
 /// Offset of the payload word inside a line.
 const PAYLOAD_OFFSET: usize = 8;

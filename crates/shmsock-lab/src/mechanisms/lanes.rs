@@ -12,7 +12,7 @@
 //! own `send` and `recv`: no more dispatch in the timed loop than the one `dyn Side` call.
 
 use super::{FanInSides, Pair, Pattern, Side};
-use crate::LabError;
+use crate::error::LabError;
 
 /// One process's handle on a queue that carries messages one way.
 pub(crate) trait Lane: Sized + 'static {

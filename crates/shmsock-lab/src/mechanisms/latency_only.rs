@@ -15,8 +15,8 @@
 use std::rc::Rc;
 
 use super::{Mechanism, Pair, Pattern, Side};
+use crate::error::LabError;
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
-use crate::LabError;
 
 /// Bytes a word mechanism's "message" carries: one `u64`, the sequence number.
 pub const WORD_BYTES: usize = 8;

@@ -13,7 +13,7 @@ use shmsock::{Options, Sample};
 
 use super::shmsock::{lib, Connection};
 use super::{Mechanism, Pair, Pattern, Side};
-use crate::LabError;
+use crate::error::LabError;
 
 /// Slots in the sender's pool: how many messages may be in flight.
 pub const LOAN_SLOTS: usize = 8;
@@ -148,7 +148,9 @@ mod tests {
 
     #[test]
     fn loans_stream_every_slot_intact() {
-        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let _lock = crate::process::FORK_LOCK
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let pinning = Pinning::choose().expect("affinity");
         let tiny = Budget {
             warmup_iters: 64,

@@ -41,8 +41,8 @@ use super::spinlock::SpinLock;
 use super::{
     check_len, message_buf, spin_until, FanIn, FanInSides, Mechanism, Pair, Pattern, Slots,
 };
+use crate::error::LabError;
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
-use crate::LabError;
 
 const LOCK_OFFSET: usize = 0;
 const HEAD_OFFSET: usize = ProcessSharedMutex::BYTES;

@@ -42,7 +42,7 @@ pub mod uds_stream;
 
 use std::time::{Duration, Instant};
 
-use crate::LabError;
+use crate::error::LabError;
 
 /// Capacity of the shared-memory rings (the textbook ring and shmsock's), in bytes; the same for
 /// both so their throughput rows compare like with like.

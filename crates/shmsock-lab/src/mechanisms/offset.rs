@@ -22,8 +22,8 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use super::{spin_until, Mechanism, Pair, Pattern, Side};
+use crate::error::LabError;
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
-use crate::LabError;
 
 /// Slots in the pool: how many messages may be in flight.
 pub const POOL_SLOTS: u64 = 8;
@@ -212,7 +212,9 @@ mod tests {
     };
 
     fn streams_every_offset_intact(exchange: OffsetExchange) {
-        let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let _lock = crate::process::FORK_LOCK
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let pinning = Pinning::choose().expect("affinity");
         let row = throughput::measure(&exchange, 4096, TINY, pinning)
             .unwrap_or_else(|e| panic!("{}: {e}", exchange.name()));

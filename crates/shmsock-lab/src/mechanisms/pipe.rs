@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use rustix::pipe::{pipe_with, PipeFlags};
 
 use super::fd_stream::{Ends, FdStream};
-use crate::LabError;
+use crate::error::LabError;
 
 /// Anonymous pipes.
 pub const PIPE: FdStream = FdStream::new("pipe", pipe, Ends::OneWay);

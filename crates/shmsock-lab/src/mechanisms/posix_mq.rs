@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use super::lanes::{self, Lane};
 use super::{again_or_fail, sleep_until, sysctl, FanIn, FanInSides, Mechanism, Pair, Pattern};
-use crate::LabError;
+use crate::error::LabError;
 
 /// Distinguishes the queues made by one process.
 static NEXT_QUEUE: AtomicU64 = AtomicU64::new(0);

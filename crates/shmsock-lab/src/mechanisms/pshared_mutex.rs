@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use super::posix_mq::realtime_after;
 use super::STALL_TIMEOUT;
+use crate::error::LabError;
 use crate::shared::SharedRegion;
-use crate::LabError;
 
 /// Longest single `pthread_mutex_timedlock`; the stall timeout is checked between them.
 const LOCK_SLICE: Duration = Duration::from_secs(1);

@@ -28,8 +28,8 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use super::{check_len, message_buf, spin_until, Mechanism, Pair, Pattern, Side, Slots};
+use crate::error::LabError;
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
-use crate::LabError;
 
 const HEAD_OFFSET: usize = 0;
 const TAIL_OFFSET: usize = CACHE_LINE_BYTES;

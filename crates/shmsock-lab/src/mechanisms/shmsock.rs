@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use shmsock::{Conn, Error, Inbox, Listener, Options, WaitStrategy};
 
 use super::{FanIn, FanInSides, Mechanism, Pair, Pattern, Side, RING_BYTES};
-use crate::LabError;
+use crate::error::LabError;
 
 /// Distinguishes the names bound by one process.
 static NEXT_NAME: AtomicU64 = AtomicU64::new(0);

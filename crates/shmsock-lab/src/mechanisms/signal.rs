@@ -24,8 +24,8 @@ use std::sync::atomic::Ordering;
 
 use super::latency_only::{Doorbell, LatencyOnly};
 use super::{again_or_fail, sleep_until, spin_until};
+use crate::error::LabError;
 use crate::shared::SharedRegion;
-use crate::LabError;
 
 /// Which real-time signal above `SIGRTMIN` the lab uses.
 const SIGRT_OFFSET: libc::c_int = 5;

@@ -11,8 +11,8 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use super::spin_until;
+use crate::error::LabError;
 use crate::shared::SharedRegion;
-use crate::LabError;
 
 const FREE: u64 = 0;
 const HELD: u64 = 1;

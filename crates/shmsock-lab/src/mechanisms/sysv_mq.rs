@@ -20,7 +20,7 @@
 #![allow(unsafe_code)]
 
 use super::{sysctl, Mechanism, Pair, Pattern, Side};
-use crate::LabError;
+use crate::error::LabError;
 
 /// Linux's default `msgmax`, used when `/proc` does not say.
 const MSGMAX_DEFAULT_BYTES: usize = 8192;

@@ -14,7 +14,7 @@ use rustix::net::{
 };
 
 use super::fd_stream::{Ends, FdStream};
-use crate::LabError;
+use crate::error::LabError;
 
 /// TCP over loopback.
 pub const TCP: FdStream = FdStream::new("tcp", loopback_connection, Ends::Duplex);

@@ -15,7 +15,7 @@ use rustix::net::{
 use super::fd_msg::FdMsgSide;
 use super::latency_only::{Carries, LatencyOnly};
 use super::Pair;
-use crate::LabError;
+use crate::error::LabError;
 
 /// Largest UDP payload over IPv4 (65,535 − 8-byte UDP header − 20-byte IP header).
 const UDP_MSG_MAX_BYTES: usize = 65_507;

@@ -11,7 +11,7 @@ use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 
 use super::fd_msg::FdMsgSide;
 use super::{Mechanism, Pair, Pattern};
-use crate::LabError;
+use crate::error::LabError;
 
 /// Largest message a default Unix socket buffer carries in one datagram, rounded down.
 const UDS_MSG_MAX_BYTES: usize = 128 * 1024;

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 
 use super::fd_stream::{Ends, FdStream};
-use crate::LabError;
+use crate::error::LabError;
 
 /// `socketpair(AF_UNIX, SOCK_STREAM)`.
 pub const UDS_STREAM: FdStream = FdStream::new("uds-stream", socket_pair, Ends::Duplex);

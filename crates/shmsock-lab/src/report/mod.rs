@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::claims::{self, ClaimCheck, Metric};
+use crate::error::LabError;
 use crate::experiments::bridge::{self, BridgeRow};
 use crate::experiments::contention::{self, ContentionRow};
 use crate::experiments::fanout::{self, FanoutRow};
@@ -21,7 +22,7 @@ use crate::experiments::sync_tax::{self, SyncTaxRow};
 use crate::experiments::throughput::{self, ThroughputRow};
 use crate::format::{fmt_ns, fmt_size};
 use crate::host::HostInfo;
-use crate::{LabError, Mode};
+use crate::options::Mode;
 
 mod render;
 

@@ -5,7 +5,9 @@ use super::*;
 
 #[test]
 fn every_path_delivers_every_message_and_the_bridge_counts_them() {
-    let _lock = crate::FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let _lock = crate::process::FORK_LOCK
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let pinning = Pinning::choose().expect("pinning");
     let _pinned = crate::process::AffinityGuard::pin(pinning.parent_cpu).expect("pin");
     let budget = Budget {
