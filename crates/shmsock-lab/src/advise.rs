@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::LabError;
+use crate::experiments::Budgets;
 use crate::options::{LabOptions, Mode};
 use crate::report::Report;
 
@@ -372,7 +373,7 @@ pub fn load_or_measure(
                 sizes: Some(sizes),
                 ..Default::default()
             };
-            let report = crate::run_with(&opts, Mode::Quick.budgets())?;
+            let report = crate::run_with(&opts, Budgets::of(Mode::Quick))?;
             let note = format!(
                 "no report at {}: measured the relevant mechanisms just now (quick mode, \
                  indicative); run `shmsock lab` for the full report",

@@ -76,7 +76,7 @@ use process::{AffinityGuard, FORK_LOCK};
 /// name, a machine where the lab cannot pin or fork at all, or an unwritable output path are
 /// errors.
 pub fn run(opts: &LabOptions) -> Result<Report, LabError> {
-    let report = run_with(opts, opts.mode.budgets())?;
+    let report = run_with(opts, Budgets::of(opts.mode))?;
     println!("{}", report.render());
     if let Some(path) = &opts.json {
         report.write_json(path)?;

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use crate::error::LabError;
-use crate::experiments::Budgets;
 use crate::mechanisms;
 
 /// Size of the latency experiment's messages, in bytes.
@@ -28,25 +27,17 @@ pub const EXPERIMENTS: [&str; 8] = [
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// Under a minute: indicative numbers ([`Budgets::QUICK`]).
+    /// Under a minute: indicative numbers ([`Budgets::QUICK`](crate::Budgets::QUICK)).
     Quick,
-    /// A few minutes: the reference documents' volumes ([`Budgets::DEFAULT`]).
+    /// A few minutes: the reference documents' volumes
+    /// ([`Budgets::DEFAULT`](crate::Budgets::DEFAULT)).
     #[default]
     Default,
-    /// Longer runs for stable tails ([`Budgets::FULL`]).
+    /// Longer runs for stable tails ([`Budgets::FULL`](crate::Budgets::FULL)).
     Full,
 }
 
 impl Mode {
-    /// The budgets of this mode.
-    pub fn budgets(self) -> Budgets {
-        match self {
-            Mode::Quick => Budgets::QUICK,
-            Mode::Default => Budgets::DEFAULT,
-            Mode::Full => Budgets::FULL,
-        }
-    }
-
     /// `quick`, `default` or `full`.
     pub fn as_str(self) -> &'static str {
         match self {

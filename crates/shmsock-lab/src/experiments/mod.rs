@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use rustix::time::{clock_gettime, ClockId};
 
 use crate::error::LabError;
+use crate::options::Mode;
 use crate::process::ChildStats;
 
 /// Sequence number that tells the peer the experiment is over (it is echoed, then both stop).
@@ -90,6 +91,15 @@ pub struct Budgets {
 }
 
 impl Budgets {
+    /// The budgets of `mode`.
+    pub fn of(mode: Mode) -> Budgets {
+        match mode {
+            Mode::Quick => Budgets::QUICK,
+            Mode::Default => Budgets::DEFAULT,
+            Mode::Full => Budgets::FULL,
+        }
+    }
+
     /// Messages this large or larger are measured by volume ([`Budgets::bulk_bytes`]).
     pub const BULK_FROM_BYTES: usize = 4096;
 
