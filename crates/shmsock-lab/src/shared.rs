@@ -199,11 +199,11 @@ impl SharedRegion {
             "atomic at offset {offset} is misaligned or outside a region of {} bytes",
             self.len
         );
-        // SAFETY: the word is inside the mapping (checked above), aligned (the mapping is page
-        // aligned and `offset` a multiple of the size, which is the alignment of an atomic
-        // integer, as the caller promises), initialised (the kernel zero-fills it, and zero is
-        // a valid value), and lives as long as `&self`. Other processes touch it only through
-        // atomics too.
+        // The word is initialised (the kernel zero-fills the mapping; zero is a valid value),
+        // and other processes touch it only through atomics too.
+        // SAFETY: inside the mapping and aligned (checked above: the mapping is page aligned,
+        // `offset` a multiple of the size, which is an atomic integer's alignment, as the
+        // caller promises); initialised (above); lives as long as `&self`.
         unsafe { &*self.ptr.as_ptr().add(offset).cast::<A>() }
     }
 

@@ -2,7 +2,7 @@
 //! closed (a goodbye byte) or died (hang-up without one).
 
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::{RecvFlags, SendFlags};
@@ -18,8 +18,8 @@ use crate::vocabulary::Mode;
 pub(crate) enum Idle {
     /// Look again now (the peer just ended: drain what it published).
     Retry,
-    /// Wait, until this deadline if any.
-    Wait(Option<Instant>),
+    /// Wait (as long as the call's mode allows).
+    Wait,
 }
 
 /// How the peer ended the connection.
@@ -154,8 +154,8 @@ impl Link {
     }
 
     /// The shared step of every receive loop after an empty look at the ring: report the
-    /// end once the peer's messages are drained, answer `try_*` without waiting, or say how
-    /// long to wait.
+    /// end once the peer's messages are drained, answer `try_*` without waiting, or say to
+    /// wait.
     pub(crate) fn nothing_to_read(&mut self, mode: Mode) -> Result<Idle> {
         if let Some(end) = self.ended {
             return Err(self.end_error(end));
@@ -168,8 +168,7 @@ impl Link {
                 }
                 Err(Error::WouldBlock)
             }
-            Mode::Until(deadline) => Ok(Idle::Wait(Some(deadline))),
-            Mode::Block => Ok(Idle::Wait(None)),
+            Mode::Until(_) | Mode::Block => Ok(Idle::Wait),
         }
     }
 
