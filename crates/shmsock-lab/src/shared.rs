@@ -170,6 +170,7 @@ impl SharedRegion {
     /// # Panics
     /// If `offset` is not 8-byte aligned or the word does not lie inside the region: both are
     /// layout bugs in the caller, fixed at setup time, never data-dependent.
+    #[inline]
     pub(crate) fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
         // SAFETY: `AtomicU64` is an atomic integer: every bit pattern (zero too) is valid.
         unsafe { self.atomic_int(offset) }
@@ -179,6 +180,7 @@ impl SharedRegion {
     ///
     /// # Panics
     /// If `offset` is not 4-byte aligned or the word does not lie inside the region.
+    #[inline]
     pub(crate) fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
         // SAFETY: `AtomicU32` is an atomic integer: every bit pattern (zero too) is valid.
         unsafe { self.atomic_int(offset) }
@@ -192,6 +194,7 @@ impl SharedRegion {
     ///
     /// # Panics
     /// If `offset` is misaligned or the word does not lie inside the region.
+    #[inline]
     unsafe fn atomic_int<A>(&self, offset: usize) -> &A {
         let size = std::mem::size_of::<A>();
         assert!(
