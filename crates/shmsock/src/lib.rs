@@ -287,7 +287,7 @@ pub use inbox::{Inbox, WriterId};
 #[cfg(not(loom))]
 pub use loan::{Loan, Sample};
 #[cfg(not(loom))]
-pub use net::config::NET_MESSAGE_MAX_DEFAULT_BYTES;
+pub use net::config::{NET_CONNECTIONS_MAX_DEFAULT, NET_MESSAGE_MAX_DEFAULT_BYTES};
 #[cfg(not(loom))]
 pub use options::{Options, RING_CAPACITY_DEFAULT_BYTES};
 #[cfg(not(loom))]

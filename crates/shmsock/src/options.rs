@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::endpoint::Endpoint;
 use crate::error::Result;
 use crate::net::config::NetConfig;
-use crate::net::config::NET_MESSAGE_MAX_DEFAULT_BYTES;
+use crate::net::config::{NET_CONNECTIONS_MAX_DEFAULT, NET_MESSAGE_MAX_DEFAULT_BYTES};
 use crate::shm::config::ShmConfig;
 use crate::shm::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};
 use crate::shm::segment::LOAN_SLOTS_MAX;
@@ -34,6 +34,7 @@ pub struct Options {
     pub(crate) overflow: Overflow,
     pub(crate) max_message_len: usize,
     pub(crate) loan_pool: Option<(usize, usize)>,
+    pub(crate) max_connections: usize,
 }
 
 impl Default for Options {
@@ -46,6 +47,7 @@ impl Default for Options {
             overflow: Overflow::default(),
             max_message_len: NET_MESSAGE_MAX_DEFAULT_BYTES,
             loan_pool: None,
+            max_connections: NET_CONNECTIONS_MAX_DEFAULT,
         }
     }
 }
@@ -108,10 +110,25 @@ impl Options {
         self
     }
 
+    /// Most connections one `tcp://`/`unix://` [`Listener`](crate::Listener) or
+    /// [`Publisher`](crate::Publisher) holds at once, handshakes under way included
+    /// (default [`NET_CONNECTIONS_MAX_DEFAULT`](crate::NET_CONNECTIONS_MAX_DEFAULT), 1024;
+    /// at least 1). Newcomers beyond it are accepted and closed at once, with a warning in
+    /// the log. Ignored by `shm://`.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// The most connections one `tcp://`/`unix://` listening socket holds.
+    pub fn get_max_connections(&self) -> usize {
+        self.max_connections
+    }
+
     /// Largest message a `tcp://` or `unix://` connection sends or accepts (default
     /// [`NET_MESSAGE_MAX_DEFAULT_BYTES`](crate::NET_MESSAGE_MAX_DEFAULT_BYTES), 64 MiB). A
     /// peer announcing a longer message is cut off with [`Error::Protocol`](crate::Error::Protocol)
-    /// before anything is allocated for it. Ignored by `shm://`, where the ring capacity
+    /// before any memory is set aside for it: buffers grow only as bytes arrive. Ignored by `shm://`, where the ring capacity
     /// decides.
     pub fn max_message_len(mut self, bytes: usize) -> Self {
         self.max_message_len = bytes;
@@ -160,6 +177,7 @@ impl Options {
             max_message_len: self.max_message_len,
             overflow: self.overflow,
             queue_max_bytes: self.ring_capacity,
+            max_connections: self.max_connections,
         }
     }
 }

@@ -7,6 +7,10 @@ use crate::vocabulary::{Overflow, PeerPolicy};
 /// peer announcing a larger one is cut off before anything is allocated for it.
 pub const NET_MESSAGE_MAX_DEFAULT_BYTES: usize = 64 << 20;
 
+/// Default most connections one `tcp://`/`unix://` listening socket holds at once
+/// (handshakes under way plus established connections): 1024.
+pub const NET_CONNECTIONS_MAX_DEFAULT: usize = 1024;
+
 /// The settings of one `tcp://` or `unix://` socket.
 #[derive(Debug, Clone)]
 pub(crate) struct NetConfig {
@@ -19,4 +23,6 @@ pub(crate) struct NetConfig {
     pub(crate) overflow: Overflow,
     /// Bytes a publisher queues for one subscriber before `overflow` applies.
     pub(crate) queue_max_bytes: usize,
+    /// Most connections a listening socket holds at once (handshakes under way included).
+    pub(crate) max_connections: usize,
 }

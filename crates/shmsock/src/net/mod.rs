@@ -18,7 +18,9 @@
 //!   admits any peer that can reach the port: bind to loopback unless you mean otherwise.
 //! - A multipart ZeroMQ message is delivered as one message: its parts concatenated.
 
+mod admission;
 pub(crate) mod config;
+mod inbound;
 mod outbox;
 pub(crate) mod publisher;
 mod pump;

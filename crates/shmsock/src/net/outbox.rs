@@ -80,6 +80,10 @@ pub(super) struct State {
     pub(super) stop: bool,
     /// A `Block` send waits on [`Shared::room`].
     pub(super) sender_waits: bool,
+    /// The I/O thread found nothing to write and sleeps in `poll`: a `send` that queues a
+    /// message wakes it (through the eventfd) and clears this. While it is clear, sends
+    /// queue without a system call.
+    pub(super) pump_sleeping: bool,
 }
 
 pub(super) struct Shared {

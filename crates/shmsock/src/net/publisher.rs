@@ -64,6 +64,7 @@ impl NetPublisher {
                 incoming: Vec::new(),
                 stop: false,
                 sender_waits: false,
+                pump_sleeping: false,
             }),
             room: Condvar::new(),
             wake,
@@ -139,7 +140,7 @@ impl NetPublisher {
         if self.policy == Overflow::Block {
             st = self.wait_for_room(st, msg, mode, started)?;
         }
-        let mut wake = false;
+        let mut queued = false;
         for o in st.outboxes.iter_mut().filter(|o| o.topics.matches(msg)) {
             if self.policy == Overflow::DropOldest {
                 while !o.has_room(msg.len(), self.queue_max_bytes) {
@@ -154,10 +155,11 @@ impl NetPublisher {
                     }
                 }
             }
-            wake |= o.queue.is_empty();
+            queued = true;
             o.queued_bytes += msg.len();
             o.queue.push_back(shared_msg.clone());
         }
+        let wake = queued && std::mem::take(&mut st.pump_sleeping);
         drop(st);
         if wake {
             self.shared.wake();

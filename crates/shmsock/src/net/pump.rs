@@ -18,7 +18,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
 use super::outbox::{Outbox, Shared, PUB_CLOSE_LINGER};
-use super::stream::NetConn;
+use super::stream::{NetConn, DIRECT_MIN_BYTES};
 use super::zmtp::Subscription;
 use crate::error::{Error, Result};
 use crate::sys::timespec;
@@ -28,8 +28,13 @@ use crate::vocabulary::Mode;
 const TAKE_BATCH_BYTES: usize = 64 * 1024;
 /// Messages read from one subscriber per turn, so a flooding peer cannot starve the others.
 const READS_PER_TURN: usize = 256;
-/// Most distinct prefixes one subscriber may hold; more is treated as an attack.
-pub(super) const TOPICS_MAX_PER_SUBSCRIBER: usize = 100_000;
+/// Bytes encoded into a subscriber's send queue before they are written (one `send`).
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// Most distinct prefixes one subscriber may hold; more is treated as an attack and ends
+/// its connection.
+pub(super) const TOPICS_MAX_PER_SUBSCRIBER: usize = 10_000;
+/// Most bytes of prefixes one subscriber may hold, in all; more ends its connection.
+pub(super) const TOPIC_BYTES_MAX_PER_SUBSCRIBER: usize = 1 << 20;
 
 /// A subscriber's connection and the messages taken from its outbox, not yet written.
 struct Peer {
@@ -76,12 +81,16 @@ pub(super) fn run(shared: &Shared) {
                 break;
             }
             Some(until.saturating_duration_since(Instant::now()))
-        } else if peers.iter().any(|p| p.readable) {
+        } else if peers.iter().any(|p| p.readable) || !may_sleep(shared, &peers) {
             Some(Duration::ZERO)
         } else {
             None
         };
-        if !wait(shared, &peers, timeout, &mut revents) {
+        let woken = wait(shared, &peers, timeout, &mut revents);
+        if timeout.is_none() {
+            shared.lock().pump_sleeping = false;
+        }
+        if !woken {
             continue;
         }
         for (peer, r) in peers.iter_mut().zip(&revents) {
@@ -97,6 +106,19 @@ pub(super) fn run(shared: &Shared) {
     // Connections accepted after the last turn never subscribed: they only see the close.
     let incoming = std::mem::take(&mut shared.lock().incoming);
     drop(incoming);
+}
+
+/// Whether the I/O thread has nothing to write (every subscriber's outbox is empty or its
+/// socket is full); if so, it is marked as sleeping, so the next `send` wakes it. Checked
+/// and marked under the lock `send` queues under, so no message is left unseen.
+fn may_sleep(shared: &Shared, peers: &[Peer]) -> bool {
+    let mut st = shared.lock();
+    let busy = peers
+        .iter()
+        .zip(&st.outboxes)
+        .any(|(p, o)| !p.conn.has_pending_tx() && (!o.is_empty() || !p.batch.is_empty()));
+    st.pump_sleeping = !busy;
+    !busy
 }
 
 /// Takes in newly accepted subscribers; returns whether the publisher is stopping.
@@ -179,15 +201,18 @@ fn read(shared: &Shared, i: usize, peer: &mut Peer) -> Result<()> {
         for change in changes {
             match change {
                 Subscription::Subscribe(p) => {
-                    if o.topics.len() >= TOPICS_MAX_PER_SUBSCRIBER && !o.topics.matches(&p) {
+                    if o.topics.insert(&p)
+                        && (o.topics.len() > TOPICS_MAX_PER_SUBSCRIBER
+                            || o.topics.bytes() > TOPIC_BYTES_MAX_PER_SUBSCRIBER)
+                    {
                         return Err(Error::Protocol {
                             endpoint: shared.endpoint.clone(),
                             what: format!(
-                                "more than {TOPICS_MAX_PER_SUBSCRIBER} subscribed prefixes"
+                                "the subscriber holds more than {TOPICS_MAX_PER_SUBSCRIBER} \
+                                 prefixes or {TOPIC_BYTES_MAX_PER_SUBSCRIBER} bytes of them"
                             ),
                         });
                     }
-                    o.topics.insert(&p);
                     o.subscribed = true;
                 }
                 Subscription::Cancel(p) => {
@@ -202,7 +227,9 @@ fn read(shared: &Shared, i: usize, peer: &mut Peer) -> Result<()> {
 }
 
 /// Writes subscriber `i`'s queued messages until its socket buffer is full or nothing is
-/// left.
+/// left: they are encoded into the connection's send queue, [`WRITE_BATCH_BYTES`] at a
+/// time, and each batch leaves in one `send` (a large message goes straight from its
+/// buffer when nothing else is queued).
 fn write(shared: &Shared, i: usize, peer: &mut Peer) -> Result<()> {
     loop {
         if peer.conn.has_pending_tx() {
@@ -219,14 +246,19 @@ fn write(shared: &Shared, i: usize, peer: &mut Peer) -> Result<()> {
             }
             shared.notify_room(&mut st);
         }
-        let msg = peer.batch.front().expect("the batch is not empty");
-        match peer.conn.send(msg, Mode::Try) {
-            Ok(()) => {
+        while let Some(msg) = peer.batch.front() {
+            if msg.len() >= DIRECT_MIN_BYTES && !peer.conn.has_pending_tx() {
+                peer.conn.send(msg, Mode::Try)?;
                 peer.batch.pop_front();
+                break;
             }
-            Err(Error::WouldBlock) => return Ok(()),
-            Err(e) => return Err(e),
+            if peer.conn.queued_tx() >= WRITE_BATCH_BYTES {
+                break;
+            }
+            peer.conn.queue_message(msg);
+            peer.batch.pop_front();
         }
+        peer.conn.flush_pending()?;
     }
 }
 

@@ -1,5 +1,15 @@
 //! Binding, accepting and connecting `tcp://` and `unix://` sockets, with the ZMTP
 //! handshake on each new connection.
+//!
+//! A listener runs many handshakes at once: [`NetListener::accept_as`] takes every
+//! connection the kernel has queued, advances each handshake when `poll` says its socket is
+//! ready, and returns the first that completes. Each handshake has its own deadline
+//! ([`HANDSHAKE_TIMEOUT`] from its accept, for the whole exchange); a peer that misses it,
+//! breaks the protocol or is not allowed (`unix://` uid check) is logged and dropped,
+//! never returned as an error, so one bad peer cannot make a server give up. Handshakes
+//! under way survive between calls. At most [`NetConfig::max_connections`] connections
+//! (handshakes under way plus established connections) are held at once; newcomers beyond
+//! that are accepted and closed at once, with a warning.
 
 use std::io;
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
@@ -7,15 +17,24 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+
+use super::admission::Admission;
 use super::config::NetConfig;
+use super::stream::handshake::Handshake;
 use super::stream::NetConn;
 use super::zmtp::SocketType;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::sys::wait_readable;
+use crate::sys::timespec;
 use crate::vocabulary::HANDSHAKE_TIMEOUT;
+
+/// How often a listener at its connection limit logs the refusals (at most).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 enum Bound {
     Tcp(TcpListener),
@@ -33,6 +52,24 @@ pub(crate) struct NetListener {
     path: PathBuf,
     bound: Bound,
     config: NetConfig,
+    admission: Admission,
+    /// Handshakes under way, kept between `accept` calls.
+    pending: Mutex<Pending>,
+}
+
+/// A handshake under way, and whether its socket was ready at the last `poll`.
+struct InFlight {
+    handshake: Handshake,
+    ready: bool,
+}
+
+/// The listener's handshakes under way and its refusal log.
+#[derive(Default)]
+struct Pending {
+    handshakes: Vec<InFlight>,
+    /// Connections refused at the limit since the last warning, and when that was.
+    refused: u64,
+    last_warning: Option<Instant>,
 }
 
 fn io_err(endpoint: &str, what: &str, e: impl Into<io::Error>) -> Error {
@@ -114,20 +151,30 @@ impl NetListener {
                 let local = listener
                     .local_addr()
                     .map_err(|e| io_err(&endpoint, "getsockname", e))?;
+                listener
+                    .set_nonblocking(true)
+                    .map_err(|e| io_err(&endpoint, "making the socket non-blocking", e))?;
                 Ok(NetListener {
                     endpoint: format!("tcp://{local}"),
                     path: PathBuf::new(),
                     bound: Bound::Tcp(listener),
+                    admission: Admission::new(config.max_connections),
                     config,
+                    pending: Mutex::default(),
                 })
             }
             Endpoint::Unix(path) => {
                 let (listener, id) = bind_unix(&endpoint, path)?;
+                listener
+                    .set_nonblocking(true)
+                    .map_err(|e| io_err(&endpoint, "making the socket non-blocking", e))?;
                 Ok(NetListener {
                     endpoint,
                     path: path.clone(),
                     bound: Bound::Unix { listener, id },
+                    admission: Admission::new(config.max_connections),
                     config,
+                    pending: Mutex::default(),
                 })
             }
             Endpoint::Shm(_) => unreachable!("shm:// endpoints are bound by the shm transport"),
@@ -155,40 +202,166 @@ impl NetListener {
         self.accept_as(timeout, SocketType::Pair)
     }
 
-    /// Accepts one peer and runs the ZMTP handshake with it as a `socket_type` socket.
+    /// Accepts peers and runs their ZMTP handshakes (as a `socket_type` socket), many at
+    /// once; returns the first connection whose handshake completes, or
+    /// [`Error::TimedOut`] when none does within `timeout` (`None`: wait for one). Peers
+    /// that fail their handshake are logged and dropped.
     pub(crate) fn accept_as(
         &self,
         timeout: Option<Duration>,
         socket_type: SocketType,
     ) -> Result<NetConn> {
-        if let Some(timeout) = timeout {
-            match wait_readable(self.listening_fd(), timeout) {
-                Ok(true) => {}
-                Ok(false) => return Err(Error::TimedOut),
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut revents: Vec<PollFlags> = Vec::new();
+        loop {
+            self.take_new(&mut pending, socket_type);
+            if let Some(conn) = self.advance_ready(&mut pending) {
+                return Ok(conn);
+            }
+            let now = Instant::now();
+            let earliest = pending
+                .handshakes
+                .iter()
+                .map(|h| h.handshake.deadline())
+                .min();
+            let wake = match (deadline, earliest) {
+                (Some(d), Some(e)) => Some(d.min(e)),
+                (d, e) => d.or(e),
+            };
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(Error::TimedOut);
+            }
+            let ts = wake.map(|w| timespec(w.saturating_duration_since(now)));
+            let mut fds = Vec::with_capacity(pending.handshakes.len() + 1);
+            fds.push(PollFd::from_borrowed_fd(self.listening_fd(), PollFlags::IN));
+            for h in &pending.handshakes {
+                let mut flags = PollFlags::IN;
+                if h.handshake.wants_write() {
+                    flags |= PollFlags::OUT;
+                }
+                fds.push(PollFd::from_borrowed_fd(h.handshake.fd(), flags));
+            }
+            let polled = rustix::event::poll(&mut fds, ts.as_ref());
+            revents.clear();
+            revents.extend(fds.iter().skip(1).map(PollFd::revents));
+            drop(fds);
+            match polled {
+                Ok(_) | Err(Errno::INTR) => {}
                 Err(e) => return Err(io_err(&self.endpoint, "poll", e)),
             }
+            for (h, r) in pending.handshakes.iter_mut().zip(&revents) {
+                h.ready |= !r.is_empty();
+            }
         }
-        let accept_err = |e| io_err(&self.endpoint, "accept", e);
-        let (sock, pid) = match &self.bound {
-            Bound::Tcp(l) => {
-                let (s, _) = l.accept().map_err(accept_err)?;
-                let _ = s.set_nodelay(true);
-                (OwnedFd::from(s), 0)
+    }
+
+    /// Accepts every connection the kernel has queued and starts its handshake (or closes
+    /// it at once when the listener is at its connection limit).
+    fn take_new(&self, pending: &mut MutexGuard<'_, Pending>, socket_type: SocketType) {
+        loop {
+            let accepted = match &self.bound {
+                Bound::Tcp(l) => l.accept().map(|(s, _)| {
+                    let _ = s.set_nodelay(true);
+                    OwnedFd::from(s)
+                }),
+                Bound::Unix { listener, .. } => listener.accept().map(|(s, _)| OwnedFd::from(s)),
+            };
+            let sock = match accepted {
+                Ok(sock) => sock,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    // Out of descriptors or memory: say so, and let the next call retry
+                    // (the handshakes under way go on meanwhile).
+                    tracing::warn!(endpoint = %self.endpoint, error = %e, "accept failed");
+                    return;
+                }
+            };
+            let Some(slot) = self.admission.admit() else {
+                drop(sock);
+                pending.refused += 1;
+                let now = Instant::now();
+                if pending
+                    .last_warning
+                    .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_INTERVAL)
+                {
+                    tracing::warn!(endpoint = %self.endpoint, refused = pending.refused,
+                        max_connections = self.admission.max(),
+                        "connection limit reached: refusing newcomers (Options::max_connections)");
+                    pending.refused = 0;
+                    pending.last_warning = Some(now);
+                }
+                continue;
+            };
+            let (sock, pid) = match &self.bound {
+                Bound::Tcp(_) => (sock, 0),
+                Bound::Unix { .. } => {
+                    let stream = UnixStream::from(sock);
+                    match self.config.peers.check_peer(&self.endpoint, &stream) {
+                        Ok(pid) => (OwnedFd::from(stream), pid),
+                        Err(e) => {
+                            tracing::warn!(endpoint = %self.endpoint, error = %e, "peer refused");
+                            continue;
+                        }
+                    }
+                }
+            };
+            let handshake = Handshake::start(
+                self.endpoint.clone(),
+                sock,
+                pid,
+                self.config.max_message_len,
+                socket_type,
+                Instant::now() + HANDSHAKE_TIMEOUT,
+                Some(slot),
+            );
+            pending.handshakes.push(InFlight {
+                handshake,
+                ready: true,
+            });
+        }
+    }
+
+    /// Advances the handshakes whose sockets are ready and drops those that failed or ran
+    /// out of time; returns the first that completed.
+    fn advance_ready(&self, pending: &mut Pending) -> Option<NetConn> {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < pending.handshakes.len() {
+            let h = &mut pending.handshakes[i];
+            let outcome = if std::mem::take(&mut h.ready) {
+                h.handshake.advance()
+            } else {
+                Ok(false)
+            };
+            match outcome {
+                Ok(true) => {
+                    let done = pending.handshakes.swap_remove(i).handshake.into_conn();
+                    return Some(done);
+                }
+                Ok(false) if now < h.handshake.deadline() => i += 1,
+                Ok(false) => {
+                    let e = h.handshake.timed_out();
+                    tracing::warn!(endpoint = %self.endpoint, peer_pid = h.handshake.peer_pid(),
+                        error = %e, "peer dropped");
+                    pending.handshakes.swap_remove(i);
+                }
+                Err(e) => {
+                    tracing::warn!(endpoint = %self.endpoint, peer_pid = h.handshake.peer_pid(),
+                        error = %e, "peer dropped");
+                    pending.handshakes.swap_remove(i);
+                }
             }
-            Bound::Unix { listener, .. } => {
-                let (s, _) = listener.accept().map_err(accept_err)?;
-                let pid = self.config.peers.check_peer(&self.endpoint, &s)?;
-                (OwnedFd::from(s), pid)
-            }
-        };
-        NetConn::handshake(
-            self.endpoint.clone(),
-            sock,
-            pid,
-            self.config.max_message_len,
-            HANDSHAKE_TIMEOUT,
-            socket_type,
-        )
+        }
+        None
     }
 }
 

@@ -3,19 +3,34 @@
 //!
 //! The socket stays in blocking mode, but every read and write passes `MSG_DONTWAIT` and
 //! waits in `poll(2)` when the kernel has nothing to give, so the same code serves `try_*`
-//! (no wait), timeouts (wait until a deadline) and blocking calls (wait forever). Received
-//! bytes collect in `rx` until a whole message is there; a message is delivered (copied out)
-//! only when the caller's buffer is large enough, so `BufferTooSmall` keeps it. When a
-//! `try_send` or `send_timeout` could write only part of a frame, the rest waits in
-//! `tx_pending` and goes out before anything else (the message counts as sent, as with
-//! libzmq); blocking calls, `recv`s included, keep flushing it, so two peers never wait on
-//! each other's unsent bytes.
+//! (no wait), timeouts (wait until a deadline) and blocking calls (wait forever).
 //!
-//! As a PUB, the connection keeps the SUBSCRIBE/CANCEL commands it receives in a log that
-//! the publisher drains ([`NetConn::take_subscriptions`]); as a SUB it sends them with
-//! [`NetConn::queue_subscription`], which never waits (they join `tx_pending`).
+//! **Receiving.** Bytes collect in an [`Inbound`] buffer that grows only as bytes arrive
+//! and is parsed frame after frame, each byte once; every read takes all the kernel has
+//! (up to the buffer's room), so a stream of small messages costs one `recv` per buffer
+//! full, not one per message. A message is copied out only when the caller's buffer is
+//! large enough, so `BufferTooSmall` keeps it queued. A non-waiting receive reads at most
+//! [`TRY_READS`] times, so a peer that never stops sending (an endless multipart message)
+//! cannot hold a thread that serves others.
+//!
+//! **Sending.** Frames are encoded into a send queue (`tx`) and written with one `send`
+//! as soon as the caller hands them over: a lone message goes out at once (TCP_NODELAY is
+//! set), and when the kernel's buffer is full, later messages pile up in the queue and
+//! leave together in one large write. A message counts as sent once queued, as with
+//! libzmq; the queue holds at most [`TX_QUEUE_MAX_BYTES`] (plus one message), beyond which
+//! `send` waits (or says `WouldBlock`/`TimedOut`). Blocking calls, `recv`s included, keep
+//! flushing it, so two peers never wait on each other's unsent bytes, and `close`/`Drop`
+//! flush it for at most [`CLOSE_LINGER`]. Messages of [`DIRECT_MIN_BYTES`] or more skip the
+//! copy when the queue is empty: header and body go to the kernel in one `sendmsg`.
+//!
+//! **Commands.** PING is answered with PONG unless [`PONG_QUEUE_MAX_BYTES`] are already
+//! waiting to go out (a peer that floods PINGs and never reads gets no more replies, and
+//! costs no memory). As a PUB, the connection keeps the SUBSCRIBE/CANCEL commands it
+//! receives in a log that the publisher drains ([`NetConn::take_subscriptions`]); as a SUB
+//! it sends them with [`NetConn::queue_subscription`], which never waits.
 
 use std::io::IoSlice;
+use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -23,19 +38,28 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 
-use super::zmtp::{self, Scan, SocketType, Subscription};
+use super::admission::Slot;
+use super::inbound::{Inbound, Item};
+use super::zmtp::{self, SocketType, Subscription};
 use crate::error::{Error, Result};
 use crate::sys::timespec;
 use crate::vocabulary::Mode;
 
-mod handshake;
+pub(crate) mod handshake;
 
-/// How long `close`/`Drop` keep trying to flush bytes a `try_send` left pending.
+/// How long `close`/`Drop` keep trying to flush queued bytes.
 pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(1);
-/// Size of the receive buffer, and of each read while no big message is expected.
-const RX_CHUNK_BYTES: usize = 64 * 1024;
-/// A receive buffer grown past this for a big message shrinks back once empty.
-const RX_KEEP_MAX_BYTES: usize = 4 << 20;
+/// Queued outgoing bytes beyond which `send` waits for the kernel to take some.
+pub(crate) const TX_QUEUE_MAX_BYTES: usize = 256 * 1024;
+/// Messages at least this long are written straight from the caller's buffer when nothing
+/// is queued (no copy into the queue).
+pub(crate) const DIRECT_MIN_BYTES: usize = 16 * 1024;
+/// A PING is not answered while this many bytes already wait to go out.
+pub(crate) const PONG_QUEUE_MAX_BYTES: usize = 64 * 1024;
+/// Reads a non-waiting receive makes before it gives up (`WouldBlock`).
+pub(crate) const TRY_READS: usize = 4;
+/// A send queue grown past this (for a burst) is freed once it is empty.
+const TX_KEEP_MAX_BYTES: usize = 4 << 20;
 
 /// Why the connection cannot carry messages any more.
 #[derive(Debug, Clone)]
@@ -59,15 +83,15 @@ pub(crate) struct NetConn {
     peer_minor: u8,
     socket_type: SocketType,
     max_len: usize,
-    rx: Vec<u8>,
-    rx_head: usize,
-    rx_tail: usize,
-    /// Bytes that must go out before anything else: `tx_pending[tx_head..]`.
-    tx_pending: Vec<u8>,
+    rx: Inbound,
+    /// Encoded frames not yet written: `tx[tx_head..]`.
+    tx: Vec<u8>,
     tx_head: usize,
     /// SUBSCRIBE/CANCEL commands received (PUB only), oldest first.
     subscriptions: Vec<Subscription>,
     ended: Option<Ended>,
+    /// This connection's place in its listener's count (accepted connections only).
+    _slot: Option<Slot>,
 }
 
 fn deadline_error(mode: Mode) -> Error {
@@ -82,8 +106,8 @@ impl NetConn {
         endpoint: String,
         sock: OwnedFd,
         peer_pid: i32,
-        max_len: usize,
         socket_type: SocketType,
+        slot: Option<Slot>,
     ) -> NetConn {
         NetConn {
             endpoint,
@@ -91,14 +115,14 @@ impl NetConn {
             peer_pid,
             peer_minor: 0,
             socket_type,
-            max_len,
-            rx: vec![0; RX_CHUNK_BYTES],
-            rx_head: 0,
-            rx_tail: 0,
-            tx_pending: Vec::new(),
+            // Until the handshake is done, only its commands (a few KiB) are accepted.
+            max_len: 0,
+            rx: Inbound::new(0),
+            tx: Vec::new(),
             tx_head: 0,
             subscriptions: Vec::new(),
             ended: None,
+            _slot: slot,
         }
     }
 
@@ -124,16 +148,17 @@ impl NetConn {
         self.ended.is_some()
     }
 
-    fn tx_pending(&self) -> &[u8] {
-        &self.tx_pending[self.tx_head..]
+    /// Bytes queued and not yet written.
+    pub(crate) fn queued_tx(&self) -> usize {
+        self.tx.len() - self.tx_head
     }
 
     /// Bytes are waiting for room in the socket buffer.
     pub(crate) fn has_pending_tx(&self) -> bool {
-        self.tx_head < self.tx_pending.len()
+        self.tx_head < self.tx.len()
     }
 
-    /// Writes as much of what is pending as the kernel takes now, without waiting.
+    /// Writes as much of what is queued as the kernel takes now, without waiting.
     pub(crate) fn flush_pending(&mut self) -> Result<()> {
         self.flush_some()
     }
@@ -150,15 +175,13 @@ impl NetConn {
         if let Some(ended) = &self.ended {
             return Err(self.ended_error(ended));
         }
-        let (body, command) = if self.peer_minor >= 1 {
-            (zmtp::subscription_command(subscribe, prefix), true)
+        if self.peer_minor >= 1 {
+            let body = zmtp::subscription_command(subscribe, prefix);
+            self.queue_frame(&body, false, true);
         } else {
-            (zmtp::subscription_message(subscribe, prefix), false)
-        };
-        let mut h = [0u8; zmtp::HEADER_MAX_LEN];
-        let n = zmtp::encode_header(body.len(), false, command, &mut h);
-        self.tx_pending.extend_from_slice(&h[..n]);
-        self.tx_pending.extend_from_slice(&body);
+            let body = zmtp::subscription_message(subscribe, prefix);
+            self.queue_frame(&body, false, false);
+        }
         self.flush_some()
     }
 
@@ -186,7 +209,7 @@ impl NetConn {
     }
 
     /// Waits until the socket is readable (if `read`) or writable (if `write`, or while
-    /// bytes are pending), within `mode`. Returns whether it is writable.
+    /// bytes are queued), within `mode`. Returns whether it is writable.
     fn wait(&self, read: bool, write: bool, mode: Mode) -> Result<bool> {
         let mut flags = PollFlags::empty();
         if read {
@@ -216,21 +239,34 @@ impl NetConn {
         }
     }
 
-    /// Writes as much of `tx_pending` as the kernel takes now.
+    /// Appends one frame to the send queue (nothing is written yet).
+    fn queue_frame(&mut self, body: &[u8], more: bool, command: bool) {
+        let mut h = [0u8; zmtp::HEADER_MAX_LEN];
+        let n = zmtp::encode_header(body.len(), more, command, &mut h);
+        self.tx.extend_from_slice(&h[..n]);
+        self.tx.extend_from_slice(body);
+    }
+
+    /// Appends raw bytes (the greeting) to the send queue.
+    fn queue_raw(&mut self, bytes: &[u8]) {
+        self.tx.extend_from_slice(bytes);
+    }
+
+    /// Writes as much of the send queue as the kernel takes now.
     fn flush_some(&mut self) -> Result<()> {
         while self.has_pending_tx() {
             match rustix::net::send(
                 &self.sock,
-                self.tx_pending(),
+                &self.tx[self.tx_head..],
                 SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
             ) {
                 Ok(n) => {
                     self.tx_head += n;
-                    if self.tx_head == self.tx_pending.len() {
-                        self.tx_pending.clear();
+                    if self.tx_head == self.tx.len() {
+                        self.tx.clear();
                         self.tx_head = 0;
-                        if self.tx_pending.capacity() > RX_KEEP_MAX_BYTES {
-                            self.tx_pending = Vec::new();
+                        if self.tx.capacity() > TX_KEEP_MAX_BYTES {
+                            self.tx = Vec::new();
                         }
                     }
                 }
@@ -242,11 +278,11 @@ impl NetConn {
         Ok(())
     }
 
-    /// Flushes `tx_pending` completely within `mode`.
-    fn flush(&mut self, mode: Mode) -> Result<()> {
+    /// Writes the send queue until at most `keep` bytes are left, within `mode`.
+    fn flush_down_to(&mut self, keep: usize, mode: Mode) -> Result<()> {
         loop {
             self.flush_some()?;
-            if !self.has_pending_tx() {
+            if self.queued_tx() <= keep {
                 return Ok(());
             }
             self.wait(false, true, mode)?;
@@ -261,52 +297,39 @@ impl NetConn {
         }
     }
 
-    /// Writes one frame (`header`: `None` for raw bytes, else `(more, command)`), within
-    /// `mode`. Once some of it is written, the rest is queued rather than abandoned.
-    fn write_frame(&mut self, body: &[u8], header: Option<(bool, bool)>, mode: Mode) -> Result<()> {
-        self.flush(mode)?;
+    /// Writes header and body straight from the caller (nothing is queued); what the kernel
+    /// does not take joins the queue.
+    fn send_direct(&mut self, body: &[u8], more: bool) -> Result<()> {
         let mut hbuf = [0u8; zmtp::HEADER_MAX_LEN];
-        let hlen = match header {
-            Some((more, command)) => zmtp::encode_header(body.len(), more, command, &mut hbuf),
-            None => 0,
-        };
-        let total = hlen + body.len();
+        let hlen = zmtp::encode_header(body.len(), more, false, &mut hbuf);
         let mut done = 0;
-        while done < total {
-            let iov = if done < hlen {
-                [IoSlice::new(&hbuf[done..hlen]), IoSlice::new(body)]
-            } else {
-                [IoSlice::new(&[]), IoSlice::new(&body[done - hlen..])]
-            };
-            let sent = rustix::net::sendmsg(
+        loop {
+            let iov = [IoSlice::new(&hbuf[..hlen]), IoSlice::new(body)];
+            match rustix::net::sendmsg(
                 &self.sock,
                 &iov,
                 &mut SendAncillaryBuffer::default(),
                 SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
-            );
-            match sent {
-                Ok(n) => done += n,
+            ) {
+                Ok(n) => {
+                    done = n;
+                    break;
+                }
                 Err(Errno::INTR) => {}
-                Err(Errno::AGAIN) if done > 0 && !matches!(mode, Mode::Block) => {
-                    // Part of the frame is out: the rest must follow before anything else.
-                    if done < hlen {
-                        self.tx_pending.extend_from_slice(&hbuf[done..hlen]);
-                        done = hlen;
-                    }
-                    self.tx_pending.extend_from_slice(&body[done - hlen..]);
-                    return Ok(());
-                }
-                Err(Errno::AGAIN) => {
-                    let wait_mode = if done > 0 { Mode::Block } else { mode };
-                    self.wait(false, true, wait_mode)?;
-                }
+                Err(Errno::AGAIN) => break,
                 Err(e) => return Err(self.send_failed(e)),
             }
         }
+        if done < hlen {
+            self.tx.extend_from_slice(&hbuf[done..hlen]);
+            done = hlen;
+        }
+        self.tx.extend_from_slice(&body[done - hlen..]);
         Ok(())
     }
 
-    /// Sends one message.
+    /// Sends one message: queued (at most [`TX_QUEUE_MAX_BYTES`] wait, beyond which this
+    /// waits within `mode`), and written now as far as the kernel takes it.
     pub(crate) fn send(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
         if let Some(ended) = &self.ended {
             return Err(self.ended_error(ended));
@@ -317,45 +340,63 @@ impl NetConn {
                 max: self.max_len,
             });
         }
-        self.write_frame(msg, Some((false, false)), mode)
+        // A waiting send first lets earlier bytes go (so it never leaves them behind); a
+        // non-waiting one queues behind them, up to the queue's limit.
+        let keep = match mode {
+            Mode::Try => TX_QUEUE_MAX_BYTES,
+            Mode::Block | Mode::Until(_) => 0,
+        };
+        self.flush_down_to(keep, mode)?;
+        if !self.has_pending_tx() && msg.len() >= DIRECT_MIN_BYTES {
+            self.send_direct(msg, false)?;
+        } else {
+            self.queue_frame(msg, false, false);
+            self.flush_some()?;
+        }
+        // The message is sent (queued) now. A blocking send also waits until the kernel
+        // has all of it, so nothing stays behind if the caller goes quiet; a send with a
+        // deadline leaves the rest queued when the deadline passes.
+        match mode {
+            Mode::Try => Ok(()),
+            Mode::Block => self.flush_down_to(0, mode),
+            Mode::Until(_) => match self.flush_down_to(0, mode) {
+                Err(Error::TimedOut) => Ok(()),
+                other => other,
+            },
+        }
     }
 
-    /// Reads from the socket until at least `need` bytes are buffered, within `mode`.
-    fn fill(&mut self, need: usize, mode: Mode) -> Result<()> {
-        if self.rx_tail - self.rx_head >= need {
-            return Ok(());
-        }
-        if self.rx.len() - self.rx_head < need {
-            // Make room: move the partial message to the front, grow if still too small.
-            self.rx.copy_within(self.rx_head..self.rx_tail, 0);
-            self.rx_tail -= self.rx_head;
-            self.rx_head = 0;
-            if self.rx.len() < need {
-                self.rx.resize(need.max(RX_CHUNK_BYTES), 0);
-            }
-        }
+    /// Queues one message without writing it (a batch is written by
+    /// [`flush_pending`](Self::flush_pending)); the caller bounds the queue.
+    pub(crate) fn queue_message(&mut self, msg: &[u8]) {
+        self.queue_frame(msg, false, false);
+    }
+
+    /// The next whole item (message or command), reading as `mode` allows.
+    fn next_item(&mut self, mode: Mode) -> Result<Item> {
+        let mut reads = 0;
         loop {
-            let got = rustix::net::recv(
-                &self.sock,
-                &mut self.rx[self.rx_tail..],
-                RecvFlags::DONTWAIT,
-            );
-            match got {
-                Ok((0, _)) => {
-                    let why = if self.rx_tail == self.rx_head {
+            match self.rx.next() {
+                Err(what) => return Err(self.end(Ended::Protocol(what))),
+                Ok(Some(item)) => return Ok(item),
+                Ok(None) => {}
+            }
+            if let Some(ended) = &self.ended {
+                return Err(self.ended_error(ended));
+            }
+            if matches!(mode, Mode::Try) && reads == TRY_READS {
+                return Err(Error::WouldBlock);
+            }
+            match self.rx.read_from(&self.sock) {
+                Ok(0) => {
+                    let why = if self.rx.is_empty() {
                         Ended::PeerClosed
                     } else {
                         Ended::PeerGone
                     };
                     return Err(self.end(why));
                 }
-                Ok((n, _)) => {
-                    self.rx_tail += n;
-                    if self.rx_tail - self.rx_head >= need {
-                        return Ok(());
-                    }
-                }
-                Err(Errno::INTR) => {}
+                Ok(_) => reads += 1,
                 Err(Errno::AGAIN) => {
                     if self.wait(true, false, mode)? {
                         self.flush_some()?;
@@ -367,50 +408,34 @@ impl NetConn {
         }
     }
 
-    /// Waits for the next whole message in `rx`; returns `(len, frames, consumed)`.
-    /// Commands that arrive meanwhile are handled (PING answered, others ignored).
-    fn next_message(&mut self, mode: Mode) -> Result<(usize, usize, usize)> {
+    /// Waits for the next whole message; returns its payload's range in `rx`. Commands that
+    /// arrive meanwhile are handled (PING answered, others ignored or logged).
+    fn next_message(&mut self, mode: Mode) -> Result<Range<usize>> {
         if let Some(ended @ (Ended::Protocol(_) | Ended::Closed)) = &self.ended {
             return Err(self.ended_error(ended));
         }
         loop {
-            let scanned = zmtp::scan(&self.rx[self.rx_head..self.rx_tail], self.max_len);
-            match scanned {
-                Err(what) => return Err(self.end(Ended::Protocol(what))),
-                Ok(Scan::Message {
-                    len,
-                    frames,
-                    consumed,
-                }) => return Ok((len, frames, consumed)),
-                Ok(Scan::Command { body, consumed }) => {
-                    let body = self.rx_head + body.start..self.rx_head + body.end;
-                    self.command(body)?;
-                    self.rx_head += consumed;
-                }
-                Ok(Scan::Incomplete { need }) => {
-                    if let Some(ended) = &self.ended {
-                        return Err(self.ended_error(ended));
-                    }
-                    self.fill(need, mode)?;
-                }
+            match self.next_item(mode)? {
+                Item::Message { payload, .. } => return Ok(payload),
+                Item::Command { body } => self.command(body)?,
             }
         }
     }
 
     /// Handles a command received after the handshake: PING is answered, SUBSCRIBE and
     /// CANCEL are logged by a PUB, others (PONG, future commands) are ignored.
-    fn command(&mut self, body: std::ops::Range<usize>) -> Result<()> {
-        let (name, data) = match zmtp::split_command(&self.rx[body]) {
+    fn command(&mut self, body: Range<usize>) -> Result<()> {
+        let (name, data) = match zmtp::split_command(&self.rx.bytes()[body]) {
             Ok(parsed) => parsed,
             Err(what) => return Err(self.end(Ended::Protocol(what))),
         };
         if name == b"PING" {
-            let pong = zmtp::pong_body(data);
-            let mut h = [0u8; zmtp::HEADER_MAX_LEN];
-            let n = zmtp::encode_header(pong.len(), false, true, &mut h);
-            self.tx_pending.extend_from_slice(&h[..n]);
-            self.tx_pending.extend_from_slice(&pong);
-            return self.flush_some();
+            if self.queued_tx() < PONG_QUEUE_MAX_BYTES {
+                let pong = zmtp::pong_body(data);
+                self.queue_frame(&pong, false, true);
+                return self.flush_some();
+            }
+            return Ok(());
         }
         if self.socket_type == SocketType::Pub {
             if let Some(sub) = Subscription::from_command(name, data) {
@@ -420,41 +445,28 @@ impl NetConn {
         Ok(())
     }
 
-    fn consumed(&mut self, consumed: usize) {
-        self.rx_head += consumed;
-        if self.rx_head == self.rx_tail {
-            self.rx_head = 0;
-            self.rx_tail = 0;
-            if self.rx.len() > RX_KEEP_MAX_BYTES {
-                self.rx = vec![0; RX_CHUNK_BYTES];
-            }
-        }
-    }
-
     /// Receives the next message into `buf` (kept queued if `buf` is too small).
     pub(crate) fn recv_into(&mut self, buf: &mut [u8], mode: Mode) -> Result<usize> {
-        let (len, frames, consumed) = self.next_message(mode)?;
+        let payload = self.next_message(mode)?;
+        let len = payload.len();
         if len > buf.len() {
+            self.rx.keep();
             return Err(Error::BufferTooSmall {
                 len,
                 buf: buf.len(),
             });
         }
-        zmtp::copy_payload(&self.rx[self.rx_head..], frames, &mut buf[..len]);
-        self.consumed(consumed);
+        buf[..len].copy_from_slice(&self.rx.bytes()[payload]);
         Ok(len)
     }
 
     /// Receives the next message into a new `Vec`.
     pub(crate) fn recv_vec(&mut self, mode: Mode) -> Result<Vec<u8>> {
-        let (len, frames, consumed) = self.next_message(mode)?;
-        let mut out = vec![0; len];
-        zmtp::copy_payload(&self.rx[self.rx_head..], frames, &mut out);
-        self.consumed(consumed);
-        Ok(out)
+        let payload = self.next_message(mode)?;
+        Ok(self.rx.bytes()[payload].to_vec())
     }
 
-    /// Flushes what is pending (for at most [`CLOSE_LINGER`]) and shuts the connection down:
+    /// Flushes what is queued (for at most [`CLOSE_LINGER`]) and shuts the connection down:
     /// the peer reads everything we sent, then end of stream.
     pub(crate) fn close(&mut self) {
         self.close_within(CLOSE_LINGER);
@@ -463,12 +475,13 @@ impl NetConn {
     /// [`close`](Self::close), flushing for at most `linger`.
     pub(crate) fn close_within(&mut self, linger: Duration) {
         if self.ended.is_none() {
-            let _ = self.flush(Mode::timeout(linger));
+            let _ = self.flush_down_to(0, Mode::timeout(linger));
             let _ = rustix::net::shutdown(self.sock.as_fd(), rustix::net::Shutdown::Write);
             // Unread bytes at close make the kernel send a reset, which can destroy what the
             // peer has not read yet: discard what already arrived (a bounded amount).
+            let mut sink = [0u8; 4096];
             for _ in 0..64 {
-                match rustix::net::recv(&self.sock, &mut self.rx[..], RecvFlags::DONTWAIT) {
+                match rustix::net::recv(&self.sock, &mut sink, RecvFlags::DONTWAIT) {
                     Ok((n, _)) if n > 0 => {}
                     _ => break,
                 }

@@ -13,6 +13,8 @@
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Topics {
     prefixes: Vec<(Vec<u8>, u32)>,
+    /// The distinct prefixes' lengths, summed.
+    bytes: usize,
 }
 
 impl Topics {
@@ -20,6 +22,7 @@ impl Topics {
     pub(crate) fn everything() -> Topics {
         Topics {
             prefixes: vec![(Vec::new(), 1)],
+            bytes: 0,
         }
     }
 
@@ -36,6 +39,7 @@ impl Topics {
             }
             None => {
                 self.prefixes.push((prefix.to_vec(), 1));
+                self.bytes += prefix.len();
                 true
             }
         }
@@ -48,7 +52,7 @@ impl Topics {
         };
         self.prefixes[i].1 -= 1;
         if self.prefixes[i].1 == 0 {
-            self.prefixes.swap_remove(i);
+            self.bytes -= self.prefixes.swap_remove(i).0.len();
             return true;
         }
         false
@@ -63,7 +67,7 @@ impl Topics {
     pub(crate) fn remove(&mut self, prefix: &[u8]) -> bool {
         match self.position(prefix) {
             Some(i) => {
-                self.prefixes.swap_remove(i);
+                self.bytes -= self.prefixes.swap_remove(i).0.len();
                 true
             }
             None => false,
@@ -85,6 +89,11 @@ impl Topics {
     /// The distinct prefixes.
     pub(crate) fn prefixes(&self) -> impl Iterator<Item = &[u8]> {
         self.prefixes.iter().map(|(p, _)| p.as_slice())
+    }
+
+    /// Length of the distinct prefixes, summed.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Number of distinct prefixes.
@@ -127,8 +136,9 @@ mod tests {
         );
 
         assert!(t.insert(b"y") && !t.insert(b"y"));
+        assert_eq!(t.bytes(), 1);
         assert!(t.remove(b"y") && !t.remove(b"y"));
-        assert_eq!(t.len(), 0);
+        assert_eq!((t.len(), t.bytes()), (0, 0));
     }
 
     proptest! {

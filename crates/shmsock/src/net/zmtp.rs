@@ -22,8 +22,6 @@
 //! SUB -> PUB, ZMTP 3.0:  message: 0x01 prefix (subscribe) | 0x00 prefix (cancel)
 //! ```
 
-use std::ops::Range;
-
 /// Length of the greeting, in bytes.
 pub(crate) const GREETING_LEN: usize = 64;
 /// The ZMTP major version we speak.
@@ -145,101 +143,6 @@ pub(crate) fn encode_header(
         out[0] = flags | FLAG_LONG;
         out[1..9].copy_from_slice(&(len as u64).to_be_bytes());
         9
-    }
-}
-
-/// What the start of a receive buffer holds.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Scan {
-    /// Not a whole message yet: at least `need` bytes (from the start) are required.
-    Incomplete {
-        /// Bytes needed from the start of the buffer before scanning again can progress.
-        need: usize,
-    },
-    /// A whole message of `len` payload bytes in `frames` frames, `consumed` bytes in all.
-    Message {
-        /// Total payload length (all frames concatenated).
-        len: usize,
-        /// Number of frames.
-        frames: usize,
-        /// Bytes of the buffer the message occupies, headers included.
-        consumed: usize,
-    },
-    /// A whole command frame whose body is `body`.
-    Command {
-        /// The body's range in the buffer.
-        body: Range<usize>,
-        /// Bytes of the buffer the frame occupies.
-        consumed: usize,
-    },
-}
-
-/// Scans the start of `buf` for one whole message or command. A message (the sum of its
-/// frames) or command longer than `max_len` is an error, reported from its header alone,
-/// before any of it needs to be buffered.
-pub(crate) fn scan(buf: &[u8], max_len: usize) -> Result<Scan, String> {
-    let (mut pos, mut len, mut frames) = (0usize, 0usize, 0usize);
-    loop {
-        let Some(h) = decode_header(&buf[pos..])? else {
-            return Ok(Scan::Incomplete {
-                need: pos
-                    + if buf.get(pos).is_some_and(|f| f & FLAG_LONG != 0) {
-                        9
-                    } else {
-                        2
-                    },
-            });
-        };
-        if h.command && frames > 0 {
-            return Err("a command frame arrived inside a multipart message".into());
-        }
-        let body_len = usize::try_from(h.body_len)
-            .ok()
-            .filter(|&n| n <= max_len.saturating_sub(len))
-            .ok_or_else(|| {
-                format!(
-                    "message of {} bytes or more is larger than max_message_len ({max_len} bytes)",
-                    u128::from(h.body_len) + len as u128
-                )
-            })?;
-        let start = pos + h.header_len;
-        let end = start + body_len;
-        if buf.len() < end {
-            return Ok(Scan::Incomplete { need: end });
-        }
-        if h.command {
-            return Ok(Scan::Command {
-                body: start..end,
-                consumed: end,
-            });
-        }
-        len += body_len;
-        frames += 1;
-        pos = end;
-        if !h.more {
-            return Ok(Scan::Message {
-                len,
-                frames,
-                consumed: end,
-            });
-        }
-    }
-}
-
-/// Copies the payload of the message of `frames` frames at the start of `buf` (as found by
-/// [`scan`]) into `out`, which is exactly the message's length.
-pub(crate) fn copy_payload(buf: &[u8], frames: usize, out: &mut [u8]) {
-    let (mut pos, mut at) = (0, 0);
-    for _ in 0..frames {
-        let h = decode_header(&buf[pos..])
-            .ok()
-            .flatten()
-            .expect("scan validated this header");
-        let start = pos + h.header_len;
-        let n = h.body_len as usize;
-        out[at..at + n].copy_from_slice(&buf[start..start + n]);
-        at += n;
-        pos = start + n;
     }
 }
 

@@ -90,3 +90,41 @@ pub fn pair<T: Send + 'static>(
     let conn = listener.accept_timeout(STEP_TIMEOUT).expect("accepting");
     (listener, conn, t)
 }
+
+/// Runs `f` with a `tracing` subscriber on this thread that records every event as one
+/// line (`LEVEL message field=value...`); returns `f`'s result and those lines.
+pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
+    use std::sync::{Arc, Mutex};
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    struct Lines(Arc<Mutex<Vec<String>>>);
+    struct Line(String);
+    impl Visit for Line {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0 += &format!(" {}={value:?}", field.name());
+        }
+    }
+    impl Subscriber for Lines {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut line = Line(event.metadata().level().to_string());
+            event.record(&mut line);
+            self.0.lock().unwrap().push(line.0);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let r = tracing::subscriber::with_default(Lines(lines.clone()), f);
+    let lines = lines.lock().unwrap().clone();
+    (r, lines)
+}

@@ -3,11 +3,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use shmsock::{Conn, Error, Listener};
+use shmsock::{Conn, Error, Listener, HANDSHAKE_TIMEOUT};
 
-use crate::common::STEP_TIMEOUT;
+use crate::common::{capture_logs, STEP_TIMEOUT};
 
 /// A ZMTP 3.1 NULL greeting.
 fn greeting() -> [u8; 64] {
@@ -61,38 +61,133 @@ fn assert_listener_usable(l: &Listener) {
     t.join().unwrap();
 }
 
+/// Accepts on `l` until `attacker` has been dropped by it (its socket reads end of
+/// stream): `accept` must not return it, nor any error. Returns the warnings logged.
+fn dropped_without_error(l: &Listener, attacker: &mut TcpStream) -> Vec<String> {
+    let (outcome, logs) = capture_logs(|| l.accept_timeout(Duration::from_millis(300)));
+    match outcome {
+        Err(Error::TimedOut) => {}
+        Err(e) => panic!("accept returned the attacker's error: {e}"),
+        Ok(_) => panic!("accept returned the attacker's connection"),
+    }
+    let (more, later) = capture_logs(|| {
+        // A silent attacker is cut off at the handshake deadline, not sooner.
+        let start = Instant::now();
+        while start.elapsed() < HANDSHAKE_TIMEOUT + Duration::from_secs(2) {
+            match l.accept_timeout(Duration::from_millis(200)) {
+                Err(Error::TimedOut) => {}
+                other => panic!("accept returned {:?}", other.map(|_| ())),
+            }
+            if attacker_closed(attacker) {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(more, "the attacker's connection was not closed");
+    logs.into_iter()
+        .chain(later)
+        .filter(|l| l.starts_with("WARN"))
+        .collect()
+}
+
+/// Whether the peer closed `raw` (end of stream or reset), without waiting.
+fn attacker_closed(raw: &mut TcpStream) -> bool {
+    raw.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match raw.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+            Err(_) => break true,
+        }
+    };
+    raw.set_nonblocking(false).unwrap();
+    closed
+}
+
 #[test]
-fn a_non_zmtp_client_fails_the_handshake_and_the_listener_survives() {
+fn a_non_zmtp_client_is_dropped_and_logged_and_the_listener_survives() {
     let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
     let addr = l.endpoint().trim_start_matches("tcp://").to_owned();
     let mut raw = TcpStream::connect(&addr).unwrap();
     raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     raw.write_all(&[0u8; 64]).unwrap();
-    let err = l.accept_timeout(STEP_TIMEOUT).unwrap_err();
-    assert!(matches!(err, Error::Handshake { .. }), "{err}");
-    assert!(err.to_string().contains("ZMTP"), "{err}");
+    let warnings = dropped_without_error(&l, &mut raw);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("ZMTP") && w.contains("peer dropped")),
+        "{warnings:?}"
+    );
     assert_listener_usable(&l);
 }
 
 #[test]
-fn a_silent_client_times_out_the_handshake() {
+fn a_silent_client_is_dropped_at_the_handshake_deadline() {
     let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
     let addr = l.endpoint().trim_start_matches("tcp://").to_owned();
-    let _raw = TcpStream::connect(&addr).unwrap();
+    let mut raw = TcpStream::connect(&addr).unwrap();
     let start = Instant::now();
-    let err = l.accept_timeout(STEP_TIMEOUT).unwrap_err();
-    assert!(matches!(err, Error::Handshake { .. }), "{err}");
-    assert!(start.elapsed() < STEP_TIMEOUT);
+    let warnings = dropped_without_error(&l, &mut raw);
+    assert!(
+        start.elapsed() >= HANDSHAKE_TIMEOUT,
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("in time")),
+        "{warnings:?}"
+    );
     assert_listener_usable(&l);
 }
 
 #[test]
 fn a_peer_of_another_socket_type_is_refused() {
     let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
-    let (_raw, accepted) = raw_peer(&l, "DEALER");
-    let err = accepted.unwrap_err();
-    assert!(err.to_string().contains("DEALER"), "{err}");
+    let addr = l.endpoint().trim_start_matches("tcp://").to_owned();
+    let mut raw = TcpStream::connect(addr).unwrap();
+    raw.write_all(&greeting()).unwrap();
+    raw.write_all(&ready("DEALER")).unwrap();
+    let warnings = dropped_without_error(&l, &mut raw);
+    assert!(
+        warnings.iter().any(|w| w.contains("DEALER")),
+        "{warnings:?}"
+    );
     assert_listener_usable(&l);
+}
+
+#[test]
+fn silent_and_garbage_peers_do_not_delay_an_honest_one() {
+    let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
+    let addr = l.endpoint().trim_start_matches("tcp://").to_owned();
+    let mut attackers = Vec::new();
+    for i in 0..24 {
+        let mut raw = TcpStream::connect(&addr).unwrap();
+        if i % 2 == 1 {
+            raw.write_all(&greeting()[..30]).unwrap(); // half a greeting, then nothing
+        }
+        attackers.push(raw);
+    }
+    let ep = l.endpoint().to_owned();
+    let honest = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut c = Conn::connect(&ep).unwrap();
+        c.send(b"hello").unwrap();
+        start.elapsed()
+    });
+    let mut c = l
+        .accept_timeout(STEP_TIMEOUT)
+        .expect("the honest peer is accepted");
+    assert_eq!(c.recv_vec().unwrap(), b"hello");
+    let took = honest.join().unwrap();
+    // The bar is 100 ms; a loaded 2-core CI machine gets a margin (the attackers hold
+    // their connections for the whole 5 s handshake timeout).
+    assert!(
+        took < Duration::from_secs(1),
+        "the honest handshake took {took:?}"
+    );
 }
 
 #[test]
