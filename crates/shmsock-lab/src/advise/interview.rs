@@ -15,7 +15,7 @@ pub fn interview(input: &mut dyn BufRead, output: &mut dyn Write) -> io::Result<
     let mut needs = Needs::default();
     writeln!(
         output,
-        "Which IPC to use? Seed 002's flowchart, one question at a time (Enter = no / not given)."
+        "Which IPC to use? The Comparison's flowchart, one question at a time (Enter = no / not given)."
     )?;
     needs.remote = ask_yes_no(
         input,

@@ -1,7 +1,7 @@
 //! One million messages (Communication Costs): between two threads of one process, and between two
 //! processes over a Unix socket and over shmsock.
 //!
-//! Seed 003 claims ~100 ms for threads with a lock-free queue and ~10 s for processes with
+//! Communication Costs claims ~100 ms for threads with a lock-free queue and ~10 s for processes with
 //! sockets. Each path moves `MESSAGES` sequence-numbered 64-byte messages one way, back to
 //! back, and the receiver times first to last message (connection setup is not timed):
 //!
