@@ -33,16 +33,16 @@ exits at once. Exit status: 0 when stopped, --count reached or a shm:// SRC clos
 error. Only publish/subscribe endpoints are bridged (a Conn is a 1:1 PAIR socket).
 
 Examples:
-  shmsock bridge shm://prices tcp://0.0.0.0:5556     local shm:// topic to remote subscribers
+  shmsock bridge shm://prices tcp://127.0.0.1:5556   local shm:// topic to tcp:// subscribers
   shmsock bridge tcp://host:5556 shm://prices        and back: remote publisher, local readers
-  shmsock bridge shm://prices tcp://0.0.0.0:5556 --topic AAPL --topic MSFT --drop-oldest
+  shmsock bridge shm://prices tcp://127.0.0.1:5556 --topic AAPL --topic MSFT --drop-oldest
   shmsock bridge shm://prices unix:///tmp/prices.sock --reconnect -v
   shmsock sub tcp://127.0.0.1:5556 --connect-timeout 10    a remote subscriber
   python3 examples/python/pubsub.py sub tcp://127.0.0.1:5556 AAPL   or a pyzmq one")]
 pub(crate) struct BridgeArgs {
     /// Publisher to subscribe to, e.g. shm://prices or tcp://host:5556.
     source: String,
-    /// Endpoint to bind and republish on, e.g. tcp://0.0.0.0:5556 (tcp://HOST:0: any port,
+    /// Endpoint to bind and republish on, e.g. tcp://127.0.0.1:5556 (tcp://HOST:0: any port,
     /// printed at the start).
     destination: String,
     /// Forward only messages starting with PREFIX (repeat for several; default: all).

@@ -22,11 +22,11 @@ use crate::{ConnArgs, Wait};
     shmsock sub shm://ticks &                 a subscriber (start as many as you like)\n  \
     printf 'a\\nb\\n' | shmsock pub shm://ticks --wait-subscribers 1\n  \
     shmsock pub shm://ticks --size 64 --count 1000000 --wait-subscribers 2 --drop-oldest\n  \
-    printf 'tick 1\\ntick 2\\n' | shmsock pub tcp://0.0.0.0:5557 --wait-subscribers 1\n  \
+    printf 'tick 1\\ntick 2\\n' | shmsock pub tcp://127.0.0.1:5557 --wait-subscribers 1\n  \
     shmsock pub unix:///tmp/ticks.sock --size 64 --count 1000 --wait-subscribers 1"
 )]
 pub(crate) struct PubArgs {
-    /// Endpoint to bind: shm://ticks, unix:///tmp/ticks.sock or tcp://0.0.0.0:5557.
+    /// Endpoint to bind: shm://ticks, unix:///tmp/ticks.sock or tcp://127.0.0.1:5557.
     endpoint: String,
     /// Publish COUNT synthetic messages of SIZE bytes instead of reading stdin.
     #[arg(long, value_name = "BYTES", requires = "count")]

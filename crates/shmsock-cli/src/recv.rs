@@ -17,11 +17,11 @@ use crate::ConnArgs;
     is a peer) a sender's exit looks like a clean close unless it stops mid-message.\n\n\
     Examples:\n  \
     shmsock recv shm://demo --count 10\n  \
-    shmsock recv tcp://0.0.0.0:5555              any machine may connect (tcp://HOST:0: any port)\n  \
+    shmsock recv tcp://127.0.0.1:5555            this machine only (tcp://HOST:0: any port)\n  \
     shmsock recv unix:///tmp/demo.sock --quiet   throughput summary on stderr"
 )]
 pub(crate) struct RecvArgs {
-    /// Endpoint to bind: shm://demo, unix:///tmp/demo.sock or tcp://0.0.0.0:5555.
+    /// Endpoint to bind: shm://demo, unix:///tmp/demo.sock or tcp://127.0.0.1:5555.
     endpoint: String,
     /// Stop after this many messages.
     #[arg(long, value_name = "N")]

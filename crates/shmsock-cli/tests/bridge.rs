@@ -285,7 +285,7 @@ fn bridge_has_help_with_examples() {
         &[
             "Usage:",
             "Examples:",
-            "shmsock bridge shm://prices tcp://0.0.0.0:5556",
+            "shmsock bridge shm://prices tcp://127.0.0.1:5556",
             "--topic",
             "--reconnect",
             "--drop-oldest",
