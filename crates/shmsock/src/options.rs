@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::endpoint::Endpoint;
 use crate::error::Result;
 use crate::net::config::NetConfig;
-use crate::net::config::{NET_CONNECTIONS_MAX_DEFAULT, NET_MESSAGE_MAX_DEFAULT_BYTES};
+use crate::net::config::{Heartbeat, NET_CONNECTIONS_MAX_DEFAULT, NET_MESSAGE_MAX_DEFAULT_BYTES};
 use crate::shm::config::ShmConfig;
 use crate::shm::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};
 use crate::shm::segment::LOAN_SLOTS_MAX;
@@ -35,6 +35,7 @@ pub struct Options {
     pub(crate) max_message_len: usize,
     pub(crate) loan_pool: Option<(usize, usize)>,
     pub(crate) max_connections: usize,
+    pub(crate) heartbeat: Option<Heartbeat>,
 }
 
 impl Default for Options {
@@ -48,6 +49,7 @@ impl Default for Options {
             max_message_len: NET_MESSAGE_MAX_DEFAULT_BYTES,
             loan_pool: None,
             max_connections: NET_CONNECTIONS_MAX_DEFAULT,
+            heartbeat: None,
         }
     }
 }
@@ -120,6 +122,30 @@ impl Options {
         self
     }
 
+    /// ZMTP 3.1 heartbeats on `tcp://` and `unix://` connections (ZeroMQ's
+    /// `ZMQ_HEARTBEAT_IVL` and `ZMQ_HEARTBEAT_TIMEOUT`): after `interval` without hearing from
+    /// the peer we send it a PING (any peer since libzmq 4.2 answers with a PONG), and after
+    /// `timeout` without hearing anything the peer is gone: `recv` and `send` report
+    /// [`Error::PeerGone`](crate::Error::PeerGone) (a `Subscriber` reconnects; a `Publisher`
+    /// drops that subscriber). This finds a peer that vanished without closing (a machine
+    /// that lost power, a cable cut, a stopped process), which TCP alone reports only after
+    /// many minutes, if ever. Checked while a call waits (and at each `try_` call), not in the
+    /// background: a `Conn` that is not being used notices at its next call. Off by default;
+    /// `timeout` is at least `interval`. Ignored by `shm://`, which checks its peer's pid.
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        let interval = interval.max(Duration::from_millis(1));
+        self.heartbeat = Some(Heartbeat {
+            interval,
+            timeout: timeout.max(interval),
+        });
+        self
+    }
+
+    /// The heartbeat interval and timeout, if set.
+    pub fn get_heartbeat(&self) -> Option<(Duration, Duration)> {
+        self.heartbeat.map(|h| (h.interval, h.timeout))
+    }
+
     /// The most connections one `tcp://`/`unix://` listening socket holds.
     pub fn get_max_connections(&self) -> usize {
         self.max_connections
@@ -178,6 +204,7 @@ impl Options {
             overflow: self.overflow,
             queue_max_bytes: self.ring_capacity,
             max_connections: self.max_connections,
+            heartbeat: self.heartbeat,
         }
     }
 }

@@ -25,4 +25,16 @@ pub(crate) struct NetConfig {
     pub(crate) queue_max_bytes: usize,
     /// Most connections a listening socket holds at once (handshakes under way included).
     pub(crate) max_connections: usize,
+    /// ZMTP 3.1 heartbeats on established connections, if asked for.
+    pub(crate) heartbeat: Option<Heartbeat>,
+}
+
+/// ZMTP 3.1 heartbeats: PING after `interval` without traffic from the peer; the peer is
+/// gone after `timeout` without any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Heartbeat {
+    /// Silence after which we send a PING.
+    pub(crate) interval: std::time::Duration,
+    /// Silence after which the peer counts as gone.
+    pub(crate) timeout: std::time::Duration,
 }

@@ -69,6 +69,16 @@ pub(super) fn run(shared: &Shared) {
             }
             if let Err(e) = write(shared, i, peer) {
                 end(shared, peer, &e);
+                continue;
+            }
+            if peer
+                .conn
+                .heartbeat_due()
+                .is_some_and(|t| t <= Instant::now())
+            {
+                if let Err(e) = peer.conn.heartbeat() {
+                    end(shared, peer, &e);
+                }
             }
         }
         remove_ended(shared, &mut peers);
@@ -84,10 +94,16 @@ pub(super) fn run(shared: &Shared) {
         } else if peers.iter().any(|p| p.readable) || !may_sleep(shared, &peers) {
             Some(Duration::ZERO)
         } else {
-            None
+            // Asleep until a socket or the publisher wakes us, or a heartbeat is due.
+            peers
+                .iter()
+                .filter_map(|p| p.conn.heartbeat_due())
+                .min()
+                .map(|t| t.saturating_duration_since(Instant::now()))
         };
+        let asleep = timeout.is_none_or(|t| !t.is_zero());
         let woken = wait(shared, &peers, timeout, &mut revents);
-        if timeout.is_none() {
+        if asleep {
             shared.lock().pump_sleeping = false;
         }
         if !woken {

@@ -344,7 +344,8 @@ impl NetListener {
             };
             match outcome {
                 Ok(true) => {
-                    let done = pending.handshakes.swap_remove(i).handshake.into_conn();
+                    let mut done = pending.handshakes.swap_remove(i).handshake.into_conn();
+                    done.set_heartbeat(self.config.heartbeat);
                     return Some(done);
                 }
                 Ok(false) if now < h.handshake.deadline() => i += 1,
@@ -447,12 +448,14 @@ pub(crate) fn connect_as(
         }
         Endpoint::Shm(_) => unreachable!("shm:// endpoints are connected by the shm transport"),
     };
-    NetConn::handshake(
+    let mut conn = NetConn::handshake(
         endpoint,
         sock,
         pid,
         config.max_message_len,
         HANDSHAKE_TIMEOUT,
         socket_type,
-    )
+    )?;
+    conn.set_heartbeat(config.heartbeat);
+    Ok(conn)
 }

@@ -39,6 +39,7 @@ use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 
 use super::admission::Slot;
+use super::config::Heartbeat;
 use super::inbound::{Inbound, Item};
 use super::zmtp::{self, SocketType, Subscription};
 use crate::error::{Error, Result};
@@ -92,6 +93,11 @@ pub(crate) struct NetConn {
     ended: Option<Ended>,
     /// This connection's place in its listener's count (accepted connections only).
     _slot: Option<Slot>,
+    heartbeat: Option<Heartbeat>,
+    /// When bytes last arrived from the peer.
+    last_rx: Instant,
+    /// When we last sent a PING.
+    pinged: Option<Instant>,
 }
 
 fn deadline_error(mode: Mode) -> Error {
@@ -123,6 +129,9 @@ impl NetConn {
             subscriptions: Vec::new(),
             ended: None,
             _slot: slot,
+            heartbeat: None,
+            last_rx: Instant::now(),
+            pinged: None,
         }
     }
 
@@ -146,6 +155,78 @@ impl NetConn {
     /// The connection has ended (peer closed or gone, garbage, or closed by us).
     pub(crate) fn is_ended(&self) -> bool {
         self.ended.is_some()
+    }
+
+    /// Turns ZMTP heartbeats on (or off) for this connection.
+    pub(crate) fn set_heartbeat(&mut self, heartbeat: Option<Heartbeat>) {
+        self.heartbeat = heartbeat;
+        self.last_rx = Instant::now();
+    }
+
+    /// When the heartbeat next needs looking at ([`heartbeat`](Self::heartbeat)), if on.
+    pub(crate) fn heartbeat_due(&self) -> Option<Instant> {
+        let hb = self.heartbeat?;
+        let quiet_since = self.last_rx;
+        match self.pinged {
+            Some(p) if p >= quiet_since => Some((quiet_since + hb.timeout).min(p + hb.interval)),
+            _ => Some(quiet_since + hb.interval),
+        }
+    }
+
+    /// Keeps the heartbeat: a PING once the peer was silent for the interval (and again each
+    /// interval), [`Error::PeerGone`] once it was silent for the timeout.
+    pub(crate) fn heartbeat(&mut self) -> Result<()> {
+        let Some(hb) = self.heartbeat else {
+            return Ok(());
+        };
+        if self.ended.is_some() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let silent = now.saturating_duration_since(self.last_rx);
+        if silent >= hb.timeout {
+            tracing::info!(endpoint = %self.endpoint, peer_pid = self.peer_pid,
+                silent_ms = silent.as_millis() as u64, "peer missed its heartbeats");
+            return Err(self.end(Ended::PeerGone));
+        }
+        let ping_due = silent >= hb.interval
+            && self
+                .pinged
+                .is_none_or(|p| p < self.last_rx || now.duration_since(p) >= hb.interval);
+        if ping_due {
+            // Counted as sent even when too much waits to go out: the next one is due an
+            // interval later, so a full socket never makes this spin.
+            self.pinged = Some(now);
+            if self.queued_tx() < PONG_QUEUE_MAX_BYTES {
+                self.queue_frame(&zmtp::ping_body(hb.timeout), false, true);
+                self.flush_some()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `mode`, shortened to the next heartbeat check; and whether it was shortened.
+    fn beat_mode(&self, mode: Mode) -> (Mode, bool) {
+        match (self.heartbeat_due(), mode) {
+            (Some(due), Mode::Block) => (Mode::Until(due), true),
+            (Some(due), Mode::Until(d)) if due < d => (Mode::Until(due), true),
+            _ => (mode, false),
+        }
+    }
+
+    /// [`wait`](Self::wait), keeping the heartbeat meanwhile.
+    fn wait_beating(&mut self, read: bool, write: bool, mode: Mode) -> Result<bool> {
+        loop {
+            let (wait_mode, beat) = self.beat_mode(mode);
+            match self.wait(read, write, wait_mode) {
+                Err(Error::TimedOut) if beat => self.heartbeat()?,
+                Err(Error::WouldBlock) => {
+                    self.heartbeat()?;
+                    return Err(Error::WouldBlock);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Bytes queued and not yet written.
@@ -285,7 +366,7 @@ impl NetConn {
             if self.queued_tx() <= keep {
                 return Ok(());
             }
-            self.wait(false, true, mode)?;
+            self.wait_beating(false, true, mode)?;
         }
     }
 
@@ -396,9 +477,12 @@ impl NetConn {
                     };
                     return Err(self.end(why));
                 }
-                Ok(_) => reads += 1,
+                Ok(_) => {
+                    reads += 1;
+                    self.last_rx = Instant::now();
+                }
                 Err(Errno::AGAIN) => {
-                    if self.wait(true, false, mode)? {
+                    if self.wait_beating(true, false, mode)? {
                         self.flush_some()?;
                     }
                 }

@@ -280,6 +280,17 @@ pub(crate) fn property<'a>(mut data: &'a [u8], name: &str) -> Result<Option<&'a 
     Ok(found)
 }
 
+/// The body of a ZMTP 3.1 PING command whose TTL (how long the peer may wait for traffic
+/// from us before it closes the connection) is `ttl`, in tenths of a second, saturated.
+pub(crate) fn ping_body(ttl: std::time::Duration) -> Vec<u8> {
+    let ttl = u16::try_from(ttl.as_millis() / 100).unwrap_or(u16::MAX);
+    let mut b = Vec::with_capacity(7);
+    b.push(4);
+    b.extend_from_slice(b"PING");
+    b.extend_from_slice(&ttl.to_be_bytes());
+    b
+}
+
 /// The PONG body answering the PING command data `ping` (TTL, then up to 16 context bytes).
 pub(crate) fn pong_body(ping: &[u8]) -> Vec<u8> {
     let context = ping.get(2..).unwrap_or_default();

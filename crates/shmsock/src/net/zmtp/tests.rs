@@ -90,3 +90,14 @@ fn pong_echoes_the_ping_context() {
     assert_eq!(pong_body(&[0, 10, b'x', b'y']), b"\x04PONGxy");
     assert_eq!(pong_body(&[]), b"\x04PONG");
 }
+
+#[test]
+fn ping_carries_its_ttl_in_tenths_of_a_second() {
+    let ping = ping_body(std::time::Duration::from_millis(1500));
+    let (name, data) = split_command(&ping).unwrap();
+    assert_eq!((name, data), (&b"PING"[..], &[0u8, 15][..]));
+    assert_eq!(
+        &ping_body(std::time::Duration::from_secs(1 << 20))[5..],
+        &[0xFF, 0xFF]
+    );
+}
