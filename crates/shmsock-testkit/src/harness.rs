@@ -173,6 +173,12 @@ impl Peer {
         }
     }
 
+    /// The child's next report if one comes within `limit` (`None` if none came, or the
+    /// child exited), for a parent that polls what a long-running child says.
+    pub fn next_report(&mut self, limit: Duration) -> Option<String> {
+        self.lines.recv_timeout(limit).ok()
+    }
+
     /// Sends SIGKILL; returns the instant just before the signal was sent.
     pub fn kill(&self) -> Instant {
         kill_pid(self.pid())
@@ -228,6 +234,17 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .expect("listing /proc/self/fd")
         .count()
+}
+
+/// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmSize`...) of process `pid` (`"self"`
+/// for us), in bytes; 0 if the field is missing (a zombie has no `VmRSS`).
+pub fn status_bytes(pid: &str, field: &str) -> u64 {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// Removes a directory tree when dropped.

@@ -453,9 +453,10 @@ impl NetConn {
         self.queue_frame(msg, false, false);
     }
 
-    /// The next whole item (message or command), reading as `mode` allows.
-    fn next_item(&mut self, mode: Mode) -> Result<Item> {
-        let mut reads = 0;
+    /// The next whole item (message or command), reading as `mode` allows; `reads` counts
+    /// the reads of the whole receive call (a `try_` call stops at [`TRY_READS`], however
+    /// many commands the peer packs in).
+    fn next_item(&mut self, mode: Mode, reads: &mut usize) -> Result<Item> {
         loop {
             match self.rx.next() {
                 Err(what) => return Err(self.end(Ended::Protocol(what))),
@@ -465,7 +466,7 @@ impl NetConn {
             if let Some(ended) = &self.ended {
                 return Err(self.ended_error(ended));
             }
-            if matches!(mode, Mode::Try) && reads == TRY_READS {
+            if matches!(mode, Mode::Try) && *reads >= TRY_READS {
                 return Err(Error::WouldBlock);
             }
             match self.rx.read_from(&self.sock) {
@@ -478,7 +479,7 @@ impl NetConn {
                     return Err(self.end(why));
                 }
                 Ok(_) => {
-                    reads += 1;
+                    *reads += 1;
                     self.last_rx = Instant::now();
                 }
                 Err(Errno::AGAIN) => {
@@ -498,8 +499,9 @@ impl NetConn {
         if let Some(ended @ (Ended::Protocol(_) | Ended::Closed)) = &self.ended {
             return Err(self.ended_error(ended));
         }
+        let mut reads = 0;
         loop {
-            match self.next_item(mode)? {
+            match self.next_item(mode, &mut reads)? {
                 Item::Message { payload, .. } => return Ok(payload),
                 Item::Command { body } => self.command(body)?,
             }

@@ -1,5 +1,8 @@
-//! Helpers shared by the tests: unique endpoints, deterministic payloads, a peer thread.
+//! Helpers shared by the tests: unique endpoints, deterministic payloads, a peer thread,
+//! and ZMTP 3.x (RFC 23, ZMTP 3.1 RFC 37) spoken by hand for raw-socket peers.
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -127,4 +130,121 @@ pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
     let r = tracing::subscriber::with_default(Lines(lines.clone()), f);
     let lines = lines.lock().unwrap().clone();
     (r, lines)
+}
+
+/// A ZMTP 3.`minor` greeting for the NULL mechanism, as server 0: signature
+/// `FF 00*8 7F`, version `03 minor`, mechanism `"NULL"` padded to 20 bytes, as-server 0,
+/// 31 bytes of filler.
+pub fn greeting(minor: u8) -> [u8; 64] {
+    let mut g = [0u8; 64];
+    g[0] = 0xFF;
+    g[9] = 0x7F;
+    g[10] = 3;
+    g[11] = minor;
+    g[12..16].copy_from_slice(b"NULL");
+    g
+}
+
+/// One frame (`flags`: 0 message, 1 more parts follow, 4 command): a short frame for a body
+/// under 256 bytes, else a long one (flag 2, 8-byte big-endian length).
+pub fn frame(flags: u8, body: &[u8]) -> Vec<u8> {
+    let mut f = match u8::try_from(body.len()) {
+        Ok(len) => vec![flags, len],
+        Err(_) => [&[flags | 2][..], &(body.len() as u64).to_be_bytes()].concat(),
+    };
+    f.extend_from_slice(body);
+    f
+}
+
+/// A command frame: name length, name, data.
+pub fn command(name: &str, data: &[u8]) -> Vec<u8> {
+    frame(
+        4,
+        &[&[name.len() as u8][..], name.as_bytes(), data].concat(),
+    )
+}
+
+/// READY with Socket-Type `ty` (the only property a NULL peer must send).
+pub fn ready(ty: &str) -> Vec<u8> {
+    let data = [
+        &[11u8][..],
+        b"Socket-Type",
+        &(ty.len() as u32).to_be_bytes(),
+        ty.as_bytes(),
+    ]
+    .concat();
+    command("READY", &data)
+}
+
+/// A raw peer: a TCP stream that writes ZMTP by hand and reads ZMTP frames.
+pub struct Raw(pub TcpStream);
+
+impl Raw {
+    /// Connects to `endpoint` and does the handshake as a `ty` socket speaking ZMTP 3.`minor`.
+    pub fn connect(endpoint: &str, ty: &str, minor: u8) -> Raw {
+        let s = TcpStream::connect(endpoint.trim_start_matches("tcp://"))
+            .unwrap_or_else(|e| panic!("connecting a raw {ty} peer to {endpoint}: {e}"));
+        let mut raw = Raw(s);
+        raw.handshake(ty, minor);
+        raw
+    }
+
+    /// A hand-made ZMTP 3.`minor` publisher: `serve` runs on another thread once a
+    /// subscriber connected and the handshake is done. Returns the endpoint to connect to
+    /// and the thread, which hands the raw peer back.
+    pub fn publisher(
+        minor: u8,
+        serve: impl FnOnce(&mut Raw) + Send + 'static,
+    ) -> (String, JoinHandle<Raw>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ep = format!("tcp://{}", l.local_addr().unwrap());
+        let t = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut raw = Raw(s);
+            raw.handshake("PUB", minor);
+            serve(&mut raw);
+            raw
+        });
+        (ep, t)
+    }
+
+    /// Sends our greeting and READY, then reads the peer's (within [`STEP_TIMEOUT`]).
+    pub fn handshake(&mut self, ty: &str, minor: u8) {
+        self.0.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+        self.0.write_all(&greeting(minor)).unwrap();
+        self.0.write_all(&ready(ty)).unwrap();
+        let mut g = [0u8; 64];
+        self.0.read_exact(&mut g).unwrap();
+        assert_eq!(g[0], 0xFF);
+        let (flags, body) = self.frame();
+        assert_eq!(flags, 4, "READY is a command");
+        assert!(body.starts_with(b"\x05READY"));
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.0.write_all(bytes).unwrap();
+    }
+
+    /// Reads one frame: (flags, body).
+    pub fn frame(&mut self) -> (u8, Vec<u8>) {
+        let mut head = [0u8; 2];
+        self.0.read_exact(&mut head).unwrap();
+        let len = if head[0] & 2 != 0 {
+            let mut rest = [0u8; 7];
+            self.0.read_exact(&mut rest).unwrap();
+            u64::from_be_bytes([&[head[1]][..], &rest].concat().try_into().unwrap()) as usize
+        } else {
+            usize::from(head[1])
+        };
+        let mut body = vec![0u8; len];
+        self.0.read_exact(&mut body).unwrap();
+        (head[0], body)
+    }
+
+    /// Reads the next message (single-frame, as our publisher sends them).
+    pub fn message(&mut self) -> Vec<u8> {
+        let (flags, body) = self.frame();
+        assert_eq!(flags & !2, 0, "a single-frame message");
+        body
+    }
 }

@@ -7,31 +7,7 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Listener, HANDSHAKE_TIMEOUT};
 
-use crate::common::{capture_logs, STEP_TIMEOUT};
-
-/// A ZMTP 3.1 NULL greeting.
-fn greeting() -> [u8; 64] {
-    let mut g = [0u8; 64];
-    g[0] = 0xFF;
-    g[9] = 0x7F;
-    g[10] = 3;
-    g[11] = 1;
-    g[12..16].copy_from_slice(b"NULL");
-    g
-}
-
-/// READY with Socket-Type `ty`, as a short command frame.
-fn ready(ty: &str) -> Vec<u8> {
-    let mut body = vec![5];
-    body.extend_from_slice(b"READY");
-    body.push(11);
-    body.extend_from_slice(b"Socket-Type");
-    body.extend_from_slice(&(ty.len() as u32).to_be_bytes());
-    body.extend_from_slice(ty.as_bytes());
-    let mut f = vec![0x04, body.len() as u8];
-    f.extend_from_slice(&body);
-    f
-}
+use crate::common::{capture_logs, greeting, ready, STEP_TIMEOUT};
 
 /// Connects a raw socket to `l` and completes the handshake as socket type `ty`; returns
 /// the raw socket and the accepted result.
@@ -39,7 +15,7 @@ fn raw_peer(l: &Listener, ty: &str) -> (TcpStream, shmsock::Result<Conn>) {
     let addr = l.endpoint().trim_start_matches("tcp://").to_owned();
     let mut raw = TcpStream::connect(addr).unwrap();
     raw.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
-    raw.write_all(&greeting()).unwrap();
+    raw.write_all(&greeting(1)).unwrap();
     raw.write_all(&ready(ty)).unwrap();
     let accepted = l.accept_timeout(STEP_TIMEOUT);
     (raw, accepted)
@@ -148,7 +124,7 @@ fn a_peer_of_another_socket_type_is_refused() {
     let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
     let addr = l.endpoint().trim_start_matches("tcp://").to_owned();
     let mut raw = TcpStream::connect(addr).unwrap();
-    raw.write_all(&greeting()).unwrap();
+    raw.write_all(&greeting(1)).unwrap();
     raw.write_all(&ready("DEALER")).unwrap();
     let warnings = dropped_without_error(&l, &mut raw);
     assert!(
@@ -166,7 +142,7 @@ fn silent_and_garbage_peers_do_not_delay_an_honest_one() {
     for i in 0..24 {
         let mut raw = TcpStream::connect(&addr).unwrap();
         if i % 2 == 1 {
-            raw.write_all(&greeting()[..30]).unwrap(); // half a greeting, then nothing
+            raw.write_all(&greeting(1)[..30]).unwrap(); // half a greeting, then nothing
         }
         attackers.push(raw);
     }

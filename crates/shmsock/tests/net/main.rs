@@ -1,10 +1,13 @@
 //! Integration tests of `tcp://` and `unix://` (ZMTP 3.x, PAIR): Rust↔Rust conformance
-//! over both schemes, hostile raw-socket peers, and interop with pyzmq.
+//! over both schemes, hostile raw-socket peers, interop with pyzmq, and attacks on a victim
+//! in another process (`attacks.rs`: this binary re-executed with a role, see
+//! [`shmsock_testkit::peer_main!`]) whose memory is read from `/proc`.
 //!
 //! Only loopback addresses and ephemeral ports (`tcp://127.0.0.1:0`, then
 //! [`Listener::endpoint`](shmsock::Listener::endpoint)) and per-test socket paths are used,
 //! and every blocking step is bounded, so a bug fails a test instead of hanging CI.
 
+mod attacks;
 mod common;
 mod conformance;
 mod hostile;
@@ -12,3 +15,5 @@ mod pubsub;
 mod pubsub_pyzmq;
 mod pubsub_raw;
 mod pyzmq;
+
+shmsock_testkit::peer_main!(attacks::run_role);

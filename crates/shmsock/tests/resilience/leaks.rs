@@ -6,6 +6,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// A `kB` field of `/proc/PID/status`, in bytes (the kit's, which other binaries share).
+pub use shmsock_testkit::harness::status_bytes;
+
 /// `O_CLOEXEC` as shown in the `flags:` line of `/proc/PID/fdinfo/N` (octal).
 pub const O_CLOEXEC_FDINFO: u64 = 0o2_000_000;
 
@@ -107,16 +110,7 @@ pub fn runtime_files(dir: &Path, endpoint: &str) -> Vec<String> {
     v
 }
 
-/// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmSize`...), in bytes.
-pub fn status_bytes(pid: &str, field: &str) -> u64 {
-    let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
+/// Our RSS, in bytes.
 pub fn rss_bytes() -> u64 {
     status_bytes("self", "VmRSS")
 }
