@@ -66,6 +66,14 @@ pub enum LabError {
         /// The library's error, rendered.
         detail: String,
     },
+    /// libzmq (loaded at run time by the network experiment) reported an error.
+    #[error("libzmq {what}: {detail}")]
+    Libzmq {
+        /// The libzmq call, e.g. "zmq_bind".
+        what: &'static str,
+        /// libzmq's error text and errno.
+        detail: String,
+    },
     /// The child process failed, was killed, or did not exit in time.
     #[error("child process: {detail}")]
     Child {

@@ -22,6 +22,9 @@
 //!   `Subscriber` process over `shm://`, over `tcp://`, and through a `shmsock bridge`
 //!   process both ways (shm -> tcp, tcp -> shm): what the bridge adds, against tcp in the
 //!   same run.
+//! - **network**: shmsock's `tcp://` and `unix://` against libzmq (loaded at run time with
+//!   `dlopen`, measured natively in the same run): PAIR and PUB/SUB streams (msgs/s, MB/s) and
+//!   the one-way latency of lone messages, at 64 B, 4 KiB and 1 MiB; libzmq with CURVE too.
 //!
 //! `floor` (a bare cache-line ping-pong) is measured before and after everything else: it is
 //! the reference for latency ratios, and if it moved by more than 50% the host was noisy and

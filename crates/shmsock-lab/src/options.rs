@@ -12,13 +12,14 @@ pub const LATENCY_SIZE: usize = 64;
 /// reference documents' 4 KiB and 1 MiB.
 pub const THROUGHPUT_SIZES: [usize; 3] = [64, 4096, 1 << 20];
 /// The experiments, by the names `--only` takes.
-pub const EXPERIMENTS: [&str; 8] = [
+pub const EXPERIMENTS: [&str; 9] = [
     "latency",
     "throughput",
     "sync-tax",
     "contention",
     "fanout",
     "bridge",
+    "network",
     "serialization",
     "scale",
 ];

@@ -14,6 +14,8 @@ use crate::mechanisms::{self, Mechanism, Pattern};
 const OFFSET_FROM_BYTES: usize = 1 << 20;
 use crate::error::LabError;
 use crate::experiments::latency::LatencyRow;
+use crate::format::fmt_size;
+use crate::mechanisms::libzmq::Libzmq;
 use crate::options::{LabOptions, LATENCY_SIZE};
 use crate::progress::Progress;
 use crate::report::{FloorCheck, Report, UnavailableRow};
@@ -35,6 +37,8 @@ pub(crate) enum Experiment {
     Fanout,
     /// Publisher to subscriber, direct and through a bridge.
     Bridge,
+    /// shmsock's network transports against libzmq.
+    Network,
     /// Encoding and decoding a 1 KiB struct.
     Serialization,
     /// One million messages.
@@ -51,6 +55,7 @@ impl Experiment {
             Experiment::Contention => "contention",
             Experiment::Fanout => "fanout",
             Experiment::Bridge => "bridge",
+            Experiment::Network => "network",
             Experiment::Serialization => "serialization",
             Experiment::Scale => "scale",
         }
@@ -130,6 +135,7 @@ impl<'a> Lab<'a> {
                 experiments::fanout::SIZES.len() * experiments::fanout::SUBSCRIBERS.len(),
             ),
             ("bridge", experiments::bridge::PATHS.len()),
+            ("network", experiments::network::configs().len()),
             ("serialization", 1),
             ("scale", experiments::scale::PATHS.len()),
         ]
@@ -172,6 +178,7 @@ impl<'a> Lab<'a> {
             ("contention", Self::run_contention),
             ("fanout", Self::run_fanout),
             ("bridge", Self::run_bridge),
+            ("network", Self::run_network),
             ("serialization", Self::run_serialization),
             ("scale", Self::run_scale),
         ];
@@ -283,6 +290,7 @@ impl<'a> Lab<'a> {
             | Experiment::Contention
             | Experiment::Fanout
             | Experiment::Bridge
+            | Experiment::Network
             | Experiment::Serialization
             | Experiment::Scale => Err(format!(
                 "{} is not a per-mechanism experiment",
@@ -417,6 +425,39 @@ impl<'a> Lab<'a> {
                 Err(e) => {
                     self.unavailable(path.name(), Experiment::Bridge, bridge::SIZE, e.to_string())
                 }
+            }
+        }
+    }
+
+    fn run_network(&mut self) {
+        use experiments::network::{self, Library};
+        let libzmq = Libzmq::load();
+        match &libzmq {
+            Ok(zmq) => self.progress.note(&format!(
+                "network: libzmq {} loaded from {}",
+                zmq.version(),
+                zmq.library()
+            )),
+            Err(why) => {
+                // Each unavailable row prints the reason as it is added.
+                for size in network::SIZES {
+                    let reason = format!("skipped: {why}");
+                    self.unavailable("libzmq", Experiment::Network, size, reason);
+                }
+            }
+        }
+        for config in network::configs() {
+            if config.library == Library::Libzmq && libzmq.is_err() {
+                continue;
+            }
+            let name = config.name();
+            let size = config.size;
+            self.progress
+                .step(&format!("network: {name}, {}", fmt_size(size)));
+            let plan = network::plan(&self.budgets, size);
+            match network::measure(config, &plan, self.pinning) {
+                Ok(row) => self.report.network.push(row),
+                Err(e) => self.unavailable(&name, Experiment::Network, size, e.to_string()),
             }
         }
     }

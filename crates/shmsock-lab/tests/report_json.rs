@@ -293,3 +293,96 @@ fn fanout_has_a_row_per_size_and_subscriber_count() {
     let old: shmsock_lab::Report = serde_json::from_value(json).expect("old report reads");
     assert!(old.fanout.is_empty());
 }
+
+/// Whether libzmq can be loaded. Without it the libzmq rows are skipped (the test says why
+/// and checks the skip), except under `CI=true`, where a missing libzmq fails the test.
+fn libzmq_available() -> bool {
+    match shmsock_lab::mechanisms::libzmq::Libzmq::load() {
+        Ok(_) => true,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but {why}"
+            );
+            println!("skipped the libzmq rows: {why}");
+            eprintln!("skipped the libzmq rows: {why}");
+            false
+        }
+    }
+}
+
+#[test]
+fn network_puts_shmsock_and_libzmq_side_by_side() {
+    use shmsock_lab::experiments::network::{Library, Security};
+    let libzmq = libzmq_available();
+    let opts = LabOptions {
+        mode: Mode::Quick,
+        only: Some(vec!["network".into()]),
+        ..Default::default()
+    };
+    let report = shmsock_lab::run_with(&opts, SMALL).expect("lab runs");
+    let count = |library: Library, security: Security| {
+        report
+            .network
+            .iter()
+            .filter(|r| r.library == library && r.security == security)
+            .count()
+    };
+    // tcp and unix/ipc × PAIR and PUB/SUB × 64 B, 4 KiB, 1 MiB.
+    assert_eq!(count(Library::Shmsock, Security::Null), 12, "{report}");
+    assert_eq!(count(Library::Shmsock, Security::Curve), 0, "{report}");
+    if libzmq {
+        assert_eq!(count(Library::Libzmq, Security::Null), 12, "{report}");
+        // tcp × PAIR and PUB/SUB × 64 B and 4 KiB, unless this libzmq has no CURVE.
+        let no_curve = report
+            .unavailable
+            .iter()
+            .filter(|u| u.mechanism.contains("CURVE") && u.reason.contains("without CURVE"))
+            .count();
+        assert_eq!(count(Library::Libzmq, Security::Curve) + no_curve, 4);
+        assert_eq!(report.unavailable.len(), no_curve, "{report}");
+    } else {
+        assert_eq!(report.network.len(), 12, "{report}");
+        assert_eq!(report.unavailable.len(), 3, "{report}");
+        assert!(report.unavailable.iter().all(|u| u.mechanism == "libzmq"
+            && u.experiment == "network"
+            && u.reason.contains("libzmq5")));
+    }
+    for row in &report.network {
+        assert!(
+            row.msgs_per_s > 0 && row.messages > 0 && row.samples > 0,
+            "{row:?}"
+        );
+        let bytes = row.msgs_per_s * row.size as u64;
+        assert!(
+            row.bytes_per_s.abs_diff(bytes) <= row.size as u64,
+            "{row:?}"
+        );
+        let t = &row.one_way;
+        assert!(0 < t.min_ns && t.min_ns <= t.p50_ns, "{row:?}");
+        assert!(t.p50_ns <= t.p99_ns && t.p99_ns <= t.p999_ns, "{row:?}");
+        assert_eq!(
+            row.vs_libzmq.is_some(),
+            libzmq && row.library == Library::Shmsock,
+            "{row:?}"
+        );
+        assert_eq!(row.vs_null.is_some(), row.security == Security::Curve);
+        let scheme = match (row.transport, row.library) {
+            (shmsock_lab::experiments::network::Transport::Tcp, _) => "tcp://127.0.0.1:",
+            (_, Library::Shmsock) => "unix:///",
+            (_, Library::Libzmq) => "ipc:///",
+        };
+        assert!(row.endpoint.starts_with(scheme), "{row:?}");
+    }
+    let text = report.render();
+    assert!(text.contains("Network: shmsock vs libzmq"), "{text}");
+    assert!(text.contains("shmsock/libzmq"), "{text}");
+    let plots: Vec<_> = report.plots().into_iter().map(|(name, _)| name).collect();
+    assert!(plots.contains(&"network.svg"), "{plots:?}");
+    // A report.json from before the experiment existed still reads.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&report.to_json().expect("json")).expect("valid JSON");
+    json.as_object_mut().expect("object").remove("network");
+    let old: shmsock_lab::Report = serde_json::from_value(json).expect("old report reads");
+    assert!(old.network.is_empty());
+}

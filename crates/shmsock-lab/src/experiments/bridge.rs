@@ -34,14 +34,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rustix::time::{clock_gettime, ClockId};
 use shmsock::{Bridge, Publisher, Subscriber};
 
 use plotters::chart::SeriesLabelPosition;
 use plotters::style::{BLUE, GREEN, MAGENTA, RED};
 use serde::{Deserialize, Serialize};
 
-use super::{get_seq, put_seq, Budget, Window, SEQ_STOP, WATCHDOG_MARGIN};
+use super::{get_seq, now_ns, put_seq, Budget, Window, SEQ_STOP, WATCHDOG_MARGIN};
 use crate::chart::{Chart, Mark, Scale, Series};
 use crate::error::LabError;
 use crate::format::{fmt_ns, fmt_ratio, fmt_signed_ns, fmt_size};
@@ -175,13 +174,6 @@ pub(crate) fn bridge_cpu(pinning: Pinning) -> usize {
                 .find(|&c| c != pinning.parent_cpu && c != pinning.child_cpu)
         })
         .unwrap_or(pinning.child_cpu)
-}
-
-/// The time now, ns of `CLOCK_MONOTONIC` (the clock every process here shares).
-#[inline]
-fn now_ns() -> u64 {
-    let ts = clock_gettime(ClockId::Monotonic);
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
 /// The endpoints of one run (`shm://` names are fixed before the forks; `tcp://` ports are

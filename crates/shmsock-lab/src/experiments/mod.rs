@@ -11,6 +11,8 @@
 //! - [`fanout`]: one shmsock publisher process to 1/2/4 subscriber processes.
 //! - [`bridge`]: one-way latency publisher → subscriber over shm://, tcp:// and through a
 //!   `shmsock bridge` process.
+//! - [`network`]: shmsock's `tcp://` and `unix://` against libzmq (loaded at run time) in the
+//!   same run: PAIR and PUB/SUB streams and one-way latency, NULL and CURVE security.
 //! - [`serialization`]: the Communication Costs' 1 KiB struct, postcard vs JSON.
 //! - [`scale`]: the Communication Costs' one million messages: threads vs processes.
 //!
@@ -27,6 +29,7 @@ pub mod contention;
 pub mod fanout;
 pub(crate) mod integrity;
 pub mod latency;
+pub mod network;
 pub(crate) mod pair;
 pub mod scale;
 pub mod serialization;
@@ -191,6 +194,14 @@ pub(crate) fn put_seq(msg: &mut [u8], seq: u64) {
 #[inline]
 pub(crate) fn get_seq(msg: &[u8]) -> Option<u64> {
     msg.first_chunk::<8>().map(|b| u64::from_le_bytes(*b))
+}
+
+/// The time now, ns of `CLOCK_MONOTONIC`: the clock every process of the lab shares, so a
+/// time read in one process and one read in another can be subtracted (one-way latency).
+#[inline]
+pub(crate) fn now_ns() -> u64 {
+    let ts = clock_gettime(ClockId::Monotonic);
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
 /// CPU time consumed so far by the calling thread.

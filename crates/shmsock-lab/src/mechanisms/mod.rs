@@ -12,6 +12,9 @@
 //! Pattern::Stream     child  --msg--> parent, one way, back to back  (throughput)
 //! ```
 //!
+//! [`libzmq`] is not a mechanism but the reference the `network` experiment measures shmsock's
+//! network transports against: libzmq loaded at run time, behind a small safe wrapper.
+//!
 //! Messages have the fixed size given to [`Mechanism::setup`]; byte-stream mechanisms (pipe,
 //! Unix stream, TCP) rely on it for framing, reading exactly that many bytes per message.
 
@@ -24,6 +27,7 @@ pub mod floor;
 pub mod futex;
 mod lanes;
 pub mod latency_only;
+pub mod libzmq;
 pub mod loan;
 pub mod locked_ring;
 pub mod offset;

@@ -16,6 +16,7 @@ use crate::experiments::bridge::{self, BridgeRow};
 use crate::experiments::contention::{self, ContentionRow};
 use crate::experiments::fanout::{self, FanoutRow};
 use crate::experiments::latency::{self, LatencyRow};
+use crate::experiments::network::{self, NetworkRow};
 use crate::experiments::scale::MillionRow;
 use crate::experiments::serialization::SerializationRow;
 use crate::experiments::sync_tax::{self, SyncTaxRow};
@@ -57,6 +58,9 @@ pub struct Report {
     /// One-way latency direct and through `shmsock bridge`.
     #[serde(default)]
     pub bridge: Vec<BridgeRow>,
+    /// shmsock's tcp:// and unix:// against libzmq, same run.
+    #[serde(default)]
+    pub network: Vec<NetworkRow>,
     /// Serializing a 1 KiB struct (Communication Costs).
     #[serde(default)]
     pub serialization: Vec<SerializationRow>,
@@ -149,6 +153,7 @@ impl Report {
             contention: Vec::new(),
             fanout: Vec::new(),
             bridge: Vec::new(),
+            network: Vec::new(),
             serialization: Vec::new(),
             million: Vec::new(),
             claims: Vec::new(),
@@ -244,6 +249,7 @@ impl Report {
         contention::compare_with_one_producer(&mut self.contention);
         fanout::compare_with_one_subscriber(&mut self.fanout);
         bridge::compare_with_baseline(&mut self.bridge);
+        network::compare(&mut self.network);
     }
 
     /// The measurement of `metric` in lab row `row` (with both sides on one CPU if

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use super::Report;
 use crate::claims;
 use crate::experiments::{
-    bridge, contention, fanout, latency, scale, serialization, sync_tax, throughput,
+    bridge, contention, fanout, latency, network, scale, serialization, sync_tax, throughput,
 };
 use crate::format::{fmt_ns, fmt_size};
 use crate::table::Table;
@@ -25,6 +25,7 @@ impl Report {
             contention::table(&self.contention, &self.host, checks),
             fanout::table(&self.fanout, &self.host),
             bridge::table(&self.bridge, &self.host),
+            network::table(&self.network, &self.host),
             serialization::table(&self.serialization, checks),
             scale::table(&self.million, &self.latency, checks),
             claims::table(checks),
@@ -73,6 +74,7 @@ impl Report {
             ("contention.svg", contention::plot(&self.contention)),
             ("fanout.svg", fanout::plot(&self.fanout)),
             ("bridge.svg", bridge::plot(&self.bridge)),
+            ("network.svg", network::plot(&self.network)),
         ]
         .into_iter()
         .filter_map(|(name, svg)| Some((name, svg?)))
