@@ -10,6 +10,7 @@
 mod attacks;
 mod common;
 mod conformance;
+mod heartbeat;
 mod hostile;
 mod pubsub;
 mod pubsub_pyzmq;
