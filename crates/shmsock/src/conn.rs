@@ -84,10 +84,14 @@ impl Listener {
 
     /// Waits for a peer and completes the handshake with it.
     ///
-    /// A peer that fails the handshake (wrong uid: [`Error::PermissionDenied`]; bad hello or
-    /// segment, or a `tcp://`/`unix://` peer that is not a ZeroMQ PAIR socket:
-    /// [`Error::Handshake`]) is dropped and its error returned; the listener stays usable,
-    /// so servers typically log the error and call `accept` again.
+    /// Over `shm://`, a peer that fails the handshake (wrong uid: [`Error::PermissionDenied`];
+    /// bad hello or segment: [`Error::Handshake`]) is dropped and its error returned; the
+    /// listener stays usable, so servers typically log the error and call `accept` again.
+    /// Over `tcp://` and `unix://` the listener runs many handshakes at once (each with its
+    /// own [`HANDSHAKE_TIMEOUT`](crate::HANDSHAKE_TIMEOUT) for the whole exchange), and a
+    /// peer that fails one (not ZMTP, not a ZeroMQ PAIR socket, too slow, wrong uid) is
+    /// logged as a `tracing` warning and dropped, never returned: `accept` returns the next
+    /// peer that completes its handshake.
     pub fn accept(&self) -> Result<Conn> {
         self.accept_inner(None)
     }

@@ -3,6 +3,8 @@
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use rustix::net::SocketFlags;
 use tokio::io::unix::AsyncFd;
@@ -16,13 +18,11 @@ use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::net::socket::{self as net_socket, NetListener};
 use crate::net::stream::NetConn;
-use crate::net::zmtp::SocketType;
 use crate::options::Options;
 use crate::shm::config::ShmConfig;
 use crate::shm::doorbell::Doorbell;
 use crate::shm::listener::{self as shm_listener, ShmListener};
 use crate::shm::pair::{self as shm_pair, ShmConn};
-use crate::vocabulary::HANDSHAKE_TIMEOUT;
 
 /// The transport behind an [`AsyncConn`]. Not boxed, as in `Conn`: a pointer chase on
 /// every shm send/recv costs more than the bytes.
@@ -55,11 +55,32 @@ fn doorbell(endpoint: &str) -> Result<Doorbell> {
         .map_err(|e| Error::io(format!("{endpoint}: creating the doorbell socket pair"), e))
 }
 
+/// The `shm://` handshake of an accepted socket, to run on the blocking pool.
+#[allow(clippy::type_complexity)]
+fn shm_handshake(
+    endpoint: String,
+    opts: ShmConfig,
+    sock: OwnedFd,
+) -> Result<Box<dyn FnOnce() -> Result<Handshaken> + Send + 'static>> {
+    let bell = doorbell(&endpoint)?;
+    Ok(Box::new(move || {
+        let conn =
+            shm_listener::accept_handshake(&endpoint, UnixStream::from(sock), &opts, Some(&bell))?;
+        Ok(Handshaken::Shm(conn, bell))
+    }))
+}
+
 /// The transport behind an [`AsyncListener`].
+#[allow(clippy::large_enum_variant)]
 enum ListenerInner {
     Shm(ShmListener, ShmConfig),
-    Net(NetListener),
+    /// Shared with the blocking-pool task that runs its handshakes.
+    Net(Arc<NetListener>),
 }
+
+/// How long one blocking-pool turn of a `tcp://`/`unix://` accept runs before the task
+/// ends and the next `accept` starts another (so an idle listener holds no thread).
+const NET_ACCEPT_SLICE: Duration = Duration::from_millis(100);
 
 /// A bound endpoint that accepts [`AsyncConn`]s: the async [`Listener`](crate::Listener).
 ///
@@ -108,7 +129,7 @@ impl AsyncListener {
                 let l = ShmListener::bind(ep, name, cfg.clone())?;
                 Ok(ListenerInner::Shm(l, cfg))
             },
-            |ep, cfg| NetListener::bind(&ep, cfg).map(ListenerInner::Net),
+            |ep, cfg| NetListener::bind(&ep, cfg).map(|l| ListenerInner::Net(Arc::new(l))),
         )?;
         let (endpoint, fd) = match &inner {
             ListenerInner::Shm(l, _) => (l.endpoint(), l.listening_fd()),
@@ -131,8 +152,9 @@ impl AsyncListener {
 
     /// Waits for a peer and completes the handshake with it.
     ///
-    /// A peer that fails the handshake is dropped and its error returned; the listener
-    /// stays usable (see [`Listener::accept`](crate::Listener::accept)).
+    /// A peer that fails the handshake is dropped: over `shm://` its error is returned and
+    /// the listener stays usable; over `tcp://` and `unix://` it is logged and `accept`
+    /// goes on (see [`Listener::accept`](crate::Listener::accept)).
     ///
     /// # Cancel safety
     /// Cancel-safe: if the future is dropped while a handshake is under way, the handshake
@@ -142,10 +164,35 @@ impl AsyncListener {
             if let Some(pending) = &mut self.pending {
                 let done = pending.await;
                 self.pending = None;
-                return joined(self.endpoint(), done)?.into_conn();
+                match joined(self.endpoint(), done) {
+                    // A turn of a tcp:// or unix:// accept ended with no handshake done.
+                    Err(Error::TimedOut) => continue,
+                    other => return other?.into_conn(),
+                }
             }
+            let opts = match &self.inner {
+                ListenerInner::Shm(_, opts) => opts.clone(),
+                ListenerInner::Net(l) => {
+                    // The blocking listener runs every handshake under way at once (a silent
+                    // peer delays nobody); it runs on the blocking pool in turns, and only
+                    // while a peer is connecting or a handshake is under way.
+                    if !l.has_handshakes() {
+                        let mut ready = self
+                            .accept_fd
+                            .readable()
+                            .await
+                            .map_err(|e| reactor_error(self.endpoint(), e))?;
+                        ready.clear_ready();
+                    }
+                    let l = l.clone();
+                    self.pending = Some(tokio::task::spawn_blocking(move || {
+                        l.accept(Some(NET_ACCEPT_SLICE)).map(Handshaken::Net)
+                    }));
+                    continue;
+                }
+            };
             let sock = self.accept_socket().await?;
-            let task = self.handshake(sock)?;
+            let task = shm_handshake(self.endpoint().to_owned(), opts, sock)?;
             self.pending = Some(tokio::task::spawn_blocking(task));
         }
     }
@@ -165,51 +212,6 @@ impl AsyncListener {
                 // The peer gave up before we accepted it, or a signal: try the next one.
                 Err(rustix::io::Errno::CONNABORTED | rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(Error::io(format!("{endpoint}: accept"), e)),
-            }
-        }
-    }
-
-    /// The handshake of an accepted socket, to run on the blocking pool.
-    #[allow(clippy::type_complexity)]
-    fn handshake(
-        &self,
-        sock: OwnedFd,
-    ) -> Result<Box<dyn FnOnce() -> Result<Handshaken> + Send + 'static>> {
-        let endpoint = self.endpoint().to_owned();
-        match &self.inner {
-            ListenerInner::Shm(_, opts) => {
-                let (bell, opts) = (doorbell(&endpoint)?, opts.clone());
-                Ok(Box::new(move || {
-                    let conn = shm_listener::accept_handshake(
-                        &endpoint,
-                        UnixStream::from(sock),
-                        &opts,
-                        Some(&bell),
-                    )?;
-                    Ok(Handshaken::Shm(conn, bell))
-                }))
-            }
-            ListenerInner::Net(l) => {
-                let (tcp, opts) = (l.is_tcp(), l.config().clone());
-                Ok(Box::new(move || {
-                    let (sock, pid) = if tcp {
-                        let _ = rustix::net::sockopt::set_tcp_nodelay(&sock, true);
-                        (sock, 0)
-                    } else {
-                        let s = UnixStream::from(sock);
-                        let pid = opts.peers.check_peer(&endpoint, &s)?;
-                        (OwnedFd::from(s), pid)
-                    };
-                    NetConn::handshake(
-                        endpoint,
-                        sock,
-                        pid,
-                        opts.max_message_len,
-                        HANDSHAKE_TIMEOUT,
-                        SocketType::Pair,
-                    )
-                    .map(Handshaken::Net)
-                }))
             }
         }
     }

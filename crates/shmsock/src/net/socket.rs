@@ -202,6 +202,13 @@ impl NetListener {
         self.accept_as(timeout, SocketType::Pair)
     }
 
+    /// Whether handshakes are under way.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn has_handshakes(&self) -> bool {
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        !pending.handshakes.is_empty()
+    }
+
     /// Accepts peers and runs their ZMTP handshakes (as a `socket_type` socket), many at
     /// once; returns the first connection whose handshake completes, or
     /// [`Error::TimedOut`] when none does within `timeout` (`None`: wait for one). Peers
@@ -376,19 +383,6 @@ impl Drop for NetListener {
                 _ => {} // replaced by someone else: not ours to remove
             }
         }
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl NetListener {
-    /// Whether this listener is `tcp://` (else `unix://`).
-    pub(crate) fn is_tcp(&self) -> bool {
-        matches!(self.bound, Bound::Tcp(_))
-    }
-
-    /// The settings it was bound with.
-    pub(crate) fn config(&self) -> &NetConfig {
-        &self.config
     }
 }
 
