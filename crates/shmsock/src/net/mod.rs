@@ -18,7 +18,9 @@
 //!   admits any peer that can reach the port: bind to loopback unless you mean otherwise.
 //! - A multipart ZeroMQ message is delivered as one message: its parts concatenated.
 
+pub(crate) mod cert;
 pub(crate) mod config;
+pub(crate) mod curve;
 mod outbox;
 pub(crate) mod publisher;
 mod pump;
@@ -26,4 +28,5 @@ pub(crate) mod socket;
 pub(crate) mod stream;
 pub(crate) mod subscriber;
 pub(crate) mod topics;
+pub(crate) mod z85;
 pub(crate) mod zmtp;

@@ -5,7 +5,7 @@
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use super::super::zmtp::{self, Scan, SocketType};
+use super::super::zmtp::{self, Mechanism, Scan, SocketType};
 use super::NetConn;
 use crate::error::{Error, Result};
 use crate::vocabulary::Mode;
@@ -33,13 +33,13 @@ impl NetConn {
             }
             e => e,
         };
-        c.write_frame(&zmtp::greeting(), None, mode)
+        c.write_frame(&zmtp::greeting(Mechanism::Null, false), None, mode)
             .map_err(|e| handshake_err(&c, e))?;
         c.fill(zmtp::GREETING_LEN, mode)
             .map_err(|e| handshake_err(&c, e))?;
-        let (_, minor) =
-            zmtp::check_greeting(&c.rx[c.rx_head..c.rx_tail]).map_err(|r| c.handshake_error(&r))?;
-        c.peer_minor = minor;
+        let peer = zmtp::check_greeting(&c.rx[c.rx_head..c.rx_tail], Mechanism::Null, false)
+            .map_err(|r| c.handshake_error(&r))?;
+        c.peer_minor = peer.minor;
         c.rx_head += zmtp::GREETING_LEN;
         c.write_frame(
             &zmtp::ready_body(socket_type.name()),
