@@ -1,5 +1,6 @@
 //! Integration tests of `tcp://` and `unix://` (ZMTP 3.x, PAIR): Rust↔Rust conformance
-//! over both schemes, hostile raw-socket peers, and interop with pyzmq.
+//! over both schemes, hostile raw-socket peers, and interop with pyzmq (CURVE keys and
+//! certificate files included).
 //!
 //! Only loopback addresses and ephemeral ports (`tcp://127.0.0.1:0`, then
 //! [`Listener::endpoint`](shmsock::Listener::endpoint)) and per-test socket paths are used,
@@ -7,6 +8,7 @@
 
 mod common;
 mod conformance;
+mod curve_pyzmq;
 mod hostile;
 mod pubsub;
 mod pubsub_pyzmq;
