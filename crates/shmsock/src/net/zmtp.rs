@@ -474,21 +474,22 @@ pub(crate) fn subscription_message(subscribe: bool, prefix: &[u8]) -> Vec<u8> {
     b
 }
 
-/// Looks `name` up (case-insensitively) in the metadata of a READY command.
+/// Looks `name` up (case-insensitively) in metadata: the data of a NULL READY command, or
+/// the property list in a CURVE INITIATE or READY box.
 pub(crate) fn property<'a>(mut data: &'a [u8], name: &str) -> Result<Option<&'a [u8]>, String> {
     let mut found = None;
     while !data.is_empty() {
         let n = usize::from(data[0]);
         let key = data
             .get(1..1 + n)
-            .ok_or("READY property name overruns the command")?;
+            .ok_or("a metadata property name overruns the command")?;
         let vlen = data
             .get(1 + n..5 + n)
-            .ok_or("READY property length overruns the command")?;
+            .ok_or("a metadata property length overruns the command")?;
         let vlen = u32::from_be_bytes(vlen.try_into().expect("slice of 4 bytes")) as usize;
         let value = data
             .get(5 + n..5 + n + vlen)
-            .ok_or("READY property value overruns the command")?;
+            .ok_or("a metadata property value overruns the command")?;
         if key.eq_ignore_ascii_case(name.as_bytes()) {
             found = Some(value);
         }
