@@ -269,8 +269,8 @@ impl CurveKeyPair {
     /// either file exists, nothing is written and the error names it.
     ///
     /// ```no_run
-    /// let (public, secret) = shmsock::CurveKeyPair::generate().save("/etc/myapp/server")?;
-    /// // public: /etc/myapp/server.key, secret: /etc/myapp/server.key_secret
+    /// let (public, secret) = shmsock::CurveKeyPair::generate().save("keys/server")?;
+    /// // public: keys/server.key, secret: keys/server.key_secret (mode 0600)
     /// # Ok::<(), shmsock::Error>(())
     /// ```
     pub fn save(&self, base: impl AsRef<Path>) -> Result<(PathBuf, PathBuf)> {
