@@ -6,6 +6,7 @@
 mod advise;
 mod bridge;
 mod inspect;
+mod keygen;
 mod outgoing;
 mod pubsub;
 mod recv;
@@ -43,7 +44,8 @@ Examples:
   shmsock bridge shm://ticks tcp://127.0.0.1:5556  republish a shm:// topic over tcp://
   shmsock ls                               every live shm:// endpoint, its peers and counters
   shmsock top                              the same, refreshed every second, with rates
-  shmsock clean --dry-run                  rendezvous files of dead listeners";
+  shmsock clean --dry-run                  rendezvous files of dead listeners
+  shmsock keygen server                    a CURVE key pair: server.key, server.key_secret (0600)";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -69,6 +71,9 @@ enum Command {
     /// Subscribe to the publisher at SRC and republish every message at DST (e.g. a shm://
     /// topic over tcp://, or back).
     Bridge(bridge::BridgeArgs),
+    /// Create a CURVE key pair: NAME.key (public) and NAME.key_secret (secret, mode 0600),
+    /// ZeroMQ certificate files as czmq and pyzmq write them.
+    Keygen(keygen::KeygenArgs),
 }
 
 /// Options of `shmsock lab`.
@@ -239,5 +244,6 @@ fn main() -> ExitCode {
         Some(Command::Top(args)) => inspect::run_top(args),
         Some(Command::Clean(args)) => inspect::run_clean(args),
         Some(Command::Bridge(args)) => bridge::run(args),
+        Some(Command::Keygen(args)) => keygen::run(args),
     }
 }

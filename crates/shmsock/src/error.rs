@@ -216,6 +216,25 @@ pub enum Error {
         endpoint: String,
     },
 
+    /// A CURVE key (40 Z85 characters, or 32 bytes) is not valid.
+    #[error("invalid CURVE {what}: {reason}; a key is 40 Z85 characters, as `shmsock keygen` writes them")]
+    InvalidKey {
+        /// Which key: "public key" or "secret key".
+        what: &'static str,
+        /// What is wrong with it (never the secret itself).
+        reason: String,
+    },
+
+    /// A ZeroMQ certificate file (`NAME.key`, `NAME.key_secret`) cannot be used: its content
+    /// is not a valid certificate of the kind needed, or writing it would overwrite a file.
+    #[error("certificate {path}: {reason}")]
+    Certificate {
+        /// The file.
+        path: String,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
+
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {

@@ -210,6 +210,10 @@
 //! reaches the port is admitted. A `tcp://`/`unix://` [`Subscriber`] reconnects by itself
 //! when its publisher goes away, as a ZeroMQ SUB does.
 //!
+//! Keys for ZeroMQ's CURVE security (RFC 26 CurveZMQ) are here already: [`CurveKeyPair`],
+//! [`CurvePublicKey`] and [`CurveSecretKey`], in Z85 text and in the certificate files of
+//! czmq and pyzmq (`shmsock keygen NAME` writes a pair); the endpoints do not take them yet.
+//!
 //! ## tokio (the `tokio` cargo feature)
 //! `shmsock = { version = "…", features = ["tokio"] }` adds [`AsyncListener`],
 //! [`AsyncConn`] (`send().await`, `recv().await`, `recv_vec().await`) and
@@ -288,6 +292,8 @@ pub use inbox::{Inbox, WriterId};
 pub use loan::{Loan, Sample};
 #[cfg(not(loom))]
 pub use net::config::{NET_CONNECTIONS_MAX_DEFAULT, NET_MESSAGE_MAX_DEFAULT_BYTES};
+#[cfg(not(loom))]
+pub use net::curve::keys::{CurveKeyPair, CurvePublicKey, CurveSecretKey};
 #[cfg(not(loom))]
 pub use options::{Options, RING_CAPACITY_DEFAULT_BYTES};
 #[cfg(not(loom))]

@@ -19,7 +19,9 @@
 //! - A multipart ZeroMQ message is delivered as one message: its parts concatenated.
 
 mod admission;
+pub(crate) mod cert;
 pub(crate) mod config;
+pub(crate) mod curve;
 mod inbound;
 mod outbox;
 pub(crate) mod publisher;
@@ -28,4 +30,5 @@ pub(crate) mod socket;
 pub(crate) mod stream;
 pub(crate) mod subscriber;
 pub(crate) mod topics;
+pub(crate) mod z85;
 pub(crate) mod zmtp;

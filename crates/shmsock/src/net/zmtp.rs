@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! greeting (64 bytes, each side sends one, then reads the peer's):
-//!   0xFF  8 x 0x00  0x7F | major=3 minor=1 | "NULL" + 16 x 0x00 | as-server=0 | 31 x 0x00
+//!   0xFF  8 x 0x00  0x7F | major=3 minor=1 | mechanism, "NULL" or "CURVE", 0-padded to 20 |
+//!   as-server (0, or 1 for the CURVE server) | 31 x 0x00
 //! frame:
 //!   flags (1 byte: bit0 MORE, bit1 LONG, bit2 COMMAND, others 0)
 //!   size  (1 byte, or 8 bytes big-endian when LONG)
@@ -15,7 +16,10 @@
 //!
 //! After the greetings the NULL mechanism exchanges one READY command each way, carrying the
 //! `Socket-Type` property (`PAIR` for `Conn`, `PUB`/`SUB` for pub/sub). Then both sides send
-//! messages: a message is one or more frames, all but the last with MORE set.
+//! messages: a message is one or more frames, all but the last with MORE set. (The CURVE
+//! mechanism's commands and its encrypted MESSAGE frames are in [`super::curve`].) A peer
+//! that refuses the handshake sends an ERROR command (`5 "ERROR" reason-len reason`) and
+//! closes.
 //!
 //! ```text
 //! SUB -> PUB, ZMTP 3.1:  command SUBSCRIBE: 9 "SUBSCRIBE" prefix | command CANCEL: 6 "CANCEL" prefix
@@ -37,19 +41,71 @@ pub(crate) const FLAG_COMMAND: u8 = 0x04;
 /// Longest frame header (flags + 8-byte size).
 pub(crate) const HEADER_MAX_LEN: usize = 9;
 
-/// Our greeting: ZMTP 3.1, NULL mechanism, as-server = 0.
-pub(crate) fn greeting() -> [u8; GREETING_LEN] {
+/// A ZMTP security mechanism (RFC 37's greeting names it; both peers must name the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mechanism {
+    /// No security: the peers exchange READY commands in clear (RFC 37).
+    Null,
+    /// CurveZMQ (RFC 26) under ZMTP-CURVE (RFC 25): authenticated, encrypted; one peer is the
+    /// server (it holds the long-term key the other must know), the other the client.
+    Curve,
+}
+
+impl Mechanism {
+    /// The name in the greeting.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mechanism::Null => "NULL",
+            Mechanism::Curve => "CURVE",
+        }
+    }
+
+    /// What this side calls the mechanism in an error message.
+    fn describe(self) -> &'static str {
+        match self {
+            Mechanism::Null => "NULL (no security)",
+            Mechanism::Curve => "CURVE (encryption and authentication)",
+        }
+    }
+}
+
+/// What the peer's greeting says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PeerGreeting {
+    /// ZMTP major version (3).
+    pub(crate) major: u8,
+    /// ZMTP minor version (0 or 1).
+    pub(crate) minor: u8,
+    /// The peer's security mechanism (always ours when [`check_greeting`] accepts it).
+    pub(crate) mechanism: Mechanism,
+    /// The peer's as-server flag (meaningful for CURVE only, and only when set: libzmq
+    /// sends 0 even as a CURVE server).
+    pub(crate) as_server: bool,
+}
+
+/// Our greeting: ZMTP 3.1, `mechanism`, and whether we are its server (for CURVE, the side
+/// holding the long-term key the other side knows; RFC 37 says NULL sends 0).
+pub(crate) fn greeting(mechanism: Mechanism, as_server: bool) -> [u8; GREETING_LEN] {
     let mut g = [0u8; GREETING_LEN];
     g[0] = 0xFF;
     g[9] = 0x7F;
     g[10] = VERSION_MAJOR;
     g[11] = VERSION_MINOR;
-    g[12..16].copy_from_slice(b"NULL");
+    let name = mechanism.name().as_bytes();
+    g[12..12 + name.len()].copy_from_slice(name);
+    g[32] = u8::from(as_server && mechanism != Mechanism::Null);
     g
 }
 
-/// Checks the peer's greeting; returns its (major, minor) version.
-pub(crate) fn check_greeting(g: &[u8]) -> Result<(u8, u8), String> {
+/// Checks the peer's greeting against our `mechanism` (and, for CURVE, our `as_server`
+/// role: two servers are refused; two clients cannot be told apart from a client and a
+/// libzmq server, which always sends as-server 0). On a mismatch the error says which
+/// side asked for what.
+pub(crate) fn check_greeting(
+    g: &[u8],
+    mechanism: Mechanism,
+    as_server: bool,
+) -> Result<PeerGreeting, String> {
     if g.len() < GREETING_LEN {
         return Err(format!("greeting is {} bytes, expected 64", g.len()));
     }
@@ -65,15 +121,47 @@ pub(crate) fn check_greeting(g: &[u8]) -> Result<(u8, u8), String> {
             "peer speaks ZMTP {major}.{minor}; shmsock needs ZMTP 3.x (libzmq 4 or later)"
         ));
     }
-    let mechanism = &g[12..32];
-    let end = mechanism.iter().position(|&b| b == 0).unwrap_or(20);
-    if &mechanism[..end] != b"NULL" || mechanism[end..].iter().any(|&b| b != 0) {
+    let field = &g[12..32];
+    let end = field.iter().position(|&b| b == 0).unwrap_or(20);
+    let name = &field[..end];
+    let peer = match name {
+        _ if field[end..].iter().any(|&b| b != 0) => None,
+        b"NULL" => Some(Mechanism::Null),
+        b"CURVE" => Some(Mechanism::Curve),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        format!(
+            "peer asks for security mechanism {:?}; shmsock supports NULL and CURVE",
+            String::from_utf8_lossy(name)
+        )
+    })?;
+    if peer != mechanism {
         return Err(format!(
-            "peer asks for security mechanism {:?}; shmsock supports only NULL",
-            String::from_utf8_lossy(&mechanism[..end])
+            "security mismatch: the peer uses {}, this side uses {}; configure both sides \
+             with the same security",
+            peer.describe(),
+            mechanism.describe()
         ));
     }
-    Ok((major, minor))
+    // libzmq (4.3) sends as-server 0 whatever its role and never reads the peer's, so only
+    // a peer that claims to be the server while we are one is known to be wrong: two
+    // clients look like a client and a libzmq server.
+    let peer_server = g[32] & 0x01 != 0;
+    if mechanism == Mechanism::Curve && peer_server && as_server {
+        return Err(
+            "both sides are CURVE servers: exactly one side (usually the one that \
+             binds) is the server, with a secret key; the other is a client that knows the \
+             server's public key"
+                .into(),
+        );
+    }
+    Ok(PeerGreeting {
+        major,
+        minor,
+        mechanism: peer,
+        as_server: peer_server,
+    })
 }
 
 /// A decoded frame header.
@@ -158,16 +246,48 @@ pub(crate) fn split_command(body: &[u8]) -> Result<(&[u8], &[u8]), String> {
     Ok(rest.split_at(n))
 }
 
-/// The body of a READY command with the given `Socket-Type`.
-pub(crate) fn ready_body(socket_type: &str) -> Vec<u8> {
-    let mut b = Vec::with_capacity(32);
-    b.push(5);
-    b.extend_from_slice(b"READY");
+/// The metadata (property list) announcing `socket_type`: the data of a NULL READY, and
+/// what a CURVE INITIATE or READY carries in its box.
+pub(crate) fn socket_type_metadata(socket_type: &str) -> Vec<u8> {
+    let mut b = Vec::with_capacity(16 + socket_type.len());
     b.push(11);
     b.extend_from_slice(b"Socket-Type");
     b.extend_from_slice(&(socket_type.len() as u32).to_be_bytes());
     b.extend_from_slice(socket_type.as_bytes());
     b
+}
+
+/// The body of a READY command with the given `Socket-Type`.
+pub(crate) fn ready_body(socket_type: &str) -> Vec<u8> {
+    let mut b = Vec::with_capacity(32);
+    b.push(5);
+    b.extend_from_slice(b"READY");
+    b.extend_from_slice(&socket_type_metadata(socket_type));
+    b
+}
+
+/// The body of an ERROR command (RFC 37): a peer sends it during the handshake, then
+/// closes. `reason` is cut to 255 bytes (at a character boundary). libzmq's servers send a
+/// ZAP status code (`"400"`: the client is not authorized), which libzmq clients report as
+/// an authentication failure.
+pub(crate) fn error_body(reason: &str) -> Vec<u8> {
+    let mut end = reason.len().min(255);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut b = Vec::with_capacity(7 + end);
+    b.push(5);
+    b.extend_from_slice(b"ERROR");
+    b.push(end as u8);
+    b.extend_from_slice(&reason.as_bytes()[..end]);
+    b
+}
+
+/// The reason of an ERROR command's data (`data` after the name): its length-prefixed text.
+pub(crate) fn error_reason(data: &[u8]) -> String {
+    let len = data.first().map_or(0, |&n| usize::from(n));
+    let text = data.get(1..).unwrap_or_default();
+    String::from_utf8_lossy(&text[..len.min(text.len())]).into_owned()
 }
 
 /// The ZeroMQ socket type one side of a connection announces in its READY.
@@ -257,21 +377,22 @@ pub(crate) fn subscription_message(subscribe: bool, prefix: &[u8]) -> Vec<u8> {
     b
 }
 
-/// Looks `name` up (case-insensitively) in the metadata of a READY command.
+/// Looks `name` up (case-insensitively) in metadata: the data of a NULL READY command, or
+/// the property list in a CURVE INITIATE or READY box.
 pub(crate) fn property<'a>(mut data: &'a [u8], name: &str) -> Result<Option<&'a [u8]>, String> {
     let mut found = None;
     while !data.is_empty() {
         let n = usize::from(data[0]);
         let key = data
             .get(1..1 + n)
-            .ok_or("READY property name overruns the command")?;
+            .ok_or("a metadata property name overruns the command")?;
         let vlen = data
             .get(1 + n..5 + n)
-            .ok_or("READY property length overruns the command")?;
+            .ok_or("a metadata property length overruns the command")?;
         let vlen = u32::from_be_bytes(vlen.try_into().expect("slice of 4 bytes")) as usize;
         let value = data
             .get(5 + n..5 + n + vlen)
-            .ok_or("READY property value overruns the command")?;
+            .ok_or("a metadata property value overruns the command")?;
         if key.eq_ignore_ascii_case(name.as_bytes()) {
             found = Some(value);
         }

@@ -1,7 +1,8 @@
 //! Integration tests of `tcp://` and `unix://` (ZMTP 3.x, PAIR): Rust↔Rust conformance
-//! over both schemes, hostile raw-socket peers, interop with pyzmq, and attacks on a victim
-//! in another process (`attacks.rs`: this binary re-executed with a role, see
-//! [`shmsock_testkit::peer_main!`]) whose memory is read from `/proc`.
+//! over both schemes, hostile raw-socket peers, interop with pyzmq (CURVE keys and
+//! certificate files included), and attacks on a victim in another process (`attacks.rs`:
+//! this binary re-executed with a role, see [`shmsock_testkit::peer_main!`]) whose memory
+//! is read from `/proc`.
 //!
 //! Only loopback addresses and ephemeral ports (`tcp://127.0.0.1:0`, then
 //! [`Listener::endpoint`](shmsock::Listener::endpoint)) and per-test socket paths are used,
@@ -10,6 +11,7 @@
 mod attacks;
 mod common;
 mod conformance;
+mod curve_pyzmq;
 mod heartbeat;
 mod hostile;
 mod pubsub;

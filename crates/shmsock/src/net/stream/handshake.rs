@@ -17,7 +17,7 @@ use rustix::io::Errno;
 
 use super::super::admission::Slot;
 use super::super::inbound::Item;
-use super::super::zmtp::{self, SocketType};
+use super::super::zmtp::{self, Mechanism, SocketType};
 use super::NetConn;
 use crate::error::{Error, Result};
 use crate::sys::timespec;
@@ -54,7 +54,7 @@ impl Handshake {
         slot: Option<Slot>,
     ) -> Handshake {
         let mut conn = NetConn::new(endpoint, sock, peer_pid, socket_type, slot);
-        conn.queue_raw(&zmtp::greeting());
+        conn.queue_raw(&zmtp::greeting(Mechanism::Null, false));
         Handshake {
             conn,
             step: Step::Greeting,
@@ -142,8 +142,8 @@ impl Handshake {
         let Some(g) = self.conn.rx.take_raw(zmtp::GREETING_LEN) else {
             return Ok(false);
         };
-        let (_, minor) = zmtp::check_greeting(g).map_err(|r| self.error(&r))?;
-        self.conn.peer_minor = minor;
+        let peer = zmtp::check_greeting(g, Mechanism::Null, false).map_err(|r| self.error(&r))?;
+        self.conn.peer_minor = peer.minor;
         let ready = zmtp::ready_body(self.conn.socket_type.name());
         self.conn.queue_frame(&ready, false, true);
         self.conn.flush_some().map_err(|e| self.io_error(e))?;
