@@ -216,6 +216,15 @@ pub enum Error {
         endpoint: String,
     },
 
+    /// The options cannot work for this endpoint (e.g. a CURVE server without a key pair).
+    #[error("{endpoint}: {reason}")]
+    InvalidOptions {
+        /// The endpoint being bound or connected.
+        endpoint: String,
+        /// What is missing or contradictory, and what to do.
+        reason: String,
+    },
+
     /// A CURVE key (40 Z85 characters, or 32 bytes) is not valid.
     #[error("invalid CURVE {what}: {reason}; a key is 40 Z85 characters, as `shmsock keygen` writes them")]
     InvalidKey {

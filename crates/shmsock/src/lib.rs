@@ -210,9 +210,13 @@
 //! reaches the port is admitted. A `tcp://`/`unix://` [`Subscriber`] reconnects by itself
 //! when its publisher goes away, as a ZeroMQ SUB does.
 //!
-//! Keys for ZeroMQ's CURVE security (RFC 26 CurveZMQ) are here already: [`CurveKeyPair`],
+//! ZeroMQ's CURVE security (RFC 26 CurveZMQ) encrypts and authenticates `tcp://` and
+//! `unix://` connections: [`Options::curve_secret`] makes a bound side a CURVE server (NULL
+//! peers refused), [`Options::curve_server`] makes a connecting side its client, and
+//! [`Options::curve_allow`] admits only listed client keys. Keys are [`CurveKeyPair`],
 //! [`CurvePublicKey`] and [`CurveSecretKey`], in Z85 text and in the certificate files of
-//! czmq and pyzmq (`shmsock keygen NAME` writes a pair); the endpoints do not take them yet.
+//! czmq and pyzmq (`shmsock keygen NAME` writes a pair). libzmq and pyzmq CURVE sockets are
+//! peers.
 //!
 //! ## tokio (the `tokio` cargo feature)
 //! `shmsock = { version = "…", features = ["tokio"] }` adds [`AsyncListener`],

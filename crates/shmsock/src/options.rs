@@ -5,7 +5,10 @@ use std::time::Duration;
 use crate::endpoint::Endpoint;
 use crate::error::Result;
 use crate::net::config::NetConfig;
-use crate::net::config::{Heartbeat, NET_CONNECTIONS_MAX_DEFAULT, NET_MESSAGE_MAX_DEFAULT_BYTES};
+use crate::net::config::{
+    Curve, Heartbeat, NET_CONNECTIONS_MAX_DEFAULT, NET_MESSAGE_MAX_DEFAULT_BYTES,
+};
+use crate::net::curve::keys::{CurveKeyPair, CurvePublicKey};
 use crate::shm::config::ShmConfig;
 use crate::shm::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};
 use crate::shm::segment::LOAN_SLOTS_MAX;
@@ -36,6 +39,7 @@ pub struct Options {
     pub(crate) loan_pool: Option<(usize, usize)>,
     pub(crate) max_connections: usize,
     pub(crate) heartbeat: Option<Heartbeat>,
+    pub(crate) curve: Option<Curve>,
 }
 
 impl Default for Options {
@@ -50,6 +54,7 @@ impl Default for Options {
             loan_pool: None,
             max_connections: NET_CONNECTIONS_MAX_DEFAULT,
             heartbeat: None,
+            curve: None,
         }
     }
 }
@@ -146,6 +151,49 @@ impl Options {
         self.heartbeat.map(|h| (h.interval, h.timeout))
     }
 
+    /// CURVE security (ZeroMQ's `ZMQ_CURVE_SECRETKEY`/`ZMQ_CURVE_PUBLICKEY`): this side's
+    /// long-term key pair. On a bound side (a [`Listener`](crate::Listener) or
+    /// [`Publisher`](crate::Publisher)) it makes the endpoint a CURVE server: every peer
+    /// must complete the CurveZMQ handshake (RFC 26) against this key, NULL peers are
+    /// refused, and every message either way is encrypted and authenticated. On a
+    /// connecting side it is the client's identity, which the server's
+    /// [`curve_allow`](Self::curve_allow) list checks. Interoperates with libzmq and pyzmq
+    /// (`zmq.CURVE_SERVER`...). Keys come from [`CurveKeyPair::generate`] or certificate
+    /// files ([`CurveKeyPair::load`], `shmsock keygen`). Ignored by `shm://`.
+    pub fn curve_secret(mut self, keys: CurveKeyPair) -> Self {
+        self.curve.get_or_insert_with(Curve::default).keys = Some(std::sync::Arc::new(keys));
+        self
+    }
+
+    /// CURVE client side (ZeroMQ's `ZMQ_CURVE_SERVERKEY`): the public key of the server to
+    /// connect to. The connection is refused unless the server proves it holds the matching
+    /// secret key. Without [`curve_secret`](Self::curve_secret) the client uses a fresh key
+    /// pair per connection (fine for servers without an allow-list). Ignored by `shm://`.
+    pub fn curve_server(mut self, server: CurvePublicKey) -> Self {
+        self.curve.get_or_insert_with(Curve::default).server = Some(server);
+        self
+    }
+
+    /// CURVE server side: admit only clients whose long-term public key is in `clients`
+    /// (as pyzmq's `zmq.auth` allow-lists do; [`CurvePublicKey::load_dir`] reads a directory
+    /// of `.key` certificates). Others are refused during the handshake with ZeroMQ's
+    /// `ERROR "400"`, and the refusal is logged. Without it, any client that completes the
+    /// CURVE handshake is admitted. Ignored by `shm://`.
+    pub fn curve_allow(mut self, clients: impl IntoIterator<Item = CurvePublicKey>) -> Self {
+        let allow = self
+            .curve
+            .get_or_insert_with(Curve::default)
+            .allow
+            .get_or_insert_with(Default::default);
+        std::sync::Arc::make_mut(allow).extend(clients);
+        self
+    }
+
+    /// Whether CURVE is configured (any of the three `curve_*` settings).
+    pub fn is_curve(&self) -> bool {
+        self.curve.is_some()
+    }
+
     /// The most connections one `tcp://`/`unix://` listening socket holds.
     pub fn get_max_connections(&self) -> usize {
         self.max_connections
@@ -205,6 +253,7 @@ impl Options {
             queue_max_bytes: self.ring_capacity,
             max_connections: self.max_connections,
             heartbeat: self.heartbeat,
+            curve: self.curve.clone(),
         }
     }
 }

@@ -1,6 +1,10 @@
 //! What the `tcp://` and `unix://` transport takes from the user's options (the API's
 //! `Options` builds it).
 
+use std::sync::Arc;
+
+use super::curve::keys::{CurveKeyPair, CurvePublicKey};
+use super::curve::server::AllowList;
 use crate::vocabulary::{Overflow, PeerPolicy};
 
 /// Default largest message on `tcp://` and `unix://` connections, in bytes (64 MiB); a
@@ -27,6 +31,29 @@ pub(crate) struct NetConfig {
     pub(crate) max_connections: usize,
     /// ZMTP 3.1 heartbeats on established connections, if asked for.
     pub(crate) heartbeat: Option<Heartbeat>,
+    /// The CURVE security mechanism, if asked for (else NULL).
+    pub(crate) curve: Option<Curve>,
+}
+
+/// CURVE settings (ZMTP-CURVE, RFC 26 CurveZMQ). The side that knows the server's public
+/// key is the client; a side with only a key pair is the server.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Curve {
+    /// Our long-term key pair: the server's (required), or the client's (a fresh one per
+    /// connection when missing).
+    pub(crate) keys: Option<Arc<CurveKeyPair>>,
+    /// Set on the client side: the server's public key.
+    pub(crate) server: Option<CurvePublicKey>,
+    /// Server side: the client keys admitted; `None` admits any client that completes the
+    /// handshake.
+    pub(crate) allow: Option<AllowList>,
+}
+
+impl Curve {
+    /// Whether this side is the CURVE client.
+    pub(crate) fn is_client(&self) -> bool {
+        self.server.is_some()
+    }
 }
 
 /// ZMTP 3.1 heartbeats: PING after `interval` without traffic from the peer; the peer is

@@ -61,15 +61,9 @@
 //!   server while we are one can be refused at the greeting (see
 //!   [`super::zmtp::check_greeting`]).
 //!
-//! Keys and certificate files ([`super::cert`]) are public API already; the handshake and
-//! sessions are driven by the tests only until the connection code takes them up.
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the handshake state machines wait for the tcp:// and unix:// connection code"
-    )
-)]
+//! Keys and certificate files ([`super::cert`]) are public API; the connection's handshake
+//! (`super::stream::handshake`) drives the state machines and the connection seals and opens
+//! every frame with the session.
 
 pub(crate) mod client;
 pub(crate) mod crypto;

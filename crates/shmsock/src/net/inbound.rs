@@ -74,6 +74,9 @@ pub(crate) struct Inbound {
     /// The last read filled all the room there was.
     read_was_full: bool,
     max_len: usize,
+    /// Every data frame is an item of its own, whatever its MORE flag (CURVE: each frame
+    /// is a sealed MESSAGE, and the MORE that counts is inside the box).
+    frames_only: bool,
 }
 
 impl Inbound {
@@ -92,7 +95,18 @@ impl Inbound {
             kept: false,
             read_was_full: false,
             max_len,
+            frames_only: false,
         }
+    }
+
+    /// Makes every data frame an item of its own (see the field).
+    pub(crate) fn set_frames_only(&mut self, frames_only: bool) {
+        self.frames_only = frames_only;
+    }
+
+    /// The buffer, writable (to open a sealed frame where it lies).
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
     }
 
     /// Changes the largest message accepted from now on.
@@ -208,6 +222,13 @@ impl Inbound {
             if h.command {
                 self.item_end = Some(end);
                 return Ok(Some(Item::Command { body: start..end }));
+            }
+            if self.frames_only {
+                self.item_end = Some(end);
+                return Ok(Some(Item::Message {
+                    payload: start..end,
+                    frames: 1,
+                }));
             }
             if self.frames == 0 {
                 self.payload_start = start;

@@ -141,6 +141,16 @@ fn bind_unix(endpoint: &str, path: &Path) -> Result<(UnixListener, (u64, u64))> 
 impl NetListener {
     pub(crate) fn bind(ep: &Endpoint, config: NetConfig) -> Result<NetListener> {
         let endpoint = ep.to_string();
+        if let Some(curve) = &config.curve {
+            if !curve.is_client() && curve.keys.is_none() {
+                return Err(Error::InvalidOptions {
+                    endpoint,
+                    reason: "a CURVE server needs its key pair: set Options::curve_secret \
+                             (--curve-secret FILE), or drop curve_allow"
+                        .into(),
+                });
+            }
+        }
         match ep {
             Endpoint::Tcp { host, port } => {
                 let addrs = resolve(&endpoint, host, *port)?;
@@ -329,6 +339,7 @@ impl NetListener {
                 socket_type,
                 Instant::now() + HANDSHAKE_TIMEOUT,
                 Some(slot),
+                self.config.curve.clone(),
             );
             pending.handshakes.push(InFlight {
                 handshake,
@@ -449,6 +460,7 @@ pub(crate) fn connect_as(
         config.max_message_len,
         HANDSHAKE_TIMEOUT,
         socket_type,
+        config.curve.clone(),
     )?;
     conn.set_heartbeat(config.heartbeat);
     Ok(conn)

@@ -40,6 +40,7 @@ use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 
 use super::admission::Slot;
 use super::config::Heartbeat;
+use super::curve::session::CurveSession;
 use super::inbound::{Inbound, Item};
 use super::zmtp::{self, SocketType, Subscription};
 use crate::error::{Error, Result};
@@ -98,6 +99,20 @@ pub(crate) struct NetConn {
     last_rx: Instant,
     /// When we last sent a PING.
     pinged: Option<Instant>,
+    /// CURVE: the session of the finished handshake; every frame then travels sealed.
+    curve: Option<CurveSession>,
+    /// CURVE: the opened frames of a multipart message so far, or (with `plain_ready`) a
+    /// whole message waiting to be delivered.
+    plain: Vec<u8>,
+    plain_ready: bool,
+}
+
+/// Where the payload of a received message lies.
+enum Payload {
+    /// In the receive buffer.
+    Rx(Range<usize>),
+    /// In `plain` (a CURVE multipart message, or one kept for a larger buffer).
+    Plain,
 }
 
 fn deadline_error(mode: Mode) -> Error {
@@ -132,6 +147,9 @@ impl NetConn {
             heartbeat: None,
             last_rx: Instant::now(),
             pinged: None,
+            curve: None,
+            plain: Vec::new(),
+            plain_ready: false,
         }
     }
 
@@ -198,7 +216,7 @@ impl NetConn {
             // interval later, so a full socket never makes this spin.
             self.pinged = Some(now);
             if self.queued_tx() < PONG_QUEUE_MAX_BYTES {
-                self.queue_frame(&zmtp::ping_body(hb.timeout), false, true);
+                self.queue_command(&zmtp::ping_body(hb.timeout));
                 self.flush_some()?;
             }
         }
@@ -258,10 +276,10 @@ impl NetConn {
         }
         if self.peer_minor >= 1 {
             let body = zmtp::subscription_command(subscribe, prefix);
-            self.queue_frame(&body, false, true);
+            self.queue_command(&body);
         } else {
             let body = zmtp::subscription_message(subscribe, prefix);
-            self.queue_frame(&body, false, false);
+            self.queue_data(&body);
         }
         self.flush_some()
     }
@@ -326,6 +344,35 @@ impl NetConn {
         let n = zmtp::encode_header(body.len(), more, command, &mut h);
         self.tx.extend_from_slice(&h[..n]);
         self.tx.extend_from_slice(body);
+    }
+
+    /// Appends one message (a data frame) to the send queue, sealed under CURVE.
+    fn queue_data(&mut self, msg: &[u8]) {
+        match &mut self.curve {
+            None => self.queue_frame(msg, false, false),
+            Some(session) => {
+                let mut h = [0u8; zmtp::HEADER_MAX_LEN];
+                let len = CurveSession::sealed_len(msg.len());
+                let n = zmtp::encode_header(len, false, false, &mut h);
+                self.tx.extend_from_slice(&h[..n]);
+                session.seal(false, msg, &mut self.tx);
+            }
+        }
+    }
+
+    /// Appends one command (PING, PONG, SUBSCRIBE...) to the send queue; under CURVE it
+    /// travels sealed in a MESSAGE, as libzmq sends it.
+    fn queue_command(&mut self, body: &[u8]) {
+        match &mut self.curve {
+            None => self.queue_frame(body, false, true),
+            Some(session) => {
+                let mut h = [0u8; zmtp::HEADER_MAX_LEN];
+                let len = CurveSession::sealed_len(body.len());
+                let n = zmtp::encode_header(len, false, false, &mut h);
+                self.tx.extend_from_slice(&h[..n]);
+                session.seal_command(body, &mut self.tx);
+            }
+        }
     }
 
     /// Appends raw bytes (the greeting) to the send queue.
@@ -428,10 +475,10 @@ impl NetConn {
             Mode::Block | Mode::Until(_) => 0,
         };
         self.flush_down_to(keep, mode)?;
-        if !self.has_pending_tx() && msg.len() >= DIRECT_MIN_BYTES {
+        if !self.has_pending_tx() && msg.len() >= DIRECT_MIN_BYTES && self.curve.is_none() {
             self.send_direct(msg, false)?;
         } else {
-            self.queue_frame(msg, false, false);
+            self.queue_data(msg);
             self.flush_some()?;
         }
         // The message is sent (queued) now. A blocking send also waits until the kernel
@@ -450,7 +497,7 @@ impl NetConn {
     /// Queues one message without writing it (a batch is written by
     /// [`flush_pending`](Self::flush_pending)); the caller bounds the queue.
     pub(crate) fn queue_message(&mut self, msg: &[u8]) {
-        self.queue_frame(msg, false, false);
+        self.queue_data(msg);
     }
 
     /// The next whole item (message or command), reading as `mode` allows; `reads` counts
@@ -493,18 +540,98 @@ impl NetConn {
         }
     }
 
-    /// Waits for the next whole message; returns its payload's range in `rx`. Commands that
+    /// Waits for the next whole message; returns where its payload lies. Commands that
     /// arrive meanwhile are handled (PING answered, others ignored or logged).
-    fn next_message(&mut self, mode: Mode) -> Result<Range<usize>> {
+    fn next_message(&mut self, mode: Mode) -> Result<Payload> {
         if let Some(ended @ (Ended::Protocol(_) | Ended::Closed)) = &self.ended {
             return Err(self.ended_error(ended));
         }
+        if self.plain_ready {
+            return Ok(Payload::Plain);
+        }
         let mut reads = 0;
         loop {
-            match self.next_item(mode, &mut reads)? {
-                Item::Message { payload, .. } => return Ok(payload),
+            let item = self.next_item(mode, &mut reads)?;
+            if self.curve.is_some() {
+                if let Some(payload) = self.open_sealed(item)? {
+                    return Ok(payload);
+                }
+                continue;
+            }
+            match item {
+                Item::Message { payload, .. } => return Ok(Payload::Rx(payload)),
                 Item::Command { body } => self.command(body)?,
             }
+        }
+    }
+
+    /// CURVE: opens one frame (a MESSAGE) where it lies in `rx`; a command inside is
+    /// handled, a part of a multipart message joins `plain`, and the last part gives the
+    /// message.
+    fn open_sealed(&mut self, item: Item) -> Result<Option<Payload>> {
+        let body = match item {
+            Item::Message { payload, .. } => payload,
+            Item::Command { body } => {
+                let bytes = &self.rx.bytes()[body.clone()];
+                if !bytes.starts_with(b"\x07MESSAGE") {
+                    let what = match zmtp::split_command(bytes) {
+                        Ok((b"ERROR", data)) => {
+                            format!("the peer closed with ERROR {:?}", zmtp::error_reason(data))
+                        }
+                        Ok((name, _)) => format!(
+                            "a CURVE peer sent the command {:?} in clear",
+                            String::from_utf8_lossy(name)
+                        ),
+                        Err(what) => what,
+                    };
+                    return Err(self.end(Ended::Protocol(what)));
+                }
+                body
+            }
+        };
+        let session = self.curve.as_mut().expect("a CURVE connection");
+        let opened = match session.open_in_place(&mut self.rx.bytes_mut()[body.clone()]) {
+            Ok(o) => (o.more, o.command, o.frame.len()),
+            Err(e) => return Err(self.end(Ended::Protocol(e.to_string()))),
+        };
+        let (more, command, len) = opened;
+        let frame = body.end - len..body.end;
+        if command {
+            self.command(frame)?;
+            return Ok(None);
+        }
+        if more || !self.plain.is_empty() {
+            if self.plain.len() + len > self.max_len {
+                let what = format!(
+                    "a message of {} bytes or more is larger than max_message_len ({} bytes)",
+                    self.plain.len() + len,
+                    self.max_len
+                );
+                return Err(self.end(Ended::Protocol(what)));
+            }
+            self.plain.extend_from_slice(&self.rx.bytes()[frame]);
+            if more {
+                return Ok(None);
+            }
+            self.plain_ready = true;
+            return Ok(Some(Payload::Plain));
+        }
+        Ok(Some(Payload::Rx(frame)))
+    }
+
+    /// The bytes of a payload [`next_message`](Self::next_message) returned.
+    fn payload(&self, payload: &Payload) -> &[u8] {
+        match payload {
+            Payload::Rx(range) => &self.rx.bytes()[range.clone()],
+            Payload::Plain => &self.plain,
+        }
+    }
+
+    /// The message was delivered: forget it.
+    fn delivered(&mut self, payload: &Payload) {
+        if let Payload::Plain = payload {
+            self.plain.clear();
+            self.plain_ready = false;
         }
     }
 
@@ -518,7 +645,7 @@ impl NetConn {
         if name == b"PING" {
             if self.queued_tx() < PONG_QUEUE_MAX_BYTES {
                 let pong = zmtp::pong_body(data);
-                self.queue_frame(&pong, false, true);
+                self.queue_command(&pong);
                 return self.flush_some();
             }
             return Ok(());
@@ -534,22 +661,34 @@ impl NetConn {
     /// Receives the next message into `buf` (kept queued if `buf` is too small).
     pub(crate) fn recv_into(&mut self, buf: &mut [u8], mode: Mode) -> Result<usize> {
         let payload = self.next_message(mode)?;
-        let len = payload.len();
+        let len = self.payload(&payload).len();
         if len > buf.len() {
-            self.rx.keep();
+            match payload {
+                // Opened in place already: it cannot be opened again, so keep the bytes.
+                Payload::Rx(range) if self.curve.is_some() => {
+                    self.plain.clear();
+                    self.plain.extend_from_slice(&self.rx.bytes()[range]);
+                    self.plain_ready = true;
+                }
+                Payload::Rx(_) => self.rx.keep(),
+                Payload::Plain => {}
+            }
             return Err(Error::BufferTooSmall {
                 len,
                 buf: buf.len(),
             });
         }
-        buf[..len].copy_from_slice(&self.rx.bytes()[payload]);
+        buf[..len].copy_from_slice(self.payload(&payload));
+        self.delivered(&payload);
         Ok(len)
     }
 
     /// Receives the next message into a new `Vec`.
     pub(crate) fn recv_vec(&mut self, mode: Mode) -> Result<Vec<u8>> {
         let payload = self.next_message(mode)?;
-        Ok(self.rx.bytes()[payload].to_vec())
+        let out = self.payload(&payload).to_vec();
+        self.delivered(&payload);
+        Ok(out)
     }
 
     /// Flushes what is queued (for at most [`CLOSE_LINGER`]) and shuts the connection down:

@@ -94,15 +94,21 @@ pub fn pair<T: Send + 'static>(
     (listener, conn, t)
 }
 
-/// Runs `f` with a `tracing` subscriber on this thread that records every event as one
-/// line (`LEVEL message field=value...`); returns `f`'s result and those lines.
+/// Runs `f` and returns its result with the `tracing` events this thread emitted meanwhile,
+/// one line each (`LEVEL field=value...`). One global subscriber (set on first use) routes
+/// events to the capturing thread: a scoped subscriber would race with the interest cache
+/// of callsites that other tests' threads hit first.
 pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
-    use std::sync::{Arc, Mutex};
+    use std::cell::RefCell;
+    use std::sync::Once;
     use tracing::field::{Field, Visit};
     use tracing::span::{Attributes, Id, Record};
     use tracing::{Event, Metadata, Subscriber};
 
-    struct Lines(Arc<Mutex<Vec<String>>>);
+    thread_local! {
+        static CAPTURED: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+    }
+    struct Lines;
     struct Line(String);
     impl Visit for Line {
         fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
@@ -119,16 +125,24 @@ pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
         fn record(&self, _: &Id, _: &Record<'_>) {}
         fn record_follows_from(&self, _: &Id, _: &Id) {}
         fn event(&self, event: &Event<'_>) {
-            let mut line = Line(event.metadata().level().to_string());
-            event.record(&mut line);
-            self.0.lock().unwrap().push(line.0);
+            CAPTURED.with(|c| {
+                if let Some(lines) = c.borrow_mut().as_mut() {
+                    let mut line = Line(event.metadata().level().to_string());
+                    event.record(&mut line);
+                    lines.push(line.0);
+                }
+            });
         }
         fn enter(&self, _: &Id) {}
         fn exit(&self, _: &Id) {}
     }
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let r = tracing::subscriber::with_default(Lines(lines.clone()), f);
-    let lines = lines.lock().unwrap().clone();
+    static GLOBAL: Once = Once::new();
+    GLOBAL.call_once(|| {
+        tracing::subscriber::set_global_default(Lines).expect("no other global subscriber");
+    });
+    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let r = f();
+    let lines = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
     (r, lines)
 }
 

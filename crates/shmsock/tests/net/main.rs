@@ -11,6 +11,7 @@
 mod attacks;
 mod common;
 mod conformance;
+mod curve;
 mod curve_pyzmq;
 mod heartbeat;
 mod hostile;

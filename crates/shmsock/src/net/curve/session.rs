@@ -146,6 +146,7 @@ impl CurveSession {
 
     /// Opens the MESSAGE `body` into `out` (cleared first; its capacity is reused): the
     /// frame is borrowed from `out`.
+    #[cfg(test)]
     pub(crate) fn open<'a>(
         &mut self,
         body: &[u8],

@@ -1,7 +1,10 @@
 //! The ZMTP handshake of a new connection, as a state machine that never waits: greetings
-//! both ways, then one READY command each way whose `Socket-Type` must pair with ours
-//! (RFC 23's table: PAIR with PAIR, PUB with SUB/XSUB, SUB with PUB/XPUB). Everything that
-//! goes wrong is [`Error::Handshake`].
+//! both ways (naming the security mechanism, NULL or CURVE), then the mechanism's commands:
+//! with NULL one READY each way; with CURVE (RFC 26 CurveZMQ) HELLO, WELCOME, INITIATE and
+//! READY, after which every frame travels sealed. Either way the peer's `Socket-Type` must
+//! pair with ours (RFC 23's table: PAIR with PAIR, PUB with SUB/XSUB, SUB with PUB/XPUB).
+//! Everything that goes wrong is [`Error::Handshake`]; a CURVE server tells the client why
+//! with an ERROR command first (`"400"` for a key not on its allow-list, as libzmq does).
 //!
 //! [`Handshake::advance`] does what the socket allows now and returns; a listener keeps
 //! many handshakes under way and advances each when `poll` says its socket is ready, so a
@@ -16,6 +19,12 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
 use super::super::admission::Slot;
+use super::super::config::Curve;
+use super::super::curve::client::CurveClient;
+use super::super::curve::keys::CurveKeyPair;
+use super::super::curve::server::CurveServer;
+use super::super::curve::session::MESSAGE_OVERHEAD;
+use super::super::curve::CurveError;
 use super::super::inbound::Item;
 use super::super::zmtp::{self, Mechanism, SocketType};
 use super::NetConn;
@@ -23,12 +32,19 @@ use crate::error::{Error, Result};
 use crate::sys::timespec;
 
 /// Where a handshake stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     /// Waiting for the peer's greeting (ours is queued).
     Greeting,
-    /// Waiting for the peer's READY (ours is queued).
+    /// NULL: waiting for the peer's READY (ours is queued).
     Ready,
+    /// CURVE client: HELLO sent, waiting for WELCOME.
+    Welcome(Box<CurveClient>),
+    /// CURVE client: INITIATE sent, waiting for READY.
+    CurveReady(Box<CurveClient>),
+    /// CURVE server: waiting for HELLO.
+    Hello(Box<CurveServer>),
+    /// CURVE server: WELCOME sent, waiting for INITIATE.
+    Initiate(Box<CurveServer>),
     /// Finished: the connection carries messages.
     Done,
 }
@@ -39,6 +55,7 @@ pub(crate) struct Handshake {
     step: Step,
     deadline: Instant,
     max_len: usize,
+    curve: Option<Curve>,
 }
 
 impl Handshake {
@@ -52,14 +69,25 @@ impl Handshake {
         socket_type: SocketType,
         deadline: Instant,
         slot: Option<Slot>,
+        curve: Option<Curve>,
     ) -> Handshake {
         let mut conn = NetConn::new(endpoint, sock, peer_pid, socket_type, slot);
-        conn.queue_raw(&zmtp::greeting(Mechanism::Null, false));
+        let (mechanism, as_server) = Self::mechanism_of(curve.as_ref());
+        conn.queue_raw(&zmtp::greeting(mechanism, as_server));
         Handshake {
             conn,
             step: Step::Greeting,
             deadline,
             max_len,
+            curve,
+        }
+    }
+
+    /// Our mechanism, and whether we are its server.
+    fn mechanism_of(curve: Option<&Curve>) -> (Mechanism, bool) {
+        match curve {
+            None => (Mechanism::Null, false),
+            Some(c) => (Mechanism::Curve, !c.is_client()),
         }
     }
 
@@ -104,7 +132,7 @@ impl Handshake {
             let progressed = match self.step {
                 Step::Done => return Ok(true),
                 Step::Greeting => self.on_greeting()?,
-                Step::Ready => self.on_ready()?,
+                _ => self.on_command()?,
             };
             if progressed {
                 continue;
@@ -137,67 +165,165 @@ impl Handshake {
         }
     }
 
-    /// Checks the peer's greeting if it is all there, and queues our READY.
+    /// Checks the peer's greeting if it is all there, and starts the mechanism: queues our
+    /// READY (NULL) or HELLO (CURVE client).
     fn on_greeting(&mut self) -> Result<bool> {
+        let (mechanism, as_server) = Self::mechanism_of(self.curve.as_ref());
         let Some(g) = self.conn.rx.take_raw(zmtp::GREETING_LEN) else {
             return Ok(false);
         };
-        let peer = zmtp::check_greeting(g, Mechanism::Null, false).map_err(|r| self.error(&r))?;
+        let peer = zmtp::check_greeting(g, mechanism, as_server).map_err(|r| self.error(&r))?;
         self.conn.peer_minor = peer.minor;
-        let ready = zmtp::ready_body(self.conn.socket_type.name());
-        self.conn.queue_frame(&ready, false, true);
+        let socket_type = self.conn.socket_type.name();
+        let metadata = zmtp::socket_type_metadata(socket_type);
+        self.step =
+            match self.curve.clone() {
+                None => {
+                    self.conn
+                        .queue_frame(&zmtp::ready_body(socket_type), false, true);
+                    Step::Ready
+                }
+                Some(curve) => match (curve.server, curve.keys) {
+                    (Some(server), keys) => {
+                        // A client without a key pair of its own gets a fresh one.
+                        let keys = keys.unwrap_or_else(|| CurveKeyPair::generate().into());
+                        let mut client = CurveClient::new(&keys, server, &metadata)
+                            .map_err(|e| self.curve_error(e))?;
+                        let hello = client.hello();
+                        self.conn.queue_frame(&hello, false, true);
+                        Step::Welcome(Box::new(client))
+                    }
+                    (None, Some(keys)) => {
+                        Step::Hello(Box::new(CurveServer::new(&keys, curve.allow, &metadata)))
+                    }
+                    (None, None) => return Err(self.error(
+                        "a CURVE server needs its key pair (Options::curve_secret, --curve-secret)",
+                    )),
+                },
+            };
         self.conn.flush_some().map_err(|e| self.io_error(e))?;
-        self.step = Step::Ready;
         Ok(true)
     }
 
-    /// Checks the peer's READY if it is all there.
-    fn on_ready(&mut self) -> Result<bool> {
+    /// Takes the next command of the mechanism if it is all there, and answers it.
+    fn on_command(&mut self) -> Result<bool> {
         let body = match self.conn.rx.next() {
             Err(what) => return Err(self.error(&what)),
             Ok(None) => return Ok(false),
             Ok(Some(Item::Message { .. })) => {
-                return Err(self.error("the peer sent a message before READY"))
+                return Err(self.error("the peer sent a message before the handshake completed"))
             }
-            Ok(Some(Item::Command { body })) => body,
+            Ok(Some(Item::Command { body })) => self.conn.rx.bytes()[body].to_vec(),
         };
-        let socket_type = self.conn.socket_type;
-        let bytes = &self.conn.rx.bytes()[body];
-        let (name, data) = zmtp::split_command(bytes).map_err(|r| self.error(&r))?;
+        let (name, data) = zmtp::split_command(&body).map_err(|r| self.error(&r))?;
         if name == b"ERROR" {
-            let reason = String::from_utf8_lossy(data.get(1..).unwrap_or_default());
-            return Err(self.error(&format!("the peer refused us: {reason}")));
+            let reason = zmtp::error_reason(data);
+            let hint = if reason == "400" {
+                " (our CURVE key is not on the server's allow-list)"
+            } else {
+                ""
+            };
+            let during = if self.curve.is_some() {
+                " during the CURVE handshake"
+            } else {
+                ""
+            };
+            return Err(self.error(&format!("the peer refused us{during}: {reason:?}{hint}")));
         }
-        if name != b"READY" {
-            let name = String::from_utf8_lossy(name);
-            return Err(self.error(&format!("expected READY, got command {name:?}")));
+        self.step = match std::mem::replace(&mut self.step, Step::Done) {
+            Step::Ready => {
+                if name != b"READY" {
+                    let name = String::from_utf8_lossy(name);
+                    return Err(self.error(&format!("expected READY, got command {name:?}")));
+                }
+                self.check_socket_type(data)?;
+                self.finish(None);
+                Step::Done
+            }
+            Step::Welcome(mut client) => {
+                let initiate = client.on_welcome(&body).map_err(|e| self.curve_error(e))?;
+                self.conn.queue_frame(&initiate, false, true);
+                Step::CurveReady(client)
+            }
+            Step::CurveReady(mut client) => {
+                let (session, metadata) =
+                    client.on_ready(&body).map_err(|e| self.curve_error(e))?;
+                self.check_socket_type(&metadata)?;
+                self.finish(Some(session));
+                Step::Done
+            }
+            Step::Hello(mut server) => {
+                let welcome = server.on_hello(&body).map_err(|e| self.curve_error(e))?;
+                self.conn.queue_frame(&welcome, false, true);
+                Step::Initiate(server)
+            }
+            Step::Initiate(mut server) => {
+                let accepted = server.on_initiate(&body).map_err(|e| self.curve_error(e))?;
+                self.check_socket_type(&accepted.metadata)?;
+                tracing::debug!(endpoint = %self.conn.endpoint, client_key = %accepted.client,
+                    "CURVE client admitted");
+                self.conn.queue_frame(&accepted.ready, false, true);
+                self.finish(Some(accepted.session));
+                Step::Done
+            }
+            Step::Greeting | Step::Done => unreachable!("on_command runs between the two"),
+        };
+        self.conn.flush_some().map_err(|e| self.io_error(e))?;
+        Ok(true)
+    }
+
+    /// The error for a failed CURVE step; a server first queues the ERROR command that
+    /// tells the client why (written before the connection closes, as far as the socket
+    /// takes it now).
+    fn curve_error(&mut self, e: CurveError) -> Error {
+        if let (Some(body), Some(curve)) = (e.error_body(), &self.curve) {
+            if !curve.is_client() {
+                self.conn.queue_frame(&body, false, true);
+                let _ = self.conn.flush_some();
+            }
         }
-        match zmtp::property(data, "Socket-Type").map_err(|r| self.error(&r))? {
-            Some(t) if socket_type.accepts(t) => {}
+        self.error(&format!("CURVE: {e}"))
+    }
+
+    /// Checks the peer's `Socket-Type` (in READY, or in CURVE's INITIATE/READY metadata).
+    fn check_socket_type(&self, properties: &[u8]) -> Result<()> {
+        let socket_type = self.conn.socket_type;
+        match zmtp::property(properties, "Socket-Type").map_err(|r| self.error(&r))? {
+            Some(t) if socket_type.accepts(t) => Ok(()),
             Some(t) => {
                 let ours = match socket_type {
                     SocketType::Pair => "Conn",
                     SocketType::Pub => "Publisher",
                     SocketType::Sub => "Subscriber",
                 };
-                return Err(self.error(&format!(
+                Err(self.error(&format!(
                     "the peer is a ZeroMQ {} socket; {ours} speaks {} and only pairs with {}",
                     String::from_utf8_lossy(t),
                     socket_type.name(),
                     socket_type.peers().join(" or ")
-                )));
+                )))
             }
-            None => return Err(self.error("the peer's READY has no Socket-Type")),
+            None => Err(self.error("the peer's READY has no Socket-Type")),
         }
+    }
+
+    /// The handshake is done: messages may be as long as configured, sealed under CURVE.
+    fn finish(&mut self, session: Option<super::super::curve::session::CurveSession>) {
         self.conn.max_len = self.max_len;
-        self.conn.rx.set_max_len(self.max_len);
-        self.step = Step::Done;
-        Ok(true)
+        let curve = session.is_some();
+        self.conn.curve = session;
+        self.conn.rx.set_frames_only(curve);
+        let wire_max = if curve {
+            self.max_len.saturating_add(MESSAGE_OVERHEAD)
+        } else {
+            self.max_len
+        };
+        self.conn.rx.set_max_len(wire_max);
     }
 
     /// The connection, once [`advance`](Self::advance) said the handshake is complete.
     pub(crate) fn into_conn(self) -> NetConn {
-        debug_assert_eq!(self.step, Step::Done);
+        debug_assert!(matches!(self.step, Step::Done));
         self.conn
     }
 }
@@ -213,6 +339,7 @@ impl NetConn {
         max_len: usize,
         timeout: Duration,
         socket_type: SocketType,
+        curve: Option<Curve>,
     ) -> Result<NetConn> {
         let deadline = Instant::now() + timeout;
         let mut hs = Handshake::start(
@@ -223,6 +350,7 @@ impl NetConn {
             socket_type,
             deadline,
             None,
+            curve,
         );
         loop {
             if hs.advance()? {
