@@ -28,6 +28,9 @@ enum PublisherInner {
 }
 
 /// The transport behind a [`Subscriber`].
+/// Not boxed, as `Conn`'s is not: the size is paid once per subscriber, a pointer chase on
+/// every `recv`.
+#[allow(clippy::large_enum_variant)]
 enum SubscriberInner {
     Shm(ShmSubscriber),
     Net(NetSubscriber),
@@ -400,7 +403,9 @@ impl Subscriber {
         let inner = options.open(
             endpoint,
             |ep, name, cfg| ShmSubscriber::connect(ep, name, &cfg).map(SubscriberInner::Shm),
-            |ep, cfg| NetSubscriber::connect(ep, cfg, &topics).map(SubscriberInner::Net),
+            |ep, cfg| {
+                NetSubscriber::connect(ep, cfg, &topics).map(|s| SubscriberInner::Net(Box::new(s)))
+            },
         )?;
         Ok(Subscriber {
             inner,

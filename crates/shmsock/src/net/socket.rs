@@ -335,11 +335,10 @@ impl NetListener {
                 self.endpoint.clone(),
                 sock,
                 pid,
-                self.config.max_message_len,
                 socket_type,
                 Instant::now() + HANDSHAKE_TIMEOUT,
                 Some(slot),
-                self.config.curve.clone(),
+                &self.config,
             );
             pending.handshakes.push(InFlight {
                 handshake,
@@ -453,15 +452,7 @@ pub(crate) fn connect_as(
         }
         Endpoint::Shm(_) => unreachable!("shm:// endpoints are connected by the shm transport"),
     };
-    let mut conn = NetConn::handshake(
-        endpoint,
-        sock,
-        pid,
-        config.max_message_len,
-        HANDSHAKE_TIMEOUT,
-        socket_type,
-        config.curve.clone(),
-    )?;
+    let mut conn = NetConn::handshake(endpoint, sock, pid, config, HANDSHAKE_TIMEOUT, socket_type)?;
     conn.set_heartbeat(config.heartbeat);
     Ok(conn)
 }

@@ -19,7 +19,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
 use super::super::admission::Slot;
-use super::super::config::Curve;
+use super::super::config::{Curve, NetConfig};
 use super::super::curve::client::CurveClient;
 use super::super::curve::keys::CurveKeyPair;
 use super::super::curve::server::CurveServer;
@@ -65,12 +65,12 @@ impl Handshake {
         endpoint: String,
         sock: OwnedFd,
         peer_pid: i32,
-        max_len: usize,
         socket_type: SocketType,
         deadline: Instant,
         slot: Option<Slot>,
-        curve: Option<Curve>,
+        config: &NetConfig,
     ) -> Handshake {
+        let (max_len, curve) = (config.max_message_len, config.curve.clone());
         let mut conn = NetConn::new(endpoint, sock, peer_pid, socket_type, slot);
         let (mechanism, as_server) = Self::mechanism_of(curve.as_ref());
         conn.queue_raw(&zmtp::greeting(mechanism, as_server));
@@ -329,28 +329,26 @@ impl Handshake {
 }
 
 impl NetConn {
-    /// Runs the ZMTP handshake (greeting, READY with our `Socket-Type`) on a connected
-    /// socket, waiting for the peer for at most `timeout` in all; the peer must announce a
-    /// type that pairs with ours.
+    /// Runs the ZMTP handshake (greeting, then the mechanism's commands, `Socket-Type`
+    /// included) on a connected socket, waiting for the peer for at most `timeout` in all;
+    /// the peer must announce a type that pairs with ours.
     pub(crate) fn handshake(
         endpoint: String,
         sock: OwnedFd,
         peer_pid: i32,
-        max_len: usize,
+        config: &NetConfig,
         timeout: Duration,
         socket_type: SocketType,
-        curve: Option<Curve>,
     ) -> Result<NetConn> {
         let deadline = Instant::now() + timeout;
         let mut hs = Handshake::start(
             endpoint,
             sock,
             peer_pid,
-            max_len,
             socket_type,
             deadline,
             None,
-            curve,
+            config,
         );
         loop {
             if hs.advance()? {
