@@ -403,9 +403,7 @@ impl Subscriber {
         let inner = options.open(
             endpoint,
             |ep, name, cfg| ShmSubscriber::connect(ep, name, &cfg).map(SubscriberInner::Shm),
-            |ep, cfg| {
-                NetSubscriber::connect(ep, cfg, &topics).map(|s| SubscriberInner::Net(Box::new(s)))
-            },
+            |ep, cfg| NetSubscriber::connect(ep, cfg, &topics).map(SubscriberInner::Net),
         )?;
         Ok(Subscriber {
             inner,
