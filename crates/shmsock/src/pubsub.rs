@@ -28,9 +28,6 @@ enum PublisherInner {
 }
 
 /// The transport behind a [`Subscriber`].
-/// Not boxed, as `Conn`'s is not: the size is paid once per subscriber, a pointer chase on
-/// every `recv`.
-#[allow(clippy::large_enum_variant)]
 enum SubscriberInner {
     Shm(ShmSubscriber),
     Net(NetSubscriber),

@@ -13,8 +13,6 @@ use crate::shm::doorbell::Doorbell;
 use crate::shm::subscriber::ShmSubscriber;
 
 /// The transport behind an [`AsyncSubscriber`].
-/// Not boxed: the size is paid once per subscriber, a pointer chase on every `recv`.
-#[allow(clippy::large_enum_variant)]
 enum SubscriberInner {
     Shm(AsyncShmSub),
     Net(AsyncNetSub),

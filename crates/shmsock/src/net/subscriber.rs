@@ -33,8 +33,9 @@ pub(crate) struct NetSubscriber {
     ep: Endpoint,
     endpoint: String,
     options: NetConfig,
-    /// `None` while the publisher is gone.
-    conn: Option<NetConn>,
+    /// `None` while the publisher is gone. Boxed: a connection's buffers and state would
+    /// triple the size of every `Subscriber`, and a socket's costs dwarf the pointer.
+    conn: Option<Box<NetConn>>,
     publisher_pid: i32,
     /// No reconnection attempt before this instant.
     next_attempt: Instant,
@@ -61,7 +62,7 @@ impl NetSubscriber {
             endpoint,
             options,
             publisher_pid: conn.peer_pid(),
-            conn: Some(conn),
+            conn: Some(Box::new(conn)),
             next_attempt: Instant::now(),
             closed: false,
         })
@@ -147,7 +148,7 @@ impl NetSubscriber {
     /// The current connection, if any (for a reactor to watch its socket).
     #[cfg(feature = "tokio")]
     pub(crate) fn conn(&self) -> Option<&NetConn> {
-        self.conn.as_ref()
+        self.conn.as_deref()
     }
 
     /// The earliest instant of the next reconnection attempt.
@@ -177,7 +178,7 @@ impl NetSubscriber {
             Ok(conn) => {
                 self.publisher_pid = conn.peer_pid();
                 tracing::info!(endpoint = %self.endpoint, peer_pid = self.publisher_pid, "reconnected");
-                self.conn = Some(conn);
+                self.conn = Some(Box::new(conn));
                 Ok(true)
             }
             // Accepted by a publisher that was closing: try again later.
