@@ -1,10 +1,13 @@
-//! `tcp://host:port` and `unix:///path`: ZeroMQ's wire protocol (ZMTP 3.x, NULL security
-//! mechanism) over stream sockets, so pyzmq/libzmq sockets are valid peers: PAIR for
+//! `tcp://host:port` and `unix:///path`: ZeroMQ's wire protocol (ZMTP 3.x, NULL or CURVE
+//! security mechanism) over stream sockets, so pyzmq/libzmq sockets are valid peers: PAIR for
 //! [`Conn`](crate::Conn) and [`Listener`](crate::Listener), SUB for
 //! [`Publisher`](crate::Publisher), PUB for [`Subscriber`](crate::Subscriber).
 //!
-//! Layers: [`zmtp`] is the wire format (pure functions), [`stream`] one connection's I/O with
-//! deadlines, [`socket`] binding, accepting and connecting; [`publisher`] (with its I/O
+//! Layers: [`zmtp`] is the wire format (pure functions), [`inbound`] the receive buffer and
+//! frame parser (memory follows the bytes that arrived), [`curve`] the CurveZMQ state
+//! machines ([`cert`] and [`z85`] its key files), [`stream`] one connection's I/O with
+//! deadlines and its non-blocking handshake, [`socket`] binding, accepting (many handshakes
+//! at once, [`admission`] counting connections) and connecting; [`publisher`] (with its I/O
 //! thread, [`pump`]) and [`subscriber`] build publish/subscribe on them, [`topics`] is the
 //! prefix matching both sides share. A `unix:///path` endpoint is what ZeroMQ calls
 //! `ipc:///path`.
