@@ -25,6 +25,7 @@ mod admission;
 pub(crate) mod cert;
 pub(crate) mod config;
 pub(crate) mod curve;
+mod flusher;
 mod inbound;
 mod outbox;
 pub(crate) mod publisher;

@@ -18,7 +18,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
 use super::outbox::{Outbox, Shared, PUB_CLOSE_LINGER};
-use super::stream::{NetConn, DIRECT_MIN_BYTES};
+use super::stream::{NetConn, DIRECT_MIN_BYTES, WRITE_BATCH_BYTES};
 use super::zmtp::Subscription;
 use crate::error::{Error, Result};
 use crate::sys::timespec;
@@ -28,8 +28,6 @@ use crate::vocabulary::Mode;
 const TAKE_BATCH_BYTES: usize = 64 * 1024;
 /// Messages read from one subscriber per turn, so a flooding peer cannot starve the others.
 const READS_PER_TURN: usize = 256;
-/// Bytes encoded into a subscriber's send queue before they are written (one `send`).
-const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// Most distinct prefixes one subscriber may hold; more is treated as an attack and ends
 /// its connection.
 pub(super) const TOPICS_MAX_PER_SUBSCRIBER: usize = 10_000;

@@ -32,6 +32,7 @@
 use std::io::IoSlice;
 use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
@@ -41,6 +42,7 @@ use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 use super::admission::Slot;
 use super::config::Heartbeat;
 use super::curve::session::CurveSession;
+use super::flusher::{self, Tx};
 use super::inbound::{Inbound, Item};
 use super::zmtp::{self, SocketType, Subscription};
 use crate::error::{Error, Result};
@@ -60,8 +62,11 @@ pub(crate) const DIRECT_MIN_BYTES: usize = 16 * 1024;
 pub(crate) const PONG_QUEUE_MAX_BYTES: usize = 64 * 1024;
 /// Reads a non-waiting receive makes before it gives up (`WouldBlock`).
 pub(crate) const TRY_READS: usize = 4;
-/// A send queue grown past this (for a burst) is freed once it is empty.
-const TX_KEEP_MAX_BYTES: usize = 4 << 20;
+/// A `Conn` send that follows the previous one's end within this is part of a stream: its
+/// frame is queued and written in a batch (see [`super::flusher`]).
+pub(crate) const STREAM_GAP: Duration = Duration::from_micros(5);
+/// Queued bytes a stream writes at once, without waiting for the flusher.
+pub(crate) const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 /// Why the connection cannot carry messages any more.
 #[derive(Debug, Clone)]
@@ -79,16 +84,19 @@ enum Ended {
 /// A ZMTP connection (PAIR, PUB or SUB).
 pub(crate) struct NetConn {
     endpoint: String,
-    sock: OwnedFd,
+    sock: Arc<OwnedFd>,
     peer_pid: i32,
     /// The ZMTP minor version the peer announced (0 or 1).
     peer_minor: u8,
     socket_type: SocketType,
     max_len: usize,
     rx: Inbound,
-    /// Encoded frames not yet written: `tx[tx_head..]`.
-    tx: Vec<u8>,
-    tx_head: usize,
+    /// Encoded frames not yet written, shared with the flusher thread.
+    tx: Arc<Mutex<Tx>>,
+    /// Streams of sends are batched (a `Conn`; a publisher's I/O thread batches itself).
+    batching: bool,
+    /// When the last `send` returned.
+    last_send: Option<Instant>,
     /// SUBSCRIBE/CANCEL commands received (PUB only), oldest first.
     subscriptions: Vec<Subscription>,
     ended: Option<Ended>,
@@ -132,15 +140,16 @@ impl NetConn {
     ) -> NetConn {
         NetConn {
             endpoint,
-            sock,
+            sock: Arc::new(sock),
             peer_pid,
             peer_minor: 0,
             socket_type,
             // Until the handshake is done, only its commands (a few KiB) are accepted.
             max_len: 0,
             rx: Inbound::new(0),
-            tx: Vec::new(),
-            tx_head: 0,
+            tx: Arc::default(),
+            batching: socket_type == SocketType::Pair,
+            last_send: None,
             subscriptions: Vec::new(),
             ended: None,
             _slot: slot,
@@ -247,14 +256,19 @@ impl NetConn {
         }
     }
 
+    /// The send queue, locked.
+    fn tx(&self) -> MutexGuard<'_, Tx> {
+        flusher::lock(&self.tx)
+    }
+
     /// Bytes queued and not yet written.
     pub(crate) fn queued_tx(&self) -> usize {
-        self.tx.len() - self.tx_head
+        self.tx().queued()
     }
 
     /// Bytes are waiting for room in the socket buffer.
     pub(crate) fn has_pending_tx(&self) -> bool {
-        self.tx_head < self.tx.len()
+        self.queued_tx() > 0
     }
 
     /// Writes as much of what is queued as the kernel takes now, without waiting.
@@ -342,8 +356,9 @@ impl NetConn {
     fn queue_frame(&mut self, body: &[u8], more: bool, command: bool) {
         let mut h = [0u8; zmtp::HEADER_MAX_LEN];
         let n = zmtp::encode_header(body.len(), more, command, &mut h);
-        self.tx.extend_from_slice(&h[..n]);
-        self.tx.extend_from_slice(body);
+        let mut tx = self.tx();
+        tx.buf.extend_from_slice(&h[..n]);
+        tx.buf.extend_from_slice(body);
     }
 
     /// Appends one message (a data frame) to the send queue, sealed under CURVE.
@@ -354,8 +369,9 @@ impl NetConn {
                 let mut h = [0u8; zmtp::HEADER_MAX_LEN];
                 let len = CurveSession::sealed_len(msg.len());
                 let n = zmtp::encode_header(len, false, false, &mut h);
-                self.tx.extend_from_slice(&h[..n]);
-                session.seal(false, msg, &mut self.tx);
+                let mut tx = flusher::lock(&self.tx);
+                tx.buf.extend_from_slice(&h[..n]);
+                session.seal(false, msg, &mut tx.buf);
             }
         }
     }
@@ -369,41 +385,28 @@ impl NetConn {
                 let mut h = [0u8; zmtp::HEADER_MAX_LEN];
                 let len = CurveSession::sealed_len(body.len());
                 let n = zmtp::encode_header(len, false, false, &mut h);
-                self.tx.extend_from_slice(&h[..n]);
-                session.seal_command(body, &mut self.tx);
+                let mut tx = flusher::lock(&self.tx);
+                tx.buf.extend_from_slice(&h[..n]);
+                session.seal_command(body, &mut tx.buf);
             }
         }
     }
 
     /// Appends raw bytes (the greeting) to the send queue.
     fn queue_raw(&mut self, bytes: &[u8]) {
-        self.tx.extend_from_slice(bytes);
+        self.tx().buf.extend_from_slice(bytes);
     }
 
     /// Writes as much of the send queue as the kernel takes now.
     fn flush_some(&mut self) -> Result<()> {
-        while self.has_pending_tx() {
-            match rustix::net::send(
-                &self.sock,
-                &self.tx[self.tx_head..],
-                SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
-            ) {
-                Ok(n) => {
-                    self.tx_head += n;
-                    if self.tx_head == self.tx.len() {
-                        self.tx.clear();
-                        self.tx_head = 0;
-                        if self.tx.capacity() > TX_KEEP_MAX_BYTES {
-                            self.tx = Vec::new();
-                        }
-                    }
-                }
-                Err(Errno::INTR) => {}
-                Err(Errno::AGAIN) => return Ok(()),
-                Err(e) => return Err(self.send_failed(e)),
+        let written = {
+            let mut tx = flusher::lock(&self.tx);
+            match tx.take_failure() {
+                Some(e) => Err(e),
+                None => tx.write_to(&self.sock),
             }
-        }
-        Ok(())
+        };
+        written.map_err(|e| self.send_failed(e))
     }
 
     /// Writes the send queue until at most `keep` bytes are left, within `mode`.
@@ -448,11 +451,12 @@ impl NetConn {
                 Err(e) => return Err(self.send_failed(e)),
             }
         }
+        let mut tx = self.tx();
         if done < hlen {
-            self.tx.extend_from_slice(&hbuf[done..hlen]);
+            tx.buf.extend_from_slice(&hbuf[done..hlen]);
             done = hlen;
         }
-        self.tx.extend_from_slice(&body[done - hlen..]);
+        tx.buf.extend_from_slice(&body[done - hlen..]);
         Ok(())
     }
 
@@ -468,6 +472,40 @@ impl NetConn {
                 max: self.max_len,
             });
         }
+        let now = Instant::now();
+        let streaming = self.batching
+            && !matches!(mode, Mode::Try)
+            && self
+                .last_send
+                .is_some_and(|t| now.saturating_duration_since(t) < STREAM_GAP);
+        let sent = if streaming {
+            self.send_streaming(msg, mode)
+        } else {
+            self.send_now(msg, mode)
+        };
+        self.last_send = Some(Instant::now());
+        sent
+    }
+
+    /// A send in a stream: queued, and written with the rest of the batch, by this call
+    /// once the queue holds [`WRITE_BATCH_BYTES`], else by the flusher thread soon after.
+    fn send_streaming(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
+        if self.queued_tx() >= TX_QUEUE_MAX_BYTES {
+            self.flush_down_to(WRITE_BATCH_BYTES, mode)?;
+        }
+        self.queue_data(msg);
+        let mut tx = flusher::lock(&self.tx);
+        let write_now =
+            tx.queued() >= WRITE_BATCH_BYTES || !flusher::schedule(&self.tx, &mut tx, &self.sock);
+        drop(tx);
+        if write_now {
+            self.flush_some()?;
+        }
+        Ok(())
+    }
+
+    /// A lone send: written at once.
+    fn send_now(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
         // A waiting send first lets earlier bytes go (so it never leaves them behind); a
         // non-waiting one queues behind them, up to the queue's limit.
         let keep = match mode {
@@ -548,6 +586,11 @@ impl NetConn {
         }
         if self.plain_ready {
             return Ok(Payload::Plain);
+        }
+        if self.has_pending_tx() {
+            // A stream's tail may wait for the flusher: the caller now waits for an
+            // answer, so write it first.
+            self.flush_some()?;
         }
         let mut reads = 0;
         loop {

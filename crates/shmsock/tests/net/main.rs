@@ -9,6 +9,7 @@
 //! and every blocking step is bounded, so a bug fails a test instead of hanging CI.
 
 mod attacks;
+mod batching;
 mod common;
 mod conformance;
 mod curve;

@@ -1,0 +1,61 @@
+//! A `Conn` batches a stream of sends (many frames per `send(2)`), and the tail of a stream
+//! still arrives while the sender sits idle holding the connection: the flusher thread
+//! writes it, and nothing waits for the sender's next call.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use shmsock::{Conn, Listener};
+
+use crate::common::{bind_endpoint, SCHEMES, STEP_TIMEOUT};
+
+#[test]
+fn a_streams_tail_arrives_while_the_sender_is_idle() {
+    for &scheme in &SCHEMES {
+        let l = Listener::bind(&bind_endpoint(scheme)).unwrap();
+        let ep = l.endpoint().to_owned();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let sender = std::thread::spawn(move || {
+            let mut c = Conn::connect(&ep).unwrap();
+            for i in 0u32..20_000 {
+                c.send(&i.to_le_bytes()).unwrap();
+            }
+            // Idle, connection held open, until the receiver has everything.
+            done_rx
+                .recv_timeout(STEP_TIMEOUT)
+                .expect("the receiver never finished");
+        });
+        let mut c = l.accept_timeout(STEP_TIMEOUT).unwrap();
+        let mut buf = [0u8; 8];
+        for i in 0u32..20_000 {
+            let n = c
+                .recv_timeout(&mut buf, Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("message {i} of the stream over {scheme:?}: {e}"));
+            assert_eq!(&buf[..n], &i.to_le_bytes(), "message {i} over {scheme:?}");
+        }
+        done_tx.send(()).unwrap();
+        sender.join().unwrap();
+    }
+}
+
+#[test]
+fn request_and_reply_right_after_a_stream_are_not_held_back() {
+    let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
+    let ep = l.endpoint().to_owned();
+    let t = std::thread::spawn(move || {
+        let mut c = Conn::connect(&ep).unwrap();
+        for _ in 0..1000 {
+            c.send(b"burst").unwrap();
+        }
+        c.send(b"question").unwrap();
+        // Waiting for the answer writes what the stream left queued first.
+        c.recv_vec().unwrap()
+    });
+    let mut c = l.accept_timeout(STEP_TIMEOUT).unwrap();
+    for _ in 0..1000 {
+        assert_eq!(c.recv_vec().unwrap(), b"burst");
+    }
+    assert_eq!(c.recv_vec().unwrap(), b"question");
+    c.send(b"answer").unwrap();
+    assert_eq!(t.join().unwrap(), b"answer");
+}
