@@ -15,6 +15,55 @@ use crate::sync::AtomicBool;
 /// subscribers' connections (ZeroMQ's `ZMQ_LINGER`); a stalled subscriber delays the drop
 /// by at most this much.
 pub const PUB_CLOSE_LINGER: Duration = Duration::from_secs(5);
+/// Messages up to this long are queued inline (copied into the queue's slot), longer ones
+/// as one `Arc` shared by every subscriber's queue: no allocation per small message.
+pub(super) const INLINE_MAX_BYTES: usize = 94;
+
+/// A message in a subscriber's queue.
+#[derive(Clone)]
+pub(super) enum Queued {
+    /// A short message, in place.
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_MAX_BYTES],
+    },
+    /// A longer one, shared by the queues that take it.
+    Shared(Arc<[u8]>),
+}
+
+impl Queued {
+    /// `msg` as queued: inline if short, else `shared` (made once per `send`, by the caller).
+    pub(super) fn new(msg: &[u8], shared: &Option<Arc<[u8]>>) -> Queued {
+        match shared {
+            Some(arc) => Queued::Shared(arc.clone()),
+            None => {
+                let mut bytes = [0u8; INLINE_MAX_BYTES];
+                bytes[..msg.len()].copy_from_slice(msg);
+                Queued::Inline {
+                    len: msg.len() as u8,
+                    bytes,
+                }
+            }
+        }
+    }
+
+    /// The shared copy `send` makes of `msg`, if it is too long to queue inline.
+    pub(super) fn share(msg: &[u8]) -> Option<Arc<[u8]>> {
+        (msg.len() > INLINE_MAX_BYTES).then(|| Arc::from(msg))
+    }
+}
+
+impl std::ops::Deref for Queued {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Queued::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Queued::Shared(arc) => arc,
+        }
+    }
+}
+
 /// One subscriber's side of the publisher, shared by `send` and the I/O thread.
 pub(super) struct Outbox {
     /// Its process id (`unix://`), 0 for `tcp://`.
@@ -24,7 +73,7 @@ pub(super) struct Outbox {
     /// It has sent at least one subscription: from then on it counts as a subscriber.
     pub(super) subscribed: bool,
     /// Messages waiting for the I/O thread, oldest first.
-    pub(super) queue: VecDeque<Arc<[u8]>>,
+    pub(super) queue: VecDeque<Queued>,
     pub(super) queued_bytes: usize,
     /// Messages dropped for it (`DropOldest`) in all.
     pub(super) dropped: u64,
@@ -50,7 +99,7 @@ impl Outbox {
     }
 
     /// Takes messages from the front, at least one and up to about `bytes`, into `out`.
-    pub(super) fn take(&mut self, bytes: usize, out: &mut VecDeque<Arc<[u8]>>) {
+    pub(super) fn take(&mut self, bytes: usize, out: &mut VecDeque<Queued>) {
         let mut taken = 0;
         while let Some(m) = self.queue.front() {
             if taken > 0 && taken + m.len() > bytes {

@@ -14,7 +14,8 @@
 //! message): the high-water mark. When it is reached, [`Overflow::DropOldest`] drops that
 //! subscriber's oldest queued messages (no one else is affected, nothing waits) and
 //! [`Overflow::Block`] makes `send` wait for room ([`Error::SlowSubscriber`] on timeout).
-//! A message is copied once, into an `Arc<[u8]>` shared by every queue that takes it. The
+//! A message is copied once: a short one into each queue's slot, a longer one into an
+//! `Arc<[u8]>` shared by every queue that takes it. The
 //! I/O thread ([`super::pump`]) owns the sockets: a stalled subscriber fills its own socket
 //! buffer and queue, never anyone else's; a dead one is removed as soon as the kernel says
 //! so, waking a waiting `send`.
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{eventfd, EventfdFlags};
 
 use super::config::NetConfig;
-use super::outbox::{Shared, State};
+use super::outbox::{Queued, Shared, State};
 use super::socket::NetListener;
 use super::zmtp::SocketType;
 use crate::endpoint::Endpoint;
@@ -135,7 +136,7 @@ impl NetPublisher {
         }
         let started = Instant::now();
         // Copied before taking the lock, so the I/O thread never waits for a memcpy.
-        let shared_msg: Arc<[u8]> = Arc::from(msg);
+        let shared_msg = Queued::share(msg);
         let mut st = self.shared.lock();
         if self.policy == Overflow::Block {
             st = self.wait_for_room(st, msg, mode, started)?;
@@ -157,7 +158,7 @@ impl NetPublisher {
             }
             queued = true;
             o.queued_bytes += msg.len();
-            o.queue.push_back(shared_msg.clone());
+            o.queue.push_back(Queued::new(msg, &shared_msg));
         }
         let wake = queued && std::mem::take(&mut st.pump_sleeping);
         drop(st);
@@ -179,7 +180,7 @@ impl NetPublisher {
             let full = st
                 .outboxes
                 .iter()
-                .find(|o| o.topics.matches(msg) && !o.has_room(msg.len(), self.queue_max_bytes));
+                .find(|o| !o.has_room(msg.len(), self.queue_max_bytes) && o.topics.matches(msg));
             let Some(slow) = full else {
                 return Ok(st);
             };

@@ -11,13 +11,12 @@
 //! [`State::outboxes`](super::outbox::State), index for index.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
-use super::outbox::{Outbox, Shared, PUB_CLOSE_LINGER};
+use super::outbox::{Outbox, Queued, Shared, PUB_CLOSE_LINGER};
 use super::stream::{NetConn, DIRECT_MIN_BYTES, WRITE_BATCH_BYTES};
 use super::zmtp::Subscription;
 use crate::error::{Error, Result};
@@ -37,7 +36,7 @@ pub(super) const TOPIC_BYTES_MAX_PER_SUBSCRIBER: usize = 1 << 20;
 /// A subscriber's connection and the messages taken from its outbox, not yet written.
 struct Peer {
     conn: NetConn,
-    batch: VecDeque<Arc<[u8]>>,
+    batch: VecDeque<Queued>,
     /// Read it this turn: `poll` said so, it is new (its first subscriptions may already be
     /// buffered), or it had more than [`READS_PER_TURN`] messages last turn.
     readable: bool,

@@ -64,7 +64,7 @@ pub(crate) const PONG_QUEUE_MAX_BYTES: usize = 64 * 1024;
 pub(crate) const TRY_READS: usize = 4;
 /// A `Conn` send that follows the previous one's end within this is part of a stream: its
 /// frame is queued and written in a batch (see [`super::flusher`]).
-pub(crate) const STREAM_GAP: Duration = Duration::from_micros(5);
+pub(crate) const STREAM_GAP: Duration = Duration::from_micros(2);
 /// Queued bytes a stream writes at once, without waiting for the flusher.
 pub(crate) const WRITE_BATCH_BYTES: usize = 64 * 1024;
 

@@ -77,7 +77,11 @@ impl Topics {
     /// Whether a message starting with `msg` is wanted.
     #[inline]
     pub(crate) fn matches(&self, msg: &[u8]) -> bool {
-        self.prefixes.iter().any(|(p, _)| msg.starts_with(p))
+        // The empty prefix (everything, the default) without a call to memcmp: on a
+        // stream of small messages that call was a fifth of the publisher's time.
+        self.prefixes
+            .iter()
+            .any(|(p, _)| p.is_empty() || msg.starts_with(p))
     }
 
     /// Whether every message matches (the empty prefix is subscribed).
