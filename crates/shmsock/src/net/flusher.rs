@@ -14,9 +14,9 @@
 //! The queue lives behind a mutex that the caller and this thread share; every write to
 //! the socket happens under it, so bytes leave in order. The thread holds only weak
 //! references: a connection dropped meanwhile is simply skipped (its drop flushed what it
-//! could). While the kernel's buffer is full, the thread comes back every
-//! [`RETRY_INTERVAL`] until the queue is empty; a write error is kept for the owner's next
-//! call.
+//! could). While the kernel's buffer is full, the thread comes back after [`RETRY_INTERVAL`],
+//! then less and less often, until the queue is empty; a write error is kept for the
+//! owner's next call.
 
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
@@ -27,8 +27,12 @@ use rustix::net::SendFlags;
 
 /// How long a streaming send's bytes may wait in the queue before this thread writes them.
 pub(crate) const FLUSH_DELAY: Duration = Duration::from_micros(50);
-/// How soon the thread tries again when the kernel's buffer was full.
+/// How soon the thread tries again when the kernel's buffer was full; the wait doubles
+/// with each full attempt, up to [`RETRY_INTERVAL_MAX`] (a peer that stopped reading costs
+/// a few system calls a second, not a thousand).
 const RETRY_INTERVAL: Duration = Duration::from_millis(1);
+/// The longest wait between two attempts on a full socket.
+const RETRY_INTERVAL_MAX: Duration = Duration::from_millis(100);
 /// A send queue grown past this (for a burst) is freed once it is empty.
 const KEEP_MAX_BYTES: usize = 4 << 20;
 
@@ -92,6 +96,8 @@ struct Job {
     at: Instant,
     tx: Weak<Mutex<Tx>>,
     sock: Weak<OwnedFd>,
+    /// The wait before the next attempt if this one finds the socket full.
+    retry: Duration,
 }
 
 /// The flusher thread's plan.
@@ -116,6 +122,7 @@ pub(crate) fn schedule(tx: &Arc<Mutex<Tx>>, guard: &mut Tx, sock: &Arc<OwnedFd>)
         at: Instant::now() + FLUSH_DELAY,
         tx: Arc::downgrade(tx),
         sock: Arc::downgrade(sock),
+        retry: RETRY_INTERVAL,
     };
     let mut jobs = flusher.jobs.lock().unwrap_or_else(|p| p.into_inner());
     jobs.push(job);
@@ -193,9 +200,10 @@ fn run(flusher: &Flusher) -> ! {
                 Ok(()) if guard.queued() > 0 => {
                     // The kernel's buffer is full: come back soon.
                     let again = Job {
-                        at: Instant::now() + RETRY_INTERVAL,
+                        at: Instant::now() + job.retry,
                         tx: job.tx,
                         sock: job.sock,
+                        retry: (job.retry * 2).min(RETRY_INTERVAL_MAX),
                     };
                     flusher
                         .jobs
