@@ -2,14 +2,16 @@
 //! at DST, until SIGINT/SIGTERM. The loop is the library's [`shmsock::Bridge`] (the lab
 //! measures the same code); this file parses flags, handles signals and prints the summary.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use shmsock::{Bridge, BridgeEnd, BridgeStats, Error, Overflow};
+use shmsock::{Bridge, BridgeEnd, BridgeStats, Error, Options, Overflow};
 
+use crate::curve::{CurveFlags, Side};
 use crate::ConnArgs;
 
 /// Options of `shmsock bridge`.
@@ -67,6 +69,53 @@ pub(crate) struct BridgeArgs {
     count: Option<u64>,
     #[command(flatten)]
     conn: ConnArgs,
+    /// CURVE on SRC (tcp://, unix://): the publisher's public key, 40 Z85 characters or its
+    /// NAME.key certificate; the bridge connects as a CURVE client of it (see `shmsock sub
+    /// --help`, --curve-server).
+    #[arg(long, value_name = "KEY|FILE", help_heading = CURVE_HEADING)]
+    source_curve_server: Option<String>,
+    /// CURVE on SRC: the bridge's own certificate (NAME.key_secret), for a publisher that
+    /// admits only listed clients. Needs --source-curve-server.
+    #[arg(long, value_name = "FILE", help_heading = CURVE_HEADING)]
+    source_curve_secret: Option<PathBuf>,
+    /// CURVE on DST (tcp://, unix://): make DST a CURVE server with this certificate
+    /// (NAME.key_secret; its subscribers need NAME.key). Subscribers that do not speak CURVE
+    /// are refused.
+    #[arg(long, value_name = "FILE", help_heading = CURVE_HEADING)]
+    dest_curve_secret: Option<PathBuf>,
+    /// CURVE on DST: admit only subscribers whose public key is in FILE (NAME.key) or DIR
+    /// (every *.key in it); repeatable; needs --dest-curve-secret. Without it any subscriber
+    /// that completes the CURVE handshake is admitted.
+    #[arg(long, value_name = "FILE|DIR", help_heading = CURVE_HEADING)]
+    dest_curve_allow: Vec<PathBuf>,
+}
+
+/// The help heading of the bridge's CURVE flags.
+const CURVE_HEADING: &str = "CURVE security (tcp://, unix://)";
+
+impl BridgeArgs {
+    /// The options of SRC and DST: the shared flags, and each end's CURVE flags.
+    fn options(&self) -> Result<(Options, Options), Error> {
+        let options = self.conn.options();
+        let source = CurveFlags::new(
+            "source-",
+            self.source_curve_secret.as_deref(),
+            self.source_curve_server.as_deref(),
+            &[],
+        )
+        .apply(&self.source, Side::Connect, options.clone())?;
+        let mut destination = CurveFlags::new(
+            "dest-",
+            self.dest_curve_secret.as_deref(),
+            None,
+            &self.dest_curve_allow,
+        )
+        .apply(&self.destination, Side::Bind, options)?;
+        if self.drop_oldest {
+            destination = destination.overflow(Overflow::DropOldest);
+        }
+        Ok((source, destination))
+    }
 }
 
 /// Sets the returned flag on SIGINT, SIGTERM or SIGQUIT; a second one exits at once.
@@ -113,13 +162,15 @@ pub(crate) fn run(args: BridgeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let options = args.conn.options();
-    let mut destination_options = options.clone();
-    if args.drop_oldest {
-        destination_options = destination_options.overflow(Overflow::DropOldest);
-    }
+    let (source_options, destination_options) = match args.options() {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("shmsock bridge: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut builder = Bridge::builder(&args.source, &args.destination)
-        .source_options(options)
+        .source_options(source_options)
         .destination_options(destination_options)
         .reconnect(args.reconnect)
         .connect_timeout(Duration::from_secs_f64(args.connect_timeout.max(0.0)))

@@ -5,6 +5,7 @@
 
 mod advise;
 mod bridge;
+mod curve;
 mod inspect;
 mod keygen;
 mod outgoing;

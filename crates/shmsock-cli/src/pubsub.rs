@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use shmsock::{Error, Options, Overflow, Publisher, Subscriber};
 
+use crate::curve::{CurveArgs, Side};
 use crate::outgoing::send_each;
 use crate::{ConnArgs, Wait};
 
@@ -46,6 +47,8 @@ pub(crate) struct PubArgs {
     send_timeout: f64,
     #[command(flatten)]
     conn: ConnArgs,
+    #[command(flatten)]
+    curve: CurveArgs,
 }
 
 /// Options of `shmsock sub`.
@@ -79,6 +82,8 @@ pub(crate) struct SubArgs {
     /// Wait strategy for blocking receives.
     #[arg(long, value_enum, default_value_t = Wait::Adaptive)]
     wait: Wait,
+    #[command(flatten)]
+    curve: CurveArgs,
 }
 
 fn send(args: &PubArgs, publisher: &mut Publisher, msg: &[u8]) -> Result<(), Error> {
@@ -90,7 +95,9 @@ fn send(args: &PubArgs, publisher: &mut Publisher, msg: &[u8]) -> Result<(), Err
 }
 
 fn publish(args: &PubArgs) -> Result<(u64, u64, usize, Instant), Error> {
-    let mut options = args.conn.options();
+    let mut options = args
+        .curve
+        .apply(&args.endpoint, Side::Bind, args.conn.options())?;
     if args.drop_oldest {
         options = options.overflow(Overflow::DropOldest);
     }
@@ -125,7 +132,11 @@ pub(crate) fn run_pub(args: PubArgs) -> ExitCode {
 }
 
 fn connect(args: &SubArgs) -> Result<Subscriber, Error> {
-    let options = Options::new().wait_strategy(args.wait.strategy());
+    let options = args.curve.apply(
+        &args.endpoint,
+        Side::Connect,
+        Options::new().wait_strategy(args.wait.strategy()),
+    )?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.connect_timeout.max(0.0));
     loop {
         match Subscriber::connect_with(&args.endpoint, options.clone()) {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use clap::Args;
 use shmsock::{Conn, Error, Listener};
 
+use crate::curve::{CurveArgs, Side};
 use crate::ConnArgs;
 
 /// Options of `shmsock recv`.
@@ -31,6 +32,8 @@ pub(crate) struct RecvArgs {
     quiet: bool,
     #[command(flatten)]
     conn: ConnArgs,
+    #[command(flatten)]
+    curve: CurveArgs,
 }
 
 /// Accepts until a peer completes the handshake (refused peers are reported and skipped).
@@ -51,7 +54,10 @@ fn accept(listener: &Listener) -> Result<Conn, Error> {
 }
 
 fn receive(args: &RecvArgs) -> Result<(u64, u64, Instant), Error> {
-    let listener = Listener::bind_with(&args.endpoint, args.conn.options())?;
+    let options = args
+        .curve
+        .apply(&args.endpoint, Side::Bind, args.conn.options())?;
+    let listener = Listener::bind_with(&args.endpoint, options)?;
     let mut conn = accept(&listener)?;
     let start = Instant::now();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

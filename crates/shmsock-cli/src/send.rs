@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use shmsock::{Conn, Error};
 
+use crate::curve::{CurveArgs, Side};
 use crate::outgoing::send_each;
 use crate::ConnArgs;
 
@@ -35,12 +36,17 @@ pub(crate) struct SendArgs {
     connect_timeout: f64,
     #[command(flatten)]
     conn: ConnArgs,
+    #[command(flatten)]
+    curve: CurveArgs,
 }
 
 fn connect(args: &SendArgs) -> Result<Conn, Error> {
+    let options = args
+        .curve
+        .apply(&args.endpoint, Side::Connect, args.conn.options())?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.connect_timeout.max(0.0));
     loop {
-        match Conn::connect_with(&args.endpoint, args.conn.options()) {
+        match Conn::connect_with(&args.endpoint, options.clone()) {
             Err(Error::ConnectionRefused { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20))
             }
