@@ -34,11 +34,21 @@ unix:// queues are flushed for up to 5 s), and a summary goes to stderr. A secon
 exits at once. Exit status: 0 when stopped, --count reached or a shm:// SRC closed; 1 on any
 error. Only publish/subscribe endpoints are bridged (a Conn is a 1:1 PAIR socket).
 
+CURVE (tcp://, unix://): each end has its own flags. The bridge connects to SRC, so SRC takes
+the client's: --source-curve-server (the publisher's public key) and --source-curve-secret (the
+bridge's certificate, for a publisher with an allow-list). DST is bound, so it takes the
+server's: --dest-curve-secret and --dest-curve-allow, as `shmsock pub` does. A DST other
+machines can reach should use them.
+
 Examples:
   shmsock bridge shm://prices tcp://127.0.0.1:5556   local shm:// topic to tcp:// subscribers
   shmsock bridge tcp://host:5556 shm://prices        and back: remote publisher, local readers
   shmsock bridge shm://prices tcp://127.0.0.1:5556 --topic AAPL --topic MSFT --drop-oldest
   shmsock bridge shm://prices unix:///tmp/prices.sock --reconnect -v
+  shmsock bridge shm://prices tcp://0.0.0.0:5556 --dest-curve-secret server.key_secret \\
+      --dest-curve-allow clients/                  exposed to other machines: CURVE only
+  shmsock bridge tcp://host:5556 shm://prices --source-curve-server server.key \\
+      --source-curve-secret alice.key_secret       from a CURVE publisher
   shmsock sub tcp://127.0.0.1:5556 --connect-timeout 10    a remote subscriber
   python3 examples/python/pubsub.py sub tcp://127.0.0.1:5556 AAPL   or a pyzmq one")]
 pub(crate) struct BridgeArgs {

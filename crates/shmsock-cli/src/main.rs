@@ -46,7 +46,11 @@ Examples:
   shmsock ls                               every live shm:// endpoint, its peers and counters
   shmsock top                              the same, refreshed every second, with rates
   shmsock clean --dry-run                  rendezvous files of dead listeners
-  shmsock keygen server                    a CURVE key pair: server.key, server.key_secret (0600)";
+  shmsock keygen server                    a CURVE key pair: server.key, server.key_secret (0600)
+  shmsock pub tcp://0.0.0.0:5557 --curve-secret server.key_secret --curve-allow clients/
+                                           expose a service: CURVE, clients/*.key admitted only
+  shmsock sub tcp://HOST:5557 --curve-server server.key --curve-secret alice.key_secret
+                                           and a client of it (alice.key is in clients/)";
 
 #[derive(Subcommand, Debug)]
 enum Command {

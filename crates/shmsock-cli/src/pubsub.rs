@@ -24,7 +24,11 @@ use crate::{ConnArgs, Wait};
     printf 'a\\nb\\n' | shmsock pub shm://ticks --wait-subscribers 1\n  \
     shmsock pub shm://ticks --size 64 --count 1000000 --wait-subscribers 2 --drop-oldest\n  \
     printf 'tick 1\\ntick 2\\n' | shmsock pub tcp://127.0.0.1:5557 --wait-subscribers 1\n  \
-    shmsock pub unix:///tmp/ticks.sock --size 64 --count 1000 --wait-subscribers 1"
+    shmsock pub unix:///tmp/ticks.sock --size 64 --count 1000 --wait-subscribers 1\n\n\
+    Exposed to other machines, use CURVE: encrypted, and only subscribers whose key is in \
+    clients/ (their NAME.key files from `shmsock keygen NAME`) are admitted:\n  \
+    shmsock keygen server\n  \
+    shmsock pub tcp://0.0.0.0:5557 --curve-secret server.key_secret --curve-allow clients/"
 )]
 pub(crate) struct PubArgs {
     /// Endpoint to bind: shm://ticks, unix:///tmp/ticks.sock or tcp://127.0.0.1:5557.
@@ -64,7 +68,9 @@ pub(crate) struct PubArgs {
     shmsock sub shm://ticks --connect-timeout 10\n  \
     shmsock sub shm://ticks --quiet --count 1000000\n  \
     shmsock sub tcp://127.0.0.1:5557 --connect-timeout 10 --count 2\n  \
-    shmsock sub unix:///tmp/ticks.sock --quiet --count 1000"
+    shmsock sub unix:///tmp/ticks.sock --quiet --count 1000\n  \
+    shmsock sub tcp://HOST:5557 --curve-server server.key --curve-secret alice.key_secret   \
+    a CURVE publisher (alice.key is in its --curve-allow directory)"
 )]
 pub(crate) struct SubArgs {
     /// Publisher to subscribe to: shm://ticks, unix:///tmp/ticks.sock or tcp://HOST:5557

@@ -19,7 +19,9 @@ use crate::ConnArgs;
     Examples:\n  \
     shmsock recv shm://demo --count 10\n  \
     shmsock recv tcp://127.0.0.1:5555            this machine only (tcp://HOST:0: any port)\n  \
-    shmsock recv unix:///tmp/demo.sock --quiet   throughput summary on stderr"
+    shmsock recv unix:///tmp/demo.sock --quiet   throughput summary on stderr\n\n\
+    Exposed to other machines, use CURVE (keys from `shmsock keygen`; see the send help):\n  \
+    shmsock recv tcp://0.0.0.0:5555 --curve-secret server.key_secret --curve-allow clients/"
 )]
 pub(crate) struct RecvArgs {
     /// Endpoint to bind: shm://demo, unix:///tmp/demo.sock or tcp://127.0.0.1:5555.

@@ -20,7 +20,10 @@ use crate::ConnArgs;
     shmsock send shm://demo --size 4096 --count 100000\n  \
     echo hello | shmsock send tcp://127.0.0.1:5555 --connect-timeout 5   to `shmsock recv \
     tcp://127.0.0.1:5555` or a pyzmq PAIR\n  \
-    printf 'a\\nb\\n' | shmsock send unix:///tmp/demo.sock")]
+    printf 'a\\nb\\n' | shmsock send unix:///tmp/demo.sock\n  \
+    echo hello | shmsock send tcp://HOST:5555 --curve-server server.key --curve-secret \
+    alice.key_secret   to a CURVE server (`shmsock recv ... --curve-secret \
+    server.key_secret --curve-allow clients/`, alice.key copied into clients/)")]
 pub(crate) struct SendArgs {
     /// Where to connect: shm://demo, unix:///tmp/demo.sock or tcp://HOST:PORT (a listener must
     /// be bound: `shmsock recv shm://demo`).

@@ -52,7 +52,11 @@ fn remote_peers_get_zeromq_tcp_and_the_bridge() {
         &text,
         &[
             "tcp://HOST:PORT, ZeroMQ's wire protocol",
-            "`shmsock bridge shm://NAME tcp://0.0.0.0:PORT`",
+            "`shmsock keygen server`",
+            "`shmsock bridge shm://NAME tcp://0.0.0.0:PORT --dest-curve-secret \
+             server.key_secret --dest-curve-allow clients/`",
+            "`shmsock sub tcp://HOST:PORT --curve-server server.key --curve-secret \
+             alice.key_secret`",
             "Different machines, now or later? yes",
             "loopback TCP (tcp)",
         ],

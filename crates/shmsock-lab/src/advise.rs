@@ -99,11 +99,16 @@ impl Leaf {
     pub fn endpoint(self) -> &'static str {
         match self {
             Leaf::Network => {
-                "tcp://HOST:PORT, ZeroMQ's wire protocol (ZMTP 3.1, NULL security): a Conn \
-                 (PAIR) for one peer, Publisher/Subscriber (PUB/SUB with topic prefixes) for \
-                 many; pyzmq and libzmq sockets are peers. Processes that share a machine keep \
-                 shm://NAME, and `shmsock bridge shm://NAME tcp://0.0.0.0:PORT` republishes a \
-                 topic to the remote ones (`shmsock bridge tcp://HOST:PORT shm://NAME` back)"
+                "tcp://HOST:PORT, ZeroMQ's wire protocol (ZMTP 3.1): a Conn (PAIR) for one \
+                 peer, Publisher/Subscriber (PUB/SUB with topic prefixes) for many; pyzmq and \
+                 libzmq sockets are peers. A port other machines reach needs CURVE (RFC 26 \
+                 CurveZMQ: every frame encrypted and authenticated; Options::curve_secret, \
+                 curve_server, curve_allow): `shmsock keygen server` and a key per client, \
+                 then `shmsock bridge shm://NAME tcp://0.0.0.0:PORT --dest-curve-secret \
+                 server.key_secret --dest-curve-allow clients/` republishes a shm:// topic to \
+                 the remote ones, which subscribe with `shmsock sub tcp://HOST:PORT \
+                 --curve-server server.key --curve-secret alice.key_secret`. Processes that \
+                 share a machine keep shm://NAME"
             }
             Leaf::SharedMemoryBulk => {
                 "shm://NAME Conn + loans: the sender connects with Options::loan_pool(slots, \

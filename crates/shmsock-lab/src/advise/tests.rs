@@ -147,7 +147,8 @@ fn every_leaf_names_a_shmsock_endpoint_that_exists() {
     let network = Leaf::Network.endpoint();
     assert!(
         network.contains("Publisher/Subscriber")
-            && network.contains("shmsock bridge shm://NAME tcp://"),
+            && network.contains("shmsock bridge shm://NAME tcp://")
+            && network.contains("--dest-curve-secret"),
         "{network}"
     );
 }
