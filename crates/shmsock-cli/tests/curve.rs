@@ -1,0 +1,318 @@
+//! Drives the real `shmsock` binary with CURVE (RFC 26 CurveZMQ): keys from `shmsock
+//! keygen`, `recv`/`send` and `pub`/`sub` over tcp:// and unix:// with `--curve-secret`,
+//! `--curve-server` and `--curve-allow`; a sender without CURVE and a client whose key is
+//! not allowed are refused with messages that say why while the server goes on serving;
+//! CURVE flags on shm://, on the wrong side or naming unusable files are refused with the
+//! flag and the file named. Every child is killed on drop and every wait is bounded
+//! (`--connect-timeout`, `--count`, [`process::CHILD_TIMEOUT`]).
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use shmsock_testkit::assert_mentions;
+use shmsock_testkit::process::{self, assert_fails_saying, assert_printed, stderr, Running};
+
+/// A directory of one test (keys, allow-lists, unix sockets), removed at the end.
+struct TestDir(PathBuf);
+
+impl TestDir {
+    fn new(test: &str) -> TestDir {
+        let dir =
+            std::env::temp_dir().join(format!("shmsock-cli-curve-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TestDir(dir)
+    }
+
+    /// `shmsock` run in this directory (so key paths are relative, as a user types them).
+    fn shmsock(&self) -> Command {
+        let mut cmd = process::command(env!("CARGO_BIN_EXE_shmsock"), &self.0);
+        cmd.current_dir(&self.0);
+        cmd
+    }
+
+    /// Runs `shmsock ARGS` with no stdin and waits for it.
+    fn run(&self, args: &[&str]) -> Output {
+        self.shmsock()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running shmsock")
+    }
+
+    /// `echo LINE | shmsock send ENDPOINT --connect-timeout 10 EXTRA...`.
+    fn send(&self, endpoint: &str, line: &str, extra: &[&str]) -> Output {
+        let (child, mut stdin) = Running::spawn_with_stdin(
+            self.shmsock()
+                .args(["send", endpoint, "--connect-timeout", "10"])
+                .args(extra),
+        );
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        drop(stdin);
+        child.output()
+    }
+
+    /// `shmsock keygen NAME` for each name, in this directory.
+    fn keygen(&self, names: &[&str]) {
+        for name in names {
+            process::assert_success(&self.run(&["keygen", name]));
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `tcp://127.0.0.1:PORT` on a port that was free a moment ago (`recv` does not print the
+/// port it bound, so the test picks it).
+fn free_tcp_endpoint() -> String {
+    let probe = TcpListener::bind("127.0.0.1:0").expect("binding a probe socket");
+    format!("tcp://{}", probe.local_addr().unwrap())
+}
+
+/// `shmsock recv ENDPOINT --count 1 EXTRA...`, running.
+fn spawn_recv(dir: &TestDir, endpoint: &str, extra: &[&str]) -> Running {
+    let mut cmd = dir.shmsock();
+    cmd.args(["recv", endpoint, "--count", "1"]).args(extra);
+    Running::new(process::spawn_piped(&mut cmd))
+}
+
+const SERVER: [&str; 4] = [
+    "--curve-secret",
+    "server.key_secret",
+    "--curve-allow",
+    "clients",
+];
+const ALICE: [&str; 4] = [
+    "--curve-server",
+    "server.key",
+    "--curve-secret",
+    "alice.key_secret",
+];
+
+/// Keys of a server and of clients alice and bob; only alice's public key is in `clients/`.
+fn server_and_clients(test: &str) -> TestDir {
+    let dir = TestDir::new(test);
+    dir.keygen(&["server", "alice", "bob"]);
+    std::fs::create_dir(dir.path("clients")).unwrap();
+    std::fs::copy(dir.path("alice.key"), dir.path("clients/alice.key")).unwrap();
+    dir
+}
+
+#[test]
+fn send_to_a_curve_recv_delivers_and_a_sender_without_curve_is_refused() {
+    let dir = server_and_clients("null");
+    let endpoint = free_tcp_endpoint();
+    let recv = spawn_recv(
+        &dir,
+        &endpoint,
+        &[
+            "--curve-secret",
+            "server.key_secret",
+            "--curve-allow",
+            "clients/alice.key",
+        ],
+    );
+    // No CURVE flags: the handshake fails, naming CURVE, and the sender exits with 1.
+    let out = dir.send(&endpoint, "in the clear", &[]);
+    assert_fails_saying(&out, &["shmsock send:", "handshake", "CURVE"]);
+    // The receiver refused it, said so, and still serves the honest sender.
+    assert_eq!(dir.send(&endpoint, "hello", &ALICE).status.code(), Some(0));
+    let out = recv.output();
+    assert_printed(&out, b"hello\n");
+    assert_mentions(&stderr(&out), &["NULL", "CURVE"]);
+}
+
+#[test]
+fn a_client_whose_key_is_not_allowed_is_told_so() {
+    let dir = server_and_clients("stranger");
+    let endpoint = free_tcp_endpoint();
+    let recv = spawn_recv(&dir, &endpoint, &SERVER);
+    let bob = [
+        "--curve-server",
+        "server.key",
+        "--curve-secret",
+        "bob.key_secret",
+    ];
+    let out = dir.send(&endpoint, "let me in", &bob);
+    assert_fails_saying(&out, &["shmsock send:", "allow-list"]);
+    // Without a key of its own a client is a stranger too (a fresh key per connection).
+    let out = dir.send(&endpoint, "let me in", &["--curve-server", "server.key"]);
+    assert_fails_saying(&out, &["allow-list"]);
+    // The server key may also be given as its 40 Z85 characters.
+    let server_key = shmsock::CurvePublicKey::load(dir.path("server.key"))
+        .unwrap()
+        .to_string();
+    let alice = [
+        "--curve-server",
+        &server_key,
+        "--curve-secret",
+        "alice.key_secret",
+    ];
+    assert_eq!(dir.send(&endpoint, "alice", &alice).status.code(), Some(0));
+    let out = recv.output();
+    assert_printed(&out, b"alice\n");
+    assert_mentions(&stderr(&out), &["not allowed"]);
+}
+
+#[test]
+fn a_client_expecting_another_server_key_fails_the_handshake() {
+    let dir = server_and_clients("impostor");
+    let endpoint = free_tcp_endpoint();
+    let recv = spawn_recv(&dir, &endpoint, &SERVER);
+    // bob.key is not the server's key: the server cannot prove it holds bob's secret.
+    let wrong = [
+        "--curve-server",
+        "bob.key",
+        "--curve-secret",
+        "alice.key_secret",
+    ];
+    let out = dir.send(&endpoint, "secret", &wrong);
+    assert_fails_saying(&out, &["handshake", "CURVE"]);
+    assert_eq!(dir.send(&endpoint, "ok", &ALICE).status.code(), Some(0));
+    assert_printed(&recv.output(), b"ok\n");
+}
+
+/// `shmsock pub ENDPOINT` with CURVE and an allow-list, `shmsock sub` with alice's key:
+/// the lines arrive.
+fn pub_sub_over_curve_delivers(test: &str, endpoint: impl FnOnce(&Path) -> String) {
+    let dir = server_and_clients(test);
+    let endpoint = endpoint(&dir.0);
+    let (publisher, mut stdin) = Running::spawn_with_stdin(
+        dir.shmsock()
+            .args(["pub", &endpoint, "--wait-subscribers", "1"])
+            .args(SERVER),
+    );
+    let mut sub = dir.shmsock();
+    sub.args(["sub", &endpoint, "--connect-timeout", "10", "--count", "2"])
+        .args(ALICE);
+    let sub = Running::new(process::spawn_piped(&mut sub));
+    stdin.write_all(b"tick 1\ntick 2\n").unwrap();
+    drop(stdin);
+    assert_printed(&sub.output(), b"tick 1\ntick 2\n");
+    process::assert_success(&publisher.output());
+}
+
+#[test]
+fn pub_sub_over_curve_delivers_on_tcp() {
+    pub_sub_over_curve_delivers("pubsub-tcp", |_| free_tcp_endpoint());
+}
+
+#[test]
+fn pub_sub_over_curve_delivers_on_unix() {
+    pub_sub_over_curve_delivers("pubsub-unix", |dir| {
+        format!("unix://{}", dir.join("ticks.sock").display())
+    });
+}
+
+#[test]
+fn curve_flags_on_shm_are_refused() {
+    let dir = TestDir::new("shm");
+    dir.keygen(&["server"]);
+    let secret = ["--curve-secret", "server.key_secret"];
+    for cmd in ["recv", "pub"] {
+        let out = dir.run(&[&[cmd, "shm://cli-curve-shm"][..], &secret].concat());
+        assert_fails_saying(&out, &["--curve-secret", "shm://", "tcp://", "uid"]);
+    }
+    for cmd in ["send", "sub"] {
+        let out = dir.run(&[cmd, "shm://cli-curve-shm", "--curve-server", "server.key"]);
+        assert_fails_saying(&out, &["--curve-server", "shm://", "tcp://", "uid"]);
+    }
+    let out = dir.run(&[
+        "bridge",
+        "tcp://127.0.0.1:9",
+        "shm://cli-curve-shm",
+        "--dest-curve-secret",
+        "server.key_secret",
+    ]);
+    assert_fails_saying(&out, &["--dest-curve-secret", "shm://", "uid"]);
+}
+
+#[test]
+fn unusable_curve_flags_name_the_flag_and_the_file() {
+    let dir = server_and_clients("files");
+    let ep = "tcp://127.0.0.1:0";
+    // A public certificate where the secret one is needed.
+    let out = dir.run(&["recv", ep, "--curve-secret", "server.key"]);
+    assert_fails_saying(&out, &["--curve-secret", "server.key", "secret-key"]);
+    // A missing file.
+    let out = dir.run(&["recv", ep, "--curve-secret", "nope.key_secret"]);
+    assert_fails_saying(&out, &["--curve-secret", "nope.key_secret"]);
+    // An allow-list without the server's own key pair, and an empty allow-list directory.
+    let out = dir.run(&["pub", ep, "--curve-allow", "clients"]);
+    assert_fails_saying(&out, &["--curve-allow", "needs --curve-secret"]);
+    std::fs::create_dir(dir.path("empty")).unwrap();
+    let out = dir.run(&[
+        "recv",
+        ep,
+        "--curve-secret",
+        "server.key_secret",
+        "--curve-allow",
+        "empty",
+    ]);
+    assert_fails_saying(&out, &["--curve-allow", "empty", "no *.key"]);
+    // A server key that is neither a file nor 40 Z85 characters, or a bad 40 characters.
+    let out = dir.run(&["send", "tcp://127.0.0.1:9", "--curve-server", "nope"]);
+    assert_fails_saying(&out, &["--curve-server", "nope", "40 Z85"]);
+    let bad = "~".repeat(40);
+    let out = dir.run(&["sub", "tcp://127.0.0.1:9", "--curve-server", &bad]);
+    assert_fails_saying(&out, &["--curve-server", "invalid CURVE public key"]);
+    // Flags of the other side.
+    let out = dir.run(&["send", "tcp://127.0.0.1:9", "--curve-allow", "clients"]);
+    assert_fails_saying(&out, &["--curve-allow", "--curve-server"]);
+    let out = dir.run(&["recv", ep, "--curve-server", "server.key"]);
+    assert_fails_saying(&out, &["--curve-server", "--curve-secret"]);
+    let out = dir.run(&[
+        "sub",
+        "tcp://127.0.0.1:9",
+        "--curve-secret",
+        "alice.key_secret",
+    ]);
+    assert_fails_saying(&out, &["--curve-secret", "needs --curve-server"]);
+    let out = dir.run(&[
+        "bridge",
+        "tcp://127.0.0.1:9",
+        "tcp://127.0.0.1:0",
+        "--source-curve-secret",
+        "alice.key_secret",
+    ]);
+    assert_fails_saying(&out, &["--source-curve-secret", "--source-curve-server"]);
+}
+
+#[test]
+fn endpoint_commands_document_their_curve_flags() {
+    let dir = TestDir::new("help");
+    for cmd in ["send", "recv", "pub", "sub"] {
+        let text = process::assert_success(&dir.run(&[cmd, "--help"]));
+        assert_mentions(
+            &text,
+            &["--curve-secret", "--curve-server", "--curve-allow", "CURVE"],
+        );
+    }
+    let text = process::assert_success(&dir.run(&["bridge", "--help"]));
+    assert_mentions(
+        &text,
+        &[
+            "--source-curve-server",
+            "--source-curve-secret",
+            "--dest-curve-secret",
+            "--dest-curve-allow",
+        ],
+    );
+    // Examples that expose a service use CURVE; the others bind 127.0.0.1.
+    for cmd in [&["--help"][..], &["recv", "--help"], &["pub", "--help"]] {
+        let text = process::assert_success(&dir.run(cmd));
+        for line in text.lines().filter(|l| l.contains("0.0.0.0")) {
+            assert!(line.contains("--curve-secret"), "{cmd:?}: {line}");
+        }
+    }
+}
