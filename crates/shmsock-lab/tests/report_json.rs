@@ -330,7 +330,8 @@ fn network_puts_shmsock_and_libzmq_side_by_side() {
     };
     // tcp and unix/ipc × PAIR and PUB/SUB × 64 B, 4 KiB, 1 MiB.
     assert_eq!(count(Library::Shmsock, Security::Null), 12, "{report}");
-    assert_eq!(count(Library::Shmsock, Security::Curve), 0, "{report}");
+    // shmsock's CURVE: tcp × PAIR and PUB/SUB × 64 B and 4 KiB, with or without libzmq.
+    assert_eq!(count(Library::Shmsock, Security::Curve), 4, "{report}");
     if libzmq {
         assert_eq!(count(Library::Libzmq, Security::Null), 12, "{report}");
         // tcp × PAIR and PUB/SUB × 64 B and 4 KiB, unless this libzmq has no CURVE.
@@ -342,7 +343,7 @@ fn network_puts_shmsock_and_libzmq_side_by_side() {
         assert_eq!(count(Library::Libzmq, Security::Curve) + no_curve, 4);
         assert_eq!(report.unavailable.len(), no_curve, "{report}");
     } else {
-        assert_eq!(report.network.len(), 12, "{report}");
+        assert_eq!(report.network.len(), 16, "{report}");
         assert_eq!(report.unavailable.len(), 3, "{report}");
         assert!(report.unavailable.iter().all(|u| u.mechanism == "libzmq"
             && u.experiment == "network"
@@ -361,9 +362,14 @@ fn network_puts_shmsock_and_libzmq_side_by_side() {
         let t = &row.one_way;
         assert!(0 < t.min_ns && t.min_ns <= t.p50_ns, "{row:?}");
         assert!(t.p50_ns <= t.p99_ns && t.p99_ns <= t.p999_ns, "{row:?}");
+        let libzmq_twin = report.network.iter().any(|r| {
+            r.library == Library::Libzmq
+                && (r.transport, r.shape, r.security, r.size)
+                    == (row.transport, row.shape, row.security, row.size)
+        });
         assert_eq!(
             row.vs_libzmq.is_some(),
-            libzmq && row.library == Library::Shmsock,
+            libzmq_twin && row.library == Library::Shmsock,
             "{row:?}"
         );
         assert_eq!(row.vs_null.is_some(), row.security == Security::Curve);
@@ -377,6 +383,10 @@ fn network_puts_shmsock_and_libzmq_side_by_side() {
     let text = report.render();
     assert!(text.contains("Network: shmsock vs libzmq"), "{text}");
     assert!(text.contains("shmsock/libzmq"), "{text}");
+    for route in ["PAIR 64 B", "PUB/SUB 64 B", "PAIR 4 KiB", "PUB/SUB 4 KiB"] {
+        let cost = format!("shmsock CURVE tcp {route}: CURVE streams at");
+        assert!(text.contains(&cost), "{cost:?} missing: {text}");
+    }
     let plots: Vec<_> = report.plots().into_iter().map(|(name, _)| name).collect();
     assert!(plots.contains(&"network.svg"), "{plots:?}");
     // A report.json from before the experiment existed still reads.

@@ -3,8 +3,8 @@
 //!
 //! Routes: each library × tcp (loopback) and ipc (shmsock `unix://`, libzmq `ipc://`) × PAIR
 //! (one-way stream between two peers) and PUB/SUB (one publisher, one subscriber) × 64 B,
-//! 4 KiB and 1 MiB messages, with NULL security; and libzmq with CURVE (RFC 26 CurveZMQ) over
-//! tcp at 64 B and 4 KiB, so CURVE's cost is visible. Both libraries run the same loops with
+//! 4 KiB and 1 MiB messages, with NULL security; and both with CURVE (RFC 26 CurveZMQ) over
+//! tcp at 64 B and 4 KiB, so CURVE's cost is visible for each and the two CURVEs compare. Both libraries run the same loops with
 //! the same message counts and the same timing: only the two ends differ (`ends`).
 //!
 //! ```text
@@ -81,13 +81,10 @@ impl Library {
         }
     }
 
-    /// The security mechanisms this library is measured with. shmsock's CURVE rows come when
-    /// the lab can configure it (see `ends`).
+    /// The security mechanisms this library is measured with: both have NULL and CURVE
+    /// (libzmq's CURVE needs a libzmq built with libsodium; see `ends`).
     pub fn securities(self) -> &'static [Security] {
-        match self {
-            Library::Shmsock => &[Security::Null],
-            Library::Libzmq => &[Security::Null, Security::Curve],
-        }
+        &[Security::Null, Security::Curve]
     }
 }
 
@@ -840,8 +837,8 @@ pub(crate) fn table(rows: &[NetworkRow], host: &HostInfo) -> Option<Table> {
         .map(|security| Group {
             heading: Some(match security {
                 Security::Null => "NULL security (no encryption)".to_string(),
-                Security::Curve => "CURVE (RFC 26 CurveZMQ), tcp: libzmq only, shmsock's CURVE \
-                                    is not measured yet"
+                Security::Curve => "CURVE (RFC 26 CurveZMQ), tcp: the sender is the server, \
+                                    the receiver its one allowed client"
                     .to_string(),
             }),
             rows: routes
@@ -911,7 +908,8 @@ fn notes(rows: &[NetworkRow], host: &HostInfo) -> Vec<String> {
         .find(|r| r.library == Library::Libzmq)
         .map(|r| r.version.clone());
     notes.push(format!(
-        "shmsock: library defaults (Conn/Listener, Publisher/Subscriber, Overflow::Block). \
+        "shmsock: library defaults (Conn/Listener, Publisher/Subscriber, Overflow::Block); \
+         CURVE rows: Options::curve_secret, curve_allow (sender) and curve_server (receiver). \
          libzmq{}: loaded at run time with dlopen, zmq_send/zmq_recv from Rust (no Python), \
          SNDHWM = RCVHWM = {} MiB worth of messages ({} at 64 B), ZMQ_XPUB_NODROP on PUB so \
          it waits like Overflow::Block instead of dropping; one context (one I/O thread) per \

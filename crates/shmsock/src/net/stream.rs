@@ -488,20 +488,27 @@ impl NetConn {
     }
 
     /// A send in a stream: queued, and written with the rest of the batch, by this call
-    /// once the queue holds [`WRITE_BATCH_BYTES`], else by the flusher thread soon after.
+    /// once the queue holds [`WRITE_BATCH_BYTES`]; whatever is left is written by the
+    /// flusher thread soon after, so nothing waits for the caller's next call.
     fn send_streaming(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
         if self.queued_tx() >= TX_QUEUE_MAX_BYTES {
             self.flush_down_to(WRITE_BATCH_BYTES, mode)?;
         }
         self.queue_data(msg);
-        let mut tx = flusher::lock(&self.tx);
-        let write_now =
-            tx.queued() >= WRITE_BATCH_BYTES || !flusher::schedule(&self.tx, &mut tx, &self.sock);
-        drop(tx);
-        if write_now {
+        if self.queued_tx() >= WRITE_BATCH_BYTES {
             self.flush_some()?;
         }
-        Ok(())
+        let mut tx = flusher::lock(&self.tx);
+        let planned = tx.queued() == 0 || flusher::schedule(&self.tx, &mut tx, &self.sock);
+        drop(tx);
+        if planned {
+            return Ok(());
+        }
+        // No flusher thread: behave as a lone send would.
+        match self.flush_down_to(0, mode) {
+            Err(Error::TimedOut) => Ok(()),
+            other => other,
+        }
     }
 
     /// A lone send: written at once.

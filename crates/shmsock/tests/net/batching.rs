@@ -59,3 +59,33 @@ fn request_and_reply_right_after_a_stream_are_not_held_back() {
     c.send(b"answer").unwrap();
     assert_eq!(t.join().unwrap(), b"answer");
 }
+
+#[test]
+fn a_stream_of_large_messages_arrives_whole_while_the_sender_is_idle() {
+    for &scheme in &SCHEMES {
+        let l = Listener::bind(&bind_endpoint(scheme)).unwrap();
+        let ep = l.endpoint().to_owned();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let sender = std::thread::spawn(move || {
+            let mut c = Conn::connect(&ep).unwrap();
+            // Made beforehand, so the sends follow each other closely: a stream.
+            let messages: Vec<Vec<u8>> = (0u8..8).map(|i| vec![i; 1 << 20]).collect();
+            for m in &messages {
+                c.send(m).unwrap();
+            }
+            done_rx
+                .recv_timeout(STEP_TIMEOUT)
+                .expect("the receiver never finished");
+        });
+        let mut c = l.accept_timeout(STEP_TIMEOUT).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        for i in 0u8..8 {
+            let n = c
+                .recv_timeout(&mut buf, Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("message {i} over {scheme:?}: {e}"));
+            assert!(n == 1 << 20 && buf.iter().all(|&b| b == i), "message {i}");
+        }
+        done_tx.send(()).unwrap();
+        sender.join().unwrap();
+    }
+}

@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Listener, Options, Publisher};
 
+use rustix::process::{kill_process, Signal};
+use shmsock_testkit::child::{report, IDLE_MAX};
+use shmsock_testkit::harness::Peer;
+
 use crate::common::{Raw, STEP_TIMEOUT};
 
 const INTERVAL: Duration = Duration::from_millis(100);
@@ -105,4 +109,46 @@ fn a_publisher_drops_a_subscriber_that_stopped_answering() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(counted.elapsed() >= TIMEOUT - Duration::from_millis(50));
+}
+
+/// Child role: connects a `Conn` with heartbeats to `endpoint`, reports `connected`, then
+/// waits in `recv` (answering PINGs) until it is killed.
+pub fn idle_beating_conn(endpoint: &str) {
+    let mut c = Conn::connect_with(endpoint, beating())
+        .unwrap_or_else(|e| panic!("connecting to {endpoint}: {e}"));
+    report("connected");
+    let until = Instant::now() + IDLE_MAX;
+    let mut buf = [0u8; 64];
+    while Instant::now() < until {
+        match c.recv_timeout(&mut buf, TIMEOUT) {
+            Ok(_) | Err(Error::TimedOut) => {}
+            Err(e) => panic!("idle peer: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_stopped_peer_process_is_gone_within_the_timeout_and_a_running_one_is_not() {
+    let l = Listener::bind_with("tcp://127.0.0.1:0", beating()).unwrap();
+    let mut peer = Peer::spawn("idle_beating_conn", l.endpoint(), &[]);
+    let mut c = l.accept_timeout(STEP_TIMEOUT).unwrap();
+    peer.expect("connected");
+    // Alive: three timeouts pass with heartbeats answered both ways.
+    let mut buf = [0u8; 64];
+    let err = c.recv_timeout(&mut buf, 3 * TIMEOUT).unwrap_err();
+    assert!(
+        matches!(err, Error::TimedOut),
+        "a live peer was reported: {err}"
+    );
+    // Stopped, as a machine that vanished: the connection stays open but nothing answers.
+    kill_process(peer.pid(), Signal::STOP).unwrap();
+    let stopped = Instant::now();
+    let err = c.recv_timeout(&mut buf, STEP_TIMEOUT).unwrap_err();
+    let took = stopped.elapsed();
+    let _ = kill_process(peer.pid(), Signal::CONT);
+    assert!(matches!(err, Error::PeerGone { .. }), "{err}");
+    assert!(
+        took < TIMEOUT + Duration::from_secs(1),
+        "the stopped peer was reported after {took:?}"
+    );
 }

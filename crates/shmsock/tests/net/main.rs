@@ -21,4 +21,12 @@ mod pubsub_pyzmq;
 mod pubsub_raw;
 mod pyzmq;
 
-shmsock_testkit::peer_main!(attacks::run_role);
+shmsock_testkit::peer_main!(run_role);
+
+/// The roles this binary runs as a child process.
+fn run_role(role: &str, endpoint: &str) {
+    match role {
+        "idle_beating_conn" => heartbeat::idle_beating_conn(endpoint),
+        other => attacks::run_role(other, endpoint),
+    }
+}

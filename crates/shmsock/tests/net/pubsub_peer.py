@@ -1,6 +1,12 @@
-"""pyzmq side of the PUB/SUB interop tests in pubsub_pyzmq.rs.
+"""pyzmq side of the PUB/SUB interop tests in pubsub_pyzmq.rs and curve_pyzmq.rs.
 
-Usage: pubsub_peer.py sub|pub|xpub ENDPOINT   (tcp://... or unix:///path, i.e. ipc:///path)
+Usage: pubsub_peer.py sub|pub|xpub ENDPOINT [OPTIONS]   (tcp://... or unix:///path, i.e. ipc:///path)
+
+Options (CURVE security, RFC 26 CurveZMQ; keys are 40 Z85 characters):
+  --curve-server SECRET        (pub, xpub) be the CURVE server with this secret key
+  --curve-client SECRET SERVER_PUBLIC
+                               (sub) be a CURVE client with this secret key, of the server
+                               whose public key is SERVER_PUBLIC
 
 The schedule (must match pubsub_pyzmq.rs): message k has topic TOPICS[k % 4] and is
 topic + b"." + payload(k, SIZES[k % 7]), for k in range(COUNT); the subscriber wants the
@@ -50,9 +56,27 @@ def stdin_line(timeout):
     return sys.stdin.readline().strip() if ready else None
 
 
-def run_sub(ctx, endpoint):
+def secure(s, args):
+    """Applies the CURVE options in `args` (the arguments after ROLE ENDPOINT) to `s`."""
+    args = list(args)
+    while args:
+        flag = args.pop(0)
+        if flag == "--curve-server":
+            s.curve_secretkey = args.pop(0).encode()
+            s.curve_server = True
+        elif flag == "--curve-client":
+            secret, server_public = args.pop(0).encode(), args.pop(0).encode()
+            s.curve_serverkey = server_public
+            s.curve_secretkey = secret
+            s.curve_publickey = zmq.curve_public(secret)
+        else:
+            raise SystemExit(f"unknown option {flag!r}")
+
+
+def run_sub(ctx, endpoint, options):
     s = ctx.socket(zmq.SUB)
     s.setsockopt(zmq.RCVTIMEO, 20000)
+    secure(s, options)
     s.connect(endpoint)
     for t in WANTED + [b"S"]:
         s.setsockopt(zmq.SUBSCRIBE, t)
@@ -73,9 +97,10 @@ def run_sub(ctx, endpoint):
     return 0
 
 
-def run_pub(ctx, endpoint, xpub):
+def run_pub(ctx, endpoint, xpub, options):
     s = ctx.socket(zmq.XPUB if xpub else zmq.PUB)
     s.setsockopt(zmq.SNDHWM, 0)
+    secure(s, options)
     s.bind(endpoint)
     print("BOUND", s.getsockopt_string(zmq.LAST_ENDPOINT).replace("ipc://", "unix://", 1), flush=True)
     if xpub:
@@ -103,8 +128,8 @@ def main():
     ctx = zmq.Context()
     try:
         if role == "sub":
-            return run_sub(ctx, endpoint)
-        return run_pub(ctx, endpoint, role == "xpub")
+            return run_sub(ctx, endpoint, sys.argv[3:])
+        return run_pub(ctx, endpoint, role == "xpub", sys.argv[3:])
     except zmq.Again:
         print("TIMEOUT", flush=True)
         return 1

@@ -37,11 +37,17 @@ fn wanted() -> Vec<Vec<u8>> {
     out
 }
 
-/// A pyzmq publisher (`role`) bound on `scheme`, and our subscriber to it, subscribed to
-/// the wanted topics ([`subscribe_wanted`]).
-fn subscribed_to(role: &str, scheme: Scheme) -> (PyPeer, Subscriber, RemoveOnDrop) {
-    let (py, ep, socket_file) = PyPeer::bound(SCRIPT, role, scheme);
-    let mut sub = Subscriber::connect(&ep).expect("connecting to pyzmq");
+/// A pyzmq publisher (`role`, with the script's options `py_args`) bound on `scheme`, and
+/// our subscriber to it (with `options`), subscribed to the wanted topics
+/// ([`subscribe_wanted`]).
+fn subscribed_to(
+    role: &str,
+    scheme: Scheme,
+    options: Options,
+    py_args: &[&str],
+) -> (PyPeer, Subscriber, RemoveOnDrop) {
+    let (py, ep, socket_file) = PyPeer::bound_with(SCRIPT, role, scheme, py_args);
+    let mut sub = Subscriber::connect_with(&ep, options).expect("connecting to pyzmq");
     subscribe_wanted(&mut sub);
     (py, sub, socket_file)
 }
@@ -79,17 +85,23 @@ fn receive_wanted(sub: &mut Subscriber) {
     }
 }
 
+/// A pyzmq PUB (with the script's options `py_args`) bound on `scheme` sends the schedule
+/// to our subscriber (with `options`), which receives exactly the wanted messages.
+pub fn pyzmq_pub_to_our_subscriber(scheme: Scheme, options: Options, py_args: &[&str]) {
+    let (mut py, mut sub, _socket_file) = subscribed_to("pub", scheme, options, py_args);
+    // The warm-ups reach us once the connection is up (S or "" is always subscribed).
+    let mut buf = [0u8; 64];
+    let n = sub.recv_timeout(&mut buf, STEP_TIMEOUT).expect("a warm-up");
+    assert_eq!(&buf[..n], b"Swarm");
+    py.say("GO");
+    receive_wanted(&mut sub);
+    py.say("BYE");
+}
+
 #[test]
 fn pyzmq_pub_to_our_subscriber_with_topics() {
     for &scheme in pyzmq_schemes() {
-        let (mut py, mut sub, _socket_file) = subscribed_to("pub", scheme);
-        // The warm-ups reach us once the connection is up (S or "" is always subscribed).
-        let mut buf = [0u8; 64];
-        let n = sub.recv_timeout(&mut buf, STEP_TIMEOUT).expect("a warm-up");
-        assert_eq!(&buf[..n], b"Swarm");
-        py.say("GO");
-        receive_wanted(&mut sub);
-        py.say("BYE");
+        pyzmq_pub_to_our_subscriber(scheme, Options::new(), &[]);
         eprintln!("{scheme:?}: pyzmq PUB -> our SUB: ok");
     }
 }
@@ -97,7 +109,7 @@ fn pyzmq_pub_to_our_subscriber_with_topics() {
 #[test]
 fn pyzmq_xpub_sees_our_subscriptions_and_filters_for_us() {
     for &scheme in pyzmq_schemes() {
-        let (mut py, mut sub, _socket_file) = subscribed_to("xpub", scheme);
+        let (mut py, mut sub, _socket_file) = subscribed_to("xpub", scheme, Options::new(), &[]);
         // The XPUB starts once it has read our SUBSCRIBE commands for every wanted topic.
         receive_wanted(&mut sub);
         py.say("BYE");
@@ -105,30 +117,36 @@ fn pyzmq_xpub_sees_our_subscriptions_and_filters_for_us() {
     }
 }
 
+/// Our publisher (with `options`) bound on `scheme` sends the schedule to a pyzmq SUB (with
+/// the script's options `py_args`), which checks it received exactly the wanted messages.
+pub fn our_publisher_to_a_pyzmq_sub(scheme: Scheme, options: Options, py_args: &[&str]) {
+    // Room for the whole schedule, so a slow Python reader never makes us wait.
+    let options = options.ring_capacity(32 << 20);
+    let mut publisher = Publisher::bind_with(&bind_endpoint(scheme), options).unwrap();
+    let mut py = PyPeer::spawn_with(SCRIPT, "sub", publisher.endpoint(), py_args);
+    // pyzmq subscribes to AB, C, then S: once it sees an S message, all three are in.
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        publisher.send(b"Swarm").unwrap();
+        match py.next_line(Duration::from_millis(10)) {
+            Some(line) if line == "SYNC" => break,
+            Some(line) => panic!("python: {line}"),
+            None => assert!(Instant::now() < deadline, "pyzmq never synced"),
+        }
+    }
+    for m in schedule() {
+        publisher.send_timeout(&m, STEP_TIMEOUT).unwrap();
+    }
+    for t in WANTED {
+        publisher.send(&[t, &b"end"[..]].concat()).unwrap();
+    }
+    assert_eq!(py.line(), "OK", "{scheme:?}: pyzmq checked our messages");
+}
+
 #[test]
 fn our_publisher_to_a_pyzmq_sub_with_topics() {
     for &scheme in pyzmq_schemes() {
-        // Room for the whole schedule, so a slow Python reader never makes us wait.
-        let options = Options::new().ring_capacity(32 << 20);
-        let mut publisher = Publisher::bind_with(&bind_endpoint(scheme), options).unwrap();
-        let mut py = PyPeer::spawn(SCRIPT, "sub", publisher.endpoint());
-        // pyzmq subscribes to AB, C, then S: once it sees an S message, all three are in.
-        let deadline = Instant::now() + STEP_TIMEOUT;
-        loop {
-            publisher.send(b"Swarm").unwrap();
-            match py.next_line(Duration::from_millis(10)) {
-                Some(line) if line == "SYNC" => break,
-                Some(line) => panic!("python: {line}"),
-                None => assert!(Instant::now() < deadline, "pyzmq never synced"),
-            }
-        }
-        for m in schedule() {
-            publisher.send_timeout(&m, STEP_TIMEOUT).unwrap();
-        }
-        for t in WANTED {
-            publisher.send(&[t, &b"end"[..]].concat()).unwrap();
-        }
-        assert_eq!(py.line(), "OK", "{scheme:?}: pyzmq checked our messages");
+        our_publisher_to_a_pyzmq_sub(scheme, Options::new(), &[]);
         eprintln!("{scheme:?}: our PUB -> pyzmq SUB: ok");
     }
 }

@@ -26,10 +26,16 @@ pub struct PyPeer(LinePeer);
 
 impl PyPeer {
     pub fn spawn(script: &str, role: &str, endpoint: &str) -> PyPeer {
+        PyPeer::spawn_with(script, role, endpoint, &[])
+    }
+
+    /// [`PyPeer::spawn`] with more arguments for the script (its options, such as CURVE
+    /// keys).
+    pub fn spawn_with(script: &str, role: &str, endpoint: &str, args: &[&str]) -> PyPeer {
         let script = format!("{}/tests/net/{script}", env!("CARGO_MANIFEST_DIR"));
         let mut cmd = std::process::Command::new("python3");
         PyPeer(LinePeer::spawn(
-            cmd.args([&script, role, endpoint]),
+            cmd.args([&script, role, endpoint]).args(args),
             LinesOf::Stdout,
         ))
     }
@@ -37,8 +43,18 @@ impl PyPeer {
     /// Spawns a peer that binds a fresh endpoint of `scheme` and says where (`BOUND
     /// <endpoint>`): the peer, that endpoint, and the guard removing its socket file.
     pub fn bound(script: &str, role: &str, scheme: Scheme) -> (PyPeer, String, RemoveOnDrop) {
+        PyPeer::bound_with(script, role, scheme, &[])
+    }
+
+    /// [`PyPeer::bound`] with more arguments for the script.
+    pub fn bound_with(
+        script: &str,
+        role: &str,
+        scheme: Scheme,
+        args: &[&str],
+    ) -> (PyPeer, String, RemoveOnDrop) {
         let (ep, socket_file) = foreign_bind_endpoint(scheme);
-        let mut py = PyPeer::spawn(script, role, &ep);
+        let mut py = PyPeer::spawn_with(script, role, &ep, args);
         let line = py.line();
         let bound = line
             .strip_prefix("BOUND ")
@@ -61,8 +77,9 @@ impl PyPeer {
     }
 }
 
-/// Our side of the protocol in `pair_peer.py`.
-fn exchange(conn: &mut Conn, py: &mut PyPeer) {
+/// Our side of the protocol in `pair_peer.py`: every size both ways, the multipart message
+/// from pyzmq (arriving joined), and the close.
+pub fn exchange(conn: &mut Conn, py: &mut PyPeer) {
     for (k, &n) in SIZES.iter().enumerate() {
         conn.send_timeout(&payload(k, n), STEP_TIMEOUT)
             .expect("sending to pyzmq");

@@ -15,16 +15,22 @@
 //! message of a run must arrive, for both libraries. Its sockets have send and receive
 //! timeouts ([`IO_TIMEOUT`]), so a dead peer is an error, not a hang.
 //!
-//! Security is a dimension of its own ([`Security`]): NULL, or CURVE with keys made for the
-//! run (the sender is the CURVE server). Only libzmq has CURVE here for now; shmsock's CURVE
-//! rows need its keys set in [`open_sender`]/[`open_receiver`] and `Security::Curve` added to
-//! [`Library::securities`].
+//! Security is a dimension of its own ([`Security`]): NULL, or CURVE (RFC 26 CurveZMQ) with
+//! keys made for the run in the parent, before the fork, so both processes have them. The
+//! sender is the CURVE server and admits only the receiver's key; the receiver is its
+//! client:
+//!
+//! | | shmsock | libzmq |
+//! |---|---|---|
+//! | keys | `CurveKeyPair::generate` | `zmq_curve_keypair` |
+//! | sender (server) | `Options::curve_secret` + `curve_allow([client])` | `ZMQ_CURVE_SERVER`, its key pair (no ZAP handler: any client key) |
+//! | receiver (client) | `Options::curve_secret` + `curve_server(server)` | `ZMQ_CURVE_SERVERKEY`, its key pair |
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use shmsock::{Conn, Listener, Publisher, Subscriber};
+use shmsock::{Conn, Listener, Options, Publisher, Subscriber};
 
 use super::{Config, Library, Security, Shape, Transport};
 use crate::error::LabError;
@@ -49,11 +55,12 @@ pub(crate) fn high_water_mark(size: usize) -> i32 {
 /// Distinguishes the socket files of one process.
 static NEXT_PATH: AtomicU64 = AtomicU64::new(0);
 
-/// The CURVE keys of one run: the server's (the sender, which binds) and the client's.
+/// The CURVE keys of one run: the server's (the sender, which binds) and the client's, as
+/// the route's library takes them (libzmq's Z85 text, or shmsock's `CurveKeyPair`).
 #[derive(Debug, Clone)]
-pub(crate) struct CurveKeys {
-    server: CurveKeyPair,
-    client: CurveKeyPair,
+pub(crate) struct CurveKeys<K> {
+    server: K,
+    client: K,
 }
 
 /// Everything both ends of one route need, made in the parent before the fork.
@@ -64,8 +71,10 @@ pub(crate) struct Setup {
     zmq: Option<&'static Libzmq>,
     /// The socket file of an ipc route (unused by tcp routes).
     path: PathBuf,
-    /// The keys of a CURVE route.
-    keys: Option<CurveKeys>,
+    /// The keys of a libzmq CURVE route.
+    keys: Option<CurveKeys<CurveKeyPair>>,
+    /// The keys of a shmsock CURVE route.
+    shmsock_keys: Option<CurveKeys<shmsock::CurveKeyPair>>,
 }
 
 impl Setup {
@@ -80,7 +89,7 @@ impl Setup {
             Library::Shmsock => None,
         };
         let keys = match (config.security, zmq) {
-            (Security::Null, _) => None,
+            (Security::Null, _) | (Security::Curve, None) => None,
             (Security::Curve, Some(zmq)) => {
                 if !zmq.has_curve() {
                     return Err(LabError::Libzmq {
@@ -98,8 +107,12 @@ impl Setup {
                     client: zmq.curve_keypair()?,
                 })
             }
-            (Security::Curve, None) => return Err(no_shmsock_curve()),
         };
+        let shmsock_keys =
+            (config.security == Security::Curve && zmq.is_none()).then(|| CurveKeys {
+                server: shmsock::CurveKeyPair::generate(),
+                client: shmsock::CurveKeyPair::generate(),
+            });
         let path = std::env::temp_dir().join(format!(
             "shmsock-lab-net-{}-{}.sock",
             std::process::id(),
@@ -110,6 +123,7 @@ impl Setup {
             zmq,
             path,
             keys,
+            shmsock_keys,
         })
     }
 
@@ -159,19 +173,26 @@ impl Setup {
         })
     }
 
-    fn keys(&self) -> Result<&CurveKeys, LabError> {
+    fn keys(&self) -> Result<&CurveKeys<CurveKeyPair>, LabError> {
         self.keys.as_ref().ok_or(LabError::Libzmq {
             what: "CURVE",
             detail: "a CURVE route was set up without keys".into(),
         })
     }
-}
 
-/// shmsock's CURVE is not measured yet (see the module docs for what adding it takes).
-fn no_shmsock_curve() -> LabError {
-    LabError::Unsupported {
-        mechanism: "shmsock",
-        what: "CURVE security in the lab (not measured yet)",
+    /// The shmsock options of the sender (`server`) or the receiver: the library's defaults,
+    /// and on a CURVE route the run's keys (the server admits only the client's key).
+    fn shmsock_options(&self, server: bool) -> Options {
+        let options = Options::new();
+        match (&self.shmsock_keys, server) {
+            (None, _) => options,
+            (Some(keys), true) => options
+                .curve_secret(keys.server.clone())
+                .curve_allow([keys.client.public()]),
+            (Some(keys), false) => options
+                .curve_secret(keys.client.clone())
+                .curve_server(keys.server.public()),
+        }
     }
 }
 
@@ -184,18 +205,17 @@ pub(crate) fn open_sender(
     let endpoint = setup.bind_endpoint();
     match setup.config.library {
         Library::Shmsock => {
-            if setup.config.security == Security::Curve {
-                return Err(no_shmsock_curve());
-            }
+            let options = setup.shmsock_options(true);
             match setup.config.shape {
                 Shape::Pair => {
-                    let listener = Listener::bind(&endpoint).map_err(lib("bind"))?;
+                    let listener = Listener::bind_with(&endpoint, options).map_err(lib("bind"))?;
                     bound(listener.endpoint())?;
                     let conn = listener.accept_timeout(IO_TIMEOUT).map_err(lib("accept"))?;
                     Ok(Box::new(ShmsockEnd::Conn(conn)))
                 }
                 Shape::PubSub => {
-                    let publisher = Publisher::bind(&endpoint).map_err(lib("publisher bind"))?;
+                    let publisher =
+                        Publisher::bind_with(&endpoint, options).map_err(lib("publisher bind"))?;
                     bound(publisher.endpoint())?;
                     Ok(Box::new(ShmsockEnd::Publisher(publisher)))
                 }
@@ -227,15 +247,15 @@ pub(crate) fn open_sender(
 pub(crate) fn open_receiver(setup: &Setup, endpoint: &str) -> Result<Box<dyn Side>, LabError> {
     match setup.config.library {
         Library::Shmsock => {
-            if setup.config.security == Security::Curve {
-                return Err(no_shmsock_curve());
-            }
+            let options = setup.shmsock_options(false);
             Ok(Box::new(match setup.config.shape {
                 Shape::Pair => ShmsockEnd::Conn(
-                    retry_refused(|| Conn::connect(endpoint)).map_err(lib("connect"))?,
+                    retry_refused(|| Conn::connect_with(endpoint, options.clone()))
+                        .map_err(lib("connect"))?,
                 ),
                 Shape::PubSub => ShmsockEnd::Subscriber(
-                    retry_refused(|| Subscriber::connect(endpoint)).map_err(lib("connect"))?,
+                    retry_refused(|| Subscriber::connect_with(endpoint, options.clone()))
+                        .map_err(lib("connect"))?,
                 ),
             }))
         }

@@ -4,7 +4,7 @@
 use super::*;
 
 #[test]
-fn every_shmsock_route_has_a_libzmq_twin_and_curve_is_libzmq_only_for_now() {
+fn every_shmsock_route_has_a_libzmq_twin_with_null_and_with_curve() {
     let configs = configs();
     let count = |library, security| {
         configs
@@ -16,7 +16,7 @@ fn every_shmsock_route_has_a_libzmq_twin_and_curve_is_libzmq_only_for_now() {
     assert_eq!(count(Library::Shmsock, Security::Null), 12);
     assert_eq!(count(Library::Libzmq, Security::Null), 12);
     assert_eq!(count(Library::Libzmq, Security::Curve), 4);
-    assert_eq!(count(Library::Shmsock, Security::Curve), 0);
+    assert_eq!(count(Library::Shmsock, Security::Curve), 4);
     for c in configs.iter().filter(|c| c.library == Library::Shmsock) {
         let twin = Config {
             library: Library::Libzmq,
@@ -32,7 +32,35 @@ fn every_shmsock_route_has_a_libzmq_twin_and_curve_is_libzmq_only_for_now() {
         .iter()
         .find(|c| c.security == Security::Curve)
         .expect("a CURVE route");
-    assert_eq!(curve.name(), "libzmq tcp PAIR CURVE");
+    assert_eq!(curve.name(), "shmsock tcp PAIR CURVE");
+    // shmsock's CURVE rows: tcp, PAIR and PUB/SUB, 64 B and 4 KiB, each right before its
+    // libzmq twin.
+    let shmsock_curve: Vec<_> = configs
+        .iter()
+        .filter(|c| c.library == Library::Shmsock && c.security == Security::Curve)
+        .map(|c| (c.shape, c.size))
+        .collect();
+    assert_eq!(
+        shmsock_curve,
+        [
+            (Shape::Pair, 64),
+            (Shape::PubSub, 64),
+            (Shape::Pair, 4096),
+            (Shape::PubSub, 4096)
+        ]
+    );
+    for (i, c) in configs.iter().enumerate() {
+        if c.library == Library::Shmsock {
+            let next = configs.get(i + 1).expect("a libzmq twin follows");
+            assert_eq!(
+                *next,
+                Config {
+                    library: Library::Libzmq,
+                    ..*c
+                }
+            );
+        }
+    }
 }
 
 #[test]
@@ -99,6 +127,7 @@ fn rows() -> Vec<NetworkRow> {
         row(Library::Libzmq, Transport::Tcp, Security::Null, 2_000_000),
         row(Library::Shmsock, Transport::Ipc, Security::Null, 300_000),
         row(Library::Libzmq, Transport::Tcp, Security::Curve, 500_000),
+        row(Library::Shmsock, Transport::Tcp, Security::Curve, 100_000),
     ];
     compare(&mut rows);
     rows
@@ -112,6 +141,9 @@ fn shmsock_is_compared_with_libzmq_on_the_same_route_and_curve_with_null() {
     assert_eq!(rows[2].vs_libzmq, None, "no libzmq ipc row here");
     assert_eq!(rows[3].vs_null, Some(0.25));
     assert_eq!(rows[0].vs_null, None);
+    // shmsock CURVE: against libzmq CURVE, and against shmsock NULL.
+    assert_eq!(rows[4].vs_libzmq, Some(0.2));
+    assert_eq!(rows[4].vs_null, Some(0.5));
 }
 
 #[test]
@@ -137,6 +169,24 @@ fn the_table_puts_both_libraries_side_by_side() {
         "no libzmq twin, no ratio: {ipc}"
     );
     assert!(text.contains("CURVE (RFC 26 CurveZMQ)"), "{text}");
+    // The CURVE group's row has both libraries and their ratio.
+    let curve_heading = text
+        .find("CURVE (RFC 26 CurveZMQ)")
+        .expect("the CURVE group");
+    let curve = text[curve_heading..]
+        .lines()
+        .find(|l| l.starts_with("tcp ") && l.contains("PUB/SUB"))
+        .expect("the CURVE tcp PUB/SUB row");
+    for cell in ["100.0 k*", "30.0 µs", "500.0 k", "0.20x"] {
+        assert!(curve.contains(cell), "{cell} missing: {curve}");
+    }
+    assert!(
+        text.contains(
+            "shmsock CURVE tcp PUB/SUB 64 B: CURVE streams at 0.50x of the NULL rate; one-way \
+             p50 +10.0 µs, p99 +0 ns against NULL."
+        ),
+        "{text}"
+    );
     assert!(
         text.contains(
             "libzmq CURVE tcp PUB/SUB 64 B: CURVE streams at 0.25x of the NULL rate; one-way \
