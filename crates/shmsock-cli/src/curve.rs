@@ -29,17 +29,29 @@ pub(crate) struct CurveArgs {
     /// message is encrypted and authenticated, peers without CURVE are refused. On a
     /// connecting side (send, sub) it is our identity, checked against the server's
     /// --curve-allow (without it a fresh key is used per connection).
-    #[arg(long, value_name = "FILE", help_heading = "CURVE security")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "CURVE security (tcp://, unix://)"
+    )]
     curve_secret: Option<PathBuf>,
     /// CURVE client (send, sub): the server's public key, as 40 Z85 characters or its
     /// NAME.key (or NAME.key_secret) file. The connection fails unless the server proves it
     /// holds the matching secret key.
-    #[arg(long, value_name = "KEY|FILE", help_heading = "CURVE security")]
+    #[arg(
+        long,
+        value_name = "KEY|FILE",
+        help_heading = "CURVE security (tcp://, unix://)"
+    )]
     curve_server: Option<String>,
     /// CURVE server (recv, pub; needs --curve-secret): admit only the clients whose public
     /// key is in this NAME.key file or in the *.key files of this directory (repeat for
     /// several). Without it, any client that completes the CURVE handshake is admitted.
-    #[arg(long, value_name = "FILE|DIR", help_heading = "CURVE security")]
+    #[arg(
+        long,
+        value_name = "FILE|DIR",
+        help_heading = "CURVE security (tcp://, unix://)"
+    )]
     curve_allow: Vec<PathBuf>,
 }
 
@@ -254,4 +266,15 @@ impl<'a> CurveFlags<'a> {
             .map(|key| vec![key])
             .map_err(|e| format!("{flag} {}: {e}", path.display()))
     }
+}
+
+/// What to do after `err`, when a connecting side without CURVE flags met a CURVE server
+/// (the library's error says security mismatch; the CLI knows the flags to add).
+pub(crate) fn hint(err: &Error, args: &CurveArgs) -> Option<&'static str> {
+    let mismatch = matches!(err, Error::Handshake { reason, .. }
+        if reason.contains("the peer uses CURVE"));
+    (mismatch && args.flags().given().is_empty()).then_some(
+        "the server requires CURVE: add --curve-server KEY|FILE (its NAME.key), and \
+         --curve-secret NAME.key_secret if it admits only listed clients",
+    )
 }

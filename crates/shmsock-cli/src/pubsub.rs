@@ -31,7 +31,8 @@ use crate::{ConnArgs, Wait};
     shmsock pub tcp://0.0.0.0:5557 --curve-secret server.key_secret --curve-allow clients/"
 )]
 pub(crate) struct PubArgs {
-    /// Endpoint to bind: shm://ticks, unix:///tmp/ticks.sock or tcp://127.0.0.1:5557.
+    /// Endpoint to bind: shm://ticks, unix:///tmp/ticks.sock or tcp://127.0.0.1:5557
+    /// (tcp://HOST:0: any port, printed on stderr).
     endpoint: String,
     /// Publish COUNT synthetic messages of SIZE bytes instead of reading stdin.
     #[arg(long, value_name = "BYTES", requires = "count")]
@@ -108,6 +109,9 @@ fn publish(args: &PubArgs) -> Result<(u64, u64, usize, Instant), Error> {
         options = options.overflow(Overflow::DropOldest);
     }
     let mut publisher = Publisher::bind_with(&args.endpoint, options)?;
+    if args.endpoint.ends_with(":0") {
+        eprintln!("shmsock pub: listening on {}", publisher.endpoint());
+    }
     while publisher.subscriber_count() < args.wait_subscribers {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -223,6 +227,9 @@ pub(crate) fn run_sub(args: SubArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("shmsock sub: {e}");
+            if let Some(hint) = crate::curve::hint(&e, &args.curve) {
+                eprintln!("shmsock sub: {hint}");
+            }
             if matches!(e, Error::ConnectionRefused { .. }) {
                 eprintln!(
                     "shmsock sub: start the publisher first (`shmsock pub {}`), or give it \

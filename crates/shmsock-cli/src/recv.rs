@@ -18,7 +18,7 @@ use crate::ConnArgs;
     is a peer) a sender's exit looks like a clean close unless it stops mid-message.\n\n\
     Examples:\n  \
     shmsock recv shm://demo --count 10\n  \
-    shmsock recv tcp://127.0.0.1:5555            this machine only (tcp://HOST:0: any port)\n  \
+    shmsock recv tcp://127.0.0.1:5555            this machine only (tcp://HOST:0: any port, printed)\n  \
     shmsock recv unix:///tmp/demo.sock --quiet   throughput summary on stderr\n\n\
     Exposed to other machines, use CURVE (keys from `shmsock keygen`; see the send help):\n  \
     shmsock recv tcp://0.0.0.0:5555 --curve-secret server.key_secret --curve-allow clients/"
@@ -60,6 +60,9 @@ fn receive(args: &RecvArgs) -> Result<(u64, u64, Instant), Error> {
         .curve
         .apply(&args.endpoint, Side::Bind, args.conn.options())?;
     let listener = Listener::bind_with(&args.endpoint, options)?;
+    if args.endpoint.ends_with(":0") {
+        eprintln!("shmsock recv: listening on {}", listener.endpoint());
+    }
     let mut conn = accept(&listener)?;
     let start = Instant::now();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

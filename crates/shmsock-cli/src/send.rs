@@ -67,6 +67,9 @@ pub(crate) fn run(args: SendArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("shmsock send: {e}");
+            if let Some(hint) = crate::curve::hint(&e, &args.curve) {
+                eprintln!("shmsock send: {hint}");
+            }
             return ExitCode::FAILURE;
         }
     };
