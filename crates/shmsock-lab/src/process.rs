@@ -426,6 +426,51 @@ pub(crate) fn wait_until(
     Ok(())
 }
 
+/// Waits until the word at `offset` of `control` holds `seq`: another process stores it
+/// (Release) once message `seq` has arrived. Spins, yielding every 16th look so that a process
+/// sharing this CPU (a library thread, a bridge) runs at once; every 4096th look it fails with
+/// [`LabError::Child`] ("`who` failed while message `seq` was on its way") if `failed()`, or
+/// with [`LabError::Stalled`] naming `what` once `timeout` has passed since the first such
+/// check.
+pub(crate) fn wait_ack(
+    control: &SharedRegion,
+    offset: usize,
+    seq: u64,
+    timeout: Duration,
+    what: &'static str,
+    who: &str,
+    failed: &impl Fn() -> bool,
+) -> Result<(), LabError> {
+    let ack = control.atomic_u64(offset);
+    let mut polls = 0u32;
+    let mut since: Option<Instant> = None;
+    // Acquire: pairs with the other process's Release store of the sequence number, after what
+    // it publishes with it.
+    while ack.load(Ordering::Acquire) != seq {
+        polls = polls.wrapping_add(1);
+        if polls % 16 != 0 {
+            std::hint::spin_loop();
+            continue;
+        }
+        rustix::thread::sched_yield();
+        if polls % 4096 == 0 {
+            let since = *since.get_or_insert_with(Instant::now);
+            if failed() {
+                return Err(LabError::Child {
+                    detail: format!("{who} failed while message {seq} was on its way"),
+                });
+            }
+            if since.elapsed() > timeout {
+                return Err(LabError::Stalled {
+                    what,
+                    waited: since.elapsed(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Pins the calling thread to one CPU.
 pub(crate) fn pin_current_thread(cpu: usize) -> Result<(), LabError> {
     let mut set = CpuSet::new();

@@ -293,3 +293,28 @@ pub fn pyzmq_available() -> bool {
     }
     ok
 }
+
+/// Whether python3 has pyzmq with CURVE support (`zmq.has('curve')`: its libzmq was built
+/// with libsodium). Without it the CURVE interop tests are skipped (they print why), except
+/// under `CI=true`, where it fails the test.
+pub fn pyzmq_curve_available() -> bool {
+    if !pyzmq_available() {
+        return false;
+    }
+    let ok = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zmq; sys.exit(0 if zmq.has('curve') else 1)",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but pyzmq has no CURVE support (its libzmq was built without libsodium)"
+        );
+        println!("skipped: pyzmq has no CURVE support");
+        eprintln!("skipped: pyzmq has no CURVE support");
+    }
+    ok
+}

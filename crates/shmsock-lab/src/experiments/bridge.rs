@@ -46,7 +46,7 @@ use crate::error::LabError;
 use crate::format::{fmt_ns, fmt_ratio, fmt_signed_ns, fmt_size};
 use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::shmsock::{lib, retry_refused, unique_endpoint};
-use crate::process::{allowed_cpus, outcome, wait_until, ChildStats, Children, Pause};
+use crate::process::{allowed_cpus, outcome, wait_ack, wait_until, ChildStats, Children, Pause};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::stats::Percentiles;
 use crate::table::Table;
@@ -344,34 +344,16 @@ fn wait_receipt(
     seq: u64,
     failed: &impl Fn() -> bool,
 ) -> Result<u64, LabError> {
-    let ack = control.atomic_u64(ACK_OFFSET);
-    let mut polls = 0u32;
-    let mut since: Option<Instant> = None;
-    // Acquire: pairs with the subscriber's Release store of the sequence number, after its
-    // receive time.
-    while ack.load(Ordering::Acquire) != seq {
-        polls = polls.wrapping_add(1);
-        if polls % 16 != 0 {
-            std::hint::spin_loop();
-            continue;
-        }
-        // Yield, so that a bridge sharing this CPU runs at once.
-        rustix::thread::sched_yield();
-        if polls % 4096 == 0 {
-            let since = *since.get_or_insert_with(Instant::now);
-            if failed() {
-                return Err(LabError::Child {
-                    detail: format!("a child failed while message {seq} was on its way"),
-                });
-            }
-            if since.elapsed() > READY_TIMEOUT {
-                return Err(LabError::Stalled {
-                    what: "waiting for a message to arrive",
-                    waited: since.elapsed(),
-                });
-            }
-        }
-    }
+    // The subscriber stores its receive time, then (Release) the sequence number.
+    wait_ack(
+        control,
+        ACK_OFFSET,
+        seq,
+        READY_TIMEOUT,
+        "waiting for a message to arrive",
+        "a child",
+        failed,
+    )?;
     Ok(control.atomic_u64(RECV_NS_OFFSET).load(Ordering::Relaxed))
 }
 

@@ -237,6 +237,87 @@ impl Window {
     }
 }
 
+/// The receiving end of a stream of numbered messages (sent with [`send_numbered`], ended by
+/// [`SEQ_STOP`]): checks every message's size and sequence number, and times the window from
+/// the first measured message (the first after the `warmup` ones) to the stop message.
+pub(crate) struct NumberedStream {
+    /// The size every message has.
+    size: usize,
+    /// How many warm-up messages come before the measured ones.
+    warmup: u64,
+    /// How errors name a message ("message", "stream message").
+    what: &'static str,
+    /// The sequence number the next message must carry.
+    expected: u64,
+    /// Started at the first measured message.
+    window: Option<Window>,
+    /// Measured messages after the one that opened the window.
+    messages: u64,
+}
+
+impl NumberedStream {
+    /// A stream of `size`-byte messages, the first `warmup` of them not measured; errors call
+    /// a message `what`.
+    pub(crate) fn new(size: usize, warmup: u64, what: &'static str) -> Self {
+        Self {
+            size,
+            warmup,
+            what,
+            expected: 1,
+            window: None,
+            messages: 0,
+        }
+    }
+
+    /// Whether no numbered message has been taken yet.
+    pub(crate) fn before_first(&self) -> bool {
+        self.expected == 1
+    }
+
+    /// Checks the next message `msg`: `Ok(true)` to go on, `Ok(false)` at the stop message.
+    #[inline]
+    pub(crate) fn take(&mut self, msg: &[u8]) -> Result<bool, LabError> {
+        let (what, expected, size, n) = (self.what, self.expected, self.size, msg.len());
+        if n != size {
+            return Err(LabError::Integrity {
+                detail: format!("{what} {expected} has {n} bytes, expected {size}"),
+            });
+        }
+        let warmup = self.warmup;
+        match get_seq(msg) {
+            Some(SEQ_STOP) => return Ok(false),
+            Some(seq) if seq == expected => {}
+            // The first measured message after a warm-up the sender's time cap cut short.
+            Some(seq) if self.window.is_none() && seq == warmup + 1 && expected <= warmup + 1 => {
+                self.expected = seq;
+            }
+            got => {
+                return Err(LabError::Integrity {
+                    detail: format!("expected {what} {expected}, got sequence number {got:?}"),
+                })
+            }
+        }
+        if self.expected > warmup {
+            match self.window {
+                None => self.window = Some(Window::start()),
+                Some(_) => self.messages += 1,
+            }
+        }
+        self.expected += 1;
+        Ok(true)
+    }
+
+    /// After the stop message: how many measured messages arrived and the window's time.
+    pub(crate) fn finish(self) -> Result<(u64, ChildStats), LabError> {
+        let window = self.window.ok_or(LabError::Integrity {
+            detail: "the stream ended before any measured message arrived".into(),
+        })?;
+        // The stop message closes the last interval: count it as the message that ends it
+        // (the first measured message opened the window and is not counted).
+        Ok((self.messages + 1, window.stop()))
+    }
+}
+
 /// Sends the messages numbered `first + 1 ..= first + count` back to back through `send`,
 /// stopping early once `max_time` has passed; returns how many it sent and whether the time
 /// cap cut the run short. The clock is read only every `CHECK_EVERY` messages (a power of two,

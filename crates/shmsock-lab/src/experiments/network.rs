@@ -48,14 +48,15 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    get_seq, now_ns, put_seq, send_numbered, Budget, Budgets, Window, SEQ_STOP, WATCHDOG_MARGIN,
+    get_seq, now_ns, put_seq, send_numbered, Budget, Budgets, NumberedStream, SEQ_STOP,
+    WATCHDOG_MARGIN,
 };
 use crate::chart::{distinct, Chart, Mark, Scale, Series, COLOURS};
 use crate::error::LabError;
 use crate::format::{fmt_count, fmt_ns, fmt_ratio, fmt_signed_ns, fmt_size};
 use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::Side;
-use crate::process::{outcome, wait_until, ChildStats, Children, Pause};
+use crate::process::{outcome, wait_ack, wait_until, ChildStats, Children, Pause};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::stats::Percentiles;
 use crate::table::{Group, Table};
@@ -566,34 +567,16 @@ fn lone(
     let stamp = now_ns();
     buf[8..16].copy_from_slice(&stamp.to_le_bytes());
     end.send(buf)?;
-    let ack = control.atomic_u64(ACK_OFFSET);
-    let mut polls = 0u32;
-    let mut since: Option<Instant> = None;
-    // Acquire: pairs with the receiver's Release store of the sequence number, after its
-    // one-way time.
-    while ack.load(Ordering::Acquire) != seq {
-        polls = polls.wrapping_add(1);
-        if polls % 16 != 0 {
-            std::hint::spin_loop();
-            continue;
-        }
-        // Yield, so that this process's library thread (if any) runs at once.
-        rustix::thread::sched_yield();
-        if polls % 4096 == 0 {
-            let since = *since.get_or_insert_with(Instant::now);
-            if failed() {
-                return Err(LabError::Child {
-                    detail: format!("the receiver failed while message {seq} was on its way"),
-                });
-            }
-            if since.elapsed() > READY_TIMEOUT {
-                return Err(LabError::Stalled {
-                    what: "waiting for a lone message to arrive",
-                    waited: since.elapsed(),
-                });
-            }
-        }
-    }
+    // The receiver stores the one-way time, then (Release) the sequence number.
+    wait_ack(
+        control,
+        ACK_OFFSET,
+        seq,
+        READY_TIMEOUT,
+        "waiting for a lone message to arrive",
+        "the receiver",
+        failed,
+    )?;
     Ok(control.atomic_u64(ONE_WAY_OFFSET).load(Ordering::Relaxed))
 }
 
@@ -645,50 +628,20 @@ fn take_stream(
     warmup: u64,
 ) -> Result<(u64, ChildStats), LabError> {
     let size = buf.len();
-    let mut expected = 1u64;
-    let mut window: Option<Window> = None;
-    let mut messages = 0u64;
+    let mut stream = NumberedStream::new(size, warmup, "stream message");
     loop {
         let n = end.recv(buf)?;
-        if n != size {
-            return Err(LabError::Integrity {
-                detail: format!("stream message {expected} has {n} bytes, expected {size}"),
-            });
+        let msg = &buf[..n];
+        if n == size && stream.before_first() && get_seq(msg) == Some(PROBE) {
+            // Release: the sender stops probing and starts the stream on it.
+            control.atomic_u64(READY_OFFSET).store(1, Ordering::Release);
+            continue;
         }
-        match get_seq(&buf[..n]) {
-            Some(PROBE) if expected == 1 => {
-                // Release: the sender stops probing and starts the stream on it.
-                control.atomic_u64(READY_OFFSET).store(1, Ordering::Release);
-                continue;
-            }
-            Some(SEQ_STOP) => break,
-            Some(seq) if seq == expected => {}
-            // The first measured message after a warm-up the sender's time cap cut short.
-            Some(seq) if window.is_none() && seq == warmup + 1 && expected <= warmup + 1 => {
-                expected = seq;
-            }
-            got => {
-                return Err(LabError::Integrity {
-                    detail: format!(
-                        "expected stream message {expected}, got sequence number {got:?}"
-                    ),
-                })
-            }
+        if !stream.take(msg)? {
+            break;
         }
-        if expected > warmup {
-            match window {
-                None => window = Some(Window::start()),
-                Some(_) => messages += 1,
-            }
-        }
-        expected += 1;
     }
-    let window = window.ok_or(LabError::Integrity {
-        detail: "the stream ended before any measured message arrived".into(),
-    })?;
-    // The stop message closes the last interval: count it as the message that ends it (the
-    // first measured message opened the window and is not counted).
-    Ok((messages + 1, window.stop()))
+    stream.finish()
 }
 
 /// Receives lone messages: each one's one-way time (the clock now minus the stamp it

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::pair::run_pair;
-use super::{get_seq, put_seq, send_numbered, Budget, Window, SEQ_STOP};
+use super::{put_seq, send_numbered, Budget, NumberedStream, Window, SEQ_STOP};
 use crate::chart::{distinct, sorted, Chart, Mark, Scale, Series, COLOURS};
 use crate::error::LabError;
 use crate::format::{fmt_count, fmt_ratio, fmt_size};
@@ -250,46 +250,13 @@ fn stream(side: &mut dyn Side, buf: &mut [u8], budget: Budget) -> Result<ChildSt
 /// The parent's side: check every sequence number, time from the first measured message to
 /// the stop message.
 fn receive(side: &mut dyn Side, buf: &mut [u8], warmup: u64) -> Result<Received, LabError> {
-    let size = buf.len();
-    let mut expected = 1u64;
-    let mut window: Option<Window> = None;
-    let mut messages = 0u64;
+    let mut stream = NumberedStream::new(buf.len(), warmup, "message");
     loop {
         let n = side.recv(buf)?;
-        let seq = get_seq(&buf[..n]);
-        if n != size {
-            return Err(LabError::Integrity {
-                detail: format!("message {expected} has {n} bytes, expected {size}"),
-            });
+        if !stream.take(&buf[..n])? {
+            break;
         }
-        match seq {
-            Some(SEQ_STOP) => break,
-            Some(seq) if seq == expected => {}
-            // The first measured message after a warm-up the sender cut short.
-            Some(seq) if window.is_none() && seq == warmup + 1 && expected <= warmup + 1 => {
-                expected = seq;
-            }
-            got => {
-                return Err(LabError::Integrity {
-                    detail: format!("expected message {expected}, got sequence number {got:?}"),
-                })
-            }
-        }
-        if expected > warmup {
-            match window {
-                None => window = Some(Window::start()),
-                Some(_) => messages += 1,
-            }
-        }
-        expected += 1;
     }
-    let window = window.ok_or(LabError::Integrity {
-        detail: "the stream ended before any measured message arrived".into(),
-    })?;
-    // The stop message ends the last interval: count it as the message that closes it.
-    messages += 1;
-    Ok(Received {
-        messages,
-        time: window.stop(),
-    })
+    let (messages, time) = stream.finish()?;
+    Ok(Received { messages, time })
 }

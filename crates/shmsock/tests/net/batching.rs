@@ -7,34 +7,49 @@ use std::time::Duration;
 
 use shmsock::{Conn, Listener};
 
-use crate::common::{bind_endpoint, SCHEMES, STEP_TIMEOUT};
+use crate::common::{bind_endpoint, Scheme, SCHEMES, STEP_TIMEOUT};
+
+/// Over `scheme`: a sender thread connects, runs `send`, then sits idle holding the
+/// connection open until the receiver is done; the accepted connection runs `receive`.
+fn stream_then_idle(
+    scheme: Scheme,
+    send: impl FnOnce(&mut Conn) + Send + 'static,
+    receive: impl FnOnce(&mut Conn),
+) {
+    let l = Listener::bind(&bind_endpoint(scheme)).unwrap();
+    let ep = l.endpoint().to_owned();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let sender = std::thread::spawn(move || {
+        let mut c = Conn::connect(&ep).unwrap();
+        send(&mut c);
+        // Idle, connection held open, until the receiver has everything.
+        done_rx
+            .recv_timeout(STEP_TIMEOUT)
+            .expect("the receiver never finished");
+    });
+    let mut c = l.accept_timeout(STEP_TIMEOUT).unwrap();
+    receive(&mut c);
+    done_tx.send(()).unwrap();
+    sender.join().unwrap();
+}
 
 #[test]
 fn a_streams_tail_arrives_while_the_sender_is_idle() {
     for &scheme in &SCHEMES {
-        let l = Listener::bind(&bind_endpoint(scheme)).unwrap();
-        let ep = l.endpoint().to_owned();
-        let (done_tx, done_rx) = mpsc::channel::<()>();
-        let sender = std::thread::spawn(move || {
-            let mut c = Conn::connect(&ep).unwrap();
+        let send = |c: &mut Conn| {
             for i in 0u32..20_000 {
                 c.send(&i.to_le_bytes()).unwrap();
             }
-            // Idle, connection held open, until the receiver has everything.
-            done_rx
-                .recv_timeout(STEP_TIMEOUT)
-                .expect("the receiver never finished");
+        };
+        stream_then_idle(scheme, send, |c| {
+            let mut buf = [0u8; 8];
+            for i in 0u32..20_000 {
+                let n = c
+                    .recv_timeout(&mut buf, Duration::from_secs(5))
+                    .unwrap_or_else(|e| panic!("message {i} of the stream over {scheme:?}: {e}"));
+                assert_eq!(&buf[..n], &i.to_le_bytes(), "message {i} over {scheme:?}");
+            }
         });
-        let mut c = l.accept_timeout(STEP_TIMEOUT).unwrap();
-        let mut buf = [0u8; 8];
-        for i in 0u32..20_000 {
-            let n = c
-                .recv_timeout(&mut buf, Duration::from_secs(5))
-                .unwrap_or_else(|e| panic!("message {i} of the stream over {scheme:?}: {e}"));
-            assert_eq!(&buf[..n], &i.to_le_bytes(), "message {i} over {scheme:?}");
-        }
-        done_tx.send(()).unwrap();
-        sender.join().unwrap();
     }
 }
 
@@ -63,29 +78,21 @@ fn request_and_reply_right_after_a_stream_are_not_held_back() {
 #[test]
 fn a_stream_of_large_messages_arrives_whole_while_the_sender_is_idle() {
     for &scheme in &SCHEMES {
-        let l = Listener::bind(&bind_endpoint(scheme)).unwrap();
-        let ep = l.endpoint().to_owned();
-        let (done_tx, done_rx) = mpsc::channel::<()>();
-        let sender = std::thread::spawn(move || {
-            let mut c = Conn::connect(&ep).unwrap();
+        let send = |c: &mut Conn| {
             // Made beforehand, so the sends follow each other closely: a stream.
             let messages: Vec<Vec<u8>> = (0u8..8).map(|i| vec![i; 1 << 20]).collect();
             for m in &messages {
                 c.send(m).unwrap();
             }
-            done_rx
-                .recv_timeout(STEP_TIMEOUT)
-                .expect("the receiver never finished");
+        };
+        stream_then_idle(scheme, send, |c| {
+            let mut buf = vec![0u8; 1 << 20];
+            for i in 0u8..8 {
+                let n = c
+                    .recv_timeout(&mut buf, Duration::from_secs(5))
+                    .unwrap_or_else(|e| panic!("message {i} over {scheme:?}: {e}"));
+                assert!(n == 1 << 20 && buf.iter().all(|&b| b == i), "message {i}");
+            }
         });
-        let mut c = l.accept_timeout(STEP_TIMEOUT).unwrap();
-        let mut buf = vec![0u8; 1 << 20];
-        for i in 0u8..8 {
-            let n = c
-                .recv_timeout(&mut buf, Duration::from_secs(5))
-                .unwrap_or_else(|e| panic!("message {i} over {scheme:?}: {e}"));
-            assert!(n == 1 << 20 && buf.iter().all(|&b| b == i), "message {i}");
-        }
-        done_tx.send(()).unwrap();
-        sender.join().unwrap();
     }
 }

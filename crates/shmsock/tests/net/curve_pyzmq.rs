@@ -25,33 +25,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use shmsock::{Conn, CurveKeyPair, CurvePublicKey, CurveSecretKey, Error, Listener, Options};
-use shmsock_testkit::process::{self, assert_success};
+use shmsock_testkit::process::{assert_success, pyzmq_curve_available};
 
 use crate::common::{bind_endpoint, capture_logs, Scheme, SCHEMES, STEP_TIMEOUT};
 use crate::pubsub_pyzmq::{our_publisher_to_a_pyzmq_sub, pyzmq_pub_to_our_subscriber};
 use crate::pyzmq::{exchange, PyPeer};
-
-/// Whether python3 has pyzmq with CURVE (`zmq.curve_keypair` needs it).
-fn pyzmq_curve_available() -> bool {
-    if !process::pyzmq_available() {
-        return false;
-    }
-    let ok = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, zmq; sys.exit(0 if zmq.has('curve') else 1)",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but pyzmq has no CURVE support (its libzmq was built without libsodium)"
-        );
-        println!("skipped: pyzmq has no CURVE support");
-    }
-    ok
-}
 
 /// The schemes to run a CURVE interop test over: both, or none (the test is skipped,
 /// saying why) without python3, pyzmq or its CURVE support; under `CI=true` that fails.
@@ -86,6 +64,54 @@ fn strs(args: &[String]) -> Vec<&str> {
 /// How long our server waits for a refused peer: its handshake fails well within this.
 const REFUSAL_WAIT: Duration = Duration::from_secs(3);
 
+/// Fresh keys for a test: the server's and the client's.
+fn server_and_client() -> (CurveKeyPair, CurveKeyPair) {
+    (CurveKeyPair::generate(), CurveKeyPair::generate())
+}
+
+/// Options of our CURVE server with `server`'s keys, allowing `client` only.
+fn server_options(server: &CurveKeyPair, client: &CurveKeyPair) -> Options {
+    Options::new()
+        .curve_secret(server.clone())
+        .curve_allow([client.public()])
+}
+
+/// Options of our CURVE client with the keys `client`, of the server `server`.
+fn client_options(client: CurveKeyPair, server: &CurveKeyPair) -> Options {
+    Options::new()
+        .curve_secret(client)
+        .curve_server(server.public())
+}
+
+/// Our CURVE listener on a fresh `scheme` endpoint: `server`'s keys, allowing `client` only.
+fn curve_listener(scheme: Scheme, server: &CurveKeyPair, client: &CurveKeyPair) -> Listener {
+    Listener::bind_with(&bind_endpoint(scheme), server_options(server, client)).unwrap()
+}
+
+/// Our `listener` accepts no connection within [`REFUSAL_WAIT`] (its peer is refused); returns
+/// what it logged meanwhile.
+fn accepts_nothing(listener: &Listener, scheme: Scheme) -> Vec<String> {
+    let (accepted, logs) = capture_logs(|| listener.accept_timeout(REFUSAL_WAIT));
+    assert!(
+        matches!(accepted, Err(Error::TimedOut)),
+        "{scheme:?}: accept returned {:?}",
+        accepted.map(|_| ())
+    );
+    logs
+}
+
+/// A pyzmq PAIR CURVE client with `client`'s keys connecting to our `listener` (whose public
+/// key is `server`); it reports how its handshake ended.
+fn spawn_curve_client(
+    listener: &Listener,
+    client: &CurveKeyPair,
+    server: CurvePublicKey,
+) -> PyPeer {
+    let mut args = client_args(client, server).to_vec();
+    args.push("--report-handshake".to_owned());
+    PyPeer::spawn_with("pair_peer.py", "connect", listener.endpoint(), &strs(&args))
+}
+
 /// An honest pyzmq CURVE client on `listener`'s allow-list (`client`) connects and runs the
 /// whole PAIR exchange: the server is still serving.
 fn serve_honest_client(
@@ -94,9 +120,7 @@ fn serve_honest_client(
     server: CurvePublicKey,
     scheme: Scheme,
 ) {
-    let mut args = client_args(client, server).to_vec();
-    args.push("--report-handshake".to_owned());
-    let mut py = PyPeer::spawn_with("pair_peer.py", "connect", listener.endpoint(), &strs(&args));
+    let mut py = spawn_curve_client(listener, client, server);
     let mut conn = listener
         .accept_timeout(STEP_TIMEOUT)
         .unwrap_or_else(|e| panic!("{scheme:?}: an honest pyzmq CURVE client connects: {e}"));
@@ -107,11 +131,8 @@ fn serve_honest_client(
 #[test]
 fn a_pyzmq_curve_client_talks_to_our_curve_listener() {
     for &scheme in curve_schemes() {
-        let (server, client) = (CurveKeyPair::generate(), CurveKeyPair::generate());
-        let options = Options::new()
-            .curve_secret(server.clone())
-            .curve_allow([client.public()]);
-        let listener = Listener::bind_with(&bind_endpoint(scheme), options).unwrap();
+        let (server, client) = server_and_client();
+        let listener = curve_listener(scheme, &server, &client);
         serve_honest_client(&listener, &client, server.public(), scheme);
         eprintln!("{scheme:?}: pyzmq CURVE client -> our CURVE listener: ok");
     }
@@ -120,17 +141,15 @@ fn a_pyzmq_curve_client_talks_to_our_curve_listener() {
 #[test]
 fn our_curve_conn_talks_to_a_pyzmq_curve_server() {
     for &scheme in curve_schemes() {
-        let (server, client) = (CurveKeyPair::generate(), CurveKeyPair::generate());
+        let (server, client) = server_and_client();
         let (mut py, ep, _socket_file) = PyPeer::bound_with(
             "pair_peer.py",
             "bind",
             scheme,
             &["--curve-server", &secret_z85(&server)],
         );
-        let options = Options::new()
-            .curve_secret(client)
-            .curve_server(server.public());
-        let mut conn = Conn::connect_with(&ep, options).expect("connecting to pyzmq over CURVE");
+        let mut conn = Conn::connect_with(&ep, client_options(client, &server))
+            .expect("connecting to pyzmq over CURVE");
         exchange(&mut conn, &mut py);
         eprintln!("{scheme:?}: our CURVE conn -> pyzmq CURVE server: ok");
     }
@@ -139,12 +158,9 @@ fn our_curve_conn_talks_to_a_pyzmq_curve_server() {
 #[test]
 fn our_curve_publisher_to_a_pyzmq_curve_sub_with_topics() {
     for &scheme in curve_schemes() {
-        let (server, client) = (CurveKeyPair::generate(), CurveKeyPair::generate());
-        let options = Options::new()
-            .curve_secret(server.clone())
-            .curve_allow([client.public()]);
+        let (server, client) = server_and_client();
         let args = client_args(&client, server.public());
-        our_publisher_to_a_pyzmq_sub(scheme, options, &strs(&args));
+        our_publisher_to_a_pyzmq_sub(scheme, server_options(&server, &client), &strs(&args));
         eprintln!("{scheme:?}: our CURVE PUB -> pyzmq CURVE SUB: ok");
     }
 }
@@ -152,11 +168,12 @@ fn our_curve_publisher_to_a_pyzmq_curve_sub_with_topics() {
 #[test]
 fn a_pyzmq_curve_pub_to_our_curve_subscriber_with_topics() {
     for &scheme in curve_schemes() {
-        let (server, client) = (CurveKeyPair::generate(), CurveKeyPair::generate());
-        let options = Options::new()
-            .curve_secret(client)
-            .curve_server(server.public());
-        pyzmq_pub_to_our_subscriber(scheme, options, &["--curve-server", &secret_z85(&server)]);
+        let (server, client) = server_and_client();
+        pyzmq_pub_to_our_subscriber(
+            scheme,
+            client_options(client, &server),
+            &["--curve-server", &secret_z85(&server)],
+        );
         eprintln!("{scheme:?}: pyzmq CURVE PUB -> our CURVE SUB: ok");
     }
 }
@@ -164,22 +181,11 @@ fn a_pyzmq_curve_pub_to_our_curve_subscriber_with_topics() {
 #[test]
 fn a_pyzmq_client_not_on_our_allow_list_is_refused_and_we_go_on_serving() {
     for &scheme in curve_schemes() {
-        let (server, client) = (CurveKeyPair::generate(), CurveKeyPair::generate());
-        let options = Options::new()
-            .curve_secret(server.clone())
-            .curve_allow([client.public()]);
-        let listener = Listener::bind_with(&bind_endpoint(scheme), options).unwrap();
+        let (server, client) = server_and_client();
+        let listener = curve_listener(scheme, &server, &client);
         let stranger = CurveKeyPair::generate();
-        let mut args = client_args(&stranger, server.public()).to_vec();
-        args.push("--report-handshake".to_owned());
-        let mut py =
-            PyPeer::spawn_with("pair_peer.py", "connect", listener.endpoint(), &strs(&args));
-        let (accepted, logs) = capture_logs(|| listener.accept_timeout(REFUSAL_WAIT));
-        assert!(
-            matches!(accepted, Err(Error::TimedOut)),
-            "{scheme:?}: accept returned {:?}",
-            accepted.map(|_| ())
-        );
+        let mut py = spawn_curve_client(&listener, &stranger, server.public());
+        let logs = accepts_nothing(&listener, scheme);
         // libzmq reports our ERROR "400" as a ZAP authentication failure, status 400.
         assert_eq!(py.line(), "AUTH_FAILED 400", "{scheme:?}");
         let refusal = format!("client key {} is not allowed", stranger.public());
@@ -196,23 +202,15 @@ fn a_pyzmq_client_not_on_our_allow_list_is_refused_and_we_go_on_serving() {
 #[test]
 fn a_pyzmq_null_client_gets_nothing_from_our_curve_server() {
     for &scheme in curve_schemes() {
-        let (server, client) = (CurveKeyPair::generate(), CurveKeyPair::generate());
-        let options = Options::new()
-            .curve_secret(server.clone())
-            .curve_allow([client.public()]);
-        let listener = Listener::bind_with(&bind_endpoint(scheme), options).unwrap();
+        let (server, client) = server_and_client();
+        let listener = curve_listener(scheme, &server, &client);
         let mut py = PyPeer::spawn_with(
             "pair_peer.py",
             "connect",
             listener.endpoint(),
             &["--report-handshake"],
         );
-        let (accepted, logs) = capture_logs(|| listener.accept_timeout(REFUSAL_WAIT));
-        assert!(
-            matches!(accepted, Err(Error::TimedOut)),
-            "{scheme:?}: accept returned {:?}",
-            accepted.map(|_| ())
-        );
+        let logs = accepts_nothing(&listener, scheme);
         // EVENT_HANDSHAKE_FAILED_PROTOCOL (0x2000) with
         // ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH (0x11000002): no connection.
         let outcome = py.line();
@@ -237,7 +235,7 @@ fn a_pyzmq_null_client_gets_nothing_from_our_curve_server() {
 fn a_pyzmq_server_refuses_our_key_not_on_its_allow_list() {
     for &scheme in curve_schemes() {
         let dir = TempDir::new(&format!("allow-{scheme:?}"));
-        let (server, allowed) = (CurveKeyPair::generate(), CurveKeyPair::generate());
+        let (server, allowed) = server_and_client();
         allowed.save(dir.0.join("allowed")).unwrap();
         let allow_dir = dir.0.to_str().unwrap();
         let (mut py, ep, _socket_file) = PyPeer::bound_with(
@@ -251,9 +249,7 @@ fn a_pyzmq_server_refuses_our_key_not_on_its_allow_list() {
                 allow_dir,
             ],
         );
-        let stranger = Options::new()
-            .curve_secret(CurveKeyPair::generate())
-            .curve_server(server.public());
+        let stranger = client_options(CurveKeyPair::generate(), &server);
         let err = Conn::connect_with(&ep, stranger).map(|_| ()).unwrap_err();
         assert!(matches!(err, Error::Handshake { .. }), "{scheme:?}: {err}");
         let text = err.to_string();
@@ -262,9 +258,7 @@ fn a_pyzmq_server_refuses_our_key_not_on_its_allow_list() {
             "{scheme:?}: {text}"
         );
         // The pyzmq server still serves the key it allows.
-        let honest = Options::new()
-            .curve_secret(allowed)
-            .curve_server(server.public());
+        let honest = client_options(allowed, &server);
         let mut conn = Conn::connect_with(&ep, honest).expect("the allowed key connects");
         exchange(&mut conn, &mut py);
         eprintln!("{scheme:?}: a pyzmq server refuses our stranger key ({text}): ok");

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shmsock_testkit::process::{self, LinePeer, LinesOf};
+use shmsock_testkit::process::{pyzmq_curve_available, LinePeer, LinesOf};
 
 use super::client::CurveClient;
 use super::keys::{CurveKeyPair, CurvePublicKey};
@@ -25,30 +25,6 @@ const STEP: Duration = Duration::from_secs(20);
 
 /// The Python peer.
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/net/curve_peer.py");
-
-/// Whether python3 has pyzmq with CURVE; otherwise the test is skipped (saying why), or
-/// fails under `CI=true`.
-fn pyzmq_curve_available() -> bool {
-    if !process::pyzmq_available() {
-        return false;
-    }
-    let ok = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, zmq; sys.exit(0 if zmq.has('curve') else 1)",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but pyzmq has no CURVE support (its libzmq was built without libsodium)"
-        );
-        println!("skipped: pyzmq has no CURVE support");
-        eprintln!("skipped: pyzmq has no CURVE support");
-    }
-    ok
-}
 
 /// The Python peer with these arguments; its stdout arrives in lines.
 fn python(args: &[&str]) -> LinePeer {
