@@ -7,7 +7,6 @@
 //! (`--connect-timeout`, `--count`, [`process::CHILD_TIMEOUT`]).
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -72,13 +71,6 @@ impl Drop for TestDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// `tcp://127.0.0.1:PORT` on a port that was free a moment ago (for the publisher, which
-/// the subscriber is started against before it prints the port it bound).
-fn free_tcp_endpoint() -> String {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("binding a probe socket");
-    format!("tcp://{}", probe.local_addr().unwrap())
 }
 
 /// `shmsock recv tcp://127.0.0.1:0 --count 1 EXTRA...`, running (its stderr in lines), and
@@ -199,29 +191,34 @@ fn a_client_expecting_another_server_key_fails_the_handshake() {
     finish_recv(recv, b"ok\n");
 }
 
-/// `shmsock pub ENDPOINT` with CURVE and an allow-list, `shmsock sub` with alice's key:
-/// the lines arrive.
+/// `shmsock pub ENDPOINT` with CURVE and an allow-list (on tcp://127.0.0.1:0 it prints the
+/// port it bound), `shmsock sub` with alice's key: the lines arrive.
 fn pub_sub_over_curve_delivers(test: &str, endpoint: impl FnOnce(&Path) -> String) {
     let dir = server_and_clients(test);
-    let endpoint = endpoint(&dir.0);
-    let (publisher, mut stdin) = Running::spawn_with_stdin(
+    let mut endpoint = endpoint(&dir.0);
+    let mut publisher = LinePeer::spawn(
         dir.shmsock()
             .args(["pub", &endpoint, "--wait-subscribers", "1"])
             .args(SERVER),
+        LinesOf::Stderr,
     );
+    if endpoint.ends_with(":0") {
+        let line = publisher.wait_for_line("shmsock pub: listening on tcp://127.0.0.1:");
+        endpoint = line.rsplit(' ').next().unwrap().to_owned();
+    }
     let mut sub = dir.shmsock();
     sub.args(["sub", &endpoint, "--connect-timeout", "10", "--count", "2"])
         .args(ALICE);
     let sub = Running::new(process::spawn_piped(&mut sub));
-    stdin.write_all(b"tick 1\ntick 2\n").unwrap();
-    drop(stdin);
+    publisher.write(b"tick 1\ntick 2\n");
     assert_printed(&sub.output(), b"tick 1\ntick 2\n");
-    process::assert_success(&publisher.output());
+    let (status, _, stderr) = publisher.finish();
+    assert!(status.success(), "{status:?}: {stderr}");
 }
 
 #[test]
 fn pub_sub_over_curve_delivers_on_tcp() {
-    pub_sub_over_curve_delivers("pubsub-tcp", |_| free_tcp_endpoint());
+    pub_sub_over_curve_delivers("pubsub-tcp", |_| "tcp://127.0.0.1:0".into());
 }
 
 #[test]
