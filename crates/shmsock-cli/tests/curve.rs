@@ -7,12 +7,13 @@
 //! (`--connect-timeout`, `--count`, [`process::CHILD_TIMEOUT`]).
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use shmsock_testkit::assert_mentions;
-use shmsock_testkit::process::{self, assert_fails_saying, assert_printed, stderr, Running};
+use shmsock_testkit::process::{
+    self, assert_fails_saying, assert_printed, LinePeer, LinesOf, Running,
+};
 
 /// A directory of one test (keys, allow-lists, unix sockets), removed at the end.
 struct TestDir(PathBuf);
@@ -72,18 +73,30 @@ impl Drop for TestDir {
     }
 }
 
-/// `tcp://127.0.0.1:PORT` on a port that was free a moment ago (`recv` does not print the
-/// port it bound, so the test picks it).
-fn free_tcp_endpoint() -> String {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("binding a probe socket");
-    format!("tcp://{}", probe.local_addr().unwrap())
+/// `shmsock recv tcp://127.0.0.1:0 --count 1 EXTRA...`, running (its stderr in lines), and
+/// the endpoint it bound, which it prints.
+fn spawn_recv(dir: &TestDir, extra: &[&str]) -> (LinePeer, String) {
+    let mut cmd = dir.shmsock();
+    cmd.args(["recv", "tcp://127.0.0.1:0", "--count", "1"])
+        .args(extra);
+    let mut recv = LinePeer::spawn(&mut cmd, LinesOf::Stderr);
+    let line = recv.wait_for_line("shmsock recv: listening on tcp://127.0.0.1:");
+    let endpoint = line.rsplit(' ').next().unwrap().to_owned();
+    (recv, endpoint)
 }
 
-/// `shmsock recv ENDPOINT --count 1 EXTRA...`, running.
-fn spawn_recv(dir: &TestDir, endpoint: &str, extra: &[&str]) -> Running {
-    let mut cmd = dir.shmsock();
-    cmd.args(["recv", endpoint, "--count", "1"]).args(extra);
-    Running::new(process::spawn_piped(&mut cmd))
+/// Waits for `recv` to exit, checks that it succeeded after printing exactly `expected`,
+/// and returns its stderr.
+#[track_caller]
+fn finish_recv(recv: LinePeer, expected: &[u8]) -> String {
+    let (status, stdout, stderr) = recv.finish();
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(expected),
+        "{stderr}"
+    );
+    stderr
 }
 
 const SERVER: [&str; 4] = [
@@ -111,10 +124,8 @@ fn server_and_clients(test: &str) -> TestDir {
 #[test]
 fn send_to_a_curve_recv_delivers_and_a_sender_without_curve_is_refused() {
     let dir = server_and_clients("null");
-    let endpoint = free_tcp_endpoint();
-    let recv = spawn_recv(
+    let (recv, endpoint) = spawn_recv(
         &dir,
-        &endpoint,
         &[
             "--curve-secret",
             "server.key_secret",
@@ -122,21 +133,22 @@ fn send_to_a_curve_recv_delivers_and_a_sender_without_curve_is_refused() {
             "clients/alice.key",
         ],
     );
-    // No CURVE flags: the handshake fails, naming CURVE, and the sender exits with 1.
+    // No CURVE flags: the handshake fails, naming CURVE, the sender exits with 1 and says
+    // which flags to add.
     let out = dir.send(&endpoint, "in the clear", &[]);
-    assert_fails_saying(&out, &["shmsock send:", "handshake", "CURVE"]);
+    assert_fails_saying(
+        &out,
+        &["shmsock send:", "handshake", "CURVE", "add --curve-server"],
+    );
     // The receiver refused it, said so, and still serves the honest sender.
     assert_eq!(dir.send(&endpoint, "hello", &ALICE).status.code(), Some(0));
-    let out = recv.output();
-    assert_printed(&out, b"hello\n");
-    assert_mentions(&stderr(&out), &["NULL", "CURVE"]);
+    assert_mentions(&finish_recv(recv, b"hello\n"), &["NULL", "CURVE"]);
 }
 
 #[test]
 fn a_client_whose_key_is_not_allowed_is_told_so() {
     let dir = server_and_clients("stranger");
-    let endpoint = free_tcp_endpoint();
-    let recv = spawn_recv(&dir, &endpoint, &SERVER);
+    let (recv, endpoint) = spawn_recv(&dir, &SERVER);
     let bob = [
         "--curve-server",
         "server.key",
@@ -159,16 +171,13 @@ fn a_client_whose_key_is_not_allowed_is_told_so() {
         "alice.key_secret",
     ];
     assert_eq!(dir.send(&endpoint, "alice", &alice).status.code(), Some(0));
-    let out = recv.output();
-    assert_printed(&out, b"alice\n");
-    assert_mentions(&stderr(&out), &["not allowed"]);
+    assert_mentions(&finish_recv(recv, b"alice\n"), &["not allowed"]);
 }
 
 #[test]
 fn a_client_expecting_another_server_key_fails_the_handshake() {
     let dir = server_and_clients("impostor");
-    let endpoint = free_tcp_endpoint();
-    let recv = spawn_recv(&dir, &endpoint, &SERVER);
+    let (recv, endpoint) = spawn_recv(&dir, &SERVER);
     // bob.key is not the server's key: the server cannot prove it holds bob's secret.
     let wrong = [
         "--curve-server",
@@ -179,32 +188,37 @@ fn a_client_expecting_another_server_key_fails_the_handshake() {
     let out = dir.send(&endpoint, "secret", &wrong);
     assert_fails_saying(&out, &["handshake", "CURVE"]);
     assert_eq!(dir.send(&endpoint, "ok", &ALICE).status.code(), Some(0));
-    assert_printed(&recv.output(), b"ok\n");
+    finish_recv(recv, b"ok\n");
 }
 
-/// `shmsock pub ENDPOINT` with CURVE and an allow-list, `shmsock sub` with alice's key:
-/// the lines arrive.
+/// `shmsock pub ENDPOINT` with CURVE and an allow-list (on tcp://127.0.0.1:0 it prints the
+/// port it bound), `shmsock sub` with alice's key: the lines arrive.
 fn pub_sub_over_curve_delivers(test: &str, endpoint: impl FnOnce(&Path) -> String) {
     let dir = server_and_clients(test);
-    let endpoint = endpoint(&dir.0);
-    let (publisher, mut stdin) = Running::spawn_with_stdin(
+    let mut endpoint = endpoint(&dir.0);
+    let mut publisher = LinePeer::spawn(
         dir.shmsock()
             .args(["pub", &endpoint, "--wait-subscribers", "1"])
             .args(SERVER),
+        LinesOf::Stderr,
     );
+    if endpoint.ends_with(":0") {
+        let line = publisher.wait_for_line("shmsock pub: listening on tcp://127.0.0.1:");
+        endpoint = line.rsplit(' ').next().unwrap().to_owned();
+    }
     let mut sub = dir.shmsock();
     sub.args(["sub", &endpoint, "--connect-timeout", "10", "--count", "2"])
         .args(ALICE);
     let sub = Running::new(process::spawn_piped(&mut sub));
-    stdin.write_all(b"tick 1\ntick 2\n").unwrap();
-    drop(stdin);
+    publisher.write(b"tick 1\ntick 2\n");
     assert_printed(&sub.output(), b"tick 1\ntick 2\n");
-    process::assert_success(&publisher.output());
+    let (status, _, stderr) = publisher.finish();
+    assert!(status.success(), "{status:?}: {stderr}");
 }
 
 #[test]
 fn pub_sub_over_curve_delivers_on_tcp() {
-    pub_sub_over_curve_delivers("pubsub-tcp", |_| free_tcp_endpoint());
+    pub_sub_over_curve_delivers("pubsub-tcp", |_| "tcp://127.0.0.1:0".into());
 }
 
 #[test]
