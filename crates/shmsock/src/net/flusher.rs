@@ -11,6 +11,9 @@
 //! does not change; a message at the end of a stream waits at most [`FLUSH_DELAY`] plus a
 //! thread wake-up, and a caller that turns to `recv` writes the queue before it waits.
 //!
+//! In a child forked after the thread started (fork copies only the calling thread) there is
+//! no flusher: streams there are written as lone sends are.
+//!
 //! The queue lives behind a mutex that the caller and this thread share; every write to
 //! the socket happens under it, so bytes leave in order. The thread holds only weak
 //! references: a connection dropped meanwhile is simply skipped (its drop flushed what it
@@ -104,6 +107,9 @@ struct Job {
 struct Flusher {
     jobs: Mutex<Vec<Job>>,
     wake: Condvar,
+    /// The process the thread runs in: a child forked after it started has no such thread
+    /// (fork copies only the calling thread), so there sends are written at once.
+    pid: rustix::process::Pid,
 }
 
 static FLUSHER: OnceLock<Option<Flusher>> = OnceLock::new();
@@ -117,6 +123,9 @@ pub(crate) fn schedule(tx: &Arc<Mutex<Tx>>, guard: &mut Tx, sock: &Arc<OwnedFd>)
     let Some(flusher) = FLUSHER.get_or_init(start).as_ref() else {
         return false;
     };
+    if rustix::process::getpid() != flusher.pid {
+        return false;
+    }
     guard.scheduled = true;
     let job = Job {
         at: Instant::now() + FLUSH_DELAY,
@@ -152,6 +161,7 @@ fn start() -> Option<Flusher> {
         Ok(_) => Some(Flusher {
             jobs: Mutex::new(Vec::new()),
             wake: Condvar::new(),
+            pid: rustix::process::getpid(),
         }),
         Err(e) => {
             tracing::warn!(error = %e, "cannot start the send-batching thread; streams are written message by message");

@@ -96,3 +96,50 @@ fn a_stream_of_large_messages_arrives_whole_while_the_sender_is_idle() {
         });
     }
 }
+
+/// Child role: streams over one `Conn` (so this process has a flusher thread), then forks;
+/// the forked copy, which has no flusher thread, streams [`FORKED_STREAM`] messages over a
+/// second `Conn` and then sits idle holding it.
+pub fn fork_streamer(endpoint: &str) {
+    let mut first = Conn::connect(endpoint).unwrap();
+    for i in 0u32..100 {
+        first.send(&i.to_le_bytes()).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    // SAFETY: the child only makes system calls and allocates; the one other thread (the
+    // flusher) sleeps on its condition variable, holding no lock.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let mut second = Conn::connect(endpoint).unwrap();
+        for i in 0..FORKED_STREAM {
+            second.send(&i.to_le_bytes()).unwrap();
+        }
+        std::thread::sleep(Duration::from_secs(10));
+        // SAFETY: ends the forked copy without running the test harness's exit path.
+        unsafe { libc::_exit(0) };
+    }
+    std::thread::sleep(Duration::from_secs(10));
+}
+
+/// Messages the forked copy streams.
+const FORKED_STREAM: u32 = 20_000;
+
+#[test]
+fn a_forked_child_without_the_flusher_thread_still_delivers_its_streams_tail() {
+    let l = Listener::bind("tcp://127.0.0.1:0").unwrap();
+    let _peer = shmsock_testkit::harness::Peer::spawn("fork_streamer", l.endpoint(), &[]);
+    let mut first = l.accept_timeout(STEP_TIMEOUT).unwrap();
+    let mut buf = [0u8; 8];
+    for i in 0u32..100 {
+        let n = first.recv_timeout(&mut buf, STEP_TIMEOUT).unwrap();
+        assert_eq!(&buf[..n], &i.to_le_bytes());
+    }
+    let mut second = l.accept_timeout(STEP_TIMEOUT).unwrap();
+    for i in 0..FORKED_STREAM {
+        let n = second
+            .recv_timeout(&mut buf, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("message {i} from the forked child: {e}"));
+        assert_eq!(&buf[..n], &i.to_le_bytes(), "message {i}");
+    }
+}

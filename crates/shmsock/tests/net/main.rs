@@ -27,6 +27,7 @@ shmsock_testkit::peer_main!(run_role);
 fn run_role(role: &str, endpoint: &str) {
     match role {
         "idle_beating_conn" => heartbeat::idle_beating_conn(endpoint),
+        "fork_streamer" => batching::fork_streamer(endpoint),
         other => attacks::run_role(other, endpoint),
     }
 }
