@@ -363,32 +363,29 @@ impl NetConn {
 
     /// Appends one message (a data frame) to the send queue, sealed under CURVE.
     fn queue_data(&mut self, msg: &[u8]) {
-        match &mut self.curve {
-            None => self.queue_frame(msg, false, false),
-            Some(session) => {
-                let mut h = [0u8; zmtp::HEADER_MAX_LEN];
-                let len = CurveSession::sealed_len(msg.len());
-                let n = zmtp::encode_header(len, false, false, &mut h);
-                let mut tx = flusher::lock(&self.tx);
-                tx.buf.extend_from_slice(&h[..n]);
-                session.seal(false, msg, &mut tx.buf);
-            }
-        }
+        self.queue(msg, false);
     }
 
     /// Appends one command (PING, PONG, SUBSCRIBE...) to the send queue; under CURVE it
     /// travels sealed in a MESSAGE, as libzmq sends it.
     fn queue_command(&mut self, body: &[u8]) {
-        match &mut self.curve {
-            None => self.queue_frame(body, false, true),
-            Some(session) => {
-                let mut h = [0u8; zmtp::HEADER_MAX_LEN];
-                let len = CurveSession::sealed_len(body.len());
-                let n = zmtp::encode_header(len, false, false, &mut h);
-                let mut tx = flusher::lock(&self.tx);
-                tx.buf.extend_from_slice(&h[..n]);
-                session.seal_command(body, &mut tx.buf);
-            }
+        self.queue(body, true);
+    }
+
+    /// Appends a frame: in clear with the COMMAND flag as given, or under CURVE as a MESSAGE
+    /// (a data frame) whose box carries that flag.
+    fn queue(&mut self, body: &[u8], command: bool) {
+        let Some(session) = &mut self.curve else {
+            return self.queue_frame(body, false, command);
+        };
+        let mut h = [0u8; zmtp::HEADER_MAX_LEN];
+        let n = zmtp::encode_header(CurveSession::sealed_len(body.len()), false, false, &mut h);
+        let mut tx = flusher::lock(&self.tx);
+        tx.buf.extend_from_slice(&h[..n]);
+        if command {
+            session.seal_command(body, &mut tx.buf);
+        } else {
+            session.seal(false, body, &mut tx.buf);
         }
     }
 
@@ -505,10 +502,7 @@ impl NetConn {
             return Ok(());
         }
         // No flusher thread: behave as a lone send would.
-        match self.flush_down_to(0, mode) {
-            Err(Error::TimedOut) => Ok(()),
-            other => other,
-        }
+        self.settle(mode)
     }
 
     /// A lone send: written at once.
@@ -526,9 +520,13 @@ impl NetConn {
             self.queue_data(msg);
             self.flush_some()?;
         }
-        // The message is sent (queued) now. A blocking send also waits until the kernel
-        // has all of it, so nothing stays behind if the caller goes quiet; a send with a
-        // deadline leaves the rest queued when the deadline passes.
+        self.settle(mode)
+    }
+
+    /// After a message is queued (it counts as sent): a blocking send waits until the
+    /// kernel has all of it, so nothing stays behind if the caller goes quiet; a send with a
+    /// deadline leaves the rest queued when the deadline passes; a non-waiting one returns.
+    fn settle(&mut self, mode: Mode) -> Result<()> {
         match mode {
             Mode::Try => Ok(()),
             Mode::Block => self.flush_down_to(0, mode),
