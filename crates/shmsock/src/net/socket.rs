@@ -354,25 +354,17 @@ impl NetListener {
         let mut i = 0;
         while i < pending.handshakes.len() {
             let h = &mut pending.handshakes[i];
-            let outcome = if std::mem::take(&mut h.ready) {
-                h.handshake.advance()
-            } else {
-                Ok(false)
+            let outcome = match std::mem::take(&mut h.ready) {
+                true => h.handshake.advance(),
+                false => Ok(false),
             };
             match outcome {
                 Ok(true) => {
-                    let mut done = pending.handshakes.swap_remove(i).handshake.into_conn();
-                    done.set_heartbeat(self.config.heartbeat);
-                    return Some(done);
+                    return Some(pending.handshakes.swap_remove(i).handshake.into_conn());
                 }
                 Ok(false) if now < h.handshake.deadline() => i += 1,
-                Ok(false) => {
-                    let e = h.handshake.timed_out();
-                    tracing::warn!(endpoint = %self.endpoint, peer_pid = h.handshake.peer_pid(),
-                        error = %e, "peer dropped");
-                    pending.handshakes.swap_remove(i);
-                }
-                Err(e) => {
+                failed => {
+                    let e = failed.err().unwrap_or_else(|| h.handshake.timed_out());
                     tracing::warn!(endpoint = %self.endpoint, peer_pid = h.handshake.peer_pid(),
                         error = %e, "peer dropped");
                     pending.handshakes.swap_remove(i);

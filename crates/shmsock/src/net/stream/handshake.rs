@@ -19,7 +19,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
 use super::super::admission::Slot;
-use super::super::config::{Curve, NetConfig};
+use super::super::config::{Curve, Heartbeat, NetConfig};
 use super::super::curve::client::CurveClient;
 use super::super::curve::keys::CurveKeyPair;
 use super::super::curve::server::CurveServer;
@@ -56,6 +56,7 @@ pub(crate) struct Handshake {
     deadline: Instant,
     max_len: usize,
     curve: Option<Curve>,
+    heartbeat: Option<Heartbeat>,
 }
 
 impl Handshake {
@@ -80,6 +81,7 @@ impl Handshake {
             deadline,
             max_len,
             curve,
+            heartbeat: config.heartbeat,
         }
     }
 
@@ -307,9 +309,11 @@ impl Handshake {
         }
     }
 
-    /// The handshake is done: messages may be as long as configured, sealed under CURVE.
+    /// The handshake is done: messages may be as long as configured, sealed under CURVE,
+    /// with heartbeats if configured.
     fn finish(&mut self, session: Option<super::super::curve::session::CurveSession>) {
         self.conn.max_len = self.max_len;
+        self.conn.set_heartbeat(self.heartbeat);
         let curve = session.is_some();
         self.conn.curve = session;
         self.conn.rx.set_frames_only(curve);
