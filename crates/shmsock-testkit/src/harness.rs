@@ -93,6 +93,127 @@ pub fn accept(listener: &Listener) -> shmsock::Result<Conn> {
     }
 }
 
+/// What became of a peer's handshake with `listener`: `Ok` if `accept` returned it, or
+/// the warnings the listener logged when it dropped it (a listener never returns another
+/// peer's failed handshake as an error). `peer_done` says when the peer has seen the
+/// listener's verdict (it runs on another thread or process): once it has and no
+/// connection came, the peer was dropped.
+pub fn accept_or_dropped(
+    listener: &Listener,
+    peer_done: impl Fn() -> bool,
+) -> Result<Conn, Vec<String>> {
+    let (accepted, lines) = crate::logs::capture_logs(|| {
+        let started = Instant::now();
+        loop {
+            match listener.accept_timeout(Duration::from_millis(20)) {
+                Ok(conn) => return Some(conn),
+                Err(shmsock::Error::TimedOut) if peer_done() => return None,
+                Err(shmsock::Error::TimedOut) => assert!(
+                    started.elapsed() < STEP_TIMEOUT,
+                    "no verdict on a peer of {} within {STEP_TIMEOUT:?}",
+                    listener.endpoint()
+                ),
+                Err(e) => panic!(
+                    "accept on {} failed ({e}): another peer's handshake must never fail it",
+                    listener.endpoint()
+                ),
+            }
+        }
+    });
+    accepted.ok_or_else(|| {
+        lines
+            .into_iter()
+            .filter(|l| l.starts_with("WARN"))
+            .collect()
+    })
+}
+
+/// Turns `listener`'s accept until it logs a warning that mentions every one of `words`
+/// (it dropped a peer's handshake) and returns that line. Panics if it accepts a
+/// connection instead, if `accept` fails, or after [`STEP_TIMEOUT`].
+pub fn expect_dropped(listener: &Listener, words: &[&str]) -> String {
+    expect_dropped_times(listener, words, 1).remove(0)
+}
+
+/// [`expect_dropped`] for `times` peers: returns once that many warnings with every one of
+/// `words` were logged.
+pub fn expect_dropped_times(listener: &Listener, words: &[&str], times: usize) -> Vec<String> {
+    let (lines, _) = crate::logs::capture_logs(|| {
+        let started = Instant::now();
+        loop {
+            match listener.accept_timeout(Duration::from_millis(20)) {
+                Ok(conn) => panic!(
+                    "{}: accepted {conn:?}, expected a peer dropped with {words:?}",
+                    listener.endpoint()
+                ),
+                Err(shmsock::Error::TimedOut) => {}
+                Err(e) => panic!(
+                    "accept on {} failed ({e}): another peer's handshake must never fail it",
+                    listener.endpoint()
+                ),
+            }
+            let logged = crate::logs::captured_so_far();
+            let found: Vec<String> = logged
+                .iter()
+                .filter(|l| l.starts_with("WARN") && words.iter().all(|w| l.contains(w)))
+                .cloned()
+                .collect();
+            if found.len() >= times {
+                return found;
+            }
+            assert!(
+                started.elapsed() < STEP_TIMEOUT,
+                "{}: not {times} warnings with {words:?} within {STEP_TIMEOUT:?}; logged: \
+                 {logged:#?}",
+                listener.endpoint()
+            );
+        }
+    });
+    lines
+}
+
+/// What a listener made of the peers that came within a time limit (see [`verdict_within`]).
+/// Not boxed: tests match on the connection directly.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Verdict {
+    /// `accept` returned this connection.
+    Accepted(Conn),
+    /// The listener dropped a peer's handshake and logged this warning.
+    Dropped(String),
+    /// `accept` itself failed (our own listening socket: out of fds, for instance).
+    Failed(shmsock::Error),
+    /// Neither happened.
+    Nothing,
+}
+
+/// Turns `listener`'s accept in 1 ms slices for at most `limit`, until it accepts a
+/// connection, logs a dropped handshake or fails; returns which and when it was seen
+/// (within a slice of when it happened).
+pub fn verdict_within(listener: &Listener, limit: Duration) -> (Verdict, Instant) {
+    let ((verdict, at), _) = crate::logs::capture_logs(|| {
+        let started = Instant::now();
+        loop {
+            match listener.accept_timeout(Duration::from_millis(1)) {
+                Ok(conn) => return (Verdict::Accepted(conn), Instant::now()),
+                Err(shmsock::Error::TimedOut) => {}
+                Err(e) => return (Verdict::Failed(e), Instant::now()),
+            }
+            let now = Instant::now();
+            if let Some(line) = crate::logs::captured_so_far()
+                .into_iter()
+                .find(|l| l.starts_with("WARN") && l.contains("peer dropped"))
+            {
+                return (Verdict::Dropped(line), now);
+            }
+            if now.duration_since(started) >= limit {
+                return (Verdict::Nothing, now);
+            }
+        }
+    });
+    (verdict, at)
+}
+
 /// A child process running one role; killed and reaped when dropped.
 pub struct Peer {
     child: Child,

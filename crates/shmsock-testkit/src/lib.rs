@@ -20,6 +20,8 @@
 //!   killed and reaped by drop guards, their output read on other threads, bounded waits.
 //! - [`source`], the library's source files for the source-scanning lints: one walker,
 //!   one comment and literal stripper.
+//! - [`logs`], the `tracing` events of the test's own thread (why a listener dropped a
+//!   peer).
 //! - [`pubsub`], waits on a publisher's subscriber count, and [`assert_mentions`], for the
 //!   messages a test expects.
 //!
@@ -31,6 +33,7 @@
 
 pub mod child;
 pub mod harness;
+pub mod logs;
 pub mod message;
 pub mod process;
 pub mod pubsub;

@@ -12,7 +12,9 @@ use crate::net::curve::keys::{CurveKeyPair, CurvePublicKey};
 use crate::shm::config::ShmConfig;
 use crate::shm::ring::{RING_CAPACITY_MAX_BYTES, RING_CAPACITY_MIN_BYTES};
 use crate::shm::segment::LOAN_SLOTS_MAX;
-use crate::vocabulary::{Overflow, PeerPolicy, WaitStrategy, SPIN_BUDGET_DEFAULT};
+use crate::vocabulary::{
+    Overflow, PeerPolicy, WaitStrategy, HANDSHAKE_TIMEOUT, SPIN_BUDGET_DEFAULT,
+};
 
 /// Default ring capacity of each direction, in bytes.
 pub const RING_CAPACITY_DEFAULT_BYTES: usize = 1 << 20;
@@ -40,6 +42,7 @@ pub struct Options {
     pub(crate) max_connections: usize,
     pub(crate) heartbeat: Option<Heartbeat>,
     pub(crate) curve: Option<Curve>,
+    pub(crate) handshake_timeout: Duration,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             max_connections: NET_CONNECTIONS_MAX_DEFAULT,
             heartbeat: None,
             curve: None,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -209,6 +213,23 @@ impl Options {
         self
     }
 
+    /// How long a whole connection handshake may take, on every transport (default
+    /// [`HANDSHAKE_TIMEOUT`](crate::HANDSHAKE_TIMEOUT), 5 s; at least 1 ms). One deadline
+    /// covers the whole exchange, however the peer splits it: a listening socket drops a
+    /// peer that has not completed its handshake by then (logged, never an error of
+    /// `accept`), and a connecting side gives up with [`Error::Io`](crate::Error::Io)
+    /// (`TimedOut`). A listening socket runs many handshakes at once, so a slow peer delays
+    /// nobody else.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a whole connection handshake may take.
+    pub fn get_handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
     /// Admits peers running as `uid`. By default only our own effective uid is admitted;
     /// once any uid is added, exactly the listed uids are (add your own too if needed).
     pub fn allow_uid(mut self, uid: u32) -> Self {
@@ -241,6 +262,7 @@ impl Options {
             peers: self.peers.clone(),
             overflow: self.overflow,
             loan_pool: self.loan_pool,
+            handshake_timeout: self.handshake_timeout,
         }
     }
 
@@ -254,6 +276,7 @@ impl Options {
             max_connections: self.max_connections,
             heartbeat: self.heartbeat,
             curve: self.curve.clone(),
+            handshake_timeout: self.handshake_timeout,
         }
     }
 }

@@ -1,12 +1,10 @@
 //! [`AsyncListener`] and [`AsyncConn`]: the socket-like 1:1 API for tokio.
 
 use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustix::net::SocketFlags;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::task::JoinHandle;
@@ -19,9 +17,8 @@ use crate::error::{Error, Result};
 use crate::net::socket::{self as net_socket, NetListener};
 use crate::net::stream::NetConn;
 use crate::options::Options;
-use crate::shm::config::ShmConfig;
 use crate::shm::doorbell::Doorbell;
-use crate::shm::listener::{self as shm_listener, ShmListener};
+use crate::shm::listener::ShmListener;
 use crate::shm::pair::{self as shm_pair, ShmConn};
 
 /// The transport behind an [`AsyncConn`]. Not boxed, as in `Conn`: a pointer chase on
@@ -55,39 +52,27 @@ fn doorbell(endpoint: &str) -> Result<Doorbell> {
         .map_err(|e| Error::io(format!("{endpoint}: creating the doorbell socket pair"), e))
 }
 
-/// The `shm://` handshake of an accepted socket, to run on the blocking pool.
-#[allow(clippy::type_complexity)]
-fn shm_handshake(
-    endpoint: String,
-    opts: ShmConfig,
-    sock: OwnedFd,
-) -> Result<Box<dyn FnOnce() -> Result<Handshaken> + Send + 'static>> {
-    let bell = doorbell(&endpoint)?;
-    Ok(Box::new(move || {
-        let conn =
-            shm_listener::accept_handshake(&endpoint, UnixStream::from(sock), &opts, Some(&bell))?;
-        Ok(Handshaken::Shm(conn, bell))
-    }))
-}
-
 /// The transport behind an [`AsyncListener`].
 #[allow(clippy::large_enum_variant)]
 enum ListenerInner {
-    Shm(ShmListener, ShmConfig),
+    /// Shared with the blocking-pool task that runs its handshakes.
+    Shm(Arc<ShmListener>),
     /// Shared with the blocking-pool task that runs its handshakes.
     Net(Arc<NetListener>),
 }
 
-/// How long one blocking-pool turn of a `tcp://`/`unix://` accept runs before the task
-/// ends and the next `accept` starts another (so an idle listener holds no thread).
-const NET_ACCEPT_SLICE: Duration = Duration::from_millis(100);
+/// How long one blocking-pool turn of an accept runs before the task ends and the next
+/// `accept` starts another (so an idle listener holds no thread).
+const ACCEPT_SLICE: Duration = Duration::from_millis(100);
 
 /// A bound endpoint that accepts [`AsyncConn`]s: the async [`Listener`](crate::Listener).
 ///
 /// Peers may be blocking [`Conn`](crate::Conn)s or [`AsyncConn`]s alike. The listening
-/// socket is registered with tokio's reactor; each handshake runs on tokio's blocking pool
-/// (bounded by [`HANDSHAKE_TIMEOUT`](crate::HANDSHAKE_TIMEOUT)). Dropping the listener
-/// removes its name; accepted connections live on.
+/// socket is registered with tokio's reactor; while peers are connecting, the handshakes
+/// run on tokio's blocking pool in short turns (each bounded by
+/// [`Options::handshake_timeout`](crate::Options::handshake_timeout)). Dropping the listener
+/// removes its name; accepted connections live on. As with the blocking listener, many
+/// handshakes run at once and a peer that fails or stalls its own delays nobody.
 ///
 /// # Examples
 /// ```
@@ -126,13 +111,12 @@ impl AsyncListener {
         let inner = options.open(
             endpoint,
             |ep, name, cfg| {
-                let l = ShmListener::bind(ep, name, cfg.clone())?;
-                Ok(ListenerInner::Shm(l, cfg))
+                ShmListener::bind_async(ep, name, cfg).map(|l| ListenerInner::Shm(Arc::new(l)))
             },
             |ep, cfg| NetListener::bind(&ep, cfg).map(|l| ListenerInner::Net(Arc::new(l))),
         )?;
         let (endpoint, fd) = match &inner {
-            ListenerInner::Shm(l, _) => (l.endpoint(), l.listening_fd()),
+            ListenerInner::Shm(l) => (l.endpoint(), l.listening_fd()),
             ListenerInner::Net(l) => (l.endpoint(), l.listening_fd()),
         };
         let accept_fd = register(endpoint, fd, Interest::READABLE)?;
@@ -170,56 +154,44 @@ impl AsyncListener {
                     other => return other?.into_conn(),
                 }
             }
-            let opts = match &self.inner {
-                ListenerInner::Shm(_, opts) => opts.clone(),
-                ListenerInner::Net(l) => {
-                    // The blocking listener runs every handshake under way at once (a silent
-                    // peer delays nobody); it runs on the blocking pool in turns, and only
-                    // while a peer is connecting or a handshake is under way.
-                    if !l.has_handshakes() {
-                        let mut ready = self
-                            .accept_fd
-                            .readable()
-                            .await
-                            .map_err(|e| reactor_error(self.endpoint(), e))?;
-                        ready.clear_ready();
-                    }
-                    let l = l.clone();
-                    self.pending = Some(tokio::task::spawn_blocking(move || {
-                        l.accept(Some(NET_ACCEPT_SLICE)).map(Handshaken::Net)
-                    }));
-                    continue;
-                }
+            // The blocking listener runs every handshake under way at once (a silent peer
+            // delays nobody); it runs on the blocking pool in turns, and only while a peer
+            // is connecting or a handshake is under way.
+            let busy = match &self.inner {
+                ListenerInner::Shm(l) => l.has_handshakes(),
+                ListenerInner::Net(l) => l.has_handshakes(),
             };
-            let sock = self.accept_socket().await?;
-            let task = shm_handshake(self.endpoint().to_owned(), opts, sock)?;
-            self.pending = Some(tokio::task::spawn_blocking(task));
-        }
-    }
-
-    /// Accepts one socket (close-on-exec, blocking mode like the blocking listener's).
-    async fn accept_socket(&self) -> Result<OwnedFd> {
-        let endpoint = self.endpoint();
-        loop {
-            let mut ready = self
-                .accept_fd
-                .readable()
-                .await
-                .map_err(|e| reactor_error(endpoint, e))?;
-            match rustix::net::accept_with(ready.get_inner(), SocketFlags::CLOEXEC) {
-                Ok(sock) => return Ok(sock),
-                Err(rustix::io::Errno::AGAIN) => ready.clear_ready(),
-                // The peer gave up before we accepted it, or a signal: try the next one.
-                Err(rustix::io::Errno::CONNABORTED | rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(Error::io(format!("{endpoint}: accept"), e)),
+            if !busy {
+                let mut ready = self
+                    .accept_fd
+                    .readable()
+                    .await
+                    .map_err(|e| reactor_error(self.endpoint(), e))?;
+                ready.clear_ready();
             }
+            self.pending = Some(match &self.inner {
+                ListenerInner::Shm(l) => {
+                    let l = l.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let (conn, bell) = l.accept_with_bell(Some(ACCEPT_SLICE))?;
+                        let bell = bell.expect("an async listener gives every connection a bell");
+                        Ok(Handshaken::Shm(conn, bell))
+                    })
+                }
+                ListenerInner::Net(l) => {
+                    let l = l.clone();
+                    tokio::task::spawn_blocking(move || {
+                        l.accept(Some(ACCEPT_SLICE)).map(Handshaken::Net)
+                    })
+                }
+            });
         }
     }
 
     /// The endpoint this listener is bound to (for `tcp://…:0`, with the chosen port).
     pub fn endpoint(&self) -> &str {
         match &self.inner {
-            ListenerInner::Shm(l, _) => l.endpoint(),
+            ListenerInner::Shm(l) => l.endpoint(),
             ListenerInner::Net(l) => l.endpoint(),
         }
     }
@@ -227,7 +199,7 @@ impl AsyncListener {
     /// Path of the rendezvous socket (empty for `tcp://`).
     pub fn socket_path(&self) -> &Path {
         match &self.inner {
-            ListenerInner::Shm(l, _) => l.socket_path(),
+            ListenerInner::Shm(l) => l.socket_path(),
             ListenerInner::Net(l) => l.socket_path(),
         }
     }

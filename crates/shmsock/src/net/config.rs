@@ -33,6 +33,8 @@ pub(crate) struct NetConfig {
     pub(crate) heartbeat: Option<Heartbeat>,
     /// The CURVE security mechanism, if asked for (else NULL).
     pub(crate) curve: Option<Curve>,
+    /// How long a whole handshake may take, each side.
+    pub(crate) handshake_timeout: std::time::Duration,
 }
 
 /// CURVE settings (ZMTP-CURVE, RFC 26 CurveZMQ). The side that knows the server's public

@@ -4,7 +4,7 @@
 //! A listener runs many handshakes at once: [`NetListener::accept_as`] takes every
 //! connection the kernel has queued, advances each handshake when `poll` says its socket is
 //! ready, and returns the first that completes. Each handshake has its own deadline
-//! ([`HANDSHAKE_TIMEOUT`] from its accept, for the whole exchange); a peer that misses it,
+//! ([`NetConfig::handshake_timeout`] from its accept, for the whole exchange); a peer that misses it,
 //! breaks the protocol or is not allowed (`unix://` uid check) is logged and dropped,
 //! never returned as an error, so one bad peer cannot make a server give up. Handshakes
 //! under way survive between calls. At most [`NetConfig::max_connections`] connections
@@ -31,7 +31,6 @@ use super::zmtp::SocketType;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::sys::timespec;
-use crate::vocabulary::HANDSHAKE_TIMEOUT;
 
 /// How often a listener at its connection limit logs the refusals (at most).
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
@@ -336,7 +335,7 @@ impl NetListener {
                 sock,
                 pid,
                 socket_type,
-                Instant::now() + HANDSHAKE_TIMEOUT,
+                Instant::now() + self.config.handshake_timeout,
                 Some(slot),
                 &self.config,
             );
@@ -410,7 +409,7 @@ pub(crate) fn connect_as(
             let mut last = None;
             let mut stream = None;
             for addr in resolve(&endpoint, host, *port)? {
-                match TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT) {
+                match TcpStream::connect_timeout(&addr, config.handshake_timeout) {
                     Ok(s) => {
                         stream = Some(s);
                         break;
@@ -444,7 +443,14 @@ pub(crate) fn connect_as(
         }
         Endpoint::Shm(_) => unreachable!("shm:// endpoints are connected by the shm transport"),
     };
-    let mut conn = NetConn::handshake(endpoint, sock, pid, config, HANDSHAKE_TIMEOUT, socket_type)?;
+    let mut conn = NetConn::handshake(
+        endpoint,
+        sock,
+        pid,
+        config,
+        config.handshake_timeout,
+        socket_type,
+    )?;
     conn.set_heartbeat(config.heartbeat);
     Ok(conn)
 }

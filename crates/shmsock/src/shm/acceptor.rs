@@ -1,18 +1,231 @@
-//! The accept thread of a `Publisher` or an `Inbox`: it runs the handshake with each peer
-//! that connects to the bound name and queues the peers for the owner, which takes them in
-//! at its next call ([`Acceptor::take_into`]) without a lock on its fast path.
+//! Connection setup that no peer can stall: the handshakes of one bound name run side by
+//! side ([`Handshakes`]), each with one deadline for the whole exchange, driven by `poll`;
+//! and the accept thread of a `Publisher` or an `Inbox` ([`Acceptor`]), which runs them and
+//! queues the peers for the owner, who takes them in at its next call
+//! ([`Acceptor::take_into`]) without a lock on its fast path.
+//!
+//! ```text
+//!  poll(listening socket, every handshake's socket; until the nearest deadline)
+//!   ├─ listening socket ready: accept what the kernel queued, greet each (credentials
+//!   │  checked, our segment created, our hello out: nothing waits for the peer)
+//!   ├─ a handshake's socket ready: read what arrived of its hello; once whole, validate
+//!   │  it and acknowledge (the side's `Admit::finish`), hand the peer over
+//!   └─ a deadline passed: drop that handshake
+//! ```
+//!
+//! A peer that sends nothing, drip-feeds its hello or sends garbage occupies one entry of a
+//! bounded table until its deadline and costs the others one `poll` wake-up per piece it
+//! sends. Every failure is logged (`tracing` warn, with the peer's pid) and dropped: only
+//! our own listening socket failing is an error.
 
+use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::rendezvous::BoundName;
+use rustix::event::{PollFd, PollFlags};
+
+use super::rendezvous::{BoundName, Greeting, Offer, Validated};
 use crate::error::{Error, Result};
 use crate::sync::{AtomicBool, Ordering};
+use crate::sys::timespec;
 
 /// How long the accept thread waits in `poll` before it looks at its stop flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
+
+/// Most handshakes under way at once on one bound name. A newcomer beyond that evicts the
+/// oldest: an honest peer answers our hello within microseconds, so the oldest handshake
+/// under way is one whose peer is not answering.
+pub(crate) const HANDSHAKES_AT_ONCE: usize = 32;
+
+/// Most connections taken from the kernel's queue in one turn: half the table, so a flood
+/// of connections cannot evict handshakes whose answers are already waiting to be read.
+const ACCEPTS_PER_TURN: usize = HANDSHAKES_AT_ONCE / 2;
+
+/// What one kind of bound socket (listener, publisher, inbox) does with a connection.
+pub(crate) trait Admit {
+    /// The segment we offer in our hello.
+    type Offer: Offer;
+    /// What a handshake keeps from its start to its end besides the greeting (a doorbell,
+    /// a loan pool).
+    type Kept;
+    /// What a completed handshake gives the owner.
+    type Peer;
+
+    /// Starts the handshake on an accepted socket (see `rendezvous::greet`).
+    fn greet(
+        &mut self,
+        endpoint: &str,
+        sock: UnixStream,
+        deadline: Instant,
+    ) -> Result<(Greeting<Self::Offer>, Self::Kept)>;
+
+    /// Completes a handshake whose hello was validated (acknowledges it, never waits) and
+    /// hands the peer to `deliver`.
+    fn finish(
+        &mut self,
+        endpoint: &str,
+        hello: Validated<Self::Offer>,
+        kept: Self::Kept,
+        deliver: &mut dyn FnMut(Self::Peer),
+    ) -> Result<()>;
+}
+
+/// The handshakes under way on one bound name.
+pub(crate) struct Handshakes<A: Admit> {
+    admit: A,
+    timeout: Duration,
+    /// Oldest first.
+    pending: VecDeque<(Greeting<A::Offer>, A::Kept)>,
+}
+
+/// Logs a handshake that failed and is dropped.
+fn dropped(endpoint: &str, pid: Option<i32>, error: &Error) {
+    match pid {
+        Some(pid) => {
+            tracing::warn!(endpoint, peer_pid = pid, %error, "handshake failed; peer dropped")
+        }
+        None => tracing::warn!(endpoint, %error, "handshake failed; peer dropped"),
+    }
+}
+
+impl<A: Admit> Handshakes<A> {
+    /// No handshake under way yet; each gets `timeout` for the whole exchange.
+    pub(crate) fn new(admit: A, timeout: Duration) -> Self {
+        Handshakes {
+            admit,
+            timeout,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Whether handshakes are under way.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn is_busy(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// One turn: waits at most `wait` (`None`: no limit) for a connection, a piece of a
+    /// hello or the nearest deadline; then advances every handshake whose socket is ready,
+    /// drops those past their deadline, and starts one for each connection the kernel
+    /// queued. Completed peers go to `deliver`. Nothing a peer does makes this fail: an
+    /// error is our own listening socket failing.
+    pub(crate) fn turn(
+        &mut self,
+        bound: &BoundName,
+        wait: Option<Duration>,
+        deliver: &mut dyn FnMut(A::Peer),
+    ) -> Result<()> {
+        let endpoint = bound.endpoint();
+        let (listening, ready) = self.poll(bound, wait)?;
+        let now = Instant::now();
+        let before = std::mem::take(&mut self.pending);
+        for ((mut greeting, kept), ready) in before.into_iter().zip(ready) {
+            let pid = greeting.pid();
+            if !ready {
+                if now >= greeting.deadline() {
+                    let e = Error::io(
+                        format!("{endpoint}: handshake"),
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no complete hello within {:?}", self.timeout),
+                        ),
+                    );
+                    dropped(endpoint, Some(pid), &e);
+                } else {
+                    self.pending.push_back((greeting, kept));
+                }
+                continue;
+            }
+            match greeting.read(endpoint) {
+                Ok(false) if now < greeting.deadline() => {
+                    self.pending.push_back((greeting, kept));
+                }
+                Ok(false) => {
+                    let e = Error::io(
+                        format!("{endpoint}: handshake"),
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("only part of a hello within {:?}", self.timeout),
+                        ),
+                    );
+                    dropped(endpoint, Some(pid), &e);
+                }
+                Ok(true) => {
+                    let done = greeting
+                        .validate(endpoint)
+                        .and_then(|hello| self.admit.finish(endpoint, hello, kept, deliver));
+                    if let Err(e) = done {
+                        dropped(endpoint, Some(pid), &e);
+                    }
+                }
+                Err(e) => dropped(endpoint, Some(pid), &e),
+            }
+        }
+        if listening {
+            self.accept_queued(bound)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the listening socket or a handshake's socket (or the nearest deadline, or
+    /// `wait`); returns which are ready, the listening socket first.
+    fn poll(&self, bound: &BoundName, wait: Option<Duration>) -> Result<(bool, Vec<bool>)> {
+        let now = Instant::now();
+        let nearest = self.pending.iter().map(|(g, _)| g.deadline()).min();
+        let timeout = match (wait, nearest) {
+            (w, None) => w,
+            (None, Some(d)) => Some(d.saturating_duration_since(now)),
+            (Some(w), Some(d)) => Some(w.min(d.saturating_duration_since(now))),
+        };
+        let mut fds = Vec::with_capacity(1 + self.pending.len());
+        fds.push(PollFd::new(bound.listener(), PollFlags::IN));
+        fds.extend(
+            self.pending
+                .iter()
+                .map(|(g, _)| PollFd::new(g.socket(), PollFlags::IN)),
+        );
+        match rustix::event::poll(&mut fds, timeout.map(timespec).as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => return Ok((false, vec![false; self.pending.len()])),
+            Err(e) => return Err(Error::io(format!("{}: poll", bound.endpoint()), e)),
+        }
+        let ready = |f: &PollFd<'_>| !f.revents().is_empty();
+        Ok((ready(&fds[0]), fds[1..].iter().map(ready).collect()))
+    }
+
+    /// Starts a handshake for each connection the kernel queued (up to
+    /// [`ACCEPTS_PER_TURN`]), evicting the oldest under way beyond [`HANDSHAKES_AT_ONCE`].
+    fn accept_queued(&mut self, bound: &BoundName) -> Result<()> {
+        let endpoint = bound.endpoint();
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(sock) = bound.try_accept()? else {
+                break;
+            };
+            if self.pending.len() >= HANDSHAKES_AT_ONCE {
+                if let Some((oldest, _)) = self.pending.pop_front() {
+                    tracing::warn!(
+                        endpoint,
+                        peer_pid = oldest.pid(),
+                        under_way = HANDSHAKES_AT_ONCE,
+                        "handshake dropped for a newcomer: too many under way"
+                    );
+                }
+            }
+            // For the log, should the greeting fail (it checks the credentials itself).
+            let pid = rustix::net::sockopt::socket_peercred(&sock)
+                .ok()
+                .map(|cred| cred.pid.as_raw_nonzero().get());
+            let deadline = Instant::now() + self.timeout;
+            match self.admit.greet(endpoint, sock, deadline) {
+                Ok(started) => self.pending.push_back(started),
+                Err(e) => dropped(endpoint, pid, &e),
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Peers accepted by the thread, waiting for the owner.
 pub(crate) struct Queue<T> {
@@ -46,13 +259,12 @@ pub(crate) struct Acceptor<T> {
 }
 
 impl<T: Send + 'static> Acceptor<T> {
-    /// Starts the thread: for every connection to `bound`, `handshake` runs with the socket
-    /// and the queue (it pushes the peer if the handshake succeeds; a refused or broken
-    /// peer has had its error and is simply not queued).
-    pub(crate) fn spawn(
-        bound: BoundName,
-        mut handshake: impl FnMut(&str, UnixStream, &Queue<T>) + Send + 'static,
-    ) -> Result<Self> {
+    /// Starts the thread: it runs the handshakes of every connection to `bound` with
+    /// `admit` (each within `timeout`) and queues the peers that complete them.
+    pub(crate) fn spawn<A>(bound: BoundName, admit: A, timeout: Duration) -> Result<Self>
+    where
+        A: Admit<Peer = T> + Send + 'static,
+    {
         let queue = Arc::new(Queue {
             peers: Mutex::new(Vec::new()),
             pending: AtomicBool::new(false),
@@ -64,11 +276,13 @@ impl<T: Send + 'static> Acceptor<T> {
             std::thread::Builder::new()
                 .name(format!("shmsock-accept {endpoint}"))
                 .spawn(move || {
+                    let mut handshakes = Handshakes::new(admit, timeout);
                     while !queue.stop.load(Ordering::Relaxed) {
-                        match bound.accept(Some(ACCEPT_POLL)) {
-                            Ok(sock) => handshake(bound.endpoint(), sock, &queue),
-                            Err(Error::TimedOut) => {}
-                            Err(_) => std::thread::sleep(ACCEPT_POLL),
+                        let turn =
+                            handshakes.turn(&bound, Some(ACCEPT_POLL), &mut |p| queue.push(p));
+                        if let Err(e) = turn {
+                            tracing::warn!(endpoint = bound.endpoint(), error = %e, "accepting");
+                            std::thread::sleep(ACCEPT_POLL);
                         }
                     }
                 })

@@ -1,5 +1,6 @@
 //! What the `shm://` transport takes from the user's options (the API's `Options` builds
-//! it): ring size, how to wait, whom to admit, the overflow policy and the loan pool.
+//! it): ring size, how to wait, whom to admit, the overflow policy, the loan pool and how long
+//! a handshake may take.
 
 use std::time::Duration;
 
@@ -20,4 +21,6 @@ pub(crate) struct ShmConfig {
     pub(crate) overflow: Overflow,
     /// The loan pool (slots, bytes per slot), if any.
     pub(crate) loan_pool: Option<(usize, usize)>,
+    /// How long a whole handshake may take, each side.
+    pub(crate) handshake_timeout: Duration,
 }

@@ -1,14 +1,15 @@
 //! The hello: the one message each side of an `shm://` handshake sends (its wire format, the
 //! fd it carries, the refusal reasons) and the bytes sent on the socket afterwards ([`BYE`],
-//! [`ACK`]). Every hello is exactly [`HELLO_BYTES`] long, carries exactly one fd (or none for
-//! REFUSE), and is read with a timeout. The procedure that exchanges them is in
+//! [`ACK`], a publisher's [`Start`]). Every hello is exactly [`HELLO_BYTES`] long, carries one fd (or none for REFUSE;
+//! up to three with a doorbell and a pool), and is read without blocking, within one
+//! deadline for the whole handshake ([`HelloRx`]). The procedure that exchanges them is in
 //! [`rendezvous`](super::rendezvous).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::Instant;
 
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
@@ -16,7 +17,7 @@ use rustix::net::{
 };
 
 use super::segment::PROTOCOL_VERSION;
-use crate::vocabulary::HANDSHAKE_TIMEOUT;
+use crate::sys::wait_readable;
 
 /// Size of every hello/refuse message.
 pub(crate) const HELLO_BYTES: usize = 64;
@@ -24,6 +25,36 @@ pub(crate) const HELLO_BYTES: usize = 64;
 pub(crate) const BYE: u8 = b'B';
 /// Byte sent by the listener once it accepted the connector's segment.
 pub(crate) const ACK: u8 = b'A';
+/// A publisher's acknowledgement: [`ACK`], then where the subscriber starts reading (the
+/// publisher's write position and sequence when it acknowledged, little-endian `u64`s). A
+/// listener's or an inbox's is the one [`ACK`] byte.
+pub(crate) const PUBLISHER_ACK_BYTES: usize = 17;
+
+/// Where a subscriber starts: a write position of the publisher and its sequence number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Start {
+    pub(crate) pos: u64,
+    pub(crate) seq: u64,
+}
+
+impl Start {
+    /// The acknowledgement that carries it.
+    pub(crate) fn encode(self) -> [u8; PUBLISHER_ACK_BYTES] {
+        let mut b = [0u8; PUBLISHER_ACK_BYTES];
+        b[0] = ACK;
+        b[1..9].copy_from_slice(&self.pos.to_le_bytes());
+        b[9..17].copy_from_slice(&self.seq.to_le_bytes());
+        b
+    }
+
+    /// Reads it back from a whole acknowledgement (`None`: not an acknowledgement).
+    pub(crate) fn decode(b: &[u8; PUBLISHER_ACK_BYTES]) -> Option<Start> {
+        (b[0] == ACK).then(|| Start {
+            pos: u64::from_le_bytes(b[1..9].try_into().expect("8 bytes")),
+            seq: u64::from_le_bytes(b[9..17].try_into().expect("8 bytes")),
+        })
+    }
+}
 
 const HELLO_MAGIC: [u8; 8] = *b"SHMSOCKH";
 const KIND_HELLO: u32 = 1;
@@ -192,7 +223,8 @@ pub(crate) fn send_hello(
         sock,
         &[IoSlice::new(&bytes)],
         &mut control,
-        SendFlags::NOSIGNAL,
+        // Never blocks: a hello is the first thing either side sends, into an empty buffer.
+        SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
     )?;
     if sent != bytes.len() {
         return Err(io::Error::new(
@@ -208,59 +240,113 @@ pub(crate) fn send_hello(
 pub(crate) struct Received {
     pub(crate) bytes: Vec<u8>,
     pub(crate) fds: Vec<OwnedFd>,
-    /// Control data was truncated (more fds than we accept): the kernel closed the rest.
+    /// Control data was truncated: the kernel closed fds it could not give us (out of
+    /// descriptors), or the peer sent more fds than a hello carries (the rest were closed).
     pub(crate) truncated: bool,
 }
 
-/// Receives one hello (up to `HELLO_BYTES + 1` bytes, to detect oversized ones) and up to
-/// 4 fds (to detect "too many"). Every received fd is owned, so none can leak.
-pub(crate) fn recv_hello(sock: &UnixStream) -> io::Result<Received> {
-    let mut buf = [0u8; HELLO_BYTES + 1];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut got = 0;
-    let mut fds = Vec::new();
-    let mut truncated = false;
-    // A stream socket may split the hello; fds arrive with its first byte.
-    while got < HELLO_BYTES {
-        let msg = match rustix::net::recvmsg(
-            sock,
-            &mut [IoSliceMut::new(&mut buf[got..])],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        ) {
-            Ok(msg) => msg,
-            Err(rustix::io::Errno::AGAIN) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("the peer sent no complete hello within {HANDSHAKE_TIMEOUT:?}"),
-                ))
-            }
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        truncated |= msg.flags.contains(ReturnFlags::CTRUNC);
-        for m in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(rights) = m {
-                fds.extend(rights);
-            }
-        }
-        if msg.bytes == 0 {
-            break;
-        }
-        got += msg.bytes;
-    }
-    Ok(Received {
-        bytes: buf[..got].to_vec(),
-        fds,
-        truncated,
-    })
+/// Most fds a hello carries: the segment, a doorbell and a pool.
+pub(crate) const HELLO_FDS_MAX: usize = 3;
+
+/// A hello arriving in pieces, read without blocking.
+///
+/// A peer may split its hello into any number of writes, slowly: each read takes what is
+/// there and returns, so one handshake never holds a thread (the caller waits with `poll`
+/// and owns the deadline for the whole exchange). Memory is bounded: at most
+/// [`HELLO_BYTES`]` + 1` bytes (one more, to see an oversized hello) and
+/// [`HELLO_FDS_MAX`]` + 1` fds are ever held; every received fd is owned, so none leaks.
+#[derive(Debug)]
+pub(crate) struct HelloRx {
+    buf: [u8; HELLO_BYTES + 1],
+    got: usize,
+    fds: Vec<OwnedFd>,
+    truncated: bool,
+    hung_up: bool,
 }
 
-/// Applies the handshake timeout to both directions of `sock`.
-pub(crate) fn set_handshake_timeouts(sock: &UnixStream, t: Option<Duration>) -> io::Result<()> {
-    sock.set_read_timeout(t)?;
-    sock.set_write_timeout(t)
+impl Default for HelloRx {
+    fn default() -> Self {
+        HelloRx {
+            buf: [0; HELLO_BYTES + 1],
+            got: 0,
+            fds: Vec::new(),
+            truncated: false,
+            hung_up: false,
+        }
+    }
+}
+
+impl HelloRx {
+    /// Reads what `sock` holds of the hello, without waiting. True once there is nothing
+    /// more to wait for: the whole hello is in, the peer sent too much, or it hung up (the
+    /// hello is then judged, and refused, by its length).
+    pub(crate) fn read_ready(&mut self, sock: &UnixStream) -> io::Result<bool> {
+        while !self.is_complete() {
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let msg = match rustix::net::recvmsg(
+                sock,
+                &mut [IoSliceMut::new(&mut self.buf[self.got..])],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+            ) {
+                Ok(msg) => msg,
+                Err(rustix::io::Errno::AGAIN) => return Ok(false),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            self.truncated |= msg.flags.contains(ReturnFlags::CTRUNC);
+            for m in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(rights) = m {
+                    self.fds.extend(rights);
+                }
+            }
+            if msg.bytes == 0 {
+                self.hung_up = true;
+            }
+            self.got += msg.bytes;
+        }
+        Ok(true)
+    }
+
+    /// Whether there is nothing more to read (see [`HelloRx::read_ready`]).
+    fn is_complete(&self) -> bool {
+        self.got >= HELLO_BYTES || self.hung_up || self.fds.len() > HELLO_FDS_MAX
+    }
+
+    /// What arrived. More than [`HELLO_FDS_MAX`] fds count as truncated control data.
+    pub(crate) fn into_received(self) -> Received {
+        let truncated = self.truncated || self.fds.len() > HELLO_FDS_MAX;
+        Received {
+            bytes: self.buf[..self.got].to_vec(),
+            fds: self.fds,
+            truncated,
+        }
+    }
+}
+
+/// Receives one hello on a non-blocking `sock`, waiting until `deadline` for the whole of
+/// it (not for each piece: a peer that drip-feeds its hello gets no more time than one
+/// that sends nothing).
+pub(crate) fn recv_hello(sock: &UnixStream, deadline: Instant) -> io::Result<Received> {
+    let mut rx = HelloRx::default();
+    while !rx.read_ready(sock)? {
+        wait_until(sock, deadline, "no complete hello")?;
+    }
+    Ok(rx.into_received())
+}
+
+/// Waits for `sock` to be readable, until `deadline`; `what` names what did not come in
+/// time, for the error.
+pub(crate) fn wait_until(sock: &UnixStream, deadline: Instant, what: &str) -> io::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() || !wait_readable(sock, left)? {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{what} from the peer before the handshake deadline"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,16 +12,16 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::acceptor::{Acceptor, Queue};
+use super::acceptor::{Acceptor, Admit};
 use super::config::ShmConfig;
-use super::doorbell::Doorbell;
+use super::doorbell::{Doorbell, Ringer};
 use super::hello::Role;
 use super::label::SegmentRole;
 use super::loan::LoanRef;
 use super::pair::ShmConn;
-use super::rendezvous::{listen_side, BoundName, Extras};
+use super::rendezvous::{greet, BoundName, Extras, Greeting, Validated};
 use super::ring::{Frame, RING_CAPACITY_MIN_BYTES};
 use super::segment::OwnedSegment;
 use super::wait::{self, Outcome, Turn};
@@ -76,14 +76,12 @@ impl ShmInbox {
             )
         })?;
         let socket_path = bound.socket_path().to_owned();
-        let acceptor = {
-            let (opts, mut serial) = (opts.clone(), 0);
-            Acceptor::spawn(bound, move |endpoint, sock, queue| {
-                if accept_writer(endpoint, sock, &opts, &mut serial, queue) {
-                    ringer.ring();
-                }
-            })?
+        let admit = Writers {
+            opts: opts.clone(),
+            serial: 0,
+            ringer,
         };
+        let acceptor = Acceptor::spawn(bound, admit, opts.handshake_timeout)?;
         Ok(ShmInbox {
             endpoint,
             socket_path,
@@ -319,54 +317,73 @@ fn new_doorbell(endpoint: &str) -> Result<Doorbell> {
         .map_err(|e| Error::io(format!("{endpoint}: creating a doorbell socket pair"), e))
 }
 
-/// One connection to the inbox's name: the handshake with a writer (passing it a doorbell
-/// of its own). True if the writer was queued.
-fn accept_writer(
-    endpoint: &str,
-    sock: UnixStream,
-    opts: &ShmConfig,
-    serial: &mut u64,
-    queue: &Queue<Writer>,
-) -> bool {
-    let bell = match new_doorbell(endpoint) {
-        Ok(bell) => bell,
-        Err(e) => {
-            // Out of fds: this writer is refused (its connect fails as the socket closes).
-            tracing::warn!(endpoint = %endpoint, error = %e, "writer refused");
-            return false;
-        }
-    };
-    // Our own ring in each connection is never written: keep it minimal.
-    let handshake = listen_side(
-        endpoint,
-        sock,
-        &opts.peers,
-        (Role::Inbox, Role::Conn),
-        Extras {
-            bell: Some(&bell),
-            pool: None,
-        },
-        || {
-            OwnedSegment::create_for(RING_CAPACITY_MIN_BYTES, SegmentRole::Inbox, endpoint)
-                .map_err(Into::into)
-        },
-    );
-    // A refused or broken writer is simply not added; it got its error.
-    let Ok((peer, mine)) = handshake else {
-        return false;
-    };
-    let pid = peer.pid;
-    let Ok(conn) = ShmConn::new(endpoint.to_owned(), peer, mine, opts, None) else {
-        return false;
-    };
-    queue.push(Writer {
-        id: WriterId {
-            pid,
-            serial: *serial,
-        },
-        conn,
-        bell: bell.into(),
-    });
-    *serial += 1;
-    true
+/// What the accept thread needs to take in writers.
+struct Writers {
+    opts: ShmConfig,
+    /// The serial of the next writer.
+    serial: u64,
+    /// Rung after a writer is queued.
+    ringer: Ringer,
+}
+
+impl Admit for Writers {
+    type Offer = OwnedSegment;
+    /// The writer's own doorbell: it rings it when we sleep.
+    type Kept = Doorbell;
+    type Peer = Writer;
+
+    fn greet(
+        &mut self,
+        endpoint: &str,
+        sock: UnixStream,
+        deadline: Instant,
+    ) -> Result<(Greeting<OwnedSegment>, Doorbell)> {
+        let bell = new_doorbell(endpoint)?;
+        // Our own ring in each connection is never written: keep it minimal.
+        let greeting = greet(
+            endpoint,
+            sock,
+            &self.opts.peers,
+            (Role::Inbox, Role::Conn),
+            Extras {
+                bell: Some(&bell),
+                pool: None,
+            },
+            || {
+                OwnedSegment::create_for(RING_CAPACITY_MIN_BYTES, SegmentRole::Inbox, endpoint)
+                    .map_err(Into::into)
+            },
+            deadline,
+        )?;
+        Ok((greeting, bell))
+    }
+
+    fn finish(
+        &mut self,
+        endpoint: &str,
+        hello: Validated<OwnedSegment>,
+        bell: Doorbell,
+        deliver: &mut dyn FnMut(Writer),
+    ) -> Result<()> {
+        let (peer, mine) = hello.finish(endpoint)?;
+        let pid = peer.pid;
+        let conn = ShmConn::new(endpoint.to_owned(), peer, mine, &self.opts, None)?;
+        tracing::debug!(
+            endpoint,
+            peer_pid = pid,
+            serial = self.serial,
+            "writer joined"
+        );
+        deliver(Writer {
+            id: WriterId {
+                pid,
+                serial: self.serial,
+            },
+            conn,
+            bell: bell.into(),
+        });
+        self.serial += 1;
+        self.ringer.ring();
+        Ok(())
+    }
 }

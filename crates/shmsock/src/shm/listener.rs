@@ -1,28 +1,116 @@
-//! `shm://` listener: a bound name whose accepted peers become [`ShmConn`]s.
+//! `shm://` listener: a bound name whose accepted peers become [`ShmConn`]s. Its handshakes
+//! run side by side (see [`acceptor`](super::acceptor)) within each `accept` call, and the
+//! ones under way survive between calls.
 
+use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use super::acceptor::{Admit, Handshakes};
 use super::config::ShmConfig;
 use super::doorbell::Doorbell;
 use super::hello::Role;
 use super::label::SegmentRole;
 use super::pair::{create_pool, ShmConn};
-use super::rendezvous::{listen_side, BoundName, Extras};
+use super::rendezvous::{greet, BoundName, Extras, Greeting, Validated};
 use super::segment::{OwnedPool, OwnedSegment};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A bound `shm://` name.
 pub(crate) struct ShmListener {
     name: BoundName,
+    state: Mutex<State>,
+}
+
+/// Handshakes under way, and connections they completed that no `accept` returned yet.
+struct State {
+    handshakes: Handshakes<ConnAdmit>,
+    ready: VecDeque<(ShmConn, Option<Doorbell>)>,
+}
+
+/// The `Conn` side of each connection to a listener's name.
+struct ConnAdmit {
     opts: ShmConfig,
+    /// Give each connection a doorbell (an async listener: its connections wake a task).
+    bells: bool,
+}
+
+impl Admit for ConnAdmit {
+    type Offer = OwnedSegment;
+    type Kept = (Option<OwnedPool>, Option<Doorbell>);
+    type Peer = (ShmConn, Option<Doorbell>);
+
+    fn greet(
+        &mut self,
+        endpoint: &str,
+        sock: UnixStream,
+        deadline: Instant,
+    ) -> Result<(Greeting<OwnedSegment>, Self::Kept)> {
+        let bell = if self.bells {
+            Some(Doorbell::new().map_err(|e| {
+                Error::io(format!("{endpoint}: creating the doorbell socket pair"), e)
+            })?)
+        } else {
+            None
+        };
+        let pool = create_pool(endpoint, &self.opts)?;
+        let capacity = self.opts.ring_capacity;
+        let greeting = greet(
+            endpoint,
+            sock,
+            &self.opts.peers,
+            (Role::Conn, Role::Conn),
+            Extras {
+                bell: bell.as_ref(),
+                pool: pool.as_ref().map(OwnedPool::shape),
+            },
+            || {
+                OwnedSegment::create_for(capacity, SegmentRole::Listener, endpoint)
+                    .map_err(Into::into)
+            },
+            deadline,
+        )?;
+        Ok((greeting, (pool, bell)))
+    }
+
+    fn finish(
+        &mut self,
+        endpoint: &str,
+        hello: Validated<OwnedSegment>,
+        (pool, bell): Self::Kept,
+        deliver: &mut dyn FnMut(Self::Peer),
+    ) -> Result<()> {
+        let (peer, mine) = hello.finish(endpoint)?;
+        let pid = peer.pid;
+        let conn = ShmConn::new(endpoint.to_owned(), peer, mine, &self.opts, pool)?;
+        tracing::debug!(endpoint, peer_pid = pid, "accepted");
+        deliver((conn, bell));
+        Ok(())
+    }
 }
 
 impl ShmListener {
+    /// Binds `name` for blocking `Conn`s.
     pub(crate) fn bind(endpoint: String, name: &str, opts: ShmConfig) -> Result<Self> {
+        Self::bind_with(endpoint, name, opts, false)
+    }
+
+    /// Binds `name` for async `Conn`s: each accepted connection comes with a doorbell its
+    /// peer rings to wake us (see [`ShmListener::accept_with_bell`]).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn bind_async(endpoint: String, name: &str, opts: ShmConfig) -> Result<Self> {
+        Self::bind_with(endpoint, name, opts, true)
+    }
+
+    fn bind_with(endpoint: String, name: &str, opts: ShmConfig, bells: bool) -> Result<Self> {
+        let timeout = opts.handshake_timeout;
         Ok(ShmListener {
             name: BoundName::bind(&endpoint, name, SegmentRole::Listener)?,
-            opts,
+            state: Mutex::new(State {
+                handshakes: Handshakes::new(ConnAdmit { opts, bells }, timeout),
+                ready: VecDeque::new(),
+            }),
         })
     }
 
@@ -40,35 +128,40 @@ impl ShmListener {
         self.name.listening_fd()
     }
 
-    /// Accepts one connection (waiting at most `timeout`) and runs the handshake. A peer
-    /// that fails the handshake is dropped and reported as an error; the listener stays
-    /// usable.
-    pub(crate) fn accept(&self, timeout: Option<Duration>) -> Result<ShmConn> {
-        let sock = self.name.accept(timeout)?;
-        accept_handshake(self.endpoint(), sock, &self.opts, None)
+    /// Whether handshakes are under way (an async listener keeps turning while they are).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn has_handshakes(&self) -> bool {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.handshakes.is_busy() || !state.ready.is_empty()
     }
-}
 
-/// The listening side of a `Conn` handshake on an accepted socket. `bell`: ask the peer to
-/// wake us by ringing this doorbell (an async receiver) instead of our futex words.
-pub(crate) fn accept_handshake(
-    endpoint: &str,
-    sock: UnixStream,
-    opts: &ShmConfig,
-    bell: Option<&Doorbell>,
-) -> Result<ShmConn> {
-    let capacity = opts.ring_capacity;
-    let pool = create_pool(endpoint, opts)?;
-    let (peer, mine) = listen_side(
-        endpoint,
-        sock,
-        &opts.peers,
-        (Role::Conn, Role::Conn),
-        Extras {
-            bell,
-            pool: pool.as_ref().map(OwnedPool::shape),
-        },
-        || OwnedSegment::create_for(capacity, SegmentRole::Listener, endpoint).map_err(Into::into),
-    )?;
-    ShmConn::new(endpoint.to_owned(), peer, mine, opts, pool)
+    /// Waits at most `timeout` (`None`: forever) for a connection whose handshake
+    /// completes. Handshakes run side by side: a peer that fails or stalls its own is
+    /// logged and dropped, never returned as an error, and delays no other peer.
+    pub(crate) fn accept(&self, timeout: Option<Duration>) -> Result<ShmConn> {
+        self.accept_with_bell(timeout).map(|(conn, _)| conn)
+    }
+
+    /// [`ShmListener::accept`], with the connection's doorbell if the listener was bound
+    /// for async connections.
+    pub(crate) fn accept_with_bell(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<(ShmConn, Option<Doorbell>)> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let State { handshakes, ready } = &mut *state;
+        let mut first = true;
+        loop {
+            if let Some(conn) = ready.pop_front() {
+                return Ok(conn);
+            }
+            let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if !first && wait.is_some_and(|w| w.is_zero()) {
+                return Err(Error::TimedOut);
+            }
+            first = false;
+            handshakes.turn(&self.name, wait, &mut |conn| ready.push_back(conn))?;
+        }
+    }
 }

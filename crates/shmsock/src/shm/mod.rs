@@ -19,6 +19,8 @@ pub(crate) mod doorbell;
 #[cfg(not(loom))]
 pub(crate) mod hello;
 #[cfg(not(loom))]
+pub(crate) mod identity;
+#[cfg(not(loom))]
 pub(crate) mod inbox;
 #[cfg(not(loom))]
 pub(crate) mod label;

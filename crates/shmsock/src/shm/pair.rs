@@ -7,6 +7,7 @@ use super::config::ShmConfig;
 use super::control::{Idle, Link};
 use super::doorbell::{Doorbell, Ringer};
 use super::hello::Role;
+use super::identity::Claim;
 use super::label::SegmentRole::Connector;
 use super::loan::{check_loan_len, Borrower, Lender, LentSlot, LoanRef, LOAN_RECLAIM_NAP};
 use super::rendezvous::{connect_side, Extras, Peer};
@@ -40,6 +41,8 @@ pub(crate) struct ShmConn {
     pub(crate) lender: Option<Lender>,
     /// The peer's loan pool, if it lends.
     borrower: Option<Borrower>,
+    /// The peer's segment's place in this process's registry (see `identity`).
+    _claim: Option<Claim>,
 }
 
 /// Connects to a bound `shm://` name and runs the connector side of the handshake.
@@ -67,6 +70,7 @@ pub(crate) fn connect_with_bell(
             pool: pool.as_ref().map(OwnedPool::shape),
         },
         |_| OwnedSegment::create_for(capacity, Connector, &endpoint).map_err(Into::into),
+        opts.handshake_timeout,
     )?;
     ShmConn::new(endpoint, peer, mine, opts, pool)
 }
@@ -99,6 +103,8 @@ impl ShmConn {
             segment: peer,
             doorbell: peer_bell,
             pool: peer_pool,
+            claim,
+            ..
         } = peer;
         let borrower = peer_pool.map(|p| Borrower::new(p, ReleaseBoard::of(&mine)));
         let (tx_cap, rx_cap) = (mine.capacity(), peer.capacity_bytes());
@@ -121,6 +127,7 @@ impl ShmConn {
             peer_bell,
             lender: pool.map(Lender::new),
             borrower,
+            _claim: claim,
         })
     }
 

@@ -9,16 +9,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::acceptor::{Acceptor, Queue};
+use super::acceptor::{Acceptor, Admit};
 use super::broadcast::{self, Writer};
 use super::config::ShmConfig;
 use super::control::{self, Control};
 use super::doorbell::Ringer;
-use super::hello::Role;
+use super::hello::{Role, Start};
+use super::identity::Claim;
 use super::label::SegmentRole;
 use super::loan::{check_loan_len, holding, Holding, Lender, Lent, LoanRef, LOAN_RECLAIM_NAP};
 use super::pair::create_pool;
-use super::rendezvous::{listen_side, BoundName, Extras, SharedOffer};
+use super::rendezvous::{greet, BoundName, Extras, Greeting, SharedOffer, Validated};
 use super::ring::{max_payload, KIND_DATA, KIND_LOAN};
 use super::segment::word;
 use super::segment::{Counter, OwnedSegment, PeerSegment, PoolShape};
@@ -39,8 +40,26 @@ struct Sub {
     seg: PeerSegment,
     /// Its doorbell, if it is an async subscriber: ring it instead of our futex word.
     bell: Option<Ringer>,
+    /// Where it starts reading: our write position when we acknowledged it. Until it
+    /// publishes a consumed position past this, this is where it is.
+    start: u64,
     /// Set when it died or published an impossible position: removed at the next chance.
     dropped: bool,
+    /// Its segment's place in this process's registry.
+    _claim: Option<Claim>,
+}
+
+impl Sub {
+    /// Where it has read up to: its published consumed position (read once), or its start
+    /// if that is further. A position beyond what we wrote is impossible: it is dropped.
+    fn consumed(&mut self, write_pos: u64) -> Option<u64> {
+        let c = self.seg.load64(word::CONSUMED);
+        if self.dropped || c > write_pos {
+            self.dropped = true;
+            return None;
+        }
+        Some(c.max(self.start))
+    }
 }
 
 /// No subscriber is joining (see [`ShmPublisher::join_floor`]).
@@ -54,10 +73,12 @@ pub(crate) struct ShmPublisher {
     policy: Overflow,
     subs: Vec<Sub>,
     acceptor: Acceptor<Sub>,
-    /// While a subscriber is joining: the write position the accept thread read before the
-    /// handshake began, a lower bound of where the subscriber starts (it reads the cursor
-    /// later). A `Block` publisher evicts nothing at or above it until the subscriber is
-    /// merged, so it is never lapped before the publisher knows it. [`NO_FLOOR`] otherwise.
+    /// While the accept thread acknowledges a subscriber: the write position it read just
+    /// before, a lower bound of where the subscriber starts (it reads the cursor after the
+    /// acknowledgement). A `Block` publisher evicts nothing at or above it until the
+    /// subscriber is merged, so it is never lapped before the publisher knows it. Held for
+    /// a constant-time step (acknowledge, queue), never while a peer is slow to send its
+    /// hello: a joining subscriber never stalls the stream. [`NO_FLOOR`] otherwise.
     join_floor: Arc<AtomicU64>,
     wait: WaitStrategy,
     spin_budget: Duration,
@@ -67,21 +88,19 @@ pub(crate) struct ShmPublisher {
     pub(crate) lender: Option<Lender>,
 }
 
-/// The lowest consumed position among live subscribers, validated against what we wrote;
-/// a subscriber that claims more is dropped.
-fn min_consumed(subs: &mut [Sub], write_pos: u64) -> Option<u64> {
+/// The lowest consumed position among live subscribers and the index of that subscriber
+/// (each position read once, see [`Sub::consumed`]).
+fn slowest_sub(subs: &mut [Sub], write_pos: u64) -> Option<(u64, usize)> {
     let mut min = None::<(u64, usize)>;
-    for (i, sub) in subs.iter_mut().enumerate().filter(|(_, s)| !s.dropped) {
-        let c = sub.seg.load64(word::CONSUMED);
-        if c > write_pos {
-            sub.dropped = true;
+    for (i, sub) in subs.iter_mut().enumerate() {
+        let Some(c) = sub.consumed(write_pos) else {
             continue;
-        }
+        };
         if min.is_none_or(|(m, _)| c < m) {
             min = Some((c, i));
         }
     }
-    min.map(|(c, _)| c)
+    min
 }
 
 impl ShmPublisher {
@@ -124,19 +143,14 @@ impl ShmPublisher {
             }),
             None => None,
         };
-        let acceptor = {
-            let (floor, peers) = (join_floor.clone(), opts.peers.clone());
-            Acceptor::spawn(bound, move |endpoint, sock, queue| {
-                let joining = Joining {
-                    offer: &offer,
-                    pool: pool_offer.as_ref(),
-                    own: &own,
-                    peers: &peers,
-                    floor: &floor,
-                };
-                joining.accept(endpoint, sock, queue);
-            })?
+        let admit = Joining {
+            offer,
+            pool: pool_offer,
+            own,
+            peers: opts.peers.clone(),
+            floor: join_floor.clone(),
         };
+        let acceptor = Acceptor::spawn(bound, admit, opts.handshake_timeout)?;
         Ok(ShmPublisher {
             writer: Writer::new(seg.capacity()),
             max_len: max_payload(seg.capacity()) as usize,
@@ -188,7 +202,7 @@ impl ShmPublisher {
 
     fn try_push(&mut self, msg: &[u8], kind: u32) -> bool {
         let floor = if self.policy == Overflow::Block {
-            // Acquire: pairs with the Release stores in `accept_loop`. A cleared floor means
+            // Acquire: pairs with the Release stores in `Joining::finish`. A cleared floor means
             // its subscriber is queued: merge it now, so one of the two protects it.
             let floor = self.join_floor.load(Ordering::Acquire);
             self.refresh_subscribers(false);
@@ -203,7 +217,7 @@ impl ShmPublisher {
             &self.seg,
             &cursor,
             self.policy,
-            || match (min_consumed(subs, write_pos), floor) {
+            || match (slowest_sub(subs, write_pos).map(|(c, _)| c), floor) {
                 (min, NO_FLOOR) => min,
                 (min, floor) => Some(min.map_or(floor, |m| m.min(floor))),
             },
@@ -229,10 +243,7 @@ impl ShmPublisher {
     /// The subscriber holding us back (lowest consumed position).
     fn slowest(&mut self) -> Option<usize> {
         let write_pos = self.seg.cursor().write_pos.load(Ordering::Relaxed);
-        let min = min_consumed(&mut self.subs, write_pos)?;
-        self.subs
-            .iter()
-            .position(|s| !s.dropped && s.seg.load64(word::CONSUMED) == min)
+        slowest_sub(&mut self.subs, write_pos).map(|(_, i)| i)
     }
 
     pub(crate) fn send(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
@@ -338,16 +349,19 @@ impl ShmPublisher {
     fn try_take_loan(&mut self, len: usize) -> Option<LoanRef> {
         let lender = self.lender.as_mut()?;
         if !lender.has_free() {
-            // Acquire: pairs with the Release stores in `accept_loop` (see `try_push`).
+            // Acquire: pairs with the Release stores in `Joining::finish` (see `try_push`).
             let floor = self.join_floor.load(Ordering::Acquire);
             self.refresh_subscribers(false);
             let lender = self.lender.as_mut()?;
             // Pairs with the fence in `ReleaseBoard::claim`: our evictions (tag stores)
             // before the TAKEN loads below.
             fence(Ordering::SeqCst);
-            let oldest = self.writer.oldest_pos();
+            let span = (
+                self.writer.oldest_pos(),
+                self.seg.cursor().write_pos.load(Ordering::Relaxed),
+            );
             let subs = &mut self.subs;
-            let _ = lender.reclaim_with(|lent| Ok(loan_is_back(subs, floor, oldest, lent)));
+            let _ = lender.reclaim_with(|lent| Ok(loan_is_back(subs, floor, span, lent)));
         }
         self.lender.as_mut()?.take_free(len)
     }
@@ -401,9 +415,12 @@ impl ShmPublisher {
             return 0;
         };
         fence(Ordering::SeqCst);
-        let oldest = self.writer.oldest_pos();
+        let span = (
+            self.writer.oldest_pos(),
+            self.seg.cursor().write_pos.load(Ordering::Relaxed),
+        );
         let subs = &mut self.subs;
-        let _ = lender.reclaim_with(|lent| Ok(loan_is_back(subs, floor, oldest, lent)));
+        let _ = lender.reclaim_with(|lent| Ok(loan_is_back(subs, floor, span, lent)));
         lender.outstanding_count()
     }
 }
@@ -412,7 +429,7 @@ impl ShmPublisher {
 /// it and can no longer read its frame (evicted: below `oldest`; or it read past it). A
 /// subscriber still joining (`floor`) may read any frame at or above the floor. A
 /// subscriber whose words name a generation never lent is dropped.
-fn loan_is_back(subs: &mut [Sub], floor: u64, oldest: u64, lent: Lent) -> bool {
+fn loan_is_back(subs: &mut [Sub], floor: u64, (oldest, write_pos): (u64, u64), lent: Lent) -> bool {
     if floor != NO_FLOOR && lent.pos >= floor {
         return false;
     }
@@ -423,9 +440,9 @@ fn loan_is_back(subs: &mut [Sub], floor: u64, oldest: u64, lent: Lent) -> bool {
             Ok(Holding::NotTaken) => {
                 // The claim is stored before the consumed position moves past the frame
                 // (Release/Acquire), so a reader past it that claimed it was seen above.
-                let readable = lent.pos >= oldest && sub.seg.load64(word::CONSUMED) <= lent.pos;
-                if readable {
-                    return false;
+                match sub.consumed(write_pos) {
+                    Some(consumed) if lent.pos >= oldest && consumed <= lent.pos => return false,
+                    _ => {}
                 }
             }
             Err(_) => sub.dropped = true,
@@ -453,58 +470,90 @@ impl Drop for ShmPublisher {
     }
 }
 
-/// What the accept thread needs to take in one subscriber.
-struct Joining<'a> {
-    offer: &'a SharedOffer,
-    pool: Option<&'a PoolOffer>,
+/// What the accept thread needs to take in subscribers.
+struct Joining {
+    offer: SharedOffer,
+    pool: Option<PoolOffer>,
     /// Our own segment, read-only, for the join floor.
-    own: &'a PeerSegment,
-    peers: &'a PeerPolicy,
-    floor: &'a AtomicU64,
+    own: PeerSegment,
+    peers: PeerPolicy,
+    floor: Arc<AtomicU64>,
 }
 
-impl Joining<'_> {
-    /// The handshake with one subscriber, which is queued if it succeeds.
-    fn accept(&self, endpoint: &str, sock: UnixStream, queue: &Queue<Sub>) {
-        // Before the subscriber can read the cursor (it does after our hello), pin where it
-        // will start at the latest. Our own cursor is consistent; 0 would only be stricter.
-        let floor = self
+impl Admit for Joining {
+    type Offer = SharedOffer;
+    type Kept = ();
+    type Peer = Sub;
+
+    fn greet(
+        &mut self,
+        endpoint: &str,
+        sock: UnixStream,
+        deadline: Instant,
+    ) -> Result<(Greeting<SharedOffer>, ())> {
+        let pool = self.pool.as_ref().map(|p| PoolShape {
+            fd: p.fd.as_fd(),
+            slots: p.slots,
+            slot_bytes: p.slot_bytes,
+        });
+        let offer = &self.offer;
+        let greeting = greet(
+            endpoint,
+            sock,
+            &self.peers,
+            (Role::Publisher, Role::Subscriber),
+            Extras { bell: None, pool },
+            || {
+                Ok(SharedOffer {
+                    fd: offer.fd.as_fd().try_clone_to_owned()?,
+                    capacity: offer.capacity,
+                })
+            },
+            deadline,
+        )?;
+        Ok((greeting, ()))
+    }
+
+    /// Acknowledges a validated subscriber and queues it. The subscriber starts reading at
+    /// our write position now, which the acknowledgement carries (so it gets every message
+    /// published once the publisher counts it); the join floor protects what follows until
+    /// the publisher merged the subscriber, a constant-time step, and its start after that.
+    fn finish(
+        &mut self,
+        endpoint: &str,
+        hello: Validated<SharedOffer>,
+        (): (),
+        deliver: &mut dyn FnMut(Sub),
+    ) -> Result<()> {
+        // Our own cursor is consistent (a failure would be a bug: then no subscriber joins).
+        let at = self
             .own
             .cursor()
             .snapshot(self.own.capacity_bytes())
-            .map_or(0, |s| s.write_pos);
+            .map_err(|c| Error::Handshake {
+                endpoint: endpoint.to_owned(),
+                reason: format!("reading our own cursor: {}", c.0),
+            })?;
+        let start = Start {
+            pos: at.write_pos,
+            seq: at.write_seq,
+        };
+        let floor = start.pos;
         self.floor.store(floor, Ordering::SeqCst);
-        let handshake = listen_side(
-            endpoint,
-            sock,
-            self.peers,
-            (Role::Publisher, Role::Subscriber),
-            Extras {
-                bell: None,
-                pool: self.pool.map(|p| PoolShape {
-                    fd: p.fd.as_fd(),
-                    slots: p.slots,
-                    slot_bytes: p.slot_bytes,
-                }),
-            },
-            || {
-                Ok(SharedOffer {
-                    fd: self.offer.fd.as_fd().try_clone_to_owned()?,
-                    capacity: self.offer.capacity,
-                })
-            },
-        );
-        // A refused or broken subscriber is simply not added; it got its error.
-        if let Ok((peer, _)) = handshake {
-            queue.push(Sub {
+        let done = hello.finish_at(endpoint, start).map(|(peer, _)| {
+            tracing::debug!(endpoint, peer_pid = peer.pid, "subscriber joined");
+            deliver(Sub {
                 pid: peer.pid,
                 sock: peer.sock,
                 seg: peer.segment,
                 bell: peer.doorbell,
+                start: floor,
                 dropped: false,
+                _claim: peer.claim,
             });
-        }
+        });
         // Release: the publisher that sees the floor cleared also sees the queued subscriber.
         self.floor.store(NO_FLOOR, Ordering::Release);
+        done
     }
 }

@@ -24,20 +24,21 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::fs::{FlockOperation, Mode as FileMode, OFlags};
 
 use super::doorbell::{Doorbell, Ringer};
 use super::hello::{
-    self, Hello, Received, RefuseReason, Role, ACK, HELLO_FLAG_DOORBELL, HELLO_FLAG_POOL,
+    self, Hello, HelloRx, Received, RefuseReason, Role, Start, ACK, HELLO_FLAG_DOORBELL,
+    HELLO_FLAG_POOL, PUBLISHER_ACK_BYTES,
 };
+use super::identity::{self, Claim, SegmentId};
 use super::label::SegmentRole;
 use super::runtime_dir;
 use super::segment::{OwnedSegment, PeerPool, PeerSegment, PoolShape, PROTOCOL_VERSION};
 use crate::error::{Error, Result};
-use crate::sys::wait_readable;
-use crate::vocabulary::{PeerPolicy, HANDSHAKE_TIMEOUT};
+use crate::vocabulary::PeerPolicy;
 
 /// A bound `shm://` name: the flock'd lock file and the listening socket. Dropping it
 /// removes both names.
@@ -186,6 +187,10 @@ impl BoundName {
         }
         let listener = UnixListener::bind(&sock_path)
             .map_err(|e| Error::io(format!("{endpoint}: binding {}", sock_path.display()), e))?;
+        // Connections are taken as `poll` reports them, next to the handshakes under way.
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io(format!("{endpoint}: making the socket non-blocking"), e))?;
         std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::io(format!("{endpoint}: chmod {}", sock_path.display()), e))?;
         tracing::info!(endpoint, socket = %sock_path.display(), "bound");
@@ -212,20 +217,26 @@ impl BoundName {
         self.listener.as_fd()
     }
 
-    /// Waits for the next connection, at most `timeout` (`None`: forever).
-    pub(crate) fn accept(&self, timeout: Option<Duration>) -> Result<UnixStream> {
-        if let Some(timeout) = timeout {
-            match wait_readable(&self.listener, timeout) {
-                Ok(true) => {}
-                Ok(false) => return Err(Error::TimedOut),
-                Err(e) => return Err(Error::io(format!("{}: poll", self.endpoint), e)),
+    /// The listening socket (non-blocking), for `poll`.
+    pub(crate) fn listener(&self) -> &UnixListener {
+        &self.listener
+    }
+
+    /// The next connection the kernel has queued, without waiting (`None`: none).
+    pub(crate) fn try_accept(&self) -> Result<Option<UnixStream>> {
+        loop {
+            match self.listener.accept() {
+                Ok((sock, _)) => return Ok(Some(sock)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                // The peer gave up before we took it, or a signal: look at the next one.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(Error::io(format!("{}: accept", self.endpoint), e)),
             }
         }
-        let (sock, _) = self
-            .listener
-            .accept()
-            .map_err(|e| Error::io(format!("{}: accept", self.endpoint), e))?;
-        Ok(sock)
     }
 }
 
@@ -248,6 +259,11 @@ pub(crate) struct Peer {
     pub(crate) doorbell: Option<Ringer>,
     /// The peer's loan pool, if it lends.
     pub(crate) pool: Option<PeerPool>,
+    /// Its segment's place in this process's registry, for the life of the connection
+    /// (none for a publisher's segment, which all its subscribers share).
+    pub(crate) claim: Option<Claim>,
+    /// A subscriber's: where its publisher said it starts (in the acknowledgement).
+    pub(crate) start: Start,
 }
 
 /// What a side offers in its hello besides its segment.
@@ -329,16 +345,37 @@ pub(crate) struct Accepted {
     pub(crate) segment: PeerSegment,
     pub(crate) doorbell: Option<Ringer>,
     pub(crate) pool: Option<PeerPool>,
+    pub(crate) claim: Option<Claim>,
 }
 
-/// Receives the peer's hello on `sock` and accepts it ([`accept_peer_hello`]).
-fn receive_peer_hello(endpoint: &str, sock: &UnixStream, role: Role, pid: i32) -> Result<Accepted> {
-    let received = hello::recv_hello(sock).map_err(|e| io_err(endpoint, "receiving hello", e))?;
-    accept_peer_hello(endpoint, received, role, pid)
+/// Checks that a segment or pool a peer handed us is its own (see
+/// [`identity`](super::identity)): created by the process `SO_PEERCRED` names, not one of
+/// ours unless the peer is this very process. `what` names it for the error.
+fn check_creator(
+    what: &str,
+    id: SegmentId,
+    creator_pid: u32,
+    peer_pid: i32,
+) -> std::result::Result<(), String> {
+    let peer = peer_pid.unsigned_abs();
+    if peer != std::process::id() && identity::is_owned(id) {
+        return Err(format!(
+            "the peer (pid {peer}) handed us back a {what} of our own (inode {})",
+            id.ino
+        ));
+    }
+    if creator_pid != peer {
+        return Err(format!(
+            "the peer (pid {peer}) handed us a {what} created by pid {creator_pid} \
+             (a segment of another process, reopened?)"
+        ));
+    }
+    Ok(())
 }
 
 /// Validates a received hello (from a peer expected to play `role`), maps its segment and
-/// pool and takes its doorbell, if it sent them.
+/// pool, checks that they are the peer's own, claims the segment (unless it is a
+/// publisher's, shared by design) and takes its doorbell, if it sent them.
 pub(crate) fn accept_peer_hello(
     endpoint: &str,
     received: Received,
@@ -397,6 +434,19 @@ pub(crate) fn accept_peer_hello(
     }
     let fd = fds.next().expect("one fd");
     let segment = PeerSegment::open(fd, hello.ring_capacity).map_err(|r| fail(r.to_string()))?;
+    check_creator("segment", segment.id(), segment.creator_pid(), peer_pid).map_err(fail)?;
+    // Only a publisher's segment is shared between connections (its subscribers).
+    let claim = if hello.role == Role::Publisher {
+        None
+    } else {
+        Some(Claim::take(segment.id()).ok_or_else(|| {
+            fail(format!(
+                "the peer's segment (inode {}) is already the segment of another connection \
+                 of this process",
+                segment.id().ino
+            ))
+        })?)
+    };
     let doorbell = if with_bell {
         Some(Ringer::from_peer(fds.next().expect("counted"), peer_pid).map_err(fail)?)
     } else {
@@ -404,10 +454,10 @@ pub(crate) fn accept_peer_hello(
     };
     let pool = if with_pool {
         let fd = fds.next().expect("counted");
-        Some(
-            PeerPool::open(fd, u64::from(hello.pool_slots), hello.pool_slot_bytes)
-                .map_err(|r| fail(format!("loan pool: {r}")))?,
-        )
+        let pool = PeerPool::open(fd, u64::from(hello.pool_slots), hello.pool_slot_bytes)
+            .map_err(|r| fail(format!("loan pool: {r}")))?;
+        check_creator("loan pool", pool.id(), pool.creator_pid(), peer_pid).map_err(fail)?;
+        Some(pool)
     } else {
         None
     };
@@ -415,21 +465,36 @@ pub(crate) fn accept_peer_hello(
         segment,
         doorbell,
         pool,
+        claim,
     })
 }
 
-/// The listening side of a handshake on an accepted socket. Credentials are checked before
-/// `mine` is even created, and long before any fd leaves this process.
-pub(crate) fn listen_side<S: Offer>(
+/// The listening side of a handshake under way: our hello is out, the peer's is coming in
+/// (read without blocking by [`Greeting::read`]; the caller waits with `poll` and drops
+/// the greeting at its [`Greeting::deadline`]).
+pub(crate) struct Greeting<S> {
+    sock: UnixStream,
+    pid: i32,
+    mine: S,
+    peer_role: Role,
+    rx: HelloRx,
+    deadline: Instant,
+}
+
+/// Starts the listening side of a handshake on an accepted socket: credentials are checked
+/// before `mine` is even created, and long before any fd leaves this process; then our
+/// hello goes out. Nothing here waits for the peer.
+pub(crate) fn greet<S: Offer>(
     endpoint: &str,
     sock: UnixStream,
     peers: &PeerPolicy,
     (my_role, peer_role): (Role, Role),
     extras: Extras<'_>,
     mine: impl FnOnce() -> io::Result<S>,
-) -> Result<(Peer, S)> {
-    hello::set_handshake_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))
-        .map_err(|e| io_err(endpoint, "timeouts", e))?;
+    deadline: Instant,
+) -> Result<Greeting<S>> {
+    sock.set_nonblocking(true)
+        .map_err(|e| io_err(endpoint, "making the socket non-blocking", e))?;
     let pid = match peers.check_peer(endpoint, &sock) {
         Ok(pid) => pid,
         Err(e) => {
@@ -449,39 +514,139 @@ pub(crate) fn listen_side<S: Offer>(
         }
     };
     send_segment(endpoint, &sock, &mine, my_role, extras)?;
-    let Accepted {
-        segment,
-        doorbell,
-        pool,
-    } = receive_peer_hello(endpoint, &sock, peer_role, pid)?;
-    mine.note_peer(pid, &segment);
-    rustix::net::send(&sock, &[ACK], rustix::net::SendFlags::NOSIGNAL)
-        .map_err(|e| io_err(endpoint, "sending ack", e))?;
-    let peer = established(endpoint, sock, pid, (segment, doorbell, pool))?;
-    tracing::debug!(endpoint, peer_pid = pid, role = ?my_role, "accepted");
-    Ok((peer, mine))
+    Ok(Greeting {
+        sock,
+        pid,
+        mine,
+        peer_role,
+        rx: HelloRx::default(),
+        deadline,
+    })
 }
 
-/// The end of a handshake on either side: the socket without timeouts (it is only watched
-/// from now on), and the peer.
+impl<S: Offer> Greeting<S> {
+    /// The peer's pid (from `SO_PEERCRED`).
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// When the whole handshake must be done by.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The socket, to wait for with `poll`.
+    pub(crate) fn socket(&self) -> &UnixStream {
+        &self.sock
+    }
+
+    /// Reads what arrived of the peer's hello, without waiting. True once it is all in
+    /// (then [`Greeting::validate`]).
+    pub(crate) fn read(&mut self, endpoint: &str) -> Result<bool> {
+        self.rx
+            .read_ready(&self.sock)
+            .map_err(|e| io_err(endpoint, "receiving hello", e))
+    }
+
+    /// Validates the peer's complete hello: its segment, pool and doorbell (see
+    /// [`accept_peer_hello`]).
+    pub(crate) fn validate(self, endpoint: &str) -> Result<Validated<S>> {
+        let Greeting {
+            sock,
+            pid,
+            mine,
+            peer_role,
+            rx,
+            ..
+        } = self;
+        let accepted = accept_peer_hello(endpoint, rx.into_received(), peer_role, pid)?;
+        Ok(Validated {
+            sock,
+            pid,
+            mine,
+            accepted,
+        })
+    }
+}
+
+/// A listening side whose peer's hello was validated: only the acknowledgement is left
+/// ([`Validated::finish`], which never waits).
+pub(crate) struct Validated<S> {
+    sock: UnixStream,
+    pid: i32,
+    mine: S,
+    accepted: Accepted,
+}
+
+impl<S: Offer> Validated<S> {
+    /// Acknowledges the peer: the connection is established.
+    pub(crate) fn finish(self, endpoint: &str) -> Result<(Peer, S)> {
+        self.finish_with(endpoint, &[ACK])
+    }
+
+    /// A publisher acknowledges a subscriber, telling it where to start reading.
+    pub(crate) fn finish_at(self, endpoint: &str, start: Start) -> Result<(Peer, S)> {
+        self.finish_with(endpoint, &start.encode())
+    }
+
+    fn finish_with(self, endpoint: &str, ack: &[u8]) -> Result<(Peer, S)> {
+        let Validated {
+            sock,
+            pid,
+            mine,
+            accepted,
+        } = self;
+        mine.note_peer(pid, &accepted.segment);
+        // A few bytes into a buffer the peer emptied of our hello: never blocks.
+        let sent = rustix::net::send(
+            &sock,
+            ack,
+            rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT,
+        )
+        .map_err(|e| io_err(endpoint, "sending ack", e))?;
+        if sent != ack.len() {
+            return Err(io_err(
+                endpoint,
+                "sending ack",
+                io::Error::new(io::ErrorKind::WriteZero, "short write"),
+            ));
+        }
+        let peer = established(endpoint, sock, pid, accepted, Start::default())?;
+        Ok((peer, mine))
+    }
+}
+
+/// The end of a handshake on either side: the socket back in blocking mode (it is only
+/// watched from now on, with non-blocking calls), and the peer.
 fn established(
     endpoint: &str,
     sock: UnixStream,
     pid: i32,
-    (segment, doorbell, pool): (PeerSegment, Option<Ringer>, Option<PeerPool>),
+    accepted: Accepted,
+    start: Start,
 ) -> Result<Peer> {
-    hello::set_handshake_timeouts(&sock, None).map_err(|e| io_err(endpoint, "timeouts", e))?;
+    sock.set_nonblocking(false)
+        .map_err(|e| io_err(endpoint, "making the socket blocking", e))?;
+    let Accepted {
+        segment,
+        doorbell,
+        pool,
+        claim,
+    } = accepted;
     Ok(Peer {
         pid,
         sock,
         segment,
         doorbell,
         pool,
+        claim,
+        start,
     })
 }
 
-/// The connecting side of a handshake. `mine` creates our segment once the listener's is
-/// mapped (a subscriber reads the publisher's cursor first).
+/// The connecting side of a handshake, with one deadline (`timeout` from now) for the whole
+/// exchange. `mine` creates our segment once the listener's is mapped (a subscriber reads
+/// the publisher's cursor first).
 pub(crate) fn connect_side(
     endpoint: &str,
     name: &str,
@@ -489,7 +654,9 @@ pub(crate) fn connect_side(
     (my_role, peer_role): (Role, Role),
     extras: Extras<'_>,
     mine: impl FnOnce(&PeerSegment) -> io::Result<OwnedSegment>,
+    timeout: Duration,
 ) -> Result<(Peer, OwnedSegment)> {
+    let deadline = Instant::now() + timeout;
     let (sock_path, _) = runtime_dir::paths(name)
         .map_err(|e| Error::io(format!("{endpoint}: rendezvous directory"), e))?;
     let sock = match UnixStream::connect(&sock_path) {
@@ -512,35 +679,59 @@ pub(crate) fn connect_side(
             ))
         }
     };
-    hello::set_handshake_timeouts(&sock, Some(HANDSHAKE_TIMEOUT))
-        .map_err(|e| io_err(endpoint, "timeouts", e))?;
+    sock.set_nonblocking(true)
+        .map_err(|e| io_err(endpoint, "making the socket non-blocking", e))?;
     let pid = peers.check_peer(endpoint, &sock)?;
-    let Accepted {
-        segment,
-        doorbell,
-        pool,
-    } = receive_peer_hello(endpoint, &sock, peer_role, pid)?;
-    let mine = mine(&segment).map_err(|e| {
+    let received =
+        hello::recv_hello(&sock, deadline).map_err(|e| io_err(endpoint, "receiving hello", e))?;
+    let accepted = accept_peer_hello(endpoint, received, peer_role, pid)?;
+    let mine = mine(&accepted.segment).map_err(|e| {
         io_err(
             endpoint,
             "creating our segment (memfd_create/ftruncate/mmap)",
             e,
         )
     })?;
-    mine.note_peer(pid, &segment);
+    mine.note_peer(pid, &accepted.segment);
     send_segment(endpoint, &sock, &mine, my_role, extras)?;
-    let mut ack = [0u8; 1];
-    match rustix::io::read(sock.as_fd(), &mut ack) {
-        Ok(1) if ack[0] == ACK => {}
-        Ok(_) => {
-            return Err(Error::Refused {
-                endpoint: endpoint.to_owned(),
-                reason: "it rejected our segment or hung up during the handshake".into(),
-            })
+    // A publisher's acknowledgement says where we start; anyone else's is one byte.
+    let mut ack = [0u8; PUBLISHER_ACK_BYTES];
+    let len = if peer_role == Role::Publisher {
+        PUBLISHER_ACK_BYTES
+    } else {
+        1
+    };
+    let mut got = 0;
+    while got < len {
+        match rustix::io::read(sock.as_fd(), &mut ack[got..len]) {
+            Ok(0) => {
+                return Err(Error::Refused {
+                    endpoint: endpoint.to_owned(),
+                    reason: "it rejected our segment or hung up during the handshake".into(),
+                })
+            }
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::AGAIN) => hello::wait_until(&sock, deadline, "no ack")
+                .map_err(|e| io_err(endpoint, "waiting for ack", e))?,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(io_err(endpoint, "waiting for ack", e)),
         }
-        Err(e) => return Err(io_err(endpoint, "waiting for ack", e)),
     }
-    let peer = established(endpoint, sock, pid, (segment, doorbell, pool))?;
+    let start = if peer_role == Role::Publisher {
+        Start::decode(&ack)
+    } else {
+        (ack[0] == ACK).then(Start::default)
+    };
+    let Some(start) = start else {
+        return Err(Error::Handshake {
+            endpoint: endpoint.to_owned(),
+            reason: format!(
+                "the peer answered our hello with {:#04x}, not an ack",
+                ack[0]
+            ),
+        });
+    };
+    let peer = established(endpoint, sock, pid, accepted, start)?;
     tracing::debug!(endpoint, peer_pid = pid, role = ?my_role, "connected");
     Ok((peer, mine))
 }

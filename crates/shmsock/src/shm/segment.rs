@@ -24,7 +24,7 @@
 //! ```
 //!
 //! A side that lends (zero-copy loans) also owns a **pool**, a second sealed memfd mapped
-//! read-only by the peer: a header page (magic, version, slot count, slot size) and then
+//! read-only by the peer: a header page (magic, version, slot count, slot size, pid) and then
 //! the slots, each `slot_bytes` long (a multiple of 64). Loan frames in the ring name a slot
 //! by index and generation; the peer hands it back by storing that generation in its own
 //! `RELEASED` word for the slot (see `loan`).
@@ -51,6 +51,7 @@ use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
 use super::broadcast::Cursor;
+use super::identity::{Owned, SegmentId};
 use super::label::memfd_name;
 use super::label::SegmentRole;
 use super::ring::{Corruption, RingRead, RingWrite};
@@ -60,8 +61,9 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// Magic at offset 0 of every segment.
 pub(crate) const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"SHMSOCK1");
 /// Layout/protocol version; bumped on any incompatible change (2: the doorbell became a
-/// Unix datagram socket, was an eventfd).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Unix datagram socket, was an eventfd; 3: loan pools carry their creator's pid, and a
+/// subscriber starts reading where the publisher is when it acknowledges the subscriber).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The words of a segment's header, by name: code outside this file names a place in a
 /// segment only as one of these (`seg.word32(word::DATA_SEQ)`), never as a raw offset.
@@ -140,6 +142,8 @@ const OFF_POOL_MAGIC: usize = 0;
 const OFF_POOL_VERSION: usize = 8;
 const OFF_POOL_SLOTS: usize = 16;
 const OFF_POOL_SLOT_BYTES: usize = 24;
+/// The pid of the pool's creator (checked against the peer's credentials).
+const OFF_POOL_PID: usize = 32;
 /// Slots start one page into the pool.
 pub(crate) const POOL_SLOTS_OFFSET: usize = 4096;
 /// Largest loan pool, in bytes of slots.
@@ -272,8 +276,8 @@ fn create_sealable(name: &str, len: usize) -> rustix::io::Result<(OwnedFd, Mappi
 
 /// Checks that a peer's fd is a memfd with the required seals and exactly `expected` bytes,
 /// then maps it read-only.
-/// Returns the mapping and the memfd's inode number.
-fn open_sealed(fd: OwnedFd, expected: u64) -> Result<(Mapping, u64), SegmentRefusal> {
+/// Returns the mapping and the memfd's identity.
+fn open_sealed(fd: OwnedFd, expected: u64) -> Result<(Mapping, SegmentId), SegmentRefusal> {
     let seals = rustix::fs::fcntl_get_seals(&fd).map_err(|_| SegmentRefusal::NotMemfd)?;
     if !seals.contains(REQUIRED_SEALS) {
         return Err(SegmentRefusal::MissingSeals(REQUIRED_SEALS - seals));
@@ -287,7 +291,11 @@ fn open_sealed(fd: OwnedFd, expected: u64) -> Result<(Mapping, u64), SegmentRefu
         usize::try_from(expected).map_err(|_| SegmentRefusal::WrongSize { actual, expected })?;
     // The fd is dropped after this: the mapping keeps the memory alive.
     let map = Mapping::map(fd.as_fd(), len, ProtFlags::READ).map_err(SegmentRefusal::Os)?;
-    Ok((map, stat.st_ino as u64))
+    let id = SegmentId {
+        dev: stat.st_dev,
+        ino: stat.st_ino,
+    };
+    Ok((map, id))
 }
 
 impl Drop for Mapping {
@@ -305,6 +313,8 @@ pub(crate) struct OwnedSegment {
     map: std::sync::Arc<Mapping>,
     capacity: u64,
     light_notify: bool,
+    /// Our entry in the registry of owned segments (a peer may not hand it back to us).
+    _owned: Owned,
     /// Ring payloads are written through `&self`: never share a segment between threads.
     _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
 }
@@ -332,6 +342,7 @@ impl OwnedSegment {
         let len = segment_len(capacity);
         let (fd, map) = create_sealable(name, len)?;
         let seg = OwnedSegment {
+            _owned: Owned::register(fd.as_fd())?,
             fd,
             map: std::sync::Arc::new(map),
             capacity: capacity as u64,
@@ -396,7 +407,7 @@ impl OwnedSegment {
         self.word64(word::PEER_PID)
             .store(u64::from(pid.unsigned_abs()), Ordering::Relaxed);
         self.word64(word::PEER_SEGMENT)
-            .store(peer.inode, Ordering::Relaxed);
+            .store(peer.inode(), Ordering::Relaxed);
     }
 
     /// Adds one message of `bytes` bytes to a counter pair of our segment (for `shmsock
@@ -541,8 +552,10 @@ pub(crate) struct PeerSegment {
     map: Mapping,
     capacity: u64,
     light_notify: bool,
-    /// Inode number of the memfd (identifies the segment across processes).
-    inode: u64,
+    /// Device and inode of the memfd (identifies the segment across processes).
+    id: SegmentId,
+    /// The pid in its header: the process that created it.
+    creator_pid: u32,
 }
 
 impl PeerSegment {
@@ -555,7 +568,7 @@ impl PeerSegment {
             )));
         }
         let expected = segment_len(capacity as usize) as u64;
-        let (map, inode) = open_sealed(fd, expected)?;
+        let (map, id) = open_sealed(fd, expected)?;
         let read = |w: word::Word64| {
             map.u64_at(w.0)
                 .expect("header offsets are in bounds")
@@ -592,7 +605,8 @@ impl PeerSegment {
             map,
             capacity,
             light_notify: flags & FLAG_LIGHT_NOTIFY != 0,
-            inode,
+            id,
+            creator_pid: pid as u32,
         })
     }
 
@@ -609,7 +623,17 @@ impl PeerSegment {
 
     /// Inode number of the segment's memfd.
     pub(crate) fn inode(&self) -> u64 {
-        self.inode
+        self.id.ino
+    }
+
+    /// Device and inode of the segment's memfd.
+    pub(crate) fn id(&self) -> SegmentId {
+        self.id
+    }
+
+    /// The pid its header names: the process that created it (validated nonzero at open).
+    pub(crate) fn creator_pid(&self) -> u32 {
+        self.creator_pid
     }
 
     /// The peer notifies with light barriers: before sleeping we must run the heavy one.
@@ -713,6 +737,8 @@ pub(crate) struct PoolShape<'a> {
 pub(crate) struct OwnedPool {
     fd: OwnedFd,
     map: Mapping,
+    /// Our entry in the registry of owned segments (a peer may not hand it back to us).
+    _owned: Owned,
     slots: usize,
     slot_bytes: usize,
 }
@@ -729,6 +755,10 @@ impl OwnedPool {
             (OFF_POOL_VERSION, u64::from(PROTOCOL_VERSION)),
             (OFF_POOL_SLOTS, slots as u64),
             (OFF_POOL_SLOT_BYTES, slot_bytes as u64),
+            (
+                OFF_POOL_PID,
+                u64::from(rustix::process::getpid().as_raw_nonzero().get() as u32),
+            ),
         ];
         for (off, v) in words {
             map.u64_at(off)
@@ -737,6 +767,7 @@ impl OwnedPool {
         }
         rustix::fs::fcntl_add_seals(&fd, REQUIRED_SEALS)?;
         Ok(OwnedPool {
+            _owned: Owned::register(fd.as_fd())?,
             fd,
             map,
             slots,
@@ -796,6 +827,10 @@ impl OwnedPool {
 /// The peer's loan pool, mapped read-only. Shared by the `Sample`s that view it.
 pub(crate) struct PeerPool {
     map: Mapping,
+    /// Device and inode of the pool's memfd.
+    id: SegmentId,
+    /// The pid in its header: the process that created it.
+    creator_pid: u32,
     slots: usize,
     slot_bytes: usize,
 }
@@ -810,17 +845,18 @@ impl PeerPool {
             )));
         }
         let expected = POOL_SLOTS_OFFSET as u64 + slots * slot_bytes;
-        let (map, _) = open_sealed(fd, expected)?;
+        let (map, id) = open_sealed(fd, expected)?;
         let read = |off| {
             map.u64_at(off)
                 .expect("header offsets are in bounds")
                 .load(Ordering::Acquire)
         };
-        let (magic, version, n, size) = (
+        let (magic, version, n, size, pid) = (
             read(OFF_POOL_MAGIC),
             read(OFF_POOL_VERSION),
             read(OFF_POOL_SLOTS),
             read(OFF_POOL_SLOT_BYTES),
+            read(OFF_POOL_PID),
         );
         if magic != POOL_MAGIC || version != u64::from(PROTOCOL_VERSION) {
             return Err(SegmentRefusal::BadHeader(format!(
@@ -832,11 +868,27 @@ impl PeerPool {
                 "loan pool header ({n} x {size} B) disagrees with the hello"
             )));
         }
+        let creator_pid = u32::try_from(pid)
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| SegmentRefusal::BadHeader(format!("loan pool pid {pid}")))?;
         Ok(PeerPool {
             map,
+            id,
+            creator_pid,
             slots: slots as usize,
             slot_bytes: slot_bytes as usize,
         })
+    }
+
+    /// Device and inode of the pool's memfd.
+    pub(crate) fn id(&self) -> SegmentId {
+        self.id
+    }
+
+    /// The pid its header names: the process that created it.
+    pub(crate) fn creator_pid(&self) -> u32 {
+        self.creator_pid
     }
 
     pub(crate) fn slots(&self) -> usize {

@@ -10,7 +10,7 @@ use super::hello::Role;
 use super::label::SegmentRole;
 use super::loan::{Borrower, BroadcastBorrower, LentSlot, LoanRef, ShmSample};
 use super::rendezvous::{connect_side, Extras};
-use super::ring::{Corruption, RING_CAPACITY_MIN_BYTES};
+use super::ring::RING_CAPACITY_MIN_BYTES;
 use super::segment::word;
 use super::segment::{Counter, OwnedSegment, PeerSegment, ReleaseBoard};
 use super::wait::{self, Outcome, SharedFutex, Turn, FUTEX_SLEEP_MAX};
@@ -57,30 +57,51 @@ impl ShmSubscriber {
         opts: &ShmConfig,
         bell: Option<&super::doorbell::Doorbell>,
     ) -> Result<Self> {
-        let mut start: Option<std::result::Result<Snapshot, Corruption>> = None;
         let (peer, mine) = connect_side(
             &endpoint,
             name,
             &opts.peers,
             (Role::Subscriber, Role::Publisher),
             Extras { bell, pool: None },
-            |publisher| {
-                // Start at the next message: the publisher's current write position, which we
-                // publish as consumed before it even knows us (so `Block` waits for us).
-                let snapshot = publisher.cursor().snapshot(publisher.capacity_bytes());
-                let pos = snapshot.as_ref().map_or(0, |s| s.write_pos);
-                start = Some(snapshot);
-                let mine = OwnedSegment::create_for(
+            |_| {
+                OwnedSegment::create_for(
                     RING_CAPACITY_MIN_BYTES,
                     SegmentRole::Subscriber,
                     &endpoint,
-                )?;
-                mine.word64(word::CONSUMED).store(pos, Ordering::Release);
-                Ok(mine)
+                )
+                .map_err(Into::into)
             },
+            opts.handshake_timeout,
         )?;
-        let start = match start.expect("set by the handshake") {
-            Ok(s) => s,
+        // Start where the publisher's acknowledgement says: its write position then, which it
+        // protects until it has taken us in, then through our start. Checked against its
+        // cursor now (a hostile publisher could name anything).
+        let now = peer
+            .segment
+            .cursor()
+            .snapshot(peer.segment.capacity_bytes());
+        let start = match now {
+            Ok(now)
+                if peer.start.pos <= now.write_pos
+                    && peer.start.seq <= now.write_seq
+                    && now.write_seq - peer.start.seq <= now.write_pos - peer.start.pos =>
+            {
+                Snapshot {
+                    write_pos: peer.start.pos,
+                    write_seq: peer.start.seq,
+                    ..now
+                }
+            }
+            Ok(now) => {
+                return Err(Error::Corrupt {
+                    endpoint,
+                    pid: peer.pid,
+                    what: format!(
+                        "the publisher said we start at {:?}, beyond its cursor {now:?}",
+                        peer.start
+                    ),
+                })
+            }
             Err(c) => {
                 return Err(Error::Corrupt {
                     endpoint,
@@ -89,6 +110,9 @@ impl ShmSubscriber {
                 })
             }
         };
+        // Release: pairs with the publisher's Acquire load of our position.
+        mine.word64(word::CONSUMED)
+            .store(start.write_pos, Ordering::Release);
         let sleep_cap = if peer.segment.light_notify() && !crate::sys::heavy_barrier() {
             Duration::from_millis(1)
         } else {

@@ -94,58 +94,6 @@ pub fn pair<T: Send + 'static>(
     (listener, conn, t)
 }
 
-/// Runs `f` and returns its result with the `tracing` events this thread emitted meanwhile,
-/// one line each (`LEVEL field=value...`). One global subscriber (set on first use) routes
-/// events to the capturing thread: a scoped subscriber would race with the interest cache
-/// of callsites that other tests' threads hit first.
-pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
-    use std::cell::RefCell;
-    use std::sync::Once;
-    use tracing::field::{Field, Visit};
-    use tracing::span::{Attributes, Id, Record};
-    use tracing::{Event, Metadata, Subscriber};
-
-    thread_local! {
-        static CAPTURED: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
-    }
-    struct Lines;
-    struct Line(String);
-    impl Visit for Line {
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            self.0 += &format!(" {}={value:?}", field.name());
-        }
-    }
-    impl Subscriber for Lines {
-        fn enabled(&self, _: &Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &Attributes<'_>) -> Id {
-            Id::from_u64(1)
-        }
-        fn record(&self, _: &Id, _: &Record<'_>) {}
-        fn record_follows_from(&self, _: &Id, _: &Id) {}
-        fn event(&self, event: &Event<'_>) {
-            CAPTURED.with(|c| {
-                if let Some(lines) = c.borrow_mut().as_mut() {
-                    let mut line = Line(event.metadata().level().to_string());
-                    event.record(&mut line);
-                    lines.push(line.0);
-                }
-            });
-        }
-        fn enter(&self, _: &Id) {}
-        fn exit(&self, _: &Id) {}
-    }
-    static GLOBAL: Once = Once::new();
-    GLOBAL.call_once(|| {
-        tracing::subscriber::set_global_default(Lines).expect("no other global subscriber");
-    });
-    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
-    let r = f();
-    let lines = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
-    (r, lines)
-}
-
 /// A ZMTP 3.`minor` greeting for the NULL mechanism, as server 0: signature
 /// `FF 00*8 7F`, version `03 minor`, mechanism `"NULL"` padded to 20 bytes, as-server 0,
 /// 31 bytes of filler.

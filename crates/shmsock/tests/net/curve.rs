@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use shmsock::{Conn, CurveKeyPair, Error, Listener, Options, Publisher, Subscriber};
 
-use crate::common::{bind_endpoint, capture_logs, payload, SCHEMES, SIZES, STEP_TIMEOUT};
+use shmsock_testkit::logs::capture_logs;
+
+use crate::common::{bind_endpoint, payload, SCHEMES, SIZES, STEP_TIMEOUT};
 
 struct Keys {
     server: CurveKeyPair,

@@ -27,7 +27,9 @@ use std::time::Duration;
 use shmsock::{Conn, CurveKeyPair, CurvePublicKey, CurveSecretKey, Error, Listener, Options};
 use shmsock_testkit::process::{assert_success, pyzmq_curve_available};
 
-use crate::common::{bind_endpoint, capture_logs, Scheme, SCHEMES, STEP_TIMEOUT};
+use shmsock_testkit::logs::capture_logs;
+
+use crate::common::{bind_endpoint, Scheme, SCHEMES, STEP_TIMEOUT};
 use crate::pubsub_pyzmq::{our_publisher_to_a_pyzmq_sub, pyzmq_pub_to_our_subscriber};
 use crate::pyzmq::{exchange, PyPeer};
 

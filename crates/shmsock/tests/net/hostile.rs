@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Listener, HANDSHAKE_TIMEOUT};
 
-use crate::common::{capture_logs, greeting, ready, STEP_TIMEOUT};
+use shmsock_testkit::logs::capture_logs;
+
+use crate::common::{greeting, ready, STEP_TIMEOUT};
 
 /// Connects a raw socket to `l` and completes the handshake as socket type `ty`; returns
 /// the raw socket and the accepted result.

@@ -32,7 +32,7 @@ use crate::roles::{
     is_handshake_casualty, strategy_name, EXIT_BAD_MESSAGE, MAX_LEN_ENV, PACE_ENV, RING_ENV,
     SEED_ENV, START_AT_ENV, STEP_ENV, STRATEGY_ENV,
 };
-use shmsock_testkit::harness::{self, Peer, PEER_DEATH_BOUND, STEP_TIMEOUT};
+use shmsock_testkit::harness::{self, Peer, Verdict, PEER_DEATH_BOUND, STEP_TIMEOUT};
 use shmsock_testkit::message::{self, SplitMix64};
 
 /// Kill points per cell in CI (8 cells: 320 points).
@@ -359,30 +359,25 @@ impl Matrix {
             );
             let kill_at = start_at + micros(&mut self.rng, 3000);
             std::thread::scope(|s| {
-                let accepting = s.spawn(|| {
-                    let r = listener.accept_timeout(Duration::from_millis(700));
-                    (r, Instant::now())
-                });
+                let accepting =
+                    s.spawn(|| harness::verdict_within(listener, Duration::from_millis(700)));
                 sleep_until_epoch(kill_at);
                 let killed = peer.kill();
-                let (accepted, returned) = accepting.join().expect("the accepting thread");
+                let (verdict, returned) = accepting.join().expect("the accepting thread");
                 expect_killed(&mut peer);
-                handshake_outcome(accepted, returned, killed, "connector")
+                accept_outcome(verdict, returned, killed, "connector")
             })
         } else {
             // A raw connector killed right after step 0..=3 of the protocol.
             let step = (i / 2) % 4;
             let mut peer = Peer::spawn("raw_connector", ep, &[(STEP_ENV, &step.to_string())]);
             std::thread::scope(|s| {
-                let accepting = s.spawn(|| {
-                    let r = listener.accept_timeout(STEP_TIMEOUT);
-                    (r, Instant::now())
-                });
+                let accepting = s.spawn(|| harness::verdict_within(listener, STEP_TIMEOUT));
                 assert_eq!(peer.expect("step"), step.to_string());
                 let killed = peer.kill();
-                let (accepted, returned) = accepting.join().expect("the accepting thread");
+                let (verdict, returned) = accepting.join().expect("the accepting thread");
                 expect_killed(&mut peer);
-                let mut o = handshake_outcome(accepted, returned, killed, "raw connector");
+                let mut o = accept_outcome(verdict, returned, killed, "raw connector");
                 assert!(o.latency.is_some(), "raw connector step {step}: no outcome");
                 o.class = ["raw step 0", "raw step 1", "raw step 2", "raw step 3"][step];
                 o
@@ -439,6 +434,30 @@ fn sleep_until_epoch(t: Duration) {
 }
 
 /// Classifies what `accept`/`connect` returned when its peer was killed mid-handshake.
+/// What a listener made of a connector killed around its handshake: dropped (logged, and
+/// `accept` went on), accepted (then the connection reports the death), or nothing (it
+/// was killed before it connected).
+fn accept_outcome(verdict: Verdict, seen: Instant, killed: Instant, who: &str) -> Outcome {
+    match verdict {
+        Verdict::Nothing => Outcome {
+            latency: None,
+            class: "before",
+        },
+        Verdict::Dropped(line) => {
+            assert!(
+                line.contains("peer_pid="),
+                "{who} killed mid-handshake: the warning names its pid: {line}"
+            );
+            Outcome {
+                latency: Some(seen.saturating_duration_since(killed)),
+                class: "during",
+            }
+        }
+        Verdict::Accepted(conn) => handshake_outcome(Ok(conn), seen, killed, who),
+        Verdict::Failed(e) => panic!("{who} killed mid-handshake made accept fail: {e:?}"),
+    }
+}
+
 fn handshake_outcome(
     r: shmsock::Result<Conn>,
     returned: Instant,

@@ -9,13 +9,15 @@
 //!                 | flags u32 @36 (1 doorbell, 2 pool) | pool slots u32 @40
 //!                 | pool slot bytes u64 @48;  fds: segment, then doorbell, then pool
 //!  pool:          magic "SHMPOOL1" u64 @0 | version u64 @8 | slots u64 @16
-//!                 | slot bytes u64 @24 ... slots from 4096, each `slot bytes` long
+//!                 | slot bytes u64 @24 | creator pid u64 @32 ... slots from 4096, each
+//!                 `slot bytes` long
 //!  loan frame:    tag u64 | len 24 u32 | kind 2 u32 | slot u32 | 0 u32 | generation u64
 //!                 | length u64   (48 bytes in the ring)
 //!  borrower:      RELEASED u64 per slot @1024 of its segment; a subscriber also keeps
 //!                 TAKEN u64 per slot @4096
 //! ```
 
+use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -100,8 +102,10 @@ impl PoolSpec {
         let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
             .expect("memfd_create");
         rustix::fs::ftruncate(&fd, self.size).expect("ftruncate");
-        if self.size >= 32 {
-            let header = [self.magic, self.version, self.slots, self.slot_bytes];
+        if self.size >= 40 {
+            // The creator's pid: ours (the hand-made peer runs in this process).
+            let pid = u64::from(std::process::id());
+            let header = [self.magic, self.version, self.slots, self.slot_bytes, pid];
             for (i, w) in header.iter().enumerate() {
                 rustix::io::pwrite(&fd, &w.to_le_bytes(), 8 * i as u64).expect("pwrite header");
             }
@@ -263,14 +267,16 @@ pub fn connect_by_hand(path: &Path, bytes: Vec<u8>, fds: Vec<OwnedFd>) -> JoinHa
 /// [`connect_by_hand`] on this thread (for listeners that accept on their own thread).
 pub fn connect_now(path: &Path, bytes: &[u8], fds: Vec<OwnedFd>) -> ByHand {
     let sock = UnixStream::connect(path).expect("connecting by hand");
-    let (_, their_fds) = rawpeer::read_hello(&sock).expect("the listener's hello");
+    let (theirs, their_fds) = rawpeer::read_hello(&sock).expect("the listener's hello");
     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
     let sent = rawpeer::send_with_fds(&sock, bytes, &borrowed).is_ok();
     drop(borrowed);
     drop(fds);
-    let mut reply = [0u8; 1];
+    // The whole acknowledgement (a publisher's says where we start), so that only what the
+    // listener sends later is left to read.
+    let mut reply = vec![0u8; ack_for(&theirs).len()];
     sock.set_read_timeout(Some(STEP_TIMEOUT)).expect("timeout");
-    let accepted = sent && matches!(rustix::io::read(&sock, &mut reply), Ok(1) if reply[0] == ACK);
+    let accepted = sent && (&sock).read_exact(&mut reply).is_ok() && reply[0] == ACK;
     ByHand {
         sock,
         fds: their_fds,
@@ -297,6 +303,16 @@ pub fn against_by_hand<T>(
     (ours, peer)
 }
 
+/// The acknowledgement a listener sends after the hello `ours`: a publisher's (role 1 at
+/// offset 32) also says where the subscriber starts (position and sequence, here 0 and 0).
+pub fn ack_for(ours: &[u8]) -> Vec<u8> {
+    let mut ack = vec![ACK];
+    if ours.get(32..36) == Some(&1u32.to_le_bytes()[..]) {
+        ack.extend([0u8; 16]);
+    }
+    ack
+}
+
 /// A fake listener (or publisher) at `endpoint`'s socket, on another thread: accepts one
 /// connector, sends `bytes` with `fds`, reads the connector's hello and answers with the
 /// ACK if `ack`. `accepted` says whether the connector sent its hello.
@@ -318,7 +334,7 @@ fn listen_by_hand(
         let (hello, their_fds) = rawpeer::read_hello(&sock).unwrap_or_default();
         let accepted = hello.len() == rawpeer::HELLO_BYTES;
         if accepted && ack {
-            rustix::io::write(&sock, &[ACK]).expect("our ACK");
+            rustix::io::write(&sock, &ack_for(&bytes)).expect("our ACK");
         }
         ByHand {
             sock,
