@@ -52,6 +52,7 @@ mod hostile_publisher;
 mod lint;
 mod lying_borrowers;
 mod pool_doorbell;
+mod setup_attacks;
 mod soak;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

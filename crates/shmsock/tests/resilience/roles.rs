@@ -81,6 +81,8 @@ pub fn run(role: &str, ep: &str) {
         "fsize" => crate::exhaustion::fsize_child(ep),
         "address_space" => crate::exhaustion::address_space_child(ep),
         "soak_writer" => crate::soak::writer_child(ep),
+        "staller" => crate::setup_attacks::staller_child(ep),
+        "spoofer" => crate::setup_attacks::spoofer_child(ep),
         other => panic!("unknown role {other:?}"),
     }
 }
