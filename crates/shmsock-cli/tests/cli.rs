@@ -41,6 +41,43 @@ fn lines_sent_on_stdin_arrive_on_stdout_and_recv_exits_zero() {
     assert_printed(&recv.output(), b"hello\n\nworld with spaces\n");
 }
 
+/// Connections to `recv`'s name that never complete a handshake (silent ones and one
+/// that sends half a hello) neither end `shmsock recv` nor delay an honest sender: the
+/// listener runs handshakes side by side and drops the bad ones at their deadline.
+#[test]
+fn silent_connectors_neither_end_recv_nor_delay_an_honest_sender() {
+    let endpoint = "shm://cli-silent";
+    let recv = spawn_recv(endpoint, &[]);
+    let dir = shmsock::test_support::runtime_dir("shmsock-cli-");
+    let socket = dir.join("cli-silent.sock");
+    let started = std::time::Instant::now();
+    let mut attackers = Vec::new();
+    while attackers.len() < 3 {
+        match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(s) => attackers.push(s),
+            Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("recv never bound {}: {e}", socket.display()),
+        }
+    }
+    attackers[0].write_all(b"SHMSOCKH").expect("half a hello");
+    let t = std::time::Instant::now();
+    let (send, mut stdin) = spawn_send(endpoint);
+    stdin.write_all(b"honest\n").expect("write");
+    drop(stdin);
+    assert_success(&send.output());
+    let out = recv.output();
+    let took = t.elapsed();
+    assert_printed(&out, b"honest\n");
+    // Well within the 5 s handshake deadline the attackers would have cost in turn.
+    assert!(
+        took < Duration::from_secs(3),
+        "the honest sender took {took:?}"
+    );
+    drop(attackers);
+}
+
 #[test]
 fn synthetic_messages_are_counted() {
     let recv = spawn_recv("shm://cli-count", &["--quiet", "--count", "1000"]);
