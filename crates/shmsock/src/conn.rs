@@ -84,20 +84,19 @@ impl Listener {
 
     /// Waits for a peer and completes the handshake with it.
     ///
-    /// Over `shm://`, a peer that fails the handshake (wrong uid: [`Error::PermissionDenied`];
-    /// bad hello or segment: [`Error::Handshake`]) is dropped and its error returned; the
-    /// listener stays usable, so servers typically log the error and call `accept` again.
-    /// Over `tcp://` and `unix://` the listener runs many handshakes at once (each with its
-    /// own [`HANDSHAKE_TIMEOUT`](crate::HANDSHAKE_TIMEOUT) for the whole exchange), and a
-    /// peer that fails one (not ZMTP, not a ZeroMQ PAIR socket, too slow, wrong uid) is
-    /// logged as a `tracing` warning and dropped, never returned: `accept` returns the next
-    /// peer that completes its handshake.
+    /// On every transport the listener runs many handshakes at once, each with one deadline
+    /// for the whole exchange ([`Options::handshake_timeout`](crate::Options::handshake_timeout),
+    /// 5 s by default), and a peer that fails one (wrong uid, a bad hello or segment, not
+    /// ZMTP or not a ZeroMQ PAIR socket, too slow) is logged as a `tracing` warning (with its
+    /// pid where known) and dropped, never returned: `accept` returns the next peer that
+    /// completes its handshake, so one bad peer cannot delay or stop a server. An error
+    /// is the listening socket's own (out of file descriptors, for instance).
     pub fn accept(&self) -> Result<Conn> {
         self.accept_inner(None)
     }
 
     /// Like [`Listener::accept`], but returns [`Error::TimedOut`] if no peer connects within
-    /// `timeout`. (A peer that connects in time gets the full handshake timeout.)
+    /// `timeout`. Handshakes under way when it returns go on at the next call.
     pub fn accept_timeout(&self, timeout: Duration) -> Result<Conn> {
         self.accept_inner(Some(timeout))
     }

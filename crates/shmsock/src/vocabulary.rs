@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 #[cfg(not(loom))]
 use crate::error::{Error, Result};
 
-/// Longest time a connection handshake may take, each side (connect, hello exchange, ack).
+/// Longest time a whole connection handshake may take by default, each side (connect,
+/// hello exchange, ack): one deadline however the peer splits it. Set another with
+/// [`Options::handshake_timeout`](crate::Options::handshake_timeout).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long an `Adaptive` waiter spins before it sleeps, by default. Cross-CPU kernel
