@@ -90,6 +90,17 @@ fn dropped(endpoint: &str, pid: Option<i32>, error: &Error) {
     }
 }
 
+/// A handshake past its deadline, having received `what` of the hello.
+fn out_of_time(endpoint: &str, what: &str, timeout: Duration) -> Error {
+    Error::io(
+        format!("{endpoint}: handshake"),
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{what} within {timeout:?}"),
+        ),
+    )
+}
+
 impl<A: Admit> Handshakes<A> {
     /// No handshake under way yet; each gets `timeout` for the whole exchange.
     pub(crate) fn new(admit: A, timeout: Duration) -> Self {
@@ -125,13 +136,7 @@ impl<A: Admit> Handshakes<A> {
             let pid = greeting.pid();
             if !ready {
                 if now >= greeting.deadline() {
-                    let e = Error::io(
-                        format!("{endpoint}: handshake"),
-                        std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!("no complete hello within {:?}", self.timeout),
-                        ),
-                    );
+                    let e = out_of_time(endpoint, "no complete hello", self.timeout);
                     dropped(endpoint, Some(pid), &e);
                 } else {
                     self.pending.push_back((greeting, kept));
@@ -143,13 +148,7 @@ impl<A: Admit> Handshakes<A> {
                     self.pending.push_back((greeting, kept));
                 }
                 Ok(false) => {
-                    let e = Error::io(
-                        format!("{endpoint}: handshake"),
-                        std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!("only part of a hello within {:?}", self.timeout),
-                        ),
-                    );
+                    let e = out_of_time(endpoint, "only part of a hello", self.timeout);
                     dropped(endpoint, Some(pid), &e);
                 }
                 Ok(true) => {
