@@ -39,11 +39,21 @@
 //! Either the publisher sees the claim (and waits for the release), or the reader's
 //! re-check sees the eviction (and withdraws the claim: it releases the slot at once).
 //! `loom_broadcast_loan_is_never_reused_under_a_reader` checks it.
+//!
+//! **Counters.** Positions and sequences (the cursor's, a reader's) wrap honestly, as
+//! everywhere in `shm` (see [`serial`](super::serial)): a publisher may start them anywhere,
+//! e.g. just below 2^64, and the ring keeps working across the wrap. What a reader accepts
+//! of the cursor is a window: both positions frame aligned, at most one ring between them,
+//! at most one message per 16 bytes between the sequences. Its own position is then either
+//! inside `[oldest_pos, write_pos]` (nothing lost), or behind `oldest_pos` by less than 2^63
+//! (evicted: it lost `oldest_seq - seq` messages, at most one per 16 bytes it skips); any
+//! other cursor is a [`Corruption`].
 
 use super::ring::{
-    decode, frame_bytes, tag_for, write_frame, write_pad, Corruption, Header, RingRead, RingWrite,
-    LOAN_FRAME_BYTES,
+    decode, frame_bytes, tag_for, write_frame, write_pad, Corruption, Frame, Header, RingRead,
+    RingWrite, FRAME_HEADER_BYTES, LOAN_FRAME_BYTES,
 };
+use super::serial::{after, dist, within, HALF};
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::vocabulary::Overflow;
 
@@ -105,8 +115,9 @@ impl Cursor<'_> {
         self.version.store(v.wrapping_add(2), Ordering::Release);
     }
 
-    /// Reads a consistent snapshot and validates it (positions ordered, at most a ring
-    /// apart, sequences ordered).
+    /// Reads a consistent snapshot (each word once, under the seqlock) and validates it:
+    /// positions frame aligned and at most a ring apart, no more messages between the
+    /// sequences than fit between the positions (all modulo 2^64).
     pub(crate) fn snapshot(&self, capacity: u64) -> Result<Snapshot, Corruption> {
         let (mut torn, mut torn_since) = (0u32, None::<std::time::Instant>);
         loop {
@@ -137,10 +148,11 @@ impl Cursor<'_> {
             if self.version.load(Ordering::Relaxed) != v1 {
                 continue;
             }
-            if s.oldest_pos > s.write_pos
-                || s.write_pos - s.oldest_pos > capacity
-                || s.oldest_seq > s.write_seq
-                || s.write_seq - s.oldest_seq > s.write_pos - s.oldest_pos
+            let span = dist(s.oldest_pos, s.write_pos);
+            if s.oldest_pos % FRAME_HEADER_BYTES != 0
+                || s.write_pos % FRAME_HEADER_BYTES != 0
+                || span > capacity
+                || dist(s.oldest_seq, s.write_seq) > span / FRAME_HEADER_BYTES
             {
                 return Err(Corruption(format!(
                     "publisher cursor {s:?} is inconsistent"
@@ -184,6 +196,26 @@ impl Writer {
         }
     }
 
+    /// A writer of an empty ring whose next frame is at `pos` (frame aligned) with sequence
+    /// `seq`, as if that many bytes and messages had been written and evicted; publishes
+    /// that cursor. Tests start rings just below 2^64 with it.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn starting_at(capacity: u64, cursor: &Cursor<'_>, pos: u64, seq: u64) -> Self {
+        debug_assert_eq!(pos % FRAME_HEADER_BYTES, 0);
+        let at = Snapshot {
+            oldest_pos: pos,
+            oldest_seq: seq,
+            write_pos: pos,
+            write_seq: seq,
+        };
+        cursor.publish(at);
+        Writer {
+            capacity,
+            at,
+            last_frame_pos: pos,
+        }
+    }
+
     /// Ring position of the last frame written.
     pub(crate) fn last_frame_pos(&self) -> u64 {
         self.last_frame_pos
@@ -198,8 +230,11 @@ impl Writer {
     /// whose loan pool ran dry takes back slots nobody holds this way; subscribers that
     /// had not read those frames get `Lagged`), and publishes the cursor.
     pub(crate) fn evict_through<M: RingWrite>(&mut self, mem: &M, cursor: &Cursor<'_>, pos: u64) {
-        let limit = pos.saturating_add(1).min(self.at.write_pos);
-        if self.at.oldest_pos < limit {
+        let mut limit = pos.wrapping_add(1);
+        if after(limit, self.at.write_pos) {
+            limit = self.at.write_pos;
+        }
+        if after(limit, self.at.oldest_pos) {
             self.evict_below(mem, limit);
             cursor.publish(self.at);
         }
@@ -247,12 +282,14 @@ impl Writer {
         } else {
             frame_bytes(index, len)
         };
-        let end = self.at.write_pos + if pad { to_end } else { 0 } + frame + TAG_BYTES;
-        // Bytes below `end - capacity` are reused by this frame.
-        let reuse_below = end.saturating_sub(self.capacity);
-        if reuse_below > self.at.oldest_pos && policy == Overflow::Block {
+        let frame_pos = self.at.write_pos.wrapping_add(if pad { to_end } else { 0 });
+        let end = frame_pos.wrapping_add(frame + TAG_BYTES);
+        // Bytes below `end - capacity` are reused by this frame (none while the ring has
+        // not been filled once: then that lies behind the oldest frame).
+        let reuse_below = end.wrapping_sub(self.capacity);
+        if after(reuse_below, self.at.oldest_pos) && policy == Overflow::Block {
             if let Some(min) = min_consumed() {
-                if min < reuse_below {
+                if after(reuse_below, min) {
                     return Push::Blocked;
                 }
             }
@@ -261,10 +298,9 @@ impl Writer {
         // The cursor moves before the frame is written, so no reader is ever ahead of it
         // (a reader that follows tags could otherwise pass a stale cursor). A subscriber that
         // starts at the new write position polls the tag there: clear it first.
-        let frame_pos = self.at.write_pos + if pad { to_end } else { 0 };
         let next = Snapshot {
-            write_pos: frame_pos + frame,
-            write_seq: self.at.write_seq + 1,
+            write_pos: frame_pos.wrapping_add(frame),
+            write_seq: self.at.write_seq.wrapping_add(1),
             ..self.at
         };
         mem.clear_tag(next.write_pos & (self.capacity - 1));
@@ -283,17 +319,18 @@ impl Writer {
     /// our own ring.
     fn evict_below<M: RingWrite>(&mut self, mem: &M, limit: u64) {
         let mut evicted = false;
-        while self.at.oldest_pos < limit {
+        while after(limit, self.at.oldest_pos) {
             let index = self.at.oldest_pos & (self.capacity - 1);
             let meta = mem.load_meta(index).expect("our own ring is in bounds");
             let header =
                 decode(self.at.oldest_pos, self.capacity, meta).expect("we wrote this header");
             mem.clear_tag(index);
             match header {
-                Header::Pad { skip } => self.at.oldest_pos += skip,
+                Header::Pad { skip } => self.at.oldest_pos = self.at.oldest_pos.wrapping_add(skip),
                 Header::Data(frame) | Header::Loan(frame) => {
-                    self.at.oldest_pos += frame_bytes(frame.index, frame.len as u64);
-                    self.at.oldest_seq += 1;
+                    let bytes = frame_bytes(frame.index, frame.len as u64);
+                    self.at.oldest_pos = self.at.oldest_pos.wrapping_add(bytes);
+                    self.at.oldest_seq = self.at.oldest_seq.wrapping_add(1);
                 }
             }
             evicted = true;
@@ -440,15 +477,14 @@ impl Reader {
                     // A whole copy: claim, then look again (the claim's fence orders them).
                     let claim = claims.claim(&payload)?;
                     if mem.load_tag(index)? == tag {
-                        self.pos += frame_bytes(frame.index, frame.len as u64);
-                        self.seq += 1;
+                        self.consume(frame);
                         return Ok(Read::Loan(claim));
                     }
                     claims.withdraw(claim);
                 }
                 Header::Pad { skip } => {
                     if self.still_valid(mem, index, tag)? {
-                        self.pos += skip;
+                        self.pos = self.pos.wrapping_add(skip);
                     }
                 }
                 Header::Data(frame) if frame.len > out.len() => {
@@ -459,14 +495,21 @@ impl Reader {
                 Header::Data(frame) => {
                     mem.read_payload(frame.payload_at, &mut out[..frame.len])?;
                     if self.still_valid(mem, index, tag)? {
-                        self.pos += frame_bytes(frame.index, frame.len as u64);
-                        self.seq += 1;
+                        self.consume(frame);
                         return Ok(Read::Message(frame.len));
                     }
                 }
             }
             // The frame was overwritten while we read it: the next loop finds the lap.
         }
+    }
+
+    /// Moves past the message `frame` (read whole): one more sequence number.
+    fn consume(&mut self, frame: Frame) {
+        self.pos = self
+            .pos
+            .wrapping_add(frame_bytes(frame.index, frame.len as u64));
+        self.seq = self.seq.wrapping_add(1);
     }
 
     /// True if the frame's tag still holds after what we read of it.
@@ -477,11 +520,14 @@ impl Reader {
     }
 
     /// If the publisher evicted our position, jumps to its oldest frame and returns how
-    /// many messages we lost (0 if what it evicted under us was only padding).
+    /// many messages we lost (0 if what it evicted under us was only padding). The cursor
+    /// is read once (one snapshot) and every decision is taken on that copy.
     fn resync(&mut self, cursor: &Cursor<'_>) -> Result<Option<u64>, Corruption> {
         let s = cursor.snapshot(self.capacity)?;
-        if s.oldest_pos <= self.pos {
-            if self.pos > s.write_pos {
+        // How far the oldest frame is past us; 0 or "negative" (2^63 or more): not evicted.
+        let skipped = dist(self.pos, s.oldest_pos);
+        if skipped == 0 || skipped >= HALF {
+            if !within(self.pos, s.oldest_pos, s.write_pos) {
                 return Err(Corruption(format!(
                     "our position {} is beyond the publisher's write position {}",
                     self.pos, s.write_pos
@@ -489,24 +535,32 @@ impl Reader {
             }
             return Ok(None);
         }
-        if s.oldest_seq < self.seq {
+        if after(self.seq, s.oldest_seq) {
             return Err(Corruption(format!(
                 "publisher's oldest sequence {} went back below ours {}",
                 s.oldest_seq, self.seq
             )));
         }
-        let lost = s.oldest_seq - self.seq;
+        // Each message lost took at least a frame header of the bytes skipped.
+        let lost = dist(self.seq, s.oldest_seq);
+        if lost > skipped / FRAME_HEADER_BYTES {
+            return Err(Corruption(format!(
+                "publisher's oldest sequence {} claims {lost} messages lost since ours {}, \
+                 more than fit the {skipped} bytes it evicted",
+                s.oldest_seq, self.seq
+            )));
+        }
+        // Forward only, so `published` stays at or before `pos`.
         self.pos = s.oldest_pos;
         self.seq = s.oldest_seq;
-        self.published = self.published.min(self.pos);
         Ok(Some(lost))
     }
 
     /// `Some(pos)` when our consumed position should be published (a quarter ring since the
     /// last time, or always when `idle`).
     pub(crate) fn publication_due(&mut self, idle: bool) -> Option<u64> {
-        let due =
-            self.pos - self.published >= self.capacity / 4 || (idle && self.pos != self.published);
+        let due = dist(self.published, self.pos) >= self.capacity / 4
+            || (idle && self.pos != self.published);
         due.then(|| {
             self.published = self.pos;
             self.pos

@@ -18,12 +18,24 @@
 //! release word that names a generation never lent is corruption; a stale one (older
 //! generation) just means "still lent". When the connection ends the pool goes with it, so
 //! slots lent to a dead peer come back with the memory.
+//!
+//! **Generations** wrap honestly, like ring positions (see [`serial`](super::serial)): the
+//! lender counts them modulo 2^64 and skips 0, which every release and taken word holds
+//! before its slot is first lent and so means "none". "Newer" is [`after`]. The lender
+//! knows every generation it issued, from its first one to its last: a release or taken
+//! word outside that window (other than 0) names a generation never lent and is a
+//! [`Corruption`]. A borrower only knows the last generation of each slot it accepted: the
+//! next one of that slot must be newer (less than 2^63 ahead).
 
 use std::sync::Arc;
 
 use super::broadcast::Claims;
 use super::ring::{Corruption, LOAN_FRAME_BYTES};
 use super::segment::{OwnedPool, PeerPool, PeerSegment, ReleaseBoard};
+use super::serial::{after, within};
+
+/// What a release or taken word holds before its slot was ever lent: no generation.
+const NO_GENERATION: u64 = 0;
 
 /// Longest nap of a lender waiting for a slot to come back (releases wake nobody).
 pub(crate) const LOAN_RECLAIM_NAP: std::time::Duration = std::time::Duration::from_micros(50);
@@ -162,6 +174,17 @@ pub(crate) struct Lent {
     pub(crate) generation: u64,
     /// Ring position of the loan frame (broadcast rings; 0 for a connection's ring).
     pub(crate) pos: u64,
+    /// The lender's first generation: a borrower's word naming one outside
+    /// `[first_generation, generation]` (other than 0) names a generation never lent.
+    pub(crate) first_generation: u64,
+}
+
+impl Lent {
+    /// Whether a borrower's release or taken word for this slot may name a generation we
+    /// lent of it (or none): anything else is a lie.
+    fn plausible(&self, word: u64) -> bool {
+        word == NO_GENERATION || within(word, self.first_generation, self.generation)
+    }
 }
 
 /// The lending side: our pool and the state of each slot (private memory).
@@ -170,17 +193,28 @@ pub(crate) struct Lender {
     slots: Vec<Slot>,
     /// Free slots, taken from the end.
     free: Vec<usize>,
+    /// The generation of the next loan (never 0, see the module docs).
     next_generation: u64,
+    /// The generation of our first loan: generations in use lie from it to the last one.
+    first_generation: u64,
 }
 
 impl Lender {
     pub(crate) fn new(pool: OwnedPool) -> Self {
+        Self::from_generation(pool, 1)
+    }
+
+    /// A lender whose first loan has generation `first` (not 0): tests start just below
+    /// 2^64 to lend across the wrap.
+    pub(crate) fn from_generation(pool: OwnedPool, first: u64) -> Self {
+        debug_assert_ne!(first, NO_GENERATION);
         let n = pool.slots();
         Lender {
             pool,
             slots: vec![Slot::Free; n],
             free: (0..n).rev().collect(),
-            next_generation: 1,
+            next_generation: first,
+            first_generation: first,
         }
     }
 
@@ -202,6 +236,7 @@ impl Lender {
                 slot: i,
                 generation,
                 pos,
+                first_generation: self.first_generation,
             })? {
                 *slot = Slot::Free;
                 self.free.push(i);
@@ -227,11 +262,17 @@ impl Lender {
                     slot,
                     generation,
                     pos,
+                    first_generation: self.first_generation,
                 }),
                 _ => None,
             })
             .collect();
-        lent.sort_by_key(|l| l.pos);
+        // Positions wrap (see `serial`): order by signed distance from any one of them,
+        // which is the ring order while they lie within 2^63 bytes of each other (they lie
+        // within what subscribers still hold).
+        if let Some(base) = lent.first().map(|l| l.pos) {
+            lent.sort_by_key(|l| l.pos.wrapping_sub(base) as i64);
+        }
         lent
     }
 
@@ -259,7 +300,10 @@ impl Lender {
         let slot = self.free.pop()?;
         self.slots[slot] = Slot::Filling;
         let generation = self.next_generation;
-        self.next_generation += 1;
+        self.next_generation = match generation.wrapping_add(1) {
+            NO_GENERATION => 1,
+            next => next,
+        };
         Some(LoanRef {
             slot,
             generation,
@@ -307,11 +351,11 @@ impl Lender {
     }
 }
 
-/// Whether the one borrower of a connection released `lent`: its release word names that
-/// generation (an older one: still lent; a newer one was never lent: corruption).
+/// Whether the one borrower of a connection released `lent`: its release word (read once)
+/// names that generation (an older one: still lent; one never lent: corruption).
 pub(crate) fn released_by(peer: &PeerSegment, lent: Lent) -> Result<bool, Corruption> {
     let released = peer.released(lent.slot);
-    if released > lent.generation {
+    if !lent.plausible(released) {
         return Err(Corruption(format!(
             "the peer released generation {released} of slot {}, which was lent as generation {}",
             lent.slot, lent.generation
@@ -325,6 +369,7 @@ pub(crate) fn released_by(peer: &PeerSegment, lent: Lent) -> Result<bool, Corrup
 pub(crate) struct Borrower {
     pub(crate) pool: Arc<PeerPool>,
     pub(crate) board: Arc<ReleaseBoard>,
+    /// Per slot, the last generation we accepted ([`NO_GENERATION`]: none yet).
     last: Vec<u64>,
 }
 
@@ -334,13 +379,14 @@ impl Borrower {
         Borrower {
             pool: Arc::new(pool),
             board: Arc::new(board),
-            last: vec![0; n],
+            last: vec![NO_GENERATION; n],
         }
     }
 
     /// Validates the payload of a loan frame without accepting it: the slot exists, the
-    /// length fits it, the generation is newer than the slot's last one, and we released
-    /// that one (a correct lender never reuses a slot we still hold).
+    /// length fits it, the generation is newer than the slot's last one (modulo 2^64, see
+    /// the module docs; any but 0 if the slot was never lent to us), and we released that
+    /// one (a correct lender never reuses a slot we still hold).
     pub(crate) fn check(&self, payload: &[u8; LOAN_FRAME_BYTES]) -> Result<LoanRef, Corruption> {
         let (slot, generation, len) = LoanRef::decode(payload);
         let slots = self.pool.slots();
@@ -357,7 +403,10 @@ impl Borrower {
             )));
         }
         let last = self.last[slot];
-        if generation <= last {
+        // 0 is never lent (it means "none"); the first loan of a slot may be any other.
+        let newer =
+            generation != NO_GENERATION && (last == NO_GENERATION || after(generation, last));
+        if !newer {
             return Err(Corruption(format!(
                 "loan of slot {slot} as generation {generation}, not newer than {last}"
             )));
@@ -419,10 +468,10 @@ pub(crate) fn holding(sub: &PeerSegment, lent: Lent) -> Result<Holding, Corrupti
         return Ok(Holding::Released);
     }
     let taken = sub.taken(lent.slot);
-    if released > lent.generation || taken > lent.generation {
+    if !lent.plausible(released) || !lent.plausible(taken) {
         return Err(Corruption(format!(
-            "subscriber words for slot {} (released {released}, taken {taken}) are beyond \
-             the generation lent, {}",
+            "subscriber words for slot {} (released {released}, taken {taken}) name a \
+             generation never lent: it was lent as generation {}",
             lent.slot, lent.generation
         )));
     }
@@ -435,8 +484,186 @@ pub(crate) fn holding(sub: &PeerSegment, lent: Lent) -> Result<Holding, Corrupti
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeSet, VecDeque};
+
+    use proptest::prelude::*;
+
     use super::*;
     use crate::shm::segment::OwnedSegment;
+
+    /// A lender whose first generation is `below` under 2^64, lending `slots` slots of 64
+    /// bytes to a borrower: (lender, borrower, the lender's view of the borrower's
+    /// segment, the borrower's segment).
+    fn lending_near_the_top(
+        below: u64,
+        slots: usize,
+    ) -> (Lender, Borrower, PeerSegment, OwnedSegment) {
+        let (pool, theirs, b) = borrower(slots, 64);
+        let peer = PeerSegment::open(theirs.fd().try_clone_to_owned().unwrap(), theirs.capacity())
+            .unwrap();
+        let lender = Lender::from_generation(pool, 0u64.wrapping_sub(below));
+        (lender, b, peer, theirs)
+    }
+
+    /// Lends one loan of 8 bytes filled with `byte` (the slot must be free); returns it.
+    fn lend(lender: &mut Lender, peer: &PeerSegment, byte: u8) -> LoanRef {
+        let loan = lender.take(8, peer).unwrap().expect("a free slot");
+        lender.bytes_mut(&loan).fill(byte);
+        lender.lent(&loan, 0);
+        loan
+    }
+
+    /// A value near `first`, near 2^64 or 0, or anything.
+    fn suspicious(first: u64) -> impl Strategy<Value = u64> {
+        prop_oneof![
+            any::<u64>(),
+            (0u64..300).prop_map(move |d| first.wrapping_add(d)),
+            (0u64..300).prop_map(move |d| first.wrapping_sub(d)),
+            (0u64..300).prop_map(|d| 0u64.wrapping_sub(d)),
+            0u64..300,
+        ]
+    }
+
+    proptest! {
+        /// An honest lender whose generations start just below 2^64 (and wrap, skipping 0)
+        /// and a borrower that holds up to a random number of loans: every loan is accepted
+        /// with its bytes intact, and every released slot comes back.
+        #[test]
+        fn loans_come_back_across_the_top_of_u64(
+            below in 1u64..64,
+            slots in 1usize..5,
+            holds in prop::collection::vec(0usize..4, 1..200),
+        ) {
+            let (mut lender, mut b, peer, _theirs) = lending_near_the_top(below, slots);
+            let first = 0u64.wrapping_sub(below);
+            let mut held = VecDeque::new();
+            for (k, hold) in holds.iter().enumerate() {
+                let loan = loop {
+                    if let Some(loan) = lender.take(8, &peer).unwrap() {
+                        break loan;
+                    }
+                    let oldest: LoanRef = held.pop_front().expect("a dry pool has loans held");
+                    b.board.release(oldest.slot, oldest.generation);
+                };
+                prop_assert_ne!(loan.generation, NO_GENERATION);
+                prop_assert_eq!(loan.generation, first.wrapping_add(k as u64) + u64::from(k as u64 >= below));
+                lender.bytes_mut(&loan).fill(k as u8);
+                lender.lent(&loan, 0);
+                let got = b.check(&loan.encode()).unwrap();
+                prop_assert_eq!(got, loan);
+                b.accept(&got);
+                let mut out = [0u8; 8];
+                b.pool.read(got.slot, 0, &mut out).unwrap();
+                prop_assert_eq!(out, [k as u8; 8]);
+                held.push_back(got);
+                while held.len() > *hold {
+                    let done = held.pop_front().unwrap();
+                    b.board.release(done.slot, done.generation);
+                }
+            }
+            prop_assert_eq!(lender.outstanding(&peer).unwrap(), held.len());
+            for done in held.drain(..) {
+                b.board.release(done.slot, done.generation);
+            }
+            prop_assert_eq!(lender.outstanding(&peer).unwrap(), 0);
+        }
+
+        /// A borrower's release word near the top of u64: a generation the lender issued
+        /// (or 0, "none") is believed (the slot is back if it is the one lent, still lent
+        /// otherwise); any other value is corruption. Never a panic.
+        #[test]
+        fn a_release_near_the_top_names_a_generation_lent_or_is_corruption(
+            below in 1u64..64,
+            lends in 1usize..130,
+            hostile in suspicious(0u64.wrapping_sub(64)),
+        ) {
+            let (mut lender, _b, peer, theirs) = lending_near_the_top(below, 2);
+            let board = ReleaseBoard::of(&theirs);
+            let mut issued = BTreeSet::new();
+            let mut last = None;
+            for k in 0..lends {
+                let loan = lend(&mut lender, &peer, k as u8);
+                issued.insert(loan.generation);
+                if let Some(prev) = last.replace(loan) {
+                    board.release(prev.slot, prev.generation);
+                }
+            }
+            let held = last.unwrap();
+            board.release(held.slot, hostile);
+            let got = lender.outstanding(&peer);
+            if hostile == NO_GENERATION || issued.contains(&hostile) {
+                let back = usize::from(hostile != held.generation);
+                prop_assert_eq!(got.unwrap(), back);
+            } else {
+                let err = got.unwrap_err().0;
+                prop_assert!(err.contains(&format!("released generation {hostile}")), "{}", err);
+            }
+        }
+
+        /// A subscriber's release and taken words near the top of u64, as the publisher
+        /// reads them (`holding`): generations the lender issued (or 0) are believed, any
+        /// other value is corruption. Never a panic.
+        #[test]
+        fn a_subscriber_naming_a_generation_never_lent_near_the_top_is_corruption(
+            below in 1u64..64,
+            lends in 1usize..130,
+            released in suspicious(0u64.wrapping_sub(64)),
+            taken in suspicious(0u64.wrapping_sub(64)),
+        ) {
+            let (mut lender, _b, peer, theirs) = lending_near_the_top(below, 1);
+            let board = ReleaseBoard::of(&theirs);
+            let mut issued = BTreeSet::new();
+            for k in 0..lends {
+                let loan = lend(&mut lender, &peer, k as u8);
+                issued.insert(loan.generation);
+                if k + 1 < lends {
+                    board.release(loan.slot, loan.generation);
+                }
+            }
+            let [lent] = lender.lent_slots()[..] else {
+                panic!("one slot lent");
+            };
+            board.release(lent.slot, released);
+            board.claim(lent.slot, taken);
+            let plausible = |w: u64| w == NO_GENERATION || issued.contains(&w);
+            let got = holding(&peer, lent);
+            if released == lent.generation {
+                prop_assert_eq!(got.unwrap(), Holding::Released);
+            } else if !plausible(released) || !plausible(taken) {
+                prop_assert!(got.unwrap_err().0.contains("never lent"));
+            } else if taken == lent.generation {
+                prop_assert_eq!(got.unwrap(), Holding::Holds);
+            } else {
+                prop_assert_eq!(got.unwrap(), Holding::NotTaken);
+            }
+        }
+    }
+
+    #[test]
+    fn a_borrower_takes_generations_across_the_top_of_u64_but_no_replay() {
+        let (_pool, _mine, mut b) = borrower(1, 64);
+        let mut accept = |generation: u64| -> Result<(), String> {
+            let loan = b.check(&frame(0, generation, 8)).map_err(|c| c.0)?;
+            b.accept(&loan);
+            b.board.release(0, generation);
+            Ok(())
+        };
+        // The first loan of a slot may have any generation but 0 ("none").
+        assert!(accept(0).unwrap_err().contains("not newer than 0"));
+        accept(u64::MAX - 1).unwrap();
+        accept(u64::MAX).unwrap();
+        // The wrap: a lender skips 0.
+        assert!(accept(0).unwrap_err().contains("not newer"));
+        accept(1).unwrap();
+        accept(2).unwrap();
+        // Replays and older generations, across the wrap too; and one 2^63 or more ahead
+        // (behind, modulo 2^64).
+        for stale in [2, 1, u64::MAX, u64::MAX - 1, 2 + (1 << 63), 3 + (1 << 63)] {
+            let err = accept(stale).unwrap_err();
+            assert!(err.contains("not newer than 2"), "{stale}: {err}");
+        }
+        accept(2 + (1 << 63) - 1).unwrap();
+    }
 
     fn borrower(slots: usize, slot_bytes: usize) -> (OwnedPool, OwnedSegment, Borrower) {
         let pool = OwnedPool::create(slots, slot_bytes).unwrap();

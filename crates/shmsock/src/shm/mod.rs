@@ -3,6 +3,7 @@
 
 pub(crate) mod broadcast;
 pub(crate) mod ring;
+pub(crate) mod serial;
 pub(crate) mod wait;
 
 #[cfg(all(test, loom))]

@@ -216,8 +216,8 @@ impl ShmConn {
         {
             Ok(Push::Done) => {
                 self.wake_peer(word::RX_SLEEPING, word::DATA_SEQ);
-                self.sent.0 += 1;
-                self.sent.1 += msg.len() as u64;
+                self.sent.0 = self.sent.0.wrapping_add(1);
+                self.sent.1 = self.sent.1.wrapping_add(msg.len() as u64);
                 self.flush_counters();
                 Ok(true)
             }
@@ -479,8 +479,9 @@ impl ShmConn {
         if let Some(pos) = self.rx.advance(frame) {
             self.publish_consumed(pos);
         }
-        self.received.0 += 1;
-        self.received.1 += frame.len as u64;
+        // Counts for `shmsock ls`: they wrap as the segment's counters do.
+        self.received.0 = self.received.0.wrapping_add(1);
+        self.received.1 = self.received.1.wrapping_add(frame.len as u64);
     }
 
     /// Copies our message counters into our segment (for `shmsock ls`): after every send

@@ -1,7 +1,7 @@
 //! SPSC ring of variable-length frames.
 //!
 //! ```text
-//!  ring (capacity C bytes, a power of two; positions are monotonic u64, index = pos & (C-1))
+//!  ring (capacity C bytes, a power of two; positions are u64 modulo 2^64, index = pos & (C-1))
 //!  ┌────────┬───────────────┬────────┬──────────┬────────┬────────────────────┐
 //!  │ header │ payload (pad  │ header │ payload  │ header │ padding to the end │
 //!  │ 16 B   │ to 16 B)      │        │          │ PAD    │ (no payload)       │
@@ -31,10 +31,18 @@
 //! producer caches that value and re-reads it only when the cache says the ring is full.
 //!
 //! Every value the consumer reads from the producer's memory (the `len|kind` word) and every
-//! consumed position the producer reads from the consumer are validated; an impossible value
-//! is a [`Corruption`], never an out-of-bounds access.
+//! consumed position the producer reads from the consumer are read once, then validated; an
+//! impossible value is a [`Corruption`], never an out-of-bounds access or a panic.
+//!
+//! Positions wrap honestly (see [`serial`](super::serial)): both sides add with
+//! `wrapping_add`, the producer's free space is `capacity - dist(consumed, pos)`, and a
+//! consumed position is valid if it lies in the window from the last one we saw to our write
+//! position. A ring whose positions start just below 2^64 works across the wrap
+//! (`ring/tests.rs` starts rings there).
 
 use std::fmt;
+
+use super::serial::{dist, within};
 
 /// Size of a frame header in bytes; also the frame alignment.
 pub(crate) const FRAME_HEADER_BYTES: u64 = 16;
@@ -170,11 +178,18 @@ pub(crate) enum Header {
     Loan(Frame),
 }
 
-/// Validates the `len | kind` word of the published frame at `pos`: the frame must lie
-/// inside the ring, before its end.
+/// Validates the `len | kind` word of the published frame at `pos`: the frame must start
+/// frame aligned and lie inside the ring, before its end.
 #[inline]
 pub(crate) fn decode(pos: u64, capacity: u64, meta: u64) -> Result<Header, Corruption> {
     let index = pos & (capacity - 1);
+    if index % FRAME_HEADER_BYTES != 0 {
+        // Only a position taken from a hostile broadcast cursor can be; the room left
+        // before the ring end would then be smaller than a header.
+        return Err(Corruption(format!(
+            "frame position {pos} is not a multiple of {FRAME_HEADER_BYTES}"
+        )));
+    }
     let (len, kind) = (meta & 0xffff_ffff, (meta >> 32) as u32);
     let room = capacity - index;
     match kind {
@@ -231,11 +246,18 @@ pub(crate) enum Push {
 
 impl Producer {
     pub(crate) fn new(capacity: u64) -> Self {
+        Self::starting_at(capacity, 0)
+    }
+
+    /// A producer of an empty ring whose next frame is at `pos` (frame aligned), as if
+    /// `pos` bytes had been written and consumed: tests start rings just below 2^64.
+    pub(crate) fn starting_at(capacity: u64, pos: u64) -> Self {
         debug_assert!(capacity.is_power_of_two() && capacity >= FRAME_HEADER_BYTES * 2);
+        debug_assert_eq!(pos % FRAME_HEADER_BYTES, 0);
         Producer {
             capacity,
-            pos: 0,
-            consumed: 0,
+            pos,
+            consumed: pos,
         }
     }
 
@@ -250,11 +272,12 @@ impl Producer {
         self.pos
     }
 
-    /// Validates a consumed position read from the consumer's memory: it may only move
-    /// forward and never past what we wrote.
+    /// Validates a consumed position read (once) from the consumer's memory: it may only
+    /// move forward and never past what we wrote (modulo 2^64: it lies in the window from
+    /// the last one we saw to our write position).
     fn refresh(&mut self, read: impl FnOnce() -> u64) -> Result<(), Corruption> {
         let seen = read();
-        if seen < self.consumed || seen > self.pos {
+        if !within(seen, self.consumed, self.pos) {
             return Err(Corruption(format!(
                 "consumed position {seen} is outside [{}, {}]",
                 self.consumed, self.pos
@@ -264,8 +287,10 @@ impl Producer {
         Ok(())
     }
 
+    /// Free bytes. `dist(consumed, pos) <= capacity`: we never write more than a ring
+    /// ahead of a consumed position, and `refresh` only moves it within what we wrote.
     fn free(&self) -> u64 {
-        self.capacity - (self.pos - self.consumed)
+        self.capacity - dist(self.consumed, self.pos)
     }
 
     /// Ensures `need` free bytes, re-reading the consumer's position only if the cache says full.
@@ -310,13 +335,14 @@ impl Producer {
                 return Ok(Push::Full);
             }
             write_pad(mem, self.pos, self.capacity);
-            self.pos += to_end;
+            self.pos = self.pos.wrapping_add(to_end);
             return self.try_push_kind(mem, read_consumed, msg, kind);
         }
         if !self.reserve(need + TAG_BYTES, &mut read_consumed)? {
             return Ok(Push::Full);
         }
-        self.pos += write_frame(mem, self.pos, self.capacity, msg, kind);
+        let written = write_frame(mem, self.pos, self.capacity, msg, kind);
+        self.pos = self.pos.wrapping_add(written);
         Ok(Push::Done)
     }
 }
@@ -344,10 +370,16 @@ pub(crate) struct Consumer {
 
 impl Consumer {
     pub(crate) fn new(capacity: u64) -> Self {
+        Self::starting_at(capacity, 0)
+    }
+
+    /// A consumer whose next frame is at `pos`, already published as consumed (pairs with
+    /// [`Producer::starting_at`]).
+    pub(crate) fn starting_at(capacity: u64, pos: u64) -> Self {
         Consumer {
             capacity,
-            pos: 0,
-            published: 0,
+            pos,
+            published: pos,
         }
     }
 
@@ -367,7 +399,7 @@ impl Consumer {
                 return Ok(None);
             }
             match decode(self.pos, self.capacity, mem.load_meta(index)?)? {
-                Header::Pad { skip } => self.pos += skip,
+                Header::Pad { skip } => self.pos = self.pos.wrapping_add(skip),
                 Header::Data(frame) | Header::Loan(frame) => return Ok(Some(frame)),
             }
         }
@@ -386,8 +418,10 @@ impl Consumer {
     /// Moves past `frame`. Returns `Some(pos)` when the consumed position should be
     /// published now (a quarter ring was consumed since the last publication).
     pub(crate) fn advance(&mut self, frame: Frame) -> Option<u64> {
-        self.pos += frame_bytes(frame.index, frame.len as u64);
-        (self.pos - self.published >= self.capacity / 4).then(|| self.mark_published())
+        self.pos = self
+            .pos
+            .wrapping_add(frame_bytes(frame.index, frame.len as u64));
+        (dist(self.published, self.pos) >= self.capacity / 4).then(|| self.mark_published())
     }
 
     /// Returns `Some(pos)` if consumed bytes have not been published yet (call when the

@@ -33,8 +33,19 @@
 //! [`label`](super::label)), so `shmsock ls` can find it among a process's fds (`crate::inspect`).
 //!
 //! Every hot word sits on its own cache line. The peer's memory is reached only through
-//! [`PeerSegment`], whose accessors check every offset against the mapping and read each
-//! value once; callers validate what they read (see `ring` and `Producer::refresh`).
+//! [`PeerSegment`], whose accessors check every offset against the mapping.
+//!
+//! **One fetch per decision.** The peer can change any word of its segment at any moment,
+//! so a value read twice may differ between the reads: a check on the first read and a use
+//! of the second would validate one number and act on another. Every accessor of
+//! [`PeerSegment`] that returns a value (`load64`, `released`, `taken`) performs exactly one
+//! load; the caller binds the result, validates it, and takes every decision on that copy,
+//! never calling the accessor again for the same decision (see `Producer::refresh`,
+//! `loan::holding`, `Cursor::snapshot`). The accessors that hand out the atomic itself
+//! (`word32`, `cursor`) exist for the futex wait (the kernel compares the word to the key
+//! taken before) and for the seqlock (whose version re-check is the point); other code
+//! loads those words once as well. Counters (positions, generations) read this way wrap
+//! modulo 2^64 and are compared by distance, see [`serial`](super::serial).
 //!
 //! # Safety
 //! This module holds the raw mappings. The invariants: a mapping lives as long as its
@@ -646,19 +657,23 @@ impl PeerSegment {
         self.capacity
     }
 
-    /// `Acquire` load of a 64-bit word at a layout constant.
+    /// `Acquire` load of a 64-bit word at a layout constant: **one fetch**. The peer may
+    /// change the word at any time: bind the result, validate it, and take the whole
+    /// decision on that value; never load the word again for the same decision.
     #[inline]
     pub(crate) fn load64(&self, word: word::Word64) -> u64 {
         self.word64(word).load(Ordering::Acquire)
     }
 
-    /// A 64-bit word at a layout constant (we only ever load it).
+    /// A 64-bit word at a layout constant (we only ever load it, once per decision: only
+    /// [`PeerSegment::load64`] calls this).
     #[inline]
     fn word64(&self, word: word::Word64) -> &AtomicU64 {
         self.map.word64(word.0)
     }
 
-    /// `Acquire` load of the peer's release word for slot `slot` of *our* pool.
+    /// `Acquire` load of the peer's release word for slot `slot` of *our* pool: one fetch
+    /// (bind, validate, decide on that value; see [`PeerSegment::load64`]).
     #[inline]
     pub(crate) fn released(&self, slot: usize) -> u64 {
         debug_assert!(slot < LOAN_SLOTS_MAX);
@@ -668,20 +683,27 @@ impl PeerSegment {
     }
 
     /// `Acquire` load of a subscriber's "taken" word for slot `slot` of *our* pool (see
-    /// [`OFF_TAKEN`]); `u64::MAX` ("held") if the segment is too small to have one.
+    /// [`OFF_TAKEN`]): one fetch, as [`PeerSegment::released`]. Every segment has the
+    /// words (the smallest ring holds [`LOAN_SLOTS_MAX`] of them, and `open` checked the
+    /// ring's size).
     #[inline]
     pub(crate) fn taken(&self, slot: usize) -> u64 {
+        debug_assert!(slot < LOAN_SLOTS_MAX);
         self.map
-            .u64_at(OFF_TAKEN + 8 * slot.min(LOAN_SLOTS_MAX - 1))
-            .map_or(u64::MAX, |w| w.load(Ordering::Acquire))
+            .word64(OFF_TAKEN + 8 * slot)
+            .load(Ordering::Acquire)
     }
 
-    /// The publisher's broadcast cursor (loads only; `Cursor::snapshot` validates it).
+    /// The publisher's broadcast cursor (loads only): read it only through
+    /// `Cursor::snapshot`, which loads each word once under the seqlock and validates the
+    /// copy.
     pub(crate) fn cursor(&self) -> Cursor<'_> {
         self.map.cursor()
     }
 
-    /// A 32-bit futex word at a layout constant (we only ever load or futex-wait on it).
+    /// A 32-bit futex word or sleep flag at a layout constant (we only ever load or
+    /// futex-wait on it). A decision on its value loads it once; a futex wait passes the
+    /// key taken earlier and lets the kernel compare.
     #[inline]
     pub(crate) fn word32(&self, word: word::Word32) -> &AtomicU32 {
         self.map.word32(word.0)
@@ -702,14 +724,17 @@ impl RingRead for PeerSegment {
     }
     #[inline]
     fn load_meta(&self, index: u64) -> Result<u64, Corruption> {
-        Ok(self.ring_word(index + 8)?.load(Ordering::Relaxed))
+        Ok(self
+            .ring_word(index.saturating_add(8))?
+            .load(Ordering::Relaxed))
     }
     #[inline]
     fn read_payload(&self, at: u64, out: &mut [u8]) -> Result<(), Corruption> {
-        let start = RING_OFFSET as u64 + at;
-        let in_ring = at + out.len() as u64 <= self.capacity;
+        let in_ring = at
+            .checked_add(out.len() as u64)
+            .is_some_and(|end| end <= self.capacity);
         let p = in_ring
-            .then(|| self.map.at(start as usize, out.len()))
+            .then(|| self.map.at(RING_OFFSET + at as usize, out.len()))
             .flatten()
             .ok_or_else(|| {
                 Corruption(format!(

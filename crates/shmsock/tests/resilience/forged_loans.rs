@@ -72,7 +72,7 @@ const fn wrong_length(
     }
 }
 
-const FORGERIES: [Forgery; 17] = [
+const FORGERIES: [Forgery; 18] = [
     forgery(
         "slot = slots",
         &[],
@@ -128,11 +128,22 @@ const FORGERIES: [Forgery; 17] = [
         (3, 9, 1),
         &["slot 3 lent again", "still hold generation 3"],
     ),
+    // Generations wrap (u64::MAX, then 1: an honest lender skips 0), so "newer" means less
+    // than 2^63 ahead modulo 2^64.
     forgery(
-        "generation u64::MAX, then any generation of that slot",
+        "generation u64::MAX, then 0",
         &[(0, u64::MAX, 5, false)],
-        (0, 1, 5),
-        &["not newer than 18446744073709551615"],
+        (0, 0, 5),
+        &["generation 0", "not newer than 18446744073709551615"],
+    ),
+    forgery(
+        "generation u64::MAX, then one 2^63 past it (behind it, modulo 2^64)",
+        &[(0, u64::MAX, 5, false)],
+        (0, 1 << 63, 5),
+        &[
+            "generation 9223372036854775808",
+            "not newer than 18446744073709551615",
+        ],
     ),
     wrong_length(
         "a loan frame of 0 bytes",
@@ -264,8 +275,9 @@ fn a_loan_frame_from_a_peer_without_a_pool_is_corrupt() {
 }
 
 /// The checks of `Borrower::check`, as a model: the verdict a receiver must give a loan
-/// frame `(slot, generation, len)`, given the last generation of each slot and which slots
-/// it holds. `None`: valid.
+/// frame `(slot, generation, len)`, given the last generation of each slot (0: none yet)
+/// and which slots it holds. `None`: valid. Generations count modulo 2^64 and are never 0:
+/// "newer" is less than 2^63 ahead.
 fn verdict(
     last: &[u64],
     held: &[bool],
@@ -279,7 +291,9 @@ fn verdict(
     if len > SLOT_BYTES {
         return Some("in a slot of 256");
     }
-    if generation <= last[slot as usize] {
+    let prior = last[slot as usize];
+    let ahead = generation.wrapping_sub(prior);
+    if generation == 0 || (prior != 0 && !(1..1 << 63).contains(&ahead)) {
         return Some("not newer than");
     }
     if held[slot as usize] {

@@ -9,6 +9,11 @@ use crate::shm::ring::heap::HeapRing;
 use crate::shm::ring::max_payload;
 use crate::sync::AtomicU64;
 
+/// A frame-aligned position `frames` frame headers below 2^64.
+fn below_top(frames: u64) -> u64 {
+    0u64.wrapping_sub(frames * FRAME_HEADER_BYTES)
+}
+
 struct Words([AtomicU64; 5]);
 
 impl Words {
@@ -17,6 +22,16 @@ impl Words {
     }
     fn cursor(&self) -> Cursor<'_> {
         Cursor::from_words(&self.0)
+    }
+
+    /// Stores a whole cursor under a consistent (even) version, as a hostile publisher may.
+    fn forge(&self, s: Snapshot) {
+        let version = self.0[0].load(Ordering::Relaxed);
+        self.0[0].store(version.wrapping_add(2) & !1, Ordering::Relaxed);
+        self.0[1].store(s.oldest_pos, Ordering::Relaxed);
+        self.0[2].store(s.oldest_seq, Ordering::Relaxed);
+        self.0[3].store(s.write_pos, Ordering::Relaxed);
+        self.0[4].store(s.write_seq, Ordering::Relaxed);
     }
 }
 
@@ -262,6 +277,61 @@ fn inconsistent_cursor_is_corruption() {
         .contains("never became consistent"));
 }
 
+/// Three readers of speeds `speeds` under DropOldest, with the writer's first frame at
+/// `pos` and sequence `seq`: each sees an in-order, intact subsequence, and delivered +
+/// lost = sent.
+fn readers_account_for_every_message(
+    pos: u64,
+    seq: u64,
+    sizes: &[usize],
+    speeds: &[u8],
+) -> Result<(), TestCaseError> {
+    let (ring, words) = (HeapRing::new(CAP), Words::new());
+    let mut w = Writer::starting_at(CAP, &words.cursor(), pos, seq);
+    let start = words.cursor().snapshot(CAP).unwrap();
+    prop_assert_eq!((start.write_pos, start.write_seq), (pos, seq));
+    let mut readers: Vec<(Reader, u64, u64)> =
+        (0..3).map(|_| (Reader::new(CAP, start), 0, 0)).collect();
+    let mut buf = vec![0u8; 1024];
+    for (k, len) in sizes.iter().enumerate() {
+        w.try_push(
+            &ring,
+            &words.cursor(),
+            Overflow::DropOldest,
+            || None,
+            &message(k as u64, *len),
+        );
+        for (r, (reader, delivered, lost)) in readers.iter_mut().enumerate() {
+            for _ in 0..speeds[r] {
+                match reader.read(&ring, &words.cursor(), &mut buf, true).unwrap() {
+                    Read::Message(n) => {
+                        let expect = *delivered + *lost;
+                        prop_assert_eq!(&buf[..n], &message(expect, sizes[expect as usize])[..]);
+                        *delivered += 1;
+                    }
+                    Read::Lagged(n) => *lost += n,
+                    Read::Empty => break,
+                    Read::TooSmall(_) => prop_assert!(false, "buffer is large enough"),
+                }
+            }
+        }
+    }
+    for (reader, delivered, lost) in readers.iter_mut() {
+        loop {
+            match reader.read(&ring, &words.cursor(), &mut buf, true).unwrap() {
+                Read::Message(_) => *delivered += 1,
+                Read::Lagged(n) => *lost += n,
+                Read::Empty => break,
+                Read::TooSmall(_) => unreachable!(),
+            }
+        }
+        prop_assert_eq!(*delivered + *lost, sizes.len() as u64);
+        prop_assert_eq!(reader.position(), w.at.write_pos);
+    }
+    prop_assert_eq!(w.at.write_seq, seq.wrapping_add(sizes.len() as u64));
+    Ok(())
+}
+
 proptest! {
     /// Three readers of random speeds under DropOldest: each sees an in-order, intact
     /// subsequence, and delivered + lost = sent.
@@ -270,38 +340,225 @@ proptest! {
         sizes in prop::collection::vec(0usize..600, 1..400),
         speeds in prop::collection::vec(0u8..6, 3),
     ) {
+        readers_account_for_every_message(0, 0, &sizes, &speeds)?;
+    }
+
+    /// The same with the cursor's positions and sequences starting just below 2^64: both
+    /// wrap within the first laps; lag accounting and delivery stay exact.
+    #[test]
+    fn every_reader_accounts_for_every_message_across_the_top_of_u64(
+        frames_below in 1u64..768,
+        seqs_below in 1u64..64,
+        sizes in prop::collection::vec(0usize..600, 1..400),
+        speeds in prop::collection::vec(0u8..6, 3),
+    ) {
+        readers_account_for_every_message(below_top(frames_below), 0u64.wrapping_sub(seqs_below), &sizes, &speeds)?;
+    }
+
+    /// `Block` with positions starting just below 2^64: the writer waits for a reader of
+    /// random speed across the wrap, and the reader gets every message, in order.
+    #[test]
+    fn block_loses_nothing_across_the_top_of_u64(
+        frames_below in 1u64..768,
+        sizes in prop::collection::vec(0usize..600, 1..300),
+        reads in prop::collection::vec(0u8..4, 1..50),
+    ) {
         let (ring, words) = (HeapRing::new(CAP), Words::new());
-        let mut w = Writer::new(CAP);
-        let start = words.cursor().snapshot(CAP).unwrap();
-        let mut readers: Vec<(Reader, u64, u64)> = (0..3).map(|_| (Reader::new(CAP, start), 0, 0)).collect();
+        let mut w = Writer::starting_at(CAP, &words.cursor(), below_top(frames_below), 7);
+        let mut r = Reader::new(CAP, words.cursor().snapshot(CAP).unwrap());
         let mut buf = vec![0u8; 1024];
-        for (seq, len) in sizes.iter().enumerate() {
-            w.try_push(&ring, &words.cursor(), Overflow::DropOldest, || None, &message(seq as u64, *len));
-            for (k, (r, delivered, lost)) in readers.iter_mut().enumerate() {
-                for _ in 0..speeds[k] {
-                    match r.read(&ring, &words.cursor(), &mut buf, true).unwrap() {
-                        Read::Message(n) => {
-                            let expect = *delivered + *lost;
-                            prop_assert_eq!(&buf[..n], &message(expect, sizes[expect as usize])[..]);
-                            *delivered += 1;
-                        }
-                        Read::Lagged(n) => *lost += n,
-                        Read::Empty => break,
-                        Read::TooSmall(_) => prop_assert!(false, "buffer is large enough"),
-                    }
-                }
+        let (mut sent, mut got, mut step) = (0usize, 0usize, 0usize);
+        while got < sizes.len() {
+            let blocked = sent == sizes.len()
+                || w.try_push(&ring, &words.cursor(), Overflow::Block, || Some(r.position()), &message(sent as u64, sizes[sent])) == Push::Blocked;
+            if !blocked {
+                sent += 1;
             }
-        }
-        for (r, delivered, lost) in readers.iter_mut() {
-            loop {
+            for _ in 0..reads[step % reads.len()].max(u8::from(blocked)) {
                 match r.read(&ring, &words.cursor(), &mut buf, true).unwrap() {
-                    Read::Message(_) => *delivered += 1,
-                    Read::Lagged(n) => *lost += n,
+                    Read::Message(n) => {
+                        prop_assert_eq!(&buf[..n], &message(got as u64, sizes[got])[..]);
+                        got += 1;
+                    }
                     Read::Empty => break,
-                    Read::TooSmall(_) => unreachable!(),
+                    other => prop_assert!(false, "{:?} under Block", other),
                 }
             }
-            prop_assert_eq!(*delivered + *lost, sizes.len() as u64);
+            step += 1;
+            prop_assert!(step < 100_000, "no progress");
         }
     }
+
+    /// A reader near 2^64 against a publisher that forges its cursor (consistent version,
+    /// any words, mostly near the reader's position): every read ends with a message,
+    /// `Empty`, `Lagged` or a `Corruption`; never a panic or a hang.
+    #[test]
+    fn a_forged_cursor_near_the_top_never_panics(
+        frames_below in 1u64..768,
+        pushed in 0usize..80,
+        forged in prop::collection::vec(
+            prop_oneof![
+                any::<u64>(),
+                (-9000i64..9000).prop_map(|d| d as u64),
+                Just(u64::MAX),
+                Just(0u64),
+            ],
+            4,
+        ),
+        relative in any::<bool>(),
+    ) {
+        let (ring, words) = (HeapRing::new(CAP), Words::new());
+        let start = below_top(frames_below);
+        let mut w = Writer::starting_at(CAP, &words.cursor(), start, start / 3);
+        let mut r = Reader::new(CAP, words.cursor().snapshot(CAP).unwrap());
+        for k in 0..pushed {
+            w.try_push(&ring, &words.cursor(), Overflow::DropOldest, || None, &message(k as u64, 100));
+        }
+        // Offsets from the honest cursor, or raw values.
+        let base = if relative { [w.at.oldest_pos, w.at.oldest_seq, w.at.write_pos, w.at.write_seq] } else { [0; 4] };
+        words.forge(Snapshot {
+            oldest_pos: base[0].wrapping_add(forged[0]),
+            oldest_seq: base[1].wrapping_add(forged[1]),
+            write_pos: base[2].wrapping_add(forged[2]),
+            write_seq: base[3].wrapping_add(forged[3]),
+        });
+        let mut buf = [0u8; 128];
+        for _ in 0..(pushed + 4) {
+            match r.read(&ring, &words.cursor(), &mut buf, true) {
+                Ok(Read::Empty) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// A reader at position `pos`, sequence `seq`, and a cursor that says the frames from
+/// `pos` on were evicted.
+fn reader_at(pos: u64, seq: u64) -> (HeapRing, Words, Reader) {
+    let (ring, words) = (HeapRing::new(CAP), Words::new());
+    let start = Snapshot {
+        oldest_pos: pos,
+        oldest_seq: seq,
+        write_pos: pos,
+        write_seq: seq,
+    };
+    words.forge(start);
+    let r = Reader::new(CAP, words.cursor().snapshot(CAP).unwrap());
+    (ring, words, r)
+}
+
+#[test]
+fn a_lag_across_the_top_of_u64_counts_exactly() {
+    let (pos, seq) = (below_top(4), u64::MAX - 1);
+    let (ring, words) = (HeapRing::new(CAP), Words::new());
+    let mut w = Writer::starting_at(CAP, &words.cursor(), pos, seq);
+    let mut r = Reader::new(CAP, words.cursor().snapshot(CAP).unwrap());
+    push_dropping(&mut w, &ring, &words, 0..100);
+    let mut buf = [0u8; 128];
+    let Read::Lagged(lost) = r.read(&ring, &words.cursor(), &mut buf, true).unwrap() else {
+        panic!("expected Lagged")
+    };
+    assert_eq!(lost, w.at.oldest_seq.wrapping_sub(seq));
+    assert!(w.at.oldest_seq < seq, "the sequences wrapped");
+    assert!(w.at.oldest_pos < pos, "the positions wrapped");
+    let mut n = 0;
+    while let Read::Message(len) = r.read(&ring, &words.cursor(), &mut buf, true).unwrap() {
+        assert_eq!(&buf[..len], &message(lost + n, 100)[..]);
+        n += 1;
+    }
+    assert_eq!(lost + n, 100);
+    // What the reader publishes as consumed crossed the top too.
+    assert_eq!(r.publication_due(true), Some(w.at.write_pos));
+}
+
+#[test]
+fn a_forged_cursor_near_the_top_is_corruption() {
+    let (pos, seq) = (below_top(2), u64::MAX);
+    let mut buf = [0u8; 8];
+    let read = |words: &Words, r: &mut Reader, ring: &HeapRing| {
+        r.read(ring, &words.cursor(), &mut [0u8; 8], true)
+            .unwrap_err()
+            .0
+    };
+    let cases: [(&str, Snapshot, &str); 6] = [
+        (
+            "the sequence went back",
+            Snapshot {
+                oldest_pos: pos.wrapping_add(64),
+                oldest_seq: seq - 1,
+                write_pos: pos.wrapping_add(64),
+                write_seq: seq - 1,
+            },
+            "went back below ours",
+        ),
+        (
+            "more messages lost than fit the bytes evicted",
+            Snapshot {
+                oldest_pos: pos.wrapping_add(64),
+                oldest_seq: seq.wrapping_add(5),
+                write_pos: pos.wrapping_add(64),
+                write_seq: seq.wrapping_add(5),
+            },
+            "more than fit the 64 bytes",
+        ),
+        (
+            "the write position went back below ours",
+            Snapshot {
+                oldest_pos: pos - 64,
+                oldest_seq: seq - 1,
+                write_pos: pos - 16,
+                write_seq: seq - 1,
+            },
+            "beyond the publisher's write position",
+        ),
+        (
+            "positions that are not frame aligned",
+            Snapshot {
+                oldest_pos: pos.wrapping_add(8),
+                oldest_seq: seq,
+                write_pos: pos.wrapping_add(8),
+                write_seq: seq,
+            },
+            "inconsistent",
+        ),
+        (
+            "more than a ring between oldest and write",
+            Snapshot {
+                oldest_pos: pos,
+                oldest_seq: seq,
+                write_pos: pos.wrapping_add(CAP + 16),
+                write_seq: seq,
+            },
+            "inconsistent",
+        ),
+        (
+            "oldest past write (a span of almost 2^64)",
+            Snapshot {
+                oldest_pos: pos.wrapping_add(32),
+                oldest_seq: seq,
+                write_pos: pos,
+                write_seq: seq,
+            },
+            "inconsistent",
+        ),
+    ];
+    for (what, forged, expect) in cases {
+        let (ring, words, mut r) = reader_at(pos, seq);
+        words.forge(forged);
+        let err = read(&words, &mut r, &ring);
+        assert!(err.contains(expect), "{what}: {err}");
+    }
+    // The control: an eviction of 64 bytes with up to 4 messages lost is believed.
+    let (ring, words, mut r) = reader_at(pos, seq);
+    words.forge(Snapshot {
+        oldest_pos: pos.wrapping_add(64),
+        oldest_seq: seq.wrapping_add(4),
+        write_pos: pos.wrapping_add(64),
+        write_seq: seq.wrapping_add(4),
+    });
+    assert_eq!(
+        r.read(&ring, &words.cursor(), &mut buf, true).unwrap(),
+        Read::Lagged(4)
+    );
+    assert_eq!(r.position(), pos.wrapping_add(64));
 }
