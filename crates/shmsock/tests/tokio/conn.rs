@@ -249,3 +249,54 @@ async fn async_peers_echo_over_every_scheme() {
             .expect("server");
     }
 }
+
+/// Connections that say nothing, or half a hello, cost an honest async peer nothing: the
+/// async listener runs every handshake under way at once, on every scheme.
+#[tokio::test]
+async fn silent_connectors_delay_no_honest_async_peer() {
+    for scheme in SCHEMES {
+        let mut listener = bind(scheme, "async-silent", Options::new());
+        let ep = listener.endpoint().to_owned();
+        let path = listener.socket_path().to_owned();
+        let mut silent = Vec::new();
+        for _ in 0..3 {
+            silent.push(match scheme {
+                "tcp" => {
+                    let addr = ep.trim_start_matches("tcp://");
+                    Silent::Tcp(std::net::TcpStream::connect(addr).expect("connecting"))
+                }
+                _ => Silent::Unix(
+                    std::os::unix::net::UnixStream::connect(&path).expect("connecting"),
+                ),
+            });
+        }
+        let t = Instant::now();
+        let client = tokio::spawn(async move {
+            let mut conn = AsyncConn::connect(&ep).await?;
+            conn.send(b"honest").await
+        });
+        let mut conn = accept(&mut listener).await;
+        let mut buf = [0u8; 16];
+        let n = bounded("recv", conn.recv(&mut buf)).await.expect("recv");
+        assert_eq!(&buf[..n], b"honest");
+        bounded("client", client)
+            .await
+            .expect("client task")
+            .expect("client");
+        // The bar is 100 ms; a loaded 2-core CI machine gets a margin (a silent peer
+        // holding a sequential accept would cost the 5 s handshake deadline).
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "{scheme}: honest peer took {took:?}"
+        );
+        drop(silent);
+    }
+}
+
+/// A connection held open without a word.
+#[allow(dead_code)]
+enum Silent {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
