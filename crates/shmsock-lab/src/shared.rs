@@ -154,14 +154,19 @@ impl SharedRegion {
     /// Maps every page of the region into this process now, so page faults are not timed.
     ///
     /// A forked child does not inherit the parent's page-table entries for shared mappings;
-    /// each process takes its own minor fault on the first touch of each page. An atomic
-    /// `fetch_add(0)` touches a page for writing without changing it, so it is harmless even
-    /// if the other process is already using the word.
+    /// each process takes its own minor fault on the first touch of each page. A compare-and-
+    /// swap of a word with its own value touches a page for writing without changing it, so it
+    /// is harmless even if the other process is already using the word (the swap then fails,
+    /// having faulted the page in all the same). Not `fetch_add(0)`: the compiler turns that
+    /// idempotent read-modify-write into a plain load, which maps the page for reading only
+    /// (and leaves a page of a file or shared-memory object unallocated).
     pub(crate) fn prefault(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
         const PAGE_BYTES: usize = 4096;
         for offset in (0..self.len.saturating_sub(8)).step_by(PAGE_BYTES) {
-            self.atomic_u64(offset)
-                .fetch_add(0, std::sync::atomic::Ordering::Relaxed);
+            let word = self.atomic_u64(offset);
+            let value = word.load(Relaxed);
+            let _ = word.compare_exchange(value, value, Relaxed, Relaxed);
         }
     }
 
@@ -318,6 +323,21 @@ mod tests {
             region.read_bytes(100, &mut out);
         }
         assert_eq!(&out, b"hello");
+    }
+
+    #[test]
+    fn prefault_allocates_every_page_of_a_file() {
+        use std::os::unix::fs::MetadataExt;
+        let region = SharedRegion::new_file(1 << 16).expect("file");
+        let path = region
+            .file
+            .as_ref()
+            .map(|(p, _)| p.clone())
+            .expect("a file");
+        region.prefault();
+        // Faulted in for writing: the filesystem allocated (or reserved) every block.
+        let held = std::fs::metadata(&path).expect("the file").blocks() * 512;
+        assert!(held >= 1 << 16, "{held} bytes allocated");
     }
 
     #[test]
