@@ -147,6 +147,8 @@ pub(crate) struct ChildStats {
     pub cpu_ns: u64,
     /// Wall time of that window, in ns.
     pub wall_ns: u64,
+    /// The part of `cpu_ns` the kernel spent working for the thread (system time), in ns.
+    pub sys_ns: u64,
 }
 
 /// The child's result, in a page of memory shared with the parent: written with atomics only
@@ -160,6 +162,7 @@ const STATUS_OFFSET: usize = 0;
 const CPU_OFFSET: usize = 8;
 const WALL_OFFSET: usize = 16;
 const LEN_OFFSET: usize = 24;
+const SYS_OFFSET: usize = 32;
 const TEXT_OFFSET: usize = 64;
 const STATUS_OK: u64 = 1;
 const STATUS_FAILED: u64 = 2;
@@ -180,6 +183,7 @@ impl ChildReport {
             Ok(stats) => {
                 word(CPU_OFFSET).store(stats.cpu_ns, Ordering::Relaxed);
                 word(WALL_OFFSET).store(stats.wall_ns, Ordering::Relaxed);
+                word(SYS_OFFSET).store(stats.sys_ns, Ordering::Relaxed);
                 word(STATUS_OFFSET).store(STATUS_OK, Ordering::Relaxed);
             }
             Err(err) => {
@@ -201,6 +205,7 @@ impl ChildReport {
         ChildStats {
             cpu_ns: self.region.atomic_u64(CPU_OFFSET).load(Ordering::Relaxed),
             wall_ns: self.region.atomic_u64(WALL_OFFSET).load(Ordering::Relaxed),
+            sys_ns: self.region.atomic_u64(SYS_OFFSET).load(Ordering::Relaxed),
         }
     }
 
@@ -471,6 +476,22 @@ pub(crate) fn wait_ack(
     Ok(())
 }
 
+/// CPU time the kernel has spent working for the calling thread so far (its system time, from
+/// `getrusage(RUSAGE_THREAD)`; rustix does not wrap it). The kernel splits a thread's CPU time
+/// between user and system by sampling at its timer ticks, so short windows get an estimate.
+pub(crate) fn thread_system_time() -> Duration {
+    // SAFETY: `rusage` is plain integers, for which all zeros is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `getrusage` writes only into `usage`, which is a valid, exclusive `rusage`; it
+    // cannot fail with `RUSAGE_THREAD` on Linux, and a failure would leave the zeros.
+    let _ = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    let tv = usage.ru_stime;
+    Duration::new(
+        u64::try_from(tv.tv_sec).unwrap_or(0),
+        u32::try_from(tv.tv_usec).unwrap_or(0).saturating_mul(1000),
+    )
+}
+
 /// Pins the calling thread to one CPU.
 pub(crate) fn pin_current_thread(cpu: usize) -> Result<(), LabError> {
     let mut set = CpuSet::new();
@@ -541,6 +562,24 @@ mod tests {
     }
 
     #[test]
+    fn system_time_grows_with_system_calls_and_stays_within_cpu_time() {
+        let (cpu0, sys0) = (crate::experiments::thread_cpu_time(), thread_system_time());
+        let started = Instant::now();
+        // `stat` is almost all kernel work (path lookup), 100 ms of it.
+        while started.elapsed() < Duration::from_millis(100) {
+            let _ = std::fs::metadata("/");
+        }
+        let cpu = crate::experiments::thread_cpu_time() - cpu0;
+        let sys = thread_system_time() - sys0;
+        assert!(
+            sys > Duration::ZERO,
+            "no system time in {cpu:?} of stat calls"
+        );
+        // The kernel's split is sampled; allow it a tick of slack beyond the CPU time.
+        assert!(sys <= cpu + Duration::from_millis(10), "{sys:?} of {cpu:?}");
+    }
+
+    #[test]
     fn child_error_text_reaches_the_parent() {
         let report = ChildReport::new().expect("mmap");
         report.finish(&Err(LabError::Integrity {
@@ -573,6 +612,7 @@ mod tests {
                 Ok(ChildStats {
                     cpu_ns: 1,
                     wall_ns: 2,
+                    sys_ns: 0,
                 })
             })
             .expect("fork");

@@ -42,7 +42,7 @@ use rustix::time::{clock_gettime, ClockId};
 
 use crate::error::LabError;
 use crate::options::Mode;
-use crate::process::ChildStats;
+use crate::process::{thread_system_time, ChildStats};
 
 /// Sequence number that tells the peer the experiment is over (it is echoed, then both stop).
 pub(crate) const SEQ_STOP: u64 = u64::MAX;
@@ -213,10 +213,11 @@ pub(crate) fn thread_cpu_time() -> Duration {
     )
 }
 
-/// Wall and CPU time of a window, started with [`Window::start`].
+/// Wall, CPU and system time of a window, started with [`Window::start`].
 pub(crate) struct Window {
     wall: Instant,
     cpu: Duration,
+    sys: Duration,
 }
 
 impl Window {
@@ -224,15 +225,17 @@ impl Window {
         Self {
             wall: Instant::now(),
             cpu: thread_cpu_time(),
+            sys: thread_system_time(),
         }
     }
 
-    /// The wall and CPU time elapsed since `start`.
+    /// The wall, CPU and system time elapsed since `start`.
     pub(crate) fn stop(&self) -> ChildStats {
         let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         ChildStats {
             wall_ns: ns(self.wall.elapsed()),
             cpu_ns: ns(thread_cpu_time().saturating_sub(self.cpu)),
+            sys_ns: ns(thread_system_time().saturating_sub(self.sys)),
         }
     }
 }

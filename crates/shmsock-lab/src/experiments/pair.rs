@@ -148,6 +148,7 @@ mod tests {
                 Ok(ChildStats {
                     cpu_ns: 11,
                     wall_ns: 22,
+                    sys_ns: 5,
                 })
             },
             |side| side.recv(&mut [0; 8]).map(|_| ()),
@@ -157,7 +158,8 @@ mod tests {
             stats,
             ChildStats {
                 cpu_ns: 11,
-                wall_ns: 22
+                wall_ns: 22,
+                sys_ns: 5,
             }
         );
     }

@@ -43,6 +43,12 @@ pub struct ThroughputRow {
     pub vs_raw_ring: Option<f64>,
     /// `msgs_per_s` divided by `uds-stream`'s at the same size.
     pub vs_uds_stream: Option<f64>,
+    /// The part of `sender_cpu_pct` spent in the kernel (system time), in % of one CPU.
+    #[serde(default)]
+    pub sender_kernel_pct: f64,
+    /// The part of `receiver_cpu_pct` spent in the kernel (system time), in % of one CPU.
+    #[serde(default)]
+    pub receiver_kernel_pct: f64,
 }
 
 impl ThroughputRow {
@@ -69,7 +75,30 @@ impl ThroughputRow {
             receiver_cpu_pct: cpu_pct(receiver_cpu_ns, wall_ns),
             vs_raw_ring: None,
             vs_uds_stream: None,
+            sender_kernel_pct: 0.0,
+            receiver_kernel_pct: 0.0,
         }
+    }
+
+    /// Shortest measured window whose kernel/user split is reported: the kernel splits a
+    /// thread's CPU time by sampling at its timer ticks (every 1–10 ms), so a shorter window
+    /// gets a handful of samples, or none.
+    pub const KERNEL_SPLIT_MIN_SECONDS: f64 = 0.1;
+
+    /// Whether the window was long enough for the kernel/user split to mean something
+    /// ([`ThroughputRow::KERNEL_SPLIT_MIN_SECONDS`]).
+    pub fn kernel_split_known(&self) -> bool {
+        self.seconds >= Self::KERNEL_SPLIT_MIN_SECONDS
+    }
+
+    /// The share of both sides' CPU time spent in user space, in %: 100 when the kernel did
+    /// no work for either side while they streamed (`None` if they used no CPU or the window
+    /// was too short to tell).
+    pub fn user_share_pct(&self) -> Option<f64> {
+        let cpu = self.sender_cpu_pct + self.receiver_cpu_pct;
+        let kernel = self.sender_kernel_pct + self.receiver_kernel_pct;
+        (cpu > 0.0 && self.kernel_split_known())
+            .then(|| 100.0 * (1.0 - kernel / cpu).clamp(0.0, 1.0))
     }
 }
 
@@ -127,13 +156,23 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
                             fmt_ratio(r.vs_raw_ring, 2),
                             format!("{:.0}", r.sender_cpu_pct),
                             format!("{:.0}", r.receiver_cpu_pct),
+                            if r.kernel_split_known() {
+                                format!("{:.0}/{:.0}", r.sender_kernel_pct, r.receiver_kernel_pct)
+                            } else {
+                                "-".into()
+                            },
                         ]
                     })
                     .collect(),
             }
         })
         .collect();
-    let mut notes = Vec::new();
+    let mut notes = vec![format!(
+        "kernel%: the part of each side's CPU% spent in the kernel (system time, which the \
+         kernel splits from user time at its timer ticks); - for a window under {:.0} ms, too \
+         short to tell.",
+        ThroughputRow::KERNEL_SPLIT_MIN_SECONDS * 1e3
+    )];
     if rows.iter().any(|r| r.mechanism.ends_with("-offset")) {
         notes.push(
             "`*-offset` rows exchange offsets into a shared pool: the payload is never copied, \
@@ -152,6 +191,7 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
             "vs raw-ring",
             "CPU% send",
             "CPU% recv",
+            "kernel% send/recv",
         ],
         groups,
         notes,
@@ -221,7 +261,7 @@ pub(crate) fn measure(
         |side| stream(side, &mut send_buf, budget),
         |side| receive(side, &mut recv_buf, budget.warmup_iters),
     )?;
-    Ok(ThroughputRow::new(
+    let mut row = ThroughputRow::new(
         mechanism.name(),
         size,
         received.messages,
@@ -229,7 +269,10 @@ pub(crate) fn measure(
         sender.cpu_ns,
         sender.wall_ns,
         received.time.cpu_ns,
-    ))
+    );
+    row.sender_kernel_pct = cpu_pct(sender.sys_ns, sender.wall_ns);
+    row.receiver_kernel_pct = cpu_pct(received.time.sys_ns, received.time.wall_ns);
+    Ok(row)
 }
 
 /// The child's side: send the warm-up, the measured messages, then the stop message.
