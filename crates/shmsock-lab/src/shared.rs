@@ -1,10 +1,12 @@
-//! Anonymous shared memory for the lab's own processes.
+//! Shared memory for the lab's own processes.
 //!
-//! A [`SharedRegion`] is a `MAP_SHARED | MAP_ANONYMOUS` mapping created *before* `fork`, so the
-//! parent and the child see the same physical pages at the same address. Unlike the shmsock
-//! library, whose peers are untrusted, both users of a region are the lab itself: the region is
-//! a measuring instrument (the cache-line floor, the textbook ring, the child's report), not an
-//! API boundary.
+//! A [`SharedRegion`] is a `MAP_SHARED` mapping, usually anonymous and created *before* `fork`,
+//! so the parent and the child see the same physical pages at the same address. A region can
+//! also have a name another process finds it by: a file (`mmap-file`) or a POSIX shared-memory
+//! object (`shm-open`); the process that created the name removes it when it drops the region.
+//! Unlike the shmsock library, whose peers are untrusted, both users of a region are the lab
+//! itself: the region is a measuring instrument (the cache-line floor, the textbook ring, the
+//! child's report), not an API boundary.
 //!
 //! ```text
 //! offset 0            64           128 ...
@@ -22,26 +24,52 @@
 //! every reference handed out borrows `&self`, so none outlives the mapping.
 #![allow(unsafe_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
-use rustix::fs::{ftruncate, open, unlink, Mode, OFlags};
+use rustix::fd::OwnedFd;
+use rustix::fs::{fstat, ftruncate, open, unlink, Mode, OFlags};
 use rustix::mm::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags};
+use rustix::shm;
 
 use crate::error::LabError;
 
 /// Size of a cache line on the machines we measure (x86-64 and most aarch64).
 pub(crate) const CACHE_LINE_BYTES: usize = 64;
 
-/// A zero-filled `MAP_SHARED | MAP_ANONYMOUS` mapping, inherited by a forked child.
+/// A `MAP_SHARED` mapping, inherited by a forked child: anonymous or of a new file or
+/// shared-memory object (zero-filled), or of an existing one (as its creator left it).
 #[derive(Debug)]
 pub(crate) struct SharedRegion {
     ptr: NonNull<u8>,
     len: usize,
-    /// For a file-backed region: the file, and the process that created it (the only one that
-    /// removes it).
-    file: Option<(PathBuf, u32)>,
+    /// For a region with a name (a file, a POSIX shared-memory object): the name, and the
+    /// process that created it (the only one that removes it).
+    name: Option<(Name, u32)>,
+    /// Whether the region was mapped from an object that existed before (its bytes are what
+    /// its creator left, not zeros).
+    opened: bool,
+}
+
+/// What a named region's memory can be found by, in other processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Name {
+    /// A file, removed with `unlink`.
+    File(PathBuf),
+    /// A POSIX shared-memory object (`/name`, a file in `/dev/shm`), removed with
+    /// `shm_unlink`.
+    Shm(String),
+}
+
+impl Name {
+    /// Removes the name (the memory lives on while some process maps it).
+    fn remove(&self) -> rustix::io::Result<()> {
+        match self {
+            Name::File(path) => unlink(path),
+            Name::Shm(name) => shm::unlink(name.as_str()),
+        }
+    }
 }
 
 impl SharedRegion {
@@ -66,7 +94,8 @@ impl SharedRegion {
         Ok(Self {
             ptr,
             len,
-            file: None,
+            name: None,
+            opened: false,
         })
     }
 
@@ -74,10 +103,15 @@ impl SharedRegion {
     /// memory-mapped-file flavour of [`SharedRegion::new`]. The file is removed when the
     /// process that created it drops the region.
     pub(crate) fn new_file(len: usize) -> Result<Self, LabError> {
+        Self::new_file_in(&std::env::temp_dir(), len)
+    }
+
+    /// [`SharedRegion::new_file`] in the directory `dir`.
+    pub(crate) fn new_file_in(dir: &Path, len: usize) -> Result<Self, LabError> {
         use std::sync::atomic::Ordering;
         static NEXT_FILE: AtomicU64 = AtomicU64::new(0);
         let len = len.max(1);
-        let path = std::env::temp_dir().join(format!(
+        let path = dir.join(format!(
             "shmsock-lab-mmap-{}-{}",
             std::process::id(),
             NEXT_FILE.fetch_add(1, Ordering::Relaxed)
@@ -88,39 +122,74 @@ impl SharedRegion {
             Mode::RUSR | Mode::WUSR,
         )
         .map_err(LabError::os("creating the memory-mapped file"))?;
+        Self::created(fd, len, Name::File(path), "the memory-mapped file")
+    }
+
+    /// Creates the POSIX shared-memory object `name` (`/something`; it must not exist), sizes
+    /// it to `len` bytes and maps it: `shm_open(O_CREAT | O_EXCL)`, `ftruncate`, `mmap`. The
+    /// name is removed (`shm_unlink`) when the process that created it drops the region.
+    pub(crate) fn new_shm(name: &str, len: usize) -> Result<Self, LabError> {
+        let len = len.max(1);
+        let fd = shm::open(
+            name,
+            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+            Mode::RUSR | Mode::WUSR,
+        )
+        .map_err(LabError::os("creating a shared-memory object (shm_open)"))?;
+        Self::created(fd, len, Name::Shm(name.into()), "the shared-memory object")
+    }
+
+    /// Maps the first `len` bytes of the existing POSIX shared-memory object `name`
+    /// (`shm_open` without `O_CREAT`, `mmap`): how another process finds it by its name.
+    pub(crate) fn open_shm(name: &str, len: usize) -> Result<Self, LabError> {
+        let fd = shm::open(name, shm::OFlags::RDWR, Mode::empty()).map_err(LabError::os(
+            "opening a shared-memory object by name (shm_open)",
+        ))?;
+        Self::map_existing(&fd, len, "the shared-memory object")
+    }
+
+    /// Sizes the object just created as `name` to `len` bytes and maps it; removes `name`
+    /// again if either fails.
+    fn created(fd: OwnedFd, len: usize, name: Name, what: &'static str) -> Result<Self, LabError> {
         let mapped = ftruncate(&fd, len as u64)
-            .map_err(LabError::os("sizing the memory-mapped file"))
-            .and_then(|()| {
-                // SAFETY: a null hint lets the kernel choose the address, so no existing
-                // mapping or Rust object is replaced; the file is `len` bytes long (just
-                // truncated to that), so every mapped page is backed.
-                unsafe {
-                    mmap(
-                        std::ptr::null_mut(),
-                        len,
-                        ProtFlags::READ | ProtFlags::WRITE,
-                        MapFlags::SHARED,
-                        &fd,
-                        0,
-                    )
-                }
-                .map_err(LabError::os("mapping the memory-mapped file"))
-            });
-        let raw = match mapped {
-            Ok(raw) => raw,
+            .map_err(|e| LabError::Os {
+                what: "sizing a new file or shared-memory object (ftruncate)",
+                source: e.into(),
+            })
+            .and_then(|()| map_fd(&fd, len, what));
+        match mapped {
+            Ok(ptr) => Ok(Self {
+                ptr,
+                len,
+                name: Some((name, std::process::id())),
+                opened: false,
+            }),
             Err(err) => {
-                let _ = unlink(&path);
-                return Err(err);
+                let _ = name.remove();
+                Err(err)
             }
-        };
-        let ptr = NonNull::new(raw.cast::<u8>()).ok_or(LabError::Os {
-            what: "mapping the memory-mapped file",
-            source: std::io::Error::other("mmap returned a null pointer"),
-        })?;
+        }
+    }
+
+    /// Maps the first `len` bytes of `fd`, after checking that it has that many (touching a
+    /// page past the end of a file is `SIGBUS`, not an error).
+    fn map_existing(fd: &OwnedFd, len: usize, what: &'static str) -> Result<Self, LabError> {
+        let len = len.max(1);
+        let size = fstat(fd).map_err(LabError::os("reading the size of a mapped object"))?;
+        if u64::try_from(size.st_size).unwrap_or(0) < len as u64 {
+            return Err(LabError::Os {
+                what,
+                source: std::io::Error::other(format!(
+                    "it has {} bytes, {len} expected",
+                    size.st_size
+                )),
+            });
+        }
         Ok(Self {
-            ptr,
+            ptr: map_fd(fd, len, what)?,
             len,
-            file: Some((path, std::process::id())),
+            name: None,
+            opened: true,
         })
     }
 
@@ -207,8 +276,9 @@ impl SharedRegion {
             "atomic at offset {offset} is misaligned or outside a region of {} bytes",
             self.len
         );
-        // The word is initialised (the kernel zero-fills the mapping; zero is a valid value),
-        // and other processes touch it only through atomics too.
+        // The word is initialised (the kernel zero-fills a new mapping, an opened one holds
+        // what its creator wrote; every value is valid), and other processes touch it only
+        // through atomics too.
         // SAFETY: inside the mapping and aligned (checked above: the mapping is page aligned,
         // `offset` a multiple of the size, which is an atomic integer's alignment, as the
         // caller promises); initialised (above); lives as long as `&self`.
@@ -218,16 +288,18 @@ impl SharedRegion {
     /// The byte at `offset` as an atomic flag (e.g. a stop flag that a library call polls).
     ///
     /// # Panics
-    /// If the byte does not lie inside the region.
+    /// If the byte does not lie inside the region, or the region was mapped from an existing
+    /// object (whose byte could be anything but 0 or 1).
     pub(crate) fn atomic_bool(&self, offset: usize) -> &AtomicBool {
         assert!(
-            offset < self.len,
-            "flag at offset {offset} is outside a region of {} bytes",
+            offset < self.len && !self.opened,
+            "flag at offset {offset} is outside a region of {} bytes, or in an opened one",
             self.len
         );
         // SAFETY: the byte is inside the mapping (checked above), `AtomicBool` has the size
-        // and alignment of `u8`, the kernel zero-fills it (`false`), and every process using
-        // the region writes it only through `AtomicBool` (0 or 1): it is always a valid bool.
+        // and alignment of `u8`, the kernel zero-filled it when this region was created
+        // (checked above: not an opened one) (`false`), and every process using the region
+        // writes it only through `AtomicBool` (0 or 1): it is always a valid bool.
         unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicBool>() }
     }
 
@@ -292,14 +364,35 @@ impl SharedRegion {
     }
 }
 
+/// Maps the first `len` bytes of `fd` shared, readable and writable.
+fn map_fd(fd: &OwnedFd, len: usize, what: &'static str) -> Result<NonNull<u8>, LabError> {
+    let failed = |source| LabError::Os { what, source };
+    // SAFETY: a null hint lets the kernel choose the address, so no existing mapping or Rust
+    // object is replaced; the callers checked or just set the object's size to at least `len`,
+    // so every mapped page is backed.
+    let raw = unsafe {
+        mmap(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+            fd,
+            0,
+        )
+    }
+    .map_err(|e| failed(e.into()))?;
+    NonNull::new(raw.cast::<u8>())
+        .ok_or_else(|| failed(std::io::Error::other("mmap returned a null pointer")))
+}
+
 impl Drop for SharedRegion {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` describe exactly the mapping made in `new`; every reference into it
         // borrowed `&self`, so none is alive now. Failure would only leak address space.
         let _ = unsafe { munmap(self.ptr.as_ptr().cast(), self.len) };
-        if let Some((path, owner)) = &self.file {
+        if let Some((name, owner)) = &self.name {
             if *owner == std::process::id() {
-                let _ = unlink(path);
+                let _ = name.remove();
             }
         }
     }
@@ -329,15 +422,37 @@ mod tests {
     fn prefault_allocates_every_page_of_a_file() {
         use std::os::unix::fs::MetadataExt;
         let region = SharedRegion::new_file(1 << 16).expect("file");
-        let path = region
-            .file
-            .as_ref()
-            .map(|(p, _)| p.clone())
-            .expect("a file");
+        let path = match &region.name {
+            Some((Name::File(path), _)) => path.clone(),
+            other => panic!("not a file: {other:?}"),
+        };
         region.prefault();
         // Faulted in for writing: the filesystem allocated (or reserved) every block.
         let held = std::fs::metadata(&path).expect("the file").blocks() * 512;
         assert!(held >= 1 << 16, "{held} bytes allocated");
+    }
+
+    #[test]
+    fn a_named_object_is_allocated_by_prefault_and_removed_with_its_region() {
+        use std::os::unix::fs::MetadataExt;
+        let name = format!("/shmsock-lab-prefault-{}", std::process::id());
+        let file = std::path::Path::new("/dev/shm").join(&name[1..]);
+        let region = SharedRegion::new_shm(&name, 1 << 16).expect("shm_open");
+        assert_eq!(
+            std::fs::metadata(&file).expect("in /dev/shm").len(),
+            1 << 16
+        );
+        region.prefault();
+        let held = std::fs::metadata(&file).expect("in /dev/shm").blocks() * 512;
+        assert!(held >= 1 << 16, "{held} bytes allocated");
+        let again = SharedRegion::open_shm(&name, 1 << 16).expect("by name");
+        region.atomic_u64(8).store(42, Ordering::Relaxed);
+        assert_eq!(again.atomic_u64(8).load(Ordering::Relaxed), 42);
+        assert!(SharedRegion::open_shm(&name, 1 << 17).is_err(), "too short");
+        drop(again);
+        assert!(file.exists(), "only the creator removes the name");
+        drop(region);
+        assert!(!file.exists());
     }
 
     #[test]

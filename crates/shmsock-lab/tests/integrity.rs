@@ -54,6 +54,11 @@ fn mmap_file_delivers_every_byte() {
 }
 
 #[test]
+fn shm_open_delivers_every_byte() {
+    check("shm-open");
+}
+
+#[test]
 fn shmsock_blocking_delivers_every_byte() {
     check("shmsock-blocking");
 }

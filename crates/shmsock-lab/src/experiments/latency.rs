@@ -44,6 +44,9 @@ pub struct LatencyRow {
     pub samples: u64,
     /// `p50_ns` divided by the floor's `p50_ns` (`None` if the floor is unavailable).
     pub p50_vs_floor: Option<f64>,
+    /// Where the mechanism ran, when that matters (the filesystem of its file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl LatencyRow {
@@ -56,6 +59,7 @@ impl LatencyRow {
             oneway_p50_ns: rtt.p50_ns / 2,
             samples,
             p50_vs_floor: None,
+            note: None,
         }
     }
 }
@@ -118,12 +122,14 @@ pub(crate) fn measure(
             Ok(measured)
         },
     )?;
-    Ok(LatencyRow::new(
+    let mut row = LatencyRow::new(
         mechanism.name(),
         size,
         Percentiles::from_histogram(&hist),
         samples,
-    ))
+    );
+    row.note = mechanism.note();
+    Ok(row)
 }
 
 /// The child's side: echo every message until the stop message has been echoed.
@@ -237,6 +243,9 @@ pub(crate) fn table(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Tabl
     table.plot = Some("latency.svg");
     table.intro = vec!["RTT = round trip; one-way = RTT / 2.".into()];
     table.notes.extend(wakeup_note(rows, same_cpu));
+    table.notes.extend(super::throughput::distinct_notes(
+        rows.iter().map(|r| &r.note),
+    ));
     Some(table)
 }
 

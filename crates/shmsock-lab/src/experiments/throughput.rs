@@ -49,6 +49,9 @@ pub struct ThroughputRow {
     /// The part of `receiver_cpu_pct` spent in the kernel (system time), in % of one CPU.
     #[serde(default)]
     pub receiver_kernel_pct: f64,
+    /// Where the mechanism ran, when that matters (the filesystem of its file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl ThroughputRow {
@@ -77,6 +80,7 @@ impl ThroughputRow {
             vs_uds_stream: None,
             sender_kernel_pct: 0.0,
             receiver_kernel_pct: 0.0,
+            note: None,
         }
     }
 
@@ -173,6 +177,7 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
          short to tell.",
         ThroughputRow::KERNEL_SPLIT_MIN_SECONDS * 1e3
     )];
+    notes.extend(distinct_notes(rows.iter().map(|r| &r.note)));
     if rows.iter().any(|r| r.mechanism.ends_with("-offset")) {
         notes.push(
             "`*-offset` rows exchange offsets into a shared pool: the payload is never copied, \
@@ -197,6 +202,17 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
         notes,
         ..Table::default()
     })
+}
+
+/// The distinct notes among `notes`, in order of first appearance.
+pub(crate) fn distinct_notes<'a>(notes: impl Iterator<Item = &'a Option<String>>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for note in notes.flatten() {
+        if !out.contains(note) {
+            out.push(note.clone());
+        }
+    }
+    out
 }
 
 /// `throughput.svg`: messages per second per mechanism, one series per message size, log
@@ -272,6 +288,7 @@ pub(crate) fn measure(
     );
     row.sender_kernel_pct = cpu_pct(sender.sys_ns, sender.wall_ns);
     row.receiver_kernel_pct = cpu_pct(received.time.sys_ns, received.time.wall_ns);
+    row.note = mechanism.note();
     Ok(row)
 }
 

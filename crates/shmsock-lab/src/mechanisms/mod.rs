@@ -35,6 +35,7 @@ pub mod pipe;
 pub mod posix_mq;
 mod pshared_mutex;
 pub mod raw_ring;
+pub mod shm_open;
 pub mod shmsock;
 pub mod signal;
 mod spinlock;
@@ -85,6 +86,12 @@ pub trait Mechanism {
     /// unavailable instead of trying them.
     fn max_message(&self) -> usize {
         usize::MAX
+    }
+
+    /// What a reader of its rows should know about where it ran (the filesystem of a file),
+    /// printed under the tables and kept in the rows; the default has nothing to say.
+    fn note(&self) -> Option<String> {
+        None
     }
 
     /// Creates both sides for messages of exactly `size` bytes, before the fork.
@@ -162,6 +169,7 @@ pub fn all() -> Vec<Box<dyn Mechanism>> {
         Box::new(raw_ring::RawRing::anonymous()),
         Box::new(raw_ring::RawRing::cold()),
         Box::new(raw_ring::RawRing::mapped_file()),
+        Box::new(shm_open::ShmOpen),
         Box::new(shmsock::Shmsock::busy_poll()),
         Box::new(shmsock::Shmsock::adaptive()),
         Box::new(shmsock::Shmsock::blocking()),

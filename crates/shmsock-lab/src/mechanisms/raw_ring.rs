@@ -51,6 +51,9 @@ enum Backing {
 /// (anonymous memory, but before every timed round trip the parent evicts the next two
 /// payload slots from every cache with `clflush`, so each message's payload is a cache miss:
 /// the reference documents' "shared memory (cache miss)" row).
+///
+/// Other rows build the same ring in other memory through [`sides`] and [`ends`]: `shm-open`
+/// (a POSIX shared-memory object).
 #[derive(Debug, Clone, Copy)]
 pub struct RawRing {
     name: &'static str,
@@ -110,39 +113,13 @@ impl Mechanism for RawRing {
                 what: "anything but ping-pong on x86-64 (it evicts lines with clflush)",
             });
         }
-        let ring = |size| ring(size, self.backing);
-        let cold = self.cold;
-        // child -> parent always; parent -> child only for ping-pong.
-        let (up_tx, up_rx) = ring(size)?;
-        let (parent, child) = match pattern {
-            Pattern::Stream => (
-                RawRingSide {
-                    tx: None,
-                    rx: Some(up_rx),
-                    cold,
-                },
-                RawRingSide {
-                    tx: Some(up_tx),
-                    rx: None,
-                    cold,
-                },
-            ),
-            Pattern::PingPong => {
-                let (down_tx, down_rx) = ring(size)?;
-                (
-                    RawRingSide {
-                        tx: Some(down_tx),
-                        rx: Some(up_rx),
-                        cold,
-                    },
-                    RawRingSide {
-                        tx: Some(up_tx),
-                        rx: Some(down_rx),
-                        cold,
-                    },
-                )
-            }
-        };
+        let backing = self.backing;
+        let (mut parent, mut child) = sides(pattern, size, |len| match backing {
+            Backing::Anonymous => SharedRegion::new(len),
+            Backing::File => SharedRegion::new_file(len),
+        })?;
+        parent.cold = self.cold;
+        child.cold = self.cold;
         Ok(Pair {
             parent: Box::new(parent),
             child: Box::new(child),
@@ -150,30 +127,63 @@ impl Mechanism for RawRing {
     }
 }
 
-/// Creates one ring for `size`-byte messages and returns its two ends.
-fn ring(size: usize, backing: Backing) -> Result<(Producer, Consumer), LabError> {
+/// Bytes the region of one ring of `size`-byte messages needs.
+pub(crate) fn ring_len(size: usize) -> usize {
     let size = size.max(1);
-    let slots = Slots::for_messages(size, size);
-    let len = slots.end();
-    let region = Rc::new(match backing {
-        Backing::Anonymous => SharedRegion::new(len)?,
-        Backing::File => SharedRegion::new_file(len)?,
-    });
-    let layout = Layout { slots, size };
-    Ok((
+    Slots::<SLOTS_OFFSET>::for_messages(size, size).end()
+}
+
+/// The parent's and the child's side of the ring(s) `pattern` needs for `size`-byte messages,
+/// each ring in a region of [`ring_len`] bytes that `region` makes (zero-filled): child ->
+/// parent always, parent -> child too for ping-pong.
+pub(crate) fn sides(
+    pattern: Pattern,
+    size: usize,
+    mut region: impl FnMut(usize) -> Result<SharedRegion, LabError>,
+) -> Result<(RawRingSide, RawRingSide), LabError> {
+    let mut ring = || Ok::<_, LabError>(ends(Rc::new(region(ring_len(size))?), size));
+    let (up_tx, up_rx) = ring()?;
+    Ok(match pattern {
+        Pattern::Stream => (
+            RawRingSide::new(None, Some(up_rx)),
+            RawRingSide::new(Some(up_tx), None),
+        ),
+        Pattern::PingPong => {
+            let (down_tx, down_rx) = ring()?;
+            (
+                RawRingSide::new(Some(down_tx), Some(up_rx)),
+                RawRingSide::new(Some(up_tx), Some(down_rx)),
+            )
+        }
+    })
+}
+
+/// The two ends of a ring of `size`-byte messages in `region` (at least [`ring_len`] bytes,
+/// zero-filled or holding a ring an earlier producer left: the positions are in the region).
+pub(crate) fn ends(region: Rc<SharedRegion>, size: usize) -> (Producer, Consumer) {
+    let size = size.max(1);
+    let layout = Layout {
+        slots: Slots::for_messages(size, size),
+        size,
+    };
+    // Relaxed: only a starting point; `push` and `pop` reread the other side's position with
+    // Acquire before they rely on it.
+    let head = region.atomic_u64(HEAD_OFFSET).load(Ordering::Relaxed);
+    let tail = region.atomic_u64(TAIL_OFFSET).load(Ordering::Relaxed);
+    (
         Producer {
             region: Rc::clone(&region),
             layout,
-            tail: 0,
-            cached_head: 0,
+            tail,
+            cached_head: head,
         },
         Consumer {
             region,
             layout,
-            head: 0,
-            cached_tail: 0,
+            head,
+            cached_tail: head,
         },
-    ))
+    )
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -182,7 +192,8 @@ struct Layout {
     size: usize,
 }
 
-struct Producer {
+/// The producing end of a ring.
+pub(crate) struct Producer {
     region: Rc<SharedRegion>,
     layout: Layout,
     tail: u64,
@@ -218,7 +229,8 @@ impl Producer {
     }
 }
 
-struct Consumer {
+/// The consuming end of a ring.
+pub(crate) struct Consumer {
     region: Rc<SharedRegion>,
     layout: Layout,
     head: u64,
@@ -251,11 +263,23 @@ impl Consumer {
     }
 }
 
-struct RawRingSide {
+/// One process's side of one or two rings: the ring it produces into, the one it consumes.
+pub(crate) struct RawRingSide {
     tx: Option<Producer>,
     rx: Option<Consumer>,
     /// Evict the next payload slots before each round trip (`shm-cold`).
     cold: bool,
+}
+
+impl RawRingSide {
+    /// A side that sends through `tx` and receives through `rx`, payloads left in the caches.
+    pub(crate) fn new(tx: Option<Producer>, rx: Option<Consumer>) -> Self {
+        Self {
+            tx,
+            rx,
+            cold: false,
+        }
+    }
 }
 
 impl Side for RawRingSide {

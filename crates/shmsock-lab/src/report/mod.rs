@@ -199,7 +199,7 @@ impl Report {
     }
 
     /// Mechanisms whose sides never sleep: each should use a whole CPU while streaming.
-    pub const SPINNING: [&'static str; 2] = ["raw-ring", "shmsock-busy"];
+    pub const SPINNING: [&'static str; 3] = ["raw-ring", "shmsock-busy", "shm-open"];
     /// A spinning side that got less than this share of its CPU (in %) was preempted.
     pub const SPINNING_CPU_MIN_PCT: f64 = 90.0;
 
