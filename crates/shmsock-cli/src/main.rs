@@ -121,7 +121,8 @@ fn only_help() -> String {
 
 fn mechanisms_help() -> String {
     format!(
-        "Only these mechanisms (comma-separated: {})",
+        "Only these mechanisms (comma-separated: {}; a family name such as mmap-file-durable \
+         selects all its rows)",
         shmsock_lab::mechanisms::names().join(",")
     )
 }

@@ -58,8 +58,8 @@ pub struct LabOptions {
     pub json: Option<PathBuf>,
     /// Write `report.md`, `report.json` and the SVG plots into this directory.
     pub out: Option<PathBuf>,
-    /// Run only these mechanisms (by name) in the latency and throughput experiments; `None`
-    /// runs all. `floor` always runs: it is the reference for the latency ratios and the noise
+    /// Run only these mechanisms (by name, or by family: `mmap-file-durable` is its three
+    /// rows) in the latency and throughput experiments; `None` runs all. `floor` always runs: it is the reference for the latency ratios and the noise
     /// check. The other experiments have fixed subjects (their reference tables' rows).
     pub mechanisms: Option<Vec<String>>,
     /// Run only these experiments (names of [`EXPERIMENTS`]); `None` runs all.
@@ -93,7 +93,7 @@ impl LabOptions {
             }
         }
         for name in self.mechanisms.iter().flatten() {
-            mechanisms::by_name(name)?;
+            mechanisms::by_filter(name)?;
         }
         Ok(())
     }

@@ -515,10 +515,10 @@ fn select(filter: Option<&[String]>) -> Result<Vec<Box<dyn Mechanism>>, LabError
         return Ok(mechanisms::all());
     };
     for name in names {
-        mechanisms::by_name(name)?;
+        mechanisms::by_filter(name)?;
     }
     Ok(mechanisms::all()
         .into_iter()
-        .filter(|m| m.name() == "floor" || names.iter().any(|n| n == m.name()))
+        .filter(|m| m.name() == "floor" || names.iter().any(|n| mechanisms::selects(n, m.name())))
         .collect())
 }

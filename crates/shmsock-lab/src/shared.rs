@@ -2,8 +2,9 @@
 //!
 //! A [`SharedRegion`] is a `MAP_SHARED` mapping, usually anonymous and created *before* `fork`,
 //! so the parent and the child see the same physical pages at the same address. A region can
-//! also have a name another process finds it by: a file (`mmap-file`) or a POSIX shared-memory
-//! object (`shm-open`); the process that created the name removes it when it drops the region.
+//! also have a name another process finds it by: a file (`mmap-file`, `mmap-file-durable/N`) or
+//! a POSIX shared-memory object (`shm-open`); the process that created the name removes it when
+//! it drops the region, and [`SharedRegion::sync`] writes a file-backed region to its disk.
 //! Unlike the shmsock library, whose peers are untrusted, both users of a region are the lab
 //! itself: the region is a measuring instrument (the cache-line floor, the textbook ring, the
 //! child's report), not an API boundary.
@@ -30,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
 use rustix::fd::OwnedFd;
 use rustix::fs::{fstat, ftruncate, open, unlink, Mode, OFlags};
-use rustix::mm::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags};
+use rustix::mm::{mmap, mmap_anonymous, msync, munmap, MapFlags, MsyncFlags, ProtFlags};
 use rustix::shm;
 
 use crate::error::LabError;
@@ -191,6 +192,18 @@ impl SharedRegion {
             name: None,
             opened: true,
         })
+    }
+
+    /// Writes the region's dirty pages to its file and waits until they are there
+    /// (`msync(MS_SYNC)`): what makes the bytes of a file-backed region survive a machine
+    /// crash, not just the death of a process. On memory with no disk behind it (anonymous,
+    /// tmpfs, `/dev/shm`) it returns at once.
+    pub(crate) fn sync(&self) -> Result<(), LabError> {
+        // SAFETY: `ptr`/`len` describe exactly this region's mapping, which stays mapped while
+        // `&self` lives; `msync` reads no memory through the pointer, it only writes back the
+        // pages.
+        unsafe { msync(self.ptr.as_ptr().cast(), self.len, MsyncFlags::SYNC) }
+            .map_err(LabError::os("writing the mapping back to its file (msync)"))
     }
 
     /// Evicts `offset..offset + len` from every CPU cache (written back to memory first), so

@@ -59,6 +59,17 @@ fn shm_open_delivers_every_byte() {
 }
 
 #[test]
+fn mmap_file_durable_delivers_every_byte() {
+    for name in [
+        "mmap-file-durable/1",
+        "mmap-file-durable/64",
+        "mmap-file-durable/4096",
+    ] {
+        check(name);
+    }
+}
+
+#[test]
 fn shmsock_blocking_delivers_every_byte() {
     check("shmsock-blocking");
 }

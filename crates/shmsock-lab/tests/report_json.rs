@@ -253,6 +253,63 @@ fn comparison_and_communication_costs_tables_have_rows_with_verdicts() {
 }
 
 #[test]
+fn shm_open_and_the_durable_rows_are_measured_beside_raw_ring() {
+    let opts = LabOptions {
+        mode: Mode::Quick,
+        // A family name selects its rows: mmap-file-durable/1, /64 and /4096.
+        mechanisms: Some(vec![
+            "raw-ring".into(),
+            "shm-open".into(),
+            "mmap-file-durable".into(),
+        ]),
+        sizes: Some(vec![64, 4096]),
+        only: Some(vec!["latency".into(), "throughput".into()]),
+        ..Default::default()
+    };
+    let report = shmsock_lab::run_with(&opts, SMALL).expect("lab runs");
+    assert!(report.unavailable.is_empty(), "{report}");
+    let names = [
+        "shm-open",
+        "mmap-file-durable/1",
+        "mmap-file-durable/64",
+        "mmap-file-durable/4096",
+    ];
+    for name in names {
+        let latency = report
+            .latency
+            .iter()
+            .find(|r| r.mechanism == name)
+            .unwrap_or_else(|| panic!("{name} latency:\n{report}"));
+        assert!(
+            latency.rtt.min_ns > 0 && latency.rtt.min_ns <= latency.rtt.p50_ns,
+            "{latency:?}"
+        );
+        for size in [64, 4096] {
+            let row = report
+                .throughput
+                .iter()
+                .find(|r| r.mechanism == name && r.size == size)
+                .unwrap_or_else(|| panic!("{name} at {size} B:\n{report}"));
+            assert!(row.msgs_per_s > 0 && row.vs_raw_ring.is_some(), "{row:?}");
+            assert!(
+                row.sender_kernel_pct <= row.sender_cpu_pct + 1.0
+                    && row.receiver_kernel_pct <= row.receiver_cpu_pct + 1.0,
+                "kernel time is part of the CPU time: {row:?}"
+            );
+            let note = row.note.as_deref().unwrap_or_default();
+            if name == "shm-open" {
+                assert!(note.contains("shm_open"), "{row:?}");
+            } else {
+                // The row says which filesystem its file was on.
+                assert!(note.contains("msync") && note.contains(" on "), "{row:?}");
+            }
+        }
+    }
+    let text = report.render();
+    assert!(text.contains("kernel% send/recv"), "{text}");
+}
+
+#[test]
 fn fanout_has_a_row_per_size_and_subscriber_count() {
     let budgets = SMALL;
     let opts = LabOptions {

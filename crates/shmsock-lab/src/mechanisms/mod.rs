@@ -30,6 +30,7 @@ pub mod latency_only;
 pub mod libzmq;
 pub mod loan;
 pub mod locked_ring;
+pub mod mmap_durable;
 pub mod offset;
 pub mod pipe;
 pub mod posix_mq;
@@ -164,12 +165,16 @@ pub struct FanInSides {
 
 /// Every mechanism, in report order.
 pub fn all() -> Vec<Box<dyn Mechanism>> {
+    let [durable_1, durable_64, durable_4096] = mmap_durable::MmapFileDurable::rows();
     vec![
         Box::new(floor::FLOOR),
         Box::new(raw_ring::RawRing::anonymous()),
         Box::new(raw_ring::RawRing::cold()),
         Box::new(raw_ring::RawRing::mapped_file()),
         Box::new(shm_open::ShmOpen),
+        Box::new(durable_1),
+        Box::new(durable_64),
+        Box::new(durable_4096),
         Box::new(shmsock::Shmsock::busy_poll()),
         Box::new(shmsock::Shmsock::adaptive()),
         Box::new(shmsock::Shmsock::blocking()),
@@ -213,6 +218,30 @@ pub fn by_name(name: &str) -> Result<Box<dyn Mechanism>, LabError> {
             name: name.to_string(),
             known: names().join(", "),
         })
+}
+
+/// The mechanisms `filter` names: the one called `filter`, or the family of rows whose names
+/// are `filter/...` (`mmap-file-durable` selects `mmap-file-durable/1`, `/64` and `/4096`).
+pub fn by_filter(filter: &str) -> Result<Vec<Box<dyn Mechanism>>, LabError> {
+    let selected: Vec<_> = all()
+        .into_iter()
+        .filter(|m| selects(filter, m.name()))
+        .collect();
+    if selected.is_empty() {
+        return Err(LabError::UnknownMechanism {
+            name: filter.to_string(),
+            known: names().join(", "),
+        });
+    }
+    Ok(selected)
+}
+
+/// Whether `filter` selects the mechanism called `name`: the same name, or its family.
+pub fn selects(filter: &str, name: &str) -> bool {
+    name == filter
+        || name
+            .strip_prefix(filter)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Spins until `poll` yields a value; yields the CPU now and then (so a peer sharing this CPU

@@ -53,7 +53,7 @@ enum Backing {
 /// the reference documents' "shared memory (cache miss)" row).
 ///
 /// Other rows build the same ring in other memory through [`sides`] and [`ends`]: `shm-open`
-/// (a POSIX shared-memory object).
+/// (a POSIX shared-memory object) and `mmap-file-durable/N` (a file, with `msync`).
 #[derive(Debug, Clone, Copy)]
 pub struct RawRing {
     name: &'static str,
@@ -279,6 +279,11 @@ impl RawRingSide {
             rx,
             cold: false,
         }
+    }
+
+    /// The memory of the ring this side sends through, if it sends.
+    pub(crate) fn sent_region(&self) -> Option<&SharedRegion> {
+        self.tx.as_ref().map(|p| &*p.region)
     }
 }
 
