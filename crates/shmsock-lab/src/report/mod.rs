@@ -297,6 +297,8 @@ impl Report {
                 .iter()
                 .find(|r| r.path == row)
                 .map(|r| r.seconds_per_million),
+            Metric::VsRawRing { size } => stream(size).and_then(|r| r.vs_raw_ring),
+            Metric::UserCpu { size } => stream(size).and_then(ThroughputRow::user_share_pct),
         }
     }
 
@@ -355,6 +357,44 @@ mod tests {
         assert_eq!(pipe.vs_raw_ring, Some(0.05));
         assert_eq!(pipe.vs_uds_stream, Some(2.0));
         assert_eq!(pipe.bytes_per_s, 64_000_000);
+    }
+
+    #[test]
+    fn shm_open_is_checked_for_kernel_time_and_speed_against_raw_ring() {
+        use crate::claims::Verdict;
+        let row = |mechanism: &str, size, msgs, kernel_pct| {
+            let mut row = ThroughputRow::new(
+                mechanism, size, msgs, SECOND_NS, SECOND_NS, SECOND_NS, SECOND_NS,
+            );
+            row.sender_kernel_pct = kernel_pct;
+            row
+        };
+        let mut r = report();
+        r.throughput = vec![
+            row("raw-ring", 64, 20_000_000, 1.0),
+            row("raw-ring", 4096, 2_000_000, 0.0),
+            row("shm-open", 64, 19_000_000, 30.0),
+            row("shm-open", 4096, 1_900_000, 0.0),
+        ];
+        r.finish();
+        let verdict = |metric, name: &str| {
+            r.claims
+                .iter()
+                .find(|c| c.metric == metric && c.measured_by == name)
+                .map(|c| c.verdict)
+        };
+        // 1% of the two sides' 200% is kernel time: 99.5% user space.
+        let user = Metric::UserCpu { size: 64 };
+        assert_eq!(verdict(user, "raw-ring"), Some(Verdict::Agrees));
+        // 30 of 200: 85% user space, more than the claim allows.
+        assert_eq!(verdict(user, "shm-open"), Some(Verdict::Slower));
+        let speed = Metric::VsRawRing { size: 4096 };
+        assert_eq!(verdict(speed, "shm-open"), Some(Verdict::Agrees));
+        assert_eq!(
+            verdict(speed, "raw-ring"),
+            None,
+            "raw-ring is not compared with itself"
+        );
     }
 
     #[test]
