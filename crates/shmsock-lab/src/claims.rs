@@ -15,8 +15,10 @@
 //! receiver"): the lab compares them with RTT / 2.
 //!
 //! A few claims are words, not table numbers, put as numbers the lab measures: shared memory
-//! without the kernel once set up (the user-space share of the CPU time while streaming), and
-//! "the fastest IPC" and "approaches shared memory speed" (the rate against `raw-ring`'s).
+//! without the kernel once set up (the user-space share of the CPU time while streaming),
+//! "the fastest IPC" and "approaches shared memory speed" (the rate against `raw-ring`'s), and
+//! the persistence of a memory-mapped file (the messages a fresh process reads back after the
+//! writer was SIGKILLed).
 
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +74,9 @@ pub enum Metric {
         /// Message size in bytes.
         size: usize,
     },
+    /// Of the messages a writer had sent when it was SIGKILLed, the % a fresh process read back
+    /// intact from its file (the `crash` experiment).
+    Kept,
 }
 
 impl Metric {
@@ -85,16 +90,19 @@ impl Metric {
                 | Metric::Contention { .. }
                 | Metric::VsRawRing { .. }
                 | Metric::UserCpu { .. }
+                | Metric::Kept
         )
     }
 
     /// How far outside the claimed range a measurement of this metric may be and still agree
-    /// (a factor): [`TOLERANCE`], except for a share that a document says is whole: the user
+    /// (a factor): [`TOLERANCE`], except for shares that a document says are whole: the user
     /// space share of a mechanism without kernel involvement (within 10%: the kernel samples
-    /// the split at its timer ticks, and the `sched_yield` of a waiting side is kernel time).
+    /// the split at its timer ticks, and the `sched_yield` of a waiting side is kernel time)
+    /// and the messages kept after a crash (all of them).
     pub fn tolerance(self) -> f64 {
         match self {
             Metric::UserCpu { .. } => 1.1,
+            Metric::Kept => 1.0,
             _ => TOLERANCE,
         }
     }
@@ -114,6 +122,7 @@ impl Metric {
             Metric::Million => "wall time".into(),
             Metric::VsRawRing { size: s } => format!("msgs/s vs raw-ring @ {}", fmt_size(s)),
             Metric::UserCpu { size: s } => format!("user-space CPU share @ {}", fmt_size(s)),
+            Metric::Kept => "sent messages read back after SIGKILL".into(),
         }
     }
 
@@ -123,7 +132,7 @@ impl Metric {
             Metric::LatencyMin | Metric::LatencyTypical | Metric::Serialize => "ns",
             Metric::Rate { .. } | Metric::SyncTax | Metric::Contention { .. } => "msgs/s",
             Metric::Bandwidth { .. } => "B/s",
-            Metric::Cpu { .. } | Metric::UserCpu { .. } => "%",
+            Metric::Cpu { .. } | Metric::UserCpu { .. } | Metric::Kept => "%",
             Metric::Million => "s",
             Metric::VsRawRing { .. } => "x",
         }
@@ -270,6 +279,12 @@ const KIB4: usize = 4096;
 const COMPARISON: &str = "Comparison";
 const COMMUNICATION_COSTS: &str = "Communication Costs";
 const CHEAT_SHEET: &str = "IPC cheat sheet";
+const MAPPED_FILES: &[&str] = &[
+    "mmap-file",
+    "mmap-file-durable/1",
+    "mmap-file-durable/64",
+    "mmap-file-durable/4096",
+];
 
 /// Every claim the lab checks, in the documents' order.
 pub const CLAIMS: &[Claim] = &[
@@ -753,6 +768,16 @@ pub const CLAIMS: &[Claim] = &[
         CHEAT_SHEET,
         &["shm-open"],
     ),
+    // IPC cheat sheet, the menu: "Memory-mapped file | Fast | Producer/consumer with
+    // persistence".
+    Claim::new(
+        "Memory-mapped file: producer/consumer with persistence",
+        Metric::Kept,
+        100.0,
+        100.0,
+        CHEAT_SHEET,
+        MAPPED_FILES,
+    ),
 ];
 
 /// Checks every claim against every lab row that measures it: `measured(metric, row,
@@ -887,8 +912,8 @@ pub(crate) fn table(checks: &[ClaimCheck]) -> Option<Table> {
     table.text_columns = vec![1, 2, 4, 7];
     table.intro = vec![format!(
         "Agrees = inside the claimed range widened ×/÷ {TOLERANCE} (a user-space share: within \
-         10%); latency claims are one-way (RTT / 2). Sources: the short names of \
-         docs/references.md."
+         10%; messages kept after a crash: all); latency claims are one-way (RTT / 2). Sources: \
+         the short names of docs/references.md."
     )];
     table.notes = vec!["Same CPU: the latency with both sides on one CPU, and its verdict.".into()];
     Some(table)
@@ -964,6 +989,17 @@ mod tests {
 
     #[test]
     fn shares_the_documents_call_whole_have_tight_tolerances() {
+        let kept = CLAIMS
+            .iter()
+            .find(|c| c.metric == Metric::Kept)
+            .expect("the persistence claim");
+        assert_eq!(kept.source, CHEAT_SHEET);
+        assert_eq!(kept.verdict(100.0), Verdict::Agrees);
+        assert_eq!(
+            kept.verdict(99.9),
+            Verdict::Slower,
+            "one lost message is a loss"
+        );
         let user = CLAIMS
             .iter()
             .find(|c| c.metric == Metric::UserCpu { size: 64 })

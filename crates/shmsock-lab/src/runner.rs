@@ -43,6 +43,8 @@ pub(crate) enum Experiment {
     Serialization,
     /// One million messages.
     Scale,
+    /// What a SIGKILL leaves behind.
+    Crash,
 }
 
 impl Experiment {
@@ -58,6 +60,7 @@ impl Experiment {
             Experiment::Network => "network",
             Experiment::Serialization => "serialization",
             Experiment::Scale => "scale",
+            Experiment::Crash => "crash",
         }
     }
 }
@@ -138,6 +141,7 @@ impl<'a> Lab<'a> {
             ("network", experiments::network::configs().len()),
             ("serialization", 1),
             ("scale", experiments::scale::PATHS.len()),
+            ("crash", 1 + experiments::crash::writers().len()),
         ]
         .iter()
         .filter(|(name, _)| self.opts.runs(name))
@@ -181,6 +185,7 @@ impl<'a> Lab<'a> {
             ("network", Self::run_network),
             ("serialization", Self::run_serialization),
             ("scale", Self::run_scale),
+            ("crash", Self::run_crash),
         ];
         for (name, run) in experiments {
             if self.opts.runs(name) {
@@ -292,7 +297,8 @@ impl<'a> Lab<'a> {
             | Experiment::Bridge
             | Experiment::Network
             | Experiment::Serialization
-            | Experiment::Scale => Err(format!(
+            | Experiment::Scale
+            | Experiment::Crash => Err(format!(
                 "{} is not a per-mechanism experiment",
                 experiment.as_str()
             )),
@@ -485,6 +491,36 @@ impl<'a> Lab<'a> {
             match scale::measure(path, messages, max_time, self.pinning) {
                 Ok(row) => self.report.million.push(row),
                 Err(e) => self.unavailable(path, Experiment::Scale, scale::SIZE, e.to_string()),
+            }
+        }
+    }
+
+    fn run_crash(&mut self) {
+        use experiments::crash;
+        self.progress
+            .step("crash: shm-open, creator SIGKILLed before shm_unlink");
+        match crash::measure_leftover(self.pinning) {
+            Ok(row) => {
+                self.progress.note(&row.finding());
+                self.report.shm_leftovers.push(row);
+            }
+            Err(e) => self.unavailable(
+                "shm-open",
+                Experiment::Crash,
+                crate::options::LATENCY_SIZE,
+                e.to_string(),
+            ),
+        }
+        for (mechanism, every) in crash::writers() {
+            self.progress.step(&format!(
+                "crash: {mechanism}, writer SIGKILLed after {} messages",
+                crash::kill_after(every)
+            ));
+            match crash::measure_survival(mechanism, every, self.pinning) {
+                Ok(row) => self.report.crash.push(row),
+                Err(e) => {
+                    self.unavailable(mechanism, Experiment::Crash, crash::SIZE, e.to_string())
+                }
             }
         }
     }

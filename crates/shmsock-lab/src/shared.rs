@@ -126,6 +126,14 @@ impl SharedRegion {
         Self::created(fd, len, Name::File(path), "the memory-mapped file")
     }
 
+    /// Maps the first `len` bytes of the existing file `path` (which stays when the region is
+    /// dropped): how a process that did not create a file finds its memory.
+    pub(crate) fn open_file(path: &Path, len: usize) -> Result<Self, LabError> {
+        let fd = open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+            .map_err(LabError::os("opening the memory-mapped file"))?;
+        Self::map_existing(&fd, len, "the memory-mapped file")
+    }
+
     /// Creates the POSIX shared-memory object `name` (`/something`; it must not exist), sizes
     /// it to `len` bytes and maps it: `shm_open(O_CREAT | O_EXCL)`, `ftruncate`, `mmap`. The
     /// name is removed (`shm_unlink`) when the process that created it drops the region.
@@ -192,6 +200,14 @@ impl SharedRegion {
             name: None,
             opened: true,
         })
+    }
+
+    /// The file this region maps, if it created one ([`SharedRegion::new_file_in`]).
+    pub(crate) fn file_path(&self) -> Option<&Path> {
+        match &self.name {
+            Some((Name::File(path), _)) => Some(path),
+            _ => None,
+        }
     }
 
     /// Writes the region's dirty pages to its file and waits until they are there

@@ -310,6 +310,53 @@ fn shm_open_and_the_durable_rows_are_measured_beside_raw_ring() {
 }
 
 #[test]
+fn crash_counts_what_a_sigkill_leaves_behind() {
+    let opts = LabOptions {
+        mode: Mode::Quick,
+        only: Some(vec!["crash".into()]),
+        ..Default::default()
+    };
+    let report = shmsock_lab::run_with(&opts, SMALL).expect("lab runs");
+    assert!(report.unavailable.is_empty(), "{report}");
+    let [leftover] = &report.shm_leftovers[..] else {
+        panic!("one shm-open row expected:\n{report}");
+    };
+    assert_eq!(
+        (leftover.left_after_kill, leftover.left_after_unlink),
+        (1, 0),
+        "{leftover:?}"
+    );
+    let names: Vec<_> = report.crash.iter().map(|r| r.mechanism.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "mmap-file",
+            "mmap-file-durable/1",
+            "mmap-file-durable/64",
+            "mmap-file-durable/4096"
+        ]
+    );
+    for row in &report.crash {
+        assert!(row.consistent() && row.sent > 0, "{row:?}");
+    }
+    let kept: Vec<_> = report
+        .claims
+        .iter()
+        .filter(|c| c.metric == shmsock_lab::claims::Metric::Kept)
+        .collect();
+    assert_eq!(kept.len(), 4, "{report}");
+    assert!(kept.iter().all(
+        |c| c.source == "IPC cheat sheet" && c.verdict == shmsock_lab::claims::Verdict::Agrees
+    ));
+    let text = report.render();
+    assert!(
+        text.contains("after SIGKILL of the creator: 1 entry left in /dev/shm"),
+        "{text}"
+    );
+    assert!(text.contains("read back intact"), "{text}");
+}
+
+#[test]
 fn fanout_has_a_row_per_size_and_subscriber_count() {
     let budgets = SMALL;
     let opts = LabOptions {

@@ -15,6 +15,8 @@
 //!   same run: PAIR and PUB/SUB streams and one-way latency, NULL and CURVE security.
 //! - [`serialization`]: the Communication Costs' 1 KiB struct, postcard vs JSON.
 //! - [`scale`]: the Communication Costs' one million messages: threads vs processes.
+//! - [`crash`]: what a SIGKILL leaves: a named shared-memory object in `/dev/shm`, and the
+//!   messages a killed writer put in a mapped file (with and without `msync`).
 //!
 //! Each experiment module owns its measurement, its row type (serialised into `report.json`),
 //! its table (a `table::Table`) and its plot (a `chart::Chart`); the `report` only
@@ -26,6 +28,7 @@
 
 pub mod bridge;
 pub mod contention;
+pub mod crash;
 pub mod fanout;
 pub(crate) mod integrity;
 pub mod latency;

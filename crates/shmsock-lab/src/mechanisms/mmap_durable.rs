@@ -19,9 +19,10 @@
 //! are on the disk too, so they also survive a power loss or a kernel crash.
 
 use std::num::NonZeroU64;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use super::raw_ring::RawRingSide;
+use super::raw_ring::{ends, ring_len, Consumer, RawRingSide};
 use super::{Mechanism, Pair, Pattern, Side};
 use crate::error::LabError;
 use crate::shared::SharedRegion;
@@ -94,6 +95,8 @@ pub(crate) struct DurableSide {
     every: Option<NonZeroU64>,
     /// Messages sent.
     sent: u64,
+    /// Messages sent before the last `msync` that returned.
+    synced: u64,
 }
 
 impl DurableSide {
@@ -104,7 +107,14 @@ impl DurableSide {
             ring,
             every: NonZeroU64::new(every),
             sent: 0,
+            synced: 0,
         }
+    }
+
+    /// How many of the messages sent were covered by the last `msync` that returned: on the
+    /// disk.
+    pub(crate) fn synced(&self) -> u64 {
+        self.synced
     }
 }
 
@@ -121,6 +131,7 @@ impl Side for DurableSide {
                 if let Some(region) = self.ring.sent_region() {
                     region.sync()?;
                 }
+                self.synced = self.sent;
             }
         }
         Ok(())
@@ -129,6 +140,50 @@ impl Side for DurableSide {
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
         self.ring.recv(buf)
     }
+}
+
+/// A ring of `size`-byte messages in a new file of `dir`, for one writer (the `crash`
+/// experiment's): its sending side, syncing every `every` messages (0: never), the file's
+/// path, and the file itself, removed when this process drops its last handle.
+pub(crate) struct RingFile {
+    /// The sending side; nothing receives.
+    pub(crate) writer: DurableSide,
+    /// Where the file is, for a process that opens it afresh ([`reopen`]).
+    pub(crate) path: PathBuf,
+    /// The creator's handle: keep it until the file is no longer needed.
+    pub(crate) file: Rc<SharedRegion>,
+}
+
+impl RingFile {
+    /// Creates the file in `dir` and the writer's side of the ring in it.
+    pub(crate) fn create(dir: &Path, size: usize, every: u64) -> Result<Self, LabError> {
+        let file = Rc::new(SharedRegion::new_file_in(dir, ring_len(size))?);
+        let path = file
+            .file_path()
+            .map(Path::to_path_buf)
+            .ok_or(LabError::Unsupported {
+                mechanism: "mmap-file-durable",
+                what: "a ring file without a path",
+            })?;
+        let (producer, _) = ends(Rc::clone(&file), size);
+        Ok(Self {
+            writer: DurableSide::new(RawRingSide::new(Some(producer), None), every),
+            path,
+            file,
+        })
+    }
+}
+
+/// Opens the ring file at `path` afresh (`open`, `mmap`) and returns its consuming end: what a
+/// process that finds the file after its writer died reads.
+pub(crate) fn reopen(path: &Path, size: usize) -> Result<Consumer, LabError> {
+    let region = SharedRegion::open_file(path, ring_len(size))?;
+    Ok(ends(Rc::new(region), size).1)
+}
+
+/// Slots of a ring of `size`-byte messages: how many a writer can send with nobody reading.
+pub(crate) fn capacity(size: usize) -> u64 {
+    super::raw_ring::slot_count(size)
 }
 
 /// The directory the durable rows' files go in, and the filesystem it is on.
@@ -263,5 +318,35 @@ tmpfs /dev/shm tmpfs rw 0 0
         assert!(var.on_disk());
         assert_eq!(on("/tmp/big disk").fs_type, "xfs");
         assert_eq!(unescape("/a\\040b\\\\"), "/a b\\\\");
+    }
+
+    #[test]
+    fn the_sender_syncs_every_nth_message_and_counts_what_was_synced() {
+        let dir = std::env::temp_dir();
+        let RingFile {
+            mut writer, path, ..
+        } = RingFile::create(&dir, 16, 4).expect("ring file");
+        for seq in 1..=10u64 {
+            let mut msg = [0u8; 16];
+            msg[..8].copy_from_slice(&seq.to_le_bytes());
+            writer.send(&msg).expect("send");
+            assert_eq!(writer.synced(), seq - seq % 4, "after message {seq}");
+        }
+        // Another mapping of the same file, opened afresh, sees the ten messages.
+        let mut reader = reopen(&path, 16).expect("reopened");
+        assert_eq!(reader.available(), 10);
+        let mut buf = [0u8; 16];
+        reader.pop(&mut buf).expect("first message");
+        assert_eq!(buf[..8], 1u64.to_le_bytes());
+        assert!(capacity(16) >= 10);
+    }
+
+    #[test]
+    fn the_file_is_removed_with_its_creators_last_handle() {
+        let ring = RingFile::create(&std::env::temp_dir(), 64, 0).expect("ring file");
+        let path = ring.path.clone();
+        assert!(path.exists());
+        drop(ring);
+        assert!(!path.exists(), "{} left behind", path.display());
     }
 }

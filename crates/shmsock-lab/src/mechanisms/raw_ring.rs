@@ -133,6 +133,12 @@ pub(crate) fn ring_len(size: usize) -> usize {
     Slots::<SLOTS_OFFSET>::for_messages(size, size).end()
 }
 
+/// Slots of one ring of `size`-byte messages: how many messages it holds.
+pub(crate) fn slot_count(size: usize) -> u64 {
+    let size = size.max(1);
+    Slots::<SLOTS_OFFSET>::for_messages(size, size).count as u64
+}
+
 /// The parent's and the child's side of the ring(s) `pattern` needs for `size`-byte messages,
 /// each ring in a region of [`ring_len`] bytes that `region` makes (zero-filled): child ->
 /// parent always, parent -> child too for ping-pong.
@@ -238,7 +244,16 @@ pub(crate) struct Consumer {
 }
 
 impl Consumer {
-    fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
+    /// How many messages are in the ring now: published by the producer, not yet taken.
+    pub(crate) fn available(&self) -> u64 {
+        // Acquire pairs with the producer's Release store of `tail` in `push`: the slots up to
+        // it are fully written before `pop` copies them out.
+        let tail = self.region.atomic_u64(TAIL_OFFSET).load(Ordering::Acquire);
+        tail.wrapping_sub(self.head)
+    }
+
+    /// Takes the next message into `buf` (spinning until there is one); returns its size.
+    pub(crate) fn pop(&mut self, buf: &mut [u8]) -> Result<usize, LabError> {
         let size = self.layout.size;
         let out = message_buf(buf, size)?;
         if self.head == self.cached_tail {

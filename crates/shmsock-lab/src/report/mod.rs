@@ -14,6 +14,7 @@ use crate::claims::{self, ClaimCheck, Metric};
 use crate::error::LabError;
 use crate::experiments::bridge::{self, BridgeRow};
 use crate::experiments::contention::{self, ContentionRow};
+use crate::experiments::crash::{LeftoverRow, SurvivalRow};
 use crate::experiments::fanout::{self, FanoutRow};
 use crate::experiments::latency::{self, LatencyRow};
 use crate::experiments::network::{self, NetworkRow};
@@ -67,6 +68,12 @@ pub struct Report {
     /// One million messages (Communication Costs).
     #[serde(default)]
     pub million: Vec<MillionRow>,
+    /// What SIGKILLed creators of named shared-memory objects left in `/dev/shm`.
+    #[serde(default)]
+    pub shm_leftovers: Vec<LeftoverRow>,
+    /// What fresh readers found in the files of SIGKILLed writers.
+    #[serde(default)]
+    pub crash: Vec<SurvivalRow>,
     /// Every reference claim checked against this run.
     #[serde(default)]
     pub claims: Vec<ClaimCheck>,
@@ -156,6 +163,8 @@ impl Report {
             network: Vec::new(),
             serialization: Vec::new(),
             million: Vec::new(),
+            shm_leftovers: Vec::new(),
+            crash: Vec::new(),
             claims: Vec::new(),
             unavailable: Vec::new(),
             floor_check: None,
@@ -299,6 +308,11 @@ impl Report {
                 .map(|r| r.seconds_per_million),
             Metric::VsRawRing { size } => stream(size).and_then(|r| r.vs_raw_ring),
             Metric::UserCpu { size } => stream(size).and_then(ThroughputRow::user_share_pct),
+            Metric::Kept => self
+                .crash
+                .iter()
+                .find(|r| r.mechanism == row)
+                .map(|r| r.kept_pct),
         }
     }
 

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use super::Report;
 use crate::claims;
 use crate::experiments::{
-    bridge, contention, fanout, latency, network, scale, serialization, sync_tax, throughput,
+    bridge, contention, crash, fanout, latency, network, scale, serialization, sync_tax, throughput,
 };
 use crate::format::{fmt_ns, fmt_size};
 use crate::table::Table;
@@ -28,6 +28,8 @@ impl Report {
             network::table(&self.network, &self.host),
             serialization::table(&self.serialization, checks),
             scale::table(&self.million, &self.latency, checks),
+            crash::leftover_table(&self.shm_leftovers),
+            crash::table(&self.crash, checks),
             claims::table(checks),
             self.unavailable_table(),
         ]
