@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// How often the watching thread looks at the call in flight.
 const LOOK_EVERY: Duration = Duration::from_millis(5);
 
-/// No call in flight (see [`CallWatch::started_ns`]).
+/// No call in flight (the value of `Inner::started_ns` between calls).
 const IDLE: u64 = u64::MAX;
 
 /// The clock of one watched run: when the call in flight started, read by the watcher.
