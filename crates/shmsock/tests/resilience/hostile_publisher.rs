@@ -279,3 +279,40 @@ ci_and_long! {
     /// The long run: 20,000 connections.
     fn hostile_publisher_long(20_000);
 }
+
+/// A publisher that dies in the middle of a cursor update (SIGKILL between the two version
+/// stores leaves the seqlock odd for good) is `PeerGone` within the peer-death bound, not
+/// `Corrupt` after the seqlock's whole patience.
+#[test]
+fn a_publisher_gone_in_the_middle_of_an_update_is_peer_gone_not_corrupt() {
+    let _serial = crate::serial();
+    let ep = harness::endpoint("torn-publisher");
+    let (seg, fds) = pool_fds(WritableSegment::create(CAP), false);
+    let hello = rawloan::hello(CAP, ROLE_PUBLISHER, 0, 0, 0);
+    let (mut sub, peer) = rawloan::against_by_hand(&ep, hello, fds, "publisher", || {
+        Subscriber::connect(&ep).expect("subscribing to the hand-made publisher")
+    });
+    assert!(peer.accepted);
+    let mut ring = RawRing::broadcast(seg);
+    ring.publish(0, 8, &[42]);
+    let mut buf = [0u8; 64];
+    let n = sub
+        .recv_timeout(&mut buf, Duration::from_secs(5))
+        .expect("the message");
+    assert_eq!(n, 8);
+    // The next update starts (odd version) and the publisher dies there.
+    ring.seg.poke(OFF_CURSOR_VERSION, 2 * ring.frames + 1);
+    drop(peer);
+    let t = Instant::now();
+    let end = sub.recv_timeout(&mut buf, Duration::from_secs(5));
+    let took = t.elapsed();
+    assert!(
+        matches!(end, Err(Error::PeerGone { .. })),
+        "a publisher gone mid-update: {end:?}"
+    );
+    assert!(
+        took < harness::PEER_DEATH_BOUND,
+        "reported after {took:?}, the bound is {:?}",
+        harness::PEER_DEATH_BOUND
+    );
+}
