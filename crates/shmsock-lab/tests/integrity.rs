@@ -74,6 +74,11 @@ fn signal_delivers_every_byte() {
 }
 
 #[test]
+fn signalfd_delivers_its_words() {
+    check("signalfd");
+}
+
+#[test]
 fn fifo_delivers_every_byte() {
     check("fifo");
 }

@@ -37,6 +37,7 @@ mod pshared_mutex;
 pub mod raw_ring;
 pub mod shmsock;
 pub mod signal;
+pub mod signalfd;
 mod spinlock;
 pub mod sysv_mq;
 pub mod tcp;
@@ -168,6 +169,7 @@ pub fn all() -> Vec<Box<dyn Mechanism>> {
         Box::new(futex::FUTEX),
         Box::new(eventfd::EVENTFD),
         Box::new(signal::SIGNAL),
+        Box::new(signalfd::SIGNALFD),
         Box::new(pipe::PIPE),
         Box::new(fifo::FIFO),
         Box::new(uds_stream::UDS_STREAM),
