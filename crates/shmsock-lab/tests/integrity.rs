@@ -79,6 +79,11 @@ fn signalfd_delivers_its_words() {
 }
 
 #[test]
+fn posix_sem_delivers_every_byte() {
+    check("posix-sem");
+}
+
+#[test]
 fn fifo_delivers_every_byte() {
     check("fifo");
 }

@@ -33,6 +33,7 @@ pub mod locked_ring;
 pub mod offset;
 pub mod pipe;
 pub mod posix_mq;
+pub mod posix_sem;
 mod pshared_mutex;
 pub mod raw_ring;
 pub mod shmsock;
@@ -167,6 +168,7 @@ pub fn all() -> Vec<Box<dyn Mechanism>> {
         Box::new(shmsock::Shmsock::adaptive()),
         Box::new(shmsock::Shmsock::blocking()),
         Box::new(futex::FUTEX),
+        Box::new(posix_sem::PosixSem),
         Box::new(eventfd::EVENTFD),
         Box::new(signal::SIGNAL),
         Box::new(signalfd::SIGNALFD),
