@@ -139,6 +139,11 @@ fn mutex_ring_polling_delivers_every_byte() {
 }
 
 #[test]
+fn sem_ring_delivers_every_byte() {
+    check("sem-ring");
+}
+
+#[test]
 fn cas_ring_delivers_every_byte() {
     check("cas-ring");
 }

@@ -30,6 +30,7 @@ pub mod latency_only;
 pub mod libzmq;
 pub mod loan;
 pub mod locked_ring;
+mod named_sem;
 pub mod offset;
 pub mod pipe;
 pub mod posix_mq;
@@ -191,6 +192,7 @@ pub fn queues() -> Vec<Box<dyn Mechanism>> {
         Box::new(locked_ring::LockedRing::spinlock()),
         Box::new(locked_ring::LockedRing::mutex()),
         Box::new(locked_ring::LockedRing::mutex_polling()),
+        Box::new(locked_ring::LockedRing::named_semaphore()),
         Box::new(cas_ring::CasRing),
     ]
 }

@@ -26,6 +26,9 @@
 //! timeout: [`Semaphore::wait`] tries `sem_trywait` first and then sleeps in
 //! `sem_timedwait` in slices, giving up with [`LabError::Stalled`] after [`STALL_TIMEOUT`].
 //!
+//! The named flavour (`sem_open`) guards the sync-tax experiment's queue as a lock (see
+//! [`super::named_sem`]); both use [`Semaphore`].
+//!
 //! # Safety
 //!
 //! The `sem_*` calls are not in rustix, so this module calls libc. A [`Semaphore`] holds a
@@ -109,6 +112,15 @@ impl Semaphore<SharedRegion> {
 }
 
 impl<K> Semaphore<K> {
+    /// A handle on the semaphore at `sem`, which `owner` keeps mapped.
+    ///
+    /// # Safety
+    /// `sem` must point at a `sem_t` that is initialised (`sem_init`) or open (`sem_open`)
+    /// and stays mapped while `owner` is alive.
+    pub(crate) unsafe fn from_raw(sem: NonNull<libc::sem_t>, owner: Rc<K>) -> Self {
+        Self { sem, _owner: owner }
+    }
+
     /// Another handle on the same semaphore.
     pub(crate) fn handle(&self) -> Self {
         Self {
