@@ -201,7 +201,22 @@ pub(crate) fn table(rows: &[SyncTaxRow], checks: &[ClaimCheck]) -> Option<Table>
          per shared word."
             .into(),
     ];
+    let names: Vec<&str> = rows.iter().map(|r| r.method.as_str()).collect();
+    table.notes.extend(claims::statement_notes(&names, |name| {
+        rows.iter()
+            .find(|r| r.method == name)
+            .map_or_else(|| "not measured".into(), measured_words)
+    }));
     Some(table)
+}
+
+/// A row's rate in words, for the documents' statements about it.
+fn measured_words(row: &SyncTaxRow) -> String {
+    let change = row
+        .vs_lock_free_pct
+        .filter(|_| row.method != "lock-free")
+        .map_or_else(String::new, |p| format!(" ({p:+.0}% vs lock-free)"));
+    format!("{} msgs/s{change}", fmt_count(row.msgs_per_s))
 }
 
 /// `sync_tax.svg`: messages per second per synchronisation method, measured beside the
