@@ -17,7 +17,7 @@
 //! Some rows have no number in any document, only words: the IPC cheat sheet's menu says what
 //! a signal, an eventfd and a signalfd are for, and its "synchronization is your problem" (and
 //! the SM and MP article) name semaphores among the ways to synchronise shared memory. Those
-//! are [`STATEMENTS`]: quoted, by [`statement_notes`], under the table that measures the rows
+//! are [`STATEMENTS`]: quoted, by `statement_notes`, under the table that measures the rows
 //! they are about, beside this run's numbers of those rows, and given no verdict (there is
 //! nothing to compare).
 

@@ -110,7 +110,7 @@ impl LockedRing {
     }
 
     /// `sem-ring`: a named POSIX semaphore as the lock, one lock per message; one producer
-    /// and one consumer (no fan-in, see [`super::named_sem`]).
+    /// and one consumer (no fan-in, see `named_sem`).
     pub fn named_semaphore() -> Self {
         Self {
             name: "sem-ring",

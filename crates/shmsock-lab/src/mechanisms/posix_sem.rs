@@ -23,18 +23,18 @@
 //! full. A post makes a system call only when the peer sleeps.
 //!
 //! Latency ping-pong uses two rings (one per direction), streaming one. Every wait has a
-//! timeout: [`Semaphore::wait`] tries `sem_trywait` first and then sleeps in
+//! timeout: `Semaphore::wait` tries `sem_trywait` first and then sleeps in
 //! `sem_timedwait` in slices, giving up with [`LabError::Stalled`] after [`STALL_TIMEOUT`].
 //!
 //! The named flavour (`sem_open`) guards the sync-tax experiment's queue as a lock (see
-//! [`super::named_sem`]); both use [`Semaphore`].
+//! `named_sem`); both use `Semaphore`.
 //!
 //! # Safety
 //!
-//! The `sem_*` calls are not in rustix, so this module calls libc. A [`Semaphore`] holds a
+//! The `sem_*` calls are not in rustix, so this module calls libc. A `Semaphore` holds a
 //! pointer to a `sem_t` that was initialised (or opened) before it was made, and the `Rc` of
 //! whatever keeps that memory mapped, so every call gets a live semaphore. The slot copies are
-//! `unsafe` ([`SharedRegion::write_bytes`]/[`SharedRegion::read_bytes`]): a slot is written only
+//! `unsafe` (`SharedRegion::write_bytes`/`read_bytes`): a slot is written only
 //! after a successful wait on `space` and read only after one on `items`, so the two processes
 //! never touch it at once.
 #![allow(unsafe_code)]
@@ -160,7 +160,7 @@ impl<K> Semaphore<K> {
         self.wait_slow(what, std::io::Error::last_os_error())
     }
 
-    /// The rest of [`Semaphore::wait`] after `sem_trywait` failed with `err`.
+    /// The rest of `Semaphore::wait` after `sem_trywait` failed with `err`.
     #[cold]
     fn wait_slow(&self, what: &'static str, mut err: std::io::Error) -> Result<(), LabError> {
         let started = Instant::now();

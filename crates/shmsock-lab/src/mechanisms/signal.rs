@@ -11,7 +11,7 @@
 //! `sigqueue`: the child queues to the parent's measuring thread, the parent to the child
 //! (single-threaded; it publishes its pid in a shared word when it starts).
 //!
-//! All of this but the receiving is [`RtSignal`], which [`super::signalfd`] shares: that
+//! All of this but the receiving is `RtSignal`, which [`super::signalfd`] shares: that
 //! mechanism queues the same kind of signal and takes it by reading a `signalfd` instead.
 //!
 //! # Safety
