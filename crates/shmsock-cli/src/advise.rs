@@ -1,5 +1,6 @@
-//! `shmsock advise`: the Comparison's decision flowchart as flags or, on a terminal, as questions;
-//! the answer comes with this machine's numbers (see `shmsock_lab::advise`).
+//! `shmsock advise`: the Comparison's decision flowchart and the IPC cheat sheet's menu as flags
+//! or, on a terminal, as questions; the answer comes with this machine's numbers (see
+//! `shmsock_lab::advise`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -11,7 +12,8 @@ use shmsock_lab::advise::{self, parse_bytes, parse_duration_ns, parse_rate, Need
 /// Options of `shmsock advise`.
 #[derive(Args, Debug)]
 #[command(after_help = "\
-With none of the flowchart flags on a terminal, the questions are asked one by one.
+With none of the flowchart's or the menu's flags on a terminal, the questions are asked one by
+one.
 Answers not given count as \"no\". The numbers come from ./lab-report/report.json (written by
 `shmsock lab`), or --report PATH; without a report a quick measurement runs first (~10 s).
 
@@ -22,6 +24,11 @@ Examples:
   shmsock advise --size 4KiB --rate 2k                 the default: message passing
   shmsock advise --remote                              peers on other machines
   shmsock advise --size 1MiB --rate 50k --untrusted    a peer you do not trust
+  shmsock advise --notify-only --event-loop            wake an event loop: eventfd
+  shmsock advise --notify-only                         wake-ups: eventfd, or a signal if faster here
+  shmsock advise --byte-stream --parent-child --rate 50k   a stream to a forked child: a pipe
+  shmsock advise --byte-stream --rate 50k              a stream between unrelated processes: a FIFO
+  shmsock advise --kernel-queue --size 256             messages that wait for an absent reader: mq
   shmsock advise --size 4KiB --report docs/lab-sample/report.json --json")]
 pub(crate) struct AdviseArgs {
     /// The processes run (now or later) on different machines.
@@ -39,6 +46,22 @@ pub(crate) struct AdviseArgs {
     /// The peer is untrusted (another user, a sandbox, code you do not control).
     #[arg(long)]
     untrusted: bool,
+    /// Only a wake-up crosses, no data: eventfd, or a signal (the IPC cheat sheet's
+    /// "notifications only").
+    #[arg(long, conflicts_with_all = ["size", "rate", "byte_stream", "kernel_queue"])]
+    notify_only: bool,
+    /// With --notify-only: the woken side waits in an event loop (epoll, poll, tokio).
+    #[arg(long, requires = "notify_only")]
+    event_loop: bool,
+    /// The peer is a child process you fork (with --byte-stream: a pipe).
+    #[arg(long)]
+    parent_child: bool,
+    /// The data is a byte stream, not messages: a pipe or a FIFO while it keeps up.
+    #[arg(long)]
+    byte_stream: bool,
+    /// Messages must wait in the kernel while the reader is absent: a POSIX message queue.
+    #[arg(long)]
+    kernel_queue: bool,
     /// Lab report to take the numbers from [default: ./lab-report/report.json].
     #[arg(long, value_name = "PATH")]
     report: Option<PathBuf>,
@@ -57,6 +80,11 @@ impl AdviseArgs {
             || self.rate.is_some()
             || self.latency_budget.is_some()
             || self.untrusted
+            || self.notify_only
+            || self.event_loop
+            || self.parent_child
+            || self.byte_stream
+            || self.kernel_queue
     }
 }
 
@@ -77,6 +105,11 @@ pub(crate) fn run(args: AdviseArgs) -> ExitCode {
             rate_per_s: args.rate,
             latency_budget_ns: args.latency_budget,
             untrusted: args.untrusted,
+            notify_only: args.notify_only,
+            event_loop: args.event_loop,
+            parent_child: args.parent_child,
+            byte_stream: args.byte_stream,
+            kernel_queue: args.kernel_queue,
         }
     };
     let (report, source) =

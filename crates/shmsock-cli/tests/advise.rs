@@ -108,6 +108,93 @@ fn without_flags_or_report_it_answers_the_default_and_says_why_no_numbers() {
     assert!(!text.contains("planned"), "{text}");
 }
 
+/// The first line of the advice for `args`, with the sample report.
+fn use_line(args: &[&str]) -> String {
+    let text = advise_with_sample(args);
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_menus_questions_name_the_plain_mechanism_first() {
+    // The sample report's eventfd (6.3 µs one way) beats its signal (7.9 µs).
+    let eventfd = "Use: eventfd, a kernel counter as a doorbell (wake-ups for event loops)";
+    assert_eq!(use_line(&["--notify-only"]), eventfd);
+    assert_eq!(use_line(&["--notify-only", "--event-loop"]), eventfd);
+    assert_eq!(
+        use_line(&["--byte-stream", "--parent-child", "--rate", "50k"]),
+        "Use: an anonymous pipe, made before fork(): a byte stream parent <-> child"
+    );
+    assert_eq!(
+        use_line(&["--byte-stream", "--rate", "50k"]),
+        "Use: a named pipe (FIFO): a byte stream between unrelated processes"
+    );
+    assert_eq!(
+        use_line(&["--kernel-queue", "--size", "256"]),
+        "Use: a POSIX message queue (mq_open): kernel-managed messages that wait for their \
+         reader"
+    );
+    // The sample's pipe streams 1.92 M msgs/s at 64 B: 5 M/s is beyond it.
+    assert_eq!(
+        use_line(&["--byte-stream", "--parent-child", "--rate", "5M"]),
+        "Use: shared memory (shm:// Conn): more messages per second than the kernel's byte \
+         stream carries here"
+    );
+    // Large transfers keep the Comparison's answer.
+    assert_eq!(
+        use_line(&[
+            "--byte-stream",
+            "--parent-child",
+            "--size",
+            "1MiB",
+            "--rate",
+            "30k"
+        ]),
+        "Use: shared memory, zero-copy (with careful synchronisation)"
+    );
+}
+
+#[test]
+fn plain_answers_carry_both_sets_of_numbers() {
+    let text = advise_with_sample(&["--notify-only"]);
+    assert_mentions(
+        &text,
+        &[
+            "calls: eventfd(0, EFD_CLOEXEC)",
+            "shmsock alternative: shm://NAME Conn",
+            "A signal clearly faster than an eventfd here? no (signal 7.9 µs, eventfd 6.3 µs \
+             one-way p50)",
+            "eventfd doorbell (eventfd): 6.3 µs one-way p50",
+            "(shmsock-blocking): 9.3 µs one-way p50",
+            "IPC cheat sheet",
+        ],
+    );
+    let text = advise_with_sample(&["--byte-stream", "--parent-child", "--rate", "50k"]);
+    assert_mentions(
+        &text,
+        &[
+            "Rate above half of what a pipe streams here? no (50000/s; pipe streams 1.92 M \
+             msgs/s at 64 B)",
+            "anonymous pipe (pipe): 6.7 µs one-way p50",
+            "shmsock streams 20.27 M msgs/s at 64 B here",
+        ],
+    );
+    let text = advise_with_sample(&["--kernel-queue", "--size", "256", "--json"]);
+    assert_mentions(&text, &["\"leaf\": \"posix-mq\"", "\"calls\": \"mq_open("]);
+}
+
+#[test]
+fn contradictory_menu_flags_are_refused() {
+    for args in [
+        &["--notify-only", "--size", "64"][..],
+        &["--notify-only", "--byte-stream"],
+        &["--notify-only", "--kernel-queue"],
+        &["--event-loop"],
+    ] {
+        let out = advise(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
 #[test]
 fn bad_values_and_missing_reports_fail_with_a_message() {
     let out = advise(&["--latency-budget", "soon"]);
@@ -121,5 +208,14 @@ fn bad_values_and_missing_reports_fail_with_a_message() {
 #[test]
 fn help_has_examples() {
     let out = advise(&["--help"]);
-    assert_mentions(&assert_success(&out), &["Examples:", "--latency-budget"]);
+    assert_mentions(
+        &assert_success(&out),
+        &[
+            "Examples:",
+            "--latency-budget",
+            "--notify-only",
+            "--byte-stream",
+            "--kernel-queue",
+        ],
+    );
 }

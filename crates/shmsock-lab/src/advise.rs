@@ -1,20 +1,43 @@
-//! `shmsock advise`: the Comparison's decision flowchart, answered with this machine's numbers.
+//! `shmsock advise`: the Comparison's decision flowchart and the IPC cheat sheet's menu of
+//! mechanisms, answered with this machine's numbers.
 //!
 //! ```text
 //! different machines (now or later)? --yes--> message passing over the network   tcp:// (+ bridge)
+//!   | no
+//! only a wake-up, no data? --yes--> latency budget under 1 µs? --yes--> shm:// BusyPoll
+//!   |                                 | no: the woken side waits in an event loop?
+//!   |                                 |       yes: eventfd
+//!   |                                 |       no:  a signal clearly faster than eventfd here?
+//!   |                                 |            yes: a real-time signal  no: eventfd
 //!   | no
 //! more than 100 KiB per transfer? --yes--> more than 10,000 transfers/s?
 //!   | no                                      | yes: shared memory, zero-copy      shm:// + loans
 //!   |                                         | no:  hybrid (control + bulk)       shm:// + loans
 //! latency budget under 1 µs? --yes--> shared memory, busy-polling                   shm:// BusyPoll
+//!   | no
+//! messages must wait in the kernel for an absent reader? --yes--> POSIX message queue
+//!   | no
+//! a byte stream, not messages? --yes--> the peer is a child you fork? yes: pipe, no: FIFO
+//!   |                                     rate above half of what it streams here? shm:// Conn
 //!   | no: message passing (the default)                                             unix:/// or shm://
 //! (any shared-memory answer) untrusted peer? --yes--> copy every message            shm:// Conn, no loans
 //! ```
 //!
+//! The questions about size, rate and latency are the Comparison's; the others follow the "Use"
+//! column of the IPC cheat sheet's menu (a signal for "notifications only", eventfd and
+//! signalfd as "wakeup primitives for event loops", an anonymous pipe for "parent-child, byte
+//! stream", a named pipe for unrelated processes, a message queue for "structured messages,
+//! kernel-managed"). A plain mechanism is the answer only where the shmsock ones are not needed:
+//! remote peers, large or sub-microsecond transfers keep the Comparison's answers. Two branches
+//! look at this machine's numbers ([`decide_measured`]): a signal replaces eventfd only when it
+//! is [`CLEARLY_FASTER`], and a pipe or FIFO gives way to a `shm://` Conn when the rate asked is
+//! more than [`KERNEL_HEADROOM`] of what it streams here.
+//!
 //! [`decide`] walks the chart and returns the [`Leaf`] and the path it took; [`advise`] turns
-//! that into an [`Advice`] with the concrete shmsock endpoint and the numbers of a lab
-//! [`Report`] that justify it ([`evidence`]). [`interview`] asks the same questions on a
-//! terminal. Answers the user did not give count as "no" and the path says so.
+//! that into an [`Advice`] with the concrete endpoint (for a plain mechanism: its calls, and
+//! the shmsock alternative) and the numbers of a lab [`Report`] that justify it (`evidence`).
+//! [`interview`] asks the same questions on a terminal. Answers the user did not give count as
+//! "no" and the path says so.
 
 mod evidence;
 mod interview;
@@ -38,8 +61,15 @@ pub const LARGE_TRANSFER_BYTES: u64 = 100 * 1024;
 pub const FREQUENT_PER_S: f64 = 10_000.0;
 /// "Is latency critical (< 1 microsecond)?" (Comparison), in ns.
 pub const LATENCY_CRITICAL_NS: u64 = 1_000;
+/// A signal replaces eventfd only when eventfd's one-way p50 is more than this many times the
+/// signal's: two kernel wake-ups within this factor are a tie on a noisy machine (quick runs
+/// move by 10–20%), and a tie goes to the descriptor an event loop can wait on.
+pub const CLEARLY_FASTER: f64 = 1.25;
+/// A pipe or FIFO is the answer while the rate asked is at most this share of what it streams
+/// on this machine: a kernel channel run near its limit queues, and its latency grows.
+pub const KERNEL_HEADROOM: f64 = 0.5;
 
-/// What the user needs: the flowchart's questions, answered.
+/// What the user needs: the questions of the flowchart and of the menu, answered.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Needs {
     /// The processes run (or will run) on different machines.
@@ -52,6 +82,17 @@ pub struct Needs {
     pub latency_budget_ns: Option<u64>,
     /// The peer is not trusted (another user, a sandbox, code you do not control).
     pub untrusted: bool,
+    /// Only a wake-up crosses, no data (the IPC cheat sheet's "notifications only").
+    pub notify_only: bool,
+    /// The woken side waits in an event loop (epoll, poll, tokio); asked after `notify_only`.
+    pub event_loop: bool,
+    /// The peer is a child process this one forks.
+    pub parent_child: bool,
+    /// The data is a byte stream, not messages.
+    pub byte_stream: bool,
+    /// Messages must wait in the kernel while their reader is absent (slow, not started yet,
+    /// restarting): the IPC cheat sheet's "kernel-managed" messages.
+    pub kernel_queue: bool,
 }
 
 /// Where the flowchart ends.
@@ -70,20 +111,45 @@ pub enum Leaf {
     MessagePassing,
     /// A shared-memory answer, but the peer is untrusted: copy every message, share no buffer.
     UntrustedCopying,
+    /// Wake-ups only, for an event loop (or no clearly faster signal): an eventfd.
+    Eventfd,
+    /// Wake-ups only, and a real-time signal is clearly faster here than an eventfd.
+    Signal,
+    /// A byte stream between a parent and the child it forks: an anonymous pipe.
+    Pipe,
+    /// A byte stream between unrelated processes: a named pipe.
+    Fifo,
+    /// Messages that must wait in the kernel for an absent reader: a POSIX message queue.
+    PosixMq,
+    /// A byte stream at a rate the pipe or FIFO does not carry here: a `shm://` Conn.
+    SharedMemoryRate,
 }
+
+/// The shmsock alternative to a notification through the kernel.
+const NOTIFY_ALTERNATIVE: &str = "shm://NAME Conn sending a small message per wake-up: \
+     Options::new().wait_strategy(WaitStrategy::Blocking) sleeps at once as an eventfd reader \
+     does, the default Adaptive wait spins first (faster, at the cost of a busy CPU while it \
+     spins); in a tokio event loop, AsyncConn (its doorbell is rung only while the async side \
+     sleeps)";
 
 impl Leaf {
     /// Every leaf, in the chart's order.
-    pub const ALL: [Leaf; 6] = [
+    pub const ALL: [Leaf; 12] = [
         Leaf::Network,
         Leaf::SharedMemoryBulk,
         Leaf::Hybrid,
         Leaf::SharedMemoryLowLatency,
         Leaf::MessagePassing,
         Leaf::UntrustedCopying,
+        Leaf::Eventfd,
+        Leaf::Signal,
+        Leaf::Pipe,
+        Leaf::Fifo,
+        Leaf::PosixMq,
+        Leaf::SharedMemoryRate,
     ];
 
-    /// The mechanism, in the flowchart's words.
+    /// The mechanism, in the words of the flowchart or of the menu: the advice's `Use:` line.
     pub fn mechanism(self) -> &'static str {
         match self {
             Leaf::Network => "message passing over the network (sockets)",
@@ -92,10 +158,67 @@ impl Leaf {
             Leaf::SharedMemoryLowLatency => "shared memory, busy-polling",
             Leaf::MessagePassing => "message passing (the default)",
             Leaf::UntrustedCopying => "message passing with copies: no buffer shared with the peer",
+            Leaf::Eventfd => "eventfd, a kernel counter as a doorbell (wake-ups for event loops)",
+            Leaf::Signal => "a real-time signal (sigqueue), taken with sigtimedwait or a signalfd",
+            Leaf::Pipe => "an anonymous pipe, made before fork(): a byte stream parent <-> child",
+            Leaf::Fifo => "a named pipe (FIFO): a byte stream between unrelated processes",
+            Leaf::PosixMq => {
+                "a POSIX message queue (mq_open): kernel-managed messages that wait for their \
+                 reader"
+            }
+            Leaf::SharedMemoryRate => {
+                "shared memory (shm:// Conn): more messages per second than the kernel's byte \
+                 stream carries here"
+            }
         }
     }
 
-    /// The shmsock endpoint and pattern to use.
+    /// For a plain (non-shmsock) mechanism, the calls that make and use it; `None` for the
+    /// shmsock leaves.
+    pub fn calls(self) -> Option<&'static str> {
+        match self {
+            Leaf::Eventfd => Some(
+                "eventfd(0, EFD_CLOEXEC), made before fork() (the child inherits it) or handed \
+                 to an unrelated process over a Unix socket (SCM_RIGHTS); the notifier write()s \
+                 an 8-byte count, the waiter watches the descriptor with epoll/poll (tokio: \
+                 AsyncFd) and read()s it, which returns the sum of the counts and resets it: \
+                 wake-ups coalesce, none is lost, no data travels",
+            ),
+            Leaf::Signal => Some(
+                "block SIGRTMIN+n in every thread (pthread_sigmask before the threads start); \
+                 the waiter takes it with sigtimedwait, or reads a signalfd in an event loop; \
+                 the notifier calls sigqueue(pid, SIGRTMIN+n, value) (8 bytes ride along). It \
+                 needs the waiter's pid and the same user, no shared descriptor; real-time \
+                 signals queue (up to RLIMIT_SIGPENDING); a handler, if you install one \
+                 instead, may call only async-signal-safe functions",
+            ),
+            Leaf::Pipe => Some(
+                "pipe2(O_CLOEXEC) before fork(), each side closing the end it does not use; \
+                 write() and read() bytes (a read may return less than asked: loop; writes of \
+                 up to PIPE_BUF = 4096 bytes are atomic); two pipes for both directions, or \
+                 socketpair(AF_UNIX, SOCK_STREAM) for one duplex descriptor; the reader gets \
+                 end of file when the writer exits",
+            ),
+            Leaf::Fifo => Some(
+                "mkfifo(path, 0600) once; the reader open()s it for reading, the writer for \
+                 writing (each open waits for the other side), then write()/read() as on a \
+                 pipe, one direction per FIFO; the path stays until unlink(); for both \
+                 directions or several clients, a Unix stream socket",
+            ),
+            Leaf::PosixMq => Some(
+                "mq_open(\"/NAME\", O_CREAT | O_RDWR, 0600, &attr) in both processes (attr: \
+                 mq_maxmsg, mq_msgsize); mq_send(mqd, msg, len, prio) and mq_receive or \
+                 mq_timedreceive: whole messages, highest priority first, each to one reader; \
+                 the queue and what it holds stay until mq_unlink() or a reboot, whoever \
+                 exits; at most fs.mqueue.msg_max messages (10 by default) of \
+                 fs.mqueue.msgsize_max bytes (8 KiB by default) unless raised; on Linux the \
+                 descriptor works with epoll, or mq_notify",
+            ),
+            _ => None,
+        }
+    }
+
+    /// The shmsock endpoint and pattern to use; for a plain mechanism, the shmsock alternative.
     pub fn endpoint(self) -> &'static str {
         match self {
             Leaf::Network => {
@@ -137,6 +260,28 @@ impl Leaf {
                  socket, the peer's uid checked the same way) when the peer is in another \
                  trust domain"
             }
+            Leaf::Eventfd | Leaf::Signal => NOTIFY_ALTERNATIVE,
+            Leaf::Pipe => {
+                "shm://NAME Conn between parent and child (Listener::bind before fork(), \
+                 Conn::connect in the child, accept in the parent): messages, not bytes, so \
+                 a stream goes in chunks; the default Adaptive wait spins before it sleeps"
+            }
+            Leaf::Fifo => {
+                "shm://NAME Conn (Listener::bind in one process, Conn::connect in the other): \
+                 messages, not bytes, so a stream goes in chunks; or unix:///path, ZMTP over \
+                 a Unix stream socket (pyzmq is a peer)"
+            }
+            Leaf::PosixMq => {
+                "shm://NAME Conn, or an Inbox for many writers: faster, but a reader must be \
+                 bound (Listener::bind) before a writer connects, and a message lives only as \
+                 long as its connection, so none waits for a reader that is not there; \
+                 Publisher/Subscriber when every reader needs every message"
+            }
+            Leaf::SharedMemoryRate => {
+                "shm://NAME Conn with the default Adaptive wait (Listener::bind, then \
+                 Conn::connect; binding before fork() serves a child too): messages, not \
+                 bytes, so the stream goes in chunks, and fewer, larger chunks go further"
+            }
         }
     }
 
@@ -168,6 +313,38 @@ impl Leaf {
                 "a peer that shares a buffer with you can change it while you read it; copying \
                  every message (and validating it) keeps its mistakes or malice out of your memory"
             }
+            Leaf::Eventfd => {
+                "the IPC cheat sheet's menu gives eventfd and signalfd as the \"wakeup \
+                 primitives for event loops\": one descriptor the loop already knows how to \
+                 wait on, no payload to frame or copy, and wake-ups that coalesce; a ring of \
+                 messages is more than a notification needs"
+            }
+            Leaf::Signal => {
+                "the IPC cheat sheet's menu has a signal for \"notifications only\", and on this \
+                 machine it wakes the other side clearly faster than an eventfd (the numbers \
+                 below); it needs no shared descriptor, only a pid"
+            }
+            Leaf::Pipe => {
+                "the IPC cheat sheet's menu has the anonymous pipe for \"parent-child, byte \
+                 stream\": nothing to name or clean up, no framing, and end of file (or EPIPE) \
+                 when the other side exits"
+            }
+            Leaf::Fifo => {
+                "the IPC cheat sheet's menu has the named pipe for \"same machine, unrelated \
+                 processes\": a path both can open, no connection protocol, the same byte \
+                 stream as a pipe"
+            }
+            Leaf::PosixMq => {
+                "the IPC cheat sheet's menu has the message queue (POSIX, SysV) for \"structured \
+                 messages, kernel-managed\": message boundaries and priorities kept, and the \
+                 kernel holds the messages while the reader is slow, not started yet or \
+                 restarting, which no connection does"
+            }
+            Leaf::SharedMemoryRate => {
+                "the rate asked is more than half of what the kernel's byte stream carries on \
+                 this machine (the numbers below): a kernel channel near its limit queues and \
+                 its latency grows, while a shared-memory ring costs no system call per message"
+            }
         }
     }
 
@@ -177,6 +354,21 @@ impl Leaf {
             self,
             Leaf::SharedMemoryBulk | Leaf::Hybrid | Leaf::SharedMemoryLowLatency
         )
+    }
+
+    /// What an untrusted peer changes on a leaf that shares no buffer.
+    fn untrusted_note(self) -> &'static str {
+        match self {
+            Leaf::SharedMemoryRate => {
+                "yes: a Conn without loans already copies every message out of the peer's \
+                 sealed, read-only segment and validates it (Options::allow_uid for another \
+                 user)"
+            }
+            Leaf::Eventfd | Leaf::Signal | Leaf::Pipe | Leaf::Fifo | Leaf::PosixMq => {
+                "yes: the kernel copies everything, no memory is shared with the peer"
+            }
+            _ => "yes: message passing already keeps its memory apart from yours",
+        }
     }
 }
 
@@ -198,7 +390,9 @@ pub struct Advice {
     pub leaf: Leaf,
     /// The mechanism, in the chart's words.
     pub mechanism: &'static str,
-    /// The shmsock endpoint and pattern.
+    /// For a plain mechanism, the calls that make and use it ([`Leaf::calls`]).
+    pub calls: Option<&'static str>,
+    /// The shmsock endpoint and pattern (for a plain mechanism: the shmsock alternative).
     pub endpoint: &'static str,
     /// Why.
     pub reason: &'static str,
@@ -236,8 +430,21 @@ fn yes_no(b: bool) -> &'static str {
     }
 }
 
-/// Walks the flowchart.
+/// The menu's question that opens the notification branch.
+const NOTIFY_QUESTION: &str = "Only a wake-up, no data?";
+/// The Comparison's latency question (asked on the notification branch too).
+const LATENCY_QUESTION: &str = "Latency budget under 1 µs?";
+
+/// Walks the flowchart without this machine's numbers: a signal never replaces eventfd and a
+/// pipe's rate is not checked ([`decide_measured`] does both).
 pub fn decide(needs: &Needs) -> (Leaf, Vec<Step>) {
+    decide_measured(needs, None)
+}
+
+/// Walks the flowchart; where a branch depends on this machine's numbers (eventfd or a
+/// signal, a pipe or a `shm://` Conn at the rate asked) they come from `report`, and without
+/// them the plain answer stands and the path says so.
+pub fn decide_measured(needs: &Needs, report: Option<&Report>) -> (Leaf, Vec<Step>) {
     let mut path = vec![Step {
         question: "Different machines, now or later?",
         answer: yes_no(needs.remote).to_string(),
@@ -245,48 +452,61 @@ pub fn decide(needs: &Needs) -> (Leaf, Vec<Step>) {
     if needs.remote {
         return (Leaf::Network, path);
     }
-    let large = threshold(
-        &mut path,
-        "More than 100 KiB per transfer?",
-        needs
-            .size_bytes
-            .map(|s| (s > LARGE_TRANSFER_BYTES, format!("{s} bytes"))),
-        "size not given",
-    );
-    let leaf = if large {
-        let frequent = threshold(
-            &mut path,
-            "More than 10,000 transfers per second?",
-            needs
-                .rate_per_s
-                .map(|r| (r > FREQUENT_PER_S, format!("{r:.0}/s"))),
-            "rate not given",
-        );
-        if frequent {
-            Leaf::SharedMemoryBulk
-        } else {
-            Leaf::Hybrid
-        }
+    path.push(Step {
+        question: NOTIFY_QUESTION,
+        answer: yes_no(needs.notify_only).to_string(),
+    });
+    let leaf = if needs.notify_only {
+        notification(needs, report, &mut path)
     } else {
-        let critical = threshold(
+        let large = threshold(
             &mut path,
-            "Latency budget under 1 µs?",
+            "More than 100 KiB per transfer?",
             needs
-                .latency_budget_ns
-                .map(|ns| (ns < LATENCY_CRITICAL_NS, format!("{ns} ns"))),
-            "no budget given",
+                .size_bytes
+                .map(|s| (s > LARGE_TRANSFER_BYTES, format!("{s} bytes"))),
+            "size not given",
         );
-        if critical {
+        if large {
+            let frequent = threshold(
+                &mut path,
+                "More than 10,000 transfers per second?",
+                needs
+                    .rate_per_s
+                    .map(|r| (r > FREQUENT_PER_S, format!("{r:.0}/s"))),
+                "rate not given",
+            );
+            if frequent {
+                Leaf::SharedMemoryBulk
+            } else {
+                Leaf::Hybrid
+            }
+        } else if critical(needs, &mut path) {
             Leaf::SharedMemoryLowLatency
         } else {
-            Leaf::MessagePassing
+            menu(needs, report, &mut path)
         }
     };
+    if needs.kernel_queue && !needs.notify_only && leaf != Leaf::PosixMq {
+        path.push(Step {
+            question: KERNEL_QUEUE_QUESTION,
+            answer: if leaf == Leaf::SharedMemoryLowLatency {
+                "yes, but no kernel queue answers in under 1 µs, and shm:// keeps a message only \
+                 while both ends are connected: keep what must outlive the reader yourself"
+                    .into()
+            } else {
+                "yes, but a message queue carries at most fs.mqueue.msgsize_max bytes per \
+                 message (8 KiB by default), and shm:// keeps a message only while both ends \
+                 are connected: keep what must outlive the reader yourself"
+                    .into()
+            },
+        });
+    }
     if !leaf.shares_memory() {
         if needs.untrusted {
             path.push(Step {
                 question: "Untrusted peer?",
-                answer: "yes: message passing already keeps its memory apart from yours".into(),
+                answer: leaf.untrusted_note().into(),
             });
         }
         return (leaf, path);
@@ -302,9 +522,144 @@ pub fn decide(needs: &Needs) -> (Leaf, Vec<Step>) {
     }
 }
 
+/// The Comparison's "latency critical (< 1 µs)?", recorded in `path`.
+fn critical(needs: &Needs, path: &mut Vec<Step>) -> bool {
+    threshold(
+        path,
+        LATENCY_QUESTION,
+        needs
+            .latency_budget_ns
+            .map(|ns| (ns < LATENCY_CRITICAL_NS, format!("{ns} ns"))),
+        "no budget given",
+    )
+}
+
+/// The notification branch: a spinning reader for a sub-microsecond budget, else eventfd, or
+/// a signal where this machine's numbers clearly favour it and no event loop waits.
+fn notification(needs: &Needs, report: Option<&Report>, path: &mut Vec<Step>) -> Leaf {
+    if critical(needs, path) {
+        return Leaf::SharedMemoryLowLatency;
+    }
+    path.push(Step {
+        question: "Does the woken side wait in an event loop (epoll, poll, tokio)?",
+        answer: yes_no(needs.event_loop).to_string(),
+    });
+    if needs.event_loop {
+        return Leaf::Eventfd;
+    }
+    let one_way = |name| {
+        report
+            .and_then(|r| evidence::latency(r, name))
+            .map(|row| row.rtt.p50_ns as f64 / 2.0)
+    };
+    let (faster, answer) = match (one_way("signal"), one_way("eventfd")) {
+        (Some(signal), Some(eventfd)) => {
+            let faster = eventfd > signal * CLEARLY_FASTER;
+            (
+                faster,
+                format!(
+                    "{} (signal {}, eventfd {} one-way p50)",
+                    yes_no(faster),
+                    evidence::ns(signal),
+                    evidence::ns(eventfd)
+                ),
+            )
+        }
+        _ => (
+            false,
+            "no (no numbers for both: eventfd, the default)".to_string(),
+        ),
+    };
+    path.push(Step {
+        question: "A signal clearly faster than an eventfd here?",
+        answer,
+    });
+    if faster {
+        Leaf::Signal
+    } else {
+        Leaf::Eventfd
+    }
+}
+
+/// The menu's "must messages wait in the kernel?" question.
+const KERNEL_QUEUE_QUESTION: &str = "Must messages wait in the kernel while the reader is absent?";
+
+/// The menu's questions for small messages without a sub-microsecond budget: a message queue,
+/// a pipe or FIFO (unless the rate asked is beyond it here), or the default.
+fn menu(needs: &Needs, report: Option<&Report>, path: &mut Vec<Step>) -> Leaf {
+    path.push(Step {
+        question: KERNEL_QUEUE_QUESTION,
+        answer: yes_no(needs.kernel_queue).to_string(),
+    });
+    if needs.kernel_queue {
+        if needs.byte_stream {
+            path.push(Step {
+                question: "A byte stream, not messages?",
+                answer: "yes, but a queue keeps message boundaries: send the stream in chunks"
+                    .into(),
+            });
+        }
+        return Leaf::PosixMq;
+    }
+    path.push(Step {
+        question: "A byte stream, not messages?",
+        answer: yes_no(needs.byte_stream).to_string(),
+    });
+    if !needs.byte_stream {
+        return Leaf::MessagePassing;
+    }
+    path.push(Step {
+        question: "Is the peer a child you fork?",
+        answer: yes_no(needs.parent_child).to_string(),
+    });
+    let (plain, name, question) = if needs.parent_child {
+        (
+            Leaf::Pipe,
+            "pipe",
+            "Rate above half of what a pipe streams here?",
+        )
+    } else {
+        (
+            Leaf::Fifo,
+            "fifo",
+            "Rate above half of what a FIFO streams here?",
+        )
+    };
+    let size = needs
+        .size_bytes
+        .unwrap_or(crate::options::LATENCY_SIZE as u64);
+    let (beyond, answer) = match (needs.rate_per_s, report) {
+        (None, _) => (false, "no (rate not given)".to_string()),
+        (Some(rate), report) => match report.and_then(|r| evidence::throughput(r, name, size)) {
+            Some(row) => {
+                let beyond = rate > KERNEL_HEADROOM * row.msgs_per_s as f64;
+                (
+                    beyond,
+                    format!(
+                        "{} ({rate:.0}/s; {name} streams {} at {} B)",
+                        yes_no(beyond),
+                        crate::claims::fmt_value(row.msgs_per_s as f64, "msgs/s"),
+                        row.size
+                    ),
+                )
+            }
+            None => (
+                false,
+                format!("no ({rate:.0}/s, not checked: no {name} throughput numbers)"),
+            ),
+        },
+    };
+    path.push(Step { question, answer });
+    if beyond {
+        Leaf::SharedMemoryRate
+    } else {
+        plain
+    }
+}
+
 /// The advice for `needs`, justified with `report` (`None`: no numbers, the notes say so).
 pub fn advise(needs: &Needs, report: Option<&Report>) -> Advice {
-    let (leaf, path) = decide(needs);
+    let (leaf, path) = decide_measured(needs, report);
     let mut notes = Vec::new();
     let evidence = match report {
         Some(report) => {
@@ -330,6 +685,7 @@ pub fn advise(needs: &Needs, report: Option<&Report>) -> Advice {
         needs: needs.clone(),
         leaf,
         mechanism: leaf.mechanism(),
+        calls: leaf.calls(),
         endpoint: leaf.endpoint(),
         reason: leaf.reason(),
         path,
@@ -401,6 +757,16 @@ pub fn mechanisms_to_measure(needs: &Needs) -> (Vec<String>, Vec<usize>) {
         names.push("raw-ring");
         sizes.push(1 << 20);
     }
+    if !needs.remote {
+        // The menu's plain mechanisms, and the shmsock row that sleeps as they do.
+        if needs.notify_only {
+            names.extend(["eventfd", "signal", "shmsock-blocking"]);
+        } else if needs.kernel_queue {
+            names.push("posix-mq");
+        } else if needs.byte_stream {
+            names.push(if needs.parent_child { "pipe" } else { "fifo" });
+        }
+    }
     (names.into_iter().map(String::from).collect(), sizes)
 }
 
@@ -414,10 +780,19 @@ impl Advice {
 impl std::fmt::Display for Advice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "Use: {}", self.mechanism)?;
-        writeln!(f, "  endpoint: {}", self.endpoint)?;
+        match self.calls {
+            Some(calls) => {
+                writeln!(f, "  calls: {calls}")?;
+                writeln!(f, "  shmsock alternative: {}", self.endpoint)?;
+            }
+            None => writeln!(f, "  endpoint: {}", self.endpoint)?,
+        }
         writeln!(f, "  why: {}", self.reason)?;
         writeln!(f)?;
-        writeln!(f, "Path through the Comparison's flowchart:")?;
+        writeln!(
+            f,
+            "Path through the Comparison's flowchart and the IPC cheat sheet's menu:"
+        )?;
         for step in &self.path {
             writeln!(f, "  {} {}", step.question, step.answer)?;
         }

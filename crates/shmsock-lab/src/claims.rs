@@ -19,6 +19,13 @@
 //! "the fastest IPC" and "approaches shared memory speed" (the rate against `raw-ring`'s), and
 //! the persistence of a memory-mapped file (the messages a fresh process reads back after the
 //! writer was SIGKILLed).
+//!
+//! Some rows have no number in any document, only words: the IPC cheat sheet's menu says what
+//! a signal, an eventfd and a signalfd are for, and its "synchronization is your problem" (and
+//! the SM and MP article) name semaphores among the ways to synchronise shared memory. Those
+//! are [`STATEMENTS`]: quoted, by `statement_notes`, under the table that measures the rows
+//! they are about, beside this run's numbers of those rows, and given no verdict (there is
+//! nothing to compare).
 
 use serde::{Deserialize, Serialize};
 
@@ -278,7 +285,8 @@ const MIB: usize = 1 << 20;
 const KIB4: usize = 4096;
 const COMPARISON: &str = "Comparison";
 const COMMUNICATION_COSTS: &str = "Communication Costs";
-const CHEAT_SHEET: &str = "IPC cheat sheet";
+const IPC_CHEAT_SHEET: &str = "IPC cheat sheet";
+const SM_AND_MP: &str = "SM and MP article";
 const MAPPED_FILES: &[&str] = &[
     "mmap-file",
     "mmap-file-durable/1",
@@ -765,7 +773,7 @@ pub const CLAIMS: &[Claim] = &[
         Metric::VsRawRing { size: KIB4 },
         1.0,
         1.0,
-        CHEAT_SHEET,
+        IPC_CHEAT_SHEET,
         &["shm-open"],
     ),
     // IPC cheat sheet, the menu: "Memory-mapped file | Fast | Producer/consumer with
@@ -775,10 +783,97 @@ pub const CLAIMS: &[Claim] = &[
         Metric::Kept,
         100.0,
         100.0,
-        CHEAT_SHEET,
+        IPC_CHEAT_SHEET,
         MAPPED_FILES,
     ),
 ];
+
+/// What a reference document says about lab rows in words, with no number to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Statement {
+    /// The document, by its short name in docs/references.md.
+    pub source: &'static str,
+    /// The part of the document it is in.
+    pub section: &'static str,
+    /// The document's words.
+    pub says: &'static str,
+    /// The lab rows it is about (mechanisms, sync-tax methods).
+    pub about: &'static [&'static str],
+}
+
+impl Statement {
+    /// `IPC cheat sheet, the menu: "…"`.
+    pub fn quote(&self) -> String {
+        format!("{}, {}: \"{}\"", self.source, self.section, self.says)
+    }
+}
+
+/// Every statement the lab quotes beside its rows, in the documents' order.
+pub const STATEMENTS: &[Statement] = &[
+    Statement {
+        source: IPC_CHEAT_SHEET,
+        section: "the menu",
+        says: "Signal | Tiny payload | Notifications only",
+        about: &["signal", "signalfd"],
+    },
+    Statement {
+        source: IPC_CHEAT_SHEET,
+        section: "the menu",
+        says: "eventfd, signalfd | Tiny | Wakeup primitives for event loops",
+        about: &["eventfd", "signalfd"],
+    },
+    Statement {
+        source: IPC_CHEAT_SHEET,
+        section: "Synchronization is YOUR problem",
+        says: "Semaphores: POSIX sem_init with pshared=1, or named sem_open.",
+        about: &["posix-sem", "semaphore"],
+    },
+    Statement {
+        source: SM_AND_MP,
+        section: "Advantages of Shared Memory",
+        says: "Processes utilizing shared memory can synchronize their activities by \
+               manipulating shared variables or employing synchronization primitives like \
+               locks and semaphores.",
+        about: &["posix-sem", "semaphore"],
+    },
+];
+
+/// The notes of a table whose rows are named `rows`: each quotes the statements about some of
+/// them (consecutive statements about the same rows share a note), then gives `measured(row)`
+/// for each of those rows (this run's numbers of that row, in words), and says there is no
+/// verdict.
+pub(crate) fn statement_notes(rows: &[&str], measured: impl Fn(&str) -> String) -> Vec<String> {
+    let mut notes: Vec<(Vec<String>, Vec<&str>)> = Vec::new();
+    for statement in STATEMENTS {
+        let here: Vec<&str> = statement
+            .about
+            .iter()
+            .copied()
+            .filter(|row| rows.contains(row))
+            .collect();
+        if here.is_empty() {
+            continue;
+        }
+        match notes.last_mut() {
+            Some((quotes, rows)) if *rows == here => quotes.push(statement.quote()),
+            _ => notes.push((vec![statement.quote()], here)),
+        }
+    }
+    notes
+        .into_iter()
+        .map(|(quotes, here)| {
+            let here: Vec<String> = here
+                .into_iter()
+                .map(|row| format!("{row}: {}", measured(row)))
+                .collect();
+            format!(
+                "{} (words, no number: no verdict). Here: {}.",
+                quotes.join("; "),
+                here.join("; ")
+            )
+        })
+        .collect()
+}
 
 /// Checks every claim against every lab row that measures it: `measured(metric, row,
 /// same_cpu)` is the row's measurement of `metric` in the metric's unit, if it was measured
@@ -981,7 +1076,7 @@ mod tests {
         assert!(CLAIMS
             .iter()
             .all(
-                |c| [COMPARISON, COMMUNICATION_COSTS, CHEAT_SHEET].contains(&c.source)
+                |c| [COMPARISON, COMMUNICATION_COSTS, IPC_CHEAT_SHEET].contains(&c.source)
                     && c.low <= c.high
                     && c.low > 0.0
             ));
@@ -993,7 +1088,7 @@ mod tests {
             .iter()
             .find(|c| c.metric == Metric::Kept)
             .expect("the persistence claim");
-        assert_eq!(kept.source, CHEAT_SHEET);
+        assert_eq!(kept.source, IPC_CHEAT_SHEET);
         assert_eq!(kept.verdict(100.0), Verdict::Agrees);
         assert_eq!(
             kept.verdict(99.9),
@@ -1011,7 +1106,39 @@ mod tests {
             .iter()
             .find(|c| c.measured_by == ["shm-open"])
             .expect("the 4-calls claim");
-        assert_eq!(fastest.source, CHEAT_SHEET);
+        assert_eq!(fastest.source, IPC_CHEAT_SHEET);
+    }
+
+    #[test]
+    fn statements_are_quoted_only_beside_the_rows_they_are_about() {
+        assert!(STATEMENTS
+            .iter()
+            .all(|s| [IPC_CHEAT_SHEET, SM_AND_MP].contains(&s.source)
+                && !s.about.is_empty()
+                && !s.says.is_empty()));
+        assert!(statement_notes(&["pipe", "tcp"], |_| unreachable!()).is_empty());
+        let notes = statement_notes(&["floor", "signalfd", "eventfd"], |row| format!("<{row}>"));
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].starts_with("IPC cheat sheet, the menu: \"Signal | Tiny payload"));
+        assert!(
+            notes[0].ends_with("Here: signalfd: <signalfd>."),
+            "{notes:?}"
+        );
+        assert!(
+            notes[1].ends_with("Here: eventfd: <eventfd>; signalfd: <signalfd>."),
+            "{notes:?}"
+        );
+        // Two documents on the same rows: one note, both quotes, the numbers once.
+        let semaphores = statement_notes(&["semaphore", "posix-sem"], |row| format!("<{row}>"));
+        assert_eq!(semaphores.len(), 1, "{semaphores:?}");
+        assert!(semaphores[0].starts_with("IPC cheat sheet, Synchronization is YOUR problem"));
+        assert!(semaphores[0].contains("named sem_open.\"; SM and MP article"));
+        assert!(
+            semaphores[0].ends_with(
+                "(words, no number: no verdict). Here: posix-sem: <posix-sem>; semaphore: <semaphore>."
+            ),
+            "{semaphores:?}"
+        );
     }
 
     #[test]

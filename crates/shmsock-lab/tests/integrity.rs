@@ -90,6 +90,16 @@ fn signal_delivers_every_byte() {
 }
 
 #[test]
+fn signalfd_delivers_its_words() {
+    check("signalfd");
+}
+
+#[test]
+fn posix_sem_delivers_every_byte() {
+    check("posix-sem");
+}
+
+#[test]
 fn fifo_delivers_every_byte() {
     check("fifo");
 }
@@ -142,6 +152,11 @@ fn mutex_ring_delivers_every_byte() {
 #[test]
 fn mutex_ring_polling_delivers_every_byte() {
     check("mutex-ring-polling");
+}
+
+#[test]
+fn sem_ring_delivers_every_byte() {
+    check("sem-ring");
 }
 
 #[test]

@@ -24,6 +24,8 @@
 //!   peer).
 //! - [`pubsub`], waits on a publisher's subscriber count, and [`assert_mentions`], for the
 //!   messages a test expects.
+//! - [`watchdog`], calls against a hostile peer that fail the test, with a message, once
+//!   one has run past its bound, even if it never returns.
 //!
 //! Each test binary keeps what is specific to it (its roles, its checks); what several
 //! binaries need lives here once. The kit holds no `unsafe` code: a test that needs it
@@ -38,6 +40,7 @@ pub mod message;
 pub mod process;
 pub mod pubsub;
 pub mod source;
+pub mod watchdog;
 pub mod wire;
 
 /// Checks that `text` (a child's output, an error message) mentions every one of `words`;

@@ -1,13 +1,28 @@
 //! A hostile peer writes garbage into its own segment while we read it: we must return
 //! `Error::Corrupt` (or valid data, or a timeout), never panic, hang or read out of bounds.
+//! Every call against the mutating peer is watched ([`shmsock_testkit::watchdog`]): one
+//! that runs past [`CALL_BOUND`] fails the test with a message, even if it never returns.
 
 use std::sync::atomic::{AtomicBool, Ordering as StdOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use shmsock_testkit::watchdog::{watched, CallWatch};
+
 use crate::shm::segment::word;
 use crate::shm::segment::RING_OFFSET;
 use crate::{Conn, Error, Listener, Options};
+
+/// Timeout each receive asks for.
+const CALL_TIMEOUT: Duration = Duration::from_millis(5);
+
+/// The longest one call against the mutating peer may take before the test calls it a
+/// hang. A receive asks for [`CALL_TIMEOUT`] and a send never waits; the longest a read
+/// of shared memory may legitimately wait past that is the broadcast seqlock's patience
+/// with a torn cursor (250 ms, `SEQLOCK_PATIENCE` in `shm/broadcast.rs`; the pair ring
+/// has no seqlock, so here it is only a margin), plus the scheduling delays of a loaded
+/// 2-core CI machine. 2 s is far above both, and far below CI's own timeout.
+const CALL_BOUND: Duration = Duration::from_secs(2);
 
 fn pair(name: &str, cap: usize) -> (Conn, Conn) {
     let dir = crate::test_support::runtime_dir("shmsock-unit-");
@@ -65,10 +80,19 @@ fn consumed_position_beyond_what_we_wrote_is_corrupt() {
     assert!(err.to_string().contains("consumed position"), "{err}");
 }
 
+/// Sets its flag when dropped: the hostile writer stops even if the reader failed.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, StdOrdering::Relaxed);
+    }
+}
+
 /// Runs one hostile writer against one reader until the reader reports corruption or
 /// `until` passes. Returns (writes, messages accepted, corrupt).
 fn hostile_round(name: &str, seed: u64, until: Instant) -> (u64, u64, bool) {
-    let (mut ours, hostile) = pair(name, 4096);
+    let (ours, hostile) = pair(name, 4096);
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let writer = std::thread::spawn(move || {
@@ -99,11 +123,24 @@ fn hostile_round(name: &str, seed: u64, until: Instant) -> (u64, u64, bool) {
         }
         writes
     });
+    let stopping = StopOnDrop(stop);
+    let (ok, corrupt) = watched(
+        &format!("a peer mutating its segment ({name})"),
+        CALL_BOUND,
+        move |watch| read_and_write(ours, until, watch),
+    );
+    drop(stopping);
+    (writer.join().unwrap(), ok, corrupt)
+}
+
+/// Our side of a round: receives and sends, every call watched, until corruption is
+/// reported (then checked to stick) or `until` passes. Returns (messages accepted, corrupt).
+fn read_and_write(mut ours: Conn, until: Instant, watch: &CallWatch) -> (u64, bool) {
     let mut ok = 0u64;
     let mut corrupt = false;
     let mut buf = vec![0u8; 8192];
     while Instant::now() < until && !corrupt {
-        match ours.recv_timeout(&mut buf, Duration::from_millis(5)) {
+        match watch.call(|| ours.recv_timeout(&mut buf, CALL_TIMEOUT)).0 {
             Ok(n) => {
                 assert!(n <= 4096);
                 ok += 1;
@@ -112,14 +149,20 @@ fn hostile_round(name: &str, seed: u64, until: Instant) -> (u64, u64, bool) {
             Err(Error::TimedOut) | Err(Error::BufferTooSmall { .. }) => {}
             Err(e) => panic!("unexpected error {e}"),
         }
-        match ours.try_send(&[1; 64]) {
+        match watch.call(|| ours.try_send(&[1; 64])).0 {
             Ok(()) | Err(Error::WouldBlock) => {}
             Err(Error::Corrupt { .. }) => corrupt = true,
             Err(e) => panic!("unexpected error {e}"),
         }
     }
-    stop.store(true, StdOrdering::Relaxed);
-    (writer.join().unwrap(), ok, corrupt)
+    if corrupt {
+        // Poisoned for good: every later call says so at once.
+        let (r, _) = watch.call(|| ours.try_recv(&mut buf));
+        assert!(matches!(r, Err(Error::Corrupt { .. })), "{r:?}");
+        let (r, _) = watch.call(|| ours.try_send(b"x"));
+        assert!(matches!(r, Err(Error::Corrupt { .. })), "{r:?}");
+    }
+    (ok, corrupt)
 }
 
 #[test]

@@ -1,9 +1,16 @@
 //! The numbers of a lab report that back each answer of the advisor.
+//!
+//! A plain mechanism of the IPC cheat sheet's menu is always quoted next to the shmsock row
+//! that would replace it: eventfd and signal next to `shm://` with the Blocking wait (which
+//! sleeps at once, as they do) and the default Adaptive wait; pipe, FIFO and POSIX message
+//! queue next to `shm://` (latency, and messages per second at the size asked).
 
 use super::{Leaf, Needs};
 use crate::claims::fmt_value;
 use crate::experiments::latency::LatencyRow;
 use crate::experiments::throughput::ThroughputRow;
+use crate::mechanisms::posix_mq::PosixMq;
+use crate::mechanisms::Mechanism;
 use crate::report::Report;
 
 /// Lines of evidence for `leaf` from `report`; a number the report lacks is a line saying how
@@ -36,6 +43,25 @@ pub(super) fn for_leaf(leaf: Leaf, needs: &Needs, report: &Report) -> Vec<String
             rate_fit(&mut out, needs, report, "uds-stream");
             rate_fit(&mut out, needs, report, "shmsock");
         }
+        Leaf::Eventfd | Leaf::Signal => notification(&mut out, needs, report),
+        Leaf::Pipe | Leaf::Fifo | Leaf::SharedMemoryRate => {
+            let (name, what) = if needs.parent_child {
+                ("pipe", "anonymous pipe")
+            } else {
+                ("fifo", "named pipe")
+            };
+            kernel_and_shm(&mut out, needs, report, name, what);
+        }
+        Leaf::PosixMq => {
+            kernel_and_shm(&mut out, needs, report, "posix-mq", "POSIX message queue");
+            let max = Mechanism::max_message(&PosixMq);
+            if needs.size_bytes.is_some_and(|s| s > max as u64) {
+                out.push(format!(
+                    "a POSIX message queue takes at most {max} B per message on this machine \
+                     (fs.mqueue.msgsize_max): raise it (root) or split the messages"
+                ));
+            }
+        }
     }
     if out.len() <= 1 {
         out.push(
@@ -47,12 +73,17 @@ pub(super) fn for_leaf(leaf: Leaf, needs: &Needs, report: &Report) -> Vec<String
     out
 }
 
-fn latency<'a>(report: &'a Report, name: &str) -> Option<&'a LatencyRow> {
+/// The latency row of `name` (the lab measures latency at one size).
+pub(super) fn latency<'a>(report: &'a Report, name: &str) -> Option<&'a LatencyRow> {
     report.latency.iter().find(|r| r.mechanism == name)
 }
 
 /// The throughput row of `name` at the measured size closest to `size` (log distance).
-fn throughput<'a>(report: &'a Report, name: &str, size: u64) -> Option<&'a ThroughputRow> {
+pub(super) fn throughput<'a>(
+    report: &'a Report,
+    name: &str,
+    size: u64,
+) -> Option<&'a ThroughputRow> {
     let distance = |r: &ThroughputRow| ((r.size.max(1) as f64) / (size.max(1) as f64)).ln().abs();
     report
         .throughput
@@ -70,7 +101,8 @@ fn percent(pct: f64) -> String {
     }
 }
 
-fn ns(value: f64) -> String {
+/// `840 ns`, `6.3 µs`.
+pub(super) fn ns(value: f64) -> String {
     fmt_value(value, "ns")
 }
 
@@ -185,27 +217,10 @@ fn bulk(out: &mut Vec<String>, leaf: Leaf, needs: &Needs, report: &Report) {
 fn low_latency(out: &mut Vec<String>, needs: &Needs, report: &Report) {
     one_way(out, report, "shmsock-busy", "shm:// Conn, BusyPoll");
     one_way(out, report, "uds-stream", "Unix stream socket");
+    budget_fit(out, needs, report, "shmsock-busy");
     let Some(budget) = needs.latency_budget_ns else {
         return;
     };
-    if let Some(r) = latency(report, "shmsock-busy") {
-        let p50 = r.rtt.p50_ns as f64 / 2.0;
-        let p99 = r.rtt.p99_ns as f64 / 2.0;
-        out.push(format!(
-            "your budget {}: shmsock-busy {} it at p50 and {} it at p99",
-            ns(budget as f64),
-            if p50 <= budget as f64 {
-                "meets"
-            } else {
-                "misses"
-            },
-            if p99 <= budget as f64 {
-                "meets"
-            } else {
-                "misses"
-            },
-        ));
-    }
     if let Some(floor) = latency(report, "floor") {
         if (floor.rtt.p50_ns as f64 / 2.0) > budget as f64 {
             out.push(
@@ -215,4 +230,85 @@ fn low_latency(out: &mut Vec<String>, needs: &Needs, report: &Report) {
             );
         }
     }
+}
+
+/// The notification rows: eventfd and signal, and shm:// sleeping at once or spinning first.
+fn notification(out: &mut Vec<String>, needs: &Needs, report: &Report) {
+    one_way(out, report, "eventfd", "eventfd doorbell");
+    one_way(out, report, "signal", "real-time signal");
+    one_way(
+        out,
+        report,
+        "shmsock-blocking",
+        "shm:// Conn, Blocking wait (sleeps at once, as an eventfd reader does)",
+    );
+    one_way(
+        out,
+        report,
+        "shmsock",
+        "shm:// Conn, Adaptive wait (spins before it sleeps)",
+    );
+    budget_fit(out, needs, report, "eventfd");
+    budget_fit(out, needs, report, "signal");
+}
+
+/// A kernel mechanism `name` and the shm:// Conn: one-way latency, messages per second at the
+/// size asked, and the budget.
+fn kernel_and_shm(out: &mut Vec<String>, needs: &Needs, report: &Report, name: &str, what: &str) {
+    one_way(out, report, name, what);
+    one_way(out, report, "shmsock", "shm:// Conn (Adaptive)");
+    streams(out, needs, report, name);
+    streams(out, needs, report, "shmsock");
+    budget_fit(out, needs, report, name);
+}
+
+/// What `name` streams at the measured size closest to the one asked, and the rate's share.
+fn streams(out: &mut Vec<String>, needs: &Needs, report: &Report, name: &str) {
+    let size = needs
+        .size_bytes
+        .unwrap_or(crate::options::LATENCY_SIZE as u64);
+    match throughput(report, name, size) {
+        Some(r) => {
+            let share = needs
+                .rate_per_s
+                .map(|rate| {
+                    format!(
+                        ": your {rate:.0}/s is {} of that",
+                        percent(100.0 * rate / r.msgs_per_s.max(1) as f64)
+                    )
+                })
+                .unwrap_or_default();
+            out.push(format!(
+                "{name} streams {} at {} B here ({:.0}% CPU send, {:.0}% recv){share}",
+                fmt_value(r.msgs_per_s as f64, "msgs/s"),
+                r.size,
+                r.sender_cpu_pct,
+                r.receiver_cpu_pct
+            ));
+        }
+        None => out.push(format!(
+            "{name} streaming: not in the report (`shmsock lab --only throughput --mechanisms \
+             {name}`)"
+        )),
+    }
+}
+
+/// Whether `name` meets the latency budget asked, at p50 and p99 (one way).
+fn budget_fit(out: &mut Vec<String>, needs: &Needs, report: &Report, name: &str) {
+    let (Some(budget), Some(r)) = (needs.latency_budget_ns, latency(report, name)) else {
+        return;
+    };
+    let meets = |one_way: f64| {
+        if one_way <= budget as f64 {
+            "meets"
+        } else {
+            "misses"
+        }
+    };
+    out.push(format!(
+        "your budget {}: {name} {} it at p50 and {} it at p99",
+        ns(budget as f64),
+        meets(r.rtt.p50_ns as f64 / 2.0),
+        meets(r.rtt.p99_ns as f64 / 2.0),
+    ));
 }

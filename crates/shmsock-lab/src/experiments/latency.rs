@@ -19,10 +19,11 @@ use serde::{Deserialize, Serialize};
 use super::pair::run_pair;
 use super::{get_seq, put_seq, Budget, Window, SEQ_STOP};
 use crate::chart::{Chart, Mark, Scale, Series};
+use crate::claims;
 use crate::error::LabError;
-use crate::format::{fmt_ns, fmt_ratio};
+use crate::format::{fmt_ns, fmt_ratio, fmt_size};
 use crate::host::Pinning;
-use crate::mechanisms::{Mechanism, Pattern, Side};
+use crate::mechanisms::{self, Mechanism, Pattern, Side};
 use crate::options::LATENCY_SIZE;
 use crate::process::ChildStats;
 use crate::stats::Percentiles;
@@ -202,6 +203,35 @@ pub(crate) fn wakeup_note(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Optio
     ))
 }
 
+/// This run's latency of `mechanism` in words, for the documents' statements about it: one-way
+/// p50 on two CPUs and on one, how much of a message it carries, whether it streams.
+fn measured_words(rows: &[LatencyRow], same_cpu: &[LatencyRow], mechanism: &str) -> String {
+    let Some(row) = find(rows, mechanism) else {
+        return "not measured".into();
+    };
+    let same = find(same_cpu, mechanism).map_or_else(String::new, |s| {
+        format!(", {} on one CPU", fmt_ns(s.oneway_p50_ns))
+    });
+    let carries = mechanisms::by_name(mechanism).map_or_else(
+        |_| String::new(),
+        |m| {
+            let streams = if m.supports(Pattern::Stream) {
+                "streams too"
+            } else {
+                "latency only"
+            };
+            format!(
+                "; carries {} of a {LATENCY_SIZE} B message, {streams}",
+                fmt_size(m.payload_len(LATENCY_SIZE))
+            )
+        },
+    );
+    format!(
+        "one-way p50 {} across CPUs{same}{carries}",
+        fmt_ns(row.oneway_p50_ns)
+    )
+}
+
 /// The latency table: round trips across CPUs, one-way, against the floor and on one CPU.
 pub(crate) fn table(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Table> {
     if rows.is_empty() {
@@ -243,6 +273,10 @@ pub(crate) fn table(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Tabl
     table.plot = Some("latency.svg");
     table.intro = vec!["RTT = round trip; one-way = RTT / 2.".into()];
     table.notes.extend(wakeup_note(rows, same_cpu));
+    let names: Vec<&str> = rows.iter().map(|r| r.mechanism.as_str()).collect();
+    table.notes.extend(claims::statement_notes(&names, |name| {
+        measured_words(rows, same_cpu, name)
+    }));
     table.notes.extend(super::throughput::distinct_notes(
         rows.iter().map(|r| &r.note),
     ));

@@ -6,7 +6,8 @@
 //! - `integrity`: a short, untimed pass that proves a mechanism delivers every byte intact
 //!   at several sizes, before any number of it is believed.
 //! - [`sync_tax`]: the Comparison's synchronisation tax: one 4 KiB SPSC stream through queues
-//!   guarded by nothing (lock-free), a spinlock, and a process-shared mutex.
+//!   guarded by nothing (lock-free), a spinlock, a process-shared mutex, and a named POSIX
+//!   semaphore.
 //! - [`contention`]: the Comparison's producers 1/2/4/8 into one consumer.
 //! - [`fanout`]: one shmsock publisher process to 1/2/4 subscriber processes.
 //! - [`bridge`]: one-way latency publisher → subscriber over shm://, tcp:// and through a

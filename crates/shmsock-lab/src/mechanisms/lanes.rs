@@ -23,6 +23,12 @@ pub(crate) trait Lane: Sized + 'static {
     /// the timed loop. The default does nothing.
     fn prefault(&self) {}
 
+    /// Called after the fork, after [`Lane::prefault`]: finishes what needs both processes
+    /// (the named semaphore's handles open it by name here). The default does nothing.
+    fn start(&mut self) -> Result<(), LabError> {
+        Ok(())
+    }
+
     /// Sends one message (waits while the queue is full).
     fn push(&mut self, msg: &[u8]) -> Result<(), LabError>;
 
@@ -53,8 +59,9 @@ impl<L: Lane> Lanes<L> {
 
 impl<L: Lane> Side for Lanes<L> {
     fn start(&mut self) -> Result<(), LabError> {
-        for lane in self.tx.iter().chain(self.rx.iter()) {
+        for lane in self.tx.iter_mut().chain(self.rx.iter_mut()) {
             lane.prefault();
+            lane.start()?;
         }
         Ok(())
     }

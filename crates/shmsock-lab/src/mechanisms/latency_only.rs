@@ -2,9 +2,10 @@
 //! word) the word "message".
 //!
 //! [`LatencyOnly`] is the one [`Mechanism`] for "this mechanism only ping-pongs": it supports
-//! [`Pattern::PingPong`] only and refuses [`Pattern::Stream`] with the mechanism's own reason. `floor`, `futex`, `eventfd`, `signal` and `udp` are such.
+//! [`Pattern::PingPong`] only and refuses [`Pattern::Stream`] with the mechanism's own reason. `floor`, `futex`, `eventfd`, `signal`,
+//! `signalfd` and `udp` are such.
 //!
-//! The first four move no payload, only a word: a "message" is its first [`WORD_BYTES`] bytes
+//! All but `udp` move no payload, only a word: a "message" is its first [`WORD_BYTES`] bytes
 //! (the sequence number, little-endian). They differ only in how one process hands a word to
 //! the other and how the other waits for it, which is all a `Doorbell` says; `WordSide`
 //! turns a doorbell into a [`Side`] (the size checks and the encoding, written once). It is

@@ -1,4 +1,5 @@
-//! `spinlock-ring`, `mutex-ring`, `mutex-ring-polling`: a shared-memory queue guarded by a lock.
+//! `spinlock-ring`, `mutex-ring`, `mutex-ring-polling`, `sem-ring`: a shared-memory queue
+//! guarded by a lock.
 //!
 //! The queue of the Comparison's synchronisation-tax and contention tables: fixed slots of the
 //! message size, and every push and pop — index update *and* copy — done while holding one
@@ -6,7 +7,9 @@
 //! the lock costs next to the lock-free `raw-ring`, which has the same slots without the lock.
 //!
 //! ```text
-//! 0..128 : lock   a TTAS spinlock word, or a PTHREAD_PROCESS_SHARED pthread_mutex_t
+//! 0..128 : lock   a TTAS spinlock word, or a PTHREAD_PROCESS_SHARED pthread_mutex_t, or (for
+//!                 a named semaphore, which lives in its own mapping) the word that says the
+//!                 peer opened it by name
 //! 128    : head   consumer's position (changed only under the lock)
 //! 192    : tail   producers' position (changed only under the lock)
 //! 256..  : slot[0] slot[1] ... slot[n-1]    n = a power of two, n * size ≈ RING_BYTES
@@ -36,6 +39,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use super::lanes::{self, Lane};
+use super::named_sem::NamedSemLock;
 use super::pshared_mutex::ProcessSharedMutex;
 use super::spinlock::SpinLock;
 use super::{
@@ -56,6 +60,8 @@ pub enum LockKind {
     Spin,
     /// A `PTHREAD_PROCESS_SHARED` pthread mutex.
     Mutex,
+    /// A named POSIX semaphore (`sem_open`) of value 1.
+    Semaphore,
 }
 
 /// How a side learns that the queue has a message (consumer) or room (producer).
@@ -103,6 +109,16 @@ impl LockedRing {
         }
     }
 
+    /// `sem-ring`: a named POSIX semaphore as the lock, one lock per message; one producer
+    /// and one consumer (no fan-in, see `named_sem`).
+    pub fn named_semaphore() -> Self {
+        Self {
+            name: "sem-ring",
+            lock: LockKind::Semaphore,
+            polling: Polling::Peek,
+        }
+    }
+
     /// The lock.
     pub fn lock_kind(&self) -> LockKind {
         self.lock
@@ -121,6 +137,9 @@ impl LockedRing {
             LockKind::Spin => Lock::Spin(SpinLock::new(Rc::clone(&region), LOCK_OFFSET)),
             LockKind::Mutex => {
                 Lock::Mutex(ProcessSharedMutex::init(Rc::clone(&region), LOCK_OFFSET)?)
+            }
+            LockKind::Semaphore => {
+                Lock::Semaphore(NamedSemLock::create(Rc::clone(&region), LOCK_OFFSET)?)
             }
         };
         Ok(Queue {
@@ -149,6 +168,12 @@ impl FanIn for LockedRing {
     }
 
     fn setup_fan_in(&self, producers: usize, size: usize) -> Result<FanInSides, LabError> {
+        if self.lock == LockKind::Semaphore {
+            return Err(LabError::Unsupported {
+                mechanism: self.name,
+                what: "several producers (each would have to open the name before it goes)",
+            });
+        }
         lanes::fan_in(self.name, producers, self.queue(size)?)
     }
 }
@@ -156,6 +181,7 @@ impl FanIn for LockedRing {
 enum Lock {
     Spin(SpinLock),
     Mutex(ProcessSharedMutex),
+    Semaphore(NamedSemLock),
 }
 
 impl Lock {
@@ -164,6 +190,7 @@ impl Lock {
         match self {
             Lock::Spin(l) => l.lock(),
             Lock::Mutex(m) => m.lock(),
+            Lock::Semaphore(s) => s.lock(),
         }
     }
 
@@ -172,6 +199,7 @@ impl Lock {
         match self {
             Lock::Spin(l) => l.unlock(),
             Lock::Mutex(m) => m.unlock(),
+            Lock::Semaphore(s) => s.unlock(),
         }
     }
 
@@ -179,6 +207,7 @@ impl Lock {
         match self {
             Lock::Spin(l) => Lock::Spin(l.handle()),
             Lock::Mutex(m) => Lock::Mutex(m.handle()),
+            Lock::Semaphore(s) => Lock::Semaphore(s.handle()),
         }
     }
 }
@@ -224,6 +253,14 @@ impl Lane for Queue {
     /// This process's page faults on the slots, now rather than in the timed loop.
     fn prefault(&self) {
         self.region.prefault();
+    }
+
+    /// The named semaphore's handles open it by name (or wait for the peer to, and unlink it).
+    fn start(&mut self) -> Result<(), LabError> {
+        match &mut self.lock {
+            Lock::Semaphore(s) => s.start(),
+            Lock::Spin(_) | Lock::Mutex(_) => Ok(()),
+        }
     }
 
     fn push(&mut self, msg: &[u8]) -> Result<(), LabError> {

@@ -31,14 +31,17 @@ pub mod libzmq;
 pub mod loan;
 pub mod locked_ring;
 pub mod mmap_durable;
+mod named_sem;
 pub mod offset;
 pub mod pipe;
 pub mod posix_mq;
+pub mod posix_sem;
 mod pshared_mutex;
 pub mod raw_ring;
 pub mod shm_open;
 pub mod shmsock;
 pub mod signal;
+pub mod signalfd;
 mod spinlock;
 pub mod sysv_mq;
 pub mod tcp;
@@ -179,8 +182,10 @@ pub fn all() -> Vec<Box<dyn Mechanism>> {
         Box::new(shmsock::Shmsock::adaptive()),
         Box::new(shmsock::Shmsock::blocking()),
         Box::new(futex::FUTEX),
+        Box::new(posix_sem::PosixSem),
         Box::new(eventfd::EVENTFD),
         Box::new(signal::SIGNAL),
+        Box::new(signalfd::SIGNALFD),
         Box::new(pipe::PIPE),
         Box::new(fifo::FIFO),
         Box::new(uds_stream::UDS_STREAM),
@@ -200,6 +205,7 @@ pub fn queues() -> Vec<Box<dyn Mechanism>> {
         Box::new(locked_ring::LockedRing::spinlock()),
         Box::new(locked_ring::LockedRing::mutex()),
         Box::new(locked_ring::LockedRing::mutex_polling()),
+        Box::new(locked_ring::LockedRing::named_semaphore()),
         Box::new(cas_ring::CasRing),
     ]
 }

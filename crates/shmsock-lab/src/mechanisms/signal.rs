@@ -11,12 +11,16 @@
 //! `sigqueue`: the child queues to the parent's measuring thread, the parent to the child
 //! (single-threaded; it publishes its pid in a shared word when it starts).
 //!
+//! All of this but the receiving is `RtSignal`, which [`super::signalfd`] shares: that
+//! mechanism queues the same kind of signal and takes it by reading a `signalfd` instead.
+//!
 //! # Safety
 //!
-//! `pthread_sigmask`, `sigtimedwait` and the raw `rt_tgsigqueueinfo` syscall are not in rustix,
-//! so this module calls libc. The `siginfo_t` sent is built in [`RtSigInfo`], a `#[repr(C)]`
-//! copy of the kernel's generic layout (checked to be 128 bytes), on the architectures where
-//! that layout is the one in use; elsewhere the mechanism reports itself unavailable.
+//! `pthread_sigmask`, `sigprocmask`, `sigtimedwait` and the raw `rt_tgsigqueueinfo` syscall are
+//! not in rustix, so this module calls libc. The `siginfo_t` sent is built in [`RtSigInfo`], a
+//! `#[repr(C)]` copy of the kernel's generic layout (checked to be 128 bytes), on the
+//! architectures where that layout is the one in use; elsewhere the mechanism reports itself
+//! unavailable.
 #![allow(unsafe_code)]
 
 use std::rc::Rc;
@@ -64,18 +68,23 @@ const _: () = assert!(std::mem::size_of::<libc::siginfo_t>() == 128);
 pub const SIGNAL: LatencyOnly =
     LatencyOnly::word::<SignalBell>("signal", "streaming (a signal carries 8 bytes)");
 
-/// The parent's and the child's doorbells, before the fork.
-fn signal_pair() -> Result<(SignalBell, SignalBell), LabError> {
+/// The parent's and the child's queued real-time signal `SIGRTMIN + offset`, before the fork,
+/// for `mechanism` (the name its errors give). The signal is blocked in the calling thread
+/// (the parent's measuring thread; the forked child inherits the mask).
+pub(super) fn rt_signal_pair(
+    mechanism: &'static str,
+    offset: libc::c_int,
+) -> Result<(RtSignal, RtSignal), LabError> {
     if !LAYOUT_KNOWN {
         return Err(LabError::Unsupported {
-            mechanism: "signal",
+            mechanism,
             what: "this architecture (its siginfo_t layout is not the generic one)",
         });
     }
-    let signo = libc::SIGRTMIN() + SIGRT_OFFSET;
+    let signo = libc::SIGRTMIN() + offset;
     if signo > libc::SIGRTMAX() {
         return Err(LabError::Unsupported {
-            mechanism: "signal",
+            mechanism,
             what: "a libc with so few real-time signals",
         });
     }
@@ -96,14 +105,16 @@ fn signal_pair() -> Result<(SignalBell, SignalBell), LabError> {
     let was_blocked = unsafe { libc::sigismember(&old, signo) } == 1;
     // The parent side sends to the child (whose pid it learns in `start`); the child side
     // sends to the parent's measuring thread.
-    let parent = SignalBell {
+    let parent = RtSignal {
+        mechanism,
         signo,
         set,
         region: Rc::clone(&region),
         target: None,
         restore: (!was_blocked).then(std::process::id),
     };
-    let child = SignalBell {
+    let child = RtSignal {
+        mechanism,
         signo,
         set,
         region,
@@ -123,7 +134,12 @@ fn sigset_of(signo: libc::c_int) -> libc::sigset_t {
     }
 }
 
-struct SignalBell {
+/// One side's real-time signal: what the `signal` and `signalfd` mechanisms share (they differ
+/// only in how the receiver takes the signal). Sends are thread-directed
+/// (`rt_tgsigqueueinfo`) with the word in `si_value`; dropping the parent's side takes any
+/// signal still queued and restores the thread's mask.
+pub(super) struct RtSignal {
+    mechanism: &'static str,
     signo: libc::c_int,
     set: libc::sigset_t,
     region: Rc<SharedRegion>,
@@ -134,14 +150,32 @@ struct SignalBell {
     restore: Option<u32>,
 }
 
-impl Doorbell for SignalBell {
-    fn pair() -> Result<(Self, Self), LabError> {
-        signal_pair()
+impl RtSignal {
+    /// The signal's number.
+    pub(super) fn signo(&self) -> libc::c_int {
+        self.signo
     }
 
-    fn start(&mut self) -> Result<(), LabError> {
+    /// The set holding just this signal.
+    pub(super) fn set(&self) -> &libc::sigset_t {
+        &self.set
+    }
+
+    /// After the fork: the child blocks the signal (already inherited from the parent's
+    /// thread, stated again with `sigprocmask`, the child being single-threaded) and publishes
+    /// its pid; the parent waits for that pid, its target.
+    pub(super) fn start(&mut self) -> Result<(), LabError> {
         let word = self.region.atomic_u64(CHILD_PID_OFFSET);
         if self.target.is_some() {
+            // SAFETY: `set` is an initialised sigset; a null old-set pointer is allowed. The
+            // child is single-threaded, so the process mask is this thread's.
+            let rc = unsafe { libc::sigprocmask(libc::SIG_BLOCK, &self.set, std::ptr::null_mut()) };
+            if rc != 0 {
+                return Err(LabError::Os {
+                    what: "blocking the real-time signal in the child",
+                    source: std::io::Error::last_os_error(),
+                });
+            }
             // The child: tell the parent where to send.
             let pid = u64::from(
                 rustix::process::getpid()
@@ -165,10 +199,11 @@ impl Doorbell for SignalBell {
         Ok(())
     }
 
+    /// Queues the signal carrying `value` to the peer's thread.
     #[inline]
-    fn ring(&mut self, value: u64) -> Result<(), LabError> {
+    pub(super) fn send(&self, value: u64) -> Result<(), LabError> {
         let (pid, tid) = self.target.ok_or(LabError::Unsupported {
-            mechanism: "signal",
+            mechanism: self.mechanism,
             what: "sending before start",
         })?;
         let info = RtSigInfo {
@@ -207,6 +242,25 @@ impl Doorbell for SignalBell {
             source: err,
         })
     }
+}
+
+/// The `signal` mechanism's doorbell: an [`RtSignal`] taken with `sigtimedwait`.
+struct SignalBell(RtSignal);
+
+impl Doorbell for SignalBell {
+    fn pair() -> Result<(Self, Self), LabError> {
+        let (parent, child) = rt_signal_pair("signal", SIGRT_OFFSET)?;
+        Ok((SignalBell(parent), SignalBell(child)))
+    }
+
+    fn start(&mut self) -> Result<(), LabError> {
+        self.0.start()
+    }
+
+    #[inline]
+    fn ring(&mut self, value: u64) -> Result<(), LabError> {
+        self.0.send(value)
+    }
 
     #[inline]
     fn wait(&mut self) -> Result<u64, LabError> {
@@ -214,6 +268,7 @@ impl Doorbell for SignalBell {
             tv_sec: 1,
             tv_nsec: 0,
         };
+        let (set, signo) = (self.0.set(), self.0.signo());
         sleep_until("waiting for a real-time signal", || {
             let mut info = RtSigInfo {
                 signo: 0,
@@ -229,12 +284,12 @@ impl Doorbell for SignalBell {
             // the layout of `siginfo_t` (sizes checked at compile time); `slice` is valid.
             let got = unsafe {
                 libc::sigtimedwait(
-                    &self.set,
+                    set,
                     (&mut info as *mut RtSigInfo).cast::<libc::siginfo_t>(),
                     &slice,
                 )
             };
-            if got == self.signo {
+            if got == signo {
                 return Ok(Some(info.value));
             }
             again_or_fail("sigtimedwait", &[libc::EAGAIN, libc::EINTR])
@@ -242,7 +297,7 @@ impl Doorbell for SignalBell {
     }
 }
 
-impl Drop for SignalBell {
+impl Drop for RtSignal {
     fn drop(&mut self) {
         if self.restore != Some(std::process::id()) {
             return;

@@ -66,6 +66,9 @@ const SEQLOCK_SPINS: u32 = 64;
 /// within a scheduler latency or two (~24 ms), a hostile one could keep the version odd
 /// forever (it then delays one call by this much, and the subscriber is `Corrupt`).
 const SEQLOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long a torn seqlock is waited on before the reader asks whether its writer is still
+/// alive (a `poll` of the control socket) at each yield.
+const SEQLOCK_LIVENESS_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The seqlock-protected positions in the publisher's segment.
 pub(crate) struct Cursor<'a> {
@@ -74,6 +77,8 @@ pub(crate) struct Cursor<'a> {
     pub(crate) oldest_seq: &'a AtomicU64,
     pub(crate) write_pos: &'a AtomicU64,
     pub(crate) write_seq: &'a AtomicU64,
+    /// Whether the publisher may still finish a torn update (see [`Cursor::with_liveness`]).
+    pub(crate) writer_alive: Option<&'a dyn Fn() -> bool>,
 }
 
 #[cfg(test)]
@@ -88,6 +93,7 @@ impl<'a> Cursor<'a> {
             oldest_seq,
             write_pos,
             write_seq,
+            writer_alive: None,
         }
     }
 }
@@ -101,7 +107,18 @@ pub(crate) struct Snapshot {
     pub(crate) write_seq: u64,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
+    /// This cursor, with a way to learn that its publisher is gone: a snapshot that finds
+    /// the seqlock torn asks `alive` while it waits, and gives up at once when the publisher
+    /// died in the middle of an update (it would stay torn for good) instead of after the
+    /// whole patience.
+    pub(crate) fn with_liveness(self, alive: &'a dyn Fn() -> bool) -> Cursor<'a> {
+        Cursor {
+            writer_alive: Some(alive),
+            ..self
+        }
+    }
+
     fn publish(&self, s: Snapshot) {
         let v = self.version.load(Ordering::Relaxed);
         self.version.store(v.wrapping_add(1), Ordering::Relaxed);
@@ -124,10 +141,17 @@ impl Cursor<'_> {
             if torn == SEQLOCK_SPINS {
                 torn = 0;
                 let since = *torn_since.get_or_insert_with(std::time::Instant::now);
-                if since.elapsed() > SEQLOCK_PATIENCE {
+                let torn_for = since.elapsed();
+                if torn_for > SEQLOCK_PATIENCE {
                     return Err(Corruption(format!(
                         "publisher cursor never became consistent (torn for {SEQLOCK_PATIENCE:?})"
                     )));
+                }
+                // Past a scheduler latency, ask whether the writer can still finish.
+                if torn_for > SEQLOCK_LIVENESS_AFTER && self.writer_alive.is_some_and(|a| !a()) {
+                    return Err(Corruption(
+                        "publisher cursor torn, and the publisher is gone".into(),
+                    ));
                 }
                 crate::sync::yield_now();
             }

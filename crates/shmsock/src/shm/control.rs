@@ -133,6 +133,16 @@ impl Link {
         std::os::fd::AsFd::as_fd(&self.sock)
     }
 
+    /// Whether the peer has said nothing on the control socket yet: no goodbye, no hang-up
+    /// (a `poll`, nothing read: [`Link::poll_peer`] then tells which).
+    pub(crate) fn peer_silent(&self) -> bool {
+        let mut fds = [PollFd::new(&self.sock, PollFlags::IN | PollFlags::RDHUP)];
+        matches!(
+            rustix::event::poll(&mut fds, Some(&timespec(Duration::ZERO))),
+            Ok(0)
+        )
+    }
+
     /// Checks the socket for the peer's goodbye or hang-up, without blocking.
     pub(crate) fn poll_peer(&mut self) -> Result<()> {
         if self.ended.is_some() {

@@ -15,11 +15,15 @@
 //!   all its subscribers, is not).
 //!
 //! The registry is process-wide (a `Mutex` around two sets); it is touched only when a
-//! segment is created, mapped or dropped, never on a data path.
+//! segment is created, mapped or dropped, never on a data path. A forked child starts with
+//! an empty one (the parent's segments are not the child's), and never waits forever on a
+//! lock that `fork` copied while another thread held it (see [`with`]).
 
 use std::collections::HashSet;
 use std::os::fd::BorrowedFd;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
 
 /// Device and inode of a memfd: one segment, whoever holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,8 +43,9 @@ impl SegmentId {
     }
 }
 
-#[derive(Default)]
 struct Registry {
+    /// The process whose entries these are (a forked child starts afresh).
+    pid: u32,
     /// Segments and pools this process created and has not dropped.
     owned: HashSet<SegmentId>,
     /// Peer segments a connection of this process uses as its peer's (exclusive ones).
@@ -48,14 +53,50 @@ struct Registry {
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+/// The pid of [`REGISTRY`]'s entries, readable without the lock.
+static REGISTRY_PID: AtomicU32 = AtomicU32::new(0);
 
-fn registry() -> MutexGuard<'static, Option<Registry>> {
-    // Nothing panics while holding the lock; a poisoned lock still holds valid sets.
-    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
-}
+/// How long a call waits for a busy registry in a forked child before it concludes that the
+/// lock was copied locked by `fork` (its holder, a thread of the parent, does not exist
+/// here) and goes on without the registry.
+const FORKED_LOCK_PATIENCE: Duration = Duration::from_millis(20);
 
-fn with<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
-    f(registry().get_or_insert_with(Registry::default))
+/// Runs `f` on this process's registry. In a forked child whose copy of the lock was held by
+/// another thread at the fork (a rare race: the lock is held for a set operation), nothing
+/// would ever release it: after [`FORKED_LOCK_PATIENCE`] the call returns `unavailable`
+/// instead (the pid checks of the handshake still hold; only the registry's are skipped).
+fn with<R>(f: impl FnOnce(&mut Registry) -> R, unavailable: R) -> R {
+    let started = Instant::now();
+    loop {
+        let mut guard: MutexGuard<'_, Option<Registry>> = match REGISTRY.try_lock() {
+            Ok(g) => g,
+            // Nothing panics while holding the lock; a poisoned lock still holds valid sets.
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                let inherited = REGISTRY_PID.load(Ordering::Relaxed);
+                if inherited != 0
+                    && inherited != std::process::id()
+                    && started.elapsed() > FORKED_LOCK_PATIENCE
+                {
+                    tracing::warn!("segment registry locked across a fork; its checks skipped");
+                    return unavailable;
+                }
+                std::thread::yield_now();
+                continue;
+            }
+        };
+        let me = std::process::id();
+        if guard.as_ref().is_none_or(|r| r.pid != me) {
+            // First use, or a forked child: the entries of the parent are not ours.
+            *guard = Some(Registry {
+                pid: me,
+                owned: HashSet::new(),
+                claimed: HashSet::new(),
+            });
+            REGISTRY_PID.store(me, Ordering::Relaxed);
+        }
+        return f(guard.as_mut().expect("set above"));
+    }
 }
 
 /// An owned segment or pool's entry in the registry, removed when dropped.
@@ -66,7 +107,7 @@ impl Owned {
     /// Records that this process owns the memfd `fd` (just created).
     pub(crate) fn register(fd: BorrowedFd<'_>) -> rustix::io::Result<Owned> {
         let id = SegmentId::of(fd)?;
-        with(|r| r.owned.insert(id));
+        with(|r| r.owned.insert(id), false);
         Ok(Owned(id))
     }
 
@@ -79,13 +120,13 @@ impl Owned {
 
 impl Drop for Owned {
     fn drop(&mut self) {
-        with(|r| r.owned.remove(&self.0));
+        with(|r| r.owned.remove(&self.0), false);
     }
 }
 
 /// Whether this process owns the segment or pool `id`.
 pub(crate) fn is_owned(id: SegmentId) -> bool {
-    with(|r| r.owned.contains(&id))
+    with(|r| r.owned.contains(&id), false)
 }
 
 /// A peer segment held by one connection of this process, released when dropped.
@@ -95,13 +136,13 @@ pub(crate) struct Claim(SegmentId);
 impl Claim {
     /// Claims `id` for one connection; `None` if another connection holds it.
     pub(crate) fn take(id: SegmentId) -> Option<Claim> {
-        with(|r| r.claimed.insert(id)).then_some(Claim(id))
+        with(|r| r.claimed.insert(id), true).then_some(Claim(id))
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        with(|r| r.claimed.remove(&self.0));
+        with(|r| r.claimed.remove(&self.0), false);
     }
 }
 

@@ -434,17 +434,18 @@ fn loan_is_back(subs: &mut [Sub], floor: u64, (oldest, write_pos): (u64, u64), l
         return false;
     }
     for sub in subs.iter_mut().filter(|s| !s.dropped) {
+        // The consumed position first: a reader stores its claim before it moves its
+        // consumed position past the frame (Release), so once we see it past (Acquire) the
+        // TAKEN load below sees the claim. The other order would miss a claim made between
+        // the two loads, and free a slot still held.
+        let Some(consumed) = sub.consumed(write_pos) else {
+            continue; // an impossible position: dropped
+        };
         match holding(&sub.seg, lent) {
             Ok(Holding::Released) => {}
             Ok(Holding::Holds) => return false,
-            Ok(Holding::NotTaken) => {
-                // The claim is stored before the consumed position moves past the frame
-                // (Release/Acquire), so a reader past it that claimed it was seen above.
-                match sub.consumed(write_pos) {
-                    Some(consumed) if lent.pos >= oldest && consumed <= lent.pos => return false,
-                    _ => {}
-                }
-            }
+            Ok(Holding::NotTaken) if lent.pos >= oldest && consumed <= lent.pos => return false,
+            Ok(Holding::NotTaken) => {}
             Err(_) => sub.dropped = true,
         }
     }

@@ -266,6 +266,7 @@ impl Mapping {
             oldest_seq: self.word64(word::OLDEST_SEQ.0),
             write_pos: self.word64(word::WRITE_POS.0),
             write_seq: self.word64(word::WRITE_SEQ.0),
+            writer_alive: None,
         }
     }
 }

@@ -160,7 +160,9 @@ impl ShmSubscriber {
 
     /// One look at the ring.
     fn attempt(&mut self, buf: &mut [u8], check_lag: bool) -> Result<Got> {
-        let cursor = self.publisher.cursor();
+        let link = &self.link;
+        let alive = || link.peer_silent();
+        let cursor = self.publisher.cursor().with_liveness(&alive);
         let read = match &mut self.borrower {
             Some(b) => self
                 .reader
@@ -203,7 +205,15 @@ impl ShmSubscriber {
                 len,
                 buf: buf.len(),
             }),
-            Err(c) => Err(self.link.poison(c)),
+            // A publisher killed in the middle of an update leaves its memory torn: that is
+            // its death, not corruption.
+            Err(c) => {
+                self.link.poll_peer()?;
+                match self.link.ended {
+                    Some(end) => Err(self.link.end_error(end)),
+                    None => Err(self.link.poison(c)),
+                }
+            }
         }
     }
 

@@ -13,10 +13,12 @@
 //! | listener/handshake   | library listener killed at a random µs, or a raw listener killed after each step | in `connect` |
 //!
 //! After every kill: every message delivered was whole, in order and exactly once (seq +
-//! checksum, checked by whichever side reads); the survivor gets `PeerGone` (never
-//! `PeerClosed`) within [`PEER_DEATH_BOUND`] of the moment there was nothing left to read;
-//! a new connection on the same name works; and our fd count, the rendezvous directory
-//! and `/dev/shm` are back to what they were.
+//! checksum, checked by whichever side reads); a killed writer's messages that its `send`
+//! accepted all arrived ([`Acked`]: acknowledged, then lost, is a failure); the survivor
+//! gets `PeerGone` (never `PeerClosed`) within [`PEER_DEATH_BOUND`] of the moment there
+//! was nothing left to read; a new connection on the same name works; and our fd count,
+//! our mappings of segments, the rendezvous directory and `/dev/shm` are back to what they
+//! were.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Listener, Options, WaitStrategy};
 
+use crate::acked::Acked;
 use crate::leaks;
 use crate::roles::{
     is_handshake_casualty, strategy_name, EXIT_BAD_MESSAGE, MAX_LEN_ENV, PACE_ENV, RING_ENV,
@@ -138,6 +141,7 @@ impl Matrix {
             // The survivor listens in every cell but the one where the listener dies.
             let listener = (cell != Cell::ListenerHandshake).then(|| harness::bind(&ep, options));
             let baseline = leaks::open_fds();
+            let maps = leaks::segment_mappings();
             for i in 0..points_per_cell {
                 let outcome = match cell {
                     Cell::WriterSend | Cell::WriterFullRing | Cell::WriterFutex => {
@@ -161,7 +165,7 @@ impl Matrix {
                 }
                 *m.classes.entry((cell, outcome.class)).or_default() += 1;
                 m.points += 1;
-                after_point(&ep, listener.as_ref(), &baseline, dir, &what);
+                after_point(&ep, listener.as_ref(), (&baseline, &maps), dir, &what);
             }
             drop(listener);
             assert!(
@@ -229,7 +233,8 @@ impl Matrix {
         killed
     }
 
-    /// The child streams to us and dies; we check every message, then expect `PeerGone`.
+    /// The child streams to us and dies; we check every message, then expect `PeerGone`
+    /// and every message its `send` accepted.
     fn writer_dies(&mut self, listener: &Listener, ep: &str, cell: Cell) -> Outcome {
         let rng = &mut self.rng;
         let seed = rng.next_u64();
@@ -242,6 +247,7 @@ impl Matrix {
             ),
             _ => (WaitStrategy::Blocking, "burst", micros(rng, 30_000)),
         };
+        let acked = Acked::create();
         let mut peer = Peer::spawn(
             "crash_writer",
             ep,
@@ -251,6 +257,7 @@ impl Matrix {
                 (PACE_ENV, pace),
                 (SEED_ENV, &seed.to_string()),
                 (MAX_LEN_ENV, &MAX_LEN.to_string()),
+                acked.env(),
             ],
         );
         let mut conn = harness::accept(listener).expect("accepting the writer");
@@ -278,6 +285,8 @@ impl Matrix {
         };
         let ended = Instant::now();
         let killed = self.stream_cut_by_kill(cell, &mut peer, killer, seq, &end);
+        // The child is dead and reaped: its count is final.
+        acked.assert_all_received(seq, &format!("{} (strategy {strategy:?})", cell.name()));
         let from = last_message.map_or(killed, |t| t.max(killed));
         Outcome {
             latency: Some(ended.saturating_duration_since(from)),
@@ -509,11 +518,12 @@ pub fn expect_killed(peer: &mut Peer) {
     );
 }
 
-/// After a kill point: a new connection on the same name works, and nothing is left over.
+/// After a kill point: a new connection on the same name works, and nothing is left over
+/// (`baseline`: our fds and segment mappings before the cell).
 fn after_point(
     ep: &str,
     listener: Option<&Listener>,
-    baseline: &[(u32, String)],
+    (baseline, maps): (&[(u32, String)], &[String]),
     dir: &std::path::Path,
     what: &str,
 ) {
@@ -535,6 +545,7 @@ fn after_point(
         .recv_timeout(&mut buf, STEP_TIMEOUT)
         .unwrap_or_else(|e| panic!("{what}: message on the new connection: {e}"));
     assert_eq!(&buf[..n], b"again");
+    leaks::assert_mappings_seen(maps, what);
     conn.send(b"ok").expect("reply on the new connection");
     client
         .join()
@@ -557,6 +568,7 @@ fn after_point(
         "{what}: rendezvous directory"
     );
     leaks::assert_fds_return_to(baseline, what);
+    leaks::assert_mappings_return_to(maps, what);
 }
 
 fn points(default: usize) -> usize {

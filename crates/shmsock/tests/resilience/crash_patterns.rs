@@ -9,18 +9,21 @@
 //! | inbox-writer/doorbell  | `Conn` writer sending in bursts (`Blocking`)    | `Inbox` asleep on its doorbell between bursts (`Blocking`), with a second, idle writer |
 //!
 //! After every kill: every message delivered was whole, in order and exactly once (seq +
-//! checksum); a subscriber gets `PeerGone` within [`PEER_DEATH_BOUND`] of the moment there
-//! was nothing left to read, and the samples it still holds read the same bytes after the
-//! publisher's death (the pool stays mapped while a sample lives: no torn sample); the inbox
-//! delivers everything the dead writer published, then drops it, and still serves its other
-//! writer and a new one; the name is usable again; and our fd count, the rendezvous
-//! directory and `/dev/shm` are back to what they were.
+//! checksum), and every message the victim's `send` accepted arrived ([`Acked`]:
+//! acknowledged, then lost, is a failure); a subscriber gets `PeerGone` within
+//! [`PEER_DEATH_BOUND`] of the moment there was nothing left to read, and the samples it
+//! still holds read the same bytes after the publisher's death (the pool stays mapped while
+//! a sample lives: no torn sample); the inbox delivers everything the dead writer
+//! published, then drops it, and still serves its other writer and a new one; the name is
+//! usable again; and our fd count, our mappings of segments, the rendezvous directory and
+//! `/dev/shm` are back to what they were.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Inbox, Options, Overflow, Publisher, Sample, Subscriber, WaitStrategy};
 
+use crate::acked::Acked;
 use crate::crash::expect_killed;
 use crate::leaks;
 use crate::roles::{strategy_name, MAX_LEN_ENV, PACE_ENV, RING_ENV, SEED_ENV, STRATEGY_ENV};
@@ -45,8 +48,10 @@ const SURVIVOR_SEND_DELAY: Duration = Duration::from_millis(10);
 const INBOX_MAX_LEN: usize = 512;
 
 /// The child of the publisher cell: binds, waits for its subscribers, then streams loans
-/// and copies of the checked stream until it is killed.
+/// and copies of the checked stream until it is killed, recording in the parent's
+/// [`Acked`] counter how many were accepted.
 pub fn publisher_child(ep: &str) {
+    let acked = Acked::open_from_env();
     let opts = Options::new()
         .ring_capacity(RING_BYTES)
         .loan_pool(POOL_SLOTS, MAX_LEN)
@@ -80,6 +85,7 @@ pub fn publisher_child(ep: &str) {
         if let Err(e) = sent {
             panic!("the publisher failed before it was killed: {e}");
         }
+        acked.store(seq + 1);
     }
 }
 
@@ -159,12 +165,18 @@ fn publisher_cell(points: usize, rng: &mut SplitMix64) -> Tally {
     let dir = harness::setup();
     let ep = harness::endpoint("crash-publisher");
     let baseline = leaks::open_fds();
+    let maps = leaks::segment_mappings();
     let mut tally = Tally::default();
     for i in 0..points {
         let what = format!("publisher/loan point {i}");
         let (seed, hold) = (rng.next_u64(), rng.below_or_eq(3));
         let delay = Duration::from_micros(rng.below_or_eq(20_000) as u64);
-        let mut peer = Peer::spawn("crash_publisher", &ep, &[(SEED_ENV, &seed.to_string())]);
+        let acked = Acked::create();
+        let mut peer = Peer::spawn(
+            "crash_publisher",
+            &ep,
+            &[(SEED_ENV, &seed.to_string()), acked.env()],
+        );
         peer.expect("ready");
         let survivors = std::thread::scope(|s| {
             let subs: Vec<_> = [hold, 0]
@@ -201,6 +213,7 @@ fn publisher_cell(points: usize, rng: &mut SplitMix64) -> Tally {
                 latency < PEER_DEATH_BOUND,
                 "{what}: the death was reported {latency:?} after there was nothing left to read"
             );
+            acked.assert_all_received(s.messages, &what);
             tally.latencies.push(latency);
             tally.messages += s.messages;
             *tally.note.entry("samples held at death").or_default() += s.held;
@@ -214,13 +227,15 @@ fn publisher_cell(points: usize, rng: &mut SplitMix64) -> Tally {
         let mut buf = [0u8; 8];
         let n = sub.recv_timeout(&mut buf, STEP_TIMEOUT).expect("again");
         assert_eq!(&buf[..n], b"again");
-        drop((sub, again));
+        leaks::assert_mappings_seen(&maps, &what);
+        drop((sub, again, acked));
         assert_eq!(
             leaks::runtime_files(dir, &ep),
             Vec::<String>::new(),
             "{what}"
         );
         leaks::assert_fds_return_to(&baseline, &what);
+        leaks::assert_mappings_return_to(&maps, &what);
     }
     tally
 }
@@ -241,6 +256,7 @@ fn inbox_cell(cell: InboxCell, points: usize, rng: &mut SplitMix64) -> (Tally, T
     let mut inbox = Inbox::bind_with(&ep, Options::new().wait_strategy(strategy))
         .unwrap_or_else(|e| panic!("binding {ep}: {e}"));
     let baseline = leaks::open_fds();
+    let maps = leaks::segment_mappings();
     let (mut drained, mut woken) = (Tally::default(), Tally::default());
     let mut buf = vec![0u8; INBOX_MAX_LEN];
     for i in 0..points {
@@ -262,6 +278,7 @@ fn inbox_cell(cell: InboxCell, points: usize, rng: &mut SplitMix64) -> (Tally, T
                 Duration::from_micros(rng.below_or_eq(30_000) as u64),
             ),
         };
+        let acked = Acked::create();
         let mut victim = Peer::spawn(
             "crash_writer",
             &ep,
@@ -271,6 +288,7 @@ fn inbox_cell(cell: InboxCell, points: usize, rng: &mut SplitMix64) -> (Tally, T
                 (PACE_ENV, pace),
                 (SEED_ENV, &seed.to_string()),
                 (MAX_LEN_ENV, &INBOX_MAX_LEN.to_string()),
+                acked.env(),
             ],
         );
         victim.expect("ready");
@@ -281,6 +299,7 @@ fn inbox_cell(cell: InboxCell, points: usize, rng: &mut SplitMix64) -> (Tally, T
             assert!(t.elapsed() < STEP_TIMEOUT, "{what}: writers never merged");
             std::thread::sleep(Duration::from_micros(200));
         }
+        leaks::assert_mappings_seen(&maps, &what);
         let killer = harness::kill_after(victim.pid(), delay);
         if cell == InboxCell::FullRing {
             // Not reading: the victim fills its ring and blocks in send until it dies.
@@ -311,6 +330,9 @@ fn inbox_cell(cell: InboxCell, points: usize, rng: &mut SplitMix64) -> (Tally, T
         };
         let killed = killer.join().expect("the killer thread");
         expect_killed(&mut victim);
+        // The victim is dead and reaped (its count is final) and dropped by the inbox.
+        acked.assert_all_received(seq, &what);
+        drop(acked);
         let from = last_message.map_or(killed, |t| t.max(killed));
         drained.latencies.push(gone.saturating_duration_since(from));
         drained.messages += seq;
@@ -350,6 +372,7 @@ fn inbox_cell(cell: InboxCell, points: usize, rng: &mut SplitMix64) -> (Tally, T
             "{what}"
         );
         leaks::assert_fds_return_to(&baseline, &what);
+        leaks::assert_mappings_return_to(&maps, &what);
     }
     drop(inbox);
     assert_eq!(leaks::runtime_files(dir, &ep), Vec::<String>::new());

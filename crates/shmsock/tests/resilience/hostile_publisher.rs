@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmsock::{Error, Sample, Subscriber};
@@ -25,6 +26,7 @@ use crate::rawloan::{
 use crate::rawpeer::{WritableSegment, HEADER_WORDS, RING_OFFSET};
 use shmsock_testkit::harness;
 use shmsock_testkit::message::SplitMix64;
+use shmsock_testkit::watchdog::{spawn_watched, CallWatch};
 
 /// How long the publisher scribbles on one connection.
 const ROUND: Duration = Duration::from_millis(40);
@@ -33,6 +35,9 @@ const CALL_TIMEOUT: Duration = Duration::from_millis(5);
 /// How much longer than its timeout a call may take: the seqlock's patience with a cursor
 /// that stays torn (250 ms), plus a loaded 2-core machine.
 const CALL_SLACK: Duration = Duration::from_millis(750);
+/// The longest one call may take; past it the test fails, even if the call never returns
+/// (the subscriber's thread is watched, see [`spawn_watched`]).
+const CALL_BOUND: Duration = CALL_TIMEOUT.saturating_add(CALL_SLACK);
 
 /// What the subscriber saw.
 #[derive(Debug, Default)]
@@ -64,21 +69,23 @@ impl Seen {
 }
 
 /// The subscriber's side: receives (samples and copies, some samples held) until `stop`,
-/// a `Corrupt` (checked to stick) or the publisher's end.
-fn read(mut sub: Subscriber, stop: &AtomicBool, seed: u64) -> Seen {
+/// a `Corrupt` (checked to stick) or the publisher's end; every call watched.
+fn read(mut sub: Subscriber, stop: &AtomicBool, seed: u64, watch: &CallWatch) -> Seen {
     let mut rng = SplitMix64::new(seed);
     let mut seen = Seen::default();
     let mut held: Vec<Sample> = Vec::new();
     let mut buf = vec![0u8; CAP as usize];
     while !stop.load(Ordering::Relaxed) {
-        let t = Instant::now();
-        let r = if rng.below_or_eq(2) == 0 {
-            sub.recv_timeout(&mut buf, CALL_TIMEOUT).map(|n| {
+        let (r, took) = if rng.below_or_eq(2) == 0 {
+            let (r, took) = watch.call(|| sub.recv_timeout(&mut buf, CALL_TIMEOUT));
+            let r = r.map(|n| {
                 assert!(n <= buf.len());
                 seen.copies += 1;
-            })
+            });
+            (r, took)
         } else {
-            sub.recv_sample_timeout(CALL_TIMEOUT).map(|sample| {
+            let (r, took) = watch.call(|| sub.recv_sample_timeout(CALL_TIMEOUT));
+            let r = r.map(|sample| {
                 if sample.is_loan() {
                     assert!(sample.len() <= SLOT_BYTES as usize, "{sample:?}");
                 }
@@ -87,15 +94,11 @@ fn read(mut sub: Subscriber, stop: &AtomicBool, seed: u64) -> Seen {
                 if rng.below_or_eq(3) == 0 {
                     held.push(sample);
                 }
-            })
+            });
+            (r, took)
         };
-        let took = t.elapsed();
         seen.calls += 1;
         seen.slowest = seen.slowest.max(took);
-        assert!(
-            took < CALL_TIMEOUT + CALL_SLACK,
-            "a call against the hostile publisher took {took:?}"
-        );
         match r {
             Ok(()) => {}
             Err(Error::Corrupt { what, .. }) => {
@@ -103,9 +106,10 @@ fn read(mut sub: Subscriber, stop: &AtomicBool, seed: u64) -> Seen {
                 seen.corrupt += 1;
                 let kind: String = what.chars().filter(|c| !c.is_ascii_digit()).collect();
                 *seen.reasons.entry(kind).or_default() += 1;
+                let (again, _) = watch.call(|| sub.try_recv(&mut buf));
                 assert!(
-                    matches!(sub.try_recv(&mut buf), Err(Error::Corrupt { .. })),
-                    "Corrupt must stick"
+                    matches!(again, Err(Error::Corrupt { .. })),
+                    "Corrupt must stick: {again:?}"
                 );
                 break;
             }
@@ -214,21 +218,29 @@ fn round(seed: u64) -> (Seen, u64) {
     });
     assert!(peer.accepted);
     let mut ring = RawRing::broadcast(seg);
-    let stop = AtomicBool::new(false);
+    let stop = Arc::new(AtomicBool::new(false));
     let mut rng = SplitMix64::new(seed);
     let (mut actions, mut generation) = (0, 0);
-    let seen = std::thread::scope(|s| {
-        let reader = s.spawn(|| read(sub, &stop, seed ^ 0x5eed));
-        let t = Instant::now();
-        while t.elapsed() < ROUND && !reader.is_finished() {
-            for _ in 0..16 {
-                mutate(&mut ring, &mut rng, &mut generation);
-                actions += 1;
-            }
+    // The subscriber reads on a watched thread: a call that hangs fails the test with a
+    // message, checked between our scribbles and while we wait for the reader's end.
+    let reader = {
+        let stop = stop.clone();
+        spawn_watched(
+            "a hand-made publisher scribbling on its segment",
+            CALL_BOUND,
+            move |watch| read(sub, &stop, seed ^ 0x5eed, watch),
+        )
+    };
+    let t = Instant::now();
+    while t.elapsed() < ROUND && !reader.is_finished() {
+        for _ in 0..16 {
+            mutate(&mut ring, &mut rng, &mut generation);
+            actions += 1;
         }
-        stop.store(true, Ordering::Relaxed);
-        reader.join().expect("the subscriber thread")
-    });
+        reader.check();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seen = reader.join();
     drop(peer);
     (seen, actions)
 }
@@ -266,4 +278,41 @@ ci_and_long! {
     fn hostile_publisher_gets_corrupt_or_valid_samples_never_a_crash_or_hang(300);
     /// The long run: 20,000 connections.
     fn hostile_publisher_long(20_000);
+}
+
+/// A publisher that dies in the middle of a cursor update (SIGKILL between the two version
+/// stores leaves the seqlock odd for good) is `PeerGone` within the peer-death bound, not
+/// `Corrupt` after the seqlock's whole patience.
+#[test]
+fn a_publisher_gone_in_the_middle_of_an_update_is_peer_gone_not_corrupt() {
+    let _serial = crate::serial();
+    let ep = harness::endpoint("torn-publisher");
+    let (seg, fds) = pool_fds(WritableSegment::create(CAP), false);
+    let hello = rawloan::hello(CAP, ROLE_PUBLISHER, 0, 0, 0);
+    let (mut sub, peer) = rawloan::against_by_hand(&ep, hello, fds, "publisher", || {
+        Subscriber::connect(&ep).expect("subscribing to the hand-made publisher")
+    });
+    assert!(peer.accepted);
+    let mut ring = RawRing::broadcast(seg);
+    ring.publish(0, 8, &[42]);
+    let mut buf = [0u8; 64];
+    let n = sub
+        .recv_timeout(&mut buf, Duration::from_secs(5))
+        .expect("the message");
+    assert_eq!(n, 8);
+    // The next update starts (odd version) and the publisher dies there.
+    ring.seg.poke(OFF_CURSOR_VERSION, 2 * ring.frames + 1);
+    drop(peer);
+    let t = Instant::now();
+    let end = sub.recv_timeout(&mut buf, Duration::from_secs(5));
+    let took = t.elapsed();
+    assert!(
+        matches!(end, Err(Error::PeerGone { .. })),
+        "a publisher gone mid-update: {end:?}"
+    );
+    assert!(
+        took < harness::PEER_DEATH_BOUND,
+        "reported after {took:?}, the bound is {:?}",
+        harness::PEER_DEATH_BOUND
+    );
 }

@@ -1,6 +1,7 @@
-//! What a process holds, read from `/proc`: open fds (with their targets and flags), mappings,
-//! RSS, and the files in `/dev/shm` and the rendezvous directory. Used to show that nothing
-//! is left behind after a crash, a refused handshake or thousands of connections.
+//! What a process holds, read from `/proc`: open fds (with their targets and flags), mappings
+//! (of segments, counted like fds), RSS, and the files in `/dev/shm` and the rendezvous
+//! directory. Used to show that nothing is left behind after a crash, a refused handshake
+//! or thousands of connections.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -57,6 +58,56 @@ pub fn assert_fds_return_to(baseline: &[(u32, String)], what: &str) {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// What names a mapping of a shmsock memfd in `/proc/PID/maps`: segments and pools are
+/// memfds named `shmsock:<role>:...` (the tests' hand-made ones `shmsock-...`), mapped
+/// as `/memfd:<name> (deleted)`.
+const SEGMENT_MAPPING: &str = "/memfd:shmsock";
+
+/// Our mappings of shmsock segments and pools (ours and our peers'): lines of
+/// `/proc/self/maps`.
+pub fn segment_mappings() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("reading /proc/self/maps")
+        .lines()
+        .filter(|l| l.contains(SEGMENT_MAPPING))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits (up to 3 s, as for fds) until our segment mappings are back to `baseline`'s
+/// count; on failure, the message lists the ones that are new.
+pub fn assert_mappings_return_to(baseline: &[String], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let now = segment_mappings();
+        if now.len() <= baseline.len() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let new: Vec<_> = now.iter().filter(|m| !baseline.contains(m)).collect();
+            panic!(
+                "{what}: {} segment mappings, {} at the baseline; new: {new:#?}",
+                now.len(),
+                baseline.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Checks that the mappings of a live connection show up (so that
+/// [`assert_mappings_return_to`] can see a leak at all).
+#[track_caller]
+pub fn assert_mappings_seen(baseline: &[String], what: &str) {
+    let now = segment_mappings();
+    assert!(
+        now.len() > baseline.len(),
+        "{what}: a live connection's segments are not among our mappings \
+         (no `{SEGMENT_MAPPING}` line beyond the baseline's {})",
+        baseline.len()
+    );
 }
 
 /// The `flags:` field (octal) of `/proc/PID/fdinfo/N`.

@@ -35,6 +35,7 @@ macro_rules! ci_and_long {
     };
 }
 
+mod acked;
 mod hostile_lender;
 mod leaks;
 mod rawloan;

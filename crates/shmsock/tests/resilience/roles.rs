@@ -12,6 +12,7 @@ use shmsock::{Conn, Error, Listener, Options, WaitStrategy};
 use shmsock_testkit::child::{report, seed_and_max_len, var, var_u64, wait_for_start, IDLE_MAX};
 use shmsock_testkit::message::{self, SplitMix64};
 
+use crate::acked::Acked;
 use crate::rawpeer;
 
 /// Wait strategy of the child's connection: `busy`, `adaptive` or `blocking`.
@@ -91,10 +92,11 @@ fn connect(ep: &str) -> Conn {
     Conn::connect_with(ep, env_options()).unwrap_or_else(|e| panic!("connecting to {ep}: {e}"))
 }
 
-/// Streams checked messages until killed; `burst` pacing leaves the reader idle (asleep)
-/// between bursts.
+/// Streams checked messages until killed, recording in the parent's [`Acked`] counter how
+/// many `send` accepted; `burst` pacing leaves the reader idle (asleep) between bursts.
 fn crash_writer(ep: &str) {
     let mut conn = connect(ep);
+    let acked = Acked::open_from_env();
     report("ready");
     let (seed, max_len) = seed_and_max_len();
     let burst = var(PACE_ENV) == "burst";
@@ -110,6 +112,7 @@ fn crash_writer(ep: &str) {
         if conn.send(msg).is_err() {
             return;
         }
+        acked.store(seq + 1);
         if burst && pace.below_or_eq(20) == 0 {
             std::thread::sleep(Duration::from_micros(pace.below_or_eq(3000) as u64));
         }

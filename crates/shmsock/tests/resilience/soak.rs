@@ -1,5 +1,7 @@
 //! Soak: a writer process streams small checked messages to us for a long time; nothing
-//! may be lost, duplicated or torn, RSS must stay flat, and the latency must not drift.
+//! may be lost, duplicated or torn, RSS must stay flat (checked at every report and at the
+//! end against a baseline taken before the first message, so whatever the run's length),
+//! and the latency must not drift.
 //!
 //! Each 32-byte message is `[seq][send time, CLOCK_MONOTONIC ns][seq-derived word][checksum
 //! of the first 24 bytes]`. CLOCK_MONOTONIC is one clock for every process of the machine,
@@ -22,6 +24,11 @@ const RING_BYTES: usize = 64 * 1024;
 const CI_MESSAGES: u64 = 10_000_000;
 const LONG_MESSAGES: u64 = 1_000_000_000;
 const SAMPLE_EVERY: u64 = 16;
+/// How much our RSS may grow from the moment we are connected to the end of the run (and
+/// at every report on the way): far more than a run needs (the peer's ring is 64 KiB,
+/// every buffer is allocated before the baseline), far less than a leak per message or
+/// per report would add over millions of messages.
+const RSS_GROWTH_MAX: u64 = 16 << 20;
 
 fn now_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
@@ -75,6 +82,9 @@ fn soak(count: u64, until: Option<Duration>, interval: Duration) {
     let mut peer = Peer::spawn("soak_writer", &ep, &[(COUNT_ENV, &count.to_string())]);
     let child = peer.pid().as_raw_nonzero().get().to_string();
     let mut conn = harness::accept(&listener).expect("accepting the writer");
+    // The RSS baseline, taken before the first message: the bound below is asserted
+    // whatever the run's length, even one shorter than a report interval.
+    let rss_start = leaks::rss_bytes();
     let mut interval_hist =
         Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let mut total_hist = interval_hist.clone();
@@ -82,7 +92,6 @@ fn soak(count: u64, until: Option<Duration>, interval: Duration) {
     let t0 = Instant::now();
     let mut last_report = t0;
     let mut at_last_report = 0u64;
-    let mut rss_first = None;
     let mut seq = 0u64;
     loop {
         let n = match conn.recv_timeout(&mut buf, STEP_TIMEOUT) {
@@ -98,7 +107,7 @@ fn soak(count: u64, until: Option<Duration>, interval: Duration) {
         seq += 1;
         if seq % 65_536 == 0 && last_report.elapsed() >= interval {
             let (rss, child_rss) = (leaks::rss_bytes(), leaks::status_bytes(&child, "VmRSS"));
-            rss_first.get_or_insert((rss, child_rss));
+            assert_rss_flat(rss_start, rss, seq);
             let secs = last_report.elapsed().as_secs_f64();
             eprintln!(
                 "soak {:>7.1}s: {seq:>13} msgs, {:>9.0} msgs/s, RSS us {:>6} KiB peer {:>6} KiB, \
@@ -132,22 +141,29 @@ fn soak(count: u64, until: Option<Duration>, interval: Duration) {
     let rss = leaks::rss_bytes();
     eprintln!(
         "soak: {seq} messages in {took:.1?} ({:.0} msgs/s), latency p50 {:.1} µs p99 {:.1} µs \
-         p99.9 {:.1} µs max {:.1} µs, RSS {} KiB",
+         p99.9 {:.1} µs max {:.1} µs, RSS {} KiB (connected: {} KiB)",
         seq as f64 / took.as_secs_f64(),
         total_hist.value_at_quantile(0.5) as f64 / 1e3,
         total_hist.value_at_quantile(0.99) as f64 / 1e3,
         total_hist.value_at_quantile(0.999) as f64 / 1e3,
         total_hist.max() as f64 / 1e3,
         rss >> 10,
+        rss_start >> 10,
     );
-    if let Some((rss0, _)) = rss_first {
-        assert!(
-            rss < rss0 + (16 << 20),
-            "RSS grew from {} KiB to {} KiB during the soak",
-            rss0 >> 10,
-            rss >> 10
-        );
-    }
+    assert_rss_flat(rss_start, rss, seq);
+}
+
+/// Checks that our RSS (`rss`, after `seq` messages) grew by less than [`RSS_GROWTH_MAX`]
+/// since `start`.
+#[track_caller]
+fn assert_rss_flat(start: u64, rss: u64, seq: u64) {
+    assert!(
+        rss < start.saturating_add(RSS_GROWTH_MAX),
+        "RSS grew from {} KiB to {} KiB after {seq} messages of the soak (bound: +{} KiB)",
+        start >> 10,
+        rss >> 10,
+        RSS_GROWTH_MAX >> 10
+    );
 }
 
 fn env_u64(name: &str) -> Option<u64> {
