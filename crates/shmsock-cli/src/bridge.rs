@@ -82,7 +82,7 @@ pub(crate) struct BridgeArgs {
     /// CURVE on SRC (tcp://, unix://): the publisher's public key, 40 Z85 characters or its
     /// NAME.key certificate; the bridge connects as a CURVE client of it (see `shmsock sub
     /// --help`, --curve-server).
-    #[arg(long, value_name = "KEY|FILE", help_heading = CURVE_HEADING)]
+    #[arg(long, value_name = "KEY|FILE", allow_hyphen_values = true, help_heading = CURVE_HEADING)]
     source_curve_server: Option<String>,
     /// CURVE on SRC: the bridge's own certificate (NAME.key_secret), for a publisher that
     /// admits only listed clients. Needs --source-curve-server.

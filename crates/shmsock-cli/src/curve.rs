@@ -37,10 +37,12 @@ pub(crate) struct CurveArgs {
     curve_secret: Option<PathBuf>,
     /// CURVE client (send, sub): the server's public key, as 40 Z85 characters or its
     /// NAME.key (or NAME.key_secret) file. The connection fails unless the server proves it
-    /// holds the matching secret key.
+    /// holds the matching secret key. (A Z85 key may start with `-`: it is still taken as
+    /// the value.)
     #[arg(
         long,
         value_name = "KEY|FILE",
+        allow_hyphen_values = true,
         help_heading = "CURVE security (tcp://, unix://)"
     )]
     curve_server: Option<String>,
