@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::shm::label::SegmentRole as Role;
 use crate::shm::segment::word;
 use crate::shm::segment::PeerSegment;
+use crate::shm::serial;
 
 /// A segment the scan opened, with what it read.
 pub(super) struct Found {
@@ -287,7 +288,8 @@ fn broadcast_backlog(publisher: &Found, consumed: u64, notes: &mut Vec<String>) 
             return None;
         }
     };
-    if consumed > cursor.write_pos {
+    // Positions wrap (see `shm::serial`): compare by distance, never by `<` on raw values.
+    if serial::after(consumed, cursor.write_pos) {
         notes.push(format!(
             "{}: a subscriber claims position {consumed}, past the publisher's {}",
             publisher.socket_path.display(),
@@ -295,8 +297,8 @@ fn broadcast_backlog(publisher: &Found, consumed: u64, notes: &mut Vec<String>) 
         ));
         return None;
     }
-    let bytes = cursor.write_pos - consumed;
-    if consumed < cursor.oldest_pos {
+    let bytes = serial::dist(consumed, cursor.write_pos);
+    if !serial::within(consumed, cursor.oldest_pos, cursor.write_pos) {
         return Some(backlog(None, bytes, ring, true));
     }
     match reading::walk(&publisher.seg, ring, consumed, Some(cursor.write_pos)) {
