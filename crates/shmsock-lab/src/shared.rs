@@ -325,10 +325,10 @@ impl SharedRegion {
             "flag at offset {offset} is outside a region of {} bytes, or in an opened one",
             self.len
         );
+        // The kernel zero-filled this byte (`false`) when the region was created (checked
+        // above: not an opened one), and every process writes it only as an `AtomicBool`.
         // SAFETY: the byte is inside the mapping (checked above), `AtomicBool` has the size
-        // and alignment of `u8`, the kernel zero-filled it when this region was created
-        // (checked above: not an opened one) (`false`), and every process using the region
-        // writes it only through `AtomicBool` (0 or 1): it is always a valid bool.
+        // and alignment of `u8`, and the byte always holds 0 or 1: a valid bool.
         unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicBool>() }
     }
 
