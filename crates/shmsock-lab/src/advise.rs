@@ -95,6 +95,15 @@ pub struct Needs {
     pub kernel_queue: bool,
 }
 
+impl Needs {
+    /// Whether the latency budget asked for is under [`LATENCY_CRITICAL_NS`] (only
+    /// shared memory with a spinning reader meets it).
+    pub fn latency_critical(&self) -> bool {
+        self.latency_budget_ns
+            .is_some_and(|ns| ns < LATENCY_CRITICAL_NS)
+    }
+}
+
 /// Where the flowchart ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

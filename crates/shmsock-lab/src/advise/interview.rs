@@ -3,10 +3,7 @@
 
 use std::io::{self, BufRead, Write};
 
-use super::{
-    decide, parse_bytes, parse_duration_ns, parse_rate, Needs, LARGE_TRANSFER_BYTES,
-    LATENCY_CRITICAL_NS,
-};
+use super::{decide, parse_bytes, parse_duration_ns, parse_rate, Needs, LARGE_TRANSFER_BYTES};
 
 /// Wrong answers tolerated per question before it counts as unanswered.
 const TRIES: usize = 3;
@@ -38,10 +35,7 @@ pub fn interview(input: &mut dyn BufRead, output: &mut dyn Write) -> io::Result<
     )?;
     if needs.notify_only {
         ask_budget(input, output, &mut needs)?;
-        if needs
-            .latency_budget_ns
-            .is_some_and(|ns| ns < LATENCY_CRITICAL_NS)
-        {
+        if needs.latency_critical() {
             return ask_untrusted(input, output, needs);
         }
         needs.event_loop = ask_yes_no(
@@ -62,10 +56,7 @@ pub fn interview(input: &mut dyn BufRead, output: &mut dyn Write) -> io::Result<
         return ask_untrusted(input, output, needs);
     }
     ask_budget(input, output, &mut needs)?;
-    if needs
-        .latency_budget_ns
-        .is_some_and(|ns| ns < LATENCY_CRITICAL_NS)
-    {
+    if needs.latency_critical() {
         return ask_untrusted(input, output, needs);
     }
     needs.kernel_queue = ask_yes_no(
