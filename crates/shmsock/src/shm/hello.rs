@@ -47,12 +47,26 @@ impl Start {
         b
     }
 
-    /// Reads it back from a whole acknowledgement (`None`: not an acknowledgement).
-    pub(crate) fn decode(b: &[u8; PUBLISHER_ACK_BYTES]) -> Option<Start> {
-        (b[0] == ACK).then(|| Start {
-            pos: u64::from_le_bytes(b[1..9].try_into().expect("8 bytes")),
-            seq: u64::from_le_bytes(b[9..17].try_into().expect("8 bytes")),
-        })
+    /// Reads back a whole acknowledgement: a publisher's carries the start, anyone else's
+    /// (the one [`ACK`] byte) starts nowhere in particular (`None`: not an acknowledgement).
+    pub(crate) fn decode(b: &[u8]) -> Option<Start> {
+        match b {
+            [ACK] => Some(Start::default()),
+            [ACK, rest @ ..] if rest.len() == 16 => Some(Start {
+                pos: u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")),
+                seq: u64::from_le_bytes(rest[8..].try_into().expect("8 bytes")),
+            }),
+            _ => None,
+        }
+    }
+
+    /// How long the acknowledgement of a peer playing `role` is.
+    pub(crate) fn ack_len(role: Role) -> usize {
+        if role == Role::Publisher {
+            PUBLISHER_ACK_BYTES
+        } else {
+            1
+        }
     }
 }
 

@@ -35,11 +35,15 @@ pub(crate) struct SegmentId {
 impl SegmentId {
     /// The identity of the file behind `fd`.
     pub(crate) fn of(fd: BorrowedFd<'_>) -> rustix::io::Result<SegmentId> {
-        let stat = rustix::fs::fstat(fd)?;
-        Ok(SegmentId {
+        rustix::fs::fstat(fd).map(|stat| SegmentId::of_stat(&stat))
+    }
+
+    /// The identity of the file `stat` describes.
+    pub(crate) fn of_stat(stat: &rustix::fs::Stat) -> SegmentId {
+        SegmentId {
             dev: stat.st_dev,
             ino: stat.st_ino,
-        })
+        }
     }
 }
 

@@ -74,8 +74,7 @@ pub(crate) struct ShmPublisher {
     subs: Vec<Sub>,
     acceptor: Acceptor<Sub>,
     /// While the accept thread acknowledges a subscriber: the write position it read just
-    /// before, a lower bound of where the subscriber starts (it reads the cursor after the
-    /// acknowledgement). A `Block` publisher evicts nothing at or above it until the
+    /// before, where the subscriber starts (the acknowledgement carries it). A `Block` publisher evicts nothing at or above it until the
     /// subscriber is merged, so it is never lapped before the publisher knows it. Held for
     /// a constant-time step (acknowledge, queue), never while a peer is slow to send its
     /// hello: a joining subscriber never stalls the stream. [`NO_FLOOR`] otherwise.
@@ -347,23 +346,30 @@ impl ShmPublisher {
 
     /// A free slot, after taking back what the subscribers are done with, if any.
     fn try_take_loan(&mut self, len: usize) -> Option<LoanRef> {
-        let lender = self.lender.as_mut()?;
-        if !lender.has_free() {
-            // Acquire: pairs with the Release stores in `Joining::finish` (see `try_push`).
-            let floor = self.join_floor.load(Ordering::Acquire);
-            self.refresh_subscribers(false);
-            let lender = self.lender.as_mut()?;
-            // Pairs with the fence in `ReleaseBoard::claim`: our evictions (tag stores)
-            // before the TAKEN loads below.
-            fence(Ordering::SeqCst);
-            let span = (
-                self.writer.oldest_pos(),
-                self.seg.cursor().write_pos.load(Ordering::Relaxed),
-            );
-            let subs = &mut self.subs;
-            let _ = lender.reclaim_with(|lent| Ok(loan_is_back(subs, floor, span, lent)));
+        if !self.lender.as_ref()?.has_free() {
+            self.reclaim_loans(false);
         }
         self.lender.as_mut()?.take_free(len)
+    }
+
+    /// Takes back the slots every subscriber is done with (after taking in the subscribers
+    /// queued, and, if `check_sockets`, dropping dead ones).
+    fn reclaim_loans(&mut self, check_sockets: bool) {
+        // Acquire: pairs with the Release stores in `Joining::finish` (see `try_push`).
+        let floor = self.join_floor.load(Ordering::Acquire);
+        self.refresh_subscribers(check_sockets);
+        let Some(lender) = self.lender.as_mut() else {
+            return;
+        };
+        // Pairs with the fence in `ReleaseBoard::claim`: our evictions (tag stores) before
+        // the TAKEN loads in `loan_is_back`.
+        fence(Ordering::SeqCst);
+        let span = (
+            self.writer.oldest_pos(),
+            self.seg.cursor().write_pos.load(Ordering::Relaxed),
+        );
+        let subs = &mut self.subs;
+        let _ = lender.reclaim_with(|lent| Ok(loan_is_back(subs, floor, span, lent)));
     }
 
     /// `DropOldest` with no free slot: evicts the oldest loan frame that no subscriber
@@ -409,19 +415,8 @@ impl ShmPublisher {
 
     /// Slots of our pool lent (not yet back) or being filled.
     pub(crate) fn loans_outstanding(&mut self) -> usize {
-        let floor = self.join_floor.load(Ordering::Acquire);
-        self.refresh_subscribers(true);
-        let Some(lender) = self.lender.as_mut() else {
-            return 0;
-        };
-        fence(Ordering::SeqCst);
-        let span = (
-            self.writer.oldest_pos(),
-            self.seg.cursor().write_pos.load(Ordering::Relaxed),
-        );
-        let subs = &mut self.subs;
-        let _ = lender.reclaim_with(|lent| Ok(loan_is_back(subs, floor, span, lent)));
-        lender.outstanding_count()
+        self.reclaim_loans(true);
+        self.lender.as_ref().map_or(0, Lender::outstanding_count)
     }
 }
 

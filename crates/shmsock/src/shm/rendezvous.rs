@@ -13,7 +13,7 @@
 //!  SO_PEERCRED of the listener checked;
 //!  its segment verified (seals, size, header) and mapped read-only
 //!  HELLO + memfd ────────────────────────────▶ verified and mapped read-only
-//!       ◀──────────────────── ACK (one byte)
+//!       ◀──────────────────── ACK (one byte; a publisher's also says where to start)
 //! ```
 //!
 //! The socket stays open for the life of the connection: a clean close sends
@@ -696,11 +696,7 @@ pub(crate) fn connect_side(
     send_segment(endpoint, &sock, &mine, my_role, extras)?;
     // A publisher's acknowledgement says where we start; anyone else's is one byte.
     let mut ack = [0u8; PUBLISHER_ACK_BYTES];
-    let len = if peer_role == Role::Publisher {
-        PUBLISHER_ACK_BYTES
-    } else {
-        1
-    };
+    let len = Start::ack_len(peer_role);
     let mut got = 0;
     while got < len {
         match rustix::io::read(sock.as_fd(), &mut ack[got..len]) {
@@ -717,12 +713,7 @@ pub(crate) fn connect_side(
             Err(e) => return Err(io_err(endpoint, "waiting for ack", e)),
         }
     }
-    let start = if peer_role == Role::Publisher {
-        Start::decode(&ack)
-    } else {
-        (ack[0] == ACK).then(Start::default)
-    };
-    let Some(start) = start else {
+    let Some(start) = Start::decode(&ack[..len]) else {
         return Err(Error::Handshake {
             endpoint: endpoint.to_owned(),
             reason: format!(

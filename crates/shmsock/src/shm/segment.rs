@@ -303,11 +303,7 @@ fn open_sealed(fd: OwnedFd, expected: u64) -> Result<(Mapping, SegmentId), Segme
         usize::try_from(expected).map_err(|_| SegmentRefusal::WrongSize { actual, expected })?;
     // The fd is dropped after this: the mapping keeps the memory alive.
     let map = Mapping::map(fd.as_fd(), len, ProtFlags::READ).map_err(SegmentRefusal::Os)?;
-    let id = SegmentId {
-        dev: stat.st_dev,
-        ino: stat.st_ino,
-    };
-    Ok((map, id))
+    Ok((map, SegmentId::of_stat(&stat)))
 }
 
 impl Drop for Mapping {
