@@ -136,10 +136,10 @@ impl LabError {
     }
 
     /// Wraps an OS error (`rustix::io::Errno` or `std::io::Error`) with what the lab was doing.
-    pub(crate) fn os(what: &'static str) -> impl FnOnce(rustix::io::Errno) -> LabError {
-        move |errno| LabError::Os {
+    pub(crate) fn os<E: Into<io::Error>>(what: &'static str) -> impl FnOnce(E) -> LabError {
+        move |err| LabError::Os {
             what,
-            source: errno.into(),
+            source: err.into(),
         }
     }
 }

@@ -12,7 +12,7 @@ pub const LATENCY_SIZE: usize = 64;
 /// reference documents' 4 KiB and 1 MiB.
 pub const THROUGHPUT_SIZES: [usize; 3] = [64, 4096, 1 << 20];
 /// The experiments, by the names `--only` takes.
-pub const EXPERIMENTS: [&str; 10] = [
+pub const EXPERIMENTS: [&str; 11] = [
     "latency",
     "throughput",
     "sync-tax",
@@ -23,6 +23,7 @@ pub const EXPERIMENTS: [&str; 10] = [
     "serialization",
     "scale",
     "crash",
+    "setup",
 ];
 
 /// How long and how thoroughly to measure.

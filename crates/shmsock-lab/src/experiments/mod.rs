@@ -18,6 +18,8 @@
 //! - [`scale`]: the Communication Costs' one million messages: threads vs processes.
 //! - [`crash`]: what a SIGKILL leaves: a named shared-memory object in `/dev/shm`, and the
 //!   messages a killed writer put in a mapped file (with and without `msync`).
+//! - [`setup`]: what one connection costs: connect + first message answered + close, over
+//!   shm://, shmsock's unix:// and tcp://, and plain Unix and TCP sockets.
 //!
 //! Each experiment module owns its measurement, its row type (serialised into `report.json`),
 //! its table (a `table::Table`) and its plot (a `chart::Chart`); the `report` only
@@ -37,6 +39,7 @@ pub mod network;
 pub(crate) mod pair;
 pub mod scale;
 pub mod serialization;
+pub mod setup;
 pub mod sync_tax;
 pub mod throughput;
 

@@ -20,6 +20,7 @@ use crate::experiments::latency::{self, LatencyRow};
 use crate::experiments::network::{self, NetworkRow};
 use crate::experiments::scale::MillionRow;
 use crate::experiments::serialization::SerializationRow;
+use crate::experiments::setup::{self, SetupRows};
 use crate::experiments::sync_tax::{self, SyncTaxRow};
 use crate::experiments::throughput::{self, ThroughputRow};
 use crate::format::{fmt_ns, fmt_size};
@@ -74,6 +75,9 @@ pub struct Report {
     /// What fresh readers found in the files of SIGKILLed writers.
     #[serde(default)]
     pub crash: Vec<SurvivalRow>,
+    /// Connect + first message + close per path, and shm://'s system calls one by one.
+    #[serde(default)]
+    pub setup: SetupRows,
     /// Every reference claim checked against this run.
     #[serde(default)]
     pub claims: Vec<ClaimCheck>,
@@ -165,6 +169,7 @@ impl Report {
             million: Vec::new(),
             shm_leftovers: Vec::new(),
             crash: Vec::new(),
+            setup: SetupRows::default(),
             claims: Vec::new(),
             unavailable: Vec::new(),
             floor_check: None,
@@ -258,6 +263,7 @@ impl Report {
         contention::compare_with_one_producer(&mut self.contention);
         fanout::compare_with_one_subscriber(&mut self.fanout);
         bridge::compare_with_baseline(&mut self.bridge);
+        setup::compare_with_baseline(&mut self.setup);
         network::compare(&mut self.network);
     }
 
