@@ -247,6 +247,14 @@ impl Window {
     }
 }
 
+/// CPU time of every process of a run (`one`, and `others`, each over its own window) per
+/// message delivered, in ns: what a pattern costs the machine per message. On a machine with
+/// fewer CPUs than processes, msgs/s measures the scheduler; this still measures the work.
+pub(crate) fn cpu_ns_per_message(one: &ChildStats, others: &[ChildStats], delivered: u64) -> f64 {
+    let cpu_ns: u64 = others.iter().map(|s| s.cpu_ns).sum::<u64>() + one.cpu_ns;
+    cpu_ns as f64 / delivered.max(1) as f64
+}
+
 /// The receiving end of a stream of numbered messages (sent with [`send_numbered`], ended by
 /// [`SEQ_STOP`]): checks every message's size and sequence number, and times the window from
 /// the first measured message (the first after the `warmup` ones) to the stop message.

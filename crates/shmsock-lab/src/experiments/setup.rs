@@ -472,7 +472,11 @@ mod tests {
 
     #[test]
     fn every_path_connects_answers_and_closes() {
+        let _lock = crate::process::FORK_LOCK
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let pinning = Pinning::choose().expect("affinity");
+        let _pinned = crate::process::AffinityGuard::pin(pinning.parent_cpu).expect("pin");
         let mut rows = SetupRows::default();
         for path in PATHS {
             let row =

@@ -522,6 +522,8 @@ mod tests {
             subscriber_cpu_pct: 100.0 / f64::from(subscribers),
             capped: subscribers == 4,
             vs_one_subscriber: None,
+            cpu_ns_per_delivered: if subscribers == 4 { 125.0 } else { 100.0 },
+            cpu_vs_one_subscriber: None,
         };
         let mut r = report();
         r.fanout = vec![
@@ -533,7 +535,14 @@ mod tests {
         r.finish();
         assert_eq!(r.fanout[1].vs_one_subscriber, Some(0.6));
         assert_eq!(r.fanout[3].vs_one_subscriber, Some(0.3));
+        assert_eq!(r.fanout[1].cpu_vs_one_subscriber, Some(1.25));
         let text = r.render();
+        assert!(
+            text.contains(
+                "64 B: 4 subscribers cost 1.25x the CPU per delivered message of one (met)"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "64 B: 4 subscribers reach 0.60x the publisher rate with one (bar: >= 0.50x; met)"
