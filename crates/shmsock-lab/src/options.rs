@@ -58,7 +58,7 @@ pub struct LabOptions {
     pub mode: Mode,
     /// Also write the report as JSON to this path.
     pub json: Option<PathBuf>,
-    /// Write `report.md`, `report.json` and the SVG plots into this directory.
+    /// Write `report.html`, `report.md`, `report.json` and the SVG plots into this directory.
     pub out: Option<PathBuf>,
     /// Run only these mechanisms (by name, or by family: `mmap-file-durable` is its three
     /// rows) in the latency and throughput experiments; `None` runs all. `floor` always runs: it is the reference for the latency ratios and the noise

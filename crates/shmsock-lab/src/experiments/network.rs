@@ -915,6 +915,7 @@ pub(crate) fn plot(rows: &[NetworkRow]) -> Option<String> {
     );
     chart.vertical_labels = true;
     chart.scale = Scale::Log;
+    chart.count_labels = true;
     for (k, library) in [Library::Shmsock, Library::Libzmq].into_iter().enumerate() {
         let offset = (k as f64 - 0.5) * 0.2;
         let points = rows

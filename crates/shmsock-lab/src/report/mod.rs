@@ -27,6 +27,7 @@ use crate::format::{fmt_ns, fmt_size};
 use crate::host::HostInfo;
 use crate::options::Mode;
 
+mod html;
 mod render;
 
 /// Everything one lab run measured.
@@ -204,6 +205,9 @@ impl Report {
         let md = dir.join("report.md");
         std::fs::write(&md, self.render_markdown()).map_err(write_err(&md))?;
         written.push(md);
+        let html = dir.join("report.html");
+        std::fs::write(&html, self.render_html()).map_err(write_err(&html))?;
+        written.push(html);
         for (name, svg) in self.plots() {
             let path = dir.join(name);
             std::fs::write(&path, svg).map_err(write_err(&path))?;
@@ -505,7 +509,7 @@ mod tests {
         assert!(plots.iter().all(|(_, svg)| svg.starts_with("<svg")));
         let dir = std::env::temp_dir().join(format!("shmsock-lab-md-{}", std::process::id()));
         let files = r.write_dir(&dir).expect("written");
-        assert_eq!(files.len(), 4, "{files:?}");
+        assert_eq!(files.len(), 5, "{files:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
