@@ -19,10 +19,11 @@
 //!
 //! Setup (in the parent, before the fork) only binds the listener: a Unix socket named in the
 //! temporary directory, or `127.0.0.1:0`. After the fork each process builds its own tokio
-//! runtime, **current-thread**: a multi-threaded runtime would start worker threads, which a
-//! process that forks again must not have (see `crate::process`), and would spread one side
-//! over both CPUs, while every other row has one thread per side on its own CPU; with
-//! `current_thread` each side is one thread, pinned like the others. The child accepts the one
+//! runtime, **current-thread**, for three reasons: every other row has one thread per side,
+//! pinned to its CPU, and so does this one; the CPU% columns time the side's own thread, which
+//! does all of the side's gRPC work only if no worker thread does some of it; and the lab's
+//! parent forks again after each row, which a process with threads must not do (see
+//! `crate::process`; a current-thread runtime starts none). The child accepts the one
 //! connection and serves it with tonic's `Server`; the parent connects with tonic's `Endpoint`
 //! (`unix://PATH`, tonic's own Unix connector; `http://127.0.0.1:PORT`, `TCP_NODELAY`, the
 //! accepted socket too) and removes the socket's name once connected.
@@ -33,7 +34,9 @@
 //! `send` gives back (so the child sees and checks every payload, as in every row); `Feed`
 //! streams what the side's `send` queues (a bounded queue of [`RING_BYTES`] of messages, like
 //! the shared-memory rings). Those hops stay inside one thread and cost well under a
-//! microsecond, against tens of microseconds for a call.
+//! microsecond, against tens of microseconds for a call. Streamed messages are encoded into
+//! the connection's buffer back to back and written together, so small ones share system
+//! calls: a 64 B stream goes faster than `tcp`'s, which writes every message by itself.
 //!
 //! When the child's side is done it keeps serving until the client hangs up (bounded by
 //! [`STALL_TIMEOUT`]), so the last answer and the end of the stream reach the parent; a side
@@ -99,7 +102,7 @@ const PROTOBUF_FIELD_HEADER: usize = 6;
 
 /// The transport under gRPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
+enum Transport {
     /// A Unix stream socket with a name in the temporary directory.
     Unix,
     /// TCP over loopback (`127.0.0.1`, an ephemeral port).
@@ -124,13 +127,6 @@ pub const GRPC_TCP: Grpc = Grpc {
     name: "grpc-tcp",
     transport: Transport::Tcp,
 };
-
-impl Grpc {
-    /// The transport under this row.
-    pub fn transport(&self) -> Transport {
-        self.transport
-    }
-}
 
 /// Distinguishes the Unix socket names made by one process.
 static NEXT_SOCKET: AtomicU64 = AtomicU64::new(0);
@@ -162,8 +158,14 @@ impl Mechanism for Grpc {
                     NEXT_SOCKET.fetch_add(1, Ordering::Relaxed)
                 ));
                 let listener = UnixListener::bind(&path).map_err(|source| {
+                    // A Unix socket's path has at most 107 bytes (`sun_path`).
+                    let hint = if source.kind() == io::ErrorKind::InvalidInput {
+                        " (if the path is too long, set TMPDIR to a shorter directory)"
+                    } else {
+                        ""
+                    };
                     LabError::context(format!(
-                        "{}: binding the Unix socket {}",
+                        "{}: binding the Unix socket {}{hint}",
                         self.name,
                         path.display()
                     ))(LabError::Os {
@@ -302,7 +304,7 @@ impl Side for ClientSide {
         let mechanism = self.mechanism;
         let rt = runtime()?;
         let endpoint = Endpoint::from_shared(self.endpoint.clone()).map_err(|err| {
-            LabError::context(format!("{mechanism}: endpoint {}", self.endpoint))(LabError::Grpc {
+            LabError::context(format!("parsing the endpoint {}", self.endpoint))(LabError::Grpc {
                 mechanism,
                 what: "endpoint",
                 detail: describe(&err),
@@ -315,13 +317,11 @@ impl Side for ClientSide {
                 waited: STALL_TIMEOUT,
             })?
             .map_err(|err| {
-                LabError::context(format!("{mechanism}: connecting to {}", self.endpoint))(
-                    LabError::Grpc {
-                        mechanism,
-                        what: "connect",
-                        detail: describe(&err),
-                    },
-                )
+                LabError::context(format!("connecting to {}", self.endpoint))(LabError::Grpc {
+                    mechanism,
+                    what: "connect",
+                    detail: describe(&err),
+                })
             })?;
         self.remove_socket_name();
         let limit = MAX_PAYLOAD + PROTOBUF_FIELD_HEADER;
@@ -936,6 +936,23 @@ mod tests {
             "{text}"
         );
         assert!(started.elapsed() < Duration::from_secs(5), "{text}");
+    }
+
+    #[test]
+    fn a_client_that_cannot_connect_names_the_endpoint_and_the_reason() {
+        let Pair { mut parent, child } = GRPC_UDS.setup(Pattern::PingPong, 64).expect("setup");
+        // The server's listener closes: its name stays, nobody listens behind it.
+        drop(child);
+        let err = parent.start().expect_err("nothing listens");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("connecting to unix://")
+                && text.contains("grpc-uds: gRPC connect failed: transport error")
+                && text.contains("Connection refused"),
+            "{text}"
+        );
+        drop(parent);
+        assert_eq!(leftover_sockets(), Vec::<String>::new());
     }
 
     #[test]
