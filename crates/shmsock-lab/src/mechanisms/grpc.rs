@@ -33,10 +33,11 @@
 //! channels: `Echo` hands the request's bytes to the side's `recv` and answers with what its
 //! `send` gives back (so the child sees and checks every payload, as in every row); `Feed`
 //! streams what the side's `send` queues (a bounded queue of [`RING_BYTES`] of messages, like
-//! the shared-memory rings). Those hops stay inside one thread and cost well under a
-//! microsecond, against tens of microseconds for a call. Streamed messages are encoded into
+//! the shared-memory rings). Those hops stay inside one thread (a task wake-up, no system
+//! call), little next to a call's tens of microseconds. Streamed messages are encoded into
 //! the connection's buffer back to back and written together, so small ones share system
-//! calls: a 64 B stream goes faster than `tcp`'s, which writes every message by itself.
+//! calls: that is how a 64 B stream can outrun the `tcp` row, which writes every message by
+//! itself.
 //!
 //! When the child's side is done it keeps serving until the client hangs up (bounded by
 //! [`STALL_TIMEOUT`]), so the last answer and the end of the stream reach the parent; a side
