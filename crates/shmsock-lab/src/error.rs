@@ -74,6 +74,16 @@ pub enum LabError {
         /// libzmq's error text and errno.
         detail: String,
     },
+    /// gRPC (the `grpc-uds` and `grpc-tcp` rows, tonic) reported an error.
+    #[error("{mechanism}: gRPC {what} failed: {detail}")]
+    Grpc {
+        /// The row, e.g. `grpc-uds`.
+        mechanism: &'static str,
+        /// The step or call, e.g. "Echo call".
+        what: &'static str,
+        /// tonic's status code and message, or its transport error and their causes.
+        detail: String,
+    },
     /// The child process failed, was killed, or did not exit in time.
     #[error("child process: {detail}")]
     Child {

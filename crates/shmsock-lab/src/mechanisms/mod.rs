@@ -25,6 +25,7 @@ pub mod fd_stream;
 pub mod fifo;
 pub mod floor;
 pub mod futex;
+pub mod grpc;
 mod lanes;
 pub mod latency_only;
 pub mod libzmq;
@@ -193,6 +194,8 @@ pub fn all() -> Vec<Box<dyn Mechanism>> {
         Box::new(uds_msg::UdsMsg::seqpacket()),
         Box::new(tcp::TCP),
         Box::new(udp::UDP),
+        Box::new(grpc::GRPC_UDS),
+        Box::new(grpc::GRPC_TCP),
         Box::new(posix_mq::PosixMq),
         Box::new(sysv_mq::SysvMq),
     ]
