@@ -18,9 +18,9 @@ pub(crate) fn fmt_signed_ns(ns: i64) -> String {
 
 /// `64 B`, `4 KiB`, `1 MiB`.
 pub(crate) fn fmt_size(size: usize) -> String {
-    if size >= 1 << 20 && size % (1 << 20) == 0 {
+    if size >= 1 << 20 && size.is_multiple_of(1 << 20) {
         format!("{} MiB", size >> 20)
-    } else if size >= 1024 && size % 1024 == 0 {
+    } else if size >= 1024 && size.is_multiple_of(1024) {
         format!("{} KiB", size / 1024)
     } else {
         format!("{size} B")

@@ -489,7 +489,7 @@ fn send(
         let ns = lone(end, control, buf, seq, &failed)?;
         hist.saturating_record(ns.clamp(1, MAX_NS));
         samples += 1;
-        if samples % 16 == 0 && samples < latency.iters && Instant::now() >= end_time {
+        if samples.is_multiple_of(16) && samples < latency.iters && Instant::now() >= end_time {
             latency_capped = true;
             break;
         }

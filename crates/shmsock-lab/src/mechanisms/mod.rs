@@ -274,7 +274,7 @@ pub(crate) fn spin_until<T>(
             return Ok(value);
         }
         spins = spins.wrapping_add(1);
-        if spins % SPINS_PER_CHECK == 0 {
+        if spins.is_multiple_of(SPINS_PER_CHECK) {
             rustix::thread::sched_yield();
             let now = Instant::now();
             let waited = now - *since.get_or_insert(now);
