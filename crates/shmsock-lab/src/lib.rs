@@ -57,6 +57,7 @@ mod options;
 mod process;
 mod progress;
 pub mod report;
+pub mod rounds;
 mod runner;
 mod shared;
 pub mod stats;

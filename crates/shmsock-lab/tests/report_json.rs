@@ -22,6 +22,17 @@ const SMALL: Budgets = Budgets {
     experiment_max_time: Duration::from_millis(300),
 };
 
+/// A row of a quick run is the median of 3 rounds: `key` lies within their spread, and the
+/// noisy flag is there.
+fn assert_rounds(row: &serde_json::Value, key: &str) {
+    let spread = &row["spread"];
+    assert_eq!(spread["rounds"], 3, "{row}");
+    let (min, max) = (spread["min"].as_f64(), spread["max"].as_f64());
+    let value = row[key].as_f64();
+    assert!(min <= value && value <= max, "{row}");
+    assert!(spread["noisy"].is_boolean(), "{row}");
+}
+
 #[test]
 fn json_report_has_the_required_keys() {
     let path = std::env::temp_dir().join(format!("shmsock-lab-{}.json", std::process::id()));
@@ -63,6 +74,7 @@ fn json_report_has_the_required_keys() {
         );
         assert!(min <= p50 && p50 <= p99 && min > Some(0), "{row}");
         assert_eq!(row["oneway_p50_ns"].as_u64(), p50.map(|p| p / 2));
+        assert_rounds(row, "p50_ns");
     }
 
     let throughput = json["throughput"].as_array().expect("throughput array");
@@ -93,6 +105,7 @@ fn json_report_has_the_required_keys() {
             row["bytes_per_s"].as_u64().unwrap_or(0),
         );
         assert!(bytes.abs_diff(msgs * size) <= size, "{row}");
+        assert_rounds(row, "msgs_per_s");
     }
     assert!(json["floor_check"]["before_p50_ns"].is_u64(), "{text}");
     assert!(json["host"]["cpu_model"].is_string(), "{text}");

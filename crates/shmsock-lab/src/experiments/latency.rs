@@ -26,6 +26,7 @@ use crate::host::Pinning;
 use crate::mechanisms::{self, Mechanism, Pattern, Side};
 use crate::options::LATENCY_SIZE;
 use crate::process::ChildStats;
+use crate::rounds::{spread_cell, spread_note, RoundRow, Spread};
 use crate::stats::Percentiles;
 use crate::table::Table;
 
@@ -48,6 +49,18 @@ pub struct LatencyRow {
     /// Where the mechanism ran, when that matters (the filesystem of its file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The rounds this row is the median of, and their spread of p50 round trips (ns).
+    #[serde(default)]
+    pub spread: Spread,
+}
+
+impl RoundRow for LatencyRow {
+    fn key(&self) -> f64 {
+        self.rtt.p50_ns as f64
+    }
+    fn spread_mut(&mut self) -> &mut Spread {
+        &mut self.spread
+    }
 }
 
 impl LatencyRow {
@@ -61,6 +74,7 @@ impl LatencyRow {
             samples,
             p50_vs_floor: None,
             note: None,
+            spread: Spread::default(),
         }
     }
 }
@@ -252,6 +266,7 @@ pub(crate) fn table(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Tabl
                 fmt_ns(r.rtt.p999_ns),
                 fmt_ns(r.oneway_p50_ns),
                 fmt_ratio(r.p50_vs_floor, 1),
+                spread_cell(&r.spread, |ns| fmt_ns(ns as u64)),
                 same,
             ]
         })
@@ -266,12 +281,16 @@ pub(crate) fn table(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Tabl
             "RTT p99.9",
             "one-way p50",
             "p50/floor",
+            "p50 spread",
             "same-CPU RTT p50",
         ],
         cells,
     );
     table.plot = Some("latency.svg");
     table.intro = vec!["RTT = round trip; one-way = RTT / 2.".into()];
+    table
+        .notes
+        .extend(spread_note(rows.iter().chain(same_cpu).map(|r| &r.spread)));
     table.notes.extend(wakeup_note(rows, same_cpu));
     let names: Vec<&str> = rows.iter().map(|r| r.mechanism.as_str()).collect();
     table.notes.extend(claims::statement_notes(&names, |name| {

@@ -18,6 +18,7 @@ use crate::format::{fmt_count, fmt_ratio, fmt_size};
 use crate::host::Pinning;
 use crate::mechanisms::{Mechanism, Pattern, Side};
 use crate::process::ChildStats;
+use crate::rounds::{spread_cell, spread_note, RoundRow, Spread};
 use crate::table::{Group, Table};
 
 /// Streaming throughput of one mechanism at one message size, measured by the receiver.
@@ -52,6 +53,18 @@ pub struct ThroughputRow {
     /// Where the mechanism ran, when that matters (the filesystem of its file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The rounds this row is the median of, and their spread of msgs/s.
+    #[serde(default)]
+    pub spread: Spread,
+}
+
+impl RoundRow for ThroughputRow {
+    fn key(&self) -> f64 {
+        self.msgs_per_s as f64
+    }
+    fn spread_mut(&mut self) -> &mut Spread {
+        &mut self.spread
+    }
 }
 
 impl ThroughputRow {
@@ -81,6 +94,7 @@ impl ThroughputRow {
             sender_kernel_pct: 0.0,
             receiver_kernel_pct: 0.0,
             note: None,
+            spread: Spread::default(),
         }
     }
 
@@ -156,6 +170,7 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
                         vec![
                             r.mechanism.clone(),
                             fmt_count(r.msgs_per_s),
+                            spread_cell(&r.spread, |rate| fmt_count(rate as u64)),
                             format!("{:.2}", r.bytes_per_s as f64 / 1e9),
                             fmt_ratio(r.vs_raw_ring, 2),
                             format!("{:.0}", r.sender_cpu_pct),
@@ -177,6 +192,7 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
          short to tell.",
         ThroughputRow::KERNEL_SPLIT_MIN_SECONDS * 1e3
     )];
+    notes.extend(spread_note(rows.iter().map(|r| &r.spread)));
     notes.extend(distinct_notes(rows.iter().map(|r| &r.note)));
     if rows.iter().any(|r| r.mechanism.ends_with("-offset")) {
         notes.push(
@@ -192,6 +208,7 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
         headers: vec![
             "mechanism",
             "msgs/s",
+            "msgs/s spread",
             "GB/s",
             "vs raw-ring",
             "CPU% send",

@@ -31,8 +31,10 @@ nav ul{columns:2;padding-left:1.2em}";
 pub(crate) const METHOD: &str = "Round trips are timed one by one (clock reads included) into \
      an HDR histogram; one-way = RTT / 2. Throughput is measured by the receiver, first to last \
      message; CPU% is each side's thread CPU time over its wall time. Each pair is two \
-     processes forked after setup and pinned (see the machine table); `floor` is measured \
-     before and after everything, and a move of more than 50% flags the run as noisy. See the \
+     processes forked after setup and pinned (see the machine table). Latency and throughput \
+     rows are the median of several interleaved rounds, with floor probes between rows; \
+     `floor` is also measured before and after everything, and a move of more than 50% flags \
+     the run as noisy. See the \
      README section \"The lab: method\" for warm-up, iteration counts and the \
      coordinated-omission caveat.";
 
