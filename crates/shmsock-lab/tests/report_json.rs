@@ -670,3 +670,35 @@ fn network_puts_shmsock_and_libzmq_side_by_side() {
     let old: shmsock_lab::Report = serde_json::from_value(json).expect("old report reads");
     assert!(old.network.is_empty());
 }
+
+#[test]
+fn one_queue_at_one_size_has_one_number() {
+    // The sync-tax table's lock-free row is raw-ring at 4 KiB: with the throughput table in the
+    // same run it is that row, not a second measurement that could disagree with it.
+    let opts = LabOptions {
+        mode: Mode::Quick,
+        only: Some(vec!["throughput".into(), "sync-tax".into()]),
+        mechanisms: Some(vec!["raw-ring".into()]),
+        sizes: Some(vec![4096]),
+        ..Default::default()
+    };
+    let report = shmsock_lab::run_with(&opts, SMALL).expect("lab runs");
+    let ring = report
+        .throughput
+        .iter()
+        .find(|r| r.mechanism == "raw-ring" && r.size == 4096)
+        .expect("raw-ring 4 KiB measured");
+    let lock_free = report
+        .sync_tax
+        .iter()
+        .find(|r| r.method == "lock-free")
+        .expect("lock-free row");
+    assert!(lock_free.from_throughput, "{lock_free:?}");
+    assert_eq!(lock_free.msgs_per_s, ring.msgs_per_s);
+    assert!(report
+        .sync_tax
+        .iter()
+        .filter(|r| r.method != "lock-free")
+        .all(|r| !r.from_throughput));
+    assert!(report.render().contains("not measured again"), "{report}");
+}
