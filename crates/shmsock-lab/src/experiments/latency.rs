@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use plotters::style::{BLACK, BLUE, GREEN, MAGENTA, RED};
+use plotters::style::{BLUE, GREEN, MAGENTA, RED};
 use serde::{Deserialize, Serialize};
 
 use super::pair::run_pair;
@@ -302,18 +302,56 @@ pub(crate) fn table(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Tabl
     Some(table)
 }
 
-/// `latency.svg`: RTT min / p50 / p99 / p99.9 per mechanism (sides on different CPUs), on a
-/// log axis, with the same-CPU p50 beside them.
-pub(crate) fn plot(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<String> {
+/// `latency.svg`: two panels. Top, sides on different CPUs: RTT min / p50 / p99 / p99.9 per
+/// mechanism on a log axis, over the reference documents' claimed typical latencies (one way,
+/// so drawn at twice their range) as shaded bands. Bottom, both sides on one CPU: the same
+/// percentiles in their own panel, whose scale (a scheduler's time slices for spinning
+/// mechanisms) would otherwise flatten the top one.
+pub(crate) fn plot(
+    rows: &[LatencyRow],
+    same_cpu: &[LatencyRow],
+    checks: &[claims::ClaimCheck],
+) -> Option<String> {
+    let across = panel(
+        format!("Ping-pong round trip, {LATENCY_SIZE} B, sides on different CPUs (log scale)"),
+        rows,
+        checks,
+    )?;
+    let mut panels = vec![across];
+    if let Some(same) = panel(
+        format!("The same, both sides on one CPU ({LATENCY_SIZE} B, log scale)"),
+        same_cpu,
+        &[],
+    ) {
+        panels.push(same);
+    }
+    crate::chart::stack(&panels)
+}
+
+/// One panel of `latency.svg`: the percentiles of `rows`, with the claimed typical latencies
+/// of `checks` as bands.
+fn panel(caption: String, rows: &[LatencyRow], checks: &[claims::ClaimCheck]) -> Option<String> {
     let mut chart = Chart::new(
-        format!("Ping-pong round trip, {LATENCY_SIZE} B (ns, log scale)"),
+        caption,
         rows.iter().map(|r| r.mechanism.clone()).collect(),
-        "round trip (ns)",
+        "round trip",
     );
     chart.vertical_labels = true;
     chart.scale = Scale::Log;
     chart.ns_labels = true;
     chart.legend = plotters::chart::SeriesLabelPosition::UpperLeft;
+    chart.band_label = "agrees with the claimed typical latency (2 x one way, x/÷ 1.5)";
+    chart.bands = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let c = checks.iter().find(|c| {
+                c.metric == claims::Metric::LatencyTypical && c.measured_by == r.mechanism
+            })?;
+            let (low, high) = claims::agreement(c);
+            Some((i as f64, 2.0 * low, 2.0 * high))
+        })
+        .collect();
     let colours = [GREEN, BLUE, MAGENTA, RED];
     for (k, colour) in colours.into_iter().enumerate() {
         let points = rows
@@ -326,16 +364,5 @@ pub(crate) fn plot(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Strin
             .series
             .push(Series::new(label, colour, Mark::Dots(4), points));
     }
-    let same = rows
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            let s = same_cpu.iter().find(|s| s.mechanism == r.mechanism)?;
-            Some((i as f64, s.rtt.p50_ns.max(1) as f64))
-        })
-        .collect();
-    chart
-        .series
-        .push(Series::new("RTT p50, same CPU", BLACK, Mark::Dots(4), same));
     chart.to_svg()
 }

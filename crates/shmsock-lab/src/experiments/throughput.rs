@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::pair::run_pair;
 use super::{put_seq, send_numbered, Budget, NumberedStream, Window, SEQ_STOP};
-use crate::chart::{distinct, sorted, Chart, Mark, Scale, Series, COLOURS};
+use crate::chart::{sorted, Chart, Mark, Scale, Series, COLOURS};
+use crate::claims;
 use crate::error::LabError;
 use crate::format::{fmt_count, fmt_ratio, fmt_size};
 use crate::host::Pinning;
@@ -232,37 +233,67 @@ pub(crate) fn distinct_notes<'a>(notes: impl Iterator<Item = &'a Option<String>>
     out
 }
 
-/// `throughput.svg`: messages per second per mechanism, one series per message size, log
-/// axis.
-pub(crate) fn plot(rows: &[ThroughputRow]) -> Option<String> {
-    let names = distinct(rows.iter().map(|r| r.mechanism.clone()));
-    let sizes = sorted(rows.iter().map(|r| r.size));
-    let mut chart = Chart::new(
-        "Streaming throughput (messages/s, log scale)",
-        names.clone(),
-        "messages per second",
-    );
-    chart.vertical_labels = true;
-    chart.scale = Scale::Log;
-    chart.count_labels = true;
-    for (k, size) in sizes.iter().enumerate() {
-        let offset = (k as f64 - (sizes.len() as f64 - 1.0) / 2.0) * 0.15;
-        let points = rows
-            .iter()
-            .filter(|r| r.size == *size)
-            .filter_map(|r| {
-                let i = names.iter().position(|n| *n == r.mechanism)?;
-                Some((i as f64 + offset, r.msgs_per_s.max(1) as f64))
-            })
-            .collect();
-        chart.series.push(Series::new(
-            fmt_size(*size),
-            COLOURS[k % COLOURS.len()],
-            Mark::Bars(0.06),
-            points,
-        ));
-    }
-    chart.to_svg()
+/// Whether a row exchanges pointers (offsets, loans) rather than moving its payload: its
+/// "messages per second" at 1 MiB count offsets, not bytes moved, so the plot leaves it out
+/// (the table has it).
+fn exchanges_pointers(mechanism: &str) -> bool {
+    mechanism.ends_with("-offset") || mechanism == "shmsock-loan"
+}
+
+/// `throughput.svg`: one panel per message size, messages per second per mechanism on a log
+/// axis labelled with both rates (msgs/s and GB/s), over the reference documents' claimed rates
+/// as shaded bands. Rows that only exchange pointers are left out (see the table).
+pub(crate) fn plot(rows: &[ThroughputRow], checks: &[claims::ClaimCheck]) -> Option<String> {
+    let panels: Vec<String> = sorted(rows.iter().map(|r| r.size))
+        .into_iter()
+        .enumerate()
+        .filter_map(|(k, size)| {
+            let of_size: Vec<&ThroughputRow> = rows
+                .iter()
+                .filter(|r| r.size == size && !exchanges_pointers(&r.mechanism))
+                .collect();
+            if of_size.is_empty() {
+                return None;
+            }
+            let mut chart = Chart::new(
+                format!(
+                    "Streaming throughput, {} messages (log scale)",
+                    fmt_size(size)
+                ),
+                of_size.iter().map(|r| r.mechanism.clone()).collect(),
+                "messages/s · bytes/s",
+            );
+            chart.vertical_labels = true;
+            chart.scale = Scale::Log;
+            chart.rate_of_size = Some(size);
+            chart.legend = plotters::chart::SeriesLabelPosition::UpperRight;
+            chart.band_label = "agrees with the claimed rate (x/÷ 1.5)";
+            chart.bands = of_size
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    let c = checks.iter().find(|c| {
+                        c.metric == claims::Metric::Rate { size } && c.measured_by == r.mechanism
+                    })?;
+                    let (low, high) = claims::agreement(c);
+                    Some((i as f64, low, high))
+                })
+                .collect();
+            let points = of_size
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i as f64, r.msgs_per_s.max(1) as f64))
+                .collect();
+            chart.series.push(Series::new(
+                format!("{} msgs/s, measured", fmt_size(size)),
+                COLOURS[k % COLOURS.len()],
+                Mark::Bars(0.2),
+                points,
+            ));
+            chart.to_svg()
+        })
+        .collect();
+    crate::chart::stack(&panels)
 }
 
 /// The sender looks at the clock once per this many messages.

@@ -71,9 +71,12 @@ impl Report {
         [
             (
                 "latency.svg",
-                latency::plot(&self.latency, &self.latency_same_cpu),
+                latency::plot(&self.latency, &self.latency_same_cpu, &self.claims),
             ),
-            ("throughput.svg", throughput::plot(&self.throughput)),
+            (
+                "throughput.svg",
+                throughput::plot(&self.throughput, &self.claims),
+            ),
             ("sync_tax.svg", sync_tax::plot(&self.sync_tax)),
             ("contention.svg", contention::plot(&self.contention)),
             ("fanout.svg", fanout::plot(&self.fanout)),
