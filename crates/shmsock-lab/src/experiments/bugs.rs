@@ -64,7 +64,6 @@ use serde::{Deserialize, Serialize};
 
 use super::Budgets;
 use crate::error::LabError;
-use crate::format::fmt_ns;
 use crate::host::Pinning;
 use crate::process::{fork_child, kill_child};
 use crate::table::Table;
@@ -362,13 +361,21 @@ impl Ends {
         Ok(())
     }
 
-    /// "1 hung (killed by the lab after 1.0 s), 1 killed by SIGABRT" (empty for none).
+    /// "2 workers hung, killed after 1.0 s; 1 worker killed by SIGABRT" (empty for none):
+    /// `what` names one process.
     fn describe(&self, what: &str) -> String {
+        let named = |n: usize| {
+            if n == 1 {
+                format!("1 {what}")
+            } else {
+                format!("{n} {what}s")
+            }
+        };
         let mut parts = Vec::new();
         if self.hung > 0 {
             parts.push(format!(
-                "{} {what} hung (killed by the lab after {})",
-                self.hung,
+                "{} hung, killed after {}",
+                named(self.hung as usize),
                 fmt_secs(self.waited)
             ));
         }
@@ -377,9 +384,9 @@ impl Ends {
         signals.dedup();
         for sig in signals {
             let n = self.crashed.iter().filter(|s| **s == sig).count();
-            parts.push(format!("{n} {what} killed by {sig}"));
+            parts.push(format!("{} killed by {sig}", named(n)));
         }
-        parts.join(", ")
+        parts.join("; ")
     }
 }
 
@@ -398,12 +405,17 @@ fn signal_name(sig: i32) -> String {
     name.to_string()
 }
 
-/// `1.0 s`, `250 ms`.
+/// `1.0 s`, `10.6 ms`, `85.2 µs`, `850 ns`.
 fn fmt_secs(d: Duration) -> String {
-    if d >= Duration::from_secs(1) {
-        format!("{:.1} s", d.as_secs_f64())
+    let s = d.as_secs_f64();
+    if s >= 1.0 {
+        format!("{s:.1} s")
+    } else if s >= 1e-3 {
+        format!("{:.1} ms", s * 1e3)
+    } else if s >= 1e-6 {
+        format!("{:.1} µs", s * 1e6)
     } else {
-        fmt_ns(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        format!("{} ns", d.as_nanos())
     }
 }
 
@@ -591,8 +603,12 @@ mod tests {
             .expect("a hang is counted");
         assert_eq!(
             ends.describe("process"),
-            "1 process hung (killed by the lab after 1.0 s), 1 process killed by SIGSEGV"
+            "1 process hung, killed after 1.0 s; 1 process killed by SIGSEGV"
         );
+        ends.crashed.push("SIGSEGV".into());
+        assert!(ends
+            .describe("worker")
+            .ends_with("2 workers killed by SIGSEGV"));
     }
 
     #[test]
@@ -610,6 +626,14 @@ mod tests {
         assert!(text.contains("2 of 3 bugs happened"), "{text}");
         assert!(text.contains("Q&A thread, an answer"), "{text}");
         assert!(table(&[]).is_none());
+    }
+
+    #[test]
+    fn durations_read_in_their_unit() {
+        assert_eq!(fmt_secs(Duration::from_millis(1000)), "1.0 s");
+        assert_eq!(fmt_secs(Duration::from_micros(10_640)), "10.6 ms");
+        assert_eq!(fmt_secs(Duration::from_nanos(85_200)), "85.2 µs");
+        assert_eq!(fmt_secs(Duration::from_nanos(850)), "850 ns");
     }
 
     #[test]

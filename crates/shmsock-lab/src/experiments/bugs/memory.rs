@@ -114,10 +114,7 @@ pub(super) fn overflow(plan: &Plan, pinning: Pinning) -> Result<BugRow, LabError
         let waited = asked.elapsed();
         ends.count("the later update", ended, waited, None)?;
         later = match ended {
-            Ended::Hung => format!(
-                "; a later update of record {j} hung on its lock (killed after {})",
-                fmt_secs(waited)
-            ),
+            Ended::Hung => format!("; a later update hung, killed after {}", fmt_secs(waited)),
             _ => format!("; a later update of record {j} ended: {ended:?}"),
         };
         detail.push_str(&format!(
@@ -137,10 +134,9 @@ pub(super) fn overflow(plan: &Plan, pinning: Pinning) -> Result<BugRow, LabError
              version++, strcpy, checksum, unlock) on every record, the parent checks them."
         ),
         format!(
-            "{} of {} records damaged by {} overlong updates (lock word, version, checksum){later}",
+            "{} of {} records damaged (lock, version, checksum){later}",
             damaged.len(),
-            RECORDS,
-            overlongs
+            RECORDS
         ),
         detail,
         (damaged.len() as u64, RECORDS as u64, "records damaged"),
@@ -249,7 +245,7 @@ fn overflow_with_loans(texts: &[CString], pinning: Pinning) -> Result<BugOutcome
              own records and checks them."
         ),
         format!(
-            "{} overlong updates refused (Error::TooLarge), {} of {} records damaged",
+            "{} overlong updates refused (TooLarge); {} of {} records damaged",
             fmt_int(refused),
             damaged,
             RECORDS
@@ -329,11 +325,7 @@ pub(super) fn torn_read(plan: &Plan, pinning: Pinning) -> Result<BugRow, LabErro
              with no lock and no version check, and checks the copy's words agree.",
             crate::format::fmt_size(TORN_SIZE)
         ),
-        format!(
-            "{} of {} copies torn (words of different rewrites)",
-            fmt_int(torn),
-            fmt_int(copies)
-        ),
+        format!("{} of {} copies torn", fmt_int(torn), fmt_int(copies)),
         format!(
             "{} copies in {} while the writer finished {} rewrites; the worst torn copy mixed \
              words written {} rewrites apart.",
@@ -468,7 +460,7 @@ pub(super) fn pointer(pinning: Pinning) -> Result<BugRow, LabError> {
     let (a_right, right, visited) = (load(A_RIGHT), load(RIGHT), load(VISITED));
     let head = naive::list_head(&inherited);
     let how = match ended {
-        Ended::Signaled(sig) => format!("B was killed by {}", super::signal_name(sig)),
+        Ended::Signaled(sig) => format!("B killed by {}", super::signal_name(sig)),
         Ended::Exited(_) => "B finished".to_string(),
         Ended::Hung => "B hung".to_string(),
     };
@@ -479,7 +471,7 @@ pub(super) fn pointer(pinning: Pinning) -> Result<BugRow, LabError> {
         v => format!(" at node {}", fmt_int((v + 1).min(nodes))),
     };
     let result = format!(
-        "{how}{at}: {} of {} nodes read right (A, the same links: {})",
+        "{how}{at}: {} of {} nodes read (A: {})",
         fmt_int(right),
         fmt_int(nodes),
         fmt_int(a_right)
