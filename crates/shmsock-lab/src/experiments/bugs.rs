@@ -11,12 +11,13 @@
 //! 1. **Mutex without `PTHREAD_PROCESS_SHARED`** (Comparison, "The Shared Memory Bug
 //!    Taxonomy"). `pthread_mutex_init(&m, NULL)` in a shared mapping; two processes on two CPUs
 //!    each add 1 to a shared counter [`Plan::increments`] times under it, in [`MUTEX_RUNS`]
-//!    runs. glibc (2.34 and later) takes a private mutex with a plain store in a process with
-//!    one thread, so both processes hold it at once and increments are lost (and glibc's
-//!    "owner is 0" assertion aborts a worker); in a process that ever had a second thread it
-//!    sleeps on a futex private to that process, which the other one's unlock never wakes (a
-//!    hang, killed after [`Plan::hang_bound`]). The same loop with `PTHREAD_PROCESS_SHARED` is
-//!    run once as the control. shmsock: two writer processes send the same number of
+//!    runs. glibc (2.34 and later) takes a mutex that is not process-shared with a plain store
+//!    when its process has one thread, so both processes can hold it at once: increments are
+//!    lost, and glibc's assertion that a mutex it just took has no owner aborts a worker
+//!    (SIGABRT). A worker that finds it held sleeps on a futex private to its own process,
+//!    which the other process never wakes: a hang, killed after [`Plan::hang_bound`]. Which
+//!    comes first varies from run to run. The same loop with `PTHREAD_PROCESS_SHARED` is run
+//!    once as the control. shmsock: two writer processes send the same number of
 //!    increments as messages to an `Inbox`, which adds them up.
 //! 2. **`strcpy` overflowing `data[]`** (same section). The Comparison's `shared_t` (a lock word,
 //!    a version, `data[64]`, a checksum) × [`RECORDS`] in shared memory; a writer process

@@ -181,26 +181,45 @@ pub(super) fn private_mutex(plan: &Plan, pinning: Pinning) -> Result<BugRow, Lab
         result.push_str(&processes);
     }
     let mut detail = format!(
-        "The workers finished {} increments; the counter has {}.",
+        "The workers finished {} of {} increments; the counters have {}.",
         fmt_int(done),
+        fmt_int(expected),
         fmt_int(counted)
     );
     if lost > 0 {
         detail.push_str(&format!(
-            " {} were lost: both processes held the mutex at once (glibc takes a mutex without \
-             PTHREAD_PROCESS_SHARED with a plain store when its process has one thread).",
+            " {} finished increments are not in the counter: both processes held the mutex at \
+             once (glibc takes a mutex that is not process-shared with a plain store, not an \
+             atomic exchange, when its process has one thread).",
             fmt_int(lost)
         ));
     }
-    if ends.hung > 0 {
+    let never = expected.saturating_sub(done);
+    if never > 0 {
+        let mut why = Vec::new();
+        if ends.hung > 0 {
+            why.push(
+                "a worker waiting for the mutex slept on a futex private to its own process, \
+                 which the other process never wakes, until the lab killed it"
+                    .to_string(),
+            );
+        }
+        if !ends.crashed.is_empty() {
+            let said = runs
+                .iter()
+                .find_map(|r| r.stderr.clone())
+                .map(|line| format!(": \"{line}\""))
+                .unwrap_or_default();
+            why.push(format!(
+                "a worker was killed by {}{said}",
+                ends.crashed.join(", ")
+            ));
+        }
         detail.push_str(&format!(
-            " {} were never made: a worker slept on a futex private to its process, which the \
-             other process's unlock does not wake (glibc, when the process has had threads).",
-            fmt_int(expected.saturating_sub(done))
+            " {} were never made: {}.",
+            fmt_int(never),
+            why.join("; ")
         ));
-    }
-    if let Some(line) = runs.iter().find_map(|r| r.stderr.clone()) {
-        detail.push_str(&format!(" A worker's last words: \"{line}\"."));
     }
     detail.push_str(&format!(
         " Control, the same loop with PTHREAD_PROCESS_SHARED: counter {} of {} in {}{}.",
