@@ -479,11 +479,16 @@ fn writer_killed(plan: &Plan, pinning: Pinning) -> Result<BugOutcome, LabError> 
         ),
         result,
         format!(
-            "The writer had sent {} (counted after each send); the reader received {} in \
+            "The writer had sent {} (counted after each send); the reader received {}{} in \
              order ({} out of order), then \"{ending}\" {} after the kill. No lock is left \
              held: each ring has one writer, and a dead peer shows as its closed Unix socket.",
             fmt_int(sent),
             fmt_int(received),
+            if received == sent + 1 {
+                " (one more: the kill landed between a send and its count)"
+            } else {
+                ""
+            },
             fmt_int(wrong),
             fmt_secs(noticed)
         ),

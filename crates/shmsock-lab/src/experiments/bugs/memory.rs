@@ -486,12 +486,16 @@ pub(super) fn pointer(pinning: Pinning) -> Result<BugRow, LabError> {
         result,
         format!(
             "A had the object at 0x{:x}, B at 0x{:x}; the head link B found, 0x{head:x}, is an \
-             address of A's. {how} after reaching {} nodes. A, following the same links \
+             address of A's. {how} {}. A, following the same links \
              through its own mapping, read {} of {} right: the bug passes every test that \
              runs in one process.",
             load(A_BASE),
             load(B_BASE),
-            fmt_int(visited),
+            if visited == 0 {
+                "before it reached a node".to_string()
+            } else {
+                format!("after reaching {} nodes", fmt_int(visited))
+            },
             fmt_int(a_right),
             fmt_int(NODES as u64)
         ),
