@@ -62,6 +62,14 @@ fn every_bug_happens_to_the_naive_code_and_not_to_shmsock() {
     assert!(text.contains("The Shared Memory Bug Taxonomy"), "{text}");
     let md = report.render_markdown();
     assert!(md.contains("| 4. torn read |"), "{md}");
+    let headline = report.headline().join("\n");
+    assert!(
+        headline.contains("5 of 5 hit deliberately naive code and not shmsock"),
+        "{headline}"
+    );
+    assert!(report
+        .render_html()
+        .contains("Bugs: the reference documents"));
 
     let json: serde_json::Value =
         serde_json::from_str(&report.to_json().expect("json")).expect("valid JSON");

@@ -299,7 +299,7 @@ pub(super) fn torn_read(plan: &Plan, pinning: Pinning) -> Result<BugRow, LabErro
     let copying = Instant::now();
     if first.is_ok() {
         while copies < plan.copies
-            && (copies % CLOCK_EVERY != 0 || copying.elapsed() < plan.copy_time)
+            && (!copies.is_multiple_of(CLOCK_EVERY) || copying.elapsed() < plan.copy_time)
         {
             copies += 1;
             if !naive::copy_unsynchronised(&region, 0, &mut copy) {

@@ -94,7 +94,7 @@ impl<'a> SharedMutex<'a> {
     fn at(region: &'a SharedRegion, offset: usize) -> Self {
         const { assert!(std::mem::size_of::<libc::pthread_mutex_t>() <= MUTEX_BYTES) };
         assert!(
-            offset % std::mem::align_of::<libc::pthread_mutex_t>() == 0,
+            offset.is_multiple_of(std::mem::align_of::<libc::pthread_mutex_t>()),
             "mutex offset {offset} is misaligned"
         );
         // Panics (a layout bug of the caller) if the mutex does not fit in the region.
@@ -444,7 +444,7 @@ unsafe fn walk(
 ) {
     let mut address = head;
     for i in 0..nodes as u64 {
-        if address == 0 || address % 8 != 0 {
+        if address == 0 || !address.is_multiple_of(8) {
             return;
         }
         let node = std::ptr::with_exposed_provenance::<u64>(address as usize);
