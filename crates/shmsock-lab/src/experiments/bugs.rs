@@ -355,7 +355,11 @@ impl Ends {
             Ended::Exited(0) => {}
             Ended::Exited(code) => {
                 return Err(LabError::Child {
-                    detail: format!("{who} exited with code {code}"),
+                    detail: format!(
+                        "{who} exited with code {code}: its own setup failed (a system call of \
+                         the lab, not the bug under test), so this bug was not shown; rerun \
+                         `shmsock lab --only bugs`"
+                    ),
                 })
             }
         }
