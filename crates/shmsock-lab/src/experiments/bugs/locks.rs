@@ -210,9 +210,17 @@ pub(super) fn private_mutex(plan: &Plan, pinning: Pinning) -> Result<BugRow, Lab
                 .find_map(|r| r.stderr.clone())
                 .map(|line| format!(": \"{line}\""))
                 .unwrap_or_default();
+            let mut signals = ends.crashed.clone();
+            signals.sort();
+            signals.dedup();
             why.push(format!(
-                "a worker was killed by {}{said}",
-                ends.crashed.join(", ")
+                "{} killed by {}{said}",
+                if ends.crashed.len() == 1 {
+                    "a worker was".to_string()
+                } else {
+                    format!("{} workers were", ends.crashed.len())
+                },
+                signals.join(", ")
             ));
         }
         detail.push_str(&format!(
