@@ -50,6 +50,8 @@ pub(crate) enum Experiment {
     Crash,
     /// Connect + first message + close.
     Setup,
+    /// The reference documents' shared-memory bugs, naive and shmsock.
+    Bugs,
 }
 
 impl Experiment {
@@ -67,6 +69,7 @@ impl Experiment {
             Experiment::Scale => "scale",
             Experiment::Crash => "crash",
             Experiment::Setup => "setup",
+            Experiment::Bugs => "bugs",
         }
     }
 }
@@ -155,6 +158,7 @@ impl<'a> Lab<'a> {
             ("scale", experiments::scale::PATHS.len()),
             ("crash", 1 + experiments::crash::writers().len()),
             ("setup", 1 + experiments::setup::PATHS.len()),
+            ("bugs", experiments::bugs::BUGS.len()),
         ]
         .iter()
         .filter(|(name, _)| self.opts.runs(name))
@@ -196,6 +200,7 @@ impl<'a> Lab<'a> {
             ("scale", Self::run_scale),
             ("crash", Self::run_crash),
             ("setup", Self::run_setup),
+            ("bugs", Self::run_bugs),
         ];
         for (name, run) in experiments {
             if self.opts.runs(name) {
@@ -625,6 +630,25 @@ impl<'a> Lab<'a> {
                 setup::SIZE,
                 e.to_string(),
             ),
+        }
+    }
+
+    fn run_bugs(&mut self) {
+        use experiments::bugs;
+        let plan = bugs::plan(&self.budgets);
+        for (i, bug) in bugs::BUGS.into_iter().enumerate() {
+            self.progress.step(&format!(
+                "bugs: {}. {}, naive and shmsock",
+                i + 1,
+                bug.name()
+            ));
+            match bugs::measure(bug, &plan, self.pinning) {
+                Ok(row) => {
+                    self.progress.note(&row.finding());
+                    self.report.bugs.push(row);
+                }
+                Err(e) => self.unavailable(bug.name(), Experiment::Bugs, bug.size(), e.to_string()),
+            }
         }
     }
 

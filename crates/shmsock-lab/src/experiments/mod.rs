@@ -18,6 +18,9 @@
 //! - [`scale`]: the Communication Costs' one million messages: threads vs processes.
 //! - [`crash`]: what a SIGKILL leaves: a named shared-memory object in `/dev/shm`, and the
 //!   messages a killed writer put in a mapped file (with and without `msync`).
+//! - [`bugs`]: the reference documents' shared-memory bugs (a mutex without
+//!   `PTHREAD_PROCESS_SHARED`, a `strcpy` overflow, a holder that dies, a torn read, a pointer
+//!   in shared memory) made to happen in naive code, next to shmsock doing the same job.
 //! - [`setup`]: what one connection costs: connect + first message answered + close, over
 //!   shm://, shmsock's unix:// and tcp://, and plain Unix and TCP sockets.
 //!
@@ -30,6 +33,7 @@
 //! sides touch the payload, so no mechanism is timed moving bytes nobody looks at.
 
 pub mod bridge;
+pub mod bugs;
 pub mod contention;
 pub mod crash;
 pub mod fanout;

@@ -94,8 +94,8 @@ impl Report {
     }
 
     /// The handful of findings a reader should take away, as sentences: the machine's noise,
-    /// shared memory against sockets, the kernel's wake-up, streaming, setup, and how many
-    /// reference claims agree. Each only when the run measured it.
+    /// shared memory against sockets, the kernel's wake-up, streaming, setup, the bugs made to
+    /// happen, and how many reference claims agree. Each only when the run measured it.
     pub fn headline(&self) -> Vec<String> {
         let mut lines = Vec::new();
         lines.push(match &self.floor_check {
@@ -189,6 +189,16 @@ impl Report {
                 fmt_ns(shm),
                 fmt_ns(uds),
                 shm as f64 / uds.max(1) as f64
+            ));
+        }
+        if !self.bugs.is_empty() {
+            let shown = self.bugs.iter().filter(|b| b.shown()).count();
+            lines.push(format!(
+                "The shared-memory bugs the reference documents warn about, made to happen: {} \
+                 of {} hit deliberately naive code and not shmsock doing the same job (table \
+                 \"Bugs\").",
+                shown,
+                self.bugs.len()
             ));
         }
         if !self.claims.is_empty() {

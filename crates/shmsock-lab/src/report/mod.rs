@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::claims::{self, ClaimCheck, Metric};
 use crate::error::LabError;
 use crate::experiments::bridge::{self, BridgeRow};
+use crate::experiments::bugs::BugRow;
 use crate::experiments::contention::{self, ContentionRow};
 use crate::experiments::crash::{LeftoverRow, SurvivalRow};
 use crate::experiments::fanout::{self, FanoutRow};
@@ -79,6 +80,9 @@ pub struct Report {
     /// Connect + first message + close per path, and shm://'s system calls one by one.
     #[serde(default)]
     pub setup: SetupRows,
+    /// The reference documents' shared-memory bugs: a naive implementation and shmsock.
+    #[serde(default)]
+    pub bugs: Vec<BugRow>,
     /// Every reference claim checked against this run.
     #[serde(default)]
     pub claims: Vec<ClaimCheck>,
@@ -171,6 +175,7 @@ impl Report {
             shm_leftovers: Vec::new(),
             crash: Vec::new(),
             setup: SetupRows::default(),
+            bugs: Vec::new(),
             claims: Vec::new(),
             unavailable: Vec::new(),
             floor_check: None,

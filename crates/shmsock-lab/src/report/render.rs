@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use super::Report;
 use crate::claims;
 use crate::experiments::{
-    bridge, contention, crash, fanout, latency, network, scale, serialization, setup, sync_tax,
-    throughput,
+    bridge, bugs, contention, crash, fanout, latency, network, scale, serialization, setup,
+    sync_tax, throughput,
 };
 use crate::format::{fmt_ns, fmt_size};
 use crate::table::Table;
@@ -32,6 +32,7 @@ impl Report {
             crash::leftover_table(&self.shm_leftovers),
             crash::table(&self.crash, checks),
             setup::table(&self.setup, &self.host),
+            bugs::table(&self.bugs),
             claims::table(checks),
             self.unavailable_table(),
         ]
