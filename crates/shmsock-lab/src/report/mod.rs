@@ -335,6 +335,34 @@ impl Report {
     pub fn to_json(&self) -> serde_json::Result<String> {
         serde_json::to_string_pretty(self)
     }
+
+    /// How many rows `experiment` (a name of [`crate::EXPERIMENTS`]) put in this report,
+    /// unavailable rows included; `None` for an unknown name.
+    pub fn rows_of(&self, experiment: &str) -> Option<usize> {
+        let measured = match experiment {
+            "latency" => self.latency.len() + self.latency_same_cpu.len(),
+            "throughput" => self.throughput.len(),
+            "sync-tax" => self.sync_tax.len(),
+            "contention" => self.contention.len(),
+            "fanout" => self.fanout.len(),
+            "bridge" => self.bridge.len(),
+            "network" => self.network.len(),
+            "serialization" => self.serialization.len(),
+            "scale" => self.million.len(),
+            "crash" => self.crash.len() + self.shm_leftovers.len(),
+            "setup" => self.setup.connections.len(),
+            "bugs" => self.bugs.len(),
+            _ => return None,
+        };
+        let unavailable = self
+            .unavailable
+            .iter()
+            .filter(|u| {
+                u.experiment == experiment || u.experiment.starts_with(&format!("{experiment}-"))
+            })
+            .count();
+        Some(measured + unavailable)
+    }
 }
 
 #[cfg(test)]
