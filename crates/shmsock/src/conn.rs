@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::loan::{Lends, Loan, LoanInner, Sample};
+use crate::loan::{DetachedLoan, Lends, Loan, LoanInner, Sample};
 use crate::net::socket::{self as net_socket, NetListener};
 use crate::net::stream::NetConn;
 use crate::options::Options;
@@ -323,6 +323,16 @@ impl Conn {
         Ok(Loan { owner: self, inner })
     }
 
+    /// Turns a loan of this connection detached with [`Loan::detach`] back into a
+    /// [`Loan`], to fill, send or drop.
+    ///
+    /// # Panics
+    /// If `loan` is a slot of another connection's or publisher's pool.
+    pub fn attach(&mut self, loan: DetachedLoan) -> Loan<'_> {
+        let inner = loan.into_inner_for(self.lender());
+        Loan { owner: self, inner }
+    }
+
     /// Slots of this side's loan pool that are lent (not yet released by the peer) or
     /// being filled. [`Error::Corrupt`] if the peer released a slot it was never lent.
     pub fn loans_outstanding(&mut self) -> Result<usize> {
@@ -437,10 +447,10 @@ impl Conn {
 }
 
 impl Lends for Conn {
-    fn send_loan(&mut self, loan: LoanInner, mode: Mode) -> Result<()> {
+    fn send_loan(&mut self, loan: &LoanInner, mode: Mode) -> Result<()> {
         match (&mut self.inner, loan) {
-            (ConnInner::Shm(c), LoanInner::Shm(l)) => c.send_loan(&l, mode),
-            (_, LoanInner::Buffer(b)) => self.send_mode(&b, mode),
+            (ConnInner::Shm(c), LoanInner::Shm(l)) => c.send_loan(l, mode),
+            (_, LoanInner::Buffer(b)) => self.send_mode(b, mode),
             _ => Ok(()),
         }
     }

@@ -263,6 +263,16 @@ impl Error {
         }
     }
 
+    /// True for the errors of a call that gave up waiting and changed nothing:
+    /// [`Error::WouldBlock`], [`Error::TimedOut`] and [`Error::SlowSubscriber`] (a publisher's
+    /// timeout). The same call may be made again.
+    pub fn is_out_of_time(&self) -> bool {
+        matches!(
+            self,
+            Error::WouldBlock | Error::TimedOut | Error::SlowSubscriber { .. }
+        )
+    }
+
     /// True for [`Error::PeerGone`] and [`Error::PeerClosed`]: the connection has ended.
     pub fn is_disconnect(&self) -> bool {
         matches!(self, Error::PeerGone { .. } | Error::PeerClosed { .. })

@@ -293,7 +293,7 @@ pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use inbox::{Inbox, WriterId};
 #[cfg(not(loom))]
-pub use loan::{Loan, Sample};
+pub use loan::{DetachedLoan, Loan, Sample};
 #[cfg(not(loom))]
 pub use net::config::{NET_CONNECTIONS_MAX_DEFAULT, NET_MESSAGE_MAX_DEFAULT_BYTES};
 #[cfg(not(loom))]

@@ -1,7 +1,11 @@
-//! Zero-copy loans: [`Loan`] (a slot of the sender's pool, filled in place) and [`Sample`]
-//! (the receiver's read-only view of it, handed back when dropped).
+//! Zero-copy loans: [`Loan`] (a slot of the sender's pool, filled in place), [`DetachedLoan`]
+//! (a loan that no longer borrows its sender) and [`Sample`] (the receiver's read-only view
+//! of it, handed back when dropped).
+
+use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::shm::identity::SegmentId;
 use crate::shm::loan::{Lender, LoanRef, ShmSample};
 use crate::vocabulary::Mode;
 
@@ -21,8 +25,10 @@ pub struct Loan<'a> {
 
 /// What lends: a [`Conn`](crate::Conn) or a [`Publisher`](crate::Publisher).
 pub(crate) trait Lends {
-    /// Sends a filled loan; on error its slot is free again.
-    fn send_loan(&mut self, loan: LoanInner, mode: Mode) -> Result<()>;
+    /// Sends a filled loan (not `LoanInner::Sent`). On an error its slot is free again,
+    /// except when the call ran out of time ([`Error::is_out_of_time`]): the loan is then
+    /// still the caller's, unsent.
+    fn send_loan(&mut self, loan: &LoanInner, mode: Mode) -> Result<()>;
     /// The pool `LoanInner::Shm` loans come from (none over `tcp://` and `unix://`).
     fn lender(&self) -> Option<&Lender>;
     /// The pool, writable.
@@ -39,8 +45,44 @@ impl Loan<'_> {
     /// Sends the loan (waits for ring space like a `send`). On error the slot is
     /// returned to the pool.
     pub fn send(mut self) -> Result<()> {
+        self.send_mode(Mode::Block)
+    }
+
+    /// Sends the loan, waiting at most `timeout` for room in the ring (a publisher's: for
+    /// its slowest subscriber, as `send_timeout` does). If the time runs out
+    /// ([`Error::TimedOut`], or a publisher's [`Error::SlowSubscriber`]) nothing was sent
+    /// and the loan is still yours, filled as it was: send it again, or drop it. After any
+    /// other outcome the loan is spent (sent, or its slot back in the pool on an error):
+    /// it is then empty and sending it again is [`Error::Closed`].
+    ///
+    /// This lets a caller wait in slices, doing something else between them (a binding
+    /// checks for Ctrl-C there).
+    pub fn send_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.send_mode(Mode::timeout(timeout))
+    }
+
+    fn send_mode(&mut self, mode: Mode) -> Result<()> {
+        if matches!(self.inner, LoanInner::Sent) {
+            return Err(Error::Closed);
+        }
+        let sent = self.owner.send_loan(&self.inner, mode);
+        if !matches!(&sent, Err(e) if e.is_out_of_time()) {
+            self.inner = LoanInner::Sent;
+        }
+        sent
+    }
+
+    /// Detaches the loan from the borrow of its `Conn` or `Publisher`, for a caller that
+    /// cannot hold that borrow across calls (a binding to a garbage-collected language
+    /// keeps it in an object of its own). See [`DetachedLoan`].
+    pub fn detach(mut self) -> DetachedLoan {
+        let lender = match &self.inner {
+            LoanInner::Shm(_) => Some(self.owner.lender().expect(FROM_OUR_POOL).id()),
+            LoanInner::Buffer(_) | LoanInner::Sent => None,
+        };
+        // `Sent` left behind: dropping `self` gives nothing back to the pool.
         let inner = std::mem::replace(&mut self.inner, LoanInner::Sent);
-        self.owner.send_loan(inner, Mode::Block)
+        DetachedLoan { inner, lender }
     }
 
     /// Length of the loan in bytes.
@@ -130,6 +172,90 @@ impl Drop for Loan<'_> {
                 lender.abandon(l);
             }
         }
+    }
+}
+
+/// A [`Loan`] that no longer borrows its [`Conn`](crate::Conn) or
+/// [`Publisher`](crate::Publisher) ([`Loan::detach`]), so the lender can be used meanwhile
+/// (to receive, send, or lend other slots). [`Conn::attach`](crate::Conn::attach) or
+/// [`Publisher::attach`](crate::Publisher::attach) on the lender it came from turns it back
+/// into a [`Loan`] to fill, send or drop.
+///
+/// The slot stays where it is while detached: the bytes written before detaching are
+/// still there when it is attached again, and a pointer to the loan's bytes taken before
+/// detaching stays valid until the loan is sent or dropped, or its lender is dropped
+/// (nothing but the holder of the loan reads or writes a slot being filled).
+///
+/// Dropping a `DetachedLoan` does not return its slot (it cannot reach its pool): the slot
+/// stays out until its lender is dropped. Attach it and drop the [`Loan`] instead.
+///
+/// # Examples
+/// ```
+/// use shmsock::{Conn, Listener, Options};
+/// # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
+/// let listener = Listener::bind("shm://doc-detached")?;
+/// let pool = Options::new().loan_pool(2, 4096);
+/// let peer = std::thread::spawn(move || Conn::connect_with("shm://doc-detached", pool));
+/// let mut b = listener.accept()?;
+/// let mut a = peer.join().unwrap()?;
+/// let mut loan = a.loan(5)?;
+/// loan.copy_from_slice(b"hello");
+/// let detached = loan.detach();
+/// b.send(b"meanwhile")?; // `a` is free while the loan is detached
+/// assert_eq!(a.recv_vec()?, b"meanwhile");
+/// a.attach(detached).send()?;
+/// assert_eq!(b.recv_vec()?, b"hello");
+/// # Ok::<(), shmsock::Error>(())
+/// ```
+pub struct DetachedLoan {
+    inner: LoanInner,
+    /// The pool a `LoanInner::Shm` loan is a slot of.
+    lender: Option<SegmentId>,
+}
+
+impl DetachedLoan {
+    /// Length of the loan in bytes (0 once spent).
+    pub fn len(&self) -> usize {
+        match &self.inner {
+            LoanInner::Shm(l) => l.len,
+            LoanInner::Buffer(b) => b.len(),
+            LoanInner::Sent => 0,
+        }
+    }
+
+    /// True for a zero-length loan.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True for a slot of a `shm://` loan pool (zero-copy), false for the plain buffer of
+    /// a `tcp://` or `unix://` loan.
+    pub fn is_zero_copy(&self) -> bool {
+        matches!(self.inner, LoanInner::Shm(_))
+    }
+
+    /// The loan, checked to be a slot of `lender`'s pool (if a slot at all).
+    ///
+    /// # Panics
+    /// If the loan is a slot of another pool: attaching it elsewhere is a bug of the
+    /// caller's, and would hand one lender's slot to another.
+    pub(crate) fn into_inner_for(self, lender: Option<&Lender>) -> LoanInner {
+        if let LoanInner::Shm(_) = self.inner {
+            assert!(
+                lender.map(Lender::id) == self.lender,
+                "a DetachedLoan was attached to a Conn or Publisher other than the one that lent it"
+            );
+        }
+        self.inner
+    }
+}
+
+impl std::fmt::Debug for DetachedLoan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetachedLoan")
+            .field("len", &self.len())
+            .field("zero_copy", &self.is_zero_copy())
+            .finish()
     }
 }
 

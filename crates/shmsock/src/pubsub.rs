@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::loan::{Lends, Loan, LoanInner, Sample};
+use crate::loan::{DetachedLoan, Lends, Loan, LoanInner, Sample};
 use crate::net::publisher::NetPublisher;
 use crate::net::subscriber::NetSubscriber;
 use crate::net::topics::Topics;
@@ -189,6 +189,16 @@ impl Publisher {
             }
         };
         Ok(Loan { owner: self, inner })
+    }
+
+    /// Turns a loan of this publisher detached with [`Loan::detach`] back into a
+    /// [`Loan`], to fill, send or drop.
+    ///
+    /// # Panics
+    /// If `loan` is a slot of another publisher's or connection's pool.
+    pub fn attach(&mut self, loan: DetachedLoan) -> Loan<'_> {
+        let inner = loan.into_inner_for(self.lender());
+        Loan { owner: self, inner }
     }
 
     /// Slots of the loan pool not back yet: lent to subscribers that may still read them,
@@ -573,10 +583,10 @@ impl Subscriber {
 }
 
 impl Lends for Publisher {
-    fn send_loan(&mut self, loan: LoanInner, mode: Mode) -> Result<()> {
+    fn send_loan(&mut self, loan: &LoanInner, mode: Mode) -> Result<()> {
         match (&mut self.inner, loan) {
-            (PublisherInner::Shm(p), LoanInner::Shm(l)) => p.send_loan(&l, mode),
-            (_, LoanInner::Buffer(b)) => self.send_mode(&b, mode),
+            (PublisherInner::Shm(p), LoanInner::Shm(l)) => p.send_loan(l, mode),
+            (_, LoanInner::Buffer(b)) => self.send_mode(b, mode),
             (_, _) => unreachable!("a loan is sent by the publisher that made it"),
         }
     }

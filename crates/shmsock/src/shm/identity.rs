@@ -116,7 +116,6 @@ impl Owned {
     }
 
     /// The segment's identity.
-    #[cfg(test)]
     pub(crate) fn id(&self) -> SegmentId {
         self.0
     }

@@ -30,6 +30,7 @@
 use std::sync::Arc;
 
 use super::broadcast::Claims;
+use super::identity::SegmentId;
 use super::ring::{Corruption, LOAN_FRAME_BYTES};
 use super::segment::{OwnedPool, PeerPool, PeerSegment, ReleaseBoard};
 use super::serial::{after, within};
@@ -220,6 +221,11 @@ impl Lender {
 
     pub(crate) fn slot_bytes(&self) -> usize {
         self.pool.slot_bytes()
+    }
+
+    /// This lender's identity (its pool's), to tell whose a detached loan is.
+    pub(crate) fn id(&self) -> SegmentId {
+        self.pool.id()
     }
 
     /// Takes back every lent slot that `is_back` says is ours again (it reads the

@@ -395,6 +395,8 @@ impl ShmConn {
                 self.lender.as_mut().expect("our pool").lent(loan, 0);
                 Ok(())
             }
+            // Out of time (a `Loan::send_timeout`): the loan is still the caller's.
+            Err(e) if e.is_out_of_time() => Err(e),
             Err(e) => {
                 if let Some(lender) = self.lender.as_mut() {
                     lender.abandon(loan);

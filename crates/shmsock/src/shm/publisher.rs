@@ -404,6 +404,8 @@ impl ShmPublisher {
                 self.lender.as_mut().expect("our pool").lent(loan, pos);
                 Ok(())
             }
+            // Out of time (a `Loan::send_timeout`): the loan is still the caller's.
+            Err(e) if e.is_out_of_time() => Err(e),
             Err(e) => {
                 if let Some(lender) = self.lender.as_mut() {
                     lender.abandon(loan);

@@ -811,6 +811,11 @@ impl OwnedPool {
         self.slots
     }
 
+    /// The pool's identity (its memfd's), unique among the pools alive in this process.
+    pub(crate) fn id(&self) -> SegmentId {
+        self._owned.id()
+    }
+
     pub(crate) fn slot_bytes(&self) -> usize {
         self.slot_bytes
     }

@@ -210,3 +210,101 @@ fn plain_values_are_filled_in_place_and_viewed_with_size_and_alignment_checked()
     assert_eq!(copied.read_pod::<u64>().unwrap(), 7);
     sender.join().unwrap();
 }
+
+/// A connected pair in this process: `(lender, receiver)`, the lender with a pool of
+/// `slots` slots of 4 KiB and a ring of `ring` bytes.
+fn lending_pair(tag: &str, slots: usize, ring: usize) -> (Conn, Conn) {
+    let listener = harness::bind(&harness::endpoint(tag), Options::new());
+    let ep = listener.endpoint().to_owned();
+    let opts = Options::new().loan_pool(slots, 4096).ring_capacity(ring);
+    let connector = std::thread::spawn(move || Conn::connect_with(&ep, opts));
+    let rx = harness::accept(&listener).expect("accept");
+    (connector.join().unwrap().expect("connect"), rx)
+}
+
+#[test]
+fn a_detached_loan_keeps_its_slot_and_bytes_while_its_conn_sends_and_receives() {
+    let (mut tx, mut rx) = lending_pair("loan-detach", 2, 64 * 1024);
+    let mut loan = tx.loan(6).expect("loan");
+    loan.copy_from_slice(b"first!");
+    let first = loan.detach();
+    assert_eq!((first.len(), first.is_zero_copy()), (6, true));
+    // The conn is free meanwhile: plain messages both ways, and another loan.
+    tx.send(b"plain").expect("send");
+    rx.send(b"reply").expect("reply");
+    assert_eq!(tx.recv_vec().expect("recv"), b"reply");
+    let mut loan = tx.loan(7).expect("second loan");
+    loan.copy_from_slice(b"second!");
+    let second = loan.detach();
+    assert_eq!(tx.loans_outstanding().unwrap(), 2, "both slots are out");
+    assert!(matches!(tx.try_loan(1), Err(Error::WouldBlock)));
+    // Sent in the other order, each with its own bytes.
+    tx.attach(second).send().expect("send second");
+    tx.attach(first).send().expect("send first");
+    assert_eq!(rx.recv_vec().expect("plain"), b"plain");
+    assert_eq!(rx.recv_sample().expect("second").to_vec(), b"second!");
+    let sample = rx.recv_sample().expect("first");
+    assert!(sample.is_loan());
+    assert_eq!(sample.to_vec(), b"first!");
+    drop(sample);
+    // A detached loan attached and dropped unsent gives its slot back.
+    let unsent = tx.loan(1).expect("loan").detach();
+    drop(tx.attach(unsent));
+    let t = Instant::now();
+    while tx.loans_outstanding().unwrap() > 0 {
+        assert!(t.elapsed() < STEP_TIMEOUT, "the slots never came back");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_loan_whose_send_times_out_on_a_full_ring_is_kept_and_sent_later() {
+    let (mut tx, mut rx) = lending_pair("loan-send-timeout", 2, 4096);
+    // Fill the ring to the last byte: large messages, then ever smaller ones.
+    let mut queued = Vec::new();
+    for len in [1000, 100, 10, 1] {
+        loop {
+            match tx.try_send(&vec![7u8; len]) {
+                Ok(()) => queued.push(len),
+                Err(Error::WouldBlock) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    let mut loan = tx.loan(4).expect("loan");
+    loan.copy_from_slice(b"kept");
+    let t = Instant::now();
+    assert!(matches!(
+        loan.send_timeout(Duration::from_millis(20)),
+        Err(Error::TimedOut)
+    ));
+    assert!(t.elapsed() >= Duration::from_millis(20));
+    assert_eq!(
+        &loan[..],
+        b"kept",
+        "the loan is still ours, filled as it was"
+    );
+    // Detached and attached again between attempts, as a binding waiting in slices does.
+    let detached = loan.detach();
+    let mut loan = tx.attach(detached);
+    for len in queued {
+        assert_eq!(rx.recv_vec().expect("filler"), vec![7u8; len]);
+    }
+    loan.send_timeout(STEP_TIMEOUT).expect("room now");
+    assert!(loan.is_empty(), "a sent loan is spent");
+    assert!(matches!(
+        loan.send_timeout(Duration::ZERO),
+        Err(Error::Closed)
+    ));
+    drop(loan);
+    assert_eq!(rx.recv_sample().expect("the loan").to_vec(), b"kept");
+}
+
+#[test]
+#[should_panic(expected = "other than the one that lent it")]
+fn attaching_a_loan_to_another_conn_panics() {
+    let (mut tx, _rx) = lending_pair("loan-attach-other", 1, 64 * 1024);
+    let (mut other, _other_rx) = lending_pair("loan-attach-other-2", 1, 64 * 1024);
+    let loan = tx.loan(8).expect("loan").detach();
+    let _ = other.attach(loan);
+}
