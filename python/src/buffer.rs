@@ -7,7 +7,7 @@
 
 use std::ffi::c_int;
 
-use pyo3::exceptions::PyBufferError;
+use pyo3::exceptions::{PyBufferError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -31,9 +31,21 @@ impl<'py> Input<'py> {
         Self::view(obj, ffi::PyBUF_SIMPLE)
     }
 
-    /// The bytes of `obj`, to write into (`recv_into`): a writable C-contiguous buffer.
+    /// The bytes of `obj`, to write into (`recv_into`): a writable C-contiguous buffer
+    /// (`TypeError` otherwise, as `socket.recv_into` says).
     pub(crate) fn write(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
-        Self::view(obj, ffi::PyBUF_WRITABLE)
+        Self::view(obj, ffi::PyBUF_WRITABLE).map_err(|e| {
+            let ty = obj
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+            let err = PyTypeError::new_err(format!(
+                "the buffer must be a writable, contiguous bytes-like object (bytearray, \
+                 memoryview, numpy array...), not {ty}"
+            ));
+            err.set_cause(obj.py(), Some(e));
+            err
+        })
     }
 
     fn view(obj: &Bound<'py, PyAny>, flags: c_int) -> PyResult<Self> {
