@@ -9,7 +9,10 @@ pyzmq sockets are peers). The classes mirror the Rust crate of the same name:
 - ``Publisher.bind`` / ``Subscriber.connect``: one to many, by topic prefix;
 - ``Inbox.bind``: many writers (plain ``Conn`` objects), one reader (``recv_from``);
 - ``conn.loan(n)`` / ``loan.send()`` and ``conn.recv_sample()``: zero-copy through the
-  buffer protocol (``memoryview``, ``numpy.frombuffer``).
+  buffer protocol (``memoryview``, ``numpy.frombuffer``);
+- ``curve_secret=``, ``curve_server=``, ``curve_allow=``: ZeroMQ's CURVE security over
+  ``tcp://`` and ``unix://``, with keys in pyzmq's form (``curve_keypair()``,
+  ``load_certificate(path)``).
 
 Every error is a ``shmsock.Error``; each subclass also derives from the built-in exception
 that fits (``PeerGone`` and ``PeerClosed`` are ``ConnectionError``, ``TimedOut`` is
@@ -23,6 +26,7 @@ from . import _shmsock
 from ._shmsock import (
     AddrInUse,
     BufferTooSmall,
+    Certificate,
     Closed,
     Conn,
     ConnectionRefused,
@@ -33,6 +37,7 @@ from ._shmsock import (
     Inbox,
     InUse,
     InvalidEndpoint,
+    InvalidKey,
     InvalidOptions,
     IoError,
     Lagged,
@@ -54,6 +59,9 @@ from ._shmsock import (
     VersionMismatch,
     WouldBlock,
     WriterId,
+    curve_keypair,
+    load_certificate,
+    load_certificates,
 )
 
 RING_CAPACITY_DEFAULT: int = _shmsock.RING_CAPACITY_DEFAULT
@@ -93,6 +101,7 @@ class Overflow(str, _enum.Enum):
 __all__ = [
     "AddrInUse",
     "BufferTooSmall",
+    "Certificate",
     "Closed",
     "Conn",
     "ConnectionRefused",
@@ -103,6 +112,7 @@ __all__ = [
     "Inbox",
     "InUse",
     "InvalidEndpoint",
+    "InvalidKey",
     "InvalidOptions",
     "IoError",
     "LOAN_SLOTS_MAX",
@@ -129,4 +139,7 @@ __all__ = [
     "WaitStrategy",
     "WouldBlock",
     "WriterId",
+    "curve_keypair",
+    "load_certificate",
+    "load_certificates",
 ]

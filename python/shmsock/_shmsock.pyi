@@ -1,6 +1,7 @@
 """Type stubs of the native module shmsock._shmsock (re-exported by the shmsock package)."""
 
 from collections.abc import Iterable, Iterator
+from os import PathLike
 from types import TracebackType
 from typing import Literal, final
 
@@ -8,6 +9,12 @@ from typing_extensions import Buffer, Self
 
 _WaitStrategy = Literal["busy_poll", "adaptive", "blocking"] | str
 _Overflow = Literal["block", "drop_oldest"] | str
+_Key = str | bytes
+"""A CURVE key: 40 Z85 characters (str or bytes) or 32 raw bytes."""
+
+def curve_keypair() -> tuple[bytes, bytes]: ...
+def load_certificate(path: str | PathLike[str]) -> tuple[bytes, bytes | None]: ...
+def load_certificates(dir: str | PathLike[str]) -> list[bytes]: ...
 
 SLICE_SECONDS: float
 RING_CAPACITY_DEFAULT: int
@@ -98,6 +105,14 @@ class InvalidOptions(Error, ValueError):
     endpoint: str
     reason: str
 
+class InvalidKey(Error, ValueError):
+    what: str
+    reason: str
+
+class Certificate(Error, ValueError):
+    path: str
+    reason: str
+
 class IoError(Error, OSError):
     context: str
 
@@ -162,6 +177,8 @@ class Listener:
         max_message_len: int | None = None,
         max_connections: int | None = None,
         heartbeat: tuple[float, float] | None = None,
+        curve_secret: _Key | tuple[_Key, _Key] | None = None,
+        curve_allow: Iterable[_Key] | None = None,
     ) -> Listener: ...
     def accept(self, *, timeout: float | None = None) -> Conn: ...
     @property
@@ -195,6 +212,8 @@ class Conn:
         allowed_uids: Iterable[int] | None = None,
         max_message_len: int | None = None,
         heartbeat: tuple[float, float] | None = None,
+        curve_secret: _Key | tuple[_Key, _Key] | None = None,
+        curve_server: _Key | None = None,
     ) -> Conn: ...
     def send(self, data: Buffer, *, timeout: float | None = None) -> None: ...
     def try_send(self, data: Buffer) -> None: ...
@@ -244,6 +263,8 @@ class Publisher:
         max_message_len: int | None = None,
         max_connections: int | None = None,
         heartbeat: tuple[float, float] | None = None,
+        curve_secret: _Key | tuple[_Key, _Key] | None = None,
+        curve_allow: Iterable[_Key] | None = None,
     ) -> Publisher: ...
     def send(self, data: Buffer, *, timeout: float | None = None) -> None: ...
     def try_send(self, data: Buffer) -> None: ...
@@ -283,6 +304,8 @@ class Subscriber:
         allowed_uids: Iterable[int] | None = None,
         max_message_len: int | None = None,
         heartbeat: tuple[float, float] | None = None,
+        curve_secret: _Key | tuple[_Key, _Key] | None = None,
+        curve_server: _Key | None = None,
     ) -> Subscriber: ...
     def subscribe(self, prefix: Buffer) -> None: ...
     def unsubscribe(self, prefix: Buffer) -> None: ...

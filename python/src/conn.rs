@@ -31,7 +31,10 @@ impl PyListener {
     /// picks a free port, see `endpoint`). Keyword options: ring_capacity (bytes of each
     /// accepted connection's outbound ring), wait_strategy, spin_budget (seconds),
     /// loan_pool=(slots, slot_bytes), handshake_timeout (seconds), allowed_uids,
-    /// max_message_len, max_connections, heartbeat=(interval, timeout).
+    /// max_message_len, max_connections, heartbeat=(interval, timeout); over
+    /// `tcp://`/`unix://`, CURVE: curve_secret (this server's key pair: the secret key, or
+    /// `(public, secret)` as `curve_keypair()` gives it) and curve_allow (the client public
+    /// keys admitted).
     #[staticmethod]
     #[pyo3(signature = (endpoint, **options))]
     fn bind(py: Python<'_>, endpoint: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
@@ -246,7 +249,8 @@ impl PyConn {
     /// of this side's outbound ring), wait_strategy ('adaptive', 'busy_poll',
     /// 'blocking'), spin_budget (seconds), loan_pool=(slots, slot_bytes),
     /// handshake_timeout (seconds), allowed_uids, max_message_len, heartbeat=(interval,
-    /// timeout).
+    /// timeout); CURVE over `tcp://`/`unix://`: curve_server (the server's public key) and
+    /// curve_secret (this client's key pair, for a server with an allow-list).
     #[staticmethod]
     #[pyo3(signature = (endpoint, **options))]
     fn connect(

@@ -151,6 +151,17 @@ const CLASSES: &[Class] = &[
         doc: "The options cannot work for this endpoint (attributes: endpoint, reason).",
     },
     Class {
+        name: "InvalidKey",
+        bases: |py| vec![py.get_type::<PyValueError>()],
+        doc: "A CURVE key is not valid: 40 Z85 characters or 32 bytes (attributes: what, \
+              reason).",
+    },
+    Class {
+        name: "Certificate",
+        bases: |py| vec![py.get_type::<PyValueError>()],
+        doc: "A ZeroMQ certificate file cannot be used (attributes: path, reason).",
+    },
+    Class {
         name: "IoError",
         bases: |py| vec![py.get_type::<PyOSError>()],
         doc: "An operating-system call failed (attributes: context, errno).",
@@ -195,6 +206,8 @@ pub(crate) enum Kind {
     Closed,
     NoLoanPool,
     InvalidOptions,
+    InvalidKey,
+    Certificate,
     IoError,
     InUse,
     Forked,
@@ -388,12 +401,19 @@ fn convert(py: Python<'_>, e: shmsock::Error) -> PyErr {
             Kind::InvalidOptions,
             attrs!["endpoint" => endpoint, "reason" => reason],
         ),
+        E::InvalidKey { what, reason } => {
+            (Kind::InvalidKey, attrs!["what" => what, "reason" => reason])
+        }
+        E::Certificate { path, reason } => (
+            Kind::Certificate,
+            attrs!["path" => path, "reason" => reason],
+        ),
         E::Io { context, source } => (
             Kind::IoError,
             attrs!["context" => context, "errno" => source.raw_os_error()],
         ),
-        // Typed messages, CURVE keys and certificates are not reachable from Python; a
-        // variant added later lands here too, still with its message.
+        // Typed messages (`Encode`, `Decode`) are not reachable from Python; a variant
+        // added later lands here too, still with its message.
         _ => (Kind::Error, attrs![]),
     };
     let mut values = Vec::with_capacity(attrs.len());
@@ -414,4 +434,9 @@ pub(crate) fn is_end(py: Python<'_>, e: &PyErr) -> bool {
     [Kind::PeerClosed, Kind::PeerGone]
         .iter()
         .any(|&k| e.is_instance(py, made[k as usize].bind(py)))
+}
+
+/// True for a `shmsock.Error` (it already names what it is about).
+pub(crate) fn is_ours(py: Python<'_>, e: &PyErr) -> bool {
+    types(py).is_ok_and(|made| e.is_instance(py, made[Kind::Error as usize].bind(py)))
 }

@@ -14,13 +14,15 @@
 //! - an object inherited through `os.fork()` refuses to work in the child and is never
 //!   closed there (`guard`);
 //! - loans and samples export their bytes in place and refuse to let them go while an
-//!   export is alive (`loan`).
+//!   export is alive (`loan`);
+//! - CURVE keys are pyzmq's Z85 `bytes` (`curve`).
 //!
 //! No asyncio integration: none of the types offers a file descriptor to wait on (the
 //! Rust crate's async support is tokio's); the package README says so.
 
 mod buffer;
 mod conn;
+mod curve;
 mod errors;
 mod guard;
 mod inbox;
@@ -46,6 +48,9 @@ fn _shmsock(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<inbox::PyWriterId>()?;
     m.add_class::<loan::PyLoan>()?;
     m.add_class::<loan::PySample>()?;
+    m.add_function(wrap_pyfunction!(curve::curve_keypair, m)?)?;
+    m.add_function(wrap_pyfunction!(curve::load_certificate, m)?)?;
+    m.add_function(wrap_pyfunction!(curve::load_certificates, m)?)?;
     m.add("SLICE_SECONDS", wait::SLICE.as_secs_f64())?;
     m.add(
         "RING_CAPACITY_DEFAULT",

@@ -126,6 +126,25 @@ const HEARTBEAT: Opt = Opt {
     },
 };
 
+const CURVE_SECRET: Opt = Opt {
+    name: "curve_secret",
+    apply: |o, v| Ok(o.curve_secret(crate::curve::key_pair(v)?)),
+};
+const CURVE_SERVER: Opt = Opt {
+    name: "curve_server",
+    apply: |o, v| Ok(o.curve_server(crate::curve::public_key("curve_server", v)?)),
+};
+const CURVE_ALLOW: Opt = Opt {
+    name: "curve_allow",
+    apply: |o, v| {
+        let keys = v
+            .try_iter()?
+            .map(|k| crate::curve::public_key("curve_allow", &k?))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(o.curve_allow(keys))
+    },
+};
+
 /// The options of `Listener.bind`.
 pub(crate) const LISTENER: &[Opt] = &[
     RING_CAPACITY,
@@ -137,6 +156,8 @@ pub(crate) const LISTENER: &[Opt] = &[
     MAX_MESSAGE_LEN,
     MAX_CONNECTIONS,
     HEARTBEAT,
+    CURVE_SECRET,
+    CURVE_ALLOW,
 ];
 /// The options of `Conn.connect`.
 pub(crate) const CONN: &[Opt] = &[
@@ -148,6 +169,8 @@ pub(crate) const CONN: &[Opt] = &[
     ALLOWED_UIDS,
     MAX_MESSAGE_LEN,
     HEARTBEAT,
+    CURVE_SECRET,
+    CURVE_SERVER,
 ];
 /// The options of `Publisher.bind`.
 pub(crate) const PUBLISHER: &[Opt] = &[
@@ -161,6 +184,8 @@ pub(crate) const PUBLISHER: &[Opt] = &[
     MAX_MESSAGE_LEN,
     MAX_CONNECTIONS,
     HEARTBEAT,
+    CURVE_SECRET,
+    CURVE_ALLOW,
 ];
 /// The options of `Subscriber.connect`.
 pub(crate) const SUBSCRIBER: &[Opt] = &[
@@ -170,6 +195,8 @@ pub(crate) const SUBSCRIBER: &[Opt] = &[
     ALLOWED_UIDS,
     MAX_MESSAGE_LEN,
     HEARTBEAT,
+    CURVE_SECRET,
+    CURVE_SERVER,
 ];
 /// The options of `Inbox.bind`.
 pub(crate) const INBOX: &[Opt] = &[WAIT_STRATEGY, SPIN_BUDGET, HANDSHAKE_TIMEOUT, ALLOWED_UIDS];
@@ -205,7 +232,7 @@ pub(crate) fn parse(
 /// `e` with the option's name in front of its message.
 fn prefixed(py: Python<'_>, key: &str, e: PyErr) -> PyErr {
     let message = e.value(py).to_string();
-    if message.starts_with(key) {
+    if message.starts_with(key) || crate::errors::is_ours(py, &e) {
         return e;
     }
     let new = if e.is_instance_of::<PyTypeError>(py) {

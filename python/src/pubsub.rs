@@ -95,7 +95,8 @@ impl PyPublisher {
     /// ring_capacity (bytes; over `tcp://`/`unix://` each subscriber's queue),
     /// overflow ('block' or 'drop_oldest', or a shmsock.Overflow), wait_strategy,
     /// spin_budget (seconds), loan_pool=(slots, slot_bytes), handshake_timeout (seconds),
-    /// allowed_uids, max_message_len, max_connections, heartbeat=(interval, timeout).
+    /// allowed_uids, max_message_len, max_connections, heartbeat=(interval, timeout);
+    /// CURVE over `tcp://`/`unix://`: curve_secret and curve_allow (as for `Listener.bind`).
     #[staticmethod]
     #[pyo3(signature = (endpoint, **options))]
     fn bind(py: Python<'_>, endpoint: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
@@ -329,7 +330,8 @@ impl PySubscriber {
 impl PySubscriber {
     /// Connects to a publisher at `endpoint`. Keyword options: wait_strategy, spin_budget
     /// (seconds), handshake_timeout (seconds), allowed_uids, max_message_len,
-    /// heartbeat=(interval, timeout).
+    /// heartbeat=(interval, timeout); CURVE over `tcp://`/`unix://`: curve_server and
+    /// curve_secret (as for `Conn.connect`).
     #[staticmethod]
     #[pyo3(signature = (endpoint, **options))]
     fn connect(

@@ -107,3 +107,76 @@ def test_network_errors_are_the_same_exceptions(zmq):
                     conn.recv(timeout=0.05)
                 with pytest.raises(shmsock.TimedOut):
                     server.recv(timeout=0.05)
+
+
+def test_curve_keys_are_pyzmqs(zmq, tmp_path):
+    need_module("zmq.auth")
+    public, secret = shmsock.curve_keypair()
+    assert len(public) == len(secret) == 40
+    assert zmq.curve_public(secret) == public
+    zmq.auth.create_certificates(str(tmp_path), "server")
+    assert shmsock.load_certificate(tmp_path / "server.key_secret") == \
+        zmq.auth.load_certificate(str(tmp_path / "server.key_secret"))
+    assert shmsock.load_certificate(tmp_path / "server.key") == \
+        (zmq.auth.load_certificate(str(tmp_path / "server.key"))[0], None)
+    assert shmsock.load_certificates(tmp_path) == [shmsock.load_certificate(tmp_path / "server.key")[0]]
+    with pytest.raises(shmsock.InvalidKey) as e:
+        shmsock.Conn.connect("tcp://127.0.0.1:1", curve_server="not a key")
+    assert isinstance(e.value, ValueError)
+    with pytest.raises(shmsock.Certificate):
+        (tmp_path / "broken.key").write_text("not a certificate")
+        shmsock.load_certificate(tmp_path / "broken.key")
+    with pytest.raises(ValueError, match="not the secret key's"):
+        shmsock.Listener.bind("tcp://127.0.0.1:0", curve_secret=(shmsock.curve_keypair()[0], secret))
+
+
+def test_curve_between_shmsock_and_pyzmq_both_ways(zmq, ctx):
+    server_public, server_secret = shmsock.curve_keypair()
+    client_public, client_secret = zmq.curve_keypair()
+    with shmsock.Listener.bind("tcp://127.0.0.1:0", curve_secret=(server_public, server_secret),
+                               curve_allow=[client_public]) as listener:
+        sock = ctx.socket(zmq.PAIR)
+        sock.curve_serverkey = server_public
+        sock.curve_publickey, sock.curve_secretkey = client_public, client_secret
+        sock.connect(listener.endpoint)
+        with listener.accept(timeout=STEP) as conn:
+            sock.send(b"encrypted hello")
+            assert conn.recv(timeout=STEP) == b"encrypted hello"
+            conn.send(b"encrypted reply")
+            sock.RCVTIMEO = STEP * 1000
+            assert sock.recv() == b"encrypted reply"
+        sock.close(linger=0)
+
+    # pyzmq is the server; a shmsock Conn its client.
+    server = ctx.socket(zmq.PAIR)
+    server.curve_server = True
+    public, server.curve_secretkey = zmq.curve_keypair()
+    server.curve_publickey = public
+    port = server.bind_to_random_port("tcp://127.0.0.1")
+    with shmsock.Conn.connect(f"tcp://127.0.0.1:{port}", curve_server=public) as conn:
+        conn.send(b"to a pyzmq CURVE server")
+        server.RCVTIMEO = STEP * 1000
+        assert server.recv() == b"to a pyzmq CURVE server"
+    server.close(linger=0)
+
+
+def test_a_curve_server_refuses_a_client_off_its_allow_list():
+    server_public, server_secret = shmsock.curve_keypair()
+    allowed_public, _ = shmsock.curve_keypair()
+    with shmsock.Listener.bind("tcp://127.0.0.1:0", curve_secret=server_secret,
+                               curve_allow=[allowed_public]) as listener:
+        stranger = {}
+
+        def connect():
+            try:
+                shmsock.Conn.connect(listener.endpoint, curve_server=server_public,
+                                     curve_secret=shmsock.curve_keypair(), handshake_timeout=5)
+            except shmsock.Error as e:
+                stranger["error"] = e
+
+        t = threading.Thread(target=connect)
+        t.start()
+        with pytest.raises(shmsock.TimedOut):
+            listener.accept(timeout=0.5)  # drives the handshake; the stranger is dropped
+        t.join()
+    assert isinstance(stranger["error"], (shmsock.Refused, shmsock.Handshake)), stranger
