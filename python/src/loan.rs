@@ -346,7 +346,8 @@ impl PyLoan {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        clear_view(view);
+        // SAFETY: `view` is what CPython handed `__getbuffer__`.
+        unsafe { clear_view(view) };
         let this = slf.get();
         let mut st = this
             .state()
@@ -362,10 +363,10 @@ impl PyLoan {
                 "the connection or publisher of this Loan is closed: its pool is gone",
             ));
         }
-        // SAFETY: the slot (or plain buffer) of `len` bytes at `ptr` stays valid and ours
-        // until the loan is sent or released, or its lender closed, and each of those
-        // refuses while `exports` (counted below, in the loan and in the lender's book)
-        // is not 0; `__releasebuffer__` uncounts it.
+        // The slot (or plain buffer) of `len` bytes at `ptr` stays valid and ours until the
+        // loan is sent or released, or its lender closed, and each of those refuses while
+        // `exports` (counted below, in the loan and in the lender's book) is not 0.
+        // SAFETY: so the memory outlives the view, which `__releasebuffer__` uncounts.
         unsafe {
             export(
                 view,
@@ -404,9 +405,12 @@ impl Drop for PyLoan {
 }
 
 /// Sets a view's `obj` to NULL, as CPython expects of a failed `__getbuffer__`.
-fn clear_view(view: *mut ffi::Py_buffer) {
+///
+/// # Safety
+/// `view` is null or points to a `Py_buffer` (the one `__getbuffer__` was handed).
+unsafe fn clear_view(view: *mut ffi::Py_buffer) {
     if !view.is_null() {
-        // SAFETY: a non-null `view` handed to `__getbuffer__` points to a `Py_buffer`.
+        // SAFETY: a non-null `view` points to a `Py_buffer` (our caller's promise).
         unsafe { (*view).obj = std::ptr::null_mut() };
     }
 }
@@ -549,7 +553,8 @@ impl PySample {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        clear_view(view);
+        // SAFETY: `view` is what CPython handed `__getbuffer__`.
+        unsafe { clear_view(view) };
         let this = slf.get();
         let mut st = this
             .state()
