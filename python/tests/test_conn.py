@@ -197,10 +197,17 @@ def test_a_second_thread_gets_in_use_and_close_stops_a_blocked_call(ep):
 
     t = threading.Thread(target=blocked)
     t.start()
-    time.sleep(0.1)
-    with pytest.raises(shmsock.InUse) as e:
+    deadline = time.monotonic() + 10
+    while True:  # until the other thread is inside recv
+        try:
+            a.loans_outstanding()
+        except shmsock.InUse as e:
+            assert isinstance(e, RuntimeError) and "another thread" in str(e)
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    with pytest.raises(shmsock.InUse):
         a.send(b"x")
-    assert isinstance(e.value, RuntimeError) and "another thread" in str(e.value)
     closed_at = time.monotonic()
     a.close()
     t.join(timeout=5)

@@ -4,6 +4,7 @@ the guards that keep an export from outliving the memory it views."""
 import ctypes
 import gc
 import threading
+import time
 
 import pytest
 
@@ -134,14 +135,19 @@ def test_a_loan_dropped_while_its_conn_is_busy_comes_back_later(ep):
 
         def hold():
             try:
-                tx.recv(timeout=0.3)  # holds tx while the loan is dropped
+                tx.recv(timeout=1)  # holds tx while the loan is dropped
             except shmsock.TimedOut:
                 done.set()
 
         t = threading.Thread(target=hold)
         t.start()
-        while not t.is_alive():
-            pass
+        while True:  # until the other thread holds tx
+            try:
+                tx.loans_outstanding()
+            except shmsock.InUse:
+                break
+            assert t.is_alive(), "the other thread never got hold of tx"
+            time.sleep(0.001)
         del loan
         gc.collect()
         t.join()
