@@ -153,32 +153,40 @@ BLOCKED = textwrap.dedent("""
     listener = shmsock.Listener.bind(name)
     peers = []
     if what != "accept":
-        t = threading.Thread(target=lambda: peers.append(shmsock.Conn.connect(name, ring_capacity=4096)))
+        t = threading.Thread(target=lambda: peers.append(
+            shmsock.Conn.connect(name, ring_capacity=4096, loan_pool=(1, 64))))
         t.start()
         conn = listener.accept(timeout=20)
         t.join()
-        if what == "send":
-            while True:
-                try:
-                    peers[0].try_send(b"x" * 100)
-                except shmsock.WouldBlock:
-                    break
+        if what in ("send", "loan.send"):
+            loan = peers[0].loan(8)
+            for size in (100, 10, 1):  # fill the ring to the last byte
+                while True:
+                    try:
+                        peers[0].try_send(b"x" * size)
+                    except shmsock.WouldBlock:
+                        break
     print("ready", flush=True)
     try:
         if what == "accept":
             listener.accept()
         elif what == "recv":
             conn.recv()
-        else:
+        elif what == "send":
             peers[0].send(b"x" * 100)
+        else:
+            loan.send()
     except KeyboardInterrupt:
-        print("interrupted", time.monotonic(), flush=True)
+        at = time.monotonic()
+        if what == "loan.send":
+            assert not loan.spent, "an interrupted Loan.send keeps the loan"
+        print("interrupted", at, flush=True)
         sys.exit(42)
     print("not interrupted", flush=True)
 """)
 
 
-@pytest.mark.parametrize("call", ["recv", "accept", "send"])
+@pytest.mark.parametrize("call", ["recv", "accept", "send", "loan.send"])
 def test_ctrl_c_interrupts_a_blocked_call_within_100_ms(ep, call):
     child = python_child(BLOCKED, call, ep(), stdout=subprocess.PIPE, text=True)
     try:

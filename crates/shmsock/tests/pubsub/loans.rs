@@ -170,3 +170,40 @@ fn drop_oldest_publisher_never_waits_for_a_stopped_subscriber_that_holds_nothing
     assert!(stopped.num("missed") > 500, "{stopped}");
     fanout::check_running_subscribers(&mut subs, &stopped, sent);
 }
+
+#[test]
+fn a_detached_loan_whose_send_times_out_on_a_slow_subscriber_is_kept_and_sent_later() {
+    let ep = harness::endpoint("loan-pub-timeout");
+    let opts = Options::new().loan_pool(2, 4096).ring_capacity(4096);
+    let mut publisher = Publisher::bind_with(&ep, opts).expect("bind");
+    let mut sub = shmsock::Subscriber::connect(&ep).expect("subscribe");
+    wait_for_subscribers(&mut publisher, 1);
+    // The subscriber reads nothing: fill the ring to the last byte.
+    let mut queued = Vec::new();
+    for len in [1000, 100, 10, 1] {
+        loop {
+            match publisher.try_send(&vec![9u8; len]) {
+                Ok(()) => queued.push(len),
+                Err(Error::WouldBlock) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    let mut loan = publisher.loan(4).expect("loan");
+    loan.copy_from_slice(b"kept");
+    let detached = loan.detach();
+    let mut loan = publisher.attach(detached);
+    assert!(matches!(
+        loan.send_timeout(Duration::from_millis(20)),
+        Err(Error::SlowSubscriber { .. })
+    ));
+    assert_eq!(&loan[..], b"kept", "the loan is still the publisher's");
+    for len in queued {
+        assert_eq!(sub.recv_vec().expect("filler"), vec![9u8; len]);
+    }
+    loan.send_timeout(STEP_TIMEOUT).expect("room now");
+    drop(loan);
+    let sample = sub.recv_sample().expect("the loan");
+    assert!(sample.is_loan());
+    assert_eq!(sample.to_vec(), b"kept");
+}
