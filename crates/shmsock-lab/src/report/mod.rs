@@ -18,6 +18,7 @@ use crate::experiments::crash::{LeftoverRow, SurvivalRow};
 use crate::experiments::fanout::{self, FanoutRow};
 use crate::experiments::latency::{self, LatencyRow};
 use crate::experiments::network::{self, NetworkRow};
+use crate::experiments::python::{self, PythonRun};
 use crate::experiments::scale::MillionRow;
 use crate::experiments::serialization::SerializationRow;
 use crate::experiments::sync_tax::{self, SyncTaxRow};
@@ -74,6 +75,10 @@ pub struct Report {
     /// What fresh readers found in the files of SIGKILLed writers.
     #[serde(default)]
     pub crash: Vec<SurvivalRow>,
+    /// The Python rows: multiprocessing, pyzmq and the shmsock package, Python on both sides
+    /// (`None` when the python experiment did not run).
+    #[serde(default)]
+    pub python: Option<PythonRun>,
     /// Every reference claim checked against this run.
     #[serde(default)]
     pub claims: Vec<ClaimCheck>,
@@ -165,6 +170,7 @@ impl Report {
             million: Vec::new(),
             shm_leftovers: Vec::new(),
             crash: Vec::new(),
+            python: None,
             claims: Vec::new(),
             unavailable: Vec::new(),
             floor_check: None,
@@ -259,6 +265,9 @@ impl Report {
         fanout::compare_with_one_subscriber(&mut self.fanout);
         bridge::compare_with_baseline(&mut self.bridge);
         network::compare(&mut self.network);
+        if let Some(run) = &mut self.python {
+            python::compare(run);
+        }
     }
 
     /// The measurement of `metric` in lab row `row` (with both sides on one CPU if

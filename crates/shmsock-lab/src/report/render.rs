@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use super::Report;
 use crate::claims;
 use crate::experiments::{
-    bridge, contention, crash, fanout, latency, network, scale, serialization, sync_tax, throughput,
+    bridge, contention, crash, fanout, latency, network, python, scale, serialization, sync_tax,
+    throughput,
 };
 use crate::format::{fmt_ns, fmt_size};
 use crate::table::Table;
@@ -30,6 +31,7 @@ impl Report {
             scale::table(&self.million, &self.latency, checks),
             crash::leftover_table(&self.shm_leftovers),
             crash::table(&self.crash, checks),
+            self.python.as_ref().and_then(python::table),
             claims::table(checks),
             self.unavailable_table(),
         ]
