@@ -25,6 +25,10 @@
 //! - **network**: shmsock's `tcp://` and `unix://` against libzmq (loaded at run time with
 //!   `dlopen`, measured natively in the same run): PAIR and PUB/SUB streams (msgs/s, MB/s) and
 //!   the one-way latency of lone messages, at 64 B, 4 KiB and 1 MiB; libzmq with CURVE too.
+//! - **python**: what a Python program gets from `multiprocessing` (Pipe, Queue, shared_memory),
+//!   pyzmq `ipc://` and the shmsock Python package, a Python interpreter on both sides (a driver
+//!   script run by `$SHMSOCK_PYTHON` or `python3`): round trips and streams at 64 B, 4 KiB and
+//!   1 MiB. See [`experiments::python`].
 //!
 //! `floor` (a bare cache-line ping-pong) is measured before and after everything else: it is
 //! the reference for latency ratios, and if it moved by more than 50% the host was noisy and
