@@ -60,7 +60,7 @@ pub const SCRIPT: &str = include_str!("../../python/ipc_bench.py");
 /// The environment variable naming the interpreter to measure (default `python3`).
 pub const PYTHON_ENV: &str = "SHMSOCK_PYTHON";
 
-/// The rows, in report order (the driver's mechanisms: [`Probe::rows`] must list the same).
+/// The rows, in report order (the driver script has the same mechanisms, in the same order).
 pub const ROWS: [&str; 6] = [
     "py-mp-pipe",
     "py-mp-queue",
