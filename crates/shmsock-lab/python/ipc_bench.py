@@ -426,7 +426,12 @@ def module_info(module):
         if module == "shmsock":
             import shmsock
 
-            return {"version": f"shmsock {getattr(shmsock, '__version__', '(no __version__)')}"}
+            version = getattr(shmsock, "__version__", None)
+            if version is None:
+                from importlib import metadata
+
+                version = metadata.version("shmsock")
+            return {"version": f"shmsock {version}"}
         __import__(module)
         return {"version": f"Python {python_version()} standard library"}
     except Exception as err:  # an ImportError, or a module that fails while importing

@@ -134,12 +134,16 @@ fn python_rows_are_measured_with_sane_numbers_or_say_why_not() {
             );
             let bytes = s.msgs_per_s * size as u64;
             assert!(s.bytes_per_s.abs_diff(bytes) <= size as u64, "{s:?}");
-            // Each process is pinned to one CPU: its CPU time fits in its window (plus the
-            // granularity of getrusage).
+            // Each process is pinned to one CPU: its CPU time fits in its window (a window
+            // too short for that to show is not checked).
+            let cpus = if s.cpu_known() { 2 } else { 0 };
             for (cpu, kernel) in [
                 (s.sender_cpu_pct, s.sender_kernel_pct),
                 (s.receiver_cpu_pct, s.receiver_kernel_pct),
-            ] {
+            ]
+            .into_iter()
+            .take(cpus)
+            {
                 assert!(cpu > 0.0 && cpu <= 130.0, "{name} {size}: {s:?}");
                 assert!(kernel <= cpu + 1.0, "{name} {size}: {s:?}");
             }

@@ -239,6 +239,17 @@ pub struct PythonSummary {
     pub rtt_p50_vs_zmq_ipc: Option<f64>,
 }
 
+impl Stream {
+    /// Shortest window whose CPU% is shown: `getrusage` counts CPU time to the microsecond,
+    /// but a few microseconds of a very short window would make a large share.
+    pub const CPU_MIN_SECONDS: f64 = 0.01;
+
+    /// Whether the window was long enough for its CPU% to mean something.
+    pub fn cpu_known(&self) -> bool {
+        self.seconds >= Self::CPU_MIN_SECONDS
+    }
+}
+
 impl PythonRun {
     /// A run of `interpreter` that has not reached it yet.
     pub fn new(interpreter: &Path) -> Self {
@@ -268,8 +279,10 @@ impl PythonRun {
     /// The interpreter in words: `python3 (Python 3.11.7, /usr/bin/python3)`.
     pub fn describe(&self) -> String {
         match (&self.version, &self.executable) {
-            (Some(v), Some(exe)) => format!("{} (Python {v}, {exe})", self.interpreter),
-            (Some(v), None) => format!("{} (Python {v})", self.interpreter),
+            (Some(v), Some(exe)) if *exe != self.interpreter => {
+                format!("{} (Python {v}, {exe})", self.interpreter)
+            }
+            (Some(v), _) => format!("{} (Python {v})", self.interpreter),
             _ => self.interpreter.clone(),
         }
     }
@@ -659,19 +672,48 @@ pub(crate) fn compare(run: &mut PythonRun) {
     });
 }
 
-impl PythonSummary {
-    /// The one line the shmsock package is judged by.
-    pub fn line(&self) -> String {
-        format!(
+impl PythonRun {
+    /// The one line the shmsock package is judged by, once [`PythonRun::summary`] is filled:
+    /// `py-shmsock`'s 64 B stream and round-trip p50 against `py-mp-queue`'s and
+    /// `py-zmq-ipc`'s.
+    pub fn summary_line(&self) -> Option<String> {
+        let summary = self.summary?;
+        let rtt = |name: &str| {
+            self.find(name, summary.size)?
+                .round_trip
+                .map(|t| t.rtt.p50_ns)
+        };
+        let against = |other: &str, whose: &str| match (rtt(SHMSOCK_ROW), rtt(other)) {
+            (Some(mine), Some(theirs)) => {
+                format!(
+                    "{} {whose}'s {}",
+                    times_shorter(mine, theirs),
+                    fmt_ns(theirs)
+                )
+            }
+            _ => format!("{whose}'s not measured"),
+        };
+        let own = rtt(SHMSOCK_ROW).map_or_else(|| "not measured".into(), fmt_ns);
+        Some(format!(
             "shmsock-python ({SHMSOCK_ROW}) at {}: streams {} multiprocessing.Queue \
-             ({QUEUE_ROW}) and {} pyzmq ipc:// ({ZMQ_ROW}) (msgs/s ratios, above 1x is \
-             faster); round trip p50 {} of Queue's and {} of pyzmq's (below 1x is faster).",
-            fmt_size(self.size),
-            fmt_ratio(self.stream_vs_mp_queue, 2),
-            fmt_ratio(self.stream_vs_zmq_ipc, 2),
-            fmt_ratio(self.rtt_p50_vs_mp_queue, 2),
-            fmt_ratio(self.rtt_p50_vs_zmq_ipc, 2),
-        )
+             ({QUEUE_ROW}) and {} pyzmq ipc:// ({ZMQ_ROW}) (msgs/s); round trip p50 {own}, \
+             {} and {}.",
+            fmt_size(summary.size),
+            fmt_ratio(summary.stream_vs_mp_queue, 2),
+            fmt_ratio(summary.stream_vs_zmq_ipc, 2),
+            against(QUEUE_ROW, "Queue"),
+            against(ZMQ_ROW, "pyzmq"),
+        ))
+    }
+}
+
+/// `12.5x shorter than` or `2.0x longer than`: round trip `mine` against `theirs`.
+fn times_shorter(mine: u64, theirs: u64) -> String {
+    let (mine, theirs) = (mine.max(1) as f64, theirs.max(1) as f64);
+    if mine <= theirs {
+        format!("{:.1}x shorter than", theirs / mine)
+    } else {
+        format!("{:.1}x longer than", mine / theirs)
     }
 }
 
@@ -683,6 +725,13 @@ pub(crate) fn table(run: &PythonRun) -> Option<Table> {
     let mut sizes: Vec<usize> = run.rows.iter().map(|r| r.size).collect();
     sizes.sort_unstable();
     sizes.dedup();
+    let cpu = |s: Stream, pct: f64| {
+        if s.cpu_known() {
+            format!("{pct:.0}")
+        } else {
+            "-".to_string()
+        }
+    };
     let groups = sizes
         .into_iter()
         .map(|size| Group {
@@ -706,8 +755,8 @@ pub(crate) fn table(run: &PythonRun) -> Option<Table> {
                                 if s.capped { "*" } else { "" }
                             ),
                             format!("{:.1}", s.bytes_per_s as f64 / 1e6),
-                            format!("{:.0}", s.sender_cpu_pct),
-                            format!("{:.0}", s.receiver_cpu_pct),
+                            cpu(s, s.sender_cpu_pct),
+                            cpu(s, s.receiver_cpu_pct),
                             fmt_ratio(s.vs_mp_queue, 2),
                         ]),
                         None => cells.extend(std::iter::repeat_n("-".to_string(), 5)),
@@ -722,11 +771,13 @@ pub(crate) fn table(run: &PythonRun) -> Option<Table> {
          (the driver forks the other side with multiprocessing and pins the two to the lab's \
          CPUs). RTT: round trips of one message at a time; msgs/s, MB/s: a one-way stream \
          measured by the receiver, every sequence number checked; CPU%: each process's CPU time \
-         (all its threads) over its window; vs py-mp-queue: msgs/s ÷ py-mp-queue's.",
-        run.describe()
+         (all its threads) over its window (- for a window under {:.0} ms, too short to tell); \
+         vs py-mp-queue: msgs/s ÷ py-mp-queue's.",
+        run.describe(),
+        Stream::CPU_MIN_SECONDS * 1e3
     )];
-    intro.push(match &run.summary {
-        Some(summary) => summary.line(),
+    intro.push(match run.summary_line() {
+        Some(line) => line,
         None => format!(
             "{SHMSOCK_ROW} was not measured at {}: no ratios to judge the shmsock package by \
              in this run.",
@@ -741,10 +792,19 @@ pub(crate) fn table(run: &PythonRun) -> Option<Table> {
     let versions: Vec<String> = run
         .modules
         .iter()
-        .filter_map(|(name, m)| Some(format!("{name}: {}", m.version.as_deref()?)))
+        .filter_map(|(name, m)| Some((name, m.version.as_deref()?)))
+        .filter(|(_, version)| !version.ends_with("standard library"))
+        .map(|(name, version)| format!("{name}: {version}"))
         .collect();
     if !versions.is_empty() {
         notes.push(format!("Modules: {}.", versions.join("; ")));
+    }
+    if run.rows.iter().any(|r| r.mechanism == "py-shmsock-loan") {
+        notes.push(
+            "py-shmsock-loan's MB/s is messages/s × size: the payload is written in place and \
+             never copied, the way the Comparison counts its pointer exchange."
+                .into(),
+        );
     }
     if run.rows.iter().any(|r| r.stream.is_some_and(|s| s.capped)) {
         notes.push(
@@ -834,10 +894,35 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("round trip p50 0.25x of Queue's and 0.30x of pyzmq's"),
+            text.contains(
+                "round trip p50 15.0 µs, 4.0x shorter than Queue's 60.0 µs and 3.3x shorter \
+                 than pyzmq's 50.0 µs."
+            ),
             "{text}"
         );
+        assert_eq!(times_shorter(300, 100), "3.0x longer than");
         assert!(text.contains("64 B messages"), "{text}");
+    }
+
+    #[test]
+    fn cpu_of_a_window_too_short_to_tell_is_not_shown() {
+        let mut run = run_with(&[(QUEUE_ROW, 100_000, 60_000)]);
+        let short = run.row_mut(ZMQ_ROW, 64);
+        short.stream = Some(Stream {
+            seconds: 0.002,
+            ..stream(5_000)
+        });
+        let text = table(&run).expect("a table").to_text();
+        let cpus = |name: &str| {
+            let line = text.lines().find(|l| l.starts_with(name)).expect("a row");
+            line.split_whitespace()
+                .rev()
+                .skip(1)
+                .take(2)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(cpus(QUEUE_ROW), ["80", "90"], "{text}");
+        assert_eq!(cpus(ZMQ_ROW), ["-", "-"], "{text}");
     }
 
     #[test]
