@@ -14,7 +14,8 @@ and pins each process to its own CPU with os.sched_setaffinity, as the lab's oth
 
 - latency: the parent sends message n (n in the first 8 bytes, little endian), the child sends
   it back, the parent checks n; every round trip is timed with time.perf_counter_ns and the
-  list of times goes back to the lab, which summarises it like its latency table.
+  times go back to the lab in a file of native unsigned 64-bit integers (millions of them in
+  the long modes), which the lab summarises like its latency table.
 - stream: the child sends warm-up messages 1..W, measured messages W+1.. and a stop message;
   the parent checks every sequence number and times the first measured message to the stop
   message; each side measures its process's CPU time (getrusage, all its threads) over its
@@ -24,6 +25,7 @@ Output: {"ok": ...} with the measurement, {"skipped": reason} when the row's mod
 installed, or {"error": text} (and a traceback on stderr, exit status 1) when it failed.
 """
 
+import array
 import json
 import os
 import platform
@@ -489,7 +491,7 @@ def ping(m, plan):
         got = recv_seq()
         if got != seq:
             raise Failure(f"the echo of message {seq} carries sequence number {got}")
-    times = []
+    times = array.array("Q")
     record = times.append
     iters = plan["iters"]
     end = clock() + round(plan["max_time_s"] * 1e9)
@@ -507,7 +509,10 @@ def ping(m, plan):
     send_seq(SEQ_STOP)
     if recv_seq() != SEQ_STOP:
         raise Failure("the stop message did not come back")
-    return {"rtt_ns": times}
+    path = os.path.join(plan["dir"], f"rtt-{os.getpid()}.bin")
+    with open(path, "wb") as f:
+        times.tofile(f)
+    return {"rtt_file": path, "samples": len(times)}
 
 
 def pong(m, plan):

@@ -22,7 +22,8 @@
 //!
 //! - **round trip** at 64 B, 4 KiB and 1 MiB (the throughput sizes): the parent sends message
 //!   `n`, the child sends it back, every round trip is timed (`time.perf_counter_ns`) and the
-//!   times are summarised here in an HDR histogram, like the latency table;
+//!   times (a file of them in the temporary directory) are summarised here in an HDR histogram,
+//!   like the latency table;
 //! - **stream**: the child sends the warm-up, the measured messages and a stop message with the
 //!   throughput experiment's budget; the parent checks every sequence number and times the
 //!   first measured message to the stop message; each side measures its process's CPU time
@@ -377,7 +378,9 @@ enum Output {
 #[serde(untagged)]
 enum Body {
     RoundTrips {
-        rtt_ns: Vec<u64>,
+        /// The round trips in ns, native unsigned 64-bit integers.
+        rtt_file: PathBuf,
+        samples: u64,
     },
     Stream {
         window: Window,
@@ -590,18 +593,28 @@ fn stderr_tail(stderr: &str) -> String {
 /// The measurement in a successful output, checked.
 fn from_body(body: Body, size: usize) -> Result<Measured, String> {
     match body {
-        Body::RoundTrips { rtt_ns } => {
-            if rtt_ns.is_empty() {
-                return Err("no round trip was timed".into());
+        Body::RoundTrips { rtt_file, samples } => {
+            let bytes = std::fs::read(&rtt_file);
+            let _ = std::fs::remove_file(&rtt_file);
+            let bytes = bytes
+                .map_err(|e| format!("reading the round trips {}: {e}", rtt_file.display()))?;
+            if samples == 0 || bytes.len() as u64 != samples * 8 {
+                return Err(format!(
+                    "{} round trips timed, {} bytes of them in {}",
+                    samples,
+                    bytes.len(),
+                    rtt_file.display()
+                ));
             }
             let mut hist = Histogram::<u64>::new_with_bounds(1, MAX_RTT_NS, 3)
                 .map_err(|e| format!("creating the round-trip histogram: {e}"))?;
-            for ns in &rtt_ns {
-                hist.saturating_record((*ns).clamp(1, MAX_RTT_NS));
+            for ns in bytes.chunks_exact(8) {
+                let ns = u64::from_ne_bytes(ns.try_into().unwrap_or_default());
+                hist.saturating_record(ns.clamp(1, MAX_RTT_NS));
             }
             Ok(Measured::RoundTrips(RoundTrips {
                 rtt: Percentiles::from_histogram(&hist),
-                samples: rtt_ns.len() as u64,
+                samples,
             }))
         }
         Body::Stream {
@@ -946,13 +959,29 @@ mod tests {
     #[test]
     fn the_driver_output_becomes_rows_skips_and_errors() {
         let parse = |line: &str| serde_json::from_str::<Output>(line).expect("parses");
-        let Output::Ok(body) = parse(r#"{"ok": {"rtt_ns": [3000, 1000, 2000]}}"#) else {
-            panic!("ok expected");
+        let file = std::env::temp_dir().join(format!("shmsock-lab-rtt-{}", std::process::id()));
+        let times: Vec<u8> = [3000u64, 1000, 2000]
+            .iter()
+            .flat_map(|t| t.to_ne_bytes())
+            .collect();
+        let round_trips = |samples: u64| {
+            std::fs::write(&file, &times).expect("written");
+            let line = format!(
+                r#"{{"ok": {{"rtt_file": "{}", "samples": {samples}}}}}"#,
+                file.display()
+            );
+            let Output::Ok(body) = parse(&line) else {
+                panic!("ok expected");
+            };
+            from_body(body, 64)
         };
-        let Ok(Measured::RoundTrips(rt)) = from_body(body, 64) else {
+        let Ok(Measured::RoundTrips(rt)) = round_trips(3) else {
             panic!("round trips expected");
         };
         assert_eq!((rt.samples, rt.rtt.min_ns, rt.rtt.p50_ns), (3, 1000, 2000));
+        assert!(!file.exists(), "the file is removed once read");
+        let err = round_trips(4).expect_err("a sample missing from the file");
+        assert!(err.contains("4 round trips timed, 24 bytes"), "{err}");
         let line = r#"{"ok": {"window": {"wall_ns": 500000000, "cpu_ns": 250000000,
             "sys_ns": 50000000}, "messages": 1000, "sender": {"wall_ns": 400000000,
             "cpu_ns": 400000000, "sys_ns": 0}, "capped": true}}"#
@@ -972,10 +1001,12 @@ mod tests {
             Output::Skipped(why) if why.contains("zmq")
         ));
         assert!(matches!(parse(r#"{"error": "boom"}"#), Output::Error(e) if e == "boom"));
-        let Output::Ok(empty) = parse(r#"{"ok": {"rtt_ns": []}}"#) else {
+        let Output::Ok(gone) =
+            parse(r#"{"ok": {"rtt_file": "/nonexistent/rtt.bin", "samples": 1}}"#)
+        else {
             panic!("ok expected");
         };
-        assert!(from_body(empty, 64).is_err());
+        assert!(from_body(gone, 64).is_err_and(|e| e.contains("/nonexistent/rtt.bin")));
         assert_eq!(
             last_json_line("Traceback\n{\"a\": 1}\nnoise\n"),
             Some("{\"a\": 1}")
