@@ -8,7 +8,7 @@ use std::ops::Range;
 use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
 use plotters::prelude::*;
 
-use crate::format::fmt_count;
+use crate::format::{fmt_count, fmt_tick_ns};
 
 /// The size of most plots, in pixels.
 pub(crate) const WIDE: (u32, u32) = (1100, 560);
@@ -98,6 +98,8 @@ pub(crate) struct Chart {
     pub(crate) scale: Scale,
     /// Whether y labels are counts (`1.50 M`) rather than plain numbers.
     pub(crate) count_labels: bool,
+    /// Whether y values are times in ns, labelled with their unit (`100 ns`, `10 µs`).
+    pub(crate) ns_labels: bool,
     /// Where the legend goes.
     pub(crate) legend: SeriesLabelPosition,
     /// What is drawn.
@@ -121,6 +123,7 @@ impl Chart {
             y_desc,
             scale: Scale::Linear,
             count_labels: false,
+            ns_labels: false,
             legend: SeriesLabelPosition::UpperRight,
             series: Vec::new(),
         }
@@ -190,12 +193,15 @@ impl Chart {
                 .ok()?;
             let label = |x: &f64| label_at(&self.categories, *x);
             let count = |y: &f64| fmt_count(*y as u64);
+            let ns = |y: &f64| fmt_tick_ns(*y);
             let mut mesh = chart.configure_mesh();
             mesh.x_labels(self.categories.len())
                 .x_label_formatter(&label)
                 .y_desc(self.y_desc);
             if self.count_labels {
                 mesh.y_label_formatter(&count);
+            } else if self.ns_labels {
+                mesh.y_label_formatter(&ns);
             }
             if let Some(desc) = self.x_desc {
                 mesh.x_desc(desc);

@@ -824,6 +824,12 @@ pub const STATEMENTS: &[Statement] = &[
     },
     Statement {
         source: IPC_CHEAT_SHEET,
+        section: "the menu",
+        says: "dbus, gRPC, ZeroMQ | Easy | Higher level, message routing",
+        about: &["grpc-uds", "grpc-tcp"],
+    },
+    Statement {
+        source: IPC_CHEAT_SHEET,
         section: "Synchronization is YOUR problem",
         says: "Semaphores: POSIX sem_init with pshared=1, or named sem_open.",
         about: &["posix-sem", "semaphore"],

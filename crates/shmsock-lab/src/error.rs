@@ -74,6 +74,16 @@ pub enum LabError {
         /// libzmq's error text and errno.
         detail: String,
     },
+    /// gRPC (the `grpc-uds` and `grpc-tcp` rows, tonic) reported an error.
+    #[error("{mechanism}: gRPC {what} failed: {detail}")]
+    Grpc {
+        /// The row, e.g. `grpc-uds`.
+        mechanism: &'static str,
+        /// The step or call, e.g. "Echo call".
+        what: &'static str,
+        /// tonic's status code and message, or its transport error and their causes.
+        detail: String,
+    },
     /// The Python driver of the `python` experiment could not run, or reported a failure.
     #[error("Python driver ({interpreter}): {detail}")]
     Python {
@@ -144,10 +154,10 @@ impl LabError {
     }
 
     /// Wraps an OS error (`rustix::io::Errno` or `std::io::Error`) with what the lab was doing.
-    pub(crate) fn os(what: &'static str) -> impl FnOnce(rustix::io::Errno) -> LabError {
-        move |errno| LabError::Os {
+    pub(crate) fn os<E: Into<io::Error>>(what: &'static str) -> impl FnOnce(E) -> LabError {
+        move |err| LabError::Os {
             what,
-            source: errno.into(),
+            source: err.into(),
         }
     }
 }

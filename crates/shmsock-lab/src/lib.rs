@@ -92,9 +92,10 @@ pub fn run(opts: &LabOptions) -> Result<Report, LabError> {
     if let Some(dir) = &opts.out {
         let files = report.write_dir(dir)?;
         println!("Report written to {}:", dir.display());
-        for file in files {
+        for file in &files {
             println!("  {}", file.display());
         }
+        println!("Open {} in a browser.", dir.join("report.html").display());
     }
     Ok(report)
 }

@@ -45,6 +45,8 @@ pub(crate) enum Experiment {
     Scale,
     /// What a SIGKILL leaves behind.
     Crash,
+    /// Connect + first message + close.
+    Setup,
     /// A Python row whose module or interpreter is missing (both patterns).
     Python,
     /// Python round trips.
@@ -67,6 +69,7 @@ impl Experiment {
             Experiment::Serialization => "serialization",
             Experiment::Scale => "scale",
             Experiment::Crash => "crash",
+            Experiment::Setup => "setup",
             Experiment::Python => "python",
             Experiment::PythonLatency => "python-latency",
             Experiment::PythonThroughput => "python-throughput",
@@ -151,6 +154,7 @@ impl<'a> Lab<'a> {
             ("serialization", 1),
             ("scale", experiments::scale::PATHS.len()),
             ("crash", 1 + experiments::crash::writers().len()),
+            ("setup", 1 + experiments::setup::PATHS.len()),
             (
                 "python",
                 1 + 2
@@ -201,6 +205,7 @@ impl<'a> Lab<'a> {
             ("serialization", Self::run_serialization),
             ("scale", Self::run_scale),
             ("crash", Self::run_crash),
+            ("setup", Self::run_setup),
             ("python", Self::run_python),
         ];
         for (name, run) in experiments {
@@ -315,6 +320,7 @@ impl<'a> Lab<'a> {
             | Experiment::Serialization
             | Experiment::Scale
             | Experiment::Crash
+            | Experiment::Setup
             | Experiment::Python
             | Experiment::PythonLatency
             | Experiment::PythonThroughput => Err(format!(
@@ -541,6 +547,34 @@ impl<'a> Lab<'a> {
                     self.unavailable(mechanism, Experiment::Crash, crash::SIZE, e.to_string())
                 }
             }
+        }
+    }
+
+    fn run_setup(&mut self) {
+        use experiments::setup;
+        for path in setup::PATHS {
+            self.progress.step(&format!(
+                "setup: {} connect + first {} B message + close",
+                path.name(),
+                setup::SIZE
+            ));
+            match setup::measure(path, self.budgets.latency, self.pinning) {
+                Ok(row) => self.report.setup.connections.push(row),
+                Err(e) => {
+                    self.unavailable(path.name(), Experiment::Setup, setup::SIZE, e.to_string())
+                }
+            }
+        }
+        self.progress
+            .step("setup: the system calls of one shm:// segment, one by one");
+        match setup::syscalls::measure(self.budgets.latency.max_time) {
+            Ok(steps) => self.report.setup.shm_steps = steps,
+            Err(e) => self.unavailable(
+                "shm:// segment system calls",
+                Experiment::Setup,
+                setup::SIZE,
+                e.to_string(),
+            ),
         }
     }
 

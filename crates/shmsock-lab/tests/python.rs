@@ -159,6 +159,12 @@ fn python_rows_are_measured_with_sane_numbers_or_say_why_not() {
         measured(python::SHMSOCK_ROW),
         "{report}"
     );
+    let headline = report.headline();
+    assert_eq!(
+        headline.iter().any(|l| l.starts_with("From Python")),
+        run.summary.is_some(),
+        "{headline:?}"
+    );
     if let Some(summary) = run.summary {
         let both = measured(python::QUEUE_ROW) && measured(python::ZMQ_ROW);
         assert_eq!(summary.stream_vs_zmq_ipc.is_some(), both, "{summary:?}");

@@ -224,6 +224,10 @@ fn comparison_and_communication_costs_tables_have_rows_with_verdicts() {
             row.msgs_per_s > 0 && row.vs_one_producer.is_some(),
             "{row:?}"
         );
+        assert!(
+            row.cpu_ns_per_msg > 0.0 && row.cpu_vs_one_producer.is_some(),
+            "{row:?}"
+        );
     }
     let sources: Vec<_> = report
         .claims
@@ -475,6 +479,10 @@ fn fanout_has_a_row_per_size_and_subscriber_count() {
             "{row:?}"
         );
         assert!(row.vs_one_subscriber.is_some(), "{row:?}");
+        assert!(
+            row.cpu_ns_per_delivered > 0.0 && row.cpu_vs_one_subscriber.is_some(),
+            "{row:?}"
+        );
     }
     assert!(report.unavailable.is_empty(), "{report}");
     let text = report.render();
@@ -488,6 +496,54 @@ fn fanout_has_a_row_per_size_and_subscriber_count() {
     json.as_object_mut().expect("object").remove("fanout");
     let old: shmsock_lab::Report = serde_json::from_value(json).expect("old report reads");
     assert!(old.fanout.is_empty());
+}
+
+#[test]
+fn setup_times_a_connection_per_path_and_takes_shm_apart() {
+    let opts = LabOptions {
+        mode: Mode::Quick,
+        only: Some(vec!["setup".into()]),
+        ..Default::default()
+    };
+    let report = shmsock_lab::run_with(&opts, SMALL).expect("lab runs");
+    let paths: Vec<&str> = report
+        .setup
+        .connections
+        .iter()
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "shmsock shm://",
+            "shmsock unix://",
+            "shmsock tcp://",
+            "unix-stream",
+            "tcp"
+        ],
+        "{report}"
+    );
+    for row in &report.setup.connections {
+        assert!(row.samples > 0 && row.cycle.p50_ns > 0, "{row:?}");
+        assert!(row.vs_unix_stream_p50.is_some(), "{row:?}");
+    }
+    assert_eq!(report.setup.shm_steps.len(), 9, "{report}");
+    assert!(report.unavailable.is_empty(), "{report}");
+    let text = report.render();
+    assert!(
+        text.contains("Setup: connect + first 64 B message"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Where a shm:// connection's time goes"),
+        "{text}"
+    );
+    // An old report.json without the field still reads.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&report.to_json().expect("json")).expect("valid JSON");
+    json.as_object_mut().expect("object").remove("setup");
+    let old: shmsock_lab::Report = serde_json::from_value(json).expect("old report reads");
+    assert!(old.setup.connections.is_empty());
 }
 
 /// Whether libzmq can be loaded. Without it the libzmq rows are skipped (the test says why

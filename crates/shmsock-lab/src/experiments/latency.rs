@@ -293,6 +293,7 @@ pub(crate) fn plot(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Strin
     );
     chart.vertical_labels = true;
     chart.scale = Scale::Log;
+    chart.ns_labels = true;
     chart.legend = plotters::chart::SeriesLabelPosition::UpperLeft;
     let colours = [GREEN, BLUE, MAGENTA, RED];
     for (k, colour) in colours.into_iter().enumerate() {

@@ -227,6 +227,7 @@ pub(crate) fn plot(rows: &[ThroughputRow]) -> Option<String> {
     );
     chart.vertical_labels = true;
     chart.scale = Scale::Log;
+    chart.count_labels = true;
     for (k, size) in sizes.iter().enumerate() {
         let offset = (k as f64 - (sizes.len() as f64 - 1.0) / 2.0) * 0.15;
         let points = rows

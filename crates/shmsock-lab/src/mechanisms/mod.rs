@@ -25,6 +25,7 @@ pub mod fd_stream;
 pub mod fifo;
 pub mod floor;
 pub mod futex;
+pub mod grpc;
 mod lanes;
 pub mod latency_only;
 pub mod libzmq;
@@ -193,6 +194,8 @@ pub fn all() -> Vec<Box<dyn Mechanism>> {
         Box::new(uds_msg::UdsMsg::seqpacket()),
         Box::new(tcp::TCP),
         Box::new(udp::UDP),
+        Box::new(grpc::GRPC_UDS),
+        Box::new(grpc::GRPC_TCP),
         Box::new(posix_mq::PosixMq),
         Box::new(sysv_mq::SysvMq),
     ]
@@ -271,7 +274,7 @@ pub(crate) fn spin_until<T>(
             return Ok(value);
         }
         spins = spins.wrapping_add(1);
-        if spins % SPINS_PER_CHECK == 0 {
+        if spins.is_multiple_of(SPINS_PER_CHECK) {
             rustix::thread::sched_yield();
             let now = Instant::now();
             let waited = now - *since.get_or_insert(now);
