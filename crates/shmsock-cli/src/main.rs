@@ -122,8 +122,9 @@ fn only_help() -> String {
 fn mechanisms_help() -> String {
     format!(
         "Only these mechanisms (comma-separated: {}; a family name such as mmap-file-durable \
-         selects all its rows)",
-        shmsock_lab::mechanisms::names().join(",")
+         selects all its rows; the python experiment's rows: {})",
+        shmsock_lab::mechanisms::names().join(","),
+        shmsock_lab::experiments::python::ROWS.join(",")
     )
 }
 

@@ -84,6 +84,14 @@ pub enum LabError {
         /// tonic's status code and message, or its transport error and their causes.
         detail: String,
     },
+    /// The Python driver of the `python` experiment could not run, or reported a failure.
+    #[error("Python driver ({interpreter}): {detail}")]
+    Python {
+        /// The interpreter (`python3`, or `$SHMSOCK_PYTHON`).
+        interpreter: String,
+        /// What failed, in the driver's words when it said.
+        detail: String,
+    },
     /// The child process failed, was killed, or did not exit in time.
     #[error("child process: {detail}")]
     Child {

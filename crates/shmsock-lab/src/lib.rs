@@ -29,6 +29,10 @@
 //!   `PTHREAD_PROCESS_SHARED`, a `strcpy` overflow, a holder killed with the lock, a torn read,
 //!   a pointer in shared memory) made to happen in deliberately naive code in forked processes
 //!   (hangs killed and counted, crashes counted), next to shmsock doing the same job.
+//! - **python**: what a Python program gets from `multiprocessing` (Pipe, Queue, shared_memory),
+//!   pyzmq `ipc://` and the shmsock Python package, a Python interpreter on both sides (a driver
+//!   script run by `$SHMSOCK_PYTHON` or `python3`): round trips and streams at 64 B, 4 KiB and
+//!   1 MiB. See [`experiments::python`].
 //!
 //! `floor` (a bare cache-line ping-pong) is measured before and after everything else: it is
 //! the reference for latency ratios, and if it moved by more than 50% the host was noisy and

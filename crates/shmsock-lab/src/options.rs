@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::error::LabError;
+use crate::experiments::python;
 use crate::mechanisms;
 
 /// Size of the latency experiment's messages, in bytes.
@@ -12,7 +13,7 @@ pub const LATENCY_SIZE: usize = 64;
 /// reference documents' 4 KiB and 1 MiB.
 pub const THROUGHPUT_SIZES: [usize; 3] = [64, 4096, 1 << 20];
 /// The experiments, by the names `--only` takes.
-pub const EXPERIMENTS: [&str; 12] = [
+pub const EXPERIMENTS: [&str; 13] = [
     "latency",
     "throughput",
     "sync-tax",
@@ -25,6 +26,7 @@ pub const EXPERIMENTS: [&str; 12] = [
     "crash",
     "setup",
     "bugs",
+    "python",
 ];
 
 /// How long and how thoroughly to measure.
@@ -62,7 +64,8 @@ pub struct LabOptions {
     /// Write `report.html`, `report.md`, `report.json` and the SVG plots into this directory.
     pub out: Option<PathBuf>,
     /// Run only these mechanisms (by name, or by family: `mmap-file-durable` is its three
-    /// rows) in the latency and throughput experiments; `None` runs all. `floor` always runs: it is the reference for the latency ratios and the noise
+    /// rows) in the latency and throughput experiments, and only the `py-...` rows named here
+    /// in the python experiment (all of them if it names none); `None` runs all. `floor` always runs: it is the reference for the latency ratios and the noise
     /// check. The other experiments have fixed subjects (their reference tables' rows).
     pub mechanisms: Option<Vec<String>>,
     /// Run only these experiments (names of [`EXPERIMENTS`]); `None` runs all.
@@ -96,7 +99,16 @@ impl LabOptions {
             }
         }
         for name in self.mechanisms.iter().flatten() {
-            mechanisms::by_filter(name)?;
+            if python::ROWS.contains(&name.as_str()) {
+                continue;
+            }
+            mechanisms::by_filter(name).map_err(|err| match err {
+                LabError::UnknownMechanism { name, known } => LabError::UnknownMechanism {
+                    name,
+                    known: format!("{known}; python experiment: {}", python::ROWS.join(", ")),
+                },
+                other => other,
+            })?;
         }
         Ok(())
     }

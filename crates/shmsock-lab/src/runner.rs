@@ -52,6 +52,12 @@ pub(crate) enum Experiment {
     Setup,
     /// The reference documents' shared-memory bugs, naive and shmsock.
     Bugs,
+    /// A Python row whose module or interpreter is missing (both patterns).
+    Python,
+    /// Python round trips.
+    PythonLatency,
+    /// A Python stream.
+    PythonThroughput,
 }
 
 impl Experiment {
@@ -70,6 +76,9 @@ impl Experiment {
             Experiment::Crash => "crash",
             Experiment::Setup => "setup",
             Experiment::Bugs => "bugs",
+            Experiment::Python => "python",
+            Experiment::PythonLatency => "python-latency",
+            Experiment::PythonThroughput => "python-throughput",
         }
     }
 }
@@ -159,6 +168,12 @@ impl<'a> Lab<'a> {
             ("crash", 1 + experiments::crash::writers().len()),
             ("setup", 1 + experiments::setup::PATHS.len()),
             ("bugs", experiments::bugs::BUGS.len()),
+            (
+                "python",
+                1 + 2
+                    * experiments::python::selected(self.opts.mechanisms.as_deref()).len()
+                    * self.opts.throughput_sizes().len(),
+            ),
         ]
         .iter()
         .filter(|(name, _)| self.opts.runs(name))
@@ -201,6 +216,7 @@ impl<'a> Lab<'a> {
             ("crash", Self::run_crash),
             ("setup", Self::run_setup),
             ("bugs", Self::run_bugs),
+            ("python", Self::run_python),
         ];
         for (name, run) in experiments {
             if self.opts.runs(name) {
@@ -652,6 +668,87 @@ impl<'a> Lab<'a> {
         }
     }
 
+    fn run_python(&mut self) {
+        use experiments::python::{self, Driver, Measured, Pattern, PythonRun};
+        let interpreter = python::interpreter();
+        let rows = python::selected(self.opts.mechanisms.as_deref());
+        let sizes = self.opts.throughput_sizes();
+        self.progress.step(&format!(
+            "python: probing {} (${} names another interpreter)",
+            interpreter.display(),
+            python::PYTHON_ENV
+        ));
+        let mut run = PythonRun::new(&interpreter);
+        let probed = Driver::new(interpreter).and_then(|driver| Ok((driver.probe()?, driver)));
+        let (probe, driver) = match probed {
+            Ok(probed) => probed,
+            Err(e) => {
+                self.progress
+                    .note(&format!("python: skipped, no Python rows: {e}"));
+                for row in rows {
+                    self.skip_python(row, &sizes, &format!("skipped: {e}"));
+                }
+                self.report.python = Some(run);
+                return;
+            }
+        };
+        run.probed(&probe);
+        self.progress
+            .note(&format!("python: measuring with {}", run.describe()));
+        for row in rows {
+            if let Some(why) = run.missing(row, &probe.rows) {
+                self.progress.note(&format!("{row}: skipped: {why}"));
+                self.skip_python(row, &sizes, &format!("skipped: {why}"));
+                continue;
+            }
+            for &size in &sizes {
+                let patterns = [
+                    (Pattern::RoundTrip, Experiment::PythonLatency),
+                    (Pattern::Stream, Experiment::PythonThroughput),
+                ];
+                for (pattern, experiment) in patterns {
+                    self.progress
+                        .step(&format!("python: {row} {}, {size} B", pattern.label()));
+                    if size < python::MIN_SIZE {
+                        let reason = format!(
+                            "messages of {size} B are below the Python rows' {} B",
+                            python::MIN_SIZE
+                        );
+                        self.unavailable(row, experiment, size, reason);
+                        continue;
+                    }
+                    let budget = match pattern {
+                        Pattern::RoundTrip => self.budgets.latency,
+                        Pattern::Stream => self.budgets.throughput_for(size),
+                    };
+                    match driver.measure(row, pattern, size, budget, self.pinning) {
+                        Ok(Measured::RoundTrips(rt)) => {
+                            run.row_mut(row, size).round_trip = Some(rt)
+                        }
+                        Ok(Measured::Stream(s)) => run.row_mut(row, size).stream = Some(s),
+                        Ok(Measured::Skipped(why)) => {
+                            self.unavailable(row, experiment, size, format!("skipped: {why}"))
+                        }
+                        Err(e) => self.unavailable(row, experiment, size, e.to_string()),
+                    }
+                }
+            }
+        }
+        self.report.python = Some(run);
+    }
+
+    /// Adds the unavailable rows of a Python row that cannot run at all (said once already).
+    fn skip_python(&mut self, row: &str, sizes: &[usize], reason: &str) {
+        for &size in sizes {
+            self.report.unavailable.push(UnavailableRow {
+                mechanism: row.to_string(),
+                experiment: Experiment::Python.as_str().to_string(),
+                size,
+                reason: reason.to_string(),
+            });
+        }
+    }
+
     fn unavailable(
         &mut self,
         mechanism: &str,
@@ -678,7 +775,9 @@ fn select(filter: Option<&[String]>) -> Result<Vec<Box<dyn Mechanism>>, LabError
         return Ok(mechanisms::all());
     };
     for name in names {
-        mechanisms::by_filter(name)?;
+        if !experiments::python::ROWS.contains(&name.as_str()) {
+            mechanisms::by_filter(name)?;
+        }
     }
     Ok(mechanisms::all()
         .into_iter()

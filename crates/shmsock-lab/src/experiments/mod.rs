@@ -16,6 +16,8 @@
 //!   same run: PAIR and PUB/SUB streams and one-way latency, NULL and CURVE security.
 //! - [`serialization`]: the Communication Costs' 1 KiB struct, postcard vs JSON.
 //! - [`scale`]: the Communication Costs' one million messages: threads vs processes.
+//! - [`python`]: the IPC a Python program reaches for (multiprocessing, pyzmq, the shmsock
+//!   package), a Python interpreter on both sides, run by a driver script.
 //! - [`crash`]: what a SIGKILL leaves: a named shared-memory object in `/dev/shm`, and the
 //!   messages a killed writer put in a mapped file (with and without `msync`).
 //! - [`bugs`]: the reference documents' shared-memory bugs (a mutex without
@@ -41,6 +43,7 @@ pub(crate) mod integrity;
 pub mod latency;
 pub mod network;
 pub(crate) mod pair;
+pub mod python;
 pub mod scale;
 pub mod serialization;
 pub mod setup;

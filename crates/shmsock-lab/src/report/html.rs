@@ -95,7 +95,8 @@ impl Report {
 
     /// The handful of findings a reader should take away, as sentences: the machine's noise,
     /// shared memory against sockets, the kernel's wake-up, streaming, setup, the bugs made to
-    /// happen, and how many reference claims agree. Each only when the run measured it.
+    /// happen, the shmsock Python package against multiprocessing and pyzmq, and how many
+    /// reference claims agree. Each only when the run measured it.
     pub fn headline(&self) -> Vec<String> {
         let mut lines = Vec::new();
         lines.push(match &self.floor_check {
@@ -200,6 +201,13 @@ impl Report {
                 shown,
                 self.bugs.len()
             ));
+        }
+        if let Some(line) = self
+            .python
+            .as_ref()
+            .and_then(crate::experiments::python::PythonRun::summary_line)
+        {
+            lines.push(format!("From Python, an interpreter on both sides: {line}"));
         }
         if !self.claims.is_empty() {
             let count = |v: Verdict| self.claims.iter().filter(|c| c.verdict == v).count();

@@ -19,6 +19,7 @@ use crate::experiments::crash::{LeftoverRow, SurvivalRow};
 use crate::experiments::fanout::{self, FanoutRow};
 use crate::experiments::latency::{self, LatencyRow};
 use crate::experiments::network::{self, NetworkRow};
+use crate::experiments::python::{self, PythonRun};
 use crate::experiments::scale::MillionRow;
 use crate::experiments::serialization::SerializationRow;
 use crate::experiments::setup::{self, SetupRows};
@@ -83,6 +84,10 @@ pub struct Report {
     /// The reference documents' shared-memory bugs: a naive implementation and shmsock.
     #[serde(default)]
     pub bugs: Vec<BugRow>,
+    /// The Python rows: multiprocessing, pyzmq and the shmsock package, Python on both sides
+    /// (`None` when the python experiment did not run).
+    #[serde(default)]
+    pub python: Option<PythonRun>,
     /// Every reference claim checked against this run.
     #[serde(default)]
     pub claims: Vec<ClaimCheck>,
@@ -176,6 +181,7 @@ impl Report {
             crash: Vec::new(),
             setup: SetupRows::default(),
             bugs: Vec::new(),
+            python: None,
             claims: Vec::new(),
             unavailable: Vec::new(),
             floor_check: None,
@@ -274,6 +280,9 @@ impl Report {
         bridge::compare_with_baseline(&mut self.bridge);
         setup::compare_with_baseline(&mut self.setup);
         network::compare(&mut self.network);
+        if let Some(run) = &mut self.python {
+            python::compare(run);
+        }
     }
 
     /// The measurement of `metric` in lab row `row` (with both sides on one CPU if
@@ -352,6 +361,7 @@ impl Report {
             "crash" => self.crash.len() + self.shm_leftovers.len(),
             "setup" => self.setup.connections.len(),
             "bugs" => self.bugs.len(),
+            "python" => self.python.as_ref().map_or(0, |p| p.rows.len()),
             _ => return None,
         };
         let unavailable = self

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use super::Report;
 use crate::claims;
 use crate::experiments::{
-    bridge, bugs, contention, crash, fanout, latency, network, scale, serialization, setup,
+    bridge, bugs, contention, crash, fanout, latency, network, python, scale, serialization, setup,
     sync_tax, throughput,
 };
 use crate::format::{fmt_ns, fmt_size};
@@ -33,6 +33,7 @@ impl Report {
             crash::table(&self.crash, checks),
             setup::table(&self.setup, &self.host),
             bugs::table(&self.bugs),
+            self.python.as_ref().and_then(python::table),
             claims::table(checks),
             self.unavailable_table(),
         ]
