@@ -97,8 +97,8 @@ const HEADER_ROOM: usize = 4096;
 const NOTE: &str = "dbus: D-Bus through a real dbus-daemon on a private bus the lab starts \
     (a session bus on a Unix socket, the stock session limits), zbus at both ends: every \
     message crosses the daemon, a third process the lab does not pin (it floats over every \
-    CPU, also in the same-CPU row), so a round trip is four Unix-socket hops to uds-stream's \
-    two. Latency: Echo(ay) method calls; throughput: Data(ay) signals through a match rule, \
+    CPU, also in the same-CPU row, and its CPU time is in neither CPU% column), so a round \
+    trip is four Unix-socket hops to uds-stream's two. Latency: Echo(ay) method calls; throughput: Data(ay) signals through a match rule, \
     which have no flow control past the daemon (a stream the daemon dropped signals of is \
     reported, not measured).";
 
