@@ -98,9 +98,9 @@ const NOTE: &str = "dbus: D-Bus through a real dbus-daemon on a private bus the 
     (a session bus on a Unix socket, the stock session limits), zbus at both ends: every \
     message crosses the daemon, a third process the lab does not pin (it floats over every \
     CPU, also in the same-CPU row, and its CPU time is in neither CPU% column), so a round \
-    trip is four Unix-socket hops to uds-stream's two. Latency: Echo(ay) method calls; throughput: Data(ay) signals through a match rule, \
-    which have no flow control past the daemon (a stream the daemon dropped signals of is \
-    reported, not measured).";
+    trip is four Unix-socket hops to uds-stream's two. Latency: Echo(ay) method calls; \
+    throughput: Data(ay) signals through a match rule, which have no flow control past the \
+    daemon (a stream the daemon dropped signals of is reported, not measured).";
 
 /// D-Bus through a private `dbus-daemon`, started on first use and stopped when this is
 /// dropped (see the module docs).
@@ -265,6 +265,65 @@ impl DbusSide {
         self.live.as_mut().ok_or_else(not_started)
     }
 
+    /// What the side's role needs on the bus before the first message: the echo side's
+    /// stream of calls and its name, the receiver's match rule and its name, or the other
+    /// side's name owned.
+    fn prepare(&self, rt: &Runtime, conn: &Connection) -> Result<Option<MessageStream>, LabError> {
+        let plan = &self.plan;
+        Ok(match self.role {
+            Role::Server => {
+                const SERVE: &str = "serving Echo on the bus";
+                let rule = MatchRule::builder()
+                    .msg_type(MessageType::MethodCall)
+                    .path(PATH)
+                    .and_then(|b| b.interface(INTERFACE))
+                    .and_then(|b| b.member(ECHO))
+                    .map_err(dbus(SERVE))?
+                    .build();
+                let calls = block(rt, SERVE, async {
+                    let calls = MessageStream::for_match_rule(rule, conn, Some(8))
+                        .await
+                        .map_err(dbus(SERVE))?;
+                    own(conn, &plan.echo).await?;
+                    Ok(calls)
+                })?;
+                Some(calls)
+            }
+            Role::Receiver => {
+                const SUBSCRIBE: &str = "subscribing to the Data signal";
+                let rule = MatchRule::builder()
+                    .msg_type(MessageType::Signal)
+                    .path(PATH)
+                    .and_then(|b| b.interface(INTERFACE))
+                    .and_then(|b| b.member(SIGNAL))
+                    .map_err(dbus(SUBSCRIBE))?
+                    .build();
+                // zbus's queue for the rule: up to a ring's worth of messages (4 to 256).
+                let queued = (RING_BYTES / plan.size.max(1)).clamp(4, 256);
+                let signals = block(rt, SUBSCRIBE, async {
+                    let signals = MessageStream::for_match_rule(rule, conn, Some(queued))
+                        .await
+                        .map_err(dbus(SUBSCRIBE))?;
+                    own(conn, &plan.receiver).await?;
+                    Ok(signals)
+                })?;
+                Some(signals)
+            }
+            Role::Caller => {
+                block(rt, "waiting for the echo side's bus name", async {
+                    wait_for_owner(conn, &plan.echo).await
+                })?;
+                None
+            }
+            Role::Emitter => {
+                block(rt, "waiting for the receiving side's bus name", async {
+                    wait_for_owner(conn, &plan.receiver).await
+                })?;
+                None
+            }
+        })
+    }
+
     /// The next message of this side's stream (a call or a signal). A receiver that waits
     /// for one looks at the daemon's log every [`DROP_CHECK_EVERY`]: signals the daemon
     /// rejected for it since it started will never come, and it fails saying so instead of
@@ -346,7 +405,10 @@ impl DbusSide {
             None => "signals".into(),
         };
         let log = if rejected > 0 {
-            format!("; its log has {rejected} \"destination has a full message queue\" rejection(s) for this receiver")
+            format!(
+                "; its log has {rejected} \"destination has a full message queue\" \
+                 rejection(s) for this receiver"
+            )
         } else {
             String::new()
         };
@@ -409,57 +471,14 @@ impl Side for DbusSide {
                 .await
                 .map_err(dbus(CONNECT))
         })?;
-        let plan = &self.plan;
-        let incoming = match self.role {
-            Role::Server => {
-                const SERVE: &str = "serving Echo on the bus";
-                let rule = MatchRule::builder()
-                    .msg_type(MessageType::MethodCall)
-                    .path(PATH)
-                    .and_then(|b| b.interface(INTERFACE))
-                    .and_then(|b| b.member(ECHO))
-                    .map_err(dbus(SERVE))?
-                    .build();
-                let calls = block(&rt, SERVE, async {
-                    let calls = MessageStream::for_match_rule(rule, &conn, Some(8))
-                        .await
-                        .map_err(dbus(SERVE))?;
-                    own(&conn, &plan.echo).await?;
-                    Ok(calls)
-                })?;
-                Some(calls)
-            }
-            Role::Receiver => {
-                const SUBSCRIBE: &str = "subscribing to the Data signal";
-                let rule = MatchRule::builder()
-                    .msg_type(MessageType::Signal)
-                    .path(PATH)
-                    .and_then(|b| b.interface(INTERFACE))
-                    .and_then(|b| b.member(SIGNAL))
-                    .map_err(dbus(SUBSCRIBE))?
-                    .build();
-                // zbus's queue for the rule: up to a ring's worth of messages (4 to 256).
-                let queued = (RING_BYTES / plan.size.max(1)).clamp(4, 256);
-                let signals = block(&rt, SUBSCRIBE, async {
-                    let signals = MessageStream::for_match_rule(rule, &conn, Some(queued))
-                        .await
-                        .map_err(dbus(SUBSCRIBE))?;
-                    own(&conn, &plan.receiver).await?;
-                    Ok(signals)
-                })?;
-                Some(signals)
-            }
-            Role::Caller => {
-                block(&rt, "waiting for the echo side's bus name", async {
-                    wait_for_owner(&conn, &plan.echo).await
-                })?;
-                None
-            }
-            Role::Emitter => {
-                block(&rt, "waiting for the receiving side's bus name", async {
-                    wait_for_owner(&conn, &plan.receiver).await
-                })?;
-                None
+        let incoming = match self.prepare(&rt, &conn) {
+            Ok(incoming) => incoming,
+            Err(err) => {
+                // zbus may spawn clean-up on the runtime when the connection goes.
+                let entered = rt.enter();
+                drop(conn);
+                drop(entered);
+                return Err(err);
             }
         };
         self.live = Some(Live { rt, conn, incoming });
