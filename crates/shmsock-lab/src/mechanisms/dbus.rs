@@ -16,7 +16,7 @@
 //! higher level costs against the Unix socket it runs on.
 //!
 //! - **The bus.** One `dbus-daemon` per lab run (per [`Dbus`] value): the first row that needs
-//!   it starts it ([`daemon::Bus::start`]: a session bus on a Unix socket in a directory of its
+//!   it starts it (`daemon::Bus::start`: a session bus on a Unix socket in a directory of its
 //!   own, `EXTERNAL` authentication, an allow-everything policy, the stock session bus's
 //!   limits), and dropping the [`Dbus`] at the end of the run stops it and removes the
 //!   directory, whether the run succeeded or not. The daemon is not pinned: it runs wherever
@@ -38,14 +38,16 @@
 //!   name and emits one `Data(ay)` signal per message. A signal has no flow control past the
 //!   daemon: zbus stops reading when its queue for the match rule is full, the socket then
 //!   fills, and the daemon queues for the receiver until `max_outgoing_bytes` (1 GB on the
-//!   stock session bus), then *drops* what does not fit. The receiver counts only what
-//!   arrives (the experiment's sequence numbers), and checks the D-Bus serial numbers of the
-//!   sender's signals: zbus numbers a process's messages 1, 2, 3, ... and the sending child
-//!   sends nothing else, so a gap means the daemon dropped signals, and the row fails saying
-//!   so (with the daemon's own log lines) instead of reporting a rate. A receiver the daemon
-//!   disconnects is reported the same way.
+//!   stock session bus), then *drops* what does not fit, logging each one ("Rejected:
+//!   destination has a full message queue", with the recipient's pid). The receiver counts
+//!   only what arrives (the experiment checks every sequence number), and it looks for drops
+//!   itself: when the D-Bus serial numbers of the sender's signals skip some (zbus numbers a
+//!   process's messages 1, 2, 3, ...), or when it has waited `DROP_CHECK_EVERY` for the next
+//!   signal, it reads the daemon's log since it started; rejections for it there fail the row
+//!   with that explanation instead of a rate. A receiver the daemon disconnects is reported
+//!   the same way.
 //!
-//! Payloads travel as `ay` written in one piece ([`Ay`]: serde's `&[u8]` would be a sequence
+//! Payloads travel as `ay` written in one piece (`Ay`: serde's `&[u8]` would be a sequence
 //! of single bytes) and are read back borrowed from the message, then copied once into the
 //! experiment's buffer.
 
@@ -63,7 +65,7 @@ use tokio::runtime::Runtime;
 use zbus::export::futures_core::{FusedStream as _, Stream as _};
 use zbus::message::Type as MessageType;
 use zbus::zvariant::{Signature, Type};
-use zbus::{Connection, MatchRule, Message, MessageStream};
+use zbus::{AsyncDrop as _, Connection, MatchRule, Message, MessageStream};
 
 use super::{Mechanism, Pair, Pattern, Side, RING_BYTES, STALL_TIMEOUT};
 use crate::error::LabError;
@@ -374,8 +376,10 @@ impl DbusSide {
         }
     }
 
-    /// Fails if signals of the sender of `msg` went missing since the last one (see the
-    /// module docs).
+    /// Fails if signals of the sender of `msg` went missing since the last one: its serial
+    /// number skipped some, and the daemon's log has rejections for this receiver (a gap the
+    /// log does not explain is a message the sender sent to someone else, such as the
+    /// daemon).
     fn check_serial(&mut self, msg: &Message) -> Result<(), LabError> {
         let serial = msg.primary_header().serial_num().get();
         let header = msg.header();
@@ -384,9 +388,11 @@ impl DbusSide {
             // zbus skips serial 0 when its counter wraps.
             let expected = last.checked_add(1).unwrap_or(1);
             if last_sender == sender && serial != expected {
-                let missing = serial.wrapping_sub(expected);
                 let rejected = rejections(&self.plan.log, self.log_from);
-                return Err(self.dropped(Some((sender, expected, missing)), rejected));
+                if rejected > 0 {
+                    let missing = serial.wrapping_sub(expected);
+                    return Err(self.dropped(Some((sender, expected, missing)), rejected));
+                }
             }
         }
         self.last = Some((sender.to_string(), serial));
@@ -636,27 +642,63 @@ async fn own(conn: &Connection, name: &str) -> Result<(), LabError> {
     }
 }
 
-/// Waits until `name` has an owner on the bus (the other side's start has got that far).
+/// Waits until `name` has an owner on the bus (the other side's start has got that far):
+/// asks the daemon once, after subscribing to the name's `NameOwnerChanged` signals, so an
+/// owner that comes (and goes) at any moment is seen.
 async fn wait_for_owner(conn: &Connection, name: &str) -> Result<(), LabError> {
-    const WAIT: &str = "asking dbus-daemon whether a name has an owner";
+    const WAIT: &str = "waiting for the other side's bus name";
+    let rule = MatchRule::builder()
+        .msg_type(MessageType::Signal)
+        .sender(BUS_NAME)
+        .and_then(|b| b.interface(BUS_NAME))
+        .and_then(|b| b.member("NameOwnerChanged"))
+        .and_then(|b| b.arg(0, name))
+        .map_err(dbus(WAIT))?
+        .build();
+    let mut changes = MessageStream::for_match_rule(rule, conn, Some(8))
+        .await
+        .map_err(dbus(WAIT))?;
+    let owned: bool = conn
+        .call_method(
+            Some(BUS_NAME),
+            BUS_PATH,
+            Some(BUS_NAME),
+            "NameHasOwner",
+            &name,
+        )
+        .await
+        .map_err(dbus(WAIT))?
+        .body()
+        .deserialize()
+        .map_err(dbus(WAIT))?;
+    let waited = if owned {
+        Ok(())
+    } else {
+        next_owner(&mut changes).await
+    };
+    // Remove the match rule now: dropped, the stream would leave the `RemoveMatch` call to a
+    // task that runs during this side's first message.
+    changes.async_drop().await;
+    waited
+}
+
+/// Waits for a `NameOwnerChanged` signal of `changes` that gives the name a new owner.
+async fn next_owner(changes: &mut MessageStream) -> Result<(), LabError> {
+    const WAIT: &str = "waiting for the other side's bus name";
     loop {
-        let owned: bool = conn
-            .call_method(
-                Some(BUS_NAME),
-                BUS_PATH,
-                Some(BUS_NAME),
-                "NameHasOwner",
-                &name,
-            )
+        let change = std::future::poll_fn(|cx| Pin::new(&mut *changes).poll_next(cx))
             .await
-            .map_err(dbus(WAIT))?
-            .body()
-            .deserialize()
+            .ok_or_else(|| LabError::Dbus {
+                what: WAIT,
+                detail: "dbus-daemon closed this side's connection".into(),
+            })?
             .map_err(dbus(WAIT))?;
-        if owned {
+        // NameOwnerChanged(name, old owner, new owner): a new owner is not empty.
+        let body = change.body();
+        let (_, _, new_owner): (&str, &str, &str) = body.deserialize().map_err(dbus(WAIT))?;
+        if !new_owner.is_empty() {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
@@ -840,6 +882,9 @@ pub(crate) mod tests {
         }
         let dbus = Dbus::new();
         let pinning = Pinning::choose().expect("affinity");
+        // Pinned like the lab's thread: the daemon it starts must not stay on that CPU.
+        let cpus = crate::process::allowed_cpus().expect("affinity");
+        let pinned = crate::process::AffinityGuard::pin(pinning.parent_cpu).expect("pinning");
         let mut buf = [0u8; 64];
         let err = run_pair(
             &dbus,
@@ -863,7 +908,15 @@ pub(crate) mod tests {
             "{err}"
         );
         let bus = dbus.bus.get().expect("the row started the bus");
+        drop(pinned);
         let (pid, dir) = (bus.pid(), bus.dir().to_path_buf());
+        let daemon_cpus = rustix::thread::sched_getaffinity(Some(pid)).expect("its affinity");
+        for cpu in &cpus {
+            assert!(
+                daemon_cpus.is_set(*cpu),
+                "dbus-daemon may not run on CPU {cpu}"
+            );
+        }
         assert!(dir.join("bus").exists(), "{}", dir.display());
         assert!(std::fs::metadata(format!("/proc/{}", pid.as_raw_nonzero())).is_ok());
         drop(dbus);
@@ -941,9 +994,9 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_gap_in_the_senders_serial_numbers_is_reported_as_dropped_signals() {
+    fn a_gap_in_the_senders_serials_is_a_drop_when_the_daemon_logged_rejections_for_us() {
         // zbus numbers this process's messages from one counter: hold the lock of the tests
-        // that make messages, so the four below are consecutive.
+        // that make messages, so the ones below are consecutive.
         let _serial = serial();
         let signal = || {
             Message::signal(PATH, INTERFACE, SIGNAL)
@@ -951,36 +1004,63 @@ pub(crate) mod tests {
                 .and_then(|b| b.build(&Ay(&[1, 2, 3])))
                 .expect("a signal")
         };
-        let (first, second, lost, fourth) = (signal(), signal(), signal(), signal());
-        let lost = lost.primary_header().serial_num().get();
+        let log = std::env::temp_dir().join(format!(
+            "shmsock-lab-dbus-log-test-{}.log",
+            std::process::id()
+        ));
+        let rejection = |pid: u32| {
+            format!(
+                "dbus-daemon[9]: [session uid=0 pid=9] Rejected: destination has a full message \
+                 queue, 0 matched rules; type=\"signal\", sender=\":1.7\" (uid=0 pid=8 \
+                 comm=\"x\") interface=\"{INTERFACE}\" member=\"{SIGNAL}\" error \
+                 name=\"(unset)\" requested_reply=\"0\" destination=\"(unset)\" (uid=0 \
+                 pid={pid} comm=\"x\")\n"
+            )
+        };
+        // Before this side started: not its rejections.
+        std::fs::write(&log, rejection(std::process::id())).expect("log");
         let plan = Plan {
             address: String::new(),
             echo: String::new(),
             receiver: String::new(),
             size: 3,
-            log: PathBuf::from("/nonexistent/daemon.log"),
+            log: log.clone(),
             max_outgoing_bytes: 1 << 16,
         };
         let mut side = DbusSide::new(Role::Receiver, plan);
+        side.log_from = std::fs::metadata(&log).expect("log").len();
+        let (first, second, _other_message, fourth) = (signal(), signal(), signal(), signal());
         side.check_serial(&first).expect("the first signal");
         side.check_serial(&second).expect("the next one");
-        let text = side
-            .check_serial(&fourth)
-            .expect_err("one signal is missing")
-            .to_string();
+        // A gap the log does not explain: the sender sent something else in between.
+        side.check_serial(&fourth)
+            .expect("no rejection for this receiver");
+        // Rejections: one for another process, one for this one; then a gap.
+        let text = [rejection(1), rejection(std::process::id())].concat();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+            .expect("log");
+        let (fifth, lost, seventh) = (signal(), signal(), signal());
+        let lost = lost.primary_header().serial_num().get();
+        side.check_serial(&fifth).expect("no gap");
+        let err = side
+            .check_serial(&seventh)
+            .expect_err("one signal is missing");
+        let _ = std::fs::remove_file(&log);
+        let text = err.to_string();
         assert!(
             text.contains(&format!(
                 "dropped 1 signal(s) of :1.7 (serials {lost}..{lost})"
             )),
             "{text}"
         );
+        assert!(
+            text.contains("its log has 1 \"destination has a full message queue\""),
+            "{text}"
+        );
         assert!(text.contains("no rate is reported"), "{text}");
-        // Another sender starts its own count.
-        let other = Message::signal(PATH, INTERFACE, SIGNAL)
-            .and_then(|b| b.sender(":1.8"))
-            .and_then(|b| b.build(&Ay(&[])))
-            .expect("a signal");
-        side.check_serial(&other).expect("a new sender");
     }
 
     #[test]
