@@ -98,7 +98,7 @@ struct LabArgs {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
-    /// Directory for report.md, report.json and the SVG plots [default: ./lab-report].
+    /// Directory for report.html, report.md, report.json and the SVG plots [default: ./lab-report].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Only these experiments (comma-separated; see the list below).

@@ -8,7 +8,7 @@ use std::ops::Range;
 use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
 use plotters::prelude::*;
 
-use crate::format::fmt_count;
+use crate::format::{fmt_count, fmt_tick_ns};
 
 /// The size of most plots, in pixels.
 pub(crate) const WIDE: (u32, u32) = (1100, 560);
@@ -98,6 +98,15 @@ pub(crate) struct Chart {
     pub(crate) scale: Scale,
     /// Whether y labels are counts (`1.50 M`) rather than plain numbers.
     pub(crate) count_labels: bool,
+    /// Whether y values are times in ns, labelled with their unit (`100 ns`, `10 µs`).
+    pub(crate) ns_labels: bool,
+    /// When set, y values are messages/s of this size, labelled with both rates
+    /// (`1.50 M/s · 6.1 GB/s`).
+    pub(crate) rate_of_size: Option<usize>,
+    /// Claimed ranges drawn behind the series as shaded bands: (x, low, high).
+    pub(crate) bands: Vec<(f64, f64, f64)>,
+    /// The legend text of the bands.
+    pub(crate) band_label: &'static str,
     /// Where the legend goes.
     pub(crate) legend: SeriesLabelPosition,
     /// What is drawn.
@@ -121,6 +130,10 @@ impl Chart {
             y_desc,
             scale: Scale::Linear,
             count_labels: false,
+            ns_labels: false,
+            rate_of_size: None,
+            bands: Vec::new(),
+            band_label: "claimed range",
             legend: SeriesLabelPosition::UpperRight,
             series: Vec::new(),
         }
@@ -154,6 +167,7 @@ impl Chart {
             self.series
                 .iter()
                 .flat_map(|s| s.points.iter().map(|p| p.1))
+                .chain(self.bands.iter().flat_map(|b| [b.1, b.2]))
         };
         values().next()?;
         let max = values().fold(f64::MIN, f64::max);
@@ -185,17 +199,42 @@ impl Chart {
                 .caption(&self.caption, ("sans-serif", 20))
                 .margin(10)
                 .x_label_area_size(if self.vertical_labels { 90 } else { 40 })
-                .y_label_area_size(if self.count_labels { 80 } else { 70 })
+                .y_label_area_size(if self.rate_of_size.is_some() {
+                    150
+                } else if self.count_labels {
+                    80
+                } else {
+                    70
+                })
                 .build_cartesian_2d(x, y)
                 .ok()?;
-            let label = |x: &f64| label_at(&self.categories, *x);
+            let label = |x: &f64| {
+                let name = label_at(&self.categories, *x);
+                if self.vertical_labels {
+                    // The axis centres a label on its tick, which puts half of a rotated one
+                    // above the axis, under the plot: as many no-break spaces before the name
+                    // push all of it below.
+                    format!("{}{name}", "\u{a0}".repeat(name.chars().count() + 1))
+                } else {
+                    name
+                }
+            };
             let count = |y: &f64| fmt_count(*y as u64);
+            let ns = |y: &f64| fmt_tick_ns(*y);
+            let rate = |y: &f64| {
+                let size = self.rate_of_size.unwrap_or(0) as f64;
+                format!("{}/s · {:.2} GB/s", fmt_count(*y as u64), *y * size / 1e9)
+            };
             let mut mesh = chart.configure_mesh();
             mesh.x_labels(self.categories.len())
                 .x_label_formatter(&label)
                 .y_desc(self.y_desc);
-            if self.count_labels {
+            if self.rate_of_size.is_some() {
+                mesh.y_label_formatter(&rate);
+            } else if self.count_labels {
                 mesh.y_label_formatter(&count);
+            } else if self.ns_labels {
+                mesh.y_label_formatter(&ns);
             }
             if let Some(desc) = self.x_desc {
                 mesh.x_desc(desc);
@@ -208,6 +247,18 @@ impl Chart {
                 );
             }
             mesh.draw().ok()?;
+            if !self.bands.is_empty() {
+                let shade = CLAIMED.mix(0.35);
+                chart
+                    .draw_series(self.bands.iter().map(|&(x, low, high)| {
+                        Rectangle::new([(x - 0.4, low), (x + 0.4, high)], shade.filled())
+                    }))
+                    .ok()?
+                    .label(self.band_label)
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 5), (x + 12, y + 5)], shade.filled())
+                    });
+            }
             for s in &self.series {
                 let colour = s.colour;
                 match s.mark {
@@ -273,6 +324,39 @@ impl Chart {
         }
         Some(svg)
     }
+}
+
+/// Panels stacked top to bottom in one SVG document (each an SVG of [`Chart::to_svg`], nested
+/// at its offset); `None` without panels.
+pub(crate) fn stack(panels: &[String]) -> Option<String> {
+    let size = |svg: &str, attr: &str| -> u32 {
+        let key = format!("{attr}=\"");
+        svg.find(&key)
+            .and_then(|i| {
+                let rest = &svg[i + key.len()..];
+                rest[..rest.find('"')?].parse().ok()
+            })
+            .unwrap_or(0)
+    };
+    if panels.is_empty() {
+        return None;
+    }
+    let width = panels.iter().map(|p| size(p, "width")).max().unwrap_or(0);
+    let height: u32 = panels.iter().map(|p| size(p, "height")).sum();
+    let mut out = format!(
+        "<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" \
+         xmlns=\"http://www.w3.org/2000/svg\">\n"
+    );
+    let mut y = 0;
+    for panel in panels {
+        let body = crate::table::strip_xml_prolog(panel);
+        // Nest the panel's own <svg> element at its offset.
+        out.push_str(&body.replacen("<svg ", &format!("<svg y=\"{y}\" "), 1));
+        out.push('\n');
+        y += size(panel, "height");
+    }
+    out.push_str("</svg>\n");
+    Some(out)
 }
 
 /// The category name at axis position `x` (an index), or nothing between categories.

@@ -225,6 +225,15 @@ impl Claim {
     }
 }
 
+/// The range of measurements that agree with a checked claim: its claimed range widened
+/// ×/÷ [`TOLERANCE`] (what the plots shade).
+pub(crate) fn agreement(check: &ClaimCheck) -> (f64, f64) {
+    (
+        check.claimed_low / TOLERANCE,
+        check.claimed_high * TOLERANCE,
+    )
+}
+
 /// How a measurement compares with a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -829,7 +838,7 @@ pub const STATEMENTS: &[Statement] = &[
         source: IPC_CHEAT_SHEET,
         section: "the menu",
         says: "dbus, gRPC, ZeroMQ | Easy | Higher level, message routing",
-        about: &["dbus"],
+        about: &["dbus", "grpc-uds", "grpc-tcp"],
     },
     Statement {
         source: QA_THREAD,

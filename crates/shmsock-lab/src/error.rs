@@ -83,6 +83,16 @@ pub enum LabError {
         /// What went wrong, and what to do about it when the user can do something.
         detail: String,
     },
+    /// gRPC (the `grpc-uds` and `grpc-tcp` rows, tonic) reported an error.
+    #[error("{mechanism}: gRPC {what} failed: {detail}")]
+    Grpc {
+        /// The row, e.g. `grpc-uds`.
+        mechanism: &'static str,
+        /// The step or call, e.g. "Echo call".
+        what: &'static str,
+        /// tonic's status code and message, or its transport error and their causes.
+        detail: String,
+    },
     /// The child process failed, was killed, or did not exit in time.
     #[error("child process: {detail}")]
     Child {
@@ -145,10 +155,10 @@ impl LabError {
     }
 
     /// Wraps an OS error (`rustix::io::Errno` or `std::io::Error`) with what the lab was doing.
-    pub(crate) fn os(what: &'static str) -> impl FnOnce(rustix::io::Errno) -> LabError {
-        move |errno| LabError::Os {
+    pub(crate) fn os<E: Into<io::Error>>(what: &'static str) -> impl FnOnce(E) -> LabError {
+        move |err| LabError::Os {
             what,
-            source: errno.into(),
+            source: err.into(),
         }
     }
 }

@@ -18,9 +18,9 @@ pub(crate) fn fmt_signed_ns(ns: i64) -> String {
 
 /// `64 B`, `4 KiB`, `1 MiB`.
 pub(crate) fn fmt_size(size: usize) -> String {
-    if size >= 1 << 20 && size % (1 << 20) == 0 {
+    if size >= 1 << 20 && size.is_multiple_of(1 << 20) {
         format!("{} MiB", size >> 20)
-    } else if size >= 1024 && size % 1024 == 0 {
+    } else if size >= 1024 && size.is_multiple_of(1024) {
         format!("{} KiB", size / 1024)
     } else {
         format!("{size} B")
@@ -34,6 +34,22 @@ pub(crate) fn fmt_count(n: u64) -> String {
         10_000..1_000_000 => format!("{:.1} k", n as f64 / 1e3),
         _ => format!("{:.2} M", n as f64 / 1e6),
     }
+}
+
+/// An axis tick in ns, short: `100 ns`, `2.5 µs`, `10 ms`, `1 s`.
+pub(crate) fn fmt_tick_ns(ns: f64) -> String {
+    let (value, unit) = match ns.abs() {
+        v if v < 1e3 => (ns, "ns"),
+        v if v < 1e6 => (ns / 1e3, "µs"),
+        v if v < 1e9 => (ns / 1e6, "ms"),
+        _ => (ns / 1e9, "s"),
+    };
+    let digits = if value.abs() >= 10.0 || value.fract() == 0.0 {
+        0
+    } else {
+        1
+    };
+    format!("{value:.digits$} {unit}")
 }
 
 /// `0.60x` with `decimals` decimals, or `-` when there is no ratio.
@@ -54,5 +70,9 @@ mod tests {
         assert_eq!(fmt_signed_ns(-850), "-850 ns");
         assert_eq!(fmt_ratio(Some(0.6), 2), "0.60x");
         assert_eq!(fmt_ratio(None, 1), "-");
+        assert_eq!(fmt_tick_ns(100.0), "100 ns");
+        assert_eq!(fmt_tick_ns(2_500.0), "2.5 µs");
+        assert_eq!(fmt_tick_ns(10_000_000.0), "10 ms");
+        assert_eq!(fmt_tick_ns(1e9), "1 s");
     }
 }

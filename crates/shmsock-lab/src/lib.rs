@@ -25,6 +25,10 @@
 //! - **network**: shmsock's `tcp://` and `unix://` against libzmq (loaded at run time with
 //!   `dlopen`, measured natively in the same run): PAIR and PUB/SUB streams (msgs/s, MB/s) and
 //!   the one-way latency of lone messages, at 64 B, 4 KiB and 1 MiB; libzmq with CURVE too.
+//! - **bugs**: the reference documents' shared-memory bugs (a mutex without
+//!   `PTHREAD_PROCESS_SHARED`, a `strcpy` overflow, a holder killed with the lock, a torn read,
+//!   a pointer in shared memory) made to happen in deliberately naive code in forked processes
+//!   (hangs killed and counted, crashes counted), next to shmsock doing the same job.
 //!
 //! `floor` (a bare cache-line ping-pong) is measured before and after everything else: it is
 //! the reference for latency ratios, and if it moved by more than 50% the host was noisy and
@@ -57,6 +61,7 @@ mod options;
 mod process;
 mod progress;
 pub mod report;
+pub mod rounds;
 mod runner;
 mod shared;
 pub mod stats;
@@ -88,9 +93,10 @@ pub fn run(opts: &LabOptions) -> Result<Report, LabError> {
     if let Some(dir) = &opts.out {
         let files = report.write_dir(dir)?;
         println!("Report written to {}:", dir.display());
-        for file in files {
+        for file in &files {
             println!("  {}", file.display());
         }
+        println!("Open {} in a browser.", dir.join("report.html").display());
     }
     Ok(report)
 }

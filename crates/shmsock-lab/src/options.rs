@@ -12,7 +12,7 @@ pub const LATENCY_SIZE: usize = 64;
 /// reference documents' 4 KiB and 1 MiB.
 pub const THROUGHPUT_SIZES: [usize; 3] = [64, 4096, 1 << 20];
 /// The experiments, by the names `--only` takes.
-pub const EXPERIMENTS: [&str; 10] = [
+pub const EXPERIMENTS: [&str; 12] = [
     "latency",
     "throughput",
     "sync-tax",
@@ -23,6 +23,8 @@ pub const EXPERIMENTS: [&str; 10] = [
     "serialization",
     "scale",
     "crash",
+    "setup",
+    "bugs",
 ];
 
 /// How long and how thoroughly to measure.
@@ -57,7 +59,7 @@ pub struct LabOptions {
     pub mode: Mode,
     /// Also write the report as JSON to this path.
     pub json: Option<PathBuf>,
-    /// Write `report.md`, `report.json` and the SVG plots into this directory.
+    /// Write `report.html`, `report.md`, `report.json` and the SVG plots into this directory.
     pub out: Option<PathBuf>,
     /// Run only these mechanisms (by name, or by family: `mmap-file-durable` is its three
     /// rows) in the latency and throughput experiments; `None` runs all. `floor` always runs: it is the reference for the latency ratios and the noise

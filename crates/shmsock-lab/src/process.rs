@@ -459,12 +459,12 @@ pub(crate) fn wait_ack(
     // it publishes with it.
     while ack.load(Ordering::Acquire) != seq {
         polls = polls.wrapping_add(1);
-        if polls % 16 != 0 {
+        if !polls.is_multiple_of(16) {
             std::hint::spin_loop();
             continue;
         }
         rustix::thread::sched_yield();
-        if polls % 4096 == 0 {
+        if polls.is_multiple_of(4096) {
             let since = *since.get_or_insert_with(Instant::now);
             if failed() {
                 return Err(LabError::Child {

@@ -14,11 +14,14 @@ use crate::mechanisms::{self, Mechanism, Pattern};
 const OFFSET_FROM_BYTES: usize = 1 << 20;
 use crate::error::LabError;
 use crate::experiments::latency::LatencyRow;
+use crate::experiments::throughput::ThroughputRow;
 use crate::format::fmt_size;
 use crate::mechanisms::libzmq::Libzmq;
-use crate::options::{LabOptions, LATENCY_SIZE};
+use crate::options::{LabOptions, Mode, LATENCY_SIZE};
 use crate::progress::Progress;
 use crate::report::{FloorCheck, Report, UnavailableRow};
+use crate::rounds;
+use std::time::Duration;
 
 /// The experiments of one mechanism.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +48,10 @@ pub(crate) enum Experiment {
     Scale,
     /// What a SIGKILL leaves behind.
     Crash,
+    /// Connect + first message + close.
+    Setup,
+    /// The reference documents' shared-memory bugs, naive and shmsock.
+    Bugs,
 }
 
 impl Experiment {
@@ -61,6 +68,8 @@ impl Experiment {
             Experiment::Serialization => "serialization",
             Experiment::Scale => "scale",
             Experiment::Crash => "crash",
+            Experiment::Setup => "setup",
+            Experiment::Bugs => "bugs",
         }
     }
 }
@@ -108,17 +117,23 @@ impl<'a> Lab<'a> {
     }
 
     fn planned_steps(&self) -> u64 {
+        let rounds = u64::from(self.rounds());
         let per_mechanism = |m: &dyn Mechanism| {
-            let mut steps = 1;
+            let mut rows = 0;
             if self.opts.runs("latency") {
-                steps += 1 + u64::from(self.same_cpu.is_some());
+                rows += 1 + u64::from(self.same_cpu.is_some());
             }
             if self.opts.runs("throughput") && m.supports(Pattern::Stream) {
-                steps += self.opts.throughput_sizes().len() as u64;
+                rows += self
+                    .opts
+                    .throughput_sizes()
+                    .iter()
+                    .filter(|&&size| size <= m.max_message())
+                    .count() as u64;
             }
-            steps
+            1 + rounds * rows
         };
-        let offset = self.offset_rows().len() * self.offset_sizes().len();
+        let offset = rounds as usize * self.offset_rows().len() * self.offset_sizes().len();
         let mechanisms = if self.runs_mechanisms() {
             self.selected
                 .iter()
@@ -142,6 +157,8 @@ impl<'a> Lab<'a> {
             ("serialization", 1),
             ("scale", experiments::scale::PATHS.len()),
             ("crash", 1 + experiments::crash::writers().len()),
+            ("setup", 1 + experiments::setup::PATHS.len()),
+            ("bugs", experiments::bugs::BUGS.len()),
         ]
         .iter()
         .filter(|(name, _)| self.opts.runs(name))
@@ -169,13 +186,9 @@ impl<'a> Lab<'a> {
         let floor_before =
             experiments::latency::measure(&floor, LATENCY_SIZE, self.budgets.latency, self.pinning);
         let selected = std::mem::take(&mut self.selected);
+        let offsets = self.offset_rows();
         if self.runs_mechanisms() {
-            for mechanism in &selected {
-                self.run_mechanism(mechanism.as_ref(), &floor_before);
-            }
-        }
-        for exchange in self.offset_rows() {
-            self.run_offset(exchange.as_ref());
+            self.run_rows(&selected, &offsets);
         }
         let experiments = [
             ("sync-tax", Self::run_sync_tax as fn(&mut Self)),
@@ -186,6 +199,8 @@ impl<'a> Lab<'a> {
             ("serialization", Self::run_serialization),
             ("scale", Self::run_scale),
             ("crash", Self::run_crash),
+            ("setup", Self::run_setup),
+            ("bugs", Self::run_bugs),
         ];
         for (name, run) in experiments {
             if self.opts.runs(name) {
@@ -212,110 +227,182 @@ impl<'a> Lab<'a> {
         Ok(self.report)
     }
 
-    fn run_mechanism(
-        &mut self,
-        mechanism: &dyn Mechanism,
-        floor_before: &Result<LatencyRow, LabError>,
-    ) {
+    /// Rounds per latency and throughput row.
+    fn rounds(&self) -> u32 {
+        match self.opts.mode {
+            Mode::Quick => rounds::ROUNDS_QUICK,
+            Mode::Default | Mode::Full => rounds::ROUNDS_DEFAULT,
+        }
+    }
+
+    /// The latency and throughput rows of `mechanism` this run measures (after its integrity
+    /// check; rows it cannot carry, or a failed check, become unavailable rows here).
+    fn plan_mechanism<'m>(&mut self, mechanism: &'m dyn Mechanism, planned: &mut Vec<Planned<'m>>) {
         let name = mechanism.name();
-        let mut planned = Vec::new();
+        let mut rows = Vec::new();
         if self.opts.runs("latency") {
-            planned.push((Experiment::Latency, LATENCY_SIZE));
+            rows.push((Experiment::Latency, LATENCY_SIZE));
             if self.same_cpu.is_some() {
-                planned.push((Experiment::LatencySameCpu, LATENCY_SIZE));
+                rows.push((Experiment::LatencySameCpu, LATENCY_SIZE));
             }
         }
         if self.opts.runs("throughput") && mechanism.supports(Pattern::Stream) {
             for size in self.opts.throughput_sizes() {
-                planned.push((Experiment::Throughput, size));
+                rows.push((Experiment::Throughput, size));
             }
         }
         self.progress.step(&format!("{name}: integrity check"));
         if let Some(why) = mechanism.skipped() {
             // Each unavailable row prints the reason as it is added.
             let reason = format!("skipped: {why}");
-            for (experiment, size) in planned {
+            for (experiment, size) in rows {
                 self.unavailable(name, experiment, size, reason.clone());
             }
             return;
         }
         if let Err(err) = experiments::integrity::check(mechanism, self.pinning) {
             let reason = format!("integrity check failed: {err}");
-            for (experiment, size) in planned {
+            for (experiment, size) in rows {
                 self.unavailable(name, experiment, size, reason.clone());
             }
             return;
         }
-        for (experiment, size) in planned {
-            self.progress
-                .step(&format!("{name}: {}, {size} B", experiment.as_str()));
+        for (experiment, size) in rows {
             if size > mechanism.max_message() {
                 let reason = format!(
                     "messages of {size} B exceed this mechanism's limit of {} B here",
                     mechanism.max_message()
                 );
                 self.unavailable(name, experiment, size, reason);
-                continue;
-            }
-            let outcome = self.measure(mechanism, experiment, size, floor_before);
-            if let Err(reason) = outcome {
-                self.unavailable(name, experiment, size, reason);
+            } else {
+                planned.push(Planned::new(mechanism, experiment, size));
             }
         }
     }
 
-    fn measure(
-        &mut self,
-        mechanism: &dyn Mechanism,
-        experiment: Experiment,
-        size: usize,
-        floor_before: &Result<LatencyRow, LabError>,
-    ) -> Result<(), String> {
-        let latency = self.budgets.latency;
-        match experiment {
-            Experiment::Latency if mechanism.name() == "floor" => match floor_before {
-                Ok(row) => {
-                    self.report.latency.push(row.clone());
-                    Ok(())
+    /// Every latency and throughput row, in rounds (see [`rounds`]): round 1 of every row,
+    /// then round 2, ...; a floor probe between rows; a round whose probes moved is measured
+    /// again. Each row reported is its median round.
+    fn run_rows(&mut self, selected: &[Box<dyn Mechanism>], offsets: &[Box<dyn Mechanism>]) {
+        let mut planned = Vec::new();
+        for mechanism in selected {
+            self.plan_mechanism(mechanism.as_ref(), &mut planned);
+        }
+        for exchange in offsets {
+            self.report.mechanisms.push(exchange.name().to_string());
+            for size in self.offset_sizes() {
+                planned.push(Planned::new(
+                    exchange.as_ref(),
+                    Experiment::Throughput,
+                    size,
+                ));
+            }
+        }
+        let rounds = self.rounds();
+        let mut probe = self.probe_floor();
+        for round in 1..=rounds {
+            for row in &mut planned {
+                if row.only_failed() {
+                    continue; // it failed in every round so far: the next would too
                 }
-                Err(err) => Err(err.to_string()),
-            },
-            Experiment::Latency => {
-                experiments::latency::measure(mechanism, size, latency, self.pinning)
-                    .map(|row| self.report.latency.push(row))
-                    .map_err(|e| e.to_string())
+                self.progress.step(&format!(
+                    "{}: {}, {} B, round {round}/{rounds}",
+                    row.mechanism.name(),
+                    row.experiment.as_str(),
+                    row.size
+                ));
+                let mut reruns = 0;
+                loop {
+                    let outcome = self.measure_round(row, rounds);
+                    let after = self.probe_floor();
+                    let moved = matches!((probe, after), (Some(b), Some(a)) if rounds::moved(b, a));
+                    probe = after;
+                    if moved && outcome.is_ok() && reruns < rounds::RERUNS_MAX {
+                        reruns += 1;
+                        continue;
+                    }
+                    row.record(outcome, moved, reruns);
+                    break;
+                }
             }
-            Experiment::LatencySameCpu => {
-                let pinning = self.same_cpu.unwrap_or(self.pinning);
-                experiments::latency::measure(mechanism, size, latency, pinning)
-                    .map(|row| self.report.latency_same_cpu.push(row))
-                    .map_err(|e| e.to_string())
-            }
-            Experiment::Throughput => experiments::throughput::measure(
-                mechanism,
-                size,
-                self.budgets.throughput_for(size),
-                self.pinning,
-            )
-            .map(|row| self.report.throughput.push(row))
-            .map_err(|e| e.to_string()),
-            Experiment::SyncTax
-            | Experiment::Contention
-            | Experiment::Fanout
-            | Experiment::Bridge
-            | Experiment::Network
-            | Experiment::Serialization
-            | Experiment::Scale
-            | Experiment::Crash => Err(format!(
-                "{} is not a per-mechanism experiment",
-                experiment.as_str()
-            )),
+        }
+        for row in planned {
+            self.report_row(row, rounds);
         }
     }
 
-    /// The zero-copy rows to run: the offset exchanges that are the counterparts of the
-    /// selected copying rows, and shmsock's loans (with `shmsock`), when throughput runs
-    /// at a size of [`OFFSET_FROM_BYTES`] or more.
+    /// One round of `row`, on its share of the row's budget.
+    fn measure_round(&self, row: &Planned<'_>, rounds: u32) -> Result<Measured, String> {
+        let (mechanism, size) = (row.mechanism, row.size);
+        let outcome = match row.experiment {
+            Experiment::Latency | Experiment::LatencySameCpu => {
+                let pinning = if row.experiment == Experiment::Latency {
+                    self.pinning
+                } else {
+                    self.same_cpu.unwrap_or(self.pinning)
+                };
+                let budget = rounds::share(self.budgets.latency, rounds);
+                experiments::latency::measure(mechanism, size, budget, pinning)
+                    .map(Measured::Latency)
+            }
+            Experiment::Throughput => {
+                let budget = rounds::share(self.budgets.throughput_for(size), rounds);
+                experiments::throughput::measure(mechanism, size, budget, self.pinning)
+                    .map(Measured::Throughput)
+            }
+            other => {
+                return Err(format!(
+                    "{} is not a per-mechanism experiment",
+                    other.as_str()
+                ))
+            }
+        };
+        outcome.map_err(|e| e.to_string())
+    }
+
+    /// The floor's p50 round trip from a short run: the probe between rows.
+    fn probe_floor(&self) -> Option<u64> {
+        experiments::latency::measure(
+            &mechanisms::floor::FLOOR,
+            LATENCY_SIZE,
+            PROBE_BUDGET,
+            self.pinning,
+        )
+        .ok()
+        .map(|row| row.rtt.p50_ns)
+    }
+
+    /// Puts a row's median round in the report, or an unavailable row if no round worked.
+    fn report_row(&mut self, row: Planned<'_>, rounds: u32) {
+        let name = row.mechanism.name();
+        let (experiment, size) = (row.experiment, row.size);
+        let measured = (row.latency.len() + row.throughput.len()) as u32;
+        if let (Some(first), true) = (row.failures.first(), measured > 0) {
+            self.progress.note(&format!(
+                "{name}: {} at {size} B: {} of {rounds} rounds failed (the row is the median \
+                 of the other {measured}): {first}",
+                experiment.as_str(),
+                row.failures.len()
+            ));
+        }
+        let reported = match experiment {
+            Experiment::Latency => rounds::median(row.latency, row.noisy, row.reruns)
+                .map(|r| self.report.latency.push(r)),
+            Experiment::LatencySameCpu => rounds::median(row.latency, row.noisy, row.reruns)
+                .map(|r| self.report.latency_same_cpu.push(r)),
+            _ => rounds::median(row.throughput, row.noisy, row.reruns)
+                .map(|r| self.report.throughput.push(r)),
+        };
+        if reported.is_none() {
+            let reason = row
+                .failures
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| "no round was measured".into());
+            self.unavailable(name, experiment, size, reason);
+        }
+    }
+
     fn offset_rows(&self) -> Vec<Box<dyn Mechanism>> {
         if !self.opts.runs("throughput") || self.offset_sizes().is_empty() {
             return Vec::new();
@@ -341,24 +428,6 @@ impl<'a> Lab<'a> {
             .collect()
     }
 
-    fn run_offset(&mut self, exchange: &dyn Mechanism) {
-        let name = exchange.name();
-        self.report.mechanisms.push(name.to_string());
-        for size in self.offset_sizes() {
-            self.progress.step(&format!("{name}: throughput, {size} B"));
-            let outcome = experiments::throughput::measure(
-                exchange,
-                size,
-                self.budgets.throughput_for(size),
-                self.pinning,
-            );
-            match outcome {
-                Ok(row) => self.report.throughput.push(row),
-                Err(e) => self.unavailable(name, Experiment::Throughput, size, e.to_string()),
-            }
-        }
-    }
-
     fn run_sync_tax(&mut self) {
         let budget = experiments::sync_tax::budget(&self.budgets);
         let size = experiments::sync_tax::SIZE;
@@ -368,6 +437,17 @@ impl<'a> Lab<'a> {
                 "sync tax: {name} ({}), {size} B",
                 method.mechanism.name()
             ));
+            // One queue at one size has one number: the throughput table's, when it has it.
+            if let Some(row) = self
+                .report
+                .throughput
+                .iter()
+                .find(|r| r.mechanism == method.mechanism.name() && r.size == size)
+            {
+                let row = experiments::sync_tax::SyncTaxRow::of(&method, row, true);
+                self.report.sync_tax.push(row);
+                continue;
+            }
             let outcome = experiments::integrity::check(method.mechanism.as_ref(), self.pinning)
                 .map_err(|e| format!("integrity check failed: {e}"))
                 .and_then(|()| {
@@ -533,6 +613,53 @@ impl<'a> Lab<'a> {
         }
     }
 
+    fn run_setup(&mut self) {
+        use experiments::setup;
+        for path in setup::PATHS {
+            self.progress.step(&format!(
+                "setup: {} connect + first {} B message + close",
+                path.name(),
+                setup::SIZE
+            ));
+            match setup::measure(path, self.budgets.latency, self.pinning) {
+                Ok(row) => self.report.setup.connections.push(row),
+                Err(e) => {
+                    self.unavailable(path.name(), Experiment::Setup, setup::SIZE, e.to_string())
+                }
+            }
+        }
+        self.progress
+            .step("setup: the system calls of one shm:// segment, one by one");
+        match setup::syscalls::measure(self.budgets.latency.max_time) {
+            Ok(steps) => self.report.setup.shm_steps = steps,
+            Err(e) => self.unavailable(
+                "shm:// segment system calls",
+                Experiment::Setup,
+                setup::SIZE,
+                e.to_string(),
+            ),
+        }
+    }
+
+    fn run_bugs(&mut self) {
+        use experiments::bugs;
+        let plan = bugs::plan(&self.budgets);
+        for (i, bug) in bugs::BUGS.into_iter().enumerate() {
+            self.progress.step(&format!(
+                "bugs: {}. {}, naive and shmsock",
+                i + 1,
+                bug.name()
+            ));
+            match bugs::measure(bug, &plan, self.pinning) {
+                Ok(row) => {
+                    self.progress.note(&row.finding());
+                    self.report.bugs.push(row);
+                }
+                Err(e) => self.unavailable(bug.name(), Experiment::Bugs, bug.size(), e.to_string()),
+            }
+        }
+    }
+
     fn unavailable(
         &mut self,
         mechanism: &str,
@@ -565,4 +692,67 @@ fn select(filter: Option<&[String]>) -> Result<Vec<Box<dyn Mechanism>>, LabError
         .into_iter()
         .filter(|m| m.name() == "floor" || names.iter().any(|n| mechanisms::selects(n, m.name())))
         .collect())
+}
+
+/// The budget of a floor probe between rows: enough round trips for a stable median.
+const PROBE_BUDGET: experiments::Budget = experiments::Budget {
+    warmup_iters: 1_000,
+    warmup_time: Duration::from_millis(5),
+    iters: 20_000,
+    max_time: Duration::from_millis(10),
+};
+
+/// One round's row.
+enum Measured {
+    Latency(LatencyRow),
+    Throughput(ThroughputRow),
+}
+
+/// A latency or throughput row being measured in rounds.
+struct Planned<'m> {
+    mechanism: &'m dyn Mechanism,
+    experiment: Experiment,
+    size: usize,
+    latency: Vec<LatencyRow>,
+    throughput: Vec<ThroughputRow>,
+    failures: Vec<String>,
+    /// Whether the floor probes around one of its rounds still moved after the re-runs.
+    noisy: bool,
+    /// Rounds measured again because the probes moved.
+    reruns: u32,
+}
+
+impl<'m> Planned<'m> {
+    fn new(mechanism: &'m dyn Mechanism, experiment: Experiment, size: usize) -> Self {
+        Self {
+            mechanism,
+            experiment,
+            size,
+            latency: Vec::new(),
+            throughput: Vec::new(),
+            failures: Vec::new(),
+            noisy: false,
+            reruns: 0,
+        }
+    }
+
+    /// True when every round so far failed.
+    fn only_failed(&self) -> bool {
+        !self.failures.is_empty() && self.latency.is_empty() && self.throughput.is_empty()
+    }
+
+    fn record(&mut self, outcome: Result<Measured, String>, moved: bool, reruns: u32) {
+        self.reruns += reruns;
+        match outcome {
+            Ok(Measured::Latency(row)) => {
+                self.noisy |= moved;
+                self.latency.push(row);
+            }
+            Ok(Measured::Throughput(row)) => {
+                self.noisy |= moved;
+                self.throughput.push(row);
+            }
+            Err(reason) => self.failures.push(reason),
+        }
+    }
 }

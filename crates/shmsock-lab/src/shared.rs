@@ -301,7 +301,8 @@ impl SharedRegion {
     unsafe fn atomic_int<A>(&self, offset: usize) -> &A {
         let size = std::mem::size_of::<A>();
         assert!(
-            offset % size == 0 && offset.checked_add(size).is_some_and(|end| end <= self.len),
+            offset.is_multiple_of(size)
+                && offset.checked_add(size).is_some_and(|end| end <= self.len),
             "atomic at offset {offset} is misaligned or outside a region of {} bytes",
             self.len
         );

@@ -127,6 +127,113 @@ impl Table {
     }
 }
 
+impl Table {
+    /// An HTML `<section>` (for `report.html`): heading, the plot inlined from `plots` (the
+    /// report's `(file name, SVG)` pairs) when the table has one, intro, each group as a
+    /// `<table>` (numbers right-aligned), notes. Every text is escaped.
+    pub(crate) fn to_html(&self, plots: &[(&'static str, String)]) -> String {
+        let mut out = format!(
+            "<section id=\"{}\">\n<h2>{}</h2>\n",
+            html_id(&self.title),
+            html_escape(&self.title)
+        );
+        if let Some((_, svg)) = self
+            .plot
+            .and_then(|name| plots.iter().find(|(file, _)| *file == name))
+        {
+            let _ = writeln!(
+                out,
+                "<figure class=\"plot\">{}</figure>",
+                strip_xml_prolog(svg)
+            );
+        }
+        for sentence in &self.intro {
+            let _ = writeln!(out, "<p>{}</p>", html_escape(sentence));
+        }
+        let class = |i: usize| if self.is_text(i) { "t" } else { "n" };
+        for group in &self.groups {
+            if let Some(heading) = &group.heading {
+                let _ = writeln!(out, "<h3>{}</h3>", html_escape(heading));
+            }
+            out.push_str("<div class=\"scroll\"><table>\n<thead><tr>");
+            for (i, h) in self.headers.iter().enumerate() {
+                let _ = write!(out, "<th class=\"{}\">{}</th>", class(i), html_escape(h));
+            }
+            out.push_str("</tr></thead>\n<tbody>\n");
+            for row in &group.rows {
+                out.push_str("<tr>");
+                for (i, cell) in row.iter().enumerate() {
+                    let _ = write!(
+                        out,
+                        "<td class=\"{}{}\">{}</td>",
+                        class(i),
+                        verdict_class(cell),
+                        html_escape(cell)
+                    );
+                }
+                out.push_str("</tr>\n");
+            }
+            out.push_str("</tbody></table></div>\n");
+        }
+        for note in &self.notes {
+            let _ = writeln!(
+                out,
+                "<p class=\"note\">{}</p>",
+                html_escape(&note.replace('\n', " "))
+            );
+        }
+        out.push_str("</section>\n");
+        out
+    }
+}
+
+/// `text` with `&`, `<`, `>` and `"` escaped for HTML text and attribute values.
+pub(crate) fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An id for an HTML anchor: the lowercase letters and digits of `title`, dashes between.
+pub(crate) fn html_id(title: &str) -> String {
+    let mut id = String::new();
+    for c in title.chars().take_while(|&c| c != ':' && c != '(') {
+        if c.is_ascii_alphanumeric() {
+            id.push(c.to_ascii_lowercase());
+        } else if !id.ends_with('-') && !id.is_empty() {
+            id.push('-');
+        }
+    }
+    id.trim_end_matches('-').to_owned()
+}
+
+/// An SVG file's text without its `<?xml ...?>` line, to inline in HTML.
+pub(crate) fn strip_xml_prolog(svg: &str) -> &str {
+    match svg.strip_prefix("<?xml") {
+        Some(rest) => rest
+            .find("?>")
+            .map_or(svg, |end| rest[end + 2..].trim_start()),
+        None => svg,
+    }
+}
+
+/// A CSS class for cells holding a verdict, so the page can colour them.
+fn verdict_class(cell: &str) -> &'static str {
+    match cell {
+        "agrees" | "met" => " ok",
+        "slower than claimed" | "faster than claimed" => " off",
+        _ => "",
+    }
+}
+
 /// Appends `text` with every line indented by two spaces.
 fn indent(out: &mut String, text: &str) {
     for line in text.lines() {
@@ -170,6 +277,35 @@ mod tests {
             md,
             "## Title\n\n![t](t.svg)\n\nBefore.\n\n| name | kind | rate |\n|---|---|---:|\n\
              | a | x | 1 |\n| bbb | yy | 100 |\n\nOne two.\n\n"
+        );
+    }
+
+    #[test]
+    fn html_escapes_and_inlines_the_plot() {
+        let mut t = table();
+        t.groups[0].rows[0][0] = "<b>&\"".into();
+        let plots = [("t.svg", "<?xml version=\"1.0\"?>\n<svg>x</svg>".to_string())];
+        let html = t.to_html(&plots);
+        assert!(
+            html.starts_with("<section id=\"title\">\n<h2>Title</h2>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<figure class=\"plot\"><svg>x</svg></figure>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td class=\"t\">&lt;b&gt;&amp;&quot;</td>"),
+            "{html}"
+        );
+        assert!(html.contains("<td class=\"n\">100</td>"), "{html}");
+        assert!(html.contains("<p class=\"note\">One two.</p>"), "{html}");
+        assert!(!html.contains("<b>"), "{html}");
+        assert_eq!(html_id("Setup: connect (x)"), "setup");
+        assert_eq!(html_id("Latency (round trip)"), "latency");
+        assert_eq!(
+            html_id("Reference claims vs this machine"),
+            "reference-claims-vs-this-machine"
         );
     }
 

@@ -44,6 +44,16 @@ fn tcp_delivers_every_byte() {
 }
 
 #[test]
+fn grpc_uds_delivers_every_byte() {
+    check("grpc-uds");
+}
+
+#[test]
+fn grpc_tcp_delivers_every_byte() {
+    check("grpc-tcp");
+}
+
+#[test]
 fn shm_cold_delivers_every_byte() {
     check("shm-cold");
 }

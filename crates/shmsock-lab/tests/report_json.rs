@@ -22,6 +22,17 @@ const SMALL: Budgets = Budgets {
     experiment_max_time: Duration::from_millis(300),
 };
 
+/// A row of a quick run is the median of 3 rounds: `key` lies within their spread, and the
+/// noisy flag is there.
+fn assert_rounds(row: &serde_json::Value, key: &str) {
+    let spread = &row["spread"];
+    assert_eq!(spread["rounds"], 3, "{row}");
+    let (min, max) = (spread["min"].as_f64(), spread["max"].as_f64());
+    let value = row[key].as_f64();
+    assert!(min <= value && value <= max, "{row}");
+    assert!(spread["noisy"].is_boolean(), "{row}");
+}
+
 #[test]
 fn json_report_has_the_required_keys() {
     let path = std::env::temp_dir().join(format!("shmsock-lab-{}.json", std::process::id()));
@@ -63,6 +74,7 @@ fn json_report_has_the_required_keys() {
         );
         assert!(min <= p50 && p50 <= p99 && min > Some(0), "{row}");
         assert_eq!(row["oneway_p50_ns"].as_u64(), p50.map(|p| p / 2));
+        assert_rounds(row, "p50_ns");
     }
 
     let throughput = json["throughput"].as_array().expect("throughput array");
@@ -93,6 +105,7 @@ fn json_report_has_the_required_keys() {
             row["bytes_per_s"].as_u64().unwrap_or(0),
         );
         assert!(bytes.abs_diff(msgs * size) <= size, "{row}");
+        assert_rounds(row, "msgs_per_s");
     }
     assert!(json["floor_check"]["before_p50_ns"].is_u64(), "{text}");
     assert!(json["host"]["cpu_model"].is_string(), "{text}");
@@ -222,6 +235,10 @@ fn comparison_and_communication_costs_tables_have_rows_with_verdicts() {
     for row in &report.contention {
         assert!(
             row.msgs_per_s > 0 && row.vs_one_producer.is_some(),
+            "{row:?}"
+        );
+        assert!(
+            row.cpu_ns_per_msg > 0.0 && row.cpu_vs_one_producer.is_some(),
             "{row:?}"
         );
     }
@@ -475,6 +492,10 @@ fn fanout_has_a_row_per_size_and_subscriber_count() {
             "{row:?}"
         );
         assert!(row.vs_one_subscriber.is_some(), "{row:?}");
+        assert!(
+            row.cpu_ns_per_delivered > 0.0 && row.cpu_vs_one_subscriber.is_some(),
+            "{row:?}"
+        );
     }
     assert!(report.unavailable.is_empty(), "{report}");
     let text = report.render();
@@ -488,6 +509,54 @@ fn fanout_has_a_row_per_size_and_subscriber_count() {
     json.as_object_mut().expect("object").remove("fanout");
     let old: shmsock_lab::Report = serde_json::from_value(json).expect("old report reads");
     assert!(old.fanout.is_empty());
+}
+
+#[test]
+fn setup_times_a_connection_per_path_and_takes_shm_apart() {
+    let opts = LabOptions {
+        mode: Mode::Quick,
+        only: Some(vec!["setup".into()]),
+        ..Default::default()
+    };
+    let report = shmsock_lab::run_with(&opts, SMALL).expect("lab runs");
+    let paths: Vec<&str> = report
+        .setup
+        .connections
+        .iter()
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "shmsock shm://",
+            "shmsock unix://",
+            "shmsock tcp://",
+            "unix-stream",
+            "tcp"
+        ],
+        "{report}"
+    );
+    for row in &report.setup.connections {
+        assert!(row.samples > 0 && row.cycle.p50_ns > 0, "{row:?}");
+        assert!(row.vs_unix_stream_p50.is_some(), "{row:?}");
+    }
+    assert_eq!(report.setup.shm_steps.len(), 9, "{report}");
+    assert!(report.unavailable.is_empty(), "{report}");
+    let text = report.render();
+    assert!(
+        text.contains("Setup: connect + first 64 B message"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Where a shm:// connection's time goes"),
+        "{text}"
+    );
+    // An old report.json without the field still reads.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&report.to_json().expect("json")).expect("valid JSON");
+    json.as_object_mut().expect("object").remove("setup");
+    let old: shmsock_lab::Report = serde_json::from_value(json).expect("old report reads");
+    assert!(old.setup.connections.is_empty());
 }
 
 /// Whether libzmq can be loaded. Without it the libzmq rows are skipped (the test says why
@@ -600,4 +669,36 @@ fn network_puts_shmsock_and_libzmq_side_by_side() {
     json.as_object_mut().expect("object").remove("network");
     let old: shmsock_lab::Report = serde_json::from_value(json).expect("old report reads");
     assert!(old.network.is_empty());
+}
+
+#[test]
+fn one_queue_at_one_size_has_one_number() {
+    // The sync-tax table's lock-free row is raw-ring at 4 KiB: with the throughput table in the
+    // same run it is that row, not a second measurement that could disagree with it.
+    let opts = LabOptions {
+        mode: Mode::Quick,
+        only: Some(vec!["throughput".into(), "sync-tax".into()]),
+        mechanisms: Some(vec!["raw-ring".into()]),
+        sizes: Some(vec![4096]),
+        ..Default::default()
+    };
+    let report = shmsock_lab::run_with(&opts, SMALL).expect("lab runs");
+    let ring = report
+        .throughput
+        .iter()
+        .find(|r| r.mechanism == "raw-ring" && r.size == 4096)
+        .expect("raw-ring 4 KiB measured");
+    let lock_free = report
+        .sync_tax
+        .iter()
+        .find(|r| r.method == "lock-free")
+        .expect("lock-free row");
+    assert!(lock_free.from_throughput, "{lock_free:?}");
+    assert_eq!(lock_free.msgs_per_s, ring.msgs_per_s);
+    assert!(report
+        .sync_tax
+        .iter()
+        .filter(|r| r.method != "lock-free")
+        .all(|r| !r.from_throughput));
+    assert!(report.render().contains("not measured again"), "{report}");
 }

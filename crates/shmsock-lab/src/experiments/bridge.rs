@@ -550,6 +550,7 @@ pub(crate) fn plot(rows: &[BridgeRow]) -> Option<String> {
     );
     chart.size = (900, 520);
     chart.scale = Scale::Log;
+    chart.ns_labels = true;
     chart.legend = SeriesLabelPosition::UpperLeft;
     for (k, colour) in [GREEN, BLUE, MAGENTA, RED].into_iter().enumerate() {
         let points = rows

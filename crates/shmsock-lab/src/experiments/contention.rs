@@ -25,7 +25,9 @@ use std::time::Duration;
 use plotters::style::Color;
 use serde::{Deserialize, Serialize};
 
-use super::{get_seq, put_seq, send_numbered, Budgets, Window, SEQ_STOP, WATCHDOG_MARGIN};
+use super::{
+    cpu_ns_per_message, get_seq, put_seq, send_numbered, Budgets, Window, SEQ_STOP, WATCHDOG_MARGIN,
+};
 use crate::chart::{distinct, Chart, Mark, Series, COLOURS};
 use crate::claims::{self, ClaimCheck, Metric};
 use crate::error::LabError;
@@ -65,6 +67,14 @@ pub struct ContentionRow {
     /// `msgs_per_s` / the same queue's with one producer.
     #[serde(default)]
     pub vs_one_producer: Option<f64>,
+    /// CPU time of every process (the consumer and all producers, each over its own window)
+    /// per message delivered, ns: what the queue costs the machine per message, which a
+    /// machine with fewer CPUs than processes shows where msgs/s cannot.
+    #[serde(default)]
+    pub cpu_ns_per_msg: f64,
+    /// `cpu_ns_per_msg` / the same queue's with one producer.
+    #[serde(default)]
+    pub cpu_vs_one_producer: Option<f64>,
 }
 
 /// Message size, as in the Comparison's synchronisation-tax table that the contention table extends.
@@ -78,6 +88,9 @@ const MESSAGES_MIN: u64 = 16_384;
 /// The row of shmsock's own many-writers pattern (an `Inbox`: one SPSC ring per writer and a
 /// doorbell, DESIGN.md "Patterns on top").
 pub(crate) const SHMSOCK_MANY_WRITERS: &str = "shmsock-many-writers";
+
+/// The CPU bar of shmsock's many writers: CPU per message with 8 producers over that with one.
+pub(crate) const CPU_BAR_8_VS_1: f64 = 1.3;
 
 /// The producers look at the clock once per this many messages.
 const CLOCK_CHECK_EVERY: u64 = 256;
@@ -186,9 +199,9 @@ pub(crate) fn measure(
         children.kill_all();
     }
     drop(consumer);
-    let ((received, wall_ns), _) =
+    let ((received, window), producer_stats) =
         outcome("consumer", result, children.reap(Duration::from_secs(10)))?;
-    let seconds = wall_ns.max(1) as f64 / 1e9;
+    let seconds = window.wall_ns.max(1) as f64 / 1e9;
     Ok(ContentionRow {
         queue: queue.name.to_string(),
         producers,
@@ -198,6 +211,8 @@ pub(crate) fn measure(
         messages: received,
         seconds,
         vs_one_producer: None,
+        cpu_ns_per_msg: cpu_ns_per_message(&window, &producer_stats, received),
+        cpu_vs_one_producer: None,
     })
 }
 
@@ -231,13 +246,13 @@ fn produce(
 }
 
 /// The consumer: start the producers, receive until every one of them stopped; returns the
-/// messages received and the window in ns.
+/// messages received and the consumer's window.
 fn consume(
     side: &mut dyn Side,
     producers: usize,
     control: &SharedRegion,
     buf: &mut [u8],
-) -> Result<(u64, u64), LabError> {
+) -> Result<(u64, ChildStats), LabError> {
     wait_until(
         "waiting for the producers to be ready",
         READY_TIMEOUT,
@@ -277,21 +292,25 @@ fn consume(
             });
         }
     }
-    Ok((messages, window.stop().wall_ns))
+    Ok((messages, window.stop()))
 }
 
 /// Fills `vs_one_producer`: each row's rate over the same queue's with one producer.
 pub(crate) fn compare_with_one_producer(rows: &mut [ContentionRow]) {
-    let singles: Vec<(String, u64)> = rows
+    let singles: Vec<(String, u64, f64)> = rows
         .iter()
         .filter(|r| r.producers == 1)
-        .map(|r| (r.queue.clone(), r.msgs_per_s))
+        .map(|r| (r.queue.clone(), r.msgs_per_s, r.cpu_ns_per_msg))
         .collect();
     for row in rows {
         row.vs_one_producer = singles
             .iter()
-            .find(|(q, _)| *q == row.queue)
-            .map(|(_, base)| row.msgs_per_s as f64 / (*base).max(1) as f64);
+            .find(|(q, _, _)| *q == row.queue)
+            .map(|(_, base, _)| row.msgs_per_s as f64 / (*base).max(1) as f64);
+        row.cpu_vs_one_producer = singles
+            .iter()
+            .find(|(q, _, cpu)| *q == row.queue && *cpu > 0.0)
+            .map(|(_, _, cpu)| row.cpu_ns_per_msg / cpu);
     }
 }
 
@@ -310,6 +329,8 @@ pub(crate) fn table(
             "producers",
             "msgs/s",
             "vs 1 producer",
+            "CPU ns/msg",
+            "CPU vs 1",
         ],
         "Comparison",
         rows,
@@ -321,6 +342,8 @@ pub(crate) fn table(
                 r.producers.to_string(),
                 fmt_count(r.msgs_per_s),
                 fmt_ratio(r.vs_one_producer, 2),
+                format!("{:.0}", r.cpu_ns_per_msg),
+                fmt_ratio(r.cpu_vs_one_producer, 2),
             ];
             let metric = Metric::Contention {
                 producers: r.producers,
@@ -343,7 +366,28 @@ pub(crate) fn table(
             host.cpus_allowed
         ));
     }
+    notes.push(
+        "CPU ns/msg: the CPU time of the consumer and every producer, each over its own \
+         window, per message received: the work a queue costs per message, which does not \
+         depend on how many CPUs share it."
+            .into(),
+    );
     let many = SHMSOCK_MANY_WRITERS;
+    if let Some(x) = rows
+        .iter()
+        .find(|r| r.queue == many && r.producers == 8)
+        .and_then(|r| r.cpu_vs_one_producer)
+    {
+        notes.push(format!(
+            "`{many}`: 8 producers cost {x:.2}x the CPU per message of one (bar: <= \
+             {CPU_BAR_8_VS_1:.1}x; {}).",
+            if x <= CPU_BAR_8_VS_1 {
+                "met"
+            } else {
+                "NOT met in this run"
+            }
+        ));
+    }
     let rate = |n: u32| {
         rows.iter()
             .find(|r| r.queue == many && r.producers == n)

@@ -565,7 +565,10 @@ mod tests {
         for (_, every) in writers() {
             let target = kill_after(every);
             assert!(target < capacity / 2, "{every}: {target} of {capacity}");
-            assert!(every <= 1 || target % every != 0, "{every}: {target}");
+            assert!(
+                every <= 1 || !target.is_multiple_of(every),
+                "{every}: {target}"
+            );
         }
     }
 

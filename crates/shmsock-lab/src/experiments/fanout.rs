@@ -31,7 +31,9 @@ use shmsock::{Options, Overflow, Publisher, Subscriber};
 use serde::{Deserialize, Serialize};
 
 use super::throughput::cpu_pct;
-use super::{get_seq, put_seq, send_numbered, Budgets, Window, SEQ_STOP, WATCHDOG_MARGIN};
+use super::{
+    cpu_ns_per_message, get_seq, put_seq, send_numbered, Budgets, Window, SEQ_STOP, WATCHDOG_MARGIN,
+};
 use crate::chart::{sorted, Chart, Mark, Series, COLOURS};
 use crate::error::LabError;
 use crate::format::{fmt_count, fmt_ratio, fmt_size};
@@ -68,6 +70,14 @@ pub struct FanoutRow {
     /// `msgs_per_s` / the rate with one subscriber at the same size.
     #[serde(default)]
     pub vs_one_subscriber: Option<f64>,
+    /// CPU time of the publisher and every subscriber (each over its own window) per message
+    /// delivered to a subscriber, ns: what fan-out costs the machine per delivery, which a
+    /// machine with fewer CPUs than subscribers shows where msgs/s cannot.
+    #[serde(default)]
+    pub cpu_ns_per_delivered: f64,
+    /// `cpu_ns_per_delivered` / the same size's with one subscriber.
+    #[serde(default)]
+    pub cpu_vs_one_subscriber: Option<f64>,
 }
 
 impl FanoutRow {
@@ -96,6 +106,12 @@ impl FanoutRow {
             subscriber_cpu_pct,
             capped: published.capped,
             vs_one_subscriber: None,
+            cpu_ns_per_delivered: cpu_ns_per_message(
+                &published.time,
+                subscriber_stats,
+                published.sent * u64::from(subscribers),
+            ),
+            cpu_vs_one_subscriber: None,
         }
     }
 }
@@ -106,6 +122,8 @@ pub(crate) const SIZES: [usize; 2] = [64, 4096];
 pub(crate) const SUBSCRIBERS: [u32; 3] = [1, 2, 4];
 /// The issue's bar: the rate with 4 subscribers over the rate with one.
 pub(crate) const BAR_4_VS_1: f64 = 0.5;
+/// The CPU bar: CPU per delivered message with 4 subscribers over that with one.
+pub(crate) const CPU_BAR_4_VS_1: f64 = 1.3;
 /// The row name of unavailable runs (`shmsock-pubsub xN`).
 pub(crate) const NAME: &str = "shmsock-pubsub";
 /// Messages per run of 64 B in the default mode.
@@ -299,16 +317,20 @@ fn subscribe(
 
 /// Fills `vs_one_subscriber`: each row's rate over the rate with one subscriber at its size.
 pub(crate) fn compare_with_one_subscriber(rows: &mut [FanoutRow]) {
-    let singles: Vec<(usize, u64)> = rows
+    let singles: Vec<(usize, u64, f64)> = rows
         .iter()
         .filter(|r| r.subscribers == 1)
-        .map(|r| (r.size, r.msgs_per_s))
+        .map(|r| (r.size, r.msgs_per_s, r.cpu_ns_per_delivered))
         .collect();
     for row in rows {
         row.vs_one_subscriber = singles
             .iter()
-            .find(|(size, _)| *size == row.size)
-            .map(|(_, base)| row.msgs_per_s as f64 / (*base).max(1) as f64);
+            .find(|(size, _, _)| *size == row.size)
+            .map(|(_, base, _)| row.msgs_per_s as f64 / (*base).max(1) as f64);
+        row.cpu_vs_one_subscriber = singles
+            .iter()
+            .find(|(size, _, cpu)| *size == row.size && *cpu > 0.0)
+            .map(|(_, _, cpu)| row.cpu_ns_per_delivered / cpu);
     }
 }
 
@@ -331,6 +353,8 @@ pub(crate) fn table(rows: &[FanoutRow], host: &HostInfo) -> Option<Table> {
                 fmt_count(r.delivered_per_s),
                 fmt_ratio(r.vs_one_subscriber, 2),
                 format!("{:.0}/{:.0}", r.publisher_cpu_pct, r.subscriber_cpu_pct),
+                format!("{:.0}", r.cpu_ns_per_delivered),
+                fmt_ratio(r.cpu_vs_one_subscriber, 2),
             ]
         })
         .collect();
@@ -378,6 +402,29 @@ pub(crate) fn table(rows: &[FanoutRow], host: &HostInfo) -> Option<Table> {
             ));
         }
     }
+    notes.push(format!(
+        "CPU ns/delivered: the CPU time of the publisher and every subscriber, each over its \
+         own window, per message delivered to a subscriber: the work fan-out costs, which \
+         does not depend on how many CPUs share it (bar: 4 subscribers <= \
+         {CPU_BAR_4_VS_1:.1}x the CPU per delivered message of one)."
+    ));
+    for size in sorted(rows.iter().map(|r| r.size)) {
+        if let Some(x) = rows
+            .iter()
+            .find(|r| r.size == size && r.subscribers == 4)
+            .and_then(|r| r.cpu_vs_one_subscriber)
+        {
+            notes.push(format!(
+                "{}: 4 subscribers cost {x:.2}x the CPU per delivered message of one ({}).",
+                fmt_size(size),
+                if x <= CPU_BAR_4_VS_1 {
+                    "met"
+                } else {
+                    "NOT met in this run"
+                }
+            ));
+        }
+    }
     let mut table = Table::new(
         "Fan-out: one publisher process -> N subscriber processes over shm:// \
          (msgs/s sent, each delivered to every subscriber)",
@@ -388,6 +435,8 @@ pub(crate) fn table(rows: &[FanoutRow], host: &HostInfo) -> Option<Table> {
             "delivered/s (all)",
             "vs 1 subscriber",
             "CPU% pub/sub",
+            "CPU ns/delivered",
+            "CPU vs 1",
         ],
         cells,
     );
@@ -450,6 +499,7 @@ mod tests {
             assert_eq!(row.subscribers, subscribers);
             assert_eq!(row.messages, 20_000, "{row:?}");
             assert!(!row.capped && row.msgs_per_s > 0, "{row:?}");
+            assert!(row.cpu_ns_per_delivered > 0.0, "{row:?}");
         }
     }
 }

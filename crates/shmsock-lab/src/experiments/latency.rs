@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use plotters::style::{BLACK, BLUE, GREEN, MAGENTA, RED};
+use plotters::style::{BLUE, GREEN, MAGENTA, RED};
 use serde::{Deserialize, Serialize};
 
 use super::pair::run_pair;
@@ -26,6 +26,7 @@ use crate::host::Pinning;
 use crate::mechanisms::{self, Mechanism, Pattern, Side};
 use crate::options::LATENCY_SIZE;
 use crate::process::ChildStats;
+use crate::rounds::{spread_cell, spread_note, RoundRow, Spread};
 use crate::stats::Percentiles;
 use crate::table::Table;
 
@@ -48,6 +49,18 @@ pub struct LatencyRow {
     /// Where the mechanism ran, when that matters (the filesystem of its file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The rounds this row is the median of, and their spread of p50 round trips (ns).
+    #[serde(default)]
+    pub spread: Spread,
+}
+
+impl RoundRow for LatencyRow {
+    fn key(&self) -> f64 {
+        self.rtt.p50_ns as f64
+    }
+    fn spread_mut(&mut self) -> &mut Spread {
+        &mut self.spread
+    }
 }
 
 impl LatencyRow {
@@ -61,6 +74,7 @@ impl LatencyRow {
             samples,
             p50_vs_floor: None,
             note: None,
+            spread: Spread::default(),
         }
     }
 }
@@ -252,6 +266,7 @@ pub(crate) fn table(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Tabl
                 fmt_ns(r.rtt.p999_ns),
                 fmt_ns(r.oneway_p50_ns),
                 fmt_ratio(r.p50_vs_floor, 1),
+                spread_cell(&r.spread, |ns| fmt_ns(ns as u64)),
                 same,
             ]
         })
@@ -266,12 +281,16 @@ pub(crate) fn table(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Tabl
             "RTT p99.9",
             "one-way p50",
             "p50/floor",
+            "p50 spread",
             "same-CPU RTT p50",
         ],
         cells,
     );
     table.plot = Some("latency.svg");
     table.intro = vec!["RTT = round trip; one-way = RTT / 2.".into()];
+    table
+        .notes
+        .extend(spread_note(rows.iter().chain(same_cpu).map(|r| &r.spread)));
     table.notes.extend(wakeup_note(rows, same_cpu));
     let names: Vec<&str> = rows.iter().map(|r| r.mechanism.as_str()).collect();
     table.notes.extend(claims::statement_notes(&names, |name| {
@@ -283,17 +302,56 @@ pub(crate) fn table(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Tabl
     Some(table)
 }
 
-/// `latency.svg`: RTT min / p50 / p99 / p99.9 per mechanism (sides on different CPUs), on a
-/// log axis, with the same-CPU p50 beside them.
-pub(crate) fn plot(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<String> {
+/// `latency.svg`: two panels. Top, sides on different CPUs: RTT min / p50 / p99 / p99.9 per
+/// mechanism on a log axis, over the reference documents' claimed typical latencies (one way,
+/// so drawn at twice their range) as shaded bands. Bottom, both sides on one CPU: the same
+/// percentiles in their own panel, whose scale (a scheduler's time slices for spinning
+/// mechanisms) would otherwise flatten the top one.
+pub(crate) fn plot(
+    rows: &[LatencyRow],
+    same_cpu: &[LatencyRow],
+    checks: &[claims::ClaimCheck],
+) -> Option<String> {
+    let across = panel(
+        format!("Ping-pong round trip, {LATENCY_SIZE} B, sides on different CPUs (log scale)"),
+        rows,
+        checks,
+    )?;
+    let mut panels = vec![across];
+    if let Some(same) = panel(
+        format!("The same, both sides on one CPU ({LATENCY_SIZE} B, log scale)"),
+        same_cpu,
+        &[],
+    ) {
+        panels.push(same);
+    }
+    crate::chart::stack(&panels)
+}
+
+/// One panel of `latency.svg`: the percentiles of `rows`, with the claimed typical latencies
+/// of `checks` as bands.
+fn panel(caption: String, rows: &[LatencyRow], checks: &[claims::ClaimCheck]) -> Option<String> {
     let mut chart = Chart::new(
-        format!("Ping-pong round trip, {LATENCY_SIZE} B (ns, log scale)"),
+        caption,
         rows.iter().map(|r| r.mechanism.clone()).collect(),
-        "round trip (ns)",
+        "round trip",
     );
     chart.vertical_labels = true;
     chart.scale = Scale::Log;
+    chart.ns_labels = true;
     chart.legend = plotters::chart::SeriesLabelPosition::UpperLeft;
+    chart.band_label = "agrees with the claimed typical latency (2 x one way, x/÷ 1.5)";
+    chart.bands = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let c = checks.iter().find(|c| {
+                c.metric == claims::Metric::LatencyTypical && c.measured_by == r.mechanism
+            })?;
+            let (low, high) = claims::agreement(c);
+            Some((i as f64, 2.0 * low, 2.0 * high))
+        })
+        .collect();
     let colours = [GREEN, BLUE, MAGENTA, RED];
     for (k, colour) in colours.into_iter().enumerate() {
         let points = rows
@@ -306,16 +364,5 @@ pub(crate) fn plot(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Strin
             .series
             .push(Series::new(label, colour, Mark::Dots(4), points));
     }
-    let same = rows
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            let s = same_cpu.iter().find(|s| s.mechanism == r.mechanism)?;
-            Some((i as f64, s.rtt.p50_ns.max(1) as f64))
-        })
-        .collect();
-    chart
-        .series
-        .push(Series::new("RTT p50, same CPU", BLACK, Mark::Dots(4), same));
     chart.to_svg()
 }

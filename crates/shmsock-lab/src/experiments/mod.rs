@@ -18,6 +18,11 @@
 //! - [`scale`]: the Communication Costs' one million messages: threads vs processes.
 //! - [`crash`]: what a SIGKILL leaves: a named shared-memory object in `/dev/shm`, and the
 //!   messages a killed writer put in a mapped file (with and without `msync`).
+//! - [`bugs`]: the reference documents' shared-memory bugs (a mutex without
+//!   `PTHREAD_PROCESS_SHARED`, a `strcpy` overflow, a holder that dies, a torn read, a pointer
+//!   in shared memory) made to happen in naive code, next to shmsock doing the same job.
+//! - [`setup`]: what one connection costs: connect + first message answered + close, over
+//!   shm://, shmsock's unix:// and tcp://, and plain Unix and TCP sockets.
 //!
 //! Each experiment module owns its measurement, its row type (serialised into `report.json`),
 //! its table (a `table::Table`) and its plot (a `chart::Chart`); the `report` only
@@ -28,6 +33,7 @@
 //! sides touch the payload, so no mechanism is timed moving bytes nobody looks at.
 
 pub mod bridge;
+pub mod bugs;
 pub mod contention;
 pub mod crash;
 pub mod fanout;
@@ -37,6 +43,7 @@ pub mod network;
 pub(crate) mod pair;
 pub mod scale;
 pub mod serialization;
+pub mod setup;
 pub mod sync_tax;
 pub mod throughput;
 
@@ -242,6 +249,14 @@ impl Window {
             sys_ns: ns(thread_system_time().saturating_sub(self.sys)),
         }
     }
+}
+
+/// CPU time of every process of a run (`one`, and `others`, each over its own window) per
+/// message delivered, in ns: what a pattern costs the machine per message. On a machine with
+/// fewer CPUs than processes, msgs/s measures the scheduler; this still measures the work.
+pub(crate) fn cpu_ns_per_message(one: &ChildStats, others: &[ChildStats], delivered: u64) -> f64 {
+    let cpu_ns: u64 = others.iter().map(|s| s.cpu_ns).sum::<u64>() + one.cpu_ns;
+    cpu_ns as f64 / delivered.max(1) as f64
 }
 
 /// The receiving end of a stream of numbered messages (sent with [`send_numbered`], ended by

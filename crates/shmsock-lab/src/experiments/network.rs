@@ -489,7 +489,7 @@ fn send(
         let ns = lone(end, control, buf, seq, &failed)?;
         hist.saturating_record(ns.clamp(1, MAX_NS));
         samples += 1;
-        if samples % 16 == 0 && samples < latency.iters && Instant::now() >= end_time {
+        if samples.is_multiple_of(16) && samples < latency.iters && Instant::now() >= end_time {
             latency_capped = true;
             break;
         }
@@ -915,6 +915,7 @@ pub(crate) fn plot(rows: &[NetworkRow]) -> Option<String> {
     );
     chart.vertical_labels = true;
     chart.scale = Scale::Log;
+    chart.count_labels = true;
     for (k, library) in [Library::Shmsock, Library::Libzmq].into_iter().enumerate() {
         let offset = (k as f64 - 0.5) * 0.2;
         let points = rows

@@ -24,11 +24,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{throughput, Budget, Budgets};
+use super::throughput::{self, ThroughputRow};
+use super::{Budget, Budgets};
 use crate::chart::{Chart, Mark, Series, CLAIMED};
 use crate::claims::{self, ClaimCheck, Metric};
 use crate::error::LabError;
-use crate::format::fmt_count;
+use crate::format::{fmt_count, fmt_size};
 use crate::host::Pinning;
 use crate::mechanisms::locked_ring::LockedRing;
 use crate::mechanisms::raw_ring::RawRing;
@@ -61,6 +62,10 @@ pub struct SyncTaxRow {
     /// CPU use of the consumer's thread, % of one CPU.
     #[serde(default)]
     pub receiver_cpu_pct: f64,
+    /// Whether the row is the throughput table's row of the same queue and size, reused
+    /// rather than measured again.
+    #[serde(default)]
+    pub from_throughput: bool,
 }
 
 /// Message size of the table, as in the Comparison.
@@ -131,17 +136,26 @@ pub(crate) fn measure(
     pinning: Pinning,
 ) -> Result<SyncTaxRow, LabError> {
     let row = throughput::measure(method.mechanism.as_ref(), SIZE, budget, pinning)?;
-    Ok(SyncTaxRow {
-        method: method.method.to_string(),
-        size: SIZE,
-        msgs_per_s: row.msgs_per_s,
-        vs_lock_free_pct: None,
-        detail: method.detail.to_string(),
-        queue: method.mechanism.name().to_string(),
-        messages: row.messages,
-        sender_cpu_pct: row.sender_cpu_pct,
-        receiver_cpu_pct: row.receiver_cpu_pct,
-    })
+    Ok(SyncTaxRow::of(method, &row, false))
+}
+
+impl SyncTaxRow {
+    /// The row of `method` from a throughput measurement of its queue at [`SIZE`];
+    /// `reused` when that is the throughput table's own row.
+    pub(crate) fn of(method: &Method, row: &ThroughputRow, reused: bool) -> Self {
+        SyncTaxRow {
+            method: method.method.to_string(),
+            size: SIZE,
+            msgs_per_s: row.msgs_per_s,
+            vs_lock_free_pct: None,
+            detail: method.detail.to_string(),
+            queue: method.mechanism.name().to_string(),
+            messages: row.messages,
+            sender_cpu_pct: row.sender_cpu_pct,
+            receiver_cpu_pct: row.receiver_cpu_pct,
+            from_throughput: reused,
+        }
+    }
 }
 
 /// Fills `vs_lock_free_pct`: each row's rate against the `lock-free` row's, in %.
@@ -201,6 +215,23 @@ pub(crate) fn table(rows: &[SyncTaxRow], checks: &[ClaimCheck]) -> Option<Table>
          per shared word."
             .into(),
     ];
+    for r in rows.iter().filter(|r| r.from_throughput) {
+        table.notes.push(format!(
+            "{}: the throughput table's {} {} row (the median of its rounds), not measured \
+             again: one queue at one size has one number in this report. The other rows are \
+             measured once here, with {} messages each.",
+            r.method,
+            r.queue,
+            fmt_size(r.size),
+            fmt_count(
+                rows.iter()
+                    .filter(|o| !o.from_throughput)
+                    .map(|o| o.messages)
+                    .max()
+                    .unwrap_or(0)
+            )
+        ));
+    }
     let names: Vec<&str> = rows.iter().map(|r| r.method.as_str()).collect();
     table.notes.extend(claims::statement_notes(&names, |name| {
         rows.iter()

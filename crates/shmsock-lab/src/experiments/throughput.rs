@@ -12,12 +12,14 @@ use serde::{Deserialize, Serialize};
 
 use super::pair::run_pair;
 use super::{put_seq, send_numbered, Budget, NumberedStream, Window, SEQ_STOP};
-use crate::chart::{distinct, sorted, Chart, Mark, Scale, Series, COLOURS};
+use crate::chart::{sorted, Chart, Mark, Scale, Series, COLOURS};
+use crate::claims;
 use crate::error::LabError;
 use crate::format::{fmt_count, fmt_ratio, fmt_size};
 use crate::host::Pinning;
 use crate::mechanisms::{Mechanism, Pattern, Side};
 use crate::process::ChildStats;
+use crate::rounds::{spread_cell, spread_note, RoundRow, Spread};
 use crate::table::{Group, Table};
 
 /// Streaming throughput of one mechanism at one message size, measured by the receiver.
@@ -52,6 +54,18 @@ pub struct ThroughputRow {
     /// Where the mechanism ran, when that matters (the filesystem of its file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The rounds this row is the median of, and their spread of msgs/s.
+    #[serde(default)]
+    pub spread: Spread,
+}
+
+impl RoundRow for ThroughputRow {
+    fn key(&self) -> f64 {
+        self.msgs_per_s as f64
+    }
+    fn spread_mut(&mut self) -> &mut Spread {
+        &mut self.spread
+    }
 }
 
 impl ThroughputRow {
@@ -81,6 +95,7 @@ impl ThroughputRow {
             sender_kernel_pct: 0.0,
             receiver_kernel_pct: 0.0,
             note: None,
+            spread: Spread::default(),
         }
     }
 
@@ -156,6 +171,7 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
                         vec![
                             r.mechanism.clone(),
                             fmt_count(r.msgs_per_s),
+                            spread_cell(&r.spread, |rate| fmt_count(rate as u64)),
                             format!("{:.2}", r.bytes_per_s as f64 / 1e9),
                             fmt_ratio(r.vs_raw_ring, 2),
                             format!("{:.0}", r.sender_cpu_pct),
@@ -177,6 +193,7 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
          short to tell.",
         ThroughputRow::KERNEL_SPLIT_MIN_SECONDS * 1e3
     )];
+    notes.extend(spread_note(rows.iter().map(|r| &r.spread)));
     notes.extend(distinct_notes(rows.iter().map(|r| &r.note)));
     if rows.iter().any(|r| r.mechanism.ends_with("-offset")) {
         notes.push(
@@ -192,6 +209,7 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
         headers: vec![
             "mechanism",
             "msgs/s",
+            "msgs/s spread",
             "GB/s",
             "vs raw-ring",
             "CPU% send",
@@ -215,36 +233,67 @@ pub(crate) fn distinct_notes<'a>(notes: impl Iterator<Item = &'a Option<String>>
     out
 }
 
-/// `throughput.svg`: messages per second per mechanism, one series per message size, log
-/// axis.
-pub(crate) fn plot(rows: &[ThroughputRow]) -> Option<String> {
-    let names = distinct(rows.iter().map(|r| r.mechanism.clone()));
-    let sizes = sorted(rows.iter().map(|r| r.size));
-    let mut chart = Chart::new(
-        "Streaming throughput (messages/s, log scale)",
-        names.clone(),
-        "messages per second",
-    );
-    chart.vertical_labels = true;
-    chart.scale = Scale::Log;
-    for (k, size) in sizes.iter().enumerate() {
-        let offset = (k as f64 - (sizes.len() as f64 - 1.0) / 2.0) * 0.15;
-        let points = rows
-            .iter()
-            .filter(|r| r.size == *size)
-            .filter_map(|r| {
-                let i = names.iter().position(|n| *n == r.mechanism)?;
-                Some((i as f64 + offset, r.msgs_per_s.max(1) as f64))
-            })
-            .collect();
-        chart.series.push(Series::new(
-            fmt_size(*size),
-            COLOURS[k % COLOURS.len()],
-            Mark::Bars(0.06),
-            points,
-        ));
-    }
-    chart.to_svg()
+/// Whether a row exchanges pointers (offsets, loans) rather than moving its payload: its
+/// "messages per second" at 1 MiB count offsets, not bytes moved, so the plot leaves it out
+/// (the table has it).
+fn exchanges_pointers(mechanism: &str) -> bool {
+    mechanism.ends_with("-offset") || mechanism == "shmsock-loan"
+}
+
+/// `throughput.svg`: one panel per message size, messages per second per mechanism on a log
+/// axis labelled with both rates (msgs/s and GB/s), over the reference documents' claimed rates
+/// as shaded bands. Rows that only exchange pointers are left out (see the table).
+pub(crate) fn plot(rows: &[ThroughputRow], checks: &[claims::ClaimCheck]) -> Option<String> {
+    let panels: Vec<String> = sorted(rows.iter().map(|r| r.size))
+        .into_iter()
+        .enumerate()
+        .filter_map(|(k, size)| {
+            let of_size: Vec<&ThroughputRow> = rows
+                .iter()
+                .filter(|r| r.size == size && !exchanges_pointers(&r.mechanism))
+                .collect();
+            if of_size.is_empty() {
+                return None;
+            }
+            let mut chart = Chart::new(
+                format!(
+                    "Streaming throughput, {} messages (log scale)",
+                    fmt_size(size)
+                ),
+                of_size.iter().map(|r| r.mechanism.clone()).collect(),
+                "messages/s · bytes/s",
+            );
+            chart.vertical_labels = true;
+            chart.scale = Scale::Log;
+            chart.rate_of_size = Some(size);
+            chart.legend = plotters::chart::SeriesLabelPosition::UpperRight;
+            chart.band_label = "agrees with the claimed rate (x/÷ 1.5)";
+            chart.bands = of_size
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    let c = checks.iter().find(|c| {
+                        c.metric == claims::Metric::Rate { size } && c.measured_by == r.mechanism
+                    })?;
+                    let (low, high) = claims::agreement(c);
+                    Some((i as f64, low, high))
+                })
+                .collect();
+            let points = of_size
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i as f64, r.msgs_per_s.max(1) as f64))
+                .collect();
+            chart.series.push(Series::new(
+                format!("{} msgs/s, measured", fmt_size(size)),
+                COLOURS[k % COLOURS.len()],
+                Mark::Bars(0.2),
+                points,
+            ));
+            chart.to_svg()
+        })
+        .collect();
+    crate::chart::stack(&panels)
 }
 
 /// The sender looks at the clock once per this many messages.

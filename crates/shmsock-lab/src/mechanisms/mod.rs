@@ -29,6 +29,7 @@ pub mod fd_stream;
 pub mod fifo;
 pub mod floor;
 pub mod futex;
+pub mod grpc;
 mod lanes;
 pub mod latency_only;
 pub mod libzmq;
@@ -204,9 +205,11 @@ pub fn all() -> Vec<Box<dyn Mechanism>> {
         Box::new(uds_msg::UdsMsg::seqpacket()),
         Box::new(tcp::TCP),
         Box::new(udp::UDP),
+        Box::new(grpc::GRPC_UDS),
+        Box::new(grpc::GRPC_TCP),
+        Box::new(dbus::Dbus::new()),
         Box::new(posix_mq::PosixMq),
         Box::new(sysv_mq::SysvMq),
-        Box::new(dbus::Dbus::new()),
     ]
 }
 
@@ -283,7 +286,7 @@ pub(crate) fn spin_until<T>(
             return Ok(value);
         }
         spins = spins.wrapping_add(1);
-        if spins % SPINS_PER_CHECK == 0 {
+        if spins.is_multiple_of(SPINS_PER_CHECK) {
             rustix::thread::sched_yield();
             let now = Instant::now();
             let waited = now - *since.get_or_insert(now);

@@ -74,7 +74,7 @@ impl Mechanism for OffsetExchange {
     }
 
     fn setup(&self, pattern: Pattern, size: usize) -> Result<Pair, LabError> {
-        if pattern != Pattern::Stream || size < 16 || size % 8 != 0 {
+        if pattern != Pattern::Stream || size < 16 || !size.is_multiple_of(8) {
             return Err(LabError::Unsupported {
                 mechanism: "offset exchange",
                 what: "anything but streaming messages of a multiple of 8 bytes, 16 or more",

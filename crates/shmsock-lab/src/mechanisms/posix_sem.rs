@@ -89,7 +89,7 @@ impl Semaphore<SharedRegion> {
         value: u32,
     ) -> Result<Self, LabError> {
         assert!(
-            offset % std::mem::align_of::<libc::sem_t>() == 0,
+            offset.is_multiple_of(std::mem::align_of::<libc::sem_t>()),
             "semaphore offset {offset} is misaligned"
         );
         let sem = region

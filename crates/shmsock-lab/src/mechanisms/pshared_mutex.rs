@@ -47,7 +47,7 @@ impl ProcessSharedMutex {
     pub(crate) fn init(region: Rc<SharedRegion>, offset: usize) -> Result<Self, LabError> {
         const { assert!(std::mem::size_of::<libc::pthread_mutex_t>() <= ProcessSharedMutex::BYTES) };
         assert!(
-            offset % std::mem::align_of::<libc::pthread_mutex_t>() == 0,
+            offset.is_multiple_of(std::mem::align_of::<libc::pthread_mutex_t>()),
             "mutex offset {offset} is misaligned"
         );
         let mutex = Self { region, offset };

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::claims::{self, ClaimCheck, Metric};
 use crate::error::LabError;
 use crate::experiments::bridge::{self, BridgeRow};
+use crate::experiments::bugs::BugRow;
 use crate::experiments::contention::{self, ContentionRow};
 use crate::experiments::crash::{LeftoverRow, SurvivalRow};
 use crate::experiments::fanout::{self, FanoutRow};
@@ -20,12 +21,14 @@ use crate::experiments::latency::{self, LatencyRow};
 use crate::experiments::network::{self, NetworkRow};
 use crate::experiments::scale::MillionRow;
 use crate::experiments::serialization::SerializationRow;
+use crate::experiments::setup::{self, SetupRows};
 use crate::experiments::sync_tax::{self, SyncTaxRow};
 use crate::experiments::throughput::{self, ThroughputRow};
 use crate::format::{fmt_ns, fmt_size};
 use crate::host::HostInfo;
 use crate::options::Mode;
 
+mod html;
 mod render;
 
 /// Everything one lab run measured.
@@ -74,6 +77,12 @@ pub struct Report {
     /// What fresh readers found in the files of SIGKILLed writers.
     #[serde(default)]
     pub crash: Vec<SurvivalRow>,
+    /// Connect + first message + close per path, and shm://'s system calls one by one.
+    #[serde(default)]
+    pub setup: SetupRows,
+    /// The reference documents' shared-memory bugs: a naive implementation and shmsock.
+    #[serde(default)]
+    pub bugs: Vec<BugRow>,
     /// Every reference claim checked against this run.
     #[serde(default)]
     pub claims: Vec<ClaimCheck>,
@@ -165,6 +174,8 @@ impl Report {
             million: Vec::new(),
             shm_leftovers: Vec::new(),
             crash: Vec::new(),
+            setup: SetupRows::default(),
+            bugs: Vec::new(),
             claims: Vec::new(),
             unavailable: Vec::new(),
             floor_check: None,
@@ -199,6 +210,9 @@ impl Report {
         let md = dir.join("report.md");
         std::fs::write(&md, self.render_markdown()).map_err(write_err(&md))?;
         written.push(md);
+        let html = dir.join("report.html");
+        std::fs::write(&html, self.render_html()).map_err(write_err(&html))?;
+        written.push(html);
         for (name, svg) in self.plots() {
             let path = dir.join(name);
             std::fs::write(&path, svg).map_err(write_err(&path))?;
@@ -258,6 +272,7 @@ impl Report {
         contention::compare_with_one_producer(&mut self.contention);
         fanout::compare_with_one_subscriber(&mut self.fanout);
         bridge::compare_with_baseline(&mut self.bridge);
+        setup::compare_with_baseline(&mut self.setup);
         network::compare(&mut self.network);
     }
 
@@ -499,7 +514,7 @@ mod tests {
         assert!(plots.iter().all(|(_, svg)| svg.starts_with("<svg")));
         let dir = std::env::temp_dir().join(format!("shmsock-lab-md-{}", std::process::id()));
         let files = r.write_dir(&dir).expect("written");
-        assert_eq!(files.len(), 4, "{files:?}");
+        assert_eq!(files.len(), 5, "{files:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -516,6 +531,8 @@ mod tests {
             subscriber_cpu_pct: 100.0 / f64::from(subscribers),
             capped: subscribers == 4,
             vs_one_subscriber: None,
+            cpu_ns_per_delivered: if subscribers == 4 { 125.0 } else { 100.0 },
+            cpu_vs_one_subscriber: None,
         };
         let mut r = report();
         r.fanout = vec![
@@ -527,7 +544,14 @@ mod tests {
         r.finish();
         assert_eq!(r.fanout[1].vs_one_subscriber, Some(0.6));
         assert_eq!(r.fanout[3].vs_one_subscriber, Some(0.3));
+        assert_eq!(r.fanout[1].cpu_vs_one_subscriber, Some(1.25));
         let text = r.render();
+        assert!(
+            text.contains(
+                "64 B: 4 subscribers cost 1.25x the CPU per delivered message of one (met)"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "64 B: 4 subscribers reach 0.60x the publisher rate with one (bar: >= 0.50x; met)"

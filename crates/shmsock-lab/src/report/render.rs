@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use super::Report;
 use crate::claims;
 use crate::experiments::{
-    bridge, contention, crash, fanout, latency, network, scale, serialization, sync_tax, throughput,
+    bridge, bugs, contention, crash, fanout, latency, network, scale, serialization, setup,
+    sync_tax, throughput,
 };
 use crate::format::{fmt_ns, fmt_size};
 use crate::table::Table;
@@ -30,6 +31,8 @@ impl Report {
             scale::table(&self.million, &self.latency, checks),
             crash::leftover_table(&self.shm_leftovers),
             crash::table(&self.crash, checks),
+            setup::table(&self.setup, &self.host),
+            bugs::table(&self.bugs),
             claims::table(checks),
             self.unavailable_table(),
         ]
@@ -69,9 +72,12 @@ impl Report {
         [
             (
                 "latency.svg",
-                latency::plot(&self.latency, &self.latency_same_cpu),
+                latency::plot(&self.latency, &self.latency_same_cpu, &self.claims),
             ),
-            ("throughput.svg", throughput::plot(&self.throughput)),
+            (
+                "throughput.svg",
+                throughput::plot(&self.throughput, &self.claims),
+            ),
             ("sync_tax.svg", sync_tax::plot(&self.sync_tax)),
             ("contention.svg", contention::plot(&self.contention)),
             ("fanout.svg", fanout::plot(&self.fanout)),
@@ -84,7 +90,7 @@ impl Report {
     }
 
     /// The machine, as (what, description) pairs.
-    fn machine(&self) -> [(&'static str, String); 5] {
+    pub(super) fn machine(&self) -> [(&'static str, String); 5] {
         let h = &self.host;
         [
             ("CPU", h.cpu_model.clone()),
@@ -148,16 +154,7 @@ impl Report {
         for table in self.tables() {
             out.push_str(&table.to_markdown());
         }
-        let _ = writeln!(
-            out,
-            "## Method\n\nRound trips are timed one by one (clock reads included) into an HDR \
-             histogram; one-way = RTT / 2. Throughput is measured by the receiver, first to last \
-             message; CPU% is each side's thread CPU time over its wall time. Each pair is two \
-             processes forked after setup and pinned (see the table above); `floor` is measured \
-             before and after everything, and a move of more than 50% flags the run as noisy. \
-             See the README section \"The lab: method\" for warm-up, iteration counts and the \
-             coordinated-omission caveat."
-        );
+        let _ = writeln!(out, "## Method\n\n{}", super::html::METHOD);
         out
     }
 }

@@ -95,7 +95,7 @@ impl fmt::Display for Z85Error {
 
 /// Encodes `data` (a multiple of 4 bytes) as Z85 text, appended to `out`.
 pub(crate) fn encode_into(data: &[u8], out: &mut String) -> Result<(), Z85Error> {
-    if data.len() % 4 != 0 {
+    if !data.len().is_multiple_of(4) {
         return Err(Z85Error::BinaryLength(data.len()));
     }
     out.reserve(data.len() / 4 * 5);
@@ -122,7 +122,7 @@ pub(crate) fn encode(data: &[u8]) -> Result<String, Z85Error> {
 /// decodes into a fixed array, so a secret never passes through a heap buffer).
 pub(crate) fn decode_into(text: &str, out: &mut [u8]) -> Result<(), Z85Error> {
     let bytes = text.as_bytes();
-    if bytes.len() % 5 != 0 || bytes.len() / 5 * 4 != out.len() {
+    if !bytes.len().is_multiple_of(5) || bytes.len() / 5 * 4 != out.len() {
         return Err(Z85Error::TextLength {
             len: text.chars().count(),
             expected: Some(out.len() / 4 * 5),
@@ -160,7 +160,7 @@ pub(crate) fn decode_into(text: &str, out: &mut [u8]) -> Result<(), Z85Error> {
 /// this general form serves the tests.)
 #[cfg(test)]
 pub(crate) fn decode(text: &str) -> Result<Vec<u8>, Z85Error> {
-    if text.len() % 5 != 0 {
+    if !text.len().is_multiple_of(5) {
         return Err(Z85Error::TextLength {
             len: text.chars().count(),
             expected: None,

@@ -173,8 +173,8 @@ impl<'a> Cursor<'a> {
                 continue;
             }
             let span = dist(s.oldest_pos, s.write_pos);
-            if s.oldest_pos % FRAME_HEADER_BYTES != 0
-                || s.write_pos % FRAME_HEADER_BYTES != 0
+            if !s.oldest_pos.is_multiple_of(FRAME_HEADER_BYTES)
+                || !s.write_pos.is_multiple_of(FRAME_HEADER_BYTES)
                 || span > capacity
                 || dist(s.oldest_seq, s.write_seq) > span / FRAME_HEADER_BYTES
             {

@@ -183,7 +183,7 @@ pub(crate) enum Header {
 #[inline]
 pub(crate) fn decode(pos: u64, capacity: u64, meta: u64) -> Result<Header, Corruption> {
     let index = pos & (capacity - 1);
-    if index % FRAME_HEADER_BYTES != 0 {
+    if !index.is_multiple_of(FRAME_HEADER_BYTES) {
         // Only a position taken from a hostile broadcast cursor can be; the room left
         // before the ring end would then be smaller than a header.
         return Err(Corruption(format!(

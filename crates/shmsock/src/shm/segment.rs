@@ -164,7 +164,7 @@ pub const LOAN_POOL_MAX_BYTES: usize = 1 << 34;
 pub(crate) fn valid_pool(slots: u64, slot_bytes: u64) -> bool {
     (1..=LOAN_SLOTS_MAX as u64).contains(&slots)
         && slot_bytes > 0
-        && slot_bytes % 64 == 0
+        && slot_bytes.is_multiple_of(64)
         && slots
             .checked_mul(slot_bytes)
             .is_some_and(|b| b <= LOAN_POOL_MAX_BYTES as u64)
@@ -224,7 +224,8 @@ impl Mapping {
     /// [`Mapping::at`] for a `size`-byte word, which must be aligned to its size.
     #[inline]
     fn word_at(&self, offset: usize, size: usize) -> Option<*mut u8> {
-        (offset % size == 0)
+        offset
+            .is_multiple_of(size)
             .then(|| self.at(offset, size))
             .flatten()
     }

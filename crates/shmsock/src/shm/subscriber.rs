@@ -286,7 +286,7 @@ impl ShmSubscriber {
             match turn {
                 Turn::Attempt => {
                     polls = polls.wrapping_add(1);
-                    match self.attempt(buf, polls % POLLS_PER_LAG_CHECK == 0)? {
+                    match self.attempt(buf, polls.is_multiple_of(POLLS_PER_LAG_CHECK))? {
                         Got::Nothing => {}
                         got => return Ok(Outcome::Done(got)),
                     }

@@ -264,7 +264,7 @@ impl Schedule {
         // most waits end within it, and a clock read costs as much as a message.
         if self.strategy != WaitStrategy::Blocking {
             self.spins += 1;
-            if self.spins % SPINS_PER_CLOCK_READ != 0 {
+            if !self.spins.is_multiple_of(SPINS_PER_CLOCK_READ) {
                 return Step::Spin;
             }
         }

@@ -357,7 +357,7 @@ impl Matrix {
     /// A connector dies during the handshake; `accept` must fail promptly with a typed
     /// error (or succeed, then report `PeerGone`), and the listener serve the next one.
     fn connector_dies(&mut self, listener: &Listener, ep: &str, i: usize) -> Outcome {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             // The library's connect, killed at a random microsecond of its handshake.
             let start_at =
                 std::time::UNIX_EPOCH.elapsed().expect("clock") + Duration::from_millis(60);
@@ -397,7 +397,7 @@ impl Matrix {
     /// A listener dies during the handshake; `connect` must fail promptly with a typed error
     /// (or succeed, then report `PeerGone`).
     fn listener_dies(&mut self, ep: &str, i: usize) -> Outcome {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             let mut peer = Peer::spawn("listen", ep, &[]);
             peer.expect("ready");
             let delay = micros(&mut self.rng, 3000);

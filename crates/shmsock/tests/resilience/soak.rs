@@ -100,12 +100,12 @@ fn soak(count: u64, until: Option<Duration>, interval: Duration) {
             Err(e) => panic!("after {seq} messages: {e}"),
         };
         let sent = verify(seq, &buf[..n]);
-        if seq % SAMPLE_EVERY == 0 {
+        if seq.is_multiple_of(SAMPLE_EVERY) {
             let lat = now_ns().saturating_sub(sent).max(1);
             interval_hist.saturating_record(lat);
         }
         seq += 1;
-        if seq % 65_536 == 0 && last_report.elapsed() >= interval {
+        if seq.is_multiple_of(65_536) && last_report.elapsed() >= interval {
             let (rss, child_rss) = (leaks::rss_bytes(), leaks::status_bytes(&child, "VmRSS"));
             assert_rss_flat(rss_start, rss, seq);
             let secs = last_report.elapsed().as_secs_f64();

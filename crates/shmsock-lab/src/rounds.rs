@@ -1,0 +1,211 @@
+//! Rounds: how the lab measures a row several times and reports one number.
+//!
+//! Every latency and throughput row is measured in several rounds (5 by default, 3 with
+//! `--quick`), interleaved: round 1 of every row, then round 2 of every row, and so on, so a
+//! slow minute of a noisy host lands on one round of many rows rather than on every round of
+//! one. Each round gets its share of the row's budget. A short floor probe (the bare
+//! cache-line round trip) runs between rows; a round whose probes before and after moved more
+//! than [`NOISY_PROBE_PCT`] is measured again, up to [`RERUNS_MAX`] times, and the row is
+//! marked noisy if the probes still moved. The row reported is the round with the median key
+//! value (p50 round trip for latency, messages per second for throughput), with the smallest
+//! and largest of all rounds as its spread.
+
+use serde::{Deserialize, Serialize};
+
+use crate::experiments::Budget;
+
+/// Rounds per row by default.
+pub const ROUNDS_DEFAULT: u32 = 5;
+/// Rounds per row with `--quick`.
+pub const ROUNDS_QUICK: u32 = 3;
+/// Floor probes that moved more than this (in % of the smaller) make a round noisy.
+pub const NOISY_PROBE_PCT: f64 = 25.0;
+/// How many times a noisy round is measured again before the row is marked noisy.
+pub const RERUNS_MAX: u32 = 2;
+
+/// How a row's rounds went: their number, the spread of their key values, and whether the
+/// host was noisy during them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    /// Rounds that produced a measurement (0 in reports from before rounds existed).
+    pub rounds: u32,
+    /// Smallest key value of the rounds (p50 ns for latency, msgs/s for throughput).
+    pub min: f64,
+    /// Largest key value of the rounds.
+    pub max: f64,
+    /// Whether the floor probes around a round still moved more than [`NOISY_PROBE_PCT`]
+    /// after [`RERUNS_MAX`] re-runs.
+    pub noisy: bool,
+    /// Rounds measured again because the floor probes around them moved.
+    #[serde(default)]
+    pub reruns: u32,
+}
+
+impl Spread {
+    /// `(max - min) / median`, in %; 0 with fewer than two rounds.
+    pub fn pct_of(&self, median: f64) -> f64 {
+        if self.rounds < 2 || median <= 0.0 {
+            return 0.0;
+        }
+        100.0 * (self.max - self.min) / median
+    }
+}
+
+/// A row measured in rounds.
+pub(crate) trait RoundRow {
+    /// The value the rounds are ranked by.
+    fn key(&self) -> f64;
+    /// Where the row keeps its [`Spread`].
+    fn spread_mut(&mut self) -> &mut Spread;
+}
+
+/// The round with the median key (the lower of the two middle ones for an even count), with
+/// the spread of all of them; `None` for no rounds.
+pub(crate) fn median<T: RoundRow>(mut rows: Vec<T>, noisy: bool, reruns: u32) -> Option<T> {
+    if rows.is_empty() {
+        return None;
+    }
+    rows.sort_by(|a, b| a.key().total_cmp(&b.key()));
+    let (min, max) = (rows[0].key(), rows[rows.len() - 1].key());
+    let count = rows.len() as u32;
+    let mut row = rows.swap_remove((rows.len() - 1) / 2);
+    *row.spread_mut() = Spread {
+        rounds: count,
+        min,
+        max,
+        noisy,
+        reruns,
+    };
+    Some(row)
+}
+
+/// Fewest iterations a round of a row gets (all of the row's when it has fewer): a window of a
+/// few thousand messages is over before the ring's pages are warm.
+pub const ROUND_ITERS_MIN: u64 = 8192;
+
+/// A round's share of `budget`: iterations and times divided by `rounds` (at least
+/// [`ROUND_ITERS_MIN`] iterations or the whole budget's, at least a millisecond of warm-up).
+pub(crate) fn share(budget: Budget, rounds: u32) -> Budget {
+    let n = rounds.max(1);
+    Budget {
+        warmup_iters: (budget.warmup_iters / u64::from(n)).max(1),
+        warmup_time: (budget.warmup_time / n).max(std::time::Duration::from_millis(1)),
+        iters: (budget.iters / u64::from(n)).max(budget.iters.min(ROUND_ITERS_MIN)),
+        max_time: budget.max_time / n,
+    }
+}
+
+/// A table cell for a row's spread: `min–max` of its rounds (formatted by `fmt`), `*` when
+/// noisy; `-` with fewer than two rounds.
+pub(crate) fn spread_cell(spread: &Spread, fmt: impl Fn(f64) -> String) -> String {
+    if spread.rounds < 2 {
+        return "-".into();
+    }
+    let noisy = if spread.noisy { "*" } else { "" };
+    format!("{}–{}{noisy}", fmt(spread.min), fmt(spread.max))
+}
+
+/// The note under a table of rows measured in rounds; `None` if none was.
+pub(crate) fn spread_note<'a>(spreads: impl Iterator<Item = &'a Spread> + Clone) -> Option<String> {
+    let most = spreads
+        .clone()
+        .map(|s| s.rounds)
+        .max()
+        .filter(|&n| n >= 2)?;
+    let reruns: u32 = spreads.clone().map(|s| s.reruns).sum();
+    let noisy = spreads.filter(|s| s.noisy).count();
+    let mut note = format!(
+        "Each row is the median of its rounds (up to {most}, interleaved with every other \
+         row's); spread = the smallest and the largest of them. Between rows a short floor \
+         probe runs; a round whose probes moved more than {NOISY_PROBE_PCT:.0}% was measured \
+         again ({reruns} re-run(s) in this table)"
+    );
+    if noisy > 0 {
+        note.push_str(&format!(
+            "; * = noisy: the probes still moved after {RERUNS_MAX} re-runs ({noisy} row(s))."
+        ));
+    } else {
+        note.push('.');
+    }
+    Some(note)
+}
+
+/// Whether two floor probes (p50 ns) moved more than [`NOISY_PROBE_PCT`] apart.
+pub(crate) fn moved(before: u64, after: u64) -> bool {
+    let (lo, hi) = (before.min(after).max(1) as f64, before.max(after) as f64);
+    100.0 * (hi - lo) / lo > NOISY_PROBE_PCT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Row(f64, Spread);
+
+    impl RoundRow for Row {
+        fn key(&self) -> f64 {
+            self.0
+        }
+        fn spread_mut(&mut self) -> &mut Spread {
+            &mut self.1
+        }
+    }
+
+    #[test]
+    fn the_median_round_is_reported_with_the_spread_of_all() {
+        let rows = [5.0, 1.0, 4.0, 2.0, 3.0].map(|k| Row(k, Spread::default()));
+        let row = median(rows.to_vec(), false, 1).unwrap();
+        assert_eq!(row.0, 3.0);
+        assert_eq!(
+            row.1,
+            Spread {
+                rounds: 5,
+                min: 1.0,
+                max: 5.0,
+                noisy: false,
+                reruns: 1
+            }
+        );
+        assert_eq!(row.1.pct_of(row.0), 400.0 / 3.0);
+        let even = median(
+            [4.0, 1.0].map(|k| Row(k, Spread::default())).to_vec(),
+            true,
+            0,
+        );
+        assert_eq!(even.map(|r| (r.0, r.1.noisy)), Some((1.0, true)));
+        assert!(median(Vec::<Row>::new(), false, 0).is_none());
+    }
+
+    #[test]
+    fn a_round_gets_its_share_of_the_budget() {
+        let b = Budget {
+            warmup_iters: 100,
+            warmup_time: Duration::from_millis(300),
+            iters: 100_000,
+            max_time: Duration::from_millis(1500),
+        };
+        let s = share(b, 5);
+        assert_eq!((s.warmup_iters, s.iters), (20, 20_000));
+        assert_eq!(
+            (s.max_time, s.warmup_time),
+            (Duration::from_millis(300), Duration::from_millis(60))
+        );
+        assert_eq!(share(b, 0), share(b, 1));
+        // A small row keeps a window worth measuring in every round.
+        let small = Budget { iters: 20_000, ..b };
+        assert_eq!(share(small, 5).iters, ROUND_ITERS_MIN);
+        let tiny = Budget { iters: 32, ..b };
+        assert_eq!(share(tiny, 3).iters, 32);
+    }
+
+    #[test]
+    fn probes_moving_more_than_a_quarter_are_noise() {
+        assert!(!moved(100, 120));
+        assert!(!moved(125, 100));
+        assert!(moved(100, 130));
+        assert!(moved(130, 100));
+        assert!(moved(0, 10));
+    }
+}
