@@ -937,9 +937,10 @@ pub(crate) mod tests {
         if !daemon_installed() {
             return;
         }
-        // A daemon that queues at most 64 KiB for a receiver, and a receiver that does not
-        // read until 8 MiB of signals have been sent.
+        // A daemon that queues at most 64 KiB for a receiver, 8 MiB of signals, and a
+        // receiver that does not read until the daemon has dropped some.
         let dbus = Dbus::with(PROGRAM, 64 << 10);
+        let log = dbus.bus().expect("a bus").log_path();
         let pinning = Pinning::choose().expect("affinity");
         const SIZE: usize = 4096;
         const SIGNALS: u64 = 2048;
@@ -959,7 +960,12 @@ pub(crate) mod tests {
                 Ok(ChildStats::default())
             },
             |side| {
-                std::thread::sleep(Duration::from_millis(500));
+                // Read nothing until the daemon has rejected a signal for this receiver.
+                let log = log.clone();
+                let waiting = Instant::now();
+                while rejections(&log, 0) == 0 && waiting.elapsed() < Duration::from_secs(20) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 let started = Instant::now();
                 let mut received = 0u64;
                 while received < SIGNALS && started.elapsed() < Duration::from_secs(5) {
