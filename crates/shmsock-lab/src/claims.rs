@@ -22,7 +22,9 @@
 //!
 //! Some rows have no number in any document, only words: the IPC cheat sheet's menu says what
 //! a signal, an eventfd and a signalfd are for, and its "synchronization is your problem" (and
-//! the SM and MP article) name semaphores among the ways to synchronise shared memory. Those
+//! the SM and MP article) name semaphores among the ways to synchronise shared memory; its
+//! menu's row for D-Bus (with gRPC and ZeroMQ) gives "Easy" where the others give a speed, and
+//! the Q&A thread's comments say D-Bus runs on Unix domain (and TCP) sockets. Those
 //! are [`STATEMENTS`]: quoted, by `statement_notes`, under the table that measures the rows
 //! they are about, beside this run's numbers of those rows, and given no verdict (there is
 //! nothing to compare).
@@ -296,6 +298,7 @@ const COMPARISON: &str = "Comparison";
 const COMMUNICATION_COSTS: &str = "Communication Costs";
 const IPC_CHEAT_SHEET: &str = "IPC cheat sheet";
 const SM_AND_MP: &str = "SM and MP article";
+const QA_THREAD: &str = "Q&A thread";
 const MAPPED_FILES: &[&str] = &[
     "mmap-file",
     "mmap-file-durable/1",
@@ -835,7 +838,14 @@ pub const STATEMENTS: &[Statement] = &[
         source: IPC_CHEAT_SHEET,
         section: "the menu",
         says: "dbus, gRPC, ZeroMQ | Easy | Higher level, message routing",
-        about: &["grpc-uds", "grpc-tcp"],
+        about: &["dbus", "grpc-uds", "grpc-tcp"],
+    },
+    Statement {
+        source: QA_THREAD,
+        section: "comments on the question",
+        says: "A newer method is D-Bus. — Doesn't D-Bus use Unix domain sockets itself? — \
+               Indeed, domain and tcp/ip sockets.",
+        about: &["dbus"],
     },
     Statement {
         source: IPC_CHEAT_SHEET,
@@ -1128,9 +1138,11 @@ mod tests {
     fn statements_are_quoted_only_beside_the_rows_they_are_about() {
         assert!(STATEMENTS
             .iter()
-            .all(|s| [IPC_CHEAT_SHEET, SM_AND_MP].contains(&s.source)
-                && !s.about.is_empty()
-                && !s.says.is_empty()));
+            .all(
+                |s| [IPC_CHEAT_SHEET, SM_AND_MP, QA_THREAD].contains(&s.source)
+                    && !s.about.is_empty()
+                    && !s.says.is_empty()
+            ));
         assert!(statement_notes(&["pipe", "tcp"], |_| unreachable!()).is_empty());
         let notes = statement_notes(&["floor", "signalfd", "eventfd"], |row| format!("<{row}>"));
         assert_eq!(notes.len(), 2, "{notes:?}");
@@ -1143,6 +1155,14 @@ mod tests {
             notes[1].ends_with("Here: eventfd: <eventfd>; signalfd: <signalfd>."),
             "{notes:?}"
         );
+        // The menu's D-Bus row and the Q&A thread's comments: one note beside dbus only.
+        let dbus = statement_notes(&["uds-stream", "dbus"], |row| format!("<{row}>"));
+        assert_eq!(dbus.len(), 1, "{dbus:?}");
+        assert!(dbus[0].starts_with("IPC cheat sheet, the menu: \"dbus, gRPC, ZeroMQ | Easy"));
+        assert!(
+            dbus[0].contains("; Q&A thread, comments on the question: \"A newer method is D-Bus.")
+        );
+        assert!(dbus[0].ends_with("Here: dbus: <dbus>."), "{dbus:?}");
         // Two documents on the same rows: one note, both quotes, the numbers once.
         let semaphores = statement_notes(&["semaphore", "posix-sem"], |row| format!("<{row}>"));
         assert_eq!(semaphores.len(), 1, "{semaphores:?}");

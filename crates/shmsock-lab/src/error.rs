@@ -74,6 +74,15 @@ pub enum LabError {
         /// libzmq's error text and errno.
         detail: String,
     },
+    /// The `dbus` mechanism's bus (the `dbus-daemon` the lab starts, or a connection to it)
+    /// failed.
+    #[error("D-Bus {what}: {detail}")]
+    Dbus {
+        /// What the lab was doing, e.g. "starting dbus-daemon".
+        what: &'static str,
+        /// What went wrong, and what to do about it when the user can do something.
+        detail: String,
+    },
     /// gRPC (the `grpc-uds` and `grpc-tcp` rows, tonic) reported an error.
     #[error("{mechanism}: gRPC {what} failed: {detail}")]
     Grpc {

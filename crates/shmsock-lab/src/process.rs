@@ -14,6 +14,11 @@
 //! reaped with a deadline; [`outcome`] combines their results with the parent's, and
 //! [`wait_until`] is the parent's (or a child's) bounded wait for the others.
 //!
+//! A mechanism that needs a program of its own running (the `dbus` rows' `dbus-daemon`) starts
+//! it with [`spawn_helper`]: `fork` + `exec` through `std::process::Command`, with the kernel
+//! told to send the helper `SIGTERM` if the lab goes away first, so not even a lab killed by a
+//! signal leaves one behind.
+//!
 //! # Safety
 //!
 //! `fork` in a process with several threads copies only the calling thread; a lock held by
@@ -25,6 +30,7 @@
 #![allow(unsafe_code)]
 
 use std::fmt::Write as _;
+use std::os::unix::process::CommandExt as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
@@ -497,6 +503,32 @@ pub(crate) fn pin_current_thread(cpu: usize) -> Result<(), LabError> {
     let mut set = CpuSet::new();
     set.set(cpu);
     sched_setaffinity(None, &set).map_err(LabError::os("pinning to a CPU"))
+}
+
+/// Starts `command` as a helper process of the lab (a daemon a mechanism needs), which the
+/// kernel sends `SIGTERM` when the thread that started it exits (`PR_SET_PDEATHSIG`): a lab
+/// killed by a signal leaves no helper running. The lab runs on one thread, the one that starts
+/// helpers; a test starts and stops its helpers on its own thread.
+///
+/// The helper inherits the calling thread's CPU affinity; the caller sets the one it wants.
+pub(crate) fn spawn_helper(
+    command: &mut std::process::Command,
+) -> std::io::Result<std::process::Child> {
+    let lab = rustix::process::getpid();
+    let arm = move || -> std::io::Result<()> {
+        rustix::process::set_parent_process_death_signal(Some(Signal::TERM))?;
+        // The lab may have exited between the fork and the line above: then no signal will
+        // come, so do not start.
+        if rustix::process::getppid() != Some(lab) {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(())
+    };
+    // SAFETY: `arm` runs in the forked child before `exec`; it makes two system calls (`prctl`,
+    // `getppid`) and builds an `io::Error` from an errno without allocating: no lock, no
+    // allocation, nothing a fork from a multi-threaded process could leave locked.
+    unsafe { command.pre_exec(arm) };
+    command.spawn()
 }
 
 /// The CPUs the calling thread may run on, in ascending order.

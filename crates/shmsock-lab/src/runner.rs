@@ -268,6 +268,14 @@ impl<'a> Lab<'a> {
             }
         }
         self.progress.step(&format!("{name}: integrity check"));
+        if let Some(why) = mechanism.skipped() {
+            // Each unavailable row prints the reason as it is added.
+            let reason = format!("skipped: {why}");
+            for (experiment, size) in rows {
+                self.unavailable(name, experiment, size, reason.clone());
+            }
+            return;
+        }
         if let Err(err) = experiments::integrity::check(mechanism, self.pinning) {
             let reason = format!("integrity check failed: {err}");
             for (experiment, size) in rows {

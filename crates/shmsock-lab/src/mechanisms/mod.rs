@@ -12,6 +12,9 @@
 //! Pattern::Stream     child  --msg--> parent, one way, back to back  (throughput)
 //! ```
 //!
+//! [`dbus`] needs a program running beside the two sides: it starts a `dbus-daemon` of its own
+//! on first use and stops it when the mechanism is dropped, at the end of the run.
+//!
 //! [`libzmq`] is not a mechanism but the reference the `network` experiment measures shmsock's
 //! network transports against: libzmq loaded at run time, behind a small safe wrapper.
 //!
@@ -19,6 +22,7 @@
 //! Unix stream, TCP) rely on it for framing, reading exactly that many bytes per message.
 
 pub mod cas_ring;
+pub mod dbus;
 pub mod eventfd;
 mod fd_msg;
 pub mod fd_stream;
@@ -96,6 +100,13 @@ pub trait Mechanism {
     /// What a reader of its rows should know about where it ran (the filesystem of a file),
     /// printed under the tables and kept in the rows; the default has nothing to say.
     fn note(&self) -> Option<String> {
+        None
+    }
+
+    /// Why the mechanism cannot run on this machine at all (a program it needs is not
+    /// installed), if it cannot: its rows are then reported unavailable with this reason
+    /// before any is tried. The default can always run.
+    fn skipped(&self) -> Option<String> {
         None
     }
 
@@ -196,6 +207,7 @@ pub fn all() -> Vec<Box<dyn Mechanism>> {
         Box::new(udp::UDP),
         Box::new(grpc::GRPC_UDS),
         Box::new(grpc::GRPC_TCP),
+        Box::new(dbus::Dbus::new()),
         Box::new(posix_mq::PosixMq),
         Box::new(sysv_mq::SysvMq),
     ]
