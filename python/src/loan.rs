@@ -564,10 +564,9 @@ impl PySample {
                 "this Sample is closed: its slot went back to the sender",
             ));
         };
-        // SAFETY: the bytes are in place until the sample is dropped, which `close()`
-        // refuses while `exports` (counted below) is not 0 and which cannot happen while
-        // the view keeps this object alive. The sender is trusted not to write a slot it
-        // lent, as `Sample::as_slice` requires: the module and class docs say so.
+        // SAFETY: the bytes stay until the sample is dropped, which `close()` refuses while
+        // `exports` (counted below) is not 0; the sender is trusted not to write a slot it
+        // lent, as `Sample::as_slice` requires (the module and class docs say so).
         let bytes = unsafe { sample.as_slice() };
         // SAFETY: `bytes` stays valid until `__releasebuffer__` (above); read-only.
         unsafe {

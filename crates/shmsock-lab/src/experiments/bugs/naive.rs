@@ -424,10 +424,9 @@ pub(super) fn follow_foreign_list(
     right: &AtomicU64,
 ) {
     let head = list_head(region);
-    // SAFETY: NOT met, on purpose: the addresses are another process's, unmapped here or
-    // mapped to something else. The fault (SIGSEGV, the measured outcome) or the garbage
-    // read stays in this forked child, which only stores two counters (atomics) before the
-    // lab reaps it (module docs).
+    // SAFETY: NOT met, on purpose (another process's addresses): the SIGSEGV (the measured
+    // outcome) or garbage read stays in this forked child, which only stores two atomic
+    // counters before the lab reaps it (module docs).
     unsafe { walk(head, nodes, &value, right, visited) };
 }
 
