@@ -12,7 +12,7 @@ pub const LATENCY_SIZE: usize = 64;
 /// reference documents' 4 KiB and 1 MiB.
 pub const THROUGHPUT_SIZES: [usize; 3] = [64, 4096, 1 << 20];
 /// The experiments, by the names `--only` takes.
-pub const EXPERIMENTS: [&str; 11] = [
+pub const EXPERIMENTS: [&str; 12] = [
     "latency",
     "throughput",
     "sync-tax",
@@ -24,6 +24,7 @@ pub const EXPERIMENTS: [&str; 11] = [
     "scale",
     "crash",
     "setup",
+    "costs",
 ];
 
 /// How long and how thoroughly to measure.

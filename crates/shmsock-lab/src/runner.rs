@@ -47,6 +47,8 @@ pub(crate) enum Experiment {
     Crash,
     /// Connect + first message + close.
     Setup,
+    /// Single operations: loads, a mutex, a 1 KiB message.
+    Costs,
 }
 
 impl Experiment {
@@ -64,6 +66,7 @@ impl Experiment {
             Experiment::Scale => "scale",
             Experiment::Crash => "crash",
             Experiment::Setup => "setup",
+            Experiment::Costs => "costs",
         }
     }
 }
@@ -146,6 +149,7 @@ impl<'a> Lab<'a> {
             ("scale", experiments::scale::PATHS.len()),
             ("crash", 1 + experiments::crash::writers().len()),
             ("setup", 1 + experiments::setup::PATHS.len()),
+            ("costs", 2 + experiments::costs::one_kib_mechanisms().len()),
         ]
         .iter()
         .filter(|(name, _)| self.opts.runs(name))
@@ -191,6 +195,7 @@ impl<'a> Lab<'a> {
             ("scale", Self::run_scale),
             ("crash", Self::run_crash),
             ("setup", Self::run_setup),
+            ("costs", Self::run_costs),
         ];
         for (name, run) in experiments {
             if self.opts.runs(name) {
@@ -304,7 +309,8 @@ impl<'a> Lab<'a> {
             | Experiment::Serialization
             | Experiment::Scale
             | Experiment::Crash
-            | Experiment::Setup => Err(format!(
+            | Experiment::Setup
+            | Experiment::Costs => Err(format!(
                 "{} is not a per-mechanism experiment",
                 experiment.as_str()
             )),
@@ -556,6 +562,38 @@ impl<'a> Lab<'a> {
                 setup::SIZE,
                 e.to_string(),
             ),
+        }
+    }
+
+    fn run_costs(&mut self) {
+        use experiments::costs;
+        let max_time = self.budgets.latency.max_time;
+        self.progress
+            .step("costs: a load in and out of the cache, shared and private memory");
+        match costs::measure_loads(max_time / 2) {
+            Ok(rows) => self.report.costs.operations.extend(rows),
+            Err(e) => self.unavailable("loads", Experiment::Costs, 8, e.to_string()),
+        }
+        self.progress
+            .step("costs: a process-shared mutex, uncontended and contended");
+        match costs::measure_mutex(max_time, self.pinning) {
+            Ok(rows) => self.report.costs.operations.extend(rows),
+            Err(e) => self.unavailable("process-shared mutex", Experiment::Costs, 8, e.to_string()),
+        }
+        let size = costs::MESSAGE_SIZE;
+        for mechanism in costs::one_kib_mechanisms() {
+            let name = mechanism.name();
+            self.progress
+                .step(&format!("costs: {name} one-way, {size} B"));
+            match experiments::latency::measure(
+                mechanism.as_ref(),
+                size,
+                self.budgets.latency,
+                self.pinning,
+            ) {
+                Ok(row) => self.report.costs.one_kib.push(row),
+                Err(e) => self.unavailable(name, Experiment::Costs, size, e.to_string()),
+            }
         }
     }
 

@@ -14,6 +14,7 @@ use crate::claims::{self, ClaimCheck, Metric};
 use crate::error::LabError;
 use crate::experiments::bridge::{self, BridgeRow};
 use crate::experiments::contention::{self, ContentionRow};
+use crate::experiments::costs::CostRows;
 use crate::experiments::crash::{LeftoverRow, SurvivalRow};
 use crate::experiments::fanout::{self, FanoutRow};
 use crate::experiments::latency::{self, LatencyRow};
@@ -28,6 +29,7 @@ use crate::host::HostInfo;
 use crate::options::Mode;
 
 mod html;
+mod measured;
 mod render;
 
 /// Everything one lab run measured.
@@ -79,7 +81,11 @@ pub struct Report {
     /// Connect + first message + close per path, and shm://'s system calls one by one.
     #[serde(default)]
     pub setup: SetupRows,
-    /// Every reference claim checked against this run.
+    /// Single operations (Communication Costs): loads, a process-shared mutex, 1 KiB one way.
+    #[serde(default)]
+    pub costs: CostRows,
+    /// Every quantitative claim of the reference documents: checked against this run (with a
+    /// verdict), or with the reason it was not (see [`crate::claims`]).
     #[serde(default)]
     pub claims: Vec<ClaimCheck>,
     /// Experiments that produced no numbers, and why.
@@ -171,6 +177,7 @@ impl Report {
             shm_leftovers: Vec::new(),
             crash: Vec::new(),
             setup: SetupRows::default(),
+            costs: CostRows::default(),
             claims: Vec::new(),
             unavailable: Vec::new(),
             floor_check: None,
@@ -226,7 +233,11 @@ impl Report {
     /// [`Report::SPINNING_CPU_MIN_PCT`] of their CPU, meaning other work ran on the lab's CPUs.
     pub(crate) fn finish(&mut self) {
         self.compute_ratios();
-        self.claims = claims::check(|metric, row, same_cpu| self.measured(metric, row, same_cpu));
+        let facts = self.facts();
+        self.claims = claims::check(
+            |metric, row, same_cpu| self.measured(metric, row, same_cpu),
+            &facts,
+        );
         self.warnings
             .extend(self.floor_check.as_ref().and_then(FloorCheck::warning));
         let preempted = |spinning: &[&str], name: &str, send: f64, recv: f64| {
@@ -323,6 +334,7 @@ impl Report {
                 .iter()
                 .find(|r| r.mechanism == row)
                 .map(|r| r.kept_pct),
+            _ => self.measured_more(metric, row),
         }
     }
 
@@ -404,8 +416,8 @@ mod tests {
         let verdict = |metric, name: &str| {
             r.claims
                 .iter()
-                .find(|c| c.metric == metric && c.measured_by == name)
-                .map(|c| c.verdict)
+                .find(|c| c.metric == Some(metric) && c.measured_by == name)
+                .and_then(|c| c.verdict)
         };
         // 1% of the two sides' 200% is kernel time: 99.5% user space.
         let user = Metric::UserCpu { size: 64 };
@@ -481,10 +493,10 @@ mod tests {
             .find(|c| {
                 c.measured_by == "pipe"
                     && c.subject.starts_with("Pipe (small")
-                    && c.metric == crate::claims::Metric::LatencyTypical
+                    && c.metric == Some(crate::claims::Metric::LatencyTypical)
             })
             .expect("pipe latency claim checked");
-        assert_eq!(check.verdict, crate::claims::Verdict::Agrees);
+        assert_eq!(check.verdict, Some(crate::claims::Verdict::Agrees));
         assert_eq!(check.same_cpu, Some(3000.0));
         let text = r.render();
         assert!(

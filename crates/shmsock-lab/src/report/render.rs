@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use super::Report;
 use crate::claims;
 use crate::experiments::{
-    bridge, contention, crash, fanout, latency, network, scale, serialization, setup, sync_tax,
-    throughput,
+    bridge, contention, costs, crash, fanout, latency, network, scale, serialization, setup,
+    sync_tax, throughput,
 };
 use crate::format::{fmt_ns, fmt_size};
 use crate::table::Table;
@@ -32,7 +32,9 @@ impl Report {
             crash::leftover_table(&self.shm_leftovers),
             crash::table(&self.crash, checks),
             setup::table(&self.setup, &self.host),
+            costs::table(&self.costs, checks),
             claims::table(checks),
+            claims::unchecked_table(checks),
             self.unavailable_table(),
         ]
         .into_iter()
