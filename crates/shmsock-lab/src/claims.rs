@@ -1147,9 +1147,10 @@ pub(crate) fn unchecked_table(checks: &[ClaimCheck]) -> Option<Table> {
     Some(table)
 }
 
-/// `850 ns`, `4.5 µs`, `4.50 M msgs/s`, `17.6 GB/s`, `45%`, `0.10 s`, `2 per msg`, `0.97x`.
+/// `1.4 ns`, `850 ns`, `4.5 µs`, `4.50 M msgs/s`, `17.6 GB/s`, `45%`, `0.10 s`, `2 per msg`, `0.97x`.
 pub fn fmt_value(value: f64, unit: &str) -> String {
     match unit {
+        "ns" if value < 10.0 => format!("{value:.1} ns"),
         "ns" if value < 1000.0 => format!("{value:.0} ns"),
         "ns" if value < 1e6 => format!("{:.1} µs", value / 1e3),
         "ns" => format!("{:.2} ms", value / 1e6),
@@ -1560,6 +1561,42 @@ mod tests {
             ),
             "{semaphores:?}"
         );
+    }
+
+    #[test]
+    fn a_check_of_a_report_from_before_the_inventory_still_loads() {
+        let old = r#"{"subject": "Shared memory (cache hit)", "source": "Comparison",
+            "metric": {"kind": "latency-min"}, "claimed": "50 ns–100 ns", "claimed_low": 50.0,
+            "claimed_high": 100.0, "measured_by": "raw-ring", "measured": 45.0,
+            "measured_text": "45 ns", "ratio": 0.64, "verdict": "agrees",
+            "same_cpu": 103936.0, "same_cpu_verdict": "slower"}"#;
+        let check: ClaimCheck = serde_json::from_str(old).expect("an old check loads");
+        assert_eq!(check.verdict, Some(Verdict::Agrees));
+        assert_eq!(check.metric, Some(Metric::LatencyMin));
+        assert!(check.section.is_empty() && check.claim.is_empty());
+        assert_eq!(check.not_checked_because, None);
+        // A new entry says which it is: a verdict, or the reason there is none.
+        let facts = RunFacts::default();
+        let entries = check_none(&facts);
+        let json = serde_json::to_value(&entries).expect("json");
+        for entry in json.as_array().expect("an array") {
+            for key in [
+                "source",
+                "section",
+                "claim",
+                "claimed",
+                "measured",
+                "measured_by",
+                "verdict",
+            ] {
+                assert!(entry.get(key).is_some(), "{key} missing: {entry}");
+            }
+            assert!(entry["not_checked_because"].is_string(), "{entry}");
+        }
+    }
+
+    fn check_none(facts: &RunFacts) -> Vec<ClaimCheck> {
+        check(|_, _, _| None, facts)
     }
 
     #[test]

@@ -235,12 +235,15 @@ pub(crate) struct Window {
 
 impl Window {
     pub(crate) fn start() -> Self {
+        // The counters' file first, so that reading it is outside the times; then the times
+        // in the order `stop` reads them.
         let rw_syscalls = thread_rw_syscalls();
-        let usage = thread_usage();
+        let wall = Instant::now();
+        let cpu = thread_cpu_time();
         Self {
-            wall: Instant::now(),
-            cpu: thread_cpu_time(),
-            usage,
+            wall,
+            cpu,
+            usage: thread_usage(),
             rw_syscalls,
         }
     }

@@ -315,11 +315,11 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
     })
 }
 
-/// A count per message: whole numbers as such (`2`), others with two decimals (`0.02`), or one
-/// from 10 on (`15.9`).
+/// A count per message: `0`, else with two decimals (`0.02`, `1.00`: a count, not a design
+/// number, is rarely whole), or one from 10 on (`15.9`).
 pub(crate) fn fmt_per_msg(value: f64) -> String {
-    if value == value.round() && value < 1e6 {
-        format!("{value:.0}")
+    if value == 0.0 {
+        "0".into()
     } else if value < 10.0 {
         format!("{value:.2}")
     } else {
