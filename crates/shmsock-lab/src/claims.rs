@@ -1080,6 +1080,10 @@ pub(crate) fn table(checks: &[ClaimCheck]) -> Option<Table> {
     )];
     table.notes = vec![
         "Same CPU: the latency with both sides on one CPU, and its verdict.".into(),
+        "Copies are by construction; system calls are counted by the kernel for the rows whose \
+         data calls are read/write and by construction for the others (the throughput table \
+         marks those \"(design)\")."
+            .into(),
         format!(
             "{} checks of {} claims; the claims this run did not check follow.",
             checked.len(),
