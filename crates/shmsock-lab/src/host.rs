@@ -76,6 +76,19 @@ pub struct HostInfo {
     pub pinning: Pinning,
     /// `pinning` in words.
     pub pinning_text: String,
+    /// The NUMA nodes and their CPUs (`/sys/devices/system/node`); empty when the kernel does
+    /// not say (and in reports written before the lab read them).
+    #[serde(default)]
+    pub numa_nodes: Vec<NumaNode>,
+}
+
+/// One NUMA node: memory and the CPUs closest to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumaNode {
+    /// The node's number (`node0` is 0).
+    pub id: usize,
+    /// Its CPUs.
+    pub cpus: Vec<usize>,
 }
 
 impl HostInfo {
@@ -95,6 +108,10 @@ impl HostInfo {
             governor: None,
             pinning,
             pinning_text: pinning.describe(),
+            numa_nodes: vec![NumaNode {
+                id: 0,
+                cpus: (0..cpus).collect(),
+            }],
         }
     }
 
@@ -122,8 +139,79 @@ impl HostInfo {
             .filter(|g| !g.is_empty()),
             pinning,
             pinning_text: pinning.describe(),
+            numa_nodes: numa_nodes(),
         })
     }
+
+    /// Where the two sides ran with respect to the NUMA nodes, in words.
+    pub fn numa_text(&self) -> String {
+        let p = self.pinning;
+        let node_of = |cpu: usize| self.numa_nodes.iter().find(|n| n.cpus.contains(&cpu));
+        match (
+            self.numa_nodes.len(),
+            node_of(p.parent_cpu),
+            node_of(p.child_cpu),
+        ) {
+            (0, _, _) => "the kernel does not list this machine's NUMA nodes".into(),
+            (1, _, _) => format!(
+                "this machine has one NUMA node (node{}), so the two sides (CPUs {} and {}) \
+                 share it: nothing to compare",
+                self.numa_nodes[0].id, p.parent_cpu, p.child_cpu
+            ),
+            (n, Some(a), Some(b)) if a.id == b.id => format!(
+                "this machine has {n} NUMA nodes; the lab ran both sides on node{} (CPUs {} \
+                 and {})",
+                a.id, p.parent_cpu, p.child_cpu
+            ),
+            (n, Some(a), Some(b)) => format!(
+                "this machine has {n} NUMA nodes; the lab ran the sides on different ones \
+                 (CPU {} on node{}, CPU {} on node{}): its numbers include the trip between \
+                 nodes",
+                p.parent_cpu, a.id, p.child_cpu, b.id
+            ),
+            (n, _, _) => format!(
+                "this machine has {n} NUMA nodes; the node of CPU {} or {} is not listed",
+                p.parent_cpu, p.child_cpu
+            ),
+        }
+    }
+}
+
+/// The NUMA nodes of `/sys/devices/system/node` (empty if it cannot be read).
+fn numa_nodes() -> Vec<NumaNode> {
+    let Ok(dir) = std::fs::read_dir("/sys/devices/system/node") else {
+        return Vec::new();
+    };
+    let mut nodes: Vec<NumaNode> = dir
+        .flatten()
+        .filter_map(|entry| {
+            let id = entry
+                .file_name()
+                .to_str()?
+                .strip_prefix("node")?
+                .parse()
+                .ok()?;
+            let list = std::fs::read_to_string(entry.path().join("cpulist")).ok()?;
+            Some(NumaNode {
+                id,
+                cpus: parse_cpu_list(&list)?,
+            })
+        })
+        .collect();
+    nodes.sort_by_key(|n| n.id);
+    nodes
+}
+
+/// A kernel CPU list (`0-3,8,10-11`) as the CPUs in it.
+fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.trim().parse::<usize>().ok()?..=b.trim().parse().ok()?),
+            None => cpus.push(part.trim().parse().ok()?),
+        }
+    }
+    Some(cpus)
 }
 
 /// Number of `processor` entries in `/proc/cpuinfo`.
@@ -162,6 +250,39 @@ mod tests {
             count_processors("processor : 0\nprocessor : 1\nmodel : x\n"),
             2
         );
+    }
+
+    #[test]
+    fn numa_nodes_are_read_and_described() {
+        assert_eq!(
+            parse_cpu_list("0-3,8,10-11\n"),
+            Some(vec![0, 1, 2, 3, 8, 10, 11])
+        );
+        assert_eq!(parse_cpu_list(""), Some(vec![]));
+        assert_eq!(parse_cpu_list("x"), None);
+        let mut host = HostInfo::for_tests(2);
+        assert!(
+            host.numa_text().contains("one NUMA node (node0)"),
+            "{}",
+            host.numa_text()
+        );
+        host.numa_nodes = vec![
+            NumaNode {
+                id: 0,
+                cpus: vec![0],
+            },
+            NumaNode {
+                id: 1,
+                cpus: vec![1],
+            },
+        ];
+        assert!(
+            host.numa_text().contains("different ones"),
+            "{}",
+            host.numa_text()
+        );
+        host.numa_nodes.clear();
+        assert!(host.numa_text().contains("does not list"));
     }
 
     #[test]

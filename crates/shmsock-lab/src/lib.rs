@@ -34,6 +34,13 @@
 //!   script run by `$SHMSOCK_PYTHON` or `python3`): round trips and streams at 64 B, 4 KiB and
 //!   1 MiB. See [`experiments::python`].
 //!
+//! - **costs**: single operations of the Communication Costs: a load in and out of the cache,
+//!   a process-shared mutex uncontended and contended, 1 KiB one way over a socket and shared
+//!   memory.
+//!
+//! Every quantitative claim of the reference documents is checked against these rows or
+//! listed with the reason it is not ([`claims`]).
+//!
 //! `floor` (a bare cache-line ping-pong) is measured before and after everything else: it is
 //! the reference for latency ratios, and if it moved by more than 50% the host was noisy and
 //! the report says so. `raw-ring` (a textbook SPSC ring) is the reference for throughput.

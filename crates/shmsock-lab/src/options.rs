@@ -13,7 +13,7 @@ pub const LATENCY_SIZE: usize = 64;
 /// reference documents' 4 KiB and 1 MiB.
 pub const THROUGHPUT_SIZES: [usize; 3] = [64, 4096, 1 << 20];
 /// The experiments, by the names `--only` takes.
-pub const EXPERIMENTS: [&str; 13] = [
+pub const EXPERIMENTS: [&str; 14] = [
     "latency",
     "throughput",
     "sync-tax",
@@ -27,6 +27,7 @@ pub const EXPERIMENTS: [&str; 13] = [
     "setup",
     "bugs",
     "python",
+    "costs",
 ];
 
 /// How long and how thoroughly to measure.

@@ -145,8 +145,9 @@ fn child_end(status: WaitStatus) -> ChildEnd {
     }
 }
 
-/// One measured window of one thread ([`crate::experiments`]' `Window`): its wall time and the
-/// thread's CPU time. What a child reports about itself, and what a parent keeps of its own.
+/// One measured window of one thread ([`crate::experiments`]' `Window`): its wall time, the
+/// thread's CPU time, how often it left its CPU and how many read/write system calls it made.
+/// What a child reports about itself, and what a parent keeps of its own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct ChildStats {
     /// CPU time the child's thread used in its measured window, in ns.
@@ -155,6 +156,15 @@ pub(crate) struct ChildStats {
     pub wall_ns: u64,
     /// The part of `cpu_ns` the kernel spent working for the thread (system time), in ns.
     pub sys_ns: u64,
+    /// Voluntary context switches of the thread in the window (it waited: a blocking read, a
+    /// futex sleep), from `getrusage(RUSAGE_THREAD)`.
+    pub voluntary_switches: u64,
+    /// Involuntary context switches of the thread in the window (the scheduler took its CPU:
+    /// preemption, or a `sched_yield` that let another task run).
+    pub involuntary_switches: u64,
+    /// read(2)/write(2)-family system calls the thread made in the window, as the kernel counts
+    /// them ([`thread_rw_syscalls`]); `None` where the kernel does not count them.
+    pub rw_syscalls: Option<u64>,
 }
 
 /// The child's result, in a page of memory shared with the parent: written with atomics only
@@ -169,6 +179,10 @@ const CPU_OFFSET: usize = 8;
 const WALL_OFFSET: usize = 16;
 const LEN_OFFSET: usize = 24;
 const SYS_OFFSET: usize = 32;
+const VOLUNTARY_OFFSET: usize = 40;
+const INVOLUNTARY_OFFSET: usize = 48;
+/// `u64::MAX` stands for "not counted" (`rw_syscalls: None`).
+const RW_SYSCALLS_OFFSET: usize = 56;
 const TEXT_OFFSET: usize = 64;
 const STATUS_OK: u64 = 1;
 const STATUS_FAILED: u64 = 2;
@@ -190,6 +204,10 @@ impl ChildReport {
                 word(CPU_OFFSET).store(stats.cpu_ns, Ordering::Relaxed);
                 word(WALL_OFFSET).store(stats.wall_ns, Ordering::Relaxed);
                 word(SYS_OFFSET).store(stats.sys_ns, Ordering::Relaxed);
+                word(VOLUNTARY_OFFSET).store(stats.voluntary_switches, Ordering::Relaxed);
+                word(INVOLUNTARY_OFFSET).store(stats.involuntary_switches, Ordering::Relaxed);
+                let rw = stats.rw_syscalls.unwrap_or(u64::MAX);
+                word(RW_SYSCALLS_OFFSET).store(rw, Ordering::Relaxed);
                 word(STATUS_OFFSET).store(STATUS_OK, Ordering::Relaxed);
             }
             Err(err) => {
@@ -208,10 +226,14 @@ impl ChildReport {
 
     /// Called by the parent after reaping a successful child.
     pub(crate) fn stats(&self) -> ChildStats {
+        let word = |offset| self.region.atomic_u64(offset).load(Ordering::Relaxed);
         ChildStats {
-            cpu_ns: self.region.atomic_u64(CPU_OFFSET).load(Ordering::Relaxed),
-            wall_ns: self.region.atomic_u64(WALL_OFFSET).load(Ordering::Relaxed),
-            sys_ns: self.region.atomic_u64(SYS_OFFSET).load(Ordering::Relaxed),
+            cpu_ns: word(CPU_OFFSET),
+            wall_ns: word(WALL_OFFSET),
+            sys_ns: word(SYS_OFFSET),
+            voluntary_switches: word(VOLUNTARY_OFFSET),
+            involuntary_switches: word(INVOLUNTARY_OFFSET),
+            rw_syscalls: Some(word(RW_SYSCALLS_OFFSET)).filter(|&n| n != u64::MAX),
         }
     }
 
@@ -482,20 +504,68 @@ pub(crate) fn wait_ack(
     Ok(())
 }
 
-/// CPU time the kernel has spent working for the calling thread so far (its system time, from
-/// `getrusage(RUSAGE_THREAD)`; rustix does not wrap it). The kernel splits a thread's CPU time
-/// between user and system by sampling at its timer ticks, so short windows get an estimate.
-pub(crate) fn thread_system_time() -> Duration {
+/// What `getrusage(RUSAGE_THREAD)` says of the calling thread so far (rustix does not wrap it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ThreadUsage {
+    /// CPU time the kernel has spent working for the thread (its system time). The kernel
+    /// splits a thread's CPU time between user and system by sampling at its timer ticks, so
+    /// short windows get an estimate.
+    pub sys: Duration,
+    /// Voluntary context switches (`ru_nvcsw`): the thread waited and gave up its CPU.
+    pub voluntary: u64,
+    /// Involuntary context switches (`ru_nivcsw`): the scheduler took its CPU.
+    pub involuntary: u64,
+}
+
+/// The calling thread's system time and context switches so far, from
+/// `getrusage(RUSAGE_THREAD)` (one system call, no allocation).
+pub(crate) fn thread_usage() -> ThreadUsage {
     // SAFETY: `rusage` is plain integers, for which all zeros is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `getrusage` writes only into `usage`, which is a valid, exclusive `rusage`; it
     // cannot fail with `RUSAGE_THREAD` on Linux, and a failure would leave the zeros.
     let _ = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
     let tv = usage.ru_stime;
-    Duration::new(
-        u64::try_from(tv.tv_sec).unwrap_or(0),
-        u32::try_from(tv.tv_usec).unwrap_or(0).saturating_mul(1000),
+    ThreadUsage {
+        sys: Duration::new(
+            u64::try_from(tv.tv_sec).unwrap_or(0),
+            u32::try_from(tv.tv_usec).unwrap_or(0).saturating_mul(1000),
+        ),
+        voluntary: u64::try_from(usage.ru_nvcsw).unwrap_or(0),
+        involuntary: u64::try_from(usage.ru_nivcsw).unwrap_or(0),
+    }
+}
+
+/// The read(2)/write(2)-family system calls (read, write, readv, writev, pread, pwrite,
+/// sendfile, ...) the calling thread has made so far, as the kernel counts them for it: `syscr +
+/// syscw` of `/proc/thread-self/io`. Socket calls of the send/recv family, message queues,
+/// futexes and semaphores are not in these counters. `None` when the file cannot be read (a
+/// kernel without task I/O accounting).
+///
+/// One `open`, one `read` into a buffer on the stack and one `close`: no allocation, so a forked
+/// child may call it. The `read` is itself counted, after the numbers it returns were taken, so
+/// a window that reads the counters at both ends counts one call of its own.
+pub(crate) fn thread_rw_syscalls() -> Option<u64> {
+    use rustix::fs::{open, Mode, OFlags};
+    let fd = open(
+        c"/proc/thread-self/io",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
     )
+    .ok()?;
+    let mut buf = [0u8; 512];
+    let n = rustix::io::read(&fd, &mut buf).ok()?;
+    parse_rw_syscalls(buf.get(..n)?)
+}
+
+/// `syscr + syscw` of the text of a `/proc/<pid>/io` file.
+fn parse_rw_syscalls(text: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+    };
+    Some(field("syscr:")? + field("syscw:")?)
 }
 
 /// Pins the calling thread to one CPU.
@@ -595,20 +665,51 @@ mod tests {
 
     #[test]
     fn system_time_grows_with_system_calls_and_stays_within_cpu_time() {
-        let (cpu0, sys0) = (crate::experiments::thread_cpu_time(), thread_system_time());
+        let (cpu0, sys0) = (crate::experiments::thread_cpu_time(), thread_usage().sys);
         let started = Instant::now();
         // `stat` is almost all kernel work (path lookup), 100 ms of it.
         while started.elapsed() < Duration::from_millis(100) {
             let _ = std::fs::metadata("/");
         }
         let cpu = crate::experiments::thread_cpu_time() - cpu0;
-        let sys = thread_system_time() - sys0;
+        let sys = thread_usage().sys - sys0;
         assert!(
             sys > Duration::ZERO,
             "no system time in {cpu:?} of stat calls"
         );
         // The kernel's split is sampled; allow it a tick of slack beyond the CPU time.
         assert!(sys <= cpu + Duration::from_millis(10), "{sys:?} of {cpu:?}");
+    }
+
+    #[test]
+    fn read_and_write_calls_and_context_switches_are_counted_per_thread() {
+        assert_eq!(
+            parse_rw_syscalls(b"rchar: 10\nwchar: 3\nsyscr: 7\nsyscw: 2\nread_bytes: 0\n"),
+            Some(9)
+        );
+        assert_eq!(parse_rw_syscalls(b"rchar: 10\n"), None);
+        let Some(before) = thread_rw_syscalls() else {
+            // A kernel without task I/O accounting: the rows say "by construction" instead.
+            assert!(
+                std::fs::metadata("/proc/thread-self/io").is_err(),
+                "/proc/thread-self/io exists but could not be read"
+            );
+            return;
+        };
+        let (read_end, write_end) = rustix::pipe::pipe().expect("pipe");
+        for _ in 0..10 {
+            rustix::io::write(&write_end, &[1]).expect("write");
+            rustix::io::read(&read_end, &mut [0]).expect("read");
+        }
+        let after = thread_rw_syscalls().expect("counted before, counted after");
+        // 20 calls, and the first look's own read.
+        assert_eq!(after - before, 21);
+        let usage = thread_usage();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(
+            thread_usage().voluntary > usage.voluntary,
+            "a sleep is a voluntary context switch"
+        );
     }
 
     #[test]
@@ -644,7 +745,7 @@ mod tests {
                 Ok(ChildStats {
                     cpu_ns: 1,
                     wall_ns: 2,
-                    sys_ns: 0,
+                    ..ChildStats::default()
                 })
             })
             .expect("fork");

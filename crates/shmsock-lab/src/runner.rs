@@ -58,6 +58,8 @@ pub(crate) enum Experiment {
     PythonLatency,
     /// A Python stream.
     PythonThroughput,
+    /// Single operations: loads, a mutex, a 1 KiB message.
+    Costs,
 }
 
 impl Experiment {
@@ -79,6 +81,7 @@ impl Experiment {
             Experiment::Python => "python",
             Experiment::PythonLatency => "python-latency",
             Experiment::PythonThroughput => "python-throughput",
+            Experiment::Costs => "costs",
         }
     }
 }
@@ -174,6 +177,7 @@ impl<'a> Lab<'a> {
                     * experiments::python::selected(self.opts.mechanisms.as_deref()).len()
                     * self.opts.throughput_sizes().len(),
             ),
+            ("costs", 2 + experiments::costs::one_kib_mechanisms().len()),
         ]
         .iter()
         .filter(|(name, _)| self.opts.runs(name))
@@ -217,6 +221,7 @@ impl<'a> Lab<'a> {
             ("setup", Self::run_setup),
             ("bugs", Self::run_bugs),
             ("python", Self::run_python),
+            ("costs", Self::run_costs),
         ];
         for (name, run) in experiments {
             if self.opts.runs(name) {
@@ -754,6 +759,38 @@ impl<'a> Lab<'a> {
                 size,
                 reason: reason.to_string(),
             });
+        }
+    }
+
+    fn run_costs(&mut self) {
+        use experiments::costs;
+        let max_time = self.budgets.latency.max_time;
+        self.progress
+            .step("costs: a load in and out of the cache, shared and private memory");
+        match costs::measure_loads(max_time / 2) {
+            Ok(rows) => self.report.costs.operations.extend(rows),
+            Err(e) => self.unavailable("loads", Experiment::Costs, 8, e.to_string()),
+        }
+        self.progress
+            .step("costs: a process-shared mutex, uncontended and contended");
+        match costs::measure_mutex(max_time, self.pinning) {
+            Ok(rows) => self.report.costs.operations.extend(rows),
+            Err(e) => self.unavailable("process-shared mutex", Experiment::Costs, 8, e.to_string()),
+        }
+        let size = costs::MESSAGE_SIZE;
+        for mechanism in costs::one_kib_mechanisms() {
+            let name = mechanism.name();
+            self.progress
+                .step(&format!("costs: {name} one-way, {size} B"));
+            match experiments::latency::measure(
+                mechanism.as_ref(),
+                size,
+                self.budgets.latency,
+                self.pinning,
+            ) {
+                Ok(row) => self.report.costs.one_kib.push(row),
+                Err(e) => self.unavailable(name, Experiment::Costs, size, e.to_string()),
+            }
         }
     }
 

@@ -246,13 +246,16 @@ fn comparison_and_communication_costs_tables_have_rows_with_verdicts() {
         .claims
         .iter()
         .filter(|c| {
-            matches!(
-                c.metric,
-                shmsock_lab::claims::Metric::SyncTax
-                    | shmsock_lab::claims::Metric::Contention { .. }
-                    | shmsock_lab::claims::Metric::Serialize
-                    | shmsock_lab::claims::Metric::Million
-            )
+            c.verdict.is_some()
+                && matches!(
+                    c.metric,
+                    Some(
+                        shmsock_lab::claims::Metric::SyncTax
+                            | shmsock_lab::claims::Metric::Contention { .. }
+                            | shmsock_lab::claims::Metric::Serialize
+                            | shmsock_lab::claims::Metric::Million
+                    )
+                )
         })
         .map(|c| c.source.as_str())
         .collect();
@@ -360,12 +363,11 @@ fn crash_counts_what_a_sigkill_leaves_behind() {
     let kept: Vec<_> = report
         .claims
         .iter()
-        .filter(|c| c.metric == shmsock_lab::claims::Metric::Kept)
+        .filter(|c| c.metric == Some(shmsock_lab::claims::Metric::Kept) && c.verdict.is_some())
         .collect();
     assert_eq!(kept.len(), 4, "{report}");
-    assert!(kept.iter().all(
-        |c| c.source == "IPC cheat sheet" && c.verdict == shmsock_lab::claims::Verdict::Agrees
-    ));
+    assert!(kept.iter().all(|c| c.source == "IPC cheat sheet"
+        && c.verdict == Some(shmsock_lab::claims::Verdict::Agrees)));
     let text = report.render();
     assert!(
         text.contains("after SIGKILL of the creator: 1 entry left in /dev/shm"),
@@ -701,4 +703,128 @@ fn one_queue_at_one_size_has_one_number() {
         .filter(|r| r.method != "lock-free")
         .all(|r| !r.from_throughput));
     assert!(report.render().contains("not measured again"), "{report}");
+}
+
+#[test]
+fn every_claim_is_checked_or_says_why_and_the_costs_per_message_get_verdicts() {
+    use shmsock_lab::claims::{Metric, Verdict, CLAIMS, UNCHECKED};
+    let opts = LabOptions {
+        mode: Mode::Quick,
+        mechanisms: Some(vec!["raw-ring".into(), "pipe".into(), "uds-stream".into()]),
+        sizes: Some(vec![64, 4096]),
+        only: Some(vec!["latency".into(), "throughput".into(), "costs".into()]),
+        ..Default::default()
+    };
+    let report = shmsock_lab::run_with(&opts, SMALL).expect("lab runs");
+    assert!(report.unavailable.is_empty(), "{report}");
+    // The whole inventory, measured here or not: every entry with its source, section and
+    // words, and a verdict or the reason there is none.
+    assert!(
+        report.claims.len() >= CLAIMS.len() + UNCHECKED.len(),
+        "{} entries",
+        report.claims.len()
+    );
+    for c in &report.claims {
+        assert!(
+            !c.source.is_empty() && !c.section.is_empty() && !c.claim.is_empty(),
+            "{c:?}"
+        );
+        assert_ne!(
+            c.verdict.is_some(),
+            c.not_checked_because.is_some(),
+            "{c:?}"
+        );
+    }
+    let verdicts = |metric: Metric, row: &str| -> Vec<Verdict> {
+        report
+            .claims
+            .iter()
+            .filter(|c| c.metric == Some(metric) && c.measured_by == row)
+            .filter_map(|c| c.verdict)
+            .collect()
+    };
+    let kib4 = 4096;
+    // By construction: the ring copies in and out, with no system call per message.
+    assert_eq!(
+        verdicts(Metric::Copies { size: kib4 }, "raw-ring"),
+        [Verdict::More],
+        "\"zero copies\" against a ring that copies in and out"
+    );
+    assert!(
+        verdicts(Metric::Syscalls { size: kib4 }, "raw-ring")
+            .iter()
+            .all(|&v| v == Verdict::Agrees),
+        "{report}"
+    );
+    // A Unix socket: one write and one read per 4 KiB message, as counted.
+    let uds = verdicts(Metric::Syscalls { size: kib4 }, "uds-stream");
+    assert!(
+        uds.len() >= 3 && uds.iter().all(|&v| v == Verdict::Agrees),
+        "{uds:?}\n{report}"
+    );
+    assert_eq!(
+        verdicts(Metric::ModeSwitches { size: 64 }, "pipe"),
+        [Verdict::Agrees]
+    );
+    assert_eq!(verdicts(Metric::Switches { size: 64 }, "pipe").len(), 1);
+    let pipe = report
+        .throughput
+        .iter()
+        .find(|r| r.mechanism == "pipe" && r.size == 64)
+        .expect("a pipe row");
+    assert_eq!(
+        (pipe.copies_per_msg, pipe.kernel_copies_per_msg),
+        (Some(2), Some(2))
+    );
+    let calls = pipe.syscalls_per_msg().expect("the pipe's system calls");
+    assert!((1.9..2.2).contains(&calls), "{pipe:?}");
+    assert!(pipe.sender_switches_per_msg.is_some(), "{pipe:?}");
+    // The costs experiment's operations and 1 KiB messages, and the ratios of two rows.
+    for (metric, row) in [
+        (Metric::Cost, "load-cached-shared"),
+        (Metric::Cost, "load-miss-private"),
+        (Metric::Cost, "mutex-uncontended"),
+        (Metric::CostTail, "mutex-contended"),
+        (
+            Metric::CostRatio,
+            "load-cached-shared vs load-cached-private",
+        ),
+        (Metric::OneKib, "uds-stream"),
+        (Metric::OneKibRatio, "uds-stream vs raw-ring"),
+        (Metric::LatencyRatio, "pipe vs raw-ring"),
+        (Metric::RateRatio { size: kib4 }, "raw-ring vs uds-stream"),
+    ] {
+        assert!(
+            !verdicts(metric, row).is_empty(),
+            "{metric:?} {row}:\n{report}"
+        );
+    }
+    assert_eq!(report.costs.operations.len(), 6, "{report}");
+    assert_eq!(report.costs.one_kib.len(), 3, "{report}");
+    let runs = report
+        .claims
+        .iter()
+        .find(|c| c.claim == "averaged over 10 runs")
+        .expect("the unchecked 10 runs");
+    assert!(
+        runs.not_checked_because
+            .as_deref()
+            .is_some_and(|why| why.contains("once per run")),
+        "{runs:?}"
+    );
+    let text = report.render();
+    for heading in [
+        "Costs: one operation at a time",
+        "Reference claims vs this machine",
+        "Reference claims not checked",
+        "syscalls/msg send/recv",
+    ] {
+        assert!(text.contains(heading), "{heading}:\n{text}");
+    }
+    // report.json reads back, and one from before the costs experiment still reads.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&report.to_json().expect("json")).expect("valid JSON");
+    json.as_object_mut().expect("object").remove("costs");
+    let old: shmsock_lab::Report = serde_json::from_value(json).expect("old report reads");
+    assert!(old.costs.operations.is_empty());
 }

@@ -655,9 +655,13 @@ mod tests {
         };
         assert!(!lost.consistent());
         assert_eq!((lost.lost(), lost.synced_lost()), (70, 28));
-        let checks = claims::check(|metric, name, same_cpu| {
-            (metric == Metric::Kept && name == row.mechanism && !same_cpu).then_some(row.kept_pct)
-        });
+        let checks = claims::check(
+            |metric, name, same_cpu| {
+                (metric == Metric::Kept && name == row.mechanism && !same_cpu)
+                    .then_some(row.kept_pct)
+            },
+            &claims::RunFacts::default(),
+        );
         let text = table(&[row], &checks).expect("a table").to_text();
         assert!(text.contains("mmap-file-durable/64"), "{text}");
         assert!(text.contains("agrees"), "{text}");

@@ -346,9 +346,9 @@ fn panel(caption: String, rows: &[LatencyRow], checks: &[claims::ClaimCheck]) ->
         .enumerate()
         .filter_map(|(i, r)| {
             let c = checks.iter().find(|c| {
-                c.metric == claims::Metric::LatencyTypical && c.measured_by == r.mechanism
+                c.metric == Some(claims::Metric::LatencyTypical) && c.measured_by == r.mechanism
             })?;
-            let (low, high) = claims::agreement(c);
+            let (low, high) = claims::agreement(c)?;
             Some((i as f64, 2.0 * low, 2.0 * high))
         })
         .collect();

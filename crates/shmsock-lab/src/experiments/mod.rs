@@ -25,6 +25,9 @@
 //!   in shared memory) made to happen in naive code, next to shmsock doing the same job.
 //! - [`setup`]: what one connection costs: connect + first message answered + close, over
 //!   shm://, shmsock's unix:// and tcp://, and plain Unix and TCP sockets.
+//! - [`costs`]: the Communication Costs' single operations: a load in and out of the cache
+//!   (shared and private memory), a process-shared mutex uncontended and contended, and a
+//!   1 KiB message one way over a Unix socket, TCP and shared memory.
 //!
 //! Each experiment module owns its measurement, its row type (serialised into `report.json`),
 //! its table (a `table::Table`) and its plot (a `chart::Chart`); the `report` only
@@ -37,6 +40,7 @@
 pub mod bridge;
 pub mod bugs;
 pub mod contention;
+pub mod costs;
 pub mod crash;
 pub mod fanout;
 pub(crate) mod integrity;
@@ -56,7 +60,7 @@ use rustix::time::{clock_gettime, ClockId};
 
 use crate::error::LabError;
 use crate::options::Mode;
-use crate::process::{thread_system_time, ChildStats};
+use crate::process::{thread_rw_syscalls, thread_usage, ChildStats, ThreadUsage};
 
 /// Sequence number that tells the peer the experiment is over (it is echoed, then both stop).
 pub(crate) const SEQ_STOP: u64 = u64::MAX;
@@ -227,29 +231,50 @@ pub(crate) fn thread_cpu_time() -> Duration {
     )
 }
 
-/// Wall, CPU and system time of a window, started with [`Window::start`].
+/// Wall, CPU and system time of a window, started with [`Window::start`], and the thread's
+/// context switches and read/write system calls in it (see [`ChildStats`]).
 pub(crate) struct Window {
     wall: Instant,
     cpu: Duration,
-    sys: Duration,
+    usage: ThreadUsage,
+    rw_syscalls: Option<u64>,
 }
 
 impl Window {
     pub(crate) fn start() -> Self {
+        // The counters' file first, so that reading it is outside the times; then the times
+        // in the order `stop` reads them.
+        let rw_syscalls = thread_rw_syscalls();
+        let wall = Instant::now();
+        let cpu = thread_cpu_time();
         Self {
-            wall: Instant::now(),
-            cpu: thread_cpu_time(),
-            sys: thread_system_time(),
+            wall,
+            cpu,
+            usage: thread_usage(),
+            rw_syscalls,
         }
     }
 
-    /// The wall, CPU and system time elapsed since `start`.
+    /// The wall, CPU and system time elapsed since `start`, and the context switches and
+    /// read/write system calls made since.
     pub(crate) fn stop(&self) -> ChildStats {
         let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let wall_ns = ns(self.wall.elapsed());
+        let cpu_ns = ns(thread_cpu_time().saturating_sub(self.cpu));
+        let usage = thread_usage();
+        // The counters' own read at `start` is the one call of this window's that is not the
+        // experiment's.
+        let rw_syscalls = self
+            .rw_syscalls
+            .zip(thread_rw_syscalls())
+            .map(|(before, after)| after.saturating_sub(before).saturating_sub(1));
         ChildStats {
-            wall_ns: ns(self.wall.elapsed()),
-            cpu_ns: ns(thread_cpu_time().saturating_sub(self.cpu)),
-            sys_ns: ns(thread_system_time().saturating_sub(self.sys)),
+            wall_ns,
+            cpu_ns,
+            sys_ns: ns(usage.sys.saturating_sub(self.usage.sys)),
+            voluntary_switches: usage.voluntary.saturating_sub(self.usage.voluntary),
+            involuntary_switches: usage.involuntary.saturating_sub(self.usage.involuntary),
+            rw_syscalls,
         }
     }
 }

@@ -149,6 +149,9 @@ mod tests {
                     cpu_ns: 11,
                     wall_ns: 22,
                     sys_ns: 5,
+                    voluntary_switches: 3,
+                    involuntary_switches: 4,
+                    rw_syscalls: Some(6),
                 })
             },
             |side| side.recv(&mut [0; 8]).map(|_| ()),
@@ -160,6 +163,9 @@ mod tests {
                 cpu_ns: 11,
                 wall_ns: 22,
                 sys_ns: 5,
+                voluntary_switches: 3,
+                involuntary_switches: 4,
+                rw_syscalls: Some(6),
             }
         );
     }

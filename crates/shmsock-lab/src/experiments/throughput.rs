@@ -17,6 +17,7 @@ use crate::claims;
 use crate::error::LabError;
 use crate::format::{fmt_count, fmt_ratio, fmt_size};
 use crate::host::Pinning;
+use crate::mechanisms::data_path::{self, DataPath};
 use crate::mechanisms::{Mechanism, Pattern, Side};
 use crate::process::ChildStats;
 use crate::rounds::{spread_cell, spread_note, RoundRow, Spread};
@@ -54,6 +55,32 @@ pub struct ThroughputRow {
     /// Where the mechanism ran, when that matters (the filesystem of its file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Copies of the payload per message from the sender's buffer to the receiver's, by
+    /// construction ([`crate::mechanisms::data_path`]); `None` for a row the table lacks.
+    #[serde(default)]
+    pub copies_per_msg: Option<u32>,
+    /// How many of `copies_per_msg` the kernel makes.
+    #[serde(default)]
+    pub kernel_copies_per_msg: Option<u32>,
+    /// System calls per message of the sending side: counted by the kernel when
+    /// `syscalls_counted`, else by construction; `None` when neither is known.
+    #[serde(default)]
+    pub sender_syscalls_per_msg: Option<f64>,
+    /// System calls per message of the receiving side, likewise.
+    #[serde(default)]
+    pub receiver_syscalls_per_msg: Option<f64>,
+    /// Whether the system calls were counted by the kernel (the row's data calls are
+    /// `read(2)`/`write(2)`, which `/proc/thread-self/io` counts per thread) rather than taken
+    /// from the mechanism's construction.
+    #[serde(default)]
+    pub syscalls_counted: bool,
+    /// Context switches (voluntary + involuntary, `getrusage(RUSAGE_THREAD)`) of the sending
+    /// side's thread per message over its window.
+    #[serde(default)]
+    pub sender_switches_per_msg: Option<f64>,
+    /// Context switches of the receiving side's thread per message over its window.
+    #[serde(default)]
+    pub receiver_switches_per_msg: Option<f64>,
     /// The rounds this row is the median of, and their spread of msgs/s.
     #[serde(default)]
     pub spread: Spread,
@@ -96,7 +123,59 @@ impl ThroughputRow {
             receiver_kernel_pct: 0.0,
             note: None,
             spread: Spread::default(),
+            copies_per_msg: None,
+            kernel_copies_per_msg: None,
+            sender_syscalls_per_msg: None,
+            receiver_syscalls_per_msg: None,
+            syscalls_counted: false,
+            sender_switches_per_msg: None,
+            receiver_switches_per_msg: None,
         }
+    }
+
+    /// Fills the per-message costs of the row from both sides' windows and the mechanism's
+    /// data path: copies by construction, context switches as counted, and system calls as
+    /// the kernel counted them when the data calls are read/write ones (and both sides' counts
+    /// could be read), else by construction.
+    pub(crate) fn account(
+        &mut self,
+        sender: &ChildStats,
+        receiver: &ChildStats,
+        path: Option<DataPath>,
+    ) {
+        let per_msg = |n: u64| n as f64 / self.messages.max(1) as f64;
+        self.sender_switches_per_msg = Some(per_msg(
+            sender.voluntary_switches + sender.involuntary_switches,
+        ));
+        self.receiver_switches_per_msg = Some(per_msg(
+            receiver.voluntary_switches + receiver.involuntary_switches,
+        ));
+        let Some(path) = path else {
+            return;
+        };
+        self.copies_per_msg = Some(path.copies);
+        self.kernel_copies_per_msg = Some(path.kernel_copies);
+        match (path.rw_family, sender.rw_syscalls, receiver.rw_syscalls) {
+            (true, Some(send), Some(recv)) => {
+                self.sender_syscalls_per_msg = Some(per_msg(send));
+                self.receiver_syscalls_per_msg = Some(per_msg(recv));
+                self.syscalls_counted = true;
+            }
+            _ => {
+                self.sender_syscalls_per_msg = path.send_syscalls;
+                self.receiver_syscalls_per_msg = path.recv_syscalls;
+            }
+        }
+    }
+
+    /// System calls per message of both sides together, if both are known.
+    pub fn syscalls_per_msg(&self) -> Option<f64> {
+        Some(self.sender_syscalls_per_msg? + self.receiver_syscalls_per_msg?)
+    }
+
+    /// CPU time of both sides per message, ns (what `CPU%` costs each message).
+    pub fn cpu_ns_per_msg(&self) -> f64 {
+        (self.sender_cpu_pct + self.receiver_cpu_pct) / 100.0 * 1e9 / self.msgs_per_s.max(1) as f64
     }
 
     /// Shortest measured window whose kernel/user split is reported: the kernel splits a
@@ -181,6 +260,25 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
                             } else {
                                 "-".into()
                             },
+                            match (r.copies_per_msg, r.kernel_copies_per_msg) {
+                                (Some(all), Some(kernel)) => format!("{all} ({kernel})"),
+                                _ => "-".into(),
+                            },
+                            match (r.sender_syscalls_per_msg, r.receiver_syscalls_per_msg) {
+                                (Some(send), Some(recv)) => format!(
+                                    "{}/{}{}",
+                                    fmt_per_msg(send),
+                                    fmt_per_msg(recv),
+                                    if r.syscalls_counted { "" } else { " (design)" }
+                                ),
+                                _ => "-".into(),
+                            },
+                            match (r.sender_switches_per_msg, r.receiver_switches_per_msg) {
+                                (Some(send), Some(recv)) => {
+                                    format!("{}/{}", fmt_per_msg(send), fmt_per_msg(recv))
+                                }
+                                _ => "-".into(),
+                            },
                         ]
                     })
                     .collect(),
@@ -194,6 +292,16 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
         ThroughputRow::KERNEL_SPLIT_MIN_SECONDS * 1e3
     )];
     notes.extend(spread_note(rows.iter().map(|r| &r.spread)));
+    notes.push(
+        "copies (kernel): copies of the payload per message from the sender's buffer to the \
+         receiver's, and how many the kernel makes, by construction. syscalls/msg send/recv: \
+         counted by the kernel for rows whose data calls are read(2)/write(2) \
+         (/proc/thread-self/io), else from the mechanism's construction, marked (design); a \
+         spinning side's sched_yield while it waits is not in them. switches/msg: context \
+         switches per message of each side's thread (getrusage: voluntary, it slept; \
+         involuntary, the scheduler took its CPU)."
+            .into(),
+    );
     notes.extend(distinct_notes(rows.iter().map(|r| &r.note)));
     if rows.iter().any(|r| r.mechanism.ends_with("-offset")) {
         notes.push(
@@ -215,11 +323,26 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
             "CPU% send",
             "CPU% recv",
             "kernel% send/recv",
+            "copies (kernel)",
+            "syscalls/msg send/recv",
+            "switches/msg send/recv",
         ],
         groups,
         notes,
         ..Table::default()
     })
+}
+
+/// A count per message: `0`, else with two decimals (`0.02`, `1.00`: a count, not a design
+/// number, is rarely whole), or one from 10 on (`15.9`).
+pub(crate) fn fmt_per_msg(value: f64) -> String {
+    if value == 0.0 {
+        "0".into()
+    } else if value < 10.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.1}")
+    }
 }
 
 /// The distinct notes among `notes`, in order of first appearance.
@@ -273,9 +396,10 @@ pub(crate) fn plot(rows: &[ThroughputRow], checks: &[claims::ClaimCheck]) -> Opt
                 .enumerate()
                 .filter_map(|(i, r)| {
                     let c = checks.iter().find(|c| {
-                        c.metric == claims::Metric::Rate { size } && c.measured_by == r.mechanism
+                        c.metric == Some(claims::Metric::Rate { size })
+                            && c.measured_by == r.mechanism
                     })?;
-                    let (low, high) = claims::agreement(c);
+                    let (low, high) = claims::agreement(c)?;
                     Some((i as f64, low, high))
                 })
                 .collect();
@@ -338,6 +462,7 @@ pub(crate) fn measure(
     row.sender_kernel_pct = cpu_pct(sender.sys_ns, sender.wall_ns);
     row.receiver_kernel_pct = cpu_pct(received.time.sys_ns, received.time.wall_ns);
     row.note = mechanism.note();
+    row.account(&sender, &received.time, data_path::of(mechanism.name()));
     Ok(row)
 }
 

@@ -22,6 +22,7 @@
 //! Unix stream, TCP) rely on it for framing, reading exactly that many bytes per message.
 
 pub mod cas_ring;
+pub mod data_path;
 pub mod dbus;
 pub mod eventfd;
 mod fd_msg;
@@ -41,7 +42,7 @@ pub mod offset;
 pub mod pipe;
 pub mod posix_mq;
 pub mod posix_sem;
-mod pshared_mutex;
+pub(crate) mod pshared_mutex;
 pub mod raw_ring;
 pub mod shm_open;
 pub mod shmsock;

@@ -209,15 +209,24 @@ impl Report {
         {
             lines.push(format!("From Python, an interpreter on both sides: {line}"));
         }
-        if !self.claims.is_empty() {
-            let count = |v: Verdict| self.claims.iter().filter(|c| c.verdict == v).count();
+        let checked = self.claims.iter().filter(|c| c.verdict.is_some()).count();
+        if checked > 0 {
+            let count = |verdicts: &[Verdict]| {
+                self.claims
+                    .iter()
+                    .filter(|c| c.verdict.is_some_and(|v| verdicts.contains(&v)))
+                    .count()
+            };
             lines.push(format!(
-                "Reference claims: {} checked against this run; {} agree, {} faster than \
-                 claimed, {} slower (table \"Reference claims vs this machine\").",
-                self.claims.len(),
-                count(Verdict::Agrees),
-                count(Verdict::Faster),
-                count(Verdict::Slower)
+                "Reference claims: {checked} checks against this run; {} agree, {} faster or \
+                 cheaper than claimed, {} slower or dearer, {} comparisons outside the claimed \
+                 range (table \"Reference claims vs this machine\"); {} claims not checked, \
+                 with the reasons.",
+                count(&[Verdict::Agrees]),
+                count(&[Verdict::Faster, Verdict::Fewer]),
+                count(&[Verdict::Slower, Verdict::More]),
+                count(&[Verdict::Above, Verdict::Below]),
+                self.claims.len() - checked
             ));
         }
         if !self.unavailable.is_empty() {

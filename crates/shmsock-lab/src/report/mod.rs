@@ -15,6 +15,7 @@ use crate::error::LabError;
 use crate::experiments::bridge::{self, BridgeRow};
 use crate::experiments::bugs::BugRow;
 use crate::experiments::contention::{self, ContentionRow};
+use crate::experiments::costs::CostRows;
 use crate::experiments::crash::{LeftoverRow, SurvivalRow};
 use crate::experiments::fanout::{self, FanoutRow};
 use crate::experiments::latency::{self, LatencyRow};
@@ -30,6 +31,7 @@ use crate::host::HostInfo;
 use crate::options::Mode;
 
 mod html;
+mod measured;
 mod render;
 
 /// Everything one lab run measured.
@@ -89,6 +91,11 @@ pub struct Report {
     #[serde(default)]
     pub python: Option<PythonRun>,
     /// Every reference claim checked against this run.
+    /// Single operations (Communication Costs): loads, a process-shared mutex, 1 KiB one way.
+    #[serde(default)]
+    pub costs: CostRows,
+    /// Every quantitative claim of the reference documents: checked against this run (with a
+    /// verdict), or with the reason it was not (see [`crate::claims`]).
     #[serde(default)]
     pub claims: Vec<ClaimCheck>,
     /// Experiments that produced no numbers, and why.
@@ -182,6 +189,7 @@ impl Report {
             setup: SetupRows::default(),
             bugs: Vec::new(),
             python: None,
+            costs: CostRows::default(),
             claims: Vec::new(),
             unavailable: Vec::new(),
             floor_check: None,
@@ -237,7 +245,11 @@ impl Report {
     /// [`Report::SPINNING_CPU_MIN_PCT`] of their CPU, meaning other work ran on the lab's CPUs.
     pub(crate) fn finish(&mut self) {
         self.compute_ratios();
-        self.claims = claims::check(|metric, row, same_cpu| self.measured(metric, row, same_cpu));
+        let facts = self.facts();
+        self.claims = claims::check(
+            |metric, row, same_cpu| self.measured(metric, row, same_cpu),
+            &facts,
+        );
         self.warnings
             .extend(self.floor_check.as_ref().and_then(FloorCheck::warning));
         let preempted = |spinning: &[&str], name: &str, send: f64, recv: f64| {
@@ -337,6 +349,7 @@ impl Report {
                 .iter()
                 .find(|r| r.mechanism == row)
                 .map(|r| r.kept_pct),
+            _ => self.measured_more(metric, row),
         }
     }
 
@@ -361,6 +374,7 @@ impl Report {
             "crash" => self.crash.len() + self.shm_leftovers.len(),
             "setup" => self.setup.connections.len(),
             "bugs" => self.bugs.len(),
+            "costs" => self.costs.operations.len() + self.costs.one_kib.len(),
             "python" => self.python.as_ref().map_or(0, |p| p.rows.len()),
             _ => return None,
         };
@@ -447,8 +461,8 @@ mod tests {
         let verdict = |metric, name: &str| {
             r.claims
                 .iter()
-                .find(|c| c.metric == metric && c.measured_by == name)
-                .map(|c| c.verdict)
+                .find(|c| c.metric == Some(metric) && c.measured_by == name)
+                .and_then(|c| c.verdict)
         };
         // 1% of the two sides' 200% is kernel time: 99.5% user space.
         let user = Metric::UserCpu { size: 64 };
@@ -524,10 +538,10 @@ mod tests {
             .find(|c| {
                 c.measured_by == "pipe"
                     && c.subject.starts_with("Pipe (small")
-                    && c.metric == crate::claims::Metric::LatencyTypical
+                    && c.metric == Some(crate::claims::Metric::LatencyTypical)
             })
             .expect("pipe latency claim checked");
-        assert_eq!(check.verdict, crate::claims::Verdict::Agrees);
+        assert_eq!(check.verdict, Some(crate::claims::Verdict::Agrees));
         assert_eq!(check.same_cpu, Some(3000.0));
         let text = r.render();
         assert!(

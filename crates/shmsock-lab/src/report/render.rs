@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use super::Report;
 use crate::claims;
 use crate::experiments::{
-    bridge, bugs, contention, crash, fanout, latency, network, python, scale, serialization, setup,
-    sync_tax, throughput,
+    bridge, bugs, contention, costs, crash, fanout, latency, network, python, scale, serialization,
+    setup, sync_tax, throughput,
 };
 use crate::format::{fmt_ns, fmt_size};
 use crate::table::Table;
@@ -34,7 +34,9 @@ impl Report {
             setup::table(&self.setup, &self.host),
             bugs::table(&self.bugs),
             self.python.as_ref().and_then(python::table),
+            costs::table(&self.costs, checks),
             claims::table(checks),
+            claims::unchecked_table(checks),
             self.unavailable_table(),
         ]
         .into_iter()

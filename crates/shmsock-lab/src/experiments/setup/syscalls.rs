@@ -63,6 +63,38 @@ const STEPS: [&str; 9] = [
     "close",
 ];
 
+/// The system calls each of [`STEPS`] makes while setting a segment up (`None`: a step of the
+/// teardown); the page fault is the kernel's work without a call.
+const SETUP_CALLS: [Option<u32>; 9] = [
+    Some(1),
+    Some(1),
+    Some(1),
+    Some(0),
+    Some(1),
+    Some(2),
+    Some(1),
+    None,
+    None,
+];
+
+/// The system calls that set one segment up on both sides (creating, sizing, mapping and
+/// sealing it; checking and mapping the peer's), as timed in `steps`: `None` if the steps were
+/// not measured.
+pub(crate) fn setup_calls(steps: &[StepRow]) -> Option<u32> {
+    if steps.is_empty() {
+        return None;
+    }
+    Some(
+        steps
+            .iter()
+            .filter_map(|row| {
+                let at = STEPS.iter().position(|&step| step == row.step)?;
+                SETUP_CALLS[at]
+            })
+            .sum(),
+    )
+}
+
 /// Times every step of creating, handing over (checks and mapping on the receiving side) and
 /// closing one segment holding a ring of the library's default capacity, for `max_time` (at
 /// most [`MAX_ROUNDS`] rounds).
@@ -210,5 +242,9 @@ mod tests {
             note.contains("memfd_create") && note.contains("F_ADD_SEALS"),
             "{note}"
         );
+        // memfd_create, ftruncate, mmap, F_ADD_SEALS; F_GET_SEALS, fstat, mmap: the fault, the
+        // munmaps and the close are not setup calls.
+        assert_eq!(setup_calls(&steps), Some(7));
+        assert_eq!(setup_calls(&[]), None);
     }
 }
