@@ -13,7 +13,7 @@ use crate::errors::{is_end, raise};
 use crate::guard::Guarded;
 use crate::loan::{self, Book, Lender, Owner, PyLoan, PySample, SharedBook};
 use crate::options;
-use crate::recv::{recv_bytes, Patience};
+use crate::recv::{recv_bytes, recv_into, Patience, Receiving};
 use crate::wait::{timeout as parse_timeout, wait};
 
 /// A bound endpoint that accepts connections, like a listening socket:
@@ -108,22 +108,18 @@ impl PyListener {
     }
 }
 
-/// What a `Conn` object holds.
-pub(crate) struct ConnState {
-    conn: shmsock::Conn,
-    /// `recv()`'s scratch buffer.
-    scratch: Vec<u8>,
-}
+/// What a `Conn` object holds: the `shmsock::Conn` and `recv()`'s scratch buffer.
+pub(crate) type ConnState = Receiving<shmsock::Conn>;
 
 impl Lender for ConnState {
     fn attach(&mut self, loan: DetachedLoan) -> Loan<'_> {
-        self.conn.attach(loan)
+        self.end.attach(loan)
     }
 
     fn lend(&mut self, len: usize, timeout: Option<Duration>) -> shmsock::Result<Loan<'_>> {
         match timeout {
-            None => self.conn.try_loan(len),
-            Some(t) => self.conn.loan_timeout(len, t),
+            None => self.end.try_loan(len),
+            Some(t) => self.end.loan_timeout(len, t),
         }
     }
 }
@@ -147,14 +143,7 @@ impl PyConn {
             peer_pid: conn.peer_pid(),
             max_message_len: conn.max_message_len(),
             book: Arc::new(Mutex::new(Book::default())),
-            inner: Guarded::new(
-                "Conn",
-                conn.endpoint().to_owned(),
-                ConnState {
-                    conn,
-                    scratch: Vec::new(),
-                },
-            ),
+            inner: Guarded::new("Conn", conn.endpoint().to_owned(), Receiving::new(conn)),
         }
     }
 
@@ -167,26 +156,16 @@ impl PyConn {
         let input = Input::read(data)?;
         let msg = input.as_slice();
         self.inner.with(py, |s| match patience {
-            Patience::Try => s.conn.try_send(msg).map_err(raise),
+            Patience::Try => s.end.try_send(msg).map_err(raise),
             Patience::Wait(timeout) => wait(py, timeout, self.inner.closing(), |t| {
-                s.conn.send_timeout(msg, t)
+                s.end.send_timeout(msg, t)
             })
             .map_err(PyErr::from),
         })
     }
 
     fn recv_with<'py>(&self, py: Python<'py>, patience: Patience) -> PyResult<Bound<'py, PyBytes>> {
-        self.inner.with(py, |s| {
-            let ConnState { conn, scratch } = s;
-            let recv = |buf: &mut [u8], t: Option<Duration>| {
-                match t {
-                    None => conn.try_recv(buf),
-                    Some(t) => conn.recv_timeout(buf, t),
-                }
-                .map(|n| (n, ()))
-            };
-            recv_bytes(py, scratch, patience, self.inner.closing(), recv).map(|(b, ())| b)
-        })
+        recv_bytes(py, &self.inner, patience).map(|(bytes, ())| bytes)
     }
 
     fn recv_into_with(
@@ -195,15 +174,7 @@ impl PyConn {
         buffer: &Bound<'_, PyAny>,
         patience: Patience,
     ) -> PyResult<usize> {
-        let mut out = Input::write(buffer)?;
-        let buf = out.as_mut_slice();
-        self.inner.with(py, |s| match patience {
-            Patience::Try => s.conn.try_recv(buf).map_err(raise),
-            Patience::Wait(timeout) => wait(py, timeout, self.inner.closing(), |t| {
-                s.conn.recv_timeout(buf, t)
-            })
-            .map_err(PyErr::from),
-        })
+        recv_into(py, &self.inner, buffer, patience).map(|(n, ())| n)
     }
 
     fn loan_with(
@@ -234,8 +205,8 @@ impl PyConn {
     ) -> PyResult<PySample> {
         self.inner.with(py, |s| {
             loan::recv_sample(py, patience, self.inner.closing(), |t| match t {
-                None => s.conn.try_recv_sample(),
-                Some(t) => s.conn.recv_sample_timeout(t),
+                None => s.end.try_recv_sample(),
+                Some(t) => s.end.recv_sample_timeout(t),
             })
         })
     }
@@ -328,7 +299,7 @@ impl PyConn {
     fn loans_outstanding(&self, py: Python<'_>) -> PyResult<usize> {
         self.inner.with(py, |s| {
             loan::return_orphans(&self.book, s);
-            s.conn.loans_outstanding().map_err(raise)
+            s.end.loans_outstanding().map_err(raise)
         })
     }
 

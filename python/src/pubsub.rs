@@ -14,7 +14,7 @@ use crate::errors::{err, is_end, raise, Kind};
 use crate::guard::Guarded;
 use crate::loan::{self, Book, Lender, Owner, PyLoan, PySample, SharedBook};
 use crate::options;
-use crate::recv::{recv_bytes, Patience};
+use crate::recv::{recv_bytes, recv_into, Patience, Receiving};
 use crate::wait::{timeout as parse_timeout, wait, SLICE};
 
 /// What a `Publisher` object holds.
@@ -247,11 +247,9 @@ impl PyPublisher {
     }
 }
 
-/// What a `Subscriber` object holds.
-pub(crate) struct SubscriberState {
-    sub: shmsock::Subscriber,
-    scratch: Vec<u8>,
-}
+/// What a `Subscriber` object holds: the `shmsock::Subscriber` and `recv()`'s scratch
+/// buffer.
+pub(crate) type SubscriberState = Receiving<shmsock::Subscriber>;
 
 /// The receiving side of publish/subscribe: `Subscriber.connect(endpoint)`, then `recv()`.
 /// Receives every message published after it joined whose start matches one of its topic
@@ -269,17 +267,7 @@ pub(crate) struct PySubscriber {
 
 impl PySubscriber {
     fn recv_with<'py>(&self, py: Python<'py>, patience: Patience) -> PyResult<Bound<'py, PyBytes>> {
-        self.inner.with(py, |s| {
-            let SubscriberState { sub, scratch } = s;
-            let recv = |buf: &mut [u8], t: Option<Duration>| {
-                match t {
-                    None => sub.try_recv(buf),
-                    Some(t) => sub.recv_timeout(buf, t),
-                }
-                .map(|n| (n, ()))
-            };
-            recv_bytes(py, scratch, patience, self.inner.closing(), recv).map(|(b, ())| b)
-        })
+        recv_bytes(py, &self.inner, patience).map(|(bytes, ())| bytes)
     }
 
     fn recv_into_with(
@@ -288,15 +276,7 @@ impl PySubscriber {
         buffer: &Bound<'_, PyAny>,
         patience: Patience,
     ) -> PyResult<usize> {
-        let mut out = Input::write(buffer)?;
-        let buf = out.as_mut_slice();
-        self.inner.with(py, |s| match patience {
-            Patience::Try => s.sub.try_recv(buf).map_err(raise),
-            Patience::Wait(timeout) => wait(py, timeout, self.inner.closing(), |t| {
-                s.sub.recv_timeout(buf, t)
-            })
-            .map_err(PyErr::from),
-        })
+        recv_into(py, &self.inner, buffer, patience).map(|(n, ())| n)
     }
 
     fn sample_with(
@@ -306,8 +286,8 @@ impl PySubscriber {
     ) -> PyResult<PySample> {
         self.inner.with(py, |s| {
             loan::recv_sample(py, patience, self.inner.closing(), |t| match t {
-                None => s.sub.try_recv_sample(),
-                Some(t) => s.sub.recv_sample_timeout(t),
+                None => s.end.try_recv_sample(),
+                Some(t) => s.end.recv_sample_timeout(t),
             })
         })
     }
@@ -317,9 +297,9 @@ impl PySubscriber {
         let prefix = input.as_slice();
         self.inner.with(py, |s| {
             if subscribe {
-                s.sub.subscribe(prefix)
+                s.end.subscribe(prefix)
             } else {
-                s.sub.unsubscribe(prefix)
+                s.end.unsubscribe(prefix)
             }
             .map_err(raise)
         })
@@ -345,14 +325,7 @@ impl PySubscriber {
             .map_err(raise)?;
         Ok(PySubscriber {
             publisher_pid: sub.publisher_pid(),
-            inner: Guarded::new(
-                "Subscriber",
-                sub.endpoint().to_owned(),
-                SubscriberState {
-                    sub,
-                    scratch: Vec::new(),
-                },
-            ),
+            inner: Guarded::new("Subscriber", sub.endpoint().to_owned(), Receiving::new(sub)),
         })
     }
 
