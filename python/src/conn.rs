@@ -13,7 +13,7 @@ use crate::errors::{is_end, raise};
 use crate::guard::Guarded;
 use crate::loan::{self, Book, Lender, Owner, PyLoan, PySample, SharedBook};
 use crate::options;
-use crate::recv::{recv_bytes, recv_into, Patience, Receiving};
+use crate::recv::{recv_bytes, recv_into, recv_sample, Patience, Receiving};
 use crate::wait::{timeout as parse_timeout, wait};
 
 /// A bound endpoint that accepts connections, like a listening socket:
@@ -99,12 +99,7 @@ impl PyListener {
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.inner.is_closed() {
-            " closed"
-        } else {
-            ""
-        };
-        format!("<shmsock.Listener {}{state}>", self.inner.endpoint())
+        self.inner.repr("")
     }
 }
 
@@ -203,12 +198,7 @@ impl PyConn {
         py: Python<'_>,
         patience: Option<Option<Duration>>,
     ) -> PyResult<PySample> {
-        self.inner.with(py, |s| {
-            loan::recv_sample(py, patience, self.inner.closing(), |t| match t {
-                None => s.end.try_recv_sample(),
-                Some(t) => s.end.recv_sample_timeout(t),
-            })
-        })
+        recv_sample(py, &self.inner, patience)
     }
 }
 
@@ -377,15 +367,6 @@ impl PyConn {
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.inner.is_closed() {
-            " closed"
-        } else {
-            ""
-        };
-        format!(
-            "<shmsock.Conn {} peer_pid={}{state}>",
-            self.inner.endpoint(),
-            self.peer_pid
-        )
+        self.inner.repr(&format!(" peer_pid={}", self.peer_pid))
     }
 }

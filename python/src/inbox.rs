@@ -185,11 +185,6 @@ impl PyInbox {
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.inner.is_closed() {
-            " closed"
-        } else {
-            ""
-        };
-        format!("<shmsock.Inbox {}{state}>", self.inner.endpoint())
+        self.inner.repr("")
     }
 }

@@ -14,7 +14,7 @@ use crate::errors::{err, is_end, raise, Kind};
 use crate::guard::Guarded;
 use crate::loan::{self, Book, Lender, Owner, PyLoan, PySample, SharedBook};
 use crate::options;
-use crate::recv::{recv_bytes, recv_into, Patience, Receiving};
+use crate::recv::{recv_bytes, recv_into, recv_sample, Patience, Receiving};
 use crate::wait::{timeout as parse_timeout, wait, SLICE};
 
 /// What a `Publisher` object holds.
@@ -238,12 +238,7 @@ impl PyPublisher {
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.inner.is_closed() {
-            " closed"
-        } else {
-            ""
-        };
-        format!("<shmsock.Publisher {}{state}>", self.inner.endpoint())
+        self.inner.repr("")
     }
 }
 
@@ -284,12 +279,7 @@ impl PySubscriber {
         py: Python<'_>,
         patience: Option<Option<Duration>>,
     ) -> PyResult<PySample> {
-        self.inner.with(py, |s| {
-            loan::recv_sample(py, patience, self.inner.closing(), |t| match t {
-                None => s.end.try_recv_sample(),
-                Some(t) => s.end.recv_sample_timeout(t),
-            })
-        })
+        recv_sample(py, &self.inner, patience)
     }
 
     fn change(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>, subscribe: bool) -> PyResult<()> {
@@ -435,15 +425,7 @@ impl PySubscriber {
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.inner.is_closed() {
-            " closed"
-        } else {
-            ""
-        };
-        format!(
-            "<shmsock.Subscriber {} publisher_pid={}{state}>",
-            self.inner.endpoint(),
-            self.publisher_pid
-        )
+        self.inner
+            .repr(&format!(" publisher_pid={}", self.publisher_pid))
     }
 }

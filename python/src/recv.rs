@@ -1,6 +1,6 @@
-//! Receiving a message as `bytes` ([`recv_bytes`]) or into the caller's buffer
-//! ([`recv_into`]), shared by `Conn`, `Subscriber` and `Inbox` through [`Receiver`] and
-//! [`Receiving`].
+//! Receiving a message as `bytes` ([`recv_bytes`]), into the caller's buffer
+//! ([`recv_into`]) or as a `Sample` ([`recv_sample`]), shared by `Conn`, `Subscriber` and
+//! `Inbox` through [`Receiver`], [`SampleReceiver`] and [`Receiving`].
 //!
 //! A message is received into a scratch buffer that the object keeps (one copy out of the
 //! ring, one into the new `bytes`); a message larger than that buffer stays queued
@@ -17,6 +17,7 @@ use pyo3::types::PyBytes;
 use crate::buffer::Input;
 use crate::errors::raise;
 use crate::guard::Guarded;
+use crate::loan::{self, PySample};
 use crate::wait::{wait, Failed};
 
 /// Size of the scratch buffer of each receiving object.
@@ -38,41 +39,56 @@ pub(crate) trait Receiver: Send {
 
     /// Receives into `buf` without waiting (`None`, the `try_*` call) or waiting at most
     /// this long (the `*_timeout` call); returns the length and [`Self::From`].
-    fn recv(
+    fn receive(
         &mut self,
         buf: &mut [u8],
         timeout: Option<Duration>,
     ) -> shmsock::Result<(usize, Self::From)>;
 }
 
-impl Receiver for shmsock::Conn {
-    type From = ();
-
-    fn recv(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> shmsock::Result<(usize, ())> {
-        match timeout {
-            None => self.try_recv(buf),
-            Some(t) => self.recv_timeout(buf, t),
-        }
-        .map(|n| (n, ()))
-    }
+/// A receiving end that also receives samples (`Conn`, `Subscriber`; an inbox has none).
+pub(crate) trait SampleReceiver: Receiver {
+    /// Receives a sample without waiting (`None`) or waiting at most this long.
+    fn sample(&mut self, timeout: Option<Duration>) -> shmsock::Result<shmsock::Sample>;
 }
 
-impl Receiver for shmsock::Subscriber {
-    type From = ();
+/// `Conn` and `Subscriber`, whose receive calls have the same names and tell nothing
+/// besides the length.
+macro_rules! one_peer_receiver {
+    ($($end:ty),*) => {$(
+        impl Receiver for $end {
+            type From = ();
 
-    fn recv(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> shmsock::Result<(usize, ())> {
-        match timeout {
-            None => self.try_recv(buf),
-            Some(t) => self.recv_timeout(buf, t),
+            fn receive(
+                &mut self,
+                buf: &mut [u8],
+                timeout: Option<Duration>,
+            ) -> shmsock::Result<(usize, ())> {
+                match timeout {
+                    None => self.try_recv(buf),
+                    Some(t) => self.recv_timeout(buf, t),
+                }
+                .map(|n| (n, ()))
+            }
         }
-        .map(|n| (n, ()))
-    }
+
+        impl SampleReceiver for $end {
+            fn sample(&mut self, timeout: Option<Duration>) -> shmsock::Result<shmsock::Sample> {
+                match timeout {
+                    None => self.try_recv_sample(),
+                    Some(t) => self.recv_sample_timeout(t),
+                }
+            }
+        }
+    )*};
 }
+
+one_peer_receiver!(shmsock::Conn, shmsock::Subscriber);
 
 impl Receiver for shmsock::Inbox {
     type From = shmsock::WriterId;
 
-    fn recv(
+    fn receive(
         &mut self,
         buf: &mut [u8],
         timeout: Option<Duration>,
@@ -112,7 +128,7 @@ pub(crate) fn recv_bytes<'py, R: Receiver>(
     inner.with(py, |s| {
         let Receiving { end, scratch } = s;
         recv_bytes_with(py, scratch, patience, inner.closing(), |buf, t| {
-            end.recv(buf, t)
+            end.receive(buf, t)
         })
     })
 }
@@ -128,10 +144,23 @@ pub(crate) fn recv_into<R: Receiver>(
     let mut out = Input::write(buffer)?;
     let buf = out.as_mut_slice();
     inner.with(py, |s| match patience {
-        Patience::Try => s.end.recv(buf, None).map_err(raise),
-        Patience::Wait(timeout) => {
-            wait(py, timeout, inner.closing(), |t| s.end.recv(buf, Some(t))).map_err(PyErr::from)
-        }
+        Patience::Try => s.end.receive(buf, None).map_err(raise),
+        Patience::Wait(timeout) => wait(py, timeout, inner.closing(), |t| {
+            s.end.receive(buf, Some(t))
+        })
+        .map_err(PyErr::from),
+    })
+}
+
+/// Receives one message of `inner` as a `Sample`: without waiting (`None`) or waiting at
+/// most this long (`Some(None)`: for ever).
+pub(crate) fn recv_sample<R: SampleReceiver>(
+    py: Python<'_>,
+    inner: &Guarded<Receiving<R>>,
+    patience: Option<Option<Duration>>,
+) -> PyResult<PySample> {
+    inner.with(py, |s| {
+        loan::recv_sample(py, patience, inner.closing(), |t| s.end.sample(t))
     })
 }
 
