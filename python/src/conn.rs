@@ -6,14 +6,12 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use shmsock::{DetachedLoan, Loan};
-
-use crate::buffer::Input;
 use crate::errors::{is_end, raise};
 use crate::guard::Guarded;
-use crate::loan::{self, Book, Lender, Owner, PyLoan, PySample, SharedBook};
+use crate::loan::{self, Book, Owner, PyLoan, PySample, SharedBook};
 use crate::options;
 use crate::recv::{recv_bytes, recv_into, recv_sample, Patience, Receiving};
+use crate::send;
 use crate::wait::{timeout as parse_timeout, wait};
 
 /// A bound endpoint that accepts connections, like a listening socket:
@@ -106,19 +104,6 @@ impl PyListener {
 /// What a `Conn` object holds: the `shmsock::Conn` and `recv()`'s scratch buffer.
 pub(crate) type ConnState = Receiving<shmsock::Conn>;
 
-impl Lender for ConnState {
-    fn attach(&mut self, loan: DetachedLoan) -> Loan<'_> {
-        self.end.attach(loan)
-    }
-
-    fn lend(&mut self, len: usize, timeout: Option<Duration>) -> shmsock::Result<Loan<'_>> {
-        match timeout {
-            None => self.end.try_loan(len),
-            Some(t) => self.end.loan_timeout(len, t),
-        }
-    }
-}
-
 /// A connection: ordered, reliable messages both ways. Made by `Conn.connect(endpoint)`
 /// or `Listener.accept()`. `send` waits while the peer's ring is full; `recv` waits for a
 /// message. After the peer closed or died, `recv` first returns everything it sent, then
@@ -148,15 +133,7 @@ impl PyConn {
         data: &Bound<'_, PyAny>,
         patience: Patience,
     ) -> PyResult<()> {
-        let input = Input::read(data)?;
-        let msg = input.as_slice();
-        self.inner.with(py, |s| match patience {
-            Patience::Try => s.end.try_send(msg).map_err(raise),
-            Patience::Wait(timeout) => wait(py, timeout, self.inner.closing(), |t| {
-                s.end.send_timeout(msg, t)
-            })
-            .map_err(PyErr::from),
-        })
+        send::send(py, &self.inner, data, patience)
     }
 
     fn recv_with<'py>(&self, py: Python<'py>, patience: Patience) -> PyResult<Bound<'py, PyBytes>> {

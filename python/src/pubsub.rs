@@ -7,32 +7,19 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use shmsock::{DetachedLoan, Loan};
-
 use crate::buffer::Input;
 use crate::errors::{err, is_end, raise, Kind};
 use crate::guard::Guarded;
-use crate::loan::{self, Book, Lender, Owner, PyLoan, PySample, SharedBook};
+use crate::loan::{self, Book, Owner, PyLoan, PySample, SharedBook};
 use crate::options;
 use crate::recv::{recv_bytes, recv_into, recv_sample, Patience, Receiving};
-use crate::wait::{timeout as parse_timeout, wait, SLICE};
+use crate::send;
+use crate::wait::{timeout as parse_timeout, SLICE};
 
 /// What a `Publisher` object holds.
 pub(crate) struct PublisherState {
-    publisher: shmsock::Publisher,
-}
-
-impl Lender for PublisherState {
-    fn attach(&mut self, loan: DetachedLoan) -> Loan<'_> {
-        self.publisher.attach(loan)
-    }
-
-    fn lend(&mut self, len: usize, timeout: Option<Duration>) -> shmsock::Result<Loan<'_>> {
-        match timeout {
-            None => self.publisher.try_loan(len),
-            Some(t) => self.publisher.loan_timeout(len, t),
-        }
-    }
+    /// The Rust end.
+    pub(crate) publisher: shmsock::Publisher,
 }
 
 /// The sending side of publish/subscribe: `Publisher.bind(endpoint)`, then `send(msg)` to
@@ -56,15 +43,7 @@ impl PyPublisher {
         data: &Bound<'_, PyAny>,
         patience: Patience,
     ) -> PyResult<()> {
-        let input = Input::read(data)?;
-        let msg = input.as_slice();
-        self.inner.with(py, |s| match patience {
-            Patience::Try => s.publisher.try_send(msg).map_err(raise),
-            Patience::Wait(timeout) => wait(py, timeout, self.inner.closing(), |t| {
-                s.publisher.send_timeout(msg, t)
-            })
-            .map_err(PyErr::from),
-        })
+        send::send(py, &self.inner, data, patience)
     }
 
     fn loan_with(
