@@ -6,14 +6,12 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use shmsock::{DetachedLoan, Loan};
-
-use crate::buffer::Input;
 use crate::errors::{is_end, raise};
 use crate::guard::Guarded;
-use crate::loan::{self, Book, Lender, Owner, PyLoan, PySample, SharedBook};
+use crate::loan::{self, Book, Owner, PyLoan, PySample, SharedBook};
 use crate::options;
-use crate::recv::{recv_bytes, Patience};
+use crate::recv::{recv_bytes, recv_into, recv_sample, Patience, Receiving};
+use crate::send;
 use crate::wait::{timeout as parse_timeout, wait};
 
 /// A bound endpoint that accepts connections, like a listening socket:
@@ -99,34 +97,12 @@ impl PyListener {
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.inner.is_closed() {
-            " closed"
-        } else {
-            ""
-        };
-        format!("<shmsock.Listener {}{state}>", self.inner.endpoint())
+        self.inner.repr("")
     }
 }
 
-/// What a `Conn` object holds.
-pub(crate) struct ConnState {
-    conn: shmsock::Conn,
-    /// `recv()`'s scratch buffer.
-    scratch: Vec<u8>,
-}
-
-impl Lender for ConnState {
-    fn attach(&mut self, loan: DetachedLoan) -> Loan<'_> {
-        self.conn.attach(loan)
-    }
-
-    fn lend(&mut self, len: usize, timeout: Option<Duration>) -> shmsock::Result<Loan<'_>> {
-        match timeout {
-            None => self.conn.try_loan(len),
-            Some(t) => self.conn.loan_timeout(len, t),
-        }
-    }
-}
+/// What a `Conn` object holds: the `shmsock::Conn` and `recv()`'s scratch buffer.
+pub(crate) type ConnState = Receiving<shmsock::Conn>;
 
 /// A connection: ordered, reliable messages both ways. Made by `Conn.connect(endpoint)`
 /// or `Listener.accept()`. `send` waits while the peer's ring is full; `recv` waits for a
@@ -147,14 +123,7 @@ impl PyConn {
             peer_pid: conn.peer_pid(),
             max_message_len: conn.max_message_len(),
             book: Arc::new(Mutex::new(Book::default())),
-            inner: Guarded::new(
-                "Conn",
-                conn.endpoint().to_owned(),
-                ConnState {
-                    conn,
-                    scratch: Vec::new(),
-                },
-            ),
+            inner: Guarded::new("Conn", conn.endpoint().to_owned(), Receiving::new(conn)),
         }
     }
 
@@ -164,29 +133,11 @@ impl PyConn {
         data: &Bound<'_, PyAny>,
         patience: Patience,
     ) -> PyResult<()> {
-        let input = Input::read(data)?;
-        let msg = input.as_slice();
-        self.inner.with(py, |s| match patience {
-            Patience::Try => s.conn.try_send(msg).map_err(raise),
-            Patience::Wait(timeout) => wait(py, timeout, self.inner.closing(), |t| {
-                s.conn.send_timeout(msg, t)
-            })
-            .map_err(PyErr::from),
-        })
+        send::send(py, &self.inner, data, patience)
     }
 
     fn recv_with<'py>(&self, py: Python<'py>, patience: Patience) -> PyResult<Bound<'py, PyBytes>> {
-        self.inner.with(py, |s| {
-            let ConnState { conn, scratch } = s;
-            let recv = |buf: &mut [u8], t: Option<Duration>| {
-                match t {
-                    None => conn.try_recv(buf),
-                    Some(t) => conn.recv_timeout(buf, t),
-                }
-                .map(|n| (n, ()))
-            };
-            recv_bytes(py, scratch, patience, self.inner.closing(), recv).map(|(b, ())| b)
-        })
+        recv_bytes(py, &self.inner, patience).map(|(bytes, ())| bytes)
     }
 
     fn recv_into_with(
@@ -195,15 +146,7 @@ impl PyConn {
         buffer: &Bound<'_, PyAny>,
         patience: Patience,
     ) -> PyResult<usize> {
-        let mut out = Input::write(buffer)?;
-        let buf = out.as_mut_slice();
-        self.inner.with(py, |s| match patience {
-            Patience::Try => s.conn.try_recv(buf).map_err(raise),
-            Patience::Wait(timeout) => wait(py, timeout, self.inner.closing(), |t| {
-                s.conn.recv_timeout(buf, t)
-            })
-            .map_err(PyErr::from),
-        })
+        recv_into(py, &self.inner, buffer, patience).map(|(n, ())| n)
     }
 
     fn loan_with(
@@ -232,12 +175,7 @@ impl PyConn {
         py: Python<'_>,
         patience: Option<Option<Duration>>,
     ) -> PyResult<PySample> {
-        self.inner.with(py, |s| {
-            loan::recv_sample(py, patience, self.inner.closing(), |t| match t {
-                None => s.conn.try_recv_sample(),
-                Some(t) => s.conn.recv_sample_timeout(t),
-            })
-        })
+        recv_sample(py, &self.inner, patience)
     }
 }
 
@@ -328,7 +266,7 @@ impl PyConn {
     fn loans_outstanding(&self, py: Python<'_>) -> PyResult<usize> {
         self.inner.with(py, |s| {
             loan::return_orphans(&self.book, s);
-            s.conn.loans_outstanding().map_err(raise)
+            s.end.loans_outstanding().map_err(raise)
         })
     }
 
@@ -406,15 +344,6 @@ impl PyConn {
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.inner.is_closed() {
-            " closed"
-        } else {
-            ""
-        };
-        format!(
-            "<shmsock.Conn {} peer_pid={}{state}>",
-            self.inner.endpoint(),
-            self.peer_pid
-        )
+        self.inner.repr(&format!(" peer_pid={}", self.peer_pid))
     }
 }

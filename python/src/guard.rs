@@ -173,6 +173,13 @@ impl<T: Send> Guarded<T> {
         }
     }
 
+    /// `<shmsock.WHAT ENDPOINT{details}>`, with ` closed` at the end once closed: the
+    /// `repr()` of the object that owns the value.
+    pub(crate) fn repr(&self, details: &str) -> String {
+        let state = if self.is_closed() { " closed" } else { "" };
+        format!("<shmsock.{} {}{details}{state}>", self.what, self.endpoint)
+    }
+
     /// Closes the value (dropping it with the GIL released: a `tcp://` publisher delivers
     /// what is queued first). In a child process it is forgotten instead. If another thread
     /// is in a call, that call is asked to stop (it raises `Closed` within one wait slice);

@@ -1,16 +1,13 @@
 //! `Inbox` (many writers, one reader, `shm://` only) and `WriterId`.
 
-use std::time::Duration;
-
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use crate::buffer::Input;
 use crate::errors::raise;
 use crate::guard::Guarded;
 use crate::options;
-use crate::recv::{recv_bytes, Patience};
-use crate::wait::{timeout as parse_timeout, wait};
+use crate::recv::{recv_bytes, recv_into, Patience, Receiving};
+use crate::wait::timeout as parse_timeout;
 
 /// Who sent an inbox message: the writer's process id and the order in which the inbox
 /// accepted it (from 0). Equal ids are the same writer; hashable.
@@ -48,11 +45,8 @@ impl PyWriterId {
     }
 }
 
-/// What an `Inbox` object holds.
-pub(crate) struct InboxState {
-    inbox: shmsock::Inbox,
-    scratch: Vec<u8>,
-}
+/// What an `Inbox` object holds: the `shmsock::Inbox` and `recv()`'s scratch buffer.
+pub(crate) type InboxState = Receiving<shmsock::Inbox>;
 
 /// The receiving end of many writers: `Inbox.bind("shm://name")`; every `Conn.connect` to
 /// that name is a writer with a ring of its own. The inbox takes one message from each
@@ -70,15 +64,7 @@ impl PyInbox {
         py: Python<'py>,
         patience: Patience,
     ) -> PyResult<(PyWriterId, Bound<'py, PyBytes>)> {
-        self.inner.with(py, |s| {
-            let InboxState { inbox, scratch } = s;
-            let recv = |buf: &mut [u8], t: Option<Duration>| match t {
-                None => inbox.try_recv_from(buf),
-                Some(t) => inbox.recv_from_timeout(buf, t),
-            };
-            recv_bytes(py, scratch, patience, self.inner.closing(), recv)
-                .map(|(bytes, from)| (from.into(), bytes))
-        })
+        recv_bytes(py, &self.inner, patience).map(|(bytes, from)| (from.into(), bytes))
     }
 
     fn recv_into_with(
@@ -87,16 +73,7 @@ impl PyInbox {
         buffer: &Bound<'_, PyAny>,
         patience: Patience,
     ) -> PyResult<(PyWriterId, usize)> {
-        let mut out = Input::write(buffer)?;
-        let buf = out.as_mut_slice();
-        let (n, from) = self.inner.with(py, |s| match patience {
-            Patience::Try => s.inbox.try_recv_from(buf).map_err(raise),
-            Patience::Wait(timeout) => wait(py, timeout, self.inner.closing(), |t| {
-                s.inbox.recv_from_timeout(buf, t)
-            })
-            .map_err(PyErr::from),
-        })?;
-        Ok((from.into(), n))
+        recv_into(py, &self.inner, buffer, patience).map(|(n, from)| (from.into(), n))
     }
 }
 
@@ -114,14 +91,7 @@ impl PyInbox {
             .map_err(raise)?;
         Ok(PyInbox {
             socket_path: inbox.socket_path().display().to_string(),
-            inner: Guarded::new(
-                "Inbox",
-                inbox.endpoint().to_owned(),
-                InboxState {
-                    inbox,
-                    scratch: Vec::new(),
-                },
-            ),
+            inner: Guarded::new("Inbox", inbox.endpoint().to_owned(), Receiving::new(inbox)),
         })
     }
 
@@ -173,7 +143,7 @@ impl PyInbox {
 
     /// Connected writers, counting those that ended with messages still unread.
     fn writer_count(&self, py: Python<'_>) -> PyResult<usize> {
-        self.inner.with(py, |s| Ok(s.inbox.writer_count()))
+        self.inner.with(py, |s| Ok(s.end.writer_count()))
     }
 
     /// The bound endpoint.
@@ -215,11 +185,6 @@ impl PyInbox {
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.inner.is_closed() {
-            " closed"
-        } else {
-            ""
-        };
-        format!("<shmsock.Inbox {}{state}>", self.inner.endpoint())
+        self.inner.repr("")
     }
 }

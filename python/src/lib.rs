@@ -30,6 +30,7 @@ mod loan;
 mod options;
 mod pubsub;
 mod recv;
+mod send;
 mod wait;
 
 use pyo3::prelude::*;

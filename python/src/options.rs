@@ -28,16 +28,23 @@ fn seconds(name: &str, value: &Bound<'_, PyAny>) -> PyResult<Duration> {
     Ok(Duration::from_secs_f64(s))
 }
 
-/// `"busy_poll"`, `"adaptive"` or `"blocking"` (a `shmsock.WaitStrategy` is such a string).
-fn wait_strategy(value: &Bound<'_, PyAny>) -> PyResult<WaitStrategy> {
+/// A choice given as a string or as a member of its Python enum (whose `str()` is such a
+/// string, or `Enum.MEMBER`): the text as given, for messages, and the key to match (the
+/// part after the last `.`, lowercase).
+fn choice(value: &Bound<'_, PyAny>) -> PyResult<(String, String)> {
     let name: String = value.str()?.extract()?;
-    match name
+    let key = name
         .rsplit('.')
         .next()
         .unwrap_or_default()
-        .to_ascii_lowercase()
-        .as_str()
-    {
+        .to_ascii_lowercase();
+    Ok((name, key))
+}
+
+/// `"busy_poll"`, `"adaptive"` or `"blocking"` (a `shmsock.WaitStrategy` is such a string).
+fn wait_strategy(value: &Bound<'_, PyAny>) -> PyResult<WaitStrategy> {
+    let (name, key) = choice(value)?;
+    match key.as_str() {
         "busy_poll" => Ok(WaitStrategy::BusyPoll),
         "adaptive" => Ok(WaitStrategy::Adaptive),
         "blocking" => Ok(WaitStrategy::Blocking),
@@ -50,14 +57,8 @@ fn wait_strategy(value: &Bound<'_, PyAny>) -> PyResult<WaitStrategy> {
 
 /// `"block"` or `"drop_oldest"` (a `shmsock.Overflow` is such a string).
 fn overflow(value: &Bound<'_, PyAny>) -> PyResult<Overflow> {
-    let name: String = value.str()?.extract()?;
-    match name
-        .rsplit('.')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-        .as_str()
-    {
+    let (name, key) = choice(value)?;
+    match key.as_str() {
         "block" => Ok(Overflow::Block),
         "drop_oldest" => Ok(Overflow::DropOldest),
         _ => Err(PyValueError::new_err(format!(

@@ -7,32 +7,19 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use shmsock::{DetachedLoan, Loan};
-
 use crate::buffer::Input;
 use crate::errors::{err, is_end, raise, Kind};
 use crate::guard::Guarded;
-use crate::loan::{self, Book, Lender, Owner, PyLoan, PySample, SharedBook};
+use crate::loan::{self, Book, Owner, PyLoan, PySample, SharedBook};
 use crate::options;
-use crate::recv::{recv_bytes, Patience};
-use crate::wait::{timeout as parse_timeout, wait, SLICE};
+use crate::recv::{recv_bytes, recv_into, recv_sample, Patience, Receiving};
+use crate::send;
+use crate::wait::{timeout as parse_timeout, SLICE};
 
 /// What a `Publisher` object holds.
 pub(crate) struct PublisherState {
-    publisher: shmsock::Publisher,
-}
-
-impl Lender for PublisherState {
-    fn attach(&mut self, loan: DetachedLoan) -> Loan<'_> {
-        self.publisher.attach(loan)
-    }
-
-    fn lend(&mut self, len: usize, timeout: Option<Duration>) -> shmsock::Result<Loan<'_>> {
-        match timeout {
-            None => self.publisher.try_loan(len),
-            Some(t) => self.publisher.loan_timeout(len, t),
-        }
-    }
+    /// The Rust end.
+    pub(crate) publisher: shmsock::Publisher,
 }
 
 /// The sending side of publish/subscribe: `Publisher.bind(endpoint)`, then `send(msg)` to
@@ -56,15 +43,7 @@ impl PyPublisher {
         data: &Bound<'_, PyAny>,
         patience: Patience,
     ) -> PyResult<()> {
-        let input = Input::read(data)?;
-        let msg = input.as_slice();
-        self.inner.with(py, |s| match patience {
-            Patience::Try => s.publisher.try_send(msg).map_err(raise),
-            Patience::Wait(timeout) => wait(py, timeout, self.inner.closing(), |t| {
-                s.publisher.send_timeout(msg, t)
-            })
-            .map_err(PyErr::from),
-        })
+        send::send(py, &self.inner, data, patience)
     }
 
     fn loan_with(
@@ -238,20 +217,13 @@ impl PyPublisher {
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.inner.is_closed() {
-            " closed"
-        } else {
-            ""
-        };
-        format!("<shmsock.Publisher {}{state}>", self.inner.endpoint())
+        self.inner.repr("")
     }
 }
 
-/// What a `Subscriber` object holds.
-pub(crate) struct SubscriberState {
-    sub: shmsock::Subscriber,
-    scratch: Vec<u8>,
-}
+/// What a `Subscriber` object holds: the `shmsock::Subscriber` and `recv()`'s scratch
+/// buffer.
+pub(crate) type SubscriberState = Receiving<shmsock::Subscriber>;
 
 /// The receiving side of publish/subscribe: `Subscriber.connect(endpoint)`, then `recv()`.
 /// Receives every message published after it joined whose start matches one of its topic
@@ -269,17 +241,7 @@ pub(crate) struct PySubscriber {
 
 impl PySubscriber {
     fn recv_with<'py>(&self, py: Python<'py>, patience: Patience) -> PyResult<Bound<'py, PyBytes>> {
-        self.inner.with(py, |s| {
-            let SubscriberState { sub, scratch } = s;
-            let recv = |buf: &mut [u8], t: Option<Duration>| {
-                match t {
-                    None => sub.try_recv(buf),
-                    Some(t) => sub.recv_timeout(buf, t),
-                }
-                .map(|n| (n, ()))
-            };
-            recv_bytes(py, scratch, patience, self.inner.closing(), recv).map(|(b, ())| b)
-        })
+        recv_bytes(py, &self.inner, patience).map(|(bytes, ())| bytes)
     }
 
     fn recv_into_with(
@@ -288,15 +250,7 @@ impl PySubscriber {
         buffer: &Bound<'_, PyAny>,
         patience: Patience,
     ) -> PyResult<usize> {
-        let mut out = Input::write(buffer)?;
-        let buf = out.as_mut_slice();
-        self.inner.with(py, |s| match patience {
-            Patience::Try => s.sub.try_recv(buf).map_err(raise),
-            Patience::Wait(timeout) => wait(py, timeout, self.inner.closing(), |t| {
-                s.sub.recv_timeout(buf, t)
-            })
-            .map_err(PyErr::from),
-        })
+        recv_into(py, &self.inner, buffer, patience).map(|(n, ())| n)
     }
 
     fn sample_with(
@@ -304,12 +258,7 @@ impl PySubscriber {
         py: Python<'_>,
         patience: Option<Option<Duration>>,
     ) -> PyResult<PySample> {
-        self.inner.with(py, |s| {
-            loan::recv_sample(py, patience, self.inner.closing(), |t| match t {
-                None => s.sub.try_recv_sample(),
-                Some(t) => s.sub.recv_sample_timeout(t),
-            })
-        })
+        recv_sample(py, &self.inner, patience)
     }
 
     fn change(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>, subscribe: bool) -> PyResult<()> {
@@ -317,9 +266,9 @@ impl PySubscriber {
         let prefix = input.as_slice();
         self.inner.with(py, |s| {
             if subscribe {
-                s.sub.subscribe(prefix)
+                s.end.subscribe(prefix)
             } else {
-                s.sub.unsubscribe(prefix)
+                s.end.unsubscribe(prefix)
             }
             .map_err(raise)
         })
@@ -345,14 +294,7 @@ impl PySubscriber {
             .map_err(raise)?;
         Ok(PySubscriber {
             publisher_pid: sub.publisher_pid(),
-            inner: Guarded::new(
-                "Subscriber",
-                sub.endpoint().to_owned(),
-                SubscriberState {
-                    sub,
-                    scratch: Vec::new(),
-                },
-            ),
+            inner: Guarded::new("Subscriber", sub.endpoint().to_owned(), Receiving::new(sub)),
         })
     }
 
@@ -462,15 +404,7 @@ impl PySubscriber {
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.inner.is_closed() {
-            " closed"
-        } else {
-            ""
-        };
-        format!(
-            "<shmsock.Subscriber {} publisher_pid={}{state}>",
-            self.inner.endpoint(),
-            self.publisher_pid
-        )
+        self.inner
+            .repr(&format!(" publisher_pid={}", self.publisher_pid))
     }
 }

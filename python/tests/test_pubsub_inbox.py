@@ -130,3 +130,37 @@ def test_an_inbox_waits_for_a_first_writer(ep):
         t.start()
         assert inbox.recv(timeout=10) == b"late"
         t.join()
+
+
+def test_every_endpoint_object_shows_its_class_endpoint_peer_and_state(ep):
+    name = ep()
+    listener = shmsock.Listener.bind(name)
+    assert repr(listener) == f"<shmsock.Listener {name}>"
+    got = {}
+    t = threading.Thread(target=lambda: got.setdefault("c", shmsock.Conn.connect(name)))
+    t.start()
+    accepted = listener.accept(timeout=10)
+    t.join()
+    conn = got["c"]
+    accepted.close()
+    assert repr(conn) == f"<shmsock.Conn {name} peer_pid={os.getpid()}>"
+    conn.close()
+    assert repr(conn) == f"<shmsock.Conn {name} peer_pid={os.getpid()} closed>"
+    listener.close()
+    assert repr(listener) == f"<shmsock.Listener {name} closed>"
+
+    name = ep()
+    publisher = shmsock.Publisher.bind(name)
+    subscriber = shmsock.Subscriber.connect(name)
+    assert repr(publisher) == f"<shmsock.Publisher {name}>"
+    assert repr(subscriber) == f"<shmsock.Subscriber {name} publisher_pid={os.getpid()}>"
+    subscriber.close()
+    publisher.close()
+    assert repr(subscriber) == f"<shmsock.Subscriber {name} publisher_pid={os.getpid()} closed>"
+    assert repr(publisher) == f"<shmsock.Publisher {name} closed>"
+
+    name = ep()
+    inbox = shmsock.Inbox.bind(name)
+    assert repr(inbox) == f"<shmsock.Inbox {name}>"
+    inbox.close()
+    assert repr(inbox) == f"<shmsock.Inbox {name} closed>"
