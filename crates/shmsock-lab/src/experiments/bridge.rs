@@ -40,7 +40,10 @@ use plotters::chart::SeriesLabelPosition;
 use plotters::style::{BLUE, GREEN, MAGENTA, RED};
 use serde::{Deserialize, Serialize};
 
-use super::{get_seq, now_ns, put_seq, Budget, Window, SEQ_STOP, WATCHDOG_MARGIN};
+use super::{
+    get_seq, now_ns, port_of, publish_bound, put_seq, wait_bound, Budget, Window, SEQ_STOP,
+    WATCHDOG_MARGIN,
+};
 use crate::chart::{Chart, Mark, Scale, Series};
 use crate::error::LabError;
 use crate::format::{fmt_ns, fmt_ratio, fmt_signed_ns, fmt_size};
@@ -250,34 +253,19 @@ pub(crate) fn measure(path: Path, budget: Budget, pinning: Pinning) -> Result<Br
 
 /// Waits for a child to publish the tcp port at `offset`.
 fn wait_port(control: &SharedRegion, offset: usize) -> Result<u16, LabError> {
-    let mut port = 0;
-    wait_until(
-        "waiting for a tcp:// endpoint to be bound",
-        READY_TIMEOUT,
+    let what = "waiting for a tcp:// endpoint to be bound";
+    wait_bound(
+        control,
+        offset,
+        what,
         Pause::Sleep(Duration::from_millis(1)),
-        // Acquire: pairs with the Release store of the process that bound the port.
-        || {
-            port = control.atomic_u64(offset).load(Ordering::Acquire);
-            port != 0
-        },
         || None,
-    )?;
-    u16::try_from(port).map_err(|_| LabError::Integrity {
-        detail: format!("impossible port {port}"),
-    })
+    )
 }
 
 /// Publishes the port of `endpoint` (`tcp://HOST:PORT`) at `offset`.
 fn publish_port(control: &SharedRegion, offset: usize, endpoint: &str) -> Result<(), LabError> {
-    let port: u64 = endpoint
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| LabError::Integrity {
-            detail: format!("no port in {endpoint}"),
-        })?;
-    // Release: pairs with the Acquire load in `wait_port`.
-    control.atomic_u64(offset).store(port, Ordering::Release);
+    publish_bound(control, offset, Some(port_of(endpoint)?));
     Ok(())
 }
 

@@ -54,13 +54,17 @@ pub mod setup;
 pub mod sync_tax;
 pub mod throughput;
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rustix::time::{clock_gettime, ClockId};
 
 use crate::error::LabError;
 use crate::options::Mode;
-use crate::process::{thread_rw_syscalls, thread_usage, ChildStats, ThreadUsage};
+use crate::process::{
+    thread_rw_syscalls, thread_usage, wait_until, ChildStats, Pause, ThreadUsage,
+};
+use crate::shared::SharedRegion;
 
 /// Sequence number that tells the peer the experiment is over (it is echoed, then both stop).
 pub(crate) const SEQ_STOP: u64 = u64::MAX;
@@ -277,6 +281,56 @@ impl Window {
             rw_syscalls,
         }
     }
+}
+
+/// How long a process waits for another one to bind its listener ([`wait_bound`]).
+const BIND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The port of a `tcp://HOST:PORT` endpoint.
+pub(crate) fn port_of(endpoint: &str) -> Result<u16, LabError> {
+    endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .filter(|&p| p != 0)
+        .ok_or_else(|| LabError::Integrity {
+            detail: format!("no port in {endpoint}"),
+        })
+}
+
+/// Tells the other processes of an experiment, through the word at `offset` of `control`,
+/// that a listener is bound: its TCP `port`, or 1 for a listener without one (0: not yet).
+pub(crate) fn publish_bound(control: &SharedRegion, offset: usize, port: Option<u16>) {
+    // Release: pairs with the Acquire load in `wait_bound`; the binding happened before.
+    control
+        .atomic_u64(offset)
+        .store(port.map_or(1, u64::from), Ordering::Release);
+}
+
+/// Waits until another process has said at `offset` that its listener is bound
+/// ([`publish_bound`]) and returns the port it published (1 for a listener without one).
+pub(crate) fn wait_bound(
+    control: &SharedRegion,
+    offset: usize,
+    what: &'static str,
+    pause: Pause,
+    failed: impl Fn() -> Option<&'static str>,
+) -> Result<u16, LabError> {
+    let mut word = 0;
+    wait_until(
+        what,
+        BIND_TIMEOUT,
+        pause,
+        // Acquire: pairs with the Release store in `publish_bound`.
+        || {
+            word = control.atomic_u64(offset).load(Ordering::Acquire);
+            word != 0
+        },
+        failed,
+    )?;
+    u16::try_from(word).map_err(|_| LabError::Integrity {
+        detail: format!("impossible port {word}"),
+    })
 }
 
 /// CPU time of every process of a run (`one`, and `others`, each over its own window) per

@@ -48,8 +48,8 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    get_seq, now_ns, put_seq, send_numbered, Budget, Budgets, NumberedStream, SEQ_STOP,
-    WATCHDOG_MARGIN,
+    get_seq, now_ns, port_of, publish_bound, put_seq, send_numbered, wait_bound, Budget, Budgets,
+    NumberedStream, SEQ_STOP, WATCHDOG_MARGIN,
 };
 use crate::chart::{distinct, Chart, Mark, Scale, Series, COLOURS};
 use crate::error::LabError;
@@ -442,7 +442,7 @@ fn send(
     let mut endpoint = String::new();
     let mut end = ends::open_sender(setup, |bound| {
         endpoint = bound.to_string();
-        publish_bound(control, bound)
+        publish_bound_endpoint(control, bound)
     })?;
     let end = end.as_mut();
     probe_until_ready(end, control, buf, &failed)?;
@@ -504,25 +504,14 @@ fn send(
     })
 }
 
-/// Publishes that the sender is bound: the port of a `tcp://HOST:PORT` endpoint, else 1.
-fn publish_bound(control: &SharedRegion, endpoint: &str) -> Result<(), LabError> {
-    let value = if endpoint.starts_with("tcp://") {
-        endpoint
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse::<u16>().ok())
-            .filter(|&p| p != 0)
-            .map(u64::from)
-            .ok_or_else(|| LabError::Integrity {
-                detail: format!("no port in the bound endpoint {endpoint}"),
-            })?
+/// Says that the sender's listener is bound (its port for a `tcp://` endpoint).
+fn publish_bound_endpoint(control: &SharedRegion, endpoint: &str) -> Result<(), LabError> {
+    let port = if endpoint.starts_with("tcp://") {
+        Some(port_of(endpoint)?)
     } else {
-        1
+        None
     };
-    // Release: pairs with the receiver's Acquire load in `receive`.
-    control
-        .atomic_u64(BOUND_OFFSET)
-        .store(value, Ordering::Release);
+    publish_bound(control, BOUND_OFFSET, port);
     Ok(())
 }
 
@@ -588,21 +577,14 @@ fn receive(
     warmup: u64,
     buf: &mut [u8],
 ) -> Result<ChildStats, LabError> {
-    let mut port = 0;
-    wait_until(
-        "waiting for the sender to bind",
-        READY_TIMEOUT,
+    let what = "waiting for the sender to bind";
+    let port = wait_bound(
+        control,
+        BOUND_OFFSET,
+        what,
         Pause::Sleep(Duration::from_micros(200)),
-        // Acquire: pairs with the Release store in `publish_bound`.
-        || {
-            port = control.atomic_u64(BOUND_OFFSET).load(Ordering::Acquire);
-            port != 0
-        },
         || None,
     )?;
-    let port = u16::try_from(port).map_err(|_| LabError::Integrity {
-        detail: format!("impossible port {port}"),
-    })?;
     let mut end = ends::open_receiver(setup, &setup.connect_endpoint(port))?;
     let end = end.as_mut();
     let (messages, window) = take_stream(end, control, buf, warmup)?;

@@ -39,12 +39,14 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use shmsock::{Conn, Listener};
 
-use super::{get_seq, put_seq, Budget, Window, SEQ_STOP, WATCHDOG_MARGIN};
+use super::{
+    get_seq, port_of, publish_bound, put_seq, wait_bound, Budget, Window, SEQ_STOP, WATCHDOG_MARGIN,
+};
 use crate::error::LabError;
 use crate::format::{fmt_ns, fmt_ratio, fmt_size};
 use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::shmsock::{lib, unique_endpoint};
-use crate::process::{outcome, wait_until, ChildStats, Children, Pause};
+use crate::process::{outcome, ChildStats, Children, Pause};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::stats::Percentiles;
 use crate::table::Table;
@@ -74,7 +76,7 @@ const MAX_NS: u64 = 10_000_000_000;
 /// How long the parent waits for the server to bind, and for a reply.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The server's port + 1 once it is bound (0 until then; 1 for paths without a port).
+/// The server's port once it is bound ([`publish_bound`]: 0 until then, 1 for paths without a port).
 const READY_OFFSET: usize = 0;
 /// Non-zero once the server failed.
 const FAILED_OFFSET: usize = CACHE_LINE_BYTES;
@@ -211,21 +213,13 @@ fn connect_repeatedly(
     hist: &mut Histogram<u64>,
 ) -> Result<u64, LabError> {
     let failed = || control.atomic_u64(FAILED_OFFSET).load(Ordering::Acquire) != 0;
-    let mut ready = 0;
-    wait_until(
+    let port = wait_bound(
+        control,
+        READY_OFFSET,
         "waiting for the server to bind",
-        READY_TIMEOUT,
         Pause::Sleep(Duration::from_micros(200)),
-        // Acquire: pairs with the server's Release store once it is bound.
-        || {
-            ready = control.atomic_u64(READY_OFFSET).load(Ordering::Acquire);
-            ready != 0
-        },
         || failed().then_some("the server failed before binding"),
     )?;
-    let port = u16::try_from(ready - 1).map_err(|_| LabError::Integrity {
-        detail: format!("impossible port {}", ready - 1),
-    })?;
     let mut msg = [0u8; SIZE];
     let mut reply = [0u8; SIZE];
     let mut seq = 0u64;
@@ -325,16 +319,16 @@ fn serve(path: Path, ends: &Ends, control: &SharedRegion) -> Result<ChildStats, 
         Path::Shm | Path::ShmsockUnix => {
             let endpoint = shmsock_endpoint(path, ends, 0);
             let listener = Listener::bind(&endpoint).map_err(lib("bind"))?;
-            (Server::Shmsock(Box::new(listener)), 0)
+            (Server::Shmsock(Box::new(listener)), None)
         }
         Path::ShmsockTcp => {
             let listener = Listener::bind("tcp://127.0.0.1:0").map_err(lib("bind"))?;
             let port = port_of(listener.endpoint())?;
-            (Server::Shmsock(Box::new(listener)), port)
+            (Server::Shmsock(Box::new(listener)), Some(port))
         }
         Path::UnixStream => {
             let listener = UnixListener::bind(&ends.unix).map_err(io("binding a Unix socket"))?;
-            (Server::Unix(listener), 0)
+            (Server::Unix(listener), None)
         }
         Path::Tcp => {
             let listener = TcpListener::bind("127.0.0.1:0").map_err(io("binding a TCP socket"))?;
@@ -342,13 +336,10 @@ fn serve(path: Path, ends: &Ends, control: &SharedRegion) -> Result<ChildStats, 
                 .local_addr()
                 .map_err(io("reading the port"))?
                 .port();
-            (Server::Tcp(listener), port)
+            (Server::Tcp(listener), Some(port))
         }
     };
-    // Release: pairs with the parent's Acquire load; everything bound before is visible.
-    control
-        .atomic_u64(READY_OFFSET)
-        .store(u64::from(port) + 1, Ordering::Release);
+    publish_bound(control, READY_OFFSET, port);
     let window = Window::start();
     let mut buf = [0u8; SIZE];
     loop {
@@ -376,17 +367,6 @@ fn serve(path: Path, ends: &Ends, control: &SharedRegion) -> Result<ChildStats, 
             return Ok(window.stop());
         }
     }
-}
-
-/// The port of a `tcp://HOST:PORT` endpoint.
-fn port_of(endpoint: &str) -> Result<u16, LabError> {
-    endpoint
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| LabError::Integrity {
-            detail: format!("no port in {endpoint}"),
-        })
 }
 
 /// Fills in every row's ratio to [`BASELINE`] in the same run.
