@@ -255,6 +255,8 @@ mod bridge;
 mod conn;
 mod endpoint;
 mod error;
+#[cfg(not(loom))]
+mod handover;
 #[cfg(all(test, not(loom)))]
 mod hostile_tests;
 #[cfg(not(loom))]
@@ -277,6 +279,8 @@ mod sys;
 pub mod test_support;
 #[cfg(not(loom))]
 mod typed;
+#[cfg(not(loom))]
+mod upgrade;
 mod vocabulary;
 
 #[cfg(all(feature = "tokio", not(loom)))]

@@ -10,7 +10,7 @@ use crate::shm::loan::{Lender, LoanRef, ShmSample};
 use crate::vocabulary::Mode;
 
 /// Why a loan's pool is there: only a side with a pool makes `LoanInner::Shm` loans.
-const FROM_OUR_POOL: &str = "a loan comes from our pool";
+pub(crate) const FROM_OUR_POOL: &str = "a loan comes from our pool";
 
 /// A slot of this side's loan pool, lent by [`Conn::loan`](crate::Conn::loan) or
 /// [`Publisher::loan`](crate::Publisher::loan): fill it in place (it derefs to `&mut [u8]`

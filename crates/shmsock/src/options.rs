@@ -43,6 +43,7 @@ pub struct Options {
     pub(crate) heartbeat: Option<Heartbeat>,
     pub(crate) curve: Option<Curve>,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) upgrade: bool,
 }
 
 impl Default for Options {
@@ -59,6 +60,7 @@ impl Default for Options {
             heartbeat: None,
             curve: None,
             handshake_timeout: HANDSHAKE_TIMEOUT,
+            upgrade: true,
         }
     }
 }
@@ -119,6 +121,33 @@ impl Options {
     pub fn overflow(mut self, overflow: Overflow) -> Self {
         self.overflow = overflow;
         self
+    }
+
+    /// Whether `tcp://` and `unix://` publish/subscribe moves to shared memory by itself
+    /// when publisher and subscriber run on the same machine (default: on).
+    ///
+    /// A [`Publisher`](crate::Publisher) bound to a network endpoint also writes an
+    /// `shm://` ring (`upgrade.<pid>.<n>…` in `shmsock ls`; nothing is written to it while
+    /// nobody reads it) and offers it in each subscriber's ZMTP handshake, as metadata
+    /// that ZeroMQ peers ignore. A [`Subscriber`](crate::Subscriber) of ours takes the
+    /// offer only after proving, through `SO_PEERCRED` and `/proc`, that the process
+    /// behind the ring holds the other end of its connection (so never across machines or
+    /// network namespaces); the publisher proves the same of the subscriber, and the
+    /// ring admits only uids [`Options::allow_uid`] allows, as any `shm://` endpoint. Under
+    /// CURVE the offer travels encrypted, so only the authenticated peer can take it.
+    /// Messages keep their order across the switch, with none lost or repeated.
+    ///
+    /// Turn it off on either side to keep every message on the network (e.g. to capture
+    /// it). With it on, a network publisher's largest message is also bounded by its
+    /// ring ([`Options::ring_capacity`]).
+    pub fn upgrade(mut self, on: bool) -> Self {
+        self.upgrade = on;
+        self
+    }
+
+    /// Whether [`Options::upgrade`] is on.
+    pub fn get_upgrade(&self) -> bool {
+        self.upgrade
     }
 
     /// Most connections one `tcp://`/`unix://` [`Listener`](crate::Listener) or
@@ -263,6 +292,7 @@ impl Options {
             overflow: self.overflow,
             loan_pool: self.loan_pool,
             handshake_timeout: self.handshake_timeout,
+            take_over: None,
         }
     }
 
@@ -277,6 +307,7 @@ impl Options {
             heartbeat: self.heartbeat,
             curve: self.curve.clone(),
             handshake_timeout: self.handshake_timeout,
+            offering: None,
         }
     }
 }

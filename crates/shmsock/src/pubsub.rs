@@ -8,32 +8,36 @@
 //! subscribe to, here.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::endpoint::{Endpoint, SHM_NAME_MAX_BYTES};
 use crate::error::{Error, Result};
-use crate::loan::{DetachedLoan, Lends, Loan, LoanInner, Sample};
+use crate::handover::{Book, TakeOver};
+use crate::loan::{DetachedLoan, Lends, Loan, LoanInner, Sample, FROM_OUR_POOL};
+use crate::net::config::Offering;
 use crate::net::publisher::NetPublisher;
 use crate::net::subscriber::NetSubscriber;
 use crate::net::topics::Topics;
 use crate::options::Options;
-use crate::shm::loan::Lender;
+use crate::shm::loan::{Lender, LoanRef};
 use crate::shm::publisher::ShmPublisher;
 use crate::shm::subscriber::ShmSubscriber;
+use crate::sync::{AtomicU64, Ordering};
+use crate::upgrade::NetLeg;
 use crate::vocabulary::Mode;
 
-/// The transport behind a [`Publisher`]. Not boxed, as in `Conn`: a pointer chase on every
-/// shm publish costs more than the bytes.
+/// The transport behind a [`Subscriber`]. A network subscriber is boxed: its connection,
+/// and the ring it may move to, would triple the size of every `Subscriber`; the shm one is
+/// not: a pointer chase on every receive costs more than the bytes.
 #[allow(clippy::large_enum_variant)]
-enum PublisherInner {
-    Shm(ShmPublisher),
-    Net(NetPublisher),
-}
-
-/// The transport behind a [`Subscriber`].
 enum SubscriberInner {
     Shm(ShmSubscriber),
-    Net(NetSubscriber),
+    Net(Box<NetLeg>),
 }
+
+/// Counts the hidden rings of this process's publishers (for unique names).
+static HIDDEN_RINGS: AtomicU64 = AtomicU64::new(0);
 
 /// The sending side of publish/subscribe: binds an endpoint and broadcasts each message to
 /// every subscriber connected at the time whose topics match it.
@@ -54,6 +58,11 @@ enum SubscriberInner {
 /// from `send_timeout`, with the subscriber's pid over `unix://`, 0 over `tcp://`).
 /// Dropping the publisher delivers what is queued (for up to 5 s), then closes.
 ///
+/// **Several endpoints.** [`Publisher::bind_all`] and [`Publisher::add_endpoint`] serve
+/// `shm://`, `unix://` and `tcp://` subscribers from one publisher, each at its own
+/// transport's speed, with one overflow policy. A network subscriber on this machine moves
+/// to shared memory by itself ([`Options::upgrade`]).
+///
 /// # Examples
 /// ```
 /// use shmsock::{Publisher, Subscriber};
@@ -68,7 +77,23 @@ enum SubscriberInner {
 /// # Ok::<(), shmsock::Error>(())
 /// ```
 pub struct Publisher {
-    inner: PublisherInner,
+    /// The first `shm://` ring, inline (the fast path of a one-endpoint publisher): the
+    /// first `shm://` endpoint, or else the hidden ring offered to local network
+    /// subscribers. Its sequence numbers are the ones a HANDOVER names.
+    ring: Option<ShmPublisher>,
+    /// Whether `ring` takes over network connections (then `book` is set).
+    offered: bool,
+    /// Whether `ring` is the hidden ring of a network-only publisher (no endpoint of the
+    /// user's): a message too large for it still goes to the network while nobody reads it.
+    hidden: bool,
+    /// More `shm://` endpoints.
+    more: Vec<ShmPublisher>,
+    net: Vec<NetPublisher>,
+    /// The offers made to network subscribers, if [`Options::upgrade`] is on.
+    book: Option<Arc<Book>>,
+    /// The endpoints the user bound, in order (not the hidden ring).
+    endpoints: Vec<String>,
+    options: Options,
 }
 
 impl Publisher {
@@ -82,20 +107,202 @@ impl Publisher {
     ///
     /// `tcp://HOST:0` binds a port the OS chooses: [`Publisher::endpoint`] tells which.
     pub fn bind_with(endpoint: &str, options: Options) -> Result<Publisher> {
-        let inner = options.open(
-            endpoint,
-            |ep, name, cfg| ShmPublisher::bind(ep, name, &cfg).map(PublisherInner::Shm),
-            |ep, cfg| NetPublisher::bind(&ep, &cfg).map(PublisherInner::Net),
-        )?;
-        Ok(Publisher { inner })
+        Self::bind_all(&[endpoint], options)
+    }
+
+    /// Binds every endpoint of `endpoints` (at least one), `shm://` ones first, with
+    /// `options`: one publisher whose messages reach the subscribers of all of them.
+    /// Fails, binding nothing, if one of them fails.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmsock::{Options, Publisher, Subscriber};
+    /// # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
+    /// let mut publisher =
+    ///     Publisher::bind_all(&["shm://doc-quotes", "tcp://127.0.0.1:0"], Options::new())?;
+    /// let tcp = publisher.endpoints()[1].to_owned(); // with the port the OS chose
+    /// let mut local = Subscriber::connect("shm://doc-quotes")?;
+    /// let mut remote = Subscriber::connect_with(&tcp, Options::new().upgrade(false))?;
+    /// while publisher.subscriber_count() < 2 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(1));
+    /// }
+    /// publisher.send(b"EURUSD 1.0842")?;
+    /// assert_eq!(local.recv_vec()?, b"EURUSD 1.0842");
+    /// assert_eq!(remote.recv_vec()?, b"EURUSD 1.0842");
+    /// # Ok::<(), shmsock::Error>(())
+    /// ```
+    pub fn bind_all(endpoints: &[&str], options: Options) -> Result<Publisher> {
+        let mut parsed = endpoints
+            .iter()
+            .map(|e| e.parse::<Endpoint>())
+            .collect::<Result<Vec<_>>>()?;
+        if parsed.is_empty() {
+            return Err(Error::InvalidEndpoint {
+                input: String::new(),
+                reason: "a publisher needs at least one endpoint",
+            });
+        }
+        // shm:// first: the first one is the ring local network subscribers move to.
+        parsed.sort_by_key(|ep| !matches!(ep, Endpoint::Shm(_)));
+        let mut publisher = Publisher {
+            ring: None,
+            offered: false,
+            hidden: false,
+            more: Vec::new(),
+            net: Vec::new(),
+            book: options.upgrade.then(Arc::default),
+            endpoints: Vec::new(),
+            options,
+        };
+        for ep in parsed {
+            publisher.add(ep)?;
+        }
+        Ok(publisher)
+    }
+
+    /// Binds one more endpoint: its subscribers receive every message sent from now on.
+    pub fn add_endpoint(&mut self, endpoint: &str) -> Result<()> {
+        self.add(endpoint.parse()?)
+    }
+
+    fn add(&mut self, ep: Endpoint) -> Result<()> {
+        match ep {
+            Endpoint::Shm(ref name) => {
+                let mut cfg = self.options.shm_config();
+                let first = self.ring.is_none();
+                if first {
+                    cfg.take_over = self.book.clone().map(|book| TakeOver {
+                        book,
+                        tokens_only: false,
+                    });
+                }
+                let p = ShmPublisher::bind(ep.to_string(), name, &cfg)?;
+                self.endpoints.push(p.endpoint().to_owned());
+                if first {
+                    self.offered = self.book.is_some();
+                    self.ring = Some(p);
+                } else {
+                    self.more.push(p);
+                }
+            }
+            ep => {
+                let mut cfg = self.options.net_config();
+                cfg.offering = self.offering(&ep);
+                let p = NetPublisher::bind(&ep, &cfg)?;
+                self.endpoints.push(p.endpoint().to_owned());
+                self.net.push(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// What a network endpoint offers its subscribers: our ring, made now (hidden, only
+    /// for them) if there is none yet. `None` with upgrades off, or if no ring could be
+    /// made here (then subscribers stay on the network, and a warning says why).
+    fn offering(&mut self, ep: &Endpoint) -> Option<Offering> {
+        let book = self.book.clone()?;
+        if self.ring.is_none() {
+            let n = HIDDEN_RINGS.fetch_add(1, Ordering::Relaxed);
+            let tail: String = ep
+                .to_string()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            let mut name = format!("upgrade.{}.{n}.{tail}", std::process::id());
+            name.truncate(SHM_NAME_MAX_BYTES);
+            let mut cfg = self.options.shm_config();
+            cfg.loan_pool = None;
+            cfg.take_over = Some(TakeOver {
+                book: book.clone(),
+                tokens_only: true,
+            });
+            match ShmPublisher::bind(format!("shm://{name}"), &name, &cfg) {
+                Ok(p) => {
+                    self.ring = Some(p);
+                    self.offered = true;
+                    self.hidden = true;
+                }
+                Err(e) => {
+                    tracing::warn!(endpoint = %ep, error = %e,
+                        "no shared-memory ring for local subscribers: they stay on the network");
+                    self.book = None;
+                    return None;
+                }
+            }
+        }
+        let ring = self.ring.as_ref().filter(|_| self.offered)?;
+        let name = ring.endpoint().strip_prefix("shm://")?.to_owned();
+        Some(Offering { name, book })
     }
 
     #[inline]
     fn send_mode(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
-        match &mut self.inner {
-            PublisherInner::Shm(p) => p.send(msg, mode),
-            PublisherInner::Net(p) => p.send(msg, mode),
+        match &mut self.ring {
+            Some(ring) if self.net.is_empty() && self.more.is_empty() => ring.send(msg, mode),
+            _ => self.send_everywhere(msg, mode, None),
         }
+    }
+
+    /// Sends `msg` on every transport (a loan of `ring`'s pool if `loan` is given, `msg`
+    /// being its bytes). The network queues are made sure to have room first, as `mode`
+    /// allows: once the message is in the first ring it goes everywhere, the other rings
+    /// waiting for their slowest subscribers if need be.
+    fn send_everywhere(&mut self, msg: &[u8], mode: Mode, loan: Option<&LoanRef>) -> Result<()> {
+        let max = self.max_message_len();
+        if msg.len() > max {
+            return Err(Error::TooLarge {
+                len: msg.len(),
+                max,
+            });
+        }
+        // The hidden ring: a message too large for it can only go to the network.
+        let ring = match &mut self.ring {
+            Some(r) if self.hidden && msg.len() > r.max_message_len() => {
+                if !r.is_unread() {
+                    tracing::warn!(endpoint = %self.endpoints[0], len = msg.len(),
+                        ring = r.max_message_len(),
+                        "a message larger than the shared-memory ring that local subscribers \
+                         read (Options::upgrade): raise ring_capacity, or turn upgrade off");
+                    return Err(Error::TooLarge {
+                        len: msg.len(),
+                        max: r.max_message_len(),
+                    });
+                }
+                None
+            }
+            other => other.as_mut(),
+        };
+        for n in &mut self.net {
+            n.wait_for_room_for(msg, mode)?;
+        }
+        let mut committed = false;
+        let mut seq = 0;
+        if let Some(ring) = ring {
+            seq = ring.next_seq();
+            match loan {
+                Some(l) => ring.send_loan(l, mode)?,
+                None => ring.send(msg, mode)?,
+            }
+            committed = true;
+            if self.offered {
+                for token in ring.take_handovers() {
+                    if !self.net.iter_mut().any(|n| n.hand_over(token)) {
+                        tracing::debug!(endpoint = %ring.endpoint(),
+                            "a subscriber took over a connection that is gone");
+                    }
+                }
+            }
+        }
+        let later = if committed { Mode::Block } else { mode };
+        for (i, r) in self.more.iter_mut().enumerate() {
+            r.send(msg, if i == 0 { later } else { Mode::Block })?;
+            committed = true;
+        }
+        for n in &mut self.net {
+            n.send(msg, if committed { Mode::Block } else { mode }, seq)?;
+            committed = true;
+        }
+        Ok(())
     }
 
     /// Broadcasts one message. With `Overflow::Block` it waits while the slowest
@@ -176,14 +383,13 @@ impl Publisher {
     }
 
     fn loan_mode(&mut self, len: usize, mode: Mode) -> Result<Loan<'_>> {
-        let inner = match &mut self.inner {
-            PublisherInner::Shm(p) => LoanInner::Shm(p.loan(len, mode)?),
-            PublisherInner::Net(p) => {
-                if len > p.max_message_len() {
-                    return Err(Error::TooLarge {
-                        len,
-                        max: p.max_message_len(),
-                    });
+        let inner = match &mut self.ring {
+            Some(p) if p.lender.is_some() => LoanInner::Shm(p.loan(len, mode)?),
+            Some(p) if self.net.is_empty() => LoanInner::Shm(p.loan(len, mode)?),
+            _ => {
+                let max = self.max_message_len();
+                if len > max {
+                    return Err(Error::TooLarge { len, max });
                 }
                 LoanInner::Buffer(vec![0; len])
             }
@@ -204,10 +410,9 @@ impl Publisher {
     /// Slots of the loan pool not back yet: lent to subscribers that may still read them,
     /// or being filled. 0 without a pool.
     pub fn loans_outstanding(&mut self) -> usize {
-        match &mut self.inner {
-            PublisherInner::Shm(p) => p.loans_outstanding(),
-            PublisherInner::Net(_) => 0,
-        }
+        self.ring
+            .as_mut()
+            .map_or(0, ShmPublisher::loans_outstanding)
     }
 
     /// Number of live subscribers (including those accepted since the last send).
@@ -215,36 +420,68 @@ impl Publisher {
     /// Over `tcp://` and `unix://`: subscribers whose first subscription has arrived (a
     /// ZeroMQ SUB that subscribed to nothing is not counted, it would receive nothing), so
     /// once a subscriber is counted, the next `send` reaches it if its topics match.
+    ///
+    /// With several endpoints: the sum over all of them. A subscriber that moved from the
+    /// network to shared memory ([`Options::upgrade`]) is counted once.
     pub fn subscriber_count(&mut self) -> usize {
-        match &mut self.inner {
-            PublisherInner::Shm(p) => p.subscriber_count(),
-            PublisherInner::Net(p) => p.subscriber_count(),
+        let mut count = 0;
+        if let Some(ring) = &mut self.ring {
+            count += ring.subscriber_count();
+            if self.offered {
+                for token in ring.take_handovers() {
+                    // Handed over at the next send; counted by the ring from now on.
+                    self.net.iter_mut().any(|n| n.hand_over(token));
+                }
+            }
         }
+        count += self
+            .more
+            .iter_mut()
+            .map(ShmPublisher::subscriber_count)
+            .sum::<usize>();
+        count
+            + self
+                .net
+                .iter_mut()
+                .map(NetPublisher::subscriber_count)
+                .sum::<usize>()
     }
 
-    /// The endpoint this publisher is bound to (for `tcp://…:0`, with the chosen port).
+    /// The endpoint this publisher is bound to (for `tcp://…:0`, with the chosen port); with
+    /// several, the first `shm://` one, else the first one bound.
     pub fn endpoint(&self) -> &str {
-        match &self.inner {
-            PublisherInner::Shm(p) => p.endpoint(),
-            PublisherInner::Net(p) => p.endpoint(),
-        }
+        &self.endpoints[0]
     }
 
-    /// Path of the rendezvous socket (for diagnostics): the `unix://` socket file; empty for
-    /// `tcp://`.
+    /// Every endpoint this publisher is bound to (`tcp://…:0` with the chosen port), `shm://`
+    /// ones first, then in the order they were bound. The hidden ring of
+    /// [`Options::upgrade`] is not listed.
+    pub fn endpoints(&self) -> Vec<&str> {
+        self.endpoints.iter().map(String::as_str).collect()
+    }
+
+    /// Path of the rendezvous socket of [`Publisher::endpoint`] (for diagnostics): the
+    /// `unix://` socket file; empty for `tcp://`.
     pub fn socket_path(&self) -> &Path {
-        match &self.inner {
-            PublisherInner::Shm(p) => p.socket_path(),
-            PublisherInner::Net(p) => p.socket_path(),
+        let first = &self.endpoints[0];
+        let shm = self.ring.iter().chain(&self.more);
+        if let Some(p) = shm.into_iter().find(|p| p.endpoint() == first) {
+            return p.socket_path();
         }
+        self.net
+            .iter()
+            .find(|p| p.endpoint() == first)
+            .map_or(Path::new(""), NetPublisher::socket_path)
     }
 
-    /// Largest message `send` accepts.
+    /// Largest message `send` accepts: the smallest of every endpoint's. (A network-only
+    /// publisher also refuses a message larger than its hidden ring while a subscriber
+    /// reads that ring, see [`Options::upgrade`].)
     pub fn max_message_len(&self) -> usize {
-        match &self.inner {
-            PublisherInner::Shm(p) => p.max_message_len(),
-            PublisherInner::Net(p) => p.max_message_len(),
-        }
+        let shown = self.ring.iter().filter(|_| !self.hidden);
+        let shm = shown.chain(&self.more).map(ShmPublisher::max_message_len);
+        let net = self.net.iter().map(NetPublisher::max_message_len);
+        shm.chain(net).min().unwrap_or(0)
     }
 }
 
@@ -409,10 +646,14 @@ impl Subscriber {
     /// `max_message_len` for `tcp://` and `unix://`).
     pub fn connect_with(endpoint: &str, options: Options) -> Result<Subscriber> {
         let topics = Topics::everything();
+        let upgrade = options.upgrade.then(|| options.shm_config());
         let inner = options.open(
             endpoint,
             |ep, name, cfg| ShmSubscriber::connect(ep, name, &cfg).map(SubscriberInner::Shm),
-            |ep, cfg| NetSubscriber::connect(ep, cfg, &topics).map(SubscriberInner::Net),
+            |ep, cfg| {
+                let net = NetSubscriber::connect(ep, cfg, &topics)?;
+                Ok(SubscriberInner::Net(Box::new(NetLeg::new(net, upgrade))))
+            },
         )?;
         Ok(Subscriber {
             inner,
@@ -438,7 +679,7 @@ impl Subscriber {
 
     fn change_subscription(&mut self, prefix: &[u8], subscribe: bool) -> Result<()> {
         let net = match &mut self.inner {
-            SubscriberInner::Net(s) => Some(s),
+            SubscriberInner::Net(s) => Some(s.net()),
             SubscriberInner::Shm(_) => None,
         };
         let max = net.as_ref().map(|s| s.max_message_len());
@@ -561,7 +802,7 @@ impl Subscriber {
     pub fn close(mut self) {
         match &mut self.inner {
             SubscriberInner::Shm(s) => s.close(),
-            SubscriberInner::Net(s) => s.close(),
+            SubscriberInner::Net(s) => s.net().close(),
         }
     }
 
@@ -569,40 +810,52 @@ impl Subscriber {
     pub fn endpoint(&self) -> &str {
         match &self.inner {
             SubscriberInner::Shm(s) => s.endpoint(),
-            SubscriberInner::Net(s) => s.endpoint(),
+            SubscriberInner::Net(s) => s.net_ref().endpoint(),
         }
     }
 
-    /// The publisher's process id (from `SO_PEERCRED`); 0 (unknown) over `tcp://`.
+    /// The publisher's process id (from `SO_PEERCRED`); 0 (unknown) over `tcp://`, until
+    /// the subscriber moved to the publisher's shared memory.
     pub fn publisher_pid(&self) -> i32 {
         match &self.inner {
             SubscriberInner::Shm(s) => s.publisher_pid(),
             SubscriberInner::Net(s) => s.publisher_pid(),
         }
     }
+
+    /// Whether messages come through shared memory: an `shm://` subscriber, or a
+    /// `tcp://`/`unix://` one that moved to its publisher's ring ([`Options::upgrade`]; it
+    /// moves at the first message the publisher sends after it connected).
+    pub fn is_shared_memory(&self) -> bool {
+        match &self.inner {
+            SubscriberInner::Shm(_) => true,
+            SubscriberInner::Net(s) => s.is_upgraded(),
+        }
+    }
 }
 
 impl Lends for Publisher {
     fn send_loan(&mut self, loan: &LoanInner, mode: Mode) -> Result<()> {
-        match (&mut self.inner, loan) {
-            (PublisherInner::Shm(p), LoanInner::Shm(l)) => p.send_loan(l, mode),
+        match (&mut self.ring, loan) {
+            (Some(p), LoanInner::Shm(l)) if self.net.is_empty() && self.more.is_empty() => {
+                p.send_loan(l, mode)
+            }
+            (Some(p), LoanInner::Shm(l)) => {
+                // The other transports get a copy of the slot's bytes.
+                let bytes = p.lender.as_ref().expect(FROM_OUR_POOL).bytes(l).to_vec();
+                self.send_everywhere(&bytes, mode, Some(l))
+            }
             (_, LoanInner::Buffer(b)) => self.send_mode(b, mode),
             (_, _) => unreachable!("a loan is sent by the publisher that made it"),
         }
     }
 
     fn lender(&self) -> Option<&Lender> {
-        match &self.inner {
-            PublisherInner::Shm(p) => p.lender.as_ref(),
-            PublisherInner::Net(_) => None,
-        }
+        self.ring.as_ref()?.lender.as_ref()
     }
 
     fn lender_mut(&mut self) -> Option<&mut Lender> {
-        match &mut self.inner {
-            PublisherInner::Shm(p) => p.lender.as_mut(),
-            PublisherInner::Net(_) => None,
-        }
+        self.ring.as_mut()?.lender.as_mut()
     }
 }
 

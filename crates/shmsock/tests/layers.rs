@@ -22,8 +22,9 @@ use std::path::Path;
 use shmsock_testkit::source::{assert_no_findings, code_only, is_ident, rust_files};
 
 /// The bottom layer: what every layer above may use.
-const BOTTOM: [&str; 6] = [
+const BOTTOM: [&str; 7] = [
     "vocabulary",
+    "handover",
     "endpoint",
     "error",
     "sys",
@@ -41,6 +42,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("error", &[]),
     ("endpoint", &["error"]),
     ("vocabulary", &["error"]),
+    // What the two transports share to move a connection to shared memory.
+    ("handover", &["endpoint"]),
     ("test_support", &[]),
     // Transports, side by side.
     ("shm", &[]),
@@ -53,7 +56,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("typed", &[]),
     ("conn", &["shm", "net", "options", "loan", "typed"]),
     ("inbox", &["shm", "net", "options", "loan", "conn", "typed"]),
-    ("pubsub", &["shm", "net", "options", "loan", "typed"]),
+    ("upgrade", &["shm", "net"]),
+    (
+        "pubsub",
+        &["shm", "net", "options", "loan", "typed", "upgrade"],
+    ),
     ("bridge", &["pubsub", "options"]),
     (
         "async_io",

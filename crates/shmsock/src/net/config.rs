@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::curve::keys::{CurveKeyPair, CurvePublicKey};
 use super::curve::server::AllowList;
+use crate::handover::Book;
 use crate::vocabulary::{Overflow, PeerPolicy};
 
 /// Default largest message on `tcp://` and `unix://` connections, in bytes (64 MiB); a
@@ -35,6 +36,19 @@ pub(crate) struct NetConfig {
     pub(crate) curve: Option<Curve>,
     /// How long a whole handshake may take, each side.
     pub(crate) handshake_timeout: std::time::Duration,
+    /// A publisher's offer of its shared-memory ring to local subscribers (see
+    /// [`crate::handover`]): every subscriber's READY carries a token of its own.
+    pub(crate) offering: Option<Offering>,
+}
+
+/// What a publisher offers its subscribers: the `shm://` name of its ring, and the book in
+/// which each connection's token is recorded.
+#[derive(Debug, Clone)]
+pub(crate) struct Offering {
+    /// The ring's `shm://` name (without the scheme).
+    pub(crate) name: String,
+    /// Where tokens are recorded.
+    pub(crate) book: Arc<Book>,
 }
 
 /// CURVE settings (ZMTP-CURVE, RFC 26 CurveZMQ). The side that knows the server's public

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::stream::NetConn;
 use super::topics::Topics;
+use crate::handover::Token;
 use crate::sync::AtomicBool;
 
 /// How long dropping a publisher keeps delivering what it queued before it closes the
@@ -29,6 +30,9 @@ pub(super) enum Queued {
     },
     /// A longer one, shared by the queues that take it.
     Shared(Arc<[u8]>),
+    /// Not a message: the HANDOVER command (the subscriber reads our ring from this
+    /// sequence number on); the last item its queue ever gets.
+    Handover(u64),
 }
 
 impl Queued {
@@ -60,6 +64,7 @@ impl std::ops::Deref for Queued {
         match self {
             Queued::Inline { len, bytes } => &bytes[..usize::from(*len)],
             Queued::Shared(arc) => arc,
+            Queued::Handover(_) => &[],
         }
     }
 }
@@ -79,12 +84,29 @@ pub(super) struct Outbox {
     pub(super) dropped: u64,
     /// It is dropping now (one warning per episode; cleared when its queue drains).
     pub(super) dropping: bool,
+    /// The token of the offer of our ring made to it, if any.
+    pub(super) token: Option<Token>,
+    /// Where it stands in moving to our ring.
+    pub(super) handover: Handover,
+}
+
+/// A subscriber's move from its connection to the publisher's shared-memory ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Handover {
+    /// It reads its connection.
+    No,
+    /// It joined the ring: the next message is replaced by the HANDOVER command.
+    Due,
+    /// HANDOVER queued: it gets nothing more here (and is not counted here).
+    Done,
 }
 
 impl Outbox {
-    pub(super) fn new(pid: i32) -> Outbox {
+    pub(super) fn new(pid: i32, token: Option<Token>) -> Outbox {
         Outbox {
             pid,
+            token,
+            handover: Handover::No,
             topics: Topics::default(),
             subscribed: false,
             queue: VecDeque::new(),

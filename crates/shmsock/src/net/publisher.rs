@@ -28,11 +28,12 @@ use std::time::{Duration, Instant};
 use rustix::event::{eventfd, EventfdFlags};
 
 use super::config::NetConfig;
-use super::outbox::{Queued, Shared, State};
+use super::outbox::{Handover, Outbox, Queued, Shared, State};
 use super::socket::NetListener;
 use super::zmtp::SocketType;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::handover::Token;
 use crate::sync::{AtomicBool, Ordering};
 use crate::vocabulary::{Mode, Overflow};
 
@@ -122,12 +123,52 @@ impl NetPublisher {
             .lock()
             .outboxes
             .iter()
-            .filter(|o| o.subscribed)
+            .filter(|o| o.subscribed && o.handover == Handover::No)
             .count()
     }
 
-    /// Queues `msg` for every subscriber whose topics match it.
-    pub(crate) fn send(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
+    /// The subscriber that was offered `token` joined our shared-memory ring: the next
+    /// message is replaced, for it, by the HANDOVER command, and it gets nothing more here.
+    /// False if no connection holds that token (any more).
+    pub(crate) fn hand_over(&mut self, token: Token) -> bool {
+        let mut st = self.shared.lock();
+        let Some(o) = st
+            .outboxes
+            .iter_mut()
+            .find(|o| o.token == Some(token) && o.handover == Handover::No)
+        else {
+            return false;
+        };
+        o.handover = Handover::Due;
+        tracing::info!(endpoint = %self.endpoint, peer_pid = o.pid,
+            "subscriber upgraded to shared memory");
+        true
+    }
+
+    /// Waits (`Overflow::Block`) as `mode` allows until every subscriber that wants `msg`
+    /// has room for it, queuing nothing: a caller sending on several transports makes sure
+    /// of this before it commits the message to any of them (only `send` adds to the
+    /// queues, so the room stays).
+    pub(crate) fn wait_for_room_for(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
+        if self.policy != Overflow::Block {
+            return Ok(());
+        }
+        let st = self.shared.lock();
+        self.wait_for_room(st, msg, mode, Instant::now()).map(drop)
+    }
+
+    /// The first subscriber that wants `msg` and has no room for it in its queue.
+    fn first_full<'a>(&self, st: &'a State, msg: &[u8]) -> Option<&'a Outbox> {
+        st.outboxes.iter().find(|o| {
+            o.handover == Handover::No
+                && !o.has_room(msg.len(), self.queue_max_bytes)
+                && o.topics.matches(msg)
+        })
+    }
+
+    /// Queues `msg` for every subscriber whose topics match it. `seq` is its sequence
+    /// number on our shared-memory ring (for a HANDOVER due now; 0 without a ring).
+    pub(crate) fn send(&mut self, msg: &[u8], mode: Mode, seq: u64) -> Result<()> {
         if msg.len() > self.max_len {
             return Err(Error::TooLarge {
                 len: msg.len(),
@@ -142,7 +183,20 @@ impl NetPublisher {
             st = self.wait_for_room(st, msg, mode, started)?;
         }
         let mut queued = false;
-        for o in st.outboxes.iter_mut().filter(|o| o.topics.matches(msg)) {
+        for o in st.outboxes.iter_mut() {
+            match o.handover {
+                Handover::No => {}
+                Handover::Due => {
+                    o.handover = Handover::Done;
+                    o.queue.push_back(Queued::Handover(seq));
+                    queued = true;
+                    continue;
+                }
+                Handover::Done => continue,
+            }
+            if !o.topics.matches(msg) {
+                continue;
+            }
             if self.policy == Overflow::DropOldest {
                 while !o.has_room(msg.len(), self.queue_max_bytes) {
                     if let Some(old) = o.queue.pop_front() {
@@ -177,11 +231,7 @@ impl NetPublisher {
         started: Instant,
     ) -> Result<MutexGuard<'a, State>> {
         loop {
-            let full = st
-                .outboxes
-                .iter()
-                .find(|o| !o.has_room(msg.len(), self.queue_max_bytes) && o.topics.matches(msg));
-            let Some(slow) = full else {
+            let Some(slow) = self.first_full(&st, msg) else {
                 return Ok(st);
             };
             let pid = slow.pid;

@@ -139,7 +139,8 @@ fn take_in(shared: &Shared, peers: &mut Vec<Peer>) -> bool {
     let mut st = shared.lock();
     let st = &mut *st;
     for conn in st.incoming.drain(..) {
-        st.outboxes.push(Outbox::new(conn.peer_pid()));
+        st.outboxes
+            .push(Outbox::new(conn.peer_pid(), conn.offered_token()));
         peers.push(Peer {
             conn,
             batch: VecDeque::new(),
@@ -260,6 +261,11 @@ fn write(shared: &Shared, i: usize, peer: &mut Peer) -> Result<()> {
             shared.notify_room(&mut st);
         }
         while let Some(msg) = peer.batch.front() {
+            if let Queued::Handover(seq) = *msg {
+                peer.conn.queue_handover(seq);
+                peer.batch.pop_front();
+                continue;
+            }
             if msg.len() >= DIRECT_MIN_BYTES && !peer.conn.has_pending_tx() {
                 peer.conn.send(msg, Mode::Try)?;
                 peer.batch.pop_front();

@@ -46,6 +46,7 @@ use super::flusher::{self, Tx};
 use super::inbound::{Inbound, Item};
 use super::zmtp::{self, SocketType, Subscription};
 use crate::error::{Error, Result};
+use crate::handover::{self, Offer, PeerEnd, Ticket, Token, HANDOVER_COMMAND};
 use crate::sys::timespec;
 use crate::vocabulary::Mode;
 
@@ -113,6 +114,15 @@ pub(crate) struct NetConn {
     /// whole message waiting to be delivered.
     plain: Vec<u8>,
     plain_ready: bool,
+    /// PUB: the shared-memory offer made to this subscriber, on record while we live.
+    ticket: Option<Ticket>,
+    /// SUB: the publisher's offer of its shared-memory ring, until the API takes it.
+    offer: Option<Offer>,
+    /// SUB: we took the offer, so a HANDOVER command may come.
+    expects_handover: bool,
+    /// SUB: the HANDOVER received (the sequence number of the first message to read from
+    /// the ring), until the API takes it.
+    handover: Option<u64>,
 }
 
 /// Where the payload of a received message lies.
@@ -159,7 +169,47 @@ impl NetConn {
             curve: None,
             plain: Vec::new(),
             plain_ready: false,
+            ticket: None,
+            offer: None,
+            expects_handover: false,
+            handover: None,
         }
+    }
+
+    /// PUB: the token offered to this subscriber, if any.
+    pub(crate) fn offered_token(&self) -> Option<Token> {
+        self.ticket.as_ref().map(Ticket::token)
+    }
+
+    /// SUB: takes the publisher's offer of its shared-memory ring, if it made one.
+    pub(crate) fn take_offer(&mut self) -> Option<Offer> {
+        self.offer.take()
+    }
+
+    /// SUB: from now on a HANDOVER command from the publisher ends the stream on this
+    /// connection (we presented its token on its ring); before, one is ignored.
+    pub(crate) fn expect_handover(&mut self) {
+        self.expects_handover = true;
+    }
+
+    /// SUB: the HANDOVER received, if one was: the sequence number of the first message to
+    /// read from the ring. Receives return [`Error::WouldBlock`] once it arrived.
+    pub(crate) fn take_handover(&mut self) -> Option<u64> {
+        self.handover.take()
+    }
+
+    /// Where the other end of this connection is (`None` if the socket cannot say).
+    pub(crate) fn peer_end(&self) -> Option<PeerEnd> {
+        handover::peer_end(self.sock.as_fd(), self.peer_pid)
+    }
+
+    /// PUB: queues the HANDOVER command: the subscriber reads the ring from message `seq`.
+    pub(crate) fn queue_handover(&mut self, seq: u64) {
+        let mut body = Vec::with_capacity(1 + HANDOVER_COMMAND.len() + 8);
+        body.push(HANDOVER_COMMAND.len() as u8);
+        body.extend_from_slice(HANDOVER_COMMAND);
+        body.extend_from_slice(&seq.to_be_bytes());
+        self.queue_command(&body);
     }
 
     pub(crate) fn endpoint(&self) -> &str {
@@ -599,6 +649,10 @@ impl NetConn {
         }
         let mut reads = 0;
         loop {
+            if self.handover.is_some() {
+                // Nothing follows a HANDOVER on this connection: the ring takes over.
+                return Err(Error::WouldBlock);
+            }
             let item = self.next_item(mode, &mut reads)?;
             if self.curve.is_some() {
                 if let Some(payload) = self.open_sealed(item)? {
@@ -702,6 +756,13 @@ impl NetConn {
             if let Some(sub) = Subscription::from_command(name, data) {
                 self.subscriptions.push(sub);
             }
+        }
+        if self.expects_handover && name == HANDOVER_COMMAND {
+            let Ok(seq) = <[u8; 8]>::try_from(data) else {
+                let what = format!("a HANDOVER command of {} bytes, expected 8", data.len());
+                return Err(self.end(Ended::Protocol(what)));
+            };
+            self.handover = Some(u64::from_be_bytes(seq));
         }
         Ok(())
     }

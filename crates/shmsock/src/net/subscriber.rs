@@ -22,6 +22,7 @@ use super::topics::Topics;
 use super::zmtp::SocketType;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::handover::{Offer, PeerEnd};
 use crate::vocabulary::Mode;
 
 /// How long a subscriber waits between two attempts to reach a publisher that is gone
@@ -97,6 +98,36 @@ impl NetSubscriber {
             }
             other => other,
         }
+    }
+
+    /// The publisher's offer of its shared-memory ring, made on the current connection, if
+    /// it made one and it was not taken yet.
+    pub(crate) fn take_offer(&mut self) -> Option<Offer> {
+        self.conn.as_mut()?.take_offer()
+    }
+
+    /// Where the other end of the current connection is.
+    pub(crate) fn peer_end(&self) -> Option<PeerEnd> {
+        self.conn.as_ref()?.peer_end()
+    }
+
+    /// We presented the offer's token on the ring: a HANDOVER may come on this connection.
+    pub(crate) fn expect_handover(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.expect_handover();
+        }
+    }
+
+    /// The HANDOVER received on the current connection, if any (receives return
+    /// `WouldBlock` once it came): the sequence number of the first message to read from
+    /// the ring. The connection is closed then; the next receive here reconnects.
+    pub(crate) fn take_handover(&mut self) -> Option<u64> {
+        let seq = self.conn.as_mut()?.take_handover()?;
+        if let Some(mut conn) = self.conn.take() {
+            conn.close();
+        }
+        self.next_attempt = Instant::now();
+        Some(seq)
     }
 
     /// The connection ended: reconnect at the next receive.

@@ -250,19 +250,31 @@ pub(crate) fn split_command(body: &[u8]) -> Result<(&[u8], &[u8]), String> {
 /// what a CURVE INITIATE or READY carries in its box.
 pub(crate) fn socket_type_metadata(socket_type: &str) -> Vec<u8> {
     let mut b = Vec::with_capacity(16 + socket_type.len());
-    b.push(11);
-    b.extend_from_slice(b"Socket-Type");
-    b.extend_from_slice(&(socket_type.len() as u32).to_be_bytes());
-    b.extend_from_slice(socket_type.as_bytes());
+    push_property(&mut b, "Socket-Type", socket_type.as_bytes());
     b
 }
 
+/// Appends one metadata property (`name` up to 255 bytes) to a property list.
+pub(crate) fn push_property(list: &mut Vec<u8>, name: &str, value: &[u8]) {
+    debug_assert!(name.len() <= 255 && u32::try_from(value.len()).is_ok());
+    list.push(name.len() as u8);
+    list.extend_from_slice(name.as_bytes());
+    list.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    list.extend_from_slice(value);
+}
+
 /// The body of a READY command with the given `Socket-Type`.
+#[cfg(test)]
 pub(crate) fn ready_body(socket_type: &str) -> Vec<u8> {
-    let mut b = Vec::with_capacity(32);
+    ready_with(&socket_type_metadata(socket_type))
+}
+
+/// The body of a READY command carrying `metadata` (a property list).
+pub(crate) fn ready_with(metadata: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(6 + metadata.len());
     b.push(5);
     b.extend_from_slice(b"READY");
-    b.extend_from_slice(&socket_type_metadata(socket_type));
+    b.extend_from_slice(metadata);
     b
 }
 

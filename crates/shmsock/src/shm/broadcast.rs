@@ -428,6 +428,11 @@ impl Reader {
         }
     }
 
+    /// Sequence number of the next message.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// Position of the next frame (what we publish as consumed).
     #[cfg(test)]
     pub(crate) fn position(&self) -> u64 {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::handover::TakeOver;
 use crate::vocabulary::{Overflow, PeerPolicy, WaitStrategy};
 
 /// The settings of one `shm://` socket.
@@ -23,4 +24,7 @@ pub(crate) struct ShmConfig {
     pub(crate) loan_pool: Option<(usize, usize)>,
     /// How long a whole handshake may take, each side.
     pub(crate) handshake_timeout: Duration,
+    /// A publisher: its ring also takes over network connections (subscribers presenting
+    /// the token of one are checked against it).
+    pub(crate) take_over: Option<TakeOver>,
 }

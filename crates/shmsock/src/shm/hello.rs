@@ -129,8 +129,12 @@ pub(crate) const HELLO_FLAG_DOORBELL: u32 = 1;
 /// `pool_slots` and `pool_slot_bytes`.
 pub(crate) const HELLO_FLAG_POOL: u32 = 2;
 
+/// Hello flag: a subscriber taking over a network connection presents the token that
+/// connection was offered (`token`; see `crate::handover`).
+pub(crate) const HELLO_FLAG_TOKEN: u32 = 4;
+
 /// The fixed-size hello: magic, version, kind, pid, refuse reason, ring capacity, role,
-/// flags.
+/// flags, loan pool shape, handover token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hello {
     pub(crate) version: u32,
@@ -142,6 +146,8 @@ pub(crate) struct Hello {
     pub(crate) flags: u32,
     pub(crate) pool_slots: u32,
     pub(crate) pool_slot_bytes: u64,
+    /// With [`HELLO_FLAG_TOKEN`]: the token presented (else 0).
+    pub(crate) token: u64,
 }
 
 impl Hello {
@@ -156,6 +162,7 @@ impl Hello {
             flags: 0,
             pool_slots: 0,
             pool_slot_bytes: 0,
+            token: 0,
         }
     }
 
@@ -183,6 +190,7 @@ impl Hello {
         b[36..40].copy_from_slice(&self.flags.to_le_bytes());
         b[40..44].copy_from_slice(&self.pool_slots.to_le_bytes());
         b[48..56].copy_from_slice(&self.pool_slot_bytes.to_le_bytes());
+        b[56..64].copy_from_slice(&self.token.to_le_bytes());
         b
     }
 
@@ -210,8 +218,9 @@ impl Hello {
             flags: u32_at(36),
             pool_slots: u32_at(40),
             pool_slot_bytes: u64::from_le_bytes(b[48..56].try_into().expect("8 bytes")),
+            token: u64::from_le_bytes(b[56..64].try_into().expect("8 bytes")),
         };
-        if hello.flags & !(HELLO_FLAG_DOORBELL | HELLO_FLAG_POOL) != 0 {
+        if hello.flags & !(HELLO_FLAG_DOORBELL | HELLO_FLAG_POOL | HELLO_FLAG_TOKEN) != 0 {
             return Err(format!("hello has unknown flags {:#x}", hello.flags));
         }
         if hello.kind != KIND_HELLO && hello.kind != KIND_REFUSE {

@@ -348,6 +348,7 @@ impl Admit for Writers {
             Extras {
                 bell: Some(&bell),
                 pool: None,
+                handover: None,
             },
             || {
                 OwnedSegment::create_for(RING_CAPACITY_MIN_BYTES, SegmentRole::Inbox, endpoint)

@@ -64,6 +64,7 @@ impl Admit for ConnAdmit {
             Extras {
                 bell: bell.as_ref(),
                 pool: pool.as_ref().map(OwnedPool::shape),
+                handover: None,
             },
             || {
                 OwnedSegment::create_for(capacity, SegmentRole::Listener, endpoint)

@@ -68,6 +68,7 @@ pub(crate) fn connect_with_bell(
         Extras {
             bell,
             pool: pool.as_ref().map(OwnedPool::shape),
+            handover: None,
         },
         |_| OwnedSegment::create_for(capacity, Connector, &endpoint).map_err(Into::into),
         opts.handshake_timeout,

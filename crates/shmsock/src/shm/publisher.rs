@@ -25,6 +25,7 @@ use super::segment::word;
 use super::segment::{Counter, OwnedSegment, PeerSegment, PoolShape};
 use super::wait::{self, Outcome, SharedFutex, Turn};
 use crate::error::{Error, Result};
+use crate::handover::{TakeOver, Token};
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::vocabulary::{Mode, Overflow, PeerPolicy, WaitStrategy};
 
@@ -47,6 +48,8 @@ struct Sub {
     dropped: bool,
     /// Its segment's place in this process's registry.
     _claim: Option<Claim>,
+    /// The token it presented to take over a network connection, if any.
+    token: Option<Token>,
 }
 
 impl Sub {
@@ -85,6 +88,12 @@ pub(crate) struct ShmPublisher {
     sends_since_peer_check: u32,
     /// Our loan pool, if [`ShmConfig::loan_pool`] asked for one.
     pub(crate) lender: Option<Lender>,
+    /// Tokens of subscribers merged since the last [`ShmPublisher::take_handovers`]: each
+    /// took over a network connection, which the API must now hand over.
+    handovers: Vec<Token>,
+    /// A ring only for taking over network connections: while nobody reads it, nothing is
+    /// written (no subscriber can miss what it could not have joined for).
+    write_only_when_read: bool,
 }
 
 /// The lowest consumed position among live subscribers and the index of that subscriber
@@ -148,6 +157,7 @@ impl ShmPublisher {
             own,
             peers: opts.peers.clone(),
             floor: join_floor.clone(),
+            take_over: opts.take_over.clone(),
         };
         let acceptor = Acceptor::spawn(bound, admit, opts.handshake_timeout)?;
         Ok(ShmPublisher {
@@ -164,6 +174,8 @@ impl ShmPublisher {
             spin_budget: opts.spin_budget,
             sends_since_peer_check: 0,
             lender: pool.map(Lender::new),
+            handovers: Vec::new(),
+            write_only_when_read: opts.take_over.as_ref().is_some_and(|t| t.tokens_only),
         })
     }
 
@@ -179,10 +191,35 @@ impl ShmPublisher {
         self.max_len
     }
 
+    /// The sequence number the next message written gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        // Relaxed: we are the only writer of our cursor.
+        self.seg.cursor().write_seq.load(Ordering::Relaxed)
+    }
+
+    /// Whether nobody reads the ring or is joining it (then a message written now would be
+    /// read by nobody: a subscriber being acknowledged starts at the write position it read,
+    /// which stays where it is while we write nothing).
+    pub(crate) fn is_unread(&self) -> bool {
+        // Acquire: pairs with the Release in `Joining::finish`.
+        self.subs.is_empty()
+            && self.join_floor.load(Ordering::Acquire) == NO_FLOOR
+            && !self.acceptor.is_pending()
+    }
+
+    /// The tokens of the subscribers that took over a network connection since the last
+    /// call (each joined the ring: its connection must now be handed over).
+    pub(crate) fn take_handovers(&mut self) -> Vec<Token> {
+        std::mem::take(&mut self.handovers)
+    }
+
     /// Takes in newly accepted subscribers and drops dead ones.
     fn refresh_subscribers(&mut self, check_sockets: bool) {
         // A plain load first: this runs on every Block send, and a swap is a locked RMW.
+        let before = self.subs.len();
         self.acceptor.take_into(&mut self.subs);
+        self.handovers
+            .extend(self.subs[before..].iter().filter_map(|s| s.token));
         if check_sockets {
             for sub in &mut self.subs {
                 if !matches!(control::check(&sub.sock), Ok(Control::Alive)) {
@@ -262,6 +299,9 @@ impl ShmPublisher {
             self.sends_since_peer_check = 0;
         }
         self.refresh_subscribers(check);
+        if self.write_only_when_read && self.is_unread() {
+            return Ok(());
+        }
         let started = Instant::now();
         let (strategy, spin_budget) = (self.wait, self.spin_budget);
         let sent = wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
@@ -476,6 +516,8 @@ struct Joining {
     own: PeerSegment,
     peers: PeerPolicy,
     floor: Arc<AtomicU64>,
+    /// Set if the ring takes over network connections.
+    take_over: Option<TakeOver>,
 }
 
 impl Admit for Joining {
@@ -500,7 +542,11 @@ impl Admit for Joining {
             sock,
             &self.peers,
             (Role::Publisher, Role::Subscriber),
-            Extras { bell: None, pool },
+            Extras {
+                bell: None,
+                pool,
+                handover: None,
+            },
             || {
                 Ok(SharedOffer {
                     fd: offer.fd.as_fd().try_clone_to_owned()?,
@@ -523,6 +569,20 @@ impl Admit for Joining {
         (): (),
         deliver: &mut dyn FnMut(Sub),
     ) -> Result<()> {
+        // A subscriber taking over a network connection must hold it (checked before it
+        // is acknowledged); a token where none was offered is refused.
+        let admitted = match &self.take_over {
+            Some(t) => t.admit(hello.pid(), hello.token()),
+            None if hello.token().is_some() => Err("this publisher made no offer".into()),
+            None => Ok(()),
+        };
+        if let Err(why) = admitted {
+            return Err(Error::Handshake {
+                endpoint: endpoint.to_owned(),
+                reason: format!("refused a subscriber taking over a connection: {why}"),
+            });
+        }
+        let token = hello.token();
         // Our own cursor is consistent (a failure would be a bug: then no subscriber joins).
         let at = self
             .own
@@ -548,6 +608,7 @@ impl Admit for Joining {
                 start: floor,
                 dropped: false,
                 _claim: peer.claim,
+                token,
             });
         });
         // Release: the publisher that sees the floor cleared also sees the queued subscriber.

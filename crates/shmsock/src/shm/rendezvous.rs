@@ -31,13 +31,14 @@ use rustix::fs::{FlockOperation, Mode as FileMode, OFlags};
 use super::doorbell::{Doorbell, Ringer};
 use super::hello::{
     self, Hello, HelloRx, Received, RefuseReason, Role, Start, ACK, HELLO_FLAG_DOORBELL,
-    HELLO_FLAG_POOL, PUBLISHER_ACK_BYTES,
+    HELLO_FLAG_POOL, HELLO_FLAG_TOKEN, PUBLISHER_ACK_BYTES,
 };
 use super::identity::{self, Claim, SegmentId};
 use super::label::SegmentRole;
 use super::runtime_dir;
 use super::segment::{OwnedSegment, PeerPool, PeerSegment, PoolShape, PROTOCOL_VERSION};
 use crate::error::{Error, Result};
+use crate::handover::{PeerEnd, Token};
 use crate::vocabulary::PeerPolicy;
 
 /// A bound `shm://` name: the flock'd lock file and the listening socket. Dropping it
@@ -273,6 +274,10 @@ pub(crate) struct Extras<'a> {
     pub(crate) bell: Option<&'a Doorbell>,
     /// Our loan pool.
     pub(crate) pool: Option<PoolShape<'a>>,
+    /// A subscriber taking over a network connection: the token it was offered, and where
+    /// that connection's other end is, which the listener's pid must hold before our
+    /// hello leaves (see `crate::handover`).
+    pub(crate) handover: Option<(Token, &'a PeerEnd)>,
 }
 
 fn io_err(endpoint: &str, what: &str, e: impl Into<io::Error>) -> Error {
@@ -337,6 +342,10 @@ fn send_segment(
         hello.pool_slot_bytes = pool.slot_bytes as u64;
         fds.push(pool.fd);
     }
+    if let Some((token, _)) = extras.handover {
+        hello.flags |= HELLO_FLAG_TOKEN;
+        hello.token = token;
+    }
     hello::send_hello(sock, &hello, &fds).map_err(|e| io_err(endpoint, "sending hello", e))
 }
 
@@ -346,6 +355,8 @@ pub(crate) struct Accepted {
     pub(crate) doorbell: Option<Ringer>,
     pub(crate) pool: Option<PeerPool>,
     pub(crate) claim: Option<Claim>,
+    /// The token it presented to take over a network connection, if any.
+    pub(crate) token: Option<Token>,
 }
 
 /// Checks that a segment or pool a peer handed us is its own (see
@@ -461,11 +472,13 @@ pub(crate) fn accept_peer_hello(
     } else {
         None
     };
+    let token = (hello.flags & HELLO_FLAG_TOKEN != 0).then_some(hello.token);
     Ok(Accepted {
         segment,
         doorbell,
         pool,
         claim,
+        token,
     })
 }
 
@@ -579,6 +592,16 @@ pub(crate) struct Validated<S> {
 }
 
 impl<S: Offer> Validated<S> {
+    /// The peer's pid (from `SO_PEERCRED`).
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The token the peer presented to take over a network connection, if any.
+    pub(crate) fn token(&self) -> Option<Token> {
+        self.accepted.token
+    }
+
     /// Acknowledges the peer: the connection is established.
     pub(crate) fn finish(self, endpoint: &str) -> Result<(Peer, S)> {
         self.finish_with(endpoint, &[ACK])
@@ -632,6 +655,7 @@ fn established(
         doorbell,
         pool,
         claim,
+        token: _,
     } = accepted;
     Ok(Peer {
         pid,
@@ -682,6 +706,14 @@ pub(crate) fn connect_side(
     sock.set_nonblocking(true)
         .map_err(|e| io_err(endpoint, "making the socket non-blocking", e))?;
     let pid = peers.check_peer(endpoint, &sock)?;
+    if let Some((_, end)) = extras.handover {
+        end.held_by(pid).map_err(|why| Error::Handshake {
+            endpoint: endpoint.to_owned(),
+            reason: format!(
+                "the process behind this name (pid {pid}) is not our network peer: {why}"
+            ),
+        })?;
+    }
     let received =
         hello::recv_hello(&sock, deadline).map_err(|e| io_err(endpoint, "receiving hello", e))?;
     let accepted = accept_peer_hello(endpoint, received, peer_role, pid)?;

@@ -15,6 +15,7 @@ use super::segment::word;
 use super::segment::{Counter, OwnedSegment, PeerSegment, ReleaseBoard};
 use super::wait::{self, Outcome, SharedFutex, Turn, FUTEX_SLEEP_MAX};
 use crate::error::{Error, Result};
+use crate::handover::{PeerEnd, Token};
 use crate::sync::Ordering;
 use crate::vocabulary::{Mode, WaitStrategy};
 
@@ -46,23 +47,51 @@ pub(crate) enum Got {
 
 impl ShmSubscriber {
     pub(crate) fn connect(endpoint: String, name: &str, opts: &ShmConfig) -> Result<Self> {
-        Self::connect_with_bell(endpoint, name, opts, None)
+        Self::connect_with(endpoint, name, opts, None, None)
     }
 
     /// [`ShmSubscriber::connect`], asking the publisher to wake us by ringing `bell` (an
     /// async subscriber's doorbell) instead of its futex word.
+    #[cfg(feature = "tokio")]
     pub(crate) fn connect_with_bell(
         endpoint: String,
         name: &str,
         opts: &ShmConfig,
         bell: Option<&super::doorbell::Doorbell>,
     ) -> Result<Self> {
+        Self::connect_with(endpoint, name, opts, bell, None)
+    }
+
+    /// [`ShmSubscriber::connect`] to take over a network connection to the same publisher:
+    /// the publisher's pid must hold `peer` (that connection's other end) before our hello
+    /// leaves, and the hello presents `token`, the one offered on that connection.
+    pub(crate) fn connect_handover(
+        endpoint: String,
+        name: &str,
+        opts: &ShmConfig,
+        token: Token,
+        peer: &PeerEnd,
+    ) -> Result<Self> {
+        Self::connect_with(endpoint, name, opts, None, Some((token, peer)))
+    }
+
+    fn connect_with(
+        endpoint: String,
+        name: &str,
+        opts: &ShmConfig,
+        bell: Option<&super::doorbell::Doorbell>,
+        handover: Option<(Token, &PeerEnd)>,
+    ) -> Result<Self> {
         let (peer, mine) = connect_side(
             &endpoint,
             name,
             &opts.peers,
             (Role::Subscriber, Role::Publisher),
-            Extras { bell, pool: None },
+            Extras {
+                bell,
+                pool: None,
+                handover,
+            },
             |_| {
                 OwnedSegment::create_for(
                     RING_CAPACITY_MIN_BYTES,
@@ -141,6 +170,12 @@ impl ShmSubscriber {
 
     pub(crate) fn publisher_pid(&self) -> i32 {
         self.link.peer_pid
+    }
+
+    /// The sequence number of the next message we read (the publisher numbers every
+    /// message it writes, from 0).
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.reader.seq()
     }
 
     fn publish_consumed(&mut self, idle: bool) {

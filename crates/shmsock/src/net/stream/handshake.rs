@@ -29,6 +29,7 @@ use super::super::inbound::Item;
 use super::super::zmtp::{self, Mechanism, SocketType};
 use super::NetConn;
 use crate::error::{Error, Result};
+use crate::handover::{Offer, OFFER_PROPERTY};
 use crate::sys::timespec;
 
 /// Where a handshake stands.
@@ -57,6 +58,8 @@ pub(crate) struct Handshake {
     max_len: usize,
     curve: Option<Curve>,
     heartbeat: Option<Heartbeat>,
+    /// Our metadata (READY properties): `Socket-Type`, and a publisher's offer.
+    metadata: Vec<u8>,
 }
 
 impl Handshake {
@@ -73,6 +76,20 @@ impl Handshake {
     ) -> Handshake {
         let (max_len, curve) = (config.max_message_len, config.curve.clone());
         let mut conn = NetConn::new(endpoint, sock, peer_pid, socket_type, slot);
+        let mut metadata = zmtp::socket_type_metadata(socket_type.name());
+        if let (SocketType::Pub, Some(offering)) = (socket_type, &config.offering) {
+            // A subscriber on this host may read our ring instead: offer it, with a token
+            // of its own (ZeroMQ peers ignore the property).
+            if let Some(peer) = conn.peer_end() {
+                let ticket = offering.book.issue(peer);
+                let offer = Offer {
+                    name: offering.name.clone(),
+                    token: ticket.token(),
+                };
+                zmtp::push_property(&mut metadata, OFFER_PROPERTY, &offer.encode());
+                conn.ticket = Some(ticket);
+            }
+        }
         let (mechanism, as_server) = Self::mechanism_of(curve.as_ref());
         conn.queue_raw(&zmtp::greeting(mechanism, as_server));
         Handshake {
@@ -82,6 +99,7 @@ impl Handshake {
             max_len,
             curve,
             heartbeat: config.heartbeat,
+            metadata,
         }
     }
 
@@ -176,13 +194,12 @@ impl Handshake {
         };
         let peer = zmtp::check_greeting(g, mechanism, as_server).map_err(|r| self.error(&r))?;
         self.conn.peer_minor = peer.minor;
-        let socket_type = self.conn.socket_type.name();
-        let metadata = zmtp::socket_type_metadata(socket_type);
+        let metadata = std::mem::take(&mut self.metadata);
         self.step =
             match self.curve.clone() {
                 None => {
                     self.conn
-                        .queue_frame(&zmtp::ready_body(socket_type), false, true);
+                        .queue_frame(&zmtp::ready_with(&metadata), false, true);
                     Step::Ready
                 }
                 Some(curve) => match (curve.server, curve.keys) {
@@ -287,9 +304,14 @@ impl Handshake {
         self.error(&format!("CURVE: {e}"))
     }
 
-    /// Checks the peer's `Socket-Type` (in READY, or in CURVE's INITIATE/READY metadata).
-    fn check_socket_type(&self, properties: &[u8]) -> Result<()> {
+    /// Checks the peer's `Socket-Type` (in READY, or in CURVE's INITIATE/READY metadata);
+    /// a subscriber also keeps the publisher's offer of its ring, if it made one.
+    fn check_socket_type(&mut self, properties: &[u8]) -> Result<()> {
         let socket_type = self.conn.socket_type;
+        if socket_type == SocketType::Sub {
+            let offer = zmtp::property(properties, OFFER_PROPERTY).map_err(|r| self.error(&r))?;
+            self.conn.offer = offer.and_then(Offer::decode);
+        }
         match zmtp::property(properties, "Socket-Type").map_err(|r| self.error(&r))? {
             Some(t) if socket_type.accepts(t) => Ok(()),
             Some(t) => {
