@@ -285,12 +285,7 @@ impl Publisher {
             }
             committed = true;
             if self.offered {
-                for token in ring.take_handovers() {
-                    if !self.net.iter_mut().any(|n| n.hand_over(token)) {
-                        tracing::debug!(endpoint = %ring.endpoint(),
-                            "a subscriber took over a connection that is gone");
-                    }
-                }
+                hand_over(ring, &mut self.net);
             }
         }
         let later = if committed { Mode::Block } else { mode };
@@ -428,10 +423,8 @@ impl Publisher {
         if let Some(ring) = &mut self.ring {
             count += ring.subscriber_count();
             if self.offered {
-                for token in ring.take_handovers() {
-                    // Handed over at the next send; counted by the ring from now on.
-                    self.net.iter_mut().any(|n| n.hand_over(token));
-                }
+                // Handed over at the next send; counted by the ring from now on.
+                hand_over(ring, &mut self.net);
             }
         }
         count += self
@@ -830,6 +823,16 @@ impl Subscriber {
         match &self.inner {
             SubscriberInner::Shm(_) => true,
             SubscriberInner::Net(s) => s.is_upgraded(),
+        }
+    }
+}
+
+/// Marks for handover the connections whose subscribers joined `ring` (see
+/// [`crate::upgrade`]).
+fn hand_over(ring: &mut ShmPublisher, net: &mut [NetPublisher]) {
+    for token in ring.take_handovers() {
+        for n in net.iter_mut() {
+            n.hand_over(token);
         }
     }
 }

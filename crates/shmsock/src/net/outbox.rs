@@ -155,6 +155,10 @@ pub(super) struct State {
     /// message wakes it (through the eventfd) and clears this. While it is clear, sends
     /// queue without a system call.
     pub(super) pump_sleeping: bool,
+    /// Tokens of subscribers that joined our shared-memory ring before their connection
+    /// was taken in here (their side of the handshake ends first): handed over as they are
+    /// taken in.
+    pub(super) due: Vec<Token>,
 }
 
 pub(super) struct Shared {

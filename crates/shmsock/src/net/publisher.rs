@@ -33,7 +33,7 @@ use super::socket::NetListener;
 use super::zmtp::SocketType;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::handover::Token;
+use crate::handover::{Book, Token};
 use crate::sync::{AtomicBool, Ordering};
 use crate::vocabulary::{Mode, Overflow};
 
@@ -48,6 +48,8 @@ pub(crate) struct NetPublisher {
     policy: Overflow,
     queue_max_bytes: usize,
     max_len: usize,
+    /// The offers of our shared-memory ring, if we make them.
+    book: Option<Arc<Book>>,
     acceptor: Option<JoinHandle<()>>,
     pump: Option<JoinHandle<()>>,
 }
@@ -67,6 +69,7 @@ impl NetPublisher {
                 stop: false,
                 sender_waits: false,
                 pump_sleeping: false,
+                due: Vec::new(),
             }),
             room: Condvar::new(),
             wake,
@@ -92,6 +95,7 @@ impl NetPublisher {
             policy: options.overflow,
             queue_max_bytes: options.queue_max_bytes,
             max_len: options.max_message_len,
+            book: options.offering.as_ref().map(|o| o.book.clone()),
             acceptor: None,
             pump: Some(pump),
         };
@@ -129,20 +133,27 @@ impl NetPublisher {
 
     /// The subscriber that was offered `token` joined our shared-memory ring: the next
     /// message is replaced, for it, by the HANDOVER command, and it gets nothing more here.
-    /// False if no connection holds that token (any more).
-    pub(crate) fn hand_over(&mut self, token: Token) -> bool {
+    /// A connection not taken in yet is handed over as it is (with nothing sent on it
+    /// before); a token of no connection of ours is kept only while its offer is open.
+    pub(crate) fn hand_over(&mut self, token: Token) {
         let mut st = self.shared.lock();
-        let Some(o) = st
+        let found = st
             .outboxes
             .iter_mut()
-            .find(|o| o.token == Some(token) && o.handover == Handover::No)
-        else {
-            return false;
+            .find(|o| o.token == Some(token) && o.handover == Handover::No);
+        if let Some(o) = found {
+            o.handover = Handover::Due;
+            tracing::info!(endpoint = %self.endpoint, peer_pid = o.pid,
+                "subscriber upgraded to shared memory");
+            return;
+        }
+        let Some(book) = &self.book else {
+            return;
         };
-        o.handover = Handover::Due;
-        tracing::info!(endpoint = %self.endpoint, peer_pid = o.pid,
-            "subscriber upgraded to shared memory");
-        true
+        st.due.retain(|&t| book.lookup(t).is_some());
+        if book.lookup(token).is_some() && !st.due.contains(&token) {
+            st.due.push(token);
+        }
     }
 
     /// Waits (`Overflow::Block`) as `mode` allows until every subscriber that wants `msg`

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
-use super::outbox::{Outbox, Queued, Shared, PUB_CLOSE_LINGER};
+use super::outbox::{Handover, Outbox, Queued, Shared, PUB_CLOSE_LINGER};
 use super::stream::{NetConn, DIRECT_MIN_BYTES, WRITE_BATCH_BYTES};
 use super::zmtp::Subscription;
 use crate::error::{Error, Result};
@@ -139,8 +139,16 @@ fn take_in(shared: &Shared, peers: &mut Vec<Peer>) -> bool {
     let mut st = shared.lock();
     let st = &mut *st;
     for conn in st.incoming.drain(..) {
-        st.outboxes
-            .push(Outbox::new(conn.peer_pid(), conn.offered_token()));
+        let token = conn.offered_token();
+        let mut outbox = Outbox::new(conn.peer_pid(), token);
+        if let Some(i) = token.and_then(|t| st.due.iter().position(|&d| d == t)) {
+            // Its subscriber already reads our ring, from where it joined: nothing came
+            // here before, so it skips nothing.
+            st.due.swap_remove(i);
+            outbox.handover = Handover::Done;
+            outbox.queue.push_back(Queued::Handover(0));
+        }
+        st.outboxes.push(outbox);
         peers.push(Peer {
             conn,
             batch: VecDeque::new(),

@@ -170,11 +170,41 @@ impl Raw {
         (ep, t)
     }
 
+    /// [`Raw::publisher`] whose READY also carries `properties` (name, value).
+    pub fn publisher_with_ready(
+        properties: &[(&str, &[u8])],
+        serve: impl FnOnce(&mut Raw) + Send + 'static,
+    ) -> (String, JoinHandle<Raw>) {
+        let mut data = [&[11u8][..], b"Socket-Type", &3u32.to_be_bytes(), b"PUB"].concat();
+        for (name, value) in properties {
+            data.push(name.len() as u8);
+            data.extend_from_slice(name.as_bytes());
+            data.extend_from_slice(&(value.len() as u32).to_be_bytes());
+            data.extend_from_slice(value);
+        }
+        let ready = command("READY", &data);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ep = format!("tcp://{}", l.local_addr().unwrap());
+        let t = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut raw = Raw(s);
+            raw.handshake_with(&ready, 1);
+            serve(&mut raw);
+            raw
+        });
+        (ep, t)
+    }
+
     /// Sends our greeting and READY, then reads the peer's (within [`STEP_TIMEOUT`]).
     pub fn handshake(&mut self, ty: &str, minor: u8) {
+        self.handshake_with(&ready(ty), minor);
+    }
+
+    /// [`Raw::handshake`] with this READY frame.
+    pub fn handshake_with(&mut self, ready: &[u8], minor: u8) {
         self.0.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
         self.0.write_all(&greeting(minor)).unwrap();
-        self.0.write_all(&ready(ty)).unwrap();
+        self.0.write_all(ready).unwrap();
         let mut g = [0u8; 64];
         self.0.read_exact(&mut g).unwrap();
         assert_eq!(g[0], 0xFF);

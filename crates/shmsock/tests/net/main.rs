@@ -20,6 +20,7 @@ mod pubsub;
 mod pubsub_pyzmq;
 mod pubsub_raw;
 mod pyzmq;
+mod upgrade;
 
 shmsock_testkit::peer_main!(run_role);
 
@@ -28,6 +29,8 @@ fn run_role(role: &str, endpoint: &str) {
     match role {
         "idle_beating_conn" => heartbeat::idle_beating_conn(endpoint),
         "fork_streamer" => batching::fork_streamer(endpoint),
+        "upgrade_sub" => upgrade::upgrade_sub(endpoint),
+        "victim_publisher" => upgrade::victim_publisher(endpoint),
         other => attacks::run_role(other, endpoint),
     }
 }
