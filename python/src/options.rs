@@ -127,6 +127,11 @@ const HEARTBEAT: Opt = Opt {
     },
 };
 
+const UPGRADE: Opt = Opt {
+    name: "upgrade",
+    apply: |o, v| Ok(o.upgrade(v.extract()?)),
+};
+
 const CURVE_SECRET: Opt = Opt {
     name: "curve_secret",
     apply: |o, v| Ok(o.curve_secret(crate::curve::key_pair(v)?)),
@@ -187,9 +192,11 @@ pub(crate) const PUBLISHER: &[Opt] = &[
     HEARTBEAT,
     CURVE_SECRET,
     CURVE_ALLOW,
+    UPGRADE,
 ];
 /// The options of `Subscriber.connect`.
 pub(crate) const SUBSCRIBER: &[Opt] = &[
+    UPGRADE,
     WAIT_STRATEGY,
     SPIN_BUDGET,
     HANDSHAKE_TIMEOUT,

@@ -34,6 +34,7 @@ pub(crate) struct PyPublisher {
     book: SharedBook,
     socket_path: String,
     max_message_len: usize,
+    endpoints: Vec<String>,
 }
 
 impl PyPublisher {
@@ -70,22 +71,42 @@ impl PyPublisher {
 
 #[pymethods]
 impl PyPublisher {
-    /// Binds `endpoint` (`shm://NAME`, `unix:///path`, `tcp://HOST:PORT`). Keyword options:
+    /// Binds `endpoint` (`shm://NAME`, `unix:///path`, `tcp://HOST:PORT`), or every endpoint
+    /// of a list (one publisher serving all of them). Keyword options:
     /// ring_capacity (bytes; over `tcp://`/`unix://` each subscriber's queue),
     /// overflow ('block' or 'drop_oldest', or a shmsock.Overflow), wait_strategy,
     /// spin_budget (seconds), loan_pool=(slots, slot_bytes), handshake_timeout (seconds),
     /// allowed_uids, max_message_len, max_connections, heartbeat=(interval, timeout);
-    /// CURVE over `tcp://`/`unix://`: curve_secret and curve_allow (as for `Listener.bind`).
+    /// CURVE over `tcp://`/`unix://`: curve_secret and curve_allow (as for `Listener.bind`);
+    /// upgrade (bool, default True: local network subscribers move to shared memory).
     #[staticmethod]
     #[pyo3(signature = (endpoint, **options))]
-    fn bind(py: Python<'_>, endpoint: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+    fn bind(
+        py: Python<'_>,
+        endpoint: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
         let opts = options::parse("Publisher.bind", options::PUBLISHER, options)?;
+        let endpoints: Vec<String> = match endpoint.extract::<String>() {
+            Ok(one) => vec![one],
+            Err(_) => endpoint.extract().map_err(|_| {
+                pyo3::exceptions::PyTypeError::new_err("endpoint must be a str or a list of str")
+            })?,
+        };
         let publisher = py
-            .detach(|| shmsock::Publisher::bind_with(endpoint, opts))
+            .detach(|| {
+                let eps: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+                shmsock::Publisher::bind_all(&eps, opts)
+            })
             .map_err(raise)?;
         Ok(PyPublisher {
             socket_path: publisher.socket_path().display().to_string(),
             max_message_len: publisher.max_message_len(),
+            endpoints: publisher
+                .endpoints()
+                .iter()
+                .map(|e| e.to_string())
+                .collect(),
             book: Arc::new(Mutex::new(Book::default())),
             inner: Guarded::new(
                 "Publisher",
@@ -168,10 +189,17 @@ impl PyPublisher {
         })
     }
 
-    /// The bound endpoint (for `tcp://HOST:0`, with the chosen port).
+    /// The bound endpoint (for `tcp://HOST:0`, with the chosen port); with several, the
+    /// first `shm://` one, else the first.
     #[getter]
     fn endpoint(&self) -> &str {
         self.inner.endpoint()
+    }
+
+    /// Every bound endpoint, `shm://` ones first.
+    #[getter]
+    fn endpoints(&self) -> Vec<String> {
+        self.endpoints.clone()
     }
 
     /// The rendezvous socket's path (diagnostics; empty for `tcp://`).
@@ -280,7 +308,8 @@ impl PySubscriber {
     /// Connects to a publisher at `endpoint`. Keyword options: wait_strategy, spin_budget
     /// (seconds), handshake_timeout (seconds), allowed_uids, max_message_len,
     /// heartbeat=(interval, timeout); CURVE over `tcp://`/`unix://`: curve_server and
-    /// curve_secret (as for `Conn.connect`).
+    /// curve_secret (as for `Conn.connect`); upgrade (bool, default True: over `tcp://` or
+    /// `unix://` to a publisher on this machine, move to its shared memory).
     #[staticmethod]
     #[pyo3(signature = (endpoint, **options))]
     fn connect(
@@ -362,6 +391,13 @@ impl PySubscriber {
     #[getter]
     fn publisher_pid(&self) -> i32 {
         self.publisher_pid
+    }
+
+    /// True if messages come through shared memory (`shm://`, or a network subscriber that
+    /// moved to its publisher's ring).
+    #[getter]
+    fn is_shared_memory(&self, py: Python<'_>) -> PyResult<bool> {
+        self.inner.with(py, |s| Ok(s.end.is_shared_memory()))
     }
 
     /// True once closed.

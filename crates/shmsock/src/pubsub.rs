@@ -8,7 +8,7 @@
 //! subscribe to, here.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::endpoint::{Endpoint, SHM_NAME_MAX_BYTES};
@@ -187,8 +187,17 @@ impl Publisher {
             }
             ep => {
                 let mut cfg = self.options.net_config();
-                cfg.offering = self.offering(&ep);
+                // The ring is named once the endpoint is bound (a hidden ring takes the
+                // port the OS chose into its name, for `shmsock ls`).
+                let ring_name = Arc::new(OnceLock::new());
+                cfg.offering = self.book.clone().map(|book| Offering {
+                    name: ring_name.clone(),
+                    book,
+                });
                 let p = NetPublisher::bind(&ep, &cfg)?;
+                if let Some(name) = self.offered_ring(p.endpoint()) {
+                    let _ = ring_name.set(name);
+                }
                 self.endpoints.push(p.endpoint().to_owned());
                 self.net.push(p);
             }
@@ -196,15 +205,15 @@ impl Publisher {
         Ok(())
     }
 
-    /// What a network endpoint offers its subscribers: our ring, made now (hidden, only
-    /// for them) if there is none yet. `None` with upgrades off, or if no ring could be
-    /// made here (then subscribers stay on the network, and a warning says why).
-    fn offering(&mut self, ep: &Endpoint) -> Option<Offering> {
+    /// The name of the ring a network endpoint (`endpoint`, bound) offers its subscribers:
+    /// our ring, made now (hidden, only for them) if there is none yet. `None` with upgrades
+    /// off, or if no ring could be made here (then subscribers stay on the network, and a
+    /// warning says why).
+    fn offered_ring(&mut self, endpoint: &str) -> Option<String> {
         let book = self.book.clone()?;
         if self.ring.is_none() {
             let n = HIDDEN_RINGS.fetch_add(1, Ordering::Relaxed);
-            let tail: String = ep
-                .to_string()
+            let tail: String = endpoint
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
                 .collect();
@@ -223,16 +232,14 @@ impl Publisher {
                     self.hidden = true;
                 }
                 Err(e) => {
-                    tracing::warn!(endpoint = %ep, error = %e,
+                    tracing::warn!(endpoint, error = %e,
                         "no shared-memory ring for local subscribers: they stay on the network");
-                    self.book = None;
                     return None;
                 }
             }
         }
         let ring = self.ring.as_ref().filter(|_| self.offered)?;
-        let name = ring.endpoint().strip_prefix("shm://")?.to_owned();
-        Some(Offering { name, book })
+        Some(ring.endpoint().strip_prefix("shm://")?.to_owned())
     }
 
     #[inline]

@@ -1,7 +1,7 @@
 //! What the `tcp://` and `unix://` transport takes from the user's options (the API's
 //! `Options` builds it).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::curve::keys::{CurveKeyPair, CurvePublicKey};
 use super::curve::server::AllowList;
@@ -45,8 +45,8 @@ pub(crate) struct NetConfig {
 /// which each connection's token is recorded.
 #[derive(Debug, Clone)]
 pub(crate) struct Offering {
-    /// The ring's `shm://` name (without the scheme).
-    pub(crate) name: String,
+    /// The ring's `shm://` name (without the scheme), once it is known (no offer before).
+    pub(crate) name: Arc<OnceLock<String>>,
     /// Where tokens are recorded.
     pub(crate) book: Arc<Book>,
 }

@@ -31,6 +31,7 @@ fn run_role(role: &str, endpoint: &str) {
         "fork_streamer" => batching::fork_streamer(endpoint),
         "upgrade_sub" => upgrade::upgrade_sub(endpoint),
         "victim_publisher" => upgrade::victim_publisher(endpoint),
+        "upgrade_pub" => upgrade::upgrade_pub(endpoint),
         other => attacks::run_role(other, endpoint),
     }
 }

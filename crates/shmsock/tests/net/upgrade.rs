@@ -180,15 +180,17 @@ fn a_subscriber_that_turns_upgrade_off_stays_on_the_network() {
         let mut sub = Subscriber::connect_with(publisher.endpoint(), off).unwrap();
         let mut on = Subscriber::connect(publisher.endpoint()).unwrap();
         wait_for_at_least(&mut publisher, 2);
-        for seq in 0..100 {
+        // The ring's accept thread queues the subscriber an instant after acknowledging
+        // it: it moves at one of the first messages, whichever follows that.
+        let mut seq = 0;
+        while seq < 100 || !on.is_shared_memory() {
+            assert!(seq < 10_000, "{scheme:?}: the default never moved");
             publisher.send(&numbered(seq)).unwrap();
-        }
-        for seq in 0..100 {
             assert_eq!(next_seq(&mut sub), seq);
             assert_eq!(next_seq(&mut on), seq);
+            seq += 1;
         }
         assert!(!sub.is_shared_memory(), "{scheme:?}: upgrade(false)");
-        assert!(on.is_shared_memory(), "{scheme:?}: the default moves");
         // Counted once each, however they travel.
         assert_eq!(publisher.subscriber_count(), 2);
     }
@@ -234,24 +236,29 @@ fn curve_subscribers_move_too_and_the_offer_is_sealed() {
     );
 }
 
-/// The hidden ring of `publisher` (a network-only publisher of this process).
-fn hidden_ring_of_this_process() -> String {
+/// The hidden ring of the network-only publisher of this process bound to `endpoint`: its
+/// name ends with the endpoint (non-alphanumerics as '-').
+fn hidden_ring_of(endpoint: &str) -> String {
     let prefix = format!("upgrade.{}.", std::process::id());
+    let tail: String = endpoint
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
     let dir = runtime_dir().unwrap();
     std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .find_map(|f| {
-            f.strip_prefix(&prefix)
-                .map(|_| f.trim_end_matches(".sock").to_owned())
+            let name = f.strip_suffix(".sock")?;
+            (name.starts_with(&prefix) && name.ends_with(&tail)).then(|| name.to_owned())
         })
-        .unwrap_or_else(|| panic!("no {prefix}* in {}", dir.display()))
+        .unwrap_or_else(|| panic!("no {prefix}*{tail}.sock in {}", dir.display()))
 }
 
 #[test]
 fn the_hidden_ring_refuses_subscribers_without_a_token() {
     let mut publisher = Publisher::bind("tcp://127.0.0.1:0").unwrap();
-    let name = hidden_ring_of_this_process();
+    let name = hidden_ring_of(publisher.endpoint());
     let err = Subscriber::connect(&format!("shm://{name}")).unwrap_err();
     assert!(
         err.to_string().contains("no token")
@@ -364,7 +371,17 @@ fn one_publisher_serves_shm_unix_and_tcp_subscribers_at_once() {
             assert_eq!(seq_of(&buf[..n]), seq, "subscriber {i}");
         }
     }
-    assert!(subs[0].is_shared_memory() && subs[3].is_shared_memory());
+    // (It moves at one of the first messages; in lockstep until it has.)
+    let mut seq = 1000;
+    while !subs[3].is_shared_memory() {
+        assert!(seq < 10_000, "the tcp subscriber never moved");
+        publisher.send(&numbered(seq)).unwrap();
+        for sub in &mut subs {
+            assert_eq!(next_seq(sub), seq);
+        }
+        seq += 1;
+    }
+    assert!(subs[0].is_shared_memory());
     assert!(!subs[1].is_shared_memory() && !subs[2].is_shared_memory());
     // The tcp subscriber that moved reads the user's shm:// ring: no hidden ring was made.
     let hidden = format!("upgrade.{}.", std::process::id());
@@ -378,9 +395,8 @@ fn one_publisher_serves_shm_unix_and_tcp_subscribers_at_once() {
     let late = publisher.endpoints()[3].to_owned();
     let mut sub = Subscriber::connect(&late).unwrap();
     wait_for_at_least(&mut publisher, 5);
-    publisher.send(&numbered(1000)).unwrap();
-    let n = sub.recv_timeout(&mut buf, STEP_TIMEOUT).unwrap();
-    assert_eq!(seq_of(&buf[..n]), 1000);
+    publisher.send(&numbered(seq)).unwrap();
+    assert_eq!(next_seq(&mut sub), seq);
 }
 
 #[test]
@@ -409,4 +425,141 @@ fn a_large_message_still_reaches_the_network_while_nobody_reads_the_hidden_ring(
         Err(Error::TooLarge { len, max }) => assert!(len == 1 << 20 && max < 64 * 1024),
         other => panic!("{other:?}"),
     }
+}
+
+/// Child role `upgrade_pub`: binds the endpoint, reports `bound`, and publishes numbered
+/// messages until killed.
+pub fn upgrade_pub(endpoint: &str) {
+    let publisher = Publisher::bind(endpoint).expect("binding");
+    report("bound");
+    let streamer = Streamer::start(publisher);
+    std::thread::sleep(STEP_TIMEOUT * 3);
+    streamer.stop();
+}
+
+/// Receives from `sub` until it reads shared memory (bounded), checking order meanwhile.
+fn until_moved(sub: &mut Subscriber, what: &str) {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let mut last = None::<u64>;
+    while !sub.is_shared_memory() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never moved to shared memory"
+        );
+        let seq = next_seq(sub);
+        assert!(
+            last.is_none_or(|l| seq == l + 1),
+            "{what}: {last:?} then {seq}"
+        );
+        last = Some(seq);
+    }
+    // And on the ring, in order.
+    let mut prev = next_seq(sub);
+    for _ in 0..1000 {
+        let seq = next_seq(sub);
+        assert_eq!(seq, prev + 1, "{what}: on the ring");
+        prev = seq;
+    }
+}
+
+#[test]
+fn when_the_publisher_dies_before_or_after_the_move_the_subscriber_comes_back_and_moves_again() {
+    let ep = bind_endpoint(crate::common::Scheme::Unix);
+    for kill_after_move in [false, true] {
+        let mut first = Peer::spawn("upgrade_pub", &ep, &[]);
+        first.expect("bound");
+        let mut sub = Subscriber::connect(&ep).unwrap();
+        if kill_after_move {
+            until_moved(&mut sub, "first publisher");
+        }
+        // Dies with the subscriber joined to its ring, before or after the handover.
+        first.kill();
+        first.wait();
+        let mut second = Peer::spawn("upgrade_pub", &ep, &[]);
+        second.expect("bound");
+        // The subscriber notices, reconnects over the network and moves to the new ring.
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "never heard from the second publisher"
+            );
+            let seq = next_seq(&mut sub);
+            // The second publisher's stream starts again at 0: a small number is its.
+            if seq < 1_000_000 && sub.publisher_pid() == second.pid().as_raw_nonzero().get() {
+                break;
+            }
+        }
+        until_moved(&mut sub, "second publisher");
+        second.kill();
+        second.wait();
+    }
+}
+
+#[test]
+fn topics_hold_across_the_move() {
+    let mut publisher = Publisher::bind("tcp://127.0.0.1:0").unwrap();
+    let mut sub = Subscriber::connect(publisher.endpoint()).unwrap();
+    sub.subscribe(b"keep").unwrap();
+    sub.unsubscribe(b"").unwrap();
+    wait_for_at_least(&mut publisher, 1);
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    for k in 0..2000u32 {
+        let topic: &[u8] = if k % 3 == 0 { b"keep" } else { b"drop" };
+        publisher.send(&[topic, &k.to_le_bytes()].concat()).unwrap();
+        if k % 3 == 0 {
+            let n = sub.recv_timeout(&mut buf, STEP_TIMEOUT).unwrap();
+            assert!(buf.starts_with(b"keep"), "{:?}", &buf[..n]);
+            got.push(u32::from_le_bytes(buf[4..8].try_into().unwrap()));
+        }
+    }
+    assert!(sub.is_shared_memory());
+    assert_eq!(got, (0..2000).step_by(3).collect::<Vec<u32>>());
+    assert!(matches!(
+        sub.recv_timeout(&mut buf, Duration::from_millis(100)),
+        Err(Error::TimedOut)
+    ));
+}
+
+#[test]
+fn a_moved_drop_oldest_subscriber_counts_exactly_what_it_lost() {
+    let options = Options::new()
+        .overflow(shmsock::Overflow::DropOldest)
+        .ring_capacity(64 * 1024);
+    let mut publisher = Publisher::bind_with("tcp://127.0.0.1:0", options).unwrap();
+    let mut sub = Subscriber::connect(publisher.endpoint()).unwrap();
+    wait_for_at_least(&mut publisher, 1);
+    // Move first (in step), then fall far behind.
+    let mut seq = 0;
+    while !sub.is_shared_memory() {
+        publisher.send(&numbered(seq)).unwrap();
+        assert_eq!(next_seq(&mut sub), seq);
+        seq += 1;
+    }
+    let from = seq;
+    const BURST: u64 = 50_000;
+    for _ in 0..BURST {
+        publisher.send(&numbered(seq)).unwrap();
+        seq += 1;
+    }
+    let (mut delivered, mut lost) = (0u64, 0u64);
+    let mut buf = [0u8; 64];
+    let mut expected = from;
+    while expected < seq {
+        match sub.recv_timeout(&mut buf, STEP_TIMEOUT) {
+            Ok(n) => {
+                assert_eq!(seq_of(&buf[..n]), expected, "after {lost} lost");
+                expected += 1;
+                delivered += 1;
+            }
+            Err(Error::Lagged { missed, .. }) => {
+                lost += missed;
+                expected += missed;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(lost > 0, "a 64 KiB ring cannot hold 50,000 messages");
+    assert_eq!(delivered + lost, BURST);
 }

@@ -80,10 +80,10 @@ impl Handshake {
         if let (SocketType::Pub, Some(offering)) = (socket_type, &config.offering) {
             // A subscriber on this host may read our ring instead: offer it, with a token
             // of its own (ZeroMQ peers ignore the property).
-            if let Some(peer) = conn.peer_end() {
+            if let (Some(peer), Some(name)) = (conn.peer_end(), offering.name.get()) {
                 let ticket = offering.book.issue(peer);
                 let offer = Offer {
-                    name: offering.name.clone(),
+                    name: name.clone(),
                     token: ticket.token(),
                 };
                 zmtp::push_property(&mut metadata, OFFER_PROPERTY, &offer.encode());
