@@ -180,3 +180,44 @@ def test_a_curve_server_refuses_a_client_off_its_allow_list():
             listener.accept(timeout=0.5)  # drives the handshake; the stranger is dropped
         t.join()
     assert isinstance(stranger["error"], (shmsock.Refused, shmsock.Handshake)), stranger
+
+
+def test_a_local_tcp_subscriber_moves_to_shared_memory_while_pyzmq_stays(zmq, ctx):
+    with shmsock.Publisher.bind("tcp://127.0.0.1:0") as pub:
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(pub.endpoint)
+        sub.RCVTIMEO = STEP * 1000
+        with shmsock.Subscriber.connect(pub.endpoint) as ours, shmsock.Subscriber.connect(
+            pub.endpoint, upgrade=False
+        ) as stays:
+            pub.wait_for_subscribers(3, timeout=STEP)
+            k = 0
+            while k < 100 or not ours.is_shared_memory:
+                assert k < 10_000, "never moved to shared memory"
+                msg = b"m%d" % k
+                pub.send(msg)
+                assert ours.recv(timeout=STEP) == msg
+                assert stays.recv(timeout=STEP) == msg
+                assert sub.recv() == msg
+                k += 1
+            assert not stays.is_shared_memory
+        sub.close(linger=0)
+
+
+def test_one_publisher_binds_several_endpoints(ep):
+    shm = ep("several")
+    with shmsock.Publisher.bind(["tcp://127.0.0.1:0", shm]) as pub:
+        assert pub.endpoints[0] == shm and pub.endpoint == shm
+        tcp = pub.endpoints[1]
+        assert tcp.startswith("tcp://127.0.0.1:") and not tcp.endswith(":0")
+        with shmsock.Subscriber.connect(shm) as a, shmsock.Subscriber.connect(
+            tcp, upgrade=False
+        ) as b:
+            pub.wait_for_subscribers(2, timeout=STEP)
+            pub.send(b"both")
+            assert a.recv(timeout=STEP) == b"both"
+            assert b.recv(timeout=STEP) == b"both"
+            assert a.is_shared_memory and not b.is_shared_memory
+    with pytest.raises(TypeError):
+        shmsock.Publisher.bind(42)

@@ -93,6 +93,8 @@ pub struct Publisher {
     book: Option<Arc<Book>>,
     /// The endpoints the user bound, in order (not the hidden ring).
     endpoints: Vec<String>,
+    /// [`Publisher::max_message_len`], kept up to date by `add`.
+    max_len: usize,
     options: Options,
 }
 
@@ -152,6 +154,7 @@ impl Publisher {
             net: Vec::new(),
             book: options.upgrade.then(Arc::default),
             endpoints: Vec::new(),
+            max_len: usize::MAX,
             options,
         };
         for ep in parsed {
@@ -166,6 +169,15 @@ impl Publisher {
     }
 
     fn add(&mut self, ep: Endpoint) -> Result<()> {
+        self.bind_one(ep)?;
+        let shown = self.ring.iter().filter(|_| !self.hidden);
+        let shm = shown.chain(&self.more).map(ShmPublisher::max_message_len);
+        let net = self.net.iter().map(NetPublisher::max_message_len);
+        self.max_len = shm.chain(net).min().unwrap_or(0);
+        Ok(())
+    }
+
+    fn bind_one(&mut self, ep: Endpoint) -> Result<()> {
         match ep {
             Endpoint::Shm(ref name) => {
                 let mut cfg = self.options.shm_config();
@@ -283,16 +295,17 @@ impl Publisher {
             n.wait_for_room_for(msg, mode)?;
         }
         let mut committed = false;
-        let mut seq = 0;
         if let Some(ring) = ring {
-            seq = ring.next_seq();
+            let seq = ring.next_seq();
             match loan {
                 Some(l) => ring.send_loan(l, mode)?,
                 None => ring.send(msg, mode)?,
             }
             committed = true;
             if self.offered {
-                hand_over(ring, &mut self.net);
+                // Message `seq` is not given to the network yet: it is the first the
+                // subscribers that just joined read from the ring.
+                hand_over(ring, &mut self.net, seq);
             }
         }
         let later = if committed { Mode::Block } else { mode };
@@ -301,7 +314,7 @@ impl Publisher {
             committed = true;
         }
         for n in &mut self.net {
-            n.send(msg, if committed { Mode::Block } else { mode }, seq)?;
+            n.send(msg, if committed { Mode::Block } else { mode })?;
             committed = true;
         }
         Ok(())
@@ -430,8 +443,9 @@ impl Publisher {
         if let Some(ring) = &mut self.ring {
             count += ring.subscriber_count();
             if self.offered {
-                // Handed over at the next send; counted by the ring from now on.
-                hand_over(ring, &mut self.net);
+                // Counted by the ring from now on.
+                let next = ring.next_seq();
+                hand_over(ring, &mut self.net, next);
             }
         }
         count += self
@@ -478,10 +492,7 @@ impl Publisher {
     /// publisher also refuses a message larger than its hidden ring while a subscriber
     /// reads that ring, see [`Options::upgrade`].)
     pub fn max_message_len(&self) -> usize {
-        let shown = self.ring.iter().filter(|_| !self.hidden);
-        let shm = shown.chain(&self.more).map(ShmPublisher::max_message_len);
-        let net = self.net.iter().map(NetPublisher::max_message_len);
-        shm.chain(net).min().unwrap_or(0)
+        self.max_len
     }
 }
 
@@ -834,12 +845,19 @@ impl Subscriber {
     }
 }
 
-/// Marks for handover the connections whose subscribers joined `ring` (see
-/// [`crate::upgrade`]).
-fn hand_over(ring: &mut ShmPublisher, net: &mut [NetPublisher]) {
+/// Hands over the connections whose subscribers joined `ring` (see [`crate::upgrade`]):
+/// each gets HANDOVER(`seq`), `seq` being the ring's number of the first message not yet
+/// given to the network publishers; then the subscriber holds the ring back like any
+/// other. (A token no connection knows any more is left: its subscriber, whose
+/// connection ended, leaves the ring too.)
+fn hand_over(ring: &mut ShmPublisher, net: &mut [NetPublisher], seq: u64) {
     for token in ring.take_handovers() {
+        let mut known = false;
         for n in net.iter_mut() {
-            n.hand_over(token);
+            known |= n.hand_over(token, seq);
+        }
+        if known {
+            ring.handed_over(token);
         }
     }
 }

@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use shmsock::{Bridge, Publisher, Subscriber};
+use shmsock::{Bridge, Options, Publisher, Subscriber};
 
 use plotters::chart::SeriesLabelPosition;
 use plotters::style::{BLUE, GREEN, MAGENTA, RED};
@@ -358,7 +358,11 @@ fn subscribe(
         Path::ShmBridgeTcp => tcp(wait_port(control, BRIDGE_PORT_OFFSET)?),
         Path::TcpBridgeShm => ends.bridge_shm.clone(),
     };
-    let mut sub = retry_refused(|| Subscriber::connect(&endpoint)).map_err(lib("connect"))?;
+    // Over tcp it stays on the network, as a remote subscriber would (on one machine it
+    // would move to the publisher's shared memory, bridge or not).
+    let options = Options::new().upgrade(false);
+    let mut sub = retry_refused(|| Subscriber::connect_with(&endpoint, options.clone()))
+        .map_err(lib("connect"))?;
     let window = Window::start();
     let mut expected = 1u64;
     loop {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::stream::NetConn;
 use super::topics::Topics;
 use crate::handover::Token;
-use crate::sync::AtomicBool;
+use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 
 /// How long dropping a publisher keeps delivering what it queued before it closes the
 /// subscribers' connections (ZeroMQ's `ZMQ_LINGER`); a stalled subscriber delays the drop
@@ -86,19 +86,9 @@ pub(super) struct Outbox {
     pub(super) dropping: bool,
     /// The token of the offer of our ring made to it, if any.
     pub(super) token: Option<Token>,
-    /// Where it stands in moving to our ring.
-    pub(super) handover: Handover,
-}
-
-/// A subscriber's move from its connection to the publisher's shared-memory ring.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Handover {
-    /// It reads its connection.
-    No,
-    /// It joined the ring: the next message is replaced by the HANDOVER command.
-    Due,
-    /// HANDOVER queued: it gets nothing more here (and is not counted here).
-    Done,
+    /// It moved to our ring: HANDOVER is queued, it gets nothing more here (and is not
+    /// counted here).
+    pub(super) handed_over: bool,
 }
 
 impl Outbox {
@@ -106,7 +96,7 @@ impl Outbox {
         Outbox {
             pid,
             token,
-            handover: Handover::No,
+            handed_over: false,
             topics: Topics::default(),
             subscribed: false,
             queue: VecDeque::new(),
@@ -155,10 +145,10 @@ pub(super) struct State {
     /// message wakes it (through the eventfd) and clears this. While it is clear, sends
     /// queue without a system call.
     pub(super) pump_sleeping: bool,
-    /// Tokens of subscribers that joined our shared-memory ring before their connection
-    /// was taken in here (their side of the handshake ends first): handed over as they are
-    /// taken in.
-    pub(super) due: Vec<Token>,
+    /// Subscribers that joined our shared-memory ring before their connection was taken in
+    /// here (their side of the handshake ends first): the token, and the sequence number to
+    /// hand over at (as if it joined then), handed over as they are taken in.
+    pub(super) due: Vec<(Token, u64)>,
 }
 
 pub(super) struct Shared {
@@ -169,12 +159,25 @@ pub(super) struct Shared {
     /// An eventfd that wakes the I/O thread from `poll`.
     pub(super) wake: OwnedFd,
     pub(super) stop_accepting: AtomicBool,
+    /// How many outboxes still take messages (not handed over to our ring): while none
+    /// does, `send` has nothing to do and takes no lock. Written under the lock
+    /// ([`Shared::recount`]).
+    pub(super) reachable: AtomicUsize,
 }
 
 impl Shared {
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere leaves the queues consistent (every update is one step).
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Updates [`Shared::reachable`] after outboxes came, went or were handed over.
+    pub(super) fn recount(&self, st: &State) {
+        let n = st.outboxes.iter().filter(|o| !o.handed_over).count();
+        // Relaxed: read by the thread that sends, which also takes the lock to see a
+        // subscriber it counted (`subscriber_count`); a newcomer seen one message late
+        // joined one message later.
+        self.reachable.store(n, Ordering::Relaxed);
     }
 
     pub(super) fn wake(&self) {

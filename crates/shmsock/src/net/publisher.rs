@@ -28,13 +28,13 @@ use std::time::{Duration, Instant};
 use rustix::event::{eventfd, EventfdFlags};
 
 use super::config::NetConfig;
-use super::outbox::{Handover, Outbox, Queued, Shared, State};
+use super::outbox::{Outbox, Queued, Shared, State};
 use super::socket::NetListener;
 use super::zmtp::SocketType;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::handover::{Book, Token};
-use crate::sync::{AtomicBool, Ordering};
+use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 use crate::vocabulary::{Mode, Overflow};
 
 /// How long the accept thread waits in `poll` before it looks at its stop flag.
@@ -74,6 +74,7 @@ impl NetPublisher {
             room: Condvar::new(),
             wake,
             stop_accepting: AtomicBool::new(false),
+            reachable: AtomicUsize::new(0),
         });
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -127,33 +128,43 @@ impl NetPublisher {
             .lock()
             .outboxes
             .iter()
-            .filter(|o| o.subscribed && o.handover == Handover::No)
+            .filter(|o| o.subscribed && !o.handed_over)
             .count()
     }
 
-    /// The subscriber that was offered `token` joined our shared-memory ring: the next
-    /// message is replaced, for it, by the HANDOVER command, and it gets nothing more here.
-    /// A connection not taken in yet is handed over as it is (with nothing sent on it
-    /// before); a token of no connection of ours is kept only while its offer is open.
-    pub(crate) fn hand_over(&mut self, token: Token) {
+    /// The subscriber that was offered `token` joined our shared-memory ring: its
+    /// connection gets the HANDOVER command now, naming `seq` (the ring's sequence number
+    /// of the first message not yet given to this publisher), and nothing more. A
+    /// connection not taken in yet is handed over as it is. Returns false if no open
+    /// connection of ours was offered `token`.
+    pub(crate) fn hand_over(&mut self, token: Token, seq: u64) -> bool {
         let mut st = self.shared.lock();
         let found = st
             .outboxes
             .iter_mut()
-            .find(|o| o.token == Some(token) && o.handover == Handover::No);
+            .find(|o| o.token == Some(token) && !o.handed_over);
         if let Some(o) = found {
-            o.handover = Handover::Due;
-            tracing::info!(endpoint = %self.endpoint, peer_pid = o.pid,
+            o.handed_over = true;
+            o.queue.push_back(Queued::Handover(seq));
+            tracing::info!(endpoint = %self.endpoint, peer_pid = o.pid, seq,
                 "subscriber upgraded to shared memory");
-            return;
+            self.shared.recount(&st);
+            let wake = std::mem::take(&mut st.pump_sleeping);
+            drop(st);
+            if wake {
+                self.shared.wake();
+            }
+            return true;
         }
         let Some(book) = &self.book else {
-            return;
+            return false;
         };
-        st.due.retain(|&t| book.lookup(t).is_some());
-        if book.lookup(token).is_some() && !st.due.contains(&token) {
-            st.due.push(token);
+        st.due.retain(|&(t, _)| book.lookup(t).is_some());
+        let open = book.lookup(token).is_some();
+        if open && !st.due.iter().any(|&(t, _)| t == token) {
+            st.due.push((token, seq));
         }
+        open
     }
 
     /// Waits (`Overflow::Block`) as `mode` allows until every subscriber that wants `msg`
@@ -161,49 +172,47 @@ impl NetPublisher {
     /// of this before it commits the message to any of them (only `send` adds to the
     /// queues, so the room stays).
     pub(crate) fn wait_for_room_for(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
-        if self.policy != Overflow::Block {
+        if self.policy != Overflow::Block || self.is_unreachable() {
             return Ok(());
         }
         let st = self.shared.lock();
-        self.wait_for_room(st, msg, mode, Instant::now()).map(drop)
+        self.wait_for_room(st, msg, mode).map(drop)
+    }
+
+    /// Whether no connection takes messages now (none, or all handed over to our ring):
+    /// then `send` has nothing to do.
+    fn is_unreachable(&self) -> bool {
+        self.shared.reachable.load(Ordering::Relaxed) == 0
     }
 
     /// The first subscriber that wants `msg` and has no room for it in its queue.
     fn first_full<'a>(&self, st: &'a State, msg: &[u8]) -> Option<&'a Outbox> {
         st.outboxes.iter().find(|o| {
-            o.handover == Handover::No
-                && !o.has_room(msg.len(), self.queue_max_bytes)
-                && o.topics.matches(msg)
+            !o.handed_over && !o.has_room(msg.len(), self.queue_max_bytes) && o.topics.matches(msg)
         })
     }
 
-    /// Queues `msg` for every subscriber whose topics match it. `seq` is its sequence
-    /// number on our shared-memory ring (for a HANDOVER due now; 0 without a ring).
-    pub(crate) fn send(&mut self, msg: &[u8], mode: Mode, seq: u64) -> Result<()> {
+    /// Queues `msg` for every subscriber whose topics match it.
+    pub(crate) fn send(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
         if msg.len() > self.max_len {
             return Err(Error::TooLarge {
                 len: msg.len(),
                 max: self.max_len,
             });
         }
-        let started = Instant::now();
+        if self.is_unreachable() {
+            return Ok(());
+        }
         // Copied before taking the lock, so the I/O thread never waits for a memcpy.
         let shared_msg = Queued::share(msg);
         let mut st = self.shared.lock();
         if self.policy == Overflow::Block {
-            st = self.wait_for_room(st, msg, mode, started)?;
+            st = self.wait_for_room(st, msg, mode)?;
         }
         let mut queued = false;
         for o in st.outboxes.iter_mut() {
-            match o.handover {
-                Handover::No => {}
-                Handover::Due => {
-                    o.handover = Handover::Done;
-                    o.queue.push_back(Queued::Handover(seq));
-                    queued = true;
-                    continue;
-                }
-                Handover::Done => continue,
+            if o.handed_over {
+                continue;
             }
             if !o.topics.matches(msg) {
                 continue;
@@ -239,8 +248,10 @@ impl NetPublisher {
         mut st: MutexGuard<'a, State>,
         msg: &[u8],
         mode: Mode,
-        started: Instant,
     ) -> Result<MutexGuard<'a, State>> {
+        // When the wait began, read only once there is one (a clock read costs about as
+        // much as queuing a message).
+        let mut started = None::<Instant>;
         loop {
             let Some(slow) = self.first_full(&st, msg) else {
                 return Ok(st);
@@ -249,6 +260,7 @@ impl NetPublisher {
             if matches!(mode, Mode::Try) {
                 return Err(Error::WouldBlock);
             }
+            let started = *started.get_or_insert_with(Instant::now);
             st.sender_waits = true;
             st = match mode {
                 Mode::Try | Mode::Block => {

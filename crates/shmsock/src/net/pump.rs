@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
-use super::outbox::{Handover, Outbox, Queued, Shared, PUB_CLOSE_LINGER};
+use super::outbox::{Outbox, Queued, Shared, PUB_CLOSE_LINGER};
 use super::stream::{NetConn, DIRECT_MIN_BYTES, WRITE_BATCH_BYTES};
 use super::zmtp::Subscription;
 use crate::error::{Error, Result};
@@ -141,12 +141,12 @@ fn take_in(shared: &Shared, peers: &mut Vec<Peer>) -> bool {
     for conn in st.incoming.drain(..) {
         let token = conn.offered_token();
         let mut outbox = Outbox::new(conn.peer_pid(), token);
-        if let Some(i) = token.and_then(|t| st.due.iter().position(|&d| d == t)) {
-            // Its subscriber already reads our ring, from where it joined: nothing came
-            // here before, so it skips nothing.
-            st.due.swap_remove(i);
-            outbox.handover = Handover::Done;
-            outbox.queue.push_back(Queued::Handover(0));
+        if let Some(i) = token.and_then(|t| st.due.iter().position(|&(d, _)| d == t)) {
+            // Its subscriber already joined our ring: nothing came here, so it reads the
+            // ring from where it counts as joined.
+            let (_, seq) = st.due.swap_remove(i);
+            outbox.handed_over = true;
+            outbox.queue.push_back(Queued::Handover(seq));
         }
         st.outboxes.push(outbox);
         peers.push(Peer {
@@ -155,6 +155,7 @@ fn take_in(shared: &Shared, peers: &mut Vec<Peer>) -> bool {
             readable: true,
         });
     }
+    shared.recount(st);
     st.stop
 }
 
@@ -316,5 +317,6 @@ fn remove_ended(shared: &Shared, peers: &mut Vec<Peer>) {
             st.outboxes.remove(i);
         }
     }
+    shared.recount(&st);
     shared.notify_room(&mut st);
 }

@@ -50,6 +50,10 @@ struct Sub {
     _claim: Option<Claim>,
     /// The token it presented to take over a network connection, if any.
     token: Option<Token>,
+    /// It took over a network connection that is not handed over yet: it reads that
+    /// connection until the handover, so it does not hold the writer back (what it misses
+    /// meanwhile comes over the connection; see [`ShmPublisher::handed_over`]).
+    awaiting_handover: bool,
 }
 
 impl Sub {
@@ -101,6 +105,9 @@ pub(crate) struct ShmPublisher {
 fn slowest_sub(subs: &mut [Sub], write_pos: u64) -> Option<(u64, usize)> {
     let mut min = None::<(u64, usize)>;
     for (i, sub) in subs.iter_mut().enumerate() {
+        if sub.awaiting_handover {
+            continue;
+        }
         let Some(c) = sub.consumed(write_pos) else {
             continue;
         };
@@ -208,9 +215,22 @@ impl ShmPublisher {
     }
 
     /// The tokens of the subscribers that took over a network connection since the last
-    /// call (each joined the ring: its connection must now be handed over).
+    /// call (each joined the ring: its connection must now be handed over, then
+    /// [`ShmPublisher::handed_over`] called).
     pub(crate) fn take_handovers(&mut self) -> Vec<Token> {
         std::mem::take(&mut self.handovers)
+    }
+
+    /// The connection of the subscriber that presented `token` was handed over, naming the
+    /// next message written (or a later one): from now on the subscriber holds the writer
+    /// back like any other. Until then it did not, so a subscriber that reads its
+    /// connection slowly never blocks the ring it has not started reading (and the writer
+    /// never waits for a handover that only the writer can make). What the ring
+    /// overwrote of it meanwhile was older than the handover: it came over the connection.
+    pub(crate) fn handed_over(&mut self, token: Token) {
+        for sub in self.subs.iter_mut().filter(|s| s.token == Some(token)) {
+            sub.awaiting_handover = false;
+        }
     }
 
     /// Takes in newly accepted subscribers and drops dead ones.
@@ -302,7 +322,9 @@ impl ShmPublisher {
         if self.write_only_when_read && self.is_unread() {
             return Ok(());
         }
-        let started = Instant::now();
+        // When the wait began, read only once there is one: on a VM a clock read costs
+        // about as much as the message.
+        let mut started = None::<Instant>;
         let (strategy, spin_budget) = (self.wait, self.spin_budget);
         let sent = wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
             match turn {
@@ -310,6 +332,7 @@ impl ShmPublisher {
                     if self.try_push(msg, kind) {
                         return Ok(Outcome::Done(()));
                     }
+                    started.get_or_insert_with(Instant::now);
                     if mode == Mode::Try {
                         self.refresh_subscribers(true);
                         if self.try_push(msg, kind) {
@@ -348,7 +371,7 @@ impl ShmPublisher {
                 Err(Error::SlowSubscriber {
                     endpoint: self.endpoint.clone(),
                     pid,
-                    waited: started.elapsed(),
+                    waited: started.map_or(Duration::ZERO, |t| t.elapsed()),
                 })
             }
             other => other,
@@ -609,6 +632,7 @@ impl Admit for Joining {
                 dropped: false,
                 _claim: peer.claim,
                 token,
+                awaiting_handover: token.is_some(),
             });
         });
         // Release: the publisher that sees the floor cleared also sees the queued subscriber.

@@ -563,3 +563,20 @@ fn a_moved_drop_oldest_subscriber_counts_exactly_what_it_lost() {
     assert!(lost > 0, "a 64 KiB ring cannot hold 50,000 messages");
     assert_eq!(delivered + lost, BURST);
 }
+
+#[test]
+fn a_subscriber_still_reading_its_connection_never_holds_a_small_ring_back() {
+    // A ring of 16 KiB fills in about a hundred messages: a subscriber that joined it but
+    // still reads its connection must not hold the writer back, or the writer would wait
+    // for a handover that only it can send.
+    let options = Options::new().ring_capacity(16 * 1024);
+    let publisher = Publisher::bind_with("tcp://127.0.0.1:0", options).unwrap();
+    let ep = publisher.endpoint().to_owned();
+    let streamer = Streamer::start(publisher);
+    for _ in 0..4 {
+        let mut child = Peer::spawn("upgrade_sub", &ep, &[]);
+        child.expect("connected");
+        expect_done(&mut child);
+    }
+    streamer.stop();
+}

@@ -320,7 +320,7 @@ fn bad_cases() -> Vec<Case> {
         ),
         case(
             "an unknown flag",
-            P | 4,
+            P | 8,
             shape,
             good_pool,
             &["unknown flags"],
