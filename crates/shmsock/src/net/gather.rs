@@ -18,7 +18,7 @@
 //! endpoints are bound too.
 //!
 //! **Bounded memory.** A writer's queue holds at most `queue_max_bytes` (the inbox's ring
-//! capacity) plus one message: once it holds that much, the I/O thread stops reading the
+//! capacity; each message counted with [`MESSAGE_OVERHEAD_BYTES`] more) plus one message: once it holds that much, the I/O thread stops reading the
 //! writer's socket (back-pressure: the writer's `send` blocks on its full socket buffer, as
 //! it would on a full `shm://` ring) until the inbox has taken enough. A message is read only
 //! up to `max_message_len` (a longer one is refused from its header, see `inbound`), and
@@ -46,6 +46,9 @@ use crate::vocabulary::Mode;
 
 /// How long an accept thread waits for a connection before it looks at its stop flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
+/// What a queued message costs besides its bytes (its `Vec` and the allocator's header),
+/// counted against the queue's bound so that a flood of empty messages is bounded too.
+const MESSAGE_OVERHEAD_BYTES: usize = 48;
 
 /// What the inbox gives the gatherer: where new writers go, and how to wake it.
 pub(crate) trait InboxHooks: Send + Sync + 'static {
@@ -59,7 +62,7 @@ pub(crate) trait InboxHooks: Send + Sync + 'static {
 #[derive(Default)]
 struct Queue {
     messages: VecDeque<Vec<u8>>,
-    /// Bytes of `messages`.
+    /// Bytes of `messages`, each counted with [`MESSAGE_OVERHEAD_BYTES`] more.
     bytes: usize,
     /// The connection ended: nothing more will come.
     ended: bool,
@@ -104,7 +107,7 @@ impl WriterQueue {
     pub(crate) fn take(&self) -> Vec<u8> {
         let mut q = lock(&self.queue);
         let msg = q.messages.pop_front().unwrap_or_default();
-        q.bytes -= msg.len();
+        q.bytes -= msg.len() + MESSAGE_OVERHEAD_BYTES;
         let resume = q.paused && q.bytes < self.shared.queue_max_bytes;
         if resume {
             q.paused = false;
@@ -400,7 +403,7 @@ fn read(r: &mut Reader, queue_max_bytes: usize) -> bool {
         match r.conn.recv_vec(Mode::Try) {
             Ok(msg) => {
                 let mut q = lock(&r.queue);
-                q.bytes += msg.len();
+                q.bytes += msg.len() + MESSAGE_OVERHEAD_BYTES;
                 q.messages.push_back(msg);
                 queued = true;
             }
