@@ -142,7 +142,7 @@ def test_an_inbox_and_a_listener_bind_several_endpoints(ep, tmp_path):
         writers = [shmsock.Conn.connect(e) for e in inbox.endpoints]
         for i, w in enumerate(writers):
             w.send(b"via %d" % i)
-        got = sorted(inbox.recv_from(timeout=5) for _ in range(3))
+        got = [inbox.recv_from(timeout=5) for _ in range(3)]
         assert sorted(msg for _, msg in got) == [b"via 0", b"via 1", b"via 2"]
         pids = sorted(who.pid for who, _ in got)
         assert pids == [0, os.getpid(), os.getpid()]  # tcp:// writers have no pid

@@ -272,6 +272,8 @@ fn accept_loop(listener: &NetListener, shared: &Shared) {
 struct Reader {
     conn: NetConn,
     queue: Arc<Mutex<Queue>>,
+    /// It was paused at the last look (its heartbeat restarts when it is resumed).
+    was_paused: bool,
 }
 
 /// The I/O thread's state.
@@ -328,27 +330,38 @@ impl Io {
                     shared: self.shared.clone(),
                 },
             );
-            self.readers.push(Reader { conn, queue });
+            self.readers.push(Reader {
+                conn,
+                queue,
+                was_paused: false,
+            });
         }
     }
 
     /// Waits for the eventfd, a readable socket (of a writer whose queue has room), or the
     /// next heartbeat; `ready[i]` says whether reader `i` should be read.
     fn wait(&mut self, ready: &mut Vec<bool>) {
-        let now = Instant::now();
-        let due = self
-            .readers
-            .iter()
-            .filter_map(|r| r.conn.heartbeat_due())
-            .min();
-        let timeout = due.map(|d| timespec(d.saturating_duration_since(now)));
+        let mut due: Option<Instant> = None;
         let mut fds = Vec::with_capacity(1 + self.readers.len());
         fds.push(PollFd::new(&self.shared.io_bell, PollFlags::IN));
         let mut polled = Vec::with_capacity(self.readers.len());
+        for r in &mut self.readers {
+            // A paused writer is not read, so not heard from: its heartbeat waits until it
+            // is resumed, and then starts again from now.
+            let paused = lock(&r.queue).paused;
+            if std::mem::replace(&mut r.was_paused, paused) && !paused {
+                let heartbeat = r.conn.heartbeat_settings();
+                r.conn.set_heartbeat(heartbeat);
+            }
+        }
         for (i, r) in self.readers.iter().enumerate() {
-            if lock(&r.queue).paused {
+            if r.was_paused {
                 continue;
             }
+            due = match (due, r.conn.heartbeat_due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let mut flags = PollFlags::IN;
             if r.conn.has_pending_tx() {
                 flags |= PollFlags::OUT;
@@ -356,6 +369,7 @@ impl Io {
             fds.push(PollFd::from_borrowed_fd(r.conn.fd(), flags));
             polled.push(i);
         }
+        let timeout = due.map(|d| timespec(d.saturating_duration_since(Instant::now())));
         ready.clear();
         ready.resize(self.readers.len(), false);
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
@@ -374,10 +388,14 @@ impl Io {
         }
     }
 
-    /// Keeps the heartbeats of the writers that have them (a silent one is dropped).
+    /// Keeps the heartbeats of the writers that have them (a silent one is dropped); not of
+    /// a paused writer, whose socket we do not read (its bytes wait for the inbox).
     fn beat(&mut self) {
         let now = Instant::now();
         for r in &mut self.readers {
+            if r.was_paused {
+                continue;
+            }
             if r.conn.heartbeat_due().is_some_and(|d| d <= now) {
                 if let Err(e) = r.conn.heartbeat() {
                     ended(r, &e);
@@ -392,11 +410,10 @@ impl Io {
 fn read(r: &mut Reader, queue_max_bytes: usize) -> bool {
     let mut queued = false;
     loop {
-        if lock(&r.queue).bytes >= queue_max_bytes {
+        {
             let mut q = lock(&r.queue);
-            // The inbox may have taken some since: pause only if still full.
-            q.paused = q.bytes >= queue_max_bytes;
-            if q.paused {
+            if q.bytes >= queue_max_bytes {
+                q.paused = true;
                 return queued;
             }
         }

@@ -239,6 +239,32 @@ fn a_network_writer_is_held_back_not_buffered() {
     writer.wait_success();
 }
 
+/// With heartbeats on, a writer held back for longer than the heartbeat timeout (its socket
+/// not read meanwhile) is not taken for dead: once the inbox reads again, it goes on.
+#[test]
+fn a_held_back_writer_survives_the_heartbeat() {
+    let _timing = harness::timing_test();
+    let opts = Options::new()
+        .ring_capacity(64 * 1024)
+        .heartbeat(Duration::from_millis(50), Duration::from_millis(200));
+    let mut inbox = Inbox::bind_with("tcp://127.0.0.1:0", opts).expect("bind");
+    let mut writer = spawn("flood_until_blocked", inbox.endpoint(), 9, &[]);
+    let sent: u64 = writer.expect("blocked").trim().parse().expect("a count");
+    // Held back for 3 heartbeat timeouts more.
+    std::thread::sleep(Duration::from_millis(600));
+    let mut buf = [0u8; 1024];
+    for i in 0..sent + 2_000 {
+        inbox
+            .recv_from_timeout(&mut buf, STEP_TIMEOUT)
+            .unwrap_or_else(|e| panic!("message {i} ({sent} before the block): {e}"));
+        assert_eq!(u64::from_le_bytes(buf[8..16].try_into().unwrap()), i);
+    }
+    assert_eq!(inbox.writer_count(), 1);
+    inbox.close();
+    writer.expect("sent");
+    writer.wait_success();
+}
+
 /// ZMTP 3.1 greeting of a NULL client (RFC 23).
 fn zmtp_greeting() -> Vec<u8> {
     let mut g = vec![0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 1];
