@@ -1,7 +1,7 @@
-//! One inbox, several endpoints: writers over `shm://`, `unix://` and `tcp://` (processes,
-//! and pyzmq PAIR sockets) feed the same inbox; turns stay fair across transports; a
-//! killed writer, a writer the inbox does not keep up with, and hostile ZMTP peers cost the
-//! honest writers nothing.
+//! One inbox, several endpoints: writer processes over `shm://`, `unix://` and `tcp://` feed
+//! the same inbox; turns stay fair across transports; a killed writer, a writer the inbox
+//! does not keep up with, and hostile ZMTP peers cost the honest writers nothing. (pyzmq
+//! writers: `tests/net/inbox_pyzmq.rs`, outside the valgrind run.)
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use shmsock::{Error, Inbox, Options, WriterId};
 use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
 use shmsock_testkit::message;
-use shmsock_testkit::process::{self, LinePeer, LinesOf};
 
 use crate::roles::{COUNT_ENV, MAX_LEN_ENV, SEED_ENV};
 
@@ -134,12 +133,13 @@ fn turns_are_fair_across_transports() {
         .map(|(ep, seed)| spawn("flood", ep, seed, &[]))
         .collect();
     wait_for_writers(&mut inbox, 3);
-    // Let every writer fill its ring or queue (thousands of 16-byte messages each).
-    std::thread::sleep(Duration::from_millis(300));
+    // Let every writer fill its ring or queue (thousands of 16-byte messages each; the
+    // rounds below need 500).
+    std::thread::sleep(Duration::from_secs(1));
     let mut buf = [0u8; 16];
     let mut next = [0u64; 3];
     let mut round = Vec::new();
-    for i in 0..3_000 {
+    for i in 0..1_500 {
         let (n, _) = inbox
             .recv_from_timeout(&mut buf, STEP_TIMEOUT)
             .expect("recv");
@@ -246,12 +246,12 @@ fn a_held_back_writer_survives_the_heartbeat() {
     let _timing = harness::timing_test();
     let opts = Options::new()
         .ring_capacity(64 * 1024)
-        .heartbeat(Duration::from_millis(50), Duration::from_millis(200));
+        .heartbeat(Duration::from_millis(100), Duration::from_millis(500));
     let mut inbox = Inbox::bind_with("tcp://127.0.0.1:0", opts).expect("bind");
     let mut writer = spawn("flood_until_blocked", inbox.endpoint(), 9, &[]);
     let sent: u64 = writer.expect("blocked").trim().parse().expect("a count");
     // Held back for 3 heartbeat timeouts more.
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(1_500));
     let mut buf = [0u8; 1024];
     for i in 0..sent + 2_000 {
         inbox
@@ -317,22 +317,23 @@ fn closed_within(sock: &mut TcpStream, limit: Duration) -> bool {
 }
 
 /// Hostile peers on the tcp:// endpoint (silent, dripping half a greeting, garbage, a frame
-/// announcing 1 GiB after a valid handshake): honest writers on shm:// and tcp:// connect
-/// and stream as usual meanwhile, the garbage and oversized peers are cut off, the silent
-/// ones at their handshake deadline.
+/// announcing 1 GiB after a valid handshake): honest writers on shm:// and tcp:// join and
+/// stream their whole streams while the silent and dripping peers are still in their
+/// handshakes (30 s deadline: nobody waited for it), and the garbage and oversized peers are
+/// cut off.
 #[test]
 fn hostile_network_writers_cost_honest_writers_nothing() {
     let _timing = harness::timing_test();
     let opts = Options::new()
         .max_message_len(64 * 1024)
-        .handshake_timeout(Duration::from_secs(2));
+        .handshake_timeout(Duration::from_secs(30));
     let shm = harness::endpoint("net-hostile");
     let mut inbox = Inbox::bind_all(&[&shm, "tcp://127.0.0.1:0"], opts).expect("bind");
     let tcp = inbox.endpoints()[1].clone();
     let addr = tcp.trim_start_matches("tcp://").to_owned();
     let connect = || TcpStream::connect(&addr).expect("raw connect");
 
-    let silent = connect();
+    let mut silent = connect();
     let mut drip = connect();
     drip.write_all(&zmtp_greeting()[..20]).unwrap();
     let mut garbage = connect();
@@ -351,7 +352,6 @@ fn hostile_network_writers_cost_honest_writers_nothing() {
         spawn("tagged_stream", &shm, 1, &env),
         spawn("tagged_stream", &tcp, 2, &env),
     ];
-    let joined = started.elapsed();
     let mut streams: HashMap<WriterId, (u64, message::SplitMix64)> = HashMap::new();
     let mut done = 0;
     let mut buf = [0u8; 500];
@@ -370,86 +370,29 @@ fn hostile_network_writers_cost_honest_writers_nothing() {
             done += 1;
         }
     }
-    let streamed = started.elapsed();
-    eprintln!("honest writers joined after {joined:?}, streamed by {streamed:?}");
-    assert!(
-        joined < Duration::from_secs(2),
-        "the honest writers waited for the hostile handshakes ({joined:?})"
+    eprintln!(
+        "honest writers streamed in {:?} beside the hostile peers",
+        started.elapsed()
     );
     for p in &mut honest {
         p.expect("sent");
         p.wait_success();
     }
     assert!(
-        closed_within(&mut garbage, Duration::from_secs(1)),
+        !closed_within(&mut silent, Duration::from_millis(10))
+            && !closed_within(&mut drip, Duration::from_millis(10)),
+        "the stalled handshakes are still under way: the honest writers did not wait for them"
+    );
+    assert!(
+        closed_within(&mut garbage, STEP_TIMEOUT),
         "a garbage peer is cut off"
     );
     assert!(
-        closed_within(&mut oversized, Duration::from_secs(1)),
+        closed_within(&mut oversized, STEP_TIMEOUT),
         "a peer announcing a frame over max_message_len is cut off"
     );
-    let mut silent = silent;
-    assert!(
-        closed_within(&mut silent, STEP_TIMEOUT),
-        "a silent peer is dropped at its handshake deadline"
-    );
-    assert!(closed_within(&mut drip, STEP_TIMEOUT));
     assert!(
         matches!(inbox.try_recv_from(&mut buf), Err(Error::WouldBlock)),
         "no hostile peer delivered a message"
     );
-}
-
-/// pyzmq PAIR sockets write to an inbox over tcp:// and unix://, beside an shm:// writer;
-/// a pyzmq PUSH socket cannot (it pairs only with PULL), and is refused at the handshake.
-/// Needs python3 with pyzmq (fails under `CI=true` without it).
-#[test]
-fn pyzmq_pair_sockets_write_to_an_inbox() {
-    if !process::pyzmq_available() {
-        return;
-    }
-    let _timing = harness::timing_test();
-    let mut inbox = bind_three("net-pyzmq", Options::new());
-    let eps = inbox.endpoints().to_vec();
-    let script = format!("{}/tests/inbox/pyzmq_writer.py", env!("CARGO_MANIFEST_DIR"));
-    let count = 2_000u64;
-    let mut py: Vec<LinePeer> = [(1, "PAIR", &eps[1]), (2, "PAIR", &eps[2])]
-        .iter()
-        .map(|(seed, kind, ep)| {
-            let mut cmd = std::process::Command::new("python3");
-            cmd.arg(&script)
-                .args([kind, ep.as_str(), &seed.to_string(), &count.to_string()]);
-            LinePeer::spawn(&mut cmd, LinesOf::Stdout)
-        })
-        .collect();
-    let mut shm_writer = spawn("flood", &eps[0], 3, &[]);
-    let mut next = HashMap::new();
-    let mut buf = [0u8; 64];
-    while next.get(&1u64) != Some(&count) || next.get(&2u64) != Some(&count) {
-        let (n, from) = inbox
-            .recv_from_timeout(&mut buf, STEP_TIMEOUT)
-            .expect("recv");
-        let seed = u64::from_le_bytes(buf[..8].try_into().unwrap());
-        let seq = u64::from_le_bytes(buf[8..16].try_into().unwrap());
-        if seed == 3 {
-            continue;
-        }
-        assert_eq!(n, 16, "{from}");
-        let expected = next.entry(seed).or_insert(0u64);
-        assert_eq!(seq, *expected, "pyzmq writer {seed}: in order");
-        *expected += 1;
-        if seed == 2 {
-            assert_eq!(from.pid, 0, "a tcp:// writer has no pid");
-        }
-    }
-    for p in &mut py {
-        assert_eq!(p.line(), "SENT");
-    }
-    // PUSH: libzmq sees our PAIR in the handshake and never delivers.
-    let mut cmd = std::process::Command::new("python3");
-    cmd.arg(&script).args(["PUSH", &eps[2], "4", "10"]);
-    let mut push = LinePeer::spawn(&mut cmd, LinesOf::Stdout);
-    assert_eq!(push.line(), "NOT SENT", "a PUSH socket wrote to an inbox");
-    drop(inbox);
-    shm_writer.expect("sent");
 }

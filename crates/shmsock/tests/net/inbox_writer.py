@@ -1,6 +1,6 @@
-"""pyzmq writer of the inbox tests in network.rs.
+"""pyzmq writer of the inbox interop test (inbox_pyzmq.rs).
 
-Usage: pyzmq_writer.py PAIR|PUSH ENDPOINT SEED COUNT   (tcp://... or unix:///path, i.e. ipc:///path)
+Usage: inbox_writer.py PAIR|PUSH ENDPOINT SEED COUNT   (tcp://... or unix:///path, i.e. ipc:///path)
 
 Connects a ZeroMQ socket of that type and sends COUNT messages of 16 bytes: SEED and the
 message's sequence number, both u64 little-endian. PAIR: prints "SENT" once all are
