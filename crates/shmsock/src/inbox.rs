@@ -112,11 +112,12 @@ impl InboxHooks for ForeignDoor {
 /// ```
 pub struct Inbox {
     inner: ShmInbox,
-    /// The network endpoints' threads, once one is bound.
-    net: Option<Gatherer>,
+    /// The network endpoints' threads, once one is bound (boxed, as `options`: neither is
+    /// on the receiving path, and an `Inbox` stays small to move).
+    net: Option<Box<Gatherer>>,
     /// Every endpoint, in the order bound (`tcp://…:0` with the port the OS chose).
     endpoints: Vec<String>,
-    options: Options,
+    options: Box<Options>,
 }
 
 impl Inbox {
@@ -168,7 +169,7 @@ impl Inbox {
             inner: ShmInbox::new((*first).to_owned(), &options.shm_config())?,
             net: None,
             endpoints: Vec::new(),
-            options,
+            options: Box::new(options),
         };
         for ep in endpoints {
             inbox.add_endpoint(ep)?;
@@ -190,11 +191,11 @@ impl Inbox {
             _ => {
                 let net = match &mut self.net {
                     Some(net) => net,
-                    None => self.net.insert(Gatherer::start(
+                    None => self.net.insert(Box::new(Gatherer::start(
                         &ep.to_string(),
                         self.options.ring_capacity,
                         Arc::new(self.inner.door()),
-                    )?),
+                    )?)),
                 };
                 net.add(&ep, self.options.net_config())?
             }
