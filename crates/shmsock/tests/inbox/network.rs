@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use shmsock::{Error, Inbox, Options, WriterId};
+use shmsock::{Conn, CurveKeyPair, Error, Inbox, Options, WriterId};
 use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
 use shmsock_testkit::message;
 
@@ -263,6 +263,41 @@ fn a_held_back_writer_survives_the_heartbeat() {
     inbox.close();
     writer.expect("sent");
     writer.wait_success();
+}
+
+/// CURVE as a listener has it: an inbox with a key pair takes writers that know its public
+/// key (and are on its allow-list), encrypted; a NULL writer and a writer whose key is not
+/// allowed are refused, and cost the admitted one nothing.
+#[test]
+fn a_curve_inbox_takes_only_its_clients() {
+    let server = CurveKeyPair::generate();
+    let client = CurveKeyPair::generate();
+    let stranger = CurveKeyPair::generate();
+    let opts = Options::new()
+        .curve_secret(server.clone())
+        .curve_allow([client.public()]);
+    let unix = unix_endpoint("net-curve");
+    let mut inbox = Inbox::bind_all(&["tcp://127.0.0.1:0", &unix], opts).expect("bind");
+    for ep in inbox.endpoints().to_vec() {
+        match Conn::connect(&ep) {
+            Err(Error::Handshake { .. }) => {}
+            other => panic!("{ep}: a NULL writer got in: {other:?}"),
+        }
+        let refused = Options::new()
+            .curve_secret(stranger.clone())
+            .curve_server(server.public());
+        match Conn::connect_with(&ep, refused) {
+            Err(Error::Handshake { reason, .. }) => assert!(reason.contains("400"), "{reason}"),
+            other => panic!("{ep}: a key not on the allow-list got in: {other:?}"),
+        }
+        let admitted = Options::new()
+            .curve_secret(client.clone())
+            .curve_server(server.public());
+        let mut conn = Conn::connect_with(&ep, admitted).expect("the allowed client");
+        conn.send(ep.as_bytes()).expect("send");
+        let (msg, _) = inbox.recv_from_vec().expect("recv");
+        assert_eq!(msg, ep.as_bytes());
+    }
 }
 
 /// ZMTP 3.1 greeting of a NULL client (RFC 23).
