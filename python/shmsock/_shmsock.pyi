@@ -180,9 +180,27 @@ class Listener:
         curve_secret: _Key | tuple[_Key, _Key] | None = None,
         curve_allow: Iterable[_Key] | None = None,
     ) -> Listener: ...
+    @staticmethod
+    def bind_all(
+        endpoints: list[str],
+        *,
+        ring_capacity: int | None = None,
+        wait_strategy: _WaitStrategy | None = None,
+        spin_budget: float | None = None,
+        loan_pool: tuple[int, int] | None = None,
+        handshake_timeout: float | None = None,
+        allowed_uids: Iterable[int] | None = None,
+        max_message_len: int | None = None,
+        max_connections: int | None = None,
+        heartbeat: tuple[float, float] | None = None,
+        curve_secret: _Key | tuple[_Key, _Key] | None = None,
+        curve_allow: Iterable[_Key] | None = None,
+    ) -> Listener: ...
     def accept(self, *, timeout: float | None = None) -> Conn: ...
     @property
     def endpoint(self) -> str: ...
+    @property
+    def endpoints(self) -> list[str]: ...
     @property
     def socket_path(self) -> str: ...
     @property
@@ -351,16 +369,37 @@ class WriterId:
 
 @final
 class Inbox:
-    """Many writers, one reader (shm:// only)."""
+    """Many writers, one reader, on one or several endpoints of any transport."""
 
     @staticmethod
     def bind(
         endpoint: str,
         *,
+        ring_capacity: int | None = None,
         wait_strategy: _WaitStrategy | None = None,
         spin_budget: float | None = None,
         handshake_timeout: float | None = None,
         allowed_uids: Iterable[int] | None = None,
+        max_message_len: int | None = None,
+        max_connections: int | None = None,
+        heartbeat: tuple[float, float] | None = None,
+        curve_secret: _Key | tuple[_Key, _Key] | None = None,
+        curve_allow: Iterable[_Key] | None = None,
+    ) -> Inbox: ...
+    @staticmethod
+    def bind_all(
+        endpoints: list[str],
+        *,
+        ring_capacity: int | None = None,
+        wait_strategy: _WaitStrategy | None = None,
+        spin_budget: float | None = None,
+        handshake_timeout: float | None = None,
+        allowed_uids: Iterable[int] | None = None,
+        max_message_len: int | None = None,
+        max_connections: int | None = None,
+        heartbeat: tuple[float, float] | None = None,
+        curve_secret: _Key | tuple[_Key, _Key] | None = None,
+        curve_allow: Iterable[_Key] | None = None,
     ) -> Inbox: ...
     def recv_from(self, *, timeout: float | None = None) -> tuple[WriterId, bytes]: ...
     def try_recv_from(self) -> tuple[WriterId, bytes]: ...
@@ -372,6 +411,8 @@ class Inbox:
     def writer_count(self) -> int: ...
     @property
     def endpoint(self) -> str: ...
+    @property
+    def endpoints(self) -> list[str]: ...
     @property
     def socket_path(self) -> str: ...
     @property

@@ -21,6 +21,7 @@ use crate::wait::{timeout as parse_timeout, wait};
 pub(crate) struct PyListener {
     inner: Guarded<shmsock::Listener>,
     socket_path: String,
+    endpoints: Vec<String>,
 }
 
 #[pymethods]
@@ -36,12 +37,28 @@ impl PyListener {
     #[staticmethod]
     #[pyo3(signature = (endpoint, **options))]
     fn bind(py: Python<'_>, endpoint: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        Self::bind_all(py, vec![endpoint.to_owned()], options)
+    }
+
+    /// Binds every endpoint of `endpoints` (a list of at least one, any mix of schemes):
+    /// `accept` returns the next connection from whichever. Options as for `bind`.
+    #[staticmethod]
+    #[pyo3(signature = (endpoints, **options))]
+    fn bind_all(
+        py: Python<'_>,
+        endpoints: Vec<String>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
         let opts = options::parse("Listener.bind", options::LISTENER, options)?;
         let listener = py
-            .detach(|| shmsock::Listener::bind_with(endpoint, opts))
+            .detach(|| {
+                let eps: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+                shmsock::Listener::bind_all(&eps, opts)
+            })
             .map_err(raise)?;
         Ok(PyListener {
             socket_path: listener.socket_path().display().to_string(),
+            endpoints: listener.endpoints().to_vec(),
             inner: Guarded::new("Listener", listener.endpoint().to_owned(), listener),
         })
     }
@@ -57,10 +74,16 @@ impl PyListener {
         Ok(PyConn::new(conn))
     }
 
-    /// The bound endpoint (for `tcp://HOST:0`, with the port the OS chose).
+    /// The (first) bound endpoint (for `tcp://HOST:0`, with the port the OS chose).
     #[getter]
     fn endpoint(&self) -> &str {
         self.inner.endpoint()
+    }
+
+    /// Every bound endpoint, in the order bound.
+    #[getter]
+    fn endpoints(&self) -> Vec<String> {
+        self.endpoints.clone()
     }
 
     /// The rendezvous socket's path (diagnostics; empty for `tcp://`).

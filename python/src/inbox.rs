@@ -1,4 +1,5 @@
-//! `Inbox` (many writers, one reader, `shm://` only) and `WriterId`.
+//! `Inbox` (many writers, one reader, on one or several endpoints of any transport) and
+//! `WriterId`.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -9,8 +10,9 @@ use crate::options;
 use crate::recv::{recv_bytes, recv_into, Patience, Receiving};
 use crate::wait::timeout as parse_timeout;
 
-/// Who sent an inbox message: the writer's process id and the order in which the inbox
-/// accepted it (from 0). Equal ids are the same writer; hashable.
+/// Who sent an inbox message: the writer's process id (0 for a `tcp://` writer) and the
+/// order in which the inbox accepted it (from 0, unique across its endpoints). Equal ids are
+/// the same writer; hashable.
 #[pyclass(
     name = "WriterId",
     module = "shmsock",
@@ -21,7 +23,7 @@ use crate::wait::timeout as parse_timeout;
 )]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct PyWriterId {
-    /// The writer's process id.
+    /// The writer's process id (0 over `tcp://`).
     #[pyo3(get)]
     pid: i32,
     /// The order in which the inbox accepted the writer, from 0.
@@ -48,14 +50,16 @@ impl PyWriterId {
 /// What an `Inbox` object holds: the `shmsock::Inbox` and `recv()`'s scratch buffer.
 pub(crate) type InboxState = Receiving<shmsock::Inbox>;
 
-/// The receiving end of many writers: `Inbox.bind("shm://name")`; every `Conn.connect` to
-/// that name is a writer with a ring of its own. The inbox takes one message from each
-/// writer in turn, so a flooding writer cannot starve a quiet one; one writer's messages
-/// arrive in order. `shm://` only.
+/// The receiving end of many writers: `Inbox.bind("shm://name")`, or
+/// `Inbox.bind_all([...])` for several endpoints of any transport; every `Conn.connect` to
+/// one of them (or a pyzmq PAIR socket, over `tcp://`/`unix://`) is a writer. The inbox
+/// takes one message from each writer in turn, whatever its transport, so a flooding writer
+/// cannot starve a quiet one; one writer's messages arrive in order.
 #[pyclass(name = "Inbox", module = "shmsock", frozen)]
 pub(crate) struct PyInbox {
     inner: Guarded<InboxState>,
     socket_path: String,
+    endpoints: Vec<String>,
 }
 
 impl PyInbox {
@@ -79,18 +83,36 @@ impl PyInbox {
 
 #[pymethods]
 impl PyInbox {
-    /// Binds `endpoint` (an `shm://` name; other schemes raise `Unsupported`). Keyword
+    /// Binds `endpoint` (`shm://name`, `unix:///path` or `tcp://host:port`). Keyword
     /// options: wait_strategy, spin_budget (seconds), handshake_timeout (seconds),
-    /// allowed_uids. Each writer chooses its own ring capacity when it connects.
+    /// allowed_uids; for `tcp://`/`unix://` writers also ring_capacity (what is read ahead of
+    /// each), max_message_len, max_connections, heartbeat, curve_secret, curve_allow. Each
+    /// `shm://` writer chooses its own ring capacity when it connects.
     #[staticmethod]
     #[pyo3(signature = (endpoint, **options))]
     fn bind(py: Python<'_>, endpoint: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        Self::bind_all(py, vec![endpoint.to_owned()], options)
+    }
+
+    /// Binds every endpoint of `endpoints` (a list of at least one, any mix of schemes): the
+    /// writers of all of them feed this inbox. Options as for `bind`.
+    #[staticmethod]
+    #[pyo3(signature = (endpoints, **options))]
+    fn bind_all(
+        py: Python<'_>,
+        endpoints: Vec<String>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
         let opts = options::parse("Inbox.bind", options::INBOX, options)?;
         let inbox = py
-            .detach(|| shmsock::Inbox::bind_with(endpoint, opts))
+            .detach(|| {
+                let eps: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+                shmsock::Inbox::bind_all(&eps, opts)
+            })
             .map_err(raise)?;
         Ok(PyInbox {
             socket_path: inbox.socket_path().display().to_string(),
+            endpoints: inbox.endpoints().to_vec(),
             inner: Guarded::new("Inbox", inbox.endpoint().to_owned(), Receiving::new(inbox)),
         })
     }
@@ -146,10 +168,16 @@ impl PyInbox {
         self.inner.with(py, |s| Ok(s.end.writer_count()))
     }
 
-    /// The bound endpoint.
+    /// The (first) bound endpoint (for `tcp://HOST:0`, with the port the OS chose).
     #[getter]
     fn endpoint(&self) -> &str {
         self.inner.endpoint()
+    }
+
+    /// Every bound endpoint, in the order bound.
+    #[getter]
+    fn endpoints(&self) -> Vec<String> {
+        self.endpoints.clone()
     }
 
     /// The rendezvous socket's path (diagnostics).

@@ -206,8 +206,20 @@ pub(crate) const SUBSCRIBER: &[Opt] = &[
     CURVE_SECRET,
     CURVE_SERVER,
 ];
-/// The options of `Inbox.bind`.
-pub(crate) const INBOX: &[Opt] = &[WAIT_STRATEGY, SPIN_BUDGET, HANDSHAKE_TIMEOUT, ALLOWED_UIDS];
+/// The options of `Inbox.bind` and `Inbox.bind_all` (the socket ones apply to `tcp://` and
+/// `unix://` endpoints; ring_capacity bounds what is read ahead of each network writer).
+pub(crate) const INBOX: &[Opt] = &[
+    RING_CAPACITY,
+    WAIT_STRATEGY,
+    SPIN_BUDGET,
+    HANDSHAKE_TIMEOUT,
+    ALLOWED_UIDS,
+    MAX_MESSAGE_LEN,
+    MAX_CONNECTIONS,
+    HEARTBEAT,
+    CURVE_SECRET,
+    CURVE_ALLOW,
+];
 
 /// Builds `Options` from the keyword arguments `kwargs` of `call` (e.g. `"Conn.connect"`),
 /// which accepts `accepted`. `None` values mean "the default".

@@ -132,6 +132,33 @@ def test_an_inbox_waits_for_a_first_writer(ep):
         t.join()
 
 
+def test_an_inbox_and_a_listener_bind_several_endpoints(ep, tmp_path):
+    name = ep()
+    unix = f"unix://{tmp_path}/inbox.sock"
+    with shmsock.Inbox.bind_all([name, unix, "tcp://127.0.0.1:0"]) as inbox:
+        assert inbox.endpoint == name and inbox.endpoints[:2] == [name, unix]
+        tcp = inbox.endpoints[2]
+        assert tcp.startswith("tcp://127.0.0.1:") and not tcp.endswith(":0")
+        writers = [shmsock.Conn.connect(e) for e in inbox.endpoints]
+        for i, w in enumerate(writers):
+            w.send(b"via %d" % i)
+        got = [inbox.recv_from(timeout=5) for _ in range(3)]
+        assert sorted(msg for _, msg in got) == [b"via 0", b"via 1", b"via 2"]
+        pids = sorted(who.pid for who, _ in got)
+        assert pids == [0, os.getpid(), os.getpid()]  # tcp:// writers have no pid
+        assert len({who.serial for who, _ in got}) == 3
+        for w in writers:
+            w.close()
+    with pytest.raises(shmsock.Error):
+        shmsock.Inbox.bind_all([])
+    with shmsock.Listener.bind_all([ep("l"), "tcp://127.0.0.1:0"]) as listener:
+        assert len(listener.endpoints) == 2
+        with shmsock.Conn.connect(listener.endpoints[1]) as c:
+            c.send(b"over tcp")
+            with listener.accept(timeout=5) as conn:
+                assert conn.recv(timeout=5) == b"over tcp"
+
+
 def test_every_endpoint_object_shows_its_class_endpoint_peer_and_state(ep):
     name = ep()
     listener = shmsock.Listener.bind(name)

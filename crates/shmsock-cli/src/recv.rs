@@ -1,4 +1,5 @@
-//! `shmsock recv`: bind an endpoint, accept one peer, print its messages.
+//! `shmsock recv`: bind one or more endpoints, accept one peer (on whichever), print its
+//! messages.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -19,13 +20,17 @@ use crate::ConnArgs;
     Examples:\n  \
     shmsock recv shm://demo --count 10\n  \
     shmsock recv tcp://127.0.0.1:5555            this machine only (tcp://HOST:0: any port, printed)\n  \
-    shmsock recv unix:///tmp/demo.sock --quiet   throughput summary on stderr\n\n\
+    shmsock recv unix:///tmp/demo.sock --quiet   throughput summary on stderr\n  \
+    shmsock recv shm://demo tcp://127.0.0.1:5557  the first sender on either endpoint\n\n\
     Exposed to other machines, use CURVE (keys from `shmsock keygen`; see the send help):\n  \
     shmsock recv tcp://0.0.0.0:5555 --curve-secret server.key_secret --curve-allow clients/"
 )]
 pub(crate) struct RecvArgs {
-    /// Endpoint to bind: shm://demo, unix:///tmp/demo.sock or tcp://127.0.0.1:5555.
-    endpoint: String,
+    /// Endpoints to bind: shm://demo, unix:///tmp/demo.sock or tcp://127.0.0.1:5555, one or
+    /// more (the first sender on any of them is received; CURVE flags apply to every
+    /// tcp:// and unix:// one).
+    #[arg(required = true, num_args = 1.., value_name = "ENDPOINT")]
+    endpoints: Vec<String>,
     /// Stop after this many messages.
     #[arg(long, value_name = "N")]
     count: Option<u64>,
@@ -56,12 +61,22 @@ fn accept(listener: &Listener) -> Result<Conn, Error> {
 }
 
 fn receive(args: &RecvArgs) -> Result<(u64, u64, Instant), Error> {
+    // CURVE is for the socket endpoints: checked against the first (against an shm://
+    // one, only when there is no other, to refuse the flags).
+    let curve_endpoint = args
+        .endpoints
+        .iter()
+        .find(|ep| !ep.starts_with("shm://"))
+        .unwrap_or(&args.endpoints[0]);
     let options = args
         .curve
-        .apply(&args.endpoint, Side::Bind, args.conn.options())?;
-    let listener = Listener::bind_with(&args.endpoint, options)?;
-    if args.endpoint.ends_with(":0") {
-        eprintln!("shmsock recv: listening on {}", listener.endpoint());
+        .apply(curve_endpoint, Side::Bind, args.conn.options())?;
+    let endpoints: Vec<&str> = args.endpoints.iter().map(String::as_str).collect();
+    let listener = Listener::bind_all(&endpoints, options)?;
+    for (asked, bound) in args.endpoints.iter().zip(listener.endpoints()) {
+        if asked.ends_with(":0") {
+            eprintln!("shmsock recv: listening on {bound}");
+        }
     }
     let mut conn = accept(&listener)?;
     let start = Instant::now();

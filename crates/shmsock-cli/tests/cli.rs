@@ -41,6 +41,22 @@ fn lines_sent_on_stdin_arrive_on_stdout_and_recv_exits_zero() {
     assert_printed(&recv.output(), b"hello\n\nworld with spaces\n");
 }
 
+/// `shmsock recv` with several endpoints receives the first sender on any of them (here the
+/// unix:// one; the shm:// name is bound too, and both are freed at exit).
+#[test]
+fn recv_binds_several_endpoints() {
+    let dir = shmsock::test_support::runtime_dir("shmsock-cli-");
+    let path = dir.join(format!("cli-several-{}.sock", std::process::id()));
+    let unix = format!("unix://{}", path.display());
+    let recv = spawn_recv("shm://cli-several", &[&unix, "--count", "2"]);
+    let (send, mut stdin) = spawn_send(&unix);
+    stdin.write_all(b"over\nunix\n").expect("write");
+    drop(stdin);
+    assert_success(&send.output());
+    assert_printed(&recv.output(), b"over\nunix\n");
+    assert!(!path.exists(), "recv removes its unix:// socket file");
+}
+
 /// Connections to `recv`'s name that never complete a handshake (silent ones and one
 /// that sends half a hello) neither end `shmsock recv` nor delay an honest sender: the
 /// listener runs handshakes side by side and drops the bad ones at their deadline.

@@ -1,7 +1,10 @@
 //! The socket-like 1:1 API: [`Listener`] and [`Conn`], dispatching on the endpoint's scheme.
 
+use std::collections::VecDeque;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::loan::{DetachedLoan, Lends, Loan, LoanInner, Sample};
@@ -11,7 +14,15 @@ use crate::options::Options;
 use crate::shm::listener::ShmListener;
 use crate::shm::loan::{Lender, ShmSample};
 use crate::shm::pair::{self as shm_pair, ShmConn};
+use crate::sync::{AtomicBool, Ordering};
 use crate::vocabulary::Mode;
+
+/// How long an endpoint's accept thread (a listener with several endpoints) waits for a
+/// peer before it looks at its stop flag.
+const ACCEPT_POLL: Duration = Duration::from_millis(50);
+/// Connections a listener with several endpoints holds ready for `accept` at most; its
+/// accept threads wait while that many are queued.
+const READY_MAX: usize = 16;
 
 /// The transport behind a [`Listener`].
 enum ListenerInner {
@@ -31,6 +42,13 @@ enum ConnInner {
 ///
 /// Dropping it removes its name; connections already accepted live on.
 ///
+/// # Several endpoints
+/// One listener may be bound to several endpoints, of any transport
+/// ([`Listener::bind_all`], [`Listener::add_endpoint`]); [`Listener::accept`] returns the
+/// next connection from whichever endpoint. Each endpoint then has an accept thread that
+/// runs its handshakes (as `accept` does with one endpoint) and queues up to 16 established
+/// connections for `accept`; a listener with one endpoint has no thread.
+///
 /// # Examples
 /// ```
 /// use shmsock::{Conn, Listener};
@@ -47,7 +65,96 @@ enum ConnInner {
 /// # Ok::<(), shmsock::Error>(())
 /// ```
 pub struct Listener {
-    inner: ListenerInner,
+    /// Every bound endpoint, the first one first.
+    listeners: Vec<Arc<ListenerInner>>,
+    endpoints: Vec<String>,
+    options: Options,
+    /// With several endpoints: the connections their accept threads established.
+    ready: Arc<Ready>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Connections the accept threads of a listener with several endpoints established, not
+/// yet returned by `accept`.
+#[derive(Default)]
+struct Ready {
+    queue: Mutex<VecDeque<Result<Conn>>>,
+    /// Signalled when a connection is queued or taken.
+    changed: Condvar,
+    stop: AtomicBool,
+}
+
+impl Ready {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Result<Conn>>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ListenerInner {
+    fn bind(endpoint: &str, options: &Options) -> Result<ListenerInner> {
+        options.open(
+            endpoint,
+            |ep, name, cfg| ShmListener::bind(ep, name, cfg).map(ListenerInner::Shm),
+            |ep, cfg| NetListener::bind(&ep, cfg).map(ListenerInner::Net),
+        )
+    }
+
+    fn accept(&self, timeout: Option<Duration>) -> Result<Conn> {
+        let inner = match self {
+            ListenerInner::Shm(l) => ConnInner::Shm(l.accept(timeout)?),
+            ListenerInner::Net(l) => ConnInner::Net(l.accept(timeout)?),
+        };
+        Ok(Conn { inner })
+    }
+
+    fn endpoint(&self) -> &str {
+        match self {
+            ListenerInner::Shm(l) => l.endpoint(),
+            ListenerInner::Net(l) => l.endpoint(),
+        }
+    }
+
+    fn socket_path(&self) -> &Path {
+        match self {
+            ListenerInner::Shm(l) => l.socket_path(),
+            ListenerInner::Net(l) => l.socket_path(),
+        }
+    }
+}
+
+/// The accept thread of one endpoint of a listener with several: queues each connection
+/// whose handshake completes (waiting while [`READY_MAX`] are queued) until stopped. An
+/// error of the listening socket itself is logged and queued once for `accept` to report.
+fn serve(listener: &ListenerInner, ready: &Ready) {
+    loop {
+        {
+            let mut queue = ready.lock();
+            while queue.len() >= READY_MAX && !ready.stop.load(Ordering::Acquire) {
+                queue = ready
+                    .changed
+                    .wait_timeout(queue, ACCEPT_POLL)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
+        if ready.stop.load(Ordering::Acquire) {
+            return;
+        }
+        match listener.accept(Some(ACCEPT_POLL)) {
+            Err(Error::TimedOut) => continue,
+            Ok(conn) => ready.lock().push_back(Ok(conn)),
+            Err(e) => {
+                tracing::warn!(endpoint = listener.endpoint(), error = %e, "accepting");
+                let mut queue = ready.lock();
+                if !queue.iter().any(Result::is_err) {
+                    queue.push_back(Err(e));
+                }
+                drop(queue);
+                std::thread::sleep(ACCEPT_POLL);
+            }
+        }
+        ready.changed.notify_all();
+    }
 }
 
 impl Listener {
@@ -66,20 +173,107 @@ impl Listener {
     /// Binds `endpoint` with `options` (ring capacity of each accepted connection's
     /// outbound ring, wait strategy, allowed uids).
     pub fn bind_with(endpoint: &str, options: Options) -> Result<Listener> {
-        let inner = options.open(
-            endpoint,
-            |ep, name, cfg| ShmListener::bind(ep, name, cfg).map(ListenerInner::Shm),
-            |ep, cfg| NetListener::bind(&ep, cfg).map(ListenerInner::Net),
-        )?;
-        Ok(Listener { inner })
+        Self::bind_all(&[endpoint], options)
+    }
+
+    /// Binds every endpoint of `endpoints` (at least one, any mix of `shm://`, `unix://` and
+    /// `tcp://`) with `options`: [`Listener::accept`] returns the next connection from
+    /// whichever. If one fails to bind, the error names it and nothing stays bound.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmsock::{Conn, Listener, Options};
+    /// # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));
+    /// let listener = Listener::bind_all(&["shm://doc-both", "tcp://127.0.0.1:0"], Options::new())?;
+    /// let tcp = listener.endpoints()[1].clone(); // tcp://127.0.0.1:<port>
+    /// let client = std::thread::spawn(move || Conn::connect(&tcp)?.send(b"over tcp"));
+    /// let mut conn = listener.accept()?;
+    /// assert_eq!(conn.recv_vec()?, b"over tcp");
+    /// client.join().unwrap()?;
+    /// # Ok::<(), shmsock::Error>(())
+    /// ```
+    pub fn bind_all(endpoints: &[&str], options: Options) -> Result<Listener> {
+        let Some(first) = endpoints.first() else {
+            return Err(Error::InvalidOptions {
+                endpoint: "listener".into(),
+                reason: "no endpoint to bind: give at least one (shm://NAME, unix:///PATH or \
+                         tcp://HOST:PORT)"
+                    .into(),
+            });
+        };
+        let inner = ListenerInner::bind(first, &options)?;
+        let mut listener = Listener {
+            endpoints: vec![inner.endpoint().to_owned()],
+            listeners: vec![Arc::new(inner)],
+            options,
+            ready: Arc::default(),
+            threads: Vec::new(),
+        };
+        for ep in &endpoints[1..] {
+            listener.add_endpoint(ep)?;
+        }
+        Ok(listener)
+    }
+
+    /// Binds one more endpoint (any transport) with the options this listener was bound
+    /// with; [`Listener::accept`] then returns connections from it too. Returns the
+    /// endpoint as bound (for `tcp://HOST:0`, with the port the OS chose).
+    pub fn add_endpoint(&mut self, endpoint: &str) -> Result<&str> {
+        let inner = Arc::new(ListenerInner::bind(endpoint, &self.options)?);
+        self.endpoints.push(inner.endpoint().to_owned());
+        self.listeners.push(inner);
+        // From two endpoints on, each has its accept thread (the first one's starts now).
+        let start = if self.threads.is_empty() {
+            0
+        } else {
+            self.listeners.len() - 1
+        };
+        for l in &self.listeners[start..] {
+            let (l, ready) = (l.clone(), self.ready.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("shmsock-accept {}", l.endpoint()))
+                .spawn(move || serve(&l, &ready))
+                .map_err(|e| Error::io(format!("{endpoint}: spawning the accept thread"), e))?;
+            self.threads.push(thread);
+        }
+        Ok(self
+            .endpoints
+            .last()
+            .map(String::as_str)
+            .unwrap_or_default())
     }
 
     fn accept_inner(&self, timeout: Option<Duration>) -> Result<Conn> {
-        let inner = match &self.inner {
-            ListenerInner::Shm(l) => ConnInner::Shm(l.accept(timeout)?),
-            ListenerInner::Net(l) => ConnInner::Net(l.accept(timeout)?),
-        };
-        Ok(Conn { inner })
+        if self.threads.is_empty() {
+            return self.listeners[0].accept(timeout);
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut queue = self.ready.lock();
+        loop {
+            if let Some(conn) = queue.pop_front() {
+                drop(queue);
+                self.ready.changed.notify_all();
+                return conn;
+            }
+            queue = match deadline {
+                None => self
+                    .ready
+                    .changed
+                    .wait(queue)
+                    .unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::TimedOut);
+                    }
+                    self.ready
+                        .changed
+                        .wait_timeout(queue, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
     }
 
     /// Waits for a peer and completes the handshake with it.
@@ -104,19 +298,30 @@ impl Listener {
     /// The endpoint this listener is bound to. For `tcp://` it is the bound address, so
     /// after binding `tcp://127.0.0.1:0` it names the port the OS chose
     /// (e.g. `tcp://127.0.0.1:40123`), ready to pass to [`Conn::connect`].
+    /// With several endpoints, the first one (see [`Listener::endpoints`]).
     pub fn endpoint(&self) -> &str {
-        match &self.inner {
-            ListenerInner::Shm(l) => l.endpoint(),
-            ListenerInner::Net(l) => l.endpoint(),
-        }
+        &self.endpoints[0]
+    }
+
+    /// Every endpoint this listener is bound to, in the order they were bound (`tcp://`
+    /// ones with their port).
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
     }
 
     /// Path of the rendezvous socket (for diagnostics): the socket file for `unix://`,
-    /// empty for `tcp://`.
+    /// empty for `tcp://` (the first endpoint's, with several).
     pub fn socket_path(&self) -> &Path {
-        match &self.inner {
-            ListenerInner::Shm(l) => l.socket_path(),
-            ListenerInner::Net(l) => l.socket_path(),
+        self.listeners[0].socket_path()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.ready.stop.store(true, Ordering::Release);
+        self.ready.changed.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
         }
     }
 }
@@ -482,7 +687,7 @@ impl std::fmt::Debug for Conn {
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Listener")
-            .field("endpoint", &self.endpoint())
+            .field("endpoints", &self.endpoints)
             .finish_non_exhaustive()
     }
 }

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | one peer, both ways (ZeroMQ PAIR) | [`Listener`], [`Conn`] | shm, unix, tcp |
 //! | one to many, topic prefixes (PUB/SUB) | [`Publisher`], [`Subscriber`] | shm, unix, tcp |
-//! | many writers, one reader | [`Inbox`] + [`Conn`] writers | shm |
+//! | many writers, one reader | [`Inbox`] + [`Conn`] writers | shm, unix, tcp |
 //! | zero-copy bulk data | [`Conn::loan`], [`Conn::recv_sample`] ([`Options::loan_pool`]) | shm (others copy) |
 //! | typed messages | `send_value`/`recv_value` (serde, postcard), `send_pod`/`recv_pod` | all |
 //! | shm:// topics to the network and back | [`Bridge`] (`shmsock bridge SRC DST`) | all |
@@ -71,6 +71,10 @@
 //! ## Many writers, one reader: `Inbox`
 //! Each writer is a plain [`Conn`] with a ring of its own (writers never contend); the inbox
 //! takes one message from each writer in turn and says who sent it.
+//!
+//! An [`Inbox`] or a [`Listener`] can bind several endpoints of any transport
+//! ([`Inbox::bind_all`], [`Inbox::add_endpoint`], the same on [`Listener`]): local writers on
+//! `shm://`, remote ones on `tcp://`, all in one round robin (see [`Inbox`]'s docs).
 //! ```
 //! use shmsock::{Conn, Inbox};
 //! # std::env::set_var("SHMSOCK_RUNTIME_DIR", shmsock::test_support::runtime_dir("shmsock-doc-"));

@@ -9,7 +9,8 @@
 //! deadlines and its non-blocking handshake, [`socket`] binding, accepting (many handshakes
 //! at once, [`admission`] counting connections) and connecting; [`publisher`] (with its I/O
 //! thread, [`pump`]) and [`subscriber`] build publish/subscribe on them, [`topics`] is the
-//! prefix matching both sides share. A `unix:///path` endpoint is what ZeroMQ calls
+//! prefix matching both sides share; [`gather`] reads the network writers of an
+//! [`Inbox`](crate::Inbox) into per-writer queues. A `unix:///path` endpoint is what ZeroMQ calls
 //! `ipc:///path`.
 //!
 //! Differences from `shm://`, all inherent to sockets:
@@ -26,6 +27,7 @@ pub(crate) mod cert;
 pub(crate) mod config;
 pub(crate) mod curve;
 mod flusher;
+pub(crate) mod gather;
 mod inbound;
 mod outbox;
 pub(crate) mod publisher;

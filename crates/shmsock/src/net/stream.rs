@@ -240,6 +240,11 @@ impl NetConn {
         self.last_rx = Instant::now();
     }
 
+    /// The heartbeat settings, if on.
+    pub(crate) fn heartbeat_settings(&self) -> Option<Heartbeat> {
+        self.heartbeat
+    }
+
     /// When the heartbeat next needs looking at ([`heartbeat`](Self::heartbeat)), if on.
     pub(crate) fn heartbeat_due(&self) -> Option<Instant> {
         let hb = self.heartbeat?;

@@ -20,6 +20,7 @@ mod handshake;
 mod loans;
 mod permissions;
 mod rendezvous;
+mod several;
 
 shmsock_testkit::peer_main!(roles::run);
 

@@ -6,6 +6,7 @@
 //! index), so the inbox checks per writer that nothing is lost, duplicated, reordered or
 //! torn, whatever the interleaving.
 
+mod network;
 mod roles;
 mod tests;
 

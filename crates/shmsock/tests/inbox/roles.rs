@@ -38,6 +38,45 @@ pub fn run(role: &str, ep: &str) {
             message::send_stream(&mut conn, count, seed, max);
             report("sent");
         }
+        // Its seed as an 8-byte message (a tcp:// writer has no pid to tell it by), then a
+        // self-checking stream and a clean close.
+        "tagged_stream" => {
+            let mut conn = connect(ep);
+            let seed = var_u64(SEED_ENV);
+            conn.send(&seed.to_le_bytes()).expect("sending the tag");
+            let count = var_u64(COUNT_ENV);
+            let max = var_u64(MAX_LEN_ENV) as usize;
+            message::send_stream(&mut conn, count, seed, max);
+            report("sent");
+        }
+        // 1 KiB messages (seed, sequence number) until one waits a second for room (the
+        // inbox stopped reading): reports how many it sent, then waits for the close.
+        "flood_until_blocked" => {
+            let mut conn = connect(ep);
+            let seed = var_u64(SEED_ENV);
+            let mut msg = [0u8; 1024];
+            msg[..8].copy_from_slice(&seed.to_le_bytes());
+            let mut n = 0u64;
+            loop {
+                msg[8..16].copy_from_slice(&n.to_le_bytes());
+                match conn.send_timeout(&msg, Duration::from_secs(1)) {
+                    Ok(()) => n += 1,
+                    Err(Error::TimedOut) => break,
+                    Err(e) => panic!("flooding: {e}"),
+                }
+            }
+            report(format!("blocked {n}"));
+            loop {
+                match conn.send_timeout(&msg, STEP_TIMEOUT) {
+                    Ok(()) => {}
+                    Err(Error::PeerClosed { .. } | Error::PeerGone { .. }) => break,
+                    Err(e) => panic!("after the block: {e}"),
+                }
+                n += 1;
+                msg[8..16].copy_from_slice(&n.to_le_bytes());
+            }
+            report("sent");
+        }
         // Sends its seed as an 8-byte message as fast as it can, until the inbox closes.
         "flood" => {
             let mut conn = connect(ep);

@@ -16,6 +16,7 @@ mod curve;
 mod curve_pyzmq;
 mod heartbeat;
 mod hostile;
+mod inbox_pyzmq;
 mod pubsub;
 mod pubsub_pyzmq;
 mod pubsub_raw;
