@@ -102,11 +102,7 @@ impl PyPublisher {
         Ok(PyPublisher {
             socket_path: publisher.socket_path().display().to_string(),
             max_message_len: publisher.max_message_len(),
-            endpoints: publisher
-                .endpoints()
-                .iter()
-                .map(|e| e.to_string())
-                .collect(),
+            endpoints: publisher.endpoints().to_vec(),
             book: Arc::new(Mutex::new(Book::default())),
             inner: Guarded::new(
                 "Publisher",

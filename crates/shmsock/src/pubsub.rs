@@ -139,9 +139,11 @@ impl Publisher {
             .map(|e| e.parse::<Endpoint>())
             .collect::<Result<Vec<_>>>()?;
         if parsed.is_empty() {
-            return Err(Error::InvalidEndpoint {
-                input: String::new(),
-                reason: "a publisher needs at least one endpoint",
+            return Err(Error::InvalidOptions {
+                endpoint: "publisher".into(),
+                reason: "no endpoint to bind: give at least one (shm://NAME, unix:///PATH or \
+                         tcp://HOST:PORT)"
+                    .into(),
             });
         }
         // shm:// first: the first one is the ring local network subscribers move to.
@@ -164,8 +166,10 @@ impl Publisher {
     }
 
     /// Binds one more endpoint: its subscribers receive every message sent from now on.
-    pub fn add_endpoint(&mut self, endpoint: &str) -> Result<()> {
-        self.add(endpoint.parse()?)
+    /// Returns the endpoint as bound (for `tcp://HOST:0`, with the port the OS chose).
+    pub fn add_endpoint(&mut self, endpoint: &str) -> Result<&str> {
+        self.add(endpoint.parse()?)?;
+        Ok(self.endpoints.last().expect("just bound"))
     }
 
     fn add(&mut self, ep: Endpoint) -> Result<()> {
@@ -201,15 +205,11 @@ impl Publisher {
                 let mut cfg = self.options.net_config();
                 // The ring is named once the endpoint is bound (a hidden ring takes the
                 // port the OS chose into its name, for `shmsock ls`).
-                let ring_name = Arc::new(OnceLock::new());
                 cfg.offering = self.book.clone().map(|book| Offering {
-                    name: ring_name.clone(),
+                    name: Arc::new(OnceLock::new()),
                     book,
                 });
-                let p = NetPublisher::bind(&ep, &cfg)?;
-                if let Some(name) = self.offered_ring(p.endpoint()) {
-                    let _ = ring_name.set(name);
-                }
+                let p = NetPublisher::bind(&ep, &cfg, |bound| self.offered_ring(bound))?;
                 self.endpoints.push(p.endpoint().to_owned());
                 self.net.push(p);
             }
@@ -470,8 +470,8 @@ impl Publisher {
     /// Every endpoint this publisher is bound to (`tcp://…:0` with the chosen port), `shm://`
     /// ones first, then in the order they were bound. The hidden ring of
     /// [`Options::upgrade`] is not listed.
-    pub fn endpoints(&self) -> Vec<&str> {
-        self.endpoints.iter().map(String::as_str).collect()
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
     }
 
     /// Path of the rendezvous socket of [`Publisher::endpoint`] (for diagnostics): the

@@ -941,6 +941,9 @@ mod tests {
 
     #[test]
     fn a_client_that_cannot_connect_names_the_endpoint_and_the_reason() {
+        // No test may fork while the listener is open here: a forked child would hold a
+        // copy of it, and the connection would be accepted.
+        let _lock = FORK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let Pair { mut parent, child } = GRPC_UDS.setup(Pattern::PingPong, 64).expect("setup");
         // The server's listener closes: its name stays, nobody listens behind it.
         drop(child);

@@ -55,9 +55,21 @@ pub(crate) struct NetPublisher {
 }
 
 impl NetPublisher {
-    pub(crate) fn bind(ep: &Endpoint, options: &NetConfig) -> Result<NetPublisher> {
+    /// Binds `ep`. With an offering, `ring_for` names the ring to offer, from the endpoint
+    /// as bound (a `tcp://…:0` with its port), before any subscriber is taken in: none
+    /// misses the offer. (A subscriber that connects meanwhile waits in the backlog.)
+    pub(crate) fn bind(
+        ep: &Endpoint,
+        options: &NetConfig,
+        ring_for: impl FnOnce(&str) -> Option<String>,
+    ) -> Result<NetPublisher> {
         let listener = NetListener::bind(ep, options.clone())?;
         let endpoint = listener.endpoint().to_owned();
+        if let Some(offering) = &options.offering {
+            if let Some(name) = ring_for(&endpoint) {
+                let _ = offering.name.set(name);
+            }
+        }
         let socket_path = listener.socket_path().to_owned();
         let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
             .map_err(|e| Error::io(format!("{endpoint}: eventfd"), e))?;

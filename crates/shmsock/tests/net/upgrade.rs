@@ -344,11 +344,7 @@ fn one_publisher_serves_shm_unix_and_tcp_subscribers_at_once() {
     let unix = bind_endpoint(crate::common::Scheme::Unix);
     let mut publisher =
         Publisher::bind_all(&["tcp://127.0.0.1:0", &unix, &shm], Options::new()).unwrap();
-    let eps: Vec<String> = publisher
-        .endpoints()
-        .iter()
-        .map(|e| e.to_string())
-        .collect();
+    let eps = publisher.endpoints().to_vec();
     assert_eq!(eps.len(), 3);
     assert_eq!(eps[0], shm, "shm:// first");
     assert!(eps[1].starts_with("tcp://127.0.0.1:") && !eps[1].ends_with(":0"));
@@ -391,8 +387,8 @@ fn one_publisher_serves_shm_unix_and_tcp_subscribers_at_once() {
         .any(|f| f.starts_with(&hidden) && f.contains("multi")));
     // One more endpoint, later: its subscribers get what is sent from then on.
     let late = bind_endpoint(crate::common::Scheme::Tcp);
-    publisher.add_endpoint(&late).unwrap();
-    let late = publisher.endpoints()[3].to_owned();
+    let late = publisher.add_endpoint(&late).unwrap().to_owned();
+    assert_eq!(late, publisher.endpoints()[3]);
     let mut sub = Subscriber::connect(&late).unwrap();
     wait_for_at_least(&mut publisher, 5);
     publisher.send(&numbered(seq)).unwrap();
