@@ -20,7 +20,9 @@ use shmsock::inspect::{self, Backlog, EndpointInfo, EndpointState, Pattern, Scan
     after_help = "Every live shm:// endpoint of this user: who bound it, each side of each \
 connection (pid, command, ring, backlog, messages and bytes sent and received, losses, age), \
 and stale names whose listener died. Found through /proc and the rendezvous directory; no \
-endpoint is contacted.
+endpoint is contacted. The hidden ring a tcp:// or unix:// publisher offers its subscribers on \
+this machine (shm://upgrade.PID.N.ENDPOINT) is marked \"upgraded from ENDPOINT\", with the \
+subscribers that moved to it.
 
 Examples:
   shmsock ls                       a table
