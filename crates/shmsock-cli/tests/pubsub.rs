@@ -248,3 +248,26 @@ fn pub_says_every_port_it_chose() {
     );
     assert!(!err.contains("tcp://127.0.0.1:0\n"), "{err}");
 }
+
+/// CURVE flags secure the network endpoints of a publisher that also binds shm:// (left to
+/// its uid checks); alone, a shm:// endpoint refuses them.
+#[test]
+fn curve_flags_beside_a_shm_endpoint_secure_the_network_ones() {
+    let dir = shmsock::test_support::runtime_dir("shmsock-cli-pubsub-curve-");
+    std::fs::create_dir_all(&dir).expect("a directory for the keys");
+    let name = dir.join("server");
+    assert_success(&run(&["keygen", name.to_str().expect("utf-8 path")]));
+    let secret = format!("{}.key_secret", name.display());
+    let (publisher, stdin) = spawn_pub(
+        "shm://cli-ps-curve",
+        &["tcp://127.0.0.1:0", "--curve-secret", &secret],
+    );
+    drop(stdin);
+    let out = publisher.output();
+    assert_success(&out);
+    assert_mentions(&stderr(&out), &["listening on tcp://127.0.0.1:"]);
+    assert_fails_saying(
+        &run(&["pub", "shm://cli-ps-curve", "--curve-secret", &secret]),
+        &["CURVE is for tcp:// and unix://"],
+    );
+}
