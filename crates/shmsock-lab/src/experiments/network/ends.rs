@@ -181,9 +181,11 @@ impl Setup {
     }
 
     /// The shmsock options of the sender (`server`) or the receiver: the library's defaults,
-    /// and on a CURVE route the run's keys (the server admits only the client's key).
+    /// and on a CURVE route the run's keys (the server admits only the client's key). Upgrade
+    /// off: both ends run on this machine, where a shmsock subscriber would move to shared
+    /// memory and its row would no longer measure tcp:// or unix:// against libzmq.
     fn shmsock_options(&self, server: bool) -> Options {
-        let options = Options::new();
+        let options = Options::new().upgrade(false);
         match (&self.shmsock_keys, server) {
             (None, _) => options,
             (Some(keys), true) => options
