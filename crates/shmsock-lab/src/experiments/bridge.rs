@@ -377,6 +377,18 @@ fn subscribe(
         let received_ns = now_ns();
         let seq = get_seq(&buf[..len]);
         let stop = seq == Some(SEQ_STOP);
+        if sub.is_shared_memory() != endpoint.starts_with("shm://") {
+            return Err(LabError::Integrity {
+                detail: format!(
+                    "subscriber of {endpoint}: message {expected} came through {}",
+                    if sub.is_shared_memory() {
+                        "shared memory, not the network: a tcp:// row would not measure tcp://"
+                    } else {
+                        "the network"
+                    }
+                ),
+            });
+        }
         if len != SIZE || !(stop || seq == Some(expected)) {
             return Err(LabError::Integrity {
                 detail: format!(
