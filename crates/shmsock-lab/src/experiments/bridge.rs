@@ -10,7 +10,7 @@
 //!
 //! The bridge is the library's [`shmsock::Bridge`], the loop `shmsock bridge` runs, with its
 //! default options; every endpoint uses the library's defaults (`Adaptive` waits,
-//! `Overflow::Block`), tcp over loopback, except `Options::upgrade(false)` ([`options`]): every
+//! `Overflow::Block`), tcp over loopback, except `Options::upgrade(false)` (`options()`): every
 //! process runs on this machine, where a tcp:// subscriber would otherwise move to its
 //! publisher's shared memory and the tcp paths would measure shm:// (the upgrade experiment
 //! measures that move).
