@@ -1,4 +1,11 @@
 //! `shmsock ls`, `shmsock top` and `shmsock clean`: thin shells over `shmsock::inspect`.
+//!
+//! The hidden rings of `Options::upgrade` (`shm://upgrade.<pid>.<n>.<endpoint>`, the ring a
+//! `tcp://`/`unix://` publisher offers its subscribers on this machine) are marked "upgraded
+//! from <endpoint>" with the subscribers that moved to them ([`upgraded_from`]): the
+//! endpoint is read back from the ring's name, whose non-alphanumeric characters are `-`,
+//! exactly when the publisher's command line names an endpoint that gives that name, or when
+//! the name can only come from one endpoint (an IPv4 address or a one-word host, and a port).
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -13,7 +20,9 @@ use shmsock::inspect::{self, Backlog, EndpointInfo, EndpointState, Pattern, Scan
     after_help = "Every live shm:// endpoint of this user: who bound it, each side of each \
 connection (pid, command, ring, backlog, messages and bytes sent and received, losses, age), \
 and stale names whose listener died. Found through /proc and the rendezvous directory; no \
-endpoint is contacted.
+endpoint is contacted. The hidden ring a tcp:// or unix:// publisher offers its subscribers on \
+this machine (shm://upgrade.PID.N.ENDPOINT) is marked \"upgraded from ENDPOINT\", with the \
+subscribers that moved to it.
 
 Examples:
   shmsock ls                       a table
@@ -78,6 +87,161 @@ pub(crate) fn run_ls(args: LsArgs) -> ExitCode {
         render(&scan, false)
     };
     print_out(&text)
+}
+
+/// The prefix of the hidden rings' names (after `shm://`).
+const UPGRADE_PREFIX: &str = "upgrade.";
+
+/// Where the subscribers of a hidden ring of `Options::upgrade` came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Upgraded {
+    /// The network endpoint the ring is named after (`tcp://127.0.0.1:5556`), or, when the
+    /// name cannot be read back with certainty, the name's tail as it is (`-` for every
+    /// character that is not a letter or a digit).
+    pub(crate) from: String,
+    /// Whether `from` is the endpoint itself (else the name's tail).
+    pub(crate) exact: bool,
+    /// The publisher's other network endpoints on its command line: the ring serves the
+    /// local subscribers of all of them.
+    pub(crate) also: Vec<String>,
+}
+
+/// `endpoint` with every character that is not an ASCII letter or digit as `-`: how the
+/// library names a hidden ring after it.
+fn ring_tail(endpoint: &str) -> String {
+    endpoint
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+/// If `ep` is a hidden ring of `Options::upgrade`: the network endpoint its subscribers moved
+/// from. `cmdline` is the publisher's command line, if known.
+pub(crate) fn upgraded_from(endpoint: &str, cmdline: Option<&str>) -> Option<Upgraded> {
+    let name = endpoint.strip_prefix("shm://")?;
+    let rest = name.strip_prefix(UPGRADE_PREFIX)?;
+    let mut parts = rest.splitn(3, '.');
+    let (pid, n, tail) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(n) {
+        return None;
+    }
+    // A name cut at the longest the library allows matches its endpoint's beginning only.
+    let truncated = name.len() >= shmsock::SHM_NAME_MAX_BYTES;
+    let network: Vec<&str> = cmdline
+        .unwrap_or("")
+        .split_whitespace()
+        .filter(|a| a.starts_with("tcp://") || a.starts_with("unix://"))
+        .collect();
+    let named = network.iter().find(|a| {
+        let t = ring_tail(a);
+        t == tail || (truncated && t.starts_with(tail))
+    });
+    if let Some(named) = named {
+        return Some(Upgraded {
+            from: (*named).to_string(),
+            exact: true,
+            also: network
+                .iter()
+                .filter(|a| *a != named)
+                .map(|a| a.to_string())
+                .collect(),
+        });
+    }
+    let (from, exact) = match decode_tcp(tail) {
+        Some(endpoint) if !truncated => (endpoint, true),
+        _ => (tail.to_string(), false),
+    };
+    Some(Upgraded {
+        from,
+        exact,
+        also: Vec::new(),
+    })
+}
+
+/// The one `tcp://` endpoint whose ring tail is `tail`, when only one can give it: an IPv4
+/// address (`tcp---127-0-0-1-5556`), `*` (`tcp-----5556`) or a one-word host
+/// (`tcp---localhost-5556`), then a port.
+fn decode_tcp(tail: &str) -> Option<String> {
+    let rest = tail.strip_prefix("tcp---")?;
+    let (host, port) = rest.rsplit_once('-')?;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let labels: Vec<&str> = host.split('-').collect();
+    let numeric = |l: &&str| !l.is_empty() && l.len() <= 3 && l.bytes().all(|b| b.is_ascii_digit());
+    let host = if host == "-" {
+        "*".to_string()
+    } else if labels.len() == 4 && labels.iter().all(numeric) {
+        labels.join(".")
+    } else if labels.len() == 1 && !host.is_empty() {
+        host.to_string()
+    } else {
+        return None;
+    };
+    Some(format!("tcp://{host}:{port}"))
+}
+
+/// The publisher's command line of `ep`, if the scan knows it.
+fn publisher_cmdline(ep: &EndpointInfo) -> Option<&str> {
+    ep.bound_by
+        .as_ref()
+        .and_then(|p| p.cmdline.as_deref())
+        .or_else(|| {
+            ep.sides
+                .iter()
+                .find(|s| s.role == inspect::Role::Publisher)
+                .and_then(|s| s.process.cmdline.as_deref())
+        })
+}
+
+/// What `ls` says of a hidden ring: where its subscribers came from, and who they are (each
+/// with the endpoint it connected to when its command line names one of the publisher's).
+fn upgraded_text(ep: &EndpointInfo, up: &Upgraded) -> String {
+    let from = if up.exact {
+        up.from.clone()
+    } else {
+        format!(
+            "a network endpoint named {} (every character but letters and digits as '-')",
+            up.from
+        )
+    };
+    let also = if up.also.is_empty() {
+        String::new()
+    } else {
+        format!(" (and {})", up.also.join(", "))
+    };
+    let endpoints: Vec<&str> = std::iter::once(up.from.as_str())
+        .chain(up.also.iter().map(String::as_str))
+        .filter(|_| up.exact)
+        .collect();
+    let moved: Vec<String> = ep
+        .sides
+        .iter()
+        .filter(|s| s.role == inspect::Role::Subscriber)
+        .map(|s| {
+            let via = s.process.cmdline.as_deref().and_then(|c| {
+                c.split_whitespace()
+                    .find(|a| endpoints.contains(a))
+                    .map(|a| format!(" from {a}"))
+            });
+            format!(
+                "{}{}",
+                who(s.process.pid, s.process.command.as_deref()),
+                via.unwrap_or_default()
+            )
+        })
+        .collect();
+    let who_moved = if moved.is_empty() {
+        "no subscriber has moved to it yet".to_string()
+    } else {
+        format!(
+            "{} subscriber(s) moved to shared memory: {}",
+            moved.len(),
+            moved.join(", ")
+        )
+    };
+    format!("  upgraded from {from}{also}: the publisher's hidden ring; {who_moved}\n")
 }
 
 pub(crate) fn run_top(args: TopArgs) -> ExitCode {
@@ -160,7 +324,22 @@ fn print_out(text: &str) -> ExitCode {
 }
 
 fn json(scan: &Scan) -> String {
-    match serde_json::to_string(scan) {
+    let value = serde_json::to_value(scan).map(|mut v| {
+        // Hidden rings of Options::upgrade get "upgraded_from": the endpoint (or the name's
+        // tail, with "upgraded_from_exact": false) their subscribers moved from.
+        let eps = v.get_mut("endpoints").and_then(|e| e.as_array_mut());
+        for (json, ep) in eps.into_iter().flatten().zip(&scan.endpoints) {
+            if let (Some(up), Some(obj)) = (
+                upgraded_from(&ep.endpoint, publisher_cmdline(ep)),
+                json.as_object_mut(),
+            ) {
+                obj.insert("upgraded_from".into(), up.from.into());
+                obj.insert("upgraded_from_exact".into(), up.exact.into());
+            }
+        }
+        v
+    });
+    match value.and_then(|v| serde_json::to_string(&v)) {
         Ok(s) => s + "\n",
         // Every field is a plain number, string or list: serialising cannot fail.
         Err(e) => format!("{{\"error\":{:?}}}\n", e.to_string()),
@@ -178,6 +357,9 @@ pub(crate) fn render(scan: &Scan, rates: bool) -> String {
     }
     for ep in &scan.endpoints {
         out.push_str(&endpoint_line(ep));
+        if let Some(up) = upgraded_from(&ep.endpoint, publisher_cmdline(ep)) {
+            out.push_str(&upgraded_text(ep, &up));
+        }
         if ep.sides.is_empty() {
             continue;
         }
@@ -366,6 +548,47 @@ mod tests {
         assert_eq!(age(3.0 * 86400.0 + 4.0 * 3600.0), "3d04h");
         assert_eq!(count(950.0), "950");
         assert_eq!(count(12_345.0), "12.3k");
+    }
+
+    #[test]
+    fn hidden_rings_say_which_endpoint_their_subscribers_moved_from() {
+        let cmd = "shmsock pub tcp://127.0.0.1:5556 unix:///tmp/t.sock --size 64";
+        let up = upgraded_from("shm://upgrade.42.0.tcp---127-0-0-1-5556", Some(cmd))
+            .expect("a hidden ring");
+        assert_eq!(up.from, "tcp://127.0.0.1:5556");
+        assert!(up.exact);
+        assert_eq!(up.also, ["unix:///tmp/t.sock"]);
+        // From the command line: a unix:// path cannot be read back from the name alone.
+        let up = upgraded_from("shm://upgrade.42.1.unix----tmp-t-sock", Some(cmd)).expect("ring");
+        assert_eq!((up.from.as_str(), up.exact), ("unix:///tmp/t.sock", true));
+        let up = upgraded_from("shm://upgrade.42.1.unix----tmp-t-sock", None).expect("ring");
+        assert_eq!((up.from.as_str(), up.exact), ("unix----tmp-t-sock", false));
+        // Without a command line: only names one endpoint alone can give.
+        let decoded = |name: &str| {
+            upgraded_from(name, None)
+                .filter(|u| u.exact)
+                .map(|u| u.from)
+        };
+        assert_eq!(
+            decoded("shm://upgrade.7.0.tcp---127-0-0-1-5556").as_deref(),
+            Some("tcp://127.0.0.1:5556")
+        );
+        assert_eq!(
+            decoded("shm://upgrade.7.0.tcp-----5556").as_deref(),
+            Some("tcp://*:5556")
+        );
+        assert_eq!(
+            decoded("shm://upgrade.7.0.tcp---localhost-80").as_deref(),
+            Some("tcp://localhost:80")
+        );
+        assert_eq!(decoded("shm://upgrade.7.0.tcp---my-host-lan-80"), None);
+        assert_eq!(decoded("shm://upgrade.7.0.tcp---1-2-3-4-x"), None);
+        assert!(upgraded_from("shm://ticks", Some(cmd)).is_none());
+        assert!(upgraded_from("shm://upgrade.x.0.tcp---a-1", None).is_none());
+        assert!(upgraded_from("shm://upgrade-notes", None).is_none());
+        // The library's rule, on the endpoints above.
+        assert_eq!(ring_tail("tcp://127.0.0.1:5556"), "tcp---127-0-0-1-5556");
+        assert_eq!(ring_tail("tcp://*:5556"), "tcp-----5556");
     }
 
     #[test]

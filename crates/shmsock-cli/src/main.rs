@@ -43,6 +43,8 @@ Examples:
   printf 'a\\nb\\n' | shmsock pub shm://ticks --wait-subscribers 1   publish to all of them
   shmsock recv tcp://127.0.0.1:5555        over ZeroMQ instead (tcp://, unix:///path; pyzmq is a peer)
   shmsock bridge shm://ticks tcp://127.0.0.1:5556  republish a shm:// topic over tcp://
+  shmsock pub shm://ticks tcp://127.0.0.1:5556 ...  one publisher, several endpoints (local
+                                           tcp:// and unix:// subscribers move to shared memory)
   shmsock ls                               every live shm:// endpoint, its peers and counters
   shmsock top                              the same, refreshed every second, with rates
   shmsock clean --dry-run                  rendezvous files of dead listeners

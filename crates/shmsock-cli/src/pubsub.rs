@@ -18,22 +18,29 @@ use crate::{ConnArgs, Wait};
     after_help = "Every subscriber receives every message published after it joined; \
     lines published before anyone subscribed are not kept (use --wait-subscribers).\n\n\
     Over tcp:// and unix:// this is a ZeroMQ PUB socket (pyzmq SUB sockets subscribe to \
-    it) that filters by topic prefix and queues up to --ring bytes per subscriber.\n\n\
+    it) that filters by topic prefix and queues up to --ring bytes per subscriber. Several \
+    endpoints: one publisher serves the subscribers of all of them. A shmsock subscriber of a \
+    tcp:// or unix:// endpoint on this machine moves to the publisher's shared memory by \
+    itself (shown as \"upgraded from ...\" in `shmsock ls`); --no-upgrade keeps every \
+    message on the network.\n\n\
     Examples:\n  \
     shmsock sub shm://ticks &                 a subscriber (start as many as you like)\n  \
     printf 'a\\nb\\n' | shmsock pub shm://ticks --wait-subscribers 1\n  \
     shmsock pub shm://ticks --size 64 --count 1000000 --wait-subscribers 2 --drop-oldest\n  \
     printf 'tick 1\\ntick 2\\n' | shmsock pub tcp://127.0.0.1:5557 --wait-subscribers 1\n  \
-    shmsock pub unix:///tmp/ticks.sock --size 64 --count 1000 --wait-subscribers 1\n\n\
+    shmsock pub unix:///tmp/ticks.sock --size 64 --count 1000 --wait-subscribers 1\n  \
+    shmsock pub shm://ticks unix:///tmp/ticks.sock tcp://127.0.0.1:5557   one publisher, three endpoints\n\n\
     Exposed to other machines, use CURVE: encrypted, and only subscribers whose key is in \
     clients/ (their NAME.key files from `shmsock keygen NAME`) are admitted:\n  \
     shmsock keygen server\n  \
     shmsock pub tcp://0.0.0.0:5557 --curve-secret server.key_secret --curve-allow clients/"
 )]
 pub(crate) struct PubArgs {
-    /// Endpoint to bind: shm://ticks, unix:///tmp/ticks.sock or tcp://127.0.0.1:5557
-    /// (tcp://HOST:0: any port, printed on stderr).
-    endpoint: String,
+    /// Endpoints to bind, one or more: shm://ticks, unix:///tmp/ticks.sock,
+    /// tcp://127.0.0.1:5557 (tcp://HOST:0: any port, printed on stderr). Every subscriber of
+    /// any of them receives every message.
+    #[arg(required = true, num_args = 1.., value_name = "ENDPOINT")]
+    endpoints: Vec<String>,
     /// Publish COUNT synthetic messages of SIZE bytes instead of reading stdin.
     #[arg(long, value_name = "BYTES", requires = "count")]
     size: Option<usize>,
@@ -50,6 +57,10 @@ pub(crate) struct PubArgs {
     /// Give up when a subscriber has not made room for this many seconds (0: wait forever).
     #[arg(long, value_name = "SECS", default_value_t = 0.0)]
     send_timeout: f64,
+    /// Keep tcp:// and unix:// subscribers on this machine on the network instead of moving
+    /// them to shared memory (Options::upgrade(false); e.g. to capture the traffic).
+    #[arg(long)]
+    no_upgrade: bool,
     #[command(flatten)]
     conn: ConnArgs,
     #[command(flatten)]
@@ -60,7 +71,9 @@ pub(crate) struct PubArgs {
 #[derive(Args, Debug)]
 #[command(
     after_help = "Exit status: 0 when the publisher closed cleanly (or --count was reached), \
-    1 when it died or on any error. A lagging subscriber of a --drop-oldest publisher prints \
+    1 when it died or on any error. Over tcp:// and unix://, a subscriber on the publisher's \
+    machine moves to its shared memory by itself and says so on stderr (\"moved to shared \
+    memory\"); --no-upgrade stays on the network. A lagging subscriber of a --drop-oldest publisher prints \
     \"lagged: lost N messages\" on stderr and goes on.\n\n\
     Over tcp:// and unix:// (a ZeroMQ SUB socket: a pyzmq PUB is a publisher) the subscriber \
     reconnects by itself when the publisher goes away, so it does not exit with it: use \
@@ -89,6 +102,10 @@ pub(crate) struct SubArgs {
     /// Wait strategy for blocking receives.
     #[arg(long, value_enum, default_value_t = Wait::Adaptive)]
     wait: Wait,
+    /// Stay on the network (tcp://, unix://) even when the publisher runs on this machine
+    /// (Options::upgrade(false)).
+    #[arg(long)]
+    no_upgrade: bool,
     #[command(flatten)]
     curve: CurveArgs,
 }
@@ -102,15 +119,27 @@ fn send(args: &PubArgs, publisher: &mut Publisher, msg: &[u8]) -> Result<(), Err
 }
 
 fn publish(args: &PubArgs) -> Result<(u64, u64, usize, Instant), Error> {
-    let mut options = args
-        .curve
-        .apply(&args.endpoint, Side::Bind, args.conn.options())?;
+    let mut options = args.conn.options().upgrade(!args.no_upgrade);
+    // The CURVE flags secure every network endpoint; beside one, a shm:// endpoint is left
+    // to its uid checks (alone, the flags refuse it and say why).
+    let network = |e: &&String| !e.starts_with("shm://");
+    let secured: Vec<&String> = if args.endpoints.iter().any(|e| network(&e)) {
+        args.endpoints.iter().filter(network).collect()
+    } else {
+        args.endpoints.iter().collect()
+    };
+    for endpoint in secured {
+        options = args.curve.apply(endpoint, Side::Bind, options)?;
+    }
     if args.drop_oldest {
         options = options.overflow(Overflow::DropOldest);
     }
-    let mut publisher = Publisher::bind_with(&args.endpoint, options)?;
-    if args.endpoint.ends_with(":0") {
-        eprintln!("shmsock pub: listening on {}", publisher.endpoint());
+    let endpoints: Vec<&str> = args.endpoints.iter().map(String::as_str).collect();
+    let mut publisher = Publisher::bind_all(&endpoints, options)?;
+    if args.endpoints.iter().any(|e| e.ends_with(":0")) {
+        for endpoint in publisher.endpoints() {
+            eprintln!("shmsock pub: listening on {endpoint}");
+        }
     }
     while publisher.subscriber_count() < args.wait_subscribers {
         std::thread::sleep(Duration::from_millis(5));
@@ -145,7 +174,9 @@ fn connect(args: &SubArgs) -> Result<Subscriber, Error> {
     let options = args.curve.apply(
         &args.endpoint,
         Side::Connect,
-        Options::new().wait_strategy(args.wait.strategy()),
+        Options::new()
+            .wait_strategy(args.wait.strategy())
+            .upgrade(!args.no_upgrade),
     )?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.connect_timeout.max(0.0));
     loop {
@@ -163,7 +194,9 @@ struct Received {
     msgs: u64,
     bytes: u64,
     lost: u64,
-    start: Instant,
+    /// When the first message arrived: the rate is timed from it, not from the connect
+    /// (which may wait long for the publisher's first message).
+    first: Option<Instant>,
 }
 
 fn subscribe(args: &SubArgs) -> Result<Received, Error> {
@@ -172,8 +205,10 @@ fn subscribe(args: &SubArgs) -> Result<Received, Error> {
         msgs: 0,
         bytes: 0,
         lost: 0,
-        start: Instant::now(),
+        first: None,
     };
+    // A network subscriber may move to the publisher's shared memory: said once, here.
+    let mut moved = sub.is_shared_memory();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let stdout_err = |e: std::io::Error| Error::Io {
         context: "writing to stdout".into(),
@@ -199,8 +234,20 @@ fn subscribe(args: &SubArgs) -> Result<Received, Error> {
                 return Err(e);
             }
         };
+        got.first.get_or_insert_with(Instant::now);
         got.msgs += 1;
         got.bytes += n as u64;
+        if !moved && sub.is_shared_memory() {
+            moved = true;
+            out.flush().map_err(stdout_err)?;
+            eprintln!(
+                "shmsock sub: moved to shared memory after {} message(s) over the network \
+                 (the publisher, pid {}, runs on this machine; --no-upgrade stays on the \
+                 network)",
+                got.msgs - 1,
+                sub.publisher_pid()
+            );
+        }
         if !args.quiet {
             out.write_all(&buf[..n]).map_err(stdout_err)?;
             out.write_all(b"\n").map_err(stdout_err)?;
@@ -214,12 +261,14 @@ pub(crate) fn run_sub(args: SubArgs) -> ExitCode {
     match subscribe(&args) {
         Ok(got) => {
             if args.quiet {
-                let secs = got.start.elapsed().as_secs_f64();
+                // From the first message to the last: the intervals between them.
+                let secs = got.first.map_or(0.0, |t| t.elapsed().as_secs_f64());
                 eprintln!(
-                    "received {} messages, {} bytes in {secs:.3} s ({:.0} msgs/s), lost {}",
+                    "received {} messages, {} bytes in {secs:.3} s from the first ({:.0} \
+                     msgs/s), lost {}",
                     got.msgs,
                     got.bytes,
-                    got.msgs as f64 / secs,
+                    got.msgs.saturating_sub(1) as f64 / secs.max(1e-9),
                     got.lost
                 );
             }

@@ -341,3 +341,64 @@ fn ls_top_and_clean_have_help_with_examples() {
         assert_mentions(&text, &["Examples:", &format!("shmsock {sub}")]);
     }
 }
+
+/// A `tcp://` subscriber that moved to its publisher's hidden ring: `ls` names the ring
+/// "upgraded from tcp://…" and lists the subscriber, in text and in JSON.
+#[test]
+fn ls_marks_a_hidden_upgrade_ring_with_the_endpoint_and_the_subscribers_that_moved() {
+    let dir = runtime_dir("upgrade");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let mut publisher = Proc::spawn(&dir, &["pub", &tcp, "--wait-subscribers", "1"]);
+    let sub = Proc::spawn(&dir, &["sub", &tcp, "--connect-timeout", "10"]);
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let ring = loop {
+        // A subscriber moves at a message published after it connected.
+        publisher.send_lines(&["tick"]);
+        let scan = ls_json(&dir);
+        let found = scan["endpoints"].as_array().and_then(|eps| {
+            eps.iter()
+                .find(|e| {
+                    e["upgraded_from"] == tcp.as_str()
+                        && sides(e, "subscriber")
+                            .iter()
+                            .any(|s| s["process"]["pid"] == sub.pid())
+                })
+                .cloned()
+        });
+        if let Some(ring) = found {
+            break ring;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ring upgraded from {tcp} with subscriber {}; last scan: {scan:#}",
+            sub.pid()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(ring["upgraded_from_exact"], true, "{ring:#}");
+    assert_eq!(ring["bound_by"]["pid"], publisher.pid(), "{ring:#}");
+    let name = ring["endpoint"].as_str().expect("a name");
+    assert!(
+        name.starts_with(&format!("shm://upgrade.{}.", publisher.pid())),
+        "{name}"
+    );
+    let text = run_ok(&dir, &["ls"]);
+    let moved = format!(
+        "1 subscriber(s) moved to shared memory: pid {} (shmsock) from {tcp}",
+        sub.pid()
+    );
+    assert_mentions(
+        &text,
+        &[
+            name,
+            &format!("upgraded from {tcp}: the publisher's hidden ring"),
+            &moved,
+        ],
+    );
+    // An ordinary endpoint says nothing of the kind.
+    assert!(!text.contains("upgraded from shm://"), "{text}");
+}

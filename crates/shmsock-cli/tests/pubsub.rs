@@ -152,3 +152,122 @@ fn pub_and_sub_have_help_with_examples() {
     }
     assert_mentions(&assert_success(&run(&["--help"])), &["shmsock sub shm://"]);
 }
+
+/// A port nobody listens on now (the OS's choice for a listener dropped at once).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe listener");
+    listener.local_addr().expect("its address").port()
+}
+
+/// `shmsock pub tcp://… --size 64 --count N` and `shmsock sub tcp://…` on this machine; the
+/// subscriber's stderr.
+fn tcp_pair(count: u64, extra: &[&str]) -> String {
+    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+    let quiet = ["--quiet", "--count", &count.to_string()];
+    let sub = spawn_sub(&endpoint, &[&quiet[..], extra].concat());
+    let out = shmsock()
+        .args([
+            "pub",
+            &endpoint,
+            "--size",
+            "64",
+            "--count",
+            &count.to_string(),
+        ])
+        .args(["--wait-subscribers", "1"])
+        .args(extra)
+        .output()
+        .expect("pub");
+    assert_success(&out);
+    let out = sub.output();
+    assert_success(&out);
+    let err = stderr(&out);
+    assert_mentions(
+        &err,
+        &[
+            &format!("received {count} messages, {} bytes", count * 64),
+            "lost 0",
+        ],
+    );
+    err
+}
+
+/// A tcp:// subscriber of a publisher on the same machine moves to its shared memory, says
+/// so once, and receives every message; with --no-upgrade on both it stays on tcp://.
+#[test]
+fn a_local_tcp_subscriber_moves_to_shared_memory_unless_told_not_to() {
+    let err = tcp_pair(200_000, &[]);
+    assert_eq!(
+        err.matches("shmsock sub: moved to shared memory after")
+            .count(),
+        1,
+        "{err}"
+    );
+    let err = tcp_pair(20_000, &["--no-upgrade"]);
+    assert!(!err.contains("moved to shared memory"), "{err}");
+}
+
+/// One `shmsock pub` on shm://, unix:// and tcp:// at once: a subscriber of each receives
+/// every line.
+#[test]
+fn one_publisher_serves_several_endpoints() {
+    let dir = shmsock::test_support::runtime_dir("shmsock-cli-pubsub-several-");
+    std::fs::create_dir_all(&dir).expect("a directory for the unix:// socket");
+    let unix = format!("unix://{}/several.sock", dir.display());
+    let tcp = format!("tcp://127.0.0.1:{}", free_port());
+    let endpoints = ["shm://cli-ps-several", unix.as_str(), tcp.as_str()];
+    let subs: Vec<Running> = endpoints
+        .iter()
+        .map(|e| spawn_sub(e, &["--count", "2"]))
+        .collect();
+    let (publisher, mut stdin) = spawn_pub(
+        endpoints[0],
+        &[endpoints[1], endpoints[2], "--wait-subscribers", "3"],
+    );
+    stdin.write_all(b"one\ntwo\n").expect("write");
+    drop(stdin);
+    assert_success(&publisher.output());
+    for sub in subs {
+        assert_printed(&sub.output(), b"one\ntwo\n");
+    }
+}
+
+#[test]
+fn pub_says_every_port_it_chose() {
+    let (publisher, stdin) = spawn_pub("tcp://127.0.0.1:0", &["shm://cli-ps-ports"]);
+    drop(stdin);
+    let out = publisher.output();
+    assert_success(&out);
+    let err = stderr(&out);
+    assert_mentions(
+        &err,
+        &[
+            "listening on shm://cli-ps-ports",
+            "listening on tcp://127.0.0.1:",
+        ],
+    );
+    assert!(!err.contains("tcp://127.0.0.1:0\n"), "{err}");
+}
+
+/// CURVE flags secure the network endpoints of a publisher that also binds shm:// (left to
+/// its uid checks); alone, a shm:// endpoint refuses them.
+#[test]
+fn curve_flags_beside_a_shm_endpoint_secure_the_network_ones() {
+    let dir = shmsock::test_support::runtime_dir("shmsock-cli-pubsub-curve-");
+    std::fs::create_dir_all(&dir).expect("a directory for the keys");
+    let name = dir.join("server");
+    assert_success(&run(&["keygen", name.to_str().expect("utf-8 path")]));
+    let secret = format!("{}.key_secret", name.display());
+    let (publisher, stdin) = spawn_pub(
+        "shm://cli-ps-curve",
+        &["tcp://127.0.0.1:0", "--curve-secret", &secret],
+    );
+    drop(stdin);
+    let out = publisher.output();
+    assert_success(&out);
+    assert_mentions(&stderr(&out), &["listening on tcp://127.0.0.1:"]);
+    assert_fails_saying(
+        &run(&["pub", "shm://cli-ps-curve", "--curve-secret", &secret]),
+        &["CURVE is for tcp:// and unix://"],
+    );
+}

@@ -37,6 +37,11 @@
 //! - **costs**: single operations of the Communication Costs: a load in and out of the cache,
 //!   a process-shared mutex uncontended and contended, 1 KiB one way over a socket and shared
 //!   memory.
+//! - **upgrade**: a `tcp://` subscriber on this machine that moved to its publisher's
+//!   shared-memory ring by itself (`Options::upgrade`), against the same subscriber kept on
+//!   loopback TCP and against `shm://` direct: round trips through two publisher/subscriber
+//!   pairs and streams at 64 B and 4 KiB; the move is checked on every measured message. See
+//!   [`experiments::upgrade`].
 //!
 //! Every quantitative claim of the reference documents is checked against these rows or
 //! listed with the reason it is not ([`claims`]).

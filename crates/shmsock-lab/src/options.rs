@@ -13,7 +13,7 @@ pub const LATENCY_SIZE: usize = 64;
 /// reference documents' 4 KiB and 1 MiB.
 pub const THROUGHPUT_SIZES: [usize; 3] = [64, 4096, 1 << 20];
 /// The experiments, by the names `--only` takes.
-pub const EXPERIMENTS: [&str; 14] = [
+pub const EXPERIMENTS: [&str; 15] = [
     "latency",
     "throughput",
     "sync-tax",
@@ -28,6 +28,7 @@ pub const EXPERIMENTS: [&str; 14] = [
     "bugs",
     "python",
     "costs",
+    "upgrade",
 ];
 
 /// How long and how thoroughly to measure.

@@ -60,6 +60,8 @@ pub(crate) enum Experiment {
     PythonThroughput,
     /// Single operations: loads, a mutex, a 1 KiB message.
     Costs,
+    /// A tcp:// subscriber moved to shared memory, against tcp:// and shm:// direct.
+    Upgrade,
 }
 
 impl Experiment {
@@ -82,6 +84,7 @@ impl Experiment {
             Experiment::PythonLatency => "python-latency",
             Experiment::PythonThroughput => "python-throughput",
             Experiment::Costs => "costs",
+            Experiment::Upgrade => "upgrade",
         }
     }
 }
@@ -178,6 +181,10 @@ impl<'a> Lab<'a> {
                     * self.opts.throughput_sizes().len(),
             ),
             ("costs", 2 + experiments::costs::one_kib_mechanisms().len()),
+            (
+                "upgrade",
+                experiments::upgrade::PATHS.len() * experiments::upgrade::SIZES.len(),
+            ),
         ]
         .iter()
         .filter(|(name, _)| self.opts.runs(name))
@@ -222,6 +229,7 @@ impl<'a> Lab<'a> {
             ("bugs", Self::run_bugs),
             ("python", Self::run_python),
             ("costs", Self::run_costs),
+            ("upgrade", Self::run_upgrade),
         ];
         for (name, run) in experiments {
             if self.opts.runs(name) {
@@ -790,6 +798,32 @@ impl<'a> Lab<'a> {
             ) {
                 Ok(row) => self.report.costs.one_kib.push(row),
                 Err(e) => self.unavailable(name, Experiment::Costs, size, e.to_string()),
+            }
+        }
+    }
+
+    fn run_upgrade(&mut self) {
+        use experiments::upgrade;
+        for size in upgrade::SIZES {
+            let latency = (size == upgrade::ROUND_TRIP_SIZE).then_some(self.budgets.latency);
+            let stream = upgrade::stream_budget(&self.budgets, size);
+            for path in upgrade::PATHS {
+                let what = if latency.is_some() {
+                    "round trip and stream"
+                } else {
+                    "stream"
+                };
+                self.progress.step(&format!(
+                    "upgrade: {} {what}, {}",
+                    path.name(),
+                    fmt_size(size)
+                ));
+                match upgrade::measure(path, size, latency, stream, self.pinning) {
+                    Ok(row) => self.report.upgrade.push(row),
+                    Err(e) => {
+                        self.unavailable(path.name(), Experiment::Upgrade, size, e.to_string())
+                    }
+                }
             }
         }
     }

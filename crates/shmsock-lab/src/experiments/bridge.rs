@@ -10,7 +10,10 @@
 //!
 //! The bridge is the library's [`shmsock::Bridge`], the loop `shmsock bridge` runs, with its
 //! default options; every endpoint uses the library's defaults (`Adaptive` waits,
-//! `Overflow::Block`), tcp over loopback.
+//! `Overflow::Block`), tcp over loopback, except `Options::upgrade(false)` (`options()`): every
+//! process runs on this machine, where a tcp:// subscriber would otherwise move to its
+//! publisher's shared memory and the tcp paths would measure shm:// (the upgrade experiment
+//! measures that move).
 //!
 //! **One-way, with one clock.** All processes run on this machine and read the same
 //! `CLOCK_MONOTONIC`. The parent writes a sequence number and the time into the message just
@@ -105,6 +108,12 @@ impl BridgeRow {
 
 /// Message size: the lab's small message.
 pub(crate) const SIZE: usize = 64;
+
+/// Every endpoint's options: the library's defaults, with the move of local tcp://
+/// subscribers to shared memory off, so that tcp paths stay tcp.
+pub(crate) fn options() -> Options {
+    Options::new().upgrade(false)
+}
 /// Longest one-way time the histogram holds (longer ones are clamped to it): 100 s.
 const MAX_NS: u64 = 100_000_000_000;
 /// How long the parent waits for the processes to connect, and for each message.
@@ -283,11 +292,12 @@ fn publish(
     hist: &mut Histogram<u64>,
 ) -> Result<(u64, u64), LabError> {
     let mut publisher = if path.source_is_tcp() {
-        let p = Publisher::bind("tcp://127.0.0.1:0").map_err(lib("publisher bind"))?;
+        let p =
+            Publisher::bind_with("tcp://127.0.0.1:0", options()).map_err(lib("publisher bind"))?;
         publish_port(control, SOURCE_PORT_OFFSET, p.endpoint())?;
         p
     } else {
-        Publisher::bind(&ends.source_shm).map_err(lib("publisher bind"))?
+        Publisher::bind_with(&ends.source_shm, options()).map_err(lib("publisher bind"))?
     };
     let failed = || control.atomic_u64(FAILED_OFFSET).load(Ordering::Acquire) > 0;
     wait_until(
@@ -358,11 +368,8 @@ fn subscribe(
         Path::ShmBridgeTcp => tcp(wait_port(control, BRIDGE_PORT_OFFSET)?),
         Path::TcpBridgeShm => ends.bridge_shm.clone(),
     };
-    // Over tcp it stays on the network, as a remote subscriber would (on one machine it
-    // would move to the publisher's shared memory, bridge or not).
-    let options = Options::new().upgrade(false);
-    let mut sub = retry_refused(|| Subscriber::connect_with(&endpoint, options.clone()))
-        .map_err(lib("connect"))?;
+    let mut sub =
+        retry_refused(|| Subscriber::connect_with(&endpoint, options())).map_err(lib("connect"))?;
     let window = Window::start();
     let mut expected = 1u64;
     loop {
@@ -370,6 +377,18 @@ fn subscribe(
         let received_ns = now_ns();
         let seq = get_seq(&buf[..len]);
         let stop = seq == Some(SEQ_STOP);
+        if sub.is_shared_memory() != endpoint.starts_with("shm://") {
+            return Err(LabError::Integrity {
+                detail: format!(
+                    "subscriber of {endpoint}: message {expected} came through {}",
+                    if sub.is_shared_memory() {
+                        "shared memory, not the network: a tcp:// row would not measure tcp://"
+                    } else {
+                        "the network"
+                    }
+                ),
+            });
+        }
         if len != SIZE || !(stop || seq == Some(expected)) {
             return Err(LabError::Integrity {
                 detail: format!(
@@ -410,6 +429,8 @@ fn run_bridge(
         }
     };
     let mut bridge = Bridge::builder(&source, &destination)
+        .source_options(options())
+        .destination_options(options())
         .wait_subscribers(1)
         .connect_timeout(READY_TIMEOUT)
         .build()
@@ -472,7 +493,8 @@ pub(crate) fn table(rows: &[BridgeRow], host: &HostInfo) -> Option<Table> {
          CLOCK_MONOTONIC before send, the subscriber reads it when recv returns; one \
          message in flight, every sequence number checked, and each bridge forwarded \
          exactly what was sent. Library defaults everywhere (Adaptive waits, \
-         Overflow::Block), tcp over loopback; the bridge is shmsock::Bridge, the loop \
+         Overflow::Block), tcp over loopback with Options::upgrade(false) (else local tcp \
+         subscribers move to shared memory: see the upgrade table); the bridge is shmsock::Bridge, the loop \
          of `shmsock bridge`. Publisher on CPU {}, subscriber on CPU {}.",
         p.parent_cpu, p.child_cpu
     )];

@@ -28,6 +28,8 @@
 //! - [`costs`]: the Communication Costs' single operations: a load in and out of the cache
 //!   (shared and private memory), a process-shared mutex uncontended and contended, and a
 //!   1 KiB message one way over a Unix socket, TCP and shared memory.
+//! - [`upgrade`]: a `tcp://` subscriber on this machine that moved to its publisher's
+//!   shared-memory ring by itself, against the same one kept on TCP and `shm://` direct.
 //!
 //! Each experiment module owns its measurement, its row type (serialised into `report.json`),
 //! its table (a `table::Table`) and its plot (a `chart::Chart`); the `report` only
@@ -53,6 +55,7 @@ pub mod serialization;
 pub mod setup;
 pub mod sync_tax;
 pub mod throughput;
+pub mod upgrade;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -26,6 +26,7 @@ use crate::experiments::serialization::SerializationRow;
 use crate::experiments::setup::{self, SetupRows};
 use crate::experiments::sync_tax::{self, SyncTaxRow};
 use crate::experiments::throughput::{self, ThroughputRow};
+use crate::experiments::upgrade::{self, UpgradeRow};
 use crate::format::{fmt_ns, fmt_size};
 use crate::host::HostInfo;
 use crate::options::Mode;
@@ -94,6 +95,9 @@ pub struct Report {
     /// Single operations (Communication Costs): loads, a process-shared mutex, 1 KiB one way.
     #[serde(default)]
     pub costs: CostRows,
+    /// A tcp:// subscriber moved to shared memory, against tcp:// and shm:// direct.
+    #[serde(default)]
+    pub upgrade: Vec<UpgradeRow>,
     /// Every quantitative claim of the reference documents: checked against this run (with a
     /// verdict), or with the reason it was not (see [`crate::claims`]).
     #[serde(default)]
@@ -190,6 +194,7 @@ impl Report {
             bugs: Vec::new(),
             python: None,
             costs: CostRows::default(),
+            upgrade: Vec::new(),
             claims: Vec::new(),
             unavailable: Vec::new(),
             floor_check: None,
@@ -292,6 +297,7 @@ impl Report {
         bridge::compare_with_baseline(&mut self.bridge);
         setup::compare_with_baseline(&mut self.setup);
         network::compare(&mut self.network);
+        upgrade::compare(&mut self.upgrade);
         if let Some(run) = &mut self.python {
             python::compare(run);
         }
@@ -376,6 +382,7 @@ impl Report {
             "bugs" => self.bugs.len(),
             "costs" => self.costs.operations.len() + self.costs.one_kib.len(),
             "python" => self.python.as_ref().map_or(0, |p| p.rows.len()),
+            "upgrade" => self.upgrade.len(),
             _ => return None,
         };
         let unavailable = self

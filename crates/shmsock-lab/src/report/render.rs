@@ -9,7 +9,7 @@ use super::Report;
 use crate::claims;
 use crate::experiments::{
     bridge, bugs, contention, costs, crash, fanout, latency, network, python, scale, serialization,
-    setup, sync_tax, throughput,
+    setup, sync_tax, throughput, upgrade,
 };
 use crate::format::{fmt_ns, fmt_size};
 use crate::table::Table;
@@ -35,6 +35,7 @@ impl Report {
             bugs::table(&self.bugs),
             self.python.as_ref().and_then(python::table),
             costs::table(&self.costs, checks),
+            upgrade::table(&self.upgrade, &self.host),
             claims::table(checks),
             claims::unchecked_table(checks),
             self.unavailable_table(),

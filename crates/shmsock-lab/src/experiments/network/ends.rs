@@ -181,9 +181,9 @@ impl Setup {
     }
 
     /// The shmsock options of the sender (`server`) or the receiver: the library's defaults,
-    /// and on a CURVE route the run's keys (the server admits only the client's key). The
-    /// two ends stay on the network, as a remote peer would (on one machine a subscriber
-    /// would move to shared memory: the `upgrade` experiment measures that).
+    /// and on a CURVE route the run's keys (the server admits only the client's key). Upgrade
+    /// off: both ends run on this machine, where a shmsock subscriber would move to shared
+    /// memory and its row would no longer measure tcp:// or unix:// against libzmq.
     fn shmsock_options(&self, server: bool) -> Options {
         let options = Options::new().upgrade(false);
         match (&self.shmsock_keys, server) {
