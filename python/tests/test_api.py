@@ -60,6 +60,7 @@ def test_every_option_is_accepted_with_a_valid_value(ep):
         "curve_secret": (public, secret),
         "curve_allow": [public],
         "curve_server": public,
+        "upgrade": False,
     }
     tcp = {"curve_secret", "curve_allow", "curve_server", "max_connections", "heartbeat"}
     for cls, method in CONSTRUCTORS:

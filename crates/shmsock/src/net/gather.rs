@@ -274,6 +274,10 @@ struct Reader {
     queue: Arc<Mutex<Queue>>,
     /// It was paused at the last look (its heartbeat restarts when it is resumed).
     was_paused: bool,
+    /// Read it at the next turn whatever `poll` says: it is new (its handshake may have
+    /// read its first messages along with its READY) or resumed (messages may wait in its
+    /// receive buffer, which `poll` cannot see).
+    read_now: bool,
 }
 
 /// The I/O thread's state.
@@ -334,6 +338,7 @@ impl Io {
                 conn,
                 queue,
                 was_paused: false,
+                read_now: true,
             });
         }
     }
@@ -352,8 +357,10 @@ impl Io {
             if std::mem::replace(&mut r.was_paused, paused) && !paused {
                 let heartbeat = r.conn.heartbeat_settings();
                 r.conn.set_heartbeat(heartbeat);
+                r.read_now = true;
             }
         }
+        let read_now = self.readers.iter().any(|r| r.read_now && !r.was_paused);
         for (i, r) in self.readers.iter().enumerate() {
             if r.was_paused {
                 continue;
@@ -369,7 +376,11 @@ impl Io {
             fds.push(PollFd::from_borrowed_fd(r.conn.fd(), flags));
             polled.push(i);
         }
-        let timeout = due.map(|d| timespec(d.saturating_duration_since(Instant::now())));
+        let timeout = if read_now {
+            Some(timespec(Duration::ZERO))
+        } else {
+            due.map(|d| timespec(d.saturating_duration_since(Instant::now())))
+        };
         ready.clear();
         ready.resize(self.readers.len(), false);
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
@@ -379,12 +390,15 @@ impl Io {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        if !fds[0].revents().is_empty() {
+        let bell_rang = !fds[0].revents().is_empty();
+        let readable: Vec<bool> = fds[1..].iter().map(|fd| !fd.revents().is_empty()).collect();
+        drop(fds);
+        if bell_rang {
             let mut sink = [0u8; 8];
             let _ = rustix::io::read(&self.shared.io_bell, &mut sink);
         }
-        for (fd, &i) in fds[1..].iter().zip(&polled) {
-            ready[i] = !fd.revents().is_empty();
+        for (&readable, &i) in readable.iter().zip(&polled) {
+            ready[i] = readable || std::mem::take(&mut self.readers[i].read_now);
         }
     }
 

@@ -225,3 +225,29 @@ fn pings_are_answered_and_multipart_messages_are_concatenated() {
     raw.read_exact(&mut pong).unwrap();
     assert_eq!(&pong, &[0x04, 7, 4, b'P', b'O', b'N', b'G', b'a', b'b']);
 }
+
+/// A writer whose greeting, READY and first message reach an `Inbox` in one segment: the
+/// handshake reads them together, and the message, already off the socket, must still be
+/// delivered (the I/O thread looked only at what `poll` reported, so it waited for bytes
+/// that had already come).
+#[test]
+fn an_inbox_delivers_a_message_that_came_with_the_handshake() {
+    use std::io::Write;
+    for _ in 0..20 {
+        let mut inbox = shmsock::Inbox::bind("tcp://127.0.0.1:0").unwrap();
+        let addr = inbox.endpoint().trim_start_matches("tcp://").to_owned();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let all = [
+            &crate::common::greeting(1)[..],
+            &crate::common::ready("PAIR"),
+            &crate::common::frame(0, b"first"),
+        ]
+        .concat();
+        s.write_all(&all).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, _) = inbox
+            .recv_from_timeout(&mut buf, crate::common::STEP_TIMEOUT)
+            .expect("the message that came with the handshake");
+        assert_eq!(&buf[..n], b"first");
+    }
+}
