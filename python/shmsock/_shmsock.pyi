@@ -269,7 +269,25 @@ class Publisher:
 
     @staticmethod
     def bind(
-        endpoint: str | list[str],
+        endpoint: str,
+        *,
+        ring_capacity: int | None = None,
+        overflow: _Overflow | None = None,
+        wait_strategy: _WaitStrategy | None = None,
+        spin_budget: float | None = None,
+        loan_pool: tuple[int, int] | None = None,
+        handshake_timeout: float | None = None,
+        allowed_uids: Iterable[int] | None = None,
+        max_message_len: int | None = None,
+        max_connections: int | None = None,
+        heartbeat: tuple[float, float] | None = None,
+        curve_secret: _Key | tuple[_Key, _Key] | None = None,
+        curve_allow: Iterable[_Key] | None = None,
+        upgrade: bool | None = None,
+    ) -> Publisher: ...
+    @staticmethod
+    def bind_all(
+        endpoints: list[str],
         *,
         ring_capacity: int | None = None,
         overflow: _Overflow | None = None,

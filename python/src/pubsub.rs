@@ -71,8 +71,7 @@ impl PyPublisher {
 
 #[pymethods]
 impl PyPublisher {
-    /// Binds `endpoint` (`shm://NAME`, `unix:///path`, `tcp://HOST:PORT`), or every endpoint
-    /// of a list (one publisher serving all of them). Keyword options:
+    /// Binds `endpoint` (`shm://NAME`, `unix:///path`, `tcp://HOST:PORT`). Keyword options:
     /// ring_capacity (bytes; over `tcp://`/`unix://` each subscriber's queue),
     /// overflow ('block' or 'drop_oldest', or a shmsock.Overflow), wait_strategy,
     /// spin_budget (seconds), loan_pool=(slots, slot_bytes), handshake_timeout (seconds),
@@ -81,18 +80,20 @@ impl PyPublisher {
     /// upgrade (bool, default True: local network subscribers move to shared memory).
     #[staticmethod]
     #[pyo3(signature = (endpoint, **options))]
-    fn bind(
+    fn bind(py: Python<'_>, endpoint: &str, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        Self::bind_all(py, vec![endpoint.to_owned()], options)
+    }
+
+    /// Binds every endpoint of `endpoints` (a list of at least one, any mix of schemes):
+    /// one publisher serving the subscribers of all of them. Options as for `bind`.
+    #[staticmethod]
+    #[pyo3(signature = (endpoints, **options))]
+    fn bind_all(
         py: Python<'_>,
-        endpoint: &Bound<'_, PyAny>,
+        endpoints: Vec<String>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let opts = options::parse("Publisher.bind", options::PUBLISHER, options)?;
-        let endpoints: Vec<String> = match endpoint.extract::<String>() {
-            Ok(one) => vec![one],
-            Err(_) => endpoint.extract().map_err(|_| {
-                pyo3::exceptions::PyTypeError::new_err("endpoint must be a str or a list of str")
-            })?,
-        };
         let publisher = py
             .detach(|| {
                 let eps: Vec<&str> = endpoints.iter().map(String::as_str).collect();

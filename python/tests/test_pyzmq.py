@@ -207,7 +207,7 @@ def test_a_local_tcp_subscriber_moves_to_shared_memory_while_pyzmq_stays(zmq, ct
 
 def test_one_publisher_binds_several_endpoints(ep):
     shm = ep("several")
-    with shmsock.Publisher.bind(["tcp://127.0.0.1:0", shm]) as pub:
+    with shmsock.Publisher.bind_all(["tcp://127.0.0.1:0", shm]) as pub:
         assert pub.endpoints[0] == shm and pub.endpoint == shm
         tcp = pub.endpoints[1]
         assert tcp.startswith("tcp://127.0.0.1:") and not tcp.endswith(":0")
@@ -219,5 +219,5 @@ def test_one_publisher_binds_several_endpoints(ep):
             assert a.recv(timeout=STEP) == b"both"
             assert b.recv(timeout=STEP) == b"both"
             assert a.is_shared_memory and not b.is_shared_memory
-    with pytest.raises(TypeError):
-        shmsock.Publisher.bind(42)
+    with pytest.raises(shmsock.Error):
+        shmsock.Publisher.bind_all([])

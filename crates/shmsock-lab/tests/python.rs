@@ -2,27 +2,11 @@
 //! missing: skipped (its module or the interpreter is not installed; a failure under `CI=true`,
 //! where CI provides them) or failed.
 
-use std::time::Duration;
-
 use shmsock_lab::experiments::python::{self, PythonRun, ROWS};
-use shmsock_lab::{Budget, Budgets, LabOptions, Mode, Report};
+use shmsock_lab::{LabOptions, Mode, Report};
 
-const TINY: Budget = Budget {
-    warmup_iters: 100,
-    warmup_time: Duration::from_millis(20),
-    iters: 2_000,
-    max_time: Duration::from_millis(50),
-};
-
-/// Round trips and streams at [`TINY`]; bulk streams move 4 MiB.
-const SMALL: Budgets = Budgets {
-    latency: TINY,
-    throughput: TINY,
-    bulk_bytes: 4 << 20,
-    bulk_max_time: Duration::from_millis(200),
-    divisor: 1000,
-    experiment_max_time: Duration::from_millis(300),
-};
+mod budgets;
+use budgets::SMALL;
 
 fn under_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")

@@ -1,26 +1,10 @@
 //! The JSON report has the shape other tools read: `latency` rows with round-trip ns and
 //! `throughput` rows with rates, under the exact mechanism names.
 
-use std::time::Duration;
+use shmsock_lab::{LabOptions, Mode};
 
-use shmsock_lab::{Budget, Budgets, LabOptions, Mode};
-
-const TINY: Budget = Budget {
-    warmup_iters: 100,
-    warmup_time: Duration::from_millis(20),
-    iters: 2_000,
-    max_time: Duration::from_millis(50),
-};
-
-/// Every experiment at [`TINY`], the others a thousandth of their volume.
-const SMALL: Budgets = Budgets {
-    latency: TINY,
-    throughput: TINY,
-    bulk_bytes: 4 << 20,
-    bulk_max_time: Duration::from_millis(200),
-    divisor: 1000,
-    experiment_max_time: Duration::from_millis(300),
-};
+mod budgets;
+use budgets::SMALL;
 
 /// A row of a quick run is the median of 3 rounds: `key` lies within their spread, and the
 /// noisy flag is there.

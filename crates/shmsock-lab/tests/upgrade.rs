@@ -3,25 +3,10 @@
 //! was read from, and the experiment fails a row otherwise), the comparisons filled, the
 //! table and `report.json` carry them.
 
-use std::time::Duration;
+use shmsock_lab::{LabOptions, Mode};
 
-use shmsock_lab::{Budget, Budgets, LabOptions, Mode};
-
-const TINY: Budget = Budget {
-    warmup_iters: 100,
-    warmup_time: Duration::from_millis(20),
-    iters: 2_000,
-    max_time: Duration::from_millis(50),
-};
-
-const SMALL: Budgets = Budgets {
-    latency: TINY,
-    throughput: TINY,
-    bulk_bytes: 4 << 20,
-    bulk_max_time: Duration::from_millis(200),
-    divisor: 1000,
-    experiment_max_time: Duration::from_millis(300),
-};
+mod budgets;
+use budgets::SMALL;
 
 #[test]
 fn upgrade_has_a_row_per_path_and_size_and_the_tcp_subscriber_moved() {
