@@ -802,28 +802,46 @@ impl<'a> Lab<'a> {
         }
     }
 
+    /// The upgrade experiment in interleaved rounds (as latency and throughput rows): a
+    /// shared-memory stream on this VM runs either fast or at the pace of kernel wake-ups, so
+    /// one measurement per row would compare modes, not paths.
     fn run_upgrade(&mut self) {
         use experiments::upgrade;
-        for size in upgrade::SIZES {
-            let latency = (size == upgrade::ROUND_TRIP_SIZE).then_some(self.budgets.latency);
-            let stream = upgrade::stream_budget(&self.budgets, size);
-            for path in upgrade::PATHS {
+        let rounds = self.rounds();
+        let cells: Vec<(usize, upgrade::Path)> = upgrade::SIZES
+            .iter()
+            .flat_map(|&size| upgrade::PATHS.iter().map(move |&path| (size, path)))
+            .collect();
+        let mut measured: Vec<Vec<upgrade::UpgradeRow>> = vec![Vec::new(); cells.len()];
+        let mut failed: Vec<Option<String>> = vec![None; cells.len()];
+        for round in 1..=rounds {
+            for (i, &(size, path)) in cells.iter().enumerate() {
+                if failed[i].is_some() {
+                    continue;
+                }
+                let latency = (size == upgrade::ROUND_TRIP_SIZE)
+                    .then(|| rounds::share(self.budgets.latency, rounds));
+                let stream = rounds::share(upgrade::stream_budget(&self.budgets, size), rounds);
                 let what = if latency.is_some() {
                     "round trip and stream"
                 } else {
                     "stream"
                 };
                 self.progress.step(&format!(
-                    "upgrade: {} {what}, {}",
+                    "upgrade: {} {what}, {}, round {round}/{rounds}",
                     path.name(),
                     fmt_size(size)
                 ));
                 match upgrade::measure(path, size, latency, stream, self.pinning) {
-                    Ok(row) => self.report.upgrade.push(row),
-                    Err(e) => {
-                        self.unavailable(path.name(), Experiment::Upgrade, size, e.to_string())
-                    }
+                    Ok(row) => measured[i].push(row),
+                    Err(e) => failed[i] = Some(e.to_string()),
                 }
+            }
+        }
+        for ((&(size, path), rows), failed) in cells.iter().zip(measured).zip(failed) {
+            match failed {
+                Some(e) => self.unavailable(path.name(), Experiment::Upgrade, size, e),
+                None => self.report.upgrade.extend(upgrade::median_of(rows)),
             }
         }
     }

@@ -54,6 +54,7 @@ use crate::format::{fmt_count, fmt_ns, fmt_ratio, fmt_size};
 use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::shmsock::{lib, retry_refused, unique_endpoint};
 use crate::process::{outcome, wait_ack, wait_until, ChildStats, Children, Pause};
+use crate::rounds::{self, RoundRow, Spread};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::stats::Percentiles;
 use crate::table::Table;
@@ -98,6 +99,37 @@ pub struct UpgradeRow {
     /// `tcp-upgraded` rows: `msgs_per_s` / `tcp-no-upgrade`'s at the same size.
     #[serde(default)]
     pub rate_vs_tcp: Option<f64>,
+    /// The row is its median round by stream rate, with the round trip of the median round
+    /// by p50; this is the spread of the rates (0 rounds in reports from before rounds).
+    #[serde(default)]
+    pub spread: Spread,
+}
+
+impl RoundRow for UpgradeRow {
+    fn key(&self) -> f64 {
+        self.msgs_per_s as f64
+    }
+    fn spread_mut(&mut self) -> &mut Spread {
+        &mut self.spread
+    }
+}
+
+/// One row from its rounds: the median round by stream rate (with the spread of the rates),
+/// carrying the round trip of the median round by p50 (each half of a row has its own
+/// noise: the two medians need not come from one round).
+pub(crate) fn median_of(rounds: Vec<UpgradeRow>) -> Option<UpgradeRow> {
+    let mut trips: Vec<(Percentiles, u64)> = rounds
+        .iter()
+        .filter_map(|r| r.round_trip.map(|p| (p, r.round_trips)))
+        .collect();
+    trips.sort_by_key(|(p, _)| p.p50_ns);
+    let trip = trips.get(trips.len().saturating_sub(1) / 2).copied();
+    let mut row = rounds::median(rounds, false, 0)?;
+    if let Some((p, n)) = trip {
+        row.round_trip = Some(p);
+        row.round_trips = n;
+    }
+    Some(row)
 }
 
 /// One way from a publisher process to a subscriber process.
@@ -259,6 +291,7 @@ pub(crate) fn measure(
         rate_vs_shm: None,
         p50_vs_tcp: None,
         rate_vs_tcp: None,
+        spread: Spread::default(),
     })
 }
 
@@ -759,6 +792,7 @@ pub(crate) fn table(rows: &[UpgradeRow], host: &HostInfo) -> Option<Table> {
                     fmt_count(r.msgs_per_s),
                     if r.capped { "*" } else { "" }
                 ),
+                rounds::spread_cell(&r.spread, |v| fmt_count(v.round() as u64)),
                 if r.shared_memory { "yes" } else { "no" }.to_string(),
                 r.moved_after.map_or_else(|| "-".into(), |m| m.to_string()),
                 fmt_ratio(r.p50_vs_shm, 2),
@@ -788,6 +822,14 @@ pub(crate) fn table(rows: &[UpgradeRow], host: &HostInfo) -> Option<Table> {
          instead. moved after: messages the stream's subscriber received over tcp:// before \
          it was first seen on shared memory."
             .into(),
+        format!(
+            "Each row is its median round by msgs/s, of {} interleaved rounds (msgs/s spread: \
+             the smallest and largest), with the round trip of the median round by p50: on a \
+             small VM a shared-memory stream runs either at full speed or at the pace of \
+             kernel wake-ups, and one measurement per row would compare those modes, not the \
+             paths.",
+            rows.iter().map(|r| r.spread.rounds).max().unwrap_or(1)
+        ),
     ];
     if rows.iter().any(|r| r.capped) {
         notes.push(
@@ -827,6 +869,7 @@ pub(crate) fn table(rows: &[UpgradeRow], host: &HostInfo) -> Option<Table> {
             "RTT p50",
             "RTT p99",
             "msgs/s",
+            "msgs/s spread",
             "shared memory",
             "moved after",
             "p50 vs shm",
@@ -836,7 +879,7 @@ pub(crate) fn table(rows: &[UpgradeRow], host: &HostInfo) -> Option<Table> {
         ],
         cells,
     );
-    table.text_columns = vec![5];
+    table.text_columns = vec![6];
     table.notes = notes;
     Some(table)
 }
@@ -870,6 +913,7 @@ mod tests {
             rate_vs_shm: None,
             p50_vs_tcp: None,
             rate_vs_tcp: None,
+            spread: Spread::default(),
         }
     }
 
