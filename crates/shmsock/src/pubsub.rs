@@ -81,15 +81,14 @@ pub struct Publisher {
     /// first `shm://` endpoint, or else the hidden ring offered to local network
     /// subscribers. Its sequence numbers are the ones a HANDOVER names.
     ring: Option<ShmPublisher>,
-    /// Whether `ring` takes over network connections (then `book` is set).
-    offered: bool,
     /// Whether `ring` is the hidden ring of a network-only publisher (no endpoint of the
     /// user's): a message too large for it still goes to the network while nobody reads it.
     hidden: bool,
     /// More `shm://` endpoints.
     more: Vec<ShmPublisher>,
     net: Vec<NetPublisher>,
-    /// The offers made to network subscribers, if [`Options::upgrade`] is on.
+    /// The offers made to network subscribers, if [`Options::upgrade`] is on: then `ring`,
+    /// once there is one, takes over their connections.
     book: Option<Arc<Book>>,
     /// The endpoints the user bound, in order (not the hidden ring).
     endpoints: Vec<String>,
@@ -150,7 +149,6 @@ impl Publisher {
         parsed.sort_by_key(|ep| !matches!(ep, Endpoint::Shm(_)));
         let mut publisher = Publisher {
             ring: None,
-            offered: false,
             hidden: false,
             more: Vec::new(),
             net: Vec::new(),
@@ -195,7 +193,6 @@ impl Publisher {
                 let p = ShmPublisher::bind(ep.to_string(), name, &cfg)?;
                 self.endpoints.push(p.endpoint().to_owned());
                 if first {
-                    self.offered = self.book.is_some();
                     self.ring = Some(p);
                 } else {
                     self.more.push(p);
@@ -240,7 +237,6 @@ impl Publisher {
             match ShmPublisher::bind(format!("shm://{name}"), &name, &cfg) {
                 Ok(p) => {
                     self.ring = Some(p);
-                    self.offered = true;
                     self.hidden = true;
                 }
                 Err(e) => {
@@ -250,7 +246,7 @@ impl Publisher {
                 }
             }
         }
-        let ring = self.ring.as_ref().filter(|_| self.offered)?;
+        let ring = self.ring.as_ref()?;
         Some(ring.endpoint().strip_prefix("shm://")?.to_owned())
     }
 
@@ -302,7 +298,7 @@ impl Publisher {
                 None => ring.send(msg, mode)?,
             }
             committed = true;
-            if self.offered {
+            if self.book.is_some() {
                 // Message `seq` is not given to the network yet: it is the first the
                 // subscribers that just joined read from the ring.
                 hand_over(ring, &mut self.net, seq);
@@ -442,7 +438,7 @@ impl Publisher {
         let mut count = 0;
         if let Some(ring) = &mut self.ring {
             count += ring.subscriber_count();
-            if self.offered {
+            if self.book.is_some() {
                 // Counted by the ring from now on.
                 let next = ring.next_seq();
                 hand_over(ring, &mut self.net, next);
