@@ -105,10 +105,18 @@ impl Link {
     }
 
     /// Records corruption: the connection is unusable from now on.
+    #[cold]
     pub(crate) fn poison(&mut self, c: Corruption) -> Error {
         tracing::warn!(endpoint = %self.endpoint, peer_pid = self.peer_pid, what = %c, "peer shared memory is corrupt; connection closed");
         self.corrupt = Some(c.0);
         self.usable().expect_err("just poisoned")
+    }
+
+    /// Neither closed nor corrupt: what [`Link::usable`] checks, as one test for the fast
+    /// paths (their errors are built on the slow path).
+    #[inline]
+    pub(crate) fn is_usable(&self) -> bool {
+        !self.closed && self.corrupt.is_none()
     }
 
     /// `Err` once we closed or found the peer's memory corrupt.

@@ -145,7 +145,26 @@ impl ShmConn {
     }
 
     /// Sends one message, waiting for room as `mode` allows.
+    ///
+    /// The fast path publishes at once when the connection is open and the ring has room;
+    /// only a send that must wait, or fail, sets up the wait and builds errors (at 64 B that
+    /// machinery cost more instructions than the frame itself).
+    #[inline]
     pub(crate) fn send(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
+        if msg.len() <= self.max_message_len() && self.link.is_usable() && self.link.ended.is_none()
+        {
+            match self.push_once(msg, KIND_DATA) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.send_waiting(msg, mode)
+    }
+
+    /// [`ShmConn::send`] beyond its fast path: checks, errors, and the wait for room.
+    #[inline(never)]
+    fn send_waiting(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
         let max = self.max_message_len();
         if msg.len() > max {
             self.link.usable()?;
@@ -158,6 +177,7 @@ impl ShmConn {
     }
 
     /// Publishes one frame of `kind`, waiting for room as `mode` allows.
+    #[inline]
     fn send_frame(&mut self, msg: &[u8], mode: Mode, kind: u32) -> Result<()> {
         self.link.usable()?;
         if let Some(end) = self.link.ended {
@@ -210,6 +230,12 @@ impl ShmConn {
     /// One attempt to publish `msg`; wakes the peer if it sleeps.
     #[inline]
     fn try_push(&mut self, msg: &[u8], kind: u32) -> Result<bool> {
+        self.push_once(msg, kind)
+    }
+
+    /// The body of [`ShmConn::try_push`], always inlined into the fast path of `send`.
+    #[inline(always)]
+    fn push_once(&mut self, msg: &[u8], kind: u32) -> Result<bool> {
         let peer = &self.peer;
         match self
             .tx
@@ -269,7 +295,24 @@ impl ShmConn {
 
     /// Waits for the next frame as `mode` allows. After the peer ended, frames it had
     /// published are still returned; then the end is reported.
+    ///
+    /// The fast path returns a frame that is already published without setting up a wait.
+    #[inline]
     pub(crate) fn next_frame(&mut self, mode: Mode) -> Result<Frame> {
+        if self.link.is_usable() {
+            match self.rx.peek(&self.peer) {
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => {}
+                Err(c) => return Err(self.link.poison(c)),
+            }
+        }
+        self.wait_frame(mode)
+    }
+
+    /// [`ShmConn::next_frame`] beyond its fast path: checks, errors, publishing our consumed
+    /// position, and the wait.
+    #[inline(never)]
+    fn wait_frame(&mut self, mode: Mode) -> Result<Frame> {
         self.link.usable()?;
         let (strategy, spin_budget) = (self.wait, self.spin_budget);
         wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
@@ -470,6 +513,7 @@ impl ShmConn {
     }
 
     /// Copies the payload of `frame` into `out[..frame.len]`.
+    #[inline]
     pub(crate) fn read_frame(&mut self, frame: Frame, out: &mut [u8]) -> Result<()> {
         match self.rx.read(&self.peer, frame, out) {
             Ok(()) => Ok(()),
@@ -478,6 +522,7 @@ impl ShmConn {
     }
 
     /// Consumes `frame` (after `read_frame`).
+    #[inline]
     pub(crate) fn finish_frame(&mut self, frame: Frame) {
         if let Some(pos) = self.rx.advance(frame) {
             self.publish_consumed(pos);
@@ -490,6 +535,7 @@ impl ShmConn {
     /// Copies our message counters into our segment (for `shmsock ls`): after every send
     /// (four stores to a line only we write; no cost measurable at 64 B) and whenever we
     /// publish our consumed position.
+    #[inline]
     fn flush_counters(&self) {
         let words = [
             (word::MSGS_SENT, self.sent.0),

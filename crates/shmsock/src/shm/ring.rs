@@ -131,6 +131,7 @@ pub(crate) trait RingWrite: RingRead {
 
 /// Publishes a padding frame from `pos` to the end of the ring (the caller reserved it and
 /// the next tag word).
+#[inline]
 pub(crate) fn write_pad<M: RingWrite>(mem: &M, pos: u64, capacity: u64) {
     let index = pos & (capacity - 1);
     let to_end = capacity - index;
@@ -146,6 +147,7 @@ pub(crate) fn write_pad<M: RingWrite>(mem: &M, pos: u64, capacity: u64) {
 /// Publishes `msg` as a frame of `kind` (DATA or LOAN) at `pos` (the caller reserved the
 /// frame and the next tag word, and checked it fits before the ring end). Returns the
 /// frame's size.
+#[inline]
 pub(crate) fn write_frame<M: RingWrite>(
     mem: &M,
     pos: u64,
@@ -182,6 +184,27 @@ pub(crate) enum Header {
 /// frame aligned and lie inside the ring, before its end.
 #[inline]
 pub(crate) fn decode(pos: u64, capacity: u64, meta: u64) -> Result<Header, Corruption> {
+    // The common case, a data frame that fits, without the error paths (see `decode_any`).
+    let index = pos & (capacity - 1);
+    let (len, kind) = (meta & 0xffff_ffff, (meta >> 32) as u32);
+    if kind == KIND_DATA
+        && index.is_multiple_of(FRAME_HEADER_BYTES)
+        && payload_offset(index, len) + len <= capacity - index
+    {
+        return Ok(Header::Data(Frame {
+            index,
+            payload_at: index + payload_offset(index, len),
+            len: len as usize,
+            loan: false,
+        }));
+    }
+    decode_any(pos, capacity, meta)
+}
+
+/// [`decode`] of any header: padding, loans, and what no correct producer writes.
+#[cold]
+#[inline(never)]
+fn decode_any(pos: u64, capacity: u64, meta: u64) -> Result<Header, Corruption> {
     let index = pos & (capacity - 1);
     if !index.is_multiple_of(FRAME_HEADER_BYTES) {
         // Only a position taken from a hostile broadcast cursor can be; the room left
@@ -289,11 +312,13 @@ impl Producer {
 
     /// Free bytes. `dist(consumed, pos) <= capacity`: we never write more than a ring
     /// ahead of a consumed position, and `refresh` only moves it within what we wrote.
+    #[inline]
     fn free(&self) -> u64 {
         self.capacity - dist(self.consumed, self.pos)
     }
 
     /// Ensures `need` free bytes, re-reading the consumer's position only if the cache says full.
+    #[inline]
     fn reserve(&mut self, need: u64, read: &mut impl FnMut() -> u64) -> Result<bool, Corruption> {
         if self.free() >= need {
             return Ok(true);
@@ -317,6 +342,7 @@ impl Producer {
     }
 
     /// [`Producer::try_push`] of a frame of `kind` (DATA or LOAN).
+    #[inline]
     pub(crate) fn try_push_kind<M: RingWrite>(
         &mut self,
         mem: &M,
@@ -391,6 +417,7 @@ impl Consumer {
 
     /// Returns the next published data frame, skipping padding, or `None` if the producer
     /// has not published one yet. Each header word is read once and validated.
+    #[inline]
     pub(crate) fn peek<M: RingRead>(&mut self, mem: &M) -> Result<Option<Frame>, Corruption> {
         loop {
             let index = self.pos & (self.capacity - 1);
@@ -406,6 +433,7 @@ impl Consumer {
     }
 
     /// Copies the payload of `frame` (from `peek`) into `out[..frame.len]`.
+    #[inline]
     pub(crate) fn read<M: RingRead>(
         &self,
         mem: &M,
@@ -417,6 +445,7 @@ impl Consumer {
 
     /// Moves past `frame`. Returns `Some(pos)` when the consumed position should be
     /// published now (a quarter ring was consumed since the last publication).
+    #[inline]
     pub(crate) fn advance(&mut self, frame: Frame) -> Option<u64> {
         self.pos = self
             .pos
@@ -426,6 +455,7 @@ impl Consumer {
 
     /// Returns `Some(pos)` if consumed bytes have not been published yet (call when the
     /// ring looks empty, before waiting, so a producer waiting for space is not starved).
+    #[inline]
     pub(crate) fn unpublished(&mut self) -> Option<u64> {
         (self.pos != self.published).then(|| self.mark_published())
     }

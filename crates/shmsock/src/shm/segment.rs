@@ -458,6 +458,7 @@ impl OwnedSegment {
         }
     }
 
+    #[inline]
     fn ring_byte(&self, index: u64, size: usize) -> *mut u8 {
         debug_assert!(index + size as u64 <= self.capacity);
         self.map
@@ -467,18 +468,21 @@ impl OwnedSegment {
 }
 
 impl RingRead for OwnedSegment {
+    #[inline]
     fn load_tag(&self, index: u64) -> Result<u64, Corruption> {
         Ok(self
             .map
             .word64(RING_OFFSET + index as usize)
             .load(Ordering::Acquire))
     }
+    #[inline]
     fn load_meta(&self, index: u64) -> Result<u64, Corruption> {
         Ok(self
             .map
             .word64(RING_OFFSET + index as usize + 8)
             .load(Ordering::Relaxed))
     }
+    #[inline]
     fn read_payload(&self, at: u64, out: &mut [u8]) -> Result<(), Corruption> {
         let p = self.ring_byte(at, out.len());
         // SAFETY: `ring_byte` checked the range; `out` is our own buffer.
@@ -707,6 +711,7 @@ impl PeerSegment {
         self.map.word32(word.0)
     }
 
+    #[inline]
     fn ring_word(&self, index: u64) -> Result<&AtomicU64, Corruption> {
         (index < self.capacity)
             .then(|| self.map.u64_at(RING_OFFSET + index as usize))

@@ -329,13 +329,16 @@ pub(crate) fn drive<T>(
     deadline: Option<Instant>,
     mut turn: impl FnMut(Turn) -> Result<Outcome<T>>,
 ) -> Result<T> {
-    let mut schedule = Schedule::new(strategy, spin_budget, deadline);
+    // Most calls succeed at the first attempt: the schedule is set up only after one failed.
+    let mut schedule = None;
     loop {
         match turn(Turn::Attempt)? {
             Outcome::Done(v) => return Ok(v),
             Outcome::Again => continue,
             Outcome::Pending => {}
         }
+        let schedule =
+            schedule.get_or_insert_with(|| Schedule::new(strategy, spin_budget, deadline));
         let next = match schedule.next() {
             Step::Spin => {
                 std::hint::spin_loop();
