@@ -35,7 +35,7 @@ use super::segment::OwnedSegment;
 use super::wait::{self, Outcome, Turn};
 use crate::error::{Error, Result};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use crate::vocabulary::Mode;
+use crate::vocabulary::{Mode, WaitStrategy};
 
 /// Identifies the writer a message came from: its pid and a serial number unique within
 /// this inbox (a pid can connect several times).
@@ -567,6 +567,7 @@ impl Admit for Writers {
             },
             || {
                 OwnedSegment::create_for(RING_CAPACITY_MIN_BYTES, SegmentRole::Inbox, endpoint)
+                    .map(|seg| seg.fence_wake_if(self.opts.wait == WaitStrategy::Blocking))
                     .map_err(Into::into)
             },
             deadline,

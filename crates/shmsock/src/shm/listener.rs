@@ -16,6 +16,7 @@ use super::pair::{create_pool, ShmConn};
 use super::rendezvous::{greet, BoundName, Extras, Greeting, Validated};
 use super::segment::{OwnedPool, OwnedSegment};
 use crate::error::{Error, Result};
+use crate::vocabulary::WaitStrategy;
 
 /// A bound `shm://` name.
 pub(crate) struct ShmListener {
@@ -68,6 +69,7 @@ impl Admit for ConnAdmit {
             },
             || {
                 OwnedSegment::create_for(capacity, SegmentRole::Listener, endpoint)
+                    .map(|seg| seg.fence_wake_if(self.opts.wait == WaitStrategy::Blocking))
                     .map_err(Into::into)
             },
             deadline,

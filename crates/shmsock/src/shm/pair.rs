@@ -32,6 +32,10 @@ pub(crate) struct ShmConn {
     /// Longest sleep: `FUTEX_SLEEP_MAX`, or 1 ms if the peer uses light barriers and the
     /// kernel refuses us the heavy one (a wake-up may then be missed; the cap bounds it).
     sleep_cap: Duration,
+    /// We notify the peer with light barriers (a compiler fence; see `ShmConn::new`).
+    notify_light: bool,
+    /// Before sleeping we run the heavy barrier (the peer notifies with light ones).
+    wait_heavy: bool,
     sent: (u64, u64),
     received: (u64, u64),
     /// The peer's doorbell (it is an `Inbox` or an async receiver): ring it instead of our
@@ -70,7 +74,11 @@ pub(crate) fn connect_with_bell(
             pool: pool.as_ref().map(OwnedPool::shape),
             handover: None,
         },
-        |_| OwnedSegment::create_for(capacity, Connector, &endpoint).map_err(Into::into),
+        |_| {
+            OwnedSegment::create_for(capacity, Connector, &endpoint)
+                .map(|seg| seg.fence_wake_if(opts.wait == WaitStrategy::Blocking))
+                .map_err(Into::into)
+        },
         opts.handshake_timeout,
     )?;
     ShmConn::new(endpoint, peer, mine, opts, pool)
@@ -109,7 +117,13 @@ impl ShmConn {
         } = peer;
         let borrower = peer_pool.map(|p| Borrower::new(p, ReleaseBoard::of(&mine)));
         let (tx_cap, rx_cap) = (mine.capacity(), peer.capacity_bytes());
-        let sleep_cap = if peer.light_notify() && !crate::sys::heavy_barrier() {
+        // Who runs which barrier around a sleep (see `wait`): we notify with light barriers
+        // if we may and the peer did not ask for a fence; we wait with the heavy one if the
+        // peer notifies with light barriers and we did not ask it for a fence. Both sides
+        // derive this from the same two header flags.
+        let notify_light = mine.light_notify() && !peer.fence_wake();
+        let wait_heavy = peer.light_notify() && !mine.fence_wake();
+        let sleep_cap = if wait_heavy && !crate::sys::heavy_barrier() {
             Duration::from_millis(1)
         } else {
             wait::FUTEX_SLEEP_MAX
@@ -123,6 +137,8 @@ impl ShmConn {
             wait: opts.wait,
             spin_budget: opts.spin_budget,
             sleep_cap,
+            notify_light,
+            wait_heavy,
             sent: (0, 0),
             received: (0, 0),
             peer_bell,
@@ -209,7 +225,7 @@ impl ShmConn {
                         self.mine.word32(word::TX_SLEEPING),
                         self.peer.word32(word::SPACE_SEQ),
                     );
-                    let key = wait::prepare_wait(flag, seq, self.peer.light_notify());
+                    let key = wait::prepare_wait(flag, seq, self.wait_heavy);
                     let pushed = self.try_push(msg, kind);
                     if !matches!(pushed, Ok(false)) {
                         wait::cancel_wait(self.mine.word32(word::TX_SLEEPING));
@@ -271,11 +287,11 @@ impl ShmConn {
             None => wait::notify(
                 peer_sleeping,
                 self.mine.word32(my_seq),
-                self.mine.light_notify(),
+                self.notify_light,
                 &SharedFutex,
             ),
             Some(bell) => {
-                if wait::any_sleeps([peer_sleeping], self.mine.light_notify()) {
+                if wait::any_sleeps([peer_sleeping], self.notify_light) {
                     bell.ring();
                 }
             }
@@ -334,7 +350,7 @@ impl ShmConn {
                         self.mine.word32(word::RX_SLEEPING),
                         self.peer.word32(word::DATA_SEQ),
                     );
-                    let key = wait::prepare_wait(flag, seq, self.peer.light_notify());
+                    let key = wait::prepare_wait(flag, seq, self.wait_heavy);
                     let next = self.peek();
                     if !matches!(next, Ok(None)) {
                         wait::cancel_wait(self.mine.word32(word::RX_SLEEPING));
@@ -393,9 +409,10 @@ impl ShmConn {
         self.link.control_fd()
     }
 
-    /// Whether the peer notifies with light barriers (its waiter must run the heavy one).
+    /// Whether our waits must run the heavy barrier (the peer notifies with light barriers
+    /// and we did not ask it for a fence).
     pub(crate) fn peer_light(&self) -> bool {
-        self.peer.light_notify()
+        self.wait_heavy
     }
 
     /// Takes a free slot of our pool for `len` bytes, waiting for the peer to release one
