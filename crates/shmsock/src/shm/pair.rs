@@ -330,6 +330,24 @@ impl ShmConn {
     #[inline(never)]
     fn wait_frame(&mut self, mode: Mode) -> Result<Frame> {
         self.link.usable()?;
+        // First a short spin on the tag alone: each turn of the full loop below also looks
+        // at the peer's end and the schedule, which delays noticing a frame (a busy 8 B round
+        // trip took 270 ns with the loop alone, 240-250 ns with this spin first), and most
+        // waits of a spinning receiver end within the batch.
+        if self.wait != WaitStrategy::Blocking
+            && !matches!(mode, Mode::Try)
+            && self.link.ended.is_none()
+        {
+            if let Some(pos) = self.rx.unpublished() {
+                self.publish_consumed(pos);
+            }
+            for _ in 0..wait::SPINS_PER_CLOCK_READ {
+                std::hint::spin_loop();
+                if let Some(frame) = self.peek()? {
+                    return Ok(frame);
+                }
+            }
+        }
         let (strategy, spin_budget) = (self.wait, self.spin_budget);
         wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
             match turn {

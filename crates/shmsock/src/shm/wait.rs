@@ -55,7 +55,7 @@ pub const FUTEX_SLEEP_MAX: Duration = Duration::from_millis(10);
 /// Interval of peer-death checks (a `poll` on the rendezvous socket) while waiting.
 pub const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(5);
 /// Spin iterations between two clock reads.
-const SPINS_PER_CLOCK_READ: u32 = 64;
+pub(crate) const SPINS_PER_CLOCK_READ: u32 = 64;
 
 /// Sleeping and waking on a 32-bit word (a shared futex in production, a model in loom).
 pub(crate) trait Futex {
