@@ -74,7 +74,7 @@ pub(crate) fn connect_with_bell(
             pool: pool.as_ref().map(OwnedPool::shape),
             handover: None,
         },
-        |_| {
+        || {
             OwnedSegment::create_for(capacity, Connector, &endpoint)
                 .map(|seg| seg.fence_wake_if(opts.wait == WaitStrategy::Blocking))
                 .map_err(Into::into)

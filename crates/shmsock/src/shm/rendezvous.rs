@@ -669,15 +669,16 @@ fn established(
 }
 
 /// The connecting side of a handshake, with one deadline (`timeout` from now) for the whole
-/// exchange. `mine` creates our segment once the listener's is mapped (a subscriber reads
-/// the publisher's cursor first).
+/// exchange. `mine` creates our segment as soon as the listener's credentials are checked,
+/// while the listener wakes up and prepares its hello: its system calls (about 20 µs on our
+/// VM) then overlap the wait instead of following it.
 pub(crate) fn connect_side(
     endpoint: &str,
     name: &str,
     peers: &PeerPolicy,
     (my_role, peer_role): (Role, Role),
     extras: Extras<'_>,
-    mine: impl FnOnce(&PeerSegment) -> io::Result<OwnedSegment>,
+    mine: impl FnOnce() -> io::Result<OwnedSegment>,
     timeout: Duration,
 ) -> Result<(Peer, OwnedSegment)> {
     let deadline = Instant::now() + timeout;
@@ -714,16 +715,16 @@ pub(crate) fn connect_side(
             ),
         })?;
     }
-    let received =
-        hello::recv_hello(&sock, deadline).map_err(|e| io_err(endpoint, "receiving hello", e))?;
-    let accepted = accept_peer_hello(endpoint, received, peer_role, pid)?;
-    let mine = mine(&accepted.segment).map_err(|e| {
+    let mine = mine().map_err(|e| {
         io_err(
             endpoint,
             "creating our segment (memfd_create/ftruncate/mmap)",
             e,
         )
     })?;
+    let received =
+        hello::recv_hello(&sock, deadline).map_err(|e| io_err(endpoint, "receiving hello", e))?;
+    let accepted = accept_peer_hello(endpoint, received, peer_role, pid)?;
     mine.note_peer(pid, &accepted.segment);
     send_segment(endpoint, &sock, &mine, my_role, extras)?;
     // A publisher's acknowledgement says where we start; anyone else's is one byte.

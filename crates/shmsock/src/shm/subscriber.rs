@@ -92,7 +92,7 @@ impl ShmSubscriber {
                 pool: None,
                 handover,
             },
-            |_| {
+            || {
                 OwnedSegment::create_for(
                     RING_CAPACITY_MIN_BYTES,
                     SegmentRole::Subscriber,
