@@ -297,6 +297,7 @@ impl<T: Send + 'static> Acceptor<T> {
 impl<T> Acceptor<T> {
     /// Appends the peers queued since the last call to `out` (a plain load first: this runs
     /// on every blocking call of the owner, and a swap is a locked read-modify-write).
+    #[inline]
     pub(crate) fn take_into(&self, out: &mut Vec<T>) {
         if self.queue.pending.load(Ordering::Relaxed)
             && self.queue.pending.swap(false, Ordering::Acquire)

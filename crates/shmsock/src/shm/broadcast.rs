@@ -194,6 +194,14 @@ pub(crate) struct Writer {
     at: Snapshot,
     /// Ring position of the last frame written.
     last_frame_pos: u64,
+    /// A lower bound of every protected subscriber's consumed position, from the last call
+    /// of `min_consumed` (`None`: unknown). Consumed positions only move forward, so while
+    /// the bound frees the bytes a frame reuses, nobody's position needs reading: without
+    /// it a `Block` publisher read every subscriber's position, a line each subscriber
+    /// writes, at every message once the ring had wrapped. The owner calls
+    /// [`Writer::forget_min_consumed`] when a subscriber that could be behind the bound
+    /// starts counting.
+    min_bound: Option<u64>,
 }
 
 /// Outcome of [`Writer::try_push`].
@@ -217,6 +225,7 @@ impl Writer {
                 write_seq: 0,
             },
             last_frame_pos: 0,
+            min_bound: None,
         }
     }
 
@@ -237,7 +246,15 @@ impl Writer {
             capacity,
             at,
             last_frame_pos: pos,
+            min_bound: None,
         }
+    }
+
+    /// Drops the cached lower bound of the consumed positions: the next frame that reuses
+    /// bytes asks `min_consumed` again (call when a subscriber joins or starts holding the
+    /// writer back, or a floor below the bound may apply).
+    pub(crate) fn forget_min_consumed(&mut self) {
+        self.min_bound = None;
     }
 
     /// Ring position of the last frame written.
@@ -312,9 +329,13 @@ impl Writer {
         // not been filled once: then that lies behind the oldest frame).
         let reuse_below = end.wrapping_sub(self.capacity);
         if after(reuse_below, self.at.oldest_pos) && policy == Overflow::Block {
-            if let Some(min) = min_consumed() {
-                if after(reuse_below, min) {
-                    return Push::Blocked;
+            let freed = self.min_bound.is_some_and(|min| !after(reuse_below, min));
+            if !freed {
+                self.min_bound = min_consumed();
+                if let Some(min) = self.min_bound {
+                    if after(reuse_below, min) {
+                        return Push::Blocked;
+                    }
                 }
             }
         }

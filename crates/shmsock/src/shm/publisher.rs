@@ -231,6 +231,8 @@ impl ShmPublisher {
         for sub in self.subs.iter_mut().filter(|s| s.token == Some(token)) {
             sub.awaiting_handover = false;
         }
+        // It holds the writer back from now on, possibly from behind the cached bound.
+        self.writer.forget_min_consumed();
     }
 
     /// Takes in newly accepted subscribers and drops dead ones.
@@ -238,8 +240,11 @@ impl ShmPublisher {
         // A plain load first: this runs on every Block send, and a swap is a locked RMW.
         let before = self.subs.len();
         self.acceptor.take_into(&mut self.subs);
-        self.handovers
-            .extend(self.subs[before..].iter().filter_map(|s| s.token));
+        if self.subs.len() > before {
+            self.handovers
+                .extend(self.subs[before..].iter().filter_map(|s| s.token));
+            self.writer.forget_min_consumed();
+        }
         if check_sockets {
             for sub in &mut self.subs {
                 if !matches!(control::check(&sub.sock), Ok(Control::Alive)) {
@@ -247,7 +252,9 @@ impl ShmPublisher {
                 }
             }
         }
-        self.subs.retain(|s| !s.dropped);
+        if self.subs.iter().any(|s| s.dropped) {
+            self.subs.retain(|s| !s.dropped);
+        }
     }
 
     /// Live subscribers (checks their sockets).
@@ -262,6 +269,10 @@ impl ShmPublisher {
             // its subscriber is queued: merge it now, so one of the two protects it.
             let floor = self.join_floor.load(Ordering::Acquire);
             self.refresh_subscribers(false);
+            if floor != NO_FLOOR {
+                // A joining subscriber's floor may lie below the cached bound.
+                self.writer.forget_min_consumed();
+            }
             floor
         } else {
             NO_FLOOR
@@ -318,10 +329,24 @@ impl ShmPublisher {
         if check {
             self.sends_since_peer_check = 0;
         }
-        self.refresh_subscribers(check);
+        // A `Block` attempt takes new subscribers in itself (after reading the join floor).
+        if check || self.policy != Overflow::Block || self.write_only_when_read {
+            self.refresh_subscribers(check);
+        }
         if self.write_only_when_read && self.is_unread() {
             return Ok(());
         }
+        // Most sends find room at once: only one that does not sets up the wait.
+        if self.try_push(msg, kind) {
+            return Ok(());
+        }
+        self.send_waiting(msg, mode, kind)
+    }
+
+    /// [`ShmPublisher::send_frame`] once a first attempt found no room: the wait for the
+    /// slowest subscriber.
+    #[inline(never)]
+    fn send_waiting(&mut self, msg: &[u8], mode: Mode, kind: u32) -> Result<()> {
         // When the wait began, read only once there is one: on a VM a clock read costs
         // about as much as the message.
         let mut started = None::<Instant>;

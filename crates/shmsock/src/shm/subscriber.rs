@@ -313,7 +313,22 @@ impl ShmSubscriber {
     }
 
     /// Waits for the next message or loan as `mode` allows.
+    #[inline]
     fn next(&mut self, buf: &mut [u8], mode: Mode) -> Result<Got> {
+        // A message already published is taken without setting up a wait (the lag check
+        // matters only when the ring looks empty, and the waiting path makes it).
+        if self.link.is_usable() {
+            match self.attempt(buf, false)? {
+                Got::Nothing => {}
+                got => return Ok(got),
+            }
+        }
+        self.next_waiting(buf, mode)
+    }
+
+    /// [`ShmSubscriber::next`] once the ring looked empty: the wait.
+    #[inline(never)]
+    fn next_waiting(&mut self, buf: &mut [u8], mode: Mode) -> Result<Got> {
         self.link.usable()?;
         let mut polls = 0u32;
         let (strategy, spin_budget) = (self.wait, self.spin_budget);
