@@ -55,7 +55,8 @@ pub enum WaitStrategy {
     /// is still checked every few milliseconds.
     BusyPoll,
     /// Spin for the spin budget ([`SPIN_BUDGET_DEFAULT`]), then sleep on a futex. Idle
-    /// waiters use almost no CPU.
+    /// waiters use almost no CPU. After the first 5 µs the spinning also yields the CPU now
+    /// and then, so a machine with more busy processes than CPUs runs the one we wait for.
     #[default]
     Adaptive,
     /// Sleep on a futex at once: least CPU, each wake-up costs a kernel round trip.

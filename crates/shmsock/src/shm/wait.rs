@@ -54,6 +54,8 @@ use crate::vocabulary::WaitStrategy;
 pub const FUTEX_SLEEP_MAX: Duration = Duration::from_millis(10);
 /// Interval of peer-death checks (a `poll` on the rendezvous socket) while waiting.
 pub const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(5);
+/// How long an adaptive waiter spins before it also yields its CPU at each clock read.
+const YIELD_AFTER: Duration = Duration::from_micros(5);
 /// Spin iterations between two clock reads.
 pub(crate) const SPINS_PER_CLOCK_READ: u32 = 64;
 
@@ -292,6 +294,13 @@ impl Schedule {
             WaitStrategy::Blocking => false,
         };
         if spin {
+            // An adaptive waiter that has spun a while offers its CPU at each clock read: on
+            // an oversubscribed machine whoever it waits for may need that CPU. (Fan-out on
+            // 2 CPUs: four subscribers shared one, each spinning its whole budget when it ran
+            // dry while the publisher waited for one of the others.)
+            if self.strategy == WaitStrategy::Adaptive && now.duration_since(start) >= YIELD_AFTER {
+                std::thread::yield_now();
+            }
             return Step::Spin;
         }
         let left = self
