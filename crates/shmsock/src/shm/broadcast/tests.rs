@@ -173,6 +173,60 @@ fn block_waits_for_the_slowest_reader() {
     }
 }
 
+/// One `Block` push of message `seq` (100 bytes) against reader `r`, counting the reads of
+/// its position in `reads`.
+fn push_counting(
+    w: &mut Writer,
+    ring: &HeapRing,
+    words: &Words,
+    r: &Reader,
+    seq: u64,
+    reads: &mut u32,
+) -> Push {
+    w.try_push(
+        ring,
+        &words.cursor(),
+        Overflow::Block,
+        || {
+            *reads += 1;
+            Some(r.position())
+        },
+        &message(seq, 100),
+    )
+}
+
+#[test]
+fn block_reads_consumed_positions_only_when_its_bound_does_not_free_the_bytes() {
+    let (ring, words) = (HeapRing::new(CAP), Words::new());
+    let mut w = Writer::new(CAP);
+    let mut r = Reader::new(CAP, words.cursor().snapshot(CAP).unwrap());
+    let (mut reads, mut seq) = (0, 0);
+    // Filling the ring reuses nothing; the push that would reuse unread bytes reads once.
+    while push_counting(&mut w, &ring, &words, &r, seq, &mut reads) == Push::Done {
+        seq += 1;
+    }
+    assert_eq!(reads, 1, "{seq} frames filled the ring");
+    // The reader catches up: the stale bound does not free the bytes, so the writer reads
+    // the position again, once, and that bound then covers most of a ring of frames.
+    let mut buf = [0u8; 256];
+    while let Read::Message(_) = r.read(&ring, &words.cursor(), &mut buf, true).unwrap() {}
+    for _ in 0..20 {
+        assert_eq!(
+            push_counting(&mut w, &ring, &words, &r, seq, &mut reads),
+            Push::Done
+        );
+        seq += 1;
+    }
+    assert_eq!(reads, 2);
+    // Forgotten (a subscriber joined): the next push that reuses bytes reads again.
+    w.forget_min_consumed();
+    assert_eq!(
+        push_counting(&mut w, &ring, &words, &r, seq, &mut reads),
+        Push::Done
+    );
+    assert_eq!(reads, 3);
+}
+
 #[test]
 fn max_payload_messages_pad_and_evict() {
     let (ring, words) = (HeapRing::new(CAP), Words::new());
