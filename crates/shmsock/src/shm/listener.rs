@@ -69,7 +69,10 @@ impl Admit for ConnAdmit {
             },
             || {
                 OwnedSegment::create_for(capacity, SegmentRole::Listener, endpoint)
-                    .map(|seg| seg.fence_wake_if(self.opts.wait == WaitStrategy::Blocking))
+                    .map(|seg| {
+                        seg.fence_wake_if(self.opts.wait == WaitStrategy::Blocking)
+                            .with_keyed_sleeps()
+                    })
                     .map_err(Into::into)
             },
             deadline,

@@ -144,6 +144,57 @@ fn loom_eventcount_loses_no_wake_up() {
     });
 }
 
+/// The eventcount with keyed sleeps: a producer that skips the wake-up of a sleep whose key
+/// is stale (`notify_keyed`) never leaves the consumer asleep, over three messages (waking
+/// each numbered sleep once instead failed this model: the consumer can read its key after
+/// the wake-up and sleep on it).
+#[test]
+fn loom_keyed_sleeps_lose_no_wake_up() {
+    loom::model(|| {
+        let data = Arc::new(AtomicU64::new(0));
+        let consumer_sleeping = Arc::new(AtomicU32::new(0));
+        let producer_seq = Arc::new(AtomicU32::new(0));
+        let futex = Arc::new(ModelFutex::new());
+
+        let producer = {
+            let (data, sleeping, seq, futex) = (
+                data.clone(),
+                consumer_sleeping.clone(),
+                producer_seq.clone(),
+                futex.clone(),
+            );
+            thread::spawn(move || {
+                for v in 1..=3 {
+                    data.store(v, Ordering::Release);
+                    wait::notify_keyed(&sleeping, &seq, false, &*futex);
+                }
+            })
+        };
+
+        let mut seen = 0;
+        while seen < 3 {
+            let v = data.load(Ordering::Acquire);
+            if v > seen {
+                seen = v;
+                continue;
+            }
+            let key = wait::prepare_keyed_wait(&consumer_sleeping, &producer_seq, false);
+            if data.load(Ordering::Acquire) > seen {
+                wait::cancel_wait(&consumer_sleeping);
+                continue;
+            }
+            wait::sleep(
+                &consumer_sleeping,
+                &producer_seq,
+                key,
+                Duration::MAX,
+                &*futex,
+            );
+        }
+        producer.join().unwrap();
+    });
+}
+
 /// A doorbell model (an `Inbox`'s socket pairs): ringing queues a datagram (adds to a
 /// counter) and wakes; waiting blocks while none is queued; resetting drains them.
 struct ModelBell {

@@ -36,6 +36,9 @@ pub(crate) struct ShmConn {
     notify_light: bool,
     /// Before sleeping we run the heavy barrier (the peer notifies with light ones).
     wait_heavy: bool,
+    /// The peer writes the keys it sleeps on: we wake it only on a current one
+    /// (`wait::notify_keyed`).
+    peer_keyed: bool,
     sent: (u64, u64),
     received: (u64, u64),
     /// The peer's doorbell (it is an `Inbox` or an async receiver): ring it instead of our
@@ -76,7 +79,10 @@ pub(crate) fn connect_with_bell(
         },
         || {
             OwnedSegment::create_for(capacity, Connector, &endpoint)
-                .map(|seg| seg.fence_wake_if(opts.wait == WaitStrategy::Blocking))
+                .map(|seg| {
+                    seg.fence_wake_if(opts.wait == WaitStrategy::Blocking)
+                        .with_keyed_sleeps()
+                })
                 .map_err(Into::into)
         },
         opts.handshake_timeout,
@@ -123,6 +129,7 @@ impl ShmConn {
         // derive this from the same two header flags.
         let notify_light = mine.light_notify() && !peer.fence_wake();
         let wait_heavy = peer.light_notify() && !mine.fence_wake();
+        let peer_keyed = peer.keyed_sleeps();
         let sleep_cap = if wait_heavy && !crate::sys::heavy_barrier() {
             Duration::from_millis(1)
         } else {
@@ -139,6 +146,7 @@ impl ShmConn {
             sleep_cap,
             notify_light,
             wait_heavy,
+            peer_keyed,
             sent: (0, 0),
             received: (0, 0),
             peer_bell,
@@ -225,7 +233,7 @@ impl ShmConn {
                         self.mine.word32(word::TX_SLEEPING),
                         self.peer.word32(word::SPACE_SEQ),
                     );
-                    let key = wait::prepare_wait(flag, seq, self.wait_heavy);
+                    let key = wait::prepare_keyed_wait(flag, seq, self.wait_heavy);
                     let pushed = self.try_push(msg, kind);
                     if !matches!(pushed, Ok(false)) {
                         wait::cancel_wait(self.mine.word32(word::TX_SLEEPING));
@@ -284,6 +292,12 @@ impl ShmConn {
     fn wake_peer(&self, peer_flag: word::Word32, my_seq: word::Word32) {
         let peer_sleeping = self.peer.word32(peer_flag);
         match &self.peer_bell {
+            None if self.peer_keyed => wait::notify_keyed(
+                peer_sleeping,
+                self.mine.word32(my_seq),
+                self.notify_light,
+                &SharedFutex,
+            ),
             None => wait::notify(
                 peer_sleeping,
                 self.mine.word32(my_seq),
@@ -368,7 +382,7 @@ impl ShmConn {
                         self.mine.word32(word::RX_SLEEPING),
                         self.peer.word32(word::DATA_SEQ),
                     );
-                    let key = wait::prepare_wait(flag, seq, self.wait_heavy);
+                    let key = wait::prepare_keyed_wait(flag, seq, self.wait_heavy);
                     let next = self.peek();
                     if !matches!(next, Ok(None)) {
                         wait::cancel_wait(self.mine.word32(word::RX_SLEEPING));

@@ -142,6 +142,10 @@ pub(crate) const FLAG_LIGHT_NOTIFY: u64 = 1;
 /// took 14 µs on our 2-vCPU VM while the other CPU ran a registered process, against 0.7 µs
 /// for a trivial system call).
 pub(crate) const FLAG_FENCE_WAKE: u64 = 2;
+/// Header flag: the owner writes the key it sleeps on into its `*_SLEEPING` flags
+/// (`wait::prepare_keyed_wait`), so whoever wakes it may skip a sleep whose key is already
+/// stale (`wait::notify_keyed`). Without it a notifier wakes at every look at a set flag.
+pub(crate) const FLAG_KEYED_SLEEPS: u64 = 4;
 /// The per-slot release words (see the layout above).
 pub(crate) const OFF_RELEASED: usize = 1024;
 /// Most slots a loan pool may have (the release words fit in the header page).
@@ -424,6 +428,15 @@ impl OwnedSegment {
         self.fence_wake
     }
 
+    /// Says [`FLAG_KEYED_SLEEPS`]: every wait on this segment's flags will write its key
+    /// there (a `Conn` side's do); call before the segment is offered to anyone.
+    pub(crate) fn with_keyed_sleeps(self) -> Self {
+        let flags = self.word64(word::FLAGS).load(Ordering::Relaxed);
+        self.word64(word::FLAGS)
+            .store(flags | FLAG_KEYED_SLEEPS, Ordering::Relaxed);
+        self
+    }
+
     /// A 64-bit word of our own segment at a layout constant.
     #[inline]
     pub(crate) fn word64(&self, word: word::Word64) -> &AtomicU64 {
@@ -593,6 +606,8 @@ pub(crate) struct PeerSegment {
     light_notify: bool,
     /// The peer asked for [`FLAG_FENCE_WAKE`].
     fence_wake: bool,
+    /// The peer writes the keys it sleeps on ([`FLAG_KEYED_SLEEPS`]).
+    keyed_sleeps: bool,
     /// Device and inode of the memfd (identifies the segment across processes).
     id: SegmentId,
     /// The pid in its header: the process that created it.
@@ -639,7 +654,7 @@ impl PeerSegment {
         if pid == 0 || pid > u64::from(u32::MAX) {
             return bad(format!("implausible pid {pid}"));
         }
-        if flags & !(FLAG_LIGHT_NOTIFY | FLAG_FENCE_WAKE) != 0 {
+        if flags & !(FLAG_LIGHT_NOTIFY | FLAG_FENCE_WAKE | FLAG_KEYED_SLEEPS) != 0 {
             return bad(format!("unknown flags {flags:#x}"));
         }
         Ok(PeerSegment {
@@ -647,6 +662,7 @@ impl PeerSegment {
             capacity,
             light_notify: flags & FLAG_LIGHT_NOTIFY != 0,
             fence_wake: flags & FLAG_FENCE_WAKE != 0,
+            keyed_sleeps: flags & FLAG_KEYED_SLEEPS != 0,
             id,
             creator_pid: pid as u32,
         })
@@ -687,6 +703,12 @@ impl PeerSegment {
     /// ([`FLAG_FENCE_WAKE`]).
     pub(crate) fn fence_wake(&self) -> bool {
         self.fence_wake
+    }
+
+    /// The peer writes the keys it sleeps on: wake it only on a current key
+    /// ([`FLAG_KEYED_SLEEPS`]).
+    pub(crate) fn keyed_sleeps(&self) -> bool {
+        self.keyed_sleeps
     }
 
     /// Capacity of the peer's ring in bytes (validated at open).
@@ -1069,7 +1091,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_segment_carries_its_fence_wake_request_to_the_peer() {
+    fn a_segment_carries_its_wake_up_flags_to_the_peer() {
         for ask in [false, true] {
             let mine = OwnedSegment::create(4096).unwrap().fence_wake_if(ask);
             assert_eq!(mine.fence_wake(), ask);
@@ -1077,6 +1099,11 @@ mod tests {
             let peer = PeerSegment::open(fd, mine.capacity()).unwrap();
             assert_eq!(peer.fence_wake(), ask);
             assert_eq!(peer.light_notify(), mine.light_notify());
+            assert!(!peer.keyed_sleeps());
         }
+        let mine = OwnedSegment::create(4096).unwrap().with_keyed_sleeps();
+        let fd = mine.fd().try_clone_to_owned().unwrap();
+        let peer = PeerSegment::open(fd, mine.capacity()).unwrap();
+        assert!(peer.keyed_sleeps());
     }
 }

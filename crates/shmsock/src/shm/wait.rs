@@ -41,6 +41,11 @@
 //! whoever wakes it uses the full fence for it: both sides derive the pair of barriers from
 //! the same two header flags (`ShmConn::new`), and the symmetric case is the one loom checks.
 //!
+//! **Keyed sleeps.** A `Conn` side writes the key it sleeps on into its flag once it has
+//! read it, and says so in its header; its peer then wakes it only while that key is
+//! current ([`notify_keyed`]), not at every message it publishes while the sleeper's CPU is
+//! still waking up.
+//!
 //! Every sleep has a timeout ([`FUTEX_SLEEP_MAX`]): a wake-up that never comes because the
 //! notifier died cannot hang us, and the peer-death check runs after each timeout.
 
@@ -94,6 +99,41 @@ pub(crate) fn notify(
 ) {
     notify_any([peer_sleeping], my_seq, light, futex);
 }
+
+/// [`notify`] for a waiter that says which key it sleeps on ([`prepare_keyed_wait`]):
+/// wakes it only if that key is still current. Between our wake-up and the waiter clearing
+/// its flag, every message we publish would otherwise find the flag set and pay a
+/// `futex_wake` of its own: a stream to a `Blocking` receiver made a system call per message
+/// while the receiver's CPU woke up (about 25 µs on our VM). Skipping is safe: the waiter
+/// read its key before our sequence word moved past it, and every move is followed by a
+/// wake, so its `futex_wait` on that key returns by itself. A flag that says only "about to
+/// sleep" (the key not known yet) is always woken. (Numbering sleeps instead, and waking
+/// each number once, loses wake-ups: the waiter may read its key after our wake-up and then
+/// sleep on it; the loom model of this found that.)
+#[inline]
+pub(crate) fn notify_keyed(
+    peer_sleeping: &AtomicU32,
+    my_seq: &AtomicU32,
+    light: bool,
+    futex: &impl Futex,
+) {
+    publication_fence(light);
+    let flag = peer_sleeping.load(Ordering::Relaxed);
+    if flag == 0 {
+        return;
+    }
+    // We are the only writer of `my_seq`: a relaxed load gives our latest value.
+    if flag & KEYED != 0 && my_seq.load(Ordering::Relaxed) & !KEYED != flag & !KEYED {
+        return;
+    }
+    // Release: pairs with the Acquire key load in `prepare_wait`.
+    my_seq.fetch_add(1, Ordering::Release);
+    futex.wake(my_seq);
+}
+
+/// A sleep flag that carries the waiter's key: the key's low 31 bits, and this bit (so it is
+/// never 0 nor the plain announcement 1).
+const KEYED: u32 = 1 << 31;
 
 /// [`notify`] for several waiters sleeping on our one sequence word (a publisher's
 /// subscribers): one fence, one look at each flag, at most one wake-up call.
@@ -206,6 +246,20 @@ pub(crate) fn prepare_wait(my_sleeping: &AtomicU32, peer_seq: &AtomicU32, peer_l
     let _ = peer_light;
     // Acquire: pairs with the Release increment in `notify`.
     peer_seq.load(Ordering::Acquire)
+}
+
+/// [`prepare_wait`] that then tells the notifier which key we sleep on, for
+/// [`notify_keyed`] (the announcement that orders against the notifier's publication is
+/// the plain one, before the fence; this second store only narrows when it must wake us).
+#[inline]
+pub(crate) fn prepare_keyed_wait(
+    my_sleeping: &AtomicU32,
+    peer_seq: &AtomicU32,
+    peer_light: bool,
+) -> u32 {
+    let key = prepare_wait(my_sleeping, peer_seq, peer_light);
+    my_sleeping.store(KEYED | (key & !KEYED), Ordering::Relaxed);
+    key
 }
 
 /// Waiter half, step 2: sleep until the key changes, a wake-up, or `timeout`.
