@@ -95,11 +95,15 @@ fn loom_ring_delivers_in_order_without_tearing() {
     });
 }
 
-/// The eventcount: a consumer that goes to sleep while the producer publishes is always
-/// woken (the model futex has no timeout, so a lost wake-up deadlocks and loom fails).
-#[test]
-fn loom_eventcount_loses_no_wake_up() {
-    loom::model(|| {
+/// A producer publishing `messages` values, calling `notify` after each, and a consumer
+/// that sleeps with `prepare` whenever it has seen everything published so far. The model
+/// futex has no timeout, so a lost wake-up deadlocks and loom fails.
+fn eventcount_model(
+    messages: u64,
+    notify: fn(&AtomicU32, &AtomicU32, &ModelFutex),
+    prepare: fn(&AtomicU32, &AtomicU32) -> u32,
+) {
+    loom::model(move || {
         let data = Arc::new(AtomicU64::new(0));
         let consumer_sleeping = Arc::new(AtomicU32::new(0));
         let producer_seq = Arc::new(AtomicU32::new(0));
@@ -113,21 +117,21 @@ fn loom_eventcount_loses_no_wake_up() {
                 futex.clone(),
             );
             thread::spawn(move || {
-                for v in 1..=2 {
+                for v in 1..=messages {
                     data.store(v, Ordering::Release);
-                    wait::notify(&sleeping, &seq, false, &*futex);
+                    notify(&sleeping, &seq, &futex);
                 }
             })
         };
 
         let mut seen = 0;
-        while seen < 2 {
+        while seen < messages {
             let v = data.load(Ordering::Acquire);
             if v > seen {
                 seen = v;
                 continue;
             }
-            let key = wait::prepare_wait(&consumer_sleeping, &producer_seq, false);
+            let key = prepare(&consumer_sleeping, &producer_seq);
             if data.load(Ordering::Acquire) > seen {
                 wait::cancel_wait(&consumer_sleeping);
                 continue;
@@ -144,55 +148,28 @@ fn loom_eventcount_loses_no_wake_up() {
     });
 }
 
+/// The eventcount: a consumer that goes to sleep while the producer publishes is always
+/// woken.
+#[test]
+fn loom_eventcount_loses_no_wake_up() {
+    eventcount_model(
+        2,
+        |sleeping, seq, futex| wait::notify(sleeping, seq, false, futex),
+        |sleeping, seq| wait::prepare_wait(sleeping, seq, false),
+    );
+}
+
 /// The eventcount with keyed sleeps: a producer that skips the wake-up of a sleep whose key
 /// is stale (`notify_keyed`) never leaves the consumer asleep, over three messages (waking
 /// each numbered sleep once instead failed this model: the consumer can read its key after
 /// the wake-up and sleep on it).
 #[test]
 fn loom_keyed_sleeps_lose_no_wake_up() {
-    loom::model(|| {
-        let data = Arc::new(AtomicU64::new(0));
-        let consumer_sleeping = Arc::new(AtomicU32::new(0));
-        let producer_seq = Arc::new(AtomicU32::new(0));
-        let futex = Arc::new(ModelFutex::new());
-
-        let producer = {
-            let (data, sleeping, seq, futex) = (
-                data.clone(),
-                consumer_sleeping.clone(),
-                producer_seq.clone(),
-                futex.clone(),
-            );
-            thread::spawn(move || {
-                for v in 1..=3 {
-                    data.store(v, Ordering::Release);
-                    wait::notify_keyed(&sleeping, &seq, false, &*futex);
-                }
-            })
-        };
-
-        let mut seen = 0;
-        while seen < 3 {
-            let v = data.load(Ordering::Acquire);
-            if v > seen {
-                seen = v;
-                continue;
-            }
-            let key = wait::prepare_keyed_wait(&consumer_sleeping, &producer_seq, false);
-            if data.load(Ordering::Acquire) > seen {
-                wait::cancel_wait(&consumer_sleeping);
-                continue;
-            }
-            wait::sleep(
-                &consumer_sleeping,
-                &producer_seq,
-                key,
-                Duration::MAX,
-                &*futex,
-            );
-        }
-        producer.join().unwrap();
-    });
+    eventcount_model(
+        3,
+        |sleeping, seq, futex| wait::notify_keyed(sleeping, seq, false, futex),
+        |sleeping, seq| wait::prepare_keyed_wait(sleeping, seq, false),
+    );
 }
 
 /// A doorbell model (an `Inbox`'s socket pairs): ringing queues a datagram (adds to a
