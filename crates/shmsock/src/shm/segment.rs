@@ -73,8 +73,10 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 pub(crate) const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"SHMSOCK1");
 /// Layout/protocol version; bumped on any incompatible change (2: the doorbell became a
 /// Unix datagram socket, was an eventfd; 3: loan pools carry their creator's pid, and a
-/// subscriber starts reading where the publisher is when it acknowledges the subscriber).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// subscriber starts reading where the publisher is when it acknowledges the subscriber;
+/// 4: the header flags `FLAG_FENCE_WAKE` and `FLAG_KEYED_SLEEPS`, which a version 3 peer
+/// would refuse as unknown, so both sides say `VersionMismatch` instead).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The words of a segment's header, by name: code outside this file names a place in a
 /// segment only as one of these (`seg.word32(word::DATA_SEQ)`), never as a raw offset.
