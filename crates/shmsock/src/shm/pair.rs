@@ -177,7 +177,7 @@ impl ShmConn {
     pub(crate) fn send(&mut self, msg: &[u8], mode: Mode) -> Result<()> {
         if msg.len() <= self.max_message_len() && self.link.is_usable() && self.link.ended.is_none()
         {
-            match self.push_once(msg, KIND_DATA) {
+            match self.try_push(msg, KIND_DATA) {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
                 Err(e) => return Err(e),
@@ -251,15 +251,10 @@ impl ShmConn {
         })
     }
 
-    /// One attempt to publish `msg`; wakes the peer if it sleeps.
-    #[inline]
-    fn try_push(&mut self, msg: &[u8], kind: u32) -> Result<bool> {
-        self.push_once(msg, kind)
-    }
-
-    /// The body of [`ShmConn::try_push`], always inlined into the fast path of `send`.
+    /// One attempt to publish `msg`; wakes the peer if it sleeps. Always inlined: it is
+    /// the fast path of `send`.
     #[inline(always)]
-    fn push_once(&mut self, msg: &[u8], kind: u32) -> Result<bool> {
+    fn try_push(&mut self, msg: &[u8], kind: u32) -> Result<bool> {
         let peer = &self.peer;
         match self
             .tx

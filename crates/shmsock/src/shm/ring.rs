@@ -187,18 +187,25 @@ pub(crate) fn decode(pos: u64, capacity: u64, meta: u64) -> Result<Header, Corru
     // The common case, a data frame that fits, without the error paths (see `decode_any`).
     let index = pos & (capacity - 1);
     let (len, kind) = (meta & 0xffff_ffff, (meta >> 32) as u32);
-    if kind == KIND_DATA
-        && index.is_multiple_of(FRAME_HEADER_BYTES)
-        && payload_offset(index, len) + len <= capacity - index
-    {
-        return Ok(Header::Data(Frame {
-            index,
-            payload_at: index + payload_offset(index, len),
-            len: len as usize,
-            loan: false,
-        }));
+    if kind == KIND_DATA && index.is_multiple_of(FRAME_HEADER_BYTES) {
+        if let Some(frame) = data_frame(index, len, capacity - index) {
+            return Ok(Header::Data(frame));
+        }
     }
     decode_any(pos, capacity, meta)
+}
+
+/// The data frame of `len` bytes at ring index `index`, if it fits in the `room` bytes left
+/// before the ring end.
+#[inline]
+fn data_frame(index: u64, len: u64, room: u64) -> Option<Frame> {
+    let offset = payload_offset(index, len);
+    (offset + len <= room).then_some(Frame {
+        index,
+        payload_at: index + offset,
+        len: len as usize,
+        loan: false,
+    })
 }
 
 /// [`decode`] of any header: padding, loans, and what no correct producer writes.
@@ -221,16 +228,14 @@ fn decode_any(pos: u64, capacity: u64, meta: u64) -> Result<Header, Corruption> 
             "padding frame at position {pos} claims {len} bytes, expected {}",
             room - FRAME_HEADER_BYTES
         ))),
-        KIND_DATA if payload_offset(index, len) + len <= room => Ok(Header::Data(Frame {
-            index,
-            payload_at: index + payload_offset(index, len),
-            len: len as usize,
-            loan: false,
-        })),
-        KIND_DATA => Err(Corruption(format!(
-            "frame at position {pos} claims {len} bytes but only {} remain before the ring end",
-            room - FRAME_HEADER_BYTES
-        ))),
+        KIND_DATA => data_frame(index, len, room)
+            .map(Header::Data)
+            .ok_or_else(|| {
+                Corruption(format!(
+                "frame at position {pos} claims {len} bytes but only {} remain before the ring end",
+                room - FRAME_HEADER_BYTES
+            ))
+            }),
         KIND_LOAN if len == LOAN_FRAME_BYTES as u64 && FRAME_HEADER_BYTES + len <= room => {
             Ok(Header::Loan(Frame {
                 index,

@@ -418,11 +418,15 @@ impl OwnedSegment {
     pub(crate) fn fence_wake_if(mut self, ask: bool) -> Self {
         if ask {
             self.fence_wake = true;
-            let flags = self.word64(word::FLAGS).load(Ordering::Relaxed);
-            self.word64(word::FLAGS)
-                .store(flags | FLAG_FENCE_WAKE, Ordering::Relaxed);
+            self.add_flag(FLAG_FENCE_WAKE);
         }
         self
+    }
+
+    /// Sets `flag` in our header's flags word (we are its only writer).
+    fn add_flag(&self, flag: u64) {
+        let flags = self.word64(word::FLAGS);
+        flags.store(flags.load(Ordering::Relaxed) | flag, Ordering::Relaxed);
     }
 
     /// We asked whoever wakes us for a full fence (then we skip the heavy barrier).
@@ -433,9 +437,7 @@ impl OwnedSegment {
     /// Says [`FLAG_KEYED_SLEEPS`]: every wait on this segment's flags will write its key
     /// there (a `Conn` side's do); call before the segment is offered to anyone.
     pub(crate) fn with_keyed_sleeps(self) -> Self {
-        let flags = self.word64(word::FLAGS).load(Ordering::Relaxed);
-        self.word64(word::FLAGS)
-            .store(flags | FLAG_KEYED_SLEEPS, Ordering::Relaxed);
+        self.add_flag(FLAG_KEYED_SLEEPS);
         self
     }
 
