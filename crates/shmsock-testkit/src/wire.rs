@@ -9,7 +9,9 @@
 //!                | ring offset u64 @24 (4096) | ring capacity u64 @32 | pid u64 @40
 //!                ... ring at 4096, length 4096 + capacity
 //! ```
-//! After both hellos, the listener sends one [`ACK`] byte to a connector it accepts.
+//! The connector speaks first; the listener answers a connector it accepts with its own
+//! hello followed by one [`ACK`] byte, in one message (a refused one gets a refusal, kind 2,
+//! and no fd).
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;

@@ -23,7 +23,8 @@ use crate::sys::wait_readable;
 pub(crate) const HELLO_BYTES: usize = 64;
 /// Byte sent on the socket by a clean close.
 pub(crate) const BYE: u8 = b'B';
-/// Byte sent by the listener once it accepted the connector's segment.
+/// Byte the listener sends once it accepted the connector's segment, right after its own
+/// hello and in the same message.
 pub(crate) const ACK: u8 = b'A';
 /// A publisher's acknowledgement: [`ACK`], then where the subscriber starts reading (the
 /// publisher's write position and sequence when it acknowledged, little-endian `u64`s). A
@@ -82,6 +83,10 @@ pub(crate) enum RefuseReason {
     Uid = 1,
     /// The listener could not create its segment.
     Resources = 2,
+    /// The connector's hello, or what it carried, failed the listener's checks (the
+    /// listener logs which). A refusal carries the listener's protocol version, so a
+    /// connector of another version reports the mismatch instead.
+    Invalid = 3,
 }
 
 /// What a side of a handshake is.
@@ -166,11 +171,13 @@ impl Hello {
         }
     }
 
-    pub(crate) fn refuse(reason: RefuseReason) -> Self {
+    /// A refusal by a side playing `role` (which the connector checks first: a peer of
+    /// the wrong kind hears that, whatever else is wrong).
+    pub(crate) fn refuse(reason: RefuseReason, role: Role) -> Self {
         Hello {
             kind: KIND_REFUSE,
             reason: reason as u32,
-            ..Hello::greeting(0, Role::Conn)
+            ..Hello::greeting(0, role)
         }
     }
 
@@ -230,11 +237,14 @@ impl Hello {
     }
 }
 
-/// Sends a hello with at most three fds (segment, doorbell, pool).
+/// Sends a hello with at most three fds (segment, doorbell, pool), followed in the same
+/// message by `tail` (the listener's acknowledgement; empty for a connector's hello and
+/// for a refusal).
 pub(crate) fn send_hello(
     sock: &UnixStream,
     hello: &Hello,
     fds: &[BorrowedFd<'_>],
+    tail: &[u8],
 ) -> io::Result<()> {
     let bytes = hello.encode();
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
@@ -244,12 +254,12 @@ pub(crate) fn send_hello(
     }
     let sent = rustix::net::sendmsg(
         sock,
-        &[IoSlice::new(&bytes)],
+        &[IoSlice::new(&bytes), IoSlice::new(tail)],
         &mut control,
         // Never blocks: a hello is the first thing either side sends, into an empty buffer.
         SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
     )?;
-    if sent != bytes.len() {
+    if sent != bytes.len() + tail.len() {
         return Err(io::Error::new(
             io::ErrorKind::WriteZero,
             "short hello write",
@@ -281,6 +291,10 @@ pub(crate) const HELLO_FDS_MAX: usize = 3;
 #[derive(Debug)]
 pub(crate) struct HelloRx {
     buf: [u8; HELLO_BYTES + 1],
+    /// How many bytes to take: one more than a hello on the listening side (to see an
+    /// oversized one), exactly a hello on the connecting side (the acknowledgement that
+    /// follows it is read on its own).
+    limit: usize,
     got: usize,
     fds: Vec<OwnedFd>,
     truncated: bool,
@@ -291,6 +305,7 @@ impl Default for HelloRx {
     fn default() -> Self {
         HelloRx {
             buf: [0; HELLO_BYTES + 1],
+            limit: HELLO_BYTES + 1,
             got: 0,
             fds: Vec::new(),
             truncated: false,
@@ -300,6 +315,14 @@ impl Default for HelloRx {
 }
 
 impl HelloRx {
+    /// Takes exactly one hello's bytes and leaves what follows it in the socket.
+    pub(crate) fn exact() -> Self {
+        HelloRx {
+            limit: HELLO_BYTES,
+            ..HelloRx::default()
+        }
+    }
+
     /// Reads what `sock` holds of the hello, without waiting. True once there is nothing
     /// more to wait for: the whole hello is in, the peer sent too much, or it hung up (the
     /// hello is then judged, and refused, by its length).
@@ -309,7 +332,7 @@ impl HelloRx {
             let mut control = RecvAncillaryBuffer::new(&mut space);
             let msg = match rustix::net::recvmsg(
                 sock,
-                &mut [IoSliceMut::new(&mut self.buf[self.got..])],
+                &mut [IoSliceMut::new(&mut self.buf[self.got..self.limit])],
                 &mut control,
                 RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
             ) {
@@ -348,11 +371,11 @@ impl HelloRx {
     }
 }
 
-/// Receives one hello on a non-blocking `sock`, waiting until `deadline` for the whole of
-/// it (not for each piece: a peer that drip-feeds its hello gets no more time than one
-/// that sends nothing).
+/// Receives the listener's hello on a non-blocking `sock` (exactly its bytes: its
+/// acknowledgement follows), waiting until `deadline` for the whole of it (not for each
+/// piece: a peer that drip-feeds its hello gets no more time than one that sends nothing).
 pub(crate) fn recv_hello(sock: &UnixStream, deadline: Instant) -> io::Result<Received> {
-    let mut rx = HelloRx::default();
+    let mut rx = HelloRx::exact();
     while !rx.read_ready(sock)? {
         wait_until(sock, deadline, "no complete hello")?;
     }
@@ -380,7 +403,7 @@ mod tests {
     fn hello_round_trips_and_rejects_garbage() {
         let h = Hello::greeting(1 << 20, Role::Publisher);
         assert_eq!(Hello::decode(&h.encode()).unwrap(), h);
-        let r = Hello::refuse(RefuseReason::Uid);
+        let r = Hello::refuse(RefuseReason::Uid, Role::Inbox);
         assert!(Hello::decode(&r.encode()).unwrap().is_refuse());
         assert!(Hello::decode(&h.encode()[..63])
             .unwrap_err()

@@ -560,11 +560,6 @@ impl Admit for Writers {
             sock,
             &self.opts.peers,
             (Role::Inbox, Role::Conn),
-            Extras {
-                bell: Some(&bell),
-                pool: None,
-                handover: None,
-            },
             || {
                 OwnedSegment::create_for(RING_CAPACITY_MIN_BYTES, SegmentRole::Inbox, endpoint)
                     .map(|seg| seg.fence_wake_if(self.opts.wait == WaitStrategy::Blocking))
@@ -582,7 +577,12 @@ impl Admit for Writers {
         bell: Doorbell,
         deliver: &mut dyn FnMut(Writer),
     ) -> Result<()> {
-        let (peer, mine) = hello.finish(endpoint)?;
+        let extras = Extras {
+            bell: Some(&bell),
+            pool: None,
+            handover: None,
+        };
+        let (peer, mine) = hello.finish(endpoint, extras)?;
         let pid = peer.pid;
         let conn = ShmConn::new(endpoint.to_owned(), peer, mine, &self.opts, None)?;
         let serial = self.serial.fetch_add(1, Ordering::Relaxed);

@@ -62,11 +62,6 @@ impl Admit for ConnAdmit {
             sock,
             &self.opts.peers,
             (Role::Conn, Role::Conn),
-            Extras {
-                bell: bell.as_ref(),
-                pool: pool.as_ref().map(OwnedPool::shape),
-                handover: None,
-            },
             || {
                 OwnedSegment::create_for(capacity, SegmentRole::Listener, endpoint)
                     .map(|seg| {
@@ -87,7 +82,12 @@ impl Admit for ConnAdmit {
         (pool, bell): Self::Kept,
         deliver: &mut dyn FnMut(Self::Peer),
     ) -> Result<()> {
-        let (peer, mine) = hello.finish(endpoint)?;
+        let extras = Extras {
+            bell: bell.as_ref(),
+            pool: pool.as_ref().map(OwnedPool::shape),
+            handover: None,
+        };
+        let (peer, mine) = hello.finish(endpoint, extras)?;
         let pid = peer.pid;
         let conn = ShmConn::new(endpoint.to_owned(), peer, mine, &self.opts, pool)?;
         tracing::debug!(endpoint, peer_pid = pid, "accepted");

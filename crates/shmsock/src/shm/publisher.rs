@@ -579,22 +579,12 @@ impl Admit for Joining {
         sock: UnixStream,
         deadline: Instant,
     ) -> Result<(Greeting<SharedOffer>, ())> {
-        let pool = self.pool.as_ref().map(|p| PoolShape {
-            fd: p.fd.as_fd(),
-            slots: p.slots,
-            slot_bytes: p.slot_bytes,
-        });
         let offer = &self.offer;
         let greeting = greet(
             endpoint,
             sock,
             &self.peers,
             (Role::Publisher, Role::Subscriber),
-            Extras {
-                bell: None,
-                pool,
-                handover: None,
-            },
             || {
                 Ok(SharedOffer {
                     fd: offer.fd.as_fd().try_clone_to_owned()?,
@@ -625,6 +615,7 @@ impl Admit for Joining {
             None => Ok(()),
         };
         if let Err(why) = admitted {
+            hello.refuse();
             return Err(Error::Handshake {
                 endpoint: endpoint.to_owned(),
                 reason: format!("refused a subscriber taking over a connection: {why}"),
@@ -646,7 +637,16 @@ impl Admit for Joining {
         };
         let floor = start.pos;
         self.floor.store(floor, Ordering::SeqCst);
-        let done = hello.finish_at(endpoint, start).map(|(peer, _)| {
+        let extras = Extras {
+            bell: None,
+            pool: self.pool.as_ref().map(|p| PoolShape {
+                fd: p.fd.as_fd(),
+                slots: p.slots,
+                slot_bytes: p.slot_bytes,
+            }),
+            handover: None,
+        };
+        let done = hello.finish_at(endpoint, extras, start).map(|(peer, _)| {
             tracing::debug!(endpoint, peer_pid = peer.pid, "subscriber joined");
             deliver(Sub {
                 pid: peer.pid,

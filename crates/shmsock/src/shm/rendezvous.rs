@@ -8,13 +8,21 @@
 //!     NAME.sock   the listening Unix stream socket (0600)
 //!
 //!  connector                                  listener
-//!  connect(NAME.sock) ───────────────────────▶ accept; SO_PEERCRED checked *before any fd*
-//!       ◀──────────────────── HELLO + memfd (or REFUSE + reason, and no fd)
-//!  SO_PEERCRED of the listener checked;
-//!  its segment verified (seals, size, header) and mapped read-only
-//!  HELLO + memfd ────────────────────────────▶ verified and mapped read-only
-//!       ◀──────────────────── ACK (one byte; a publisher's also says where to start)
+//!  connect(NAME.sock); SO_PEERCRED of the
+//!  listener checked (known at connect)
+//!  HELLO + memfd ────────────────────────────▶ accept; SO_PEERCRED checked *before any read*
+//!                                              the connector's segment verified (seals,
+//!                                              size, header) and mapped read-only
+//!       ◀──────────── HELLO + memfd + ACK, one message (or REFUSE + reason, and no fd)
+//!  its segment verified and mapped read-only
 //! ```
+//!
+//! One round trip: the connector speaks first, so the listener answers with its own hello
+//! and the acknowledgement at once (a publisher's acknowledgement also says where the
+//! subscriber starts). Each side checks the other's credentials before any fd leaves it,
+//! and the listener passes its memfd only to a connector whose hello and segment passed
+//! every check. A refusal carries the listener's protocol version, so a connector of
+//! another version reports `VersionMismatch`.
 //!
 //! The socket stays open for the life of the connection: a clean close sends
 //! [`BYE`](super::hello::BYE); a hang-up without it means the peer died.
@@ -323,13 +331,15 @@ impl Offer for SharedOffer {
     }
 }
 
+/// Sends our hello with our segment (and doorbell, pool, token as `extras` say), then
+/// `tail` in the same message (the listener's acknowledgement).
 fn send_segment(
-    endpoint: &str,
     sock: &UnixStream,
     seg: &impl Offer,
     role: Role,
     extras: Extras<'_>,
-) -> Result<()> {
+    tail: &[u8],
+) -> io::Result<()> {
     let mut hello = Hello::greeting(seg.offer_capacity(), role);
     let mut fds = vec![seg.offer_fd()];
     if let Some(bell) = extras.bell {
@@ -346,7 +356,7 @@ fn send_segment(
         hello.flags |= HELLO_FLAG_TOKEN;
         hello.token = token;
     }
-    hello::send_hello(sock, &hello, &fds).map_err(|e| io_err(endpoint, "sending hello", e))
+    hello::send_hello(sock, &hello, &fds, tail)
 }
 
 /// What a validated hello brought: the peer's segment, doorbell and pool.
@@ -417,22 +427,23 @@ pub(crate) fn accept_peer_hello(
             peer: hello.version,
         });
     }
-    if hello.is_refuse() {
-        return Err(Error::Refused {
-            endpoint: endpoint.to_owned(),
-            reason: match hello.reason {
-                1 => "our uid is not in its allow-list".into(),
-                2 => "it could not create its shared-memory segment (out of memory or fds?)".into(),
-                r => format!("reason code {r}"),
-            },
-        });
-    }
     if !hello.role.fits(role) {
         return Err(fail(format!(
             "the peer is {}, but {} was expected",
             hello.role.api(),
             role.api()
         )));
+    }
+    if hello.is_refuse() {
+        return Err(Error::Refused {
+            endpoint: endpoint.to_owned(),
+            reason: match hello.reason {
+                1 => "our uid is not in its allow-list".into(),
+                2 => "it could not create its shared-memory segment (out of memory or fds?)".into(),
+                3 => "it found our hello or segment invalid (its log says why)".into(),
+                r => format!("reason code {r}"),
+            },
+        });
     }
     let with_bell = hello.flags & HELLO_FLAG_DOORBELL != 0;
     let with_pool = hello.flags & HELLO_FLAG_POOL != 0;
@@ -482,27 +493,27 @@ pub(crate) fn accept_peer_hello(
     })
 }
 
-/// The listening side of a handshake under way: our hello is out, the peer's is coming in
-/// (read without blocking by [`Greeting::read`]; the caller waits with `poll` and drops
-/// the greeting at its [`Greeting::deadline`]).
+/// The listening side of a handshake under way: our segment is ready, the peer's hello is
+/// coming in (read without blocking by [`Greeting::read`]; the caller waits with `poll`
+/// and drops the greeting at its [`Greeting::deadline`]). Our hello goes out only with the
+/// acknowledgement ([`Validated::finish`]).
 pub(crate) struct Greeting<S> {
     sock: UnixStream,
     pid: i32,
     mine: S,
-    peer_role: Role,
+    roles: (Role, Role),
     rx: HelloRx,
     deadline: Instant,
 }
 
 /// Starts the listening side of a handshake on an accepted socket: credentials are checked
-/// before `mine` is even created, and long before any fd leaves this process; then our
-/// hello goes out. Nothing here waits for the peer.
+/// before `mine` is even created and before anything of the peer's is read. Nothing here
+/// waits for the peer, and nothing of ours leaves this process yet.
 pub(crate) fn greet<S: Offer>(
     endpoint: &str,
     sock: UnixStream,
     peers: &PeerPolicy,
-    (my_role, peer_role): (Role, Role),
-    extras: Extras<'_>,
+    roles: (Role, Role),
     mine: impl FnOnce() -> io::Result<S>,
     deadline: Instant,
 ) -> Result<Greeting<S>> {
@@ -511,14 +522,14 @@ pub(crate) fn greet<S: Offer>(
     let pid = match peers.check_peer(endpoint, &sock) {
         Ok(pid) => pid,
         Err(e) => {
-            let _ = hello::send_hello(&sock, &Hello::refuse(RefuseReason::Uid), &[]);
+            refuse(&sock, RefuseReason::Uid, roles.0);
             return Err(e);
         }
     };
     let mine = match mine() {
         Ok(seg) => seg,
         Err(e) => {
-            let _ = hello::send_hello(&sock, &Hello::refuse(RefuseReason::Resources), &[]);
+            refuse(&sock, RefuseReason::Resources, roles.0);
             return Err(io_err(
                 endpoint,
                 "creating our segment (memfd_create/ftruncate/mmap)",
@@ -526,15 +537,19 @@ pub(crate) fn greet<S: Offer>(
             ));
         }
     };
-    send_segment(endpoint, &sock, &mine, my_role, extras)?;
     Ok(Greeting {
         sock,
         pid,
         mine,
-        peer_role,
+        roles,
         rx: HelloRx::default(),
         deadline,
     })
+}
+
+/// Tells a connector why we, playing `role`, drop it (best effort: it may be gone already).
+fn refuse(sock: &UnixStream, reason: RefuseReason, role: Role) {
+    let _ = hello::send_hello(sock, &Hello::refuse(reason, role), &[], &[]);
 }
 
 impl<S: Offer> Greeting<S> {
@@ -562,32 +577,40 @@ impl<S: Offer> Greeting<S> {
     }
 
     /// Validates the peer's complete hello: its segment, pool and doorbell (see
-    /// [`accept_peer_hello`]).
+    /// [`accept_peer_hello`]). A peer that fails is told so (a refusal, which carries our
+    /// protocol version) before it is dropped.
     pub(crate) fn validate(self, endpoint: &str) -> Result<Validated<S>> {
         let Greeting {
             sock,
             pid,
             mine,
-            peer_role,
+            roles,
             rx,
             ..
         } = self;
-        let accepted = accept_peer_hello(endpoint, rx.into_received(), peer_role, pid)?;
-        Ok(Validated {
-            sock,
-            pid,
-            mine,
-            accepted,
-        })
+        match accept_peer_hello(endpoint, rx.into_received(), roles.1, pid) {
+            Ok(accepted) => Ok(Validated {
+                sock,
+                pid,
+                mine,
+                my_role: roles.0,
+                accepted,
+            }),
+            Err(e) => {
+                refuse(&sock, RefuseReason::Invalid, roles.0);
+                Err(e)
+            }
+        }
     }
 }
 
-/// A listening side whose peer's hello was validated: only the acknowledgement is left
-/// ([`Validated::finish`], which never waits).
+/// A listening side whose peer's hello was validated: only our hello and the
+/// acknowledgement are left ([`Validated::finish`], which never waits).
 pub(crate) struct Validated<S> {
     sock: UnixStream,
     pid: i32,
     mine: S,
+    my_role: Role,
     accepted: Accepted,
 }
 
@@ -602,38 +625,41 @@ impl<S: Offer> Validated<S> {
         self.accepted.token
     }
 
-    /// Acknowledges the peer: the connection is established.
-    pub(crate) fn finish(self, endpoint: &str) -> Result<(Peer, S)> {
-        self.finish_with(endpoint, &[ACK])
+    /// Refuses the peer after all (its hello was valid, but what it asks for is not
+    /// granted): it gets a refusal and none of our fds.
+    pub(crate) fn refuse(self) {
+        refuse(&self.sock, RefuseReason::Invalid, self.my_role);
     }
 
-    /// A publisher acknowledges a subscriber, telling it where to start reading.
-    pub(crate) fn finish_at(self, endpoint: &str, start: Start) -> Result<(Peer, S)> {
-        self.finish_with(endpoint, &start.encode())
+    /// Sends our hello (with our segment and `extras`) and the acknowledgement, in one
+    /// message: the connection is established.
+    pub(crate) fn finish(self, endpoint: &str, extras: Extras<'_>) -> Result<(Peer, S)> {
+        self.finish_with(endpoint, extras, &[ACK])
     }
 
-    fn finish_with(self, endpoint: &str, ack: &[u8]) -> Result<(Peer, S)> {
+    /// A publisher's [`Validated::finish`]: the acknowledgement tells the subscriber where
+    /// to start reading.
+    pub(crate) fn finish_at(
+        self,
+        endpoint: &str,
+        extras: Extras<'_>,
+        start: Start,
+    ) -> Result<(Peer, S)> {
+        self.finish_with(endpoint, extras, &start.encode())
+    }
+
+    fn finish_with(self, endpoint: &str, extras: Extras<'_>, ack: &[u8]) -> Result<(Peer, S)> {
         let Validated {
             sock,
             pid,
             mine,
+            my_role,
             accepted,
         } = self;
         mine.note_peer(pid, &accepted.segment);
-        // A few bytes into a buffer the peer emptied of our hello: never blocks.
-        let sent = rustix::net::send(
-            &sock,
-            ack,
-            rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT,
-        )
-        .map_err(|e| io_err(endpoint, "sending ack", e))?;
-        if sent != ack.len() {
-            return Err(io_err(
-                endpoint,
-                "sending ack",
-                io::Error::new(io::ErrorKind::WriteZero, "short write"),
-            ));
-        }
+        // The first bytes we send, into an empty buffer: never blocks.
+        send_segment(&sock, &mine, my_role, extras, ack)
+            .map_err(|e| io_err(endpoint, "sending hello", e))?;
         let peer = established(endpoint, sock, pid, accepted, Start::default())?;
         Ok((peer, mine))
     }
@@ -669,9 +695,8 @@ fn established(
 }
 
 /// The connecting side of a handshake, with one deadline (`timeout` from now) for the whole
-/// exchange. `mine` creates our segment as soon as the listener's credentials are checked,
-/// while the listener wakes up and prepares its hello: its system calls (about 20 µs on our
-/// VM) then overlap the wait instead of following it.
+/// exchange: the listener's credentials checked, our segment created by `mine` and sent,
+/// then the listener's hello and acknowledgement received in one message.
 pub(crate) fn connect_side(
     endpoint: &str,
     name: &str,
@@ -722,12 +747,29 @@ pub(crate) fn connect_side(
             e,
         )
     })?;
+    match send_segment(&sock, &mine, my_role, extras, &[]) {
+        Ok(()) => {}
+        // A listener that refused us at once (our credentials) may have hung up before our
+        // hello arrived: its refusal is still there to read.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) => {}
+        Err(e) => return Err(io_err(endpoint, "sending hello", e)),
+    }
     let received =
         hello::recv_hello(&sock, deadline).map_err(|e| io_err(endpoint, "receiving hello", e))?;
+    if received.bytes.is_empty() && received.fds.is_empty() {
+        return Err(Error::Refused {
+            endpoint: endpoint.to_owned(),
+            reason: "it hung up without answering our hello".into(),
+        });
+    }
     let accepted = accept_peer_hello(endpoint, received, peer_role, pid)?;
     mine.note_peer(pid, &accepted.segment);
-    send_segment(endpoint, &sock, &mine, my_role, extras)?;
-    // A publisher's acknowledgement says where we start; anyone else's is one byte.
+    // A publisher's acknowledgement says where we start; anyone else's is one byte. It
+    // came in the message of the listener's hello.
     let mut ack = [0u8; PUBLISHER_ACK_BYTES];
     let len = Start::ack_len(peer_role);
     let mut got = 0;
@@ -736,7 +778,7 @@ pub(crate) fn connect_side(
             Ok(0) => {
                 return Err(Error::Refused {
                     endpoint: endpoint.to_owned(),
-                    reason: "it rejected our segment or hung up during the handshake".into(),
+                    reason: "it hung up after its hello, without an acknowledgement".into(),
                 })
             }
             Ok(n) => got += n,

@@ -75,8 +75,12 @@ pub(crate) const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"SHMSOCK1");
 /// Unix datagram socket, was an eventfd; 3: loan pools carry their creator's pid, and a
 /// subscriber starts reading where the publisher is when it acknowledges the subscriber;
 /// 4: the header flags `FLAG_FENCE_WAKE` and `FLAG_KEYED_SLEEPS`, which a version 3 peer
-/// would refuse as unknown, so both sides say `VersionMismatch` instead).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// would refuse as unknown, so both sides say `VersionMismatch` instead; 5: the handshake
+/// takes one round trip, the connector's hello first, and the listener answers with its
+/// hello and acknowledgement in one message. A version 5 connector reports a version 4
+/// listener's mismatch at once; a version 4 connector waits for a hello that a version 5
+/// listener never sends first, and fails at its handshake timeout).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The words of a segment's header, by name: code outside this file names a place in a
 /// segment only as one of these (`seg.word32(word::DATA_SEQ)`), never as a raw offset.

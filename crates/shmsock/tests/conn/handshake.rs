@@ -1,6 +1,7 @@
 //! Hostile handshakes spoken by hand: a peer's hello and segment are verified (version,
 //! length, exactly one fd, a memfd, all four seals, the exact size, the header) before
-//! anything is mapped, and a refused peer never gets the ACK.
+//! anything is mapped, and a refused peer gets a refusal: never the listener's segment,
+//! never the ACK.
 //!
 //! The wire format and the pieces of a hand-made peer are the kit's
 //! ([`shmsock_testkit::wire`]).
@@ -17,8 +18,6 @@ use rustix::fs::SealFlags;
 use shmsock::{Conn, Error, Listener, Options, PROTOCOL_VERSION};
 use shmsock_testkit::harness::{self, STEP_TIMEOUT};
 use shmsock_testkit::wire::{self, hello, ACK, ALL_SEALS, KIND_HELLO, RING_OFFSET};
-
-use crate::roles::raw_first_message;
 
 const CAPACITY: u64 = shmsock::RING_CAPACITY_MIN_BYTES as u64;
 
@@ -51,14 +50,15 @@ fn send_with_fds(sock: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) {
 
 /// What the fake peer saw of the listener.
 struct Seen {
+    /// The listener's answer to our hello: its hello, or a refusal.
     hello: Vec<u8>,
     fds: Vec<OwnedFd>,
-    /// The byte after our hello: `Some(ACK)` if accepted, `None` if the listener hung up.
+    /// The byte after its hello: `Some(ACK)` if accepted, `None` if the listener hung up.
     reply: Option<u8>,
 }
 
-/// A connector that speaks the handshake by hand: reads the listener's hello, sends
-/// `bytes` with `fds` (then half-closes if `half_close`), and reads the verdict.
+/// A connector that speaks the handshake by hand: sends `bytes` with `fds` (then
+/// half-closes if `half_close`), and reads the listener's answer and the byte after it.
 fn fake_connector(
     path: PathBuf,
     bytes: Vec<u8>,
@@ -67,12 +67,12 @@ fn fake_connector(
 ) -> JoinHandle<Seen> {
     std::thread::spawn(move || {
         let mut sock = UnixStream::connect(&path).expect("connecting by hand");
-        let (hello, listener_fds) = raw_first_message(&sock);
         send_with_fds(&sock, &bytes, &fds);
         drop(fds);
         if half_close {
             sock.shutdown(std::net::Shutdown::Write).expect("shutdown");
         }
+        let (hello, listener_fds) = wire::read_hello(&sock).expect("the listener's answer");
         let mut reply = [0u8; 1];
         let reply = match sock.read(&mut reply) {
             Ok(1) => Some(reply[0]),
@@ -128,9 +128,31 @@ fn handshake_by_hand(
     (accepted, seen)
 }
 
+/// Expects the fake peer to have been refused: a refusal (kind 2, reason 3: its hello or
+/// segment is invalid) of the listener's version, no fd, no ACK.
+fn expect_refusal(seen: &Seen, case: &str) {
+    let h = &seen.hello;
+    assert_eq!(h.len(), 64, "{case}: the listener's answer: {h:?}");
+    let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
+    assert_eq!(
+        (u32_at(8), u32_at(12), u32_at(20)),
+        (PROTOCOL_VERSION, 2, 3),
+        "{case}: expected a refusal of our version, reason 3 (version, kind, reason)"
+    );
+    assert!(
+        seen.fds.is_empty(),
+        "{case}: a refused peer got {} fds",
+        seen.fds.len()
+    );
+    assert_eq!(
+        seen.reply, None,
+        "{case}: a refused peer must not get the ACK"
+    );
+}
+
 /// Expects the listener to have dropped the peer with a logged handshake error whose text
-/// contains every word of `words` (and `accept` to have gone on), and the fake peer to get
-/// no ACK.
+/// contains every word of `words` (and `accept` to have gone on), and the fake peer to be
+/// refused ([`expect_refusal`]).
 fn expect_handshake_error(outcome: (Result<Conn, Vec<String>>, Seen), words: &[&str], case: &str) {
     let (accepted, seen) = outcome;
     match accepted {
@@ -143,10 +165,7 @@ fn expect_handshake_error(outcome: (Result<Conn, Vec<String>>, Seen), words: &[&
         ),
         Ok(conn) => panic!("{case}: {conn:?} was accepted, expected a dropped peer"),
     }
-    assert_eq!(
-        seen.reply, None,
-        "{case}: a refused peer must not get the ACK"
-    );
+    expect_refusal(&seen, case);
 }
 
 /// The listener refused bad peers but still serves good ones.
@@ -281,7 +300,7 @@ fn hello_of_another_version_is_version_mismatch() {
             ),
             Ok(conn) => panic!("peer version {peer_version}: {conn:?} was accepted"),
         }
-        assert_eq!(seen.reply, None);
+        expect_refusal(&seen, &format!("peer version {peer_version}"));
     }
     assert_still_serves(&listener);
 }
@@ -338,13 +357,21 @@ fn connector_refuses_a_listener_segment_without_seals() {
     let fake = UnixListener::bind(&path).expect("binding a fake listener");
     let server = std::thread::spawn(move || {
         let (mut sock, _) = fake.accept().expect("accepting");
-        sock.set_read_timeout(Some(STEP_TIMEOUT)).expect("timeout");
+        let (theirs, _fds) = wire::read_hello(&sock).expect("the connector's hello");
+        assert_eq!(theirs.len(), 64, "the connector speaks first");
         let fd = segment(CAPACITY, RING_OFFSET + CAPACITY, SealFlags::empty());
-        send_with_fds(&sock, &good_hello(), &[fd]);
-        // The connector must hang up instead of answering with its own hello.
+        let mut answer = good_hello();
+        answer.push(ACK);
+        send_with_fds(&sock, &answer, &[fd]);
+        // The connector must hang up: nothing more after its hello.
+        sock.set_read_timeout(Some(STEP_TIMEOUT)).expect("timeout");
         let mut rest = Vec::new();
-        sock.read_to_end(&mut rest)
-            .expect("reading until the hang-up");
+        match sock.read_to_end(&mut rest) {
+            Ok(_) => {}
+            // It hung up with our acknowledgement unread.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("reading until the hang-up: {e}"),
+        }
         rest
     });
     match Conn::connect(&ep) {

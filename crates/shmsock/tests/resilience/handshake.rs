@@ -19,8 +19,9 @@ use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
 
 const CAP: u64 = 4096;
 
-/// A fake connector: reads the listener's hello, sends `bytes` with `fds`, then `extra`
-/// raw bytes, and waits for the verdict. Returns whether it got the ACK.
+/// A fake connector: sends `bytes` with `fds`, then `extra` raw bytes, and reads the
+/// verdict: the listener's hello and the ACK, or a refusal. Returns whether it got the
+/// ACK; panics if the listener passed its fds to a peer it refused.
 fn fake_connector(
     path: &Path,
     bytes: Vec<u8>,
@@ -30,7 +31,6 @@ fn fake_connector(
     let path = path.to_owned();
     std::thread::spawn(move || {
         let mut sock = UnixStream::connect(&path).expect("connecting by hand");
-        let _ = rawpeer::read_hello(&sock).expect("the listener's hello");
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
         if rawpeer::send_with_fds(&sock, &bytes, &borrowed).is_err() {
             return false;
@@ -39,9 +39,19 @@ fn fake_connector(
         drop(fds);
         // The listener may hang up while we still write: that is a refusal.
         let _ = sock.write_all(&extra);
+        // A listener that hangs up with our bytes unread resets the connection.
+        let Ok((_answer, their_fds)) = rawpeer::read_hello(&sock) else {
+            return false;
+        };
         sock.set_read_timeout(Some(STEP_TIMEOUT)).expect("timeout");
         let mut reply = [0u8; 1];
-        matches!(sock.read(&mut reply), Ok(1) if reply[0] == rawpeer::ACK)
+        let acked = matches!(sock.read(&mut reply), Ok(1) if reply[0] == rawpeer::ACK);
+        assert!(
+            acked || their_fds.is_empty(),
+            "the listener refused us, yet passed {} fds",
+            their_fds.len()
+        );
+        acked
     })
 }
 

@@ -234,14 +234,6 @@ pub fn child(ep: &str) {
         let Ok(mut sock) = UnixStream::connect(rawpeer::socket_path(ep)) else {
             break;
         };
-        let Ok((hello, fds)) = rawpeer::read_hello(&sock) else {
-            break;
-        };
-        if round == 0 {
-            let len = RING_OFFSET + rawpeer::hello_capacity(&hello) as usize;
-            attacks = attack_their_segment(fds.first().expect("the listener's fd"), len);
-        }
-        drop(fds);
         let cap = if script.is_some() {
             4096
         } else {
@@ -256,6 +248,14 @@ pub fn child(ep: &str) {
         if rawpeer::send_with_fds(&sock, &rawpeer::good_hello(cap), &[seg.fd.as_fd()]).is_err() {
             continue;
         }
+        let Ok((hello, fds)) = rawpeer::read_hello(&sock) else {
+            break;
+        };
+        if round == 0 {
+            let len = RING_OFFSET + rawpeer::hello_capacity(&hello) as usize;
+            attacks = attack_their_segment(fds.first().expect("the listener's fd"), len);
+        }
+        drop(fds);
         let mut ack = [0u8; 1];
         if !matches!(sock.read(&mut ack), Ok(1)) || ack[0] != rawpeer::ACK {
             continue;

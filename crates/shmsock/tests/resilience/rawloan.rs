@@ -257,8 +257,8 @@ pub struct ByHand {
     pub accepted: bool,
 }
 
-/// A connector speaking the handshake by hand on another thread: reads the listener's
-/// hello, sends `bytes` with `fds`, and waits for the ACK.
+/// A connector speaking the handshake by hand on another thread: sends `bytes` with `fds`,
+/// then reads the listener's hello and the ACK that follows it.
 pub fn connect_by_hand(path: &Path, bytes: Vec<u8>, fds: Vec<OwnedFd>) -> JoinHandle<ByHand> {
     let path = path.to_owned();
     std::thread::spawn(move || connect_now(&path, &bytes, fds))
@@ -267,16 +267,20 @@ pub fn connect_by_hand(path: &Path, bytes: Vec<u8>, fds: Vec<OwnedFd>) -> JoinHa
 /// [`connect_by_hand`] on this thread (for listeners that accept on their own thread).
 pub fn connect_now(path: &Path, bytes: &[u8], fds: Vec<OwnedFd>) -> ByHand {
     let sock = UnixStream::connect(path).expect("connecting by hand");
-    let (theirs, their_fds) = rawpeer::read_hello(&sock).expect("the listener's hello");
     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
     let sent = rawpeer::send_with_fds(&sock, bytes, &borrowed).is_ok();
     drop(borrowed);
     drop(fds);
+    // A listener that refuses us may hang up with our bytes unread (a reset).
+    let (theirs, their_fds) = rawpeer::read_hello(&sock).unwrap_or_default();
     // The whole acknowledgement (a publisher's says where we start), so that only what the
     // listener sends later is left to read.
     let mut reply = vec![0u8; ack_for(&theirs).len()];
     sock.set_read_timeout(Some(STEP_TIMEOUT)).expect("timeout");
-    let accepted = sent && (&sock).read_exact(&mut reply).is_ok() && reply[0] == ACK;
+    let accepted = sent
+        && theirs.len() == rawpeer::HELLO_BYTES
+        && (&sock).read_exact(&mut reply).is_ok()
+        && reply[0] == ACK;
     ByHand {
         sock,
         fds: their_fds,
@@ -296,11 +300,25 @@ pub fn against_by_hand<T>(
 ) -> (T, ByHand) {
     let (path, peer) = listen_by_hand(endpoint, bytes, fds, true);
     let ours = connect();
-    let peer = peer
+    let mut peer = peer
         .join()
         .unwrap_or_else(|_| panic!("the hand-made {what} panicked"));
     let _ = std::fs::remove_file(path);
+    peer.accepted = peer.accepted && stayed(&peer.sock);
     (ours, peer)
+}
+
+/// Whether a connector that has made up its mind (its `connect` returned) kept the
+/// connection or closed it after it was established: a refusing connector hangs up
+/// without a goodbye, one that accepted is still there or said goodbye (`B`) first.
+fn stayed(sock: &UnixStream) -> bool {
+    let mut first = [0u8; 1];
+    let flags = rustix::net::RecvFlags::DONTWAIT | rustix::net::RecvFlags::PEEK;
+    match rustix::net::recv(sock, &mut first, flags) {
+        Err(rustix::io::Errno::AGAIN) => true,
+        Ok((1, _)) => first[0] == b'B',
+        _ => false,
+    }
 }
 
 /// The acknowledgement a listener sends after the hello `ours`: a publisher's (role 1 at
@@ -314,8 +332,9 @@ pub fn ack_for(ours: &[u8]) -> Vec<u8> {
 }
 
 /// A fake listener (or publisher) at `endpoint`'s socket, on another thread: accepts one
-/// connector, sends `bytes` with `fds`, reads the connector's hello and answers with the
-/// ACK if `ack`. `accepted` says whether the connector sent its hello.
+/// connector, reads its hello, and answers with `bytes` with `fds` (followed by the ACK
+/// if `ack`). `accepted` says whether the connector sent its hello ([`against_by_hand`]
+/// then also asks whether it stayed).
 fn listen_by_hand(
     endpoint: &str,
     bytes: Vec<u8>,
@@ -327,15 +346,16 @@ fn listen_by_hand(
     let listener = UnixListener::bind(&path).expect("binding a fake listener");
     let handle = std::thread::spawn(move || {
         let (sock, _) = listener.accept().expect("accepting by hand");
-        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-        rawpeer::send_with_fds(&sock, &bytes, &borrowed).expect("our hello");
-        drop(borrowed);
-        drop(fds);
         let (hello, their_fds) = rawpeer::read_hello(&sock).unwrap_or_default();
         let accepted = hello.len() == rawpeer::HELLO_BYTES;
+        let mut answer = bytes.clone();
         if accepted && ack {
-            rustix::io::write(&sock, &ack_for(&bytes)).expect("our ACK");
+            answer.extend(ack_for(&bytes));
         }
+        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+        rawpeer::send_with_fds(&sock, &answer, &borrowed).expect("our hello");
+        drop(borrowed);
+        drop(fds);
         ByHand {
             sock,
             fds: their_fds,

@@ -4,6 +4,7 @@
 //! synchronise with them, e.g. before a SIGKILL. Every child dies with the parent thread
 //! that spawned it (`PR_SET_PDEATHSIG`) and never idles longer than [`IDLE_MAX`].
 
+use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
@@ -158,8 +159,8 @@ fn connect_at(ep: &str) {
 }
 
 /// A connector that speaks the handshake by hand and stops after `step`:
-/// 0 connected, 1 read the listener's hello, 2 sent half a hello (with the fd),
-/// 3 sent a whole hello and a good segment (before the ACK).
+/// 0 connected, 1 sent half a hello (with the fd), 2 sent a whole hello and a good
+/// segment, 3 read the listener's hello and acknowledgement.
 fn raw_connector(ep: &str, step: u64) {
     let sock = UnixStream::connect(rawpeer::socket_path(ep)).expect("connecting by hand");
     let stop = |n: u64| {
@@ -169,21 +170,24 @@ fn raw_connector(ep: &str, step: u64) {
         }
     };
     stop(0);
-    let (hello, _fds) = rawpeer::read_hello(&sock).expect("the listener's hello");
-    assert_eq!(hello.len(), rawpeer::HELLO_BYTES);
-    stop(1);
     let seg = rawpeer::sealed_segment(4096);
     let mine = rawpeer::good_hello(4096);
-    if step == 2 {
+    if step == 1 {
         rawpeer::send_hello_with(&sock, &mine[..20], &seg).expect("half a hello");
-        stop(2);
+        stop(1);
     }
     rawpeer::send_hello_with(&sock, &mine, &seg).expect("our hello");
+    stop(2);
+    let (hello, _fds) = rawpeer::read_hello(&sock).expect("the listener's hello");
+    assert_eq!(hello.len(), rawpeer::HELLO_BYTES);
+    let mut ack = [0u8; 1];
+    (&sock).read_exact(&mut ack).expect("the acknowledgement");
+    assert_eq!(ack[0], rawpeer::ACK);
     stop(3);
 }
 
 /// A listener that speaks the handshake by hand and stops after `step`:
-/// 0 accepted, 1 sent its hello and segment, 2 read the connector's hello (no ACK).
+/// 0 accepted, 1 read the connector's hello, 2 sent its hello and segment (no ACK).
 fn raw_listener(ep: &str, step: u64) {
     let path = rawpeer::socket_path(ep);
     let _ = std::fs::remove_file(&path);
@@ -197,10 +201,10 @@ fn raw_listener(ep: &str, step: u64) {
         }
     };
     stop(0);
+    let _ = rawpeer::read_hello(&sock);
+    stop(1);
     let seg = rawpeer::sealed_segment(4096);
     rawpeer::send_with_fds(&sock, &rawpeer::good_hello(4096), &[seg.as_fd()]).expect("our hello");
-    stop(1);
-    let _ = rawpeer::read_hello(&sock);
     stop(2);
 }
 

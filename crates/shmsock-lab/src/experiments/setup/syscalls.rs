@@ -215,11 +215,11 @@ pub(crate) fn summary(steps: &[StepRow], connections: &[SetupRow]) -> Option<Str
         let pct = 200.0 * one as f64 / shm.cycle.p50_ns.max(1) as f64;
         note.push_str(&format!(
             " That is {pct:.0}% of the shm:// cycle's p50 ({}). The rest is waiting for the \
-             other process: the handshake is two round trips over the Unix socket (the \
-             listener's hello with its memfd, ours with our memfd, its acknowledgement), then \
-             the first message's, three in all, each a wake-up of a sleeping process on the \
-             other CPU; a plain Unix socket's connect completes in the kernel, so its cycle is \
-             the message's one round trip.",
+             other process: the handshake is one round trip over the Unix socket (our hello \
+             with our memfd, then the listener's with its memfd and its acknowledgement), \
+             then the first message's, two in all, each a wake-up of a sleeping process on \
+             the other CPU; a plain Unix socket's connect completes in the kernel, so its \
+             cycle is the message's one round trip.",
             fmt_ns(shm.cycle.p50_ns)
         ));
     }
