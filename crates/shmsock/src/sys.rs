@@ -85,6 +85,13 @@ pub(crate) fn heavy_barrier() -> bool {
     rustix::thread::membarrier(rustix::thread::MembarrierCommand::GlobalExpedited).is_ok()
 }
 
+/// Whether [`heavy_barrier`] works here (tried once per process: a `membarrier` costs up
+/// to ~15 µs on a VM whose other CPU is busy, too much to pay on every connection's setup).
+pub(crate) fn heavy_barrier_works() -> bool {
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(heavy_barrier)
+}
+
 /// Registers `fd` with the current tokio reactor for `interest`: the safe form of
 /// `AsyncFd::register_with_interest` for an owned fd. Must run within a tokio runtime with
 /// I/O enabled.

@@ -85,6 +85,7 @@ pub(crate) fn connect_with_bell(
                 })
                 .map_err(Into::into)
         },
+        opts.wait,
         opts.handshake_timeout,
     )?;
     ShmConn::new(endpoint, peer, mine, opts, pool)
@@ -130,7 +131,7 @@ impl ShmConn {
         let notify_light = mine.light_notify() && !peer.fence_wake();
         let wait_heavy = peer.light_notify() && !mine.fence_wake();
         let peer_keyed = peer.keyed_sleeps();
-        let sleep_cap = if wait_heavy && !crate::sys::heavy_barrier() {
+        let sleep_cap = if wait_heavy && !crate::sys::heavy_barrier_works() {
             Duration::from_millis(1)
         } else {
             wait::FUTEX_SLEEP_MAX

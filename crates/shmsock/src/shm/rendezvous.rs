@@ -47,7 +47,7 @@ use super::runtime_dir;
 use super::segment::{OwnedSegment, PeerPool, PeerSegment, PoolShape, PROTOCOL_VERSION};
 use crate::error::{Error, Result};
 use crate::handover::{PeerEnd, Token};
-use crate::vocabulary::PeerPolicy;
+use crate::vocabulary::{PeerPolicy, WaitStrategy};
 
 /// A bound `shm://` name: the flock'd lock file and the listening socket. Dropping it
 /// removes both names.
@@ -696,7 +696,9 @@ fn established(
 
 /// The connecting side of a handshake, with one deadline (`timeout` from now) for the whole
 /// exchange: the listener's credentials checked, our segment created by `mine` and sent,
-/// then the listener's hello and acknowledgement received in one message.
+/// then the listener's hello and acknowledgement received in one message (waited for as
+/// `wait` says: a `Blocking` side sleeps at once, others first spin [`hello::ANSWER_SPIN`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn connect_side(
     endpoint: &str,
     name: &str,
@@ -704,6 +706,7 @@ pub(crate) fn connect_side(
     (my_role, peer_role): (Role, Role),
     extras: Extras<'_>,
     mine: impl FnOnce() -> io::Result<OwnedSegment>,
+    wait: WaitStrategy,
     timeout: Duration,
 ) -> Result<(Peer, OwnedSegment)> {
     let deadline = Instant::now() + timeout;
@@ -758,8 +761,12 @@ pub(crate) fn connect_side(
             ) => {}
         Err(e) => return Err(io_err(endpoint, "sending hello", e)),
     }
-    let received =
-        hello::recv_hello(&sock, deadline).map_err(|e| io_err(endpoint, "receiving hello", e))?;
+    let spin = match wait {
+        WaitStrategy::Blocking => Duration::ZERO,
+        WaitStrategy::BusyPoll | WaitStrategy::Adaptive => hello::ANSWER_SPIN,
+    };
+    let received = hello::recv_hello(&sock, deadline, spin)
+        .map_err(|e| io_err(endpoint, "receiving hello", e))?;
     if received.bytes.is_empty() && received.fds.is_empty() {
         return Err(Error::Refused {
             endpoint: endpoint.to_owned(),

@@ -100,6 +100,7 @@ impl ShmSubscriber {
                 )
                 .map_err(Into::into)
             },
+            opts.wait,
             opts.handshake_timeout,
         )?;
         // Start where the publisher's acknowledgement says: its write position then, which it
@@ -142,7 +143,7 @@ impl ShmSubscriber {
         // Release: pairs with the publisher's Acquire load of our position.
         mine.word64(word::CONSUMED)
             .store(start.write_pos, Ordering::Release);
-        let sleep_cap = if peer.segment.light_notify() && !crate::sys::heavy_barrier() {
+        let sleep_cap = if peer.segment.light_notify() && !crate::sys::heavy_barrier_works() {
             Duration::from_millis(1)
         } else {
             FUTEX_SLEEP_MAX
