@@ -402,8 +402,13 @@ fn endpoint_line(ep: &EndpointInfo) -> String {
     let age = ep
         .age_secs
         .map_or_else(String::new, |a| format!(", up {}", age(a)));
+    let spare = match ep.spare_segments {
+        0 => String::new(),
+        1 => ", 1 spare segment".into(),
+        n => format!(", {n} spare segments"),
+    };
     format!(
-        "{}  {pattern}  {state}{age}  [{}]\n",
+        "{}  {pattern}  {state}{age}{spare}  [{}]\n",
         ep.endpoint, ep.socket_path
     )
 }

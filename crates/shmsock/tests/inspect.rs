@@ -1,5 +1,5 @@
 //! `shmsock::inspect::scan` on endpoints of this very process: an `Inbox` with two writers,
-//! and a `Conn` that outlives its `Listener`.
+//! a listener's spare segment, and a `Conn` that outlives its `Listener`.
 
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,13 @@ fn scan_sees_an_inbox_a_conn_without_its_listener_and_pubsub_loans() {
     let connecting = std::thread::spawn(|| Conn::connect("shm://inspect-orphan"));
     let server = listener.accept().expect("accept");
     let mut client = connecting.join().expect("thread").expect("connect");
+    // The listener made its spare segment at bind and gave it to this connection; it makes
+    // the next one before it waits again. A spare is counted apart from the connection's
+    // two sides.
+    assert!(listener.accept_timeout(Duration::from_millis(1)).is_err());
+    let scan = inspect::scan().expect("scan");
+    let ep = find(&scan, "shm://inspect-orphan");
+    assert_eq!((ep.sides.len(), ep.spare_segments), (2, 1), "{ep:#?}");
     drop(listener);
     for _ in 0..5 {
         client.send(&[7u8; 100]).expect("send");

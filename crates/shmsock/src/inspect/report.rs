@@ -45,6 +45,10 @@ pub struct EndpointInfo {
     pub age_secs: Option<f64>,
     /// One entry per segment: each process's side of each connection.
     pub sides: Vec<SideInfo>,
+    /// Listening-side segments with no peer (not in `sides`): the spare a `Listener` makes
+    /// ahead of its next connection, or one whose handshake is under way.
+    #[serde(default)]
+    pub spare_segments: usize,
 }
 
 /// The messaging pattern of an endpoint.

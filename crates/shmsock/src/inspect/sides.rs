@@ -133,8 +133,10 @@ pub(super) fn endpoint_info(
         None => EndpointState::Unbound,
     };
     let members: Vec<&Found> = group.members.iter().map(|&i| &found[i]).collect();
+    let spare = |f: &Found| f.reading.role == Role::Listener && f.reading.peer_inode.is_none();
     let mut sides: Vec<SideInfo> = members
         .iter()
+        .filter(|f| !spare(f))
         .map(|f| side_info(f, &members, procs, now, notes))
         .collect();
     sides.sort_by_key(|s| {
@@ -154,6 +156,7 @@ pub(super) fn endpoint_info(
             // A file time a little ahead of ours (coarse file clocks) is age 0, not unknown.
             .map(|t| now.duration_since(t).unwrap_or_default().as_secs_f64()),
         sides,
+        spare_segments: members.iter().filter(|f| spare(f)).count(),
     }
 }
 

@@ -61,6 +61,14 @@ pub(crate) trait Admit {
         deadline: Instant,
     ) -> Result<(Greeting<Self::Offer>, Self::Kept)>;
 
+    /// Called before a wait with no handshake under way: a moment to make ahead what the
+    /// next handshake needs (a `Listener`'s spare segment), off the path of any connection.
+    fn prepare(&mut self, _endpoint: &str) {}
+
+    /// Takes back our offer of a handshake that failed or ran out of time before our hello
+    /// left (nobody else has it, so it can serve the next peer).
+    fn recycle(&mut self, _offer: Self::Offer) {}
+
     /// Completes a handshake whose hello was validated (acknowledges it, never waits) and
     /// hands the peer to `deliver`.
     fn finish(
@@ -129,6 +137,9 @@ impl<A: Admit> Handshakes<A> {
         deliver: &mut dyn FnMut(A::Peer),
     ) -> Result<()> {
         let endpoint = bound.endpoint();
+        if self.pending.is_empty() {
+            self.admit.prepare(endpoint);
+        }
         let (listening, ready) = self.poll(bound, wait)?;
         let now = Instant::now();
         let before = std::mem::take(&mut self.pending);
@@ -138,6 +149,7 @@ impl<A: Admit> Handshakes<A> {
                 if now >= greeting.deadline() {
                     let e = out_of_time(endpoint, "no complete hello", self.timeout);
                     dropped(endpoint, Some(pid), &e);
+                    self.admit.recycle(greeting.into_offer());
                 } else {
                     self.pending.push_back((greeting, kept));
                 }
@@ -150,16 +162,23 @@ impl<A: Admit> Handshakes<A> {
                 Ok(false) => {
                     let e = out_of_time(endpoint, "only part of a hello", self.timeout);
                     dropped(endpoint, Some(pid), &e);
+                    self.admit.recycle(greeting.into_offer());
                 }
-                Ok(true) => {
-                    let done = greeting
-                        .validate(endpoint)
-                        .and_then(|hello| self.admit.finish(endpoint, hello, kept, deliver));
-                    if let Err(e) = done {
-                        dropped(endpoint, Some(pid), &e);
+                Ok(true) => match greeting.validate(endpoint) {
+                    Ok(hello) => {
+                        if let Err(e) = self.admit.finish(endpoint, hello, kept, deliver) {
+                            dropped(endpoint, Some(pid), &e);
+                        }
                     }
+                    Err((e, offer)) => {
+                        dropped(endpoint, Some(pid), &e);
+                        self.admit.recycle(offer);
+                    }
+                },
+                Err(e) => {
+                    dropped(endpoint, Some(pid), &e);
+                    self.admit.recycle(greeting.into_offer());
                 }
-                Err(e) => dropped(endpoint, Some(pid), &e),
             }
         }
         if listening {
@@ -210,6 +229,7 @@ impl<A: Admit> Handshakes<A> {
                         under_way = HANDSHAKES_AT_ONCE,
                         "handshake dropped for a newcomer: too many under way"
                     );
+                    self.admit.recycle(oldest.into_offer());
                 }
             }
             // For the log, should the greeting fail (it checks the credentials itself).

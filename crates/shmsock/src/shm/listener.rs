@@ -33,6 +33,10 @@ struct State {
 /// The `Conn` side of each connection to a listener's name.
 struct ConnAdmit {
     opts: ShmConfig,
+    /// Our segment for the next connection, made while we wait (at bind, and before each
+    /// wait for connections), so that a connector does not wait for its system calls. It
+    /// has no peer yet: `shmsock ls` counts it apart from the connections.
+    spare: Option<OwnedSegment>,
     /// Give each connection a doorbell (an async listener: its connections wake a task).
     bells: bool,
 }
@@ -56,23 +60,28 @@ impl Admit for ConnAdmit {
             None
         };
         let pool = create_pool(endpoint, &self.opts)?;
-        let capacity = self.opts.ring_capacity;
+        let spare = self.spare.take();
         let greeting = greet(
             endpoint,
             sock,
             &self.opts.peers,
             (Role::Conn, Role::Conn),
-            || {
-                OwnedSegment::create_for(capacity, SegmentRole::Listener, endpoint)
-                    .map(|seg| {
-                        seg.fence_wake_if(self.opts.wait == WaitStrategy::Blocking)
-                            .with_keyed_sleeps()
-                    })
-                    .map_err(Into::into)
-            },
+            || spare.map_or_else(|| self.segment(endpoint), Ok),
             deadline,
         )?;
         Ok((greeting, (pool, bell)))
+    }
+
+    fn prepare(&mut self, endpoint: &str) {
+        if self.spare.is_none() {
+            // Out of memory or fds now: the next handshake tries again (and refuses its
+            // peer, saying why, if it cannot either).
+            self.spare = self.segment(endpoint).ok();
+        }
+    }
+
+    fn recycle(&mut self, offer: OwnedSegment) {
+        self.spare.get_or_insert(offer);
     }
 
     fn finish(
@@ -96,6 +105,18 @@ impl Admit for ConnAdmit {
     }
 }
 
+impl ConnAdmit {
+    /// A new segment of ours for one connection.
+    fn segment(&self, endpoint: &str) -> std::io::Result<OwnedSegment> {
+        OwnedSegment::create_for(self.opts.ring_capacity, SegmentRole::Listener, endpoint)
+            .map(|seg| {
+                seg.fence_wake_if(self.opts.wait == WaitStrategy::Blocking)
+                    .with_keyed_sleeps()
+            })
+            .map_err(Into::into)
+    }
+}
+
 impl ShmListener {
     /// Binds `name` for blocking `Conn`s.
     pub(crate) fn bind(endpoint: String, name: &str, opts: ShmConfig) -> Result<Self> {
@@ -111,10 +132,17 @@ impl ShmListener {
 
     fn bind_with(endpoint: String, name: &str, opts: ShmConfig, bells: bool) -> Result<Self> {
         let timeout = opts.handshake_timeout;
+        let name = BoundName::bind(&endpoint, name, SegmentRole::Listener)?;
+        let mut admit = ConnAdmit {
+            opts,
+            spare: None,
+            bells,
+        };
+        admit.prepare(&endpoint);
         Ok(ShmListener {
-            name: BoundName::bind(&endpoint, name, SegmentRole::Listener)?,
+            name,
             state: Mutex::new(State {
-                handshakes: Handshakes::new(ConnAdmit { opts, bells }, timeout),
+                handshakes: Handshakes::new(admit, timeout),
                 ready: VecDeque::new(),
             }),
         })

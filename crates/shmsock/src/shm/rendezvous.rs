@@ -576,10 +576,16 @@ impl<S: Offer> Greeting<S> {
             .map_err(|e| io_err(endpoint, "receiving hello", e))
     }
 
+    /// Our offer back, unsent, from a handshake that ends here.
+    pub(crate) fn into_offer(self) -> S {
+        self.mine
+    }
+
     /// Validates the peer's complete hello: its segment, pool and doorbell (see
     /// [`accept_peer_hello`]). A peer that fails is told so (a refusal, which carries our
-    /// protocol version) before it is dropped.
-    pub(crate) fn validate(self, endpoint: &str) -> Result<Validated<S>> {
+    /// protocol version) before it is dropped; our offer, never sent, comes back with the
+    /// error.
+    pub(crate) fn validate(self, endpoint: &str) -> std::result::Result<Validated<S>, (Error, S)> {
         let Greeting {
             sock,
             pid,
@@ -598,7 +604,7 @@ impl<S: Offer> Greeting<S> {
             }),
             Err(e) => {
                 refuse(&sock, RefuseReason::Invalid, roles.0);
-                Err(e)
+                Err((e, mine))
             }
         }
     }
