@@ -158,11 +158,20 @@ pub(crate) fn write_frame<M: RingWrite>(
     let index = pos & (capacity - 1);
     let len = msg.len() as u64;
     let need = frame_bytes(index, len);
-    mem.write_payload(index + payload_offset(index, len), msg);
-    mem.store_meta(index, len | (u64::from(kind) << 32));
+    let at = index + payload_offset(index, len);
+    // A waiting consumer spins on the line of this frame's tag. So everything else goes
+    // first, and that line's stores (the payload's head, the meta word, the tag) go last and
+    // back to back: the line then moves to us once. Written first, the head's store took
+    // the line, the consumer's next look took it back while we waited for the payload's
+    // other lines, and the tag's store had to fetch it again.
+    let head = ((index | (CACHE_LINE_BYTES - 1)) + 1).saturating_sub(at).min(len) as usize;
+    let (head_bytes, rest) = msg.split_at(head);
+    mem.write_payload(at + head as u64, rest);
     // The next frame's tag word may hold stale bytes of an old payload that happen to equal
     // the tag the consumer will wait for there; clear it (the space is reserved).
     mem.clear_tag((index + need) & (capacity - 1));
+    mem.write_payload(at, head_bytes);
+    mem.store_meta(index, len | (u64::from(kind) << 32));
     // Pairs with the Acquire load in `Consumer::peek`: payload, meta and the cleared next
     // tag are visible to a consumer that sees this tag.
     mem.store_tag(index, tag_for(pos));
