@@ -67,8 +67,8 @@ pub(crate) fn futex_wake(word: &AtomicU32) {
 /// # References
 ///  - [membarrier(2)](https://man7.org/linux/man-pages/man2/membarrier.2.html)
 pub(crate) fn light_barriers() -> bool {
-    static LIGHT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *LIGHT.get_or_init(|| {
+    static LIGHT: Probed = Probed::new();
+    LIGHT.get(|| {
         // Opt-out for environments where the waiter's IPIs are unwelcome (and for A/B runs).
         if std::env::var_os("SHMSOCK_NO_MEMBARRIER").is_some() {
             return false;
@@ -77,6 +77,35 @@ pub(crate) fn light_barriers() -> bool {
         membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
             && membarrier(MembarrierCommand::GlobalExpedited).is_ok()
     })
+}
+
+/// A yes/no answer worked out once per process, without a lock: threads that race to
+/// probe all probe (the probes are idempotent), so a `fork` in the middle of one leaves the
+/// child no lock held forever (a `OnceLock` would).
+struct Probed(std::sync::atomic::AtomicU8);
+
+impl Probed {
+    const UNKNOWN: u8 = 0;
+    const YES: u8 = 1;
+    const NO: u8 = 2;
+
+    const fn new() -> Self {
+        Probed(std::sync::atomic::AtomicU8::new(Self::UNKNOWN))
+    }
+
+    fn get(&self, probe: impl FnOnce() -> bool) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self.0.load(Relaxed) {
+            Self::YES => true,
+            Self::NO => false,
+            _ => {
+                let yes = probe();
+                self.0
+                    .store(if yes { Self::YES } else { Self::NO }, Relaxed);
+                yes
+            }
+        }
+    }
 }
 
 /// Runs a full memory barrier on every running thread of every process registered by
@@ -88,8 +117,8 @@ pub(crate) fn heavy_barrier() -> bool {
 /// Whether [`heavy_barrier`] works here (tried once per process: a `membarrier` costs up
 /// to ~15 µs on a VM whose other CPU is busy, too much to pay on every connection's setup).
 pub(crate) fn heavy_barrier_works() -> bool {
-    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *WORKS.get_or_init(heavy_barrier)
+    static WORKS: Probed = Probed::new();
+    WORKS.get(heavy_barrier)
 }
 
 /// Registers `fd` with the current tokio reactor for `interest`: the safe form of

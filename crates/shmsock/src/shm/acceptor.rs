@@ -7,9 +7,10 @@
 //! ```text
 //!  poll(listening socket, every handshake's socket; until the nearest deadline)
 //!   ├─ listening socket ready: accept what the kernel queued, greet each (credentials
-//!   │  checked, our segment created, our hello out: nothing waits for the peer)
+//!   │  checked, our segment made or the spare taken: nothing waits for the peer)
 //!   ├─ a handshake's socket ready: read what arrived of its hello; once whole, validate
-//!   │  it and acknowledge (the side's `Admit::finish`), hand the peer over
+//!   │  it and answer with our hello and the acknowledgement (the side's `Admit::finish`),
+//!   │  hand the peer over; a peer that fails gets a refusal
 //!   └─ a deadline passed: drop that handshake
 //! ```
 //!
@@ -35,8 +36,8 @@ use crate::sys::timespec;
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
 /// Most handshakes under way at once on one bound name. A newcomer beyond that evicts the
-/// oldest: an honest peer answers our hello within microseconds, so the oldest handshake
-/// under way is one whose peer is not answering.
+/// oldest: an honest connector's hello follows its `connect` within microseconds, so the
+/// oldest handshake under way is one whose peer is not speaking.
 pub(crate) const HANDSHAKES_AT_ONCE: usize = 32;
 
 /// Most connections taken from the kernel's queue in one turn: half the table, so a flood
@@ -69,8 +70,8 @@ pub(crate) trait Admit {
     /// left (nobody else has it, so it can serve the next peer).
     fn recycle(&mut self, _offer: Self::Offer) {}
 
-    /// Completes a handshake whose hello was validated (acknowledges it, never waits) and
-    /// hands the peer to `deliver`.
+    /// Completes a handshake whose hello was validated (sends our hello and the
+    /// acknowledgement, never waits) and hands the peer to `deliver`.
     fn finish(
         &mut self,
         endpoint: &str,

@@ -87,6 +87,8 @@ pub(crate) enum RefuseReason {
     /// listener logs which). A refusal carries the listener's protocol version, so a
     /// connector of another version reports the mismatch instead.
     Invalid = 3,
+    /// A subscriber asked to take over a network connection that is not its to take.
+    NotGranted = 4,
 }
 
 /// What a side of a handshake is.

@@ -33,10 +33,12 @@ struct State {
 /// The `Conn` side of each connection to a listener's name.
 struct ConnAdmit {
     opts: ShmConfig,
-    /// Our segment for the next connection, made while we wait (at bind, and before each
-    /// wait for connections), so that a connector does not wait for its system calls. It
-    /// has no peer yet: `shmsock ls` counts it apart from the connections.
-    spare: Option<OwnedSegment>,
+    /// Our segment for the next connection, made before a wait with no handshake under
+    /// way, so that a connector does not wait for its system calls; with the pid of the
+    /// process that made it (a process forked from us inherits it, and must not hand the
+    /// same segment to a second peer). It has no peer yet: `shmsock ls` counts it apart
+    /// from the connections.
+    spare: Option<(u32, OwnedSegment)>,
     /// Give each connection a doorbell (an async listener: its connections wake a task).
     bells: bool,
 }
@@ -60,28 +62,32 @@ impl Admit for ConnAdmit {
             None
         };
         let pool = create_pool(endpoint, &self.opts)?;
-        let spare = self.spare.take();
+        let ConnAdmit { opts, spare, .. } = self;
+        // The spare is taken only once the peer's credentials passed: a refused peer
+        // leaves it for the next.
         let greeting = greet(
             endpoint,
             sock,
-            &self.opts.peers,
+            &opts.peers,
             (Role::Conn, Role::Conn),
-            || spare.map_or_else(|| self.segment(endpoint), Ok),
+            || own_spare(spare).map_or_else(|| new_segment(opts, endpoint), Ok),
             deadline,
         )?;
         Ok((greeting, (pool, bell)))
     }
 
     fn prepare(&mut self, endpoint: &str) {
-        if self.spare.is_none() {
-            // Out of memory or fds now: the next handshake tries again (and refuses its
-            // peer, saying why, if it cannot either).
-            self.spare = self.segment(endpoint).ok();
+        if let Some(seg) = own_spare(&mut self.spare) {
+            self.spare = Some((std::process::id(), seg));
+        } else if let Ok(seg) = new_segment(&self.opts, endpoint) {
+            // (Out of memory or fds now: the next handshake tries again, and refuses its
+            // peer, saying why, if it cannot either.)
+            self.spare = Some((std::process::id(), seg));
         }
     }
 
     fn recycle(&mut self, offer: OwnedSegment) {
-        self.spare.get_or_insert(offer);
+        self.spare.get_or_insert((std::process::id(), offer));
     }
 
     fn finish(
@@ -105,16 +111,22 @@ impl Admit for ConnAdmit {
     }
 }
 
-impl ConnAdmit {
-    /// A new segment of ours for one connection.
-    fn segment(&self, endpoint: &str) -> std::io::Result<OwnedSegment> {
-        OwnedSegment::create_for(self.opts.ring_capacity, SegmentRole::Listener, endpoint)
-            .map(|seg| {
-                seg.fence_wake_if(self.opts.wait == WaitStrategy::Blocking)
-                    .with_keyed_sleeps()
-            })
-            .map_err(Into::into)
-    }
+/// A new segment of ours for one connection.
+fn new_segment(opts: &ShmConfig, endpoint: &str) -> std::io::Result<OwnedSegment> {
+    OwnedSegment::create_for(opts.ring_capacity, SegmentRole::Listener, endpoint)
+        .map(|seg| {
+            seg.fence_wake_if(opts.wait == WaitStrategy::Blocking)
+                .with_keyed_sleeps()
+        })
+        .map_err(Into::into)
+}
+
+/// Takes the spare if this process made it (one inherited across `fork` is dropped: its
+/// maker may hand it out too).
+fn own_spare(spare: &mut Option<(u32, OwnedSegment)>) -> Option<OwnedSegment> {
+    spare
+        .take()
+        .and_then(|(pid, seg)| (pid == std::process::id()).then_some(seg))
 }
 
 impl ShmListener {
@@ -132,15 +144,13 @@ impl ShmListener {
 
     fn bind_with(endpoint: String, name: &str, opts: ShmConfig, bells: bool) -> Result<Self> {
         let timeout = opts.handshake_timeout;
-        let name = BoundName::bind(&endpoint, name, SegmentRole::Listener)?;
-        let mut admit = ConnAdmit {
+        let admit = ConnAdmit {
             opts,
             spare: None,
             bells,
         };
-        admit.prepare(&endpoint);
         Ok(ShmListener {
-            name,
+            name: BoundName::bind(&endpoint, name, SegmentRole::Listener)?,
             state: Mutex::new(State {
                 handshakes: Handshakes::new(admit, timeout),
                 ready: VecDeque::new(),
@@ -197,5 +207,33 @@ impl ShmListener {
             first = false;
             handshakes.turn(&self.name, wait, &mut |conn| ready.push_back(conn))?;
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A process forked from a listener inherits its spare; handing it out there too would
+    /// give two peers one ring. Only the process that made a spare takes it.
+    #[test]
+    fn a_spare_made_by_another_process_is_never_handed_out() {
+        let opts = crate::Options::new().shm_config();
+        let seg = new_segment(&opts, "shm://spare-test").expect("a segment");
+        let inode = |seg: &OwnedSegment| rustix::fs::fstat(seg.fd()).expect("fstat").st_ino;
+        let ino = inode(&seg);
+        let mut spare = Some((std::process::id() + 1, seg));
+        assert!(
+            own_spare(&mut spare).is_none(),
+            "another pid's spare was taken"
+        );
+        assert!(spare.is_none(), "and it was dropped, not kept");
+
+        let seg = new_segment(&opts, "shm://spare-test").expect("a segment");
+        let ino2 = inode(&seg);
+        assert_ne!(ino, ino2);
+        let mut spare = Some((std::process::id(), seg));
+        let taken = own_spare(&mut spare).expect("our own spare");
+        assert_eq!(inode(&taken), ino2);
     }
 }

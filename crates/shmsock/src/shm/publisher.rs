@@ -14,7 +14,7 @@ use super::broadcast::{self, Writer};
 use super::config::ShmConfig;
 use super::control::{self, Control};
 use super::doorbell::Ringer;
-use super::hello::{Role, Start};
+use super::hello::{RefuseReason, Role, Start};
 use super::identity::Claim;
 use super::label::SegmentRole;
 use super::loan::{check_loan_len, holding, Holding, Lender, Lent, LoanRef, LOAN_RECLAIM_NAP};
@@ -615,7 +615,7 @@ impl Admit for Joining {
             None => Ok(()),
         };
         if let Err(why) = admitted {
-            hello.refuse();
+            hello.refuse(RefuseReason::NotGranted);
             return Err(Error::Handshake {
                 endpoint: endpoint.to_owned(),
                 reason: format!("refused a subscriber taking over a connection: {why}"),

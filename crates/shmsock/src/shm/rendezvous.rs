@@ -441,6 +441,7 @@ pub(crate) fn accept_peer_hello(
                 1 => "our uid is not in its allow-list".into(),
                 2 => "it could not create its shared-memory segment (out of memory or fds?)".into(),
                 3 => "it found our hello or segment invalid (its log says why)".into(),
+                4 => "it did not grant our takeover of the network connection".into(),
                 r => format!("reason code {r}"),
             },
         });
@@ -603,7 +604,12 @@ impl<S: Offer> Greeting<S> {
                 accepted,
             }),
             Err(e) => {
-                refuse(&sock, RefuseReason::Invalid, roles.0);
+                // Our own failure (out of fds for its segment) is not the peer's fault.
+                let reason = match e {
+                    Error::Io { .. } => RefuseReason::Resources,
+                    _ => RefuseReason::Invalid,
+                };
+                refuse(&sock, reason, roles.0);
                 Err((e, mine))
             }
         }
@@ -633,8 +639,8 @@ impl<S: Offer> Validated<S> {
 
     /// Refuses the peer after all (its hello was valid, but what it asks for is not
     /// granted): it gets a refusal and none of our fds.
-    pub(crate) fn refuse(self) {
-        refuse(&self.sock, RefuseReason::Invalid, self.my_role);
+    pub(crate) fn refuse(self, reason: RefuseReason) {
+        refuse(&self.sock, reason, self.my_role);
     }
 
     /// Sends our hello (with our segment and `extras`) and the acknowledgement, in one
@@ -771,8 +777,18 @@ pub(crate) fn connect_side(
         WaitStrategy::Blocking => Duration::ZERO,
         WaitStrategy::BusyPoll | WaitStrategy::Adaptive => hello::ANSWER_SPIN,
     };
-    let received = hello::recv_hello(&sock, deadline, spin)
-        .map_err(|e| io_err(endpoint, "receiving hello", e))?;
+    let received = match hello::recv_hello(&sock, deadline, spin) {
+        Ok(received) => received,
+        // It hung up with our hello unread: it dropped us before reading it (out of fds or
+        // memory for this connection, or evicted by a flood of connections).
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+            return Err(Error::Refused {
+                endpoint: endpoint.to_owned(),
+                reason: "it hung up without answering our hello".into(),
+            })
+        }
+        Err(e) => return Err(io_err(endpoint, "receiving hello", e)),
+    };
     if received.bytes.is_empty() && received.fds.is_empty() {
         return Err(Error::Refused {
             endpoint: endpoint.to_owned(),

@@ -164,7 +164,9 @@ pub(crate) fn write_frame<M: RingWrite>(
     // back to back: the line then moves to us once. Written first, the head's store took
     // the line, the consumer's next look took it back while we waited for the payload's
     // other lines, and the tag's store had to fetch it again.
-    let head = ((index | (CACHE_LINE_BYTES - 1)) + 1).saturating_sub(at).min(len) as usize;
+    let head = ((index | (CACHE_LINE_BYTES - 1)) + 1)
+        .saturating_sub(at)
+        .min(len) as usize;
     let (head_bytes, rest) = msg.split_at(head);
     mem.write_payload(at + head as u64, rest);
     // The next frame's tag word may hold stale bytes of an old payload that happen to equal

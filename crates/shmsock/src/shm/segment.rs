@@ -460,6 +460,9 @@ impl OwnedSegment {
     /// Records who we are connected to (for `shmsock ls`): the peer's pid and the inode of
     /// its segment.
     pub(crate) fn note_peer(&self, pid: i32, peer: &PeerSegment) {
+        // The connection's age starts now (a listener's spare segment was made earlier).
+        self.word64(word::CREATED_UNIX_NS)
+            .store(unix_now_ns(), Ordering::Relaxed);
         self.word64(word::PEER_PID)
             .store(u64::from(pid.unsigned_abs()), Ordering::Relaxed);
         self.word64(word::PEER_SEGMENT)
