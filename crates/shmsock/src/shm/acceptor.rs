@@ -146,41 +146,34 @@ impl<A: Admit> Handshakes<A> {
         let before = std::mem::take(&mut self.pending);
         for ((mut greeting, kept), ready) in before.into_iter().zip(ready) {
             let pid = greeting.pid();
-            if !ready {
-                if now >= greeting.deadline() {
+            let in_time = now < greeting.deadline();
+            // A handshake that ends here before our hello left: logged, and our offer back.
+            let (error, offer) = match ready.then(|| greeting.read(endpoint)) {
+                None | Some(Ok(false)) if in_time => {
+                    self.pending.push_back((greeting, kept));
+                    continue;
+                }
+                None => {
                     let e = out_of_time(endpoint, "no complete hello", self.timeout);
-                    dropped(endpoint, Some(pid), &e);
-                    self.admit.recycle(greeting.into_offer());
-                } else {
-                    self.pending.push_back((greeting, kept));
+                    (e, greeting.into_offer())
                 }
-                continue;
-            }
-            match greeting.read(endpoint) {
-                Ok(false) if now < greeting.deadline() => {
-                    self.pending.push_back((greeting, kept));
-                }
-                Ok(false) => {
+                Some(Ok(false)) => {
                     let e = out_of_time(endpoint, "only part of a hello", self.timeout);
-                    dropped(endpoint, Some(pid), &e);
-                    self.admit.recycle(greeting.into_offer());
+                    (e, greeting.into_offer())
                 }
-                Ok(true) => match greeting.validate(endpoint) {
+                Some(Ok(true)) => match greeting.validate(endpoint) {
                     Ok(hello) => {
                         if let Err(e) = self.admit.finish(endpoint, hello, kept, deliver) {
                             dropped(endpoint, Some(pid), &e);
                         }
+                        continue;
                     }
-                    Err((e, offer)) => {
-                        dropped(endpoint, Some(pid), &e);
-                        self.admit.recycle(offer);
-                    }
+                    Err(failed) => failed,
                 },
-                Err(e) => {
-                    dropped(endpoint, Some(pid), &e);
-                    self.admit.recycle(greeting.into_offer());
-                }
-            }
+                Some(Err(e)) => (e, greeting.into_offer()),
+            };
+            dropped(endpoint, Some(pid), &error);
+            self.admit.recycle(offer);
         }
         if listening {
             self.accept_queued(bound)?;

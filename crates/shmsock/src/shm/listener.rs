@@ -77,12 +77,11 @@ impl Admit for ConnAdmit {
     }
 
     fn prepare(&mut self, endpoint: &str) {
-        if let Some(seg) = own_spare(&mut self.spare) {
-            self.spare = Some((std::process::id(), seg));
-        } else if let Ok(seg) = new_segment(&self.opts, endpoint) {
+        let me = std::process::id();
+        if !matches!(self.spare, Some((pid, _)) if pid == me) {
             // (Out of memory or fds now: the next handshake tries again, and refuses its
             // peer, saying why, if it cannot either.)
-            self.spare = Some((std::process::id(), seg));
+            self.spare = new_segment(&self.opts, endpoint).ok().map(|seg| (me, seg));
         }
     }
 

@@ -126,6 +126,12 @@ pub(crate) fn notify_keyed(
     if flag & KEYED != 0 && my_seq.load(Ordering::Relaxed) & !KEYED != flag & !KEYED {
         return;
     }
+    wake_sleepers(my_seq, futex);
+}
+
+/// Moves our sequence word past every key a waiter may sleep on, and wakes the sleepers.
+#[inline]
+fn wake_sleepers(my_seq: &AtomicU32, futex: &impl Futex) {
     // Release: pairs with the Acquire key load in `prepare_wait`.
     my_seq.fetch_add(1, Ordering::Release);
     futex.wake(my_seq);
@@ -145,9 +151,7 @@ pub(crate) fn notify_any<'a>(
     futex: &impl Futex,
 ) {
     if any_sleeps(peers_sleeping, light) {
-        // Release: pairs with the Acquire key load in `prepare_wait`.
-        my_seq.fetch_add(1, Ordering::Release);
-        futex.wake(my_seq);
+        wake_sleepers(my_seq, futex);
     }
 }
 
@@ -173,9 +177,7 @@ pub(crate) fn notify_each<'a, B: 'a>(
         }
     }
     if futex_sleeper {
-        // Release: pairs with the Acquire key load in `prepare_wait`.
-        my_seq.fetch_add(1, Ordering::Release);
-        futex.wake(my_seq);
+        wake_sleepers(my_seq, futex);
     }
 }
 
