@@ -21,6 +21,12 @@ use crate::error::{Error, Result};
 use crate::sync::Ordering;
 use crate::vocabulary::{Mode, WaitStrategy};
 
+/// Spins of a receiver's wait on the next frame's tag word alone, before the full waiting
+/// loop (whose turns also publish our position, look at the peer's end and step the
+/// schedule). A turn of this one is a `pause` and one load, so it notices a frame sooner;
+/// most waits of a receiver that keeps up end within it.
+const FIRST_SPINS: u32 = 4 * wait::SPINS_PER_CLOCK_READ;
+
 pub(crate) struct ShmConn {
     link: Link,
     mine: OwnedSegment,
@@ -322,23 +328,28 @@ impl ShmConn {
     /// Waits for the next frame as `mode` allows. After the peer ended, frames it had
     /// published are still returned; then the end is reported.
     ///
-    /// The fast path returns a frame that is already published without setting up a wait.
-    #[inline]
+    /// Always inlined: it reads the frame itself, and [`ShmConn::wait_frame`] only waits
+    /// until one looks published, so the frame's header and payload are read in the caller
+    /// (in a round trip, that is the path from the peer's message to our answer).
+    #[inline(always)]
     pub(crate) fn next_frame(&mut self, mode: Mode) -> Result<Frame> {
-        if self.link.is_usable() {
-            match self.rx.peek(&self.peer) {
-                Ok(Some(frame)) => return Ok(frame),
-                Ok(None) => {}
-                Err(c) => return Err(self.link.poison(c)),
+        loop {
+            if self.link.is_usable() {
+                match self.rx.peek(&self.peer) {
+                    Ok(Some(frame)) => return Ok(frame),
+                    Ok(None) => {}
+                    Err(c) => return Err(self.link.poison(c)),
+                }
             }
+            self.wait_frame(mode)?;
         }
-        self.wait_frame(mode)
     }
 
     /// [`ShmConn::next_frame`] beyond its fast path: checks, errors, publishing our consumed
-    /// position, and the wait.
+    /// position, and the wait until the next frame's tag says it is published (padding
+    /// included: the caller skips it and may call again).
     #[inline(never)]
-    fn wait_frame(&mut self, mode: Mode) -> Result<Frame> {
+    fn wait_frame(&mut self, mode: Mode) -> Result<()> {
         self.link.usable()?;
         // First a short spin on the tag alone: each turn of the full loop below also looks
         // at the peer's end and the schedule, which delays noticing a frame (a busy 8 B round
@@ -351,10 +362,12 @@ impl ShmConn {
             if let Some(pos) = self.rx.unpublished() {
                 self.publish_consumed(pos);
             }
-            for _ in 0..wait::SPINS_PER_CLOCK_READ {
+            let next_line = self.rx.next_line();
+            for _ in 0..FIRST_SPINS {
                 std::hint::spin_loop();
-                if let Some(frame) = self.peek()? {
-                    return Ok(frame);
+                self.peer.touch_ring(next_line);
+                if self.rx.ready(&self.peer) {
+                    return Ok(());
                 }
             }
         }
@@ -362,8 +375,8 @@ impl ShmConn {
         wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
             match turn {
                 Turn::Attempt => {
-                    if let Some(frame) = self.peek()? {
-                        return Ok(Outcome::Done(frame));
+                    if self.rx.ready(&self.peer) {
+                        return Ok(Outcome::Done(()));
                     }
                     if let Some(pos) = self.rx.unpublished() {
                         self.publish_consumed(pos);
@@ -379,12 +392,9 @@ impl ShmConn {
                         self.peer.word32(word::DATA_SEQ),
                     );
                     let key = wait::prepare_keyed_wait(flag, seq, self.wait_heavy);
-                    let next = self.peek();
-                    if !matches!(next, Ok(None)) {
+                    if self.rx.ready(&self.peer) {
                         wait::cancel_wait(self.mine.word32(word::RX_SLEEPING));
-                        if let Some(frame) = next? {
-                            return Ok(Outcome::Done(frame));
-                        }
+                        return Ok(Outcome::Done(()));
                     }
                     let (flag, seq) = (
                         self.mine.word32(word::RX_SLEEPING),

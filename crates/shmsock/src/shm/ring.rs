@@ -358,8 +358,34 @@ impl Producer {
     }
 
     /// [`Producer::try_push`] of a frame of `kind` (DATA or LOAN).
-    #[inline]
+    ///
+    /// Always inlined: the common case (the frame fits before the ring end, and the cached
+    /// consumed position already shows room for it) is a few instructions and the frame's
+    /// stores, and in a round trip they lie between the peer's message and our answer.
+    #[inline(always)]
     pub(crate) fn try_push_kind<M: RingWrite>(
+        &mut self,
+        mem: &M,
+        read_consumed: impl FnMut() -> u64,
+        msg: &[u8],
+        kind: u32,
+    ) -> Result<Push, Corruption> {
+        let len = msg.len() as u64;
+        debug_assert!(len <= self.max_payload());
+        let index = self.pos & (self.capacity - 1);
+        let need = frame_bytes(index, len);
+        if need <= self.capacity - index && need + TAG_BYTES <= self.free() {
+            let written = write_frame(mem, self.pos, self.capacity, msg, kind);
+            self.pos = self.pos.wrapping_add(written);
+            return Ok(Push::Done);
+        }
+        self.try_push_slow(mem, read_consumed, msg, kind)
+    }
+
+    /// [`Producer::try_push_kind`] when the frame needs padding first or the cached consumed
+    /// position shows no room: pads, re-reads the consumer's position, and publishes if it can.
+    #[inline(never)]
+    fn try_push_slow<M: RingWrite>(
         &mut self,
         mem: &M,
         mut read_consumed: impl FnMut() -> u64,
@@ -367,7 +393,6 @@ impl Producer {
         kind: u32,
     ) -> Result<Push, Corruption> {
         let len = msg.len() as u64;
-        debug_assert!(len <= self.max_payload());
         let index = self.pos & (self.capacity - 1);
         let need = frame_bytes(index, len);
         let to_end = self.capacity - index;
@@ -429,6 +454,24 @@ impl Consumer {
     #[cfg(test)]
     pub(crate) fn position(&self) -> u64 {
         self.pos
+    }
+
+    /// Whether the next frame looks published: one load of its tag word, for a waiter to
+    /// spin on; [`Consumer::peek`] then reads and validates the frame. A tag word that cannot
+    /// be read counts as published, so that `peek` reports it.
+    #[inline(always)]
+    pub(crate) fn ready<M: RingRead>(&self, mem: &M) -> bool {
+        let index = self.pos & (self.capacity - 1);
+        // Acquire: pairs with the Release tag store in `write_frame` (`peek` loads it again).
+        mem.load_tag(index)
+            .map_or(true, |tag| tag == tag_for(self.pos))
+    }
+
+    /// The ring index of the cache line after the one holding the next frame's tag (a frame
+    /// of more than one line continues there). It may be past the ring's end.
+    #[inline(always)]
+    pub(crate) fn next_line(&self) -> u64 {
+        (self.pos & (self.capacity - 1) | (CACHE_LINE_BYTES - 1)) + 1
     }
 
     /// Returns the next published data frame, skipping padding, or `None` if the producer

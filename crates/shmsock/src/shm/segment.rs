@@ -779,6 +779,18 @@ impl PeerSegment {
         self.map.word32(word.0)
     }
 
+    /// Loads the ring word at `index` and drops the value, if `index` lies in the ring: a
+    /// waiting receiver does this to the line after the one it polls, so that a frame
+    /// spanning both lines reaches it in one cache-line transfer time instead of two (the
+    /// producer writes that line before the tag's). The value means nothing and is never
+    /// used; the frame is read and validated afterwards as usual.
+    #[inline(always)]
+    pub(crate) fn touch_ring(&self, index: u64) {
+        if let Ok(word) = self.ring_word(index) {
+            std::hint::black_box(word.load(Ordering::Relaxed));
+        }
+    }
+
     #[inline]
     fn ring_word(&self, index: u64) -> Result<&AtomicU64, Corruption> {
         (index < self.capacity)
