@@ -147,7 +147,7 @@ pub(crate) fn write_pad<M: RingWrite>(mem: &M, pos: u64, capacity: u64) {
 /// Publishes `msg` as a frame of `kind` (DATA or LOAN) at `pos` (the caller reserved the
 /// frame and the next tag word, and checked it fits before the ring end). Returns the
 /// frame's size.
-#[inline]
+#[inline(always)]
 pub(crate) fn write_frame<M: RingWrite>(
     mem: &M,
     pos: u64,
@@ -476,23 +476,43 @@ impl Consumer {
 
     /// Returns the next published data frame, skipping padding, or `None` if the producer
     /// has not published one yet. Each header word is read once and validated.
-    #[inline]
+    ///
+    /// Always inlined: a data frame is the common case, and in a round trip this is the
+    /// start of the path from the peer's message to our answer. Padding, loans and what no
+    /// correct producer writes go through [`Consumer::peek_other`].
+    #[inline(always)]
     pub(crate) fn peek<M: RingRead>(&mut self, mem: &M) -> Result<Option<Frame>, Corruption> {
-        loop {
-            let index = self.pos & (self.capacity - 1);
-            // Acquire: pairs with the Release tag store in `write_frame`.
-            if mem.load_tag(index)? != tag_for(self.pos) {
-                return Ok(None);
+        let index = self.pos & (self.capacity - 1);
+        // Acquire: pairs with the Release tag store in `write_frame`.
+        if mem.load_tag(index)? != tag_for(self.pos) {
+            return Ok(None);
+        }
+        let meta = mem.load_meta(index)?;
+        let (len, kind) = (meta & 0xffff_ffff, (meta >> 32) as u32);
+        if kind == KIND_DATA {
+            if let Some(frame) = data_frame(index, len, self.capacity - index) {
+                return Ok(Some(frame));
             }
-            match decode(self.pos, self.capacity, mem.load_meta(index)?)? {
-                Header::Pad { skip } => self.pos = self.pos.wrapping_add(skip),
-                Header::Data(frame) | Header::Loan(frame) => return Ok(Some(frame)),
+        }
+        self.peek_other(mem, meta)
+    }
+
+    /// [`Consumer::peek`] of a published frame that is not a data frame fitting the ring:
+    /// skips padding (and looks at the frame after it), returns a loan frame, or reports
+    /// the corruption. `meta` is the frame's header word, as read once by `peek`.
+    #[inline(never)]
+    fn peek_other<M: RingRead>(&mut self, mem: &M, meta: u64) -> Result<Option<Frame>, Corruption> {
+        match decode_any(self.pos, self.capacity, meta)? {
+            Header::Pad { skip } => {
+                self.pos = self.pos.wrapping_add(skip);
+                self.peek(mem)
             }
+            Header::Data(frame) | Header::Loan(frame) => Ok(Some(frame)),
         }
     }
 
     /// Copies the payload of `frame` (from `peek`) into `out[..frame.len]`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read<M: RingRead>(
         &self,
         mem: &M,
