@@ -709,7 +709,9 @@ fn established(
 /// The connecting side of a handshake, with one deadline (`timeout` from now) for the whole
 /// exchange: the listener's credentials checked, our segment created by `mine` and sent,
 /// then the listener's hello and acknowledgement received in one message (waited for as
-/// `wait` says: a `Blocking` side sleeps at once, others first spin [`hello::ANSWER_SPIN`]).
+/// `wait` says: a `Blocking` side sleeps at once, others first spin [`hello::ANSWER_SPIN`];
+/// an async connect, which passes a doorbell, sleeps at once too: it runs on tokio's
+/// blocking pool, and its wait strategy does not apply).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn connect_side(
     endpoint: &str,
@@ -722,6 +724,11 @@ pub(crate) fn connect_side(
     timeout: Duration,
 ) -> Result<(Peer, OwnedSegment)> {
     let deadline = Instant::now() + timeout;
+    let spin = match wait {
+        _ if extras.bell.is_some() => Duration::ZERO,
+        WaitStrategy::Blocking => Duration::ZERO,
+        WaitStrategy::BusyPoll | WaitStrategy::Adaptive => hello::ANSWER_SPIN,
+    };
     let (sock_path, _) = runtime_dir::paths(name)
         .map_err(|e| Error::io(format!("{endpoint}: rendezvous directory"), e))?;
     let sock = match UnixStream::connect(&sock_path) {
@@ -773,28 +780,18 @@ pub(crate) fn connect_side(
             ) => {}
         Err(e) => return Err(io_err(endpoint, "sending hello", e)),
     }
-    let spin = match wait {
-        WaitStrategy::Blocking => Duration::ZERO,
-        WaitStrategy::BusyPoll | WaitStrategy::Adaptive => hello::ANSWER_SPIN,
+    let hung_up = || Error::Refused {
+        endpoint: endpoint.to_owned(),
+        reason: "it hung up without answering our hello".into(),
     };
     let received = match hello::recv_hello(&sock, deadline, spin) {
-        Ok(received) => received,
-        // It hung up with our hello unread: it dropped us before reading it (out of fds or
-        // memory for this connection, or evicted by a flood of connections).
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-            return Err(Error::Refused {
-                endpoint: endpoint.to_owned(),
-                reason: "it hung up without answering our hello".into(),
-            })
-        }
+        // It hung up with our hello unread (a reset) or read (an empty answer): it dropped
+        // us (out of fds or memory for this connection, or evicted by a flood of connections).
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Err(hung_up()),
         Err(e) => return Err(io_err(endpoint, "receiving hello", e)),
+        Ok(r) if r.bytes.is_empty() && r.fds.is_empty() => return Err(hung_up()),
+        Ok(r) => r,
     };
-    if received.bytes.is_empty() && received.fds.is_empty() {
-        return Err(Error::Refused {
-            endpoint: endpoint.to_owned(),
-            reason: "it hung up without answering our hello".into(),
-        });
-    }
     let accepted = accept_peer_hello(endpoint, received, peer_role, pid)?;
     mine.note_peer(pid, &accepted.segment);
     // A publisher's acknowledgement says where we start; anyone else's is one byte. It
