@@ -157,7 +157,7 @@ pub(crate) enum Wait {
     /// Spin briefly, then sleep on a futex.
     #[default]
     Adaptive,
-    /// Sleep at once.
+    /// Sleep almost at once (after spinning at most 2 µs).
     Blocking,
 }
 

@@ -2,7 +2,7 @@
 //!
 //! A plain mechanism of the IPC cheat sheet's menu is always quoted next to the shmsock row
 //! that would replace it: eventfd and signal next to `shm://` with the Blocking wait (which
-//! sleeps at once, as they do) and the default Adaptive wait; pipe, FIFO and POSIX message
+//! sleeps after a spin of at most 2 µs, as they sleep) and the default Adaptive wait; pipe, FIFO and POSIX message
 //! queue next to `shm://` (latency, and messages per second at the size asked).
 
 use super::{Leaf, Needs};
@@ -240,7 +240,7 @@ fn notification(out: &mut Vec<String>, needs: &Needs, report: &Report) {
         out,
         report,
         "shmsock-blocking",
-        "shm:// Conn, Blocking wait (sleeps at once, as an eventfd reader does)",
+        "shm:// Conn, Blocking wait (sleeps after a spin of at most 2 µs, as an eventfd reader sleeps)",
     );
     one_way(
         out,

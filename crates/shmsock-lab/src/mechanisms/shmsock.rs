@@ -2,8 +2,9 @@
 //!
 //! The same code with three wait strategies, on both sides: `shmsock-busy` spins
 //! (`WaitStrategy::BusyPoll`), `shmsock` uses the default options (`WaitStrategy::Adaptive`:
-//! spin for a budget, then sleep on a futex), `shmsock-blocking` sleeps on the futex at once
-//! (`WaitStrategy::Blocking`), so it pays a kernel wake-up per message like a pipe does. The parent binds a [`Listener`] under a name
+//! spin for a budget, then sleep on a futex), `shmsock-blocking` sleeps on the futex after a
+//! spin of at most 2 µs (`WaitStrategy::Blocking`), so in a round trip it pays a kernel
+//! wake-up per message like a pipe does. The parent binds a [`Listener`] under a name
 //! unique to this run (`shm://lab-<pid>-<n>`) *before* the fork; after the fork the child
 //! connects and the parent accepts. Every message is one `Conn::send` / `Conn::recv`, so the
 //! rows show the library's full cost: framing, validation of the peer's ring, wake-ups.
@@ -51,7 +52,7 @@ impl Shmsock {
         }
     }
 
-    /// Both sides sleep at once (`WaitStrategy::Blocking`): the `shmsock-blocking` row.
+    /// Both sides sleep almost at once (`WaitStrategy::Blocking`): the `shmsock-blocking` row.
     pub fn blocking() -> Self {
         Self {
             name: "shmsock-blocking",

@@ -709,7 +709,8 @@ fn established(
 /// The connecting side of a handshake, with one deadline (`timeout` from now) for the whole
 /// exchange: the listener's credentials checked, our segment created by `mine` and sent,
 /// then the listener's hello and acknowledgement received in one message (waited for as
-/// `wait` says: a `Blocking` side sleeps at once, others first spin [`hello::ANSWER_SPIN`];
+/// `wait` says: a `Blocking` side sleeps at once (a handshake is no stream), others first
+/// spin [`hello::ANSWER_SPIN`];
 /// an async connect, which passes a doorbell, sleeps at once too: it runs on tokio's
 /// blocking pool, and its wait strategy does not apply).
 #[allow(clippy::too_many_arguments)]
