@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
 
+use super::hello::HELLO_SPIN;
 use super::rendezvous::{BoundName, Greeting, Offer, Validated};
 use crate::error::{Error, Result};
 use crate::sync::{AtomicBool, Ordering};
@@ -198,10 +199,35 @@ impl<A: Admit> Handshakes<A> {
                 .iter()
                 .map(|(g, _)| PollFd::new(g.socket(), PollFlags::IN)),
         );
-        match rustix::event::poll(&mut fds, timeout.map(timespec).as_ref()) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => return Ok((false, vec![false; self.pending.len()])),
-            Err(e) => return Err(Error::io(format!("{}: poll", bound.endpoint()), e)),
+        // Handshakes accepted less than `HELLO_SPIN` ago: their hellos are due any moment,
+        // so look without sleeping until then (never past `wait`).
+        let spin_until = self
+            .pending
+            .iter()
+            .filter_map(|(g, _)| g.deadline().checked_sub(self.timeout))
+            .max()
+            .map(|accepted| accepted + HELLO_SPIN)
+            .map(|until| wait.map_or(until, |w| until.min(now + w)));
+        let poll_err = |e| Error::io(format!("{}: poll", bound.endpoint()), e);
+        let mut found = false;
+        if let Some(until) = spin_until {
+            let zero = timespec(Duration::ZERO);
+            while !found && Instant::now() < until {
+                match rustix::event::poll(&mut fds, Some(&zero)) {
+                    Ok(0) | Err(rustix::io::Errno::INTR) => std::thread::yield_now(),
+                    Ok(_) => found = true,
+                    Err(e) => return Err(poll_err(e)),
+                }
+            }
+        }
+        if !found {
+            match rustix::event::poll(&mut fds, timeout.map(timespec).as_ref()) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => {
+                    return Ok((false, vec![false; self.pending.len()]))
+                }
+                Err(e) => return Err(poll_err(e)),
+            }
         }
         let ready = |f: &PollFd<'_>| !f.revents().is_empty();
         Ok((ready(&fds[0]), fds[1..].iter().map(ready).collect()))

@@ -287,6 +287,14 @@ pub(crate) struct Received {
 /// from 180-193 to 118-134 µs p50 with it.
 pub(crate) const ANSWER_SPIN: Duration = Duration::from_micros(200);
 
+/// How long after accepting a connection a listener looks for its hello without sleeping
+/// (a `poll` with no timeout, yielding the CPU between looks). An honest connector's hello
+/// follows its `connect` by the time it takes to make its segment (about 20 µs on our
+/// 2-vCPU VM), and the listener, just woken by that `connect`, often looks first: sleeping
+/// in `poll` then adds a second wake-up (about 25 µs there). A connector that never sends
+/// costs the listener at most this much CPU.
+pub(crate) const HELLO_SPIN: Duration = Duration::from_micros(50);
+
 /// Most fds a hello carries: the segment, a doorbell and a pool.
 pub(crate) const HELLO_FDS_MAX: usize = 3;
 
