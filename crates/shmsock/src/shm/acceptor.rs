@@ -185,13 +185,7 @@ impl<A: Admit> Handshakes<A> {
     /// Waits for the listening socket or a handshake's socket (or the nearest deadline, or
     /// `wait`); returns which are ready, the listening socket first.
     fn poll(&self, bound: &BoundName, wait: Option<Duration>) -> Result<(bool, Vec<bool>)> {
-        let now = Instant::now();
-        let nearest = self.pending.iter().map(|(g, _)| g.deadline()).min();
-        let timeout = match (wait, nearest) {
-            (w, None) => w,
-            (None, Some(d)) => Some(d.saturating_duration_since(now)),
-            (Some(w), Some(d)) => Some(w.min(d.saturating_duration_since(now))),
-        };
+        let start = Instant::now();
         let mut fds = Vec::with_capacity(1 + self.pending.len());
         fds.push(PollFd::new(bound.listener(), PollFlags::IN));
         fds.extend(
@@ -207,7 +201,7 @@ impl<A: Admit> Handshakes<A> {
             .filter_map(|(g, _)| g.deadline().checked_sub(self.timeout))
             .max()
             .map(|accepted| accepted + HELLO_SPIN)
-            .map(|until| wait.map_or(until, |w| until.min(now + w)));
+            .map(|until| wait.map_or(until, |w| until.min(start + w)));
         let poll_err = |e| Error::io(format!("{}: poll", bound.endpoint()), e);
         let mut found = false;
         if let Some(until) = spin_until {
@@ -221,6 +215,15 @@ impl<A: Admit> Handshakes<A> {
             }
         }
         if !found {
+            // Whatever the spin took comes off `wait`; the nearest deadline is absolute.
+            let now = Instant::now();
+            let left = wait.map(|w| w.saturating_sub(now - start));
+            let nearest = self.pending.iter().map(|(g, _)| g.deadline()).min();
+            let timeout = match (left, nearest) {
+                (w, None) => w,
+                (None, Some(d)) => Some(d.saturating_duration_since(now)),
+                (Some(w), Some(d)) => Some(w.min(d.saturating_duration_since(now))),
+            };
             match rustix::event::poll(&mut fds, timeout.map(timespec).as_ref()) {
                 Ok(_) => {}
                 Err(rustix::io::Errno::INTR) => {

@@ -24,17 +24,18 @@ use crate::vocabulary::{Mode, WaitStrategy};
 /// Spins of a receiver's wait on the next frame's tag word alone, before the full waiting
 /// loop (whose turns also publish our position, look at the peer's end and step the
 /// schedule). A turn of this one is a `pause` and one load, so it notices a frame sooner;
-/// most waits of a receiver that keeps up end within it.
-const FIRST_SPINS: u32 = 4 * wait::SPINS_PER_CLOCK_READ;
+/// most waits of a receiver that keeps up end within it. About 3 µs here (a `pause` takes
+/// 25 ns); the full loop then reads the clock every `SPINS_PER_CLOCK_READ` spins (deadlines,
+/// the spin budget).
+const FIRST_SPINS: u32 = 2 * wait::SPINS_PER_CLOCK_READ;
 
-/// A receiver that caught up with a stream (its last wait ended within this many spins, and
-/// it sent nothing on the connection since) is in the producer's way: the line it polls is
-/// the one the producer writes next, and each look takes that line back mid-write.
-const CAUGHT_UP_SPINS: u32 = 8;
-
-/// `pause`s between two looks of a receiver that caught up with a stream (see
-/// [`CAUGHT_UP_SPINS`]): it lets a few frames accumulate instead of fetching each line
-/// while the producer writes it. About 100 ns on our VMs, where a `pause` takes 25 ns.
+/// `pause`s between two looks of a receiver that caught up with a stream: one that found a
+/// frame already waiting since its last wait. Such a receiver is in the producer's way: the
+/// line it polls is the one the producer writes next, and each look takes that line back
+/// mid-write; looking less often lets a few frames accumulate instead. About 100 ns on our
+/// VMs, where a `pause` takes 25 ns. A receiver that never finds a frame waiting (a round
+/// trip, on one connection or two; a stream slower than its receiver) looks at every
+/// `pause`.
 const CAUGHT_UP_PAUSES: u32 = 4;
 
 pub(crate) struct ShmConn {
@@ -57,11 +58,10 @@ pub(crate) struct ShmConn {
     peer_keyed: bool,
     sent: (u64, u64),
     received: (u64, u64),
-    /// Our sent count (`sent.0`) when our last wait for a frame began, and how many spins
-    /// that wait took (`u32::MAX`: more than the first spin, or none yet): together they
-    /// say whether we caught up with a stream (see [`CAUGHT_UP_SPINS`]).
-    sent_at_wait: u64,
-    last_wait_spins: u32,
+    /// `next_frame` found a frame already published, without waiting, since our last wait:
+    /// the next wait is that of a receiver that caught up with a stream (see
+    /// [`CAUGHT_UP_PAUSES`]).
+    backlog: bool,
     /// The peer's doorbell (it is an `Inbox` or an async receiver): ring it instead of our
     /// futex words, for data and for space alike.
     peer_bell: Option<Ringer>,
@@ -171,8 +171,7 @@ impl ShmConn {
             peer_keyed,
             sent: (0, 0),
             received: (0, 0),
-            sent_at_wait: 0,
-            last_wait_spins: u32::MAX,
+            backlog: false,
             peer_bell,
             lender: pool.map(Lender::new),
             borrower,
@@ -292,6 +291,11 @@ impl ShmConn {
                 Ok(true)
             }
             Ok(Push::Full) => Ok(false),
+            // Only padding went out: the peer must skip it before our frame fits.
+            Ok(Push::Padded) => {
+                self.wake_peer(word::RX_SLEEPING, word::DATA_SEQ);
+                Ok(false)
+            }
             Err(c) => Err(self.link.poison(c)),
         }
     }
@@ -350,14 +354,19 @@ impl ShmConn {
     /// (in a round trip, that is the path from the peer's message to our answer).
     #[inline(always)]
     pub(crate) fn next_frame(&mut self, mode: Mode) -> Result<Frame> {
+        let mut waited = false;
         loop {
             if self.link.is_usable() {
                 match self.rx.peek(&self.peer) {
-                    Ok(Some(frame)) => return Ok(frame),
+                    Ok(Some(frame)) => {
+                        self.backlog |= !waited;
+                        return Ok(frame);
+                    }
                     Ok(None) => {}
                     Err(c) => return Err(self.link.poison(c)),
                 }
             }
+            waited = true;
             self.wait_frame(mode)?;
         }
     }
@@ -379,19 +388,17 @@ impl ShmConn {
             if let Some(pos) = self.rx.unpublished() {
                 self.publish_consumed(pos);
             }
-            // A receiver that answers, or waits for a while, looks at every `pause` and also
-            // loads the line after the tag's (see `touch_ring`); one that caught up with a
-            // stream looks less often and touches nothing (see `CAUGHT_UP_SPINS`).
-            let caught_up =
-                self.sent.0 == self.sent_at_wait && self.last_wait_spins <= CAUGHT_UP_SPINS;
-            self.sent_at_wait = self.sent.0;
-            self.last_wait_spins = u32::MAX;
+            // A receiver that found no frame waiting since its last wait looks at every
+            // `pause` and also loads the line after the tag's (see `touch_ring`); one that
+            // caught up with a stream looks less often and touches nothing (see
+            // `CAUGHT_UP_PAUSES`).
+            let caught_up = std::mem::take(&mut self.backlog);
             let (pauses, next_line) = if caught_up {
                 (CAUGHT_UP_PAUSES, None)
             } else {
                 (1, Some(self.rx.next_line()))
             };
-            for spin in 0..FIRST_SPINS / pauses {
+            for _ in 0..FIRST_SPINS / pauses {
                 for _ in 0..pauses {
                     std::hint::spin_loop();
                 }
@@ -399,7 +406,6 @@ impl ShmConn {
                     self.peer.touch_ring(line);
                 }
                 if self.rx.ready(&self.peer) {
-                    self.last_wait_spins = spin;
                     return Ok(());
                 }
             }

@@ -281,6 +281,10 @@ pub(crate) enum Push {
     Done,
     /// Not enough free space; wait for the consumer.
     Full,
+    /// A padding frame to the ring's end is published, but the frame itself does not fit
+    /// yet: it needs the consumer to skip the padding. Wake the consumer (it may be asleep,
+    /// and nothing else would tell it about the padding), then wait as for `Full`.
+    Padded,
 }
 
 impl Producer {
@@ -403,7 +407,12 @@ impl Producer {
             }
             write_pad(mem, self.pos, self.capacity);
             self.pos = self.pos.wrapping_add(to_end);
-            return self.try_push_kind(mem, read_consumed, msg, kind);
+            // A frame at index 0 always fits an empty ring (`max_payload`), so this does not
+            // pad again.
+            return Ok(match self.try_push_kind(mem, read_consumed, msg, kind)? {
+                Push::Done => Push::Done,
+                Push::Full | Push::Padded => Push::Padded,
+            });
         }
         if !self.reserve(need + TAG_BYTES, &mut read_consumed)? {
             return Ok(Push::Full);
@@ -443,6 +452,8 @@ impl Consumer {
     /// A consumer whose next frame is at `pos`, already published as consumed (pairs with
     /// [`Producer::starting_at`]).
     pub(crate) fn starting_at(capacity: u64, pos: u64) -> Self {
+        // `peek`'s fast path relies on it (it does not check a data frame's alignment).
+        debug_assert_eq!(pos % FRAME_HEADER_BYTES, 0);
         Consumer {
             capacity,
             pos,
@@ -498,16 +509,26 @@ impl Consumer {
     }
 
     /// [`Consumer::peek`] of a published frame that is not a data frame fitting the ring:
-    /// skips padding (and looks at the frame after it), returns a loan frame, or reports
-    /// the corruption. `meta` is the frame's header word, as read once by `peek`.
+    /// skips padding (and looks at the frames after it), returns a loan frame, or reports
+    /// the corruption. `meta` is the frame's header word, as read once by `peek`. A loop, not
+    /// a call back into `peek`: a peer that keeps publishing padding must not grow our stack.
     #[inline(never)]
-    fn peek_other<M: RingRead>(&mut self, mem: &M, meta: u64) -> Result<Option<Frame>, Corruption> {
-        match decode_any(self.pos, self.capacity, meta)? {
-            Header::Pad { skip } => {
-                self.pos = self.pos.wrapping_add(skip);
-                self.peek(mem)
+    fn peek_other<M: RingRead>(
+        &mut self,
+        mem: &M,
+        mut meta: u64,
+    ) -> Result<Option<Frame>, Corruption> {
+        loop {
+            match decode_any(self.pos, self.capacity, meta)? {
+                Header::Data(frame) | Header::Loan(frame) => return Ok(Some(frame)),
+                Header::Pad { skip } => self.pos = self.pos.wrapping_add(skip),
             }
-            Header::Data(frame) | Header::Loan(frame) => Ok(Some(frame)),
+            let index = self.pos & (self.capacity - 1);
+            // Acquire: pairs with the Release tag store in `write_frame`.
+            if mem.load_tag(index)? != tag_for(self.pos) {
+                return Ok(None);
+            }
+            meta = mem.load_meta(index)?;
         }
     }
 

@@ -300,3 +300,36 @@ enum Silent {
     Tcp(std::net::TcpStream),
     Unix(std::os::unix::net::UnixStream),
 }
+
+#[tokio::test]
+async fn padding_alone_wakes_a_sleeping_async_receiver() {
+    // 2500 B messages in a 4 KiB ring: each after the first needs padding to the ring's end,
+    // and fits only once the receiver has skipped that padding. The receiver is asleep on
+    // its doorbell between messages, so the padding alone must wake it, or the sender waits
+    // for room that never comes.
+    let mut listener = bind("shm", "async-pad", Options::new());
+    let endpoint = listener.endpoint().to_owned();
+    let (count, len) = (100u64, 2500);
+    let sender = std::thread::spawn(move || {
+        let mut conn = Conn::connect_with(&endpoint, Options::new().ring_capacity(4096))
+            .unwrap_or_else(|e| panic!("connecting to {endpoint}: {e}"));
+        let mut msg = vec![7u8; len];
+        for seq in 0..count {
+            msg[..8].copy_from_slice(&seq.to_le_bytes());
+            conn.send_timeout(&msg, Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("sending message #{seq}: {e}"));
+            // Long enough for the receiver to go to sleep before the next message.
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    });
+    let mut conn = accept(&mut listener).await;
+    for seq in 0..count {
+        let msg = tokio::time::timeout(Duration::from_secs(5), conn.recv_vec())
+            .await
+            .unwrap_or_else(|_| panic!("message #{seq} did not arrive within 5 s"))
+            .unwrap_or_else(|e| panic!("receiving message #{seq}: {e}"));
+        assert_eq!(msg.len(), len, "message #{seq}");
+        assert_eq!(msg[..8], seq.to_le_bytes(), "message #{seq}");
+    }
+    sender.join().expect("the sender thread");
+}

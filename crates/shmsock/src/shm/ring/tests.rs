@@ -91,7 +91,8 @@ fn message_of_max_payload_fits_after_padding() {
     // Needs the whole ring: padding goes first, the frame waits for the pad to be consumed.
     assert_eq!(p.push(&big), Push::Full); // the first frame is consumed but not yet published
     assert_eq!(p.pop(), None); // publishes it
-    assert_eq!(p.push(&big), Push::Full); // padding written, the frame waits for its consumption
+                               // Padding written (the consumer must be woken to skip it), the frame waits for that.
+    assert_eq!(p.push(&big), Push::Padded);
     assert_eq!(p.pop(), None); // consumes the padding and publishes
     assert_eq!(p.push(&big), Push::Done);
     assert_eq!(p.pop().unwrap(), big);
@@ -275,7 +276,7 @@ fn a_segment_ring_started_below_the_top_of_u64_delivers_across_the_wrap() {
             match tx.try_push(&ours, || consumed, &msg).unwrap() {
                 Push::Done => break true,
                 // Drain what is there (publishing it), then push again.
-                Push::Full => match rx.unpublished() {
+                Push::Full | Push::Padded => match rx.unpublished() {
                     Some(p) => consumed = p,
                     None => break false,
                 },
