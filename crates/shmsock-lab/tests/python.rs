@@ -101,9 +101,10 @@ fn python_rows_are_measured_with_sane_numbers_or_say_why_not() {
                 "{name} {size}: {rt:?}"
             );
             assert!(t.p50_ns <= t.p99_ns && t.p99_ns <= t.p999_ns && t.p999_ns <= t.max_ns);
-            // An interpreter on each side: more than a microsecond, far less than a second.
+            // An interpreter on each side: well above a bare cache line's round trip (about
+            // 130 ns here; py-shmsock's 64 B round trip is 0.9-1.2 µs), far below a second.
             assert!(
-                t.p50_ns > 1_000 && t.p50_ns < 1_000_000_000,
+                t.p50_ns > 300 && t.p50_ns < 1_000_000_000,
                 "{name} {size}: {rt:?}"
             );
             assert!(rt.samples > 0, "{rt:?}");
