@@ -287,7 +287,7 @@ impl ShmConn {
                 self.wake_peer(word::RX_SLEEPING, word::DATA_SEQ);
                 self.sent.0 = self.sent.0.wrapping_add(1);
                 self.sent.1 = self.sent.1.wrapping_add(msg.len() as u64);
-                self.flush_counters();
+                self.flush_sent();
                 Ok(true)
             }
             Ok(Push::Full) => Ok(false),
@@ -311,8 +311,23 @@ impl ShmConn {
     /// Notifier half of the eventcount after we published progress: if the peer announced
     /// a sleep in its flag at `peer_flag`, bump and wake our futex word at `my_seq`, or ring
     /// its doorbell if it gave us one.
-    #[inline]
+    ///
+    /// Always inlined: after every send it is one load of the peer's flag, and with light
+    /// barriers a peer that is awake costs nothing more (see [`wait::surely_awake`]). With
+    /// this out of line and all four counters written after every send (not just the two
+    /// of [`ShmConn::flush_sent`]), a 64 B stream ran 21-29 M msgs/s; with both changes
+    /// 36-41 M (lab, four alternating runs; raw ring 36-58 M in the same runs).
+    #[inline(always)]
     fn wake_peer(&self, peer_flag: word::Word32, my_seq: word::Word32) {
+        if wait::surely_awake(self.peer.word32(peer_flag), self.notify_light) {
+            return;
+        }
+        self.wake_peer_slow(peer_flag, my_seq);
+    }
+
+    /// [`ShmConn::wake_peer`] when the peer may sleep, or we notify with full fences.
+    #[inline(never)]
+    fn wake_peer_slow(&self, peer_flag: word::Word32, my_seq: word::Word32) {
         let peer_sleeping = self.peer.word32(peer_flag);
         match &self.peer_bell {
             None if self.peer_keyed => wait::notify_keyed(
@@ -626,9 +641,20 @@ impl ShmConn {
         self.received.1 = self.received.1.wrapping_add(frame.len as u64);
     }
 
-    /// Copies our message counters into our segment (for `shmsock ls`): after every send
-    /// (four stores to a line only we write; no cost measurable at 64 B) and whenever we
-    /// publish our consumed position.
+    /// Copies our sent counters into our segment (for `shmsock ls`), after every send: two
+    /// stores to a line only we write. The received ones wait for [`ShmConn::flush_counters`].
+    #[inline(always)]
+    fn flush_sent(&self) {
+        self.mine
+            .word64(word::MSGS_SENT)
+            .store(self.sent.0, Ordering::Relaxed);
+        self.mine
+            .word64(word::BYTES_SENT)
+            .store(self.sent.1, Ordering::Relaxed);
+    }
+
+    /// Copies all our message counters into our segment (for `shmsock ls`): whenever we
+    /// publish our consumed position, and when we close.
     #[inline]
     fn flush_counters(&self) {
         let words = [

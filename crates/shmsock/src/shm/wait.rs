@@ -200,6 +200,19 @@ fn publication_fence(light: bool) {
     }
 }
 
+/// The notifier's common case, inlined into every send: with light barriers (a compiler
+/// fence, see [`publication_fence`]) and `peer_sleeping` clear, nobody needs waking. False
+/// means "look properly": [`notify`], [`notify_keyed`] or [`any_sleeps`] repeat the fence
+/// and the load, so a flag set in between is still seen.
+#[inline(always)]
+pub(crate) fn surely_awake(peer_sleeping: &AtomicU32, light: bool) -> bool {
+    if !light || cfg!(loom) {
+        return false;
+    }
+    publication_fence(true);
+    peer_sleeping.load(Ordering::Relaxed) == 0
+}
+
 /// The notifier's look at the waiters' flags, after publishing: true if one of them
 /// announced that it sleeps (then wake it: bump and wake the futex, or ring its doorbell).
 #[inline]
