@@ -172,7 +172,10 @@ pub(crate) fn write_frame<M: RingWrite>(
     // The next frame's tag word may hold stale bytes of an old payload that happen to equal
     // the tag the consumer will wait for there; clear it (the space is reserved).
     mem.clear_tag((index + need) & (capacity - 1));
-    mem.write_payload(at, head_bytes);
+    // Empty when the payload starts past the tag's line (a quarter of 64 B frames): no call.
+    if !head_bytes.is_empty() {
+        mem.write_payload(at, head_bytes);
+    }
     mem.store_meta(index, len | (u64::from(kind) << 32));
     // Pairs with the Acquire load in `Consumer::peek`: payload, meta and the cleared next
     // tag are visible to a consumer that sees this tag.
