@@ -353,7 +353,7 @@ impl Writer {
         if pad {
             write_pad(mem, self.at.write_pos, self.capacity);
         }
-        write_frame(mem, frame_pos, self.capacity, msg, kind);
+        write_frame(mem, frame_pos, self.capacity, msg, kind, frame);
         self.at = next;
         self.last_frame_pos = frame_pos;
         Push::Done

@@ -144,9 +144,9 @@ pub(crate) fn write_pad<M: RingWrite>(mem: &M, pos: u64, capacity: u64) {
     mem.store_tag(index, tag_for(pos));
 }
 
-/// Publishes `msg` as a frame of `kind` (DATA or LOAN) at `pos` (the caller reserved the
-/// frame and the next tag word, and checked it fits before the ring end). Returns the
-/// frame's size.
+/// Publishes `msg` as a frame of `kind` (DATA or LOAN) at `pos`, `need` bytes long (its
+/// [`frame_bytes`], which the caller computed to reserve the frame and the next tag word,
+/// and to check that it fits before the ring end).
 #[inline(always)]
 pub(crate) fn write_frame<M: RingWrite>(
     mem: &M,
@@ -154,11 +154,13 @@ pub(crate) fn write_frame<M: RingWrite>(
     capacity: u64,
     msg: &[u8],
     kind: u32,
-) -> u64 {
+    need: u64,
+) {
     let index = pos & (capacity - 1);
     let len = msg.len() as u64;
-    let need = frame_bytes(index, len);
-    let at = index + payload_offset(index, len);
+    debug_assert_eq!(need, frame_bytes(index, len));
+    // `need` is the payload's offset plus its rounded length (see `frame_bytes`).
+    let at = index + need - len.next_multiple_of(FRAME_HEADER_BYTES);
     // A waiting consumer spins on the line of this frame's tag. So everything else goes
     // first, and that line's stores (the payload's head, the meta word, the tag) go last and
     // back to back: the line then moves to us once. Written first, the head's store took
@@ -180,7 +182,6 @@ pub(crate) fn write_frame<M: RingWrite>(
     // Pairs with the Acquire load in `Consumer::peek`: payload, meta and the cleared next
     // tag are visible to a consumer that sees this tag.
     mem.store_tag(index, tag_for(pos));
-    need
 }
 
 /// A decoded, validated frame header.
@@ -271,6 +272,8 @@ fn decode_any(pos: u64, capacity: u64, meta: u64) -> Result<Header, Corruption> 
 #[derive(Debug)]
 pub(crate) struct Producer {
     capacity: u64,
+    /// [`max_payload`] of `capacity`, checked on every send.
+    max_payload: u64,
     /// Next position to write.
     pos: u64,
     /// Last consumed position read from the consumer (validated).
@@ -302,14 +305,16 @@ impl Producer {
         debug_assert_eq!(pos % FRAME_HEADER_BYTES, 0);
         Producer {
             capacity,
+            max_payload: max_payload(capacity),
             pos,
             consumed: pos,
         }
     }
 
     /// Largest payload this ring accepts.
+    #[inline]
     pub(crate) fn max_payload(&self) -> u64 {
-        max_payload(self.capacity)
+        self.max_payload
     }
 
     /// Position of the next frame.
@@ -382,8 +387,8 @@ impl Producer {
         let index = self.pos & (self.capacity - 1);
         let need = frame_bytes(index, len);
         if need <= self.capacity - index && need + TAG_BYTES <= self.free() {
-            let written = write_frame(mem, self.pos, self.capacity, msg, kind);
-            self.pos = self.pos.wrapping_add(written);
+            write_frame(mem, self.pos, self.capacity, msg, kind, need);
+            self.pos = self.pos.wrapping_add(need);
             return Ok(Push::Done);
         }
         self.try_push_slow(mem, read_consumed, msg, kind)
@@ -420,8 +425,8 @@ impl Producer {
         if !self.reserve(need + TAG_BYTES, &mut read_consumed)? {
             return Ok(Push::Full);
         }
-        let written = write_frame(mem, self.pos, self.capacity, msg, kind);
-        self.pos = self.pos.wrapping_add(written);
+        write_frame(mem, self.pos, self.capacity, msg, kind, need);
+        self.pos = self.pos.wrapping_add(need);
         Ok(Push::Done)
     }
 }
