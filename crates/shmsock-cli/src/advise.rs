@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use clap::Args;
 use shmsock_lab::advise::{self, parse_bytes, parse_duration_ns, parse_rate, Needs};
 
+use crate::stdout::print_out;
+
 /// Options of `shmsock advise`.
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -124,14 +126,13 @@ pub(crate) fn run(args: AdviseArgs) -> ExitCode {
     advice.notes.insert(0, source);
     if args.json {
         match advice.to_json() {
-            Ok(json) => println!("{json}"),
+            Ok(json) => print_out(&format!("{json}\n")),
             Err(e) => {
                 eprintln!("shmsock advise: {e}");
-                return ExitCode::FAILURE;
+                ExitCode::FAILURE
             }
         }
     } else {
-        print!("{advice}");
+        print_out(&advice.to_string())
     }
-    ExitCode::SUCCESS
 }

@@ -7,12 +7,14 @@
 //! exactly when the publisher's command line names an endpoint that gives that name, or when
 //! the name can only come from one endpoint (an IPv4 address or a one-word host, and a port).
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
 use shmsock::inspect::{self, Backlog, EndpointInfo, EndpointState, Pattern, Scan, SideInfo};
+
+use crate::stdout::print_out;
 
 /// Options of `shmsock ls`.
 #[derive(Args, Debug)]
@@ -308,19 +310,6 @@ pub(crate) fn run_clean(args: CleanArgs) -> ExitCode {
 fn fail(cmd: &str, e: &shmsock::Error) -> ExitCode {
     eprintln!("shmsock {cmd}: {e}");
     ExitCode::FAILURE
-}
-
-/// Writes `text` to stdout; a closed pipe (`| head`) ends quietly.
-fn print_out(text: &str) -> ExitCode {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("shmsock: writing to stdout: {e}");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 fn json(scan: &Scan) -> String {

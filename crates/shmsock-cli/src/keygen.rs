@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::Args;
 use shmsock::CurveKeyPair;
 
+use crate::stdout::print_out;
+
 /// Options of `shmsock keygen`.
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -34,18 +36,14 @@ pub(crate) fn run(args: KeygenArgs) -> ExitCode {
         pair.save(&args.name)
     };
     match saved {
-        Ok((public, secret)) => {
-            println!("public key:         {}", pair.public());
-            println!(
-                "public certificate: {}   (give it to peers)",
-                public.display()
-            );
-            println!(
-                "secret certificate: {}   (mode 0600: keep it to yourself)",
-                secret.display()
-            );
-            ExitCode::SUCCESS
-        }
+        Ok((public, secret)) => print_out(&format!(
+            "public key:         {}\n\
+             public certificate: {}   (give it to peers)\n\
+             secret certificate: {}   (mode 0600: keep it to yourself)\n",
+            pair.public(),
+            public.display(),
+            secret.display()
+        )),
         Err(e) => {
             eprintln!("shmsock keygen: {e}");
             ExitCode::FAILURE

@@ -12,6 +12,7 @@ mod outgoing;
 mod pubsub;
 mod recv;
 mod send;
+mod stdout;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

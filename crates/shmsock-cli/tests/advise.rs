@@ -219,3 +219,31 @@ fn help_has_examples() {
         ],
     );
 }
+
+#[test]
+fn a_reader_that_went_away_ends_the_answer_quietly() {
+    // `shmsock advise ... | head -0`: the pipe's reader is gone before anything is written,
+    // so every write fails with EPIPE. `println!` would panic there; the answer must end with
+    // no panic and no error.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let report = sample_report();
+    for json in [false, true] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmsock"));
+        cmd.args(["advise", "--notify-only", "--report"])
+            .arg(&report)
+            .stdin(Stdio::null())
+            .stdout(writer.try_clone().expect("the pipe's writer"));
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().expect("run shmsock advise");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "json {json}: {:?}\n{stderr}",
+            out.status
+        );
+        assert!(!stderr.contains("panicked"), "json {json}: {stderr}");
+    }
+}
