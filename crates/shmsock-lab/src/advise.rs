@@ -137,9 +137,9 @@ pub enum Leaf {
 /// The shmsock alternative to a notification through the kernel.
 const NOTIFY_ALTERNATIVE: &str = "shm://NAME Conn sending a small message per wake-up: \
      Options::new().wait_strategy(WaitStrategy::Blocking) sleeps after a spin of at most \
-     2 µs, as an eventfd reader sleeps, the default Adaptive wait spins first (faster, at the cost of a busy CPU while it \
-     spins); in a tokio event loop, AsyncConn (its doorbell is rung only while the async side \
-     sleeps)";
+     2 µs, as an eventfd reader sleeps, the default Adaptive wait spins first (faster, at the \
+     cost of a busy CPU while it spins); in a tokio event loop, AsyncConn (its doorbell is \
+     rung only while the async side sleeps)";
 
 impl Leaf {
     /// Every leaf, in the chart's order.

@@ -657,15 +657,13 @@ impl ShmConn {
     /// publish our consumed position, and when we close.
     #[inline]
     fn flush_counters(&self) {
-        let words = [
-            (word::MSGS_SENT, self.sent.0),
-            (word::BYTES_SENT, self.sent.1),
-            (word::MSGS_RECV, self.received.0),
-            (word::BYTES_RECV, self.received.1),
-        ];
-        for (offset, value) in words {
-            self.mine.word64(offset).store(value, Ordering::Relaxed);
-        }
+        self.flush_sent();
+        self.mine
+            .word64(word::MSGS_RECV)
+            .store(self.received.0, Ordering::Relaxed);
+        self.mine
+            .word64(word::BYTES_RECV)
+            .store(self.received.1, Ordering::Relaxed);
     }
 
     /// Closes our side: the peer drains what we sent, then sees `PeerClosed`.

@@ -143,9 +143,9 @@ pub(crate) mod word {
 /// Header flag: the owner notifies with light barriers (see `wait`).
 pub(crate) const FLAG_LIGHT_NOTIFY: u64 = 1;
 /// Header flag: the owner sleeps almost as soon as it waits (`WaitStrategy::Blocking`, after
-/// a spin of at most `wait::BLOCKING_SPIN`), so whoever
-/// wakes it runs a full fence after publishing, even if it could notify with light
-/// barriers, and the owner need not run the heavy barrier before every sleep (`membarrier`
+/// a spin of at most `wait::BLOCKING_SPIN`), so whoever wakes it runs a full fence after
+/// publishing, even if it could notify with light barriers, and the owner need not run the
+/// heavy barrier before every sleep (`membarrier`
 /// took 14 µs on our 2-vCPU VM while the other CPU ran a registered process, against 0.7 µs
 /// for a trivial system call).
 pub(crate) const FLAG_FENCE_WAKE: u64 = 2;
@@ -418,8 +418,8 @@ impl OwnedSegment {
         self.light_notify
     }
 
-    /// Sets [`FLAG_FENCE_WAKE`] if `ask` (an owner whose waits sleep almost at once); call before
-    /// the segment is offered to anyone.
+    /// Sets [`FLAG_FENCE_WAKE`] if `ask` (an owner whose waits sleep almost at once); call
+    /// before the segment is offered to anyone.
     pub(crate) fn fence_wake_if(mut self, ask: bool) -> Self {
         if ask {
             self.fence_wake = true;

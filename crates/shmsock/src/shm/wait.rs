@@ -33,9 +33,9 @@
 //! a few µs, but only when it is about to sleep anyway. The loom model checks the protocol
 //! with symmetric fences (loom has no membarrier).
 //!
-//! **Unless the waiter sleeps almost at once.** A `Blocking` waiter sleeps whenever its ring stays
-//! empty for [`BLOCKING_SPIN`], which in a sparse stream can be every message, and `membarrier` is not a few µs on every
-//! machine: on our 2-vCPU VM it took 14 µs while the other CPU ran a registered process (an
+//! **Unless the waiter sleeps almost at once.** A `Blocking` waiter sleeps whenever its ring
+//! stays empty for [`BLOCKING_SPIN`], which in a sparse stream can be every message, and
+//! `membarrier` is not a few µs on every machine: on our 2-vCPU VM it took 14 µs while the other CPU ran a registered process (an
 //! interrupt to a virtual CPU), against 0.7 µs for a trivial system call. So a `Conn`,
 //! `Listener` or `Inbox` side created `Blocking` sets `FLAG_FENCE_WAKE` in its segment, and
 //! whoever wakes it uses the full fence for it: both sides derive the pair of barriers from
