@@ -135,10 +135,12 @@ fn ls_lists_a_pair_with_pids_commands_and_exact_counters() {
     let mut send = Proc::spawn(&dir, &["send", "shm://pair", "--connect-timeout", "10"]);
     send.send_lines(&["alpha", "beta", "gamma", "delta", "omega", "", "seven"]);
     let payload: u64 = [5, 4, 5, 5, 5, 0, 5].iter().sum();
-    let ep = wait_for(&dir, "shm://pair", "7 received messages", |ep| {
-        sides(ep, "listener")
-            .first()
-            .is_some_and(|s| s["msgs_received"] == 7)
+    // A sender counts a message just after publishing it, so its receiver may show it
+    // first: wait for both counts.
+    let ep = wait_for(&dir, "shm://pair", "7 messages sent and received", |ep| {
+        let counted =
+            |role, counter: &str| sides(ep, role).first().is_some_and(|s| s[counter] == 7);
+        counted("listener", "msgs_received") && counted("connector", "msgs_sent")
     });
     assert_eq!(ep["state"], "live");
     assert_eq!(ep["pattern"], "pair");
@@ -200,10 +202,18 @@ fn ls_shows_a_publisher_its_subscribers_and_their_counters() {
         sides(ep, "subscriber").len() == 2
     });
     publisher.send_lines(&["t1", "t2", "t3", "t4", "t5"]);
-    let ep = wait_for(&dir, "shm://ticks", "5 messages at each subscriber", |ep| {
-        let s = sides(ep, "subscriber");
-        s.len() == 2 && s.iter().all(|s| s["msgs_received"] == 5)
-    });
+    let ep = wait_for(
+        &dir,
+        "shm://ticks",
+        "5 messages sent and at each subscriber",
+        |ep| {
+            let s = sides(ep, "subscriber");
+            let sent = sides(ep, "publisher")
+                .first()
+                .is_some_and(|p| p["msgs_sent"] == 5);
+            sent && s.len() == 2 && s.iter().all(|s| s["msgs_received"] == 5)
+        },
+    );
     assert_eq!(ep["pattern"], "pubsub");
     assert_eq!(ep["bound_by"]["pid"], publisher.pid());
     let p = sides(&ep, "publisher");

@@ -9,7 +9,10 @@
 //!    through `/proc/PID/fd/N` and maps it read-only, then reads its header through the
 //!    same validating accessor the transport uses for peer memory (seals, size, magic,
 //!    version and layout checked; each word read once). A segment that vanishes mid-scan is
-//!    skipped; one that fails validation becomes a note in [`Scan::notes`].
+//!    skipped; one that fails validation becomes a note in [`Scan::notes`]. The fd tables
+//!    are listed before the segments are read: when a side names a peer segment the
+//!    listing missed (a connection made in between), its peer process's fd table is
+//!    listed once more for it.
 //! 2. **Counters.** Every segment carries its owner's counters: messages and bytes sent and
 //!    received, messages lost (subscribers), the peer's pid and the inode of the peer's
 //!    segment (which pairs the two sides of a connection exactly, even when the same two

@@ -38,6 +38,13 @@ pub(super) fn pids_of(uid: u32) -> io::Result<Vec<u32>> {
     Ok(pids)
 }
 
+/// The uid owning `/proc/PID` (what [`pids_of`] filters on), or `None` if it is gone.
+pub(super) fn owner(pid: u32) -> Option<u32> {
+    std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid())
+}
+
 /// A labelled shmsock segment held open by a process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct SegmentFd {

@@ -1,7 +1,7 @@
 //! Turning what the scan found into [`EndpointInfo`]s: opening and reading the segments,
 //! pairing the two sides of each connection, and computing backlogs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,6 +25,10 @@ pub(super) struct Found {
 }
 
 /// Finds, opens and reads every labelled segment held by a process of our uid.
+///
+/// The fd tables are listed before the segments are read, so a connection made in between
+/// would show one side pointing at a peer segment the listing missed: such peers' fd
+/// tables are listed once more, for just the segments a found side names.
 pub(super) fn find_segments(now_ns: u64, notes: &mut Vec<String>) -> Result<Vec<Found>> {
     let uid = rustix::process::geteuid().as_raw();
     let pids = procfs::pids_of(uid)
@@ -53,6 +57,51 @@ pub(super) fn find_segments(now_ns: u64, notes: &mut Vec<String>) -> Result<Vec<
             "{unlabelled} segments of an older shmsock carry no name and are not listed"
         ));
     }
+    let mut found = open_segments(by_inode, now_ns, notes);
+    let late = late_peers(&found, uid);
+    found.extend(open_segments(late, now_ns, notes));
+    Ok(found)
+}
+
+/// The segments that found sides name as their peer's but the listing missed (made after
+/// their process's fd table was listed), looked up in the fd tables of those sides' peer
+/// processes, if they are of our uid.
+pub(super) fn late_peers(found: &[Found], uid: u32) -> BTreeMap<u64, Vec<SegmentFd>> {
+    let known: BTreeSet<u64> = found.iter().map(|f| f.reading.inode).collect();
+    let mut wanted: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
+    for f in found {
+        if let (Some(pid), Some(inode)) = (f.reading.peer_pid, f.reading.peer_inode) {
+            if !known.contains(&inode) {
+                wanted.entry(pid).or_default().insert(inode);
+            }
+        }
+    }
+    let mut late: BTreeMap<u64, Vec<SegmentFd>> = BTreeMap::new();
+    for (pid, inodes) in wanted {
+        if procfs::owner(pid) != Some(uid) {
+            continue; // another user's process (or gone): not ours to list
+        }
+        let Ok(scan) = procfs::segment_fds(pid) else {
+            continue;
+        };
+        for s in scan
+            .segments
+            .into_iter()
+            .filter(|s| inodes.contains(&s.inode))
+        {
+            late.entry(s.inode).or_default().push(s);
+        }
+    }
+    late
+}
+
+/// Opens and reads each listed segment through one of its holders; what cannot be opened
+/// any more is skipped, what fails validation becomes a note.
+pub(super) fn open_segments(
+    by_inode: BTreeMap<u64, Vec<SegmentFd>>,
+    now_ns: u64,
+    notes: &mut Vec<String>,
+) -> Vec<Found> {
     let mut found = Vec::new();
     for (inode, holders) in by_inode {
         let first = &holders[0];
@@ -90,7 +139,7 @@ pub(super) fn find_segments(now_ns: u64, notes: &mut Vec<String>) -> Result<Vec<
             pid,
         });
     }
-    Ok(found)
+    found
 }
 
 /// One socket path's rendezvous files and segments.

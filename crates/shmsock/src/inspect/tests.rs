@@ -1,12 +1,16 @@
 //! Parsing what `/proc` and other processes' segments say, garbage included.
 
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
 use rustix::fs::MemfdFlags;
 
-use super::procfs::{cmdline_text, memfd_label, parse_label, parse_locks, HeldLock};
+use super::procfs::{
+    cmdline_text, memfd_label, parse_label, parse_locks, segment_fds, HeldLock, SegmentFd,
+};
 use super::reading::{self, Walk};
+use super::sides::{late_peers, open_segments};
 use super::Role;
 use crate::shm::label::{memfd_name, MEMFD_NAME_MAX_BYTES};
 use crate::shm::rendezvous::parse_lock_label;
@@ -257,6 +261,39 @@ fn a_labelled_segment_reads_back_its_counters_and_identity() {
         now,
     );
     assert_eq!((r.peer_pid, r.peer_inode), (None, None));
+}
+
+#[test]
+fn a_peer_segment_the_listing_missed_is_looked_up_in_the_peer_process() {
+    let pid = std::process::id();
+    let uid = rustix::process::geteuid().as_raw();
+    let mine = OwnedSegment::create_for(4096, Role::Listener, "shm://inspect-late").unwrap();
+    let theirs = OwnedSegment::create_for(4096, Role::Connector, "shm://inspect-late").unwrap();
+    let peer = PeerSegment::open(dup(&theirs), 4096).unwrap();
+    let mine_inode = PeerSegment::inspect(dup(&mine)).unwrap().inode();
+    // The listing saw only our side (the connector made its segment after it).
+    let listed: BTreeMap<u64, Vec<SegmentFd>> = segment_fds(pid)
+        .unwrap()
+        .segments
+        .into_iter()
+        .filter(|s| s.inode == mine_inode)
+        .map(|s| (s.inode, vec![s]))
+        .collect();
+    assert_eq!(listed.len(), 1, "our own segment is listed");
+    let mut notes = Vec::new();
+    let found = open_segments(listed.clone(), 1, &mut notes);
+    assert!(late_peers(&found, uid).is_empty(), "no peer named yet");
+    mine.note_peer(i32::try_from(pid).unwrap(), &peer);
+    let found = open_segments(listed.clone(), 1, &mut notes);
+    let late = late_peers(&found, uid);
+    assert_eq!(late.keys().copied().collect::<Vec<_>>(), [peer.inode()]);
+    assert_eq!(late[&peer.inode()][0].role, Role::Connector);
+    assert_eq!(late[&peer.inode()][0].pid, pid);
+    // A peer pid that is no process of ours is not looked into.
+    mine.note_peer(i32::MAX, &peer);
+    let found = open_segments(listed, 1, &mut notes);
+    assert!(late_peers(&found, uid).is_empty());
+    assert!(notes.is_empty(), "{notes:?}");
 }
 
 #[test]
