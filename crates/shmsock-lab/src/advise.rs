@@ -134,7 +134,8 @@ pub enum Leaf {
     SharedMemoryRate,
 }
 
-/// The shmsock alternative to a notification through the kernel.
+/// The shmsock alternative to a notification through the kernel (its spin:
+/// `WaitStrategy::BLOCKING_SPIN`, which a test holds this text to).
 const NOTIFY_ALTERNATIVE: &str = "shm://NAME Conn sending a small message per wake-up: \
      Options::new().wait_strategy(WaitStrategy::Blocking) sleeps after a spin of at most \
      2 µs, as an eventfd reader sleeps, the default Adaptive wait spins first (faster, at the \

@@ -232,16 +232,16 @@ fn low_latency(out: &mut Vec<String>, needs: &Needs, report: &Report) {
     }
 }
 
+/// What the `shmsock-blocking` row is (its spin: `WaitStrategy::BLOCKING_SPIN`, which a test
+/// holds this text to).
+pub(super) const BLOCKING_ROW: &str =
+    "shm:// Conn, Blocking wait (sleeps after a spin of at most 2 µs, as an eventfd reader sleeps)";
+
 /// The notification rows: eventfd and signal, and shm:// sleeping at once or spinning first.
 fn notification(out: &mut Vec<String>, needs: &Needs, report: &Report) {
     one_way(out, report, "eventfd", "eventfd doorbell");
     one_way(out, report, "signal", "real-time signal");
-    one_way(
-        out,
-        report,
-        "shmsock-blocking",
-        "shm:// Conn, Blocking wait (sleeps after a spin of at most 2 µs, as an eventfd reader sleeps)",
-    );
+    one_way(out, report, "shmsock-blocking", BLOCKING_ROW);
     one_way(
         out,
         report,

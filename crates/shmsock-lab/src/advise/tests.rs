@@ -796,3 +796,14 @@ fn remote_advice_quotes_the_bridge_experiment_or_says_how_to_run_it() {
     );
     assert!(text.contains("the bridge adds +7.5 µs at p50"), "{text}");
 }
+
+#[test]
+fn the_advice_quotes_the_blocking_spin_the_library_uses() {
+    let spin = format!(
+        "a spin of at most {} µs",
+        shmsock::WaitStrategy::BLOCKING_SPIN.as_micros()
+    );
+    for text in [NOTIFY_ALTERNATIVE, evidence::BLOCKING_ROW] {
+        assert!(text.contains(&spin), "{text:?} does not say {spin:?}");
+    }
+}

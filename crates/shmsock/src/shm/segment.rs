@@ -143,7 +143,7 @@ pub(crate) mod word {
 /// Header flag: the owner notifies with light barriers (see `wait`).
 pub(crate) const FLAG_LIGHT_NOTIFY: u64 = 1;
 /// Header flag: the owner sleeps almost as soon as it waits (`WaitStrategy::Blocking`, after
-/// a spin of at most `wait::BLOCKING_SPIN`), so whoever wakes it runs a full fence after
+/// a spin of at most `WaitStrategy::BLOCKING_SPIN`), so whoever wakes it runs a full fence after
 /// publishing, even if it could notify with light barriers, and the owner need not run the
 /// heavy barrier before every sleep (`membarrier`
 /// took 14 µs on our 2-vCPU VM while the other CPU ran a registered process, against 0.7 µs

@@ -34,7 +34,7 @@
 //! with symmetric fences (loom has no membarrier).
 //!
 //! **Unless the waiter sleeps almost at once.** A `Blocking` waiter sleeps whenever its ring
-//! stays empty for [`BLOCKING_SPIN`], which in a sparse stream can be every message, and
+//! stays empty for [`WaitStrategy::BLOCKING_SPIN`], which in a sparse stream can be every message, and
 //! `membarrier` is not a few µs on every machine: on our 2-vCPU VM it took 14 µs while the other CPU ran a registered process (an
 //! interrupt to a virtual CPU), against 0.7 µs for a trivial system call. So a `Conn`,
 //! `Listener` or `Inbox` side created `Blocking` sets `FLAG_FENCE_WAKE` in its segment, and
@@ -61,13 +61,6 @@ pub const FUTEX_SLEEP_MAX: Duration = Duration::from_millis(10);
 pub const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(5);
 /// How long an adaptive waiter spins before it also yields its CPU at each clock read.
 const YIELD_AFTER: Duration = Duration::from_micros(5);
-/// How long a `Blocking` waiter spins before its first sleep. Long enough to ride through
-/// the gaps of a stream that keeps it busy (a 4 KiB message every 0.5 µs on our VMs: a
-/// receiver that slept at every gap made its sender pay a `futex_wake` per sleep, and
-/// streamed 0.62-0.74x raw-ring at 4 KiB), short next to what a sleep costs (a wake-up takes
-/// 25 µs on our VMs), so a waiter of sparse traffic still sleeps at once in all but name.
-/// With 2 µs, five lab runs: 0.90-1.26x at 4 KiB, 0.79-0.99x at 64 B.
-pub(crate) const BLOCKING_SPIN: Duration = Duration::from_micros(2);
 /// Spin iterations between two clock reads.
 pub(crate) const SPINS_PER_CLOCK_READ: u32 = 64;
 
@@ -367,7 +360,13 @@ impl Schedule {
         let spin = match self.strategy {
             WaitStrategy::BusyPoll => true,
             WaitStrategy::Adaptive => now.duration_since(start) < self.spin_budget,
-            WaitStrategy::Blocking => now.duration_since(start) < BLOCKING_SPIN,
+            // Long enough to ride through the gaps of a stream that keeps the waiter busy
+            // (a 4 KiB message every 0.5 µs on our VMs: a receiver that slept at every gap
+            // made its sender pay a `futex_wake` per sleep, and streamed 0.62-0.74x raw-ring
+            // at 4 KiB), short next to a sleep (a wake-up takes 25 µs on our VMs), so a
+            // waiter of sparse traffic still sleeps at once in all but name. With 2 µs, five
+            // lab runs: 0.90-1.26x at 4 KiB, 0.79-0.99x at 64 B.
+            WaitStrategy::Blocking => now.duration_since(start) < WaitStrategy::BLOCKING_SPIN,
         };
         if spin {
             // An adaptive waiter that has spun a while offers its CPU at each clock read: on
@@ -505,10 +504,10 @@ mod tests {
         while !slept {
             let asked = Instant::now();
             match s.next() {
-                // It may spin only while less than BLOCKING_SPIN has passed since its first
-                // step, which came before `asked`.
+                // It may spin only while less than `BLOCKING_SPIN` has passed since its
+                // first step, which came before `asked`.
                 Step::Spin => assert!(
-                    asked.duration_since(start) < BLOCKING_SPIN,
+                    asked.duration_since(start) < WaitStrategy::BLOCKING_SPIN,
                     "a Blocking waiter spun {:?} after its first step",
                     asked.duration_since(start)
                 ),
