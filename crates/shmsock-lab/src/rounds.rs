@@ -5,8 +5,9 @@
 //! slow minute of a noisy host lands on one round of many rows rather than on every round of
 //! one. Each round gets its share of the row's budget. A short floor probe (the bare
 //! cache-line round trip) runs between rows; a round whose probes before and after moved more
-//! than [`NOISY_PROBE_PCT`] is measured again, up to [`RERUNS_MAX`] times, and the row is
-//! marked noisy if the probes still moved. The row reported is the round with the median key
+//! than [`NOISY_PROBE_PCT`], or were both over [`SLOW_HOST_FACTOR`] times the run's median
+//! probe, is measured again, up to [`RERUNS_MAX`] times, and the row is marked noisy if the
+//! probes still moved (or stayed slow). The row reported is the round with the median key
 //! value (p50 round trip for latency, messages per second for throughput), with the smallest
 //! and largest of all rounds as its spread.
 
@@ -34,9 +35,10 @@ pub struct Spread {
     /// Largest key value of the rounds.
     pub max: f64,
     /// Whether the floor probes around a round still moved more than [`NOISY_PROBE_PCT`]
-    /// after [`RERUNS_MAX`] re-runs.
+    /// (or were both over [`SLOW_HOST_FACTOR`] times the run's median probe) after
+    /// [`RERUNS_MAX`] re-runs.
     pub noisy: bool,
-    /// Rounds measured again because the floor probes around them moved.
+    /// Rounds measured again because the floor probes around them moved (or were both slow).
     #[serde(default)]
     pub reruns: u32,
 }
@@ -49,6 +51,34 @@ impl Spread {
         }
         100.0 * (self.max - self.min) / median
     }
+}
+
+/// One measurement of one round of a row, with the floor probes taken just before and just
+/// after it: the report keeps them all (`rounds` in report.json), so a row's spread can be
+/// told apart from the host's (a slow round between two slow probes was the host; one
+/// between two fast probes was the row itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundLog {
+    /// The row's mechanism.
+    pub mechanism: String,
+    /// `latency`, `latency-same-cpu` or `throughput`.
+    pub experiment: String,
+    /// Message size in bytes.
+    pub size: usize,
+    /// The round, from 1.
+    pub round: u32,
+    /// 0 for the round's first measurement, then 1, 2 for its re-runs.
+    pub attempt: u32,
+    /// The round's key value (p50 round trip in ns, or msgs/s); `None` if it failed.
+    pub key: Option<f64>,
+    /// The floor's p50 round trip just before it, in ns, if the probe worked.
+    pub floor_before_ns: Option<u64>,
+    /// The floor's p50 round trip just after it, in ns, if the probe worked.
+    pub floor_after_ns: Option<u64>,
+    /// For a throughput row measured next to the raw ring: the raw ring's msgs/s at the
+    /// same size, measured right after the round.
+    #[serde(default)]
+    pub raw_ring_after: Option<f64>,
 }
 
 /// A row measured in rounds.
@@ -77,6 +107,13 @@ pub(crate) fn median<T: RoundRow>(mut rows: Vec<T>, noisy: bool, reruns: u32) ->
         reruns,
     };
     Some(row)
+}
+
+/// The median of per-round values, the same middle round [`median`] picks (the lower of the
+/// two middle ones for an even count); `None` for none.
+pub(crate) fn median_value(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len().checked_sub(1)? / 2).copied()
 }
 
 /// Fewest iterations a round of a row gets (all of the row's when it has fewer): a window of a
@@ -117,12 +154,14 @@ pub(crate) fn spread_note<'a>(spreads: impl Iterator<Item = &'a Spread> + Clone)
     let mut note = format!(
         "Each row is the median of its rounds (up to {most}, interleaved with every other \
          row's); spread = the smallest and the largest of them. Between rows a short floor \
-         probe runs; a round whose probes moved more than {NOISY_PROBE_PCT:.0}% was measured \
-         again ({reruns} re-run(s) in this table)"
+         probe runs; a round whose probes moved more than {NOISY_PROBE_PCT:.0}%, or were both \
+         over {SLOW_HOST_FACTOR:.0}x the run's median probe (the host slow throughout), was \
+         measured again ({reruns} re-run(s) in this table)"
     );
     if noisy > 0 {
         note.push_str(&format!(
-            "; * = noisy: the probes still moved after {RERUNS_MAX} re-runs ({noisy} row(s))."
+            "; * = noisy: the probes still moved or stayed slow after {RERUNS_MAX} re-runs \
+             ({noisy} row(s))."
         ));
     } else {
         note.push('.');
@@ -136,9 +175,48 @@ pub(crate) fn moved(before: u64, after: u64) -> bool {
     100.0 * (hi - lo) / lo > NOISY_PROBE_PCT
 }
 
+/// A round whose floor probes before and after are both more than this many times the
+/// median probe of the run so far ran while the host was slow throughout: our VMs have
+/// modes, seconds to minutes long, in which a cache line between the CPUs costs 3-5x, and
+/// two probes inside one do not move.
+pub const SLOW_HOST_FACTOR: f64 = 2.0;
+
+/// Whether both probes around a round (`before`, `after`) are [`SLOW_HOST_FACTOR`] times
+/// the median of `probes` (every probe of the run so far, these two included): such a
+/// round is measured again, as one whose probes moved.
+pub(crate) fn slow_host(probes: &[u64], before: u64, after: u64) -> bool {
+    let Some(median) = median_value(probes.iter().map(|&p| p as f64).collect()) else {
+        return false;
+    };
+    let slow = |p: u64| p as f64 > SLOW_HOST_FACTOR * median;
+    slow(before) && slow(after)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_round_between_two_slow_probes_is_a_slow_host() {
+        let run = [140, 150, 130, 160, 141, 450, 470];
+        assert!(slow_host(&run, 450, 470), "both probes 3x the median");
+        assert!(
+            !slow_host(&run, 150, 470),
+            "one fast probe: moved, not slow"
+        );
+        assert!(!slow_host(&run, 160, 150));
+        // A run slow from the start has a slow median: nothing stands out.
+        assert!(!slow_host(&[450, 470, 460], 450, 470));
+        assert!(!slow_host(&[], 450, 470));
+    }
+
+    #[test]
+    fn median_value_is_the_middle_round_as_for_rows() {
+        assert_eq!(median_value(vec![]), None);
+        assert_eq!(median_value(vec![0.9]), Some(0.9));
+        assert_eq!(median_value(vec![1.2, 0.5, 0.9]), Some(0.9));
+        assert_eq!(median_value(vec![1.2, 0.5, 0.9, 0.7]), Some(0.7));
+    }
     use std::time::Duration;
 
     #[derive(Debug, Clone, PartialEq)]

@@ -20,7 +20,7 @@ use crate::mechanisms::libzmq::Libzmq;
 use crate::options::{LabOptions, Mode, LATENCY_SIZE};
 use crate::progress::Progress;
 use crate::report::{FloorCheck, Report, UnavailableRow};
-use crate::rounds;
+use crate::rounds::{self, RoundLog, RoundRow};
 use std::time::Duration;
 
 /// The experiments of one mechanism.
@@ -327,8 +327,10 @@ impl<'a> Lab<'a> {
                 ));
             }
         }
+        pair_with_raw_ring(&mut planned);
         let rounds = self.rounds();
         let mut probe = self.probe_floor();
+        let mut probes: Vec<u64> = probe.into_iter().collect();
         for round in 1..=rounds {
             for row in &mut planned {
                 if row.only_failed() {
@@ -344,12 +346,37 @@ impl<'a> Lab<'a> {
                 loop {
                     let outcome = self.measure_round(row, rounds);
                     let after = self.probe_floor();
-                    let moved = matches!((probe, after), (Some(b), Some(a)) if rounds::moved(b, a));
+                    probes.extend(after);
+                    let moved = matches!((probe, after), (Some(b), Some(a))
+                        if rounds::moved(b, a) || rounds::slow_host(&probes, b, a));
+                    let mut log = RoundLog {
+                        mechanism: row.mechanism.name().to_owned(),
+                        experiment: row.experiment.as_str().to_owned(),
+                        size: row.size,
+                        round,
+                        attempt: reruns,
+                        key: outcome.as_ref().ok().map(Measured::key),
+                        floor_before_ns: probe,
+                        floor_after_ns: after,
+                        raw_ring_after: None,
+                    };
                     probe = after;
                     if moved && outcome.is_ok() && reruns < rounds::RERUNS_MAX {
+                        self.report.rounds.push(log);
                         reruns += 1;
                         continue;
                     }
+                    if let (Some(raw), Ok(Measured::Throughput(r))) = (row.paired, &outcome) {
+                        let budget = rounds::share(self.budgets.throughput_for(row.size), rounds);
+                        if let Ok(partner) =
+                            experiments::throughput::measure(raw, row.size, budget, self.pinning)
+                        {
+                            log.raw_ring_after = Some(partner.msgs_per_s as f64);
+                            row.paired_ratios
+                                .push(r.msgs_per_s as f64 / partner.msgs_per_s.max(1) as f64);
+                        }
+                    }
+                    self.report.rounds.push(log);
                     row.record(outcome, moved, reruns);
                     break;
                 }
@@ -419,8 +446,13 @@ impl<'a> Lab<'a> {
                 .map(|r| self.report.latency.push(r)),
             Experiment::LatencySameCpu => rounds::median(row.latency, row.noisy, row.reruns)
                 .map(|r| self.report.latency_same_cpu.push(r)),
-            _ => rounds::median(row.throughput, row.noisy, row.reruns)
-                .map(|r| self.report.throughput.push(r)),
+            _ => {
+                let paired = rounds::median_value(row.paired_ratios);
+                rounds::median(row.throughput, row.noisy, row.reruns).map(|mut r| {
+                    r.vs_raw_ring_paired = paired;
+                    self.report.throughput.push(r);
+                })
+            }
         };
         if reported.is_none() {
             let reason = row
@@ -890,10 +922,43 @@ const PROBE_BUDGET: experiments::Budget = experiments::Budget {
     max_time: Duration::from_millis(10),
 };
 
+/// Throughput rows measured each round next to the raw ring at the same size (right after
+/// it): shmsock's, whose bars are ratios to the raw ring (see
+/// [`ThroughputRow::vs_raw_ring_paired`]). Only where a raw-ring row is measured anyway.
+const PAIRED_WITH_RAW_RING: [&str; 3] = ["shmsock-busy", "shmsock", "shmsock-blocking"];
+
+/// Gives each throughput row of [`PAIRED_WITH_RAW_RING`] the raw ring of its size, if one
+/// is planned.
+fn pair_with_raw_ring(planned: &mut [Planned<'_>]) {
+    let raw_rings: Vec<_> = planned
+        .iter()
+        .filter(|p| p.experiment == Experiment::Throughput && p.mechanism.name() == "raw-ring")
+        .map(|p| (p.size, p.mechanism))
+        .collect();
+    for row in planned.iter_mut().filter(|p| {
+        p.experiment == Experiment::Throughput && PAIRED_WITH_RAW_RING.contains(&p.mechanism.name())
+    }) {
+        row.paired = raw_rings
+            .iter()
+            .find(|(size, _)| *size == row.size)
+            .map(|(_, raw)| *raw);
+    }
+}
+
 /// One round's row.
 enum Measured {
     Latency(LatencyRow),
     Throughput(ThroughputRow),
+}
+
+impl Measured {
+    /// The round's key value (see [`RoundRow::key`]).
+    fn key(&self) -> f64 {
+        match self {
+            Measured::Latency(row) => row.key(),
+            Measured::Throughput(row) => row.key(),
+        }
+    }
 }
 
 /// A latency or throughput row being measured in rounds.
@@ -908,6 +973,11 @@ struct Planned<'m> {
     noisy: bool,
     /// Rounds measured again because the probes moved.
     reruns: u32,
+    /// The raw ring, measured at the same size after each of this row's rounds
+    /// ([`PAIRED_WITH_RAW_RING`]).
+    paired: Option<&'m dyn Mechanism>,
+    /// Each round's rate over the raw ring's measured right after it.
+    paired_ratios: Vec<f64>,
 }
 
 impl<'m> Planned<'m> {
@@ -921,6 +991,8 @@ impl<'m> Planned<'m> {
             failures: Vec::new(),
             noisy: false,
             reruns: 0,
+            paired: None,
+            paired_ratios: Vec::new(),
         }
     }
 

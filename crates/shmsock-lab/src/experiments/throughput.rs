@@ -46,6 +46,12 @@ pub struct ThroughputRow {
     pub vs_raw_ring: Option<f64>,
     /// `msgs_per_s` divided by `uds-stream`'s at the same size.
     pub vs_uds_stream: Option<f64>,
+    /// For rows measured next to the raw ring (shmsock's): the median over rounds of the
+    /// round's rate divided by the raw ring's, measured at the same size right after it. The
+    /// host's speed drifts over seconds (2-3x on our VMs), which moves `vs_raw_ring`, a
+    /// ratio of two medians measured minutes apart; this one compares like with like.
+    #[serde(default)]
+    pub vs_raw_ring_paired: Option<f64>,
     /// The part of `sender_cpu_pct` spent in the kernel (system time), in % of one CPU.
     #[serde(default)]
     pub sender_kernel_pct: f64,
@@ -119,6 +125,7 @@ impl ThroughputRow {
             receiver_cpu_pct: cpu_pct(receiver_cpu_ns, wall_ns),
             vs_raw_ring: None,
             vs_uds_stream: None,
+            vs_raw_ring_paired: None,
             sender_kernel_pct: 0.0,
             receiver_kernel_pct: 0.0,
             note: None,
@@ -253,6 +260,7 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
                             spread_cell(&r.spread, |rate| fmt_count(rate as u64)),
                             format!("{:.2}", r.bytes_per_s as f64 / 1e9),
                             fmt_ratio(r.vs_raw_ring, 2),
+                            fmt_ratio(r.vs_raw_ring_paired, 2),
                             format!("{:.0}", r.sender_cpu_pct),
                             format!("{:.0}", r.receiver_cpu_pct),
                             if r.kernel_split_known() {
@@ -292,6 +300,12 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
         ThroughputRow::KERNEL_SPLIT_MIN_SECONDS * 1e3
     )];
     notes.extend(spread_note(rows.iter().map(|r| &r.spread)));
+    if rows.iter().any(|r| r.vs_raw_ring_paired.is_some()) {
+        notes.push(
+            "paired: each round of the row over the raw ring measured at the same size right              after it, the median over the rounds. `vs raw-ring` divides two medians measured              minutes apart, and a host whose speed drifts (2-3x over seconds on our VMs) moves              it; the paired ratio compares rounds that ran moments apart."
+                .into(),
+        );
+    }
     notes.push(
         "copies (kernel): copies of the payload per message from the sender's buffer to the \
          receiver's, and how many the kernel makes, by construction. syscalls/msg send/recv: \
@@ -320,6 +334,7 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
             "msgs/s spread",
             "GB/s",
             "vs raw-ring",
+            "paired",
             "CPU% send",
             "CPU% recv",
             "kernel% send/recv",

@@ -30,6 +30,7 @@ use crate::experiments::upgrade::{self, UpgradeRow};
 use crate::format::{fmt_ns, fmt_size};
 use crate::host::HostInfo;
 use crate::options::Mode;
+use crate::rounds::RoundLog;
 
 mod html;
 mod measured;
@@ -106,6 +107,9 @@ pub struct Report {
     pub unavailable: Vec<UnavailableRow>,
     /// The floor measured before and after everything else.
     pub floor_check: Option<FloorCheck>,
+    /// Every round of every latency and throughput row, with the floor probes around it.
+    #[serde(default)]
+    pub rounds: Vec<RoundLog>,
     /// Signs that the host was noisy (see `Report::finish`).
     pub warnings: Vec<String>,
 }
@@ -198,6 +202,7 @@ impl Report {
             claims: Vec::new(),
             unavailable: Vec::new(),
             floor_check: None,
+            rounds: Vec::new(),
             warnings: Vec::new(),
         }
     }
