@@ -55,11 +55,17 @@ fn shmsock_pub(endpoint: &str, extra: &[&str]) -> Proc {
 
 /// `shmsock pub SOURCE PUB_EXTRA...` bridged to tcp:// (`shmsock bridge SOURCE
 /// tcp://127.0.0.1:0 BRIDGE_EXTRA...`), both waiting for one subscriber: the publisher,
-/// the bridge and the bridge's tcp:// endpoint.
+/// the bridge and the bridge's tcp:// endpoint. The bridge may start before the publisher
+/// has bound its name (a loaded machine): it retries its first connection meanwhile.
 fn bridged_pub(source: &str, pub_extra: &[&str], bridge_extra: &[&str]) -> (Proc, Proc, String) {
     let one = ["--wait-subscribers", "1"];
     let publisher = shmsock_pub(source, &[pub_extra, &one].concat());
-    let (bridge, remote) = bridge(source, "tcp://127.0.0.1:0", &[bridge_extra, &one].concat());
+    let retry = ["--connect-timeout", "20"];
+    let (bridge, remote) = bridge(
+        source,
+        "tcp://127.0.0.1:0",
+        &[bridge_extra, &one, &retry].concat(),
+    );
     (publisher, bridge, remote)
 }
 
@@ -87,7 +93,7 @@ fn shm_to_tcp_delivers_every_message_in_order_and_ends_with_its_source() {
     let (mut publisher, bridge, remote) = bridged_pub(
         "shm://cli-br-seq",
         &["--size", "64", "--count", "20000"],
-        &["--connect-timeout", "20"],
+        &[],
     );
     assert!(
         remote.starts_with("tcp://127.0.0.1:") && !remote.ends_with(":0"),
