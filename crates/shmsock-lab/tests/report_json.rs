@@ -296,9 +296,12 @@ fn shm_open_and_the_durable_rows_are_measured_beside_raw_ring() {
                 .find(|r| r.mechanism == name && r.size == size)
                 .unwrap_or_else(|| panic!("{name} at {size} B:\n{report}"));
             assert!(row.msgs_per_s > 0 && row.vs_raw_ring.is_some(), "{row:?}");
+            // The kernel splits CPU time at its timer ticks: over a window too short for the
+            // split (which the table then shows as `-`), one tick can exceed the window.
             assert!(
-                row.sender_kernel_pct <= row.sender_cpu_pct + 1.0
-                    && row.receiver_kernel_pct <= row.receiver_cpu_pct + 1.0,
+                !row.kernel_split_known()
+                    || (row.sender_kernel_pct <= row.sender_cpu_pct + 1.0
+                        && row.receiver_kernel_pct <= row.receiver_cpu_pct + 1.0),
                 "kernel time is part of the CPU time: {row:?}"
             );
             let note = row.note.as_deref().unwrap_or_default();
