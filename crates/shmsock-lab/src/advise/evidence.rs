@@ -3,7 +3,8 @@
 //! A plain mechanism of the IPC cheat sheet's menu is always quoted next to the shmsock row
 //! that would replace it: eventfd and signal next to `shm://` with the Blocking wait (which
 //! sleeps after a spin of at most 2 µs, as they sleep) and the default Adaptive wait; pipe,
-//! FIFO and POSIX message queue next to `shm://` (latency, and messages per second at the size asked).
+//! FIFO and POSIX message queue next to `shm://` (latency, and messages per second at the
+//! size asked).
 
 use super::{Leaf, Needs};
 use crate::claims::fmt_value;

@@ -302,7 +302,10 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
     notes.extend(spread_note(rows.iter().map(|r| &r.spread)));
     if rows.iter().any(|r| r.vs_raw_ring_paired.is_some()) {
         notes.push(
-            "paired: each round of the row over the raw ring measured at the same size right              after it, the median over the rounds. `vs raw-ring` divides two medians measured              minutes apart, and a host whose speed drifts (2-3x over seconds on our VMs) moves              it; the paired ratio compares rounds that ran moments apart."
+            "paired: each round of the row over the raw ring measured at the same size right \
+             after it, the median over the rounds. `vs raw-ring` divides two medians measured \
+             minutes apart, and a host whose speed drifts (2-3x over seconds on our VMs) moves \
+             it; the paired ratio compares rounds that ran moments apart."
                 .into(),
         );
     }
