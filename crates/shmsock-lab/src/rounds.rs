@@ -1,15 +1,18 @@
 //! Rounds: how the lab measures a row several times and reports one number.
 //!
-//! Every latency and throughput row is measured in several rounds (5 by default, 3 with
-//! `--quick`), interleaved: round 1 of every row, then round 2 of every row, and so on, so a
+//! Every latency, throughput, contention and fan-out row is measured in several rounds (5 by
+//! default, 3 with `--quick`), interleaved: round 1 of every row, then round 2 of every row,
+//! and so on, so a
 //! slow minute of a noisy host lands on one round of many rows rather than on every round of
 //! one. Each round gets its share of the row's budget. A short floor probe (the bare
 //! cache-line round trip) runs between rows; a round whose probes before and after moved more
 //! than [`NOISY_PROBE_PCT`], or were both over [`SLOW_HOST_FACTOR`] times the run's median
 //! probe, is measured again, up to [`RERUNS_MAX`] times, and the row is marked noisy if the
 //! probes still moved (or stayed slow). The row reported is the round with the median key
-//! value (p50 round trip for latency, messages per second for throughput), with the smallest
-//! and largest of all rounds as its spread.
+//! value (p50 round trip for latency, messages per second otherwise), with the smallest
+//! and largest of all rounds as its spread. A row compared with another measured in the same
+//! rounds (a shmsock stream with the raw ring, N producers or subscribers with one) gives the
+//! median of the per-round ratios: rounds measured moments apart share the host's mood.
 
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +64,7 @@ impl Spread {
 pub struct RoundLog {
     /// The row's mechanism.
     pub mechanism: String,
-    /// `latency`, `latency-same-cpu` or `throughput`.
+    /// `latency`, `latency-same-cpu`, `throughput`, `contention` or `fanout`.
     pub experiment: String,
     /// Message size in bytes.
     pub size: usize,
@@ -79,6 +82,27 @@ pub struct RoundLog {
     /// same size, measured right after the round.
     #[serde(default)]
     pub raw_ring_after: Option<f64>,
+    /// For a contention or fan-out row: its producer or subscriber processes.
+    #[serde(default)]
+    pub processes: Option<u32>,
+}
+
+impl RoundLog {
+    /// The log of round `round` of a row, before it is measured.
+    pub(crate) fn new(mechanism: &str, experiment: &str, size: usize, round: u32) -> Self {
+        Self {
+            mechanism: mechanism.to_owned(),
+            experiment: experiment.to_owned(),
+            size,
+            round,
+            attempt: 0,
+            key: None,
+            floor_before_ns: None,
+            floor_after_ns: None,
+            raw_ring_after: None,
+            processes: None,
+        }
+    }
 }
 
 /// A row measured in rounds.
@@ -87,6 +111,102 @@ pub(crate) trait RoundRow {
     fn key(&self) -> f64;
     /// Where the row keeps its [`Spread`].
     fn spread_mut(&mut self) -> &mut Spread;
+}
+
+/// A row of a table that sets N processes beside one (contention, fan-out), measured in
+/// rounds: its ratios to the one-process row are the medians of the per-round ratios.
+pub(crate) trait ScaledRow: RoundRow {
+    /// CPU time per delivered message, ns.
+    fn cpu_ns(&self) -> f64;
+    /// Sets the row's rate and CPU per message over the one-process row's.
+    fn set_vs_one(&mut self, rate: Option<f64>, cpu: Option<f64>);
+}
+
+/// A row's rounds as they are measured: each round's row (`None` where it failed), why
+/// rounds failed, and how the floor probes around them went.
+#[derive(Debug)]
+pub(crate) struct Measurements<T> {
+    /// Round k's row at index k - 1 (`None` if it failed); shorter than the run's rounds
+    /// when the row stopped after failing every round so far.
+    pub(crate) rounds: Vec<Option<T>>,
+    /// Why rounds failed, in order.
+    pub(crate) failures: Vec<String>,
+    /// Whether the floor probes around one of its rounds still moved after the re-runs.
+    pub(crate) noisy: bool,
+    /// Rounds measured again because the probes moved.
+    pub(crate) reruns: u32,
+}
+
+impl<T> Default for Measurements<T> {
+    fn default() -> Self {
+        Self {
+            rounds: Vec::new(),
+            failures: Vec::new(),
+            noisy: false,
+            reruns: 0,
+        }
+    }
+}
+
+impl<T: RoundRow> Measurements<T> {
+    /// Records the next round: its outcome, whether its probes still moved, its re-runs.
+    pub(crate) fn record(&mut self, outcome: Result<T, String>, moved: bool, reruns: u32) {
+        self.reruns += reruns;
+        match outcome {
+            Ok(row) => {
+                self.noisy |= moved;
+                self.rounds.push(Some(row));
+            }
+            Err(reason) => {
+                self.failures.push(reason);
+                self.rounds.push(None);
+            }
+        }
+    }
+
+    /// True when every round so far failed (the next would too: the row stops).
+    pub(crate) fn only_failed(&self) -> bool {
+        !self.failures.is_empty() && self.rounds.iter().all(Option::is_none)
+    }
+
+    /// Rounds that produced a row.
+    pub(crate) fn measured(&self) -> usize {
+        self.rounds.iter().flatten().count()
+    }
+
+    /// The median round with the spread of all ([`median`]), or why no round worked.
+    pub(crate) fn into_median(self) -> Result<T, String> {
+        let (noisy, reruns) = (self.noisy, self.reruns);
+        let first_failure = self.failures.into_iter().next();
+        median(self.rounds.into_iter().flatten().collect(), noisy, reruns)
+            .ok_or_else(|| first_failure.unwrap_or_else(|| "no round was measured".into()))
+    }
+}
+
+/// The medians of the per-round ratios of `row` to `one` (the same table's one-process row,
+/// measured in the same rounds): (rate, CPU per message). Rounds where either failed are
+/// left out.
+pub(crate) fn vs_one<T: ScaledRow>(
+    row: &Measurements<T>,
+    one: &Measurements<T>,
+) -> (Option<f64>, Option<f64>) {
+    let pairs: Vec<(&T, &T)> = row
+        .rounds
+        .iter()
+        .zip(&one.rounds)
+        .filter_map(|(r, o)| Some((r.as_ref()?, o.as_ref()?)))
+        .collect();
+    let rate = pairs
+        .iter()
+        .filter(|(_, o)| o.key() > 0.0)
+        .map(|(r, o)| r.key() / o.key())
+        .collect();
+    let cpu = pairs
+        .iter()
+        .filter(|(_, o)| o.cpu_ns() > 0.0)
+        .map(|(r, o)| r.cpu_ns() / o.cpu_ns())
+        .collect();
+    (median_value(rate), median_value(cpu))
 }
 
 /// The round with the median key (the lower of the two middle ones for an even count), with
@@ -208,6 +328,74 @@ mod tests {
         // A run slow from the start has a slow median: nothing stands out.
         assert!(!slow_host(&[450, 470, 460], 450, 470));
         assert!(!slow_host(&[], 450, 470));
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Scaled {
+        rate: f64,
+        cpu: f64,
+        vs: (Option<f64>, Option<f64>),
+        spread: Spread,
+    }
+
+    impl RoundRow for Scaled {
+        fn key(&self) -> f64 {
+            self.rate
+        }
+        fn spread_mut(&mut self) -> &mut Spread {
+            &mut self.spread
+        }
+    }
+
+    impl ScaledRow for Scaled {
+        fn cpu_ns(&self) -> f64 {
+            self.cpu
+        }
+        fn set_vs_one(&mut self, rate: Option<f64>, cpu: Option<f64>) {
+            self.vs = (rate, cpu);
+        }
+    }
+
+    fn scaled(rate: f64, cpu: f64) -> Result<Scaled, String> {
+        Ok(Scaled {
+            rate,
+            cpu,
+            vs: (None, None),
+            spread: Spread::default(),
+        })
+    }
+
+    #[test]
+    fn ratios_to_one_process_pair_rounds_and_skip_failed_ones() {
+        // The host halves both rows' rates in rounds 2 and 4: the per-round ratios do not
+        // see it.
+        let mut one = Measurements::default();
+        let mut eight = Measurements::default();
+        for (o, e) in [(2.0, 1.8), (1.0, 0.9), (2.0, 1.9), (1.0, 1.0)] {
+            one.record(scaled(o, 100.0 / o), false, 0);
+            eight.record(scaled(e, 100.0 / e), false, 0);
+        }
+        one.record(Err("round 5 failed".into()), false, 0);
+        eight.record(scaled(0.1, 1000.0), true, 2);
+        let (rate, cpu) = vs_one(&eight, &one);
+        assert_eq!(rate, Some(0.9), "median of 0.9, 0.9, 0.95, 1.0");
+        assert_eq!(cpu.map(|x| (x * 1000.0).round()), Some(1053.0), "1 / 0.95");
+        assert!(!one.only_failed());
+        assert_eq!((one.measured(), eight.measured()), (4, 5));
+        let row = eight.into_median().unwrap();
+        assert_eq!(row.rate, 1.0);
+        assert_eq!(
+            (row.spread.rounds, row.spread.noisy, row.spread.reruns),
+            (5, true, 2)
+        );
+        let mut failed = Measurements::<Scaled>::default();
+        failed.record(Err("no shm".into()), false, 0);
+        assert!(failed.only_failed());
+        assert_eq!(failed.into_median().unwrap_err(), "no shm");
+        assert_eq!(
+            vs_one(&Measurements::<Scaled>::default(), &one),
+            (None, None)
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::mechanisms::libzmq::Libzmq;
 use crate::options::{LabOptions, Mode, LATENCY_SIZE};
 use crate::progress::Progress;
 use crate::report::{FloorCheck, Report, UnavailableRow};
-use crate::rounds::{self, RoundLog, RoundRow};
+use crate::rounds::{self, Measurements, RoundLog, RoundRow, ScaledRow, Spread};
 use std::time::Duration;
 
 /// The experiments of one mechanism.
@@ -161,11 +161,15 @@ impl<'a> Lab<'a> {
             ("sync-tax", experiments::sync_tax::methods().len()),
             (
                 "contention",
-                experiments::contention::queues().len() * experiments::contention::PRODUCERS.len(),
+                rounds as usize
+                    * experiments::contention::queues().len()
+                    * experiments::contention::PRODUCERS.len(),
             ),
             (
                 "fanout",
-                experiments::fanout::SIZES.len() * experiments::fanout::SUBSCRIBERS.len(),
+                rounds as usize
+                    * experiments::fanout::SIZES.len()
+                    * experiments::fanout::SUBSCRIBERS.len(),
             ),
             ("bridge", experiments::bridge::PATHS.len()),
             ("network", experiments::network::configs().len()),
@@ -329,11 +333,10 @@ impl<'a> Lab<'a> {
         }
         pair_with_raw_ring(&mut planned);
         let rounds = self.rounds();
-        let mut probe = self.probe_floor();
-        let mut probes: Vec<u64> = probe.into_iter().collect();
+        let mut probes = Probes::new(self.pinning);
         for round in 1..=rounds {
             for row in &mut planned {
-                if row.only_failed() {
+                if row.measured.only_failed() {
                     continue; // it failed in every round so far: the next would too
                 }
                 self.progress.step(&format!(
@@ -342,48 +345,115 @@ impl<'a> Lab<'a> {
                     row.experiment.as_str(),
                     row.size
                 ));
-                let mut reruns = 0;
-                loop {
-                    let outcome = self.measure_round(row, rounds);
-                    let after = self.probe_floor();
-                    probes.extend(after);
-                    let moved = matches!((probe, after), (Some(b), Some(a))
-                        if rounds::moved(b, a) || rounds::slow_host(&probes, b, a));
-                    let mut log = RoundLog {
-                        mechanism: row.mechanism.name().to_owned(),
-                        experiment: row.experiment.as_str().to_owned(),
-                        size: row.size,
-                        round,
-                        attempt: reruns,
-                        key: outcome.as_ref().ok().map(Measured::key),
-                        floor_before_ns: probe,
-                        floor_after_ns: after,
-                        raw_ring_after: None,
-                    };
-                    probe = after;
-                    if moved && outcome.is_ok() && reruns < rounds::RERUNS_MAX {
-                        self.report.rounds.push(log);
-                        reruns += 1;
-                        continue;
-                    }
-                    if let (Some(raw), Ok(Measured::Throughput(r))) = (row.paired, &outcome) {
-                        let budget = rounds::share(self.budgets.throughput_for(row.size), rounds);
-                        if let Ok(partner) =
-                            experiments::throughput::measure(raw, row.size, budget, self.pinning)
-                        {
+                let log = RoundLog::new(
+                    row.mechanism.name(),
+                    row.experiment.as_str(),
+                    row.size,
+                    round,
+                );
+                let mut done = probes.attempt(
+                    log,
+                    |m: &Measured| m.key(),
+                    || self.measure_round(row, rounds),
+                );
+                if let (Some(raw), Ok(Measured::Throughput(r))) = (row.paired, &done.outcome) {
+                    let budget = rounds::share(self.budgets.throughput_for(row.size), rounds);
+                    if let Ok(partner) =
+                        experiments::throughput::measure(raw, row.size, budget, self.pinning)
+                    {
+                        if let Some(log) = done.logs.last_mut() {
                             log.raw_ring_after = Some(partner.msgs_per_s as f64);
-                            row.paired_ratios
-                                .push(r.msgs_per_s as f64 / partner.msgs_per_s.max(1) as f64);
                         }
+                        row.paired_ratios
+                            .push(r.msgs_per_s as f64 / partner.msgs_per_s.max(1) as f64);
                     }
-                    self.report.rounds.push(log);
-                    row.record(outcome, moved, reruns);
-                    break;
                 }
+                self.report.rounds.append(&mut done.logs);
+                row.measured.record(done.outcome, done.moved, done.reruns);
             }
         }
         for row in planned {
             self.report_row(row, rounds);
+        }
+    }
+
+    /// The rows of a table that sets N processes beside one (contention, fan-out), in
+    /// rounds like the latency and throughput rows: round 1 of every row, then round 2, ...,
+    /// floor probes between them, a round whose probes moved measured again. Each row
+    /// reported is its median round, its ratios to its group's one-process row the medians
+    /// of the per-round ratios ([`rounds::vs_one`]).
+    fn run_scaled<T: ScaledRow>(
+        &mut self,
+        experiment: Experiment,
+        mut cells: Vec<ScaledCell<T>>,
+        measure: impl Fn(&ScaledCell<T>) -> Result<T, LabError>,
+    ) -> Vec<T> {
+        let rounds = self.rounds();
+        let mut probes = Probes::new(self.pinning);
+        for round in 1..=rounds {
+            for cell in &mut cells {
+                if cell.measured.only_failed() {
+                    continue;
+                }
+                self.progress.step(&format!(
+                    "{}: {}, {} process(es), {} B, round {round}/{rounds}",
+                    experiment.as_str(),
+                    cell.name,
+                    cell.processes,
+                    cell.size
+                ));
+                let mut log = RoundLog::new(&cell.name, experiment.as_str(), cell.size, round);
+                log.processes = Some(cell.processes);
+                let mut done =
+                    probes.attempt(log, T::key, || measure(cell).map_err(|e| e.to_string()));
+                self.report.rounds.append(&mut done.logs);
+                cell.measured.record(done.outcome, done.moved, done.reruns);
+            }
+        }
+        let ratios: Vec<_> = cells
+            .iter()
+            .map(|cell| {
+                cells
+                    .iter()
+                    .find(|one| one.group == cell.group && one.processes == 1)
+                    .map_or((None, None), |one| {
+                        rounds::vs_one(&cell.measured, &one.measured)
+                    })
+            })
+            .collect();
+        let mut rows = Vec::new();
+        for (cell, (rate, cpu)) in cells.into_iter().zip(ratios) {
+            let name = format!("{} x{}", cell.name, cell.processes);
+            self.note_failed_rounds(&name, experiment, cell.size, &cell.measured, rounds);
+            match cell.measured.into_median() {
+                Ok(mut row) => {
+                    row.set_vs_one(rate, cpu);
+                    rows.push(row);
+                }
+                Err(reason) => self.unavailable(&name, experiment, cell.size, reason),
+            }
+        }
+        rows
+    }
+
+    /// Says so when some (not all) of a row's rounds failed: the row is the median of the
+    /// others.
+    fn note_failed_rounds<T: RoundRow>(
+        &mut self,
+        name: &str,
+        experiment: Experiment,
+        size: usize,
+        measured: &Measurements<T>,
+        rounds: u32,
+    ) {
+        let count = measured.measured();
+        if let (Some(first), true) = (measured.failures.first(), count > 0) {
+            self.progress.note(&format!(
+                "{name}: {} at {size} B: {} of {rounds} rounds failed (the row is the median \
+                 of the other {count}): {first}",
+                experiment.as_str(),
+                measured.failures.len()
+            ));
         }
     }
 
@@ -416,51 +486,22 @@ impl<'a> Lab<'a> {
         outcome.map_err(|e| e.to_string())
     }
 
-    /// The floor's p50 round trip from a short run: the probe between rows.
-    fn probe_floor(&self) -> Option<u64> {
-        experiments::latency::measure(
-            &mechanisms::floor::FLOOR,
-            LATENCY_SIZE,
-            PROBE_BUDGET,
-            self.pinning,
-        )
-        .ok()
-        .map(|row| row.rtt.p50_ns)
-    }
-
     /// Puts a row's median round in the report, or an unavailable row if no round worked.
     fn report_row(&mut self, row: Planned<'_>, rounds: u32) {
         let name = row.mechanism.name();
         let (experiment, size) = (row.experiment, row.size);
-        let measured = (row.latency.len() + row.throughput.len()) as u32;
-        if let (Some(first), true) = (row.failures.first(), measured > 0) {
-            self.progress.note(&format!(
-                "{name}: {} at {size} B: {} of {rounds} rounds failed (the row is the median \
-                 of the other {measured}): {first}",
-                experiment.as_str(),
-                row.failures.len()
-            ));
-        }
-        let reported = match experiment {
-            Experiment::Latency => rounds::median(row.latency, row.noisy, row.reruns)
-                .map(|r| self.report.latency.push(r)),
-            Experiment::LatencySameCpu => rounds::median(row.latency, row.noisy, row.reruns)
-                .map(|r| self.report.latency_same_cpu.push(r)),
-            _ => {
-                let paired = rounds::median_value(row.paired_ratios);
-                rounds::median(row.throughput, row.noisy, row.reruns).map(|mut r| {
-                    r.vs_raw_ring_paired = paired;
-                    self.report.throughput.push(r);
-                })
+        self.note_failed_rounds(name, experiment, size, &row.measured, rounds);
+        let paired = rounds::median_value(row.paired_ratios);
+        match row.measured.into_median() {
+            Ok(Measured::Latency(r)) if experiment == Experiment::LatencySameCpu => {
+                self.report.latency_same_cpu.push(r)
             }
-        };
-        if reported.is_none() {
-            let reason = row
-                .failures
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| "no round was measured".into());
-            self.unavailable(name, experiment, size, reason);
+            Ok(Measured::Latency(r)) => self.report.latency.push(r),
+            Ok(Measured::Throughput(mut r)) => {
+                r.vs_raw_ring_paired = paired;
+                self.report.throughput.push(r);
+            }
+            Err(reason) => self.unavailable(name, experiment, size, reason),
         }
     }
 
@@ -525,46 +566,46 @@ impl<'a> Lab<'a> {
     fn run_contention(&mut self) {
         use experiments::contention;
         let (messages, max_time) = contention::plan(&self.budgets);
-        for queue in contention::queues() {
+        let queues = contention::queues();
+        let mut cells = Vec::new();
+        for (group, queue) in queues.iter().enumerate() {
             for producers in contention::PRODUCERS {
-                self.progress.step(&format!(
-                    "contention: {} ({}), {producers} producer(s)",
+                cells.push(ScaledCell::new(
                     queue.name,
-                    queue.fan_in.name()
+                    group,
+                    producers,
+                    contention::SIZE,
                 ));
-                match contention::measure(&queue, producers, messages, max_time, self.pinning) {
-                    Ok(row) => self.report.contention.push(row),
-                    Err(e) => self.unavailable(
-                        &format!("{} x{producers}", queue.name),
-                        Experiment::Contention,
-                        contention::SIZE,
-                        e.to_string(),
-                    ),
-                }
             }
         }
+        let pinning = self.pinning;
+        let rows = self.run_scaled(Experiment::Contention, cells, |cell| {
+            contention::measure(
+                &queues[cell.group],
+                cell.processes,
+                messages,
+                max_time,
+                pinning,
+            )
+        });
+        self.report.contention.extend(rows);
     }
 
     fn run_fanout(&mut self) {
         use experiments::fanout;
-        for size in fanout::SIZES {
-            let (messages, max_time) = fanout::plan(&self.budgets, size);
+        let mut cells = Vec::new();
+        for (group, size) in fanout::SIZES.into_iter().enumerate() {
             for subscribers in fanout::SUBSCRIBERS {
-                self.progress.step(&format!(
-                    "fan-out: {} publisher -> {subscribers} subscriber(s), {size} B",
-                    fanout::NAME
-                ));
-                match fanout::measure(subscribers, size, messages, max_time, self.pinning) {
-                    Ok(row) => self.report.fanout.push(row),
-                    Err(e) => self.unavailable(
-                        &format!("{} x{subscribers}", fanout::NAME),
-                        Experiment::Fanout,
-                        size,
-                        e.to_string(),
-                    ),
-                }
+                cells.push(ScaledCell::new(fanout::NAME, group, subscribers, size));
             }
         }
+        let plans = fanout::SIZES.map(|size| fanout::plan(&self.budgets, size));
+        let pinning = self.pinning;
+        let rows = self.run_scaled(Experiment::Fanout, cells, |cell| {
+            let (messages, max_time) = plans[cell.group];
+            fanout::measure(cell.processes, cell.size, messages, max_time, pinning)
+        });
+        self.report.fanout.extend(rows);
     }
 
     fn run_bridge(&mut self) {
@@ -945,18 +986,131 @@ fn pair_with_raw_ring(planned: &mut [Planned<'_>]) {
     }
 }
 
+/// The floor's p50 round trip from a short run: the probe between rows.
+fn probe_floor(pinning: Pinning) -> Option<u64> {
+    experiments::latency::measure(
+        &mechanisms::floor::FLOOR,
+        LATENCY_SIZE,
+        PROBE_BUDGET,
+        pinning,
+    )
+    .ok()
+    .map(|row| row.rtt.p50_ns)
+}
+
+/// The floor probes of a run of rounds (see [`rounds`]): the last one, and every one so far
+/// (the slow-host rule compares with their median).
+struct Probes {
+    pinning: Pinning,
+    last: Option<u64>,
+    all: Vec<u64>,
+}
+
+/// One round of a row, measured again while the probes around it moved.
+struct Attempted<T> {
+    /// The last attempt's outcome.
+    outcome: Result<T, String>,
+    /// Whether the probes around the last attempt still moved.
+    moved: bool,
+    /// Attempts before the last.
+    reruns: u32,
+    /// Every attempt's log, the last one's last.
+    logs: Vec<RoundLog>,
+}
+
+impl Probes {
+    /// Starts with a probe.
+    fn new(pinning: Pinning) -> Self {
+        let last = probe_floor(pinning);
+        Self {
+            pinning,
+            last,
+            all: last.into_iter().collect(),
+        }
+    }
+
+    /// Measures a round with `measure` and probes the floor after it; measures it again (up
+    /// to [`rounds::RERUNS_MAX`] times) while the probes before and after moved or were both
+    /// slow. `log` names the round; each attempt gets a copy with its key and probes.
+    fn attempt<T>(
+        &mut self,
+        log: RoundLog,
+        key: impl Fn(&T) -> f64,
+        mut measure: impl FnMut() -> Result<T, String>,
+    ) -> Attempted<T> {
+        let mut logs = Vec::new();
+        let mut reruns = 0;
+        loop {
+            let outcome = measure();
+            let after = probe_floor(self.pinning);
+            self.all.extend(after);
+            let moved = matches!((self.last, after), (Some(b), Some(a))
+                if rounds::moved(b, a) || rounds::slow_host(&self.all, b, a));
+            logs.push(RoundLog {
+                attempt: reruns,
+                key: outcome.as_ref().ok().map(&key),
+                floor_before_ns: self.last,
+                floor_after_ns: after,
+                ..log.clone()
+            });
+            self.last = after;
+            if moved && outcome.is_ok() && reruns < rounds::RERUNS_MAX {
+                reruns += 1;
+                continue;
+            }
+            return Attempted {
+                outcome,
+                moved,
+                reruns,
+                logs,
+            };
+        }
+    }
+}
+
+/// One row of a contention or fan-out table being measured in rounds.
+struct ScaledCell<T> {
+    /// The row's queue or publisher.
+    name: String,
+    /// The rows compared with one another (a queue, a message size): the ratios are to the
+    /// group's one-process row.
+    group: usize,
+    /// Producer or subscriber processes.
+    processes: u32,
+    /// Message size in bytes.
+    size: usize,
+    measured: Measurements<T>,
+}
+
+impl<T> ScaledCell<T> {
+    fn new(name: impl Into<String>, group: usize, processes: u32, size: usize) -> Self {
+        Self {
+            name: name.into(),
+            group,
+            processes,
+            size,
+            measured: Measurements::default(),
+        }
+    }
+}
+
 /// One round's row.
 enum Measured {
     Latency(LatencyRow),
     Throughput(ThroughputRow),
 }
 
-impl Measured {
-    /// The round's key value (see [`RoundRow::key`]).
+impl RoundRow for Measured {
     fn key(&self) -> f64 {
         match self {
             Measured::Latency(row) => row.key(),
             Measured::Throughput(row) => row.key(),
+        }
+    }
+    fn spread_mut(&mut self) -> &mut Spread {
+        match self {
+            Measured::Latency(row) => row.spread_mut(),
+            Measured::Throughput(row) => row.spread_mut(),
         }
     }
 }
@@ -966,13 +1120,7 @@ struct Planned<'m> {
     mechanism: &'m dyn Mechanism,
     experiment: Experiment,
     size: usize,
-    latency: Vec<LatencyRow>,
-    throughput: Vec<ThroughputRow>,
-    failures: Vec<String>,
-    /// Whether the floor probes around one of its rounds still moved after the re-runs.
-    noisy: bool,
-    /// Rounds measured again because the probes moved.
-    reruns: u32,
+    measured: Measurements<Measured>,
     /// The raw ring, measured at the same size after each of this row's rounds
     /// ([`PAIRED_WITH_RAW_RING`]).
     paired: Option<&'m dyn Mechanism>,
@@ -986,33 +1134,9 @@ impl<'m> Planned<'m> {
             mechanism,
             experiment,
             size,
-            latency: Vec::new(),
-            throughput: Vec::new(),
-            failures: Vec::new(),
-            noisy: false,
-            reruns: 0,
+            measured: Measurements::default(),
             paired: None,
             paired_ratios: Vec::new(),
-        }
-    }
-
-    /// True when every round so far failed.
-    fn only_failed(&self) -> bool {
-        !self.failures.is_empty() && self.latency.is_empty() && self.throughput.is_empty()
-    }
-
-    fn record(&mut self, outcome: Result<Measured, String>, moved: bool, reruns: u32) {
-        self.reruns += reruns;
-        match outcome {
-            Ok(Measured::Latency(row)) => {
-                self.noisy |= moved;
-                self.latency.push(row);
-            }
-            Ok(Measured::Throughput(row)) => {
-                self.noisy |= moved;
-                self.throughput.push(row);
-            }
-            Err(reason) => self.failures.push(reason),
         }
     }
 }

@@ -5,9 +5,11 @@
 //! ------                                   ----------
 //! sides = queue.setup_fan_in(n, 4 KiB)
 //! fork n producers ----------------------> abandon every side but its own; start()
+//!                                          send the warm-up (seq 1..=W, id k)
+//! take n × W warm-up messages <----------- (W × 4 KiB = 2 MiB: every ring page touched)
 //!                                          ready += 1; wait for go
 //! wait until ready == n; start the clock;
-//! go = 1 --------------------------------> send (seq 1.., id k) × count, then SEQ_STOP
+//! go = 1 --------------------------------> send (seq W+1.., id k) × count, then SEQ_STOP
 //! receive; check each producer's sequence
 //! until n SEQ_STOPs; stop the clock
 //! ```
@@ -39,6 +41,7 @@ use crate::mechanisms::posix_mq::PosixMq;
 use crate::mechanisms::shmsock::ShmsockInbox;
 use crate::mechanisms::{FanIn, Side};
 use crate::process::{outcome, wait_until, ChildStats, Children, Pause};
+use crate::rounds::{spread_cell, spread_note, RoundRow, ScaledRow, Spread};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::table::Table;
 
@@ -64,7 +67,8 @@ pub struct ContentionRow {
     /// The consumer's window, seconds.
     #[serde(default)]
     pub seconds: f64,
-    /// `msgs_per_s` / the same queue's with one producer.
+    /// `msgs_per_s` / the same queue's with one producer: the median of the per-round
+    /// ratios (each round's run over the same round's one-producer run).
     #[serde(default)]
     pub vs_one_producer: Option<f64>,
     /// CPU time of every process (the consumer and all producers, each over its own window)
@@ -72,9 +76,32 @@ pub struct ContentionRow {
     /// machine with fewer CPUs than processes shows where msgs/s cannot.
     #[serde(default)]
     pub cpu_ns_per_msg: f64,
-    /// `cpu_ns_per_msg` / the same queue's with one producer.
+    /// `cpu_ns_per_msg` / the same queue's with one producer: the median of the per-round
+    /// ratios, like `vs_one_producer`.
     #[serde(default)]
     pub cpu_vs_one_producer: Option<f64>,
+    /// The rounds this row is the median of, and their spread of msgs/s.
+    #[serde(default)]
+    pub spread: Spread,
+}
+
+impl RoundRow for ContentionRow {
+    fn key(&self) -> f64 {
+        self.msgs_per_s as f64
+    }
+    fn spread_mut(&mut self) -> &mut Spread {
+        &mut self.spread
+    }
+}
+
+impl ScaledRow for ContentionRow {
+    fn cpu_ns(&self) -> f64 {
+        self.cpu_ns_per_msg
+    }
+    fn set_vs_one(&mut self, rate: Option<f64>, cpu: Option<f64>) {
+        self.vs_one_producer = rate;
+        self.cpu_vs_one_producer = cpu;
+    }
 }
 
 /// Message size, as in the Comparison's synchronisation-tax table that the contention table extends.
@@ -84,13 +111,20 @@ pub(crate) const PRODUCERS: [u32; 4] = [1, 2, 4, 8];
 /// Messages per run (all producers together) in the default mode.
 pub(crate) const MESSAGES: u64 = 262_144;
 /// Fewest messages per run, whatever the mode (fewer would time the start-up).
-const MESSAGES_MIN: u64 = 16_384;
+const MESSAGES_MIN: u64 = 65_536;
 /// The row of shmsock's own many-writers pattern (an `Inbox`: one SPSC ring per writer and a
 /// doorbell, DESIGN.md "Patterns on top").
 pub(crate) const SHMSOCK_MANY_WRITERS: &str = "shmsock-many-writers";
 
 /// The CPU bar of shmsock's many writers: CPU per message with 8 producers over that with one.
 pub(crate) const CPU_BAR_8_VS_1: f64 = 1.3;
+
+/// Bytes each producer sends before the clock starts (the consumer takes and checks them
+/// too): enough to touch every page of its ring (shmsock's are 1 MiB at this size), so that
+/// a short run does not count the first touch of 8 fresh rings as the cost of a message.
+const WARMUP_BYTES: usize = 2 << 20;
+/// Messages each producer sends before the clock starts.
+const WARMUP: u64 = (WARMUP_BYTES / SIZE) as u64;
 
 /// The producers look at the clock once per this many messages.
 const CLOCK_CHECK_EVERY: u64 = 256;
@@ -213,6 +247,7 @@ pub(crate) fn measure(
         vs_one_producer: None,
         cpu_ns_per_msg: cpu_ns_per_message(&window, &producer_stats, received),
         cpu_vs_one_producer: None,
+        spread: Spread::default(),
     })
 }
 
@@ -226,6 +261,8 @@ fn produce(
     control: &SharedRegion,
     buf: &mut [u8],
 ) -> Result<ChildStats, LabError> {
+    buf[8..16].copy_from_slice(&id.to_le_bytes());
+    send_numbered::<CLOCK_CHECK_EVERY>(buf, 0, WARMUP, max_time, |m| side.send(m))?;
     // Release/Acquire pair with the consumer's loads of `ready` and store of `go`.
     control
         .atomic_u64(READY_OFFSET)
@@ -237,22 +274,29 @@ fn produce(
         || control.atomic_u64(GO_OFFSET).load(Ordering::Acquire) != 0,
         || None,
     )?;
-    buf[8..16].copy_from_slice(&id.to_le_bytes());
     let window = Window::start();
-    send_numbered::<CLOCK_CHECK_EVERY>(buf, 0, count, max_time, |m| side.send(m))?;
+    send_numbered::<CLOCK_CHECK_EVERY>(buf, WARMUP, count, max_time, |m| side.send(m))?;
     put_seq(buf, SEQ_STOP);
     side.send(buf)?;
     Ok(window.stop())
 }
 
-/// The consumer: start the producers, receive until every one of them stopped; returns the
-/// messages received and the consumer's window.
+/// The consumer: take every producer's warm-up, start the producers, receive until every
+/// one of them stopped; returns the messages received and the consumer's window.
 fn consume(
     side: &mut dyn Side,
     producers: usize,
     control: &SharedRegion,
     buf: &mut [u8],
 ) -> Result<(u64, ChildStats), LabError> {
+    let mut next = vec![1u64; producers];
+    for _ in 0..WARMUP * producers as u64 {
+        if take(side, buf, &mut next)?.is_none() {
+            return Err(LabError::Integrity {
+                detail: "a producer stopped during its warm-up".into(),
+            });
+        }
+    }
     wait_until(
         "waiting for the producers to be ready",
         READY_TIMEOUT,
@@ -260,42 +304,55 @@ fn consume(
         || control.atomic_u64(READY_OFFSET).load(Ordering::Acquire) >= producers as u64,
         || None,
     )?;
-    let mut next = vec![1u64; producers];
     let mut stopped = 0usize;
     let mut messages = 0u64;
     let window = Window::start();
     control.atomic_u64(GO_OFFSET).store(1, Ordering::Release);
     while stopped < producers {
-        let len = side.recv(buf)?;
-        let msg = &buf[..len];
-        let (Some(seq), Some(id)) = (get_seq(msg), msg.get(8..16)) else {
-            return Err(LabError::Integrity {
-                detail: format!("a message of {len} bytes, expected {SIZE}"),
-            });
-        };
-        let id = u64::from_le_bytes(id.try_into().expect("an 8-byte slice"));
-        let Some(expected) = usize::try_from(id).ok().and_then(|k| next.get_mut(k)) else {
-            return Err(LabError::Integrity {
-                detail: format!("a message from producer {id} of {producers}"),
-            });
-        };
-        if seq == SEQ_STOP {
-            stopped += 1;
-        } else if seq == *expected && len == SIZE {
-            *expected += 1;
-            messages += 1;
-        } else {
-            return Err(LabError::Integrity {
-                detail: format!(
-                    "producer {id}: expected message {expected} of {SIZE} B, got {seq} of {len} B"
-                ),
-            });
+        match take(side, buf, &mut next)? {
+            Some(_) => messages += 1,
+            None => stopped += 1,
         }
     }
     Ok((messages, window.stop()))
 }
 
-/// Fills `vs_one_producer`: each row's rate over the same queue's with one producer.
+/// Receives one message and checks it against `next` (each producer's next sequence
+/// number): `Some(producer)` for a message, `None` for a producer's stop message.
+fn take(side: &mut dyn Side, buf: &mut [u8], next: &mut [u64]) -> Result<Option<usize>, LabError> {
+    let len = side.recv(buf)?;
+    let msg = &buf[..len];
+    let (Some(seq), Some(id)) = (get_seq(msg), msg.get(8..16)) else {
+        return Err(LabError::Integrity {
+            detail: format!("a message of {len} bytes, expected {SIZE}"),
+        });
+    };
+    let id = u64::from_le_bytes(id.try_into().expect("an 8-byte slice"));
+    let producers = next.len();
+    let Some((k, expected)) = usize::try_from(id)
+        .ok()
+        .and_then(|k| Some((k, next.get_mut(k)?)))
+    else {
+        return Err(LabError::Integrity {
+            detail: format!("a message from producer {id} of {producers}"),
+        });
+    };
+    if seq == SEQ_STOP {
+        Ok(None)
+    } else if seq == *expected && len == SIZE {
+        *expected += 1;
+        Ok(Some(k))
+    } else {
+        Err(LabError::Integrity {
+            detail: format!(
+                "producer {id}: expected message {expected} of {SIZE} B, got {seq} of {len} B"
+            ),
+        })
+    }
+}
+
+/// Fills `vs_one_producer` and `cpu_vs_one_producer` where the rounds did not (a report
+/// from before rounds): each row's over the same queue's with one producer.
 pub(crate) fn compare_with_one_producer(rows: &mut [ContentionRow]) {
     let singles: Vec<(String, u64, f64)> = rows
         .iter()
@@ -303,14 +360,18 @@ pub(crate) fn compare_with_one_producer(rows: &mut [ContentionRow]) {
         .map(|r| (r.queue.clone(), r.msgs_per_s, r.cpu_ns_per_msg))
         .collect();
     for row in rows {
-        row.vs_one_producer = singles
-            .iter()
-            .find(|(q, _, _)| *q == row.queue)
-            .map(|(_, base, _)| row.msgs_per_s as f64 / (*base).max(1) as f64);
-        row.cpu_vs_one_producer = singles
-            .iter()
-            .find(|(q, _, cpu)| *q == row.queue && *cpu > 0.0)
-            .map(|(_, _, cpu)| row.cpu_ns_per_msg / cpu);
+        row.vs_one_producer = row.vs_one_producer.or_else(|| {
+            singles
+                .iter()
+                .find(|(q, _, _)| *q == row.queue)
+                .map(|(_, base, _)| row.msgs_per_s as f64 / (*base).max(1) as f64)
+        });
+        row.cpu_vs_one_producer = row.cpu_vs_one_producer.or_else(|| {
+            singles
+                .iter()
+                .find(|(q, _, cpu)| *q == row.queue && *cpu > 0.0)
+                .map(|(_, _, cpu)| row.cpu_ns_per_msg / cpu)
+        });
     }
 }
 
@@ -328,6 +389,7 @@ pub(crate) fn table(
             "implementation",
             "producers",
             "msgs/s",
+            "msgs/s spread",
             "vs 1 producer",
             "CPU ns/msg",
             "CPU vs 1",
@@ -341,6 +403,7 @@ pub(crate) fn table(
                 r.implementation.clone(),
                 r.producers.to_string(),
                 fmt_count(r.msgs_per_s),
+                spread_cell(&r.spread, |rate| fmt_count(rate as u64)),
                 fmt_ratio(r.vs_one_producer, 2),
                 format!("{:.0}", r.cpu_ns_per_msg),
                 fmt_ratio(r.cpu_vs_one_producer, 2),
@@ -369,9 +432,11 @@ pub(crate) fn table(
     notes.push(
         "CPU ns/msg: the CPU time of the consumer and every producer, each over its own \
          window, per message received: the work a queue costs per message, which does not \
-         depend on how many CPUs share it."
+         depend on how many CPUs share it. `vs 1` and `CPU vs 1`: the median over the \
+         rounds of each round's run over the same round's one-producer run."
             .into(),
     );
+    notes.extend(spread_note(rows.iter().map(|r| &r.spread)));
     let many = SHMSOCK_MANY_WRITERS;
     if let Some(x) = rows
         .iter()
@@ -388,14 +453,12 @@ pub(crate) fn table(
             }
         ));
     }
-    let rate = |n: u32| {
-        rows.iter()
-            .find(|r| r.queue == many && r.producers == n)
-            .map(|r| r.msgs_per_s)
-    };
-    notes.push(match (rate(1), rate(8)) {
-        (Some(one), Some(eight)) if one > 0 => {
-            let x = eight as f64 / one as f64;
+    let eight = rows
+        .iter()
+        .find(|r| r.queue == many && r.producers == 8)
+        .and_then(|r| r.vs_one_producer);
+    notes.push(match eight {
+        Some(x) => {
             format!(
                 "`{many}` is shmsock's Inbox: one SPSC ring per producer (no shared tail, no \
                  CAS), a doorbell per writer. 8 producers reach {x:.2}x the rate of one (bar: >= \

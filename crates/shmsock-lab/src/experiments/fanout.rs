@@ -40,6 +40,7 @@ use crate::format::{fmt_count, fmt_ratio, fmt_size};
 use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::shmsock::{lib, retry_refused, unique_endpoint};
 use crate::process::{outcome, wait_until, ChildStats, Children, Pause};
+use crate::rounds::{spread_cell, spread_note, RoundRow, ScaledRow, Spread};
 use crate::shared::{SharedRegion, CACHE_LINE_BYTES};
 use crate::table::Table;
 
@@ -67,7 +68,8 @@ pub struct FanoutRow {
     pub subscriber_cpu_pct: f64,
     /// Whether the time cap stopped the run before all its messages were sent.
     pub capped: bool,
-    /// `msgs_per_s` / the rate with one subscriber at the same size.
+    /// `msgs_per_s` / the rate with one subscriber at the same size: the median of the
+    /// per-round ratios (each round's run over the same round's one-subscriber run).
     #[serde(default)]
     pub vs_one_subscriber: Option<f64>,
     /// CPU time of the publisher and every subscriber (each over its own window) per message
@@ -75,9 +77,32 @@ pub struct FanoutRow {
     /// machine with fewer CPUs than subscribers shows where msgs/s cannot.
     #[serde(default)]
     pub cpu_ns_per_delivered: f64,
-    /// `cpu_ns_per_delivered` / the same size's with one subscriber.
+    /// `cpu_ns_per_delivered` / the same size's with one subscriber: the median of the
+    /// per-round ratios, like `vs_one_subscriber`.
     #[serde(default)]
     pub cpu_vs_one_subscriber: Option<f64>,
+    /// The rounds this row is the median of, and their spread of msgs/s.
+    #[serde(default)]
+    pub spread: Spread,
+}
+
+impl RoundRow for FanoutRow {
+    fn key(&self) -> f64 {
+        self.msgs_per_s as f64
+    }
+    fn spread_mut(&mut self) -> &mut Spread {
+        &mut self.spread
+    }
+}
+
+impl ScaledRow for FanoutRow {
+    fn cpu_ns(&self) -> f64 {
+        self.cpu_ns_per_delivered
+    }
+    fn set_vs_one(&mut self, rate: Option<f64>, cpu: Option<f64>) {
+        self.vs_one_subscriber = rate;
+        self.cpu_vs_one_subscriber = cpu;
+    }
 }
 
 impl FanoutRow {
@@ -112,6 +137,7 @@ impl FanoutRow {
                 published.sent * u64::from(subscribers),
             ),
             cpu_vs_one_subscriber: None,
+            spread: Spread::default(),
         }
     }
 }
@@ -315,7 +341,8 @@ fn subscribe(
     }
 }
 
-/// Fills `vs_one_subscriber`: each row's rate over the rate with one subscriber at its size.
+/// Fills `vs_one_subscriber` and `cpu_vs_one_subscriber` where the rounds did not (a report
+/// from before rounds): each row's over the one-subscriber row's at its size.
 pub(crate) fn compare_with_one_subscriber(rows: &mut [FanoutRow]) {
     let singles: Vec<(usize, u64, f64)> = rows
         .iter()
@@ -323,14 +350,18 @@ pub(crate) fn compare_with_one_subscriber(rows: &mut [FanoutRow]) {
         .map(|r| (r.size, r.msgs_per_s, r.cpu_ns_per_delivered))
         .collect();
     for row in rows {
-        row.vs_one_subscriber = singles
-            .iter()
-            .find(|(size, _, _)| *size == row.size)
-            .map(|(_, base, _)| row.msgs_per_s as f64 / (*base).max(1) as f64);
-        row.cpu_vs_one_subscriber = singles
-            .iter()
-            .find(|(size, _, cpu)| *size == row.size && *cpu > 0.0)
-            .map(|(_, _, cpu)| row.cpu_ns_per_delivered / cpu);
+        row.vs_one_subscriber = row.vs_one_subscriber.or_else(|| {
+            singles
+                .iter()
+                .find(|(size, _, _)| *size == row.size)
+                .map(|(_, base, _)| row.msgs_per_s as f64 / (*base).max(1) as f64)
+        });
+        row.cpu_vs_one_subscriber = row.cpu_vs_one_subscriber.or_else(|| {
+            singles
+                .iter()
+                .find(|(size, _, cpu)| *size == row.size && *cpu > 0.0)
+                .map(|(_, _, cpu)| row.cpu_ns_per_delivered / cpu)
+        });
     }
 }
 
@@ -350,6 +381,7 @@ pub(crate) fn table(rows: &[FanoutRow], host: &HostInfo) -> Option<Table> {
                     fmt_count(r.msgs_per_s),
                     if r.capped { "*" } else { "" }
                 ),
+                spread_cell(&r.spread, |rate| fmt_count(rate as u64)),
                 fmt_count(r.delivered_per_s),
                 fmt_ratio(r.vs_one_subscriber, 2),
                 format!("{:.0}/{:.0}", r.publisher_cpu_pct, r.subscriber_cpu_pct),
@@ -383,13 +415,11 @@ pub(crate) fn table(rows: &[FanoutRow], host: &HostInfo) -> Option<Table> {
         notes.push("* the run's time cap ended it before all its messages were sent.".into());
     }
     for size in sorted(rows.iter().map(|r| r.size)) {
-        let rate = |n: u32| {
-            rows.iter()
-                .find(|r| r.size == size && r.subscribers == n)
-                .map(|r| r.msgs_per_s)
-        };
-        if let (Some(one), Some(four)) = (rate(1), rate(4)) {
-            let x = four as f64 / one.max(1) as f64;
+        if let Some(x) = rows
+            .iter()
+            .find(|r| r.size == size && r.subscribers == 4)
+            .and_then(|r| r.vs_one_subscriber)
+        {
             notes.push(format!(
                 "{}: 4 subscribers reach {x:.2}x the publisher rate with one (bar: >= \
                  {BAR_4_VS_1:.2}x; {}).",
@@ -432,6 +462,7 @@ pub(crate) fn table(rows: &[FanoutRow], host: &HostInfo) -> Option<Table> {
             "size",
             "subscribers",
             "msgs/s",
+            "msgs/s spread",
             "delivered/s (all)",
             "vs 1 subscriber",
             "CPU% pub/sub",
@@ -440,6 +471,12 @@ pub(crate) fn table(rows: &[FanoutRow], host: &HostInfo) -> Option<Table> {
         ],
         cells,
     );
+    notes.push(
+        "`vs 1 subscriber` and `CPU vs 1`: the median over the rounds of each round's run \
+         over the same round's one-subscriber run."
+            .into(),
+    );
+    notes.extend(spread_note(rows.iter().map(|r| &r.spread)));
     table.plot = Some("fanout.svg");
     table.notes = notes;
     Some(table)

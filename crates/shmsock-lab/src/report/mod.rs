@@ -597,6 +597,7 @@ mod tests {
             vs_one_subscriber: None,
             cpu_ns_per_delivered: if subscribers == 4 { 125.0 } else { 100.0 },
             cpu_vs_one_subscriber: None,
+            spread: Default::default(),
         };
         let mut r = report();
         r.fanout = vec![
@@ -609,6 +610,11 @@ mod tests {
         assert_eq!(r.fanout[1].vs_one_subscriber, Some(0.6));
         assert_eq!(r.fanout[3].vs_one_subscriber, Some(0.3));
         assert_eq!(r.fanout[1].cpu_vs_one_subscriber, Some(1.25));
+        // Ratios the rounds paired are kept.
+        let mut paired = r.clone();
+        paired.fanout[1].vs_one_subscriber = Some(0.7);
+        paired.finish();
+        assert_eq!(paired.fanout[1].vs_one_subscriber, Some(0.7));
         let text = r.render();
         assert!(
             text.contains(
