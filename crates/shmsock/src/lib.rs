@@ -259,6 +259,8 @@ mod bridge;
 mod conn;
 mod endpoint;
 mod error;
+#[cfg(all(test, not(loom)))]
+mod fence_ask_tests;
 #[cfg(not(loom))]
 mod handover;
 #[cfg(all(test, not(loom)))]

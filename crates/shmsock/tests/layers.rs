@@ -67,6 +67,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["shm", "net", "options", "loan", "conn", "pubsub"],
     ),
     ("hostile_tests", &["shm", "conn", "options"]),
+    ("fence_ask_tests", &["shm", "conn", "options"]),
 ];
 
 /// One place a file names a module of the crate.

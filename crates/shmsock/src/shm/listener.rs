@@ -62,7 +62,10 @@ impl Admit for ConnAdmit {
             None
         };
         let pool = create_pool(endpoint, &self.opts)?;
-        let ConnAdmit { opts, spare, .. } = self;
+        let ConnAdmit {
+            opts, spare, bells, ..
+        } = self;
+        let bells = *bells;
         // The spare is taken only once the peer's credentials passed: a refused peer
         // leaves it for the next.
         let greeting = greet(
@@ -70,7 +73,7 @@ impl Admit for ConnAdmit {
             sock,
             &opts.peers,
             (Role::Conn, Role::Conn),
-            || own_spare(spare).map_or_else(|| new_segment(opts, endpoint), Ok),
+            || own_spare(spare).map_or_else(|| new_segment(opts, endpoint, bells), Ok),
             deadline,
         )?;
         Ok((greeting, (pool, bell)))
@@ -81,7 +84,9 @@ impl Admit for ConnAdmit {
         if !matches!(self.spare, Some((pid, _)) if pid == me) {
             // (Out of memory or fds now: the next handshake tries again, and refuses its
             // peer, saying why, if it cannot either.)
-            self.spare = new_segment(&self.opts, endpoint).ok().map(|seg| (me, seg));
+            self.spare = new_segment(&self.opts, endpoint, self.bells)
+                .ok()
+                .map(|seg| (me, seg));
         }
     }
 
@@ -110,12 +115,14 @@ impl Admit for ConnAdmit {
     }
 }
 
-/// A new segment of ours for one connection.
-fn new_segment(opts: &ShmConfig, endpoint: &str) -> std::io::Result<OwnedSegment> {
+/// A new segment of ours for one connection (`bells`: its peer will ring our doorbell
+/// rather than wake our futex words).
+fn new_segment(opts: &ShmConfig, endpoint: &str, bells: bool) -> std::io::Result<OwnedSegment> {
     OwnedSegment::create_for(opts.ring_capacity, SegmentRole::Listener, endpoint)
         .map(|seg| {
-            seg.fence_wake_if(opts.wait == WaitStrategy::Blocking)
-                .with_keyed_sleeps()
+            let seg = seg.fence_wake_if(opts.wait == WaitStrategy::Blocking);
+            let seg = if bells { seg } else { seg.with_fence_ask() };
+            seg.with_keyed_sleeps()
         })
         .map_err(Into::into)
 }
@@ -218,7 +225,7 @@ mod tests {
     #[test]
     fn a_spare_made_by_another_process_is_never_handed_out() {
         let opts = crate::Options::new().shm_config();
-        let seg = new_segment(&opts, "shm://spare-test").expect("a segment");
+        let seg = new_segment(&opts, "shm://spare-test", false).expect("a segment");
         let inode = |seg: &OwnedSegment| rustix::fs::fstat(seg.fd()).expect("fstat").st_ino;
         let ino = inode(&seg);
         let mut spare = Some((std::process::id() + 1, seg));
@@ -228,7 +235,7 @@ mod tests {
         );
         assert!(spare.is_none(), "and it was dropped, not kept");
 
-        let seg = new_segment(&opts, "shm://spare-test").expect("a segment");
+        let seg = new_segment(&opts, "shm://spare-test", false).expect("a segment");
         let ino2 = inode(&seg);
         assert_ne!(ino, ino2);
         let mut spare = Some((std::process::id(), seg));

@@ -1,5 +1,6 @@
-//! loom models of the frame ring, the eventcount, the inbox doorbell, the broadcast ring and
-//! its loans (the pool reuse rule), run against the real code:
+//! loom models of the frame ring, the eventcount (and its `FENCE_ASK` handshake), the inbox
+//! doorbell, the broadcast ring and its loans (the pool reuse rule), run against the real
+//! code:
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p shmsock --release --lib loom
@@ -14,7 +15,7 @@ use std::time::Duration;
 use super::broadcast::{Cursor, Read, Reader, Writer};
 use super::ring::heap::HeapRing;
 use super::ring::{Consumer, Producer, Push};
-use super::wait::{self, Futex};
+use super::wait::{self, Asking, Futex};
 use crate::vocabulary::Overflow;
 
 /// A futex model: `wait` blocks (without timeout) until woken while the word still holds
@@ -170,6 +171,80 @@ fn loom_keyed_sleeps_lose_no_wake_up() {
         |sleeping, seq, futex| wait::notify_keyed(sleeping, seq, false, futex),
         |sleeping, seq| wait::prepare_keyed_wait(sleeping, seq, false),
     );
+}
+
+/// The `FENCE_ASK` handshake (`segment::FLAG_FENCE_ASK`): a receiver that asked for light
+/// barriers (its `FENCE_ASK` word starts even here) asks for a full fence again, and sleeps
+/// without the heavy barrier only once `Asking::heavy` says the sender acknowledged the
+/// ask. The sender does what `ShmConn::data_light` does: after each publication it loads
+/// the ask; even, a light notification (no fence at all: loom cannot model `membarrier`,
+/// so the receiver never sleeps while it would need one, it yields instead); odd, it
+/// stores the acknowledgement (Release) the first time, then notifies with a full fence.
+/// The model futex has no timeout: a wake-up lost to a light notification that raced
+/// with a sleep deadlocks the model.
+#[test]
+fn loom_fence_ask_loses_no_wake_up() {
+    loom::model(|| {
+        let messages = 2;
+        let data = Arc::new(AtomicU64::new(0));
+        let sleeping = Arc::new(AtomicU32::new(0));
+        let seq = Arc::new(AtomicU32::new(0));
+        let ask = Arc::new(AtomicU32::new(0));
+        let ack = Arc::new(AtomicU32::new(0));
+        let futex = Arc::new(ModelFutex::new());
+
+        let producer = {
+            let (data, sleeping, seq, ask, ack, futex) = (
+                data.clone(),
+                sleeping.clone(),
+                seq.clone(),
+                ask.clone(),
+                ack.clone(),
+                futex.clone(),
+            );
+            thread::spawn(move || {
+                let mut acked = 0;
+                for v in 1..=messages {
+                    data.store(v, Ordering::Release);
+                    let asked = ask.load(Ordering::Relaxed);
+                    if asked & 1 == 0 {
+                        if sleeping.load(Ordering::Relaxed) != 0 {
+                            seq.fetch_add(1, Ordering::Release);
+                            futex.wake(&seq);
+                        }
+                        continue;
+                    }
+                    if asked != acked {
+                        acked = asked;
+                        ack.store(asked, Ordering::Release);
+                    }
+                    wait::notify(&sleeping, &seq, false, &*futex);
+                }
+            })
+        };
+
+        let asking = Asking::new();
+        ask.store(1, Ordering::Relaxed);
+        let mut seen = 0;
+        while seen < messages {
+            let v = data.load(Ordering::Acquire);
+            if v > seen {
+                seen = v;
+                continue;
+            }
+            if asking.heavy(ack.load(Ordering::Acquire)) {
+                thread::yield_now();
+                continue;
+            }
+            let key = wait::prepare_wait(&sleeping, &seq, false);
+            if data.load(Ordering::Acquire) > seen {
+                wait::cancel_wait(&sleeping);
+                continue;
+            }
+            wait::sleep(&sleeping, &seq, key, Duration::MAX, &*futex);
+        }
+        producer.join().unwrap();
+    });
 }
 
 /// A doorbell model (an `Inbox`'s socket pairs): ringing queues a datagram (adds to a

@@ -16,7 +16,7 @@ use super::ring::{
 };
 use super::segment::word;
 use super::segment::{OwnedPool, OwnedSegment, PeerSegment, ReleaseBoard};
-use super::wait::{self, Outcome, SharedFutex, Turn};
+use super::wait::{self, Asking, Outcome, SharedFutex, Turn};
 use crate::error::{Error, Result};
 use crate::sync::Ordering;
 use crate::vocabulary::{Mode, WaitStrategy};
@@ -56,6 +56,14 @@ pub(crate) struct ShmConn {
     /// The peer writes the keys it sleeps on: we wake it only on a current one
     /// (`wait::notify_keyed`).
     peer_keyed: bool,
+    /// The peer's `FENCE_ASK` says how to wake its data sleeps (see `FLAG_FENCE_ASK`): we
+    /// notify with light barriers and the peer sleeps on its futex words.
+    peer_asks: bool,
+    /// The last odd `FENCE_ASK` of the peer's we stored in our `FENCE_ACK`.
+    acked: u32,
+    /// Our data sleeps' `FENCE_ASK`, if we said `FLAG_FENCE_ASK` and the peer notifies
+    /// with light barriers.
+    asking: Option<Asking>,
     sent: (u64, u64),
     received: (u64, u64),
     /// `next_frame` found a frame already published, without waiting, since our last wait:
@@ -101,8 +109,13 @@ pub(crate) fn connect_with_bell(
         || {
             OwnedSegment::create_for(capacity, Connector, &endpoint)
                 .map(|seg| {
-                    seg.fence_wake_if(opts.wait == WaitStrategy::Blocking)
-                        .with_keyed_sleeps()
+                    let seg = seg.fence_wake_if(opts.wait == WaitStrategy::Blocking);
+                    let seg = if bell.is_some() {
+                        seg
+                    } else {
+                        seg.with_fence_ask()
+                    };
+                    seg.with_keyed_sleeps()
                 })
                 .map_err(Into::into)
         },
@@ -152,6 +165,18 @@ impl ShmConn {
         let notify_light = mine.light_notify() && !peer.fence_wake();
         let wait_heavy = peer.light_notify() && !mine.fence_wake();
         let peer_keyed = peer.keyed_sleeps();
+        let peer_asks = peer.fence_ask() && mine.light_notify() && peer_bell.is_none();
+        let mut acked = 0;
+        if peer_asks {
+            // Before any notification of ours: the peer's first ask is odd (a full fence),
+            // and every notification of ours will load it.
+            let ask = peer.word32(word::FENCE_ASK).load(Ordering::Relaxed);
+            if ask & 1 == 1 {
+                acked = ask;
+                mine.word32(word::FENCE_ACK).store(ask, Ordering::Release);
+            }
+        }
+        let asking = (mine.fence_ask() && peer.light_notify()).then(Asking::new);
         let sleep_cap = if wait_heavy && !crate::sys::heavy_barrier_works() {
             Duration::from_millis(1)
         } else {
@@ -169,6 +194,9 @@ impl ShmConn {
             notify_light,
             wait_heavy,
             peer_keyed,
+            peer_asks,
+            acked,
+            asking,
             sent: (0, 0),
             received: (0, 0),
             backlog: false,
@@ -284,7 +312,7 @@ impl ShmConn {
             .try_push_kind(&self.mine, || peer.load64(word::CONSUMED), msg, kind)
         {
             Ok(Push::Done) => {
-                self.wake_peer(word::RX_SLEEPING, word::DATA_SEQ);
+                self.wake_receiver();
                 self.sent.0 = self.sent.0.wrapping_add(1);
                 self.sent.1 = self.sent.1.wrapping_add(msg.len() as u64);
                 self.flush_sent();
@@ -293,7 +321,7 @@ impl ShmConn {
             Ok(Push::Full) => Ok(false),
             // Only padding went out: the peer must skip it before our frame fits.
             Ok(Push::Padded) => {
-                self.wake_peer(word::RX_SLEEPING, word::DATA_SEQ);
+                self.wake_receiver();
                 Ok(false)
             }
             Err(c) => Err(self.link.poison(c)),
@@ -322,28 +350,57 @@ impl ShmConn {
         if wait::surely_awake(self.peer.word32(peer_flag), self.notify_light) {
             return;
         }
-        self.wake_peer_slow(peer_flag, my_seq);
+        self.wake_peer_slow(peer_flag, my_seq, self.notify_light);
     }
 
-    /// [`ShmConn::wake_peer`] when the peer may sleep, or we notify with full fences.
+    /// [`ShmConn::wake_peer`] after publishing data: with the barriers the peer's
+    /// `FENCE_ASK` asks for, if it says one (see [`ShmConn::data_light`]).
+    #[inline(always)]
+    fn wake_receiver(&mut self) {
+        let light = self.data_light();
+        if wait::surely_awake(self.peer.word32(word::RX_SLEEPING), light) {
+            return;
+        }
+        self.wake_peer_slow(word::RX_SLEEPING, word::DATA_SEQ, light);
+    }
+
+    /// Whether to wake the peer's data sleep with light barriers, for a notification whose
+    /// data we just published. A peer that says `FENCE_ASK` decides (one load of a word on
+    /// the line of its flag, which we load next anyway): even, light (it runs the heavy
+    /// barrier before each sleep); odd, a full fence, and first we store the value in our
+    /// `FENCE_ACK` (Release, after everything we published so far) the first time we see
+    /// it: from then on each of our notifications loads it again and fences, so a sleep
+    /// that saw the acknowledgement needs no heavy barrier.
+    #[inline(always)]
+    fn data_light(&mut self) -> bool {
+        if !self.peer_asks {
+            return self.notify_light;
+        }
+        let ask = self.peer.word32(word::FENCE_ASK).load(Ordering::Relaxed);
+        if ask & 1 == 0 {
+            return true;
+        }
+        if ask != self.acked {
+            self.acked = ask;
+            self.mine
+                .word32(word::FENCE_ACK)
+                .store(ask, Ordering::Release);
+        }
+        false
+    }
+
+    /// [`ShmConn::wake_peer`] when the peer may sleep, or we notify with full fences
+    /// (`light` false).
     #[inline(never)]
-    fn wake_peer_slow(&self, peer_flag: word::Word32, my_seq: word::Word32) {
+    fn wake_peer_slow(&self, peer_flag: word::Word32, my_seq: word::Word32, light: bool) {
         let peer_sleeping = self.peer.word32(peer_flag);
         match &self.peer_bell {
-            None if self.peer_keyed => wait::notify_keyed(
-                peer_sleeping,
-                self.mine.word32(my_seq),
-                self.notify_light,
-                &SharedFutex,
-            ),
-            None => wait::notify(
-                peer_sleeping,
-                self.mine.word32(my_seq),
-                self.notify_light,
-                &SharedFutex,
-            ),
+            None if self.peer_keyed => {
+                wait::notify_keyed(peer_sleeping, self.mine.word32(my_seq), light, &SharedFutex)
+            }
+            None => wait::notify(peer_sleeping, self.mine.word32(my_seq), light, &SharedFutex),
             Some(bell) => {
-                if wait::any_sleeps([peer_sleeping], self.notify_light) {
+                if wait::any_sleeps([peer_sleeping], light) {
                     bell.ring();
                 }
             }
@@ -392,6 +449,15 @@ impl ShmConn {
     #[inline(never)]
     fn wait_frame(&mut self, mode: Mode) -> Result<()> {
         self.link.usable()?;
+        if let Some(ask) = self
+            .asking
+            .as_mut()
+            .and_then(|a| a.on_wait(self.received.0))
+        {
+            self.mine
+                .word32(word::FENCE_ASK)
+                .store(ask, Ordering::Relaxed);
+        }
         // First a short spin on the tag alone: each turn of the full loop below also looks
         // at the peer's end and the schedule, which delays noticing a frame (a busy 8 B round
         // trip took 270 ns with the loop alone, 240-250 ns with this spin first), and most
@@ -441,11 +507,12 @@ impl ShmConn {
                 }
                 Turn::CheckPeer => self.link.poll_peer()?,
                 Turn::Sleep(t) => {
+                    let heavy = self.data_sleep_heavy();
                     let (flag, seq) = (
                         self.mine.word32(word::RX_SLEEPING),
                         self.peer.word32(word::DATA_SEQ),
                     );
-                    let key = wait::prepare_keyed_wait(flag, seq, self.wait_heavy);
+                    let key = wait::prepare_keyed_wait(flag, seq, heavy);
                     if self.rx.ready(&self.peer) {
                         wait::cancel_wait(self.mine.word32(word::RX_SLEEPING));
                         return Ok(Outcome::Done(()));
@@ -459,6 +526,23 @@ impl ShmConn {
             }
             Ok(Outcome::Pending)
         })
+    }
+
+    /// Whether the data sleep we are about to take must run the heavy barrier: if we ask
+    /// with `FENCE_ASK`, while it is even or the peer has not acknowledged its odd value
+    /// (then its notifications may use light barriers); otherwise as the header flags say.
+    fn data_sleep_heavy(&mut self) -> bool {
+        let Some(asking) = self.asking.as_mut() else {
+            return self.wait_heavy;
+        };
+        if let Some(ask) = asking.on_sleep(self.received.0) {
+            self.mine
+                .word32(word::FENCE_ASK)
+                .store(ask, Ordering::Relaxed);
+        }
+        // Acquire: pairs with the peer's Release store in `data_light`; what it published
+        // before acknowledging is visible to our re-check.
+        asking.heavy(self.peer.word32(word::FENCE_ACK).load(Ordering::Acquire))
     }
 
     /// For a receiver of several connections (`Inbox`): the next frame if one is
@@ -676,6 +760,15 @@ impl ShmConn {
     #[cfg(test)]
     pub(crate) fn own_segment(&self) -> &OwnedSegment {
         &self.mine
+    }
+
+    /// Test hook: our `FENCE_ASK` and the peer's `FENCE_ACK` (see `wait::Asking`).
+    #[cfg(test)]
+    pub(crate) fn fence_words(&self) -> (u32, u32) {
+        (
+            self.mine.word32(word::FENCE_ASK).load(Ordering::Relaxed),
+            self.peer.word32(word::FENCE_ACK).load(Ordering::Acquire),
+        )
     }
 }
 

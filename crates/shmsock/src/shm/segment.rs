@@ -8,9 +8,13 @@
 //!  0     header      magic, version, segment length, ring offset, ring capacity, pid, flags
 //!  64    DATA_SEQ    u32 futex word: bumped by the owner after publishing data, if the
 //!                    peer announced it sleeps (the peer waits on it)
+//!  68    FENCE_ACK   u32 the last odd FENCE_ASK of the peer's that the owner saw: from then
+//!                    on it wakes the peer's data sleeps with full fences
 //!  128   CONSUMED    u64 how far the owner has read the *peer's* ring
 //!  192   SPACE_SEQ   u32 futex word: bumped after CONSUMED moved, if the peer sleeps for space
 //!  256   RX_SLEEPING u32 the owner sleeps waiting for data from the peer
+//!  260   FENCE_ASK   u32 how the owner wants its data sleeps woken, if it says
+//!                    [`FLAG_FENCE_ASK`]: odd = with a full fence, even = light barriers
 //!  320   TX_SLEEPING u32 the owner sleeps waiting for space in its own ring
 //!  384   counters    messages/bytes sent and received, messages lost (subscribers), the
 //!                    peer's pid and segment inode, creation time (for `shmsock ls`)
@@ -117,9 +121,14 @@ pub(crate) mod word {
     pub(crate) const PID: Word64 = Word64(40);
     pub(crate) const FLAGS: Word64 = Word64(48);
     pub(crate) const DATA_SEQ: Word32 = Word32(64);
+    /// The peer's last odd `FENCE_ASK` we saw (see `FLAG_FENCE_ASK`).
+    pub(crate) const FENCE_ACK: Word32 = Word32(68);
     pub(crate) const CONSUMED: Word64 = Word64(128);
     pub(crate) const SPACE_SEQ: Word32 = Word32(192);
     pub(crate) const RX_SLEEPING: Word32 = Word32(256);
+    /// How we want our data sleeps woken (see `FLAG_FENCE_ASK`); on the line of the flag
+    /// it governs, which the notifier loads anyway.
+    pub(crate) const FENCE_ASK: Word32 = Word32(260);
     pub(crate) const TX_SLEEPING: Word32 = Word32(320);
     pub(crate) const MSGS_SENT: Word64 = Word64(384);
     pub(crate) const BYTES_SENT: Word64 = Word64(392);
@@ -153,6 +162,15 @@ pub(crate) const FLAG_FENCE_WAKE: u64 = 2;
 /// (`wait::prepare_keyed_wait`), so whoever wakes it may skip a sleep whose key is already
 /// stale (`wait::notify_keyed`). Without it a notifier wakes at every look at a set flag.
 pub(crate) const FLAG_KEYED_SLEEPS: u64 = 4;
+/// Header flag, with [`FLAG_FENCE_WAKE`]: the owner's data sleeps (`RX_SLEEPING`) want a
+/// full fence only while its `FENCE_ASK` word is odd. A `Blocking` receiver that sleeps
+/// rarely (it keeps up with a stream, thousands of messages between sleeps) makes it even:
+/// its peer then wakes it with light barriers, and the receiver runs the heavy one before
+/// each of its rare sleeps, instead of the sender paying a full fence per message. Its
+/// peer, seeing an odd value, first stores it in its own `FENCE_ACK`; the owner skips the
+/// heavy barrier only while the peer's `FENCE_ACK` equals its current odd `FENCE_ASK`
+/// (see `pair::Asking`).
+pub(crate) const FLAG_FENCE_ASK: u64 = 8;
 /// The per-slot release words (see the layout above).
 pub(crate) const OFF_RELEASED: usize = 1024;
 /// Most slots a loan pool may have (the release words fit in the header page).
@@ -341,6 +359,8 @@ pub(crate) struct OwnedSegment {
     light_notify: bool,
     /// We asked for [`FLAG_FENCE_WAKE`].
     fence_wake: bool,
+    /// We said [`FLAG_FENCE_ASK`].
+    fence_ask: bool,
     /// Our entry in the registry of owned segments (a peer may not hand it back to us).
     _owned: Owned,
     /// Ring payloads are written through `&self`: never share a segment between threads.
@@ -376,6 +396,7 @@ impl OwnedSegment {
             capacity: capacity as u64,
             light_notify: crate::sys::light_barriers(),
             fence_wake: false,
+            fence_ask: false,
             _not_sync: std::marker::PhantomData,
         };
         seg.word64(word::MAGIC)
@@ -426,6 +447,24 @@ impl OwnedSegment {
             self.add_flag(FLAG_FENCE_WAKE);
         }
         self
+    }
+
+    /// With [`FLAG_FENCE_WAKE`] asked, also says [`FLAG_FENCE_ASK`] (our data sleeps say in
+    /// `FENCE_ASK` whether they want the full fence; odd to start with), if this process
+    /// can run the heavy barrier it needs while the ask is even; call before the segment is
+    /// offered to anyone.
+    pub(crate) fn with_fence_ask(mut self) -> Self {
+        if self.fence_wake && crate::sys::heavy_barrier_works() {
+            self.fence_ask = true;
+            self.word32(word::FENCE_ASK).store(1, Ordering::Relaxed);
+            self.add_flag(FLAG_FENCE_ASK);
+        }
+        self
+    }
+
+    /// We said [`FLAG_FENCE_ASK`].
+    pub(crate) fn fence_ask(&self) -> bool {
+        self.fence_ask
     }
 
     /// Sets `flag` in our header's flags word (we are its only writer).
@@ -620,6 +659,8 @@ pub(crate) struct PeerSegment {
     fence_wake: bool,
     /// The peer writes the keys it sleeps on ([`FLAG_KEYED_SLEEPS`]).
     keyed_sleeps: bool,
+    /// The peer says in `FENCE_ASK` how to wake its data sleeps ([`FLAG_FENCE_ASK`]).
+    fence_ask: bool,
     /// Device and inode of the memfd (identifies the segment across processes).
     id: SegmentId,
     /// The pid in its header: the process that created it.
@@ -666,7 +707,8 @@ impl PeerSegment {
         if pid == 0 || pid > u64::from(u32::MAX) {
             return bad(format!("implausible pid {pid}"));
         }
-        if flags & !(FLAG_LIGHT_NOTIFY | FLAG_FENCE_WAKE | FLAG_KEYED_SLEEPS) != 0 {
+        if flags & !(FLAG_LIGHT_NOTIFY | FLAG_FENCE_WAKE | FLAG_KEYED_SLEEPS | FLAG_FENCE_ASK) != 0
+        {
             return bad(format!("unknown flags {flags:#x}"));
         }
         Ok(PeerSegment {
@@ -675,6 +717,7 @@ impl PeerSegment {
             light_notify: flags & FLAG_LIGHT_NOTIFY != 0,
             fence_wake: flags & FLAG_FENCE_WAKE != 0,
             keyed_sleeps: flags & FLAG_KEYED_SLEEPS != 0,
+            fence_ask: flags & FLAG_FENCE_ASK != 0 && flags & FLAG_FENCE_WAKE != 0,
             id,
             creator_pid: pid as u32,
         })
@@ -715,6 +758,12 @@ impl PeerSegment {
     /// ([`FLAG_FENCE_WAKE`]).
     pub(crate) fn fence_wake(&self) -> bool {
         self.fence_wake
+    }
+
+    /// The peer says in its `FENCE_ASK` word whether to wake its data sleeps with a full
+    /// fence ([`FLAG_FENCE_ASK`]).
+    pub(crate) fn fence_ask(&self) -> bool {
+        self.fence_ask
     }
 
     /// The peer writes the keys it sleeps on: wake it only on a current key
