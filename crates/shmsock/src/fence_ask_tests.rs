@@ -1,8 +1,9 @@
 //! A `Blocking` receiver's `FENCE_ASK` (see `segment::FLAG_FENCE_ASK` and `wait::Asking`)
 //! over real connections: it asks for light barriers after a dense stream and for the full
 //! fence again in a sparse one, its sender acknowledges, and every message arrives once, in
-//! order; a peer that scribbles over those words costs the other side nothing but its own
-//! wake-ups.
+//! order; a peer that scribbles over those words delays only the wake-ups for its own
+//! messages (and costs the other side at most a few `membarrier`s per `Asking::LIGHT_AFTER`
+//! messages it sends), never a message.
 
 use std::time::Duration;
 
@@ -140,7 +141,7 @@ fn scribbled_fence_words_cost_the_other_side_nothing() {
     }
     // A hostile receiver flips its FENCE_ASK at random while our sender streams; a hostile
     // sender writes garbage into its FENCE_ACK while our receiver waits: both sides go on
-    // delivering everything (a lie only costs the liar its own wake-ups).
+    // delivering everything (a lie only delays the wake-ups for the liar's own messages).
     let (mut rx, tx) = blocking_pair("fence-ask-hostile", 1 << 20);
     let sender = std::thread::spawn(move || {
         let mut tx = tx;

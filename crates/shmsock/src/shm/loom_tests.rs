@@ -179,7 +179,9 @@ fn loom_keyed_sleeps_lose_no_wake_up() {
 /// ask. The sender does what `ShmConn::data_light` does: after each publication it loads
 /// the ask; even, a light notification (no fence at all: loom cannot model `membarrier`,
 /// so the receiver never sleeps while it would need one, it yields instead); odd, it
-/// stores the acknowledgement (Release) the first time, then notifies with a full fence.
+/// stores the acknowledgement (Release) the first time, then notifies with a full fence
+/// (the sender's steps are copied here: `data_light` needs real segments; the receiver's
+/// decision is the real `Asking::heavy`).
 /// The model futex has no timeout: a wake-up lost to a light notification that raced
 /// with a sleep deadlocks the model.
 #[test]

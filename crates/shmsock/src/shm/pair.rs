@@ -369,8 +369,8 @@ impl ShmConn {
     /// the line of its flag, which we load next anyway): even, light (it runs the heavy
     /// barrier before each sleep); odd, a full fence, and first we store the value in our
     /// `FENCE_ACK` (Release, after everything we published so far) the first time we see
-    /// it: from then on each of our notifications loads it again and fences, so a sleep
-    /// that saw the acknowledgement needs no heavy barrier.
+    /// it: each later notification loads the ask again and fences while it keeps that
+    /// value, so a sleep that saw the acknowledgement needs no heavy barrier.
     #[inline(always)]
     fn data_light(&mut self) -> bool {
         if !self.peer_asks {
@@ -542,7 +542,12 @@ impl ShmConn {
         }
         // Acquire: pairs with the peer's Release store in `data_light`; what it published
         // before acknowledging is visible to our re-check.
-        asking.heavy(self.peer.word32(word::FENCE_ACK).load(Ordering::Acquire))
+        let heavy = asking.heavy(self.peer.word32(word::FENCE_ACK).load(Ordering::Acquire));
+        if heavy {
+            // The caller runs it next (`prepare_keyed_wait`), after the ask we just stored.
+            asking.ran_heavy();
+        }
+        heavy
     }
 
     /// For a receiver of several connections (`Inbox`): the next frame if one is

@@ -8,8 +8,9 @@
 //!  0     header      magic, version, segment length, ring offset, ring capacity, pid, flags
 //!  64    DATA_SEQ    u32 futex word: bumped by the owner after publishing data, if the
 //!                    peer announced it sleeps (the peer waits on it)
-//!  68    FENCE_ACK   u32 the last odd FENCE_ASK of the peer's that the owner saw: from then
-//!                    on it wakes the peer's data sleeps with full fences
+//!  68    FENCE_ACK   u32 the last odd FENCE_ASK of the peer's that the owner saw: while the
+//!                    peer's ask keeps that value, it wakes the peer's data sleeps with full
+//!                    fences
 //!  128   CONSUMED    u64 how far the owner has read the *peer's* ring
 //!  192   SPACE_SEQ   u32 futex word: bumped after CONSUMED moved, if the peer sleeps for space
 //!  256   RX_SLEEPING u32 the owner sleeps waiting for data from the peer
@@ -36,7 +37,9 @@
 //! Each segment's memfd is named `shmsock:<role>:<rendezvous socket path>` (see
 //! [`label`](super::label)), so `shmsock ls` can find it among a process's fds (`crate::inspect`).
 //!
-//! Every hot word sits on its own cache line. The peer's memory is reached only through
+//! Every hot word sits on its own cache line, but for `FENCE_ASK` and `FENCE_ACK`, which
+//! share the lines of the words their readers load at the same moments (`RX_SLEEPING`,
+//! `DATA_SEQ`) and change rarely. The peer's memory is reached only through
 //! [`PeerSegment`], whose accessors check every offset against the mapping.
 //!
 //! **One fetch per decision.** The peer can change any word of its segment at any moment,
@@ -83,8 +86,9 @@ pub(crate) const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"SHMSOCK1");
 /// takes one round trip, the connector's hello first, and the listener answers with its
 /// hello and acknowledgement in one message. A version 5 connector reports a version 4
 /// listener's mismatch at once; a version 4 connector waits for a hello that a version 5
-/// listener never sends first, and fails at its handshake timeout).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// listener never sends first, and fails at its handshake timeout); 6: the header flag
+/// `FLAG_FENCE_ASK` and the words `FENCE_ASK` and `FENCE_ACK`.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The words of a segment's header, by name: code outside this file names a place in a
 /// segment only as one of these (`seg.word32(word::DATA_SEQ)`), never as a raw offset.
@@ -168,8 +172,10 @@ pub(crate) const FLAG_KEYED_SLEEPS: u64 = 4;
 /// its peer then wakes it with light barriers, and the receiver runs the heavy one before
 /// each of its rare sleeps, instead of the sender paying a full fence per message. Its
 /// peer, seeing an odd value, first stores it in its own `FENCE_ACK`; the owner skips the
-/// heavy barrier only while the peer's `FENCE_ACK` equals its current odd `FENCE_ASK`
-/// (see `pair::Asking`).
+/// heavy barrier while the peer's `FENCE_ACK` equals its current odd `FENCE_ASK`, or once
+/// it has run the heavy barrier after writing that ask (see `wait::Asking`). Only a
+/// `Blocking` side woken through its futex words (not an async side's or an `Inbox`'s
+/// doorbell) in a process where `membarrier` works says it.
 pub(crate) const FLAG_FENCE_ASK: u64 = 8;
 /// The per-slot release words (see the layout above).
 pub(crate) const OFF_RELEASED: usize = 1024;

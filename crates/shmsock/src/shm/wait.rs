@@ -43,11 +43,14 @@
 //!
 //! **Unless it keeps up with a dense stream.** Then the full fence is what costs: the sender
 //! pays it at every message, a drain of its store buffer that waits for the line the
-//! receiver just read. A `Conn` side also says `FLAG_FENCE_ASK`, and its `FENCE_ASK` word
-//! chooses per period ([`Asking`]): odd, the full fence; even, light barriers and the
-//! heavy one before each of the receiver's (now rare) sleeps. Its sender acknowledges an
-//! odd ask in its own `FENCE_ACK` before relying on it, and the receiver skips the heavy
-//! barrier only once it has read that acknowledgement (`loom_fence_ask_loses_no_wake_up`).
+//! receiver just read. A `Blocking` `Conn` side woken through its futex words (not an async
+//! side's or an `Inbox`'s doorbell), in a process where `membarrier` works, also says
+//! `FLAG_FENCE_ASK` (a third header flag), and its `FENCE_ASK` word chooses per period
+//! ([`Asking`]): odd, the full fence; even, light barriers and the heavy one before each of
+//! the receiver's (now rare) sleeps. Its sender acknowledges an odd ask in its own
+//! `FENCE_ACK`, and the receiver skips the heavy barrier once it has read that
+//! acknowledgement, or run the heavy barrier once since it stored the ask
+//! (`loom_fence_ask_loses_no_wake_up` checks the first rule; loom has no `membarrier`).
 //!
 //! **Keyed sleeps.** A `Conn` side writes the key it sleeps on into its flag once it has
 //! read it, and says so in its header; its peer then wakes it only while that key is
@@ -322,6 +325,9 @@ pub(crate) struct Asking {
     epoch: u32,
     /// Messages received at our last sleep.
     at_sleep: u64,
+    /// A sleep ran the heavy barrier since `epoch` was stored, while it was odd: as good as
+    /// the peer's acknowledgement (see [`Asking::heavy`]).
+    barrier_since: bool,
 }
 
 impl Asking {
@@ -333,6 +339,7 @@ impl Asking {
         Asking {
             epoch: 1,
             at_sleep: 0,
+            barrier_since: false,
         }
     }
 
@@ -344,6 +351,7 @@ impl Asking {
     /// Flips the ask and returns the new value to store in `FENCE_ASK`.
     fn flip(&mut self) -> u32 {
         self.epoch = self.epoch.wrapping_add(1);
+        self.barrier_since = false;
         self.epoch
     }
 
@@ -363,11 +371,21 @@ impl Asking {
     }
 
     /// Whether the sleep must run the heavy barrier, `ack` being the peer's `FENCE_ACK`:
-    /// unless we ask for a full fence and the peer acknowledged this very ask (its every
-    /// notification since then fences; the ones before published all they wrote before
-    /// the acknowledgement, which our Acquire load of it made visible).
+    /// unless we ask for a full fence and either the peer acknowledged this very ask (its
+    /// every notification since then fences; the ones before published all they wrote
+    /// before the acknowledgement, which our Acquire load of it made visible), or one of
+    /// our sleeps already ran the heavy barrier after we stored the ask (a notification
+    /// that loaded the ask before that barrier had published its data before the load, and
+    /// the barrier made it visible; one that loads it after sees the ask and fences). The
+    /// second rule spares an idle receiver, whose sender says nothing and so acknowledges
+    /// nothing, a `membarrier` at every timed-out sleep.
     pub(crate) fn heavy(&self, ack: u32) -> bool {
-        self.light() || ack != self.epoch
+        self.light() || (ack != self.epoch && !self.barrier_since)
+    }
+
+    /// Says that the sleep [`Asking::heavy`] was asked about ran the heavy barrier.
+    pub(crate) fn ran_heavy(&mut self) {
+        self.barrier_since = !self.light();
     }
 }
 
@@ -595,10 +613,26 @@ mod tests {
         assert_eq!(a.on_sleep((1 << 20) + Asking::LIGHT_AFTER + 5), Some(3));
         assert!(a.heavy(1), "the acknowledgement of the first ask is stale");
         assert!(!a.heavy(3));
+        // An idle receiver whose sender says nothing: one heavy barrier per ask.
+        a.ran_heavy();
+        assert!(
+            !a.heavy(1),
+            "a heavy barrier after the ask stands for the acknowledgement"
+        );
+        assert_eq!(a.on_wait((1 << 21) + Asking::LIGHT_AFTER), Some(4));
+        a.ran_heavy();
+        assert!(a.heavy(3), "light: every sleep runs it");
+        assert_eq!(a.on_sleep((1 << 21) + Asking::LIGHT_AFTER), None);
+        assert_eq!(a.on_sleep((1 << 21) + Asking::LIGHT_AFTER + 1), Some(5));
+        assert!(
+            a.heavy(3),
+            "a new odd ask: neither acknowledged nor barriered yet"
+        );
         // The counters wrap.
         let mut w = Asking {
             epoch: u32::MAX,
             at_sleep: u64::MAX - 10,
+            barrier_since: false,
         };
         assert_eq!(
             w.on_wait(Asking::LIGHT_AFTER - 11),
