@@ -35,7 +35,7 @@ struct Cli {
 
 const EXAMPLES: &str = "\
 Examples:
-  shmsock lab --quick                      measure IPC mechanisms on this machine (< 60 s)
+  shmsock lab --quick                      measure IPC mechanisms on this machine (~90 s)
   shmsock advise --size 1MiB --rate 30000  which mechanism to use, from this machine's numbers
   shmsock recv shm://demo                  bind shm://demo, print each message on a line
   printf 'a\\nb\\n' | shmsock send shm://demo  send two messages
@@ -87,12 +87,12 @@ enum Command {
 /// Options of `shmsock lab`.
 #[derive(Args, Debug, Default)]
 #[command(after_help = "Examples:
-  shmsock lab --quick                          < 60 s, indicative numbers
-  shmsock lab                                  the default report (a few minutes), into ./lab-report/
+  shmsock lab --quick                          ~90 s, indicative numbers
+  shmsock lab                                  the default report (~15 min on 2 CPUs), into ./lab-report/
   shmsock lab --only latency --mechanisms pipe,futex,shmsock
   shmsock lab --only throughput --sizes 4KiB,1MiB --out /tmp/lab")]
 struct LabArgs {
-    /// Short run (< 60 s): fewer iterations, noisier numbers.
+    /// Short run (about 90 s on 2 CPUs): fewer iterations, noisier numbers.
     #[arg(long, conflicts_with = "full")]
     quick: bool,
     /// Long run: more iterations, stabler tails.
