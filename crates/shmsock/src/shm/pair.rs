@@ -171,10 +171,7 @@ impl ShmConn {
             // Before any notification of ours: the peer's first ask is odd (a full fence),
             // and every notification of ours will load it.
             let ask = peer.word32(word::FENCE_ASK).load(Ordering::Relaxed);
-            if ask & 1 == 1 {
-                acked = ask;
-                mine.word32(word::FENCE_ACK).store(ask, Ordering::Release);
-            }
+            acknowledge(&mine, &mut acked, ask);
         }
         let asking = (mine.fence_ask() && peer.light_notify()).then(Asking::new);
         let sleep_cap = if wait_heavy && !crate::sys::heavy_barrier_works() {
@@ -377,16 +374,7 @@ impl ShmConn {
             return self.notify_light;
         }
         let ask = self.peer.word32(word::FENCE_ASK).load(Ordering::Relaxed);
-        if ask & 1 == 0 {
-            return true;
-        }
-        if ask != self.acked {
-            self.acked = ask;
-            self.mine
-                .word32(word::FENCE_ACK)
-                .store(ask, Ordering::Release);
-        }
-        false
+        acknowledge(&self.mine, &mut self.acked, ask)
     }
 
     /// [`ShmConn::wake_peer`] when the peer may sleep, or we notify with full fences
@@ -449,15 +437,11 @@ impl ShmConn {
     #[inline(never)]
     fn wait_frame(&mut self, mode: Mode) -> Result<()> {
         self.link.usable()?;
-        if let Some(ask) = self
+        let ask = self
             .asking
             .as_mut()
-            .and_then(|a| a.on_wait(self.received.0))
-        {
-            self.mine
-                .word32(word::FENCE_ASK)
-                .store(ask, Ordering::Relaxed);
-        }
+            .and_then(|a| a.on_wait(self.received.0));
+        store_ask(&self.mine, ask);
         // First a short spin on the tag alone: each turn of the full loop below also looks
         // at the peer's end and the schedule, which delays noticing a frame (a busy 8 B round
         // trip took 270 ns with the loop alone, 240-250 ns with this spin first), and most
@@ -535,11 +519,7 @@ impl ShmConn {
         let Some(asking) = self.asking.as_mut() else {
             return self.wait_heavy;
         };
-        if let Some(ask) = asking.on_sleep(self.received.0) {
-            self.mine
-                .word32(word::FENCE_ASK)
-                .store(ask, Ordering::Relaxed);
-        }
+        store_ask(&self.mine, asking.on_sleep(self.received.0));
         // Acquire: pairs with the peer's Release store in `data_light`; what it published
         // before acknowledging is visible to our re-check.
         let heavy = asking.heavy(self.peer.word32(word::FENCE_ACK).load(Ordering::Acquire));
@@ -774,6 +754,31 @@ impl ShmConn {
             self.mine.word32(word::FENCE_ASK).load(Ordering::Relaxed),
             self.peer.word32(word::FENCE_ACK).load(Ordering::Acquire),
         )
+    }
+}
+
+/// The sender's side of the fence ask (see [`ShmConn::data_light`]): for the peer's `ask`,
+/// whether our notifications may use light barriers (even) or must fence (odd); the first
+/// time an odd value is seen it goes into our `FENCE_ACK` (Release, after everything we
+/// published so far) and into `acked`.
+#[inline(always)]
+fn acknowledge(mine: &OwnedSegment, acked: &mut u32, ask: u32) -> bool {
+    if ask & 1 == 0 {
+        return true;
+    }
+    if ask != *acked {
+        *acked = ask;
+        mine.word32(word::FENCE_ACK).store(ask, Ordering::Release);
+    }
+    false
+}
+
+/// The receiver's side of the fence ask: publishes a new `ask` (from [`Asking`]) in our
+/// `FENCE_ASK`. Relaxed: until the sender acknowledged an odd ask, or one of our sleeps ran
+/// the heavy barrier after storing it, our sleeps run the heavy barrier (see `wait::Asking`).
+fn store_ask(mine: &OwnedSegment, ask: Option<u32>) {
+    if let Some(ask) = ask {
+        mine.word32(word::FENCE_ASK).store(ask, Ordering::Relaxed);
     }
 }
 
