@@ -209,6 +209,13 @@ pub(crate) fn vs_one<T: ScaledRow>(
     (median_value(rate), median_value(cpu))
 }
 
+/// A latency round's p50 round trip (`key`, ns) over the mean of the floor probes taken just
+/// before and just after it, if both worked: its ratio to the floor of its own moment.
+pub(crate) fn floor_paired(key: f64, before: Option<u64>, after: Option<u64>) -> Option<f64> {
+    let floor = (before? + after?) as f64 / 2.0;
+    (floor > 0.0).then(|| key / floor)
+}
+
 /// The round with the median key (the lower of the two middle ones for an even count), with
 /// the spread of all of them; `None` for no rounds.
 pub(crate) fn median<T: RoundRow>(mut rows: Vec<T>, noisy: bool, reruns: u32) -> Option<T> {
@@ -464,6 +471,22 @@ mod tests {
         assert_eq!(share(small, 5).iters, ROUND_ITERS_MIN);
         let tiny = Budget { iters: 32, ..b };
         assert_eq!(share(tiny, 3).iters, 32);
+    }
+
+    #[test]
+    fn a_latency_round_is_paired_with_the_probes_around_it() {
+        assert_eq!(floor_paired(300.0, Some(140), Some(160)), Some(2.0));
+        assert_eq!(floor_paired(300.0, None, Some(160)), None, "a probe failed");
+        assert_eq!(floor_paired(300.0, Some(150), None), None, "a probe failed");
+        assert_eq!(
+            floor_paired(300.0, Some(0), Some(0)),
+            None,
+            "no floor to divide by"
+        );
+        // A slow round between two slow probes was the host: the ratio does not move.
+        let fast = floor_paired(240.0, Some(150), Some(150)).unwrap();
+        let slow = floor_paired(720.0, Some(450), Some(450)).unwrap();
+        assert!((fast - slow).abs() < 1e-9, "{fast} {slow}");
     }
 
     #[test]

@@ -368,6 +368,15 @@ impl<'a> Lab<'a> {
                             .push(r.msgs_per_s as f64 / partner.msgs_per_s.max(1) as f64);
                     }
                 }
+                if let (Experiment::Latency, Ok(Measured::Latency(r)), Some(log)) =
+                    (row.experiment, &done.outcome, done.logs.last())
+                {
+                    row.paired_ratios.extend(rounds::floor_paired(
+                        r.key(),
+                        log.floor_before_ns,
+                        log.floor_after_ns,
+                    ));
+                }
                 self.report.rounds.append(&mut done.logs);
                 row.measured.record(done.outcome, done.moved, done.reruns);
             }
@@ -496,7 +505,10 @@ impl<'a> Lab<'a> {
             Ok(Measured::Latency(r)) if experiment == Experiment::LatencySameCpu => {
                 self.report.latency_same_cpu.push(r)
             }
-            Ok(Measured::Latency(r)) => self.report.latency.push(r),
+            Ok(Measured::Latency(mut r)) => {
+                r.p50_vs_floor_paired = paired;
+                self.report.latency.push(r)
+            }
             Ok(Measured::Throughput(mut r)) => {
                 r.vs_raw_ring_paired = paired;
                 self.report.throughput.push(r);
@@ -1124,7 +1136,9 @@ struct Planned<'m> {
     /// The raw ring, measured at the same size after each of this row's rounds
     /// ([`PAIRED_WITH_RAW_RING`]).
     paired: Option<&'m dyn Mechanism>,
-    /// Each round's rate over the raw ring's measured right after it.
+    /// Each round's ratio to its partner of the same moment: a throughput round's rate over
+    /// the raw ring's measured right after it, a latency round's p50 over the floor probes
+    /// around it ([`rounds::floor_paired`]).
     paired_ratios: Vec<f64>,
 }
 

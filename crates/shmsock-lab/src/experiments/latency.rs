@@ -46,6 +46,14 @@ pub struct LatencyRow {
     pub samples: u64,
     /// `p50_ns` divided by the floor's `p50_ns` (`None` if the floor is unavailable).
     pub p50_vs_floor: Option<f64>,
+    /// The median over the row's rounds of each round's p50 over the mean of the floor
+    /// probes just before and just after it (see [`rounds::floor_paired`]): the ratio to a
+    /// floor measured moments apart, which the VM's modes move far less than
+    /// `p50_vs_floor`. `None` on one CPU and where no round had both probes.
+    ///
+    /// [`rounds::floor_paired`]: crate::rounds::floor_paired
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_vs_floor_paired: Option<f64>,
     /// Where the mechanism ran, when that matters (the filesystem of its file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -73,6 +81,7 @@ impl LatencyRow {
             oneway_p50_ns: rtt.p50_ns / 2,
             samples,
             p50_vs_floor: None,
+            p50_vs_floor_paired: None,
             note: None,
             spread: Spread::default(),
         }
@@ -266,6 +275,7 @@ pub(crate) fn table(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Tabl
                 fmt_ns(r.rtt.p999_ns),
                 fmt_ns(r.oneway_p50_ns),
                 fmt_ratio(r.p50_vs_floor, 1),
+                fmt_ratio(r.p50_vs_floor_paired, 2),
                 spread_cell(&r.spread, |ns| fmt_ns(ns as u64)),
                 same,
             ]
@@ -281,6 +291,7 @@ pub(crate) fn table(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Tabl
             "RTT p99.9",
             "one-way p50",
             "p50/floor",
+            "paired",
             "p50 spread",
             "same-CPU RTT p50",
         ],
@@ -291,6 +302,17 @@ pub(crate) fn table(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Tabl
     table
         .notes
         .extend(spread_note(rows.iter().chain(same_cpu).map(|r| &r.spread)));
+    if rows.iter().any(|r| r.p50_vs_floor_paired.is_some()) {
+        table.notes.push(
+            "paired: each round's p50 over the mean of the floor probes just before and just \
+             after it, the median of those ratios over the row's rounds. p50/floor divides \
+             medians taken minutes apart, and this VM's cache-line round trip changes 3x for \
+             seconds at a time; the paired ratio compares a round with the floor of its own \
+             moment (the floor row's own paired ratio shows how well the short probe agrees \
+             with a full round)."
+                .into(),
+        );
+    }
     table.notes.extend(wakeup_note(rows, same_cpu));
     let names: Vec<&str> = rows.iter().map(|r| r.mechanism.as_str()).collect();
     table.notes.extend(claims::statement_notes(&names, |name| {
