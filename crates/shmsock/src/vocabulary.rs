@@ -61,7 +61,11 @@ pub enum WaitStrategy {
     Adaptive,
     /// Sleep on a futex almost at once (after a spin of at most
     /// [`BLOCKING_SPIN`](Self::BLOCKING_SPIN), 2 µs, which carries a busy stream across its
-    /// gaps): least CPU, each wake-up costs a kernel round trip.
+    /// gaps): least CPU, each wake-up costs a kernel round trip. A request-response pair
+    /// of `Blocking` sides answers within the spin only while neither has slept: once one
+    /// sleeps, the other's wait includes its wake-up and it sleeps too, and their round
+    /// trips stay at two wake-ups (tens of µs) instead of a few hundred ns; use
+    /// [`Adaptive`](Self::Adaptive) where that matters.
     Blocking,
 }
 
