@@ -57,6 +57,16 @@ pub(crate) fn fmt_ratio(ratio: Option<f64>, decimals: usize) -> String {
     ratio.map_or_else(|| "-".to_string(), |r| format!("{r:.decimals$}x"))
 }
 
+/// How a table's note judges a bar (a design target of shmsock's): `met`, or `NOT met in
+/// this run` (one run on a noisy host is not the last word).
+pub(crate) fn bar_verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "NOT met in this run"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

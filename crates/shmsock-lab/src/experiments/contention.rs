@@ -33,7 +33,7 @@ use super::{
 use crate::chart::{distinct, Chart, Mark, Series, COLOURS};
 use crate::claims::{self, ClaimCheck, Metric};
 use crate::error::LabError;
-use crate::format::{fmt_count, fmt_ratio};
+use crate::format::{bar_verdict, fmt_count, fmt_ratio};
 use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::cas_ring::CasRing;
 use crate::mechanisms::locked_ring::LockedRing;
@@ -446,11 +446,7 @@ pub(crate) fn table(
         notes.push(format!(
             "`{many}`: 8 producers cost {x:.2}x the CPU per message of one (bar: <= \
              {CPU_BAR_8_VS_1:.1}x; {}).",
-            if x <= CPU_BAR_8_VS_1 {
-                "met"
-            } else {
-                "NOT met in this run"
-            }
+            bar_verdict(x <= CPU_BAR_8_VS_1)
         ));
     }
     let eight = rows
@@ -463,11 +459,7 @@ pub(crate) fn table(
                 "`{many}` is shmsock's Inbox: one SPSC ring per producer (no shared tail, no \
                  CAS), a doorbell per writer. 8 producers reach {x:.2}x the rate of one (bar: >= \
                  0.80x; {}).",
-                if x >= 0.8 {
-                    "met"
-                } else {
-                    "NOT met in this run"
-                }
+                bar_verdict(x >= 0.8)
             )
         }
         _ => format!(

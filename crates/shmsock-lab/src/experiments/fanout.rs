@@ -36,7 +36,7 @@ use super::{
 };
 use crate::chart::{sorted, Chart, Mark, Series, COLOURS};
 use crate::error::LabError;
-use crate::format::{fmt_count, fmt_ratio, fmt_size};
+use crate::format::{bar_verdict, fmt_count, fmt_ratio, fmt_size};
 use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::shmsock::{lib, retry_refused, unique_endpoint};
 use crate::process::{outcome, wait_until, ChildStats, Children, Pause};
@@ -424,11 +424,7 @@ pub(crate) fn table(rows: &[FanoutRow], host: &HostInfo) -> Option<Table> {
                 "{}: 4 subscribers reach {x:.2}x the publisher rate with one (bar: >= \
                  {BAR_4_VS_1:.2}x; {}).",
                 fmt_size(size),
-                if x >= BAR_4_VS_1 {
-                    "met"
-                } else {
-                    "NOT met in this run"
-                }
+                bar_verdict(x >= BAR_4_VS_1)
             ));
         }
     }
@@ -447,11 +443,7 @@ pub(crate) fn table(rows: &[FanoutRow], host: &HostInfo) -> Option<Table> {
             notes.push(format!(
                 "{}: 4 subscribers cost {x:.2}x the CPU per delivered message of one ({}).",
                 fmt_size(size),
-                if x <= CPU_BAR_4_VS_1 {
-                    "met"
-                } else {
-                    "NOT met in this run"
-                }
+                bar_verdict(x <= CPU_BAR_4_VS_1)
             ));
         }
     }

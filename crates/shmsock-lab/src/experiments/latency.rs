@@ -21,7 +21,7 @@ use super::{get_seq, put_seq, Budget, Window, SEQ_STOP};
 use crate::chart::{Chart, Mark, Scale, Series};
 use crate::claims;
 use crate::error::LabError;
-use crate::format::{fmt_ns, fmt_ratio, fmt_size};
+use crate::format::{bar_verdict, fmt_ns, fmt_ratio, fmt_size};
 use crate::host::Pinning;
 use crate::mechanisms::{self, Mechanism, Pattern, Side};
 use crate::options::LATENCY_SIZE;
@@ -196,6 +196,29 @@ pub(crate) fn compare_with_floor(rows: &mut [LatencyRow]) {
     }
 }
 
+/// The round trip bars of the `shm://` transport (its design targets): each row's p50 within
+/// this factor of the floor's, busy-polling and adaptive (a waiter that is awake).
+pub(crate) const ROUND_TRIP_BARS: [(&str, f64); 2] = [("shmsock-busy", 1.5), ("shmsock", 1.6)];
+
+/// The notes that judge [`ROUND_TRIP_BARS`], in the bars' own terms (`p50/floor`) and by the
+/// paired ratio, each with its verdict: the two can disagree in a noisy run.
+fn bar_notes(rows: &[LatencyRow]) -> Vec<String> {
+    ROUND_TRIP_BARS
+        .iter()
+        .filter_map(|&(name, bar)| {
+            let row = find(rows, name)?;
+            let ratio = row.p50_vs_floor?;
+            let paired = row.p50_vs_floor_paired.map_or_else(String::new, |x| {
+                format!("; {x:.2}x paired, {}", bar_verdict(x <= bar))
+            });
+            Some(format!(
+                "{name}: p50 round trip {ratio:.2}x the floor's (bar: <= {bar:.1}x; {}{paired}).",
+                bar_verdict(ratio <= bar)
+            ))
+        })
+        .collect()
+}
+
 /// The row of `mechanism` at the lab's latency size, if measured.
 pub(crate) fn find<'a>(rows: &'a [LatencyRow], mechanism: &str) -> Option<&'a LatencyRow> {
     rows.iter()
@@ -313,6 +336,7 @@ pub(crate) fn table(rows: &[LatencyRow], same_cpu: &[LatencyRow]) -> Option<Tabl
                 .into(),
         );
     }
+    table.notes.extend(bar_notes(rows));
     table.notes.extend(wakeup_note(rows, same_cpu));
     let names: Vec<&str> = rows.iter().map(|r| r.mechanism.as_str()).collect();
     table.notes.extend(claims::statement_notes(&names, |name| {
@@ -387,4 +411,46 @@ fn panel(caption: String, rows: &[LatencyRow], checks: &[claims::ClaimCheck]) ->
             .push(Series::new(label, colour, Mark::Dots(4), points));
     }
     chart.to_svg()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(mechanism: &str, p50_ns: u64, paired: Option<f64>) -> LatencyRow {
+        let rtt = Percentiles {
+            min_ns: p50_ns,
+            p50_ns,
+            p99_ns: p50_ns,
+            p999_ns: p50_ns,
+            max_ns: p50_ns,
+            mean_ns: p50_ns as f64,
+        };
+        let mut row = LatencyRow::new(mechanism, LATENCY_SIZE, rtt, 1000);
+        row.p50_vs_floor_paired = paired;
+        row
+    }
+
+    #[test]
+    fn the_round_trip_bars_are_judged_both_ways() {
+        let mut rows = vec![
+            row("floor", 150, Some(1.0)),
+            row("shmsock-busy", 231, Some(1.62)),
+            row("shmsock", 231, None),
+        ];
+        compare_with_floor(&mut rows);
+        let notes = bar_notes(&rows);
+        assert_eq!(
+            notes,
+            [
+                "shmsock-busy: p50 round trip 1.54x the floor's (bar: <= 1.5x; NOT met in \
+                 this run; 1.62x paired, NOT met in this run).",
+                "shmsock: p50 round trip 1.54x the floor's (bar: <= 1.6x; met).",
+            ]
+        );
+        // Without a floor there is nothing to judge.
+        let mut alone = vec![row("shmsock", 231, None)];
+        compare_with_floor(&mut alone);
+        assert!(bar_notes(&alone).is_empty());
+    }
 }

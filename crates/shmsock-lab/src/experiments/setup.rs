@@ -43,7 +43,7 @@ use super::{
     get_seq, port_of, publish_bound, put_seq, wait_bound, Budget, Window, SEQ_STOP, WATCHDOG_MARGIN,
 };
 use crate::error::LabError;
-use crate::format::{fmt_ns, fmt_ratio, fmt_size};
+use crate::format::{bar_verdict, fmt_ns, fmt_ratio, fmt_size};
 use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::shmsock::{lib, unique_endpoint};
 use crate::process::{outcome, ChildStats, Children, Pause};
@@ -384,6 +384,23 @@ pub(crate) fn compare_with_baseline(rows: &mut SetupRows) {
     }
 }
 
+/// The setup bar of the `shm://` transport (its design target): a cycle's p50 within this
+/// factor of a plain Unix stream socket's.
+pub(crate) const SHM_BAR_VS_UNIX: f64 = 2.0;
+
+/// The note that judges [`SHM_BAR_VS_UNIX`], if both paths were measured.
+fn bar_note(rows: &[SetupRow]) -> Option<String> {
+    let x = rows
+        .iter()
+        .find(|r| r.path == Path::Shm.name())?
+        .vs_unix_stream_p50?;
+    Some(format!(
+        "shm://: a cycle's p50 is {x:.2}x a Unix stream socket's (bar: <= {SHM_BAR_VS_UNIX:.1}x; \
+         {}).",
+        bar_verdict(x <= SHM_BAR_VS_UNIX)
+    ))
+}
+
 /// The connections table, with the `shm://` system calls under it.
 pub(crate) fn table(rows: &SetupRows, host: &HostInfo) -> Option<Table> {
     let first = rows.connections.first()?;
@@ -414,6 +431,7 @@ pub(crate) fn table(rows: &SetupRows, host: &HostInfo) -> Option<Table> {
         p.parent_cpu,
         p.child_cpu
     )];
+    notes.extend(bar_note(&rows.connections));
     if let Some(note) = syscalls::summary(&rows.shm_steps, &rows.connections) {
         notes.push(note);
     }
@@ -448,6 +466,40 @@ mod tests {
             iters: 20,
             max_time: Duration::from_millis(50),
         }
+    }
+
+    #[test]
+    fn the_setup_bar_is_judged_on_the_shm_row() {
+        let cycle = |p50_ns| Percentiles {
+            min_ns: p50_ns,
+            p50_ns,
+            p99_ns: p50_ns,
+            p999_ns: p50_ns,
+            max_ns: p50_ns,
+            mean_ns: p50_ns as f64,
+        };
+        let row = |path: &str, p50_ns| SetupRow {
+            path: path.into(),
+            size: 64,
+            cycle: cycle(p50_ns),
+            samples: 100,
+            vs_unix_stream_p50: None,
+        };
+        let mut rows = SetupRows {
+            connections: vec![row(Path::Shm.name(), 119_600), row(BASELINE, 62_600)],
+            ..SetupRows::default()
+        };
+        assert_eq!(bar_note(&rows.connections), None, "no ratio yet");
+        compare_with_baseline(&mut rows);
+        assert_eq!(
+            bar_note(&rows.connections).as_deref(),
+            Some("shm://: a cycle's p50 is 1.91x a Unix stream socket's (bar: <= 2.0x; met).")
+        );
+        rows.connections[0].cycle = cycle(130_000);
+        compare_with_baseline(&mut rows);
+        assert!(bar_note(&rows.connections)
+            .unwrap()
+            .ends_with("2.08x a Unix stream socket's (bar: <= 2.0x; NOT met in this run)."));
     }
 
     #[test]

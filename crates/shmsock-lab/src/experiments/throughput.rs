@@ -15,7 +15,7 @@ use super::{put_seq, send_numbered, Budget, NumberedStream, Window, SEQ_STOP};
 use crate::chart::{sorted, Chart, Mark, Scale, Series, COLOURS};
 use crate::claims;
 use crate::error::LabError;
-use crate::format::{fmt_count, fmt_ratio, fmt_size};
+use crate::format::{bar_verdict, fmt_count, fmt_ratio, fmt_size};
 use crate::host::Pinning;
 use crate::mechanisms::data_path::{self, DataPath};
 use crate::mechanisms::{Mechanism, Pattern, Side};
@@ -236,6 +236,56 @@ pub(crate) fn compare_with_references(rows: &mut [ThroughputRow]) {
 }
 
 /// The throughput table, one group of rows per message size.
+/// The streaming bars of the `shm://` transport (its design targets): at each of these
+/// message sizes, every wait strategy's rate at least this fraction of the raw ring's,
+/// paired (the raw ring measured right after each round).
+pub(crate) const STREAM_BARS: [(usize, f64); 3] = [(64, 0.7), (4096, 0.9), (1 << 20, 0.9)];
+
+/// The rows [`STREAM_BARS`] judge: shmsock's `Conn` in its three wait strategies.
+const STREAM_BAR_ROWS: [&str; 3] = ["shmsock-busy", "shmsock", "shmsock-blocking"];
+
+/// The notes that judge [`STREAM_BARS`], one per size with paired rows, naming the rows
+/// under the bar.
+fn bar_notes(rows: &[ThroughputRow]) -> Vec<String> {
+    STREAM_BARS
+        .iter()
+        .filter_map(|&(size, bar)| {
+            let measured: Vec<(&str, f64)> = STREAM_BAR_ROWS
+                .iter()
+                .filter_map(|&name| {
+                    let row = rows
+                        .iter()
+                        .find(|r| r.size == size && r.mechanism == name)?;
+                    Some((name, row.vs_raw_ring_paired?))
+                })
+                .collect();
+            if measured.is_empty() {
+                return None;
+            }
+            let listed: Vec<String> = measured
+                .iter()
+                .map(|(name, x)| format!("{name} {x:.2}x"))
+                .collect();
+            let under: Vec<&str> = measured
+                .iter()
+                .filter(|(_, x)| *x < bar)
+                .map(|(name, _)| *name)
+                .collect();
+            let verdict = if under.is_empty() {
+                bar_verdict(true).to_string()
+            } else {
+                format!("{} by {}", bar_verdict(false), under.join(", "))
+            };
+            Some(format!(
+                "{}: {} the raw ring's rate, paired (bar: >= {bar:.1}x in every wait \
+                 strategy; {verdict}).",
+                fmt_size(size),
+                listed.join(", ")
+            ))
+        })
+        .collect()
+}
+
 pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
     if rows.is_empty() {
         return None;
@@ -309,6 +359,7 @@ pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
                 .into(),
         );
     }
+    notes.extend(bar_notes(rows));
     notes.push(
         "copies (kernel): copies of the payload per message from the sender's buffer to the \
          receiver's, and how many the kernel makes, by construction. syscalls/msg send/recv: \
@@ -511,4 +562,41 @@ fn receive(side: &mut dyn Side, buf: &mut [u8], warmup: u64) -> Result<Received,
     }
     let (messages, time) = stream.finish()?;
     Ok(Received { messages, time })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(mechanism: &str, size: usize, paired: Option<f64>) -> ThroughputRow {
+        let mut row = ThroughputRow::new(mechanism, size, 1000, 1_000_000, 1, 1, 1);
+        row.vs_raw_ring_paired = paired;
+        row
+    }
+
+    #[test]
+    fn the_stream_bars_name_the_rows_under_them() {
+        let rows = [
+            row("raw-ring", 64, None),
+            row("shmsock-busy", 64, Some(0.74)),
+            row("shmsock", 64, Some(0.82)),
+            row("shmsock-blocking", 64, Some(0.84)),
+            row("shmsock-busy", 4096, Some(0.77)),
+            row("shmsock", 4096, Some(0.91)),
+            row("shmsock-blocking", 4096, Some(0.97)),
+            // A size without a bar, and a bar's size without paired rows: no note.
+            row("shmsock", 256, Some(0.5)),
+            row("shmsock", 1 << 20, None),
+        ];
+        assert_eq!(
+            bar_notes(&rows),
+            [
+                "64 B: shmsock-busy 0.74x, shmsock 0.82x, shmsock-blocking 0.84x the raw ring's \
+                 rate, paired (bar: >= 0.7x in every wait strategy; met).",
+                "4 KiB: shmsock-busy 0.77x, shmsock 0.91x, shmsock-blocking 0.97x the raw \
+                 ring's rate, paired (bar: >= 0.9x in every wait strategy; NOT met in this run \
+                 by shmsock-busy).",
+            ]
+        );
+    }
 }

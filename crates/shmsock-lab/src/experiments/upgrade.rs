@@ -50,7 +50,7 @@ use super::{
     NumberedStream, SEQ_STOP, WATCHDOG_MARGIN,
 };
 use crate::error::LabError;
-use crate::format::{fmt_count, fmt_ns, fmt_ratio, fmt_size};
+use crate::format::{bar_verdict, fmt_count, fmt_ns, fmt_ratio, fmt_size};
 use crate::host::{HostInfo, Pinning};
 use crate::mechanisms::shmsock::{lib, retry_refused, unique_endpoint};
 use crate::process::{outcome, wait_ack, wait_until, ChildStats, Children, Pause};
@@ -842,7 +842,7 @@ pub(crate) fn table(rows: &[UpgradeRow], host: &HostInfo) -> Option<Table> {
             notes.push(format!(
                 "{size}: the upgraded round trip's median is {x:.2}x shm:// direct's (bar: <= \
                  {BAR_VS_SHM:.1}x; {}).",
-                verdict(x <= BAR_VS_SHM)
+                bar_verdict(x <= BAR_VS_SHM)
             ));
         }
         if let Some(x) = r.rate_vs_shm {
@@ -850,7 +850,7 @@ pub(crate) fn table(rows: &[UpgradeRow], host: &HostInfo) -> Option<Table> {
                 "{size}: the upgraded stream takes {:.2}x the time per message of shm:// \
                  direct ({x:.2}x its rate; bar: <= {BAR_VS_SHM:.1}x the time; {}).",
                 1.0 / x.max(f64::MIN_POSITIVE),
-                verdict(x >= 1.0 / BAR_VS_SHM)
+                bar_verdict(x >= 1.0 / BAR_VS_SHM)
             ));
         }
         if let (Some(t), Some(s)) = (r.p50_vs_tcp, r.rate_vs_tcp) {
@@ -882,14 +882,6 @@ pub(crate) fn table(rows: &[UpgradeRow], host: &HostInfo) -> Option<Table> {
     table.text_columns = vec![6];
     table.notes = notes;
     Some(table)
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met {
-        "met"
-    } else {
-        "NOT met in this run"
-    }
 }
 
 #[cfg(test)]
