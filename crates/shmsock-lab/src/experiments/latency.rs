@@ -418,14 +418,7 @@ mod tests {
     use super::*;
 
     fn row(mechanism: &str, p50_ns: u64, paired: Option<f64>) -> LatencyRow {
-        let rtt = Percentiles {
-            min_ns: p50_ns,
-            p50_ns,
-            p99_ns: p50_ns,
-            p999_ns: p50_ns,
-            max_ns: p50_ns,
-            mean_ns: p50_ns as f64,
-        };
+        let rtt = Percentiles::at(p50_ns, [1, 1, 1]);
         let mut row = LatencyRow::new(mechanism, LATENCY_SIZE, rtt, 1000);
         row.p50_vs_floor_paired = paired;
         row

@@ -470,14 +470,7 @@ mod tests {
 
     #[test]
     fn the_setup_bar_is_judged_on_the_shm_row() {
-        let cycle = |p50_ns| Percentiles {
-            min_ns: p50_ns,
-            p50_ns,
-            p99_ns: p50_ns,
-            p999_ns: p50_ns,
-            max_ns: p50_ns,
-            mean_ns: p50_ns as f64,
-        };
+        let cycle = |p50_ns| Percentiles::at(p50_ns, [1, 1, 1]);
         let row = |path: &str, p50_ns| SetupRow {
             path: path.into(),
             size: 64,
