@@ -65,7 +65,8 @@ pub enum WaitStrategy {
     /// of `Blocking` sides answers within the spin only while neither has slept: once one
     /// sleeps, the other's wait includes its wake-up and it sleeps too, and their round
     /// trips stay at two wake-ups (tens of µs) instead of a few hundred ns; use
-    /// [`Adaptive`](Self::Adaptive) where that matters.
+    /// [`Adaptive`](Self::Adaptive) where that matters. A stream of large messages needs a
+    /// ring of about eight of them (see [`Options::ring_capacity`](crate::Options::ring_capacity)).
     Blocking,
 }
 

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Inbox, Listener, Options, WaitStrategy};
 
+use super::raw_ring::slot_count;
 use super::{FanIn, FanInSides, Mechanism, Pair, Pattern, Side, RING_BYTES};
 use crate::error::LabError;
 
@@ -60,10 +61,18 @@ impl Shmsock {
         }
     }
 
-    /// The ring is [`RING_BYTES`] like `raw-ring`'s, or four messages' worth when that is more
-    /// (a message must fit in the ring with its frame header: 1 MiB messages get 4 MiB).
+    /// The ring has as many bytes as `raw-ring`'s for `size`-byte messages ([`RING_BYTES`],
+    /// or eight messages' worth when that is more: 1 MiB messages get 8 MiB, which holds seven
+    /// of our framed messages). Half that, three 1 MiB frames, streamed `Blocking` at 0.69-0.78x
+    /// the raw ring: each side found the ring empty or full often enough to sleep and wait for
+    /// a wake-up, where the raw ring, spinning, never noticed the shallower buffer.
     fn options(&self, size: usize) -> Options {
-        let capacity = RING_BYTES.max(size.saturating_mul(4).next_power_of_two());
+        let capacity = RING_BYTES.max(
+            usize::try_from(slot_count(size))
+                .unwrap_or(usize::MAX)
+                .saturating_mul(size)
+                .next_power_of_two(),
+        );
         Options::new()
             .ring_capacity(capacity)
             .wait_strategy(self.wait)
@@ -287,4 +296,23 @@ pub(crate) fn unique_endpoint() -> String {
         std::process::id(),
         NEXT_NAME.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mechanisms::raw_ring::ring_len;
+
+    #[test]
+    fn a_ring_has_the_raw_rings_bytes_for_its_message_size() {
+        for size in [64, 4096, 64 << 10, 1 << 20, 4 << 20] {
+            let capacity = Shmsock::blocking().options(size).get_ring_capacity();
+            // The raw ring's region is its two position lines and its slots.
+            let raw_slots = ring_len(size) - 128;
+            assert_eq!(capacity, raw_slots.max(RING_BYTES), "{size} B messages");
+            // Whole frames: the message, its 16-byte header rounded to a line.
+            let frames = capacity / (size + 64);
+            assert!(frames >= 7, "{size} B messages: {frames} frames");
+        }
+    }
 }
