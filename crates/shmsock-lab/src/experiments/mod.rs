@@ -63,6 +63,7 @@ use std::time::{Duration, Instant};
 use rustix::time::{clock_gettime, ClockId};
 
 use crate::error::LabError;
+use crate::mechanisms::MIN_RING_SLOTS;
 use crate::options::Mode;
 use crate::process::{
     thread_rw_syscalls, thread_usage, wait_until, ChildStats, Pause, ThreadUsage,
@@ -191,15 +192,28 @@ impl Budgets {
         experiment_max_time: Duration::from_millis(600),
     };
 
+    /// Laps of a bulk row's ring sent before its clock starts. A new shm:// connection's
+    /// first lap pays a page fault per 4 KiB page its ring's messages touch (about 1 ms per
+    /// 1 MiB message on our VMs), and the next few laps still ran 1.5-2.5x slower than the
+    /// steady stream (per-message times of a 1 MiB stream over an 8 MiB ring: 1-1.5 ms,
+    /// then 40-75 µs for a lap or so, then 26-30 µs). With four warm-up messages, a quick
+    /// run's 32 timed 1 MiB messages streamed at 0.15-0.25x the raw ring in every wait
+    /// strategy; with 32 (four laps), 0.76-0.89x paired in three runs (and 0.42-0.64x with
+    /// four over the 4 MiB ring shmsock had before). A default run sends 64 anyway.
+    pub const BULK_WARMUP_LAPS: u64 = 4;
+
     /// The budget of a throughput row of `size`-byte messages: time-capped for small
-    /// messages, [`Budgets::bulk_bytes`] worth of messages (plus 1/16 as warm-up) for bulk.
+    /// messages, [`Budgets::bulk_bytes`] worth of messages for bulk, plus 1/16 of that as
+    /// warm-up, and at least [`Self::BULK_WARMUP_LAPS`] laps of the deepest ring a mechanism gets
+    /// for bulk messages (eight messages: the raw ring's slots, and as many
+    /// bytes for shmsock's).
     pub fn throughput_for(&self, size: usize) -> Budget {
         if size < Self::BULK_FROM_BYTES {
             return self.throughput;
         }
         let iters = (self.bulk_bytes / size.max(1) as u64).max(8);
         Budget {
-            warmup_iters: (iters / 16).max(4),
+            warmup_iters: (iters / 16).max(Self::BULK_WARMUP_LAPS * MIN_RING_SLOTS as u64),
             warmup_time: Duration::from_secs(1),
             iters,
             max_time: self.bulk_max_time,
@@ -446,4 +460,23 @@ pub(crate) fn send_numbered<const CHECK_EVERY: u64>(
         }
     }
     Ok((count, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_rows_warm_up_over_laps_of_the_deepest_ring_in_every_mode() {
+        for budgets in [Budgets::QUICK, Budgets::DEFAULT, Budgets::FULL] {
+            for size in [4096, 64 << 10, 1 << 20] {
+                let budget = budgets.throughput_for(size);
+                assert!(
+                    budget.warmup_iters >= Budgets::BULK_WARMUP_LAPS * MIN_RING_SLOTS as u64,
+                    "{size} B: {} warm-up messages",
+                    budget.warmup_iters
+                );
+            }
+        }
+    }
 }

@@ -321,7 +321,7 @@ pub(crate) fn sleep_until<T>(
 }
 
 /// Fewest slots a shared-memory ring has, however large its messages.
-const MIN_RING_SLOTS: usize = 8;
+pub(crate) const MIN_RING_SLOTS: usize = 8;
 
 /// Where the slots of a shared-memory ring (`raw-ring`, `cas-ring`, the locked rings) lie in its
 /// region: `count` slots of `stride` bytes from offset `FIRST` (a constant, so the offset
