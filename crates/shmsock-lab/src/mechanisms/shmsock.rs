@@ -63,7 +63,7 @@ impl Shmsock {
 
     /// The ring has as many bytes as `raw-ring`'s for `size`-byte messages ([`RING_BYTES`],
     /// or eight messages' worth when that is more: 1 MiB messages get 8 MiB, which holds seven
-    /// of our framed messages). Half that, three 1 MiB frames, streamed `Blocking` at 0.69-0.78x
+    /// of our framed messages). Half that, three 1 MiB frames, streamed `Blocking` at 0.67-0.84x
     /// the raw ring: each side found the ring empty or full often enough to sleep and wait for
     /// a wake-up, where the raw ring, spinning, never noticed the shallower buffer.
     fn options(&self, size: usize) -> Options {
