@@ -235,7 +235,6 @@ pub(crate) fn compare_with_references(rows: &mut [ThroughputRow]) {
     }
 }
 
-/// The throughput table, one group of rows per message size.
 /// The streaming bars of the `shm://` transport (its design targets): at each of these
 /// message sizes, every wait strategy's rate at least this fraction of the raw ring's,
 /// paired (the raw ring measured right after each round).
@@ -286,6 +285,7 @@ fn bar_notes(rows: &[ThroughputRow]) -> Vec<String> {
         .collect()
 }
 
+/// The throughput table, one group of rows per message size.
 pub(crate) fn table(rows: &[ThroughputRow]) -> Option<Table> {
     if rows.is_empty() {
         return None;
