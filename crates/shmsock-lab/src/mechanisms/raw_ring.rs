@@ -133,6 +133,12 @@ pub(crate) fn ring_len(size: usize) -> usize {
     Slots::<SLOTS_OFFSET>::for_messages(size, size).end()
 }
 
+/// Bytes of the slots of one ring of `size`-byte messages (its region less the two lines of
+/// positions).
+pub(crate) fn slots_len(size: usize) -> usize {
+    ring_len(size) - SLOTS_OFFSET
+}
+
 /// Slots of one ring of `size`-byte messages: how many messages it holds.
 pub(crate) fn slot_count(size: usize) -> u64 {
     let size = size.max(1);

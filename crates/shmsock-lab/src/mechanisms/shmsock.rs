@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use shmsock::{Conn, Error, Inbox, Listener, Options, WaitStrategy};
 
-use super::raw_ring::slot_count;
+use super::raw_ring::slots_len;
 use super::{FanIn, FanInSides, Mechanism, Pair, Pattern, Side, RING_BYTES};
 use crate::error::LabError;
 
@@ -67,12 +67,7 @@ impl Shmsock {
     /// the raw ring: each side found the ring empty or full often enough to sleep and wait for
     /// a wake-up, where the raw ring, spinning, never noticed the shallower buffer.
     fn options(&self, size: usize) -> Options {
-        let capacity = RING_BYTES.max(
-            usize::try_from(slot_count(size))
-                .unwrap_or(usize::MAX)
-                .saturating_mul(size)
-                .next_power_of_two(),
-        );
+        let capacity = RING_BYTES.max(slots_len(size).next_power_of_two());
         Options::new()
             .ring_capacity(capacity)
             .wait_strategy(self.wait)
@@ -301,18 +296,22 @@ pub(crate) fn unique_endpoint() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mechanisms::raw_ring::ring_len;
 
     #[test]
     fn a_ring_has_the_raw_rings_bytes_for_its_message_size() {
         for size in [64, 4096, 64 << 10, 1 << 20, 4 << 20] {
             let capacity = Shmsock::blocking().options(size).get_ring_capacity();
-            // The raw ring's region is its two position lines and its slots.
-            let raw_slots = ring_len(size) - 128;
-            assert_eq!(capacity, raw_slots.max(RING_BYTES), "{size} B messages");
+            assert_eq!(
+                capacity,
+                slots_len(size).max(RING_BYTES),
+                "{size} B messages"
+            );
             // Whole frames: the message, its 16-byte header rounded to a line.
             let frames = capacity / (size + 64);
             assert!(frames >= 7, "{size} B messages: {frames} frames");
         }
+        // The raw ring's eight 1 MiB slots.
+        let capacity = Shmsock::blocking().options(1 << 20).get_ring_capacity();
+        assert_eq!(capacity, 8 << 20);
     }
 }
