@@ -116,7 +116,9 @@ impl Options {
     }
 
     /// How long an [`WaitStrategy::Adaptive`] waiter spins before sleeping
-    /// (default [`SPIN_BUDGET_DEFAULT`]).
+    /// (default [`SPIN_BUDGET_DEFAULT`]). It also caps the spin of a
+    /// [`WaitStrategy::Blocking`] receiver of large messages, which spins as long as its last
+    /// copy took.
     pub fn spin_budget(mut self, budget: Duration) -> Self {
         self.spin_budget = budget;
         self

@@ -61,7 +61,11 @@ pub enum WaitStrategy {
     Adaptive,
     /// Sleep on a futex almost at once (after a spin of at most
     /// [`BLOCKING_SPIN`](Self::BLOCKING_SPIN), 2 µs, which carries a busy stream across its
-    /// gaps): least CPU, each wake-up costs a kernel round trip. A request-response pair
+    /// gaps): least CPU, each wake-up costs a kernel round trip. A `Conn` receiver that just
+    /// copied a message of 64 KiB or more spins as long as that copy took instead (at most the
+    /// spin budget, [`Options::spin_budget`](crate::Options::spin_budget)): a stream of large
+    /// messages then runs without a sleep and a wake-up per message, and the spin costs at
+    /// most the CPU of the copy before it. A request-response pair
     /// of `Blocking` sides answers within the spin only while neither has slept: once one
     /// sleeps, the other's wait includes its wake-up and it sleeps too, and their round
     /// trips stay at two wake-ups (tens of µs) instead of a few hundred ns; use

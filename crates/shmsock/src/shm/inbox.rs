@@ -351,8 +351,11 @@ impl ShmInbox {
         if self.closed {
             return Err(Error::Closed);
         }
-        let (strategy, spin_budget) = (self.opts.wait, self.opts.spin_budget);
-        wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
+        let (strategy, spin) = (
+            self.opts.wait,
+            wait::spin_limit(self.opts.wait, self.opts.spin_budget),
+        );
+        wait::drive(strategy, spin, mode.deadline(), |turn| {
             match turn {
                 Turn::Attempt => {
                     self.merge_incoming();

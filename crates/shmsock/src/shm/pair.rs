@@ -16,7 +16,7 @@ use super::ring::{
 };
 use super::segment::word;
 use super::segment::{OwnedPool, OwnedSegment, PeerSegment, ReleaseBoard};
-use super::wait::{self, Asking, Outcome, SharedFutex, Turn};
+use super::wait::{self, Asking, CopyPace, Outcome, SharedFutex, Turn};
 use crate::error::{Error, Result};
 use crate::sync::Ordering;
 use crate::vocabulary::{Mode, WaitStrategy};
@@ -66,6 +66,9 @@ pub(crate) struct ShmConn {
     asking: Option<Asking>,
     sent: (u64, u64),
     received: (u64, u64),
+    /// A `Blocking` receiver's last copy, which sets how long it spins before it sleeps
+    /// ([`CopyPace`]); `None` for the other strategies.
+    pace: Option<CopyPace>,
     /// `next_frame` found a frame already published, without waiting, since our last wait:
     /// the next wait is that of a receiver that caught up with a stream (see
     /// [`CAUGHT_UP_PAUSES`]).
@@ -196,6 +199,7 @@ impl ShmConn {
             asking,
             sent: (0, 0),
             received: (0, 0),
+            pace: (opts.wait == WaitStrategy::Blocking).then(CopyPace::default),
             backlog: false,
             peer_bell,
             lender: pool.map(Lender::new),
@@ -255,8 +259,8 @@ impl ShmConn {
         if let Some(end) = self.link.ended {
             return Err(self.link.end_error(end));
         }
-        let (strategy, spin_budget) = (self.wait, self.spin_budget);
-        wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
+        let (strategy, spin) = (self.wait, wait::spin_limit(self.wait, self.spin_budget));
+        wait::drive(strategy, spin, mode.deadline(), |turn| {
             match turn {
                 Turn::Attempt => {
                     if self.try_push(msg, kind)? {
@@ -475,8 +479,11 @@ impl ShmConn {
                 }
             }
         }
-        let (strategy, spin_budget) = (self.wait, self.spin_budget);
-        wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
+        let spin = match &mut self.pace {
+            Some(pace) => pace.take_spin(self.spin_budget),
+            None => wait::spin_limit(self.wait, self.spin_budget),
+        };
+        wait::drive(self.wait, spin, mode.deadline(), |turn| {
             match turn {
                 Turn::Attempt => {
                     if self.rx.ready(&self.peer) {
@@ -581,8 +588,8 @@ impl ShmConn {
     pub(crate) fn loan(&mut self, len: usize, mode: Mode) -> Result<LoanRef> {
         self.link.usable()?;
         check_loan_len(self.lender.as_ref(), len, &self.link.endpoint)?;
-        let (strategy, spin_budget) = (self.wait, self.spin_budget);
-        wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
+        let (strategy, spin) = (self.wait, wait::spin_limit(self.wait, self.spin_budget));
+        wait::drive(strategy, spin, mode.deadline(), |turn| {
             match turn {
                 Turn::Attempt => {
                     if let Some(end) = self.link.ended {
@@ -693,10 +700,25 @@ impl ShmConn {
     /// Copies the payload of `frame` into `out[..frame.len]`.
     #[inline(always)]
     pub(crate) fn read_frame(&mut self, frame: Frame, out: &mut [u8]) -> Result<()> {
+        if frame.len >= CopyPace::TIMED_MIN_BYTES {
+            return self.read_large(frame, out);
+        }
         match self.rx.read(&self.peer, frame, out) {
             Ok(()) => Ok(()),
             Err(c) => Err(self.link.poison(c)),
         }
+    }
+
+    /// [`ShmConn::read_frame`] of a large message: timed for a `Blocking` receiver, for the
+    /// spin of its next wait ([`CopyPace`]).
+    #[inline(never)]
+    fn read_large(&mut self, frame: Frame, out: &mut [u8]) -> Result<()> {
+        let (rx, peer) = (&self.rx, &self.peer);
+        let read = match &mut self.pace {
+            Some(pace) => pace.time(|| rx.read(peer, frame, out)),
+            None => rx.read(peer, frame, out),
+        };
+        read.map_err(|c| self.link.poison(c))
     }
 
     /// Consumes `frame` (after `read_frame`).

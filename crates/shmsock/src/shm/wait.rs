@@ -402,11 +402,68 @@ pub(crate) enum Step {
     TimedOut,
 }
 
+/// How long a wait by `strategy` spins before its first sleep: the spin budget
+/// (`Options::spin_budget`) for `Adaptive`, [`WaitStrategy::BLOCKING_SPIN`] for `Blocking`
+/// (a receiver of large messages may spin longer, see [`CopyPace`]). `BusyPoll` never sleeps.
+///
+/// `BLOCKING_SPIN` is long enough to ride through the gaps of a stream that keeps the waiter
+/// busy (a 4 KiB message every 0.5 µs on our VMs: a receiver that slept at every gap made its
+/// sender pay a `futex_wake` per sleep, and streamed 0.62-0.74x raw-ring at 4 KiB), and short
+/// next to a sleep (a wake-up takes 25 µs on our VMs), so a waiter of sparse traffic still
+/// sleeps at once in all but name. With 2 µs, five lab runs: 0.90-1.26x at 4 KiB, 0.79-0.99x
+/// at 64 B.
+#[inline]
+pub(crate) fn spin_limit(strategy: WaitStrategy, spin_budget: Duration) -> Duration {
+    match strategy {
+        WaitStrategy::Blocking => WaitStrategy::BLOCKING_SPIN,
+        WaitStrategy::BusyPoll | WaitStrategy::Adaptive => spin_budget,
+    }
+}
+
+/// The spin of a `Blocking` receiver, paced by its last copy.
+///
+/// [`WaitStrategy::BLOCKING_SPIN`] carries a stream of small messages across its gaps, but
+/// a stream of 1 MiB messages has gaps as long as a copy (25-30 µs here): a receiver that
+/// copies a little faster than its sender writes catches up at nearly every message and
+/// slept each time, and every sleep cost the sender a `futex_wake` (a few µs on a VM, an
+/// interrupt to the sleeper's CPU). So the first wait after a copy of at least
+/// [`CopyPace::TIMED_MIN_BYTES`] spins as long as that copy took, up to the spin budget: a
+/// sender writing messages of that size publishes the next within about that time, and the
+/// spin costs the receiver at most as much CPU as the copy it follows.
+#[derive(Debug, Default)]
+pub(crate) struct CopyPace {
+    /// How long the last timed copy since the last wait took.
+    last: Duration,
+}
+
+impl CopyPace {
+    /// Copies of at least this many bytes are timed (about 2 µs here, as long as
+    /// `BLOCKING_SPIN`; the two clock reads cost about 40 ns). Smaller ones are not looked
+    /// at: the receive path of a small message stays as it was.
+    pub(crate) const TIMED_MIN_BYTES: usize = 64 * 1024;
+
+    /// Runs `copy` (of a message of at least `TIMED_MIN_BYTES`) and notes how long it took.
+    pub(crate) fn time<R>(&mut self, copy: impl FnOnce() -> R) -> R {
+        let start = Instant::now();
+        let copied = copy();
+        self.last = start.elapsed();
+        copied
+    }
+
+    /// How long the wait about to start spins before it sleeps: the last timed copy's time
+    /// since the previous wait, within `BLOCKING_SPIN..=spin_budget`. Starts the next period.
+    pub(crate) fn take_spin(&mut self, spin_budget: Duration) -> Duration {
+        let spin = WaitStrategy::BLOCKING_SPIN;
+        std::mem::take(&mut self.last).clamp(spin, spin_budget.max(spin))
+    }
+}
+
 /// The schedule of one wait: when to spin, sleep, check the peer, and give up.
 #[derive(Debug)]
 pub(crate) struct Schedule {
     strategy: WaitStrategy,
-    spin_budget: Duration,
+    /// How long it spins before its first sleep (not `BusyPoll`, which never sleeps).
+    spin: Duration,
     deadline: Option<Instant>,
     start: Option<Instant>,
     last_peer_check: Option<Instant>,
@@ -414,14 +471,12 @@ pub(crate) struct Schedule {
 }
 
 impl Schedule {
-    pub(crate) fn new(
-        strategy: WaitStrategy,
-        spin_budget: Duration,
-        deadline: Option<Instant>,
-    ) -> Self {
+    /// The schedule of a wait by `strategy` that spins for `spin` before it sleeps (see
+    /// [`spin_limit`]) and gives up at `deadline`.
+    pub(crate) fn new(strategy: WaitStrategy, spin: Duration, deadline: Option<Instant>) -> Self {
         Schedule {
             strategy,
-            spin_budget,
+            spin,
             deadline,
             start: None,
             last_peer_check: None,
@@ -452,21 +507,16 @@ impl Schedule {
         }
         let spin = match self.strategy {
             WaitStrategy::BusyPoll => true,
-            WaitStrategy::Adaptive => now.duration_since(start) < self.spin_budget,
-            // Long enough to ride through the gaps of a stream that keeps the waiter busy
-            // (a 4 KiB message every 0.5 µs on our VMs: a receiver that slept at every gap
-            // made its sender pay a `futex_wake` per sleep, and streamed 0.62-0.74x raw-ring
-            // at 4 KiB), short next to a sleep (a wake-up takes 25 µs on our VMs), so a
-            // waiter of sparse traffic still sleeps at once in all but name. With 2 µs, five
-            // lab runs: 0.90-1.26x at 4 KiB, 0.79-0.99x at 64 B.
-            WaitStrategy::Blocking => now.duration_since(start) < WaitStrategy::BLOCKING_SPIN,
+            WaitStrategy::Adaptive | WaitStrategy::Blocking => {
+                now.duration_since(start) < self.spin
+            }
         };
         if spin {
-            // An adaptive waiter that has spun a while offers its CPU at each clock read: on
-            // an oversubscribed machine whoever it waits for may need that CPU. (Fan-out on
-            // 2 CPUs: four subscribers shared one, each spinning its whole budget when it ran
-            // dry while the publisher waited for one of the others.)
-            if self.strategy == WaitStrategy::Adaptive && now.duration_since(start) >= YIELD_AFTER {
+            // A waiter that may sleep and has spun a while offers its CPU at each clock
+            // read: on an oversubscribed machine whoever it waits for may need that CPU.
+            // (Fan-out on 2 CPUs: four subscribers shared one, each spinning its whole budget
+            // when it ran dry while the publisher waited for one of the others.)
+            if self.strategy != WaitStrategy::BusyPoll && now.duration_since(start) >= YIELD_AFTER {
                 std::thread::yield_now();
             }
             return Step::Spin;
@@ -502,7 +552,8 @@ pub(crate) enum Outcome<T> {
 
 /// The waiting loop of every blocking `shm://` call: attempts the operation, and between
 /// attempts spins, checks the peer and sleeps as the [`Schedule`] for `strategy` says, until
-/// a turn is done or fails, or `deadline` passes ([`Error::TimedOut`]).
+/// a turn is done or fails, or `deadline` passes ([`Error::TimedOut`]). It spins for `spin`
+/// before its first sleep (see [`spin_limit`]).
 ///
 /// Always inlined into its callers, as the loop was when each caller wrote it out: as a
 /// call, it cost about 30% of the 64 B streaming rate (`shmsock pub`/`sub`, 5 M messages:
@@ -510,7 +561,7 @@ pub(crate) enum Outcome<T> {
 #[inline(always)]
 pub(crate) fn drive<T>(
     strategy: WaitStrategy,
-    spin_budget: Duration,
+    spin: Duration,
     deadline: Option<Instant>,
     mut turn: impl FnMut(Turn) -> Result<Outcome<T>>,
 ) -> Result<T> {
@@ -522,8 +573,7 @@ pub(crate) fn drive<T>(
             Outcome::Again => continue,
             Outcome::Pending => {}
         }
-        let schedule =
-            schedule.get_or_insert_with(|| Schedule::new(strategy, spin_budget, deadline));
+        let schedule = schedule.get_or_insert_with(|| Schedule::new(strategy, spin, deadline));
         let next = match schedule.next() {
             Step::Spin => {
                 std::hint::spin_loop();
@@ -642,8 +692,61 @@ mod tests {
     }
 
     #[test]
+    fn a_blocking_receiver_spins_as_long_as_its_last_large_copy_took_within_bounds() {
+        let budget = SPIN_BUDGET_DEFAULT;
+        let mut pace = CopyPace::default();
+        let blocking = WaitStrategy::BLOCKING_SPIN;
+        assert_eq!(pace.take_spin(budget), blocking, "nothing copied yet");
+        // A copy slower than the budget: the budget caps the spin.
+        let copied = pace.time(|| {
+            std::thread::sleep(budget * 4);
+            7
+        });
+        assert_eq!(copied, 7, "the copy's result comes back");
+        assert_eq!(pace.take_spin(budget), budget);
+        assert_eq!(pace.take_spin(budget), blocking, "one wait per copy");
+        // A spin budget under BLOCKING_SPIN never shortens the Blocking spin.
+        pace.time(|| std::thread::sleep(budget));
+        assert_eq!(pace.take_spin(Duration::ZERO), blocking);
+        // A copy shorter than the budget: its own time.
+        pace.time(|| std::thread::sleep(budget / 5));
+        let spin = pace.take_spin(Duration::from_secs(1));
+        assert!(
+            spin >= budget / 5 && spin < Duration::from_secs(1),
+            "spin {spin:?} after a copy of at least {:?}",
+            budget / 5
+        );
+        // The other strategies: the spin budget, or BLOCKING_SPIN.
+        assert_eq!(spin_limit(WaitStrategy::Adaptive, budget), budget);
+        assert_eq!(spin_limit(WaitStrategy::Blocking, budget), blocking);
+    }
+
+    #[test]
+    fn a_blocking_schedule_spins_for_the_spin_it_was_given() {
+        let spin = Duration::from_micros(300);
+        let mut s = Schedule::new(WaitStrategy::Blocking, spin, None);
+        // Before the schedule's clock starts (its first step), so at least as long ago.
+        let start = Instant::now();
+        assert_eq!(s.next(), Step::Spin, "the first step of a 300 us spin");
+        loop {
+            match s.next() {
+                Step::Spin => {}
+                Step::Sleep(_) => {
+                    let spun = start.elapsed();
+                    assert!(spun >= spin, "slept after {spun:?} of a {spin:?} spin");
+                    break;
+                }
+                Step::CheckPeer => {}
+                Step::TimedOut => panic!("no deadline was set"),
+            }
+        }
+    }
+
+    #[test]
     fn blocking_spins_briefly_then_sleeps() {
-        let mut s = Schedule::new(WaitStrategy::Blocking, SPIN_BUDGET_DEFAULT, None);
+        let spin = spin_limit(WaitStrategy::Blocking, SPIN_BUDGET_DEFAULT);
+        assert_eq!(spin, WaitStrategy::BLOCKING_SPIN);
+        let mut s = Schedule::new(WaitStrategy::Blocking, spin, None);
         // The schedule's clock starts at its first step: measure from there too, after it.
         assert!(matches!(s.next(), Step::Spin | Step::Sleep(_)));
         let start = Instant::now();
