@@ -14,6 +14,7 @@ use crate::options::Options;
 use crate::shm::listener::ShmListener;
 use crate::shm::loan::{Lender, ShmSample};
 use crate::shm::pair::{self as shm_pair, ShmConn};
+use crate::shm::ring::Frame;
 use crate::sync::{AtomicBool, Ordering};
 use crate::vocabulary::Mode;
 
@@ -434,6 +435,12 @@ impl Conn {
             ConnInner::Net(c) => return c.recv_vec(Mode::Block),
         };
         let frame = shm.next_frame(Mode::Block)?;
+        if !frame.loan {
+            let mut out = vec![0; frame.len];
+            shm.read_frame_paced(frame, &mut out)?;
+            shm.finish_frame(frame);
+            return Ok(out);
+        }
         let (len, loan) = shm.message_len(frame)?;
         let mut out = vec![0; len];
         shm.take_message(frame, loan, &mut out)?;
@@ -448,11 +455,8 @@ impl Conn {
         };
         let frame = shm.next_frame(mode)?;
         if !frame.loan {
-            if frame.len > buf.len() {
-                return Err(Error::BufferTooSmall {
-                    len: frame.len,
-                    buf: buf.len(),
-                });
+            if frame.len > ShmConn::inline_copy_max(buf.len()) {
+                return recv_large(shm, frame, buf);
             }
             shm.read_frame(frame, buf)?;
             shm.finish_frame(frame);
@@ -572,7 +576,7 @@ impl Conn {
         let frame = shm.next_frame(mode)?;
         if !frame.loan {
             let mut out = vec![0; frame.len];
-            shm.read_frame(frame, &mut out)?;
+            shm.read_frame_paced(frame, &mut out)?;
             shm.finish_frame(frame);
             return Ok(Sample::owned(out));
         }
@@ -690,4 +694,20 @@ impl std::fmt::Debug for Listener {
             .field("endpoints", &self.endpoints)
             .finish_non_exhaustive()
     }
+}
+
+/// [`Conn::recv`] over `shm://` of a frame over [`ShmConn::inline_copy_max`]: too large for
+/// `buf`, or large enough to be copied by [`ShmConn::read_large`] (timed for a `Blocking`
+/// receiver). Out of line, so the path of a small frame stays as short as it was.
+#[inline(never)]
+fn recv_large(shm: &mut ShmConn, frame: Frame, buf: &mut [u8]) -> Result<usize> {
+    if frame.len > buf.len() {
+        return Err(Error::BufferTooSmall {
+            len: frame.len,
+            buf: buf.len(),
+        });
+    }
+    shm.read_large(frame, buf)?;
+    shm.finish_frame(frame);
+    Ok(frame.len)
 }

@@ -1,6 +1,6 @@
 //! Messages cross processes once, in order, intact; oversized ones are refused.
 
-use shmsock::{Conn, Error, Listener, Options};
+use shmsock::{Conn, Error, Listener, Options, WaitStrategy};
 
 use shmsock_testkit::harness::{self, Peer, STEP_TIMEOUT};
 use shmsock_testkit::message::{self, stream_env, SplitMix64};
@@ -141,6 +141,56 @@ fn message_larger_than_the_ring_is_too_large() {
     round_trip(&mut conn, b"after", &mut buf);
     drop(conn);
     peer.wait_success();
+}
+
+/// Small messages and large ones (the receive path copies a frame of 64 KiB or more out of
+/// line, timing it for a `Blocking` receiver) arrive intact through `recv`, `recv_vec` and
+/// `recv_sample` in every wait strategy, and a buffer too small for either is an error
+/// that leaves the message queued.
+#[test]
+fn small_and_large_messages_arrive_through_every_receive_call_and_strategy() {
+    for wait in [
+        WaitStrategy::BusyPoll,
+        WaitStrategy::Adaptive,
+        WaitStrategy::Blocking,
+    ] {
+        let ep = harness::endpoint(&format!("sizes-{wait:?}"));
+        let listener = harness::bind(&ep, Options::new().wait_strategy(wait));
+        let mut peer = Peer::spawn("echo", &ep, &[]);
+        let mut conn = harness::accept(&listener).expect("accepting the echo peer");
+        for len in [100, 64 * 1024 - 1, 64 * 1024, 200 * 1024] {
+            let msg: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
+            conn.send_timeout(&msg, STEP_TIMEOUT)
+                .unwrap_or_else(|e| panic!("{wait:?}: sending {len} bytes: {e}"));
+            let mut small = vec![0u8; len - 1];
+            match conn.recv_timeout(&mut small, STEP_TIMEOUT) {
+                Err(Error::BufferTooSmall { len: l, buf }) => assert_eq!((l, buf), (len, len - 1)),
+                other => panic!("{wait:?}: {len} bytes into {}: {other:?}", len - 1),
+            }
+            let mut buf = vec![0u8; len + 1];
+            let n = conn
+                .recv_timeout(&mut buf, STEP_TIMEOUT)
+                .unwrap_or_else(|e| panic!("{wait:?}: receiving {len} bytes: {e}"));
+            assert!(
+                n == len && buf[..n] == msg[..],
+                "{wait:?}: {len} bytes by recv"
+            );
+            conn.send_timeout(&msg, STEP_TIMEOUT)
+                .expect("sending again");
+            let got = conn.recv_vec().expect("recv_vec");
+            assert!(got == msg, "{wait:?}: {len} bytes by recv_vec");
+            conn.send_timeout(&msg, STEP_TIMEOUT)
+                .expect("sending a third time");
+            let sample = conn.recv_sample_timeout(STEP_TIMEOUT).expect("recv_sample");
+            let mut copy = vec![0u8; len];
+            assert!(
+                sample.copy_to(&mut copy) == len && copy == msg,
+                "{wait:?}: {len} bytes by recv_sample"
+            );
+        }
+        drop(conn);
+        peer.wait_success();
+    }
 }
 
 #[test]
