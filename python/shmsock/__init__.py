@@ -80,7 +80,7 @@ class WaitStrategy(str, _enum.Enum):
     ADAPTIVE = "adaptive"
     """Spin for the spin budget (50 us by default), then sleep on a futex (default)."""
     BLOCKING = "blocking"
-    """Sleep on a futex almost at once (after spinning at most 2 µs): least CPU, a kernel round trip per wake-up."""
+    """Sleep on a futex almost at once (after spinning 2 µs, or after a message of 64 KiB or more as long as its copy took): least CPU, a kernel round trip per wake-up."""
 
     def __str__(self) -> str:
         return self.value

@@ -158,7 +158,7 @@ pub(crate) enum Wait {
     /// Spin briefly, then sleep on a futex.
     #[default]
     Adaptive,
-    /// Sleep almost at once (after spinning at most 2 µs).
+    /// Sleep almost at once (after spinning 2 µs, or after a large message as long as its copy took).
     Blocking,
 }
 
