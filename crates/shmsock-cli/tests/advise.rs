@@ -116,7 +116,7 @@ fn use_line(args: &[&str]) -> String {
 
 #[test]
 fn the_menus_questions_name_the_plain_mechanism_first() {
-    // The sample report's eventfd (21.3 µs one way) beats its signal (22.7 µs).
+    // The sample report's eventfd (20.0 µs one way) beats its signal (21.0 µs).
     let eventfd = "Use: eventfd, a kernel counter as a doorbell (wake-ups for event loops)";
     assert_eq!(use_line(&["--notify-only"]), eventfd);
     assert_eq!(use_line(&["--notify-only", "--event-loop"]), eventfd);
@@ -133,7 +133,7 @@ fn the_menus_questions_name_the_plain_mechanism_first() {
         "Use: a POSIX message queue (mq_open): kernel-managed messages that wait for their \
          reader"
     );
-    // The sample's pipe streams 2.72 M msgs/s at 64 B: 5 M/s is beyond it.
+    // The sample's pipe streams 2.97 M msgs/s at 64 B: 5 M/s is beyond it.
     assert_eq!(
         use_line(&["--byte-stream", "--parent-child", "--rate", "5M"]),
         "Use: shared memory (shm:// Conn): more messages per second than the kernel's byte \
@@ -161,10 +161,10 @@ fn plain_answers_carry_both_sets_of_numbers() {
         &[
             "calls: eventfd(0, EFD_CLOEXEC)",
             "shmsock alternative: shm://NAME Conn",
-            "A signal clearly faster than an eventfd here? no (signal 22.7 µs, eventfd 21.3 µs \
+            "A signal clearly faster than an eventfd here? no (signal 21.0 µs, eventfd 20.0 µs \
              one-way p50)",
-            "eventfd doorbell (eventfd): 21.3 µs one-way p50",
-            "(shmsock-blocking): 19.6 µs one-way p50",
+            "eventfd doorbell (eventfd): 20.0 µs one-way p50",
+            "(shmsock-blocking): 19.7 µs one-way p50",
             "IPC cheat sheet",
         ],
     );
@@ -172,10 +172,10 @@ fn plain_answers_carry_both_sets_of_numbers() {
     assert_mentions(
         &text,
         &[
-            "Rate above half of what a pipe streams here? no (50000/s; pipe streams 2.72 M \
+            "Rate above half of what a pipe streams here? no (50000/s; pipe streams 2.97 M \
              msgs/s at 64 B)",
-            "anonymous pipe (pipe): 22.6 µs one-way p50",
-            "shmsock streams 20.57 M msgs/s at 64 B here",
+            "anonymous pipe (pipe): 19.7 µs one-way p50",
+            "shmsock streams 21.67 M msgs/s at 64 B here",
         ],
     );
     let text = advise_with_sample(&["--kernel-queue", "--size", "256", "--json"]);
