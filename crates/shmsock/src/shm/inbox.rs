@@ -351,11 +351,8 @@ impl ShmInbox {
         if self.closed {
             return Err(Error::Closed);
         }
-        let (strategy, spin) = (
-            self.opts.wait,
-            wait::spin_limit(self.opts.wait, self.opts.spin_budget),
-        );
-        wait::drive(strategy, spin, mode.deadline(), |turn| {
+        let (strategy, spin_budget) = (self.opts.wait, self.opts.spin_budget);
+        wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
             match turn {
                 Turn::Attempt => {
                     self.merge_incoming();

@@ -259,8 +259,8 @@ impl ShmConn {
         if let Some(end) = self.link.ended {
             return Err(self.link.end_error(end));
         }
-        let (strategy, spin) = (self.wait, wait::spin_limit(self.wait, self.spin_budget));
-        wait::drive(strategy, spin, mode.deadline(), |turn| {
+        let (strategy, spin_budget) = (self.wait, self.spin_budget);
+        wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
             match turn {
                 Turn::Attempt => {
                     if self.try_push(msg, kind)? {
@@ -483,7 +483,7 @@ impl ShmConn {
             Some(pace) => pace.take_spin(self.spin_budget),
             None => wait::spin_limit(self.wait, self.spin_budget),
         };
-        wait::drive(self.wait, spin, mode.deadline(), |turn| {
+        wait::drive_spinning(self.wait, spin, mode.deadline(), |turn| {
             match turn {
                 Turn::Attempt => {
                     if self.rx.ready(&self.peer) {
@@ -588,8 +588,8 @@ impl ShmConn {
     pub(crate) fn loan(&mut self, len: usize, mode: Mode) -> Result<LoanRef> {
         self.link.usable()?;
         check_loan_len(self.lender.as_ref(), len, &self.link.endpoint)?;
-        let (strategy, spin) = (self.wait, wait::spin_limit(self.wait, self.spin_budget));
-        wait::drive(strategy, spin, mode.deadline(), |turn| {
+        let (strategy, spin_budget) = (self.wait, self.spin_budget);
+        wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
             match turn {
                 Turn::Attempt => {
                     if let Some(end) = self.link.ended {

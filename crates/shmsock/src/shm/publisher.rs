@@ -350,8 +350,8 @@ impl ShmPublisher {
         // When the wait began, read only once there is one: on a VM a clock read costs
         // about as much as the message.
         let mut started = None::<Instant>;
-        let (strategy, spin) = (self.wait, wait::spin_limit(self.wait, self.spin_budget));
-        let sent = wait::drive(strategy, spin, mode.deadline(), |turn| {
+        let (strategy, spin_budget) = (self.wait, self.spin_budget);
+        let sent = wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
             match turn {
                 Turn::Attempt => {
                     if self.try_push(msg, kind) {
@@ -406,8 +406,8 @@ impl ShmPublisher {
     /// subscribers to release one (under `DropOldest`, evicting loan frames nobody holds).
     pub(crate) fn loan(&mut self, len: usize, mode: Mode) -> Result<LoanRef> {
         check_loan_len(self.lender.as_ref(), len, &self.endpoint)?;
-        let (strategy, spin) = (self.wait, wait::spin_limit(self.wait, self.spin_budget));
-        wait::drive(strategy, spin, mode.deadline(), |turn| {
+        let (strategy, spin_budget) = (self.wait, self.spin_budget);
+        wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
             match turn {
                 Turn::Attempt => {
                     if let Some(loan) = self.try_take_loan(len) {

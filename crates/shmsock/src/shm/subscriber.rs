@@ -332,8 +332,8 @@ impl ShmSubscriber {
     fn next_waiting(&mut self, buf: &mut [u8], mode: Mode) -> Result<Got> {
         self.link.usable()?;
         let mut polls = 0u32;
-        let (strategy, spin) = (self.wait, wait::spin_limit(self.wait, self.spin_budget));
-        wait::drive(strategy, spin, mode.deadline(), |turn| {
+        let (strategy, spin_budget) = (self.wait, self.spin_budget);
+        wait::drive(strategy, spin_budget, mode.deadline(), |turn| {
             match turn {
                 Turn::Attempt => {
                     polls = polls.wrapping_add(1);

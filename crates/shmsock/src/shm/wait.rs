@@ -552,14 +552,26 @@ pub(crate) enum Outcome<T> {
 
 /// The waiting loop of every blocking `shm://` call: attempts the operation, and between
 /// attempts spins, checks the peer and sleeps as the [`Schedule`] for `strategy` says, until
-/// a turn is done or fails, or `deadline` passes ([`Error::TimedOut`]). It spins for `spin`
-/// before its first sleep (see [`spin_limit`]).
+/// a turn is done or fails, or `deadline` passes ([`Error::TimedOut`]). It spins as
+/// [`spin_limit`] says for `strategy` and `spin_budget` before its first sleep.
 ///
 /// Always inlined into its callers, as the loop was when each caller wrote it out: as a
 /// call, it cost about 30% of the 64 B streaming rate (`shmsock pub`/`sub`, 5 M messages:
 /// 6.2-6.7 M msgs/s against 8.3-9.1 M before the loops were merged, 7.7-10.0 M inlined).
 #[inline(always)]
 pub(crate) fn drive<T>(
+    strategy: WaitStrategy,
+    spin_budget: Duration,
+    deadline: Option<Instant>,
+    turn: impl FnMut(Turn) -> Result<Outcome<T>>,
+) -> Result<T> {
+    drive_spinning(strategy, spin_limit(strategy, spin_budget), deadline, turn)
+}
+
+/// [`drive`] with the spin before the first sleep given (a `Blocking` receiver's
+/// [`CopyPace`]).
+#[inline(always)]
+pub(crate) fn drive_spinning<T>(
     strategy: WaitStrategy,
     spin: Duration,
     deadline: Option<Instant>,
