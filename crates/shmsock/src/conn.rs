@@ -436,10 +436,7 @@ impl Conn {
         };
         let frame = shm.next_frame(Mode::Block)?;
         if !frame.loan {
-            let mut out = vec![0; frame.len];
-            shm.read_frame_paced(frame, &mut out)?;
-            shm.finish_frame(frame);
-            return Ok(out);
+            return shm.take_owned(frame);
         }
         let (len, loan) = shm.message_len(frame)?;
         let mut out = vec![0; len];
@@ -575,10 +572,7 @@ impl Conn {
         };
         let frame = shm.next_frame(mode)?;
         if !frame.loan {
-            let mut out = vec![0; frame.len];
-            shm.read_frame_paced(frame, &mut out)?;
-            shm.finish_frame(frame);
-            return Ok(Sample::owned(out));
+            return shm.take_owned(frame).map(Sample::owned);
         }
         let loan = shm.check_loan(frame)?;
         Ok(ShmSample::Lent(shm.take_loan(frame, loan)).into())

@@ -718,14 +718,17 @@ impl ShmConn {
         buf_len.min(CopyPace::TIMED_MIN_BYTES - 1)
     }
 
-    /// [`ShmConn::read_frame`] for a frame of any size: a large one through
-    /// [`ShmConn::read_large`].
-    #[inline]
-    pub(crate) fn read_frame_paced(&mut self, frame: Frame, out: &mut [u8]) -> Result<()> {
+    /// Copies `frame` (a data frame, not a loan) into a new `Vec` and consumes it; a large
+    /// one through [`ShmConn::read_large`].
+    pub(crate) fn take_owned(&mut self, frame: Frame) -> Result<Vec<u8>> {
+        let mut out = vec![0; frame.len];
         if frame.len >= CopyPace::TIMED_MIN_BYTES {
-            return self.read_large(frame, out);
+            self.read_large(frame, &mut out)?;
+        } else {
+            self.read_frame(frame, &mut out)?;
         }
-        self.read_frame(frame, out)
+        self.finish_frame(frame);
+        Ok(out)
     }
 
     /// [`ShmConn::read_frame`] of a large message: timed for a `Blocking` receiver, for the
